@@ -1,0 +1,1 @@
+//! migrated-client (placeholder, being written).

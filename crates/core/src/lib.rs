@@ -1,0 +1,1 @@
+//! migrated-core (placeholder, being written).

@@ -1,0 +1,1 @@
+//! migrated-daemon (placeholder, being written).

@@ -1,0 +1,1 @@
+//! migrated-driver-qemu (placeholder, being written).

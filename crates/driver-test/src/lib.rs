@@ -1,0 +1,1 @@
+//! migrated-driver-test (placeholder, being written).

@@ -1,0 +1,1 @@
+//! migrated-proto (placeholder, being written).

@@ -1,0 +1,1 @@
+//! migrated-rpc (placeholder, being written).

@@ -1,0 +1,1 @@
+//! migrated-xdr (placeholder, being written).
