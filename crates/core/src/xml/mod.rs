@@ -1,0 +1,1 @@
+//! Domain XML model (being written).
