@@ -167,7 +167,7 @@ pub fn ser_vec<const N: usize, T: Serialize, S: Serializer>(
 }
 
 macro_rules! wrapper_common {
-    ($name:ident < $($gen:ident),* >, $inner:ty) => {
+    ($name:ident [$($gen:ident),*], $inner:ty) => {
         impl<$($gen,)* const N: usize> Deref for $name<$($gen,)* N> {
             type Target = $inner;
 
@@ -194,7 +194,7 @@ macro_rules! wrapper_common {
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BoundedString<const N: usize>(pub String);
 
-wrapper_common!(BoundedString, String);
+wrapper_common!(BoundedString[], String);
 
 impl<const N: usize> Serialize for BoundedString<N> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -212,7 +212,7 @@ impl<'de, const N: usize> Deserialize<'de> for BoundedString<N> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BoundedBytes<const N: usize>(pub Vec<u8>);
 
-wrapper_common!(BoundedBytes, Vec<u8>);
+wrapper_common!(BoundedBytes[], Vec<u8>);
 
 impl<const N: usize> Serialize for BoundedBytes<N> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -230,7 +230,7 @@ impl<'de, const N: usize> Deserialize<'de> for BoundedBytes<N> {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BoundedVec<T, const N: usize>(pub Vec<T>);
 
-wrapper_common!(BoundedVec<T>, Vec<T>);
+wrapper_common!(BoundedVec[T], Vec<T>);
 
 impl<T, const N: usize> Default for BoundedVec<T, N> {
     fn default() -> Self {
