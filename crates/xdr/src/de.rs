@@ -372,3 +372,237 @@ impl<'de> SeqAccess<'de> for Handshake<'_, 'de> {
         Some(usize::from(self.de.is_some()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::de::{Deserialize, IgnoredAny, SeqAccess, Visitor};
+
+    use crate::{from_bytes, from_bytes_prefix, Error};
+
+    fn words(ws: &[u32]) -> Vec<u8> {
+        ws.iter().flat_map(|w| w.to_be_bytes()).collect()
+    }
+
+    #[test]
+    fn signed_words_are_sign_extended() {
+        assert_eq!(from_bytes::<i32>(&words(&[0xffff_fffe])), Ok(-2));
+        assert_eq!(from_bytes::<i8>(&words(&[0xffff_ff80])), Ok(-128));
+        assert_eq!(from_bytes::<i16>(&words(&[0x0000_7fff])), Ok(i16::MAX));
+        assert_eq!(
+            from_bytes::<i64>(&words(&[0xffff_ffff, 0xffff_fffd])),
+            Ok(-3)
+        );
+        assert_eq!(from_bytes::<u64>(&words(&[1, 2])), Ok((1u64 << 32) + 2));
+    }
+
+    #[test]
+    fn narrow_integers_out_of_range_are_refused() {
+        assert_eq!(
+            from_bytes::<u8>(&words(&[256])),
+            Err(Error::OutOfRange {
+                ty: "u8",
+                value: 256
+            })
+        );
+        assert_eq!(
+            from_bytes::<u16>(&words(&[0x1_0000])),
+            Err(Error::OutOfRange {
+                ty: "u16",
+                value: 0x1_0000
+            })
+        );
+        assert_eq!(
+            from_bytes::<i8>(&words(&[128])),
+            Err(Error::OutOfRange {
+                ty: "i8",
+                value: 128
+            })
+        );
+        assert_eq!(
+            from_bytes::<i16>(&words(&[0xffff_0000])),
+            Err(Error::OutOfRange {
+                ty: "i16",
+                value: -65536
+            })
+        );
+    }
+
+    #[test]
+    fn bool_other_than_zero_or_one_is_refused() {
+        assert_eq!(from_bytes::<bool>(&words(&[1])), Ok(true));
+        assert_eq!(from_bytes::<bool>(&words(&[0])), Ok(false));
+        assert_eq!(from_bytes::<bool>(&words(&[2])), Err(Error::InvalidBool(2)));
+    }
+
+    #[test]
+    fn option_marker_other_than_zero_or_one_is_refused() {
+        assert_eq!(from_bytes::<Option<u32>>(&words(&[0])), Ok(None));
+        assert_eq!(from_bytes::<Option<u32>>(&words(&[1, 7])), Ok(Some(7)));
+        assert_eq!(
+            from_bytes::<Option<u32>>(&words(&[2, 7])),
+            Err(Error::InvalidOptionMarker(2))
+        );
+    }
+
+    #[test]
+    fn floats_are_ieee_big_endian() {
+        assert_eq!(from_bytes::<f32>(&1.5f32.to_be_bytes()), Ok(1.5));
+        assert_eq!(from_bytes::<f64>(&(-0.25f64).to_be_bytes()), Ok(-0.25));
+    }
+
+    #[test]
+    fn string_borrows_from_input_and_checks_padding() {
+        let input = [0, 0, 0, 3, b'a', b'b', b'c', 0];
+        assert_eq!(from_bytes::<&str>(&input), Ok("abc"));
+        let bad_pad = [0, 0, 0, 3, b'a', b'b', b'c', 1];
+        assert_eq!(from_bytes::<&str>(&bad_pad), Err(Error::NonZeroPadding));
+        let bad_pad_bytes = [0, 0, 0, 1, 9, 0, 0x80, 0];
+        assert_eq!(
+            from_bytes::<&[u8]>(&bad_pad_bytes),
+            Err(Error::NonZeroPadding)
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused() {
+        let input = [0, 0, 0, 2, 0xc3, 0x28, 0, 0];
+        assert!(matches!(
+            from_bytes::<String>(&input),
+            Err(Error::InvalidUtf8(_))
+        ));
+    }
+
+    #[test]
+    fn huge_length_in_short_input_fails_before_allocating() {
+        let input = words(&[0xffff_fff0, 0x6161_6161, 0x6161_6161]);
+        let over = Some(Error::LengthOverRemaining {
+            len: 0xffff_fff0,
+            remaining: 8,
+        });
+        assert_eq!(from_bytes::<String>(&input).err(), over);
+        assert_eq!(from_bytes::<&[u8]>(&input).err(), over);
+        assert_eq!(from_bytes::<Vec<u64>>(&input).err(), over);
+        assert_eq!(from_bytes::<Vec<String>>(&input).err(), over);
+    }
+
+    #[test]
+    fn array_count_over_a_quarter_of_the_input_is_refused() {
+        // Three u32 elements need 12 bytes; only 8 follow.
+        let input = words(&[3, 1, 2]);
+        assert_eq!(
+            from_bytes::<Vec<u32>>(&input),
+            Err(Error::LengthOverRemaining {
+                len: 3,
+                remaining: 8
+            })
+        );
+        assert_eq!(from_bytes::<Vec<u32>>(&words(&[2, 1, 2])), Ok(vec![1, 2]));
+    }
+
+    #[test]
+    fn opaque_length_must_fit_with_its_padding() {
+        // 5 bytes need 3 bytes of padding: 8 in all, only 6 follow.
+        let input = [0, 0, 0, 5, 1, 2, 3, 4, 5, 0];
+        assert_eq!(
+            from_bytes::<&[u8]>(&input),
+            Err(Error::LengthOverRemaining {
+                len: 5,
+                remaining: 6
+            })
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused_by_from_bytes_only() {
+        let input = words(&[7, 8]);
+        assert_eq!(from_bytes::<u32>(&input), Err(Error::TrailingBytes(4)));
+        let (value, rest) = from_bytes_prefix::<u32>(&input).expect("prefix decodes");
+        assert_eq!(value, 7);
+        assert_eq!(rest, &input[4..]);
+    }
+
+    #[test]
+    fn truncated_input_is_unexpected_end() {
+        assert_eq!(
+            from_bytes::<u32>(&[0, 0, 1]),
+            Err(Error::UnexpectedEnd {
+                needed: 4,
+                remaining: 3
+            })
+        );
+        assert_eq!(
+            from_bytes::<u64>(&words(&[1])),
+            Err(Error::UnexpectedEnd {
+                needed: 8,
+                remaining: 4
+            })
+        );
+        assert_eq!(
+            from_bytes::<(u32, u32)>(&words(&[1])),
+            Err(Error::UnexpectedEnd {
+                needed: 4,
+                remaining: 0
+            })
+        );
+    }
+
+    #[test]
+    fn types_xdr_cannot_describe_are_refused() {
+        assert!(matches!(
+            from_bytes::<char>(&words(&[0x41])),
+            Err(Error::UnsupportedType(_))
+        ));
+        assert!(matches!(
+            from_bytes::<std::collections::BTreeMap<u32, u32>>(&words(&[0])),
+            Err(Error::UnsupportedType(_))
+        ));
+        assert!(matches!(
+            from_bytes::<IgnoredAny>(&words(&[0])),
+            Err(Error::UnsupportedType(_))
+        ));
+        #[derive(Debug, serde::Deserialize)]
+        enum Derived {
+            _A,
+        }
+        assert!(matches!(
+            from_bytes::<Derived>(&words(&[0])),
+            Err(Error::UnsupportedType(_))
+        ));
+    }
+
+    /// Reads only the first element of an array, as a buggy impl might.
+    #[derive(Debug)]
+    struct FirstOnly(#[allow(dead_code)] u32);
+
+    impl<'de> Deserialize<'de> for FirstOnly {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = FirstOnly;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an array")
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FirstOnly, A::Error> {
+                    Ok(FirstOnly(seq.next_element()?.unwrap_or(0)))
+                }
+            }
+            d.deserialize_seq(V)
+        }
+    }
+
+    #[test]
+    fn array_read_only_partly_is_an_error_not_a_misaligned_decode() {
+        let err = from_bytes::<(FirstOnly, u32)>(&words(&[2, 10, 11, 12]))
+            .expect_err("partly read array must fail");
+        assert!(
+            matches!(err, Error::Custom(ref m) if m.contains("partly")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_discriminant_keeps_the_value() {
+        let err: Error = crate::unknown_discriminant(-7);
+        assert_eq!(err, Error::UnknownDiscriminant(-7));
+    }
+}

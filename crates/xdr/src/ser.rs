@@ -328,3 +328,132 @@ impl ser::SerializeStruct for &mut Serializer<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+
+    use crate::{to_bytes, to_writer, Error};
+
+    fn words(ws: &[u32]) -> Vec<u8> {
+        ws.iter().flat_map(|w| w.to_be_bytes()).collect()
+    }
+
+    #[test]
+    fn integers_take_one_word_or_a_hyper() {
+        assert_eq!(to_bytes(&-1i8), Ok(words(&[0xffff_ffff])));
+        assert_eq!(to_bytes(&-2i16), Ok(words(&[0xffff_fffe])));
+        assert_eq!(to_bytes(&200u8), Ok(words(&[200])));
+        assert_eq!(to_bytes(&0xbeefu16), Ok(words(&[0xbeef])));
+        assert_eq!(to_bytes(&i32::MIN), Ok(words(&[0x8000_0000])));
+        assert_eq!(to_bytes(&-1i64), Ok(words(&[0xffff_ffff, 0xffff_ffff])));
+        assert_eq!(to_bytes(&(5u64 << 32 | 6)), Ok(words(&[5, 6])));
+        assert_eq!(to_bytes(&true), Ok(words(&[1])));
+        assert_eq!(to_bytes(&false), Ok(words(&[0])));
+    }
+
+    #[test]
+    fn floats_are_ieee_single_and_double() {
+        assert_eq!(to_bytes(&1.0f32), Ok(words(&[0x3f80_0000])));
+        assert_eq!(to_bytes(&-2.0f64), Ok(words(&[0xc000_0000, 0])));
+    }
+
+    #[test]
+    fn strings_and_opaques_are_length_prefixed_and_zero_padded() {
+        assert_eq!(to_bytes("abcde"), Ok(b"\0\0\0\x05abcde\0\0\0".to_vec()));
+        assert_eq!(to_bytes("abcd"), Ok(b"\0\0\0\x04abcd".to_vec()));
+        assert_eq!(to_bytes(""), Ok(words(&[0])));
+        assert_eq!(
+            to_bytes(serde_bytes::Bytes::new(&[1, 2])),
+            Ok(vec![0, 0, 0, 2, 1, 2, 0, 0])
+        );
+    }
+
+    #[test]
+    fn options_sequences_and_tuples() {
+        assert_eq!(to_bytes(&None::<u32>), Ok(words(&[0])));
+        assert_eq!(to_bytes(&Some(9u32)), Ok(words(&[1, 9])));
+        assert_eq!(to_bytes(&vec![3u32, 4]), Ok(words(&[2, 3, 4])));
+        assert_eq!(to_bytes(&Vec::<u32>::new()), Ok(words(&[0])));
+        assert_eq!(to_bytes(&(1u32, 2i32)), Ok(words(&[1, 2])));
+        assert_eq!(to_bytes(&[7u32; 2]), Ok(words(&[7, 7])));
+        assert_eq!(to_bytes(&()), Ok(vec![]));
+    }
+
+    #[test]
+    fn structs_are_their_fields_in_order() {
+        #[derive(Serialize)]
+        struct Unit;
+        #[derive(Serialize)]
+        struct Newtype(u32);
+        #[derive(Serialize)]
+        struct Fields {
+            b: u32,
+            a: Newtype,
+            u: Unit,
+            s: String,
+        }
+        let value = Fields {
+            b: 1,
+            a: Newtype(2),
+            u: Unit,
+            s: "x".into(),
+        };
+        assert_eq!(
+            to_bytes(&value),
+            Ok(vec![0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 1, b'x', 0, 0, 0])
+        );
+    }
+
+    #[test]
+    fn unsupported_types_are_refused() {
+        assert!(matches!(to_bytes(&'a'), Err(Error::UnsupportedType(_))));
+        let map: std::collections::BTreeMap<u32, u32> = [(1, 2)].into();
+        assert!(matches!(to_bytes(&map), Err(Error::UnsupportedType(_))));
+        #[derive(Serialize)]
+        enum Derived {
+            A,
+            B(u32),
+        }
+        assert!(matches!(
+            to_bytes(&Derived::A),
+            Err(Error::UnsupportedType(_))
+        ));
+        assert!(matches!(
+            to_bytes(&Derived::B(1)),
+            Err(Error::UnsupportedType(_))
+        ));
+    }
+
+    #[test]
+    fn skipped_struct_fields_are_refused() {
+        #[derive(Serialize)]
+        struct Skips {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            a: Option<u32>,
+        }
+        assert!(matches!(
+            to_bytes(&Skips { a: None }),
+            Err(Error::Custom(_))
+        ));
+        assert_eq!(to_bytes(&Skips { a: Some(1) }), Ok(words(&[1, 1])));
+    }
+
+    #[test]
+    fn arrays_of_zero_size_elements_are_refused() {
+        assert!(matches!(
+            to_bytes(&vec![(), ()]),
+            Err(Error::UnsupportedType(_))
+        ));
+        assert_eq!(to_bytes(&Vec::<()>::new()), Ok(words(&[0])));
+    }
+
+    #[test]
+    fn to_writer_appends_and_leaves_output_alone_on_error() {
+        let mut out = vec![0xaa];
+        to_writer(&mut out, &1u32).expect("u32 encodes");
+        assert_eq!(out, vec![0xaa, 0, 0, 0, 1]);
+        assert!(to_writer(&mut out, &(1u32, 'c')).is_err());
+        assert_eq!(out, vec![0xaa, 0, 0, 0, 1]);
+    }
+}
