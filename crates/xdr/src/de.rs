@@ -572,7 +572,7 @@ mod tests {
 
     /// Reads only the first element of an array, as a buggy impl might.
     #[derive(Debug)]
-    struct FirstOnly(#[allow(dead_code)] u32);
+    struct FirstOnly;
 
     impl<'de> Deserialize<'de> for FirstOnly {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -583,7 +583,8 @@ mod tests {
                     f.write_str("an array")
                 }
                 fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FirstOnly, A::Error> {
-                    Ok(FirstOnly(seq.next_element()?.unwrap_or(0)))
+                    seq.next_element::<u32>()?;
+                    Ok(FirstOnly)
                 }
             }
             d.deserialize_seq(V)
