@@ -1,0 +1,211 @@
+//! Stock clients: `virsh`, python3-libvirt, and the test PKI they use for TLS.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How long one stock-client command may run before the test fails.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+fn skip_or_fail(what: &str) {
+    assert!(
+        !in_ci(),
+        "{what} not found, and CI is set: the stock-client tests must run in CI"
+    );
+    eprintln!("\n==================== SKIPPED: {what} not found ====================\n");
+}
+
+/// Finds `name` on PATH. Locally a missing binary prints a loud
+/// `SKIPPED: <name> not found` and returns `None`.
+///
+/// # Panics
+/// When the binary is missing and the `CI` environment variable is set.
+pub fn require_binary(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        skip_or_fail(name);
+    }
+    found
+}
+
+/// Finds a Python 3 interpreter that can `import libvirt` (the Debian
+/// package installs into the system interpreter, which may not be the first
+/// `python3` on PATH, e.g. under pyenv).
+///
+/// # Panics
+/// When none is found and `CI` is set.
+pub fn require_python_libvirt() -> Option<PathBuf> {
+    let found = python_with_libvirt();
+    if found.is_none() {
+        skip_or_fail("python3-libvirt");
+    }
+    found.map(Path::to_path_buf)
+}
+
+fn python_with_libvirt() -> Option<&'static Path> {
+    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            ["/usr/bin/python3", "python3"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|python| {
+                    Command::new(python)
+                        .args(["-c", "import libvirt"])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success())
+                })
+        })
+        .as_deref()
+}
+
+/// Runs `cmd` with stdout/stderr captured, killing it after `timeout`.
+///
+/// # Panics
+/// When it cannot be spawned or runs past the timeout.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    // Drain both pipes on threads so a chatty child cannot block on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{cmd:?} did not finish within {timeout:?}");
+            }
+        }
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// Runs `virsh -c URI ARGS...` (C locale, no user config) and returns its output.
+///
+/// # Panics
+/// When virsh is not installed (call [`require_binary`] first) or hangs.
+pub fn virsh(uri: &str, args: &[&str]) -> Output {
+    let home = std::env::temp_dir().join("migrated-tests-home");
+    let _ = std::fs::create_dir_all(&home);
+    run_with_timeout(
+        Command::new("virsh")
+            .arg("-c")
+            .arg(uri)
+            .args(args)
+            .env("LC_ALL", "C")
+            .env("HOME", &home)
+            .env_remove("LIBVIRT_DEFAULT_URI"),
+        CLIENT_TIMEOUT,
+    )
+}
+
+/// Runs a Python 3 script with python3-libvirt available.
+///
+/// # Panics
+/// When python3-libvirt is missing (call [`require_python_libvirt`] first) or
+/// the script hangs.
+pub fn python(script: &str) -> Output {
+    let python = python_with_libvirt().unwrap_or(Path::new("python3"));
+    run_with_timeout(
+        Command::new(python)
+            .arg("-c")
+            .arg(script)
+            .env("LC_ALL", "C"),
+        CLIENT_TIMEOUT,
+    )
+}
+
+/// A test PKI in libvirt's file layout, made by `deploy/pki.sh`.
+///
+/// `dir` holds `cacert.pem`, `servercert.pem`, `serverkey.pem`, and the
+/// client files (`cacert.pem`, `clientcert.pem`, `clientkey.pem`) that
+/// `?pkipath=` points at.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    dir: PathBuf,
+    client_dir: PathBuf,
+}
+
+impl Pki {
+    /// Uses an existing PKI directory (server files in `dir`, client files in
+    /// `client_dir`).
+    pub fn at(dir: impl Into<PathBuf>, client_dir: impl Into<PathBuf>) -> Self {
+        Pki {
+            dir: dir.into(),
+            client_dir: client_dir.into(),
+        }
+    }
+
+    /// The CA certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("cacert.pem")
+    }
+
+    /// The server certificate.
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.join("servercert.pem")
+    }
+
+    /// The server key.
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.join("serverkey.pem")
+    }
+
+    /// The directory `?pkipath=` names for clients.
+    pub fn client_dir(&self) -> &Path {
+        &self.client_dir
+    }
+}
+
+/// Text of a process's stdout, for assertions.
+pub fn stdout_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Text of a process's stderr, for assertions.
+pub fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
