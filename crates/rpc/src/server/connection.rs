@@ -1,0 +1,207 @@
+//! One client connection: reader loop, writer task, call scheduling.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::context::{ConnHandle, ConnShared};
+use super::dispatch::{self, Action};
+use super::{ConnInfo, Dispatcher, ServerInner};
+use crate::codec::MessageCodec;
+use crate::header::{Header, Message};
+use crate::outbound::{self, Outbound};
+use crate::stream::Routed;
+
+/// A call waiting for a slot.
+struct Queued {
+    header: Header,
+    payload: Bytes,
+}
+
+/// Serves one connection to the end. Returns when the socket is closed.
+pub(crate) async fn serve<D, S>(server: Arc<ServerInner<D>>, stream: S, info: ConnInfo)
+where
+    D: Dispatcher,
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let span = tracing::info_span!("conn", conn_id = info.id, peer = %info.peer, transport = %info.transport);
+    run(server, stream, info).instrument(span).await;
+}
+
+async fn run<D, S>(server: Arc<ServerInner<D>>, stream: S, info: ConnInfo)
+where
+    D: Dispatcher,
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    tracing::debug!("client connected");
+    let config = &server.config;
+    let (rd, wr) = tokio::io::split(stream);
+    let abort = CancellationToken::new();
+    let graceful = server.shutdown.child_token();
+    let (outbound, queues) = Outbound::new(config.max_outbound_bytes, abort.clone());
+    let writer = tokio::spawn(outbound::run_writer(wr, queues, abort.clone()));
+    let info = Arc::new(info);
+    let shared = Arc::new(ConnShared::new(
+        info.clone(),
+        outbound.clone(),
+        graceful.clone(),
+        abort.clone(),
+        config.keepalive_interval,
+        config.keepalive_count,
+    ));
+    let handle = ConnHandle {
+        shared: shared.clone(),
+    };
+    let dispatcher = server.dispatcher.clone();
+    let session = Arc::new(dispatcher.open_session(&info, handle.clone()));
+
+    // Every call task holds a clone; recv() returning None means all done.
+    let (calls_tx, mut calls_rx) = mpsc::channel::<()>(1);
+    let slots = Arc::new(Semaphore::new(config.max_calls_per_client.max(1)));
+    let (queue_tx, mut queue_rx) =
+        mpsc::channel::<Queued>(config.max_queued_calls_per_client.max(1));
+    let scheduler = {
+        let (dispatcher, session, handle, calls_tx) = (
+            dispatcher.clone(),
+            session.clone(),
+            handle.clone(),
+            calls_tx.clone(),
+        );
+        tokio::spawn(
+            async move {
+                while let Some(q) = queue_rx.recv().await {
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let (d, s, h, done) = (
+                        dispatcher.clone(),
+                        session.clone(),
+                        handle.clone(),
+                        calls_tx.clone(),
+                    );
+                    tokio::spawn(
+                        async move {
+                            dispatch::run_call(d, s, h, q.header, q.payload).await;
+                            drop(permit);
+                            drop(done);
+                        }
+                        .in_current_span(),
+                    );
+                }
+            }
+            .in_current_span(),
+        )
+    };
+
+    let mut frames = FramedRead::new(rd, MessageCodec::new());
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = abort.cancelled() => break,
+            _ = graceful.cancelled() => break,
+            f = frames.next() => f,
+        };
+        let frame = match frame {
+            None => {
+                tracing::debug!("client closed the connection");
+                abort.cancel();
+                break;
+            }
+            Some(Err(err)) => {
+                tracing::warn!(error = %err, "closing connection");
+                abort.cancel();
+                break;
+            }
+            Some(Ok(frame)) => frame,
+        };
+        shared.activity.touch();
+        let msg = match Message::from_frame(frame) {
+            Ok(msg) => msg,
+            Err(err) => {
+                tracing::warn!(error = %err, "ignoring packet");
+                continue;
+            }
+        };
+        match dispatch::classify(&*dispatcher, &session, &msg) {
+            Action::Nothing => {}
+            Action::Reply(reply) => {
+                if outbound.send(reply).is_err() {
+                    break;
+                }
+            }
+            Action::Stream => {
+                let routed = tokio::select! {
+                    _ = abort.cancelled() => break,
+                    r = shared.streams.route(&msg) => r,
+                };
+                if routed == Routed::NoStream {
+                    tracing::debug!(
+                        serial = msg.header.serial,
+                        "dropping packet for unknown stream"
+                    );
+                }
+            }
+            Action::Call { priority: true } => {
+                let (d, s, h, done) = (
+                    dispatcher.clone(),
+                    session.clone(),
+                    handle.clone(),
+                    calls_tx.clone(),
+                );
+                tokio::spawn(
+                    async move {
+                        dispatch::run_call(d, s, h, msg.header, msg.payload).await;
+                        drop(done);
+                    }
+                    .in_current_span(),
+                );
+            }
+            Action::Call { priority: false } => {
+                let queued = Queued {
+                    header: msg.header,
+                    payload: msg.payload,
+                };
+                // A full queue parks the reader here: the socket is not read.
+                let sent = tokio::select! {
+                    _ = abort.cancelled() => break,
+                    r = queue_tx.send(queued) => r,
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    drop(frames);
+    drop(queue_tx);
+    drop(calls_tx);
+    if !abort.is_cancelled() {
+        // Graceful: queued and running calls finish, replies flush.
+        tokio::select! {
+            _ = abort.cancelled() => {}
+            _ = async {
+                let _ = scheduler.await;
+                while calls_rx.recv().await.is_some() {}
+            } => {}
+        }
+        outbound.finish();
+    } else {
+        scheduler.abort();
+    }
+    match writer.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::debug!(error = %err, "writer stopped"),
+        Err(err) => tracing::error!(error = %err, "writer task failed"),
+    }
+    abort.cancel();
+    shared.streams.clear();
+    dispatcher.close_session(&session);
+    tracing::debug!("connection closed");
+}
