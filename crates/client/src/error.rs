@@ -1,0 +1,126 @@
+//! The client library's error type.
+//!
+//! Remote failures keep libvirt's numbers (`code`, `domain`) and the server's
+//! message untouched, so a caller can print `error: <message>` exactly like
+//! virsh and match on the code.
+
+use migrated_rpc::WireError;
+
+/// Convenience alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the client library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The connection URI could not be parsed or names an unsupported transport.
+    #[error("invalid URI '{uri}': {reason}")]
+    InvalidUri {
+        /// The URI as given.
+        uri: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Reaching the daemon failed (socket, TLS handshake, certificates).
+    #[error("failed to connect to {address}")]
+    Connect {
+        /// The address or socket path tried.
+        address: String,
+        /// Cause.
+        #[source]
+        source: migrated_rpc::Error,
+    },
+    /// The server requires an authentication method we do not implement.
+    #[error(
+        "authentication method {method} (SASL = 1, polkit = 2) is not supported by this client"
+    )]
+    UnsupportedAuth {
+        /// `remote_auth_type` the server listed first.
+        method: i32,
+    },
+    /// The server answered a call with a libvirt error.
+    #[error("{message}")]
+    Remote {
+        /// The procedure that failed.
+        procedure: &'static str,
+        /// `virErrorNumber`.
+        code: i32,
+        /// `virErrorDomain`.
+        domain: i32,
+        /// The server's message (what virsh prints after `error: `).
+        message: String,
+    },
+    /// The call could not be carried out at the RPC level (closed, timeout, ...).
+    #[error("{procedure} failed")]
+    Rpc {
+        /// The procedure being called.
+        procedure: &'static str,
+        /// Cause.
+        #[source]
+        source: migrated_rpc::Error,
+    },
+    /// The call's arguments could not be encoded.
+    #[error("cannot encode arguments of {procedure}")]
+    Encode {
+        /// The procedure being called.
+        procedure: &'static str,
+        /// Cause.
+        #[source]
+        source: migrated_xdr::Error,
+    },
+    /// The server's reply could not be decoded.
+    #[error("cannot decode reply of {procedure}")]
+    Decode {
+        /// The procedure being called.
+        procedure: &'static str,
+        /// Cause.
+        #[source]
+        source: migrated_xdr::Error,
+    },
+    /// A reply was well-formed but made no sense (e.g. a bad UUID length).
+    #[error("invalid reply to {procedure}: {reason}")]
+    InvalidReply {
+        /// The procedure being called.
+        procedure: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Maps an RPC failure of `procedure`: ERROR replies become [`Error::Remote`].
+    pub(crate) fn from_rpc(procedure: &'static str, source: migrated_rpc::Error) -> Self {
+        match source {
+            migrated_rpc::Error::Remote(wire) => Self::from_wire(procedure, wire),
+            source => Self::Rpc { procedure, source },
+        }
+    }
+
+    /// Builds [`Error::Remote`] from a decoded `remote_error`.
+    pub(crate) fn from_wire(procedure: &'static str, wire: WireError) -> Self {
+        let message = wire.message.unwrap_or_else(|| {
+            format!("unknown error (code {}, domain {})", wire.code, wire.domain)
+        });
+        Self::Remote {
+            procedure,
+            code: wire.code,
+            domain: wire.domain,
+            message,
+        }
+    }
+
+    /// libvirt's `virErrorNumber` for remote errors, `None` for local failures.
+    pub fn remote_code(&self) -> Option<i32> {
+        match self {
+            Self::Remote { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// libvirt's `virErrorDomain` for remote errors, `None` for local failures.
+    pub fn remote_domain(&self) -> Option<i32> {
+        match self {
+            Self::Remote { domain, .. } => Some(*domain),
+            _ => None,
+        }
+    }
+}
