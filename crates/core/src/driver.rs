@@ -1,1 +1,445 @@
-//! (being written)
+//! The hypervisor driver trait: one method per operation the daemon serves.
+//!
+//! Every method has a default body that answers [`Error::NoSupport`]
+//! (`VIR_ERR_NO_SUPPORT`), never `Ok`: a driver that does not implement an
+//! operation says so, and stock clients fall back on that code (e.g. `virsh list`
+//! to the old listing calls). What a driver implements is also declared as data
+//! in its [`SupportTable`](crate::support::SupportTable); a test in each driver
+//! crate checks the table against these methods.
+//!
+//! The old listing procedures (`CONNECT_NUM_OF_DOMAINS`, `CONNECT_LIST_DOMAINS`,
+//! `…_DEFINED_…`) have no method of their own: the daemon derives them from
+//! [`Driver::list_all_domains`]. Migration methods live in a separate trait
+//! (added with the migration engine), so this one stays about lifecycle.
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+pub use crate::domain::{
+    DomainEvent, DomainInfo, DomainRef, DomainState, HostIdentity, LifecycleEvent, NodeInfo,
+    SecurityModel, StateReason,
+};
+use crate::error::{Error, Result};
+use crate::support::SupportTable;
+
+/// The operations of [`Driver`], named after the libvirt API each implements.
+///
+/// Used in [`Error::NoSupport`] messages and to tie support tables to trait methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// [`Driver::list_all_domains`].
+    ListAllDomains,
+    /// [`Driver::lookup_by_name`].
+    LookupByName,
+    /// [`Driver::lookup_by_uuid`].
+    LookupByUuid,
+    /// [`Driver::lookup_by_id`].
+    LookupById,
+    /// [`Driver::get_info`].
+    GetInfo,
+    /// [`Driver::get_state`].
+    GetState,
+    /// [`Driver::get_os_type`].
+    GetOsType,
+    /// [`Driver::get_xml_desc`].
+    GetXmlDesc,
+    /// [`Driver::define_xml`].
+    DefineXml,
+    /// [`Driver::undefine`].
+    Undefine,
+    /// [`Driver::create`].
+    Create,
+    /// [`Driver::create_xml`].
+    CreateXml,
+    /// [`Driver::destroy`].
+    Destroy,
+    /// [`Driver::suspend`].
+    Suspend,
+    /// [`Driver::resume`].
+    Resume,
+    /// [`Driver::shutdown`].
+    Shutdown,
+    /// [`Driver::get_autostart`].
+    GetAutostart,
+    /// [`Driver::set_autostart`].
+    SetAutostart,
+    /// [`Driver::is_active`].
+    IsActive,
+    /// [`Driver::is_persistent`].
+    IsPersistent,
+    /// [`Driver::has_managed_save`].
+    HasManagedSave,
+    /// [`Driver::capabilities`].
+    Capabilities,
+    /// [`Driver::node_info`].
+    NodeInfo,
+    /// [`Driver::node_security_model`].
+    NodeSecurityModel,
+    /// [`Driver::hypervisor_version`].
+    HypervisorVersion,
+    /// [`Driver::get_type`].
+    GetType,
+    /// [`Driver::uri`].
+    Uri,
+    /// [`Driver::subscribe_events`].
+    SubscribeEvents,
+    /// [`Driver::save`].
+    Save,
+    /// [`Driver::restore`].
+    Restore,
+}
+
+impl Operation {
+    /// Every operation, in trait order.
+    pub const ALL: &'static [Operation] = &[
+        Operation::ListAllDomains,
+        Operation::LookupByName,
+        Operation::LookupByUuid,
+        Operation::LookupById,
+        Operation::GetInfo,
+        Operation::GetState,
+        Operation::GetOsType,
+        Operation::GetXmlDesc,
+        Operation::DefineXml,
+        Operation::Undefine,
+        Operation::Create,
+        Operation::CreateXml,
+        Operation::Destroy,
+        Operation::Suspend,
+        Operation::Resume,
+        Operation::Shutdown,
+        Operation::GetAutostart,
+        Operation::SetAutostart,
+        Operation::IsActive,
+        Operation::IsPersistent,
+        Operation::HasManagedSave,
+        Operation::Capabilities,
+        Operation::NodeInfo,
+        Operation::NodeSecurityModel,
+        Operation::HypervisorVersion,
+        Operation::GetType,
+        Operation::Uri,
+        Operation::SubscribeEvents,
+        Operation::Save,
+        Operation::Restore,
+    ];
+
+    /// The libvirt public API this operation implements (what users see in messages).
+    pub const fn api_name(self) -> &'static str {
+        match self {
+            Operation::ListAllDomains => "virConnectListAllDomains",
+            Operation::LookupByName => "virDomainLookupByName",
+            Operation::LookupByUuid => "virDomainLookupByUUID",
+            Operation::LookupById => "virDomainLookupByID",
+            Operation::GetInfo => "virDomainGetInfo",
+            Operation::GetState => "virDomainGetState",
+            Operation::GetOsType => "virDomainGetOSType",
+            Operation::GetXmlDesc => "virDomainGetXMLDesc",
+            Operation::DefineXml => "virDomainDefineXMLFlags",
+            Operation::Undefine => "virDomainUndefineFlags",
+            Operation::Create => "virDomainCreateWithFlags",
+            Operation::CreateXml => "virDomainCreateXML",
+            Operation::Destroy => "virDomainDestroyFlags",
+            Operation::Suspend => "virDomainSuspend",
+            Operation::Resume => "virDomainResume",
+            Operation::Shutdown => "virDomainShutdownFlags",
+            Operation::GetAutostart => "virDomainGetAutostart",
+            Operation::SetAutostart => "virDomainSetAutostart",
+            Operation::IsActive => "virDomainIsActive",
+            Operation::IsPersistent => "virDomainIsPersistent",
+            Operation::HasManagedSave => "virDomainHasManagedSaveImage",
+            Operation::Capabilities => "virConnectGetCapabilities",
+            Operation::NodeInfo => "virNodeGetInfo",
+            Operation::NodeSecurityModel => "virNodeGetSecurityModel",
+            Operation::HypervisorVersion => "virConnectGetVersion",
+            Operation::GetType => "virConnectGetType",
+            Operation::Uri => "virConnectGetURI",
+            Operation::SubscribeEvents => "virConnectDomainEventRegisterAny",
+            Operation::Save => "virDomainSaveFlags",
+            Operation::Restore => "virDomainRestoreFlags",
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.api_name())
+    }
+}
+
+/// A hypervisor driver. See the module doc for the "not supported" contract.
+///
+/// Domains are passed as [`DomainRef`]s exactly as they arrive from the wire;
+/// drivers look them up by `uuid` and answer [`Error::NoDomain`] when it is unknown.
+/// `flags` are the raw wire words; a driver refuses bits it does not know with
+/// [`crate::flags::check_flags`] (`VIR_ERR_INVALID_ARG`).
+///
+/// # Errors
+/// Every method returns [`Error::NoSupport`] unless the driver implements it;
+/// implementations document their own errors.
+#[async_trait]
+pub trait Driver: Send + Sync {
+    /// What this driver implements; its `driver` name appears in "not supported" errors.
+    fn support(&self) -> &'static SupportTable;
+
+    /// The "not supported" error for `op` on this driver.
+    fn no_support(&self, op: Operation) -> Error {
+        Error::NoSupport {
+            operation: op.api_name(),
+            driver: self.support().driver,
+        }
+    }
+
+    /// Domains matching the `flags` filter ([`crate::flags::list`]; 0 = all), sorted by name.
+    async fn list_all_domains(&self, flags: u32) -> Result<Vec<DomainRef>> {
+        let _ = flags;
+        Err(self.no_support(Operation::ListAllDomains))
+    }
+
+    /// The domain called `name`.
+    async fn lookup_by_name(&self, name: &str) -> Result<DomainRef> {
+        let _ = name;
+        Err(self.no_support(Operation::LookupByName))
+    }
+
+    /// The domain with `uuid`.
+    async fn lookup_by_uuid(&self, uuid: &Uuid) -> Result<DomainRef> {
+        let _ = uuid;
+        Err(self.no_support(Operation::LookupByUuid))
+    }
+
+    /// The running domain with `id`.
+    async fn lookup_by_id(&self, id: i32) -> Result<DomainRef> {
+        let _ = id;
+        Err(self.no_support(Operation::LookupById))
+    }
+
+    /// State, memory, vCPUs and CPU time.
+    async fn get_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
+        let _ = dom;
+        Err(self.no_support(Operation::GetInfo))
+    }
+
+    /// State and reason.
+    async fn get_state(&self, dom: &DomainRef, flags: u32) -> Result<StateReason> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetState))
+    }
+
+    /// Guest OS type (e.g. "hvm").
+    async fn get_os_type(&self, dom: &DomainRef) -> Result<String> {
+        let _ = dom;
+        Err(self.no_support(Operation::GetOsType))
+    }
+
+    /// Domain XML ([`crate::flags::xml`] flags: live or inactive, secure, migratable).
+    async fn get_xml_desc(&self, dom: &DomainRef, flags: u32) -> Result<String> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetXmlDesc))
+    }
+
+    /// Defines (or updates) a persistent domain from XML.
+    async fn define_xml(&self, xml: &str, flags: u32) -> Result<DomainRef> {
+        let _ = (xml, flags);
+        Err(self.no_support(Operation::DefineXml))
+    }
+
+    /// Removes a domain's persistent config ([`crate::flags::undefine`] flags).
+    async fn undefine(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::Undefine))
+    }
+
+    /// Starts a defined domain ([`crate::flags::create`] flags); returns it with its new id.
+    async fn create(&self, dom: &DomainRef, flags: u32) -> Result<DomainRef> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::Create))
+    }
+
+    /// Creates and starts a transient domain from XML.
+    async fn create_xml(&self, xml: &str, flags: u32) -> Result<DomainRef> {
+        let _ = (xml, flags);
+        Err(self.no_support(Operation::CreateXml))
+    }
+
+    /// Stops a domain immediately ([`crate::flags::destroy`] flags).
+    async fn destroy(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::Destroy))
+    }
+
+    /// Pauses a running domain.
+    async fn suspend(&self, dom: &DomainRef) -> Result<()> {
+        let _ = dom;
+        Err(self.no_support(Operation::Suspend))
+    }
+
+    /// Unpauses a paused domain.
+    async fn resume(&self, dom: &DomainRef) -> Result<()> {
+        let _ = dom;
+        Err(self.no_support(Operation::Resume))
+    }
+
+    /// Asks the guest to shut down ([`crate::flags::shutdown`] flags).
+    async fn shutdown(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::Shutdown))
+    }
+
+    /// Whether the domain starts with the daemon.
+    async fn get_autostart(&self, dom: &DomainRef) -> Result<bool> {
+        let _ = dom;
+        Err(self.no_support(Operation::GetAutostart))
+    }
+
+    /// Sets whether the domain starts with the daemon.
+    async fn set_autostart(&self, dom: &DomainRef, autostart: bool) -> Result<()> {
+        let _ = (dom, autostart);
+        Err(self.no_support(Operation::SetAutostart))
+    }
+
+    /// Whether the domain is running or paused.
+    async fn is_active(&self, dom: &DomainRef) -> Result<bool> {
+        let _ = dom;
+        Err(self.no_support(Operation::IsActive))
+    }
+
+    /// Whether the domain has a persistent config.
+    async fn is_persistent(&self, dom: &DomainRef) -> Result<bool> {
+        let _ = dom;
+        Err(self.no_support(Operation::IsPersistent))
+    }
+
+    /// Whether a managed save image exists.
+    async fn has_managed_save(&self, dom: &DomainRef, flags: u32) -> Result<bool> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::HasManagedSave))
+    }
+
+    /// Capabilities XML of the host and its guests.
+    async fn capabilities(&self) -> Result<String> {
+        Err(self.no_support(Operation::Capabilities))
+    }
+
+    /// Host CPU and memory summary.
+    async fn node_info(&self) -> Result<NodeInfo> {
+        Err(self.no_support(Operation::NodeInfo))
+    }
+
+    /// Host security model (empty when there is none).
+    async fn node_security_model(&self) -> Result<SecurityModel> {
+        Err(self.no_support(Operation::NodeSecurityModel))
+    }
+
+    /// Hypervisor version as major·1 000 000 + minor·1 000 + micro.
+    async fn hypervisor_version(&self) -> Result<u64> {
+        Err(self.no_support(Operation::HypervisorVersion))
+    }
+
+    /// Driver name as `CONNECT_GET_TYPE` reports it ("Test", "QEMU").
+    async fn get_type(&self) -> Result<String> {
+        Err(self.no_support(Operation::GetType))
+    }
+
+    /// Canonical URI of this driver (e.g. "test:///default").
+    async fn uri(&self) -> Result<String> {
+        Err(self.no_support(Operation::Uri))
+    }
+
+    /// A receiver of every lifecycle event from now on.
+    ///
+    /// A receiver that falls behind loses the oldest events (`RecvError::Lagged`).
+    fn subscribe_events(&self) -> Result<broadcast::Receiver<DomainEvent>> {
+        Err(self.no_support(Operation::SubscribeEvents))
+    }
+
+    /// Saves a domain's state to `to` on the daemon's host and stops it.
+    async fn save(&self, dom: &DomainRef, to: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
+        let _ = (dom, to, dxml, flags);
+        Err(self.no_support(Operation::Save))
+    }
+
+    /// Restores a domain saved with [`Driver::save`].
+    async fn restore(&self, from: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
+        let _ = (from, dxml, flags);
+        Err(self.no_support(Operation::Restore))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::support::{MigrationDefaults, SupportTable};
+
+    static EMPTY: SupportTable = SupportTable {
+        driver: "Empty",
+        procedures: &[],
+        migration_flags: 0,
+        migration_params: &[],
+        defaults: MigrationDefaults { flags: 0 },
+    };
+
+    struct Empty;
+
+    impl Driver for Empty {
+        fn support(&self) -> &'static SupportTable {
+            &EMPTY
+        }
+    }
+
+    #[tokio::test]
+    async fn default_methods_answer_no_support_naming_api_and_driver() {
+        let drv = Empty;
+        let dom = DomainRef {
+            name: "a".into(),
+            uuid: Uuid::nil(),
+            id: -1,
+        };
+        let results: Vec<(Operation, Error)> = vec![
+            (
+                Operation::ListAllDomains,
+                drv.list_all_domains(0).await.expect_err("default body"),
+            ),
+            (
+                Operation::Suspend,
+                drv.suspend(&dom).await.expect_err("default body"),
+            ),
+            (
+                Operation::DefineXml,
+                drv.define_xml("<domain/>", 0)
+                    .await
+                    .expect_err("default body"),
+            ),
+            (
+                Operation::Capabilities,
+                drv.capabilities().await.expect_err("default body"),
+            ),
+            (
+                Operation::SubscribeEvents,
+                drv.subscribe_events().expect_err("default body"),
+            ),
+            (
+                Operation::Restore,
+                drv.restore("/x", None, 0).await.expect_err("default body"),
+            ),
+        ];
+        for (op, err) in results {
+            assert_eq!(err.code(), ErrorCode::NoSupport);
+            let msg = err.to_string();
+            assert!(
+                msg.contains(op.api_name()) && msg.contains("Empty"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn operation_list_has_no_duplicates() {
+        let mut names: Vec<_> = Operation::ALL.iter().map(|op| op.api_name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Operation::ALL.len());
+    }
+}

@@ -1,1 +1,365 @@
-//! (being written)
+//! Flag words of the domain and migration APIs, with libvirt's bit values.
+//!
+//! Migration flags are a newtype ([`MigrateFlags`]) because they travel between
+//! hosts, appear in error messages and are checked against driver support tables;
+//! the per-call flags of the lifecycle APIs are plain `u32` constants grouped in
+//! modules, checked with [`check_flags`].
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// Refuses `flags` bits outside `allowed` with libvirt's wording
+/// ("unsupported flags (0x…) in function …").
+///
+/// # Errors
+/// [`Error::UnknownFlags`] (`VIR_ERR_INVALID_ARG`) naming the unknown bits.
+pub fn check_flags(operation: &'static str, flags: u64, allowed: u64) -> Result<()> {
+    let unknown = flags & !allowed;
+    if unknown == 0 {
+        Ok(())
+    } else {
+        Err(Error::UnknownFlags { operation, unknown })
+    }
+}
+
+/// `virMigrateFlags` (libvirt-wire.md §7.1): `u32` in the *Params calls, `u64` in the old ones.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct MigrateFlags(pub u64);
+
+impl MigrateFlags {
+    /// Keep the guest running during the transfer.
+    pub const LIVE: Self = Self(1 << 0);
+    /// The source daemon drives the destination itself.
+    pub const PEER2PEER: Self = Self(1 << 1);
+    /// Guest data travels inside the daemon-to-daemon RPC connection (needs PEER2PEER).
+    pub const TUNNELLED: Self = Self(1 << 2);
+    /// Define the domain on the destination.
+    pub const PERSIST_DEST: Self = Self(1 << 3);
+    /// Undefine the domain on the source after success.
+    pub const UNDEFINE_SOURCE: Self = Self(1 << 4);
+    /// Leave the guest paused on the destination.
+    pub const PAUSED: Self = Self(1 << 5);
+    /// Copy full disk contents.
+    pub const NON_SHARED_DISK: Self = Self(1 << 6);
+    /// Copy only the top disk image layer.
+    pub const NON_SHARED_INC: Self = Self(1 << 7);
+    /// Forbid config changes for the whole v3 sequence.
+    pub const CHANGE_PROTECTION: Self = Self(1 << 8);
+    /// Proceed even if the migration is considered unsafe.
+    pub const UNSAFE: Self = Self(1 << 9);
+    /// Migrate only the persistent configuration.
+    pub const OFFLINE: Self = Self(1 << 10);
+    /// Compress migration data.
+    pub const COMPRESSED: Self = Self(1 << 11);
+    /// Abort on soft errors during migration.
+    pub const ABORT_ON_ERROR: Self = Self(1 << 12);
+    /// Throttle the guest so that migration converges.
+    pub const AUTO_CONVERGE: Self = Self(1 << 13);
+    /// Pin all guest memory for RDMA.
+    pub const RDMA_PIN_ALL: Self = Self(1 << 14);
+    /// Allow switching to post-copy.
+    pub const POSTCOPY: Self = Self(1 << 15);
+    /// Hypervisor-native TLS for the data connection.
+    pub const TLS: Self = Self(1 << 16);
+    /// Several parallel data connections.
+    pub const PARALLEL: Self = Self(1 << 17);
+    /// Synchronous writes for storage copy.
+    pub const NON_SHARED_SYNCHRONOUS_WRITES: Self = Self(1 << 18);
+    /// Resume a failed post-copy migration.
+    pub const POSTCOPY_RESUME: Self = Self(1 << 19);
+    /// Zero-copy sends.
+    pub const ZEROCOPY: Self = Self(1 << 20);
+
+    /// Every flag libvirt 9.0 defines, with its name for messages and docs.
+    pub const NAMED: &'static [(Self, &'static str)] = &[
+        (Self::LIVE, "LIVE"),
+        (Self::PEER2PEER, "PEER2PEER"),
+        (Self::TUNNELLED, "TUNNELLED"),
+        (Self::PERSIST_DEST, "PERSIST_DEST"),
+        (Self::UNDEFINE_SOURCE, "UNDEFINE_SOURCE"),
+        (Self::PAUSED, "PAUSED"),
+        (Self::NON_SHARED_DISK, "NON_SHARED_DISK"),
+        (Self::NON_SHARED_INC, "NON_SHARED_INC"),
+        (Self::CHANGE_PROTECTION, "CHANGE_PROTECTION"),
+        (Self::UNSAFE, "UNSAFE"),
+        (Self::OFFLINE, "OFFLINE"),
+        (Self::COMPRESSED, "COMPRESSED"),
+        (Self::ABORT_ON_ERROR, "ABORT_ON_ERROR"),
+        (Self::AUTO_CONVERGE, "AUTO_CONVERGE"),
+        (Self::RDMA_PIN_ALL, "RDMA_PIN_ALL"),
+        (Self::POSTCOPY, "POSTCOPY"),
+        (Self::TLS, "TLS"),
+        (Self::PARALLEL, "PARALLEL"),
+        (
+            Self::NON_SHARED_SYNCHRONOUS_WRITES,
+            "NON_SHARED_SYNCHRONOUS_WRITES",
+        ),
+        (Self::POSTCOPY_RESUME, "POSTCOPY_RESUME"),
+        (Self::ZEROCOPY, "ZEROCOPY"),
+    ];
+
+    /// Union of every known flag.
+    pub const KNOWN: Self = Self((1 << 21) - 1);
+
+    /// No flag set.
+    pub const fn empty() -> Self {
+        Self(0)
+    }
+
+    /// The raw bits.
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// Whether every bit of `other` is set in `self`.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether any bit of `other` is set in `self`.
+    pub const fn intersects(self, other: Self) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// `self` with the bits of `other` added.
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// `self` without the bits of `other`.
+    pub const fn difference(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
+    /// Bits no libvirt 9.0 flag uses (refused with `VIR_ERR_INVALID_ARG`).
+    pub const fn unknown_bits(self) -> u64 {
+        self.0 & !Self::KNOWN.0
+    }
+
+    /// Names of the known flags set, in bit order.
+    pub fn names(self) -> Vec<&'static str> {
+        Self::NAMED
+            .iter()
+            .filter(|(flag, _)| self.contains(*flag))
+            .map(|(_, name)| *name)
+            .collect()
+    }
+
+    /// Refuses bits no flag uses.
+    ///
+    /// # Errors
+    /// [`Error::UnknownFlags`] (`VIR_ERR_INVALID_ARG`) naming `operation` and the bits.
+    pub fn check_known(self, operation: &'static str) -> Result<()> {
+        check_flags(operation, self.0, Self::KNOWN.0)
+    }
+}
+
+impl std::ops::BitOr for MigrateFlags {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        self.union(rhs)
+    }
+}
+
+impl std::ops::BitOrAssign for MigrateFlags {
+    fn bitor_assign(&mut self, rhs: Self) {
+        self.0 |= rhs.0;
+    }
+}
+
+impl fmt::Debug for MigrateFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MigrateFlags({self})")
+    }
+}
+
+/// `LIVE|PEER2PEER`, `0` for none, unknown bits appended in hex.
+impl fmt::Display for MigrateFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = self.names();
+        let unknown = self.unknown_bits();
+        if names.is_empty() && unknown == 0 {
+            return f.write_str("0");
+        }
+        f.write_str(&names.join("|"))?;
+        if unknown != 0 {
+            if !names.is_empty() {
+                f.write_str("|")?;
+            }
+            write!(f, "0x{unknown:x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `virConnectListAllDomainsFlags` filters (`CONNECT_LIST_ALL_DOMAINS`).
+pub mod list {
+    /// Running or paused.
+    pub const ACTIVE: u32 = 1 << 0;
+    /// Shut off.
+    pub const INACTIVE: u32 = 1 << 1;
+    /// Has a persistent config.
+    pub const PERSISTENT: u32 = 1 << 2;
+    /// No persistent config.
+    pub const TRANSIENT: u32 = 1 << 3;
+    /// State running.
+    pub const RUNNING: u32 = 1 << 4;
+    /// State paused.
+    pub const PAUSED: u32 = 1 << 5;
+    /// State shut off.
+    pub const SHUTOFF: u32 = 1 << 6;
+    /// Any other state.
+    pub const OTHER: u32 = 1 << 7;
+    /// Has a managed save image.
+    pub const MANAGEDSAVE: u32 = 1 << 8;
+    /// Has no managed save image.
+    pub const NO_MANAGEDSAVE: u32 = 1 << 9;
+    /// Autostart enabled.
+    pub const AUTOSTART: u32 = 1 << 10;
+    /// Autostart disabled.
+    pub const NO_AUTOSTART: u32 = 1 << 11;
+    /// Has snapshots.
+    pub const HAS_SNAPSHOT: u32 = 1 << 12;
+    /// Has no snapshots.
+    pub const NO_SNAPSHOT: u32 = 1 << 13;
+    /// Has checkpoints.
+    pub const HAS_CHECKPOINT: u32 = 1 << 14;
+    /// Has no checkpoints.
+    pub const NO_CHECKPOINT: u32 = 1 << 15;
+    /// Every filter bit libvirt 9.0 defines.
+    pub const ALL: u32 = (1 << 16) - 1;
+}
+
+/// `virDomainXMLFlags` (`DOMAIN_GET_XML_DESC`).
+pub mod xml {
+    /// Include security-sensitive data (graphics passwords).
+    pub const SECURE: u32 = 1 << 0;
+    /// The persistent config rather than the live one.
+    pub const INACTIVE: u32 = 1 << 1;
+    /// Update guest CPU from the host.
+    pub const UPDATE_CPU: u32 = 1 << 2;
+    /// Only what is needed for migration.
+    pub const MIGRATABLE: u32 = 1 << 3;
+}
+
+/// `virDomainDefineFlags` (`DOMAIN_DEFINE_XML_FLAGS`).
+pub mod define {
+    /// Validate the XML against the schema.
+    pub const VALIDATE: u32 = 1 << 0;
+}
+
+/// `virDomainUndefineFlagsValues` (`DOMAIN_UNDEFINE_FLAGS`).
+pub mod undefine {
+    /// Also remove a managed save image.
+    pub const MANAGED_SAVE: u32 = 1 << 0;
+    /// Also remove snapshot metadata.
+    pub const SNAPSHOTS_METADATA: u32 = 1 << 1;
+    /// Also remove NVRAM.
+    pub const NVRAM: u32 = 1 << 2;
+    /// Keep NVRAM.
+    pub const KEEP_NVRAM: u32 = 1 << 3;
+    /// Also remove checkpoint metadata.
+    pub const CHECKPOINTS_METADATA: u32 = 1 << 4;
+    /// Also remove TPM state.
+    pub const TPM: u32 = 1 << 5;
+    /// Keep TPM state.
+    pub const KEEP_TPM: u32 = 1 << 6;
+}
+
+/// `virDomainCreateFlags` (`DOMAIN_CREATE_WITH_FLAGS`, `DOMAIN_CREATE_XML`).
+pub mod create {
+    /// Start with vCPUs paused.
+    pub const START_PAUSED: u32 = 1 << 0;
+    /// Destroy the domain when the connection closes.
+    pub const START_AUTODESTROY: u32 = 1 << 1;
+    /// Bypass the host page cache when restoring.
+    pub const START_BYPASS_CACHE: u32 = 1 << 2;
+    /// Boot, discarding a managed save image.
+    pub const START_FORCE_BOOT: u32 = 1 << 3;
+    /// Validate the XML against the schema.
+    pub const START_VALIDATE: u32 = 1 << 4;
+    /// Reset NVRAM.
+    pub const START_RESET_NVRAM: u32 = 1 << 5;
+}
+
+/// `virDomainDestroyFlagsValues` (`DOMAIN_DESTROY_FLAGS`).
+pub mod destroy {
+    /// Only SIGTERM, no SIGKILL.
+    pub const GRACEFUL: u32 = 1 << 0;
+    /// Remove the domain's logs.
+    pub const REMOVE_LOGS: u32 = 1 << 1;
+}
+
+/// `virDomainShutdownFlagValues` (`DOMAIN_SHUTDOWN_FLAGS`).
+pub mod shutdown {
+    /// ACPI power button.
+    pub const ACPI_POWER_BTN: u32 = 1 << 0;
+    /// Guest agent.
+    pub const GUEST_AGENT: u32 = 1 << 1;
+    /// initctl.
+    pub const INITCTL: u32 = 1 << 2;
+    /// A signal to the hypervisor process.
+    pub const SIGNAL: u32 = 1 << 3;
+    /// Paravirt guest control.
+    pub const PARAVIRT: u32 = 1 << 4;
+}
+
+/// `virConnectFlags` (`CONNECT_OPEN`).
+pub mod connect {
+    /// Read-only connection.
+    pub const RO: u32 = 1 << 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_flags_cover_exactly_the_known_bits() {
+        let union = MigrateFlags::NAMED
+            .iter()
+            .fold(MigrateFlags::empty(), |acc, (flag, _)| acc | *flag);
+        assert_eq!(union, MigrateFlags::KNOWN);
+        for (flag, _) in MigrateFlags::NAMED {
+            assert_eq!(flag.bits().count_ones(), 1, "{flag:?} is one bit");
+        }
+    }
+
+    #[test]
+    fn libvirt_bit_values_are_pinned() {
+        assert_eq!(MigrateFlags::LIVE.bits(), 1);
+        assert_eq!(MigrateFlags::TUNNELLED.bits(), 4);
+        assert_eq!(MigrateFlags::CHANGE_PROTECTION.bits(), 256);
+        assert_eq!(MigrateFlags::OFFLINE.bits(), 1024);
+        assert_eq!(MigrateFlags::AUTO_CONVERGE.bits(), 8192);
+        assert_eq!(MigrateFlags::ZEROCOPY.bits(), 1_048_576);
+    }
+
+    #[test]
+    fn names_and_display_list_set_flags_and_unknown_bits() {
+        let flags = MigrateFlags::LIVE | MigrateFlags::PEER2PEER | MigrateFlags(1 << 40);
+        assert_eq!(flags.names(), vec!["LIVE", "PEER2PEER"]);
+        assert_eq!(flags.to_string(), "LIVE|PEER2PEER|0x10000000000");
+        assert_eq!(MigrateFlags::empty().to_string(), "0");
+    }
+
+    #[test]
+    fn unknown_bits_are_refused_with_invalid_arg() {
+        let err = MigrateFlags(1 << 21 | 1)
+            .check_known("virDomainMigrateBegin3Params")
+            .expect_err("bit 21 is unknown");
+        assert_eq!(err.code(), crate::error::ErrorCode::InvalidArg);
+        assert!(err.to_string().contains("0x200000"), "{err}");
+        MigrateFlags::KNOWN
+            .check_known("virDomainMigrateBegin3Params")
+            .expect("all known bits pass");
+    }
+
+    #[test]
+    fn check_flags_accepts_subsets_only() {
+        check_flags("virDomainDestroyFlags", 3, 3).expect("subset");
+        let err = check_flags("virDomainDestroyFlags", 4, 3).expect_err("bit 2 is not allowed");
+        assert!(matches!(err, Error::UnknownFlags { unknown: 4, .. }));
+    }
+}

@@ -1,10 +1,13 @@
 //! migrated-core: the "calls" layer shared by the daemon, the client and the drivers.
 //!
-//! It owns the libvirt error vocabulary, the domain XML model, typed parameters,
-//! migration flags, the `Driver` trait with its support tables, migration cookies
-//! and the migration job state machines. It knows nothing about sockets or framing.
+//! It owns the libvirt error vocabulary ([`error`]), the domain XML model
+//! ([`xml`]), typed parameters ([`typed_params`]), flag words ([`flags`]), the
+//! values drivers hand back ([`domain`]), the [`driver::Driver`] trait with its
+//! support tables ([`support`]), migration cookies and the migration job state
+//! machines. It knows nothing about sockets or framing.
 
 pub mod abi;
+pub mod domain;
 pub mod driver;
 pub mod error;
 pub mod flags;

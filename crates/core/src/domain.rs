@@ -1,0 +1,254 @@
+//! Domain handles, states, info structures and lifecycle events: the values a
+//! [`Driver`](crate::driver::Driver) hands back, in libvirt's numbering.
+
+use uuid::Uuid;
+
+/// A reference to a domain as it travels on the wire (`remote_nonnull_domain`).
+///
+/// Servers identify the domain by `uuid`; `name` is for messages and `id` is the
+/// running instance's number (`-1` while inactive).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DomainRef {
+    /// Domain name.
+    pub name: String,
+    /// Domain UUID.
+    pub uuid: Uuid,
+    /// Id of the running instance, [`DomainRef::INACTIVE_ID`] when not running.
+    pub id: i32,
+}
+
+impl DomainRef {
+    /// The id libvirt reports for a domain that is not running.
+    pub const INACTIVE_ID: i32 = -1;
+
+    /// Whether this reference names a running instance.
+    pub fn is_active(&self) -> bool {
+        self.id != Self::INACTIVE_ID
+    }
+}
+
+/// `virDomainState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum DomainState {
+    /// `VIR_DOMAIN_NOSTATE`.
+    NoState = 0,
+    /// `VIR_DOMAIN_RUNNING`.
+    Running = 1,
+    /// `VIR_DOMAIN_BLOCKED`.
+    Blocked = 2,
+    /// `VIR_DOMAIN_PAUSED`.
+    Paused = 3,
+    /// `VIR_DOMAIN_SHUTDOWN`: being shut down.
+    Shutdown = 4,
+    /// `VIR_DOMAIN_SHUTOFF`.
+    Shutoff = 5,
+    /// `VIR_DOMAIN_CRASHED`.
+    Crashed = 6,
+    /// `VIR_DOMAIN_PMSUSPENDED`.
+    PmSuspended = 7,
+}
+
+impl DomainState {
+    /// Whether a domain in this state has a running instance (an id).
+    pub fn is_active(self) -> bool {
+        !matches!(self, DomainState::Shutoff | DomainState::NoState)
+    }
+}
+
+/// `virDomainRunningReason` values used by `migrated`.
+pub mod running_reason {
+    /// Normal startup from boot.
+    pub const BOOTED: i32 = 1;
+    /// Migrated from another host.
+    pub const MIGRATED: i32 = 2;
+    /// Restored from a state file.
+    pub const RESTORED: i32 = 3;
+    /// Returned from paused state.
+    pub const UNPAUSED: i32 = 5;
+    /// Returned from migration that was cancelled.
+    pub const MIGRATION_CANCELED: i32 = 6;
+}
+
+/// `virDomainPausedReason` values used by `migrated`.
+pub mod paused_reason {
+    /// Paused on user request.
+    pub const USER: i32 = 1;
+    /// Paused for offline migration (the destination of a live one, or the source's final phase).
+    pub const MIGRATION: i32 = 2;
+    /// Paused for saving to a file.
+    pub const SAVE: i32 = 3;
+}
+
+/// `virDomainShutoffReason` values used by `migrated`.
+pub mod shutoff_reason {
+    /// Never started, or unknown.
+    pub const UNKNOWN: i32 = 0;
+    /// Normal shutdown.
+    pub const SHUTDOWN: i32 = 1;
+    /// Forced poweroff.
+    pub const DESTROYED: i32 = 2;
+    /// Domain crashed.
+    pub const CRASHED: i32 = 3;
+    /// Migrated to another host.
+    pub const MIGRATED: i32 = 4;
+    /// Saved to a file.
+    pub const SAVED: i32 = 5;
+    /// Failed to start.
+    pub const FAILED: i32 = 6;
+}
+
+/// State plus reason, the answer to `DOMAIN_GET_STATE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateReason {
+    /// The state.
+    pub state: DomainState,
+    /// Reason, interpreted per state (see the `*_reason` modules).
+    pub reason: i32,
+}
+
+/// `DOMAIN_GET_INFO` answer (libvirt-wire.md §3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomainInfo {
+    /// Current state.
+    pub state: DomainState,
+    /// Maximum memory in KiB.
+    pub max_mem_kib: u64,
+    /// Current memory in KiB.
+    pub memory_kib: u64,
+    /// Number of virtual CPUs.
+    pub nr_virt_cpu: u16,
+    /// CPU time used, in nanoseconds.
+    pub cpu_time_ns: u64,
+}
+
+/// `NODE_GET_INFO` answer (libvirt-wire.md §3.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// CPU model, at most 31 bytes (the wire field is `char[32]`, NUL-padded).
+    pub model: String,
+    /// Memory in KiB.
+    pub memory_kib: u64,
+    /// Number of active CPUs.
+    pub cpus: i32,
+    /// Expected CPU frequency in MHz.
+    pub mhz: i32,
+    /// NUMA nodes.
+    pub nodes: i32,
+    /// Sockets per node.
+    pub sockets: i32,
+    /// Cores per socket.
+    pub cores: i32,
+    /// Threads per core.
+    pub threads: i32,
+}
+
+/// `NODE_GET_SECURITY_MODEL` answer; both empty means "no security model".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityModel {
+    /// Model name (e.g. "selinux"), empty for none.
+    pub model: String,
+    /// Domain of interpretation, empty for none.
+    pub doi: String,
+}
+
+/// Who the host is: reported in capabilities and carried in migration cookies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostIdentity {
+    /// Host name reported to clients and peers.
+    pub hostname: String,
+    /// Host UUID; two hosts with the same UUID are considered the same host.
+    pub uuid: Uuid,
+}
+
+/// `virDomainEventType`: the lifecycle event kinds (libvirt-wire.md §3.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum LifecycleEvent {
+    /// Config added or updated.
+    Defined = 0,
+    /// Config removed.
+    Undefined = 1,
+    /// Started.
+    Started = 2,
+    /// Paused.
+    Suspended = 3,
+    /// Unpaused.
+    Resumed = 4,
+    /// Stopped.
+    Stopped = 5,
+    /// Guest-initiated shutdown.
+    Shutdown = 6,
+    /// Power-management suspended.
+    PmSuspended = 7,
+    /// Crashed.
+    Crashed = 8,
+}
+
+/// Event detail values (`virDomainEvent*DetailType`) used by `migrated`, per event kind.
+pub mod event_detail {
+    /// `VIR_DOMAIN_EVENT_DEFINED_ADDED`.
+    pub const DEFINED_ADDED: i32 = 0;
+    /// `VIR_DOMAIN_EVENT_DEFINED_UPDATED`.
+    pub const DEFINED_UPDATED: i32 = 1;
+    /// `VIR_DOMAIN_EVENT_UNDEFINED_REMOVED`.
+    pub const UNDEFINED_REMOVED: i32 = 0;
+    /// `VIR_DOMAIN_EVENT_STARTED_BOOTED`.
+    pub const STARTED_BOOTED: i32 = 0;
+    /// `VIR_DOMAIN_EVENT_STARTED_MIGRATED`.
+    pub const STARTED_MIGRATED: i32 = 1;
+    /// `VIR_DOMAIN_EVENT_SUSPENDED_PAUSED`.
+    pub const SUSPENDED_PAUSED: i32 = 0;
+    /// `VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED`.
+    pub const SUSPENDED_MIGRATED: i32 = 1;
+    /// `VIR_DOMAIN_EVENT_RESUMED_UNPAUSED`.
+    pub const RESUMED_UNPAUSED: i32 = 0;
+    /// `VIR_DOMAIN_EVENT_RESUMED_MIGRATED`.
+    pub const RESUMED_MIGRATED: i32 = 1;
+    /// `VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN`.
+    pub const STOPPED_SHUTDOWN: i32 = 0;
+    /// `VIR_DOMAIN_EVENT_STOPPED_DESTROYED`.
+    pub const STOPPED_DESTROYED: i32 = 1;
+    /// `VIR_DOMAIN_EVENT_STOPPED_MIGRATED`.
+    pub const STOPPED_MIGRATED: i32 = 3;
+    /// `VIR_DOMAIN_EVENT_STOPPED_SAVED`.
+    pub const STOPPED_SAVED: i32 = 4;
+    /// `VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED`.
+    pub const SHUTDOWN_FINISHED: i32 = 0;
+}
+
+/// A lifecycle event, as sent to registered clients
+/// (`DOMAIN_EVENT_CALLBACK_LIFECYCLE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainEvent {
+    /// The domain, with its id at the time of the event.
+    pub dom: DomainRef,
+    /// Event kind.
+    pub event: LifecycleEvent,
+    /// Detail, interpreted per kind (see [`event_detail`]).
+    pub detail: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_and_event_numbers_match_libvirt() {
+        assert_eq!(DomainState::Running as i32, 1);
+        assert_eq!(DomainState::Paused as i32, 3);
+        assert_eq!(DomainState::Shutoff as i32, 5);
+        assert_eq!(DomainState::PmSuspended as i32, 7);
+        assert_eq!(LifecycleEvent::Defined as i32, 0);
+        assert_eq!(LifecycleEvent::Stopped as i32, 5);
+        assert_eq!(LifecycleEvent::Crashed as i32, 8);
+    }
+
+    #[test]
+    fn only_shutoff_and_nostate_are_inactive() {
+        assert!(DomainState::Running.is_active());
+        assert!(DomainState::Paused.is_active());
+        assert!(!DomainState::Shutoff.is_active());
+        assert!(!DomainState::NoState.is_active());
+    }
+}
