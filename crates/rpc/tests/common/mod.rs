@@ -65,6 +65,7 @@ pub struct Toy {
     pub upload_received: Arc<AtomicU64>,
     pub upload: Arc<Mutex<UploadState>>,
     pub serials: Mutex<Vec<u32>>,
+    pub infos: Mutex<Vec<ConnInfo>>,
 }
 
 impl Default for Toy {
@@ -80,6 +81,7 @@ impl Default for Toy {
             upload_received: Arc::new(AtomicU64::new(0)),
             upload: Arc::default(),
             serials: Mutex::default(),
+            infos: Mutex::default(),
         }
     }
 }
@@ -118,6 +120,7 @@ impl Dispatcher for Toy {
 
     fn open_session(&self, info: &ConnInfo, handle: ConnHandle) -> Session {
         self.opened.fetch_add(1, Ordering::SeqCst);
+        self.infos.lock().expect("lock").push(info.clone());
         Session {
             info: info.clone(),
             handle,
