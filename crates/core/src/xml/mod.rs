@@ -1,1 +1,57 @@
-//! Domain XML model (being written).
+//! The domain XML model: parse and format libvirt-style `<domain>` documents.
+//!
+//! This sits in the "calls" layer and knows nothing of the wire. Parsing goes
+//! in two steps: [`tree`] builds a bounded element tree (size, depth, no DTD or
+//! entities), then the typed model reads it strictly — every element and
+//! attribute it does not know is an error naming its path, so configuration
+//! is never dropped silently. Formatting writes libvirt's layout; for any
+//! accepted input `parse(format(parse(x))) == parse(x)`.
+//!
+//! Host-only details (`<metadata>`, foreign-namespace extension elements such
+//! as `<qemu:commandline>`) are kept verbatim.
+
+mod devices;
+mod domain;
+mod error;
+mod kinds;
+mod metadata;
+mod platform;
+mod read;
+mod tree;
+mod units;
+mod write;
+
+pub use devices::{
+    Address, Audio, CharDevice, CharSource, CharTarget, Controller, DeviceInfo, Devices, Disk,
+    DiskDriver, DiskSource, DiskTarget, Graphics, GraphicsListen, Input, Interface,
+    InterfaceSource, Memballoon, Rng, Sound, Video, VideoModel, Watchdog,
+};
+pub use domain::{DomainDef, MaxMemory, Vcpu};
+pub use error::{Position, XmlError};
+pub use kinds::{
+    CharType, DiskDevice, DiskType, DomainType, GraphicsType, InterfaceType, UnknownKind,
+};
+pub use platform::{
+    BootMenu, Clock, Cpu, CpuFeature, CpuModel, Feature, Loader, Nvram, Os, Pm, SecLabel, Timer,
+};
+
+/// The largest domain XML accepted (4 MiB), as libvirt's RPC string bound.
+pub const MAX_XML_BYTES: usize = 4 * 1024 * 1024;
+
+/// The deepest element nesting accepted; real domain XML stays under ten.
+pub const MAX_XML_DEPTH: usize = 64;
+
+/// How [`DomainDef::format`] renders a definition; mirrors the
+/// `VIR_DOMAIN_XML_*` flags of `virDomainGetXMLDesc`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FormatOptions {
+    /// Include secrets (graphics passwords): `VIR_DOMAIN_XML_SECURE`.
+    pub secure: bool,
+    /// Omit state that exists only while the guest runs (`id`, generated
+    /// aliases, pty paths, chain indexes, dynamic labels): `VIR_DOMAIN_XML_INACTIVE`.
+    pub inactive: bool,
+    /// Produce XML for a migration destination: omits the runtime `id` but keeps
+    /// device aliases, which QEMU's migration stream identifies devices by:
+    /// `VIR_DOMAIN_XML_MIGRATABLE`.
+    pub migratable: bool,
+}

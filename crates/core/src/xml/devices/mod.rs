@@ -1,0 +1,111 @@
+//! `<devices>`: one vector per device class, each kept in document order.
+//!
+//! Classes are formatted in libvirt's order (`virDomainDefFormatInternal` in
+//! src/conf/domain_conf.c), so a definition that lists devices in another
+//! order comes back grouped, and formatting is idempotent.
+
+mod address;
+mod chardev;
+mod controller;
+mod disk;
+mod display;
+mod misc;
+mod net;
+
+pub use address::{Address, DeviceInfo};
+pub use chardev::{CharDevice, CharSource, CharTarget};
+pub use controller::Controller;
+pub use disk::{Disk, DiskDriver, DiskSource, DiskTarget};
+pub use display::{Graphics, GraphicsListen, Input, Video, VideoModel};
+pub use misc::{Audio, Memballoon, Rng, Sound, Watchdog};
+pub use net::{Interface, InterfaceSource};
+
+use super::error::Result;
+use super::read::{once, Node};
+use super::write::Writer;
+use super::FormatOptions;
+
+/// Everything under `<devices>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Devices {
+    /// `<emulator>`: path of the device model binary (host-side).
+    pub emulator: Option<String>,
+    /// `<disk>`s.
+    pub disks: Vec<Disk>,
+    /// `<controller>`s.
+    pub controllers: Vec<Controller>,
+    /// `<interface>`s.
+    pub interfaces: Vec<Interface>,
+    /// `<serial>` ports.
+    pub serials: Vec<CharDevice>,
+    /// `<console>`s.
+    pub consoles: Vec<CharDevice>,
+    /// `<input>` devices.
+    pub inputs: Vec<Input>,
+    /// `<graphics>` frame buffers.
+    pub graphics: Vec<Graphics>,
+    /// `<sound>` cards.
+    pub sounds: Vec<Sound>,
+    /// `<audio>` back-ends.
+    pub audios: Vec<Audio>,
+    /// `<video>` adapters.
+    pub videos: Vec<Video>,
+    /// `<watchdog>`s.
+    pub watchdogs: Vec<Watchdog>,
+    /// `<memballoon>`.
+    pub memballoon: Option<Memballoon>,
+    /// `<rng>`s.
+    pub rngs: Vec<Rng>,
+}
+
+impl Devices {
+    pub(crate) fn parse(node: Node<'_>) -> Result<Self> {
+        let mut d = Devices::default();
+        for c in node.children() {
+            match c.name() {
+                "emulator" => once(&mut d.emulator, c, Node::text)?,
+                "disk" => d.disks.push(Disk::parse(c)?),
+                "controller" => d.controllers.push(Controller::parse(c)?),
+                "interface" => d.interfaces.push(Interface::parse(c)?),
+                "serial" => d.serials.push(CharDevice::parse(c)?),
+                "console" => d.consoles.push(CharDevice::parse(c)?),
+                "input" => d.inputs.push(Input::parse(c)?),
+                "graphics" => d.graphics.push(Graphics::parse(c)?),
+                "sound" => d.sounds.push(Sound::parse(c)?),
+                "audio" => d.audios.push(Audio::parse(c)?),
+                "video" => d.videos.push(Video::parse(c)?),
+                "watchdog" => d.watchdogs.push(Watchdog::parse(c)?),
+                "memballoon" => once(&mut d.memballoon, c, Memballoon::parse)?,
+                "rng" => d.rngs.push(Rng::parse(c)?),
+                _ => return Err(c.unsupported()),
+            }
+        }
+        node.finish()?;
+        Ok(d)
+    }
+
+    pub(crate) fn format(&self, w: &mut Writer, opts: &FormatOptions) {
+        w.elem("devices", &[], |w| {
+            w.opt_text("emulator", self.emulator.as_deref());
+            self.disks.iter().for_each(|x| x.format(w, opts));
+            self.controllers.iter().for_each(|x| x.format(w, opts));
+            self.interfaces.iter().for_each(|x| x.format(w, opts));
+            self.serials
+                .iter()
+                .for_each(|x| x.format(w, "serial", opts));
+            self.consoles
+                .iter()
+                .for_each(|x| x.format(w, "console", opts));
+            self.inputs.iter().for_each(|x| x.format(w, opts));
+            self.graphics.iter().for_each(|x| x.format(w, opts));
+            self.sounds.iter().for_each(|x| x.format(w, opts));
+            self.audios.iter().for_each(|x| x.format(w));
+            self.videos.iter().for_each(|x| x.format(w, opts));
+            self.watchdogs.iter().for_each(|x| x.format(w, opts));
+            if let Some(m) = &self.memballoon {
+                m.format(w, opts);
+            }
+            self.rngs.iter().for_each(|x| x.format(w, opts));
+        });
+    }
+}
