@@ -10,7 +10,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Decoding never panics on malformed input: each malformation has a variant
 /// here, so callers (the RPC layer) can map them all to `VIR_ERR_RPC`.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Error {
     /// The input ended before the value did.
     #[error("unexpected end of input: needed {needed} bytes, {remaining} remain")]
