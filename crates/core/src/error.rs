@@ -203,7 +203,9 @@ pub enum Error {
         second: String,
     },
 
-    // XML_VARIANT: `Xml(#[from] crate::xml::XmlError)` lands with the xml module.
+    /// The domain XML could not be parsed or is invalid (`VIR_ERR_XML_ERROR`).
+    #[error("invalid domain xml")]
+    Xml(#[from] crate::xml::XmlError),
     /// A configuration construct the driver does not support (`VIR_ERR_CONFIG_UNSUPPORTED`).
     #[error("unsupported configuration: {reason}")]
     ConfigUnsupported {
@@ -375,6 +377,7 @@ impl Error {
             Error::UnknownFlags { .. } => ErrorCode::InvalidArg,
             Error::ArgumentUnsupported { .. } => ErrorCode::ArgumentUnsupported,
             Error::ArgumentConflict { .. } => ErrorCode::ArgumentUnsupported,
+            Error::Xml(_) => ErrorCode::XmlError,
             Error::ConfigUnsupported { .. } => ErrorCode::ConfigUnsupported,
             Error::OperationFailed { .. } => ErrorCode::OperationFailed,
             Error::OperationAborted { .. } => ErrorCode::OperationAborted,
@@ -411,6 +414,7 @@ impl Error {
             Error::UnknownFlags { .. } => ErrorDomain::Domain,
             Error::ArgumentUnsupported { .. } => ErrorDomain::Domain,
             Error::ArgumentConflict { .. } => ErrorDomain::Domain,
+            Error::Xml(_) => ErrorDomain::Domain,
             Error::ConfigUnsupported { .. } => ErrorDomain::Domain,
             Error::OperationFailed { .. } => ErrorDomain::Qemu,
             Error::OperationAborted { .. } => ErrorDomain::Qemu,
