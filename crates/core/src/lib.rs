@@ -13,6 +13,7 @@ pub mod error;
 pub mod flags;
 pub mod support;
 pub mod typed_params;
+pub mod wire;
 pub mod xml;
 
 pub use error::{Error, Result};

@@ -11,63 +11,63 @@ use crate::driver::Operation;
 use crate::error::{Error, Result};
 use crate::flags::MigrateFlags;
 
-/// A remote procedure, spelled as the generated `migrated_proto::Procedure`
-/// variant (`"DomainLookupByName"` for `REMOTE_PROC_DOMAIN_LOOKUP_BY_NAME`).
-///
-/// A name rather than the enum because core must not depend on the generated
-/// proto crate before it exists; the spelling is the variant's, so switching to
-/// the enum is mechanical.
-pub type Procedure = &'static str;
+pub use migrated_proto::Procedure;
 
 /// The procedures served by a [`crate::driver::Driver`] method, with the operation
 /// each one becomes. Procedures answered by the daemon itself (connection,
 /// authentication, events registration, hostname) and the old listing calls
 /// (derived from [`Operation::ListAllDomains`]) are not here.
 pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
-    ("ConnectListAllDomains", Operation::ListAllDomains),
-    ("DomainLookupByName", Operation::LookupByName),
-    ("DomainLookupByUuid", Operation::LookupByUuid),
-    ("DomainLookupById", Operation::LookupById),
-    ("DomainGetInfo", Operation::GetInfo),
-    ("DomainGetState", Operation::GetState),
-    ("DomainGetOsType", Operation::GetOsType),
-    ("DomainGetXmlDesc", Operation::GetXmlDesc),
-    ("DomainDefineXml", Operation::DefineXml),
-    ("DomainDefineXmlFlags", Operation::DefineXml),
-    ("DomainUndefine", Operation::Undefine),
-    ("DomainUndefineFlags", Operation::Undefine),
-    ("DomainCreate", Operation::Create),
-    ("DomainCreateWithFlags", Operation::Create),
-    ("DomainCreateXml", Operation::CreateXml),
-    ("DomainDestroy", Operation::Destroy),
-    ("DomainDestroyFlags", Operation::Destroy),
-    ("DomainSuspend", Operation::Suspend),
-    ("DomainResume", Operation::Resume),
-    ("DomainShutdown", Operation::Shutdown),
-    ("DomainShutdownFlags", Operation::Shutdown),
-    ("DomainGetAutostart", Operation::GetAutostart),
-    ("DomainSetAutostart", Operation::SetAutostart),
-    ("DomainIsActive", Operation::IsActive),
-    ("DomainIsPersistent", Operation::IsPersistent),
-    ("DomainHasManagedSaveImage", Operation::HasManagedSave),
-    ("ConnectGetCapabilities", Operation::Capabilities),
-    ("NodeGetInfo", Operation::NodeInfo),
-    ("NodeGetSecurityModel", Operation::NodeSecurityModel),
-    ("ConnectGetVersion", Operation::HypervisorVersion),
-    ("ConnectGetType", Operation::GetType),
-    ("ConnectGetUri", Operation::Uri),
+    (Procedure::ConnectListAllDomains, Operation::ListAllDomains),
+    (Procedure::DomainLookupByName, Operation::LookupByName),
+    (Procedure::DomainLookupByUuid, Operation::LookupByUuid),
+    (Procedure::DomainLookupById, Operation::LookupById),
+    (Procedure::DomainGetInfo, Operation::GetInfo),
+    (Procedure::DomainGetState, Operation::GetState),
+    (Procedure::DomainGetOsType, Operation::GetOsType),
+    (Procedure::DomainGetXmlDesc, Operation::GetXmlDesc),
+    (Procedure::DomainDefineXml, Operation::DefineXml),
+    (Procedure::DomainDefineXmlFlags, Operation::DefineXml),
+    (Procedure::DomainUndefine, Operation::Undefine),
+    (Procedure::DomainUndefineFlags, Operation::Undefine),
+    (Procedure::DomainCreate, Operation::Create),
+    (Procedure::DomainCreateWithFlags, Operation::Create),
+    (Procedure::DomainCreateXml, Operation::CreateXml),
+    (Procedure::DomainDestroy, Operation::Destroy),
+    (Procedure::DomainDestroyFlags, Operation::Destroy),
+    (Procedure::DomainSuspend, Operation::Suspend),
+    (Procedure::DomainResume, Operation::Resume),
+    (Procedure::DomainShutdown, Operation::Shutdown),
+    (Procedure::DomainShutdownFlags, Operation::Shutdown),
+    (Procedure::DomainGetAutostart, Operation::GetAutostart),
+    (Procedure::DomainSetAutostart, Operation::SetAutostart),
+    (Procedure::DomainIsActive, Operation::IsActive),
+    (Procedure::DomainIsPersistent, Operation::IsPersistent),
     (
-        "ConnectDomainEventCallbackRegisterAny",
+        Procedure::DomainHasManagedSaveImage,
+        Operation::HasManagedSave,
+    ),
+    (Procedure::ConnectGetCapabilities, Operation::Capabilities),
+    (Procedure::NodeGetInfo, Operation::NodeInfo),
+    (
+        Procedure::NodeGetSecurityModel,
+        Operation::NodeSecurityModel,
+    ),
+    (Procedure::ConnectGetVersion, Operation::HypervisorVersion),
+    (Procedure::ConnectGetType, Operation::GetType),
+    (Procedure::ConnectGetUri, Operation::Uri),
+    (
+        Procedure::ConnectDomainEventCallbackRegisterAny,
         Operation::SubscribeEvents,
     ),
-    ("DomainSave", Operation::Save),
-    ("DomainSaveFlags", Operation::Save),
-    ("DomainRestore", Operation::Restore),
-    ("DomainRestoreFlags", Operation::Restore),
+    (Procedure::DomainSave, Operation::Save),
+    (Procedure::DomainSaveFlags, Operation::Save),
+    (Procedure::DomainRestore, Operation::Restore),
+    (Procedure::DomainRestoreFlags, Operation::Restore),
 ];
 
 /// The driver operation a procedure becomes, if it is served by a driver method.
-pub fn operation_for(procedure: &str) -> Option<Operation> {
+pub fn operation_for(procedure: Procedure) -> Option<Operation> {
     PROCEDURE_OPERATIONS
         .iter()
         .find(|(p, _)| *p == procedure)
@@ -99,7 +99,7 @@ pub struct SupportTable {
 
 impl SupportTable {
     /// The version `procedure` appeared in, if this driver implements it.
-    pub fn since(&self, procedure: &str) -> Option<&'static str> {
+    pub fn since(&self, procedure: Procedure) -> Option<&'static str> {
         self.procedures
             .iter()
             .find(|(p, _)| *p == procedure)
@@ -107,7 +107,7 @@ impl SupportTable {
     }
 
     /// Whether this driver implements `procedure`.
-    pub fn implements(&self, procedure: &str) -> bool {
+    pub fn implements(&self, procedure: Procedure) -> bool {
         self.since(procedure).is_some()
     }
 
@@ -115,7 +115,7 @@ impl SupportTable {
     pub fn implements_operation(&self, op: Operation) -> bool {
         self.procedures
             .iter()
-            .any(|(p, _)| operation_for(p) == Some(op))
+            .any(|(p, _)| operation_for(*p) == Some(op))
     }
 
     /// The supported migration flags.
@@ -168,7 +168,10 @@ mod tests {
 
     const TABLE: SupportTable = SupportTable {
         driver: "Sample",
-        procedures: &[("DomainSuspend", "0.1.0"), ("DomainResume", "0.2.0")],
+        procedures: &[
+            (Procedure::DomainSuspend, "0.1.0"),
+            (Procedure::DomainResume, "0.2.0"),
+        ],
         migration_flags: MigrateFlags::LIVE.bits() | MigrateFlags::PEER2PEER.bits(),
         migration_params: &["bandwidth"],
         defaults: MigrationDefaults {
@@ -178,9 +181,9 @@ mod tests {
 
     #[test]
     fn since_and_implements_follow_the_table() {
-        assert_eq!(TABLE.since("DomainResume"), Some("0.2.0"));
-        assert!(TABLE.implements("DomainSuspend"));
-        assert!(!TABLE.implements("DomainDestroy"));
+        assert_eq!(TABLE.since(Procedure::DomainResume), Some("0.2.0"));
+        assert!(TABLE.implements(Procedure::DomainSuspend));
+        assert!(!TABLE.implements(Procedure::DomainDestroy));
         assert!(TABLE.implements_operation(Operation::Suspend));
         assert!(!TABLE.implements_operation(Operation::Destroy));
     }
@@ -220,7 +223,10 @@ mod tests {
 
     #[test]
     fn procedure_operation_map_has_unique_procedures_and_covers_every_operation() {
-        let mut procs: Vec<_> = PROCEDURE_OPERATIONS.iter().map(|(p, _)| *p).collect();
+        let mut procs: Vec<_> = PROCEDURE_OPERATIONS
+            .iter()
+            .map(|(p, _)| *p as i32)
+            .collect();
         procs.sort_unstable();
         procs.dedup();
         assert_eq!(procs.len(), PROCEDURE_OPERATIONS.len());
