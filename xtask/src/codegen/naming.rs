@@ -154,13 +154,15 @@ pub struct ProgramNames {
     pub procs: String,
     /// The enum of decoded calls.
     pub call: String,
+    /// The trait for generic per-procedure code (`Procedure::visit`).
+    pub visitor: String,
 }
 
 /// Names for program constant `program` (e.g. `REMOTE_PROGRAM`). The remote
 /// program gets the plain names of the architecture contract (`Procedure`,
-/// `PROCEDURES`, `RemoteProcedure`, `procs`, `Call`); others are prefixed
+/// `PROCEDURES`, `RemoteProcedure`, `procs`, `Call`, `ProcedureVisitor`); others are prefixed
 /// with the program's name (`KeepaliveProcedure`, `KEEPALIVE_PROCEDURES`,
-/// `KeepaliveRpc`, `keepalive_procs`, `KeepaliveCall`).
+/// `KeepaliveRpc`, `keepalive_procs`, `KeepaliveCall`, `KeepaliveProcedureVisitor`).
 pub fn program_names(program: &str) -> ProgramNames {
     let base = program.strip_suffix("_PROGRAM").unwrap_or(program);
     if base == "REMOTE" {
@@ -170,6 +172,7 @@ pub fn program_names(program: &str) -> ProgramNames {
             trait_name: "RemoteProcedure".into(),
             procs: "procs".into(),
             call: "Call".into(),
+            visitor: "ProcedureVisitor".into(),
         };
     }
     let p = camel(base);
@@ -179,5 +182,6 @@ pub fn program_names(program: &str) -> ProgramNames {
         trait_name: format!("{p}Rpc"),
         procs: format!("{}_procs", base.to_ascii_lowercase()),
         call: format!("{p}Call"),
+        visitor: format!("{p}ProcedureVisitor"),
     }
 }

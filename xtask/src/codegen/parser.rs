@@ -146,53 +146,54 @@ impl Parser<'_> {
         let doc = self.doc();
         let line = self.line();
         let kw = self.ident()?;
-        let def =
-            match kw.as_str() {
-                "const" => {
-                    let name = self.ident()?;
-                    self.punct('=')?;
-                    let value = self.value()?;
-                    Def::Const {
-                        name,
-                        value,
-                        doc,
-                        line,
-                    }
+        let def = match kw.as_str() {
+            "const" => {
+                let name = self.ident()?;
+                self.punct('=')?;
+                let value = self.value()?;
+                Def::Const {
+                    name,
+                    value,
+                    doc,
+                    line,
                 }
-                "enum" => {
-                    let name = self.ident()?;
-                    let members = self.enum_body()?;
-                    Def::Enum {
-                        name,
-                        members,
-                        doc,
-                        line,
-                    }
+            }
+            "enum" => {
+                let name = self.ident()?;
+                let members = self.enum_body()?;
+                Def::Enum {
+                    name,
+                    members,
+                    doc,
+                    line,
                 }
-                "struct" => {
-                    let name = self.ident()?;
-                    let fields = self.struct_body()?;
-                    Def::Struct {
-                        name,
-                        fields,
-                        doc,
-                        line,
-                    }
+            }
+            "struct" => {
+                let name = self.ident()?;
+                let fields = self.struct_body()?;
+                Def::Struct {
+                    name,
+                    fields,
+                    doc,
+                    line,
                 }
-                "union" => self.union(doc, line)?,
-                "typedef" => {
-                    let mut decl = self.decl()?;
-                    decl.doc = doc;
-                    Def::Typedef(decl)
-                }
-                "program" => Def::Program(self.program(line)?),
-                other => return Err(self.err(
+            }
+            "union" => self.union(doc, line)?,
+            "typedef" => {
+                let mut decl = self.decl()?;
+                decl.doc = doc;
+                Def::Typedef(decl)
+            }
+            "program" => Def::Program(self.program(line)?),
+            other => {
+                return Err(self.err(
                     line,
                     format!(
                         "expected const, enum, struct, union, typedef or program, found '{other}'"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         self.punct(';')?;
         Ok(def)
     }

@@ -631,6 +631,7 @@ impl Gen<'_> {
             trait_name,
             procs,
             call,
+            visitor,
         } = &names;
         if u32::try_from(p.number).is_err() || u32::try_from(p.version).is_err() {
             return Err(self.err(
@@ -718,8 +719,29 @@ impl Gen<'_> {
             let _ = writeln!(b, "Self::{} => &{table}[{i}],", x.variant);
         }
         let _ = writeln!(b, "}}\n}}");
-        let _ = writeln!(b, "/// The procedure's name in the `.x` file, e.g. `{}`.\npub fn name(self) -> &'static str {{\nself.info().name\n}}\n}}\n",
+        let _ = writeln!(b, "/// The procedure's name in the `.x` file, e.g. `{}`.\npub fn name(self) -> &'static str {{\nself.info().name\n}}",
             procs_out.first().map_or("", |x| x.src.name.as_str()));
+        let _ = writeln!(
+            b,
+            "/// Runs `visitor` with this procedure's marker type from [`{procs}`]: generic code over\n\
+             /// the payload types without a hand-written match.\n\
+             pub fn visit<V: {visitor}>(self, visitor: V) -> V::Output {{\nmatch self {{"
+        );
+        for x in &procs_out {
+            let _ = writeln!(
+                b,
+                "Self::{v} => visitor.visit::<{procs}::{v}>(),",
+                v = x.variant
+            );
+        }
+        let _ = writeln!(b, "}}\n}}\n}}\n");
+        let _ = writeln!(
+            b,
+            "/// Generic code run for one procedure of `{}`; see [`{penum}::visit`].\npub trait {visitor} {{\n\
+             /// What the visit returns.\ntype Output;\n\
+             /// Called with the marker type of the visited procedure.\nfn visit<P: {trait_name}>(self) -> Self::Output;\n}}\n",
+            p.name
+        );
         let _ = writeln!(b, "impl From<{penum}> for i32 {{\nfn from(value: {penum}) -> i32 {{\nvalue as i32\n}}\n}}\n");
 
         // Metadata table
@@ -744,8 +766,8 @@ impl Gen<'_> {
             b,
             "/// Ties a marker type of [`{procs}`] to its procedure and payload types.\npub trait {trait_name} {{\n\
              /// The procedure.\nconst PROC: {penum};\n\
-             /// Payload of the CALL (of the MESSAGE for events); `()` when void.\ntype Args: serde::Serialize + serde::de::DeserializeOwned;\n\
-             /// Payload of an OK REPLY; `()` when void.\ntype Ret: serde::Serialize + serde::de::DeserializeOwned;\n}}\n"
+             /// Payload of the CALL (of the MESSAGE for events); `()` when void.\ntype Args: serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug + PartialEq + Send + Sync + 'static;\n\
+             /// Payload of an OK REPLY; `()` when void.\ntype Ret: serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug + PartialEq + Send + Sync + 'static;\n}}\n"
         );
         let _ = writeln!(
             b,

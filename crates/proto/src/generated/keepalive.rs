@@ -40,6 +40,22 @@ impl KeepaliveProcedure {
     pub fn name(self) -> &'static str {
         self.info().name
     }
+    /// Runs `visitor` with this procedure's marker type from [`keepalive_procs`]: generic code over
+    /// the payload types without a hand-written match.
+    pub fn visit<V: KeepaliveProcedureVisitor>(self, visitor: V) -> V::Output {
+        match self {
+            Self::Ping => visitor.visit::<keepalive_procs::Ping>(),
+            Self::Pong => visitor.visit::<keepalive_procs::Pong>(),
+        }
+    }
+}
+
+/// Generic code run for one procedure of `KEEPALIVE_PROGRAM`; see [`KeepaliveProcedure::visit`].
+pub trait KeepaliveProcedureVisitor {
+    /// What the visit returns.
+    type Output;
+    /// Called with the marker type of the visited procedure.
+    fn visit<P: KeepaliveRpc>(self) -> Self::Output;
 }
 
 impl From<KeepaliveProcedure> for i32 {
@@ -73,9 +89,23 @@ pub trait KeepaliveRpc {
     /// The procedure.
     const PROC: KeepaliveProcedure;
     /// Payload of the CALL (of the MESSAGE for events); `()` when void.
-    type Args: serde::Serialize + serde::de::DeserializeOwned;
+    type Args: serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + PartialEq
+        + Send
+        + Sync
+        + 'static;
     /// Payload of an OK REPLY; `()` when void.
-    type Ret: serde::Serialize + serde::de::DeserializeOwned;
+    type Ret: serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + PartialEq
+        + Send
+        + Sync
+        + 'static;
 }
 
 /// One marker type per procedure of `KEEPALIVE_PROGRAM`.

@@ -75,6 +75,21 @@ impl MigratedProcedure {
     pub fn name(self) -> &'static str {
         self.info().name
     }
+    /// Runs `visitor` with this procedure's marker type from [`migrated_procs`]: generic code over
+    /// the payload types without a hand-written match.
+    pub fn visit<V: MigratedProcedureVisitor>(self, visitor: V) -> V::Output {
+        match self {
+            Self::MigrationStatus => visitor.visit::<migrated_procs::MigrationStatus>(),
+        }
+    }
+}
+
+/// Generic code run for one procedure of `MIGRATED_PROGRAM`; see [`MigratedProcedure::visit`].
+pub trait MigratedProcedureVisitor {
+    /// What the visit returns.
+    type Output;
+    /// Called with the marker type of the visited procedure.
+    fn visit<P: MigratedRpc>(self) -> Self::Output;
 }
 
 impl From<MigratedProcedure> for i32 {
@@ -98,9 +113,23 @@ pub trait MigratedRpc {
     /// The procedure.
     const PROC: MigratedProcedure;
     /// Payload of the CALL (of the MESSAGE for events); `()` when void.
-    type Args: serde::Serialize + serde::de::DeserializeOwned;
+    type Args: serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + PartialEq
+        + Send
+        + Sync
+        + 'static;
     /// Payload of an OK REPLY; `()` when void.
-    type Ret: serde::Serialize + serde::de::DeserializeOwned;
+    type Ret: serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + PartialEq
+        + Send
+        + Sync
+        + 'static;
 }
 
 /// One marker type per procedure of `MIGRATED_PROGRAM`.

@@ -2667,6 +2667,176 @@ impl Procedure {
     pub fn name(self) -> &'static str {
         self.info().name
     }
+    /// Runs `visitor` with this procedure's marker type from [`procs`]: generic code over
+    /// the payload types without a hand-written match.
+    pub fn visit<V: ProcedureVisitor>(self, visitor: V) -> V::Output {
+        match self {
+            Self::ConnectOpen => visitor.visit::<procs::ConnectOpen>(),
+            Self::ConnectClose => visitor.visit::<procs::ConnectClose>(),
+            Self::ConnectGetType => visitor.visit::<procs::ConnectGetType>(),
+            Self::ConnectGetVersion => visitor.visit::<procs::ConnectGetVersion>(),
+            Self::ConnectGetMaxVcpus => visitor.visit::<procs::ConnectGetMaxVcpus>(),
+            Self::NodeGetInfo => visitor.visit::<procs::NodeGetInfo>(),
+            Self::ConnectGetCapabilities => visitor.visit::<procs::ConnectGetCapabilities>(),
+            Self::DomainCreate => visitor.visit::<procs::DomainCreate>(),
+            Self::DomainCreateXml => visitor.visit::<procs::DomainCreateXml>(),
+            Self::DomainDefineXml => visitor.visit::<procs::DomainDefineXml>(),
+            Self::DomainDestroy => visitor.visit::<procs::DomainDestroy>(),
+            Self::DomainGetXmlDesc => visitor.visit::<procs::DomainGetXmlDesc>(),
+            Self::DomainGetAutostart => visitor.visit::<procs::DomainGetAutostart>(),
+            Self::DomainGetInfo => visitor.visit::<procs::DomainGetInfo>(),
+            Self::DomainGetMaxMemory => visitor.visit::<procs::DomainGetMaxMemory>(),
+            Self::DomainGetOsType => visitor.visit::<procs::DomainGetOsType>(),
+            Self::ConnectListDefinedDomains => visitor.visit::<procs::ConnectListDefinedDomains>(),
+            Self::DomainLookupById => visitor.visit::<procs::DomainLookupById>(),
+            Self::DomainLookupByName => visitor.visit::<procs::DomainLookupByName>(),
+            Self::DomainLookupByUuid => visitor.visit::<procs::DomainLookupByUuid>(),
+            Self::ConnectNumOfDefinedDomains => {
+                visitor.visit::<procs::ConnectNumOfDefinedDomains>()
+            }
+            Self::DomainReboot => visitor.visit::<procs::DomainReboot>(),
+            Self::DomainResume => visitor.visit::<procs::DomainResume>(),
+            Self::DomainSetAutostart => visitor.visit::<procs::DomainSetAutostart>(),
+            Self::DomainShutdown => visitor.visit::<procs::DomainShutdown>(),
+            Self::DomainSuspend => visitor.visit::<procs::DomainSuspend>(),
+            Self::DomainUndefine => visitor.visit::<procs::DomainUndefine>(),
+            Self::ConnectListDomains => visitor.visit::<procs::ConnectListDomains>(),
+            Self::ConnectNumOfDomains => visitor.visit::<procs::ConnectNumOfDomains>(),
+            Self::DomainRestore => visitor.visit::<procs::DomainRestore>(),
+            Self::DomainSave => visitor.visit::<procs::DomainSave>(),
+            Self::ConnectGetHostname => visitor.visit::<procs::ConnectGetHostname>(),
+            Self::ConnectSupportsFeature => visitor.visit::<procs::ConnectSupportsFeature>(),
+            Self::DomainMigratePrepare => visitor.visit::<procs::DomainMigratePrepare>(),
+            Self::DomainMigratePerform => visitor.visit::<procs::DomainMigratePerform>(),
+            Self::DomainMigrateFinish => visitor.visit::<procs::DomainMigrateFinish>(),
+            Self::AuthList => visitor.visit::<procs::AuthList>(),
+            Self::AuthSaslInit => visitor.visit::<procs::AuthSaslInit>(),
+            Self::AuthSaslStart => visitor.visit::<procs::AuthSaslStart>(),
+            Self::AuthSaslStep => visitor.visit::<procs::AuthSaslStep>(),
+            Self::AuthPolkit => visitor.visit::<procs::AuthPolkit>(),
+            Self::NodeGetFreeMemory => visitor.visit::<procs::NodeGetFreeMemory>(),
+            Self::ConnectDomainEventRegister => {
+                visitor.visit::<procs::ConnectDomainEventRegister>()
+            }
+            Self::ConnectDomainEventDeregister => {
+                visitor.visit::<procs::ConnectDomainEventDeregister>()
+            }
+            Self::DomainEventLifecycle => visitor.visit::<procs::DomainEventLifecycle>(),
+            Self::DomainMigratePrepare2 => visitor.visit::<procs::DomainMigratePrepare2>(),
+            Self::DomainMigrateFinish2 => visitor.visit::<procs::DomainMigrateFinish2>(),
+            Self::ConnectGetUri => visitor.visit::<procs::ConnectGetUri>(),
+            Self::DomainGetSecurityLabel => visitor.visit::<procs::DomainGetSecurityLabel>(),
+            Self::NodeGetSecurityModel => visitor.visit::<procs::NodeGetSecurityModel>(),
+            Self::DomainMigratePrepareTunnel => {
+                visitor.visit::<procs::DomainMigratePrepareTunnel>()
+            }
+            Self::ConnectIsSecure => visitor.visit::<procs::ConnectIsSecure>(),
+            Self::DomainIsActive => visitor.visit::<procs::DomainIsActive>(),
+            Self::DomainIsPersistent => visitor.visit::<procs::DomainIsPersistent>(),
+            Self::ConnectGetLibVersion => visitor.visit::<procs::ConnectGetLibVersion>(),
+            Self::DomainGetJobInfo => visitor.visit::<procs::DomainGetJobInfo>(),
+            Self::DomainAbortJob => visitor.visit::<procs::DomainAbortJob>(),
+            Self::DomainMigrateSetMaxDowntime => {
+                visitor.visit::<procs::DomainMigrateSetMaxDowntime>()
+            }
+            Self::ConnectDomainEventRegisterAny => {
+                visitor.visit::<procs::ConnectDomainEventRegisterAny>()
+            }
+            Self::ConnectDomainEventDeregisterAny => {
+                visitor.visit::<procs::ConnectDomainEventDeregisterAny>()
+            }
+            Self::DomainHasManagedSaveImage => visitor.visit::<procs::DomainHasManagedSaveImage>(),
+            Self::DomainSnapshotNum => visitor.visit::<procs::DomainSnapshotNum>(),
+            Self::DomainCreateWithFlags => visitor.visit::<procs::DomainCreateWithFlags>(),
+            Self::DomainIsUpdated => visitor.visit::<procs::DomainIsUpdated>(),
+            Self::ConnectGetSysinfo => visitor.visit::<procs::ConnectGetSysinfo>(),
+            Self::DomainMigrateSetMaxSpeed => visitor.visit::<procs::DomainMigrateSetMaxSpeed>(),
+            Self::DomainGetState => visitor.visit::<procs::DomainGetState>(),
+            Self::DomainMigrateBegin3 => visitor.visit::<procs::DomainMigrateBegin3>(),
+            Self::DomainMigratePrepare3 => visitor.visit::<procs::DomainMigratePrepare3>(),
+            Self::DomainMigratePrepareTunnel3 => {
+                visitor.visit::<procs::DomainMigratePrepareTunnel3>()
+            }
+            Self::DomainMigratePerform3 => visitor.visit::<procs::DomainMigratePerform3>(),
+            Self::DomainMigrateFinish3 => visitor.visit::<procs::DomainMigrateFinish3>(),
+            Self::DomainMigrateConfirm3 => visitor.visit::<procs::DomainMigrateConfirm3>(),
+            Self::DomainUndefineFlags => visitor.visit::<procs::DomainUndefineFlags>(),
+            Self::DomainSaveFlags => visitor.visit::<procs::DomainSaveFlags>(),
+            Self::DomainRestoreFlags => visitor.visit::<procs::DomainRestoreFlags>(),
+            Self::DomainDestroyFlags => visitor.visit::<procs::DomainDestroyFlags>(),
+            Self::DomainMigrateGetMaxSpeed => visitor.visit::<procs::DomainMigrateGetMaxSpeed>(),
+            Self::DomainShutdownFlags => visitor.visit::<procs::DomainShutdownFlags>(),
+            Self::ConnectListAllDomains => visitor.visit::<procs::ConnectListAllDomains>(),
+            Self::NodeGetCpuMap => visitor.visit::<procs::NodeGetCpuMap>(),
+            Self::DomainGetJobStats => visitor.visit::<procs::DomainGetJobStats>(),
+            Self::DomainMigrateGetCompressionCache => {
+                visitor.visit::<procs::DomainMigrateGetCompressionCache>()
+            }
+            Self::DomainMigrateSetCompressionCache => {
+                visitor.visit::<procs::DomainMigrateSetCompressionCache>()
+            }
+            Self::DomainMigrateBegin3Params => visitor.visit::<procs::DomainMigrateBegin3Params>(),
+            Self::DomainMigratePrepare3Params => {
+                visitor.visit::<procs::DomainMigratePrepare3Params>()
+            }
+            Self::DomainMigratePrepareTunnel3Params => {
+                visitor.visit::<procs::DomainMigratePrepareTunnel3Params>()
+            }
+            Self::DomainMigratePerform3Params => {
+                visitor.visit::<procs::DomainMigratePerform3Params>()
+            }
+            Self::DomainMigrateFinish3Params => {
+                visitor.visit::<procs::DomainMigrateFinish3Params>()
+            }
+            Self::DomainMigrateConfirm3Params => {
+                visitor.visit::<procs::DomainMigrateConfirm3Params>()
+            }
+            Self::ConnectDomainEventCallbackRegisterAny => {
+                visitor.visit::<procs::ConnectDomainEventCallbackRegisterAny>()
+            }
+            Self::ConnectDomainEventCallbackDeregisterAny => {
+                visitor.visit::<procs::ConnectDomainEventCallbackDeregisterAny>()
+            }
+            Self::DomainEventCallbackLifecycle => {
+                visitor.visit::<procs::DomainEventCallbackLifecycle>()
+            }
+            Self::DomainDefineXmlFlags => visitor.visit::<procs::DomainDefineXmlFlags>(),
+            Self::DomainEventCallbackMigrationIteration => {
+                visitor.visit::<procs::DomainEventCallbackMigrationIteration>()
+            }
+            Self::ConnectRegisterCloseCallback => {
+                visitor.visit::<procs::ConnectRegisterCloseCallback>()
+            }
+            Self::ConnectUnregisterCloseCallback => {
+                visitor.visit::<procs::ConnectUnregisterCloseCallback>()
+            }
+            Self::ConnectEventConnectionClosed => {
+                visitor.visit::<procs::ConnectEventConnectionClosed>()
+            }
+            Self::DomainEventCallbackJobCompleted => {
+                visitor.visit::<procs::DomainEventCallbackJobCompleted>()
+            }
+            Self::DomainMigrateStartPostCopy => {
+                visitor.visit::<procs::DomainMigrateStartPostCopy>()
+            }
+            Self::DomainMigrateGetMaxDowntime => {
+                visitor.visit::<procs::DomainMigrateGetMaxDowntime>()
+            }
+            Self::ConnectSetIdentity => visitor.visit::<procs::ConnectSetIdentity>(),
+            Self::DomainGetMessages => visitor.visit::<procs::DomainGetMessages>(),
+            Self::DomainSaveParams => visitor.visit::<procs::DomainSaveParams>(),
+            Self::DomainRestoreParams => visitor.visit::<procs::DomainRestoreParams>(),
+            Self::DomainAbortJobFlags => visitor.visit::<procs::DomainAbortJobFlags>(),
+        }
+    }
+}
+
+/// Generic code run for one procedure of `REMOTE_PROGRAM`; see [`Procedure::visit`].
+pub trait ProcedureVisitor {
+    /// What the visit returns.
+    type Output;
+    /// Called with the marker type of the visited procedure.
+    fn visit<P: RemoteProcedure>(self) -> Self::Output;
 }
 
 impl From<Procedure> for i32 {
@@ -3532,9 +3702,23 @@ pub trait RemoteProcedure {
     /// The procedure.
     const PROC: Procedure;
     /// Payload of the CALL (of the MESSAGE for events); `()` when void.
-    type Args: serde::Serialize + serde::de::DeserializeOwned;
+    type Args: serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + PartialEq
+        + Send
+        + Sync
+        + 'static;
     /// Payload of an OK REPLY; `()` when void.
-    type Ret: serde::Serialize + serde::de::DeserializeOwned;
+    type Ret: serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + PartialEq
+        + Send
+        + Sync
+        + 'static;
 }
 
 /// One marker type per procedure of `REMOTE_PROGRAM`.
