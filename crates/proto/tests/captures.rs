@@ -83,7 +83,7 @@ fn load(dir: &Path) -> Vec<Captured> {
 fn remote(msgs: &[Captured], ty: MessageType, status: MessageStatus) -> Vec<&Captured> {
     msgs.iter()
         .filter(|m| {
-            m.header.prog == REMOTE_PROGRAM as u32
+            m.header.prog == REMOTE_PROGRAM
                 && m.header.r#type == ty
                 && m.header.status == status
         })
@@ -200,7 +200,7 @@ fn events_and_keepalive_messages_are_known() {
         .iter()
         .filter(|m| m.header.r#type == MessageType::Message)
     {
-        if m.header.prog == KEEPALIVE_PROGRAM as u32 {
+        if m.header.prog == KEEPALIVE_PROGRAM {
             let p = KeepaliveProcedure::from_i32(m.header.proc)
                 .unwrap_or_else(|| panic!("{}: unknown keepalive procedure", m.name));
             assert!(p.info().event, "{}", m.name);
@@ -226,7 +226,7 @@ fn known_answers() {
     let first = |proc_: Procedure, ty: MessageType| {
         msgs.iter()
             .find(|m| {
-                m.header.prog == REMOTE_PROGRAM as u32
+                m.header.prog == REMOTE_PROGRAM
                     && m.header.proc == proc_ as i32
                     && m.header.r#type == ty
                     && m.header.status == MessageStatus::Ok
