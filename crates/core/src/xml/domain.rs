@@ -440,7 +440,7 @@ fn parse_name(c: Node<'_>) -> Result<String> {
 }
 
 fn parse_action(c: Node<'_>) -> Result<String> {
-    let what = format!("<{}>", c.path().trim_start_matches('/'));
+    let what = format!("<{}>", c.path());
     let text = c.text()?;
     if LIFECYCLE_ACTIONS.contains(&text.as_str()) {
         Ok(text)

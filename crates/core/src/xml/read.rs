@@ -116,32 +116,28 @@ impl<'a> Node<'a> {
 
     /// The child elements, each with its own path.
     pub(crate) fn children(&self) -> impl Iterator<Item = Node<'a>> + '_ {
-        self.el
-            .children
-            .iter()
-            .map(move |c| Node::new(c, format!("{}/{}", self.child_prefix(), c.name)))
-    }
-
-    fn child_prefix(&self) -> &str {
-        // Paths are relative to <domain>: its children read "devices/disk".
-        if self.path == "domain" {
-            ""
-        } else {
-            &self.path
-        }
+        self.el.children.iter().map(move |c| {
+            // Paths are relative to <domain>: its children read "devices/disk".
+            let path = if self.path == "domain" {
+                c.name.clone()
+            } else {
+                format!("{}/{}", self.path, c.name)
+            };
+            Node::new(c, path)
+        })
     }
 
     /// The error for a child this element does not accept.
     pub(crate) fn unsupported(&self) -> XmlError {
         XmlError::UnsupportedElement {
-            path: self.path.trim_start_matches('/').to_string(),
+            path: self.path.clone(),
         }
     }
 
     /// The error for a repeated singleton.
     pub(crate) fn duplicate(&self) -> XmlError {
         XmlError::Duplicate {
-            path: self.path.trim_start_matches('/').to_string(),
+            path: self.path.clone(),
         }
     }
 
@@ -151,7 +147,7 @@ impl<'a> Node<'a> {
         self.finish_attrs()?;
         if !self.el.text.trim().is_empty() {
             return Err(XmlError::UnexpectedText {
-                path: self.path.trim_start_matches('/').to_string(),
+                path: self.path.clone(),
             });
         }
         Ok(())
@@ -163,7 +159,7 @@ impl<'a> Node<'a> {
             None => Ok(()),
             Some(idx) => Err(XmlError::UnsupportedAttribute {
                 attr: self.el.attrs[idx].0.clone(),
-                path: self.path.trim_start_matches('/').to_string(),
+                path: self.path.clone(),
             }),
         }
     }
@@ -188,7 +184,7 @@ impl<'a> Node<'a> {
         T: FromStr,
         T::Err: std::fmt::Display,
     {
-        let what = format!("<{}>", self.path.trim_start_matches('/'));
+        let what = format!("<{}>", self.path);
         let text = self.finish_text()?;
         text.parse::<T>().map_err(|e| XmlError::InvalidValue {
             what,

@@ -68,7 +68,7 @@ pub(crate) fn to_kib(what: &str, value: &str, unit: Option<&str>) -> Result<u64>
 /// Reads a `<memory unit='…'>N</memory>`-style element into KiB.
 pub(crate) fn read_kib(mut node: Node<'_>) -> Result<u64> {
     let unit = node.attr("unit");
-    let what = format!("<{}>", node.path().trim_start_matches('/'));
+    let what = format!("<{}>", node.path());
     let text = node.finish_text()?;
     to_kib(&what, &text, unit.as_deref())
 }

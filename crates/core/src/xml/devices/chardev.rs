@@ -52,7 +52,7 @@ impl CharDevice {
             node.attr_parse("type")?
                 .ok_or_else(|| XmlError::MissingAttribute {
                     attr: "type".into(),
-                    path: node.path().trim_start_matches('/').into(),
+                    path: node.path().into(),
                 })?;
         let tty = node.attr("tty");
         let mut info = DeviceInfo::default();

@@ -1,7 +1,7 @@
 //! `<disk>`.
 
 use super::address::DeviceInfo;
-use crate::xml::error::Result;
+use crate::xml::error::{Result, XmlError};
 use crate::xml::kinds::{DiskDevice, DiskType};
 use crate::xml::read::{once, Node};
 use crate::xml::write::Writer;
@@ -107,10 +107,18 @@ impl Disk {
                 })?,
                 "source" => once(&mut source, c, |c| {
                     c.leaf(|c| {
+                        let path = c.attr(source_attr);
+                        let index = c.attr_parse("index")?;
+                        let startup_policy = c.attr("startupPolicy");
+                        // A `file` on a block disk is reported as such, not as a missing `dev`.
+                        c.finish_attrs()?;
                         Ok(DiskSource {
-                            path: c.req_attr(source_attr)?,
-                            index: c.attr_parse("index")?,
-                            startup_policy: c.attr("startupPolicy"),
+                            path: path.ok_or_else(|| XmlError::MissingAttribute {
+                                attr: source_attr.into(),
+                                path: c.path().to_string(),
+                            })?,
+                            index,
+                            startup_policy,
                         })
                     })
                 })?,
@@ -132,7 +140,7 @@ impl Disk {
                 _ => return Err(c.unsupported()),
             }
         }
-        let target = target.ok_or_else(|| crate::xml::XmlError::MissingElement {
+        let target = target.ok_or_else(|| XmlError::MissingElement {
             path: format!("{}/target", node.path()),
         })?;
         node.finish()?;

@@ -53,7 +53,7 @@ impl Graphics {
             node.attr_parse("type")?
                 .ok_or_else(|| XmlError::MissingAttribute {
                     attr: "type".into(),
-                    path: node.path().trim_start_matches('/').into(),
+                    path: node.path().into(),
                 })?;
         let mut g = Graphics {
             kind,

@@ -63,7 +63,7 @@ impl Interface {
             node.attr_parse("type")?
                 .ok_or_else(|| crate::xml::XmlError::MissingAttribute {
                     attr: "type".into(),
-                    path: node.path().trim_start_matches('/').into(),
+                    path: node.path().into(),
                 })?;
         let mut info = DeviceInfo::default();
         let (mut mac, mut source, mut target, mut model) = (None, None, None, None);
