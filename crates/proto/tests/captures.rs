@@ -83,9 +83,7 @@ fn load(dir: &Path) -> Vec<Captured> {
 fn remote(msgs: &[Captured], ty: MessageType, status: MessageStatus) -> Vec<&Captured> {
     msgs.iter()
         .filter(|m| {
-            m.header.prog == REMOTE_PROGRAM
-                && m.header.r#type == ty
-                && m.header.status == status
+            m.header.prog == REMOTE_PROGRAM && m.header.r#type == ty && m.header.status == status
         })
         .collect()
 }
