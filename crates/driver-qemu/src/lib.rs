@@ -1,1 +1,19 @@
-//! migrated-driver-qemu (placeholder, being written).
+//! migrated-driver-qemu: real guests run by QEMU, driven over QMP.
+//!
+//! Layer: a driver (see `docs/architecture.md`); it implements core's
+//! `Driver` trait and never sees the wire. The parts, bottom up:
+//!
+//! - [`qmp`]: an async QMP client (bounded reads, ids, events, fd passing);
+//! - [`command`]: the QEMU command line for a guest ([`command::LaunchSpec`]);
+//! - [`process`]: spawning QEMU, watching it exit through a pidfd, and
+//!   re-attaching to it after a daemon restart;
+//! - [`workload`]: the project's own tiny guest kernel (built from
+//!   `guest/` by `build.rs`) and how to read its counter.
+
+pub mod command;
+pub mod error;
+pub mod process;
+pub mod qmp;
+pub mod workload;
+
+pub use error::{Error, Result};

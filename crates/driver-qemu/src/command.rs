@@ -1,0 +1,664 @@
+//! The QEMU command line for one guest.
+//!
+//! [`LaunchSpec`] is the QEMU-facing view of a domain: everything the argv
+//! needs and nothing else, so the command line can be built and unit tested
+//! without a domain XML parser or a QEMU binary. [`LaunchSpec::argv`] turns
+//! it into arguments; options whose values come from the user are either
+//! JSON (`-blockdev`, `-device`) or have their commas doubled, so a path or
+//! a name cannot inject options.
+//!
+//! Shape follows what libvirt 9.0 generates for QEMU 7.2 (see
+//! `../shared/bench/libvirt-baseline.md`): `-nodefaults -no-user-config`,
+//! `-S` (the driver sends `cont` once QMP is up), the monitor on a socket
+//! that the daemon creates and hands over as an inherited descriptor.
+
+use std::ffi::OsString;
+use std::os::fd::RawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// The binary searched for on `PATH` when the domain names none.
+pub const DEFAULT_EMULATOR: &str = "qemu-system-x86_64";
+
+/// Machine type used when the domain names none.
+pub const DEFAULT_MACHINE: &str = "pc";
+
+/// How guest code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualization through `/dev/kvm`.
+    Kvm,
+    /// QEMU's binary translator: slower, works everywhere.
+    Tcg,
+}
+
+impl Accel {
+    /// KVM when `/dev/kvm` opens read-write, TCG otherwise.
+    pub fn detect() -> Self {
+        Self::detect_at(Path::new("/dev/kvm"))
+    }
+
+    fn detect_at(dev: &Path) -> Self {
+        match std::fs::OpenOptions::new().read(true).write(true).open(dev) {
+            Ok(_) => Self::Kvm,
+            Err(_) => Self::Tcg,
+        }
+    }
+
+    /// The value of `-accel`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kvm => "kvm",
+            Self::Tcg => "tcg",
+        }
+    }
+}
+
+/// Finds the emulator: the domain's `<emulator>` when given (it must be an
+/// executable file), else [`DEFAULT_EMULATOR`] on `PATH`.
+///
+/// # Errors
+/// [`Error::EmulatorNotExecutable`] for a bad explicit path,
+/// [`Error::EmulatorNotFound`] when the search finds nothing.
+pub fn find_emulator(explicit: Option<&Path>) -> Result<PathBuf> {
+    match explicit {
+        Some(path) if is_executable(path) => Ok(path.to_owned()),
+        Some(path) => Err(Error::EmulatorNotExecutable {
+            path: path.to_owned(),
+        }),
+        None => search_path(DEFAULT_EMULATOR, std::env::var_os("PATH")),
+    }
+}
+
+fn search_path(name: &str, path: Option<OsString>) -> Result<PathBuf> {
+    path.iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+        .ok_or_else(|| Error::EmulatorNotFound { name: name.into() })
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// A disk attached with `-blockdev` + `-device`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// Image file or block device.
+    pub source: PathBuf,
+    /// Image format: `raw` or `qcow2`.
+    pub format: String,
+    /// Guest device name (`vda`, `sda`); also the device id.
+    pub target: String,
+    /// Bus: `virtio`, `sata` or `ide`.
+    pub bus: String,
+    /// Attach read-only.
+    pub readonly: bool,
+}
+
+/// Where a NIC's traffic goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NicBackend {
+    /// QEMU's user-mode network stack (no privileges, NAT only).
+    User,
+    /// A tap device added to a host bridge by `qemu-bridge-helper`.
+    Bridge {
+        /// The host bridge, e.g. `br0`.
+        bridge: String,
+    },
+}
+
+/// A network interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    /// Backend.
+    pub backend: NicBackend,
+    /// Guest MAC address (`52:54:00:..`).
+    pub mac: Option<String>,
+    /// Device model, e.g. `virtio-net-pci` or `e1000`.
+    pub model: String,
+}
+
+/// A remote display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Graphics {
+    /// VNC on `listen`; `port` none = first free display from 5900.
+    Vnc {
+        /// Listen address (an IP literal).
+        listen: String,
+        /// TCP port (≥ 5900) or automatic.
+        port: Option<u16>,
+    },
+    /// SPICE on `listen:port`.
+    Spice {
+        /// Listen address (an IP literal).
+        listen: String,
+        /// TCP port.
+        port: u16,
+    },
+}
+
+/// The guest's first serial port.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Serial {
+    /// No serial port.
+    #[default]
+    None,
+    /// Output appended to a file.
+    File(PathBuf),
+    /// A host pty (its path is reported by `query-chardev`).
+    Pty,
+}
+
+/// A kernel booted directly (`-kernel`), e.g. the project's workload image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kernel {
+    /// The image (QEMU's multiboot loader takes an ELF32 multiboot image).
+    pub path: PathBuf,
+    /// Its command line (`-append`).
+    pub cmdline: Option<String>,
+}
+
+/// How QEMU reaches the QMP monitor socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Monitor {
+    /// A listening socket the daemon created and QEMU inherits as this fd:
+    /// it exists before QEMU runs, so connecting never races QEMU's start.
+    Fd(RawFd),
+    /// QEMU creates and listens on this path itself.
+    Path(PathBuf),
+}
+
+/// Everything needed to build a QEMU command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSpec {
+    /// The emulator binary (from [`find_emulator`]).
+    pub emulator: PathBuf,
+    /// Guest name.
+    pub name: String,
+    /// Guest UUID.
+    pub uuid: Uuid,
+    /// Machine type, e.g. `pc`, `q35`, `pc-i440fx-7.2`.
+    pub machine: String,
+    /// Accelerator.
+    pub accel: Accel,
+    /// CPU model; `None` lets QEMU choose (qemu64 on x86).
+    pub cpu: Option<String>,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Disks, in order.
+    pub disks: Vec<Disk>,
+    /// NICs, in order.
+    pub nics: Vec<Nic>,
+    /// Remote displays.
+    pub graphics: Vec<Graphics>,
+    /// First serial port.
+    pub serial: Serial,
+    /// Direct kernel boot.
+    pub kernel: Option<Kernel>,
+    /// The QMP monitor.
+    pub monitor: Monitor,
+    /// QEMU writes its pid here.
+    pub pidfile: Option<PathBuf>,
+    /// Start with `-incoming defer` (migration or restore destination).
+    pub incoming: bool,
+}
+
+impl LaunchSpec {
+    /// A spec with defaults for everything but identity, emulator and monitor.
+    pub fn new(emulator: PathBuf, name: impl Into<String>, uuid: Uuid, monitor: Monitor) -> Self {
+        Self {
+            emulator,
+            name: name.into(),
+            uuid,
+            machine: DEFAULT_MACHINE.into(),
+            accel: Accel::Tcg,
+            cpu: None,
+            memory_mib: 128,
+            vcpus: 1,
+            disks: Vec::new(),
+            nics: Vec::new(),
+            graphics: Vec::new(),
+            serial: Serial::None,
+            kernel: None,
+            monitor,
+            pidfile: None,
+            incoming: false,
+        }
+    }
+
+    /// The arguments after the program name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when a value cannot be expressed (zero
+    /// memory or vCPUs, an unknown disk bus or format, a duplicate target).
+    pub fn argv(&self) -> Result<Vec<OsString>> {
+        if self.memory_mib == 0 || self.vcpus == 0 {
+            return Err(invalid("memory and vcpu count must be positive"));
+        }
+        let mut a = Args::default();
+        a.push2(
+            "-name",
+            format!("guest={},debug-threads=on", escape(&self.name)),
+        );
+        a.push2("-uuid", self.uuid.to_string());
+        a.push("-no-user-config");
+        a.push("-nodefaults");
+        a.push2("-machine", escape(&self.machine));
+        a.push2("-accel", self.accel.as_str());
+        if let Some(cpu) = &self.cpu {
+            a.push2("-cpu", escape(cpu));
+        }
+        a.push2("-m", format!("size={}M", self.memory_mib));
+        a.push2(
+            "-smp",
+            format!("{},sockets={},cores=1,threads=1", self.vcpus, self.vcpus),
+        );
+        match &self.monitor {
+            Monitor::Fd(fd) => a.push2(
+                "-chardev",
+                format!("socket,id=charmonitor,fd={fd},server=on,wait=off"),
+            ),
+            Monitor::Path(path) => a.push2(
+                "-chardev",
+                format!(
+                    "socket,id=charmonitor,path={},server=on,wait=off",
+                    escape(&path.to_string_lossy())
+                ),
+            ),
+        }
+        a.push2("-mon", "chardev=charmonitor,id=monitor,mode=control");
+        if let Some(pidfile) = &self.pidfile {
+            a.push2("-pidfile", pidfile.as_os_str());
+        }
+        a.push2("-display", "none");
+        self.disk_args(&mut a)?;
+        self.nic_args(&mut a);
+        self.graphics_args(&mut a);
+        match &self.serial {
+            Serial::None => {}
+            Serial::File(path) => {
+                a.push2(
+                    "-chardev",
+                    format!(
+                        "file,id=charserial0,path={},append=on",
+                        escape(&path.to_string_lossy())
+                    ),
+                );
+                a.push2("-device", "isa-serial,chardev=charserial0,id=serial0");
+            }
+            Serial::Pty => {
+                a.push2("-chardev", "pty,id=charserial0");
+                a.push2("-device", "isa-serial,chardev=charserial0,id=serial0");
+            }
+        }
+        if let Some(kernel) = &self.kernel {
+            a.push2("-kernel", kernel.path.as_os_str());
+            if let Some(cmdline) = &kernel.cmdline {
+                a.push2("-append", cmdline.as_str());
+            }
+        }
+        if self.incoming {
+            a.push2("-incoming", "defer");
+        }
+        a.push("-S");
+        Ok(a.0)
+    }
+
+    fn disk_args(&self, a: &mut Args) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, disk) in self.disks.iter().enumerate() {
+            if !matches!(disk.format.as_str(), "raw" | "qcow2") {
+                return Err(invalid(format!(
+                    "disk format {} is not raw or qcow2",
+                    disk.format
+                )));
+            }
+            if disk.target.is_empty() || !seen.insert(disk.target.as_str()) {
+                return Err(invalid(format!(
+                    "disk target {:?} is empty or repeated",
+                    disk.target
+                )));
+            }
+            let node = format!("drive-{}", disk.target);
+            let blockdev = json!({
+                "node-name": node,
+                "driver": disk.format,
+                "read-only": disk.readonly,
+                "file": {
+                    "driver": "file",
+                    "filename": disk.source.to_string_lossy(),
+                    "read-only": disk.readonly,
+                },
+            });
+            let device = match disk.bus.as_str() {
+                "virtio" => json!({"driver": "virtio-blk-pci", "drive": node, "id": disk.target}),
+                "ide" | "sata" => {
+                    json!({"driver": "ide-hd", "drive": node, "id": disk.target, "bootindex": i + 1})
+                }
+                other => return Err(invalid(format!("disk bus {other} is not supported"))),
+            };
+            a.push2("-blockdev", blockdev.to_string());
+            a.push2("-device", device.to_string());
+        }
+        Ok(())
+    }
+
+    fn nic_args(&self, a: &mut Args) {
+        for (i, nic) in self.nics.iter().enumerate() {
+            let id = format!("net{i}");
+            match &nic.backend {
+                NicBackend::User => a.push2("-netdev", format!("user,id={id}")),
+                NicBackend::Bridge { bridge } => {
+                    a.push2("-netdev", format!("bridge,id={id},br={}", escape(bridge)))
+                }
+            }
+            let mut device = json!({"driver": nic.model, "netdev": id, "id": format!("nic{i}")});
+            if let Some(mac) = &nic.mac {
+                device["mac"] = json!(mac);
+            }
+            a.push2("-device", device.to_string());
+        }
+    }
+
+    fn graphics_args(&self, a: &mut Args) {
+        if self.graphics.is_empty() {
+            return;
+        }
+        // -nodefaults removed the VGA card; a display needs one.
+        a.push2("-device", r#"{"driver":"VGA","id":"video0"}"#);
+        for g in &self.graphics {
+            match g {
+                Graphics::Vnc { listen, port } => {
+                    let display = match port {
+                        Some(port) => format!("{}", port.saturating_sub(5900)),
+                        // QEMU takes the first free display in 0..=99.
+                        None => "0,to=99".into(),
+                    };
+                    a.push2("-vnc", format!("{}:{display}", vnc_host(listen)));
+                }
+                Graphics::Spice { listen, port } => a.push2(
+                    "-spice",
+                    format!("port={port},addr={},disable-ticketing=on", escape(listen)),
+                ),
+            }
+        }
+    }
+}
+
+fn vnc_host(listen: &str) -> String {
+    // VNC's syntax needs brackets around an IPv6 literal.
+    if listen.contains(':') && !listen.starts_with('[') {
+        format!("[{listen}]")
+    } else {
+        escape(listen)
+    }
+}
+
+/// Doubles commas: QEMU's option parser reads `,,` as a literal comma.
+pub fn escape(value: &str) -> String {
+    value.replace(',', ",,")
+}
+
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::InvalidConfig {
+        reason: reason.into(),
+    }
+}
+
+#[derive(Default)]
+struct Args(Vec<OsString>);
+
+impl Args {
+    fn push(&mut self, arg: impl Into<OsString>) {
+        self.0.push(arg.into());
+    }
+
+    fn push2(&mut self, flag: &str, value: impl Into<OsString>) {
+        self.0.push(flag.into());
+        self.0.push(value.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> LaunchSpec {
+        LaunchSpec::new(
+            PathBuf::from("/usr/bin/qemu-system-x86_64"),
+            "web1",
+            Uuid::parse_str("c7a5fdbd-cdaf-9455-926a-d65c16db1809").expect("uuid"),
+            Monitor::Fd(7),
+        )
+    }
+
+    fn argv(spec: &LaunchSpec) -> Vec<String> {
+        spec.argv()
+            .expect("argv")
+            .into_iter()
+            .map(|a| a.into_string().expect("utf-8"))
+            .collect()
+    }
+
+    /// The value following `flag`, for each occurrence.
+    fn values<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn minimal_guest_has_the_fixed_skeleton() {
+        let mut s = spec();
+        s.memory_mib = 256;
+        s.vcpus = 2;
+        s.accel = Accel::Kvm;
+        s.pidfile = Some(PathBuf::from("/run/migrated/qemu/web1.pid"));
+        let a = argv(&s);
+        assert_eq!(values(&a, "-name"), ["guest=web1,debug-threads=on"]);
+        assert_eq!(
+            values(&a, "-uuid"),
+            ["c7a5fdbd-cdaf-9455-926a-d65c16db1809"]
+        );
+        assert_eq!(values(&a, "-machine"), ["pc"]);
+        assert_eq!(values(&a, "-accel"), ["kvm"]);
+        assert_eq!(values(&a, "-m"), ["size=256M"]);
+        assert_eq!(values(&a, "-smp"), ["2,sockets=2,cores=1,threads=1"]);
+        assert_eq!(
+            values(&a, "-chardev"),
+            ["socket,id=charmonitor,fd=7,server=on,wait=off"]
+        );
+        assert_eq!(
+            values(&a, "-mon"),
+            ["chardev=charmonitor,id=monitor,mode=control"]
+        );
+        assert_eq!(values(&a, "-pidfile"), ["/run/migrated/qemu/web1.pid"]);
+        assert!(a.contains(&"-nodefaults".to_owned()));
+        assert!(a.contains(&"-no-user-config".to_owned()));
+        assert_eq!(a.last().map(String::as_str), Some("-S"));
+        assert!(!a.contains(&"-incoming".to_owned()));
+        assert!(!a.contains(&"-cpu".to_owned()));
+    }
+
+    #[test]
+    fn incoming_guest_waits_for_migrate_incoming() {
+        let mut s = spec();
+        s.incoming = true;
+        assert_eq!(values(&argv(&s), "-incoming"), ["defer"]);
+    }
+
+    #[test]
+    fn commas_in_user_values_are_doubled() {
+        let mut s = spec();
+        s.name = "a,b".into();
+        s.monitor = Monitor::Path(PathBuf::from("/run/x,y/mon.sock"));
+        s.serial = Serial::File(PathBuf::from("/var/log/a,b.log"));
+        let a = argv(&s);
+        assert_eq!(values(&a, "-name"), ["guest=a,,b,debug-threads=on"]);
+        assert_eq!(
+            values(&a, "-chardev"),
+            [
+                "socket,id=charmonitor,path=/run/x,,y/mon.sock,server=on,wait=off",
+                "file,id=charserial0,path=/var/log/a,,b.log,append=on"
+            ]
+        );
+    }
+
+    #[test]
+    fn disks_become_json_blockdev_and_device() {
+        let mut s = spec();
+        s.disks.push(Disk {
+            source: PathBuf::from("/img/a,\"b\".qcow2"),
+            format: "qcow2".into(),
+            target: "vda".into(),
+            bus: "virtio".into(),
+            readonly: false,
+        });
+        let a = argv(&s);
+        let blockdev: serde_json::Value =
+            serde_json::from_str(values(&a, "-blockdev")[0]).expect("json blockdev");
+        assert_eq!(blockdev["node-name"], "drive-vda");
+        assert_eq!(blockdev["driver"], "qcow2");
+        assert_eq!(blockdev["file"]["filename"], "/img/a,\"b\".qcow2");
+        let device: serde_json::Value =
+            serde_json::from_str(values(&a, "-device")[0]).expect("json device");
+        assert_eq!(device["driver"], "virtio-blk-pci");
+        assert_eq!(device["drive"], "drive-vda");
+    }
+
+    #[test]
+    fn bad_disks_are_refused() {
+        let disk = Disk {
+            source: PathBuf::from("/img/a"),
+            format: "vmdk".into(),
+            target: "vda".into(),
+            bus: "virtio".into(),
+            readonly: false,
+        };
+        let mut s = spec();
+        s.disks.push(disk.clone());
+        assert!(matches!(s.argv(), Err(Error::InvalidConfig { .. })));
+        let mut s = spec();
+        let raw = Disk {
+            format: "raw".into(),
+            ..disk
+        };
+        s.disks.extend([raw.clone(), raw]);
+        assert!(matches!(s.argv(), Err(Error::InvalidConfig { .. })));
+    }
+
+    #[test]
+    fn nics_graphics_serial_kernel() {
+        let mut s = spec();
+        s.nics.push(Nic {
+            backend: NicBackend::User,
+            mac: Some("52:54:00:12:34:56".into()),
+            model: "virtio-net-pci".into(),
+        });
+        s.nics.push(Nic {
+            backend: NicBackend::Bridge {
+                bridge: "br0".into(),
+            },
+            mac: None,
+            model: "e1000".into(),
+        });
+        s.graphics.push(Graphics::Vnc {
+            listen: "127.0.0.1".into(),
+            port: None,
+        });
+        s.graphics.push(Graphics::Spice {
+            listen: "127.0.0.1".into(),
+            port: 5930,
+        });
+        s.serial = Serial::Pty;
+        s.kernel = Some(Kernel {
+            path: PathBuf::from("/k/guest.elf"),
+            cmdline: Some("dirty_mib=64".into()),
+        });
+        let a = argv(&s);
+        assert_eq!(
+            values(&a, "-netdev"),
+            ["user,id=net0", "bridge,id=net1,br=br0"]
+        );
+        let devices = values(&a, "-device");
+        let nic0: serde_json::Value = serde_json::from_str(devices[0]).expect("json");
+        assert_eq!(nic0["mac"], "52:54:00:12:34:56");
+        assert_eq!(nic0["netdev"], "net0");
+        assert!(devices.iter().any(|d| d.contains("\"VGA\"")));
+        assert_eq!(values(&a, "-vnc"), ["127.0.0.1:0,to=99"]);
+        assert_eq!(
+            values(&a, "-spice"),
+            ["port=5930,addr=127.0.0.1,disable-ticketing=on"]
+        );
+        assert!(values(&a, "-chardev").contains(&"pty,id=charserial0"));
+        assert_eq!(values(&a, "-kernel"), ["/k/guest.elf"]);
+        assert_eq!(values(&a, "-append"), ["dirty_mib=64"]);
+    }
+
+    #[test]
+    fn vnc_fixed_port_is_a_display_number() {
+        let mut s = spec();
+        s.graphics.push(Graphics::Vnc {
+            listen: "::1".into(),
+            port: Some(5903),
+        });
+        assert_eq!(values(&argv(&s), "-vnc"), ["[::1]:3"]);
+    }
+
+    #[test]
+    fn zero_memory_is_refused() {
+        let mut s = spec();
+        s.memory_mib = 0;
+        assert!(matches!(s.argv(), Err(Error::InvalidConfig { .. })));
+    }
+
+    #[test]
+    fn emulator_lookup() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = dir.path().join(DEFAULT_EMULATOR);
+        std::fs::write(&exe, "#!/bin/sh\n").expect("write");
+        let not_exe = dir.path().join("plain");
+        std::fs::write(&not_exe, "").expect("write");
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+        assert_eq!(find_emulator(Some(&exe)).expect("explicit"), exe);
+        assert!(matches!(
+            find_emulator(Some(&not_exe)),
+            Err(Error::EmulatorNotExecutable { .. })
+        ));
+        assert!(matches!(
+            find_emulator(Some(&dir.path().join("missing"))),
+            Err(Error::EmulatorNotExecutable { .. })
+        ));
+        let found = search_path(DEFAULT_EMULATOR, Some(dir.path().as_os_str().to_owned()))
+            .expect("found on PATH");
+        assert_eq!(found, exe);
+        let empty = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(
+            search_path(DEFAULT_EMULATOR, Some(empty.path().as_os_str().to_owned())),
+            Err(Error::EmulatorNotFound { .. })
+        ));
+        assert!(matches!(
+            search_path(DEFAULT_EMULATOR, None),
+            Err(Error::EmulatorNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn accel_falls_back_to_tcg_without_a_kvm_device() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(Accel::detect_at(&dir.path().join("kvm")), Accel::Tcg);
+    }
+}

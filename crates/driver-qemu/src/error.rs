@@ -1,0 +1,168 @@
+//! The driver's error type.
+//!
+//! One enum for the crate; variants name the operation that failed and keep
+//! the cause in `#[source]`. Messages are lowercase with no final period.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while driving QEMU.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No emulator binary was named and none was found on `PATH`.
+    #[error("emulator {name} not found on PATH")]
+    EmulatorNotFound {
+        /// The binary name searched for.
+        name: String,
+    },
+    /// The emulator named by the domain XML does not exist or is not executable.
+    #[error("emulator {} is not an executable file", path.display())]
+    EmulatorNotExecutable {
+        /// The path from `<emulator>`.
+        path: PathBuf,
+    },
+    /// The domain asks for something this driver cannot express on a QEMU command line.
+    #[error("invalid domain configuration: {reason}")]
+    InvalidConfig {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Spawning the emulator failed before it ran.
+    #[error("cannot spawn emulator {}", emulator.display())]
+    Spawn {
+        /// The binary.
+        emulator: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// QEMU exited while it was starting; `stderr` is what it printed.
+    #[error("qemu exited during start-up ({status}): {stderr}")]
+    EmulatorExited {
+        /// Exit status as text ("exit code 1", "signal 9", "unknown").
+        status: String,
+        /// The tail of QEMU's stderr (its log file) from this start.
+        stderr: String,
+    },
+    /// A file or directory under the runtime or state dir could not be used.
+    #[error("cannot {action} {}", path.display())]
+    File {
+        /// What was attempted ("create", "read", "write", "remove", "bind").
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A status or config file holds something that does not parse.
+    #[error("cannot parse {}", path.display())]
+    ParseFile {
+        /// The path.
+        path: PathBuf,
+        /// The decoder error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A process-level system call failed (pidfd, signals).
+    #[error("cannot {action} process {pid}")]
+    Process {
+        /// What was attempted ("watch", "signal", "wait for").
+        action: &'static str,
+        /// The process id.
+        pid: i32,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pid in a status file belongs to some other program (pid reuse).
+    #[error("process {pid} is not the qemu of {name}")]
+    NotOurProcess {
+        /// The process id.
+        pid: i32,
+        /// The guest it was expected to run.
+        name: String,
+    },
+    /// Connecting to the QMP socket failed.
+    #[error("cannot connect to qmp socket {}", path.display())]
+    QmpConnect {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading from or writing to the QMP socket failed.
+    #[error("qmp i/o failed")]
+    QmpIo(#[source] std::io::Error),
+    /// QEMU sent a line longer than the configured bound; the connection was dropped.
+    #[error("qmp line longer than {limit} bytes, connection dropped")]
+    QmpLineTooLong {
+        /// The bound in bytes.
+        limit: usize,
+    },
+    /// QEMU sent something that is not QMP; the connection was dropped.
+    #[error("qmp protocol violation: {reason}")]
+    QmpProtocol {
+        /// What was wrong.
+        reason: String,
+    },
+    /// QEMU answered a command with an error.
+    #[error("qmp command {command} failed: {class}: {desc}")]
+    QmpCommand {
+        /// The command name.
+        command: String,
+        /// QEMU's error class (`GenericError`, `CommandNotFound`, ...).
+        class: String,
+        /// QEMU's description.
+        desc: String,
+    },
+    /// A command got no answer in time.
+    #[error("qmp command {command} got no reply within {after:?}")]
+    QmpTimeout {
+        /// The command name.
+        command: String,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The QMP connection is gone (QEMU exited, or a protocol error closed it).
+    #[error("qmp connection closed: {reason}")]
+    QmpClosed {
+        /// Why it closed.
+        reason: String,
+    },
+    /// The workload guest's status block could not be read.
+    #[error("workload guest status unreadable: {reason}")]
+    Workload {
+        /// What was found instead.
+        reason: String,
+    },
+    /// A reply did not have the shape the command promises.
+    #[error("unexpected reply to qmp command {command}")]
+    QmpReply {
+        /// The command name.
+        command: String,
+        /// The decoder error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// Shorthand for [`Error::File`].
+    pub(crate) fn file(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::File {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

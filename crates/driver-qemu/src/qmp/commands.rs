@@ -1,0 +1,481 @@
+//! Typed QMP commands: one type per command the driver uses.
+//!
+//! Each type serializes to the command's `arguments` and names its reply
+//! type, so a wire shape is written once (field names from QEMU's
+//! `qapi/*.json`, checked against QEMU 7.2). Unknown reply fields are
+//! ignored, so newer QEMUs that add fields still parse.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A QMP command: its wire name, its arguments (`Self`) and its reply.
+pub trait Command: Serialize {
+    /// The name after `execute`.
+    const NAME: &'static str;
+    /// What `return` holds.
+    type Reply: DeserializeOwned;
+}
+
+/// The reply of commands that return `{}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct Empty {}
+
+macro_rules! unit_command {
+    ($(#[$doc:meta] $ty:ident = $name:literal;)*) => {$(
+        #[$doc]
+        #[derive(Debug, Clone, Copy, Default, Serialize)]
+        pub struct $ty;
+        impl Command for $ty {
+            const NAME: &'static str = $name;
+            type Reply = Empty;
+        }
+    )*};
+}
+
+unit_command! {
+    /// Leave capabilities negotiation mode (sent once after the greeting).
+    QmpCapabilities = "qmp_capabilities";
+    /// Pause all vCPUs.
+    Stop = "stop";
+    /// Resume all vCPUs.
+    Cont = "cont";
+    /// Send the guest an ACPI power button press.
+    SystemPowerdown = "system_powerdown";
+    /// Reset the guest.
+    SystemReset = "system_reset";
+    /// Make QEMU exit at once.
+    Quit = "quit";
+    /// Cancel the running outgoing migration.
+    MigrateCancel = "migrate_cancel";
+}
+
+/// `query-status`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryStatus;
+
+impl Command for QueryStatus {
+    const NAME: &'static str = "query-status";
+    type Reply = StatusInfo;
+}
+
+/// Reply of `query-status`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StatusInfo {
+    /// Whether vCPUs run.
+    pub running: bool,
+    /// QEMU's run state.
+    pub status: RunState,
+}
+
+/// QEMU's `RunState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum RunState {
+    /// Stopped by a debugger.
+    Debug,
+    /// Waiting for an incoming migration.
+    Inmigrate,
+    /// An internal error stopped the guest.
+    InternalError,
+    /// An I/O error stopped the guest.
+    IoError,
+    /// Paused by `stop`.
+    Paused,
+    /// Stopped after an outgoing migration completed.
+    Postmigrate,
+    /// Not started yet (`-S`).
+    Prelaunch,
+    /// Stopped for the final phase of a migration.
+    FinishMigrate,
+    /// Loading a snapshot.
+    RestoreVm,
+    /// Running.
+    Running,
+    /// Saving a snapshot.
+    SaveVm,
+    /// The guest shut down.
+    Shutdown,
+    /// The guest is suspended (S3).
+    Suspended,
+    /// The watchdog fired.
+    Watchdog,
+    /// The guest panicked.
+    GuestPanicked,
+    /// COLO fault tolerance.
+    Colo,
+    /// A state this driver does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// `query-cpus-fast`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryCpusFast;
+
+impl Command for QueryCpusFast {
+    const NAME: &'static str = "query-cpus-fast";
+    type Reply = Vec<CpuInfoFast>;
+}
+
+/// One vCPU in the reply of `query-cpus-fast`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CpuInfoFast {
+    /// Index of the vCPU.
+    pub cpu_index: u32,
+    /// Host thread id running it (for CPU time from `/proc`).
+    pub thread_id: i32,
+}
+
+/// `query-balloon` (fails with `DeviceNotActive` when there is no balloon).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryBalloon;
+
+impl Command for QueryBalloon {
+    const NAME: &'static str = "query-balloon";
+    type Reply = BalloonInfo;
+}
+
+/// Reply of `query-balloon`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct BalloonInfo {
+    /// Guest memory in bytes after ballooning.
+    pub actual: u64,
+}
+
+/// `human-monitor-command`: run an HMP command and get its text output.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HumanMonitorCommand {
+    /// The HMP command line, e.g. `xp /2xg 0x200000`.
+    pub command_line: String,
+}
+
+impl Command for HumanMonitorCommand {
+    const NAME: &'static str = "human-monitor-command";
+    type Reply = String;
+}
+
+/// `getfd`: store the file descriptor sent with this command under a name.
+#[derive(Debug, Clone, Serialize)]
+pub struct Getfd {
+    /// The name later commands use (`fd:NAME` in a migration URI).
+    pub fdname: String,
+}
+
+impl Command for Getfd {
+    const NAME: &'static str = "getfd";
+    type Reply = Empty;
+}
+
+/// `closefd`: forget a descriptor stored by `getfd`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Closefd {
+    /// The name given to `getfd`.
+    pub fdname: String,
+}
+
+impl Command for Closefd {
+    const NAME: &'static str = "closefd";
+    type Reply = Empty;
+}
+
+/// `add-fd`: put the file descriptor sent with this command in an fd set.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AddFd {
+    /// The set to add to; QEMU allocates one when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fdset_id: Option<i64>,
+    /// Free text kept with the descriptor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opaque: Option<String>,
+}
+
+impl Command for AddFd {
+    const NAME: &'static str = "add-fd";
+    type Reply = AddFdInfo;
+}
+
+/// Reply of `add-fd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AddFdInfo {
+    /// The set the descriptor went into.
+    pub fdset_id: i64,
+    /// The descriptor's number inside QEMU (`/dev/fdset/N` opens a dup of it).
+    pub fd: i64,
+}
+
+/// `remove-fd`.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RemoveFd {
+    /// The set.
+    pub fdset_id: i64,
+    /// One descriptor of the set, or all when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i64>,
+}
+
+impl Command for RemoveFd {
+    const NAME: &'static str = "remove-fd";
+    type Reply = Empty;
+}
+
+/// `migrate`: start an outgoing migration to `uri` (`tcp:`, `fd:`, `exec:`, `unix:`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Migrate {
+    /// Where to send the stream.
+    pub uri: String,
+}
+
+impl Command for Migrate {
+    const NAME: &'static str = "migrate";
+    type Reply = Empty;
+}
+
+/// `migrate-incoming`: start listening for the migration a `-incoming defer` QEMU waits for.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrateIncoming {
+    /// Where to receive from.
+    pub uri: String,
+}
+
+impl Command for MigrateIncoming {
+    const NAME: &'static str = "migrate-incoming";
+    type Reply = Empty;
+}
+
+/// `query-migrate`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryMigrate;
+
+impl Command for QueryMigrate {
+    const NAME: &'static str = "query-migrate";
+    type Reply = MigrationInfo;
+}
+
+/// QEMU's `MigrationStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum MigrationStatus {
+    /// No migration ever ran.
+    None,
+    /// Setting up.
+    Setup,
+    /// Being cancelled.
+    Cancelling,
+    /// Cancelled.
+    Cancelled,
+    /// Sending.
+    Active,
+    /// Post-copy phase.
+    PostcopyActive,
+    /// Post-copy paused on a network failure.
+    PostcopyPaused,
+    /// Post-copy recovering.
+    PostcopyRecover,
+    /// Done.
+    Completed,
+    /// Failed.
+    Failed,
+    /// COLO.
+    Colo,
+    /// Paused before switch-over (capability `pause-before-switchover`).
+    PreSwitchover,
+    /// Migrating device state.
+    Device,
+    /// Waiting for devices to unplug.
+    WaitUnplug,
+    /// A status this driver does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Reply of `query-migrate`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MigrationInfo {
+    /// Absent before the first migration.
+    #[serde(default)]
+    pub status: Option<MigrationStatus>,
+    /// RAM statistics, while active and after completion.
+    #[serde(default)]
+    pub ram: Option<MigrationRam>,
+    /// Milliseconds since the migration started (or its total when done).
+    #[serde(default)]
+    pub total_time: Option<u64>,
+    /// Measured downtime in ms, once completed.
+    #[serde(default)]
+    pub downtime: Option<u64>,
+    /// Expected downtime in ms, while active.
+    #[serde(default)]
+    pub expected_downtime: Option<u64>,
+    /// Set-up time in ms.
+    #[serde(default)]
+    pub setup_time: Option<u64>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error_desc: Option<String>,
+}
+
+/// RAM part of [`MigrationInfo`].
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct MigrationRam {
+    /// Bytes sent.
+    pub transferred: u64,
+    /// Bytes still to send.
+    pub remaining: u64,
+    /// Guest RAM size.
+    pub total: u64,
+    /// Zero pages (sent as a flag).
+    pub duplicate: u64,
+    /// Normal pages sent.
+    pub normal: u64,
+    /// Bytes of normal pages sent.
+    pub normal_bytes: u64,
+    /// Pages dirtied per second.
+    pub dirty_pages_rate: u64,
+    /// Throughput in Mbit/s.
+    pub mbps: f64,
+    /// Dirty-bitmap syncs (iterations).
+    pub dirty_sync_count: u64,
+    /// Page size in bytes.
+    pub page_size: u64,
+}
+
+/// One capability for `migrate-set-capabilities`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrationCapability {
+    /// Capability name (`xbzrle`, `auto-converge`, `multifd`, `zero-copy-send`, ...).
+    pub capability: String,
+    /// On or off.
+    pub state: bool,
+}
+
+/// `migrate-set-capabilities`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MigrateSetCapabilities {
+    /// The capabilities to change.
+    pub capabilities: Vec<MigrationCapability>,
+}
+
+impl Command for MigrateSetCapabilities {
+    const NAME: &'static str = "migrate-set-capabilities";
+    type Reply = Empty;
+}
+
+/// `migrate-set-parameters`; only the fields that are set are sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MigrateSetParameters {
+    /// Bytes per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bandwidth: Option<u64>,
+    /// Milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downtime_limit: Option<u64>,
+    /// Parallel connections with `multifd`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multifd_channels: Option<u32>,
+    /// `none`, `zlib` or `zstd` with `multifd`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multifd_compression: Option<String>,
+    /// XBZRLE cache in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xbzrle_cache_size: Option<u64>,
+    /// Initial throttle with `auto-converge`, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_throttle_initial: Option<u32>,
+    /// Throttle step with `auto-converge`, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_throttle_increment: Option<u32>,
+}
+
+impl Command for MigrateSetParameters {
+    const NAME: &'static str = "migrate-set-parameters";
+    type Reply = Empty;
+}
+
+/// `pmemsave`: write guest-physical memory to a file (on QEMU's side).
+#[derive(Debug, Clone, Serialize)]
+pub struct Pmemsave {
+    /// Guest-physical start address.
+    pub val: u64,
+    /// Bytes.
+    pub size: u64,
+    /// Output file, opened by QEMU.
+    pub filename: String,
+}
+
+impl Command for Pmemsave {
+    const NAME: &'static str = "pmemsave";
+    type Reply = Empty;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args<C: Command>(c: &C) -> String {
+        serde_json::to_string(c).expect("serializes")
+    }
+
+    #[test]
+    fn argument_names_follow_the_qapi_schema() {
+        assert_eq!(
+            args(&HumanMonitorCommand {
+                command_line: "info status".into()
+            }),
+            r#"{"command-line":"info status"}"#
+        );
+        assert_eq!(
+            args(&AddFd {
+                fdset_id: Some(3),
+                opaque: None
+            }),
+            r#"{"fdset-id":3}"#
+        );
+        assert_eq!(
+            args(&MigrateSetParameters {
+                max_bandwidth: Some(1 << 30),
+                downtime_limit: Some(300),
+                ..Default::default()
+            }),
+            r#"{"max-bandwidth":1073741824,"downtime-limit":300}"#
+        );
+        assert_eq!(args(&Stop), "null");
+    }
+
+    #[test]
+    fn parses_query_migrate_reply_of_a_completed_migration() {
+        let reply = r#"{"status": "completed", "setup-time": 2, "downtime": 8, "total-time": 30,
+            "ram": {"total": 268435456, "postcopy-requests": 0, "dirty-sync-count": 3,
+            "multifd-bytes": 0, "pages-per-second": 1000, "downtime-bytes": 1, "page-size": 4096,
+            "remaining": 0, "postcopy-bytes": 0, "mbps": 312.5, "transferred": 1200000,
+            "dirty-sync-missed-zero-copy": 0, "precopy-bytes": 12, "duplicate": 65000,
+            "dirty-pages-rate": 0, "skipped": 0, "normal-bytes": 1000000, "normal": 250}}"#;
+        let info: MigrationInfo = serde_json::from_str(reply).expect("parses");
+        assert_eq!(info.status, Some(MigrationStatus::Completed));
+        assert_eq!(info.downtime, Some(8));
+        let ram = info.ram.expect("ram stats");
+        assert_eq!(ram.transferred, 1_200_000);
+        assert_eq!(ram.dirty_sync_count, 3);
+    }
+
+    #[test]
+    fn unknown_states_do_not_fail_parsing() {
+        let s: StatusInfo = serde_json::from_str(
+            r#"{"running": false, "singlestep": false, "status": "brand-new"}"#,
+        )
+        .expect("parses");
+        assert_eq!(s.status, RunState::Unknown);
+        let s: StatusInfo =
+            serde_json::from_str(r#"{"running": false, "status": "prelaunch"}"#).expect("parses");
+        assert_eq!(s.status, RunState::Prelaunch);
+    }
+}
