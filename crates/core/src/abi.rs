@@ -13,7 +13,7 @@
 //! power management, clock offset and timers, and per device class the count,
 //! order, models and addresses (disks: device kind, target, bus, read-only,
 //! shareable, serial; NICs: model and MAC; video: model, memory and heads;
-//! controllers; serial ports and consoles; inputs; sound; watchdog; RNG;
+//! controllers; serial ports, consoles and channels; inputs; sound; watchdog; RNG;
 //! memory balloon).
 //!
 //! Host-side and allowed to change: name (migration may rename), title,
@@ -283,6 +283,7 @@ impl Checker {
         self.class("interface", &s.interfaces, &d.interfaces, Self::interface);
         self.class("serial", &s.serials, &d.serials, Self::chardev);
         self.class("console", &s.consoles, &d.consoles, Self::chardev);
+        self.class("channel", &s.channels, &d.channels, Self::chardev);
         self.class("input", &s.inputs, &d.inputs, Self::input);
         self.class("sound", &s.sounds, &d.sounds, Self::sound);
         self.class("video", &s.videos, &d.videos, Self::video);
@@ -377,9 +378,10 @@ impl Checker {
         let target = |c: &CharDevice| {
             let t = c.target.clone().unwrap_or_default();
             format!(
-                "type {} port {} model {}",
+                "type {} port {} name {} model {}",
                 opt(t.kind),
                 opt(t.port),
+                opt(t.name),
                 opt(t.model)
             )
         };

@@ -344,6 +344,27 @@ fn serials_consoles_and_inputs_are_guest_visible() {
 }
 
 #[test]
+fn channels_are_guest_visible() {
+    refused(
+        |d| {
+            if let Some(t) = d.devices.channels[0].target.as_mut() {
+                t.name = Some("org.example.other".into());
+            }
+        },
+        &["channel 0 target"],
+    );
+    refused(|d| d.devices.channels.clear(), &["channel count 0"]);
+    accepted(|d| {
+        if let Some(t) = d.devices.channels[0].target.as_mut() {
+            t.state = Some("disconnected".into());
+        }
+        if let Some(s) = d.devices.channels[0].source.as_mut() {
+            s.path = Some("/run/other/agent.sock".into());
+        }
+    });
+}
+
+#[test]
 fn serial_host_side_may_change() {
     accepted(|d| {
         if let Some(s) = d.devices.serials[1].source.as_mut() {

@@ -99,6 +99,12 @@ fn rich_guest_fields_are_read() {
     assert_eq!(d.interfaces[0].mac.as_deref(), Some("52:54:00:6b:3c:58"));
     assert_eq!(d.serials.len(), 2);
     assert_eq!(d.consoles.len(), 1);
+    assert_eq!(d.channels.len(), 1);
+    let agent = d.channels[0]
+        .target
+        .as_ref()
+        .and_then(|t| t.name.as_deref());
+    assert_eq!(agent, Some("org.qemu.guest_agent.0"));
     assert_eq!(d.inputs.len(), 3);
     assert_eq!(d.graphics[0].passwd.as_deref(), Some("s3cr't"));
     assert_eq!(
@@ -173,6 +179,7 @@ fn inactive_format_drops_runtime_state_only() {
     assert!(!xml.contains("<alias"), "{xml}");
     assert!(!xml.contains("/dev/pts/4"), "{xml}");
     assert!(!xml.contains("portid"), "{xml}");
+    assert!(!xml.contains("state='connected'"), "{xml}");
     assert!(!xml.contains("+107:+107"), "{xml}");
     assert!(xml.contains("/var/lib/libvirt/images/rich.qcow2"), "{xml}");
     let migratable = def.format(&FormatOptions {

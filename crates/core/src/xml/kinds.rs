@@ -136,6 +136,8 @@ xml_kind! {
         Stdio = "stdio",
         /// A virtual console.
         Vc = "vc",
+        /// A SPICE agent channel.
+        Spicevmc = "spicevmc",
     }
 }
 

@@ -1,13 +1,13 @@
-//! `<serial>` and `<console>`.
+//! `<serial>`, `<console>` and `<channel>`.
 
 use super::address::DeviceInfo;
 use crate::xml::error::{Result, XmlError};
 use crate::xml::kinds::CharType;
 use crate::xml::read::{once, Node};
-use crate::xml::write::Writer;
+use crate::xml::write::{AttrValue, Writer};
 use crate::xml::FormatOptions;
 
-/// A serial port or console: a guest-side target wired to a host-side source.
+/// A serial port, console or channel: a guest-side target wired to a host-side source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CharDevice {
     /// `type`: the host side.
@@ -35,13 +35,17 @@ pub struct CharSource {
     pub append: Option<String>,
 }
 
-/// `<target type=… port=…><model name=…/></target>`.
+/// `<target type=… port=… name=…><model name=…/></target>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CharTarget {
-    /// isa-serial, usb-serial, pci-serial (serial); serial, virtio (console).
+    /// isa-serial, usb-serial, pci-serial (serial); serial, virtio (console, channel).
     pub kind: Option<String>,
     /// Port number.
     pub port: Option<u32>,
+    /// Channel name (`org.qemu.guest_agent.0`).
+    pub name: Option<String>,
+    /// Channel state (connected, disconnected), live XML only.
+    pub state: Option<String>,
     /// `<model name=…/>`: the guest device model.
     pub model: Option<String>,
 }
@@ -106,7 +110,18 @@ impl CharDevice {
                 w.empty_list("log", &self.log);
             }
             if let Some(t) = &self.target {
-                w.elem("target", &[("type", &t.kind), ("port", &t.port)], |w| {
+                let state = if opts.inactive {
+                    None
+                } else {
+                    t.state.as_ref()
+                };
+                let attrs: [(&str, &dyn AttrValue); 4] = [
+                    ("type", &t.kind),
+                    ("name", &t.name),
+                    ("state", &state),
+                    ("port", &t.port),
+                ];
+                w.elem("target", &attrs, |w| {
                     if let Some(m) = &t.model {
                         w.empty("model", &[("name", m)]);
                     }
@@ -121,6 +136,8 @@ fn parse_target(mut node: Node<'_>) -> Result<CharTarget> {
     let mut t = CharTarget {
         kind: node.attr("type"),
         port: node.attr_parse("port")?,
+        name: node.attr("name"),
+        state: node.attr("state"),
         model: None,
     };
     for c in node.children() {

@@ -40,6 +40,8 @@ pub struct Devices {
     pub serials: Vec<CharDevice>,
     /// `<console>`s.
     pub consoles: Vec<CharDevice>,
+    /// `<channel>`s (guest agent, SPICE agent).
+    pub channels: Vec<CharDevice>,
     /// `<input>` devices.
     pub inputs: Vec<Input>,
     /// `<graphics>` frame buffers.
@@ -69,6 +71,7 @@ impl Devices {
                 "interface" => d.interfaces.push(Interface::parse(c)?),
                 "serial" => d.serials.push(CharDevice::parse(c)?),
                 "console" => d.consoles.push(CharDevice::parse(c)?),
+                "channel" => d.channels.push(CharDevice::parse(c)?),
                 "input" => d.inputs.push(Input::parse(c)?),
                 "graphics" => d.graphics.push(Graphics::parse(c)?),
                 "sound" => d.sounds.push(Sound::parse(c)?),
@@ -90,12 +93,13 @@ impl Devices {
             self.disks.iter().for_each(|x| x.format(w, opts));
             self.controllers.iter().for_each(|x| x.format(w, opts));
             self.interfaces.iter().for_each(|x| x.format(w, opts));
-            self.serials
-                .iter()
-                .for_each(|x| x.format(w, "serial", opts));
-            self.consoles
-                .iter()
-                .for_each(|x| x.format(w, "console", opts));
+            for (element, list) in [
+                ("serial", &self.serials),
+                ("console", &self.consoles),
+                ("channel", &self.channels),
+            ] {
+                list.iter().for_each(|x| x.format(w, element, opts));
+            }
             self.inputs.iter().for_each(|x| x.format(w, opts));
             self.graphics.iter().for_each(|x| x.format(w, opts));
             self.sounds.iter().for_each(|x| x.format(w, opts));
