@@ -15,7 +15,7 @@ use crate::header::{Message, HEADER_LEN};
 /// Size of the length word (`VIR_NET_MESSAGE_LEN_MAX`).
 pub const LEN_WORD: usize = 4;
 /// Largest `length - 4` libvirt 9.0 accepts (`VIR_NET_MESSAGE_MAX`, 32 MiB).
-pub const MESSAGE_MAX: usize = 33_554_432;
+pub const MESSAGE_MAX: usize = migrated_proto::VIR_NET_MESSAGE_MAX;
 /// Largest payload after the header (`VIR_NET_MESSAGE_PAYLOAD_MAX`).
 pub const PAYLOAD_MAX: usize = MESSAGE_MAX - HEADER_LEN;
 /// Smallest legal length word: a header-only message.

@@ -1,13 +1,15 @@
 //! The crate's error type and [`WireError`], the `remote_error` payload.
 //!
 //! `remote_error` (libvirt `virnetprotocol.x`, `virNetMessageError`) travels
-//! in every ERROR reply and server-side stream ERROR packet. It is encoded
-//! here by hand so the RPC layer can answer protocol errors (unknown program,
-//! bad status) without knowing the generated protocol types.
+//! in every ERROR reply and server-side stream ERROR packet. Its wire form is
+//! `migrated_proto::NetMessageError` (generated from `proto/virnet.x`);
+//! [`WireError`] is the owned, easy-to-build view the RPC layer and the
+//! daemon use, converted at the edge.
 
 use std::path::PathBuf;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use migrated_proto::NetMessageError;
 
 /// `VIR_ERR_INTERNAL_ERROR`.
 pub const VIR_ERR_INTERNAL_ERROR: i32 = 1;
@@ -30,7 +32,7 @@ pub const VIR_FROM_STREAMS: i32 = 38;
 /// `VIR_ERR_ERROR`: the level every error we send carries.
 pub const VIR_ERR_LEVEL_ERROR: i32 = 2;
 /// `VIR_NET_MESSAGE_STRING_MAX`: bound on each string inside `remote_error`.
-pub const ERROR_STRING_MAX: usize = 4_194_304;
+pub const ERROR_STRING_MAX: usize = migrated_proto::VIR_NET_MESSAGE_STRING_MAX;
 
 /// Convenience alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -65,6 +67,9 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// An ERROR payload that is not a valid `remote_error`.
+    #[error("malformed remote_error payload")]
+    BadErrorPayload(#[source] migrated_xdr::Error),
     /// The peer answered with an ERROR reply or ERROR stream packet.
     #[error("{0}")]
     Remote(WireError),
@@ -198,81 +203,73 @@ impl WireError {
         Self::new(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, message)
     }
 
+    /// The generated wire structure (`dom` and `net` absent, strings cut to
+    /// `VIR_NET_MESSAGE_STRING_MAX` so encoding cannot fail on length).
+    pub fn to_net_message_error(&self) -> NetMessageError {
+        let cut = |s: &Option<String>| {
+            s.as_deref()
+                .map(|s| truncate_utf8(s, ERROR_STRING_MAX).to_owned())
+        };
+        NetMessageError {
+            code: self.code,
+            domain: self.domain,
+            message: cut(&self.message),
+            level: self.level,
+            dom: None,
+            str1: cut(&self.str1),
+            str2: cut(&self.str2),
+            str3: cut(&self.str3),
+            int1: self.int1,
+            int2: self.int2,
+            net: None,
+        }
+    }
+
     /// Encodes the `remote_error` XDR structure.
     pub fn encode(&self) -> Bytes {
-        let mut buf = BytesMut::with_capacity(64);
-        buf.put_i32(self.code);
-        buf.put_i32(self.domain);
-        put_opt_str(&mut buf, self.message.as_deref());
-        buf.put_i32(self.level);
-        buf.put_u32(0); // dom: absent
-        put_opt_str(&mut buf, self.str1.as_deref());
-        put_opt_str(&mut buf, self.str2.as_deref());
-        put_opt_str(&mut buf, self.str3.as_deref());
-        buf.put_i32(self.int1);
-        buf.put_i32(self.int2);
-        buf.put_u32(0); // net: absent
-        buf.freeze()
+        match migrated_xdr::to_bytes(&self.to_net_message_error()) {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(err) => {
+                // Unreachable with the strings cut above; never send garbage.
+                tracing::error!(error = %err, "cannot encode remote_error");
+                let fallback = Self::internal("error message could not be encoded");
+                Bytes::from(
+                    migrated_xdr::to_bytes(&fallback.to_net_message_error()).unwrap_or_default(),
+                )
+            }
+        }
     }
 
-    /// Decodes a `remote_error`, tolerating present `dom`/`net` members.
+    /// Decodes a `remote_error` (present `dom`/`net` members are accepted and dropped).
     ///
     /// # Errors
-    /// [`Error::Protocol`] on truncation, an oversized string or trailing bytes.
-    pub fn decode(mut src: &[u8]) -> Result<Self> {
-        let r = &mut src;
-        let code = get_i32(r)?;
-        let domain = get_i32(r)?;
-        let message = get_opt_str(r)?;
-        let level = get_i32(r)?;
-        if get_bool(r)? {
-            skip_str(r)?; // name
-            skip(r, 16)?; // uuid
-            skip(r, 4)?; // id
-        }
-        let str1 = get_opt_str(r)?;
-        let str2 = get_opt_str(r)?;
-        let str3 = get_opt_str(r)?;
-        let int1 = get_i32(r)?;
-        let int2 = get_i32(r)?;
-        if get_bool(r)? {
-            skip_str(r)?;
-            skip(r, 16)?;
-        }
-        if !r.is_empty() {
-            return Err(malformed("trailing bytes"));
-        }
-        Ok(Self {
-            code,
-            domain,
-            message,
-            level,
-            str1,
-            str2,
-            str3,
-            int1,
-            int2,
-        })
+    /// [`Error::BadErrorPayload`] on truncation, an oversized string or trailing bytes.
+    pub fn decode(src: &[u8]) -> Result<Self> {
+        migrated_xdr::from_bytes::<NetMessageError>(src)
+            .map(Self::from)
+            .map_err(Error::BadErrorPayload)
     }
 }
 
-fn malformed(what: &str) -> Error {
-    Error::Protocol {
-        reason: format!("malformed remote_error: {what}"),
+impl From<NetMessageError> for WireError {
+    fn from(e: NetMessageError) -> Self {
+        Self {
+            code: e.code,
+            domain: e.domain,
+            message: e.message,
+            level: e.level,
+            str1: e.str1,
+            str2: e.str2,
+            str3: e.str3,
+            int1: e.int1,
+            int2: e.int2,
+        }
     }
 }
 
-fn put_opt_str(buf: &mut BytesMut, s: Option<&str>) {
-    match s {
-        None => buf.put_u32(0),
-        Some(s) => {
-            // Longer text would be refused by every libvirt decoder.
-            let s = truncate_utf8(s, ERROR_STRING_MAX);
-            buf.put_u32(1);
-            buf.put_u32(s.len() as u32);
-            buf.extend_from_slice(s.as_bytes());
-            buf.put_bytes(0, pad(s.len()));
-        }
+impl From<WireError> for NetMessageError {
+    fn from(e: WireError) -> Self {
+        e.to_net_message_error()
     }
 }
 
@@ -287,63 +284,10 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-fn pad(len: usize) -> usize {
-    (4 - len % 4) % 4
-}
-
-fn get_i32(src: &mut &[u8]) -> Result<i32> {
-    if src.len() < 4 {
-        return Err(malformed("truncated"));
-    }
-    Ok(src.get_i32())
-}
-
-fn get_bool(src: &mut &[u8]) -> Result<bool> {
-    match get_i32(src)? {
-        0 => Ok(false),
-        1 => Ok(true),
-        other => Err(malformed(&format!("optional flag {other}"))),
-    }
-}
-
-fn skip(src: &mut &[u8], n: usize) -> Result<()> {
-    if src.len() < n {
-        return Err(malformed("truncated"));
-    }
-    src.advance(n);
-    Ok(())
-}
-
-fn get_str_bytes<'a>(src: &mut &'a [u8]) -> Result<&'a [u8]> {
-    let len = get_i32(src)? as u32 as usize;
-    if len > ERROR_STRING_MAX {
-        return Err(malformed("string over 4 MiB"));
-    }
-    let padded = len + pad(len);
-    if src.len() < padded {
-        return Err(malformed("truncated string"));
-    }
-    let s = &src[..len];
-    src.advance(padded);
-    Ok(s)
-}
-
-fn skip_str(src: &mut &[u8]) -> Result<()> {
-    get_str_bytes(src).map(|_| ())
-}
-
-fn get_opt_str(src: &mut &[u8]) -> Result<Option<String>> {
-    if !get_bool(src)? {
-        return Ok(None);
-    }
-    Ok(Some(
-        String::from_utf8_lossy(get_str_bytes(src)?).into_owned(),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::{BufMut, BytesMut};
 
     #[test]
     fn wire_error_round_trips() {

@@ -12,65 +12,9 @@ use crate::error::{Error, Result};
 /// Size of the encoded header in bytes (`VIR_NET_MESSAGE_HEADER_MAX`).
 pub const HEADER_LEN: usize = 24;
 
-/// Kind of packet (`virNetMessageType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(i32)]
-pub enum MessageType {
-    /// Client → server procedure call.
-    Call = 0,
-    /// Server → client answer to a call, same serial.
-    Reply = 1,
-    /// Asynchronous message: events and keepalive.
-    Message = 2,
-    /// Stream data or stream control, serial of the call that opened it.
-    Stream = 3,
-    /// Call carrying file descriptors (UNIX sockets only; unsupported here).
-    CallWithFds = 4,
-    /// Reply carrying file descriptors (never sent by us).
-    ReplyWithFds = 5,
-    /// Sparse-stream hole (never sent by us).
-    StreamHole = 6,
-}
-
-impl MessageType {
-    /// Maps a wire value to a type, `None` for values libvirt does not define.
-    pub fn from_i32(value: i32) -> Option<Self> {
-        Some(match value {
-            0 => Self::Call,
-            1 => Self::Reply,
-            2 => Self::Message,
-            3 => Self::Stream,
-            4 => Self::CallWithFds,
-            5 => Self::ReplyWithFds,
-            6 => Self::StreamHole,
-            _ => return None,
-        })
-    }
-}
-
-/// Outcome carried by a packet (`virNetMessageStatus`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(i32)]
-pub enum MessageStatus {
-    /// Success / end of stream.
-    Ok = 0,
-    /// Failure: the payload is a `remote_error` (empty for a client stream abort).
-    Error = 1,
-    /// Stream data follows, more to come.
-    Continue = 2,
-}
-
-impl MessageStatus {
-    /// Maps a wire value to a status, `None` for values libvirt does not define.
-    pub fn from_i32(value: i32) -> Option<Self> {
-        Some(match value {
-            0 => Self::Ok,
-            1 => Self::Error,
-            2 => Self::Continue,
-            _ => return None,
-        })
-    }
-}
+/// Packet kind and outcome enums, shared with the generated protocol crate
+/// so there is one definition of each.
+pub use migrated_proto::{MessageStatus, MessageType};
 
 /// The decoded header of one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

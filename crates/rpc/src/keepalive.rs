@@ -15,13 +15,13 @@ use tokio::time::Instant;
 use crate::header::{Header, Message, MessageStatus, MessageType};
 
 /// Program number of the keepalive protocol ("keep").
-pub const KEEPALIVE_PROGRAM: u32 = 0x6b65_6570;
+pub const KEEPALIVE_PROGRAM: u32 = migrated_proto::KEEPALIVE_PROGRAM;
 /// Version of the keepalive protocol.
-pub const KEEPALIVE_VERSION: u32 = 1;
+pub const KEEPALIVE_VERSION: u32 = migrated_proto::KEEPALIVE_PROTOCOL_VERSION;
 /// `KEEPALIVE_PROC_PING`.
-pub const PROC_PING: i32 = 1;
+pub const PROC_PING: i32 = migrated_proto::KeepaliveProcedure::Ping as i32;
 /// `KEEPALIVE_PROC_PONG`.
-pub const PROC_PONG: i32 = 2;
+pub const PROC_PONG: i32 = migrated_proto::KeepaliveProcedure::Pong as i32;
 
 /// Builds a keepalive PING or PONG message.
 pub fn message(proc_: i32) -> Message {

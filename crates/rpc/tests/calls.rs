@@ -240,3 +240,19 @@ async fn unix_socket_serves_calls_and_marks_readonly() {
     assert_eq!(info.peer, path.display().to_string());
     server.shutdown();
 }
+
+#[tokio::test]
+async fn dropping_the_last_client_clone_closes_the_connection() {
+    let srv = spawn_server(config()).await;
+    let c = client(srv.addr).await;
+    let clone = c.clone();
+    c.call(REMOTE_PROGRAM, 1, ECHO, vec![]).await.expect("echo");
+    drop(c);
+    clone
+        .call(REMOTE_PROGRAM, 1, ECHO, vec![])
+        .await
+        .expect("clone still works");
+    assert_eq!(srv.server.connection_count(), 1);
+    drop(clone);
+    assert!(wait_until(T, || srv.server.connection_count() == 0).await);
+}

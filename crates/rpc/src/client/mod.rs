@@ -47,9 +47,15 @@ impl Default for ClientConfig {
 }
 
 /// A libvirt RPC connection; cheap to clone, all clones share it.
+///
+/// Dropping the last clone closes the connection (streams obtained from it
+/// then fail with [`Error::Closed`]).
 #[derive(Debug, Clone)]
 pub struct RpcClient {
     inner: Arc<Inner>,
+    // The reader and writer tasks hold `inner`; this guard is what ends them
+    // once the user lets go of every clone.
+    _close_on_drop: Arc<tokio_util::sync::DropGuard>,
 }
 
 #[derive(Debug)]
@@ -92,9 +98,12 @@ impl RpcClient {
             keepalive_started: AtomicBool::new(false),
             close_reason: Mutex::new(None),
         });
-        tokio::spawn(outbound::run_writer(wr, queues, abort));
+        tokio::spawn(outbound::run_writer(wr, queues, abort.clone()));
         tokio::spawn(conn::read_loop(inner.clone(), rd));
-        Self { inner }
+        Self {
+            inner,
+            _close_on_drop: Arc::new(abort.drop_guard()),
+        }
     }
 
     fn call_header(&self, prog: u32, vers: u32, proc_: i32) -> Header {

@@ -41,10 +41,7 @@ pub use self::listener::Listener;
 use crate::error::WireError;
 use crate::header::Header;
 
-/// `REMOTE_PROGRAM`, the program every libvirt client speaks.
-pub const REMOTE_PROGRAM: u32 = 0x2000_8086;
-/// `REMOTE_PROTOCOL_VERSION`.
-pub const REMOTE_PROTOCOL_VERSION: u32 = 1;
+pub use migrated_proto::{REMOTE_PROGRAM, REMOTE_PROTOCOL_VERSION};
 
 /// Limits and timers of a [`Server`].
 #[derive(Debug, Clone)]
