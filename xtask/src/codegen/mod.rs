@@ -158,3 +158,68 @@ fn rustfmt(root: &Path, src: &str) -> Result<String> {
     }
     String::from_utf8(output.stdout).context("rustfmt printed invalid UTF-8")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workspace_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".."))
+    }
+
+    #[test]
+    fn committed_output_is_fresh() {
+        let root = workspace_root();
+        let outputs = render(&root).unwrap_or_else(|e| panic!("{e:#}"));
+        for (path, text) in outputs {
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == text,
+                "{} is stale: run `cargo xtask codegen`",
+                path.display()
+            );
+            assert!(text.starts_with(rust::HEADER));
+        }
+    }
+
+    #[test]
+    fn check_fails_on_stale_output_and_write_fixes_it() {
+        let src = workspace_root();
+        let tmp = std::env::temp_dir().join(format!("xtask-codegen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(tmp.join("proto")).unwrap_or_else(|e| panic!("{e}"));
+        for stem in FILES {
+            let rel = format!("proto/{stem}.x");
+            std::fs::copy(src.join(&rel), tmp.join(&rel)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let check = CodegenArgs { check: true };
+        let write = CodegenArgs { check: false };
+
+        let err = run(&tmp, &check)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("stale") && err.contains("remote.rs"), "{err}");
+        run(&tmp, &write).unwrap_or_else(|e| panic!("{e:#}"));
+        run(&tmp, &check).unwrap_or_else(|e| panic!("{e:#}"));
+
+        let remote = tmp.join(OUT_DIR).join("remote.rs");
+        let mut text = std::fs::read_to_string(&remote).unwrap_or_default();
+        text.push_str("// edited by hand\n");
+        std::fs::write(&remote, text).unwrap_or_else(|e| panic!("{e}"));
+        assert!(run(&tmp, &check).is_err());
+
+        // A broken .x file is reported with its location.
+        std::fs::write(tmp.join("proto/migrated.x"), "struct s {\n bogus x;\n};\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = run(&tmp, &write)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(err, "proto/migrated.x:2: unknown type bogus");
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+}

@@ -121,16 +121,12 @@ impl Symbols {
                     ..
                 } => {
                     let rust = naming::type_name(name);
+                    let kind = SymKind::Type {
+                        rust: rust.clone(),
+                        is_enum: true,
+                    };
+                    self.define(spec, *line, name, kind)?;
                     self.take_rust(spec, module, *line, &rust)?;
-                    self.define(
-                        spec,
-                        *line,
-                        name,
-                        SymKind::Type {
-                            rust,
-                            is_enum: true,
-                        },
-                    )?;
                     for m in members {
                         let v = self.value(&spec.file, *line, &m.value)?;
                         self.define(spec, *line, &m.name, SymKind::EnumMember(v))?;
@@ -138,16 +134,12 @@ impl Symbols {
                 }
                 Def::Struct { name, line, .. } | Def::Union { name, line, .. } => {
                     let rust = naming::type_name(name);
+                    let kind = SymKind::Type {
+                        rust: rust.clone(),
+                        is_enum: false,
+                    };
+                    self.define(spec, *line, name, kind)?;
                     self.take_rust(spec, module, *line, &rust)?;
-                    self.define(
-                        spec,
-                        *line,
-                        name,
-                        SymKind::Type {
-                            rust,
-                            is_enum: false,
-                        },
-                    )?;
                 }
                 Def::Typedef(decl) => {
                     self.define(spec, decl.line, &decl.name, SymKind::Typedef(decl.clone()))?;

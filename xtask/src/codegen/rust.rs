@@ -958,3 +958,258 @@ fn de_parts(c: &Codec, rust: &str) -> (String, String) {
         Codec::StrVec(n, m) => (format!("crate::codec::StrVec<{n}, {m}>"), ".0".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::parser::parse;
+    use super::*;
+
+    /// Generates modules from `(name, source)` pairs; panics on errors.
+    fn gen(files: &[(&str, &str)]) -> Vec<String> {
+        match try_gen(files) {
+            Ok(v) => v,
+            Err(e) => panic!("generation failed: {e}"),
+        }
+    }
+
+    fn try_gen(files: &[(&str, &str)]) -> Result<Vec<String>, ParseError> {
+        let mut specs = Vec::new();
+        for (name, src) in files {
+            specs.push((name.to_string(), parse(&format!("{name}.x"), src)?));
+        }
+        Ok(generate(&specs)?.into_iter().map(|(_, t)| t).collect())
+    }
+
+    fn gen_err(files: &[(&str, &str)]) -> String {
+        try_gen(files)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    /// `text` with all whitespace removed, so checks do not depend on layout.
+    fn squash(text: &str) -> String {
+        text.chars().filter(|c| !c.is_whitespace()).collect()
+    }
+
+    fn has(text: &str, snippet: &str) -> bool {
+        squash(text).contains(&squash(snippet))
+    }
+
+    #[test]
+    fn header_and_constants() {
+        let out = gen(&[("a", "/* The max. */\nconst A_MAX = 0x10;\nconst NEG = -2;")]);
+        assert!(out[0].starts_with(HEADER));
+        assert!(has(&out[0], "/// The max.\npub const A_MAX: usize = 16;"));
+        assert!(has(&out[0], "pub const NEG: i64 = -2;"));
+    }
+
+    #[test]
+    fn enums_are_repr_i32_with_checked_decoding() {
+        let out = gen(&[(
+            "a",
+            "enum remote_color { COLOR_RED = 1, COLOR_DARK_BLUE = 4 };",
+        )]);
+        let t = &out[0];
+        assert!(has(t, "#[repr(i32)] pub enum Color {"));
+        assert!(has(t, "Red = 1,"));
+        assert!(has(t, "DarkBlue = 4,"));
+        assert!(has(t, "4 => Some(Self::DarkBlue),"));
+        assert!(has(
+            t,
+            "Self::from_i32(value).ok_or_else(|| migrated_xdr::unknown_discriminant(value))"
+        ));
+        assert!(has(t, "serializer.serialize_i32(*self as i32)"));
+    }
+
+    #[test]
+    fn struct_fields_get_bound_attributes() {
+        let src = "const M = 8; const L = 16;\n\
+            typedef string nn_string<M>;\n typedef nn_string *opt_string;\n\
+            struct other { int x; };\n\
+            struct remote_s {\n nn_string a;\n opt_string b;\n opaque c<M>;\n opaque *d;\n\
+            opaque u[L];\n int e<M>;\n nn_string f<M>;\n char g[4];\n char h<M>;\n other *i;\n\
+            unsigned hyper maxMem;\n unsigned char st;\n };";
+        let src = src.replace("opaque *d;", "opaque_opt *d;");
+        let src = format!("typedef opaque opaque_opt<M>;\n{src}");
+        let out = gen(&[("a", &src)]);
+        let t = &out[0];
+        let b = "migrated_xdr::bounded";
+        for snippet in [
+            format!("#[serde(serialize_with = \"{b}::ser_string::<M, _>\", deserialize_with = \"{b}::string::<M, _>\")] pub a: String,"),
+            format!("#[serde(serialize_with = \"{b}::ser_opt_string::<M, _>\", deserialize_with = \"{b}::opt_string::<M, _>\")] pub b: Option<String>,"),
+            format!("#[serde(serialize_with = \"{b}::ser_bytes::<M, _>\", deserialize_with = \"{b}::bytes::<M, _>\")] pub c: Vec<u8>,"),
+            format!("#[serde(serialize_with = \"{b}::ser_opt_bytes::<M, _>\", deserialize_with = \"{b}::opt_bytes::<M, _>\")] pub d: Option<Vec<u8>>,"),
+            "#[serde(serialize_with = \"migrated_xdr::fixed_opaque::serialize\", deserialize_with = \"migrated_xdr::fixed_opaque::deserialize\")] pub u: [u8; L],".to_string(),
+            format!("#[serde(serialize_with = \"{b}::ser_vec::<M, _, _>\", deserialize_with = \"{b}::vec::<M, _, _>\")] pub e: Vec<i32>,"),
+            "#[serde(serialize_with = \"crate::codec::ser_string_vec::<M, M, _>\", deserialize_with = \"crate::codec::de_string_vec::<M, M, _>\")] pub f: Vec<String>,".to_string(),
+            "pub g: [i8; 4],".to_string(),
+            format!("deserialize_with = \"{b}::vec::<M, _, _>\")] pub h: Vec<i8>,"),
+            "pub i: Option<Other>,".to_string(),
+            "pub max_mem: u64,".to_string(),
+            "pub st: u8,".to_string(),
+            "#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)] pub struct S {".to_string(),
+        ] {
+            assert!(has(t, &snippet), "missing {snippet}\nin\n{t}");
+        }
+    }
+
+    #[test]
+    fn keyword_fields_are_raw_identifiers() {
+        let out = gen(&[("a", "struct s { int type; };")]);
+        assert!(has(&out[0], "pub r#type: i32,"));
+    }
+
+    #[test]
+    fn unions_encode_as_discriminant_and_arm() {
+        let src = "const M = 8;\n enum kind { K_INT = 1, K_STR = 2, K_NONE = 3, K_ALSO = 4 };\n\
+            union remote_val switch (kind k) {\n case K_INT: case K_ALSO: int i;\n case K_STR: string s<M>;\n\
+            case K_NONE: void;\n default: void;\n };";
+        let out = gen(&[("a", src)]);
+        let t = &out[0];
+        assert!(
+            has(t, "pub enum Val { /// `case K_INT`: `i`. Int(i32),"),
+            "{t}"
+        );
+        assert!(has(t, "Also(i32),"));
+        assert!(has(t, "Str(String),"));
+        assert!(has(t, "None,"));
+        assert!(has(t, "Default(i32),"));
+        assert!(has(t, "Self::Str(value) => { let mut t = serializer.serialize_tuple(2)?; t.serialize_element(&2i32)?; t.serialize_element(&crate::codec::Str::<M>(value))?;"));
+        assert!(has(t, "Self::None => { let mut t = serializer.serialize_tuple(1)?; t.serialize_element(&3i32)?;"));
+        assert!(has(
+            t,
+            "2 => Val::Str(seq.next_element::<migrated_xdr::bounded::BoundedString<M>>()?"
+        ));
+        assert!(has(t, "other => Val::Default(other),"));
+        assert!(has(t, "Self::Default(d, ..) => *d,"));
+    }
+
+    #[test]
+    fn unions_without_default_refuse_unknown_discriminants() {
+        let out = gen(&[("a", "union u switch (int d) { case 1: hyper h; };")]);
+        assert!(has(&out[0], "V1(i64),"));
+        assert!(has(
+            &out[0],
+            "other => return Err(migrated_xdr::unknown_discriminant(other)),"
+        ));
+    }
+
+    #[test]
+    fn later_files_import_earlier_names() {
+        let out = gen(&[
+            ("base", "const B_MAX = 4;\nstruct nonnull_thing { string name<B_MAX>; };"),
+            ("top", "typedef nonnull_thing remote_thing;\nstruct remote_holder { remote_thing t; string s<B_MAX>; };"),
+        ]);
+        assert!(
+            has(&out[1], "use super::base::{B_MAX, NonnullThing};"),
+            "{}",
+            out[1]
+        );
+        assert!(has(&out[1], "pub t: NonnullThing,"));
+        assert!(!out[0].contains("use super::"));
+    }
+
+    #[test]
+    fn programs_generate_enum_table_markers_and_calls() {
+        let src = "struct remote_x_args { int a; };\nstruct remote_x_ret { int b; };\nstruct remote_ev_msg { int c; };\n\
+            program REMOTE_PROGRAM {\n version REMOTE_PROTOCOL_VERSION {\n\
+            remote_x_ret REMOTE_PROC_DO_X(remote_x_args) = 7; /* @readonly @priority */\n\
+            void REMOTE_PROC_CLOSE(void) = 2;\n\
+            void REMOTE_PROC_EV(remote_ev_msg) = 9; /* @event */\n\
+            } = 1;\n} = 0x20008086;";
+        let out = gen(&[("remote", src)]);
+        let t = &out[0];
+        for snippet in [
+            "pub const REMOTE_PROGRAM: u32 = 0x20008086;",
+            "pub const REMOTE_PROTOCOL_VERSION: u32 = 1;",
+            "pub enum Procedure { /// `REMOTE_PROC_DO_X` DoX = 7,",
+            "crate::ProcedureInfo { number: 7, name: \"REMOTE_PROC_DO_X\", readonly: true, priority: true, event: false, stream: false },",
+            "crate::ProcedureInfo { number: 9, name: \"REMOTE_PROC_EV\", readonly: false, priority: false, event: true, stream: false },",
+            "Self::DoX => &PROCEDURES[0],",
+            "pub trait RemoteProcedure {",
+            "pub mod procs {",
+            "impl super::RemoteProcedure for DoX { const PROC: super::Procedure = super::Procedure::DoX; type Args = super::XArgs; type Ret = super::XRet; }",
+            "impl super::RemoteProcedure for Close { const PROC: super::Procedure = super::Procedure::Close; type Args = (); type Ret = (); }",
+            "pub enum Call { /// `REMOTE_PROC_DO_X`. DoX(XArgs), /// `REMOTE_PROC_CLOSE`. Close, }",
+            "Procedure::DoX => Call::DoX(migrated_xdr::from_bytes(payload)?),",
+            "Procedure::Close => { migrated_xdr::from_bytes::<()>(payload)?; Call::Close }",
+            "Procedure::Ev => return Err(migrated_xdr::Error::Custom(format!(\"{} is an event, not a call\", proc_.name()))),",
+            "Self::Ev => visitor.visit::<procs::Ev>(),",
+            "pub trait ProcedureVisitor {",
+        ] {
+            assert!(has(t, snippet), "missing {snippet}\nin\n{t}");
+        }
+    }
+
+    #[test]
+    fn other_programs_get_prefixed_names_and_no_call_enum_without_calls() {
+        let src = "program KEEPALIVE_PROGRAM { version KEEPALIVE_PROTOCOL_VERSION {\n\
+            void KEEPALIVE_PROC_PING(void) = 1; /* @event */\n } = 1; } = 0x6b656570;";
+        let t = &gen(&[("keepalive", src)])[0];
+        assert!(has(
+            t,
+            "pub enum KeepaliveProcedure { /// `KEEPALIVE_PROC_PING` Ping = 1, }"
+        ));
+        assert!(has(
+            t,
+            "pub static KEEPALIVE_PROCEDURES: &[crate::ProcedureInfo]"
+        ));
+        assert!(has(t, "pub trait KeepaliveRpc {"));
+        assert!(has(t, "pub mod keepalive_procs {"));
+        assert!(!t.contains("KeepaliveCall"));
+    }
+
+    #[test]
+    fn resolution_errors_name_file_and_line() {
+        assert_eq!(
+            gen_err(&[("a", "struct s {\n nothing x;\n};")]),
+            "a.x:2: unknown type nothing"
+        );
+        assert_eq!(
+            gen_err(&[("a", "struct s { int x<NOPE>; };")]),
+            "a.x:1: unknown constant NOPE"
+        );
+        assert_eq!(
+            gen_err(&[(
+                "a",
+                "const M = 1;\ntypedef string s<M>;\nstruct t {\n s x<M>[2];\n};"
+            )]),
+            "a.x:4: expected ';', found '['"
+        );
+        assert_eq!(
+            gen_err(&[(
+                "a",
+                "const M = 1;\ntypedef string s<M>;\ntypedef s *o;\nstruct t {\n o x<M>;\n};"
+            )]),
+            "a.x:5: t.x: unsupported nesting of bounded types"
+        );
+        assert_eq!(
+            gen_err(&[("a", "struct s { int x; };"), ("b", "struct s { int y; };")]),
+            "b.x:1: s is already defined at a.x:1"
+        );
+        assert_eq!(
+            gen_err(&[("a", "struct remote_s { int x; };\n struct s { int y; };")]),
+            "a.x:2: Rust name S is already used by the definition at a.x:1"
+        );
+        assert_eq!(
+            gen_err(&[("a", "enum e { A_X = 1, A_Y = 1 };")]),
+            "a.x:1: A_Y: value 1 is used twice in enum e"
+        );
+        assert_eq!(
+            gen_err(&[("a", "struct r { int x; };\nprogram P { version V {\n r P_PROC_E(void) = 1; /* @event */\n } = 1; } = 5;")]),
+            "a.x:3: P_PROC_E: an event has no reply; declare it void"
+        );
+        assert_eq!(
+            gen_err(&[("a", "program P { version V {\n void P_PROC_A(void) = 1;\n void P_PROC_B(void) = 1;\n } = 1; } = 5;")]),
+            "a.x:3: P_PROC_B clashes with P_PROC_A (number or Rust name)"
+        );
+        assert_eq!(
+            gen_err(&[(
+                "a",
+                "const M = 1;\nunion u switch (string d<M>) { case 1: void; };"
+            )]),
+            "a.x:2: union u: the discriminant must be int, unsigned int, bool or an enum"
+        );
+    }
+}
