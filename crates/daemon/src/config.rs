@@ -437,7 +437,7 @@ impl Config {
                 20,
             ),
             max_client_requests: pick(&args.max_client_requests, file.max_client_requests, 5),
-            max_jobs: pick(&args.max_jobs, file.max_jobs, 4),
+            max_jobs: pick(&args.max_jobs, file.max_jobs, 16),
             keepalive_interval: pick(&args.keepalive_interval, file.keepalive_interval, 5),
             keepalive_count: pick(&args.keepalive_count, file.keepalive_count, 5),
             tls: TlsFiles {

@@ -63,6 +63,20 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The rpc layer could not set a listener up.
+    #[error("cannot listen on {what}")]
+    RpcListen {
+        /// The listener.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<migrated_rpc::Error>,
+    },
+
+    /// The TLS certificate, key, CA or allowed-DN list is unusable.
+    #[error("cannot set up TLS")]
+    Tls(#[source] Box<migrated_rpc::Error>),
+
     /// LISTEN_FDS / LISTEN_FDNAMES from systemd could not be used.
     #[error("cannot take the sockets passed by systemd")]
     SocketActivation(#[source] std::io::Error),
@@ -70,6 +84,16 @@ pub enum Error {
     /// systemd passed a socket whose name we do not know.
     #[error("systemd passed a socket named {0:?}; expected rw, ro, tcp, tls or migrated.socket")]
     UnknownSocketName(String),
+
+    /// A hypervisor driver failed to start.
+    #[error("cannot start the {driver} driver")]
+    Driver {
+        /// Which driver.
+        driver: &'static str,
+        /// Why.
+        #[source]
+        source: Box<migrated_core::Error>,
+    },
 
     /// A directory the daemon needs could not be created.
     #[error("cannot create directory {}", path.display())]

@@ -8,11 +8,21 @@
 //! - [`config`]: flags + TOML file → [`config::Config`];
 //! - [`systemd`]: socket activation and sd_notify;
 //! - [`reaper`]: child-subreaper duty for daemonized QEMU processes;
+//! - [`handler`]: the rpc `Dispatcher`: sessions and the per-call gate;
+//! - [`dispatch`]: one `match` over the decoded call, by area;
+//! - [`drivers`]: which URI opens which driver;
+//! - [`listen`]: listeners from flags/file/systemd, TLS re-arming on SIGHUP;
+//! - [`wire`]: every `remote_error` the daemon sends;
 //! - [`error`]: set-up failures.
 
 pub mod config;
+pub mod dispatch;
+pub mod drivers;
 pub mod error;
+pub mod handler;
+pub mod listen;
 pub mod reaper;
 pub mod systemd;
+pub mod wire;
 
 pub use error::{Error, Result};

@@ -1,0 +1,161 @@
+//! Running one decoded call: the single `match` over [`Call`], split by
+//! area into [`connection`], [`domain`] and [`events`].
+//!
+//! Every handler returns its procedure's `*Ret` value (or `()`), which is
+//! encoded here with `migrated_xdr::to_bytes`; driver errors become wire
+//! errors through [`crate::wire::to_wire_error`].
+
+pub mod connection;
+pub mod domain;
+pub mod events;
+
+use bytes::Bytes;
+use migrated_proto::{Call, NonnullDomain, Procedure};
+use migrated_rpc::{CallContext, WireError};
+use serde::Serialize;
+
+use crate::handler::{Handler, Session};
+use crate::wire;
+
+/// Encodes a handler's result as the REPLY payload.
+fn reply<T: Serialize>(proc_: Procedure, ret: &T) -> Result<Bytes, WireError> {
+    migrated_xdr::to_bytes(ret)
+        .map(Bytes::from)
+        .map_err(|err| wire::cannot_encode(proc_.name(), &err))
+}
+
+/// A call whose procedure this daemon does not implement
+/// (`VIR_ERR_NO_SUPPORT`: stock clients fall back on it).
+fn unsupported(proc_: Procedure) -> WireError {
+    wire::to_wire_error(&migrated_core::Error::NoSupport {
+        operation: proc_.name(),
+        driver: "remote",
+    })
+}
+
+/// Runs `call` for `session` and encodes its reply.
+///
+/// # Errors
+/// The call's `remote_error`.
+pub async fn run(
+    handler: &Handler,
+    session: &Session,
+    ctx: &CallContext,
+    call: Call,
+) -> Result<Bytes, WireError> {
+    use connection as c;
+    use domain as d;
+    use events as e;
+
+    let p = call.procedure();
+    match call {
+        // connection & authentication
+        Call::AuthList => reply(p, &c::auth_list()),
+        Call::ConnectOpen(args) => reply(p, &c::open(handler, session, args)?),
+        Call::ConnectClose => reply(p, &c::close(session)),
+        Call::ConnectSupportsFeature(args) => reply(p, &c::supports_feature(session, args)),
+        Call::ConnectGetType => reply(p, &c::get_type(session).await?),
+        Call::ConnectGetVersion => reply(p, &c::get_version(session).await?),
+        Call::ConnectGetLibVersion => reply(p, &c::get_lib_version()),
+        Call::ConnectGetHostname => reply(p, &c::get_hostname(handler)),
+        Call::ConnectGetUri => reply(p, &c::get_uri(session)?),
+        Call::ConnectGetCapabilities => reply(p, &c::get_capabilities(session).await?),
+        Call::ConnectGetMaxVcpus(args) => reply(p, &c::get_max_vcpus(args)),
+        Call::ConnectIsSecure => reply(p, &c::is_secure(ctx)),
+        Call::NodeGetInfo => reply(p, &c::node_get_info(session).await?),
+        Call::NodeGetSecurityModel => reply(p, &c::node_get_security_model(session).await?),
+        Call::ConnectRegisterCloseCallback => reply(p, &c::close_callback(session, true)),
+        Call::ConnectUnregisterCloseCallback => reply(p, &c::close_callback(session, false)),
+
+        // listing
+        Call::ConnectListAllDomains(args) => reply(p, &d::list_all(session, args).await?),
+        Call::ConnectNumOfDomains => reply(p, &d::num_of_domains(session).await?),
+        Call::ConnectListDomains(args) => reply(p, &d::list_domains(session, args).await?),
+        Call::ConnectNumOfDefinedDomains => reply(p, &d::num_of_defined(session).await?),
+        Call::ConnectListDefinedDomains(args) => reply(p, &d::list_defined(session, args).await?),
+
+        // lookup, state, config
+        Call::DomainLookupByName(args) => reply(p, &d::lookup_by_name(session, args).await?),
+        Call::DomainLookupByUuid(args) => reply(p, &d::lookup_by_uuid(session, args).await?),
+        Call::DomainLookupById(args) => reply(p, &d::lookup_by_id(session, args).await?),
+        Call::DomainGetInfo(args) => reply(p, &d::get_info(session, args).await?),
+        Call::DomainGetMaxMemory(args) => reply(p, &d::get_max_memory(session, args).await?),
+        Call::DomainGetState(args) => reply(p, &d::get_state(session, args).await?),
+        Call::DomainGetOsType(args) => reply(p, &d::get_os_type(session, args).await?),
+        Call::DomainGetXmlDesc(args) => reply(p, &d::get_xml_desc(session, args).await?),
+        Call::DomainGetSecurityLabel(args) => {
+            reply(p, &d::get_security_label(session, args).await?)
+        }
+        Call::DomainGetAutostart(args) => reply(p, &d::get_autostart(session, args).await?),
+        Call::DomainSetAutostart(args) => reply(p, &d::set_autostart(session, args).await?),
+        Call::DomainIsActive(args) => reply(p, &d::is_active(session, args).await?),
+        Call::DomainIsPersistent(args) => reply(p, &d::is_persistent(session, args).await?),
+        Call::DomainIsUpdated(args) => reply(p, &d::is_updated(session, args).await?),
+        Call::DomainHasManagedSaveImage(args) => {
+            reply(p, &d::has_managed_save_image(session, args).await?)
+        }
+        Call::DomainSnapshotNum(args) => reply(p, &d::snapshot_num(session, args).await?),
+        Call::DomainGetMessages(args) => reply(p, &d::get_messages(session, args).await?),
+        Call::DomainDefineXml(args) => reply(p, &d::define_xml(session, args).await?),
+        Call::DomainDefineXmlFlags(args) => reply(p, &d::define_xml_flags(session, args).await?),
+        Call::DomainUndefine(args) => reply(p, &d::undefine(session, args).await?),
+        Call::DomainUndefineFlags(args) => reply(p, &d::undefine_flags(session, args).await?),
+
+        // lifecycle
+        Call::DomainCreate(args) => reply(p, &d::create(session, args).await?),
+        Call::DomainCreateWithFlags(args) => reply(p, &d::create_with_flags(session, args).await?),
+        Call::DomainCreateXml(args) => reply(p, &d::create_xml(session, args).await?),
+        Call::DomainDestroy(args) => reply(p, &d::destroy(session, args).await?),
+        Call::DomainDestroyFlags(args) => reply(p, &d::destroy_flags(session, args).await?),
+        Call::DomainSuspend(args) => reply(p, &d::suspend(session, args).await?),
+        Call::DomainResume(args) => reply(p, &d::resume(session, args).await?),
+        Call::DomainShutdown(args) => reply(p, &d::shutdown(session, args).await?),
+        Call::DomainShutdownFlags(args) => reply(p, &d::shutdown_flags(session, args).await?),
+
+        // events
+        Call::ConnectDomainEventCallbackRegisterAny(args) => {
+            reply(p, &e::callback_register_any(session, args)?)
+        }
+        Call::ConnectDomainEventCallbackDeregisterAny(args) => {
+            reply(p, &e::callback_deregister_any(session, args)?)
+        }
+        Call::ConnectDomainEventRegister => reply(p, &e::register(session)?),
+        Call::ConnectDomainEventDeregister => reply(p, &e::deregister(session)?),
+        Call::ConnectDomainEventRegisterAny(args) => reply(p, &e::register_any(session, args)?),
+        Call::ConnectDomainEventDeregisterAny(args) => reply(p, &e::deregister_any(session, args)?),
+
+        // Everything else (migration, save/restore, SASL, ...) is not
+        // served yet: NO_SUPPORT lets stock clients fall back.
+        _ => Err(unsupported(p)),
+    }
+}
+
+/// The wire form of a driver's domain reference.
+pub fn to_wire_dom(dom: &migrated_core::driver::DomainRef) -> NonnullDomain {
+    NonnullDomain {
+        name: dom.name.clone(),
+        uuid: *dom.uuid.as_bytes(),
+        id: dom.id,
+    }
+}
+
+/// A driver's domain reference from the wire form.
+pub fn from_wire_dom(dom: &NonnullDomain) -> migrated_core::driver::DomainRef {
+    migrated_core::driver::DomainRef {
+        name: dom.name.clone(),
+        uuid: uuid::Uuid::from_bytes(dom.uuid),
+        id: dom.id,
+    }
+}
+
+/// A string as libvirt's `char<N>` arrays carry it: one signed char per
+/// byte plus the trailing NUL; empty stays empty ("none").
+pub fn c_chars(text: &str) -> Vec<i8> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    text.bytes()
+        .map(|b| i8::from_ne_bytes([b]))
+        .chain(std::iter::once(0))
+        .collect()
+}

@@ -1,0 +1,138 @@
+//! The hypervisor drivers this daemon serves, and which URI opens which.
+//!
+//! One instance per driver lives for the whole daemon and is shared by every
+//! connection that opens its URI, as libvirtd shares its drivers.
+
+use std::sync::Arc;
+
+use migrated_core::driver::{Driver, HostIdentity};
+
+use crate::config::{Config, DriverKind};
+use crate::error::{Error, Result};
+
+/// The URI of the test driver.
+pub const TEST_URI: &str = "test:///default";
+/// The URI of the QEMU driver.
+pub const QEMU_URI: &str = "qemu:///system";
+
+/// Enabled drivers, in the configured order (the first is the default for
+/// an empty CONNECT_OPEN name).
+#[derive(Clone, Default)]
+pub struct DriverRegistry {
+    drivers: Vec<(DriverKind, Arc<dyn Driver>)>,
+}
+
+impl std::fmt::Debug for DriverRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds: Vec<_> = self.drivers.iter().map(|(k, _)| *k).collect();
+        f.debug_struct("DriverRegistry")
+            .field("drivers", &kinds)
+            .finish()
+    }
+}
+
+impl DriverRegistry {
+    /// A registry of already-built drivers (used by tests and by [`from_config`](Self::from_config)).
+    pub fn new(drivers: Vec<(DriverKind, Arc<dyn Driver>)>) -> Self {
+        DriverRegistry { drivers }
+    }
+
+    /// Starts every driver the configuration enables. A driver this build
+    /// cannot provide is skipped with a warning, so `--drivers test,qemu`
+    /// still serves `test:///default`.
+    ///
+    /// # Errors
+    /// [`Error::Driver`] when an enabled driver fails to start (e.g. its
+    /// state directory is unreadable).
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let mut drivers: Vec<(DriverKind, Arc<dyn Driver>)> = Vec::new();
+        for kind in &config.drivers {
+            match kind {
+                DriverKind::Test => {
+                    let host = HostIdentity {
+                        hostname: config.hostname.clone(),
+                        uuid: config.host_uuid,
+                    };
+                    let driver = migrated_driver_test::TestDriver::new(&config.state_dir, host)
+                        .map_err(|source| Error::Driver {
+                            driver: "test",
+                            source: Box::new(source),
+                        })?;
+                    tracing::info!(state_dir = %config.state_dir.display(), "test driver started");
+                    drivers.push((DriverKind::Test, Arc::new(driver)));
+                }
+                DriverKind::Qemu => {
+                    tracing::warn!("the qemu driver is not available in this build; qemu:///system will be refused");
+                }
+            }
+        }
+        Ok(DriverRegistry { drivers })
+    }
+
+    /// The driver for a CONNECT_OPEN name and its canonical URI; `None` or
+    /// `""` picks the first enabled driver.
+    pub fn resolve(&self, name: Option<&str>) -> Option<(Arc<dyn Driver>, &'static str)> {
+        let wanted = match name.map(str::trim) {
+            None | Some("") => self.drivers.first().map(|(kind, _)| *kind)?,
+            Some(uri) => kind_for_uri(uri)?,
+        };
+        self.drivers
+            .iter()
+            .find(|(kind, _)| *kind == wanted)
+            .map(|(kind, driver)| (driver.clone(), uri_of(*kind)))
+    }
+}
+
+fn kind_for_uri(uri: &str) -> Option<DriverKind> {
+    // libvirt accepts a trailing slash-less form too ("test:///default/" is not).
+    match uri {
+        TEST_URI => Some(DriverKind::Test),
+        QEMU_URI => Some(DriverKind::Qemu),
+        _ => None,
+    }
+}
+
+fn uri_of(kind: DriverKind) -> &'static str {
+    match kind {
+        DriverKind::Test => TEST_URI,
+        DriverKind::Qemu => QEMU_URI,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use migrated_core::support::{MigrationDefaults, SupportTable};
+
+    use super::*;
+
+    static FAKE: SupportTable = SupportTable {
+        driver: "Fake",
+        procedures: &[],
+        migration_flags: 0,
+        migration_params: &[],
+        defaults: MigrationDefaults { flags: 0 },
+    };
+
+    struct Fake;
+
+    impl Driver for Fake {
+        fn support(&self) -> &'static SupportTable {
+            &FAKE
+        }
+    }
+
+    #[test]
+    fn uris_resolve_only_to_enabled_drivers() {
+        let registry =
+            DriverRegistry::new(vec![(DriverKind::Test, Arc::new(Fake) as Arc<dyn Driver>)]);
+        assert_eq!(
+            registry.resolve(Some("test:///default")).map(|r| r.1),
+            Some(TEST_URI)
+        );
+        assert_eq!(registry.resolve(None).map(|r| r.1), Some(TEST_URI));
+        assert_eq!(registry.resolve(Some("")).map(|r| r.1), Some(TEST_URI));
+        assert!(registry.resolve(Some("qemu:///system")).is_none());
+        assert!(registry.resolve(Some("xen:///")).is_none());
+        assert!(DriverRegistry::default().resolve(None).is_none());
+    }
+}

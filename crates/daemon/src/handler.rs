@@ -1,0 +1,293 @@
+//! The daemon's [`Dispatcher`]: per-connection sessions and the gate every
+//! remote-program call passes before it reaches [`crate::dispatch`].
+//!
+//! Order of checks for one CALL (libvirtd's `virnetserverprogram.c` and
+//! `remote_daemon_dispatch.c`, in our shape):
+//! 1. [`Dispatcher::lookup`] (on the connection's reader task): an unknown
+//!    procedure number, or an event number sent as a CALL, is refused with
+//!    "unknown procedure: N" (`VIR_ERR_RPC`); priority calls skip the
+//!    per-client call limit.
+//! 2. [`Session::gate`] (when the call runs): a procedure not marked
+//!    `@readonly` on a read-only connection → `VIR_ERR_OPERATION_DENIED`;
+//!    anything but authentication, features, open and close before
+//!    CONNECT_OPEN → "hypervisor connection not open".
+//! 3. `Call::decode`: bad arguments → `VIR_ERR_RPC`, the connection stays.
+//! 4. one `match` over [`Call`] in [`crate::dispatch::run`].
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use migrated_core::driver::Driver;
+use migrated_proto::{Call, Procedure};
+use migrated_rpc::{CallContext, ConnHandle, ConnInfo, Dispatcher, Header, Lookup, WireError};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::dispatch;
+use crate::dispatch::events::Registrations;
+use crate::drivers::DriverRegistry;
+use crate::wire;
+
+/// What every session may read: host identity and the drivers.
+#[derive(Debug)]
+pub struct Handler {
+    hostname: String,
+    host_uuid: Uuid,
+    drivers: DriverRegistry,
+}
+
+impl Handler {
+    /// A handler serving the given drivers as the host named in `config`.
+    pub fn new(config: &Config, drivers: DriverRegistry) -> Self {
+        Handler {
+            hostname: config.hostname.clone(),
+            host_uuid: config.host_uuid,
+            drivers,
+        }
+    }
+
+    /// The host name reported by CONNECT_GET_HOSTNAME.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// This host's UUID.
+    pub fn host_uuid(&self) -> Uuid {
+        self.host_uuid
+    }
+
+    /// The enabled drivers.
+    pub fn drivers(&self) -> &DriverRegistry {
+        &self.drivers
+    }
+}
+
+/// The driver a connection opened.
+#[derive(Clone)]
+pub struct OpenDriver {
+    /// The driver.
+    pub driver: Arc<dyn Driver>,
+    /// Its canonical URI.
+    pub uri: &'static str,
+}
+
+/// Mutable per-connection state.
+#[derive(Default)]
+struct SessionState {
+    open: Option<OpenDriver>,
+    /// Read-only because of the socket or the RO flag of CONNECT_OPEN.
+    readonly: bool,
+    close_callback: bool,
+}
+
+/// One client connection ("client private data" in libvirtd).
+pub struct Session {
+    info: ConnInfo,
+    handle: ConnHandle,
+    state: Mutex<SessionState>,
+    events: Arc<Mutex<Registrations>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("conn_id", &self.info.id)
+            .field("peer", &self.info.peer)
+            .finish()
+    }
+}
+
+/// Procedures a client may call before CONNECT_OPEN (libvirtd: those that
+/// do not need `priv->conn`).
+fn allowed_before_open(proc_: Procedure) -> bool {
+    matches!(
+        proc_,
+        Procedure::AuthList
+            | Procedure::AuthSaslInit
+            | Procedure::AuthSaslStart
+            | Procedure::AuthSaslStep
+            | Procedure::AuthPolkit
+            | Procedure::ConnectSupportsFeature
+            | Procedure::ConnectOpen
+            | Procedure::ConnectClose
+    )
+}
+
+impl Session {
+    fn new(info: &ConnInfo, handle: ConnHandle) -> Self {
+        Session {
+            state: Mutex::new(SessionState {
+                readonly: info.readonly,
+                ..SessionState::default()
+            }),
+            info: info.clone(),
+            handle,
+            events: Arc::new(Mutex::new(Registrations::default())),
+        }
+    }
+
+    /// The connection's identity (transport, peer, read-only socket).
+    pub fn info(&self) -> &ConnInfo {
+        &self.info
+    }
+
+    /// The connection handle (events, keepalive, close).
+    pub fn handle(&self) -> &ConnHandle {
+        &self.handle
+    }
+
+    /// The event registrations of this connection.
+    pub fn events(&self) -> &Arc<Mutex<Registrations>> {
+        &self.events
+    }
+
+    fn state(&self) -> MutexGuard<'_, SessionState> {
+        // A poisoned lock only means a handler panicked mid-update of plain
+        // flags; the flags are still meaningful, so keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The opened driver.
+    ///
+    /// # Errors
+    /// "hypervisor connection not open" before CONNECT_OPEN.
+    pub fn driver(&self) -> Result<OpenDriver, WireError> {
+        self.state().open.clone().ok_or_else(wire::not_open)
+    }
+
+    /// Binds the connection to a driver (CONNECT_OPEN).
+    ///
+    /// # Errors
+    /// "connection already open" on a second CONNECT_OPEN.
+    pub fn open(&self, driver: OpenDriver, readonly: bool) -> Result<(), WireError> {
+        let mut state = self.state();
+        if state.open.is_some() {
+            return Err(wire::already_open());
+        }
+        state.open = Some(driver);
+        state.readonly |= readonly;
+        Ok(())
+    }
+
+    /// Whether the connection is read-only.
+    pub fn is_readonly(&self) -> bool {
+        self.state().readonly
+    }
+
+    /// Records CONNECT_REGISTER/UNREGISTER_CLOSE_CALLBACK.
+    pub fn set_close_callback(&self, registered: bool) {
+        self.state().close_callback = registered;
+    }
+
+    /// Checks read-only and open state for `proc_` (step 2 of the module doc).
+    ///
+    /// # Errors
+    /// `VIR_ERR_OPERATION_DENIED` or "hypervisor connection not open".
+    pub fn gate(&self, proc_: Procedure) -> Result<(), WireError> {
+        let state = self.state();
+        if state.readonly && !proc_.info().readonly {
+            return Err(wire::read_only(&api_name(proc_)));
+        }
+        if state.open.is_none() && !allowed_before_open(proc_) {
+            return Err(wire::not_open());
+        }
+        Ok(())
+    }
+}
+
+/// `REMOTE_PROC_DOMAIN_DEFINE_XML` → `virDomainDefineXml`: close to the
+/// libvirt API name users know, derived mechanically.
+pub fn api_name(proc_: Procedure) -> String {
+    let bare = proc_.name().trim_start_matches("REMOTE_PROC_");
+    let mut out = String::from("vir");
+    for word in bare.split('_').filter(|w| !w.is_empty()) {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            out.push(first.to_ascii_uppercase());
+            out.extend(chars.map(|c| c.to_ascii_lowercase()));
+        }
+    }
+    out
+}
+
+impl Dispatcher for Handler {
+    type Session = Session;
+
+    fn open_session(&self, info: &ConnInfo, handle: ConnHandle) -> Session {
+        tracing::debug!(conn_id = info.id, peer = %info.peer, transport = %info.transport, readonly = info.readonly, "client connected");
+        Session::new(info, handle)
+    }
+
+    fn lookup(&self, _session: &Session, header: &Header) -> Lookup {
+        match Procedure::from_i32(header.proc_) {
+            Some(proc_) if !proc_.info().event => Lookup::Call {
+                priority: proc_.info().priority,
+            },
+            _ => Lookup::Reject(wire::unknown_procedure(header.proc_)),
+        }
+    }
+
+    fn call(
+        &self,
+        session: Arc<Session>,
+        ctx: CallContext,
+        payload: Bytes,
+    ) -> impl std::future::Future<Output = Result<Bytes, WireError>> + Send {
+        let span = tracing::debug_span!(
+            "remote",
+            conn_id = ctx.info.id,
+            serial = ctx.header.serial,
+            proc = ctx.header.proc_
+        );
+        async move {
+            let proc_ = Procedure::from_i32(ctx.header.proc_)
+                .ok_or_else(|| wire::unknown_procedure(ctx.header.proc_))?;
+            session.gate(proc_)?;
+            let call = Call::decode(proc_, &payload).map_err(|err| {
+                tracing::warn!(procedure = proc_.name(), error = %err, "undecodable arguments");
+                wire::bad_arguments(proc_.name(), &err)
+            })?;
+            let result = dispatch::run(self, &session, &ctx, call).await;
+            if let Err(err) = &result {
+                tracing::debug!(procedure = proc_.name(), code = err.code, message = ?err.message, "call failed");
+            }
+            result
+        }
+        .instrument(span)
+    }
+
+    fn close_session(&self, session: &Session) {
+        tracing::debug!(conn_id = session.info.id, "client disconnected");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_names_are_camel_cased_procedure_names() {
+        assert_eq!(api_name(Procedure::DomainDefineXml), "virDomainDefineXml");
+        assert_eq!(api_name(Procedure::ConnectOpen), "virConnectOpen");
+    }
+
+    #[test]
+    fn only_handshake_procedures_run_before_open() {
+        for proc_ in [
+            Procedure::AuthList,
+            Procedure::ConnectSupportsFeature,
+            Procedure::ConnectOpen,
+            Procedure::ConnectClose,
+        ] {
+            assert!(allowed_before_open(proc_), "{proc_:?}");
+        }
+        for proc_ in [
+            Procedure::ConnectGetHostname,
+            Procedure::DomainDefineXml,
+            Procedure::ConnectListAllDomains,
+        ] {
+            assert!(!allowed_before_open(proc_), "{proc_:?}");
+        }
+    }
+}
