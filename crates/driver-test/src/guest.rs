@@ -1,0 +1,130 @@
+//! One test guest: its persistent config and, while it runs, its live instance.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use migrated_core::domain::{paused_reason, running_reason, DomainRef, DomainState, StateReason};
+use migrated_core::xml::DomainDef;
+use migrated_core::Result;
+
+use crate::memory::GuestMemory;
+use crate::workload::{Workload, WorkloadConfig};
+
+/// A guest known to the driver: persistent (defined) or transient (exists only
+/// while running).
+#[derive(Debug)]
+pub(crate) struct Guest {
+    /// The persistent config, or for a transient guest the definition it was
+    /// created from.
+    pub config: DomainDef,
+    /// Whether the config is stored on disk.
+    pub persistent: bool,
+    /// Whether the guest starts with the daemon.
+    pub autostart: bool,
+    /// Shut-off reason, meaningful while `live` is `None`.
+    pub shutoff_reason: i32,
+    /// The running instance.
+    pub live: Option<Live>,
+}
+
+/// A running (or paused) instance of a guest.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub id: i32,
+    /// The definition it runs with (the config at start time).
+    pub def: DomainDef,
+    pub state: DomainState,
+    pub reason: i32,
+    pub memory: Arc<GuestMemory>,
+    workload_config: Option<WorkloadConfig>,
+    workload: Option<Workload>,
+    cpu_time: Duration,
+    running_since: Option<Instant>,
+}
+
+impl Live {
+    /// Boots `def` as instance `id`, paused or running.
+    pub fn boot(id: i32, mut def: DomainDef, paused: bool) -> Result<Self> {
+        let workload_config = WorkloadConfig::from_def(&def)?;
+        let memory = Arc::new(GuestMemory::new(def.memory_kib.saturating_mul(1024))?);
+        def.id = Some(id);
+        let mut live = Self {
+            id,
+            def,
+            state: DomainState::Paused,
+            reason: paused_reason::USER,
+            memory,
+            workload_config,
+            workload: None,
+            cpu_time: Duration::ZERO,
+            running_since: None,
+        };
+        if !paused {
+            live.run(running_reason::BOOTED)?;
+        }
+        Ok(live)
+    }
+
+    /// Lets the vCPUs (and the workload) run.
+    pub fn run(&mut self, reason: i32) -> Result<()> {
+        if let (Some(cfg), None) = (self.workload_config, &self.workload) {
+            self.workload = Some(
+                self.memory
+                    .start_workload(cfg.dirty_pages_per_sec, cfg.working_set_pages)?,
+            );
+        }
+        self.state = DomainState::Running;
+        self.reason = reason;
+        self.running_since = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Stops the vCPUs; returns once the workload has written its last page.
+    pub fn pause(&mut self, reason: i32) {
+        if let Some(workload) = self.workload.take() {
+            workload.stop();
+        }
+        if let Some(since) = self.running_since.take() {
+            self.cpu_time += since.elapsed();
+        }
+        self.state = DomainState::Paused;
+        self.reason = reason;
+    }
+
+    /// CPU time consumed: wall time spent running, times the vCPU count.
+    pub fn cpu_time_ns(&self) -> u64 {
+        let running = self.running_since.map_or(Duration::ZERO, |s| s.elapsed());
+        let total = (self.cpu_time + running).as_nanos();
+        u64::try_from(total.saturating_mul(u128::from(self.def.vcpus.max(1)))).unwrap_or(u64::MAX)
+    }
+}
+
+impl Guest {
+    /// The guest's wire reference (with its id while running).
+    pub fn dom_ref(&self) -> DomainRef {
+        DomainRef {
+            name: self.config.name.clone(),
+            uuid: self.config.uuid,
+            id: self.live.as_ref().map_or(DomainRef::INACTIVE_ID, |l| l.id),
+        }
+    }
+
+    /// State and reason.
+    pub fn state(&self) -> StateReason {
+        match &self.live {
+            Some(live) => StateReason {
+                state: live.state,
+                reason: live.reason,
+            },
+            None => StateReason {
+                state: DomainState::Shutoff,
+                reason: self.shutoff_reason,
+            },
+        }
+    }
+
+    /// Whether it runs or is paused.
+    pub fn is_active(&self) -> bool {
+        self.live.is_some()
+    }
+}

@@ -1,0 +1,76 @@
+//! What the test driver implements (see `migrated_core::support`).
+
+use migrated_core::flags::MigrateFlags;
+use migrated_core::support::{MigrationDefaults, Procedure, SupportTable};
+use migrated_core::typed_params::migrate_param;
+
+/// Migration flags the test driver's migration engine honours. Everything that
+/// needs disks, RDMA, post-copy or hypervisor TLS is absent.
+const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
+    | MigrateFlags::PEER2PEER.bits()
+    | MigrateFlags::TUNNELLED.bits()
+    | MigrateFlags::PERSIST_DEST.bits()
+    | MigrateFlags::UNDEFINE_SOURCE.bits()
+    | MigrateFlags::PAUSED.bits()
+    | MigrateFlags::CHANGE_PROTECTION.bits()
+    | MigrateFlags::UNSAFE.bits()
+    | MigrateFlags::OFFLINE.bits()
+    | MigrateFlags::COMPRESSED.bits()
+    | MigrateFlags::ABORT_ON_ERROR.bits()
+    | MigrateFlags::AUTO_CONVERGE.bits();
+
+/// The test driver's support table.
+pub const SUPPORT: SupportTable = SupportTable {
+    driver: "Test",
+    procedures: &[
+        (Procedure::ConnectGetType, "0.1.0"),
+        (Procedure::ConnectGetVersion, "0.1.0"),
+        (Procedure::ConnectGetUri, "0.1.0"),
+        (Procedure::ConnectGetCapabilities, "0.1.0"),
+        (Procedure::NodeGetInfo, "0.1.0"),
+        (Procedure::NodeGetSecurityModel, "0.1.0"),
+        (Procedure::ConnectListAllDomains, "0.1.0"),
+        (Procedure::ConnectDomainEventCallbackRegisterAny, "0.1.0"),
+        (Procedure::DomainLookupByName, "0.1.0"),
+        (Procedure::DomainLookupByUuid, "0.1.0"),
+        (Procedure::DomainLookupById, "0.1.0"),
+        (Procedure::DomainGetInfo, "0.1.0"),
+        (Procedure::DomainGetState, "0.1.0"),
+        (Procedure::DomainGetOsType, "0.1.0"),
+        (Procedure::DomainGetXmlDesc, "0.1.0"),
+        (Procedure::DomainDefineXml, "0.1.0"),
+        (Procedure::DomainDefineXmlFlags, "0.1.0"),
+        (Procedure::DomainUndefine, "0.1.0"),
+        (Procedure::DomainUndefineFlags, "0.1.0"),
+        (Procedure::DomainCreate, "0.1.0"),
+        (Procedure::DomainCreateWithFlags, "0.1.0"),
+        (Procedure::DomainCreateXml, "0.1.0"),
+        (Procedure::DomainDestroy, "0.1.0"),
+        (Procedure::DomainDestroyFlags, "0.1.0"),
+        (Procedure::DomainSuspend, "0.1.0"),
+        (Procedure::DomainResume, "0.1.0"),
+        (Procedure::DomainShutdown, "0.1.0"),
+        (Procedure::DomainShutdownFlags, "0.1.0"),
+        (Procedure::DomainGetAutostart, "0.1.0"),
+        (Procedure::DomainSetAutostart, "0.1.0"),
+        (Procedure::DomainIsActive, "0.1.0"),
+        (Procedure::DomainIsPersistent, "0.1.0"),
+        (Procedure::DomainHasManagedSaveImage, "0.1.0"),
+    ],
+    migration_flags: MIGRATION_FLAGS,
+    migration_params: &[
+        migrate_param::URI,
+        migrate_param::DEST_NAME,
+        migrate_param::DEST_XML,
+        migrate_param::PERSIST_XML,
+        migrate_param::BANDWIDTH,
+        migrate_param::GRAPHICS_URI,
+        migrate_param::LISTEN_ADDRESS,
+        migrate_param::COMPRESSION,
+        migrate_param::AUTO_CONVERGE_INITIAL,
+        migrate_param::AUTO_CONVERGE_INCREMENT,
+    ],
+    defaults: MigrationDefaults {
+        flags: MigrateFlags::LIVE.bits(),
+    },
+};
