@@ -237,3 +237,24 @@ fn unprefixed_or_undeclared_extensions_are_refused() {
         "unsupported element <qemu:commandline>",
     );
 }
+
+#[test]
+fn four_mib_of_sibling_elements_is_parsed_in_linear_time() {
+    // Distinct names defeat the duplicate check; a quadratic scan would hang here.
+    let head = "<domain type='kvm'><name>g</name><memory>1</memory><features>";
+    let tail = "</features></domain>";
+    let mut xml = String::from(head);
+    let mut i = 0u32;
+    while xml.len() + tail.len() + 16 < MAX_XML_BYTES {
+        xml.push_str(&format!("<f{i}/>"));
+        i += 1;
+    }
+    xml.push_str(tail);
+    let started = std::time::Instant::now();
+    let def = DomainDef::parse(&xml).expect("flat features are accepted");
+    assert_eq!(def.features.len(), i as usize);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // The same document with one repeated feature is refused as a duplicate.
+    let dup = xml.replacen("<f1/>", "<f0/>", 1);
+    refuse_with(&dup, "duplicate element <features/f0>");
+}

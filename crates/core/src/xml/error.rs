@@ -59,6 +59,16 @@ pub enum XmlError {
         /// Where the limit was crossed.
         position: Position,
     },
+    /// An element carries more than [`MAX_XML_ATTRIBUTES`](super::MAX_XML_ATTRIBUTES).
+    #[error("element <{element}> has more than {max} attributes at {position}")]
+    TooManyAttributes {
+        /// Name of the element.
+        element: String,
+        /// The limit.
+        max: usize,
+        /// Where the element starts.
+        position: Position,
+    },
     /// A `<!DOCTYPE>` or an entity reference other than the five predefined ones.
     #[error("DTD/entities are not allowed ({what} at {position})")]
     DtdNotAllowed {

@@ -41,6 +41,10 @@ pub const MAX_XML_BYTES: usize = 4 * 1024 * 1024;
 /// The deepest element nesting accepted; real domain XML stays under ten.
 pub const MAX_XML_DEPTH: usize = 64;
 
+/// The most attributes one element may carry; libvirt's widest element has
+/// about a dozen.
+pub const MAX_XML_ATTRIBUTES: usize = 256;
+
 /// How [`DomainDef::format`] renders a definition; mirrors the
 /// `VIR_DOMAIN_XML_*` flags of `virDomainGetXMLDesc`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

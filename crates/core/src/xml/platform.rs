@@ -1,6 +1,8 @@
 //! The guest platform: `<os>`, `<features>`, `<cpu>`, `<clock>`, `<pm>` and
 //! `<seclabel>`.
 
+use std::collections::HashSet;
+
 use super::error::Result;
 use super::read::{once, Node};
 use super::write::Writer;
@@ -193,8 +195,9 @@ pub struct Feature {
 
 pub(crate) fn parse_features(node: Node<'_>) -> Result<Vec<Feature>> {
     let mut features: Vec<Feature> = Vec::new();
+    let mut seen = HashSet::new();
     for c in node.children() {
-        if features.iter().any(|f| f.name == c.name()) {
+        if !seen.insert(c.name()) {
             return Err(c.duplicate());
         }
         let name = c.name().to_string();

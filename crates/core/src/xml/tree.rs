@@ -13,7 +13,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
 use super::error::{Position, Result, XmlError};
-use super::{MAX_XML_BYTES, MAX_XML_DEPTH};
+use super::{MAX_XML_ATTRIBUTES, MAX_XML_BYTES, MAX_XML_DEPTH};
 
 /// One element of the input with its attributes, children and text.
 #[derive(Debug, Clone)]
@@ -56,8 +56,7 @@ pub(crate) fn parse(input: &str) -> Result<Element> {
             .map_err(|e| convert_error(input, offset(reader.error_position()), e))?;
         let end = offset(reader.buffer_position());
         match event {
-            Event::Start(e) | Event::Empty(e) if stack.len() >= MAX_XML_DEPTH => {
-                let _ = e;
+            Event::Start(_) | Event::Empty(_) if stack.len() >= MAX_XML_DEPTH => {
                 return Err(XmlError::TooDeep {
                     max: MAX_XML_DEPTH,
                     position: Position::at(input, start),
@@ -156,6 +155,14 @@ fn new_element(
     let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
     let mut attrs = Vec::new();
     for attr in e.attributes() {
+        // quick-xml's duplicate-attribute check is quadratic: stop early.
+        if attrs.len() == MAX_XML_ATTRIBUTES {
+            return Err(XmlError::TooManyAttributes {
+                element: name,
+                max: MAX_XML_ATTRIBUTES,
+                position: Position::at(input, span.start),
+            });
+        }
         let attr = attr.map_err(|err| convert_error(input, span.start, err.into()))?;
         let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
         let value = attr
@@ -234,6 +241,19 @@ mod tests {
         let deep = "<a>".repeat(MAX_XML_DEPTH + 1);
         let err = parse(&deep).expect_err("deep");
         assert!(matches!(err, XmlError::TooDeep { .. }), "{err}");
+    }
+
+    #[test]
+    fn attribute_count_is_bounded() {
+        let attrs: String = (0..=MAX_XML_ATTRIBUTES)
+            .map(|i| format!(" a{i}='x'"))
+            .collect();
+        let err = parse(&format!("<a{attrs}/>")).expect_err("too many");
+        assert!(matches!(err, XmlError::TooManyAttributes { .. }), "{err}");
+        let attrs: String = (1..MAX_XML_ATTRIBUTES)
+            .map(|i| format!(" a{i}='x'"))
+            .collect();
+        assert!(parse(&format!("<a{attrs}/>")).is_ok());
     }
 
     #[test]
