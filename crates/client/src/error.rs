@@ -25,9 +25,9 @@ pub enum Error {
     Connect {
         /// The address or socket path tried.
         address: String,
-        /// Cause.
+        /// Cause (boxed: rpc errors are large and this path is cold).
         #[source]
-        source: migrated_rpc::Error,
+        source: Box<migrated_rpc::Error>,
     },
     /// The server requires an authentication method we do not implement.
     #[error(
@@ -54,9 +54,9 @@ pub enum Error {
     Rpc {
         /// The procedure being called.
         procedure: &'static str,
-        /// Cause.
+        /// Cause (boxed, as for [`Error::Connect`]).
         #[source]
-        source: migrated_rpc::Error,
+        source: Box<migrated_rpc::Error>,
     },
     /// The call's arguments could not be encoded.
     #[error("cannot encode arguments of {procedure}")]
@@ -91,7 +91,10 @@ impl Error {
     pub(crate) fn from_rpc(procedure: &'static str, source: migrated_rpc::Error) -> Self {
         match source {
             migrated_rpc::Error::Remote(wire) => Self::from_wire(procedure, wire),
-            source => Self::Rpc { procedure, source },
+            source => Self::Rpc {
+                procedure,
+                source: Box::new(source),
+            },
         }
     }
 

@@ -15,9 +15,9 @@ use crate::uri::{Address, ConnectUri};
 /// handshake failure as its source.
 pub(crate) async fn connect(uri: &ConnectUri, readonly: bool) -> Result<RpcClient> {
     let address = uri.address(readonly);
-    let fail = |source| Error::Connect {
+    let fail = |source: migrated_rpc::Error| Error::Connect {
         address: address.to_string(),
-        source,
+        source: Box::new(source),
     };
     let config = ClientConfig::default();
     match &address {
