@@ -1,0 +1,109 @@
+//! The support table must tell the truth: every procedure it declares is
+//! answered by a real implementation, every procedure it leaves out answers
+//! `VIR_ERR_NO_SUPPORT`.
+
+use migrated_core::domain::{DomainRef, HostIdentity};
+use migrated_core::driver::{Driver, Operation};
+use migrated_core::error::ErrorCode;
+use migrated_core::support::PROCEDURE_OPERATIONS;
+use migrated_core::Error;
+use migrated_driver_test::{TestDriver, SUPPORT};
+use uuid::Uuid;
+
+const XML: &str = "<domain type='test'><name>probe</name>\
+                   <memory unit='MiB'>1</memory><os><type>hvm</type></os></domain>";
+
+/// Calls the trait method behind `op` once and reports whether it answered
+/// "not supported". Any other outcome, success or error, means the driver
+/// implements it. The match is exhaustive, so a new operation must be probed.
+async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) -> bool {
+    fn no_support<T>(r: Result<T, Error>) -> bool {
+        matches!(r, Err(ref e) if e.code() == ErrorCode::NoSupport)
+    }
+    match op {
+        Operation::ListAllDomains => no_support(drv.list_all_domains(0).await),
+        Operation::LookupByName => no_support(drv.lookup_by_name(&dom.name).await),
+        Operation::LookupByUuid => no_support(drv.lookup_by_uuid(&dom.uuid).await),
+        Operation::LookupById => no_support(drv.lookup_by_id(1).await),
+        Operation::GetInfo => no_support(drv.get_info(dom).await),
+        Operation::GetState => no_support(drv.get_state(dom, 0).await),
+        Operation::GetOsType => no_support(drv.get_os_type(dom).await),
+        Operation::GetXmlDesc => no_support(drv.get_xml_desc(dom, 0).await),
+        Operation::DefineXml => no_support(drv.define_xml(XML, 0).await),
+        Operation::Undefine => no_support(drv.undefine(dom, 0).await),
+        Operation::Create => no_support(drv.create(dom, 0).await),
+        Operation::CreateXml => no_support(drv.create_xml(XML, 0).await),
+        Operation::Destroy => no_support(drv.destroy(dom, 0).await),
+        Operation::Suspend => no_support(drv.suspend(dom).await),
+        Operation::Resume => no_support(drv.resume(dom).await),
+        Operation::Shutdown => no_support(drv.shutdown(dom, 0).await),
+        Operation::GetAutostart => no_support(drv.get_autostart(dom).await),
+        Operation::SetAutostart => no_support(drv.set_autostart(dom, false).await),
+        Operation::IsActive => no_support(drv.is_active(dom).await),
+        Operation::IsPersistent => no_support(drv.is_persistent(dom).await),
+        Operation::HasManagedSave => no_support(drv.has_managed_save(dom, 0).await),
+        Operation::Capabilities => no_support(drv.capabilities().await),
+        Operation::NodeInfo => no_support(drv.node_info().await),
+        Operation::NodeSecurityModel => no_support(drv.node_security_model().await),
+        Operation::HypervisorVersion => no_support(drv.hypervisor_version().await),
+        Operation::GetType => no_support(drv.get_type().await),
+        Operation::Uri => no_support(drv.uri().await),
+        Operation::SubscribeEvents => no_support(drv.subscribe_events()),
+        Operation::Save => no_support(drv.save(dom, "/nonexistent/save", None, 0).await),
+        Operation::Restore => no_support(drv.restore("/nonexistent/save", None, 0).await),
+    }
+}
+
+#[tokio::test]
+async fn support_table_matches_real_behaviour() {
+    let mut mismatches = Vec::new();
+    for &(procedure, op) in PROCEDURE_OPERATIONS {
+        // A fresh driver per probe, with one defined guest to act on, so that
+        // one probe's side effects cannot change another's answer.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let drv = TestDriver::new(
+            dir.path(),
+            HostIdentity {
+                hostname: "probe".into(),
+                uuid: Uuid::new_v4(),
+            },
+        )
+        .expect("driver opens");
+        let other = "<domain type='test'><name>target</name>\
+                     <memory unit='MiB'>1</memory><os><type>hvm</type></os></domain>";
+        let dom = drv.define_xml(other, 0).await.expect("define probe target");
+
+        let declared = SUPPORT.implements(procedure);
+        let unsupported = answers_no_support(&drv, &dom, op).await;
+        if declared == unsupported {
+            mismatches.push(format!(
+                "{procedure:?} ({op}): declared={declared}, answers NO_SUPPORT={unsupported}"
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "support table is wrong:\n{}",
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn support_table_declares_each_procedure_once_with_a_version() {
+    let mut seen = Vec::new();
+    for (procedure, since) in SUPPORT.procedures {
+        assert!(!seen.contains(procedure), "{procedure:?} declared twice");
+        seen.push(*procedure);
+        let parts: Vec<_> = since.split('.').collect();
+        assert!(
+            parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()),
+            "{procedure:?} has a malformed since-version {since:?}"
+        );
+    }
+}
+
+#[test]
+fn migration_defaults_are_supported_flags() {
+    let defaults = SUPPORT.defaults.flags;
+    assert_eq!(defaults & !SUPPORT.migration_flags, 0);
+}
