@@ -236,6 +236,8 @@ fn disk_host_side_settings_may_change() {
             drv.cache = Some("writeback".into());
         }
         disk.info.alias = None;
+        // file → block: the storage moved to a LUN, the guest sees the same disk.
+        disk.kind = migrated_core::xml::DiskType::Block;
     });
 }
 
@@ -267,6 +269,7 @@ fn nic_host_network_may_change() {
             s.portid = None;
         }
         nic.target_dev = Some("vnet42".into());
+        nic.kind = migrated_core::xml::InterfaceType::Bridge;
         if let Some(s) = d.devices.interfaces[1].source.as_mut() {
             s.bridge = Some("br-other".into());
         }

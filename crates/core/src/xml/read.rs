@@ -164,18 +164,14 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// Checks leftovers and returns the element's trimmed text; refuses children.
-    pub(crate) fn finish_text(self) -> Result<String> {
+    /// Finishes a text leaf: checks that every attribute was taken, refuses
+    /// children and returns the trimmed text.
+    pub(crate) fn text(self) -> Result<String> {
         self.finish_attrs()?;
         if let Some(child) = self.children().next() {
             return Err(child.unsupported());
         }
         Ok(self.el.text.trim().to_string())
-    }
-
-    /// Leaf with text and no attributes.
-    pub(crate) fn text(self) -> Result<String> {
-        self.finish_text()
     }
 
     /// Leaf with text parsed as `T`.
@@ -185,7 +181,7 @@ impl<'a> Node<'a> {
         T::Err: std::fmt::Display,
     {
         let what = format!("<{}>", self.path);
-        let text = self.finish_text()?;
+        let text = self.text()?;
         text.parse::<T>().map_err(|e| XmlError::InvalidValue {
             what,
             value: text,

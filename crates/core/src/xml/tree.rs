@@ -85,7 +85,10 @@ pub(crate) fn parse(input: &str) -> Result<Element> {
                 let text = t.unescape().map_err(|e| convert_error(input, start, e))?;
                 match stack.last_mut() {
                     Some(el) => el.text.push_str(&text),
-                    None if text.trim().is_empty() => {}
+                    // A byte-order mark is not content.
+                    None if text
+                        .trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
+                        .is_empty() => {}
                     None => {
                         return Err(XmlError::NotADomain {
                             found: "text outside the root element".into(),
@@ -254,6 +257,11 @@ mod tests {
             .map(|i| format!(" a{i}='x'"))
             .collect();
         assert!(parse(&format!("<a{attrs}/>")).is_ok());
+    }
+
+    #[test]
+    fn byte_order_mark_is_ignored() {
+        assert!(parse("\u{feff}<a/>").is_ok());
     }
 
     #[test]

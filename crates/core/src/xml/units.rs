@@ -69,7 +69,7 @@ pub(crate) fn to_kib(what: &str, value: &str, unit: Option<&str>) -> Result<u64>
 pub(crate) fn read_kib(mut node: Node<'_>) -> Result<u64> {
     let unit = node.attr("unit");
     let what = format!("<{}>", node.path());
-    let text = node.finish_text()?;
+    let text = node.text()?;
     to_kib(&what, &text, unit.as_deref())
 }
 

@@ -86,7 +86,7 @@ impl Rng {
             match c.name() {
                 "backend" => once(&mut backend, c, |mut c| {
                     let model = c.req_attr("model")?;
-                    let text = c.finish_text()?;
+                    let text = c.text()?;
                     Ok((model, (!text.is_empty()).then_some(text)))
                 })?,
                 "rate" => once(&mut rate, c, |c| {
