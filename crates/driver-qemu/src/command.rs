@@ -165,6 +165,8 @@ pub struct Kernel {
     pub path: PathBuf,
     /// Its command line (`-append`).
     pub cmdline: Option<String>,
+    /// An initial ramdisk (`-initrd`).
+    pub initrd: Option<PathBuf>,
 }
 
 /// How QEMU reaches the QMP monitor socket.
@@ -204,6 +206,8 @@ pub struct LaunchSpec {
     pub graphics: Vec<Graphics>,
     /// First serial port.
     pub serial: Serial,
+    /// A virtio memory balloon (makes `query-balloon` work).
+    pub balloon: bool,
     /// Direct kernel boot.
     pub kernel: Option<Kernel>,
     /// The QMP monitor.
@@ -230,6 +234,7 @@ impl LaunchSpec {
             nics: Vec::new(),
             graphics: Vec::new(),
             serial: Serial::None,
+            balloon: false,
             kernel: None,
             monitor,
             pidfile: None,
@@ -304,9 +309,18 @@ impl LaunchSpec {
         }
         if let Some(kernel) = &self.kernel {
             a.push2("-kernel", kernel.path.as_os_str());
+            if let Some(initrd) = &kernel.initrd {
+                a.push2("-initrd", initrd.as_os_str());
+            }
             if let Some(cmdline) = &kernel.cmdline {
                 a.push2("-append", cmdline.as_str());
             }
+        }
+        if self.balloon {
+            a.push2(
+                "-device",
+                r#"{"driver":"virtio-balloon-pci","id":"balloon0"}"#,
+            );
         }
         if self.incoming {
             a.push2("-incoming", "defer");
@@ -586,7 +600,9 @@ mod tests {
         s.kernel = Some(Kernel {
             path: PathBuf::from("/k/guest.elf"),
             cmdline: Some("dirty_mib=64".into()),
+            initrd: Some(PathBuf::from("/k/initrd")),
         });
+        s.balloon = true;
         let a = argv(&s);
         assert_eq!(
             values(&a, "-netdev"),
@@ -605,6 +621,8 @@ mod tests {
         assert!(values(&a, "-chardev").contains(&"pty,id=charserial0"));
         assert_eq!(values(&a, "-kernel"), ["/k/guest.elf"]);
         assert_eq!(values(&a, "-append"), ["dirty_mib=64"]);
+        assert_eq!(values(&a, "-initrd"), ["/k/initrd"]);
+        assert!(devices.iter().any(|d| d.contains("virtio-balloon-pci")));
     }
 
     #[test]

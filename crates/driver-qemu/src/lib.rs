@@ -12,8 +12,11 @@
 
 pub mod command;
 pub mod error;
+mod files;
 pub mod process;
 pub mod qmp;
+pub mod spec;
+pub mod status;
 pub mod workload;
 
 pub use error::{Error, Result};

@@ -56,6 +56,7 @@ pub fn kernel(path: PathBuf, dirty_mib: u32) -> Kernel {
     Kernel {
         path,
         cmdline: Some(format!("dirty_mib={dirty_mib}")),
+        initrd: None,
     }
 }
 
