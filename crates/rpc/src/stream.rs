@@ -7,6 +7,13 @@
 //! through a bounded channel: a handler that reads slowly makes the
 //! connection's reader wait, which stops reading the socket (TCP
 //! back-pressure). STREAM packets for no registered stream are dropped.
+//!
+//! Upload (client → server, e.g. tunnelled migration): the client sends
+//! CONTINUE packets, then OK; the handler sees `Data…, Finish` and answers
+//! [`ServerStream::finish_ok`] or [`ServerStream::finish_error`].
+//! Download (server → client): the handler sends data, then
+//! [`ServerStream::send_eof`] (an empty CONTINUE, as libvirtd does), waits
+//! for the client's `Finish` and answers `finish_ok`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -178,6 +185,21 @@ impl ServerStream {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Signals end of data the way libvirtd does for server→client streams:
+    /// an empty STREAM CONTINUE packet. The client then sends STREAM OK
+    /// (seen as [`StreamEvent::Finish`]), answered with [`finish_ok`](Self::finish_ok).
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::StreamFinished`].
+    pub async fn send_eof(&mut self) -> Result<()> {
+        if self.done {
+            return Err(Error::StreamFinished);
+        }
+        self.outbound
+            .send_data(self.packet(MessageStatus::Continue, Bytes::new()))
+            .await
     }
 
     /// Ends the stream successfully: STREAM OK with an empty payload (the

@@ -159,6 +159,9 @@ async fn download_stream_delivers_server_data_in_order() {
     }
     assert_eq!(got.len() as u64, size);
     assert_eq!(&got[..], &pattern(0, size as usize)[..]);
+    within(T, stream.finish())
+        .await
+        .expect("finish handshake confirmed");
 }
 
 #[tokio::test]

@@ -22,7 +22,10 @@ pub struct ClientStream {
     registry: Arc<StreamRegistry>,
     rx: mpsc::Receiver<StreamEvent>,
     done: bool,
+    /// The server sent STREAM OK: nothing more will come.
     peer_finished: bool,
+    /// The server sent an empty CONTINUE (end of data); its OK follows ours.
+    peer_eof: bool,
 }
 
 impl ClientStream {
@@ -39,6 +42,7 @@ impl ClientStream {
             rx,
             done: false,
             peer_finished: false,
+            peer_eof: false,
         }
     }
 
@@ -95,15 +99,21 @@ impl ClientStream {
         Ok(())
     }
 
-    /// Next data from the server; `Ok(None)` once the server finished.
+    /// Next data from the server; `Ok(None)` at end of data (libvirtd's
+    /// empty CONTINUE packet, or the server's STREAM OK). After `None`, call
+    /// [`finish`](Self::finish) to complete the handshake.
     ///
     /// # Errors
     /// [`Error::Remote`] when the server aborted, [`Error::Closed`].
     pub async fn recv(&mut self) -> Result<Option<Bytes>> {
-        if self.peer_finished {
+        if self.peer_finished || self.peer_eof {
             return Ok(None);
         }
         match self.rx.recv().await {
+            Some(StreamEvent::Data(b)) if b.is_empty() => {
+                self.peer_eof = true;
+                Ok(None)
+            }
             Some(StreamEvent::Data(b)) => Ok(Some(b)),
             Some(StreamEvent::Finish) => {
                 self.peer_finished = true;

@@ -248,7 +248,16 @@ impl Toy {
                         }
                         off += n as u64;
                     }
-                    let _ = stream.finish_ok().await;
+                    // libvirtd's order: empty CONTINUE, client's OK, our OK
+                    if stream.send_eof().await.is_err() {
+                        return;
+                    }
+                    while let Some(ev) = stream.recv().await {
+                        if ev == StreamEvent::Finish {
+                            let _ = stream.finish_ok().await;
+                            return;
+                        }
+                    }
                 });
                 Ok(Bytes::new())
             }
