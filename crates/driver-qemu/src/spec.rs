@@ -169,7 +169,7 @@ fn graphics(g: &migrated_core::xml::Graphics) -> Result<Graphics> {
         .clone()
         .or_else(|| g.listens.iter().find_map(|l| l.address.clone()))
         .unwrap_or_else(|| DEFAULT_LISTEN.into());
-    let auto = g.autoport == Some(true) || g.port.is_none_or(|p| p < 0);
+    let auto = g.autoport == Some(true) || g.port.map_or(true, |p| p < 0);
     match g.kind {
         GraphicsType::Vnc => Ok(Graphics::Vnc {
             listen,
