@@ -101,6 +101,38 @@ async fn in_flight_limit_holds_and_priority_calls_bypass_it() {
 }
 
 #[tokio::test]
+async fn priority_calls_have_their_own_bounded_pool() {
+    let cfg = ServerConfig {
+        max_calls_per_client: 1,
+        ..config()
+    };
+    let srv = spawn_server(cfg).await;
+    let c = client(srv.addr).await;
+    let toy = srv.toy().clone();
+    let mut calls = Vec::new();
+    let normal = c.clone();
+    calls.push(tokio::spawn(async move {
+        normal.call(REMOTE_PROGRAM, 1, BLOCK, vec![]).await
+    }));
+    assert!(wait_until(T, || toy.running.load(Ordering::SeqCst) == 1).await);
+    for _ in 0..3 {
+        let c = c.clone();
+        calls.push(tokio::spawn(async move {
+            c.call(REMOTE_PROGRAM, 1, PRIORITY_BLOCK, vec![]).await
+        }));
+    }
+    // one normal slot + one priority slot, however many priority calls wait
+    assert!(wait_until(T, || toy.running.load(Ordering::SeqCst) == 2).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(toy.running.load(Ordering::SeqCst), 2);
+    toy.gate.add_permits(4);
+    for call in calls {
+        within(T, call).await.expect("join").expect("call");
+    }
+    assert_eq!(toy.max_running.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn full_call_queue_stops_reading_but_loses_nothing() {
     let cfg = ServerConfig {
         max_calls_per_client: 1,

@@ -64,6 +64,9 @@ where
     // Every call task holds a clone; recv() returning None means all done.
     let (calls_tx, mut calls_rx) = mpsc::channel::<()>(1);
     let slots = Arc::new(Semaphore::new(config.max_calls_per_client.max(1)));
+    // Priority calls bypass `slots` but get their own equally sized pool, so a
+    // client cannot start unbounded tasks by sending only priority calls.
+    let priority_slots = Arc::new(Semaphore::new(config.max_calls_per_client.max(1)));
     let (queue_tx, mut queue_rx) =
         mpsc::channel::<Queued>(config.max_queued_calls_per_client.max(1));
     let scheduler = {
@@ -148,6 +151,13 @@ where
                 }
             }
             Action::Call { priority: true } => {
+                let permit = tokio::select! {
+                    _ = abort.cancelled() => break,
+                    p = priority_slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
                 let (d, s, h, done) = (
                     dispatcher.clone(),
                     session.clone(),
@@ -157,6 +167,7 @@ where
                 tokio::spawn(
                     async move {
                         dispatch::run_call(d, s, h, msg.header, msg.payload).await;
+                        drop(permit);
                         drop(done);
                     }
                     .in_current_span(),

@@ -8,7 +8,9 @@
 //! at most [`ServerConfig::max_calls_per_client`] at once, further calls
 //! wait in a bounded queue, and once that queue is full the reader stops
 //! reading the socket (TCP back-pressure). Calls whose [`Lookup`] says
-//! `priority` bypass the limit, as libvirt's priority workers do.
+//! `priority` bypass the limit, as libvirt's priority workers do; they have
+//! their own pool of the same size, so they cannot be used to start
+//! unbounded work either.
 //!
 //! Packets a client should not send are handled as libvirtd does, with one
 //! documented choice:

@@ -43,6 +43,8 @@ pub const PANIC: i32 = 11;
 pub const WHOAMI: i32 = 12;
 /// Opens an upload stream and fails it with code 9 at its end.
 pub const UPLOAD_FAIL: i32 = 13;
+/// Priority call that waits for a permit of `Toy::gate`.
+pub const PRIORITY_BLOCK: i32 = 14;
 
 /// What the upload consumer saw.
 #[derive(Debug, Default, Clone)]
@@ -129,7 +131,7 @@ impl Dispatcher for Toy {
 
     fn lookup(&self, _session: &Session, header: &Header) -> Lookup {
         match header.proc_ {
-            PRIORITY => Lookup::Call { priority: true },
+            PRIORITY | PRIORITY_BLOCK => Lookup::Call { priority: true },
             ECHO..=UPLOAD_FAIL => Lookup::Call { priority: false },
             other => Lookup::Reject(WireError::rpc(format!("unknown procedure: {other}"))),
         }
@@ -168,7 +170,7 @@ impl Toy {
                 Ok(payload)
             }
             FAIL => Err(WireError::new(42, 10, "no domain with matching name 'x'")),
-            BLOCK => {
+            BLOCK | PRIORITY_BLOCK => {
                 let permit = self
                     .gate
                     .acquire()
