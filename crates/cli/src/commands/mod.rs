@@ -1,0 +1,62 @@
+//! One function per subcommand; `run` opens the connection and dispatches.
+
+mod domain;
+mod host;
+
+use anyhow::Context as _;
+use migrated_client::{Connection, OpenFlags};
+
+use crate::args::{Cli, Command};
+
+/// Runs one parsed command line; returns what to print on stdout.
+///
+/// # Errors
+/// Any failure, with context naming what was being done (printed by `main`
+/// as `error: ...` lines).
+pub async fn run(cli: Cli) -> anyhow::Result<String> {
+    let uri = cli
+        .connect
+        .clone()
+        .unwrap_or_else(migrated_client::uri::default_uri);
+    let conn = Connection::open(
+        &uri,
+        OpenFlags {
+            readonly: cli.readonly,
+        },
+    )
+    .await
+    .with_context(|| format!("failed to connect to the hypervisor at '{uri}'"))?;
+    let result = dispatch(&conn, cli).await;
+    // Closing politely matters less than reporting the command's own outcome.
+    let closed = conn.close().await;
+    let output = result?;
+    closed.context("failed to close the connection")?;
+    Ok(output)
+}
+
+async fn dispatch(conn: &Connection, cli: Cli) -> anyhow::Result<String> {
+    let json = cli.json;
+    match cli.command {
+        Command::List(args) => domain::list(conn, &args, json).await,
+        Command::Define { file } => domain::define(conn, &file, json).await,
+        Command::Undefine { domain } => domain::undefine(conn, &domain, json).await,
+        Command::Start { domain, paused } => domain::start(conn, &domain, paused, json).await,
+        Command::Destroy { domain } => domain::destroy(conn, &domain, json).await,
+        Command::Suspend { domain } => domain::suspend(conn, &domain, json).await,
+        Command::Resume { domain } => domain::resume(conn, &domain, json).await,
+        Command::Shutdown { domain } => domain::shutdown(conn, &domain, json).await,
+        Command::Dominfo { domain } => domain::dominfo(conn, &domain, json).await,
+        Command::Domstate { domain, reason } => domain::domstate(conn, &domain, reason, json).await,
+        Command::Dumpxml(args) => domain::dumpxml(conn, &args, json).await,
+        Command::Autostart { domain, disable } => {
+            domain::autostart(conn, &domain, disable, json).await
+        }
+        Command::Capabilities => host::capabilities(conn, json).await,
+        Command::Version => host::version(conn, json).await,
+        Command::Hostname => host::hostname(conn, json).await,
+        Command::Uri => host::uri(conn, json).await,
+        Command::Nodeinfo => host::nodeinfo(conn, json).await,
+        // handled in main before any connection is opened
+        Command::Completions { .. } => Ok(String::new()),
+    }
+}
