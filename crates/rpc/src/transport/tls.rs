@@ -297,12 +297,17 @@ impl TlsAcceptor {
             path: config.ca_file.clone(),
             reason: format!("cannot build client verifier: {e}"),
         })?;
-        let tls = rustls::ServerConfig::builder_with_provider(provider)
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(Error::TlsConfig)?
             .with_client_cert_verifier(verifier)
             .with_single_cert(certs, key)
             .map_err(Error::TlsConfig)?;
+        // No TLS 1.3 session tickets: libvirt's GnuTLS client reads the 0x01
+        // confirmation with one non-blocking read; a ticket record arriving
+        // first makes that read return EAGAIN ("Unable to read TLS
+        // confirmation: Resource temporarily unavailable").
+        tls.send_tls13_tickets = 0;
         let allowed = match &config.allowed_dns {
             None => None,
             Some(patterns) => {
