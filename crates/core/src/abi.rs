@@ -13,7 +13,8 @@
 //! power management, clock offset and timers, and per device class the count,
 //! order, models and addresses (disks: device kind, target, bus, read-only,
 //! shareable, serial; NICs: model and MAC; video: model, memory and heads;
-//! controllers; serial ports, consoles and channels; inputs; sound; watchdog; RNG;
+//! controllers; serial ports, consoles and channels; inputs; TPM (model and
+//! version); USB redirection; sound; watchdog; RNG;
 //! memory balloon).
 //!
 //! Host-side and allowed to change: name (migration may rename), title,
@@ -25,8 +26,8 @@
 use std::fmt;
 
 use crate::xml::{
-    Address, CharDevice, Controller, Disk, DomainDef, Feature, Input, Interface, Rng, Sound, Video,
-    Watchdog,
+    Address, CharDevice, Controller, Disk, DomainDef, Feature, Input, Interface, Redirdev, Rng,
+    Sound, Tpm, Video, Watchdog,
 };
 
 /// One guest-visible difference between two definitions.
@@ -205,6 +206,21 @@ impl Checker {
             opt(s.os.machine.as_ref()),
             opt(d.os.machine.as_ref()),
         );
+        self.diff(
+            "firmware",
+            opt(s.os.firmware.as_ref()),
+            opt(d.os.firmware.as_ref()),
+        );
+        let fw = |def: &DomainDef| {
+            let v: Vec<String> = def
+                .os
+                .firmware_features
+                .iter()
+                .map(|f| format!("{}={}", f.name, if f.enabled { "yes" } else { "no" }))
+                .collect();
+            format!("[{}]", v.join(", "))
+        };
+        self.diff("firmware features", fw(s), fw(d));
         self.diff("features", features(&s.features), features(&d.features));
         self.cpu(s, d);
         self.clock(s, d);
@@ -285,6 +301,8 @@ impl Checker {
         self.class("console", &s.consoles, &d.consoles, Self::chardev);
         self.class("channel", &s.channels, &d.channels, Self::chardev);
         self.class("input", &s.inputs, &d.inputs, Self::input);
+        self.class("tpm", &s.tpms, &d.tpms, Self::tpm);
+        self.class("redirdev", &s.redirdevs, &d.redirdevs, Self::redirdev);
         self.class("sound", &s.sounds, &d.sounds, Self::sound);
         self.class("video", &s.videos, &d.videos, Self::video);
         self.class("watchdog", &s.watchdogs, &d.watchdogs, Self::watchdog);
@@ -396,6 +414,25 @@ impl Checker {
             opt(s.bus.as_ref()),
             opt(d.bus.as_ref()),
         );
+        self.addr(label, s.info.address.as_ref(), d.info.address.as_ref());
+    }
+
+    fn tpm(&mut self, label: &str, s: &Tpm, d: &Tpm) {
+        self.diff(
+            format!("{label} model"),
+            opt(s.model.as_ref()),
+            opt(d.model.as_ref()),
+        );
+        self.diff(
+            format!("{label} version"),
+            opt(s.version.as_ref()),
+            opt(d.version.as_ref()),
+        );
+        self.addr(label, s.info.address.as_ref(), d.info.address.as_ref());
+    }
+
+    fn redirdev(&mut self, label: &str, s: &Redirdev, d: &Redirdev) {
+        self.diff(format!("{label} bus"), quoted(&s.bus), quoted(&d.bus));
         self.addr(label, s.info.address.as_ref(), d.info.address.as_ref());
     }
 

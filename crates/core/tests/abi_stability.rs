@@ -431,3 +431,53 @@ fn host_side_domain_settings_may_change() {
         d.devices.rngs[0].backend = Some("/dev/random".into());
     });
 }
+
+fn desktop() -> DomainDef {
+    DomainDef::parse(include_str!("data/xml/spice-efi.xml")).expect("desktop test XML parses")
+}
+
+#[test]
+fn tpm_redirdev_and_firmware_are_guest_visible() {
+    let src = desktop();
+    let check = |edit: &dyn Fn(&mut DomainDef), needle: &str| {
+        let mut dst = src.clone();
+        edit(&mut dst);
+        let err = check_abi_stability(&src, &dst).expect_err("must be refused");
+        assert!(
+            err.to_string().contains(needle),
+            "{err} does not contain {needle}"
+        );
+    };
+    check(
+        &|d| d.devices.tpms[0].version = Some("1.2".into()),
+        "tpm 0 version '1.2'",
+    );
+    check(&|d| d.devices.tpms.clear(), "tpm count 0");
+    check(
+        &|d| {
+            d.devices.redirdevs.pop();
+        },
+        "redirdev count 1",
+    );
+    check(&|d| d.os.firmware = Some("bios".into()), "firmware 'bios'");
+    check(
+        &|d| d.os.firmware_features[1].enabled = false,
+        "firmware features [enrolled-keys=yes, secure-boot=no]",
+    );
+    check(
+        &|d| {
+            d.devices.channels.pop();
+        },
+        "channel count 1",
+    );
+}
+
+#[test]
+fn spice_settings_may_change() {
+    let src = desktop();
+    let mut dst = src.clone();
+    dst.devices.graphics[0].spice_options.clear();
+    dst.devices.graphics[0].autoport = Some(false);
+    dst.devices.graphics[0].port = Some(5930);
+    assert_eq!(check_abi_stability(&src, &dst), Ok(()));
+}

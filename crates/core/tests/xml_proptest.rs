@@ -143,6 +143,7 @@ fn graphics() -> impl Strategy<Value = Graphics> {
             keymap: None,
             share_policy: None,
             listens: Vec::new(),
+            spice_options: Vec::new(),
         })
 }
 

@@ -57,6 +57,23 @@ fn rich_guest_round_trips_with_every_option_set() {
 }
 
 #[test]
+fn desktop_guest_with_spice_efi_and_tpm_round_trips() {
+    let def = parse(&data("spice-efi.xml"));
+    assert_stable(&def, &LOSSLESS);
+    assert_stable(&def, &FormatOptions::default());
+    assert_eq!(def.os.firmware.as_deref(), Some("efi"));
+    assert_eq!(def.os.firmware_features.len(), 2);
+    let d = &def.devices;
+    assert_eq!(d.channels.len(), 2);
+    assert_eq!(d.tpms.len(), 1);
+    assert_eq!(d.tpms[0].version.as_deref(), Some("2.0"));
+    assert_eq!(d.redirdevs.len(), 2);
+    assert_eq!(d.graphics[0].spice_options.len(), 1);
+    let osinfo = def.metadata_element("http://libosinfo.org/xmlns/libvirt/domain/1.0", "libosinfo");
+    assert!(osinfo.is_some(), "libosinfo metadata is found by namespace");
+}
+
+#[test]
 fn rich_guest_fields_are_read() {
     let def = parse(&data("rich-kvm.xml"));
     assert_eq!(def.domain_type, DomainType::Kvm);

@@ -24,7 +24,7 @@ mod write;
 pub use devices::{
     Address, Audio, CharDevice, CharSource, CharTarget, Controller, DeviceInfo, Devices, Disk,
     DiskDriver, DiskSource, DiskTarget, Graphics, GraphicsListen, Input, Interface,
-    InterfaceSource, Memballoon, Rng, Sound, Video, VideoModel, Watchdog,
+    InterfaceSource, Memballoon, Redirdev, Rng, Sound, Tpm, Video, VideoModel, Watchdog,
 };
 pub use domain::{DomainDef, MaxMemory, Vcpu};
 pub use error::{Position, XmlError};
@@ -32,7 +32,8 @@ pub use kinds::{
     CharType, DiskDevice, DiskType, DomainType, GraphicsType, InterfaceType, UnknownKind,
 };
 pub use platform::{
-    BootMenu, Clock, Cpu, CpuFeature, CpuModel, Feature, Loader, Nvram, Os, Pm, SecLabel, Timer,
+    BootMenu, Clock, Cpu, CpuFeature, CpuModel, Feature, FirmwareFeature, Loader, Nvram, Os, Pm,
+    SecLabel, Timer,
 };
 
 /// The largest domain XML accepted (4 MiB), as libvirt's RPC string bound.

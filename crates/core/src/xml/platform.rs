@@ -11,6 +11,10 @@ use super::FormatOptions;
 /// `<os>`: firmware, boot order and direct kernel boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Os {
+    /// `<os firmware=…>`: automatic firmware selection (bios, efi).
+    pub firmware: Option<String>,
+    /// `<firmware><feature enabled=… name=…/></firmware>`: constraints on that selection.
+    pub firmware_features: Vec<FirmwareFeature>,
     /// `<type>` text: `hvm` for full virtualisation.
     pub os_type: String,
     /// `<type arch=…>`.
@@ -38,6 +42,8 @@ pub struct Os {
 impl Default for Os {
     fn default() -> Self {
         Self {
+            firmware: None,
+            firmware_features: Vec::new(),
             os_type: "hvm".into(),
             arch: None,
             machine: None,
@@ -51,6 +57,15 @@ impl Default for Os {
             smbios_mode: None,
         }
     }
+}
+
+/// `<feature enabled=… name=…/>` inside `<os><firmware>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirmwareFeature {
+    /// secure-boot, enrolled-keys.
+    pub name: String,
+    /// Whether the firmware must (or must not) have it.
+    pub enabled: bool,
 }
 
 /// `<loader readonly=… type=… secure=…>path</loader>`.
@@ -85,9 +100,13 @@ pub struct BootMenu {
 }
 
 impl Os {
-    pub(crate) fn parse(node: Node<'_>) -> Result<Self> {
-        let mut os = Self::default();
+    pub(crate) fn parse(mut node: Node<'_>) -> Result<Self> {
+        let mut os = Self {
+            firmware: node.attr("firmware"),
+            ..Self::default()
+        };
         let mut os_type = None;
+        let mut firmware = None;
         let mut kernel = None;
         let mut initrd = None;
         let mut cmdline = None;
@@ -114,6 +133,7 @@ impl Os {
                     })
                 })?,
                 "boot" => os.boot.push(c.leaf(|c| c.req_attr("dev"))?),
+                "firmware" => once(&mut firmware, c, parse_firmware)?,
                 "bootmenu" => once(&mut os.bootmenu, c, |c| {
                     c.leaf(|c| {
                         Ok(BootMenu {
@@ -135,6 +155,7 @@ impl Os {
             os.arch = arch;
             os.machine = machine;
         }
+        os.firmware_features = firmware.unwrap_or_default();
         os.kernel = kernel;
         os.initrd = initrd;
         os.cmdline = cmdline;
@@ -142,12 +163,19 @@ impl Os {
     }
 
     pub(crate) fn format(&self, w: &mut Writer) {
-        w.elem("os", &[], |w| {
+        w.elem("os", &[("firmware", &self.firmware)], |w| {
             w.text(
                 "type",
                 &[("arch", &self.arch), ("machine", &self.machine)],
                 &self.os_type,
             );
+            if !self.firmware_features.is_empty() {
+                w.elem("firmware", &[], |w| {
+                    for f in &self.firmware_features {
+                        w.empty("feature", &[("enabled", &f.enabled), ("name", &f.name)]);
+                    }
+                });
+            }
             if let Some(l) = &self.loader {
                 w.text(
                     "loader",
@@ -179,6 +207,27 @@ impl Os {
             }
         });
     }
+}
+
+fn parse_firmware(node: Node<'_>) -> Result<Vec<FirmwareFeature>> {
+    let mut features = Vec::new();
+    for c in node.children() {
+        match c.name() {
+            "feature" => features.push(c.leaf(|c| {
+                let name = c.req_attr("name")?;
+                let enabled = c.attr_yes_no("enabled")?.ok_or_else(|| {
+                    super::error::XmlError::MissingAttribute {
+                        attr: "enabled".into(),
+                        path: c.path().to_string(),
+                    }
+                })?;
+                Ok(FirmwareFeature { name, enabled })
+            })?),
+            _ => return Err(c.unsupported()),
+        }
+    }
+    node.finish()?;
+    Ok(features)
 }
 
 /// One hypervisor feature under `<features>` (`<acpi/>`, `<vmport state='off'/>`).

@@ -32,7 +32,24 @@ pub struct Graphics {
     pub share_policy: Option<String>,
     /// `<listen …/>` children.
     pub listens: Vec<GraphicsListen>,
+    /// SPICE tuning children (`<image compression='off'/>`, `<channel …/>`,
+    /// `<gl enable='no'/>`…) with their attributes, in document order.
+    pub spice_options: Vec<(String, Vec<(String, String)>)>,
 }
+
+/// SPICE children kept as name and attributes; all are host-side tuning.
+const SPICE_OPTIONS: &[&str] = &[
+    "channel",
+    "image",
+    "jpeg",
+    "zlib",
+    "playback",
+    "streaming",
+    "clipboard",
+    "mouse",
+    "filetransfer",
+    "gl",
+];
 
 /// `<listen type='address' address=…/>` and friends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +84,7 @@ impl Graphics {
             keymap: node.attr("keymap"),
             share_policy: node.attr("sharePolicy"),
             listens: Vec::new(),
+            spice_options: Vec::new(),
         };
         for c in node.children() {
             match c.name() {
@@ -78,6 +96,11 @@ impl Graphics {
                         socket: c.attr("socket"),
                     })
                 })?),
+                name if kind == GraphicsType::Spice && SPICE_OPTIONS.contains(&name) => {
+                    let name = name.to_string();
+                    let attrs = c.leaf(|c| Ok(c.all_attrs()))?;
+                    g.spice_options.push((name, attrs));
+                }
                 _ => return Err(c.unsupported()),
             }
         }
@@ -116,6 +139,9 @@ impl Graphics {
                             ("socket", &l.socket),
                         ],
                     );
+                }
+                for (name, attrs) in &self.spice_options {
+                    w.empty_list(name, attrs);
                 }
             },
         );

@@ -205,3 +205,103 @@ impl Audio {
         w.empty("audio", &[("id", &self.id), ("type", &self.kind)]);
     }
 }
+
+/// A TPM (`<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tpm {
+    /// tpm-tis, tpm-crb, spapr-tpm-proxy.
+    pub model: Option<String>,
+    /// `<backend type=…>`: emulator or passthrough.
+    pub backend: String,
+    /// `<backend version=…>`: 1.2 or 2.0 (guest-visible).
+    pub version: Option<String>,
+    /// `<backend><device path=…/>`: the host TPM of a passthrough backend.
+    pub device_path: Option<String>,
+    /// Alias and address.
+    pub info: DeviceInfo,
+}
+
+impl Tpm {
+    pub(crate) fn parse(mut node: Node<'_>) -> Result<Self> {
+        let model = node.attr("model");
+        let mut info = DeviceInfo::default();
+        let mut backend = None;
+        for c in node.children() {
+            let Some(c) = info.take(c)? else { continue };
+            match c.name() {
+                "backend" => once(&mut backend, c, |mut c| {
+                    let kind = c.req_attr("type")?;
+                    let version = c.attr("version");
+                    let mut device = None;
+                    for d in c.children() {
+                        match d.name() {
+                            "device" => once(&mut device, d, |d| d.leaf(|d| d.req_attr("path")))?,
+                            _ => return Err(d.unsupported()),
+                        }
+                    }
+                    c.finish()?;
+                    Ok((kind, version, device))
+                })?,
+                _ => return Err(c.unsupported()),
+            }
+        }
+        let (backend, version, device_path) =
+            backend.ok_or_else(|| crate::xml::XmlError::MissingElement {
+                path: format!("{}/backend", node.path()),
+            })?;
+        node.finish()?;
+        Ok(Tpm {
+            model,
+            backend,
+            version,
+            device_path,
+            info,
+        })
+    }
+
+    pub(crate) fn format(&self, w: &mut Writer, opts: &FormatOptions) {
+        w.elem("tpm", &[("model", &self.model)], |w| {
+            w.elem(
+                "backend",
+                &[("type", &self.backend), ("version", &self.version)],
+                |w| {
+                    if let Some(path) = &self.device_path {
+                        w.empty("device", &[("path", path)]);
+                    }
+                },
+            );
+            self.info.format(w, opts);
+        });
+    }
+}
+
+/// A redirected USB device (`<redirdev bus='usb' type='spicevmc'/>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirdev {
+    /// `bus`: usb.
+    pub bus: String,
+    /// `type`: spicevmc.
+    pub kind: String,
+    /// Alias and address.
+    pub info: DeviceInfo,
+}
+
+impl Redirdev {
+    pub(crate) fn parse(mut node: Node<'_>) -> Result<Self> {
+        let bus = node.req_attr("bus")?;
+        let kind = node.req_attr("type")?;
+        let info = info_only(&node)?;
+        node.finish()?;
+        Ok(Redirdev { bus, kind, info })
+    }
+
+    pub(crate) fn format(&self, w: &mut Writer, opts: &FormatOptions) {
+        w.elem(
+            "redirdev",
+            &[("bus", &self.bus), ("type", &self.kind)],
+            |w| {
+                self.info.format(w, opts);
+            },
+        );
+    }
+}

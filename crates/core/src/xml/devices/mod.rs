@@ -17,7 +17,7 @@ pub use chardev::{CharDevice, CharSource, CharTarget};
 pub use controller::Controller;
 pub use disk::{Disk, DiskDriver, DiskSource, DiskTarget};
 pub use display::{Graphics, GraphicsListen, Input, Video, VideoModel};
-pub use misc::{Audio, Memballoon, Rng, Sound, Watchdog};
+pub use misc::{Audio, Memballoon, Redirdev, Rng, Sound, Tpm, Watchdog};
 pub use net::{Interface, InterfaceSource};
 
 use super::error::Result;
@@ -44,6 +44,8 @@ pub struct Devices {
     pub channels: Vec<CharDevice>,
     /// `<input>` devices.
     pub inputs: Vec<Input>,
+    /// `<tpm>`s.
+    pub tpms: Vec<Tpm>,
     /// `<graphics>` frame buffers.
     pub graphics: Vec<Graphics>,
     /// `<sound>` cards.
@@ -52,6 +54,8 @@ pub struct Devices {
     pub audios: Vec<Audio>,
     /// `<video>` adapters.
     pub videos: Vec<Video>,
+    /// `<redirdev>`s: USB redirection channels.
+    pub redirdevs: Vec<Redirdev>,
     /// `<watchdog>`s.
     pub watchdogs: Vec<Watchdog>,
     /// `<memballoon>`.
@@ -73,6 +77,8 @@ impl Devices {
                 "console" => d.consoles.push(CharDevice::parse(c)?),
                 "channel" => d.channels.push(CharDevice::parse(c)?),
                 "input" => d.inputs.push(Input::parse(c)?),
+                "tpm" => d.tpms.push(Tpm::parse(c)?),
+                "redirdev" => d.redirdevs.push(Redirdev::parse(c)?),
                 "graphics" => d.graphics.push(Graphics::parse(c)?),
                 "sound" => d.sounds.push(Sound::parse(c)?),
                 "audio" => d.audios.push(Audio::parse(c)?),
@@ -101,10 +107,12 @@ impl Devices {
                 list.iter().for_each(|x| x.format(w, element, opts));
             }
             self.inputs.iter().for_each(|x| x.format(w, opts));
+            self.tpms.iter().for_each(|x| x.format(w, opts));
             self.graphics.iter().for_each(|x| x.format(w, opts));
             self.sounds.iter().for_each(|x| x.format(w, opts));
             self.audios.iter().for_each(|x| x.format(w));
             self.videos.iter().for_each(|x| x.format(w, opts));
+            self.redirdevs.iter().for_each(|x| x.format(w, opts));
             self.watchdogs.iter().for_each(|x| x.format(w, opts));
             if let Some(m) = &self.memballoon {
                 m.format(w, opts);
