@@ -2,6 +2,7 @@
 //! module; this file only parses the command line and dispatches.
 
 mod codegen;
+mod hvsupport;
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,8 @@ struct Cli {
 enum Cmd {
     /// Generate crates/proto/src/generated from proto/*.x (--check: fail when stale).
     Codegen(codegen::CodegenArgs),
+    /// Render docs/hvsupport.md from the drivers' support tables (--check: fail when stale).
+    Hvsupport(hvsupport::HvsupportArgs),
 }
 
 fn main() -> Result<()> {
@@ -27,6 +30,7 @@ fn main() -> Result<()> {
     let root = workspace_root();
     match cli.command {
         Cmd::Codegen(args) => codegen::run(&root, &args),
+        Cmd::Hvsupport(args) => hvsupport::run(&root, &args),
     }
 }
 

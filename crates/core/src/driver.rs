@@ -160,6 +160,42 @@ impl Operation {
             Operation::Restore => "virDomainRestoreFlags",
         }
     }
+
+    /// The [`Driver`] method implementing this operation.
+    pub const fn method(self) -> &'static str {
+        match self {
+            Operation::ListAllDomains => "list_all_domains",
+            Operation::LookupByName => "lookup_by_name",
+            Operation::LookupByUuid => "lookup_by_uuid",
+            Operation::LookupById => "lookup_by_id",
+            Operation::GetInfo => "get_info",
+            Operation::GetState => "get_state",
+            Operation::GetOsType => "get_os_type",
+            Operation::GetXmlDesc => "get_xml_desc",
+            Operation::DefineXml => "define_xml",
+            Operation::Undefine => "undefine",
+            Operation::Create => "create",
+            Operation::CreateXml => "create_xml",
+            Operation::Destroy => "destroy",
+            Operation::Suspend => "suspend",
+            Operation::Resume => "resume",
+            Operation::Shutdown => "shutdown",
+            Operation::GetAutostart => "get_autostart",
+            Operation::SetAutostart => "set_autostart",
+            Operation::IsActive => "is_active",
+            Operation::IsPersistent => "is_persistent",
+            Operation::HasManagedSave => "has_managed_save",
+            Operation::Capabilities => "capabilities",
+            Operation::NodeInfo => "node_info",
+            Operation::NodeSecurityModel => "node_security_model",
+            Operation::HypervisorVersion => "hypervisor_version",
+            Operation::GetType => "get_type",
+            Operation::Uri => "uri",
+            Operation::SubscribeEvents => "subscribe_events",
+            Operation::Save => "save",
+            Operation::Restore => "restore",
+        }
+    }
 }
 
 impl std::fmt::Display for Operation {
@@ -436,10 +472,12 @@ mod tests {
     }
 
     #[test]
-    fn operation_list_has_no_duplicates() {
-        let mut names: Vec<_> = Operation::ALL.iter().map(|op| op.api_name()).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), Operation::ALL.len());
+    fn operation_names_are_unique() {
+        for name in [Operation::api_name, Operation::method] {
+            let mut names: Vec<_> = Operation::ALL.iter().map(|op| name(*op)).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), Operation::ALL.len());
+        }
     }
 }
