@@ -114,12 +114,7 @@ impl DomainDef {
             });
         }
         let mut node = Node::root(&root);
-        let domain_type =
-            node.attr_parse::<DomainType>("type")?
-                .ok_or_else(|| XmlError::MissingAttribute {
-                    attr: "type".into(),
-                    path: "domain".into(),
-                })?;
+        let domain_type = node.req_attr_parse::<DomainType>("type")?;
         let id = node.attr_parse::<i32>("id")?;
         let namespaces: Vec<(String, String)> = root
             .attrs

@@ -95,6 +95,19 @@ impl<'a> Node<'a> {
         self.el.attrs.clone()
     }
 
+    /// Takes a required attribute and parses it.
+    pub(crate) fn req_attr_parse<T>(&mut self, name: &str) -> Result<T>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.attr_parse(name)?
+            .ok_or_else(|| XmlError::MissingAttribute {
+                attr: name.into(),
+                path: self.path.clone(),
+            })
+    }
+
     /// Takes an optional `yes`/`no` attribute.
     pub(crate) fn attr_yes_no(&mut self, name: &str) -> Result<Option<bool>> {
         match self.attr(name).as_deref() {

@@ -1,7 +1,7 @@
 //! `<serial>`, `<console>` and `<channel>`.
 
 use super::address::DeviceInfo;
-use crate::xml::error::{Result, XmlError};
+use crate::xml::error::Result;
 use crate::xml::kinds::CharType;
 use crate::xml::read::{once, Node};
 use crate::xml::write::{AttrValue, Writer};
@@ -52,12 +52,7 @@ pub struct CharTarget {
 
 impl CharDevice {
     pub(crate) fn parse(mut node: Node<'_>) -> Result<Self> {
-        let kind: CharType =
-            node.attr_parse("type")?
-                .ok_or_else(|| XmlError::MissingAttribute {
-                    attr: "type".into(),
-                    path: node.path().into(),
-                })?;
+        let kind: CharType = node.req_attr_parse("type")?;
         let tty = node.attr("tty");
         let mut info = DeviceInfo::default();
         let (mut source, mut target, mut log) = (None, None, None);

@@ -1,7 +1,7 @@
 //! `<graphics>`, `<video>` and `<input>`.
 
 use super::address::{info_only, DeviceInfo};
-use crate::xml::error::{Result, XmlError};
+use crate::xml::error::Result;
 use crate::xml::kinds::GraphicsType;
 use crate::xml::read::{once, Node};
 use crate::xml::write::Writer;
@@ -66,12 +66,7 @@ pub struct GraphicsListen {
 
 impl Graphics {
     pub(crate) fn parse(mut node: Node<'_>) -> Result<Self> {
-        let kind: GraphicsType =
-            node.attr_parse("type")?
-                .ok_or_else(|| XmlError::MissingAttribute {
-                    attr: "type".into(),
-                    path: node.path().into(),
-                })?;
+        let kind: GraphicsType = node.req_attr_parse("type")?;
         let mut g = Graphics {
             kind,
             port: node.attr_parse("port")?,

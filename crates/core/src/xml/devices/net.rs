@@ -59,12 +59,7 @@ fn normalise_mac(mac: &str) -> Option<String> {
 
 impl Interface {
     pub(crate) fn parse(mut node: Node<'_>) -> Result<Self> {
-        let kind: InterfaceType =
-            node.attr_parse("type")?
-                .ok_or_else(|| crate::xml::XmlError::MissingAttribute {
-                    attr: "type".into(),
-                    path: node.path().into(),
-                })?;
+        let kind: InterfaceType = node.req_attr_parse("type")?;
         let mut info = DeviceInfo::default();
         let (mut mac, mut source, mut target, mut model) = (None, None, None, None);
         let (mut driver, mut link, mut mtu, mut boot) = (None, None, None, None);
