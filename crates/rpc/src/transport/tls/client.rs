@@ -3,8 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
-
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -14,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use super::errors::{describe_rustls, handshake_error};
 use super::pem::{load_certs, load_key, root_store};
 use super::{provider, SYSTEM_CA, SYSTEM_CLIENT_CERT, SYSTEM_CLIENT_KEY, TLS_ACCEPTED};
+use crate::error::{Error, Result};
 
 /// Client-side TLS settings.
 #[derive(Debug, Clone)]

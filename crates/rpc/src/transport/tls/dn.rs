@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use crate::error::{Error, Result};
-
 use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::error::{Error, Result};
 
 /// Renders a certificate's subject DN the way libvirt/GnuTLS prints it for
 /// `tls_allowed_dn_list`: RDNs in certificate order, `C=GB,O=Example,CN=client`.

@@ -1,8 +1,8 @@
 //! rustls errors in words that name the certificate problem.
 
-use crate::error::Error;
-
 use rustls::{AlertDescription, CertificateError};
+
+use crate::error::Error;
 
 /// Puts a rustls error into words naming the certificate problem.
 pub fn describe_rustls(err: &rustls::Error) -> String {

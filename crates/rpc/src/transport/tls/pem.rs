@@ -4,11 +4,11 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use super::errors::describe_rustls;
-use crate::error::{Error, Result};
-
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::RootCertStore;
+
+use super::errors::describe_rustls;
+use crate::error::{Error, Result};
 
 fn pem_err(what: &'static str, path: &Path, reason: impl Into<String>) -> Error {
     Error::Pem {

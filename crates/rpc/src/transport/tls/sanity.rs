@@ -2,13 +2,12 @@
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
-
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::dn::render_name;
 use super::pem::{load_certs, load_key};
 use super::provider;
+use crate::error::{Error, Result};
 
 /// Start-up sanity check of a certificate/key pair against its CA, like
 /// libvirt's `virNetTLSContextSanityCheckCert`: the certificate parses, is

@@ -3,8 +3,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
-
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rustls::server::WebPkiClientVerifier;
 use tokio::io::AsyncWriteExt;
@@ -14,6 +12,7 @@ use super::dn::subject_dn;
 use super::errors::handshake_error;
 use super::pem::{load_certs, load_key, root_store};
 use super::{provider, SYSTEM_CA, SYSTEM_SERVER_CERT, SYSTEM_SERVER_KEY, TLS_ACCEPTED};
+use crate::error::{Error, Result};
 
 /// Server-side TLS settings (libvirtd.conf `cert_file`, `key_file`,
 /// `ca_file`, `tls_no_verify_certificate`, `tls_allowed_dn_list`).
