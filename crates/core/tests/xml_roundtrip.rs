@@ -174,6 +174,15 @@ fn metadata_prefix_declared_on_domain_resolves() {
 }
 
 #[test]
+fn empty_metadata_stays_empty() {
+    let def = parse("<domain type='test'><name>t</name><memory>1024</memory><metadata/></domain>");
+    assert_eq!(def.metadata.as_deref(), Some(""));
+    let xml = def.format(&LOSSLESS);
+    assert!(xml.contains("<metadata/>"), "{xml}");
+    assert_stable(&def, &LOSSLESS);
+}
+
+#[test]
 fn passwd_is_printed_only_with_the_secure_flag() {
     let def = parse(&data("rich-kvm.xml"));
     let plain = def.format(&FormatOptions::default());

@@ -40,6 +40,9 @@ pub struct DomainDef {
     /// `<description>`.
     pub description: Option<String>,
     /// Content of `<metadata>`, verbatim (trimmed), foreign namespaces included.
+    ///
+    /// Written back unchanged, so a caller that sets it must store well-formed
+    /// XML content.
     pub metadata: Option<String>,
     /// `<maxMemory slots=…>`: the hotplug ceiling.
     pub max_memory: Option<MaxMemory>,
@@ -73,7 +76,8 @@ pub struct DomainDef {
     pub devices: Devices,
     /// `<seclabel>`s.
     pub seclabels: Vec<SecLabel>,
-    /// Foreign-namespace children of `<domain>` (`<qemu:commandline>`), verbatim.
+    /// Foreign-namespace children of `<domain>` (`<qemu:commandline>`), each
+    /// verbatim from its start tag to its end tag.
     pub extensions: Vec<String>,
 }
 

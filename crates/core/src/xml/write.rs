@@ -139,6 +139,9 @@ impl Writer {
 
     /// Writes pre-formatted XML on its own indented line(s), unchanged.
     pub(crate) fn raw(&mut self, xml: &str) {
+        if xml.is_empty() {
+            return;
+        }
         self.indent();
         self.out.push_str(xml);
         self.out.push('\n');
