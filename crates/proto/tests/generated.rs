@@ -37,6 +37,10 @@ fn procedure_table_matches_the_enum() {
         Procedure::DomainMigratePerform3Params.name(),
         "REMOTE_PROC_DOMAIN_MIGRATE_PERFORM3_PARAMS"
     );
+    assert_eq!(
+        Procedure::ConnectOpen.to_string(),
+        "REMOTE_PROC_CONNECT_OPEN"
+    );
     assert_eq!(REMOTE_PROGRAM, 0x2000_8086);
     assert_eq!(MIGRATED_PROGRAM, 0x4d49_4752);
 }

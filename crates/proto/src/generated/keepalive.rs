@@ -64,6 +64,13 @@ impl From<KeepaliveProcedure> for i32 {
     }
 }
 
+/// Shows the `.x` name, for logs and error messages.
+impl std::fmt::Display for KeepaliveProcedure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Metadata of every procedure of `KEEPALIVE_PROGRAM`, in declaration order.
 pub static KEEPALIVE_PROCEDURES: &[crate::ProcedureInfo] = &[
     crate::ProcedureInfo {

@@ -98,6 +98,13 @@ impl From<MigratedProcedure> for i32 {
     }
 }
 
+/// Shows the `.x` name, for logs and error messages.
+impl std::fmt::Display for MigratedProcedure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Metadata of every procedure of `MIGRATED_PROGRAM`, in declaration order.
 pub static MIGRATED_PROCEDURES: &[crate::ProcedureInfo] = &[crate::ProcedureInfo {
     number: 1,

@@ -2845,6 +2845,13 @@ impl From<Procedure> for i32 {
     }
 }
 
+/// Shows the `.x` name, for logs and error messages.
+impl std::fmt::Display for Procedure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Metadata of every procedure of `REMOTE_PROGRAM`, in declaration order.
 pub static PROCEDURES: &[crate::ProcedureInfo] = &[
     crate::ProcedureInfo {

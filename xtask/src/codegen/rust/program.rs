@@ -154,6 +154,11 @@ impl Gen<'_> {
             p.name
         );
         let _ = writeln!(b, "impl From<{penum}> for i32 {{\nfn from(value: {penum}) -> i32 {{\nvalue as i32\n}}\n}}\n");
+        let _ = writeln!(
+            b,
+            "/// Shows the `.x` name, for logs and error messages.\nimpl std::fmt::Display for {penum} {{\n\
+             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {{\nf.write_str(self.name())\n}}\n}}\n"
+        );
 
         // Metadata table
         let _ = writeln!(b, "/// Metadata of every procedure of `{}`, in declaration order.\npub static {table}: &[crate::ProcedureInfo] = &[", p.name);
@@ -301,6 +306,7 @@ mod tests {
             "crate::ProcedureInfo { number: 7, name: \"REMOTE_PROC_DO_X\", readonly: true, priority: true, event: false, stream: false },",
             "crate::ProcedureInfo { number: 9, name: \"REMOTE_PROC_EV\", readonly: false, priority: false, event: true, stream: false },",
             "Self::DoX => &PROCEDURES[0],",
+            "impl std::fmt::Display for Procedure {",
             "pub trait RemoteProcedure {",
             "pub mod procs {",
             "impl super::RemoteProcedure for DoX { const PROC: super::Procedure = super::Procedure::DoX; type Args = super::XArgs; type Ret = super::XRet; }",
