@@ -288,3 +288,20 @@ async fn dropping_the_last_client_clone_closes_the_connection() {
     drop(clone);
     assert!(wait_until(T, || srv.server.connection_count() == 0).await);
 }
+
+#[tokio::test]
+async fn inherited_std_listener_is_served() {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = std_listener.local_addr().expect("addr");
+    let listener = migrated_rpc::Listener::from_std_tcp(std_listener).expect("wrap");
+    let server = migrated_rpc::Server::new(config(), std::sync::Arc::new(Toy::default()));
+    let s = server.clone();
+    let task = tokio::spawn(async move { s.serve(listener).await });
+    client(addr)
+        .await
+        .call(REMOTE_PROGRAM, 1, ECHO, vec![7])
+        .await
+        .expect("echo");
+    server.shutdown();
+    within(T, task).await.expect("serve returns after shutdown");
+}

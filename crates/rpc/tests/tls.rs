@@ -272,6 +272,26 @@ async fn handshakes_beyond_max_anonymous_are_closed() {
 }
 
 #[tokio::test]
+async fn stalled_handshake_times_out_and_frees_its_slot() {
+    let pki = pki_or_skip!();
+    let cfg = ServerConfig {
+        max_anonymous_clients: 1,
+        handshake_timeout: Duration::from_millis(200),
+        ..config()
+    };
+    let (server, addr) = spawn_tls(pki, None, cfg).await;
+    let mut staller = Raw {
+        stream: tokio::net::TcpStream::connect(addr).await.expect("connect"),
+    };
+    assert!(
+        staller.closed_within(T).await,
+        "stalled handshake was never closed"
+    );
+    assert!(wait_until(T, || server.connection_count() == 0).await);
+    good_client_is_served(pki, addr).await;
+}
+
+#[tokio::test]
 async fn acceptor_names_the_reason_on_the_server_side() {
     let pki = pki_or_skip!();
     let acceptor =
