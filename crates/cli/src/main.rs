@@ -20,13 +20,10 @@ use crate::args::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(
-            shell,
-            &mut Cli::command(),
-            "migratectl",
-            &mut std::io::stdout(),
-        );
-        return ExitCode::SUCCESS;
+        // clap_complete panics on a write error, so render into memory first
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "migratectl", &mut script);
+        return print(&script);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -39,18 +36,25 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(commands::run(cli)) {
-        Ok(text) => {
-            let mut stdout = std::io::stdout().lock();
-            // a closed pipe (`migratectl list | head`) is not an error worth reporting
-            let _ = stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush());
-            ExitCode::SUCCESS
-        }
+        Ok(text) => print(text.as_bytes()),
         Err(error) => {
             for cause in error.chain() {
                 eprintln!("error: {cause}");
             }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes command output; a closed pipe (`migratectl list | head`) is not
+/// worth an error message.
+fn print(bytes: &[u8]) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write output: {e}");
             ExitCode::FAILURE
         }
     }

@@ -91,7 +91,7 @@ pub async fn define(conn: &Connection, file: &Path, json: bool) -> anyhow::Resul
     let dom = conn
         .define_xml(&xml, 0)
         .await
-        .with_context(|| format!("failed to define domain from {}", file.display()))?;
+        .with_context(|| format!("Failed to define domain from {}", file.display()))?;
     let message = format!("Domain '{}' defined from {}", dom.name(), file.display());
     done(json, &dom, "defined", message)
 }
