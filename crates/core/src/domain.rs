@@ -74,7 +74,8 @@ pub mod running_reason {
 pub mod paused_reason {
     /// Paused on user request.
     pub const USER: i32 = 1;
-    /// Paused for offline migration (the destination of a live one, or the source's final phase).
+    /// Paused for migration: an incoming guest before Finish, or the source during
+    /// the final copy.
     pub const MIGRATION: i32 = 2;
     /// Paused for saving to a file.
     pub const SAVE: i32 = 3;
@@ -213,6 +214,8 @@ pub mod event_detail {
     pub const STOPPED_MIGRATED: i32 = 3;
     /// `VIR_DOMAIN_EVENT_STOPPED_SAVED`.
     pub const STOPPED_SAVED: i32 = 4;
+    /// `VIR_DOMAIN_EVENT_STOPPED_FAILED`: e.g. an incoming migration that was cancelled.
+    pub const STOPPED_FAILED: i32 = 5;
     /// `VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED`.
     pub const SHUTDOWN_FINISHED: i32 = 0;
 }

@@ -17,6 +17,12 @@
 //! memory contents are lost). Guests marked autostart are booted afresh.
 //! A config file that cannot be read is skipped with a warning and left in place.
 //!
+//! # Migration
+//!
+//! The migration engine streams [`TestDriver::memory`] and drives the guest
+//! through `incoming_*` (destination) and `outgoing_*` (source) transitions,
+//! which own the states, reasons and events of each step.
+//!
 //! # Layering
 //!
 //! This crate implements [`migrated_core::driver::Driver`]; it never sees the
@@ -38,6 +44,7 @@ use migrated_core::domain::{
 };
 use migrated_core::driver::Driver;
 use migrated_core::support::SupportTable;
+use migrated_core::xml::DomainDef;
 use migrated_core::{Error, Result};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -106,6 +113,74 @@ impl TestDriver {
     /// The memory of a running guest, for the migration engine to stream.
     pub fn memory(&self, uuid: &Uuid) -> Option<Arc<GuestMemory>> {
         self.shared.lock().ok()?.memory(uuid)
+    }
+
+    /// Destination, Prepare: creates a paused incoming instance of `def` (event
+    /// started/migrated) and returns it with its zeroed memory to fill.
+    ///
+    /// # Errors
+    /// `VIR_ERR_DOM_EXIST` on a name/UUID clash, `VIR_ERR_OPERATION_INVALID` if
+    /// the guest already runs here, `VIR_ERR_CONFIG_UNSUPPORTED` for memory the
+    /// test driver cannot model.
+    pub async fn incoming_prepare(&self, def: DomainDef) -> Result<(DomainRef, Arc<GuestMemory>)> {
+        self.blocking(move |r| r.incoming_prepare(def)).await
+    }
+
+    /// Destination, Finish after a complete transfer: defines `persist` if given,
+    /// then runs the guest (or leaves it paused when `paused`).
+    ///
+    /// # Errors
+    /// `VIR_ERR_OPERATION_INVALID` if `dom` is not an incoming migration.
+    pub async fn incoming_finish(
+        &self,
+        dom: &DomainRef,
+        persist: Option<DomainDef>,
+        paused: bool,
+    ) -> Result<DomainRef> {
+        let dom = dom.clone();
+        self.blocking(move |r| r.incoming_finish(&dom, persist, paused))
+            .await
+    }
+
+    /// Destination, Finish cancelled: kills the incoming instance (stopped/failed).
+    ///
+    /// # Errors
+    /// `VIR_ERR_OPERATION_INVALID` if it is not running.
+    pub async fn incoming_abort(&self, dom: &DomainRef) -> Result<()> {
+        let dom = dom.clone();
+        self.blocking(move |r| r.incoming_abort(&dom)).await
+    }
+
+    /// Source, before the final copy: pauses a running guest (suspended/migrated);
+    /// returns once its workload has stopped writing.
+    ///
+    /// # Errors
+    /// `VIR_ERR_OPERATION_INVALID` if it is not running.
+    pub async fn outgoing_pause(&self, dom: &DomainRef) -> Result<()> {
+        let dom = dom.clone();
+        self.blocking(move |r| r.outgoing_pause(&dom)).await
+    }
+
+    /// Source, Confirm cancelled: resumes a guest paused by
+    /// [`TestDriver::outgoing_pause`] and lifts any throttle.
+    ///
+    /// # Errors
+    /// `VIR_ERR_OPERATION_INVALID` if it is not running.
+    pub async fn outgoing_resume(&self, dom: &DomainRef) -> Result<()> {
+        let dom = dom.clone();
+        self.blocking(move |r| r.outgoing_resume(&dom)).await
+    }
+
+    /// Source, Confirm after success: stops the guest (stopped/migrated) and,
+    /// with `undefine`, removes its config.
+    ///
+    /// # Errors
+    /// `VIR_ERR_OPERATION_INVALID` if it is not running; `VIR_ERR_SYSTEM_ERROR`
+    /// if the config cannot be removed.
+    pub async fn outgoing_complete(&self, dom: &DomainRef, undefine: bool) -> Result<()> {
+        let dom = dom.clone();
+        self.blocking(move |r| r.outgoing_complete(&dom, undefine))
+            .await
     }
 
     /// Runs `f` on the registry on the blocking pool.

@@ -25,6 +25,8 @@ use crate::memory::{GuestMemory, MAX_MEMORY_BYTES};
 use crate::store::Store;
 use crate::workload::WorkloadConfig;
 
+mod handover;
+
 /// All guests of one test driver instance.
 #[derive(Debug)]
 pub(crate) struct Registry {
@@ -473,10 +475,16 @@ impl Registry {
     }
 }
 
-/// Parses and checks what the test driver needs beyond the XML model: a
-/// memory size it can model and valid workload metadata.
+/// Parses `xml` and applies [`check_def`].
 fn parse_def(xml: &str) -> Result<DomainDef> {
     let def = DomainDef::parse(xml)?;
+    check_def(&def)?;
+    Ok(def)
+}
+
+/// Checks what the test driver needs beyond the XML model: a memory size it
+/// can model and valid workload metadata.
+fn check_def(def: &DomainDef) -> Result<()> {
     if def.memory_kib.saturating_mul(1024) > MAX_MEMORY_BYTES {
         return Err(Error::ConfigUnsupported {
             reason: format!(
@@ -486,8 +494,8 @@ fn parse_def(xml: &str) -> Result<DomainDef> {
             ),
         });
     }
-    WorkloadConfig::from_def(&def)?;
-    Ok(def)
+    WorkloadConfig::from_def(def)?;
+    Ok(())
 }
 
 /// libvirt's filter semantics: within each pair (or the state group) no bit
