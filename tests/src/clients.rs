@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long one stock-client command may run before the test fails.
@@ -158,45 +158,91 @@ pub fn python(script: &str) -> Output {
     )
 }
 
-/// A test PKI in libvirt's file layout, made by `deploy/pki.sh`.
+/// A test PKI in libvirt's file layout, made by `deploy/pki.sh` in a
+/// temporary directory (removed when the last clone is dropped).
 ///
-/// `dir` holds `cacert.pem`, `servercert.pem`, `serverkey.pem`, and the
-/// client files (`cacert.pem`, `clientcert.pem`, `clientkey.pem`) that
-/// `?pkipath=` points at.
+/// Server files: `CA/cacert.pem`, `libvirt/servercert.pem`,
+/// `libvirt/private/serverkey.pem`; `client/` is what `?pkipath=` names;
+/// `other/` holds a client certificate from an unrelated CA.
 #[derive(Debug, Clone)]
 pub struct Pki {
-    dir: PathBuf,
-    client_dir: PathBuf,
+    dir: Arc<tempfile::TempDir>,
 }
 
 impl Pki {
-    /// Uses an existing PKI directory (server files in `dir`, client files in
-    /// `client_dir`).
-    pub fn at(dir: impl Into<PathBuf>, client_dir: impl Into<PathBuf>) -> Self {
-        Pki {
-            dir: dir.into(),
-            client_dir: client_dir.into(),
-        }
+    /// Runs `deploy/pki.sh --second-ca` into a fresh temporary directory.
+    /// Returns `None` (after a loud SKIPPED) when openssl is missing locally.
+    ///
+    /// # Panics
+    /// When the script fails, or openssl is missing and `CI` is set.
+    pub fn generate() -> Option<Self> {
+        require_binary("openssl")?;
+        let dir = tempfile::Builder::new()
+            .prefix("migrated-pki-")
+            .tempdir()
+            .expect("create PKI temp dir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/pki.sh");
+        let out = run_with_timeout(
+            Command::new("bash")
+                .arg(&script)
+                .arg("--second-ca")
+                .arg(dir.path()),
+            CLIENT_TIMEOUT,
+        );
+        assert!(
+            out.status.success(),
+            "deploy/pki.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Pki { dir: Arc::new(dir) })
     }
 
     /// The CA certificate.
     pub fn ca_cert(&self) -> PathBuf {
-        self.dir.join("cacert.pem")
+        self.dir.path().join("CA/cacert.pem")
     }
 
     /// The server certificate.
     pub fn server_cert(&self) -> PathBuf {
-        self.dir.join("servercert.pem")
+        self.dir.path().join("libvirt/servercert.pem")
     }
 
     /// The server key.
     pub fn server_key(&self) -> PathBuf {
-        self.dir.join("serverkey.pem")
+        self.dir.path().join("libvirt/private/serverkey.pem")
     }
 
-    /// The directory `?pkipath=` names for clients.
-    pub fn client_dir(&self) -> &Path {
-        &self.client_dir
+    /// The directory `?pkipath=` names for a good client.
+    pub fn client_dir(&self) -> PathBuf {
+        self.dir.path().join("client")
+    }
+
+    /// A `?pkipath=` directory whose client certificate comes from another CA
+    /// (its `cacert.pem` is still our CA, so the server itself verifies).
+    pub fn foreign_client_dir(&self) -> PathBuf {
+        let mixed = self.dir.path().join("foreign");
+        if !mixed.exists() {
+            std::fs::create_dir_all(&mixed).expect("create foreign client dir");
+            for (from, to) in [
+                ("CA/cacert.pem", "cacert.pem"),
+                ("other/clientcert.pem", "clientcert.pem"),
+                ("other/clientkey.pem", "clientkey.pem"),
+            ] {
+                std::fs::copy(self.dir.path().join(from), mixed.join(to))
+                    .expect("copy foreign client file");
+            }
+        }
+        mixed
+    }
+
+    /// A `?pkipath=` directory with the CA but no client certificate.
+    pub fn certless_client_dir(&self) -> PathBuf {
+        let dir = self.dir.path().join("certless");
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir).expect("create certless client dir");
+            std::fs::copy(self.ca_cert(), dir.join("cacert.pem")).expect("copy CA");
+        }
+        dir
     }
 }
 

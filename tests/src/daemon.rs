@@ -300,6 +300,15 @@ impl Daemon {
         )
     }
 
+    /// Like [`Daemon::tls_uri`] with any `?pkipath=` directory.
+    pub fn tls_uri_with(&self, pkipath: &Path) -> String {
+        format!(
+            "test+tls://127.0.0.1:{}/default?pkipath={}",
+            self.tls_port.expect("daemon was built without .tls()"),
+            pkipath.display()
+        )
+    }
+
     /// The TCP port.
     ///
     /// # Panics

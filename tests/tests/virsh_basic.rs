@@ -1,0 +1,271 @@
+//! Stock `virsh` against `migrated`: connection-level commands over TCP and
+//! TLS, the domain lifecycle over TCP and a local socket, and many clients
+//! at once.
+
+use std::process::Output;
+
+use migrated_tests::clients::{stderr_of, stdout_of};
+use migrated_tests::{require_binary, virsh, wait_until, Daemon, Pki};
+
+const HOSTNAME: &str = "migrated-test-host";
+
+fn ok(output: &Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        stdout_of(output),
+        stderr_of(output)
+    );
+    stdout_of(output)
+}
+
+fn domain_xml(name: &str) -> String {
+    format!(
+        "<domain type='test'>\n  <name>{name}</name>\n  <memory unit='MiB'>4</memory>\n  \
+         <vcpu>1</vcpu>\n  <os><type arch='x86_64'>hvm</type></os>\n</domain>\n"
+    )
+}
+
+/// Writes `xml` to a file in `dir` and returns its path.
+fn xml_file(dir: &std::path::Path, name: &str, xml: &str) -> String {
+    let path = dir.join(format!("{name}.xml"));
+    std::fs::write(&path, xml).expect("write domain xml");
+    path.display().to_string()
+}
+
+#[test]
+fn virsh_version_hostname_uri_and_capabilities_over_tcp() {
+    if require_binary("virsh").is_none() {
+        return;
+    }
+    let daemon = Daemon::builder().tcp().hostname(HOSTNAME).spawn();
+    let uri = daemon.uri();
+    let version = ok(&virsh(&uri, &["version"]), "virsh version");
+    assert!(version.contains("Using API: Test"), "{version}");
+    assert!(version.contains("Running hypervisor: Test"), "{version}");
+    assert_eq!(
+        ok(&virsh(&uri, &["hostname"]), "virsh hostname").trim(),
+        HOSTNAME
+    );
+    assert_eq!(ok(&virsh(&uri, &["uri"]), "virsh uri").trim(), uri);
+    let caps = ok(&virsh(&uri, &["capabilities"]), "virsh capabilities");
+    assert!(caps.contains("<capabilities>"), "{caps}");
+    assert!(
+        caps.contains(daemon.host_uuid()),
+        "host uuid missing from {caps}"
+    );
+}
+
+#[test]
+fn virsh_over_tls_with_pkipath_and_refused_certificates() {
+    if require_binary("virsh").is_none() {
+        return;
+    }
+    let Some(pki) = Pki::generate() else { return };
+    let daemon = Daemon::builder().tls(&pki).hostname(HOSTNAME).spawn();
+    let good = ok(
+        &virsh(&daemon.tls_uri(&pki), &["hostname"]),
+        "virsh over TLS",
+    );
+    assert_eq!(good.trim(), HOSTNAME);
+    let version = ok(
+        &virsh(&daemon.tls_uri(&pki), &["version"]),
+        "virsh version over TLS",
+    );
+    assert!(version.contains("Running hypervisor: Test"), "{version}");
+
+    // A client certificate from another CA: refused, naming the issuer problem.
+    let foreign = virsh(
+        &daemon.tls_uri_with(&pki.foreign_client_dir()),
+        &["hostname"],
+    );
+    assert!(!foreign.status.success());
+    let err = stderr_of(&foreign);
+    assert!(
+        err.contains("certificate") && err.contains("issuer"),
+        "{err}"
+    );
+
+    // No client certificate at all: the server refuses and says why.
+    let certless = virsh(
+        &daemon.tls_uri_with(&pki.certless_client_dir()),
+        &["hostname"],
+    );
+    assert!(!certless.status.success(), "{}", stdout_of(&certless));
+    wait_until(
+        std::time::Duration::from_secs(5),
+        "the refusal in the daemon log",
+        || daemon.logs().contains("no certificate").then_some(()),
+    );
+}
+
+/// define → list --all → start → dominfo/domstate/dumpxml → suspend/resume
+/// → destroy → undefine, checking each answer.
+fn lifecycle(uri: &str, dir: &std::path::Path) {
+    let name = "lifecycle-guest";
+    let file = xml_file(dir, name, &domain_xml(name));
+    let out = ok(&virsh(uri, &["define", &file]), "define");
+    assert!(out.contains(&format!("Domain '{name}' defined")), "{out}");
+    let list = ok(&virsh(uri, &["list", "--all"]), "list --all");
+    let row = list.lines().find(|l| l.contains(name)).unwrap_or_default();
+    assert!(row.contains("shut off"), "{list}");
+
+    ok(&virsh(uri, &["start", name]), "start");
+    let info = ok(&virsh(uri, &["dominfo", name]), "dominfo");
+    for needle in [
+        "State:          running",
+        "Persistent:     yes",
+        "Max memory:     4096 KiB",
+        "CPU(s):         1",
+    ] {
+        assert!(info.contains(needle), "{needle:?} missing from {info}");
+    }
+    assert_eq!(
+        ok(&virsh(uri, &["domstate", name]), "domstate").trim(),
+        "running"
+    );
+    let xml = ok(&virsh(uri, &["dumpxml", name]), "dumpxml");
+    assert!(
+        xml.contains(&format!("<name>{name}</name>")) && xml.contains("id='1'"),
+        "{xml}"
+    );
+    let list = ok(&virsh(uri, &["list"]), "list");
+    assert!(
+        list.lines()
+            .any(|l| l.contains(name) && l.contains("running")),
+        "{list}"
+    );
+
+    ok(&virsh(uri, &["suspend", name]), "suspend");
+    assert_eq!(
+        ok(&virsh(uri, &["domstate", name]), "domstate").trim(),
+        "paused"
+    );
+    ok(&virsh(uri, &["resume", name]), "resume");
+    assert_eq!(
+        ok(&virsh(uri, &["domstate", name]), "domstate").trim(),
+        "running"
+    );
+
+    ok(&virsh(uri, &["destroy", name]), "destroy");
+    assert_eq!(
+        ok(&virsh(uri, &["domstate", name]), "domstate").trim(),
+        "shut off"
+    );
+    // Starting twice is refused with libvirt's wording.
+    ok(&virsh(uri, &["start", name]), "start again");
+    let twice = virsh(uri, &["start", name]);
+    assert!(!twice.status.success());
+    assert!(
+        stderr_of(&twice).contains("already active"),
+        "{}",
+        stderr_of(&twice)
+    );
+    ok(&virsh(uri, &["destroy", name]), "destroy again");
+
+    ok(&virsh(uri, &["undefine", name]), "undefine");
+    let list = ok(&virsh(uri, &["list", "--all"]), "list --all");
+    assert!(!list.contains(name), "{list}");
+    let gone = virsh(uri, &["dominfo", name]);
+    assert!(!gone.status.success());
+    assert!(
+        stderr_of(&gone).contains("failed to get domain"),
+        "{}",
+        stderr_of(&gone)
+    );
+}
+
+#[test]
+fn domain_lifecycle_through_virsh_over_tcp() {
+    if require_binary("virsh").is_none() {
+        return;
+    }
+    let daemon = Daemon::builder().tcp().spawn();
+    let dir = tempfile::tempdir().expect("temp dir");
+    lifecycle(&daemon.uri(), dir.path());
+}
+
+#[test]
+fn domain_lifecycle_through_virsh_over_unix_socket() {
+    if require_binary("virsh").is_none() {
+        return;
+    }
+    let daemon = Daemon::builder().unix().spawn();
+    let dir = tempfile::tempdir().expect("temp dir");
+    lifecycle(&daemon.unix_uri(), dir.path());
+}
+
+#[test]
+fn sixteen_concurrent_virsh_clients_leave_a_consistent_state() {
+    if require_binary("virsh").is_none() {
+        return;
+    }
+    let daemon = Daemon::builder().tcp().spawn();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let uri = daemon.uri();
+    std::thread::scope(|scope| {
+        for i in 0..16 {
+            let uri = uri.clone();
+            let dir = dir.path();
+            scope.spawn(move || {
+                let name = format!("par-{i:02}");
+                let file = xml_file(dir, &name, &domain_xml(&name));
+                // One virsh process per client, several commands each.
+                // A single argument is parsed by virsh as a ';'-separated script.
+                let script = format!("define {file}; start {name}; destroy {name}; start {name}");
+                let out = virsh(&uri, &[&script]);
+                ok(&out, &format!("client {i}"));
+            });
+        }
+    });
+    let list = ok(&virsh(&uri, &["list", "--all", "--name"]), "list --all");
+    let mut names: Vec<&str> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    names.sort_unstable();
+    let expected: Vec<String> = (0..16).map(|i| format!("par-{i:02}")).collect();
+    assert_eq!(names, expected);
+    let running = ok(&virsh(&uri, &["list", "--name"]), "list");
+    assert_eq!(
+        running.lines().filter(|l| !l.trim().is_empty()).count(),
+        16,
+        "{running}"
+    );
+    // Distinct ids, one per running guest.
+    let ids = ok(&virsh(&uri, &["list"]), "list");
+    let mut id_list: Vec<u32> = ids
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    id_list.sort_unstable();
+    id_list.dedup();
+    assert_eq!(id_list.len(), 16, "{ids}");
+    // Every config reached the disk.
+    let stored = walk(daemon.state_dir())
+        .iter()
+        .filter(|p| p.ends_with(".xml"))
+        .count();
+    assert_eq!(
+        stored,
+        16,
+        "stored configs in {}",
+        daemon.state_dir().display()
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    out
+}
