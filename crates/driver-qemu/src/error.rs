@@ -166,3 +166,110 @@ impl Error {
         }
     }
 }
+
+impl Error {
+    /// The message with its causes, for the text of a libvirt error.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
+    /// Converts into the calls layer's error, naming the failed `operation`.
+    ///
+    /// Configuration problems become `VIR_ERR_CONFIG_UNSUPPORTED`, a QMP
+    /// timeout `VIR_ERR_OPERATION_TIMEOUT`, file and process failures
+    /// `VIR_ERR_SYSTEM_ERROR`, everything QEMU did or said
+    /// `VIR_ERR_OPERATION_FAILED` (domain `VIR_FROM_QEMU`).
+    pub fn into_core(self, operation: &'static str) -> migrated_core::Error {
+        use migrated_core::Error as Core;
+        match self {
+            Error::InvalidConfig { reason } => Core::ConfigUnsupported { reason },
+            Error::QmpTimeout { after, .. } => Core::OperationTimeout {
+                operation,
+                millis: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+            },
+            Error::File {
+                action,
+                path,
+                source,
+            } => Core::system(format!("{action} {}", path.display()), source),
+            Error::Spawn { emulator, source } => {
+                Core::system(format!("spawn {}", emulator.display()), source)
+            }
+            Error::Process {
+                action,
+                pid,
+                source,
+            } => Core::system(format!("{action} process {pid}"), source),
+            other => Core::OperationFailed {
+                operation,
+                reason: other.chain(),
+            },
+        }
+    }
+}
+
+impl From<Error> for migrated_core::Error {
+    fn from(e: Error) -> Self {
+        e.into_core("qemu")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use migrated_core::error::ErrorCode;
+
+    #[test]
+    fn maps_to_libvirt_codes() {
+        let cases = [
+            (
+                Error::InvalidConfig { reason: "x".into() },
+                ErrorCode::ConfigUnsupported,
+            ),
+            (
+                Error::QmpTimeout {
+                    command: "stop".into(),
+                    after: Duration::from_secs(1),
+                },
+                ErrorCode::OperationTimeout,
+            ),
+            (
+                Error::file("write", "/x", std::io::Error::other("disk full")),
+                ErrorCode::SystemError,
+            ),
+            (
+                Error::EmulatorExited {
+                    status: "exit code 1".into(),
+                    stderr: "qemu: bad".into(),
+                },
+                ErrorCode::OperationFailed,
+            ),
+            (
+                Error::EmulatorNotFound {
+                    name: "qemu-system-x86_64".into(),
+                },
+                ErrorCode::OperationFailed,
+            ),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.into_core("start").code(), code);
+        }
+    }
+
+    #[test]
+    fn stderr_survives_into_the_message() {
+        let core = Error::EmulatorExited {
+            status: "exit code 1".into(),
+            stderr: "unsupported machine type".into(),
+        }
+        .into_core("virDomainCreate");
+        assert!(core.to_string().contains("unsupported machine type"));
+    }
+}

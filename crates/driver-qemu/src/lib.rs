@@ -7,16 +7,24 @@
 //! - [`command`]: the QEMU command line for a guest ([`command::LaunchSpec`]);
 //! - [`process`]: spawning QEMU, watching it exit through a pidfd, and
 //!   re-attaching to it after a daemon restart;
+//! - [`spec`]: from a domain definition to a launch spec;
+//! - [`driver`]: [`QemuDriver`], the lifecycle over all of the above, with
+//!   persistent configs, [`status`] files and re-attach after a restart;
 //! - [`workload`]: the project's own tiny guest kernel (built from
 //!   `guest/` by `build.rs`) and how to read its counter.
 
 pub mod command;
+pub mod driver;
 pub mod error;
 mod files;
 pub mod process;
 pub mod qmp;
 pub mod spec;
 pub mod status;
+mod store;
+pub mod support;
 pub mod workload;
 
+pub use driver::{QemuConfig, QemuDriver, URI};
 pub use error::{Error, Result};
+pub use support::SUPPORT;

@@ -1,0 +1,421 @@
+//! The QEMU driver through core's `Driver` trait, with real QEMU under TCG
+//! running the project's workload guest. Without `qemu-system-x86_64` each
+//! test prints `SKIPPED` (and fails when `CI` is set).
+
+use std::path::Path;
+use std::time::Duration;
+
+use migrated_core::domain::{
+    event_detail, paused_reason, shutoff_reason, DomainEvent, DomainRef, DomainState, HostIdentity,
+    LifecycleEvent,
+};
+use migrated_core::driver::Driver;
+use migrated_core::error::ErrorCode;
+use migrated_core::flags;
+use migrated_driver_qemu::command::find_emulator;
+use migrated_driver_qemu::{workload, QemuConfig, QemuDriver};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+fn qemu_available() -> bool {
+    if find_emulator(None).is_ok() {
+        return true;
+    }
+    eprintln!("SKIPPED: qemu-system-x86_64 not found");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "qemu-system-x86_64 is required when CI is set"
+    );
+    false
+}
+
+fn host() -> HostIdentity {
+    HostIdentity {
+        hostname: "qemu-test.invalid".into(),
+        uuid: Uuid::new_v4(),
+    }
+}
+
+fn config(dir: &Path) -> QemuConfig {
+    QemuConfig::new(dir.join("state"), dir.join("run"))
+}
+
+fn guest_xml(name: &str, uuid: Uuid, machine: &str, dirty_mib: u32, dir: &Path) -> String {
+    format!(
+        "<domain type='qemu'>
+           <name>{name}</name>
+           <uuid>{uuid}</uuid>
+           <memory unit='MiB'>64</memory>
+           <vcpu>1</vcpu>
+           <os><type arch='x86_64' machine='{machine}'>hvm</type>
+             <kernel>{kernel}</kernel><cmdline>dirty_mib={dirty_mib}</cmdline></os>
+           <devices>
+             <serial type='file'><source path='{serial}'/><target port='0'/></serial>
+           </devices>
+         </domain>",
+        kernel = workload::build_path().display(),
+        serial = dir.join(format!("{name}.serial")).display(),
+    )
+}
+
+async fn wait_until<T, F, Fut>(limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn counter(driver: &QemuDriver, dom: &DomainRef) -> Option<u64> {
+    let qmp = driver.qmp(dom).ok()?;
+    workload::read_status(&qmp).await.ok().map(|s| s.counter)
+}
+
+async fn counter_passes(driver: &QemuDriver, dom: &DomainRef, above: u64) -> u64 {
+    wait_until(Duration::from_secs(30), || async {
+        counter(driver, dom).await.filter(|&c| c > above)
+    })
+    .await
+}
+
+async fn next_event(rx: &mut broadcast::Receiver<DomainEvent>) -> DomainEvent {
+    tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("an event within 30 s")
+        .expect("event channel open")
+}
+
+fn process_exists(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[tokio::test]
+async fn lifecycle_through_the_driver_api() {
+    if !qemu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = QemuDriver::open(config(dir.path()), host())
+        .await
+        .expect("open");
+    let mut events = driver.subscribe_events().expect("events");
+    let uuid = Uuid::new_v4();
+    let dom = driver
+        .define_xml(&guest_xml("life", uuid, "pc", 4, dir.path()), 0)
+        .await
+        .expect("define");
+    assert_eq!(next_event(&mut events).await.event, LifecycleEvent::Defined);
+    assert!(!driver.is_active(&dom).await.expect("is_active"));
+    assert!(driver.is_persistent(&dom).await.expect("is_persistent"));
+
+    let dom = driver.create(&dom, 0).await.expect("start");
+    assert!(dom.id > 0);
+    let ev = next_event(&mut events).await;
+    assert_eq!(
+        (ev.event, ev.detail),
+        (LifecycleEvent::Started, event_detail::STARTED_BOOTED)
+    );
+    assert_eq!(driver.lookup_by_id(dom.id).await.expect("by id").uuid, uuid);
+    let first = counter_passes(&driver, &dom, 0).await;
+    counter_passes(&driver, &dom, first).await;
+
+    let info = driver.get_info(&dom).await.expect("info");
+    assert_eq!(info.state, DomainState::Running);
+    assert_eq!(info.nr_virt_cpu, 1);
+    assert_eq!(info.max_mem_kib, 64 * 1024);
+    assert!(info.cpu_time_ns > 0);
+    let xml = driver.get_xml_desc(&dom, 0).await.expect("xml");
+    assert!(xml.contains(&format!("id='{}'", dom.id)), "{xml}");
+
+    driver.suspend(&dom).await.expect("suspend");
+    let ev = next_event(&mut events).await;
+    assert_eq!(
+        (ev.event, ev.detail),
+        (LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)
+    );
+    let state = driver.get_state(&dom, 0).await.expect("state");
+    assert_eq!(
+        (state.state, state.reason),
+        (DomainState::Paused, paused_reason::USER)
+    );
+    let frozen = counter(&driver, &dom).await.expect("counter while paused");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        counter(&driver, &dom).await,
+        Some(frozen),
+        "a paused guest does not count"
+    );
+    let err = driver.suspend(&dom).await.expect_err("already paused");
+    assert_eq!(err.code(), ErrorCode::OperationInvalid);
+
+    driver.resume(&dom).await.expect("resume");
+    assert_eq!(next_event(&mut events).await.event, LifecycleEvent::Resumed);
+    counter_passes(&driver, &dom, frozen).await;
+
+    // ACPI power button: accepted (this guest has no ACPI, so it keeps running).
+    driver.shutdown(&dom, 0).await.expect("shutdown request");
+
+    let pid = driver.pid(&dom).expect("pid");
+    driver.destroy(&dom, 0).await.expect("destroy");
+    let ev = next_event(&mut events).await;
+    assert_eq!(
+        (ev.event, ev.detail),
+        (LifecycleEvent::Stopped, event_detail::STOPPED_DESTROYED)
+    );
+    let state = driver.get_state(&dom, 0).await.expect("state");
+    assert_eq!(
+        (state.state, state.reason),
+        (DomainState::Shutoff, shutoff_reason::DESTROYED)
+    );
+    assert!(!process_exists(pid), "qemu {pid} is gone");
+    assert!(
+        !dir.path().join("run/qemu/life.json").exists(),
+        "status file removed"
+    );
+    let err = driver.destroy(&dom, 0).await.expect_err("not running");
+    assert_eq!(err.code(), ErrorCode::OperationInvalid);
+
+    driver.undefine(&dom, 0).await.expect("undefine");
+    assert!(driver.list_all_domains(0).await.expect("list").is_empty());
+    let err = driver.lookup_by_uuid(&uuid).await.expect_err("gone");
+    assert_eq!(err.code(), ErrorCode::NoDomain);
+}
+
+#[tokio::test]
+async fn start_paused_and_a_transient_guest_disappears_when_destroyed() {
+    if !qemu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = QemuDriver::open(config(dir.path()), host())
+        .await
+        .expect("open");
+    let dom = driver
+        .create_xml(
+            &guest_xml("transient", Uuid::new_v4(), "pc", 1, dir.path()),
+            flags::create::START_PAUSED,
+        )
+        .await
+        .expect("create paused");
+    assert_eq!(
+        driver.get_state(&dom, 0).await.expect("state").state,
+        DomainState::Paused
+    );
+    assert!(!driver.is_persistent(&dom).await.expect("persistent?"));
+    assert_eq!(
+        driver
+            .list_all_domains(flags::list::TRANSIENT | flags::list::PAUSED)
+            .await
+            .expect("list"),
+        vec![dom.clone()]
+    );
+    driver.destroy(&dom, 0).await.expect("destroy");
+    assert!(driver.list_all_domains(0).await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn a_guest_killed_behind_our_back_is_shut_off_as_crashed() {
+    if !qemu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = QemuDriver::open(config(dir.path()), host())
+        .await
+        .expect("open");
+    let dom = driver
+        .define_xml(&guest_xml("victim", Uuid::new_v4(), "pc", 1, dir.path()), 0)
+        .await
+        .expect("define");
+    let dom = driver.create(&dom, 0).await.expect("start");
+    let mut events = driver.subscribe_events().expect("events");
+    let pid = driver.pid(&dom).expect("pid");
+    // SAFETY: plain kill(2) on the QEMU this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let ev = next_event(&mut events).await;
+    assert_eq!(ev.event, LifecycleEvent::Stopped);
+    let state = driver.get_state(&dom, 0).await.expect("state");
+    assert_eq!(
+        (state.state, state.reason),
+        (DomainState::Shutoff, shutoff_reason::CRASHED)
+    );
+    // Still defined and startable again.
+    let dom = driver.create(&dom, 0).await.expect("restart");
+    driver.destroy(&dom, 0).await.expect("destroy");
+}
+
+#[tokio::test]
+async fn start_failures_carry_qemu_stderr_and_leave_no_guest_behind() {
+    if !qemu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = QemuDriver::open(config(dir.path()), host())
+        .await
+        .expect("open");
+    let dom = driver
+        .define_xml(
+            &guest_xml(
+                "badmachine",
+                Uuid::new_v4(),
+                "no-such-machine",
+                1,
+                dir.path(),
+            ),
+            0,
+        )
+        .await
+        .expect("define");
+    let err = driver.create(&dom, 0).await.expect_err("qemu refuses");
+    assert_eq!(err.code(), ErrorCode::OperationFailed);
+    assert!(
+        err.to_string().contains("unsupported machine type"),
+        "{err}"
+    );
+    let state = driver.get_state(&dom, 0).await.expect("state");
+    assert_eq!(state.state, DomainState::Shutoff);
+
+    let err = driver
+        .create_xml(
+            &guest_xml("gone", Uuid::new_v4(), "no-such-machine", 1, dir.path()),
+            0,
+        )
+        .await
+        .expect_err("qemu refuses");
+    assert!(
+        err.to_string().contains("unsupported machine type"),
+        "{err}"
+    );
+    assert!(
+        driver.lookup_by_name("gone").await.is_err(),
+        "failed transient guest removed"
+    );
+
+    let xml = guest_xml("noemu", Uuid::new_v4(), "pc", 1, dir.path()).replace(
+        "<devices>",
+        "<devices><emulator>/nonexistent/qemu-system-x86_64</emulator>",
+    );
+    let err = driver.define_xml(&xml, 0).await.expect_err("no emulator");
+    assert!(
+        err.to_string().contains("/nonexistent/qemu-system-x86_64"),
+        "{err}"
+    );
+
+    let xml = guest_xml("testtype", Uuid::new_v4(), "pc", 1, dir.path())
+        .replace("type='qemu'", "type='test'");
+    let err = driver.define_xml(&xml, 0).await.expect_err("wrong type");
+    assert_eq!(err.code(), ErrorCode::ConfigUnsupported);
+}
+
+#[tokio::test]
+async fn guests_survive_the_driver_and_are_reattached() {
+    if !qemu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = QemuDriver::open(config(dir.path()), host())
+        .await
+        .expect("open");
+    let persistent = driver
+        .define_xml(&guest_xml("keeper", Uuid::new_v4(), "pc", 2, dir.path()), 0)
+        .await
+        .expect("define");
+    let persistent = driver.create(&persistent, 0).await.expect("start");
+    let transient = driver
+        .create_xml(&guest_xml("passer", Uuid::new_v4(), "pc", 2, dir.path()), 0)
+        .await
+        .expect("create transient");
+    let doomed = driver
+        .define_xml(&guest_xml("doomed", Uuid::new_v4(), "pc", 1, dir.path()), 0)
+        .await
+        .expect("define");
+    let doomed = driver.create(&doomed, 0).await.expect("start");
+    driver.suspend(&transient).await.expect("pause transient");
+    let before = counter_passes(&driver, &persistent, 0).await;
+    let pids = [
+        driver.pid(&persistent).expect("pid"),
+        driver.pid(&transient).expect("pid"),
+        driver.pid(&doomed).expect("pid"),
+    ];
+
+    // The daemon goes away; one guest dies while nobody watches.
+    drop(driver);
+    // SAFETY: plain kill(2) on a QEMU this test started.
+    assert_eq!(unsafe { libc::kill(pids[2], libc::SIGKILL) }, 0);
+    assert!(process_exists(pids[0]) && process_exists(pids[1]));
+
+    let driver = QemuDriver::open(config(dir.path()), host())
+        .await
+        .expect("reopen");
+    let p = driver.lookup_by_name("keeper").await.expect("keeper");
+    assert_eq!(p.id, persistent.id, "same domain id after re-attach");
+    assert_eq!(driver.pid(&p).expect("pid"), pids[0]);
+    assert_eq!(
+        driver.get_state(&p, 0).await.expect("state").state,
+        DomainState::Running
+    );
+    counter_passes(&driver, &p, before).await;
+
+    let t = driver
+        .lookup_by_name("passer")
+        .await
+        .expect("transient kept");
+    assert_eq!(
+        driver.get_state(&t, 0).await.expect("state").state,
+        DomainState::Paused
+    );
+    assert!(!driver.is_persistent(&t).await.expect("persistent?"));
+    driver.resume(&t).await.expect("still manageable");
+
+    let d = driver
+        .lookup_by_name("doomed")
+        .await
+        .expect("doomed still defined");
+    let state = driver.get_state(&d, 0).await.expect("state");
+    assert_eq!(
+        (state.state, state.reason),
+        (DomainState::Shutoff, shutoff_reason::CRASHED)
+    );
+
+    // The next id does not collide with a re-attached one.
+    let d = driver.create(&d, 0).await.expect("restart doomed");
+    assert!(d.id > persistent.id.max(transient.id));
+    for dom in [&p, &t, &d] {
+        driver.destroy(dom, 0).await.expect("destroy");
+    }
+}
+
+#[tokio::test]
+async fn autostart_guests_boot_when_the_driver_opens() {
+    if !qemu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dom = {
+        let driver = QemuDriver::open(config(dir.path()), host())
+            .await
+            .expect("open");
+        let dom = driver
+            .define_xml(&guest_xml("auto", Uuid::new_v4(), "pc", 1, dir.path()), 0)
+            .await
+            .expect("define");
+        driver.set_autostart(&dom, true).await.expect("autostart");
+        dom
+    };
+    let driver = QemuDriver::open(config(dir.path()), host())
+        .await
+        .expect("reopen");
+    assert!(driver.get_autostart(&dom).await.expect("autostart"));
+    let dom = driver.lookup_by_uuid(&dom.uuid).await.expect("lookup");
+    assert!(dom.is_active(), "booted by autostart");
+    driver.destroy(&dom, 0).await.expect("destroy");
+}
