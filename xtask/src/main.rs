@@ -2,7 +2,9 @@
 //! module; this file only parses the command line and dispatches.
 
 mod codegen;
+mod fuzz;
 mod hvsupport;
+mod test;
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,10 @@ enum Cmd {
     Codegen(codegen::CodegenArgs),
     /// Render docs/hvsupport.md from the drivers' support tables (--check: fail when stale).
     Hvsupport(hvsupport::HvsupportArgs),
+    /// Run everything CI runs (installs missing Debian test packages when root).
+    Test(test::TestArgs),
+    /// Run each cargo-fuzz target for a bounded time.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> Result<()> {
@@ -31,6 +37,8 @@ fn main() -> Result<()> {
     match cli.command {
         Cmd::Codegen(args) => codegen::run(&root, &args),
         Cmd::Hvsupport(args) => hvsupport::run(&root, &args),
+        Cmd::Test(args) => test::run(&root, &args),
+        Cmd::Fuzz(args) => fuzz::run(&root, &args),
     }
 }
 

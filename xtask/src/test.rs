@@ -1,0 +1,166 @@
+//! `cargo xtask test`: everything CI runs, in the order CI runs it.
+//!
+//! 1. installs the Debian packages the integration tests need when they are
+//!    missing and we are root (it says so before doing it);
+//! 2. formatting, generated-code and support-matrix freshness checks;
+//! 3. clippy with warnings denied;
+//! 4. the whole workspace test suite (unit, integration, virsh, python3-libvirt, QEMU);
+//! 5. each fuzz target for a bounded time when `cargo fuzz` is available (always in CI).
+//!
+//! With `CI` set, a test that would otherwise skip because a binary is missing
+//! fails instead, so a green CI run means the stock-client and QEMU tests ran.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// Options of `cargo xtask test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Do not install missing Debian packages even when running as root.
+    #[arg(long)]
+    pub no_install: bool,
+    /// Skip the fuzzing step.
+    #[arg(long)]
+    pub no_fuzz: bool,
+    /// Seconds each fuzz target runs (CI uses 60).
+    #[arg(long, default_value_t = 60)]
+    pub fuzz_time: u64,
+    /// Extra arguments passed to `cargo test` (after `--`), e.g. a test name filter.
+    #[arg(last = true)]
+    pub cargo_test_args: Vec<String>,
+}
+
+/// Binaries the integration tests drive, with the Debian package providing each.
+const NEEDED: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("virsh", "libvirt-clients"),
+    ("openssl", "openssl"),
+    ("as", "binutils"),
+];
+
+/// Runs the full suite.
+pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
+    let ci = std::env::var_os("CI").is_some();
+    ensure_packages(args.no_install)?;
+
+    step(
+        root,
+        "format check",
+        "cargo",
+        &["fmt", "--all", "--", "--check"],
+    )?;
+    step(
+        root,
+        "generated protocol code is fresh",
+        "cargo",
+        &["xtask", "codegen", "--check"],
+    )?;
+    step(
+        root,
+        "support matrix is fresh",
+        "cargo",
+        &["xtask", "hvsupport", "--check"],
+    )?;
+    step(
+        root,
+        "clippy",
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    let mut test_args: Vec<&str> = vec!["test", "--workspace"];
+    if !args.cargo_test_args.is_empty() {
+        test_args.push("--");
+        test_args.extend(args.cargo_test_args.iter().map(String::as_str));
+    }
+    step(root, "workspace tests", "cargo", &test_args)?;
+
+    if args.no_fuzz {
+        println!("== fuzzing skipped (--no-fuzz)");
+    } else if root.join("fuzz/Cargo.toml").exists() {
+        crate::fuzz::run_all(root, args.fuzz_time, ci)?;
+    }
+    println!("== all checks passed");
+    Ok(())
+}
+
+fn step(root: &Path, what: &str, program: &str, args: &[&str]) -> Result<()> {
+    println!("== {what}: {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !status.success() {
+        bail!(
+            "step failed: {what} ({program} {} exited with {status})",
+            args.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// `true` when a program is found on PATH.
+pub fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+fn python_has_libvirt() -> bool {
+    Command::new("/usr/bin/python3")
+        .args(["-c", "import libvirt"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn ensure_packages(no_install: bool) -> Result<()> {
+    let mut missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(bin, _)| !have(bin))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if !python_has_libvirt() {
+        missing.push("python3-libvirt");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if no_install || !root {
+        println!(
+            "== note: missing Debian packages {}; the tests that need them will print SKIPPED \
+             (and fail under CI). Install them with: apt-get install -y {}",
+            missing.join(" "),
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+    println!(
+        "== installing missing Debian packages as root: {}",
+        missing.join(" ")
+    );
+    let update = Command::new("apt-get").args(["update", "-qq"]).status()?;
+    if !update.success() {
+        bail!("apt-get update failed");
+    }
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()?;
+    if !status.success() {
+        bail!("apt-get install {} failed", missing.join(" "));
+    }
+    Ok(())
+}
