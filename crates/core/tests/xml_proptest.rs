@@ -214,3 +214,42 @@ proptest! {
         prop_assert!(!xml.contains("passwd="), "{}", xml);
     }
 }
+
+const RICH: &str = include_str!("data/xml/rich-kvm.xml");
+
+/// Cuts `cut` bytes at `at` (clamped to char boundaries) and inserts `insert`.
+fn mutate(base: &str, at: usize, cut: usize, insert: &str) -> String {
+    let mut start = at.min(base.len());
+    while !base.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (start + cut).min(base.len());
+    while !base.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{insert}{}", &base[..start], &base[end..])
+}
+
+proptest! {
+    /// Whatever a user sends, parsing answers with a value or an error, never a
+    /// panic; and anything accepted is formatted stably.
+    #[test]
+    fn mutated_xml_never_panics_and_what_parses_round_trips(
+        at in 0usize..RICH.len(),
+        cut in 0usize..24,
+        insert in "[<>/&;'\"a-z0-9 =!?:#x\\[\\]-]{0,10}",
+    ) {
+        let xml = mutate(RICH, at, cut, &insert);
+        if let Ok(def) = DomainDef::parse(&xml) {
+            let out = def.format(&LOSSLESS);
+            let back = DomainDef::parse(&out);
+            prop_assert!(back.is_ok(), "{:?}\n{}", back.err(), out);
+            prop_assert_eq!(back.expect("checked above"), def, "{}", out);
+        }
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics(input in "\\PC{0,200}") {
+        let _ = DomainDef::parse(&input);
+    }
+}
