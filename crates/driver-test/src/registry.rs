@@ -475,10 +475,13 @@ impl Registry {
     }
 }
 
-/// Parses `xml` and applies [`check_def`].
+/// Parses `xml`, applies [`check_def`] and drops any runtime id.
 fn parse_def(xml: &str) -> Result<DomainDef> {
-    let def = DomainDef::parse(xml)?;
+    let mut def = DomainDef::parse(xml)?;
     check_def(&def)?;
+    // An id in the input (e.g. XML dumped from a running guest) belongs to
+    // that instance, not to the config.
+    def.id = None;
     Ok(def)
 }
 

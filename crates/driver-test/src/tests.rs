@@ -341,6 +341,24 @@ async fn redefining_a_running_domain_changes_only_the_inactive_config() {
 }
 
 #[tokio::test]
+async fn defining_xml_dumped_from_a_running_guest_does_not_keep_its_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let drv = driver(dir.path());
+    let uuid = Uuid::new_v4();
+    let dom = drv.define_xml(&xml("d", uuid), 0).await.expect("define");
+    drv.create(&dom, 0).await.expect("start");
+    let live = drv.get_xml_desc(&dom, 0).await.expect("live xml");
+    assert!(
+        live.contains("id='1'") || live.contains("id=\"1\""),
+        "{live}"
+    );
+    drv.destroy(&dom, 0).await.expect("destroy");
+    drv.define_xml(&live, 0).await.expect("redefine from dump");
+    let shut_off = drv.get_xml_desc(&dom, 0).await.expect("xml");
+    assert!(!shut_off.contains("id="), "{shut_off}");
+}
+
+#[tokio::test]
 async fn bad_xml_is_an_xml_error_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let drv = driver(dir.path());

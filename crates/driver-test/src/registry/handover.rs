@@ -28,8 +28,12 @@ impl Registry {
     /// Destination, Prepare: a paused incoming instance of `def` whose zeroed
     /// memory the engine fills. A shut-off persistent guest of the same name and
     /// UUID may receive it; a running one, or a clash, is refused.
-    pub fn incoming_prepare(&mut self, def: DomainDef) -> Result<(DomainRef, Arc<GuestMemory>)> {
+    pub fn incoming_prepare(
+        &mut self,
+        mut def: DomainDef,
+    ) -> Result<(DomainRef, Arc<GuestMemory>)> {
         check_def(&def)?;
+        def.id = None;
         let uuid = def.uuid;
         let exists = self.check_duplicates(&def)?;
         if exists && self.guest(&uuid)?.is_active() {
@@ -78,8 +82,9 @@ impl Registry {
         if live.state != DomainState::Paused || live.reason != paused_reason::MIGRATION {
             return Err(Error::invalid("domain is not an incoming migration"));
         }
-        if let Some(def) = persist {
+        if let Some(mut def) = persist {
             check_def(&def)?;
+            def.id = None;
             if def.uuid != dom.uuid {
                 return Err(Error::internal(format!(
                     "persistent definition has uuid {}, the migrated domain {}",
