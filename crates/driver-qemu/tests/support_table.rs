@@ -1,0 +1,72 @@
+//! The support table and the trait agree: every operation the table
+//! declares is implemented (never `VIR_ERR_NO_SUPPORT`), every other one
+//! answers `VIR_ERR_NO_SUPPORT`. Needs no QEMU: calls that would need a
+//! guest fail with "no domain", which is not "no support".
+
+use migrated_core::domain::{DomainRef, HostIdentity};
+use migrated_core::driver::{Driver, Operation};
+use migrated_core::error::ErrorCode;
+use migrated_driver_qemu::{QemuConfig, QemuDriver, SUPPORT};
+use uuid::Uuid;
+
+async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
+    let dom = DomainRef {
+        name: "nobody".into(),
+        uuid: Uuid::new_v4(),
+        id: -1,
+    };
+    let xml = "<domain type='qemu'><name>x</name><memory>1024</memory></domain>";
+    let err = match op {
+        Operation::ListAllDomains => driver.list_all_domains(0).await.err(),
+        Operation::LookupByName => driver.lookup_by_name("nobody").await.err(),
+        Operation::LookupByUuid => driver.lookup_by_uuid(&dom.uuid).await.err(),
+        Operation::LookupById => driver.lookup_by_id(77).await.err(),
+        Operation::GetInfo => driver.get_info(&dom).await.err(),
+        Operation::GetState => driver.get_state(&dom, 0).await.err(),
+        Operation::GetOsType => driver.get_os_type(&dom).await.err(),
+        Operation::GetXmlDesc => driver.get_xml_desc(&dom, 0).await.err(),
+        Operation::DefineXml => driver.define_xml(xml, 0).await.err(),
+        Operation::Undefine => driver.undefine(&dom, 0).await.err(),
+        Operation::Create => driver.create(&dom, 0).await.err(),
+        Operation::CreateXml => driver.create_xml(xml, 0).await.err(),
+        Operation::Destroy => driver.destroy(&dom, 0).await.err(),
+        Operation::Suspend => driver.suspend(&dom).await.err(),
+        Operation::Resume => driver.resume(&dom).await.err(),
+        Operation::Shutdown => driver.shutdown(&dom, 0).await.err(),
+        Operation::GetAutostart => driver.get_autostart(&dom).await.err(),
+        Operation::SetAutostart => driver.set_autostart(&dom, true).await.err(),
+        Operation::IsActive => driver.is_active(&dom).await.err(),
+        Operation::IsPersistent => driver.is_persistent(&dom).await.err(),
+        Operation::HasManagedSave => driver.has_managed_save(&dom, 0).await.err(),
+        Operation::Capabilities => driver.capabilities().await.err(),
+        Operation::NodeInfo => driver.node_info().await.err(),
+        Operation::NodeSecurityModel => driver.node_security_model().await.err(),
+        Operation::HypervisorVersion => driver.hypervisor_version().await.err(),
+        Operation::GetType => driver.get_type().await.err(),
+        Operation::Uri => driver.uri().await.err(),
+        Operation::SubscribeEvents => driver.subscribe_events().err(),
+        Operation::Save => driver.save(&dom, "/nonexistent/save", None, 0).await.err(),
+        Operation::Restore => driver.restore("/nonexistent/save", None, 0).await.err(),
+    };
+    err.map(|e| e.code())
+}
+
+#[tokio::test]
+async fn declared_operations_are_implemented_and_the_rest_are_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = HostIdentity {
+        hostname: "h".into(),
+        uuid: Uuid::new_v4(),
+    };
+    let driver = QemuDriver::open(QemuConfig::new(dir.path().join("s"), dir.path().join("r")), host)
+        .await
+        .expect("open");
+    for &op in Operation::ALL {
+        let code = code_of(&driver, op).await;
+        if SUPPORT.implements_operation(op) {
+            assert_ne!(code, Some(ErrorCode::NoSupport), "{op} is declared but not implemented");
+        } else {
+            assert_eq!(code, Some(ErrorCode::NoSupport), "{op} is implemented but not declared");
+        }
+    }
+}
