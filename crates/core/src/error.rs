@@ -321,6 +321,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// A migration cookie over the 16384-byte limit (`VIR_ERR_ARGUMENT_UNSUPPORTED`).
+    #[error("argument unsupported: migration cookie of {size} bytes exceeds the limit of {max} bytes")]
+    MigrateCookieTooLarge {
+        /// Size of the cookie, NUL included.
+        size: usize,
+        /// The limit (`cookie::MIGRATE_COOKIE_MAX`).
+        max: usize,
+    },
+
+    /// A migration cookie that cannot be used (`VIR_ERR_INTERNAL_ERROR`, as libvirt's
+    /// cookie parser reports it).
+    #[error("invalid migration cookie: {reason}")]
+    MigrateCookie {
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A bug or unexpected state (`VIR_ERR_INTERNAL_ERROR`).
     #[error("internal error: {reason}")]
     Internal {
@@ -392,6 +409,8 @@ impl Error {
             Error::ParamType { .. } => ErrorCode::InvalidArg,
             Error::ParamUnsupported { .. } => ErrorCode::ArgumentUnsupported,
             Error::ResourceBusy { .. } => ErrorCode::ResourceBusy,
+            Error::MigrateCookieTooLarge { .. } => ErrorCode::ArgumentUnsupported,
+            Error::MigrateCookie { .. } => ErrorCode::InternalError,
             Error::Internal { .. } => ErrorCode::InternalError,
             Error::System { .. } => ErrorCode::SystemError,
         }
@@ -429,6 +448,8 @@ impl Error {
             Error::ParamType { .. } => ErrorDomain::Domain,
             Error::ParamUnsupported { .. } => ErrorDomain::Domain,
             Error::ResourceBusy { .. } => ErrorDomain::Domain,
+            Error::MigrateCookieTooLarge { .. } => ErrorDomain::Domain,
+            Error::MigrateCookie { .. } => ErrorDomain::Domain,
             Error::Internal { .. } => ErrorDomain::Domain,
             Error::System { .. } => ErrorDomain::Domain,
         }
@@ -562,6 +583,15 @@ mod tests {
             ),
             (Error::ParamUnsupported { key: "k".into() }, 74, 20),
             (Error::ResourceBusy { reason: "x".into() }, 87, 20),
+            (
+                Error::MigrateCookieTooLarge {
+                    size: 16385,
+                    max: 16384,
+                },
+                74,
+                20,
+            ),
+            (Error::MigrateCookie { reason: "x".into() }, 1, 20),
             (Error::internal("x"), 1, 20),
             (
                 Error::system("write f", io::Error::other("disk full")),

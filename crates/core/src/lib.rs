@@ -7,10 +7,13 @@
 //! machines. It knows nothing about sockets or framing.
 
 pub mod abi;
+pub mod cookie;
 pub mod domain;
 pub mod driver;
 pub mod error;
 pub mod flags;
+pub mod job;
+pub mod migration;
 pub mod support;
 pub mod typed_params;
 pub mod wire;

@@ -1,0 +1,19 @@
+//! Migration jobs: the per-role state machines ([`phase`]), the journal that
+//! records each phase before it is acted on ([`journal`]), what a restart does
+//! with a journalled job ([`recovery`]), the registry enforcing one job per
+//! guest with change protection and tuning ([`registry`]), and job statistics
+//! ([`stats`]).
+
+pub mod journal;
+pub mod phase;
+pub mod recovery;
+pub mod registry;
+pub mod stats;
+
+pub use journal::{Journal, JournalEntry};
+pub use phase::{DestinationEvent, DestinationPhase, JobError, Phase, SourceEvent, SourcePhase};
+pub use recovery::{recover, RecoveryAction};
+pub use registry::{
+    AbortSignal, JobHandle, JobOutcome, JobRegistry, TimeoutAction, Tuning, DEFAULT_MAX_DOWNTIME_MS,
+};
+pub use stats::{JobInfo, JobStats, JobType, PhaseTiming};

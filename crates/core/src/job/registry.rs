@@ -1,0 +1,597 @@
+//! [`JobRegistry`]: at most one migration job per guest, change protection,
+//! per-job and per-domain tuning, and the statistics of the last completed job.
+//!
+//! A [`JobHandle`] is what the data plane sees: it reports progress, reads the
+//! tuning that an operator may change while the job runs, and watches the
+//! abort signal.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::domain::DomainRef;
+use crate::error::{Error, Result};
+use crate::job::phase::{JobError, Phase};
+use crate::job::stats::{JobStats, JobType, PhaseTiming};
+use crate::migration::Role;
+use crate::typed_params::job_stats::operation;
+
+/// QEMU's default maximum downtime, used until someone sets another.
+pub const DEFAULT_MAX_DOWNTIME_MS: u64 = 300;
+
+/// What to do when a migration exceeds its completion timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutAction {
+    /// Abort the migration; the guest keeps running on the source.
+    Abort,
+    /// Pause the guest so the remaining data can be sent without new dirtying.
+    Pause,
+}
+
+/// Tuning of one guest's migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Bandwidth limit in MiB/s; 0 = unlimited.
+    pub max_speed_mib_s: u64,
+    /// Longest acceptable pause for the final copy, in ms.
+    pub max_downtime_ms: u64,
+    /// Completion timeout and its action.
+    pub completion_timeout: Option<(Duration, TimeoutAction)>,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            max_speed_mib_s: 0,
+            max_downtime_ms: DEFAULT_MAX_DOWNTIME_MS,
+            completion_timeout: None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // State behind these locks is plain data updated in one statement; a panic
+    // elsewhere cannot leave it half-written, so poisoning is ignored.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+struct Shared {
+    job_id: Uuid,
+    role: Role,
+    dom: Mutex<DomainRef>,
+    started: Instant,
+    phase: Mutex<Phase>,
+    stats: Mutex<JobStats>,
+    timeline_origin: Instant,
+    tuning: Mutex<Tuning>,
+    abort: watch::Sender<bool>,
+    pause_now: std::sync::atomic::AtomicBool,
+}
+
+/// A live migration job, shared by the manager, the data plane and the
+/// callers of GET_JOB_INFO / ABORT_JOB.
+#[derive(Clone)]
+pub struct JobHandle(Arc<Shared>);
+
+impl std::fmt::Debug for JobHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("job_id", &self.0.job_id)
+            .field("role", &self.0.role)
+            .field("phase", &self.phase().name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A receiver of a job's abort request.
+#[derive(Debug, Clone)]
+pub struct AbortSignal(watch::Receiver<bool>);
+
+impl AbortSignal {
+    /// Whether abort was requested.
+    pub fn is_aborted(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes when abort is requested (never, if the job ends first).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only watches a flag.
+    pub async fn aborted(&mut self) {
+        // An Err means the job is gone; nobody will abort it any more.
+        if self.0.wait_for(|a| *a).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl JobHandle {
+    fn new(job_id: Uuid, role: Role, dom: DomainRef, phase: Phase, tuning: Tuning) -> Self {
+        let now = Instant::now();
+        let stats = JobStats {
+            job_type: JobType::Unbounded,
+            operation: match role {
+                Role::Source => operation::MIGRATION_OUT,
+                Role::Destination => operation::MIGRATION_IN,
+            },
+            timeline: vec![PhaseTiming {
+                phase: phase.name(),
+                started_ms: 0,
+                duration_ms: None,
+            }],
+            ..JobStats::default()
+        };
+        Self(Arc::new(Shared {
+            job_id,
+            role,
+            dom: Mutex::new(dom),
+            started: now,
+            phase: Mutex::new(phase),
+            stats: Mutex::new(stats),
+            timeline_origin: now,
+            tuning: Mutex::new(tuning),
+            abort: watch::channel(false).0,
+            pause_now: std::sync::atomic::AtomicBool::new(false),
+        }))
+    }
+
+    /// The job id (also in the cookie and both hosts' logs).
+    pub fn job_id(&self) -> Uuid {
+        self.0.job_id
+    }
+
+    /// Which side this job runs.
+    pub fn role(&self) -> Role {
+        self.0.role
+    }
+
+    /// The guest.
+    pub fn domain(&self) -> DomainRef {
+        lock(&self.0.dom).clone()
+    }
+
+    /// Updates the guest reference (its id changes when the incoming guest starts).
+    pub fn set_domain(&self, dom: DomainRef) {
+        *lock(&self.0.dom) = dom;
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        lock(&self.0.phase).clone()
+    }
+
+    /// Moves to the phase `next` computes from the current one, after `persist`
+    /// accepted it (the journal write), all under the phase lock so concurrent
+    /// steps of one job serialise.
+    ///
+    /// # Errors
+    /// What `next` (usually [`JobError::InvalidPhase`]) or `persist` returns.
+    pub fn transition(
+        &self,
+        next: impl FnOnce(Phase) -> std::result::Result<Phase, JobError>,
+        persist: impl FnOnce(&Phase) -> Result<()>,
+    ) -> Result<Phase> {
+        let mut phase = lock(&self.0.phase);
+        let new = next(phase.clone())?;
+        persist(&new)?;
+        tracing::info!(job_id = %self.0.job_id, from = phase.name(), to = new.name(), "migration phase");
+        *phase = new.clone();
+        drop(phase);
+        let at = self.0.timeline_origin.elapsed().as_millis() as u64;
+        let mut stats = lock(&self.0.stats);
+        if let Some(last) = stats.timeline.last_mut() {
+            last.duration_ms
+                .get_or_insert(at.saturating_sub(last.started_ms));
+        }
+        if !new.is_terminal() {
+            stats.timeline.push(PhaseTiming {
+                phase: new.name(),
+                started_ms: at,
+                duration_ms: None,
+            });
+        }
+        Ok(new)
+    }
+
+    /// A snapshot of the statistics with the elapsed time filled in.
+    pub fn stats(&self) -> JobStats {
+        let mut s = lock(&self.0.stats).clone();
+        s.time_elapsed_ms = self.0.started.elapsed().as_millis() as u64;
+        s
+    }
+
+    /// Changes the statistics (the data plane's progress reports).
+    pub fn update_stats(&self, f: impl FnOnce(&mut JobStats)) {
+        f(&mut lock(&self.0.stats));
+    }
+
+    /// The current tuning (may change while the job runs).
+    pub fn tuning(&self) -> Tuning {
+        *lock(&self.0.tuning)
+    }
+
+    /// The bandwidth limit in bytes/s, `None` = unlimited.
+    pub fn max_bytes_per_sec(&self) -> Option<u64> {
+        Some(self.tuning().max_speed_mib_s)
+            .filter(|&m| m != 0)
+            .map(|m| m.saturating_mul(1 << 20))
+    }
+
+    /// The acceptable downtime.
+    pub fn max_downtime(&self) -> Duration {
+        Duration::from_millis(self.tuning().max_downtime_ms)
+    }
+
+    fn set_tuning(&self, f: impl FnOnce(&mut Tuning)) {
+        f(&mut lock(&self.0.tuning));
+    }
+
+    /// Requests abort; the data plane fails its step, the source resumes.
+    pub fn abort(&self) {
+        self.0.abort.send_replace(true);
+    }
+
+    /// Whether abort was requested.
+    pub fn is_aborted(&self) -> bool {
+        *self.0.abort.borrow()
+    }
+
+    /// A receiver of the abort request.
+    pub fn abort_signal(&self) -> AbortSignal {
+        AbortSignal(self.0.abort.subscribe())
+    }
+
+    /// Asks the data plane to pause the guest now and send the rest (the
+    /// completion timeout's "pause" action).
+    pub fn request_pause(&self) {
+        self.0
+            .pause_now
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether [`JobHandle::request_pause`] was called.
+    pub fn pause_requested(&self) -> bool {
+        self.0.pause_now.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Time since the job started.
+    pub fn elapsed(&self) -> Duration {
+        self.0.started.elapsed()
+    }
+}
+
+/// How a job ended, for its completed statistics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// The guest moved.
+    Completed,
+    /// The job failed with this message.
+    Failed(String),
+    /// The job was cancelled (aborted, or the peer cancelled).
+    Cancelled,
+}
+
+#[derive(Default)]
+struct Inner {
+    active: HashMap<Uuid, JobHandle>,
+    tuning: HashMap<Uuid, Tuning>,
+    completed: HashMap<Uuid, JobStats>,
+}
+
+/// Every migration job of one daemon, by guest UUID.
+#[derive(Default)]
+pub struct JobRegistry {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for JobRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobRegistry")
+            .field("active", &lock(&self.inner).active.len())
+            .finish()
+    }
+}
+
+impl JobRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a new job for `dom`, starting in `phase`.
+    ///
+    /// # Errors
+    /// [`Error::OperationInvalid`] "another migration job is already active for domain X".
+    pub fn start(&self, job_id: Uuid, dom: &DomainRef, phase: Phase) -> Result<JobHandle> {
+        let mut inner = lock(&self.inner);
+        if inner.active.contains_key(&dom.uuid) {
+            return Err(Error::invalid(format!(
+                "another migration job is already active for domain {}",
+                dom.name
+            )));
+        }
+        let tuning = inner.tuning.get(&dom.uuid).copied().unwrap_or_default();
+        let handle = JobHandle::new(job_id, phase.role(), dom.clone(), phase, tuning);
+        inner.active.insert(dom.uuid, handle.clone());
+        Ok(handle)
+    }
+
+    /// The active job of `uuid`.
+    pub fn get(&self, uuid: &Uuid) -> Option<JobHandle> {
+        lock(&self.inner).active.get(uuid).cloned()
+    }
+
+    /// The active job of `uuid` with the given role.
+    ///
+    /// # Errors
+    /// [`Error::OperationInvalid`] "no migration job is active for domain X" (e.g.
+    /// Finish3 without Prepare3, Confirm3 twice).
+    pub fn expect(&self, uuid: &Uuid, name: &str, role: Role) -> Result<JobHandle> {
+        self.get(uuid).filter(|j| j.role() == role).ok_or_else(|| {
+            Error::invalid(format!(
+                "no {role} migration job is active for domain {name}"
+            ))
+        })
+    }
+
+    /// The active destination job of the guest now called `name`.
+    pub fn find_destination_by_name(&self, name: &str) -> Option<JobHandle> {
+        lock(&self.inner)
+            .active
+            .values()
+            .find(|j| j.role() == Role::Destination && j.domain().name == name)
+            .cloned()
+    }
+
+    /// Ends the job of `uuid`, keeping its statistics as "completed".
+    pub fn finish(&self, uuid: &Uuid, outcome: JobOutcome) {
+        let mut inner = lock(&self.inner);
+        let Some(job) = inner.active.remove(uuid) else {
+            return;
+        };
+        let mut stats = job.stats();
+        match outcome {
+            JobOutcome::Completed => stats.job_type = JobType::Completed,
+            JobOutcome::Failed(msg) => {
+                stats.job_type = JobType::Failed;
+                stats.errmsg = Some(msg);
+            }
+            JobOutcome::Cancelled => stats.job_type = JobType::Cancelled,
+        }
+        stats.time_remaining_ms = 0;
+        if let Some(last) = stats.timeline.last_mut() {
+            let at = stats.time_elapsed_ms;
+            last.duration_ms
+                .get_or_insert(at.saturating_sub(last.started_ms));
+        }
+        inner.completed.insert(*uuid, stats);
+    }
+
+    /// Whether a migration job owns the guest.
+    pub fn is_locked(&self, uuid: &Uuid) -> bool {
+        lock(&self.inner).active.contains_key(uuid)
+    }
+
+    /// Change protection: refuses a state-changing call on a guest a job owns.
+    ///
+    /// # Errors
+    /// [`Error::OperationInvalid`] naming the domain and the job's phase.
+    pub fn guard(&self, dom: &DomainRef) -> Result<()> {
+        match self.get(&dom.uuid) {
+            None => Ok(()),
+            Some(job) => Err(Error::invalid(format!(
+                "domain {} is being migrated (job {}, phase {})",
+                dom.name,
+                job.job_id(),
+                job.phase().name()
+            ))),
+        }
+    }
+
+    /// Statistics of the active job (`completed` = false) or of the last finished
+    /// one (`completed` = true); a guest without either reports job type NONE.
+    pub fn stats(&self, uuid: &Uuid, completed: bool) -> JobStats {
+        if completed {
+            return lock(&self.inner)
+                .completed
+                .get(uuid)
+                .cloned()
+                .unwrap_or_default();
+        }
+        self.get(uuid).map(|j| j.stats()).unwrap_or_default()
+    }
+
+    /// Forgets the completed statistics (GET_JOB_STATS without KEEP_COMPLETED).
+    pub fn clear_completed(&self, uuid: &Uuid) {
+        lock(&self.inner).completed.remove(uuid);
+    }
+
+    /// Requests abort of the active job.
+    ///
+    /// # Errors
+    /// [`Error::OperationInvalid`] "no job is active on the domain".
+    pub fn abort(&self, uuid: &Uuid) -> Result<()> {
+        let job = self
+            .get(uuid)
+            .ok_or_else(|| Error::invalid("no job is active on the domain"))?;
+        job.abort();
+        Ok(())
+    }
+
+    fn tune(&self, uuid: &Uuid, f: impl Fn(&mut Tuning)) {
+        let mut inner = lock(&self.inner);
+        f(inner.tuning.entry(*uuid).or_default());
+        if let Some(job) = inner.active.get(uuid) {
+            job.set_tuning(&f);
+        }
+    }
+
+    /// The guest's tuning: the active job's, else the per-domain setting.
+    pub fn tuning(&self, uuid: &Uuid) -> Tuning {
+        if let Some(job) = self.get(uuid) {
+            return job.tuning();
+        }
+        lock(&self.inner)
+            .tuning
+            .get(uuid)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// MIGRATE_SET_MAX_SPEED: applies to the running job and later ones.
+    pub fn set_max_speed(&self, uuid: &Uuid, mib_s: u64) {
+        self.tune(uuid, |t| t.max_speed_mib_s = mib_s);
+    }
+
+    /// MIGRATE_SET_MAX_DOWNTIME.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] for 0 ms.
+    pub fn set_max_downtime(&self, uuid: &Uuid, ms: u64) -> Result<()> {
+        if ms == 0 {
+            return Err(Error::InvalidArg {
+                operation: "virDomainMigrateSetMaxDowntime",
+                reason: "downtime must be greater than 0 ms".into(),
+            });
+        }
+        self.tune(uuid, |t| t.max_downtime_ms = ms);
+        Ok(())
+    }
+
+    /// Sets the completion timeout of the guest's migrations.
+    pub fn set_completion_timeout(&self, uuid: &Uuid, timeout: Option<(Duration, TimeoutAction)>) {
+        self.tune(uuid, |t| t.completion_timeout = timeout);
+    }
+
+    /// Active jobs.
+    pub fn active(&self) -> Vec<JobHandle> {
+        lock(&self.inner).active.values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::job::phase::{SourceEvent, SourcePhase};
+
+    fn dom(name: &str, n: u128) -> DomainRef {
+        DomainRef {
+            name: name.into(),
+            uuid: Uuid::from_u128(n),
+            id: 1,
+        }
+    }
+
+    fn begin() -> Phase {
+        Phase::Source(SourcePhase::Begin3 { offline: false })
+    }
+
+    #[test]
+    fn a_second_job_on_one_guest_is_refused_until_the_first_ends() {
+        let reg = JobRegistry::new();
+        let a = dom("a", 1);
+        reg.start(Uuid::new_v4(), &a, begin()).expect("first");
+        let err = reg.start(Uuid::new_v4(), &a, begin()).expect_err("second");
+        assert_eq!(err.code(), ErrorCode::OperationInvalid);
+        assert!(
+            err.to_string()
+                .contains("another migration job is already active for domain a"),
+            "{err}"
+        );
+        reg.start(Uuid::new_v4(), &dom("b", 2), begin())
+            .expect("other guests are independent");
+        reg.finish(&a.uuid, JobOutcome::Cancelled);
+        reg.start(Uuid::new_v4(), &a, begin())
+            .expect("after the end");
+    }
+
+    #[test]
+    fn change_protection_refuses_while_a_job_owns_the_guest() {
+        let reg = JobRegistry::new();
+        let a = dom("a", 1);
+        reg.guard(&a).expect("no job");
+        reg.start(Uuid::new_v4(), &a, begin()).expect("job");
+        assert!(reg.is_locked(&a.uuid));
+        let err = reg.guard(&a).expect_err("locked");
+        assert_eq!(err.code(), ErrorCode::OperationInvalid);
+        assert!(err.to_string().contains("begin3"), "{err}");
+        reg.finish(&a.uuid, JobOutcome::Completed);
+        reg.guard(&a).expect("unlocked");
+    }
+
+    #[test]
+    fn tuning_set_before_or_during_a_job_reaches_it() {
+        let reg = JobRegistry::new();
+        let a = dom("a", 1);
+        reg.set_max_speed(&a.uuid, 10);
+        let job = reg.start(Uuid::new_v4(), &a, begin()).expect("job");
+        assert_eq!(job.max_bytes_per_sec(), Some(10 << 20));
+        reg.set_max_downtime(&a.uuid, 50).expect("valid");
+        assert_eq!(job.max_downtime(), Duration::from_millis(50));
+        assert!(reg.set_max_downtime(&a.uuid, 0).is_err());
+        reg.set_max_speed(&a.uuid, 0);
+        assert_eq!(job.max_bytes_per_sec(), None);
+    }
+
+    #[tokio::test]
+    async fn abort_wakes_the_data_plane() {
+        let reg = JobRegistry::new();
+        let a = dom("a", 1);
+        let job = reg.start(Uuid::new_v4(), &a, begin()).expect("job");
+        let mut signal = job.abort_signal();
+        assert!(!signal.is_aborted());
+        reg.abort(&a.uuid).expect("active");
+        tokio::time::timeout(Duration::from_secs(1), signal.aborted())
+            .await
+            .expect("woken");
+        assert!(reg.abort(&dom("b", 2).uuid).is_err(), "no job");
+    }
+
+    #[test]
+    fn finished_jobs_report_completed_stats_with_a_timeline() {
+        let reg = JobRegistry::new();
+        let a = dom("a", 1);
+        let job = reg.start(Uuid::new_v4(), &a, begin()).expect("job");
+        job.transition(
+            |p| match p {
+                Phase::Source(s) => s.advance(SourceEvent::PerformStarted).map(Phase::Source),
+                other => Ok(other),
+            },
+            |_| Ok(()),
+        )
+        .expect("begin → perform");
+        job.update_stats(|s| s.data_processed = 42);
+        assert_eq!(reg.stats(&a.uuid, false).data_processed, 42);
+        reg.finish(&a.uuid, JobOutcome::Failed("boom".into()));
+        assert_eq!(reg.stats(&a.uuid, false).job_type, JobType::None);
+        let done = reg.stats(&a.uuid, true);
+        assert_eq!(done.job_type, JobType::Failed);
+        assert_eq!(done.errmsg.as_deref(), Some("boom"));
+        let phases: Vec<_> = done.timeline.iter().map(|t| t.phase).collect();
+        assert_eq!(phases, vec!["begin3", "perform3"]);
+        assert!(done.timeline.iter().all(|t| t.duration_ms.is_some()));
+    }
+
+    #[test]
+    fn a_refused_journal_write_leaves_the_phase_unchanged() {
+        let reg = JobRegistry::new();
+        let job = reg
+            .start(Uuid::new_v4(), &dom("a", 1), begin())
+            .expect("job");
+        let err = job
+            .transition(
+                |p| match p {
+                    Phase::Source(s) => s.advance(SourceEvent::PerformStarted).map(Phase::Source),
+                    other => Ok(other),
+                },
+                |_| Err(Error::internal("disk full")),
+            )
+            .expect_err("persist failed");
+        assert!(err.to_string().contains("disk full"));
+        assert_eq!(job.phase(), begin());
+    }
+}

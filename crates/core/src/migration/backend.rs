@@ -1,0 +1,174 @@
+//! [`MigrationBackend`]: what a driver implements so that the
+//! [`Manager`](super::Manager) can migrate its guests. The manager owns jobs,
+//! phases, the journal, cookies and checks; the backend only moves the guest.
+
+use std::ops::RangeInclusive;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::cookie::{GraphicsRelocation, LockState};
+use crate::domain::DomainRef;
+use crate::error::Result;
+use crate::flags::MigrateFlags;
+use crate::job::{JobHandle, JournalEntry, RecoveryAction};
+use crate::migration::MigrateRequest;
+use crate::support::SupportTable;
+use crate::xml::DomainDef;
+
+/// A byte sink for the tunnelled data stream.
+pub type TunnelWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A byte source for the tunnelled data stream.
+pub type TunnelReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Where Perform sends the guest's data.
+pub enum DataOut {
+    /// Connect to the destination's data listener (`tcp:host:port` or `tcp://host:port`).
+    Direct {
+        /// The URI Prepare answered (or the caller's `migrate_uri`).
+        uri: String,
+    },
+    /// Write into the daemon-to-daemon stream (TUNNELLED).
+    Tunnel(TunnelWriter),
+}
+
+impl std::fmt::Debug for DataOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataOut::Direct { uri } => f.debug_struct("Direct").field("uri", uri).finish(),
+            DataOut::Tunnel(_) => f.write_str("Tunnel"),
+        }
+    }
+}
+
+/// Where Prepare receives the guest's data from.
+pub enum Incoming {
+    /// Listen on `listen_address` with a port from `port_range`.
+    Direct {
+        /// Address to bind (an IP literal).
+        listen_address: String,
+        /// Ports to try, in order.
+        port_range: RangeInclusive<u16>,
+    },
+    /// Read from the daemon-to-daemon stream (TUNNELLED).
+    Tunnel(TunnelReader),
+    /// OFFLINE: no data comes; Finish only defines the configuration.
+    Offline,
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Incoming::Direct {
+                listen_address,
+                port_range,
+            } => f
+                .debug_struct("Direct")
+                .field("listen_address", listen_address)
+                .field("port_range", port_range)
+                .finish(),
+            Incoming::Tunnel(_) => f.write_str("Tunnel"),
+            Incoming::Offline => f.write_str("Offline"),
+        }
+    }
+}
+
+/// What the source's Begin step found out about the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeginOut {
+    /// The migratable definition (secure, without runtime-only state).
+    pub def: DomainDef,
+    /// The persistent (inactive) definition, if the guest has one.
+    pub persistent: Option<DomainDef>,
+    /// Whether the guest runs (or is paused).
+    pub active: bool,
+    /// Whether it is paused (the destination then keeps it paused: PAUSED).
+    pub paused: bool,
+    /// Graphics to relocate.
+    pub graphics: Option<GraphicsRelocation>,
+    /// Lock state to hand over.
+    pub lockstate: Option<LockState>,
+}
+
+/// What Perform reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PerformOut {
+    /// Negotiated capabilities actually used (`compression` = `lz4`, …).
+    pub capabilities: Vec<(String, String)>,
+}
+
+/// What Prepare answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrepareOut {
+    /// Where the source must send the data (`tcp:127.0.0.1:49152`); `None`
+    /// for tunnelled and offline migrations.
+    pub uri_out: Option<String>,
+    /// Capabilities this side accepts.
+    pub capabilities: Vec<(String, String)>,
+}
+
+/// A driver's migration operations. Each runs inside a job the
+/// [`Manager`](super::Manager) created, after its checks and journal write.
+///
+/// Backends emit the lifecycle events of what they do (suspended/resumed
+/// "migrated", stopped "migrated", started "migrated").
+///
+/// # Errors
+/// Implementations return the calls-layer [`Error`](crate::Error) of what failed:
+/// `OperationFailed` (domain QEMU) for data-plane failures, `OperationAborted`
+/// for an abort, `NoDomain` for an unknown guest.
+#[async_trait]
+pub trait MigrationBackend: Send + Sync {
+    /// The driver's table (name, migration flags, params, defaults).
+    fn support(&self) -> &'static SupportTable;
+
+    /// Flags this driver always uses whatever the caller asks (a caller that
+    /// explicitly refuses one gets `ArgumentUnsupported`).
+    fn forced_flags(&self) -> MigrateFlags {
+        MigrateFlags::empty()
+    }
+
+    /// Source, Begin: the guest's definitions and state. Changes nothing.
+    async fn begin(&self, dom: &DomainRef, req: &MigrateRequest) -> Result<BeginOut>;
+
+    /// Source, Perform: streams the guest to `out`. On success the guest is
+    /// paused here with all its state sent; on failure (or abort through
+    /// `job`) it runs here again as before.
+    async fn perform(
+        &self,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+        out: DataOut,
+        job: &JobHandle,
+    ) -> Result<PerformOut>;
+
+    /// Source, Confirm: `cancelled` = false → stop the guest (and undefine it with
+    /// UNDEFINE_SOURCE); true → make sure it runs here (resume it).
+    async fn confirm(&self, dom: &DomainRef, req: &MigrateRequest, cancelled: bool) -> Result<()>;
+
+    /// Destination, Prepare: creates the incoming guest from `def` (already renamed
+    /// to the destination name, paused, not yet persistent) and starts receiving.
+    async fn prepare(
+        &self,
+        def: DomainDef,
+        req: &MigrateRequest,
+        incoming: Incoming,
+        job: &JobHandle,
+    ) -> Result<PrepareOut>;
+
+    /// Destination, Finish: `cancelled` = false → wait for the data, verify it,
+    /// define `persistent` if given, then resume unless PAUSED; true (or any
+    /// failure) → kill the incoming guest, leaving nothing behind.
+    async fn finish(
+        &self,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+        persistent: Option<DomainDef>,
+        cancelled: bool,
+        job: &JobHandle,
+    ) -> Result<DomainRef>;
+
+    /// After a restart: carries out `action` for a journalled job.
+    async fn recover(&self, entry: &JournalEntry, action: RecoveryAction) -> Result<()>;
+}

@@ -1,0 +1,25 @@
+//! The migration engine's calls-layer half: the one request type every wire
+//! variant becomes ([`request`]), the driver-facing [`backend`] trait, the
+//! per-daemon [`Manager`] that runs each step with its checks, journal and
+//! cookies, data-plane URIs ([`uri`]) and test pause points ([`fault`]).
+//!
+//! The sequencer that strings the steps together (client-managed or
+//! peer-to-peer) lives in the client crate; the drivers' data planes live in
+//! the driver crates.
+
+pub mod backend;
+pub mod fault;
+pub mod manager;
+pub mod request;
+pub mod uri;
+
+pub use backend::{
+    BeginOut, DataOut, Incoming, MigrationBackend, PerformOut, PrepareOut, TunnelReader,
+    TunnelWriter,
+};
+pub use fault::PausePoint;
+pub use manager::{
+    Begin3Out, Finish3Out, Manager, ManagerConfig, Prepare3Out, Recovered, DEFAULT_PORT_RANGE,
+};
+pub use request::{MigrateRequest, Role, Step, COMPRESSION_METHODS};
+pub use uri::DataUri;
