@@ -2,6 +2,7 @@
 //! module; this file only parses the command line and dispatches.
 
 mod codegen;
+mod demo;
 mod fuzz;
 mod hvsupport;
 mod test;
@@ -25,6 +26,8 @@ enum Cmd {
     Codegen(codegen::CodegenArgs),
     /// Render docs/hvsupport.md from the drivers' support tables (--check: fail when stale).
     Hvsupport(hvsupport::HvsupportArgs),
+    /// Two daemons on loopback, a live migration with progress and timeline.
+    Demo(demo::DemoArgs),
     /// Run everything CI runs (installs missing Debian test packages when root).
     Test(test::TestArgs),
     /// Run each cargo-fuzz target for a bounded time.
@@ -37,6 +40,7 @@ fn main() -> Result<()> {
     match cli.command {
         Cmd::Codegen(args) => codegen::run(&root, &args),
         Cmd::Hvsupport(args) => hvsupport::run(&root, &args),
+        Cmd::Demo(args) => demo::run(&root, &args),
         Cmd::Test(args) => test::run(&root, &args),
         Cmd::Fuzz(args) => fuzz::run(&root, &args),
     }

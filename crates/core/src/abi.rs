@@ -17,6 +17,10 @@
 //! version); USB redirection; sound; watchdog; RNG;
 //! memory balloon).
 //!
+//! Nothing here fills in defaults: a device address, MAC or machine type
+//! present on one side and absent on the other is a difference, because the
+//! destination would otherwise pick its own and the guest would see a change.
+//!
 //! Host-side and allowed to change: name (migration may rename), title,
 //! description, metadata, emulator path, lifecycle actions, disk sources and
 //! driver settings, NIC sources and host tap names, graphics (listen, ports,
@@ -26,8 +30,8 @@
 use std::fmt;
 
 use crate::xml::{
-    Address, CharDevice, Controller, Disk, DomainDef, Feature, Input, Interface, Redirdev, Rng,
-    Sound, Tpm, Video, Watchdog,
+    Address, CharDevice, Clock, Controller, Cpu, Disk, DomainDef, Feature, Input, Interface,
+    Memballoon, Redirdev, Rng, Sound, Tpm, Video, Watchdog,
 };
 
 /// One guest-visible difference between two definitions.
@@ -253,7 +257,7 @@ impl Checker {
             opt(dc.vendor.as_ref()),
         );
         self.diff("CPU topology", pairs(&sc.topology), pairs(&dc.topology));
-        let feats = |c: &crate::xml::Cpu| {
+        let feats = |c: &Cpu| {
             let mut v: Vec<String> = c
                 .features
                 .iter()
@@ -276,7 +280,7 @@ impl Checker {
             opt(dc.offset.as_ref()),
         );
         self.diff("clock settings", pairs(&sc.attrs), pairs(&dc.attrs));
-        let timers = |c: &crate::xml::Clock| {
+        let timers = |c: &Clock| {
             let v: Vec<String> = c
                 .timers
                 .iter()
@@ -307,8 +311,7 @@ impl Checker {
         self.class("video", &s.videos, &d.videos, Self::video);
         self.class("watchdog", &s.watchdogs, &d.watchdogs, Self::watchdog);
         self.class("rng", &s.rngs, &d.rngs, Self::rng);
-        let balloon =
-            |m: Option<&crate::xml::Memballoon>| quoted(m.map_or("none", |m| m.model.as_str()));
+        let balloon = |m: Option<&Memballoon>| quoted(m.map_or("none", |m| m.model.as_str()));
         self.diff(
             "memballoon model",
             balloon(s.memballoon.as_ref()),

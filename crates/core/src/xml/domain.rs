@@ -9,7 +9,7 @@ use super::error::{Result, XmlError};
 use super::kinds::DomainType;
 use super::platform::{self, Clock, Cpu, Feature, Os, Pm, SecLabel};
 use super::read::{once, Node};
-use super::write::Writer;
+use super::write::{AttrValue, Writer};
 use super::{metadata, tree, units, FormatOptions};
 
 /// The lifecycle actions libvirt accepts for `on_poweroff`/`on_reboot`/`on_crash`.
@@ -149,12 +149,11 @@ impl DomainDef {
             .iter()
             .map(|(p, u)| (format!("xmlns:{p}"), u.clone()))
             .collect();
-        let mut attrs: Vec<(&str, &dyn super::write::AttrValue)> =
-            vec![("type", &self.domain_type), ("id", &id)];
+        let mut attrs: Vec<(&str, &dyn AttrValue)> = vec![("type", &self.domain_type), ("id", &id)];
         attrs.extend(
             ns_attrs
                 .iter()
-                .map(|(k, v)| (k.as_str(), v as &dyn super::write::AttrValue)),
+                .map(|(k, v)| (k.as_str(), v as &dyn AttrValue)),
         );
         w.elem("domain", &attrs, |w| {
             w.text("name", &[], &self.name);

@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
-use super::error::Result;
+use super::error::{Result, XmlError};
 use super::read::{once, Node};
-use super::write::Writer;
+use super::write::{AttrValue, Writer};
 use super::FormatOptions;
 
 /// `<os>`: firmware, boot order and direct kernel boot.
@@ -215,12 +215,12 @@ fn parse_firmware(node: Node<'_>) -> Result<Vec<FirmwareFeature>> {
         match c.name() {
             "feature" => features.push(c.leaf(|c| {
                 let name = c.req_attr("name")?;
-                let enabled = c.attr_yes_no("enabled")?.ok_or_else(|| {
-                    super::error::XmlError::MissingAttribute {
-                        attr: "enabled".into(),
-                        path: c.path().to_string(),
-                    }
-                })?;
+                let enabled =
+                    c.attr_yes_no("enabled")?
+                        .ok_or_else(|| XmlError::MissingAttribute {
+                            attr: "enabled".into(),
+                            path: c.path().to_string(),
+                        })?;
                 Ok(FirmwareFeature { name, enabled })
             })?),
             _ => return Err(c.unsupported()),
@@ -351,7 +351,7 @@ impl Cpu {
     }
 
     pub(crate) fn format(&self, w: &mut Writer) {
-        let attrs: [(&str, &dyn super::write::AttrValue); 4] = [
+        let attrs: [(&str, &dyn AttrValue); 4] = [
             ("mode", &self.mode),
             ("match", &self.match_mode),
             ("check", &self.check),
@@ -419,11 +419,11 @@ impl Clock {
     }
 
     pub(crate) fn format(&self, w: &mut Writer) {
-        let mut attrs: Vec<(&str, &dyn super::write::AttrValue)> = vec![("offset", &self.offset)];
+        let mut attrs: Vec<(&str, &dyn AttrValue)> = vec![("offset", &self.offset)];
         attrs.extend(
             self.attrs
                 .iter()
-                .map(|(k, v)| (k.as_str(), v as &dyn super::write::AttrValue)),
+                .map(|(k, v)| (k.as_str(), v as &dyn AttrValue)),
         );
         w.elem("clock", &attrs, |w| {
             for t in &self.timers {

@@ -1,7 +1,7 @@
 //! Single-purpose devices: `<memballoon>`, `<rng>`, `<watchdog>`, `<sound>`, `<audio>`.
 
 use super::address::{info_only, DeviceInfo};
-use crate::xml::error::Result;
+use crate::xml::error::{Result, XmlError};
 use crate::xml::read::{once, Node};
 use crate::xml::write::Writer;
 use crate::xml::FormatOptions;
@@ -95,10 +95,9 @@ impl Rng {
                 _ => return Err(c.unsupported()),
             }
         }
-        let (backend_model, backend) =
-            backend.ok_or_else(|| crate::xml::XmlError::MissingElement {
-                path: format!("{}/backend", node.path()),
-            })?;
+        let (backend_model, backend) = backend.ok_or_else(|| XmlError::MissingElement {
+            path: format!("{}/backend", node.path()),
+        })?;
         node.finish()?;
         Ok(Rng {
             model,
@@ -245,10 +244,9 @@ impl Tpm {
                 _ => return Err(c.unsupported()),
             }
         }
-        let (backend, version, device_path) =
-            backend.ok_or_else(|| crate::xml::XmlError::MissingElement {
-                path: format!("{}/backend", node.path()),
-            })?;
+        let (backend, version, device_path) = backend.ok_or_else(|| XmlError::MissingElement {
+            path: format!("{}/backend", node.path()),
+        })?;
         node.finish()?;
         Ok(Tpm {
             model,
