@@ -22,6 +22,7 @@ use std::time::Duration;
 use migrated_core::domain::{NodeInfo, SecurityModel};
 use migrated_proto::{procs, RemoteProcedure};
 use migrated_rpc::client::RpcClient;
+use migrated_rpc::ClientStream;
 use tracing::debug;
 use uuid::Uuid;
 
@@ -183,6 +184,49 @@ impl Connection {
     /// reply, [`Error::Rpc`] when the connection fails.
     pub async fn call<P: RemoteProcedure>(&self, args: &P::Args) -> Result<P::Ret> {
         call::<P>(&self.inner.rpc, args).await
+    }
+
+    /// Calls a procedure that opens a data stream (`@stream` in the `.x`,
+    /// e.g. `DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS`); the stream is
+    /// registered before the call is sent, so no early data is lost.
+    ///
+    /// # Errors
+    /// As [`Connection::call`]; on an ERROR reply no stream exists.
+    pub async fn call_with_stream<P: RemoteProcedure>(
+        &self,
+        args: &P::Args,
+    ) -> Result<(P::Ret, ClientStream)> {
+        let procedure = P::PROC.name();
+        let payload =
+            migrated_xdr::to_bytes(args).map_err(|source| Error::Encode { procedure, source })?;
+        let (reply, stream) = self
+            .inner
+            .rpc
+            .call_with_stream(
+                migrated_proto::REMOTE_PROGRAM,
+                migrated_proto::REMOTE_PROTOCOL_VERSION,
+                P::PROC as i32,
+                payload,
+            )
+            .await
+            .map_err(|e| Error::from_rpc(procedure, e))?;
+        let ret = migrated_xdr::from_bytes(&reply)
+            .map_err(|source| Error::Decode { procedure, source })?;
+        Ok((ret, stream))
+    }
+
+    /// Whether the connection is still up (not closed by us, the peer, or keepalive).
+    pub fn is_alive(&self) -> bool {
+        !self.inner.rpc.is_closed()
+    }
+
+    /// Resolves once the connection is closed, with the reason when known
+    /// (e.g. the keepalive verdict).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub async fn closed(&self) -> Option<String> {
+        self.inner.rpc.closed().await
     }
 
     /// `CONNECT_SUPPORTS_FEATURE`: whether the driver has a `VIR_DRV_FEATURE_*`.

@@ -9,6 +9,7 @@
 //! [`StateReason`], ...) and flags are `migrated_core::flags::*`.
 
 use migrated_core::domain::{DomainInfo, DomainRef, DomainState, StateReason};
+use migrated_core::typed_params::TypedParams;
 use migrated_proto::{procs, NonnullDomain};
 use serde::Serialize;
 use uuid::Uuid;
@@ -49,36 +50,24 @@ pub struct JobInfo {
 #[derive(Debug, Clone)]
 pub struct Domain {
     conn: Connection,
-    name: String,
-    uuid: Uuid,
-    id: i32,
+    dom: DomainRef,
 }
 
 impl Domain {
-    /// The handle as `migrated-core` describes a domain reference.
-    pub fn as_ref(&self) -> DomainRef {
-        DomainRef {
-            name: self.name.clone(),
-            uuid: self.uuid,
-            id: self.id,
-        }
-    }
-
     pub(crate) fn from_wire(conn: Connection, dom: NonnullDomain) -> Self {
         Self {
             conn,
-            name: dom.name,
-            uuid: Uuid::from_bytes(dom.uuid),
-            id: dom.id,
+            dom: dom.into(),
         }
     }
 
     fn wire(&self) -> NonnullDomain {
-        NonnullDomain {
-            name: self.name.clone(),
-            uuid: *self.uuid.as_bytes(),
-            id: self.id,
-        }
+        self.dom.clone().into()
+    }
+
+    /// The handle as `migrated-core` describes a domain (name, UUID, id).
+    pub fn reference(&self) -> &DomainRef {
+        &self.dom
     }
 
     /// The connection this handle belongs to.
@@ -88,17 +77,17 @@ impl Domain {
 
     /// The guest's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.dom.name
     }
 
     /// The guest's UUID.
     pub fn uuid(&self) -> Uuid {
-        self.uuid
+        self.dom.uuid
     }
 
     /// The id it had when looked up; `None` when it was not running.
     pub fn id(&self) -> Option<u32> {
-        u32::try_from(self.id).ok()
+        u32::try_from(self.dom.id).ok()
     }
 
     /// `DOMAIN_GET_INFO`.
@@ -167,8 +156,8 @@ impl Domain {
     pub async fn create(&mut self) -> Result<()> {
         let args = migrated_proto::DomainCreateArgs { dom: self.wire() };
         self.conn.call::<procs::DomainCreate>(&args).await?;
-        let fresh = self.conn.lookup_domain_by_uuid(self.uuid).await?;
-        self.id = fresh.id;
+        let fresh = self.conn.lookup_domain_by_uuid(self.dom.uuid).await?;
+        self.dom.id = fresh.dom.id;
         Ok(())
     }
 
@@ -185,7 +174,7 @@ impl Domain {
             .conn
             .call::<procs::DomainCreateWithFlags>(&args)
             .await?;
-        self.id = ret.dom.id;
+        self.dom.id = ret.dom.id;
         Ok(())
     }
 
@@ -318,14 +307,20 @@ impl Domain {
     /// `DOMAIN_GET_JOB_STATS`: the job type and its typed statistics.
     ///
     /// # Errors
-    /// See [`Connection::call`].
-    pub async fn job_stats(&self, flags: u32) -> Result<(i32, Vec<migrated_proto::TypedParam>)> {
+    /// See [`Connection::call`]; [`Error::ReplyValue`] for a malformed parameter.
+    pub async fn job_stats(&self, flags: u32) -> Result<(i32, TypedParams)> {
         let args = migrated_proto::DomainGetJobStatsArgs {
             dom: self.wire(),
             flags,
         };
         let ret = self.conn.call::<procs::DomainGetJobStats>(&args).await?;
-        Ok((ret.r#type, ret.params))
+        let params =
+            TypedParams::from_wire(ret.params, migrated_proto::REMOTE_DOMAIN_JOB_STATS_MAX)
+                .map_err(|source| Error::ReplyValue {
+                    procedure: "DOMAIN_GET_JOB_STATS",
+                    source: Box::new(source),
+                })?;
+        Ok((ret.r#type, params))
     }
 
     /// `DOMAIN_ABORT_JOB`.

@@ -76,6 +76,16 @@ pub enum Error {
         #[source]
         source: migrated_xdr::Error,
     },
+    /// A reply decoded but holds values the calls layer refuses (e.g. a
+    /// typed parameter boolean other than 0/1).
+    #[error("invalid value in reply to {procedure}")]
+    ReplyValue {
+        /// The procedure being called.
+        procedure: &'static str,
+        /// Cause (boxed: core errors are large and this path is cold).
+        #[source]
+        source: Box<migrated_core::Error>,
+    },
     /// A reply was well-formed but made no sense (e.g. a bad UUID length).
     #[error("invalid reply to {procedure}: {reason}")]
     InvalidReply {

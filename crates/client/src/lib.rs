@@ -33,4 +33,5 @@ pub mod uri;
 pub use connection::{Connection, OpenFlags};
 pub use domain::{Domain, JobInfo};
 pub use error::{Error, Result};
+pub use migrated_rpc::ClientStream;
 pub use uri::{Address, ConnectUri, Transport};

@@ -165,10 +165,13 @@ async fn open_and_close_send_virsh_sequence() {
         *lock(&fake.opened),
         Some((Some("test:///default".to_owned()), 0))
     );
+    assert!(conn.is_alive());
     conn.close().await.expect("close");
+    assert!(!conn.is_alive());
     assert_eq!(lock(&fake.seen)[6..], [361, 2]);
-    // a second close sends nothing
+    // a second close sends nothing, and calls after close fail cleanly
     conn.close().await.expect("second close");
+    assert!(matches!(conn.get_hostname().await, Err(Error::Rpc { .. })));
     assert_eq!(lock(&fake.seen).len(), 8);
     server.shutdown();
 }
