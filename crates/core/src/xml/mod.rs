@@ -1,7 +1,7 @@
 //! The domain XML model: parse and format libvirt-style `<domain>` documents.
 //!
 //! This sits in the "calls" layer and knows nothing of the wire. Parsing goes
-//! in two steps: [`tree`] builds a bounded element tree (size, depth, no DTD or
+//! in two steps: `tree` builds a bounded element tree (size, depth, no DTD or
 //! entities), then the typed model reads it strictly — every element and
 //! attribute it does not know is an error naming its path, so configuration
 //! is never dropped silently. Formatting writes libvirt's layout; for any
