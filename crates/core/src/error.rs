@@ -322,7 +322,9 @@ pub enum Error {
     },
 
     /// A migration cookie over the 16384-byte limit (`VIR_ERR_ARGUMENT_UNSUPPORTED`).
-    #[error("argument unsupported: migration cookie of {size} bytes exceeds the limit of {max} bytes")]
+    #[error(
+        "argument unsupported: migration cookie of {size} bytes exceeds the limit of {max} bytes"
+    )]
     MigrateCookieTooLarge {
         /// Size of the cookie, NUL included.
         size: usize,
