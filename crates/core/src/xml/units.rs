@@ -11,24 +11,35 @@ use super::read::Node;
 /// The largest accepted size, in bytes (libvirt's `virMemoryMaxValue(false)`).
 const MAX_BYTES: u128 = i64::MAX as u128;
 
+/// The multiplier of `unit`, following `virScaleInteger`: bytes, or a
+/// case-insensitive power letter followed by nothing or `iB` (binary) or `B`
+/// (decimal).
 fn scale(unit: &str) -> Option<u128> {
-    let scale = match unit {
-        "b" | "byte" | "bytes" => 1,
-        "KB" => 1_000,
-        "k" | "K" | "KiB" => 1 << 10,
-        "MB" => 1_000_000,
-        "m" | "M" | "MiB" => 1 << 20,
-        "GB" => 1_000_000_000,
-        "g" | "G" | "GiB" => 1 << 30,
-        "TB" => 1_000_000_000_000,
-        "t" | "T" | "TiB" => 1 << 40,
-        "PB" => 1_000_000_000_000_000,
-        "p" | "P" | "PiB" => 1 << 50,
-        "EB" => 1_000_000_000_000_000_000,
-        "e" | "E" | "EiB" => 1 << 60,
+    if ["b", "byte", "bytes"]
+        .iter()
+        .any(|b| unit.eq_ignore_ascii_case(b))
+    {
+        return Some(1);
+    }
+    let mut chars = unit.chars();
+    let power = match chars.next()?.to_ascii_lowercase() {
+        'k' => 1,
+        'm' => 2,
+        'g' => 3,
+        't' => 4,
+        'p' => 5,
+        'e' => 6,
         _ => return None,
     };
-    Some(scale)
+    let rest = chars.as_str();
+    let base: u128 = if rest.is_empty() || rest.eq_ignore_ascii_case("ib") {
+        1024
+    } else if rest.eq_ignore_ascii_case("b") {
+        1000
+    } else {
+        return None;
+    };
+    Some(base.pow(power))
 }
 
 /// Converts `value` given in `unit` (default KiB) to KiB.
@@ -84,6 +95,10 @@ mod tests {
         assert_eq!(to_kib("m", "1025", Some("b")).ok(), Some(2));
         assert_eq!(to_kib("m", "7", None).ok(), Some(7));
         assert_eq!(to_kib("m", "1", Some("TiB")).ok(), Some(1 << 30));
+        assert_eq!(to_kib("m", "1", Some("kb")).ok(), Some(1));
+        assert_eq!(to_kib("m", "3", Some("G")).ok(), Some(3 << 20));
+        assert_eq!(to_kib("m", "2048", Some("bytes")).ok(), Some(2));
+        assert_eq!(to_kib("m", "1", Some("EiB")).ok(), Some(1 << 50));
     }
 
     #[test]
@@ -95,6 +110,8 @@ mod tests {
         let big = to_kib("<memory>", "9000000", Some("TiB")).expect_err("overflow");
         assert!(big.to_string().contains("too large"), "{big}");
         assert!(to_kib("<memory>", "1", Some("parsecs")).is_err());
+        assert!(to_kib("<memory>", "1", Some("KiBB")).is_err());
+        assert!(to_kib("<memory>", "1", Some("")).is_err());
         assert!(to_kib("<memory>", "1.5", None).is_err());
     }
 }
