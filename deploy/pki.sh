@@ -23,6 +23,11 @@ Options:
   --days N             validity of the certificates     (default: 365)
   --expired-client     also DIR/expired/{cacert,clientcert,clientkey}.pem: a client
                        certificate from the same CA that expired in 2021
+  --future-client      also DIR/future/{cacert,clientcert,clientkey}.pem: a client
+                       certificate from the same CA that is valid only from 2090
+  --bad-usage          also DIR/badusage/: clientcert.pem/clientkey.pem whose
+                       extendedKeyUsage is serverAuth only, and servercert.pem/
+                       serverkey.pem whose extendedKeyUsage is clientAuth only
   --second-ca          also DIR/other/{cacert,clientcert,clientkey}.pem: an unrelated
                        CA and a client certificate it issued
   -h, --help           this text
@@ -35,6 +40,8 @@ server_cn=localhost
 client_cn=client
 days=365
 expired=0
+future=0
+badusage=0
 second=0
 sans=("DNS:localhost" "IP:127.0.0.1")
 dir=""
@@ -46,6 +53,8 @@ while [ $# -gt 0 ]; do
         --san) sans+=("${2:?--san needs a value}"); shift 2 ;;
         --days) days=${2:?--days needs a value}; shift 2 ;;
         --expired-client) expired=1; shift ;;
+        --future-client) future=1; shift ;;
+        --bad-usage) badusage=1; shift ;;
         --second-ca) second=1; shift ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "pki.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -99,13 +108,16 @@ sign() {
         -out "$4" -days "$days" -sha256 -extfile "$work/leaf.ext" 2>/dev/null
 }
 
-# sign_expired CAKEY CACERT KEY CERT CN: validity 2020-01-01 .. 2021-01-01 via `openssl ca`
-sign_expired() {
+# sign_dated CAKEY CACERT KEY CERT CN START END: a clientAuth certificate with
+# explicit validity dates (YYYYMMDDHHMMSSZ), via `openssl ca`
+sign_dated() {
     newkey "$3"
     openssl req -new -key "$3" -out "$work/exp.csr" -subj "/C=GB/O=Example/CN=$5"
-    mkdir -p "$work/ca/new"
-    : > "$work/ca/index.txt"
-    echo 1000 > "$work/ca/serial"
+    if [ ! -d "$work/ca" ]; then
+        mkdir -p "$work/ca/new"
+        : > "$work/ca/index.txt"
+        echo 1000 > "$work/ca/serial"
+    fi
     cat > "$work/ca.cnf" <<CNF
 [ca]
 default_ca = test
@@ -129,7 +141,7 @@ keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = clientAuth
 CNF
     openssl ca -batch -config "$work/ca.cnf" -cert "$2" -keyfile "$1" -in "$work/exp.csr" -out "$4" \
-        -startdate 20200101000000Z -enddate 20210101000000Z -notext 2>/dev/null
+        -startdate "$6" -enddate "$7" -notext 2>/dev/null
 }
 
 san=$(IFS=,; echo "${sans[*]}")
@@ -145,8 +157,24 @@ cp "$dir/libvirt/private/clientkey.pem" "$dir/client/clientkey.pem"
 if [ "$expired" = 1 ]; then
     mkdir -p "$dir/expired"
     cp "$dir/CA/cacert.pem" "$dir/expired/cacert.pem"
-    sign_expired "$dir/CA/cakey.pem" "$dir/CA/cacert.pem" "$dir/expired/clientkey.pem" \
-        "$dir/expired/clientcert.pem" "$client_cn"
+    sign_dated "$dir/CA/cakey.pem" "$dir/CA/cacert.pem" "$dir/expired/clientkey.pem" \
+        "$dir/expired/clientcert.pem" "$client_cn" 20200101000000Z 20210101000000Z
+fi
+
+if [ "$future" = 1 ]; then
+    mkdir -p "$dir/future"
+    cp "$dir/CA/cacert.pem" "$dir/future/cacert.pem"
+    sign_dated "$dir/CA/cakey.pem" "$dir/CA/cacert.pem" "$dir/future/clientkey.pem" \
+        "$dir/future/clientcert.pem" "$client_cn" 20900101000000Z 20910101000000Z
+fi
+
+if [ "$badusage" = 1 ]; then
+    mkdir -p "$dir/badusage"
+    cp "$dir/CA/cacert.pem" "$dir/badusage/cacert.pem"
+    sign "$dir/CA/cakey.pem" "$dir/CA/cacert.pem" "$dir/badusage/clientkey.pem" \
+        "$dir/badusage/clientcert.pem" "$client_cn" serverAuth
+    sign "$dir/CA/cakey.pem" "$dir/CA/cacert.pem" "$dir/badusage/serverkey.pem" \
+        "$dir/badusage/servercert.pem" "$server_cn" clientAuth "$san"
 fi
 
 if [ "$second" = 1 ]; then

@@ -40,7 +40,12 @@ fn pki() -> Option<&'static Path> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/pki.sh");
         let out = std::process::Command::new("bash")
             .arg(script)
-            .args(["--expired-client", "--second-ca"])
+            .args([
+                "--expired-client",
+                "--future-client",
+                "--bad-usage",
+                "--second-ca",
+            ])
             .arg(&dir)
             .output()
             .expect("run pki.sh");
@@ -179,6 +184,50 @@ async fn expired_client_certificate_is_refused() {
     let reason = handshake_reason(connect(addr, &cfg, "127.0.0.1").await);
     assert!(reason.contains("expired"), "{reason}");
     good_client_is_served(pki, addr).await;
+}
+
+#[tokio::test]
+async fn not_yet_valid_client_certificate_is_refused() {
+    let pki = pki_or_skip!();
+    let (_server, addr) = spawn_tls(pki, None, config()).await;
+    let cfg = ClientTlsConfig::from_pkipath(&pki.join("future"));
+    let reason = handshake_reason(connect(addr, &cfg, "127.0.0.1").await);
+    assert!(reason.contains("not yet valid"), "{reason}");
+    good_client_is_served(pki, addr).await;
+}
+
+#[tokio::test]
+async fn client_certificate_without_client_usage_is_refused() {
+    let pki = pki_or_skip!();
+    let (_server, addr) = spawn_tls(pki, None, config()).await;
+    let cfg = ClientTlsConfig {
+        cert_file: Some(pki.join("badusage/clientcert.pem")),
+        key_file: Some(pki.join("badusage/clientkey.pem")),
+        ..good(pki)
+    };
+    let reason = handshake_reason(connect(addr, &cfg, "127.0.0.1").await);
+    assert!(reason.contains("bad key usage"), "{reason}");
+    good_client_is_served(pki, addr).await;
+}
+
+#[tokio::test]
+async fn server_certificate_without_server_usage_is_refused_by_the_client() {
+    let pki = pki_or_skip!();
+    let tls = ServerTlsConfig {
+        cert_file: pki.join("badusage/servercert.pem"),
+        key_file: pki.join("badusage/serverkey.pem"),
+        ..server_tls(pki, None)
+    };
+    let acceptor = TlsAcceptor::new(&tls).expect("server TLS config");
+    let listener = Listener::bind_tls("127.0.0.1:0", acceptor)
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = Server::new(config(), Arc::new(Toy::default()));
+    let s = server.clone();
+    tokio::spawn(async move { s.serve(listener).await });
+    let reason = handshake_reason(connect(addr, &good(pki), "127.0.0.1").await);
+    assert!(reason.contains("bad key usage"), "{reason}");
 }
 
 #[tokio::test]
@@ -321,6 +370,18 @@ async fn acceptor_names_the_reason_on_the_server_side() {
             ClientTlsConfig::from_pkipath(&pki.join("expired")),
             "expired",
         ),
+        (
+            ClientTlsConfig::from_pkipath(&pki.join("future")),
+            "not yet valid",
+        ),
+        (
+            ClientTlsConfig {
+                cert_file: Some(pki.join("badusage/clientcert.pem")),
+                key_file: Some(pki.join("badusage/clientkey.pem")),
+                ..good(pki)
+            },
+            "bad key usage",
+        ),
         (good(pki), "not in the allowed DN list"),
     ];
     for (cfg, needle) in cases {
@@ -353,6 +414,11 @@ fn certificate_sanity_check_names_the_problem() {
             pki.join("expired/clientcert.pem"),
             pki.join("expired/clientkey.pem"),
             "expired",
+        ),
+        (
+            pki.join("future/clientcert.pem"),
+            pki.join("future/clientkey.pem"),
+            "not yet valid",
         ),
         (
             pki.join("libvirt/servercert.pem"),

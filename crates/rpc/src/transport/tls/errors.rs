@@ -19,7 +19,7 @@ pub fn describe_rustls(err: &rustls::Error) -> String {
                 "peer does not trust the CA that issued our certificate (unknown CA)".into()
             }
             AlertDescription::BadCertificate => "peer rejected our certificate (bad certificate)".into(),
-            AlertDescription::CertificateExpired => "peer says our certificate has expired".into(),
+            AlertDescription::CertificateExpired => "peer says our certificate has expired or is not yet valid".into(),
             AlertDescription::CertificateUnknown => {
                 "peer rejected our certificate (certificate unknown, e.g. bad key usage)".into()
             }
