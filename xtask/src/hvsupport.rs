@@ -25,7 +25,10 @@ pub struct HvsupportArgs {
 
 /// Every driver's table, in column order. Add a driver here when it declares one.
 fn tables() -> Vec<&'static SupportTable> {
-    vec![&migrated_driver_test::SUPPORT, &migrated_driver_qemu::SUPPORT]
+    vec![
+        &migrated_driver_test::SUPPORT,
+        &migrated_driver_qemu::SUPPORT,
+    ]
 }
 
 /// Renders or checks `docs/hvsupport.md`.
