@@ -141,8 +141,8 @@ async fn call_with_non_ok_status_gets_rpc_error() {
 async fn non_call_packets_are_ignored_and_the_connection_kept() {
     let srv = spawn_server(config()).await;
     let mut raw = Raw::connect(srv.addr).await;
-    // REPLY, MESSAGE, CALL_WITH_FDS, STREAM_HOLE and an undefined type 9
-    for (i, ty) in [1, 2, 4, 6, 9].into_iter().enumerate() {
+    // REPLY, MESSAGE, REPLY_WITH_FDS, STREAM_HOLE and an undefined type 9
+    for (i, ty) in [1, 2, 5, 6, 9].into_iter().enumerate() {
         raw.send_frame(header(REMOTE_PROGRAM, ECHO, ty, 100 + i as u32, 0), b"xxxx")
             .await;
     }
@@ -197,4 +197,17 @@ async fn replies_carry_each_calls_serial_even_out_of_order() {
     let second = raw.read_within(T).await.expect("reply");
     assert!(is_reply(&first, 1001, MessageStatus::Ok));
     assert!(is_reply(&second, 1000, MessageStatus::Ok));
+}
+
+#[tokio::test]
+async fn call_with_fds_gets_an_error_instead_of_silence() {
+    let srv = spawn_server(config()).await;
+    let mut raw = Raw::connect(srv.addr).await;
+    raw.send_frame(header(REMOTE_PROGRAM, ECHO, 4, 31, 0), &0u32.to_be_bytes())
+        .await;
+    let reply = raw.read_within(T).await.expect("reply");
+    assert!(is_reply(&reply, 31, MessageStatus::Error));
+    let err = WireError::decode(&reply.payload).expect("remote_error");
+    assert_eq!((err.code, err.domain), (VIR_ERR_RPC, VIR_FROM_RPC));
+    assert_eq!(srv.toy().serials.lock().expect("lock").len(), 0);
 }

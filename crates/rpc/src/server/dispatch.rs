@@ -52,6 +52,13 @@ pub(crate) fn classify<D: Dispatcher>(
     match h.type_ {
         MessageType::Call => {}
         MessageType::Stream => return Action::Stream,
+        // A caller waits for an answer; we never offer descriptor passing.
+        MessageType::CallWithFds => {
+            return Action::Reply(error_reply(
+                h,
+                &WireError::rpc("file descriptor passing is not supported"),
+            ))
+        }
         other => {
             // Documented choice: ignore, keep the connection.
             tracing::warn!(

@@ -16,7 +16,8 @@
 //! documented choice:
 //! * CALL with an unknown program/version → ERROR reply `VIR_ERR_RPC`/`VIR_FROM_RPC`.
 //! * CALL with status ≠ OK → ERROR reply `VIR_ERR_RPC`.
-//! * REPLY, MESSAGE (other than keepalive), CALL_WITH_FDS, ... or a header
+//! * CALL_WITH_FDS → ERROR reply `VIR_ERR_RPC` (no descriptor passing).
+//! * REPLY, MESSAGE (other than keepalive), REPLY_WITH_FDS, STREAM_HOLE or a header
 //!   with undefined type/status → logged at warn and ignored; the
 //!   connection is kept (one confused packet does not cost the client its
 //!   other calls).
