@@ -30,6 +30,7 @@
 
 mod guest;
 pub mod memory;
+pub mod migration;
 mod registry;
 mod store;
 pub mod support;
@@ -50,6 +51,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub use memory::{GuestMemory, PageContent, PAGE_SIZE};
+pub use migration::TestBackend;
 pub use support::SUPPORT;
 pub use workload::{Workload, WorkloadConfig};
 

@@ -225,6 +225,12 @@ impl JobHandle {
         Duration::from_millis(self.tuning().max_downtime_ms)
     }
 
+    /// Sets this job's bandwidth limit only (the `bandwidth` parameter of the
+    /// request); MIGRATE_SET_MAX_SPEED later still overrides it.
+    pub fn set_max_speed_mib_s(&self, mib_s: u64) {
+        self.set_tuning(|t| t.max_speed_mib_s = mib_s);
+    }
+
     fn set_tuning(&self, f: impl FnOnce(&mut Tuning)) {
         f(&mut lock(&self.0.tuning));
     }

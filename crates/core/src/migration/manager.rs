@@ -587,6 +587,9 @@ impl Manager {
         };
         self.source_step(&job, req.flags, peer, SourceEvent::PerformStarted)?;
         lock(&self.sources).insert(dom.uuid, context);
+        if let Some(bw) = req.bandwidth_mib_s {
+            job.set_max_speed_mib_s(bw);
+        }
         let result = self.run_perform(dom, &req, out, &job).await;
         match result {
             Ok(perform) => {
