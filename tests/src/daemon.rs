@@ -209,9 +209,11 @@ impl DaemonBuilder {
             daemon.runtime_dir.display().to_string(),
             "--host-uuid".to_owned(),
             daemon.host_uuid.clone(),
-            "--log-filter".to_owned(),
-            "info,migrated=debug".to_owned(),
         ];
+        // A flag would beat the file, so leave the filter to a file that sets one.
+        if !self.config_toml.contains("log_filter") {
+            args.extend(["--log-filter".to_owned(), "info,migrated=debug".to_owned()]);
+        }
         if let Some(name) = &self.hostname {
             args.extend(["--hostname".to_owned(), name.clone()]);
         }
@@ -345,6 +347,11 @@ impl Daemon {
     /// The runtime directory.
     pub fn runtime_dir(&self) -> &Path {
         &self.runtime_dir
+    }
+
+    /// The daemon's TOML config file (rewrite it, then send SIGHUP to reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.root.path().join("migrated.toml")
     }
 
     /// The host UUID the daemon was given.

@@ -88,6 +88,11 @@ async fn run(
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create directory {}", dir.display()))?;
     }
+    // Before READY=1: a signal that arrives earlier must not kill the daemon
+    // (SIGHUP's default action is to terminate).
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
     let registry = drivers::DriverRegistry::from_config(&config)
         .context("cannot start the hypervisor drivers")?;
     let handler = Arc::new(Handler::new(&config, registry));
@@ -103,9 +108,6 @@ async fn run(
     systemd::notify_ready(&format!("serving on {names}"));
     let reaper = tokio::spawn(reaper::run());
 
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
-    let mut sighup = signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
     loop {
         tokio::select! {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
@@ -152,7 +154,10 @@ fn reload<D: migrated_rpc::Dispatcher>(
     let fresh = match config.reload(args) {
         Ok(fresh) => fresh,
         Err(err) => {
-            tracing::error!(error = %anyhow::Error::from(err), "SIGHUP: config not reloaded");
+            tracing::error!(
+                error = format!("{:#}", anyhow::Error::from(err)),
+                "SIGHUP: config not reloaded"
+            );
             return;
         }
     };
@@ -171,7 +176,10 @@ fn reload<D: migrated_rpc::Dispatcher>(
             "SIGHUP: TLS certificates and allowed DN list reloaded"
         ),
         Err(err) => {
-            tracing::error!(error = %anyhow::Error::from(err), "SIGHUP: TLS settings not reloaded")
+            tracing::error!(
+                error = format!("{:#}", anyhow::Error::from(err)),
+                "SIGHUP: TLS settings not reloaded"
+            )
         }
     }
     let unchanged = Config {

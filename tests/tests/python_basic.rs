@@ -1,0 +1,103 @@
+//! python3-libvirt against `migrated`: the host name, and a guest's
+//! lifecycle with events delivered to a registered callback, error codes
+//! as libvirt clients see them.
+
+use migrated_tests::clients::{stderr_of, stdout_of};
+use migrated_tests::{python, require_python_libvirt, Daemon};
+
+const HOSTNAME: &str = "migrated-python-host";
+
+#[test]
+fn python_get_hostname_over_tcp() {
+    if require_python_libvirt().is_none() {
+        return;
+    }
+    let daemon = Daemon::builder().tcp().hostname(HOSTNAME).spawn();
+    let out = python(&format!(
+        "import libvirt; print(libvirt.open('{}').getHostname())",
+        daemon.uri()
+    ));
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(stdout_of(&out).trim(), HOSTNAME);
+}
+
+const LIFECYCLE: &str = r#"
+import sys, threading, time
+import libvirt
+
+URI = sys.argv[1] if len(sys.argv) > 1 else "@URI@"
+XML = """<domain type='test'><name>py-guest</name><memory unit='MiB'>4</memory>
+<vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>"""
+
+libvirt.virEventRegisterDefaultImpl()
+def loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+threading.Thread(target=loop, daemon=True).start()
+
+conn = libvirt.open(URI)
+events = []
+def on_lifecycle(conn, dom, event, detail, opaque):
+    events.append((dom.name(), event, detail))
+cid = conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle, None)
+
+dom = conn.defineXML(XML)
+dom.create()
+print("state", dom.state()[0], "active", dom.isActive(), "persistent", dom.isPersistent())
+try:
+    dom.create()
+    print("create-again ok")
+except libvirt.libvirtError as e:
+    print("create-again", e.get_error_code())
+dom.suspend()
+dom.resume()
+dom.destroy()
+dom.undefine()
+
+deadline = time.time() + 10
+while len(events) < 6 and time.time() < deadline:
+    time.sleep(0.05)
+print("events", [e[1] for e in events])
+print("names", sorted(set(e[0] for e in events)))
+conn.domainEventDeregisterAny(cid)
+
+try:
+    conn.lookupByName("py-guest")
+    print("lookup ok")
+except libvirt.libvirtError as e:
+    print("lookup", e.get_error_code())
+
+ro = libvirt.openReadOnly(URI)
+print("ro-list", len(ro.listAllDomains()))
+try:
+    ro.defineXML(XML)
+    print("ro-define ok")
+except libvirt.libvirtError as e:
+    print("ro-define", e.get_error_code())
+ro.close()
+conn.close()
+"#;
+
+#[test]
+fn python_lifecycle_delivers_events_and_libvirt_error_codes() {
+    if require_python_libvirt().is_none() {
+        return;
+    }
+    let daemon = Daemon::builder().tcp().spawn();
+    let out = python(&LIFECYCLE.replace("@URI@", &daemon.uri()));
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let stdout = stdout_of(&out);
+    let lines: Vec<&str> = stdout.lines().collect();
+    // state 1 = RUNNING
+    assert!(lines.contains(&"state 1 active 1 persistent 1"), "{stdout}");
+    // 55 = VIR_ERR_OPERATION_INVALID ("domain is already running")
+    assert!(lines.contains(&"create-again 55"), "{stdout}");
+    // DEFINED, STARTED, SUSPENDED, RESUMED, STOPPED, UNDEFINED
+    assert!(lines.contains(&"events [0, 2, 3, 4, 5, 1]"), "{stdout}");
+    assert!(lines.contains(&"names ['py-guest']"), "{stdout}");
+    // 42 = VIR_ERR_NO_DOMAIN
+    assert!(lines.contains(&"lookup 42"), "{stdout}");
+    assert!(lines.contains(&"ro-list 0"), "{stdout}");
+    // 29 = VIR_ERR_OPERATION_DENIED
+    assert!(lines.contains(&"ro-define 29"), "{stdout}");
+}
