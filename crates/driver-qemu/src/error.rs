@@ -141,6 +141,20 @@ pub enum Error {
         /// What was found instead.
         reason: String,
     },
+    /// QEMU reported that a migration (or save/restore stream) failed.
+    #[error("migration failed: {reason}")]
+    MigrationFailed {
+        /// QEMU's `error-desc`.
+        reason: String,
+    },
+    /// A file is not a usable save image.
+    #[error("{} is not a usable save image: {reason}", path.display())]
+    SaveImage {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A reply did not have the shape the command promises.
     #[error("unexpected reply to qmp command {command}")]
     QmpReply {

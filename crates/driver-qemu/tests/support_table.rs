@@ -58,15 +58,26 @@ async fn declared_operations_are_implemented_and_the_rest_are_not() {
         hostname: "h".into(),
         uuid: Uuid::new_v4(),
     };
-    let driver = QemuDriver::open(QemuConfig::new(dir.path().join("s"), dir.path().join("r")), host)
-        .await
-        .expect("open");
+    let driver = QemuDriver::open(
+        QemuConfig::new(dir.path().join("s"), dir.path().join("r")),
+        host,
+    )
+    .await
+    .expect("open");
     for &op in Operation::ALL {
         let code = code_of(&driver, op).await;
         if SUPPORT.implements_operation(op) {
-            assert_ne!(code, Some(ErrorCode::NoSupport), "{op} is declared but not implemented");
+            assert_ne!(
+                code,
+                Some(ErrorCode::NoSupport),
+                "{op} is declared but not implemented"
+            );
         } else {
-            assert_eq!(code, Some(ErrorCode::NoSupport), "{op} is implemented but not declared");
+            assert_eq!(
+                code,
+                Some(ErrorCode::NoSupport),
+                "{op} is implemented but not declared"
+            );
         }
     }
 }

@@ -13,38 +13,34 @@
 //! (`<runtime_dir>/qemu/<name>.json`), re-attaches to every QEMU that still
 //! runs (pidfd + QMP) and records the others as crashed.
 
+mod api;
+mod host;
+mod monitor;
 mod registry;
+mod save;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use migrated_core::domain::{
-    event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainInfo,
-    DomainRef, DomainState, HostIdentity, LifecycleEvent, NodeInfo, SecurityModel, StateReason,
+    event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainRef,
+    DomainState, HostIdentity, LifecycleEvent, StateReason,
 };
-use migrated_core::driver::Driver;
-use migrated_core::flags::{self, check_flags};
-use migrated_core::support::SupportTable;
 use migrated_core::xml::{DomainDef, DomainType, FormatOptions};
 use migrated_core::{Error, Result};
 use tokio::sync::{broadcast, OnceCell};
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::command::Accel;
 use crate::process::{launch, LaunchPaths, QemuProcess};
-use crate::qmp::commands::{
-    Cont, QueryBalloon, QueryCpusFast, QueryStatus, RunState, Stop, SystemPowerdown,
-};
-use crate::qmp::message::names;
+use crate::qmp::commands::{Cont, QueryStatus, RunState};
 use crate::qmp::{Qmp, QmpConfig};
 use crate::spec::launch_spec;
 use crate::status::{RecordedState, StatusFile, STATUS_VERSION};
 use crate::store::Store;
-use crate::support::SUPPORT;
+use monitor::spawn_monitor;
 use registry::{Domain, Live, Registry, Runtime, StopIntent};
 
 /// The canonical URI of this driver.
@@ -58,9 +54,6 @@ const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `VIR_DOMAIN_EVENT_STOPPED_CRASHED`.
 const STOPPED_CRASHED: i32 = 2;
-/// `VIR_DOMAIN_CRASHED_PANICKED` and `VIR_DOMAIN_EVENT_CRASHED_PANICKED`.
-const CRASHED_PANICKED: i32 = 1;
-const EVENT_CRASHED_PANICKED: i32 = 0;
 
 /// Where the driver keeps its files and how it talks to QEMU.
 #[derive(Debug, Clone)]
@@ -73,6 +66,8 @@ pub struct QemuConfig {
     pub log_dir: PathBuf,
     /// QMP limits and timeouts.
     pub qmp: QmpConfig,
+    /// Compress save images with zstd.
+    pub save_zstd: bool,
 }
 
 impl QemuConfig {
@@ -85,6 +80,7 @@ impl QemuConfig {
             state_dir,
             runtime_dir: runtime_dir.into(),
             qmp: QmpConfig::default(),
+            save_zstd: true,
         }
     }
 }
@@ -128,7 +124,13 @@ impl Shared {
 
     /// Records a new run state if `id` is still the current run; emits the
     /// event and rewrites the status file only on an actual change.
-    fn set_state(&self, uuid: &Uuid, id: i32, state: StateReason, event: (LifecycleEvent, i32)) {
+    fn set_state(
+        &self,
+        uuid: &Uuid,
+        id: i32,
+        state: StateReason,
+        event: Option<(LifecycleEvent, i32)>,
+    ) {
         let Ok(mut reg) = self.lock() else { return };
         let Some(domain) = reg.domains.get_mut(uuid) else {
             return;
@@ -146,7 +148,25 @@ impl Shared {
         }
         let dom = domain.dom_ref();
         drop(reg);
-        self.emit(dom, event.0, event.1);
+        if let Some((event, detail)) = event {
+            self.emit(dom, event, detail);
+        }
+    }
+
+    /// Records `state` for run `id` whatever it was, without an event.
+    fn force_state(&self, uuid: &Uuid, id: i32, state: StateReason) {
+        let Ok(mut reg) = self.lock() else { return };
+        let Some(domain) = reg.domains.get_mut(uuid) else {
+            return;
+        };
+        let persistent = domain.persistent;
+        let Some(live) = domain.live.as_mut().filter(|l| l.id == id) else {
+            return;
+        };
+        live.state = state;
+        if let Err(e) = status_of(live, persistent).write(&self.config.runtime_dir) {
+            warn!(error = %e.chain(), "cannot update status file");
+        }
     }
 
     /// Turns the end of run `id` into "shut off": clears the live part,
@@ -227,6 +247,8 @@ enum StartMode {
     Boot { paused: bool },
     /// `-incoming defer`: wait, paused, for `migrate-incoming`.
     Incoming,
+    /// `-incoming defer` for a restore; `Started` is emitted once restored.
+    Restore,
 }
 
 impl QemuDriver {
@@ -349,16 +371,27 @@ impl QemuDriver {
     async fn start(&self, dom: &DomainRef, mode: StartMode) -> Result<DomainRef> {
         let job = self.job(dom)?;
         let _job = job.lock().await;
+        self.start_locked(dom, mode, None).await
+    }
+
+    /// Starts `dom` (with `def` instead of its config when given); the
+    /// caller holds the domain's job lock.
+    async fn start_locked(
+        &self,
+        dom: &DomainRef,
+        mode: StartMode,
+        def: Option<DomainDef>,
+    ) -> Result<DomainRef> {
         let def = {
             let reg = self.shared.lock()?;
             let domain = reg.get(dom)?;
             if domain.live.is_some() {
                 return Err(Error::invalid("domain is already running"));
             }
-            domain.config.clone()
+            def.unwrap_or_else(|| domain.config.clone())
         };
         let mut spec = launch_spec(&def).map_err(|e| e.into_core("virDomainCreate"))?;
-        spec.incoming = mode == StartMode::Incoming;
+        spec.incoming = matches!(mode, StartMode::Incoming | StartMode::Restore);
         let cfg = &self.shared.config;
         let paths = LaunchPaths::for_guest(&cfg.runtime_dir, &cfg.log_dir, &def.name);
         let launched = launch(spec, &paths, cfg.qmp)
@@ -387,7 +420,7 @@ impl QemuDriver {
                 },
                 event_detail::STARTED_BOOTED,
             ),
-            StartMode::Incoming => (
+            StartMode::Incoming | StartMode::Restore => (
                 StateReason {
                     state: DomainState::Paused,
                     reason: paused_reason::MIGRATION,
@@ -423,9 +456,11 @@ impl QemuDriver {
         };
         spawn_monitor(&self.shared, &runtime, dom.uuid, id, events);
         info!(name = %dom.name, id, pid = runtime.process.pid(), "qemu guest started");
-        self.shared
-            .emit(dom.clone(), LifecycleEvent::Started, started_detail);
-        if state.state == DomainState::Paused && mode != StartMode::Incoming {
+        if mode != StartMode::Restore {
+            self.shared
+                .emit(dom.clone(), LifecycleEvent::Started, started_detail);
+        }
+        if mode == (StartMode::Boot { paused: true }) {
             self.shared.emit(
                 dom.clone(),
                 LifecycleEvent::Suspended,
@@ -439,6 +474,11 @@ impl QemuDriver {
     async fn stop(&self, dom: &DomainRef, intent: StopIntent, graceful: bool) -> Result<()> {
         let job = self.job(dom)?;
         let _job = job.lock().await;
+        self.stop_locked(dom, intent, graceful).await
+    }
+
+    /// Stops `dom`; the caller holds the domain's job lock.
+    async fn stop_locked(&self, dom: &DomainRef, intent: StopIntent, graceful: bool) -> Result<()> {
         let (runtime, id) = {
             let reg = self.shared.lock()?;
             let live = reg
@@ -628,103 +668,6 @@ impl QemuDriver {
     }
 }
 
-/// Follows one run's QMP events and its QEMU's exit.
-fn spawn_monitor(
-    shared: &Arc<Shared>,
-    runtime: &Arc<Runtime>,
-    uuid: Uuid,
-    id: i32,
-    mut events: broadcast::Receiver<crate::qmp::Event>,
-) {
-    let weak: Weak<Shared> = Arc::downgrade(shared);
-    let process = Arc::clone(&runtime.process);
-    let weak_runtime = Arc::downgrade(runtime);
-    let task = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                event = events.recv() => {
-                    let Some(shared) = weak.upgrade() else { return };
-                    match event {
-                        Ok(event) => on_event(&shared, &weak_runtime, &uuid, id, &event.event),
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            warn!(missed = n, "qmp events lagged");
-                        }
-                        // The connection closed: QEMU is exiting; wait for the pidfd.
-                        Err(broadcast::error::RecvError::Closed) => {
-                            drop(shared);
-                            let status = process.wait().await;
-                            info!(%uuid, %status, "qemu exited");
-                            if let Some(shared) = weak.upgrade() {
-                                shared.finish_stop(&uuid, id);
-                            }
-                            return;
-                        }
-                    }
-                }
-                status = process.wait() => {
-                    info!(%uuid, %status, "qemu exited");
-                    if let Some(shared) = weak.upgrade() {
-                        shared.finish_stop(&uuid, id);
-                    }
-                    return;
-                }
-            }
-        }
-    });
-    if let Ok(mut slot) = runtime.monitor.lock() {
-        *slot = Some(task);
-    }
-}
-
-fn on_event(shared: &Shared, runtime: &Weak<Runtime>, uuid: &Uuid, id: i32, name: &str) {
-    match name {
-        names::STOP => shared.set_state(
-            uuid,
-            id,
-            StateReason {
-                state: DomainState::Paused,
-                reason: paused_reason::USER,
-            },
-            (LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED),
-        ),
-        names::RESUME => shared.set_state(
-            uuid,
-            id,
-            StateReason {
-                state: DomainState::Running,
-                reason: running_reason::UNPAUSED,
-            },
-            (LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED),
-        ),
-        names::SHUTDOWN => {
-            if let Some(rt) = runtime.upgrade() {
-                rt.guest_shutdown.store(true, Ordering::SeqCst);
-            }
-            let dom = shared
-                .lock()
-                .ok()
-                .and_then(|reg| reg.domains.get(uuid).map(Domain::dom_ref));
-            if let Some(dom) = dom {
-                shared.emit(
-                    dom,
-                    LifecycleEvent::Shutdown,
-                    event_detail::SHUTDOWN_FINISHED,
-                );
-            }
-        }
-        names::GUEST_PANICKED => shared.set_state(
-            uuid,
-            id,
-            StateReason {
-                state: DomainState::Crashed,
-                reason: CRASHED_PANICKED,
-            },
-            (LifecycleEvent::Crashed, EVENT_CRASHED_PANICKED),
-        ),
-        _ => {}
-    }
-}
-
 fn parse_def(xml: &str) -> Result<DomainDef> {
     let def = DomainDef::parse(xml)?;
     if !matches!(def.domain_type, DomainType::Kvm | DomainType::Qemu) {
@@ -736,528 +679,4 @@ fn parse_def(xml: &str) -> Result<DomainDef> {
         });
     }
     Ok(def)
-}
-
-fn proc_cpu_time_ns(pid: i32) -> u64 {
-    // Fields 14 and 15 of /proc/PID/stat (utime, stime), in clock ticks,
-    // counted after the parenthesised command name (which may hold spaces).
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // rest starts at field 3 (state): utime is field 14 → index 11.
-    let total = ticks(11) + ticks(12);
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100);
-    total.saturating_mul(1_000_000_000 / hz)
-}
-
-fn capabilities_xml(host: &HostIdentity, emulator: Option<&std::path::Path>) -> String {
-    let kvm = if Accel::detect() == Accel::Kvm {
-        "      <domain type='kvm'/>\n"
-    } else {
-        ""
-    };
-    let emulator = emulator
-        .map(|p| {
-            format!(
-                "      <emulator>{}</emulator>\n",
-                xml_escape(&p.to_string_lossy())
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        "<capabilities>\n  <host>\n    <uuid>{}</uuid>\n    <cpu>\n      <arch>x86_64</arch>\n    </cpu>\n  </host>\n  \
-         <guest>\n    <os_type>hvm</os_type>\n    <arch name='x86_64'>\n      <wordsize>64</wordsize>\n{emulator}      \
-         <domain type='qemu'/>\n{kvm}    </arch>\n  </guest>\n</capabilities>\n",
-        host.uuid
-    )
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('\'', "&apos;")
-}
-
-/// `QEMU emulator version 7.2.22 (...)` → 7 002 022.
-fn parse_version(text: &str) -> Option<u64> {
-    let rest = text.split("version ").nth(1)?;
-    let triple = rest.split_whitespace().next()?;
-    let mut parts = triple.split('.').map(|p| p.parse::<u64>().ok());
-    let major = parts.next()??;
-    let minor = parts.next().flatten().unwrap_or(0);
-    let micro = parts.next().flatten().unwrap_or(0);
-    Some(major * 1_000_000 + minor * 1_000 + micro)
-}
-
-fn node_info() -> NodeInfo {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let memory_kib = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let mhz = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("cpu MHz"))
-        .and_then(|l| l.split(':').nth(1))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as i32);
-    let cpus = std::thread::available_parallelism()
-        .map(|n| i32::try_from(n.get()).unwrap_or(i32::MAX))
-        .unwrap_or(1);
-    NodeInfo {
-        model: "x86_64".into(),
-        memory_kib,
-        cpus,
-        mhz,
-        nodes: 1,
-        sockets: 1,
-        cores: cpus,
-        threads: 1,
-    }
-}
-
-#[async_trait]
-impl Driver for QemuDriver {
-    fn support(&self) -> &'static SupportTable {
-        &SUPPORT
-    }
-
-    async fn list_all_domains(&self, flags: u32) -> Result<Vec<DomainRef>> {
-        self.read(|r| r.list(flags))
-    }
-
-    async fn lookup_by_name(&self, name: &str) -> Result<DomainRef> {
-        self.read(|r| Ok(r.by_name(name)?.dom_ref()))
-    }
-
-    async fn lookup_by_uuid(&self, uuid: &Uuid) -> Result<DomainRef> {
-        self.read(|r| {
-            r.domains
-                .get(uuid)
-                .map(Domain::dom_ref)
-                .ok_or(Error::NoDomain {
-                    key: migrated_core::error::DomainKey::Uuid(*uuid),
-                })
-        })
-    }
-
-    async fn lookup_by_id(&self, id: i32) -> Result<DomainRef> {
-        self.read(|r| Ok(r.by_id(id)?.dom_ref()))
-    }
-
-    async fn get_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
-        let (state, def, runtime) = self.read(|r| {
-            let d = r.get(dom)?;
-            let def = d.live.as_ref().map_or(&d.config, |l| &l.def).clone();
-            Ok((
-                d.state().state,
-                def,
-                d.live.as_ref().map(|l| Arc::clone(&l.runtime)),
-            ))
-        })?;
-        let mut info = DomainInfo {
-            state,
-            max_mem_kib: def.memory_kib,
-            memory_kib: def.current_memory_kib,
-            nr_virt_cpu: u16::try_from(def.vcpus).unwrap_or(u16::MAX),
-            cpu_time_ns: 0,
-        };
-        if let Some(rt) = runtime {
-            if let Ok(cpus) = rt.qmp.execute(&QueryCpusFast).await {
-                info.nr_virt_cpu = u16::try_from(cpus.len()).unwrap_or(u16::MAX);
-            }
-            // No balloon device is normal: the configured size stands.
-            if let Ok(balloon) = rt.qmp.execute(&QueryBalloon).await {
-                info.memory_kib = balloon.actual / 1024;
-            }
-            info.cpu_time_ns = proc_cpu_time_ns(rt.process.pid());
-        }
-        Ok(info)
-    }
-
-    async fn get_state(&self, dom: &DomainRef, flags: u32) -> Result<StateReason> {
-        check_flags("virDomainGetState", u64::from(flags), 0)?;
-        self.read(|r| Ok(r.get(dom)?.state()))
-    }
-
-    async fn get_os_type(&self, dom: &DomainRef) -> Result<String> {
-        self.read(|r| Ok(r.get(dom)?.config.os.os_type.clone()))
-    }
-
-    async fn get_xml_desc(&self, dom: &DomainRef, flags: u32) -> Result<String> {
-        use flags::xml::{INACTIVE, MIGRATABLE, SECURE, UPDATE_CPU};
-        check_flags(
-            "virDomainGetXMLDesc",
-            u64::from(flags),
-            u64::from(SECURE | INACTIVE | UPDATE_CPU | MIGRATABLE),
-        )?;
-        self.read(|r| {
-            let d = r.get(dom)?;
-            let inactive = flags & INACTIVE != 0;
-            let def = match &d.live {
-                Some(live) if !inactive || !d.persistent => &live.def,
-                _ => &d.config,
-            };
-            Ok(def.format(&FormatOptions {
-                secure: flags & SECURE != 0,
-                inactive,
-                migratable: flags & MIGRATABLE != 0,
-            }))
-        })
-    }
-
-    async fn define_xml(&self, xml: &str, flags: u32) -> Result<DomainRef> {
-        check_flags(
-            "virDomainDefineXMLFlags",
-            u64::from(flags),
-            u64::from(flags::define::VALIDATE),
-        )?;
-        let def = parse_def(xml)?;
-        // Refuse what could never start now rather than at the first start.
-        launch_spec(&def).map_err(|e| e.into_core("virDomainDefineXML"))?;
-        let mut reg = self.shared.lock()?;
-        let exists = reg.check_duplicates(&def)?;
-        self.shared
-            .store
-            .save(&def)
-            .map_err(|e| e.into_core("virDomainDefineXML"))?;
-        let uuid = def.uuid;
-        let detail = match reg.domains.get_mut(&uuid) {
-            Some(d) if exists => {
-                let detail = if d.persistent {
-                    event_detail::DEFINED_UPDATED
-                } else {
-                    event_detail::DEFINED_ADDED
-                };
-                d.config = def;
-                d.persistent = true;
-                detail
-            }
-            _ => {
-                reg.domains.insert(
-                    uuid,
-                    Domain {
-                        config: def,
-                        persistent: true,
-                        autostart: false,
-                        shutoff_reason: shutoff_reason::UNKNOWN,
-                        live: None,
-                        job: Arc::default(),
-                    },
-                );
-                event_detail::DEFINED_ADDED
-            }
-        };
-        let dom = reg.domains[&uuid].dom_ref();
-        drop(reg);
-        self.shared
-            .emit(dom.clone(), LifecycleEvent::Defined, detail);
-        Ok(dom)
-    }
-
-    async fn undefine(&self, dom: &DomainRef, flags: u32) -> Result<()> {
-        use flags::undefine::*;
-        // Nothing of these exists for this driver, so there is nothing to keep or remove.
-        let allowed = MANAGED_SAVE
-            | SNAPSHOTS_METADATA
-            | NVRAM
-            | KEEP_NVRAM
-            | CHECKPOINTS_METADATA
-            | TPM
-            | KEEP_TPM;
-        check_flags(
-            "virDomainUndefineFlags",
-            u64::from(flags),
-            u64::from(allowed),
-        )?;
-        let mut reg = self.shared.lock()?;
-        let d = reg.get_mut(dom)?;
-        if !d.persistent {
-            return Err(Error::invalid("cannot undefine transient domain"));
-        }
-        self.shared
-            .store
-            .remove(&dom.uuid)
-            .map_err(|e| e.into_core("virDomainUndefine"))?;
-        let out = d.dom_ref();
-        if d.live.is_some() {
-            d.persistent = false;
-            d.autostart = false;
-        } else {
-            reg.domains.remove(&dom.uuid);
-        }
-        drop(reg);
-        self.shared.emit(
-            out,
-            LifecycleEvent::Undefined,
-            event_detail::UNDEFINED_REMOVED,
-        );
-        Ok(())
-    }
-
-    async fn create(&self, dom: &DomainRef, flags: u32) -> Result<DomainRef> {
-        check_flags(
-            "virDomainCreateWithFlags",
-            u64::from(flags),
-            u64::from(flags::create::START_PAUSED),
-        )?;
-        let paused = flags & flags::create::START_PAUSED != 0;
-        self.start(dom, StartMode::Boot { paused }).await
-    }
-
-    async fn create_xml(&self, xml: &str, flags: u32) -> Result<DomainRef> {
-        check_flags(
-            "virDomainCreateXML",
-            u64::from(flags),
-            u64::from(flags::create::START_PAUSED),
-        )?;
-        let paused = flags & flags::create::START_PAUSED != 0;
-        let dom = self.add_transient(xml)?;
-        match self.start(&dom, StartMode::Boot { paused }).await {
-            Ok(dom) => Ok(dom),
-            Err(e) => {
-                self.remove_if_transient_and_off(&dom);
-                Err(e)
-            }
-        }
-    }
-
-    async fn destroy(&self, dom: &DomainRef, flags: u32) -> Result<()> {
-        check_flags(
-            "virDomainDestroyFlags",
-            u64::from(flags),
-            u64::from(flags::destroy::GRACEFUL),
-        )?;
-        let intent = StopIntent {
-            reason: shutoff_reason::DESTROYED,
-            detail: event_detail::STOPPED_DESTROYED,
-        };
-        self.stop(dom, intent, flags & flags::destroy::GRACEFUL != 0)
-            .await
-    }
-
-    async fn suspend(&self, dom: &DomainRef) -> Result<()> {
-        let job = self.job(dom)?;
-        let _job = job.lock().await;
-        let (runtime, id) = self.read(|r| {
-            let d = r.get(dom)?;
-            match &d.live {
-                Some(l) if l.state.state == DomainState::Running => {
-                    Ok((Arc::clone(&l.runtime), l.id))
-                }
-                Some(_) => Err(Error::invalid("domain is not running")),
-                None => Err(Error::invalid("domain is not running")),
-            }
-        })?;
-        runtime
-            .qmp
-            .execute(&Stop)
-            .await
-            .map_err(|e| e.into_core("virDomainSuspend"))?;
-        self.shared.set_state(
-            &dom.uuid,
-            id,
-            StateReason {
-                state: DomainState::Paused,
-                reason: paused_reason::USER,
-            },
-            (LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED),
-        );
-        Ok(())
-    }
-
-    async fn resume(&self, dom: &DomainRef) -> Result<()> {
-        let job = self.job(dom)?;
-        let _job = job.lock().await;
-        let (runtime, id) = self.read(|r| {
-            let d = r.get(dom)?;
-            match &d.live {
-                Some(l) if l.state.state == DomainState::Paused => {
-                    Ok((Arc::clone(&l.runtime), l.id))
-                }
-                Some(_) => Err(Error::invalid("domain is not paused")),
-                None => Err(Error::invalid("domain is not running")),
-            }
-        })?;
-        runtime
-            .qmp
-            .execute(&Cont)
-            .await
-            .map_err(|e| e.into_core("virDomainResume"))?;
-        self.shared.set_state(
-            &dom.uuid,
-            id,
-            StateReason {
-                state: DomainState::Running,
-                reason: running_reason::UNPAUSED,
-            },
-            (LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED),
-        );
-        Ok(())
-    }
-
-    async fn shutdown(&self, dom: &DomainRef, flags: u32) -> Result<()> {
-        use flags::shutdown::*;
-        check_flags(
-            "virDomainShutdownFlags",
-            u64::from(flags),
-            u64::from(ACPI_POWER_BTN | GUEST_AGENT | INITCTL | SIGNAL | PARAVIRT),
-        )?;
-        if flags & !ACPI_POWER_BTN != 0 {
-            return Err(Error::ArgumentUnsupported {
-                what: "shutdown modes other than the ACPI power button".into(),
-                driver: SUPPORT.driver,
-            });
-        }
-        let runtime = self.runtime(dom)?;
-        runtime
-            .qmp
-            .execute(&SystemPowerdown)
-            .await
-            .map_err(|e| e.into_core("virDomainShutdown"))?;
-        Ok(())
-    }
-
-    async fn get_autostart(&self, dom: &DomainRef) -> Result<bool> {
-        self.read(|r| Ok(r.get(dom)?.autostart))
-    }
-
-    async fn set_autostart(&self, dom: &DomainRef, autostart: bool) -> Result<()> {
-        let mut reg = self.shared.lock()?;
-        let d = reg.get_mut(dom)?;
-        if !d.persistent {
-            return Err(Error::invalid("cannot set autostart for transient domain"));
-        }
-        self.shared
-            .store
-            .set_autostart(&dom.uuid, autostart)
-            .map_err(|e| e.into_core("virDomainSetAutostart"))?;
-        d.autostart = autostart;
-        Ok(())
-    }
-
-    async fn is_active(&self, dom: &DomainRef) -> Result<bool> {
-        self.read(|r| Ok(r.get(dom)?.live.is_some()))
-    }
-
-    async fn is_persistent(&self, dom: &DomainRef) -> Result<bool> {
-        self.read(|r| Ok(r.get(dom)?.persistent))
-    }
-
-    async fn has_managed_save(&self, dom: &DomainRef, flags: u32) -> Result<bool> {
-        check_flags("virDomainHasManagedSaveImage", u64::from(flags), 0)?;
-        self.read(|r| r.get(dom).map(|_| false))
-    }
-
-    async fn capabilities(&self) -> Result<String> {
-        let emulator = crate::command::find_emulator(None).ok();
-        Ok(capabilities_xml(&self.shared.host, emulator.as_deref()))
-    }
-
-    async fn node_info(&self) -> Result<NodeInfo> {
-        Ok(node_info())
-    }
-
-    async fn node_security_model(&self) -> Result<SecurityModel> {
-        Ok(SecurityModel::default())
-    }
-
-    async fn hypervisor_version(&self) -> Result<u64> {
-        self.shared
-            .version
-            .get_or_try_init(|| async {
-                let emulator = crate::command::find_emulator(None)
-                    .map_err(|e| e.into_core("virConnectGetVersion"))?;
-                let out = tokio::process::Command::new(&emulator)
-                    .arg("--version")
-                    .stdin(std::process::Stdio::null())
-                    .output()
-                    .await
-                    .map_err(|e| {
-                        Error::system(format!("run {} --version", emulator.display()), e)
-                    })?;
-                parse_version(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
-                    Error::OperationFailed {
-                        operation: "virConnectGetVersion",
-                        reason: format!("cannot parse the version of {}", emulator.display()),
-                    }
-                })
-            })
-            .await
-            .copied()
-    }
-
-    async fn get_type(&self) -> Result<String> {
-        Ok(SUPPORT.driver.to_owned())
-    }
-
-    async fn uri(&self) -> Result<String> {
-        Ok(URI.to_owned())
-    }
-
-    fn subscribe_events(&self) -> Result<broadcast::Receiver<DomainEvent>> {
-        Ok(self.shared.events.subscribe())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_qemu_version_lines() {
-        assert_eq!(
-            parse_version(
-                "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright"
-            ),
-            Some(7_002_022)
-        );
-        assert_eq!(
-            parse_version("QEMU emulator version 9.1\n"),
-            Some(9_001_000)
-        );
-        assert_eq!(parse_version("garbage"), None);
-    }
-
-    #[test]
-    fn cpu_time_of_this_process_is_positive_and_of_a_missing_one_zero() {
-        let mut x = 0u64;
-        for i in 0..5_000_000u64 {
-            x = x.wrapping_add(i * i);
-        }
-        assert!(x > 0);
-        assert!(proc_cpu_time_ns(std::process::id() as i32) > 0);
-        assert_eq!(proc_cpu_time_ns(-5), 0);
-    }
-
-    #[test]
-    fn capabilities_name_the_host_and_qemu_domain_type() {
-        let host = HostIdentity {
-            hostname: "h".into(),
-            uuid: Uuid::nil(),
-        };
-        let xml = capabilities_xml(
-            &host,
-            Some(std::path::Path::new("/usr/bin/qemu-system-x86_64")),
-        );
-        assert!(xml.contains(&Uuid::nil().to_string()));
-        assert!(xml.contains("<domain type='qemu'/>"));
-        assert!(xml.contains("<emulator>/usr/bin/qemu-system-x86_64</emulator>"));
-    }
 }

@@ -1,0 +1,417 @@
+//! The `Driver` trait for [`QemuDriver`]: argument checks and the short
+//! registry reads live here; starting, stopping and saving are in the parent
+//! module and `save.rs`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use migrated_core::domain::{
+    event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainInfo,
+    DomainRef, DomainState, LifecycleEvent, NodeInfo, SecurityModel, StateReason,
+};
+use migrated_core::driver::Driver;
+use migrated_core::flags::{self, check_flags};
+use migrated_core::support::SupportTable;
+use migrated_core::xml::FormatOptions;
+use migrated_core::{Error, Result};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::host::{capabilities_xml, node_info, parse_version, proc_cpu_time_ns};
+use super::registry::{Domain, StopIntent};
+use super::{parse_def, QemuDriver, StartMode, URI};
+use crate::qmp::commands::{Cont, QueryBalloon, QueryCpusFast, Stop, SystemPowerdown};
+use crate::spec::launch_spec;
+use crate::support::SUPPORT;
+
+#[async_trait]
+impl Driver for QemuDriver {
+    fn support(&self) -> &'static SupportTable {
+        &SUPPORT
+    }
+
+    async fn list_all_domains(&self, flags: u32) -> Result<Vec<DomainRef>> {
+        self.read(|r| r.list(flags))
+    }
+
+    async fn lookup_by_name(&self, name: &str) -> Result<DomainRef> {
+        self.read(|r| Ok(r.by_name(name)?.dom_ref()))
+    }
+
+    async fn lookup_by_uuid(&self, uuid: &Uuid) -> Result<DomainRef> {
+        self.read(|r| {
+            r.domains
+                .get(uuid)
+                .map(Domain::dom_ref)
+                .ok_or(Error::NoDomain {
+                    key: migrated_core::error::DomainKey::Uuid(*uuid),
+                })
+        })
+    }
+
+    async fn lookup_by_id(&self, id: i32) -> Result<DomainRef> {
+        self.read(|r| Ok(r.by_id(id)?.dom_ref()))
+    }
+
+    async fn get_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
+        let (state, def, runtime) = self.read(|r| {
+            let d = r.get(dom)?;
+            let def = d.live.as_ref().map_or(&d.config, |l| &l.def).clone();
+            Ok((
+                d.state().state,
+                def,
+                d.live.as_ref().map(|l| Arc::clone(&l.runtime)),
+            ))
+        })?;
+        let mut info = DomainInfo {
+            state,
+            max_mem_kib: def.memory_kib,
+            memory_kib: def.current_memory_kib,
+            nr_virt_cpu: u16::try_from(def.vcpus).unwrap_or(u16::MAX),
+            cpu_time_ns: 0,
+        };
+        if let Some(rt) = runtime {
+            if let Ok(cpus) = rt.qmp.execute(&QueryCpusFast).await {
+                info.nr_virt_cpu = u16::try_from(cpus.len()).unwrap_or(u16::MAX);
+            }
+            // No balloon device is normal: the configured size stands.
+            if let Ok(balloon) = rt.qmp.execute(&QueryBalloon).await {
+                info.memory_kib = balloon.actual / 1024;
+            }
+            info.cpu_time_ns = proc_cpu_time_ns(rt.process.pid());
+        }
+        Ok(info)
+    }
+
+    async fn get_state(&self, dom: &DomainRef, flags: u32) -> Result<StateReason> {
+        check_flags("virDomainGetState", u64::from(flags), 0)?;
+        self.read(|r| Ok(r.get(dom)?.state()))
+    }
+
+    async fn get_os_type(&self, dom: &DomainRef) -> Result<String> {
+        self.read(|r| Ok(r.get(dom)?.config.os.os_type.clone()))
+    }
+
+    async fn get_xml_desc(&self, dom: &DomainRef, flags: u32) -> Result<String> {
+        use flags::xml::{INACTIVE, MIGRATABLE, SECURE, UPDATE_CPU};
+        check_flags(
+            "virDomainGetXMLDesc",
+            u64::from(flags),
+            u64::from(SECURE | INACTIVE | UPDATE_CPU | MIGRATABLE),
+        )?;
+        self.read(|r| {
+            let d = r.get(dom)?;
+            let inactive = flags & INACTIVE != 0;
+            let def = match &d.live {
+                Some(live) if !inactive || !d.persistent => &live.def,
+                _ => &d.config,
+            };
+            Ok(def.format(&FormatOptions {
+                secure: flags & SECURE != 0,
+                inactive,
+                migratable: flags & MIGRATABLE != 0,
+            }))
+        })
+    }
+
+    async fn define_xml(&self, xml: &str, flags: u32) -> Result<DomainRef> {
+        check_flags(
+            "virDomainDefineXMLFlags",
+            u64::from(flags),
+            u64::from(flags::define::VALIDATE),
+        )?;
+        let def = parse_def(xml)?;
+        // Refuse what could never start now rather than at the first start.
+        launch_spec(&def).map_err(|e| e.into_core("virDomainDefineXML"))?;
+        let mut reg = self.shared.lock()?;
+        let exists = reg.check_duplicates(&def)?;
+        self.shared
+            .store
+            .save(&def)
+            .map_err(|e| e.into_core("virDomainDefineXML"))?;
+        let uuid = def.uuid;
+        let detail = match reg.domains.get_mut(&uuid) {
+            Some(d) if exists => {
+                let detail = if d.persistent {
+                    event_detail::DEFINED_UPDATED
+                } else {
+                    event_detail::DEFINED_ADDED
+                };
+                d.config = def;
+                d.persistent = true;
+                detail
+            }
+            _ => {
+                reg.domains.insert(
+                    uuid,
+                    Domain {
+                        config: def,
+                        persistent: true,
+                        autostart: false,
+                        shutoff_reason: shutoff_reason::UNKNOWN,
+                        live: None,
+                        job: Arc::default(),
+                    },
+                );
+                event_detail::DEFINED_ADDED
+            }
+        };
+        let dom = reg.domains[&uuid].dom_ref();
+        drop(reg);
+        self.shared
+            .emit(dom.clone(), LifecycleEvent::Defined, detail);
+        Ok(dom)
+    }
+
+    async fn undefine(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        use flags::undefine::*;
+        // Nothing of these exists for this driver, so there is nothing to keep or remove.
+        let allowed = MANAGED_SAVE
+            | SNAPSHOTS_METADATA
+            | NVRAM
+            | KEEP_NVRAM
+            | CHECKPOINTS_METADATA
+            | TPM
+            | KEEP_TPM;
+        check_flags(
+            "virDomainUndefineFlags",
+            u64::from(flags),
+            u64::from(allowed),
+        )?;
+        let mut reg = self.shared.lock()?;
+        let d = reg.get_mut(dom)?;
+        if !d.persistent {
+            return Err(Error::invalid("cannot undefine transient domain"));
+        }
+        self.shared
+            .store
+            .remove(&dom.uuid)
+            .map_err(|e| e.into_core("virDomainUndefine"))?;
+        let out = d.dom_ref();
+        if d.live.is_some() {
+            d.persistent = false;
+            d.autostart = false;
+        } else {
+            reg.domains.remove(&dom.uuid);
+        }
+        drop(reg);
+        self.shared.emit(
+            out,
+            LifecycleEvent::Undefined,
+            event_detail::UNDEFINED_REMOVED,
+        );
+        Ok(())
+    }
+
+    async fn create(&self, dom: &DomainRef, flags: u32) -> Result<DomainRef> {
+        check_flags(
+            "virDomainCreateWithFlags",
+            u64::from(flags),
+            u64::from(flags::create::START_PAUSED),
+        )?;
+        let paused = flags & flags::create::START_PAUSED != 0;
+        self.start(dom, StartMode::Boot { paused }).await
+    }
+
+    async fn create_xml(&self, xml: &str, flags: u32) -> Result<DomainRef> {
+        check_flags(
+            "virDomainCreateXML",
+            u64::from(flags),
+            u64::from(flags::create::START_PAUSED),
+        )?;
+        let paused = flags & flags::create::START_PAUSED != 0;
+        let dom = self.add_transient(xml)?;
+        match self.start(&dom, StartMode::Boot { paused }).await {
+            Ok(dom) => Ok(dom),
+            Err(e) => {
+                self.remove_if_transient_and_off(&dom);
+                Err(e)
+            }
+        }
+    }
+
+    async fn destroy(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        check_flags(
+            "virDomainDestroyFlags",
+            u64::from(flags),
+            u64::from(flags::destroy::GRACEFUL),
+        )?;
+        let intent = StopIntent {
+            reason: shutoff_reason::DESTROYED,
+            detail: event_detail::STOPPED_DESTROYED,
+        };
+        self.stop(dom, intent, flags & flags::destroy::GRACEFUL != 0)
+            .await
+    }
+
+    async fn suspend(&self, dom: &DomainRef) -> Result<()> {
+        let job = self.job(dom)?;
+        let _job = job.lock().await;
+        let (runtime, id) = self.read(|r| {
+            let d = r.get(dom)?;
+            match &d.live {
+                Some(l) if l.state.state == DomainState::Running => {
+                    Ok((Arc::clone(&l.runtime), l.id))
+                }
+                Some(_) => Err(Error::invalid("domain is not running")),
+                None => Err(Error::invalid("domain is not running")),
+            }
+        })?;
+        runtime
+            .qmp
+            .execute(&Stop)
+            .await
+            .map_err(|e| e.into_core("virDomainSuspend"))?;
+        self.shared.set_state(
+            &dom.uuid,
+            id,
+            StateReason {
+                state: DomainState::Paused,
+                reason: paused_reason::USER,
+            },
+            Some((LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)),
+        );
+        Ok(())
+    }
+
+    async fn resume(&self, dom: &DomainRef) -> Result<()> {
+        let job = self.job(dom)?;
+        let _job = job.lock().await;
+        let (runtime, id) = self.read(|r| {
+            let d = r.get(dom)?;
+            match &d.live {
+                Some(l) if l.state.state == DomainState::Paused => {
+                    Ok((Arc::clone(&l.runtime), l.id))
+                }
+                Some(_) => Err(Error::invalid("domain is not paused")),
+                None => Err(Error::invalid("domain is not running")),
+            }
+        })?;
+        runtime
+            .qmp
+            .execute(&Cont)
+            .await
+            .map_err(|e| e.into_core("virDomainResume"))?;
+        self.shared.set_state(
+            &dom.uuid,
+            id,
+            StateReason {
+                state: DomainState::Running,
+                reason: running_reason::UNPAUSED,
+            },
+            Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
+        );
+        Ok(())
+    }
+
+    async fn shutdown(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        use flags::shutdown::*;
+        check_flags(
+            "virDomainShutdownFlags",
+            u64::from(flags),
+            u64::from(ACPI_POWER_BTN | GUEST_AGENT | INITCTL | SIGNAL | PARAVIRT),
+        )?;
+        if flags & !ACPI_POWER_BTN != 0 {
+            return Err(Error::ArgumentUnsupported {
+                what: "shutdown modes other than the ACPI power button".into(),
+                driver: SUPPORT.driver,
+            });
+        }
+        let runtime = self.runtime(dom)?;
+        runtime
+            .qmp
+            .execute(&SystemPowerdown)
+            .await
+            .map_err(|e| e.into_core("virDomainShutdown"))?;
+        Ok(())
+    }
+
+    async fn get_autostart(&self, dom: &DomainRef) -> Result<bool> {
+        self.read(|r| Ok(r.get(dom)?.autostart))
+    }
+
+    async fn set_autostart(&self, dom: &DomainRef, autostart: bool) -> Result<()> {
+        let mut reg = self.shared.lock()?;
+        let d = reg.get_mut(dom)?;
+        if !d.persistent {
+            return Err(Error::invalid("cannot set autostart for transient domain"));
+        }
+        self.shared
+            .store
+            .set_autostart(&dom.uuid, autostart)
+            .map_err(|e| e.into_core("virDomainSetAutostart"))?;
+        d.autostart = autostart;
+        Ok(())
+    }
+
+    async fn is_active(&self, dom: &DomainRef) -> Result<bool> {
+        self.read(|r| Ok(r.get(dom)?.live.is_some()))
+    }
+
+    async fn is_persistent(&self, dom: &DomainRef) -> Result<bool> {
+        self.read(|r| Ok(r.get(dom)?.persistent))
+    }
+
+    async fn has_managed_save(&self, dom: &DomainRef, flags: u32) -> Result<bool> {
+        check_flags("virDomainHasManagedSaveImage", u64::from(flags), 0)?;
+        self.read(|r| r.get(dom).map(|_| false))
+    }
+
+    async fn capabilities(&self) -> Result<String> {
+        let emulator = crate::command::find_emulator(None).ok();
+        Ok(capabilities_xml(&self.shared.host, emulator.as_deref()))
+    }
+
+    async fn node_info(&self) -> Result<NodeInfo> {
+        Ok(node_info())
+    }
+
+    async fn node_security_model(&self) -> Result<SecurityModel> {
+        Ok(SecurityModel::default())
+    }
+
+    async fn hypervisor_version(&self) -> Result<u64> {
+        self.shared
+            .version
+            .get_or_try_init(|| async {
+                let emulator = crate::command::find_emulator(None)
+                    .map_err(|e| e.into_core("virConnectGetVersion"))?;
+                let out = tokio::process::Command::new(&emulator)
+                    .arg("--version")
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .await
+                    .map_err(|e| {
+                        Error::system(format!("run {} --version", emulator.display()), e)
+                    })?;
+                parse_version(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
+                    Error::OperationFailed {
+                        operation: "virConnectGetVersion",
+                        reason: format!("cannot parse the version of {}", emulator.display()),
+                    }
+                })
+            })
+            .await
+            .copied()
+    }
+
+    async fn get_type(&self) -> Result<String> {
+        Ok(SUPPORT.driver.to_owned())
+    }
+
+    async fn uri(&self) -> Result<String> {
+        Ok(URI.to_owned())
+    }
+
+    fn subscribe_events(&self) -> Result<broadcast::Receiver<DomainEvent>> {
+        Ok(self.shared.events.subscribe())
+    }
+
+    async fn save(&self, dom: &DomainRef, to: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
+        self.save_impl(dom, to, dxml, flags).await
+    }
+
+    async fn restore(&self, from: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
+        self.restore_impl(from, dxml, flags).await
+    }
+}

@@ -1,0 +1,117 @@
+//! The per-run event task: follows QMP events and the QEMU pidfd so the
+//! recorded state matches what QEMU does, whoever caused it.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use migrated_core::domain::{
+    event_detail, paused_reason, running_reason, DomainState, LifecycleEvent, StateReason,
+};
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::registry::{Domain, Runtime};
+use super::Shared;
+use crate::qmp::message::names;
+
+/// `VIR_DOMAIN_CRASHED_PANICKED` and `VIR_DOMAIN_EVENT_CRASHED_PANICKED`.
+const CRASHED_PANICKED: i32 = 1;
+const EVENT_CRASHED_PANICKED: i32 = 0;
+
+/// Follows one run's QMP events and its QEMU's exit.
+pub(super) fn spawn_monitor(
+    shared: &Arc<Shared>,
+    runtime: &Arc<Runtime>,
+    uuid: Uuid,
+    id: i32,
+    mut events: broadcast::Receiver<crate::qmp::Event>,
+) {
+    let weak: Weak<Shared> = Arc::downgrade(shared);
+    let process = Arc::clone(&runtime.process);
+    let weak_runtime = Arc::downgrade(runtime);
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(shared) = weak.upgrade() else { return };
+                    match event {
+                        Ok(event) => on_event(&shared, &weak_runtime, &uuid, id, &event.event),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            warn!(missed = n, "qmp events lagged");
+                        }
+                        // The connection closed: QEMU is exiting; wait for the pidfd.
+                        Err(broadcast::error::RecvError::Closed) => {
+                            drop(shared);
+                            let status = process.wait().await;
+                            info!(%uuid, %status, "qemu exited");
+                            if let Some(shared) = weak.upgrade() {
+                                shared.finish_stop(&uuid, id);
+                            }
+                            return;
+                        }
+                    }
+                }
+                status = process.wait() => {
+                    info!(%uuid, %status, "qemu exited");
+                    if let Some(shared) = weak.upgrade() {
+                        shared.finish_stop(&uuid, id);
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    if let Ok(mut slot) = runtime.monitor.lock() {
+        *slot = Some(task);
+    }
+}
+
+fn on_event(shared: &Shared, runtime: &Weak<Runtime>, uuid: &Uuid, id: i32, name: &str) {
+    match name {
+        names::STOP => shared.set_state(
+            uuid,
+            id,
+            StateReason {
+                state: DomainState::Paused,
+                reason: paused_reason::USER,
+            },
+            Some((LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)),
+        ),
+        names::RESUME => shared.set_state(
+            uuid,
+            id,
+            StateReason {
+                state: DomainState::Running,
+                reason: running_reason::UNPAUSED,
+            },
+            Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
+        ),
+        names::SHUTDOWN => {
+            if let Some(rt) = runtime.upgrade() {
+                rt.guest_shutdown.store(true, Ordering::SeqCst);
+            }
+            let dom = shared
+                .lock()
+                .ok()
+                .and_then(|reg| reg.domains.get(uuid).map(Domain::dom_ref));
+            if let Some(dom) = dom {
+                shared.emit(
+                    dom,
+                    LifecycleEvent::Shutdown,
+                    event_detail::SHUTDOWN_FINISHED,
+                );
+            }
+        }
+        names::GUEST_PANICKED => shared.set_state(
+            uuid,
+            id,
+            StateReason {
+                state: DomainState::Crashed,
+                reason: CRASHED_PANICKED,
+            },
+            Some((LifecycleEvent::Crashed, EVENT_CRASHED_PANICKED)),
+        ),
+        _ => {}
+    }
+}

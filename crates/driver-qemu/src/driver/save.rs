@@ -1,0 +1,415 @@
+//! `virsh save` / `virsh restore`: the migration stream into a file and back.
+//!
+//! Save pauses the guest, writes a [`SaveHeader`] (domain XML, whether it
+//! ran), hands QEMU a descriptor (`getfd`) and runs `migrate fd:`: either the
+//! file itself, or a pipe whose other end a blocking task compresses into
+//! the file with zstd. Once QEMU reports completion the file is synced and
+//! QEMU is stopped with reason "saved". Any failure before that removes the
+//! partial file and resumes a guest that was running.
+//!
+//! Restore reads the header, starts QEMU with `-incoming defer` and feeds
+//! the stream back the same way (`migrate-incoming fd:`), then resumes the
+//! guest unless it was saved paused or the caller asks for paused.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use migrated_core::domain::{
+    event_detail, paused_reason, running_reason, shutoff_reason, DomainRef, DomainState,
+    LifecycleEvent, StateReason,
+};
+use migrated_core::flags::check_flags;
+use migrated_core::xml::FormatOptions;
+use migrated_core::{Error, Result};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::registry::{Domain, StopIntent};
+use super::{parse_def, QemuDriver};
+use crate::migration;
+use crate::qmp::commands::{Cont, Getfd, Migrate, MigrateIncoming, Quit, Stop};
+use crate::savefile::SaveHeader;
+
+/// `VIR_DOMAIN_SAVE_BYPASS_CACHE`: a caching hint, accepted and ignored.
+const SAVE_BYPASS_CACHE: u32 = 1 << 0;
+/// `VIR_DOMAIN_SAVE_RUNNING`: restore running whatever the image says.
+const SAVE_RUNNING: u32 = 1 << 1;
+/// `VIR_DOMAIN_SAVE_PAUSED`: restore paused whatever the image says.
+const SAVE_PAUSED: u32 = 1 << 2;
+/// `VIR_DOMAIN_SAVE_RESET_NVRAM`: nothing to reset without firmware variables.
+const SAVE_RESET_NVRAM: u32 = 1 << 3;
+
+/// `VIR_DOMAIN_EVENT_STARTED_RESTORED`.
+const STARTED_RESTORED: i32 = 2;
+
+/// How long QEMU may take to exit after `quit` once its state is saved.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SAVE_FD: &str = "migrated-save";
+const RESTORE_FD: &str = "migrated-restore";
+
+fn check_save_flags(operation: &'static str, flags: u32) -> Result<()> {
+    check_flags(
+        operation,
+        u64::from(flags),
+        u64::from(SAVE_BYPASS_CACHE | SAVE_RUNNING | SAVE_PAUSED | SAVE_RESET_NVRAM),
+    )?;
+    if flags & SAVE_RUNNING != 0 && flags & SAVE_PAUSED != 0 {
+        return Err(Error::InvalidArg {
+            operation,
+            reason: "VIR_DOMAIN_SAVE_RUNNING and VIR_DOMAIN_SAVE_PAUSED are mutually exclusive"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+fn sys(action: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::system(format!("{action} {}", path.display()), e)
+}
+
+/// A stream pump between QEMU's pipe end and the image file.
+type Pump = JoinHandle<std::io::Result<()>>;
+
+impl QemuDriver {
+    pub(super) async fn save_impl(
+        &self,
+        dom: &DomainRef,
+        to: &str,
+        dxml: Option<&str>,
+        flags: u32,
+    ) -> Result<()> {
+        const OP: &str = "virDomainSaveFlags";
+        check_save_flags(OP, flags)?;
+        let job = self.job(dom)?;
+        let _job = job.lock().await;
+        let (runtime, id, live_def, state) = self.read(|r| {
+            let d = r.get(dom)?;
+            let live = d
+                .live
+                .as_ref()
+                .ok_or_else(|| Error::invalid("domain is not running"))?;
+            Ok((
+                Arc::clone(&live.runtime),
+                live.id,
+                live.def.clone(),
+                live.state,
+            ))
+        })?;
+        let xml = match dxml {
+            Some(xml) => {
+                let def = parse_def(xml)?;
+                if def.uuid != live_def.uuid || def.name != live_def.name {
+                    return Err(Error::InvalidArg {
+                        operation: OP,
+                        reason: "the replacement xml names another domain".into(),
+                    });
+                }
+                xml.to_owned()
+            }
+            None => live_def.format(&FormatOptions {
+                secure: true,
+                inactive: false,
+                migratable: true,
+            }),
+        };
+        let was_running = state.state == DomainState::Running;
+        let header = SaveHeader {
+            xml,
+            zstd: self.shared.config.save_zstd,
+            running: match flags {
+                f if f & SAVE_RUNNING != 0 => true,
+                f if f & SAVE_PAUSED != 0 => false,
+                _ => was_running,
+            },
+        };
+        let path = PathBuf::from(to);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| sys("create", &path, e))?;
+        header
+            .write_to(&mut file, &path)
+            .map_err(|e| e.into_core(OP))?;
+
+        let qmp = runtime.qmp.clone();
+        let mut events = qmp.events();
+        if was_running {
+            qmp.execute(&Stop).await.map_err(|e| e.into_core(OP))?;
+            self.shared.set_state(
+                &dom.uuid,
+                id,
+                StateReason {
+                    state: DomainState::Paused,
+                    reason: paused_reason::SAVE,
+                },
+                Some((LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)),
+            );
+        }
+        let outcome = async {
+            migration::enable_events(&qmp)
+                .await
+                .map_err(|e| e.into_core(OP))?;
+            let (fd, pump) = if header.zstd {
+                let (read, write) = pipe()?;
+                let out = file.try_clone().map_err(|e| sys("open", &path, e))?;
+                (write, Some(compress(read, out)))
+            } else {
+                let fd = file.try_clone().map_err(|e| sys("open", &path, e))?;
+                (OwnedFd::from(fd), None)
+            };
+            let sent = async {
+                qmp.execute_with_fd(
+                    &Getfd {
+                        fdname: SAVE_FD.into(),
+                    },
+                    fd.as_fd(),
+                )
+                .await?;
+                // QEMU holds its own copy now; ours must close so the pump sees EOF.
+                drop(fd);
+                qmp.execute(&Migrate {
+                    uri: format!("fd:{SAVE_FD}"),
+                })
+                .await?;
+                migration::wait_for_completion(&qmp, &mut events).await
+            }
+            .await;
+            let pumped = finish_pump(pump).await;
+            let info = sent.map_err(|e| e.into_core(OP))?;
+            pumped.map_err(|e| sys("compress into", &path, e))?;
+            file.sync_all().map_err(|e| sys("sync", &path, e))?;
+            Ok::<_, Error>(info)
+        }
+        .await;
+        let info = match outcome {
+            Ok(info) => info,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                if was_running {
+                    if let Err(resume) = qmp.execute(&Cont).await {
+                        warn!(error = %resume.chain(), "cannot resume the guest after a failed save");
+                    } else {
+                        self.shared.set_state(
+                            &dom.uuid,
+                            id,
+                            StateReason {
+                                state: DomainState::Running,
+                                reason: running_reason::UNPAUSED,
+                            },
+                            Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
+                        );
+                    }
+                }
+                return Err(e);
+            }
+        };
+        info!(name = %dom.name, path = %path.display(), total_ms = info.total_time.unwrap_or(0), "guest saved");
+        runtime.set_intent(StopIntent {
+            reason: shutoff_reason::SAVED,
+            detail: event_detail::STOPPED_SAVED,
+        });
+        // The connection may close before the reply arrives: not an error.
+        let _ = qmp.execute(&Quit).await;
+        if tokio::time::timeout(QUIT_TIMEOUT, runtime.process.wait())
+            .await
+            .is_err()
+        {
+            runtime.process.kill().await.map_err(|e| e.into_core(OP))?;
+        }
+        self.shared.finish_stop(&dom.uuid, id);
+        Ok(())
+    }
+
+    pub(super) async fn restore_impl(
+        &self,
+        from: &str,
+        dxml: Option<&str>,
+        flags: u32,
+    ) -> Result<()> {
+        const OP: &str = "virDomainRestoreFlags";
+        check_save_flags(OP, flags)?;
+        let path = PathBuf::from(from);
+        let mut file = File::open(&path).map_err(|e| sys("open", &path, e))?;
+        let header = SaveHeader::read_from(&mut file, &path).map_err(|e| e.into_core(OP))?;
+        let saved = parse_def(&header.xml)?;
+        let def = match dxml {
+            Some(xml) => {
+                let def = parse_def(xml)?;
+                if def.uuid != saved.uuid || def.name != saved.name {
+                    return Err(Error::InvalidArg {
+                        operation: OP,
+                        reason: "the replacement xml names another domain".into(),
+                    });
+                }
+                def
+            }
+            None => saved,
+        };
+        let dom = {
+            let mut reg = self.shared.lock()?;
+            match reg.domains.get(&def.uuid) {
+                Some(d) if d.live.is_some() => {
+                    return Err(Error::invalid(format!(
+                        "domain '{}' is already active",
+                        d.config.name
+                    )))
+                }
+                Some(d) if d.config.name != def.name => {
+                    return Err(Error::DomainExists {
+                        name: d.config.name.clone(),
+                        reason: format!("is already defined with uuid {}", def.uuid),
+                    })
+                }
+                Some(d) => d.dom_ref(),
+                None => {
+                    reg.check_duplicates(&def)?;
+                    let d = Domain {
+                        config: def.clone(),
+                        persistent: false,
+                        autostart: false,
+                        shutoff_reason: shutoff_reason::UNKNOWN,
+                        live: None,
+                        job: Arc::default(),
+                    };
+                    let r = d.dom_ref();
+                    reg.domains.insert(def.uuid, d);
+                    r
+                }
+            }
+        };
+        let job = self.job(&dom)?;
+        let _job = job.lock().await;
+        let started = self
+            .start_locked(&dom, super::StartMode::Restore, Some(def))
+            .await;
+        let dom = match started {
+            Ok(dom) => dom,
+            Err(e) => {
+                self.remove_if_transient_and_off(&dom);
+                return Err(e);
+            }
+        };
+        let (runtime, id) = self.read(|r| {
+            let live = r
+                .get(&dom)?
+                .live
+                .as_ref()
+                .ok_or_else(|| Error::internal("restored guest vanished"))?;
+            Ok((Arc::clone(&live.runtime), live.id))
+        })?;
+        let qmp = runtime.qmp.clone();
+        let mut events = qmp.events();
+        let outcome = async {
+            migration::enable_events(&qmp)
+                .await
+                .map_err(|e| e.into_core(OP))?;
+            let (fd, pump) = if header.zstd {
+                let (read, write) = pipe()?;
+                (read, Some(decompress(file, write)))
+            } else {
+                (OwnedFd::from(file), None)
+            };
+            let result = async {
+                qmp.execute_with_fd(
+                    &Getfd {
+                        fdname: RESTORE_FD.into(),
+                    },
+                    fd.as_fd(),
+                )
+                .await?;
+                drop(fd);
+                qmp.execute(&MigrateIncoming {
+                    uri: format!("fd:{RESTORE_FD}"),
+                })
+                .await?;
+                migration::wait_for_completion(&qmp, &mut events).await
+            }
+            .await;
+            if let Err(e) = finish_pump(pump).await {
+                // QEMU stops reading at the end of its stream; a pump that
+                // failed after a completed restore lost nothing.
+                if result.is_err() {
+                    warn!(error = %e, "restore stream pump failed");
+                }
+            }
+            result.map_err(|e| e.into_core(OP))
+        }
+        .await;
+        if let Err(e) = outcome {
+            runtime.set_intent(StopIntent {
+                reason: shutoff_reason::FAILED,
+                detail: event_detail::STOPPED_DESTROYED,
+            });
+            let _ = runtime.process.kill().await;
+            self.shared.finish_stop(&dom.uuid, id);
+            self.remove_if_transient_and_off(&dom);
+            return Err(e);
+        }
+        let run = match flags {
+            f if f & SAVE_RUNNING != 0 => true,
+            f if f & SAVE_PAUSED != 0 => false,
+            _ => header.running,
+        };
+        let state = if run {
+            qmp.execute(&Cont).await.map_err(|e| e.into_core(OP))?;
+            StateReason {
+                state: DomainState::Running,
+                reason: running_reason::RESTORED,
+            }
+        } else {
+            StateReason {
+                state: DomainState::Paused,
+                reason: paused_reason::USER,
+            }
+        };
+        self.shared.force_state(&dom.uuid, id, state);
+        self.shared
+            .emit(dom.clone(), LifecycleEvent::Started, STARTED_RESTORED);
+        if !run {
+            self.shared.emit(
+                dom.clone(),
+                LifecycleEvent::Suspended,
+                event_detail::SUSPENDED_PAUSED,
+            );
+        }
+        info!(name = %dom.name, path = %path.display(), running = run, "guest restored");
+        Ok(())
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Error::system("create pipe", e.into()))
+}
+
+fn compress(from_qemu: OwnedFd, into: File) -> Pump {
+    tokio::task::spawn_blocking(move || {
+        let mut encoder = zstd::stream::Encoder::new(into, 3)?;
+        std::io::copy(&mut File::from(from_qemu), &mut encoder)?;
+        encoder.finish()?;
+        Ok(())
+    })
+}
+
+fn decompress(from: File, to_qemu: OwnedFd) -> Pump {
+    tokio::task::spawn_blocking(move || zstd::stream::copy_decode(from, File::from(to_qemu)))
+}
+
+async fn finish_pump(pump: Option<Pump>) -> std::io::Result<()> {
+    match pump {
+        None => Ok(()),
+        Some(task) => task.await.unwrap_or_else(|e| {
+            Err(std::io::Error::other(format!(
+                "stream pump task failed: {e}"
+            )))
+        }),
+    }
+}

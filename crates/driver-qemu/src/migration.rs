@@ -1,0 +1,88 @@
+//! QEMU-side migration steps over QMP, shared by save/restore and (later)
+//! live migration: turning on MIGRATION events and waiting for a migration
+//! to finish by those events rather than by polling `query-migrate`.
+
+use tokio::sync::broadcast;
+
+use crate::error::{Error, Result};
+use crate::qmp::commands::{
+    MigrateSetCapabilities, MigrationCapability, MigrationInfo, MigrationStatus, QueryMigrate,
+};
+use crate::qmp::message::names;
+use crate::qmp::{Event, Qmp};
+
+/// Turns on the `events` capability, without which QEMU sends no
+/// `MIGRATION` event.
+///
+/// # Errors
+/// QMP errors.
+pub async fn enable_events(qmp: &Qmp) -> Result<()> {
+    qmp.execute(&MigrateSetCapabilities {
+        capabilities: vec![MigrationCapability {
+            capability: "events".into(),
+            state: true,
+        }],
+    })
+    .await?;
+    Ok(())
+}
+
+/// Waits until the migration (outgoing or incoming) on `qmp` completes and
+/// returns QEMU's final statistics. `events` must have been subscribed
+/// before the migration started, so no status change is missed.
+///
+/// # Errors
+/// [`Error::MigrationFailed`] when QEMU reports `failed` or `cancelled`
+/// (with its `error-desc`), [`Error::QmpClosed`] when QEMU goes away.
+///
+/// # Cancel safety
+/// Cancel safe; the migration itself goes on.
+pub async fn wait_for_completion(
+    qmp: &Qmp,
+    events: &mut broadcast::Receiver<Event>,
+) -> Result<MigrationInfo> {
+    // The migration may already be over if it was quick.
+    if let Some(done) = finished(qmp.execute(&QueryMigrate).await?)? {
+        return Ok(done);
+    }
+    loop {
+        match events.recv().await {
+            Ok(event) if event.event == names::MIGRATION => {
+                let status = event.data.get("status").and_then(|s| s.as_str());
+                if matches!(status, Some("completed" | "failed" | "cancelled")) {
+                    if let Some(done) = finished(qmp.execute(&QueryMigrate).await?)? {
+                        return Ok(done);
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                if let Some(done) = finished(qmp.execute(&QueryMigrate).await?)? {
+                    return Ok(done);
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                return Err(Error::QmpClosed {
+                    reason: qmp
+                        .closed_reason()
+                        .unwrap_or_else(|| "qemu exited during the migration".into()),
+                })
+            }
+        }
+    }
+}
+
+/// `Some(info)` once the migration is over, an error when it failed.
+fn finished(info: MigrationInfo) -> Result<Option<MigrationInfo>> {
+    match info.status {
+        Some(MigrationStatus::Completed) => Ok(Some(info)),
+        Some(status @ (MigrationStatus::Failed | MigrationStatus::Cancelled)) => {
+            Err(Error::MigrationFailed {
+                reason: info
+                    .error_desc
+                    .unwrap_or_else(|| format!("migration {status:?}").to_lowercase()),
+            })
+        }
+        _ => Ok(None),
+    }
+}
