@@ -16,12 +16,13 @@
 //! for the client's `Finish` and answers `finish_ok`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::error::{Error, Result, WireError};
+use crate::error::{Error, Result, WireError, VIR_ERR_OPERATION_ABORTED, VIR_FROM_STREAMS};
 use crate::header::{Header, Message, MessageStatus, MessageType};
 use crate::outbound::Outbound;
 
@@ -128,6 +129,10 @@ impl StreamRegistry {
 }
 
 /// A stream opened by a call handler; see the module docs.
+///
+/// Dropping it before `finish_ok`/`finish_error` (once the call's OK reply
+/// went out) sends the client a STREAM ERROR (`VIR_ERR_OPERATION_ABORTED`),
+/// so its `finish`/`recv` does not wait forever.
 #[derive(Debug)]
 pub struct ServerStream {
     header: Header,
@@ -135,10 +140,16 @@ pub struct ServerStream {
     registry: Arc<StreamRegistry>,
     rx: mpsc::Receiver<StreamEvent>,
     done: bool,
+    replied: Arc<AtomicBool>,
 }
 
 impl ServerStream {
-    pub(crate) fn new(header: Header, outbound: Outbound, registry: Arc<StreamRegistry>) -> Self {
+    pub(crate) fn new(
+        header: Header,
+        outbound: Outbound,
+        registry: Arc<StreamRegistry>,
+        replied: Arc<AtomicBool>,
+    ) -> Self {
         let rx = registry.register(StreamRegistry::key(&header));
         Self {
             header,
@@ -146,6 +157,7 @@ impl ServerStream {
             registry,
             rx,
             done: false,
+            replied,
         }
     }
 
@@ -238,5 +250,17 @@ impl ServerStream {
 impl Drop for ServerStream {
     fn drop(&mut self) {
         self.registry.remove(&StreamRegistry::key(&self.header));
+        // A client that knows this stream would otherwise wait forever for
+        // its end; before the OK reply it does not know it yet.
+        if !self.done && self.replied.load(Ordering::Acquire) {
+            let err = WireError::new(
+                VIR_ERR_OPERATION_ABORTED,
+                VIR_FROM_STREAMS,
+                "stream closed by the server before it finished",
+            );
+            let _ = self
+                .outbound
+                .send(self.packet(MessageStatus::Error, err.encode()));
+        }
     }
 }

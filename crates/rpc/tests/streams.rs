@@ -174,3 +174,33 @@ async fn failed_stream_call_opens_no_stream() {
     ));
     c.call(REMOTE_PROGRAM, 1, ECHO, vec![]).await.expect("echo");
 }
+
+#[tokio::test]
+async fn a_stream_dropped_by_the_server_fails_the_clients_finish() {
+    let srv = spawn_server(config()).await;
+    let c = client(srv.addr).await;
+    let (_, mut stream) = c
+        .call_with_stream(REMOTE_PROGRAM, 1, UPLOAD_DROP, vec![])
+        .await
+        .expect("open");
+    stream.send(pattern(0, 100)).await.expect("send");
+    match within(T, stream.finish()).await {
+        Err(Error::Remote(e)) => assert_eq!(e.code, migrated_rpc::error::VIR_ERR_OPERATION_ABORTED),
+        other => panic!("expected the server's abort, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_failed_call_sends_no_stream_packet() {
+    let srv = spawn_server(config()).await;
+    let mut raw = Raw::connect(srv.addr).await;
+    raw.call(STREAM_THEN_FAIL, 4, b"").await;
+    let reply = raw.read_within(T).await.expect("reply");
+    assert!(is_reply(&reply, 4, migrated_rpc::MessageStatus::Error));
+    raw.call(ECHO, 5, b"").await;
+    let next = raw.read_within(T).await.expect("echo reply");
+    assert!(
+        is_reply(&next, 5, migrated_rpc::MessageStatus::Ok),
+        "unexpected {next:?}"
+    );
+}

@@ -154,6 +154,9 @@ pub struct CallContext {
     pub info: Arc<ConnInfo>,
     /// The connection, for events and closing.
     pub handle: ConnHandle,
+    /// Set once the call's OK reply is queued: from then on the client
+    /// knows the stream, so dropping it unfinished must tell the client.
+    pub(crate) replied: Arc<AtomicBool>,
 }
 
 impl CallContext {
@@ -164,6 +167,7 @@ impl CallContext {
             self.header,
             self.handle.shared.outbound.clone(),
             self.handle.shared.streams.clone(),
+            self.replied.clone(),
         )
     }
 }

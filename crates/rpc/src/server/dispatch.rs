@@ -2,6 +2,7 @@
 //! (libvirt `virnetserverprogram.c`'s checks, in our own shape).
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -110,10 +111,12 @@ pub(crate) async fn run_call<D: Dispatcher>(
         proc = header.proc_,
         serial = header.serial
     );
+    let replied = Arc::new(AtomicBool::new(false));
     let ctx = CallContext {
         header,
         info: handle.shared.info.clone(),
         handle: handle.clone(),
+        replied: replied.clone(),
     };
     let outcome = AssertUnwindSafe(dispatcher.call(session, ctx, payload))
         .catch_unwind()
@@ -147,7 +150,10 @@ pub(crate) async fn run_call<D: Dispatcher>(
             )
         }
     };
+    let ok = reply.header.status == MessageStatus::Ok;
     if handle.shared.outbound.send(reply).is_err() {
         tracing::debug!(serial = header.serial, "reply dropped: connection closed");
+    } else if ok {
+        replied.store(true, Ordering::Release);
     }
 }

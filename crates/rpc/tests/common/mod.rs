@@ -45,6 +45,10 @@ pub const WHOAMI: i32 = 12;
 pub const UPLOAD_FAIL: i32 = 13;
 /// Priority call that waits for a permit of `Toy::gate`.
 pub const PRIORITY_BLOCK: i32 = 14;
+/// Opens an upload stream whose consumer drops it after the first packet.
+pub const UPLOAD_DROP: i32 = 15;
+/// Opens a stream, then fails the call.
+pub const STREAM_THEN_FAIL: i32 = 16;
 
 /// What the upload consumer saw.
 #[derive(Debug, Default, Clone)]
@@ -132,7 +136,7 @@ impl Dispatcher for Toy {
     fn lookup(&self, _session: &Session, header: &Header) -> Lookup {
         match header.proc_ {
             PRIORITY | PRIORITY_BLOCK => Lookup::Call { priority: true },
-            ECHO..=UPLOAD_FAIL => Lookup::Call { priority: false },
+            ECHO..=STREAM_THEN_FAIL => Lookup::Call { priority: false },
             other => Lookup::Reject(WireError::rpc(format!("unknown procedure: {other}"))),
         }
     }
@@ -237,6 +241,18 @@ impl Toy {
                     }
                 });
                 Ok(Bytes::new())
+            }
+            UPLOAD_DROP => {
+                let mut stream = ctx.open_stream();
+                tokio::spawn(async move {
+                    let _ = stream.recv().await;
+                    drop(stream);
+                });
+                Ok(Bytes::new())
+            }
+            STREAM_THEN_FAIL => {
+                let _stream = ctx.open_stream();
+                Err(WireError::new(9, 10, "prepare failed"))
             }
             DOWNLOAD => {
                 let size = u64::from(be_u32(&payload, 0));
