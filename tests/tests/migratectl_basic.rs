@@ -335,3 +335,28 @@ fn read_only_connection_can_look_but_not_define() {
     }
     assert_eq!(domstate(&daemon.uri(), "ctl-ro"), "shut off");
 }
+
+#[test]
+fn tls_with_pkipath_works_and_a_foreign_client_certificate_is_refused() {
+    let Some(pki) = migrated_tests::Pki::generate() else {
+        return;
+    };
+    let daemon = Daemon::builder().tls(&pki).spawn();
+    let uri = daemon.tls_uri(&pki);
+    assert_eq!(ok(&uri, &["uri"]).trim(), "test:///default");
+    assert!(!ok(&uri, &["hostname"]).trim().is_empty());
+
+    let port = daemon.tls_port().expect("daemon listens on TLS");
+    let foreign = format!(
+        "test+tls://127.0.0.1:{port}/default?pkipath={}",
+        pki.foreign_client_dir().display()
+    );
+    // our own start-up sanity check (like libvirt's) catches it first ...
+    let stderr = fails(&foreign, &["hostname"]);
+    assert!(stderr.contains("failed to connect"), "{stderr}");
+    assert!(stderr.contains("not by the CA"), "{stderr}");
+    // ... and without it the server refuses the handshake
+    let stderr = fails(&format!("{foreign}&no_sanity=1"), &["hostname"]);
+    assert!(stderr.contains("failed to connect"), "{stderr}");
+    eprintln!("foreign certificate refused with:\n{stderr}");
+}
