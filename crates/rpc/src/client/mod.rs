@@ -1,8 +1,8 @@
 //! The RPC client: many calls in flight on one connection.
 //!
 //! Structure (STYLE.md, instead of libvirt's "pass the buck" loop): one
-//! reader task ([`conn`]) completes calls through the `serial → oneshot`
-//! map ([`pending`]), routes stream packets and events, and answers
+//! reader task (`conn.rs`) completes calls through the `serial → oneshot`
+//! map (`pending.rs`), routes stream packets and events, and answers
 //! keepalive PINGs; one writer task drains the outbound queues. Serials
 //! start at 0 and increase by one per call, as libvirt's client does.
 

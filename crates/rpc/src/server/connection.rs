@@ -39,7 +39,7 @@ where
     D: Dispatcher,
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    tracing::debug!("client connected");
+    tracing::info!("client connected");
     let config = &server.config;
     let (rd, wr) = tokio::io::split(stream);
     let abort = CancellationToken::new();
@@ -214,5 +214,5 @@ where
     abort.cancel();
     shared.streams.clear();
     dispatcher.close_session(&session);
-    tracing::debug!("connection closed");
+    tracing::info!("connection closed");
 }

@@ -2,8 +2,8 @@
 //! keepalive program and protocol errors itself, and hands every CALL to a
 //! [`Dispatcher`] supplied by the daemon.
 //!
-//! Per connection ([`connection`]): one reader task (this one decodes and
-//! routes), one writer task fed by queues ([`crate::outbound`]), one task per
+//! Per connection (`connection.rs`): one reader task (this one decodes and
+//! routes), one writer task fed by queues (`outbound.rs`), one task per
 //! running call, and optionally a keepalive task. Calls run concurrently:
 //! at most [`ServerConfig::max_calls_per_client`] at once, further calls
 //! wait in a bounded queue, and once that queue is full the reader stops
