@@ -86,6 +86,11 @@ pub enum Error {
         #[source]
         source: Box<migrated_core::Error>,
     },
+    /// A migration step failed in this process: a request the calls layer
+    /// refused before sending it, a sequencer rule, or (in the daemon's
+    /// peer-to-peer source) the local endpoint's own failure.
+    #[error(transparent)]
+    Local(Box<migrated_core::Error>),
     /// A reply was well-formed but made no sense (e.g. a bad UUID length).
     #[error("invalid reply to {procedure}: {reason}")]
     InvalidReply {
@@ -129,11 +134,27 @@ impl Error {
         }
     }
 
+    /// libvirt's `(virErrorNumber, virErrorDomain)` when the error has them:
+    /// remote errors and [`Error::Local`] calls-layer errors.
+    pub fn libvirt_code(&self) -> Option<(i32, i32)> {
+        match self {
+            Self::Remote { code, domain, .. } => Some((*code, *domain)),
+            Self::Local(e) => Some((e.code() as i32, e.domain() as i32)),
+            _ => None,
+        }
+    }
+
     /// libvirt's `virErrorDomain` for remote errors, `None` for local failures.
     pub fn remote_domain(&self) -> Option<i32> {
         match self {
             Self::Remote { domain, .. } => Some(*domain),
             _ => None,
         }
+    }
+}
+
+impl From<migrated_core::Error> for Error {
+    fn from(e: migrated_core::Error) -> Self {
+        Self::Local(Box::new(e))
     }
 }

@@ -12,6 +12,10 @@
 //! | `transport` | URI → socket / TLS stream → `RpcClient` |
 //! | [`connection`] | [`Connection`]: open/close sequence, generic typed [`Connection::call`], host calls, lookups |
 //! | [`domain`] | [`Domain`]: per-guest calls (life cycle, info, XML, jobs, migration tuning) |
+//! | [`endpoint`] | [`Endpoint`]: one side of a migration; [`RemoteEndpoint`] over a connection |
+//! | [`sequencer`] | [`sequencer::migrate`]: the five migration steps and the failure rule, once |
+//! | [`migrate_tunnel`] | [`TunnelSink`]: the source end of a tunnelled migration stream |
+//! | `migrate` | [`Domain::migrate`] (managed) and [`Domain::migrate_to_uri`] (peer-to-peer) |
 //! | [`error`] | [`Error`]: remote errors keep libvirt's code, domain and message |
 //!
 //! ```no_run
@@ -26,12 +30,18 @@
 
 pub mod connection;
 pub mod domain;
+pub mod endpoint;
 pub mod error;
+mod migrate;
+pub mod migrate_tunnel;
+pub mod sequencer;
 mod transport;
 pub mod uri;
 
 pub use connection::{Connection, OpenFlags};
 pub use domain::{Domain, JobInfo};
+pub use endpoint::{DataTarget, Endpoint, Protocol, RemoteEndpoint};
 pub use error::{Error, Result};
+pub use migrate_tunnel::{TunnelPump, TunnelSink};
 pub use migrated_rpc::ClientStream;
 pub use uri::{Address, ConnectUri, Transport};

@@ -20,6 +20,8 @@ pub const QEMU_URI: &str = "qemu:///system";
 #[derive(Clone, Default)]
 pub struct DriverRegistry {
     drivers: Vec<(DriverKind, Arc<dyn Driver>)>,
+    /// Migration managers of the drivers that can migrate.
+    managers: Vec<(DriverKind, Arc<migrated_core::migration::Manager>)>,
 }
 
 impl std::fmt::Debug for DriverRegistry {
@@ -34,7 +36,10 @@ impl std::fmt::Debug for DriverRegistry {
 impl DriverRegistry {
     /// A registry of already-built drivers (used by tests and by [`from_config`](Self::from_config)).
     pub fn new(drivers: Vec<(DriverKind, Arc<dyn Driver>)>) -> Self {
-        DriverRegistry { drivers }
+        DriverRegistry {
+            drivers,
+            managers: Vec::new(),
+        }
     }
 
     /// Starts every driver the configuration enables. A driver this build
@@ -46,6 +51,7 @@ impl DriverRegistry {
     /// state directory is unreadable).
     pub fn from_config(config: &Config) -> Result<Self> {
         let mut drivers: Vec<(DriverKind, Arc<dyn Driver>)> = Vec::new();
+        let mut managers = Vec::new();
         for kind in &config.drivers {
             match kind {
                 DriverKind::Test => {
@@ -59,6 +65,13 @@ impl DriverRegistry {
                             source: Box::new(source),
                         })?;
                     tracing::info!(state_dir = %config.state_dir.display(), "test driver started");
+                    let manager =
+                        crate::dispatch::migration::test_driver_manager(config, driver.clone())
+                            .map_err(|source| Error::Driver {
+                                driver: "test",
+                                source: Box::new(source),
+                            })?;
+                    managers.push((DriverKind::Test, manager));
                     drivers.push((DriverKind::Test, Arc::new(driver)));
                 }
                 DriverKind::Qemu => {
@@ -66,7 +79,17 @@ impl DriverRegistry {
                 }
             }
         }
-        Ok(DriverRegistry { drivers })
+        Ok(DriverRegistry { drivers, managers })
+    }
+
+    /// The migration manager of the driver serving `uri` (a canonical URI
+    /// from [`resolve`](Self::resolve)), if that driver can migrate.
+    pub fn manager(&self, uri: &str) -> Option<Arc<migrated_core::migration::Manager>> {
+        let kind = kind_for_uri(uri)?;
+        self.managers
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, m)| m.clone())
     }
 
     /// The driver for a CONNECT_OPEN name and its canonical URI; `None` or

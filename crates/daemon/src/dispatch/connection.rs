@@ -61,16 +61,15 @@ pub fn feature_supported(number: i32) -> bool {
         | REMOTE_CLOSE_CALLBACK
         | TYPED_PARAM_STRING
         | XML_MIGRATABLE => true,
-        // No fd passing; migration is not served yet: the migration engine
-        // flips these when its procedures exist.
-        FD_PASSING
-        | MIGRATION_V1
-        | MIGRATION_V2
+        // Served by dispatch::migration.
+        MIGRATION_V2
         | MIGRATION_P2P
         | MIGRATION_V3
         | MIGRATE_CHANGE_PROTECTION
         | MIGRATION_OFFLINE
-        | MIGRATION_PARAMS => false,
+        | MIGRATION_PARAMS => true,
+        // No fd passing; v1 cannot carry a domain definition to prepare with.
+        FD_PASSING | MIGRATION_V1 => false,
         _ => false,
     }
 }

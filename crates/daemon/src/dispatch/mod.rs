@@ -8,6 +8,10 @@
 pub mod connection;
 pub mod domain;
 pub mod events;
+pub mod migration;
+pub mod migration_jobs;
+pub mod migration_local;
+pub mod migration_tunnel;
 
 use bytes::Bytes;
 use migrated_proto::{Call, NonnullDomain, Procedure};
@@ -46,8 +50,11 @@ pub async fn run(
     use connection as c;
     use domain as d;
     use events as e;
+    use migration as m;
+    use migration_jobs as j;
 
     let p = call.procedure();
+    migration::guard(handler, session, &call)?;
     match call {
         // connection & authentication
         Call::AuthList => reply(p, &c::auth_list()),
@@ -124,7 +131,64 @@ pub async fn run(
         Call::ConnectDomainEventRegisterAny(args) => reply(p, &e::register_any(session, args)?),
         Call::ConnectDomainEventDeregisterAny(args) => reply(p, &e::deregister_any(session, args)?),
 
-        // Everything else (migration, save/restore, SASL, ...) is not
+        // migration (one MigrateRequest per call, see dispatch::migration)
+        Call::DomainMigrateBegin3Params(a) => {
+            reply(p, &m::begin3_params(handler, session, a).await?)
+        }
+        Call::DomainMigrateBegin3(a) => reply(p, &m::begin3(handler, session, a).await?),
+        Call::DomainMigratePrepare3Params(a) => {
+            reply(p, &m::prepare3_params(handler, session, a).await?)
+        }
+        Call::DomainMigratePrepare3(a) => reply(p, &m::prepare3(handler, session, a).await?),
+        Call::DomainMigratePrepare2(a) => reply(p, &m::prepare2(handler, session, a).await?),
+        Call::DomainMigratePrepare(a) => reply(p, &m::prepare1(handler, session, a).await?),
+        Call::DomainMigratePrepareTunnel3Params(a) => reply(
+            p,
+            &m::prepare_tunnel3_params(handler, session, ctx, a).await?,
+        ),
+        Call::DomainMigratePrepareTunnel3(a) => {
+            reply(p, &m::prepare_tunnel3(handler, session, ctx, a).await?)
+        }
+        Call::DomainMigratePrepareTunnel(a) => {
+            reply(p, &m::prepare_tunnel2(handler, session, ctx, a).await?)
+        }
+        Call::DomainMigratePerform3Params(a) => {
+            reply(p, &m::perform3_params(handler, session, a).await?)
+        }
+        Call::DomainMigratePerform3(a) => reply(p, &m::perform3(handler, session, a).await?),
+        Call::DomainMigratePerform(a) => reply(p, &m::perform2(handler, session, a).await?),
+        Call::DomainMigrateFinish3Params(a) => {
+            reply(p, &m::finish3_params(handler, session, a).await?)
+        }
+        Call::DomainMigrateFinish3(a) => reply(p, &m::finish3(handler, session, a).await?),
+        Call::DomainMigrateFinish2(a) => reply(p, &m::finish2(handler, session, a).await?),
+        Call::DomainMigrateFinish(a) => reply(p, &m::finish1(handler, session, a).await?),
+        Call::DomainMigrateConfirm3Params(a) => {
+            reply(p, &m::confirm3_params(handler, session, a).await?)
+        }
+        Call::DomainMigrateConfirm3(a) => reply(p, &m::confirm3(handler, session, a).await?),
+
+        // jobs and migration tuning
+        Call::DomainGetJobInfo(a) => reply(p, &j::get_job_info(handler, session, a).await?),
+        Call::DomainGetJobStats(a) => reply(p, &j::get_job_stats(handler, session, a).await?),
+        Call::DomainAbortJob(a) => reply(p, &j::abort_job(handler, session, &a.dom, 0).await?),
+        Call::DomainAbortJobFlags(a) => {
+            reply(p, &j::abort_job(handler, session, &a.dom, a.flags).await?)
+        }
+        Call::DomainMigrateSetMaxSpeed(a) => {
+            reply(p, &j::set_max_speed(handler, session, a).await?)
+        }
+        Call::DomainMigrateGetMaxSpeed(a) => {
+            reply(p, &j::get_max_speed(handler, session, a).await?)
+        }
+        Call::DomainMigrateSetMaxDowntime(a) => {
+            reply(p, &j::set_max_downtime(handler, session, a).await?)
+        }
+        Call::DomainMigrateGetMaxDowntime(a) => {
+            reply(p, &j::get_max_downtime(handler, session, a).await?)
+        }
+
+        // Everything else (save/restore, SASL, ...) is not
         // served yet: NO_SUPPORT lets stock clients fall back.
         _ => Err(unsupported(p)),
     }

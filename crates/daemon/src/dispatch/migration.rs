@@ -1,0 +1,558 @@
+//! Migration procedures: every wire variant (the *_PARAMS calls 302–307, the
+//! v3 calls 213–218, v2 108/148/62/109, v1 61/63) is turned into one
+//! [`MigrateRequest`] here, at the dispatch edge, and handed to the opened
+//! driver's migration [`Manager`] — one code path per step.
+//!
+//! | step | *_PARAMS | v3 | v2 / v1 | manager |
+//! |---|---|---|---|---|
+//! | Begin | 302 | 213 | — | `begin3` |
+//! | Prepare | 303 | 214 | 108 / 61 | `prepare3` |
+//! | PrepareTunnel | 304 | 215 | 148 | `prepare3` with the call's stream ([`migration_tunnel`](super::migration_tunnel)) |
+//! | Perform | 305 | 216 | 62 | `perform3` (v2: `perform2`); PEER2PEER: [`perform_p2p`] |
+//! | Finish | 306 | 217 | 109 / 63 | `finish3` |
+//! | Confirm | 307 | 218 | — | `confirm3` |
+//!
+//! Job queries and tuning live in [`migration_jobs`](super::migration_jobs).
+
+use std::sync::Arc;
+
+use migrated_core::domain::HostIdentity;
+use migrated_core::driver::DomainRef;
+use migrated_core::flags::MigrateFlags;
+use migrated_core::migration::{Manager, ManagerConfig, MigrateRequest, PausePoint};
+use migrated_core::typed_params::TypedParams;
+use migrated_proto::{self as proto, Call, NonnullDomain, TypedParam};
+use migrated_rpc::{CallContext, WireError};
+
+use super::from_wire_dom;
+use super::migration_local::perform_p2p;
+use super::to_wire_dom;
+use crate::config::Config;
+use crate::handler::{Handler, Session};
+use crate::wire::to_wire_error;
+
+type Result<T> = std::result::Result<T, WireError>;
+
+fn err(e: migrated_core::Error) -> WireError {
+    to_wire_error(&e)
+}
+
+/// Builds the test driver's migration manager for this daemon's
+/// configuration and, inside a runtime, starts recovering journalled jobs.
+///
+/// # Errors
+/// The manager's error when its journal directory cannot be created.
+pub fn test_driver_manager(
+    config: &Config,
+    driver: migrated_driver_test::TestDriver,
+) -> migrated_core::Result<Arc<Manager>> {
+    let host = HostIdentity {
+        hostname: config.hostname.clone(),
+        uuid: config.host_uuid,
+    };
+    let mut mc = ManagerConfig::new(&config.state_dir, host);
+    mc.port_range = config.migration_ports.first..=config.migration_ports.last;
+    if let Some(addr) = config.migration_address {
+        mc.listen_address = addr.to_string();
+    }
+    mc.pause_at = PausePoint::from_env()?;
+    let backend = migrated_driver_test::migration::TestBackend::new(driver);
+    let manager = Arc::new(Manager::new(mc, Arc::new(backend))?);
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        let m = manager.clone();
+        rt.spawn(async move {
+            match m.recover().await {
+                Ok(done) => {
+                    for r in done {
+                        tracing::warn!(dom = %r.entry.name, job_id = %r.entry.job_id, action = ?r.action, "migration job recovered");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "migration recovery failed"),
+            }
+        });
+    }
+    Ok(manager)
+}
+
+/// The migration manager of the connection's driver.
+///
+/// # Errors
+/// `VIR_ERR_NO_SUPPORT` when the driver cannot migrate; "not open" before
+/// CONNECT_OPEN.
+pub fn manager(handler: &Handler, session: &Session) -> Result<Arc<Manager>> {
+    let open = session.driver()?;
+    handler.drivers().manager(open.uri).ok_or_else(|| {
+        err(migrated_core::Error::NoSupport {
+            operation: "virDomainMigrate3",
+            driver: open.driver.support().driver,
+        })
+    })
+}
+
+/// Change protection: a state-changing domain call on a guest a migration
+/// job owns is refused with `VIR_ERR_OPERATION_INVALID`.
+///
+/// # Errors
+/// That refusal.
+pub fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<()> {
+    let dom = match call {
+        Call::DomainDestroy(a) => &a.dom,
+        Call::DomainDestroyFlags(a) => &a.dom,
+        Call::DomainSuspend(a) => &a.dom,
+        Call::DomainResume(a) => &a.dom,
+        Call::DomainShutdown(a) => &a.dom,
+        Call::DomainShutdownFlags(a) => &a.dom,
+        Call::DomainUndefine(a) => &a.dom,
+        Call::DomainUndefineFlags(a) => &a.dom,
+        Call::DomainCreate(a) => &a.dom,
+        Call::DomainCreateWithFlags(a) => &a.dom,
+        Call::DomainSetAutostart(a) => &a.dom,
+        _ => return Ok(()),
+    };
+    let Ok(open) = session.driver() else {
+        return Ok(());
+    };
+    match handler.drivers().manager(open.uri) {
+        Some(m) => m.registry().guard(&from_wire_dom(dom)).map_err(err),
+        None => Ok(()),
+    }
+}
+
+fn params_request(params: Vec<TypedParam>, flags: u64) -> Result<MigrateRequest> {
+    let params =
+        TypedParams::from_wire(params, proto::REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX).map_err(err)?;
+    MigrateRequest::from_params(&params, flags).map_err(err)
+}
+
+fn ret_dom(dom: &DomainRef) -> NonnullDomain {
+    to_wire_dom(dom)
+}
+
+/// BEGIN3_PARAMS (302).
+///
+/// # Errors
+/// The request checks' and the manager's errors.
+pub async fn begin3_params(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigrateBegin3ParamsArgs,
+) -> Result<proto::DomainMigrateBegin3ParamsRet> {
+    let req = params_request(a.params, u64::from(a.flags))?;
+    let out = manager(handler, session)?
+        .begin3(&from_wire_dom(&a.dom), req)
+        .await
+        .map_err(err)?;
+    Ok(proto::DomainMigrateBegin3ParamsRet {
+        cookie_out: out.cookie,
+        xml: out.xml,
+    })
+}
+
+/// BEGIN3 (213).
+///
+/// # Errors
+/// As [`begin3_params`].
+pub async fn begin3(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigrateBegin3Args,
+) -> Result<proto::DomainMigrateBegin3Ret> {
+    let req = MigrateRequest::from_legacy(
+        a.xmlin.as_deref(),
+        a.dname.as_deref(),
+        None,
+        a.resource,
+        a.flags,
+    );
+    let out = manager(handler, session)?
+        .begin3(&from_wire_dom(&a.dom), req)
+        .await
+        .map_err(err)?;
+    Ok(proto::DomainMigrateBegin3Ret {
+        cookie_out: out.cookie,
+        xml: out.xml,
+    })
+}
+
+/// PREPARE3_PARAMS (303).
+///
+/// # Errors
+/// As [`begin3_params`]; cookie errors (size, garbage, same host).
+pub async fn prepare3_params(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigratePrepare3ParamsArgs,
+) -> Result<proto::DomainMigratePrepare3ParamsRet> {
+    let req = params_request(a.params, u64::from(a.flags))?;
+    let out = manager(handler, session)?
+        .prepare3(req, &a.cookie_in, None)
+        .await
+        .map_err(err)?;
+    Ok(proto::DomainMigratePrepare3ParamsRet {
+        cookie_out: out.cookie,
+        uri_out: out.uri_out,
+    })
+}
+
+/// PREPARE3 (214).
+///
+/// # Errors
+/// As [`prepare3_params`].
+pub async fn prepare3(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigratePrepare3Args,
+) -> Result<proto::DomainMigratePrepare3Ret> {
+    let req = MigrateRequest::from_legacy(
+        Some(&a.dom_xml),
+        a.dname.as_deref(),
+        a.uri_in.as_deref(),
+        a.resource,
+        a.flags,
+    );
+    let out = manager(handler, session)?
+        .prepare3(req, &a.cookie_in, None)
+        .await
+        .map_err(err)?;
+    Ok(proto::DomainMigratePrepare3Ret {
+        cookie_out: out.cookie,
+        uri_out: out.uri_out,
+    })
+}
+
+/// PREPARE2 (108): Prepare without a cookie from Begin.
+///
+/// # Errors
+/// As [`prepare3_params`].
+pub async fn prepare2(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigratePrepare2Args,
+) -> Result<proto::DomainMigratePrepare2Ret> {
+    let req = MigrateRequest::from_legacy(
+        Some(&a.dom_xml),
+        a.dname.as_deref(),
+        a.uri_in.as_deref(),
+        a.resource,
+        a.flags,
+    );
+    let out = manager(handler, session)?
+        .prepare3(req, &[], None)
+        .await
+        .map_err(err)?;
+    Ok(proto::DomainMigratePrepare2Ret {
+        cookie: out.cookie,
+        uri_out: out.uri_out,
+    })
+}
+
+/// PREPARE (61, v1): there is no definition to prepare with, so the
+/// manager refuses it with a clear error.
+///
+/// # Errors
+/// As [`prepare3_params`].
+pub async fn prepare1(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigratePrepareArgs,
+) -> Result<proto::DomainMigratePrepareRet> {
+    let req = MigrateRequest::from_legacy(
+        None,
+        a.dname.as_deref(),
+        a.uri_in.as_deref(),
+        a.resource,
+        a.flags,
+    );
+    let out = manager(handler, session)?
+        .prepare3(req, &[], None)
+        .await
+        .map_err(err)?;
+    Ok(proto::DomainMigratePrepareRet {
+        cookie: out.cookie,
+        uri_out: out.uri_out,
+    })
+}
+
+/// The PrepareTunnel variants: the stream is registered before the reply
+/// (libvirt-wire.md §8.4) and feeds the data plane; on error it is dropped
+/// with the call, so no stream outlives a refused Prepare.
+async fn prepare_tunnel(
+    handler: &Handler,
+    session: &Session,
+    ctx: &CallContext,
+    req: MigrateRequest,
+    cookie: &[u8],
+) -> Result<Vec<u8>> {
+    let manager = manager(handler, session)?;
+    let stream = ctx.open_stream();
+    let reader = super::migration_tunnel::reader(stream);
+    let out = manager
+        .prepare3(req, cookie, Some(reader))
+        .await
+        .map_err(err)?;
+    Ok(out.cookie)
+}
+
+/// PREPARE_TUNNEL3_PARAMS (304).
+///
+/// # Errors
+/// As [`prepare3_params`].
+pub async fn prepare_tunnel3_params(
+    handler: &Handler,
+    session: &Session,
+    ctx: &CallContext,
+    a: proto::DomainMigratePrepareTunnel3ParamsArgs,
+) -> Result<proto::DomainMigratePrepareTunnel3ParamsRet> {
+    let req = params_request(a.params, u64::from(a.flags))?;
+    let cookie_out = prepare_tunnel(handler, session, ctx, req, &a.cookie_in).await?;
+    Ok(proto::DomainMigratePrepareTunnel3ParamsRet { cookie_out })
+}
+
+/// PREPARE_TUNNEL3 (215).
+///
+/// # Errors
+/// As [`prepare3_params`].
+pub async fn prepare_tunnel3(
+    handler: &Handler,
+    session: &Session,
+    ctx: &CallContext,
+    a: proto::DomainMigratePrepareTunnel3Args,
+) -> Result<proto::DomainMigratePrepareTunnel3Ret> {
+    let req = MigrateRequest::from_legacy(
+        Some(&a.dom_xml),
+        a.dname.as_deref(),
+        None,
+        a.resource,
+        a.flags,
+    );
+    let cookie_out = prepare_tunnel(handler, session, ctx, req, &a.cookie_in).await?;
+    Ok(proto::DomainMigratePrepareTunnel3Ret { cookie_out })
+}
+
+/// PREPARE_TUNNEL (148, v2: no cookies).
+///
+/// # Errors
+/// As [`prepare3_params`].
+pub async fn prepare_tunnel2(
+    handler: &Handler,
+    session: &Session,
+    ctx: &CallContext,
+    a: proto::DomainMigratePrepareTunnelArgs,
+) -> Result<()> {
+    let req = MigrateRequest::from_legacy(
+        Some(&a.dom_xml),
+        a.dname.as_deref(),
+        None,
+        a.resource,
+        a.flags,
+    );
+    prepare_tunnel(handler, session, ctx, req, &[]).await?;
+    Ok(())
+}
+
+/// Perform with PEER2PEER: the whole migration, driven from here.
+async fn p2p(
+    handler: &Handler,
+    session: &Session,
+    dom: DomainRef,
+    dconnuri: Option<String>,
+    req: MigrateRequest,
+) -> Result<()> {
+    let manager = manager(handler, session)?;
+    let dconnuri = dconnuri.ok_or_else(|| {
+        err(migrated_core::Error::InvalidArg {
+            operation: "virDomainMigratePerform3Params",
+            reason: "peer-to-peer migration needs the destination URI (dconnuri)".into(),
+        })
+    })?;
+    perform_p2p(manager, session.driver()?.driver, dom, &dconnuri, req).await
+}
+
+/// PERFORM3_PARAMS (305): Perform, or with PEER2PEER the whole migration.
+///
+/// # Errors
+/// As [`begin3_params`]; the data plane's errors; for p2p the migration's.
+pub async fn perform3_params(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigratePerform3ParamsArgs,
+) -> Result<proto::DomainMigratePerform3ParamsRet> {
+    let req = params_request(a.params, u64::from(a.flags))?;
+    let dom = from_wire_dom(&a.dom);
+    if req.has(MigrateFlags::PEER2PEER) {
+        p2p(handler, session, dom, a.dconnuri, req).await?;
+        return Ok(proto::DomainMigratePerform3ParamsRet {
+            cookie_out: Vec::new(),
+        });
+    }
+    let cookie_out = manager(handler, session)?
+        .perform3(&dom, req, &a.cookie_in, None)
+        .await
+        .map_err(err)?;
+    Ok(proto::DomainMigratePerform3ParamsRet { cookie_out })
+}
+
+/// PERFORM3 (216).
+///
+/// # Errors
+/// As [`perform3_params`].
+pub async fn perform3(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigratePerform3Args,
+) -> Result<proto::DomainMigratePerform3Ret> {
+    let req = MigrateRequest::from_legacy(
+        a.xmlin.as_deref(),
+        a.dname.as_deref(),
+        a.uri.as_deref(),
+        a.resource,
+        a.flags,
+    );
+    let dom = from_wire_dom(&a.dom);
+    if req.has(MigrateFlags::PEER2PEER) {
+        p2p(handler, session, dom, a.dconnuri, req).await?;
+        return Ok(proto::DomainMigratePerform3Ret {
+            cookie_out: Vec::new(),
+        });
+    }
+    let cookie_out = manager(handler, session)?
+        .perform3(&dom, req, &a.cookie_in, None)
+        .await
+        .map_err(err)?;
+    Ok(proto::DomainMigratePerform3Ret { cookie_out })
+}
+
+/// PERFORM (62, v1 and v2): with PEER2PEER `uri` is the destination's
+/// libvirt URI; otherwise the source completes right after sending.
+///
+/// # Errors
+/// As [`perform3_params`].
+pub async fn perform2(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigratePerformArgs,
+) -> Result<()> {
+    let dom = from_wire_dom(&a.dom);
+    if MigrateFlags(a.flags).contains(MigrateFlags::PEER2PEER) {
+        let req = MigrateRequest::from_legacy(None, a.dname.as_deref(), None, a.resource, a.flags);
+        return p2p(handler, session, dom, Some(a.uri), req).await;
+    }
+    let req =
+        MigrateRequest::from_legacy(None, a.dname.as_deref(), Some(&a.uri), a.resource, a.flags);
+    manager(handler, session)?
+        .perform2(&dom, req, &a.cookie)
+        .await
+        .map_err(err)
+}
+
+/// FINISH3_PARAMS (306).
+///
+/// # Errors
+/// "no incoming migration job" without Prepare; cookie errors; the data
+/// plane's verdict; `VIR_ERR_MIGRATE_FINISH_OK` after `cancelled`.
+pub async fn finish3_params(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigrateFinish3ParamsArgs,
+) -> Result<proto::DomainMigrateFinish3ParamsRet> {
+    let req = params_request(a.params, u64::from(a.flags))?;
+    let dname = req.dname.clone().unwrap_or_default();
+    let out = manager(handler, session)?
+        .finish3(&dname, req, &a.cookie_in, a.cancelled != 0)
+        .await
+        .map_err(err)?;
+    Ok(proto::DomainMigrateFinish3ParamsRet {
+        dom: ret_dom(&out.dom),
+        cookie_out: out.cookie,
+    })
+}
+
+/// FINISH3 (217).
+///
+/// # Errors
+/// As [`finish3_params`].
+pub async fn finish3(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigrateFinish3Args,
+) -> Result<proto::DomainMigrateFinish3Ret> {
+    let req = MigrateRequest::from_legacy(None, Some(&a.dname), a.uri.as_deref(), 0, a.flags);
+    let out = manager(handler, session)?
+        .finish3(&a.dname, req, &a.cookie_in, a.cancelled != 0)
+        .await
+        .map_err(err)?;
+    Ok(proto::DomainMigrateFinish3Ret {
+        dom: ret_dom(&out.dom),
+        cookie_out: out.cookie,
+    })
+}
+
+/// FINISH2 (109): `retcode` ≠ 0 means Perform failed.
+///
+/// # Errors
+/// As [`finish3_params`].
+pub async fn finish2(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigrateFinish2Args,
+) -> Result<proto::DomainMigrateFinish2Ret> {
+    let req = MigrateRequest::from_legacy(None, Some(&a.dname), Some(&a.uri), 0, a.flags);
+    let out = manager(handler, session)?
+        .finish3(&a.dname, req, &a.cookie, a.retcode != 0)
+        .await
+        .map_err(err)?;
+    Ok(proto::DomainMigrateFinish2Ret {
+        ddom: ret_dom(&out.dom),
+    })
+}
+
+/// FINISH (63, v1).
+///
+/// # Errors
+/// As [`finish3_params`].
+pub async fn finish1(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigrateFinishArgs,
+) -> Result<proto::DomainMigrateFinishRet> {
+    let req = MigrateRequest::from_legacy(None, Some(&a.dname), Some(&a.uri), 0, a.flags);
+    let out = manager(handler, session)?
+        .finish3(&a.dname, req, &a.cookie, false)
+        .await
+        .map_err(err)?;
+    Ok(proto::DomainMigrateFinishRet {
+        ddom: ret_dom(&out.dom),
+    })
+}
+
+/// CONFIRM3_PARAMS (307).
+///
+/// # Errors
+/// "no job" (e.g. Confirm3 twice); the backend's errors.
+pub async fn confirm3_params(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigrateConfirm3ParamsArgs,
+) -> Result<()> {
+    let req = params_request(a.params, u64::from(a.flags))?;
+    manager(handler, session)?
+        .confirm3(&from_wire_dom(&a.dom), req, &a.cookie_in, a.cancelled != 0)
+        .await
+        .map_err(err)
+}
+
+/// CONFIRM3 (218).
+///
+/// # Errors
+/// As [`confirm3_params`].
+pub async fn confirm3(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigrateConfirm3Args,
+) -> Result<()> {
+    let req = MigrateRequest::from_legacy(None, None, None, 0, a.flags);
+    manager(handler, session)?
+        .confirm3(&from_wire_dom(&a.dom), req, &a.cookie_in, a.cancelled != 0)
+        .await
+        .map_err(err)
+}

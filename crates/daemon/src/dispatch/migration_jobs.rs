@@ -1,0 +1,250 @@
+//! Job queries and migration tuning: GET_JOB_INFO (163), GET_JOB_STATS (298),
+//! ABORT_JOB (164, 442), MIGRATE_SET/GET_MAX_SPEED (207/242),
+//! MIGRATE_SET/GET_MAX_DOWNTIME (166/387), and our MIGRATION_STATUS.
+//!
+//! They run on their own call tasks, so a client polls them on the very
+//! connection whose PERFORM is still in flight (virsh `migrate --verbose`).
+
+use migrated_core::driver::DomainRef;
+use migrated_core::job::Phase;
+use migrated_core::migration::Role;
+use migrated_proto::{self as proto, MigrationStatusArgs, MigrationStatusRet};
+use migrated_rpc::WireError;
+
+use super::from_wire_dom;
+use super::migration::manager;
+use crate::handler::{Handler, Session};
+use crate::wire::to_wire_error;
+
+type Result<T> = std::result::Result<T, WireError>;
+
+/// `VIR_DOMAIN_JOB_STATS_COMPLETED`.
+const STATS_COMPLETED: u32 = 1;
+/// `VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED`.
+const STATS_KEEP_COMPLETED: u32 = 2;
+
+fn err(e: migrated_core::Error) -> WireError {
+    to_wire_error(&e)
+}
+
+fn check_flags(operation: &'static str, flags: u32, allowed: u32) -> Result<()> {
+    migrated_core::flags::check_flags(operation, u64::from(flags), u64::from(allowed)).map_err(err)
+}
+
+/// The domain as the driver knows it (so an unknown guest is NO_DOMAIN).
+async fn known(session: &Session, dom: &proto::NonnullDomain) -> Result<DomainRef> {
+    let dom = from_wire_dom(dom);
+    session
+        .driver()?
+        .driver
+        .lookup_by_uuid(&dom.uuid)
+        .await
+        .map_err(err)
+}
+
+/// GET_JOB_INFO (163).
+///
+/// # Errors
+/// `VIR_ERR_NO_DOMAIN`; no support when the driver cannot migrate.
+pub async fn get_job_info(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainGetJobInfoArgs,
+) -> Result<proto::DomainGetJobInfoRet> {
+    let dom = known(session, &a.dom).await?;
+    let info = manager(handler, session)?
+        .registry()
+        .stats(&dom.uuid, false)
+        .to_job_info();
+    Ok(proto::DomainGetJobInfoRet {
+        r#type: info.job_type,
+        time_elapsed: info.time_elapsed,
+        time_remaining: info.time_remaining,
+        data_total: info.data_total,
+        data_processed: info.data_processed,
+        data_remaining: info.data_remaining,
+        mem_total: info.mem_total,
+        mem_processed: info.mem_processed,
+        mem_remaining: info.mem_remaining,
+        file_total: info.file_total,
+        file_processed: info.file_processed,
+        file_remaining: info.file_remaining,
+    })
+}
+
+/// GET_JOB_STATS (298): the active job, or with COMPLETED the last finished
+/// one (forgotten afterwards unless KEEP_COMPLETED).
+///
+/// # Errors
+/// Unknown flag bits (`VIR_ERR_INVALID_ARG`), `VIR_ERR_NO_DOMAIN`.
+pub async fn get_job_stats(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainGetJobStatsArgs,
+) -> Result<proto::DomainGetJobStatsRet> {
+    check_flags(
+        "virDomainGetJobStats",
+        a.flags,
+        STATS_COMPLETED | STATS_KEEP_COMPLETED,
+    )?;
+    let dom = known(session, &a.dom).await?;
+    let registry = manager(handler, session)?;
+    let registry = registry.registry();
+    let completed = a.flags & STATS_COMPLETED != 0;
+    let stats = registry.stats(&dom.uuid, completed);
+    if completed && a.flags & STATS_KEEP_COMPLETED == 0 {
+        registry.clear_completed(&dom.uuid);
+    }
+    Ok(proto::DomainGetJobStatsRet {
+        r#type: stats.job_type as i32,
+        params: stats.to_typed_params().into_wire(),
+    })
+}
+
+/// ABORT_JOB (164) and ABORT_JOB_FLAGS (442, no flag supported).
+///
+/// # Errors
+/// "no job is active" (`VIR_ERR_OPERATION_INVALID`), unknown flags.
+pub async fn abort_job(
+    handler: &Handler,
+    session: &Session,
+    dom: &proto::NonnullDomain,
+    flags: u32,
+) -> Result<()> {
+    check_flags("virDomainAbortJobFlags", flags, 0)?;
+    let dom = known(session, dom).await?;
+    manager(handler, session)?.abort_job(&dom).map_err(err)
+}
+
+/// MIGRATE_SET_MAX_SPEED (207), MiB/s.
+///
+/// # Errors
+/// Unknown flags (POSTCOPY is not supported), `VIR_ERR_NO_DOMAIN`.
+pub async fn set_max_speed(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigrateSetMaxSpeedArgs,
+) -> Result<()> {
+    check_flags("virDomainMigrateSetMaxSpeed", a.flags, 0)?;
+    let dom = known(session, &a.dom).await?;
+    manager(handler, session)?
+        .registry()
+        .set_max_speed(&dom.uuid, a.bandwidth);
+    Ok(())
+}
+
+/// MIGRATE_GET_MAX_SPEED (242).
+///
+/// # Errors
+/// As [`set_max_speed`].
+pub async fn get_max_speed(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigrateGetMaxSpeedArgs,
+) -> Result<proto::DomainMigrateGetMaxSpeedRet> {
+    check_flags("virDomainMigrateGetMaxSpeed", a.flags, 0)?;
+    let dom = known(session, &a.dom).await?;
+    let tuning = manager(handler, session)?.registry().tuning(&dom.uuid);
+    Ok(proto::DomainMigrateGetMaxSpeedRet {
+        bandwidth: tuning.max_speed_mib_s,
+    })
+}
+
+/// MIGRATE_SET_MAX_DOWNTIME (166), ms.
+///
+/// # Errors
+/// 0 ms (`VIR_ERR_INVALID_ARG`), unknown flags, `VIR_ERR_NO_DOMAIN`.
+pub async fn set_max_downtime(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigrateSetMaxDowntimeArgs,
+) -> Result<()> {
+    check_flags("virDomainMigrateSetMaxDowntime", a.flags, 0)?;
+    let dom = known(session, &a.dom).await?;
+    manager(handler, session)?
+        .registry()
+        .set_max_downtime(&dom.uuid, a.downtime)
+        .map_err(err)
+}
+
+/// MIGRATE_GET_MAX_DOWNTIME (387).
+///
+/// # Errors
+/// As [`set_max_downtime`].
+pub async fn get_max_downtime(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigrateGetMaxDowntimeArgs,
+) -> Result<proto::DomainMigrateGetMaxDowntimeRet> {
+    check_flags("virDomainMigrateGetMaxDowntime", a.flags, 0)?;
+    let dom = known(session, &a.dom).await?;
+    let tuning = manager(handler, session)?.registry().tuning(&dom.uuid);
+    Ok(proto::DomainMigrateGetMaxDowntimeRet {
+        downtime: tuning.max_downtime_ms,
+    })
+}
+
+/// MIGRATION_STATUS (program MIGR, 1): the guest's migration job as the
+/// journal and registry know it; `detail` says when a recovered job keeps the
+/// guest paused until the operator or the peer settles it.
+///
+/// # Errors
+/// `VIR_ERR_NO_DOMAIN`; no support when the driver cannot migrate.
+pub async fn migration_status(
+    handler: &Handler,
+    session: &Session,
+    a: MigrationStatusArgs,
+) -> Result<MigrationStatusRet> {
+    let dom = session
+        .driver()?
+        .driver
+        .lookup_by_name(&a.name)
+        .await
+        .map_err(err)?;
+    let manager = manager(handler, session)?;
+    let held = manager.held().into_iter().find(|e| e.uuid == dom.uuid);
+    let Some(job) = manager.registry().get(&dom.uuid) else {
+        return Ok(MigrationStatusRet {
+            phase: 0,
+            role: 0,
+            job_id: None,
+            peer: None,
+            detail: None,
+        });
+    };
+    let phase = job.phase();
+    let role = match phase.role() {
+        Role::Source => 1,
+        Role::Destination => 2,
+    };
+    let detail = match (&held, &phase) {
+        (Some(_), _) => Some(format!(
+            "recovered after a restart in phase {}: the guest is kept paused and resumable until the destination's outcome is known",
+            phase.name()
+        )),
+        (None, p) => Some(format!("phase {}", p.name())),
+    };
+    Ok(MigrationStatusRet {
+        phase: phase_number(&phase),
+        role,
+        job_id: Some(job.job_id().to_string()),
+        peer: held.and_then(|e| e.peer_host).map(|u| u.to_string()),
+        detail,
+    })
+}
+
+/// A stable number per phase for MIGRATION_STATUS (0 = no job).
+fn phase_number(phase: &Phase) -> i32 {
+    use migrated_core::job::{DestinationPhase as D, SourcePhase as S};
+    match phase {
+        Phase::Source(S::Begin3 { .. }) => 1,
+        Phase::Source(S::Perform3) => 2,
+        Phase::Source(S::Perform3Done) => 3,
+        Phase::Source(S::Confirm3) => 4,
+        Phase::Source(S::Confirm3Cancelled) => 5,
+        Phase::Destination(D::Prepare3 { .. }) => 11,
+        Phase::Destination(D::Finish3) => 12,
+        Phase::Destination(D::Finish3Done) => 13,
+        Phase::Destination(D::Finish3Cancelled) => 14,
+    }
+}

@@ -1,0 +1,260 @@
+//! Peer-to-peer migration: the source daemon runs the client library's
+//! sequencer itself, with a [`LocalEndpoint`] (this daemon's migration
+//! [`Manager`]) as the source and a [`RemoteEndpoint`] to the destination
+//! URI the client gave (libvirt-wire.md §8.3; libvirt's
+//! `qemuMigrationSrcPerformPeer2Peer3`).
+//!
+//! ```text
+//! client ──PERFORM3_PARAMS(dconnuri)──▶ source daemon ──open dconnuri (keepalive 5/5)──▶ destination
+//!                                        sequencer: Begin (local) · Prepare[Tunnel]3 (remote)
+//!                                                   Perform (local, direct or into the stream)
+//!                                                   Finish3 (remote) · Confirm (local)
+//! ```
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use migrated_client::endpoint::{BeginOut, FinishOut, PrepareOut};
+use migrated_client::{
+    sequencer, Connection, DataTarget, Endpoint, OpenFlags, Protocol, RemoteEndpoint, TunnelSink,
+};
+use migrated_core::domain::{DomainRef, DomainState};
+use migrated_core::driver::Driver;
+use migrated_core::migration::{Manager, MigrateRequest, TunnelWriter};
+use migrated_rpc::WireError;
+use tracing::Instrument;
+
+use super::connection::feature_supported;
+use crate::wire::to_wire_error;
+
+/// This daemon's side of a peer-to-peer migration.
+pub struct LocalEndpoint {
+    manager: Arc<Manager>,
+    driver: Arc<dyn Driver>,
+}
+
+impl LocalEndpoint {
+    /// The endpoint of `driver`'s guests, migrated by `manager`.
+    pub fn new(manager: Arc<Manager>, driver: Arc<dyn Driver>) -> Self {
+        Self { manager, driver }
+    }
+}
+
+fn local<T>(r: migrated_core::Result<T>) -> migrated_client::Result<T> {
+    r.map_err(migrated_client::Error::from)
+}
+
+#[async_trait]
+impl Endpoint for LocalEndpoint {
+    fn describe(&self) -> String {
+        "local".into()
+    }
+
+    async fn supports_feature(&self, feature: i32) -> migrated_client::Result<bool> {
+        Ok(feature_supported(feature))
+    }
+
+    async fn begin3(
+        &self,
+        _proto: Protocol,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+    ) -> migrated_client::Result<BeginOut> {
+        let out = local(self.manager.begin3(dom, req.clone()).await)?;
+        Ok(BeginOut {
+            cookie: out.cookie,
+            xml: out.xml,
+        })
+    }
+
+    async fn get_state(
+        &self,
+        _proto: Protocol,
+        dom: &DomainRef,
+    ) -> migrated_client::Result<DomainState> {
+        Ok(local(self.driver.get_state(dom, 0).await)?.state)
+    }
+
+    async fn perform3(
+        &self,
+        _proto: Protocol,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+        cookie: &[u8],
+        target: DataTarget,
+    ) -> migrated_client::Result<Vec<u8>> {
+        let sink = match target {
+            DataTarget::Tunnel(sink) => sink,
+            DataTarget::Direct | DataTarget::None => {
+                return local(self.manager.perform3(dom, req.clone(), cookie, None).await);
+            }
+        };
+        let (writer, pump) = sink.start();
+        let writer: TunnelWriter = Box::new(writer);
+        let performed = self
+            .manager
+            .perform3(dom, req.clone(), cookie, Some(writer))
+            .await;
+        let streamed = pump.complete(performed.is_ok()).await;
+        match (performed, streamed) {
+            (Ok(cookie), Ok(())) => Ok(cookie),
+            (Err(err), _) => Err(err.into()),
+            (Ok(_), Err(err)) => {
+                // The data plane finished but the destination did not confirm
+                // the stream: Perform failed, so no Confirm will come (§8.6)
+                // and the guest paused here must run again now.
+                tracing::warn!(error = %err, dom = %dom.name, "tunnel not confirmed, resuming the guest here");
+                if let Err(e) = self.manager.confirm3(dom, req.clone(), &[], true).await {
+                    tracing::error!(error = %e, dom = %dom.name, "could not resume the guest after the tunnel failed");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn confirm3(
+        &self,
+        _proto: Protocol,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+        cookie: &[u8],
+        cancelled: bool,
+    ) -> migrated_client::Result<()> {
+        local(
+            self.manager
+                .confirm3(dom, req.clone(), cookie, cancelled)
+                .await,
+        )
+    }
+
+    async fn prepare3(
+        &self,
+        _proto: Protocol,
+        req: &MigrateRequest,
+        cookie: &[u8],
+    ) -> migrated_client::Result<PrepareOut> {
+        let out = local(self.manager.prepare3(req.clone(), cookie, None).await)?;
+        Ok(PrepareOut {
+            cookie: out.cookie,
+            uri_out: out.uri_out,
+        })
+    }
+
+    async fn prepare_tunnel3(
+        &self,
+        _proto: Protocol,
+        _req: &MigrateRequest,
+        _cookie: &[u8],
+    ) -> migrated_client::Result<(Vec<u8>, TunnelSink)> {
+        Err(migrated_core::Error::ArgumentUnsupported {
+            what: "a tunnelled migration into this daemon without a connection".into(),
+            driver: self.manager.driver(),
+        }
+        .into())
+    }
+
+    async fn finish3(
+        &self,
+        _proto: Protocol,
+        dname: &str,
+        req: &MigrateRequest,
+        cookie: &[u8],
+        cancelled: bool,
+    ) -> migrated_client::Result<FinishOut> {
+        let out = local(
+            self.manager
+                .finish3(dname, req.clone(), cookie, cancelled)
+                .await,
+        )?;
+        Ok(FinishOut {
+            dom: out.dom,
+            cookie: out.cookie,
+        })
+    }
+}
+
+/// A client-library error as the `remote_error` the p2p client gets: the
+/// destination's and our own libvirt errors keep their code and domain.
+pub fn client_error_to_wire(err: &migrated_client::Error) -> WireError {
+    match err {
+        migrated_client::Error::Local(e) => to_wire_error(e),
+        migrated_client::Error::Remote {
+            code,
+            domain,
+            message,
+            ..
+        } => WireError::new(*code, *domain, message.clone()),
+        other => {
+            let mut message = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                message.push_str(": ");
+                message.push_str(&s.to_string());
+                source = s.source();
+            }
+            to_wire_error(&migrated_core::Error::OperationFailed {
+                operation: "peer-to-peer migration",
+                reason: message,
+            })
+        }
+    }
+}
+
+/// Runs a whole peer-to-peer migration of `dom` to `dconnuri` from this
+/// daemon; returns when it is over (the client's PERFORM reply).
+///
+/// # Errors
+/// The migration's error as a `remote_error` ([`client_error_to_wire`]):
+/// the destination cannot be reached, lacks peer-to-peer support, or a
+/// step failed (see the sequencer's failure rule).
+pub async fn perform_p2p(
+    manager: Arc<Manager>,
+    driver: Arc<dyn Driver>,
+    dom: DomainRef,
+    dconnuri: &str,
+    req: MigrateRequest,
+) -> Result<(), WireError> {
+    let span = tracing::info_span!("p2p", dom = %dom.name, dconnuri);
+    run_p2p(manager, driver, dom, dconnuri, req)
+        .instrument(span)
+        .await
+}
+
+async fn run_p2p(
+    manager: Arc<Manager>,
+    driver: Arc<dyn Driver>,
+    dom: DomainRef,
+    dconnuri: &str,
+    req: MigrateRequest,
+) -> Result<(), WireError> {
+    let dconn = Connection::open(dconnuri, OpenFlags::default())
+        .await
+        .map_err(|e| client_error_to_wire(&e))?;
+    let result = async {
+        let dst = RemoteEndpoint::new(dconn.clone());
+        if !dst
+            .supports_feature(sequencer::feature::MIGRATION_P2P)
+            .await?
+        {
+            return Err(migrated_core::Error::OperationFailed {
+                operation: "migration",
+                reason: "Destination libvirt does not support peer-to-peer migration protocol"
+                    .into(),
+            }
+            .into());
+        }
+        let src = LocalEndpoint::new(manager, driver);
+        sequencer::migrate(&src, &dst, &dom, req).await
+    }
+    .await;
+    if let Err(e) = dconn.close().await {
+        tracing::debug!(error = %e, "closing the destination connection failed");
+    }
+    match result {
+        Ok(ddom) => {
+            tracing::info!(dom = %dom.name, ddom = %ddom.name, "peer-to-peer migration completed");
+            Ok(())
+        }
+        Err(err) => Err(client_error_to_wire(&err)),
+    }
+}
