@@ -43,7 +43,7 @@ impl Listener {
     /// Binds a plain TCP listener (`"127.0.0.1:0"`, `"[::]:16509"`, ...).
     ///
     /// # Errors
-    /// [`Error::Listen`].
+    /// [`Error::Listen`](crate::Error::Listen).
     pub async fn bind_tcp(addr: &str) -> Result<Self> {
         Ok(Self::Tcp(tcp::bind(addr).await?))
     }
@@ -51,7 +51,7 @@ impl Listener {
     /// Binds a TLS listener.
     ///
     /// # Errors
-    /// [`Error::Listen`].
+    /// [`Error::Listen`](crate::Error::Listen).
     pub async fn bind_tls(addr: &str, acceptor: TlsAcceptor) -> Result<Self> {
         Ok(Self::Tls {
             listener: tcp::bind(addr).await?,
@@ -63,7 +63,7 @@ impl Listener {
     /// socket file left by a dead process (a live one is an error).
     ///
     /// # Errors
-    /// [`Error::SocketInUse`], [`Error::Listen`].
+    /// [`Error::SocketInUse`](crate::Error::SocketInUse), [`Error::Listen`](crate::Error::Listen).
     pub fn bind_unix(path: &Path, mode: u32, readonly: bool) -> Result<Self> {
         let listener = unix::bind(path, mode)?;
         Ok(Self::Unix {
@@ -76,7 +76,7 @@ impl Listener {
     /// Wraps an inherited TCP listener (systemd socket activation).
     ///
     /// # Errors
-    /// [`Error::Listen`] when it cannot be registered with tokio.
+    /// [`Error::Listen`](crate::Error::Listen) when it cannot be registered with tokio.
     pub fn from_std_tcp(listener: std::net::TcpListener) -> Result<Self> {
         Ok(Self::Tcp(tcp::from_std(listener)?))
     }
@@ -84,7 +84,7 @@ impl Listener {
     /// Wraps an inherited TCP listener that speaks TLS.
     ///
     /// # Errors
-    /// [`Error::Listen`].
+    /// [`Error::Listen`](crate::Error::Listen).
     pub fn from_std_tls(listener: std::net::TcpListener, acceptor: TlsAcceptor) -> Result<Self> {
         Ok(Self::Tls {
             listener: tcp::from_std(listener)?,
@@ -95,7 +95,7 @@ impl Listener {
     /// Wraps an inherited UNIX listener.
     ///
     /// # Errors
-    /// [`Error::Listen`].
+    /// [`Error::Listen`](crate::Error::Listen).
     pub fn from_std_unix(
         listener: std::os::unix::net::UnixListener,
         readonly: bool,
