@@ -360,3 +360,24 @@ fn tls_with_pkipath_works_and_a_foreign_client_certificate_is_refused() {
     assert!(stderr.contains("failed to connect"), "{stderr}");
     eprintln!("foreign certificate refused with:\n{stderr}");
 }
+
+#[test]
+fn default_uri_comes_from_the_environment() {
+    let daemon = Daemon::builder().tcp().spawn();
+    let out = run_with_timeout(
+        Command::new(migratectl_binary())
+            .arg("uri")
+            .env("MIGRATED_DEFAULT_URI", daemon.uri()),
+        CLIENT_TIMEOUT,
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(stdout_of(&out).trim(), "test:///default");
+    // -c wins over the environment
+    let out = run_with_timeout(
+        Command::new(migratectl_binary())
+            .args(["-c", &daemon.uri(), "hostname"])
+            .env("MIGRATED_DEFAULT_URI", "test+tcp://127.0.0.1:1/default"),
+        CLIENT_TIMEOUT,
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
