@@ -143,6 +143,9 @@ impl QemuProcess {
             .any(|arg| contains(arg, marker.as_bytes()));
         if !ours {
             if process.exit_status().is_some() || cmdline.is_empty() {
+                // A zombie that is still our child (the driver was re-created
+                // inside the same daemon) must be reaped, or it stays forever.
+                let _ = reap(&process.pidfd, pid);
                 return Ok(None);
             }
             return Err(Error::NotOurProcess {

@@ -308,14 +308,81 @@ impl QemuDriver {
     /// Starts a transient guest from `xml` with `-incoming defer`, paused for
     /// migration, and returns it with its monitor; the caller sends
     /// `migrate-incoming`. A failed incoming guest is removed with
-    /// [`Driver::destroy`].
+    /// [`migrated_core::driver::Driver::destroy`].
     ///
     /// # Errors
-    /// As [`Driver::create_xml`].
+    /// As [`migrated_core::driver::Driver::create_xml`].
     pub async fn start_incoming(&self, xml: &str) -> Result<(DomainRef, Qmp)> {
         let dom = self.add_transient(xml)?;
         let dom = self.start(&dom, StartMode::Incoming).await?;
         Ok((dom.clone(), self.qmp(&dom)?))
+    }
+
+    /// Ends an incoming migration on the destination: resumes the guest
+    /// (unless `paused`) and records it as running (or paused) "migrated".
+    ///
+    /// # Errors
+    /// `VIR_ERR_NO_DOMAIN`, `VIR_ERR_OPERATION_INVALID` when it is not
+    /// running, `VIR_ERR_OPERATION_FAILED` when `cont` fails.
+    pub async fn finish_incoming(&self, dom: &DomainRef, paused: bool) -> Result<DomainRef> {
+        let job = self.job(dom)?;
+        let _job = job.lock().await;
+        let (runtime, id) = self.read(|r| {
+            let live = r
+                .get(dom)?
+                .live
+                .as_ref()
+                .ok_or_else(|| Error::invalid("domain is not running"))?;
+            Ok((Arc::clone(&live.runtime), live.id))
+        })?;
+        if paused {
+            self.shared.force_state(
+                &dom.uuid,
+                id,
+                StateReason {
+                    state: DomainState::Paused,
+                    reason: paused_reason::MIGRATION,
+                },
+            );
+        } else {
+            // Recorded before `cont`: QEMU's RESUME event arrives ahead of the
+            // reply, and the event task must find the state already changed
+            // rather than record a plain "unpaused".
+            self.shared.set_state(
+                &dom.uuid,
+                id,
+                StateReason {
+                    state: DomainState::Running,
+                    reason: running_reason::MIGRATED,
+                },
+                Some((LifecycleEvent::Resumed, event_detail::RESUMED_MIGRATED)),
+            );
+            if let Err(e) = runtime.qmp.execute(&Cont).await {
+                self.shared.force_state(
+                    &dom.uuid,
+                    id,
+                    StateReason {
+                        state: DomainState::Paused,
+                        reason: paused_reason::MIGRATION,
+                    },
+                );
+                return Err(e.into_core("virDomainMigrateFinish3"));
+            }
+        }
+        self.read(|r| Ok(r.get(dom)?.dom_ref()))
+    }
+
+    /// Stops the source QEMU after its guest migrated away: shut off with
+    /// reason "migrated" (a transient domain disappears).
+    ///
+    /// # Errors
+    /// As [`migrated_core::driver::Driver::destroy`].
+    pub async fn stop_migrated(&self, dom: &DomainRef) -> Result<()> {
+        let intent = StopIntent {
+            reason: shutoff_reason::MIGRATED,
+            detail: event_detail::STOPPED_MIGRATED,
+        };
+        self.stop(dom, intent, false).await
     }
 
     fn runtime(&self, dom: &DomainRef) -> Result<Arc<Runtime>> {

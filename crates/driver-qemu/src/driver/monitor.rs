@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::registry::{Domain, Runtime};
 use super::Shared;
+use crate::qmp::commands::QueryStatus;
 use crate::qmp::message::names;
 
 /// `VIR_DOMAIN_CRASHED_PANICKED` and `VIR_DOMAIN_EVENT_CRASHED_PANICKED`.
@@ -38,7 +39,18 @@ pub(super) fn spawn_monitor(
                     match event {
                         Ok(event) => on_event(&shared, &weak_runtime, &uuid, id, &event.event),
                         Err(broadcast::error::RecvError::Lagged(n)) => {
-                            warn!(missed = n, "qmp events lagged");
+                            // Missed STOP/RESUME events: ask QEMU where it is.
+                            warn!(missed = n, "qmp events lagged; re-reading the run state");
+                            let qmp = weak_runtime.upgrade().map(|rt| rt.qmp.clone());
+                            drop(shared);
+                            if let Some(qmp) = qmp {
+                                if let Ok(status) = qmp.execute(&QueryStatus).await {
+                                    if let Some(shared) = weak.upgrade() {
+                                        let name = if status.running { names::RESUME } else { names::STOP };
+                                        on_event(&shared, &weak_runtime, &uuid, id, name);
+                                    }
+                                }
+                            }
                         }
                         // The connection closed: QEMU is exiting; wait for the pidfd.
                         Err(broadcast::error::RecvError::Closed) => {

@@ -142,7 +142,8 @@ impl QemuDriver {
         let qmp = runtime.qmp.clone();
         let mut events = qmp.events();
         if was_running {
-            qmp.execute(&Stop).await.map_err(|e| e.into_core(OP))?;
+            // Recorded before `stop` so the STOP event finds it done (see
+            // `finish_incoming`).
             self.shared.set_state(
                 &dom.uuid,
                 id,
@@ -152,6 +153,11 @@ impl QemuDriver {
                 },
                 Some((LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)),
             );
+            if let Err(e) = qmp.execute(&Stop).await {
+                self.shared.force_state(&dom.uuid, id, state);
+                let _ = std::fs::remove_file(&path);
+                return Err(e.into_core(OP));
+            }
         }
         let outcome = async {
             migration::enable_events(&qmp)
