@@ -261,3 +261,36 @@ fn unknown_domain_is_no_domain_with_the_name_in_the_message() {
     assert_eq!(err.code, 42);
     assert!(err.message.unwrap_or_default().contains("nosuchguest"));
 }
+
+#[test]
+fn qemu_uri_opens_the_qemu_driver_when_it_is_enabled() {
+    let daemon = Daemon::builder()
+        .tcp()
+        .arg("--drivers")
+        .arg("qemu,test")
+        .spawn();
+    let mut conn = RawConn::connect(daemon.tcp_addr()).expect("connect");
+    let open = conn
+        .call(
+            proc_::CONNECT_OPEN,
+            &[xdr::some_string("qemu:///system"), xdr::u32(0)].concat(),
+        )
+        .expect("reply");
+    assert_eq!(open.header.status, OK, "{:?}", open.error());
+    let kind = conn.call(proc_::CONNECT_GET_TYPE, &[]).expect("reply");
+    assert_eq!(
+        xdr::read_string(&kind.payload, &mut 0).as_deref(),
+        Some("QEMU")
+    );
+    // With qemu first, an empty name picks it as the default driver.
+    let mut conn = RawConn::connect(daemon.tcp_addr()).expect("connect");
+    let open = conn
+        .call(proc_::CONNECT_OPEN, &[xdr::u32(0), xdr::u32(0)].concat())
+        .expect("reply");
+    assert_eq!(open.header.status, OK);
+    let kind = conn.call(proc_::CONNECT_GET_TYPE, &[]).expect("reply");
+    assert_eq!(
+        xdr::read_string(&kind.payload, &mut 0).as_deref(),
+        Some("QEMU")
+    );
+}

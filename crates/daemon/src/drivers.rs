@@ -42,28 +42,24 @@ impl DriverRegistry {
         }
     }
 
-    /// Starts every driver the configuration enables. A driver this build
-    /// cannot provide is skipped with a warning, so `--drivers test,qemu`
-    /// still serves `test:///default`.
+    /// Starts every driver the configuration enables (the QEMU driver also
+    /// re-attaches to the guests it left running before a restart).
     ///
     /// # Errors
     /// [`Error::Driver`] when an enabled driver fails to start (e.g. its
     /// state directory is unreadable).
-    pub fn from_config(config: &Config) -> Result<Self> {
+    pub async fn from_config(config: &Config) -> Result<Self> {
         let mut drivers: Vec<(DriverKind, Arc<dyn Driver>)> = Vec::new();
         let mut managers = Vec::new();
         for kind in &config.drivers {
             match kind {
                 DriverKind::Test => {
-                    let host = HostIdentity {
-                        hostname: config.hostname.clone(),
-                        uuid: config.host_uuid,
-                    };
-                    let driver = migrated_driver_test::TestDriver::new(&config.state_dir, host)
-                        .map_err(|source| Error::Driver {
-                            driver: "test",
-                            source: Box::new(source),
-                        })?;
+                    let driver =
+                        migrated_driver_test::TestDriver::new(&config.state_dir, host(config))
+                            .map_err(|source| Error::Driver {
+                                driver: "test",
+                                source: Box::new(source),
+                            })?;
                     tracing::info!(state_dir = %config.state_dir.display(), "test driver started");
                     let manager =
                         crate::dispatch::migration::test_driver_manager(config, driver.clone())
@@ -75,7 +71,18 @@ impl DriverRegistry {
                     drivers.push((DriverKind::Test, Arc::new(driver)));
                 }
                 DriverKind::Qemu => {
-                    tracing::warn!("the qemu driver is not available in this build; qemu:///system will be refused");
+                    let qemu = migrated_driver_qemu::QemuConfig::new(
+                        &config.state_dir,
+                        &config.runtime_dir,
+                    );
+                    let driver = migrated_driver_qemu::QemuDriver::open(qemu, host(config))
+                        .await
+                        .map_err(|source| Error::Driver {
+                            driver: "qemu",
+                            source: Box::new(source),
+                        })?;
+                    tracing::info!("qemu driver started");
+                    drivers.push((DriverKind::Qemu, Arc::new(driver)));
                 }
             }
         }
@@ -103,6 +110,13 @@ impl DriverRegistry {
             .iter()
             .find(|(kind, _)| *kind == wanted)
             .map(|(kind, driver)| (driver.clone(), uri_of(*kind)))
+    }
+}
+
+fn host(config: &Config) -> HostIdentity {
+    HostIdentity {
+        hostname: config.hostname.clone(),
+        uuid: config.host_uuid,
     }
 }
 

@@ -94,6 +94,7 @@ async fn run(
     let mut sigint = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
     let mut sighup = signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
     let registry = drivers::DriverRegistry::from_config(&config)
+        .await
         .context("cannot start the hypervisor drivers")?;
     let handler = Arc::new(Handler::new(&config, registry));
     let server = Server::new(server_config(&config), handler);
