@@ -280,7 +280,12 @@ impl Manager {
     ) -> Result<(BeginOut, Option<JobHandle>, Uuid)> {
         let support = self.backend.support();
         req.validate(Step::Begin, support)?;
-        self.registry.guard(dom)?;
+        if self.registry.is_locked(&dom.uuid) {
+            return Err(Error::invalid(format!(
+                "another migration job is already active for domain {}",
+                dom.name
+            )));
+        }
         let begin = self.backend.begin(dom, req).await?;
         req.apply_defaults(support, begin.active);
         req.validate(Step::Begin, support)?;
@@ -445,7 +450,8 @@ impl Manager {
             return Err(err);
         }
         match self.backend.prepare(def, &req, incoming, &job).await {
-            Ok(out) => {
+            Ok(mut out) => {
+                out.uri_out = out.uri_out.map(|u| self.reachable_uri(u));
                 let mut reply = Cookie::new(source_name, dom.uuid, job_id);
                 reply.source = cookie.and_then(|c| c.source);
                 reply.destination = Some(self.config.host.clone());
@@ -482,6 +488,23 @@ impl Manager {
             tracing::warn!(job_id = %job.job_id(), error = %err, "cleaning up incoming guest failed");
         }
         self.end(job, JobOutcome::Cancelled);
+    }
+
+    /// A listener bound to a wildcard address is announced under this host's
+    /// name, as libvirt's Prepare does (`tcp:<hostname>:<port>`).
+    fn reachable_uri(&self, uri: String) -> String {
+        match DataUri::parse(&uri) {
+            Ok(DataUri {
+                host,
+                port: Some(port),
+            }) if host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified()) =>
+            {
+                DataUri::format_libvirt(&self.config.host.hostname, port)
+            }
+            _ => uri,
+        }
     }
 
     fn direct_incoming(&self, req: &MigrateRequest) -> Result<Incoming> {
@@ -557,6 +580,8 @@ impl Manager {
             )));
         };
         context.dest_host = dest_host;
+        // The caller's flags for this step get the same driver defaults Begin applied.
+        req.apply_defaults(self.backend.support(), context.begin.active);
         // Build the reply's fixed part now: a cookie that cannot be sent must fail
         // before the guest is paused, not after.
         let mut reply = Cookie::new(&dom.name, dom.uuid, job.job_id());

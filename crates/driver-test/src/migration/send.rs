@@ -183,10 +183,11 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
         }
     }
 
-    /// Pauses the guest and sends the rest; returns the measured downtime.
-    async fn complete(mut self) -> Result<Duration> {
+    /// Pauses the guest and sends the rest; returns the measured downtime
+    /// (from the start of the transfer when it was not live).
+    async fn complete(mut self, paused_since: Option<Instant>) -> Result<Duration> {
         self.driver.outgoing_pause(self.dom).await?;
-        let paused_at = Instant::now();
+        let paused_at = paused_since.unwrap_or_else(Instant::now);
         let pages = self.memory.take_dirty_pages();
         self.pass(&pages, false).await?;
         let info = self.driver.get_info(self.dom).await?;
@@ -226,7 +227,13 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
             s.setup_time_ms = self.job.elapsed().as_millis() as u64;
             s.memory_page_size = PAGE_SIZE as u64;
         });
+        let mut paused_since = None;
+        if !self.req.has(MigrateFlags::LIVE) {
+            // Not live: the guest is paused for the whole transfer, so one pass suffices.
+            self.driver.outgoing_pause(self.dom).await?;
+            paused_since = Some(Instant::now());
+        }
         self.precopy().await?;
-        self.complete().await
+        self.complete(paused_since).await
     }
 }
