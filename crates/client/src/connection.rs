@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use migrated_core::domain::{NodeInfo, SecurityModel};
+use migrated_core::error::ErrorCode;
 use migrated_proto::{procs, RemoteProcedure};
 use migrated_rpc::client::RpcClient;
 use migrated_rpc::ClientStream;
@@ -33,8 +34,6 @@ use crate::uri::ConnectUri;
 
 /// `VIR_CONNECT_RO`.
 const CONNECT_RO: u32 = 1;
-/// `VIR_ERR_NO_SUPPORT`: an ancient server without AUTH_LIST.
-const ERR_NO_SUPPORT: i32 = 3;
 /// `REMOTE_AUTH_NONE`.
 const AUTH_NONE: i32 = 0;
 
@@ -107,7 +106,8 @@ impl Connection {
                     }
                 }
             }
-            Err(e) if e.remote_code() == Some(ERR_NO_SUPPORT) => {}
+            // an ancient server without AUTH_LIST needs no authentication
+            Err(e) if e.is_code(ErrorCode::NoSupport) => {}
             Err(e) => return Err(e),
         }
 

@@ -4,6 +4,7 @@
 //! message untouched, so a caller can print `error: <message>` exactly like
 //! virsh and match on the code.
 
+use migrated_core::error::ErrorCode;
 use migrated_rpc::WireError;
 
 /// Convenience alias used throughout the crate.
@@ -142,6 +143,12 @@ impl Error {
             Self::Local(e) => Some((e.code() as i32, e.domain() as i32)),
             _ => None,
         }
+    }
+
+    /// Whether this is a remote error with libvirt code `code`
+    /// (`err.is_code(ErrorCode::NoDomain)`).
+    pub fn is_code(&self, code: ErrorCode) -> bool {
+        self.remote_code() == Some(code as i32)
     }
 
     /// libvirt's `virErrorDomain` for remote errors, `None` for local failures.

@@ -236,6 +236,7 @@ async fn domain_lookup_tries_id_then_uuid_then_name() {
     let err = conn.lookup_domain("7").await.expect_err("no such domain");
     assert_eq!(lock(&fake.seen)[base + 3..], [22, 23]);
     assert_eq!(err.remote_code(), Some(42));
+    assert!(err.is_code(migrated_core::error::ErrorCode::NoDomain));
     assert_eq!(err.remote_domain(), Some(10));
     assert_eq!(
         err.to_string(),
