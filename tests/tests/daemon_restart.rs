@@ -255,3 +255,51 @@ fn socket_activation_serves_the_sockets_systemd_passes() {
     );
     assert!(logs.contains("name=rw"), "{logs}");
 }
+
+#[test]
+fn sighup_reloads_the_tls_allowed_dn_list() {
+    if require_binary("virsh").is_none() {
+        return;
+    }
+    let Some(pki) = migrated_tests::Pki::generate() else {
+        return;
+    };
+    let daemon = Daemon::builder()
+        .tls(&pki)
+        .config_toml("tls_allowed_dn = [\"C=GB,O=Example,CN=nobody\"]\n")
+        .spawn();
+    let uri = daemon.tls_uri(&pki);
+    let reload = |dn: &str, round: usize| {
+        std::fs::write(
+            daemon.config_path(),
+            format!("tls_allowed_dn = [\"{dn}\"]\n"),
+        )
+        .expect("rewrite config");
+        daemon.signal(libc::SIGHUP);
+        wait_until(Duration::from_secs(10), "TLS reload", || {
+            (daemon.logs().matches("allowed DN list reloaded").count() >= round).then_some(())
+        });
+    };
+    let refused = virsh(&uri, &["hostname"]);
+    assert!(
+        !refused.status.success(),
+        "client accepted despite the DN list"
+    );
+    assert!(
+        daemon.logs().contains("not in the allowed DN list"),
+        "{}",
+        daemon.logs()
+    );
+
+    reload("C=GB,O=Example,CN=cli*", 1);
+    ok(
+        &virsh(&uri, &["hostname"]),
+        "virsh after widening the DN list",
+    );
+
+    reload("C=GB,O=Example,CN=nobody", 2);
+    assert!(
+        !virsh(&uri, &["hostname"]).status.success(),
+        "accepted after narrowing"
+    );
+}
