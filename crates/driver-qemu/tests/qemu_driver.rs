@@ -2,6 +2,9 @@
 //! running the project's workload guest. Without `qemu-system-x86_64` each
 //! test prints `SKIPPED` (and fails when `CI` is set).
 
+mod common;
+
+use common::{qemu_available, wait_until, Reaper};
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,22 +15,9 @@ use migrated_core::domain::{
 use migrated_core::driver::Driver;
 use migrated_core::error::ErrorCode;
 use migrated_core::flags;
-use migrated_driver_qemu::command::find_emulator;
 use migrated_driver_qemu::{workload, QemuConfig, QemuDriver};
 use tokio::sync::broadcast;
 use uuid::Uuid;
-
-fn qemu_available() -> bool {
-    if find_emulator(None).is_ok() {
-        return true;
-    }
-    eprintln!("SKIPPED: qemu-system-x86_64 not found");
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "qemu-system-x86_64 is required when CI is set"
-    );
-    false
-}
 
 fn host() -> HostIdentity {
     HostIdentity {
@@ -56,24 +46,6 @@ fn guest_xml(name: &str, uuid: Uuid, machine: &str, dirty_mib: u32, dir: &Path) 
         kernel = workload::build_path().display(),
         serial = dir.join(format!("{name}.serial")).display(),
     )
-}
-
-async fn wait_until<T, F, Fut>(limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn counter(driver: &QemuDriver, dom: &DomainRef) -> Option<u64> {
@@ -105,6 +77,7 @@ async fn lifecycle_through_the_driver_api() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     let driver = QemuDriver::open(config(dir.path()), host())
         .await
         .expect("open");
@@ -197,6 +170,7 @@ async fn start_paused_and_a_transient_guest_disappears_when_destroyed() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     let driver = QemuDriver::open(config(dir.path()), host())
         .await
         .expect("open");
@@ -229,6 +203,7 @@ async fn a_guest_killed_behind_our_back_is_shut_off_as_crashed() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     let driver = QemuDriver::open(config(dir.path()), host())
         .await
         .expect("open");
@@ -259,6 +234,7 @@ async fn start_failures_carry_qemu_stderr_and_leave_no_guest_behind() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     let driver = QemuDriver::open(config(dir.path()), host())
         .await
         .expect("open");
@@ -322,6 +298,7 @@ async fn guests_survive_the_driver_and_are_reattached() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     let driver = QemuDriver::open(config(dir.path()), host())
         .await
         .expect("open");
@@ -400,6 +377,7 @@ async fn autostart_guests_boot_when_the_driver_opens() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     let dom = {
         let driver = QemuDriver::open(config(dir.path()), host())
             .await

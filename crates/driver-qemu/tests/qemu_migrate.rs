@@ -5,28 +5,18 @@
 //! guest kept its state and kept running. The migration engine (Begin3 …
 //! Confirm3) will drive these same calls.
 
+mod common;
+
+use common::{qemu_available, Reaper};
 use std::path::Path;
 use std::time::Duration;
 
 use migrated_core::domain::{running_reason, shutoff_reason, DomainRef, DomainState, HostIdentity};
 use migrated_core::driver::Driver;
-use migrated_driver_qemu::command::find_emulator;
 use migrated_driver_qemu::migration::{enable_events, wait_for_completion};
 use migrated_driver_qemu::qmp::commands::{Migrate, MigrateIncoming, MigrationStatus};
 use migrated_driver_qemu::{workload, QemuConfig, QemuDriver};
 use uuid::Uuid;
-
-fn qemu_available() -> bool {
-    if find_emulator(None).is_ok() {
-        return true;
-    }
-    eprintln!("SKIPPED: qemu-system-x86_64 not found");
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "qemu-system-x86_64 is required when CI is set"
-    );
-    false
-}
 
 async fn open(dir: &Path) -> QemuDriver {
     let host = HostIdentity {
@@ -70,6 +60,7 @@ async fn a_dirtying_guest_moves_between_two_drivers_and_keeps_counting() {
         tempfile::tempdir().expect("a"),
         tempfile::tempdir().expect("b"),
     );
+    let _reaper = Reaper::new(&[a_dir.path(), b_dir.path()]);
     let (a, b) = (open(a_dir.path()).await, open(b_dir.path()).await);
     let xml = format!(
         "<domain type='qemu'><name>mover</name><uuid>{}</uuid>

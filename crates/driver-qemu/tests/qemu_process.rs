@@ -2,6 +2,9 @@
 //! re-attaching to a running QEMU. Needs `qemu-system-x86_64`; without it
 //! each test prints `SKIPPED` (and fails when `CI` is set).
 
+mod common;
+
+use common::{qemu_available, wait_until, Reaper};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,39 +14,6 @@ use migrated_driver_qemu::qmp::commands::{Cont, QueryStatus, Quit, RunState};
 use migrated_driver_qemu::qmp::{Qmp, QmpConfig};
 use migrated_driver_qemu::{workload, Error};
 use uuid::Uuid;
-
-fn qemu_or_skip() -> Option<PathBuf> {
-    match find_emulator(None) {
-        Ok(path) => Some(path),
-        Err(_) => {
-            eprintln!("SKIPPED: qemu-system-x86_64 not found");
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "qemu-system-x86_64 is required when CI is set"
-            );
-            None
-        }
-    }
-}
-
-/// Polls `probe` until it yields a value, for at most `limit`.
-async fn wait_until<T, F, Fut>(limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn workload_spec(emulator: PathBuf, name: &str, dir: &Path, dirty_mib: u32) -> LaunchSpec {
     let mut spec = LaunchSpec::new(emulator, name, Uuid::new_v4(), Monitor::Fd(-1));
@@ -84,8 +54,12 @@ async fn counter_passes(qmp: &Qmp, above: u64) -> u64 {
 
 #[tokio::test]
 async fn workload_guest_boots_under_tcg_and_its_counter_advances() {
-    let Some(qemu) = qemu_or_skip() else { return };
+    if !qemu_available() {
+        return;
+    }
+    let qemu = find_emulator(None).expect("emulator");
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     let spec = workload_spec(qemu, "counter", dir.path(), 8);
     let Launched { process, qmp } =
         launch(spec, &paths(dir.path(), "counter"), QmpConfig::default())
@@ -114,8 +88,12 @@ async fn workload_guest_boots_under_tcg_and_its_counter_advances() {
 
 #[tokio::test]
 async fn dirty_region_is_clamped_to_guest_memory() {
-    let Some(qemu) = qemu_or_skip() else { return };
+    if !qemu_available() {
+        return;
+    }
+    let qemu = find_emulator(None).expect("emulator");
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     // 64 MiB of RAM cannot hold a 4096 MiB region above the 4 MiB base.
     let spec = workload_spec(qemu, "clamp", dir.path(), 4096);
     let Launched { process, qmp } = launch(spec, &paths(dir.path(), "clamp"), QmpConfig::default())
@@ -129,8 +107,12 @@ async fn dirty_region_is_clamped_to_guest_memory() {
 
 #[tokio::test]
 async fn unknown_machine_type_reports_qemu_stderr() {
-    let Some(qemu) = qemu_or_skip() else { return };
+    if !qemu_available() {
+        return;
+    }
+    let qemu = find_emulator(None).expect("emulator");
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     let mut spec = workload_spec(qemu, "badmachine", dir.path(), 1);
     spec.machine = "no-such-machine-type".into();
     let err = launch(spec, &paths(dir.path(), "badmachine"), QmpConfig::default())
@@ -147,8 +129,12 @@ async fn unknown_machine_type_reports_qemu_stderr() {
 
 #[tokio::test]
 async fn qemu_dying_at_start_reports_its_stderr() {
-    let Some(qemu) = qemu_or_skip() else { return };
+    if !qemu_available() {
+        return;
+    }
+    let qemu = find_emulator(None).expect("emulator");
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     let mut spec = workload_spec(qemu, "nodisk", dir.path(), 1);
     let missing = dir.path().join("missing-disk.img");
     spec.disks.push(Disk {
@@ -170,6 +156,7 @@ async fn qemu_dying_at_start_reports_its_stderr() {
 #[tokio::test]
 async fn missing_emulator_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     let bogus = dir.path().join("qemu-system-x86_64");
     let err = find_emulator(Some(&bogus)).expect_err("no such binary");
     assert!(
@@ -190,8 +177,12 @@ async fn missing_emulator_is_a_clear_error() {
 
 #[tokio::test]
 async fn reattach_finds_the_guest_still_running() {
-    let Some(qemu) = qemu_or_skip() else { return };
+    if !qemu_available() {
+        return;
+    }
+    let qemu = find_emulator(None).expect("emulator");
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     let spec = workload_spec(qemu, "survivor", dir.path(), 4);
     let uuid = spec.uuid;
     let p = paths(dir.path(), "survivor");

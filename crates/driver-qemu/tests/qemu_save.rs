@@ -2,6 +2,9 @@
 //! workload guest. Without `qemu-system-x86_64` each test prints `SKIPPED`
 //! (and fails when `CI` is set).
 
+mod common;
+
+use common::{qemu_available, Reaper};
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,25 +13,12 @@ use migrated_core::domain::{
 };
 use migrated_core::driver::Driver;
 use migrated_core::error::ErrorCode;
-use migrated_driver_qemu::command::find_emulator;
 use migrated_driver_qemu::savefile::MAGIC;
 use migrated_driver_qemu::{workload, QemuConfig, QemuDriver};
 use uuid::Uuid;
 
 /// `VIR_DOMAIN_SAVE_PAUSED`.
 const SAVE_PAUSED: u32 = 1 << 2;
-
-fn qemu_available() -> bool {
-    if find_emulator(None).is_ok() {
-        return true;
-    }
-    eprintln!("SKIPPED: qemu-system-x86_64 not found");
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "qemu-system-x86_64 is required when CI is set"
-    );
-    false
-}
 
 async fn open(dir: &Path, zstd: bool) -> QemuDriver {
     let mut config = QemuConfig::new(dir.join("state"), dir.join("run"));
@@ -73,6 +63,7 @@ async fn counter_passes(driver: &QemuDriver, dom: &DomainRef, above: u64) -> u64
 
 async fn save_and_restore(zstd: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     let driver = open(dir.path(), zstd).await;
     let dom = driver
         .define_xml(&guest_xml("saver"), 0)
@@ -155,6 +146,7 @@ async fn a_transient_guest_comes_back_running_from_its_image() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     let driver = open(dir.path(), true).await;
     let dom = driver
         .create_xml(&guest_xml("fleeting"), 0)
@@ -192,6 +184,7 @@ async fn restoring_a_foreign_file_is_a_clear_error() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
     let driver = open(dir.path(), true).await;
     let bogus = dir.path().join("bogus.img");
     std::fs::write(&bogus, b"LibvirtQemudSave and then some").expect("write");
