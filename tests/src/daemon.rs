@@ -137,6 +137,16 @@ impl DaemonBuilder {
         self
     }
 
+    /// Passes several extra command-line arguments to `migrated`.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.extra_args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
     /// Sets the contents of the daemon's TOML config file (default: empty).
     pub fn config_toml(mut self, text: impl Into<String>) -> Self {
         self.config_toml = text.into();

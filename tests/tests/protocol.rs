@@ -294,3 +294,49 @@ fn qemu_uri_opens_the_qemu_driver_when_it_is_enabled() {
         Some("QEMU")
     );
 }
+
+#[test]
+fn asking_for_keepalive_starts_server_pings_and_a_silent_client_is_dropped() {
+    let daemon = Daemon::builder()
+        .tcp()
+        .args(["--keepalive-interval", "1", "--keepalive-count", "2"])
+        .spawn();
+    let mut conn = RawConn::connect(daemon.tcp_addr()).expect("connect");
+    let feature = conn
+        .call(proc_::CONNECT_SUPPORTS_FEATURE, &xdr::i32(10))
+        .expect("reply");
+    assert_eq!(feature.payload, xdr::i32(1));
+    // A PING: keepalive program, procedure 1, type MESSAGE, empty.
+    let ping = conn.read_reply().expect("a keepalive PING");
+    assert_eq!(
+        (ping.header.prog, ping.header.proc_, ping.header.type_),
+        (
+            migrated_tests::raw::KEEPALIVE_PROGRAM,
+            1,
+            migrated_tests::raw::MESSAGE
+        )
+    );
+    assert!(ping.payload.is_empty());
+    // Never answering: the daemon gives up after the configured count.
+    assert!(
+        conn.is_closed_by_peer(),
+        "silent client was not disconnected"
+    );
+}
+
+#[test]
+fn connections_beyond_max_clients_are_closed() {
+    let daemon = Daemon::builder().tcp().args(["--max-clients", "2"]).spawn();
+    let mut a = opened(&daemon);
+    let mut b = opened(&daemon);
+    let mut c = RawConn::connect(daemon.tcp_addr()).expect("connect");
+    let _ = c.send(&migrated_tests::raw::message(
+        Header::call(proc_::AUTH_LIST, 0),
+        &[],
+    ));
+    assert!(c.is_closed_by_peer(), "third client was served");
+    for conn in [&mut a, &mut b] {
+        let reply = conn.call(proc_::CONNECT_GET_HOSTNAME, &[]).expect("reply");
+        assert_eq!(reply.header.status, OK);
+    }
+}
