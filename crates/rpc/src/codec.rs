@@ -168,4 +168,66 @@ mod tests {
         let msg = Message::new(ping().header, vec![0u8; PAYLOAD_MAX]);
         assert!(encode_message(msg).is_ok());
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn message() -> impl Strategy<Value = Message> {
+            (
+                any::<u32>(),
+                any::<i32>(),
+                0..7i32,
+                any::<u32>(),
+                0..3i32,
+                proptest::collection::vec(any::<u8>(), 0..300),
+            )
+                .prop_map(|(prog, proc_, ty, serial, st, payload)| {
+                    let header = Header {
+                        prog,
+                        vers: 1,
+                        proc_,
+                        type_: MessageType::from_i32(ty).expect("in range"),
+                        serial,
+                        status: MessageStatus::from_i32(st).expect("in range"),
+                    };
+                    Message::new(header, payload)
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn messages_survive_any_split_of_the_byte_stream(
+                msgs in proptest::collection::vec(message(), 1..8),
+                cut in any::<proptest::sample::Index>(),
+            ) {
+                let mut wire = BytesMut::new();
+                for m in &msgs {
+                    MessageCodec::new().encode(m.clone(), &mut wire).expect("encode");
+                }
+                let cut = cut.index(wire.len() + 1);
+                let mut codec = MessageCodec::new();
+                let mut buf = BytesMut::from(&wire[..cut]);
+                let mut out = Vec::new();
+                while let Some(frame) = codec.decode(&mut buf).expect("valid") {
+                    out.push(Message::from_frame(frame).expect("valid header"));
+                }
+                buf.extend_from_slice(&wire[cut..]);
+                while let Some(frame) = codec.decode(&mut buf).expect("valid") {
+                    out.push(Message::from_frame(frame).expect("valid header"));
+                }
+                prop_assert_eq!(out, msgs);
+                prop_assert!(buf.is_empty());
+            }
+
+            #[test]
+            fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let mut buf = BytesMut::from(&bytes[..]);
+                let mut codec = MessageCodec::new();
+                while let Ok(Some(frame)) = codec.decode(&mut buf) {
+                    let _ = Message::from_frame(frame);
+                }
+            }
+        }
+    }
 }

@@ -76,8 +76,8 @@ impl Activity {
 /// Runs the keepalive timer until the peer is declared dead.
 ///
 /// `send_ping` queues one PING and returns `false` when the connection is
-/// already gone (then `run` returns too). Returns the number of unanswered
-/// pings when the peer is considered dead; the caller closes the connection.
+/// already gone (then `run` returns `None`). Returns `Some(unanswered pings)`
+/// when the peer is considered dead; the caller closes the connection.
 ///
 /// # Cancel safety
 /// Cancel-safe: it holds no state beyond its own timer.
@@ -86,7 +86,7 @@ pub async fn run(
     interval: Duration,
     count: u32,
     send_ping: impl Fn() -> bool,
-) -> u32 {
+) -> Option<u32> {
     let interval = interval.max(Duration::from_millis(1));
     let mut unanswered = 0u32;
     let mut last_seen = activity.last();
@@ -104,10 +104,10 @@ pub async fn run(
             continue;
         }
         if unanswered >= count {
-            return unanswered;
+            return Some(unanswered);
         }
         if !send_ping() {
-            return unanswered;
+            return None;
         }
         unanswered += 1;
         deadline = now + interval;
@@ -129,7 +129,7 @@ mod tests {
             true
         })
         .await;
-        assert_eq!(n, 3);
+        assert_eq!(n, Some(3));
         assert_eq!(pings.load(Ordering::Relaxed), 3);
         // first ping after 5 s of silence, then one per 5 s, dead 5 s after the last
         assert_eq!(started.elapsed(), Duration::from_secs(20));

@@ -204,7 +204,10 @@ impl RpcClient {
             let dead = tokio::select! {
                 n = keepalive::run(&inner.activity, interval, count, || {
                     outbound.send(keepalive::message(keepalive::PROC_PING)).is_ok()
-                }) => n,
+                }) => match n {
+                    Some(n) => n,
+                    None => return,
+                },
                 _ = inner.abort.cancelled() => return,
             };
             tracing::warn!(

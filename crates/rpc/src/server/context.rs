@@ -131,7 +131,10 @@ impl ConnHandle {
             let dead = tokio::select! {
                 n = keepalive::run(&shared.activity, shared.keepalive_interval, shared.keepalive_count, || {
                     outbound.send(keepalive::message(keepalive::PROC_PING)).is_ok()
-                }) => n,
+                }) => match n {
+                    Some(n) => n,
+                    None => return,
+                },
                 _ = shared.abort.cancelled() => return,
             };
             tracing::warn!(
