@@ -132,6 +132,56 @@ pub enum Command {
     },
     /// Show the host's CPU and memory.
     Nodeinfo,
+    /// Migrate a domain to another host.
+    #[command(
+        after_long_help = "Examples:\n  migratectl migrate --live guest test+tcp://10.0.0.2/default\n  \
+                           migratectl migrate --live --p2p --tunnelled --verbose guest qemu+tls://b/system\n  \
+                           migratectl migrate --offline --persistent guest test+tcp://10.0.0.2/default"
+    )]
+    Migrate(crate::commands::migrate::MigrateArgs),
+    /// Show the progress of a domain's job (or the last one with --completed).
+    Domjobinfo {
+        /// Domain name, id or UUID.
+        domain: String,
+        /// Statistics of the last completed job.
+        #[arg(long)]
+        completed: bool,
+    },
+    /// Abort a domain's running job (a migration: the guest stays on the source).
+    Domjobabort {
+        /// Domain name, id or UUID.
+        domain: String,
+    },
+    /// Set the migration bandwidth limit in MiB/s.
+    MigrateSetspeed {
+        /// Domain name, id or UUID.
+        domain: String,
+        /// MiB/s (0 = unlimited).
+        bandwidth: u64,
+    },
+    /// Show the migration bandwidth limit in MiB/s.
+    MigrateGetspeed {
+        /// Domain name, id or UUID.
+        domain: String,
+    },
+    /// Set the longest tolerated pause at the end of a live migration, in ms.
+    MigrateSetmaxdowntime {
+        /// Domain name, id or UUID.
+        domain: String,
+        /// Milliseconds.
+        downtime: u64,
+    },
+    /// Show the longest tolerated pause at the end of a live migration, in ms.
+    MigrateGetmaxdowntime {
+        /// Domain name, id or UUID.
+        domain: String,
+    },
+    /// Show a domain's migration job as the daemon's journal knows it
+    /// (e.g. a guest kept paused after a restart).
+    MigrationStatus {
+        /// Domain name.
+        domain: String,
+    },
     /// Print a shell completion script.
     #[command(after_long_help = "Example:\n  migratectl completions zsh > ~/.zfunc/_migratectl")]
     Completions {

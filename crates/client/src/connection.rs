@@ -215,6 +215,11 @@ impl Connection {
         Ok((ret, stream))
     }
 
+    /// The RPC client, for calls of programs other than the remote one.
+    pub(crate) fn rpc(&self) -> &RpcClient {
+        &self.inner.rpc
+    }
+
     /// Whether the connection is still up (not closed by us, the peer, or keepalive).
     pub fn is_alive(&self) -> bool {
         !self.inner.rpc.is_closed()

@@ -94,8 +94,12 @@ pub trait Endpoint: Send + Sync {
     async fn supports_feature(&self, feature: i32) -> Result<bool>;
 
     /// Source, Begin: the destination definition and the first cookie.
-    async fn begin3(&self, proto: Protocol, dom: &DomainRef, req: &MigrateRequest)
-        -> Result<BeginOut>;
+    async fn begin3(
+        &self,
+        proto: Protocol,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+    ) -> Result<BeginOut>;
 
     /// Source: the guest's state (paused guests stay paused on the destination).
     async fn get_state(&self, proto: Protocol, dom: &DomainRef) -> Result<DomainState>;
@@ -432,7 +436,10 @@ impl Endpoint for RemoteEndpoint {
                     resource: resource(req),
                     dom_xml: req.dest_xml.clone().unwrap_or_default(),
                 };
-                let ret = self.conn.call::<procs::DomainMigratePrepare3>(&args).await?;
+                let ret = self
+                    .conn
+                    .call::<procs::DomainMigratePrepare3>(&args)
+                    .await?;
                 Ok(PrepareOut {
                     cookie: ret.cookie_out,
                     uri_out: ret.uri_out,
@@ -446,7 +453,10 @@ impl Endpoint for RemoteEndpoint {
                     resource: resource(req),
                     dom_xml: req.dest_xml.clone().unwrap_or_default(),
                 };
-                let ret = self.conn.call::<procs::DomainMigratePrepare2>(&args).await?;
+                let ret = self
+                    .conn
+                    .call::<procs::DomainMigratePrepare2>(&args)
+                    .await?;
                 Ok(PrepareOut {
                     cookie: ret.cookie,
                     uri_out: ret.uri_out,

@@ -12,7 +12,7 @@ use crate::connection::Connection;
 use crate::domain::Domain;
 use crate::endpoint::{legacy_expressible, RemoteEndpoint};
 use crate::error::Result;
-use crate::sequencer::{self, feature};
+use crate::sequencer::{self, feature, Timeline};
 use crate::uri::ConnectUri;
 
 fn invalid(operation: &'static str, reason: &str) -> crate::Error {
@@ -39,6 +39,21 @@ impl Domain {
         params: &TypedParams,
         flags: u64,
     ) -> Result<Domain> {
+        self.migrate_timed(dest, params, flags, &mut Timeline::new())
+            .await
+    }
+
+    /// [`Domain::migrate`], recording each step's duration in `timeline`.
+    ///
+    /// # Errors
+    /// As [`Domain::migrate`].
+    pub async fn migrate_timed(
+        &self,
+        dest: &Connection,
+        params: &TypedParams,
+        flags: u64,
+        timeline: &mut Timeline,
+    ) -> Result<Domain> {
         const API: &str = "virDomainMigrate3";
         let f = MigrateFlags(flags);
         if f.contains(MigrateFlags::NON_SHARED_DISK | MigrateFlags::NON_SHARED_INC) {
@@ -62,7 +77,7 @@ impl Domain {
         let req = MigrateRequest::from_params(params, flags)?;
         let src = RemoteEndpoint::new(self.connection().clone());
         let dst = RemoteEndpoint::new(dest.clone());
-        let ddom = sequencer::migrate(&src, &dst, self.reference(), req).await?;
+        let ddom = sequencer::migrate_timed(&src, &dst, self.reference(), req, timeline).await?;
         Ok(Domain::from_wire(dest.clone(), ddom.into()))
     }
 
@@ -157,5 +172,39 @@ impl Domain {
             resource: req.bandwidth_mib_s.unwrap_or(0),
         };
         conn.call::<procs::DomainMigratePerform>(&args).await
+    }
+}
+
+impl Connection {
+    /// `MIGRATION_STATUS` of migrated's own program: the migration job of the
+    /// guest named `name` as the daemon's journal and registry know it (a
+    /// guest kept paused after a restart says so in `detail`).
+    ///
+    /// # Errors
+    /// [`crate::Error::Remote`] (e.g. `VIR_ERR_NO_DOMAIN`; "cannot find
+    /// program" from a stock libvirtd), [`crate::Error::Rpc`].
+    pub async fn migration_status(&self, name: &str) -> Result<migrated_proto::MigrationStatusRet> {
+        const PROCEDURE: &str = "MIGRATED_PROC_MIGRATION_STATUS";
+        let args = migrated_proto::MigrationStatusArgs {
+            name: name.to_owned(),
+        };
+        let payload = migrated_xdr::to_bytes(&args).map_err(|source| crate::Error::Encode {
+            procedure: PROCEDURE,
+            source,
+        })?;
+        let reply = self
+            .rpc()
+            .call(
+                migrated_proto::MIGRATED_PROGRAM,
+                migrated_proto::MIGRATED_PROTOCOL_VERSION,
+                migrated_proto::MigratedProcedure::MigrationStatus as i32,
+                payload,
+            )
+            .await
+            .map_err(|e| crate::Error::from_rpc(PROCEDURE, e))?;
+        migrated_xdr::from_bytes(&reply).map_err(|source| crate::Error::Decode {
+            procedure: PROCEDURE,
+            source,
+        })
     }
 }

@@ -34,6 +34,9 @@
 //! `VIR_FROM_QEMU` with a code other than `VIR_ERR_MIGRATE_FINISH_OK`.
 //! Confirm's error is only logged.
 
+use std::future::Future;
+use std::time::{Duration, Instant};
+
 use migrated_core::domain::{DomainRef, DomainState};
 use migrated_core::error::{ErrorCode, ErrorDomain};
 use migrated_core::flags::MigrateFlags;
@@ -59,6 +62,28 @@ pub mod feature {
     pub const MIGRATION_OFFLINE: i32 = 12;
     /// The *_PARAMS migration procedures.
     pub const MIGRATION_PARAMS: i32 = 13;
+}
+
+/// How long one step took, as seen by whoever drives the sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepTiming {
+    /// `begin`, `prepare`, `perform`, `finish` or `confirm`.
+    pub step: &'static str,
+    /// Wall time of the step's call.
+    pub duration: Duration,
+}
+
+/// The steps of one run of [`migrate_timed`], in the order they were sent.
+pub type Timeline = Vec<StepTiming>;
+
+async fn timed<T>(timeline: &mut Timeline, step: &'static str, f: impl Future<Output = T>) -> T {
+    let start = Instant::now();
+    let out = f.await;
+    timeline.push(StepTiming {
+        step,
+        duration: start.elapsed(),
+    });
+    out
 }
 
 /// Where a migration failed, in sequence order ([`cleanup_after`]'s input).
@@ -182,12 +207,26 @@ fn finish_error_wins(perform: &Error, finish: &Error) -> bool {
 /// The first failing step's error (see the module doc for precedence);
 /// `VIR_ERR_ARGUMENT_UNSUPPORTED` for parameters the negotiated protocol
 /// cannot carry; `VIR_ERR_INTERNAL_ERROR` when Prepare named no data URI.
-#[tracing::instrument(skip_all, fields(dom = %dom.name, src = %src.describe(), dst = %dst.describe()))]
 pub async fn migrate(
     src: &dyn Endpoint,
     dst: &dyn Endpoint,
     dom: &DomainRef,
+    req: MigrateRequest,
+) -> Result<DomainRef> {
+    migrate_timed(src, dst, dom, req, &mut Timeline::new()).await
+}
+
+/// [`migrate`], recording each step's duration in `timeline`.
+///
+/// # Errors
+/// As [`migrate`].
+#[tracing::instrument(skip_all, fields(dom = %dom.name, src = %src.describe(), dst = %dst.describe()))]
+pub async fn migrate_timed(
+    src: &dyn Endpoint,
+    dst: &dyn Endpoint,
+    dom: &DomainRef,
     mut req: MigrateRequest,
+    timeline: &mut Timeline,
 ) -> Result<DomainRef> {
     let (proto, protected) = negotiate(src, dst, &req).await?;
     if proto < Protocol::V3Params {
@@ -205,10 +244,11 @@ pub async fn migrate(
     src_req.flags |= prot;
 
     // 1. Begin
-    let begin = src.begin3(proto, dom, &src_req).await?;
+    let begin = timed(timeline, "begin", src.begin3(proto, dom, &src_req)).await?;
 
     // 2. GetState, 3. Prepare
     let mut dst_req = req.clone();
+    let prepare_start = Instant::now();
     let prepared = async {
         if src.get_state(proto, dom).await? == DomainState::Paused {
             src_req.flags |= MigrateFlags::PAUSED;
@@ -225,12 +265,17 @@ pub async fn migrate(
         }
     }
     .await;
+    timeline.push(StepTiming {
+        step: "prepare",
+        duration: prepare_start.elapsed(),
+    });
     let (prepare_cookie, uri_out, sink) = match prepared {
         Ok(p) => p,
         Err(err) => {
             let rule = cleanup_after(FailurePoint::Prepare, protected);
             if let Some(cancelled) = rule.confirm {
-                confirm(src, proto, dom, &src_req, &begin.cookie, cancelled).await;
+                let c = confirm(src, proto, dom, &src_req, &begin.cookie, cancelled);
+                timed(timeline, "confirm", c).await;
             }
             return Err(err);
         }
@@ -244,9 +289,8 @@ pub async fn migrate(
         dst_req.uri = Some(uri);
     } else if !tunnelled && req.uri.is_none() {
         failure = FailurePoint::NoUri;
-        first_error = Some(
-            migrated_core::Error::internal("domainMigratePrepare3 did not set uri").into(),
-        );
+        first_error =
+            Some(migrated_core::Error::internal("domainMigratePrepare3 did not set uri").into());
     }
 
     // 4. Perform (skipped offline and after a failure)
@@ -256,10 +300,8 @@ pub async fn migrate(
             Some(sink) => DataTarget::Tunnel(sink),
             None => DataTarget::Direct,
         };
-        match src
-            .perform3(proto, dom, &src_req, &prepare_cookie, target)
-            .await
-        {
+        let perform = src.perform3(proto, dom, &src_req, &prepare_cookie, target);
+        match timed(timeline, "perform", perform).await {
             Ok(cookie) => finish_cookie = cookie,
             Err(err) => {
                 warn!(error = %err, "perform failed");
@@ -281,10 +323,8 @@ pub async fn migrate(
     };
     let mut confirm_cookie = Vec::new();
     if let Some(cancelled) = cleanup_after(failure, protected).finish {
-        match dst
-            .finish3(proto, &dname, &dst_req, &finish_cookie, cancelled)
-            .await
-        {
+        let finish = dst.finish3(proto, &dname, &dst_req, &finish_cookie, cancelled);
+        match timed(timeline, "finish", finish).await {
             Ok(out) if cancelled => {
                 warn!(ddom = %out.dom.name, "finish step ignored that migration was cancelled");
             }
@@ -307,7 +347,8 @@ pub async fn migrate(
 
     // 6. Confirm
     if let Some(cancelled) = cleanup_after(failure, protected).confirm {
-        confirm(src, proto, dom, &src_req, &confirm_cookie, cancelled).await;
+        let c = confirm(src, proto, dom, &src_req, &confirm_cookie, cancelled);
+        timed(timeline, "confirm", c).await;
     }
     if let Ok(ddom) = &result {
         info!(ddom = %ddom.name, ?proto, "migration completed");

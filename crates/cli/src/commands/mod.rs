@@ -2,6 +2,8 @@
 
 mod domain;
 mod host;
+pub mod migrate;
+mod migrate_jobs;
 
 use anyhow::Context as _;
 use migrated_client::{Connection, OpenFlags};
@@ -56,6 +58,24 @@ async fn dispatch(conn: &Connection, cli: Cli) -> anyhow::Result<String> {
         Command::Hostname => host::hostname(conn, json).await,
         Command::Uri => host::uri(conn, json).await,
         Command::Nodeinfo => host::nodeinfo(conn, json).await,
+        Command::Migrate(args) => migrate::migrate(conn, &args, json).await,
+        Command::Domjobinfo { domain, completed } => {
+            migrate_jobs::domjobinfo(conn, &domain, completed, json).await
+        }
+        Command::Domjobabort { domain } => migrate_jobs::domjobabort(conn, &domain, json).await,
+        Command::MigrateSetspeed { domain, bandwidth } => {
+            migrate_jobs::set_speed(conn, &domain, bandwidth, json).await
+        }
+        Command::MigrateGetspeed { domain } => migrate_jobs::get_speed(conn, &domain, json).await,
+        Command::MigrateSetmaxdowntime { domain, downtime } => {
+            migrate_jobs::set_max_downtime(conn, &domain, downtime, json).await
+        }
+        Command::MigrateGetmaxdowntime { domain } => {
+            migrate_jobs::get_max_downtime(conn, &domain, json).await
+        }
+        Command::MigrationStatus { domain } => {
+            migrate_jobs::migration_status(conn, &domain, json).await
+        }
         // handled in main before any connection is opened
         Command::Completions { .. } => Ok(String::new()),
     }
