@@ -32,15 +32,19 @@ impl ClientTlsConfig {
     /// `$HOME/.pki/libvirt/{cacert,clientcert,clientkey}.pem`, where the CA
     /// falls back to the system file on its own and cert+key as a pair.
     pub fn default_locations() -> Self {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        Self::locations_for(root, home.as_deref())
+    }
+
+    fn locations_for(root: bool, home: Option<&Path>) -> Self {
         let system = Self {
             ca_file: SYSTEM_CA.into(),
             cert_file: Some(SYSTEM_CLIENT_CERT.into()),
             key_file: Some(SYSTEM_CLIENT_KEY.into()),
             no_verify: false,
         };
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
-        let home = std::env::var_os("HOME").map(PathBuf::from);
         match home {
             Some(home) if !root => {
                 let dir = home.join(".pki/libvirt");
@@ -214,5 +218,42 @@ impl TlsConnector {
                 None => Err(Error::ServerVerificationFailed),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_uses_the_system_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = ClientTlsConfig::locations_for(true, Some(dir.path()));
+        assert_eq!(cfg.ca_file, PathBuf::from(SYSTEM_CA));
+        assert_eq!(cfg.cert_file, Some(PathBuf::from(SYSTEM_CLIENT_CERT)));
+        assert_eq!(cfg.key_file, Some(PathBuf::from(SYSTEM_CLIENT_KEY)));
+    }
+
+    #[test]
+    fn user_files_fall_back_ca_alone_and_cert_with_key_as_a_pair() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let dir = home.path().join(".pki/libvirt");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        // only the CA and a certificate without its key
+        std::fs::write(dir.join("cacert.pem"), b"x").expect("write");
+        std::fs::write(dir.join("clientcert.pem"), b"x").expect("write");
+        let cfg = ClientTlsConfig::locations_for(false, Some(home.path()));
+        assert_eq!(cfg.ca_file, dir.join("cacert.pem"));
+        assert_eq!(cfg.cert_file, Some(PathBuf::from(SYSTEM_CLIENT_CERT)));
+        assert_eq!(cfg.key_file, Some(PathBuf::from(SYSTEM_CLIENT_KEY)));
+        // with the key the user's pair wins
+        std::fs::write(dir.join("clientkey.pem"), b"x").expect("write");
+        let cfg = ClientTlsConfig::locations_for(false, Some(home.path()));
+        assert_eq!(cfg.cert_file, Some(dir.join("clientcert.pem")));
+        assert_eq!(cfg.key_file, Some(dir.join("clientkey.pem")));
+        // without a CA of their own users fall back to the system CA
+        std::fs::remove_file(dir.join("cacert.pem")).expect("rm");
+        let cfg = ClientTlsConfig::locations_for(false, Some(home.path()));
+        assert_eq!(cfg.ca_file, PathBuf::from(SYSTEM_CA));
     }
 }
