@@ -397,3 +397,32 @@ async fn autostart_guests_boot_when_the_driver_opens() {
     assert!(dom.is_active(), "booted by autostart");
     driver.destroy(&dom, 0).await.expect("destroy");
 }
+
+#[tokio::test]
+async fn a_kvm_domain_uses_kvm_when_the_device_works_and_tcg_otherwise() {
+    if !qemu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
+    let driver = QemuDriver::open(config(dir.path()), host())
+        .await
+        .expect("open");
+    let xml = guest_xml("accel", Uuid::new_v4(), "pc", 4, dir.path())
+        .replace("type='qemu'", "type='kvm'");
+    let dom = driver.create_xml(&xml, 0).await.expect("start");
+    let pid = driver.pid(&dom).expect("pid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let expected = match migrated_driver_qemu::command::Accel::detect() {
+        migrated_driver_qemu::command::Accel::Kvm => &b"-accel\0kvm\0"[..],
+        migrated_driver_qemu::command::Accel::Tcg => &b"-accel\0tcg\0"[..],
+    };
+    assert!(
+        cmdline.windows(expected.len()).any(|w| w == expected),
+        "{}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    let first = counter_passes(&driver, &dom, 0).await;
+    counter_passes(&driver, &dom, first).await;
+    driver.destroy(&dom, 0).await.expect("destroy");
+}

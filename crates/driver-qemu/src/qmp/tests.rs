@@ -353,3 +353,45 @@ async fn a_descriptor_travels_with_its_command() {
     file.read_to_string(&mut content).expect("read");
     assert_eq!(content, "through the socket");
 }
+
+#[tokio::test]
+async fn connect_by_path_to_a_fake_server_that_sends_an_endless_greeting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("qmp.sock");
+    let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        let chunk = vec![b'{'; 8192];
+        let mut sent = 0usize;
+        while sent < 16 * 1024 * 1024 {
+            if sock.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    let config = QmpConfig {
+        max_line: 32 * 1024,
+        ..QmpConfig::default()
+    };
+    let err = Qmp::connect(&path, config).await.expect_err("bounded");
+    assert!(
+        matches!(err, Error::QmpLineTooLong { limit: 32768 }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("connection dropped"));
+    let sent = server.await.expect("server task");
+    assert!(sent < 16 * 1024 * 1024, "the client hung up early");
+}
+
+#[tokio::test]
+async fn connect_to_a_missing_socket_names_the_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("absent.sock");
+    let err = Qmp::connect(&path, QmpConfig::default())
+        .await
+        .expect_err("no socket");
+    assert!(matches!(err, Error::QmpConnect { .. }), "{err:?}");
+    assert!(err.to_string().contains("absent.sock"));
+}
