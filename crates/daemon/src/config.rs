@@ -86,7 +86,7 @@ pub struct Args {
     /// Maximum number of concurrent client connections.
     #[arg(long, value_name = "N")]
     pub max_clients: Option<usize>,
-    /// Maximum number of connections that have not opened a driver yet.
+    /// Maximum number of connections still in their TLS handshake.
     #[arg(long, value_name = "N")]
     pub max_anonymous_clients: Option<usize>,
     /// Maximum calls in flight per client connection.
@@ -95,7 +95,7 @@ pub struct Args {
     /// Maximum concurrent migration jobs.
     #[arg(long, value_name = "N")]
     pub max_jobs: Option<usize>,
-    /// Seconds of silence before the daemon pings a client (0 disables keepalive).
+    /// Seconds of silence before the daemon pings a client that asked for keepalive (0 = never).
     #[arg(long, value_name = "SECS")]
     pub keepalive_interval: Option<u32>,
     /// Unanswered pings after which a client is disconnected.
@@ -349,7 +349,7 @@ pub struct Config {
     pub drivers: Vec<DriverKind>,
     /// Global connection limit.
     pub max_clients: usize,
-    /// Connections that have not completed CONNECT_OPEN.
+    /// Connections still in their TLS handshake.
     pub max_anonymous_clients: usize,
     /// Calls in flight per connection.
     pub max_client_requests: usize,

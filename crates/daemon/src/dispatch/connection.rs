@@ -112,11 +112,12 @@ pub fn close(session: &Session) {
 /// CONNECT_SUPPORTS_FEATURE; asking for keepalive also starts the server's
 /// pings toward this client, as libvirtd does.
 pub fn supports_feature(
+    handler: &Handler,
     session: &Session,
     args: ConnectSupportsFeatureArgs,
 ) -> ConnectSupportsFeatureRet {
     let supported = feature_supported(args.feature);
-    if args.feature == feature::PROGRAM_KEEPALIVE {
+    if args.feature == feature::PROGRAM_KEEPALIVE && handler.keepalive() {
         session.handle().start_keepalive();
     }
     ConnectSupportsFeatureRet {

@@ -54,13 +54,17 @@ pub async fn run(
     use migration_jobs as j;
 
     let p = call.procedure();
-    migration::guard(handler, session, &call)?;
+    if migration::guard(handler, session, &call)? {
+        return reply(p, &());
+    }
     match call {
         // connection & authentication
         Call::AuthList => reply(p, &c::auth_list()),
         Call::ConnectOpen(args) => reply(p, &c::open(handler, session, args)?),
         Call::ConnectClose => reply(p, &c::close(session)),
-        Call::ConnectSupportsFeature(args) => reply(p, &c::supports_feature(session, args)),
+        Call::ConnectSupportsFeature(args) => {
+            reply(p, &c::supports_feature(handler, session, args))
+        }
         Call::ConnectGetType => reply(p, &c::get_type(session).await?),
         Call::ConnectGetVersion => reply(p, &c::get_version(session).await?),
         Call::ConnectGetLibVersion => reply(p, &c::get_lib_version()),
