@@ -332,3 +332,238 @@ async fn abort_during_perform_resumes_the_source() {
     assert_eq!(state_of(&b, &dom.uuid).await, None);
     assert_eq!(state_of(&a, &dom.uuid).await, Some(DomainState::Running));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_migration_moves_only_the_config() {
+    let (a, b) = (host(1), host(2));
+    let dom = a
+        .driver
+        .define_xml(&guest_xml("cold", ""), 0)
+        .await
+        .expect("define");
+    let flags = MigrateFlags::OFFLINE | MigrateFlags::PERSIST_DEST | MigrateFlags::UNDEFINE_SOURCE;
+    // The sequencer skips Perform for offline migrations (§8.5).
+    let r = req_of(flags);
+    let begin = a.mgr.begin3(&dom, r.clone()).await.expect("begin");
+    let mut dreq = r.clone();
+    dreq.dest_xml = Some(begin.xml);
+    let prep = b
+        .mgr
+        .prepare3(dreq.clone(), &begin.cookie, None)
+        .await
+        .expect("prepare");
+    assert_eq!(prep.uri_out, None);
+    let fin = b
+        .mgr
+        .finish3("cold", dreq, &prep.cookie, false)
+        .await
+        .expect("finish");
+    a.mgr
+        .confirm3(&dom, r, &fin.cookie, false)
+        .await
+        .expect("confirm");
+    assert_eq!(state_of(&b, &dom.uuid).await, Some(DomainState::Shutoff));
+    assert!(b.driver.is_persistent(&fin.dom).await.expect("persistent"));
+    assert_eq!(
+        state_of(&a, &dom.uuid).await,
+        None,
+        "undefined on the source"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_with_live_on_a_running_guest_is_refused() {
+    let (a, b) = (host(1), host(2));
+    let dom = running_guest(&a, "hot", "").await;
+    let err = migrate(
+        &a,
+        &b,
+        &dom,
+        live(MigrateFlags::OFFLINE | MigrateFlags::PERSIST_DEST),
+        false,
+    )
+    .await
+    .expect_err("contradiction");
+    let msg = err.to_string();
+    assert!(msg.contains("OFFLINE") && msg.contains("LIVE"), "{msg}");
+    assert_eq!(state_of(&a, &dom.uuid).await, Some(DomainState::Running));
+}
+
+fn req_of(flags: MigrateFlags) -> MigrateRequest {
+    MigrateRequest {
+        flags,
+        ..MigrateRequest::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_migrate_without_flags_is_live_by_driver_default() {
+    let (a, b) = (host(1), host(2));
+    let dom = running_guest(&a, "plain", "").await;
+    migrate(&a, &b, &dom, req_of(MigrateFlags::empty()), false)
+        .await
+        .expect("plain migrate works");
+    assert_eq!(state_of(&b, &dom.uuid).await, Some(DomainState::Running));
+    let stats = a.mgr.registry().stats(&dom.uuid, true);
+    assert!(
+        stats.downtime_ms < stats.time_elapsed_ms || stats.time_elapsed_ms == 0,
+        "live: the guest ran during most of the transfer ({stats:?})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_xml_with_a_memory_change_is_refused_and_nothing_moves() {
+    let (a, b) = (host(1), host(2));
+    let dom = running_guest(&a, "abi", "").await;
+    let xml = a
+        .driver
+        .get_xml_desc(&dom, migrated_core::flags::xml::MIGRATABLE)
+        .await
+        .expect("xml");
+    let mut r = live(MigrateFlags::empty());
+    r.dest_xml = Some(xml.replace("16384", "32768"));
+    let err = migrate(&a, &b, &dom, r, false)
+        .await
+        .expect_err("memory change");
+    assert_eq!(err.code(), ErrorCode::ConfigUnsupported);
+    assert!(err.to_string().contains("memory"), "{err}");
+    assert_eq!(state_of(&a, &dom.uuid).await, Some(DomainState::Running));
+    assert_eq!(state_of(&b, &dom.uuid).await, None);
+    assert!(!a.mgr.registry().is_locked(&dom.uuid));
+
+    let mut r = live(MigrateFlags::empty());
+    r.dest_xml = Some(xml.replace("<name>abi</name>", "<name>abi</name><title>moved</title>"));
+    let moved = migrate(&a, &b, &dom, r, false)
+        .await
+        .expect("host-side change");
+    let dst_xml = b.driver.get_xml_desc(&moved, 0).await.expect("xml");
+    assert!(dst_xml.contains("<title>moved</title>"), "{dst_xml}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_stats_show_progress_while_perform_runs_under_a_bandwidth_limit() {
+    let (a, b) = (Arc::new(host(1)), Arc::new(host(2)));
+    let dom = running_guest(&a, "watched", "").await;
+    let mut r = live(MigrateFlags::empty());
+    r.bandwidth_mib_s = Some(8);
+    let started = std::time::Instant::now();
+    let task = {
+        let (a, b, dom) = (Arc::clone(&a), Arc::clone(&b), dom.clone());
+        tokio::spawn(async move { migrate(&a, &b, &dom, r, false).await })
+    };
+    let mut seen = Vec::new();
+    while !task.is_finished() {
+        let s = a.mgr.registry().stats(&dom.uuid, false);
+        if s.job_type == JobType::Unbounded && s.data_processed > 0 {
+            seen.push((s.data_processed, s.data_remaining));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task.await.expect("task").expect("migration");
+    let elapsed = started.elapsed();
+    // About 6 MiB of data pages at 8 MiB/s: well over half a second.
+    assert!(elapsed > Duration::from_millis(500), "{elapsed:?}");
+    assert!(seen.len() >= 3, "progress was visible: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0].0 <= w[1].0),
+        "monotonic: {seen:?}"
+    );
+    assert!(seen.iter().any(|&(_, remaining)| remaining > 0));
+    let info = a.mgr.registry().stats(&dom.uuid, true).to_job_info();
+    assert_eq!(info.job_type, JobType::Completed as i32);
+    assert_eq!(info.data_remaining, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_converge_throttles_a_guest_that_outruns_the_link() {
+    let (a, b) = (host(1), host(2));
+    let dom = a
+        .driver
+        .define_xml(
+            "<domain type='test'><name>busy</name><memory unit='MiB'>16</memory>\
+              <metadata><migrated:workload xmlns:migrated='https://migrated.dev/xmlns/test/1' \
+              dirty_pages_per_sec='40000' working_set_mib='12'/></metadata>\
+              <os><type>hvm</type></os></domain>",
+            0,
+        )
+        .await
+        .expect("define");
+    let dom = a.driver.create(&dom, 0).await.expect("start");
+    a.mgr
+        .registry()
+        .set_max_downtime(&dom.uuid, 20)
+        .expect("downtime");
+    let mut r = live(MigrateFlags::AUTO_CONVERGE);
+    r.bandwidth_mib_s = Some(64);
+    r.auto_converge_initial = Some(50);
+    r.auto_converge_increment = Some(25);
+    migrate(&a, &b, &dom, r, false).await.expect("converges");
+    let stats = a.mgr.registry().stats(&dom.uuid, true);
+    assert!(stats.auto_converge_throttle >= 50, "{stats:?}");
+    assert!(stats.memory_iteration >= 2, "{stats:?}");
+    let mem = b.driver.memory(&dom.uuid).expect("moved");
+    assert_eq!(
+        mem.throttle_percent(),
+        0,
+        "the destination runs unthrottled"
+    );
+}
+
+/// A tunnel whose destination end fails after `limit` bytes, as a cut
+/// daemon-to-daemon connection does.
+struct Cut {
+    inner: tokio::io::DuplexStream,
+    left: usize,
+}
+
+impl tokio::io::AsyncRead for Cut {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection cut",
+            )));
+        }
+        let mut tmp = vec![0u8; buf.remaining().min(self.left)];
+        let mut part = tokio::io::ReadBuf::new(&mut tmp);
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, &mut part);
+        let n = part.filled().len();
+        buf.put_slice(&tmp[..n]);
+        self.left -= n;
+        r
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_tunnel_leaves_one_running_copy_and_a_retry_works() {
+    let (a, b) = (host(1), host(2));
+    let dom = running_guest(&a, "cut", "").await;
+    let r = live(MigrateFlags::PEER2PEER | MigrateFlags::TUNNELLED);
+    let begin = a.mgr.begin3(&dom, r.clone()).await.expect("begin");
+    let mut dreq = r.clone();
+    dreq.dest_xml = Some(begin.xml);
+    let (w, rd) = tokio::io::duplex(64 * 1024);
+    let reader: TunnelReader = Box::new(Cut {
+        inner: rd,
+        left: 1 << 20,
+    });
+    let prep = b
+        .mgr
+        .prepare3(dreq.clone(), &begin.cookie, Some(reader))
+        .await
+        .expect("prepare");
+    let writer: TunnelWriter = Box::new(w);
+    let err = a
+        .mgr
+        .perform3(&dom, r.clone(), &prep.cookie, Some(writer))
+        .await
+        .expect_err("the tunnel broke");
+    assert_eq!(err.code(), ErrorCode::OperationFailed, "{err}");
+    let fin = b.mgr.finish3("cut", dreq, &[], true).await;
+    assert!(matches!(fin, Err(Error::MigrateFinishOk)), "{fin:?}");
+    check_one_copy_then_retry(&a, &b, &dom).await;
+}

@@ -130,6 +130,8 @@ pub struct Manager {
     registry: JobRegistry,
     journal: Journal,
     sources: Mutex<HashMap<Uuid, SourceContext>>,
+    /// Destination: the definition each incoming guest was prepared with.
+    incoming: Mutex<HashMap<Uuid, DomainDef>>,
     /// Recovered source jobs kept paused until someone knows the peer's outcome.
     held: Mutex<HashMap<Uuid, JournalEntry>>,
 }
@@ -156,6 +158,7 @@ impl Manager {
             registry: JobRegistry::new(),
             journal,
             sources: Mutex::new(HashMap::new()),
+            incoming: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
         })
     }
@@ -229,6 +232,7 @@ impl Manager {
     fn end(&self, job: &JobHandle, outcome: JobOutcome) {
         let uuid = job.domain().uuid;
         lock(&self.sources).remove(&uuid);
+        lock(&self.incoming).remove(&uuid);
         self.registry.finish(&uuid, outcome);
         if let Err(err) = self.journal.remove(&job.job_id()) {
             tracing::warn!(job_id = %job.job_id(), error = %err, "could not remove journal entry");
@@ -449,6 +453,7 @@ impl Manager {
                 .finish(&dom.uuid, JobOutcome::Failed(err.to_string()));
             return Err(err);
         }
+        lock(&self.incoming).insert(dom.uuid, def.clone());
         match self.backend.prepare(def, &req, incoming, &job).await {
             Ok(mut out) => {
                 out.uri_out = out.uri_out.map(|u| self.reachable_uri(u));
@@ -761,14 +766,16 @@ impl Manager {
                     .clone()
                     .or_else(|| cookie.as_ref().and_then(|c| c.persistent.clone()))
                     .or_else(|| req.dest_xml.clone());
-                match xml {
-                    Some(xml) => {
-                        let mut def = DomainDef::parse(&xml)?;
-                        def.name = dom.name.clone();
-                        Some(def)
-                    }
-                    None => None,
-                }
+                let def = match xml {
+                    Some(xml) => Some(DomainDef::parse(&xml)?),
+                    // Offline without a persistent definition in the cookie or
+                    // params: the one Prepare received is the config.
+                    None => lock(&self.incoming).get(&dom.uuid).cloned(),
+                };
+                def.map(|mut def| {
+                    def.name = dom.name.clone();
+                    def
+                })
             } else {
                 None
             };
@@ -825,7 +832,24 @@ impl Manager {
         cancelled: bool,
     ) -> Result<()> {
         let cookie = self.decode_cookie(cookie_in, Role::Source)?;
-        let job = self.registry.expect(&dom.uuid, &dom.name, Role::Source)?;
+        let mut req = req;
+        let job = match self.registry.get(&dom.uuid) {
+            // Offline without change protection: no Perform started a job, so
+            // Confirm does (as Perform does for live migrations).
+            None if req.is_offline() => {
+                let (begin, job, _) = self.begin_inner(dom, &mut req, true).await?;
+                let job = job.ok_or_else(|| Error::internal("confirm started no job"))?;
+                lock(&self.sources).insert(
+                    dom.uuid,
+                    SourceContext {
+                        begin,
+                        dest_host: None,
+                    },
+                );
+                job
+            }
+            _ => self.registry.expect(&dom.uuid, &dom.name, Role::Source)?,
+        };
         if let Some(c) = &cookie {
             job.update_stats(|s| s.merge_cookie_pairs(&c.statistics));
         }

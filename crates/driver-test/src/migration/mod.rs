@@ -128,7 +128,16 @@ impl TestBackend {
             normal: 0,
             constant: 0,
         };
-        let downtime = sender.run().await?;
+        // A transfer blocked on a peer that stopped reading must still abort.
+        let mut abort = job.abort_signal();
+        let downtime = tokio::select! {
+            r = sender.run() => r?,
+            () = abort.aborted() => {
+                return Err(Error::OperationAborted {
+                    operation: "migration out",
+                })
+            }
+        };
         tracing::info!(dom = %dom.name, downtime_ms = downtime.as_millis() as u64, "guest memory sent");
         Ok(())
     }

@@ -29,13 +29,16 @@ pub(crate) async fn receive<R: AsyncRead + Unpin>(
     let mut buf = [0u8; PAGE_SIZE];
     let mut device = None;
     let mut frames: u64 = 0;
+    let mut abort = job.abort_signal();
     loop {
-        if job.is_aborted() {
-            return Err(Error::OperationAborted {
-                operation: "migration in",
-            });
-        }
-        let frame = reader.next(&mut buf).await?;
+        let frame = tokio::select! {
+            f = reader.next(&mut buf) => f?,
+            () = abort.aborted() => {
+                return Err(Error::OperationAborted {
+                    operation: "migration in",
+                })
+            }
+        };
         frames += 1;
         match frame {
             Frame::Page { index, .. } => memory.write_page(index, &buf)?,
