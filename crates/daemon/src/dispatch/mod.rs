@@ -54,9 +54,7 @@ pub async fn run(
     use migration_jobs as j;
 
     let p = call.procedure();
-    if migration::guard(handler, session, &call)? {
-        return reply(p, &());
-    }
+    migration::guard(handler, session, &call)?;
     match call {
         // connection & authentication
         Call::AuthList => reply(p, &c::auth_list()),
