@@ -19,6 +19,7 @@ use std::sync::Arc;
 use migrated_core::domain::HostIdentity;
 use migrated_core::driver::DomainRef;
 use migrated_core::flags::MigrateFlags;
+use migrated_core::job::{Phase, SourcePhase};
 use migrated_core::migration::{Manager, ManagerConfig, MigrateRequest, PausePoint};
 use migrated_core::typed_params::TypedParams;
 use migrated_proto::{self as proto, Call, NonnullDomain, TypedParam};
@@ -90,11 +91,14 @@ pub fn manager(handler: &Handler, session: &Session) -> Result<Arc<Manager>> {
 }
 
 /// Change protection: a state-changing domain call on a guest a migration
-/// job owns is refused with `VIR_ERR_OPERATION_INVALID`.
+/// job owns is refused with `VIR_ERR_OPERATION_INVALID`. The one exception
+/// is SUSPEND while the guest is being sent: as with libvirt's QEMU driver it
+/// pauses the guest so the migration can converge (`virsh migrate
+/// --timeout-suspend`); answers `true` when the call was handled that way.
 ///
 /// # Errors
 /// That refusal.
-pub fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<()> {
+pub fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<bool> {
     let dom = match call {
         Call::DomainDestroy(a) => &a.dom,
         Call::DomainDestroyFlags(a) => &a.dom,
@@ -107,15 +111,24 @@ pub fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<()> {
         Call::DomainCreate(a) => &a.dom,
         Call::DomainCreateWithFlags(a) => &a.dom,
         Call::DomainSetAutostart(a) => &a.dom,
-        _ => return Ok(()),
+        _ => return Ok(false),
     };
     let Ok(open) = session.driver() else {
-        return Ok(());
+        return Ok(false);
     };
-    match handler.drivers().manager(open.uri) {
-        Some(m) => m.registry().guard(&from_wire_dom(dom)).map_err(err),
-        None => Ok(()),
+    let Some(manager) = handler.drivers().manager(open.uri) else {
+        return Ok(false);
+    };
+    let dom = from_wire_dom(dom);
+    if let (Call::DomainSuspend(_), Some(job)) = (call, manager.registry().get(&dom.uuid)) {
+        if job.phase() == Phase::Source(SourcePhase::Perform3) {
+            tracing::info!(dom = %dom.name, "suspend during migration: pausing to converge");
+            job.request_pause();
+            return Ok(true);
+        }
     }
+    manager.registry().guard(&dom).map_err(err)?;
+    Ok(false)
 }
 
 fn params_request(params: Vec<TypedParam>, flags: u64) -> Result<MigrateRequest> {

@@ -248,3 +248,26 @@ fn phase_number(phase: &Phase) -> i32 {
         Phase::Destination(D::Finish3Cancelled) => 14,
     }
 }
+
+/// Runs one CALL of migrated's own program (`MIGR`, proto/migrated.x).
+///
+/// # Errors
+/// Undecodable arguments (`VIR_ERR_RPC`), "not open" before CONNECT_OPEN,
+/// the procedure's own errors.
+pub async fn run_migrated(
+    handler: &Handler,
+    session: &Session,
+    proc_: proto::MigratedProcedure,
+    payload: &[u8],
+) -> Result<bytes::Bytes> {
+    let call = proto::MigratedCall::decode(proc_, payload)
+        .map_err(|e| crate::wire::bad_arguments(proc_.name(), &e))?;
+    match call {
+        proto::MigratedCall::MigrationStatus(a) => {
+            let ret = migration_status(handler, session, a).await?;
+            migrated_xdr::to_bytes(&ret)
+                .map(bytes::Bytes::from)
+                .map_err(|e| crate::wire::cannot_encode(proc_.name(), &e))
+        }
+    }
+}

@@ -54,7 +54,9 @@ pub async fn run(
     use migration_jobs as j;
 
     let p = call.procedure();
-    migration::guard(handler, session, &call)?;
+    if migration::guard(handler, session, &call)? {
+        return reply(p, &());
+    }
     match call {
         // connection & authentication
         Call::AuthList => reply(p, &c::auth_list()),
