@@ -54,8 +54,9 @@ Examples:
 
 Environment: MIGRATED_LOG overrides --log-filter (tracing EnvFilter syntax,
 e.g. MIGRATED_LOG=migrated=debug,migrated_rpc=trace).
-Signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads the log filter and the
-allowed-DN list.";
+Signals: SIGTERM/SIGINT stop gracefully (running calls finish, then exit 0);
+SIGHUP re-reads the config file and applies the log filter, the TLS files and
+the allowed-DN list (other changes need a restart).";
 
 /// Command-line flags of `migrated`; every flag is optional so the merge can
 /// tell "not given" from "given with the default value".
@@ -68,10 +69,10 @@ pub struct Args {
     /// Address to listen on (repeatable): tcp://IP:PORT, tls://IP:PORT, unix:PATH, unix-ro:PATH.
     #[arg(long = "listen", value_name = "URL")]
     pub listen: Vec<Listen>,
-    /// Directory for persistent state (domain configs, migration journal).
+    /// Directory for persistent state (domain configs, migration journal) [default: /var/lib/migrated].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Directory for runtime files (sockets, QMP sockets, pid files).
+    /// Directory for runtime files (sockets, QMP sockets, pid files) [default: /run/migrated].
     #[arg(long, value_name = "DIR")]
     pub runtime_dir: Option<PathBuf>,
     /// This host's UUID (default: /etc/machine-id, else SMBIOS product_uuid).
@@ -80,43 +81,43 @@ pub struct Args {
     /// Host name reported to clients (default: the kernel's host name).
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
-    /// Hypervisor drivers to enable, comma separated.
+    /// Hypervisor drivers to enable, comma separated; the first is the default for an empty URI [default: test,qemu].
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub drivers: Option<Vec<DriverKind>>,
-    /// Maximum number of concurrent client connections.
+    /// Maximum number of concurrent client connections [default: 5000].
     #[arg(long, value_name = "N")]
     pub max_clients: Option<usize>,
-    /// Maximum number of connections still in their TLS handshake.
+    /// Maximum number of connections still in their TLS handshake [default: 20].
     #[arg(long, value_name = "N")]
     pub max_anonymous_clients: Option<usize>,
-    /// Maximum calls in flight per client connection.
+    /// Maximum calls in flight per client connection [default: 5].
     #[arg(long, value_name = "N")]
     pub max_client_requests: Option<usize>,
-    /// Maximum concurrent migration jobs.
+    /// Maximum concurrent migration jobs [default: 16].
     #[arg(long, value_name = "N")]
     pub max_jobs: Option<usize>,
-    /// Seconds of silence before the daemon pings a client that asked for keepalive (0 = never).
+    /// Seconds of silence before the daemon pings a client that asked for keepalive, 0 = never [default: 5].
     #[arg(long, value_name = "SECS")]
     pub keepalive_interval: Option<u32>,
-    /// Unanswered pings after which a client is disconnected.
+    /// Unanswered pings after which a client is disconnected [default: 5].
     #[arg(long, value_name = "N")]
     pub keepalive_count: Option<u32>,
-    /// Server certificate (PEM).
+    /// Server certificate (PEM) [default: /etc/pki/libvirt/servercert.pem].
     #[arg(long, value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
-    /// Server private key (PEM).
+    /// Server private key (PEM) [default: /etc/pki/libvirt/private/serverkey.pem].
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
-    /// CA certificate that client certificates must chain to (PEM).
+    /// CA certificate that client certificates must chain to (PEM) [default: /etc/pki/CA/cacert.pem].
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
     /// Glob a client certificate's subject DN must match (repeatable; none = any).
     #[arg(long = "tls-allowed-dn", value_name = "GLOB")]
     pub tls_allowed_dn: Vec<String>,
-    /// Log filter in tracing EnvFilter syntax (env MIGRATED_LOG overrides).
+    /// Log filter in tracing EnvFilter syntax; env MIGRATED_LOG overrides [default: info].
     #[arg(long, value_name = "FILTER")]
     pub log_filter: Option<String>,
-    /// Port range for incoming migration data, FIRST-LAST.
+    /// Port range for incoming migration data, FIRST-LAST [default: 49152-49215].
     #[arg(long, value_name = "FIRST-LAST")]
     pub migration_ports: Option<PortRange>,
     /// Address the destination binds for incoming migration data.
@@ -322,7 +323,7 @@ impl TryFrom<String> for PortRange {
 pub struct TlsFiles {
     /// Server certificate chain (PEM).
     pub cert: PathBuf,
-    /// Server private key (PEM).
+    /// Server private key (PEM) [default: /etc/pki/libvirt/private/serverkey.pem].
     pub key: PathBuf,
     /// CA bundle for client certificates (PEM).
     pub ca: PathBuf,
