@@ -1,6 +1,7 @@
 //! `cargo xtask`: project automation. Each subcommand lives in its own
 //! module; this file only parses the command line and dispatches.
 
+mod bench;
 mod codegen;
 mod demo;
 mod fuzz;
@@ -32,6 +33,8 @@ enum Cmd {
     Test(test::TestArgs),
     /// Run each cargo-fuzz target for a bounded time.
     Fuzz(fuzz::FuzzArgs),
+    /// Benchmarks against a stock libvirtd: rpc, migrate, qemu, libvirt.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -43,6 +46,7 @@ fn main() -> Result<()> {
         Cmd::Demo(args) => demo::run(&root, &args),
         Cmd::Test(args) => test::run(&root, &args),
         Cmd::Fuzz(args) => fuzz::run(&root, &args),
+        Cmd::Bench(args) => bench::run(&root, &args),
     }
 }
 

@@ -1,0 +1,165 @@
+//! The RPC load generator: CONNECT_GET_HOSTNAME in a bounded loop over
+//! libvirt's wire protocol (through `migrated-client`, so it can point at
+//! any server that speaks it: `migrated` or a stock libvirtd).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use migrated_client::{Connection, OpenFlags};
+use migrated_proto::procs;
+
+use crate::stats;
+
+/// Uncounted calls per connection before the clock starts.
+const WARMUP_CALLS: usize = 50;
+
+/// How the calls are issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One connection, one call at a time.
+    Serial,
+    /// One connection, this many calls in flight.
+    InFlight(usize),
+    /// This many connections, one call at a time on each.
+    Connections(usize),
+}
+
+impl Shape {
+    /// Label for tables.
+    pub fn label(self) -> String {
+        match self {
+            Shape::Serial => "(a) 1 connection, 1 call at a time".to_owned(),
+            Shape::InFlight(n) => format!("(b) 1 connection, {n} calls in flight"),
+            Shape::Connections(n) => format!("(c) {n} connections, 1 call each"),
+        }
+    }
+}
+
+/// Limits of one run: whichever comes first ends it.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock length.
+    pub duration: Duration,
+    /// Total calls across all workers.
+    pub max_calls: u64,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// Calls completed.
+    pub calls: u64,
+    /// From the common start to the last worker's end.
+    pub elapsed: Duration,
+    /// Every call's latency, ascending.
+    pub latencies: Vec<Duration>,
+}
+
+impl RunResult {
+    /// Completed calls per second.
+    pub fn calls_per_sec(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.calls as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Latency percentile in microseconds.
+    pub fn latency_us(&self, p: f64) -> Option<f64> {
+        stats::percentile(&self.latencies, p).map(stats::us)
+    }
+}
+
+/// Opens `n` connections to `uri`.
+async fn open_all(uri: &str, n: usize) -> Result<Vec<Connection>> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let conn = Connection::open(uri, OpenFlags::default())
+            .await
+            .with_context(|| format!("cannot open {uri}"))?;
+        conns.push(conn);
+    }
+    Ok(conns)
+}
+
+/// Calls CONNECT_GET_HOSTNAME in `shape` against `uri` within `limits`.
+///
+/// # Errors
+/// When a connection cannot be opened or any call fails.
+pub async fn run(uri: &str, shape: Shape, limits: Limits) -> Result<RunResult> {
+    let (conns, workers) = match shape {
+        Shape::Serial => (open_all(uri, 1).await?, 1),
+        Shape::InFlight(n) => (open_all(uri, 1).await?, n),
+        Shape::Connections(n) => (open_all(uri, n).await?, n),
+    };
+    for conn in &conns {
+        for _ in 0..WARMUP_CALLS {
+            conn.call::<procs::ConnectGetHostname>(&()).await?;
+        }
+    }
+    let issued = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + limits.duration;
+    let mut tasks = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let Some(conn) = conns.get(i % conns.len()).cloned() else {
+            continue;
+        };
+        let issued = issued.clone();
+        let max = limits.max_calls;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max {
+                let t = Instant::now();
+                conn.call::<procs::ConnectGetHostname>(&()).await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, migrated_client::Error>((lat, Instant::now()))
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut end = start;
+    for task in tasks {
+        let (lat, finished) = task.await.context("a load task panicked")??;
+        latencies.extend(lat);
+        end = end.max(finished);
+    }
+    for conn in &conns {
+        // A failed polite close does not spoil the measurement.
+        let _ = conn.close().await;
+    }
+    latencies.sort_unstable();
+    Ok(RunResult {
+        calls: latencies.len() as u64,
+        elapsed: end - start,
+        latencies,
+    })
+}
+
+/// Times `n` complete opens (socket, TLS if the URI says so, libvirt's open
+/// sequence) and closes of `uri`, bounded by `limit`; returns each open's
+/// duration, ascending.
+///
+/// # Errors
+/// When an open fails.
+pub async fn time_opens(uri: &str, n: usize, limit: Duration) -> Result<Vec<Duration>> {
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        if Instant::now() > deadline {
+            break;
+        }
+        let t = Instant::now();
+        let conn = Connection::open(uri, OpenFlags::default())
+            .await
+            .with_context(|| format!("cannot open {uri}"))?;
+        out.push(t.elapsed());
+        let _ = conn.close().await;
+    }
+    out.sort_unstable();
+    Ok(out)
+}

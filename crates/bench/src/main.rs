@@ -1,0 +1,66 @@
+//! `migrated-bench`: benchmarks of `migrated`, side by side with a stock
+//! libvirtd on the same machine (`cargo xtask bench rpc|migrate|qemu|libvirt`).
+//!
+//! Every loop here is bounded in count and in time, and every address is a
+//! loopback IP literal. Timings are reported, never asserted: nothing here
+//! is a pass/fail test.
+
+mod daemon;
+mod libvirtd;
+mod load;
+mod machine;
+mod pki;
+mod report;
+mod rpc;
+mod stats;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Benchmarks of migrated against a stock libvirtd.
+#[derive(Debug, Parser)]
+#[command(name = "migrated-bench")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// Options every benchmark shares.
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// Directory holding `migrated` and `migratectl` (default: next to this binary).
+    #[arg(long, global = true, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// The repository (for deploy/pki.sh).
+    #[arg(long, global = true, value_name = "DIR", default_value_os_t = default_repo_root())]
+    repo_root: PathBuf,
+}
+
+impl Common {
+    /// Where the project's binaries are.
+    pub fn bin_dir(&self) -> Result<PathBuf> {
+        daemon::bin_dir(self.bin_dir.as_deref())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// CONNECT_GET_HOSTNAME calls/s and latency, TLS set-up time, vs libvirtd.
+    Rpc(rpc::RpcArgs),
+}
+
+fn default_repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Cmd::Rpc(args) => rpc::run(&cli.common, args).await,
+    }
+}
