@@ -74,3 +74,90 @@ pub(crate) async fn receive<R: AsyncRead + Unpin>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::stream::FrameWriter;
+    use migrated_core::domain::DomainRef;
+    use migrated_core::job::{DestinationPhase, JobRegistry, Phase};
+    use uuid::Uuid;
+
+    fn job() -> JobHandle {
+        JobRegistry::new()
+            .start(
+                Uuid::new_v4(),
+                &DomainRef {
+                    name: "r".into(),
+                    uuid: Uuid::new_v4(),
+                    id: 1,
+                },
+                Phase::Destination(DestinationPhase::Prepare3 { offline: false }),
+            )
+            .expect("job")
+    }
+
+    fn state() -> DeviceState {
+        DeviceState {
+            vcpus: 1,
+            cpu_time_ns: 0,
+            xml: "<domain/>".into(),
+        }
+    }
+
+    /// Streams `source` with the END checksum `checksum` (its real one if `None`).
+    async fn transfer(
+        source: &GuestMemory,
+        checksum: Option<[u8; 32]>,
+    ) -> Result<Arc<GuestMemory>> {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let dest = Arc::new(GuestMemory::new(source.size_bytes()).expect("memory"));
+        let receiver = tokio::spawn(receive(b, Arc::clone(&dest), job()));
+        let mut w = FrameWriter::start(a, source.page_count(), false)
+            .await
+            .expect("header");
+        let mut buf = [0u8; PAGE_SIZE];
+        for page in 0..source.page_count() {
+            source.read_page(page, &mut buf).expect("read");
+            w.page(page, &buf).await.expect("page");
+        }
+        w.device(&state()).await.expect("device");
+        w.end(checksum.unwrap_or_else(|| source.checksum()))
+            .await
+            .expect("end");
+        receiver.await.expect("receiver task").map(|s| {
+            assert_eq!(s, state());
+            dest
+        })
+    }
+
+    #[tokio::test]
+    async fn a_faithful_stream_reproduces_the_memory() {
+        let source = GuestMemory::new(8 * PAGE_SIZE as u64).expect("memory");
+        source.write_page(2, &[5u8; PAGE_SIZE]).expect("write");
+        let dest = transfer(&source, None).await.expect("accepted");
+        assert_eq!(dest.checksum(), source.checksum());
+    }
+
+    #[tokio::test]
+    async fn a_checksum_mismatch_fails_the_transfer() {
+        let source = GuestMemory::new(8 * PAGE_SIZE as u64).expect("memory");
+        source.write_page(2, &[5u8; PAGE_SIZE]).expect("write");
+        let err = transfer(&source, Some([0; 32]))
+            .await
+            .expect_err("wrong checksum");
+        assert_eq!(err.code(), migrated_core::error::ErrorCode::OperationFailed);
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn end_without_device_state_is_refused() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let dest = Arc::new(GuestMemory::new(PAGE_SIZE as u64).expect("memory"));
+        let receiver = tokio::spawn(receive(b, Arc::clone(&dest), job()));
+        let w = FrameWriter::start(a, 1, false).await.expect("header");
+        w.end(dest.checksum()).await.expect("end");
+        let err = receiver.await.expect("task").expect_err("no device state");
+        assert!(err.to_string().contains("device state"), "{err}");
+    }
+}

@@ -341,8 +341,13 @@ mod tests {
             let mut page = [7u8; PAGE_SIZE];
             page[100] = 1;
             let mut noise = [0u8; PAGE_SIZE];
-            for (i, b) in noise.iter_mut().enumerate() {
-                *b = (i.wrapping_mul(2654435761) >> 13) as u8;
+            // xorshift: incompressible enough that lz4 cannot shrink it.
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            for b in noise.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = (x >> 24) as u8;
             }
             let state = DeviceState {
                 vcpus: 2,
