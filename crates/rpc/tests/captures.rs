@@ -2,7 +2,8 @@
 //! every captured message frames and re-encodes byte for byte, every
 //! captured `remote_error` round-trips, our keepalive packets equal
 //! libvirtd's, and a captured tunnelled-migration stream replayed into our
-//! server is answered with libvirtd's exact bytes.
+//! server is answered with libvirtd's exact bytes, and our client replaying
+//! virsh's calls sends virsh's exact bytes (serials included).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -227,4 +228,66 @@ async fn replayed_tunnelled_migration_stream_gets_libvirtds_answers() {
         (end_msg.header.type_, end_msg.header.serial),
         (MessageType::Stream, 9)
     );
+}
+
+#[tokio::test]
+async fn our_client_sends_virshs_exact_bytes() {
+    let Some(dir) = captures_dir() else { return };
+    let d = dir.join("handshake-version");
+    let mut names: Vec<String> = std::fs::read_dir(&d)
+        .expect("scenario dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".bin"))
+        .collect();
+    names.sort();
+    let read = |name: &str| std::fs::read(d.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let calls: Vec<Vec<u8>> = names
+        .iter()
+        .filter(|n| n.contains("-client-hostA-"))
+        .map(|n| read(n))
+        .collect();
+    let replies: Vec<Vec<u8>> = names
+        .iter()
+        .filter(|n| n.contains("-hostA-client-"))
+        .map(|n| read(n))
+        .collect();
+    assert_eq!(calls.len(), replies.len());
+
+    // plays libvirtd: checks each call byte for byte, answers with the captured reply
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (expected, answers) = (calls.clone(), replies.clone());
+    let fake = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        for (want, answer) in expected.iter().zip(&answers) {
+            let got = read_message(&mut sock).await;
+            assert_eq!(&got, want, "call differs from virsh's");
+            sock.write_all(answer).await.expect("reply");
+        }
+    });
+
+    let tcp = migrated_rpc::transport::tcp::connect(&addr.to_string())
+        .await
+        .expect("connect");
+    let client = migrated_rpc::RpcClient::new(tcp, migrated_rpc::ClientConfig::default());
+    for (call, reply) in calls.iter().zip(&replies) {
+        let call = decode_one(call);
+        let ret = client
+            .call(
+                call.header.prog,
+                call.header.vers,
+                call.header.proc_,
+                call.payload.to_vec(),
+            )
+            .await
+            .expect("captured reply");
+        assert_eq!(ret, decode_one(reply).payload);
+    }
+    tokio::time::timeout(Duration::from_secs(5), fake)
+        .await
+        .expect("fake server done")
+        .expect("join");
 }
