@@ -1,11 +1,16 @@
 //! One client connection: reader loop, writer task, call scheduling.
+//!
+//! Tasks per connection: this reader (decode, classify, route), the writer
+//! (`outbound.rs`), a scheduler that starts queued calls when a slot frees,
+//! one task per running call, and optionally keepalive (`context.rs`).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -22,6 +27,61 @@ use crate::stream::Routed;
 struct Queued {
     header: Header,
     payload: Bytes,
+}
+
+/// Starts call tasks; each holds a `done` sender so the connection can wait
+/// for all of them (the receiver sees `None` once the last one ends).
+struct Calls<D: Dispatcher> {
+    dispatcher: Arc<D>,
+    session: Arc<D::Session>,
+    handle: ConnHandle,
+    done: mpsc::Sender<()>,
+}
+
+impl<D: Dispatcher> Clone for Calls<D> {
+    fn clone(&self) -> Self {
+        Self {
+            dispatcher: self.dispatcher.clone(),
+            session: self.session.clone(),
+            handle: self.handle.clone(),
+            done: self.done.clone(),
+        }
+    }
+}
+
+impl<D: Dispatcher> Calls<D> {
+    fn spawn(&self, header: Header, payload: Bytes, slot: OwnedSemaphorePermit) {
+        let this = self.clone();
+        tokio::spawn(
+            async move {
+                dispatch::run_call(this.dispatcher, this.session, this.handle, header, payload)
+                    .await;
+                drop(slot);
+                drop(this.done);
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// Starts queued calls as slots free up, until the queue closes.
+    fn spawn_scheduler(
+        &self,
+        mut queue: mpsc::Receiver<Queued>,
+        slots: Arc<Semaphore>,
+    ) -> JoinHandle<()> {
+        let calls = self.clone();
+        tokio::spawn(
+            async move {
+                while let Some(q) = queue.recv().await {
+                    let Ok(slot) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    calls.spawn(q.header, q.payload, slot);
+                }
+            }
+            .in_current_span(),
+        )
+    }
 }
 
 /// Serves one connection to the end. Returns when the socket is closed.
@@ -61,46 +121,19 @@ where
     let dispatcher = server.dispatcher.clone();
     let session = Arc::new(dispatcher.open_session(&info, handle.clone()));
 
-    // Every call task holds a clone; recv() returning None means all done.
-    let (calls_tx, mut calls_rx) = mpsc::channel::<()>(1);
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let calls = Calls {
+        dispatcher: dispatcher.clone(),
+        session: session.clone(),
+        handle,
+        done: done_tx,
+    };
     let slots = Arc::new(Semaphore::new(config.max_calls_per_client.max(1)));
     // Priority calls bypass `slots` but get their own equally sized pool, so a
     // client cannot start unbounded tasks by sending only priority calls.
     let priority_slots = Arc::new(Semaphore::new(config.max_calls_per_client.max(1)));
-    let (queue_tx, mut queue_rx) =
-        mpsc::channel::<Queued>(config.max_queued_calls_per_client.max(1));
-    let scheduler = {
-        let (dispatcher, session, handle, calls_tx) = (
-            dispatcher.clone(),
-            session.clone(),
-            handle.clone(),
-            calls_tx.clone(),
-        );
-        tokio::spawn(
-            async move {
-                while let Some(q) = queue_rx.recv().await {
-                    let Ok(permit) = slots.clone().acquire_owned().await else {
-                        break;
-                    };
-                    let (d, s, h, done) = (
-                        dispatcher.clone(),
-                        session.clone(),
-                        handle.clone(),
-                        calls_tx.clone(),
-                    );
-                    tokio::spawn(
-                        async move {
-                            dispatch::run_call(d, s, h, q.header, q.payload).await;
-                            drop(permit);
-                            drop(done);
-                        }
-                        .in_current_span(),
-                    );
-                }
-            }
-            .in_current_span(),
-        )
-    };
+    let (queue_tx, queue_rx) = mpsc::channel::<Queued>(config.max_queued_calls_per_client.max(1));
+    let scheduler = calls.spawn_scheduler(queue_rx, slots);
 
     let mut frames = FramedRead::new(rd, MessageCodec::new());
     loop {
@@ -131,6 +164,8 @@ where
                 continue;
             }
         };
+        // Each arm that waits does so under `abort`, so a dead connection
+        // never leaves the reader parked.
         match dispatch::classify(&*dispatcher, &session, &msg) {
             Action::Nothing => {}
             Action::Reply(reply) => {
@@ -151,27 +186,14 @@ where
                 }
             }
             Action::Call { priority: true } => {
-                let permit = tokio::select! {
+                let slot = tokio::select! {
                     _ = abort.cancelled() => break,
                     p = priority_slots.clone().acquire_owned() => match p {
                         Ok(p) => p,
                         Err(_) => break,
                     },
                 };
-                let (d, s, h, done) = (
-                    dispatcher.clone(),
-                    session.clone(),
-                    handle.clone(),
-                    calls_tx.clone(),
-                );
-                tokio::spawn(
-                    async move {
-                        dispatch::run_call(d, s, h, msg.header, msg.payload).await;
-                        drop(permit);
-                        drop(done);
-                    }
-                    .in_current_span(),
-                );
+                calls.spawn(msg.header, msg.payload, slot);
             }
             Action::Call { priority: false } => {
                 let queued = Queued {
@@ -192,14 +214,14 @@ where
 
     drop(frames);
     drop(queue_tx);
-    drop(calls_tx);
+    drop(calls);
     if !abort.is_cancelled() {
         // Graceful: queued and running calls finish, replies flush.
         tokio::select! {
             _ = abort.cancelled() => {}
             _ = async {
                 let _ = scheduler.await;
-                while calls_rx.recv().await.is_some() {}
+                while done_rx.recv().await.is_some() {}
             } => {}
         }
         outbound.finish();
