@@ -116,11 +116,11 @@ impl Domain {
             .into());
         }
         let parsed = ConnectUri::parse(dconnuri)?;
-        if parsed
-            .host
-            .as_deref()
-            .is_none_or(|h| h.starts_with("localhost"))
-        {
+        let same_host = match parsed.host.as_deref() {
+            None => true,
+            Some(h) => h.starts_with("localhost"),
+        };
+        if same_host {
             return Err(invalid(API, "Attempt to migrate guest to the same host"));
         }
         let dom = self.reference().clone().into();

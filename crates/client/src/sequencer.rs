@@ -369,3 +369,6 @@ async fn confirm(
         warn!(error = %err, cancelled, "confirm failed: guest {} probably left in 'paused' state on source", dom.name);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -196,7 +196,10 @@ pub async fn migrate(conn: &Connection, args: &MigrateArgs, json: bool) -> anyho
     // Completed-job statistics: from the destination after a managed
     // migration (the source guest may be gone), from the source after p2p.
     let result = if args.p2p {
-        match dom.migrate_to_uri(&args.desturi, &params, flags.bits()).await {
+        match dom
+            .migrate_to_uri(&args.desturi, &params, flags.bits())
+            .await
+        {
             Ok(()) => Ok(dom.job_stats(STATS_COMPLETED).await.ok()),
             Err(e) => Err(e),
         }
