@@ -13,6 +13,7 @@
 //! - [`workload`]: the project's own tiny guest kernel (built from
 //!   `guest/` by `build.rs`) and how to read its counter.
 
+pub mod backend;
 pub mod command;
 pub mod driver;
 pub mod error;

@@ -1,10 +1,26 @@
 //! What the QEMU driver implements (see `migrated_core::support`).
 
+use migrated_core::flags::MigrateFlags;
 use migrated_core::support::{MigrationDefaults, Procedure, SupportTable};
+use migrated_core::typed_params::migrate_param;
 
-/// The QEMU driver's support table. Migration is not declared yet: it comes
-/// with the migration engine, and until then every migration flag and
-/// parameter is refused.
+/// Migration flags [`crate::backend::QemuBackend`] honours. Storage
+/// migration, post-copy, RDMA, parallel connections, zero-copy and QEMU's
+/// own TLS are not implemented yet.
+const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
+    | MigrateFlags::PEER2PEER.bits()
+    | MigrateFlags::TUNNELLED.bits()
+    | MigrateFlags::PERSIST_DEST.bits()
+    | MigrateFlags::UNDEFINE_SOURCE.bits()
+    | MigrateFlags::PAUSED.bits()
+    | MigrateFlags::CHANGE_PROTECTION.bits()
+    | MigrateFlags::UNSAFE.bits()
+    | MigrateFlags::OFFLINE.bits()
+    | MigrateFlags::COMPRESSED.bits()
+    | MigrateFlags::ABORT_ON_ERROR.bits()
+    | MigrateFlags::AUTO_CONVERGE.bits();
+
+/// The QEMU driver's support table.
 pub const SUPPORT: SupportTable = SupportTable {
     driver: "QEMU",
     procedures: &[
@@ -46,7 +62,21 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::DomainRestore, "0.1.0"),
         (Procedure::DomainRestoreFlags, "0.1.0"),
     ],
-    migration_flags: 0,
-    migration_params: &[],
-    defaults: MigrationDefaults { flags: 0 },
+    migration_flags: MIGRATION_FLAGS,
+    migration_params: &[
+        migrate_param::URI,
+        migrate_param::DEST_NAME,
+        migrate_param::DEST_XML,
+        migrate_param::PERSIST_XML,
+        migrate_param::BANDWIDTH,
+        migrate_param::GRAPHICS_URI,
+        migrate_param::LISTEN_ADDRESS,
+        migrate_param::COMPRESSION,
+        migrate_param::COMPRESSION_XBZRLE_CACHE,
+        migrate_param::AUTO_CONVERGE_INITIAL,
+        migrate_param::AUTO_CONVERGE_INCREMENT,
+    ],
+    defaults: MigrationDefaults {
+        flags: MigrateFlags::LIVE.bits(),
+    },
 };

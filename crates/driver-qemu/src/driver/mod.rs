@@ -305,16 +305,50 @@ impl QemuDriver {
         Ok(self.runtime(dom)?.process.pid())
     }
 
-    /// Starts a transient guest from `xml` with `-incoming defer`, paused for
+    /// Starts the guest of `xml` with `-incoming defer`, paused for
     /// migration, and returns it with its monitor; the caller sends
-    /// `migrate-incoming`. A failed incoming guest is removed with
-    /// [`migrated_core::driver::Driver::destroy`].
+    /// `migrate-incoming`. The guest is transient unless a shut-off
+    /// persistent domain with the same name and UUID is defined here, which
+    /// then runs with `xml` as its live definition. A failed incoming guest
+    /// is stopped with [`migrated_core::driver::Driver::destroy`] (a
+    /// transient one disappears).
     ///
     /// # Errors
-    /// As [`migrated_core::driver::Driver::create_xml`].
+    /// As [`migrated_core::driver::Driver::create_xml`]; `VIR_ERR_OPERATION_INVALID`
+    /// when the guest already runs here.
     pub async fn start_incoming(&self, xml: &str) -> Result<(DomainRef, Qmp)> {
-        let dom = self.add_transient(xml)?;
-        let dom = self.start(&dom, StartMode::Incoming).await?;
+        let def = parse_def(xml)?;
+        let existing = {
+            let reg = self.shared.lock()?;
+            match reg.domains.get(&def.uuid) {
+                Some(d) if d.live.is_some() => {
+                    return Err(Error::invalid(format!(
+                        "domain '{}' is already active",
+                        d.config.name
+                    )))
+                }
+                Some(d) if d.config.name == def.name => Some(d.dom_ref()),
+                _ => None,
+            }
+        };
+        let dom = match existing {
+            Some(dom) => {
+                let job = self.job(&dom)?;
+                let _job = job.lock().await;
+                self.start_locked(&dom, StartMode::Incoming, Some(def))
+                    .await?
+            }
+            None => {
+                let dom = self.add_transient(xml)?;
+                match self.start(&dom, StartMode::Incoming).await {
+                    Ok(dom) => dom,
+                    Err(e) => {
+                        self.remove_if_transient_and_off(&dom);
+                        return Err(e);
+                    }
+                }
+            }
+        };
         Ok((dom.clone(), self.qmp(&dom)?))
     }
 
@@ -383,6 +417,58 @@ impl QemuDriver {
             detail: event_detail::STOPPED_MIGRATED,
         };
         self.stop(dom, intent, false).await
+    }
+
+    /// Marks whether an outgoing migration of `dom` runs, so the STOP at
+    /// switch-over is recorded as "paused for migration".
+    pub(crate) fn set_migrating(&self, dom: &DomainRef, on: bool) -> Result<()> {
+        self.runtime(dom)?.migrating.store(on, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Makes sure a source guest runs again after its migration failed or
+    /// was cancelled (QEMU resumes it by itself only in some failure paths).
+    ///
+    /// # Errors
+    /// `VIR_ERR_NO_DOMAIN`, `VIR_ERR_OPERATION_INVALID` when it is not
+    /// running, `VIR_ERR_OPERATION_FAILED` when `cont` fails.
+    pub async fn resume_migration_source(&self, dom: &DomainRef) -> Result<()> {
+        let job = self.job(dom)?;
+        let _job = job.lock().await;
+        let runtime = self.runtime(dom)?;
+        runtime.migrating.store(false, Ordering::SeqCst);
+        let (id, state) = self.read(|r| {
+            let live = r
+                .get(dom)?
+                .live
+                .as_ref()
+                .ok_or_else(|| Error::invalid("domain is not running"))?;
+            Ok((live.id, live.state))
+        })?;
+        let status = runtime
+            .qmp
+            .execute(&QueryStatus)
+            .await
+            .map_err(|e| e.into_core("virDomainMigrateConfirm3"))?;
+        let paused_by_migration =
+            state.state == DomainState::Paused && state.reason == paused_reason::MIGRATION;
+        if status.running || !paused_by_migration {
+            return Ok(());
+        }
+        self.shared.set_state(
+            &dom.uuid,
+            id,
+            StateReason {
+                state: DomainState::Running,
+                reason: running_reason::MIGRATION_CANCELED,
+            },
+            Some((LifecycleEvent::Resumed, event_detail::RESUMED_MIGRATED)),
+        );
+        if let Err(e) = runtime.qmp.execute(&Cont).await {
+            self.shared.force_state(&dom.uuid, id, state);
+            return Err(e.into_core("virDomainMigrateConfirm3"));
+        }
+        Ok(())
     }
 
     fn runtime(&self, dom: &DomainRef) -> Result<Arc<Runtime>> {
@@ -504,6 +590,7 @@ impl QemuDriver {
             paths,
             intent: Mutex::new(None),
             guest_shutdown: Default::default(),
+            migrating: Default::default(),
             monitor: Mutex::new(None),
         });
         let live = Live {
@@ -692,6 +779,7 @@ impl QemuDriver {
             paths,
             intent: Mutex::new(None),
             guest_shutdown: Default::default(),
+            migrating: Default::default(),
             monitor: Mutex::new(None),
         });
         let mut def = live_def;

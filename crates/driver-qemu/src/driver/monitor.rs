@@ -81,15 +81,25 @@ pub(super) fn spawn_monitor(
 
 fn on_event(shared: &Shared, runtime: &Weak<Runtime>, uuid: &Uuid, id: i32, name: &str) {
     match name {
-        names::STOP => shared.set_state(
-            uuid,
-            id,
-            StateReason {
-                state: DomainState::Paused,
-                reason: paused_reason::USER,
-            },
-            Some((LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)),
-        ),
+        names::STOP => {
+            let migrating = runtime
+                .upgrade()
+                .is_some_and(|rt| rt.migrating.load(Ordering::SeqCst));
+            let (reason, detail) = if migrating {
+                (paused_reason::MIGRATION, event_detail::SUSPENDED_MIGRATED)
+            } else {
+                (paused_reason::USER, event_detail::SUSPENDED_PAUSED)
+            };
+            shared.set_state(
+                uuid,
+                id,
+                StateReason {
+                    state: DomainState::Paused,
+                    reason,
+                },
+                Some((LifecycleEvent::Suspended, detail)),
+            );
+        }
         names::RESUME => shared.set_state(
             uuid,
             id,

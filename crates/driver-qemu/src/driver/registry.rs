@@ -61,6 +61,8 @@ pub(crate) struct Runtime {
     pub paths: LaunchPaths,
     pub intent: Mutex<Option<StopIntent>>,
     pub guest_shutdown: AtomicBool,
+    /// An outgoing migration runs: QEMU's STOP is the migration's switch-over.
+    pub migrating: AtomicBool,
     pub monitor: Mutex<Option<JoinHandle<()>>>,
 }
 

@@ -1,0 +1,591 @@
+//! [`QemuBackend`]: the migration engine's [`MigrationBackend`] over QEMU's
+//! own migration. The manager in `migrated_core::migration` owns jobs,
+//! phases, the journal and cookies; this module only moves the guest.
+//!
+//! | step | QEMU |
+//! |---|---|
+//! | Prepare (dest) | start QEMU with `-incoming defer`, `migrate-incoming tcp:ADDR:PORT` on the first free port of the range, or `fd:` on one end of a socket pair whose other end relays the tunnel |
+//! | Perform (source) | capabilities and parameters from the flags (`events`, `xbzrle` for COMPRESSED, `auto-converge`), `max-bandwidth`, `downtime-limit`, then `migrate tcp:…` or `migrate fd:` into a relayed socket pair; waits on MIGRATION events, feeding job stats at each pass; abort → `migrate_cancel` |
+//! | Finish (dest) | wait for QEMU's `completed`, define the persistent config, `cont` unless PAUSED; on failure kill the incoming QEMU |
+//! | Confirm (source) | success: stop the source QEMU (shut off "migrated", undefine with UNDEFINE_SOURCE); cancelled: make sure the guest runs |
+//!
+//! Offline migrations move only the configuration, as on the test driver.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use migrated_core::cookie::GraphicsRelocation;
+use migrated_core::domain::{DomainRef, DomainState};
+use migrated_core::driver::Driver;
+use migrated_core::flags::{self, MigrateFlags};
+use migrated_core::job::{JobHandle, JournalEntry, RecoveryAction};
+use migrated_core::migration::{
+    BeginOut, DataOut, DataUri, Incoming, MigrateRequest, MigrationBackend, PerformOut, PrepareOut,
+};
+use migrated_core::support::SupportTable;
+use migrated_core::xml::{DomainDef, FormatOptions};
+use migrated_core::{Error, Result};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use crate::migration::enable_events;
+use crate::qmp::commands::{
+    Getfd, Migrate, MigrateCancel, MigrateIncoming, MigrateSetCapabilities, MigrateSetParameters,
+    MigrationCapability, MigrationInfo, MigrationStatus, QueryMigrate,
+};
+use crate::qmp::message::names;
+use crate::qmp::{Event, Qmp};
+use crate::{QemuDriver, SUPPORT};
+
+/// QEMU's default bandwidth cap is 32 MiB/s; without a limit from the
+/// caller the migration must not be throttled (libvirt sets its maximum too).
+const UNLIMITED_BANDWIDTH: u64 = 1 << 40;
+
+/// Name under which the tunnel descriptor is handed to QEMU.
+const TUNNEL_FD: &str = "migrated-tunnel";
+
+fn failed(reason: impl Into<String>) -> Error {
+    Error::OperationFailed {
+        operation: "migration",
+        reason: reason.into(),
+    }
+}
+
+/// A relay between a tunnel stream and QEMU's end of a socket pair.
+type Relay = JoinHandle<std::io::Result<u64>>;
+
+/// What Prepare leaves for Finish.
+struct IncomingRun {
+    qmp: Qmp,
+    events: broadcast::Receiver<Event>,
+    relay: Option<Relay>,
+}
+
+/// The QEMU driver's migration backend. Cheap to share behind an `Arc`.
+pub struct QemuBackend {
+    driver: QemuDriver,
+    incoming: Mutex<HashMap<Uuid, IncomingRun>>,
+}
+
+impl std::fmt::Debug for QemuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QemuBackend").finish_non_exhaustive()
+    }
+}
+
+impl QemuBackend {
+    /// A backend migrating `driver`'s guests.
+    pub fn new(driver: QemuDriver) -> Self {
+        Self {
+            driver,
+            incoming: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn incoming(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, IncomingRun>> {
+        self.incoming.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn def_of(&self, dom: &DomainRef, flags: u32) -> Result<DomainDef> {
+        let xml = self.driver.get_xml_desc(dom, flags).await?;
+        Ok(DomainDef::parse(&xml)?)
+    }
+
+    /// Capabilities and parameters of the outgoing migration from the request.
+    async fn tune(&self, qmp: &Qmp, req: &MigrateRequest, job: &JobHandle) -> Result<PerformOut> {
+        let mut caps = vec![MigrationCapability {
+            capability: "events".into(),
+            state: true,
+        }];
+        let mut params = MigrateSetParameters {
+            max_bandwidth: Some(
+                job.max_bytes_per_sec()
+                    .or(req.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20)))
+                    .unwrap_or(UNLIMITED_BANDWIDTH),
+            ),
+            downtime_limit: Some(
+                job.max_downtime()
+                    .as_millis()
+                    .try_into()
+                    .unwrap_or(u64::MAX),
+            )
+            .filter(|&ms| ms > 0),
+            ..MigrateSetParameters::default()
+        };
+        let mut used = Vec::new();
+        if req.has(MigrateFlags::COMPRESSED) {
+            if req.compression.iter().any(|m| m != "xbzrle") {
+                return Err(Error::ArgumentUnsupported {
+                    what: format!("compression methods {:?} (only xbzrle)", req.compression),
+                    driver: SUPPORT.driver,
+                });
+            }
+            caps.push(MigrationCapability {
+                capability: "xbzrle".into(),
+                state: true,
+            });
+            params.xbzrle_cache_size = req.compression_xbzrle_cache;
+            used.push(("compression".to_owned(), "xbzrle".to_owned()));
+        }
+        if req.has(MigrateFlags::AUTO_CONVERGE) {
+            caps.push(MigrationCapability {
+                capability: "auto-converge".into(),
+                state: true,
+            });
+            params.cpu_throttle_initial = req
+                .auto_converge_initial
+                .and_then(|v| u32::try_from(v).ok());
+            params.cpu_throttle_increment = req
+                .auto_converge_increment
+                .and_then(|v| u32::try_from(v).ok());
+            used.push(("auto-converge".to_owned(), "yes".to_owned()));
+        }
+        qmp.execute(&MigrateSetCapabilities { capabilities: caps })
+            .await
+            .map_err(|e| e.into_core("migration"))?;
+        qmp.execute(&params)
+            .await
+            .map_err(|e| e.into_core("migration"))?;
+        Ok(PerformOut { capabilities: used })
+    }
+
+    async fn kill_incoming(&self, dom: &DomainRef) {
+        if let Some(run) = self.incoming().remove(&dom.uuid) {
+            if let Some(relay) = run.relay {
+                relay.abort();
+            }
+        }
+        if let Err(e) = self.driver.destroy(dom, 0).await {
+            debug!(dom = %dom.name, error = %e, "incoming guest already gone");
+        }
+    }
+
+    async fn finish_live(
+        &self,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+        persistent: Option<DomainDef>,
+        job: &JobHandle,
+    ) -> Result<DomainRef> {
+        let run = self.incoming().remove(&dom.uuid).ok_or_else(|| {
+            Error::invalid(format!("no incoming migration for domain {}", dom.name))
+        })?;
+        let IncomingRun {
+            qmp,
+            mut events,
+            relay,
+        } = run;
+        let waited = wait(&qmp, &mut events, job, false).await;
+        if let Some(relay) = relay {
+            match relay.await {
+                Ok(Ok(bytes)) => debug!(bytes, "tunnel relay done"),
+                Ok(Err(e)) if waited.is_ok() => {
+                    debug!(error = %e, "tunnel relay ended with an error after completion")
+                }
+                Ok(Err(e)) => warn!(error = %e, "tunnel relay failed"),
+                Err(e) => warn!(error = %e, "tunnel relay task failed"),
+            }
+        }
+        waited?;
+        if let Some(def) = persistent {
+            let xml = def.format(&FormatOptions {
+                secure: true,
+                inactive: true,
+                migratable: false,
+            });
+            self.driver.define_xml(&xml, 0).await?;
+        }
+        self.driver
+            .finish_incoming(dom, req.has(MigrateFlags::PAUSED))
+            .await
+    }
+}
+
+/// Waits for the migration on `qmp` to end; updates the job's statistics
+/// at every RAM pass and cancels the migration when the job is aborted.
+async fn wait(
+    qmp: &Qmp,
+    events: &mut broadcast::Receiver<Event>,
+    job: &JobHandle,
+    outgoing: bool,
+) -> Result<MigrationInfo> {
+    let mut abort = job.abort_signal();
+    let mut cancelled = false;
+    loop {
+        let info = qmp
+            .execute(&QueryMigrate)
+            .await
+            .map_err(|e| e.into_core("migration"))?;
+        if outgoing {
+            feed_stats(job, &info);
+        }
+        match info.status {
+            Some(MigrationStatus::Completed) => return Ok(info),
+            Some(MigrationStatus::Failed) => {
+                return Err(failed(
+                    info.error_desc
+                        .unwrap_or_else(|| "qemu reported failure".into()),
+                ))
+            }
+            Some(MigrationStatus::Cancelled) => {
+                return Err(Error::OperationAborted {
+                    operation: if outgoing {
+                        "migration out"
+                    } else {
+                        "migration in"
+                    },
+                })
+            }
+            _ => {}
+        }
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(e) if e.event == names::MIGRATION || e.event == names::MIGRATION_PASS => {}
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(failed("qemu went away during the migration"))
+                }
+            },
+            () = abort.aborted(), if !cancelled => {
+                cancelled = true;
+                if outgoing {
+                    qmp.execute(&MigrateCancel).await.map_err(|e| e.into_core("migration"))?;
+                } else {
+                    return Err(Error::OperationAborted { operation: "migration in" });
+                }
+            }
+            reason = qmp.closed() => return Err(failed(format!("qemu monitor closed: {reason}"))),
+        }
+    }
+}
+
+fn feed_stats(job: &JobHandle, info: &MigrationInfo) {
+    let Some(ram) = info.ram else { return };
+    job.update_stats(|s| {
+        s.data_total = ram.total;
+        s.data_processed = ram.transferred;
+        s.data_remaining = ram.remaining;
+        s.memory_constant = ram.duplicate;
+        s.memory_normal = ram.normal;
+        s.memory_normal_bytes = ram.normal_bytes;
+        s.memory_bps = (ram.mbps * 1_000_000.0 / 8.0) as u64;
+        s.memory_dirty_rate = ram.dirty_pages_rate;
+        s.memory_page_size = ram.page_size;
+        s.memory_iteration = ram.dirty_sync_count;
+        s.downtime_ms = info.downtime.or(info.expected_downtime).unwrap_or(0);
+        s.setup_time_ms = info.setup_time.unwrap_or(0);
+    });
+}
+
+/// A socket pair: QEMU's end as a descriptor, ours as a tokio stream.
+fn socket_pair() -> Result<(OwnedFd, UnixStream)> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| Error::system("create socket pair", e))?;
+    ours.set_nonblocking(true)
+        .map_err(|e| Error::system("set socket non-blocking", e))?;
+    let ours = UnixStream::from_std(ours).map_err(|e| Error::system("register socket", e))?;
+    Ok((OwnedFd::from(theirs), ours))
+}
+
+async fn give_fd(qmp: &Qmp, fd: OwnedFd) -> Result<()> {
+    qmp.execute_with_fd(
+        &Getfd {
+            fdname: TUNNEL_FD.into(),
+        },
+        fd.as_fd(),
+    )
+    .await
+    .map_err(|e| e.into_core("migration"))?;
+    Ok(())
+}
+
+#[async_trait]
+impl MigrationBackend for QemuBackend {
+    fn support(&self) -> &'static SupportTable {
+        &SUPPORT
+    }
+
+    async fn begin(&self, dom: &DomainRef, req: &MigrateRequest) -> Result<BeginOut> {
+        let state = self.driver.get_state(dom, 0).await?;
+        let active = state.state.is_active();
+        let def = if active {
+            self.def_of(dom, flags::xml::SECURE | flags::xml::MIGRATABLE)
+                .await?
+        } else {
+            self.def_of(dom, flags::xml::SECURE | flags::xml::INACTIVE)
+                .await?
+        };
+        let persistent = if self.driver.is_persistent(dom).await? {
+            Some(
+                self.def_of(dom, flags::xml::SECURE | flags::xml::INACTIVE)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let graphics = def.devices.graphics.first().map(|g| GraphicsRelocation {
+            kind: g.kind.as_str().to_owned(),
+            port: g.port.unwrap_or(-1),
+            tls_port: g.tls_port.unwrap_or(-1),
+            listen: req.graphics_uri.clone().or_else(|| g.listen.clone()),
+        });
+        Ok(BeginOut {
+            def,
+            persistent,
+            active,
+            paused: state.state == DomainState::Paused,
+            graphics,
+            lockstate: None,
+        })
+    }
+
+    async fn perform(
+        &self,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+        out: DataOut,
+        job: &JobHandle,
+    ) -> Result<PerformOut> {
+        let qmp = self.driver.qmp(dom)?;
+        let used = self.tune(&qmp, req, job).await?;
+        let mut events = qmp.events();
+        self.driver.set_migrating(dom, true)?;
+        let result = async {
+            let (uri, relay) = match out {
+                DataOut::Direct { uri } => {
+                    let addr = DataUri::parse(&uri)?.socket_addr()?;
+                    (format!("tcp:{addr}"), None)
+                }
+                DataOut::Tunnel(mut writer) => {
+                    let (theirs, mut ours) = socket_pair()?;
+                    give_fd(&qmp, theirs).await?;
+                    let relay: Relay = tokio::spawn(async move {
+                        let n = tokio::io::copy(&mut ours, &mut writer).await?;
+                        writer.shutdown().await?;
+                        Ok(n)
+                    });
+                    (format!("fd:{TUNNEL_FD}"), Some(relay))
+                }
+            };
+            qmp.execute(&Migrate { uri })
+                .await
+                .map_err(|e| e.into_core("migration"))?;
+            let waited = wait(&qmp, &mut events, job, true).await;
+            if let Some(relay) = relay {
+                match relay.await {
+                    Ok(Ok(bytes)) => debug!(bytes, "tunnel relay done"),
+                    Ok(Err(e)) if waited.is_ok() => {
+                        return Err(failed(format!("tunnel relay failed: {e}")))
+                    }
+                    Ok(Err(e)) => {
+                        debug!(error = %e, "tunnel relay failed after the migration failed")
+                    }
+                    Err(e) => return Err(failed(format!("tunnel relay task failed: {e}"))),
+                }
+            }
+            waited
+        }
+        .await;
+        match result {
+            Ok(info) => {
+                feed_stats(job, &info);
+                Ok(used)
+            }
+            Err(err) => {
+                warn!(dom = %dom.name, error = %err, "perform failed; resuming the guest");
+                if let Err(e) = self.driver.resume_migration_source(dom).await {
+                    warn!(dom = %dom.name, error = %e, "could not resume the guest after a failed perform");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn confirm(&self, dom: &DomainRef, req: &MigrateRequest, cancelled: bool) -> Result<()> {
+        let undefine = req.has(MigrateFlags::UNDEFINE_SOURCE);
+        match (cancelled, req.is_offline()) {
+            (true, true) => Ok(()),
+            (true, false) => self.driver.resume_migration_source(dom).await,
+            (false, true) if undefine => self.driver.undefine(dom, 0).await,
+            (false, true) => Ok(()),
+            (false, false) => {
+                self.driver.stop_migrated(dom).await?;
+                if undefine && self.driver.lookup_by_uuid(&dom.uuid).await.is_ok() {
+                    self.driver.undefine(dom, 0).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn prepare(
+        &self,
+        def: DomainDef,
+        _req: &MigrateRequest,
+        incoming: Incoming,
+        job: &JobHandle,
+    ) -> Result<PrepareOut> {
+        if let Ok(existing) = self.driver.lookup_by_uuid(&def.uuid).await {
+            if existing.is_active() {
+                return Err(Error::invalid(format!(
+                    "domain '{}' is already active",
+                    existing.name
+                )));
+            }
+        }
+        if matches!(incoming, Incoming::Offline) {
+            return Ok(PrepareOut::default());
+        }
+        let xml = def.format(&FormatOptions {
+            secure: true,
+            inactive: false,
+            migratable: true,
+        });
+        let (dom, qmp) = self.driver.start_incoming(&xml).await?;
+        job.set_domain(dom.clone());
+        let prepared = async {
+            enable_events(&qmp)
+                .await
+                .map_err(|e| e.into_core("migration"))?;
+            let events = qmp.events();
+            match incoming {
+                Incoming::Offline => Ok((None, events, None)),
+                Incoming::Direct {
+                    listen_address,
+                    port_range,
+                } => {
+                    let host = if listen_address.contains(':') {
+                        format!("[{listen_address}]")
+                    } else {
+                        listen_address.clone()
+                    };
+                    let mut last = None;
+                    for port in port_range.clone() {
+                        match qmp
+                            .execute(&MigrateIncoming {
+                                uri: format!("tcp:{host}:{port}"),
+                            })
+                            .await
+                        {
+                            Ok(_) => {
+                                return Ok((
+                                    Some(DataUri::format_libvirt(&listen_address, port)),
+                                    events,
+                                    None,
+                                ))
+                            }
+                            // Usually "address in use": try the next port.
+                            Err(e) => last = Some(e.chain()),
+                        }
+                    }
+                    Err(failed(format!(
+                        "no free port to listen on {listen_address} in {}-{}: {}",
+                        port_range.start(),
+                        port_range.end(),
+                        last.unwrap_or_default()
+                    )))
+                }
+                Incoming::Tunnel(mut reader) => {
+                    let (theirs, mut ours) = socket_pair()?;
+                    give_fd(&qmp, theirs).await?;
+                    qmp.execute(&MigrateIncoming {
+                        uri: format!("fd:{TUNNEL_FD}"),
+                    })
+                    .await
+                    .map_err(|e| e.into_core("migration"))?;
+                    let relay: Relay = tokio::spawn(async move {
+                        let n = tokio::io::copy(&mut reader, &mut ours).await?;
+                        ours.shutdown().await?;
+                        Ok(n)
+                    });
+                    Ok((None, events, Some(relay)))
+                }
+            }
+        }
+        .await;
+        match prepared {
+            Ok((uri_out, events, relay)) => {
+                self.incoming()
+                    .insert(dom.uuid, IncomingRun { qmp, events, relay });
+                Ok(PrepareOut {
+                    uri_out,
+                    capabilities: Vec::new(),
+                })
+            }
+            Err(e) => {
+                self.kill_incoming(&dom).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+        persistent: Option<DomainDef>,
+        cancelled: bool,
+        job: &JobHandle,
+    ) -> Result<DomainRef> {
+        if cancelled {
+            if !req.is_offline() {
+                self.kill_incoming(dom).await;
+            }
+            return Ok(dom.clone());
+        }
+        if req.is_offline() {
+            let def = persistent
+                .ok_or_else(|| failed("offline migration carried no persistent definition"))?;
+            let xml = def.format(&FormatOptions {
+                secure: true,
+                inactive: true,
+                migratable: false,
+            });
+            return self.driver.define_xml(&xml, 0).await;
+        }
+        match self.finish_live(dom, req, persistent, job).await {
+            Ok(dom) => Ok(dom),
+            Err(err) => {
+                warn!(dom = %dom.name, error = %err, "finish failed; killing the incoming guest");
+                self.kill_incoming(dom).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn recover(&self, entry: &JournalEntry, action: RecoveryAction) -> Result<()> {
+        let Ok(dom) = self.driver.lookup_by_uuid(&entry.uuid).await else {
+            // Nothing of the guest is left here: nothing to undo.
+            return Ok(());
+        };
+        let undefine = MigrateFlags(entry.flags).contains(MigrateFlags::UNDEFINE_SOURCE);
+        match action {
+            RecoveryAction::ResumeSource if dom.is_active() => {
+                self.driver.resume_migration_source(&dom).await
+            }
+            RecoveryAction::ResumeSource | RecoveryAction::KeepRunning => Ok(()),
+            RecoveryAction::KeepPausedUntilPeerOutcome => Ok(()),
+            RecoveryAction::CompleteSourceCleanup => {
+                if dom.is_active() {
+                    self.driver.stop_migrated(&dom).await?;
+                }
+                if undefine && self.driver.lookup_by_uuid(&dom.uuid).await.is_ok() {
+                    self.driver.undefine(&dom, 0).await?;
+                }
+                Ok(())
+            }
+            RecoveryAction::KillIncoming => {
+                if dom.is_active() {
+                    self.kill_incoming(&dom).await;
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Live migration of the workload guest through the migration engine's
+//! [`Manager`] on both sides (what the daemons run), with
+//! [`QemuBackend`]: direct TCP, tunnelled through an in-process stream,
+//! compressed and auto-converge. After each, exactly one QEMU runs the
+//! guest and its counter has moved past its value before the migration.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{qemu_available, wait_until, Reaper};
+use migrated_core::domain::{running_reason, shutoff_reason, DomainRef, DomainState, HostIdentity};
+use migrated_core::driver::Driver;
+use migrated_core::flags::MigrateFlags;
+use migrated_core::migration::{Manager, ManagerConfig, MigrateRequest};
+use migrated_driver_qemu::backend::QemuBackend;
+use migrated_driver_qemu::{workload, QemuConfig, QemuDriver};
+use uuid::Uuid;
+
+struct Host {
+    driver: QemuDriver,
+    manager: Manager,
+}
+
+async fn host(dir: &Path, ports: std::ops::RangeInclusive<u16>) -> Host {
+    let identity = HostIdentity {
+        hostname: format!("host-{}", Uuid::new_v4()),
+        uuid: Uuid::new_v4(),
+    };
+    let driver = QemuDriver::open(
+        QemuConfig::new(dir.join("state"), dir.join("run")),
+        identity.clone(),
+    )
+    .await
+    .expect("open driver");
+    let mut mc = ManagerConfig::new(dir.join("state"), identity);
+    mc.listen_address = "127.0.0.1".into();
+    mc.port_range = ports;
+    let manager = Manager::new(mc, Arc::new(QemuBackend::new(driver.clone()))).expect("manager");
+    Host { driver, manager }
+}
+
+async fn counter(driver: &QemuDriver, dom: &DomainRef) -> Option<u64> {
+    let qmp = driver.qmp(dom).ok()?;
+    workload::read_status(&qmp).await.ok().map(|s| s.counter)
+}
+
+async fn counter_passes(driver: &QemuDriver, dom: &DomainRef, above: u64) -> u64 {
+    wait_until(Duration::from_secs(30), || async {
+        counter(driver, dom).await.filter(|&c| c > above)
+    })
+    .await
+}
+
+/// Runs Begin3 … Confirm3 from `a` to `b` for `dom` with `flags`.
+async fn migrate(a: &Host, b: &Host, dom: &DomainRef, flags: MigrateFlags) -> DomainRef {
+    let req = MigrateRequest {
+        flags,
+        ..MigrateRequest::default()
+    };
+    let begin = a.manager.begin3(dom, req.clone()).await.expect("begin3");
+    let mut dreq = req.clone();
+    dreq.flags = req.destination_flags();
+    dreq.dest_xml = Some(begin.xml);
+    let tunnelled = flags.contains(MigrateFlags::TUNNELLED);
+    let (writer, reader) = if tunnelled {
+        let (w, r) = tokio::io::duplex(256 * 1024);
+        (Some(Box::new(w) as _), Some(Box::new(r) as _))
+    } else {
+        (None, None)
+    };
+    let prep = b
+        .manager
+        .prepare3(dreq.clone(), &begin.cookie, reader)
+        .await
+        .expect("prepare3");
+    assert_eq!(prep.uri_out.is_some(), !tunnelled);
+    let mut preq = req.clone();
+    preq.uri = prep.uri_out;
+    let cookie = a
+        .manager
+        .perform3(dom, preq, &prep.cookie, writer)
+        .await
+        .expect("perform3");
+    let fin = b
+        .manager
+        .finish3(&dom.name, dreq, &cookie, false)
+        .await
+        .expect("finish3");
+    a.manager
+        .confirm3(dom, req, &fin.cookie, false)
+        .await
+        .expect("confirm3");
+    fin.dom
+}
+
+async fn round_trip(flags: MigrateFlags, ports: (u16, u16)) {
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let _reaper = Reaper::new(&[a_dir.path(), b_dir.path()]);
+    let a = host(a_dir.path(), ports.0..=ports.0 + 20).await;
+    let b = host(b_dir.path(), ports.1..=ports.1 + 20).await;
+    let xml = format!(
+        "<domain type='qemu'><name>traveller</name><uuid>{}</uuid>
+           <memory unit='MiB'>64</memory><vcpu>1</vcpu>
+           <os><type arch='x86_64' machine='pc'>hvm</type>
+             <kernel>{}</kernel><cmdline>dirty_mib=32</cmdline></os>
+         </domain>",
+        Uuid::new_v4(),
+        workload::build_path().display()
+    );
+    let src = a.driver.define_xml(&xml, 0).await.expect("define");
+    let src = a.driver.create(&src, 0).await.expect("start");
+    let before = counter_passes(&a.driver, &src, 0).await;
+    let src_pid = a.driver.pid(&src).expect("pid");
+
+    let dst = migrate(&a, &b, &src, flags).await;
+
+    let state = b.driver.get_state(&dst, 0).await.expect("dest state");
+    assert_eq!(
+        (state.state, state.reason),
+        (DomainState::Running, running_reason::MIGRATED)
+    );
+    assert!(counter_passes(&b.driver, &dst, before).await > before);
+    let src_state = a.driver.get_state(&src, 0).await.expect("source state");
+    assert_eq!(
+        (src_state.state, src_state.reason),
+        (DomainState::Shutoff, shutoff_reason::MIGRATED)
+    );
+    assert!(
+        !Path::new(&format!("/proc/{src_pid}")).exists(),
+        "source qemu gone"
+    );
+    assert!(
+        a.manager.registry().get(&src.uuid).is_none(),
+        "no source job left"
+    );
+    assert!(
+        b.manager.registry().get(&dst.uuid).is_none(),
+        "no destination job left"
+    );
+
+    // And back again, so both directions are exercised.
+    let back = migrate(&b, &a, &dst, flags).await;
+    assert_eq!(
+        a.driver.get_state(&back, 0).await.expect("state").state,
+        DomainState::Running
+    );
+    a.driver.destroy(&back, 0).await.expect("destroy");
+}
+
+#[tokio::test]
+async fn live_migration_over_tcp() {
+    if qemu_available() {
+        round_trip(MigrateFlags::LIVE, (49300, 49330)).await;
+    }
+}
+
+#[tokio::test]
+async fn live_migration_tunnelled_through_the_daemon_stream() {
+    if qemu_available() {
+        round_trip(
+            MigrateFlags::LIVE | MigrateFlags::PEER2PEER | MigrateFlags::TUNNELLED,
+            (49360, 49390),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn live_migration_compressed_with_auto_converge() {
+    if qemu_available() {
+        round_trip(
+            MigrateFlags::LIVE | MigrateFlags::COMPRESSED | MigrateFlags::AUTO_CONVERGE,
+            (49420, 49450),
+        )
+        .await;
+    }
+}
