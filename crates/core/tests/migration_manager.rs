@@ -668,3 +668,33 @@ async fn completion_timeout_aborts_or_pauses_to_finish() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_source_abandoned_after_perform_can_be_resolved_by_an_operator() {
+    let (a, b) = (side(1, PerformMode::Succeed), side(2, PerformMode::Succeed));
+    let r =
+        req(MigrateFlags::LIVE | MigrateFlags::CHANGE_PROTECTION | MigrateFlags::UNDEFINE_SOURCE);
+    let (cookie, _, uri) = begin_prepare(&a, &b, &r).await;
+    let err = a
+        .mgr
+        .resolve(&dom(), true)
+        .await
+        .expect_err("not yet performed");
+    assert_eq!(err.code(), ErrorCode::OperationInvalid);
+    let mut preq = r;
+    preq.uri = uri;
+    a.mgr
+        .perform3(&dom(), preq, &cookie, None)
+        .await
+        .expect("perform");
+    let err = a.mgr.abort_job(&dom()).expect_err("too late to abort");
+    assert_eq!(err.code(), ErrorCode::OperationInvalid);
+    // The client vanished; the operator learns the destination runs the guest.
+    a.mgr.resolve(&dom(), true).await.expect("resolved");
+    assert!(!a.mgr.registry().is_locked(&dom().uuid));
+    assert_eq!(
+        a.fake.log.lock().expect("log").recovered,
+        vec![RecoveryAction::CompleteSourceCleanup]
+    );
+    assert_eq!(journal_files(&a), 0);
+}

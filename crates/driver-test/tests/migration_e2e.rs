@@ -567,3 +567,35 @@ async fn a_cut_tunnel_leaves_one_running_copy_and_a_retry_works() {
     assert!(matches!(fin, Err(Error::MigrateFinishOk)), "{fin:?}");
     check_one_copy_then_retry(&a, &b, &dom).await;
 }
+
+/// Timing probe for large guests (run with `--ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing probe, several seconds"]
+async fn large_guest_timing_probe() {
+    for (mib, fill) in [(1024u64, false), (256, true)] {
+        let (a, b) = (host(1), host(2));
+        let xml = format!(
+            "<domain type='test'><name>big{mib}</name><memory unit='MiB'>{mib}</memory>\
+             <os><type>hvm</type></os></domain>"
+        );
+        let dom = a.driver.define_xml(&xml, 0).await.expect("define");
+        let dom = a.driver.create(&dom, 0).await.expect("start");
+        if fill {
+            let mem = a.driver.memory(&dom.uuid).expect("memory");
+            for page in 0..mem.page_count() {
+                mem.write_page(page, &[page as u8 | 1; 4096]).expect("fill");
+            }
+        }
+        let started = std::time::Instant::now();
+        migrate(&a, &b, &dom, live(MigrateFlags::empty()), false)
+            .await
+            .expect("migration");
+        let stats = a.mgr.registry().stats(&dom.uuid, true);
+        println!(
+            "{mib} MiB (filled: {fill}): {:?}, downtime {} ms, {} bytes",
+            started.elapsed(),
+            stats.downtime_ms,
+            stats.data_processed
+        );
+    }
+}

@@ -84,6 +84,23 @@ impl Journal {
         })
     }
 
+    /// The entry of `job_id`, if recorded.
+    ///
+    /// # Errors
+    /// [`Error::System`] when the file exists but cannot be read or decoded.
+    pub fn get(&self, job_id: &Uuid) -> Result<Option<JournalEntry>> {
+        let path = self.path(job_id);
+        if !path.exists() {
+            return Ok(None);
+        }
+        read_entry(&path).map(Some).map_err(|reason| {
+            Error::system(
+                format!("read {}", path.display()),
+                io::Error::new(io::ErrorKind::InvalidData, reason),
+            )
+        })
+    }
+
     /// Removes the job's entry (the job is over and nothing needs recovery).
     ///
     /// # Errors
@@ -172,6 +189,8 @@ mod tests {
         journal.record(&b).expect("record");
 
         let reopened = Journal::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.get(&a.job_id).expect("get"), Some(a.clone()));
+        assert_eq!(reopened.get(&Uuid::nil()).expect("get"), None);
         let mut loaded = reopened.load().expect("load");
         loaded.sort_by_key(|e| e.name.clone());
         assert_eq!(loaded.len(), 2);

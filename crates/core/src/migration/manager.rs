@@ -946,16 +946,31 @@ impl Manager {
         lock(&self.held).values().cloned().collect()
     }
 
-    /// Settles a held job: `peer_runs_guest` = true → the destination has the
-    /// guest, stop it here; false → resume it here.
+    /// Settles a source job waiting in Perform3Done — one recovered after a
+    /// restart, or one whose client went away before Confirm: `peer_runs_guest`
+    /// = true → the destination has the guest, stop it here; false → resume it here.
     ///
     /// # Errors
-    /// `OperationInvalid` when the guest has no held job; the backend's errors.
+    /// `OperationInvalid` when the guest has no source job in Perform3Done; the
+    /// backend's errors.
     pub async fn resolve(&self, dom: &DomainRef, peer_runs_guest: bool) -> Result<()> {
-        let entry = lock(&self.held).get(&dom.uuid).cloned().ok_or_else(|| {
-            Error::invalid(format!("domain {} has no held migration job", dom.name))
-        })?;
         let job = self.registry.expect(&dom.uuid, &dom.name, Role::Source)?;
+        if job.phase() != Phase::Source(SourcePhase::Perform3Done) {
+            return Err(Error::invalid(format!(
+                "migration of domain {} is in phase {}, not waiting for the peer's outcome",
+                dom.name,
+                job.phase().name()
+            )));
+        }
+        // A recovered job, or a live one whose client vanished after Perform:
+        // the journal has its flags and peer either way.
+        let held = lock(&self.held).get(&dom.uuid).cloned();
+        let entry = match held {
+            Some(entry) => entry,
+            None => self.journal.get(&job.job_id())?.ok_or_else(|| {
+                Error::internal(format!("no journal entry for job {}", job.job_id()))
+            })?,
+        };
         let cancelled = !peer_runs_guest;
         let flags = MigrateFlags(entry.flags);
         self.source_step(

@@ -5,6 +5,7 @@
 //! The guest's lifecycle during migration (states, reasons, events) is the
 //! driver's `incoming_*` / `outgoing_*` transitions; this module decides when.
 
+mod digest;
 mod fault;
 mod receive;
 mod send;

@@ -7,6 +7,7 @@ use migrated_core::job::JobHandle;
 use migrated_core::{Error, Result};
 use tokio::io::AsyncRead;
 
+use super::digest::memory_digest;
 use super::stream::{failed, DeviceState, Frame, FrameReader};
 use crate::memory::{GuestMemory, PAGE_SIZE};
 
@@ -49,7 +50,7 @@ pub(crate) async fn receive<R: AsyncRead + Unpin>(
                 let state =
                     device.ok_or_else(|| failed("migration stream ended without device state"))?;
                 let mem = Arc::clone(&memory);
-                let local = tokio::task::spawn_blocking(move || mem.checksum())
+                let local = tokio::task::spawn_blocking(move || memory_digest(&mem))
                     .await
                     .map_err(|e| Error::internal(format!("checksum task failed: {e}")))?;
                 if local != checksum {
@@ -122,7 +123,7 @@ mod tests {
             w.page(page, &buf).await.expect("page");
         }
         w.device(&state()).await.expect("device");
-        w.end(checksum.unwrap_or_else(|| source.checksum()))
+        w.end(checksum.unwrap_or_else(|| memory_digest(source)))
             .await
             .expect("end");
         receiver.await.expect("receiver task").map(|s| {
@@ -156,7 +157,7 @@ mod tests {
         let dest = Arc::new(GuestMemory::new(PAGE_SIZE as u64).expect("memory"));
         let receiver = tokio::spawn(receive(b, Arc::clone(&dest), job()));
         let w = FrameWriter::start(a, 1, false).await.expect("header");
-        w.end(dest.checksum()).await.expect("end");
+        w.end(memory_digest(&dest)).await.expect("end");
         let err = receiver.await.expect("task").expect_err("no device state");
         assert!(err.to_string().contains("device state"), "{err}");
     }

@@ -21,6 +21,7 @@ use migrated_core::migration::MigrateRequest;
 use migrated_core::{Error, Result};
 use tokio::io::AsyncWrite;
 
+use super::digest::memory_digest;
 use super::stream::{failed, DeviceState, FrameWriter};
 use super::throttle::TokenBucket;
 use crate::memory::{GuestMemory, PageContent, PAGE_SIZE};
@@ -203,7 +204,7 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
             })
             .await?;
         let memory = Arc::clone(&self.memory);
-        let checksum = tokio::task::spawn_blocking(move || memory.checksum())
+        let checksum = tokio::task::spawn_blocking(move || memory_digest(&memory))
             .await
             .map_err(|e| Error::internal(format!("checksum task failed: {e}")))?;
         self.check()?;

@@ -9,7 +9,7 @@
 //!   3 ZERO      index u64                                         (page is all zeros)
 //!   4 ITERATION n u32                                             (a pre-copy pass ended)
 //!   5 DEVICE    vcpus u32 | cpu_time_ns u64 | xml_len u32 | xml   (after the guest paused)
-//!   6 END       sha256 of all memory [32]
+//!   6 END       memory digest [32]: sha256 over each page's sha256
 //! ```
 //!
 //! Everything from the peer is bounded before use: page indexes against the
