@@ -42,23 +42,26 @@ async fn upload_of_many_mib_arrives_intact_with_back_pressure() {
             stream.finish().await.map(|()| sum)
         })
     };
-    // The consumer reads nothing yet: the producer must stall well short of the total.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let stalled_at = sent.load(Ordering::SeqCst);
+    // The consumer reads nothing yet: the producer must come to a stop
+    // (buffers full, the server no longer reads the socket, as libvirtd)
+    // well short of the total.
+    let mut stalled_at = sent.load(Ordering::SeqCst);
+    let mut stable = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = sent.load(Ordering::SeqCst);
+        if now == stalled_at && now > 0 {
+            stable = true;
+            break;
+        }
+        stalled_at = now;
+    }
+    assert!(stable, "producer never stalled (at {stalled_at} bytes)");
     assert!(
         stalled_at < 40 * MIB,
         "no back-pressure: {stalled_at} bytes accepted"
     );
     assert!(!producer.is_finished());
-
-    // Back-pressure reaches the socket: while the consumer is stalled the
-    // server reads nothing more from this connection (libvirt does the same).
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        sent.load(Ordering::SeqCst),
-        stalled_at,
-        "producer kept going"
-    );
 
     toy.upload_gate.add_permits(usize::MAX >> 4);
     let sum = within(T, producer)
