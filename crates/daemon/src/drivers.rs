@@ -22,6 +22,9 @@ pub struct DriverRegistry {
     drivers: Vec<(DriverKind, Arc<dyn Driver>)>,
     /// Migration managers of the drivers that can migrate.
     managers: Vec<(DriverKind, Arc<migrated_core::migration::Manager>)>,
+    /// The test driver's memory checksum (reported by MIGRATION_STATUS so
+    /// tests compare both sides of a migration).
+    test_driver: Option<migrated_driver_test::TestDriver>,
 }
 
 impl std::fmt::Debug for DriverRegistry {
@@ -39,6 +42,7 @@ impl DriverRegistry {
         DriverRegistry {
             drivers,
             managers: Vec::new(),
+            test_driver: None,
         }
     }
 
@@ -51,6 +55,7 @@ impl DriverRegistry {
     pub async fn from_config(config: &Config) -> Result<Self> {
         let mut drivers: Vec<(DriverKind, Arc<dyn Driver>)> = Vec::new();
         let mut managers = Vec::new();
+        let mut test_driver = None;
         for kind in &config.drivers {
             match kind {
                 DriverKind::Test => {
@@ -68,6 +73,7 @@ impl DriverRegistry {
                                 source: Box::new(source),
                             })?;
                     managers.push((DriverKind::Test, manager));
+                    test_driver = Some(driver.clone());
                     drivers.push((DriverKind::Test, Arc::new(driver)));
                 }
                 DriverKind::Qemu => {
@@ -86,7 +92,19 @@ impl DriverRegistry {
                 }
             }
         }
-        Ok(DriverRegistry { drivers, managers })
+        Ok(DriverRegistry {
+            drivers,
+            managers,
+            test_driver,
+        })
+    }
+
+    /// SHA-256 of a running test-driver guest's memory (hex), for tests.
+    pub fn memory_checksum(&self, uri: &str, uuid: &uuid::Uuid) -> Option<String> {
+        match kind_for_uri(uri)? {
+            DriverKind::Test => Some(self.test_driver.as_ref()?.memory(uuid)?.checksum_hex()),
+            DriverKind::Qemu => None,
+        }
     }
 
     /// The migration manager of the driver serving `uri` (a canonical URI

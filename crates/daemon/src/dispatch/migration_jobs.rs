@@ -186,7 +186,8 @@ pub async fn get_max_downtime(
 
 /// MIGRATION_STATUS (program MIGR, 1): the guest's migration job as the
 /// journal and registry know it; `detail` says when a recovered job keeps the
-/// guest paused until the operator or the peer settles it.
+/// guest paused until the operator or the peer settles it, and for a running
+/// test-driver guest ends with `memory sha256 <hex>`.
 ///
 /// # Errors
 /// `VIR_ERR_NO_DOMAIN`; no support when the driver cannot migrate.
@@ -202,6 +203,10 @@ pub async fn migration_status(
         .await
         .map_err(err)?;
     let manager = manager(handler, session)?;
+    let memory = handler
+        .drivers()
+        .memory_checksum(session.driver()?.uri, &dom.uuid)
+        .map(|sum| format!("memory sha256 {sum}"));
     let held = manager.held().into_iter().find(|e| e.uuid == dom.uuid);
     let Some(job) = manager.registry().get(&dom.uuid) else {
         return Ok(MigrationStatusRet {
@@ -209,7 +214,7 @@ pub async fn migration_status(
             role: 0,
             job_id: None,
             peer: None,
-            detail: None,
+            detail: memory,
         });
     };
     let phase = job.phase();
@@ -223,7 +228,11 @@ pub async fn migration_status(
             phase.name()
         )),
         (None, p) => Some(format!("phase {}", p.name())),
-    };
+    }
+    .map(|d| match &memory {
+        Some(m) => format!("{d}; {m}"),
+        None => d,
+    });
     Ok(MigrationStatusRet {
         phase: phase_number(&phase),
         role,
