@@ -6,9 +6,11 @@
 //! is a pass/fail test.
 
 mod daemon;
+mod guests;
 mod libvirtd;
 mod load;
 mod machine;
+mod migrate;
 mod pki;
 mod report;
 mod rpc;
@@ -51,6 +53,8 @@ impl Common {
 enum Cmd {
     /// CONNECT_GET_HOSTNAME calls/s and latency, TLS set-up time, vs libvirtd.
     Rpc(rpc::RpcArgs),
+    /// Migration wall times, control overhead, tunnelled throughput, concurrency.
+    Migrate(migrate::MigrateArgs),
 }
 
 fn default_repo_root() -> PathBuf {
@@ -62,5 +66,6 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     match &cli.command {
         Cmd::Rpc(args) => rpc::run(&cli.common, args).await,
+        Cmd::Migrate(args) => migrate::run(&cli.common, args).await,
     }
 }
