@@ -212,7 +212,10 @@ impl<D: Dispatcher> Server<D> {
     }
 
     /// Graceful stop: no new connections, no new calls; running calls finish
-    /// and their replies are flushed, then every connection closes.
+    /// and their replies are flushed, then every connection closes and
+    /// [`serve`](Self::serve) returns. A call that never ends keeps its
+    /// connection (and `serve`) waiting: bound it with a timeout around
+    /// `serve` if needed.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
     }
