@@ -181,3 +181,155 @@ async fn live_migration_compressed_with_auto_converge() {
         .await;
     }
 }
+
+fn traveller_xml() -> String {
+    format!(
+        "<domain type='qemu'><name>faulty</name><uuid>{}</uuid>
+           <memory unit='MiB'>64</memory><vcpu>1</vcpu>
+           <os><type arch='x86_64' machine='pc'>hvm</type>
+             <kernel>{}</kernel><cmdline>dirty_mib=32</cmdline></os>
+         </domain>",
+        Uuid::new_v4(),
+        workload::build_path().display()
+    )
+}
+
+/// Begin3 + Prepare3 with `req`; returns (cookie, destination request, uri).
+async fn begin_prepare(
+    a: &Host,
+    b: &Host,
+    dom: &DomainRef,
+    req: &MigrateRequest,
+) -> (Vec<u8>, MigrateRequest, Option<String>) {
+    let begin = a.manager.begin3(dom, req.clone()).await.expect("begin3");
+    let mut dreq = req.clone();
+    dreq.flags = req.destination_flags();
+    dreq.dest_xml = Some(begin.xml);
+    let prep = b
+        .manager
+        .prepare3(dreq.clone(), &begin.cookie, None)
+        .await
+        .expect("prepare3");
+    (prep.cookie, dreq, prep.uri_out)
+}
+
+/// After a failed Perform: the cancel calls of the sequencer, then the
+/// checks every fault test shares.
+async fn cancel_and_check(
+    a: &Host,
+    b: &Host,
+    src: &DomainRef,
+    dreq: MigrateRequest,
+    req: MigrateRequest,
+) {
+    let _ = b.manager.finish3(&src.name, dreq, &[], true).await;
+    // Without change protection a failed Perform already ended the source
+    // job, and Confirm has nothing left to do: either answer is fine.
+    let _ = a.manager.confirm3(src, req, &[], true).await;
+    let state = a.driver.get_state(src, 0).await.expect("source state");
+    assert_eq!(state.state, DomainState::Running, "source runs again");
+    let now = counter(&a.driver, src).await.expect("counter");
+    counter_passes(&a.driver, src, now).await;
+    let dest_running = b
+        .driver
+        .lookup_by_uuid(&src.uuid)
+        .await
+        .map(|d| d.is_active())
+        .unwrap_or(false);
+    assert!(!dest_running, "no destination copy runs");
+    assert!(
+        a.manager.registry().get(&src.uuid).is_none(),
+        "no source job left"
+    );
+    assert!(
+        b.manager.registry().get(&src.uuid).is_none(),
+        "no destination job left"
+    );
+}
+
+#[tokio::test]
+async fn killing_the_destination_qemu_during_prepare_keeps_the_source_running() {
+    if !qemu_available() {
+        return;
+    }
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let _reaper = Reaper::new(&[a_dir.path(), b_dir.path()]);
+    let a = host(a_dir.path(), 49500..=49510).await;
+    let b = host(b_dir.path(), 49520..=49530).await;
+    let src = a
+        .driver
+        .create_xml(&traveller_xml(), 0)
+        .await
+        .expect("start");
+    counter_passes(&a.driver, &src, 0).await;
+    let req = MigrateRequest {
+        flags: MigrateFlags::LIVE,
+        ..MigrateRequest::default()
+    };
+    let (cookie, dreq, uri) = begin_prepare(&a, &b, &src, &req).await;
+    let dest = b
+        .driver
+        .lookup_by_uuid(&src.uuid)
+        .await
+        .expect("incoming guest");
+    let pid = b.driver.pid(&dest).expect("dest pid");
+    // SAFETY: kill(2) on the destination QEMU this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+
+    let mut preq = req.clone();
+    preq.uri = uri;
+    let err = a
+        .manager
+        .perform3(&src, preq, &cookie, None)
+        .await
+        .expect_err("nobody receives");
+    assert!(!err.to_string().is_empty());
+    cancel_and_check(&a, &b, &src, dreq, req).await;
+    a.driver.destroy(&src, 0).await.expect("destroy");
+}
+
+#[tokio::test]
+async fn aborting_a_slow_migration_keeps_the_source_running() {
+    if !qemu_available() {
+        return;
+    }
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let _reaper = Reaper::new(&[a_dir.path(), b_dir.path()]);
+    let a = host(a_dir.path(), 49540..=49550).await;
+    let b = host(b_dir.path(), 49560..=49570).await;
+    let src = a
+        .driver
+        .create_xml(&traveller_xml(), 0)
+        .await
+        .expect("start");
+    counter_passes(&a.driver, &src, 0).await;
+    // 1 MiB/s for a guest dirtying 32 MiB: it would never finish on its own.
+    let req = MigrateRequest {
+        flags: MigrateFlags::LIVE,
+        bandwidth_mib_s: Some(1),
+        ..MigrateRequest::default()
+    };
+    let (cookie, dreq, uri) = begin_prepare(&a, &b, &src, &req).await;
+    let mut preq = req.clone();
+    preq.uri = uri;
+    let perform = a.manager.perform3(&src, preq, &cookie, None);
+    let abort = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        a.manager.abort_job(&src).expect("abort");
+    };
+    let (result, ()) = tokio::join!(perform, abort);
+    let err = result.expect_err("aborted");
+    assert_eq!(
+        err.code(),
+        migrated_core::error::ErrorCode::OperationAborted,
+        "{err}"
+    );
+    cancel_and_check(&a, &b, &src, dreq, req).await;
+    a.driver.destroy(&src, 0).await.expect("destroy");
+}
