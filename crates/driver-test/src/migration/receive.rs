@@ -49,6 +49,7 @@ pub(crate) async fn receive<R: AsyncRead + Unpin>(
             Frame::End { checksum } => {
                 let state =
                     device.ok_or_else(|| failed("migration stream ended without device state"))?;
+                reader.expect_eof().await?;
                 let mem = Arc::clone(&memory);
                 let local = tokio::task::spawn_blocking(move || memory_digest(&mem))
                     .await

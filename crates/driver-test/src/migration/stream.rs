@@ -263,6 +263,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Ok(index)
     }
 
+    /// Reads to the end of the transport after END, so that a tunnel sees its
+    /// clean close (the stream's finish) rather than a dropped reader.
+    pub async fn expect_eof(&mut self) -> Result<()> {
+        let mut byte = [0u8; 1];
+        match self.inner.read(&mut byte).await {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(failed("data after the migration stream's end marker")),
+            Err(e) => Err(io_failed("closing the migration stream", e)),
+        }
+    }
+
     /// The next frame; PAGE data is decoded into `page`.
     pub async fn next(&mut self, page: &mut [u8; PAGE_SIZE]) -> Result<Frame> {
         let start = self.read;
