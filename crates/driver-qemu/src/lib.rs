@@ -10,8 +10,20 @@
 //! - [`spec`]: from a domain definition to a launch spec;
 //! - [`driver`]: [`QemuDriver`], the lifecycle over all of the above, with
 //!   persistent configs, [`status`] files and re-attach after a restart;
+//! - [`migration`]: QEMU-side migration steps over QMP (events, waiting for
+//!   completion), shared by save/restore and live migration;
+//! - [`savefile`]: the header of `virsh save` images (save/restore itself is
+//!   part of [`QemuDriver`]);
+//! - [`backend`]: [`backend::QemuBackend`], core's `MigrationBackend`
+//!   (Prepare/Perform/Finish/Confirm over QEMU migration, direct or
+//!   tunnelled);
 //! - [`workload`]: the project's own tiny guest kernel (built from
-//!   `guest/` by `build.rs`) and how to read its counter.
+//!   `guest/` by `build.rs`) and how to read its counter;
+//! - [`support`]: what the driver declares it implements ([`SUPPORT`]).
+//!
+//! Errors are this crate's [`Error`] below the driver and core's error
+//! (libvirt codes) at the `Driver`/`MigrationBackend` surface
+//! ([`Error::into_core`]).
 
 pub mod backend;
 pub mod command;

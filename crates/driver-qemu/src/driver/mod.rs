@@ -1,6 +1,6 @@
 //! [`QemuDriver`]: core's `Driver` trait over real QEMU processes.
 //!
-//! State lives in a [`Registry`] behind a std mutex that is only held for
+//! State lives in a registry behind a std mutex that is only held for
 //! short, non-blocking sections; each domain also has a job lock (an async
 //! mutex) that serializes its lifecycle operations across QEMU and QMP
 //! calls. Every running guest has an event task that follows QMP events
