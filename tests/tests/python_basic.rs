@@ -69,6 +69,14 @@ except libvirt.libvirtError as e:
 
 ro = libvirt.openReadOnly(URI)
 print("ro-list", len(ro.listAllDomains()))
+conn.defineXML(XML.replace("py-guest", "py-ro"))
+seen = ro.lookupByName("py-ro")
+print("ro-xml", "<name>py-ro</name>" in seen.XMLDesc(0))
+try:
+    seen.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE)
+    print("ro-secure ok")
+except libvirt.libvirtError as e:
+    print("ro-secure", e.get_error_code())
 try:
     ro.defineXML(XML)
     print("ro-define ok")
@@ -100,4 +108,7 @@ fn python_lifecycle_delivers_events_and_libvirt_error_codes() {
     assert!(lines.contains(&"ro-list 0"), "{stdout}");
     // 29 = VIR_ERR_OPERATION_DENIED
     assert!(lines.contains(&"ro-define 29"), "{stdout}");
+    assert!(lines.contains(&"ro-xml True"), "{stdout}");
+    // passwords (SECURE) are not for read-only connections
+    assert!(lines.contains(&"ro-secure 29"), "{stdout}");
 }
