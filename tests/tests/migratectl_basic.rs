@@ -249,9 +249,13 @@ fn host_commands_print_something_sensible() {
     let daemon = Daemon::builder().tcp().spawn();
     let uri = daemon.uri();
     assert!(!ok(&uri, &["hostname"]).trim().is_empty());
-    assert!(ok(&uri, &["uri"]).trim().starts_with("test:///"));
+    // like virsh: the URI as given, not the server's canonical name
+    assert_eq!(ok(&uri, &["uri"]).trim(), uri);
     assert!(ok(&uri, &["capabilities"]).contains("<capabilities"));
     let version = ok(&uri, &["version"]);
+    assert!(version.contains("Running hypervisor: "), "{version}");
+    assert!(!version.contains("Running against daemon: "), "{version}");
+    let version = ok(&uri, &["version", "--daemon"]);
     assert!(version.contains("Running against daemon: "), "{version}");
     let node = ok(&uri, &["nodeinfo"]);
     assert!(node.contains("CPU(s):"), "{node}");
@@ -343,7 +347,7 @@ fn tls_with_pkipath_works_and_a_foreign_client_certificate_is_refused() {
     };
     let daemon = Daemon::builder().tls(&pki).spawn();
     let uri = daemon.tls_uri(&pki);
-    assert_eq!(ok(&uri, &["uri"]).trim(), "test:///default");
+    assert_eq!(ok(&uri, &["uri"]).trim(), uri);
     assert!(!ok(&uri, &["hostname"]).trim().is_empty());
 
     let port = daemon.tls_port().expect("daemon listens on TLS");
@@ -371,7 +375,7 @@ fn default_uri_comes_from_the_environment() {
         CLIENT_TIMEOUT,
     );
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert_eq!(stdout_of(&out).trim(), "test:///default");
+    assert_eq!(stdout_of(&out).trim(), daemon.uri());
     // -c wins over the environment
     let out = run_with_timeout(
         Command::new(migratectl_binary())
@@ -380,4 +384,64 @@ fn default_uri_comes_from_the_environment() {
         CLIENT_TIMEOUT,
     );
     assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+#[test]
+fn human_output_matches_virsh_byte_for_byte() {
+    if migrated_tests::require_binary("virsh").is_none() {
+        return;
+    }
+    let daemon = Daemon::builder().tcp().spawn();
+    let uri = daemon.uri();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["ctl-a", "ctl-longer-name"] {
+        ok(
+            &uri,
+            &[
+                "define",
+                write_guest(dir.path(), name).to_str().expect("utf-8 path"),
+            ],
+        );
+    }
+    ok(&uri, &["start", "ctl-a"]);
+    for command in [
+        &["list", "--all"][..],
+        &["list"],
+        &["list", "--inactive"],
+        &["dominfo", "ctl-a"],
+        &["dominfo", "ctl-longer-name"],
+        &["domstate", "--reason", "ctl-a"],
+        &["dumpxml", "ctl-a"],
+        &["dumpxml", "--inactive", "ctl-longer-name"],
+        &["hostname"],
+        &["uri"],
+        &["nodeinfo"],
+        &["capabilities"],
+    ] {
+        let theirs = migrated_tests::virsh(&uri, command);
+        assert!(
+            theirs.status.success(),
+            "virsh {command:?}: {}",
+            stderr_of(&theirs)
+        );
+        assert_eq!(
+            without_cpu_time(&ok(&uri, command)),
+            without_cpu_time(&stdout_of(&theirs)),
+            "output of {command:?} differs from virsh"
+        );
+    }
+}
+
+/// A running guest's CPU time moves between two commands; everything else must not.
+fn without_cpu_time(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.starts_with("CPU time:") {
+                "CPU time: (varies)"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

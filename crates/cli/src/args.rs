@@ -113,11 +113,15 @@ pub enum Command {
     Dumpxml(DumpxmlArgs),
     /// Print the host's capabilities XML.
     Capabilities,
-    /// Show library, API, hypervisor and daemon versions.
-    Version,
+    /// Show library, API and hypervisor versions.
+    Version {
+        /// Also show the daemon's version.
+        #[arg(long)]
+        daemon: bool,
+    },
     /// Print the host name of the daemon's host.
     Hostname,
-    /// Print the canonical URI of the connection.
+    /// Print the URI of the connection (as given, like virsh; --json adds the server's).
     Uri,
     /// Enable or disable starting a domain when the daemon starts.
     #[command(

@@ -393,6 +393,15 @@ impl Domain {
             .await?
             .downtime)
     }
+
+    /// `DOMAIN_HAS_MANAGED_SAVE_IMAGE`.
+    ///
+    /// # Errors
+    /// See [`Connection::call`].
+    pub async fn has_managed_save_image(&self) -> Result<bool> {
+        let args = migrated_proto::DomainHasManagedSaveImageArgs { dom: self.wire(), flags: 0 };
+        Ok(self.conn.call::<procs::DomainHasManagedSaveImage>(&args).await?.result != 0)
+    }
 }
 
 /// Maps libvirt's `virDomainState` number from a reply.

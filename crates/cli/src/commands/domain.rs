@@ -27,7 +27,7 @@ fn done(json: bool, domain: &Domain, action: &str, message: String) -> anyhow::R
             "action": action,
         }));
     }
-    Ok(format!("{message}\n\n"))
+    Ok(format!("{message}\n"))
 }
 
 #[derive(Serialize)]
@@ -82,7 +82,7 @@ pub async fn list(conn: &Connection, args: &ListArgs, json: bool) -> anyhow::Res
             ]
         })
         .collect();
-    Ok(output::table(&["Id", "Name", "State"], &rows) + "\n")
+    Ok(output::table(&["Id", "Name", "State"], &rows))
 }
 
 pub async fn define(conn: &Connection, file: &Path, json: bool) -> anyhow::Result<String> {
@@ -112,6 +112,10 @@ pub async fn start(
     json: bool,
 ) -> anyhow::Result<String> {
     let mut dom = lookup(conn, name).await?;
+    // virsh refuses before asking the server, with this exact message
+    if dom.id().is_some() {
+        anyhow::bail!("Domain is already active");
+    }
     let started = if paused {
         dom.create_with_flags(create::START_PAUSED).await
     } else {
@@ -196,6 +200,7 @@ struct DomainReport {
     used_memory_kib: u64,
     persistent: Option<bool>,
     autostart: Option<bool>,
+    managed_save: Option<bool>,
     security_model: Option<String>,
     security_doi: Option<String>,
 }
@@ -210,6 +215,7 @@ pub async fn dominfo(conn: &Connection, name: &str, json: bool) -> anyhow::Resul
     let os_type = dom.os_type().await.ok();
     let persistent = dom.is_persistent().await.ok();
     let autostart = dom.autostart().await.ok();
+    let managed_save = dom.has_managed_save_image().await.ok();
     let security = conn
         .node_security_model()
         .await
@@ -227,6 +233,7 @@ pub async fn dominfo(conn: &Connection, name: &str, json: bool) -> anyhow::Resul
         used_memory_kib: info.memory_kib,
         persistent,
         autostart,
+        managed_save,
         security_model: security.as_ref().map(|s| s.model.clone()),
         security_doi: security.as_ref().map(|s| s.doi.clone()),
     };
@@ -271,11 +278,14 @@ pub async fn dominfo(conn: &Connection, name: &str, json: bool) -> anyhow::Resul
             if autostart { "enable" } else { "disable" }.to_owned(),
         ));
     }
+    if let Some(managed_save) = report.managed_save {
+        pairs.push(("Managed save", yes_no(Some(managed_save)).to_owned()));
+    }
     if let (Some(model), Some(doi)) = (&report.security_model, &report.security_doi) {
         pairs.push(("Security model", model.clone()));
         pairs.push(("Security DOI", doi.clone()));
     }
-    Ok(output::key_values(&pairs, 15) + "\n")
+    Ok(output::key_values(&pairs, 15))
 }
 
 pub async fn domstate(
@@ -296,9 +306,9 @@ pub async fn domstate(
         }));
     }
     if with_reason {
-        Ok(format!("{state_text} ({reason_text})\n\n"))
+        Ok(format!("{state_text} ({reason_text})\n"))
     } else {
-        Ok(format!("{state_text}\n\n"))
+        Ok(format!("{state_text}\n"))
     }
 }
 

@@ -19,7 +19,8 @@ pub async fn capabilities(conn: &Connection, json: bool) -> anyhow::Result<Strin
     if json {
         return output::json(&serde_json::json!({ "capabilities": caps }));
     }
-    Ok(with_newline(caps))
+    // virsh prints the XML followed by a newline, whatever it ends with
+    Ok(format!("{caps}\n"))
 }
 
 pub async fn hostname(conn: &Connection, json: bool) -> anyhow::Result<String> {
@@ -33,10 +34,13 @@ pub async fn hostname(conn: &Connection, json: bool) -> anyhow::Result<String> {
     Ok(format!("{name}\n"))
 }
 
+/// Like `virsh uri`: the URI this connection was opened with (libvirt's
+/// `virConnectGetURI` answers locally); JSON adds the server's own name.
 pub async fn uri(conn: &Connection, json: bool) -> anyhow::Result<String> {
-    let uri = conn.get_uri().await.context("failed to get URI")?;
+    let uri = conn.uri().original.clone();
     if json {
-        return output::json(&serde_json::json!({ "uri": uri }));
+        let server = conn.get_uri().await.context("failed to get URI")?;
+        return output::json(&serde_json::json!({ "uri": uri, "server_uri": server }));
     }
     Ok(format!("{uri}\n"))
 }
@@ -46,10 +50,11 @@ struct VersionReport {
     library: String,
     hypervisor_type: String,
     hypervisor: String,
-    daemon: String,
+    daemon: Option<String>,
 }
 
-pub async fn version(conn: &Connection, json: bool) -> anyhow::Result<String> {
+/// Like `virsh version [--daemon]` (JSON always includes the daemon).
+pub async fn version(conn: &Connection, with_daemon: bool, json: bool) -> anyhow::Result<String> {
     let hv_type = conn
         .get_type()
         .await
@@ -58,30 +63,37 @@ pub async fn version(conn: &Connection, json: bool) -> anyhow::Result<String> {
         .get_version()
         .await
         .context("failed to get hypervisor version")?;
-    let daemon = conn
-        .get_lib_version()
-        .await
-        .context("failed to get the daemon version")?;
+    let daemon = if with_daemon || json {
+        let version = conn
+            .get_lib_version()
+            .await
+            .context("failed to get the daemon version")?;
+        Some(version_string(version))
+    } else {
+        None
+    };
     let report = VersionReport {
         library: env!("CARGO_PKG_VERSION").to_owned(),
         hypervisor_type: hv_type,
         hypervisor: version_string(hv_version),
-        daemon: version_string(daemon),
+        daemon,
     };
     if json {
         return output::json(&report);
     }
-    Ok(format!(
+    let mut text = format!(
         "Compiled against library: migrated {lib}\n\
          Using library: migrated {lib}\n\
          Using API: {ty} {lib}\n\
-         Running hypervisor: {ty} {hv}\n\
-         Running against daemon: {daemon}\n",
+         Running hypervisor: {ty} {hv}\n",
         lib = report.library,
         ty = report.hypervisor_type,
         hv = report.hypervisor,
-        daemon = report.daemon,
-    ))
+    );
+    if let Some(daemon) = &report.daemon {
+        text.push_str(&format!("Running against daemon: {daemon}\n"));
+    }
+    Ok(text)
 }
 
 pub async fn nodeinfo(conn: &Connection, json: bool) -> anyhow::Result<String> {
@@ -114,13 +126,6 @@ pub async fn nodeinfo(conn: &Connection, json: bool) -> anyhow::Result<String> {
         ],
         20,
     ))
-}
-
-fn with_newline(mut text: String) -> String {
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text
 }
 
 #[cfg(test)]

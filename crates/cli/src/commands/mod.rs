@@ -28,11 +28,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
     )
     .await
     .with_context(|| format!("failed to connect to the hypervisor at '{uri}'"))?;
+    let json = cli.json;
     let result = dispatch(&conn, cli).await;
     // Closing politely matters less than reporting the command's own outcome.
     let closed = conn.close().await;
-    let output = result?;
+    let mut output = result?;
     closed.context("failed to close the connection")?;
+    if !json {
+        // virsh ends every command's output with an empty line
+        output.push('\n');
+    }
     Ok(output)
 }
 
@@ -54,7 +59,7 @@ async fn dispatch(conn: &Connection, cli: Cli) -> anyhow::Result<String> {
             domain::autostart(conn, &domain, disable, json).await
         }
         Command::Capabilities => host::capabilities(conn, json).await,
-        Command::Version => host::version(conn, json).await,
+        Command::Version { daemon } => host::version(conn, daemon, json).await,
         Command::Hostname => host::hostname(conn, json).await,
         Command::Uri => host::uri(conn, json).await,
         Command::Nodeinfo => host::nodeinfo(conn, json).await,
