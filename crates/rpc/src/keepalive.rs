@@ -155,4 +155,25 @@ mod tests {
         assert_eq!(pings.load(Ordering::Relaxed), 0);
         task.abort();
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn count_zero_closes_after_one_silent_interval_without_pinging() {
+        let activity = Activity::default();
+        let started = Instant::now();
+        let n = run(&activity, Duration::from_secs(5), 0, || {
+            panic!("must not ping")
+        })
+        .await;
+        assert_eq!(n, Some(0));
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_to_queue_a_ping_reports_a_closed_connection() {
+        let activity = Activity::default();
+        assert_eq!(
+            run(&activity, Duration::from_secs(5), 3, || false).await,
+            None
+        );
+    }
 }

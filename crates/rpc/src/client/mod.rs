@@ -193,9 +193,11 @@ impl RpcClient {
     }
 
     /// Starts client keepalive: PING after `interval` of silence, close
-    /// the connection after `count` unanswered PINGs. Idempotent.
+    /// the connection after `count` unanswered PINGs. Idempotent; a zero
+    /// interval leaves keepalive off (libvirt's `virConnectSetKeepAlive`
+    /// with interval ≤ 0).
     pub fn start_keepalive(&self, interval: Duration, count: u32) {
-        if self.inner.keepalive_started.swap(true, Ordering::AcqRel) {
+        if interval.is_zero() || self.inner.keepalive_started.swap(true, Ordering::AcqRel) {
             return;
         }
         let inner = self.inner.clone();

@@ -120,9 +120,13 @@ impl ConnHandle {
     /// Starts server-side keepalive with the server's interval and count:
     /// PING after `interval` of silence, close after `count` unanswered.
     /// libvirtd does this when the client asked feature 10 (keepalive);
-    /// the decision is the dispatcher's. Idempotent.
+    /// the decision is the dispatcher's. Idempotent. A zero interval means
+    /// keepalive is off; a zero count closes the connection after one
+    /// interval of silence without pinging (libvirtd's `keepalive_count = 0`).
     pub fn start_keepalive(&self) {
-        if self.shared.keepalive_started.swap(true, Ordering::AcqRel) {
+        if self.shared.keepalive_interval.is_zero()
+            || self.shared.keepalive_started.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let shared = self.shared.clone();
