@@ -137,6 +137,11 @@ impl DaemonBuilder {
         self
     }
 
+    /// Enables only these drivers (`--drivers`, e.g. `"test"` or `"qemu,test"`).
+    pub fn drivers(self, list: &str) -> Self {
+        self.args(["--drivers", list])
+    }
+
     /// Passes several extra command-line arguments to `migrated`.
     pub fn args<I, S>(mut self, args: I) -> Self
     where

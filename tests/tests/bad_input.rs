@@ -17,7 +17,7 @@ const RSS_SLACK_KIB: u64 = 20 * 1024;
 const MAX_FRAME: u32 = 32 * 1024 * 1024 + 4;
 
 fn daemon() -> Daemon {
-    Daemon::builder().tcp().arg("--drivers").arg("test").spawn()
+    Daemon::builder().tcp().drivers("test").spawn()
 }
 
 fn opened(daemon: &Daemon) -> RawConn {

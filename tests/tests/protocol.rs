@@ -9,7 +9,7 @@ use migrated_tests::raw::{proc_, xdr, Header, RawConn, ERROR, OK, REPLY};
 use migrated_tests::Daemon;
 
 fn daemon() -> Daemon {
-    Daemon::builder().tcp().arg("--drivers").arg("test").spawn()
+    Daemon::builder().tcp().drivers("test").spawn()
 }
 
 fn opened(daemon: &Daemon) -> RawConn {
@@ -264,11 +264,7 @@ fn unknown_domain_is_no_domain_with_the_name_in_the_message() {
 
 #[test]
 fn qemu_uri_opens_the_qemu_driver_when_it_is_enabled() {
-    let daemon = Daemon::builder()
-        .tcp()
-        .arg("--drivers")
-        .arg("qemu,test")
-        .spawn();
+    let daemon = Daemon::builder().tcp().drivers("qemu,test").spawn();
     let mut conn = RawConn::connect(daemon.tcp_addr()).expect("connect");
     let open = conn
         .call(
