@@ -51,6 +51,16 @@ pub fn read_only(procedure: &str) -> WireError {
     )
 }
 
+/// A procedure this daemon does not serve (`VIR_ERR_NO_SUPPORT`, libvirtd's
+/// wording); stock clients fall back to older calls on this code.
+pub fn not_supported(api: &str) -> WireError {
+    wire(
+        ErrorCode::NoSupport,
+        ErrorDomain::Domain,
+        format!("this function is not supported by the connection driver: {api}"),
+    )
+}
+
 /// CONNECT_OPEN for a URI no enabled driver serves (`VIR_ERR_NO_CONNECT`).
 pub fn no_connect(uri: &str) -> WireError {
     wire(
@@ -217,6 +227,12 @@ mod tests {
         assert_eq!(
             e.message.as_deref(),
             Some("operation forbidden: read only access prevents virDomainDefineXML")
+        );
+        let e = not_supported("virConnectGetSysinfo");
+        assert_eq!((e.code, e.domain), (3, 20));
+        assert_eq!(
+            e.message.as_deref(),
+            Some("this function is not supported by the connection driver: virConnectGetSysinfo")
         );
         let e = no_connect("xen:///");
         assert_eq!(e.code, 5);

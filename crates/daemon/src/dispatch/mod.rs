@@ -31,10 +31,7 @@ fn reply<T: Serialize>(proc_: Procedure, ret: &T) -> Result<Bytes, WireError> {
 /// A call whose procedure this daemon does not implement
 /// (`VIR_ERR_NO_SUPPORT`: stock clients fall back on it).
 fn unsupported(proc_: Procedure) -> WireError {
-    wire::to_wire_error(&migrated_core::Error::NoSupport {
-        operation: proc_.name(),
-        driver: "remote",
-    })
+    wire::not_supported(&crate::handler::api_name(proc_))
 }
 
 /// Runs `call` for `session` and encodes its reply.
