@@ -388,14 +388,9 @@ async fn oversized_and_garbage_cookies_leave_nothing_behind() {
         .await
         .expect_err("source refuses it too");
     assert_eq!(err.code(), ErrorCode::ArgumentUnsupported);
-    assert!(
-        a.mgr.registry().is_locked(&dom().uuid),
-        "Begin's job still waits for Confirm"
-    );
-    a.mgr
-        .confirm3(&dom(), protected(), &[], true)
-        .await
-        .expect("cancel releases it");
+    // No Confirm follows a failed Perform (§8.6), so the job ends with it.
+    assert_eq!(journal_files(&a), 0);
+    assert!(a.fake.calls().is_empty(), "the guest was never touched");
     assert!(!a.mgr.registry().is_locked(&dom().uuid));
 }
 
@@ -697,4 +692,51 @@ async fn a_source_abandoned_after_perform_can_be_resolved_by_an_operator() {
         vec![RecoveryAction::CompleteSourceCleanup]
     );
     assert_eq!(journal_files(&a), 0);
+}
+
+#[tokio::test]
+async fn a_garbage_cookie_in_finish_cleans_up_the_incoming_guest() {
+    let (a, b) = (side(1, PerformMode::Succeed), side(2, PerformMode::Succeed));
+    let r = protected();
+    let (_, dreq, _) = begin_prepare(&a, &b, &r).await;
+    assert!(b.mgr.registry().is_locked(&dom().uuid));
+    let err = b
+        .mgr
+        .finish3("g", dreq, b"junk\0", false)
+        .await
+        .expect_err("garbage");
+    assert!(err.to_string().contains("migration cookie"), "{err}");
+    assert!(
+        !b.mgr.registry().is_locked(&dom().uuid),
+        "no incoming job left"
+    );
+    assert_eq!(journal_files(&b), 0);
+    let calls: Vec<_> = b.fake.calls().into_iter().map(|(step, _)| step).collect();
+    assert_eq!(calls, vec!["prepare", "finish-cancelled"]);
+}
+
+#[tokio::test]
+async fn a_bad_confirm_cookie_is_reported_but_the_guest_is_settled() {
+    let (a, b) = (side(1, PerformMode::Succeed), side(2, PerformMode::Succeed));
+    let r = protected();
+    let (cookie, _, uri) = begin_prepare(&a, &b, &r).await;
+    let mut preq = r.clone();
+    preq.uri = uri;
+    a.mgr
+        .perform3(&dom(), preq, &cookie, None)
+        .await
+        .expect("perform");
+    let mut big = vec![b'x'; MIGRATE_COOKIE_MAX + 1];
+    big[MIGRATE_COOKIE_MAX] = 0;
+    let err = a
+        .mgr
+        .confirm3(&dom(), r, &big, true)
+        .await
+        .expect_err("oversized cookie");
+    assert_eq!(err.code(), ErrorCode::ArgumentUnsupported);
+    assert!(!a.mgr.registry().is_locked(&dom().uuid));
+    assert_eq!(
+        a.fake.calls().last().map(|c| c.0),
+        Some("confirm-cancelled")
+    );
 }

@@ -489,6 +489,14 @@ impl Manager {
     /// Kills a prepared incoming guest after a local failure.
     async fn cancel_incoming(&self, job: &JobHandle, req: &MigrateRequest) {
         let dom = job.domain();
+        if let Err(err) = self.destination_step(
+            job,
+            req.flags,
+            None,
+            DestinationEvent::FinishStarted { cancelled: true },
+        ) {
+            tracing::warn!(job_id = %job.job_id(), error = %err, "recording the cancelled incoming job");
+        }
         if let Err(err) = self.backend.finish(&dom, req, None, true, job).await {
             tracing::warn!(job_id = %job.job_id(), error = %err, "cleaning up incoming guest failed");
         }
@@ -546,7 +554,6 @@ impl Manager {
         cookie_in: &[u8],
         tunnel: Option<TunnelWriter>,
     ) -> Result<Vec<u8>> {
-        let cookie = self.decode_cookie(cookie_in, Role::Source)?;
         let job = match self.registry.get(&dom.uuid) {
             Some(job) => job,
             None => {
@@ -569,6 +576,36 @@ impl Manager {
                 dom.name
             )));
         }
+        let flags = req.flags;
+        let result = self.perform_job(&job, dom, req, cookie_in, tunnel).await;
+        if let Err(err) = &result {
+            // No Confirm follows a failed Perform (libvirt-wire.md §8.6): a job
+            // that never started sending ends here, or the guest stays locked.
+            if matches!(job.phase(), Phase::Source(SourcePhase::Begin3 { .. })) {
+                if let Err(e) = self.source_step(
+                    &job,
+                    flags,
+                    None,
+                    SourceEvent::Confirmed { cancelled: true },
+                ) {
+                    tracing::warn!(error = %e, "recording the refused perform");
+                }
+                self.end(&job, JobOutcome::Failed(err.to_string()));
+            }
+        }
+        result
+    }
+
+    async fn perform_job(
+        &self,
+        job: &JobHandle,
+        dom: &DomainRef,
+        mut req: MigrateRequest,
+        cookie_in: &[u8],
+        tunnel: Option<TunnelWriter>,
+    ) -> Result<Vec<u8>> {
+        let job = job.clone();
+        let cookie = self.decode_cookie(cookie_in, Role::Source)?;
         req.validate(Step::Perform, self.backend.support())?;
         if let Some(c) = &cookie {
             if c.job_id != job.job_id() {
@@ -730,10 +767,10 @@ impl Manager {
         cookie_in: &[u8],
         cancelled: bool,
     ) -> Result<Finish3Out> {
-        let cookie = self.decode_cookie(cookie_in, Role::Destination)?;
+        let cookie = self.decode_cookie(cookie_in, Role::Destination);
         let job = match &cookie {
-            Some(c) => self.registry.get(&c.uuid),
-            None => self.registry.find_destination_by_name(dname),
+            Ok(Some(c)) => self.registry.get(&c.uuid),
+            Ok(None) | Err(_) => self.registry.find_destination_by_name(dname),
         }
         .filter(|j| j.role() == Role::Destination)
         .ok_or_else(|| {
@@ -741,6 +778,15 @@ impl Manager {
                 "no incoming migration job is active for domain {dname}"
             ))
         })?;
+        let cookie = match cookie {
+            Ok(c) => c,
+            Err(err) => {
+                // The source resumes after a failed Finish, so the incoming copy
+                // must go now, not linger paused and locked.
+                self.cancel_incoming(&job, &req).await;
+                return Err(err);
+            }
+        };
         let peer = cookie
             .as_ref()
             .and_then(|c| c.source.as_ref())
@@ -831,7 +877,13 @@ impl Manager {
         cookie_in: &[u8],
         cancelled: bool,
     ) -> Result<()> {
-        let cookie = self.decode_cookie(cookie_in, Role::Source)?;
+        // Confirm's cookie only carries statistics while `cancelled` decides the
+        // guest's fate: a bad cookie is reported, but the guest is still settled
+        // (refusing would leave it paused and locked on this host).
+        let (cookie, cookie_err) = match self.decode_cookie(cookie_in, Role::Source) {
+            Ok(c) => (c, None),
+            Err(e) => (None, Some(e)),
+        };
         let mut req = req;
         let job = match self.registry.get(&dom.uuid) {
             // Offline without change protection: no Perform started a job, so
@@ -866,7 +918,8 @@ impl Manager {
             (Err(err), _) => JobOutcome::Failed(err.to_string()),
         };
         self.end(&job, outcome);
-        result
+        result?;
+        cookie_err.map_or(Ok(()), Err)
     }
 
     /// ABORT_JOB: a running transfer fails (the source resumes); a job still in
