@@ -12,8 +12,10 @@ mod load;
 mod machine;
 mod migrate;
 mod pki;
+mod qmp;
 mod report;
 mod rpc;
+mod sidebyside;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +57,10 @@ enum Cmd {
     Rpc(rpc::RpcArgs),
     /// Migration wall times, control overhead, tunnelled throughput, concurrency.
     Migrate(migrate::MigrateArgs),
+    /// QEMU guest migrated by migrated (in-process client) against the QMP floors.
+    Qemu(sidebyside::SideArgs),
+    /// Same QEMU guest, migrated vs a stock libvirtd via virsh and python3-libvirt, and floors.
+    Libvirt(sidebyside::SideArgs),
 }
 
 fn default_repo_root() -> PathBuf {
@@ -67,5 +73,7 @@ async fn main() -> Result<()> {
     match &cli.command {
         Cmd::Rpc(args) => rpc::run(&cli.common, args).await,
         Cmd::Migrate(args) => migrate::run(&cli.common, args).await,
+        Cmd::Qemu(args) => sidebyside::run(&cli.common, args, true).await,
+        Cmd::Libvirt(args) => sidebyside::run(&cli.common, args, false).await,
     }
 }

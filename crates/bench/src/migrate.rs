@@ -159,15 +159,16 @@ pub struct Pair {
 }
 
 impl Pair {
-    /// Starts daemons A and B (test driver) and connects to both.
+    /// Starts daemons A and B with `driver` (`test` or `qemu`) and connects
+    /// to both.
     ///
     /// # Errors
     /// When a daemon does not start or a connection fails.
-    pub async fn start(bin: &std::path::Path) -> Result<Self> {
+    pub async fn start(bin: &std::path::Path, driver: &str) -> Result<Self> {
         let spec = |name, uuid, ports: &str| DaemonSpec {
             hostname: name,
             host_uuid: uuid,
-            driver: "test",
+            driver,
             tls: None,
             // Room for the concurrent series: 16 jobs and 64 ports are the defaults.
             extra_args: vec![
@@ -202,8 +203,13 @@ impl Pair {
         })
     }
 
+    /// The URI of host `side` (0 = A).
+    pub fn uri(&self, side: usize) -> &str {
+        &self.uris[side]
+    }
+
     /// Defines `xml` on host `side` (0 = A) and starts it when `start`.
-    async fn define(&self, side: usize, xml: &str, start: bool) -> Result<Domain> {
+    pub async fn define(&self, side: usize, xml: &str, start: bool) -> Result<Domain> {
         let mut dom = self.conns[side].define_xml(xml, 0).await?;
         if start {
             dom.create().await?;
@@ -212,7 +218,7 @@ impl Pair {
     }
 
     /// Migrates guest `name` from `from` to the other host in `mode`.
-    async fn migrate(&self, name: &str, from: usize, mode: Mode) -> Result<Sample> {
+    pub async fn migrate(&self, name: &str, from: usize, mode: Mode) -> Result<Sample> {
         let to = 1 - from;
         let dom = self.conns[from].lookup_domain_by_name(name).await?;
         let mut params = TypedParams::new();
@@ -281,7 +287,7 @@ pub async fn run(common: &crate::Common, args: &MigrateArgs) -> Result<()> {
         bail!("--reps must be positive");
     }
     let bin = daemon::binary(&common.bin_dir()?, "migrated")?;
-    let pair = Pair::start(&bin).await?;
+    let pair = Pair::start(&bin, "test").await?;
 
     let mut all = vec![
         idle_series(

@@ -1,0 +1,654 @@
+//! `bench libvirt` and `bench qemu`: the same 256 MiB QEMU guest migrated
+//! by `migrated` and by a stock libvirtd on this machine, interleaved, with
+//! the floors (bare QMP migrate, minimal spawn+migrate+stop cycle) measured
+//! in the same run, and python3-libvirt RPC throughput against both.
+//!
+//! `bench libvirt` drives everything with stock clients (virsh wall clock
+//! from process start to exit, python3-libvirt); `bench qemu` drives
+//! `migrated` in-process (no client start-up) and reports QEMU's downtime.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::daemon;
+use crate::libvirtd::{Host, LibvirtHosts};
+use crate::migrate::{Mode, Pair, Sample};
+use crate::qmp::{Floor, FloorSample};
+use crate::report::{fmt_opt, fmt_ratio, Table};
+use crate::stats;
+
+/// The python3-libvirt RPC script, shipped inside the binary.
+const PY_RPC: &str = include_str!("../scripts/py_rpc.py");
+/// Debian's python, where python3-libvirt lives.
+const PYTHON: &str = "/usr/bin/python3";
+/// Longest a single client command may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// Loopback port the QMP floors migrate through.
+const FLOOR_PORT: u16 = 49400;
+
+/// Options of `bench libvirt` and `bench qemu`.
+#[derive(Debug, Args)]
+pub struct SideArgs {
+    /// Counted migrations per mode and implementation.
+    #[arg(long, default_value_t = 6)]
+    pub reps: usize,
+    /// Uncounted migrations before the counted ones.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Guest memory, MiB.
+    #[arg(long, default_value_t = 256)]
+    pub memory_mib: u64,
+    /// QEMU accelerator: kvm or tcg.
+    #[arg(long, default_value = "kvm", value_parser = ["kvm", "tcg"])]
+    pub accel: String,
+    /// Seconds per python3-libvirt RPC run.
+    #[arg(long, default_value_t = 4.0)]
+    pub rpc_secs: f64,
+    /// Leave out the stock libvirtd side.
+    #[arg(long)]
+    pub no_libvirtd: bool,
+    /// Also write the Markdown result to this file.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Which implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Migrated,
+    Libvirt,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Migrated => "migrated",
+            Side::Libvirt => "libvirtd",
+        }
+    }
+}
+
+/// Wall times of one kind of command, and the first failure.
+#[derive(Debug, Default, Clone)]
+struct Timings {
+    ms: Vec<f64>,
+    tries: usize,
+    error: Option<String>,
+}
+
+impl Timings {
+    fn record(&mut self, r: Result<f64>, counted: bool) {
+        if counted {
+            self.tries += 1;
+        }
+        match r {
+            Ok(ms) if counted => self.ms.push(ms),
+            Ok(_) => {}
+            Err(e) => {
+                self.error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+
+    fn median(&self) -> Option<f64> {
+        stats::median(&self.ms)
+    }
+}
+
+/// The guest, as the baseline script defines it (no disk, NIC or display).
+fn guest_xml(name: &str, uuid: &str, mib: u64, accel: &str) -> String {
+    let dtype = if accel == "kvm" { "kvm" } else { "qemu" };
+    format!(
+        "<domain type='{dtype}'>\n  <name>{name}</name>\n  <uuid>{uuid}</uuid>\n  \
+         <memory unit='MiB'>{mib}</memory>\n  <vcpu>1</vcpu>\n  \
+         <os><type arch='x86_64' machine='pc'>hvm</type></os>\n  <features><acpi/></features>\n  \
+         <clock offset='utc'/>\n  <on_poweroff>destroy</on_poweroff>\n  \
+         <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n  <devices>\n    \
+         <emulator>/usr/bin/qemu-system-x86_64</emulator>\n    \
+         <controller type='usb' model='none'/>\n    <memballoon model='none'/>\n  \
+         </devices>\n</domain>\n"
+    )
+}
+
+/// Runs `cmd`, bounded by [`COMMAND_TIMEOUT`]; its wall time in ms.
+fn timed(cmd: &mut Command) -> Result<f64> {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    let deadline = start + COMMAND_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let ms = stats::ms(start.elapsed());
+            if status.success() {
+                return Ok(ms);
+            }
+            let out = child.wait_with_output()?;
+            bail!(
+                "{} failed: {}",
+                cmd.get_program().to_string_lossy(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("timed out after {COMMAND_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn virsh(uri: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("virsh");
+    c.arg("-q").arg("-c").arg(uri).args(args);
+    c
+}
+
+/// Both sides' hosts: URIs, and how `virsh migrate` must be told where data goes.
+struct Hosts {
+    side: Side,
+    uris: [String; 2],
+    /// libvirt refuses 127.0.0.1 as its migration address; `migrated`
+    /// picks one itself.
+    migrate_uris: [Option<String>; 2],
+    /// Where the guest runs now.
+    at: usize,
+}
+
+impl Hosts {
+    fn migrate_args(&self, mode: Mode, guest: &str) -> Vec<String> {
+        let to = 1 - self.at;
+        let mut a = vec!["migrate".to_owned()];
+        match mode {
+            Mode::Offline => {
+                a.extend(["--offline", "--persistent", "--undefinesource"].map(String::from))
+            }
+            Mode::Regular => a.push("--live".into()),
+            Mode::P2p => a.extend(["--live", "--p2p"].map(String::from)),
+            Mode::Tunnelled => a.extend(["--live", "--p2p", "--tunnelled"].map(String::from)),
+        }
+        a.push(guest.to_owned());
+        a.push(self.uris[to].clone());
+        if matches!(mode, Mode::Regular | Mode::P2p) {
+            if let Some(u) = &self.migrate_uris[to] {
+                a.extend(["--migrateuri".to_owned(), u.clone()]);
+            }
+        }
+        a
+    }
+
+    /// One `virsh migrate` in `mode`, timed from process start to exit.
+    fn migrate(&mut self, mode: Mode, guest: &str) -> Result<f64> {
+        let args = self.migrate_args(mode, guest);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = timed(&mut virsh(&self.uris[self.at], &refs));
+        if r.is_ok() {
+            self.at = 1 - self.at;
+        }
+        r
+    }
+
+    fn virsh_ok(&self, side: usize, args: &[&str]) -> Result<()> {
+        timed(&mut virsh(&self.uris[side], args)).map(|_| ())
+    }
+}
+
+/// Runs `bench libvirt` (`inprocess` false) or `bench qemu` (`inprocess` true).
+pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Result<()> {
+    if args.reps == 0 {
+        bail!("--reps must be positive");
+    }
+    if !Path::new("/usr/bin/qemu-system-x86_64").exists() {
+        bail!("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
+    }
+    let bin = daemon::binary(&common.bin_dir()?, "migrated")?;
+    let work = tempfile::Builder::new()
+        .prefix("migrated-bench-side-")
+        .tempdir()?;
+    let want_libvirt = !args.no_libvirtd && !inprocess;
+    let libvirt = if want_libvirt {
+        Some(LibvirtHosts::start(&[Host::A, Host::B], None)?)
+    } else {
+        None
+    };
+    let pair = Pair::start(&bin, "qemu").await?;
+    let mut report = String::new();
+    report.push_str(&crate::machine::describe());
+    report.push_str(&format!(
+        "- guest: {} MiB, 1 vCPU, no disk/NIC/display, accel {}; {} counted (+{} warm-up) per \
+         mode and implementation, alternating directions, implementations interleaved\n\n",
+        args.memory_mib, args.accel, args.reps, args.warmup
+    ));
+
+    let guest = "benchguest";
+    let uuid = "5b0e1d2c-3f4a-4b5c-8d6e-7f8091a2b3d1";
+    let xml = guest_xml(guest, uuid, args.memory_mib, &args.accel);
+    let xml_path = work.path().join("guest.xml");
+    std::fs::write(&xml_path, &xml)?;
+    let off_xml_path = work.path().join("offguest.xml");
+    std::fs::write(
+        &off_xml_path,
+        guest_xml(
+            "benchoff",
+            "5b0e1d2c-3f4a-4b5c-8d6e-7f8091a2b3d2",
+            args.memory_mib,
+            &args.accel,
+        ),
+    )?;
+
+    let modes = [Mode::Regular, Mode::P2p, Mode::Tunnelled, Mode::Offline];
+    let mut floors: Vec<FloorSample> = Vec::new();
+    let mut floor_error: Option<String> = None;
+    let mut floor = match tokio::task::block_in_place(|| {
+        Floor::start(&args.accel, args.memory_mib, FLOOR_PORT)
+    }) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            floor_error = Some(format!("{e:#}"));
+            None
+        }
+    };
+
+    if inprocess {
+        // migrated only, through the client library: no virsh start-up in the figures.
+        let mut start_err = None;
+        if let Err(e) = pair.define(0, &xml, true).await {
+            start_err = Some(format!("{e:#}"));
+        }
+        if let Err(e) = pair
+            .define(0, &std::fs::read_to_string(&off_xml_path)?, false)
+            .await
+        {
+            start_err.get_or_insert(format!("{e:#}"));
+        }
+        let mut samples: Vec<Vec<Sample>> = modes.iter().map(|_| Vec::new()).collect();
+        let mut errors: Vec<Option<String>> = modes.iter().map(|_| None).collect();
+        let mut at = [0usize; 2];
+        for round in 0..args.warmup + args.reps {
+            for (mi, &mode) in modes.iter().enumerate() {
+                if start_err.is_some() {
+                    break;
+                }
+                let (g, slot) = if mode == Mode::Offline {
+                    ("benchoff", 1)
+                } else {
+                    (guest, 0)
+                };
+                match pair.migrate(g, at[slot], mode).await {
+                    Ok(s) => {
+                        at[slot] = 1 - at[slot];
+                        if round >= args.warmup {
+                            samples[mi].push(s);
+                        }
+                    }
+                    Err(e) => {
+                        errors[mi].get_or_insert(format!("{e:#}"));
+                    }
+                }
+            }
+            if let Some(f) = floor.as_mut() {
+                match tokio::task::block_in_place(|| f.cycle()) {
+                    Ok(s) if round >= args.warmup => floors.push(s),
+                    Ok(_) => {}
+                    Err(e) => {
+                        floor_error.get_or_insert(format!("{e:#}"));
+                    }
+                }
+            }
+        }
+        render_inprocess(
+            &mut report,
+            &modes,
+            &samples,
+            &errors,
+            start_err.as_deref(),
+            args,
+        );
+    } else {
+        let mut hosts = vec![Hosts {
+            side: Side::Migrated,
+            uris: [pair.uri(0).to_owned(), pair.uri(1).to_owned()],
+            migrate_uris: [None, None],
+            at: 0,
+        }];
+        if libvirt.is_some() {
+            hosts.push(Hosts {
+                side: Side::Libvirt,
+                uris: [Host::A.uri(), Host::B.uri()],
+                migrate_uris: [
+                    Some(format!("tcp://{}:49162", Host::A.migration_address())),
+                    Some(format!("tcp://{}:49226", Host::B.migration_address())),
+                ],
+                at: 0,
+            });
+        }
+        let xml_s = xml_path.display().to_string();
+        let off_s = off_xml_path.display().to_string();
+        let mut setup_err: Vec<Option<String>> = hosts.iter().map(|_| None).collect();
+        for (hi, h) in hosts.iter().enumerate() {
+            let r = h
+                .virsh_ok(0, &["define", &xml_s])
+                .and_then(|()| h.virsh_ok(0, &["start", guest]))
+                .and_then(|()| h.virsh_ok(0, &["define", &off_s]));
+            if let Err(e) = r {
+                setup_err[hi] = Some(format!("{e:#}"));
+            }
+        }
+        // Offline runs on its own guest, so it keeps its own position.
+        let mut off_at: Vec<usize> = hosts.iter().map(|_| 0).collect();
+        let mut timings: Vec<Vec<Timings>> = hosts
+            .iter()
+            .map(|_| modes.iter().map(|_| Timings::default()).collect())
+            .collect();
+        for round in 0..args.warmup + args.reps {
+            let counted = round >= args.warmup;
+            for (mi, &mode) in modes.iter().enumerate() {
+                for k in 0..hosts.len() {
+                    let hi = (k + round + mi) % hosts.len();
+                    if setup_err[hi].is_some() {
+                        continue;
+                    }
+                    let h = &mut hosts[hi];
+                    let r = tokio::task::block_in_place(|| {
+                        if mode == Mode::Offline {
+                            let keep = h.at;
+                            h.at = off_at[hi];
+                            let r = h.migrate(mode, "benchoff");
+                            off_at[hi] = h.at;
+                            h.at = keep;
+                            r
+                        } else {
+                            h.migrate(mode, guest)
+                        }
+                    });
+                    timings[hi][mi].record(r, counted);
+                }
+            }
+            if let Some(f) = floor.as_mut() {
+                match tokio::task::block_in_place(|| f.cycle()) {
+                    Ok(s) if counted => floors.push(s),
+                    Ok(_) => {}
+                    Err(e) => {
+                        floor_error.get_or_insert(format!("{e:#}"));
+                    }
+                }
+            }
+        }
+        render_virsh(&mut report, &hosts, &modes, &timings, &setup_err);
+
+        // python3-libvirt: lookup + XML on the running guest, 1 and 8 connections.
+        let py = work.path().join("py_rpc.py");
+        std::fs::write(&py, PY_RPC)?;
+        let mut targets: Vec<(Side, String, String)> = Vec::new();
+        for (hi, h) in hosts.iter().enumerate() {
+            if setup_err[hi].is_none() {
+                targets.push((h.side, h.uris[h.at].clone(), guest.to_owned()));
+            }
+        }
+        if setup_err[0].is_some() {
+            // migrated could not run the QEMU guest: measure its RPC path on a
+            // test-driver guest instead, and say so.
+            let rpc = crate::daemon::Migrated::spawn(
+                &bin,
+                &crate::daemon::DaemonSpec {
+                    hostname: "bench-rpc",
+                    host_uuid: "6d0c4a8e-0c1b-4f3e-9a51-0000000000c3",
+                    driver: "test",
+                    tls: None,
+                    extra_args: Vec::new(),
+                },
+            )?;
+            let c = migrated_client::Connection::open(&rpc.uri(), Default::default()).await?;
+            let mut d = c
+                .define_xml(
+                    &crate::guests::test_guest_xml(guest, args.memory_mib, None),
+                    0,
+                )
+                .await?;
+            d.create().await?;
+            targets.insert(0, (Side::Migrated, rpc.uri(), guest.to_owned()));
+            report.push_str("\nNote: migrated's RPC figures below use a test-driver guest (the QEMU guest did not start).\n");
+            render_python(&mut report, &py, &targets, args).await;
+            drop(rpc);
+        } else {
+            render_python(&mut report, &py, &targets, args).await;
+        }
+    }
+
+    render_floors(&mut report, &floors, floor_error.as_deref());
+    println!("{report}");
+    if let Some(path) = &args.out {
+        std::fs::write(path, &report)?;
+    }
+    drop(pair);
+    drop(libvirt);
+    Ok(())
+}
+
+fn render_virsh(
+    out: &mut String,
+    hosts: &[Hosts],
+    modes: &[Mode],
+    timings: &[Vec<Timings>],
+    setup_err: &[Option<String>],
+) {
+    out.push_str("### `virsh migrate`, wall clock from process start to exit (ms)\n\n");
+    let mut t = Table::new(&[
+        "mode",
+        "implementation",
+        "ok/n",
+        "median",
+        "min",
+        "ratio to libvirtd",
+    ]);
+    for (mi, mode) in modes.iter().enumerate() {
+        let base = hosts
+            .iter()
+            .position(|h| h.side == Side::Libvirt)
+            .and_then(|i| timings[i][mi].median());
+        for (hi, h) in hosts.iter().enumerate() {
+            let tm = &timings[hi][mi];
+            let ratio = if h.side == Side::Migrated {
+                fmt_ratio(stats::ratio(tm.median(), base))
+            } else {
+                String::new()
+            };
+            t.row(vec![
+                mode.label().to_owned(),
+                h.side.name().to_owned(),
+                format!("{}/{}", tm.ms.len(), tm.tries),
+                fmt_opt(tm.median(), 1),
+                fmt_opt(stats::min(&tm.ms), 1),
+                ratio,
+            ]);
+        }
+    }
+    out.push_str(&t.render());
+    for (hi, h) in hosts.iter().enumerate() {
+        if let Some(e) = &setup_err[hi] {
+            out.push_str(&format!("\n{}: guest set-up failed: {e}\n", h.side.name()));
+        }
+        for (mi, mode) in modes.iter().enumerate() {
+            if let Some(e) = &timings[hi][mi].error {
+                out.push_str(&format!(
+                    "\n{} {}: first failure: {}\n",
+                    h.side.name(),
+                    mode.label(),
+                    e.lines().next().unwrap_or_default()
+                ));
+            }
+        }
+    }
+}
+
+fn render_inprocess(
+    out: &mut String,
+    modes: &[Mode],
+    samples: &[Vec<Sample>],
+    errors: &[Option<String>],
+    start_err: Option<&str>,
+    args: &SideArgs,
+) {
+    out.push_str("### migrated, in-process client (ms)\n\n");
+    if let Some(e) = start_err {
+        out.push_str(&format!("Guest set-up on migrated failed: {e}\n\n"));
+    }
+    let mut t = Table::new(&[
+        "mode",
+        "ok/n",
+        "median",
+        "min",
+        "QEMU/job downtime ms",
+        "control overhead ms",
+    ]);
+    for (mi, mode) in modes.iter().enumerate() {
+        let v = &samples[mi];
+        let walls: Vec<f64> = v.iter().map(|s| stats::ms(s.wall)).collect();
+        let down: Vec<f64> = v
+            .iter()
+            .filter_map(|s| s.job.map(|j| j.downtime_ms as f64))
+            .collect();
+        let over: Vec<f64> = v.iter().filter_map(Sample::overhead_ms).collect();
+        t.row(vec![
+            mode.label().to_owned(),
+            format!("{}/{}", v.len(), args.reps),
+            fmt_opt(stats::median(&walls), 1),
+            fmt_opt(stats::min(&walls), 1),
+            fmt_opt(stats::median(&down), 0),
+            fmt_opt(stats::median(&over), 1),
+        ]);
+    }
+    out.push_str(&t.render());
+    for (mi, mode) in modes.iter().enumerate() {
+        if let Some(e) = &errors[mi] {
+            out.push_str(&format!("\n{}: first failure: {e}\n", mode.label()));
+        }
+    }
+}
+
+async fn render_python(
+    out: &mut String,
+    py: &Path,
+    targets: &[(Side, String, String)],
+    args: &SideArgs,
+) {
+    out.push_str("\n### python3-libvirt: lookupByName + XMLDesc pairs/s\n\n");
+    if !Path::new(PYTHON).exists() {
+        out.push_str("not measured: /usr/bin/python3 missing\n");
+        return;
+    }
+    let mut res: Vec<[Vec<f64>; 2]> = targets.iter().map(|_| [Vec::new(), Vec::new()]).collect();
+    let mut p99: Vec<[Vec<f64>; 2]> = targets.iter().map(|_| [Vec::new(), Vec::new()]).collect();
+    let mut first_err = None;
+    for round in 0..2 {
+        for (ci, threads) in [1usize, 8].into_iter().enumerate() {
+            for k in 0..targets.len() {
+                let ti = (k + round) % targets.len();
+                let (_, uri, guest) = &targets[ti];
+                let r = tokio::task::block_in_place(|| {
+                    Command::new(PYTHON)
+                        .arg(py)
+                        .arg(uri)
+                        .arg(guest)
+                        .arg(args.rpc_secs.to_string())
+                        .arg(threads.to_string())
+                        .output()
+                });
+                match r {
+                    Ok(o) if o.status.success() => {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&o.stdout).unwrap_or_default();
+                        if let Some(x) = v.get("pairs_per_s").and_then(serde_json::Value::as_f64) {
+                            res[ti][ci].push(x);
+                        }
+                        if let Some(x) = v.get("pair_ms_p99").and_then(serde_json::Value::as_f64) {
+                            p99[ti][ci].push(x);
+                        }
+                    }
+                    Ok(o) => {
+                        first_err.get_or_insert(String::from_utf8_lossy(&o.stderr).into_owned());
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut t = Table::new(&[
+        "connections",
+        "implementation",
+        "pairs/s",
+        "p99 ms per pair",
+        "ratio to libvirtd",
+    ]);
+    let base = targets.iter().position(|t| t.0 == Side::Libvirt);
+    for (ci, threads) in [1usize, 8].into_iter().enumerate() {
+        for (ti, (side, _, _)) in targets.iter().enumerate() {
+            let m = stats::median(&res[ti][ci]);
+            let ratio = match (side, base) {
+                (Side::Migrated, Some(b)) => fmt_ratio(stats::ratio(m, stats::median(&res[b][ci]))),
+                _ => String::new(),
+            };
+            t.row(vec![
+                threads.to_string(),
+                side.name().to_owned(),
+                fmt_opt(m, 0),
+                fmt_opt(stats::median(&p99[ti][ci]), 3),
+                ratio,
+            ]);
+        }
+    }
+    out.push_str(&t.render());
+    out.push_str(&format!(
+        "\n{} s per run, 2 rounds interleaved, medians; client and daemon share the 2 cores.\n",
+        args.rpc_secs
+    ));
+    if let Some(e) = first_err {
+        out.push_str(&format!("\nFirst failure: {}\n", e.trim()));
+    }
+}
+
+fn render_floors(out: &mut String, floors: &[FloorSample], error: Option<&str>) {
+    out.push_str("\n### Floors: two plain QEMU processes over QMP (ms)\n\n");
+    let mig: Vec<f64> = floors.iter().map(|f| stats::ms(f.migrate)).collect();
+    let cyc: Vec<f64> = floors.iter().map(|f| stats::ms(f.cycle)).collect();
+    let tot: Vec<f64> = floors.iter().map(|f| f.qemu_total_ms as f64).collect();
+    let down: Vec<f64> = floors.iter().map(|f| f.qemu_downtime_ms as f64).collect();
+    let mut t = Table::new(&[
+        "floor",
+        "n",
+        "median",
+        "min",
+        "QEMU total-time median",
+        "QEMU downtime median",
+    ]);
+    for (name, v) in [
+        ("QMP migrate (migrate → completed)", &mig),
+        (
+            "minimal cycle (spawn dst, migrate, dst running, src exited)",
+            &cyc,
+        ),
+    ] {
+        t.row(vec![
+            name.to_owned(),
+            v.len().to_string(),
+            fmt_opt(stats::median(v), 1),
+            fmt_opt(stats::min(v), 1),
+            fmt_opt(stats::median(&tot), 0),
+            fmt_opt(stats::median(&down), 0),
+        ]);
+    }
+    out.push_str(&t.render());
+    if let Some(e) = error {
+        out.push_str(&format!("\nFloor failure: {e}\n"));
+    }
+}
