@@ -244,3 +244,42 @@ fn addr_of(listener: &StdTcpListener) -> String {
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "?".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UnixListen;
+
+    #[test]
+    fn a_taken_tcp_port_is_an_error_naming_the_listener() {
+        let taken = StdTcpListener::bind("127.0.0.1:0").expect("bind");
+        let spec = Listen::Tcp(taken.local_addr().expect("addr"));
+        match bind(&spec) {
+            Err(Error::Listen { what, .. }) => assert_eq!(what, spec.to_string()),
+            other => panic!("expected a listen error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn unix_listeners_get_their_directory_and_mode() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sub/dir/sock-ro");
+        let spec = Listen::Unix(UnixListen {
+            path: path.clone(),
+            readonly: true,
+            mode: 0o640,
+        });
+        let bound = bind(&spec).expect("bind unix");
+        assert!(matches!(
+            bound,
+            Bound::Unix(Listener::Unix { readonly: true, .. })
+        ));
+        let mode = std::fs::metadata(&path)
+            .expect("socket exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o640);
+    }
+}
