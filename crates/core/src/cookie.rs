@@ -178,7 +178,7 @@ impl Cookie {
     /// Refuses a cookie whose peer host is this host.
     ///
     /// # Errors
-    /// [`Error::Internal`] "attempt to migrate guest to the same host <uuid>".
+    /// [`Error::Internal`] "attempt to migrate guest to the same host `<uuid>`".
     pub fn check_not_same_host(&self, local: &HostIdentity, local_role: Role) -> Result<()> {
         match self.peer(local_role) {
             Some(peer) if peer.uuid == local.uuid => Err(Error::internal(format!(

@@ -1,6 +1,6 @@
 //! The test driver's migration data plane: [`TestBackend`] implements
 //! [`MigrationBackend`] over a [`TestDriver`], streaming guest memory in the
-//! format of [`stream`] over loopback TCP (direct) or the daemon tunnel.
+//! format of the `stream` module over loopback TCP (direct) or the daemon tunnel.
 //!
 //! The guest's lifecycle during migration (states, reasons, events) is the
 //! driver's `incoming_*` / `outgoing_*` transitions; this module decides when.
