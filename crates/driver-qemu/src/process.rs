@@ -20,6 +20,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -303,6 +304,12 @@ pub async fn launch(
     .flatten()
     {
         std::fs::create_dir_all(dir).map_err(|e| Error::file("create", dir, e))?;
+    }
+    // The monitor socket gives full control of the guest: only the daemon's
+    // user may reach it.
+    if let Some(dir) = paths.qmp_socket.parent() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::file("restrict", dir, e))?;
     }
     match std::fs::remove_file(&paths.qmp_socket) {
         Ok(()) => {}
