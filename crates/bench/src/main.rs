@@ -42,6 +42,10 @@ pub struct Common {
     /// The repository (for deploy/pki.sh).
     #[arg(long, global = true, value_name = "DIR", default_value_os_t = default_repo_root())]
     repo_root: PathBuf,
+    /// Worker threads of the bench's own runtime (1 = a single-threaded
+    /// runtime: the load generator then takes at most one of the cores).
+    #[arg(long, global = true, default_value_t = 1)]
+    client_threads: usize,
 }
 
 impl Common {
@@ -67,9 +71,25 @@ fn default_repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The side-by-side benches block on virsh and QMP inside
+    // `block_in_place`, which needs a multi-threaded runtime.
+    let blocking = matches!(cli.command, Cmd::Qemu(_) | Cmd::Libvirt(_));
+    let runtime = if cli.common.client_threads <= 1 && !blocking {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cli.common.client_threads.max(2))
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(dispatch(&cli))
+}
+
+async fn dispatch(cli: &Cli) -> Result<()> {
     match &cli.command {
         Cmd::Rpc(args) => rpc::run(&cli.common, args).await,
         Cmd::Migrate(args) => migrate::run(&cli.common, args).await,
