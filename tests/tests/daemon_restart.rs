@@ -9,8 +9,7 @@ use std::time::Duration;
 use migrated_tests::clients::{stderr_of, stdout_of, CLIENT_TIMEOUT};
 use migrated_tests::raw::assert_serves;
 use migrated_tests::{
-    free_port, migrated_binary, random_uuid, require_binary, run_with_timeout, virsh, wait_until,
-    Daemon,
+    migrated_binary, random_uuid, require_binary, run_with_timeout, virsh, wait_until, Daemon,
 };
 
 fn ok(output: &Output, what: &str) -> String {
@@ -203,24 +202,26 @@ fn explicit_missing_config_file_and_bad_flags_are_errors() {
     }
 }
 
+/// Runs `migrated` the way systemd does for socket activation: the sockets
+/// as fds 3 and 4, `LISTEN_FDS`, `LISTEN_FDNAMES` and `LISTEN_PID` = the
+/// daemon's own pid (`sh` sets it to `$$`, then `exec`s, keeping the pid).
 #[test]
 fn socket_activation_serves_the_sockets_systemd_passes() {
-    if require_binary("systemd-socket-activate").is_none() || require_binary("virsh").is_none() {
-        return;
-    }
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+    let addr = tcp.local_addr().expect("tcp addr");
     let sock = dir.path().join("activated-sock");
+    let unix = std::os::unix::net::UnixListener::bind(&sock).expect("bind unix");
+    let (tcp_fd, unix_fd) = (tcp.as_raw_fd(), unix.as_raw_fd());
     let log = std::fs::File::create(dir.path().join("log")).expect("log file");
     let config = dir.path().join("empty.toml");
     std::fs::write(&config, "").expect("config");
-    let mut child = Command::new("systemd-socket-activate")
-        .arg("-l")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("-l")
-        .arg(&sock)
-        .arg("--fdname=tcp:rw")
-        .arg("--")
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=tcp:rw exec \"$0\" \"$@\"")
         .arg(migrated_binary())
         .arg("--config")
         .arg(&config)
@@ -233,27 +234,47 @@ fn socket_activation_serves_the_sockets_systemd_passes() {
         .arg("--drivers")
         .arg("test")
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn systemd-socket-activate");
-    wait_until(Duration::from_secs(10), "the activation socket", || {
-        TcpStream::connect(("127.0.0.1", port)).ok().map(drop)
+        .stderr(log);
+    // SAFETY: between fork and exec the closure only calls fcntl(F_DUPFD) and
+    // dup2, both async-signal-safe, on descriptors this process owns; it
+    // allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move both out of the way first: either may already be fd 3 or 4.
+            let high_tcp = libc::fcntl(tcp_fd, libc::F_DUPFD, 10);
+            let high_unix = libc::fcntl(unix_fd, libc::F_DUPFD, 10);
+            if high_tcp < 0
+                || high_unix < 0
+                || libc::dup2(high_tcp, 3) < 0
+                || libc::dup2(high_unix, 4) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn migrated with inherited sockets");
+    // The sockets already listen, so a client may connect before the daemon is up.
+    let served = std::panic::catch_unwind(|| assert_serves(addr));
+    let unix_ok = require_binary("virsh").map(|_| {
+        virsh(
+            &format!("test+unix:///default?socket={}", sock.display()),
+            &["hostname"],
+        )
     });
-    let tcp = virsh(&format!("test+tcp://127.0.0.1:{port}/default"), &["uri"]);
-    let unix = virsh(
-        &format!("test+unix:///default?socket={}", sock.display()),
-        &["hostname"],
-    );
     let _ = child.kill();
     let _ = child.wait();
     let logs = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
-    assert!(tcp.status.success(), "{}\n{logs}", stderr_of(&tcp));
-    assert!(unix.status.success(), "{}\n{logs}", stderr_of(&unix));
+    assert!(served.is_ok(), "tcp socket not served\n{logs}");
+    if let Some(out) = unix_ok {
+        assert!(out.status.success(), "{}\n{logs}", stderr_of(&out));
+    }
     assert!(
         logs.contains("adopted socket from systemd fd=3 name=tcp"),
         "{logs}"
     );
-    assert!(logs.contains("name=rw"), "{logs}");
+    assert!(logs.contains("fd=4 name=rw"), "{logs}");
+    drop((tcp, unix));
 }
 
 #[test]
