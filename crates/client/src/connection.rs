@@ -478,7 +478,7 @@ async fn supports(rpc: &RpcClient, feature: i32) -> bool {
 }
 
 /// libvirt's `char x[N]` / `char x<N>` fields hold a NUL-terminated C string.
-fn c_chars_to_string<C: Copy + Into<i32>>(chars: &[C]) -> String {
+pub(crate) fn c_chars_to_string<C: Copy + Into<i32>>(chars: &[C]) -> String {
     let bytes: Vec<u8> = chars
         .iter()
         .map(|&c| c.into() as u8)

@@ -14,7 +14,7 @@ use migrated_proto::{procs, NonnullDomain};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::connection::Connection;
+use crate::connection::{c_chars_to_string, Connection};
 use crate::error::{Error, Result};
 
 /// `virDomainJobInfo` (DOMAIN_GET_JOB_INFO).
@@ -394,13 +394,52 @@ impl Domain {
             .downtime)
     }
 
+    /// `DOMAIN_GET_SECURITY_LABEL`: the label and whether it is enforced
+    /// (empty label: the domain has none).
+    ///
+    /// # Errors
+    /// See [`Connection::call`].
+    pub async fn security_label(&self) -> Result<(String, bool)> {
+        let args = migrated_proto::DomainGetSecurityLabelArgs { dom: self.wire() };
+        let ret = self
+            .conn
+            .call::<procs::DomainGetSecurityLabel>(&args)
+            .await?;
+        Ok((c_chars_to_string(&ret.label), ret.enforcing != 0))
+    }
+
+    /// `DOMAIN_GET_MESSAGES`: notes the driver keeps about the domain
+    /// (e.g. "tainted: ...").
+    ///
+    /// # Errors
+    /// See [`Connection::call`].
+    pub async fn messages(&self, flags: u32) -> Result<Vec<String>> {
+        let args = migrated_proto::DomainGetMessagesArgs {
+            dom: self.wire(),
+            flags,
+        };
+        Ok(self
+            .conn
+            .call::<procs::DomainGetMessages>(&args)
+            .await?
+            .msgs)
+    }
+
     /// `DOMAIN_HAS_MANAGED_SAVE_IMAGE`.
     ///
     /// # Errors
     /// See [`Connection::call`].
     pub async fn has_managed_save_image(&self) -> Result<bool> {
-        let args = migrated_proto::DomainHasManagedSaveImageArgs { dom: self.wire(), flags: 0 };
-        Ok(self.conn.call::<procs::DomainHasManagedSaveImage>(&args).await?.result != 0)
+        let args = migrated_proto::DomainHasManagedSaveImageArgs {
+            dom: self.wire(),
+            flags: 0,
+        };
+        Ok(self
+            .conn
+            .call::<procs::DomainHasManagedSaveImage>(&args)
+            .await?
+            .result
+            != 0)
     }
 }
 

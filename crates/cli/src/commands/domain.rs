@@ -203,6 +203,9 @@ struct DomainReport {
     managed_save: Option<bool>,
     security_model: Option<String>,
     security_doi: Option<String>,
+    security_label: Option<String>,
+    security_enforcing: Option<bool>,
+    messages: Vec<String>,
 }
 
 pub async fn dominfo(conn: &Connection, name: &str, json: bool) -> anyhow::Result<String> {
@@ -221,6 +224,16 @@ pub async fn dominfo(conn: &Connection, name: &str, json: bool) -> anyhow::Resul
         .await
         .ok()
         .filter(|s| !s.model.is_empty());
+    // virsh asks for the label only when the host has a security model
+    let label = if security.is_some() {
+        dom.security_label()
+            .await
+            .ok()
+            .filter(|(l, _)| !l.is_empty())
+    } else {
+        None
+    };
+    let messages = dom.messages(0).await.unwrap_or_default();
     let report = DomainReport {
         id: dom.id(),
         name: dom.name().to_owned(),
@@ -236,6 +249,9 @@ pub async fn dominfo(conn: &Connection, name: &str, json: bool) -> anyhow::Resul
         managed_save,
         security_model: security.as_ref().map(|s| s.model.clone()),
         security_doi: security.as_ref().map(|s| s.doi.clone()),
+        security_label: label.as_ref().map(|(l, _)| l.clone()),
+        security_enforcing: label.as_ref().map(|(_, e)| *e),
+        messages,
     };
     if json {
         return output::json(&report);
@@ -285,7 +301,17 @@ pub async fn dominfo(conn: &Connection, name: &str, json: bool) -> anyhow::Resul
         pairs.push(("Security model", model.clone()));
         pairs.push(("Security DOI", doi.clone()));
     }
-    Ok(output::key_values(&pairs, 15))
+    if let (Some(label), Some(enforcing)) = (&report.security_label, report.security_enforcing) {
+        let mode = if enforcing { "enforcing" } else { "permissive" };
+        pairs.push(("Security label", format!("{label} ({mode})")));
+    }
+    let mut text = output::key_values(&pairs, 15);
+    for (i, message) in report.messages.iter().enumerate() {
+        // virsh labels the first line only; the rest align under it
+        let key = if i == 0 { "Messages:" } else { "" };
+        text.push_str(&format!("{key:<15} {message}\n"));
+    }
+    Ok(text)
 }
 
 pub async fn domstate(
