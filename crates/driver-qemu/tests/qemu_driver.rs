@@ -426,3 +426,34 @@ async fn a_kvm_domain_uses_kvm_when_the_device_works_and_tcg_otherwise() {
     counter_passes(&driver, &dom, first).await;
     driver.destroy(&dom, 0).await.expect("destroy");
 }
+
+#[tokio::test]
+async fn an_automatic_vnc_port_shows_in_the_live_xml_and_serves_rfb() {
+    if !qemu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
+    let driver = QemuDriver::open(config(dir.path()), host())
+        .await
+        .expect("open");
+    let xml = guest_xml("viewer", Uuid::new_v4(), "pc", 1, dir.path()).replace(
+        "<devices>",
+        "<devices><graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/>",
+    );
+    let dom = driver.create_xml(&xml, 0).await.expect("start");
+    let live =
+        migrated_core::xml::DomainDef::parse(&driver.get_xml_desc(&dom, 0).await.expect("xml"))
+            .expect("live xml parses");
+    let port = live.devices.graphics[0].port.expect("port");
+    assert!((5900..6000).contains(&port), "{port}");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port as u16))
+        .await
+        .expect("vnc listens");
+    let mut banner = [0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut stream, &mut banner)
+        .await
+        .expect("banner");
+    assert!(banner.starts_with(b"RFB "), "{banner:?}");
+    driver.destroy(&dom, 0).await.expect("destroy");
+}

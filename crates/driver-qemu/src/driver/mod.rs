@@ -28,14 +28,14 @@ use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainRef,
     DomainState, HostIdentity, LifecycleEvent, StateReason,
 };
-use migrated_core::xml::{DomainDef, DomainType, FormatOptions};
+use migrated_core::xml::{DomainDef, DomainType, FormatOptions, GraphicsType};
 use migrated_core::{Error, Result};
 use tokio::sync::{broadcast, OnceCell};
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::process::{launch, LaunchPaths, QemuProcess};
-use crate::qmp::commands::{Cont, QueryStatus, RunState};
+use crate::qmp::commands::{Cont, QueryStatus, QueryVnc, RunState};
 use crate::qmp::{Qmp, QmpConfig};
 use crate::spec::launch_spec;
 use crate::status::{RecordedState, StatusFile, STATUS_VERSION};
@@ -204,6 +204,24 @@ impl Shared {
         // Dropping the last Arc<Runtime> here (outside the lock) ends the
         // event task, possibly the one running this function.
         drop(live);
+    }
+}
+
+/// Puts the port QEMU picked for an automatic VNC display into the live
+/// definition, which migration cookies and `dumpxml` report.
+async fn record_vnc_port(qmp: &Qmp, def: &mut DomainDef) {
+    let Some(g) = def.devices.graphics.iter_mut().find(|g| {
+        g.kind == GraphicsType::Vnc && (g.autoport == Some(true) || g.port.map_or(true, |p| p < 0))
+    }) else {
+        return;
+    };
+    match qmp.execute(&QueryVnc).await {
+        Ok(info) => {
+            if let Some(port) = info.service.and_then(|s| s.parse::<i32>().ok()) {
+                g.port = Some(port);
+            }
+        }
+        Err(e) => warn!(error = %e.chain(), "cannot read the vnc port"),
     }
 }
 
@@ -584,6 +602,7 @@ impl QemuDriver {
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
         let mut live_def = def;
         live_def.id = Some(id);
+        record_vnc_port(&launched.qmp, &mut live_def).await;
         let runtime = Arc::new(Runtime {
             process: Arc::new(launched.process),
             qmp: launched.qmp,

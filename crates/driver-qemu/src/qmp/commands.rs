@@ -401,6 +401,25 @@ impl Command for MigrateSetParameters {
     type Reply = Empty;
 }
 
+/// `query-vnc`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryVnc;
+
+impl Command for QueryVnc {
+    const NAME: &'static str = "query-vnc";
+    type Reply = VncInfo;
+}
+
+/// Reply of `query-vnc`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct VncInfo {
+    /// Whether a VNC server runs.
+    pub enabled: bool,
+    /// The listening port, as text (absent when disabled).
+    #[serde(default)]
+    pub service: Option<String>,
+}
+
 /// `pmemsave`: write guest-physical memory to a file (on QEMU's side).
 #[derive(Debug, Clone, Serialize)]
 pub struct Pmemsave {
