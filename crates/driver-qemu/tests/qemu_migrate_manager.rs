@@ -104,6 +104,8 @@ async fn round_trip(flags: MigrateFlags, ports: (u16, u16)) {
     let _reaper = Reaper::new(&[a_dir.path(), b_dir.path()]);
     let a = host(a_dir.path(), ports.0..=ports.0 + 20).await;
     let b = host(b_dir.path(), ports.1..=ports.1 + 20).await;
+    // The first port of the destination's range is taken: Prepare moves on.
+    let _busy = std::net::TcpListener::bind(("127.0.0.1", ports.1)).expect("occupy a port");
     let xml = format!(
         "<domain type='qemu'><name>traveller</name><uuid>{}</uuid>
            <memory unit='MiB'>64</memory><vcpu>1</vcpu>
