@@ -19,8 +19,9 @@ use tokio::sync::oneshot;
 
 use crate::output;
 
-/// `VIR_DOMAIN_JOB_STATS_COMPLETED`.
-const STATS_COMPLETED: u32 = 1;
+/// `VIR_DOMAIN_JOB_STATS_COMPLETED | KEEP_COMPLETED`: the summary must not
+/// consume the statistics a later `domjobinfo --completed` shows.
+const STATS_COMPLETED: u32 = 1 | 2;
 /// How often `--verbose` asks for the job's progress.
 const POLL: Duration = Duration::from_millis(200);
 

@@ -20,7 +20,7 @@ use migrated_core::domain::HostIdentity;
 use migrated_core::driver::DomainRef;
 use migrated_core::flags::MigrateFlags;
 use migrated_core::job::{Phase, SourcePhase};
-use migrated_core::migration::{Manager, ManagerConfig, MigrateRequest, PausePoint};
+use migrated_core::migration::{DataUri, Manager, ManagerConfig, MigrateRequest, PausePoint};
 use migrated_core::typed_params::TypedParams;
 use migrated_proto::{self as proto, Call, NonnullDomain, TypedParam};
 use migrated_rpc::{CallContext, WireError};
@@ -137,6 +137,27 @@ fn params_request(params: Vec<TypedParam>, flags: u64) -> Result<MigrateRequest>
     MigrateRequest::from_params(&params, flags).map_err(err)
 }
 
+/// Prepare's `uri_out` as stock clients need it: they check for a data URI
+/// *before* skipping Perform for OFFLINE (libvirt-wire.md §8.2 step 4), so an
+/// offline Prepare without the caller's `migrate_uri` still names one. No
+/// data ever goes there.
+// TODO(part 1): move into Manager::prepare3, which knows the listen address.
+fn data_uri(
+    handler: &Handler,
+    req_offline_without_uri: bool,
+    uri_out: Option<String>,
+) -> Option<String> {
+    match uri_out {
+        Some(uri) => Some(uri),
+        None if req_offline_without_uri => Some(DataUri::format_libvirt(handler.hostname(), 0)),
+        None => None,
+    }
+}
+
+fn offline_without_uri(req: &MigrateRequest) -> bool {
+    req.is_offline() && req.uri.is_none()
+}
+
 fn ret_dom(dom: &DomainRef) -> NonnullDomain {
     to_wire_dom(dom)
 }
@@ -197,13 +218,14 @@ pub async fn prepare3_params(
     a: proto::DomainMigratePrepare3ParamsArgs,
 ) -> Result<proto::DomainMigratePrepare3ParamsRet> {
     let req = params_request(a.params, u64::from(a.flags))?;
+    let offline = offline_without_uri(&req);
     let out = manager(handler, session)?
         .prepare3(req, &a.cookie_in, None)
         .await
         .map_err(err)?;
     Ok(proto::DomainMigratePrepare3ParamsRet {
         cookie_out: out.cookie,
-        uri_out: out.uri_out,
+        uri_out: data_uri(handler, offline, out.uri_out),
     })
 }
 
@@ -223,13 +245,14 @@ pub async fn prepare3(
         a.resource,
         a.flags,
     );
+    let offline = offline_without_uri(&req);
     let out = manager(handler, session)?
         .prepare3(req, &a.cookie_in, None)
         .await
         .map_err(err)?;
     Ok(proto::DomainMigratePrepare3Ret {
         cookie_out: out.cookie,
-        uri_out: out.uri_out,
+        uri_out: data_uri(handler, offline, out.uri_out),
     })
 }
 
@@ -249,13 +272,14 @@ pub async fn prepare2(
         a.resource,
         a.flags,
     );
+    let offline = offline_without_uri(&req);
     let out = manager(handler, session)?
         .prepare3(req, &[], None)
         .await
         .map_err(err)?;
     Ok(proto::DomainMigratePrepare2Ret {
         cookie: out.cookie,
-        uri_out: out.uri_out,
+        uri_out: data_uri(handler, offline, out.uri_out),
     })
 }
 
@@ -276,13 +300,14 @@ pub async fn prepare1(
         a.resource,
         a.flags,
     );
+    let offline = offline_without_uri(&req);
     let out = manager(handler, session)?
         .prepare3(req, &[], None)
         .await
         .map_err(err)?;
     Ok(proto::DomainMigratePrepareRet {
         cookie: out.cookie,
-        uri_out: out.uri_out,
+        uri_out: data_uri(handler, offline, out.uri_out),
     })
 }
 

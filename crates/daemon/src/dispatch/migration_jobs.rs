@@ -101,7 +101,9 @@ pub async fn get_job_stats(
     })
 }
 
-/// ABORT_JOB (164) and ABORT_JOB_FLAGS (442, no flag supported).
+/// ABORT_JOB (164) and ABORT_JOB_FLAGS (442, no flag supported). On a job
+/// held after a restart (source guest kept paused until the destination's
+/// outcome is known) it settles the job in favour of this host.
 ///
 /// # Errors
 /// "no job is active" (`VIR_ERR_OPERATION_INVALID`), unknown flags.
@@ -113,7 +115,15 @@ pub async fn abort_job(
 ) -> Result<()> {
     check_flags("virDomainAbortJobFlags", flags, 0)?;
     let dom = known(session, dom).await?;
-    manager(handler, session)?.abort_job(&dom).map_err(err)
+    let manager = manager(handler, session)?;
+    if manager.held().iter().any(|e| e.uuid == dom.uuid) {
+        // A job recovered after a restart waits for the destination's
+        // outcome; aborting it is the operator saying "the destination does
+        // not run this guest": it is given back here.
+        tracing::warn!(dom = %dom.name, "held migration job aborted by the operator: the guest stays here");
+        return manager.resolve(&dom, false).await.map_err(err);
+    }
+    manager.abort_job(&dom).map_err(err)
 }
 
 /// MIGRATE_SET_MAX_SPEED (207), MiB/s.

@@ -1,0 +1,85 @@
+//! python3-libvirt between two migrated daemons: `dom.migrate3(dconn,
+//! params, flags)` (managed) and `dom.migrateToURI3(...)` (peer-to-peer).
+
+mod migrate_support;
+
+use migrate_support::{define, persistent, state, Hosts};
+use migrated_tests::clients::{stderr_of, stdout_of};
+use migrated_tests::{python, require_python_libvirt};
+
+#[test]
+fn python_migrate3_then_migrate_to_uri3_back() {
+    if require_python_libvirt().is_none() {
+        return;
+    }
+    let hosts = Hosts::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    define(&a, dir.path(), "py-g", "", true);
+    let script = format!(
+        r#"
+import libvirt
+s = libvirt.open('{a}')
+d = libvirt.open('{b}')
+dom = s.lookupByName('py-g')
+params = {{libvirt.VIR_MIGRATE_PARAM_DEST_NAME: 'py-renamed',
+          libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 100}}
+new = dom.migrate3(d, params, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST)
+print('there', new.name(), new.state()[0], new.isPersistent())
+rc = new.migrateToURI3('{a}', {{libvirt.VIR_MIGRATE_PARAM_DEST_NAME: 'py-g'}},
+                       libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER)
+back = s.lookupByName('py-g')
+print('back', rc, back.state()[0])
+d.close()
+s.close()
+"#
+    );
+    let out = python(&script);
+    assert!(
+        out.status.success(),
+        "python failed: {}{}\n{}",
+        stdout_of(&out),
+        stderr_of(&out),
+        hosts.logs()
+    );
+    let text = stdout_of(&out);
+    // state 1 = running
+    assert!(text.contains("there py-renamed 1 1"), "{text}");
+    assert!(text.contains("back 0 1"), "{text}");
+    assert_eq!(state(&a, "py-g").as_deref(), Some("running"));
+    // the p2p leg was without PERSIST_DEST|UNDEFINE_SOURCE: B keeps its
+    // persistent config of the renamed guest, shut off
+    assert_eq!(state(&b, "py-renamed").as_deref(), Some("shut off"));
+    assert!(persistent(&b, "py-renamed"));
+}
+
+#[test]
+fn python_sees_a_clear_error_for_tunnelled_without_p2p() {
+    if require_python_libvirt().is_none() {
+        return;
+    }
+    let hosts = Hosts::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    define(&a, dir.path(), "py-t", "", true);
+    let script = format!(
+        r#"
+import libvirt
+s = libvirt.open('{a}')
+dom = s.lookupByName('py-t')
+try:
+    dom.migrateToURI3('{b}', {{}}, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_TUNNELLED | libvirt.VIR_MIGRATE_PEER2PEER | (1 << 29))
+    print('unexpected success')
+except libvirt.libvirtError as e:
+    print('code', e.get_error_code())
+print('state', dom.state()[0])
+"#
+    );
+    let out = python(&script);
+    let text = stdout_of(&out);
+    assert!(out.status.success(), "{text}{}", stderr_of(&out));
+    // unknown flag bit 29 → VIR_ERR_INVALID_ARG (8)
+    assert!(text.contains("code 8"), "{text}");
+    assert!(text.contains("state 1"), "{text}");
+    assert_eq!(state(&b, "py-t"), None);
+}

@@ -1,0 +1,197 @@
+//! Stock `virsh migrate` between two migrated daemons on loopback: managed,
+//! `--p2p`, `--p2p --tunnelled`, offline, persistent/undefinesource,
+//! suspend, dname, bandwidth; each followed by a migration back.
+
+mod migrate_support;
+
+use migrate_support::{checksum, ctl_ok, define, exactly_one_copy, persistent, state, Hosts};
+use migrated_tests::clients::{stderr_of, stdout_of};
+use migrated_tests::{require_binary, virsh};
+
+#[track_caller]
+fn virsh_ok(uri: &str, args: &[&str], hosts: &Hosts) -> String {
+    let out = virsh(uri, args);
+    assert!(
+        out.status.success(),
+        "virsh {args:?} failed: {}{}\n{}",
+        stdout_of(&out),
+        stderr_of(&out),
+        hosts.logs()
+    );
+    stdout_of(&out)
+}
+
+/// A running persistent guest to B and back, both legs driven by virsh.
+fn round_trip(flags: &[&str]) {
+    if require_binary("virsh").is_none() {
+        return;
+    }
+    let hosts = Hosts::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "virsh-rt";
+    define(&a, dir.path(), name, "", true);
+    let mut args = vec!["migrate"];
+    args.extend_from_slice(flags);
+    args.extend([name, b.as_str()]);
+    virsh_ok(&a, &args, &hosts);
+    assert_eq!(
+        state(&b, name).as_deref(),
+        Some("running"),
+        "{}",
+        hosts.logs()
+    );
+    assert!(!persistent(&b, name));
+    assert_eq!(state(&a, name).as_deref(), Some("shut off"));
+    exactly_one_copy(&hosts, name);
+    let mut back = vec!["migrate"];
+    back.extend_from_slice(flags);
+    back.extend([name, a.as_str()]);
+    virsh_ok(&b, &back, &hosts);
+    assert_eq!(state(&a, name).as_deref(), Some("running"));
+    assert_eq!(state(&b, name), None);
+}
+
+#[test]
+fn virsh_live_regular() {
+    round_trip(&["--live"]);
+}
+
+#[test]
+fn virsh_live_p2p() {
+    round_trip(&["--live", "--p2p"]);
+}
+
+#[test]
+fn virsh_live_p2p_tunnelled() {
+    round_trip(&["--live", "--p2p", "--tunnelled"]);
+}
+
+#[test]
+fn virsh_verbose_polls_progress_while_perform_runs() {
+    round_trip(&["--live", "--p2p", "--verbose", "--bandwidth", "50"]);
+}
+
+#[test]
+fn virsh_offline_persistent() {
+    if require_binary("virsh").is_none() {
+        return;
+    }
+    let hosts = Hosts::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "virsh-off";
+    define(&a, dir.path(), name, "", false);
+    virsh_ok(
+        &a,
+        &["migrate", "--offline", "--persistent", name, &b],
+        &hosts,
+    );
+    assert_eq!(state(&b, name).as_deref(), Some("shut off"));
+    assert!(persistent(&b, name));
+    assert_eq!(state(&a, name).as_deref(), Some("shut off"));
+    virsh_ok(
+        &b,
+        &[
+            "migrate",
+            "--offline",
+            "--persistent",
+            "--undefinesource",
+            name,
+            &a,
+        ],
+        &hosts,
+    );
+    assert_eq!(state(&b, name), None);
+}
+
+#[test]
+fn virsh_persistent_undefinesource() {
+    if require_binary("virsh").is_none() {
+        return;
+    }
+    let hosts = Hosts::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "virsh-pu";
+    define(&a, dir.path(), name, "", true);
+    let flags = ["migrate", "--live", "--persistent", "--undefinesource"];
+    let mut args = flags.to_vec();
+    args.extend([name, b.as_str()]);
+    virsh_ok(&a, &args, &hosts);
+    assert_eq!(state(&b, name).as_deref(), Some("running"));
+    assert!(persistent(&b, name));
+    assert_eq!(state(&a, name), None);
+    let mut back = flags.to_vec();
+    back.extend([name, a.as_str()]);
+    virsh_ok(&b, &back, &hosts);
+    assert!(persistent(&a, name));
+    assert_eq!(state(&b, name), None);
+}
+
+#[test]
+fn virsh_suspend_dname_and_identical_memory() {
+    if require_binary("virsh").is_none() {
+        return;
+    }
+    let hosts = Hosts::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    define(&a, dir.path(), "virsh-s", "", true);
+    ctl_ok(&a, &["suspend", "virsh-s"]);
+    let sum = checksum(&a, "virsh-s");
+    virsh_ok(
+        &a,
+        &[
+            "migrate",
+            "--live",
+            "--suspend",
+            "--dname",
+            "virsh-s2",
+            "virsh-s",
+            &b,
+        ],
+        &hosts,
+    );
+    assert_eq!(state(&b, "virsh-s2").as_deref(), Some("paused"));
+    assert_eq!(checksum(&b, "virsh-s2"), sum, "memory identical");
+    assert_eq!(state(&a, "virsh-s").as_deref(), Some("shut off"));
+    virsh_ok(&b, &["resume", "virsh-s2"], &hosts);
+    virsh_ok(
+        &b,
+        &["migrate", "--live", "--dname", "virsh-s", "virsh-s2", &a],
+        &hosts,
+    );
+    assert_eq!(state(&a, "virsh-s").as_deref(), Some("running"));
+}
+
+#[test]
+fn virsh_bandwidth_and_job_tuning() {
+    if require_binary("virsh").is_none() {
+        return;
+    }
+    let hosts = Hosts::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "virsh-bw";
+    define(&a, dir.path(), name, "", true);
+    virsh_ok(&a, &["migrate-setspeed", name, "30"], &hosts);
+    assert_eq!(
+        virsh_ok(&a, &["migrate-getspeed", name], &hosts).trim(),
+        "30"
+    );
+    virsh_ok(&a, &["migrate-setmaxdowntime", name, "200"], &hosts);
+    assert_eq!(
+        virsh_ok(&a, &["migrate-getmaxdowntime", name], &hosts).trim(),
+        "200"
+    );
+    virsh_ok(
+        &a,
+        &["migrate", "--live", "--bandwidth", "20", name, &b],
+        &hosts,
+    );
+    assert_eq!(state(&b, name).as_deref(), Some("running"));
+    let info = virsh_ok(&b, &["domjobinfo", "--completed", name], &hosts);
+    assert!(info.contains("Completed"), "{info}");
+    virsh_ok(&b, &["migrate", "--live", name, &a], &hosts);
+}
