@@ -227,7 +227,28 @@ impl Dispatcher for Handler {
         Session::new(info, handle)
     }
 
+    fn programs(&self) -> &[(u32, u32)] {
+        &[
+            (
+                migrated_proto::REMOTE_PROGRAM,
+                migrated_proto::REMOTE_PROTOCOL_VERSION,
+            ),
+            (
+                migrated_proto::MIGRATED_PROGRAM,
+                migrated_proto::MIGRATED_PROTOCOL_VERSION,
+            ),
+        ]
+    }
+
     fn lookup(&self, _session: &Session, header: &Header) -> Lookup {
+        if header.prog == migrated_proto::MIGRATED_PROGRAM {
+            return match migrated_proto::MigratedProcedure::from_i32(header.proc_) {
+                Some(p) => Lookup::Call {
+                    priority: p.info().priority,
+                },
+                None => Lookup::Reject(wire::unknown_procedure(header.proc_)),
+            };
+        }
         match Procedure::from_i32(header.proc_) {
             Some(proc_) if !proc_.info().event => Lookup::Call {
                 priority: proc_.info().priority,
@@ -249,6 +270,13 @@ impl Dispatcher for Handler {
             proc = ctx.header.proc_
         );
         async move {
+            if ctx.header.prog == migrated_proto::MIGRATED_PROGRAM {
+                let proc_ = migrated_proto::MigratedProcedure::from_i32(ctx.header.proc_)
+                    .ok_or_else(|| wire::unknown_procedure(ctx.header.proc_))?;
+                session.driver()?;
+                return dispatch::migration_jobs::run_migrated(self, &session, proc_, &payload)
+                    .await;
+            }
             let proc_ = Procedure::from_i32(ctx.header.proc_)
                 .ok_or_else(|| wire::unknown_procedure(ctx.header.proc_))?;
             session.gate(proc_)?;
