@@ -408,6 +408,8 @@ fn human_output_matches_virsh_byte_for_byte() {
         &["list", "--all"][..],
         &["list"],
         &["list", "--inactive"],
+        &["list", "--all", "--name"],
+        &["list", "--all", "--uuid"],
         &["dominfo", "ctl-a"],
         &["dominfo", "ctl-longer-name"],
         &["domstate", "--reason", "ctl-a"],

@@ -57,6 +57,9 @@ pub enum Command {
     Define {
         /// Domain XML file.
         file: PathBuf,
+        /// Ask the server to validate the XML (DOMAIN_DEFINE_XML_FLAGS with VALIDATE).
+        #[arg(long)]
+        validate: bool,
     },
     /// Undefine a domain (a running one becomes transient).
     Undefine {
@@ -203,6 +206,12 @@ pub struct ListArgs {
     /// List inactive domains only.
     #[arg(long)]
     pub inactive: bool,
+    /// Print only the names, one per line (for scripts).
+    #[arg(long, conflicts_with = "uuid")]
+    pub name: bool,
+    /// Print only the UUIDs, one per line.
+    #[arg(long)]
+    pub uuid: bool,
 }
 
 /// Options of `dumpxml`.
@@ -249,7 +258,9 @@ mod tests {
             cli.command,
             Command::List(ListArgs {
                 all: true,
-                inactive: false
+                inactive: false,
+                name: false,
+                uuid: false
             })
         ));
     }
@@ -271,6 +282,12 @@ mod tests {
             }
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn list_name_and_uuid_are_exclusive() {
+        assert!(Cli::try_parse_from(["migratectl", "list", "--name", "--uuid"]).is_err());
+        assert!(Cli::try_parse_from(["migratectl", "list", "--all", "--name"]).is_ok());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use migrated_client::{Connection, Domain};
-use migrated_core::flags::{create, list, xml};
+use migrated_core::flags::{create, define, list, xml};
 use serde::Serialize;
 
 use crate::args::{DumpxmlArgs, ListArgs};
@@ -72,6 +72,16 @@ pub async fn list(conn: &Connection, args: &ListArgs, json: bool) -> anyhow::Res
     if json {
         return output::json(&entries);
     }
+    if args.name || args.uuid {
+        let column = |e: &ListEntry| {
+            if args.name {
+                e.name.clone()
+            } else {
+                e.uuid.clone()
+            }
+        };
+        return Ok(entries.iter().map(|e| column(e) + "\n").collect());
+    }
     let rows: Vec<Vec<String>> = entries
         .iter()
         .map(|e| {
@@ -85,11 +95,16 @@ pub async fn list(conn: &Connection, args: &ListArgs, json: bool) -> anyhow::Res
     Ok(output::table(&["Id", "Name", "State"], &rows))
 }
 
-pub async fn define(conn: &Connection, file: &Path, json: bool) -> anyhow::Result<String> {
+pub async fn define(
+    conn: &Connection,
+    file: &Path,
+    validate: bool,
+    json: bool,
+) -> anyhow::Result<String> {
     let xml = std::fs::read_to_string(file)
         .with_context(|| format!("failed to read file '{}'", file.display()))?;
     let dom = conn
-        .define_xml(&xml, 0)
+        .define_xml(&xml, if validate { define::VALIDATE } else { 0 })
         .await
         .with_context(|| format!("Failed to define domain from {}", file.display()))?;
     let message = format!("Domain '{}' defined from {}", dom.name(), file.display());

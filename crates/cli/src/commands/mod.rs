@@ -45,7 +45,7 @@ async fn dispatch(conn: &Connection, cli: Cli) -> anyhow::Result<String> {
     let json = cli.json;
     match cli.command {
         Command::List(args) => domain::list(conn, &args, json).await,
-        Command::Define { file } => domain::define(conn, &file, json).await,
+        Command::Define { file, validate } => domain::define(conn, &file, validate, json).await,
         Command::Undefine { domain } => domain::undefine(conn, &domain, json).await,
         Command::Start { domain, paused } => domain::start(conn, &domain, paused, json).await,
         Command::Destroy { domain } => domain::destroy(conn, &domain, json).await,
