@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use migrated_core::domain::{NodeInfo, SecurityModel};
 use migrated_core::error::ErrorCode;
-use migrated_proto::{procs, RemoteProcedure};
+use migrated_proto::{procs, AuthType, RemoteProcedure};
 use migrated_rpc::client::RpcClient;
 use migrated_rpc::ClientStream;
 use tracing::debug;
@@ -34,8 +34,6 @@ use crate::uri::ConnectUri;
 
 /// `VIR_CONNECT_RO`.
 const CONNECT_RO: u32 = 1;
-/// `REMOTE_AUTH_NONE`.
-const AUTH_NONE: i32 = 0;
 
 /// Keepalive interval virsh uses (`virConnectSetKeepAlive(5, ...)`).
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
@@ -98,14 +96,7 @@ impl Connection {
         let rpc = transport::connect(&uri, flags.readonly).await?;
 
         match call::<procs::AuthList>(&rpc, &()).await {
-            Ok(ret) => {
-                if let Some(&first) = ret.types.first() {
-                    let method = first as i32;
-                    if method != AUTH_NONE {
-                        return Err(Error::UnsupportedAuth { method });
-                    }
-                }
-            }
+            Ok(ret) => check_auth(&ret.types, uri.params.auth.as_deref())?,
             // an ancient server without AUTH_LIST needs no authentication
             Err(e) if e.is_code(ErrorCode::NoSupport) => {}
             Err(e) => return Err(e),
@@ -465,6 +456,38 @@ async fn call<P: RemoteProcedure>(rpc: &RpcClient, args: &P::Args) -> Result<P::
     migrated_xdr::from_bytes(&reply).map_err(|source| Error::Decode { procedure, source })
 }
 
+/// Picks the authentication method like libvirt's `doRemoteOpen`: none when
+/// the server lists none, else the first listed, or with `auth=NAME` the
+/// first listed of that kind; only "none" is implemented here.
+fn check_auth(offered: &[AuthType], requested: Option<&str>) -> Result<()> {
+    let Some(&first) = offered.first() else {
+        return Ok(());
+    };
+    let chosen = match requested {
+        None => first,
+        Some(name) => {
+            let kind = name.split('.').next().unwrap_or(name);
+            let wanted = match kind.to_ascii_lowercase().as_str() {
+                "none" => Some(AuthType::None),
+                "sasl" => Some(AuthType::Sasl),
+                "polkit" => Some(AuthType::Polkit),
+                _ => None,
+            };
+            wanted
+                .filter(|w| offered.contains(w))
+                .ok_or_else(|| Error::AuthRejected {
+                    requested: name.to_owned(),
+                })?
+        }
+    };
+    match chosen {
+        AuthType::None => Ok(()),
+        other => Err(Error::UnsupportedAuth {
+            method: other as i32,
+        }),
+    }
+}
+
 /// SUPPORTS_FEATURE during open, where libvirt treats any error as "no".
 async fn supports(rpc: &RpcClient, feature: i32) -> bool {
     let args = migrated_proto::ConnectSupportsFeatureArgs { feature };
@@ -485,4 +508,45 @@ pub(crate) fn c_chars_to_string<C: Copy + Into<i32>>(chars: &[C]) -> String {
         .take_while(|&b| b != 0)
         .collect();
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_offered_method_is_used_unless_the_uri_names_one() {
+        assert!(check_auth(&[], None).is_ok());
+        assert!(check_auth(&[], Some("sasl")).is_ok());
+        assert!(check_auth(&[AuthType::None], None).is_ok());
+        assert!(matches!(
+            check_auth(&[AuthType::Sasl, AuthType::None], None),
+            Err(Error::UnsupportedAuth { method: 1 })
+        ));
+        assert!(check_auth(&[AuthType::Sasl, AuthType::None], Some("none")).is_ok());
+        assert!(matches!(
+            check_auth(&[AuthType::None, AuthType::Polkit], Some("polkit")),
+            Err(Error::UnsupportedAuth { method: 2 })
+        ));
+    }
+
+    #[test]
+    fn a_method_the_server_does_not_offer_is_rejected() {
+        for requested in ["sasl.gssapi", "polkit", "bogus"] {
+            match check_auth(&[AuthType::None], Some(requested)) {
+                Err(Error::AuthRejected { requested: r }) => assert_eq!(r, requested),
+                other => panic!("{requested}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn c_strings_stop_at_the_first_nul() {
+        assert_eq!(
+            c_chars_to_string(&[b'a' as i8, b'b' as i8, 0, b'c' as i8]),
+            "ab"
+        );
+        assert_eq!(c_chars_to_string::<i8>(&[]), "");
+        assert_eq!(c_chars_to_string(&[b'x' as i8]), "x");
+    }
 }

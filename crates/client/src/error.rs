@@ -35,8 +35,15 @@ pub enum Error {
         "authentication method {method} (SASL = 1, polkit = 2) is not supported by this client"
     )]
     UnsupportedAuth {
-        /// `remote_auth_type` the server listed first.
+        /// `remote_auth_type` chosen from the server's list.
         method: i32,
+    },
+    /// The URI's `auth=` names a method the server does not offer
+    /// (libvirt: "requested authentication type ... rejected").
+    #[error("requested authentication type {requested} rejected")]
+    AuthRejected {
+        /// The `auth=` value.
+        requested: String,
     },
     /// The server answered a call with a libvirt error.
     #[error("{message}")]

@@ -171,7 +171,7 @@ pub struct ClientParams {
     pub mode: Option<String>,
     /// `tls_priority=`: GnuTLS priority string (accepted, not interpreted).
     pub tls_priority: Option<String>,
-    /// `auth=`: authentication method the caller insists on.
+    /// `auth=`: authentication method the caller insists on (only "none" is implemented).
     pub auth: Option<String>,
 }
 
