@@ -12,6 +12,7 @@ pub mod domain;
 pub mod driver;
 pub mod error;
 pub mod flags;
+pub mod hvsupport;
 pub mod job;
 pub mod migration;
 pub mod support;
