@@ -457,3 +457,42 @@ async fn an_automatic_vnc_port_shows_in_the_live_xml_and_serves_rfb() {
     assert!(banner.starts_with(b"RFB "), "{banner:?}");
     driver.destroy(&dom, 0).await.expect("destroy");
 }
+
+#[tokio::test]
+async fn a_guest_that_shuts_down_is_shut_off_with_reason_shutdown() {
+    if !qemu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _reaper = Reaper::new(&[dir.path()]);
+    let driver = QemuDriver::open(config(dir.path()), host())
+        .await
+        .expect("open");
+    let dom = driver
+        .define_xml(&guest_xml("leaver", Uuid::new_v4(), "pc", 1, dir.path()), 0)
+        .await
+        .expect("define");
+    let dom = driver.create(&dom, 0).await.expect("start");
+    let mut events = driver.subscribe_events().expect("events");
+    // The workload has no ACPI, so a shutdown comes the way QEMU reports
+    // any other: a SHUTDOWN event, then the process exits.
+    let qmp = driver.qmp(&dom).expect("qmp");
+    let _ = qmp
+        .execute(&migrated_driver_qemu::qmp::commands::Quit)
+        .await;
+    let ev = next_event(&mut events).await;
+    assert_eq!(
+        (ev.event, ev.detail),
+        (LifecycleEvent::Shutdown, event_detail::SHUTDOWN_FINISHED)
+    );
+    let ev = next_event(&mut events).await;
+    assert_eq!(
+        (ev.event, ev.detail),
+        (LifecycleEvent::Stopped, event_detail::STOPPED_SHUTDOWN)
+    );
+    let state = driver.get_state(&dom, 0).await.expect("state");
+    assert_eq!(
+        (state.state, state.reason),
+        (DomainState::Shutoff, shutoff_reason::SHUTDOWN)
+    );
+}

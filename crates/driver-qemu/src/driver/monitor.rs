@@ -110,14 +110,20 @@ fn on_event(shared: &Shared, runtime: &Weak<Runtime>, uuid: &Uuid, id: i32, name
             Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
         ),
         names::SHUTDOWN => {
-            if let Some(rt) = runtime.upgrade() {
-                rt.guest_shutdown.store(true, Ordering::SeqCst);
-            }
+            // A stop the driver asked for (save, destroy) is reported as
+            // that; any other shutdown, by the guest or a `quit`, as one.
+            let ours = match runtime.upgrade() {
+                Some(rt) => {
+                    rt.guest_shutdown.store(true, Ordering::SeqCst);
+                    rt.intent().is_some()
+                }
+                None => true,
+            };
             let dom = shared
                 .lock()
                 .ok()
                 .and_then(|reg| reg.domains.get(uuid).map(Domain::dom_ref));
-            if let Some(dom) = dom {
+            if let Some(dom) = dom.filter(|_| !ours) {
                 shared.emit(
                     dom,
                     LifecycleEvent::Shutdown,
