@@ -19,7 +19,7 @@ use std::sync::Arc;
 use migrated_core::domain::HostIdentity;
 use migrated_core::driver::DomainRef;
 use migrated_core::flags::MigrateFlags;
-use migrated_core::job::{Phase, SourcePhase};
+use migrated_core::job::{DestinationPhase, Phase, SourcePhase};
 use migrated_core::migration::{DataUri, Manager, ManagerConfig, MigrateRequest, PausePoint};
 use migrated_core::typed_params::TypedParams;
 use migrated_proto::{self as proto, Call, NonnullDomain, TypedParam};
@@ -154,6 +154,44 @@ fn data_uri(
     }
 }
 
+/// libvirt kills an incoming guest whose client (or p2p source) went away
+/// before Finish (the destination's connection close callback); so do we:
+/// once the connection that prepared it closes, a job still in Prepare3 is
+/// finished as cancelled, leaving nothing behind.
+fn cancel_on_disconnect(
+    ctx: &CallContext,
+    manager: Arc<Manager>,
+    cookie: &[u8],
+    req: MigrateRequest,
+) {
+    let Ok(Some(cookie)) = migrated_core::cookie::Cookie::decode(cookie) else {
+        return;
+    };
+    let (uuid, job_id) = (cookie.uuid, cookie.job_id);
+    let handle = ctx.handle.clone();
+    tokio::spawn(async move {
+        handle.closed().await;
+        let Some(job) = manager.registry().get(&uuid) else {
+            return;
+        };
+        let waiting = matches!(
+            job.phase(),
+            Phase::Destination(DestinationPhase::Prepare3 { .. })
+        );
+        if job.job_id() != job_id || !waiting {
+            return;
+        }
+        let dname = job.domain().name;
+        tracing::warn!(%job_id, dom = %dname, "connection closed before Finish: cancelling the incoming migration");
+        match manager.finish3(&dname, req, &[], true).await {
+            Ok(_) | Err(migrated_core::Error::MigrateFinishOk) => {}
+            Err(e) => {
+                tracing::warn!(%job_id, error = %e, "cancelling the incoming migration failed")
+            }
+        }
+    });
+}
+
 fn offline_without_uri(req: &MigrateRequest) -> bool {
     req.is_offline() && req.uri.is_none()
 }
@@ -215,17 +253,14 @@ pub async fn begin3(
 pub async fn prepare3_params(
     handler: &Handler,
     session: &Session,
+    ctx: &CallContext,
     a: proto::DomainMigratePrepare3ParamsArgs,
 ) -> Result<proto::DomainMigratePrepare3ParamsRet> {
     let req = params_request(a.params, u64::from(a.flags))?;
-    let offline = offline_without_uri(&req);
-    let out = manager(handler, session)?
-        .prepare3(req, &a.cookie_in, None)
-        .await
-        .map_err(err)?;
+    let (cookie_out, uri_out) = prepare_direct(handler, session, ctx, req, &a.cookie_in).await?;
     Ok(proto::DomainMigratePrepare3ParamsRet {
-        cookie_out: out.cookie,
-        uri_out: data_uri(handler, offline, out.uri_out),
+        cookie_out,
+        uri_out,
     })
 }
 
@@ -236,6 +271,7 @@ pub async fn prepare3_params(
 pub async fn prepare3(
     handler: &Handler,
     session: &Session,
+    ctx: &CallContext,
     a: proto::DomainMigratePrepare3Args,
 ) -> Result<proto::DomainMigratePrepare3Ret> {
     let req = MigrateRequest::from_legacy(
@@ -245,14 +281,10 @@ pub async fn prepare3(
         a.resource,
         a.flags,
     );
-    let offline = offline_without_uri(&req);
-    let out = manager(handler, session)?
-        .prepare3(req, &a.cookie_in, None)
-        .await
-        .map_err(err)?;
+    let (cookie_out, uri_out) = prepare_direct(handler, session, ctx, req, &a.cookie_in).await?;
     Ok(proto::DomainMigratePrepare3Ret {
-        cookie_out: out.cookie,
-        uri_out: data_uri(handler, offline, out.uri_out),
+        cookie_out,
+        uri_out,
     })
 }
 
@@ -263,6 +295,7 @@ pub async fn prepare3(
 pub async fn prepare2(
     handler: &Handler,
     session: &Session,
+    ctx: &CallContext,
     a: proto::DomainMigratePrepare2Args,
 ) -> Result<proto::DomainMigratePrepare2Ret> {
     let req = MigrateRequest::from_legacy(
@@ -272,15 +305,8 @@ pub async fn prepare2(
         a.resource,
         a.flags,
     );
-    let offline = offline_without_uri(&req);
-    let out = manager(handler, session)?
-        .prepare3(req, &[], None)
-        .await
-        .map_err(err)?;
-    Ok(proto::DomainMigratePrepare2Ret {
-        cookie: out.cookie,
-        uri_out: data_uri(handler, offline, out.uri_out),
-    })
+    let (cookie, uri_out) = prepare_direct(handler, session, ctx, req, &[]).await?;
+    Ok(proto::DomainMigratePrepare2Ret { cookie, uri_out })
 }
 
 /// PREPARE (61, v1): there is no definition to prepare with, so the
@@ -291,6 +317,7 @@ pub async fn prepare2(
 pub async fn prepare1(
     handler: &Handler,
     session: &Session,
+    ctx: &CallContext,
     a: proto::DomainMigratePrepareArgs,
 ) -> Result<proto::DomainMigratePrepareRet> {
     let req = MigrateRequest::from_legacy(
@@ -300,15 +327,26 @@ pub async fn prepare1(
         a.resource,
         a.flags,
     );
+    let (cookie, uri_out) = prepare_direct(handler, session, ctx, req, &[]).await?;
+    Ok(proto::DomainMigratePrepareRet { cookie, uri_out })
+}
+
+/// Prepare with a direct data connection: one path for every wire variant.
+async fn prepare_direct(
+    handler: &Handler,
+    session: &Session,
+    ctx: &CallContext,
+    req: MigrateRequest,
+    cookie: &[u8],
+) -> Result<(Vec<u8>, Option<String>)> {
+    let manager = manager(handler, session)?;
     let offline = offline_without_uri(&req);
-    let out = manager(handler, session)?
-        .prepare3(req, &[], None)
+    let out = manager
+        .prepare3(req.clone(), cookie, None)
         .await
         .map_err(err)?;
-    Ok(proto::DomainMigratePrepareRet {
-        cookie: out.cookie,
-        uri_out: data_uri(handler, offline, out.uri_out),
-    })
+    cancel_on_disconnect(ctx, manager, &out.cookie, req);
+    Ok((out.cookie, data_uri(handler, offline, out.uri_out)))
 }
 
 /// The PrepareTunnel variants: the stream is registered before the reply
@@ -325,9 +363,10 @@ async fn prepare_tunnel(
     let stream = ctx.open_stream();
     let reader = super::migration_tunnel::reader(stream);
     let out = manager
-        .prepare3(req, cookie, Some(reader))
+        .prepare3(req.clone(), cookie, Some(reader))
         .await
         .map_err(err)?;
+    cancel_on_disconnect(ctx, manager, &out.cookie, req);
     Ok(out.cookie)
 }
 

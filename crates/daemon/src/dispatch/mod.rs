@@ -138,11 +138,11 @@ pub async fn run(
         }
         Call::DomainMigrateBegin3(a) => reply(p, &m::begin3(handler, session, a).await?),
         Call::DomainMigratePrepare3Params(a) => {
-            reply(p, &m::prepare3_params(handler, session, a).await?)
+            reply(p, &m::prepare3_params(handler, session, ctx, a).await?)
         }
-        Call::DomainMigratePrepare3(a) => reply(p, &m::prepare3(handler, session, a).await?),
-        Call::DomainMigratePrepare2(a) => reply(p, &m::prepare2(handler, session, a).await?),
-        Call::DomainMigratePrepare(a) => reply(p, &m::prepare1(handler, session, a).await?),
+        Call::DomainMigratePrepare3(a) => reply(p, &m::prepare3(handler, session, ctx, a).await?),
+        Call::DomainMigratePrepare2(a) => reply(p, &m::prepare2(handler, session, ctx, a).await?),
+        Call::DomainMigratePrepare(a) => reply(p, &m::prepare1(handler, session, ctx, a).await?),
         Call::DomainMigratePrepareTunnel3Params(a) => reply(
             p,
             &m::prepare_tunnel3_params(handler, session, ctx, a).await?,
