@@ -1,0 +1,292 @@
+//! Destination-side steps: Prepare3 (direct, tunnelled, offline) and Finish3.
+
+use uuid::Uuid;
+
+use super::{lock, Finish3Out, Manager, Prepare3Out};
+use crate::cookie::{feature, Capability, Cookie};
+use crate::domain::DomainRef;
+use crate::error::{Error, Result};
+use crate::flags::MigrateFlags;
+use crate::job::{DestinationEvent, DestinationPhase, JobHandle, JobOutcome, Phase};
+use crate::migration::backend::{Incoming, TunnelReader};
+use crate::migration::fault::PausePoint;
+use crate::migration::request::{MigrateRequest, Role, Step};
+use crate::migration::uri::DataUri;
+use crate::xml::DomainDef;
+
+impl Manager {
+    /// Destination, Prepare3 (and PrepareTunnel3 with `tunnel`, Prepare2 with an
+    /// empty cookie): creates the incoming guest and answers where to send data.
+    ///
+    /// # Errors
+    /// Request checks, cookie errors (size, garbage, same host), `InvalidArg`
+    /// without a definition, `OperationInvalid` when a job already owns the
+    /// guest, and the backend's errors (e.g. `DomainExists`). Nothing is left
+    /// behind on error.
+    pub async fn prepare3(
+        &self,
+        req: MigrateRequest,
+        cookie_in: &[u8],
+        tunnel: Option<TunnelReader>,
+    ) -> Result<Prepare3Out> {
+        let support = self.backend.support();
+        req.validate(Step::Prepare, support)?;
+        let cookie = self.decode_cookie(cookie_in, Role::Destination)?;
+        let xml = req.dest_xml.as_deref().ok_or_else(|| Error::InvalidArg {
+            operation: Step::Prepare.api_name(),
+            reason: "no domain XML for the incoming guest".into(),
+        })?;
+        let mut def = DomainDef::parse(xml)?;
+        if let Some(c) = &cookie {
+            if c.uuid != def.uuid {
+                return Err(Error::MigrateCookie {
+                    reason: format!(
+                        "cookie is for guest {} but the definition is for {}",
+                        c.uuid, def.uuid
+                    ),
+                });
+            }
+        }
+        let source_name = def.name.clone();
+        if let Some(dname) = &req.dname {
+            def.name = dname.clone();
+        }
+        let incoming = match (req.is_offline(), tunnel, req.is_tunnelled()) {
+            (true, _, _) => Incoming::Offline,
+            (false, Some(reader), _) => Incoming::Tunnel(reader),
+            (false, None, true) => {
+                return Err(Error::InvalidArg {
+                    operation: Step::Prepare.api_name(),
+                    reason: "a tunnelled migration must use PREPARE_TUNNEL3".into(),
+                })
+            }
+            (false, None, false) => self.direct_incoming(&req)?,
+        };
+        let job_id = cookie.as_ref().map_or_else(Uuid::new_v4, |c| c.job_id);
+        let peer = cookie
+            .as_ref()
+            .and_then(|c| c.source.as_ref())
+            .map(|h| h.uuid);
+        let dom = DomainRef {
+            name: def.name.clone(),
+            uuid: def.uuid,
+            id: DomainRef::INACTIVE_ID,
+        };
+        let job = self.registry.start(
+            job_id,
+            &dom,
+            Phase::Destination(DestinationPhase::Prepare3 {
+                offline: req.is_offline(),
+            }),
+        )?;
+        if let Err(err) = self.persist(&job, req.flags, peer, &job.phase()) {
+            self.registry
+                .finish(&dom.uuid, JobOutcome::Failed(err.to_string()));
+            return Err(err);
+        }
+        lock(&self.incoming).insert(dom.uuid, def.clone());
+        match self.backend.prepare(def, &req, incoming, &job).await {
+            Ok(mut out) => {
+                out.uri_out = out.uri_out.map(|u| self.reachable_uri(u));
+                let mut reply = Cookie::new(source_name, dom.uuid, job_id);
+                reply.source = cookie.and_then(|c| c.source);
+                reply.destination = Some(self.config.host.clone());
+                reply.capabilities = out
+                    .capabilities
+                    .into_iter()
+                    .map(|(name, value)| Capability { name, value })
+                    .collect();
+                match reply.encode() {
+                    Ok(bytes) => {
+                        self.pause_point(PausePoint::Prepare).await;
+                        tracing::info!(job_id = %job_id, dom = %dom.name, uri_out = ?out.uri_out, "incoming migration prepared");
+                        Ok(Prepare3Out {
+                            cookie: bytes,
+                            uri_out: out.uri_out,
+                        })
+                    }
+                    Err(err) => {
+                        self.cancel_incoming(&job, &req).await;
+                        Err(err)
+                    }
+                }
+            }
+            Err(err) => {
+                self.end(&job, JobOutcome::Failed(err.to_string()));
+                Err(err)
+            }
+        }
+    }
+
+    /// Kills a prepared incoming guest after a local failure.
+    async fn cancel_incoming(&self, job: &JobHandle, req: &MigrateRequest) {
+        let dom = job.domain();
+        if let Err(err) = self.destination_step(
+            job,
+            req.flags,
+            None,
+            DestinationEvent::FinishStarted { cancelled: true },
+        ) {
+            tracing::warn!(job_id = %job.job_id(), error = %err, "recording the cancelled incoming job");
+        }
+        if let Err(err) = self.backend.finish(&dom, req, None, true, job).await {
+            tracing::warn!(job_id = %job.job_id(), error = %err, "cleaning up incoming guest failed");
+        }
+        self.end(job, JobOutcome::Cancelled);
+    }
+
+    /// A listener bound to a wildcard address is announced under this host's
+    /// name, as libvirt's Prepare does (`tcp:<hostname>:<port>`).
+    fn reachable_uri(&self, uri: String) -> String {
+        match DataUri::parse(&uri) {
+            Ok(DataUri {
+                host,
+                port: Some(port),
+            }) if host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified()) =>
+            {
+                DataUri::format_libvirt(&self.config.host.hostname, port)
+            }
+            _ => uri,
+        }
+    }
+
+    fn direct_incoming(&self, req: &MigrateRequest) -> Result<Incoming> {
+        let mut listen_address = req
+            .listen_address
+            .clone()
+            .unwrap_or_else(|| self.config.listen_address.clone());
+        let mut port_range = self.config.port_range.clone();
+        if let Some(uri) = &req.uri {
+            let parsed = DataUri::parse(uri)?;
+            if req.listen_address.is_none() {
+                listen_address = parsed.host;
+            }
+            if let Some(port) = parsed.port {
+                port_range = port..=port;
+            }
+        }
+        Ok(Incoming::Direct {
+            listen_address,
+            port_range,
+        })
+    }
+
+    /// Destination, Finish3 (and Finish2): `cancelled` = false → verify the data,
+    /// define the persistent config (PERSIST_DEST), start the guest (unless
+    /// PAUSED); true → kill the incoming guest and answer
+    /// [`Error::MigrateFinishOk`] as stock libvirt does.
+    ///
+    /// `dname` is the guest's name on this host (the client fills in the source
+    /// name when the user gave none).
+    ///
+    /// # Errors
+    /// `OperationInvalid` without a prepared job (Finish3 without Prepare3),
+    /// cookie errors, the backend's errors (checksum mismatch…); the incoming
+    /// guest is gone after any error.
+    pub async fn finish3(
+        &self,
+        dname: &str,
+        req: MigrateRequest,
+        cookie_in: &[u8],
+        cancelled: bool,
+    ) -> Result<Finish3Out> {
+        let cookie = self.decode_cookie(cookie_in, Role::Destination);
+        let job = match &cookie {
+            Ok(Some(c)) => self.registry.get(&c.uuid),
+            Ok(None) | Err(_) => self.registry.find_destination_by_name(dname),
+        }
+        .filter(|j| j.role() == Role::Destination)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "no incoming migration job is active for domain {dname}"
+            ))
+        })?;
+        let cookie = match cookie {
+            Ok(c) => c,
+            Err(err) => {
+                // The source resumes after a failed Finish, so the incoming copy
+                // must go now, not linger paused and locked.
+                self.cancel_incoming(&job, &req).await;
+                return Err(err);
+            }
+        };
+        let peer = cookie
+            .as_ref()
+            .and_then(|c| c.source.as_ref())
+            .map(|h| h.uuid);
+        let dom = job.domain();
+        self.destination_step(
+            &job,
+            req.flags,
+            peer,
+            DestinationEvent::FinishStarted { cancelled },
+        )?;
+        if cancelled {
+            if let Err(err) = self.backend.finish(&dom, &req, None, true, &job).await {
+                tracing::warn!(job_id = %job.job_id(), error = %err, "cleaning up incoming guest failed");
+            }
+            self.end(&job, JobOutcome::Cancelled);
+            return Err(Error::MigrateFinishOk);
+        }
+        let result = async {
+            let persistent = if req.has(MigrateFlags::PERSIST_DEST) {
+                let xml = req
+                    .persist_xml
+                    .clone()
+                    .or_else(|| cookie.as_ref().and_then(|c| c.persistent.clone()))
+                    .or_else(|| req.dest_xml.clone());
+                let def = match xml {
+                    Some(xml) => Some(DomainDef::parse(&xml)?),
+                    // Offline without a persistent definition in the cookie or
+                    // params: the one Prepare received is the config.
+                    None => lock(&self.incoming).get(&dom.uuid).cloned(),
+                };
+                def.map(|mut def| {
+                    def.name = dom.name.clone();
+                    def
+                })
+            } else {
+                None
+            };
+            if let Some(c) = &cookie {
+                job.update_stats(|s| s.merge_cookie_pairs(&c.statistics));
+            }
+            self.backend
+                .finish(&dom, &req, persistent, false, &job)
+                .await
+        }
+        .await;
+        match result {
+            Ok(running) => {
+                job.set_domain(running.clone());
+                self.destination_step(&job, req.flags, peer, DestinationEvent::FinishSucceeded)?;
+                let mut reply = Cookie::new(
+                    cookie.as_ref().map_or(dname, |c| c.name.as_str()),
+                    dom.uuid,
+                    job.job_id(),
+                );
+                reply.destination = Some(self.config.host.clone());
+                reply.statistics = job.stats().to_cookie_pairs();
+                reply.require(feature::STATISTICS);
+                self.pause_point(PausePoint::Finish).await;
+                self.end(&job, JobOutcome::Completed);
+                tracing::info!(job_id = %job.job_id(), dom = %running.name, "incoming migration finished");
+                Ok(Finish3Out {
+                    dom: running,
+                    cookie: reply.encode()?,
+                })
+            }
+            Err(err) => {
+                if let Err(j) =
+                    self.destination_step(&job, req.flags, peer, DestinationEvent::FinishFailed)
+                {
+                    tracing::warn!(error = %j, "recording the failed finish");
+                }
+                self.end(&job, JobOutcome::Failed(err.to_string()));
+                Err(err)
+            }
+        }
+    }
+}

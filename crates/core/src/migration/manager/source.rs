@@ -1,0 +1,533 @@
+//! Source-side steps: Begin3, Perform3 (and v2 Perform), Confirm3, abort and
+//! the settling of a job left waiting after Perform.
+
+use uuid::Uuid;
+
+use super::{lock, Begin3Out, Manager, SourceContext};
+use crate::abi::check_abi_stability;
+use crate::cookie::{feature, Capability, Cookie};
+use crate::domain::DomainRef;
+use crate::error::{Error, Result};
+use crate::flags::MigrateFlags;
+use crate::job::{
+    JobHandle, JobOutcome, JobStats, Phase, RecoveryAction, SourceEvent, SourcePhase, TimeoutAction,
+};
+use crate::migration::backend::{BeginOut, DataOut, TunnelWriter};
+use crate::migration::fault::PausePoint;
+use crate::migration::request::{MigrateRequest, Role, Step};
+use crate::xml::{DomainDef, FormatOptions};
+
+impl Manager {
+    fn requested_capabilities(req: &MigrateRequest) -> Vec<Capability> {
+        let mut caps = Vec::new();
+        if req.has(MigrateFlags::COMPRESSED) {
+            caps.push(Capability {
+                name: "compression".into(),
+                value: if req.compression.is_empty() {
+                    "default".into()
+                } else {
+                    req.compression.join(",")
+                },
+            });
+        }
+        if req.has(MigrateFlags::AUTO_CONVERGE) {
+            caps.push(Capability {
+                name: "auto-converge".into(),
+                value: "yes".into(),
+            });
+        }
+        caps
+    }
+
+    /// Checks the request, reads the guest and (with CHANGE_PROTECTION) starts the
+    /// job that locks it until Confirm.
+    async fn begin_inner(
+        &self,
+        dom: &DomainRef,
+        req: &mut MigrateRequest,
+        keep_job: bool,
+    ) -> Result<(BeginOut, Option<JobHandle>, Uuid)> {
+        let support = self.backend.support();
+        req.validate(Step::Begin, support)?;
+        if self.registry.is_locked(&dom.uuid) {
+            return Err(Error::invalid(format!(
+                "another migration job is already active for domain {}",
+                dom.name
+            )));
+        }
+        let begin = self.backend.begin(dom, req).await?;
+        req.apply_defaults(support, begin.active);
+        req.validate(Step::Begin, support)?;
+        req.check_guest_state(begin.active)?;
+        let forced = self.backend.forced_flags().difference(req.flags);
+        if let Some(name) = forced.names().first() {
+            return Err(Error::ArgumentUnsupported {
+                what: format!("a migration without flag {name}"),
+                driver: support.driver,
+            });
+        }
+        if begin.paused {
+            req.flags |= MigrateFlags::PAUSED;
+        }
+        let job_id = Uuid::new_v4();
+        let job = if keep_job {
+            let job = self.registry.start(
+                job_id,
+                dom,
+                Phase::Source(SourcePhase::Begin3 {
+                    offline: req.is_offline(),
+                }),
+            )?;
+            if let Err(err) = self.persist(&job, req.flags, None, &job.phase()) {
+                self.registry
+                    .finish(&dom.uuid, JobOutcome::Failed(err.to_string()));
+                return Err(err);
+            }
+            Some(job)
+        } else {
+            None
+        };
+        Ok((begin, job, job_id))
+    }
+
+    /// The definition the destination runs: the caller's `destination_xml` after
+    /// the ABI check, or the source's migratable definition.
+    fn destination_def(begin: &BeginOut, req: &MigrateRequest) -> Result<DomainDef> {
+        match &req.dest_xml {
+            None => Ok(begin.def.clone()),
+            Some(xml) => {
+                let dst = DomainDef::parse(xml)?;
+                check_abi_stability(&begin.def, &dst).map_err(|m| Error::ConfigUnsupported {
+                    reason: format!("destination XML refused: {m}"),
+                })?;
+                Ok(dst)
+            }
+        }
+    }
+
+    /// Source, Begin3: checks the request (flags, params, contradictions, guest
+    /// state, `destination_xml` ABI), and answers the definition and cookie.
+    ///
+    /// # Errors
+    /// The request checks' errors ([`MigrateRequest::validate`]), `NoDomain`,
+    /// `OperationInvalid` when another job owns the guest, `ConfigUnsupported`
+    /// naming a guest-visible change in `destination_xml`, `XmlError`.
+    pub async fn begin3(&self, dom: &DomainRef, mut req: MigrateRequest) -> Result<Begin3Out> {
+        let protect = req.has(MigrateFlags::CHANGE_PROTECTION);
+        let (begin, job, job_id) = self.begin_inner(dom, &mut req, protect).await?;
+        let result = (|| -> Result<Begin3Out> {
+            let def = Self::destination_def(&begin, &req)?;
+            let xml = def.format(&FormatOptions {
+                secure: true,
+                inactive: false,
+                migratable: true,
+            });
+            let mut cookie = Cookie::new(&dom.name, dom.uuid, job_id);
+            cookie.source = Some(self.config.host.clone());
+            cookie.graphics = begin.graphics.clone();
+            cookie.lockstate = begin.lockstate.clone();
+            cookie.capabilities = Self::requested_capabilities(&req);
+            Ok(Begin3Out {
+                cookie: cookie.encode()?,
+                xml,
+            })
+        })();
+        match (&result, job) {
+            (Ok(_), Some(job)) => {
+                lock(&self.sources).insert(
+                    dom.uuid,
+                    SourceContext {
+                        begin,
+                        dest_host: None,
+                    },
+                );
+                tracing::info!(job_id = %job.job_id(), dom = %dom.name, "migration job begun");
+            }
+            (Err(err), Some(job)) => self.end(&job, JobOutcome::Failed(err.to_string())),
+            (_, None) => {}
+        }
+        if result.is_ok() {
+            self.pause_point(PausePoint::Begin).await;
+        }
+        result
+    }
+
+    /// Source, Perform3: sends the guest. On success it stays paused here
+    /// until Confirm; on failure it runs here again and the job ends.
+    ///
+    /// # Errors
+    /// Request/cookie checks, `InvalidArg` without a data URI, `OperationInvalid`
+    /// in the wrong phase, the backend's data-plane errors, `OperationAborted`.
+    pub async fn perform3(
+        &self,
+        dom: &DomainRef,
+        mut req: MigrateRequest,
+        cookie_in: &[u8],
+        tunnel: Option<TunnelWriter>,
+    ) -> Result<Vec<u8>> {
+        let job = match self.registry.get(&dom.uuid) {
+            Some(job) => job,
+            None => {
+                // No change protection: Begin left no job, so this step starts it.
+                let (begin, job, _) = self.begin_inner(dom, &mut req, true).await?;
+                let job = job.ok_or_else(|| Error::internal("perform started no job"))?;
+                lock(&self.sources).insert(
+                    dom.uuid,
+                    SourceContext {
+                        begin,
+                        dest_host: None,
+                    },
+                );
+                job
+            }
+        };
+        if job.role() != Role::Source {
+            return Err(Error::invalid(format!(
+                "domain {} has an incoming migration job, not an outgoing one",
+                dom.name
+            )));
+        }
+        let flags = req.flags;
+        let result = self.perform_job(&job, dom, req, cookie_in, tunnel).await;
+        if let Err(err) = &result {
+            // No Confirm follows a failed Perform (libvirt-wire.md §8.6): a job
+            // that never started sending ends here, or the guest stays locked.
+            if matches!(job.phase(), Phase::Source(SourcePhase::Begin3 { .. })) {
+                if let Err(e) = self.source_step(
+                    &job,
+                    flags,
+                    None,
+                    SourceEvent::Confirmed { cancelled: true },
+                ) {
+                    tracing::warn!(error = %e, "recording the refused perform");
+                }
+                self.end(&job, JobOutcome::Failed(err.to_string()));
+            }
+        }
+        result
+    }
+
+    async fn perform_job(
+        &self,
+        job: &JobHandle,
+        dom: &DomainRef,
+        mut req: MigrateRequest,
+        cookie_in: &[u8],
+        tunnel: Option<TunnelWriter>,
+    ) -> Result<Vec<u8>> {
+        let job = job.clone();
+        let cookie = self.decode_cookie(cookie_in, Role::Source)?;
+        req.validate(Step::Perform, self.backend.support())?;
+        if let Some(c) = &cookie {
+            if c.job_id != job.job_id() {
+                tracing::warn!(cookie_job = %c.job_id, job_id = %job.job_id(), "cookie names another job id");
+            }
+        }
+        let dest_host = cookie.as_ref().and_then(|c| c.destination.clone());
+        let peer = dest_host.as_ref().map(|h| h.uuid);
+        let context = lock(&self.sources).get(&dom.uuid).cloned();
+        let Some(mut context) = context else {
+            return Err(Error::invalid(format!(
+                "no migration context for domain {}",
+                dom.name
+            )));
+        };
+        context.dest_host = dest_host;
+        // The caller's flags for this step get the same driver defaults Begin applied.
+        req.apply_defaults(self.backend.support(), context.begin.active);
+        // Build the reply's fixed part now: a cookie that cannot be sent must fail
+        // before the guest is paused, not after.
+        let mut reply = Cookie::new(&dom.name, dom.uuid, job.job_id());
+        reply.source = Some(self.config.host.clone());
+        reply.destination = context.dest_host.clone();
+        if req.has(MigrateFlags::PERSIST_DEST) {
+            reply.persistent = Some(self.persistent_xml(&context.begin, &req)?);
+            reply.require(feature::PERSISTENT);
+        }
+        let mut probe = reply.clone();
+        probe.statistics = JobStats::default()
+            .to_cookie_pairs()
+            .into_iter()
+            .map(|(k, _)| (k, u64::MAX))
+            .collect();
+        probe.encode()?;
+
+        let out = match (tunnel, req.uri.clone()) {
+            (Some(w), _) => DataOut::Tunnel(w),
+            (None, Some(uri)) => DataOut::Direct { uri },
+            (None, None) => {
+                return Err(Error::InvalidArg {
+                    operation: Step::Perform.api_name(),
+                    reason: "no migration URI (Prepare answered none and the caller gave none)"
+                        .into(),
+                })
+            }
+        };
+        self.source_step(&job, req.flags, peer, SourceEvent::PerformStarted)?;
+        self.pause_point(PausePoint::PerformStart).await;
+        lock(&self.sources).insert(dom.uuid, context);
+        if let Some(bw) = req.bandwidth_mib_s {
+            job.set_max_speed_mib_s(bw);
+        }
+        let result = self.run_perform(dom, &req, out, &job).await;
+        match result {
+            Ok(perform) => {
+                self.source_step(&job, req.flags, peer, SourceEvent::PerformSucceeded)?;
+                self.pause_point(PausePoint::PerformDone).await;
+                reply.capabilities = perform
+                    .capabilities
+                    .into_iter()
+                    .map(|(name, value)| Capability { name, value })
+                    .collect();
+                reply.statistics = job.stats().to_cookie_pairs();
+                reply.require(feature::STATISTICS);
+                reply.encode()
+            }
+            Err(err) => {
+                let outcome = if job.is_aborted() {
+                    JobOutcome::Cancelled
+                } else {
+                    JobOutcome::Failed(err.to_string())
+                };
+                if let Err(j) = self.source_step(&job, req.flags, peer, SourceEvent::PerformFailed)
+                {
+                    tracing::warn!(error = %j, "recording the failed perform");
+                }
+                self.end(&job, outcome);
+                Err(err)
+            }
+        }
+    }
+
+    /// Runs the backend's perform under the job's completion timeout.
+    async fn run_perform(
+        &self,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+        out: DataOut,
+        job: &JobHandle,
+    ) -> Result<crate::migration::backend::PerformOut> {
+        let perform = self.held_mid_transfer(job, self.backend.perform(dom, req, out, job));
+        let Some((timeout, action)) = job.tuning().completion_timeout else {
+            return perform.await;
+        };
+        tokio::pin!(perform);
+        tokio::select! {
+            r = &mut perform => return r,
+            () = tokio::time::sleep(timeout) => {}
+        }
+        tracing::warn!(job_id = %job.job_id(), ?action, "migration completion timeout");
+        match action {
+            TimeoutAction::Abort => job.abort(),
+            TimeoutAction::Pause => job.request_pause(),
+        }
+        perform.await
+    }
+
+    /// Test builds: holds the transfer at [`PausePoint::PerformMid`] once the
+    /// first bytes are out, by no longer polling `perform` until released.
+    async fn held_mid_transfer<T>(
+        &self,
+        job: &JobHandle,
+        perform: impl std::future::Future<Output = T>,
+    ) -> T {
+        if !crate::migration::fault::requested(&self.config.state_dir, PausePoint::PerformMid)
+            && self.config.pause_at != Some(PausePoint::PerformMid)
+        {
+            return perform.await;
+        }
+        tokio::pin!(perform);
+        loop {
+            tokio::select! {
+                r = &mut perform => return r,
+                () = tokio::time::sleep(std::time::Duration::from_millis(2)) => {
+                    if job.stats().data_processed > 0 {
+                        self.pause_point(PausePoint::PerformMid).await;
+                        return perform.await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn persistent_xml(&self, begin: &BeginOut, req: &MigrateRequest) -> Result<String> {
+        let def = match &req.persist_xml {
+            Some(xml) => {
+                let def = DomainDef::parse(xml)?;
+                check_abi_stability(&begin.def, &def).map_err(|m| Error::ConfigUnsupported {
+                    reason: format!("persistent XML refused: {m}"),
+                })?;
+                def
+            }
+            None => begin
+                .persistent
+                .clone()
+                .unwrap_or_else(|| begin.def.clone()),
+        };
+        Ok(def.format(&FormatOptions {
+            secure: true,
+            inactive: true,
+            migratable: true,
+        }))
+    }
+
+    /// v2/v1 Perform (no Begin, no Confirm): Perform3, then the source is
+    /// confirmed (stopped) right away on success, as libvirt's v2 does.
+    ///
+    /// # Errors
+    /// As [`Manager::perform3`].
+    pub async fn perform2(
+        &self,
+        dom: &DomainRef,
+        req: MigrateRequest,
+        cookie_in: &[u8],
+    ) -> Result<()> {
+        self.perform3(dom, req.clone(), cookie_in, None).await?;
+        self.confirm3(dom, req, &[], false).await
+    }
+
+    /// Source, Confirm3: `cancelled` = false → stop the guest here (undefine with
+    /// UNDEFINE_SOURCE); true → resume it here. Ends the job.
+    ///
+    /// # Errors
+    /// `OperationInvalid` without a source job in a phase that allows it (e.g.
+    /// Confirm3 twice), cookie errors, the backend's errors.
+    pub async fn confirm3(
+        &self,
+        dom: &DomainRef,
+        req: MigrateRequest,
+        cookie_in: &[u8],
+        cancelled: bool,
+    ) -> Result<()> {
+        // Confirm's cookie only carries statistics while `cancelled` decides the
+        // guest's fate: a bad cookie is reported, but the guest is still settled
+        // (refusing would leave it paused and locked on this host).
+        let (cookie, cookie_err) = match self.decode_cookie(cookie_in, Role::Source) {
+            Ok(c) => (c, None),
+            Err(e) => (None, Some(e)),
+        };
+        let mut req = req;
+        let job = match self.registry.get(&dom.uuid) {
+            // Offline without change protection: no Perform started a job, so
+            // Confirm does (as Perform does for live migrations).
+            None if req.is_offline() => {
+                let (begin, job, _) = self.begin_inner(dom, &mut req, true).await?;
+                let job = job.ok_or_else(|| Error::internal("confirm started no job"))?;
+                lock(&self.sources).insert(
+                    dom.uuid,
+                    SourceContext {
+                        begin,
+                        dest_host: None,
+                    },
+                );
+                job
+            }
+            _ => self.registry.expect(&dom.uuid, &dom.name, Role::Source)?,
+        };
+        if let Some(c) = &cookie {
+            job.update_stats(|s| s.merge_cookie_pairs(&c.statistics));
+        }
+        let peer = cookie
+            .as_ref()
+            .and_then(|c| c.destination.as_ref())
+            .map(|h| h.uuid);
+        self.source_step(&job, req.flags, peer, SourceEvent::Confirmed { cancelled })?;
+        self.pause_point(PausePoint::Confirm).await;
+        lock(&self.held).remove(&dom.uuid);
+        let result = self.backend.confirm(dom, &req, cancelled).await;
+        let outcome = match (&result, cancelled) {
+            (Ok(()), false) => JobOutcome::Completed,
+            (Ok(()), true) => JobOutcome::Cancelled,
+            (Err(err), _) => JobOutcome::Failed(err.to_string()),
+        };
+        self.end(&job, outcome);
+        result?;
+        cookie_err.map_or(Ok(()), Err)
+    }
+
+    /// ABORT_JOB: a running transfer fails (the source resumes); a job still in
+    /// Begin3 simply ends.
+    ///
+    /// # Errors
+    /// `OperationInvalid` without an active job, or once the source has paused
+    /// for the final phase (only Confirm decides then).
+    pub fn abort_job(&self, dom: &DomainRef) -> Result<()> {
+        let job = self
+            .registry
+            .get(&dom.uuid)
+            .ok_or_else(|| Error::invalid(format!("no job is active on domain {}", dom.name)))?;
+        match job.phase() {
+            Phase::Source(SourcePhase::Begin3 { .. }) => {
+                let flags = MigrateFlags::empty();
+                self.source_step(
+                    &job,
+                    flags,
+                    None,
+                    SourceEvent::Confirmed { cancelled: true },
+                )?;
+                self.end(&job, JobOutcome::Cancelled);
+                Ok(())
+            }
+            Phase::Source(SourcePhase::Perform3) | Phase::Destination(_) => {
+                job.abort();
+                Ok(())
+            }
+            other => Err(Error::invalid(format!(
+                "migration of domain {} cannot be aborted in phase {}",
+                dom.name,
+                other.name()
+            ))),
+        }
+    }
+
+    /// Settles a source job waiting in Perform3Done — one recovered after a
+    /// restart, or one whose client went away before Confirm: `peer_runs_guest`
+    /// = true → the destination has the guest, stop it here; false → resume it here.
+    ///
+    /// # Errors
+    /// `OperationInvalid` when the guest has no source job in Perform3Done; the
+    /// backend's errors.
+    pub async fn resolve(&self, dom: &DomainRef, peer_runs_guest: bool) -> Result<()> {
+        let job = self.registry.expect(&dom.uuid, &dom.name, Role::Source)?;
+        if job.phase() != Phase::Source(SourcePhase::Perform3Done) {
+            return Err(Error::invalid(format!(
+                "migration of domain {} is in phase {}, not waiting for the peer's outcome",
+                dom.name,
+                job.phase().name()
+            )));
+        }
+        // A recovered job, or a live one whose client vanished after Perform:
+        // the journal has its flags and peer either way.
+        let held = lock(&self.held).get(&dom.uuid).cloned();
+        let entry = match held {
+            Some(entry) => entry,
+            None => self.journal.get(&job.job_id())?.ok_or_else(|| {
+                Error::internal(format!("no journal entry for job {}", job.job_id()))
+            })?,
+        };
+        let cancelled = !peer_runs_guest;
+        let flags = MigrateFlags(entry.flags);
+        self.source_step(
+            &job,
+            flags,
+            entry.peer_host,
+            SourceEvent::Confirmed { cancelled },
+        )?;
+        lock(&self.held).remove(&dom.uuid);
+        let action = if cancelled {
+            RecoveryAction::ResumeSource
+        } else {
+            RecoveryAction::CompleteSourceCleanup
+        };
+        let result = self.backend.recover(&entry, action).await;
+        self.end(
+            &job,
+            if cancelled {
+                JobOutcome::Cancelled
+            } else {
+                JobOutcome::Completed
+            },
+        );
+        result
+    }
+}
