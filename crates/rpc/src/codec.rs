@@ -37,6 +37,9 @@ impl MessageCodec {
     }
 }
 
+/// Most spare capacity the decoder asks for at once while a frame is incomplete.
+const RESERVE_STEP: usize = 256 * 1024;
+
 impl Decoder for MessageCodec {
     type Item = Bytes;
     type Error = Error;
@@ -53,8 +56,11 @@ impl Decoder for MessageCodec {
             return Err(Error::FrameTooLong { len });
         }
         if src.len() < len {
-            // Reserve only up to the announced (already bounded) size.
-            src.reserve(len - src.len());
+            // Grow with the bytes that actually arrive, never by the claimed
+            // length: a peer announcing 32 MiB and sending nothing must not
+            // cost 32 MiB. FramedRead reads into the spare capacity, so a
+            // bounded step keeps large frames efficient.
+            src.reserve((len - src.len()).min(RESERVE_STEP));
             return Ok(None);
         }
         src.advance(LEN_WORD);
@@ -117,6 +123,15 @@ mod tests {
             .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
         assert_eq!(words, expected);
+    }
+
+    #[test]
+    fn a_claimed_length_does_not_allocate_the_claim() {
+        let mut codec = MessageCodec::new();
+        let claim = u32::try_from(MESSAGE_MAX + LEN_WORD).expect("fits");
+        let mut src = BytesMut::from(&claim.to_be_bytes()[..]);
+        assert!(codec.decode(&mut src).expect("legal length").is_none());
+        assert!(src.capacity() <= RESERVE_STEP + LEN_WORD, "{}", src.capacity());
     }
 
     #[test]
