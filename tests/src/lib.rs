@@ -12,6 +12,7 @@
 
 pub mod clients;
 pub mod daemon;
+pub mod fault;
 pub mod raw;
 pub mod wait;
 
