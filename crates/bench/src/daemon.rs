@@ -165,7 +165,45 @@ impl Drop for Migrated {
         // A benchmark daemon holds nothing worth a graceful stop.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // QEMU guests outlive their daemon by design (it re-attaches after a
+        // restart); this one will not come back, so stop what it started.
+        for pid in qemu_pids(&self._dir.path().join("run")) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
+}
+
+/// PIDs from `*.pid` files under `dir` (two levels deep) that still name a
+/// running QEMU process.
+fn qemu_pids(dir: &Path) -> Vec<u32> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(
+                std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else {
+            files.push(path);
+        }
+    }
+    files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pid"))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|text| text.trim().parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("qemu-system"))
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 /// A loopback TCP port that is free right now.

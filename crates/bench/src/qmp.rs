@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 
 /// Longest a QMP reply or a polled state may take.
 const QMP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause before each floor cycle (see [`Floor::cycle`]).
+const SETTLE: Duration = Duration::from_millis(300);
 /// Longest line accepted from QMP (a reply to anything used here is small).
 const MAX_LINE: usize = 1 << 20;
 
@@ -222,6 +224,10 @@ impl Floor {
     /// # Errors
     /// Any QMP failure or a migration that does not complete.
     pub fn cycle(&mut self) -> Result<FloorSample> {
+        // A guest that has only just resumed is still faulting its memory
+        // back in, which slows the next migration several times over; let
+        // it settle so every cycle starts from the same state.
+        std::thread::sleep(SETTLE);
         self.serial += 1;
         let name = format!("floor{}", self.serial);
         let t0 = Instant::now();
