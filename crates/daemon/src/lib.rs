@@ -12,9 +12,11 @@
 //! - [`dispatch`]: one `match` over the decoded call, by area;
 //! - [`drivers`]: which URI opens which driver;
 //! - [`listen`]: listeners from flags/file/systemd, TLS re-arming on SIGHUP;
+//! - [`capabilities`]: the capabilities XML (host, migration features, guests);
 //! - [`wire`]: every `remote_error` the daemon sends;
 //! - [`error`]: set-up failures.
 
+pub mod capabilities;
 pub mod config;
 pub mod dispatch;
 pub mod drivers;

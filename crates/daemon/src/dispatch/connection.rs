@@ -177,17 +177,25 @@ pub fn get_uri(session: &Session) -> Result<ConnectGetUriRet, WireError> {
     })
 }
 
-/// CONNECT_GET_CAPABILITIES: the driver's capabilities XML.
+/// CONNECT_GET_CAPABILITIES: the host part from this daemon and the
+/// driver's support table, the guests from the driver
+/// ([`crate::capabilities`]).
 ///
 /// # Errors
 /// The driver's error.
-pub async fn get_capabilities(session: &Session) -> Result<ConnectGetCapabilitiesRet, WireError> {
+pub async fn get_capabilities(
+    handler: &Handler,
+    session: &Session,
+) -> Result<ConnectGetCapabilitiesRet, WireError> {
     let open = session.driver()?;
-    let capabilities = open
+    let driver_xml = open
         .driver
         .capabilities()
         .await
         .map_err(|e| to_wire_error(&e))?;
+    let capabilities =
+        crate::capabilities::render(handler.host_uuid(), open.driver.support(), &driver_xml)
+            .map_err(|e| to_wire_error(&e))?;
     Ok(ConnectGetCapabilitiesRet { capabilities })
 }
 

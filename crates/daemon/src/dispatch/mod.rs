@@ -67,7 +67,7 @@ pub async fn run(
         Call::ConnectGetLibVersion => reply(p, &c::get_lib_version()),
         Call::ConnectGetHostname => reply(p, &c::get_hostname(handler)),
         Call::ConnectGetUri => reply(p, &c::get_uri(session)?),
-        Call::ConnectGetCapabilities => reply(p, &c::get_capabilities(session).await?),
+        Call::ConnectGetCapabilities => reply(p, &c::get_capabilities(handler, session).await?),
         Call::ConnectGetMaxVcpus(args) => reply(p, &c::get_max_vcpus(args)),
         Call::ConnectIsSecure => reply(p, &c::is_secure(ctx)),
         Call::NodeGetInfo => reply(p, &c::node_get_info(session).await?),
