@@ -617,3 +617,48 @@ fn render(all: &[Series], conc: &Concurrent, args: &MigrateArgs) -> String {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_carry_libvirts_flag_bits() {
+        assert_eq!(Mode::Regular.flags(), 1);
+        assert_eq!(Mode::P2p.flags(), 1 | 2);
+        assert_eq!(Mode::Tunnelled.flags(), 1 | 2 | 4);
+        assert_eq!(Mode::Offline.flags(), 1024 | 8 | 16);
+    }
+
+    #[test]
+    fn job_figures_give_transfer_time_and_throughput() {
+        let mut p = TypedParams::new();
+        p.push(job_stats::TIME_ELAPSED, TypedValue::ULLong(1500));
+        p.push(job_stats::SETUP_TIME, TypedValue::ULLong(500));
+        p.push(job_stats::DATA_TOTAL, TypedValue::ULLong(200 * 1024 * 1024));
+        p.push(job_stats::DOWNTIME, TypedValue::ULLong(12));
+        let j = JobFigures::from_params(&p);
+        assert_eq!(j.transfer_ms(), 1000);
+        assert_eq!(j.downtime_ms, 12);
+        assert_eq!(j.mib_per_sec(), Some(200.0));
+        let s = Sample {
+            wall: Duration::from_millis(1004),
+            job: Some(j),
+            timeline: Timeline::new(),
+        };
+        let over = s.overhead_ms().unwrap_or(f64::NAN);
+        assert!((over - 4.0).abs() < 1e-9, "{over}");
+    }
+
+    #[test]
+    fn zero_transfer_time_has_no_throughput() {
+        let j = JobFigures {
+            elapsed_ms: 3,
+            setup_ms: 5,
+            downtime_ms: 0,
+            data_bytes: 10,
+        };
+        assert_eq!(j.transfer_ms(), 0);
+        assert_eq!(j.mib_per_sec(), None);
+    }
+}

@@ -271,3 +271,71 @@ impl Floor {
         Ok(sample)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A scripted QMP peer: greeting, then one canned answer per command.
+    fn fake_qmp(dir: &Path, answers: Vec<&'static str>) -> std::thread::JoinHandle<Vec<String>> {
+        let path = dir.join("fake.qmp");
+        let listener = UnixListener::bind(&path).expect("bind fake QMP socket");
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut w = stream.try_clone().expect("clone");
+            let mut r = BufReader::new(stream);
+            w.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
+                .expect("greet");
+            let mut seen = Vec::new();
+            for answer in answers {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                seen.push(line.trim().to_owned());
+                w.write_all(answer.as_bytes()).expect("answer");
+            }
+            seen
+        })
+    }
+
+    #[test]
+    fn executes_commands_skipping_events_and_reports_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let peer = fake_qmp(
+            dir.path(),
+            vec![
+                "{\"return\": {}}\n",
+                "{\"event\": \"RESUME\"}\n{\"return\": {\"status\": \"completed\", \"downtime\": 3}}\n",
+                "{\"error\": {\"class\": \"GenericError\", \"desc\": \"nope\"}}\n",
+            ],
+        );
+        let mut q = Qmp::connect(&dir.path().join("fake.qmp")).expect("connect");
+        let v = q
+            .execute("query-migrate", json!({}))
+            .expect("query-migrate");
+        assert_eq!(v["status"], "completed");
+        assert_eq!(v["downtime"], 3);
+        let err = q.execute("migrate", json!({"uri": "tcp:127.0.0.1:1"}));
+        let msg = format!("{:#}", err.err().expect("an error reply is an error"));
+        assert!(msg.contains("nope"), "{msg}");
+        let seen = peer.join().expect("peer thread");
+        assert!(seen[0].contains("qmp_capabilities"));
+        assert!(seen[1].contains("query-migrate"));
+        assert!(seen[2].contains("tcp:127.0.0.1:1"));
+    }
+
+    #[test]
+    fn a_peer_without_a_greeting_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.qmp");
+        let listener = UnixListener::bind(&path).expect("bind");
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            s.write_all(b"{\"hello\": 1}\n").expect("write");
+        });
+        assert!(Qmp::connect(&path).is_err());
+        t.join().expect("peer thread");
+    }
+}

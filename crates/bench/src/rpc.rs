@@ -238,3 +238,16 @@ fn render(
     out.push_str(&t.render());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_server_goes_first_in_turn() {
+        assert_eq!(order(2, 0), vec![0, 1]);
+        assert_eq!(order(2, 1), vec![1, 0]);
+        assert_eq!(order(3, 2), vec![2, 0, 1]);
+        assert_eq!(order(1, 5), vec![0]);
+    }
+}

@@ -652,3 +652,94 @@ fn render_floors(out: &mut String, floors: &[FloorSample], error: Option<&str>) 
         out.push_str(&format!("\nFloor failure: {e}\n"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(side: Side, migrate_uris: [Option<String>; 2]) -> Hosts {
+        Hosts {
+            side,
+            uris: [
+                "qemu+tcp://127.0.0.1:1/system".into(),
+                "qemu+tcp://127.0.0.1:2/system".into(),
+            ],
+            migrate_uris,
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn libvirt_gets_a_migration_uri_for_direct_modes_only() {
+        let h = hosts(
+            Side::Libvirt,
+            [
+                Some("tcp://127.0.0.2:9".into()),
+                Some("tcp://127.0.0.3:9".into()),
+            ],
+        );
+        assert_eq!(
+            h.migrate_args(Mode::P2p, "g"),
+            [
+                "migrate",
+                "--live",
+                "--p2p",
+                "g",
+                "qemu+tcp://127.0.0.1:2/system",
+                "--migrateuri",
+                "tcp://127.0.0.3:9"
+            ]
+        );
+        assert_eq!(
+            h.migrate_args(Mode::Tunnelled, "g"),
+            [
+                "migrate",
+                "--live",
+                "--p2p",
+                "--tunnelled",
+                "g",
+                "qemu+tcp://127.0.0.1:2/system"
+            ]
+        );
+    }
+
+    #[test]
+    fn migrated_picks_its_own_data_address_and_direction_follows_the_guest() {
+        let mut h = hosts(Side::Migrated, [None, None]);
+        h.at = 1;
+        assert_eq!(
+            h.migrate_args(Mode::Regular, "g"),
+            ["migrate", "--live", "g", "qemu+tcp://127.0.0.1:1/system"]
+        );
+        assert_eq!(
+            h.migrate_args(Mode::Offline, "g"),
+            [
+                "migrate",
+                "--offline",
+                "--persistent",
+                "--undefinesource",
+                "g",
+                "qemu+tcp://127.0.0.1:1/system"
+            ]
+        );
+    }
+
+    #[test]
+    fn guest_type_follows_the_accelerator() {
+        assert!(guest_xml("g", "u", 256, "kvm").contains("<domain type='kvm'>"));
+        assert!(guest_xml("g", "u", 256, "tcg").contains("<domain type='qemu'>"));
+        assert!(guest_xml("g", "u", 256, "kvm").contains("<memory unit='MiB'>256</memory>"));
+    }
+
+    #[test]
+    fn timings_count_only_counted_runs_and_keep_the_first_error() {
+        let mut t = Timings::default();
+        t.record(Ok(5.0), false);
+        t.record(Ok(7.0), true);
+        t.record(Err(anyhow::anyhow!("first")), true);
+        t.record(Err(anyhow::anyhow!("second")), true);
+        assert_eq!(t.ms, vec![7.0]);
+        assert_eq!(t.tries, 3);
+        assert_eq!(t.error.as_deref(), Some("first"));
+    }
+}
