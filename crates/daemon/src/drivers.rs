@@ -3,9 +3,11 @@
 //! One instance per driver lives for the whole daemon and is shared by every
 //! connection that opens its URI, as libvirtd shares its drivers.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use migrated_core::driver::{Driver, HostIdentity};
+use migrated_core::migration::{Manager, ManagerConfig, PausePoint};
 
 use crate::config::{Config, DriverKind};
 use crate::error::{Error, Result};
@@ -25,6 +27,9 @@ pub struct DriverRegistry {
     /// The test driver's memory checksum (reported by MIGRATION_STATUS so
     /// tests compare both sides of a migration).
     test_driver: Option<migrated_driver_test::TestDriver>,
+    /// The QEMU driver, whose workload guests report their pass counter
+    /// (MIGRATION_STATUS, so tests see a guest kept running).
+    qemu_driver: Option<migrated_driver_qemu::QemuDriver>,
 }
 
 impl std::fmt::Debug for DriverRegistry {
@@ -43,6 +48,7 @@ impl DriverRegistry {
             drivers,
             managers: Vec::new(),
             test_driver: None,
+            qemu_driver: None,
         }
     }
 
@@ -56,6 +62,7 @@ impl DriverRegistry {
         let mut drivers: Vec<(DriverKind, Arc<dyn Driver>)> = Vec::new();
         let mut managers = Vec::new();
         let mut test_driver = None;
+        let mut qemu_driver = None;
         for kind in &config.drivers {
             match kind {
                 DriverKind::Test => {
@@ -88,6 +95,13 @@ impl DriverRegistry {
                             source: Box::new(source),
                         })?;
                     tracing::info!("qemu driver started");
+                    let manager =
+                        qemu_manager(config, driver.clone()).map_err(|source| Error::Driver {
+                            driver: "qemu",
+                            source: Box::new(source),
+                        })?;
+                    managers.push((DriverKind::Qemu, manager));
+                    qemu_driver = Some(driver.clone());
                     drivers.push((DriverKind::Qemu, Arc::new(driver)));
                 }
             }
@@ -96,6 +110,7 @@ impl DriverRegistry {
             drivers,
             managers,
             test_driver,
+            qemu_driver,
         })
     }
 
@@ -104,6 +119,27 @@ impl DriverRegistry {
         match kind_for_uri(uri)? {
             DriverKind::Test => Some(self.test_driver.as_ref()?.memory(uuid)?.checksum_hex()),
             DriverKind::Qemu => None,
+        }
+    }
+
+    /// What MIGRATION_STATUS reports about a running guest's contents, for
+    /// tests comparing both sides of a migration: `memory sha256 <hex>` for a
+    /// test-driver guest, `workload counter <n>` for a QEMU guest running the
+    /// project's workload kernel (read through QMP); `None` otherwise.
+    pub async fn guest_detail(&self, uri: &str, uuid: &uuid::Uuid) -> Option<String> {
+        match kind_for_uri(uri)? {
+            DriverKind::Test => self
+                .memory_checksum(uri, uuid)
+                .map(|sum| format!("memory sha256 {sum}")),
+            DriverKind::Qemu => {
+                let driver = self.qemu_driver.as_ref()?;
+                let dom = driver.lookup_by_uuid(uuid).await.ok()?;
+                let qmp = driver.qmp(&dom).ok()?;
+                let status = migrated_driver_qemu::workload::read_status(&qmp)
+                    .await
+                    .ok()?;
+                Some(format!("workload counter {}", status.counter))
+            }
         }
     }
 
@@ -129,6 +165,51 @@ impl DriverRegistry {
             .find(|(kind, _)| *kind == wanted)
             .map(|(kind, driver)| (driver.clone(), uri_of(*kind)))
     }
+}
+
+/// Where the QEMU driver's migration manager keeps its journal (and where a
+/// test build looks for its `pause-at` request): a directory of its own, so
+/// that with both drivers enabled neither manager's recovery sees, and
+/// discards, the other's journalled jobs.
+pub fn qemu_migration_dir(config: &Config) -> PathBuf {
+    config.state_dir.join("qemu")
+}
+
+/// The QEMU driver's migration manager: QEMU-native migration through
+/// [`QemuBackend`](migrated_driver_qemu::backend::QemuBackend), data
+/// listeners on the configured port range and address. Inside a runtime it
+/// also starts recovering the jobs journalled before a restart (after the
+/// driver has re-attached to its guests, so recovery sees them).
+///
+/// # Errors
+/// The manager's error when its journal directory cannot be created, or an
+/// unknown `MIGRATED_PAUSE_AT` point.
+pub fn qemu_manager(
+    config: &Config,
+    driver: migrated_driver_qemu::QemuDriver,
+) -> migrated_core::Result<Arc<Manager>> {
+    let mut mc = ManagerConfig::new(qemu_migration_dir(config), host(config));
+    mc.port_range = config.migration_ports.first..=config.migration_ports.last;
+    if let Some(addr) = config.migration_address {
+        mc.listen_address = addr.to_string();
+    }
+    mc.pause_at = PausePoint::from_env()?;
+    let backend = migrated_driver_qemu::backend::QemuBackend::new(driver);
+    let manager = Arc::new(Manager::new(mc, Arc::new(backend))?);
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        let m = manager.clone();
+        rt.spawn(async move {
+            match m.recover().await {
+                Ok(done) => {
+                    for r in done {
+                        tracing::warn!(dom = %r.entry.name, job_id = %r.entry.job_id, action = ?r.action, "qemu migration job recovered");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "qemu migration recovery failed"),
+            }
+        });
+    }
+    Ok(manager)
 }
 
 fn host(config: &Config) -> HostIdentity {

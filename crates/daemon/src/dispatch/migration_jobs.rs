@@ -215,8 +215,8 @@ pub async fn migration_status(
     let manager = manager(handler, session)?;
     let memory = handler
         .drivers()
-        .memory_checksum(session.driver()?.uri, &dom.uuid)
-        .map(|sum| format!("memory sha256 {sum}"));
+        .guest_detail(session.driver()?.uri, &dom.uuid)
+        .await;
     let held = manager.held().into_iter().find(|e| e.uuid == dom.uuid);
     let Some(job) = manager.registry().get(&dom.uuid) else {
         return Ok(MigrationStatusRet {

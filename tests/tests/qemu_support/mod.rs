@@ -1,0 +1,354 @@
+//! Shared helpers of the `qemu_*` integration tests: two `migrated` daemons
+//! serving `qemu:///system` on loopback (distinct host UUIDs, disjoint
+//! migration port ranges), real QEMU guests booting the project's workload
+//! kernel, and the checks every scenario ends with (which QEMU processes run
+//! a guest, its workload counter, its status file).
+//!
+//! QEMU guests outlive their daemon by design, so [`QemuHosts`] kills, when
+//! dropped, every QEMU process that runs one of its guests: a failing test
+//! must not leave emulators behind.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use migrated_driver_qemu::status::StatusFile;
+use migrated_driver_qemu::workload;
+use migrated_tests::clients::{stderr_of, stdout_of};
+use migrated_tests::{free_port, random_uuid, require_binary, virsh, wait_until, Daemon};
+
+use crate::migrate_support::{ctl, ctl_ok};
+
+/// Memory of the guests the issue's migrations move.
+pub const GUEST_MIB: u32 = 256;
+/// What the workload dirties per pass while migrating.
+pub const DIRTY_MIB: u32 = 64;
+/// Ports per daemon for incoming migration data.
+const PORTS_PER_DAEMON: u16 = 8;
+/// How long a guest may take to boot far enough to count, or a counter to move.
+pub const GUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// QEMU tests in one test binary run one at a time: two cores cannot run
+/// several pairs of TCG guests migrating at once without missing timeouts.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Two daemons (A the source, B the destination) serving only the QEMU
+/// driver, and the workload kernel installed for their guests.
+pub struct QemuHosts {
+    /// Source daemon.
+    pub a: Daemon,
+    /// Destination daemon.
+    pub b: Daemon,
+    kernel: PathBuf,
+    uuids: Mutex<Vec<String>>,
+    _kernel_dir: tempfile::TempDir,
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// `None` (after a loud SKIPPED) when QEMU or virsh is missing locally;
+/// under `CI` a missing tool fails the test.
+pub fn tools_present() -> bool {
+    require_binary("qemu-system-x86_64").is_some() && require_binary("virsh").is_some()
+}
+
+/// A port range of [`PORTS_PER_DAEMON`] starting at a currently free port,
+/// disjoint from `other`.
+fn port_range(other: Option<(u16, u16)>) -> (u16, u16) {
+    wait_until(
+        Duration::from_secs(5),
+        "a free migration port range",
+        || {
+            let first = free_port();
+            let last = first.checked_add(PORTS_PER_DAEMON - 1)?;
+            match other {
+                Some((o_first, o_last)) if first <= o_last && o_first <= last => None,
+                _ => Some((first, last)),
+            }
+        },
+    )
+}
+
+fn qemu_daemon(name: &str, ports: (u16, u16)) -> Daemon {
+    Daemon::builder()
+        .hostname(name)
+        .drivers("qemu")
+        .tcp()
+        .args([
+            "--migration-ports".to_owned(),
+            format!("{}-{}", ports.0, ports.1),
+            "--migration-address".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .spawn()
+}
+
+impl QemuHosts {
+    /// Starts both daemons; `None` when the tools are missing (see
+    /// [`tools_present`]).
+    pub fn start() -> Option<Self> {
+        if !tools_present() {
+            return None;
+        }
+        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let a_ports = port_range(None);
+        let b_ports = port_range(Some(a_ports));
+        let kernel_dir = tempfile::Builder::new()
+            .prefix("migrated-qemu-kernel-")
+            .tempdir()
+            .expect("kernel temp dir");
+        let kernel = workload::install(kernel_dir.path()).expect("install the workload kernel");
+        Some(Self {
+            a: qemu_daemon("qemu-a", a_ports),
+            b: qemu_daemon("qemu-b", b_ports),
+            kernel,
+            uuids: Mutex::new(Vec::new()),
+            _kernel_dir: kernel_dir,
+            _serial: serial,
+        })
+    }
+
+    /// `qemu+tcp://127.0.0.1:PORT/system` of the source.
+    pub fn a_uri(&self) -> String {
+        qemu_uri(&self.a)
+    }
+
+    /// `qemu+tcp://127.0.0.1:PORT/system` of the destination.
+    pub fn b_uri(&self) -> String {
+        qemu_uri(&self.b)
+    }
+
+    /// A workload guest's XML (TCG, so it runs without KVM), with a fresh
+    /// UUID that the cleanup will look for.
+    pub fn guest_xml(&self, name: &str, memory_mib: u32, dirty_mib: u32) -> (String, String) {
+        let uuid = random_uuid();
+        self.uuids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(uuid.clone());
+        let xml = format!(
+            "<domain type='qemu'><name>{name}</name><uuid>{uuid}</uuid>\
+             <memory unit='MiB'>{memory_mib}</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='pc'>hvm</type>\
+             <kernel>{}</kernel><cmdline>dirty_mib={dirty_mib}</cmdline></os></domain>\n",
+            self.kernel.display()
+        );
+        (xml, uuid)
+    }
+
+    /// Defines a persistent workload guest on `uri` with virsh; returns its UUID.
+    pub fn define(&self, uri: &str, name: &str, memory_mib: u32, dirty_mib: u32) -> String {
+        let (xml, uuid) = self.guest_xml(name, memory_mib, dirty_mib);
+        let path = self._kernel_dir.path().join(format!("{name}.xml"));
+        std::fs::write(&path, xml).expect("write guest XML");
+        self.virsh_ok(uri, &["define", path.to_str().expect("utf-8 path")]);
+        uuid
+    }
+
+    /// Defines and starts a [`GUEST_MIB`] guest dirtying [`DIRTY_MIB`] on the
+    /// source and waits until its workload counts; returns (uuid, counter).
+    pub fn running_guest(&self, name: &str) -> (String, u64) {
+        let uri = self.a_uri();
+        let uuid = self.define(&uri, name, GUEST_MIB, DIRTY_MIB);
+        self.virsh_ok(&uri, &["start", name]);
+        let counter = counter_above(&uri, name, 0, self);
+        (uuid, counter)
+    }
+
+    /// Runs virsh and insists on success; returns stdout.
+    #[track_caller]
+    pub fn virsh_ok(&self, uri: &str, args: &[&str]) -> String {
+        let out = virsh(uri, args);
+        assert!(
+            out.status.success(),
+            "virsh {args:?} failed: {}{}\n{}",
+            stdout_of(&out),
+            stderr_of(&out),
+            self.logs()
+        );
+        stdout_of(&out)
+    }
+
+    /// Runs migratectl and insists on success; returns stdout.
+    #[track_caller]
+    pub fn ctl_ok(&self, uri: &str, args: &[&str]) -> String {
+        let out = ctl(uri, args);
+        assert!(
+            out.status.success(),
+            "migratectl {args:?} failed: {}{}\n{}",
+            stdout_of(&out),
+            stderr_of(&out),
+            self.logs()
+        );
+        stdout_of(&out)
+    }
+
+    /// Both daemons' log tails, for failure messages.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- source log ---\n{}\n--- destination log ---\n{}",
+            tail(&self.a.logs()),
+            tail(&self.b.logs())
+        )
+    }
+}
+
+impl Drop for QemuHosts {
+    fn drop(&mut self) {
+        let uuids = self.uuids.lock().unwrap_or_else(|p| p.into_inner());
+        for uuid in uuids.iter() {
+            for pid in qemu_pids(uuid) {
+                // SAFETY: kill(2) has no memory-safety preconditions; the pid
+                // runs a QEMU whose command line names a UUID this test made.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// `qemu+tcp://127.0.0.1:PORT/system` of a daemon.
+pub fn qemu_uri(daemon: &Daemon) -> String {
+    format!("qemu+tcp://127.0.0.1:{}/system", daemon.tcp_port())
+}
+
+/// Live processes (zombies have an empty command line) of a QEMU emulator
+/// whose command line names `uuid`.
+pub fn qemu_pids(uuid: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let mut args = cmdline
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned());
+            args.next().is_some_and(|exe| exe.contains("qemu-system"))
+                && args.any(|a| a.contains(uuid))
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Whether `pid` is gone (or a zombie nobody has reaped yet).
+pub fn pid_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // "pid (comm) S ..." — the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
+
+/// The QEMU pid recorded in `daemon`'s status file of `name`, if it runs there.
+pub fn status_pid(daemon: &Daemon, name: &str) -> Option<i32> {
+    StatusFile::read(&StatusFile::path(daemon.runtime_dir(), name))
+        .ok()
+        .map(|s| s.pid)
+}
+
+/// The workload's pass counter, as the daemon reads it through QMP
+/// (`migratectl migration-status` detail), or `None`.
+pub fn counter(uri: &str, name: &str) -> Option<u64> {
+    let out = ctl(uri, &["migration-status", name]);
+    if !out.status.success() {
+        return None;
+    }
+    let text = stdout_of(&out);
+    let rest = text.split("workload counter ").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Waits until the counter on `uri` is above `above`; returns it.
+#[track_caller]
+pub fn counter_above(uri: &str, name: &str, above: u64, hosts: &QemuHosts) -> u64 {
+    let deadline = std::time::Instant::now() + GUEST_TIMEOUT;
+    loop {
+        if let Some(c) = counter(uri, name).filter(|&c| c > above) {
+            return c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the workload counter of {name} on {uri} never passed {above}: last {:?}\n{}",
+            counter(uri, name),
+            hosts.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// After a migration from A to B: the source's QEMU (`src_pid`) is gone, the
+/// destination's runs, it is the only QEMU running the guest, and the
+/// workload counted past `before` there.
+#[track_caller]
+pub fn moved_and_counting(hosts: &QemuHosts, name: &str, uuid: &str, src_pid: i32, before: u64) {
+    wait_until(Duration::from_secs(20), "the source QEMU to exit", || {
+        pid_gone(src_pid).then_some(())
+    });
+    let dst_pid = status_pid(&hosts.b, name)
+        .unwrap_or_else(|| panic!("no status file of {name} on B\n{}", hosts.logs()));
+    assert_ne!(dst_pid, src_pid);
+    assert!(
+        !pid_gone(dst_pid),
+        "destination QEMU {dst_pid} is not running"
+    );
+    assert_eq!(
+        qemu_pids(uuid),
+        vec![dst_pid],
+        "exactly the destination's QEMU runs {name}"
+    );
+    assert_eq!(status_pid(&hosts.a, name), None, "source status file left");
+    let after = counter_above(&hosts.b_uri(), name, before, hosts);
+    assert!(after > before);
+}
+
+/// virsh/migratectl `domstate` as text, `None` when the host lacks the guest.
+pub fn domstate(uri: &str, name: &str) -> Option<String> {
+    let out = virsh(uri, &["domstate", name]);
+    out.status
+        .success()
+        .then(|| stdout_of(&out).trim().to_owned())
+}
+
+/// Whether a migration job still owns the guest on `uri` (migration-status role).
+pub fn job_free(uri: &str, name: &str) -> bool {
+    let out = ctl_ok(uri, &["migration-status", name]);
+    out.lines()
+        .find_map(|l| l.strip_prefix("Role:"))
+        .is_some_and(|r| r.trim() == "none")
+}
+
+/// `<state_dir>/qemu`: the QEMU migration manager's directory (journal,
+/// `pause-at` requests and `paused-at-*` markers of test builds).
+pub fn migration_dir(daemon: &Daemon) -> PathBuf {
+    daemon.state_dir().join("qemu")
+}
+
+/// Asks `daemon` to hold its next migration at `point` (a test build's pause
+/// hook); returns the marker it writes when it gets there.
+pub fn pause_at(daemon: &Daemon, point: &str) -> PathBuf {
+    let dir = migration_dir(daemon);
+    std::fs::create_dir_all(&dir).expect("create migration dir");
+    std::fs::write(dir.join("pause-at"), point).expect("write pause-at");
+    dir.join(format!("paused-at-{point}"))
+}
+
+/// Stops holding migrations on `daemon` and releases a held one.
+pub fn release(daemon: &Daemon, marker: &Path) {
+    let _ = std::fs::remove_file(migration_dir(daemon).join("pause-at"));
+    let _ = std::fs::remove_file(marker);
+}
