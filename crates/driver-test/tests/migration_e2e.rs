@@ -489,6 +489,13 @@ async fn auto_converge_throttles_a_guest_that_outruns_the_link() {
         .await
         .expect("define");
     let dom = a.driver.create(&dom, 0).await.expect("start");
+    let mem = a.driver.memory(&dom.uuid).expect("memory");
+    for _ in 0..500 {
+        if mem.dirty_count() > 1000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // 1 ms at 64 MiB/s is 16 pages: this guest cannot converge on its own,
     // however slowly a loaded machine runs its workload thread.
     a.mgr
@@ -600,4 +607,49 @@ async fn large_guest_timing_probe() {
             stats.data_processed
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_whose_stream_dies_cleans_up_without_waiting_for_finish() {
+    let (a, b) = (host(1), host(2));
+    let dom = running_guest(&a, "orphan", "").await;
+    let r = live(MigrateFlags::PEER2PEER | MigrateFlags::TUNNELLED);
+    let begin = a.mgr.begin3(&dom, r.clone()).await.expect("begin");
+    let mut dreq = r.clone();
+    dreq.dest_xml = Some(begin.xml);
+    let (w, rd) = tokio::io::duplex(64 * 1024);
+    b.mgr
+        .prepare3(dreq.clone(), &begin.cookie, Some(Box::new(rd)))
+        .await
+        .expect("prepare");
+    assert_eq!(state_of(&b, &dom.uuid).await, Some(DomainState::Paused));
+    // The source side of the tunnel goes away (its daemon died) and nobody
+    // will ever send Finish.
+    drop(w);
+    let mut cleaned = false;
+    for _ in 0..500 {
+        if !b.mgr.registry().is_locked(&dom.uuid) {
+            cleaned = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(cleaned, "the destination job ended on its own");
+    assert_eq!(
+        state_of(&b, &dom.uuid).await,
+        None,
+        "incoming guest removed"
+    );
+    assert_eq!(
+        b.mgr.registry().stats(&dom.uuid, true).job_type,
+        JobType::Failed
+    );
+    // A late Finish gets the answers a stock client expects.
+    let late = b.mgr.finish3("orphan", dreq.clone(), &[], true).await;
+    assert!(matches!(late, Err(Error::MigrateFinishOk)), "{late:?}");
+    a.mgr
+        .confirm3(&dom, r, &[], true)
+        .await
+        .expect("source job released");
+    check_one_copy_then_retry(&a, &b, &dom).await;
 }

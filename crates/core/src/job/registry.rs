@@ -69,6 +69,16 @@ struct Shared {
     tuning: Mutex<Tuning>,
     abort: watch::Sender<bool>,
     pause_now: std::sync::atomic::AtomicBool,
+    transfer: watch::Sender<Transfer>,
+    ended: watch::Sender<bool>,
+}
+
+/// What the destination knows about its incoming data stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Transfer {
+    Running,
+    Failed(String),
+    Ended,
 }
 
 /// A live migration job, shared by the manager, the data plane and the
@@ -135,6 +145,8 @@ impl JobHandle {
             tuning: Mutex::new(tuning),
             abort: watch::channel(false).0,
             pause_now: std::sync::atomic::AtomicBool::new(false),
+            transfer: watch::channel(Transfer::Running).0,
+            ended: watch::channel(false).0,
         }))
     }
 
@@ -263,6 +275,57 @@ impl JobHandle {
         self.0.pause_now.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Destination data plane: the incoming stream failed for good (the source
+    /// went away, the tunnel broke, the data was bad, or an abort). The manager
+    /// then removes the incoming guest without waiting for Finish.
+    pub fn report_transfer_failure(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.0.transfer.send_if_modified(|t| {
+            if *t == Transfer::Running {
+                *t = Transfer::Failed(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Completes with the failure reported by the data plane, or `None` once
+    /// the job has ended without one.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only watches a value.
+    pub async fn transfer_failure(&self) -> Option<String> {
+        let mut rx = self.0.transfer.subscribe();
+        let state = rx.wait_for(|t| *t != Transfer::Running).await.ok()?;
+        match &*state {
+            Transfer::Failed(reason) => Some(reason.clone()),
+            Transfer::Running | Transfer::Ended => None,
+        }
+    }
+
+    /// Completes once the job has left the registry (its cleanup is done).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only watches a flag.
+    pub async fn ended(&self) {
+        let mut rx = self.0.ended.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = rx.wait_for(|e| *e).await;
+    }
+
+    fn mark_ended(&self) {
+        self.0.ended.send_replace(true);
+        self.0.transfer.send_if_modified(|t| {
+            if *t == Transfer::Running {
+                *t = Transfer::Ended;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
     /// Time since the job started.
     pub fn elapsed(&self) -> Duration {
         self.0.started.elapsed()
@@ -288,9 +351,19 @@ struct Inner {
 }
 
 /// Every migration job of one daemon, by guest UUID.
-#[derive(Default)]
 pub struct JobRegistry {
     inner: Mutex<Inner>,
+    /// Concurrent jobs allowed (the daemon's `max_jobs`); unlimited by default.
+    max_jobs: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for JobRegistry {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            max_jobs: std::sync::atomic::AtomicUsize::new(usize::MAX),
+        }
+    }
 }
 
 impl std::fmt::Debug for JobRegistry {
@@ -307,15 +380,31 @@ impl JobRegistry {
         Self::default()
     }
 
+    /// Limits the number of concurrent jobs (source and destination alike);
+    /// jobs already running are not affected.
+    pub fn set_max_jobs(&self, max: usize) {
+        self.max_jobs
+            .store(max, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Registers a new job for `dom`, starting in `phase`.
     ///
     /// # Errors
-    /// [`Error::OperationInvalid`] "another migration job is already active for domain X".
+    /// [`Error::OperationInvalid`] "another migration job is already active for domain X",
+    /// or "too many concurrent migration jobs" when `max_jobs` jobs are active.
     pub fn start(&self, job_id: Uuid, dom: &DomainRef, phase: Phase) -> Result<JobHandle> {
         let mut inner = lock(&self.inner);
         if inner.active.contains_key(&dom.uuid) {
             return Err(Error::invalid(format!(
                 "another migration job is already active for domain {}",
+                dom.name
+            )));
+        }
+        let max = self.max_jobs.load(std::sync::atomic::Ordering::Relaxed);
+        if inner.active.len() >= max {
+            return Err(Error::invalid(format!(
+                "too many concurrent migration jobs ({max} active, the limit max_jobs); \
+                 cannot migrate domain {}",
                 dom.name
             )));
         }
@@ -358,6 +447,7 @@ impl JobRegistry {
         let Some(job) = inner.active.remove(uuid) else {
             return;
         };
+        job.mark_ended();
         let mut stats = job.stats();
         match outcome {
             JobOutcome::Completed => stats.job_type = JobType::Completed,
@@ -494,6 +584,24 @@ mod tests {
 
     fn begin() -> Phase {
         Phase::Source(SourcePhase::Begin3 { offline: false })
+    }
+
+    #[test]
+    fn jobs_over_max_jobs_are_refused_until_one_ends() {
+        let reg = JobRegistry::new();
+        reg.set_max_jobs(2);
+        reg.start(Uuid::new_v4(), &dom("a", 1), begin())
+            .expect("first");
+        reg.start(Uuid::new_v4(), &dom("b", 2), begin())
+            .expect("second");
+        let err = reg
+            .start(Uuid::new_v4(), &dom("c", 3), begin())
+            .expect_err("third is over the limit");
+        assert_eq!(err.code(), ErrorCode::OperationInvalid);
+        assert!(err.to_string().contains("max_jobs"), "{err}");
+        reg.finish(&Uuid::from_u128(1), JobOutcome::Cancelled);
+        reg.start(Uuid::new_v4(), &dom("c", 3), begin())
+            .expect("a slot was freed");
     }
 
     #[test]

@@ -153,7 +153,13 @@ impl TestBackend {
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
     {
         let job = job.clone();
-        let task = tokio::spawn(receive::receive(input, memory, job));
+        let task = tokio::spawn(async move {
+            let result = receive::receive(input, memory, job.clone()).await;
+            if let Err(err) = &result {
+                job.report_transfer_failure(err.to_string());
+            }
+            result
+        });
         self.incoming().insert(uuid, IncomingTransfer { task });
     }
 
@@ -328,8 +334,15 @@ impl MigrationBackend for TestBackend {
                 };
                 let job2 = job.clone();
                 let task = tokio::spawn(async move {
-                    let stream = accept.await?;
-                    receive::receive(stream, memory, job2).await
+                    let result = async {
+                        let stream = accept.await?;
+                        receive::receive(stream, memory, job2.clone()).await
+                    }
+                    .await;
+                    if let Err(err) = &result {
+                        job2.report_transfer_failure(err.to_string());
+                    }
+                    result
                 });
                 self.incoming().insert(uuid, IncomingTransfer { task });
                 Ok(PrepareOut {

@@ -1,14 +1,19 @@
 //! Destination-side steps: Prepare3 (direct, tunnelled, offline) and Finish3.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use uuid::Uuid;
 
-use super::{lock, Finish3Out, Manager, Prepare3Out};
+use super::{lock, record, Finish3Out, Manager, Prepare3Out};
 use crate::cookie::{feature, Capability, Cookie};
 use crate::domain::DomainRef;
 use crate::error::{Error, Result};
 use crate::flags::MigrateFlags;
-use crate::job::{DestinationEvent, DestinationPhase, JobHandle, JobOutcome, Phase};
-use crate::migration::backend::{Incoming, TunnelReader};
+use crate::job::{
+    DestinationEvent, DestinationPhase, JobHandle, JobOutcome, JobRegistry, Journal, Phase,
+};
+use crate::migration::backend::{Incoming, MigrationBackend, TunnelReader};
 use crate::migration::fault::PausePoint;
 use crate::migration::request::{MigrateRequest, Role, Step};
 use crate::migration::uri::DataUri;
@@ -79,6 +84,7 @@ impl Manager {
                 offline: req.is_offline(),
             }),
         )?;
+        lock(&self.failed_incoming).remove(&dom.name);
         if let Err(err) = self.persist(&job, req.flags, peer, &job.phase()) {
             self.registry
                 .finish(&dom.uuid, JobOutcome::Failed(err.to_string()));
@@ -100,6 +106,16 @@ impl Manager {
                     Ok(bytes) => {
                         self.pause_point(PausePoint::Prepare).await;
                         tracing::info!(job_id = %job_id, dom = %dom.name, uri_out = ?out.uri_out, "incoming migration prepared");
+                        tokio::spawn(
+                            IncomingWatch {
+                                registry: Arc::clone(&self.registry),
+                                journal: self.journal.clone(),
+                                backend: Arc::clone(&self.backend),
+                                incoming: Arc::clone(&self.incoming),
+                                failed: Arc::clone(&self.failed_incoming),
+                            }
+                            .run(job.clone(), req.clone()),
+                        );
                         Ok(Prepare3Out {
                             cookie: bytes,
                             uri_out: out.uri_out,
@@ -197,12 +213,22 @@ impl Manager {
             Ok(Some(c)) => self.registry.get(&c.uuid),
             Ok(None) | Err(_) => self.registry.find_destination_by_name(dname),
         }
-        .filter(|j| j.role() == Role::Destination)
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "no incoming migration job is active for domain {dname}"
-            ))
-        })?;
+        .filter(|j| j.role() == Role::Destination);
+        let Some(job) = job else {
+            // The stream may have failed first and taken the incoming guest
+            // with it; Finish then gets the answer it would have got.
+            let failed = lock(&self.failed_incoming).remove(dname);
+            return Err(match failed {
+                Some(_) if cancelled => Error::MigrateFinishOk,
+                Some(reason) => Error::OperationFailed {
+                    operation: "migration",
+                    reason: format!("incoming migration of domain {dname} failed: {reason}"),
+                },
+                None => Error::invalid(format!(
+                    "no incoming migration job is active for domain {dname}"
+                )),
+            });
+        };
         let cookie = match cookie {
             Ok(c) => c,
             Err(err) => {
@@ -217,12 +243,20 @@ impl Manager {
             .and_then(|c| c.source.as_ref())
             .map(|h| h.uuid);
         let dom = job.domain();
-        self.destination_step(
+        if let Err(err) = self.destination_step(
             &job,
             req.flags,
             peer,
             DestinationEvent::FinishStarted { cancelled },
-        )?;
+        ) {
+            // Lost the race with the stream-failure cleanup: already cancelled.
+            if cancelled && job.phase() == Phase::Destination(DestinationPhase::Finish3Cancelled) {
+                // Answer once the incoming guest is really gone.
+                job.ended().await;
+                return Err(Error::MigrateFinishOk);
+            }
+            return Err(err);
+        }
         if cancelled {
             if let Err(err) = self.backend.finish(&dom, &req, None, true, &job).await {
                 tracing::warn!(job_id = %job.job_id(), error = %err, "cleaning up incoming guest failed");
@@ -287,6 +321,58 @@ impl Manager {
                 self.end(&job, JobOutcome::Failed(err.to_string()));
                 Err(err)
             }
+        }
+    }
+}
+
+/// Removes an incoming guest whose data stream failed for good, without
+/// waiting for Finish (whose caller may be gone with the stream). Finish, if
+/// it comes, then gets the answer from `failed`.
+struct IncomingWatch {
+    registry: Arc<JobRegistry>,
+    journal: Journal,
+    backend: Arc<dyn MigrationBackend>,
+    incoming: Arc<Mutex<HashMap<Uuid, DomainDef>>>,
+    failed: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// Failed incoming names remembered for a late Finish; older ones are dropped.
+const MAX_FAILED_INCOMING: usize = 1024;
+
+impl IncomingWatch {
+    async fn run(self, job: JobHandle, req: MigrateRequest) {
+        let Some(reason) = job.transfer_failure().await else {
+            return;
+        };
+        let moved = job.transition(
+            |p| match p {
+                Phase::Destination(d) => d
+                    .advance(DestinationEvent::FinishStarted { cancelled: true })
+                    .map(Phase::Destination),
+                other => Ok(other),
+            },
+            |p| record(&self.journal, &job, req.flags, None, p),
+        );
+        if moved.is_err() {
+            // Finish already runs and handles the failure itself.
+            return;
+        }
+        let dom = job.domain();
+        tracing::warn!(job_id = %job.job_id(), dom = %dom.name, %reason, "incoming migration stream failed; removing the incoming guest");
+        if let Err(err) = self.backend.finish(&dom, &req, None, true, &job).await {
+            tracing::warn!(job_id = %job.job_id(), error = %err, "cleaning up incoming guest failed");
+        }
+        {
+            let mut failed = lock(&self.failed);
+            if failed.len() >= MAX_FAILED_INCOMING {
+                failed.clear();
+            }
+            failed.insert(dom.name.clone(), reason.clone());
+        }
+        lock(&self.incoming).remove(&dom.uuid);
+        self.registry.finish(&dom.uuid, JobOutcome::Failed(reason));
+        if let Err(err) = self.journal.remove(&job.job_id()) {
+            tracing::warn!(job_id = %job.job_id(), error = %err, "could not remove journal entry");
         }
     }
 }

@@ -126,11 +126,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Manager {
     config: ManagerConfig,
     backend: Arc<dyn MigrationBackend>,
-    registry: JobRegistry,
+    registry: Arc<JobRegistry>,
     journal: Journal,
     sources: Mutex<HashMap<Uuid, SourceContext>>,
     /// Destination: the definition each incoming guest was prepared with.
-    incoming: Mutex<HashMap<Uuid, DomainDef>>,
+    incoming: Arc<Mutex<HashMap<Uuid, DomainDef>>>,
+    /// Destination: incoming guests removed after their stream failed, by name,
+    /// with the reason, until their Finish arrives.
+    failed_incoming: Arc<Mutex<HashMap<String, String>>>,
     /// Recovered source jobs kept paused until someone knows the peer's outcome.
     held: Mutex<HashMap<Uuid, JournalEntry>>,
 }
@@ -154,10 +157,11 @@ impl Manager {
         Ok(Self {
             config,
             backend,
-            registry: JobRegistry::new(),
+            registry: Arc::new(JobRegistry::new()),
             journal,
             sources: Mutex::new(HashMap::new()),
-            incoming: Mutex::new(HashMap::new()),
+            incoming: Arc::new(Mutex::new(HashMap::new())),
+            failed_incoming: Arc::new(Mutex::new(HashMap::new())),
             held: Mutex::new(HashMap::new()),
         })
     }
@@ -184,15 +188,7 @@ impl Manager {
         peer: Option<Uuid>,
         phase: &Phase,
     ) -> Result<()> {
-        let dom = job.domain();
-        self.journal.record(&JournalEntry {
-            job_id: job.job_id(),
-            name: dom.name,
-            uuid: dom.uuid,
-            phase: phase.clone(),
-            flags: flags.bits(),
-            peer_host: peer,
-        })
+        record(&self.journal, job, flags, peer, phase)
     }
 
     fn source_step(
@@ -296,4 +292,23 @@ impl Manager {
     pub fn held(&self) -> Vec<JournalEntry> {
         lock(&self.held).values().cloned().collect()
     }
+}
+
+/// Journals `phase` of `job`.
+fn record(
+    journal: &Journal,
+    job: &JobHandle,
+    flags: MigrateFlags,
+    peer: Option<Uuid>,
+    phase: &Phase,
+) -> Result<()> {
+    let dom = job.domain();
+    journal.record(&JournalEntry {
+        job_id: job.job_id(),
+        name: dom.name,
+        uuid: dom.uuid,
+        phase: phase.clone(),
+        flags: flags.bits(),
+        peer_host: peer,
+    })
 }
