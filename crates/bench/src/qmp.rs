@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(v["status"], "completed");
         assert_eq!(v["downtime"], 3);
         let err = q.execute("migrate", json!({"uri": "tcp:127.0.0.1:1"}));
-        let msg = format!("{:#}", err.err().expect("an error reply is an error"));
+        let msg = format!("{:#}", err.expect_err("an error reply is an error"));
         assert!(msg.contains("nope"), "{msg}");
         let seen = peer.join().expect("peer thread");
         assert!(seen[0].contains("qmp_capabilities"));
