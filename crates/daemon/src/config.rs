@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 
 /// Where the configuration file is read from when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/migrated/migrated.toml";
+/// Default of `max_client_outbound_bytes`: 64 MiB of unsent replies/events.
+pub const DEFAULT_MAX_CLIENT_OUTBOUND_BYTES: usize = 64 * 1024 * 1024;
 /// libvirt's plain TCP port.
 pub const DEFAULT_TCP_PORT: u16 = 16509;
 /// libvirt's TLS port.
@@ -96,6 +98,9 @@ pub struct Args {
     /// Maximum concurrent migration jobs [default: 16].
     #[arg(long, value_name = "N")]
     pub max_jobs: Option<usize>,
+    /// Unsent reply/event bytes per client before it is disconnected as a slow reader [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    pub max_client_outbound_bytes: Option<usize>,
     /// Seconds of silence before the daemon pings a client that asked for keepalive, 0 = never [default: 5].
     #[arg(long, value_name = "SECS")]
     pub keepalive_interval: Option<u32>,
@@ -111,7 +116,8 @@ pub struct Args {
     /// CA certificate that client certificates must chain to (PEM) [default: /etc/pki/CA/cacert.pem].
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
-    /// Glob a client certificate's subject DN must match (repeatable; none = any).
+    /// Glob a client certificate's subject DN must match (repeatable; not given = any;
+    /// `tls_allowed_dn = []` in the file = nobody).
     #[arg(long = "tls-allowed-dn", value_name = "GLOB")]
     pub tls_allowed_dn: Vec<String>,
     /// Log filter in tracing EnvFilter syntax; env MIGRATED_LOG overrides [default: info].
@@ -140,13 +146,14 @@ struct FileConfig {
     max_anonymous_clients: Option<usize>,
     max_client_requests: Option<usize>,
     max_jobs: Option<usize>,
+    max_client_outbound_bytes: Option<usize>,
     keepalive_interval: Option<u32>,
     keepalive_count: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
-    #[serde(default)]
-    tls_allowed_dn: Vec<String>,
+    /// `None` (key absent) = any valid certificate; `Some([])` = nobody.
+    tls_allowed_dn: Option<Vec<String>>,
     log_filter: Option<String>,
     migration_ports: Option<PortRange>,
     migration_address: Option<IpAddr>,
@@ -327,8 +334,9 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// CA bundle for client certificates (PEM).
     pub ca: PathBuf,
-    /// Globs the client subject DN must match; empty = any certificate from the CA.
-    pub allowed_dn: Vec<String>,
+    /// Globs the client subject DN must match: `None` = any certificate from
+    /// the CA, an empty list = nobody (libvirt's `tls_allowed_dn_list` semantics).
+    pub allowed_dn: Option<Vec<String>>,
 }
 
 /// The resolved configuration the daemon runs with.
@@ -356,6 +364,8 @@ pub struct Config {
     pub max_client_requests: usize,
     /// Concurrent migration jobs.
     pub max_jobs: usize,
+    /// Unsent bytes per connection before a slow reader is disconnected.
+    pub max_client_outbound_bytes: usize,
     /// Keepalive interval in seconds (0 = off).
     pub keepalive_interval: u32,
     /// Keepalive count.
@@ -415,7 +425,7 @@ impl Config {
         let allowed_dn = if args.tls_allowed_dn.is_empty() {
             file.tls_allowed_dn
         } else {
-            args.tls_allowed_dn.clone()
+            Some(args.tls_allowed_dn.clone())
         };
         let mut drivers = args
             .drivers
@@ -439,6 +449,11 @@ impl Config {
             ),
             max_client_requests: pick(&args.max_client_requests, file.max_client_requests, 5),
             max_jobs: pick(&args.max_jobs, file.max_jobs, 16),
+            max_client_outbound_bytes: pick(
+                &args.max_client_outbound_bytes,
+                file.max_client_outbound_bytes,
+                DEFAULT_MAX_CLIENT_OUTBOUND_BYTES,
+            ),
             keepalive_interval: pick(&args.keepalive_interval, file.keepalive_interval, 5),
             keepalive_count: pick(&args.keepalive_count, file.keepalive_count, 5),
             tls: TlsFiles {
@@ -716,6 +731,47 @@ mod tests {
     fn explicit_missing_config_file_is_an_error() {
         let args = parse_args(&["--config", "/nonexistent/migrated.toml"]);
         assert!(matches!(Config::load(&args), Err(Error::ReadConfig { .. })));
+    }
+
+    #[test]
+    fn allowed_dn_unset_differs_from_empty() {
+        let unset =
+            Config::merge(&parse_args(&[]), FileConfig::default(), None, &probe()).expect("merge");
+        assert_eq!(unset.tls.allowed_dn, None);
+        let file: FileConfig = toml::from_str("tls_allowed_dn = []").expect("valid toml");
+        let empty = Config::merge(&parse_args(&[]), file, None, &probe()).expect("merge");
+        assert_eq!(empty.tls.allowed_dn, Some(Vec::new()));
+        let file: FileConfig = toml::from_str("tls_allowed_dn = []").expect("valid toml");
+        let flag = Config::merge(
+            &parse_args(&["--tls-allowed-dn", "CN=*"]),
+            file,
+            None,
+            &probe(),
+        )
+        .expect("merge");
+        assert_eq!(flag.tls.allowed_dn, Some(vec!["CN=*".to_owned()]));
+    }
+
+    #[test]
+    fn outbound_limit_is_a_key_and_a_flag() {
+        let file: FileConfig =
+            toml::from_str("max_client_outbound_bytes = 4096").expect("valid toml");
+        let cfg = Config::merge(&parse_args(&[]), file, None, &probe()).expect("merge");
+        assert_eq!(cfg.max_client_outbound_bytes, 4096);
+        let cfg = Config::merge(
+            &parse_args(&["--max-client-outbound-bytes", "100"]),
+            FileConfig::default(),
+            None,
+            &probe(),
+        )
+        .expect("merge");
+        assert_eq!(cfg.max_client_outbound_bytes, 100);
+        let cfg =
+            Config::merge(&parse_args(&[]), FileConfig::default(), None, &probe()).expect("merge");
+        assert_eq!(
+            cfg.max_client_outbound_bytes,
+            DEFAULT_MAX_CLIENT_OUTBOUND_BYTES
+        );
     }
 
     #[test]

@@ -79,6 +79,7 @@ impl DriverRegistry {
                                 driver: "test",
                                 source: Box::new(source),
                             })?;
+                    manager.registry().set_max_jobs(config.max_jobs);
                     managers.push((DriverKind::Test, manager));
                     test_driver = Some(driver.clone());
                     drivers.push((DriverKind::Test, Arc::new(driver)));
@@ -100,6 +101,7 @@ impl DriverRegistry {
                             driver: "qemu",
                             source: Box::new(source),
                         })?;
+                    manager.registry().set_max_jobs(config.max_jobs);
                     managers.push((DriverKind::Qemu, manager));
                     qemu_driver = Some(driver.clone());
                     drivers.push((DriverKind::Qemu, Arc::new(driver)));

@@ -47,17 +47,24 @@ impl std::fmt::Debug for Listeners {
     }
 }
 
-/// Builds the rpc TLS acceptor from the configured files and DN globs.
+/// Builds the rpc TLS acceptor from the configured files and DN globs,
+/// after the start-up sanity check of the server certificate (expired, not
+/// yet valid, a CA certificate, not issued by the CA, key not matching), so
+/// the daemon refuses to start with a message naming the problem instead of
+/// failing every handshake later.
 ///
 /// # Errors
-/// [`Error::Tls`] when a file is unreadable or a pattern invalid.
+/// [`Error::Tls`] when a file is unreadable, the certificate fails the
+/// sanity check, or a pattern is invalid.
 pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor> {
+    migrated_rpc::transport::tls::check_certificate(&files.cert, &files.key, &files.ca)
+        .map_err(|e| Error::Tls(Box::new(e)))?;
     let config = ServerTlsConfig {
         ca_file: files.ca.clone(),
         cert_file: files.cert.clone(),
         key_file: files.key.clone(),
         verify_client: true,
-        allowed_dns: (!files.allowed_dn.is_empty()).then(|| files.allowed_dn.clone()),
+        allowed_dns: files.allowed_dn.clone(),
     };
     TlsAcceptor::new(&config).map_err(|e| Error::Tls(Box::new(e)))
 }

@@ -72,6 +72,7 @@ fn server_config(config: &Config) -> ServerConfig {
         max_clients: config.max_clients,
         max_anonymous_clients: config.max_anonymous_clients,
         max_calls_per_client: config.max_client_requests,
+        max_outbound_bytes: config.max_client_outbound_bytes,
         keepalive_interval: Duration::from_secs(u64::from(config.keepalive_interval)),
         keepalive_count: config.keepalive_count,
         ..ServerConfig::default()
