@@ -447,3 +447,34 @@ fn without_cpu_time(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[test]
+fn no_verify_accepts_a_server_certificate_our_ca_did_not_sign() {
+    let Some(pki) = migrated_tests::Pki::generate() else {
+        return;
+    };
+    let daemon = Daemon::builder().tls(&pki).spawn();
+    let port = daemon.tls_port().expect("daemon listens on TLS");
+    // our good client certificate, but trusting only the unrelated CA of
+    // pki.sh's `other/` directory, so the server's certificate cannot verify
+    let root = pki.foreign_client_dir();
+    let root = root.parent().expect("PKI root");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (from, to) in [
+        (root.join("other/cacert.pem"), "cacert.pem"),
+        (pki.client_dir().join("clientcert.pem"), "clientcert.pem"),
+        (pki.client_dir().join("clientkey.pem"), "clientkey.pem"),
+    ] {
+        std::fs::copy(&from, dir.path().join(to)).expect("copy PKI file");
+    }
+    // no_sanity: our certificate does not chain to that CA either
+    let uri = format!(
+        "test+tls://127.0.0.1:{port}/default?pkipath={}&no_sanity=1",
+        dir.path().display()
+    );
+    let stderr = fails(&uri, &["hostname"]);
+    assert!(stderr.contains("failed to connect"), "{stderr}");
+    assert!(!ok(&format!("{uri}&no_verify=1"), &["hostname"])
+        .trim()
+        .is_empty());
+}
