@@ -376,3 +376,76 @@ fn tuning_commands_round_trip() {
     assert!(err.contains("no job"), "{err}");
     assert!(ctl_ok(&a, &["domjobinfo", "ctl-tune"]).contains("None"));
 }
+
+#[test]
+fn timeout_abort_and_domjobabort_keep_the_guest_on_the_source() {
+    let hosts = Hosts::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "ctl-abort";
+    define(&a, dir.path(), name, "", true);
+    // --timeout with abort: the client aborts the slow job itself
+    let err = ctl_fails(
+        &a,
+        &[
+            "migrate",
+            "--live",
+            "--bandwidth",
+            "1",
+            "--timeout",
+            "1",
+            "--timeout-action",
+            "abort",
+            name,
+            &b,
+        ],
+    );
+    assert!(err.contains("abort"), "{err}");
+    wait_state(&a, name, Some("running"));
+    wait_state(&b, name, None);
+    exactly_one_copy(&hosts, name);
+    // domjobabort from a second client
+    let child =
+        migrate_support::ctl_spawn(&a, &["migrate", "--live", "--bandwidth", "1", name, &b]);
+    migrate_support::wait_job_running(&a, name);
+    ctl_ok(&a, &["domjobabort", name]);
+    let (ok, err) = migrate_support::finish(child);
+    assert!(!ok && err.contains("abort"), "{err}");
+    wait_state(&a, name, Some("running"));
+    wait_state(&b, name, None);
+    exactly_one_copy(&hosts, name);
+    ctl_ok(&a, &["migrate", "--live", name, &b]);
+    assert_eq!(state(&b, name).as_deref(), Some("running"));
+}
+
+#[test]
+fn timeout_pause_lets_a_slow_migration_converge() {
+    let hosts = Hosts::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "ctl-pause";
+    define(&a, dir.path(), name, "", true);
+    ctl_ok(
+        &a,
+        &[
+            "migrate",
+            "--live",
+            "--bandwidth",
+            "4",
+            "--timeout",
+            "1",
+            "--timeout-action",
+            "pause",
+            name,
+            &b,
+        ],
+    );
+    // it was running when the migration started, so it runs on the destination
+    assert_eq!(
+        state(&b, name).as_deref(),
+        Some("running"),
+        "{}",
+        hosts.logs()
+    );
+    assert_eq!(state(&a, name).as_deref(), Some("shut off"));
+}
