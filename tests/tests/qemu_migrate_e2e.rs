@@ -20,8 +20,10 @@ fn live(tool: Tool, name: &str, flags: &[&str]) {
     let Some(hosts) = QemuHosts::start() else {
         return;
     };
+    let started = std::time::Instant::now();
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
     let (uuid, before) = hosts.running_guest(name);
+    eprintln!("{name}: counting at {before} after {:?}", started.elapsed());
     let src_pid = status_pid(&hosts.a, name).expect("source status file");
     let mut args = vec!["migrate", "--live"];
     args.extend_from_slice(flags);
@@ -30,10 +32,12 @@ fn live(tool: Tool, name: &str, flags: &[&str]) {
         Tool::Virsh => hosts.virsh_ok(&a, &args),
         Tool::Migratectl => hosts.ctl_ok(&a, &args),
     };
+    eprintln!("{name}: migrated after {:?}", started.elapsed());
     assert_eq!(domstate(&b, name).as_deref(), Some("running"));
     // Defined on A, so A keeps its (inactive) config.
     assert_eq!(domstate(&a, name).as_deref(), Some("shut off"));
     moved_and_counting(&hosts, name, &uuid, src_pid, before);
+    eprintln!("{name}: counting on B after {:?}", started.elapsed());
     assert!(job_free(&a, name) && job_free(&b, name), "a job is left");
     hosts.virsh_ok(&b, &["destroy", name]);
     assert_eq!(
