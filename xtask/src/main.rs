@@ -4,6 +4,7 @@
 mod bench;
 mod codegen;
 mod demo;
+mod dist;
 mod fuzz;
 mod hvsupport;
 mod test;
@@ -35,6 +36,8 @@ enum Cmd {
     Fuzz(fuzz::FuzzArgs),
     /// Benchmarks against a stock libvirtd: rpc, migrate, qemu, libvirt.
     Bench(bench::BenchArgs),
+    /// Release tarball: binaries, man pages, completions, deploy/ and docs/ (prints its path).
+    Dist(dist::DistArgs),
 }
 
 fn main() -> Result<()> {
@@ -47,6 +50,7 @@ fn main() -> Result<()> {
         Cmd::Test(args) => test::run(&root, &args),
         Cmd::Fuzz(args) => fuzz::run(&root, &args),
         Cmd::Bench(args) => bench::run(&root, &args),
+        Cmd::Dist(args) => dist::run(&root, &args),
     }
 }
 

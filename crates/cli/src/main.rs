@@ -7,6 +7,7 @@
 
 mod args;
 mod commands;
+mod docs;
 mod names;
 mod output;
 
@@ -18,6 +19,20 @@ use clap::{CommandFactory as _, Parser as _};
 use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
+    // Checked before clap so the generator stays out of the grammar, and
+    // therefore out of the man pages and completions it writes.
+    if let Some(dir) = docs::requested(std::env::args_os()) {
+        return match docs::generate(&dir) {
+            Ok(files) => {
+                let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
+                print(list.as_bytes())
+            }
+            Err(e) => {
+                eprintln!("error: cannot write the docs under {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
         // clap_complete panics on a write error, so render into memory first

@@ -129,6 +129,9 @@ pub struct Args {
     /// Address the destination binds for incoming migration data.
     #[arg(long, value_name = "IP")]
     pub migration_address: Option<IpAddr>,
+    /// Serve Prometheus metrics over HTTP at IP:PORT, e.g. 127.0.0.1:9464 [default: off].
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The TOML file: the same keys as [`Args`], snake_case.
@@ -157,6 +160,7 @@ struct FileConfig {
     log_filter: Option<String>,
     migration_ports: Option<PortRange>,
     migration_address: Option<IpAddr>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// A hypervisor driver the daemon can serve.
@@ -378,6 +382,8 @@ pub struct Config {
     pub migration_ports: PortRange,
     /// Address to bind incoming migration data to, if not the default.
     pub migration_address: Option<IpAddr>,
+    /// Where the Prometheus text endpoint listens; `None` = no endpoint.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -480,6 +486,7 @@ impl Config {
                 },
             ),
             migration_address: args.migration_address.or(file.migration_address),
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
         })
     }
 
@@ -772,6 +779,22 @@ mod tests {
             cfg.max_client_outbound_bytes,
             DEFAULT_MAX_CLIENT_OUTBOUND_BYTES
         );
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_a_key_and_a_flag() {
+        let cfg =
+            Config::merge(&parse_args(&[]), FileConfig::default(), None, &probe()).expect("merge");
+        assert_eq!(cfg.metrics_listen, None);
+        let file: FileConfig =
+            toml::from_str("metrics_listen = \"127.0.0.1:9464\"").expect("valid toml");
+        let cfg = Config::merge(&parse_args(&[]), file, None, &probe()).expect("merge");
+        assert_eq!(cfg.metrics_listen, "127.0.0.1:9464".parse().ok());
+        let file: FileConfig =
+            toml::from_str("metrics_listen = \"127.0.0.1:9464\"").expect("valid toml");
+        let args = parse_args(&["--metrics-listen", "127.0.0.1:1"]);
+        let cfg = Config::merge(&args, file, None, &probe()).expect("merge");
+        assert_eq!(cfg.metrics_listen, "127.0.0.1:1".parse().ok());
     }
 
     #[test]

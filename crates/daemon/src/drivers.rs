@@ -145,6 +145,11 @@ impl DriverRegistry {
         }
     }
 
+    /// Every migration manager (one per driver that can migrate).
+    pub fn managers(&self) -> impl Iterator<Item = &Arc<migrated_core::migration::Manager>> {
+        self.managers.iter().map(|(_, m)| m)
+    }
+
     /// The migration manager of the driver serving `uri` (a canonical URI
     /// from [`resolve`](Self::resolve)), if that driver can migrate.
     pub fn manager(&self, uri: &str) -> Option<Arc<migrated_core::migration::Manager>> {

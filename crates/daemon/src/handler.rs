@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::dispatch;
 use crate::dispatch::events::Registrations;
 use crate::drivers::DriverRegistry;
+use crate::metrics::Metrics;
 use crate::wire;
 
 /// What every session may read: host identity and the drivers.
@@ -36,6 +37,7 @@ pub struct Handler {
     host_uuid: Uuid,
     drivers: DriverRegistry,
     keepalive: bool,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Handler {
@@ -47,7 +49,14 @@ impl Handler {
             drivers,
             // Interval 0 (or count 0) turns server-side pings off entirely.
             keepalive: config.keepalive_interval > 0 && config.keepalive_count > 0,
+            metrics: None,
         }
+    }
+
+    /// Counts every call in `metrics` (the Prometheus endpoint's).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The host name reported by CONNECT_GET_HOSTNAME.
@@ -219,6 +228,16 @@ pub fn api_name(proc_: Procedure) -> String {
     out
 }
 
+/// The procedure's name for metrics; numbers [`Dispatcher::lookup`] let
+/// through always have one.
+fn procedure_name(prog: u32, number: i32) -> &'static str {
+    if prog == migrated_proto::MIGRATED_PROGRAM {
+        migrated_proto::MigratedProcedure::from_i32(number).map_or("unknown", |p| p.name())
+    } else {
+        Procedure::from_i32(number).map_or("unknown", |p| p.name())
+    }
+}
+
 impl Dispatcher for Handler {
     type Session = Session;
 
@@ -269,7 +288,10 @@ impl Dispatcher for Handler {
             serial = ctx.header.serial,
             proc = ctx.header.proc_
         );
-        async move {
+        let started = std::time::Instant::now();
+        let procedure = procedure_name(ctx.header.prog, ctx.header.proc_);
+        let metrics = self.metrics.clone();
+        let result = async move {
             if ctx.header.prog == migrated_proto::MIGRATED_PROGRAM {
                 let proc_ = migrated_proto::MigratedProcedure::from_i32(ctx.header.proc_)
                     .ok_or_else(|| wire::unknown_procedure(ctx.header.proc_))?;
@@ -287,6 +309,14 @@ impl Dispatcher for Handler {
             let result = dispatch::run(self, &session, &ctx, call).await;
             if let Err(err) = &result {
                 tracing::debug!(procedure = proc_.name(), code = err.code, message = ?err.message, "call failed");
+            }
+            result
+        };
+        async move {
+            let result = result.await;
+            if let Some(metrics) = metrics {
+                let error = result.as_ref().err().map(|e| e.code);
+                metrics.record_call(procedure, started.elapsed(), error);
             }
             result
         }

@@ -13,16 +13,20 @@
 //! - [`drivers`]: which URI opens which driver;
 //! - [`listen`]: listeners from flags/file/systemd, TLS re-arming on SIGHUP;
 //! - [`capabilities`]: the capabilities XML (host, migration features, guests);
+//! - [`docs`]: the man page and completions (`--generate-docs`);
+//! - [`metrics`]: the optional Prometheus endpoint;
 //! - [`wire`]: every `remote_error` the daemon sends;
 //! - [`error`]: set-up failures.
 
 pub mod capabilities;
 pub mod config;
 pub mod dispatch;
+pub mod docs;
 pub mod drivers;
 pub mod error;
 pub mod handler;
 pub mod listen;
+pub mod metrics;
 pub mod reaper;
 pub mod systemd;
 pub mod wire;

@@ -10,6 +10,7 @@ use clap::Parser;
 use migrated_daemon::config::{Args, Config};
 use migrated_daemon::handler::Handler;
 use migrated_daemon::listen::Listeners;
+use migrated_daemon::metrics::{self, Metrics};
 use migrated_daemon::{drivers, reaper, systemd};
 use migrated_rpc::{Server, ServerConfig};
 use tokio::signal::unix::{signal, SignalKind};
@@ -26,6 +27,16 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 type FilterHandle = reload::Handle<EnvFilter, Registry>;
 
 fn main() -> Result<()> {
+    // Checked before clap so the generator stays out of the grammar, and
+    // therefore out of the man page and completions it writes.
+    if let Some(dir) = migrated_daemon::docs::requested(std::env::args_os()) {
+        for path in migrated_daemon::docs::generate(&dir)
+            .with_context(|| format!("cannot write the docs under {}", dir.display()))?
+        {
+            println!("{}", path.display());
+        }
+        return Ok(());
+    }
     let args = Args::parse();
     let config = Config::load(&args).context("cannot load the configuration")?;
     let filter = init_tracing(&config.log_filter)?;
@@ -97,7 +108,23 @@ async fn run(
     let registry = drivers::DriverRegistry::from_config(&config)
         .await
         .context("cannot start the hypervisor drivers")?;
-    let handler = Arc::new(Handler::new(&config, registry));
+    let mut handler = Handler::new(&config, registry);
+    let metrics_endpoint = match config.metrics_listen {
+        Some(addr) => {
+            let metrics = Arc::new(Metrics::new());
+            let listener = metrics::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+            for manager in handler.drivers().managers() {
+                manager.registry().add_observer(metrics.clone());
+            }
+            tracing::info!(address = %addr, "metrics endpoint at http://{addr}/metrics");
+            handler = handler.with_metrics(metrics.clone());
+            Some(tokio::spawn(metrics::serve(listener, metrics)))
+        }
+        None => None,
+    };
+    let handler = Arc::new(handler);
     let server = Server::new(server_config(&config), handler);
     let mut listeners = Listeners::start(&config, activated, &server)?;
     let names = listeners.names().join(", ");
@@ -139,6 +166,9 @@ async fn run(
         );
     }
     reaper.abort();
+    if let Some(endpoint) = metrics_endpoint {
+        endpoint.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,13 +1,14 @@
 //! Migration jobs: the per-role state machines ([`phase`]), the journal that
 //! records each phase before it is acted on ([`journal`]), what a restart does
 //! with a journalled job ([`recovery`]), the registry enforcing one job per
-//! guest with change protection and tuning ([`registry`]), and job statistics
-//! ([`stats`]).
+//! guest with change protection and tuning ([`registry`]), job statistics
+//! ([`stats`]) and what a job's end reports ([`report`]).
 
 pub mod journal;
 pub mod phase;
 pub mod recovery;
 pub mod registry;
+pub mod report;
 pub mod stats;
 
 pub use journal::{Journal, JournalEntry};
@@ -16,4 +17,5 @@ pub use recovery::{recover, RecoveryAction};
 pub use registry::{
     AbortSignal, JobHandle, JobOutcome, JobRegistry, TimeoutAction, Tuning, DEFAULT_MAX_DOWNTIME_MS,
 };
+pub use report::{JobEnd, JobObserver};
 pub use stats::{JobInfo, JobStats, JobType, PhaseTiming};

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::domain::DomainRef;
 use crate::error::{Error, Result};
 use crate::job::phase::{JobError, Phase};
+use crate::job::report::{JobEnd, JobObserver};
 use crate::job::stats::{JobStats, JobType, PhaseTiming};
 use crate::migration::Role;
 use crate::typed_params::job_stats::operation;
@@ -355,6 +356,8 @@ pub struct JobRegistry {
     inner: Mutex<Inner>,
     /// Concurrent jobs allowed (the daemon's `max_jobs`); unlimited by default.
     max_jobs: std::sync::atomic::AtomicUsize,
+    /// Told about every job that ends (log line aside: the daemon's metrics).
+    observers: Mutex<Vec<Arc<dyn JobObserver>>>,
 }
 
 impl Default for JobRegistry {
@@ -362,6 +365,7 @@ impl Default for JobRegistry {
         Self {
             inner: Mutex::default(),
             max_jobs: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            observers: Mutex::default(),
         }
     }
 }
@@ -385,6 +389,11 @@ impl JobRegistry {
     pub fn set_max_jobs(&self, max: usize) {
         self.max_jobs
             .store(max, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Adds an observer told about every job that ends from now on.
+    pub fn add_observer(&self, observer: Arc<dyn JobObserver>) {
+        lock(&self.observers).push(observer);
     }
 
     /// Registers a new job for `dom`, starting in `phase`.
@@ -463,7 +472,21 @@ impl JobRegistry {
             last.duration_ms
                 .get_or_insert(at.saturating_sub(last.started_ms));
         }
-        inner.completed.insert(*uuid, stats);
+        inner.completed.insert(*uuid, stats.clone());
+        drop(inner);
+        // Every path that ends a job comes through here, so this is the one
+        // place for the log line and the observers.
+        let end = JobEnd {
+            job_id: job.job_id(),
+            role: job.role(),
+            dom: job.domain(),
+            stats,
+        };
+        end.log();
+        let observers = lock(&self.observers).clone();
+        for observer in observers {
+            observer.job_ended(&end);
+        }
     }
 
     /// Whether a migration job owns the guest.
@@ -584,6 +607,33 @@ mod tests {
 
     fn begin() -> Phase {
         Phase::Source(SourcePhase::Begin3 { offline: false })
+    }
+
+    #[test]
+    fn observers_hear_of_every_ended_job_once_with_its_outcome() {
+        struct Seen(Mutex<Vec<(String, &'static str, Role)>>);
+        impl JobObserver for Seen {
+            fn job_ended(&self, end: &JobEnd) {
+                lock(&self.0).push((end.dom.name.clone(), end.outcome(), end.role));
+            }
+        }
+        let reg = JobRegistry::new();
+        let seen = Arc::new(Seen(Mutex::default()));
+        reg.add_observer(seen.clone());
+        let a = dom("a", 1);
+        let b = dom("b", 2);
+        reg.start(Uuid::new_v4(), &a, begin()).expect("a");
+        reg.start(Uuid::new_v4(), &b, begin()).expect("b");
+        reg.finish(&a.uuid, JobOutcome::Completed);
+        reg.finish(&b.uuid, JobOutcome::Failed("boom".into()));
+        reg.finish(&b.uuid, JobOutcome::Completed);
+        assert_eq!(
+            *lock(&seen.0),
+            vec![
+                ("a".to_owned(), "completed", Role::Source),
+                ("b".to_owned(), "failed", Role::Source),
+            ]
+        );
     }
 
     #[test]
