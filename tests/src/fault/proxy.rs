@@ -262,6 +262,11 @@ impl FaultProxy {
         self.shared.accepted.load(Ordering::SeqCst)
     }
 
+    /// Connections open right now.
+    pub fn open_connections(&self) -> usize {
+        lock(&self.shared.conns).len()
+    }
+
     /// Resets every open connection now.
     pub fn cut_all(&self) {
         for c in lock(&self.shared.conns).drain(..) {

@@ -126,6 +126,45 @@ pub async fn abort_job(
     manager.abort_job(&dom).map_err(err)
 }
 
+/// DESTROY / UNDEFINE of a guest whose job was held after a restart (source
+/// paused after perform-done, destination's outcome unknown) is the operator
+/// saying "the destination runs it" (docs/operations.md §6): the job is
+/// settled that way — the copy here is stopped, and undefined if the
+/// migration asked for UNDEFINE_SOURCE — instead of being refused by change
+/// protection. Answers `true` when nothing is left for the call to do.
+///
+/// # Errors
+/// The settlement's errors.
+pub async fn settle_held_by_operator(
+    handler: &Handler,
+    session: &Session,
+    call: &proto::Call,
+) -> Result<bool> {
+    use proto::Call;
+    let (dom, destroy) = match call {
+        Call::DomainDestroy(a) => (&a.dom, true),
+        Call::DomainDestroyFlags(a) => (&a.dom, true),
+        Call::DomainUndefine(a) => (&a.dom, false),
+        Call::DomainUndefineFlags(a) => (&a.dom, false),
+        _ => return Ok(false),
+    };
+    let Ok(open) = session.driver() else {
+        return Ok(false);
+    };
+    let Some(manager) = handler.drivers().manager(open.uri) else {
+        return Ok(false);
+    };
+    let dom = from_wire_dom(dom);
+    if !manager.held().iter().any(|e| e.uuid == dom.uuid) {
+        return Ok(false);
+    }
+    tracing::warn!(dom = %dom.name, "held migration job settled by the operator: the destination runs the guest");
+    manager.resolve(&dom, true).await.map_err(err)?;
+    // Destroy is done once the copy here is stopped; undefine goes on unless
+    // UNDEFINE_SOURCE already removed the config.
+    Ok(destroy || open.driver.lookup_by_uuid(&dom.uuid).await.is_err())
+}
+
 /// MIGRATE_SET_MAX_SPEED (207), MiB/s.
 ///
 /// # Errors

@@ -51,7 +51,9 @@ pub async fn run(
     use migration_jobs as j;
 
     let p = call.procedure();
-    if migration::guard(handler, session, &call)? {
+    if j::settle_held_by_operator(handler, session, &call).await?
+        || migration::guard(handler, session, &call)?
+    {
         return reply(p, &());
     }
     match call {
