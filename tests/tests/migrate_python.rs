@@ -54,7 +54,7 @@ s.close()
 }
 
 #[test]
-fn python_sees_a_clear_error_for_tunnelled_without_p2p() {
+fn python_sees_invalid_arg_for_an_unknown_flag_bit_and_nothing_moves() {
     if require_python_libvirt().is_none() {
         return;
     }
