@@ -12,6 +12,7 @@ pub mod migration;
 pub mod migration_jobs;
 pub mod migration_local;
 pub mod migration_tunnel;
+pub mod save;
 
 use bytes::Bytes;
 use migrated_proto::{Call, NonnullDomain, Procedure};
@@ -122,6 +123,12 @@ pub async fn run(
         Call::DomainShutdown(args) => reply(p, &d::shutdown(session, args).await?),
         Call::DomainShutdownFlags(args) => reply(p, &d::shutdown_flags(session, args).await?),
 
+        // save/restore to a file on the daemon's host
+        Call::DomainSave(args) => reply(p, &save::save(session, args).await?),
+        Call::DomainSaveFlags(args) => reply(p, &save::save_flags(session, args).await?),
+        Call::DomainRestore(args) => reply(p, &save::restore(session, args).await?),
+        Call::DomainRestoreFlags(args) => reply(p, &save::restore_flags(session, args).await?),
+
         // events
         Call::ConnectDomainEventCallbackRegisterAny(args) => {
             reply(p, &e::callback_register_any(session, args)?)
@@ -191,7 +198,7 @@ pub async fn run(
             reply(p, &j::get_max_downtime(handler, session, a).await?)
         }
 
-        // Everything else (save/restore, SASL, ...) is not
+        // Everything else (SASL, ...) is not
         // served yet: NO_SUPPORT lets stock clients fall back.
         _ => Err(unsupported(p)),
     }

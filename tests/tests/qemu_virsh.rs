@@ -1,0 +1,168 @@
+//! A real QEMU guest (the workload kernel) managed through `migrated` by
+//! stock `virsh` and by `migratectl`: define, start, dominfo, suspend,
+//! resume, destroy; offline migration of a shut-off guest; `virsh save` and
+//! `virsh restore`.
+
+mod migrate_support;
+mod qemu_support;
+
+use std::time::Duration;
+
+use qemu_support::{counter, counter_above, domstate, pid_gone, qemu_pids, status_pid, QemuHosts};
+
+/// Small guests: these tests prove management, not migration throughput.
+const SMALL_MIB: u32 = 64;
+
+/// The counter of a paused guest stays put.
+#[track_caller]
+fn frozen(uri: &str, name: &str) {
+    let first = counter(uri, name).expect("a paused guest still reports its counter");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        counter(uri, name),
+        Some(first),
+        "{name} counted while paused"
+    );
+}
+
+#[test]
+fn qemu_virsh_lifecycle() {
+    let Some(hosts) = QemuHosts::start() else {
+        return;
+    };
+    let uri = hosts.a_uri();
+    let name = "q-life-virsh";
+    let uuid = hosts.define(&uri, name, SMALL_MIB, 8);
+    assert_eq!(domstate(&uri, name).as_deref(), Some("shut off"));
+    assert!(qemu_pids(&uuid).is_empty());
+    hosts.virsh_ok(&uri, &["start", name]);
+    let info = hosts.virsh_ok(&uri, &["dominfo", name]);
+    assert!(info.contains(&uuid), "{info}");
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("State:") && l.ends_with("running")),
+        "{info}"
+    );
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("Max memory:") && l.contains("65536 KiB")),
+        "{info}"
+    );
+    let pid = status_pid(&hosts.a, name).expect("status file of a running guest");
+    assert_eq!(qemu_pids(&uuid), vec![pid]);
+    let c = counter_above(&uri, name, 0, &hosts);
+
+    hosts.virsh_ok(&uri, &["suspend", name]);
+    assert_eq!(domstate(&uri, name).as_deref(), Some("paused"));
+    frozen(&uri, name);
+    hosts.virsh_ok(&uri, &["resume", name]);
+    assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
+    counter_above(&uri, name, c, &hosts);
+
+    hosts.virsh_ok(&uri, &["destroy", name]);
+    assert_eq!(domstate(&uri, name).as_deref(), Some("shut off"));
+    assert!(pid_gone(pid), "QEMU {pid} outlived destroy");
+    assert!(qemu_pids(&uuid).is_empty());
+    hosts.virsh_ok(&uri, &["undefine", name]);
+    assert_eq!(domstate(&uri, name), None);
+}
+
+#[test]
+fn qemu_migratectl_lifecycle() {
+    let Some(hosts) = QemuHosts::start() else {
+        return;
+    };
+    let uri = hosts.b_uri();
+    let name = "q-life-ctl";
+    let (xml, uuid) = hosts.guest_xml(name, SMALL_MIB, 8);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("guest.xml");
+    std::fs::write(&path, xml).expect("write XML");
+    hosts.ctl_ok(&uri, &["define", path.to_str().expect("utf-8 path")]);
+    hosts.ctl_ok(&uri, &["start", name]);
+    let info = hosts.ctl_ok(&uri, &["dominfo", name]);
+    assert!(info.contains(&uuid), "{info}");
+    assert!(info.contains("running"), "{info}");
+    let pid = status_pid(&hosts.b, name).expect("status file");
+    let c = counter_above(&uri, name, 0, &hosts);
+    hosts.ctl_ok(&uri, &["suspend", name]);
+    assert_eq!(domstate(&uri, name).as_deref(), Some("paused"));
+    frozen(&uri, name);
+    hosts.ctl_ok(&uri, &["resume", name]);
+    counter_above(&uri, name, c, &hosts);
+    hosts.ctl_ok(&uri, &["destroy", name]);
+    assert_eq!(domstate(&uri, name).as_deref(), Some("shut off"));
+    assert!(pid_gone(pid));
+    assert!(qemu_pids(&uuid).is_empty());
+}
+
+#[test]
+fn qemu_virsh_offline_persistent() {
+    let Some(hosts) = QemuHosts::start() else {
+        return;
+    };
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "q-offline";
+    let uuid = hosts.define(&a, name, SMALL_MIB, 8);
+    hosts.virsh_ok(
+        &a,
+        &["migrate", "--offline", "--persistent", name, b.as_str()],
+    );
+    assert_eq!(domstate(&b, name).as_deref(), Some("shut off"));
+    assert_eq!(domstate(&a, name).as_deref(), Some("shut off"));
+    let info = hosts.virsh_ok(&b, &["dominfo", name]);
+    assert!(info.contains(&uuid), "{info}");
+    assert!(info
+        .lines()
+        .any(|l| l.starts_with("Persistent:") && l.ends_with("yes")));
+    assert!(
+        qemu_pids(&uuid).is_empty(),
+        "offline migration started QEMU"
+    );
+    // The moved definition boots the workload on the destination.
+    hosts.virsh_ok(&b, &["start", name]);
+    counter_above(&b, name, 0, &hosts);
+    assert_eq!(qemu_pids(&uuid).len(), 1);
+    hosts.virsh_ok(&b, &["destroy", name]);
+}
+
+#[test]
+fn qemu_virsh_save_restore() {
+    let Some(hosts) = QemuHosts::start() else {
+        return;
+    };
+    let uri = hosts.a_uri();
+    let name = "q-save";
+    let started = std::time::Instant::now();
+    let uuid = hosts.define(&uri, name, SMALL_MIB, 8);
+    hosts.virsh_ok(&uri, &["start", name]);
+    // Far enough that a guest booted afresh could not be there yet.
+    let before = counter_above(&uri, name, 200, &hosts);
+    eprintln!("q-save: counting at {before} after {:?}", started.elapsed());
+    let pid = status_pid(&hosts.a, name).expect("status file");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = dir.path().join("q-save.img");
+    let image = image.to_str().expect("utf-8 path");
+    hosts.virsh_ok(&uri, &["save", name, image]);
+    eprintln!("q-save: saved after {:?}", started.elapsed());
+    assert_eq!(domstate(&uri, name).as_deref(), Some("shut off"));
+    assert!(pid_gone(pid), "QEMU {pid} outlived save");
+    assert!(qemu_pids(&uuid).is_empty());
+    assert!(
+        std::fs::metadata(image).is_ok_and(|m| m.len() > 0),
+        "no save image"
+    );
+    hosts.virsh_ok(&uri, &["restore", image]);
+    eprintln!("q-save: restored after {:?}", started.elapsed());
+    assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
+    let pids = qemu_pids(&uuid);
+    assert_eq!(pids.len(), 1, "one QEMU after restore: {pids:?}");
+    // The restored guest goes on from where it was saved, not from a reboot.
+    let restored = counter(&uri, name).expect("counter right after restore");
+    assert!(
+        restored >= before,
+        "restored at {restored}, saved at {before}"
+    );
+    counter_above(&uri, name, restored, &hosts);
+    hosts.virsh_ok(&uri, &["destroy", name]);
+}
