@@ -131,7 +131,11 @@ mod tests {
         let claim = u32::try_from(MESSAGE_MAX + LEN_WORD).expect("fits");
         let mut src = BytesMut::from(&claim.to_be_bytes()[..]);
         assert!(codec.decode(&mut src).expect("legal length").is_none());
-        assert!(src.capacity() <= RESERVE_STEP + LEN_WORD, "{}", src.capacity());
+        assert!(
+            src.capacity() <= RESERVE_STEP + LEN_WORD,
+            "{}",
+            src.capacity()
+        );
     }
 
     #[test]
