@@ -129,6 +129,11 @@ impl Migrated {
         }
     }
 
+    /// The daemon's process id (for RSS samples).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The daemon's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -16,6 +16,7 @@ mod qmp;
 mod report;
 mod rpc;
 mod sidebyside;
+mod soak;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,8 @@ enum Cmd {
     Qemu(sidebyside::SideArgs),
     /// Same QEMU guest, migrated vs a stock libvirtd via virsh and python3-libvirt, and floors.
     Libvirt(sidebyside::SideArgs),
+    /// Bounded soak: many clients and continuous migrations between two daemons.
+    Soak(soak::SoakArgs),
 }
 
 fn default_repo_root() -> PathBuf {
@@ -95,5 +98,6 @@ async fn dispatch(cli: &Cli) -> Result<()> {
         Cmd::Migrate(args) => migrate::run(&cli.common, args).await,
         Cmd::Qemu(args) => sidebyside::run(&cli.common, args, true).await,
         Cmd::Libvirt(args) => sidebyside::run(&cli.common, args, false).await,
+        Cmd::Soak(args) => soak::run(&cli.common, args).await,
     }
 }

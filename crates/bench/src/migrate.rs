@@ -98,7 +98,8 @@ pub struct JobFigures {
     pub setup_ms: u64,
     /// `downtime`, ms.
     pub downtime_ms: u64,
-    /// `data_total`, bytes.
+    /// `data_processed`, bytes actually sent (`data_total` is the guest's
+    /// RAM size for QEMU guests).
     pub data_bytes: u64,
 }
 
@@ -109,7 +110,7 @@ impl JobFigures {
             elapsed_ms: get(job_stats::TIME_ELAPSED),
             setup_ms: get(job_stats::SETUP_TIME),
             downtime_ms: get(job_stats::DOWNTIME),
-            data_bytes: get(job_stats::DATA_TOTAL),
+            data_bytes: get(job_stats::DATA_PROCESSED),
         }
     }
 
@@ -635,7 +636,11 @@ mod tests {
         let mut p = TypedParams::new();
         p.push(job_stats::TIME_ELAPSED, TypedValue::ULLong(1500));
         p.push(job_stats::SETUP_TIME, TypedValue::ULLong(500));
-        p.push(job_stats::DATA_TOTAL, TypedValue::ULLong(200 * 1024 * 1024));
+        p.push(job_stats::DATA_TOTAL, TypedValue::ULLong(1 << 40));
+        p.push(
+            job_stats::DATA_PROCESSED,
+            TypedValue::ULLong(200 * 1024 * 1024),
+        );
         p.push(job_stats::DOWNTIME, TypedValue::ULLong(12));
         let j = JobFigures::from_params(&p);
         assert_eq!(j.transfer_ms(), 1000);

@@ -48,6 +48,12 @@ pub struct SideArgs {
     /// Seconds per python3-libvirt RPC run.
     #[arg(long, default_value_t = 4.0)]
     pub rpc_secs: f64,
+    /// `bench qemu`: memory of the dirtying guest, MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub dirty_memory_mib: u64,
+    /// `bench qemu`: MiB the dirtying guest keeps rewriting.
+    #[arg(long, default_value_t = 128)]
+    pub dirty_mib: u64,
     /// Leave out the stock libvirtd side.
     #[arg(long)]
     pub no_libvirtd: bool,
@@ -111,6 +117,19 @@ fn guest_xml(name: &str, uuid: &str, mib: u64, accel: &str) -> String {
          <emulator>/usr/bin/qemu-system-x86_64</emulator>\n    \
          <controller type='usb' model='none'/>\n    <memballoon model='none'/>\n  \
          </devices>\n</domain>\n"
+    )
+}
+
+/// A guest booting the project's workload kernel, which rewrites every
+/// page of its first `dirty_mib` MiB over and over.
+fn dirty_guest_xml(name: &str, mib: u64, accel: &str, kernel: &Path, dirty_mib: u64) -> String {
+    let dtype = if accel == "kvm" { "kvm" } else { "qemu" };
+    format!(
+        "<domain type='{dtype}'>\n  <name>{name}</name>\n  <memory unit='MiB'>{mib}</memory>\n  \
+         <vcpu>1</vcpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type>\
+         <kernel>{}</kernel><cmdline>dirty_mib={dirty_mib}</cmdline></os>\n  \
+         <devices>\n    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n  </devices>\n</domain>\n",
+        kernel.display()
     )
 }
 
@@ -304,6 +323,7 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
                 }
             }
         }
+        let dirty = dirty_series(&pair, work.path(), args).await;
         render_inprocess(
             &mut report,
             &modes,
@@ -312,6 +332,7 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
             start_err.as_deref(),
             args,
         );
+        render_dirty(&mut report, &dirty, args);
     } else {
         let mut hosts = vec![Hosts {
             side: Side::Migrated,
@@ -486,6 +507,112 @@ fn render_virsh(
                 ));
             }
         }
+    }
+}
+
+/// Direct and tunnelled migrations of a dirtying guest.
+struct Dirty {
+    /// Samples of [`DIRTY_MODES`], in that order.
+    samples: [Vec<Sample>; 2],
+    error: Option<String>,
+}
+
+const DIRTY_MODES: [Mode; 2] = [Mode::P2p, Mode::Tunnelled];
+
+/// Boots the workload kernel on A and migrates it back and forth, direct
+/// and tunnelled interleaved; stops at the first failure (a migration that
+/// cannot converge would otherwise cost its whole timeout every round).
+async fn dirty_series(pair: &Pair, dir: &Path, args: &SideArgs) -> Dirty {
+    let mut out = Dirty {
+        samples: [Vec::new(), Vec::new()],
+        error: None,
+    };
+    let kernel = match migrated_driver_qemu::workload::install(dir) {
+        Ok(p) => p,
+        Err(e) => {
+            out.error = Some(e.to_string());
+            return out;
+        }
+    };
+    let xml = dirty_guest_xml(
+        "benchdirty",
+        args.dirty_memory_mib,
+        &args.accel,
+        &kernel,
+        args.dirty_mib,
+    );
+    if let Err(e) = pair.define(0, &xml, true).await {
+        out.error = Some(format!("{e:#}"));
+        return out;
+    }
+    // Let the kernel boot and write its region once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut at = 0;
+    for round in 0..args.warmup + args.reps {
+        for k in 0..DIRTY_MODES.len() {
+            let mi = (k + round) % DIRTY_MODES.len();
+            match pair.migrate("benchdirty", at, DIRTY_MODES[mi]).await {
+                Ok(s) => {
+                    at = 1 - at;
+                    if round >= args.warmup {
+                        out.samples[mi].push(s);
+                    }
+                }
+                Err(e) => {
+                    out.error = Some(format!("{e:#}"));
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn render_dirty(out: &mut String, d: &Dirty, args: &SideArgs) {
+    out.push_str(&format!(
+        "\n### migrated, dirtying guest ({} MiB, workload kernel rewriting {} MiB), in-process\n\n",
+        args.dirty_memory_mib, args.dirty_mib
+    ));
+    let mut t = Table::new(&[
+        "mode",
+        "ok/n",
+        "wall ms",
+        "transfer ms (job stats)",
+        "data MiB",
+        "MiB/s",
+        "downtime ms",
+    ]);
+    let rate = |v: &[Sample]| {
+        let r: Vec<f64> = v
+            .iter()
+            .filter_map(|s| s.job.and_then(|j| j.mib_per_sec()))
+            .collect();
+        stats::median(&r)
+    };
+    for (mi, mode) in DIRTY_MODES.iter().enumerate() {
+        let v = &d.samples[mi];
+        let pick = |f: &dyn Fn(&Sample) -> Option<f64>| {
+            let x: Vec<f64> = v.iter().filter_map(f).collect();
+            stats::median(&x)
+        };
+        t.row(vec![
+            mode.label().to_owned(),
+            format!("{}/{}", v.len(), args.reps),
+            fmt_opt(pick(&|s| Some(stats::ms(s.wall))), 1),
+            fmt_opt(pick(&|s| s.job.map(|j| j.transfer_ms() as f64)), 0),
+            fmt_opt(pick(&|s| s.job.map(|j| j.data_bytes as f64 / 1048576.0)), 1),
+            fmt_opt(rate(v), 0),
+            fmt_opt(pick(&|s| s.job.map(|j| j.downtime_ms as f64)), 0),
+        ]);
+    }
+    out.push_str(&t.render());
+    let (direct, tunnel) = (rate(&d.samples[0]), rate(&d.samples[1]));
+    out.push_str(&format!(
+        "\nTunnelled/direct throughput: {}\n",
+        fmt_ratio(stats::ratio(tunnel, direct))
+    ));
+    if let Some(e) = &d.error {
+        out.push_str(&format!("\nStopped at a failure: {e}\n"));
     }
 }
 
