@@ -42,54 +42,86 @@ const NEEDED: &[(&str, &str)] = &[
 
 /// Runs the full suite.
 pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
+    // Every step runs even when an earlier one failed, so one run shows all
+    // problems; the command fails at the end if any step did.
+    let mut failed: Vec<String> = Vec::new();
     let ci = std::env::var_os("CI").is_some();
     ensure_packages(args.no_install)?;
 
-    step(
-        root,
-        "format check",
-        "cargo",
-        &["fmt", "--all", "--", "--check"],
-    )?;
-    step(
-        root,
-        "generated protocol code is fresh",
-        "cargo",
-        &["xtask", "codegen", "--check"],
-    )?;
-    step(
-        root,
-        "support matrix is fresh",
-        "cargo",
-        &["xtask", "hvsupport", "--check"],
-    )?;
-    step(
-        root,
-        "clippy",
-        "cargo",
-        &[
+    note(
+        &mut failed,
+        step(
+            root,
+            "format check",
+            "cargo",
+            &["fmt", "--all", "--", "--check"],
+        ),
+    );
+    note(
+        &mut failed,
+        step(
+            root,
+            "generated protocol code is fresh",
+            "cargo",
+            &["xtask", "codegen", "--check"],
+        ),
+    );
+    note(
+        &mut failed,
+        step(
+            root,
+            "support matrix is fresh",
+            "cargo",
+            &["xtask", "hvsupport", "--check"],
+        ),
+    );
+    note(
+        &mut failed,
+        step(
+            root,
             "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
-    let mut test_args: Vec<&str> = vec!["test", "--workspace"];
+            "cargo",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    );
+    let mut test_args: Vec<&str> = vec!["test", "--workspace", "--no-fail-fast"];
     if !args.cargo_test_args.is_empty() {
         test_args.push("--");
         test_args.extend(args.cargo_test_args.iter().map(String::as_str));
     }
-    step(root, "workspace tests", "cargo", &test_args)?;
+    note(
+        &mut failed,
+        step(root, "workspace tests", "cargo", &test_args),
+    );
 
     if args.no_fuzz {
         println!("== fuzzing skipped (--no-fuzz)");
     } else if root.join("fuzz/Cargo.toml").exists() {
-        crate::fuzz::run_all(root, args.fuzz_time, ci)?;
+        if let Err(e) = crate::fuzz::run_all(root, args.fuzz_time, ci) {
+            println!("== FAILED: fuzzing: {e:#}");
+            failed.push("fuzzing".to_owned());
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{} step(s) failed: {}", failed.len(), failed.join(", "));
     }
     println!("== all checks passed");
     Ok(())
+}
+
+/// Records a failed step and goes on.
+fn note(failed: &mut Vec<String>, result: Result<()>) {
+    if let Err(e) = result {
+        println!("== FAILED: {e:#}");
+        failed.push(e.to_string());
+    }
 }
 
 fn step(root: &Path, what: &str, program: &str, args: &[&str]) -> Result<()> {
