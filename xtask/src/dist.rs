@@ -80,6 +80,7 @@ pub fn run(root: &Path, args: &DistArgs) -> Result<()> {
         let shipped = bin.join(binary);
         std::fs::copy(&built, &shipped)
             .with_context(|| format!("cannot copy {}", built.display()))?;
+        strip_debug_info(&shipped);
         let output = Command::new(&shipped)
             .arg(generate_flag)
             .arg(&share)
@@ -123,6 +124,27 @@ pub fn run(root: &Path, args: &DistArgs) -> Result<()> {
         .with_context(|| format!("cannot remove {}", stage.display()))?;
     println!("{}", tarball.display());
     Ok(())
+}
+
+/// The release profile keeps line tables for backtraces and profiling
+/// (`debug = 1`), which more than doubles the binaries; the shipped copies
+/// drop them. Without binutils' `strip` the binaries ship as built.
+fn strip_debug_info(binary: &Path) {
+    match Command::new("strip")
+        .arg("--strip-debug")
+        .arg(binary)
+        .status()
+    {
+        Ok(status) if status.success() => {}
+        Ok(status) => eprintln!(
+            "note: strip {} failed ({status}); shipping it unstripped",
+            binary.display()
+        ),
+        Err(err) => eprintln!(
+            "note: cannot run strip ({err}); shipping {} unstripped",
+            binary.display()
+        ),
+    }
 }
 
 /// `CARGO_TARGET_DIR` if set, else `<root>/target`.

@@ -29,7 +29,11 @@ pub fn generate(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut cli = Cli::command();
     cli.build();
     written.push(render_page(&man_dir, NAME, cli.clone())?);
-    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+    // clap's generated `help` subcommand needs no page of its own.
+    for sub in cli
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let page_name = format!("{NAME}-{}", sub.get_name());
         // The page's title and synopsis should read `migratectl-list`, as git's do.
         let sub = sub
@@ -114,6 +118,7 @@ mod tests {
         let page = std::fs::read_to_string(dir.path().join("man/man1/migratectl.1")).expect("page");
         assert!(page.contains(".TH migratectl 1 "));
         assert!(dir.path().join("man/man1/migratectl-migrate.1").is_file());
+        assert!(!dir.path().join("man/man1/migratectl-help.1").exists());
         for file in ["bash/migratectl", "zsh/_migratectl", "fish/migratectl.fish"] {
             let script = std::fs::read_to_string(dir.path().join("completions").join(file))
                 .expect("completion script");
