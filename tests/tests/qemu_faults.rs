@@ -1,0 +1,203 @@
+//! Faults during a live migration of a real QEMU guest between two daemons:
+//! the destination's QEMU killed during Perform, the destination daemon
+//! killed during Perform, the source daemon restarted during Perform and
+//! after perform-done, both daemons restarted with guests running. After
+//! each, exactly one QEMU process runs the guest, no migration job is left
+//! owning it, and a second migration works.
+//!
+//! Perform is made long with `--bandwidth 5` (64 MiB dirtied per pass never
+//! converges at 5 MiB/s), so the fault always lands inside it.
+
+mod migrate_support;
+mod qemu_support;
+
+use std::process::Child;
+use std::time::Duration;
+
+use migrate_support::{ctl_spawn, finish};
+use migrated_tests::wait_until;
+use qemu_support::{
+    counter_above, domstate, job_free, moved_and_counting, pause_at, pid_gone, qemu_pids, release,
+    status_pid, QemuHosts,
+};
+
+/// Starts a throttled live migration A → B with migratectl and waits until
+/// the destination's QEMU exists and data flows; returns the client and the
+/// destination QEMU's pid.
+fn slow_migration(hosts: &QemuHosts, name: &str, uuid: &str, flags: &[&str]) -> (Child, i32) {
+    let b = hosts.b_uri();
+    let mut args = vec!["migrate", "--live", "--bandwidth", "5"];
+    args.extend_from_slice(flags);
+    args.extend([name, b.as_str()]);
+    let child = ctl_spawn(&hosts.a_uri(), &args);
+    let dst_pid = wait_until(Duration::from_secs(30), "the incoming QEMU", || {
+        status_pid(&hosts.b, name).filter(|_| qemu_pids(uuid).len() == 2)
+    });
+    wait_until(Duration::from_secs(30), "the source to send data", || {
+        let out = migrate_support::ctl(&hosts.a_uri(), &["domjobinfo", name]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find(|l| l.starts_with("Data processed:"))
+            .filter(|l| !l.contains(" 0.000 B"))
+            .map(|_| ())
+    });
+    (child, dst_pid)
+}
+
+/// The guest runs on A only (its original QEMU), A and B hold no job for
+/// it, it still counts, and a second (unthrottled) migration moves it.
+#[track_caller]
+fn settled_on_source(hosts: &QemuHosts, name: &str, uuid: &str, src_pid: i32) {
+    let a = hosts.a_uri();
+    wait_until(Duration::from_secs(30), "the guest to run on A", || {
+        (domstate(&a, name).as_deref() == Some("running")).then_some(())
+    });
+    wait_until(Duration::from_secs(30), "one QEMU for the guest", || {
+        (qemu_pids(uuid) == vec![src_pid]).then_some(())
+    });
+    wait_until(Duration::from_secs(30), "B to forget the guest", || {
+        domstate(&hosts.b_uri(), name).is_none().then_some(())
+    });
+    assert!(
+        job_free(&a, name),
+        "a job still owns {name} on A\n{}",
+        hosts.logs()
+    );
+    let c = counter_above(&a, name, 0, hosts);
+    let c = counter_above(&a, name, c, hosts);
+    hosts.ctl_ok(&a, &["migrate", "--live", name, &hosts.b_uri()]);
+    moved_and_counting(hosts, name, uuid, src_pid, c);
+}
+
+#[test]
+fn qemu_destination_qemu_killed_during_perform() {
+    let Some(hosts) = QemuHosts::start() else {
+        return;
+    };
+    let name = "q-kill-dst-qemu";
+    let (uuid, _) = hosts.running_guest(name);
+    let src_pid = status_pid(&hosts.a, name).expect("source status file");
+    let (child, dst_pid) = slow_migration(&hosts, name, &uuid, &[]);
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is the
+    // destination QEMU of this test's guest.
+    unsafe { libc::kill(dst_pid, libc::SIGKILL) };
+    let (ok, err) = finish(child);
+    assert!(!ok, "migration succeeded without its destination");
+    assert!(!err.is_empty());
+    assert!(pid_gone(dst_pid));
+    settled_on_source(&hosts, name, &uuid, src_pid);
+}
+
+#[test]
+fn qemu_destination_daemon_killed_during_perform() {
+    let Some(mut hosts) = QemuHosts::start() else {
+        return;
+    };
+    let name = "q-kill-dst-daemon";
+    let (uuid, _) = hosts.running_guest(name);
+    let src_pid = status_pid(&hosts.a, name).expect("source status file");
+    // Tunnelled: the data goes through the dying daemon, so the source's
+    // QEMU sees its stream break. (A direct QEMU-to-QEMU stream would not
+    // notice; the source daemon does not yet watch its peer connection
+    // during a direct Perform.)
+    let (child, _) = slow_migration(&hosts, name, &uuid, &["--p2p", "--tunnelled"]);
+    hosts.b.kill();
+    let (ok, _) = finish(child);
+    assert!(!ok, "migration succeeded without its destination daemon");
+    // The destination comes back and settles its half (the incoming QEMU
+    // is killed by its journal's recovery).
+    hosts.b.restart();
+    settled_on_source(&hosts, name, &uuid, src_pid);
+}
+
+#[test]
+fn qemu_source_daemon_restarted_during_perform() {
+    let Some(mut hosts) = QemuHosts::start() else {
+        return;
+    };
+    let name = "q-restart-src";
+    let (uuid, _) = hosts.running_guest(name);
+    let src_pid = status_pid(&hosts.a, name).expect("source status file");
+    let (child, _) = slow_migration(&hosts, name, &uuid, &[]);
+    // A crash and a start: a graceful stop would first wait for the
+    // in-flight Perform call to drain.
+    hosts.a.kill();
+    hosts.a.restart();
+    let (ok, _) = finish(child);
+    assert!(!ok, "migration succeeded across a source restart");
+    assert!(!pid_gone(src_pid), "the guest's QEMU died with its daemon");
+    settled_on_source(&hosts, name, &uuid, src_pid);
+}
+
+#[test]
+fn qemu_source_daemon_killed_after_perform_done() {
+    let Some(mut hosts) = QemuHosts::start() else {
+        return;
+    };
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "q-perform-done";
+    let (uuid, _) = hosts.running_guest(name);
+    let src_pid = status_pid(&hosts.a, name).expect("source status file");
+    let marker = pause_at(&hosts.a, "perform-done");
+    let child = ctl_spawn(&a, &["migrate", "--live", name, &b]);
+    wait_until(
+        Duration::from_secs(60),
+        "the source to hold at perform-done",
+        || marker.exists().then_some(()),
+    );
+    hosts.a.kill();
+    release(&hosts.a, &marker);
+    let (ok, _) = finish(child);
+    assert!(!ok, "the client saw its source die");
+    // The client cancelled the destination (Perform failed → Finish cancelled).
+    wait_until(
+        Duration::from_secs(30),
+        "B to drop the incoming guest",
+        || domstate(&b, name).is_none().then_some(()),
+    );
+    hosts.a.restart();
+    // All data was sent: the source keeps the guest paused and the job held
+    // until the operator says where it runs.
+    assert_eq!(domstate(&a, name).as_deref(), Some("paused"));
+    assert_eq!(qemu_pids(&uuid), vec![src_pid]);
+    let status = hosts.ctl_ok(&a, &["migration-status", name]);
+    assert!(status.contains("kept paused"), "{status}");
+    hosts.ctl_ok(&a, &["domjobabort", name]);
+    settled_on_source(&hosts, name, &uuid, src_pid);
+}
+
+#[test]
+fn qemu_both_daemons_restarted_with_guests_running() {
+    let Some(mut hosts) = QemuHosts::start() else {
+        return;
+    };
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "q-restart-both";
+    let (uuid, before) = hosts.running_guest(name);
+    let src_pid = status_pid(&hosts.a, name).expect("source status file");
+    let other = "q-restart-b";
+    let other_uuid = hosts.define(&b, other, 64, 8);
+    hosts.virsh_ok(&b, &["start", other]);
+    hosts.virsh_ok(&b, &["suspend", other]);
+    let other_pid = status_pid(&hosts.b, other).expect("status file on B");
+
+    hosts.a.restart();
+    hosts.b.kill();
+    hosts.b.restart();
+
+    // Untouched: same processes, same states, the workload went on.
+    assert_eq!(qemu_pids(&uuid), vec![src_pid]);
+    assert_eq!(qemu_pids(&other_uuid), vec![other_pid]);
+    assert_eq!(domstate(&a, name).as_deref(), Some("running"));
+    assert_eq!(domstate(&b, other).as_deref(), Some("paused"));
+    let info = hosts.virsh_ok(&a, &["dominfo", name]);
+    assert!(info.contains(&uuid), "{info}");
+    counter_above(&a, name, before, &hosts);
+    // Still manageable.
+    hosts.virsh_ok(&b, &["resume", other]);
+    counter_above(&b, other, 0, &hosts);
+    hosts.virsh_ok(&b, &["destroy", other]);
+    assert!(pid_gone(other_pid));
+    assert!(qemu_pids(&other_uuid).is_empty());
+    settled_on_source(&hosts, name, &uuid, src_pid);
+}
