@@ -374,7 +374,10 @@ async fn pump(
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => {
+                // libvirt's RPC never half-closes: one side gone ends the
+                // connection, so a peer frozen by SIGSTOP is disconnected too.
                 let _ = to.shutdown().await;
+                conn.cut();
                 return;
             }
             Ok(n) => n,

@@ -290,14 +290,17 @@ fn describe(side: &str, s: Option<&String>) -> String {
 }
 
 /// Waits until neither host has an active (non-held) job for `name`.
-fn settle(env: &Env, name: &str) -> Result<(), String> {
+fn settle(env: &Env, name: &str, killed_source: bool) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let a = job_of(&env.a_uri(), name);
         let b = job_of(&env.b_uri(), name);
+        // A held job is a resting state only where nobody can ask the peer:
+        // a p2p source knows its destination and settles by asking it.
+        let may_hold = env.mode == Mode::Regular || !killed_source;
         let quiet = |j: &Option<(String, String)>| match j {
             None => true,
-            Some((role, detail)) => role == "none" || detail.contains("recovered after a restart"),
+            Some((role, detail)) => role == "none" || (may_hold && detail.contains("kept paused")),
         };
         if quiet(&a) && quiet(&b) {
             return Ok(());
@@ -420,14 +423,15 @@ pub fn run_case(
         env.b.restart();
     }
     env.heal();
-    settle(env, &name).map_err(|e| format!("{e}\n{}", env.logs()))?;
+    settle(env, &name, killed.0).map_err(|e| format!("{e}\n{}", env.logs()))?;
 
     let (sa, sb) = (state(&a, &name), state(&b, &name));
     let (ja, jb) = (job_of(&a, &name), job_of(&b, &name));
-    let held = ja
-        .as_ref()
-        .is_some_and(|(_, d)| d.contains("recovered after a restart"));
-    let live = usize::from(is_live(sa.as_deref())) + usize::from(is_live(sb.as_deref()));
+    let held = ja.as_ref().is_some_and(|(_, d)| d.contains("kept paused"));
+    // A source copy held by its job (outcome unknown) is not resumable
+    // without an operator's or the peer's decision: change protection
+    // refuses to resume it, which is checked below.
+    let live = usize::from(is_live(sa.as_deref()) && !held) + usize::from(is_live(sb.as_deref()));
     let guest = format!(
         "{}, {}",
         describe("source", sa.as_ref()),
@@ -443,12 +447,24 @@ pub fn run_case(
         ));
     }
     let mut recovery = Vec::new();
+    let asked_peer = killed.0
+        && env
+            .a
+            .logs()
+            .lines()
+            .any(|l| l.contains("settled by asking the peer") && l.contains(name.as_str()));
+    if asked_peer {
+        recovery.push("held after restart; settled by asking the destination");
+    }
     if held {
         // Documented waiting state (operations.md §6): the source keeps the
         // job after a restart past perform-done. The status must say so.
         let (role, detail) = ja.clone().unwrap_or_default();
         if role != "source" || !detail.contains("perform3_done") {
             return Err(format!("held job misreported: role {role}, {detail}"));
+        }
+        if sa.as_deref() == Some("paused") && ctl(&a, &["resume", &name]).status.success() {
+            return Err(format!("a held source copy could be resumed: {guest}"));
         }
         if is_live(sb.as_deref()) {
             // The destination runs it: operations.md §6 says destroy the
@@ -464,11 +480,11 @@ pub fn run_case(
             if state(&a, &name).is_some() {
                 return Err("destroy settled the held job but the source kept its config".into());
             }
-            recovery.push("held after restart; operator destroy on source");
+            recovery.push("held; operator destroy on source");
         } else {
             // Destination does not have it: the operator gives it back here.
             ctl_ok(&a, &["domjobabort", &name]);
-            recovery.push("held after restart; operator domjobabort");
+            recovery.push("held; operator domjobabort");
         }
     } else if ja.as_ref().is_some_and(|(role, _)| role != "none") {
         return Err(format!("the source keeps a job: {ja:?}\n{}", env.logs()));
@@ -636,7 +652,18 @@ pub fn run_mode(mode: Mode, faults: &[Fault]) {
                 continue;
             }
             let t = Instant::now();
-            match run_case(&mut env, step, *fault, idx) {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_case(&mut env, step, *fault, idx)
+            }))
+            .unwrap_or_else(|panic| {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                Err(format!("panicked: {msg}"))
+            });
+            match outcome {
                 Ok(row) => report::append(&row),
                 Err(why) => {
                     let first = why.lines().next().unwrap_or_default().to_owned();

@@ -67,6 +67,7 @@ pub fn test_driver_manager(
                     for r in done {
                         tracing::warn!(dom = %r.entry.name, job_id = %r.entry.job_id, action = ?r.action, "migration job recovered");
                     }
+                    super::migration_peers::settle_held(m).await;
                 }
                 Err(e) => tracing::error!(error = %e, "migration recovery failed"),
             }
@@ -210,10 +211,15 @@ pub async fn begin3_params(
     a: proto::DomainMigrateBegin3ParamsArgs,
 ) -> Result<proto::DomainMigrateBegin3ParamsRet> {
     let req = params_request(a.params, u64::from(a.flags))?;
-    let out = manager(handler, session)?
-        .begin3(&from_wire_dom(&a.dom), req)
-        .await
-        .map_err(err)?;
+    let dom = from_wire_dom(&a.dom);
+    let d = dom.clone();
+    let out = source_detached(
+        handler,
+        session,
+        dom,
+        |m| async move { m.begin3(&d, req).await },
+    )
+    .await?;
     Ok(proto::DomainMigrateBegin3ParamsRet {
         cookie_out: out.cookie,
         xml: out.xml,
@@ -236,10 +242,15 @@ pub async fn begin3(
         a.resource,
         a.flags,
     );
-    let out = manager(handler, session)?
-        .begin3(&from_wire_dom(&a.dom), req)
-        .await
-        .map_err(err)?;
+    let dom = from_wire_dom(&a.dom);
+    let d = dom.clone();
+    let out = source_detached(
+        handler,
+        session,
+        dom,
+        |m| async move { m.begin3(&d, req).await },
+    )
+    .await?;
     Ok(proto::DomainMigrateBegin3Ret {
         cookie_out: out.cookie,
         xml: out.xml,
@@ -462,10 +473,12 @@ pub async fn perform3_params(
             cookie_out: Vec::new(),
         });
     }
-    let cookie_out = manager(handler, session)?
-        .perform3(&dom, req, &a.cookie_in, None)
-        .await
-        .map_err(err)?;
+    let d = dom.clone();
+    let cookie_in = a.cookie_in;
+    let cookie_out = source_detached(handler, session, dom, |m| async move {
+        m.perform3(&d, req, &cookie_in, None).await
+    })
+    .await?;
     Ok(proto::DomainMigratePerform3ParamsRet { cookie_out })
 }
 
@@ -492,10 +505,12 @@ pub async fn perform3(
             cookie_out: Vec::new(),
         });
     }
-    let cookie_out = manager(handler, session)?
-        .perform3(&dom, req, &a.cookie_in, None)
-        .await
-        .map_err(err)?;
+    let d = dom.clone();
+    let cookie_in = a.cookie_in;
+    let cookie_out = source_detached(handler, session, dom, |m| async move {
+        m.perform3(&d, req, &cookie_in, None).await
+    })
+    .await?;
     Ok(proto::DomainMigratePerform3Ret { cookie_out })
 }
 
@@ -522,6 +537,109 @@ pub async fn perform2(
         .map_err(err)
 }
 
+/// Runs a source step (Begin3, Perform3) on its own task, so a caller that
+/// goes away mid-step cannot cancel it half-way, and then watches the
+/// caller's connection: if it closes while the job waits for the caller's
+/// next step, [`Manager::caller_gone`] settles it (Begin3 ends; Perform3Done
+/// is held until the destination's outcome is known).
+async fn source_detached<T, F, Fut>(
+    handler: &Handler,
+    session: &Session,
+    dom: DomainRef,
+    step: F,
+) -> Result<T>
+where
+    F: FnOnce(Arc<Manager>) -> Fut,
+    Fut: std::future::Future<Output = migrated_core::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let manager = manager(handler, session)?;
+    let conn = session.handle().clone();
+    let fut = step(Arc::clone(&manager));
+    let task = tokio::spawn(async move {
+        let out = fut.await;
+        if out.is_ok() {
+            watch_caller(manager, conn, dom);
+        }
+        out
+    });
+    match task.await {
+        Ok(r) => r.map_err(err),
+        Err(e) => Err(err(migrated_core::Error::internal(format!(
+            "migration step task failed: {e}"
+        )))),
+    }
+}
+
+/// Waits for the caller's connection to close while `dom`'s current job lives.
+fn watch_caller(manager: Arc<Manager>, conn: migrated_rpc::ConnHandle, dom: DomainRef) {
+    let Some(job_id) = manager.registry().get(&dom.uuid).map(|j| j.job_id()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = conn.closed() => break,
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+                    let alive = manager
+                        .registry()
+                        .get(&dom.uuid)
+                        .is_some_and(|j| j.job_id() == job_id);
+                    if !alive {
+                        return;
+                    }
+                }
+            }
+        }
+        manager.caller_gone(&dom, job_id);
+    });
+}
+
+/// Runs Finish on its own task, so a caller that goes away mid-step cannot
+/// cancel it half-way (guest started, job not ended). If the caller is gone
+/// once the guest runs here, the reply cannot reach it and its source will
+/// cancel and resume the guest (libvirt-wire.md §8.6): the copy started here
+/// is stopped (and its PERSIST_DEST config removed), or the guest would run
+/// on both hosts.
+async fn finish_detached(
+    handler: &Handler,
+    session: &Session,
+    dname: String,
+    req: MigrateRequest,
+    cookie: Vec<u8>,
+    cancelled: bool,
+) -> Result<migrated_core::migration::Finish3Out> {
+    let manager = manager(handler, session)?;
+    let driver = session.driver()?.driver;
+    let conn = session.handle().clone();
+    let persisted = req.has(MigrateFlags::PERSIST_DEST);
+    let task = tokio::spawn(async move {
+        let out = manager.finish3(&dname, req, &cookie, cancelled).await?;
+        if !conn.is_closed() {
+            return Ok(out);
+        }
+        tracing::error!(dom = %out.dom.name, "finish succeeded but its caller is gone: stopping the copy here, its source resumes the guest");
+        if let Err(e) = driver.destroy(&out.dom, 0).await {
+            tracing::error!(dom = %out.dom.name, error = %e, "stopping the orphaned incoming guest failed");
+        }
+        if persisted {
+            if let Err(e) = driver.undefine(&out.dom, 0).await {
+                tracing::warn!(dom = %out.dom.name, error = %e, "removing the orphaned guest's config failed");
+            }
+        }
+        Err(migrated_core::Error::OperationFailed {
+            operation: "migration in",
+            reason: "the caller of Finish went away before the answer".into(),
+        })
+    });
+    match task.await {
+        Ok(r) => r.map_err(err),
+        Err(e) => Err(err(migrated_core::Error::internal(format!(
+            "finish task failed: {e}"
+        )))),
+    }
+}
+
 /// FINISH3_PARAMS (306).
 ///
 /// # Errors
@@ -534,10 +652,7 @@ pub async fn finish3_params(
 ) -> Result<proto::DomainMigrateFinish3ParamsRet> {
     let req = params_request(a.params, u64::from(a.flags))?;
     let dname = req.dname.clone().unwrap_or_default();
-    let out = manager(handler, session)?
-        .finish3(&dname, req, &a.cookie_in, a.cancelled != 0)
-        .await
-        .map_err(err)?;
+    let out = finish_detached(handler, session, dname, req, a.cookie_in, a.cancelled != 0).await?;
     Ok(proto::DomainMigrateFinish3ParamsRet {
         dom: ret_dom(&out.dom),
         cookie_out: out.cookie,
@@ -554,10 +669,15 @@ pub async fn finish3(
     a: proto::DomainMigrateFinish3Args,
 ) -> Result<proto::DomainMigrateFinish3Ret> {
     let req = MigrateRequest::from_legacy(None, Some(&a.dname), a.uri.as_deref(), 0, a.flags);
-    let out = manager(handler, session)?
-        .finish3(&a.dname, req, &a.cookie_in, a.cancelled != 0)
-        .await
-        .map_err(err)?;
+    let out = finish_detached(
+        handler,
+        session,
+        a.dname,
+        req,
+        a.cookie_in,
+        a.cancelled != 0,
+    )
+    .await?;
     Ok(proto::DomainMigrateFinish3Ret {
         dom: ret_dom(&out.dom),
         cookie_out: out.cookie,

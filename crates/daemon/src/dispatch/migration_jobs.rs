@@ -273,7 +273,7 @@ pub async fn migration_status(
     };
     let detail = match (&held, &phase) {
         (Some(_), _) => Some(format!(
-            "recovered after a restart in phase {}: the guest is kept paused and resumable until the destination's outcome is known",
+            "held in phase {} (recovered after a restart, or its client went away): the guest is kept paused and resumable until the destination's outcome is known",
             phase.name()
         )),
         (None, p) => Some(format!("phase {}", p.name())),

@@ -215,9 +215,14 @@ pub async fn perform_p2p(
     req: MigrateRequest,
 ) -> Result<(), WireError> {
     let span = tracing::info_span!("p2p", dom = %dom.name, dconnuri);
-    run_p2p(manager, driver, dom, dconnuri, req)
+    // A restarted source asks this peer about a job held after perform-done.
+    let state_dir = manager.state_dir().to_path_buf();
+    super::migration_peers::record(&state_dir, &dom.uuid, dconnuri);
+    let result = run_p2p(manager, driver, dom.clone(), dconnuri, req)
         .instrument(span)
-        .await
+        .await;
+    super::migration_peers::forget(&state_dir, &dom.uuid);
+    result
 }
 
 async fn run_p2p(

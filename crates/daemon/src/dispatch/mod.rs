@@ -11,6 +11,7 @@ pub mod events;
 pub mod migration;
 pub mod migration_jobs;
 pub mod migration_local;
+pub mod migration_peers;
 pub mod migration_tunnel;
 pub mod save;
 

@@ -176,6 +176,11 @@ impl Manager {
         &self.config.host
     }
 
+    /// The state directory (the journal lives in `<state_dir>/journal`).
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.config.state_dir
+    }
+
     /// The driver's name.
     pub fn driver(&self) -> &'static str {
         self.backend.support().driver

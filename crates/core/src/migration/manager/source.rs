@@ -480,6 +480,45 @@ impl Manager {
         }
     }
 
+    /// The client driving the source job `job_id` of `dom` went away (its
+    /// connection closed) between steps, so no Confirm will come from it. A
+    /// job still in Begin3 ends (nothing was sent); a job in Perform3Done is
+    /// held like one recovered after a restart — the guest stays paused here
+    /// until the destination's outcome is known ([`Manager::resolve`]). Any
+    /// other phase, or another job, is left alone.
+    pub fn caller_gone(&self, dom: &DomainRef, job_id: Uuid) {
+        let Some(job) = self.registry.get(&dom.uuid) else {
+            return;
+        };
+        if job.job_id() != job_id || job.role() != Role::Source {
+            return;
+        }
+        match job.phase() {
+            Phase::Source(SourcePhase::Begin3 { .. }) => {
+                tracing::warn!(job_id = %job_id, dom = %dom.name, "client gone after Begin: ending the job");
+                if let Err(e) = self.source_step(
+                    &job,
+                    MigrateFlags::empty(),
+                    None,
+                    SourceEvent::Confirmed { cancelled: true },
+                ) {
+                    tracing::warn!(error = %e, "recording the abandoned begin");
+                }
+                self.end(&job, JobOutcome::Cancelled);
+            }
+            Phase::Source(SourcePhase::Perform3Done) => match self.journal.get(&job_id) {
+                Ok(Some(entry)) => {
+                    tracing::warn!(job_id = %job_id, dom = %dom.name, "client gone after Perform: the guest is held paused until the destination's outcome is known");
+                    lock(&self.held).insert(dom.uuid, entry);
+                }
+                Ok(None) | Err(_) => {
+                    tracing::error!(job_id = %job_id, "no journal entry for an abandoned Perform3Done job");
+                }
+            },
+            _ => {}
+        }
+    }
+
     /// Settles a source job waiting in Perform3Done — one recovered after a
     /// restart, or one whose client went away before Confirm: `peer_runs_guest`
     /// = true → the destination has the guest, stop it here; false → resume it here.
