@@ -567,6 +567,14 @@ impl MigrationBackend for QemuBackend {
         let undefine = MigrateFlags(entry.flags).contains(MigrateFlags::UNDEFINE_SOURCE);
         match action {
             RecoveryAction::ResumeSource if dom.is_active() => {
+                // A restart during Perform leaves QEMU still sending to a
+                // destination whose job is gone; migrate_cancel is a no-op
+                // when nothing is being sent.
+                if let Ok(qmp) = self.driver.qmp(&dom) {
+                    if let Err(e) = qmp.execute(&MigrateCancel).await {
+                        warn!(dom = %dom.name, error = %e, "could not cancel QEMU's migration");
+                    }
+                }
                 self.driver.resume_migration_source(&dom).await
             }
             RecoveryAction::ResumeSource | RecoveryAction::KeepRunning => Ok(()),
