@@ -7,6 +7,7 @@ mod demo;
 mod dist;
 mod fuzz;
 mod hvsupport;
+mod soak;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ enum Cmd {
     Fuzz(fuzz::FuzzArgs),
     /// Benchmarks against a stock libvirtd: rpc, migrate, qemu, libvirt.
     Bench(bench::BenchArgs),
+    /// Bounded soak: 200 clients and continuous migrations between two daemons.
+    Soak(soak::SoakArgs),
     /// Release tarball: binaries, man pages, completions, deploy/ and docs/ (prints its path).
     Dist(dist::DistArgs),
 }
@@ -50,6 +53,7 @@ fn main() -> Result<()> {
         Cmd::Test(args) => test::run(&root, &args),
         Cmd::Fuzz(args) => fuzz::run(&root, &args),
         Cmd::Bench(args) => bench::run(&root, &args),
+        Cmd::Soak(args) => soak::run(&root, &args),
         Cmd::Dist(args) => dist::run(&root, &args),
     }
 }

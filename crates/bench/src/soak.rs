@@ -92,8 +92,6 @@ pub async fn run(common: &crate::Common, args: &SoakArgs) -> Result<()> {
             "1000".into(),
             "--migration-ports".into(),
             ports.to_owned(),
-            "--log-filter".into(),
-            "warn".into(),
         ],
     };
     let a = Migrated::spawn(
