@@ -16,7 +16,7 @@ pub struct BenchArgs {
     /// Which benchmark: rpc, migrate, qemu or libvirt.
     #[arg(value_parser = ["rpc", "migrate", "qemu", "libvirt"])]
     pub what: String,
-    /// Options passed on to `migrated-bench WHAT` (see `cargo xtask bench WHAT --help`).
+    /// Options passed on to `migrated-bench WHAT` (see `cargo xtask bench WHAT -- --help`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub rest: Vec<String>,
 }
