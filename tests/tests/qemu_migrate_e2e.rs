@@ -27,6 +27,11 @@ fn live(tool: Tool, name: &str, flags: &[&str]) {
     let src_pid = status_pid(&hosts.a, name).expect("source status file");
     let mut args = vec!["migrate", "--live"];
     args.extend_from_slice(flags);
+    if matches!(tool, Tool::Virsh) {
+        // On a loaded 2-core machine TCG may not converge before virsh's
+        // deadline: pause the guest after 20 s, as operators do.
+        args.extend(["--timeout", "20"]);
+    }
     args.extend([name, b.as_str()]);
     match tool {
         Tool::Virsh => hosts.virsh_ok(&a, &args),
