@@ -116,6 +116,10 @@ fn demo(bin: &Path, work: &Path, args: &DemoArgs) -> Result<()> {
     run_ctl(&ctl, &a.uri, &["define", path_str(&xml)?])?;
     run_ctl(&ctl, &a.uri, &["start", "demo"])?;
     run_ctl(&ctl, &a.uri, &["list", "--all"])?;
+    if !args.qemu {
+        println!("== letting the guest's workload dirty memory for 2 s");
+        std::thread::sleep(Duration::from_secs(2));
+    }
 
     println!(
         "\n== live migration {} -> {} (client-managed: Begin3, Prepare3, Perform3, Finish3, Confirm3)",
