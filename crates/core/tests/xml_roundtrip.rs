@@ -289,3 +289,23 @@ fn xml_produced_by_libvirt_round_trips() {
         assert_eq!(again.devices, def.devices, "{}", path.display());
     }
 }
+
+#[test]
+fn byte_order_mark_keeps_metadata_intact() {
+    // The domain_xml fuzz target's first crash: with a leading BOM the
+    // verbatim <metadata> content was cut three bytes early.
+    let xml = format!(
+        "\u{feff}<domain type='test'><name>busy</name><memory unit='MiB'>16</memory>\
+         <metadata><migrated:workload xmlns:migrated='{WORKLOAD_NS}' working_set_mib='8'/></metadata>\
+         </domain>"
+    );
+    let def = parse(&xml);
+    assert_eq!(
+        def.metadata.as_deref(),
+        Some(
+            format!("<migrated:workload xmlns:migrated='{WORKLOAD_NS}' working_set_mib='8'/>")
+                .as_str()
+        )
+    );
+    assert_stable(&def, &LOSSLESS);
+}

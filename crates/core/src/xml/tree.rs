@@ -45,16 +45,21 @@ pub(crate) fn parse(input: &str) -> Result<Element> {
             max: MAX_XML_BYTES,
         });
     }
-    let mut reader = Reader::from_str(input);
+    // quick-xml skips a leading byte-order mark and counts its positions from
+    // after it; parse the text without it and shift every position back so
+    // spans always index `input` itself.
+    let body = input.strip_prefix('\u{feff}').unwrap_or(input);
+    let base = input.len() - body.len();
+    let mut reader = Reader::from_str(body);
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     loop {
-        let start = offset(reader.buffer_position());
+        let start = offset(base, reader.buffer_position());
         let event = reader
             .read_event()
-            .map_err(|e| convert_error(input, offset(reader.error_position()), e))?;
-        let end = offset(reader.buffer_position());
+            .map_err(|e| convert_error(input, offset(base, reader.error_position()), e))?;
+        let end = offset(base, reader.buffer_position());
         match event {
             Event::Start(_) | Event::Empty(_) if stack.len() >= MAX_XML_DEPTH => {
                 return Err(XmlError::TooDeep {
@@ -132,8 +137,8 @@ pub(crate) fn parse(input: &str) -> Result<Element> {
     })
 }
 
-fn offset(pos: u64) -> usize {
-    usize::try_from(pos).unwrap_or(usize::MAX)
+fn offset(base: usize, pos: u64) -> usize {
+    usize::try_from(pos).map_or(usize::MAX, |p| p.saturating_add(base))
 }
 
 fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) -> Result<()> {
@@ -215,6 +220,16 @@ mod tests {
         assert_eq!(b.text, "t&");
         assert_eq!(&input[b.span.clone()], "<b>t&amp;</b>");
         assert_eq!(&input[root.children[1].span.clone()], "<c/>");
+    }
+
+    #[test]
+    fn spans_index_the_input_past_a_byte_order_mark() {
+        // Found by the domain_xml fuzz target: quick-xml counts positions
+        // after the BOM, which shifted every span by three bytes.
+        let input = "\u{feff}<a><m x='1'/></a>";
+        let root = parse(input).expect("valid");
+        assert_eq!(&input[root.inner.clone()], "<m x='1'/>");
+        assert_eq!(&input[root.children[0].span.clone()], "<m x='1'/>");
     }
 
     #[test]
