@@ -10,8 +10,9 @@
 //! With `CI` set, a test that would otherwise skip because a binary is missing
 //! fails instead, so a green CI run means the stock-client and QEMU tests ran.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
@@ -96,10 +97,8 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         test_args.push("--");
         test_args.extend(args.cargo_test_args.iter().map(String::as_str));
     }
-    note(
-        &mut failed,
-        step(root, "workspace tests", "cargo", &test_args),
-    );
+    let mut digest = FailureDigest::default();
+    note(&mut failed, test_step(root, &test_args, &mut digest));
 
     if args.no_fuzz {
         println!("== fuzzing skipped (--no-fuzz)");
@@ -109,6 +108,8 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
             failed.push("fuzzing".to_owned());
         }
     }
+    // Last, so the tail of a CI log names every failing test.
+    digest.print();
     if !failed.is_empty() {
         bail!("{} step(s) failed: {}", failed.len(), failed.join(", "));
     }
@@ -138,6 +139,85 @@ fn step(root: &Path, what: &str, program: &str, args: &[&str]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs `cargo test`, echoing its output while keeping what failed.
+fn test_step(root: &Path, args: &[&str], digest: &mut FailureDigest) -> Result<()> {
+    println!("== workspace tests: cargo {}", args.join(" "));
+    let mut child = Command::new("cargo")
+        .args(args)
+        .current_dir(root)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot run cargo test")?;
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.context("reading cargo test output")?;
+            println!("{line}");
+            digest.feed(&line);
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() {
+        bail!(
+            "step failed: workspace tests (cargo {} exited with {status})",
+            args.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// The failing test names and the tail of each one's captured output, kept
+/// from `cargo test`'s stdout so the end of a long log can repeat them.
+#[derive(Default)]
+struct FailureDigest {
+    /// `test <name> ... FAILED` lines.
+    failed: Vec<String>,
+    /// Lines of each `---- <name> stdout ----` section.
+    sections: Vec<Vec<String>>,
+    /// Inside a section (until the next `failures:` list or section).
+    in_section: bool,
+}
+
+impl FailureDigest {
+    /// Lines kept from the end of each failing test's output.
+    const TAIL: usize = 40;
+
+    fn feed(&mut self, line: &str) {
+        if line.starts_with("test ") && line.ends_with("... FAILED") {
+            self.failed
+                .push(line.trim_end_matches(" ... FAILED").to_owned());
+        } else if line.starts_with("---- ") && line.ends_with(" ----") {
+            self.in_section = true;
+            self.sections.push(vec![line.to_owned()]);
+        } else if line == "failures:" || line.starts_with("test result:") {
+            self.in_section = false;
+        } else if self.in_section {
+            if let Some(section) = self.sections.last_mut() {
+                section.push(line.to_owned());
+            }
+        }
+    }
+
+    fn print(&self) {
+        if self.failed.is_empty() {
+            return;
+        }
+        println!("== failing tests ({}):", self.failed.len());
+        for section in &self.sections {
+            let skip = section.len().saturating_sub(Self::TAIL + 1);
+            println!("{}", section[0]);
+            if skip > 0 {
+                println!("   [{skip} earlier lines omitted]");
+            }
+            for line in section.iter().skip(1 + skip) {
+                println!("{line}");
+            }
+        }
+        for name in &self.failed {
+            println!("==   {name}");
+        }
+    }
 }
 
 /// `true` when a program is found on PATH.
