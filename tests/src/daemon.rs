@@ -359,6 +359,24 @@ impl Daemon {
         &self.state_dir
     }
 
+    /// The domain configs stored under the state dir (every `*.xml` file,
+    /// at any depth).
+    pub fn stored_configs(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|x| x == "xml") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.state_dir(), &mut out);
+        out
+    }
+
     /// The runtime directory.
     pub fn runtime_dir(&self) -> &Path {
         &self.runtime_dir

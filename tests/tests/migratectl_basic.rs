@@ -478,3 +478,81 @@ fn no_verify_accepts_a_server_certificate_our_ca_did_not_sign() {
         .trim()
         .is_empty());
 }
+
+#[test]
+fn persistent_configs_survive_a_daemon_restart() {
+    let mut daemon = Daemon::builder().tcp().spawn();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uri = daemon.uri();
+    for name in ["mc-keep-a", "mc-keep-b"] {
+        let file = write_guest(dir.path(), name);
+        ok(&uri, &["define", &file.display().to_string()]);
+    }
+    ok(&uri, &["start", "mc-keep-b"]);
+    let xml_before = ok(&uri, &["dumpxml", "--inactive", "mc-keep-a"]);
+
+    // A graceful stop, then a crash: configs survive both, guests come back shut off.
+    let status = daemon.stop();
+    assert!(status.success(), "SIGTERM exit status {status:?}");
+    daemon.restart();
+    ok(&uri, &["start", "mc-keep-a"]);
+    daemon.kill();
+    daemon.restart();
+
+    let list = ok(&uri, &["list", "--all"]);
+    for name in ["mc-keep-a", "mc-keep-b"] {
+        let row = list_row(&list, name).unwrap_or_else(|| panic!("{name} lost: {list}"));
+        assert_eq!(row[2], "shut off", "{name} after restart: {list}");
+    }
+    assert_eq!(
+        ok(&uri, &["dumpxml", "--inactive", "mc-keep-a"]),
+        xml_before,
+        "stored config changed across restarts"
+    );
+    ok(&uri, &["start", "mc-keep-a"]);
+    assert_eq!(domstate(&uri, "mc-keep-a"), "running");
+}
+
+#[test]
+fn sixteen_concurrent_clients_leave_a_consistent_state() {
+    let daemon = Daemon::builder().tcp().spawn();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uri = daemon.uri();
+    std::thread::scope(|scope| {
+        for i in 0..16 {
+            let (uri, dir) = (uri.as_str(), dir.path());
+            scope.spawn(move || {
+                let name = format!("mc-par-{i:02}");
+                let file = write_guest(dir, &name).display().to_string();
+                ok(uri, &["define", &file]);
+                ok(uri, &["start", &name]);
+                ok(uri, &["suspend", &name]);
+                ok(uri, &["resume", &name]);
+                ok(uri, &["destroy", &name]);
+                ok(uri, &["start", &name]);
+            });
+        }
+    });
+    let list = ok(&uri, &["list", "--all"]);
+    let mut ids = Vec::new();
+    for i in 0..16 {
+        let name = format!("mc-par-{i:02}");
+        let row = list_row(&list, &name).unwrap_or_else(|| panic!("{name} missing: {list}"));
+        assert_eq!(row[2], "running", "{name}: {list}");
+        ids.push(
+            row[0]
+                .parse::<u32>()
+                .unwrap_or_else(|e| panic!("id of {name}: {e}")),
+        );
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 16, "ids not distinct: {list}");
+    let stored = daemon.stored_configs().len();
+    assert_eq!(
+        stored,
+        16,
+        "stored configs under {}",
+        daemon.state_dir().display()
+    );
+}
