@@ -8,8 +8,10 @@
  *   STATUS_ADDR + 16  u32  size of the dirtied region in MiB (after clamping)
  *   STATUS_ADDR + 20  u32  layout version (1)
  * The dirtied region starts at DIRTY_BASE; each pass writes the current
- * counter into the first 8 bytes of every 4 KiB page of it, so every page
- * is dirty again for the migration's next iteration.
+ * counter into the first 8 bytes of every 4 KiB page of it, and the magic's
+ * first word after it, so every page is dirty again for the migration's
+ * next iteration and none is a zero page (QEMU sends a zero page as a
+ * header only, so a first pass writing counter 0 would move no data).
  *
  * The region size comes from the multiboot command line (QEMU's -append),
  * "dirty_mib=N", default DEFAULT_DIRTY_MIB; it is clamped to the memory the
@@ -160,6 +162,7 @@ page:
     jae     bump
     mov     %eax, (%ebx)
     mov     %edx, 4(%ebx)
+    movl    $0x5247494d, 8(%ebx)            /* "MIGR": never a zero page */
     add     $PAGE, %ebx
     jmp     page
 bump:

@@ -76,3 +76,52 @@ fn qemu_virsh_live_compressed() {
 fn qemu_migratectl_live_auto_converge() {
     live(Tool::Migratectl, "q-autoconv", &["--auto-converge"]);
 }
+
+/// `Data processed:` of `domjobinfo --completed` on `uri`, in bytes.
+fn completed_data_processed(hosts: &QemuHosts, uri: &str, name: &str) -> u64 {
+    let info = hosts.virsh_ok(uri, &["domjobinfo", "--completed", name]);
+    let line = info
+        .lines()
+        .find(|l| l.starts_with("Data processed:"))
+        .unwrap_or_else(|| panic!("no 'Data processed' in domjobinfo:\n{info}"));
+    let mut words = line["Data processed:".len()..].split_whitespace();
+    let value: f64 = words
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unreadable line {line:?}"));
+    let unit = match words.next() {
+        Some("B") => 1.0,
+        Some("KiB") => 1024.0,
+        Some("MiB") => 1024.0 * 1024.0,
+        Some("GiB") => 1024.0 * 1024.0 * 1024.0,
+        other => panic!("unknown unit {other:?} in {line:?}"),
+    };
+    (value * unit) as u64
+}
+
+/// A dirtying guest's migration moves at least its working set: the
+/// completed job statistics on both sides say so (the destination's come
+/// from the source's final figures, carried in the cookie).
+#[test]
+fn qemu_dirtying_guest_job_stats_count_the_working_set() {
+    let Some(hosts) = QemuHosts::start() else {
+        return;
+    };
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "q-stats";
+    let (uuid, before) = hosts.running_guest(name);
+    let src_pid = status_pid(&hosts.a, name).expect("source status file");
+    hosts.ctl_ok(&a, &["migrate", "--live", "--p2p", name, &b]);
+    moved_and_counting(&hosts, name, &uuid, src_pid, before);
+    let working_set = u64::from(qemu_support::DIRTY_MIB) << 20;
+    for (side, uri) in [("source", &a), ("destination", &b)] {
+        let processed = completed_data_processed(&hosts, uri, name);
+        eprintln!("{side}: data processed {processed} bytes");
+        assert!(
+            processed >= working_set,
+            "{side} reports {processed} bytes processed, less than the {working_set} bytes \
+             the guest rewrites every pass\n{}",
+            hosts.logs()
+        );
+    }
+}
