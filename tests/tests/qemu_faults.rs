@@ -88,26 +88,64 @@ fn qemu_destination_qemu_killed_during_perform() {
     settled_on_source(&hosts, name, &uuid, src_pid);
 }
 
-#[test]
-fn qemu_destination_daemon_killed_during_perform() {
+/// The destination daemon is killed (SIGKILL) during a throttled Perform.
+///
+/// Peer-to-peer (direct or tunnelled): the source daemon sees its
+/// connection to the destination close, aborts the job (QEMU's
+/// `migrate_cancel`) and resumes the guest, so the client's call ends
+/// while B is still down. Client-managed (regular): nobody on A knows B;
+/// the incoming QEMU outlives its daemon and keeps receiving, so Perform
+/// ends once the restarted B kills it (journal recovery) and the source's
+/// QEMU sees its stream break. Either way the guest then runs on A only,
+/// with its original QEMU, and migrates to the restarted B.
+fn destination_daemon_killed(name: &str, flags: &[&str]) {
     let Some(mut hosts) = QemuHosts::start() else {
         return;
     };
-    let name = "q-kill-dst-daemon";
     let (uuid, _) = hosts.running_guest(name);
     let src_pid = status_pid(&hosts.a, name).expect("source status file");
-    // Tunnelled: the data goes through the dying daemon, so the source's
-    // QEMU sees its stream break. (A direct QEMU-to-QEMU stream would not
-    // notice; the source daemon does not yet watch its peer connection
-    // during a direct Perform.)
-    let (child, _) = slow_migration(&hosts, name, &uuid, &["--p2p", "--tunnelled"]);
+    let (child, dst_pid) = slow_migration(&hosts, name, &uuid, flags);
     hosts.b.kill();
-    let (ok, _) = finish(child);
+    let p2p = flags.contains(&"--p2p");
+    if !p2p {
+        hosts.b.restart();
+    }
+    let (ok, err) = finish(child);
     assert!(!ok, "migration succeeded without its destination daemon");
-    // The destination comes back and settles its half (the incoming QEMU
-    // is killed by its journal's recovery).
-    hosts.b.restart();
+    if p2p {
+        assert!(
+            err.contains("destination"),
+            "the error does not say the destination was lost: {err}\n{}",
+            hosts.logs()
+        );
+        // Cancelled while B was still down: the guest already runs on A.
+        assert_eq!(domstate(&hosts.a_uri(), name).as_deref(), Some("running"));
+        assert!(
+            job_free(&hosts.a_uri(), name),
+            "a job still owns {name} on A\n{}",
+            hosts.logs()
+        );
+        hosts.b.restart();
+    }
+    wait_until(Duration::from_secs(30), "the incoming QEMU to go", || {
+        pid_gone(dst_pid).then_some(())
+    });
     settled_on_source(&hosts, name, &uuid, src_pid);
+}
+
+#[test]
+fn qemu_destination_daemon_killed_during_perform_regular() {
+    destination_daemon_killed("q-kill-dd-regular", &[]);
+}
+
+#[test]
+fn qemu_destination_daemon_killed_during_perform_p2p() {
+    destination_daemon_killed("q-kill-dd-p2p", &["--p2p"]);
+}
+
+#[test]
+fn qemu_destination_daemon_killed_during_perform_p2p_tunnelled() {
+    destination_daemon_killed("q-kill-dd-tunnel", &["--p2p", "--tunnelled"]);
 }
 
 #[test]

@@ -10,7 +10,15 @@
 //!                                                   Perform (local, direct or into the stream)
 //!                                                   Finish3 (remote) · Confirm (local)
 //! ```
+//!
+//! During Perform the source also watches its connection to the
+//! destination (EOF, or the keepalive verdict): when the destination daemon
+//! goes away mid-transfer the job is aborted, so the driver cancels the
+//! transfer (QEMU: `migrate_cancel`) and the guest runs here again, instead
+//! of sending on to a destination nobody will finish (libvirt's
+//! `qemuMigrationSrcPerformPeer2Peer3` checks its dconn the same way).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -31,12 +39,61 @@ use crate::wire::to_wire_error;
 pub struct LocalEndpoint {
     manager: Arc<Manager>,
     driver: Arc<dyn Driver>,
+    /// The connection to the destination, watched during Perform.
+    peer: Option<Connection>,
 }
 
 impl LocalEndpoint {
     /// The endpoint of `driver`'s guests, migrated by `manager`.
     pub fn new(manager: Arc<Manager>, driver: Arc<dyn Driver>) -> Self {
-        Self { manager, driver }
+        Self {
+            manager,
+            driver,
+            peer: None,
+        }
+    }
+
+    /// Aborts a running Perform when `peer` (the connection to the
+    /// destination) closes before it ends.
+    pub fn watching(mut self, peer: Connection) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// Runs `perform`; if the peer connection closes first, aborts the
+    /// job (the driver cancels the transfer and resumes the guest) and
+    /// reports the lost destination instead of the abort.
+    async fn watched<T>(
+        &self,
+        dom: &DomainRef,
+        perform: impl Future<Output = migrated_core::Result<T>>,
+    ) -> migrated_core::Result<T> {
+        let Some(peer) = &self.peer else {
+            return perform.await;
+        };
+        tokio::pin!(perform);
+        let reason = tokio::select! {
+            r = &mut perform => return r,
+            reason = peer.closed() => reason.unwrap_or_else(|| "connection closed".into()),
+        };
+        tracing::warn!(dom = %dom.name, %reason, "lost the destination during Perform: cancelling the migration");
+        if let Err(e) = self.manager.abort_job(dom) {
+            // E.g. all data was already sent: Perform ends by itself.
+            tracing::debug!(dom = %dom.name, error = %e, "could not abort the job");
+        }
+        match perform.await {
+            Ok(v) => Ok(v),
+            Err(err) => {
+                tracing::debug!(dom = %dom.name, error = %err, "perform after the destination was lost");
+                Err(migrated_core::Error::OperationFailed {
+                    operation: "migration",
+                    reason: format!(
+                        "lost connection to the destination during the migration ({reason}); \
+                         the migration was cancelled and the guest runs on the source"
+                    ),
+                })
+            }
+        }
     }
 }
 
@@ -86,15 +143,16 @@ impl Endpoint for LocalEndpoint {
         let sink = match target {
             DataTarget::Tunnel(sink) => sink,
             DataTarget::Direct | DataTarget::None => {
-                return local(self.manager.perform3(dom, req.clone(), cookie, None).await);
+                let perform = self.manager.perform3(dom, req.clone(), cookie, None);
+                return local(self.watched(dom, perform).await);
             }
         };
         let (writer, pump) = sink.start();
         let writer: TunnelWriter = Box::new(writer);
-        let performed = self
+        let perform = self
             .manager
-            .perform3(dom, req.clone(), cookie, Some(writer))
-            .await;
+            .perform3(dom, req.clone(), cookie, Some(writer));
+        let performed = self.watched(dom, perform).await;
         let streamed = pump.complete(performed.is_ok()).await;
         match (performed, streamed) {
             (Ok(cookie), Ok(())) => Ok(cookie),
@@ -248,7 +306,7 @@ async fn run_p2p(
             }
             .into());
         }
-        let src = LocalEndpoint::new(manager, driver);
+        let src = LocalEndpoint::new(manager, driver).watching(dconn.clone());
         sequencer::migrate(&src, &dst, &dom, req).await
     }
     .await;
