@@ -26,7 +26,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustix::process::{
     pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal, WaitId, WaitidOptions,
@@ -203,8 +203,16 @@ impl QemuProcess {
     /// # Errors
     /// As [`QemuProcess::signal`].
     pub async fn kill(&self) -> Result<ProcessExit> {
+        let sent = Instant::now();
         self.signal(Signal::Kill)?;
-        Ok(self.wait().await)
+        let status = self.wait().await;
+        // Mostly the kernel freeing the guest's memory.
+        debug!(
+            pid = self.pid,
+            exit_ms = ms(sent.elapsed()),
+            "qemu killed and reaped"
+        );
+        Ok(status)
     }
 }
 
@@ -295,6 +303,7 @@ pub async fn launch(
     paths: &LaunchPaths,
     qmp_config: QmpConfig,
 ) -> Result<Launched> {
+    let started = Instant::now();
     for dir in [
         paths.qmp_socket.parent(),
         paths.log.parent(),
@@ -373,6 +382,7 @@ pub async fn launch(
     let pid = child.id() as i32;
     // std's Child neither kills nor reaps on drop; the pidfd watcher reaps.
     drop(child);
+    let spawned = started.elapsed();
     info!(pid, name = %spec.name, "qemu spawned");
     let process = match QemuProcess::watch(pid) {
         Ok(p) => p,
@@ -392,7 +402,18 @@ pub async fn launch(
         }
     };
     match connected {
-        Ok(qmp) => Ok(Launched { process, qmp }),
+        Ok(qmp) => {
+            // The timeline of a start, for `--log-filter migrated_driver_qemu=debug`:
+            // files and fork/exec, then QEMU's own start-up up to its
+            // greeting and the capabilities negotiation.
+            debug!(
+                pid,
+                spawn_ms = ms(spawned),
+                monitor_ready_ms = ms(started.elapsed() - spawned),
+                "qemu monitor ready"
+            );
+            Ok(Launched { process, qmp })
+        }
         Err(err) => {
             // The usual cause is QEMU exiting; its pidfd says so shortly after
             // the socket closed.
@@ -404,6 +425,11 @@ pub async fn launch(
             Err(err)
         }
     }
+}
+
+/// Milliseconds with a fraction, for timeline log fields.
+pub(crate) fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
 }
 
 fn exited(status: ProcessExit, log: &Path, offset: u64) -> Error {
