@@ -41,6 +41,9 @@ pub enum PageContent {
 pub struct GuestMemory {
     pages: Box<[Mutex<Option<Page>>]>,
     dirty: Box<[AtomicU64]>,
+    /// One bit per page holding data (`Some`), changed under the page's lock,
+    /// so the migration scans a sparse guest in microseconds.
+    allocated: Box<[AtomicU64]>,
     throttle_percent: AtomicU8,
 }
 
@@ -74,9 +77,11 @@ impl GuestMemory {
         })?;
         let pages = (0..count).map(|_| Mutex::new(None)).collect();
         let dirty = (0..count.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+        let allocated = (0..count.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
         Ok(Self {
             pages,
             dirty,
+            allocated,
             throttle_percent: AtomicU8::new(0),
         })
     }
@@ -93,9 +98,16 @@ impl GuestMemory {
 
     /// Number of pages currently holding data (not the zero page).
     pub fn allocated_pages(&self) -> u64 {
-        (0..self.pages.len())
-            .filter(|&i| self.lock(i).is_some())
-            .count() as u64
+        self.allocated
+            .iter()
+            .map(|w| u64::from(w.load(Ordering::Acquire).count_ones()))
+            .sum()
+    }
+
+    /// Indices of the pages holding data now, in order. Pages not listed read
+    /// as zeros; a page allocated later is marked dirty by that write.
+    pub fn allocated_page_indices(&self) -> Vec<u64> {
+        bit_indices(&self.allocated, |w| w.load(Ordering::Acquire))
     }
 
     fn slot(&self, index: u64, operation: &'static str) -> Result<usize> {
@@ -121,6 +133,30 @@ impl GuestMemory {
 
     fn mark_dirty(&self, i: usize) {
         self.dirty[i / 64].fetch_or(1 << (i % 64), Ordering::AcqRel);
+    }
+
+    /// Records whether page `i` holds data; called with its lock held.
+    fn mark_allocated(&self, i: usize, allocated: bool) {
+        let bit = 1 << (i % 64);
+        if allocated {
+            self.allocated[i / 64].fetch_or(bit, Ordering::AcqRel);
+        } else {
+            self.allocated[i / 64].fetch_and(!bit, Ordering::AcqRel);
+        }
+    }
+
+    /// Calls `f` with the data of page `index` under its lock, or with `None`
+    /// for a page that reads as zeros; no copy is made.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] if `index` is out of range.
+    pub fn with_page<T>(
+        &self,
+        index: u64,
+        f: impl FnOnce(Option<&[u8; PAGE_SIZE]>) -> T,
+    ) -> Result<T> {
+        let i = self.slot(index, "read guest page")?;
+        Ok(f(self.lock(i).as_deref()))
     }
 
     /// Copies page `index` into `buf`.
@@ -153,7 +189,8 @@ impl GuestMemory {
             reason: format!("page data is {} bytes, expected {PAGE_SIZE}", data.len()),
         })?;
         let mut slot = self.lock(i);
-        if data.iter().all(|&b| b == 0) {
+        let zero = data.iter().all(|&b| b == 0);
+        if zero {
             *slot = None;
         } else {
             match slot.as_deref_mut() {
@@ -161,6 +198,7 @@ impl GuestMemory {
                 None => *slot = Some(Box::new(*data)),
             }
         }
+        self.mark_allocated(i, !zero);
         self.mark_dirty(i);
         Ok(())
     }
@@ -173,6 +211,7 @@ impl GuestMemory {
         }
         let mut slot = self.lock(index);
         f(slot.get_or_insert_with(|| Box::new([0; PAGE_SIZE])));
+        self.mark_allocated(index, true);
         self.mark_dirty(index);
     }
 
@@ -181,16 +220,7 @@ impl GuestMemory {
     /// Each bitmap word is swapped atomically, so a concurrent write either lands
     /// in this result or stays marked for the next call.
     pub fn take_dirty_pages(&self) -> Vec<u64> {
-        let mut out = Vec::new();
-        for (w, word) in self.dirty.iter().enumerate() {
-            let mut bits = word.swap(0, Ordering::AcqRel);
-            while bits != 0 {
-                let bit = bits.trailing_zeros() as u64;
-                out.push(w as u64 * 64 + bit);
-                bits &= bits - 1;
-            }
-        }
-        out
+        bit_indices(&self.dirty, |w| w.swap(0, Ordering::AcqRel))
     }
 
     /// Number of pages currently marked dirty (without clearing them).
@@ -247,6 +277,19 @@ impl GuestMemory {
     ) -> Result<Workload> {
         Workload::start(Arc::clone(self), pages_per_sec, working_set_pages)
     }
+}
+
+/// The indices of the set bits of `words`, each word read once with `read`.
+fn bit_indices(words: &[AtomicU64], read: impl Fn(&AtomicU64) -> u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    for (w, word) in words.iter().enumerate() {
+        let mut bits = read(word);
+        while bits != 0 {
+            out.push(w as u64 * 64 + u64::from(bits.trailing_zeros()));
+            bits &= bits - 1;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -306,6 +349,23 @@ mod tests {
         assert!(mem.write_page(1, &page_of(1)).is_err());
         let err = mem.write_page(0, &[1u8; 100]).expect_err("short");
         assert!(err.to_string().contains("100 bytes"), "{err}");
+    }
+
+    #[test]
+    fn allocated_indices_follow_writes_zeroing_and_modification() {
+        let mem = GuestMemory::new(200 * PAGE_SIZE as u64).expect("small");
+        assert!(mem.allocated_page_indices().is_empty());
+        mem.write_page(130, &page_of(1)).expect("write");
+        mem.write_page(3, &page_of(2)).expect("write");
+        mem.modify_page(64, |p| p[7] = 9);
+        assert_eq!(mem.allocated_page_indices(), vec![3, 64, 130]);
+        assert_eq!(mem.allocated_pages(), 3);
+        mem.write_page(3, &page_of(0)).expect("zero");
+        assert_eq!(mem.allocated_page_indices(), vec![64, 130]);
+        let seen = mem.with_page(64, |p| p.map(|p| p[7])).expect("in range");
+        assert_eq!(seen, Some(9));
+        assert!(mem.with_page(3, |p| p.is_none()).expect("in range"));
+        assert!(mem.with_page(200, |_| ()).is_err());
     }
 
     #[test]

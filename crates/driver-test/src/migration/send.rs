@@ -1,7 +1,8 @@
 //! Source side of the data plane: pre-copy iterations with dirty tracking,
 //! then the final pass with the guest paused.
 //!
-//! Pass 1 sends every page holding data (the destination starts zeroed). Each
+//! Pass 1 sends every page holding data (the destination starts zeroed; the
+//! allocation bitmap lists them, so untouched memory costs nothing). Each
 //! later pass sends the pages dirtied meanwhile. When what is left fits in
 //! `rate × max downtime` (QEMU's rule; the rate is the measured one, capped by
 //! the bandwidth limit), or after [`MAX_ITERATIONS`] passes, or when the
@@ -123,10 +124,11 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
 
     /// Pre-copy passes until convergence; returns with the guest still running.
     async fn precopy(&mut self) -> Result<()> {
-        // Tracking starts now: every write from here on is re-sent.
+        // Tracking starts now: every write from here on is re-sent, so the
+        // first pass needs only the pages holding data at this point (the
+        // destination starts zeroed; a page allocated later is dirty).
         self.memory.take_dirty_pages();
-        let all: Vec<u64> = (0..self.memory.page_count()).collect();
-        let mut pages = all;
+        let mut pages = self.memory.allocated_page_indices();
         let mut first = true;
         let mut iteration: u32 = 1;
         let mut prev_dirty = u64::MAX;

@@ -2,14 +2,14 @@
 //! connection or inside the daemon-to-daemon tunnel.
 //!
 //! ```text
-//! header   "MIGDATA1" | page_size u32 | page_count u64            (big-endian)
+//! header   "MIGDATA2" | page_size u32 | page_count u64            (big-endian)
 //! frames   tag u8, then:
 //!   1 PAGE      index u64 | 4096 raw bytes
 //!   2 PAGE_LZ4  index u64 | len u32 | lz4 block (len < 4096)      (COMPRESSED)
 //!   3 ZERO      index u64                                         (page is all zeros)
 //!   4 ITERATION n u32                                             (a pre-copy pass ended)
 //!   5 DEVICE    vcpus u32 | cpu_time_ns u64 | xml_len u32 | xml   (after the guest paused)
-//!   6 END       memory digest [32]: sha256 over each page's sha256
+//!   6 END       memory digest [32] (see the `digest` module)
 //! ```
 //!
 //! Everything from the peer is bounded before use: page indexes against the
@@ -23,7 +23,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, B
 
 use crate::memory::PAGE_SIZE;
 
-const MAGIC: &[u8; 8] = b"MIGDATA1";
+/// Version 2: the END digest covers only pages holding data (version 1 hashed
+/// every page), so a version-1 peer is refused at the header, not at END.
+const MAGIC: &[u8; 8] = b"MIGDATA2";
 const TAG_PAGE: u8 = 1;
 const TAG_PAGE_LZ4: u8 = 2;
 const TAG_ZERO: u8 = 3;
@@ -209,7 +211,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let mut header = [0u8; 20];
         r.take(&mut header).await?;
         if &header[..8] != MAGIC {
-            return Err(failed("incoming data is not a migrated test-driver stream"));
+            return Err(failed(
+                "incoming data is not a migrated test-driver stream of this version (MIGDATA2)",
+            ));
         }
         let page_size = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
         let mut count = [0u8; 8];
