@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 /// Longest a QMP reply or a polled state may take.
 const QMP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause before each floor cycle (see [`Floor::cycle`]).
-const SETTLE: Duration = Duration::from_millis(300);
+pub(crate) const SETTLE: Duration = Duration::from_millis(300);
 /// Longest line accepted from QMP (a reply to anything used here is small).
 const MAX_LINE: usize = 1 << 20;
 
@@ -162,8 +162,15 @@ impl Drop for QemuProc {
 /// One floor measurement.
 #[derive(Debug, Clone, Copy)]
 pub struct FloorSample {
+    /// Spawn of the destination to its QMP handshake, `migrate-incoming`
+    /// and the source's `migrate-set-parameters` done.
+    pub start: Duration,
     /// From `migrate` to `completed`.
     pub migrate: Duration,
+    /// `completed` to the destination reporting `running`.
+    pub resume: Duration,
+    /// The source's `quit` to its exit.
+    pub stop: Duration,
     /// Spawn destination → migrate → destination running → source exited.
     pub cycle: Duration,
     /// QEMU's `total-time`, ms.
@@ -241,6 +248,7 @@ impl Floor {
             json!({"max-bandwidth": 1u64 << 40}),
         )?;
         let t1 = Instant::now();
+        let start = t1 - t0;
         self.src_qmp.execute("migrate", json!({"uri": uri}))?;
         let info = poll(Duration::from_millis(1), || {
             let v = self.src_qmp.execute("query-migrate", json!({}))?;
@@ -251,17 +259,23 @@ impl Floor {
             }
         })?;
         let migrate = t1.elapsed();
+        let t2 = Instant::now();
         poll(Duration::from_millis(1), || {
             let v = dq.execute("query-status", json!({}))?;
             Ok((v.get("status").and_then(Value::as_str) == Some("running")).then_some(()))
         })?;
+        let t3 = Instant::now();
         // The source is paused now; stop it and wait for it to be gone.
         let _ = self.src_qmp.execute("quit", json!({}));
         self.src.wait_exit()?;
+        let stop = t3.elapsed();
         let cycle = t0.elapsed();
         let get = |k: &str| info.get(k).and_then(Value::as_u64).unwrap_or(0);
         let sample = FloorSample {
+            start,
             migrate,
+            resume: t3 - t2,
+            stop,
             cycle,
             qemu_total_ms: get("total-time"),
             qemu_downtime_ms: get("downtime"),

@@ -17,7 +17,7 @@ use clap::Args;
 use crate::daemon;
 use crate::libvirtd::{Host, LibvirtHosts};
 use crate::migrate::{Mode, Pair, Sample};
-use crate::qmp::{Floor, FloorSample};
+use crate::qmp::{Floor, FloorSample, SETTLE};
 use crate::report::{fmt_opt, fmt_ratio, Table};
 use crate::stats;
 
@@ -301,6 +301,12 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
                 } else {
                     (guest, 0)
                 };
+                if mode != Mode::Offline {
+                    // The floor lets its guest settle before each cycle (a
+                    // guest that has only just resumed migrates several
+                    // times slower); every live migration gets the same.
+                    tokio::time::sleep(SETTLE).await;
+                }
                 match pair.migrate(g, at[slot], mode).await {
                     Ok(s) => {
                         at[slot] = 1 - at[slot];
@@ -331,6 +337,7 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
             &errors,
             start_err.as_deref(),
             args,
+            &floors,
         );
         render_dirty(&mut report, &dirty, args);
     } else {
@@ -365,6 +372,8 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
         }
         // Offline runs on its own guest, so it keeps its own position.
         let mut off_at: Vec<usize> = hosts.iter().map(|_| 0).collect();
+        // [virsh --version, `virsh -c URI version` per host]
+        let mut startup: Vec<Timings> = vec![Timings::default(); hosts.len() + 1];
         let mut timings: Vec<Vec<Timings>> = hosts
             .iter()
             .map(|_| modes.iter().map(|_| Timings::default()).collect())
@@ -379,6 +388,10 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
                     }
                     let h = &mut hosts[hi];
                     let r = tokio::task::block_in_place(|| {
+                        if mode != Mode::Offline {
+                            // As in the floor and the in-process series.
+                            std::thread::sleep(SETTLE);
+                        }
                         if mode == Mode::Offline {
                             let keep = h.at;
                             h.at = off_at[hi];
@@ -393,6 +406,18 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
                     timings[hi][mi].record(r, counted);
                 }
             }
+            // virsh's own cost in the same run: start-up alone, and a
+            // connection with one call, so the offline figures can be read
+            // net of it.
+            tokio::task::block_in_place(|| {
+                startup[0].record(timed(Command::new("virsh").arg("--version")), counted);
+                for (hi, h) in hosts.iter().enumerate() {
+                    if setup_err[hi].is_none() {
+                        startup[hi + 1]
+                            .record(timed(&mut virsh(&h.uris[0], &["version"])), counted);
+                    }
+                }
+            });
             if let Some(f) = floor.as_mut() {
                 match tokio::task::block_in_place(|| f.cycle()) {
                     Ok(s) if counted => floors.push(s),
@@ -404,6 +429,7 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
             }
         }
         render_virsh(&mut report, &hosts, &modes, &timings, &setup_err);
+        render_startup(&mut report, &hosts, &startup);
 
         // python3-libvirt: lookup + XML on the running guest, 1 and 8 connections.
         let py = work.path().join("py_rpc.py");
@@ -508,6 +534,32 @@ fn render_virsh(
             }
         }
     }
+}
+
+fn render_startup(out: &mut String, hosts: &[Hosts], startup: &[Timings]) {
+    out.push_str("\n### virsh's own cost in this run (ms; included in every figure above)\n\n");
+    let mut t = Table::new(&["command", "ok/n", "median", "min"]);
+    let mut rows = vec![("`virsh --version` (no connection)".to_owned(), &startup[0])];
+    for (hi, h) in hosts.iter().enumerate() {
+        rows.push((
+            format!("`virsh -c URI version` ({})", h.side.name()),
+            &startup[hi + 1],
+        ));
+    }
+    for (name, tm) in rows {
+        t.row(vec![
+            name,
+            format!("{}/{}", tm.ms.len(), tm.tries),
+            fmt_opt(tm.median(), 1),
+            fmt_opt(stats::min(&tm.ms), 1),
+        ]);
+    }
+    out.push_str(&t.render());
+    out.push_str(
+        "\nOffline migration is measured the same way on both: `virsh migrate --offline \
+         --persistent --undefinesource` from process start to exit, so both figures include \
+         virsh's start-up and its two connections.\n",
+    );
 }
 
 /// Direct and tunnelled migrations of a dirtying guest.
@@ -623,6 +675,7 @@ fn render_inprocess(
     errors: &[Option<String>],
     start_err: Option<&str>,
     args: &SideArgs,
+    floors: &[FloorSample],
 ) {
     out.push_str("### migrated, in-process client (ms)\n\n");
     if let Some(e) = start_err {
@@ -658,6 +711,76 @@ fn render_inprocess(
         if let Some(e) = &errors[mi] {
             out.push_str(&format!("\n{}: first failure: {e}\n", mode.label()));
         }
+    }
+    render_steps(out, modes, samples, floors);
+}
+
+/// Client-side step timeline (medians) of the client-driven modes, next to
+/// the floor cycle's own steps.
+fn render_steps(out: &mut String, modes: &[Mode], samples: &[Vec<Sample>], floors: &[FloorSample]) {
+    const STEPS: [&str; 5] = ["begin", "prepare", "perform", "finish", "confirm"];
+    out.push_str(
+        "\nWhere the time goes: medians of each step's call as the client saw it (ms); the \
+         rest of the wall time is the client's lookups around the steps.\n\n",
+    );
+    let mut header = vec!["mode"];
+    header.extend(STEPS);
+    header.extend(["sum of steps", "wall"]);
+    let mut t = Table::new(&header);
+    for (mi, mode) in modes.iter().enumerate() {
+        let v = &samples[mi];
+        if !matches!(mode, Mode::Regular | Mode::Offline) || v.is_empty() {
+            continue;
+        }
+        let step = |name: &str| -> Vec<f64> {
+            v.iter()
+                .filter_map(|s| {
+                    s.timeline
+                        .iter()
+                        .find(|st| st.step == name)
+                        .map(|st| stats::ms(st.duration))
+                })
+                .collect()
+        };
+        let sums: Vec<f64> = v
+            .iter()
+            .map(|s| s.timeline.iter().map(|st| stats::ms(st.duration)).sum())
+            .collect();
+        let walls: Vec<f64> = v.iter().map(|s| stats::ms(s.wall)).collect();
+        let mut row = vec![mode.label().to_owned()];
+        row.extend(STEPS.iter().map(|st| fmt_opt(stats::median(&step(st)), 1)));
+        row.push(fmt_opt(stats::median(&sums), 1));
+        row.push(fmt_opt(stats::median(&walls), 1));
+        t.row(row);
+    }
+    out.push_str(&t.render());
+    if !floors.is_empty() {
+        let med = |f: &dyn Fn(&FloorSample) -> Duration| {
+            let v: Vec<f64> = floors.iter().map(|s| stats::ms(f(s))).collect();
+            fmt_opt(stats::median(&v), 1)
+        };
+        out.push_str(&format!(
+            "\nFloor cycle, same run (medians, ms): destination start + QMP handshake + \
+             migrate-incoming {}, migrate {}, destination running {}, source quit → exited {}, \
+             whole cycle {}.\n",
+            med(&|s| s.start),
+            med(&|s| s.migrate),
+            med(&|s| s.resume),
+            med(&|s| s.stop),
+            med(&|s| s.cycle),
+        ));
+    }
+    let regular = modes.iter().position(|m| *m == Mode::Regular);
+    let reg_med = regular.and_then(|i| {
+        let w: Vec<f64> = samples[i].iter().map(|s| stats::ms(s.wall)).collect();
+        stats::median(&w)
+    });
+    let cyc: Vec<f64> = floors.iter().map(|f| stats::ms(f.cycle)).collect();
+    if let (Some(r), Some(c)) = (reg_med, stats::median(&cyc)) {
+        out.push_str(&format!(
+            "\nRegular live migration minus the minimal cycle (medians): {:+.1} ms (target ≤ +40).\n",
+            r - c
+        ));
     }
 }
 
@@ -758,12 +881,22 @@ fn render_floors(out: &mut String, floors: &[FloorSample], error: Option<&str>) 
         "QEMU total-time median",
         "QEMU downtime median",
     ]);
+    let part = |f: fn(&FloorSample) -> Duration| -> Vec<f64> {
+        floors.iter().map(|s| stats::ms(f(s))).collect()
+    };
+    let (start, resume, stop) = (part(|s| s.start), part(|s| s.resume), part(|s| s.stop));
     for (name, v) in [
         ("QMP migrate (migrate → completed)", &mig),
         (
             "minimal cycle (spawn dst, migrate, dst running, src exited)",
             &cyc,
         ),
+        (
+            "… cycle step: spawn dst, QMP handshake, migrate-incoming, src parameters",
+            &start,
+        ),
+        ("… cycle step: completed → dst running", &resume),
+        ("… cycle step: src quit → exited", &stop),
     ] {
         t.row(vec![
             name.to_owned(),
