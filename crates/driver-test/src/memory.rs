@@ -1,9 +1,11 @@
 //! Guest memory of a running test domain: real 4 KiB pages with dirty tracking.
 //!
 //! Pages are allocated on first write; an unallocated page reads as zeros, so a
-//! guest "of 1 GiB" costs only what its workload touched. Each page sits behind
-//! its own lock so the workload thread and a migration reader never block each
-//! other on different pages.
+//! guest "of 1 GiB" costs only what its workload touched. The page table itself
+//! comes in chunks of [`CHUNK_PAGES`] slots, also allocated on first write, so
+//! creating or dropping a large idle guest (a migration's Prepare and Confirm)
+//! costs microseconds. Each page sits behind its own lock so the workload
+//! thread and a migration reader never block each other on different pages.
 //!
 //! Dirty-tracking invariant: a writer sets the page's dirty bit *after* writing
 //! the data, while still holding the page lock; [`GuestMemory::take_dirty_pages`]
@@ -12,7 +14,7 @@
 //! for the next round — never lost.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use migrated_core::{Error, Result};
 use sha2::{Digest, Sha256};
@@ -22,11 +24,15 @@ use crate::workload::Workload;
 /// Size of one guest page in bytes.
 pub const PAGE_SIZE: usize = 4096;
 
-/// Largest guest memory the test driver will model (the page table is kept in
-/// full: 16 bytes per page, 32 MiB for this size).
+/// Largest guest memory the test driver will model (a fully touched page table
+/// takes 16 bytes per page, 32 MiB for this size).
 pub const MAX_MEMORY_BYTES: u64 = 8 << 30;
 
+/// Page slots per chunk of the page table (2 MiB of guest memory).
+pub const CHUNK_PAGES: usize = 512;
+
 type Page = Box<[u8; PAGE_SIZE]>;
+type Slot = Mutex<Option<Page>>;
 
 /// What [`GuestMemory::read_page`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +45,9 @@ pub enum PageContent {
 
 /// The memory of one running test guest.
 pub struct GuestMemory {
-    pages: Box<[Mutex<Option<Page>>]>,
+    /// Chunks of [`CHUNK_PAGES`] slots; a chunk never written reads as zeros.
+    chunks: Box<[OnceLock<Box<[Slot]>>]>,
+    page_count: usize,
     dirty: Box<[AtomicU64]>,
     /// One bit per page holding data (`Some`), changed under the page's lock,
     /// so the migration scans a sparse guest in microseconds.
@@ -50,7 +58,7 @@ pub struct GuestMemory {
 impl std::fmt::Debug for GuestMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuestMemory")
-            .field("pages", &self.pages.len())
+            .field("pages", &self.page_count)
             .field("throttle_percent", &self.throttle_percent())
             .finish_non_exhaustive()
     }
@@ -75,11 +83,14 @@ impl GuestMemory {
         let count = usize::try_from(count).map_err(|_| Error::ConfigUnsupported {
             reason: format!("{size_bytes} bytes of guest memory do not fit this host"),
         })?;
-        let pages = (0..count).map(|_| Mutex::new(None)).collect();
+        let chunks = (0..count.div_ceil(CHUNK_PAGES))
+            .map(|_| OnceLock::new())
+            .collect();
         let dirty = (0..count.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
         let allocated = (0..count.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
         Ok(Self {
-            pages,
+            chunks,
+            page_count: count,
             dirty,
             allocated,
             throttle_percent: AtomicU8::new(0),
@@ -88,7 +99,7 @@ impl GuestMemory {
 
     /// Number of pages.
     pub fn page_count(&self) -> u64 {
-        self.pages.len() as u64
+        self.page_count as u64
     }
 
     /// Size in bytes (whole pages).
@@ -113,21 +124,35 @@ impl GuestMemory {
     fn slot(&self, index: u64, operation: &'static str) -> Result<usize> {
         usize::try_from(index)
             .ok()
-            .filter(|&i| i < self.pages.len())
+            .filter(|&i| i < self.page_count)
             .ok_or_else(|| Error::InvalidArg {
                 operation,
                 reason: format!(
                     "page {index} is outside guest memory of {} pages",
-                    self.pages.len()
+                    self.page_count
                 ),
             })
     }
 
-    fn lock(&self, i: usize) -> MutexGuard<'_, Option<Page>> {
+    /// The slot of page `i` (`i` < page count), `None` while its chunk was
+    /// never written (the page reads as zeros).
+    fn existing(&self, i: usize) -> Option<&Slot> {
+        self.chunks[i / CHUNK_PAGES]
+            .get()
+            .map(|c| &c[i % CHUNK_PAGES])
+    }
+
+    /// The slot of page `i` (`i` < page count), allocating its chunk.
+    fn slot_mut(&self, i: usize) -> &Slot {
+        let chunk = self.chunks[i / CHUNK_PAGES]
+            .get_or_init(|| (0..CHUNK_PAGES).map(|_| Mutex::new(None)).collect());
+        &chunk[i % CHUNK_PAGES]
+    }
+
+    fn lock(slot: &Slot) -> MutexGuard<'_, Option<Page>> {
         // A panic while holding a page lock cannot leave the page half-valid
         // (the copy is the only operation), so a poisoned lock is still usable.
-        self.pages[i]
-            .lock()
+        slot.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -156,7 +181,10 @@ impl GuestMemory {
         f: impl FnOnce(Option<&[u8; PAGE_SIZE]>) -> T,
     ) -> Result<T> {
         let i = self.slot(index, "read guest page")?;
-        Ok(f(self.lock(i).as_deref()))
+        Ok(match self.existing(i) {
+            Some(slot) => f(Self::lock(slot).as_deref()),
+            None => f(None),
+        })
     }
 
     /// Copies page `index` into `buf`.
@@ -164,17 +192,16 @@ impl GuestMemory {
     /// # Errors
     /// [`Error::InvalidArg`] if `index` is out of range.
     pub fn read_page(&self, index: u64, buf: &mut [u8; PAGE_SIZE]) -> Result<PageContent> {
-        let i = self.slot(index, "read guest page")?;
-        match self.lock(i).as_deref() {
+        self.with_page(index, |page| match page {
             Some(page) => {
                 buf.copy_from_slice(page);
-                Ok(PageContent::Data)
+                PageContent::Data
             }
             None => {
                 buf.fill(0);
-                Ok(PageContent::Zero)
+                PageContent::Zero
             }
-        }
+        })
     }
 
     /// Replaces page `index` with `data` and marks it dirty; an all-zero page is
@@ -188,8 +215,13 @@ impl GuestMemory {
             operation: "write guest page",
             reason: format!("page data is {} bytes, expected {PAGE_SIZE}", data.len()),
         })?;
-        let mut slot = self.lock(i);
         let zero = data.iter().all(|&b| b == 0);
+        if zero && self.existing(i).is_none() {
+            // Already zeros, and it stays so without allocating its chunk.
+            self.mark_dirty(i);
+            return Ok(());
+        }
+        let mut slot = Self::lock(self.slot_mut(i));
         if zero {
             *slot = None;
         } else {
@@ -206,10 +238,10 @@ impl GuestMemory {
     /// Applies `f` to page `index` in place (allocating it if needed) and marks
     /// it dirty. Used by the workload, which changes a few bytes per write.
     pub(crate) fn modify_page(&self, index: usize, f: impl FnOnce(&mut [u8; PAGE_SIZE])) {
-        if index >= self.pages.len() {
+        if index >= self.page_count {
             return;
         }
-        let mut slot = self.lock(index);
+        let mut slot = Self::lock(self.slot_mut(index));
         f(slot.get_or_insert_with(|| Box::new([0; PAGE_SIZE])));
         self.mark_allocated(index, true);
         self.mark_dirty(index);
@@ -238,9 +270,12 @@ impl GuestMemory {
     pub fn checksum(&self) -> [u8; 32] {
         let zero = [0u8; PAGE_SIZE];
         let mut hasher = Sha256::new();
-        for i in 0..self.pages.len() {
-            match self.lock(i).as_deref() {
-                Some(page) => hasher.update(page),
+        for i in 0..self.page_count {
+            match self.existing(i) {
+                Some(slot) => match Self::lock(slot).as_deref() {
+                    Some(page) => hasher.update(page),
+                    None => hasher.update(zero),
+                },
                 None => hasher.update(zero),
             }
         }
@@ -366,6 +401,28 @@ mod tests {
         assert_eq!(seen, Some(9));
         assert!(mem.with_page(3, |p| p.is_none()).expect("in range"));
         assert!(mem.with_page(200, |_| ()).is_err());
+    }
+
+    #[test]
+    fn chunks_of_the_page_table_are_allocated_on_first_write_only() {
+        let mem = GuestMemory::new(3 * CHUNK_PAGES as u64 * PAGE_SIZE as u64).expect("6 MiB");
+        let allocated = |m: &GuestMemory| m.chunks.iter().filter(|c| c.get().is_some()).count();
+        let mut buf = [1u8; PAGE_SIZE];
+        assert_eq!(mem.read_page(5, &mut buf).expect("read"), PageContent::Zero);
+        mem.write_page(CHUNK_PAGES as u64 + 1, &page_of(0))
+            .expect("zeros");
+        assert_eq!(allocated(&mem), 0, "reads and zero writes allocate nothing");
+        assert_eq!(mem.take_dirty_pages(), vec![CHUNK_PAGES as u64 + 1]);
+        mem.write_page(2 * CHUNK_PAGES as u64, &page_of(4))
+            .expect("write");
+        assert_eq!(allocated(&mem), 1);
+        assert_eq!(
+            mem.read_page(2 * CHUNK_PAGES as u64, &mut buf)
+                .expect("read"),
+            PageContent::Data
+        );
+        assert!(buf.iter().all(|&b| b == 4));
+        assert_eq!(mem.allocated_page_indices(), vec![2 * CHUNK_PAGES as u64]);
     }
 
     #[test]
