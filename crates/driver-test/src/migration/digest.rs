@@ -13,7 +13,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::memory::{GuestMemory, PAGE_SIZE};
+use crate::memory::GuestMemory;
 
 /// Separates this digest from any other use of SHA-256 over the same bytes.
 const DOMAIN_TAG: &[u8] = b"migrated test memory digest v2";
@@ -42,6 +42,7 @@ pub(crate) fn memory_digest(memory: &GuestMemory) -> [u8; 32] {
 /// same way.
 #[cfg(test)]
 fn full_digest(memory: &GuestMemory) -> [u8; 32] {
+    use crate::memory::PAGE_SIZE;
     let zero: [u8; 32] = Sha256::digest([0u8; PAGE_SIZE]).into();
     let mut outer = Sha256::new();
     let mut buf = [0u8; PAGE_SIZE];
@@ -57,6 +58,7 @@ fn full_digest(memory: &GuestMemory) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::PAGE_SIZE;
 
     fn same(a: &GuestMemory, b: &GuestMemory) -> bool {
         let sparse = memory_digest(a) == memory_digest(b);
