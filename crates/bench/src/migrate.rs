@@ -15,7 +15,7 @@ use clap::Args;
 use migrated_client::sequencer::Timeline;
 use migrated_client::{Connection, Domain, OpenFlags};
 use migrated_core::flags::MigrateFlags;
-use migrated_core::typed_params::{job_stats, migrate_param, TypedParams, TypedValue};
+use migrated_core::typed_params::{job_stats, TypedParams, TypedValue};
 
 use crate::daemon::{self, DaemonSpec, Migrated};
 use crate::guests::{test_guest_xml, Workload};
@@ -222,16 +222,7 @@ impl Pair {
     pub async fn migrate(&self, name: &str, from: usize, mode: Mode) -> Result<Sample> {
         let to = 1 - from;
         let dom = self.conns[from].lookup_domain_by_name(name).await?;
-        let mut params = TypedParams::new();
-        if mode == Mode::Offline {
-            // The client sequencer still asks Prepare for a data URI even
-            // offline (libvirt skips that check for OFFLINE); a URI that is
-            // never used keeps the offline series measurable meanwhile.
-            params.push(
-                migrate_param::URI,
-                TypedValue::String("tcp://127.0.0.1:1".to_owned()),
-            );
-        }
+        let params = TypedParams::new();
         let mut timeline = Timeline::new();
         let start = Instant::now();
         let call = async {
