@@ -23,7 +23,7 @@
 //! | Begin fails | no | — | no | — |
 //! | Prepare fails, CHANGE_PROTECTION in use | no | — | yes | 1 |
 //! | Prepare fails, no protection | no | — | no | — |
-//! | Prepare OK but no URI anywhere | yes | 1 | yes | 1 |
+//! | Prepare OK but no URI anywhere (OFFLINE too, as in libvirt) | yes | 1 | yes | 1 |
 //! | Perform fails | yes | 1 | **no** | — |
 //! | Perform OK, Finish fails / returns nothing | yes | 0 | yes | 1 (source resumes) |
 //! | all OK | yes | 0 | yes | 0 (source stops/undefines as flagged) |
