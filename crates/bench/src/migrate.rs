@@ -15,7 +15,7 @@ use clap::Args;
 use migrated_client::sequencer::Timeline;
 use migrated_client::{Connection, Domain, OpenFlags};
 use migrated_core::flags::MigrateFlags;
-use migrated_core::typed_params::{job_stats, TypedParams, TypedValue};
+use migrated_core::typed_params::{job_stats, TypedParams};
 
 use crate::daemon::{self, DaemonSpec, Migrated};
 use crate::guests::{test_guest_xml, Workload};
@@ -45,6 +45,10 @@ pub struct MigrateArgs {
     /// Leave out the 1 GiB guests (idle and dirtying).
     #[arg(long)]
     pub no_1g: bool,
+    /// Run only these series (comma-separated): offline, idle64, idle1g,
+    /// dirty, concurrent [default: all].
+    #[arg(long, value_delimiter = ',', value_parser = ["offline", "idle64", "idle1g", "dirty", "concurrent"])]
+    pub only: Vec<String>,
     /// Also write the Markdown result to this file.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -280,28 +284,36 @@ pub async fn run(common: &crate::Common, args: &MigrateArgs) -> Result<()> {
     }
     let bin = daemon::binary(&common.bin_dir()?, "migrated")?;
     let pair = Pair::start(&bin, "test").await?;
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
 
-    let mut all = vec![
-        idle_series(
-            &pair,
-            "offline, 64 MiB guest",
-            "off64",
-            64,
-            &[Mode::Offline],
-            false,
-        )
-        .await?,
-        idle_series(
-            &pair,
-            "idle 64 MiB guest",
-            "idle64",
-            64,
-            &[Mode::Regular, Mode::P2p, Mode::Tunnelled],
-            true,
-        )
-        .await?,
-    ];
-    if !args.no_1g {
+    let mut all = Vec::new();
+    if wanted("offline") {
+        all.push(
+            idle_series(
+                &pair,
+                "offline, 64 MiB guest",
+                "off64",
+                64,
+                &[Mode::Offline],
+                false,
+            )
+            .await?,
+        );
+    }
+    if wanted("idle64") {
+        all.push(
+            idle_series(
+                &pair,
+                "idle 64 MiB guest",
+                "idle64",
+                64,
+                &[Mode::Regular, Mode::P2p, Mode::Tunnelled],
+                true,
+            )
+            .await?,
+        );
+    }
+    if !args.no_1g && wanted("idle1g") {
         all.push(
             idle_series(
                 &pair,
@@ -314,28 +326,9 @@ pub async fn run(common: &crate::Common, args: &MigrateArgs) -> Result<()> {
             .await?,
         );
     }
-    let dirty_mib = if args.no_1g { 256 } else { 1024 };
-    let dirty = Workload {
-        dirty_pages_per_sec: 25_000,
-        working_set_mib: 256.min(dirty_mib),
-    };
-    let xml = test_guest_xml("dirty", dirty_mib, Some(dirty));
-    pair.define(0, &xml, true).await?;
-    // Let the workload write its whole working set once, so that real data moves.
-    let fill = Duration::from_secs_f64(
-        (dirty.working_set_mib * 256) as f64 / dirty.dirty_pages_per_sec as f64 + 0.5,
-    );
-    tokio::time::sleep(fill.min(Duration::from_secs(15))).await;
-    all.push(Series {
-        title: format!(
-            "dirtying {dirty_mib} MiB guest ({} pages/s over {} MiB)",
-            dirty.dirty_pages_per_sec, dirty.working_set_mib
-        ),
-        guest: "dirty".into(),
-        modes: vec![Mode::P2p, Mode::Tunnelled],
-        samples: vec![Vec::new(), Vec::new()],
-        at: 0,
-    });
+    if wanted("dirty") {
+        all.push(dirty_series(&pair, args).await?);
+    }
 
     let rounds = args.warmup + args.reps;
     for series in &mut all {
@@ -363,13 +356,43 @@ pub async fn run(common: &crate::Common, args: &MigrateArgs) -> Result<()> {
         }
     }
 
-    let concurrent = concurrent_series(&pair, args).await?;
-    let md = render(&all, &concurrent, args);
+    let concurrent = if wanted("concurrent") {
+        Some(concurrent_series(&pair, args).await?)
+    } else {
+        None
+    };
+    let md = render(&all, concurrent.as_ref(), args);
     println!("{md}");
     if let Some(path) = &args.out {
         std::fs::write(path, &md)?;
     }
     Ok(())
+}
+
+/// Defines and starts the dirtying guest and lets it write its working set.
+async fn dirty_series(pair: &Pair, args: &MigrateArgs) -> Result<Series> {
+    let dirty_mib = if args.no_1g { 256 } else { 1024 };
+    let dirty = Workload {
+        dirty_pages_per_sec: 25_000,
+        working_set_mib: 256.min(dirty_mib),
+    };
+    let xml = test_guest_xml("dirty", dirty_mib, Some(dirty));
+    pair.define(0, &xml, true).await?;
+    // Let the workload write its whole working set once, so that real data moves.
+    let fill = Duration::from_secs_f64(
+        (dirty.working_set_mib * 256) as f64 / dirty.dirty_pages_per_sec as f64 + 0.5,
+    );
+    tokio::time::sleep(fill.min(Duration::from_secs(15))).await;
+    Ok(Series {
+        title: format!(
+            "dirtying {dirty_mib} MiB guest ({} pages/s over {} MiB)",
+            dirty.dirty_pages_per_sec, dirty.working_set_mib
+        ),
+        guest: "dirty".into(),
+        modes: vec![Mode::P2p, Mode::Tunnelled],
+        samples: vec![Vec::new(), Vec::new()],
+        at: 0,
+    })
 }
 
 async fn idle_series(
@@ -495,7 +518,7 @@ fn med(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
     stats::median(&v)
 }
 
-fn render(all: &[Series], conc: &Concurrent, args: &MigrateArgs) -> String {
+fn render(all: &[Series], conc: Option<&Concurrent>, args: &MigrateArgs) -> String {
     let mut out = crate::machine::describe();
     out.push_str(&format!(
         "- {} counted (+{} warm-up) migrations per mode, alternating A→B / B→A, modes \
@@ -591,6 +614,9 @@ fn render(all: &[Series], conc: &Concurrent, args: &MigrateArgs) -> String {
         ));
     }
 
+    let Some(conc) = conc else {
+        return out;
+    };
     let mut sorted = conc.walls_ms.clone();
     sorted.sort_by(f64::total_cmp);
     out.push_str(&format!(
@@ -613,6 +639,7 @@ fn render(all: &[Series], conc: &Concurrent, args: &MigrateArgs) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use migrated_core::typed_params::TypedValue;
 
     #[test]
     fn modes_carry_libvirts_flag_bits() {
