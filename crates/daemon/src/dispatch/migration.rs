@@ -138,11 +138,13 @@ fn params_request(params: Vec<TypedParam>, flags: u64) -> Result<MigrateRequest>
     MigrateRequest::from_params(&params, flags).map_err(err)
 }
 
-/// Prepare's `uri_out` as stock clients need it: they check for a data URI
-/// *before* skipping Perform for OFFLINE (libvirt-wire.md §8.2 step 4), so an
-/// offline Prepare without the caller's `migrate_uri` still names one. No
-/// data ever goes there.
-// TODO(part 1): move into Manager::prepare3, which knows the listen address.
+/// Prepare's `uri_out` as stock clients need it: `virDomainMigrateVersion3Full`
+/// (and our sequencer, which follows it) checks for a data URI *before*
+/// skipping Perform for OFFLINE (libvirt-wire.md §8.2 step 4), so an offline
+/// Prepare without the caller's `migrate_uri` still names one. libvirt's qemu
+/// driver does the same (`qemuMigrationDstPrepareDirect` answers
+/// `tcp:<hostname>:<port>` whatever the flags); ours names port 0, as no
+/// listener is opened and no data ever goes there.
 fn data_uri(
     handler: &Handler,
     req_offline_without_uri: bool,
@@ -158,7 +160,9 @@ fn data_uri(
 /// libvirt kills an incoming guest whose client (or p2p source) went away
 /// before Finish (the destination's connection close callback); so do we:
 /// once the connection that prepared it closes, a job still in Prepare3 is
-/// finished as cancelled, leaving nothing behind.
+/// finished as cancelled, leaving nothing behind. The watcher ends with the
+/// job too: a connection that prepares migration after migration must not
+/// collect one parked task per job (the soak's memory growth).
 fn cancel_on_disconnect(
     ctx: &CallContext,
     manager: Arc<Manager>,
@@ -169,9 +173,21 @@ fn cancel_on_disconnect(
         return;
     };
     let (uuid, job_id) = (cookie.uuid, cookie.job_id);
+    let Some(job) = manager
+        .registry()
+        .get(&uuid)
+        .filter(|job| job.job_id() == job_id)
+    else {
+        // Already finished (or replaced): nothing to cancel.
+        return;
+    };
     let handle = ctx.handle.clone();
     tokio::spawn(async move {
-        handle.closed().await;
+        tokio::select! {
+            _ = handle.closed() => {}
+            _ = job.ended() => return,
+        }
+        drop(job);
         let Some(job) = manager.registry().get(&uuid) else {
             return;
         };
