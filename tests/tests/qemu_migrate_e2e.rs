@@ -125,3 +125,76 @@ fn qemu_dirtying_guest_job_stats_count_the_working_set() {
         );
     }
 }
+
+/// The SPICE port of `name`'s live definition on `uri`.
+fn spice_port(hosts: &QemuHosts, uri: &str, name: &str) -> u16 {
+    let xml = hosts.virsh_ok(uri, &["dumpxml", name]);
+    let graphics = xml
+        .split("<graphics")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no graphics in\n{xml}"));
+    let port = graphics
+        .split("port='")
+        .nth(1)
+        .or_else(|| graphics.split("port=\"").nth(1))
+        .and_then(|rest| rest.split(['\'', '"']).next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no spice port in\n{xml}"));
+    assert!(port > 0, "spice port {port}");
+    port
+}
+
+/// Graphics relocation: the destination puts its QEMU's actual SPICE port
+/// in Prepare's cookie and the source's QEMU is told with
+/// `client_migrate_info` before `migrate` (libvirt's
+/// qemuMigrationSrcGraphicsRelocate). The source daemon logs QEMU's
+/// acceptance of that command with the host and port it sent.
+#[test]
+fn qemu_spice_clients_are_relocated_to_the_destination() {
+    let Some(hosts) = QemuHosts::start() else {
+        return;
+    };
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    for (name, flags) in [("q-spice", &[][..]), ("q-spice-p2p", &["--p2p"][..])] {
+        let (xml, uuid) = hosts.guest_xml(name, 64, 8);
+        let xml = xml.replace(
+            "</domain>",
+            "<devices><graphics type='spice' autoport='yes' listen='127.0.0.1'/></devices></domain>",
+        );
+        hosts.define_xml(&a, name, &xml);
+        hosts.virsh_ok(&a, &["start", name]);
+        let src_port = spice_port(&hosts, &a, name);
+        let before = qemu_support::counter_above(&a, name, 0, &hosts);
+        let src_pid = status_pid(&hosts.a, name).expect("source status file");
+        let mut args = vec!["migrate", "--live"];
+        args.extend_from_slice(flags);
+        args.extend([name, b.as_str()]);
+        hosts.virsh_ok(&a, &args);
+        moved_and_counting(&hosts, name, &uuid, src_pid, before);
+        let dst_port = spice_port(&hosts, &b, name);
+        // Both QEMUs listened on 127.0.0.1 at the same time.
+        assert_ne!(src_port, dst_port);
+        let log = hosts.a.logs();
+        let relocated = log
+            .lines()
+            .filter(|l| l.contains("client_migrate_info accepted") && l.contains(name))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            relocated.len(),
+            1,
+            "{name}: not exactly one accepted client_migrate_info\n{}",
+            hosts.logs()
+        );
+        let line = relocated[0];
+        assert!(
+            line.contains("hostname=127.0.0.1") && line.contains(&format!("port=Some({dst_port})")),
+            "{name}: relocated elsewhere than B's spice port {dst_port}: {line}"
+        );
+        assert!(
+            !log.contains("unable to provide data for graphics client relocation"),
+            "{}",
+            hosts.logs()
+        );
+        hosts.virsh_ok(&b, &["destroy", name]);
+    }
+}

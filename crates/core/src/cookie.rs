@@ -13,7 +13,7 @@
 //!   <destination hostname='b' uuid='…'/>       <!-- the destination host, set by Prepare -->
 //!   <feature name='persistent'/>                <!-- mandatory: understand it or refuse -->
 //!   <lockstate driver='none'><leases>…</leases></lockstate>
-//!   <graphics type='vnc' port='5901' tlsPort='-1' listen='192.0.2.1'/>
+//!   <graphics type='spice' port='5901' tlsPort='-1' listen='192.0.2.1'/>  <!-- the destination's, set by Prepare; tlsSubject='…' optional -->
 //!   <capabilities><cap name='compression' value='lz4'/></capabilities>
 //!   <persistent>escaped inactive domain XML</persistent>
 //!   <statistics><stat name='downtime' value='12'/>…</statistics>
@@ -88,6 +88,8 @@ pub struct GraphicsRelocation {
     pub tls_port: i32,
     /// Address clients should connect to.
     pub listen: Option<String>,
+    /// Subject of the destination's TLS certificate (spice with TLS).
+    pub tls_subject: Option<String>,
 }
 
 /// One negotiated capability, e.g. `compression` = `lz4`.
@@ -244,6 +246,9 @@ impl Cookie {
             ];
             if let Some(listen) = &g.listen {
                 attrs.push(("listen", listen.as_str()));
+            }
+            if let Some(subject) = &g.tls_subject {
+                attrs.push(("tlsSubject", subject.as_str()));
             }
             start(&mut w, "graphics", &attrs, true)?;
         }
@@ -494,6 +499,7 @@ fn parse(text: &str) -> Result<Cookie> {
                         port: num_attr(&a, "graphics", "port")?,
                         tls_port: num_attr(&a, "graphics", "tlsPort")?,
                         listen: attr(&a, "graphics", "listen").ok().map(str::to_owned),
+                        tls_subject: attr(&a, "graphics", "tlsSubject").ok().map(str::to_owned),
                     })
                 }
                 "persistent" if !is_empty => {
@@ -570,10 +576,11 @@ mod tests {
             leases: "l&1".into(),
         });
         c.graphics = Some(GraphicsRelocation {
-            kind: "vnc".into(),
+            kind: "spice".into(),
             port: 5901,
-            tls_port: -1,
+            tls_port: 5902,
             listen: Some("192.0.2.1".into()),
+            tls_subject: Some("C=XX,O=Ex & Co,CN='b'".into()),
         });
         c.capabilities.push(Capability {
             name: "compression".into(),

@@ -25,19 +25,19 @@ use migrated_core::migration::{
     BeginOut, DataOut, DataUri, Incoming, MigrateRequest, MigrationBackend, PerformOut, PrepareOut,
 };
 use migrated_core::support::SupportTable;
-use migrated_core::xml::{DomainDef, FormatOptions};
+use migrated_core::xml::{DomainDef, FormatOptions, GraphicsType};
 use migrated_core::{Error, Result};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::migration::enable_events;
 use crate::qmp::commands::{
-    Getfd, Migrate, MigrateCancel, MigrateIncoming, MigrateSetCapabilities, MigrateSetParameters,
-    MigrationCapability, MigrationInfo, MigrationStatus, QueryMigrate,
+    ClientMigrateInfo, Getfd, Migrate, MigrateCancel, MigrateIncoming, MigrateSetCapabilities,
+    MigrateSetParameters, MigrationCapability, MigrationInfo, MigrationStatus, QueryMigrate,
 };
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
@@ -305,13 +305,154 @@ async fn give_fd(qmp: &Qmp, fd: OwnedFd) -> Result<()> {
     Ok(())
 }
 
+/// Where SPICE clients should go, as `client_migrate_info`: from Prepare's
+/// cookie (`graphics`, a wildcard or absent listen address replaced by the
+/// destination's host name), overridden by the caller's `graphics_uri`
+/// (`spice://host[:port][/][?tlsPort=N&tlsSubject=S]`), as libvirt's
+/// `qemuMigrationSrcGraphicsRelocate`. `None` when there is nothing to tell
+/// QEMU (no data, not SPICE, no port).
+fn relocation(
+    graphics_uri: Option<&str>,
+    graphics: Option<&GraphicsRelocation>,
+    dest_hostname: Option<&str>,
+) -> std::result::Result<Option<ClientMigrateInfo>, String> {
+    let mut kind = None;
+    let mut host = None;
+    let (mut port, mut tls_port, mut subject) = (-1_i64, -1_i64, None);
+    if let Some(g) = graphics {
+        kind = Some(g.kind.clone());
+        host = g
+            .listen
+            .clone()
+            .filter(|l| {
+                !matches!(
+                    l.trim_start_matches('[').trim_end_matches(']'),
+                    "0.0.0.0" | "::" | ""
+                )
+            })
+            .or_else(|| dest_hostname.map(str::to_owned));
+        port = g.port.into();
+        tls_port = g.tls_port.into();
+        subject = g.tls_subject.clone();
+    }
+    if let Some(uri) = graphics_uri {
+        let parsed = parse_graphics_uri(uri)?;
+        kind = Some(parsed.scheme);
+        if let Some(h) = parsed.host {
+            host = Some(h);
+        }
+        if let Some(p) = parsed.port {
+            port = p.into();
+        }
+        if let Some(p) = parsed.tls_port {
+            tls_port = p;
+        }
+        if parsed.tls_subject.is_some() {
+            subject = parsed.tls_subject;
+        }
+    }
+    if kind.as_deref() != Some("spice") || (port <= 0 && tls_port <= 0) {
+        return Ok(None);
+    }
+    let hostname = host.ok_or("no host name for the graphics clients")?;
+    Ok(Some(ClientMigrateInfo {
+        protocol: "spice".into(),
+        hostname,
+        port: Some(port).filter(|&p| p > 0),
+        tls_port: Some(tls_port).filter(|&p| p > 0),
+        cert_subject: subject,
+    }))
+}
+
+/// A parsed `graphics_uri` migration parameter.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct GraphicsUri {
+    scheme: String,
+    host: Option<String>,
+    port: Option<u16>,
+    tls_port: Option<i64>,
+    tls_subject: Option<String>,
+}
+
+fn parse_graphics_uri(uri: &str) -> std::result::Result<GraphicsUri, String> {
+    let bad = |why: &str| format!("invalid graphics_uri '{uri}': {why}");
+    let (scheme, rest) = uri.split_once("://").ok_or_else(|| bad("no scheme"))?;
+    if !matches!(scheme, "spice" | "vnc") {
+        return Err(bad("unknown graphics type"));
+    }
+    let (authority, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    let authority = authority.split('/').next().unwrap_or_default();
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let mut out = GraphicsUri {
+        scheme: scheme.to_owned(),
+        host: Some(percent_decode(host)).filter(|h| !h.is_empty()),
+        port: match port {
+            None | Some("") => None,
+            Some(p) => Some(p.parse().map_err(|_| bad("bad port"))?),
+        },
+        ..GraphicsUri::default()
+    };
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k.eq_ignore_ascii_case("tlsPort") {
+            out.tls_port = Some(v.parse().map_err(|_| bad("bad tlsPort"))?);
+        } else if k.eq_ignore_ascii_case("tlsSubject") {
+            out.tls_subject = Some(percent_decode(v));
+        }
+    }
+    Ok(out)
+}
+
+/// `%XX` and `+` decoding of a URI component (invalid escapes stay as they are).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[async_trait]
 impl MigrationBackend for QemuBackend {
     fn support(&self) -> &'static SupportTable {
         &SUPPORT
     }
 
-    async fn begin(&self, dom: &DomainRef, req: &MigrateRequest) -> Result<BeginOut> {
+    async fn begin(&self, dom: &DomainRef, _req: &MigrateRequest) -> Result<BeginOut> {
         let state = self.driver.get_state(dom, 0).await?;
         let active = state.state.is_active();
         let def = if active {
@@ -329,18 +470,14 @@ impl MigrationBackend for QemuBackend {
         } else {
             None
         };
-        let graphics = def.devices.graphics.first().map(|g| GraphicsRelocation {
-            kind: g.kind.as_str().to_owned(),
-            port: g.port.unwrap_or(-1),
-            tls_port: g.tls_port.unwrap_or(-1),
-            listen: req.graphics_uri.clone().or_else(|| g.listen.clone()),
-        });
         Ok(BeginOut {
             def,
             persistent,
             active,
             paused: state.state == DomainState::Paused,
-            graphics,
+            // The destination's graphics go in Prepare's cookie, not ours
+            // (libvirt's Begin cookie carries no graphics either).
+            graphics: None,
             lockstate: None,
         })
     }
@@ -559,6 +696,75 @@ impl MigrationBackend for QemuBackend {
         }
     }
 
+    async fn incoming_graphics(&self, dom: &DomainRef) -> Option<GraphicsRelocation> {
+        let def = self.def_of(dom, flags::xml::SECURE).await.ok()?;
+        // As libvirt: only a single VNC or SPICE display is relocated.
+        let [g] = def.devices.graphics.as_slice() else {
+            return None;
+        };
+        Some(GraphicsRelocation {
+            kind: g.kind.as_str().to_owned(),
+            port: g.port.unwrap_or(-1),
+            tls_port: g.tls_port.unwrap_or(-1),
+            listen: g
+                .listen
+                .clone()
+                .or_else(|| g.listens.iter().find_map(|l| l.address.clone())),
+            tls_subject: None,
+        })
+    }
+
+    async fn relocate_graphics(
+        &self,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+        graphics: Option<&GraphicsRelocation>,
+        dest_hostname: Option<&str>,
+    ) {
+        if req.is_offline() {
+            return;
+        }
+        let target = match relocation(req.graphics_uri.as_deref(), graphics, dest_hostname) {
+            Ok(Some(target)) => target,
+            Ok(None) => return,
+            Err(reason) => {
+                warn!(dom = %dom.name, %reason, "unable to provide data for graphics client relocation");
+                return;
+            }
+        };
+        // client_migrate_info is SPICE's; only a guest with a SPICE server has
+        // clients to move.
+        let has_spice = self.def_of(dom, flags::xml::SECURE).await.is_ok_and(|def| {
+            def.devices
+                .graphics
+                .iter()
+                .any(|g| g.kind == GraphicsType::Spice)
+        });
+        if !has_spice {
+            return;
+        }
+        let result = match self.driver.qmp(dom) {
+            Ok(qmp) => qmp
+                .execute(&target)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.chain()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => info!(
+                dom = %dom.name,
+                hostname = %target.hostname,
+                port = ?target.port,
+                tls_port = ?target.tls_port,
+                "graphics relocation: client_migrate_info accepted"
+            ),
+            Err(reason) => {
+                warn!(dom = %dom.name, %reason, "unable to provide data for graphics client relocation")
+            }
+        }
+    }
+
     async fn recover(&self, entry: &JournalEntry, action: RecoveryAction) -> Result<()> {
         let Ok(dom) = self.driver.lookup_by_uuid(&entry.uuid).await else {
             // Nothing of the guest is left here: nothing to undo.
@@ -595,5 +801,97 @@ impl MigrationBackend for QemuBackend {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spice(listen: Option<&str>) -> GraphicsRelocation {
+        GraphicsRelocation {
+            kind: "spice".into(),
+            port: 5905,
+            tls_port: -1,
+            listen: listen.map(str::to_owned),
+            tls_subject: None,
+        }
+    }
+
+    #[test]
+    fn relocation_from_the_cookie() {
+        let info = relocation(None, Some(&spice(Some("192.0.2.7"))), Some("b"))
+            .expect("ok")
+            .expect("some");
+        assert_eq!(
+            info,
+            ClientMigrateInfo {
+                protocol: "spice".into(),
+                hostname: "192.0.2.7".into(),
+                port: Some(5905),
+                tls_port: None,
+                cert_subject: None,
+            }
+        );
+        // A wildcard (or no) listen address: the destination's host name.
+        for listen in [Some("0.0.0.0"), Some("::"), Some("[::]"), None] {
+            let info = relocation(None, Some(&spice(listen)), Some("hostb"))
+                .expect("ok")
+                .expect("some");
+            assert_eq!(info.hostname, "hostb", "{listen:?}");
+        }
+    }
+
+    #[test]
+    fn nothing_to_relocate() {
+        let mut vnc = spice(Some("192.0.2.7"));
+        vnc.kind = "vnc".into();
+        assert_eq!(relocation(None, Some(&vnc), None), Ok(None));
+        assert_eq!(relocation(None, None, None), Ok(None));
+        let mut no_port = spice(Some("192.0.2.7"));
+        no_port.port = 0;
+        assert_eq!(relocation(None, Some(&no_port), None), Ok(None));
+    }
+
+    #[test]
+    fn graphics_uri_overrides_the_cookie() {
+        let info = relocation(
+            Some("spice://[2001:db8::1]:6000/?tlsPort=6001&tlsSubject=C%3DXX,O=a+b"),
+            Some(&spice(Some("192.0.2.7"))),
+            None,
+        )
+        .expect("ok")
+        .expect("some");
+        assert_eq!(
+            info,
+            ClientMigrateInfo {
+                protocol: "spice".into(),
+                hostname: "2001:db8::1".into(),
+                port: Some(6000),
+                tls_port: Some(6001),
+                cert_subject: Some("C=XX,O=a b".into()),
+            }
+        );
+        // Host only: the cookie's ports stay.
+        let info = relocation(Some("spice://gw.example"), Some(&spice(None)), None)
+            .expect("ok")
+            .expect("some");
+        assert_eq!(
+            (info.hostname.as_str(), info.port),
+            ("gw.example", Some(5905))
+        );
+        for bad in [
+            "nonsense",
+            "rdp://h:1",
+            "spice://h:port",
+            "spice://h:1?tlsPort=x",
+        ] {
+            assert!(relocation(Some(bad), None, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_keeps_invalid_escapes() {
+        assert_eq!(percent_decode("a%2Cb%zz%4"), "a,b%zz%4");
     }
 }

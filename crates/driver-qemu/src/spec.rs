@@ -180,14 +180,31 @@ fn graphics(g: &migrated_core::xml::Graphics) -> Result<Graphics> {
             },
         }),
         GraphicsType::Spice => {
-            let port = g
-                .port
-                .and_then(|p| u16::try_from(p).ok())
-                .filter(|_| !auto)
-                .ok_or_else(|| invalid("spice graphics need a fixed port"))?;
+            let port = if auto {
+                free_graphics_port(&listen)?
+            } else {
+                g.port
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| invalid("spice graphics need a port"))?
+            };
             Ok(Graphics::Spice { listen, port })
         }
     }
+}
+
+/// Ports tried for automatic SPICE ports (libvirt's `remote_display_port_min`
+/// to `_max`); QEMU's SPICE server cannot pick a port itself.
+const GRAPHICS_PORTS: std::ops::RangeInclusive<u16> = 5900..=65535;
+
+/// The first port of [`GRAPHICS_PORTS`] nothing listens on at `listen` (the
+/// guest's QEMU binds it right after; as with libvirt's port allocator, a
+/// process racing for the same port makes that start fail cleanly).
+fn free_graphics_port(listen: &str) -> Result<u16> {
+    let host = listen.trim_start_matches('[').trim_end_matches(']');
+    GRAPHICS_PORTS
+        .into_iter()
+        .find(|&port| std::net::TcpListener::bind((host, port)).is_ok())
+        .ok_or_else(|| invalid(format!("no free graphics port on {listen}")))
 }
 
 fn serial(def: &DomainDef) -> Result<Serial> {
@@ -290,7 +307,7 @@ mod tests {
         for devices in [
             "<interface type='network'><source network='default'/></interface>",
             "<disk type='file' device='cdrom'><target dev='hdc' bus='ide'/></disk>",
-            "<graphics type='spice' autoport='yes'/>",
+            "<graphics type='spice' autoport='no' port='70000'/>",
             "<serial type='unix'><source mode='bind' path='/tmp/s'/></serial>",
         ] {
             let err = launch_spec(&def(devices)).expect_err(devices);
@@ -299,6 +316,31 @@ mod tests {
                 "{devices}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn automatic_spice_port_is_a_free_one() {
+        let spec = launch_spec(&def(
+            "<graphics type='spice' autoport='yes' listen='127.0.0.1'/>",
+        ))
+        .expect("spec");
+        let [Graphics::Spice { listen, port }] = spec.graphics.as_slice() else {
+            panic!("{:?}", spec.graphics);
+        };
+        assert_eq!(listen, "127.0.0.1");
+        assert!(GRAPHICS_PORTS.contains(port));
+        // Free when chosen: binding it now works (nothing else took it since).
+        let taken = std::net::TcpListener::bind(("127.0.0.1", *port));
+        assert!(taken.is_ok(), "port {port} was not free");
+        // And a port in use is skipped.
+        let spec = launch_spec(&def(
+            "<graphics type='spice' autoport='yes' listen='127.0.0.1'/>",
+        ))
+        .expect("spec");
+        assert!(
+            !matches!(spec.graphics.as_slice(), [Graphics::Spice { port: p, .. }] if p == port),
+            "chose port {port} again while it is bound"
+        );
     }
 
     #[test]

@@ -146,6 +146,13 @@ impl QemuHosts {
         uuid
     }
 
+    /// Defines `xml` (from [`QemuHosts::guest_xml`], possibly edited) on `uri`.
+    pub fn define_xml(&self, uri: &str, name: &str, xml: &str) {
+        let path = self._kernel_dir.path().join(format!("{name}.xml"));
+        std::fs::write(&path, xml).expect("write guest XML");
+        self.virsh_ok(uri, &["define", path.to_str().expect("utf-8 path")]);
+    }
+
     /// Defines and starts a [`GUEST_MIB`] guest dirtying [`DIRTY_MIB`] on the
     /// source and waits until its workload counts; returns (uuid, counter).
     pub fn running_guest(&self, name: &str) -> (String, u64) {

@@ -171,4 +171,25 @@ pub trait MigrationBackend: Send + Sync {
 
     /// After a restart: carries out `action` for a journalled job.
     async fn recover(&self, entry: &JournalEntry, action: RecoveryAction) -> Result<()>;
+
+    /// Destination, after a successful Prepare: where graphics clients of
+    /// the incoming guest `dom` will connect (its actual ports), for
+    /// Prepare's cookie. `None` (the default) when it has no graphics.
+    async fn incoming_graphics(&self, _dom: &DomainRef) -> Option<GraphicsRelocation> {
+        None
+    }
+
+    /// Source, right before Perform sends data: tells the guest's graphics
+    /// server where its clients should reconnect (`graphics` from Prepare's
+    /// cookie, `dest_hostname` for a wildcard listen address; the request's
+    /// `graphics_uri` overrides both). Best effort, as in libvirt: failures
+    /// are the backend's to log, never the migration's. Default: nothing.
+    async fn relocate_graphics(
+        &self,
+        _dom: &DomainRef,
+        _req: &MigrateRequest,
+        _graphics: Option<&GraphicsRelocation>,
+        _dest_hostname: Option<&str>,
+    ) {
+    }
 }

@@ -35,7 +35,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::process::{launch, LaunchPaths, QemuProcess};
-use crate::qmp::commands::{Cont, QueryStatus, QueryVnc, RunState};
+use crate::qmp::commands::{Cont, QuerySpice, QueryStatus, QueryVnc, RunState};
 use crate::qmp::{Qmp, QmpConfig};
 use crate::spec::launch_spec;
 use crate::status::{RecordedState, StatusFile, STATUS_VERSION};
@@ -222,6 +222,31 @@ async fn record_vnc_port(qmp: &Qmp, def: &mut DomainDef) {
             }
         }
         Err(e) => warn!(error = %e.chain(), "cannot read the vnc port"),
+    }
+}
+
+/// Puts the ports QEMU's SPICE server listens on (the automatic one was
+/// chosen by [`crate::spec`]) into the live definition, for migration
+/// cookies (graphics relocation) and `dumpxml`.
+async fn record_spice_port(qmp: &Qmp, def: &mut DomainDef) {
+    let Some(g) = def
+        .devices
+        .graphics
+        .iter_mut()
+        .find(|g| g.kind == GraphicsType::Spice)
+    else {
+        return;
+    };
+    match qmp.execute(&QuerySpice).await {
+        Ok(info) => {
+            if let Some(port) = info.port.and_then(|p| i32::try_from(p).ok()) {
+                g.port = Some(port);
+            }
+            if let Some(port) = info.tls_port.and_then(|p| i32::try_from(p).ok()) {
+                g.tls_port = Some(port);
+            }
+        }
+        Err(e) => warn!(error = %e.chain(), "cannot read the spice ports"),
     }
 }
 
@@ -603,6 +628,7 @@ impl QemuDriver {
         let mut live_def = def;
         live_def.id = Some(id);
         record_vnc_port(&launched.qmp, &mut live_def).await;
+        record_spice_port(&launched.qmp, &mut live_def).await;
         let runtime = Arc::new(Runtime {
             process: Arc::new(launched.process),
             qmp: launched.qmp,

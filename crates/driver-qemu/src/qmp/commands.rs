@@ -420,6 +420,52 @@ pub struct VncInfo {
     pub service: Option<String>,
 }
 
+/// `query-spice`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QuerySpice;
+
+impl Command for QuerySpice {
+    const NAME: &'static str = "query-spice";
+    type Reply = SpiceInfo;
+}
+
+/// Reply of `query-spice`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SpiceInfo {
+    /// Whether a SPICE server runs.
+    pub enabled: bool,
+    /// The plain listening port (absent when disabled or TLS only).
+    #[serde(default)]
+    pub port: Option<i64>,
+    /// The TLS port, if any.
+    #[serde(default, rename = "tls-port")]
+    pub tls_port: Option<i64>,
+}
+
+/// `client_migrate_info`: where the graphics clients should reconnect once
+/// the guest has migrated (SPICE only; libvirt's graphics relocation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientMigrateInfo {
+    /// `spice`.
+    pub protocol: String,
+    /// Destination host for the clients.
+    pub hostname: String,
+    /// Plain port on the destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// TLS port on the destination.
+    #[serde(rename = "tls-port", skip_serializing_if = "Option::is_none")]
+    pub tls_port: Option<i64>,
+    /// Subject of the destination's TLS certificate.
+    #[serde(rename = "cert-subject", skip_serializing_if = "Option::is_none")]
+    pub cert_subject: Option<String>,
+}
+
+impl Command for ClientMigrateInfo {
+    const NAME: &'static str = "client_migrate_info";
+    type Reply = Empty;
+}
+
 /// `pmemsave`: write guest-physical memory to a file (on QEMU's side).
 #[derive(Debug, Clone, Serialize)]
 pub struct Pmemsave {

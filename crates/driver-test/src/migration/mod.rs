@@ -226,6 +226,7 @@ impl MigrationBackend for TestBackend {
             port: g.port.unwrap_or(-1),
             tls_port: g.tls_port.unwrap_or(-1),
             listen: req.graphics_uri.clone().or_else(|| g.listen.clone()),
+            tls_subject: None,
         });
         Ok(BeginOut {
             def,

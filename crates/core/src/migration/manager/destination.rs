@@ -97,6 +97,7 @@ impl Manager {
                 let mut reply = Cookie::new(source_name, dom.uuid, job_id);
                 reply.source = cookie.and_then(|c| c.source);
                 reply.destination = Some(self.config.host.clone());
+                reply.graphics = self.backend.incoming_graphics(&dom).await;
                 reply.capabilities = out
                     .capabilities
                     .into_iter()

@@ -265,10 +265,19 @@ impl Manager {
         };
         self.source_step(&job, req.flags, peer, SourceEvent::PerformStarted)?;
         self.pause_point(PausePoint::PerformStart).await;
+        let dest_hostname = context.dest_host.as_ref().map(|h| h.hostname.clone());
         lock(&self.sources).insert(dom.uuid, context);
         if let Some(bw) = req.bandwidth_mib_s {
             job.set_max_speed_mib_s(bw);
         }
+        self.backend
+            .relocate_graphics(
+                dom,
+                &req,
+                cookie.as_ref().and_then(|c| c.graphics.as_ref()),
+                dest_hostname.as_deref(),
+            )
+            .await;
         let result = self.run_perform(dom, &req, out, &job).await;
         match result {
             Ok(perform) => {
