@@ -14,7 +14,10 @@ use serde_json::{json, Value};
 
 /// Longest a QMP reply or a polled state may take.
 const QMP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pause before each floor cycle (see [`Floor::cycle`]).
+/// Ports tried for the floor's incoming migration, from the first one.
+const PORT_TRIES: u16 = 16;
+/// Pause before each floor cycle (see [`Floor::cycle`]), and before every
+/// live migration of the side-by-side benchmarks.
 pub(crate) const SETTLE: Duration = Duration::from_millis(300);
 /// Longest line accepted from QMP (a reply to anything used here is small).
 const MAX_LINE: usize = 1 << 20;
@@ -240,8 +243,23 @@ impl Floor {
         let t0 = Instant::now();
         let dst = QemuProc::spawn(self.dir.path(), &name, &self.accel, self.mib, true)?;
         let mut dq = dst.qmp()?;
-        let uri = format!("tcp:127.0.0.1:{}", self.port);
-        dq.execute("migrate-incoming", json!({"uri": uri}))?;
+        // Other programs on the machine may hold a port of the range for a
+        // while: take the first free one of a few, as a manager would.
+        let mut uri = String::new();
+        let mut last_err = None;
+        for port in self.port..self.port.saturating_add(PORT_TRIES) {
+            uri = format!("tcp:127.0.0.1:{port}");
+            match dq.execute("migrate-incoming", json!({"uri": uri})) {
+                Ok(_) => {
+                    last_err = None;
+                    break;
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        if let Some(e) = last_err {
+            return Err(e);
+        }
         // libvirt lifts QEMU's default 32 MiB/s cap the same way.
         self.src_qmp.execute(
             "migrate-set-parameters",

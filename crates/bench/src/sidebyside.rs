@@ -23,6 +23,9 @@ use crate::stats;
 
 /// The python3-libvirt RPC script, shipped inside the binary.
 const PY_RPC: &str = include_str!("../scripts/py_rpc.py");
+const PY_MIGRATE: &str = include_str!("../scripts/py_migrate.py");
+/// What [`PY_MIGRATE`] measures: (label, its mode argument).
+const PY_MODES: [(&str, &str); 2] = [("offline", "offline"), ("live, regular", "live")];
 /// Debian's python, where python3-libvirt lives.
 const PYTHON: &str = "/usr/bin/python3";
 /// Longest a single client command may run.
@@ -372,6 +375,13 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
         }
         // Offline runs on its own guest, so it keeps its own position.
         let mut off_at: Vec<usize> = hosts.iter().map(|_| 0).collect();
+        let py_migrate = work.path().join("py_migrate.py");
+        std::fs::write(&py_migrate, PY_MIGRATE)?;
+        // [host][PY_MODES]: virDomainMigrate3 on open connections.
+        let mut py_timings: Vec<Vec<Timings>> = hosts
+            .iter()
+            .map(|_| PY_MODES.iter().map(|_| Timings::default()).collect())
+            .collect();
         // [virsh --version, `virsh -c URI version` per host]
         let mut startup: Vec<Timings> = vec![Timings::default(); hosts.len() + 1];
         let mut timings: Vec<Vec<Timings>> = hosts
@@ -406,6 +416,39 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
                     timings[hi][mi].record(r, counted);
                 }
             }
+            // The same migrations through python3-libvirt on open
+            // connections: the daemons' cost without virsh's start-up.
+            for (pi, (_, mode)) in PY_MODES.iter().enumerate() {
+                for k in 0..hosts.len() {
+                    let hi = (k + round + pi) % hosts.len();
+                    if setup_err[hi].is_some() {
+                        continue;
+                    }
+                    let h = &hosts[hi];
+                    let (guest_name, from) = if *mode == "offline" {
+                        ("benchoff", off_at[hi])
+                    } else {
+                        (guest, h.at)
+                    };
+                    let r = tokio::task::block_in_place(|| {
+                        py_migrate_run(&py_migrate, h, guest_name, from, mode)
+                    });
+                    match r {
+                        Ok(v) => {
+                            for ms in v {
+                                py_timings[hi][pi].record(Ok(ms), counted);
+                            }
+                        }
+                        Err(e) => {
+                            // Both calls of the invocation count as failed.
+                            let msg = format!("{e:#}");
+                            for _ in 0..2 {
+                                py_timings[hi][pi].record(Err(anyhow::anyhow!("{msg}")), counted);
+                            }
+                        }
+                    }
+                }
+            }
             // virsh's own cost in the same run: start-up alone, and a
             // connection with one call, so the offline figures can be read
             // net of it.
@@ -430,6 +473,7 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
         }
         render_virsh(&mut report, &hosts, &modes, &timings, &setup_err);
         render_startup(&mut report, &hosts, &startup);
+        render_py_migrate(&mut report, &hosts, &py_timings);
 
         // python3-libvirt: lookup + XML on the running guest, 1 and 8 connections.
         let py = work.path().join("py_rpc.py");
@@ -529,6 +573,117 @@ fn render_virsh(
                     "\n{} {}: first failure: {}\n",
                     h.side.name(),
                     mode.label(),
+                    e.lines().next().unwrap_or_default()
+                ));
+            }
+        }
+    }
+}
+
+/// Runs [`PY_MIGRATE`]: `guest` from host `from` to the other and back;
+/// the guest ends where it started. Returns the two calls' wall times.
+fn py_migrate_run(
+    script: &Path,
+    h: &Hosts,
+    guest: &str,
+    from: usize,
+    mode: &str,
+) -> Result<Vec<f64>> {
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(script)
+        .args([&h.uris[0], &h.uris[1]])
+        .arg(guest)
+        .arg(from.to_string())
+        .arg(mode);
+    if mode != "offline" {
+        if let [Some(a), Some(b)] = &h.migrate_uris {
+            cmd.args([a, b]);
+        }
+    }
+    let out = run_bounded(&mut cmd)?;
+    let v: serde_json::Value =
+        serde_json::from_str(out.trim()).with_context(|| format!("py_migrate output: {out}"))?;
+    let ms = v
+        .get("ms")
+        .and_then(serde_json::Value::as_array)
+        .context("py_migrate printed no timings")?;
+    Ok(ms.iter().filter_map(serde_json::Value::as_f64).collect())
+}
+
+/// Runs `cmd` to the end (bounded by [`COMMAND_TIMEOUT`]); its stdout.
+fn run_bounded(cmd: &mut Command) -> Result<String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        if child.try_wait()?.is_some() {
+            let out = child.wait_with_output()?;
+            if !out.status.success() {
+                bail!(
+                    "{:?} failed: {}",
+                    cmd.get_program(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("timed out after {COMMAND_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn render_py_migrate(out: &mut String, hosts: &[Hosts], timings: &[Vec<Timings>]) {
+    out.push_str(
+        "\n### virDomainMigrate3 through python3-libvirt on open connections (ms)\n\n\
+         The same guests and flags as above, timed around the one call inside one python \
+         process that already holds both connections: no client start-up or connection \
+         set-up, the same way for both implementations.\n\n",
+    );
+    let mut t = Table::new(&[
+        "mode",
+        "implementation",
+        "ok/n",
+        "median",
+        "min",
+        "ratio to libvirtd",
+    ]);
+    for (pi, (label, _)) in PY_MODES.iter().enumerate() {
+        let base = hosts
+            .iter()
+            .position(|h| h.side == Side::Libvirt)
+            .and_then(|i| timings[i][pi].median());
+        for (hi, h) in hosts.iter().enumerate() {
+            let tm = &timings[hi][pi];
+            let ratio = if h.side == Side::Migrated {
+                fmt_ratio(stats::ratio(tm.median(), base))
+            } else {
+                String::new()
+            };
+            t.row(vec![
+                (*label).to_owned(),
+                h.side.name().to_owned(),
+                format!("{}/{}", tm.ms.len(), tm.tries),
+                fmt_opt(tm.median(), 1),
+                fmt_opt(stats::min(&tm.ms), 1),
+                ratio,
+            ]);
+        }
+    }
+    out.push_str(&t.render());
+    for (hi, h) in hosts.iter().enumerate() {
+        for (pi, (label, _)) in PY_MODES.iter().enumerate() {
+            if let Some(e) = &timings[hi][pi].error {
+                out.push_str(&format!(
+                    "\n{} {label} (python): first failure: {}\n",
+                    h.side.name(),
                     e.lines().next().unwrap_or_default()
                 ));
             }
