@@ -16,9 +16,8 @@ use serde_json::{json, Value};
 const QMP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ports tried for the floor's incoming migration, from the first one.
 const PORT_TRIES: u16 = 16;
-/// Pause before each floor cycle (see [`Floor::cycle`]), and before every
-/// live migration of the side-by-side benchmarks.
-pub(crate) const SETTLE: Duration = Duration::from_millis(300);
+/// Pause before each floor cycle (see [`Floor::cycle`]).
+const SETTLE: Duration = Duration::from_millis(300);
 /// Longest line accepted from QMP (a reply to anything used here is small).
 const MAX_LINE: usize = 1 << 20;
 

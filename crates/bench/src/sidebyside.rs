@@ -17,7 +17,7 @@ use clap::Args;
 use crate::daemon;
 use crate::libvirtd::{Host, LibvirtHosts};
 use crate::migrate::{Mode, Pair, Sample};
-use crate::qmp::{Floor, FloorSample, SETTLE};
+use crate::qmp::{Floor, FloorSample};
 use crate::report::{fmt_opt, fmt_ratio, Table};
 use crate::stats;
 
@@ -57,6 +57,12 @@ pub struct SideArgs {
     /// `bench qemu`: MiB the dirtying guest keeps rewriting.
     #[arg(long, default_value_t = 128)]
     pub dirty_mib: u64,
+    /// Pause before each live migration of `migrated` and libvirtd, ms
+    /// (the floor always pauses 300 ms before its cycle: a guest that has
+    /// only just resumed migrates several times slower). 0 reproduces the
+    /// runs before this pause existed.
+    #[arg(long, default_value_t = 300)]
+    pub settle_ms: u64,
     /// Leave out the stock libvirtd side.
     #[arg(long)]
     pub no_libvirtd: bool,
@@ -267,6 +273,7 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
     )?;
 
     let modes = [Mode::Regular, Mode::P2p, Mode::Tunnelled, Mode::Offline];
+    let settle = Duration::from_millis(args.settle_ms);
     let mut floors: Vec<FloorSample> = Vec::new();
     let mut floor_error: Option<String> = None;
     let mut floor = match tokio::task::block_in_place(|| {
@@ -308,7 +315,7 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
                     // The floor lets its guest settle before each cycle (a
                     // guest that has only just resumed migrates several
                     // times slower); every live migration gets the same.
-                    tokio::time::sleep(SETTLE).await;
+                    tokio::time::sleep(settle).await;
                 }
                 match pair.migrate(g, at[slot], mode).await {
                     Ok(s) => {
@@ -400,7 +407,7 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
                     let r = tokio::task::block_in_place(|| {
                         if mode != Mode::Offline {
                             // As in the floor and the in-process series.
-                            std::thread::sleep(SETTLE);
+                            std::thread::sleep(settle);
                         }
                         if mode == Mode::Offline {
                             let keep = h.at;
@@ -431,7 +438,7 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
                         (guest, h.at)
                     };
                     let r = tokio::task::block_in_place(|| {
-                        py_migrate_run(&py_migrate, h, guest_name, from, mode)
+                        py_migrate_run(&py_migrate, h, guest_name, from, mode, settle)
                     });
                     match r {
                         Ok(v) => {
@@ -588,13 +595,15 @@ fn py_migrate_run(
     guest: &str,
     from: usize,
     mode: &str,
+    settle: Duration,
 ) -> Result<Vec<f64>> {
     let mut cmd = Command::new(PYTHON);
     cmd.arg(script)
         .args([&h.uris[0], &h.uris[1]])
         .arg(guest)
         .arg(from.to_string())
-        .arg(mode);
+        .arg(mode)
+        .arg(format!("{:.3}", settle.as_secs_f64()));
     if mode != "offline" {
         if let [Some(a), Some(b)] = &h.migrate_uris {
             cmd.args([a, b]);
