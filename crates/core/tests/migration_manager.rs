@@ -11,7 +11,7 @@ use migrated_core::cookie::MIGRATE_COOKIE_MAX;
 use migrated_core::domain::{DomainRef, HostIdentity};
 use migrated_core::error::ErrorCode;
 use migrated_core::flags::MigrateFlags;
-use migrated_core::job::{JobHandle, JournalEntry, RecoveryAction, TimeoutAction};
+use migrated_core::job::{JobHandle, Journal, JournalEntry, RecoveryAction, TimeoutAction};
 use migrated_core::migration::{
     BeginOut, DataOut, Incoming, Manager, ManagerConfig, MigrateRequest, MigrationBackend,
     PerformOut, PrepareOut,
@@ -67,7 +67,7 @@ struct Log {
 }
 
 struct Fake {
-    journal_dir: PathBuf,
+    state_dir: PathBuf,
     perform: PerformMode,
     log: Mutex<Log>,
 }
@@ -75,23 +75,17 @@ struct Fake {
 impl Fake {
     fn new(state: &TempDir, perform: PerformMode) -> Arc<Self> {
         Arc::new(Self {
-            journal_dir: state.path().join("journal"),
+            state_dir: state.path().to_owned(),
             perform,
             log: Mutex::new(Log::default()),
         })
     }
 
     fn record(&self, step: &'static str) {
-        let mut phases: Vec<String> = std::fs::read_dir(&self.journal_dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                    .filter_map(|t| serde_json::from_str::<JournalEntry>(&t).ok())
-                    .map(|e| e.phase.name().to_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut phases: Vec<String> = on_disk(&self.state_dir)
+            .into_iter()
+            .map(|e| e.phase.name().to_owned())
+            .collect();
         phases.sort();
         self.log.lock().expect("log").calls.push((step, phases));
     }
@@ -248,10 +242,16 @@ fn req(flags: MigrateFlags) -> MigrateRequest {
     }
 }
 
+/// The live journal entries as a restarted daemon would read them from disk.
+fn on_disk(state_dir: &std::path::Path) -> Vec<JournalEntry> {
+    Journal::open(state_dir)
+        .and_then(|j| j.load())
+        .expect("journal on disk")
+}
+
+/// Jobs the journal on disk still holds.
 fn journal_files(s: &Side) -> usize {
-    std::fs::read_dir(s.dir.path().join("journal"))
-        .expect("journal dir")
-        .count()
+    on_disk(s.dir.path()).len()
 }
 
 fn protected() -> MigrateRequest {
