@@ -3,9 +3,10 @@
 //! disconnect, every other client keeps being served.
 //!
 //! `max_clients` and the keepalive drop of a silent client are covered in
-//! `protocol.rs`; this file adds the TLS handshake bound, calls in flight per
-//! client, the outbound queue of a slow reader, concurrent migration jobs,
-//! and a keepalive drop next to a client that stays.
+//! `protocol.rs`; this file adds the TLS handshake bound and timeout, calls
+//! in flight per client and the queue behind them, the outbound queue of a
+//! slow reader, concurrent migration jobs, and a keepalive drop next to a
+//! client that stays.
 
 mod migrate_support;
 
@@ -152,6 +153,147 @@ async fn calls_beyond_max_client_requests_wait_while_other_clients_are_served() 
         .expect("queued call succeeded");
     assert!(caps.contains("<capabilities>"), "{caps}");
     assert_eq!(state(&a, "inflight").as_deref(), Some("running"));
+}
+
+/// `max_client_queued_requests`: behind the calls in flight, a client gets
+/// that many queued calls; past them the daemon stops reading its socket
+/// (libvirt's back-pressure: the calls wait in the client's own buffers, no
+/// error), so even a priority call, which would bypass a full slot, is not
+/// read. Other clients are served; once the long call ends everything the
+/// client sent is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_max_client_queued_requests_are_not_read_while_others_are_served() {
+    let hosts = Hosts {
+        a: Daemon::builder()
+            .hostname("host-a")
+            .tcp()
+            .args([
+                "--max-client-requests",
+                "1",
+                "--max-client-queued-requests",
+                "1",
+            ])
+            .spawn(),
+        b: Daemon::builder().hostname("host-b").tcp().spawn(),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    define_running(&a, dir.path(), "queued", true);
+    let conn = Connection::open(&a, OpenFlags::default())
+        .await
+        .expect("open source");
+    let other = Connection::open(&a, OpenFlags::default())
+        .await
+        .expect("open second client");
+    let dom = conn.lookup_domain("queued").await.expect("lookup");
+    // The p2p PERFORM runs until aborted and holds the only call slot.
+    let params = TypedParams::new().with(migrate_param::BANDWIDTH, TypedValue::ULLong(4));
+    let migration = {
+        let dom = dom.clone();
+        let b = b.clone();
+        tokio::spawn(async move {
+            dom.migrate_to_uri(&b, &params, MigrateFlags::LIVE.bits())
+                .await
+        })
+    };
+    wait_job_running(&a, "queued");
+    // One call fills the queue, the next one parks the reader on it; the
+    // pauses keep the three calls in this order on the wire.
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let conn = conn.clone();
+        waiting.push(tokio::spawn(async move { conn.get_capabilities().await }));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // GET_HOSTNAME is a priority call: with room in the queue it would be
+    // answered at once (it does not need the busy slot).
+    let priority = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.get_hostname().await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !priority.is_finished(),
+        "a call past max_client_queued_requests=1 was read and answered"
+    );
+    assert!(
+        waiting.iter().all(|t| !t.is_finished()),
+        "a queued call ran alongside the migration"
+    );
+    // Another client is served meanwhile.
+    let t = Instant::now();
+    other.get_capabilities().await.expect("other client served");
+    let other_wait = t.elapsed();
+    assert!(
+        other_wait < Duration::from_secs(1),
+        "the other client waited {other_wait:?}"
+    );
+    // Ending the long call drains the queue and the socket.
+    ctl_ok(&a, &["domjobabort", "queued"]);
+    let migrated = tokio::time::timeout(Duration::from_secs(30), migration)
+        .await
+        .expect("aborted migration returned")
+        .expect("migration task");
+    assert!(migrated.is_err(), "the migration was aborted");
+    let hostname = tokio::time::timeout(Duration::from_secs(10), priority)
+        .await
+        .expect("the unread call was answered once the queue drained")
+        .expect("priority task")
+        .expect("hostname");
+    assert_eq!(hostname, "host-a");
+    for task in waiting {
+        let caps = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("queued call answered")
+            .expect("queued task")
+            .expect("queued call succeeded");
+        assert!(caps.contains("<capabilities>"), "{caps}");
+    }
+}
+
+/// `handshake_timeout`: a TLS connection that never completes its
+/// handshake is closed after the timeout, which also gives its
+/// `max_anonymous_clients` slot back; plain-TCP and later TLS clients are
+/// served.
+#[test]
+fn a_tls_handshake_past_handshake_timeout_is_closed_and_frees_its_slot() {
+    let Some(pki) = Pki::generate() else { return };
+    let daemon = Daemon::builder()
+        .tcp()
+        .tls(&pki)
+        .args(["--max-anonymous-clients", "1", "--handshake-timeout", "1"])
+        .spawn();
+    let port = daemon.tls_port().expect("TLS port");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // Never sends a ClientHello; kept open by this side the whole test.
+    let mut holder = TcpStream::connect(addr).expect("connect TLS port");
+    // Well under the 30 s default, well over the configured 1 s.
+    holder
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    raw::assert_serves(daemon.tcp_addr());
+    let mut buf = [0u8; 64];
+    let read = std::io::Read::read(&mut holder, &mut buf);
+    let closed = match &read {
+        Ok(n) => *n == 0,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    assert!(
+        closed,
+        "the stalled handshake was not closed by the daemon: {read:?}"
+    );
+    // Its slot is free although this side never closed: a TLS client gets in.
+    let uri = daemon.tls_uri(&pki);
+    let out = ctl(&uri, &["hostname"]);
+    assert!(
+        out.status.success(),
+        "TLS client refused after the timeout: {}",
+        migrated_tests::clients::stderr_of(&out)
+    );
+    drop(holder);
 }
 
 #[test]

@@ -19,6 +19,10 @@ use crate::error::{Error, Result};
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/migrated/migrated.toml";
 /// Default of `max_client_outbound_bytes`: 64 MiB of unsent replies/events.
 pub const DEFAULT_MAX_CLIENT_OUTBOUND_BYTES: usize = 64 * 1024 * 1024;
+/// Default of `max_client_queued_requests`: calls waiting beyond the ones in flight.
+pub const DEFAULT_MAX_CLIENT_QUEUED_REQUESTS: usize = 32;
+/// Default of `handshake_timeout`, seconds.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u32 = 30;
 /// libvirt's plain TCP port.
 pub const DEFAULT_TCP_PORT: u16 = 16509;
 /// libvirt's TLS port.
@@ -95,6 +99,13 @@ pub struct Args {
     /// Maximum calls in flight per client connection [default: 5].
     #[arg(long, value_name = "N")]
     pub max_client_requests: Option<usize>,
+    /// Calls per client waiting for a slot beyond max_client_requests; when full the daemon
+    /// stops reading that client's socket until a call ends [default: 32].
+    #[arg(long, value_name = "N")]
+    pub max_client_queued_requests: Option<usize>,
+    /// Seconds a new TLS connection has to finish its handshake before it is closed [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub handshake_timeout: Option<u32>,
     /// Maximum concurrent migration jobs [default: 16].
     #[arg(long, value_name = "N")]
     pub max_jobs: Option<usize>,
@@ -148,6 +159,8 @@ struct FileConfig {
     max_clients: Option<usize>,
     max_anonymous_clients: Option<usize>,
     max_client_requests: Option<usize>,
+    max_client_queued_requests: Option<usize>,
+    handshake_timeout: Option<u32>,
     max_jobs: Option<usize>,
     max_client_outbound_bytes: Option<usize>,
     keepalive_interval: Option<u32>,
@@ -366,6 +379,10 @@ pub struct Config {
     pub max_anonymous_clients: usize,
     /// Calls in flight per connection.
     pub max_client_requests: usize,
+    /// Calls per connection waiting for a slot before the socket is not read.
+    pub max_client_queued_requests: usize,
+    /// Seconds allowed for a TLS handshake.
+    pub handshake_timeout: u32,
     /// Concurrent migration jobs.
     pub max_jobs: usize,
     /// Unsent bytes per connection before a slow reader is disconnected.
@@ -454,6 +471,16 @@ impl Config {
                 20,
             ),
             max_client_requests: pick(&args.max_client_requests, file.max_client_requests, 5),
+            max_client_queued_requests: pick(
+                &args.max_client_queued_requests,
+                file.max_client_queued_requests,
+                DEFAULT_MAX_CLIENT_QUEUED_REQUESTS,
+            ),
+            handshake_timeout: pick(
+                &args.handshake_timeout,
+                file.handshake_timeout,
+                DEFAULT_HANDSHAKE_TIMEOUT_SECS,
+            ),
             max_jobs: pick(&args.max_jobs, file.max_jobs, 16),
             max_client_outbound_bytes: pick(
                 &args.max_client_outbound_bytes,
@@ -757,6 +784,60 @@ mod tests {
         )
         .expect("merge");
         assert_eq!(flag.tls.allowed_dn, Some(vec!["CN=*".to_owned()]));
+    }
+
+    #[test]
+    fn queue_and_handshake_limits_are_keys_and_flags() {
+        let defaults =
+            Config::merge(&parse_args(&[]), FileConfig::default(), None, &probe()).expect("merge");
+        assert_eq!(
+            defaults.max_client_queued_requests,
+            DEFAULT_MAX_CLIENT_QUEUED_REQUESTS
+        );
+        assert_eq!(defaults.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT_SECS);
+        let file: FileConfig =
+            toml::from_str("max_client_queued_requests = 3\nhandshake_timeout = 4")
+                .expect("valid toml");
+        let cfg = Config::merge(&parse_args(&[]), file.clone(), None, &probe()).expect("merge");
+        assert_eq!(
+            (cfg.max_client_queued_requests, cfg.handshake_timeout),
+            (3, 4)
+        );
+        let args = parse_args(&[
+            "--max-client-queued-requests",
+            "7",
+            "--handshake-timeout",
+            "8",
+        ]);
+        let cfg = Config::merge(&args, file, None, &probe()).expect("merge");
+        assert_eq!(
+            (cfg.max_client_queued_requests, cfg.handshake_timeout),
+            (7, 8)
+        );
+    }
+
+    /// Every key of the shipped sample, uncommented, is a key the daemon knows.
+    #[test]
+    fn sample_config_keys_all_parse() {
+        let sample = include_str!("../../../deploy/migrated.toml");
+        let mut text = String::new();
+        for line in sample.lines() {
+            let Some(rest) = line.strip_prefix("# ") else {
+                continue;
+            };
+            let Some((key, _)) = rest.split_once(" = ") else {
+                continue;
+            };
+            if key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                // Drop trailing comments after the value.
+                let value = rest.split_once("  #").map_or(rest, |(v, _)| v);
+                text.push_str(value.trim_end());
+                text.push('\n');
+            }
+        }
+        assert!(text.contains("max_client_queued_requests"), "{text}");
+        let file: FileConfig = toml::from_str(&text).expect("sample keys parse");
+        assert_eq!(file.handshake_timeout, Some(30));
     }
 
     #[test]

@@ -83,6 +83,9 @@ fn server_config(config: &Config) -> ServerConfig {
         max_clients: config.max_clients,
         max_anonymous_clients: config.max_anonymous_clients,
         max_calls_per_client: config.max_client_requests,
+        max_queued_calls_per_client: config.max_client_queued_requests,
+        // 0 would refuse every TLS client; the shortest useful bound is 1 s.
+        handshake_timeout: Duration::from_secs(u64::from(config.handshake_timeout.max(1))),
         max_outbound_bytes: config.max_client_outbound_bytes,
         keepalive_interval: Duration::from_secs(u64::from(config.keepalive_interval)),
         keepalive_count: config.keepalive_count,

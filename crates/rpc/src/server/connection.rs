@@ -64,6 +64,10 @@ impl<D: Dispatcher> Calls<D> {
     }
 
     /// Starts queued calls as slots free up, until the queue closes.
+    ///
+    /// The slot is taken *before* a call leaves the queue, so a waiting call
+    /// stays counted in the queue's capacity: exactly
+    /// `max_queued_calls_per_client` calls wait before the reader stops.
     fn spawn_scheduler(
         &self,
         mut queue: mpsc::Receiver<Queued>,
@@ -72,8 +76,8 @@ impl<D: Dispatcher> Calls<D> {
         let calls = self.clone();
         tokio::spawn(
             async move {
-                while let Some(q) = queue.recv().await {
-                    let Ok(slot) = slots.clone().acquire_owned().await else {
+                while let Ok(slot) = slots.clone().acquire_owned().await {
+                    let Some(q) = queue.recv().await else {
                         break;
                     };
                     calls.spawn(q.header, q.payload, slot);
