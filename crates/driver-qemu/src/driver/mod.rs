@@ -197,8 +197,12 @@ impl Shared {
         if transient {
             reg.domains.remove(uuid);
         }
-        drop(reg);
+        // Still under the lock (a few unlinks, no fsync): whichever of the
+        // event task and the stopping operation comes second returns only
+        // once the files are gone, so a caller of destroy or Confirm never
+        // sees a stopped guest's status file.
         cleanup_run_files(&self.config.runtime_dir, &dom.name, &runtime.paths);
+        drop(reg);
         info!(name = %dom.name, reason, "qemu guest stopped");
         self.emit(dom, LifecycleEvent::Stopped, detail);
         // Dropping the last Arc<Runtime> here (outside the lock) ends the
