@@ -310,9 +310,13 @@ async fn run_p2p(
         sequencer::migrate(&src, &dst, &dom, req).await
     }
     .await;
-    if let Err(e) = dconn.close().await {
-        tracing::debug!(error = %e, "closing the destination connection failed");
-    }
+    // The outcome is decided: the caller's reply need not wait for the two
+    // round trips of a polite close (UNREGISTER_CLOSE_CALLBACK, CONNECT_CLOSE).
+    tokio::spawn(async move {
+        if let Err(e) = dconn.close().await {
+            tracing::debug!(error = %e, "closing the destination connection failed");
+        }
+    });
     match result {
         Ok(ddom) => {
             tracing::info!(dom = %dom.name, ddom = %ddom.name, "peer-to-peer migration completed");
