@@ -89,7 +89,6 @@ fn server_config(config: &Config) -> ServerConfig {
         max_outbound_bytes: config.max_client_outbound_bytes,
         keepalive_interval: Duration::from_secs(u64::from(config.keepalive_interval)),
         keepalive_count: config.keepalive_count,
-        ..ServerConfig::default()
     }
 }
 
