@@ -257,6 +257,9 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Held while a monitor listener is inheritable (see [`launch`]).
+static SPAWN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Files of one QEMU instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchPaths {
@@ -362,23 +365,25 @@ pub async fn launch(
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(log))
         .process_group(0);
-    // SAFETY: the closure runs in the forked child before exec and only calls
-    // fcntl, which is async-signal-safe; it touches no memory of the parent.
-    unsafe {
-        command.pre_exec(move || {
-            // The listener was opened close-on-exec; QEMU must inherit it.
-            if libc::fcntl(monitor_fd, libc::F_SETFD, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
+    // No pre_exec closure: without one std starts QEMU with posix_spawn
+    // (vfork), not a fork of the whole daemon, which cost 2-10 ms per start
+    // on a loaded machine. QEMU must inherit the listener, so it is made
+    // inheritable just for the spawn; the lock keeps a concurrent QEMU start
+    // from inheriting it too (a copy in another QEMU would keep the socket
+    // listening after this QEMU is gone).
+    let child = {
+        let _spawning = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        rustix::io::fcntl_setfd(&listener, rustix::io::FdFlags::empty())
+            .map_err(|e| Error::file("pass", &paths.qmp_socket, e.into()))?;
+        let child = command.spawn().map_err(|source| Error::Spawn {
+            emulator: spec.emulator.clone(),
+            source,
         });
-    }
-    let child = command.spawn().map_err(|source| Error::Spawn {
-        emulator: spec.emulator.clone(),
-        source,
-    })?;
-    // Our copy must go: QEMU's exit has to close the socket for our reader.
-    drop(listener);
+        // Our copy must go (also on failure): QEMU's exit has to close the
+        // socket for our reader.
+        drop(listener);
+        child?
+    };
     let pid = child.id() as i32;
     // std's Child neither kills nor reaps on drop; the pidfd watcher reaps.
     drop(child);
