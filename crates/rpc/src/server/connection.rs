@@ -2,9 +2,13 @@
 //!
 //! Tasks per connection: this reader (decode, classify, route), the writer
 //! (`outbound.rs`), a scheduler that starts queued calls when a slot frees,
-//! one task per running call, and optionally keepalive (`context.rs`).
+//! one task per running call that has to wait (a call that completes on its
+//! first poll runs inline, see [`Calls::spawn`]), and optionally keepalive
+//! (`context.rs`).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Context;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -50,9 +54,17 @@ impl<D: Dispatcher> Clone for Calls<D> {
 }
 
 impl<D: Dispatcher> Calls<D> {
+    /// Runs one call: polled once right here on the reader task, and only
+    /// given a task of its own if it has to wait.
+    ///
+    /// Most calls (GET_HOSTNAME, lookups, ...) never wait: they finish on
+    /// that first poll and their reply is queued without a task spawn and
+    /// a hop to another worker. A call that waits returns `Pending` and
+    /// goes on as before on its own task (tokio polls a new task at once,
+    /// with its real waker), so a long call still never blocks the reader.
     fn spawn(&self, header: Header, payload: Bytes, slot: OwnedSemaphorePermit) {
         let this = self.clone();
-        tokio::spawn(
+        let mut call = Box::pin(
             async move {
                 dispatch::run_call(this.dispatcher, this.session, this.handle, header, payload)
                     .await;
@@ -61,6 +73,10 @@ impl<D: Dispatcher> Calls<D> {
             }
             .in_current_span(),
         );
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        if call.as_mut().poll(&mut cx).is_pending() {
+            tokio::spawn(call);
+        }
     }
 
     /// Starts queued calls as slots free up, until the queue closes.
