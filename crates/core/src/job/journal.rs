@@ -98,6 +98,9 @@ struct State {
     position: u64,
     /// Records in the file since it was last rewritten.
     since_compaction: u64,
+    /// The file may end in a cut line (a crash or a failed write): the next
+    /// record starts on a new line so that it is not glued to it.
+    torn: bool,
 }
 
 #[derive(Debug)]
@@ -124,7 +127,7 @@ impl Journal {
         fs::create_dir_all(&dir)
             .map_err(|e| Error::system(format!("create directory {}", dir.display()), e))?;
         let path = dir.join(LOG);
-        let (mut live, position) = read_log(&path)?;
+        let (mut live, position, torn) = read_log(&path)?;
         let legacy = read_legacy(&dir, &mut live, position)?;
         let file = open_append(&path)?;
         let records = position;
@@ -136,6 +139,7 @@ impl Journal {
                     live,
                     position: records,
                     since_compaction: records,
+                    torn,
                 }),
             }),
         };
@@ -226,14 +230,20 @@ impl Journal {
     }
 
     fn append(&self, state: &mut State, record: &Record, sync: bool) -> Result<()> {
-        let mut line = serde_json::to_vec(record)
+        let mut line = Vec::with_capacity(512);
+        if state.torn {
+            line.push(b'\n');
+        }
+        serde_json::to_writer(&mut line, record)
             .map_err(|e| Error::internal(format!("encoding journal record: {e}")))?;
         line.push(b'\n');
         let path = || self.inner.dir.join(LOG);
-        state
-            .file
-            .write_all(&line)
-            .map_err(|e| Error::system(format!("write {}", path().display()), e))?;
+        if let Err(e) = state.file.write_all(&line) {
+            // Part of the line may be in the file.
+            state.torn = true;
+            return Err(Error::system(format!("write {}", path().display()), e));
+        }
+        state.torn = false;
         if sync {
             state
                 .file
@@ -280,6 +290,7 @@ impl Journal {
         })?;
         state.file = file;
         state.since_compaction = entries.len() as u64;
+        state.torn = false;
         Ok(())
     }
 }
@@ -294,18 +305,20 @@ fn open_append(path: &Path) -> Result<File> {
 
 type Live = HashMap<Uuid, (u64, JournalEntry)>;
 
-/// Replays the log: the live entries and the number of records read.
-/// Unreadable lines (a tail cut by a crash) are skipped with a warning.
-fn read_log(path: &Path) -> Result<(Live, u64)> {
+/// Replays the log: the live entries, the number of records read, and
+/// whether the file ends in a cut line. Unreadable lines (a tail cut by a
+/// crash) are skipped with a warning.
+fn read_log(path: &Path) -> Result<(Live, u64, bool)> {
     let mut live = Live::new();
     let data = match fs::read(path) {
         Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((live, 0)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((live, 0, false)),
         Err(e) => return Err(Error::system(format!("read {}", path.display()), e)),
     };
     if data.len() as u64 > MAX_LOG_BYTES {
         tracing::warn!(path = %path.display(), bytes = data.len(), "migration journal larger than expected; reading its start only");
     }
+    let torn = data.last().is_some_and(|&b| b != b'\n');
     let data = &data[..data.len().min(MAX_LOG_BYTES as usize)];
     let mut position = 0u64;
     for line in data.split(|&b| b == b'\n') {
@@ -333,7 +346,7 @@ fn read_log(path: &Path) -> Result<(Live, u64)> {
             ),
         }
     }
-    Ok((live, position))
+    Ok((live, position, torn))
 }
 
 /// Takes over `<job-id>.json` files of the previous format into `live`
@@ -442,6 +455,28 @@ mod tests {
         fs::write(&path, &data).expect("write");
         let reopened = Journal::open(dir.path()).expect("reopen");
         assert_eq!(reopened.load().expect("load"), vec![good]);
+    }
+
+    #[test]
+    fn a_record_after_a_cut_line_starts_a_line_of_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(dir.path()).expect("open");
+        let first = entry(Phase::Source(SourcePhase::Perform3));
+        journal.record(&first).expect("record");
+        drop(journal);
+        // A crash cut the last record in the middle, newline included.
+        let path = dir.path().join("journal").join(LOG);
+        let mut data = fs::read(&path).expect("read");
+        data.truncate(data.len() / 2);
+        fs::write(&path, &data).expect("write");
+        // The restarted daemon journals a new job, then restarts again.
+        let journal = Journal::open(dir.path()).expect("reopen");
+        assert!(journal.load().expect("load").is_empty());
+        let second = entry(Phase::Source(SourcePhase::Perform3Done));
+        journal.record(&second).expect("record");
+        drop(journal);
+        let again = Journal::open(dir.path()).expect("reopen");
+        assert_eq!(again.load().expect("load"), vec![second]);
     }
 
     #[test]
