@@ -222,6 +222,17 @@ impl Pair {
         Ok(dom)
     }
 
+    /// The pass counter of the workload kernel running in guest `name` on
+    /// host `side`, as the daemon reads it (MIGRATION_STATUS detail);
+    /// `None` when it cannot be read (yet).
+    pub async fn workload_counter(&self, side: usize, name: &str) -> Option<u64> {
+        let status = self.conns[side].migration_status(name).await.ok()?;
+        let detail = status.detail?;
+        let rest = detail.split("workload counter ").nth(1)?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    }
+
     /// Migrates guest `name` from `from` to the other host in `mode`.
     pub async fn migrate(&self, name: &str, from: usize, mode: Mode) -> Result<Sample> {
         let to = 1 - from;
