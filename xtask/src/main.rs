@@ -43,7 +43,19 @@ enum Cmd {
     Dist(dist::DistArgs),
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    // Print the error chain without anyhow's backtrace: CI logs keep only
+    // their tail, which should name what failed, not xtask's stack.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
     match cli.command {
