@@ -49,6 +49,12 @@ pub struct GuestMemory {
     chunks: Box<[OnceLock<Box<[Slot]>>]>,
     page_count: usize,
     dirty: Box<[AtomicU64]>,
+    /// A second dirty bitmap, kept apart from `dirty` for the migration
+    /// digest (`migration::digest`): set by the same writes, cleared only by
+    /// [`GuestMemory::take_stale_pages`]. The digest therefore follows the
+    /// memory itself, not what the migration's own dirty tracking chose to
+    /// send.
+    stale: Box<[AtomicU64]>,
     /// One bit per page holding data (`Some`), changed under the page's lock,
     /// so the migration scans a sparse guest in microseconds.
     allocated: Box<[AtomicU64]>,
@@ -87,11 +93,13 @@ impl GuestMemory {
             .map(|_| OnceLock::new())
             .collect();
         let dirty = (0..count.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+        let stale = (0..count.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
         let allocated = (0..count.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
         Ok(Self {
             chunks,
             page_count: count,
             dirty,
+            stale,
             allocated,
             throttle_percent: AtomicU8::new(0),
         })
@@ -156,8 +164,11 @@ impl GuestMemory {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Marks page `i` written, for the migration and for the digest; called
+    /// after the write, with the page's lock held where it has one.
     fn mark_dirty(&self, i: usize) {
         self.dirty[i / 64].fetch_or(1 << (i % 64), Ordering::AcqRel);
+        self.stale[i / 64].fetch_or(1 << (i % 64), Ordering::AcqRel);
     }
 
     /// Records whether page `i` holds data; called with its lock held.
@@ -253,6 +264,13 @@ impl GuestMemory {
     /// in this result or stays marked for the next call.
     pub fn take_dirty_pages(&self) -> Vec<u64> {
         bit_indices(&self.dirty, |w| w.swap(0, Ordering::AcqRel))
+    }
+
+    /// Indices of every page written since the last call, clearing them: the
+    /// digest's own dirty bitmap, independent of [`GuestMemory::take_dirty_pages`].
+    /// Same invariant: a concurrent write lands in this result or in the next.
+    pub(crate) fn take_stale_pages(&self) -> Vec<u64> {
+        bit_indices(&self.stale, |w| w.swap(0, Ordering::AcqRel))
     }
 
     /// Number of pages currently marked dirty (without clearing them).

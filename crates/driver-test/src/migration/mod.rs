@@ -122,6 +122,7 @@ impl TestBackend {
             dom,
             req,
             job,
+            digests: digest::BackgroundDigests::new(Arc::clone(&memory)),
             memory,
             writer,
             fail_after,

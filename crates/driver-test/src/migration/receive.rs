@@ -1,5 +1,7 @@
 //! Destination side of the data plane: fills the incoming guest's memory
-//! from the stream and verifies the END checksum against what arrived.
+//! from the stream and verifies the END checksum against the memory it now
+//! holds. The digest is refreshed in the background at every pass boundary
+//! (ITERATION frame), so at END only the last pass's pages are hashed.
 
 use std::sync::Arc;
 
@@ -7,7 +9,7 @@ use migrated_core::job::JobHandle;
 use migrated_core::{Error, Result};
 use tokio::io::AsyncRead;
 
-use super::digest::memory_digest;
+use super::digest::BackgroundDigests;
 use super::stream::{failed, DeviceState, Frame, FrameReader};
 use crate::memory::{GuestMemory, PAGE_SIZE};
 
@@ -31,6 +33,7 @@ pub(crate) async fn receive<R: AsyncRead + Unpin>(
     let mut device = None;
     let mut frames: u64 = 0;
     let mut abort = job.abort_signal();
+    let mut digests = BackgroundDigests::new(Arc::clone(&memory));
     loop {
         let frame = tokio::select! {
             f = reader.next(&mut buf) => f?,
@@ -44,16 +47,16 @@ pub(crate) async fn receive<R: AsyncRead + Unpin>(
         match frame {
             Frame::Page { index, .. } => memory.write_page(index, &buf)?,
             Frame::Zero { index } => memory.write_page(index, &zero)?,
-            Frame::Iteration { n } => job.update_stats(|s| s.memory_iteration = u64::from(n)),
+            Frame::Iteration { n } => {
+                job.update_stats(|s| s.memory_iteration = u64::from(n));
+                digests.start_if_idle().await?;
+            }
             Frame::Device(state) => device = Some(state),
             Frame::End { checksum } => {
                 let state =
                     device.ok_or_else(|| failed("migration stream ended without device state"))?;
                 reader.expect_eof().await?;
-                let mem = Arc::clone(&memory);
-                let local = tokio::task::spawn_blocking(move || memory_digest(&mem))
-                    .await
-                    .map_err(|e| Error::internal(format!("checksum task failed: {e}")))?;
+                let local = digests.finish().await?;
                 if local != checksum {
                     return Err(failed(format!(
                         "memory checksum mismatch: source {} destination {}",
@@ -80,6 +83,7 @@ pub(crate) async fn receive<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::migration::digest::memory_digest;
     use crate::migration::stream::FrameWriter;
     use migrated_core::domain::DomainRef;
     use migrated_core::job::{DestinationPhase, JobRegistry, Phase};
@@ -161,5 +165,105 @@ mod tests {
         w.end(memory_digest(&dest)).await.expect("end");
         let err = receiver.await.expect("task").expect_err("no device state");
         assert!(err.to_string().contains("device state"), "{err}");
+    }
+
+    /// A pre-copy as the sender does it: pass 1 sends every page holding
+    /// data, then `passes` rounds each change `per_pass` pages on the source
+    /// and send the dirty ones, except that `skip` (a page index) is never
+    /// re-sent once dirty. The END checksum is the source's incremental one.
+    /// Returns the destination memory when accepted.
+    async fn precopy(
+        source: &GuestMemory,
+        passes: u32,
+        per_pass: u64,
+        skip: Option<u64>,
+        before_end: impl FnOnce(&GuestMemory),
+    ) -> Result<Arc<GuestMemory>> {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let dest = Arc::new(GuestMemory::new(source.size_bytes()).expect("memory"));
+        let receiver = tokio::spawn(receive(b, Arc::clone(&dest), job()));
+        let mut w = FrameWriter::start(a, source.page_count(), false)
+            .await
+            .expect("header");
+        let mut digests = super::super::digest::PageDigests::new(source);
+        source.take_dirty_pages();
+        let mut pages = source.allocated_page_indices();
+        let mut buf = [0u8; PAGE_SIZE];
+        for pass in 1..=passes + 1 {
+            digests.refresh(source);
+            for &page in &pages {
+                if Some(page) == skip && pass > 1 {
+                    continue;
+                }
+                source.read_page(page, &mut buf).expect("read");
+                w.page(page, &buf).await.expect("page");
+            }
+            w.iteration(pass).await.expect("iteration");
+            if pass <= passes {
+                for i in 0..per_pass {
+                    let page = (u64::from(pass) * 7 + i * 3) % source.page_count();
+                    source.modify_page(page as usize, |p| p[pass as usize] ^= 0x5a);
+                }
+            }
+            pages = source.take_dirty_pages();
+        }
+        w.device(&state()).await.expect("device");
+        digests.refresh(source);
+        assert_eq!(digests.digest(), memory_digest(source), "source digest");
+        w.flush().await.expect("flush");
+        // Let the receiver drain what was sent before `before_end` looks.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        before_end(&dest);
+        w.end(digests.digest()).await.expect("end");
+        receiver.await.expect("receiver task").map(|_| dest)
+    }
+
+    #[tokio::test]
+    async fn pages_resent_over_several_passes_are_verified_incrementally() {
+        let source = GuestMemory::new(64 * PAGE_SIZE as u64).expect("memory");
+        for page in 0..20 {
+            source
+                .write_page(page, &[page as u8 + 1; PAGE_SIZE])
+                .expect("write");
+        }
+        let dest = precopy(&source, 5, 9, None, |_| {})
+            .await
+            .expect("accepted");
+        assert_eq!(dest.checksum(), source.checksum());
+    }
+
+    #[tokio::test]
+    async fn a_dirty_page_the_source_did_not_resend_fails_the_transfer() {
+        let source = GuestMemory::new(64 * PAGE_SIZE as u64).expect("memory");
+        for page in 0..20 {
+            source
+                .write_page(page, &[page as u8 + 1; PAGE_SIZE])
+                .expect("write");
+        }
+        // Pass 1 dirties pages 7, 10, …, 31; page 10's new content never goes out.
+        let err = precopy(&source, 3, 9, Some(10), |_| {})
+            .await
+            .expect_err("a dropped dirty page must be detected");
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_page_corrupted_on_the_destination_fails_the_transfer() {
+        let source = GuestMemory::new(64 * PAGE_SIZE as u64).expect("memory");
+        for page in 0..20 {
+            source
+                .write_page(page, &[page as u8 + 1; PAGE_SIZE])
+                .expect("write");
+        }
+        // Page 63 is never sent (zero on the source), so nothing the stream
+        // writes later can repair the corruption, whatever the timing.
+        let err = precopy(&source, 2, 5, None, |dest| {
+            dest.modify_page(63, |p| p[100] = 1);
+        })
+        .await
+        .expect_err("a corrupted page must be detected");
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
     }
 }

@@ -22,7 +22,7 @@ use migrated_core::migration::MigrateRequest;
 use migrated_core::{Error, Result};
 use tokio::io::AsyncWrite;
 
-use super::digest::memory_digest;
+use super::digest::BackgroundDigests;
 use super::stream::{failed, DeviceState, FrameWriter};
 use super::throttle::TokenBucket;
 use crate::memory::{GuestMemory, PageContent, PAGE_SIZE};
@@ -46,6 +46,8 @@ pub(crate) struct Sender<'a, W: AsyncWrite + Unpin> {
     pub req: &'a MigrateRequest,
     pub job: &'a JobHandle,
     pub memory: Arc<GuestMemory>,
+    /// The END checksum, kept up to date while pages are sent.
+    pub digests: BackgroundDigests,
     pub writer: FrameWriter<W>,
     /// Fail (fault injection) once this many bytes are sent.
     pub fail_after: Option<u64>,
@@ -135,6 +137,9 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
         let auto_converge = self.req.has(MigrateFlags::AUTO_CONVERGE);
         let mut throttle: i32 = 0;
         loop {
+            // Hash what was written since the last pass while this one sends
+            // it (the first hashes every page holding data).
+            self.digests.start().await?;
             let started = Instant::now();
             let sent = self.pass(&pages, first).await?;
             self.writer.iteration(iteration).await?;
@@ -189,6 +194,9 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
     /// Pauses the guest and sends the rest; returns the measured downtime
     /// (from the start of the transfer when it was not live).
     async fn complete(mut self, paused_since: Option<Instant>) -> Result<Duration> {
+        // The pre-copy hashing ends before the pause: only pages written
+        // since its start are hashed with the guest paused.
+        self.digests.settle().await?;
         self.driver.outgoing_pause(self.dom).await?;
         let paused_at = paused_since.unwrap_or_else(Instant::now);
         let pages = self.memory.take_dirty_pages();
@@ -205,10 +213,7 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
                 xml,
             })
             .await?;
-        let memory = Arc::clone(&self.memory);
-        let checksum = tokio::task::spawn_blocking(move || memory_digest(&memory))
-            .await
-            .map_err(|e| Error::internal(format!("checksum task failed: {e}")))?;
+        let checksum = self.digests.finish().await?;
         self.check()?;
         self.report(0);
         let total = self.writer.end(checksum).await?;
