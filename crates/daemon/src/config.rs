@@ -140,6 +140,10 @@ pub struct Args {
     /// Address the destination binds for incoming migration data.
     #[arg(long, value_name = "IP")]
     pub migration_address: Option<IpAddr>,
+    /// Seconds a prepared incoming migration may wait for Finish3 without
+    /// receiving data before it is cancelled as abandoned; 0 = never [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub migration_prepare_timeout_secs: Option<u64>,
     /// Serve Prometheus metrics over HTTP at IP:PORT, e.g. 127.0.0.1:9464 [default: off].
     #[arg(long, value_name = "IP:PORT")]
     pub metrics_listen: Option<SocketAddr>,
@@ -173,6 +177,7 @@ struct FileConfig {
     log_filter: Option<String>,
     migration_ports: Option<PortRange>,
     migration_address: Option<IpAddr>,
+    migration_prepare_timeout_secs: Option<u64>,
     metrics_listen: Option<SocketAddr>,
 }
 
@@ -399,8 +404,17 @@ pub struct Config {
     pub migration_ports: PortRange,
     /// Address to bind incoming migration data to, if not the default.
     pub migration_address: Option<IpAddr>,
+    /// Seconds a Prepare may wait for Finish3 without data (0 = never).
+    pub migration_prepare_timeout_secs: u64,
     /// Where the Prometheus text endpoint listens; `None` = no endpoint.
     pub metrics_listen: Option<SocketAddr>,
+}
+
+/// [`Config::migration_prepare_timeout_secs`] as the migration manager wants it.
+pub fn prepare_timeout(config: &Config) -> Option<std::time::Duration> {
+    Some(config.migration_prepare_timeout_secs)
+        .filter(|&s| s != 0)
+        .map(std::time::Duration::from_secs)
 }
 
 impl Config {
@@ -513,6 +527,11 @@ impl Config {
                 },
             ),
             migration_address: args.migration_address.or(file.migration_address),
+            migration_prepare_timeout_secs: pick(
+                &args.migration_prepare_timeout_secs,
+                file.migration_prepare_timeout_secs,
+                migrated_core::migration::DEFAULT_PREPARE_TIMEOUT.as_secs(),
+            ),
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
         })
     }

@@ -200,6 +200,7 @@ pub fn qemu_manager(
     if let Some(addr) = config.migration_address {
         mc.listen_address = addr.to_string();
     }
+    mc.prepare_timeout = crate::config::prepare_timeout(config);
     mc.pause_at = PausePoint::from_env()?;
     let backend = migrated_driver_qemu::backend::QemuBackend::new(driver);
     let manager = Arc::new(Manager::new(mc, Arc::new(backend))?);

@@ -20,6 +20,7 @@ pub use backend::{
 pub use fault::PausePoint;
 pub use manager::{
     Begin3Out, Finish3Out, Manager, ManagerConfig, Prepare3Out, Recovered, DEFAULT_PORT_RANGE,
+    DEFAULT_PREPARE_TIMEOUT,
 };
 pub use request::{MigrateRequest, Role, Step, COMPRESSION_METHODS};
 pub use uri::DataUri;

@@ -56,6 +56,7 @@ pub fn test_driver_manager(
     if let Some(addr) = config.migration_address {
         mc.listen_address = addr.to_string();
     }
+    mc.prepare_timeout = crate::config::prepare_timeout(config);
     mc.pause_at = PausePoint::from_env()?;
     let backend = migrated_driver_test::migration::TestBackend::new(driver);
     let manager = Arc::new(Manager::new(mc, Arc::new(backend))?);

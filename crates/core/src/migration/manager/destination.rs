@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use uuid::Uuid;
 
@@ -114,6 +117,7 @@ impl Manager {
                                 backend: Arc::clone(&self.backend),
                                 incoming: Arc::clone(&self.incoming),
                                 failed: Arc::clone(&self.failed_incoming),
+                                prepare_timeout: self.config.prepare_timeout,
                             }
                             .run(job.clone(), req.clone()),
                         );
@@ -326,15 +330,46 @@ impl Manager {
     }
 }
 
-/// Removes an incoming guest whose data stream failed for good, without
-/// waiting for Finish (whose caller may be gone with the stream). Finish, if
-/// it comes, then gets the answer from `failed`.
+/// Removes an incoming guest whose data stream failed for good, or that
+/// waited for Finish longer than the prepare timeout without receiving data
+/// (an abandoned Prepare, live or offline), without waiting for Finish
+/// (whose caller may be gone). Finish, if it comes, then gets the answer from
+/// `failed`.
 struct IncomingWatch {
     registry: Arc<JobRegistry>,
     journal: Journal,
     backend: Arc<dyn MigrationBackend>,
     incoming: Arc<Mutex<HashMap<Uuid, DomainDef>>>,
     failed: Arc<Mutex<HashMap<String, String>>>,
+    prepare_timeout: Option<Duration>,
+}
+
+/// Completes once `job` has stayed in Prepare3 for `timeout` without its
+/// received-data counter moving; pends forever once Finish3 has started
+/// (Finish then owns the job).
+async fn prepare_idle(job: &JobHandle, timeout: Duration) {
+    let waiting = |job: &JobHandle| {
+        matches!(
+            job.phase(),
+            Phase::Destination(DestinationPhase::Prepare3 { .. })
+        )
+    };
+    let mut seen = job.stats().data_processed;
+    let mut idle_since = Instant::now();
+    loop {
+        tokio::time::sleep_until(idle_since + timeout).await;
+        if !waiting(job) {
+            return std::future::pending().await;
+        }
+        let now = job.stats().data_processed;
+        if now == seen {
+            return;
+        }
+        // Data arrived meanwhile: a transfer in progress, not an abandoned
+        // Prepare. Look again one period after this check.
+        seen = now;
+        idle_since = Instant::now();
+    }
 }
 
 /// Failed incoming names remembered for a late Finish; older ones are dropped.
@@ -342,8 +377,24 @@ const MAX_FAILED_INCOMING: usize = 1024;
 
 impl IncomingWatch {
     async fn run(self, job: JobHandle, req: MigrateRequest) {
-        let Some(reason) = job.transfer_failure().await else {
-            return;
+        let idle = async {
+            match self.prepare_timeout {
+                Some(timeout) => {
+                    prepare_idle(&job, timeout).await;
+                    timeout
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let reason = tokio::select! {
+            failure = job.transfer_failure() => match failure {
+                Some(reason) => reason,
+                None => return,
+            },
+            timeout = idle => format!(
+                "no Finish3 within {} s of Prepare3 without data received: the incoming migration was abandoned",
+                timeout.as_secs()
+            ),
         };
         let moved = job.transition(
             |p| match p {
@@ -359,7 +410,7 @@ impl IncomingWatch {
             return;
         }
         let dom = job.domain();
-        tracing::warn!(job_id = %job.job_id(), dom = %dom.name, %reason, "incoming migration stream failed; removing the incoming guest");
+        tracing::warn!(job_id = %job.job_id(), dom = %dom.name, %reason, "incoming migration failed or abandoned before Finish3; removing the incoming guest");
         if let Err(err) = self.backend.finish(&dom, &req, None, true, &job).await {
             tracing::warn!(job_id = %job.job_id(), error = %err, "cleaning up incoming guest failed");
         }
@@ -375,5 +426,77 @@ impl IncomingWatch {
         if let Err(err) = self.journal.remove(&job.job_id()) {
             tracing::warn!(job_id = %job.job_id(), error = %err, "could not remove journal entry");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobRegistry;
+
+    fn prepared() -> JobHandle {
+        JobRegistry::new()
+            .start(
+                Uuid::new_v4(),
+                &DomainRef {
+                    name: "idle".into(),
+                    uuid: Uuid::new_v4(),
+                    id: DomainRef::INACTIVE_ID,
+                },
+                Phase::Destination(DestinationPhase::Prepare3 { offline: false }),
+            )
+            .expect("job")
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prepare_without_data_times_out_after_the_timeout() {
+        let job = prepared();
+        let start = Instant::now();
+        prepare_idle(&job, TIMEOUT).await;
+        assert_eq!(start.elapsed(), TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn data_arriving_keeps_the_prepare_alive() {
+        let job = prepared();
+        let start = Instant::now();
+        let feeder = {
+            let job = job.clone();
+            async move {
+                // 12 reports, 4 s apart: 48 s of transfer, longer than the timeout.
+                for i in 1..=12u64 {
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    job.update_stats(|s| s.data_processed = i << 20);
+                }
+                std::future::pending::<()>().await
+            }
+        };
+        tokio::select! {
+            () = prepare_idle(&job, TIMEOUT) => {}
+            () = feeder => unreachable!("the feeder never ends"),
+        }
+        // Timed out only once the data stopped (at 48 s), one period later at most.
+        let took = start.elapsed();
+        assert!(took > Duration::from_secs(48), "{took:?}");
+        assert!(took <= Duration::from_secs(48) + 2 * TIMEOUT, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_started_finish_is_never_timed_out() {
+        let job = prepared();
+        job.transition(
+            |p| match p {
+                Phase::Destination(d) => d
+                    .advance(DestinationEvent::FinishStarted { cancelled: false })
+                    .map(Phase::Destination),
+                other => Ok(other),
+            },
+            |_| Ok(()),
+        )
+        .expect("finish started");
+        let done = tokio::time::timeout(10 * TIMEOUT, prepare_idle(&job, TIMEOUT)).await;
+        assert!(done.is_err(), "finish owns the job: no timeout");
     }
 }

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use uuid::Uuid;
 
@@ -60,7 +61,18 @@ pub struct ManagerConfig {
     pub listen_address: String,
     /// Debug builds: block forever at this point (for kill tests).
     pub pause_at: Option<PausePoint>,
+    /// How long a prepared incoming migration may wait for Finish3 without
+    /// progress (no data received) before the destination cancels it as
+    /// abandoned; `None` = never (only the preparing connection's close
+    /// cancels it).
+    pub prepare_timeout: Option<Duration>,
 }
+
+/// Default [`ManagerConfig::prepare_timeout`]: far above any pause between
+/// steps of a live client (they follow each other at once; keepalive notices
+/// a dead peer within 30 s), small enough that an abandoned Prepare does not
+/// hold its guest and job for long.
+pub const DEFAULT_PREPARE_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl ManagerConfig {
     /// Settings with the default port range and 127.0.0.1 as data address.
@@ -71,6 +83,7 @@ impl ManagerConfig {
             port_range: DEFAULT_PORT_RANGE,
             listen_address: "127.0.0.1".into(),
             pause_at: None,
+            prepare_timeout: Some(DEFAULT_PREPARE_TIMEOUT),
         }
     }
 }
