@@ -1,7 +1,8 @@
 //! Destination side of the data plane: fills the incoming guest's memory
 //! from the stream and verifies the END checksum against the memory it now
-//! holds. The digest is refreshed in the background at every pass boundary
-//! (ITERATION frame), so at END only the last pass's pages are hashed.
+//! holds. The digest is refreshed in the background while pages arrive
+//! (every few hundred frames and at every ITERATION frame), so at END only
+//! the pages written since the last refresh are hashed.
 
 use std::sync::Arc;
 
@@ -76,6 +77,9 @@ pub(crate) async fn receive<R: AsyncRead + Unpin>(
         if frames % REPORT_EVERY == 0 {
             let read = reader.read_bytes();
             job.update_stats(|s| s.data_processed = read);
+            // Hash what arrived while more arrives, so that END finds little
+            // left to hash.
+            digests.start_if_idle().await?;
         }
     }
 }

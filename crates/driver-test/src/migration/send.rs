@@ -10,6 +10,11 @@
 //! pages, the device state and the END marker with the memory checksum go out.
 //! With AUTO_CONVERGE a pass that does not halve the dirty set raises the
 //! workload throttle.
+//!
+//! The END checksum (`digest` module) is kept up to date on a blocking
+//! thread: each pass starts a refresh of the pages written since the last
+//! one, and with the guest paused only the last pages are hashed, alongside
+//! their sending.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -200,6 +205,9 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
         self.driver.outgoing_pause(self.dom).await?;
         let paused_at = paused_since.unwrap_or_else(Instant::now);
         let pages = self.memory.take_dirty_pages();
+        // Nothing writes any more: the last pages are hashed on another core
+        // while they are sent.
+        self.digests.start().await?;
         self.pass(&pages, false).await?;
         let info = self.driver.get_info(self.dom).await?;
         let xml = self
