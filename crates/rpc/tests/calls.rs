@@ -3,7 +3,7 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use migrated_rpc::server::REMOTE_PROGRAM;
@@ -56,16 +56,11 @@ async fn slow_call_does_not_block_a_fast_one_on_the_same_connection() {
         tokio::spawn(async move { c.call(REMOTE_PROGRAM, 1, SLEEP, ms(1500)).await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let started = Instant::now();
     c.call(REMOTE_PROGRAM, 1, ECHO, b"quick".to_vec())
         .await
         .expect("echo");
-    assert!(
-        started.elapsed() < Duration::from_millis(1000),
-        "fast call waited {:?}",
-        started.elapsed()
-    );
-    assert!(!slow.is_finished());
+    // Answered while the slow call still runs: order, not a time bound.
+    assert!(!slow.is_finished(), "the fast call waited for the slow one");
     within(T, slow).await.expect("join").expect("slow call");
 }
 
