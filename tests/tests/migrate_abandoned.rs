@@ -20,7 +20,7 @@ use migrated_tests::{wait_until, Daemon};
 const OPERATION_INVALID: i32 = 55;
 
 /// How long the destination may take to notice and clean up.
-const CLEANUP: Duration = Duration::from_secs(20);
+const CLEANUP: Duration = Duration::from_secs(30);
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -172,6 +172,37 @@ fn a_live_prepare_whose_client_disconnects_is_cleaned_up() {
 }
 
 #[test]
+fn a_v2_prepare2_whose_client_disconnects_is_cleaned_up() {
+    let hosts = Hosts::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let name = "abandoned-v2";
+    define(&hosts.a_uri(), dir.path(), name, "", true);
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let xml = runtime().block_on(async {
+        let (_, xml) = begin_and_release(&a, name, live()).await;
+        let cb = open(&b).await;
+        cb.call::<procs::DomainMigratePrepare2>(&migrated_proto::DomainMigratePrepare2Args {
+            uri_in: None,
+            flags: live().bits(),
+            dname: None,
+            resource: 0,
+            dom_xml: xml.clone(),
+        })
+        .await
+        .expect("prepare2");
+        assert_eq!(state(&b, name).as_deref(), Some("paused"));
+        drop(cb);
+        xml
+    });
+    wait_until(CLEANUP, "the incoming guest to go", || {
+        state(&b, name).is_none().then_some(())
+    });
+    wait_released(&hosts, name, &xml, live());
+    ctl_ok(&a, &["migrate", "--live", name, &b]);
+    assert_eq!(state(&b, name).as_deref(), Some("running"));
+}
+
+#[test]
 fn an_offline_prepare_whose_client_disconnects_releases_the_job() {
     let hosts = Hosts::start();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -208,14 +239,14 @@ fn a_persistent_definition_on_the_destination_survives_an_abandoned_prepare() {
     assert_eq!(state(&hosts.a_uri(), name).as_deref(), Some("running"));
 }
 
-/// A destination whose Prepare waits at most 2 s for Finish.
+/// A destination whose Prepare waits at most 5 s for Finish (without data).
 fn hosts_with_prepare_timeout() -> Hosts {
     Hosts {
         a: Daemon::builder().hostname("host-a").tcp().spawn(),
         b: Daemon::builder()
             .hostname("host-b")
             .tcp()
-            .config_toml("migration_prepare_timeout_secs = 2\n")
+            .config_toml("migration_prepare_timeout_secs = 5\n")
             .spawn(),
     }
 }
@@ -240,7 +271,8 @@ fn a_prepare_left_without_finish_times_out_live_and_offline() {
         });
         prepared.push((name, flags, xml));
     }
-    assert_eq!(state(&b, "stale-live").as_deref(), Some("paused"));
+    // (No check that the guest is still there: on a loaded machine the 5 s
+    // may already have passed; the disconnect tests check the held state.)
     wait_until(CLEANUP, "the stale incoming guest to go", || {
         state(&b, "stale-live").is_none().then_some(())
     });
