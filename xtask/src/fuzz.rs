@@ -66,8 +66,16 @@ pub fn run_all(root: &Path, seconds: u64, install: bool) -> Result<()> {
     if targets.is_empty() {
         bail!("no fuzz targets found in fuzz/");
     }
+    // Every target runs even after one found a crash, so one run shows all.
+    let mut crashed = Vec::new();
     for t in &targets {
-        run_target(root, t, seconds)?;
+        if let Err(e) = run_target(root, t, seconds) {
+            println!("== FAILED: fuzz target {t}: {e:#}");
+            crashed.push(t.as_str());
+        }
+    }
+    if !crashed.is_empty() {
+        bail!("fuzz target(s) failed: {}", crashed.join(", "));
     }
     Ok(())
 }
