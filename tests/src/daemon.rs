@@ -32,35 +32,42 @@ const PORT_RETRIES: usize = 5;
 /// When the build fails.
 pub fn migrated_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("MIGRATED_BIN") {
-            return PathBuf::from(bin);
-        }
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in <target>/<profile>/deps")
-            .to_path_buf();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "migrated-daemon",
-            "--bin",
-            "migrated",
-        ])
+    BIN.get_or_init(|| workspace_binary("MIGRATED_BIN", "migrated-daemon", "migrated"))
+}
+
+/// Path of `migratectl`, built once per test process like [`migrated_binary`]
+/// (`MIGRATECTL_BIN` overrides it).
+///
+/// # Panics
+/// When the build fails.
+pub fn migratectl_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_binary("MIGRATECTL_BIN", "migrated-cli", "migratectl"))
+}
+
+/// `$env` if set; otherwise `cargo build -p package --bin bin` in the test
+/// executable's target dir and profile, and the binary's path there.
+fn workspace_binary(env: &str, package: &str, bin: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in <target>/<profile>/deps")
+        .to_path_buf();
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "-p", package, "--bin", bin])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build for migrated");
-        assert!(status.success(), "cargo build -p migrated-daemon failed");
-        let bin = profile_dir.join("migrated");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "cargo build -p {package} failed");
+    let path = profile_dir.join(bin);
+    assert!(path.exists(), "{} missing after build", path.display());
+    path
 }
 
 /// Picks a loopback TCP port that is free right now.

@@ -17,5 +17,7 @@ pub mod raw;
 pub mod wait;
 
 pub use clients::{python, require_binary, require_python_libvirt, run_with_timeout, virsh, Pki};
-pub use daemon::{free_port, migrated_binary, random_uuid, Daemon, DaemonBuilder};
+pub use daemon::{
+    free_port, migratectl_binary, migrated_binary, random_uuid, Daemon, DaemonBuilder,
+};
 pub use wait::wait_until;

@@ -3,45 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use migrated_tests::clients::{stderr_of, stdout_of};
-use migrated_tests::{run_with_timeout, Daemon};
+use migrated_tests::{migratectl_binary, run_with_timeout, Daemon};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Path of `migratectl`, built once per test process next to this test binary.
-fn migratectl_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("MIGRATECTL_BIN") {
-            return PathBuf::from(bin);
-        }
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in <target>/<profile>/deps")
-            .to_path_buf();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "migrated-cli",
-            "--bin",
-            "migratectl",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build for migratectl");
-        assert!(status.success(), "cargo build -p migrated-cli failed");
-        profile_dir.join("migratectl")
-    })
-}
 
 /// Runs `migratectl -c URI ARGS...` with no default URI from the environment.
 fn migratectl(uri: &str, args: &[&str]) -> Output {
