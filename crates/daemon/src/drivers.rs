@@ -195,13 +195,7 @@ pub fn qemu_manager(
     config: &Config,
     driver: migrated_driver_qemu::QemuDriver,
 ) -> migrated_core::Result<Arc<Manager>> {
-    let mut mc = ManagerConfig::new(qemu_migration_dir(config), host(config));
-    mc.port_range = config.migration_ports.first..=config.migration_ports.last;
-    if let Some(addr) = config.migration_address {
-        mc.listen_address = addr.to_string();
-    }
-    mc.prepare_timeout = crate::config::prepare_timeout(config);
-    mc.pause_at = PausePoint::from_env()?;
+    let mc = manager_config(config, qemu_migration_dir(config))?;
     let backend = migrated_driver_qemu::backend::QemuBackend::new(driver);
     let manager = Arc::new(Manager::new(mc, Arc::new(backend))?);
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -218,6 +212,22 @@ pub fn qemu_manager(
         });
     }
     Ok(manager)
+}
+
+/// The migration manager settings both drivers share (data ports, listen
+/// address, Prepare timeout, test pause point), with the journal in `dir`.
+pub(crate) fn manager_config(
+    config: &Config,
+    dir: impl Into<std::path::PathBuf>,
+) -> migrated_core::Result<ManagerConfig> {
+    let mut mc = ManagerConfig::new(dir, host(config));
+    mc.port_range = config.migration_ports.first..=config.migration_ports.last;
+    if let Some(addr) = config.migration_address {
+        mc.listen_address = addr.to_string();
+    }
+    mc.prepare_timeout = crate::config::prepare_timeout(config);
+    mc.pause_at = PausePoint::from_env()?;
+    Ok(mc)
 }
 
 fn host(config: &Config) -> HostIdentity {

@@ -16,11 +16,10 @@
 
 use std::sync::Arc;
 
-use migrated_core::domain::HostIdentity;
 use migrated_core::driver::DomainRef;
 use migrated_core::flags::MigrateFlags;
 use migrated_core::job::{DestinationPhase, Phase, SourcePhase};
-use migrated_core::migration::{DataUri, Manager, ManagerConfig, MigrateRequest, PausePoint};
+use migrated_core::migration::{DataUri, Manager, MigrateRequest};
 use migrated_core::typed_params::TypedParams;
 use migrated_proto::{self as proto, Call, NonnullDomain, TypedParam};
 use migrated_rpc::{CallContext, WireError};
@@ -47,17 +46,7 @@ pub fn test_driver_manager(
     config: &Config,
     driver: migrated_driver_test::TestDriver,
 ) -> migrated_core::Result<Arc<Manager>> {
-    let host = HostIdentity {
-        hostname: config.hostname.clone(),
-        uuid: config.host_uuid,
-    };
-    let mut mc = ManagerConfig::new(&config.state_dir, host);
-    mc.port_range = config.migration_ports.first..=config.migration_ports.last;
-    if let Some(addr) = config.migration_address {
-        mc.listen_address = addr.to_string();
-    }
-    mc.prepare_timeout = crate::config::prepare_timeout(config);
-    mc.pause_at = PausePoint::from_env()?;
+    let mc = crate::drivers::manager_config(config, &config.state_dir)?;
     let backend = migrated_driver_test::migration::TestBackend::new(driver);
     let manager = Arc::new(Manager::new(mc, Arc::new(backend))?);
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
