@@ -531,14 +531,9 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
     Ok(())
 }
 
-fn render_virsh(
-    out: &mut String,
-    hosts: &[Hosts],
-    modes: &[Mode],
-    timings: &[Vec<Timings>],
-    setup_err: &[Option<String>],
-) {
-    out.push_str("### `virsh migrate`, wall clock from process start to exit (ms)\n\n");
+/// One row per mode and implementation: ok/n, median, min and migrated's
+/// median as a ratio to libvirtd's; `timings[host][mode]`.
+fn timing_table(hosts: &[Hosts], labels: &[&str], timings: &[Vec<Timings>]) -> String {
     let mut t = Table::new(&[
         "mode",
         "implementation",
@@ -547,7 +542,7 @@ fn render_virsh(
         "min",
         "ratio to libvirtd",
     ]);
-    for (mi, mode) in modes.iter().enumerate() {
+    for (mi, label) in labels.iter().enumerate() {
         let base = hosts
             .iter()
             .position(|h| h.side == Side::Libvirt)
@@ -560,7 +555,7 @@ fn render_virsh(
                 String::new()
             };
             t.row(vec![
-                mode.label().to_owned(),
+                (*label).to_owned(),
                 h.side.name().to_owned(),
                 format!("{}/{}", tm.ms.len(), tm.tries),
                 fmt_opt(tm.median(), 1),
@@ -569,7 +564,19 @@ fn render_virsh(
             ]);
         }
     }
-    out.push_str(&t.render());
+    t.render()
+}
+
+fn render_virsh(
+    out: &mut String,
+    hosts: &[Hosts],
+    modes: &[Mode],
+    timings: &[Vec<Timings>],
+    setup_err: &[Option<String>],
+) {
+    out.push_str("### `virsh migrate`, wall clock from process start to exit (ms)\n\n");
+    let labels: Vec<&str> = modes.iter().map(|m| m.label()).collect();
+    out.push_str(&timing_table(hosts, &labels, timings));
     for (hi, h) in hosts.iter().enumerate() {
         if let Some(e) = &setup_err[hi] {
             out.push_str(&format!("\n{}: guest set-up failed: {e}\n", h.side.name()));
@@ -656,37 +663,8 @@ fn render_py_migrate(out: &mut String, hosts: &[Hosts], timings: &[Vec<Timings>]
          process that already holds both connections: no client start-up or connection \
          set-up, the same way for both implementations.\n\n",
     );
-    let mut t = Table::new(&[
-        "mode",
-        "implementation",
-        "ok/n",
-        "median",
-        "min",
-        "ratio to libvirtd",
-    ]);
-    for (pi, (label, _)) in PY_MODES.iter().enumerate() {
-        let base = hosts
-            .iter()
-            .position(|h| h.side == Side::Libvirt)
-            .and_then(|i| timings[i][pi].median());
-        for (hi, h) in hosts.iter().enumerate() {
-            let tm = &timings[hi][pi];
-            let ratio = if h.side == Side::Migrated {
-                fmt_ratio(stats::ratio(tm.median(), base))
-            } else {
-                String::new()
-            };
-            t.row(vec![
-                (*label).to_owned(),
-                h.side.name().to_owned(),
-                format!("{}/{}", tm.ms.len(), tm.tries),
-                fmt_opt(tm.median(), 1),
-                fmt_opt(stats::min(&tm.ms), 1),
-                ratio,
-            ]);
-        }
-    }
-    out.push_str(&t.render());
+    let labels: Vec<&str> = PY_MODES.iter().map(|(label, _)| *label).collect();
+    out.push_str(&timing_table(hosts, &labels, timings));
     for (hi, h) in hosts.iter().enumerate() {
         for (pi, (label, _)) in PY_MODES.iter().enumerate() {
             if let Some(e) = &timings[hi][pi].error {
