@@ -1,6 +1,6 @@
 //! Stock `virsh migrate` between two migrated daemons on loopback: managed,
 //! `--p2p`, `--p2p --tunnelled`, offline, persistent/undefinesource,
-//! suspend, dname, bandwidth; each followed by a migration back.
+//! suspend, dname, bandwidth (each followed by a migration back), and `--xml`.
 
 mod migrate_support;
 
@@ -194,4 +194,71 @@ fn virsh_bandwidth_and_job_tuning() {
     let info = virsh_ok(&b, &["domjobinfo", "--completed", name], &hosts);
     assert!(info.contains("Completed"), "{info}");
     virsh_ok(&b, &["migrate", "--live", name, &a], &hosts);
+}
+
+/// `virsh migrate --xml`: a host-side change (a description) is accepted and
+/// arrives; a guest-visible one (memory size) is refused, naming the
+/// memory, and nothing changes on either host.
+#[test]
+fn virsh_xml_host_side_change_accepted_memory_change_refused() {
+    if require_binary("virsh").is_none() {
+        return;
+    }
+    let hosts = Hosts::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "virsh-xml";
+    define(&a, dir.path(), name, "", true);
+    let migratable = virsh_ok(&a, &["dumpxml", "--migratable", name], &hosts);
+
+    let bad = dir.path().join("bad.xml");
+    std::fs::write(&bad, migratable.replace("16384", "32768")).expect("write xml");
+    let out = virsh(
+        &a,
+        &[
+            "migrate",
+            "--live",
+            "--xml",
+            bad.to_str().expect("utf-8"),
+            name,
+            &b,
+        ],
+    );
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "a memory change was accepted");
+    assert!(
+        err.contains("memory"),
+        "the refusal names the change: {err}"
+    );
+    assert_eq!(state(&a, name).as_deref(), Some("running"));
+    assert_eq!(state(&b, name), None);
+    exactly_one_copy(&hosts, name);
+
+    let good = dir.path().join("good.xml");
+    let described = migratable.replacen(
+        &format!("<name>{name}</name>"),
+        &format!("<name>{name}</name>\n  <description>moved by virsh</description>"),
+        1,
+    );
+    std::fs::write(&good, described).expect("write xml");
+    virsh_ok(
+        &a,
+        &[
+            "migrate",
+            "--live",
+            "--xml",
+            good.to_str().expect("utf-8"),
+            name,
+            &b,
+        ],
+        &hosts,
+    );
+    assert_eq!(
+        state(&b, name).as_deref(),
+        Some("running"),
+        "{}",
+        hosts.logs()
+    );
+    assert!(virsh_ok(&b, &["dumpxml", name], &hosts).contains("moved by virsh"));
+    exactly_one_copy(&hosts, name);
 }
