@@ -90,7 +90,7 @@ fn tls_handshakes_beyond_max_anonymous_clients_are_closed() {
 }
 
 /// Host A whose first client has its only call slot held by a peer-to-peer
-/// migration to B that cannot converge (4 MiB/s against a guest dirtying
+/// migration to B that cannot converge (1 MiB/s against a guest dirtying
 /// faster) and so runs until aborted, plus a second client on A.
 struct BusySource {
     _hosts: Hosts,
@@ -115,6 +115,10 @@ impl BusySource {
         let dir = tempfile::tempdir().expect("temp dir");
         let (a, b) = (hosts.a_uri(), hosts.b_uri());
         define_running(&a, dir.path(), name, true);
+        // Let the workload touch its working set first: the first pass sends
+        // only pages that hold data, and a guest that has not started
+        // dirtying yet would converge at once (seen in CI).
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let conn = Connection::open(&a, OpenFlags::default())
             .await
             .expect("open source");
@@ -122,7 +126,7 @@ impl BusySource {
             .await
             .expect("open second client");
         let dom = conn.lookup_domain(name).await.expect("lookup");
-        let params = TypedParams::new().with(migrate_param::BANDWIDTH, TypedValue::ULLong(4));
+        let params = TypedParams::new().with(migrate_param::BANDWIDTH, TypedValue::ULLong(1));
         let migration = tokio::spawn(async move {
             dom.migrate_to_uri(&b, &params, MigrateFlags::LIVE.bits())
                 .await
