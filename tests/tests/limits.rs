@@ -37,7 +37,7 @@ fn opened(daemon: &Daemon) -> RawConn {
 }
 
 /// A test guest; with `busy` it dirties an 8 MiB working set at ~20 MiB/s,
-/// so a migration limited to 4 MiB/s never converges and runs until aborted.
+/// so a migration limited to 1 MiB/s never converges and runs until aborted.
 fn guest(name: &str, busy: bool) -> String {
     let workload = if busy {
         "<metadata><migrated:workload xmlns:migrated='https://migrated.dev/xmlns/test/1' \
@@ -365,9 +365,11 @@ fn migration_jobs_beyond_max_jobs_are_refused_and_others_finish() {
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
     define_running(&a, dir.path(), "jobs-slow", true);
     define_running(&a, dir.path(), "jobs-over", false);
+    // As in BusySource: let the workload dirty its working set first.
+    std::thread::sleep(Duration::from_millis(500));
     let slow = ctl_spawn(
         &a,
-        &["migrate", "--live", "--bandwidth", "4", "jobs-slow", &b],
+        &["migrate", "--live", "--bandwidth", "1", "jobs-slow", &b],
     );
     wait_job_running(&a, "jobs-slow");
     let over = ctl(&a, &["migrate", "--live", "jobs-over", &b]);
