@@ -139,6 +139,8 @@ pub struct Sample {
     pub job: Option<JobFigures>,
     /// Client-side step durations (regular migrations).
     pub timeline: Timeline,
+    /// CPU time both daemons used during the migration (Linux only).
+    pub daemon_cpu: Option<Duration>,
 }
 
 impl Sample {
@@ -239,6 +241,7 @@ impl Pair {
         let dom = self.conns[from].lookup_domain_by_name(name).await?;
         let params = TypedParams::new();
         let mut timeline = Timeline::new();
+        let cpu_before = self.daemons_cpu();
         let start = Instant::now();
         let call = async {
             match mode {
@@ -257,6 +260,10 @@ impl Pair {
             .context("migration timed out")?
             .with_context(|| format!("{} migration of {name} failed", mode.label()))?;
         let wall = start.elapsed();
+        let daemon_cpu = self
+            .daemons_cpu()
+            .zip(cpu_before)
+            .map(|(a, b)| a.saturating_sub(b));
         let job = if mode == Mode::Offline {
             None
         } else {
@@ -268,8 +275,34 @@ impl Pair {
             wall,
             job,
             timeline,
+            daemon_cpu,
         })
     }
+
+    /// CPU time both daemons have used so far.
+    fn daemons_cpu(&self) -> Option<Duration> {
+        let [a, b] = &self._daemons;
+        Some(cpu_time(a.pid())? + cpu_time(b.pid())?)
+    }
+}
+
+/// CPU time process `pid` has used so far: the sum over its live threads
+/// of `/proc/PID/task/TID/schedstat`'s first field (ns on CPU). Threads that
+/// exited in between are missing, which only ever lowers the figure.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(task) = task else { continue };
+        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        ns += text
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(Duration::from_nanos(ns))
 }
 
 async fn open(uri: &str) -> Result<Connection> {
@@ -679,6 +712,7 @@ mod tests {
             wall: Duration::from_millis(1004),
             job: Some(j),
             timeline: Timeline::new(),
+            daemon_cpu: None,
         };
         let over = s.overhead_ms().unwrap_or(f64::NAN);
         assert!((over - 4.0).abs() < 1e-9, "{over}");

@@ -784,6 +784,7 @@ fn render_dirty(out: &mut String, d: &Dirty, args: &SideArgs) {
         "data MiB",
         "MiB/s",
         "downtime ms",
+        "daemons' CPU ms per GiB",
     ]);
     let rate = |v: &[Sample]| {
         let r: Vec<f64> = v
@@ -806,12 +807,22 @@ fn render_dirty(out: &mut String, d: &Dirty, args: &SideArgs) {
             fmt_opt(pick(&|s| s.job.map(|j| j.data_bytes as f64 / 1048576.0)), 1),
             fmt_opt(rate(v), 0),
             fmt_opt(pick(&|s| s.job.map(|j| j.downtime_ms as f64)), 0),
+            fmt_opt(
+                pick(&|s| {
+                    let (cpu, job) = (s.daemon_cpu?, s.job?);
+                    (job.data_bytes > 0)
+                        .then(|| stats::ms(cpu) * (1u64 << 30) as f64 / job.data_bytes as f64)
+                }),
+                0,
+            ),
         ]);
     }
     out.push_str(&t.render());
     let (direct, tunnel) = (rate(&d.samples[0]), rate(&d.samples[1]));
     out.push_str(&format!(
-        "\nTunnelled/direct throughput: {}\n",
+        "\nTunnelled/direct throughput: {}. The daemons' CPU is what both \
+         `migrated` processes used during the migration (threads' schedstat), per GiB \
+         QEMU reported sent: the tunnel's relays show there.\n",
         fmt_ratio(stats::ratio(tunnel, direct))
     ));
     if let Some(e) = &d.error {

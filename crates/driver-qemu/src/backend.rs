@@ -27,10 +27,7 @@ use migrated_core::migration::{
 use migrated_core::support::SupportTable;
 use migrated_core::xml::{DomainDef, FormatOptions, GraphicsType};
 use migrated_core::{Error, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
@@ -41,6 +38,7 @@ use crate::qmp::commands::{
 };
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
+use crate::relay::{self, Relay};
 use crate::{QemuDriver, SUPPORT};
 
 /// QEMU's default bandwidth cap is 32 MiB/s; without a limit from the
@@ -56,9 +54,6 @@ fn failed(reason: impl Into<String>) -> Error {
         reason: reason.into(),
     }
 }
-
-/// A relay between a tunnel stream and QEMU's end of a socket pair.
-type Relay = JoinHandle<std::io::Result<u64>>;
 
 /// What Prepare leaves for Finish.
 struct IncomingRun {
@@ -283,69 +278,6 @@ fn feed_stats(job: &JobHandle, info: &MigrationInfo) {
     });
 }
 
-/// Buffer of a tunnel relay: one libvirt stream packet's worth, so a read
-/// from QEMU fills a whole STREAM packet and a packet reaches QEMU in one
-/// write (`tokio::io::copy`'s 8 KiB meant 32 syscalls per packet).
-const RELAY_BUF: usize = 256 * 1024;
-/// Kernel buffer asked for on each end of a tunnel socket pair, so QEMU and
-/// the relay rarely wait on each other (the default is ~200 KiB, less than
-/// one packet in flight). The kernel caps it at `net.core.[rw]mem_max`.
-const RELAY_SOCKBUF: libc::c_int = 4 * 1024 * 1024;
-
-/// Copies `from` into `to` through a [`RELAY_BUF`] buffer until the end of
-/// `from`; returns the bytes copied. Memory stays bounded by the buffer.
-async fn relay_copy<R, W>(from: &mut R, to: &mut W) -> std::io::Result<u64>
-where
-    R: tokio::io::AsyncRead + Unpin + ?Sized,
-    W: tokio::io::AsyncWrite + Unpin + ?Sized,
-{
-    let mut buf = vec![0u8; RELAY_BUF];
-    let mut total = 0u64;
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            to.flush().await?;
-            return Ok(total);
-        }
-        to.write_all(&buf[..n]).await?;
-        total += n as u64;
-    }
-}
-
-/// Asks for [`RELAY_SOCKBUF`] send and receive buffers on `sock`. Best
-/// effort: a smaller buffer only costs throughput.
-fn enlarge_buffers(sock: &impl std::os::fd::AsRawFd) {
-    for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
-        let size = RELAY_SOCKBUF;
-        // SAFETY: a valid socket descriptor and a c_int option value of the
-        // length passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                std::ptr::from_ref(&size).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            debug!(error = %std::io::Error::last_os_error(), opt, "could not enlarge a tunnel socket buffer");
-        }
-    }
-}
-
-/// A socket pair: QEMU's end as a descriptor, ours as a tokio stream.
-fn socket_pair() -> Result<(OwnedFd, UnixStream)> {
-    let (ours, theirs) = std::os::unix::net::UnixStream::pair()
-        .map_err(|e| Error::system("create socket pair", e))?;
-    enlarge_buffers(&ours);
-    enlarge_buffers(&theirs);
-    ours.set_nonblocking(true)
-        .map_err(|e| Error::system("set socket non-blocking", e))?;
-    let ours = UnixStream::from_std(ours).map_err(|e| Error::system("register socket", e))?;
-    Ok((OwnedFd::from(theirs), ours))
-}
-
 async fn give_fd(qmp: &Qmp, fd: OwnedFd) -> Result<()> {
     qmp.execute_with_fd(
         &Getfd {
@@ -552,20 +484,22 @@ impl MigrationBackend for QemuBackend {
                     let addr = DataUri::parse(&uri)?.socket_addr()?;
                     (format!("tcp:{addr}"), None)
                 }
-                DataOut::Tunnel(mut writer) => {
-                    let (theirs, mut ours) = socket_pair()?;
-                    give_fd(&qmp, theirs).await?;
-                    let relay: Relay = tokio::spawn(async move {
-                        let n = relay_copy(&mut ours, &mut writer).await?;
-                        writer.shutdown().await?;
-                        Ok(n)
-                    });
+                DataOut::Tunnel(writer) => {
+                    let (theirs, relay) = relay::outgoing(writer)?;
+                    if let Err(e) = give_fd(&qmp, theirs).await {
+                        relay.abort();
+                        return Err(e);
+                    }
                     (format!("fd:{TUNNEL_FD}"), Some(relay))
                 }
             };
-            qmp.execute(&Migrate { uri })
-                .await
-                .map_err(|e| e.into_core("migration"))?;
+            if let Err(e) = qmp.execute(&Migrate { uri }).await {
+                // A relay left waiting for QEMU would keep the tunnel open.
+                if let Some(relay) = relay {
+                    relay.abort();
+                }
+                return Err(e.into_core("migration"));
+            }
             let waited = wait(&qmp, &mut events, job, true).await;
             if let Some(relay) = relay {
                 match relay.await {
@@ -681,20 +615,24 @@ impl MigrationBackend for QemuBackend {
                         last.unwrap_or_default()
                     )))
                 }
-                Incoming::Tunnel(mut reader) => {
-                    let (theirs, mut ours) = socket_pair()?;
-                    give_fd(&qmp, theirs).await?;
-                    qmp.execute(&MigrateIncoming {
-                        uri: format!("fd:{TUNNEL_FD}"),
-                    })
-                    .await
-                    .map_err(|e| e.into_core("migration"))?;
-                    let relay: Relay = tokio::spawn(async move {
-                        let n = relay_copy(&mut reader, &mut ours).await?;
-                        ours.shutdown().await?;
-                        Ok(n)
-                    });
-                    Ok((None, events, Some(relay)))
+                Incoming::Tunnel(reader) => {
+                    let (theirs, relay) = relay::incoming(reader)?;
+                    let listening = async {
+                        give_fd(&qmp, theirs).await?;
+                        qmp.execute(&MigrateIncoming {
+                            uri: format!("fd:{TUNNEL_FD}"),
+                        })
+                        .await
+                        .map_err(|e| e.into_core("migration"))
+                    }
+                    .await;
+                    match listening {
+                        Ok(_) => Ok((None, events, Some(relay))),
+                        Err(e) => {
+                            relay.abort();
+                            Err(e)
+                        }
+                    }
                 }
             }
         }

@@ -16,7 +16,7 @@
 //!   part of [`QemuDriver`]);
 //! - [`backend`]: [`backend::QemuBackend`], core's `MigrationBackend`
 //!   (Prepare/Perform/Finish/Confirm over QEMU migration, direct or
-//!   tunnelled);
+//!   tunnelled), with [`relay`] for the tunnel's local descriptors;
 //! - [`workload`]: the project's own tiny guest kernel (built from
 //!   `guest/` by `build.rs`) and how to read its counter;
 //! - [`support`]: what the driver declares it implements ([`SUPPORT`]).
@@ -33,6 +33,7 @@ mod files;
 pub mod migration;
 pub mod process;
 pub mod qmp;
+mod relay;
 pub mod savefile;
 pub mod spec;
 pub mod status;

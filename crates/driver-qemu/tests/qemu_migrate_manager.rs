@@ -14,7 +14,7 @@ use common::{qemu_available, wait_until, Reaper};
 use migrated_core::domain::{running_reason, shutoff_reason, DomainRef, DomainState, HostIdentity};
 use migrated_core::driver::Driver;
 use migrated_core::flags::MigrateFlags;
-use migrated_core::migration::{Manager, ManagerConfig, MigrateRequest};
+use migrated_core::migration::{tunnel, Manager, ManagerConfig, MigrateRequest};
 use migrated_driver_qemu::backend::QemuBackend;
 use migrated_driver_qemu::{workload, QemuConfig, QemuDriver};
 use uuid::Uuid;
@@ -66,8 +66,8 @@ async fn migrate(a: &Host, b: &Host, dom: &DomainRef, flags: MigrateFlags) -> Do
     dreq.dest_xml = Some(begin.xml);
     let tunnelled = flags.contains(MigrateFlags::TUNNELLED);
     let (writer, reader) = if tunnelled {
-        let (w, r) = tokio::io::duplex(256 * 1024);
-        (Some(Box::new(w) as _), Some(Box::new(r) as _))
+        let (w, r) = tunnel::loopback();
+        (Some(w), Some(r))
     } else {
         (None, None)
     };

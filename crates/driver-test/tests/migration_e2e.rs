@@ -12,7 +12,7 @@ use migrated_core::error::ErrorCode;
 use migrated_core::flags::MigrateFlags;
 use migrated_core::job::JobType;
 use migrated_core::migration::{
-    Manager, ManagerConfig, MigrateRequest, TunnelReader, TunnelWriter,
+    tunnel, Manager, ManagerConfig, MigrateRequest, TunnelReader, TunnelWriter,
 };
 use migrated_core::{Error, Result};
 use migrated_driver_test::{TestBackend, TestDriver};
@@ -90,8 +90,8 @@ async fn migrate(
     dreq.flags = req.destination_flags();
     dreq.dest_xml = Some(begin.xml.clone());
     let (reader, writer): (Option<TunnelReader>, Option<TunnelWriter>) = if tunnel {
-        let (a, b) = tokio::io::duplex(256 * 1024);
-        (Some(Box::new(b)), Some(Box::new(a)))
+        let (w, r) = tunnel::loopback();
+        (Some(r), Some(w))
     } else {
         (None, None)
     };
@@ -520,31 +520,26 @@ async fn auto_converge_throttles_a_guest_that_outruns_the_link() {
 
 /// A tunnel whose destination end fails after `limit` bytes, as a cut
 /// daemon-to-daemon connection does.
-struct Cut {
-    inner: tokio::io::DuplexStream,
-    left: usize,
-}
-
-impl tokio::io::AsyncRead for Cut {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        if self.left == 0 {
-            return std::task::Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "connection cut",
-            )));
+fn cut_tunnel(limit: usize) -> (TunnelWriter, TunnelReader) {
+    let (writer, mut packets) = TunnelWriter::channel();
+    let (tx, reader) = TunnelReader::channel();
+    tokio::spawn(async move {
+        let mut left = limit;
+        while let Some(mut packet) = packets.recv().await {
+            let n = packet.len().min(left);
+            left -= n;
+            if tx.send(Ok(packet.split_to(n))).await.is_err() {
+                return;
+            }
+            if left == 0 {
+                let cut =
+                    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection cut");
+                let _ = tx.send(Err(cut)).await;
+                return;
+            }
         }
-        let mut tmp = vec![0u8; buf.remaining().min(self.left)];
-        let mut part = tokio::io::ReadBuf::new(&mut tmp);
-        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, &mut part);
-        let n = part.filled().len();
-        buf.put_slice(&tmp[..n]);
-        self.left -= n;
-        r
-    }
+    });
+    (writer, reader)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -555,17 +550,12 @@ async fn a_cut_tunnel_leaves_one_running_copy_and_a_retry_works() {
     let begin = a.mgr.begin3(&dom, r.clone()).await.expect("begin");
     let mut dreq = r.clone();
     dreq.dest_xml = Some(begin.xml);
-    let (w, rd) = tokio::io::duplex(64 * 1024);
-    let reader: TunnelReader = Box::new(Cut {
-        inner: rd,
-        left: 1 << 20,
-    });
+    let (writer, reader) = cut_tunnel(1 << 20);
     let prep = b
         .mgr
         .prepare3(dreq.clone(), &begin.cookie, Some(reader))
         .await
         .expect("prepare");
-    let writer: TunnelWriter = Box::new(w);
     let err = a
         .mgr
         .perform3(&dom, r.clone(), &prep.cookie, Some(writer))
@@ -617,9 +607,9 @@ async fn a_destination_whose_stream_dies_cleans_up_without_waiting_for_finish() 
     let begin = a.mgr.begin3(&dom, r.clone()).await.expect("begin");
     let mut dreq = r.clone();
     dreq.dest_xml = Some(begin.xml);
-    let (w, rd) = tokio::io::duplex(64 * 1024);
+    let (w, rd) = tunnel::loopback();
     b.mgr
-        .prepare3(dreq.clone(), &begin.cookie, Some(Box::new(rd)))
+        .prepare3(dreq.clone(), &begin.cookie, Some(rd))
         .await
         .expect("prepare");
     assert_eq!(state_of(&b, &dom.uuid).await, Some(DomainState::Paused));

@@ -5,22 +5,16 @@
 use std::ops::RangeInclusive;
 
 use async_trait::async_trait;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::cookie::{GraphicsRelocation, LockState};
 use crate::domain::DomainRef;
 use crate::error::Result;
 use crate::flags::MigrateFlags;
 use crate::job::{JobHandle, JournalEntry, RecoveryAction};
+use crate::migration::tunnel::{TunnelReader, TunnelWriter};
 use crate::migration::MigrateRequest;
 use crate::support::SupportTable;
 use crate::xml::DomainDef;
-
-/// A byte sink for the tunnelled data stream.
-pub type TunnelWriter = Box<dyn AsyncWrite + Send + Unpin>;
-
-/// A byte source for the tunnelled data stream.
-pub type TunnelReader = Box<dyn AsyncRead + Send + Unpin>;
 
 /// Where Perform sends the guest's data.
 pub enum DataOut {

@@ -28,7 +28,7 @@ use migrated_client::{
 };
 use migrated_core::domain::{DomainRef, DomainState};
 use migrated_core::driver::Driver;
-use migrated_core::migration::{Manager, MigrateRequest, TunnelWriter};
+use migrated_core::migration::{Manager, MigrateRequest};
 use migrated_rpc::WireError;
 use tracing::Instrument;
 
@@ -148,7 +148,6 @@ impl Endpoint for LocalEndpoint {
             }
         };
         let (writer, pump) = sink.start();
-        let writer: TunnelWriter = Box::new(writer);
         let perform = self
             .manager
             .perform3(dom, req.clone(), cookie, Some(writer));

@@ -1,9 +1,9 @@
 //! The destination end of a tunnelled migration stream (libvirt-wire.md §8.4):
-//! STREAM packets of the PrepareTunnel3 call become the byte source the
-//! driver's data plane reads ([`TunnelReader`]).
+//! STREAM packets of the PrepareTunnel3 call become the packets the driver's
+//! data plane reads ([`TunnelReader`]), passed on without a copy.
 //!
 //! ```text
-//! STREAM CONTINUE … ──▶ pump task ──channel──▶ ChannelReader (AsyncRead) ──▶ data plane
+//! STREAM CONTINUE … ──▶ pump task ──channel──▶ TunnelReader ──▶ data plane
 //! STREAM OK            → end of data, answered STREAM OK
 //! STREAM ERROR         → the reader fails ("source aborted"), answered STREAM OK
 //! connection gone      → the reader fails
@@ -15,34 +15,23 @@
 //! on the connection keep being served by their own tasks.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use migrated_core::migration::TunnelReader;
+use migrated_core::migration::{TunnelChunk, TunnelReader};
 use migrated_rpc::stream::StreamEvent;
 use migrated_rpc::ServerStream;
-use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
 use crate::wire::to_wire_error;
 
-/// Chunks buffered between the stream and the data plane.
-const QUEUE: usize = 16;
-
 /// Turns `stream` into the reader Prepare hands to the data plane, and
 /// starts the task that feeds it.
 pub fn reader(stream: ServerStream) -> TunnelReader {
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let (tx, reader) = TunnelReader::channel();
     tokio::spawn(pump(stream, tx));
-    Box::new(ChannelReader {
-        rx,
-        current: Bytes::new(),
-        done: false,
-    })
+    reader
 }
 
-async fn pump(mut stream: ServerStream, tx: mpsc::Sender<io::Result<Bytes>>) {
+async fn pump(mut stream: ServerStream, tx: mpsc::Sender<TunnelChunk>) {
     loop {
         match stream.recv().await {
             Some(StreamEvent::Data(data)) if data.is_empty() => {}
@@ -91,85 +80,5 @@ async fn pump(mut stream: ServerStream, tx: mpsc::Sender<io::Result<Bytes>>) {
                 return;
             }
         }
-    }
-}
-
-/// An [`AsyncRead`] over chunks from a channel; an `Err` chunk fails the read,
-/// a closed channel is end of data.
-struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-    done: bool,
-}
-
-impl AsyncRead for ChannelReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        while self.current.is_empty() {
-            if self.done {
-                return Poll::Ready(Ok(()));
-            }
-            match self.rx.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => self.current = chunk,
-                Poll::Ready(Some(Err(e))) => {
-                    self.done = true;
-                    return Poll::Ready(Err(e));
-                }
-                Poll::Ready(None) => self.done = true,
-            }
-        }
-        let n = self.current.len().min(buf.remaining());
-        let chunk = self.current.split_to(n);
-        buf.put_slice(&chunk);
-        Poll::Ready(Ok(()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use tokio::io::AsyncReadExt;
-
-    use super::*;
-
-    fn channel_reader() -> (mpsc::Sender<io::Result<Bytes>>, ChannelReader) {
-        let (tx, rx) = mpsc::channel(4);
-        (
-            tx,
-            ChannelReader {
-                rx,
-                current: Bytes::new(),
-                done: false,
-            },
-        )
-    }
-
-    #[tokio::test]
-    async fn chunks_read_back_in_order_until_the_channel_closes() {
-        let (tx, mut reader) = channel_reader();
-        tokio::spawn(async move {
-            for part in [&b"hello "[..], b"tunnel", b""] {
-                tx.send(Ok(Bytes::copy_from_slice(part))).await.ok();
-            }
-        });
-        let mut out = Vec::new();
-        reader.read_to_end(&mut out).await.expect("clean end");
-        assert_eq!(out, b"hello tunnel");
-    }
-
-    #[tokio::test]
-    async fn an_error_chunk_fails_the_read_after_the_data_before_it() {
-        let (tx, mut reader) = channel_reader();
-        tx.send(Ok(Bytes::from_static(b"abc"))).await.ok();
-        tx.send(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "x")))
-            .await
-            .ok();
-        let mut out = Vec::new();
-        let err = reader.read_to_end(&mut out).await.expect_err("abort");
-        assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
-        assert_eq!(out, b"abc");
     }
 }

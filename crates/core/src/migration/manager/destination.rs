@@ -16,9 +16,10 @@ use crate::flags::MigrateFlags;
 use crate::job::{
     DestinationEvent, DestinationPhase, JobHandle, JobOutcome, JobRegistry, Journal, Phase,
 };
-use crate::migration::backend::{Incoming, MigrationBackend, TunnelReader};
+use crate::migration::backend::{Incoming, MigrationBackend};
 use crate::migration::fault::PausePoint;
 use crate::migration::request::{MigrateRequest, Role, Step};
+use crate::migration::tunnel::TunnelReader;
 use crate::migration::uri::DataUri;
 use crate::xml::DomainDef;
 

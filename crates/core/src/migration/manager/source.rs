@@ -12,9 +12,10 @@ use crate::flags::MigrateFlags;
 use crate::job::{
     JobHandle, JobOutcome, JobStats, Phase, RecoveryAction, SourceEvent, SourcePhase, TimeoutAction,
 };
-use crate::migration::backend::{BeginOut, DataOut, TunnelWriter};
+use crate::migration::backend::{BeginOut, DataOut};
 use crate::migration::fault::PausePoint;
 use crate::migration::request::{MigrateRequest, Role, Step};
+use crate::migration::tunnel::TunnelWriter;
 use crate::xml::{DomainDef, FormatOptions};
 
 impl Manager {
