@@ -336,6 +336,11 @@ impl Manager {
 
     /// Test builds: holds the transfer at [`PausePoint::PerformMid`] once the
     /// first bytes are out, by no longer polling `perform` until released.
+    ///
+    /// The progress check follows every poll of `perform` that leaves it
+    /// pending, so even a transfer too short for any timer (a small guest
+    /// whose first pass skips untouched pages) is held once its first bytes
+    /// are reported and it waits for anything.
     async fn held_mid_transfer<T>(
         &self,
         job: &JobHandle,
@@ -347,15 +352,19 @@ impl Manager {
             return perform.await;
         }
         tokio::pin!(perform);
-        loop {
-            tokio::select! {
-                r = &mut perform => return r,
-                () = tokio::time::sleep(std::time::Duration::from_millis(2)) => {
-                    if job.stats().data_processed > 0 {
-                        self.pause_point(PausePoint::PerformMid).await;
-                        return perform.await;
-                    }
-                }
+        let done = std::future::poll_fn(|cx| match perform.as_mut().poll(cx) {
+            std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+            std::task::Poll::Pending if job.stats().data_processed > 0 => {
+                std::task::Poll::Ready(None)
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        })
+        .await;
+        match done {
+            Some(r) => r,
+            None => {
+                self.pause_point(PausePoint::PerformMid).await;
+                perform.await
             }
         }
     }
