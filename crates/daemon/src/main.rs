@@ -26,7 +26,32 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 type FilterHandle = reload::Handle<EnvFilter, Registry>;
 
+/// Freed heap memory glibc keeps for reuse instead of returning it (and
+/// page-faulting it back in on the next allocation).
+#[cfg(target_env = "gnu")]
+const MALLOC_TRIM_THRESHOLD: libc::c_int = 64 << 20;
+/// Allocations glibc serves from the heap rather than a fresh mmap.
+#[cfg(target_env = "gnu")]
+const MALLOC_MMAP_THRESHOLD: libc::c_int = 4 << 20;
+
+/// Keeps glibc from handing freed memory back to the kernel after every
+/// burst. A tunnelled migration frees ~2,400 256 KiB packet buffers per
+/// second; with glibc's defaults most of them came back as freshly mapped
+/// pages (100,000+ page faults/s in the daemons, about a third of their CPU
+/// per GiB tunnelled: docs/benchmarks.md §3). The cost is that up to
+/// [`MALLOC_TRIM_THRESHOLD`] of freed memory per arena stays resident.
+fn keep_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator parameters; it is called before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD);
+    }
+}
+
 fn main() -> Result<()> {
+    keep_freed_memory();
     // Checked before clap so the generator stays out of the grammar, and
     // therefore out of the man page and completions it writes.
     if let Some(dir) = migrated_daemon::docs::requested(std::env::args_os()) {
