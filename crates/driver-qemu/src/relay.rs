@@ -10,8 +10,8 @@
 //! Packets are never copied in user space: the source reads QEMU's bytes
 //! straight into the buffer that becomes the STREAM packet, and the
 //! destination writes each received packet as it is. (Lending the received
-//! pages to a pipe with `vmsplice` instead of writing them was measured and
-//! did not lower the daemons' CPU per GiB: docs/benchmarks.md §3.)
+//! pages to a pipe with `vmsplice` instead was tried and measured no
+//! better: docs/benchmarks.md §3, "Tunnel data path".)
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
