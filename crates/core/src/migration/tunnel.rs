@@ -113,11 +113,6 @@ impl TunnelWriter {
         (writer, rx)
     }
 
-    /// The pool this writer's packets may be built in.
-    pub fn pool(&mut self) -> &mut PacketPool {
-        &mut self.pool
-    }
-
     /// Sends `packet` as one packet (bytes written before it go first).
     /// An empty packet is skipped: an empty STREAM packet means end of data.
     ///
