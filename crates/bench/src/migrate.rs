@@ -160,7 +160,7 @@ impl Sample {
 
 /// Two daemons and a connection to each.
 pub struct Pair {
-    _daemons: [Migrated; 2],
+    daemons: [Migrated; 2],
     conns: [Connection; 2],
     uris: [String; 2],
 }
@@ -204,7 +204,7 @@ impl Pair {
         let uris = [a.uri(), b.uri()];
         let conns = [open(&uris[0]).await?, open(&uris[1]).await?];
         Ok(Self {
-            _daemons: [a, b],
+            daemons: [a, b],
             conns,
             uris,
         })
@@ -281,7 +281,7 @@ impl Pair {
 
     /// CPU time both daemons have used so far.
     fn daemons_cpu(&self) -> Option<Duration> {
-        let [a, b] = &self._daemons;
+        let [a, b] = &self.daemons;
         Some(cpu_time(a.pid())? + cpu_time(b.pid())?)
     }
 }

@@ -151,11 +151,8 @@ impl QemuBackend {
     }
 
     async fn kill_incoming(&self, dom: &DomainRef) {
-        if let Some(run) = self.incoming().remove(&dom.uuid) {
-            if let Some(relay) = run.relay {
-                relay.abort();
-            }
-        }
+        // Dropping the run aborts its relay.
+        drop(self.incoming().remove(&dom.uuid));
         if let Err(e) = self.driver.destroy(dom, 0).await {
             debug!(dom = %dom.name, error = %e, "incoming guest already gone");
         }
@@ -486,20 +483,14 @@ impl MigrationBackend for QemuBackend {
                 }
                 DataOut::Tunnel(writer) => {
                     let (theirs, relay) = relay::outgoing(writer)?;
-                    if let Err(e) = give_fd(&qmp, theirs).await {
-                        relay.abort();
-                        return Err(e);
-                    }
+                    give_fd(&qmp, theirs).await?;
                     (format!("fd:{TUNNEL_FD}"), Some(relay))
                 }
             };
-            if let Err(e) = qmp.execute(&Migrate { uri }).await {
-                // A relay left waiting for QEMU would keep the tunnel open.
-                if let Some(relay) = relay {
-                    relay.abort();
-                }
-                return Err(e.into_core("migration"));
-            }
+            // On an early return the relay is dropped, which aborts it.
+            qmp.execute(&Migrate { uri })
+                .await
+                .map_err(|e| e.into_core("migration"))?;
             let waited = wait(&qmp, &mut events, job, true).await;
             if let Some(relay) = relay {
                 match relay.await {
@@ -616,23 +607,15 @@ impl MigrationBackend for QemuBackend {
                     )))
                 }
                 Incoming::Tunnel(reader) => {
+                    // On an early return the relay is dropped, which aborts it.
                     let (theirs, relay) = relay::incoming(reader)?;
-                    let listening = async {
-                        give_fd(&qmp, theirs).await?;
-                        qmp.execute(&MigrateIncoming {
-                            uri: format!("fd:{TUNNEL_FD}"),
-                        })
-                        .await
-                        .map_err(|e| e.into_core("migration"))
-                    }
-                    .await;
-                    match listening {
-                        Ok(_) => Ok((None, events, Some(relay))),
-                        Err(e) => {
-                            relay.abort();
-                            Err(e)
-                        }
-                    }
+                    give_fd(&qmp, theirs).await?;
+                    qmp.execute(&MigrateIncoming {
+                        uri: format!("fd:{TUNNEL_FD}"),
+                    })
+                    .await
+                    .map_err(|e| e.into_core("migration"))?;
+                    Ok((None, events, Some(relay)))
                 }
             }
         }

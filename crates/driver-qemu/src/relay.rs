@@ -20,7 +20,7 @@ use migrated_core::migration::{TunnelReader, TunnelWriter};
 use migrated_core::{Error, Result};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
-use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
 /// Kernel buffer asked for on each end of the source's socket pair, so
@@ -29,8 +29,10 @@ use tracing::debug;
 /// `net.core.[rw]mem_max`.
 const SOCKBUF: libc::c_int = 4 * 1024 * 1024;
 
-/// A running relay task: the bytes it relayed, or why it stopped.
-pub(crate) type Relay = JoinHandle<io::Result<u64>>;
+/// A running relay task: the bytes it relayed, or why it stopped. Dropping
+/// it aborts the task, so a relay never outlives the step that started it
+/// (a relay left waiting for QEMU would hold the tunnel open).
+pub(crate) type Relay = AbortOnDropHandle<io::Result<u64>>;
 
 /// Source: a socket pair for QEMU to migrate into, and the task relaying
 /// what QEMU writes to `writer` until QEMU closes its end. Returns QEMU's
@@ -40,11 +42,11 @@ pub(crate) type Relay = JoinHandle<io::Result<u64>>;
 /// [`Error::System`] when the socket pair cannot be made.
 pub(crate) fn outgoing(mut writer: TunnelWriter) -> Result<(OwnedFd, Relay)> {
     let (theirs, mut ours) = socket_pair()?;
-    let relay = tokio::spawn(async move {
+    let relay = AbortOnDropHandle::new(tokio::spawn(async move {
         let n = writer.send_from(&mut ours).await?;
         writer.shutdown().await?;
         Ok(n)
-    });
+    }));
     Ok((theirs, relay))
 }
 
@@ -56,7 +58,7 @@ pub(crate) fn outgoing(mut writer: TunnelWriter) -> Result<(OwnedFd, Relay)> {
 /// [`Error::System`] when the socket pair cannot be made.
 pub(crate) fn incoming(mut reader: TunnelReader) -> Result<(OwnedFd, Relay)> {
     let (theirs, mut ours) = socket_pair()?;
-    let relay = tokio::spawn(async move {
+    let relay = AbortOnDropHandle::new(tokio::spawn(async move {
         let mut total = 0u64;
         while let Some(packet) = reader.next_packet().await? {
             ours.write_all(&packet).await?;
@@ -64,7 +66,7 @@ pub(crate) fn incoming(mut reader: TunnelReader) -> Result<(OwnedFd, Relay)> {
         }
         // Our end closes with the task: QEMU's end of data.
         Ok(total)
-    });
+    }));
     Ok((theirs, relay))
 }
 
