@@ -116,7 +116,9 @@ fn demo(bin: &Path, work: &Path, args: &DemoArgs) -> Result<()> {
     run_ctl(&ctl, &a.uri, &["define", path_str(&xml)?])?;
     run_ctl(&ctl, &a.uri, &["start", "demo"])?;
     run_ctl(&ctl, &a.uri, &["list", "--all"])?;
-    if !args.qemu {
+    if args.qemu {
+        wait_for_workload(&ctl, &a.uri)?;
+    } else {
         println!("== letting the guest's workload dirty memory for 2 s");
         std::thread::sleep(Duration::from_secs(2));
     }
@@ -167,12 +169,12 @@ fn demo(bin: &Path, work: &Path, args: &DemoArgs) -> Result<()> {
 
 fn guest_xml(args: &DemoArgs, bin: &Path) -> Result<String> {
     if args.qemu {
-        let kernel = bin.join("migrated-guest.elf");
-        let kernel_line = if kernel.exists() {
-            format!("<kernel>{}</kernel>", kernel.display())
-        } else {
-            String::new()
-        };
+        let kernel = workload_kernel(bin)?;
+        let kernel_line = format!(
+            "<kernel>{}</kernel><cmdline>dirty_mib={}</cmdline>",
+            kernel.display(),
+            (args.memory_mib / 4).max(1)
+        );
         return Ok(format!(
             "<domain type='qemu'>\n  <name>demo</name>\n  <memory unit='MiB'>{}</memory>\n  \
              <vcpu>1</vcpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type>{kernel_line}</os>\n  \
@@ -250,6 +252,71 @@ fn start_daemon(
             bail!("migrated ({name}) did not listen on {addr} within 20 s");
         }
         std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The workload kernel the release build assembled from `guest/` (the
+/// QEMU driver's build script leaves it in its `OUT_DIR`); the newest one
+/// when several builds are there.
+fn workload_kernel(bin: &Path) -> Result<PathBuf> {
+    let build = bin.join("build");
+    let mut found: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(&build)
+        .with_context(|| format!("cannot read {}", build.display()))?
+        .flatten()
+    {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("migrated-driver-qemu-")
+        {
+            continue;
+        }
+        let image = entry.path().join("out/guest.elf");
+        let Ok(modified) = image.metadata().and_then(|m| m.modified()) else {
+            continue;
+        };
+        if found.as_ref().map_or(true, |(t, _)| modified > *t) {
+            found = Some((modified, image));
+        }
+    }
+    found.map(|(_, p)| p).with_context(|| {
+        format!(
+            "no workload kernel (guest.elf) under {}: the release build of \
+             migrated-driver-qemu assembles it with GNU as/ld (Debian package binutils)",
+            build.display()
+        )
+    })
+}
+
+/// Waits (at most 60 s) until the QEMU guest's workload kernel has dirtied
+/// its region once: before that its memory is zero pages, which QEMU sends
+/// as headers only.
+fn wait_for_workload(ctl: &Path, uri: &str) -> Result<()> {
+    println!("== waiting for the guest's workload kernel to complete a pass over its memory");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = Command::new(ctl)
+            .args(["-c", uri, "migration-status", "demo"])
+            .output()
+            .context("cannot run migratectl")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let counter = text
+            .split("workload counter ")
+            .nth(1)
+            .and_then(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse::<u64>().ok()
+            })
+            .unwrap_or(0);
+        if counter >= 1 {
+            println!("== workload running (pass {counter})");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the guest's workload kernel did not complete a pass within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
