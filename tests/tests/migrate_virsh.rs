@@ -175,6 +175,18 @@ fn virsh_bandwidth_and_job_tuning() {
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
     let name = "virsh-bw";
     define(&a, dir.path(), name, "", true);
+    // Nobody limited it yet: libvirt's QEMU driver reports its maximum.
+    assert_eq!(
+        virsh_ok(&a, &["migrate-getspeed", name], &hosts).trim(),
+        "8796093022207"
+    );
+    let too_fast = virsh(&a, &["migrate-setspeed", name, "8796093022208"]);
+    assert!(!too_fast.status.success());
+    assert!(
+        stderr_of(&too_fast).contains("bandwidth must be less than 8796093022208"),
+        "{}",
+        stderr_of(&too_fast)
+    );
     virsh_ok(&a, &["migrate-setspeed", name, "30"], &hosts);
     assert_eq!(
         virsh_ok(&a, &["migrate-getspeed", name], &hosts).trim(),

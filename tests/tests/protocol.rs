@@ -109,6 +109,30 @@ fn unknown_procedure_is_an_rpc_error_and_the_connection_survives() {
     assert_eq!(host.header.status, OK);
 }
 
+/// A procedure libvirt defines but this daemon does not serve (here
+/// DOMAIN_RESET, 245, and NODE_GET_CPU_STATS, 227) gets libvirtd's answer
+/// for a driver without the function, so `virsh reset` prints what users
+/// know; the connection goes on.
+#[test]
+fn unserved_libvirt_procedures_are_not_supported_and_name_the_api() {
+    let daemon = daemon();
+    let mut conn = opened(&daemon);
+    for (number, api) in [(245, "virDomainReset"), (227, "virNodeGetCPUStats")] {
+        let reply = conn.call(number, &[]).expect("reply");
+        assert_eq!((reply.header.type_, reply.header.status), (REPLY, ERROR));
+        let err = reply.error().expect("remote_error");
+        assert_eq!((err.code, err.domain), (3, 20), "{number}: {err:?}");
+        assert_eq!(
+            err.message.as_deref(),
+            Some(
+                format!("this function is not supported by the connection driver: {api}").as_str()
+            )
+        );
+    }
+    let host = conn.call(proc_::CONNECT_GET_HOSTNAME, &[]).expect("reply");
+    assert_eq!(host.header.status, OK);
+}
+
 #[test]
 fn calls_before_connect_open_are_refused_but_handshake_calls_work() {
     let daemon = daemon();

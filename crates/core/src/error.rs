@@ -64,6 +64,8 @@ pub enum ErrorCode {
     OperationAborted = 78,
     /// `VIR_ERR_MIGRATE_UNSAFE`: migration deemed unsafe.
     MigrateUnsafe = 81,
+    /// `VIR_ERR_OVERFLOW`: a value exceeds what the operation can represent.
+    Overflow = 82,
     /// `VIR_ERR_OPERATION_UNSUPPORTED`: not supported by the hypervisor at runtime.
     OperationUnsupported = 84,
     /// `VIR_ERR_RESOURCE_BUSY`: a resource is busy.
@@ -172,6 +174,15 @@ pub enum Error {
         operation: &'static str,
         /// What is wrong with the argument.
         reason: String,
+    },
+
+    /// A value larger than the operation accepts (`VIR_ERR_OVERFLOW`).
+    #[error("{what} must be less than {limit}")]
+    Overflow {
+        /// What is too large, e.g. "bandwidth".
+        what: &'static str,
+        /// The first value refused.
+        limit: u64,
     },
 
     /// Flag bits the operation does not know (`VIR_ERR_INVALID_ARG`).
@@ -393,6 +404,7 @@ impl Error {
             Error::OperationInvalid { .. } => ErrorCode::OperationInvalid,
             Error::OperationDenied { .. } => ErrorCode::OperationDenied,
             Error::InvalidArg { .. } => ErrorCode::InvalidArg,
+            Error::Overflow { .. } => ErrorCode::Overflow,
             Error::UnknownFlags { .. } => ErrorCode::InvalidArg,
             Error::ArgumentUnsupported { .. } => ErrorCode::ArgumentUnsupported,
             Error::ArgumentConflict { .. } => ErrorCode::ArgumentUnsupported,
@@ -431,7 +443,7 @@ impl Error {
             Error::DomainExists { .. } => ErrorDomain::Domain,
             Error::OperationInvalid { .. } => ErrorDomain::Domain,
             Error::OperationDenied { .. } => ErrorDomain::Domain,
-            Error::InvalidArg { .. } => ErrorDomain::Domain,
+            Error::InvalidArg { .. } | Error::Overflow { .. } => ErrorDomain::Domain,
             Error::UnknownFlags { .. } => ErrorDomain::Domain,
             Error::ArgumentUnsupported { .. } => ErrorDomain::Domain,
             Error::ArgumentConflict { .. } => ErrorDomain::Domain,

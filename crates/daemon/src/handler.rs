@@ -213,19 +213,46 @@ impl Session {
     }
 }
 
-/// `REMOTE_PROC_DOMAIN_DEFINE_XML` → `virDomainDefineXml`: close to the
-/// libvirt API name users know, derived mechanically.
+/// `REMOTE_PROC_DOMAIN_DEFINE_XML` → `virDomainDefineXML`: the libvirt API
+/// name users know, derived from the procedure's name.
 pub fn api_name(proc_: Procedure) -> String {
-    let bare = proc_.name().trim_start_matches("REMOTE_PROC_");
+    api_name_of(proc_.name())
+}
+
+/// [`api_name`] for a procedure given by its wire name, served or not.
+pub fn api_name_of(procedure: &str) -> String {
+    let bare = procedure.trim_start_matches("REMOTE_PROC_");
     let mut out = String::from("vir");
     for word in bare.split('_').filter(|w| !w.is_empty()) {
-        let mut chars = word.chars();
-        if let Some(first) = chars.next() {
-            out.push(first.to_ascii_uppercase());
-            out.extend(chars.map(|c| c.to_ascii_lowercase()));
+        // libvirt spells these as acronyms (virDomainLookupByUUID,
+        // virNodeGetCPUStats, virDomainGetIOThreadInfo, virNWFilter…).
+        let spelled = match word {
+            "XML" | "UUID" | "ID" | "URI" | "CPU" | "OS" | "PM" | "MAC" | "SEV" | "DHCP" | "FS"
+            | "SCSI" | "WWN" | "TLS" | "IO" => Some(word.to_owned()),
+            "NWFILTER" => Some("NWFilter".to_owned()),
+            "IOTHREAD" => Some("IOThread".to_owned()),
+            "IOTHREADS" => Some("IOThreads".to_owned()),
+            _ => None,
+        };
+        match spelled {
+            Some(w) => out.push_str(&w),
+            None => {
+                let mut chars = word.chars();
+                if let Some(first) = chars.next() {
+                    out.push(first.to_ascii_uppercase());
+                    out.extend(chars.map(|c| c.to_ascii_lowercase()));
+                }
+            }
         }
     }
     out
+}
+
+/// Whether a libvirt procedure is an event message (`…_EVENT_LIFECYCLE`),
+/// which a server sends and never serves, rather than a call such as
+/// `CONNECT_DOMAIN_EVENT_REGISTER_ANY`.
+fn is_event(procedure: &str) -> bool {
+    procedure.contains("_EVENT_") && !procedure.contains("REGISTER")
 }
 
 /// The procedure's name for metrics; numbers [`Dispatcher::lookup`] let
@@ -272,7 +299,16 @@ impl Dispatcher for Handler {
             Some(proc_) if !proc_.info().event => Lookup::Call {
                 priority: proc_.info().priority,
             },
-            _ => Lookup::Reject(wire::unknown_procedure(header.proc_)),
+            Some(_) => Lookup::Reject(wire::unknown_procedure(header.proc_)),
+            // A libvirt procedure this daemon does not serve: what libvirtd
+            // says when its driver lacks the function.
+            // An event procedure sent as a CALL stays unknown, as above.
+            None => match migrated_proto::libvirt_procedure_name(header.proc_) {
+                Some(name) if !is_event(name) => {
+                    Lookup::Reject(wire::not_supported(&api_name_of(name)))
+                }
+                _ => Lookup::Reject(wire::unknown_procedure(header.proc_)),
+            },
         }
     }
 
@@ -334,8 +370,32 @@ mod tests {
 
     #[test]
     fn api_names_are_camel_cased_procedure_names() {
-        assert_eq!(api_name(Procedure::DomainDefineXml), "virDomainDefineXml");
+        assert_eq!(api_name(Procedure::DomainDefineXml), "virDomainDefineXML");
         assert_eq!(api_name(Procedure::ConnectOpen), "virConnectOpen");
+        assert_eq!(
+            api_name(Procedure::DomainLookupByUuid),
+            "virDomainLookupByUUID"
+        );
+        assert_eq!(
+            api_name_of("REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO"),
+            "virDomainGetIOThreadInfo"
+        );
+        assert_eq!(
+            api_name_of("REMOTE_PROC_NODE_GET_CPU_STATS"),
+            "virNodeGetCPUStats"
+        );
+        assert_eq!(api_name_of("REMOTE_PROC_DOMAIN_RESET"), "virDomainReset");
+    }
+
+    #[test]
+    fn event_messages_are_told_from_event_calls() {
+        assert!(is_event("REMOTE_PROC_DOMAIN_EVENT_CALLBACK_LIFECYCLE"));
+        assert!(is_event("REMOTE_PROC_CONNECT_EVENT_CONNECTION_CLOSED"));
+        assert!(!is_event(
+            "REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY"
+        ));
+        assert!(!is_event("REMOTE_PROC_DOMAIN_GET_PERF_EVENTS"));
+        assert!(!is_event("REMOTE_PROC_DOMAIN_RESET"));
     }
 
     #[test]

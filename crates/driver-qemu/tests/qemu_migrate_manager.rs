@@ -2,7 +2,8 @@
 //! [`Manager`] on both sides (what the daemons run), with
 //! [`QemuBackend`]: direct TCP, tunnelled through an in-process stream,
 //! compressed and auto-converge. After each, exactly one QEMU runs the
-//! guest and its counter has moved past its value before the migration.
+//! guest and its counter has moved past its value before the migration;
+//! the way back leaves the guest paused (`VIR_MIGRATE_PAUSED`).
 
 mod common;
 
@@ -11,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{qemu_available, wait_until, Reaper};
-use migrated_core::domain::{running_reason, shutoff_reason, DomainRef, DomainState, HostIdentity};
+use migrated_core::domain::{
+    paused_reason, running_reason, shutoff_reason, DomainRef, DomainState, HostIdentity,
+};
 use migrated_core::driver::Driver;
 use migrated_core::flags::MigrateFlags;
 use migrated_core::migration::{tunnel, Manager, ManagerConfig, MigrateRequest};
@@ -148,8 +151,15 @@ async fn round_trip(flags: MigrateFlags, ports: (u16, u16)) {
         "no destination job left"
     );
 
-    // And back again, so both directions are exercised.
-    let back = migrate(&b, &a, &dst, flags).await;
+    // And back again, so both directions are exercised; left paused this
+    // time (`--suspend`), which makes it the user's pause, as in libvirt.
+    let back = migrate(&b, &a, &dst, flags | MigrateFlags::PAUSED).await;
+    let state = a.driver.get_state(&back, 0).await.expect("state");
+    assert_eq!(
+        (state.state, state.reason),
+        (DomainState::Paused, paused_reason::USER)
+    );
+    a.driver.resume(&back).await.expect("resume");
     assert_eq!(
         a.driver.get_state(&back, 0).await.expect("state").state,
         DomainState::Running

@@ -13,11 +13,13 @@
 
 pub mod codec;
 pub mod generated;
+mod libvirt_procedures;
 
 pub use generated::keepalive::*;
 pub use generated::migrated::*;
 pub use generated::remote::*;
 pub use generated::virnet::*;
+pub use libvirt_procedures::libvirt_procedure_name;
 
 /// Static facts about one procedure, from its `.x` annotations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -165,16 +165,28 @@ pub async fn settle_held_by_operator(
     Ok(destroy || open.driver.lookup_by_uuid(&dom.uuid).await.is_err())
 }
 
+/// The largest migration bandwidth, MiB/s, libvirt's QEMU driver accepts
+/// (`QEMU_DOMAIN_MIG_BANDWIDTH_MAX`: `i64::MAX` bytes/s in MiB/s) and
+/// reports as the speed of a domain nobody limited.
+pub const BANDWIDTH_MAX_MIB_S: u64 = (i64::MAX as u64) / (1024 * 1024);
+
 /// MIGRATE_SET_MAX_SPEED (207), MiB/s.
 ///
 /// # Errors
-/// Unknown flags (POSTCOPY is not supported), `VIR_ERR_NO_DOMAIN`.
+/// Unknown flags (POSTCOPY is not supported), a bandwidth above
+/// [`BANDWIDTH_MAX_MIB_S`] (`VIR_ERR_OVERFLOW`), `VIR_ERR_NO_DOMAIN`.
 pub async fn set_max_speed(
     handler: &Handler,
     session: &Session,
     a: proto::DomainMigrateSetMaxSpeedArgs,
 ) -> Result<()> {
     check_flags("virDomainMigrateSetMaxSpeed", a.flags, 0)?;
+    if a.bandwidth > BANDWIDTH_MAX_MIB_S {
+        return Err(err(migrated_core::Error::Overflow {
+            what: "bandwidth",
+            limit: BANDWIDTH_MAX_MIB_S + 1,
+        }));
+    }
     let dom = known(session, &a.dom).await?;
     manager(handler, session)?
         .registry()
@@ -194,9 +206,12 @@ pub async fn get_max_speed(
     check_flags("virDomainMigrateGetMaxSpeed", a.flags, 0)?;
     let dom = known(session, &a.dom).await?;
     let tuning = manager(handler, session)?.registry().tuning(&dom.uuid);
-    Ok(proto::DomainMigrateGetMaxSpeedRet {
-        bandwidth: tuning.max_speed_mib_s,
-    })
+    // 0 is "not limited" here; libvirt reports that as the largest value.
+    let bandwidth = match tuning.max_speed_mib_s {
+        0 => BANDWIDTH_MAX_MIB_S,
+        set => set,
+    };
+    Ok(proto::DomainMigrateGetMaxSpeedRet { bandwidth })
 }
 
 /// MIGRATE_SET_MAX_DOWNTIME (166), ms.

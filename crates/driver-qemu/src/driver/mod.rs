@@ -52,9 +52,6 @@ const EVENT_CAPACITY: usize = 1024;
 /// How long a graceful destroy waits for QEMU to exit after SIGTERM.
 const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `VIR_DOMAIN_EVENT_STOPPED_CRASHED`.
-const STOPPED_CRASHED: i32 = 2;
-
 /// Where the driver keeps its files and how it talks to QEMU.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
@@ -190,7 +187,9 @@ impl Shared {
             None if runtime.guest_shutdown.load(Ordering::SeqCst) => {
                 (shutoff_reason::SHUTDOWN, event_detail::STOPPED_SHUTDOWN)
             }
-            None => (shutoff_reason::CRASHED, STOPPED_CRASHED),
+            // libvirt's QEMU driver, on a monitor EOF without a SHUTDOWN
+            // event: state "shut off (crashed)", event "stopped (failed)".
+            None => (shutoff_reason::CRASHED, event_detail::STOPPED_FAILED),
         };
         domain.shutoff_reason = reason;
         let transient = !domain.persistent;
@@ -399,8 +398,9 @@ impl QemuDriver {
         Ok((dom.clone(), self.qmp(&dom)?))
     }
 
-    /// Ends an incoming migration on the destination: resumes the guest
-    /// (unless `paused`) and records it as running (or paused) "migrated".
+    /// Ends an incoming migration on the destination: resumes the guest and
+    /// records it as running "migrated", or with `paused` leaves it paused by
+    /// the user (event suspended/paused), as libvirt does.
     ///
     /// # Errors
     /// `VIR_ERR_NO_DOMAIN`, `VIR_ERR_OPERATION_INVALID` when it is not
@@ -417,13 +417,20 @@ impl QemuDriver {
             Ok((Arc::clone(&live.runtime), live.id))
         })?;
         if paused {
+            // As libvirt: a guest left paused by the migration is the user's
+            // pause from here on, announced as such.
             self.shared.force_state(
                 &dom.uuid,
                 id,
                 StateReason {
                     state: DomainState::Paused,
-                    reason: paused_reason::MIGRATION,
+                    reason: paused_reason::USER,
                 },
+            );
+            self.shared.emit(
+                self.read(|r| Ok(r.get(dom)?.dom_ref()))?,
+                LifecycleEvent::Suspended,
+                event_detail::SUSPENDED_PAUSED,
             );
         } else {
             // Recorded before `cont`: QEMU's RESUME event arrives ahead of the
