@@ -449,3 +449,31 @@ fn timeout_pause_lets_a_slow_migration_converge() {
     );
     assert_eq!(state(&a, name).as_deref(), Some("shut off"));
 }
+
+/// `suspend` from a second client while the guest is being sent pauses it
+/// at once (as libvirt's QEMU driver, state paused while the job goes on),
+/// and the migration then completes with the guest running on the
+/// destination.
+#[test]
+fn suspend_during_a_migration_pauses_the_guest_at_once() {
+    let hosts = Hosts::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "ctl-suspend-mid";
+    define(&a, dir.path(), name, "", true);
+    // 1 MiB/s: the 4 MiB working set takes seconds to send.
+    let child =
+        migrate_support::ctl_spawn(&a, &["migrate", "--live", "--bandwidth", "1", name, &b]);
+    migrate_support::wait_job_running(&a, name);
+    ctl_ok(&a, &["suspend", name]);
+    assert_eq!(state(&a, name).as_deref(), Some("paused"), "{}", hosts.logs());
+    assert_ne!(
+        migrate_support::job_role(&a, name),
+        "none",
+        "the migration goes on after the pause"
+    );
+    let (ok, err) = migrate_support::finish(child);
+    assert!(ok, "{err}\n{}", hosts.logs());
+    assert_eq!(state(&b, name).as_deref(), Some("running"));
+    exactly_one_copy(&hosts, name);
+}

@@ -34,7 +34,7 @@ use uuid::Uuid;
 use crate::migration::enable_events;
 use crate::qmp::commands::{
     ClientMigrateInfo, Getfd, Migrate, MigrateCancel, MigrateIncoming, MigrateSetCapabilities,
-    MigrateSetParameters, MigrationCapability, MigrationInfo, MigrationStatus, QueryMigrate,
+    MigrateSetParameters, MigrationCapability, MigrationInfo, MigrationStatus, QueryMigrate, Stop,
 };
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
@@ -209,7 +209,17 @@ async fn wait(
 ) -> Result<MigrationInfo> {
     let mut abort = job.abort_signal();
     let mut cancelled = false;
+    let mut paused = false;
     loop {
+        // SUSPEND while the guest is being sent: stop the vCPUs now, as
+        // libvirt does (the STOP is recorded as paused "migrating"); QEMU
+        // then sends the rest and completes.
+        if outgoing && !paused && job.pause_requested() {
+            paused = true;
+            qmp.execute(&Stop)
+                .await
+                .map_err(|e| e.into_core("virDomainSuspend"))?;
+        }
         let info = qmp
             .execute(&QueryMigrate)
             .await
@@ -252,10 +262,15 @@ async fn wait(
                     return Err(Error::OperationAborted { operation: "migration in" });
                 }
             }
+            () = tokio::time::sleep(PAUSE_POLL), if outgoing && !paused => {}
             reason = qmp.closed() => return Err(failed(format!("qemu monitor closed: {reason}"))),
         }
     }
 }
+
+/// How often an outgoing migration looks for a SUSPEND request between
+/// QEMU's events (each look is one `query-migrate`).
+const PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 fn feed_stats(job: &JobHandle, info: &MigrationInfo) {
     let Some(ram) = info.ram else { return };

@@ -129,6 +129,7 @@ impl TestBackend {
             bucket: throttle::TokenBucket::new(),
             normal: 0,
             constant: 0,
+            paused_at: None,
         };
         // A transfer blocked on a peer that stopped reading must still abort.
         let mut abort = job.abort_signal();

@@ -59,6 +59,9 @@ pub(crate) struct Sender<'a, W: AsyncWrite + Unpin> {
     pub bucket: TokenBucket,
     pub normal: u64,
     pub constant: u64,
+    /// When the guest was paused during the transfer (not live, or a
+    /// SUSPEND while it was being sent): the start of the downtime.
+    pub paused_at: Option<Instant>,
 }
 
 impl<W: AsyncWrite + Unpin> Sender<'_, W> {
@@ -85,6 +88,7 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
         let start = self.writer.written();
         for (i, &page) in pages.iter().enumerate() {
             self.check()?;
+            self.pause_if_requested().await?;
             let bytes = match self.memory.read_page(page, &mut buf)? {
                 PageContent::Zero if first => continue,
                 PageContent::Zero => {
@@ -108,6 +112,17 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
         }
         self.check()?;
         Ok(self.writer.written() - start)
+    }
+
+    /// A SUSPEND while the guest is being sent pauses it at once, as
+    /// libvirt's QEMU driver does (state paused "migrating"); the pass goes
+    /// on and the transfer completes after it.
+    async fn pause_if_requested(&mut self) -> Result<()> {
+        if self.paused_at.is_none() && self.job.pause_requested() {
+            self.driver.outgoing_pause(self.dom).await?;
+            self.paused_at = Some(Instant::now());
+        }
+        Ok(())
     }
 
     fn report(&self, remaining: u64) {
@@ -197,13 +212,13 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
     }
 
     /// Pauses the guest and sends the rest; returns the measured downtime
-    /// (from the start of the transfer when it was not live).
-    async fn complete(mut self, paused_since: Option<Instant>) -> Result<Duration> {
+    /// (from the earlier pause when there was one: not live, or a SUSPEND).
+    async fn complete(mut self) -> Result<Duration> {
         // The pre-copy hashing ends before the pause: only pages written
         // since its start are hashed with the guest paused.
         self.digests.settle().await?;
         self.driver.outgoing_pause(self.dom).await?;
-        let paused_at = paused_since.unwrap_or_else(Instant::now);
+        let paused_at = self.paused_at.unwrap_or_else(Instant::now);
         let pages = self.memory.take_dirty_pages();
         // Nothing writes any more: the last pages are hashed on another core
         // while they are sent.
@@ -243,13 +258,12 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
             s.setup_time_ms = self.job.elapsed().as_millis() as u64;
             s.memory_page_size = PAGE_SIZE as u64;
         });
-        let mut paused_since = None;
         if !self.req.has(MigrateFlags::LIVE) {
             // Not live: the guest is paused for the whole transfer, so one pass suffices.
             self.driver.outgoing_pause(self.dom).await?;
-            paused_since = Some(Instant::now());
+            self.paused_at = Some(Instant::now());
         }
         self.precopy().await?;
-        self.complete(paused_since).await
+        self.complete().await
     }
 }
