@@ -466,7 +466,12 @@ fn suspend_during_a_migration_pauses_the_guest_at_once() {
         migrate_support::ctl_spawn(&a, &["migrate", "--live", "--bandwidth", "1", name, &b]);
     migrate_support::wait_job_running(&a, name);
     ctl_ok(&a, &["suspend", name]);
-    assert_eq!(state(&a, name).as_deref(), Some("paused"), "{}", hosts.logs());
+    assert_eq!(
+        state(&a, name).as_deref(),
+        Some("paused"),
+        "{}",
+        hosts.logs()
+    );
     assert_ne!(
         migrate_support::job_role(&a, name),
         "none",

@@ -38,8 +38,6 @@ pub enum ErrorCode {
     OperationFailed = 9,
     /// `VIR_ERR_XML_ERROR`: unparsable or invalid XML.
     XmlError = 27,
-    /// `VIR_ERR_DOM_EXIST`: a domain with that name or UUID already exists.
-    DomExist = 28,
     /// `VIR_ERR_OPERATION_DENIED`: a write on a read-only connection.
     OperationDenied = 29,
     /// `VIR_ERR_SYSTEM_ERROR`: a system call failed.
@@ -143,7 +141,9 @@ pub enum Error {
         key: DomainKey,
     },
 
-    /// A domain with the same name or UUID already exists (`VIR_ERR_DOM_EXIST`).
+    /// A domain with the same name or UUID already exists. libvirt reports
+    /// this as `VIR_ERR_OPERATION_FAILED` (`virDomainObjListAddLocked`), not
+    /// `VIR_ERR_DOM_EXIST`, and so do we.
     #[error("domain '{name}' {reason}")]
     DomainExists {
         /// Name of the domain being defined or created.
@@ -400,7 +400,7 @@ impl Error {
         match self {
             Error::NoSupport { .. } => ErrorCode::NoSupport,
             Error::NoDomain { .. } => ErrorCode::NoDomain,
-            Error::DomainExists { .. } => ErrorCode::DomExist,
+            Error::DomainExists { .. } => ErrorCode::OperationFailed,
             Error::OperationInvalid { .. } => ErrorCode::OperationInvalid,
             Error::OperationDenied { .. } => ErrorCode::OperationDenied,
             Error::InvalidArg { .. } => ErrorCode::InvalidArg,
@@ -497,7 +497,15 @@ mod tests {
                     name: "a".into(),
                     reason: "already exists".into(),
                 },
-                28,
+                9,
+                20,
+            ),
+            (
+                Error::Overflow {
+                    what: "bandwidth",
+                    limit: 8_796_093_022_208,
+                },
+                82,
                 20,
             ),
             (Error::invalid("domain is not running"), 55, 20),

@@ -288,7 +288,7 @@ async fn duplicate_name_or_uuid_is_refused_and_same_pair_updates() {
         .define_xml(&xml("a", Uuid::new_v4()), 0)
         .await
         .expect_err("same name, other uuid");
-    assert_eq!(err.code(), ErrorCode::DomExist);
+    assert_eq!(err.code(), ErrorCode::OperationFailed);
     assert!(
         err.to_string().contains("already exists with uuid"),
         "{err}"
@@ -298,14 +298,14 @@ async fn duplicate_name_or_uuid_is_refused_and_same_pair_updates() {
         .define_xml(&xml("b", uuid), 0)
         .await
         .expect_err("same uuid, other name");
-    assert_eq!(err.code(), ErrorCode::DomExist);
+    assert_eq!(err.code(), ErrorCode::OperationFailed);
     assert!(err.to_string().contains("'a' is already defined"), "{err}");
 
     let err = drv
         .create_xml(&xml("a", Uuid::new_v4()), 0)
         .await
         .expect_err("create with taken name");
-    assert_eq!(err.code(), ErrorCode::DomExist);
+    assert_eq!(err.code(), ErrorCode::OperationFailed);
 
     let updated = xml("a", uuid).replace("<vcpu>2</vcpu>", "<vcpu>4</vcpu>");
     drv.define_xml(&updated, 0).await.expect("update");

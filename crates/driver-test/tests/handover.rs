@@ -255,5 +255,5 @@ async fn incoming_guest_clashing_with_a_local_one_is_refused() {
     let mut renamed = def;
     renamed.name = "other".into();
     let err = dst.incoming_prepare(renamed).await.expect_err("uuid clash");
-    assert_eq!(err.code(), ErrorCode::DomExist);
+    assert_eq!(err.code(), ErrorCode::OperationFailed);
 }
