@@ -121,7 +121,7 @@ impl TestDriver {
     /// started/migrated) and returns it with its zeroed memory to fill.
     ///
     /// # Errors
-    /// `VIR_ERR_DOM_EXIST` on a name/UUID clash, `VIR_ERR_OPERATION_INVALID` if
+    /// `VIR_ERR_OPERATION_FAILED` on a name/UUID clash, `VIR_ERR_OPERATION_INVALID` if
     /// the guest already runs here, `VIR_ERR_CONFIG_UNSUPPORTED` for memory the
     /// test driver cannot model.
     pub async fn incoming_prepare(&self, def: DomainDef) -> Result<(DomainRef, Arc<GuestMemory>)> {

@@ -414,7 +414,7 @@ pub async fn get_messages(
 /// DOMAIN_DEFINE_XML.
 ///
 /// # Errors
-/// XML_ERROR, DOM_EXIST, ... from the driver.
+/// XML_ERROR, OPERATION_FAILED (name or UUID clash), ... from the driver.
 pub async fn define_xml(
     session: &Session,
     args: DomainDefineXmlArgs,
@@ -500,7 +500,7 @@ pub async fn create_with_flags(
 /// DOMAIN_CREATE_XML: a transient domain, started at once.
 ///
 /// # Errors
-/// XML_ERROR, DOM_EXIST, ... from the driver.
+/// XML_ERROR, OPERATION_FAILED (name or UUID clash), ... from the driver.
 pub async fn create_xml(
     session: &Session,
     args: DomainCreateXmlArgs,
