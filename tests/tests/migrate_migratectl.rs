@@ -482,3 +482,44 @@ fn suspend_during_a_migration_pauses_the_guest_at_once() {
     assert_eq!(state(&b, name).as_deref(), Some("running"));
     exactly_one_copy(&hosts, name);
 }
+
+/// `destroy` of a guest whose migration is under way works as in libvirt:
+/// on the source it stops the migration and then the guest (its config
+/// stays), on the destination it cancels the incoming migration and the
+/// source keeps running. Either way no job is left.
+#[test]
+fn destroy_during_a_migration_aborts_it_on_either_side() {
+    let hosts = Hosts::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "ctl-destroy-mid";
+    define(&a, dir.path(), name, "", true);
+
+    // On the destination: the incoming copy goes, the source runs on.
+    let child =
+        migrate_support::ctl_spawn(&a, &["migrate", "--live", "--bandwidth", "1", name, &b]);
+    migrate_support::wait_job_running(&a, name);
+    ctl_ok(&b, &["destroy", name]);
+    let (ok, err) = migrate_support::finish(child);
+    assert!(!ok, "the migration cannot succeed: {err}");
+    wait_state(&a, name, Some("running"));
+    wait_state(&b, name, None);
+    exactly_one_copy(&hosts, name);
+
+    // On the source: the migration stops, then the guest.
+    let child =
+        migrate_support::ctl_spawn(&a, &["migrate", "--live", "--bandwidth", "1", name, &b]);
+    migrate_support::wait_job_running(&a, name);
+    ctl_ok(&a, &["destroy", name]);
+    let (ok, err) = migrate_support::finish(child);
+    assert!(!ok, "the migration cannot succeed: {err}");
+    assert_eq!(
+        state(&a, name).as_deref(),
+        Some("shut off"),
+        "{}",
+        hosts.logs()
+    );
+    assert!(persistent(&a, name), "the config stays");
+    wait_state(&b, name, None);
+    assert_eq!(migrate_support::job_role(&a, name), "none");
+}

@@ -131,7 +131,9 @@ pub async fn abort_job(
 /// saying "the destination runs it" (docs/operations.md §6): the job is
 /// settled that way — the copy here is stopped, and undefined if the
 /// migration asked for UNDEFINE_SOURCE — instead of being refused by change
-/// protection. Answers `true` when nothing is left for the call to do.
+/// protection. DESTROY of a guest a running migration owns aborts that
+/// migration first ([`abort_for_destroy`]). Answers `true` when nothing is
+/// left for the call to do.
 ///
 /// # Errors
 /// The settlement's errors.
@@ -156,6 +158,9 @@ pub async fn settle_held_by_operator(
     };
     let dom = from_wire_dom(dom);
     if !manager.held().iter().any(|e| e.uuid == dom.uuid) {
+        if destroy && manager.registry().get(&dom.uuid).is_some() {
+            return abort_for_destroy(&manager, &open, &dom).await;
+        }
         return Ok(false);
     }
     tracing::warn!(dom = %dom.name, "held migration job settled by the operator: the destination runs the guest");
@@ -169,6 +174,43 @@ pub async fn settle_held_by_operator(
 /// (`QEMU_DOMAIN_MIG_BANDWIDTH_MAX`: `i64::MAX` bytes/s in MiB/s) and
 /// reports as the speed of a domain nobody limited.
 pub const BANDWIDTH_MAX_MIB_S: u64 = (i64::MAX as u64) / (1024 * 1024);
+
+/// How long DESTROY waits for the migration it aborted to end.
+const DESTROY_ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// DESTROY of a guest a migration job owns, as libvirt: the operator's
+/// way to stop a stuck migration (and, on the destination, to cancel the
+/// incoming one). The job is aborted first, through the same path as
+/// ABORT_JOB, so the source gets its guest back and the destination drops
+/// its copy; then the destroy goes on where a copy is still running.
+/// Answers `true` when no running copy is left here to destroy.
+async fn abort_for_destroy(
+    manager: &migrated_core::migration::Manager,
+    open: &crate::handler::OpenDriver,
+    dom: &DomainRef,
+) -> Result<bool> {
+    tracing::warn!(dom = %dom.name, "destroy during a migration: aborting the migration first");
+    manager.abort_job(dom).map_err(err)?;
+    let started = std::time::Instant::now();
+    loop {
+        let job_ended = manager.registry().get(&dom.uuid).is_none();
+        // The destination's incoming copy goes with the abort (a config
+        // defined there before may stay, inactive).
+        if !open.driver.is_active(dom).await.unwrap_or(false) {
+            return Ok(true);
+        }
+        if job_ended {
+            return Ok(false);
+        }
+        if started.elapsed() > DESTROY_ABORT_WAIT {
+            return Err(err(migrated_core::Error::OperationTimeout {
+                operation: "abort of the migration before destroy",
+                millis: DESTROY_ABORT_WAIT.as_millis() as u64,
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
 
 /// MIGRATE_SET_MAX_SPEED (207), MiB/s.
 ///
