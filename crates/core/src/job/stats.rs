@@ -134,8 +134,12 @@ impl JobStats {
         }
     }
 
-    /// GET_JOB_STATS' typed parameters (keys of libvirt-wire.md §7.3).
+    /// GET_JOB_STATS' typed parameters (keys of libvirt-wire.md §7.3); none
+    /// without a job, as libvirt answers only the type then.
     pub fn to_typed_params(&self) -> TypedParams {
+        if self.job_type == JobType::None {
+            return TypedParams::new();
+        }
         let mut p = TypedParams::new().with(key::OPERATION, TypedValue::Int(self.operation));
         let u = [
             (key::TIME_ELAPSED, self.time_elapsed_ms),
@@ -281,5 +285,10 @@ mod tests {
         assert_eq!(peer.downtime_ms, 300);
         assert_eq!(peer.memory_iteration, 2);
         assert_eq!(peer.data_processed, 4_000);
+    }
+
+    #[test]
+    fn no_job_has_no_parameters() {
+        assert!(JobStats::default().to_typed_params().is_empty());
     }
 }
