@@ -332,8 +332,11 @@ async fn watch(
                 continue;
             }
             let u = |k: &str| stats.get_ullong(k).ok().flatten().unwrap_or(0);
-            bar.set_length(u(stat::DATA_TOTAL));
-            bar.set_position(u(stat::DATA_PROCESSED));
+            // As virsh: done = total - remaining (pages sent again would
+            // push "processed" past the total).
+            let total = u(stat::DATA_TOTAL);
+            bar.set_length(total);
+            bar.set_position(total.saturating_sub(u(stat::DATA_REMAINING)));
             bar.set_message(format!(
                 "{}/s, {} remaining, iteration {}",
                 mib(u(stat::MEMORY_BPS)),

@@ -127,13 +127,16 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
 
     fn report(&self, remaining: u64) {
         let processed = self.writer.written();
+        let ram = self.memory.page_count() * PAGE_SIZE as u64;
         let (cpages, cbytes) = self.writer.compression();
         let (normal, constant) = (self.normal, self.constant);
         let throttle = self.memory.throttle_percent();
         self.job.update_stats(|s| {
             s.data_processed = processed;
             s.data_remaining = remaining;
-            s.data_total = processed + remaining;
+            // As QEMU's `ram.total`: the guest's memory, whatever is sent
+            // again (clients show progress as 1 - remaining / total).
+            s.data_total = ram;
             s.memory_normal = normal;
             s.memory_normal_bytes = normal * PAGE_SIZE as u64;
             s.memory_constant = constant;
@@ -243,7 +246,7 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
         let downtime = paused_at.elapsed();
         self.job.update_stats(|s| {
             s.data_processed = total;
-            s.data_total = total;
+            s.data_total = self.memory.page_count() * PAGE_SIZE as u64;
             s.data_remaining = 0;
             s.downtime_ms = downtime.as_millis() as u64;
             s.time_remaining_ms = 0;
