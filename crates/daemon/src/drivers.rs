@@ -239,6 +239,9 @@ fn host(config: &Config) -> HostIdentity {
 
 fn kind_for_uri(uri: &str) -> Option<DriverKind> {
     // libvirt accepts a trailing slash-less form too ("test:///default/" is not).
+    // Query parameters the client library did not consume reach the driver,
+    // which, as libvirt's, decides by scheme and path alone.
+    let uri = uri.split_once('?').map_or(uri, |(base, _)| base);
     match uri {
         TEST_URI => Some(DriverKind::Test),
         QEMU_URI => Some(DriverKind::Qemu),
@@ -282,6 +285,13 @@ mod tests {
         assert_eq!(
             registry.resolve(Some("test:///default")).map(|r| r.1),
             Some(TEST_URI)
+        );
+        assert_eq!(
+            registry
+                .resolve(Some("test:///default?foo=bar"))
+                .map(|r| r.1),
+            Some(TEST_URI),
+            "parameters the client passed on are ignored, as by libvirt's drivers"
         );
         assert_eq!(registry.resolve(None).map(|r| r.1), Some(TEST_URI));
         assert_eq!(registry.resolve(Some("")).map(|r| r.1), Some(TEST_URI));
