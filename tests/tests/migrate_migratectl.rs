@@ -405,9 +405,7 @@ fn timeout_abort_and_domjobabort_keep_the_guest_on_the_source() {
     wait_state(&b, name, None);
     exactly_one_copy(&hosts, name);
     // domjobabort from a second client
-    let child =
-        migrate_support::ctl_spawn(&a, &["migrate", "--live", "--bandwidth", "1", name, &b]);
-    migrate_support::wait_job_running(&a, name);
+    let child = migrate_support::spawn_slow_migration(&a, &b, name);
     ctl_ok(&a, &["domjobabort", name]);
     let (ok, err) = migrate_support::finish(child);
     assert!(!ok && err.contains("abort"), "{err}");
@@ -461,10 +459,7 @@ fn suspend_during_a_migration_pauses_the_guest_at_once() {
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
     let name = "ctl-suspend-mid";
     define(&a, dir.path(), name, "", true);
-    // 1 MiB/s: the 4 MiB working set takes seconds to send.
-    let child =
-        migrate_support::ctl_spawn(&a, &["migrate", "--live", "--bandwidth", "1", name, &b]);
-    migrate_support::wait_job_running(&a, name);
+    let child = migrate_support::spawn_slow_migration(&a, &b, name);
     ctl_ok(&a, &["suspend", name]);
     assert_eq!(
         state(&a, name).as_deref(),
@@ -496,9 +491,7 @@ fn destroy_during_a_migration_aborts_it_on_either_side() {
     define(&a, dir.path(), name, "", true);
 
     // On the destination: the incoming copy goes, the source runs on.
-    let child =
-        migrate_support::ctl_spawn(&a, &["migrate", "--live", "--bandwidth", "1", name, &b]);
-    migrate_support::wait_job_running(&a, name);
+    let child = migrate_support::spawn_slow_migration(&a, &b, name);
     ctl_ok(&b, &["destroy", name]);
     let (ok, err) = migrate_support::finish(child);
     assert!(!ok, "the migration cannot succeed: {err}");
@@ -507,9 +500,7 @@ fn destroy_during_a_migration_aborts_it_on_either_side() {
     exactly_one_copy(&hosts, name);
 
     // On the source: the migration stops, then the guest.
-    let child =
-        migrate_support::ctl_spawn(&a, &["migrate", "--live", "--bandwidth", "1", name, &b]);
-    migrate_support::wait_job_running(&a, name);
+    let child = migrate_support::spawn_slow_migration(&a, &b, name);
     ctl_ok(&a, &["destroy", name]);
     let (ok, err) = migrate_support::finish(child);
     assert!(!ok, "the migration cannot succeed: {err}");

@@ -216,6 +216,15 @@ pub fn wait_job_running(uri: &str, name: &str) {
     );
 }
 
+/// Starts `migratectl migrate --live --bandwidth 1 NAME TO` on `from` and
+/// waits until its job runs: at 1 MiB/s the guest's 4 MiB working set takes
+/// seconds, time for a second client to act mid-migration.
+pub fn spawn_slow_migration(from: &str, to: &str, name: &str) -> std::process::Child {
+    let child = ctl_spawn(from, &["migrate", "--live", "--bandwidth", "1", name, to]);
+    wait_job_running(from, name);
+    child
+}
+
 /// A loopback TCP proxy whose connections can be cut mid-stream.
 pub struct Proxy {
     pub port: u16,
