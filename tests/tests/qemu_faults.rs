@@ -1,5 +1,5 @@
 //! Faults during a live migration of a real QEMU guest between two daemons:
-//! the destination's QEMU killed during Perform, the destination daemon
+//! the destination's QEMU killed or destroyed during Perform, the destination daemon
 //! killed during Perform, the source daemon restarted during Perform and
 //! after perform-done, both daemons restarted with guests running. After
 //! each, exactly one QEMU process runs the guest, no migration job is left
@@ -81,6 +81,27 @@ fn qemu_destination_qemu_killed_during_perform() {
     // SAFETY: kill(2) has no memory-safety preconditions; the pid is the
     // destination QEMU of this test's guest.
     unsafe { libc::kill(dst_pid, libc::SIGKILL) };
+    let (ok, err) = finish(child);
+    assert!(!ok, "migration succeeded without its destination");
+    assert!(!err.is_empty());
+    assert!(pid_gone(dst_pid));
+    settled_on_source(&hosts, name, &uuid, src_pid);
+}
+
+/// `destroy` on the destination during a throttled Perform cancels the
+/// incoming migration, as in libvirt: the incoming QEMU goes at once (not
+/// after the destination's Prepare timeout), the source's stream breaks and
+/// the guest runs on in its original QEMU.
+#[test]
+fn qemu_destroy_on_the_destination_during_perform() {
+    let Some(hosts) = QemuHosts::start() else {
+        return;
+    };
+    let name = "q-destroy-dst";
+    let (uuid, _) = hosts.running_guest(name);
+    let src_pid = status_pid(&hosts.a, name).expect("source status file");
+    let (child, dst_pid) = slow_migration(&hosts, name, &uuid, &[]);
+    hosts.ctl_ok(&hosts.b_uri(), &["destroy", name]);
     let (ok, err) = finish(child);
     assert!(!ok, "migration succeeded without its destination");
     assert!(!err.is_empty());

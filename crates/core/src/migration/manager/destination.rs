@@ -387,11 +387,16 @@ impl IncomingWatch {
                 None => std::future::pending().await,
             }
         };
+        let mut abort = job.abort_signal();
         let reason = tokio::select! {
             failure = job.transfer_failure() => match failure {
                 Some(reason) => reason,
                 None => return,
             },
+            // ABORT_JOB or DESTROY on the destination: not every data plane
+            // watches the job between Prepare and Finish (QEMU receives on
+            // its own), so the incoming guest goes from here.
+            () = abort.aborted() => "the incoming migration was aborted on the destination".to_owned(),
             timeout = idle => format!(
                 "no Finish3 within {} s of Prepare3 without data received: the incoming migration was abandoned",
                 timeout.as_secs()
