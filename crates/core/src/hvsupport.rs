@@ -42,7 +42,9 @@ pub fn render(tables: &[&SupportTable]) -> String {
          answers `VIR_ERR_NO_SUPPORT`, or `VIR_ERR_ARGUMENT_UNSUPPORTED` for migration\n\
          flags and parameters). A test in each driver crate checks its table against the\n\
          driver's real answers. Procedures the daemon answers itself (connection,\n\
-         authentication, keepalive, host name) are not listed.\n\n\
+         authentication, keepalive, host name) are not listed. Any other procedure of\n\
+         libvirt's remote protocol is answered `VIR_ERR_NO_SUPPORT` naming its API, as\n\
+         libvirtd does for a driver without the function.\n\n\
          ## Procedures\n\n",
     );
     header_row(&mut out, &["#", "procedure", "driver method"], tables);
