@@ -460,6 +460,19 @@ fn suspend_during_a_migration_pauses_the_guest_at_once() {
     let name = "ctl-suspend-mid";
     define(&a, dir.path(), name, "", true);
     let child = migrate_support::spawn_slow_migration(&a, &b, name);
+    // Mid-pass statistics as QEMU gives them: the total is the guest's
+    // memory (16 MiB) and the pass under way is numbered.
+    let info = ctl_ok(&a, &["domjobinfo", name]);
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("Data total:") && l.ends_with("16.000 MiB")),
+        "{info}"
+    );
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("Iteration:") && !l.ends_with(" 0")),
+        "{info}"
+    );
     ctl_ok(&a, &["suspend", name]);
     assert_eq!(
         state(&a, name).as_deref(),

@@ -29,6 +29,11 @@ pub(crate) async fn receive<R: AsyncRead + Unpin>(
     job: JobHandle,
 ) -> Result<DeviceState> {
     let mut reader = FrameReader::start(input, memory.page_count()).await?;
+    let ram = memory.page_count() * PAGE_SIZE as u64;
+    job.update_stats(|s| {
+        s.data_total = ram;
+        s.memory_page_size = PAGE_SIZE as u64;
+    });
     let zero = [0u8; PAGE_SIZE];
     let mut buf = [0u8; PAGE_SIZE];
     let mut device = None;
@@ -68,7 +73,6 @@ pub(crate) async fn receive<R: AsyncRead + Unpin>(
                 let read = reader.read_bytes();
                 job.update_stats(|s| {
                     s.data_processed = read;
-                    s.data_total = read;
                     s.data_remaining = 0;
                 });
                 return Ok(state);

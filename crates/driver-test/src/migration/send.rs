@@ -86,6 +86,7 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
     async fn pass(&mut self, pages: &[u64], first: bool) -> Result<u64> {
         let mut buf = [0u8; PAGE_SIZE];
         let start = self.writer.written();
+        let started = Instant::now();
         for (i, &page) in pages.iter().enumerate() {
             self.check()?;
             self.pause_if_requested().await?;
@@ -108,6 +109,12 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
             if i as u64 % REPORT_EVERY == 0 {
                 let left = (pages.len() - i) as u64 * PAGE_SIZE as u64;
                 self.report(left);
+                // The pass's rate so far, as QEMU's `mbps` moves during a pass.
+                let secs = started.elapsed().as_secs_f64();
+                if secs > 0.1 {
+                    let rate = ((self.writer.written() - start) as f64 / secs) as u64;
+                    self.job.update_stats(|s| s.memory_bps = rate);
+                }
             }
         }
         self.check()?;
@@ -160,6 +167,8 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
         let auto_converge = self.req.has(MigrateFlags::AUTO_CONVERGE);
         let mut throttle: i32 = 0;
         loop {
+            self.job
+                .update_stats(|s| s.memory_iteration = u64::from(iteration));
             // Hash what was written since the last pass while this one sends
             // it (the first hashes every page holding data).
             self.digests.start().await?;
