@@ -321,13 +321,13 @@ fn bad_domain_xml_is_refused_clearly_and_changes_nothing() {
         (
             "duplicate name",
             guest("existing", UUID_B, MEM),
-            28,
+            9,
             vec!["existing"],
         ),
         (
             "duplicate uuid",
             guest("other-name", UUID_A, MEM),
-            28,
+            9,
             vec![UUID_A],
         ),
         (

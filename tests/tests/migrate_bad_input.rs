@@ -292,13 +292,14 @@ fn two_concurrent_begins_on_one_guest_one_wins() {
             (a, b) => panic!("exactly one Begin3 must win: {a:?} / {b:?}"),
         };
         assert_eq!(err.remote_code(), Some(OPERATION_INVALID), "{err}");
-        // the guest is locked while the winner's job lives
-        let destroy = ca2
-            .call::<procs::DomainDestroy>(&migrated_proto::DomainDestroyArgs {
+        // the guest is locked while the winner's job lives (DESTROY would
+        // abort the job, as in libvirt; SUSPEND outside Perform is refused)
+        let suspend = ca2
+            .call::<procs::DomainSuspend>(&migrated_proto::DomainSuspendArgs {
                 dom: dom2.reference().clone().into(),
             })
             .await;
-        expect_code(destroy, OPERATION_INVALID, &["being migrated"]);
+        expect_code(suspend, OPERATION_INVALID, &["being migrated"]);
         ca.call::<procs::DomainMigrateConfirm3Params>(
             &migrated_proto::DomainMigrateConfirm3ParamsArgs {
                 dom: dom.reference().clone().into(),
