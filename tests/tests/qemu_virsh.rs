@@ -1,6 +1,6 @@
 //! A real QEMU guest (the workload kernel) managed through `migrated` by
 //! stock `virsh` and by `migratectl`: define, start, dominfo, suspend,
-//! resume, destroy; offline migration of a shut-off guest; `virsh save` and
+//! resume, reset, destroy; offline migration of a shut-off guest; `virsh save` and
 //! `virsh restore`.
 
 mod migrate_support;
@@ -8,6 +8,7 @@ mod qemu_support;
 
 use std::time::Duration;
 
+use migrated_tests::wait_until;
 use qemu_support::{counter, counter_above, domstate, pid_gone, qemu_pids, status_pid, QemuHosts};
 
 /// Small guests: these tests prove management, not migration throughput.
@@ -57,7 +58,18 @@ fn qemu_virsh_lifecycle() {
     frozen(&uri, name);
     hosts.virsh_ok(&uri, &["resume", name]);
     assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
-    counter_above(&uri, name, c, &hosts);
+    let c = counter_above(&uri, name, c.max(10), &hosts);
+
+    // The reset button: the same QEMU boots the workload again, whose pass
+    // counter starts over.
+    hosts.virsh_ok(&uri, &["reset", name]);
+    assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
+    wait_until(
+        Duration::from_secs(30),
+        "the rebooted workload to count again",
+        || counter(&uri, name).filter(|&n| n > 0 && n < c),
+    );
+    assert_eq!(qemu_pids(&uuid), vec![pid], "reset keeps the QEMU process");
 
     hosts.virsh_ok(&uri, &["destroy", name]);
     assert_eq!(domstate(&uri, name).as_deref(), Some("shut off"));

@@ -60,6 +60,8 @@ pub enum Operation {
     Resume,
     /// [`Driver::shutdown`].
     Shutdown,
+    /// [`Driver::reset`].
+    Reset,
     /// [`Driver::get_autostart`].
     GetAutostart,
     /// [`Driver::set_autostart`].
@@ -109,6 +111,7 @@ impl Operation {
         Operation::Suspend,
         Operation::Resume,
         Operation::Shutdown,
+        Operation::Reset,
         Operation::GetAutostart,
         Operation::SetAutostart,
         Operation::IsActive,
@@ -144,6 +147,7 @@ impl Operation {
             Operation::Suspend => "virDomainSuspend",
             Operation::Resume => "virDomainResume",
             Operation::Shutdown => "virDomainShutdownFlags",
+            Operation::Reset => "virDomainReset",
             Operation::GetAutostart => "virDomainGetAutostart",
             Operation::SetAutostart => "virDomainSetAutostart",
             Operation::IsActive => "virDomainIsActive",
@@ -180,6 +184,7 @@ impl Operation {
             Operation::Suspend => "suspend",
             Operation::Resume => "resume",
             Operation::Shutdown => "shutdown",
+            Operation::Reset => "reset",
             Operation::GetAutostart => "get_autostart",
             Operation::SetAutostart => "set_autostart",
             Operation::IsActive => "is_active",
@@ -321,6 +326,13 @@ pub trait Driver: Send + Sync {
     async fn shutdown(&self, dom: &DomainRef, flags: u32) -> Result<()> {
         let _ = (dom, flags);
         Err(self.no_support(Operation::Shutdown))
+    }
+
+    /// Resets the guest at once, as the reset button does (no guest
+    /// cooperation, no shutdown): it keeps running from its firmware.
+    async fn reset(&self, dom: &DomainRef) -> Result<()> {
+        let _ = dom;
+        Err(self.no_support(Operation::Reset))
     }
 
     /// Whether the domain starts with the daemon.

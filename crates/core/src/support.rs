@@ -39,6 +39,7 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainResume, Operation::Resume),
     (Procedure::DomainShutdown, Operation::Shutdown),
     (Procedure::DomainShutdownFlags, Operation::Shutdown),
+    (Procedure::DomainReset, Operation::Reset),
     (Procedure::DomainGetAutostart, Operation::GetAutostart),
     (Procedure::DomainSetAutostart, Operation::SetAutostart),
     (Procedure::DomainIsActive, Operation::IsActive),

@@ -33,6 +33,7 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::Suspend => driver.suspend(&dom).await.err(),
         Operation::Resume => driver.resume(&dom).await.err(),
         Operation::Shutdown => driver.shutdown(&dom, 0).await.err(),
+        Operation::Reset => driver.reset(&dom).await.err(),
         Operation::GetAutostart => driver.get_autostart(&dom).await.err(),
         Operation::SetAutostart => driver.set_autostart(&dom, true).await.err(),
         Operation::IsActive => driver.is_active(&dom).await.err(),

@@ -298,6 +298,18 @@ impl Driver for TestDriver {
         self.blocking(move |r| r.shutdown(&dom, flags)).await
     }
 
+    async fn reset(&self, dom: &DomainRef) -> Result<()> {
+        // As libvirt's test driver: nothing to reset in a simulated guest,
+        // but only a running (or paused) one can be.
+        self.read(|r| {
+            if r.get(dom)?.is_active() {
+                Ok(())
+            } else {
+                Err(Error::invalid("domain is not running"))
+            }
+        })
+    }
+
     async fn get_autostart(&self, dom: &DomainRef) -> Result<bool> {
         self.read(|r| Ok(r.get(dom)?.autostart))
     }

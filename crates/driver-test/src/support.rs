@@ -51,6 +51,7 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::DomainResume, "0.1.0"),
         (Procedure::DomainShutdown, "0.1.0"),
         (Procedure::DomainShutdownFlags, "0.1.0"),
+        (Procedure::DomainReset, "0.1.0"),
         (Procedure::DomainGetAutostart, "0.1.0"),
         (Procedure::DomainSetAutostart, "0.1.0"),
         (Procedure::DomainIsActive, "0.1.0"),

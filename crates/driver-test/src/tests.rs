@@ -156,6 +156,10 @@ async fn invalid_transitions_answer_operation_invalid() {
         "domain is not running",
     );
     assert_invalid(
+        drv.reset(&dom).await.expect_err("not running"),
+        "domain is not running",
+    );
+    assert_invalid(
         drv.shutdown(&dom, 0).await.expect_err("not running"),
         "domain is not running",
     );
@@ -169,11 +173,13 @@ async fn invalid_transitions_answer_operation_invalid() {
         drv.resume(&dom).await.expect_err("running"),
         "domain is not paused",
     );
+    drv.reset(&dom).await.expect("reset a running guest");
     drv.suspend(&dom).await.expect("suspend");
     assert_invalid(
         drv.suspend(&dom).await.expect_err("paused"),
         "domain is already paused",
     );
+    drv.reset(&dom).await.expect("reset a paused guest");
 }
 
 #[tokio::test]

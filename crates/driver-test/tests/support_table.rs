@@ -37,6 +37,7 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::Suspend => no_support(drv.suspend(dom).await),
         Operation::Resume => no_support(drv.resume(dom).await),
         Operation::Shutdown => no_support(drv.shutdown(dom, 0).await),
+        Operation::Reset => no_support(drv.reset(dom).await),
         Operation::GetAutostart => no_support(drv.get_autostart(dom).await),
         Operation::SetAutostart => no_support(drv.set_autostart(dom, false).await),
         Operation::IsActive => no_support(drv.is_active(dom).await),

@@ -19,9 +19,9 @@ use migrated_proto::{
     DomainHasManagedSaveImageRet, DomainIsActiveArgs, DomainIsActiveRet, DomainIsPersistentArgs,
     DomainIsPersistentRet, DomainIsUpdatedArgs, DomainIsUpdatedRet, DomainLookupByIdArgs,
     DomainLookupByIdRet, DomainLookupByNameArgs, DomainLookupByNameRet, DomainLookupByUuidArgs,
-    DomainLookupByUuidRet, DomainResumeArgs, DomainSetAutostartArgs, DomainShutdownArgs,
-    DomainShutdownFlagsArgs, DomainSnapshotNumArgs, DomainSnapshotNumRet, DomainSuspendArgs,
-    DomainUndefineArgs, DomainUndefineFlagsArgs, NonnullDomain,
+    DomainLookupByUuidRet, DomainResetArgs, DomainResumeArgs, DomainSetAutostartArgs,
+    DomainShutdownArgs, DomainShutdownFlagsArgs, DomainSnapshotNumArgs, DomainSnapshotNumRet,
+    DomainSuspendArgs, DomainUndefineArgs, DomainUndefineFlagsArgs, NonnullDomain,
 };
 use migrated_rpc::WireError;
 use uuid::Uuid;
@@ -565,6 +565,19 @@ pub async fn resume(session: &Session, args: DomainResumeArgs) -> Result<()> {
 pub async fn shutdown(session: &Session, args: DomainShutdownArgs) -> Result<()> {
     driver(session)?
         .shutdown(&from_wire_dom(&args.dom), 0)
+        .await
+        .map_err(err)
+}
+
+/// DOMAIN_RESET (245): the guest's reset button.
+///
+/// # Errors
+/// NO_DOMAIN; OPERATION_INVALID when not running; INVALID_ARG for flags
+/// (none are defined).
+pub async fn reset(session: &Session, args: DomainResetArgs) -> Result<()> {
+    migrated_core::flags::check_flags("virDomainReset", u64::from(args.flags), 0).map_err(err)?;
+    driver(session)?
+        .reset(&from_wire_dom(&args.dom))
         .await
         .map_err(err)
 }

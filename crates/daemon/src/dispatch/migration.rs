@@ -97,6 +97,7 @@ pub fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<bool> 
         Call::DomainResume(a) => &a.dom,
         Call::DomainShutdown(a) => &a.dom,
         Call::DomainShutdownFlags(a) => &a.dom,
+        Call::DomainReset(a) => &a.dom,
         Call::DomainUndefine(a) => &a.dom,
         Call::DomainUndefineFlags(a) => &a.dom,
         Call::DomainCreate(a) => &a.dom,

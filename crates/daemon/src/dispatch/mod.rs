@@ -137,6 +137,7 @@ pub async fn run(
         Call::DomainShutdownFlags(args) => {
             reply(p, &Box::pin(d::shutdown_flags(session, args)).await?)
         }
+        Call::DomainReset(args) => reply(p, &Box::pin(d::reset(session, args)).await?),
 
         // save/restore to a file on the daemon's host
         Call::DomainSave(args) => reply(p, &Box::pin(save::save(session, args)).await?),

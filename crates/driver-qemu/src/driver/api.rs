@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::host::{capabilities_xml, node_info, parse_version, proc_cpu_time_ns};
 use super::registry::{Domain, StopIntent};
 use super::{parse_def, QemuDriver, StartMode, URI};
-use crate::qmp::commands::{Cont, QueryBalloon, QueryCpusFast, Stop, SystemPowerdown};
+use crate::qmp::commands::{Cont, QueryBalloon, QueryCpusFast, Stop, SystemPowerdown, SystemReset};
 use crate::spec::launch_spec;
 use crate::support::SUPPORT;
 
@@ -271,6 +271,22 @@ impl Driver for QemuDriver {
             },
             Some((LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)),
         );
+        Ok(())
+    }
+
+    async fn reset(&self, dom: &DomainRef) -> Result<()> {
+        let job = self.job(dom)?;
+        let _job = job.lock().await;
+        let runtime = self.read(|r| match &r.get(dom)?.live {
+            Some(l) => Ok(Arc::clone(&l.runtime)),
+            None => Err(Error::invalid("domain is not running")),
+        })?;
+        // The vCPUs keep their run state: a paused guest stays paused.
+        runtime
+            .qmp
+            .execute(&SystemReset)
+            .await
+            .map_err(|e| e.into_core("virDomainReset"))?;
         Ok(())
     }
 

@@ -1990,6 +1990,15 @@ pub struct DomainMigrateGetMaxSpeedArgs {
     pub flags: u32,
 }
 
+/// Arguments of REMOTE_PROC_DOMAIN_RESET.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainResetArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// no flags are defined: 0
+    pub flags: u32,
+}
+
 /// Arguments of REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainShutdownFlagsArgs {
@@ -2272,6 +2281,8 @@ pub enum Procedure {
     DomainDestroyFlags = 234,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_SPEED`
     DomainMigrateGetMaxSpeed = 242,
+    /// `REMOTE_PROC_DOMAIN_RESET`
+    DomainReset = 245,
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`
     DomainShutdownFlags = 258,
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`
@@ -2411,6 +2422,7 @@ impl Procedure {
         Procedure::DomainRestoreFlags,
         Procedure::DomainDestroyFlags,
         Procedure::DomainMigrateGetMaxSpeed,
+        Procedure::DomainReset,
         Procedure::DomainShutdownFlags,
         Procedure::ConnectListAllDomains,
         Procedure::NodeGetCpuMap,
@@ -2521,6 +2533,7 @@ impl Procedure {
             233 => Some(Self::DomainRestoreFlags),
             234 => Some(Self::DomainDestroyFlags),
             242 => Some(Self::DomainMigrateGetMaxSpeed),
+            245 => Some(Self::DomainReset),
             258 => Some(Self::DomainShutdownFlags),
             273 => Some(Self::ConnectListAllDomains),
             293 => Some(Self::NodeGetCpuMap),
@@ -2633,34 +2646,35 @@ impl Procedure {
             Self::DomainRestoreFlags => &PROCEDURES[75],
             Self::DomainDestroyFlags => &PROCEDURES[76],
             Self::DomainMigrateGetMaxSpeed => &PROCEDURES[77],
-            Self::DomainShutdownFlags => &PROCEDURES[78],
-            Self::ConnectListAllDomains => &PROCEDURES[79],
-            Self::NodeGetCpuMap => &PROCEDURES[80],
-            Self::DomainGetJobStats => &PROCEDURES[81],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[82],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[83],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[84],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[85],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[86],
-            Self::DomainMigratePerform3Params => &PROCEDURES[87],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[88],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[89],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[90],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[91],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[92],
-            Self::DomainDefineXmlFlags => &PROCEDURES[93],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[94],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[95],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[96],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[97],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[98],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[99],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[100],
-            Self::ConnectSetIdentity => &PROCEDURES[101],
-            Self::DomainGetMessages => &PROCEDURES[102],
-            Self::DomainSaveParams => &PROCEDURES[103],
-            Self::DomainRestoreParams => &PROCEDURES[104],
-            Self::DomainAbortJobFlags => &PROCEDURES[105],
+            Self::DomainReset => &PROCEDURES[78],
+            Self::DomainShutdownFlags => &PROCEDURES[79],
+            Self::ConnectListAllDomains => &PROCEDURES[80],
+            Self::NodeGetCpuMap => &PROCEDURES[81],
+            Self::DomainGetJobStats => &PROCEDURES[82],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[83],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[84],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[85],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[86],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[87],
+            Self::DomainMigratePerform3Params => &PROCEDURES[88],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[89],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[90],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[91],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[92],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[93],
+            Self::DomainDefineXmlFlags => &PROCEDURES[94],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[95],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[96],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[97],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[98],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[99],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[100],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[101],
+            Self::ConnectSetIdentity => &PROCEDURES[102],
+            Self::DomainGetMessages => &PROCEDURES[103],
+            Self::DomainSaveParams => &PROCEDURES[104],
+            Self::DomainRestoreParams => &PROCEDURES[105],
+            Self::DomainAbortJobFlags => &PROCEDURES[106],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -2765,6 +2779,7 @@ impl Procedure {
             Self::DomainRestoreFlags => visitor.visit::<procs::DomainRestoreFlags>(),
             Self::DomainDestroyFlags => visitor.visit::<procs::DomainDestroyFlags>(),
             Self::DomainMigrateGetMaxSpeed => visitor.visit::<procs::DomainMigrateGetMaxSpeed>(),
+            Self::DomainReset => visitor.visit::<procs::DomainReset>(),
             Self::DomainShutdownFlags => visitor.visit::<procs::DomainShutdownFlags>(),
             Self::ConnectListAllDomains => visitor.visit::<procs::ConnectListAllDomains>(),
             Self::NodeGetCpuMap => visitor.visit::<procs::NodeGetCpuMap>(),
@@ -3475,6 +3490,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_SPEED",
         readonly: true,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 245,
+        name: "REMOTE_PROC_DOMAIN_RESET",
+        readonly: false,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -4432,6 +4455,15 @@ pub mod procs {
         type Ret = super::DomainMigrateGetMaxSpeedRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_RESET`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainReset;
+    impl super::RemoteProcedure for DomainReset {
+        const PROC: super::Procedure = super::Procedure::DomainReset;
+        type Args = super::DomainResetArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainShutdownFlags;
@@ -4843,6 +4875,8 @@ pub enum Call {
     DomainDestroyFlags(DomainDestroyFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_SPEED`.
     DomainMigrateGetMaxSpeed(DomainMigrateGetMaxSpeedArgs),
+    /// `REMOTE_PROC_DOMAIN_RESET`.
+    DomainReset(DomainResetArgs),
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`.
     DomainShutdownFlags(DomainShutdownFlagsArgs),
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`.
@@ -5114,6 +5148,7 @@ impl Call {
             Procedure::DomainMigrateGetMaxSpeed => {
                 Call::DomainMigrateGetMaxSpeed(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainReset => Call::DomainReset(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainShutdownFlags => {
                 Call::DomainShutdownFlags(migrated_xdr::from_bytes(payload)?)
             }
@@ -5293,6 +5328,7 @@ impl Call {
             Call::DomainRestoreFlags(_) => Procedure::DomainRestoreFlags,
             Call::DomainDestroyFlags(_) => Procedure::DomainDestroyFlags,
             Call::DomainMigrateGetMaxSpeed(_) => Procedure::DomainMigrateGetMaxSpeed,
+            Call::DomainReset(_) => Procedure::DomainReset,
             Call::DomainShutdownFlags(_) => Procedure::DomainShutdownFlags,
             Call::ConnectListAllDomains(_) => Procedure::ConnectListAllDomains,
             Call::NodeGetCpuMap(_) => Procedure::NodeGetCpuMap,
@@ -5414,6 +5450,7 @@ impl Call {
             Call::DomainRestoreFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainDestroyFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateGetMaxSpeed(args) => migrated_xdr::to_bytes(args),
+            Call::DomainReset(args) => migrated_xdr::to_bytes(args),
             Call::DomainShutdownFlags(args) => migrated_xdr::to_bytes(args),
             Call::ConnectListAllDomains(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetCpuMap(args) => migrated_xdr::to_bytes(args),
