@@ -67,6 +67,29 @@ impl Drop for Daemon {
     }
 }
 
+/// Stops the demo's guest on both hosts when dropped, before the daemons
+/// go: a QEMU guest outlives its daemon by design, and the demo must not
+/// leave one running (the workload keeps a core busy) on any path out.
+struct GuestCleanup<'a> {
+    ctl: &'a Path,
+    uris: [&'a str; 2],
+}
+
+impl Drop for GuestCleanup<'_> {
+    fn drop(&mut self) {
+        for uri in self.uris {
+            // Only where it runs; the other host answers "not running".
+            let _ = Command::new(self.ctl)
+                .arg("-c")
+                .arg(uri)
+                .args(["destroy", "demo"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// Runs the demo.
 pub fn run(root: &Path, args: &DemoArgs) -> Result<()> {
     if args.qemu && !crate::test::have("qemu-system-x86_64") {
@@ -114,6 +137,11 @@ fn demo(bin: &Path, work: &Path, args: &DemoArgs) -> Result<()> {
     std::fs::write(&xml, guest_xml(args, bin)?)?;
     let ctl = bin.join("migratectl");
     run_ctl(&ctl, &a.uri, &["define", path_str(&xml)?])?;
+    // Declared after the daemons, so dropped (guest stopped) before them.
+    let cleanup = GuestCleanup {
+        ctl: &ctl,
+        uris: [&a.uri, &b.uri],
+    };
     run_ctl(&ctl, &a.uri, &["start", "demo"])?;
     run_ctl(&ctl, &a.uri, &["list", "--all"])?;
     if args.qemu {
@@ -161,7 +189,8 @@ fn demo(bin: &Path, work: &Path, args: &DemoArgs) -> Result<()> {
     run_ctl(&ctl, &a.uri, &["list", "--all"])?;
     println!("== {}:", b.name);
     run_ctl(&ctl, &b.uri, &["list", "--all"])?;
-    println!("== the guest runs on exactly one host; stopping both daemons");
+    println!("== the guest runs on exactly one host; stopping it and both daemons");
+    drop(cleanup);
     drop(a);
     drop(b);
     Ok(())
