@@ -69,23 +69,31 @@ fn settled_on_source(hosts: &QemuHosts, name: &str, uuid: &str, src_pid: i32) {
     moved_and_counting(hosts, name, uuid, src_pid, c);
 }
 
-#[test]
-fn qemu_destination_qemu_killed_during_perform() {
+/// Loses the destination's copy during a throttled Perform with `lose`
+/// (given the hosts, the guest's name and the incoming QEMU's pid); the
+/// migration must fail and the guest run on in its original QEMU.
+fn destination_copy_lost(name: &str, lose: impl FnOnce(&QemuHosts, &str, i32)) {
     let Some(hosts) = QemuHosts::start() else {
         return;
     };
-    let name = "q-kill-dst-qemu";
     let (uuid, _) = hosts.running_guest(name);
     let src_pid = status_pid(&hosts.a, name).expect("source status file");
     let (child, dst_pid) = slow_migration(&hosts, name, &uuid, &[]);
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is the
-    // destination QEMU of this test's guest.
-    unsafe { libc::kill(dst_pid, libc::SIGKILL) };
+    lose(&hosts, name, dst_pid);
     let (ok, err) = finish(child);
     assert!(!ok, "migration succeeded without its destination");
     assert!(!err.is_empty());
     assert!(pid_gone(dst_pid));
     settled_on_source(&hosts, name, &uuid, src_pid);
+}
+
+#[test]
+fn qemu_destination_qemu_killed_during_perform() {
+    destination_copy_lost("q-kill-dst-qemu", |_, _, dst_pid| {
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is the
+        // destination QEMU of this test's guest.
+        unsafe { libc::kill(dst_pid, libc::SIGKILL) };
+    });
 }
 
 /// `destroy` on the destination during a throttled Perform cancels the
@@ -94,19 +102,9 @@ fn qemu_destination_qemu_killed_during_perform() {
 /// the guest runs on in its original QEMU.
 #[test]
 fn qemu_destroy_on_the_destination_during_perform() {
-    let Some(hosts) = QemuHosts::start() else {
-        return;
-    };
-    let name = "q-destroy-dst";
-    let (uuid, _) = hosts.running_guest(name);
-    let src_pid = status_pid(&hosts.a, name).expect("source status file");
-    let (child, dst_pid) = slow_migration(&hosts, name, &uuid, &[]);
-    hosts.ctl_ok(&hosts.b_uri(), &["destroy", name]);
-    let (ok, err) = finish(child);
-    assert!(!ok, "migration succeeded without its destination");
-    assert!(!err.is_empty());
-    assert!(pid_gone(dst_pid));
-    settled_on_source(&hosts, name, &uuid, src_pid);
+    destination_copy_lost("q-destroy-dst", |hosts, name, _| {
+        hosts.ctl_ok(&hosts.b_uri(), &["destroy", name]);
+    });
 }
 
 /// The destination daemon is killed (SIGKILL) during a throttled Perform.

@@ -262,15 +262,11 @@ async fn wait(
                     return Err(Error::OperationAborted { operation: "migration in" });
                 }
             }
-            () = tokio::time::sleep(PAUSE_POLL), if outgoing && !paused => {}
+            () = job.pause_wanted(), if outgoing && !paused => {}
             reason = qmp.closed() => return Err(failed(format!("qemu monitor closed: {reason}"))),
         }
     }
 }
-
-/// How often an outgoing migration looks for a SUSPEND request between
-/// QEMU's events (each look is one `query-migrate`).
-const PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 fn feed_stats(job: &JobHandle, info: &MigrationInfo) {
     let Some(ram) = info.ram else { return };

@@ -69,7 +69,7 @@ struct Shared {
     timeline_origin: Instant,
     tuning: Mutex<Tuning>,
     abort: watch::Sender<bool>,
-    pause_now: std::sync::atomic::AtomicBool,
+    pause_now: watch::Sender<bool>,
     transfer: watch::Sender<Transfer>,
     ended: watch::Sender<bool>,
 }
@@ -145,7 +145,7 @@ impl JobHandle {
             timeline_origin: now,
             tuning: Mutex::new(tuning),
             abort: watch::channel(false).0,
-            pause_now: std::sync::atomic::AtomicBool::new(false),
+            pause_now: watch::channel(false).0,
             transfer: watch::channel(Transfer::Running).0,
             ended: watch::channel(false).0,
         }))
@@ -266,14 +266,23 @@ impl JobHandle {
     /// Asks the data plane to pause the guest now and send the rest (the
     /// completion timeout's "pause" action).
     pub fn request_pause(&self) {
-        self.0
-            .pause_now
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.0.pause_now.send_replace(true);
     }
 
     /// Whether [`JobHandle::request_pause`] was called.
     pub fn pause_requested(&self) -> bool {
-        self.0.pause_now.load(std::sync::atomic::Ordering::Acquire)
+        *self.0.pause_now.borrow()
+    }
+
+    /// Completes once [`JobHandle::request_pause`] is called (at once if it
+    /// was), for a data plane that waits on events rather than polling.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only watches a flag.
+    pub async fn pause_wanted(&self) {
+        let mut rx = self.0.pause_now.subscribe();
+        // The sender lives as long as this handle, so this only ends by the flag.
+        let _ = rx.wait_for(|p| *p).await;
     }
 
     /// Destination data plane: the incoming stream failed for good (the source

@@ -173,7 +173,7 @@ pub async fn settle_held_by_operator(
 /// The largest migration bandwidth, MiB/s, libvirt's QEMU driver accepts
 /// (`QEMU_DOMAIN_MIG_BANDWIDTH_MAX`: `i64::MAX` bytes/s in MiB/s) and
 /// reports as the speed of a domain nobody limited.
-pub const BANDWIDTH_MAX_MIB_S: u64 = (i64::MAX as u64) / (1024 * 1024);
+const BANDWIDTH_MAX_MIB_S: u64 = (i64::MAX as u64) / (1024 * 1024);
 
 /// How long DESTROY waits for the migration it aborted to end.
 const DESTROY_ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
