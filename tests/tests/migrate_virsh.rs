@@ -205,6 +205,15 @@ fn virsh_bandwidth_and_job_tuning() {
     assert_eq!(state(&b, name).as_deref(), Some("running"));
     let info = virsh_ok(&b, &["domjobinfo", "--completed", name], &hosts);
     assert!(info.contains("Completed"), "{info}");
+    // As QEMU's `duplicate`: pages that never held data count as constant
+    // pages, though nothing is sent for them.
+    let info = virsh_ok(&a, &["domjobinfo", "--completed", name], &hosts);
+    let constant: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Constant pages:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no constant pages in:\n{info}"));
+    assert!(constant > 0, "{info}");
     virsh_ok(&b, &["migrate", "--live", name, &a], &hosts);
 }
 

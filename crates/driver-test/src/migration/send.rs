@@ -161,6 +161,10 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
         // destination starts zeroed; a page allocated later is dirty).
         self.memory.take_dirty_pages();
         let mut pages = self.memory.allocated_page_indices();
+        // Pages that never held data are zero on both sides and are not
+        // sent; QEMU counts such pages of its first pass as constant
+        // (`duplicate`), so they are counted here too.
+        self.constant += self.memory.page_count().saturating_sub(pages.len() as u64);
         let mut first = true;
         let mut iteration: u32 = 1;
         let mut prev_dirty = u64::MAX;
