@@ -52,6 +52,18 @@ fn qemu_virsh_lifecycle() {
     let pid = status_pid(&hosts.a, name).expect("status file of a running guest");
     assert_eq!(qemu_pids(&uuid), vec![pid]);
     let c = counter_above(&uri, name, 0, &hosts);
+    // domstats of a running QEMU guest: its CPU time has grown (the
+    // workload has run) and the sizes are the XML's.
+    let stats = hosts.virsh_ok(&uri, &["domstats", name]);
+    let cpu_ns: u64 = stats
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("cpu.time="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no cpu.time in {stats}"));
+    assert!(cpu_ns > 0, "{stats}");
+    for needle in ["state.state=1", "balloon.maximum=65536", "vcpu.0.state=1"] {
+        assert!(stats.contains(needle), "{needle:?} missing from {stats}");
+    }
 
     hosts.virsh_ok(&uri, &["suspend", name]);
     assert_eq!(domstate(&uri, name).as_deref(), Some("paused"));

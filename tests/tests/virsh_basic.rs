@@ -136,10 +136,50 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
         "{list}"
     );
 
+    // domstats: every group this daemon serves, with libvirt's names.
+    let stats = ok(&virsh(uri, &["domstats", name]), "domstats");
+    for needle in [
+        &format!("Domain: '{name}'") as &str,
+        "state.state=1",
+        "state.reason=1",
+        "cpu.time=",
+        "balloon.current=4096",
+        "balloon.maximum=4096",
+        "vcpu.current=1",
+        "vcpu.maximum=1",
+        "vcpu.0.state=1",
+    ] {
+        assert!(stats.contains(needle), "{needle:?} missing from {stats}");
+    }
+
     ok(&virsh(uri, &["suspend", name]), "suspend");
     assert_eq!(
         ok(&virsh(uri, &["domstate", name]), "domstate").trim(),
         "paused"
+    );
+    // Filters and groups: a paused guest is listed by --list-paused only,
+    // and only the state group is sent when only it is asked for.
+    let paused = ok(
+        &virsh(uri, &["domstats", "--state", "--list-paused"]),
+        "domstats --list-paused",
+    );
+    assert!(
+        paused.contains("state.state=3") && !paused.contains("balloon."),
+        "{paused}"
+    );
+    let running = ok(
+        &virsh(uri, &["domstats", "--list-running"]),
+        "domstats --list-running",
+    );
+    assert!(!running.contains(name), "{running}");
+    // A group no driver here fills is refused under --enforce, with
+    // libvirt's error.
+    let enforced = virsh(uri, &["domstats", "--block", "--enforce", name]);
+    assert!(!enforced.status.success());
+    assert!(
+        stderr_of(&enforced).contains("argument unsupported"),
+        "{}",
+        stderr_of(&enforced)
     );
     ok(&virsh(uri, &["resume", name]), "resume");
     assert_eq!(

@@ -42,7 +42,10 @@ pub fn render(tables: &[&SupportTable]) -> String {
          answers `VIR_ERR_NO_SUPPORT`, or `VIR_ERR_ARGUMENT_UNSUPPORTED` for migration\n\
          flags and parameters). A test in each driver crate checks its table against the\n\
          driver's real answers. Procedures the daemon answers itself (connection,\n\
-         authentication, keepalive, host name) are not listed. Any other procedure of\n\
+         authentication, keepalive, host name) are not listed, nor are those it composes\n\
+         from the listed ones for every driver: the old listing calls, and\n\
+         `CONNECT_GET_ALL_DOMAIN_STATS` (`virsh domstats`: groups state, cpu-total,\n\
+         balloon and vcpu, from `list_all_domains`, `get_state` and `get_info`). Any other procedure of\n\
          libvirt's remote protocol is answered `VIR_ERR_NO_SUPPORT` naming its API, as\n\
          libvirtd does for a driver without the function.\n\n\
          ## Procedures\n\n",

@@ -14,6 +14,7 @@ pub mod migration_local;
 pub mod migration_peers;
 pub mod migration_tunnel;
 pub mod save;
+pub mod stats;
 
 use bytes::Bytes;
 use migrated_proto::{Call, NonnullDomain, Procedure};
@@ -87,6 +88,9 @@ pub async fn run(
         Call::ConnectListAllDomains(args) => reply(p, &d::list_all(session, args).await?),
         Call::ConnectNumOfDomains => reply(p, &d::num_of_domains(session).await?),
         Call::ConnectListDomains(args) => reply(p, &d::list_domains(session, args).await?),
+        Call::ConnectGetAllDomainStats(args) => {
+            reply(p, &Box::pin(stats::get_all(session, args)).await?)
+        }
         Call::ConnectNumOfDefinedDomains => reply(p, &d::num_of_defined(session).await?),
         Call::ConnectListDefinedDomains(args) => reply(p, &d::list_defined(session, args).await?),
 

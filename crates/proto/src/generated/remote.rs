@@ -45,6 +45,9 @@ pub const REMOTE_CONNECT_IDENTITY_PARAMS_MAX: usize = 20;
 /// Most messages in a DOMAIN_GET_MESSAGES reply.
 pub const REMOTE_DOMAIN_MESSAGES_MAX: usize = 2048;
 
+/// Upper limit on the typed parameters of one domain's statistics record.
+pub const REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX: usize = 262144;
+
 /// Longest typed-parameter field name, trailing NUL included.
 pub const VIR_TYPED_PARAM_FIELD_LENGTH: usize = 80;
 
@@ -1990,6 +1993,45 @@ pub struct DomainMigrateGetMaxSpeedArgs {
     pub flags: u32,
 }
 
+/// One domain's statistics in REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainStatsRecord {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// "state.state", "cpu.time", "balloon.current", "vcpu.current", ...
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+}
+
+/// Arguments of REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConnectGetAllDomainStatsArgs {
+    /// these domains (virDomainListGetStats), or all when empty
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_LIST_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_LIST_MAX, _, _>"
+    )]
+    pub doms: Vec<NonnullDomain>,
+    /// VIR_DOMAIN_STATS_*: groups; 0 = every group the driver has
+    pub stats: u32,
+    /// VIR_CONNECT_GET_ALL_DOMAINS_STATS_*: state filters, ENFORCE_STATS
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConnectGetAllDomainStatsRet {
+    /// Field `retStats` of `remote_connect_get_all_domain_stats_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_LIST_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_LIST_MAX, _, _>"
+    )]
+    pub ret_stats: Vec<DomainStatsRecord>,
+}
+
 /// Arguments of REMOTE_PROC_DOMAIN_RESET.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainResetArgs {
@@ -2313,6 +2355,8 @@ pub enum Procedure {
     ConnectDomainEventCallbackDeregisterAny = 317,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_LIFECYCLE`
     DomainEventCallbackLifecycle = 318,
+    /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`
+    ConnectGetAllDomainStats = 344,
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`
     DomainDefineXmlFlags = 350,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION`
@@ -2438,6 +2482,7 @@ impl Procedure {
         Procedure::ConnectDomainEventCallbackRegisterAny,
         Procedure::ConnectDomainEventCallbackDeregisterAny,
         Procedure::DomainEventCallbackLifecycle,
+        Procedure::ConnectGetAllDomainStats,
         Procedure::DomainDefineXmlFlags,
         Procedure::DomainEventCallbackMigrationIteration,
         Procedure::ConnectRegisterCloseCallback,
@@ -2549,6 +2594,7 @@ impl Procedure {
             316 => Some(Self::ConnectDomainEventCallbackRegisterAny),
             317 => Some(Self::ConnectDomainEventCallbackDeregisterAny),
             318 => Some(Self::DomainEventCallbackLifecycle),
+            344 => Some(Self::ConnectGetAllDomainStats),
             350 => Some(Self::DomainDefineXmlFlags),
             359 => Some(Self::DomainEventCallbackMigrationIteration),
             360 => Some(Self::ConnectRegisterCloseCallback),
@@ -2662,19 +2708,20 @@ impl Procedure {
             Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[91],
             Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[92],
             Self::DomainEventCallbackLifecycle => &PROCEDURES[93],
-            Self::DomainDefineXmlFlags => &PROCEDURES[94],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[95],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[96],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[97],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[98],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[99],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[100],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[101],
-            Self::ConnectSetIdentity => &PROCEDURES[102],
-            Self::DomainGetMessages => &PROCEDURES[103],
-            Self::DomainSaveParams => &PROCEDURES[104],
-            Self::DomainRestoreParams => &PROCEDURES[105],
-            Self::DomainAbortJobFlags => &PROCEDURES[106],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[94],
+            Self::DomainDefineXmlFlags => &PROCEDURES[95],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[96],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[97],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[98],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[99],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[100],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[101],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[102],
+            Self::ConnectSetIdentity => &PROCEDURES[103],
+            Self::DomainGetMessages => &PROCEDURES[104],
+            Self::DomainSaveParams => &PROCEDURES[105],
+            Self::DomainRestoreParams => &PROCEDURES[106],
+            Self::DomainAbortJobFlags => &PROCEDURES[107],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -2815,6 +2862,7 @@ impl Procedure {
             Self::DomainEventCallbackLifecycle => {
                 visitor.visit::<procs::DomainEventCallbackLifecycle>()
             }
+            Self::ConnectGetAllDomainStats => visitor.visit::<procs::ConnectGetAllDomainStats>(),
             Self::DomainDefineXmlFlags => visitor.visit::<procs::DomainDefineXmlFlags>(),
             Self::DomainEventCallbackMigrationIteration => {
                 visitor.visit::<procs::DomainEventCallbackMigrationIteration>()
@@ -3619,6 +3667,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         readonly: false,
         priority: false,
         event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 344,
+        name: "REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS",
+        readonly: true,
+        priority: false,
+        event: false,
         stream: false,
     },
     crate::ProcedureInfo {
@@ -4599,6 +4655,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct ConnectGetAllDomainStats;
+    impl super::RemoteProcedure for ConnectGetAllDomainStats {
+        const PROC: super::Procedure = super::Procedure::ConnectGetAllDomainStats;
+        type Args = super::ConnectGetAllDomainStatsArgs;
+        type Ret = super::ConnectGetAllDomainStatsRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainDefineXmlFlags;
@@ -4905,6 +4970,8 @@ pub enum Call {
     ConnectDomainEventCallbackRegisterAny(ConnectDomainEventCallbackRegisterAnyArgs),
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY`.
     ConnectDomainEventCallbackDeregisterAny(ConnectDomainEventCallbackDeregisterAnyArgs),
+    /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`.
+    ConnectGetAllDomainStats(ConnectGetAllDomainStatsArgs),
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`.
     DomainDefineXmlFlags(DomainDefineXmlFlagsArgs),
     /// `REMOTE_PROC_CONNECT_REGISTER_CLOSE_CALLBACK`.
@@ -5195,6 +5262,9 @@ impl Call {
                     proc_.name()
                 )))
             }
+            Procedure::ConnectGetAllDomainStats => {
+                Call::ConnectGetAllDomainStats(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainDefineXmlFlags => {
                 Call::DomainDefineXmlFlags(migrated_xdr::from_bytes(payload)?)
             }
@@ -5353,6 +5423,7 @@ impl Call {
             Call::ConnectDomainEventCallbackDeregisterAny(_) => {
                 Procedure::ConnectDomainEventCallbackDeregisterAny
             }
+            Call::ConnectGetAllDomainStats(_) => Procedure::ConnectGetAllDomainStats,
             Call::DomainDefineXmlFlags(_) => Procedure::DomainDefineXmlFlags,
             Call::ConnectRegisterCloseCallback => Procedure::ConnectRegisterCloseCallback,
             Call::ConnectUnregisterCloseCallback => Procedure::ConnectUnregisterCloseCallback,
@@ -5465,6 +5536,7 @@ impl Call {
             Call::DomainMigrateConfirm3Params(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackRegisterAny(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackDeregisterAny(args) => migrated_xdr::to_bytes(args),
+            Call::ConnectGetAllDomainStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainDefineXmlFlags(args) => migrated_xdr::to_bytes(args),
             Call::ConnectRegisterCloseCallback => Ok(Vec::new()),
             Call::ConnectUnregisterCloseCallback => Ok(Vec::new()),
