@@ -76,6 +76,16 @@ fn qemu_virsh_lifecycle() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no rss in {mem}"));
     assert!(rss_kib > 1024, "{mem}");
+    // The real host's figures: /proc/stat and /proc/meminfo, one cell.
+    let cpu = hosts.virsh_ok(&uri, &["nodecpustats"]);
+    for needle in ["user:", "system:", "idle:", "iowait:"] {
+        assert!(cpu.contains(needle), "{needle:?} missing from {cpu}");
+    }
+    let cells = hosts.virsh_ok(&uri, &["freecell", "--all"]);
+    assert!(
+        cells.contains("    0: ") && cells.contains("Total:"),
+        "{cells}"
+    );
 
     hosts.virsh_ok(&uri, &["suspend", name]);
     assert_eq!(domstate(&uri, name).as_deref(), Some("paused"));

@@ -54,6 +54,37 @@ fn virsh_version_hostname_uri_and_capabilities_over_tcp() {
         caps.contains(daemon.host_uuid()),
         "host uuid missing from {caps}"
     );
+    // The host's NUMA cells: the test driver's fictional host has two of
+    // 8 GiB, as libvirt's test driver; virsh finds them in <topology>.
+    assert!(caps.contains("<cells num='2'>"), "{caps}");
+    let cells = ok(&virsh(&uri, &["freecell", "--all"]), "virsh freecell --all");
+    for needle in [
+        "0:    8388608 KiB",
+        "1:    8388608 KiB",
+        "Total:   16777216 KiB",
+    ] {
+        assert!(cells.contains(needle), "{needle:?} missing from {cells}");
+    }
+    let out_of_range = virsh(&uri, &["freecell", "2"]);
+    assert!(!out_of_range.status.success());
+    assert!(
+        stderr_of(&out_of_range).contains("start cell 2 out of range (0-1)"),
+        "{}",
+        stderr_of(&out_of_range)
+    );
+    let mem = ok(&virsh(&uri, &["nodememstats"]), "virsh nodememstats");
+    assert!(
+        mem.contains("total  :             16777216 KiB") && mem.contains("cached :"),
+        "{mem}"
+    );
+    // Like libvirt's test driver, no host CPU statistics.
+    let cpu = virsh(&uri, &["nodecpustats"]);
+    assert!(!cpu.status.success());
+    assert!(
+        stderr_of(&cpu).contains("not supported by the Test driver: virNodeGetCPUStats"),
+        "{}",
+        stderr_of(&cpu)
+    );
 }
 
 #[test]
@@ -155,7 +186,11 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
     // vCPUs and memory, as `virsh vcpucount/vcpuinfo/vcpupin/dommemstat`
     // show them for a running guest.
     let count = ok(&virsh(uri, &["vcpucount", name]), "vcpucount");
-    for needle in ["maximum      config", "maximum      live", "current      live"] {
+    for needle in [
+        "maximum      config",
+        "maximum      live",
+        "current      live",
+    ] {
         assert!(count.contains(needle), "{needle:?} missing from {count}");
     }
     let vcpus = ok(&virsh(uri, &["vcpuinfo", name]), "vcpuinfo");

@@ -159,6 +159,45 @@ pub struct MemoryStat {
     pub value: u64,
 }
 
+/// The host's memory (`NODE_GET_MEMORY_STATS`, `NODE_GET_FREE_MEMORY`,
+/// `NODE_GET_CELLS_FREE_MEMORY`), in KiB.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeMemory {
+    /// Total usable memory.
+    pub total_kib: u64,
+    /// Free memory.
+    pub free_kib: u64,
+    /// Block-device buffers.
+    pub buffers_kib: u64,
+    /// Page cache.
+    pub cached_kib: u64,
+    /// Each NUMA cell's memory, cell 0 first.
+    pub cells: Vec<CellMemory>,
+}
+
+/// One NUMA cell's memory, in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CellMemory {
+    /// Total memory of the cell.
+    pub total_kib: u64,
+    /// Free memory of the cell.
+    pub free_kib: u64,
+}
+
+/// CPU time of the host or of one host CPU since boot, in ns, as libvirt
+/// groups it (`NODE_GET_CPU_STATS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuTimes {
+    /// System, interrupt and soft-interrupt time.
+    pub kernel_ns: u64,
+    /// User and nice time.
+    pub user_ns: u64,
+    /// Idle time.
+    pub idle_ns: u64,
+    /// Time waiting for I/O.
+    pub iowait_ns: u64,
+}
+
 /// `NODE_GET_INFO` answer (libvirt-wire.md §3.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {

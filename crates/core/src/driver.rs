@@ -17,8 +17,8 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub use crate::domain::{
-    DomainEvent, DomainInfo, DomainRef, DomainState, HostIdentity, LifecycleEvent, MemoryStat,
-    NodeInfo, SecurityModel, StateReason, VcpuInfo,
+    CellMemory, CpuTimes, DomainEvent, DomainInfo, DomainRef, DomainState, HostIdentity,
+    LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason, VcpuInfo,
 };
 use crate::error::{Error, Result};
 use crate::support::SupportTable;
@@ -80,6 +80,10 @@ pub enum Operation {
     Capabilities,
     /// [`Driver::node_info`].
     NodeInfo,
+    /// [`Driver::node_memory`].
+    NodeMemory,
+    /// [`Driver::node_cpu_times`].
+    NodeCpuTimes,
     /// [`Driver::node_security_model`].
     NodeSecurityModel,
     /// [`Driver::hypervisor_version`].
@@ -125,6 +129,8 @@ impl Operation {
         Operation::HasManagedSave,
         Operation::Capabilities,
         Operation::NodeInfo,
+        Operation::NodeMemory,
+        Operation::NodeCpuTimes,
         Operation::NodeSecurityModel,
         Operation::HypervisorVersion,
         Operation::GetType,
@@ -163,6 +169,8 @@ impl Operation {
             Operation::HasManagedSave => "virDomainHasManagedSaveImage",
             Operation::Capabilities => "virConnectGetCapabilities",
             Operation::NodeInfo => "virNodeGetInfo",
+            Operation::NodeMemory => "virNodeGetMemoryStats",
+            Operation::NodeCpuTimes => "virNodeGetCPUStats",
             Operation::NodeSecurityModel => "virNodeGetSecurityModel",
             Operation::HypervisorVersion => "virConnectGetVersion",
             Operation::GetType => "virConnectGetType",
@@ -202,6 +210,8 @@ impl Operation {
             Operation::HasManagedSave => "has_managed_save",
             Operation::Capabilities => "capabilities",
             Operation::NodeInfo => "node_info",
+            Operation::NodeMemory => "node_memory",
+            Operation::NodeCpuTimes => "node_cpu_times",
             Operation::NodeSecurityModel => "node_security_model",
             Operation::HypervisorVersion => "hypervisor_version",
             Operation::GetType => "get_type",
@@ -395,6 +405,17 @@ pub trait Driver: Send + Sync {
     /// Host CPU and memory summary.
     async fn node_info(&self) -> Result<NodeInfo> {
         Err(self.no_support(Operation::NodeInfo))
+    }
+
+    /// The host's memory, in total and per NUMA cell.
+    async fn node_memory(&self) -> Result<NodeMemory> {
+        Err(self.no_support(Operation::NodeMemory))
+    }
+
+    /// CPU time of host CPU `cpu`, or of all of them for `None`.
+    async fn node_cpu_times(&self, cpu: Option<u32>) -> Result<CpuTimes> {
+        let _ = cpu;
+        Err(self.no_support(Operation::NodeCpuTimes))
     }
 
     /// Host security model (empty when there is none).

@@ -45,9 +45,13 @@ pub fn render(tables: &[&SupportTable]) -> String {
          authentication, keepalive, host name) are not listed, nor are those it composes\n\
          from the listed ones for every driver: the old listing calls,\n\
          `CONNECT_GET_ALL_DOMAIN_STATS` (`virsh domstats`: groups state, cpu-total,\n\
-         balloon and vcpu, from `list_all_domains`, `get_state` and `get_info`), and\n\
-         `DOMAIN_GET_VCPUS_FLAGS` / `DOMAIN_GET_MAX_VCPUS` (`virsh vcpucount`, from\n\
-         `get_info`; no vCPU hot-plug, so live and configured counts agree). Any other procedure of\n\
+         balloon and vcpu, from `list_all_domains`, `get_state` and `get_info`),\n\
+         `DOMAIN_GET_VCPUS_FLAGS` / `DOMAIN_GET_MAX_VCPUS` / `DOMAIN_GET_VCPU_PIN_INFO`\n\
+         (`virsh vcpucount`, `vcpupin`, from `get_info`; no vCPU hot-plug or pinning, so\n\
+         live and configured counts agree and every vCPU may use every host CPU),\n\
+         `NODE_GET_CPU_MAP` (from `node_info`), and\n\
+         `NODE_GET_FREE_MEMORY` / `NODE_GET_CELLS_FREE_MEMORY` (`virsh freecell`, from\n\
+         `node_memory`). Any other procedure of\n\
          libvirt's remote protocol is answered `VIR_ERR_NO_SUPPORT` naming its API, as\n\
          libvirtd does for a driver without the function.\n\n\
          ## Procedures\n\n",

@@ -52,6 +52,8 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     ),
     (Procedure::ConnectGetCapabilities, Operation::Capabilities),
     (Procedure::NodeGetInfo, Operation::NodeInfo),
+    (Procedure::NodeGetMemoryStats, Operation::NodeMemory),
+    (Procedure::NodeGetCpuStats, Operation::NodeCpuTimes),
     (
         Procedure::NodeGetSecurityModel,
         Operation::NodeSecurityModel,

@@ -29,6 +29,8 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::ConnectGetUri, "0.1.0"),
         (Procedure::ConnectGetCapabilities, "0.1.0"),
         (Procedure::NodeGetInfo, "0.1.0"),
+        (Procedure::NodeGetMemoryStats, "0.1.0"),
+        (Procedure::NodeGetCpuStats, "0.1.0"),
         (Procedure::NodeGetSecurityModel, "0.1.0"),
         (Procedure::ConnectListAllDomains, "0.1.0"),
         (Procedure::ConnectDomainEventCallbackRegisterAny, "0.1.0"),

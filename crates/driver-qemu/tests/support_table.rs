@@ -43,6 +43,8 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::HasManagedSave => driver.has_managed_save(&dom, 0).await.err(),
         Operation::Capabilities => driver.capabilities().await.err(),
         Operation::NodeInfo => driver.node_info().await.err(),
+        Operation::NodeMemory => driver.node_memory().await.err(),
+        Operation::NodeCpuTimes => driver.node_cpu_times(None).await.err(),
         Operation::NodeSecurityModel => driver.node_security_model().await.err(),
         Operation::HypervisorVersion => driver.hypervisor_version().await.err(),
         Operation::GetType => driver.get_type().await.err(),

@@ -41,8 +41,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use migrated_core::domain::{
-    DomainEvent, DomainInfo, DomainRef, HostIdentity, MemoryStat, NodeInfo, SecurityModel,
-    StateReason, VcpuInfo,
+    CellMemory, DomainEvent, DomainInfo, DomainRef, HostIdentity, MemoryStat, NodeInfo, NodeMemory,
+    SecurityModel, StateReason, VcpuInfo,
 };
 use migrated_core::driver::Driver;
 use migrated_core::support::SupportTable;
@@ -52,6 +52,12 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub use memory::{GuestMemory, PageContent, PAGE_SIZE};
+
+/// Memory of the fictional host this driver describes (as libvirt's test
+/// driver: 16 GiB in 2 NUMA cells), KiB.
+const HOST_MEMORY_KIB: u64 = 16 * 1024 * 1024;
+/// NUMA cells of the fictional host.
+const HOST_CELLS: u64 = 2;
 pub use migration::TestBackend;
 pub use support::SUPPORT;
 pub use workload::{Workload, WorkloadConfig};
@@ -352,13 +358,37 @@ impl Driver for TestDriver {
         // The same fictional host libvirt's own test driver describes.
         Ok(NodeInfo {
             model: "x86_64".into(),
-            memory_kib: 16 * 1024 * 1024,
+            memory_kib: HOST_MEMORY_KIB,
             cpus: 16,
             mhz: 1400,
-            nodes: 2,
+            nodes: HOST_CELLS as i32,
             sockets: 2,
             cores: 2,
             threads: 2,
+        })
+    }
+
+    async fn node_memory(&self) -> Result<NodeMemory> {
+        // The fictional host's cells share its memory equally; running
+        // guests take theirs from the first cells first.
+        let mut used = self.read(|r| Ok(r.running_memory_kib()))?;
+        let per_cell = HOST_MEMORY_KIB / HOST_CELLS;
+        let cells: Vec<CellMemory> = (0..HOST_CELLS)
+            .map(|_| {
+                let taken = used.min(per_cell);
+                used -= taken;
+                CellMemory {
+                    total_kib: per_cell,
+                    free_kib: per_cell - taken,
+                }
+            })
+            .collect();
+        Ok(NodeMemory {
+            total_kib: HOST_MEMORY_KIB,
+            free_kib: cells.iter().map(|c| c.free_kib).sum(),
+            buffers_kib: 0,
+            cached_kib: 0,
+            cells,
         })
     }
 

@@ -164,6 +164,15 @@ impl Registry {
         })
     }
 
+    /// Memory of the running guests, KiB.
+    pub fn running_memory_kib(&self) -> u64 {
+        self.guests
+            .values()
+            .filter_map(|g| g.live.as_ref())
+            .map(|l| l.def.current_memory_kib)
+            .sum()
+    }
+
     /// The running instance of `dom`.
     ///
     /// # Errors

@@ -47,6 +47,8 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::HasManagedSave => no_support(drv.has_managed_save(dom, 0).await),
         Operation::Capabilities => no_support(drv.capabilities().await),
         Operation::NodeInfo => no_support(drv.node_info().await),
+        Operation::NodeMemory => no_support(drv.node_memory().await),
+        Operation::NodeCpuTimes => no_support(drv.node_cpu_times(None).await),
         Operation::NodeSecurityModel => no_support(drv.node_security_model().await),
         Operation::HypervisorVersion => no_support(drv.hypervisor_version().await),
         Operation::GetType => no_support(drv.get_type().await),

@@ -193,9 +193,25 @@ pub async fn get_capabilities(
         .capabilities()
         .await
         .map_err(|e| to_wire_error(&e))?;
-    let capabilities =
-        crate::capabilities::render(handler.host_uuid(), open.driver.support(), &driver_xml)
-            .map_err(|e| to_wire_error(&e))?;
+    // The topology is a description; a driver without node facts still
+    // has capabilities.
+    let topology = match open.driver.node_info().await {
+        Ok(node) => {
+            let memory = open.driver.node_memory().await.ok();
+            Some(crate::capabilities::Topology::from_host(
+                &node,
+                memory.as_ref(),
+            ))
+        }
+        Err(_) => None,
+    };
+    let capabilities = crate::capabilities::render(
+        handler.host_uuid(),
+        open.driver.support(),
+        &driver_xml,
+        topology.as_ref(),
+    )
+    .map_err(|e| to_wire_error(&e))?;
     Ok(ConnectGetCapabilitiesRet { capabilities })
 }
 

@@ -13,6 +13,7 @@ pub mod migration_jobs;
 pub mod migration_local;
 pub mod migration_peers;
 pub mod migration_tunnel;
+pub mod node;
 pub mod save;
 pub mod stats;
 pub mod vcpu_memory;
@@ -82,6 +83,12 @@ pub async fn run(
         Call::ConnectIsSecure => reply(p, &c::is_secure(ctx)),
         Call::NodeGetInfo => reply(p, &c::node_get_info(session).await?),
         Call::NodeGetSecurityModel => reply(p, &c::node_get_security_model(session).await?),
+        Call::NodeGetMemoryStats(args) => reply(p, &node::get_memory_stats(session, args).await?),
+        Call::NodeGetCpuStats(args) => reply(p, &node::get_cpu_stats(session, args).await?),
+        Call::NodeGetFreeMemory => reply(p, &node::get_free_memory(session).await?),
+        Call::NodeGetCellsFreeMemory(args) => {
+            reply(p, &node::get_cells_free_memory(session, args).await?)
+        }
         Call::ConnectRegisterCloseCallback => reply(p, &c::close_callback(session, true)),
         Call::ConnectUnregisterCloseCallback => reply(p, &c::close_callback(session, false)),
 

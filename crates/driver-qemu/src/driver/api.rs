@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use migrated_core::domain::{
-    event_detail, memory_stat, paused_reason, running_reason, shutoff_reason, DomainEvent,
-    DomainInfo, DomainRef, DomainState, LifecycleEvent, MemoryStat, NodeInfo, SecurityModel,
-    StateReason, VcpuInfo, VCPU_RUNNING,
+    event_detail, memory_stat, paused_reason, running_reason, shutoff_reason, CpuTimes,
+    DomainEvent, DomainInfo, DomainRef, DomainState, LifecycleEvent, MemoryStat, NodeInfo,
+    NodeMemory, SecurityModel, StateReason, VcpuInfo, VCPU_RUNNING,
 };
 use migrated_core::driver::Driver;
 use migrated_core::flags::{self, check_flags};
@@ -19,7 +19,8 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::host::{
-    capabilities_xml, node_info, parse_version, proc_cpu_time_ns, proc_rss_kib, proc_stat,
+    capabilities_xml, node_cpu_times, node_info, node_memory, parse_version, proc_cpu_time_ns,
+    proc_rss_kib, proc_stat,
 };
 use super::registry::{Domain, StopIntent};
 use super::{parse_def, QemuDriver, StartMode, URI};
@@ -435,6 +436,14 @@ impl Driver for QemuDriver {
 
     async fn node_info(&self) -> Result<NodeInfo> {
         Ok(node_info())
+    }
+
+    async fn node_memory(&self) -> Result<NodeMemory> {
+        node_memory().ok_or_else(|| Error::internal("cannot read /proc/meminfo"))
+    }
+
+    async fn node_cpu_times(&self, cpu: Option<u32>) -> Result<CpuTimes> {
+        node_cpu_times(cpu).ok_or_else(|| Error::internal("cannot read /proc/stat"))
     }
 
     async fn node_security_model(&self) -> Result<SecurityModel> {

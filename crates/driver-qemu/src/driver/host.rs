@@ -1,7 +1,7 @@
 //! Facts about the host and QEMU that the driver reports: capabilities,
 //! node info, the QEMU version, a guest's CPU time and resident size.
 
-use migrated_core::domain::{HostIdentity, NodeInfo};
+use migrated_core::domain::{CellMemory, CpuTimes, HostIdentity, NodeInfo, NodeMemory};
 
 use crate::command::Accel;
 
@@ -122,6 +122,66 @@ pub(super) fn node_info() -> NodeInfo {
     }
 }
 
+/// Clock ticks of `/proc/stat` in ns.
+fn tick_ns() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    1_000_000_000 / u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100)
+}
+
+/// The host's memory from `/proc/meminfo`. The host is described as one
+/// NUMA cell (as [`node_info`] does), holding all of it.
+pub(super) fn node_memory() -> Option<NodeMemory> {
+    parse_meminfo(&std::fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+fn parse_meminfo(meminfo: &str) -> Option<NodeMemory> {
+    let kib = |key: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let (total_kib, free_kib) = (kib("MemTotal:")?, kib("MemFree:")?);
+    Some(NodeMemory {
+        total_kib,
+        free_kib,
+        buffers_kib: kib("Buffers:").unwrap_or(0),
+        cached_kib: kib("Cached:").unwrap_or(0),
+        cells: vec![CellMemory {
+            total_kib,
+            free_kib,
+        }],
+    })
+}
+
+/// CPU time of host CPU `cpu` (or all) from `/proc/stat`.
+pub(super) fn node_cpu_times(cpu: Option<u32>) -> Option<CpuTimes> {
+    parse_proc_stat_cpu(&std::fs::read_to_string("/proc/stat").ok()?, cpu)
+}
+
+fn parse_proc_stat_cpu(stat: &str, cpu: Option<u32>) -> Option<CpuTimes> {
+    let label = cpu.map_or_else(|| "cpu".to_owned(), |n| format!("cpu{n}"));
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(label.as_str()))?;
+    // user nice system idle iowait irq softirq, in ticks.
+    let t: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(7)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| t.get(i).copied().unwrap_or(0).saturating_mul(tick_ns());
+    Some(CpuTimes {
+        kernel_ns: at(2) + at(5) + at(6),
+        user_ns: at(0) + at(1),
+        idle_ns: at(3),
+        iowait_ns: at(4),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,13 +220,40 @@ mod tests {
         // A thread name with spaces and a ')' in it; utime 150, stime 50,
         // processor 1.
         let line = "4242 (CPU 0/KVM) x) R 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 1 0 \
-                    100 200 300 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+                    100 200 300 0 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
         let stat = parse_proc_stat(line).expect("parsed");
         assert_eq!(stat.cpu, 1);
         // SAFETY: sysconf has no memory-safety preconditions.
         let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100);
         assert_eq!(stat.cpu_time_ns, 200 * (1_000_000_000 / hz));
         assert_eq!(parse_proc_stat("garbage"), None);
+    }
+
+    #[test]
+    fn host_memory_and_cpu_times_are_read_as_libvirt_groups_them() {
+        let mem = parse_meminfo(
+            "MemTotal:  1000 kB\nMemFree:  400 kB\nBuffers:  10 kB\nCached:  200 kB\n",
+        )
+        .expect("parsed");
+        assert_eq!(
+            (mem.total_kib, mem.free_kib, mem.buffers_kib, mem.cached_kib),
+            (1000, 400, 10, 200)
+        );
+        assert_eq!(mem.cells.len(), 1);
+        assert_eq!(parse_meminfo("nothing"), None);
+        let stat = "cpu  10 1 5 100 7 2 3 0 0 0\ncpu0 4 0 2 50 3 1 1 0 0 0\n";
+        let all = parse_proc_stat_cpu(stat, None).expect("all");
+        let t = tick_ns();
+        assert_eq!(
+            (all.user_ns, all.kernel_ns, all.idle_ns, all.iowait_ns),
+            (11 * t, 10 * t, 100 * t, 7 * t)
+        );
+        assert_eq!(
+            parse_proc_stat_cpu(stat, Some(0)).map(|c| c.idle_ns),
+            Some(50 * t)
+        );
+        assert_eq!(parse_proc_stat_cpu(stat, Some(1)), None);
+        assert!(node_memory().is_some() && node_cpu_times(None).is_some());
     }
 
     #[test]

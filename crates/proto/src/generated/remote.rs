@@ -57,6 +57,15 @@ pub const REMOTE_CPUMAPS_MAX: usize = 8388608;
 /// Upper limit on the statistics of REMOTE_PROC_DOMAIN_MEMORY_STATS.
 pub const REMOTE_DOMAIN_MEMORY_STATS_MAX: usize = 1024;
 
+/// Upper limit on the fields of REMOTE_PROC_NODE_GET_CPU_STATS.
+pub const REMOTE_NODE_CPU_STATS_MAX: usize = 16;
+
+/// Upper limit on the fields of REMOTE_PROC_NODE_GET_MEMORY_STATS.
+pub const REMOTE_NODE_MEMORY_STATS_MAX: usize = 16;
+
+/// Upper limit on the cells of REMOTE_PROC_NODE_GET_CELLS_FREE_MEMORY.
+pub const REMOTE_NODE_MAX_CELLS: usize = 1024;
+
 /// Longest typed-parameter field name, trailing NUL included.
 pub const VIR_TYPED_PARAM_FIELD_LENGTH: usize = 80;
 
@@ -620,6 +629,100 @@ pub struct NodeGetInfoRet {
     pub cores: i32,
     /// threads per core
     pub threads: i32,
+}
+
+/// Arguments of REMOTE_PROC_NODE_GET_CELLS_FREE_MEMORY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeGetCellsFreeMemoryArgs {
+    /// first NUMA cell
+    pub start_cell: i32,
+    /// at most this many cells
+    pub maxcells: i32,
+}
+
+/// Result of REMOTE_PROC_NODE_GET_CELLS_FREE_MEMORY: free bytes per cell.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeGetCellsFreeMemoryRet {
+    /// Field `cells` of `remote_node_get_cells_free_memory_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_NODE_MAX_CELLS, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_NODE_MAX_CELLS, _, _>"
+    )]
+    pub cells: Vec<u64>,
+}
+
+/// One field of REMOTE_PROC_NODE_GET_CPU_STATS ("kernel", "user", ...; ns).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeGetCpuStats {
+    /// Field `field` of `remote_node_get_cpu_stats`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub field: String,
+    /// Field `value` of `remote_node_get_cpu_stats`.
+    pub value: u64,
+}
+
+/// Arguments of REMOTE_PROC_NODE_GET_CPU_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeGetCpuStatsArgs {
+    /// host CPU, or -1 for all
+    pub cpu_num: i32,
+    /// 0 asks for the number of fields
+    pub nparams: i32,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_NODE_GET_CPU_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeGetCpuStatsRet {
+    /// Field `params` of `remote_node_get_cpu_stats_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_NODE_CPU_STATS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_NODE_CPU_STATS_MAX, _, _>"
+    )]
+    pub params: Vec<NodeGetCpuStats>,
+    /// Field `nparams` of `remote_node_get_cpu_stats_ret`.
+    pub nparams: i32,
+}
+
+/// One field of REMOTE_PROC_NODE_GET_MEMORY_STATS ("total", "free", ...; KiB).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeGetMemoryStats {
+    /// Field `field` of `remote_node_get_memory_stats`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub field: String,
+    /// Field `value` of `remote_node_get_memory_stats`.
+    pub value: u64,
+}
+
+/// Arguments of REMOTE_PROC_NODE_GET_MEMORY_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeGetMemoryStatsArgs {
+    /// 0 asks for the number of fields
+    pub nparams: i32,
+    /// NUMA cell, or -1 for all
+    pub cell_num: i32,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_NODE_GET_MEMORY_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeGetMemoryStatsRet {
+    /// Field `params` of `remote_node_get_memory_stats_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_NODE_MEMORY_STATS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_NODE_MEMORY_STATS_MAX, _, _>"
+    )]
+    pub params: Vec<NodeGetMemoryStats>,
+    /// Field `nparams` of `remote_node_get_memory_stats_ret`.
+    pub nparams: i32,
 }
 
 /// Free memory of the host.
@@ -2390,6 +2493,8 @@ pub enum Procedure {
     AuthSaslStep = 69,
     /// `REMOTE_PROC_AUTH_POLKIT`
     AuthPolkit = 70,
+    /// `REMOTE_PROC_NODE_GET_CELLS_FREE_MEMORY`
+    NodeGetCellsFreeMemory = 101,
     /// `REMOTE_PROC_NODE_GET_FREE_MEMORY`
     NodeGetFreeMemory = 102,
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_REGISTER`
@@ -2458,6 +2563,10 @@ pub enum Procedure {
     DomainMigrateFinish3 = 217,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3`
     DomainMigrateConfirm3 = 218,
+    /// `REMOTE_PROC_NODE_GET_CPU_STATS`
+    NodeGetCpuStats = 227,
+    /// `REMOTE_PROC_NODE_GET_MEMORY_STATS`
+    NodeGetMemoryStats = 228,
     /// `REMOTE_PROC_DOMAIN_GET_VCPU_PIN_INFO`
     DomainGetVcpuPinInfo = 230,
     /// `REMOTE_PROC_DOMAIN_UNDEFINE_FLAGS`
@@ -2578,6 +2687,7 @@ impl Procedure {
         Procedure::AuthSaslStart,
         Procedure::AuthSaslStep,
         Procedure::AuthPolkit,
+        Procedure::NodeGetCellsFreeMemory,
         Procedure::NodeGetFreeMemory,
         Procedure::ConnectDomainEventRegister,
         Procedure::ConnectDomainEventDeregister,
@@ -2612,6 +2722,8 @@ impl Procedure {
         Procedure::DomainMigratePerform3,
         Procedure::DomainMigrateFinish3,
         Procedure::DomainMigrateConfirm3,
+        Procedure::NodeGetCpuStats,
+        Procedure::NodeGetMemoryStats,
         Procedure::DomainGetVcpuPinInfo,
         Procedure::DomainUndefineFlags,
         Procedure::DomainSaveFlags,
@@ -2695,6 +2807,7 @@ impl Procedure {
             68 => Some(Self::AuthSaslStart),
             69 => Some(Self::AuthSaslStep),
             70 => Some(Self::AuthPolkit),
+            101 => Some(Self::NodeGetCellsFreeMemory),
             102 => Some(Self::NodeGetFreeMemory),
             105 => Some(Self::ConnectDomainEventRegister),
             106 => Some(Self::ConnectDomainEventDeregister),
@@ -2729,6 +2842,8 @@ impl Procedure {
             216 => Some(Self::DomainMigratePerform3),
             217 => Some(Self::DomainMigrateFinish3),
             218 => Some(Self::DomainMigrateConfirm3),
+            227 => Some(Self::NodeGetCpuStats),
+            228 => Some(Self::NodeGetMemoryStats),
             230 => Some(Self::DomainGetVcpuPinInfo),
             231 => Some(Self::DomainUndefineFlags),
             232 => Some(Self::DomainSaveFlags),
@@ -2814,76 +2929,79 @@ impl Procedure {
             Self::AuthSaslStart => &PROCEDURES[40],
             Self::AuthSaslStep => &PROCEDURES[41],
             Self::AuthPolkit => &PROCEDURES[42],
-            Self::NodeGetFreeMemory => &PROCEDURES[43],
-            Self::ConnectDomainEventRegister => &PROCEDURES[44],
-            Self::ConnectDomainEventDeregister => &PROCEDURES[45],
-            Self::DomainEventLifecycle => &PROCEDURES[46],
-            Self::DomainMigratePrepare2 => &PROCEDURES[47],
-            Self::DomainMigrateFinish2 => &PROCEDURES[48],
-            Self::ConnectGetUri => &PROCEDURES[49],
-            Self::DomainGetSecurityLabel => &PROCEDURES[50],
-            Self::NodeGetSecurityModel => &PROCEDURES[51],
-            Self::DomainMigratePrepareTunnel => &PROCEDURES[52],
-            Self::ConnectIsSecure => &PROCEDURES[53],
-            Self::DomainIsActive => &PROCEDURES[54],
-            Self::DomainIsPersistent => &PROCEDURES[55],
-            Self::ConnectGetLibVersion => &PROCEDURES[56],
-            Self::DomainMemoryStats => &PROCEDURES[57],
-            Self::DomainGetJobInfo => &PROCEDURES[58],
-            Self::DomainAbortJob => &PROCEDURES[59],
-            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[60],
-            Self::ConnectDomainEventRegisterAny => &PROCEDURES[61],
-            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[62],
-            Self::DomainHasManagedSaveImage => &PROCEDURES[63],
-            Self::DomainSnapshotNum => &PROCEDURES[64],
-            Self::DomainCreateWithFlags => &PROCEDURES[65],
-            Self::DomainGetVcpusFlags => &PROCEDURES[66],
-            Self::DomainIsUpdated => &PROCEDURES[67],
-            Self::ConnectGetSysinfo => &PROCEDURES[68],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[69],
-            Self::DomainGetState => &PROCEDURES[70],
-            Self::DomainMigrateBegin3 => &PROCEDURES[71],
-            Self::DomainMigratePrepare3 => &PROCEDURES[72],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[73],
-            Self::DomainMigratePerform3 => &PROCEDURES[74],
-            Self::DomainMigrateFinish3 => &PROCEDURES[75],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[76],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[77],
-            Self::DomainUndefineFlags => &PROCEDURES[78],
-            Self::DomainSaveFlags => &PROCEDURES[79],
-            Self::DomainRestoreFlags => &PROCEDURES[80],
-            Self::DomainDestroyFlags => &PROCEDURES[81],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[82],
-            Self::DomainReset => &PROCEDURES[83],
-            Self::DomainShutdownFlags => &PROCEDURES[84],
-            Self::ConnectListAllDomains => &PROCEDURES[85],
-            Self::NodeGetCpuMap => &PROCEDURES[86],
-            Self::DomainGetJobStats => &PROCEDURES[87],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[88],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[89],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[90],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[91],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[92],
-            Self::DomainMigratePerform3Params => &PROCEDURES[93],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[94],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[95],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[96],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[97],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[98],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[99],
-            Self::DomainDefineXmlFlags => &PROCEDURES[100],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[101],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[102],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[103],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[104],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[105],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[106],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[107],
-            Self::ConnectSetIdentity => &PROCEDURES[108],
-            Self::DomainGetMessages => &PROCEDURES[109],
-            Self::DomainSaveParams => &PROCEDURES[110],
-            Self::DomainRestoreParams => &PROCEDURES[111],
-            Self::DomainAbortJobFlags => &PROCEDURES[112],
+            Self::NodeGetCellsFreeMemory => &PROCEDURES[43],
+            Self::NodeGetFreeMemory => &PROCEDURES[44],
+            Self::ConnectDomainEventRegister => &PROCEDURES[45],
+            Self::ConnectDomainEventDeregister => &PROCEDURES[46],
+            Self::DomainEventLifecycle => &PROCEDURES[47],
+            Self::DomainMigratePrepare2 => &PROCEDURES[48],
+            Self::DomainMigrateFinish2 => &PROCEDURES[49],
+            Self::ConnectGetUri => &PROCEDURES[50],
+            Self::DomainGetSecurityLabel => &PROCEDURES[51],
+            Self::NodeGetSecurityModel => &PROCEDURES[52],
+            Self::DomainMigratePrepareTunnel => &PROCEDURES[53],
+            Self::ConnectIsSecure => &PROCEDURES[54],
+            Self::DomainIsActive => &PROCEDURES[55],
+            Self::DomainIsPersistent => &PROCEDURES[56],
+            Self::ConnectGetLibVersion => &PROCEDURES[57],
+            Self::DomainMemoryStats => &PROCEDURES[58],
+            Self::DomainGetJobInfo => &PROCEDURES[59],
+            Self::DomainAbortJob => &PROCEDURES[60],
+            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[61],
+            Self::ConnectDomainEventRegisterAny => &PROCEDURES[62],
+            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[63],
+            Self::DomainHasManagedSaveImage => &PROCEDURES[64],
+            Self::DomainSnapshotNum => &PROCEDURES[65],
+            Self::DomainCreateWithFlags => &PROCEDURES[66],
+            Self::DomainGetVcpusFlags => &PROCEDURES[67],
+            Self::DomainIsUpdated => &PROCEDURES[68],
+            Self::ConnectGetSysinfo => &PROCEDURES[69],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[70],
+            Self::DomainGetState => &PROCEDURES[71],
+            Self::DomainMigrateBegin3 => &PROCEDURES[72],
+            Self::DomainMigratePrepare3 => &PROCEDURES[73],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[74],
+            Self::DomainMigratePerform3 => &PROCEDURES[75],
+            Self::DomainMigrateFinish3 => &PROCEDURES[76],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[77],
+            Self::NodeGetCpuStats => &PROCEDURES[78],
+            Self::NodeGetMemoryStats => &PROCEDURES[79],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[80],
+            Self::DomainUndefineFlags => &PROCEDURES[81],
+            Self::DomainSaveFlags => &PROCEDURES[82],
+            Self::DomainRestoreFlags => &PROCEDURES[83],
+            Self::DomainDestroyFlags => &PROCEDURES[84],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[85],
+            Self::DomainReset => &PROCEDURES[86],
+            Self::DomainShutdownFlags => &PROCEDURES[87],
+            Self::ConnectListAllDomains => &PROCEDURES[88],
+            Self::NodeGetCpuMap => &PROCEDURES[89],
+            Self::DomainGetJobStats => &PROCEDURES[90],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[91],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[92],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[93],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[94],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[95],
+            Self::DomainMigratePerform3Params => &PROCEDURES[96],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[97],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[98],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[99],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[100],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[101],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[102],
+            Self::DomainDefineXmlFlags => &PROCEDURES[103],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[104],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[105],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[106],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[107],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[108],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[109],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[110],
+            Self::ConnectSetIdentity => &PROCEDURES[111],
+            Self::DomainGetMessages => &PROCEDURES[112],
+            Self::DomainSaveParams => &PROCEDURES[113],
+            Self::DomainRestoreParams => &PROCEDURES[114],
+            Self::DomainAbortJobFlags => &PROCEDURES[115],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -2939,6 +3057,7 @@ impl Procedure {
             Self::AuthSaslStart => visitor.visit::<procs::AuthSaslStart>(),
             Self::AuthSaslStep => visitor.visit::<procs::AuthSaslStep>(),
             Self::AuthPolkit => visitor.visit::<procs::AuthPolkit>(),
+            Self::NodeGetCellsFreeMemory => visitor.visit::<procs::NodeGetCellsFreeMemory>(),
             Self::NodeGetFreeMemory => visitor.visit::<procs::NodeGetFreeMemory>(),
             Self::ConnectDomainEventRegister => {
                 visitor.visit::<procs::ConnectDomainEventRegister>()
@@ -2987,6 +3106,8 @@ impl Procedure {
             Self::DomainMigratePerform3 => visitor.visit::<procs::DomainMigratePerform3>(),
             Self::DomainMigrateFinish3 => visitor.visit::<procs::DomainMigrateFinish3>(),
             Self::DomainMigrateConfirm3 => visitor.visit::<procs::DomainMigrateConfirm3>(),
+            Self::NodeGetCpuStats => visitor.visit::<procs::NodeGetCpuStats>(),
+            Self::NodeGetMemoryStats => visitor.visit::<procs::NodeGetMemoryStats>(),
             Self::DomainGetVcpuPinInfo => visitor.visit::<procs::DomainGetVcpuPinInfo>(),
             Self::DomainUndefineFlags => visitor.visit::<procs::DomainUndefineFlags>(),
             Self::DomainSaveFlags => visitor.visit::<procs::DomainSaveFlags>(),
@@ -3429,6 +3550,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 101,
+        name: "REMOTE_PROC_NODE_GET_CELLS_FREE_MEMORY",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 102,
         name: "REMOTE_PROC_NODE_GET_FREE_MEMORY",
         readonly: true,
@@ -3697,6 +3826,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3",
         readonly: false,
         priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 227,
+        name: "REMOTE_PROC_NODE_GET_CPU_STATS",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 228,
+        name: "REMOTE_PROC_NODE_GET_MEMORY_STATS",
+        readonly: true,
+        priority: true,
         event: false,
         stream: false,
     },
@@ -4403,6 +4548,15 @@ pub mod procs {
         type Ret = super::AuthPolkitRet;
     }
 
+    /// `REMOTE_PROC_NODE_GET_CELLS_FREE_MEMORY`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct NodeGetCellsFreeMemory;
+    impl super::RemoteProcedure for NodeGetCellsFreeMemory {
+        const PROC: super::Procedure = super::Procedure::NodeGetCellsFreeMemory;
+        type Args = super::NodeGetCellsFreeMemoryArgs;
+        type Ret = super::NodeGetCellsFreeMemoryRet;
+    }
+
     /// `REMOTE_PROC_NODE_GET_FREE_MEMORY`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct NodeGetFreeMemory;
@@ -4707,6 +4861,24 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainMigrateConfirm3;
         type Args = super::DomainMigrateConfirm3Args;
         type Ret = ();
+    }
+
+    /// `REMOTE_PROC_NODE_GET_CPU_STATS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct NodeGetCpuStats;
+    impl super::RemoteProcedure for NodeGetCpuStats {
+        const PROC: super::Procedure = super::Procedure::NodeGetCpuStats;
+        type Args = super::NodeGetCpuStatsArgs;
+        type Ret = super::NodeGetCpuStatsRet;
+    }
+
+    /// `REMOTE_PROC_NODE_GET_MEMORY_STATS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct NodeGetMemoryStats;
+    impl super::RemoteProcedure for NodeGetMemoryStats {
+        const PROC: super::Procedure = super::Procedure::NodeGetMemoryStats;
+        type Args = super::NodeGetMemoryStatsArgs;
+        type Ret = super::NodeGetMemoryStatsRet;
     }
 
     /// `REMOTE_PROC_DOMAIN_GET_VCPU_PIN_INFO`.
@@ -5124,6 +5296,8 @@ pub enum Call {
     AuthSaslStep(AuthSaslStepArgs),
     /// `REMOTE_PROC_AUTH_POLKIT`.
     AuthPolkit,
+    /// `REMOTE_PROC_NODE_GET_CELLS_FREE_MEMORY`.
+    NodeGetCellsFreeMemory(NodeGetCellsFreeMemoryArgs),
     /// `REMOTE_PROC_NODE_GET_FREE_MEMORY`.
     NodeGetFreeMemory,
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_REGISTER`.
@@ -5190,6 +5364,10 @@ pub enum Call {
     DomainMigrateFinish3(DomainMigrateFinish3Args),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3`.
     DomainMigrateConfirm3(DomainMigrateConfirm3Args),
+    /// `REMOTE_PROC_NODE_GET_CPU_STATS`.
+    NodeGetCpuStats(NodeGetCpuStatsArgs),
+    /// `REMOTE_PROC_NODE_GET_MEMORY_STATS`.
+    NodeGetMemoryStats(NodeGetMemoryStatsArgs),
     /// `REMOTE_PROC_DOMAIN_GET_VCPU_PIN_INFO`.
     DomainGetVcpuPinInfo(DomainGetVcpuPinInfoArgs),
     /// `REMOTE_PROC_DOMAIN_UNDEFINE_FLAGS`.
@@ -5370,6 +5548,9 @@ impl Call {
                 migrated_xdr::from_bytes::<()>(payload)?;
                 Call::AuthPolkit
             }
+            Procedure::NodeGetCellsFreeMemory => {
+                Call::NodeGetCellsFreeMemory(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::NodeGetFreeMemory => {
                 migrated_xdr::from_bytes::<()>(payload)?;
                 Call::NodeGetFreeMemory
@@ -5473,6 +5654,10 @@ impl Call {
             }
             Procedure::DomainMigrateConfirm3 => {
                 Call::DomainMigrateConfirm3(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::NodeGetCpuStats => Call::NodeGetCpuStats(migrated_xdr::from_bytes(payload)?),
+            Procedure::NodeGetMemoryStats => {
+                Call::NodeGetMemoryStats(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainGetVcpuPinInfo => {
                 Call::DomainGetVcpuPinInfo(migrated_xdr::from_bytes(payload)?)
@@ -5639,6 +5824,7 @@ impl Call {
             Call::AuthSaslStart(_) => Procedure::AuthSaslStart,
             Call::AuthSaslStep(_) => Procedure::AuthSaslStep,
             Call::AuthPolkit => Procedure::AuthPolkit,
+            Call::NodeGetCellsFreeMemory(_) => Procedure::NodeGetCellsFreeMemory,
             Call::NodeGetFreeMemory => Procedure::NodeGetFreeMemory,
             Call::ConnectDomainEventRegister => Procedure::ConnectDomainEventRegister,
             Call::ConnectDomainEventDeregister => Procedure::ConnectDomainEventDeregister,
@@ -5672,6 +5858,8 @@ impl Call {
             Call::DomainMigratePerform3(_) => Procedure::DomainMigratePerform3,
             Call::DomainMigrateFinish3(_) => Procedure::DomainMigrateFinish3,
             Call::DomainMigrateConfirm3(_) => Procedure::DomainMigrateConfirm3,
+            Call::NodeGetCpuStats(_) => Procedure::NodeGetCpuStats,
+            Call::NodeGetMemoryStats(_) => Procedure::NodeGetMemoryStats,
             Call::DomainGetVcpuPinInfo(_) => Procedure::DomainGetVcpuPinInfo,
             Call::DomainUndefineFlags(_) => Procedure::DomainUndefineFlags,
             Call::DomainSaveFlags(_) => Procedure::DomainSaveFlags,
@@ -5767,6 +5955,7 @@ impl Call {
             Call::AuthSaslStart(args) => migrated_xdr::to_bytes(args),
             Call::AuthSaslStep(args) => migrated_xdr::to_bytes(args),
             Call::AuthPolkit => Ok(Vec::new()),
+            Call::NodeGetCellsFreeMemory(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetFreeMemory => Ok(Vec::new()),
             Call::ConnectDomainEventRegister => Ok(Vec::new()),
             Call::ConnectDomainEventDeregister => Ok(Vec::new()),
@@ -5800,6 +5989,8 @@ impl Call {
             Call::DomainMigratePerform3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateFinish3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateConfirm3(args) => migrated_xdr::to_bytes(args),
+            Call::NodeGetCpuStats(args) => migrated_xdr::to_bytes(args),
+            Call::NodeGetMemoryStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetVcpuPinInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainUndefineFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainSaveFlags(args) => migrated_xdr::to_bytes(args),
