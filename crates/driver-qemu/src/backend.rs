@@ -185,8 +185,9 @@ impl QemuBackend {
         Ok(PerformOut { capabilities: used })
     }
 
-    /// After a TLS perform, successful or not: the guest may run on, so
-    /// its QEMU must not keep the credentials.
+    /// After a TLS migration (on the source whatever its outcome, on the
+    /// destination once it completed): the guest runs on in this QEMU, which
+    /// must not keep the credentials.
     async fn reset_tls(&self, qmp: &Qmp, req: &MigrateRequest) {
         if req.has(MigrateFlags::TLS) {
             tls::reset(qmp).await;
@@ -228,9 +229,7 @@ impl QemuBackend {
             }
         }
         waited?;
-        if req.has(MigrateFlags::TLS) {
-            tls::reset(&qmp).await;
-        }
+        self.reset_tls(&qmp, req).await;
         if let Some(def) = persistent {
             let xml = def.format(&FormatOptions {
                 secure: true,

@@ -17,7 +17,7 @@
 //! Prepare on the destination), so a missing directory or file is refused
 //! while the guest is untouched and no QEMU has been started.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use migrated_core::{Error, Result};
 use tracing::debug;
@@ -123,7 +123,7 @@ impl MigrationTls {
         ObjectAddTlsCredsX509 {
             qom_type: "tls-creds-x509",
             id: OBJECT_ID.to_owned(),
-            dir: path_text(&self.dir),
+            dir: self.dir.to_string_lossy().into_owned(),
             endpoint: endpoint.as_str(),
             verify_peer: self.verify_peer,
         }
@@ -178,10 +178,6 @@ async fn remove_object(qmp: &Qmp) {
         // Usually "no such object": nothing was left.
         debug!(error = %e, "no migration TLS object to remove");
     }
-}
-
-fn path_text(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
 }
 
 #[cfg(test)]
