@@ -128,17 +128,24 @@ fn refused_on_source(
     stderr_of(&out)
 }
 
+/// `virsh migrate --live --tls EXTRA… NAME DEST`.
+fn tls_migrate_args<'a>(extra: &[&'a str], name: &'a str, dest: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["migrate", "--live", "--tls"];
+    args.extend_from_slice(extra);
+    args.extend([name, dest]);
+    args
+}
+
 /// `virsh migrate --tls`: QEMU-native TLS on the migration stream, with each
 /// daemon's own copy of the test PKI's QEMU files. Refused before anything
 /// starts when the source's directory or the destination's key is missing,
-/// or with `--tunnelled`; a
-/// source whose client certificate comes from another CA is refused by the
-/// destination's QEMU (which proves the stream is TLS and peers are
-/// verified), as is a `--tls-destination` the destination's certificate does
-/// not name; each time the guest runs on in its source QEMU, the only one.
-/// Then the guest moves A→B (regular, the destination's certificate checked
-/// against the IP literal of the data URI) and back B→A (`--p2p`, checked
-/// against `--tls-destination localhost`).
+/// or with `--tunnelled`; a source whose client certificate comes from
+/// another CA is refused by the destination's QEMU (which proves the stream
+/// is TLS and peers are verified), as is a `--tls-destination` the
+/// destination's certificate does not name; each time the guest runs on in
+/// its source QEMU, the only one. Then the guest moves A→B (regular, the
+/// destination's certificate checked against the IP literal of the data URI)
+/// and back B→A (`--p2p`, checked against `--tls-destination localhost`).
 #[test]
 fn qemu_virsh_live_tls() {
     let Some(hosts) = QemuHosts::start_tls() else {
@@ -149,16 +156,14 @@ fn qemu_virsh_live_tls() {
     let name = "q-tls";
     let (uuid, _) = hosts.running_guest(name);
     let src_pid = status_pid(&hosts.a, name).expect("source status file");
-    let migrate = |extra: &[&str]| {
-        let mut args = vec!["migrate", "--live", "--tls"];
-        args.extend_from_slice(extra);
-        args.extend([name, b.as_str()]);
-        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
-    };
     let run = |extra: &[&str]| {
-        let args = migrate(extra);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        refused_on_source(&hosts, name, &uuid, src_pid, &args)
+        refused_on_source(
+            &hosts,
+            name,
+            &uuid,
+            src_pid,
+            &tls_migrate_args(extra, name, &b),
+        )
     };
 
     // No credentials directory on the source: refused at Begin.
@@ -218,9 +223,7 @@ fn qemu_virsh_live_tls() {
 
     // A→B, regular: B's certificate checked against 127.0.0.1 (IP SAN).
     let before = qemu_support::counter(&a, name).expect("counter on A");
-    let args = migrate(&["--timeout", "20"]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    hosts.virsh_ok(&a, &args);
+    hosts.virsh_ok(&a, &tls_migrate_args(&["--timeout", "20"], name, &b));
     assert_eq!(domstate(&b, name).as_deref(), Some("running"));
     moved_and_counting(&hosts, name, &uuid, src_pid, before);
     assert!(job_free(&a, name) && job_free(&b, name), "a job is left");
@@ -228,21 +231,8 @@ fn qemu_virsh_live_tls() {
     // B→A, peer to peer: A's certificate checked against localhost (DNS SAN).
     let b_pid = status_pid(&hosts.b, name).expect("status file on B");
     let before = qemu_support::counter(&b, name).expect("counter on B");
-    hosts.virsh_ok(
-        &b,
-        &[
-            "migrate",
-            "--live",
-            "--tls",
-            "--p2p",
-            "--timeout",
-            "20",
-            "--tls-destination",
-            "localhost",
-            name,
-            &a,
-        ],
-    );
+    let extra = ["--p2p", "--timeout", "20", "--tls-destination", "localhost"];
+    hosts.virsh_ok(&b, &tls_migrate_args(&extra, name, &a));
     wait_until(Duration::from_secs(20), "B's QEMU to exit", || {
         pid_gone(b_pid).then_some(())
     });
