@@ -408,27 +408,6 @@ impl Command for MigrateSetParameters {
     type Reply = Empty;
 }
 
-/// `query-migrate-parameters` (only the fields the driver reads).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct QueryMigrateParameters;
-
-impl Command for QueryMigrateParameters {
-    const NAME: &'static str = "query-migrate-parameters";
-    type Reply = MigrationParameters;
-}
-
-/// Reply of `query-migrate-parameters`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct MigrationParameters {
-    /// Id of the TLS credentials object in use, `""` for none.
-    #[serde(default)]
-    pub tls_creds: Option<String>,
-    /// Host name the source verifies, `""` for the URI's.
-    #[serde(default)]
-    pub tls_hostname: Option<String>,
-}
-
 /// `object-add` of a `tls-creds-x509` object: x509 credentials loaded from
 /// `dir` (`ca-cert.pem`, `server-cert.pem`/`server-key.pem` or
 /// `client-cert.pem`/`client-key.pem`).
