@@ -15,6 +15,9 @@ libvirt's layout (for tests and demos only; keys are unencrypted):
   DIR/libvirt/clientcert.pem          client certificate (clientAuth)
   DIR/libvirt/private/clientkey.pem   client key
   DIR/client/{cacert,clientcert,clientkey}.pem   the same, pkipath-style
+  DIR/qemu/{ca-cert,server-cert,server-key,client-cert,client-key}.pem
+                                      the same, in QEMU's layout for migration TLS
+                                      (migrated's migrate_tls_x509_cert_dir)
 
 Options:
   --server-cn NAME     server certificate CN            (default: localhost)
@@ -29,7 +32,9 @@ Options:
                        extendedKeyUsage is serverAuth only, and servercert.pem/
                        serverkey.pem whose extendedKeyUsage is clientAuth only
   --second-ca          also DIR/other/{cacert,clientcert,clientkey}.pem: an unrelated
-                       CA and a client certificate it issued
+                       CA and a client certificate it issued, and DIR/qemu-foreign/:
+                       DIR/qemu/ with that client certificate and key instead and
+                       both CAs in ca-cert.pem
   -h, --help           this text
 
 Subjects are C=GB,O=Example,CN=<cn>; keys are RSA 2048. Requires openssl.
@@ -65,7 +70,7 @@ done
 command -v openssl >/dev/null || { echo "pki.sh: openssl not found" >&2; exit 1; }
 
 umask 077
-mkdir -p "$dir/CA" "$dir/libvirt/private" "$dir/client"
+mkdir -p "$dir/CA" "$dir/libvirt/private" "$dir/client" "$dir/qemu"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -153,6 +158,11 @@ sign "$dir/CA/cakey.pem" "$dir/CA/cacert.pem" "$dir/libvirt/private/clientkey.pe
 cp "$dir/CA/cacert.pem" "$dir/client/cacert.pem"
 cp "$dir/libvirt/clientcert.pem" "$dir/client/clientcert.pem"
 cp "$dir/libvirt/private/clientkey.pem" "$dir/client/clientkey.pem"
+cp "$dir/CA/cacert.pem" "$dir/qemu/ca-cert.pem"
+cp "$dir/libvirt/servercert.pem" "$dir/qemu/server-cert.pem"
+cp "$dir/libvirt/private/serverkey.pem" "$dir/qemu/server-key.pem"
+cp "$dir/libvirt/clientcert.pem" "$dir/qemu/client-cert.pem"
+cp "$dir/libvirt/private/clientkey.pem" "$dir/qemu/client-key.pem"
 
 if [ "$expired" = 1 ]; then
     mkdir -p "$dir/expired"
@@ -182,8 +192,16 @@ if [ "$second" = 1 ]; then
     make_ca "$dir/other/cakey.pem" "$dir/other/cacert.pem" "Other CA"
     sign "$dir/other/cakey.pem" "$dir/other/cacert.pem" "$dir/other/clientkey.pem" \
         "$dir/other/clientcert.pem" "$client_cn" clientAuth
+    mkdir -p "$dir/qemu-foreign"
+    cp "$dir/qemu/server-cert.pem" "$dir/qemu/server-key.pem" "$dir/qemu-foreign/"
+    # Both CAs: the foreign client certificate passes its own QEMU's checks
+    # and the peer's server certificate is still trusted.
+    cat "$dir/CA/cacert.pem" "$dir/other/cacert.pem" > "$dir/qemu-foreign/ca-cert.pem"
+    cp "$dir/other/clientcert.pem" "$dir/qemu-foreign/client-cert.pem"
+    cp "$dir/other/clientkey.pem" "$dir/qemu-foreign/client-key.pem"
 fi
 
 chmod 0644 "$dir/CA/cacert.pem" "$dir/libvirt/servercert.pem" "$dir/libvirt/clientcert.pem" \
-    "$dir/client/cacert.pem" "$dir/client/clientcert.pem"
+    "$dir/client/cacert.pem" "$dir/client/clientcert.pem" \
+    "$dir/qemu/ca-cert.pem" "$dir/qemu/server-cert.pem" "$dir/qemu/client-cert.pem"
 echo "pki.sh: wrote $dir"

@@ -163,7 +163,8 @@ pub fn python(script: &str) -> Output {
 ///
 /// Server files: `CA/cacert.pem`, `libvirt/servercert.pem`,
 /// `libvirt/private/serverkey.pem`; `client/` is what `?pkipath=` names;
-/// `other/` holds a client certificate from an unrelated CA.
+/// `other/` holds a client certificate from an unrelated CA; `qemu/` and
+/// `qemu-foreign/` are QEMU's migration TLS layout.
 #[derive(Debug, Clone)]
 pub struct Pki {
     dir: Arc<tempfile::TempDir>,
@@ -233,6 +234,19 @@ impl Pki {
             }
         }
         mixed
+    }
+
+    /// QEMU's migration TLS layout (a daemon's `migrate_tls_x509_cert_dir`):
+    /// `ca-cert.pem`, `server-cert.pem`, `server-key.pem`, `client-cert.pem`,
+    /// `client-key.pem`, all from our CA.
+    pub fn qemu_dir(&self) -> PathBuf {
+        self.dir.path().join("qemu")
+    }
+
+    /// [`Pki::qemu_dir`] whose client certificate and key come from the
+    /// unrelated CA (so a destination verifying peers refuses it).
+    pub fn foreign_qemu_dir(&self) -> PathBuf {
+        self.dir.path().join("qemu-foreign")
     }
 
     /// A `?pkipath=` directory with the CA but no client certificate.

@@ -3,12 +3,19 @@
 //! `virsh` and by `migratectl`: regular, `--p2p`, `--p2p --tunnelled`,
 //! `--compressed`, `--auto-converge`. After each the source's QEMU is gone,
 //! the destination's is the only one running the guest, and the workload
-//! counted past its value before the migration.
+//! counted past its value before the migration. `--tls` adds QEMU-native
+//! TLS on the migration stream, with its refusals and faults.
 
 mod migrate_support;
 mod qemu_support;
 
-use qemu_support::{domstate, job_free, moved_and_counting, status_pid, QemuHosts};
+use std::time::Duration;
+
+use migrated_tests::clients::{stderr_of, stdout_of};
+use migrated_tests::{virsh, wait_until};
+use qemu_support::{
+    domstate, job_free, moved_and_counting, pid_gone, qemu_pids, status_pid, QemuHosts,
+};
 
 #[derive(Clone, Copy)]
 enum Tool {
@@ -75,6 +82,171 @@ fn qemu_virsh_live_compressed() {
 #[test]
 fn qemu_migratectl_live_auto_converge() {
     live(Tool::Migratectl, "q-autoconv", &["--auto-converge"]);
+}
+
+/// `virsh migrate` from A that must fail; returns virsh's stderr after
+/// checking the guest still runs on A in the same QEMU (`src_pid`), which is
+/// then the only QEMU running it, and that its workload still counts.
+#[track_caller]
+fn refused_on_source(
+    hosts: &QemuHosts,
+    name: &str,
+    uuid: &str,
+    src_pid: i32,
+    args: &[&str],
+) -> String {
+    let a = hosts.a_uri();
+    let out = virsh(&a, args);
+    assert!(
+        !out.status.success(),
+        "virsh {args:?} succeeded: {}\n{}",
+        stdout_of(&out),
+        hosts.logs()
+    );
+    let before = qemu_support::counter(&a, name).unwrap_or(0);
+    assert_eq!(domstate(&a, name).as_deref(), Some("running"), "{args:?}");
+    assert_eq!(status_pid(&hosts.a, name), Some(src_pid), "{args:?}");
+    // Finish(cancelled) has killed any incoming QEMU by the time virsh returns.
+    assert_eq!(
+        qemu_pids(uuid),
+        vec![src_pid],
+        "{args:?}: exactly the source's QEMU runs {name}\n{}",
+        hosts.logs()
+    );
+    assert_eq!(
+        status_pid(&hosts.b, name),
+        None,
+        "{args:?}: B kept a status file"
+    );
+    qemu_support::counter_above(&a, name, before, hosts);
+    assert_eq!(
+        domstate(&hosts.b_uri(), name),
+        None,
+        "{args:?}: B kept the guest"
+    );
+    assert!(job_free(&a, name), "{args:?}: a job is left");
+    stderr_of(&out)
+}
+
+/// `virsh migrate --live --tls EXTRA… NAME DEST`.
+fn tls_migrate_args<'a>(extra: &[&'a str], name: &'a str, dest: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["migrate", "--live", "--tls"];
+    args.extend_from_slice(extra);
+    args.extend([name, dest]);
+    args
+}
+
+/// `virsh migrate --tls`: QEMU-native TLS on the migration stream, with each
+/// daemon's own copy of the test PKI's QEMU files. Refused before anything
+/// starts when the source's directory or the destination's key is missing,
+/// or with `--tunnelled`; a source whose client certificate comes from
+/// another CA is refused by the destination's QEMU (which proves the stream
+/// is TLS and peers are verified), as is a `--tls-destination` the
+/// destination's certificate does not name; each time the guest runs on in
+/// its source QEMU, the only one. Then the guest moves A→B (regular, the
+/// destination's certificate checked against the IP literal of the data URI)
+/// and back B→A (`--p2p`, checked against `--tls-destination localhost`).
+#[test]
+fn qemu_virsh_live_tls() {
+    let Some(hosts) = QemuHosts::start_tls() else {
+        return;
+    };
+    let tls = hosts.tls.as_ref().expect("TLS directories");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "q-tls";
+    let (uuid, _) = hosts.running_guest(name);
+    let src_pid = status_pid(&hosts.a, name).expect("source status file");
+    let run = |extra: &[&str]| {
+        refused_on_source(
+            &hosts,
+            name,
+            &uuid,
+            src_pid,
+            &tls_migrate_args(extra, name, &b),
+        )
+    };
+
+    // No credentials directory on the source: refused at Begin.
+    let moved = tls.a.with_extension("moved");
+    std::fs::rename(&tls.a, &moved).expect("move A's TLS directory away");
+    let err = run(&[]);
+    assert!(
+        err.contains("requested operation is not valid: migrate_tls_x509_cert_dir directory")
+            && err.contains("does not exist"),
+        "{err}"
+    );
+    std::fs::rename(&moved, &tls.a).expect("restore A's TLS directory");
+
+    // No server key on the destination: refused at Prepare, before B starts a QEMU.
+    let key = tls.b.join("server-key.pem");
+    let moved = key.with_extension("moved");
+    std::fs::rename(&key, &moved).expect("move B's server key away");
+    let err = run(&["--p2p"]);
+    assert!(
+        err.contains(&format!(
+            "requested operation is not valid: Unable to access credentials {}",
+            key.display()
+        )),
+        "{err}"
+    );
+    std::fs::rename(&moved, &key).expect("restore B's server key");
+
+    // QEMU's TLS needs its own connection to the peer.
+    let err = run(&["--p2p", "--tunnelled"]);
+    assert!(
+        err.contains("migration flag TLS cannot be used with migration flag TUNNELLED"),
+        "{err}"
+    );
+
+    // A client certificate from another CA (A trusts both CAs, so its own
+    // QEMU accepts it): B's QEMU refuses the handshake.
+    let foreign = tls.pki.foreign_qemu_dir();
+    for file in ["ca-cert.pem", "client-cert.pem", "client-key.pem"] {
+        std::fs::copy(foreign.join(file), tls.a.join(file)).expect("install foreign client file");
+    }
+    let err = run(&[]);
+    assert!(
+        err.contains("operation failed: migration") && err.contains("TLS"),
+        "{err}"
+    );
+    for file in ["ca-cert.pem", "client-cert.pem", "client-key.pem"] {
+        std::fs::copy(tls.pki.qemu_dir().join(file), tls.a.join(file))
+            .expect("restore client file");
+    }
+
+    // A destination name B's certificate does not carry.
+    let err = run(&["--tls-destination", "wrong.example.org"]);
+    assert!(
+        err.contains("Certificate does not match the hostname wrong.example.org"),
+        "{err}"
+    );
+
+    // A→B, regular: B's certificate checked against 127.0.0.1 (IP SAN).
+    let before = qemu_support::counter(&a, name).expect("counter on A");
+    hosts.virsh_ok(&a, &tls_migrate_args(&["--timeout", "20"], name, &b));
+    assert_eq!(domstate(&b, name).as_deref(), Some("running"));
+    moved_and_counting(&hosts, name, &uuid, src_pid, before);
+    assert!(job_free(&a, name) && job_free(&b, name), "a job is left");
+
+    // B→A, peer to peer: A's certificate checked against localhost (DNS SAN).
+    let b_pid = status_pid(&hosts.b, name).expect("status file on B");
+    let before = qemu_support::counter(&b, name).expect("counter on B");
+    let extra = ["--p2p", "--timeout", "20", "--tls-destination", "localhost"];
+    hosts.virsh_ok(&b, &tls_migrate_args(&extra, name, &a));
+    wait_until(Duration::from_secs(20), "B's QEMU to exit", || {
+        pid_gone(b_pid).then_some(())
+    });
+    let a_pid = status_pid(&hosts.a, name).expect("status file on A");
+    assert_eq!(
+        qemu_pids(&uuid),
+        vec![a_pid],
+        "exactly A's QEMU runs {name}"
+    );
+    assert_eq!(domstate(&a, name).as_deref(), Some("running"));
+    qemu_support::counter_above(&a, name, before, &hosts);
+    // The guest came to B transient, so B keeps nothing of it.
+    assert_eq!(domstate(&b, name), None);
+    assert!(job_free(&a, name), "a job is left");
 }
 
 /// `Data processed:` of `domjobinfo --completed` on `uri`, in bytes.

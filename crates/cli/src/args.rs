@@ -145,7 +145,8 @@ pub enum Command {
                            migratectl migrate --live --p2p --tunnelled --verbose guest qemu+tls://b/system\n  \
                            migratectl migrate --offline --persistent guest test+tcp://10.0.0.2/default"
     )]
-    Migrate(crate::commands::migrate::MigrateArgs),
+    // Boxed: by far the largest variant (clippy::large_enum_variant).
+    Migrate(Box<crate::commands::migrate::MigrateArgs>),
     /// Show the progress of a domain's job (or the last one with --completed).
     Domjobinfo {
         /// Domain name, id or UUID.

@@ -13,6 +13,8 @@ use clap::Parser;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use migrated_driver_qemu::tls::MigrationTls;
+
 use crate::error::{Error, Result};
 
 /// Where the configuration file is read from when `--config` is not given.
@@ -57,6 +59,12 @@ Examples:
 
   # production: TLS with libvirt's certificate layout, only one admin DN
   migrated --listen tls://0.0.0.0:16514 --tls-allowed-dn 'C=GB,O=Example,CN=*'
+
+Migration data: `virsh migrate --tls` has the two QEMUs encrypt the stream
+with the files of --migrate-tls-x509-cert-dir (qemu.conf's
+migrate_tls_x509_cert_dir layout: ca-cert.pem, server-cert.pem, server-key.pem,
+client-cert.pem, client-key.pem; default /etc/pki/qemu), each side verifying
+the other's certificate unless --migrate-tls-x509-verify false.
 
 Environment: MIGRATED_LOG overrides --log-filter (tracing EnvFilter syntax,
 e.g. MIGRATED_LOG=migrated=debug,migrated_rpc=trace).
@@ -147,6 +155,14 @@ pub struct Args {
     /// Serve Prometheus metrics over HTTP at IP:PORT, e.g. 127.0.0.1:9464 [default: off].
     #[arg(long, value_name = "IP:PORT")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Directory of the QEMU migration TLS credentials used by `virsh migrate --tls`
+    /// (ca-cert.pem, server-cert.pem, server-key.pem, client-cert.pem, client-key.pem)
+    /// [default: /etc/pki/qemu].
+    #[arg(long, value_name = "DIR")]
+    pub migrate_tls_x509_cert_dir: Option<PathBuf>,
+    /// Whether migration TLS peers must present a certificate from the CA [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub migrate_tls_x509_verify: Option<bool>,
 }
 
 /// The TOML file: the same keys as [`Args`], snake_case.
@@ -179,6 +195,8 @@ struct FileConfig {
     migration_address: Option<IpAddr>,
     migration_prepare_timeout_secs: Option<u64>,
     metrics_listen: Option<SocketAddr>,
+    migrate_tls_x509_cert_dir: Option<PathBuf>,
+    migrate_tls_x509_verify: Option<bool>,
 }
 
 /// A hypervisor driver the daemon can serve.
@@ -408,6 +426,9 @@ pub struct Config {
     pub migration_prepare_timeout_secs: u64,
     /// Where the Prometheus text endpoint listens; `None` = no endpoint.
     pub metrics_listen: Option<SocketAddr>,
+    /// QEMU-native TLS of migration streams (`VIR_MIGRATE_TLS`): credentials
+    /// directory and peer verification.
+    pub migration_tls: MigrationTls,
 }
 
 /// [`Config::migration_prepare_timeout_secs`] as the migration manager wants it.
@@ -533,6 +554,18 @@ impl Config {
                 migrated_core::migration::DEFAULT_PREPARE_TIMEOUT.as_secs(),
             ),
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            migration_tls: MigrationTls {
+                dir: pick(
+                    &args.migrate_tls_x509_cert_dir,
+                    file.migrate_tls_x509_cert_dir,
+                    migrated_driver_qemu::tls::DEFAULT_DIR.into(),
+                ),
+                verify_peer: pick(
+                    &args.migrate_tls_x509_verify,
+                    file.migrate_tls_x509_verify,
+                    true,
+                ),
+            },
         })
     }
 
@@ -895,6 +928,23 @@ mod tests {
         let args = parse_args(&["--metrics-listen", "127.0.0.1:1"]);
         let cfg = Config::merge(&args, file, None, &probe()).expect("merge");
         assert_eq!(cfg.metrics_listen, "127.0.0.1:1".parse().ok());
+    }
+
+    #[test]
+    fn migration_tls_defaults_to_libvirts_directory_and_verifies() {
+        let cfg =
+            Config::merge(&parse_args(&[]), FileConfig::default(), None, &probe()).expect("merge");
+        assert_eq!(cfg.migration_tls, MigrationTls::default());
+        assert_eq!(cfg.migration_tls.dir, Path::new("/etc/pki/qemu"));
+        assert!(cfg.migration_tls.verify_peer);
+        let file: FileConfig = toml::from_str(
+            "migrate_tls_x509_cert_dir = \"/file/tls\"\nmigrate_tls_x509_verify = false",
+        )
+        .expect("valid toml");
+        let args = parse_args(&["--migrate-tls-x509-cert-dir", "/flag/tls"]);
+        let cfg = Config::merge(&args, file, None, &probe()).expect("merge");
+        assert_eq!(cfg.migration_tls.dir, Path::new("/flag/tls"));
+        assert!(!cfg.migration_tls.verify_peer);
     }
 
     #[test]

@@ -85,10 +85,11 @@ impl DriverRegistry {
                     drivers.push((DriverKind::Test, Arc::new(driver)));
                 }
                 DriverKind::Qemu => {
-                    let qemu = migrated_driver_qemu::QemuConfig::new(
+                    let mut qemu = migrated_driver_qemu::QemuConfig::new(
                         &config.state_dir,
                         &config.runtime_dir,
                     );
+                    qemu.migration_tls = config.migration_tls.clone();
                     let driver = migrated_driver_qemu::QemuDriver::open(qemu, host(config))
                         .await
                         .map_err(|source| Error::Driver {

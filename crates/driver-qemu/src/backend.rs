@@ -4,8 +4,8 @@
 //!
 //! | step | QEMU |
 //! |---|---|
-//! | Prepare (dest) | start QEMU with `-incoming defer`, `migrate-incoming tcp:ADDR:PORT` on the first free port of the range, or `fd:` on one end of a socket pair whose other end relays the tunnel |
-//! | Perform (source) | capabilities and parameters from the flags (`events`, `xbzrle` for COMPRESSED, `auto-converge`), `max-bandwidth`, `downtime-limit`, then `migrate tcp:…` or `migrate fd:` into a relayed socket pair; waits on MIGRATION events, feeding job stats at each pass; abort → `migrate_cancel` |
+//! | Prepare (dest) | start QEMU with `-incoming defer`; with TLS a `tls-creds-x509` server object and `tls-creds` (see [`crate::tls`]); `migrate-incoming tcp:ADDR:PORT` on the first free port of the range, or `fd:` on one end of a socket pair whose other end relays the tunnel |
+//! | Perform (source) | capabilities and parameters from the flags (`events`, `xbzrle` for COMPRESSED, `auto-converge`), `max-bandwidth`, `downtime-limit`, TLS credentials and host name (or `""` for both without TLS), then `migrate tcp:…` or `migrate fd:` into a relayed socket pair; waits on MIGRATION events, feeding job stats at each pass; abort → `migrate_cancel` |
 //! | Finish (dest) | wait for QEMU's `completed`, define the persistent config, `cont` unless PAUSED; on failure kill the incoming QEMU |
 //! | Confirm (source) | success: stop the source QEMU (shut off "migrated", undefine with UNDEFINE_SOURCE); cancelled: make sure the guest runs |
 //!
@@ -39,6 +39,7 @@ use crate::qmp::commands::{
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
 use crate::relay::{self, Relay};
+use crate::tls::{self, Endpoint};
 use crate::{QemuDriver, SUPPORT};
 
 /// QEMU's default bandwidth cap is 32 MiB/s; without a limit from the
@@ -92,8 +93,31 @@ impl QemuBackend {
         Ok(DomainDef::parse(&xml)?)
     }
 
-    /// Capabilities and parameters of the outgoing migration from the request.
-    async fn tune(&self, qmp: &Qmp, req: &MigrateRequest, job: &JobHandle) -> Result<PerformOut> {
+    /// Refuses a live TLS migration this host cannot do before anything
+    /// starts: over the tunnel (QEMU's TLS needs its own connection to the
+    /// peer), or without the credentials `endpoint` needs.
+    fn check_tls(&self, req: &MigrateRequest, endpoint: Endpoint) -> Result<()> {
+        if !req.has(MigrateFlags::TLS) || req.is_offline() {
+            return Ok(());
+        }
+        if req.is_tunnelled() {
+            return Err(Error::ArgumentConflict {
+                first: "migration flag TLS".into(),
+                second: "migration flag TUNNELLED".into(),
+            });
+        }
+        self.driver.migration_tls().check(endpoint)
+    }
+
+    /// Capabilities and parameters of the outgoing migration from the
+    /// request; `tls_host` is the destination host QEMU verifies with TLS.
+    async fn tune(
+        &self,
+        qmp: &Qmp,
+        req: &MigrateRequest,
+        job: &JobHandle,
+        tls_host: Option<&str>,
+    ) -> Result<PerformOut> {
         let mut caps = vec![MigrationCapability {
             capability: "events".into(),
             state: true,
@@ -141,6 +165,17 @@ impl QemuBackend {
                 .and_then(|v| u32::try_from(v).ok());
             used.push(("auto-converge".to_owned(), "yes".to_owned()));
         }
+        if req.has(MigrateFlags::TLS) {
+            let host = req.tls_destination.as_deref().or(tls_host);
+            self.driver
+                .migration_tls()
+                .enable(qmp, Endpoint::Client, host, &mut params)
+                .await?;
+        } else {
+            // Never reuse credentials an earlier TLS migration of this
+            // long-running QEMU set (libvirt's qemuMigrationParamsDisableTLS).
+            tls::disable(&mut params);
+        }
         qmp.execute(&MigrateSetCapabilities { capabilities: caps })
             .await
             .map_err(|e| e.into_core("migration"))?;
@@ -148,6 +183,15 @@ impl QemuBackend {
             .await
             .map_err(|e| e.into_core("migration"))?;
         Ok(PerformOut { capabilities: used })
+    }
+
+    /// After a TLS migration (on the source whatever its outcome, on the
+    /// destination once it completed): the guest runs on in this QEMU, which
+    /// must not keep the credentials.
+    async fn reset_tls(&self, qmp: &Qmp, req: &MigrateRequest) {
+        if req.has(MigrateFlags::TLS) {
+            tls::reset(qmp).await;
+        }
     }
 
     async fn kill_incoming(&self, dom: &DomainRef) {
@@ -185,6 +229,7 @@ impl QemuBackend {
             }
         }
         waited?;
+        self.reset_tls(&qmp, req).await;
         if let Some(def) = persistent {
             let xml = def.format(&FormatOptions {
                 secure: true,
@@ -445,7 +490,8 @@ impl MigrationBackend for QemuBackend {
         &SUPPORT
     }
 
-    async fn begin(&self, dom: &DomainRef, _req: &MigrateRequest) -> Result<BeginOut> {
+    async fn begin(&self, dom: &DomainRef, req: &MigrateRequest) -> Result<BeginOut> {
+        self.check_tls(req, Endpoint::Client)?;
         let state = self.driver.get_state(dom, 0).await?;
         let active = state.state.is_active();
         let def = if active {
@@ -482,8 +528,20 @@ impl MigrationBackend for QemuBackend {
         out: DataOut,
         job: &JobHandle,
     ) -> Result<PerformOut> {
+        self.check_tls(req, Endpoint::Client)?;
         let qmp = self.driver.qmp(dom)?;
-        let used = self.tune(&qmp, req, job).await?;
+        let tls_host = match &out {
+            DataOut::Direct { uri } => Some(DataUri::parse(uri)?.host),
+            DataOut::Tunnel(_) => None,
+        };
+        let tuned = self.tune(&qmp, req, job, tls_host.as_deref()).await;
+        let used = match tuned {
+            Ok(used) => used,
+            Err(e) => {
+                self.reset_tls(&qmp, req).await;
+                return Err(e);
+            }
+        };
         let mut events = qmp.events();
         self.driver.set_migrating(dom, true)?;
         let result = async {
@@ -518,6 +576,7 @@ impl MigrationBackend for QemuBackend {
             waited
         }
         .await;
+        self.reset_tls(&qmp, req).await;
         match result {
             Ok(info) => {
                 feed_stats(job, &info);
@@ -553,7 +612,7 @@ impl MigrationBackend for QemuBackend {
     async fn prepare(
         &self,
         def: DomainDef,
-        _req: &MigrateRequest,
+        req: &MigrateRequest,
         incoming: Incoming,
         job: &JobHandle,
     ) -> Result<PrepareOut> {
@@ -568,6 +627,8 @@ impl MigrationBackend for QemuBackend {
         if matches!(incoming, Incoming::Offline) {
             return Ok(PrepareOut::default());
         }
+        // Before QEMU starts, so a refusal leaves nothing behind.
+        self.check_tls(req, Endpoint::Server)?;
         let xml = def.format(&FormatOptions {
             secure: true,
             inactive: false,
@@ -579,6 +640,17 @@ impl MigrationBackend for QemuBackend {
             enable_events(&qmp)
                 .await
                 .map_err(|e| e.into_core("migration"))?;
+            // A fresh QEMU has no credentials set, so only TLS needs a call.
+            if req.has(MigrateFlags::TLS) {
+                let mut params = MigrateSetParameters::default();
+                self.driver
+                    .migration_tls()
+                    .enable(&qmp, Endpoint::Server, None, &mut params)
+                    .await?;
+                qmp.execute(&params)
+                    .await
+                    .map_err(|e| e.into_core("migration"))?;
+            }
             let events = qmp.events();
             match incoming {
                 Incoming::Offline => Ok((None, events, None)),

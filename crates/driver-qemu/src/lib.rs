@@ -17,6 +17,7 @@
 //! - [`backend`]: [`backend::QemuBackend`], core's `MigrationBackend`
 //!   (Prepare/Perform/Finish/Confirm over QEMU migration, direct or
 //!   tunnelled), with [`relay`] for the tunnel's local descriptors;
+//! - [`tls`]: QEMU-native TLS on the migration stream (`VIR_MIGRATE_TLS`);
 //! - [`workload`]: the project's own tiny guest kernel (built from
 //!   `guest/` by `build.rs`) and how to read its counter;
 //! - [`support`]: what the driver declares it implements ([`SUPPORT`]).
@@ -39,6 +40,7 @@ pub mod spec;
 pub mod status;
 mod store;
 pub mod support;
+pub mod tls;
 pub mod workload;
 
 pub use driver::{QemuConfig, QemuDriver, URI};

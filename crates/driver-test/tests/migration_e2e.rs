@@ -241,6 +241,22 @@ async fn tunnelled_without_peer2peer_is_refused_naming_both() {
     assert!(!a.mgr.registry().is_locked(&dom.uuid));
 }
 
+/// Hypervisor TLS is the QEMU driver's; the test driver names the flag it
+/// cannot honour, and the guest stays where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_refused_by_the_test_driver() {
+    let (a, b) = (host(1), host(2));
+    let dom = running_guest(&a, "web-tls", "").await;
+    let err = migrate(&a, &b, &dom, live(MigrateFlags::TLS), true)
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), ErrorCode::ArgumentUnsupported);
+    let msg = err.to_string();
+    assert!(msg.contains("TLS") && msg.contains("Test"), "{msg}");
+    assert_eq!(state_of(&a, &dom.uuid).await, Some(DomainState::Running));
+    assert!(!a.mgr.registry().is_locked(&dom.uuid));
+}
+
 async fn check_one_copy_then_retry(a: &Host, b: &Host, dom: &DomainRef) {
     assert_eq!(
         state_of(a, &dom.uuid).await,

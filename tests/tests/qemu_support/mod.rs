@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use migrated_driver_qemu::status::StatusFile;
 use migrated_driver_qemu::workload;
-use migrated_tests::clients::{stderr_of, stdout_of};
+use migrated_tests::clients::{stderr_of, stdout_of, Pki};
 use migrated_tests::{free_port, random_uuid, require_binary, virsh, wait_until, Daemon};
 
 use crate::migrate_support::{ctl, ctl_ok};
@@ -42,6 +42,8 @@ pub struct QemuHosts {
     /// Destination daemon.
     pub b: Daemon,
     kernel: PathBuf,
+    /// The migration TLS files, when started with [`QemuHosts::start_tls`].
+    pub tls: Option<MigrationTlsDirs>,
     uuids: Mutex<Vec<String>>,
     _kernel_dir: tempfile::TempDir,
     _serial: MutexGuard<'static, ()>,
@@ -70,8 +72,8 @@ fn port_range(other: Option<(u16, u16)>) -> (u16, u16) {
     )
 }
 
-fn qemu_daemon(name: &str, ports: (u16, u16)) -> Daemon {
-    Daemon::builder()
+fn qemu_daemon(name: &str, ports: (u16, u16), tls_dir: Option<&Path>) -> Daemon {
+    let mut builder = Daemon::builder()
         .hostname(name)
         .drivers("qemu")
         .tcp()
@@ -80,14 +82,75 @@ fn qemu_daemon(name: &str, ports: (u16, u16)) -> Daemon {
             format!("{}-{}", ports.0, ports.1),
             "--migration-address".to_owned(),
             "127.0.0.1".to_owned(),
-        ])
-        .spawn()
+        ]);
+    if let Some(dir) = tls_dir {
+        builder = builder.args([
+            "--migrate-tls-x509-cert-dir".to_owned(),
+            dir.display().to_string(),
+        ]);
+    }
+    builder.spawn()
+}
+
+/// Each daemon's own copy of the test PKI's QEMU migration TLS files, so a
+/// test can break one side's without touching the other's.
+pub struct MigrationTlsDirs {
+    /// The PKI the files come from (also has the foreign client files).
+    pub pki: Pki,
+    /// The source's `migrate_tls_x509_cert_dir`.
+    pub a: PathBuf,
+    /// The destination's `migrate_tls_x509_cert_dir`.
+    pub b: PathBuf,
+    _root: tempfile::TempDir,
+}
+
+impl MigrationTlsDirs {
+    fn generate() -> Option<Self> {
+        let pki = Pki::generate()?;
+        let root = tempfile::Builder::new()
+            .prefix("migrated-qemu-tls-")
+            .tempdir()
+            .expect("TLS temp dir");
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        for dir in [&a, &b] {
+            copy_dir(&pki.qemu_dir(), dir);
+        }
+        Some(Self {
+            pki,
+            a,
+            b,
+            _root: root,
+        })
+    }
+}
+
+/// Copies the files of `from` into `to` (created).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create directory");
+    for entry in std::fs::read_dir(from).expect("read directory") {
+        let entry = entry.expect("directory entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy file");
+    }
 }
 
 impl QemuHosts {
     /// Starts both daemons; `None` when the tools are missing (see
     /// [`tools_present`]).
     pub fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// As [`QemuHosts::start`], each daemon with its own migration TLS
+    /// directory (a copy of the test PKI's QEMU files); `None` also when
+    /// openssl is missing.
+    pub fn start_tls() -> Option<Self> {
+        if !tools_present() {
+            return None;
+        }
+        Self::start_with(Some(MigrationTlsDirs::generate()?))
+    }
+
+    fn start_with(tls: Option<MigrationTlsDirs>) -> Option<Self> {
         if !tools_present() {
             return None;
         }
@@ -100,9 +163,10 @@ impl QemuHosts {
             .expect("kernel temp dir");
         let kernel = workload::install(kernel_dir.path()).expect("install the workload kernel");
         Some(Self {
-            a: qemu_daemon("qemu-a", a_ports),
-            b: qemu_daemon("qemu-b", b_ports),
+            a: qemu_daemon("qemu-a", a_ports, tls.as_ref().map(|t| t.a.as_path())),
+            b: qemu_daemon("qemu-b", b_ports, tls.as_ref().map(|t| t.b.as_path())),
             kernel,
+            tls,
             uuids: Mutex::new(Vec::new()),
             _kernel_dir: kernel_dir,
             _serial: serial,

@@ -70,6 +70,12 @@ pub struct MigrateArgs {
     /// Abort on soft errors during the migration.
     #[arg(long)]
     pub abort_on_error: bool,
+    /// Encrypt the migration data with the hypervisor's own TLS (QEMU; not with --tunnelled).
+    #[arg(long)]
+    pub tls: bool,
+    /// Host name the destination's TLS certificate must carry (default: the data URI's host).
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub tls_destination: Option<String>,
     /// Domain XML to run on the destination (host-side changes only).
     #[arg(long, value_name = "FILE")]
     pub xml: Option<PathBuf>,
@@ -118,6 +124,7 @@ impl MigrateArgs {
             (self.compressed, MigrateFlags::COMPRESSED),
             (self.auto_converge, MigrateFlags::AUTO_CONVERGE),
             (self.abort_on_error, MigrateFlags::ABORT_ON_ERROR),
+            (self.tls, MigrateFlags::TLS),
         ] {
             if on {
                 f |= flag;
@@ -146,6 +153,7 @@ impl MigrateArgs {
             (param::DEST_NAME, &self.dname),
             (param::URI, &self.migrateuri),
             (param::LISTEN_ADDRESS, &self.listen_address),
+            (param::TLS_DESTINATION, &self.tls_destination),
         ] {
             if let Some(v) = value {
                 p.push(key, TypedValue::String(v.clone()));
@@ -389,6 +397,14 @@ mod tests {
             "uri",
         ]);
         assert_eq!(a.flags().bits(), 2048 | 8192 | 4096);
+        let a = parse(&["--tls", "--tls-destination", "host-b", "g", "uri"]);
+        assert_eq!(a.flags().bits(), 1 << 16);
+        let p = a.params().expect("no files");
+        assert_eq!(
+            p.get_string(param::TLS_DESTINATION).ok().flatten(),
+            Some("host-b")
+        );
+        assert!(Wrap::try_parse_from(["m", "--tls-destination", "h", "g", "u"]).is_err());
     }
 
     #[test]

@@ -40,6 +40,7 @@ use crate::qmp::{Qmp, QmpConfig};
 use crate::spec::launch_spec;
 use crate::status::{RecordedState, StatusFile, STATUS_VERSION};
 use crate::store::Store;
+use crate::tls::MigrationTls;
 use monitor::spawn_monitor;
 use registry::{Domain, Live, Registry, Runtime, StopIntent};
 
@@ -65,6 +66,8 @@ pub struct QemuConfig {
     pub qmp: QmpConfig,
     /// Compress save images with zstd.
     pub save_zstd: bool,
+    /// Credentials of QEMU-native TLS on migration streams (`VIR_MIGRATE_TLS`).
+    pub migration_tls: MigrationTls,
 }
 
 impl QemuConfig {
@@ -78,6 +81,7 @@ impl QemuConfig {
             runtime_dir: runtime_dir.into(),
             qmp: QmpConfig::default(),
             save_zstd: true,
+            migration_tls: MigrationTls::default(),
         }
     }
 }
@@ -333,6 +337,11 @@ impl QemuDriver {
         driver.reattach_all().await?;
         driver.autostart().await;
         Ok(driver)
+    }
+
+    /// The migration TLS credentials this driver was configured with.
+    pub(crate) fn migration_tls(&self) -> &MigrationTls {
+        &self.shared.config.migration_tls
     }
 
     /// The QMP monitor of a running guest, for the migration engine.

@@ -394,10 +394,52 @@ pub struct MigrateSetParameters {
     /// Throttle step with `auto-converge`, percent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_throttle_increment: Option<u32>,
+    /// Id of the `tls-creds-x509` object securing the stream; `""` = no TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_creds: Option<String>,
+    /// Name the source checks the destination's certificate against (when
+    /// empty, the host of the `migrate` URI); `""` resets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_hostname: Option<String>,
 }
 
 impl Command for MigrateSetParameters {
     const NAME: &'static str = "migrate-set-parameters";
+    type Reply = Empty;
+}
+
+/// `object-add` of a `tls-creds-x509` object: x509 credentials loaded from
+/// `dir` (`ca-cert.pem`, `server-cert.pem`/`server-key.pem` or
+/// `client-cert.pem`/`client-key.pem`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ObjectAddTlsCredsX509 {
+    /// Always `tls-creds-x509`.
+    pub qom_type: &'static str,
+    /// The object id later named by `tls-creds`.
+    pub id: String,
+    /// Directory holding the PEM files.
+    pub dir: String,
+    /// `server` (the incoming side) or `client` (the outgoing side).
+    pub endpoint: &'static str,
+    /// Whether the peer must present a certificate from the CA.
+    pub verify_peer: bool,
+}
+
+impl Command for ObjectAddTlsCredsX509 {
+    const NAME: &'static str = "object-add";
+    type Reply = Empty;
+}
+
+/// `object-del`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectDel {
+    /// Id of the object to remove.
+    pub id: String,
+}
+
+impl Command for ObjectDel {
+    const NAME: &'static str = "object-del";
     type Reply = Empty;
 }
 
@@ -514,6 +556,24 @@ mod tests {
             r#"{"max-bandwidth":1073741824,"downtime-limit":300}"#
         );
         assert_eq!(args(&Stop), "null");
+        assert_eq!(
+            args(&MigrateSetParameters {
+                tls_creds: Some(String::new()),
+                tls_hostname: Some("192.0.2.1".into()),
+                ..Default::default()
+            }),
+            r#"{"tls-creds":"","tls-hostname":"192.0.2.1"}"#
+        );
+        assert_eq!(
+            args(&ObjectAddTlsCredsX509 {
+                qom_type: "tls-creds-x509",
+                id: "objlibvirt_migrate_tls0".into(),
+                dir: "/etc/pki/qemu".into(),
+                endpoint: "server",
+                verify_peer: true,
+            }),
+            r#"{"qom-type":"tls-creds-x509","id":"objlibvirt_migrate_tls0","dir":"/etc/pki/qemu","endpoint":"server","verify-peer":true}"#
+        );
     }
 
     #[test]
