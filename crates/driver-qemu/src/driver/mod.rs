@@ -257,6 +257,8 @@ fn cleanup_run_files(runtime_dir: &std::path::Path, name: &str, paths: &LaunchPa
     for path in [&paths.qmp_socket, &paths.pidfile] {
         let _ = std::fs::remove_file(path);
     }
+    // Sockets of channels QEMU could not remove (it was killed).
+    let _ = std::fs::remove_dir_all(&paths.channel_dir);
     if let Err(e) = StatusFile::remove(runtime_dir, name) {
         warn!(error = %e.chain(), "cannot remove status file");
     }
@@ -770,6 +772,7 @@ impl QemuDriver {
                 .join("qemu")
                 .join(format!("{}.pid", status.name)),
             log: status.log.clone(),
+            channel_dir: LaunchPaths::channel_dir(&cfg.runtime_dir, &status.name),
         };
         let attached = match QemuProcess::attach(status.pid, &status.name, &status.uuid.to_string())
         {
