@@ -912,6 +912,125 @@ mod tests {
     }
 
     #[test]
+    fn platform_options_and_extra_devices() {
+        let mut s = spec();
+        s.machine = "pc-q35-7.2".into();
+        s.machine_options = MachineOptions {
+            hpet: Some(false),
+            vmport: Some(false),
+            smm: Some(true),
+        };
+        s.rtc = Some(Rtc {
+            base: RtcBase::Utc,
+            clock: Some("vm"),
+            driftfix_slew: true,
+        });
+        s.globals.push("kvm-pit.lost_tick_policy=delay".into());
+        s.controllers
+            .push(Device::new("virtio-serial-pci", "virtio-serial0"));
+        s.inputs.push(
+            Device::new("usb-tablet", "input0")
+                .with("bus", "usb.0")
+                .with("port", "1"),
+        );
+        s.channels.push(Channel {
+            source: ChannelSource::Unix(None),
+            name: "org.qemu.guest_agent.0".into(),
+            index: 0,
+            bus: "virtio-serial0.0".into(),
+            port: 1,
+        });
+        s.audiodevs.push(Audiodev {
+            id: 1,
+            driver: "none",
+        });
+        s.sounds
+            .push(Device::new("AC97", "sound0").with("audiodev", "audio1"));
+        s.watchdog = Some(Watchdog {
+            device: Some(Device::new("ib700", "watchdog0")),
+            action: "pause".into(),
+        });
+        s.rngs.push(Rng {
+            backend: RngBackend::Random(PathBuf::from("/dev/urandom")),
+            rate: None,
+        });
+        s.vmcoreinfo = true;
+        // A channel without a socket cannot be started.
+        assert!(matches!(s.argv(), Err(Error::InvalidConfig { .. })));
+        let placed = s.place_channels(Path::new("/run/g"));
+        assert_eq!(
+            placed,
+            [(0, PathBuf::from("/run/g/org.qemu.guest_agent.0"))]
+        );
+        let a = argv(&s);
+        assert_eq!(
+            values(&a, "-machine"),
+            ["pc-q35-7.2,hpet=off,vmport=off,smm=on"]
+        );
+        assert_eq!(values(&a, "-rtc"), ["base=utc,clock=vm,driftfix=slew"]);
+        assert_eq!(values(&a, "-global"), ["kvm-pit.lost_tick_policy=delay"]);
+        assert_eq!(
+            values(&a, "-chardev")[1],
+            "socket,id=charchannel0,path=/run/g/org.qemu.guest_agent.0,server=on,wait=off"
+        );
+        assert_eq!(
+            values(&a, "-audiodev"),
+            [r#"{"driver":"none","id":"audio1"}"#]
+        );
+        assert_eq!(values(&a, "-watchdog-action"), ["pause"]);
+        assert_eq!(
+            values(&a, "-object"),
+            [r#"{"filename":"/dev/urandom","id":"objrng0","qom-type":"rng-random"}"#]
+        );
+        let devices: Vec<serde_json::Value> = values(&a, "-device")
+            .into_iter()
+            .map(|d| serde_json::from_str(d).expect("json device"))
+            .collect();
+        let ids: Vec<&str> = devices.iter().filter_map(|d| d["id"].as_str()).collect();
+        // libvirt's order: controllers, inputs, channels, sound, watchdog, rng.
+        assert_eq!(
+            ids,
+            [
+                "virtio-serial0",
+                "input0",
+                "channel0",
+                "sound0",
+                "watchdog0",
+                "rng0"
+            ]
+        );
+        assert_eq!(devices[2]["name"], "org.qemu.guest_agent.0");
+        assert_eq!(devices[2]["nr"], 1);
+        assert_eq!(devices[5]["rng"], "objrng0");
+        assert_eq!(
+            devices.last().map(|d| &d["driver"]),
+            Some(&json!("vmcoreinfo"))
+        );
+    }
+
+    #[test]
+    fn the_video_adapter_takes_the_old_vga_place() {
+        let mut s = spec();
+        s.disks.push(Disk {
+            source: PathBuf::from("/img/a"),
+            format: "raw".into(),
+            target: "vda".into(),
+            bus: "virtio".into(),
+            readonly: false,
+        });
+        s.video = Some(Device::new("virtio-vga", "video0").with("max_outputs", 1));
+        s.controllers
+            .push(Device::new("virtio-serial-pci", "virtio-serial0"));
+        let a = argv(&s);
+        let devices = values(&a, "-device");
+        // After the disks and NICs, before every device older guests lacked.
+        assert!(devices[1].contains("virtio-vga"), "{devices:?}");
+        assert!(devices[2].contains("virtio-serial-pci"), "{devices:?}");
+        // No display is needed for an adapter.
+        assert!(values(&a, "-vnc").is_empty());
+    }
+
+    #[test]
     fn vnc_fixed_port_is_a_display_number() {
         let mut s = spec();
         s.graphics.push(Graphics::Vnc {

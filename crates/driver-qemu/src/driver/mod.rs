@@ -28,14 +28,16 @@ use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainRef,
     DomainState, HostIdentity, LifecycleEvent, StateReason,
 };
-use migrated_core::xml::{DomainDef, DomainType, FormatOptions, GraphicsType};
+use migrated_core::xml::{
+    CharSource, CharType, DomainDef, DomainType, FormatOptions, GraphicsType,
+};
 use migrated_core::{Error, Result};
 use tokio::sync::{broadcast, OnceCell};
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::process::{launch, LaunchPaths, QemuProcess};
-use crate::qmp::commands::{Cont, QuerySpice, QueryStatus, QueryVnc, RunState};
+use crate::qmp::commands::{Cont, QueryChardev, QuerySpice, QueryStatus, QueryVnc, RunState};
 use crate::qmp::{Qmp, QmpConfig};
 use crate::spec::launch_spec;
 use crate::status::{RecordedState, StatusFile, STATUS_VERSION};
@@ -225,6 +227,42 @@ async fn record_vnc_port(qmp: &Qmp, def: &mut DomainDef) {
             }
         }
         Err(e) => warn!(error = %e.chain(), "cannot read the vnc port"),
+    }
+}
+
+/// Puts the pty QEMU allocated for serial port 0 into the live definition:
+/// `<source path=…/>` of the pty serial port and console, and the console's
+/// `tty`, as libvirt shows them (`virsh console` clients read them).
+async fn record_pty_path(qmp: &Qmp, def: &mut DomainDef) {
+    let devices = &mut def.devices;
+    let is_pty = |c: &migrated_core::xml::CharDevice| c.kind == CharType::Pty;
+    if !devices.serials.iter().chain(&devices.consoles).any(is_pty) {
+        return;
+    }
+    let chardevs = match qmp.execute(&QueryChardev).await {
+        Ok(chardevs) => chardevs,
+        Err(e) => {
+            warn!(error = %e.chain(), "cannot read the serial port's pty");
+            return;
+        }
+    };
+    let Some(path) = chardevs
+        .iter()
+        .find(|c| c.label == "charserial0")
+        .and_then(|c| c.pty_path())
+    else {
+        return;
+    };
+    let serial = devices.serials.first_mut().into_iter();
+    for (device, console) in serial
+        .map(|s| (s, false))
+        .chain(devices.consoles.iter_mut().map(|c| (c, true)))
+        .filter(|(c, _)| is_pty(c))
+    {
+        device.source.get_or_insert_with(CharSource::default).path = Some(path.to_owned());
+        if console {
+            device.tty = Some(path.to_owned());
+        }
     }
 }
 
@@ -642,6 +680,7 @@ impl QemuDriver {
         live_def.id = Some(id);
         record_vnc_port(&launched.qmp, &mut live_def).await;
         record_spice_port(&launched.qmp, &mut live_def).await;
+        record_pty_path(&launched.qmp, &mut live_def).await;
         let runtime = Arc::new(Runtime {
             process: Arc::new(launched.process),
             qmp: launched.qmp,
