@@ -730,7 +730,7 @@ impl Args {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn spec() -> LaunchSpec {
@@ -742,7 +742,8 @@ mod tests {
         )
     }
 
-    fn argv(spec: &LaunchSpec) -> Vec<String> {
+    /// The arguments of `spec`, as strings.
+    pub(crate) fn argv(spec: &LaunchSpec) -> Vec<String> {
         spec.argv()
             .expect("argv")
             .into_iter()
@@ -751,7 +752,7 @@ mod tests {
     }
 
     /// The value following `flag`, for each occurrence.
-    fn values<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+    pub(crate) fn values<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
         args.windows(2)
             .filter(|w| w[0] == flag)
             .map(|w| w[1].as_str())

@@ -375,6 +375,14 @@ fn inputs(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
     Ok(())
 }
 
+/// Whether the guest has a SPICE display (needed by spicevmc and spice audio).
+fn has_spice(def: &DomainDef) -> bool {
+    def.devices
+        .graphics
+        .iter()
+        .any(|g| g.kind == GraphicsType::Spice)
+}
+
 fn is_virtio_channel(channel: &CharDevice) -> bool {
     channel
         .target
@@ -383,11 +391,7 @@ fn is_virtio_channel(channel: &CharDevice) -> bool {
 }
 
 fn channels(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
-    let has_spice = def
-        .devices
-        .graphics
-        .iter()
-        .any(|g| g.kind == GraphicsType::Spice);
+    let has_spice = has_spice(def);
     // Port 0 of each bus is reserved for a console, as libvirt does.
     let mut next_port = 1;
     for (index, channel) in def.devices.channels.iter().enumerate() {
@@ -519,11 +523,7 @@ fn video(def: &DomainDef) -> Result<Option<Device>> {
 }
 
 fn sound(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
-    let has_spice = def
-        .devices
-        .graphics
-        .iter()
-        .any(|g| g.kind == GraphicsType::Spice);
+    let has_spice = has_spice(def);
     for audio in &def.devices.audios {
         let driver = match audio.kind.as_str() {
             "none" => "none",

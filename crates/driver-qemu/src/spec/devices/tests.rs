@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use migrated_core::xml::DomainDef;
 use serde_json::Value;
 
+use crate::command::tests::values;
 use crate::command::{Accel, ChannelSource, LaunchSpec};
 use crate::error::Error;
 use crate::spec::launch_spec;
@@ -31,20 +32,10 @@ fn devices(machine: &str, devices: &str) -> LaunchSpec {
     )
 }
 
+/// The arguments, channels placed in `/run/ch`.
 fn argv(spec: &mut LaunchSpec) -> Vec<String> {
     spec.place_channels(Path::new("/run/ch"));
-    spec.argv()
-        .expect("argv")
-        .into_iter()
-        .map(|a| a.into_string().expect("utf-8"))
-        .collect()
-}
-
-fn values<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
-    args.windows(2)
-        .filter(|w| w[0] == flag)
-        .map(|w| w[1].as_str())
-        .collect()
+    crate::command::tests::argv(spec)
 }
 
 /// The `-device` JSON objects.
@@ -63,17 +54,12 @@ fn by_id<'a>(devices: &'a [Value], id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no device {id} in {devices:?}"))
 }
 
+/// Insists that the domain with `body` is refused with a reason naming `words`.
 #[track_caller]
-fn refused(machine: &str, devices_xml: &str, words: &str) {
-    let def = domain(
-        machine,
-        &format!("<devices><emulator>/bin/sh</emulator>{devices_xml}</devices>"),
-    );
-    match launch_spec(&def) {
-        Err(Error::InvalidConfig { reason }) => {
-            assert!(reason.contains(words), "{devices_xml}: {reason}")
-        }
-        other => panic!("{devices_xml}: {other:?}"),
+fn refused(machine: &str, body: &str, words: &str) {
+    match launch_spec(&domain(machine, body)) {
+        Err(Error::InvalidConfig { reason }) => assert!(reason.contains(words), "{body}: {reason}"),
+        other => panic!("{body}: {other:?}"),
     }
 }
 
@@ -377,7 +363,11 @@ fn what_is_not_realised_is_refused_by_name() {
         ("<redirdev bus='usb' type='spicevmc'/>", "USB redirection"),
         ("<memballoon model='xen'/>", "memballoon model 'xen'"),
     ] {
-        refused("pc", xml, words);
+        refused(
+            "pc",
+            &format!("<devices><emulator>/bin/sh</emulator>{xml}</devices>"),
+            words,
+        );
     }
     for (body, words) in [
         ("<features><hyperv/></features>", "feature 'hyperv'"),
@@ -407,16 +397,11 @@ fn what_is_not_realised_is_refused_by_name() {
             "timer 'kvmclock'",
         ),
     ] {
-        let def = domain(
+        refused(
             "pc",
             &format!("{body}<devices><emulator>/bin/sh</emulator></devices>"),
+            words,
         );
-        match launch_spec(&def) {
-            Err(Error::InvalidConfig { reason }) => {
-                assert!(reason.contains(words), "{body}: {reason}")
-            }
-            other => panic!("{body}: {other:?}"),
-        }
     }
 }
 
