@@ -12,7 +12,7 @@
 //! honoured: QEMU assigns slots in `-device` order, the same on both sides
 //! of a migration.
 
-use migrated_core::xml::{CharDevice, CharType, Controller, DomainDef, GraphicsType};
+use migrated_core::xml::{CharDevice, CharType, DomainDef, GraphicsType};
 
 use super::invalid;
 use crate::command::{
@@ -75,21 +75,19 @@ fn features(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
         };
         match feature.name.as_str() {
             // On in QEMU by default, and a plain <pae/> changes nothing on x86_64.
-            "acpi" | "pae" if feature.attrs.is_empty() => {}
-            "apic" if feature.attrs.is_empty() => {}
+            "acpi" | "apic" | "pae" if feature.attrs.is_empty() => {}
             "vmport" => options.vmport = Some(state()?),
             "smm" if feature.attrs.iter().all(|(k, _)| k == "state") => {
                 options.smm = Some(state()?);
             }
             "vmcoreinfo" => spec.vmcoreinfo = state()?,
+            other if feature.attrs.is_empty() => {
+                return Err(invalid(format!("feature '{other}'")));
+            }
             other => {
                 return Err(invalid(format!(
-                    "feature '{other}'{} is not supported by the qemu driver",
-                    if feature.attrs.is_empty() {
-                        String::new()
-                    } else {
-                        " with these attributes".to_owned()
-                    }
+                    "feature '{other}' with {}",
+                    attrs_text(&feature.attrs)
                 )))
             }
         }
@@ -127,12 +125,7 @@ fn clock(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
             invalid(format!(
                 "timer '{}' with {}",
                 timer.name,
-                timer
-                    .attrs
-                    .iter()
-                    .map(|(k, v)| format!("{k}='{v}'"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                attrs_text(&timer.attrs)
             ))
         };
         let known = |names: &[&str]| timer.attrs.iter().all(|(k, _)| names.contains(&k.as_str()));
@@ -159,7 +152,7 @@ fn clock(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
                     return Err(unsupported());
                 }
                 // The policy applies to the in-kernel PIT only; TCG's PIT
-                // has none (libvirt's "catchup" is refused by its validator).
+                // has none.
                 let policy = match attr("tickpolicy") {
                     None | Some("delay") => "delay",
                     Some("discard") => "discard",
@@ -182,6 +175,15 @@ fn clock(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
     Ok(())
 }
 
+/// `a='1' b='2'`, for naming an element in an error.
+fn attrs_text(attrs: &[(String, String)]) -> String {
+    attrs
+        .iter()
+        .map(|(k, v)| format!("{k}='{v}'"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn power_management(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) {
     let Some(pm) = &def.pm else { return };
     for (state, enabled) in [("s3", pm.suspend_to_mem), ("s4", pm.suspend_to_disk)] {
@@ -195,10 +197,14 @@ fn power_management(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) {
     }
 }
 
-/// The QEMU device of a USB controller model; `None` for `none`.
-fn usb_controller_driver(model: Option<&str>, chipset: Chipset) -> Result<Option<&'static str>> {
-    Ok(Some(match model {
-        // libvirt's default model for the machine.
+/// The USB controller (id `usb`) of `model` (`None`: libvirt's default for
+/// the machine), with `ports` on an XHCI; `None` for model `none`.
+fn usb_controller(
+    model: Option<&str>,
+    ports: Option<u32>,
+    chipset: Chipset,
+) -> Result<Option<Device>> {
+    let driver = match model {
         None => match chipset {
             Chipset::I440fx => "piix3-usb-uhci",
             Chipset::Q35 => "qemu-xhci",
@@ -211,27 +217,24 @@ fn usb_controller_driver(model: Option<&str>, chipset: Chipset) -> Result<Option
         Some("qemu-xhci") => "qemu-xhci",
         Some("none") => return Ok(None),
         Some(other) => return Err(invalid(format!("USB controller model '{other}'"))),
-    }))
-}
-
-fn usb_controller(ctl: &Controller, chipset: Chipset) -> Result<Option<Device>> {
-    if ctl.index.unwrap_or(0) != 0 || ctl.master_startport.is_some() {
-        return Err(invalid(
-            "more than one USB controller (only index 0, without companions)",
-        ));
-    }
-    let Some(driver) = usb_controller_driver(ctl.model.as_deref(), chipset)? else {
-        return Ok(None);
     };
     let mut device = Device::new(driver, "usb");
     if driver == "piix3-usb-uhci" && chipset == Chipset::I440fx {
         // Function 2 of the PIIX3 slot, where libvirt (and real hardware) has it.
         device = device.with("bus", "pci.0").with("addr", "0x1.0x2");
     }
-    if let Some(ports) = ctl.ports.filter(|_| driver.ends_with("xhci")) {
+    if let Some(ports) = ports.filter(|_| driver.ends_with("xhci")) {
         device = device.with("p2", ports).with("p3", ports);
     }
     Ok(Some(device))
+}
+
+/// `0x10` or `16`.
+fn parse_number(value: &str) -> Option<u32> {
+    match value.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => value.parse().ok(),
+    }
 }
 
 fn controllers(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) -> Result<()> {
@@ -241,12 +244,12 @@ fn controllers(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) -> Resu
     for ctl in &def.devices.controllers {
         let index = ctl.index.unwrap_or(0);
         match (ctl.kind.as_str(), ctl.model.as_deref()) {
-            ("usb", _) => {
-                if usb.is_some() {
-                    return Err(invalid("more than one USB controller"));
-                }
-                usb = Some(usb_controller(ctl, chipset)?);
+            ("usb", _) if usb.is_some() || index != 0 || ctl.master_startport.is_some() => {
+                return Err(invalid(
+                    "more than one USB controller (only index 0, without companions)",
+                ));
             }
+            ("usb", model) => usb = Some(usb_controller(model, ctl.ports, chipset)?),
             ("virtio-serial", None | Some("virtio")) => {
                 let mut device = Device::new("virtio-serial-pci", format!("virtio-serial{index}"));
                 if let Some(ports) = ctl.ports {
@@ -263,16 +266,21 @@ fn controllers(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) -> Resu
             ("ide", _) if chipset == Chipset::I440fx && index == 0 => {}
             ("sata", _) if chipset == Chipset::Q35 && index == 0 => {}
             ("pci", Some("pcie-root-port")) if chipset == Chipset::Q35 => {
-                let target = |name: &str| {
+                let target = |name: &str| -> Result<Option<u32>> {
                     ctl.target
                         .iter()
                         .find(|(k, _)| k == name)
-                        .and_then(|(_, v)| v.parse::<u32>().ok())
+                        .map(|(_, v)| {
+                            parse_number(v).ok_or_else(|| {
+                                invalid(format!("pcie-root-port {index} {name} '{v}'"))
+                            })
+                        })
+                        .transpose()
                 };
                 let mut device = Device::new("pcie-root-port", format!("pci.{index}"))
                     .with("bus", "pcie.0")
-                    .with("chassis", target("chassis").unwrap_or(index));
-                if let Some(port) = target("port") {
+                    .with("chassis", target("chassis")?.unwrap_or(index));
+                if let Some(port) = target("port")? {
                     device = device.with("port", port);
                 }
                 root_ports.push(device);
@@ -289,7 +297,7 @@ fn controllers(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) -> Resu
     let usb = match usb {
         Some(usb) => usb,
         None if def.devices.inputs.iter().any(|i| input_bus(i) == "usb") => {
-            usb_controller(&implicit_controller("usb"), chipset)?
+            usb_controller(None, None, chipset)?
         }
         None => None,
     };
@@ -299,21 +307,6 @@ fn controllers(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) -> Resu
     }
     spec.controllers = root_ports.into_iter().chain(usb).chain(serial).collect();
     Ok(())
-}
-
-fn implicit_controller(kind: &str) -> Controller {
-    Controller {
-        kind: kind.into(),
-        index: Some(0),
-        model: None,
-        ports: None,
-        vectors: None,
-        model_name: None,
-        target: Vec::new(),
-        driver: Vec::new(),
-        master_startport: None,
-        info: Default::default(),
-    }
 }
 
 /// An input's bus, with libvirt's defaults (a tablet is USB, the rest PS/2).
@@ -327,7 +320,17 @@ fn input_bus(input: &migrated_core::xml::Input) -> &str {
 
 fn inputs(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
     let has_usb = spec.controllers.iter().any(|c| c.id() == Some("usb"));
-    let mut next_port = 1;
+    // Ports named by <address type='usb'>; the others take the next free ones.
+    let taken: Vec<&str> = def
+        .devices
+        .inputs
+        .iter()
+        .filter_map(|i| i.info.address.as_ref().filter(|a| a.kind == "usb"))
+        .filter_map(|a| a.field("port"))
+        .collect();
+    let mut free_ports = (1u32..)
+        .map(|p| p.to_string())
+        .filter(|p| !taken.contains(&p.as_str()));
     for (i, input) in def.devices.inputs.iter().enumerate() {
         let id = format!("input{i}");
         let bus = input_bus(input);
@@ -355,11 +358,7 @@ fn inputs(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
                             .ok_or_else(|| invalid("USB address without a port"))?
                             .to_owned()
                     }
-                    None => {
-                        let port = next_port.to_string();
-                        next_port += 1;
-                        port
-                    }
+                    None => free_ports.next().unwrap_or_default(),
                 };
                 Device::new(driver, id)
                     .with("bus", "usb.0")
@@ -392,8 +391,21 @@ fn is_virtio_channel(channel: &CharDevice) -> bool {
 
 fn channels(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
     let has_spice = has_spice(def);
-    // Port 0 of each bus is reserved for a console, as libvirt does.
-    let mut next_port = 1;
+    // Port 0 of each bus is reserved for a console, as libvirt does; ports
+    // that addresses name are not given to the others.
+    let taken: Vec<&str> = def
+        .devices
+        .channels
+        .iter()
+        .filter_map(|c| {
+            c.info
+                .address
+                .as_ref()
+                .filter(|a| a.kind == "virtio-serial")
+        })
+        .filter_map(|a| a.field("port"))
+        .collect();
+    let mut free_ports = (1u32..).filter(|p| !taken.contains(&p.to_string().as_str()));
     for (index, channel) in def.devices.channels.iter().enumerate() {
         let target = channel
             .target
@@ -424,11 +436,14 @@ fn channels(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
                         "channel {name}: unix mode other than bind"
                     )));
                 }
-                ChannelSource::Unix(
-                    source
-                        .and_then(|s| s.path.as_ref())
-                        .map(std::path::PathBuf::from),
-                )
+                let path = source.and_then(|s| s.path.as_ref());
+                // The name becomes a file name in the channel directory.
+                if path.is_none() && (name.contains('/') || name.starts_with('.')) {
+                    return Err(invalid(format!(
+                        "channel name '{name}' without a source path"
+                    )));
+                }
+                ChannelSource::Unix(path.map(std::path::PathBuf::from))
             }
             CharType::Spicevmc if has_spice => ChannelSource::SpiceVmc,
             CharType::Spicevmc => {
@@ -446,15 +461,14 @@ fn channels(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
                             .map_err(|_| invalid(format!("channel {name}: {field} '{v}'")))
                     })
                 };
-                (
-                    number("controller", 0)?,
-                    number("bus", 0)?,
-                    number("port", next_port)?,
-                )
+                let port = match a.field("port") {
+                    Some(_) => number("port", 0)?,
+                    None => free_ports.next().unwrap_or_default(),
+                };
+                (number("controller", 0)?, number("bus", 0)?, port)
             }
-            _ => (0, 0, next_port),
+            _ => (0, 0, free_ports.next().unwrap_or_default()),
         };
-        next_port = next_port.max(port + 1);
         let bus = format!("virtio-serial{controller}.{bus}");
         if !spec
             .controllers

@@ -150,6 +150,7 @@ fn q35_gets_xhci_root_ports_and_its_own_controllers() {
     assert_eq!(port.0["driver"], "pcie-root-port");
     assert_eq!(port.0["bus"], "pcie.0");
     assert_eq!(port.0["chassis"], 1);
+    assert_eq!(port.0["port"], 16);
     assert_eq!(s.controllers.len(), 2, "sata and pcie-root are built in");
 }
 
@@ -167,6 +168,22 @@ fn implicit_controllers_for_usb_inputs_and_channels() {
     assert_eq!(s.inputs[0].0["driver"], "usb-tablet");
     assert_eq!(s.inputs[1].0["driver"], "virtio-keyboard-pci");
     assert_eq!(s.inputs[1].id(), Some("input1"));
+    // Automatic USB ports skip the ones addresses name.
+    let usb = devices(
+        "pc",
+        "<input type='mouse' bus='usb'/>
+         <input type='tablet' bus='usb'><address type='usb' bus='0' port='1'/></input>",
+    );
+    assert_eq!(usb.inputs[0].0["port"], "2");
+    assert_eq!(usb.inputs[1].0["port"], "1");
+    let serial = devices(
+        "pc",
+        "<channel type='unix'><target type='virtio' name='a'/></channel>
+         <channel type='unix'><target type='virtio' name='b'/>
+           <address type='virtio-serial' controller='0' bus='0' port='1'/></channel>",
+    );
+    let ports: Vec<u32> = serial.channels.iter().map(|c| c.port).collect();
+    assert_eq!(ports, [2, 1]);
     assert_eq!(
         s.channels[0].source,
         ChannelSource::Unix(Some(PathBuf::from("/tmp/ga,x")))
@@ -337,6 +354,10 @@ fn what_is_not_realised_is_refused_by_name() {
             "<console type='pty'><target type='virtio'/></console>",
             "console target type 'virtio'",
         ),
+        (
+            "<channel type='unix'><target type='virtio' name='../../x'/></channel>",
+            "channel name '../../x' without a source path",
+        ),
         ("<sound model='usb'/>", "sound model 'usb'"),
         (
             "<audio id='1' type='pulseaudio'/>",
@@ -373,7 +394,7 @@ fn what_is_not_realised_is_refused_by_name() {
         ("<features><hyperv/></features>", "feature 'hyperv'"),
         (
             "<features><apic eoi='on'/></features>",
-            "feature 'apic' with these attributes",
+            "feature 'apic' with eoi='on'",
         ),
         (
             "<clock offset='variable' adjustment='10'/>",
