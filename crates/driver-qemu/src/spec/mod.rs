@@ -4,7 +4,7 @@
 //! driver runs; everything it cannot honour is refused here with
 //! [`Error::InvalidConfig`] naming the construct, never silently dropped.
 //! The platform and the devices beyond disks, NICs, displays and the serial
-//! port are in [`devices`].
+//! port are in the `devices` submodule.
 
 use std::path::PathBuf;
 
