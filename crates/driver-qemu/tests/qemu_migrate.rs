@@ -8,7 +8,7 @@
 //! The guest is defined the way virt-install writes a Linux guest (USB
 //! tablet, guest-agent channel, virtio video and RNG, hpet off, clock
 //! timers): QEMU must have each of those devices on both sides, and they
-//! must migrate.
+//! must migrate; the live XML names them by their QEMU ids (`<alias>`).
 
 mod common;
 
@@ -185,6 +185,12 @@ async fn a_dirtying_guest_moves_between_two_drivers_and_keeps_counting() {
         live.contains("<console type='pty' tty='/dev/pts/"),
         "no pty in the live XML:\n{live}"
     );
+    for (id, _) in PERIPHERALS {
+        assert!(
+            live.contains(&format!("<alias name='{id}'/>")),
+            "no alias {id} in the live XML:\n{live}"
+        );
+    }
 
     let (dst, dst_qmp) = b.start_incoming(&xml).await.expect("destination waits");
     assert_eq!(

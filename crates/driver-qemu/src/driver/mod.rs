@@ -39,7 +39,7 @@ use uuid::Uuid;
 use crate::process::{launch, LaunchPaths, QemuProcess};
 use crate::qmp::commands::{Cont, QueryChardev, QuerySpice, QueryStatus, QueryVnc, RunState};
 use crate::qmp::{Qmp, QmpConfig};
-use crate::spec::launch_spec;
+use crate::spec::{launch_spec, set_aliases};
 use crate::status::{RecordedState, StatusFile, STATUS_VERSION};
 use crate::store::Store;
 use monitor::spawn_monitor;
@@ -681,6 +681,7 @@ impl QemuDriver {
         record_vnc_port(&launched.qmp, &mut live_def).await;
         record_spice_port(&launched.qmp, &mut live_def).await;
         record_pty_path(&launched.qmp, &mut live_def).await;
+        set_aliases(&mut live_def);
         let runtime = Arc::new(Runtime {
             process: Arc::new(launched.process),
             qmp: launched.qmp,

@@ -650,6 +650,65 @@ fn rng(r: &migrated_core::xml::Rng) -> Result<Rng> {
     Ok(Rng { backend, rate })
 }
 
+/// Writes into a started guest's live definition the QEMU id of each device
+/// as its `<alias>` (what libvirt's live XML shows); aliases a user chose
+/// (`ua-…`) are kept. Follows the ids [`realise`] and the command line give.
+pub(super) fn set_aliases(def: &mut DomainDef) {
+    fn set(info: &mut migrated_core::xml::DeviceInfo, id: String) {
+        if !info.alias.as_deref().is_some_and(|a| a.starts_with("ua-")) {
+            info.alias = Some(id);
+        }
+    }
+    let chipset = Chipset::of(def.os.machine.as_deref().unwrap_or_default());
+    let d = &mut def.devices;
+    for disk in &mut d.disks {
+        let id = disk.target.dev.clone();
+        set(&mut disk.info, id);
+    }
+    for (i, nic) in d.interfaces.iter_mut().enumerate() {
+        set(&mut nic.info, format!("nic{i}"));
+    }
+    for ctl in &mut d.controllers {
+        let index = ctl.index.unwrap_or(0);
+        let id = match (ctl.kind.as_str(), chipset) {
+            ("usb", _) => "usb".to_owned(),
+            ("virtio-serial", _) => format!("virtio-serial{index}"),
+            ("pci", Chipset::I440fx) => format!("pci.{index}"),
+            ("pci", Chipset::Q35) if index == 0 => "pcie.0".to_owned(),
+            ("pci", Chipset::Q35) => format!("pci.{index}"),
+            // The built-in IDE (pc) and AHCI (q35) controllers.
+            ("ide" | "sata", _) => "ide".to_owned(),
+            _ => continue,
+        };
+        set(&mut ctl.info, id);
+    }
+    // Serial port 0 and the console that mirrors it are one device.
+    for port in d.serials.iter_mut().take(1).chain(d.consoles.iter_mut()) {
+        set(&mut port.info, "serial0".into());
+    }
+    for (i, channel) in d.channels.iter_mut().enumerate() {
+        set(&mut channel.info, format!("channel{i}"));
+    }
+    for (i, input) in d.inputs.iter_mut().enumerate() {
+        set(&mut input.info, format!("input{i}"));
+    }
+    for (i, video) in d.videos.iter_mut().enumerate().take(1) {
+        set(&mut video.info, format!("video{i}"));
+    }
+    for (i, sound) in d.sounds.iter_mut().enumerate() {
+        set(&mut sound.info, format!("sound{i}"));
+    }
+    for watchdog in d.watchdogs.iter_mut().take(1) {
+        set(&mut watchdog.info, "watchdog0".into());
+    }
+    if let Some(balloon) = d.memballoon.as_mut().filter(|b| b.model == "virtio") {
+        set(&mut balloon.info, "balloon0".into());
+    }
+    for (i, rng) in d.rngs.iter_mut().enumerate() {
+        set(&mut rng.info, format!("rng{i}"));
+    }
+}
+
 /// Devices and settings this driver does not realise.
 fn refuse_unrealised(def: &DomainDef) -> Result<()> {
     let d = &def.devices;

@@ -86,6 +86,12 @@ pub fn launch_spec(def: &DomainDef) -> Result<LaunchSpec> {
     Ok(spec)
 }
 
+/// Puts each device's QEMU id into the live definition `def` of a started
+/// guest as its `<alias>`, as libvirt's live XML has them.
+pub fn set_aliases(def: &mut DomainDef) {
+    devices::set_aliases(def);
+}
+
 fn check_os(def: &DomainDef) -> Result<()> {
     if def.os.os_type != "hvm" {
         return Err(invalid(format!("os type '{}' (only hvm)", def.os.os_type)));

@@ -124,6 +124,82 @@ fn a_virt_install_guest_gets_libvirts_devices() {
 }
 
 #[test]
+fn live_aliases_are_the_qemu_ids() {
+    let mut def = domain(
+        "pc-i440fx-7.2",
+        &format!(
+            "<devices><emulator>/bin/sh</emulator>
+               <disk type='file' device='disk'><source file='/img/a'/><target dev='vda' bus='virtio'/></disk>
+               <interface type='user'><model type='virtio'/></interface>
+               <sound model='ich9'/><watchdog model='i6300esb'/>
+               {VIRT_INSTALL}</devices>"
+        ),
+    );
+    let mut s = launch_spec(&def).expect("spec");
+    let a = argv(&mut s);
+    crate::spec::set_aliases(&mut def);
+    let d = &def.devices;
+    let aliases: Vec<&str> = d
+        .controllers
+        .iter()
+        .map(|c| &c.info)
+        .chain(d.disks.iter().map(|x| &x.info))
+        .chain(d.interfaces.iter().map(|x| &x.info))
+        .chain(
+            d.serials
+                .iter()
+                .chain(&d.consoles)
+                .chain(&d.channels)
+                .map(|x| &x.info),
+        )
+        .chain(d.inputs.iter().map(|x| &x.info))
+        .chain(d.videos.iter().map(|x| &x.info))
+        .chain(d.sounds.iter().map(|x| &x.info))
+        .chain(d.watchdogs.iter().map(|x| &x.info))
+        .chain(d.memballoon.iter().map(|x| &x.info))
+        .chain(d.rngs.iter().map(|x| &x.info))
+        .filter_map(|info| info.alias.as_deref())
+        .collect();
+    // The -device ids; an HDA codec has no element of its own.
+    let ids: Vec<String> = values(&a, "-device")
+        .into_iter()
+        .filter_map(|device| match serde_json::from_str::<Value>(device) {
+            Ok(json) => json["id"].as_str().map(str::to_owned),
+            Err(_) => device
+                .split(',')
+                .find_map(|p| p.strip_prefix("id=").map(str::to_owned)),
+        })
+        .filter(|id| !id.contains("-codec"))
+        .collect();
+    // Every device QEMU got is named by an alias, and every alias is a QEMU
+    // id (the PS/2 inputs and pci-root are the machine's own).
+    for id in &ids {
+        assert!(
+            aliases.contains(&id.as_str()),
+            "no alias for {id}: {aliases:?}"
+        );
+    }
+    for alias in &aliases {
+        assert!(
+            ids.iter().any(|id| id == alias) || ["input1", "input2", "pci.0"].contains(alias),
+            "alias {alias} is no QEMU id: {ids:?}"
+        );
+    }
+    // A user's alias stays (it is part of the definition).
+    let mut def = domain(
+        "pc",
+        "<devices><emulator>/bin/sh</emulator>
+           <rng model='virtio'><backend model='random'/><alias name='ua-entropy'/></rng>
+         </devices>",
+    );
+    crate::spec::set_aliases(&mut def);
+    assert_eq!(
+        def.devices.rngs[0].info.alias.as_deref(),
+        Some("ua-entropy")
+    );
+}
+
+#[test]
 fn q35_gets_xhci_root_ports_and_its_own_controllers() {
     let s = devices(
         "pc-q35-7.2",
