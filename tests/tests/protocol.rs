@@ -110,14 +110,14 @@ fn unknown_procedure_is_an_rpc_error_and_the_connection_survives() {
 }
 
 /// A procedure libvirt defines but this daemon does not serve (here
-/// DOMAIN_MEMORY_STATS, 159, and NODE_GET_CPU_STATS, 227) gets libvirtd's
-/// answer for a driver without the function, so `virsh dommemstat` prints
+/// DOMAIN_GET_TIME, 337, and NODE_GET_CPU_STATS, 227) gets libvirtd's
+/// answer for a driver without the function, so `virsh domtime` prints
 /// what users know; the connection goes on.
 #[test]
 fn unserved_libvirt_procedures_are_not_supported_and_name_the_api() {
     let daemon = daemon();
     let mut conn = opened(&daemon);
-    for (number, api) in [(159, "virDomainMemoryStats"), (227, "virNodeGetCPUStats")] {
+    for (number, api) in [(337, "virDomainGetTime"), (227, "virNodeGetCPUStats")] {
         let reply = conn.call(number, &[]).expect("reply");
         assert_eq!((reply.header.type_, reply.header.status), (REPLY, ERROR));
         let err = reply.error().expect("remote_error");

@@ -49,6 +49,13 @@ try:
     print("create-again ok")
 except libvirt.libvirtError as e:
     print("create-again", e.get_error_code())
+info, maps = dom.vcpus()
+print("vcpus", [(v[0], v[1]) for v in info], "maps", maps)
+print("max-vcpus", dom.maxVcpus())
+mem = dom.memoryStats()
+print("mem-keys", sorted(mem))
+stats = conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE)
+print("stats", [(d.name(), s["state.state"]) for d, s in stats])
 dom.suspend()
 dom.resume()
 dom.destroy()
@@ -100,6 +107,14 @@ fn python_lifecycle_delivers_events_and_libvirt_error_codes() {
     assert!(lines.contains(&"state 1 active 1 persistent 1"), "{stdout}");
     // 55 = VIR_ERR_OPERATION_INVALID ("domain is already running")
     assert!(lines.contains(&"create-again 55"), "{stdout}");
+    // virDomainGetVcpus through python3-libvirt needs virNodeGetCPUMap too.
+    assert!(
+        lines.contains(&"vcpus [(0, 1)] maps [(True, True, True, True, True, True, True, True, True, True, True, True, True, True, True, True)]"),
+        "{stdout}"
+    );
+    assert!(lines.contains(&"max-vcpus 1"), "{stdout}");
+    assert!(lines.contains(&"mem-keys ['actual', 'rss']"), "{stdout}");
+    assert!(lines.contains(&"stats [('py-guest', 1)]"), "{stdout}");
     // DEFINED, STARTED, SUSPENDED, RESUMED, STOPPED, UNDEFINED
     assert!(lines.contains(&"events [0, 2, 3, 4, 5, 1]"), "{stdout}");
     assert!(lines.contains(&"names ['py-guest']"), "{stdout}");

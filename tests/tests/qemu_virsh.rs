@@ -64,6 +64,18 @@ fn qemu_virsh_lifecycle() {
     for needle in ["state.state=1", "balloon.maximum=65536", "vcpu.0.state=1"] {
         assert!(stats.contains(needle), "{needle:?} missing from {stats}");
     }
+    // The vCPU is a QEMU thread: its CPU time and host CPU come from /proc;
+    // the resident size is QEMU's.
+    let vcpus = hosts.virsh_ok(&uri, &["vcpuinfo", name]);
+    assert!(vcpus.contains("State:          running"), "{vcpus}");
+    assert!(!vcpus.contains("CPU time:       0.0s"), "{vcpus}");
+    let mem = hosts.virsh_ok(&uri, &["dommemstat", name]);
+    let rss_kib: u64 = mem
+        .lines()
+        .find_map(|l| l.strip_prefix("rss "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rss in {mem}"));
+    assert!(rss_kib > 1024, "{mem}");
 
     hosts.virsh_ok(&uri, &["suspend", name]);
     assert_eq!(domstate(&uri, name).as_deref(), Some("paused"));

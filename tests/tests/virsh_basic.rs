@@ -152,6 +152,22 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
         assert!(stats.contains(needle), "{needle:?} missing from {stats}");
     }
 
+    // vCPUs and memory, as `virsh vcpucount/vcpuinfo/vcpupin/dommemstat`
+    // show them for a running guest.
+    let count = ok(&virsh(uri, &["vcpucount", name]), "vcpucount");
+    for needle in ["maximum      config", "maximum      live", "current      live"] {
+        assert!(count.contains(needle), "{needle:?} missing from {count}");
+    }
+    let vcpus = ok(&virsh(uri, &["vcpuinfo", name]), "vcpuinfo");
+    assert!(
+        vcpus.contains("VCPU:           0") && vcpus.contains("State:          running"),
+        "{vcpus}"
+    );
+    let pins = ok(&virsh(uri, &["vcpupin", name]), "vcpupin");
+    assert!(pins.lines().any(|l| l.trim().starts_with("0 ")), "{pins}");
+    let mem = ok(&virsh(uri, &["dommemstat", name]), "dommemstat");
+    assert!(mem.contains("actual 4096") && mem.contains("rss "), "{mem}");
+
     ok(&virsh(uri, &["suspend", name]), "suspend");
     assert_eq!(
         ok(&virsh(uri, &["domstate", name]), "domstate").trim(),
@@ -191,6 +207,19 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
     assert_eq!(
         ok(&virsh(uri, &["domstate", name]), "domstate").trim(),
         "shut off"
+    );
+    // Shut off: the configured counts only, and no memory statistics.
+    let count = ok(&virsh(uri, &["vcpucount", name]), "vcpucount (shut off)");
+    assert!(
+        count.contains("current      config") && !count.contains("live"),
+        "{count}"
+    );
+    let mem = virsh(uri, &["dommemstat", name]);
+    assert!(!mem.status.success());
+    assert!(
+        stderr_of(&mem).contains("domain is not running"),
+        "{}",
+        stderr_of(&mem)
     );
     // Starting twice is refused with libvirt's wording.
     ok(&virsh(uri, &["start", name]), "start again");

@@ -123,6 +123,42 @@ pub struct DomainInfo {
     pub cpu_time_ns: u64,
 }
 
+/// `VIR_VCPU_RUNNING`: the state of every vCPU of a running guest here
+/// (`VIR_VCPU_OFFLINE` and `VIR_VCPU_BLOCKED` are not reported, as libvirt's
+/// QEMU driver).
+pub const VCPU_RUNNING: i32 = 1;
+
+/// One vCPU of a running domain, `virVcpuInfo` (`DOMAIN_GET_VCPUS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VcpuInfo {
+    /// vCPU number, from 0.
+    pub number: u32,
+    /// `VIR_VCPU_*`, e.g. [`VCPU_RUNNING`].
+    pub state: i32,
+    /// CPU time this vCPU used, in nanoseconds.
+    pub cpu_time_ns: u64,
+    /// Host CPU it last ran on (-1 when not known).
+    pub cpu: i32,
+}
+
+/// Tags of `virDomainMemoryStatStruct` (`DOMAIN_MEMORY_STATS`) this project
+/// reports.
+pub mod memory_stat {
+    /// `VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON`: current balloon size, KiB.
+    pub const ACTUAL_BALLOON: i32 = 6;
+    /// `VIR_DOMAIN_MEMORY_STAT_RSS`: resident set size of the guest, KiB.
+    pub const RSS: i32 = 7;
+}
+
+/// One memory statistic of a running domain: a [`memory_stat`] tag and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryStat {
+    /// `VIR_DOMAIN_MEMORY_STAT_*`.
+    pub tag: i32,
+    /// The value, in the tag's unit (KiB for sizes).
+    pub value: u64,
+}
+
 /// `NODE_GET_INFO` answer (libvirt-wire.md §3.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {

@@ -17,8 +17,8 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub use crate::domain::{
-    DomainEvent, DomainInfo, DomainRef, DomainState, HostIdentity, LifecycleEvent, NodeInfo,
-    SecurityModel, StateReason,
+    DomainEvent, DomainInfo, DomainRef, DomainState, HostIdentity, LifecycleEvent, MemoryStat,
+    NodeInfo, SecurityModel, StateReason, VcpuInfo,
 };
 use crate::error::{Error, Result};
 use crate::support::SupportTable;
@@ -40,6 +40,10 @@ pub enum Operation {
     GetInfo,
     /// [`Driver::get_state`].
     GetState,
+    /// [`Driver::vcpu_info`].
+    GetVcpus,
+    /// [`Driver::memory_stats`].
+    MemoryStats,
     /// [`Driver::get_os_type`].
     GetOsType,
     /// [`Driver::get_xml_desc`].
@@ -101,6 +105,8 @@ impl Operation {
         Operation::LookupById,
         Operation::GetInfo,
         Operation::GetState,
+        Operation::GetVcpus,
+        Operation::MemoryStats,
         Operation::GetOsType,
         Operation::GetXmlDesc,
         Operation::DefineXml,
@@ -137,6 +143,8 @@ impl Operation {
             Operation::LookupById => "virDomainLookupByID",
             Operation::GetInfo => "virDomainGetInfo",
             Operation::GetState => "virDomainGetState",
+            Operation::GetVcpus => "virDomainGetVcpus",
+            Operation::MemoryStats => "virDomainMemoryStats",
             Operation::GetOsType => "virDomainGetOSType",
             Operation::GetXmlDesc => "virDomainGetXMLDesc",
             Operation::DefineXml => "virDomainDefineXMLFlags",
@@ -174,6 +182,8 @@ impl Operation {
             Operation::LookupById => "lookup_by_id",
             Operation::GetInfo => "get_info",
             Operation::GetState => "get_state",
+            Operation::GetVcpus => "vcpu_info",
+            Operation::MemoryStats => "memory_stats",
             Operation::GetOsType => "get_os_type",
             Operation::GetXmlDesc => "get_xml_desc",
             Operation::DefineXml => "define_xml",
@@ -266,6 +276,18 @@ pub trait Driver: Send + Sync {
     async fn get_state(&self, dom: &DomainRef, flags: u32) -> Result<StateReason> {
         let _ = (dom, flags);
         Err(self.no_support(Operation::GetState))
+    }
+
+    /// The vCPUs of a running domain: state, CPU time, host CPU.
+    async fn vcpu_info(&self, dom: &DomainRef) -> Result<Vec<VcpuInfo>> {
+        let _ = dom;
+        Err(self.no_support(Operation::GetVcpus))
+    }
+
+    /// Memory statistics of a running domain (balloon size, resident size).
+    async fn memory_stats(&self, dom: &DomainRef) -> Result<Vec<MemoryStat>> {
+        let _ = dom;
+        Err(self.no_support(Operation::MemoryStats))
     }
 
     /// Guest OS type (e.g. "hvm").

@@ -43,9 +43,11 @@ pub fn render(tables: &[&SupportTable]) -> String {
          flags and parameters). A test in each driver crate checks its table against the\n\
          driver's real answers. Procedures the daemon answers itself (connection,\n\
          authentication, keepalive, host name) are not listed, nor are those it composes\n\
-         from the listed ones for every driver: the old listing calls, and\n\
+         from the listed ones for every driver: the old listing calls,\n\
          `CONNECT_GET_ALL_DOMAIN_STATS` (`virsh domstats`: groups state, cpu-total,\n\
-         balloon and vcpu, from `list_all_domains`, `get_state` and `get_info`). Any other procedure of\n\
+         balloon and vcpu, from `list_all_domains`, `get_state` and `get_info`), and\n\
+         `DOMAIN_GET_VCPUS_FLAGS` / `DOMAIN_GET_MAX_VCPUS` (`virsh vcpucount`, from\n\
+         `get_info`; no vCPU hot-plug, so live and configured counts agree). Any other procedure of\n\
          libvirt's remote protocol is answered `VIR_ERR_NO_SUPPORT` naming its API, as\n\
          libvirtd does for a driver without the function.\n\n\
          ## Procedures\n\n",

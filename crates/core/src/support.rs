@@ -24,6 +24,8 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainLookupById, Operation::LookupById),
     (Procedure::DomainGetInfo, Operation::GetInfo),
     (Procedure::DomainGetState, Operation::GetState),
+    (Procedure::DomainGetVcpus, Operation::GetVcpus),
+    (Procedure::DomainMemoryStats, Operation::MemoryStats),
     (Procedure::DomainGetOsType, Operation::GetOsType),
     (Procedure::DomainGetXmlDesc, Operation::GetXmlDesc),
     (Procedure::DomainDefineXml, Operation::DefineXml),

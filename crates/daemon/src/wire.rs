@@ -33,6 +33,12 @@ pub fn unknown_procedure(number: i32) -> WireError {
     )
 }
 
+/// Arguments over a limit of the protocol (`VIR_ERR_RPC` / `VIR_FROM_RPC`),
+/// e.g. "maxinfo > REMOTE_VCPUINFO_MAX", as libvirtd's dispatcher says it.
+pub fn rpc_error(text: &str) -> WireError {
+    wire(ErrorCode::Rpc, ErrorDomain::Rpc, text.to_owned())
+}
+
 /// A call that needs CONNECT_OPEN first (`VIR_ERR_INTERNAL_ERROR`).
 pub fn not_open() -> WireError {
     wire(

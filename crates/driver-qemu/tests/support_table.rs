@@ -23,6 +23,8 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::LookupById => driver.lookup_by_id(77).await.err(),
         Operation::GetInfo => driver.get_info(&dom).await.err(),
         Operation::GetState => driver.get_state(&dom, 0).await.err(),
+        Operation::GetVcpus => driver.vcpu_info(&dom).await.err(),
+        Operation::MemoryStats => driver.memory_stats(&dom).await.err(),
         Operation::GetOsType => driver.get_os_type(&dom).await.err(),
         Operation::GetXmlDesc => driver.get_xml_desc(&dom, 0).await.err(),
         Operation::DefineXml => driver.define_xml(xml, 0).await.err(),

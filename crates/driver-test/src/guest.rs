@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use migrated_core::domain::{paused_reason, running_reason, DomainRef, DomainState, StateReason};
+use migrated_core::domain::{
+    memory_stat, paused_reason, running_reason, DomainRef, DomainState, MemoryStat, StateReason,
+    VcpuInfo, VCPU_RUNNING,
+};
 use migrated_core::xml::DomainDef;
 use migrated_core::Result;
 
@@ -93,9 +96,44 @@ impl Live {
 
     /// CPU time consumed: wall time spent running, times the vCPU count.
     pub fn cpu_time_ns(&self) -> u64 {
+        let total = self.vcpu_time_ns();
+        u64::try_from(u128::from(total).saturating_mul(u128::from(self.def.vcpus.max(1))))
+            .unwrap_or(u64::MAX)
+    }
+
+    /// CPU time of each vCPU: the wall time spent running.
+    fn vcpu_time_ns(&self) -> u64 {
         let running = self.running_since.map_or(Duration::ZERO, |s| s.elapsed());
-        let total = (self.cpu_time + running).as_nanos();
-        u64::try_from(total.saturating_mul(u128::from(self.def.vcpus.max(1)))).unwrap_or(u64::MAX)
+        u64::try_from((self.cpu_time + running).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The vCPUs: all running, each with its share of the CPU time, on the
+    /// fictional host's CPUs in turn (`host_cpus` of them).
+    pub fn vcpus(&self, host_cpus: u32) -> Vec<VcpuInfo> {
+        let time = self.vcpu_time_ns();
+        (0..self.def.vcpus)
+            .map(|number| VcpuInfo {
+                number,
+                state: VCPU_RUNNING,
+                cpu_time_ns: time,
+                cpu: i32::try_from(number % host_cpus.max(1)).unwrap_or(-1),
+            })
+            .collect()
+    }
+
+    /// Balloon size (the current memory) and resident size (the pages
+    /// holding data: the guest's memory is allocated as it is written).
+    pub fn memory_stats(&self) -> Vec<MemoryStat> {
+        vec![
+            MemoryStat {
+                tag: memory_stat::ACTUAL_BALLOON,
+                value: self.def.current_memory_kib,
+            },
+            MemoryStat {
+                tag: memory_stat::RSS,
+                value: self.memory.allocated_pages() * (crate::memory::PAGE_SIZE as u64 / 1024),
+            },
+        ]
     }
 }
 

@@ -41,7 +41,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use migrated_core::domain::{
-    DomainEvent, DomainInfo, DomainRef, HostIdentity, NodeInfo, SecurityModel, StateReason,
+    DomainEvent, DomainInfo, DomainRef, HostIdentity, MemoryStat, NodeInfo, SecurityModel,
+    StateReason, VcpuInfo,
 };
 use migrated_core::driver::Driver;
 use migrated_core::support::SupportTable;
@@ -248,6 +249,15 @@ impl Driver for TestDriver {
 
     async fn get_state(&self, dom: &DomainRef, flags: u32) -> Result<StateReason> {
         self.read(|r| r.state(dom, flags))
+    }
+
+    async fn vcpu_info(&self, dom: &DomainRef) -> Result<Vec<VcpuInfo>> {
+        let host_cpus = u32::try_from(self.node_info().await?.cpus).unwrap_or(1);
+        self.read(|r| Ok(r.live(dom)?.vcpus(host_cpus)))
+    }
+
+    async fn memory_stats(&self, dom: &DomainRef) -> Result<Vec<MemoryStat>> {
+        self.read(|r| Ok(r.live(dom)?.memory_stats()))
     }
 
     async fn get_os_type(&self, dom: &DomainRef) -> Result<String> {

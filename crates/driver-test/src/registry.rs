@@ -164,6 +164,17 @@ impl Registry {
         })
     }
 
+    /// The running instance of `dom`.
+    ///
+    /// # Errors
+    /// `VIR_ERR_NO_DOMAIN`; `VIR_ERR_OPERATION_INVALID` when it is not running.
+    pub fn live(&self, dom: &DomainRef) -> Result<&Live> {
+        self.get(dom)?
+            .live
+            .as_ref()
+            .ok_or_else(|| Error::invalid("domain is not running"))
+    }
+
     /// `DOMAIN_GET_STATE`.
     pub fn state(&self, dom: &DomainRef, flags: u32) -> Result<StateReason> {
         check_flags("virDomainGetState", u64::from(flags), 0)?;

@@ -36,6 +36,8 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::DomainLookupById, "0.1.0"),
         (Procedure::DomainGetInfo, "0.1.0"),
         (Procedure::DomainGetState, "0.1.0"),
+        (Procedure::DomainGetVcpus, "0.1.0"),
+        (Procedure::DomainMemoryStats, "0.1.0"),
         (Procedure::DomainGetOsType, "0.1.0"),
         (Procedure::DomainGetXmlDesc, "0.1.0"),
         (Procedure::DomainDefineXml, "0.1.0"),

@@ -27,6 +27,8 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::LookupById => no_support(drv.lookup_by_id(1).await),
         Operation::GetInfo => no_support(drv.get_info(dom).await),
         Operation::GetState => no_support(drv.get_state(dom, 0).await),
+        Operation::GetVcpus => no_support(drv.vcpu_info(dom).await),
+        Operation::MemoryStats => no_support(drv.memory_stats(dom).await),
         Operation::GetOsType => no_support(drv.get_os_type(dom).await),
         Operation::GetXmlDesc => no_support(drv.get_xml_desc(dom, 0).await),
         Operation::DefineXml => no_support(drv.define_xml(XML, 0).await),

@@ -15,6 +15,7 @@ pub mod migration_peers;
 pub mod migration_tunnel;
 pub mod save;
 pub mod stats;
+pub mod vcpu_memory;
 
 use bytes::Bytes;
 use migrated_proto::{Call, NonnullDomain, Procedure};
@@ -101,6 +102,18 @@ pub async fn run(
         Call::DomainGetInfo(args) => reply(p, &d::get_info(session, args).await?),
         Call::DomainGetMaxMemory(args) => reply(p, &d::get_max_memory(session, args).await?),
         Call::DomainGetState(args) => reply(p, &d::get_state(session, args).await?),
+        Call::DomainGetVcpus(args) => reply(p, &vcpu_memory::get_vcpus(session, args).await?),
+        Call::DomainGetVcpusFlags(args) => {
+            reply(p, &vcpu_memory::get_vcpus_flags(session, args).await?)
+        }
+        Call::DomainGetMaxVcpus(args) => {
+            reply(p, &vcpu_memory::get_max_vcpus(session, args).await?)
+        }
+        Call::DomainGetVcpuPinInfo(args) => {
+            reply(p, &vcpu_memory::get_vcpu_pin_info(session, args).await?)
+        }
+        Call::NodeGetCpuMap(args) => reply(p, &vcpu_memory::node_get_cpu_map(session, args).await?),
+        Call::DomainMemoryStats(args) => reply(p, &vcpu_memory::memory_stats(session, args).await?),
         Call::DomainGetOsType(args) => reply(p, &d::get_os_type(session, args).await?),
         Call::DomainGetXmlDesc(args) => reply(p, &d::get_xml_desc(session, args).await?),
         Call::DomainGetSecurityLabel(args) => {

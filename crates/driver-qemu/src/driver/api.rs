@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use migrated_core::domain::{
-    event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainInfo,
-    DomainRef, DomainState, LifecycleEvent, NodeInfo, SecurityModel, StateReason,
+    event_detail, memory_stat, paused_reason, running_reason, shutoff_reason, DomainEvent,
+    DomainInfo, DomainRef, DomainState, LifecycleEvent, MemoryStat, NodeInfo, SecurityModel,
+    StateReason, VcpuInfo, VCPU_RUNNING,
 };
 use migrated_core::driver::Driver;
 use migrated_core::flags::{self, check_flags};
@@ -17,7 +18,9 @@ use migrated_core::{Error, Result};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::host::{capabilities_xml, node_info, parse_version, proc_cpu_time_ns};
+use super::host::{
+    capabilities_xml, node_info, parse_version, proc_cpu_time_ns, proc_rss_kib, proc_stat,
+};
 use super::registry::{Domain, StopIntent};
 use super::{parse_def, QemuDriver, StartMode, URI};
 use crate::qmp::commands::{Cont, QueryBalloon, QueryCpusFast, Stop, SystemPowerdown, SystemReset};
@@ -81,6 +84,58 @@ impl Driver for QemuDriver {
             info.cpu_time_ns = proc_cpu_time_ns(rt.process.pid());
         }
         Ok(info)
+    }
+
+    async fn vcpu_info(&self, dom: &DomainRef) -> Result<Vec<VcpuInfo>> {
+        let runtime = self.runtime(dom)?;
+        let cpus = runtime
+            .qmp
+            .execute(&QueryCpusFast)
+            .await
+            .map_err(|e| e.into_core("virDomainGetVcpus"))?;
+        let pid = runtime.process.pid();
+        Ok(cpus
+            .iter()
+            .map(|c| {
+                // Each vCPU is a thread of QEMU: its CPU time and the host
+                // CPU it last ran on are the thread's.
+                let stat = proc_stat(&format!("/proc/{pid}/task/{}/stat", c.thread_id));
+                VcpuInfo {
+                    number: c.cpu_index,
+                    state: VCPU_RUNNING,
+                    cpu_time_ns: stat.map_or(0, |s| s.cpu_time_ns),
+                    cpu: stat.map_or(-1, |s| s.cpu),
+                }
+            })
+            .collect())
+    }
+
+    async fn memory_stats(&self, dom: &DomainRef) -> Result<Vec<MemoryStat>> {
+        let runtime = self.runtime(dom)?;
+        let configured = self.read(|r| {
+            let d = r.get(dom)?;
+            Ok(d.live
+                .as_ref()
+                .map_or(&d.config, |l| &l.def)
+                .current_memory_kib)
+        })?;
+        // As libvirt: the balloon's size when the guest has a balloon
+        // device, else the configured size; and QEMU's resident size.
+        let actual = match runtime.qmp.execute(&QueryBalloon).await {
+            Ok(balloon) => balloon.actual / 1024,
+            Err(_) => configured,
+        };
+        let mut stats = vec![MemoryStat {
+            tag: memory_stat::ACTUAL_BALLOON,
+            value: actual,
+        }];
+        if let Some(rss) = proc_rss_kib(runtime.process.pid()) {
+            stats.push(MemoryStat {
+                tag: memory_stat::RSS,
+                value: rss,
+            });
+        }
+        Ok(stats)
     }
 
     async fn get_state(&self, dom: &DomainRef, flags: u32) -> Result<StateReason> {

@@ -1,32 +1,55 @@
 //! Facts about the host and QEMU that the driver reports: capabilities,
-//! node info, the QEMU version, a guest's CPU time.
+//! node info, the QEMU version, a guest's CPU time and resident size.
 
 use migrated_core::domain::{HostIdentity, NodeInfo};
 
 use crate::command::Accel;
 
+/// CPU time (user + system) of a process or thread, from its `/proc` stat
+/// file; 0 when it is gone.
 pub(super) fn proc_cpu_time_ns(pid: i32) -> u64 {
-    // Fields 14 and 15 of /proc/PID/stat (utime, stime), in clock ticks,
-    // counted after the parenthesised command name (which may hold spaces).
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
+    proc_stat(&format!("/proc/{pid}/stat")).map_or(0, |s| s.cpu_time_ns)
+}
+
+/// What a `/proc/.../stat` file says about CPU use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ProcStat {
+    /// utime + stime, in ns.
+    pub cpu_time_ns: u64,
+    /// The CPU it last ran on (field 39, `processor`).
+    pub cpu: i32,
+}
+
+/// Reads a `/proc/PID/stat` or `/proc/PID/task/TID/stat` file.
+pub(super) fn proc_stat(path: &str) -> Option<ProcStat> {
+    parse_proc_stat(&std::fs::read_to_string(path).ok()?)
+}
+
+fn parse_proc_stat(stat: &str) -> Option<ProcStat> {
+    // Fields are counted after the parenthesised command name (which may
+    // hold spaces): the rest starts at field 3 (state), so field N is at
+    // index N - 3.
+    let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // rest starts at field 3 (state): utime is field 14 → index 11.
-    let total = ticks(11) + ticks(12);
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<i64>().ok());
+    let ticks = u64::try_from(field(14)? + field(15)?).ok()?;
     // SAFETY: sysconf has no memory-safety preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100);
-    total.saturating_mul(1_000_000_000 / hz)
+    Some(ProcStat {
+        cpu_time_ns: ticks.saturating_mul(1_000_000_000 / hz),
+        cpu: field(39).and_then(|c| i32::try_from(c).ok()).unwrap_or(-1),
+    })
+}
+
+/// Resident set size of a process in KiB, from `/proc/PID/statm`.
+pub(super) fn proc_rss_kib(pid: i32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = u64::try_from(page).ok().filter(|&p| p > 0).unwrap_or(4096);
+    Some(pages * page / 1024)
 }
 
 pub(super) fn capabilities_xml(host: &HostIdentity, emulator: Option<&std::path::Path>) -> String {
@@ -128,6 +151,22 @@ mod tests {
         assert!(x > 0);
         assert!(proc_cpu_time_ns(std::process::id() as i32) > 0);
         assert_eq!(proc_cpu_time_ns(-5), 0);
+        assert!(proc_rss_kib(std::process::id() as i32).is_some_and(|k| k > 0));
+        assert_eq!(proc_rss_kib(-5), None);
+    }
+
+    #[test]
+    fn proc_stat_fields_are_counted_after_the_command_name() {
+        // A thread name with spaces and a ')' in it; utime 150, stime 50,
+        // processor 1.
+        let line = "4242 (CPU 0/KVM) x) R 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 1 0 \
+                    100 200 300 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let stat = parse_proc_stat(line).expect("parsed");
+        assert_eq!(stat.cpu, 1);
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100);
+        assert_eq!(stat.cpu_time_ns, 200 * (1_000_000_000 / hz));
+        assert_eq!(parse_proc_stat("garbage"), None);
     }
 
     #[test]

@@ -46,7 +46,16 @@ pub const REMOTE_CONNECT_IDENTITY_PARAMS_MAX: usize = 20;
 pub const REMOTE_DOMAIN_MESSAGES_MAX: usize = 2048;
 
 /// Upper limit on the typed parameters of one domain's statistics record.
-pub const REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX: usize = 262144;
+pub const REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX: usize = 4096;
+
+/// Upper limit on the vCPUs described by REMOTE_PROC_DOMAIN_GET_VCPUS.
+pub const REMOTE_VCPUINFO_MAX: usize = 16384;
+
+/// Upper limit on the bytes of CPU maps in REMOTE_PROC_DOMAIN_GET_VCPUS.
+pub const REMOTE_CPUMAPS_MAX: usize = 8388608;
+
+/// Upper limit on the statistics of REMOTE_PROC_DOMAIN_MEMORY_STATS.
+pub const REMOTE_DOMAIN_MEMORY_STATS_MAX: usize = 1024;
 
 /// Longest typed-parameter field name, trailing NUL included.
 pub const VIR_TYPED_PARAM_FIELD_LENGTH: usize = 80;
@@ -1993,6 +2002,134 @@ pub struct DomainMigrateGetMaxSpeedArgs {
     pub flags: u32,
 }
 
+/// Wire form of virVcpuInfo.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VcpuInfo {
+    /// Field `number` of `remote_vcpu_info`.
+    pub number: u32,
+    /// VIR_VCPU_*
+    pub state: i32,
+    /// nanoseconds
+    pub cpu_time: u64,
+    /// host CPU, -1 if unknown
+    pub cpu: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_VCPUS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetVcpusArgs {
+    /// Field `dom` of `remote_domain_get_vcpus_args`.
+    pub dom: NonnullDomain,
+    /// at most this many vCPUs
+    pub maxinfo: i32,
+    /// bytes of one vCPU's host-CPU map
+    pub maplen: i32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_VCPUS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetVcpusRet {
+    /// Field `info` of `remote_domain_get_vcpus_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_VCPUINFO_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_VCPUINFO_MAX, _, _>"
+    )]
+    pub info: Vec<VcpuInfo>,
+    /// maxinfo maps of maplen bytes, bit N = host CPU N allowed
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_bytes::<REMOTE_CPUMAPS_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::bytes::<REMOTE_CPUMAPS_MAX, _>"
+    )]
+    pub cpumaps: Vec<u8>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_VCPU_PIN_INFO.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetVcpuPinInfoArgs {
+    /// Field `dom` of `remote_domain_get_vcpu_pin_info_args`.
+    pub dom: NonnullDomain,
+    /// at most this many vCPU maps
+    pub ncpumaps: i32,
+    /// bytes of one map
+    pub maplen: i32,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_VCPU_PIN_INFO.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetVcpuPinInfoRet {
+    /// ncpumaps maps of maplen bytes, bit N = host CPU N allowed
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_bytes::<REMOTE_CPUMAPS_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::bytes::<REMOTE_CPUMAPS_MAX, _>"
+    )]
+    pub cpumaps: Vec<u8>,
+    /// vCPUs described
+    pub num: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetVcpusFlagsArgs {
+    /// Field `dom` of `remote_domain_get_vcpus_flags_args`.
+    pub dom: NonnullDomain,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG, VIR_DOMAIN_VCPU_MAXIMUM/GUEST/HOTPLUGGABLE
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetVcpusFlagsRet {
+    /// Field `num` of `remote_domain_get_vcpus_flags_ret`.
+    pub num: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_MAX_VCPUS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetMaxVcpusArgs {
+    /// Field `dom` of `remote_domain_get_max_vcpus_args`.
+    pub dom: NonnullDomain,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_MAX_VCPUS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetMaxVcpusRet {
+    /// Field `num` of `remote_domain_get_max_vcpus_ret`.
+    pub num: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_MEMORY_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainMemoryStatsArgs {
+    /// Field `dom` of `remote_domain_memory_stats_args`.
+    pub dom: NonnullDomain,
+    /// at most this many statistics
+    pub max_stats: u32,
+    /// no flags are defined: 0
+    pub flags: u32,
+}
+
+/// One memory statistic: VIR_DOMAIN_MEMORY_STAT_* tag and value.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainMemoryStat {
+    /// Field `tag` of `remote_domain_memory_stat`.
+    pub tag: i32,
+    /// Field `val` of `remote_domain_memory_stat`.
+    pub val: u64,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_MEMORY_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainMemoryStatsRet {
+    /// Field `stats` of `remote_domain_memory_stats_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_MEMORY_STATS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_MEMORY_STATS_MAX, _, _>"
+    )]
+    pub stats: Vec<DomainMemoryStat>,
+}
+
 /// One domain's statistics in REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainStatsRecord {
@@ -2197,8 +2334,12 @@ pub enum Procedure {
     DomainGetInfo = 16,
     /// `REMOTE_PROC_DOMAIN_GET_MAX_MEMORY`
     DomainGetMaxMemory = 17,
+    /// `REMOTE_PROC_DOMAIN_GET_MAX_VCPUS`
+    DomainGetMaxVcpus = 18,
     /// `REMOTE_PROC_DOMAIN_GET_OS_TYPE`
     DomainGetOsType = 19,
+    /// `REMOTE_PROC_DOMAIN_GET_VCPUS`
+    DomainGetVcpus = 20,
     /// `REMOTE_PROC_CONNECT_LIST_DEFINED_DOMAINS`
     ConnectListDefinedDomains = 21,
     /// `REMOTE_PROC_DOMAIN_LOOKUP_BY_ID`
@@ -2277,6 +2418,8 @@ pub enum Procedure {
     DomainIsPersistent = 151,
     /// `REMOTE_PROC_CONNECT_GET_LIB_VERSION`
     ConnectGetLibVersion = 157,
+    /// `REMOTE_PROC_DOMAIN_MEMORY_STATS`
+    DomainMemoryStats = 159,
     /// `REMOTE_PROC_DOMAIN_GET_JOB_INFO`
     DomainGetJobInfo = 163,
     /// `REMOTE_PROC_DOMAIN_ABORT_JOB`
@@ -2293,6 +2436,8 @@ pub enum Procedure {
     DomainSnapshotNum = 187,
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`
     DomainCreateWithFlags = 196,
+    /// `REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS`
+    DomainGetVcpusFlags = 200,
     /// `REMOTE_PROC_DOMAIN_IS_UPDATED`
     DomainIsUpdated = 202,
     /// `REMOTE_PROC_CONNECT_GET_SYSINFO`
@@ -2313,6 +2458,8 @@ pub enum Procedure {
     DomainMigrateFinish3 = 217,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3`
     DomainMigrateConfirm3 = 218,
+    /// `REMOTE_PROC_DOMAIN_GET_VCPU_PIN_INFO`
+    DomainGetVcpuPinInfo = 230,
     /// `REMOTE_PROC_DOMAIN_UNDEFINE_FLAGS`
     DomainUndefineFlags = 231,
     /// `REMOTE_PROC_DOMAIN_SAVE_FLAGS`
@@ -2403,7 +2550,9 @@ impl Procedure {
         Procedure::DomainGetAutostart,
         Procedure::DomainGetInfo,
         Procedure::DomainGetMaxMemory,
+        Procedure::DomainGetMaxVcpus,
         Procedure::DomainGetOsType,
+        Procedure::DomainGetVcpus,
         Procedure::ConnectListDefinedDomains,
         Procedure::DomainLookupById,
         Procedure::DomainLookupByName,
@@ -2443,6 +2592,7 @@ impl Procedure {
         Procedure::DomainIsActive,
         Procedure::DomainIsPersistent,
         Procedure::ConnectGetLibVersion,
+        Procedure::DomainMemoryStats,
         Procedure::DomainGetJobInfo,
         Procedure::DomainAbortJob,
         Procedure::DomainMigrateSetMaxDowntime,
@@ -2451,6 +2601,7 @@ impl Procedure {
         Procedure::DomainHasManagedSaveImage,
         Procedure::DomainSnapshotNum,
         Procedure::DomainCreateWithFlags,
+        Procedure::DomainGetVcpusFlags,
         Procedure::DomainIsUpdated,
         Procedure::ConnectGetSysinfo,
         Procedure::DomainMigrateSetMaxSpeed,
@@ -2461,6 +2612,7 @@ impl Procedure {
         Procedure::DomainMigratePerform3,
         Procedure::DomainMigrateFinish3,
         Procedure::DomainMigrateConfirm3,
+        Procedure::DomainGetVcpuPinInfo,
         Procedure::DomainUndefineFlags,
         Procedure::DomainSaveFlags,
         Procedure::DomainRestoreFlags,
@@ -2515,7 +2667,9 @@ impl Procedure {
             15 => Some(Self::DomainGetAutostart),
             16 => Some(Self::DomainGetInfo),
             17 => Some(Self::DomainGetMaxMemory),
+            18 => Some(Self::DomainGetMaxVcpus),
             19 => Some(Self::DomainGetOsType),
+            20 => Some(Self::DomainGetVcpus),
             21 => Some(Self::ConnectListDefinedDomains),
             22 => Some(Self::DomainLookupById),
             23 => Some(Self::DomainLookupByName),
@@ -2555,6 +2709,7 @@ impl Procedure {
             150 => Some(Self::DomainIsActive),
             151 => Some(Self::DomainIsPersistent),
             157 => Some(Self::ConnectGetLibVersion),
+            159 => Some(Self::DomainMemoryStats),
             163 => Some(Self::DomainGetJobInfo),
             164 => Some(Self::DomainAbortJob),
             166 => Some(Self::DomainMigrateSetMaxDowntime),
@@ -2563,6 +2718,7 @@ impl Procedure {
             183 => Some(Self::DomainHasManagedSaveImage),
             187 => Some(Self::DomainSnapshotNum),
             196 => Some(Self::DomainCreateWithFlags),
+            200 => Some(Self::DomainGetVcpusFlags),
             202 => Some(Self::DomainIsUpdated),
             203 => Some(Self::ConnectGetSysinfo),
             207 => Some(Self::DomainMigrateSetMaxSpeed),
@@ -2573,6 +2729,7 @@ impl Procedure {
             216 => Some(Self::DomainMigratePerform3),
             217 => Some(Self::DomainMigrateFinish3),
             218 => Some(Self::DomainMigrateConfirm3),
+            230 => Some(Self::DomainGetVcpuPinInfo),
             231 => Some(Self::DomainUndefineFlags),
             232 => Some(Self::DomainSaveFlags),
             233 => Some(Self::DomainRestoreFlags),
@@ -2629,99 +2786,104 @@ impl Procedure {
             Self::DomainGetAutostart => &PROCEDURES[12],
             Self::DomainGetInfo => &PROCEDURES[13],
             Self::DomainGetMaxMemory => &PROCEDURES[14],
-            Self::DomainGetOsType => &PROCEDURES[15],
-            Self::ConnectListDefinedDomains => &PROCEDURES[16],
-            Self::DomainLookupById => &PROCEDURES[17],
-            Self::DomainLookupByName => &PROCEDURES[18],
-            Self::DomainLookupByUuid => &PROCEDURES[19],
-            Self::ConnectNumOfDefinedDomains => &PROCEDURES[20],
-            Self::DomainReboot => &PROCEDURES[21],
-            Self::DomainResume => &PROCEDURES[22],
-            Self::DomainSetAutostart => &PROCEDURES[23],
-            Self::DomainShutdown => &PROCEDURES[24],
-            Self::DomainSuspend => &PROCEDURES[25],
-            Self::DomainUndefine => &PROCEDURES[26],
-            Self::ConnectListDomains => &PROCEDURES[27],
-            Self::ConnectNumOfDomains => &PROCEDURES[28],
-            Self::DomainRestore => &PROCEDURES[29],
-            Self::DomainSave => &PROCEDURES[30],
-            Self::ConnectGetHostname => &PROCEDURES[31],
-            Self::ConnectSupportsFeature => &PROCEDURES[32],
-            Self::DomainMigratePrepare => &PROCEDURES[33],
-            Self::DomainMigratePerform => &PROCEDURES[34],
-            Self::DomainMigrateFinish => &PROCEDURES[35],
-            Self::AuthList => &PROCEDURES[36],
-            Self::AuthSaslInit => &PROCEDURES[37],
-            Self::AuthSaslStart => &PROCEDURES[38],
-            Self::AuthSaslStep => &PROCEDURES[39],
-            Self::AuthPolkit => &PROCEDURES[40],
-            Self::NodeGetFreeMemory => &PROCEDURES[41],
-            Self::ConnectDomainEventRegister => &PROCEDURES[42],
-            Self::ConnectDomainEventDeregister => &PROCEDURES[43],
-            Self::DomainEventLifecycle => &PROCEDURES[44],
-            Self::DomainMigratePrepare2 => &PROCEDURES[45],
-            Self::DomainMigrateFinish2 => &PROCEDURES[46],
-            Self::ConnectGetUri => &PROCEDURES[47],
-            Self::DomainGetSecurityLabel => &PROCEDURES[48],
-            Self::NodeGetSecurityModel => &PROCEDURES[49],
-            Self::DomainMigratePrepareTunnel => &PROCEDURES[50],
-            Self::ConnectIsSecure => &PROCEDURES[51],
-            Self::DomainIsActive => &PROCEDURES[52],
-            Self::DomainIsPersistent => &PROCEDURES[53],
-            Self::ConnectGetLibVersion => &PROCEDURES[54],
-            Self::DomainGetJobInfo => &PROCEDURES[55],
-            Self::DomainAbortJob => &PROCEDURES[56],
-            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[57],
-            Self::ConnectDomainEventRegisterAny => &PROCEDURES[58],
-            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[59],
-            Self::DomainHasManagedSaveImage => &PROCEDURES[60],
-            Self::DomainSnapshotNum => &PROCEDURES[61],
-            Self::DomainCreateWithFlags => &PROCEDURES[62],
-            Self::DomainIsUpdated => &PROCEDURES[63],
-            Self::ConnectGetSysinfo => &PROCEDURES[64],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[65],
-            Self::DomainGetState => &PROCEDURES[66],
-            Self::DomainMigrateBegin3 => &PROCEDURES[67],
-            Self::DomainMigratePrepare3 => &PROCEDURES[68],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[69],
-            Self::DomainMigratePerform3 => &PROCEDURES[70],
-            Self::DomainMigrateFinish3 => &PROCEDURES[71],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[72],
-            Self::DomainUndefineFlags => &PROCEDURES[73],
-            Self::DomainSaveFlags => &PROCEDURES[74],
-            Self::DomainRestoreFlags => &PROCEDURES[75],
-            Self::DomainDestroyFlags => &PROCEDURES[76],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[77],
-            Self::DomainReset => &PROCEDURES[78],
-            Self::DomainShutdownFlags => &PROCEDURES[79],
-            Self::ConnectListAllDomains => &PROCEDURES[80],
-            Self::NodeGetCpuMap => &PROCEDURES[81],
-            Self::DomainGetJobStats => &PROCEDURES[82],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[83],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[84],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[85],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[86],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[87],
-            Self::DomainMigratePerform3Params => &PROCEDURES[88],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[89],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[90],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[91],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[92],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[93],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[94],
-            Self::DomainDefineXmlFlags => &PROCEDURES[95],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[96],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[97],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[98],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[99],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[100],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[101],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[102],
-            Self::ConnectSetIdentity => &PROCEDURES[103],
-            Self::DomainGetMessages => &PROCEDURES[104],
-            Self::DomainSaveParams => &PROCEDURES[105],
-            Self::DomainRestoreParams => &PROCEDURES[106],
-            Self::DomainAbortJobFlags => &PROCEDURES[107],
+            Self::DomainGetMaxVcpus => &PROCEDURES[15],
+            Self::DomainGetOsType => &PROCEDURES[16],
+            Self::DomainGetVcpus => &PROCEDURES[17],
+            Self::ConnectListDefinedDomains => &PROCEDURES[18],
+            Self::DomainLookupById => &PROCEDURES[19],
+            Self::DomainLookupByName => &PROCEDURES[20],
+            Self::DomainLookupByUuid => &PROCEDURES[21],
+            Self::ConnectNumOfDefinedDomains => &PROCEDURES[22],
+            Self::DomainReboot => &PROCEDURES[23],
+            Self::DomainResume => &PROCEDURES[24],
+            Self::DomainSetAutostart => &PROCEDURES[25],
+            Self::DomainShutdown => &PROCEDURES[26],
+            Self::DomainSuspend => &PROCEDURES[27],
+            Self::DomainUndefine => &PROCEDURES[28],
+            Self::ConnectListDomains => &PROCEDURES[29],
+            Self::ConnectNumOfDomains => &PROCEDURES[30],
+            Self::DomainRestore => &PROCEDURES[31],
+            Self::DomainSave => &PROCEDURES[32],
+            Self::ConnectGetHostname => &PROCEDURES[33],
+            Self::ConnectSupportsFeature => &PROCEDURES[34],
+            Self::DomainMigratePrepare => &PROCEDURES[35],
+            Self::DomainMigratePerform => &PROCEDURES[36],
+            Self::DomainMigrateFinish => &PROCEDURES[37],
+            Self::AuthList => &PROCEDURES[38],
+            Self::AuthSaslInit => &PROCEDURES[39],
+            Self::AuthSaslStart => &PROCEDURES[40],
+            Self::AuthSaslStep => &PROCEDURES[41],
+            Self::AuthPolkit => &PROCEDURES[42],
+            Self::NodeGetFreeMemory => &PROCEDURES[43],
+            Self::ConnectDomainEventRegister => &PROCEDURES[44],
+            Self::ConnectDomainEventDeregister => &PROCEDURES[45],
+            Self::DomainEventLifecycle => &PROCEDURES[46],
+            Self::DomainMigratePrepare2 => &PROCEDURES[47],
+            Self::DomainMigrateFinish2 => &PROCEDURES[48],
+            Self::ConnectGetUri => &PROCEDURES[49],
+            Self::DomainGetSecurityLabel => &PROCEDURES[50],
+            Self::NodeGetSecurityModel => &PROCEDURES[51],
+            Self::DomainMigratePrepareTunnel => &PROCEDURES[52],
+            Self::ConnectIsSecure => &PROCEDURES[53],
+            Self::DomainIsActive => &PROCEDURES[54],
+            Self::DomainIsPersistent => &PROCEDURES[55],
+            Self::ConnectGetLibVersion => &PROCEDURES[56],
+            Self::DomainMemoryStats => &PROCEDURES[57],
+            Self::DomainGetJobInfo => &PROCEDURES[58],
+            Self::DomainAbortJob => &PROCEDURES[59],
+            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[60],
+            Self::ConnectDomainEventRegisterAny => &PROCEDURES[61],
+            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[62],
+            Self::DomainHasManagedSaveImage => &PROCEDURES[63],
+            Self::DomainSnapshotNum => &PROCEDURES[64],
+            Self::DomainCreateWithFlags => &PROCEDURES[65],
+            Self::DomainGetVcpusFlags => &PROCEDURES[66],
+            Self::DomainIsUpdated => &PROCEDURES[67],
+            Self::ConnectGetSysinfo => &PROCEDURES[68],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[69],
+            Self::DomainGetState => &PROCEDURES[70],
+            Self::DomainMigrateBegin3 => &PROCEDURES[71],
+            Self::DomainMigratePrepare3 => &PROCEDURES[72],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[73],
+            Self::DomainMigratePerform3 => &PROCEDURES[74],
+            Self::DomainMigrateFinish3 => &PROCEDURES[75],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[76],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[77],
+            Self::DomainUndefineFlags => &PROCEDURES[78],
+            Self::DomainSaveFlags => &PROCEDURES[79],
+            Self::DomainRestoreFlags => &PROCEDURES[80],
+            Self::DomainDestroyFlags => &PROCEDURES[81],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[82],
+            Self::DomainReset => &PROCEDURES[83],
+            Self::DomainShutdownFlags => &PROCEDURES[84],
+            Self::ConnectListAllDomains => &PROCEDURES[85],
+            Self::NodeGetCpuMap => &PROCEDURES[86],
+            Self::DomainGetJobStats => &PROCEDURES[87],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[88],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[89],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[90],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[91],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[92],
+            Self::DomainMigratePerform3Params => &PROCEDURES[93],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[94],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[95],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[96],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[97],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[98],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[99],
+            Self::DomainDefineXmlFlags => &PROCEDURES[100],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[101],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[102],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[103],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[104],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[105],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[106],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[107],
+            Self::ConnectSetIdentity => &PROCEDURES[108],
+            Self::DomainGetMessages => &PROCEDURES[109],
+            Self::DomainSaveParams => &PROCEDURES[110],
+            Self::DomainRestoreParams => &PROCEDURES[111],
+            Self::DomainAbortJobFlags => &PROCEDURES[112],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -2747,7 +2909,9 @@ impl Procedure {
             Self::DomainGetAutostart => visitor.visit::<procs::DomainGetAutostart>(),
             Self::DomainGetInfo => visitor.visit::<procs::DomainGetInfo>(),
             Self::DomainGetMaxMemory => visitor.visit::<procs::DomainGetMaxMemory>(),
+            Self::DomainGetMaxVcpus => visitor.visit::<procs::DomainGetMaxVcpus>(),
             Self::DomainGetOsType => visitor.visit::<procs::DomainGetOsType>(),
+            Self::DomainGetVcpus => visitor.visit::<procs::DomainGetVcpus>(),
             Self::ConnectListDefinedDomains => visitor.visit::<procs::ConnectListDefinedDomains>(),
             Self::DomainLookupById => visitor.visit::<procs::DomainLookupById>(),
             Self::DomainLookupByName => visitor.visit::<procs::DomainLookupByName>(),
@@ -2795,6 +2959,7 @@ impl Procedure {
             Self::DomainIsActive => visitor.visit::<procs::DomainIsActive>(),
             Self::DomainIsPersistent => visitor.visit::<procs::DomainIsPersistent>(),
             Self::ConnectGetLibVersion => visitor.visit::<procs::ConnectGetLibVersion>(),
+            Self::DomainMemoryStats => visitor.visit::<procs::DomainMemoryStats>(),
             Self::DomainGetJobInfo => visitor.visit::<procs::DomainGetJobInfo>(),
             Self::DomainAbortJob => visitor.visit::<procs::DomainAbortJob>(),
             Self::DomainMigrateSetMaxDowntime => {
@@ -2809,6 +2974,7 @@ impl Procedure {
             Self::DomainHasManagedSaveImage => visitor.visit::<procs::DomainHasManagedSaveImage>(),
             Self::DomainSnapshotNum => visitor.visit::<procs::DomainSnapshotNum>(),
             Self::DomainCreateWithFlags => visitor.visit::<procs::DomainCreateWithFlags>(),
+            Self::DomainGetVcpusFlags => visitor.visit::<procs::DomainGetVcpusFlags>(),
             Self::DomainIsUpdated => visitor.visit::<procs::DomainIsUpdated>(),
             Self::ConnectGetSysinfo => visitor.visit::<procs::ConnectGetSysinfo>(),
             Self::DomainMigrateSetMaxSpeed => visitor.visit::<procs::DomainMigrateSetMaxSpeed>(),
@@ -2821,6 +2987,7 @@ impl Procedure {
             Self::DomainMigratePerform3 => visitor.visit::<procs::DomainMigratePerform3>(),
             Self::DomainMigrateFinish3 => visitor.visit::<procs::DomainMigrateFinish3>(),
             Self::DomainMigrateConfirm3 => visitor.visit::<procs::DomainMigrateConfirm3>(),
+            Self::DomainGetVcpuPinInfo => visitor.visit::<procs::DomainGetVcpuPinInfo>(),
             Self::DomainUndefineFlags => visitor.visit::<procs::DomainUndefineFlags>(),
             Self::DomainSaveFlags => visitor.visit::<procs::DomainSaveFlags>(),
             Self::DomainRestoreFlags => visitor.visit::<procs::DomainRestoreFlags>(),
@@ -3038,10 +3205,26 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 18,
+        name: "REMOTE_PROC_DOMAIN_GET_MAX_VCPUS",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 19,
         name: "REMOTE_PROC_DOMAIN_GET_OS_TYPE",
         readonly: true,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 20,
+        name: "REMOTE_PROC_DOMAIN_GET_VCPUS",
+        readonly: true,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -3358,6 +3541,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 159,
+        name: "REMOTE_PROC_DOMAIN_MEMORY_STATS",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 163,
         name: "REMOTE_PROC_DOMAIN_GET_JOB_INFO",
         readonly: true,
@@ -3417,6 +3608,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         number: 196,
         name: "REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS",
         readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 200,
+        name: "REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS",
+        readonly: true,
         priority: false,
         event: false,
         stream: false,
@@ -3497,6 +3696,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         number: 218,
         name: "REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3",
         readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 230,
+        name: "REMOTE_PROC_DOMAIN_GET_VCPU_PIN_INFO",
+        readonly: true,
         priority: false,
         event: false,
         stream: false,
@@ -3944,6 +4151,15 @@ pub mod procs {
         type Ret = super::DomainGetMaxMemoryRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_GET_MAX_VCPUS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetMaxVcpus;
+    impl super::RemoteProcedure for DomainGetMaxVcpus {
+        const PROC: super::Procedure = super::Procedure::DomainGetMaxVcpus;
+        type Args = super::DomainGetMaxVcpusArgs;
+        type Ret = super::DomainGetMaxVcpusRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_GET_OS_TYPE`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainGetOsType;
@@ -3951,6 +4167,15 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainGetOsType;
         type Args = super::DomainGetOsTypeArgs;
         type Ret = super::DomainGetOsTypeRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_VCPUS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetVcpus;
+    impl super::RemoteProcedure for DomainGetVcpus {
+        const PROC: super::Procedure = super::Procedure::DomainGetVcpus;
+        type Args = super::DomainGetVcpusArgs;
+        type Ret = super::DomainGetVcpusRet;
     }
 
     /// `REMOTE_PROC_CONNECT_LIST_DEFINED_DOMAINS`.
@@ -4304,6 +4529,15 @@ pub mod procs {
         type Ret = super::ConnectGetLibVersionRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_MEMORY_STATS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainMemoryStats;
+    impl super::RemoteProcedure for DomainMemoryStats {
+        const PROC: super::Procedure = super::Procedure::DomainMemoryStats;
+        type Args = super::DomainMemoryStatsArgs;
+        type Ret = super::DomainMemoryStatsRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_GET_JOB_INFO`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainGetJobInfo;
@@ -4374,6 +4608,15 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainCreateWithFlags;
         type Args = super::DomainCreateWithFlagsArgs;
         type Ret = super::DomainCreateWithFlagsRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetVcpusFlags;
+    impl super::RemoteProcedure for DomainGetVcpusFlags {
+        const PROC: super::Procedure = super::Procedure::DomainGetVcpusFlags;
+        type Args = super::DomainGetVcpusFlagsArgs;
+        type Ret = super::DomainGetVcpusFlagsRet;
     }
 
     /// `REMOTE_PROC_DOMAIN_IS_UPDATED`.
@@ -4464,6 +4707,15 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainMigrateConfirm3;
         type Args = super::DomainMigrateConfirm3Args;
         type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_VCPU_PIN_INFO`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetVcpuPinInfo;
+    impl super::RemoteProcedure for DomainGetVcpuPinInfo {
+        const PROC: super::Procedure = super::Procedure::DomainGetVcpuPinInfo;
+        type Args = super::DomainGetVcpuPinInfoArgs;
+        type Ret = super::DomainGetVcpuPinInfoRet;
     }
 
     /// `REMOTE_PROC_DOMAIN_UNDEFINE_FLAGS`.
@@ -4816,8 +5068,12 @@ pub enum Call {
     DomainGetInfo(DomainGetInfoArgs),
     /// `REMOTE_PROC_DOMAIN_GET_MAX_MEMORY`.
     DomainGetMaxMemory(DomainGetMaxMemoryArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_MAX_VCPUS`.
+    DomainGetMaxVcpus(DomainGetMaxVcpusArgs),
     /// `REMOTE_PROC_DOMAIN_GET_OS_TYPE`.
     DomainGetOsType(DomainGetOsTypeArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_VCPUS`.
+    DomainGetVcpus(DomainGetVcpusArgs),
     /// `REMOTE_PROC_CONNECT_LIST_DEFINED_DOMAINS`.
     ConnectListDefinedDomains(ConnectListDefinedDomainsArgs),
     /// `REMOTE_PROC_DOMAIN_LOOKUP_BY_ID`.
@@ -4894,6 +5150,8 @@ pub enum Call {
     DomainIsPersistent(DomainIsPersistentArgs),
     /// `REMOTE_PROC_CONNECT_GET_LIB_VERSION`.
     ConnectGetLibVersion,
+    /// `REMOTE_PROC_DOMAIN_MEMORY_STATS`.
+    DomainMemoryStats(DomainMemoryStatsArgs),
     /// `REMOTE_PROC_DOMAIN_GET_JOB_INFO`.
     DomainGetJobInfo(DomainGetJobInfoArgs),
     /// `REMOTE_PROC_DOMAIN_ABORT_JOB`.
@@ -4910,6 +5168,8 @@ pub enum Call {
     DomainSnapshotNum(DomainSnapshotNumArgs),
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`.
     DomainCreateWithFlags(DomainCreateWithFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS`.
+    DomainGetVcpusFlags(DomainGetVcpusFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_IS_UPDATED`.
     DomainIsUpdated(DomainIsUpdatedArgs),
     /// `REMOTE_PROC_CONNECT_GET_SYSINFO`.
@@ -4930,6 +5190,8 @@ pub enum Call {
     DomainMigrateFinish3(DomainMigrateFinish3Args),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3`.
     DomainMigrateConfirm3(DomainMigrateConfirm3Args),
+    /// `REMOTE_PROC_DOMAIN_GET_VCPU_PIN_INFO`.
+    DomainGetVcpuPinInfo(DomainGetVcpuPinInfoArgs),
     /// `REMOTE_PROC_DOMAIN_UNDEFINE_FLAGS`.
     DomainUndefineFlags(DomainUndefineFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_SAVE_FLAGS`.
@@ -5040,7 +5302,11 @@ impl Call {
             Procedure::DomainGetMaxMemory => {
                 Call::DomainGetMaxMemory(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainGetMaxVcpus => {
+                Call::DomainGetMaxVcpus(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainGetOsType => Call::DomainGetOsType(migrated_xdr::from_bytes(payload)?),
+            Procedure::DomainGetVcpus => Call::DomainGetVcpus(migrated_xdr::from_bytes(payload)?),
             Procedure::ConnectListDefinedDomains => {
                 Call::ConnectListDefinedDomains(migrated_xdr::from_bytes(payload)?)
             }
@@ -5154,6 +5420,9 @@ impl Call {
                 migrated_xdr::from_bytes::<()>(payload)?;
                 Call::ConnectGetLibVersion
             }
+            Procedure::DomainMemoryStats => {
+                Call::DomainMemoryStats(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainGetJobInfo => {
                 Call::DomainGetJobInfo(migrated_xdr::from_bytes(payload)?)
             }
@@ -5175,6 +5444,9 @@ impl Call {
             }
             Procedure::DomainCreateWithFlags => {
                 Call::DomainCreateWithFlags(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetVcpusFlags => {
+                Call::DomainGetVcpusFlags(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainIsUpdated => Call::DomainIsUpdated(migrated_xdr::from_bytes(payload)?),
             Procedure::ConnectGetSysinfo => {
@@ -5201,6 +5473,9 @@ impl Call {
             }
             Procedure::DomainMigrateConfirm3 => {
                 Call::DomainMigrateConfirm3(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetVcpuPinInfo => {
+                Call::DomainGetVcpuPinInfo(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainUndefineFlags => {
                 Call::DomainUndefineFlags(migrated_xdr::from_bytes(payload)?)
@@ -5336,7 +5611,9 @@ impl Call {
             Call::DomainGetAutostart(_) => Procedure::DomainGetAutostart,
             Call::DomainGetInfo(_) => Procedure::DomainGetInfo,
             Call::DomainGetMaxMemory(_) => Procedure::DomainGetMaxMemory,
+            Call::DomainGetMaxVcpus(_) => Procedure::DomainGetMaxVcpus,
             Call::DomainGetOsType(_) => Procedure::DomainGetOsType,
+            Call::DomainGetVcpus(_) => Procedure::DomainGetVcpus,
             Call::ConnectListDefinedDomains(_) => Procedure::ConnectListDefinedDomains,
             Call::DomainLookupById(_) => Procedure::DomainLookupById,
             Call::DomainLookupByName(_) => Procedure::DomainLookupByName,
@@ -5375,6 +5652,7 @@ impl Call {
             Call::DomainIsActive(_) => Procedure::DomainIsActive,
             Call::DomainIsPersistent(_) => Procedure::DomainIsPersistent,
             Call::ConnectGetLibVersion => Procedure::ConnectGetLibVersion,
+            Call::DomainMemoryStats(_) => Procedure::DomainMemoryStats,
             Call::DomainGetJobInfo(_) => Procedure::DomainGetJobInfo,
             Call::DomainAbortJob(_) => Procedure::DomainAbortJob,
             Call::DomainMigrateSetMaxDowntime(_) => Procedure::DomainMigrateSetMaxDowntime,
@@ -5383,6 +5661,7 @@ impl Call {
             Call::DomainHasManagedSaveImage(_) => Procedure::DomainHasManagedSaveImage,
             Call::DomainSnapshotNum(_) => Procedure::DomainSnapshotNum,
             Call::DomainCreateWithFlags(_) => Procedure::DomainCreateWithFlags,
+            Call::DomainGetVcpusFlags(_) => Procedure::DomainGetVcpusFlags,
             Call::DomainIsUpdated(_) => Procedure::DomainIsUpdated,
             Call::ConnectGetSysinfo(_) => Procedure::ConnectGetSysinfo,
             Call::DomainMigrateSetMaxSpeed(_) => Procedure::DomainMigrateSetMaxSpeed,
@@ -5393,6 +5672,7 @@ impl Call {
             Call::DomainMigratePerform3(_) => Procedure::DomainMigratePerform3,
             Call::DomainMigrateFinish3(_) => Procedure::DomainMigrateFinish3,
             Call::DomainMigrateConfirm3(_) => Procedure::DomainMigrateConfirm3,
+            Call::DomainGetVcpuPinInfo(_) => Procedure::DomainGetVcpuPinInfo,
             Call::DomainUndefineFlags(_) => Procedure::DomainUndefineFlags,
             Call::DomainSaveFlags(_) => Procedure::DomainSaveFlags,
             Call::DomainRestoreFlags(_) => Procedure::DomainRestoreFlags,
@@ -5459,7 +5739,9 @@ impl Call {
             Call::DomainGetAutostart(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetMaxMemory(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetMaxVcpus(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetOsType(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetVcpus(args) => migrated_xdr::to_bytes(args),
             Call::ConnectListDefinedDomains(args) => migrated_xdr::to_bytes(args),
             Call::DomainLookupById(args) => migrated_xdr::to_bytes(args),
             Call::DomainLookupByName(args) => migrated_xdr::to_bytes(args),
@@ -5498,6 +5780,7 @@ impl Call {
             Call::DomainIsActive(args) => migrated_xdr::to_bytes(args),
             Call::DomainIsPersistent(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetLibVersion => Ok(Vec::new()),
+            Call::DomainMemoryStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetJobInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainAbortJob(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateSetMaxDowntime(args) => migrated_xdr::to_bytes(args),
@@ -5506,6 +5789,7 @@ impl Call {
             Call::DomainHasManagedSaveImage(args) => migrated_xdr::to_bytes(args),
             Call::DomainSnapshotNum(args) => migrated_xdr::to_bytes(args),
             Call::DomainCreateWithFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetVcpusFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainIsUpdated(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetSysinfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateSetMaxSpeed(args) => migrated_xdr::to_bytes(args),
@@ -5516,6 +5800,7 @@ impl Call {
             Call::DomainMigratePerform3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateFinish3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateConfirm3(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetVcpuPinInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainUndefineFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainSaveFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainRestoreFlags(args) => migrated_xdr::to_bytes(args),
