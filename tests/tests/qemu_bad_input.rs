@@ -5,7 +5,8 @@
 //! handed). Each gives the client a clear error (QEMU's own stderr where
 //! there is one); afterwards the daemon still serves, no status file or
 //! process of the guest is left, and the guest starts once its definition
-//! is fixed.
+//! is fixed. A device the driver does not realise is refused by name, at
+//! define and (for a definition stored by an older version) at start.
 
 mod migrate_support;
 mod qemu_support;
@@ -134,10 +135,11 @@ fn qemu_missing_emulator() {
 }
 
 #[test]
-fn qemu_unknown_machine_type() {
-    let Some(hosts) = QemuHosts::start() else {
+fn qemu_unknown_machine_type_or_device() {
+    let Some(mut hosts) = QemuHosts::start() else {
         return;
     };
+    unsupported_device_is_refused_by_name(&mut hosts);
     let name = "q-badmachine";
     let (good, uuid) = hosts.guest_xml(name, 64, 8);
     let bad = good.replace("machine='pc'", "machine='no-such-machine'");
@@ -221,4 +223,47 @@ fn qemu_monitor_sending_garbage_or_an_endless_line() {
         nothing_left(&hosts, name, &uuid);
         starts_once_fixed(&hosts, name, &good);
     }
+}
+
+/// A device the driver does not realise: refused by name at define, and at
+/// start for a definition stored before; the domain stays defined.
+fn unsupported_device_is_refused_by_name(hosts: &mut QemuHosts) {
+    let a = hosts.a_uri();
+    let name = "q-baddevice";
+    let (good, uuid) = hosts.guest_xml(name, 64, 8);
+    let bad = good.replace(
+        "</domain>",
+        "<devices><watchdog model='diag288' action='reset'/></devices></domain>",
+    );
+    let want = "unsupported configuration: watchdog model 'diag288'";
+    // Refused at define (libvirt validates there too): nothing defined.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(format!("{name}.xml"));
+    std::fs::write(&path, &bad).expect("write xml");
+    let out = virsh(&a, &["define", path.to_str().expect("utf-8")]);
+    assert!(!out.status.success(), "defined with a diag288 watchdog");
+    assert!(stderr_of(&out).contains(want), "{}", stderr_of(&out));
+    assert_eq!(domstate(&a, name), None, "nothing defined");
+
+    // A definition stored before this driver realised its devices (an older
+    // version kept them silently) is refused at start, by name, and the
+    // domain stays defined and shut off.
+    hosts.define_xml(&a, name, &good);
+    let stored = hosts
+        .a
+        .stored_configs()
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(&uuid))
+        .expect("stored config");
+    std::fs::write(&stored, &bad).expect("rewrite the stored config");
+    hosts.a.restart();
+    let err = start_fails(hosts, name);
+    assert!(err.contains(want), "{err}");
+    nothing_left(hosts, name, &uuid);
+    let config = hosts.virsh_ok(&a, &["dumpxml", "--inactive", name]);
+    assert!(
+        config.contains("diag288"),
+        "the definition was lost:\n{config}"
+    );
+    starts_once_fixed(hosts, name, &good);
 }

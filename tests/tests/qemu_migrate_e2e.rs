@@ -4,7 +4,10 @@
 //! `--compressed`, `--auto-converge`. After each the source's QEMU is gone,
 //! the destination's is the only one running the guest, and the workload
 //! counted past its value before the migration. `--tls` adds QEMU-native
-//! TLS on the migration stream, with its refusals and faults.
+//! TLS on the migration stream, with its refusals and faults. The `--p2p`
+//! guest carries the devices virt-install gives a Linux guest, which the
+//! destination's QEMU must have too (built from the migratable XML the
+//! source sent).
 
 mod migrate_support;
 mod qemu_support;
@@ -14,8 +17,36 @@ use std::time::Duration;
 use migrated_tests::clients::{stderr_of, stdout_of};
 use migrated_tests::{virsh, wait_until};
 use qemu_support::{
-    domstate, job_free, moved_and_counting, pid_gone, qemu_pids, status_pid, QemuHosts,
+    counter_above, domstate, job_free, moved_and_counting, pid_gone, qemu_pids, status_pid,
+    QemuHosts, DIRTY_MIB, GUEST_MIB,
 };
+
+/// Devices of a virt-install Linux guest, and what the destination's QEMU
+/// command line must name for them (JSON keys come sorted).
+const DEVICES: &str = "<devices>
+    <serial type='pty'><target type='isa-serial' port='0'/></serial>
+    <console type='pty'><target type='serial' port='0'/></console>
+    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+    <input type='tablet' bus='usb'/>
+    <video><model type='virtio' heads='1'/></video>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+  </devices>";
+const DEVICE_IDS: [&str; 6] = [
+    r#""driver":"usb-tablet","id":"input0""#,
+    r#""id":"channel0","name":"org.qemu.guest_agent.0""#,
+    r#""driver":"virtio-serial-pci","id":"virtio-serial0""#,
+    r#""driver":"virtio-vga","id":"video0""#,
+    r#""driver":"virtio-rng-pci","id":"rng0","rng":"objrng0""#,
+    "isa-serial,chardev=charserial0,id=serial0",
+];
+
+/// The command line of the only QEMU running `uuid`.
+fn cmdline(uuid: &str) -> String {
+    let pids = qemu_pids(uuid);
+    assert_eq!(pids.len(), 1, "QEMUs of {uuid}: {pids:?}");
+    let raw = std::fs::read(format!("/proc/{}/cmdline", pids[0])).expect("read cmdline");
+    String::from_utf8_lossy(&raw).replace('\0', " ")
+}
 
 #[derive(Clone, Copy)]
 enum Tool {
@@ -23,13 +54,23 @@ enum Tool {
     Migratectl,
 }
 
-fn live(tool: Tool, name: &str, flags: &[&str]) {
+/// Migrates a running guest (with `devices` in its XML) from A to B.
+fn live(tool: Tool, name: &str, flags: &[&str], devices: Option<&str>) {
     let Some(hosts) = QemuHosts::start() else {
         return;
     };
     let started = std::time::Instant::now();
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
-    let (uuid, before) = hosts.running_guest(name);
+    let (uuid, before) = match devices {
+        None => hosts.running_guest(name),
+        Some(devices) => {
+            let (xml, uuid) = hosts.guest_xml(name, GUEST_MIB, DIRTY_MIB);
+            let xml = xml.replace("</domain>", &format!("{devices}</domain>"));
+            hosts.define_xml(&a, name, &xml);
+            hosts.virsh_ok(&a, &["start", name]);
+            (uuid.clone(), counter_above(&a, name, 0, &hosts))
+        }
+    };
     eprintln!("{name}: counting at {before} after {:?}", started.elapsed());
     let src_pid = status_pid(&hosts.a, name).expect("source status file");
     let mut args = vec!["migrate", "--live"];
@@ -50,6 +91,17 @@ fn live(tool: Tool, name: &str, flags: &[&str]) {
     assert_eq!(domstate(&a, name).as_deref(), Some("shut off"));
     moved_and_counting(&hosts, name, &uuid, src_pid, before);
     eprintln!("{name}: counting on B after {:?}", started.elapsed());
+    if devices.is_some() {
+        let line = cmdline(&uuid);
+        for id in DEVICE_IDS {
+            assert!(line.contains(id), "destination QEMU lacks {id}: {line}");
+        }
+        let live = hosts.virsh_ok(&b, &["dumpxml", name]);
+        assert!(
+            live.contains("<console type='pty' tty='/dev/pts/"),
+            "no pty of the destination in its live XML:\n{live}"
+        );
+    }
     assert!(job_free(&a, name) && job_free(&b, name), "a job is left");
     hosts.virsh_ok(&b, &["destroy", name]);
     assert_eq!(
@@ -61,27 +113,32 @@ fn live(tool: Tool, name: &str, flags: &[&str]) {
 
 #[test]
 fn qemu_virsh_live_regular() {
-    live(Tool::Virsh, "q-regular", &[]);
+    live(Tool::Virsh, "q-regular", &[], None);
 }
 
 #[test]
 fn qemu_virsh_live_p2p() {
-    live(Tool::Virsh, "q-p2p", &["--p2p"]);
+    live(Tool::Virsh, "q-p2p", &["--p2p"], Some(DEVICES));
 }
 
 #[test]
 fn qemu_migratectl_live_p2p_tunnelled() {
-    live(Tool::Migratectl, "q-tunnel", &["--p2p", "--tunnelled"]);
+    live(
+        Tool::Migratectl,
+        "q-tunnel",
+        &["--p2p", "--tunnelled"],
+        None,
+    );
 }
 
 #[test]
 fn qemu_virsh_live_compressed() {
-    live(Tool::Virsh, "q-compressed", &["--compressed"]);
+    live(Tool::Virsh, "q-compressed", &["--compressed"], None);
 }
 
 #[test]
 fn qemu_migratectl_live_auto_converge() {
-    live(Tool::Migratectl, "q-autoconv", &["--auto-converge"]);
+    live(Tool::Migratectl, "q-autoconv", &["--auto-converge"], None);
 }
 
 /// `virsh migrate` from A that must fail; returns virsh's stderr after

@@ -158,6 +158,127 @@ pub enum Serial {
     Pty,
 }
 
+/// Options appended to `-machine` (`<features>` and `<clock>` settings
+/// that QEMU takes as machine properties); `None` keeps QEMU's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MachineOptions {
+    /// `hpet=` (`<timer name='hpet' present=…/>`).
+    pub hpet: Option<bool>,
+    /// `vmport=` (`<vmport state=…/>`).
+    pub vmport: Option<bool>,
+    /// `smm=` (`<smm state=…/>`).
+    pub smm: Option<bool>,
+}
+
+/// Where the guest's RTC starts (`<clock offset=…>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtcBase {
+    /// `base=utc`.
+    Utc,
+    /// `base=localtime`.
+    Localtime,
+}
+
+/// The `-rtc` option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rtc {
+    /// Start time.
+    pub base: RtcBase,
+    /// `clock=` (`host`, `vm`, `rt`) from the rtc timer's `track`.
+    pub clock: Option<&'static str>,
+    /// `driftfix=slew` (rtc `tickpolicy='catchup'`).
+    pub driftfix_slew: bool,
+}
+
+/// A device on QEMU's command line with an id the domain's aliases follow
+/// (`usb`, `input0`, `virtio-serial0`, `channel0`, `video0`, `sound0`,
+/// `watchdog0`, `rng0`): its `-device` properties, JSON so that no value
+/// can inject an option.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device(pub serde_json::Value);
+
+impl Device {
+    /// A device of QEMU type `driver` with id `id` and no other property.
+    pub fn new(driver: &str, id: impl Into<String>) -> Self {
+        Self(json!({"driver": driver, "id": id.into()}))
+    }
+
+    /// Adds property `key`.
+    #[must_use]
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.0[key] = value.into();
+        self
+    }
+
+    /// The device id.
+    pub fn id(&self) -> Option<&str> {
+        self.0["id"].as_str()
+    }
+}
+
+impl Eq for Device {}
+
+/// The host side of a virtio-serial port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelSource {
+    /// A UNIX socket QEMU listens on; `None` until the driver places it in
+    /// the guest's channel directory ([`LaunchSpec::place_channels`]).
+    Unix(Option<PathBuf>),
+    /// The SPICE agent channel (`spicevmc`).
+    SpiceVmc,
+}
+
+/// A `<channel>` with a virtio target: a chardev and a `virtserialport`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// Host side.
+    pub source: ChannelSource,
+    /// The port's name in the guest (`org.qemu.guest_agent.0`).
+    pub name: String,
+    /// Position in the domain's channel list: the id is `channel{index}`.
+    pub index: usize,
+    /// The virtio-serial bus (`virtio-serial0.0`).
+    pub bus: String,
+    /// Port number on that bus (`nr`).
+    pub port: u32,
+}
+
+/// An RNG backend object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RngBackend {
+    /// `rng-random` reading a host file (`/dev/urandom`).
+    Random(PathBuf),
+    /// `rng-builtin`: QEMU's own generator.
+    Builtin,
+}
+
+/// A virtio RNG: `-object rng-…,id=objrng{index}` and `virtio-rng-pci`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rng {
+    /// Backend.
+    pub backend: RngBackend,
+    /// `<rate bytes=… period=…/>`: at most `bytes` per `period` ms.
+    pub rate: Option<(u64, u64)>,
+}
+
+/// A `-audiodev` back-end (`<audio>`, or the implicit one sound cards use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audiodev {
+    /// Id number: the back-end is `audio{id}`.
+    pub id: u32,
+    /// QEMU's driver: `none` or `spice`.
+    pub driver: &'static str,
+}
+
+/// A watchdog's action (`-watchdog-action`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watchdog {
+    /// The device (`i6300esb`, `ib700`); `None` for q35's built-in iTCO.
+    pub device: Option<Device>,
+    /// reset, shutdown, poweroff, pause, none, inject-nmi.
+    pub action: String,
+}
+
 /// A kernel booted directly (`-kernel`), e.g. the project's workload image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kernel {
@@ -202,12 +323,36 @@ pub struct LaunchSpec {
     pub disks: Vec<Disk>,
     /// NICs, in order.
     pub nics: Vec<Nic>,
+    /// `-machine` properties beyond the type.
+    pub machine_options: MachineOptions,
+    /// `-rtc`; `None` keeps QEMU's default (UTC, no drift fix).
+    pub rtc: Option<Rtc>,
+    /// `-global` settings (`kvm-pit.lost_tick_policy=delay`).
+    pub globals: Vec<String>,
     /// Remote displays.
     pub graphics: Vec<Graphics>,
+    /// The video adapter (`VGA`, `virtio-vga`…), if any.
+    pub video: Option<Device>,
     /// First serial port.
     pub serial: Serial,
+    /// Controllers (USB, virtio-serial, PCIe root ports), in order.
+    pub controllers: Vec<Device>,
+    /// Input devices that are not built into the machine (USB, virtio).
+    pub inputs: Vec<Device>,
+    /// virtio-serial ports.
+    pub channels: Vec<Channel>,
+    /// Audio back-ends.
+    pub audiodevs: Vec<Audiodev>,
+    /// Sound cards and their codecs, in order.
+    pub sounds: Vec<Device>,
+    /// The watchdog.
+    pub watchdog: Option<Watchdog>,
     /// A virtio memory balloon (makes `query-balloon` work).
     pub balloon: bool,
+    /// virtio RNGs.
+    pub rngs: Vec<Rng>,
+    /// The `vmcoreinfo` device (`<vmcoreinfo state='on'/>`).
+    pub vmcoreinfo: bool,
     /// Direct kernel boot.
     pub kernel: Option<Kernel>,
     /// The QMP monitor.
@@ -232,9 +377,21 @@ impl LaunchSpec {
             vcpus: 1,
             disks: Vec::new(),
             nics: Vec::new(),
+            machine_options: MachineOptions::default(),
+            rtc: None,
+            globals: Vec::new(),
             graphics: Vec::new(),
+            video: None,
             serial: Serial::None,
+            controllers: Vec::new(),
+            inputs: Vec::new(),
+            channels: Vec::new(),
+            audiodevs: Vec::new(),
+            sounds: Vec::new(),
+            watchdog: None,
             balloon: false,
+            rngs: Vec::new(),
+            vmcoreinfo: false,
             kernel: None,
             monitor,
             pidfile: None,
@@ -246,7 +403,8 @@ impl LaunchSpec {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when a value cannot be expressed (zero
-    /// memory or vCPUs, an unknown disk bus or format, a duplicate target).
+    /// memory or vCPUs, an unknown disk bus or format, a duplicate target,
+    /// a UNIX channel that [`LaunchSpec::place_channels`] did not place).
     pub fn argv(&self) -> Result<Vec<OsString>> {
         if self.memory_mib == 0 || self.vcpus == 0 {
             return Err(invalid("memory and vcpu count must be positive"));
@@ -259,7 +417,7 @@ impl LaunchSpec {
         a.push2("-uuid", self.uuid.to_string());
         a.push("-no-user-config");
         a.push("-nodefaults");
-        a.push2("-machine", escape(&self.machine));
+        a.push2("-machine", self.machine_arg());
         a.push2("-accel", self.accel.as_str());
         if let Some(cpu) = &self.cpu {
             a.push2("-cpu", escape(cpu));
@@ -269,6 +427,12 @@ impl LaunchSpec {
             "-smp",
             format!("{},sockets={},cores=1,threads=1", self.vcpus, self.vcpus),
         );
+        if let Some(rtc) = &self.rtc {
+            a.push2("-rtc", rtc.arg());
+        }
+        for global in &self.globals {
+            a.push2("-global", global.as_str());
+        }
         match &self.monitor {
             Monitor::Fd(fd) => a.push2(
                 "-chardev",
@@ -307,6 +471,7 @@ impl LaunchSpec {
                 a.push2("-device", "isa-serial,chardev=charserial0,id=serial0");
             }
         }
+        self.device_args(&mut a)?;
         if let Some(kernel) = &self.kernel {
             a.push2("-kernel", kernel.path.as_os_str());
             if let Some(initrd) = &kernel.initrd {
@@ -322,11 +487,107 @@ impl LaunchSpec {
                 r#"{"driver":"virtio-balloon-pci","id":"balloon0"}"#,
             );
         }
+        for (i, rng) in self.rngs.iter().enumerate() {
+            let object = format!("objrng{i}");
+            let mut props = match &rng.backend {
+                RngBackend::Random(path) => json!({
+                    "qom-type": "rng-random", "id": object, "filename": path.to_string_lossy(),
+                }),
+                RngBackend::Builtin => json!({"qom-type": "rng-builtin", "id": object}),
+            };
+            a.push2("-object", props.to_string());
+            props = json!({"driver": "virtio-rng-pci", "rng": object, "id": format!("rng{i}")});
+            if let Some((bytes, period)) = rng.rate {
+                props["max-bytes"] = json!(bytes);
+                props["period"] = json!(period);
+            }
+            a.push2("-device", props.to_string());
+        }
+        if self.vmcoreinfo {
+            a.push2("-device", r#"{"driver":"vmcoreinfo"}"#);
+        }
         if self.incoming {
             a.push2("-incoming", "defer");
         }
         a.push("-S");
         Ok(a.0)
+    }
+
+    fn machine_arg(&self) -> String {
+        let mut arg = escape(&self.machine);
+        let o = &self.machine_options;
+        for (key, value) in [("hpet", o.hpet), ("vmport", o.vmport), ("smm", o.smm)] {
+            if let Some(on) = value {
+                arg.push_str(&format!(",{key}={}", on_off(on)));
+            }
+        }
+        arg
+    }
+
+    /// Controllers, inputs, channels, sound and the watchdog, in libvirt's order.
+    fn device_args(&self, a: &mut Args) -> Result<()> {
+        for device in self.controllers.iter().chain(&self.inputs) {
+            a.push2("-device", device.0.to_string());
+        }
+        for channel in &self.channels {
+            let chardev = format!("charchannel{}", channel.index);
+            match &channel.source {
+                ChannelSource::Unix(Some(path)) => a.push2(
+                    "-chardev",
+                    format!(
+                        "socket,id={chardev},path={},server=on,wait=off",
+                        escape(&path.to_string_lossy())
+                    ),
+                ),
+                ChannelSource::Unix(None) => {
+                    return Err(invalid(format!(
+                        "channel {} has no socket path",
+                        channel.name
+                    )))
+                }
+                ChannelSource::SpiceVmc => {
+                    a.push2("-chardev", format!("spicevmc,id={chardev},name=vdagent"))
+                }
+            }
+            let port = json!({
+                "driver": "virtserialport",
+                "bus": channel.bus,
+                "nr": channel.port,
+                "chardev": chardev,
+                "id": format!("channel{}", channel.index),
+                "name": channel.name,
+            });
+            a.push2("-device", port.to_string());
+        }
+        for audio in &self.audiodevs {
+            let props = json!({"id": format!("audio{}", audio.id), "driver": audio.driver});
+            a.push2("-audiodev", props.to_string());
+        }
+        for device in &self.sounds {
+            a.push2("-device", device.0.to_string());
+        }
+        if let Some(watchdog) = &self.watchdog {
+            if let Some(device) = &watchdog.device {
+                a.push2("-device", device.0.to_string());
+            }
+            a.push2("-watchdog-action", watchdog.action.as_str());
+        }
+        Ok(())
+    }
+
+    /// Gives every UNIX channel without a path a socket in `dir`, named
+    /// after the channel (libvirt's per-domain channel directory); returns
+    /// the paths given, by channel index.
+    pub fn place_channels(&mut self, dir: &Path) -> Vec<(usize, PathBuf)> {
+        let mut placed = Vec::new();
+        for channel in &mut self.channels {
+            if let ChannelSource::Unix(path @ None) = &mut channel.source {
+                let file = dir.join(&channel.name);
+                placed.push((channel.index, file.clone()));
+                *path = Some(file);
+            }
+        }
+        placed
     }
 
     fn disk_args(&self, a: &mut Args) -> Result<()> {
@@ -386,11 +647,11 @@ impl LaunchSpec {
     }
 
     fn graphics_args(&self, a: &mut Args) {
-        if self.graphics.is_empty() {
-            return;
+        // Where the VGA card for a display always was: PCI slots are
+        // assigned in -device order, so it keeps the slot older guests had.
+        if let Some(video) = &self.video {
+            a.push2("-device", video.0.to_string());
         }
-        // -nodefaults removed the VGA card; a display needs one.
-        a.push2("-device", r#"{"driver":"VGA","id":"video0"}"#);
         for g in &self.graphics {
             match g {
                 Graphics::Vnc { listen, port } => {
@@ -407,6 +668,30 @@ impl LaunchSpec {
                 ),
             }
         }
+    }
+}
+
+impl Rtc {
+    fn arg(&self) -> String {
+        let mut arg = match self.base {
+            RtcBase::Utc => "base=utc".to_owned(),
+            RtcBase::Localtime => "base=localtime".to_owned(),
+        };
+        if let Some(clock) = self.clock {
+            arg.push_str(&format!(",clock={clock}"));
+        }
+        if self.driftfix_slew {
+            arg.push_str(",driftfix=slew");
+        }
+        arg
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
     }
 }
 
@@ -445,7 +730,7 @@ impl Args {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn spec() -> LaunchSpec {
@@ -457,7 +742,8 @@ mod tests {
         )
     }
 
-    fn argv(spec: &LaunchSpec) -> Vec<String> {
+    /// The arguments of `spec`, as strings.
+    pub(crate) fn argv(spec: &LaunchSpec) -> Vec<String> {
         spec.argv()
             .expect("argv")
             .into_iter()
@@ -466,7 +752,7 @@ mod tests {
     }
 
     /// The value following `flag`, for each occurrence.
-    fn values<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+    pub(crate) fn values<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
         args.windows(2)
             .filter(|w| w[0] == flag)
             .map(|w| w[1].as_str())
@@ -603,6 +889,7 @@ mod tests {
             initrd: Some(PathBuf::from("/k/initrd")),
         });
         s.balloon = true;
+        s.video = Some(Device::new("VGA", "video0"));
         let a = argv(&s);
         assert_eq!(
             values(&a, "-netdev"),
@@ -623,6 +910,125 @@ mod tests {
         assert_eq!(values(&a, "-append"), ["dirty_mib=64"]);
         assert_eq!(values(&a, "-initrd"), ["/k/initrd"]);
         assert!(devices.iter().any(|d| d.contains("virtio-balloon-pci")));
+    }
+
+    #[test]
+    fn platform_options_and_extra_devices() {
+        let mut s = spec();
+        s.machine = "pc-q35-7.2".into();
+        s.machine_options = MachineOptions {
+            hpet: Some(false),
+            vmport: Some(false),
+            smm: Some(true),
+        };
+        s.rtc = Some(Rtc {
+            base: RtcBase::Utc,
+            clock: Some("vm"),
+            driftfix_slew: true,
+        });
+        s.globals.push("kvm-pit.lost_tick_policy=delay".into());
+        s.controllers
+            .push(Device::new("virtio-serial-pci", "virtio-serial0"));
+        s.inputs.push(
+            Device::new("usb-tablet", "input0")
+                .with("bus", "usb.0")
+                .with("port", "1"),
+        );
+        s.channels.push(Channel {
+            source: ChannelSource::Unix(None),
+            name: "org.qemu.guest_agent.0".into(),
+            index: 0,
+            bus: "virtio-serial0.0".into(),
+            port: 1,
+        });
+        s.audiodevs.push(Audiodev {
+            id: 1,
+            driver: "none",
+        });
+        s.sounds
+            .push(Device::new("AC97", "sound0").with("audiodev", "audio1"));
+        s.watchdog = Some(Watchdog {
+            device: Some(Device::new("ib700", "watchdog0")),
+            action: "pause".into(),
+        });
+        s.rngs.push(Rng {
+            backend: RngBackend::Random(PathBuf::from("/dev/urandom")),
+            rate: None,
+        });
+        s.vmcoreinfo = true;
+        // A channel without a socket cannot be started.
+        assert!(matches!(s.argv(), Err(Error::InvalidConfig { .. })));
+        let placed = s.place_channels(Path::new("/run/g"));
+        assert_eq!(
+            placed,
+            [(0, PathBuf::from("/run/g/org.qemu.guest_agent.0"))]
+        );
+        let a = argv(&s);
+        assert_eq!(
+            values(&a, "-machine"),
+            ["pc-q35-7.2,hpet=off,vmport=off,smm=on"]
+        );
+        assert_eq!(values(&a, "-rtc"), ["base=utc,clock=vm,driftfix=slew"]);
+        assert_eq!(values(&a, "-global"), ["kvm-pit.lost_tick_policy=delay"]);
+        assert_eq!(
+            values(&a, "-chardev")[1],
+            "socket,id=charchannel0,path=/run/g/org.qemu.guest_agent.0,server=on,wait=off"
+        );
+        assert_eq!(
+            values(&a, "-audiodev"),
+            [r#"{"driver":"none","id":"audio1"}"#]
+        );
+        assert_eq!(values(&a, "-watchdog-action"), ["pause"]);
+        assert_eq!(
+            values(&a, "-object"),
+            [r#"{"filename":"/dev/urandom","id":"objrng0","qom-type":"rng-random"}"#]
+        );
+        let devices: Vec<serde_json::Value> = values(&a, "-device")
+            .into_iter()
+            .map(|d| serde_json::from_str(d).expect("json device"))
+            .collect();
+        let ids: Vec<&str> = devices.iter().filter_map(|d| d["id"].as_str()).collect();
+        // libvirt's order: controllers, inputs, channels, sound, watchdog, rng.
+        assert_eq!(
+            ids,
+            [
+                "virtio-serial0",
+                "input0",
+                "channel0",
+                "sound0",
+                "watchdog0",
+                "rng0"
+            ]
+        );
+        assert_eq!(devices[2]["name"], "org.qemu.guest_agent.0");
+        assert_eq!(devices[2]["nr"], 1);
+        assert_eq!(devices[5]["rng"], "objrng0");
+        assert_eq!(
+            devices.last().map(|d| &d["driver"]),
+            Some(&json!("vmcoreinfo"))
+        );
+    }
+
+    #[test]
+    fn the_video_adapter_takes_the_old_vga_place() {
+        let mut s = spec();
+        s.disks.push(Disk {
+            source: PathBuf::from("/img/a"),
+            format: "raw".into(),
+            target: "vda".into(),
+            bus: "virtio".into(),
+            readonly: false,
+        });
+        s.video = Some(Device::new("virtio-vga", "video0").with("max_outputs", 1));
+        s.controllers
+            .push(Device::new("virtio-serial-pci", "virtio-serial0"));
+        let a = argv(&s);
+        let devices = values(&a, "-device");
+        // After the disks and NICs, before every device older guests lacked.
+        assert!(devices[1].contains("virtio-vga"), "{devices:?}");
+        assert!(devices[2].contains("virtio-serial-pci"), "{devices:?}");
+        // No display is needed for an adapter.
+        assert!(values(&a, "-vnc").is_empty());
     }
 
     #[test]

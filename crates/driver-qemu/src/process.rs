@@ -269,18 +269,27 @@ pub struct LaunchPaths {
     pub pidfile: PathBuf,
     /// QEMU's stdout and stderr, appended.
     pub log: PathBuf,
+    /// Where channels without a path get their sockets (libvirt's
+    /// per-domain channel directory).
+    pub channel_dir: PathBuf,
 }
 
 impl LaunchPaths {
-    /// The conventional layout: `<runtime_dir>/qemu/<name>.{monitor,pid}`
-    /// and `<log_dir>/<name>.log`.
+    /// The conventional layout: `<runtime_dir>/qemu/<name>.{monitor,pid}`,
+    /// `<runtime_dir>/qemu/channel/<name>/` and `<log_dir>/<name>.log`.
     pub fn for_guest(runtime_dir: &Path, log_dir: &Path, name: &str) -> Self {
         let qemu = runtime_dir.join("qemu");
         Self {
             qmp_socket: qemu.join(format!("{name}.monitor")),
             pidfile: qemu.join(format!("{name}.pid")),
             log: log_dir.join(format!("{name}.log")),
+            channel_dir: Self::channel_dir(runtime_dir, name),
         }
+    }
+
+    /// `<runtime_dir>/qemu/channel/<name>`.
+    pub fn channel_dir(runtime_dir: &Path, name: &str) -> PathBuf {
+        runtime_dir.join("qemu").join("channel").join(name)
     }
 }
 
@@ -333,6 +342,14 @@ pub async fn launch(
     let monitor_fd = listener.as_raw_fd();
     spec.monitor = Monitor::Fd(monitor_fd);
     spec.pidfile = Some(paths.pidfile.clone());
+    if !spec.place_channels(&paths.channel_dir).is_empty() {
+        // The guest agent's socket controls the guest too: daemon user only.
+        std::fs::create_dir_all(&paths.channel_dir)
+            .and_then(|()| {
+                std::fs::set_permissions(&paths.channel_dir, std::fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|e| Error::file("create", &paths.channel_dir, e))?;
+    }
     let argv = spec.argv()?;
 
     let mut log = OpenOptions::new()

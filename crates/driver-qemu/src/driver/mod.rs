@@ -28,16 +28,18 @@ use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainRef,
     DomainState, HostIdentity, LifecycleEvent, StateReason,
 };
-use migrated_core::xml::{DomainDef, DomainType, FormatOptions, GraphicsType};
+use migrated_core::xml::{
+    CharSource, CharType, DomainDef, DomainType, FormatOptions, GraphicsType,
+};
 use migrated_core::{Error, Result};
 use tokio::sync::{broadcast, OnceCell};
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::process::{launch, LaunchPaths, QemuProcess};
-use crate::qmp::commands::{Cont, QuerySpice, QueryStatus, QueryVnc, RunState};
+use crate::qmp::commands::{Cont, QueryChardev, QuerySpice, QueryStatus, QueryVnc, RunState};
 use crate::qmp::{Qmp, QmpConfig};
-use crate::spec::launch_spec;
+use crate::spec::{launch_spec, set_aliases};
 use crate::status::{RecordedState, StatusFile, STATUS_VERSION};
 use crate::store::Store;
 use crate::tls::MigrationTls;
@@ -232,6 +234,42 @@ async fn record_vnc_port(qmp: &Qmp, def: &mut DomainDef) {
     }
 }
 
+/// Puts the pty QEMU allocated for serial port 0 into the live definition:
+/// `<source path=…/>` of the pty serial port and console, and the console's
+/// `tty`, as libvirt shows them (`virsh console` clients read them).
+async fn record_pty_path(qmp: &Qmp, def: &mut DomainDef) {
+    let devices = &mut def.devices;
+    let is_pty = |c: &migrated_core::xml::CharDevice| c.kind == CharType::Pty;
+    if !devices.serials.iter().chain(&devices.consoles).any(is_pty) {
+        return;
+    }
+    let chardevs = match qmp.execute(&QueryChardev).await {
+        Ok(chardevs) => chardevs,
+        Err(e) => {
+            warn!(error = %e.chain(), "cannot read the serial port's pty");
+            return;
+        }
+    };
+    let Some(path) = chardevs
+        .iter()
+        .find(|c| c.label == "charserial0")
+        .and_then(|c| c.pty_path())
+    else {
+        return;
+    };
+    let serial = devices.serials.first_mut().into_iter();
+    for (device, console) in serial
+        .map(|s| (s, false))
+        .chain(devices.consoles.iter_mut().map(|c| (c, true)))
+        .filter(|(c, _)| is_pty(c))
+    {
+        device.source.get_or_insert_with(CharSource::default).path = Some(path.to_owned());
+        if console {
+            device.tty = Some(path.to_owned());
+        }
+    }
+}
+
 /// Puts the ports QEMU's SPICE server listens on (the automatic one was
 /// chosen by [`crate::spec`]) into the live definition, for migration
 /// cookies (graphics relocation) and `dumpxml`.
@@ -261,6 +299,8 @@ fn cleanup_run_files(runtime_dir: &std::path::Path, name: &str, paths: &LaunchPa
     for path in [&paths.qmp_socket, &paths.pidfile] {
         let _ = std::fs::remove_file(path);
     }
+    // Sockets of channels QEMU could not remove (it was killed).
+    let _ = std::fs::remove_dir_all(&paths.channel_dir);
     if let Err(e) = StatusFile::remove(runtime_dir, name) {
         warn!(error = %e.chain(), "cannot remove status file");
     }
@@ -649,6 +689,8 @@ impl QemuDriver {
         live_def.id = Some(id);
         record_vnc_port(&launched.qmp, &mut live_def).await;
         record_spice_port(&launched.qmp, &mut live_def).await;
+        record_pty_path(&launched.qmp, &mut live_def).await;
+        set_aliases(&mut live_def);
         let runtime = Arc::new(Runtime {
             process: Arc::new(launched.process),
             qmp: launched.qmp,
@@ -779,6 +821,7 @@ impl QemuDriver {
                 .join("qemu")
                 .join(format!("{}.pid", status.name)),
             log: status.log.clone(),
+            channel_dir: LaunchPaths::channel_dir(&cfg.runtime_dir, &status.name),
         };
         let attached = match QemuProcess::attach(status.pid, &status.name, &status.uuid.to_string())
         {

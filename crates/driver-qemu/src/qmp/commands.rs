@@ -484,6 +484,31 @@ pub struct SpiceInfo {
     pub tls_port: Option<i64>,
 }
 
+/// `query-chardev`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryChardev;
+
+impl Command for QueryChardev {
+    const NAME: &'static str = "query-chardev";
+    type Reply = Vec<ChardevInfo>;
+}
+
+/// One entry of `query-chardev`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ChardevInfo {
+    /// The chardev id (`charserial0`).
+    pub label: String,
+    /// Its backend as text: `pty:/dev/pts/3`, `unix:/run/…,server=on`.
+    pub filename: String,
+}
+
+impl ChardevInfo {
+    /// The pty path of a pty backend.
+    pub fn pty_path(&self) -> Option<&str> {
+        self.filename.strip_prefix("pty:")
+    }
+}
+
 /// `client_migrate_info`: where the graphics clients should reconnect once
 /// the guest has migrated (SPICE only; libvirt's graphics relocation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -3,9 +3,8 @@
 //! The domain XML model (`migrated_core::xml`) can describe more than this
 //! driver runs; everything it cannot honour is refused here with
 //! [`Error::InvalidConfig`] naming the construct, never silently dropped.
-//! Devices that need no option of their own (controllers, inputs, videos
-//! without graphics, consoles mirroring the serial port) are implied by the
-//! machine type.
+//! The platform and the devices beyond disks, NICs, displays and the serial
+//! port are in the `devices` submodule.
 
 use std::path::PathBuf;
 
@@ -19,6 +18,8 @@ use crate::command::{
     DEFAULT_MACHINE,
 };
 use crate::error::{Error, Result};
+
+mod devices;
 
 /// Where the first VNC/SPICE listens when the XML names no address.
 const DEFAULT_LISTEN: &str = "127.0.0.1";
@@ -71,6 +72,7 @@ pub fn launch_spec(def: &DomainDef) -> Result<LaunchSpec> {
         .map(graphics)
         .collect::<Result<_>>()?;
     spec.serial = serial(def)?;
+    devices::realise(def, &mut spec)?;
     spec.balloon = def
         .devices
         .memballoon
@@ -82,6 +84,12 @@ pub fn launch_spec(def: &DomainDef) -> Result<LaunchSpec> {
         initrd: def.os.initrd.as_ref().map(PathBuf::from),
     });
     Ok(spec)
+}
+
+/// Puts each device's QEMU id into the live definition `def` of a started
+/// guest as its `<alias>`, as libvirt's live XML has them.
+pub fn set_aliases(def: &mut DomainDef) {
+    devices::set_aliases(def);
 }
 
 fn check_os(def: &DomainDef) -> Result<()> {
@@ -208,7 +216,14 @@ fn free_graphics_port(listen: &str) -> Result<u16> {
 }
 
 fn serial(def: &DomainDef) -> Result<Serial> {
-    let Some(first) = def.devices.serials.first() else {
+    check_consoles(def)?;
+    // A console with no serial port stands for serial port 0 (libvirt adds it).
+    let Some(first) = def
+        .devices
+        .serials
+        .first()
+        .or_else(|| def.devices.consoles.first())
+    else {
         return Ok(Serial::None);
     };
     if def.devices.serials.len() > 1 {
@@ -225,6 +240,24 @@ fn serial(def: &DomainDef) -> Result<Serial> {
             .ok_or_else(|| invalid("file serial port without a path")),
         other => Err(invalid(format!("serial port type '{other}'"))),
     }
+}
+
+/// Consoles must mirror serial port 0 (`<target type='serial'/>`, libvirt's
+/// default for x86): like libvirt, the port's own definition wins over the
+/// console's. A virtio console is not realised.
+fn check_consoles(def: &DomainDef) -> Result<()> {
+    for console in &def.devices.consoles {
+        let target = console.target.as_ref();
+        match target.and_then(|t| t.kind.as_deref()) {
+            None | Some("serial") if target.and_then(|t| t.port).unwrap_or(0) == 0 => {}
+            None | Some("serial") => return Err(invalid("console on a serial port other than 0")),
+            Some(other) => return Err(invalid(format!("console target type '{other}'"))),
+        }
+    }
+    if def.devices.consoles.len() > 1 {
+        return Err(invalid("more than one console"));
+    }
+    Ok(())
 }
 
 fn invalid(reason: impl Into<String>) -> Error {
