@@ -70,6 +70,13 @@ pub struct MigrateArgs {
     /// Abort on soft errors during the migration.
     #[arg(long)]
     pub abort_on_error: bool,
+    /// Send memory over several connections at once (QEMU's multifd).
+    #[arg(long)]
+    pub parallel: bool,
+    /// Connections of a --parallel migration (the daemon's default: 2).
+    /// As in virsh, the daemon refuses it without --parallel.
+    #[arg(long, value_name = "N")]
+    pub parallel_connections: Option<i32>,
     /// Domain XML to run on the destination (host-side changes only).
     #[arg(long, value_name = "FILE")]
     pub xml: Option<PathBuf>,
@@ -118,6 +125,7 @@ impl MigrateArgs {
             (self.compressed, MigrateFlags::COMPRESSED),
             (self.auto_converge, MigrateFlags::AUTO_CONVERGE),
             (self.abort_on_error, MigrateFlags::ABORT_ON_ERROR),
+            (self.parallel, MigrateFlags::PARALLEL),
         ] {
             if on {
                 f |= flag;
@@ -153,6 +161,9 @@ impl MigrateArgs {
         }
         if let Some(bw) = self.bandwidth {
             p.push(param::BANDWIDTH, TypedValue::ULLong(bw));
+        }
+        if let Some(n) = self.parallel_connections {
+            p.push(param::PARALLEL_CONNECTIONS, TypedValue::Int(n));
         }
         Ok(p)
     }
@@ -389,6 +400,13 @@ mod tests {
             "uri",
         ]);
         assert_eq!(a.flags().bits(), 2048 | 8192 | 4096);
+        let a = parse(&["--parallel", "--parallel-connections", "4", "g", "uri"]);
+        assert_eq!(a.flags().bits(), 1 << 17);
+        let p = a.params().expect("no files");
+        assert_eq!(
+            p.get_int(param::PARALLEL_CONNECTIONS).ok().flatten(),
+            Some(4)
+        );
     }
 
     #[test]
