@@ -316,7 +316,7 @@ async fn wait(
 /// Turns on `multifd` with `channels` connections on an incoming QEMU and
 /// logs what QEMU then reports, so an operator (and the tests) can see
 /// parallel migration was really set up.
-async fn incoming_multifd(qmp: &Qmp, channels: u8) -> Result<()> {
+async fn incoming_multifd(qmp: &Qmp, dom: &DomainRef, channels: u8) -> Result<()> {
     let qemu = |e: crate::Error| e.into_core("migration");
     set_capabilities(qmp, &[(CAP_MULTIFD, true)])
         .await
@@ -331,6 +331,7 @@ async fn incoming_multifd(qmp: &Qmp, channels: u8) -> Result<()> {
     let params = qmp.execute(&QueryMigrateParameters).await.map_err(qemu)?;
     let multifd = caps.iter().any(|c| c.capability == CAP_MULTIFD && c.state);
     info!(
+        dom = %dom.name,
         multifd,
         multifd_channels = ?params.multifd_channels,
         "incoming migration: parallel connections set up"
@@ -663,7 +664,7 @@ impl MigrationBackend for QemuBackend {
             if let Some(n) = channels {
                 // Before migrate-incoming, as libvirt: QEMU sizes its
                 // receiving channels when it starts listening.
-                incoming_multifd(&qmp, n).await?;
+                incoming_multifd(&qmp, &dom, n).await?;
             }
             let events = qmp.events();
             match incoming {
