@@ -1,9 +1,10 @@
 //! Live migration of the workload guest through the migration engine's
 //! [`Manager`] on both sides (what the daemons run), with
 //! [`QemuBackend`]: direct TCP, tunnelled through an in-process stream,
-//! compressed and auto-converge. After each, exactly one QEMU runs the
-//! guest and its counter has moved past its value before the migration;
-//! the way back leaves the guest paused (`VIR_MIGRATE_PAUSED`).
+//! compressed and auto-converge, parallel (multifd). After each, exactly
+//! one QEMU runs the guest and its counter has moved past its value before
+//! the migration; the way back leaves the guest paused
+//! (`VIR_MIGRATE_PAUSED`).
 
 mod common;
 
@@ -193,6 +194,13 @@ async fn live_migration_compressed_with_auto_converge() {
             (49420, 49450),
         )
         .await;
+    }
+}
+
+#[tokio::test]
+async fn live_migration_parallel_with_default_connections() {
+    if qemu_available() {
+        round_trip(MigrateFlags::LIVE | MigrateFlags::PARALLEL, (49580, 49610)).await;
     }
 }
 

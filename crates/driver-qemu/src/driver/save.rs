@@ -322,17 +322,9 @@ impl QemuDriver {
         let qmp = runtime.qmp.clone();
         let mut events = qmp.events();
         let outcome = async {
-            // A file takes one stream: QEMU fails `fd:` with multifd on,
-            // which a failed parallel migration leaves behind.
-            migration::set_capabilities(
-                &qmp,
-                &[
-                    (migration::CAP_EVENTS, true),
-                    (migration::CAP_MULTIFD, false),
-                ],
-            )
-            .await
-            .map_err(|e| e.into_core(OP))?;
+            migration::enable_events(&qmp)
+                .await
+                .map_err(|e| e.into_core(OP))?;
             let (fd, pump) = if header.zstd {
                 let (read, write) = pipe()?;
                 (read, Some(decompress(file, write)))
