@@ -181,6 +181,13 @@ fn flag_and_parameter_mistakes_are_named() {
             ARGUMENT_UNSUPPORTED,
             &["OFFLINE", "PERSIST_DEST"],
         );
+        // Parallel connections are QEMU's multifd; the test driver has no
+        // data connections to multiply.
+        expect_code(
+            begin(&ca, &dom, MigrateFlags::LIVE | MigrateFlags::PARALLEL).await,
+            ARGUMENT_UNSUPPORTED,
+            &["PARALLEL", "Test"],
+        );
         let dup = TypedParams::new()
             .with(key::DEST_NAME, TypedValue::String("x".into()))
             .with(key::DEST_NAME, TypedValue::String("y".into()));

@@ -1,13 +1,13 @@
 //! Live migration of a real QEMU guest (256 MiB, the workload kernel
 //! dirtying 64 MiB per pass) between two `migrated` daemons, driven by stock
 //! `virsh` and by `migratectl`: regular, `--p2p`, `--p2p --tunnelled`,
-//! `--compressed`, `--auto-converge`. After each the source's QEMU is gone,
-//! the destination's is the only one running the guest, and the workload
-//! counted past its value before the migration. `--tls` adds QEMU-native
-//! TLS on the migration stream, with its refusals and faults. The `--p2p`
-//! guest carries the devices virt-install gives a Linux guest, which the
-//! destination's QEMU must have too (built from the migratable XML the
-//! source sent).
+//! `--compressed`, `--auto-converge`, `--parallel` (multifd). After each the
+//! source's QEMU is gone, the destination's is the only one running the
+//! guest, and the workload counted past its value before the migration.
+//! `--tls` adds QEMU-native TLS on the migration stream, with its refusals
+//! and faults. The `--p2p` guest carries the devices virt-install gives a
+//! Linux guest, which the destination's QEMU must have too (built from the
+//! migratable XML the source sent).
 
 mod migrate_support;
 mod qemu_support;
@@ -304,6 +304,199 @@ fn qemu_virsh_live_tls() {
     // The guest came to B transient, so B keeps nothing of it.
     assert_eq!(domstate(&b, name), None);
     assert!(job_free(&a, name), "a job is left");
+}
+
+/// libvirt's `VIR_ERR_INVALID_ARG`.
+const INVALID_ARG: i32 = 8;
+
+/// Parallel migration calls that are refused, through python3-libvirt (for
+/// the error codes; libvirt's client library refuses TUNNELLED with
+/// PARALLEL itself, so migratectl shows the daemon's answer to that pair):
+/// each answers its code and words, and the guest keeps running on the
+/// source with no job left. The python part is skipped (loudly) without
+/// python3-libvirt, failing under CI.
+fn parallel_refusals(hosts: &QemuHosts, name: &str) {
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let err = migrate_support::ctl_fails(
+        &a,
+        &[
+            "migrate",
+            "--live",
+            "--p2p",
+            "--tunnelled",
+            "--parallel",
+            name,
+            &b,
+        ],
+    );
+    assert!(
+        err.contains("invalid argument")
+            && err.contains(
+                "Flags 'VIR_MIGRATE_TUNNELLED' and 'VIR_MIGRATE_PARALLEL' are mutually exclusive"
+            ),
+        "{err}"
+    );
+    if migrated_tests::require_python_libvirt().is_none() {
+        return;
+    }
+    let script = format!(
+        r#"
+import libvirt
+s = libvirt.open('{a}')
+d = libvirt.open('{b}')
+dom = s.lookupByName('{name}')
+L, P2P, T, PAR = (libvirt.VIR_MIGRATE_LIVE, libvirt.VIR_MIGRATE_PEER2PEER,
+                  libvirt.VIR_MIGRATE_TUNNELLED, libvirt.VIR_MIGRATE_PARALLEL)
+N = libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS
+cases = [
+    ('tunnelled', lambda: dom.migrateToURI3('{b}', {{}}, L | P2P | T | PAR)),
+    ('no-flag', lambda: dom.migrate3(d, {{N: 4}}, L)),
+    ('zero', lambda: dom.migrate3(d, {{N: 0}}, L | PAR)),
+    ('too-many', lambda: dom.migrateToURI3('{b}', {{N: 256}}, L | P2P | PAR)),
+]
+for label, call in cases:
+    try:
+        call()
+        print(label, 'unexpected success')
+    except libvirt.libvirtError as e:
+        print(label, 'code', e.get_error_code(), e.get_error_message())
+print('state', dom.state()[0])
+"#
+    );
+    let out = migrated_tests::python(&script);
+    let text = migrated_tests::clients::stdout_of(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}
+{}",
+        migrated_tests::clients::stderr_of(&out),
+        hosts.logs()
+    );
+    for (label, code, words) in [
+        ("tunnelled", INVALID_ARG, &["mutually exclusive"][..]),
+        (
+            "no-flag",
+            INVALID_ARG,
+            &["Turn parallel migration on to tune it"][..],
+        ),
+        ("zero", INVALID_ARG, &["parallel.connections"][..]),
+        (
+            "too-many",
+            INVALID_ARG,
+            &["parallel.connections", "256"][..],
+        ),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{label} ")))
+            .unwrap_or_else(|| panic!("no answer for {label}:\n{text}"));
+        assert!(
+            line.starts_with(&format!("{label} code {code} ")),
+            "{label}: {line}"
+        );
+        for w in words {
+            assert!(line.contains(w), "{label} should mention {w:?}: {line}");
+        }
+    }
+    assert!(text.contains("state 1"), "the guest runs on: {text}");
+    assert!(job_free(&a, name), "a job is left");
+    assert_eq!(domstate(&b, name), None, "nothing arrived on B");
+}
+
+/// The `key=value` field of the daemon log line holding every word of `what`.
+fn logged_field(log: &str, what: &[&str], key: &str) -> Option<String> {
+    let line = log.lines().find(|l| what.iter().all(|w| l.contains(w)))?;
+    let value = line.split(&format!("{key}=")).nth(1)?;
+    Some(value.split_whitespace().next()?.to_owned())
+}
+
+/// Asserts that QEMU itself ran `name`'s migration over multifd with
+/// `channels` connections: the destination QEMU reported the capability on
+/// and that channel count after Prepare set them, and the source QEMU
+/// counted bytes sent over multifd channels (`ram.multifd-bytes`, zero
+/// for a single-stream migration).
+fn used_multifd(hosts: &QemuHosts, name: &str, channels: u32) {
+    let dom = format!("dom={name}");
+    let incoming = ["incoming migration: parallel connections set up", &dom];
+    let b_log = hosts.b.logs();
+    assert_eq!(
+        logged_field(&b_log, &incoming, "multifd").as_deref(),
+        Some("true"),
+        "destination QEMU without multifd\n{}",
+        hosts.logs()
+    );
+    assert_eq!(
+        logged_field(&b_log, &incoming, "multifd_channels"),
+        Some(format!("Some({channels})")),
+        "{}",
+        hosts.logs()
+    );
+    let multifd_bytes = logged_field(
+        &hosts.a.logs(),
+        &["outgoing migration completed", &dom],
+        "multifd_bytes",
+    )
+    .and_then(|v| v.parse::<u64>().ok())
+    .unwrap_or_else(|| panic!("no final statistics of {name}\n{}", hosts.logs()));
+    eprintln!("{name}: {multifd_bytes} bytes over {channels} multifd channels");
+    // At least the guest's working set went over the parallel channels.
+    let working_set = u64::from(qemu_support::DIRTY_MIB) << 20;
+    assert!(
+        multifd_bytes >= working_set,
+        "{name}: {multifd_bytes} bytes over multifd\n{}",
+        hosts.logs()
+    );
+}
+
+/// `virsh migrate --live --parallel --parallel-connections 4`, after the
+/// refused parallel combinations on the same guest; then, on the same
+/// daemons, a second guest with migratectl `--p2p --parallel` (libvirt's
+/// default of 2 connections). Both QEMUs really ran multifd each time, and
+/// the completed job statistics still count the RAM sent.
+#[test]
+fn qemu_live_parallel_virsh_and_migratectl_p2p() {
+    let Some(hosts) = QemuHosts::start() else {
+        return;
+    };
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let working_set = u64::from(qemu_support::DIRTY_MIB) << 20;
+    for (name, channels) in [("q-parallel", 4), ("q-parallel-p2p", 2)] {
+        let (uuid, before) = hosts.running_guest(name);
+        let src_pid = status_pid(&hosts.a, name).expect("source status file");
+        if channels == 4 {
+            parallel_refusals(&hosts, name);
+            // virsh's deadline, as in `live`.
+            hosts.virsh_ok(
+                &a,
+                &[
+                    "migrate",
+                    "--live",
+                    "--parallel",
+                    "--parallel-connections",
+                    "4",
+                    "--timeout",
+                    "20",
+                    name,
+                    &b,
+                ],
+            );
+        } else {
+            hosts.ctl_ok(&a, &["migrate", "--live", "--p2p", "--parallel", name, &b]);
+        }
+        assert_eq!(domstate(&b, name).as_deref(), Some("running"));
+        moved_and_counting(&hosts, name, &uuid, src_pid, before);
+        used_multifd(&hosts, name, channels);
+        // Managed: B's figures come from A's in the cookie; p2p: A's own.
+        let stats_side = if channels == 4 { &b } else { &a };
+        let processed = completed_data_processed(&hosts, stats_side, name);
+        assert!(
+            processed >= working_set,
+            "{name}: {processed} bytes processed\n{}",
+            hosts.logs()
+        );
+        assert!(job_free(&a, name) && job_free(&b, name), "a job is left");
+        hosts.virsh_ok(&b, &["destroy", name]);
+    }
 }
 
 /// `Data processed:` of `domjobinfo --completed` on `uri`, in bytes.

@@ -15,7 +15,7 @@ use clap::Args;
 use migrated_client::sequencer::Timeline;
 use migrated_client::{Connection, Domain, OpenFlags};
 use migrated_core::flags::MigrateFlags;
-use migrated_core::typed_params::{job_stats, TypedParams};
+use migrated_core::typed_params::{job_stats, migrate_param, TypedParams, TypedValue};
 
 use crate::daemon::{self, DaemonSpec, Migrated};
 use crate::guests::{test_guest_xml, Workload};
@@ -65,6 +65,9 @@ pub enum Mode {
     P2p,
     /// Live, peer-to-peer with the data inside the RPC connection.
     Tunnelled,
+    /// Live, peer-to-peer over this many parallel connections (PARALLEL
+    /// with `parallel.connections`; QEMU only).
+    Parallel(u8),
 }
 
 impl Mode {
@@ -78,8 +81,23 @@ impl Mode {
             Mode::Tunnelled => {
                 MigrateFlags::LIVE | MigrateFlags::PEER2PEER | MigrateFlags::TUNNELLED
             }
+            Mode::Parallel(_) => {
+                MigrateFlags::LIVE | MigrateFlags::PEER2PEER | MigrateFlags::PARALLEL
+            }
         };
         f.bits()
+    }
+
+    /// The migration parameters the mode adds.
+    fn params(self) -> TypedParams {
+        let mut p = TypedParams::new();
+        if let Mode::Parallel(n) = self {
+            p.push(
+                migrate_param::PARALLEL_CONNECTIONS,
+                TypedValue::Int(n.into()),
+            );
+        }
+        p
     }
 
     /// Name for tables.
@@ -89,6 +107,15 @@ impl Mode {
             Mode::Regular => "live, regular",
             Mode::P2p => "live, p2p",
             Mode::Tunnelled => "live, p2p tunnelled",
+            Mode::Parallel(_) => "live, p2p parallel",
+        }
+    }
+
+    /// [`Mode::label`] with the connection count of a parallel mode.
+    pub fn describe(self) -> String {
+        match self {
+            Mode::Parallel(n) => format!("{}, {n} connections", self.label()),
+            _ => self.label().to_owned(),
         }
     }
 }
@@ -239,7 +266,7 @@ impl Pair {
     pub async fn migrate(&self, name: &str, from: usize, mode: Mode) -> Result<Sample> {
         let to = 1 - from;
         let dom = self.conns[from].lookup_domain_by_name(name).await?;
-        let params = TypedParams::new();
+        let params = mode.params();
         let mut timeline = Timeline::new();
         let cpu_before = self.daemons_cpu();
         let start = Instant::now();
@@ -249,7 +276,7 @@ impl Pair {
                     .migrate_timed(&self.conns[to], &params, mode.flags(), &mut timeline)
                     .await
                     .map(|_| ()),
-                Mode::P2p | Mode::Tunnelled => {
+                Mode::P2p | Mode::Tunnelled | Mode::Parallel(_) => {
                     dom.migrate_to_uri(&self.uris[to], &params, mode.flags())
                         .await
                 }
@@ -683,7 +710,6 @@ fn render(all: &[Series], conc: Option<&Concurrent>, args: &MigrateArgs) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use migrated_core::typed_params::TypedValue;
 
     #[test]
     fn modes_carry_libvirts_flag_bits() {
@@ -691,6 +717,15 @@ mod tests {
         assert_eq!(Mode::P2p.flags(), 1 | 2);
         assert_eq!(Mode::Tunnelled.flags(), 1 | 2 | 4);
         assert_eq!(Mode::Offline.flags(), 1024 | 8 | 16);
+        assert_eq!(Mode::Parallel(4).flags(), 1 | 2 | 1 << 17);
+        let p = Mode::Parallel(4).params();
+        assert_eq!(
+            p.get_int(migrate_param::PARALLEL_CONNECTIONS)
+                .ok()
+                .flatten(),
+            Some(4)
+        );
+        assert!(Mode::P2p.params().is_empty());
     }
 
     #[test]

@@ -66,6 +66,11 @@ pub struct SideArgs {
     /// Leave out the stock libvirtd side.
     #[arg(long)]
     pub no_libvirtd: bool,
+    /// `bench qemu`: run only the dirtying guest's series, direct (p2p)
+    /// against parallel (multifd) migrations with each of these connection
+    /// counts (comma-separated, e.g. `2,4`).
+    #[arg(long, value_delimiter = ',', value_name = "N,...", value_parser = clap::value_parser!(u8).range(1..))]
+    pub parallel: Vec<u8>,
     /// Also write the Markdown result to this file.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -202,10 +207,17 @@ impl Hosts {
             Mode::Regular => a.push("--live".into()),
             Mode::P2p => a.extend(["--live", "--p2p"].map(String::from)),
             Mode::Tunnelled => a.extend(["--live", "--p2p", "--tunnelled"].map(String::from)),
+            Mode::Parallel(n) => a.extend([
+                "--live".to_owned(),
+                "--p2p".to_owned(),
+                "--parallel".to_owned(),
+                "--parallel-connections".to_owned(),
+                n.to_string(),
+            ]),
         }
         a.push(guest.to_owned());
         a.push(self.uris[to].clone());
-        if matches!(mode, Mode::Regular | Mode::P2p) {
+        if matches!(mode, Mode::Regular | Mode::P2p | Mode::Parallel(_)) {
             if let Some(u) = &self.migrate_uris[to] {
                 a.extend(["--migrateuri".to_owned(), u.clone()]);
             }
@@ -250,11 +262,21 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
     let pair = Pair::start(&bin, "qemu").await?;
     let mut report = String::new();
     report.push_str(&crate::machine::describe());
-    report.push_str(&format!(
-        "- guest: {} MiB, 1 vCPU, no disk/NIC/display, accel {}; {} counted (+{} warm-up) per \
+    // The `--parallel` series has no floor or small guest to compare with.
+    let dirty_only = inprocess && !args.parallel.is_empty();
+    if dirty_only {
+        report.push_str(&format!(
+            "- accel {}; {} counted (+{} warm-up) per mode, alternating directions, modes \
+             interleaved\n",
+            args.accel, args.reps, args.warmup
+        ));
+    } else {
+        report.push_str(&format!(
+            "- guest: {} MiB, 1 vCPU, no disk/NIC/display, accel {}; {} counted (+{} warm-up) per \
          mode and implementation, alternating directions, implementations interleaved\n\n",
-        args.memory_mib, args.accel, args.reps, args.warmup
-    ));
+            args.memory_mib, args.accel, args.reps, args.warmup
+        ));
+    }
 
     let guest = "benchguest";
     let uuid = "5b0e1d2c-3f4a-4b5c-8d6e-7f8091a2b3d1";
@@ -276,17 +298,24 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
     let settle = Duration::from_millis(args.settle_ms);
     let mut floors: Vec<FloorSample> = Vec::new();
     let mut floor_error: Option<String> = None;
-    let mut floor = match tokio::task::block_in_place(|| {
-        Floor::start(&args.accel, args.memory_mib, FLOOR_PORT)
-    }) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            floor_error = Some(format!("{e:#}"));
-            None
+    let mut floor = if dirty_only {
+        None
+    } else {
+        match tokio::task::block_in_place(|| Floor::start(&args.accel, args.memory_mib, FLOOR_PORT))
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                floor_error = Some(format!("{e:#}"));
+                None
+            }
         }
     };
 
-    if inprocess {
+    if dirty_only {
+        // `--parallel`: the dirtying guest's direct and parallel series only.
+        let dirty = dirty_series(&pair, work.path(), args).await;
+        render_dirty(&mut report, &dirty, args);
+    } else if inprocess {
         // migrated only, through the client library: no virsh start-up in the figures.
         let mut start_err = None;
         if let Err(e) = pair.define(0, &xml, true).await {
@@ -521,7 +550,9 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
         }
     }
 
-    render_floors(&mut report, &floors, floor_error.as_deref());
+    if !dirty_only {
+        render_floors(&mut report, &floors, floor_error.as_deref());
+    }
     println!("{report}");
     if let Some(path) = &args.out {
         std::fs::write(path, &report)?;
@@ -704,21 +735,36 @@ fn render_startup(out: &mut String, hosts: &[Hosts], startup: &[Timings]) {
     );
 }
 
-/// Direct and tunnelled migrations of a dirtying guest.
+/// Migrations of a dirtying guest: direct against tunnelled, or (with
+/// `--parallel`) against parallel ones.
 struct Dirty {
-    /// Samples of [`DIRTY_MODES`], in that order.
-    samples: [Vec<Sample>; 2],
+    /// The modes compared, direct first.
+    modes: Vec<Mode>,
+    /// Samples of each of `modes`, in that order.
+    samples: Vec<Vec<Sample>>,
     error: Option<String>,
 }
 
-const DIRTY_MODES: [Mode; 2] = [Mode::P2p, Mode::Tunnelled];
+/// The dirtying series' modes: direct (p2p) first, then tunnelled or the
+/// parallel connection counts asked for.
+fn dirty_modes(args: &SideArgs) -> Vec<Mode> {
+    let mut modes = vec![Mode::P2p];
+    if args.parallel.is_empty() {
+        modes.push(Mode::Tunnelled);
+    } else {
+        modes.extend(args.parallel.iter().map(|&n| Mode::Parallel(n)));
+    }
+    modes
+}
 
-/// Boots the workload kernel on A and migrates it back and forth, direct
-/// and tunnelled interleaved; stops at the first failure (a migration that
-/// cannot converge would otherwise cost its whole timeout every round).
+/// Boots the workload kernel on A and migrates it back and forth in each
+/// of [`dirty_modes`], interleaved; stops at the first failure (a migration
+/// that cannot converge would otherwise cost its whole timeout every round).
 async fn dirty_series(pair: &Pair, dir: &Path, args: &SideArgs) -> Dirty {
+    let modes = dirty_modes(args);
     let mut out = Dirty {
-        samples: [Vec::new(), Vec::new()],
+        samples: modes.iter().map(|_| Vec::new()).collect(),
+        modes,
         error: None,
     };
     let kernel = match migrated_driver_qemu::workload::install(dir) {
@@ -752,9 +798,9 @@ async fn dirty_series(pair: &Pair, dir: &Path, args: &SideArgs) -> Dirty {
     }
     let mut at = 0;
     for round in 0..args.warmup + args.reps {
-        for k in 0..DIRTY_MODES.len() {
-            let mi = (k + round) % DIRTY_MODES.len();
-            match pair.migrate("benchdirty", at, DIRTY_MODES[mi]).await {
+        for k in 0..out.modes.len() {
+            let mi = (k + round) % out.modes.len();
+            match pair.migrate("benchdirty", at, out.modes[mi]).await {
                 Ok(s) => {
                     at = 1 - at;
                     if round >= args.warmup {
@@ -793,14 +839,13 @@ fn render_dirty(out: &mut String, d: &Dirty, args: &SideArgs) {
             .collect();
         stats::median(&r)
     };
-    for (mi, mode) in DIRTY_MODES.iter().enumerate() {
-        let v = &d.samples[mi];
+    for (mode, v) in d.modes.iter().zip(&d.samples) {
         let pick = |f: &dyn Fn(&Sample) -> Option<f64>| {
             let x: Vec<f64> = v.iter().filter_map(f).collect();
             stats::median(&x)
         };
         t.row(vec![
-            mode.label().to_owned(),
+            mode.describe(),
             format!("{}/{}", v.len(), args.reps),
             fmt_opt(pick(&|s| Some(stats::ms(s.wall))), 1),
             fmt_opt(pick(&|s| s.job.map(|j| j.transfer_ms() as f64)), 0),
@@ -818,13 +863,19 @@ fn render_dirty(out: &mut String, d: &Dirty, args: &SideArgs) {
         ]);
     }
     out.push_str(&t.render());
-    let (direct, tunnel) = (rate(&d.samples[0]), rate(&d.samples[1]));
-    out.push_str(&format!(
-        "\nTunnelled/direct throughput: {}. The daemons' CPU is what both \
-         `migrated` processes used during the migration (threads' schedstat), per GiB \
-         QEMU reported sent: the tunnel's relays show there.\n",
-        fmt_ratio(stats::ratio(tunnel, direct))
-    ));
+    let direct = rate(&d.samples[0]);
+    out.push('\n');
+    for (mode, v) in d.modes.iter().zip(&d.samples).skip(1) {
+        out.push_str(&format!(
+            "{}/direct throughput: {}. ",
+            mode.describe(),
+            fmt_ratio(stats::ratio(rate(v), direct))
+        ));
+    }
+    out.push_str(
+        "The daemons' CPU is what both `migrated` processes used during the migration \
+         (threads' schedstat), per GiB QEMU reported sent (a tunnel's relays show there).\n",
+    );
     if let Some(e) = &d.error {
         out.push_str(&format!("\nStopped at a failure: {e}\n"));
     }

@@ -4,8 +4,8 @@
 //!
 //! | step | QEMU |
 //! |---|---|
-//! | Prepare (dest) | start QEMU with `-incoming defer`; with TLS a `tls-creds-x509` server object and `tls-creds` (see [`crate::tls`]); `migrate-incoming tcp:ADDR:PORT` on the first free port of the range, or `fd:` on one end of a socket pair whose other end relays the tunnel |
-//! | Perform (source) | capabilities and parameters from the flags (`events`, `xbzrle` for COMPRESSED, `auto-converge`), `max-bandwidth`, `downtime-limit`, TLS credentials and host name (or `""` for both without TLS), then `migrate tcp:…` or `migrate fd:` into a relayed socket pair; waits on MIGRATION events, feeding job stats at each pass; abort → `migrate_cancel` |
+//! | Prepare (dest) | start QEMU with `-incoming defer`; with TLS a `tls-creds-x509` server object and `tls-creds` (see [`crate::tls`]); PARALLEL: `multifd` and `multifd-channels`; `migrate-incoming tcp:ADDR:PORT` on the first free port of the range, or `fd:` on one end of a socket pair whose other end relays the tunnel |
+//! | Perform (source) | capabilities and parameters from the flags (`events`, `xbzrle` for COMPRESSED, `auto-converge`, `multifd` with `multifd-channels` for PARALLEL), `max-bandwidth`, `downtime-limit`, TLS credentials and host name (or `""` for both without TLS), then `migrate tcp:…` or `migrate fd:` into a relayed socket pair; waits on MIGRATION events, feeding job stats at each pass; abort → `migrate_cancel` |
 //! | Finish (dest) | wait for QEMU's `completed`, define the persistent config, `cont` unless PAUSED; on failure kill the incoming QEMU |
 //! | Confirm (source) | success: stop the source QEMU (shut off "migrated", undefine with UNDEFINE_SOURCE); cancelled: make sure the guest runs |
 //!
@@ -23,18 +23,23 @@ use migrated_core::flags::{self, MigrateFlags};
 use migrated_core::job::{JobHandle, JournalEntry, RecoveryAction};
 use migrated_core::migration::{
     BeginOut, DataOut, DataUri, Incoming, MigrateRequest, MigrationBackend, PerformOut, PrepareOut,
+    Step,
 };
 use migrated_core::support::SupportTable;
+use migrated_core::typed_params::migrate_param;
 use migrated_core::xml::{DomainDef, FormatOptions, GraphicsType};
 use migrated_core::{Error, Result};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::migration::enable_events;
+use crate::migration::{
+    enable_events, set_capabilities, CAP_AUTO_CONVERGE, CAP_EVENTS, CAP_MULTIFD, CAP_XBZRLE,
+};
 use crate::qmp::commands::{
-    ClientMigrateInfo, Getfd, Migrate, MigrateCancel, MigrateIncoming, MigrateSetCapabilities,
-    MigrateSetParameters, MigrationCapability, MigrationInfo, MigrationStatus, QueryMigrate, Stop,
+    ClientMigrateInfo, Getfd, Migrate, MigrateCancel, MigrateIncoming, MigrateSetParameters,
+    MigrationInfo, MigrationStatus, QueryMigrate, QueryMigrateCapabilities, QueryMigrateParameters,
+    Stop,
 };
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
@@ -48,6 +53,37 @@ const UNLIMITED_BANDWIDTH: u64 = 1 << 40;
 
 /// Name under which the tunnel descriptor is handed to QEMU.
 const TUNNEL_FD: &str = "migrated-tunnel";
+
+/// Connections of a PARALLEL migration without `parallel.connections`:
+/// QEMU's default, which libvirt leaves in place. Set explicitly all the
+/// same, so a count left by an earlier migration of the same QEMU cannot
+/// differ from the destination's.
+const DEFAULT_PARALLEL_CONNECTIONS: u8 = 2;
+
+/// The `multifd-channels` of `req`: `None` without PARALLEL, the default
+/// without `parallel.connections`.
+///
+/// # Errors
+/// [`Error::InvalidArg`] for a count outside QEMU's 1-255 (the core
+/// refuses counts below 1 already; QEMU's parameter is a `uint8`).
+fn multifd_channels(req: &MigrateRequest, step: Step) -> Result<Option<u8>> {
+    if !req.has(MigrateFlags::PARALLEL) {
+        return Ok(None);
+    }
+    let Some(n) = req.parallel_connections else {
+        return Ok(Some(DEFAULT_PARALLEL_CONNECTIONS));
+    };
+    match u8::try_from(n) {
+        Ok(channels) if channels > 0 => Ok(Some(channels)),
+        _ => Err(Error::InvalidArg {
+            operation: step.api_name(),
+            reason: format!(
+                "parameter '{}' must be 1-255 with QEMU, got {n}",
+                migrate_param::PARALLEL_CONNECTIONS
+            ),
+        }),
+    }
+}
 
 fn failed(reason: impl Into<String>) -> Error {
     Error::OperationFailed {
@@ -111,6 +147,8 @@ impl QemuBackend {
 
     /// Capabilities and parameters of the outgoing migration from the
     /// request; `tls_host` is the destination host QEMU verifies with TLS.
+    /// Every capability the flags map to is set, on or off, so nothing an
+    /// earlier (failed) migration of this QEMU turned on stays.
     async fn tune(
         &self,
         qmp: &Qmp,
@@ -118,10 +156,15 @@ impl QemuBackend {
         job: &JobHandle,
         tls_host: Option<&str>,
     ) -> Result<PerformOut> {
-        let mut caps = vec![MigrationCapability {
-            capability: "events".into(),
-            state: true,
-        }];
+        let channels = multifd_channels(req, Step::Perform)?;
+        let compressed = req.has(MigrateFlags::COMPRESSED);
+        let auto_converge = req.has(MigrateFlags::AUTO_CONVERGE);
+        let caps = [
+            (CAP_EVENTS, true),
+            (CAP_XBZRLE, compressed),
+            (CAP_AUTO_CONVERGE, auto_converge),
+            (CAP_MULTIFD, channels.is_some()),
+        ];
         let mut params = MigrateSetParameters {
             max_bandwidth: Some(
                 job.max_bytes_per_sec()
@@ -138,25 +181,27 @@ impl QemuBackend {
             ..MigrateSetParameters::default()
         };
         let mut used = Vec::new();
-        if req.has(MigrateFlags::COMPRESSED) {
+        if compressed {
             if req.compression.iter().any(|m| m != "xbzrle") {
                 return Err(Error::ArgumentUnsupported {
                     what: format!("compression methods {:?} (only xbzrle)", req.compression),
                     driver: SUPPORT.driver,
                 });
             }
-            caps.push(MigrationCapability {
-                capability: "xbzrle".into(),
-                state: true,
-            });
             params.xbzrle_cache_size = req.compression_xbzrle_cache;
-            used.push(("compression".to_owned(), "xbzrle".to_owned()));
+            if channels.is_some() {
+                // libvirt 9.0 turns both on and QEMU accepts it, but QEMU
+                // sends every page of a multifd migration as it is.
+                warn!("xbzrle compression is not used by a parallel (multifd) migration");
+            } else {
+                used.push(("compression".to_owned(), "xbzrle".to_owned()));
+            }
         }
-        if req.has(MigrateFlags::AUTO_CONVERGE) {
-            caps.push(MigrationCapability {
-                capability: "auto-converge".into(),
-                state: true,
-            });
+        if let Some(n) = channels {
+            params.multifd_channels = Some(n.into());
+            used.push(("parallel-connections".to_owned(), n.to_string()));
+        }
+        if auto_converge {
             params.cpu_throttle_initial = req
                 .auto_converge_initial
                 .and_then(|v| u32::try_from(v).ok());
@@ -176,7 +221,7 @@ impl QemuBackend {
             // long-running QEMU set (libvirt's qemuMigrationParamsDisableTLS).
             tls::disable(&mut params);
         }
-        qmp.execute(&MigrateSetCapabilities { capabilities: caps })
+        set_capabilities(qmp, &caps)
             .await
             .map_err(|e| e.into_core("migration"))?;
         qmp.execute(&params)
@@ -311,6 +356,32 @@ async fn wait(
             reason = qmp.closed() => return Err(failed(format!("qemu monitor closed: {reason}"))),
         }
     }
+}
+
+/// Turns on `multifd` with `channels` connections on an incoming QEMU and
+/// logs what QEMU then reports, so an operator (and the tests) can see
+/// parallel migration was really set up.
+async fn incoming_multifd(qmp: &Qmp, dom: &DomainRef, channels: u8) -> Result<()> {
+    let qemu = |e: crate::Error| e.into_core("migration");
+    set_capabilities(qmp, &[(CAP_MULTIFD, true)])
+        .await
+        .map_err(qemu)?;
+    qmp.execute(&MigrateSetParameters {
+        multifd_channels: Some(channels.into()),
+        ..MigrateSetParameters::default()
+    })
+    .await
+    .map_err(qemu)?;
+    let caps = qmp.execute(&QueryMigrateCapabilities).await.map_err(qemu)?;
+    let params = qmp.execute(&QueryMigrateParameters).await.map_err(qemu)?;
+    let multifd = caps.iter().any(|c| c.capability == CAP_MULTIFD && c.state);
+    info!(
+        dom = %dom.name,
+        multifd,
+        multifd_channels = ?params.multifd_channels,
+        "incoming migration: parallel connections set up"
+    );
+    Ok(())
 }
 
 fn feed_stats(job: &JobHandle, info: &MigrationInfo) {
@@ -492,6 +563,8 @@ impl MigrationBackend for QemuBackend {
 
     async fn begin(&self, dom: &DomainRef, req: &MigrateRequest) -> Result<BeginOut> {
         self.check_tls(req, Endpoint::Client)?;
+        // Refused here rather than once the destination runs.
+        multifd_channels(req, Step::Begin)?;
         let state = self.driver.get_state(dom, 0).await?;
         let active = state.state.is_active();
         let def = if active {
@@ -580,6 +653,14 @@ impl MigrationBackend for QemuBackend {
         match result {
             Ok(info) => {
                 feed_stats(job, &info);
+                let ram = info.ram.unwrap_or_default();
+                info!(
+                    dom = %dom.name,
+                    transferred = ram.transferred,
+                    multifd_bytes = ram.multifd_bytes,
+                    iterations = ram.dirty_sync_count,
+                    "outgoing migration completed"
+                );
                 Ok(used)
             }
             Err(err) => {
@@ -616,6 +697,7 @@ impl MigrationBackend for QemuBackend {
         incoming: Incoming,
         job: &JobHandle,
     ) -> Result<PrepareOut> {
+        let channels = multifd_channels(req, Step::Prepare)?;
         if let Ok(existing) = self.driver.lookup_by_uuid(&def.uuid).await {
             if existing.is_active() {
                 return Err(Error::invalid(format!(
@@ -650,6 +732,11 @@ impl MigrationBackend for QemuBackend {
                 qmp.execute(&params)
                     .await
                     .map_err(|e| e.into_core("migration"))?;
+            }
+            if let Some(n) = channels {
+                // Before migrate-incoming, as libvirt: QEMU sizes its
+                // receiving channels when it starts listening.
+                incoming_multifd(&qmp, &dom, n).await?;
             }
             let events = qmp.events();
             match incoming {

@@ -11,20 +11,42 @@ use crate::qmp::commands::{
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
 
+/// Capability without which QEMU sends no `MIGRATION` event.
+pub const CAP_EVENTS: &str = "events";
+/// Capability sending RAM over several connections (`VIR_MIGRATE_PARALLEL`).
+pub const CAP_MULTIFD: &str = "multifd";
+/// Capability sending changed pages as deltas (`VIR_MIGRATE_COMPRESSED`).
+pub const CAP_XBZRLE: &str = "xbzrle";
+/// Capability throttling vCPUs that dirty too fast (`VIR_MIGRATE_AUTO_CONVERGE`).
+pub const CAP_AUTO_CONVERGE: &str = "auto-converge";
+
+/// Sets each named migration capability on or off in one
+/// `migrate-set-capabilities`.
+///
+/// # Errors
+/// QMP errors (QEMU refuses some combinations, and any change while a
+/// migration runs).
+pub async fn set_capabilities(qmp: &Qmp, caps: &[(&str, bool)]) -> Result<()> {
+    qmp.execute(&MigrateSetCapabilities {
+        capabilities: caps
+            .iter()
+            .map(|&(capability, state)| MigrationCapability {
+                capability: capability.into(),
+                state,
+            })
+            .collect(),
+    })
+    .await?;
+    Ok(())
+}
+
 /// Turns on the `events` capability, without which QEMU sends no
 /// `MIGRATION` event.
 ///
 /// # Errors
 /// QMP errors.
 pub async fn enable_events(qmp: &Qmp) -> Result<()> {
-    qmp.execute(&MigrateSetCapabilities {
-        capabilities: vec![MigrationCapability {
-            capability: "events".into(),
-            state: true,
-        }],
-    })
-    .await?;
-    Ok(())
+    set_capabilities(qmp, &[(CAP_EVENTS, true)]).await
 }
 
 /// Waits until the migration (outgoing or incoming) on `qmp` completes and

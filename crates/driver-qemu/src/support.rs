@@ -5,8 +5,7 @@ use migrated_core::support::{MigrationDefaults, Procedure, SupportTable};
 use migrated_core::typed_params::migrate_param;
 
 /// Migration flags [`crate::backend::QemuBackend`] honours. Storage
-/// migration, post-copy, RDMA, parallel connections and zero-copy are not
-/// implemented yet.
+/// migration, post-copy, RDMA and zero-copy are not implemented yet.
 const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
     | MigrateFlags::PEER2PEER.bits()
     | MigrateFlags::TUNNELLED.bits()
@@ -19,7 +18,8 @@ const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
     | MigrateFlags::COMPRESSED.bits()
     | MigrateFlags::ABORT_ON_ERROR.bits()
     | MigrateFlags::AUTO_CONVERGE.bits()
-    | MigrateFlags::TLS.bits();
+    | MigrateFlags::TLS.bits()
+    | MigrateFlags::PARALLEL.bits();
 
 /// The QEMU driver's support table.
 pub const SUPPORT: SupportTable = SupportTable {
@@ -82,6 +82,7 @@ pub const SUPPORT: SupportTable = SupportTable {
         migrate_param::AUTO_CONVERGE_INITIAL,
         migrate_param::AUTO_CONVERGE_INCREMENT,
         migrate_param::TLS_DESTINATION,
+        migrate_param::PARALLEL_CONNECTIONS,
     ],
     defaults: MigrationDefaults {
         flags: MigrateFlags::LIVE.bits(),

@@ -1,9 +1,10 @@
 //! Live migration of the workload guest through the migration engine's
 //! [`Manager`] on both sides (what the daemons run), with
 //! [`QemuBackend`]: direct TCP, tunnelled through an in-process stream,
-//! compressed and auto-converge. After each, exactly one QEMU runs the
-//! guest and its counter has moved past its value before the migration;
-//! the way back leaves the guest paused (`VIR_MIGRATE_PAUSED`).
+//! compressed and auto-converge, parallel (multifd). After each, exactly
+//! one QEMU runs the guest and its counter has moved past its value before
+//! the migration; the way back leaves the guest paused
+//! (`VIR_MIGRATE_PAUSED`).
 
 mod common;
 
@@ -196,6 +197,13 @@ async fn live_migration_compressed_with_auto_converge() {
     }
 }
 
+#[tokio::test]
+async fn live_migration_parallel_with_default_connections() {
+    if qemu_available() {
+        round_trip(MigrateFlags::LIVE | MigrateFlags::PARALLEL, (49580, 49610)).await;
+    }
+}
+
 fn traveller_xml() -> String {
     format!(
         "<domain type='qemu'><name>faulty</name><uuid>{}</uuid>
@@ -307,16 +315,27 @@ async fn killing_the_destination_qemu_during_prepare_keeps_the_source_running() 
 
 #[tokio::test]
 async fn aborting_a_slow_migration_keeps_the_source_running() {
-    if !qemu_available() {
-        return;
+    if qemu_available() {
+        abort_slow_migration(MigrateFlags::LIVE, (49540, 49560)).await;
     }
+}
+
+#[tokio::test]
+async fn aborting_a_slow_parallel_migration_keeps_the_source_running() {
+    if qemu_available() {
+        abort_slow_migration(MigrateFlags::LIVE | MigrateFlags::PARALLEL, (49640, 49660)).await;
+    }
+}
+
+/// Aborts a migration in `flags` throttled to 1 MiB/s half a second in.
+async fn abort_slow_migration(flags: MigrateFlags, ports: (u16, u16)) {
     let (a_dir, b_dir) = (
         tempfile::tempdir().expect("a"),
         tempfile::tempdir().expect("b"),
     );
     let _reaper = Reaper::new(&[a_dir.path(), b_dir.path()]);
-    let a = host(a_dir.path(), 49540..=49550).await;
-    let b = host(b_dir.path(), 49560..=49570).await;
+    let a = host(a_dir.path(), ports.0..=ports.0 + 10).await;
+    let b = host(b_dir.path(), ports.1..=ports.1 + 10).await;
     let src = a
         .driver
         .create_xml(&traveller_xml(), 0)
@@ -325,7 +344,7 @@ async fn aborting_a_slow_migration_keeps_the_source_running() {
     counter_passes(&a.driver, &src, 0).await;
     // 1 MiB/s for a guest dirtying 32 MiB: it would never finish on its own.
     let req = MigrateRequest {
-        flags: MigrateFlags::LIVE,
+        flags,
         bandwidth_mib_s: Some(1),
         ..MigrateRequest::default()
     };

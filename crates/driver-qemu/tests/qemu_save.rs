@@ -13,6 +13,7 @@ use migrated_core::domain::{
 };
 use migrated_core::driver::Driver;
 use migrated_core::error::ErrorCode;
+use migrated_driver_qemu::migration;
 use migrated_driver_qemu::savefile::MAGIC;
 use migrated_driver_qemu::{workload, QemuConfig, QemuDriver};
 use uuid::Uuid;
@@ -74,6 +75,12 @@ async fn save_and_restore(zstd: bool) {
     let pid = driver.pid(&dom).expect("pid");
     let image = dir.path().join("saver.img");
     let image_str = image.to_str().expect("utf-8 path");
+    // As a failed parallel migration leaves it: QEMU fails a save (`fd:`)
+    // with multifd on unless the save turns it off.
+    let qmp = driver.qmp(&dom).expect("qmp");
+    migration::set_capabilities(&qmp, &[(migration::CAP_MULTIFD, true)])
+        .await
+        .expect("multifd on");
 
     driver.save(&dom, image_str, None, 0).await.expect("save");
     let state = driver.get_state(&dom, 0).await.expect("state");

@@ -76,6 +76,13 @@ pub struct MigrateArgs {
     /// Host name the destination's TLS certificate must carry (default: the data URI's host).
     #[arg(long, value_name = "NAME", requires = "tls")]
     pub tls_destination: Option<String>,
+    /// Send memory over several connections at once (QEMU's multifd).
+    #[arg(long)]
+    pub parallel: bool,
+    /// Connections of a --parallel migration (the daemon's default: 2).
+    /// As in virsh, the daemon refuses it without --parallel.
+    #[arg(long, value_name = "N")]
+    pub parallel_connections: Option<i32>,
     /// Domain XML to run on the destination (host-side changes only).
     #[arg(long, value_name = "FILE")]
     pub xml: Option<PathBuf>,
@@ -125,6 +132,7 @@ impl MigrateArgs {
             (self.auto_converge, MigrateFlags::AUTO_CONVERGE),
             (self.abort_on_error, MigrateFlags::ABORT_ON_ERROR),
             (self.tls, MigrateFlags::TLS),
+            (self.parallel, MigrateFlags::PARALLEL),
         ] {
             if on {
                 f |= flag;
@@ -161,6 +169,9 @@ impl MigrateArgs {
         }
         if let Some(bw) = self.bandwidth {
             p.push(param::BANDWIDTH, TypedValue::ULLong(bw));
+        }
+        if let Some(n) = self.parallel_connections {
+            p.push(param::PARALLEL_CONNECTIONS, TypedValue::Int(n));
         }
         Ok(p)
     }
@@ -405,6 +416,13 @@ mod tests {
             Some("host-b")
         );
         assert!(Wrap::try_parse_from(["m", "--tls-destination", "h", "g", "u"]).is_err());
+        let a = parse(&["--parallel", "--parallel-connections", "4", "g", "uri"]);
+        assert_eq!(a.flags().bits(), 1 << 17);
+        let p = a.params().expect("no files");
+        assert_eq!(
+            p.get_int(param::PARALLEL_CONNECTIONS).ok().flatten(),
+            Some(4)
+        );
     }
 
     #[test]

@@ -358,6 +358,26 @@ impl MigrateRequest {
                 reason,
             })
         };
+        // Parallel connections are the hypervisor's own sockets; a tunnel is
+        // one stream (QEMU refuses multifd over `fd:`). libvirt's client
+        // library refuses the pair with these words before calling a daemon.
+        if f.contains(MigrateFlags::PARALLEL | MigrateFlags::TUNNELLED) {
+            return invalid(
+                "Flags 'VIR_MIGRATE_TUNNELLED' and 'VIR_MIGRATE_PARALLEL' are mutually exclusive"
+                    .into(),
+            );
+        }
+        // libvirt's wording and code (qemuMigrationParamsFromFlags), on
+        // both sides.
+        if self.parallel_connections.is_some() && !f.contains(MigrateFlags::PARALLEL) {
+            return invalid("Turn parallel migration on to tune it".into());
+        }
+        if let Some(n) = self.parallel_connections.filter(|&n| n < 1) {
+            return invalid(format!(
+                "parameter '{}' must be at least 1, got {n}",
+                key::PARALLEL_CONNECTIONS
+            ));
+        }
         for m in &self.compression {
             if !COMPRESSION_METHODS.contains(&m.as_str()) {
                 return invalid(format!("unknown compression method '{m}'"));
@@ -431,6 +451,7 @@ mod tests {
             key::AUTO_CONVERGE_INITIAL,
             key::AUTO_CONVERGE_INCREMENT,
             key::LISTEN_ADDRESS,
+            key::PARALLEL_CONNECTIONS,
         ],
         defaults: MigrationDefaults {
             flags: MigrateFlags::LIVE.bits(),
@@ -619,10 +640,45 @@ mod tests {
                 auto_converge_initial: Some(150),
                 ..req(MigrateFlags::LIVE | MigrateFlags::AUTO_CONVERGE)
             },
+            MigrateRequest {
+                parallel_connections: Some(0),
+                ..req(MigrateFlags::LIVE | MigrateFlags::PARALLEL)
+            },
+            req(MigrateFlags::LIVE
+                | MigrateFlags::PEER2PEER
+                | MigrateFlags::TUNNELLED
+                | MigrateFlags::PARALLEL),
         ] {
             let err = r.validate(Step::Begin, &ALL).expect_err("bad value");
             assert_eq!(err.code(), ErrorCode::InvalidArg, "{err}");
         }
+    }
+
+    #[test]
+    fn parallel_connections_need_the_parallel_flag_on_both_sides() {
+        let r = MigrateRequest {
+            parallel_connections: Some(4),
+            ..req(MigrateFlags::LIVE)
+        };
+        for step in [Step::Begin, Step::Prepare] {
+            let err = r.validate(step, &ALL).expect_err("no PARALLEL");
+            assert_eq!(err.code(), ErrorCode::InvalidArg, "{err}");
+            assert!(
+                err.to_string()
+                    .contains("Turn parallel migration on to tune it"),
+                "{err}"
+            );
+        }
+        let ok = MigrateRequest {
+            parallel_connections: Some(4),
+            ..req(MigrateFlags::LIVE | MigrateFlags::PARALLEL)
+        };
+        ok.validate(Step::Begin, &ALL)
+            .expect("parallel with 4 connections");
+        // libvirt 9.0 lets COMPRESSED (xbzrle) through with PARALLEL.
+        req(MigrateFlags::LIVE | MigrateFlags::PARALLEL | MigrateFlags::COMPRESSED)
+            .validate(Step::Begin, &ALL)
+            .expect("parallel and compressed");
     }
 
     #[test]

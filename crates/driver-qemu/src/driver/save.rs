@@ -160,9 +160,17 @@ impl QemuDriver {
             }
         }
         let outcome = async {
-            migration::enable_events(&qmp)
-                .await
-                .map_err(|e| e.into_core(OP))?;
+            // A file takes one stream: QEMU fails `fd:` with multifd on,
+            // which a failed parallel migration leaves behind.
+            migration::set_capabilities(
+                &qmp,
+                &[
+                    (migration::CAP_EVENTS, true),
+                    (migration::CAP_MULTIFD, false),
+                ],
+            )
+            .await
+            .map_err(|e| e.into_core(OP))?;
             let (fd, pump) = if header.zstd {
                 let (read, write) = pipe()?;
                 let out = file.try_clone().map_err(|e| sys("open", &path, e))?;

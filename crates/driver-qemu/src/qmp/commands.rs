@@ -346,10 +346,13 @@ pub struct MigrationRam {
     pub dirty_sync_count: u64,
     /// Page size in bytes.
     pub page_size: u64,
+    /// Bytes sent over the `multifd` channels (0 without `multifd`).
+    pub multifd_bytes: u64,
 }
 
-/// One capability for `migrate-set-capabilities`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One capability for `migrate-set-capabilities` (and of the
+/// `query-migrate-capabilities` reply).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationCapability {
     /// Capability name (`xbzrle`, `auto-converge`, `multifd`, `zero-copy-send`, ...).
     pub capability: String,
@@ -367,6 +370,32 @@ pub struct MigrateSetCapabilities {
 impl Command for MigrateSetCapabilities {
     const NAME: &'static str = "migrate-set-capabilities";
     type Reply = Empty;
+}
+
+/// `query-migrate-capabilities`: the state of every migration capability.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryMigrateCapabilities;
+
+impl Command for QueryMigrateCapabilities {
+    const NAME: &'static str = "query-migrate-capabilities";
+    type Reply = Vec<MigrationCapability>;
+}
+
+/// `query-migrate-parameters`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryMigrateParameters;
+
+impl Command for QueryMigrateParameters {
+    const NAME: &'static str = "query-migrate-parameters";
+    type Reply = MigrationParameters;
+}
+
+/// The part of the `query-migrate-parameters` reply this driver reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct MigrationParameters {
+    /// Channels `multifd` opens (QEMU's default is 2).
+    pub multifd_channels: Option<u32>,
 }
 
 /// `migrate-set-parameters`; only the fields that are set are sent.
@@ -615,6 +644,28 @@ mod tests {
         let ram = info.ram.expect("ram stats");
         assert_eq!(ram.transferred, 1_200_000);
         assert_eq!(ram.dirty_sync_count, 3);
+        assert_eq!(ram.multifd_bytes, 0);
+    }
+
+    #[test]
+    fn parses_multifd_capability_and_parameters() {
+        let caps: Vec<MigrationCapability> = serde_json::from_str(
+            r#"[{"state": false, "capability": "xbzrle"}, {"state": true, "capability": "multifd"}]"#,
+        )
+        .expect("parses");
+        assert!(caps.iter().any(|c| c.capability == "multifd" && c.state));
+        let params: MigrationParameters = serde_json::from_str(
+            r#"{"downtime-limit": 300, "multifd-channels": 4, "tls-authz": ""}"#,
+        )
+        .expect("parses");
+        assert_eq!(params.multifd_channels, Some(4));
+        assert_eq!(
+            args(&MigrateSetParameters {
+                multifd_channels: Some(4),
+                ..Default::default()
+            }),
+            r#"{"multifd-channels":4}"#
+        );
     }
 
     #[test]
