@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use migrated_core::cookie::GraphicsRelocation;
-use migrated_core::domain::{DomainRef, DomainState};
+use migrated_core::domain::{DomainEvent, DomainRef, DomainState};
 use migrated_core::driver::Driver;
 use migrated_core::flags::{self, MigrateFlags};
 use migrated_core::job::{JobHandle, JournalEntry, RecoveryAction};
@@ -245,7 +245,8 @@ impl QemuBackend {
 }
 
 /// Waits for the migration on `qmp` to end; updates the job's statistics
-/// at every RAM pass and cancels the migration when the job is aborted.
+/// at every RAM pass (reporting each outgoing pass, QEMU's `MIGRATION_PASS`,
+/// as an iteration) and cancels the migration when the job is aborted.
 async fn wait(
     qmp: &Qmp,
     events: &mut broadcast::Receiver<Event>,
@@ -293,6 +294,12 @@ async fn wait(
         }
         tokio::select! {
             event = events.recv() => match event {
+                // A new pass over RAM: libvirt's MIGRATION_ITERATION event.
+                Ok(e) if outgoing && e.event == names::MIGRATION_PASS => {
+                    if let Some(pass) = e.data.get("pass").and_then(serde_json::Value::as_u64) {
+                        job.report_iteration(pass);
+                    }
+                }
                 Ok(e) if e.event == names::MIGRATION || e.event == names::MIGRATION_PASS => {}
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => {
@@ -488,6 +495,10 @@ fn percent_decode(s: &str) -> String {
 impl MigrationBackend for QemuBackend {
     fn support(&self) -> &'static SupportTable {
         &SUPPORT
+    }
+
+    fn events(&self) -> Option<broadcast::Sender<DomainEvent>> {
+        Some(self.driver.event_sender())
     }
 
     async fn begin(&self, dom: &DomainRef, req: &MigrateRequest) -> Result<BeginOut> {

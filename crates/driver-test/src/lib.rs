@@ -119,6 +119,12 @@ impl TestDriver {
         })
     }
 
+    /// The channel behind [`Driver::subscribe_events`], for the migration
+    /// manager's job events.
+    pub(crate) fn event_sender(&self) -> broadcast::Sender<DomainEvent> {
+        self.shared.events.clone()
+    }
+
     /// The memory of a running guest, for the migration engine to stream.
     pub fn memory(&self, uuid: &Uuid) -> Option<Arc<GuestMemory>> {
         self.shared.lock().ok()?.memory(uuid)

@@ -120,7 +120,7 @@ impl Shared {
 
     fn emit(&self, dom: DomainRef, event: LifecycleEvent, detail: i32) {
         // No subscriber is not an error.
-        let _ = self.events.send(DomainEvent { dom, event, detail });
+        let _ = self.events.send(DomainEvent::lifecycle(dom, event, detail));
     }
 
     /// Records a new run state if `id` is still the current run; emits the
@@ -480,6 +480,12 @@ impl QemuDriver {
             detail: event_detail::STOPPED_MIGRATED,
         };
         self.stop(dom, intent, false).await
+    }
+
+    /// The channel behind [`Driver::subscribe_events`], for the migration
+    /// manager's job events.
+    pub(crate) fn event_sender(&self) -> broadcast::Sender<DomainEvent> {
+        self.shared.events.clone()
     }
 
     /// Marks whether an outgoing migration of `dom` runs, so the STOP at
