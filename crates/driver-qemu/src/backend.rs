@@ -274,7 +274,14 @@ async fn wait(
             feed_stats(job, &info);
         }
         match info.status {
-            Some(MigrationStatus::Completed) => return Ok(info),
+            Some(MigrationStatus::Completed) => {
+                if outgoing {
+                    // The last passes' events may still wait in the channel
+                    // (QEMU sent them before this answer).
+                    report_pending_passes(events, job);
+                }
+                return Ok(info);
+            }
             Some(MigrationStatus::Failed) => {
                 return Err(failed(
                     info.error_desc
@@ -294,12 +301,7 @@ async fn wait(
         }
         tokio::select! {
             event = events.recv() => match event {
-                // A new pass over RAM: libvirt's MIGRATION_ITERATION event.
-                Ok(e) if outgoing && e.event == names::MIGRATION_PASS => {
-                    if let Some(pass) = e.data.get("pass").and_then(serde_json::Value::as_u64) {
-                        job.report_iteration(pass);
-                    }
-                }
+                Ok(e) if outgoing && e.event == names::MIGRATION_PASS => report_pass(&e, job),
                 Ok(e) if e.event == names::MIGRATION || e.event == names::MIGRATION_PASS => {}
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => {
@@ -316,6 +318,26 @@ async fn wait(
             }
             () = job.pause_wanted(), if outgoing && !paused => {}
             reason = qmp.closed() => return Err(failed(format!("qemu monitor closed: {reason}"))),
+        }
+    }
+}
+
+/// A new pass over RAM (QEMU's `MIGRATION_PASS`): libvirt's MIGRATION_ITERATION.
+fn report_pass(event: &Event, job: &JobHandle) {
+    if let Some(pass) = event.data.get("pass").and_then(serde_json::Value::as_u64) {
+        job.report_iteration(pass);
+    }
+}
+
+/// Reports the `MIGRATION_PASS` events already received and not yet handled.
+fn report_pending_passes(events: &mut broadcast::Receiver<Event>, job: &JobHandle) {
+    loop {
+        match events.try_recv() {
+            Ok(e) if e.event == names::MIGRATION_PASS => report_pass(&e, job),
+            Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
+                return
+            }
         }
     }
 }

@@ -65,7 +65,7 @@ pub use workload::{Workload, WorkloadConfig};
 use registry::Registry;
 use store::Store;
 
-/// Lifecycle events buffered per subscriber before the oldest are dropped.
+/// Domain events buffered per subscriber before the oldest are dropped.
 const EVENT_CAPACITY: usize = 1024;
 
 /// The canonical URI of this driver.

@@ -47,7 +47,7 @@ use registry::{Domain, Live, Registry, Runtime, StopIntent};
 /// The canonical URI of this driver.
 pub const URI: &str = "qemu:///system";
 
-/// Lifecycle events buffered per subscriber.
+/// Domain events buffered per subscriber.
 const EVENT_CAPACITY: usize = 1024;
 
 /// How long a graceful destroy waits for QEMU to exit after SIGTERM.
