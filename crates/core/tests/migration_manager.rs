@@ -287,6 +287,19 @@ async fn begin_prepare(
     (prep.cookie, dreq, prep.uri_out)
 }
 
+/// Begin + Prepare + Perform; returns (perform's cookie, destination request).
+async fn until_perform_done(a: &Side, b: &Side, r: &MigrateRequest) -> (Vec<u8>, MigrateRequest) {
+    let (cookie, dreq, uri) = begin_prepare(a, b, r).await;
+    let mut preq = r.clone();
+    preq.uri = uri;
+    let cookie = a
+        .mgr
+        .perform3(&dom(), preq, &cookie, None)
+        .await
+        .expect("perform");
+    (cookie, dreq)
+}
+
 #[tokio::test]
 async fn every_phase_is_journalled_before_the_backend_acts() {
     let (a, b) = (side(1, PerformMode::Succeed), side(2, PerformMode::Succeed));
@@ -366,14 +379,7 @@ async fn the_source_announces_iterations_and_completion_as_libvirt() {
     let (a, b) = (side(1, PerformMode::Succeed), side(2, PerformMode::Succeed));
     let (mut a_events, mut b_events) = (a.fake.events.subscribe(), b.fake.events.subscribe());
     let r = protected();
-    let (cookie, dreq, uri) = begin_prepare(&a, &b, &r).await;
-    let mut preq = r.clone();
-    preq.uri = uri;
-    let cookie = a
-        .mgr
-        .perform3(&dom(), preq, &cookie, None)
-        .await
-        .expect("perform");
+    let (cookie, dreq) = until_perform_done(&a, &b, &r).await;
     assert_eq!(drain(&mut a_events), vec![(20, 1, 1), (20, 2, 1)]);
     let fin = b
         .mgr
@@ -392,13 +398,7 @@ async fn the_source_announces_iterations_and_completion_as_libvirt() {
     );
 
     // A cancelled migration completes nothing.
-    let (cookie, _, uri) = begin_prepare(&a, &b, &r).await;
-    let mut preq = r.clone();
-    preq.uri = uri;
-    a.mgr
-        .perform3(&dom(), preq, &cookie, None)
-        .await
-        .expect("perform");
+    until_perform_done(&a, &b, &r).await;
     a.mgr
         .confirm3(&dom(), r, &[], true)
         .await
@@ -490,14 +490,7 @@ async fn finish_without_prepare_and_confirm_twice_are_operation_invalid() {
     );
 
     let r = protected();
-    let (cookie, dreq, uri) = begin_prepare(&a, &b, &r).await;
-    let mut preq = r.clone();
-    preq.uri = uri;
-    let cookie = a
-        .mgr
-        .perform3(&dom(), preq, &cookie, None)
-        .await
-        .expect("perform");
+    let (cookie, dreq) = until_perform_done(&a, &b, &r).await;
     let fin = b
         .mgr
         .finish3("g", dreq, &cookie, false)
@@ -800,13 +793,7 @@ async fn a_garbage_cookie_in_finish_cleans_up_the_incoming_guest() {
 async fn a_bad_confirm_cookie_is_reported_but_the_guest_is_settled() {
     let (a, b) = (side(1, PerformMode::Succeed), side(2, PerformMode::Succeed));
     let r = protected();
-    let (cookie, _, uri) = begin_prepare(&a, &b, &r).await;
-    let mut preq = r.clone();
-    preq.uri = uri;
-    a.mgr
-        .perform3(&dom(), preq, &cookie, None)
-        .await
-        .expect("perform");
+    until_perform_done(&a, &b, &r).await;
     let mut big = vec![b'x'; MIGRATE_COOKIE_MAX + 1];
     big[MIGRATE_COOKIE_MAX] = 0;
     let err = a
