@@ -292,7 +292,11 @@ fn qemu_dirtying_guest_job_stats_count_the_working_set() {
     events.wait_for("event 'job-completed'", Duration::from_secs(30));
     let text = events.wait_for("\tsuccess: ", Duration::from_secs(30));
     drop(events);
-    let (_, stats) = migrate_support::job_events(&text, name);
+    let (iterations, stats) = migrate_support::job_events(&text, name);
+    eprintln!(
+        "{name}: {} passes, each a migration-iteration event",
+        iterations.len()
+    );
     for key in ["data_total", "time_elapsed"] {
         assert!(stats.contains_key(key), "no {key} in:\n{text}");
     }
