@@ -1,9 +1,9 @@
 //! Stock clients: `virsh`, python3-libvirt, and the test PKI they use for TLS.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long one stock-client command may run before the test fails.
@@ -128,18 +128,121 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
 /// # Panics
 /// When virsh is not installed (call [`require_binary`] first) or hangs.
 pub fn virsh(uri: &str, args: &[&str]) -> Output {
+    run_with_timeout(&mut virsh_command(uri, args), CLIENT_TIMEOUT)
+}
+
+/// `virsh -c URI ARGS...` in the C locale without the user's config.
+fn virsh_command(uri: &str, args: &[&str]) -> Command {
     let home = std::env::temp_dir().join("migrated-tests-home");
     let _ = std::fs::create_dir_all(&home);
-    run_with_timeout(
-        Command::new("virsh")
-            .arg("-c")
-            .arg(uri)
-            .args(args)
-            .env("LC_ALL", "C")
-            .env("HOME", &home)
-            .env_remove("LIBVIRT_DEFAULT_URI"),
-        CLIENT_TIMEOUT,
-    )
+    let mut cmd = Command::new("virsh");
+    cmd.arg("-c")
+        .arg(uri)
+        .args(args)
+        .env("LC_ALL", "C")
+        .env("HOME", &home)
+        .env_remove("LIBVIRT_DEFAULT_URI");
+    cmd
+}
+
+/// A `virsh -c URI event ...` listener in the background. virsh prints and
+/// flushes each event as it arrives; its output (stdout and stderr) is
+/// collected as it comes. Killed when dropped.
+pub struct VirshEvents {
+    child: Child,
+    text: Arc<Mutex<String>>,
+}
+
+impl VirshEvents {
+    /// Starts `virsh -c URI event ARGS...` (e.g. `--loop --all`).
+    ///
+    /// # Panics
+    /// When virsh cannot be started (call [`require_binary`] first).
+    pub fn spawn(uri: &str, args: &[&str]) -> Self {
+        let mut child = virsh_command(uri, &[&["event"], args].concat())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn virsh event: {e}"));
+        let text = Arc::new(Mutex::new(String::new()));
+        let collect = |pipe: Box<dyn Read + Send>| {
+            let text = text.clone();
+            // Ends at EOF, when virsh exits or is killed.
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut text = text.lock().unwrap_or_else(|p| p.into_inner());
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            });
+        };
+        if let Some(out) = child.stdout.take() {
+            collect(Box::new(out));
+        }
+        if let Some(err) = child.stderr.take() {
+            collect(Box::new(err));
+        }
+        Self { child, text }
+    }
+
+    /// Everything virsh printed so far.
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits until the output contains `needle`; returns all of it.
+    ///
+    /// # Panics
+    /// After `timeout`, with the output so far.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.text();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "virsh event did not print {needle:?} within {timeout:?}; it printed:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Returns once virsh listens for lifecycle events of `name` on `uri`:
+    /// redefines the guest from its own inactive XML (a harmless "Defined
+    /// Updated" event) until virsh prints that event, at most 40 times.
+    ///
+    /// # Panics
+    /// When virsh never prints it.
+    pub fn sync_on_redefine(&self, uri: &str, name: &str) {
+        let xml = virsh(uri, &["dumpxml", "--inactive", name]);
+        assert!(xml.status.success(), "dumpxml: {}", stderr_of(&xml));
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), &xml.stdout).expect("write XML");
+        let path = file.path().to_str().expect("utf-8 path");
+        let needle = format!("for domain '{name}': Defined Updated");
+        for _ in 0..40 {
+            let out = virsh(uri, &["define", path]);
+            assert!(out.status.success(), "define: {}", stderr_of(&out));
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < deadline {
+                if self.text().contains(&needle) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("virsh event never printed {needle:?}:\n{}", self.text());
+    }
+}
+
+impl Drop for VirshEvents {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Runs a Python 3 script with python3-libvirt available.

@@ -16,7 +16,9 @@ pub mod fault;
 pub mod raw;
 pub mod wait;
 
-pub use clients::{python, require_binary, require_python_libvirt, run_with_timeout, virsh, Pki};
+pub use clients::{
+    python, require_binary, require_python_libvirt, run_with_timeout, virsh, Pki, VirshEvents,
+};
 pub use daemon::{
     free_port, migratectl_binary, migrated_binary, random_uuid, Daemon, DaemonBuilder,
 };

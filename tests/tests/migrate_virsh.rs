@@ -1,12 +1,17 @@
 //! Stock `virsh migrate` between two migrated daemons on loopback: managed,
 //! `--p2p`, `--p2p --tunnelled`, offline, persistent/undefinesource,
-//! suspend, dname, bandwidth (each followed by a migration back), and `--xml`.
+//! suspend, dname, bandwidth (each followed by a migration back, the
+//! bandwidth-limited one watched by `virsh event`), and `--xml`.
 
 mod migrate_support;
 
-use migrate_support::{checksum, ctl_ok, define, exactly_one_copy, persistent, state, Hosts};
+use std::time::Duration;
+
+use migrate_support::{
+    checksum, ctl_ok, define, exactly_one_copy, job_events, persistent, state, Hosts,
+};
 use migrated_tests::clients::{stderr_of, stdout_of};
-use migrated_tests::{require_binary, virsh};
+use migrated_tests::{require_binary, virsh, VirshEvents};
 
 #[track_caller]
 fn virsh_ok(uri: &str, args: &[&str], hosts: &Hosts) -> String {
@@ -197,10 +202,29 @@ fn virsh_bandwidth_and_job_tuning() {
         virsh_ok(&a, &["migrate-getmaxdowntime", name], &hosts).trim(),
         "200"
     );
+    // `virsh event` on the source sees each pass and the completed job.
+    let events = VirshEvents::spawn(&a, &["--loop", "--all", "--domain", name]);
+    events.sync_on_redefine(&a, name);
     virsh_ok(
         &a,
         &["migrate", "--live", "--bandwidth", "20", name, &b],
         &hosts,
+    );
+    events.wait_for("event 'job-completed'", Duration::from_secs(20));
+    let text = events.wait_for("\tsuccess: ", Duration::from_secs(20));
+    drop(events);
+    let (_, stats) = job_events(&text, name);
+    for key in ["time_elapsed", "data_total", "data_processed", "downtime"] {
+        let value: u64 = stats
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in:\n{text}"));
+        assert!(value > 0 || key == "downtime", "{key} = 0 in:\n{text}");
+    }
+    assert_eq!(
+        stats.get("success").map(String::as_str),
+        Some("1"),
+        "{text}"
     );
     assert_eq!(state(&b, name).as_deref(), Some("running"));
     let info = virsh_ok(&b, &["domjobinfo", "--completed", name], &hosts);

@@ -1,7 +1,7 @@
 //! The remote program as a libvirt client sees it, in raw bytes: the open
 //! sequence against libvirtd's recorded replies, and the daemon's answers to
 //! calls it must refuse (unknown procedure, event numbers, calls before
-//! CONNECT_OPEN, unknown URIs, read-only writes).
+//! CONNECT_OPEN, unknown URIs, read-only writes, unknown event ids).
 
 use std::path::PathBuf;
 
@@ -107,6 +107,69 @@ fn unknown_procedure_is_an_rpc_error_and_the_connection_survives() {
     }
     let host = conn.call(proc_::CONNECT_GET_HOSTNAME, &[]).expect("reply");
     assert_eq!(host.header.status, OK);
+}
+
+/// Event registration as libvirtd answers it: every id libvirt 9.0 knows
+/// (0–26) registers for a callback, legacy registration only up to
+/// DEVICE_REMOVED (15); other ids, and deregistering what is not
+/// registered, are `VIR_ERR_INTERNAL_ERROR` from the RPC layer with
+/// libvirtd's words.
+#[test]
+fn event_ids_register_as_in_libvirtd_and_unknown_ones_are_refused() {
+    let daemon = daemon();
+    let mut conn = opened(&daemon);
+    // eventID, then a NULL remote_domain (all domains).
+    let args = |id: i32| [xdr::i32(id), xdr::u32(0)].concat();
+    for id in 0..27 {
+        let reply = conn
+            .call(proc_::CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY, &args(id))
+            .expect("reply");
+        assert_eq!(reply.header.status, OK, "{id}: {:?}", reply.error());
+    }
+    let refused = [
+        (
+            proc_::CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
+            args(27),
+            "unsupported event ID 27",
+        ),
+        (
+            proc_::CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
+            args(-1),
+            "unsupported event ID -1",
+        ),
+        (
+            proc_::CONNECT_DOMAIN_EVENT_REGISTER_ANY,
+            xdr::i32(20),
+            "unsupported event ID 20",
+        ),
+        (
+            proc_::CONNECT_DOMAIN_EVENT_DEREGISTER_ANY,
+            xdr::i32(5),
+            "domain event 5 not registered",
+        ),
+        (
+            proc_::CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY,
+            xdr::i32(999),
+            "domain event callback 999 not registered",
+        ),
+    ];
+    for (number, payload, message) in refused {
+        let reply = conn.call(number, &payload).expect("reply");
+        let err = reply.error().expect("remote_error");
+        assert_eq!(
+            (err.code, err.domain),
+            (1, 7),
+            "{number} {message}: {err:?}"
+        );
+        assert_eq!(
+            err.message.as_deref(),
+            Some(format!("internal error: {message}").as_str())
+        );
+    }
+    let legacy = conn
+        .call(proc_::CONNECT_DOMAIN_EVENT_REGISTER_ANY, &xdr::i32(15))
+        .expect("reply");
+    assert_eq!(legacy.header.status, OK, "{:?}", legacy.error());
 }
 
 /// A procedure libvirt defines but this daemon does not serve (here

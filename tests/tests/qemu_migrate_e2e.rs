@@ -8,6 +8,8 @@
 //! and faults. The `--p2p` guest carries the devices virt-install gives a
 //! Linux guest, which the destination's QEMU must have too (built from the
 //! migratable XML the source sent).
+//! `virsh event` watches one of them for QEMU's passes and the completed
+//! job.
 
 mod migrate_support;
 mod qemu_support;
@@ -15,7 +17,7 @@ mod qemu_support;
 use std::time::Duration;
 
 use migrated_tests::clients::{stderr_of, stdout_of};
-use migrated_tests::{virsh, wait_until};
+use migrated_tests::{virsh, wait_until, VirshEvents};
 use qemu_support::{
     counter_above, domstate, job_free, moved_and_counting, pid_gone, qemu_pids, status_pid,
     QemuHosts, DIRTY_MIB, GUEST_MIB,
@@ -523,7 +525,9 @@ fn completed_data_processed(hosts: &QemuHosts, uri: &str, name: &str) -> u64 {
 
 /// A dirtying guest's migration moves at least its working set: the
 /// completed job statistics on both sides say so (the destination's come
-/// from the source's final figures, carried in the cookie).
+/// from the source's final figures, carried in the cookie). `virsh event`
+/// on the source prints each of QEMU's passes (`MIGRATION_PASS`) as a
+/// migration-iteration and the completed job's statistics.
 #[test]
 fn qemu_dirtying_guest_job_stats_count_the_working_set() {
     let Some(hosts) = QemuHosts::start() else {
@@ -533,7 +537,20 @@ fn qemu_dirtying_guest_job_stats_count_the_working_set() {
     let name = "q-stats";
     let (uuid, before) = hosts.running_guest(name);
     let src_pid = status_pid(&hosts.a, name).expect("source status file");
+    let events = VirshEvents::spawn(&a, &["--loop", "--all", "--domain", name]);
+    events.sync_on_redefine(&a, name);
     hosts.ctl_ok(&a, &["migrate", "--live", "--p2p", name, &b]);
+    events.wait_for("event 'job-completed'", Duration::from_secs(30));
+    let text = events.wait_for("\tsuccess: ", Duration::from_secs(30));
+    drop(events);
+    let (iterations, stats) = migrate_support::job_events(&text, name);
+    eprintln!(
+        "{name}: {} passes, each a migration-iteration event",
+        iterations.len()
+    );
+    for key in ["data_total", "time_elapsed"] {
+        assert!(stats.contains_key(key), "no {key} in:\n{text}");
+    }
     moved_and_counting(&hosts, name, &uuid, src_pid, before);
     let working_set = u64::from(qemu_support::DIRTY_MIB) << 20;
     for (side, uri) in [("source", &a), ("destination", &b)] {

@@ -1,7 +1,9 @@
-//! Domain handles, states, info structures and lifecycle events: the values a
+//! Domain handles, states, info structures and domain events: the values a
 //! [`Driver`](crate::driver::Driver) hands back, in libvirt's numbering.
 
 use uuid::Uuid;
+
+use crate::typed_params::TypedParams;
 
 /// A reference to a domain as it travels on the wire (`remote_nonnull_domain`).
 ///
@@ -295,16 +297,84 @@ pub mod event_detail {
     pub const SHUTDOWN_FINISHED: i32 = 0;
 }
 
-/// A lifecycle event, as sent to registered clients
-/// (`DOMAIN_EVENT_CALLBACK_LIFECYCLE`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `VIR_DOMAIN_EVENT_ID_*`: the event kinds a client registers for
+/// (`CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY`).
+pub mod event_id {
+    /// `VIR_DOMAIN_EVENT_ID_LIFECYCLE`.
+    pub const LIFECYCLE: i32 = 0;
+    /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`: the last id the legacy
+    /// (non-callback) registration accepts; later ids exist only for callbacks.
+    pub const DEVICE_REMOVED: i32 = 15;
+    /// `VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION`.
+    pub const MIGRATION_ITERATION: i32 = 20;
+    /// `VIR_DOMAIN_EVENT_ID_JOB_COMPLETED`.
+    pub const JOB_COMPLETED: i32 = 21;
+    /// `VIR_DOMAIN_EVENT_ID_LAST` of libvirt 9.0: one past the last id it knows.
+    pub const LAST: i32 = 27;
+}
+
+/// What happened, per event kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DomainEventKind {
+    /// A lifecycle change (`VIR_DOMAIN_EVENT_ID_LIFECYCLE`).
+    Lifecycle {
+        /// Event kind.
+        event: LifecycleEvent,
+        /// Detail, interpreted per kind (see [`event_detail`]).
+        detail: i32,
+    },
+    /// An outgoing migration started a new pass over memory
+    /// (`VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION`, QEMU's `MIGRATION_PASS`).
+    MigrationIteration {
+        /// The pass number, from 1.
+        iteration: i32,
+    },
+    /// A job ended successfully (`VIR_DOMAIN_EVENT_ID_JOB_COMPLETED`).
+    JobCompleted {
+        /// The completed job's statistics, as `GET_JOB_STATS` with
+        /// `COMPLETED` returns them.
+        stats: TypedParams,
+    },
+}
+
+impl DomainEventKind {
+    /// The `VIR_DOMAIN_EVENT_ID_*` a client registers to receive this kind.
+    pub fn id(&self) -> i32 {
+        match self {
+            DomainEventKind::Lifecycle { .. } => event_id::LIFECYCLE,
+            DomainEventKind::MigrationIteration { .. } => event_id::MIGRATION_ITERATION,
+            DomainEventKind::JobCompleted { .. } => event_id::JOB_COMPLETED,
+        }
+    }
+}
+
+/// A domain event, as sent to the clients registered for its kind.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DomainEvent {
     /// The domain, with its id at the time of the event.
     pub dom: DomainRef,
-    /// Event kind.
-    pub event: LifecycleEvent,
-    /// Detail, interpreted per kind (see [`event_detail`]).
-    pub detail: i32,
+    /// What happened.
+    pub kind: DomainEventKind,
+}
+
+impl DomainEvent {
+    /// A lifecycle event.
+    pub fn lifecycle(dom: DomainRef, event: LifecycleEvent, detail: i32) -> Self {
+        Self {
+            dom,
+            kind: DomainEventKind::Lifecycle { event, detail },
+        }
+    }
+
+    /// The lifecycle event kind and detail, `None` for other kinds.
+    pub fn as_lifecycle(&self) -> Option<(LifecycleEvent, i32)> {
+        match self.kind {
+            DomainEventKind::Lifecycle { event, detail } => Some((event, detail)),
+            DomainEventKind::MigrationIteration { .. } | DomainEventKind::JobCompleted { .. } => {
+                None
+            }
+        }
+    }
 }
 
 #[cfg(test)]

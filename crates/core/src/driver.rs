@@ -17,8 +17,9 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub use crate::domain::{
-    CellMemory, CpuTimes, DomainEvent, DomainInfo, DomainRef, DomainState, HostIdentity,
-    LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason, VcpuInfo,
+    CellMemory, CpuTimes, DomainEvent, DomainEventKind, DomainInfo, DomainRef, DomainState,
+    HostIdentity, LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason,
+    VcpuInfo,
 };
 use crate::error::{Error, Result};
 use crate::support::SupportTable;
@@ -438,7 +439,10 @@ pub trait Driver: Send + Sync {
         Err(self.no_support(Operation::Uri))
     }
 
-    /// A receiver of every lifecycle event from now on.
+    /// A receiver of every domain event from now on: lifecycle changes, and
+    /// the migration manager's job events (iterations, job completed) when
+    /// the driver's [`MigrationBackend`](crate::migration::MigrationBackend)
+    /// hands it the same channel.
     ///
     /// A receiver that falls behind loses the oldest events (`RecvError::Lagged`).
     fn subscribe_events(&self) -> Result<broadcast::Receiver<DomainEvent>> {

@@ -1,6 +1,6 @@
 //! The migration Manager against a scripted backend: journal-before-acting,
 //! cookie and request checks leaving nothing behind, phase errors, change
-//! protection, restart recovery, completion timeout.
+//! protection, restart recovery, completion timeout, job events.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use migrated_core::cookie::MIGRATE_COOKIE_MAX;
-use migrated_core::domain::{DomainRef, HostIdentity};
+use migrated_core::domain::{DomainEvent, DomainEventKind, DomainRef, HostIdentity};
 use migrated_core::error::ErrorCode;
 use migrated_core::flags::MigrateFlags;
 use migrated_core::job::{JobHandle, Journal, JournalEntry, RecoveryAction, TimeoutAction};
@@ -21,6 +21,7 @@ use migrated_core::typed_params::{migrate_param, TypedParam, TypedParams, TypedV
 use migrated_core::xml::DomainDef;
 use migrated_core::{Error, Result};
 use tempfile::TempDir;
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 static SUPPORT: SupportTable = SupportTable {
@@ -70,6 +71,7 @@ struct Fake {
     state_dir: PathBuf,
     perform: PerformMode,
     log: Mutex<Log>,
+    events: broadcast::Sender<DomainEvent>,
 }
 
 impl Fake {
@@ -78,6 +80,7 @@ impl Fake {
             state_dir: state.path().to_owned(),
             perform,
             log: Mutex::new(Log::default()),
+            events: broadcast::channel(64).0,
         })
     }
 
@@ -99,6 +102,10 @@ impl Fake {
 impl MigrationBackend for Fake {
     fn support(&self) -> &'static SupportTable {
         &SUPPORT
+    }
+
+    fn events(&self) -> Option<broadcast::Sender<DomainEvent>> {
+        Some(self.events.clone())
     }
 
     async fn begin(&self, dom: &DomainRef, _req: &MigrateRequest) -> Result<BeginOut> {
@@ -140,6 +147,8 @@ impl MigrationBackend for Fake {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
+        job.report_iteration(1);
+        job.report_iteration(2);
         job.update_stats(|s| s.data_processed = 1234);
         Ok(PerformOut::default())
     }
@@ -166,6 +175,8 @@ impl MigrationBackend for Fake {
         job: &JobHandle,
     ) -> Result<PrepareOut> {
         self.record("prepare");
+        // A receiving side counts passes too, but announces none.
+        job.report_iteration(1);
         job.set_domain(DomainRef {
             name: def.name,
             uuid: def.uuid,
@@ -276,6 +287,19 @@ async fn begin_prepare(
     (prep.cookie, dreq, prep.uri_out)
 }
 
+/// Begin + Prepare + Perform; returns (perform's cookie, destination request).
+async fn until_perform_done(a: &Side, b: &Side, r: &MigrateRequest) -> (Vec<u8>, MigrateRequest) {
+    let (cookie, dreq, uri) = begin_prepare(a, b, r).await;
+    let mut preq = r.clone();
+    preq.uri = uri;
+    let cookie = a
+        .mgr
+        .perform3(&dom(), preq, &cookie, None)
+        .await
+        .expect("perform");
+    (cookie, dreq)
+}
+
 #[tokio::test]
 async fn every_phase_is_journalled_before_the_backend_acts() {
     let (a, b) = (side(1, PerformMode::Succeed), side(2, PerformMode::Succeed));
@@ -329,6 +353,63 @@ async fn every_phase_is_journalled_before_the_backend_acts() {
         1234,
         "statistics travel in the cookie"
     );
+}
+
+/// The events sent so far, as (event id, iteration or memory_iteration, domain id).
+fn drain(rx: &mut broadcast::Receiver<DomainEvent>) -> Vec<(i32, u64, i32)> {
+    std::iter::from_fn(|| rx.try_recv().ok())
+        .map(|e| {
+            let n = match &e.kind {
+                DomainEventKind::MigrationIteration { iteration } => {
+                    u64::try_from(*iteration).expect("positive")
+                }
+                DomainEventKind::JobCompleted { stats } => stats
+                    .get_ullong("memory_iteration")
+                    .expect("u64")
+                    .expect("present"),
+                DomainEventKind::Lifecycle { .. } => 0,
+            };
+            (e.kind.id(), n, e.dom.id)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_source_announces_iterations_and_completion_as_libvirt() {
+    let (a, b) = (side(1, PerformMode::Succeed), side(2, PerformMode::Succeed));
+    let (mut a_events, mut b_events) = (a.fake.events.subscribe(), b.fake.events.subscribe());
+    let r = protected();
+    let (cookie, dreq) = until_perform_done(&a, &b, &r).await;
+    assert_eq!(drain(&mut a_events), vec![(20, 1, 1), (20, 2, 1)]);
+    let fin = b
+        .mgr
+        .finish3("g", dreq, &cookie, false)
+        .await
+        .expect("finish");
+    a.mgr
+        .confirm3(&dom(), r.clone(), &fin.cookie, false)
+        .await
+        .expect("confirm");
+    // JOB_COMPLETED (21) with the final statistics, for the stopped guest.
+    assert_eq!(drain(&mut a_events), vec![(21, 2, -1)]);
+    assert!(
+        drain(&mut b_events).is_empty(),
+        "the destination sends none"
+    );
+
+    // A cancelled migration completes nothing.
+    until_perform_done(&a, &b, &r).await;
+    a.mgr
+        .confirm3(&dom(), r, &[], true)
+        .await
+        .expect("cancelled confirm");
+    assert_eq!(drain(&mut a_events), vec![(20, 1, 1), (20, 2, 1)]);
+
+    // v2 (Perform then an implicit Confirm) has no JOB_COMPLETED in libvirt.
+    let mut v2 = req(MigrateFlags::LIVE);
+    v2.uri = Some("tcp:127.0.0.1:49999".into());
+    a.mgr.perform2(&dom(), v2, &[]).await.expect("perform2");
+    assert_eq!(drain(&mut a_events), vec![(20, 1, 1), (20, 2, 1)]);
 }
 
 #[tokio::test]
@@ -409,14 +490,7 @@ async fn finish_without_prepare_and_confirm_twice_are_operation_invalid() {
     );
 
     let r = protected();
-    let (cookie, dreq, uri) = begin_prepare(&a, &b, &r).await;
-    let mut preq = r.clone();
-    preq.uri = uri;
-    let cookie = a
-        .mgr
-        .perform3(&dom(), preq, &cookie, None)
-        .await
-        .expect("perform");
+    let (cookie, dreq) = until_perform_done(&a, &b, &r).await;
     let fin = b
         .mgr
         .finish3("g", dreq, &cookie, false)
@@ -719,13 +793,7 @@ async fn a_garbage_cookie_in_finish_cleans_up_the_incoming_guest() {
 async fn a_bad_confirm_cookie_is_reported_but_the_guest_is_settled() {
     let (a, b) = (side(1, PerformMode::Succeed), side(2, PerformMode::Succeed));
     let r = protected();
-    let (cookie, _, uri) = begin_prepare(&a, &b, &r).await;
-    let mut preq = r.clone();
-    preq.uri = uri;
-    a.mgr
-        .perform3(&dom(), preq, &cookie, None)
-        .await
-        .expect("perform");
+    until_perform_done(&a, &b, &r).await;
     let mut big = vec![b'x'; MIGRATE_COOKIE_MAX + 1];
     big[MIGRATE_COOKIE_MAX] = 0;
     let err = a

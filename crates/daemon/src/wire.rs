@@ -41,11 +41,7 @@ pub fn rpc_error(text: &str) -> WireError {
 
 /// A call that needs CONNECT_OPEN first (`VIR_ERR_INTERNAL_ERROR`).
 pub fn not_open() -> WireError {
-    wire(
-        ErrorCode::InternalError,
-        ErrorDomain::Rpc,
-        "internal error: hypervisor connection not open".to_owned(),
-    )
+    rpc_internal("hypervisor connection not open".to_owned())
 }
 
 /// A write procedure on a read-only connection (`VIR_ERR_OPERATION_DENIED`).
@@ -76,13 +72,19 @@ pub fn no_connect(uri: &str) -> WireError {
     )
 }
 
-/// A second CONNECT_OPEN on one connection (`VIR_ERR_INTERNAL_ERROR`).
-pub fn already_open() -> WireError {
+/// An internal error the RPC layer reports (`VIR_ERR_INTERNAL_ERROR` /
+/// `VIR_FROM_RPC`), e.g. libvirtd's "unsupported event ID 27".
+pub fn rpc_internal(reason: String) -> WireError {
     wire(
         ErrorCode::InternalError,
         ErrorDomain::Rpc,
-        "internal error: connection already open".to_owned(),
+        format!("internal error: {reason}"),
     )
+}
+
+/// A second CONNECT_OPEN on one connection (`VIR_ERR_INTERNAL_ERROR`).
+pub fn already_open() -> WireError {
+    rpc_internal("connection already open".to_owned())
 }
 
 /// Arguments that do not decode (`VIR_ERR_RPC`): bad length, bound

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use migrated_core::cookie::GraphicsRelocation;
-use migrated_core::domain::{DomainRef, DomainState};
+use migrated_core::domain::{DomainEvent, DomainRef, DomainState};
 use migrated_core::driver::Driver;
 use migrated_core::flags::{self, MigrateFlags};
 use migrated_core::job::{JobHandle, JournalEntry, RecoveryAction};
@@ -290,7 +290,8 @@ impl QemuBackend {
 }
 
 /// Waits for the migration on `qmp` to end; updates the job's statistics
-/// at every RAM pass and cancels the migration when the job is aborted.
+/// at every RAM pass (reporting each outgoing pass, QEMU's `MIGRATION_PASS`,
+/// as an iteration) and cancels the migration when the job is aborted.
 async fn wait(
     qmp: &Qmp,
     events: &mut broadcast::Receiver<Event>,
@@ -318,7 +319,14 @@ async fn wait(
             feed_stats(job, &info);
         }
         match info.status {
-            Some(MigrationStatus::Completed) => return Ok(info),
+            Some(MigrationStatus::Completed) => {
+                if outgoing {
+                    // The last passes' events may still wait in the channel
+                    // (QEMU sent them before this answer).
+                    report_pending_passes(events, job);
+                }
+                return Ok(info);
+            }
             Some(MigrationStatus::Failed) => {
                 return Err(failed(
                     info.error_desc
@@ -338,6 +346,7 @@ async fn wait(
         }
         tokio::select! {
             event = events.recv() => match event {
+                Ok(e) if outgoing && e.event == names::MIGRATION_PASS => report_pass(&e, job),
                 Ok(e) if e.event == names::MIGRATION || e.event == names::MIGRATION_PASS => {}
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => {
@@ -382,6 +391,26 @@ async fn incoming_multifd(qmp: &Qmp, dom: &DomainRef, channels: u8) -> Result<()
         "incoming migration: parallel connections set up"
     );
     Ok(())
+}
+
+/// A new pass over RAM (QEMU's `MIGRATION_PASS`): libvirt's MIGRATION_ITERATION.
+fn report_pass(event: &Event, job: &JobHandle) {
+    if let Some(pass) = event.data.get("pass").and_then(serde_json::Value::as_u64) {
+        job.report_iteration(pass);
+    }
+}
+
+/// Reports the `MIGRATION_PASS` events already received and not yet handled.
+fn report_pending_passes(events: &mut broadcast::Receiver<Event>, job: &JobHandle) {
+    loop {
+        match events.try_recv() {
+            Ok(e) if e.event == names::MIGRATION_PASS => report_pass(&e, job),
+            Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
+                return
+            }
+        }
+    }
 }
 
 fn feed_stats(job: &JobHandle, info: &MigrationInfo) {
@@ -559,6 +588,10 @@ fn percent_decode(s: &str) -> String {
 impl MigrationBackend for QemuBackend {
     fn support(&self) -> &'static SupportTable {
         &SUPPORT
+    }
+
+    fn events(&self) -> Option<broadcast::Sender<DomainEvent>> {
+        Some(self.driver.event_sender())
     }
 
     async fn begin(&self, dom: &DomainRef, req: &MigrateRequest) -> Result<BeginOut> {

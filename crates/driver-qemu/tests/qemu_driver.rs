@@ -87,7 +87,10 @@ async fn lifecycle_through_the_driver_api() {
         .define_xml(&guest_xml("life", uuid, "pc", 4, dir.path()), 0)
         .await
         .expect("define");
-    assert_eq!(next_event(&mut events).await.event, LifecycleEvent::Defined);
+    assert_eq!(
+        next_event(&mut events).await.as_lifecycle().map(|(e, _)| e),
+        Some(LifecycleEvent::Defined)
+    );
     assert!(!driver.is_active(&dom).await.expect("is_active"));
     assert!(driver.is_persistent(&dom).await.expect("is_persistent"));
 
@@ -95,7 +98,7 @@ async fn lifecycle_through_the_driver_api() {
     assert!(dom.id > 0);
     let ev = next_event(&mut events).await;
     assert_eq!(
-        (ev.event, ev.detail),
+        ev.as_lifecycle().expect("a lifecycle event"),
         (LifecycleEvent::Started, event_detail::STARTED_BOOTED)
     );
     assert_eq!(driver.lookup_by_id(dom.id).await.expect("by id").uuid, uuid);
@@ -113,7 +116,7 @@ async fn lifecycle_through_the_driver_api() {
     driver.suspend(&dom).await.expect("suspend");
     let ev = next_event(&mut events).await;
     assert_eq!(
-        (ev.event, ev.detail),
+        ev.as_lifecycle().expect("a lifecycle event"),
         (LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)
     );
     let state = driver.get_state(&dom, 0).await.expect("state");
@@ -132,7 +135,10 @@ async fn lifecycle_through_the_driver_api() {
     assert_eq!(err.code(), ErrorCode::OperationInvalid);
 
     driver.resume(&dom).await.expect("resume");
-    assert_eq!(next_event(&mut events).await.event, LifecycleEvent::Resumed);
+    assert_eq!(
+        next_event(&mut events).await.as_lifecycle().map(|(e, _)| e),
+        Some(LifecycleEvent::Resumed)
+    );
     counter_passes(&driver, &dom, frozen).await;
 
     // ACPI power button: accepted (this guest has no ACPI, so it keeps running).
@@ -142,7 +148,7 @@ async fn lifecycle_through_the_driver_api() {
     driver.destroy(&dom, 0).await.expect("destroy");
     let ev = next_event(&mut events).await;
     assert_eq!(
-        (ev.event, ev.detail),
+        ev.as_lifecycle().expect("a lifecycle event"),
         (LifecycleEvent::Stopped, event_detail::STOPPED_DESTROYED)
     );
     let state = driver.get_state(&dom, 0).await.expect("state");
@@ -217,7 +223,10 @@ async fn a_guest_killed_behind_our_back_is_shut_off_as_crashed() {
     // SAFETY: plain kill(2) on the QEMU this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     let ev = next_event(&mut events).await;
-    assert_eq!(ev.event, LifecycleEvent::Stopped);
+    assert_eq!(
+        ev.as_lifecycle().map(|(e, _)| e),
+        Some(LifecycleEvent::Stopped)
+    );
     let state = driver.get_state(&dom, 0).await.expect("state");
     assert_eq!(
         (state.state, state.reason),
@@ -482,12 +491,12 @@ async fn a_guest_that_shuts_down_is_shut_off_with_reason_shutdown() {
         .await;
     let ev = next_event(&mut events).await;
     assert_eq!(
-        (ev.event, ev.detail),
+        ev.as_lifecycle().expect("a lifecycle event"),
         (LifecycleEvent::Shutdown, event_detail::SHUTDOWN_FINISHED)
     );
     let ev = next_event(&mut events).await;
     assert_eq!(
-        (ev.event, ev.detail),
+        ev.as_lifecycle().expect("a lifecycle event"),
         (LifecycleEvent::Stopped, event_detail::STOPPED_SHUTDOWN)
     );
     let state = driver.get_state(&dom, 0).await.expect("state");

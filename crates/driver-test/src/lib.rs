@@ -65,7 +65,7 @@ pub use workload::{Workload, WorkloadConfig};
 use registry::Registry;
 use store::Store;
 
-/// Lifecycle events buffered per subscriber before the oldest are dropped.
+/// Domain events buffered per subscriber before the oldest are dropped.
 const EVENT_CAPACITY: usize = 1024;
 
 /// The canonical URI of this driver.
@@ -117,6 +117,12 @@ impl TestDriver {
                 events,
             }),
         })
+    }
+
+    /// The channel behind [`Driver::subscribe_events`], for the migration
+    /// manager's job events.
+    pub(crate) fn event_sender(&self) -> broadcast::Sender<DomainEvent> {
+        self.shared.events.clone()
     }
 
     /// The memory of a running guest, for the migration engine to stream.

@@ -71,7 +71,7 @@ impl Registry {
 
     fn emit(&self, dom: DomainRef, event: LifecycleEvent, detail: i32) {
         // No subscriber is not an error: events are best effort by design.
-        let _ = self.events.send(DomainEvent { dom, event, detail });
+        let _ = self.events.send(DomainEvent::lifecycle(dom, event, detail));
     }
 
     fn guest(&self, uuid: &Uuid) -> Result<&Guest> {

@@ -49,7 +49,7 @@ fn assert_invalid(err: Error, text: &str) {
 
 fn next_event(rx: &mut broadcast::Receiver<DomainEvent>) -> (LifecycleEvent, i32) {
     let ev = rx.try_recv().expect("an event was emitted");
-    (ev.event, ev.detail)
+    ev.as_lifecycle().expect("a lifecycle event")
 }
 
 #[tokio::test]
@@ -107,7 +107,7 @@ async fn define_start_suspend_resume_destroy_undefine_with_states_and_events() {
     drv.destroy(&dom, 0).await.expect("destroy");
     let ev = events.try_recv().expect("stopped event");
     assert_eq!(
-        (ev.event, ev.detail),
+        ev.as_lifecycle().expect("a lifecycle event"),
         (LifecycleEvent::Stopped, event_detail::STOPPED_DESTROYED)
     );
     assert_eq!(ev.dom.id, -1);

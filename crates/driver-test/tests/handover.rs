@@ -43,7 +43,7 @@ fn copy_pages(from: &GuestMemory, to: &GuestMemory, pages: impl IntoIterator<Ite
 
 fn drain(rx: &mut broadcast::Receiver<DomainEvent>) -> Vec<(LifecycleEvent, i32)> {
     std::iter::from_fn(|| rx.try_recv().ok())
-        .map(|e| (e.event, e.detail))
+        .filter_map(|e| e.as_lifecycle())
         .collect()
 }
 

@@ -225,6 +225,53 @@ pub fn spawn_slow_migration(from: &str, to: &str, name: &str) -> std::process::C
     child
 }
 
+/// What `virsh event` printed about one migration of `name` (from its
+/// `text`): the MIGRATION_ITERATION numbers in order, and the statistics of
+/// the JOB_COMPLETED event (`key: value` lines after its header). Checks
+/// what holds for every completed outgoing migration: iterations counted
+/// from 1 without gaps, one JOB_COMPLETED after the guest stopped here,
+/// for a migration out (operation 5), its `memory_iteration` the last pass.
+#[track_caller]
+pub fn job_events(text: &str, name: &str) -> (Vec<u64>, std::collections::HashMap<String, String>) {
+    let prefix = format!("event 'migration-iteration' for domain '{name}': iteration: '");
+    let iterations: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix)?.strip_suffix('\''))
+        .map(|n| {
+            n.parse()
+                .unwrap_or_else(|_| panic!("iteration {n:?} in:\n{text}"))
+        })
+        .collect();
+    let n = iterations.len() as u64;
+    assert!(n >= 1, "no migration-iteration event in:\n{text}");
+    assert_eq!(iterations, (1..=n).collect::<Vec<_>>(), "{text}");
+    let header = format!("event 'job-completed' for domain '{name}':");
+    assert_eq!(text.matches(&header).count(), 1, "{text}");
+    let at = text.find(&header).unwrap_or_default();
+    let stopped = text.find(&format!("for domain '{name}': Stopped Migrated"));
+    assert!(
+        stopped.is_some_and(|s| s < at),
+        "job-completed comes after the guest stopped here, as in libvirt:\n{text}"
+    );
+    let stats: std::collections::HashMap<String, String> = text[at..]
+        .lines()
+        .skip(1)
+        .map_while(|l| l.strip_prefix('\t')?.split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(
+        stats.get("operation").map(String::as_str),
+        Some("5"),
+        "{text}"
+    );
+    assert_eq!(
+        stats.get("memory_iteration"),
+        Some(&n.to_string()),
+        "the last pass:\n{text}"
+    );
+    (iterations, stats)
+}
+
 /// A loopback TCP proxy whose connections can be cut mid-stream.
 pub struct Proxy {
     pub port: u16,

@@ -1,18 +1,19 @@
 //! [`JobRegistry`]: at most one migration job per guest, change protection,
 //! per-job and per-domain tuning, and the statistics of the last completed job.
 //!
-//! A [`JobHandle`] is what the data plane sees: it reports progress, reads the
-//! tuning that an operator may change while the job runs, and watches the
-//! abort signal.
+//! A [`JobHandle`] is what the data plane sees: it reports progress (each
+//! new pass of an outgoing migration also goes to the driver's event
+//! channel as a MIGRATION_ITERATION event), reads the tuning that an
+//! operator may change while the job runs, and watches the abort signal.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
-use crate::domain::DomainRef;
+use crate::domain::{DomainEvent, DomainEventKind, DomainRef};
 use crate::error::{Error, Result};
 use crate::job::phase::{JobError, Phase};
 use crate::job::report::{JobEnd, JobObserver};
@@ -72,6 +73,8 @@ struct Shared {
     pause_now: watch::Sender<bool>,
     transfer: watch::Sender<Transfer>,
     ended: watch::Sender<bool>,
+    /// The driver's event channel, if it has one.
+    events: Option<broadcast::Sender<DomainEvent>>,
 }
 
 /// What the destination knows about its incoming data stream.
@@ -120,7 +123,14 @@ impl AbortSignal {
 }
 
 impl JobHandle {
-    fn new(job_id: Uuid, role: Role, dom: DomainRef, phase: Phase, tuning: Tuning) -> Self {
+    fn new(
+        job_id: Uuid,
+        role: Role,
+        dom: DomainRef,
+        phase: Phase,
+        tuning: Tuning,
+        events: Option<broadcast::Sender<DomainEvent>>,
+    ) -> Self {
         let now = Instant::now();
         let stats = JobStats {
             job_type: JobType::Unbounded,
@@ -148,6 +158,7 @@ impl JobHandle {
             pause_now: watch::channel(false).0,
             transfer: watch::channel(Transfer::Running).0,
             ended: watch::channel(false).0,
+            events,
         }))
     }
 
@@ -219,6 +230,29 @@ impl JobHandle {
     /// Changes the statistics (the data plane's progress reports).
     pub fn update_stats(&self, f: impl FnOnce(&mut JobStats)) {
         f(&mut lock(&self.0.stats));
+    }
+
+    /// Data plane: pass `iteration` (from 1) over the guest's memory starts.
+    /// Recorded in the statistics; on the source it is also the
+    /// MIGRATION_ITERATION event libvirt sends for QEMU's `MIGRATION_PASS`.
+    pub fn report_iteration(&self, iteration: u64) {
+        self.update_stats(|s| s.memory_iteration = iteration);
+        if self.0.role == Role::Source {
+            self.emit(DomainEventKind::MigrationIteration {
+                iteration: i32::try_from(iteration).unwrap_or(i32::MAX),
+            });
+        }
+    }
+
+    /// Sends an event about this job's guest to the driver's subscribers.
+    fn emit(&self, kind: DomainEventKind) {
+        if let Some(events) = &self.0.events {
+            // An error only means nobody listens right now.
+            let _ = events.send(DomainEvent {
+                dom: self.domain(),
+                kind,
+            });
+        }
     }
 
     /// The current tuning (may change while the job runs).
@@ -367,6 +401,8 @@ pub struct JobRegistry {
     max_jobs: std::sync::atomic::AtomicUsize,
     /// Told about every job that ends (log line aside: the daemon's metrics).
     observers: Mutex<Vec<Arc<dyn JobObserver>>>,
+    /// The driver's event channel, handed to every job.
+    events: Option<broadcast::Sender<DomainEvent>>,
 }
 
 impl Default for JobRegistry {
@@ -375,6 +411,7 @@ impl Default for JobRegistry {
             inner: Mutex::default(),
             max_jobs: std::sync::atomic::AtomicUsize::new(usize::MAX),
             observers: Mutex::default(),
+            events: None,
         }
     }
 }
@@ -391,6 +428,15 @@ impl JobRegistry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty registry whose jobs send their events (migration
+    /// iterations) to `events`, the driver's event channel.
+    pub fn with_events(events: Option<broadcast::Sender<DomainEvent>>) -> Self {
+        Self {
+            events,
+            ..Self::default()
+        }
     }
 
     /// Limits the number of concurrent jobs (source and destination alike);
@@ -427,7 +473,14 @@ impl JobRegistry {
             )));
         }
         let tuning = inner.tuning.get(&dom.uuid).copied().unwrap_or_default();
-        let handle = JobHandle::new(job_id, phase.role(), dom.clone(), phase, tuning);
+        let handle = JobHandle::new(
+            job_id,
+            phase.role(),
+            dom.clone(),
+            phase,
+            tuning,
+            self.events.clone(),
+        );
         inner.active.insert(dom.uuid, handle.clone());
         Ok(handle)
     }
@@ -459,12 +512,11 @@ impl JobRegistry {
             .cloned()
     }
 
-    /// Ends the job of `uuid`, keeping its statistics as "completed".
-    pub fn finish(&self, uuid: &Uuid, outcome: JobOutcome) {
+    /// Ends the job of `uuid`, keeping its statistics as "completed"; returns
+    /// them (`None` when no job was active).
+    pub fn finish(&self, uuid: &Uuid, outcome: JobOutcome) -> Option<JobStats> {
         let mut inner = lock(&self.inner);
-        let Some(job) = inner.active.remove(uuid) else {
-            return;
-        };
+        let job = inner.active.remove(uuid)?;
         job.mark_ended();
         let mut stats = job.stats();
         match outcome {
@@ -496,6 +548,7 @@ impl JobRegistry {
         for observer in observers {
             observer.job_ended(&end);
         }
+        Some(end.stats)
     }
 
     /// Whether a migration job owns the guest.

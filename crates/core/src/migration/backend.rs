@@ -5,9 +5,10 @@
 use std::ops::RangeInclusive;
 
 use async_trait::async_trait;
+use tokio::sync::broadcast;
 
 use crate::cookie::{GraphicsRelocation, LockState};
-use crate::domain::DomainRef;
+use crate::domain::{DomainEvent, DomainRef};
 use crate::error::Result;
 use crate::flags::MigrateFlags;
 use crate::job::{JobHandle, JournalEntry, RecoveryAction};
@@ -106,7 +107,8 @@ pub struct PrepareOut {
 /// [`Manager`](super::Manager) created, after its checks and journal write.
 ///
 /// Backends emit the lifecycle events of what they do (suspended/resumed
-/// "migrated", stopped "migrated", started "migrated").
+/// "migrated", stopped "migrated", started "migrated"); the job events
+/// (migration iterations, job completed) go through [`MigrationBackend::events`].
 ///
 /// # Errors
 /// Implementations return the calls-layer [`Error`](crate::Error) of what failed:
@@ -116,6 +118,16 @@ pub struct PrepareOut {
 pub trait MigrationBackend: Send + Sync {
     /// The driver's table (name, migration flags, params, defaults).
     fn support(&self) -> &'static SupportTable;
+
+    /// The driver's domain event channel, the one its
+    /// [`Driver::subscribe_events`](crate::driver::Driver::subscribe_events)
+    /// subscribes to. The manager and the jobs send their events there:
+    /// MIGRATION_ITERATION at each pass of an outgoing migration (reported
+    /// with [`JobHandle::report_iteration`]) and JOB_COMPLETED when an
+    /// outgoing migration has completed. `None` (the default): no job events.
+    fn events(&self) -> Option<broadcast::Sender<DomainEvent>> {
+        None
+    }
 
     /// Flags this driver always uses whatever the caller asks (a caller that
     /// explicitly refuses one gets `ArgumentUnsupported`).

@@ -1,36 +1,38 @@
 //! Event callbacks: registration procedures and the per-connection task
-//! that forwards the driver's lifecycle events as MESSAGEs.
+//! that forwards the driver's domain events as MESSAGEs.
 //!
 //! Modern clients (feature 14) register with CALLBACK_REGISTER_ANY (316)
-//! and get DOMAIN_EVENT_CALLBACK_LIFECYCLE (318) carrying their callback id;
+//! and get DOMAIN_EVENT_CALLBACK_LIFECYCLE (318),
+//! DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION (359) and
+//! DOMAIN_EVENT_CALLBACK_JOB_COMPLETED (363) carrying their callback id;
 //! legacy clients register with 105 or 167 and get DOMAIN_EVENT_LIFECYCLE
-//! (107). Only lifecycle events (id 0) are produced; other ids may be
-//! registered and simply never fire, as for a driver without such events.
+//! (107). As libvirtd, every id libvirt 9.0 knows registers (legacy ones
+//! only up to DEVICE_REMOVED, the last with a legacy message); ids no
+//! driver produces simply never fire, and the newer kinds have no legacy
+//! message, so a legacy registration for them never fires either.
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use migrated_core::driver::DomainEvent;
+use migrated_core::domain::event_id;
+use migrated_core::driver::{DomainEvent, DomainEventKind};
 use migrated_core::error::ErrorCode;
 use migrated_proto::{
     ConnectDomainEventCallbackDeregisterAnyArgs, ConnectDomainEventCallbackRegisterAnyArgs,
     ConnectDomainEventCallbackRegisterAnyRet, ConnectDomainEventDeregisterAnyArgs,
     ConnectDomainEventDeregisterRet, ConnectDomainEventRegisterAnyArgs,
-    ConnectDomainEventRegisterRet, DomainEventCallbackLifecycleMsg, DomainEventLifecycleMsg,
-    Procedure, REMOTE_PROGRAM,
+    ConnectDomainEventRegisterRet, DomainEventCallbackJobCompletedMsg,
+    DomainEventCallbackLifecycleMsg, DomainEventCallbackMigrationIterationMsg,
+    DomainEventLifecycleMsg, NonnullDomain, Procedure, REMOTE_PROGRAM,
 };
 use migrated_rpc::{ConnHandle, WireError};
+use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::to_wire_dom;
 use crate::handler::Session;
-use crate::wire::to_wire_error;
-
-/// `VIR_DOMAIN_EVENT_ID_LIFECYCLE`.
-pub const EVENT_ID_LIFECYCLE: i32 = 0;
-/// One past the last event id libvirt 9.0 knows (`VIR_DOMAIN_EVENT_ID_LAST`).
-pub const EVENT_ID_LAST: i32 = 27;
+use crate::wire::{rpc_internal, to_wire_error};
 
 /// One CALLBACK_REGISTER_ANY registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,39 +54,81 @@ pub struct Registrations {
     forwarding: bool,
 }
 
+/// `payload` encoded as the MESSAGE of `procedure`; `None` (logged) if it
+/// does not encode, which only a bug can cause.
+fn encode(procedure: Procedure, payload: &impl Serialize) -> Option<(Procedure, Bytes)> {
+    match migrated_xdr::to_bytes(payload) {
+        Ok(bytes) => Some((procedure, Bytes::from(bytes))),
+        Err(err) => {
+            tracing::warn!(?procedure, error = %err, "event not sent: it does not encode");
+            None
+        }
+    }
+}
+
+/// The MESSAGE for callback `callback_id` about `dom`.
+fn callback_message(
+    callback_id: i32,
+    dom: &NonnullDomain,
+    kind: &DomainEventKind,
+) -> Option<(Procedure, Bytes)> {
+    match kind {
+        DomainEventKind::Lifecycle { event, detail } => encode(
+            Procedure::DomainEventCallbackLifecycle,
+            &DomainEventCallbackLifecycleMsg {
+                callback_id,
+                msg: DomainEventLifecycleMsg {
+                    dom: dom.clone(),
+                    event: *event as i32,
+                    detail: *detail,
+                },
+            },
+        ),
+        DomainEventKind::MigrationIteration { iteration } => encode(
+            Procedure::DomainEventCallbackMigrationIteration,
+            &DomainEventCallbackMigrationIterationMsg {
+                callback_id,
+                dom: dom.clone(),
+                iteration: *iteration,
+            },
+        ),
+        DomainEventKind::JobCompleted { stats } => encode(
+            Procedure::DomainEventCallbackJobCompleted,
+            &DomainEventCallbackJobCompletedMsg {
+                callback_id,
+                dom: dom.clone(),
+                params: stats.clone().into_wire(),
+            },
+        ),
+    }
+}
+
 impl Registrations {
     /// The MESSAGEs (procedure, payload) `event` produces for these registrations.
     fn messages_for(&self, event: &DomainEvent) -> Vec<(Procedure, Bytes)> {
-        let msg = DomainEventLifecycleMsg {
-            dom: to_wire_dom(&event.dom),
-            event: event.event as i32,
-            detail: event.detail,
-        };
-        let mut out = Vec::new();
-        for cb in &self.callbacks {
-            let wanted = cb.event_id == EVENT_ID_LIFECYCLE
-                && cb.dom.map_or(true, |uuid| uuid == event.dom.uuid);
-            if wanted {
-                let payload = DomainEventCallbackLifecycleMsg {
-                    callback_id: cb.id,
-                    msg: msg.clone(),
-                };
-                if let Ok(bytes) = migrated_xdr::to_bytes(&payload) {
-                    out.push((Procedure::DomainEventCallbackLifecycle, Bytes::from(bytes)));
-                }
-            }
-        }
-        if self.legacy.contains(&EVENT_ID_LIFECYCLE) {
-            if let Ok(bytes) = migrated_xdr::to_bytes(&msg) {
-                out.push((Procedure::DomainEventLifecycle, Bytes::from(bytes)));
+        let dom = to_wire_dom(&event.dom);
+        let id = event.kind.id();
+        let mut out: Vec<_> = self
+            .callbacks
+            .iter()
+            .filter(|cb| cb.event_id == id && cb.dom.map_or(true, |uuid| uuid == event.dom.uuid))
+            .filter_map(|cb| callback_message(cb.id, &dom, &event.kind))
+            .collect();
+        // Only lifecycle events have a legacy message.
+        if let Some((event_kind, detail)) = event.as_lifecycle() {
+            if self.legacy.contains(&event_id::LIFECYCLE) {
+                out.extend(encode(
+                    Procedure::DomainEventLifecycle,
+                    &DomainEventLifecycleMsg {
+                        dom,
+                        event: event_kind as i32,
+                        detail,
+                    },
+                ));
             }
         }
         out
     }
-}
-
-fn invalid_arg(operation: &'static str, reason: String) -> WireError {
-    to_wire_error(&migrated_core::Error::InvalidArg { operation, reason })
 }
 
 fn lock(regs: &Mutex<Registrations>) -> std::sync::MutexGuard<'_, Registrations> {
@@ -92,14 +136,13 @@ fn lock(regs: &Mutex<Registrations>) -> std::sync::MutexGuard<'_, Registrations>
     regs.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn check_event_id(operation: &'static str, event_id: i32) -> Result<(), WireError> {
-    if (0..EVENT_ID_LAST).contains(&event_id) {
+/// libvirtd's answer to an event id outside `0..=last`:
+/// `VIR_ERR_INTERNAL_ERROR` "unsupported event ID N".
+fn check_event_id(event_id: i32, last: i32) -> Result<(), WireError> {
+    if (0..=last).contains(&event_id) {
         Ok(())
     } else {
-        Err(invalid_arg(
-            operation,
-            format!("unsupported event ID {event_id}"),
-        ))
+        Err(rpc_internal(format!("unsupported event ID {event_id}")))
     }
 }
 
@@ -156,7 +199,7 @@ async fn forward(
                 tracing::warn!(
                     conn_id = handle.info().id,
                     missed,
-                    "client too slow, lifecycle events dropped"
+                    "client too slow, domain events dropped"
                 );
             }
             Err(RecvError::Closed) => return,
@@ -167,12 +210,13 @@ async fn forward(
 /// CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY (316).
 ///
 /// # Errors
-/// INVALID_ARG for an unknown event id.
+/// `VIR_ERR_INTERNAL_ERROR` "unsupported event ID N" for an id libvirt 9.0
+/// does not know, as libvirtd.
 pub fn callback_register_any(
     session: &Session,
     args: ConnectDomainEventCallbackRegisterAnyArgs,
 ) -> Result<ConnectDomainEventCallbackRegisterAnyRet, WireError> {
-    check_event_id("virConnectDomainEventRegisterAny", args.event_id)?;
+    check_event_id(args.event_id, event_id::LAST - 1)?;
     let callback_id = {
         let mut regs = lock(session.events());
         let id = regs.next_id;
@@ -191,7 +235,7 @@ pub fn callback_register_any(
 /// CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY (317).
 ///
 /// # Errors
-/// INVALID_ARG for an id that is not registered.
+/// `VIR_ERR_INTERNAL_ERROR` "domain event callback N not registered".
 pub fn callback_deregister_any(
     session: &Session,
     args: ConnectDomainEventCallbackDeregisterAnyArgs,
@@ -200,10 +244,10 @@ pub fn callback_deregister_any(
     let before = regs.callbacks.len();
     regs.callbacks.retain(|cb| cb.id != args.callback_id);
     if regs.callbacks.len() == before {
-        return Err(invalid_arg(
-            "virConnectDomainEventDeregisterAny",
-            format!("callback ID {} not registered", args.callback_id),
-        ));
+        return Err(rpc_internal(format!(
+            "domain event callback {} not registered",
+            args.callback_id
+        )));
     }
     Ok(())
 }
@@ -213,33 +257,29 @@ fn legacy_register(
     operation: &'static str,
     event_id: i32,
 ) -> Result<(), WireError> {
-    check_event_id(operation, event_id)?;
+    check_event_id(event_id, event_id::DEVICE_REMOVED)?;
     {
         let mut regs = lock(session.events());
         if regs.legacy.contains(&event_id) {
-            return Err(invalid_arg(
+            return Err(to_wire_error(&migrated_core::Error::InvalidArg {
                 operation,
-                format!("domain event {event_id} already registered"),
-            ));
+                reason: format!("domain event {event_id} already registered"),
+            }));
         }
         regs.legacy.push(event_id);
     }
     ensure_forwarding(session)
 }
 
-fn legacy_deregister(
-    session: &Session,
-    operation: &'static str,
-    event_id: i32,
-) -> Result<(), WireError> {
+fn legacy_deregister(session: &Session, event_id: i32) -> Result<(), WireError> {
+    check_event_id(event_id, event_id::DEVICE_REMOVED)?;
     let mut regs = lock(session.events());
     let before = regs.legacy.len();
     regs.legacy.retain(|id| *id != event_id);
     if regs.legacy.len() == before {
-        return Err(invalid_arg(
-            operation,
-            format!("domain event {event_id} not registered"),
-        ));
+        return Err(rpc_internal(format!(
+            "domain event {event_id} not registered"
+        )));
     }
     Ok(())
 }
@@ -249,27 +289,29 @@ fn legacy_deregister(
 /// # Errors
 /// INVALID_ARG when already registered.
 pub fn register(session: &Session) -> Result<ConnectDomainEventRegisterRet, WireError> {
-    legacy_register(session, "virConnectDomainEventRegister", EVENT_ID_LIFECYCLE)?;
+    legacy_register(
+        session,
+        "virConnectDomainEventRegister",
+        event_id::LIFECYCLE,
+    )?;
     Ok(ConnectDomainEventRegisterRet { cb_registered: 1 })
 }
 
 /// CONNECT_DOMAIN_EVENT_DEREGISTER (106, legacy lifecycle).
 ///
 /// # Errors
-/// INVALID_ARG when not registered.
+/// `VIR_ERR_INTERNAL_ERROR` "domain event 0 not registered".
 pub fn deregister(session: &Session) -> Result<ConnectDomainEventDeregisterRet, WireError> {
-    legacy_deregister(
-        session,
-        "virConnectDomainEventDeregister",
-        EVENT_ID_LIFECYCLE,
-    )?;
+    legacy_deregister(session, event_id::LIFECYCLE)?;
     Ok(ConnectDomainEventDeregisterRet { cb_registered: 0 })
 }
 
-/// CONNECT_DOMAIN_EVENT_REGISTER_ANY (167, legacy).
+/// CONNECT_DOMAIN_EVENT_REGISTER_ANY (167, legacy): ids up to
+/// DEVICE_REMOVED (15), as libvirtd (later ids exist only for callbacks).
 ///
 /// # Errors
-/// INVALID_ARG for an unknown or already registered event id.
+/// `VIR_ERR_INTERNAL_ERROR` "unsupported event ID N" for a later or unknown
+/// id, INVALID_ARG for one already registered.
 pub fn register_any(
     session: &Session,
     args: ConnectDomainEventRegisterAnyArgs,
@@ -280,30 +322,36 @@ pub fn register_any(
 /// CONNECT_DOMAIN_EVENT_DEREGISTER_ANY (168, legacy).
 ///
 /// # Errors
-/// INVALID_ARG when not registered.
+/// `VIR_ERR_INTERNAL_ERROR`: "unsupported event ID N" as for 167, "domain
+/// event N not registered".
 pub fn deregister_any(
     session: &Session,
     args: ConnectDomainEventDeregisterAnyArgs,
 ) -> Result<(), WireError> {
-    legacy_deregister(session, "virConnectDomainEventDeregisterAny", args.event_id)
+    legacy_deregister(session, args.event_id)
 }
 
 #[cfg(test)]
 mod tests {
     use migrated_core::driver::{DomainRef, LifecycleEvent};
+    use migrated_core::typed_params::{TypedParams, TypedValue};
 
     use super::*;
 
-    fn event(uuid: Uuid) -> DomainEvent {
-        DomainEvent {
-            dom: DomainRef {
-                name: "g".into(),
-                uuid,
-                id: 3,
-            },
-            event: LifecycleEvent::Started,
-            detail: 0,
+    fn dom(uuid: Uuid) -> DomainRef {
+        DomainRef {
+            name: "g".into(),
+            uuid,
+            id: 3,
         }
+    }
+
+    fn event(uuid: Uuid) -> DomainEvent {
+        DomainEvent::lifecycle(dom(uuid), LifecycleEvent::Started, 0)
+    }
+
+    fn callback(id: i32, event_id: i32, dom: Option<Uuid>) -> Callback {
+        Callback { id, event_id, dom }
     }
 
     #[test]
@@ -312,21 +360,9 @@ mod tests {
         let b = Uuid::from_u128(2);
         let regs = Registrations {
             callbacks: vec![
-                Callback {
-                    id: 0,
-                    event_id: 0,
-                    dom: None,
-                },
-                Callback {
-                    id: 1,
-                    event_id: 0,
-                    dom: Some(b),
-                },
-                Callback {
-                    id: 2,
-                    event_id: 5,
-                    dom: None,
-                },
+                callback(0, 0, None),
+                callback(1, 0, Some(b)),
+                callback(2, 5, None),
             ],
             next_id: 3,
             legacy: vec![0],
@@ -349,5 +385,61 @@ mod tests {
             &2i32.to_be_bytes()
         );
         assert_eq!(regs.messages_for(&event(b)).len(), 3);
+    }
+
+    #[test]
+    fn job_events_reach_only_their_callbacks_and_no_legacy_registration() {
+        let a = Uuid::from_u128(1);
+        let regs = Registrations {
+            callbacks: vec![
+                callback(0, event_id::LIFECYCLE, None),
+                callback(1, event_id::MIGRATION_ITERATION, None),
+                callback(2, event_id::JOB_COMPLETED, Some(a)),
+                callback(3, event_id::JOB_COMPLETED, Some(Uuid::from_u128(2))),
+            ],
+            next_id: 4,
+            legacy: vec![event_id::LIFECYCLE, event_id::MIGRATION_ITERATION],
+            forwarding: true,
+        };
+        let iteration = DomainEvent {
+            dom: dom(a),
+            kind: DomainEventKind::MigrationIteration { iteration: 4 },
+        };
+        let msgs = regs.messages_for(&iteration);
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].0, Procedure::DomainEventCallbackMigrationIteration);
+        let msg: DomainEventCallbackMigrationIterationMsg =
+            migrated_xdr::from_bytes(&msgs[0].1).expect("decodes");
+        assert_eq!((msg.callback_id, msg.iteration), (1, 4));
+        assert_eq!(msg.dom.name, "g");
+
+        let stats = TypedParams::new()
+            .with("operation", TypedValue::Int(5))
+            .with("data_total", TypedValue::ULLong(4096));
+        let completed = DomainEvent {
+            dom: dom(a),
+            kind: DomainEventKind::JobCompleted { stats },
+        };
+        let msgs = regs.messages_for(&completed);
+        assert_eq!(msgs.len(), 1, "only the callback for this domain");
+        assert_eq!(msgs[0].0, Procedure::DomainEventCallbackJobCompleted);
+        let msg: DomainEventCallbackJobCompletedMsg =
+            migrated_xdr::from_bytes(&msgs[0].1).expect("decodes");
+        assert_eq!(msg.callback_id, 2);
+        let params = TypedParams::from_wire(msg.params, 64).expect("valid params");
+        assert_eq!(params.get_ullong("data_total").expect("u64"), Some(4096));
+    }
+
+    #[test]
+    fn unknown_ids_get_libvirtds_internal_error() {
+        assert!(check_event_id(event_id::LAST - 1, event_id::LAST - 1).is_ok());
+        let err = check_event_id(event_id::LAST, event_id::LAST - 1).expect_err("unknown");
+        assert_eq!(err.code, ErrorCode::InternalError as i32);
+        assert_eq!(
+            err.message.as_deref(),
+            Some("internal error: unsupported event ID 27")
+        );
+        assert!(check_event_id(-1, event_id::LAST - 1).is_err());
+        assert!(check_event_id(event_id::MIGRATION_ITERATION, event_id::DEVICE_REMOVED).is_err());
     }
 }

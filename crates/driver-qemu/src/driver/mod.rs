@@ -49,7 +49,7 @@ use registry::{Domain, Live, Registry, Runtime, StopIntent};
 /// The canonical URI of this driver.
 pub const URI: &str = "qemu:///system";
 
-/// Lifecycle events buffered per subscriber.
+/// Domain events buffered per subscriber.
 const EVENT_CAPACITY: usize = 1024;
 
 /// How long a graceful destroy waits for QEMU to exit after SIGTERM.
@@ -122,7 +122,7 @@ impl Shared {
 
     fn emit(&self, dom: DomainRef, event: LifecycleEvent, detail: i32) {
         // No subscriber is not an error.
-        let _ = self.events.send(DomainEvent { dom, event, detail });
+        let _ = self.events.send(DomainEvent::lifecycle(dom, event, detail));
     }
 
     /// Records a new run state if `id` is still the current run; emits the
@@ -520,6 +520,12 @@ impl QemuDriver {
             detail: event_detail::STOPPED_MIGRATED,
         };
         self.stop(dom, intent, false).await
+    }
+
+    /// The channel behind [`Driver::subscribe_events`], for the migration
+    /// manager's job events.
+    pub(crate) fn event_sender(&self) -> broadcast::Sender<DomainEvent> {
+        self.shared.events.clone()
     }
 
     /// Marks whether an outgoing migration of `dom` runs, so the STOP at

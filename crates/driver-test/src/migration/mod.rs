@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use migrated_core::cookie::GraphicsRelocation;
-use migrated_core::domain::{DomainRef, DomainState};
+use migrated_core::domain::{DomainEvent, DomainRef, DomainState};
 use migrated_core::driver::Driver;
 use migrated_core::flags::{self, MigrateFlags};
 use migrated_core::job::{JobHandle, JournalEntry, RecoveryAction};
@@ -29,6 +29,7 @@ use migrated_core::xml::{DomainDef, FormatOptions};
 use migrated_core::{Error, Result};
 use tokio::io::AsyncWrite;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -200,6 +201,10 @@ impl TestBackend {
 impl MigrationBackend for TestBackend {
     fn support(&self) -> &'static SupportTable {
         &crate::SUPPORT
+    }
+
+    fn events(&self) -> Option<broadcast::Sender<DomainEvent>> {
+        Some(self.driver.event_sender())
     }
 
     async fn begin(&self, dom: &DomainRef, req: &MigrateRequest) -> Result<BeginOut> {

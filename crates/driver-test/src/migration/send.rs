@@ -171,8 +171,7 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
         let auto_converge = self.req.has(MigrateFlags::AUTO_CONVERGE);
         let mut throttle: i32 = 0;
         loop {
-            self.job
-                .update_stats(|s| s.memory_iteration = u64::from(iteration));
+            self.job.report_iteration(u64::from(iteration));
             // Hash what was written since the last pass while this one sends
             // it (the first hashes every page holding data).
             self.digests.start().await?;
@@ -197,7 +196,6 @@ impl<W: AsyncWrite + Unpin> Sender<'_, W> {
                 .unwrap_or(0);
             self.report(remaining);
             self.job.update_stats(|s| {
-                s.memory_iteration = u64::from(iteration);
                 s.memory_bps = measured;
                 s.memory_dirty_rate = (dirty as f64 / elapsed) as u64;
                 s.downtime_ms = expected_downtime;

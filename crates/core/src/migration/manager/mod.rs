@@ -25,15 +25,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::cookie::Cookie;
-use crate::domain::{DomainRef, HostIdentity};
+use crate::domain::{DomainEvent, DomainEventKind, DomainRef, HostIdentity};
 use crate::error::Result;
 use crate::flags::MigrateFlags;
 use crate::job::{
-    DestinationEvent, JobHandle, JobOutcome, JobRegistry, Journal, JournalEntry, Phase,
-    RecoveryAction, SourceEvent,
+    DestinationEvent, JobHandle, JobOutcome, JobRegistry, JobStats, JobType, Journal, JournalEntry,
+    Phase, RecoveryAction, SourceEvent,
 };
 use crate::migration::backend::{BeginOut, MigrationBackend};
 use crate::migration::fault::PausePoint;
@@ -149,6 +150,8 @@ pub struct Manager {
     failed_incoming: Arc<Mutex<HashMap<String, String>>>,
     /// Recovered source jobs kept paused until someone knows the peer's outcome.
     held: Mutex<HashMap<Uuid, JournalEntry>>,
+    /// The driver's event channel ([`MigrationBackend::events`]).
+    events: Option<broadcast::Sender<DomainEvent>>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -167,15 +170,17 @@ impl Manager {
     /// [`Error::System`](crate::Error::System) if the journal directory cannot be created.
     pub fn new(config: ManagerConfig, backend: Arc<dyn MigrationBackend>) -> Result<Self> {
         let journal = Journal::open(&config.state_dir)?;
+        let events = backend.events();
         Ok(Self {
             config,
             backend,
-            registry: Arc::new(JobRegistry::new()),
+            registry: Arc::new(JobRegistry::with_events(events.clone())),
             journal,
             sources: Mutex::new(HashMap::new()),
             incoming: Arc::new(Mutex::new(HashMap::new())),
             failed_incoming: Arc::new(Mutex::new(HashMap::new())),
             held: Mutex::new(HashMap::new()),
+            events,
         })
     }
 
@@ -241,15 +246,37 @@ impl Manager {
         )
     }
 
-    /// Ends a job: completed statistics kept, journal entry and context dropped.
-    fn end(&self, job: &JobHandle, outcome: JobOutcome) {
+    /// Ends a job: completed statistics kept (and returned), journal entry
+    /// and context dropped.
+    fn end(&self, job: &JobHandle, outcome: JobOutcome) -> Option<JobStats> {
         let uuid = job.domain().uuid;
         lock(&self.sources).remove(&uuid);
         lock(&self.incoming).remove(&uuid);
-        self.registry.finish(&uuid, outcome);
+        let stats = self.registry.finish(&uuid, outcome);
         if let Err(err) = self.journal.remove(&job.job_id()) {
             tracing::warn!(job_id = %job.job_id(), error = %err, "could not remove journal entry");
         }
+        stats
+    }
+
+    /// JOB_COMPLETED for a job that ended with `stats`, if it completed. The
+    /// guest no longer runs on this host, so its id is the inactive one, as
+    /// in libvirt's event.
+    fn announce_completed(&self, dom: DomainRef, stats: &JobStats) {
+        let Some(events) = &self.events else { return };
+        if stats.job_type != JobType::Completed {
+            return;
+        }
+        // An error only means nobody listens right now.
+        let _ = events.send(DomainEvent {
+            dom: DomainRef {
+                id: DomainRef::INACTIVE_ID,
+                ..dom
+            },
+            kind: DomainEventKind::JobCompleted {
+                stats: stats.to_typed_params(),
+            },
+        });
     }
 
     async fn pause_point(&self, point: PausePoint) {

@@ -144,7 +144,9 @@ impl Manager {
                 );
                 tracing::info!(job_id = %job.job_id(), dom = %dom.name, "migration job begun");
             }
-            (Err(err), Some(job)) => self.end(&job, JobOutcome::Failed(err.to_string())),
+            (Err(err), Some(job)) => {
+                self.end(&job, JobOutcome::Failed(err.to_string()));
+            }
             (_, None) => {}
         }
         if result.is_ok() {
@@ -391,7 +393,8 @@ impl Manager {
     }
 
     /// v2/v1 Perform (no Begin, no Confirm): Perform3, then the source is
-    /// confirmed (stopped) right away on success, as libvirt's v2 does.
+    /// confirmed (stopped) right away on success, as libvirt's v2 does
+    /// (without a JOB_COMPLETED event, as there).
     ///
     /// # Errors
     /// As [`Manager::perform3`].
@@ -402,11 +405,13 @@ impl Manager {
         cookie_in: &[u8],
     ) -> Result<()> {
         self.perform3(dom, req.clone(), cookie_in, None).await?;
-        self.confirm3(dom, req, &[], false).await
+        self.confirm(dom, req, &[], false, false).await
     }
 
     /// Source, Confirm3: `cancelled` = false → stop the guest here (undefine with
-    /// UNDEFINE_SOURCE); true → resume it here. Ends the job.
+    /// UNDEFINE_SOURCE); true → resume it here. Ends the job; a live
+    /// migration that completed is announced with a JOB_COMPLETED event
+    /// carrying its statistics (libvirt's `qemuMigrationSrcComplete`).
     ///
     /// # Errors
     /// `OperationInvalid` without a source job in a phase that allows it (e.g.
@@ -417,6 +422,19 @@ impl Manager {
         req: MigrateRequest,
         cookie_in: &[u8],
         cancelled: bool,
+    ) -> Result<()> {
+        self.confirm(dom, req, cookie_in, cancelled, true).await
+    }
+
+    /// Confirm3's body; `announce` = whether a completed live migration
+    /// sends JOB_COMPLETED (v3 does, v2 does not).
+    async fn confirm(
+        &self,
+        dom: &DomainRef,
+        req: MigrateRequest,
+        cookie_in: &[u8],
+        cancelled: bool,
+        announce: bool,
     ) -> Result<()> {
         // Confirm's cookie only carries statistics while `cancelled` decides the
         // guest's fate: a bad cookie is reported, but the guest is still settled
@@ -459,7 +477,12 @@ impl Manager {
             (Ok(()), true) => JobOutcome::Cancelled,
             (Err(err), _) => JobOutcome::Failed(err.to_string()),
         };
-        self.end(&job, outcome);
+        let guest = job.domain();
+        let stats = self.end(&job, outcome);
+        // Offline migrations move no job data; libvirt announces none.
+        if let Some(stats) = stats.filter(|_| announce && !req.is_offline()) {
+            self.announce_completed(guest, &stats);
+        }
         result?;
         cookie_err.map_or(Ok(()), Err)
     }
