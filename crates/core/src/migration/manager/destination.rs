@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{lock, record, Finish3Out, Manager, Prepare3Out};
-use crate::cookie::{feature, Capability, Cookie};
+use crate::cookie::{feature, Capability, Cookie, Nbd};
 use crate::domain::DomainRef;
 use crate::error::{Error, Result};
 use crate::flags::MigrateFlags;
@@ -69,7 +69,9 @@ impl Manager {
                     reason: "a tunnelled migration must use PREPARE_TUNNEL3".into(),
                 })
             }
-            (false, None, false) => self.direct_incoming(&req)?,
+            (false, None, false) => {
+                self.direct_incoming(&req, cookie.as_ref().and_then(|c| c.nbd.clone()))?
+            }
         };
         let job_id = cookie.as_ref().map_or_else(Uuid::new_v4, |c| c.job_id);
         let peer = cookie
@@ -107,6 +109,10 @@ impl Manager {
                     .into_iter()
                     .map(|(name, value)| Capability { name, value })
                     .collect();
+                if let Some(nbd) = out.nbd {
+                    reply.nbd = Some(nbd);
+                    reply.require(feature::NBD);
+                }
                 match reply.encode() {
                     Ok(bytes) => {
                         self.pause_point(PausePoint::Prepare).await;
@@ -174,7 +180,7 @@ impl Manager {
         }
     }
 
-    fn direct_incoming(&self, req: &MigrateRequest) -> Result<Incoming> {
+    fn direct_incoming(&self, req: &MigrateRequest, nbd: Option<Nbd>) -> Result<Incoming> {
         let mut listen_address = req
             .listen_address
             .clone()
@@ -192,6 +198,7 @@ impl Manager {
         Ok(Incoming::Direct {
             listen_address,
             port_range,
+            nbd,
         })
     }
 
