@@ -724,6 +724,7 @@ fn qemu_virsh_copy_storage() {
         return;
     }
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let started = std::time::Instant::now();
     let dirs = tempfile::Builder::new()
         .prefix("migrated-storage-")
         .tempdir()
@@ -795,6 +796,8 @@ fn qemu_virsh_copy_storage() {
         ],
     );
 
+    eprintln!("copy-storage-all done after {:?}", started.elapsed());
+
     // 2. Incremental: only the qcow2 overlay's own data moves; both hosts
     // already have the (raw) base image.
     let name = "q-storage-inc";
@@ -859,6 +862,8 @@ fn qemu_virsh_copy_storage() {
         "B's overlay ({top_size} bytes) got more than the overlay's data"
     );
 
+    eprintln!("copy-storage-inc done after {:?}", started.elapsed());
+
     // 3. One disk of two, after two refusals that leave the source running.
     let name = "q-storage-one";
     let chosen = patterned_raw(&img(&a_dir, "one-vdb.raw"), 4, 7);
@@ -875,6 +880,7 @@ fn qemu_virsh_copy_storage() {
             ("raw", &other_a, &other_b, "vdc"),
         ],
     );
+    eprintln!("third guest up after {:?}", started.elapsed());
     let missing = refused_on_source(
         &hosts,
         name,
@@ -920,6 +926,7 @@ fn qemu_virsh_copy_storage() {
         ),
         "{tunnelled}"
     );
+    eprintln!("refusals checked after {:?}", started.elapsed());
     std::fs::write(&one_b, vec![0u8; chosen.len()]).expect("dest vdb");
     hosts.virsh_ok(
         &a,
