@@ -686,7 +686,10 @@ fn storage_guest(
         .iter()
         .map(|(format, src, _, dev)| disk_xml(format, src, dev))
         .collect();
-    let xml = xml.replace("</domain>", &format!("<devices>{devices}</devices></domain>"));
+    let xml = xml.replace(
+        "</domain>",
+        &format!("<devices>{devices}</devices></domain>"),
+    );
     hosts.define_xml(&a, name, &xml);
     hosts.virsh_ok(&a, &["start", name]);
     let before = counter_above(&a, name, 0, hosts);
@@ -743,7 +746,14 @@ fn qemu_virsh_copy_storage() {
         let path = img(side, "all-vdc.qcow2");
         image_tool(
             "qemu-img",
-            &["create", "-q", "-f", "qcow2", path.to_str().expect("utf-8"), "4M"],
+            &[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                path.to_str().expect("utf-8"),
+                "4M",
+            ],
         );
     }
     image_tool(
@@ -832,8 +842,12 @@ fn qemu_virsh_copy_storage() {
             top_a.to_str().expect("utf-8"),
         ],
     );
-    let (uuid, before, src_pid, dest_xml) =
-        storage_guest(&hosts, dirs.path(), name, &[("qcow2", &top_a, &top_b, "vdb")]);
+    let (uuid, before, src_pid, dest_xml) = storage_guest(
+        &hosts,
+        dirs.path(),
+        name,
+        &[("qcow2", &top_a, &top_b, "vdb")],
+    );
     hosts.virsh_ok(
         &a,
         &[
