@@ -306,6 +306,36 @@ fn qemu_virsh_live_tls() {
     // The guest came to B transient, so B keeps nothing of it.
     assert_eq!(domstate(&b, name), None);
     assert!(job_free(&a, name), "a job is left");
+
+    // A storage copy under TLS: the disk's NBD connection uses the same
+    // credentials (B's NBD server accepts TLS clients only).
+    if migrated_tests::require_binary("qemu-img").is_none() {
+        return;
+    }
+    let dirs = tempfile::Builder::new()
+        .prefix("migrated-storage-tls-")
+        .tempdir()
+        .expect("image dir");
+    let name = "q-tls-storage";
+    let (disk_a, disk_b) = (dirs.path().join("a.raw"), dirs.path().join("b.raw"));
+    let data = patterned_raw(&disk_a, 2, 13);
+    std::fs::write(&disk_b, vec![0u8; data.len()]).expect("dest image");
+    let (uuid, before, src_pid, dest_xml) = storage_guest(
+        &hosts,
+        dirs.path(),
+        name,
+        &[("raw", &disk_a, &disk_b, "vdb")],
+    );
+    hosts.virsh_ok(
+        &a,
+        &tls_migrate_args(&["--copy-storage-all", "--xml", &dest_xml], name, &b),
+    );
+    moved_and_counting(&hosts, name, &uuid, src_pid, before);
+    hosts.virsh_ok(&b, &["destroy", name]);
+    assert!(
+        std::fs::read(&disk_b).expect("dest image") == data,
+        "B's image holds A's bytes"
+    );
 }
 
 /// libvirt's `VIR_ERR_INVALID_ARG`.
