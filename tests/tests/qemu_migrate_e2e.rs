@@ -745,7 +745,7 @@ fn storage_guest(
 /// two daemons whose images live in separate directories (the destination
 /// XML names B's copies): the destination's images end up with the
 /// source's content, the source QEMU is gone and the destination runs.
-/// `--migrate-disks vdb` copies only that disk. Refused, with the source
+/// `--migrate-disks vdb` copies only that disk (peer to peer). Refused, with the source
 /// running on: a missing destination image (libvirt's error when no
 /// storage pool can create it) and a tunnelled storage migration.
 #[test]
@@ -908,7 +908,8 @@ fn qemu_virsh_copy_storage() {
 
     eprintln!("copy-storage-inc done after {:?}", started.elapsed());
 
-    // 3. One disk of two, after two refusals that leave the source running.
+    // 3. One disk of two, peer to peer, after two refusals that leave the
+    // source running.
     let name = "q-storage-one";
     let chosen = patterned_raw(&img(&a_dir, "one-vdb.raw"), 4, 7);
     patterned_raw(&img(&a_dir, "one-vdc.raw"), 4, 11);
@@ -977,6 +978,7 @@ fn qemu_virsh_copy_storage() {
         &[
             "migrate",
             "--live",
+            "--p2p",
             "--copy-storage-all",
             "--migrate-disks",
             "vdb",

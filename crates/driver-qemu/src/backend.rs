@@ -1162,6 +1162,14 @@ impl MigrationBackend for QemuBackend {
                     if let Err(e) = qmp.execute(&MigrateCancel).await {
                         warn!(dom = %dom.name, error = %e, "could not cancel QEMU's migration");
                     }
+                    // A storage copy's mirrors and NBD nodes go too.
+                    match Mirrors::leftover(&qmp).await {
+                        Ok(Some(mirrors)) => mirrors.abort().await,
+                        Ok(None) => {}
+                        Err(e) => {
+                            warn!(dom = %dom.name, error = %e, "could not look for storage mirrors")
+                        }
+                    }
                 }
                 self.driver.resume_migration_source(&dom).await
             }

@@ -551,6 +551,33 @@ impl Mirrors {
             .collect())
     }
 
+    /// The mirrors an interrupted Perform left in `qmp`'s QEMU (found by
+    /// their NBD nodes), e.g. across a daemon restart; `None` when there
+    /// are none.
+    ///
+    /// # Errors
+    /// QMP errors.
+    pub async fn leftover(qmp: &Qmp) -> Result<Option<Self>> {
+        let nodes = qmp
+            .execute(&QueryNamedBlockNodes { flat: true })
+            .await
+            .map_err(qemu)?;
+        let targets: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| {
+                n.node_name
+                    .as_deref()?
+                    .strip_prefix("migration-")?
+                    .strip_suffix("-storage")
+                    .map(str::to_owned)
+            })
+            .collect();
+        Ok((!targets.is_empty()).then(|| Self {
+            qmp: qmp.clone(),
+            targets,
+        }))
+    }
+
     /// Reads the jobs, feeds the job's disk figures and fails if one
     /// mirror stopped; `Ok(true)` once every mirror is in sync.
     async fn check(&self, job: &JobHandle) -> Result<bool> {

@@ -395,6 +395,31 @@ fn guest_with_disk(name: &str, image: &Path) -> String {
     )
 }
 
+/// [`begin_prepare`] with the destination's definition naming `dst_img`
+/// where the source's names `src_img`.
+async fn begin_prepare_to(
+    a: &Host,
+    b: &Host,
+    dom: &DomainRef,
+    req: &MigrateRequest,
+    src_img: &Path,
+    dst_img: &Path,
+) -> (Vec<u8>, MigrateRequest, Option<String>) {
+    let begin = a.manager.begin3(dom, req.clone()).await.expect("begin3");
+    let mut dreq = req.clone();
+    dreq.flags = req.destination_flags();
+    dreq.dest_xml = Some(begin.xml.replace(
+        src_img.to_str().expect("utf-8"),
+        dst_img.to_str().expect("utf-8"),
+    ));
+    let prep = b
+        .manager
+        .prepare3(dreq.clone(), &begin.cookie, None)
+        .await
+        .expect("prepare3");
+    (prep.cookie, dreq, prep.uri_out)
+}
+
 /// The source's block jobs and the names of its block nodes.
 async fn block_state(driver: &QemuDriver, dom: &DomainRef) -> (usize, Vec<String>) {
     use migrated_driver_qemu::qmp::commands::{QueryBlockJobs, QueryNamedBlockNodes};
@@ -416,8 +441,9 @@ async fn block_state(driver: &QemuDriver, dom: &DomainRef) -> (usize, Vec<String
 /// NON_SHARED_DISK between two managers: the destination's image (same
 /// size, zeros) ends up with the source's bytes, and the job reported the
 /// disk figures. Then a second migration of another guest, throttled to
-/// 1 MiB/s, loses its destination QEMU in the middle of the mirror: the
-/// source runs on with no block job and no NBD node left, its image intact.
+/// 1 MiB/s, loses its destination QEMU in the middle of the mirror, and a
+/// third one is aborted there: each time the source runs on with no block
+/// job and no NBD node left, its image intact.
 #[tokio::test]
 async fn storage_copy_and_a_destination_killed_during_the_mirror() {
     if !qemu_available() {
@@ -445,23 +471,12 @@ async fn storage_copy_and_a_destination_killed_during_the_mirror() {
         flags: MigrateFlags::LIVE | MigrateFlags::NON_SHARED_DISK,
         ..MigrateRequest::default()
     };
-    let begin = a.manager.begin3(&src, req.clone()).await.expect("begin3");
-    let mut dreq = req.clone();
-    dreq.flags = req.destination_flags();
-    dreq.dest_xml = Some(begin.xml.replace(
-        src_img.to_str().expect("utf-8"),
-        dst_img.to_str().expect("utf-8"),
-    ));
-    let prep = b
-        .manager
-        .prepare3(dreq.clone(), &begin.cookie, None)
-        .await
-        .expect("prepare3");
+    let (cookie, dreq, uri) = begin_prepare_to(&a, &b, &src, &req, &src_img, &dst_img).await;
     let mut preq = req.clone();
-    preq.uri = prep.uri_out;
+    preq.uri = uri;
     let cookie = a
         .manager
-        .perform3(&src, preq, &prep.cookie, None)
+        .perform3(&src, preq, &cookie, None)
         .await
         .expect("perform3");
     // The job lives on until Confirm.
@@ -503,25 +518,14 @@ async fn storage_copy_and_a_destination_killed_during_the_mirror() {
         bandwidth_mib_s: Some(1),
         ..req
     };
-    let begin = a.manager.begin3(&src, req.clone()).await.expect("begin3");
-    let mut dreq = req.clone();
-    dreq.flags = req.destination_flags();
-    dreq.dest_xml = Some(begin.xml.replace(
-        src_img.to_str().expect("utf-8"),
-        dst_img.to_str().expect("utf-8"),
-    ));
-    let prep = b
-        .manager
-        .prepare3(dreq.clone(), &begin.cookie, None)
-        .await
-        .expect("prepare3");
+    let (cookie, dreq, uri) = begin_prepare_to(&a, &b, &src, &req, &src_img, &dst_img).await;
     let dest_pid = b
         .driver
         .pid(&b.driver.lookup_by_uuid(&src.uuid).await.expect("incoming"))
         .expect("dest pid");
     let mut preq = req.clone();
-    preq.uri = prep.uri_out;
-    let perform = a.manager.perform3(&src, preq, &prep.cookie, None);
+    preq.uri = uri;
+    let perform = a.manager.perform3(&src, preq, &cookie, None);
     let kill = async {
         // Killed once the mirror has copied something (4 MiB at 1 MiB/s
         // takes seconds).
@@ -541,12 +545,40 @@ async fn storage_copy_and_a_destination_killed_during_the_mirror() {
         migrated_core::error::ErrorCode::OperationFailed,
         "{err}"
     );
-    cancel_and_check(&a, &b, &src, dreq, req).await;
+    cancel_and_check(&a, &b, &src, dreq, req.clone()).await;
     let (jobs, nodes) = block_state(&a.driver, &src).await;
     assert_eq!(jobs, 0, "no block job left");
     assert!(
         nodes.iter().all(|n| !n.starts_with("migration-")),
         "no NBD node left: {nodes:?}"
+    );
+
+    // The same guest again, aborted (domjobabort) during the mirror.
+    let (cookie, dreq, uri) = begin_prepare_to(&a, &b, &src, &req, &src_img, &dst_img).await;
+    let mut preq = req.clone();
+    preq.uri = uri;
+    let perform = a.manager.perform3(&src, preq, &cookie, None);
+    let abort = async {
+        wait_until(Duration::from_secs(30), || async {
+            let stats = a.manager.registry().get(&src.uuid)?.stats();
+            (stats.disk_processed > 0).then_some(())
+        })
+        .await;
+        a.manager.abort_job(&src).expect("abort");
+    };
+    let (result, ()) = tokio::join!(perform, abort);
+    let err = result.expect_err("aborted");
+    assert_eq!(
+        err.code(),
+        migrated_core::error::ErrorCode::OperationAborted,
+        "{err}"
+    );
+    cancel_and_check(&a, &b, &src, dreq, req).await;
+    let (jobs, nodes) = block_state(&a.driver, &src).await;
+    assert_eq!(jobs, 0, "no block job left after the abort");
+    assert!(
+        nodes.iter().all(|n| !n.starts_with("migration-")),
+        "no NBD node left after the abort: {nodes:?}"
     );
     a.driver.destroy(&src, 0).await.expect("destroy");
     assert!(
