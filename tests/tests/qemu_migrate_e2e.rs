@@ -320,18 +320,13 @@ fn qemu_virsh_live_tls() {
     let (disk_a, disk_b) = (dirs.path().join("a.raw"), dirs.path().join("b.raw"));
     let data = patterned_raw(&disk_a, 2, 13);
     std::fs::write(&disk_b, vec![0u8; data.len()]).expect("dest image");
-    let (uuid, before, src_pid, dest_xml) = storage_guest(
+    storage_guest(
         &hosts,
         dirs.path(),
         name,
         &[("raw", &disk_a, &disk_b, "vdb")],
-    );
-    hosts.virsh_ok(
-        &a,
-        &tls_migrate_args(&["--copy-storage-all", "--xml", &dest_xml], name, &b),
-    );
-    moved_and_counting(&hosts, name, &uuid, src_pid, before);
-    hosts.virsh_ok(&b, &["destroy", name]);
+    )
+    .migrate(&hosts, &["--tls", "--copy-storage-all"]);
     assert!(
         std::fs::read(&disk_b).expect("dest image") == data,
         "B's image holds A's bytes"
@@ -701,15 +696,40 @@ fn disk_xml(format: &str, path: &std::path::Path, dev: &str) -> String {
     )
 }
 
+/// A guest with data disks running on A, for a storage migration to B.
+struct StorageGuest {
+    name: &'static str,
+    uuid: String,
+    /// Its workload counter once running.
+    before: u64,
+    /// Its QEMU on A.
+    src_pid: i32,
+    /// The destination XML file, naming B's images.
+    dest_xml: String,
+}
+
+impl StorageGuest {
+    /// `virsh migrate --live FLAGS… --xml DEST_XML NAME B`, then the checks
+    /// of a moved guest, then destroys it on B so its images can be read.
+    fn migrate(&self, hosts: &QemuHosts, flags: &[&str]) {
+        let b = hosts.b_uri();
+        let mut args = vec!["migrate", "--live"];
+        args.extend_from_slice(flags);
+        args.extend(["--xml", &self.dest_xml, self.name, &b]);
+        hosts.virsh_ok(&hosts.a_uri(), &args);
+        moved_and_counting(hosts, self.name, &self.uuid, self.src_pid, self.before);
+        hosts.virsh_ok(&b, &["destroy", self.name]);
+    }
+}
+
 /// Starts a 64 MiB workload guest on A with `disks` (each a (format,
-/// path on A, path on B, dev)); returns (uuid, counter, source pid, the
-/// destination XML file naming B's paths).
+/// path on A, path on B, dev)); its destination XML goes to `dir`.
 fn storage_guest(
     hosts: &QemuHosts,
     dir: &std::path::Path,
-    name: &str,
+    name: &'static str,
     disks: &[(&str, &std::path::Path, &std::path::Path, &str)],
-) -> (String, u64, i32, String) {
+) -> StorageGuest {
     let a = hosts.a_uri();
     let (xml, uuid) = hosts.guest_xml(name, 64, 8);
     let devices: String = disks
@@ -733,12 +753,13 @@ fn storage_guest(
     }
     let dest_file = dir.join(format!("{name}-dest.xml"));
     std::fs::write(&dest_file, dest).expect("write destination XML");
-    (
+    StorageGuest {
+        name,
         uuid,
         before,
         src_pid,
-        dest_file.to_str().expect("utf-8 path").to_owned(),
-    )
+        dest_xml: dest_file.to_str().expect("utf-8 path").to_owned(),
+    }
 }
 
 /// `virsh migrate --live --copy-storage-all` / `--copy-storage-inc` between
@@ -798,7 +819,7 @@ fn qemu_virsh_copy_storage() {
     );
     let (vdb_a, vdb_b) = (img(&a_dir, "all-vdb.raw"), img(&b_dir, "all-vdb.raw"));
     let (vdc_a, vdc_b) = (img(&a_dir, "all-vdc.qcow2"), img(&b_dir, "all-vdc.qcow2"));
-    let (uuid, before, src_pid, dest_xml) = storage_guest(
+    storage_guest(
         &hosts,
         dirs.path(),
         name,
@@ -806,23 +827,10 @@ fn qemu_virsh_copy_storage() {
             ("raw", &vdb_a, &vdb_b, "vdb"),
             ("qcow2", &vdc_a, &vdc_b, "vdc"),
         ],
-    );
-    hosts.virsh_ok(
-        &a,
-        &[
-            "migrate",
-            "--live",
-            "--copy-storage-all",
-            "--xml",
-            &dest_xml,
-            name,
-            &b,
-        ],
-    );
-    moved_and_counting(&hosts, name, &uuid, src_pid, before);
+    )
+    .migrate(&hosts, &["--copy-storage-all"]);
     let info = hosts.virsh_ok(&a, &["domjobinfo", "--completed", name]);
     assert!(info.contains("File total:"), "no disk figures in:\n{info}");
-    hosts.virsh_ok(&b, &["destroy", name]);
     assert!(
         std::fs::read(&vdb_b).expect("dest raw") == raw,
         "B's raw image holds A's bytes"
@@ -872,26 +880,13 @@ fn qemu_virsh_copy_storage() {
             top_a.to_str().expect("utf-8"),
         ],
     );
-    let (uuid, before, src_pid, dest_xml) = storage_guest(
+    storage_guest(
         &hosts,
         dirs.path(),
         name,
         &[("qcow2", &top_a, &top_b, "vdb")],
-    );
-    hosts.virsh_ok(
-        &a,
-        &[
-            "migrate",
-            "--live",
-            "--copy-storage-inc",
-            "--xml",
-            &dest_xml,
-            name,
-            &b,
-        ],
-    );
-    moved_and_counting(&hosts, name, &uuid, src_pid, before);
-    hosts.virsh_ok(&b, &["destroy", name]);
+    )
+    .migrate(&hosts, &["--copy-storage-inc"]);
     image_tool(
         "qemu-img",
         &[
@@ -916,7 +911,7 @@ fn qemu_virsh_copy_storage() {
     let (one_a, one_b) = (img(&a_dir, "one-vdb.raw"), img(&b_dir, "one-vdb.raw"));
     let (other_a, other_b) = (img(&a_dir, "one-vdc.raw"), img(&b_dir, "one-vdc.raw"));
     std::fs::write(&other_b, vec![0u8; 4 << 20]).expect("dest vdc");
-    let (uuid, before, src_pid, dest_xml) = storage_guest(
+    let guest = storage_guest(
         &hosts,
         dirs.path(),
         name,
@@ -929,8 +924,8 @@ fn qemu_virsh_copy_storage() {
     let missing = refused_on_source(
         &hosts,
         name,
-        &uuid,
-        src_pid,
+        &guest.uuid,
+        guest.src_pid,
         &[
             "migrate",
             "--live",
@@ -938,7 +933,7 @@ fn qemu_virsh_copy_storage() {
             "--migrate-disks",
             "vdb",
             "--xml",
-            &dest_xml,
+            &guest.dest_xml,
             name,
             &b,
         ],
@@ -953,8 +948,8 @@ fn qemu_virsh_copy_storage() {
     let tunnelled = refused_on_source(
         &hosts,
         name,
-        &uuid,
-        src_pid,
+        &guest.uuid,
+        guest.src_pid,
         &[
             "migrate",
             "--live",
@@ -973,23 +968,15 @@ fn qemu_virsh_copy_storage() {
     );
     eprintln!("refusals checked after {:?}", started.elapsed());
     std::fs::write(&one_b, vec![0u8; chosen.len()]).expect("dest vdb");
-    hosts.virsh_ok(
-        &a,
-        &[
-            "migrate",
-            "--live",
-            "--p2p",
-            "--copy-storage-all",
-            "--migrate-disks",
-            "vdb",
-            "--xml",
-            &dest_xml,
-            name,
-            &b,
-        ],
+    // The counter moved during the refusals.
+    let guest = StorageGuest {
+        before: qemu_support::counter(&a, name).expect("counter on A"),
+        ..guest
+    };
+    guest.migrate(
+        &hosts,
+        &["--p2p", "--copy-storage-all", "--migrate-disks", "vdb"],
     );
-    moved_and_counting(&hosts, name, &uuid, src_pid, before);
-    hosts.virsh_ok(&b, &["destroy", name]);
     assert!(
         std::fs::read(&one_b).expect("dest vdb") == chosen,
         "vdb copied"
