@@ -223,10 +223,22 @@ async fn begin_prepare(
     dom: &DomainRef,
     req: &MigrateRequest,
 ) -> (Vec<u8>, MigrateRequest, Option<String>) {
+    begin_prepare_with(a, b, dom, req, |xml| xml).await
+}
+
+/// [`begin_prepare`], the destination's definition being `edit` of the
+/// source's.
+async fn begin_prepare_with(
+    a: &Host,
+    b: &Host,
+    dom: &DomainRef,
+    req: &MigrateRequest,
+    edit: impl FnOnce(String) -> String,
+) -> (Vec<u8>, MigrateRequest, Option<String>) {
     let begin = a.manager.begin3(dom, req.clone()).await.expect("begin3");
     let mut dreq = req.clone();
     dreq.flags = req.destination_flags();
-    dreq.dest_xml = Some(begin.xml);
+    dreq.dest_xml = Some(edit(begin.xml));
     let prep = b
         .manager
         .prepare3(dreq.clone(), &begin.cookie, None)
@@ -405,19 +417,13 @@ async fn begin_prepare_to(
     src_img: &Path,
     dst_img: &Path,
 ) -> (Vec<u8>, MigrateRequest, Option<String>) {
-    let begin = a.manager.begin3(dom, req.clone()).await.expect("begin3");
-    let mut dreq = req.clone();
-    dreq.flags = req.destination_flags();
-    dreq.dest_xml = Some(begin.xml.replace(
-        src_img.to_str().expect("utf-8"),
-        dst_img.to_str().expect("utf-8"),
-    ));
-    let prep = b
-        .manager
-        .prepare3(dreq.clone(), &begin.cookie, None)
-        .await
-        .expect("prepare3");
-    (prep.cookie, dreq, prep.uri_out)
+    begin_prepare_with(a, b, dom, req, |xml| {
+        xml.replace(
+            src_img.to_str().expect("utf-8"),
+            dst_img.to_str().expect("utf-8"),
+        )
+    })
+    .await
 }
 
 /// The source's block jobs and the names of its block nodes.
