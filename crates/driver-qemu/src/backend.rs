@@ -45,7 +45,7 @@ use crate::qmp::commands::{
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
 use crate::relay::{self, Relay};
-use crate::storage::{self, MirrorTarget, Mirrors};
+use crate::storage::{self, MirrorTarget, MirrorTls, Mirrors};
 use crate::tls::{self, Endpoint};
 use crate::{QemuDriver, SUPPORT};
 
@@ -289,7 +289,10 @@ impl QemuBackend {
                 .as_deref()
                 .or(tls_host)
                 .unwrap_or_default();
-            to.tls = Some((tls::OBJECT_ID.to_owned(), host.to_owned()));
+            to.tls = Some(MirrorTls {
+                creds: tls::OBJECT_ID.to_owned(),
+                hostname: host.to_owned(),
+            });
         }
         Ok(Some(StoragePlan { targets, to }))
     }

@@ -318,26 +318,30 @@ pub async fn start_nbd_server(
     taken: Option<u16>,
     tls_creds: Option<&str>,
 ) -> Result<Nbd> {
-    let (host, ports, socket) = match req.disks_uri.as_deref().map(DisksUri::parse) {
+    let tcp = |host: &str, ports| Listen::Tcp {
+        host: host.to_owned(),
+        ports,
+    };
+    let listen = match req.disks_uri.as_deref().map(DisksUri::parse) {
         Some(Err(reason)) => {
             return Err(Error::InvalidArg {
                 operation: Step::Prepare.api_name(),
                 reason,
             })
         }
-        Some(Ok(DisksUri::Unix { path })) => (String::new(), 0..=0, Some(path)),
+        Some(Ok(DisksUri::Unix { path })) => Listen::Unix(path),
         Some(Ok(DisksUri::Tcp {
             host,
             port: Some(p),
-        })) => (host, p..=p, None),
-        Some(Ok(DisksUri::Tcp { host, port: None })) => (host, port_range, None),
+        })) => tcp(&host, p..=p),
+        Some(Ok(DisksUri::Tcp { host, port: None })) => tcp(&host, port_range),
         None => match req.disks_port.and_then(|p| u16::try_from(p).ok()) {
-            Some(p) if p != 0 => (listen_address.to_owned(), p..=p, None),
-            _ => (listen_address.to_owned(), port_range, None),
+            Some(p) if p != 0 => tcp(listen_address, p..=p),
+            _ => tcp(listen_address, port_range),
         },
     };
-    let port = match socket {
-        Some(path) => {
+    let port = match listen {
+        Listen::Unix(path) => {
             start_server(
                 qmp,
                 SocketAddress::Unix(UnixSocketAddress { path }),
@@ -346,7 +350,7 @@ pub async fn start_nbd_server(
             .await?;
             None
         }
-        None => {
+        Listen::Tcp { host, ports } => {
             let mut last = None;
             let mut bound = None;
             for port in ports.clone().filter(|&p| Some(p) != taken) {
@@ -397,6 +401,17 @@ pub async fn start_nbd_server(
     })
 }
 
+/// Where the destination's NBD server listens.
+enum Listen {
+    /// A UNIX socket (`disks_uri` `unix:///path`).
+    Unix(String),
+    /// TCP on `host`, at the first free port of `ports`.
+    Tcp {
+        host: String,
+        ports: RangeInclusive<u16>,
+    },
+}
+
 async fn start_server(qmp: &Qmp, addr: SocketAddress, tls_creds: Option<&str>) -> Result<()> {
     let cmd = NbdServerStart {
         addr: addr.into(),
@@ -415,13 +430,22 @@ pub async fn stop_nbd_server(qmp: &Qmp) {
     }
 }
 
+/// The TLS of a mirror's NBD connection.
+#[derive(Debug, Clone)]
+pub struct MirrorTls {
+    /// The `tls-creds-x509` object of the migration.
+    pub creds: String,
+    /// The host name the destination's certificate must carry.
+    pub hostname: String,
+}
+
 /// Where the source's mirrors write: the destination's NBD server.
 #[derive(Debug, Clone)]
 pub struct MirrorTarget {
     /// The server's address.
     pub server: SocketAddress,
-    /// Credentials object and host name to verify, with TLS.
-    pub tls: Option<(String, String)>,
+    /// With TLS: the credentials and the name to verify.
+    pub tls: Option<MirrorTls>,
 }
 
 impl MirrorTarget {
@@ -513,8 +537,8 @@ impl Mirrors {
                 node_name: node.clone(),
                 server: to.server.clone(),
                 export: disk_node(target),
-                tls_creds: to.tls.as_ref().map(|(creds, _)| creds.clone()),
-                tls_hostname: to.tls.as_ref().map(|(_, host)| host.clone()),
+                tls_creds: to.tls.as_ref().map(|t| t.creds.clone()),
+                tls_hostname: to.tls.as_ref().map(|t| t.hostname.clone()),
             })
             .await
             .map_err(qemu)?;
