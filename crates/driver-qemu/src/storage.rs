@@ -688,22 +688,24 @@ impl Mirrors {
     /// `OperationFailed` naming the disk whose mirror failed; the jobs and
     /// nodes are removed all the same.
     pub async fn complete(self, job: &JobHandle) -> Result<()> {
-        let converged = self.check(job).await;
-        let result = match converged {
-            Ok(true) => self.end(false).await,
-            Ok(false) => Err(failed("a disk mirror lost its sync before the switch-over")),
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            // What the failed attempt left (nothing, usually).
-            let _ = self.end(true).await;
-        } else {
-            job.update_stats(|s| {
-                s.disk_processed = s.disk_total;
-                s.disk_remaining = 0;
-            });
+        match self.check(job).await {
+            Ok(true) => {
+                self.end(false).await?;
+                job.update_stats(|s| {
+                    s.disk_processed = s.disk_total;
+                    s.disk_remaining = 0;
+                });
+                Ok(())
+            }
+            Ok(false) => {
+                self.abort().await;
+                Err(failed("a disk mirror lost its sync before the switch-over"))
+            }
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
         }
-        result
     }
 
     /// After a failure or an abort: force-cancels every mirror (the
@@ -720,6 +722,7 @@ impl Mirrors {
     /// non-forced end met is the result.
     async fn end(&self, force: bool) -> Result<()> {
         let mut first_error = None;
+        let mut events = self.qmp.events();
         for target in &self.targets {
             let cancel = self
                 .qmp
@@ -733,7 +736,6 @@ impl Mirrors {
                 debug!(disk = %target, error = %e, "block-job-cancel");
             }
         }
-        let mut events = self.qmp.events();
         let deadline = tokio::time::Instant::now() + CONCLUDE_TIMEOUT;
         let jobs = loop {
             let jobs = self.jobs().await?;
