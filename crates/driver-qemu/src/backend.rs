@@ -519,6 +519,58 @@ async fn cancel_migration(qmp: &Qmp, events: &mut broadcast::Receiver<Event>) {
     }
 }
 
+/// Tells `job` whether the incoming stream flows, from the destination
+/// QEMU's MIGRATION events: QEMU reads the stream itself and counts no bytes
+/// the manager could see, so without this any transfer longer than the
+/// prepare timeout would look like an abandoned Prepare and be killed. With
+/// a storage copy (`nbd`) the disks arrive over NBD before any memory, with
+/// no event at all: the stream counts as flowing from the start, and an
+/// abandoned Prepare is then found only by its caller's connection closing,
+/// as in libvirt. The watch ends with the migration, with QEMU, or with the
+/// job.
+fn watch_incoming(qmp: &Qmp, job: &JobHandle, nbd: bool) {
+    let mut events = qmp.events();
+    let job = job.clone();
+    job.set_receiving(nbd);
+    tokio::spawn(async move {
+        let flow = async {
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.event == names::MIGRATION => {
+                        let status = e
+                            .data
+                            .get("status")
+                            .cloned()
+                            .and_then(|s| serde_json::from_value::<MigrationStatus>(s).ok());
+                        match status {
+                            Some(
+                                MigrationStatus::Completed
+                                | MigrationStatus::Failed
+                                | MigrationStatus::Cancelled,
+                            ) => return,
+                            // Only a connected source makes QEMU leave
+                            // `setup`; an unconnected listener is not a flow.
+                            Some(
+                                MigrationStatus::Active
+                                | MigrationStatus::Device
+                                | MigrationStatus::PostcopyActive,
+                            ) => job.set_receiving(true),
+                            _ => {}
+                        }
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        };
+        tokio::select! {
+            () = flow => {}
+            () = job.ended() => {}
+        }
+        job.set_receiving(false);
+    });
+}
+
 /// Turns on `multifd` with `channels` connections on an incoming QEMU and
 /// logs what QEMU then reports, so an operator (and the tests) can see
 /// parallel migration was really set up.
@@ -1025,6 +1077,7 @@ impl MigrationBackend for QemuBackend {
         .await;
         match prepared {
             Ok((uri_out, events, relay, nbd)) => {
+                watch_incoming(&qmp, job, nbd.is_some());
                 self.incoming().insert(
                     dom.uuid,
                     IncomingRun {

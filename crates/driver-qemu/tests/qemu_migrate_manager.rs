@@ -29,6 +29,15 @@ struct Host {
 }
 
 async fn host(dir: &Path, ports: std::ops::RangeInclusive<u16>) -> Host {
+    host_with(dir, ports, |_| {}).await
+}
+
+/// [`host`] with `tune` applied to the manager's configuration.
+async fn host_with(
+    dir: &Path,
+    ports: std::ops::RangeInclusive<u16>,
+    tune: impl FnOnce(&mut ManagerConfig),
+) -> Host {
     let identity = HostIdentity {
         hostname: format!("host-{}", Uuid::new_v4()),
         uuid: Uuid::new_v4(),
@@ -42,6 +51,7 @@ async fn host(dir: &Path, ports: std::ops::RangeInclusive<u16>) -> Host {
     let mut mc = ManagerConfig::new(dir.join("state"), identity);
     mc.listen_address = "127.0.0.1".into();
     mc.port_range = ports;
+    tune(&mut mc);
     let manager = Manager::new(mc, Arc::new(QemuBackend::new(driver.clone()))).expect("manager");
     Host { driver, manager }
 }
@@ -339,7 +349,10 @@ async fn aborting_a_slow_parallel_migration_keeps_the_source_running() {
     }
 }
 
-/// Aborts a migration in `flags` throttled to 1 MiB/s half a second in.
+/// Aborts a migration in `flags` throttled to 1 MiB/s three seconds in. The
+/// destination's abandoned-Prepare timeout is 1 s: QEMU receives without
+/// the manager counting bytes, yet the flowing stream must keep the
+/// incoming guest (it was killed after the timeout before).
 async fn abort_slow_migration(flags: MigrateFlags, ports: (u16, u16)) {
     let (a_dir, b_dir) = (
         tempfile::tempdir().expect("a"),
@@ -347,7 +360,10 @@ async fn abort_slow_migration(flags: MigrateFlags, ports: (u16, u16)) {
     );
     let _reaper = Reaper::new(&[a_dir.path(), b_dir.path()]);
     let a = host(a_dir.path(), ports.0..=ports.0 + 10).await;
-    let b = host(b_dir.path(), ports.1..=ports.1 + 10).await;
+    let b = host_with(b_dir.path(), ports.1..=ports.1 + 10, |mc| {
+        mc.prepare_timeout = Some(Duration::from_secs(1));
+    })
+    .await;
     let src = a
         .driver
         .create_xml(&traveller_xml(), 0)
@@ -365,7 +381,12 @@ async fn abort_slow_migration(flags: MigrateFlags, ports: (u16, u16)) {
     preq.uri = uri;
     let perform = a.manager.perform3(&src, preq, &cookie, None);
     let abort = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let incoming = b.driver.lookup_by_uuid(&src.uuid).await;
+        assert!(
+            incoming.is_ok_and(|d| d.is_active()),
+            "the receiving guest outlived the prepare timeout"
+        );
         a.manager.abort_job(&src).expect("abort");
     };
     let (result, ()) = tokio::join!(perform, abort);

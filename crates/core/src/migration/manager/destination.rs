@@ -353,8 +353,9 @@ struct IncomingWatch {
 }
 
 /// Completes once `job` has stayed in Prepare3 for `timeout` without its
-/// received-data counter moving; pends forever once Finish3 has started
-/// (Finish then owns the job).
+/// received-data counter moving and without its data plane saying the
+/// stream flows; pends forever once Finish3 has started (Finish then owns
+/// the job).
 async fn prepare_idle(job: &JobHandle, timeout: Duration) {
     let waiting = |job: &JobHandle| {
         matches!(
@@ -370,7 +371,7 @@ async fn prepare_idle(job: &JobHandle, timeout: Duration) {
             return std::future::pending().await;
         }
         let now = job.stats().data_processed;
-        if now == seen {
+        if now == seen && !job.is_receiving() {
             return;
         }
         // Data arrived meanwhile: a transfer in progress, not an abandoned
@@ -494,6 +495,29 @@ mod tests {
         let took = start.elapsed();
         assert!(took > Duration::from_secs(48), "{took:?}");
         assert!(took <= Duration::from_secs(48) + 2 * TIMEOUT, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_said_to_flow_keeps_the_prepare_alive_until_it_stops() {
+        let job = prepared();
+        job.set_receiving(true);
+        let start = Instant::now();
+        let stopper = {
+            let job = job.clone();
+            async move {
+                // Flowing for 5 timeouts without a byte counted, then stopped.
+                tokio::time::sleep(5 * TIMEOUT).await;
+                job.set_receiving(false);
+                std::future::pending::<()>().await
+            }
+        };
+        tokio::select! {
+            () = prepare_idle(&job, TIMEOUT) => {}
+            () = stopper => unreachable!("the stopper never ends"),
+        }
+        let took = start.elapsed();
+        assert!(took > 5 * TIMEOUT, "{took:?}");
+        assert!(took <= 7 * TIMEOUT, "{took:?}");
     }
 
     #[tokio::test(start_paused = true)]
