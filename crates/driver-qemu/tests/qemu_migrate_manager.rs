@@ -56,6 +56,35 @@ async fn host_with(
     Host { driver, manager }
 }
 
+/// Two hosts in temporary directories; their QEMUs are killed when this is
+/// dropped (fields drop in order: hosts, reaper, then the directories).
+struct Pair {
+    a: Host,
+    b: Host,
+    _reaper: Reaper,
+    a_dir: tempfile::TempDir,
+    b_dir: tempfile::TempDir,
+}
+
+/// Hosts `a` and `b` on `ports.0..=ports.0 + span` and `ports.1..=ports.1 +
+/// span`, `b`'s manager configuration `tune`d.
+async fn pair(ports: (u16, u16), span: u16, tune: impl FnOnce(&mut ManagerConfig)) -> Pair {
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let _reaper = Reaper::new(&[a_dir.path(), b_dir.path()]);
+    let a = host(a_dir.path(), ports.0..=ports.0 + span).await;
+    let b = host_with(b_dir.path(), ports.1..=ports.1 + span, tune).await;
+    Pair {
+        a,
+        b,
+        _reaper,
+        a_dir,
+        b_dir,
+    }
+}
+
 async fn counter(driver: &QemuDriver, dom: &DomainRef) -> Option<u64> {
     let qmp = driver.qmp(dom).ok()?;
     workload::read_status(&qmp).await.ok().map(|s| s.counter)
@@ -111,13 +140,8 @@ async fn migrate(a: &Host, b: &Host, dom: &DomainRef, flags: MigrateFlags) -> Do
 }
 
 async fn round_trip(flags: MigrateFlags, ports: (u16, u16)) {
-    let (a_dir, b_dir) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
-    let _reaper = Reaper::new(&[a_dir.path(), b_dir.path()]);
-    let a = host(a_dir.path(), ports.0..=ports.0 + 20).await;
-    let b = host(b_dir.path(), ports.1..=ports.1 + 20).await;
+    let hosts = pair(ports, 20, |_| {}).await;
+    let (a, b) = (&hosts.a, &hosts.b);
     // The first port of the destination's range is taken: Prepare moves on.
     // (When the bind fails, another process holds it: busy all the same —
     // these fixed ports lie in the kernel's ephemeral range.)
@@ -136,7 +160,7 @@ async fn round_trip(flags: MigrateFlags, ports: (u16, u16)) {
     let before = counter_passes(&a.driver, &src, 0).await;
     let src_pid = a.driver.pid(&src).expect("pid");
 
-    let dst = migrate(&a, &b, &src, flags).await;
+    let dst = migrate(a, b, &src, flags).await;
 
     let state = b.driver.get_state(&dst, 0).await.expect("dest state");
     assert_eq!(
@@ -164,7 +188,7 @@ async fn round_trip(flags: MigrateFlags, ports: (u16, u16)) {
 
     // And back again, so both directions are exercised; left paused this
     // time (`--suspend`), which makes it the user's pause, as in libvirt.
-    let back = migrate(&b, &a, &dst, flags | MigrateFlags::PAUSED).await;
+    let back = migrate(b, a, &dst, flags | MigrateFlags::PAUSED).await;
     let state = a.driver.get_state(&back, 0).await.expect("state");
     assert_eq!(
         (state.state, state.reason),
@@ -296,13 +320,8 @@ async fn killing_the_destination_qemu_during_prepare_keeps_the_source_running() 
     if !qemu_available() {
         return;
     }
-    let (a_dir, b_dir) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
-    let _reaper = Reaper::new(&[a_dir.path(), b_dir.path()]);
-    let a = host(a_dir.path(), 49500..=49510).await;
-    let b = host(b_dir.path(), 49520..=49530).await;
+    let hosts = pair((49500, 49520), 10, |_| {}).await;
+    let (a, b) = (&hosts.a, &hosts.b);
     let src = a
         .driver
         .create_xml(&traveller_xml(), 0)
@@ -313,7 +332,7 @@ async fn killing_the_destination_qemu_during_prepare_keeps_the_source_running() 
         flags: MigrateFlags::LIVE,
         ..MigrateRequest::default()
     };
-    let (cookie, dreq, uri) = begin_prepare(&a, &b, &src, &req).await;
+    let (cookie, dreq, uri) = begin_prepare(a, b, &src, &req).await;
     let dest = b
         .driver
         .lookup_by_uuid(&src.uuid)
@@ -331,7 +350,7 @@ async fn killing_the_destination_qemu_during_prepare_keeps_the_source_running() 
         .await
         .expect_err("nobody receives");
     assert!(!err.to_string().is_empty());
-    cancel_and_check(&a, &b, &src, dreq, req).await;
+    cancel_and_check(a, b, &src, dreq, req).await;
     a.driver.destroy(&src, 0).await.expect("destroy");
 }
 
@@ -354,16 +373,11 @@ async fn aborting_a_slow_parallel_migration_keeps_the_source_running() {
 /// the manager counting bytes, yet the flowing stream must keep the
 /// incoming guest (it was killed after the timeout before).
 async fn abort_slow_migration(flags: MigrateFlags, ports: (u16, u16)) {
-    let (a_dir, b_dir) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
-    let _reaper = Reaper::new(&[a_dir.path(), b_dir.path()]);
-    let a = host(a_dir.path(), ports.0..=ports.0 + 10).await;
-    let b = host_with(b_dir.path(), ports.1..=ports.1 + 10, |mc| {
+    let hosts = pair(ports, 10, |mc| {
         mc.prepare_timeout = Some(Duration::from_secs(1));
     })
     .await;
+    let (a, b) = (&hosts.a, &hosts.b);
     let src = a
         .driver
         .create_xml(&traveller_xml(), 0)
@@ -376,7 +390,7 @@ async fn abort_slow_migration(flags: MigrateFlags, ports: (u16, u16)) {
         bandwidth_mib_s: Some(1),
         ..MigrateRequest::default()
     };
-    let (cookie, dreq, uri) = begin_prepare(&a, &b, &src, &req).await;
+    let (cookie, dreq, uri) = begin_prepare(a, b, &src, &req).await;
     let mut preq = req.clone();
     preq.uri = uri;
     let perform = a.manager.perform3(&src, preq, &cookie, None);
@@ -396,7 +410,7 @@ async fn abort_slow_migration(flags: MigrateFlags, ports: (u16, u16)) {
         migrated_core::error::ErrorCode::OperationAborted,
         "{err}"
     );
-    cancel_and_check(&a, &b, &src, dreq, req).await;
+    cancel_and_check(a, b, &src, dreq, req).await;
     a.driver.destroy(&src, 0).await.expect("destroy");
 }
 
@@ -476,13 +490,9 @@ async fn storage_copy_and_a_destination_killed_during_the_mirror() {
     if !qemu_available() {
         return;
     }
-    let (a_dir, b_dir) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
-    let _reaper = Reaper::new(&[a_dir.path(), b_dir.path()]);
-    let a = host(a_dir.path(), 49700..=49715).await;
-    let b = host(b_dir.path(), 49720..=49735).await;
+    let hosts = pair((49700, 49720), 15, |_| {}).await;
+    let (a, b) = (&hosts.a, &hosts.b);
+    let (a_dir, b_dir) = (&hosts.a_dir, &hosts.b_dir);
     let data = pattern(DISK_BYTES);
     let (src_img, dst_img) = (a_dir.path().join("data.raw"), b_dir.path().join("data.raw"));
     std::fs::write(&src_img, &data).expect("source image");
@@ -498,7 +508,7 @@ async fn storage_copy_and_a_destination_killed_during_the_mirror() {
         flags: MigrateFlags::LIVE | MigrateFlags::NON_SHARED_DISK,
         ..MigrateRequest::default()
     };
-    let (cookie, dreq, uri) = begin_prepare_to(&a, &b, &src, &req, &src_img, &dst_img).await;
+    let (cookie, dreq, uri) = begin_prepare_to(a, b, &src, &req, &src_img, &dst_img).await;
     let mut preq = req.clone();
     preq.uri = uri;
     let cookie = a
@@ -545,7 +555,7 @@ async fn storage_copy_and_a_destination_killed_during_the_mirror() {
         bandwidth_mib_s: Some(1),
         ..req
     };
-    let (cookie, dreq, uri) = begin_prepare_to(&a, &b, &src, &req, &src_img, &dst_img).await;
+    let (cookie, dreq, uri) = begin_prepare_to(a, b, &src, &req, &src_img, &dst_img).await;
     let dest_pid = b
         .driver
         .pid(&b.driver.lookup_by_uuid(&src.uuid).await.expect("incoming"))
@@ -572,7 +582,7 @@ async fn storage_copy_and_a_destination_killed_during_the_mirror() {
         migrated_core::error::ErrorCode::OperationFailed,
         "{err}"
     );
-    cancel_and_check(&a, &b, &src, dreq, req.clone()).await;
+    cancel_and_check(a, b, &src, dreq, req.clone()).await;
     let (jobs, nodes) = block_state(&a.driver, &src).await;
     assert_eq!(jobs, 0, "no block job left");
     assert!(
@@ -581,7 +591,7 @@ async fn storage_copy_and_a_destination_killed_during_the_mirror() {
     );
 
     // The same guest again, aborted (domjobabort) during the mirror.
-    let (cookie, dreq, uri) = begin_prepare_to(&a, &b, &src, &req, &src_img, &dst_img).await;
+    let (cookie, dreq, uri) = begin_prepare_to(a, b, &src, &req, &src_img, &dst_img).await;
     let mut preq = req.clone();
     preq.uri = uri;
     let perform = a.manager.perform3(&src, preq, &cookie, None);
@@ -600,7 +610,7 @@ async fn storage_copy_and_a_destination_killed_during_the_mirror() {
         migrated_core::error::ErrorCode::OperationAborted,
         "{err}"
     );
-    cancel_and_check(&a, &b, &src, dreq, req).await;
+    cancel_and_check(a, b, &src, dreq, req).await;
     let (jobs, nodes) = block_state(&a.driver, &src).await;
     assert_eq!(jobs, 0, "no block job left after the abort");
     assert!(
