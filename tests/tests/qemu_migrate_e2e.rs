@@ -9,7 +9,7 @@
 //! Linux guest, which the destination's QEMU must have too (built from the
 //! migratable XML the source sent).
 //! `virsh event` watches one of them for QEMU's passes and the completed
-//! job.
+//! job, then brings it back with `--timeout 1 --timeout-suspend`.
 
 mod migrate_support;
 mod qemu_support;
@@ -563,6 +563,56 @@ fn qemu_dirtying_guest_job_stats_count_the_working_set() {
             hosts.logs()
         );
     }
+    timeout_suspend_back(&hosts, name);
+}
+
+/// `virsh migrate --timeout 1 --timeout-suspend` of the dirtying guest
+/// throttled to 16 MiB/s: 64 MiB rewritten per pass cannot fit QEMU's
+/// 300 ms downtime at that speed, so the migration only completes because
+/// virsh suspended the guest mid-migration (QEMU `stop` while migrating).
+/// The guest then runs on the destination with libvirt's state
+/// (`running (migrated)`: it was running when the migration began), and a
+/// RESUME from a second client meanwhile waits for the job and then finds
+/// the guest gone from the source.
+fn timeout_suspend_back(hosts: &QemuHosts, name: &str) {
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let before = counter_above(&b, name, 0, hosts);
+    let migrate = std::thread::spawn({
+        let (a, b, name) = (a.clone(), b.clone(), name.to_owned());
+        move || {
+            let args = [
+                "migrate",
+                "--live",
+                "--bandwidth",
+                "16",
+                "--timeout",
+                "1",
+                "--timeout-suspend",
+                &name,
+                &a,
+            ];
+            virsh(&b, &args)
+        }
+    });
+    wait_until(Duration::from_secs(30), "the migration job on B", || {
+        (!job_free(&b, name)).then_some(())
+    });
+    let resume = virsh(&b, &["resume", name]);
+    let out = migrate.join().expect("virsh migrate thread");
+    assert!(
+        out.status.success(),
+        "virsh migrate --timeout-suspend: {}\n{}",
+        stderr_of(&out),
+        hosts.logs()
+    );
+    assert!(!resume.status.success(), "resume after the migration");
+    assert_eq!(
+        hosts.virsh_ok(&a, &["domstate", "--reason", name]).trim(),
+        "running (migrated)"
+    );
+    assert_eq!(domstate(&b, name), None, "the transient guest left B");
+    let after = counter_above(&a, name, before, hosts);
+    eprintln!("{name}: suspended by virsh after 1 s, moved back; counter {before} -> {after}");
 }
 
 /// The SPICE port of `name`'s live definition on `uri`.

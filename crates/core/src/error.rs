@@ -249,6 +249,17 @@ pub enum Error {
         millis: u64,
     },
 
+    /// A call waited in vain for a domain's job to end (`VIR_ERR_OPERATION_TIMEOUT`,
+    /// from `VIR_FROM_NONE` as libvirt's `virDomainObjBeginJobInternal`).
+    #[error(
+        "timed out during operation: cannot acquire state change lock (held by monitor={blocker})"
+    )]
+    JobLockTimeout {
+        /// The libvirt API name of the call that owns the job, e.g.
+        /// `remoteDispatchDomainMigratePerform3Params`.
+        blocker: &'static str,
+    },
+
     /// The migration is unsafe (`VIR_ERR_MIGRATE_UNSAFE`); `VIR_MIGRATE_UNSAFE` overrides it.
     #[error("unsafe migration: {reason}")]
     MigrateUnsafe {
@@ -413,6 +424,7 @@ impl Error {
             Error::OperationFailed { .. } => ErrorCode::OperationFailed,
             Error::OperationAborted { .. } => ErrorCode::OperationAborted,
             Error::OperationTimeout { .. } => ErrorCode::OperationTimeout,
+            Error::JobLockTimeout { .. } => ErrorCode::OperationTimeout,
             Error::MigrateUnsafe { .. } => ErrorCode::MigrateUnsafe,
             Error::MigratePersistFailed { .. } => ErrorCode::MigratePersistFailed,
             Error::MigrateFinishOk => ErrorCode::MigrateFinishOk,
@@ -452,6 +464,7 @@ impl Error {
             Error::OperationFailed { .. } => ErrorDomain::Qemu,
             Error::OperationAborted { .. } => ErrorDomain::Qemu,
             Error::OperationTimeout { .. } => ErrorDomain::Domain,
+            Error::JobLockTimeout { .. } => ErrorDomain::None,
             Error::MigrateUnsafe { .. } => ErrorDomain::Qemu,
             Error::MigratePersistFailed { .. } => ErrorDomain::Qemu,
             Error::MigrateFinishOk => ErrorDomain::Qemu,
@@ -571,6 +584,13 @@ mod tests {
                 },
                 68,
                 20,
+            ),
+            (
+                Error::JobLockTimeout {
+                    blocker: "remoteDispatchDomainMigratePerform3Params",
+                },
+                68,
+                0,
             ),
             (Error::MigrateUnsafe { reason: "x".into() }, 81, 10),
             (

@@ -61,7 +61,7 @@ pub async fn run(
     // states, ~20% of the daemon's CPU in `bench rpc` (c)).
     let p = call.procedure();
     if j::settle_held_by_operator(handler, session, &call).await?
-        || migration::guard(handler, session, &call)?
+        || migration::guard(handler, session, &call).await?
     {
         return reply(p, &());
     }
