@@ -99,6 +99,10 @@ pub enum Operation {
     Save,
     /// [`Driver::restore`].
     Restore,
+    /// [`Driver::migrate_compression_cache`].
+    MigrateGetCompressionCache,
+    /// [`Driver::set_migrate_compression_cache`].
+    MigrateSetCompressionCache,
 }
 
 impl Operation {
@@ -139,6 +143,8 @@ impl Operation {
         Operation::SubscribeEvents,
         Operation::Save,
         Operation::Restore,
+        Operation::MigrateGetCompressionCache,
+        Operation::MigrateSetCompressionCache,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -179,6 +185,8 @@ impl Operation {
             Operation::SubscribeEvents => "virConnectDomainEventRegisterAny",
             Operation::Save => "virDomainSaveFlags",
             Operation::Restore => "virDomainRestoreFlags",
+            Operation::MigrateGetCompressionCache => "virDomainMigrateGetCompressionCache",
+            Operation::MigrateSetCompressionCache => "virDomainMigrateSetCompressionCache",
         }
     }
 
@@ -220,6 +228,8 @@ impl Operation {
             Operation::SubscribeEvents => "subscribe_events",
             Operation::Save => "save",
             Operation::Restore => "restore",
+            Operation::MigrateGetCompressionCache => "migrate_compression_cache",
+            Operation::MigrateSetCompressionCache => "set_migrate_compression_cache",
         }
     }
 }
@@ -459,6 +469,20 @@ pub trait Driver: Send + Sync {
     async fn restore(&self, from: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
         let _ = (from, dxml, flags);
         Err(self.no_support(Operation::Restore))
+    }
+
+    /// The XBZRLE page cache size, in bytes, the running domain's
+    /// compressed migrations use.
+    async fn migrate_compression_cache(&self, dom: &DomainRef) -> Result<u64> {
+        let _ = dom;
+        Err(self.no_support(Operation::MigrateGetCompressionCache))
+    }
+
+    /// Sets the XBZRLE page cache size, in bytes, of the running domain's
+    /// later compressed migrations (unless one names its own).
+    async fn set_migrate_compression_cache(&self, dom: &DomainRef, bytes: u64) -> Result<()> {
+        let _ = (dom, bytes);
+        Err(self.no_support(Operation::MigrateSetCompressionCache))
     }
 }
 

@@ -69,6 +69,14 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainSaveFlags, Operation::Save),
     (Procedure::DomainRestore, Operation::Restore),
     (Procedure::DomainRestoreFlags, Operation::Restore),
+    (
+        Procedure::DomainMigrateGetCompressionCache,
+        Operation::MigrateGetCompressionCache,
+    ),
+    (
+        Procedure::DomainMigrateSetCompressionCache,
+        Operation::MigrateSetCompressionCache,
+    ),
 ];
 
 /// The driver operation a procedure becomes, if it is served by a driver method.

@@ -227,6 +227,19 @@ impl QemuBackend {
         qmp.execute(&params)
             .await
             .map_err(|e| e.into_core("migration"))?;
+        if compressed {
+            // The cache is the request's `compression.xbzrle.cache`, else
+            // whatever MIGRATE_SET_COMPRESSION_CACHE (or QEMU) left.
+            let set = qmp
+                .execute(&QueryMigrateParameters)
+                .await
+                .map_err(|e| e.into_core("migration"))?;
+            info!(
+                dom = %job.domain().name,
+                xbzrle_cache_size = ?set.xbzrle_cache_size,
+                "outgoing migration: xbzrle compression set up"
+            );
+        }
         Ok(PerformOut { capabilities: used })
     }
 

@@ -67,6 +67,8 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::DomainSaveFlags, "0.1.0"),
         (Procedure::DomainRestore, "0.1.0"),
         (Procedure::DomainRestoreFlags, "0.1.0"),
+        (Procedure::DomainMigrateGetCompressionCache, "0.1.0"),
+        (Procedure::DomainMigrateSetCompressionCache, "0.1.0"),
     ],
     migration_flags: MIGRATION_FLAGS,
     migration_params: &[

@@ -52,6 +52,11 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::SubscribeEvents => driver.subscribe_events().err(),
         Operation::Save => driver.save(&dom, "/nonexistent/save", None, 0).await.err(),
         Operation::Restore => driver.restore("/nonexistent/save", None, 0).await.err(),
+        Operation::MigrateGetCompressionCache => driver.migrate_compression_cache(&dom).await.err(),
+        Operation::MigrateSetCompressionCache => driver
+            .set_migrate_compression_cache(&dom, 1 << 20)
+            .await
+            .err(),
     };
     err.map(|e| e.code())
 }

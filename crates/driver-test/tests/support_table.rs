@@ -56,6 +56,12 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::SubscribeEvents => no_support(drv.subscribe_events()),
         Operation::Save => no_support(drv.save(dom, "/nonexistent/save", None, 0).await),
         Operation::Restore => no_support(drv.restore("/nonexistent/save", None, 0).await),
+        Operation::MigrateGetCompressionCache => {
+            no_support(drv.migrate_compression_cache(dom).await)
+        }
+        Operation::MigrateSetCompressionCache => {
+            no_support(drv.set_migrate_compression_cache(dom, 1 << 20).await)
+        }
     }
 }
 

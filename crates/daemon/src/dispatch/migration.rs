@@ -108,6 +108,7 @@ pub async fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<
         Call::DomainCreate(a) => &a.dom,
         Call::DomainCreateWithFlags(a) => &a.dom,
         Call::DomainSetAutostart(a) => &a.dom,
+        Call::DomainMigrateSetCompressionCache(a) => &a.dom,
         _ => return Ok(false),
     };
     let Ok(open) = session.driver() else {

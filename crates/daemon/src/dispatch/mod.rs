@@ -260,6 +260,12 @@ pub async fn run(
         Call::DomainMigrateGetMaxSpeed(a) => {
             reply(p, &Box::pin(j::get_max_speed(handler, session, a)).await?)
         }
+        Call::DomainMigrateGetCompressionCache(a) => {
+            reply(p, &Box::pin(j::get_compression_cache(session, a)).await?)
+        }
+        Call::DomainMigrateSetCompressionCache(a) => {
+            reply(p, &Box::pin(j::set_compression_cache(session, a)).await?)
+        }
         Call::DomainMigrateSetMaxDowntime(a) => reply(
             p,
             &Box::pin(j::set_max_downtime(handler, session, a)).await?,

@@ -24,7 +24,10 @@ use super::host::{
 };
 use super::registry::{Domain, StopIntent};
 use super::{parse_def, QemuDriver, StartMode, URI};
-use crate::qmp::commands::{Cont, QueryBalloon, QueryCpusFast, Stop, SystemPowerdown, SystemReset};
+use crate::qmp::commands::{
+    Cont, MigrateSetParameters, QueryBalloon, QueryCpusFast, QueryMigrateParameters, Stop,
+    SystemPowerdown, SystemReset,
+};
 use crate::spec::launch_spec;
 use crate::support::SUPPORT;
 
@@ -109,6 +112,34 @@ impl Driver for QemuDriver {
                 }
             })
             .collect())
+    }
+
+    async fn migrate_compression_cache(&self, dom: &DomainRef) -> Result<u64> {
+        const API: &str = "virDomainMigrateGetCompressionCache";
+        let runtime = self.runtime(dom)?;
+        let params = runtime
+            .qmp
+            .execute(&QueryMigrateParameters)
+            .await
+            .map_err(|e| e.into_core(API))?;
+        params
+            .xbzrle_cache_size
+            .ok_or_else(|| Error::internal("QEMU did not report xbzrle-cache-size"))
+    }
+
+    async fn set_migrate_compression_cache(&self, dom: &DomainRef, bytes: u64) -> Result<()> {
+        // Set on the running QEMU, as libvirt does: a later compressed
+        // migration without `compression.xbzrle.cache` leaves it as it is.
+        let runtime = self.runtime(dom)?;
+        runtime
+            .qmp
+            .execute(&MigrateSetParameters {
+                xbzrle_cache_size: Some(bytes),
+                ..MigrateSetParameters::default()
+            })
+            .await
+            .map_err(|e| e.into_core("virDomainMigrateSetCompressionCache"))?;
+        Ok(())
     }
 
     async fn memory_stats(&self, dom: &DomainRef) -> Result<Vec<MemoryStat>> {

@@ -396,6 +396,8 @@ impl Command for QueryMigrateParameters {
 pub struct MigrationParameters {
     /// Channels `multifd` opens (QEMU's default is 2).
     pub multifd_channels: Option<u32>,
+    /// The XBZRLE page cache, bytes (QEMU's default is 64 MiB).
+    pub xbzrle_cache_size: Option<u64>,
 }
 
 /// `migrate-set-parameters`; only the fields that are set are sent.
