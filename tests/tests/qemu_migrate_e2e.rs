@@ -178,11 +178,8 @@ fn qemu_virsh_live_compressed() {
                 assert_eq!(cache.trim(), "Compression cache: 32.000 MiB");
             }
             Stage::After(hosts) => {
-                let used = logged_field(
-                    &hosts.a.logs(),
-                    &["xbzrle compression set up", &format!("dom={name}")],
-                    "xbzrle_cache_size",
-                );
+                let set_up = ["compression set up", &format!("dom={name}")];
+                let used = logged_field(&hosts.a.logs(), &set_up, "xbzrle_cache_size");
                 assert_eq!(used.as_deref(), Some("Some(33554432)"), "{}", hosts.logs());
                 let out = virsh(&hosts.a_uri(), &["migrate-compcache", name]);
                 assert!(!out.status.success());
@@ -191,9 +188,91 @@ fn qemu_virsh_live_compressed() {
                     "{}",
                     stderr_of(&out)
                 );
+                multithreaded_back_and_forth(hosts, name);
             }
         },
     );
+}
+
+/// Back to A with `--comp-methods mt,xbzrle` and the `mt` tuning: B's QEMU
+/// compresses with the level and threads asked for, A's decompresses with
+/// its threads, and QEMU really sent pages compressed. `mt` with
+/// `--parallel` is then refused in Begin (QEMU 7.2: "Multifd is not
+/// compatible with compress"), leaving the guest running on A, which goes
+/// to B again without compression.
+fn multithreaded_back_and_forth(hosts: &QemuHosts, name: &str) {
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let dom = format!("dom={name}");
+    hosts.virsh_ok(
+        &b,
+        &[
+            "migrate",
+            "--live",
+            "--compressed",
+            "--comp-methods",
+            "mt,xbzrle",
+            "--comp-mt-level",
+            "2",
+            "--comp-mt-threads",
+            "2",
+            "--comp-mt-dthreads",
+            "3",
+            "--timeout",
+            "20",
+            name,
+            &a,
+        ],
+    );
+    assert_eq!(domstate(&a, name).as_deref(), Some("running"));
+    let b_log = hosts.b.logs();
+    let set_up = ["compression set up", &dom];
+    for (key, want) in [
+        ("mt", "true"),
+        ("xbzrle", "true"),
+        ("compress_level", "Some(2)"),
+        ("compress_threads", "Some(2)"),
+    ] {
+        assert_eq!(
+            logged_field(&b_log, &set_up, key).as_deref(),
+            Some(want),
+            "{key}\n{}",
+            hosts.logs()
+        );
+    }
+    assert_eq!(
+        logged_field(
+            &hosts.a.logs(),
+            &["multithreaded decompression set up", &dom],
+            "decompress_threads"
+        )
+        .as_deref(),
+        Some("Some(3)"),
+        "{}",
+        hosts.logs()
+    );
+    let mt_pages = logged_field(&b_log, &["outgoing migration completed", &dom], "mt_pages")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no final statistics\n{}", hosts.logs()));
+    eprintln!("{name}: {mt_pages} pages sent compressed by the mt method");
+    assert!(mt_pages > 0, "{}", hosts.logs());
+    let refused = virsh(
+        &a,
+        &[
+            "migrate",
+            "--live",
+            "--compressed",
+            "--comp-methods",
+            "mt",
+            "--parallel",
+            name,
+            &b,
+        ],
+    );
+    assert!(!refused.status.success());
+    let err = stderr_of(&refused);
+    assert!(err.contains("'mt'") && err.contains("PARALLEL"), "{err}");
+    assert_eq!(domstate(&a, name).as_deref(), Some("running"));
+    hosts.virsh_ok(&a, &["migrate", "--live", name, &b]);
 }
 
 #[test]

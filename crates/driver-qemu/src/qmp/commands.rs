@@ -320,6 +320,38 @@ pub struct MigrationInfo {
     /// Why it failed.
     #[serde(default)]
     pub error_desc: Option<String>,
+    /// Statistics of the `compress` capability, when it is on.
+    #[serde(default)]
+    pub compression: Option<MigrationCompression>,
+    /// Statistics of the `xbzrle` capability, when it is on.
+    #[serde(default)]
+    pub xbzrle_cache: Option<MigrationXbzrle>,
+}
+
+/// `compression` part of [`MigrationInfo`] (the `mt` method).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct MigrationCompression {
+    /// Pages sent compressed.
+    pub pages: u64,
+    /// Bytes those pages took once compressed.
+    pub compressed_size: u64,
+}
+
+/// `xbzrle-cache` part of [`MigrationInfo`].
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct MigrationXbzrle {
+    /// The cache size, bytes.
+    pub cache_size: u64,
+    /// Bytes sent as XBZRLE deltas.
+    pub bytes: u64,
+    /// Pages sent as XBZRLE deltas.
+    pub pages: u64,
+    /// Pages not found in the cache.
+    pub cache_miss: u64,
+    /// Pages whose delta was larger than the page.
+    pub overflow: u64,
 }
 
 /// RAM part of [`MigrationInfo`].
@@ -398,6 +430,12 @@ pub struct MigrationParameters {
     pub multifd_channels: Option<u32>,
     /// The XBZRLE page cache, bytes (QEMU's default is 64 MiB).
     pub xbzrle_cache_size: Option<u64>,
+    /// zlib level of the `compress` capability (QEMU's default is 1).
+    pub compress_level: Option<u32>,
+    /// Compression threads on the source (QEMU's default is 8).
+    pub compress_threads: Option<u32>,
+    /// Decompression threads on the destination (QEMU's default is 2).
+    pub decompress_threads: Option<u32>,
 }
 
 /// `migrate-set-parameters`; only the fields that are set are sent.
@@ -419,6 +457,15 @@ pub struct MigrateSetParameters {
     /// XBZRLE cache in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub xbzrle_cache_size: Option<u64>,
+    /// zlib level (0-9) with the `compress` capability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compress_level: Option<u32>,
+    /// Compression threads with the `compress` capability (source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compress_threads: Option<u32>,
+    /// Decompression threads with the `compress` capability (destination).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decompress_threads: Option<u32>,
     /// Initial throttle with `auto-converge`, percent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_throttle_initial: Option<u32>,
