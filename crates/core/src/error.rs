@@ -160,6 +160,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// The driver has the operation but not in this form
+    /// (`VIR_ERR_OPERATION_UNSUPPORTED`).
+    #[error("operation not supported: {reason}")]
+    OperationUnsupported {
+        /// e.g. "summary statistics are not supported yet".
+        reason: String,
+    },
+
     /// A write was attempted on a read-only connection (`VIR_ERR_OPERATION_DENIED`).
     #[error("operation forbidden: {operation} is not allowed on a read-only connection")]
     OperationDenied {
@@ -413,6 +421,7 @@ impl Error {
             Error::NoDomain { .. } => ErrorCode::NoDomain,
             Error::DomainExists { .. } => ErrorCode::OperationFailed,
             Error::OperationInvalid { .. } => ErrorCode::OperationInvalid,
+            Error::OperationUnsupported { .. } => ErrorCode::OperationUnsupported,
             Error::OperationDenied { .. } => ErrorCode::OperationDenied,
             Error::InvalidArg { .. } => ErrorCode::InvalidArg,
             Error::Overflow { .. } => ErrorCode::Overflow,
@@ -454,6 +463,7 @@ impl Error {
             Error::NoDomain { .. } => ErrorDomain::Domain,
             Error::DomainExists { .. } => ErrorDomain::Domain,
             Error::OperationInvalid { .. } => ErrorDomain::Domain,
+            Error::OperationUnsupported { .. } => ErrorDomain::Domain,
             Error::OperationDenied { .. } => ErrorDomain::Domain,
             Error::InvalidArg { .. } | Error::Overflow { .. } => ErrorDomain::Domain,
             Error::UnknownFlags { .. } => ErrorDomain::Domain,
@@ -522,6 +532,13 @@ mod tests {
                 20,
             ),
             (Error::invalid("domain is not running"), 55, 20),
+            (
+                Error::OperationUnsupported {
+                    reason: "summary statistics are not supported yet".into(),
+                },
+                84,
+                20,
+            ),
             (
                 Error::OperationDenied {
                     operation: "virDomainCreate",

@@ -77,6 +77,10 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
         Procedure::DomainMigrateSetCompressionCache,
         Operation::MigrateSetCompressionCache,
     ),
+    (Procedure::DomainBlockStats, Operation::BlockStats),
+    (Procedure::DomainBlockStatsFlags, Operation::BlockStatsFlags),
+    (Procedure::DomainGetBlockInfo, Operation::BlockInfo),
+    (Procedure::DomainInterfaceStats, Operation::InterfaceStats),
 ];
 
 /// The driver operation a procedure becomes, if it is served by a driver method.

@@ -69,6 +69,10 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::DomainRestoreFlags, "0.1.0"),
         (Procedure::DomainMigrateGetCompressionCache, "0.1.0"),
         (Procedure::DomainMigrateSetCompressionCache, "0.1.0"),
+        (Procedure::DomainBlockStats, "0.1.0"),
+        (Procedure::DomainBlockStatsFlags, "0.1.0"),
+        (Procedure::DomainGetBlockInfo, "0.1.0"),
+        (Procedure::DomainInterfaceStats, "0.1.0"),
     ],
     migration_flags: MIGRATION_FLAGS,
     migration_params: &[

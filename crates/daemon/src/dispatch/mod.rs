@@ -6,6 +6,7 @@
 //! errors through [`crate::wire::to_wire_error`].
 
 pub mod connection;
+pub mod devices;
 pub mod domain;
 pub mod events;
 pub mod migration;
@@ -121,6 +122,14 @@ pub async fn run(
         }
         Call::NodeGetCpuMap(args) => reply(p, &vcpu_memory::node_get_cpu_map(session, args).await?),
         Call::DomainMemoryStats(args) => reply(p, &vcpu_memory::memory_stats(session, args).await?),
+        Call::DomainBlockStats(args) => reply(p, &devices::block_stats(session, args).await?),
+        Call::DomainBlockStatsFlags(args) => {
+            reply(p, &devices::block_stats_flags(session, args).await?)
+        }
+        Call::DomainGetBlockInfo(args) => reply(p, &devices::get_block_info(session, args).await?),
+        Call::DomainInterfaceStats(args) => {
+            reply(p, &devices::interface_stats(session, args).await?)
+        }
         Call::DomainGetOsType(args) => reply(p, &d::get_os_type(session, args).await?),
         Call::DomainGetXmlDesc(args) => reply(p, &d::get_xml_desc(session, args).await?),
         Call::DomainGetSecurityLabel(args) => {

@@ -128,6 +128,84 @@ pub struct CpuInfoFast {
     pub thread_id: i32,
 }
 
+/// `query-blockstats`: I/O counters of every disk front end.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryBlockstats;
+
+impl Command for QueryBlockstats {
+    const NAME: &'static str = "query-blockstats";
+    type Reply = Vec<BlockStatsEntry>;
+}
+
+/// One disk of [`QueryBlockstats`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct BlockStatsEntry {
+    /// The top node (`drive-<target>` for the disks this driver attaches).
+    pub node_name: Option<String>,
+    /// The counters.
+    pub stats: BlockDeviceStats,
+}
+
+/// The counters this driver reports of a [`BlockStatsEntry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(default)]
+pub struct BlockDeviceStats {
+    /// Bytes read.
+    pub rd_bytes: i64,
+    /// Bytes written.
+    pub wr_bytes: i64,
+    /// Read requests.
+    pub rd_operations: i64,
+    /// Write requests.
+    pub wr_operations: i64,
+    /// Flush requests.
+    pub flush_operations: i64,
+    /// Time spent reading, ns.
+    pub rd_total_time_ns: i64,
+    /// Time spent writing, ns.
+    pub wr_total_time_ns: i64,
+    /// Time spent flushing, ns.
+    pub flush_total_time_ns: i64,
+}
+
+/// `query-block`: every disk front end and the image behind it.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryBlock;
+
+impl Command for QueryBlock {
+    const NAME: &'static str = "query-block";
+    type Reply = Vec<BlockEntry>;
+}
+
+/// One disk of [`QueryBlock`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default)]
+pub struct BlockEntry {
+    /// The medium, absent for an empty drive.
+    pub inserted: Option<BlockInserted>,
+}
+
+/// The medium of a [`BlockEntry`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct BlockInserted {
+    /// The top node (`drive-<target>`).
+    pub node_name: Option<String>,
+    /// The image.
+    pub image: BlockImage,
+}
+
+/// The image of a [`BlockInserted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct BlockImage {
+    /// The size the guest sees, bytes.
+    pub virtual_size: u64,
+    /// Host storage in use, bytes (absent when QEMU cannot tell).
+    pub actual_size: Option<u64>,
+}
+
 /// `query-balloon` (fails with `DeviceNotActive` when there is no balloon).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct QueryBalloon;
