@@ -90,10 +90,12 @@ pub fn manager(handler: &Handler, session: &Session) -> Result<Arc<Manager>> {
 /// migration converges (`virsh migrate --timeout-suspend`; answers `true`,
 /// the call is handled), in the other source phases it goes to the driver.
 /// DESTROY (and UNDEFINE of a held guest) were settled before, by
-/// [`super::migration_jobs::settle_held_by_operator`].
+/// [`super::migration_jobs::settle_held_by_operator`]; the other calls on a
+/// held guest (its source job kept after a restart until someone settles
+/// it) are refused at once with `VIR_ERR_OPERATION_INVALID`.
 ///
 /// # Errors
-/// The timeout.
+/// The timeout; the refusal on a held guest.
 pub async fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<bool> {
     let dom = match call {
         Call::DomainDestroy(a) => &a.dom,
@@ -130,6 +132,11 @@ pub async fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<
         return Ok(false);
     }
     drop(job);
+    if manager.held().iter().any(|e| e.uuid == dom.uuid) {
+        // A held job ends only when the operator (or the peer) settles it:
+        // nothing to wait for, refused at once as "being migrated".
+        manager.registry().guard(&dom).map_err(err)?;
+    }
     tracing::info!(dom = %dom.name, "call waits for the migration job to end");
     manager
         .registry()
