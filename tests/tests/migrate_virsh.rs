@@ -255,26 +255,20 @@ fn timeout_suspend(hosts: &Hosts, name: &str) {
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
     let events = VirshEvents::spawn(&a, &["--loop", "--all", "--domain", name]);
     events.sync_on_redefine(&a, name);
-    let migrate = std::thread::spawn({
-        let (a, b, name) = (a.clone(), b.clone(), name.to_owned());
-        move || {
-            let args = [
-                "migrate",
-                "--live",
-                "--bandwidth",
-                "1",
-                "--timeout",
-                "1",
-                "--timeout-suspend",
-                &name,
-                &b,
-            ];
-            virsh(&a, &args)
-        }
+    let args = [
+        "migrate",
+        "--live",
+        "--bandwidth",
+        "1",
+        "--timeout",
+        "1",
+        "--timeout-suspend",
+        name,
+        &b,
+    ];
+    let (out, resume) = migrate_support::migrate_with_resume(&a, &args, name, || {
+        events.wait_for("Suspended Migrated", Duration::from_secs(30));
     });
-    events.wait_for("Suspended Migrated", Duration::from_secs(30));
-    let resume = virsh(&a, &["resume", name]);
-    let out = migrate.join().expect("virsh migrate thread");
     assert!(
         out.status.success(),
         "virsh migrate: {}\n{}",

@@ -714,28 +714,22 @@ fn qemu_dirtying_guest_job_stats_count_the_working_set() {
 fn timeout_suspend_back(hosts: &QemuHosts, name: &str) {
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
     let before = counter_above(&b, name, 0, hosts);
-    let migrate = std::thread::spawn({
-        let (a, b, name) = (a.clone(), b.clone(), name.to_owned());
-        move || {
-            let args = [
-                "migrate",
-                "--live",
-                "--bandwidth",
-                "16",
-                "--timeout",
-                "1",
-                "--timeout-suspend",
-                &name,
-                &a,
-            ];
-            virsh(&b, &args)
-        }
+    let args = [
+        "migrate",
+        "--live",
+        "--bandwidth",
+        "16",
+        "--timeout",
+        "1",
+        "--timeout-suspend",
+        name,
+        &a,
+    ];
+    let (out, resume) = migrate_support::migrate_with_resume(&b, &args, name, || {
+        wait_until(Duration::from_secs(30), "the migration job on B", || {
+            (!job_free(&b, name)).then_some(())
+        });
     });
-    wait_until(Duration::from_secs(30), "the migration job on B", || {
-        (!job_free(&b, name)).then_some(())
-    });
-    let resume = virsh(&b, &["resume", name]);
-    let out = migrate.join().expect("virsh migrate thread");
     assert!(
         out.status.success(),
         "virsh migrate --timeout-suspend: {}\n{}",

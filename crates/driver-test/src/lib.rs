@@ -280,28 +280,20 @@ impl Driver for TestDriver {
             });
         }
         self.read(|r| {
-            let live = r.live(dom)?;
-            live.def
+            r.live(dom)?
+                .def
                 .devices
-                .disk(disk)
-                .ok_or_else(|| Error::InvalidArg {
-                    operation: "virDomainBlockStats",
-                    reason: format!("invalid path: {disk}"),
-                })?;
+                .disk_for(disk, "virDomainBlockStats")?;
             Ok(stats::block())
         })
     }
 
     async fn interface_stats(&self, dom: &DomainRef, device: &str) -> Result<InterfaceStats> {
         self.read(|r| {
-            let live = r.live(dom)?;
-            live.def
+            r.live(dom)?
+                .def
                 .devices
-                .interface(device)
-                .ok_or_else(|| Error::InvalidArg {
-                    operation: "virDomainInterfaceStats",
-                    reason: format!("'{device}' is not a known interface"),
-                })?;
+                .interface_for(device, "virDomainInterfaceStats")?;
             Ok(stats::interface())
         })
     }

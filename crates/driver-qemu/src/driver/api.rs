@@ -134,10 +134,7 @@ impl Driver for QemuDriver {
                     .map(|d| disk_node(&d.target.dev))
                     .collect());
             }
-            let d = disks.disk(disk).ok_or_else(|| Error::InvalidArg {
-                operation: API,
-                reason: format!("invalid path: {disk}"),
-            })?;
+            let d = disks.disk_for(disk, API)?;
             Ok(vec![disk_node(&d.target.dev)])
         })?;
         let entries = self
@@ -242,11 +239,7 @@ impl Driver for QemuDriver {
             let nic = live
                 .def
                 .devices
-                .interface(device)
-                .ok_or_else(|| Error::InvalidArg {
-                    operation: "virDomainInterfaceStats",
-                    reason: format!("'{device}' is not a known interface"),
-                })?;
+                .interface_for(device, "virDomainInterfaceStats")?;
             // User networking has no host device; a bridge's tap is
             // named by qemu-bridge-helper unless `<target dev>` names it.
             Ok(match nic.kind {

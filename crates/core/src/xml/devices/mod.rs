@@ -89,6 +89,35 @@ impl Devices {
         })
     }
 
+    /// [`Devices::disk`], or libvirt's error for a disk the domain lacks
+    /// (`VIR_ERR_INVALID_ARG` "invalid path: …", as its statistics calls).
+    ///
+    /// # Errors
+    /// That one.
+    pub fn disk_for(&self, name: &str, operation: &'static str) -> crate::Result<&Disk> {
+        self.disk(name).ok_or_else(|| crate::Error::InvalidArg {
+            operation,
+            reason: format!("invalid path: {name}"),
+        })
+    }
+
+    /// [`Devices::interface`], or libvirt's error for an interface the
+    /// domain lacks (`VIR_ERR_INVALID_ARG` "'…' is not a known interface").
+    ///
+    /// # Errors
+    /// That one.
+    pub fn interface_for(
+        &self,
+        device: &str,
+        operation: &'static str,
+    ) -> crate::Result<&Interface> {
+        self.interface(device)
+            .ok_or_else(|| crate::Error::InvalidArg {
+                operation,
+                reason: format!("'{device}' is not a known interface"),
+            })
+    }
+
     pub(crate) fn parse(node: Node<'_>) -> Result<Self> {
         let mut d = Devices::default();
         for c in node.children() {
