@@ -194,12 +194,12 @@ fn qemu_virsh_live_compressed() {
     );
 }
 
-/// Back to A with `--comp-methods mt,xbzrle` and the `mt` tuning: B's QEMU
-/// compresses with the level and threads asked for, A's decompresses with
-/// its threads, and QEMU really sent pages compressed. `mt` with
-/// `--parallel` is then refused in Begin (QEMU 7.2: "Multifd is not
-/// compatible with compress"), leaving the guest running on A, which goes
-/// to B again without compression.
+/// Back to A with `--comp-methods mt,xbzrle`, the `mt` tuning and an XBZRLE
+/// cache of its own: B's QEMU compresses with the level, threads and cache
+/// asked for, A's decompresses with its threads, and QEMU really sent pages
+/// compressed. `mt` with `--parallel` is then refused in Begin (QEMU 7.2:
+/// "Multifd is not compatible with compress"), leaving the guest running on
+/// A, which goes to B again without compression.
 fn multithreaded_back_and_forth(hosts: &QemuHosts, name: &str) {
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
     let dom = format!("dom={name}");
@@ -217,6 +217,8 @@ fn multithreaded_back_and_forth(hosts: &QemuHosts, name: &str) {
             "2",
             "--comp-mt-dthreads",
             "3",
+            "--comp-xbzrle-cache",
+            "16777216",
             "--timeout",
             "20",
             name,
@@ -231,6 +233,7 @@ fn multithreaded_back_and_forth(hosts: &QemuHosts, name: &str) {
         ("xbzrle", "true"),
         ("compress_level", "Some(2)"),
         ("compress_threads", "Some(2)"),
+        ("xbzrle_cache_size", "Some(16777216)"),
     ] {
         assert_eq!(
             logged_field(&b_log, &set_up, key).as_deref(),
