@@ -299,14 +299,14 @@ fn two_concurrent_begins_on_one_guest_one_wins() {
             (a, b) => panic!("exactly one Begin3 must win: {a:?} / {b:?}"),
         };
         assert_eq!(err.remote_code(), Some(OPERATION_INVALID), "{err}");
-        // the guest is locked while the winner's job lives (DESTROY would
-        // abort the job, as in libvirt; SUSPEND outside Perform is refused)
-        let suspend = ca2
-            .call::<procs::DomainSuspend>(&migrated_proto::DomainSuspendArgs {
-                dom: dom2.reference().clone().into(),
-            })
-            .await;
-        expect_code(suspend, OPERATION_INVALID, &["being migrated"]);
+        // SUSPEND is allowed while the winner's job lives, as libvirt's
+        // outgoing jobs allow it (other state changes wait for the job)
+        ca2.call::<procs::DomainSuspend>(&migrated_proto::DomainSuspendArgs {
+            dom: dom2.reference().clone().into(),
+        })
+        .await
+        .expect("suspend during Begin3 pauses the guest");
+        assert_eq!(state(&s.hosts.a_uri(), GUEST).as_deref(), Some("paused"));
         ca.call::<procs::DomainMigrateConfirm3Params>(
             &migrated_proto::DomainMigrateConfirm3ParamsArgs {
                 dom: dom.reference().clone().into(),
@@ -318,6 +318,13 @@ fn two_concurrent_begins_on_one_guest_one_wins() {
         )
         .await
         .expect("cancel releases the guest");
+        // the operator's pause outlives the cancelled migration
+        assert_eq!(state(&s.hosts.a_uri(), GUEST).as_deref(), Some("paused"));
+        ca2.call::<procs::DomainResume>(&migrated_proto::DomainResumeArgs {
+            dom: dom2.reference().clone().into(),
+        })
+        .await
+        .expect("resume after the job");
     });
     nothing_lost(&s);
 }

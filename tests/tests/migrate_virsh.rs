@@ -1,7 +1,8 @@
 //! Stock `virsh migrate` between two migrated daemons on loopback: managed,
 //! `--p2p`, `--p2p --tunnelled`, offline, persistent/undefinesource,
 //! suspend, dname, bandwidth (each followed by a migration back, the
-//! bandwidth-limited one watched by `virsh event`), and `--xml`.
+//! bandwidth-limited one watched by `virsh event`, then `--timeout
+//! --timeout-suspend` with a RESUME waiting for the job), and `--xml`.
 
 mod migrate_support;
 
@@ -239,6 +240,58 @@ fn virsh_bandwidth_and_job_tuning() {
         .unwrap_or_else(|| panic!("no constant pages in:\n{info}"));
     assert!(constant > 0, "{info}");
     virsh_ok(&b, &["migrate", "--live", name, &a], &hosts);
+    timeout_suspend(&hosts, name);
+}
+
+/// `virsh migrate --timeout 1 --timeout-suspend` of a migration too slow to
+/// end in a second (1 MiB/s): virsh suspends the guest mid-migration (a
+/// SUSPEND on the connection whose PERFORM is in flight), the source pauses
+/// it ("migrating"), the migration completes, and the guest runs on the
+/// destination as libvirt leaves it (`running (migrated)`: it was running
+/// when the migration began). A RESUME from a second client meanwhile waits
+/// for the job, as behind libvirt's state change lock, and then finds the
+/// guest gone from the source.
+fn timeout_suspend(hosts: &Hosts, name: &str) {
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let events = VirshEvents::spawn(&a, &["--loop", "--all", "--domain", name]);
+    events.sync_on_redefine(&a, name);
+    let args = [
+        "migrate",
+        "--live",
+        "--bandwidth",
+        "1",
+        "--timeout",
+        "1",
+        "--timeout-suspend",
+        name,
+        &b,
+    ];
+    let (out, resume) = migrate_support::migrate_with_resume(&a, &args, name, || {
+        events.wait_for("Suspended Migrated", Duration::from_secs(30));
+    });
+    assert!(
+        out.status.success(),
+        "virsh migrate: {}\n{}",
+        stderr_of(&out),
+        hosts.logs()
+    );
+    assert!(!resume.status.success(), "resume after the migration");
+    assert!(
+        stderr_of(&resume).contains("not running"),
+        "{}",
+        stderr_of(&resume)
+    );
+    events.wait_for("event 'job-completed'", Duration::from_secs(20));
+    drop(events);
+    assert_eq!(
+        virsh_ok(&b, &["domstate", "--reason", name], hosts).trim(),
+        "running (migrated)"
+    );
+    assert_eq!(
+        virsh_ok(&a, &["domstate", "--reason", name], hosts).trim(),
+        "shut off (migrated)"
+    );
+    exactly_one_copy(hosts, name);
 }
 
 /// `virsh migrate --xml`: a host-side change (a description) is accepted and

@@ -9,7 +9,7 @@
 //! Linux guest, which the destination's QEMU must have too (built from the
 //! migratable XML the source sent).
 //! `virsh event` watches one of them for QEMU's passes and the completed
-//! job.
+//! job, then brings it back with `--timeout 1 --timeout-suspend`.
 
 mod migrate_support;
 mod qemu_support;
@@ -58,6 +58,18 @@ enum Tool {
 
 /// Migrates a running guest (with `devices` in its XML) from A to B.
 fn live(tool: Tool, name: &str, flags: &[&str], devices: Option<&str>) {
+    live_with(tool, name, flags, devices, |_| {});
+}
+
+/// [`live`], with `before` run on the daemons once the guest counts on A
+/// and `after` once it moved.
+fn live_with(
+    tool: Tool,
+    name: &str,
+    flags: &[&str],
+    devices: Option<&str>,
+    hooks: impl Fn(Stage<'_>),
+) {
     let Some(hosts) = QemuHosts::start() else {
         return;
     };
@@ -75,6 +87,7 @@ fn live(tool: Tool, name: &str, flags: &[&str], devices: Option<&str>) {
     };
     eprintln!("{name}: counting at {before} after {:?}", started.elapsed());
     let src_pid = status_pid(&hosts.a, name).expect("source status file");
+    hooks(Stage::Before(&hosts));
     let mut args = vec!["migrate", "--live"];
     args.extend_from_slice(flags);
     if matches!(tool, Tool::Virsh) {
@@ -93,6 +106,7 @@ fn live(tool: Tool, name: &str, flags: &[&str], devices: Option<&str>) {
     assert_eq!(domstate(&a, name).as_deref(), Some("shut off"));
     moved_and_counting(&hosts, name, &uuid, src_pid, before);
     eprintln!("{name}: counting on B after {:?}", started.elapsed());
+    hooks(Stage::After(&hosts));
     if devices.is_some() {
         let line = cmdline(&uuid);
         for id in DEVICE_IDS {
@@ -133,9 +147,135 @@ fn qemu_migratectl_live_p2p_tunnelled() {
     );
 }
 
+/// Where [`live_with`] runs its hooks.
+enum Stage<'a> {
+    /// The guest counts on A, nothing migrated yet.
+    Before(&'a QemuHosts),
+    /// The guest moved to B and counts there.
+    After(&'a QemuHosts),
+}
+
+/// `virsh migrate --compressed` after `virsh migrate-compcache --size`: the
+/// running source QEMU takes the XBZRLE cache size, and the compressed
+/// migration (naming no `compression.xbzrle.cache`) keeps it. Once the
+/// guest left, A's inactive copy has no cache to report (libvirt's "domain
+/// is not running").
 #[test]
 fn qemu_virsh_live_compressed() {
-    live(Tool::Virsh, "q-compressed", &["--compressed"], None);
+    let name = "q-compressed";
+    live_with(
+        Tool::Virsh,
+        name,
+        &["--compressed"],
+        None,
+        |stage| match stage {
+            Stage::Before(hosts) => {
+                let a = hosts.a_uri();
+                // QEMU's default
+                let cache = hosts.virsh_ok(&a, &["migrate-compcache", name]);
+                assert_eq!(cache.trim(), "Compression cache: 64.000 MiB");
+                let cache = hosts.virsh_ok(&a, &["migrate-compcache", name, "--size", "33554432"]);
+                assert_eq!(cache.trim(), "Compression cache: 32.000 MiB");
+            }
+            Stage::After(hosts) => {
+                let set_up = ["compression set up", &format!("dom={name}")];
+                let used = logged_field(&hosts.a.logs(), &set_up, "xbzrle_cache_size");
+                assert_eq!(used.as_deref(), Some("Some(33554432)"), "{}", hosts.logs());
+                let out = virsh(&hosts.a_uri(), &["migrate-compcache", name]);
+                assert!(!out.status.success());
+                assert!(
+                    stderr_of(&out).contains("domain is not running"),
+                    "{}",
+                    stderr_of(&out)
+                );
+                multithreaded_back_and_forth(hosts, name);
+            }
+        },
+    );
+}
+
+/// Back to A with `--comp-methods mt,xbzrle`, the `mt` tuning and an XBZRLE
+/// cache of its own: B's QEMU compresses with the level, threads and cache
+/// asked for, A's decompresses with its threads, and QEMU really sent pages
+/// compressed. `mt` with `--parallel` is then refused in Begin (QEMU 7.2:
+/// "Multifd is not compatible with compress"), leaving the guest running on
+/// A, which goes to B again without compression.
+fn multithreaded_back_and_forth(hosts: &QemuHosts, name: &str) {
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let dom = format!("dom={name}");
+    hosts.virsh_ok(
+        &b,
+        &[
+            "migrate",
+            "--live",
+            "--compressed",
+            "--comp-methods",
+            "mt,xbzrle",
+            "--comp-mt-level",
+            "2",
+            "--comp-mt-threads",
+            "2",
+            "--comp-mt-dthreads",
+            "3",
+            "--comp-xbzrle-cache",
+            "16777216",
+            "--timeout",
+            "20",
+            name,
+            &a,
+        ],
+    );
+    assert_eq!(domstate(&a, name).as_deref(), Some("running"));
+    let b_log = hosts.b.logs();
+    let set_up = ["compression set up", &dom];
+    for (key, want) in [
+        ("mt", "true"),
+        ("xbzrle", "true"),
+        ("compress_level", "Some(2)"),
+        ("compress_threads", "Some(2)"),
+        ("xbzrle_cache_size", "Some(16777216)"),
+    ] {
+        assert_eq!(
+            logged_field(&b_log, &set_up, key).as_deref(),
+            Some(want),
+            "{key}\n{}",
+            hosts.logs()
+        );
+    }
+    assert_eq!(
+        logged_field(
+            &hosts.a.logs(),
+            &["multithreaded decompression set up", &dom],
+            "decompress_threads"
+        )
+        .as_deref(),
+        Some("Some(3)"),
+        "{}",
+        hosts.logs()
+    );
+    let mt_pages = logged_field(&b_log, &["outgoing migration completed", &dom], "mt_pages")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no final statistics\n{}", hosts.logs()));
+    eprintln!("{name}: {mt_pages} pages sent compressed by the mt method");
+    assert!(mt_pages > 0, "{}", hosts.logs());
+    let refused = virsh(
+        &a,
+        &[
+            "migrate",
+            "--live",
+            "--compressed",
+            "--comp-methods",
+            "mt",
+            "--parallel",
+            name,
+            &b,
+        ],
+    );
+    assert!(!refused.status.success());
+    let err = stderr_of(&refused);
+    assert!(err.contains("'mt'") && err.contains("PARALLEL"), "{err}");
+    assert_eq!(domstate(&a, name).as_deref(), Some("running"));
+    hosts.virsh_ok(&a, &["migrate", "--live", name, &b]);
 }
 
 #[test]
@@ -588,6 +728,50 @@ fn qemu_dirtying_guest_job_stats_count_the_working_set() {
             hosts.logs()
         );
     }
+    timeout_suspend_back(&hosts, name);
+}
+
+/// `virsh migrate --timeout 1 --timeout-suspend` of the dirtying guest
+/// throttled to 16 MiB/s: 64 MiB rewritten per pass cannot fit QEMU's
+/// 300 ms downtime at that speed, so the migration only completes because
+/// virsh suspended the guest mid-migration (QEMU `stop` while migrating).
+/// The guest then runs on the destination with libvirt's state
+/// (`running (migrated)`: it was running when the migration began), and a
+/// RESUME from a second client meanwhile waits for the job and then finds
+/// the guest gone from the source.
+fn timeout_suspend_back(hosts: &QemuHosts, name: &str) {
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let before = counter_above(&b, name, 0, hosts);
+    let args = [
+        "migrate",
+        "--live",
+        "--bandwidth",
+        "16",
+        "--timeout",
+        "1",
+        "--timeout-suspend",
+        name,
+        &a,
+    ];
+    let (out, resume) = migrate_support::migrate_with_resume(&b, &args, name, || {
+        wait_until(Duration::from_secs(30), "the migration job on B", || {
+            (!job_free(&b, name)).then_some(())
+        });
+    });
+    assert!(
+        out.status.success(),
+        "virsh migrate --timeout-suspend: {}\n{}",
+        stderr_of(&out),
+        hosts.logs()
+    );
+    assert!(!resume.status.success(), "resume after the migration");
+    assert_eq!(
+        hosts.virsh_ok(&a, &["domstate", "--reason", name]).trim(),
+        "running (migrated)"
+    );
+    assert_eq!(domstate(&b, name), None, "the transient guest left B");
+    let after = counter_above(&a, name, before, hosts);
+    eprintln!("{name}: suspended by virsh after 1 s, moved back; counter {before} -> {after}");
 }
 
 /// The SPICE port of `name`'s live definition on `uri`.

@@ -8,7 +8,8 @@ mod qemu_support;
 
 use std::time::Duration;
 
-use migrated_tests::wait_until;
+use migrated_tests::clients::stderr_of;
+use migrated_tests::{virsh, wait_until};
 use qemu_support::{counter, counter_above, domstate, pid_gone, qemu_pids, status_pid, QemuHosts};
 
 /// Small guests: these tests prove management, not migration throughput.
@@ -26,6 +27,63 @@ fn frozen(uri: &str, name: &str) {
     );
 }
 
+/// The test guest's disk size.
+const DISK_BYTES: u64 = 8 << 20;
+/// The test guest's NIC.
+const NIC_MAC: &str = "52:54:00:7e:57:02";
+
+/// `virsh domblkstat` (the typed call: QEMU's counters, `errs` unknown),
+/// `--human`, `domblkinfo` (QEMU's virtual size, the file's physical size)
+/// and `domifstat` of a user-networking NIC, which has no host device: by
+/// MAC it is found and refused as libvirt refuses it, by a name it is
+/// unknown.
+fn devices_of_a_running_guest(hosts: &QemuHosts, uri: &str, name: &str) {
+    let blk = hosts.virsh_ok(uri, &["domblkstat", name, "vda"]);
+    for field in [
+        "rd_req",
+        "rd_bytes",
+        "wr_req",
+        "wr_bytes",
+        "flush_operations",
+        "rd_total_times",
+    ] {
+        assert!(
+            blk.contains(&format!("vda {field} ")),
+            "{field} missing from {blk}"
+        );
+    }
+    assert!(!blk.contains("errs"), "{blk}");
+    let human = hosts.virsh_ok(uri, &["domblkstat", name, "vda", "--human"]);
+    assert!(human.contains("number of read operations:"), "{human}");
+    let unknown = virsh(uri, &["domblkstat", name, "vdz"]);
+    assert!(
+        !unknown.status.success() && stderr_of(&unknown).contains("invalid path: vdz"),
+        "{}",
+        stderr_of(&unknown)
+    );
+    let info = hosts.virsh_ok(uri, &["domblkinfo", name, "vda"]);
+    for needle in [
+        format!("Capacity:       {DISK_BYTES}"),
+        format!("Physical:       {DISK_BYTES}"),
+    ] {
+        assert!(info.contains(&needle), "{needle:?} missing from {info}");
+    }
+    let by_mac = virsh(uri, &["domifstat", name, NIC_MAC]);
+    assert!(
+        !by_mac.status.success()
+            && stderr_of(&by_mac).contains("internal error: Interface name not provided"),
+        "{}",
+        stderr_of(&by_mac)
+    );
+    let by_name = virsh(uri, &["domifstat", name, "vnet0"]);
+    assert!(
+        !by_name.status.success()
+            && stderr_of(&by_name).contains("'vnet0' is not a known interface"),
+        "{}",
+        stderr_of(&by_name)
+    );
+}
+
 #[test]
 fn qemu_virsh_lifecycle() {
     let Some(hosts) = QemuHosts::start() else {
@@ -33,7 +91,22 @@ fn qemu_virsh_lifecycle() {
     };
     let uri = hosts.a_uri();
     let name = "q-life-virsh";
-    let uuid = hosts.define(&uri, name, SMALL_MIB, 8);
+    // A sparse 8 MiB raw disk and a user-networking NIC for the device
+    // statistics.
+    let disk_dir = tempfile::tempdir().expect("temp dir");
+    let image = disk_dir.path().join("disk.img");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(DISK_BYTES))
+        .expect("create the disk image");
+    let (xml, uuid) = hosts.guest_xml(name, SMALL_MIB, 8);
+    let devices = format!(
+        "<devices><disk type='file' device='disk'><driver name='qemu' type='raw'/>\
+         <source file='{}'/><target dev='vda' bus='virtio'/></disk>\
+         <interface type='user'><mac address='{NIC_MAC}'/><model type='virtio'/></interface>\
+         </devices></domain>",
+        image.display()
+    );
+    hosts.define_xml(&uri, name, &xml.replace("</domain>", &devices));
     assert_eq!(domstate(&uri, name).as_deref(), Some("shut off"));
     assert!(qemu_pids(&uuid).is_empty());
     hosts.virsh_ok(&uri, &["start", name]);
@@ -76,6 +149,7 @@ fn qemu_virsh_lifecycle() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no rss in {mem}"));
     assert!(rss_kib > 1024, "{mem}");
+    devices_of_a_running_guest(&hosts, &uri, name);
     // The real host's figures: /proc/stat and /proc/meminfo, one cell.
     let cpu = hosts.virsh_ok(&uri, &["nodecpustats"]);
     for needle in ["user:", "system:", "idle:", "iowait:"] {
@@ -109,6 +183,18 @@ fn qemu_virsh_lifecycle() {
     assert_eq!(domstate(&uri, name).as_deref(), Some("shut off"));
     assert!(pid_gone(pid), "QEMU {pid} outlived destroy");
     assert!(qemu_pids(&uuid).is_empty());
+    // Shut off: the image file's own sizes, and no I/O statistics.
+    let info = hosts.virsh_ok(&uri, &["domblkinfo", name, "vda"]);
+    assert!(
+        info.contains(&format!("Capacity:       {DISK_BYTES}")),
+        "{info}"
+    );
+    let stats = virsh(&uri, &["domblkstat", name, "vda"]);
+    assert!(
+        !stats.status.success() && stderr_of(&stats).contains("domain is not running"),
+        "{}",
+        stderr_of(&stats)
+    );
     hosts.virsh_ok(&uri, &["undefine", name]);
     assert_eq!(domstate(&uri, name), None);
 }

@@ -377,6 +377,63 @@ impl DomainEvent {
     }
 }
 
+/// I/O statistics of one disk of a running domain (`DOMAIN_BLOCK_STATS`,
+/// `DOMAIN_BLOCK_STATS_FLAGS`); `None` where the hypervisor keeps no count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockStats {
+    /// Read requests.
+    pub rd_req: Option<i64>,
+    /// Bytes read.
+    pub rd_bytes: Option<i64>,
+    /// Write requests.
+    pub wr_req: Option<i64>,
+    /// Bytes written.
+    pub wr_bytes: Option<i64>,
+    /// Flush requests.
+    pub flush_req: Option<i64>,
+    /// Time spent reading, ns.
+    pub rd_total_ns: Option<i64>,
+    /// Time spent writing, ns.
+    pub wr_total_ns: Option<i64>,
+    /// Time spent flushing, ns.
+    pub flush_total_ns: Option<i64>,
+    /// Errors.
+    pub errs: Option<i64>,
+}
+
+/// Sizes of one disk (`DOMAIN_GET_BLOCK_INFO`), bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockInfo {
+    /// What the guest sees.
+    pub capacity: u64,
+    /// Host storage in use.
+    pub allocation: u64,
+    /// The host file's (or device's) size.
+    pub physical: u64,
+}
+
+/// Traffic of one network interface of a running domain
+/// (`DOMAIN_INTERFACE_STATS`), from the guest's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InterfaceStats {
+    /// Bytes received.
+    pub rx_bytes: i64,
+    /// Packets received.
+    pub rx_packets: i64,
+    /// Receive errors.
+    pub rx_errs: i64,
+    /// Received packets dropped.
+    pub rx_drop: i64,
+    /// Bytes sent.
+    pub tx_bytes: i64,
+    /// Packets sent.
+    pub tx_packets: i64,
+    /// Send errors.
+    pub tx_errs: i64,
+    /// Packets dropped on sending.
+    pub tx_drop: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

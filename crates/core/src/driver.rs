@@ -17,9 +17,9 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub use crate::domain::{
-    CellMemory, CpuTimes, DomainEvent, DomainEventKind, DomainInfo, DomainRef, DomainState,
-    HostIdentity, LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason,
-    VcpuInfo,
+    BlockInfo, BlockStats, CellMemory, CpuTimes, DomainEvent, DomainEventKind, DomainInfo,
+    DomainRef, DomainState, HostIdentity, InterfaceStats, LifecycleEvent, MemoryStat, NodeInfo,
+    NodeMemory, SecurityModel, StateReason, VcpuInfo,
 };
 use crate::error::{Error, Result};
 use crate::support::SupportTable;
@@ -99,6 +99,18 @@ pub enum Operation {
     Save,
     /// [`Driver::restore`].
     Restore,
+    /// [`Driver::migrate_compression_cache`].
+    MigrateGetCompressionCache,
+    /// [`Driver::set_migrate_compression_cache`].
+    MigrateSetCompressionCache,
+    /// [`Driver::block_stats`].
+    BlockStats,
+    /// [`Driver::block_stats_flags`].
+    BlockStatsFlags,
+    /// [`Driver::block_info`].
+    BlockInfo,
+    /// [`Driver::interface_stats`].
+    InterfaceStats,
 }
 
 impl Operation {
@@ -139,6 +151,12 @@ impl Operation {
         Operation::SubscribeEvents,
         Operation::Save,
         Operation::Restore,
+        Operation::MigrateGetCompressionCache,
+        Operation::MigrateSetCompressionCache,
+        Operation::BlockStats,
+        Operation::BlockStatsFlags,
+        Operation::BlockInfo,
+        Operation::InterfaceStats,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -179,6 +197,12 @@ impl Operation {
             Operation::SubscribeEvents => "virConnectDomainEventRegisterAny",
             Operation::Save => "virDomainSaveFlags",
             Operation::Restore => "virDomainRestoreFlags",
+            Operation::MigrateGetCompressionCache => "virDomainMigrateGetCompressionCache",
+            Operation::MigrateSetCompressionCache => "virDomainMigrateSetCompressionCache",
+            Operation::BlockStats => "virDomainBlockStats",
+            Operation::BlockStatsFlags => "virDomainBlockStatsFlags",
+            Operation::BlockInfo => "virDomainGetBlockInfo",
+            Operation::InterfaceStats => "virDomainInterfaceStats",
         }
     }
 
@@ -220,6 +244,12 @@ impl Operation {
             Operation::SubscribeEvents => "subscribe_events",
             Operation::Save => "save",
             Operation::Restore => "restore",
+            Operation::MigrateGetCompressionCache => "migrate_compression_cache",
+            Operation::MigrateSetCompressionCache => "set_migrate_compression_cache",
+            Operation::BlockStats => "block_stats",
+            Operation::BlockStatsFlags => "block_stats_flags",
+            Operation::BlockInfo => "block_info",
+            Operation::InterfaceStats => "interface_stats",
         }
     }
 }
@@ -459,6 +489,48 @@ pub trait Driver: Send + Sync {
     async fn restore(&self, from: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
         let _ = (from, dxml, flags);
         Err(self.no_support(Operation::Restore))
+    }
+
+    /// The XBZRLE page cache size, in bytes, the running domain's
+    /// compressed migrations use.
+    async fn migrate_compression_cache(&self, dom: &DomainRef) -> Result<u64> {
+        let _ = dom;
+        Err(self.no_support(Operation::MigrateGetCompressionCache))
+    }
+
+    /// Sets the XBZRLE page cache size, in bytes, of the running domain's
+    /// later compressed migrations (unless one names its own).
+    async fn set_migrate_compression_cache(&self, dom: &DomainRef, bytes: u64) -> Result<()> {
+        let _ = (dom, bytes);
+        Err(self.no_support(Operation::MigrateSetCompressionCache))
+    }
+
+    /// I/O statistics of the running domain's disk `disk` (its target,
+    /// e.g. `vda`, or its source path): the legacy five counters.
+    async fn block_stats(&self, dom: &DomainRef, disk: &str) -> Result<BlockStats> {
+        let _ = (dom, disk);
+        Err(self.no_support(Operation::BlockStats))
+    }
+
+    /// As [`Driver::block_stats`], for the typed-parameter form (libvirt's
+    /// drivers implement the two separately; virsh falls back to the
+    /// legacy one when this is missing).
+    async fn block_stats_flags(&self, dom: &DomainRef, disk: &str) -> Result<BlockStats> {
+        let _ = (dom, disk);
+        Err(self.no_support(Operation::BlockStatsFlags))
+    }
+
+    /// Sizes of the domain's disk `disk` (target or source path).
+    async fn block_info(&self, dom: &DomainRef, disk: &str) -> Result<BlockInfo> {
+        let _ = (dom, disk);
+        Err(self.no_support(Operation::BlockInfo))
+    }
+
+    /// Traffic of the running domain's interface `device` (its host device
+    /// name or its MAC address).
+    async fn interface_stats(&self, dom: &DomainRef, device: &str) -> Result<InterfaceStats> {
+        let _ = (dom, device);
+        Err(self.no_support(Operation::InterfaceStats))
     }
 }
 

@@ -165,6 +165,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// The driver has the operation but not in this form, or the hypervisor
+    /// cannot do it (`VIR_ERR_OPERATION_UNSUPPORTED`), e.g. a storage
+    /// migration through a tunnel.
+    #[error("operation not supported: {reason}")]
+    OperationUnsupported {
+        /// e.g. "summary statistics are not supported yet".
+        reason: String,
+    },
+
     /// A write was attempted on a read-only connection (`VIR_ERR_OPERATION_DENIED`).
     #[error("operation forbidden: {operation} is not allowed on a read-only connection")]
     OperationDenied {
@@ -238,14 +247,6 @@ pub enum Error {
         reason: String,
     },
 
-    /// The hypervisor cannot do this at runtime (`VIR_ERR_OPERATION_UNSUPPORTED`),
-    /// e.g. a storage migration through a tunnel.
-    #[error("operation not supported: {reason}")]
-    OperationUnsupported {
-        /// What is not supported, in libvirt's words.
-        reason: String,
-    },
-
     /// No storage pool matches (`VIR_ERR_NO_STORAGE_POOL`): an incoming
     /// storage migration lacks a disk image that libvirt would create in
     /// the pool holding its directory.
@@ -269,6 +270,17 @@ pub enum Error {
         operation: &'static str,
         /// The limit that expired.
         millis: u64,
+    },
+
+    /// A call waited in vain for a domain's job to end (`VIR_ERR_OPERATION_TIMEOUT`,
+    /// from `VIR_FROM_NONE` as libvirt's `virDomainObjBeginJobInternal`).
+    #[error(
+        "timed out during operation: cannot acquire state change lock (held by monitor={blocker})"
+    )]
+    JobLockTimeout {
+        /// The libvirt API name of the call that owns the job, e.g.
+        /// `remoteDispatchDomainMigratePerform3Params`.
+        blocker: &'static str,
     },
 
     /// The migration is unsafe (`VIR_ERR_MIGRATE_UNSAFE`); `VIR_MIGRATE_UNSAFE` overrides it.
@@ -424,6 +436,7 @@ impl Error {
             Error::NoDomain { .. } => ErrorCode::NoDomain,
             Error::DomainExists { .. } => ErrorCode::OperationFailed,
             Error::OperationInvalid { .. } => ErrorCode::OperationInvalid,
+            Error::OperationUnsupported { .. } => ErrorCode::OperationUnsupported,
             Error::OperationDenied { .. } => ErrorCode::OperationDenied,
             Error::InvalidArg { .. } => ErrorCode::InvalidArg,
             Error::Overflow { .. } => ErrorCode::Overflow,
@@ -433,10 +446,10 @@ impl Error {
             Error::Xml(_) => ErrorCode::XmlError,
             Error::ConfigUnsupported { .. } => ErrorCode::ConfigUnsupported,
             Error::OperationFailed { .. } => ErrorCode::OperationFailed,
-            Error::OperationUnsupported { .. } => ErrorCode::OperationUnsupported,
             Error::NoStoragePool { .. } => ErrorCode::NoStoragePool,
             Error::OperationAborted { .. } => ErrorCode::OperationAborted,
             Error::OperationTimeout { .. } => ErrorCode::OperationTimeout,
+            Error::JobLockTimeout { .. } => ErrorCode::OperationTimeout,
             Error::MigrateUnsafe { .. } => ErrorCode::MigrateUnsafe,
             Error::MigratePersistFailed { .. } => ErrorCode::MigratePersistFailed,
             Error::MigrateFinishOk => ErrorCode::MigrateFinishOk,
@@ -466,6 +479,7 @@ impl Error {
             Error::NoDomain { .. } => ErrorDomain::Domain,
             Error::DomainExists { .. } => ErrorDomain::Domain,
             Error::OperationInvalid { .. } => ErrorDomain::Domain,
+            Error::OperationUnsupported { .. } => ErrorDomain::Domain,
             Error::OperationDenied { .. } => ErrorDomain::Domain,
             Error::InvalidArg { .. } | Error::Overflow { .. } => ErrorDomain::Domain,
             Error::UnknownFlags { .. } => ErrorDomain::Domain,
@@ -474,10 +488,10 @@ impl Error {
             Error::Xml(_) => ErrorDomain::Domain,
             Error::ConfigUnsupported { .. } => ErrorDomain::Domain,
             Error::OperationFailed { .. } => ErrorDomain::Qemu,
-            Error::OperationUnsupported { .. } => ErrorDomain::Qemu,
             Error::NoStoragePool { .. } => ErrorDomain::Storage,
             Error::OperationAborted { .. } => ErrorDomain::Qemu,
             Error::OperationTimeout { .. } => ErrorDomain::Domain,
+            Error::JobLockTimeout { .. } => ErrorDomain::None,
             Error::MigrateUnsafe { .. } => ErrorDomain::Qemu,
             Error::MigratePersistFailed { .. } => ErrorDomain::Qemu,
             Error::MigrateFinishOk => ErrorDomain::Qemu,
@@ -535,6 +549,13 @@ mod tests {
                 20,
             ),
             (Error::invalid("domain is not running"), 55, 20),
+            (
+                Error::OperationUnsupported {
+                    reason: "summary statistics are not supported yet".into(),
+                },
+                84,
+                20,
+            ),
             (
                 Error::OperationDenied {
                     operation: "virDomainCreate",
@@ -598,6 +619,13 @@ mod tests {
                 68,
                 20,
             ),
+            (
+                Error::JobLockTimeout {
+                    blocker: "remoteDispatchDomainMigratePerform3Params",
+                },
+                68,
+                0,
+            ),
             (Error::MigrateUnsafe { reason: "x".into() }, 81, 10),
             (
                 Error::MigratePersistFailed {
@@ -631,8 +659,7 @@ mod tests {
             ),
             (Error::ParamUnsupported { key: "k".into() }, 74, 20),
             (Error::ResourceBusy { reason: "x".into() }, 87, 20),
-            (Error::OperationUnsupported { reason: "x".into() }, 84, 10),
-            (Error::NoStoragePool { reason: "x".into() }, 49, 18),
+                        (Error::NoStoragePool { reason: "x".into() }, 49, 18),
             (
                 Error::MigrateCookieTooLarge {
                     size: 16385,

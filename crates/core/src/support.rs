@@ -69,6 +69,18 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainSaveFlags, Operation::Save),
     (Procedure::DomainRestore, Operation::Restore),
     (Procedure::DomainRestoreFlags, Operation::Restore),
+    (
+        Procedure::DomainMigrateGetCompressionCache,
+        Operation::MigrateGetCompressionCache,
+    ),
+    (
+        Procedure::DomainMigrateSetCompressionCache,
+        Operation::MigrateSetCompressionCache,
+    ),
+    (Procedure::DomainBlockStats, Operation::BlockStats),
+    (Procedure::DomainBlockStatsFlags, Operation::BlockStatsFlags),
+    (Procedure::DomainGetBlockInfo, Operation::BlockInfo),
+    (Procedure::DomainInterfaceStats, Operation::InterfaceStats),
 ];
 
 /// The driver operation a procedure becomes, if it is served by a driver method.

@@ -34,8 +34,8 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::migration::{
-    enable_events, set_capabilities, wait_for_completion, CAP_AUTO_CONVERGE, CAP_EVENTS,
-    CAP_MULTIFD, CAP_PAUSE_BEFORE_SWITCHOVER, CAP_XBZRLE,
+    enable_events, set_capabilities, wait_for_completion, CAP_AUTO_CONVERGE, CAP_COMPRESS,
+    CAP_EVENTS, CAP_MULTIFD, CAP_PAUSE_BEFORE_SWITCHOVER, CAP_XBZRLE,
 };
 use crate::qmp::commands::{
     ClientMigrateInfo, Getfd, Migrate, MigrateCancel, MigrateContinue, MigrateIncoming,
@@ -84,6 +84,119 @@ fn multifd_channels(req: &MigrateRequest, step: Step) -> Result<Option<u8>> {
                 migrate_param::PARALLEL_CONNECTIONS
             ),
         }),
+    }
+}
+
+/// The compression methods of a COMPRESSED migration, as libvirt 9.0's
+/// `qemuMigrationParamsSetCompression` resolves them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Compression {
+    /// XBZRLE deltas of re-sent pages (`xbzrle`; the default method).
+    xbzrle: bool,
+    /// zlib in several threads (`mt`: QEMU's `compress` capability).
+    mt: bool,
+}
+
+impl Compression {
+    /// The methods `req` asks for: none without COMPRESSED, `xbzrle` when
+    /// it names none.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] with libvirt's words for tuning a method that
+    /// is off ("Turn multithread compression on to tune it", "Turn xbzrle
+    /// compression on to tune it") and for thread counts outside QEMU's
+    /// 1-255; [`Error::ArgumentConflict`] for `mt` with PARALLEL (QEMU
+    /// refuses `compress` with `multifd`: "Multifd is not compatible with
+    /// compress"), refused before any QEMU is touched.
+    fn of(req: &MigrateRequest, step: Step) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidArg {
+            operation: step.api_name(),
+            reason,
+        };
+        let mut methods = Self::default();
+        for m in &req.compression {
+            match m.as_str() {
+                "xbzrle" => methods.xbzrle = true,
+                "mt" => methods.mt = true,
+                other => {
+                    return Err(Error::ArgumentUnsupported {
+                        what: format!("compression method '{other}'"),
+                        driver: SUPPORT.driver,
+                    })
+                }
+            }
+        }
+        let mt_tuned = req.compression_mt_level.is_some()
+            || req.compression_mt_threads.is_some()
+            || req.compression_mt_dthreads.is_some();
+        if mt_tuned && !methods.mt {
+            return Err(invalid("Turn multithread compression on to tune it".into()));
+        }
+        // As libvirt, before `xbzrle` becomes the default method: a cache
+        // size needs `xbzrle` named.
+        if req.compression_xbzrle_cache.is_some() && !methods.xbzrle {
+            return Err(invalid("Turn xbzrle compression on to tune it".into()));
+        }
+        if !req.has(MigrateFlags::COMPRESSED) {
+            return Ok(Self::default());
+        }
+        if req.compression.is_empty() {
+            methods.xbzrle = true;
+        }
+        for (key, threads) in [
+            (
+                migrate_param::COMPRESSION_MT_THREADS,
+                req.compression_mt_threads,
+            ),
+            (
+                migrate_param::COMPRESSION_MT_DTHREADS,
+                req.compression_mt_dthreads,
+            ),
+        ] {
+            if let Some(n) = threads.filter(|n| !(1..=255).contains(n)) {
+                return Err(invalid(format!(
+                    "parameter '{key}' must be 1-255 with QEMU, got {n}"
+                )));
+            }
+        }
+        if methods.mt && req.has(MigrateFlags::PARALLEL) {
+            return Err(Error::ArgumentConflict {
+                first: "compression method 'mt'".into(),
+                second: "migration flag PARALLEL".into(),
+            });
+        }
+        Ok(methods)
+    }
+
+    /// Sets the capabilities and parameters of these methods on the
+    /// destination's QEMU before `migrate-incoming` (`mt` needs
+    /// `compress` there too, with its decompression threads).
+    async fn set_up_incoming(self, qmp: &Qmp, dom: &DomainRef, req: &MigrateRequest) -> Result<()> {
+        if !self.mt {
+            return Ok(());
+        }
+        let qemu = |e: crate::Error| e.into_core("migration");
+        set_capabilities(qmp, &[(CAP_COMPRESS, true)])
+            .await
+            .map_err(qemu)?;
+        let threads = req
+            .compression_mt_dthreads
+            .and_then(|n| u32::try_from(n).ok());
+        if threads.is_some() {
+            qmp.execute(&MigrateSetParameters {
+                decompress_threads: threads,
+                ..MigrateSetParameters::default()
+            })
+            .await
+            .map_err(qemu)?;
+        }
+        let params = qmp.execute(&QueryMigrateParameters).await.map_err(qemu)?;
+        info!(
+            dom = %dom.name,
+            decompress_threads = ?params.decompress_threads,
+            "incoming migration: multithreaded decompression set up"
+        );
+        Ok(())
     }
 }
 
@@ -171,11 +284,12 @@ impl QemuBackend {
         storage: bool,
     ) -> Result<PerformOut> {
         let channels = multifd_channels(req, Step::Perform)?;
-        let compressed = req.has(MigrateFlags::COMPRESSED);
+        let compression = Compression::of(req, Step::Perform)?;
         let auto_converge = req.has(MigrateFlags::AUTO_CONVERGE);
         let caps = [
             (CAP_EVENTS, true),
-            (CAP_XBZRLE, compressed),
+            (CAP_XBZRLE, compression.xbzrle),
+            (CAP_COMPRESS, compression.mt),
             (CAP_AUTO_CONVERGE, auto_converge),
             (CAP_MULTIFD, channels.is_some()),
             (CAP_PAUSE_BEFORE_SWITCHOVER, storage),
@@ -196,13 +310,13 @@ impl QemuBackend {
             ..MigrateSetParameters::default()
         };
         let mut used = Vec::new();
-        if compressed {
-            if req.compression.iter().any(|m| m != "xbzrle") {
-                return Err(Error::ArgumentUnsupported {
-                    what: format!("compression methods {:?} (only xbzrle)", req.compression),
-                    driver: SUPPORT.driver,
-                });
-            }
+        if compression.mt {
+            let int = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok());
+            params.compress_level = int(req.compression_mt_level);
+            params.compress_threads = int(req.compression_mt_threads);
+            used.push(("compression".to_owned(), "mt".to_owned()));
+        }
+        if compression.xbzrle {
             params.xbzrle_cache_size = req.compression_xbzrle_cache;
             if channels.is_some() {
                 // libvirt 9.0 turns both on and QEMU accepts it, but QEMU
@@ -242,6 +356,24 @@ impl QemuBackend {
         qmp.execute(&params)
             .await
             .map_err(|e| e.into_core("migration"))?;
+        if compression != Compression::default() {
+            // The cache is the request's `compression.xbzrle.cache`, else
+            // whatever MIGRATE_SET_COMPRESSION_CACHE (or QEMU) left; the
+            // `mt` figures are the request's or QEMU's defaults.
+            let set = qmp
+                .execute(&QueryMigrateParameters)
+                .await
+                .map_err(|e| e.into_core("migration"))?;
+            info!(
+                dom = %job.domain().name,
+                xbzrle = compression.xbzrle,
+                mt = compression.mt,
+                xbzrle_cache_size = ?set.xbzrle_cache_size,
+                compress_level = ?set.compress_level,
+                compress_threads = ?set.compress_threads,
+                "outgoing migration: compression set up"
+            );
+        }
         Ok(PerformOut { capabilities: used })
     }
 
@@ -632,6 +764,11 @@ fn feed_stats(job: &JobHandle, info: &MigrationInfo) {
         s.memory_iteration = ram.dirty_sync_count;
         s.downtime_ms = info.downtime.or(info.expected_downtime).unwrap_or(0);
         s.setup_time_ms = info.setup_time.unwrap_or(0);
+        // libvirt's compression_* statistics are XBZRLE's.
+        if let Some(x) = info.xbzrle_cache {
+            s.compression_bytes = x.bytes;
+            s.compression_pages = x.pages;
+        }
     });
 }
 
@@ -802,6 +939,7 @@ impl MigrationBackend for QemuBackend {
         self.check_tls(req, Endpoint::Client)?;
         // Refused here rather than once the destination runs.
         multifd_channels(req, Step::Begin)?;
+        Compression::of(req, Step::Begin)?;
         let state = self.driver.get_state(dom, 0).await?;
         let active = state.state.is_active();
         let def = if active {
@@ -911,6 +1049,8 @@ impl MigrationBackend for QemuBackend {
                     transferred = ram.transferred,
                     multifd_bytes = ram.multifd_bytes,
                     iterations = ram.dirty_sync_count,
+                    mt_pages = info.compression.map_or(0, |c| c.pages),
+                    xbzrle_pages = info.xbzrle_cache.map_or(0, |x| x.pages),
                     "outgoing migration completed"
                 );
                 Ok(used)
@@ -950,6 +1090,7 @@ impl MigrationBackend for QemuBackend {
         job: &JobHandle,
     ) -> Result<PrepareOut> {
         let channels = multifd_channels(req, Step::Prepare)?;
+        let compression = Compression::of(req, Step::Prepare)?;
         if let Ok(existing) = self.driver.lookup_by_uuid(&def.uuid).await {
             if existing.is_active() {
                 return Err(Error::invalid(format!(
@@ -1001,6 +1142,7 @@ impl MigrationBackend for QemuBackend {
                 // receiving channels when it starts listening.
                 incoming_multifd(&qmp, &dom, n).await?;
             }
+            compression.set_up_incoming(&qmp, &dom, req).await?;
             let events = qmp.events();
             match incoming {
                 Incoming::Offline => Ok((None, events, None, None)),
@@ -1253,6 +1395,73 @@ impl MigrationBackend for QemuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use migrated_core::error::ErrorCode;
+
+    fn compressed(methods: &[&str]) -> MigrateRequest {
+        MigrateRequest {
+            flags: MigrateFlags::LIVE | MigrateFlags::COMPRESSED,
+            compression: methods.iter().map(|&m| m.to_owned()).collect(),
+            ..MigrateRequest::default()
+        }
+    }
+
+    #[test]
+    fn compression_methods_as_libvirt_resolves_them() {
+        let of = |req: &MigrateRequest| Compression::of(req, Step::Begin);
+        let none = MigrateRequest::default();
+        assert_eq!(of(&none).expect("no compression"), Compression::default());
+        let default = of(&compressed(&[])).expect("xbzrle");
+        assert!(default.xbzrle && !default.mt);
+        let both = of(&compressed(&["mt", "xbzrle"])).expect("both");
+        assert!(both.xbzrle && both.mt);
+        let mt = MigrateRequest {
+            compression_mt_level: Some(9),
+            compression_mt_threads: Some(4),
+            compression_mt_dthreads: Some(2),
+            ..compressed(&["mt"])
+        };
+        let only_mt = of(&mt).expect("mt");
+        assert!(only_mt.mt && !only_mt.xbzrle);
+        let refusals = [
+            (
+                MigrateRequest {
+                    compression_mt_threads: Some(2),
+                    ..compressed(&["xbzrle"])
+                },
+                ErrorCode::InvalidArg,
+                "Turn multithread compression on to tune it",
+            ),
+            (
+                MigrateRequest {
+                    compression_xbzrle_cache: Some(1 << 20),
+                    ..compressed(&[])
+                },
+                ErrorCode::InvalidArg,
+                "Turn xbzrle compression on to tune it",
+            ),
+            (
+                MigrateRequest {
+                    compression_mt_dthreads: Some(0),
+                    ..compressed(&["mt"])
+                },
+                ErrorCode::InvalidArg,
+                "compression.mt.dthreads' must be 1-255",
+            ),
+            (
+                MigrateRequest {
+                    flags: MigrateFlags::LIVE | MigrateFlags::COMPRESSED | MigrateFlags::PARALLEL,
+                    ..compressed(&["mt"])
+                },
+                ErrorCode::ArgumentUnsupported,
+                "PARALLEL",
+            ),
+        ];
+        for (req, code, words) in refusals {
+            let err = of(&req).expect_err("refused");
+            assert_eq!(err.code(), code, "{err}");
+            assert!(err.to_string().contains(words), "{err}");
+        }
+    }
 
     fn spice(listen: Option<&str>) -> GraphicsRelocation {
         GraphicsRelocation {

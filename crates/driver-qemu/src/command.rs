@@ -89,6 +89,12 @@ fn is_executable(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The `-blockdev` node name of the disk with target `target` (`vda`):
+/// how `query-block` and `query-blockstats` name it.
+pub(crate) fn disk_node(target: &str) -> String {
+    format!("drive-{target}")
+}
+
 /// A disk attached with `-blockdev` + `-device`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {
@@ -605,7 +611,7 @@ impl LaunchSpec {
                     disk.target
                 )));
             }
-            let node = format!("drive-{}", disk.target);
+            let node = disk_node(&disk.target);
             let blockdev = json!({
                 "node-name": node,
                 "driver": disk.format,

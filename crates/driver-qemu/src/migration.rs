@@ -17,6 +17,9 @@ pub const CAP_EVENTS: &str = "events";
 pub const CAP_MULTIFD: &str = "multifd";
 /// Capability sending changed pages as deltas (`VIR_MIGRATE_COMPRESSED`).
 pub const CAP_XBZRLE: &str = "xbzrle";
+/// Capability compressing pages with zlib in several threads (the
+/// `mt` compression method).
+pub const CAP_COMPRESS: &str = "compress";
 /// Capability throttling vCPUs that dirty too fast (`VIR_MIGRATE_AUTO_CONVERGE`).
 pub const CAP_AUTO_CONVERGE: &str = "auto-converge";
 /// Capability stopping an outgoing migration at `pre-switchover`, the guest

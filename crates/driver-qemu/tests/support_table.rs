@@ -52,6 +52,15 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::SubscribeEvents => driver.subscribe_events().err(),
         Operation::Save => driver.save(&dom, "/nonexistent/save", None, 0).await.err(),
         Operation::Restore => driver.restore("/nonexistent/save", None, 0).await.err(),
+        Operation::BlockStats => driver.block_stats(&dom, "vda").await.err(),
+        Operation::BlockStatsFlags => driver.block_stats_flags(&dom, "vda").await.err(),
+        Operation::BlockInfo => driver.block_info(&dom, "vda").await.err(),
+        Operation::InterfaceStats => driver.interface_stats(&dom, "vnet0").await.err(),
+        Operation::MigrateGetCompressionCache => driver.migrate_compression_cache(&dom).await.err(),
+        Operation::MigrateSetCompressionCache => driver
+            .set_migrate_compression_cache(&dom, 1 << 20)
+            .await
+            .err(),
     };
     err.map(|e| e.code())
 }

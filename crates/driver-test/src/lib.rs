@@ -32,6 +32,7 @@ mod guest;
 pub mod memory;
 pub mod migration;
 mod registry;
+mod stats;
 mod store;
 pub mod support;
 pub mod workload;
@@ -41,8 +42,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use migrated_core::domain::{
-    CellMemory, DomainEvent, DomainInfo, DomainRef, HostIdentity, MemoryStat, NodeInfo, NodeMemory,
-    SecurityModel, StateReason, VcpuInfo,
+    BlockStats, CellMemory, DomainEvent, DomainInfo, DomainRef, HostIdentity, InterfaceStats,
+    MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason, VcpuInfo,
 };
 use migrated_core::driver::Driver;
 use migrated_core::support::SupportTable;
@@ -270,6 +271,31 @@ impl Driver for TestDriver {
 
     async fn memory_stats(&self, dom: &DomainRef) -> Result<Vec<MemoryStat>> {
         self.read(|r| Ok(r.live(dom)?.memory_stats()))
+    }
+
+    async fn block_stats(&self, dom: &DomainRef, disk: &str) -> Result<BlockStats> {
+        if disk.is_empty() {
+            return Err(Error::OperationUnsupported {
+                reason: "summary statistics are not supported yet".into(),
+            });
+        }
+        self.read(|r| {
+            r.live(dom)?
+                .def
+                .devices
+                .disk_for(disk, "virDomainBlockStats")?;
+            Ok(stats::block())
+        })
+    }
+
+    async fn interface_stats(&self, dom: &DomainRef, device: &str) -> Result<InterfaceStats> {
+        self.read(|r| {
+            r.live(dom)?
+                .def
+                .devices
+                .interface_for(device, "virDomainInterfaceStats")?;
+            Ok(stats::interface())
+        })
     }
 
     async fn get_os_type(&self, dom: &DomainRef) -> Result<String> {

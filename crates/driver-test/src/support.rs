@@ -29,6 +29,8 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::ConnectGetCapabilities, "0.1.0"),
         (Procedure::NodeGetInfo, "0.1.0"),
         (Procedure::NodeGetMemoryStats, "0.1.0"),
+        (Procedure::DomainBlockStats, "0.1.0"),
+        (Procedure::DomainInterfaceStats, "0.1.0"),
         (Procedure::NodeGetSecurityModel, "0.1.0"),
         (Procedure::ConnectListAllDomains, "0.1.0"),
         (Procedure::ConnectDomainEventCallbackRegisterAny, "0.1.0"),

@@ -56,6 +56,16 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::SubscribeEvents => no_support(drv.subscribe_events()),
         Operation::Save => no_support(drv.save(dom, "/nonexistent/save", None, 0).await),
         Operation::Restore => no_support(drv.restore("/nonexistent/save", None, 0).await),
+        Operation::BlockStats => no_support(drv.block_stats(dom, "vda").await),
+        Operation::BlockStatsFlags => no_support(drv.block_stats_flags(dom, "vda").await),
+        Operation::BlockInfo => no_support(drv.block_info(dom, "vda").await),
+        Operation::InterfaceStats => no_support(drv.interface_stats(dom, "vnet0").await),
+        Operation::MigrateGetCompressionCache => {
+            no_support(drv.migrate_compression_cache(dom).await)
+        }
+        Operation::MigrateSetCompressionCache => {
+            no_support(drv.set_migrate_compression_cache(dom, 1 << 20).await)
+        }
     }
 }
 

@@ -327,3 +327,26 @@ impl Proxy {
         }
     }
 }
+
+/// Runs `virsh -c FROM ARGS` (a migration) on a thread and, once
+/// `under_way` returns (its job runs), `virsh -c FROM resume NAME` from a
+/// second client; answers both outputs, the migration's first.
+pub fn migrate_with_resume(
+    from: &str,
+    args: &[&str],
+    name: &str,
+    under_way: impl FnOnce(),
+) -> (Output, Output) {
+    let migrate = std::thread::spawn({
+        let from = from.to_owned();
+        let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+        move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            migrated_tests::virsh(&from, &args)
+        }
+    });
+    under_way();
+    let resume = migrated_tests::virsh(from, &["resume", name]);
+    let out = migrate.join().expect("virsh migrate thread");
+    (out, resume)
+}

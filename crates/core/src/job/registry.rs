@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::domain::{DomainEvent, DomainEventKind, DomainRef};
 use crate::error::{Error, Result};
-use crate::job::phase::{JobError, Phase};
+use crate::job::phase::{DestinationPhase, JobError, Phase, SourcePhase};
 use crate::job::report::{JobEnd, JobObserver};
 use crate::job::stats::{JobStats, JobType, PhaseTiming};
 use crate::migration::Role;
@@ -24,6 +24,10 @@ use crate::typed_params::job_stats::operation;
 
 /// QEMU's default maximum downtime, used until someone sets another.
 pub const DEFAULT_MAX_DOWNTIME_MS: u64 = 300;
+
+/// How long a call that a running migration job does not allow waits for the
+/// job to end before it fails (libvirt's `VIR_JOB_WAIT_TIME`).
+pub const JOB_WAIT_TIME: Duration = Duration::from_secs(30);
 
 /// What to do when a migration exceeds its completion timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +194,25 @@ impl JobHandle {
     /// The current phase.
     pub fn phase(&self) -> Phase {
         lock(&self.0.phase).clone()
+    }
+
+    /// The libvirt call that holds the guest's state change lock in the
+    /// current phase, as libvirt names it when another call gives up waiting
+    /// (its async job's owner: the call that last moved the job on).
+    pub fn owner_api(&self) -> &'static str {
+        match self.phase() {
+            Phase::Source(SourcePhase::Begin3 { .. }) => "remoteDispatchDomainMigrateBegin3Params",
+            Phase::Source(SourcePhase::Perform3 | SourcePhase::Perform3Done) => {
+                "remoteDispatchDomainMigratePerform3Params"
+            }
+            Phase::Source(SourcePhase::Confirm3 | SourcePhase::Confirm3Cancelled) => {
+                "remoteDispatchDomainMigrateConfirm3Params"
+            }
+            Phase::Destination(DestinationPhase::Prepare3 { .. }) => {
+                "remoteDispatchDomainMigratePrepare3Params"
+            }
+            Phase::Destination(_) => "remoteDispatchDomainMigrateFinish3Params",
+        }
     }
 
     /// Moves to the phase `next` computes from the current one, after `persist`
@@ -590,6 +613,29 @@ impl JobRegistry {
         }
     }
 
+    /// Waits until no migration job owns the guest, at most `limit`: a call
+    /// the job does not allow queues behind it, as behind libvirt's state
+    /// change lock, and then runs on whatever state the job left.
+    ///
+    /// # Errors
+    /// [`Error::JobLockTimeout`] naming the call that holds the job when it
+    /// outlives `limit`.
+    pub async fn wait_unlocked(&self, uuid: &Uuid, limit: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        // Each turn ends a job or the wait: bounded by the deadline.
+        while let Some(job) = self.get(uuid) {
+            if tokio::time::timeout_at(deadline, job.ended())
+                .await
+                .is_err()
+            {
+                return Err(Error::JobLockTimeout {
+                    blocker: job.owner_api(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Statistics of the active job (`completed` = false) or of the last finished
     /// one (`completed` = true); a guest without either reports job type NONE.
     pub fn stats(&self, uuid: &Uuid, completed: bool) -> JobStats {
@@ -779,6 +825,36 @@ mod tests {
         assert!(reg.set_max_downtime(&a.uuid, 0).is_err());
         reg.set_max_speed(&a.uuid, 0);
         assert_eq!(job.max_bytes_per_sec(), None);
+    }
+
+    #[tokio::test]
+    async fn a_call_waits_for_the_job_and_times_out_naming_its_owner() {
+        let reg = Arc::new(JobRegistry::new());
+        let a = dom("a", 1);
+        reg.wait_unlocked(&a.uuid, Duration::ZERO)
+            .await
+            .expect("no job: no wait");
+        let job = reg.start(Uuid::new_v4(), &a, begin()).expect("job");
+        let err = reg
+            .wait_unlocked(&a.uuid, Duration::from_millis(20))
+            .await
+            .expect_err("the job outlives the wait");
+        assert_eq!(err.code(), ErrorCode::OperationTimeout);
+        assert_eq!(
+            err.to_string(),
+            "timed out during operation: cannot acquire state change lock \
+             (held by monitor=remoteDispatchDomainMigrateBegin3Params)"
+        );
+        drop(job);
+        let waiter = tokio::spawn({
+            let reg = reg.clone();
+            async move { reg.wait_unlocked(&a.uuid, Duration::from_secs(60)).await }
+        });
+        reg.finish(&Uuid::from_u128(1), JobOutcome::Completed);
+        waiter
+            .await
+            .expect("task")
+            .expect("the job ended within the wait");
     }
 
     #[tokio::test]

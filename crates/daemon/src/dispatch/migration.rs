@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use migrated_core::driver::DomainRef;
 use migrated_core::flags::MigrateFlags;
-use migrated_core::job::{DestinationPhase, Phase, SourcePhase};
+use migrated_core::job::{DestinationPhase, Phase, SourcePhase, JOB_WAIT_TIME};
 use migrated_core::migration::{DataUri, Manager, MigrateRequest};
 use migrated_core::typed_params::TypedParams;
 use migrated_proto::{self as proto, Call, NonnullDomain, TypedParam};
@@ -81,15 +81,22 @@ pub fn manager(handler: &Handler, session: &Session) -> Result<Arc<Manager>> {
     })
 }
 
-/// Change protection: a state-changing domain call on a guest a migration
-/// job owns is refused with `VIR_ERR_OPERATION_INVALID`. The one exception
-/// is SUSPEND while the guest is being sent: as with libvirt's QEMU driver it
-/// pauses the guest so the migration can converge (`virsh migrate
-/// --timeout-suspend`); answers `true` when the call was handled that way.
+/// Change protection, as libvirt's job masks: a state-changing domain call
+/// on a guest a migration job owns waits for the job to end
+/// ([`JOB_WAIT_TIME`] at most, then `VIR_ERR_OPERATION_TIMEOUT` naming the
+/// call that holds the job) and then runs on whatever the job left. SUSPEND
+/// of a guest being sent is allowed, as libvirt's outgoing jobs allow it:
+/// during Perform it asks the data plane to pause the guest so the
+/// migration converges (`virsh migrate --timeout-suspend`; answers `true`,
+/// the call is handled), in the other source phases it goes to the driver.
+/// DESTROY (and UNDEFINE of a held guest) were settled before, by
+/// [`super::migration_jobs::settle_held_by_operator`]; the other calls on a
+/// held guest (its source job kept after a restart until someone settles
+/// it) are refused at once with `VIR_ERR_OPERATION_INVALID`.
 ///
 /// # Errors
-/// That refusal.
-pub fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<bool> {
+/// The timeout; the refusal on a held guest.
+pub async fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<bool> {
     let dom = match call {
         Call::DomainDestroy(a) => &a.dom,
         Call::DomainDestroyFlags(a) => &a.dom,
@@ -103,6 +110,7 @@ pub fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<bool> 
         Call::DomainCreate(a) => &a.dom,
         Call::DomainCreateWithFlags(a) => &a.dom,
         Call::DomainSetAutostart(a) => &a.dom,
+        Call::DomainMigrateSetCompressionCache(a) => &a.dom,
         _ => return Ok(false),
     };
     let Ok(open) = session.driver() else {
@@ -112,14 +120,29 @@ pub fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<bool> 
         return Ok(false);
     };
     let dom = from_wire_dom(dom);
-    if let (Call::DomainSuspend(_), Some(job)) = (call, manager.registry().get(&dom.uuid)) {
-        if job.phase() == Phase::Source(SourcePhase::Perform3) {
+    let Some(job) = manager.registry().get(&dom.uuid) else {
+        return Ok(false);
+    };
+    if let (Call::DomainSuspend(_), Phase::Source(phase)) = (call, job.phase()) {
+        if phase == SourcePhase::Perform3 {
             tracing::info!(dom = %dom.name, "suspend during migration: pausing to converge");
             job.request_pause();
             return Ok(true);
         }
+        return Ok(false);
     }
-    manager.registry().guard(&dom).map_err(err)?;
+    drop(job);
+    if manager.held().iter().any(|e| e.uuid == dom.uuid) {
+        // A held job ends only when the operator (or the peer) settles it:
+        // nothing to wait for, refused at once as "being migrated".
+        manager.registry().guard(&dom).map_err(err)?;
+    }
+    tracing::info!(dom = %dom.name, "call waits for the migration job to end");
+    manager
+        .registry()
+        .wait_unlocked(&dom.uuid, JOB_WAIT_TIME)
+        .await
+        .map_err(err)?;
     Ok(false)
 }
 

@@ -290,6 +290,45 @@ pub async fn get_max_downtime(
     })
 }
 
+/// MIGRATE_GET_COMPRESSION_CACHE (299): the XBZRLE cache of the running
+/// guest's compressed migrations, bytes.
+///
+/// # Errors
+/// Unknown flags, `VIR_ERR_NO_DOMAIN`, a guest that is not running
+/// (`VIR_ERR_OPERATION_INVALID`), `VIR_ERR_NO_SUPPORT` from a driver
+/// without it (the test driver, as libvirt's).
+pub async fn get_compression_cache(
+    session: &Session,
+    a: proto::DomainMigrateGetCompressionCacheArgs,
+) -> Result<proto::DomainMigrateGetCompressionCacheRet> {
+    check_flags("virDomainMigrateGetCompressionCache", a.flags, 0)?;
+    let cache_size = session
+        .driver()?
+        .driver
+        .migrate_compression_cache(&from_wire_dom(&a.dom))
+        .await
+        .map_err(err)?;
+    Ok(proto::DomainMigrateGetCompressionCacheRet { cache_size })
+}
+
+/// MIGRATE_SET_COMPRESSION_CACHE (300): sets it for the guest's later
+/// compressed migrations that name no `compression.xbzrle.cache`.
+///
+/// # Errors
+/// As [`get_compression_cache`], and the hypervisor's refusal of the size.
+pub async fn set_compression_cache(
+    session: &Session,
+    a: proto::DomainMigrateSetCompressionCacheArgs,
+) -> Result<()> {
+    check_flags("virDomainMigrateSetCompressionCache", a.flags, 0)?;
+    session
+        .driver()?
+        .driver
+        .set_migrate_compression_cache(&from_wire_dom(&a.dom), a.cache_size)
+        .await
+        .map_err(err)
+}
+
 /// MIGRATION_STATUS (program MIGR, 1): the guest's migration job as the
 /// journal and registry know it; `detail` says when a recovered job keeps the
 /// guest paused until the operator or the peer settles it, and for a running

@@ -6,6 +6,7 @@
 //! errors through [`crate::wire::to_wire_error`].
 
 pub mod connection;
+pub mod devices;
 pub mod domain;
 pub mod events;
 pub mod migration;
@@ -61,7 +62,7 @@ pub async fn run(
     // states, ~20% of the daemon's CPU in `bench rpc` (c)).
     let p = call.procedure();
     if j::settle_held_by_operator(handler, session, &call).await?
-        || migration::guard(handler, session, &call)?
+        || migration::guard(handler, session, &call).await?
     {
         return reply(p, &());
     }
@@ -121,6 +122,14 @@ pub async fn run(
         }
         Call::NodeGetCpuMap(args) => reply(p, &vcpu_memory::node_get_cpu_map(session, args).await?),
         Call::DomainMemoryStats(args) => reply(p, &vcpu_memory::memory_stats(session, args).await?),
+        Call::DomainBlockStats(args) => reply(p, &devices::block_stats(session, args).await?),
+        Call::DomainBlockStatsFlags(args) => {
+            reply(p, &devices::block_stats_flags(session, args).await?)
+        }
+        Call::DomainGetBlockInfo(args) => reply(p, &devices::get_block_info(session, args).await?),
+        Call::DomainInterfaceStats(args) => {
+            reply(p, &devices::interface_stats(session, args).await?)
+        }
         Call::DomainGetOsType(args) => reply(p, &d::get_os_type(session, args).await?),
         Call::DomainGetXmlDesc(args) => reply(p, &d::get_xml_desc(session, args).await?),
         Call::DomainGetSecurityLabel(args) => {
@@ -259,6 +268,12 @@ pub async fn run(
         }
         Call::DomainMigrateGetMaxSpeed(a) => {
             reply(p, &Box::pin(j::get_max_speed(handler, session, a)).await?)
+        }
+        Call::DomainMigrateGetCompressionCache(a) => {
+            reply(p, &Box::pin(j::get_compression_cache(session, a)).await?)
+        }
+        Call::DomainMigrateSetCompressionCache(a) => {
+            reply(p, &Box::pin(j::set_compression_cache(session, a)).await?)
         }
         Call::DomainMigrateSetMaxDowntime(a) => reply(
             p,

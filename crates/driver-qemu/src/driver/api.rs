@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use migrated_core::domain::{
-    event_detail, memory_stat, paused_reason, running_reason, shutoff_reason, CpuTimes,
-    DomainEvent, DomainInfo, DomainRef, DomainState, LifecycleEvent, MemoryStat, NodeInfo,
-    NodeMemory, SecurityModel, StateReason, VcpuInfo, VCPU_RUNNING,
+    event_detail, memory_stat, paused_reason, running_reason, shutoff_reason, BlockInfo,
+    BlockStats, CpuTimes, DomainEvent, DomainInfo, DomainRef, DomainState, InterfaceStats,
+    LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason, VcpuInfo,
+    VCPU_RUNNING,
 };
 use migrated_core::driver::Driver;
 use migrated_core::flags::{self, check_flags};
 use migrated_core::support::SupportTable;
-use migrated_core::xml::FormatOptions;
+use migrated_core::xml::{FormatOptions, InterfaceType};
 use migrated_core::{Error, Result};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -23,8 +24,13 @@ use super::host::{
     proc_rss_kib, proc_stat,
 };
 use super::registry::{Domain, StopIntent};
+use super::storage::{image_file_info, tap_stats};
 use super::{parse_def, QemuDriver, StartMode, URI};
-use crate::qmp::commands::{Cont, QueryBalloon, QueryCpusFast, Stop, SystemPowerdown, SystemReset};
+use crate::command::disk_node;
+use crate::qmp::commands::{
+    Cont, MigrateSetParameters, QueryBalloon, QueryBlock, QueryBlockstats, QueryCpusFast,
+    QueryMigrateParameters, Stop, SystemPowerdown, SystemReset,
+};
 use crate::spec::launch_spec;
 use crate::support::SUPPORT;
 
@@ -109,6 +115,167 @@ impl Driver for QemuDriver {
                 }
             })
             .collect())
+    }
+
+    async fn block_stats(&self, dom: &DomainRef, disk: &str) -> Result<BlockStats> {
+        const API: &str = "virDomainBlockStats";
+        // As libvirt: an empty path sums every disk.
+        let nodes = self.read(|r| {
+            let live = r
+                .get(dom)?
+                .live
+                .as_ref()
+                .ok_or_else(|| Error::invalid("domain is not running"))?;
+            let disks = &live.def.devices;
+            if disk.is_empty() {
+                return Ok(disks
+                    .disks
+                    .iter()
+                    .map(|d| disk_node(&d.target.dev))
+                    .collect());
+            }
+            let d = disks.disk_for(disk, API)?;
+            Ok(vec![disk_node(&d.target.dev)])
+        })?;
+        let entries = self
+            .runtime(dom)?
+            .qmp
+            .execute(&QueryBlockstats)
+            .await
+            .map_err(|e| e.into_core(API))?;
+        let mut sum = crate::qmp::commands::BlockDeviceStats::default();
+        for node in &nodes {
+            let s = entries
+                .iter()
+                .find(|e| e.node_name.as_deref() == Some(node.as_str()))
+                .ok_or_else(|| Error::internal(format!("QEMU has no statistics of {node}")))?
+                .stats;
+            sum.rd_bytes += s.rd_bytes;
+            sum.wr_bytes += s.wr_bytes;
+            sum.rd_operations += s.rd_operations;
+            sum.wr_operations += s.wr_operations;
+            sum.flush_operations += s.flush_operations;
+            sum.rd_total_time_ns += s.rd_total_time_ns;
+            sum.wr_total_time_ns += s.wr_total_time_ns;
+            sum.flush_total_time_ns += s.flush_total_time_ns;
+        }
+        // QEMU counts no errors: libvirt leaves `errs` unknown.
+        Ok(BlockStats {
+            rd_req: Some(sum.rd_operations),
+            rd_bytes: Some(sum.rd_bytes),
+            wr_req: Some(sum.wr_operations),
+            wr_bytes: Some(sum.wr_bytes),
+            flush_req: Some(sum.flush_operations),
+            rd_total_ns: Some(sum.rd_total_time_ns),
+            wr_total_ns: Some(sum.wr_total_time_ns),
+            flush_total_ns: Some(sum.flush_total_time_ns),
+            errs: None,
+        })
+    }
+
+    async fn block_stats_flags(&self, dom: &DomainRef, disk: &str) -> Result<BlockStats> {
+        self.block_stats(dom, disk).await
+    }
+
+    async fn block_info(&self, dom: &DomainRef, disk: &str) -> Result<BlockInfo> {
+        const API: &str = "virDomainGetBlockInfo";
+        let (node, path, format, running) = self.read(|r| {
+            let d = r.get(dom)?;
+            let def = d.live.as_ref().map_or(&d.config, |l| &l.def);
+            let found = def.devices.disk(disk).ok_or_else(|| Error::InvalidArg {
+                operation: API,
+                reason: format!("invalid path {disk} not assigned to domain"),
+            })?;
+            let source = found
+                .source
+                .as_ref()
+                .filter(|s| !s.path.is_empty())
+                .ok_or_else(|| Error::InvalidArg {
+                    operation: API,
+                    reason: format!("disk '{disk}' does not currently have a source assigned"),
+                })?;
+            let format = found
+                .driver
+                .as_ref()
+                .and_then(|drv| drv.format.clone())
+                .unwrap_or_else(|| "raw".into());
+            Ok((
+                disk_node(&found.target.dev),
+                std::path::PathBuf::from(&source.path),
+                format,
+                d.live.is_some(),
+            ))
+        })?;
+        // The file's own sizes; a running QEMU knows the guest's size best.
+        let on_host = image_file_info(&path, &format)?;
+        if !running {
+            return Ok(on_host);
+        }
+        let image = self
+            .runtime(dom)?
+            .qmp
+            .execute(&QueryBlock)
+            .await
+            .map_err(|e| e.into_core(API))?
+            .into_iter()
+            .filter_map(|b| b.inserted)
+            .find(|i| i.node_name.as_deref() == Some(node.as_str()))
+            .ok_or_else(|| Error::internal(format!("QEMU has no image of {node}")))?
+            .image;
+        Ok(BlockInfo {
+            capacity: image.virtual_size,
+            allocation: image.actual_size.unwrap_or(on_host.allocation),
+            physical: on_host.physical,
+        })
+    }
+
+    async fn interface_stats(&self, dom: &DomainRef, device: &str) -> Result<InterfaceStats> {
+        let ifname = self.read(|r| {
+            let live = r
+                .get(dom)?
+                .live
+                .as_ref()
+                .ok_or_else(|| Error::invalid("domain is not running"))?;
+            let nic = live
+                .def
+                .devices
+                .interface_for(device, "virDomainInterfaceStats")?;
+            // User networking has no host device; a bridge's tap is
+            // named by qemu-bridge-helper unless `<target dev>` names it.
+            Ok(match nic.kind {
+                InterfaceType::User => None,
+                _ => nic.target_dev.clone(),
+            })
+        })?;
+        tap_stats(ifname.as_deref())
+    }
+
+    async fn migrate_compression_cache(&self, dom: &DomainRef) -> Result<u64> {
+        const API: &str = "virDomainMigrateGetCompressionCache";
+        let runtime = self.runtime(dom)?;
+        let params = runtime
+            .qmp
+            .execute(&QueryMigrateParameters)
+            .await
+            .map_err(|e| e.into_core(API))?;
+        params
+            .xbzrle_cache_size
+            .ok_or_else(|| Error::internal("QEMU did not report xbzrle-cache-size"))
+    }
+
+    async fn set_migrate_compression_cache(&self, dom: &DomainRef, bytes: u64) -> Result<()> {
+        // Set on the running QEMU, as libvirt does: a later compressed
+        // migration without `compression.xbzrle.cache` leaves it as it is.
+        let runtime = self.runtime(dom)?;
+        runtime
+            .qmp
+            .execute(&MigrateSetParameters {
+                xbzrle_cache_size: Some(bytes),
+                ..MigrateSetParameters::default()
+            })
+            .await
+            .map_err(|e| e.into_core("virDomainMigrateSetCompressionCache"))?;
+        Ok(())
     }
 
     async fn memory_stats(&self, dom: &DomainRef) -> Result<Vec<MemoryStat>> {

@@ -18,6 +18,7 @@ mod host;
 mod monitor;
 mod registry;
 mod save;
+mod storage;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};

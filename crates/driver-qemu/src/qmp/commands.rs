@@ -128,6 +128,84 @@ pub struct CpuInfoFast {
     pub thread_id: i32,
 }
 
+/// `query-blockstats`: I/O counters of every disk front end.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryBlockstats;
+
+impl Command for QueryBlockstats {
+    const NAME: &'static str = "query-blockstats";
+    type Reply = Vec<BlockStatsEntry>;
+}
+
+/// One disk of [`QueryBlockstats`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct BlockStatsEntry {
+    /// The top node (`drive-<target>` for the disks this driver attaches).
+    pub node_name: Option<String>,
+    /// The counters.
+    pub stats: BlockDeviceStats,
+}
+
+/// The counters this driver reports of a [`BlockStatsEntry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(default)]
+pub struct BlockDeviceStats {
+    /// Bytes read.
+    pub rd_bytes: i64,
+    /// Bytes written.
+    pub wr_bytes: i64,
+    /// Read requests.
+    pub rd_operations: i64,
+    /// Write requests.
+    pub wr_operations: i64,
+    /// Flush requests.
+    pub flush_operations: i64,
+    /// Time spent reading, ns.
+    pub rd_total_time_ns: i64,
+    /// Time spent writing, ns.
+    pub wr_total_time_ns: i64,
+    /// Time spent flushing, ns.
+    pub flush_total_time_ns: i64,
+}
+
+/// `query-block`: every disk front end and the image behind it.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryBlock;
+
+impl Command for QueryBlock {
+    const NAME: &'static str = "query-block";
+    type Reply = Vec<BlockEntry>;
+}
+
+/// One disk of [`QueryBlock`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default)]
+pub struct BlockEntry {
+    /// The medium, absent for an empty drive.
+    pub inserted: Option<BlockInserted>,
+}
+
+/// The medium of a [`BlockEntry`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct BlockInserted {
+    /// The top node (`drive-<target>`).
+    pub node_name: Option<String>,
+    /// The image.
+    pub image: BlockImage,
+}
+
+/// The image of a [`BlockInserted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct BlockImage {
+    /// The size the guest sees, bytes.
+    pub virtual_size: u64,
+    /// Host storage in use, bytes (absent when QEMU cannot tell).
+    pub actual_size: Option<u64>,
+}
+
 /// `query-balloon` (fails with `DeviceNotActive` when there is no balloon).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct QueryBalloon;
@@ -332,6 +410,38 @@ pub struct MigrationInfo {
     /// Why it failed.
     #[serde(default)]
     pub error_desc: Option<String>,
+    /// Statistics of the `compress` capability, when it is on.
+    #[serde(default)]
+    pub compression: Option<MigrationCompression>,
+    /// Statistics of the `xbzrle` capability, when it is on.
+    #[serde(default)]
+    pub xbzrle_cache: Option<MigrationXbzrle>,
+}
+
+/// `compression` part of [`MigrationInfo`] (the `mt` method).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct MigrationCompression {
+    /// Pages sent compressed.
+    pub pages: u64,
+    /// Bytes those pages took once compressed.
+    pub compressed_size: u64,
+}
+
+/// `xbzrle-cache` part of [`MigrationInfo`].
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct MigrationXbzrle {
+    /// The cache size, bytes.
+    pub cache_size: u64,
+    /// Bytes sent as XBZRLE deltas.
+    pub bytes: u64,
+    /// Pages sent as XBZRLE deltas.
+    pub pages: u64,
+    /// Pages not found in the cache.
+    pub cache_miss: u64,
+    /// Pages whose delta was larger than the page.
+    pub overflow: u64,
 }
 
 /// RAM part of [`MigrationInfo`].
@@ -408,6 +518,14 @@ impl Command for QueryMigrateParameters {
 pub struct MigrationParameters {
     /// Channels `multifd` opens (QEMU's default is 2).
     pub multifd_channels: Option<u32>,
+    /// The XBZRLE page cache, bytes (QEMU's default is 64 MiB).
+    pub xbzrle_cache_size: Option<u64>,
+    /// zlib level of the `compress` capability (QEMU's default is 1).
+    pub compress_level: Option<u32>,
+    /// Compression threads on the source (QEMU's default is 8).
+    pub compress_threads: Option<u32>,
+    /// Decompression threads on the destination (QEMU's default is 2).
+    pub decompress_threads: Option<u32>,
 }
 
 /// `migrate-set-parameters`; only the fields that are set are sent.
@@ -429,6 +547,15 @@ pub struct MigrateSetParameters {
     /// XBZRLE cache in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub xbzrle_cache_size: Option<u64>,
+    /// zlib level (0-9) with the `compress` capability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compress_level: Option<u32>,
+    /// Compression threads with the `compress` capability (source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compress_threads: Option<u32>,
+    /// Decompression threads with the `compress` capability (destination).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decompress_threads: Option<u32>,
     /// Initial throttle with `auto-converge`, percent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_throttle_initial: Option<u32>,

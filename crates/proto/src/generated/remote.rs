@@ -57,6 +57,9 @@ pub const REMOTE_CPUMAPS_MAX: usize = 8388608;
 /// Upper limit on the statistics of REMOTE_PROC_DOMAIN_MEMORY_STATS.
 pub const REMOTE_DOMAIN_MEMORY_STATS_MAX: usize = 1024;
 
+/// Most typed parameters DOMAIN_BLOCK_STATS_FLAGS answers.
+pub const REMOTE_DOMAIN_BLOCK_STATS_PARAMETERS_MAX: usize = 16;
+
 /// Upper limit on the fields of REMOTE_PROC_NODE_GET_CPU_STATS.
 pub const REMOTE_NODE_CPU_STATS_MAX: usize = 16;
 
@@ -2202,6 +2205,124 @@ pub struct DomainGetMaxVcpusRet {
     pub num: i32,
 }
 
+/// Arguments of REMOTE_PROC_DOMAIN_BLOCK_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainBlockStatsArgs {
+    /// Field `dom` of `remote_domain_block_stats_args`.
+    pub dom: NonnullDomain,
+    /// the disk's target ("vda") or source path
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub path: String,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_BLOCK_STATS; -1 = not known.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainBlockStatsRet {
+    /// Field `rd_req` of `remote_domain_block_stats_ret`.
+    pub rd_req: i64,
+    /// Field `rd_bytes` of `remote_domain_block_stats_ret`.
+    pub rd_bytes: i64,
+    /// Field `wr_req` of `remote_domain_block_stats_ret`.
+    pub wr_req: i64,
+    /// Field `wr_bytes` of `remote_domain_block_stats_ret`.
+    pub wr_bytes: i64,
+    /// Field `errs` of `remote_domain_block_stats_ret`.
+    pub errs: i64,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_BLOCK_STATS_FLAGS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainBlockStatsFlagsArgs {
+    /// Field `dom` of `remote_domain_block_stats_flags_args`.
+    pub dom: NonnullDomain,
+    /// the disk's target ("vda") or source path
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub path: String,
+    /// 0 asks for the number of fields
+    pub nparams: i32,
+    /// VIR_TYPED_PARAM_STRING_OKAY or 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_BLOCK_STATS_FLAGS ("rd_bytes", "wr_operations", ...).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainBlockStatsFlagsRet {
+    /// Field `params` of `remote_domain_block_stats_flags_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_BLOCK_STATS_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_BLOCK_STATS_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// Field `nparams` of `remote_domain_block_stats_flags_ret`.
+    pub nparams: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_INTERFACE_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainInterfaceStatsArgs {
+    /// Field `dom` of `remote_domain_interface_stats_args`.
+    pub dom: NonnullDomain,
+    /// the interface's host device name or MAC address
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub path: String,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_INTERFACE_STATS, from the guest's point of view.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainInterfaceStatsRet {
+    /// Field `rx_bytes` of `remote_domain_interface_stats_ret`.
+    pub rx_bytes: i64,
+    /// Field `rx_packets` of `remote_domain_interface_stats_ret`.
+    pub rx_packets: i64,
+    /// Field `rx_errs` of `remote_domain_interface_stats_ret`.
+    pub rx_errs: i64,
+    /// Field `rx_drop` of `remote_domain_interface_stats_ret`.
+    pub rx_drop: i64,
+    /// Field `tx_bytes` of `remote_domain_interface_stats_ret`.
+    pub tx_bytes: i64,
+    /// Field `tx_packets` of `remote_domain_interface_stats_ret`.
+    pub tx_packets: i64,
+    /// Field `tx_errs` of `remote_domain_interface_stats_ret`.
+    pub tx_errs: i64,
+    /// Field `tx_drop` of `remote_domain_interface_stats_ret`.
+    pub tx_drop: i64,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_BLOCK_INFO.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetBlockInfoArgs {
+    /// Field `dom` of `remote_domain_get_block_info_args`.
+    pub dom: NonnullDomain,
+    /// the disk's target ("vda") or source path
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub path: String,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_BLOCK_INFO, bytes.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetBlockInfoRet {
+    /// the host storage in use
+    pub allocation: u64,
+    /// the size the guest sees
+    pub capacity: u64,
+    /// the host file's size
+    pub physical: u64,
+}
+
 /// Arguments of REMOTE_PROC_DOMAIN_MEMORY_STATS.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainMemoryStatsArgs {
@@ -2483,6 +2604,10 @@ pub enum Procedure {
     DomainMigratePerform = 62,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_FINISH`
     DomainMigrateFinish = 63,
+    /// `REMOTE_PROC_DOMAIN_BLOCK_STATS`
+    DomainBlockStats = 64,
+    /// `REMOTE_PROC_DOMAIN_INTERFACE_STATS`
+    DomainInterfaceStats = 65,
     /// `REMOTE_PROC_AUTH_LIST`
     AuthList = 66,
     /// `REMOTE_PROC_AUTH_SASL_INIT`
@@ -2539,6 +2664,8 @@ pub enum Procedure {
     DomainHasManagedSaveImage = 183,
     /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM`
     DomainSnapshotNum = 187,
+    /// `REMOTE_PROC_DOMAIN_GET_BLOCK_INFO`
+    DomainGetBlockInfo = 194,
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`
     DomainCreateWithFlags = 196,
     /// `REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS`
@@ -2579,6 +2706,8 @@ pub enum Procedure {
     DomainDestroyFlags = 234,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_SPEED`
     DomainMigrateGetMaxSpeed = 242,
+    /// `REMOTE_PROC_DOMAIN_BLOCK_STATS_FLAGS`
+    DomainBlockStatsFlags = 243,
     /// `REMOTE_PROC_DOMAIN_RESET`
     DomainReset = 245,
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`
@@ -2682,6 +2811,8 @@ impl Procedure {
         Procedure::DomainMigratePrepare,
         Procedure::DomainMigratePerform,
         Procedure::DomainMigrateFinish,
+        Procedure::DomainBlockStats,
+        Procedure::DomainInterfaceStats,
         Procedure::AuthList,
         Procedure::AuthSaslInit,
         Procedure::AuthSaslStart,
@@ -2710,6 +2841,7 @@ impl Procedure {
         Procedure::ConnectDomainEventDeregisterAny,
         Procedure::DomainHasManagedSaveImage,
         Procedure::DomainSnapshotNum,
+        Procedure::DomainGetBlockInfo,
         Procedure::DomainCreateWithFlags,
         Procedure::DomainGetVcpusFlags,
         Procedure::DomainIsUpdated,
@@ -2730,6 +2862,7 @@ impl Procedure {
         Procedure::DomainRestoreFlags,
         Procedure::DomainDestroyFlags,
         Procedure::DomainMigrateGetMaxSpeed,
+        Procedure::DomainBlockStatsFlags,
         Procedure::DomainReset,
         Procedure::DomainShutdownFlags,
         Procedure::ConnectListAllDomains,
@@ -2802,6 +2935,8 @@ impl Procedure {
             61 => Some(Self::DomainMigratePrepare),
             62 => Some(Self::DomainMigratePerform),
             63 => Some(Self::DomainMigrateFinish),
+            64 => Some(Self::DomainBlockStats),
+            65 => Some(Self::DomainInterfaceStats),
             66 => Some(Self::AuthList),
             67 => Some(Self::AuthSaslInit),
             68 => Some(Self::AuthSaslStart),
@@ -2830,6 +2965,7 @@ impl Procedure {
             168 => Some(Self::ConnectDomainEventDeregisterAny),
             183 => Some(Self::DomainHasManagedSaveImage),
             187 => Some(Self::DomainSnapshotNum),
+            194 => Some(Self::DomainGetBlockInfo),
             196 => Some(Self::DomainCreateWithFlags),
             200 => Some(Self::DomainGetVcpusFlags),
             202 => Some(Self::DomainIsUpdated),
@@ -2850,6 +2986,7 @@ impl Procedure {
             233 => Some(Self::DomainRestoreFlags),
             234 => Some(Self::DomainDestroyFlags),
             242 => Some(Self::DomainMigrateGetMaxSpeed),
+            243 => Some(Self::DomainBlockStatsFlags),
             245 => Some(Self::DomainReset),
             258 => Some(Self::DomainShutdownFlags),
             273 => Some(Self::ConnectListAllDomains),
@@ -2924,84 +3061,88 @@ impl Procedure {
             Self::DomainMigratePrepare => &PROCEDURES[35],
             Self::DomainMigratePerform => &PROCEDURES[36],
             Self::DomainMigrateFinish => &PROCEDURES[37],
-            Self::AuthList => &PROCEDURES[38],
-            Self::AuthSaslInit => &PROCEDURES[39],
-            Self::AuthSaslStart => &PROCEDURES[40],
-            Self::AuthSaslStep => &PROCEDURES[41],
-            Self::AuthPolkit => &PROCEDURES[42],
-            Self::NodeGetCellsFreeMemory => &PROCEDURES[43],
-            Self::NodeGetFreeMemory => &PROCEDURES[44],
-            Self::ConnectDomainEventRegister => &PROCEDURES[45],
-            Self::ConnectDomainEventDeregister => &PROCEDURES[46],
-            Self::DomainEventLifecycle => &PROCEDURES[47],
-            Self::DomainMigratePrepare2 => &PROCEDURES[48],
-            Self::DomainMigrateFinish2 => &PROCEDURES[49],
-            Self::ConnectGetUri => &PROCEDURES[50],
-            Self::DomainGetSecurityLabel => &PROCEDURES[51],
-            Self::NodeGetSecurityModel => &PROCEDURES[52],
-            Self::DomainMigratePrepareTunnel => &PROCEDURES[53],
-            Self::ConnectIsSecure => &PROCEDURES[54],
-            Self::DomainIsActive => &PROCEDURES[55],
-            Self::DomainIsPersistent => &PROCEDURES[56],
-            Self::ConnectGetLibVersion => &PROCEDURES[57],
-            Self::DomainMemoryStats => &PROCEDURES[58],
-            Self::DomainGetJobInfo => &PROCEDURES[59],
-            Self::DomainAbortJob => &PROCEDURES[60],
-            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[61],
-            Self::ConnectDomainEventRegisterAny => &PROCEDURES[62],
-            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[63],
-            Self::DomainHasManagedSaveImage => &PROCEDURES[64],
-            Self::DomainSnapshotNum => &PROCEDURES[65],
-            Self::DomainCreateWithFlags => &PROCEDURES[66],
-            Self::DomainGetVcpusFlags => &PROCEDURES[67],
-            Self::DomainIsUpdated => &PROCEDURES[68],
-            Self::ConnectGetSysinfo => &PROCEDURES[69],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[70],
-            Self::DomainGetState => &PROCEDURES[71],
-            Self::DomainMigrateBegin3 => &PROCEDURES[72],
-            Self::DomainMigratePrepare3 => &PROCEDURES[73],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[74],
-            Self::DomainMigratePerform3 => &PROCEDURES[75],
-            Self::DomainMigrateFinish3 => &PROCEDURES[76],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[77],
-            Self::NodeGetCpuStats => &PROCEDURES[78],
-            Self::NodeGetMemoryStats => &PROCEDURES[79],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[80],
-            Self::DomainUndefineFlags => &PROCEDURES[81],
-            Self::DomainSaveFlags => &PROCEDURES[82],
-            Self::DomainRestoreFlags => &PROCEDURES[83],
-            Self::DomainDestroyFlags => &PROCEDURES[84],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[85],
-            Self::DomainReset => &PROCEDURES[86],
-            Self::DomainShutdownFlags => &PROCEDURES[87],
-            Self::ConnectListAllDomains => &PROCEDURES[88],
-            Self::NodeGetCpuMap => &PROCEDURES[89],
-            Self::DomainGetJobStats => &PROCEDURES[90],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[91],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[92],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[93],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[94],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[95],
-            Self::DomainMigratePerform3Params => &PROCEDURES[96],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[97],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[98],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[99],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[100],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[101],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[102],
-            Self::DomainDefineXmlFlags => &PROCEDURES[103],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[104],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[105],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[106],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[107],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[108],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[109],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[110],
-            Self::ConnectSetIdentity => &PROCEDURES[111],
-            Self::DomainGetMessages => &PROCEDURES[112],
-            Self::DomainSaveParams => &PROCEDURES[113],
-            Self::DomainRestoreParams => &PROCEDURES[114],
-            Self::DomainAbortJobFlags => &PROCEDURES[115],
+            Self::DomainBlockStats => &PROCEDURES[38],
+            Self::DomainInterfaceStats => &PROCEDURES[39],
+            Self::AuthList => &PROCEDURES[40],
+            Self::AuthSaslInit => &PROCEDURES[41],
+            Self::AuthSaslStart => &PROCEDURES[42],
+            Self::AuthSaslStep => &PROCEDURES[43],
+            Self::AuthPolkit => &PROCEDURES[44],
+            Self::NodeGetCellsFreeMemory => &PROCEDURES[45],
+            Self::NodeGetFreeMemory => &PROCEDURES[46],
+            Self::ConnectDomainEventRegister => &PROCEDURES[47],
+            Self::ConnectDomainEventDeregister => &PROCEDURES[48],
+            Self::DomainEventLifecycle => &PROCEDURES[49],
+            Self::DomainMigratePrepare2 => &PROCEDURES[50],
+            Self::DomainMigrateFinish2 => &PROCEDURES[51],
+            Self::ConnectGetUri => &PROCEDURES[52],
+            Self::DomainGetSecurityLabel => &PROCEDURES[53],
+            Self::NodeGetSecurityModel => &PROCEDURES[54],
+            Self::DomainMigratePrepareTunnel => &PROCEDURES[55],
+            Self::ConnectIsSecure => &PROCEDURES[56],
+            Self::DomainIsActive => &PROCEDURES[57],
+            Self::DomainIsPersistent => &PROCEDURES[58],
+            Self::ConnectGetLibVersion => &PROCEDURES[59],
+            Self::DomainMemoryStats => &PROCEDURES[60],
+            Self::DomainGetJobInfo => &PROCEDURES[61],
+            Self::DomainAbortJob => &PROCEDURES[62],
+            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[63],
+            Self::ConnectDomainEventRegisterAny => &PROCEDURES[64],
+            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[65],
+            Self::DomainHasManagedSaveImage => &PROCEDURES[66],
+            Self::DomainSnapshotNum => &PROCEDURES[67],
+            Self::DomainGetBlockInfo => &PROCEDURES[68],
+            Self::DomainCreateWithFlags => &PROCEDURES[69],
+            Self::DomainGetVcpusFlags => &PROCEDURES[70],
+            Self::DomainIsUpdated => &PROCEDURES[71],
+            Self::ConnectGetSysinfo => &PROCEDURES[72],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[73],
+            Self::DomainGetState => &PROCEDURES[74],
+            Self::DomainMigrateBegin3 => &PROCEDURES[75],
+            Self::DomainMigratePrepare3 => &PROCEDURES[76],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[77],
+            Self::DomainMigratePerform3 => &PROCEDURES[78],
+            Self::DomainMigrateFinish3 => &PROCEDURES[79],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[80],
+            Self::NodeGetCpuStats => &PROCEDURES[81],
+            Self::NodeGetMemoryStats => &PROCEDURES[82],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[83],
+            Self::DomainUndefineFlags => &PROCEDURES[84],
+            Self::DomainSaveFlags => &PROCEDURES[85],
+            Self::DomainRestoreFlags => &PROCEDURES[86],
+            Self::DomainDestroyFlags => &PROCEDURES[87],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[88],
+            Self::DomainBlockStatsFlags => &PROCEDURES[89],
+            Self::DomainReset => &PROCEDURES[90],
+            Self::DomainShutdownFlags => &PROCEDURES[91],
+            Self::ConnectListAllDomains => &PROCEDURES[92],
+            Self::NodeGetCpuMap => &PROCEDURES[93],
+            Self::DomainGetJobStats => &PROCEDURES[94],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[95],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[96],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[97],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[98],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[99],
+            Self::DomainMigratePerform3Params => &PROCEDURES[100],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[101],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[102],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[103],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[104],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[105],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[106],
+            Self::DomainDefineXmlFlags => &PROCEDURES[107],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[108],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[109],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[110],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[111],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[112],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[113],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[114],
+            Self::ConnectSetIdentity => &PROCEDURES[115],
+            Self::DomainGetMessages => &PROCEDURES[116],
+            Self::DomainSaveParams => &PROCEDURES[117],
+            Self::DomainRestoreParams => &PROCEDURES[118],
+            Self::DomainAbortJobFlags => &PROCEDURES[119],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3052,6 +3193,8 @@ impl Procedure {
             Self::DomainMigratePrepare => visitor.visit::<procs::DomainMigratePrepare>(),
             Self::DomainMigratePerform => visitor.visit::<procs::DomainMigratePerform>(),
             Self::DomainMigrateFinish => visitor.visit::<procs::DomainMigrateFinish>(),
+            Self::DomainBlockStats => visitor.visit::<procs::DomainBlockStats>(),
+            Self::DomainInterfaceStats => visitor.visit::<procs::DomainInterfaceStats>(),
             Self::AuthList => visitor.visit::<procs::AuthList>(),
             Self::AuthSaslInit => visitor.visit::<procs::AuthSaslInit>(),
             Self::AuthSaslStart => visitor.visit::<procs::AuthSaslStart>(),
@@ -3092,6 +3235,7 @@ impl Procedure {
             }
             Self::DomainHasManagedSaveImage => visitor.visit::<procs::DomainHasManagedSaveImage>(),
             Self::DomainSnapshotNum => visitor.visit::<procs::DomainSnapshotNum>(),
+            Self::DomainGetBlockInfo => visitor.visit::<procs::DomainGetBlockInfo>(),
             Self::DomainCreateWithFlags => visitor.visit::<procs::DomainCreateWithFlags>(),
             Self::DomainGetVcpusFlags => visitor.visit::<procs::DomainGetVcpusFlags>(),
             Self::DomainIsUpdated => visitor.visit::<procs::DomainIsUpdated>(),
@@ -3114,6 +3258,7 @@ impl Procedure {
             Self::DomainRestoreFlags => visitor.visit::<procs::DomainRestoreFlags>(),
             Self::DomainDestroyFlags => visitor.visit::<procs::DomainDestroyFlags>(),
             Self::DomainMigrateGetMaxSpeed => visitor.visit::<procs::DomainMigrateGetMaxSpeed>(),
+            Self::DomainBlockStatsFlags => visitor.visit::<procs::DomainBlockStatsFlags>(),
             Self::DomainReset => visitor.visit::<procs::DomainReset>(),
             Self::DomainShutdownFlags => visitor.visit::<procs::DomainShutdownFlags>(),
             Self::ConnectListAllDomains => visitor.visit::<procs::ConnectListAllDomains>(),
@@ -3510,6 +3655,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 64,
+        name: "REMOTE_PROC_DOMAIN_BLOCK_STATS",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 65,
+        name: "REMOTE_PROC_DOMAIN_INTERFACE_STATS",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 66,
         name: "REMOTE_PROC_AUTH_LIST",
         readonly: true,
@@ -3734,6 +3895,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 194,
+        name: "REMOTE_PROC_DOMAIN_GET_BLOCK_INFO",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 196,
         name: "REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS",
         readonly: false,
@@ -3890,6 +4059,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_SPEED",
         readonly: true,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 243,
+        name: "REMOTE_PROC_DOMAIN_BLOCK_STATS_FLAGS",
+        readonly: true,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -4503,6 +4680,24 @@ pub mod procs {
         type Ret = super::DomainMigrateFinishRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_BLOCK_STATS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainBlockStats;
+    impl super::RemoteProcedure for DomainBlockStats {
+        const PROC: super::Procedure = super::Procedure::DomainBlockStats;
+        type Args = super::DomainBlockStatsArgs;
+        type Ret = super::DomainBlockStatsRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_INTERFACE_STATS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainInterfaceStats;
+    impl super::RemoteProcedure for DomainInterfaceStats {
+        const PROC: super::Procedure = super::Procedure::DomainInterfaceStats;
+        type Args = super::DomainInterfaceStatsArgs;
+        type Ret = super::DomainInterfaceStatsRet;
+    }
+
     /// `REMOTE_PROC_AUTH_LIST`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct AuthList;
@@ -4755,6 +4950,15 @@ pub mod procs {
         type Ret = super::DomainSnapshotNumRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_GET_BLOCK_INFO`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetBlockInfo;
+    impl super::RemoteProcedure for DomainGetBlockInfo {
+        const PROC: super::Procedure = super::Procedure::DomainGetBlockInfo;
+        type Args = super::DomainGetBlockInfoArgs;
+        type Ret = super::DomainGetBlockInfoRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainCreateWithFlags;
@@ -4933,6 +5137,15 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainMigrateGetMaxSpeed;
         type Args = super::DomainMigrateGetMaxSpeedArgs;
         type Ret = super::DomainMigrateGetMaxSpeedRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_BLOCK_STATS_FLAGS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainBlockStatsFlags;
+    impl super::RemoteProcedure for DomainBlockStatsFlags {
+        const PROC: super::Procedure = super::Procedure::DomainBlockStatsFlags;
+        type Args = super::DomainBlockStatsFlagsArgs;
+        type Ret = super::DomainBlockStatsFlagsRet;
     }
 
     /// `REMOTE_PROC_DOMAIN_RESET`.
@@ -5286,6 +5499,10 @@ pub enum Call {
     DomainMigratePerform(DomainMigratePerformArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_FINISH`.
     DomainMigrateFinish(DomainMigrateFinishArgs),
+    /// `REMOTE_PROC_DOMAIN_BLOCK_STATS`.
+    DomainBlockStats(DomainBlockStatsArgs),
+    /// `REMOTE_PROC_DOMAIN_INTERFACE_STATS`.
+    DomainInterfaceStats(DomainInterfaceStatsArgs),
     /// `REMOTE_PROC_AUTH_LIST`.
     AuthList,
     /// `REMOTE_PROC_AUTH_SASL_INIT`.
@@ -5340,6 +5557,8 @@ pub enum Call {
     DomainHasManagedSaveImage(DomainHasManagedSaveImageArgs),
     /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM`.
     DomainSnapshotNum(DomainSnapshotNumArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_BLOCK_INFO`.
+    DomainGetBlockInfo(DomainGetBlockInfoArgs),
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`.
     DomainCreateWithFlags(DomainCreateWithFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS`.
@@ -5380,6 +5599,8 @@ pub enum Call {
     DomainDestroyFlags(DomainDestroyFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_SPEED`.
     DomainMigrateGetMaxSpeed(DomainMigrateGetMaxSpeedArgs),
+    /// `REMOTE_PROC_DOMAIN_BLOCK_STATS_FLAGS`.
+    DomainBlockStatsFlags(DomainBlockStatsFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_RESET`.
     DomainReset(DomainResetArgs),
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`.
@@ -5534,6 +5755,12 @@ impl Call {
             Procedure::DomainMigrateFinish => {
                 Call::DomainMigrateFinish(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainBlockStats => {
+                Call::DomainBlockStats(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainInterfaceStats => {
+                Call::DomainInterfaceStats(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::AuthList => {
                 migrated_xdr::from_bytes::<()>(payload)?;
                 Call::AuthList
@@ -5623,6 +5850,9 @@ impl Call {
             Procedure::DomainSnapshotNum => {
                 Call::DomainSnapshotNum(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainGetBlockInfo => {
+                Call::DomainGetBlockInfo(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainCreateWithFlags => {
                 Call::DomainCreateWithFlags(migrated_xdr::from_bytes(payload)?)
             }
@@ -5674,6 +5904,9 @@ impl Call {
             }
             Procedure::DomainMigrateGetMaxSpeed => {
                 Call::DomainMigrateGetMaxSpeed(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainBlockStatsFlags => {
+                Call::DomainBlockStatsFlags(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainReset => Call::DomainReset(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainShutdownFlags => {
@@ -5819,6 +6052,8 @@ impl Call {
             Call::DomainMigratePrepare(_) => Procedure::DomainMigratePrepare,
             Call::DomainMigratePerform(_) => Procedure::DomainMigratePerform,
             Call::DomainMigrateFinish(_) => Procedure::DomainMigrateFinish,
+            Call::DomainBlockStats(_) => Procedure::DomainBlockStats,
+            Call::DomainInterfaceStats(_) => Procedure::DomainInterfaceStats,
             Call::AuthList => Procedure::AuthList,
             Call::AuthSaslInit => Procedure::AuthSaslInit,
             Call::AuthSaslStart(_) => Procedure::AuthSaslStart,
@@ -5846,6 +6081,7 @@ impl Call {
             Call::ConnectDomainEventDeregisterAny(_) => Procedure::ConnectDomainEventDeregisterAny,
             Call::DomainHasManagedSaveImage(_) => Procedure::DomainHasManagedSaveImage,
             Call::DomainSnapshotNum(_) => Procedure::DomainSnapshotNum,
+            Call::DomainGetBlockInfo(_) => Procedure::DomainGetBlockInfo,
             Call::DomainCreateWithFlags(_) => Procedure::DomainCreateWithFlags,
             Call::DomainGetVcpusFlags(_) => Procedure::DomainGetVcpusFlags,
             Call::DomainIsUpdated(_) => Procedure::DomainIsUpdated,
@@ -5866,6 +6102,7 @@ impl Call {
             Call::DomainRestoreFlags(_) => Procedure::DomainRestoreFlags,
             Call::DomainDestroyFlags(_) => Procedure::DomainDestroyFlags,
             Call::DomainMigrateGetMaxSpeed(_) => Procedure::DomainMigrateGetMaxSpeed,
+            Call::DomainBlockStatsFlags(_) => Procedure::DomainBlockStatsFlags,
             Call::DomainReset(_) => Procedure::DomainReset,
             Call::DomainShutdownFlags(_) => Procedure::DomainShutdownFlags,
             Call::ConnectListAllDomains(_) => Procedure::ConnectListAllDomains,
@@ -5950,6 +6187,8 @@ impl Call {
             Call::DomainMigratePrepare(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigratePerform(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateFinish(args) => migrated_xdr::to_bytes(args),
+            Call::DomainBlockStats(args) => migrated_xdr::to_bytes(args),
+            Call::DomainInterfaceStats(args) => migrated_xdr::to_bytes(args),
             Call::AuthList => Ok(Vec::new()),
             Call::AuthSaslInit => Ok(Vec::new()),
             Call::AuthSaslStart(args) => migrated_xdr::to_bytes(args),
@@ -5977,6 +6216,7 @@ impl Call {
             Call::ConnectDomainEventDeregisterAny(args) => migrated_xdr::to_bytes(args),
             Call::DomainHasManagedSaveImage(args) => migrated_xdr::to_bytes(args),
             Call::DomainSnapshotNum(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetBlockInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainCreateWithFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetVcpusFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainIsUpdated(args) => migrated_xdr::to_bytes(args),
@@ -5997,6 +6237,7 @@ impl Call {
             Call::DomainRestoreFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainDestroyFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateGetMaxSpeed(args) => migrated_xdr::to_bytes(args),
+            Call::DomainBlockStatsFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainReset(args) => migrated_xdr::to_bytes(args),
             Call::DomainShutdownFlags(args) => migrated_xdr::to_bytes(args),
             Call::ConnectListAllDomains(args) => migrated_xdr::to_bytes(args),

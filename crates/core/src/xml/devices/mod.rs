@@ -65,6 +65,59 @@ pub struct Devices {
 }
 
 impl Devices {
+    /// The disk whose target (`vda`) or source path is `name`, as libvirt's
+    /// `virDomainDiskByName` finds it.
+    pub fn disk(&self, name: &str) -> Option<&Disk> {
+        self.disks
+            .iter()
+            .find(|d| d.target.dev == name)
+            .or_else(|| {
+                self.disks
+                    .iter()
+                    .find(|d| d.source.as_ref().is_some_and(|s| s.path == name))
+            })
+    }
+
+    /// The interface whose MAC address (any case) or host device name
+    /// (`<target dev>`) is `device`, as libvirt's `virDomainNetFind`.
+    pub fn interface(&self, device: &str) -> Option<&Interface> {
+        self.interfaces.iter().find(|i| {
+            i.mac
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case(device))
+                || i.target_dev.as_deref() == Some(device)
+        })
+    }
+
+    /// [`Devices::disk`], or libvirt's error for a disk the domain lacks
+    /// (`VIR_ERR_INVALID_ARG` "invalid path: …", as its statistics calls).
+    ///
+    /// # Errors
+    /// That one.
+    pub fn disk_for(&self, name: &str, operation: &'static str) -> crate::Result<&Disk> {
+        self.disk(name).ok_or_else(|| crate::Error::InvalidArg {
+            operation,
+            reason: format!("invalid path: {name}"),
+        })
+    }
+
+    /// [`Devices::interface`], or libvirt's error for an interface the
+    /// domain lacks (`VIR_ERR_INVALID_ARG` "'…' is not a known interface").
+    ///
+    /// # Errors
+    /// That one.
+    pub fn interface_for(
+        &self,
+        device: &str,
+        operation: &'static str,
+    ) -> crate::Result<&Interface> {
+        self.interface(device)
+            .ok_or_else(|| crate::Error::InvalidArg {
+                operation,
+                reason: format!("'{device}' is not a known interface"),
+            })
+    }
+
     pub(crate) fn parse(node: Node<'_>) -> Result<Self> {
         let mut d = Devices::default();
         for c in node.children() {
