@@ -659,7 +659,7 @@ mod tests {
             ),
             (Error::ParamUnsupported { key: "k".into() }, 74, 20),
             (Error::ResourceBusy { reason: "x".into() }, 87, 20),
-                        (Error::NoStoragePool { reason: "x".into() }, 49, 18),
+            (Error::NoStoragePool { reason: "x".into() }, 49, 18),
             (
                 Error::MigrateCookieTooLarge {
                     size: 16385,

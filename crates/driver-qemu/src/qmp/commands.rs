@@ -423,9 +423,19 @@ pub struct MigrationInfo {
 #[serde(rename_all = "kebab-case", default)]
 pub struct MigrationCompression {
     /// Pages sent compressed.
+    #[serde(deserialize_with = "non_negative")]
     pub pages: u64,
     /// Bytes those pages took once compressed.
+    #[serde(deserialize_with = "non_negative")]
     pub compressed_size: u64,
+}
+
+/// A counter QEMU declares as a signed `int`: QEMU 7.2's `compressed-size`
+/// is negative early in a migration (it subtracts each page's 8-byte header
+/// from what it has flushed so far), so below zero reads as 0.
+fn non_negative<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = i64::deserialize(d)?;
+    Ok(u64::try_from(v).unwrap_or(0))
 }
 
 /// `xbzrle-cache` part of [`MigrationInfo`].
@@ -784,6 +794,18 @@ mod tests {
         assert_eq!(ram.transferred, 1_200_000);
         assert_eq!(ram.dirty_sync_count, 3);
         assert_eq!(ram.multifd_bytes, 0);
+    }
+
+    #[test]
+    fn a_negative_compressed_size_early_in_an_mt_migration_reads_as_zero() {
+        // As QEMU 7.2 answered one pass into an mt+xbzrle migration.
+        let reply = r#"{"status": "active", "compression": {"busy-rate": 0, "compressed-size": -32,
+            "pages": 0, "compression-rate": 0, "busy": 0},
+            "xbzrle-cache": {"cache-size": 16777216, "bytes": 0, "pages": 0, "cache-miss": 0,
+            "cache-miss-rate": 0, "encoding-rate": 0, "overflow": 0}}"#;
+        let info: MigrationInfo = serde_json::from_str(reply).expect("parses");
+        let c = info.compression.expect("compression stats");
+        assert_eq!((c.pages, c.compressed_size), (0, 0));
     }
 
     #[test]
