@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use crate::console::Console;
 pub use crate::domain::{
     CellMemory, CpuTimes, DomainEvent, DomainEventKind, DomainInfo, DomainRef, DomainState,
     HostIdentity, LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason,
@@ -45,6 +46,8 @@ pub enum Operation {
     GetVcpus,
     /// [`Driver::memory_stats`].
     MemoryStats,
+    /// [`Driver::set_memory`].
+    SetMemory,
     /// [`Driver::get_os_type`].
     GetOsType,
     /// [`Driver::get_xml_desc`].
@@ -65,6 +68,8 @@ pub enum Operation {
     Resume,
     /// [`Driver::shutdown`].
     Shutdown,
+    /// [`Driver::open_console`].
+    OpenConsole,
     /// [`Driver::reset`].
     Reset,
     /// [`Driver::get_autostart`].
@@ -99,6 +104,10 @@ pub enum Operation {
     Save,
     /// [`Driver::restore`].
     Restore,
+    /// [`Driver::managed_save`].
+    ManagedSave,
+    /// [`Driver::managed_save_remove`].
+    ManagedSaveRemove,
 }
 
 impl Operation {
@@ -112,6 +121,7 @@ impl Operation {
         Operation::GetState,
         Operation::GetVcpus,
         Operation::MemoryStats,
+        Operation::SetMemory,
         Operation::GetOsType,
         Operation::GetXmlDesc,
         Operation::DefineXml,
@@ -122,6 +132,7 @@ impl Operation {
         Operation::Suspend,
         Operation::Resume,
         Operation::Shutdown,
+        Operation::OpenConsole,
         Operation::Reset,
         Operation::GetAutostart,
         Operation::SetAutostart,
@@ -139,6 +150,8 @@ impl Operation {
         Operation::SubscribeEvents,
         Operation::Save,
         Operation::Restore,
+        Operation::ManagedSave,
+        Operation::ManagedSaveRemove,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -152,6 +165,7 @@ impl Operation {
             Operation::GetState => "virDomainGetState",
             Operation::GetVcpus => "virDomainGetVcpus",
             Operation::MemoryStats => "virDomainMemoryStats",
+            Operation::SetMemory => "virDomainSetMemoryFlags",
             Operation::GetOsType => "virDomainGetOSType",
             Operation::GetXmlDesc => "virDomainGetXMLDesc",
             Operation::DefineXml => "virDomainDefineXMLFlags",
@@ -162,6 +176,7 @@ impl Operation {
             Operation::Suspend => "virDomainSuspend",
             Operation::Resume => "virDomainResume",
             Operation::Shutdown => "virDomainShutdownFlags",
+            Operation::OpenConsole => "virDomainOpenConsole",
             Operation::Reset => "virDomainReset",
             Operation::GetAutostart => "virDomainGetAutostart",
             Operation::SetAutostart => "virDomainSetAutostart",
@@ -179,6 +194,8 @@ impl Operation {
             Operation::SubscribeEvents => "virConnectDomainEventRegisterAny",
             Operation::Save => "virDomainSaveFlags",
             Operation::Restore => "virDomainRestoreFlags",
+            Operation::ManagedSave => "virDomainManagedSave",
+            Operation::ManagedSaveRemove => "virDomainManagedSaveRemove",
         }
     }
 
@@ -193,6 +210,7 @@ impl Operation {
             Operation::GetState => "get_state",
             Operation::GetVcpus => "vcpu_info",
             Operation::MemoryStats => "memory_stats",
+            Operation::SetMemory => "set_memory",
             Operation::GetOsType => "get_os_type",
             Operation::GetXmlDesc => "get_xml_desc",
             Operation::DefineXml => "define_xml",
@@ -203,6 +221,7 @@ impl Operation {
             Operation::Suspend => "suspend",
             Operation::Resume => "resume",
             Operation::Shutdown => "shutdown",
+            Operation::OpenConsole => "open_console",
             Operation::Reset => "reset",
             Operation::GetAutostart => "get_autostart",
             Operation::SetAutostart => "set_autostart",
@@ -220,6 +239,8 @@ impl Operation {
             Operation::SubscribeEvents => "subscribe_events",
             Operation::Save => "save",
             Operation::Restore => "restore",
+            Operation::ManagedSave => "managed_save",
+            Operation::ManagedSaveRemove => "managed_save_remove",
         }
     }
 }
@@ -301,6 +322,14 @@ pub trait Driver: Send + Sync {
         Err(self.no_support(Operation::MemoryStats))
     }
 
+    /// Changes the guest's memory, KiB ([`crate::flags::memory`] flags): the
+    /// current (balloon) size, or with `MEM_MAXIMUM` the maximum, live
+    /// and/or in the persistent config.
+    async fn set_memory(&self, dom: &DomainRef, kib: u64, flags: u32) -> Result<()> {
+        let _ = (dom, kib, flags);
+        Err(self.no_support(Operation::SetMemory))
+    }
+
     /// Guest OS type (e.g. "hvm").
     async fn get_os_type(&self, dom: &DomainRef) -> Result<String> {
         let _ = dom;
@@ -366,6 +395,19 @@ pub trait Driver: Send + Sync {
     async fn reset(&self, dom: &DomainRef) -> Result<()> {
         let _ = dom;
         Err(self.no_support(Operation::Reset))
+    }
+
+    /// Opens a console of a running guest: `dev_name` is a device alias
+    /// (`console0`, `serial0`), none the first console
+    /// ([`crate::console`] flags).
+    async fn open_console(
+        &self,
+        dom: &DomainRef,
+        dev_name: Option<&str>,
+        flags: u32,
+    ) -> Result<Console> {
+        let _ = (dom, dev_name, flags);
+        Err(self.no_support(Operation::OpenConsole))
     }
 
     /// Whether the domain starts with the daemon.
@@ -459,6 +501,19 @@ pub trait Driver: Send + Sync {
     async fn restore(&self, from: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
         let _ = (from, dxml, flags);
         Err(self.no_support(Operation::Restore))
+    }
+
+    /// Saves a running persistent domain's state to its managed save image
+    /// and stops it; the next start restores it.
+    async fn managed_save(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::ManagedSave))
+    }
+
+    /// Removes a domain's managed save image (none is fine).
+    async fn managed_save_remove(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::ManagedSaveRemove))
     }
 }
 

@@ -69,6 +69,15 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainSaveFlags, Operation::Save),
     (Procedure::DomainRestore, Operation::Restore),
     (Procedure::DomainRestoreFlags, Operation::Restore),
+    (Procedure::DomainOpenConsole, Operation::OpenConsole),
+    (Procedure::DomainManagedSave, Operation::ManagedSave),
+    (
+        Procedure::DomainManagedSaveRemove,
+        Operation::ManagedSaveRemove,
+    ),
+    (Procedure::DomainSetMemory, Operation::SetMemory),
+    (Procedure::DomainSetMaxMemory, Operation::SetMemory),
+    (Procedure::DomainSetMemoryFlags, Operation::SetMemory),
 ];
 
 /// The driver operation a procedure becomes, if it is served by a driver method.

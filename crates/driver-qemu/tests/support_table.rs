@@ -25,6 +25,7 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::GetState => driver.get_state(&dom, 0).await.err(),
         Operation::GetVcpus => driver.vcpu_info(&dom).await.err(),
         Operation::MemoryStats => driver.memory_stats(&dom).await.err(),
+        Operation::SetMemory => driver.set_memory(&dom, 65536, 0).await.err(),
         Operation::GetOsType => driver.get_os_type(&dom).await.err(),
         Operation::GetXmlDesc => driver.get_xml_desc(&dom, 0).await.err(),
         Operation::DefineXml => driver.define_xml(xml, 0).await.err(),
@@ -36,6 +37,7 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::Resume => driver.resume(&dom).await.err(),
         Operation::Shutdown => driver.shutdown(&dom, 0).await.err(),
         Operation::Reset => driver.reset(&dom).await.err(),
+        Operation::OpenConsole => driver.open_console(&dom, None, 0).await.err(),
         Operation::GetAutostart => driver.get_autostart(&dom).await.err(),
         Operation::SetAutostart => driver.set_autostart(&dom, true).await.err(),
         Operation::IsActive => driver.is_active(&dom).await.err(),
@@ -52,6 +54,8 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::SubscribeEvents => driver.subscribe_events().err(),
         Operation::Save => driver.save(&dom, "/nonexistent/save", None, 0).await.err(),
         Operation::Restore => driver.restore("/nonexistent/save", None, 0).await.err(),
+        Operation::ManagedSave => driver.managed_save(&dom, 0).await.err(),
+        Operation::ManagedSaveRemove => driver.managed_save_remove(&dom, 0).await.err(),
     };
     err.map(|e| e.code())
 }

@@ -26,6 +26,7 @@ use crate::store::Store;
 use crate::workload::WorkloadConfig;
 
 mod handover;
+mod managed;
 
 /// All guests of one test driver instance.
 #[derive(Debug)]
@@ -58,6 +59,7 @@ impl Registry {
                     autostart: stored.autostart,
                     shutoff_reason: shutoff_reason::UNKNOWN,
                     live: None,
+                    managed_save: None,
                 },
             );
         }
@@ -264,6 +266,7 @@ impl Registry {
                     autostart: false,
                     shutoff_reason: shutoff_reason::UNKNOWN,
                     live: None,
+                    managed_save: None,
                 },
             );
             event_detail::DEFINED_ADDED
@@ -277,7 +280,7 @@ impl Registry {
     /// becomes transient.
     pub fn undefine(&mut self, dom: &DomainRef, flags: u32) -> Result<()> {
         use flags::undefine::*;
-        // None of these has anything to remove in the test driver.
+        // Of these only managed save images exist in the test driver.
         let allowed = MANAGED_SAVE
             | SNAPSHOTS_METADATA
             | NVRAM
@@ -294,10 +297,16 @@ impl Registry {
         if !guest.persistent {
             return Err(Error::invalid("cannot undefine transient domain"));
         }
+        if guest.managed_save.is_some() && flags & MANAGED_SAVE == 0 {
+            return Err(Error::invalid(
+                "Refusing to undefine while domain managed save image exists",
+            ));
+        }
         let uuid = guest.config.uuid;
         let event_ref = guest.dom_ref();
         self.store.remove(&uuid)?;
         let guest = self.guest_mut(&uuid)?;
+        guest.managed_save = None;
         if guest.is_active() {
             guest.persistent = false;
             guest.autostart = false;
@@ -345,6 +354,9 @@ impl Registry {
             u64::from(flags),
             u64::from(START_PAUSED | START_FORCE_BOOT),
         )?;
+        if let Some(dom) = self.start_saved(dom, flags)? {
+            return Ok(dom);
+        }
         let uuid = self.get(dom)?.config.uuid;
         self.boot(&uuid, flags & START_PAUSED != 0)
     }
@@ -381,6 +393,7 @@ impl Registry {
                     autostart: false,
                     shutoff_reason: shutoff_reason::UNKNOWN,
                     live: Some(live),
+                    managed_save: None,
                 },
             );
         }
@@ -542,8 +555,8 @@ fn matches_filter(guest: &Guest, filter: u32) -> bool {
         && pair(ACTIVE, INACTIVE, guest.is_active())
         && pair(PERSISTENT, TRANSIENT, guest.persistent)
         && pair(AUTOSTART, NO_AUTOSTART, guest.autostart)
-        // The test driver has no managed save images, snapshots or checkpoints.
-        && pair(MANAGEDSAVE, NO_MANAGEDSAVE, false)
+        // The test driver has no snapshots or checkpoints.
+        && pair(MANAGEDSAVE, NO_MANAGEDSAVE, guest.managed_save.is_some())
         && pair(HAS_SNAPSHOT, NO_SNAPSHOT, false)
         && pair(HAS_CHECKPOINT, NO_CHECKPOINT, false)
 }

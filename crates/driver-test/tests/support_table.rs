@@ -29,6 +29,7 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::GetState => no_support(drv.get_state(dom, 0).await),
         Operation::GetVcpus => no_support(drv.vcpu_info(dom).await),
         Operation::MemoryStats => no_support(drv.memory_stats(dom).await),
+        Operation::SetMemory => no_support(drv.set_memory(dom, 65536, 0).await),
         Operation::GetOsType => no_support(drv.get_os_type(dom).await),
         Operation::GetXmlDesc => no_support(drv.get_xml_desc(dom, 0).await),
         Operation::DefineXml => no_support(drv.define_xml(XML, 0).await),
@@ -40,6 +41,7 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::Resume => no_support(drv.resume(dom).await),
         Operation::Shutdown => no_support(drv.shutdown(dom, 0).await),
         Operation::Reset => no_support(drv.reset(dom).await),
+        Operation::OpenConsole => no_support(drv.open_console(dom, None, 0).await),
         Operation::GetAutostart => no_support(drv.get_autostart(dom).await),
         Operation::SetAutostart => no_support(drv.set_autostart(dom, false).await),
         Operation::IsActive => no_support(drv.is_active(dom).await),
@@ -56,6 +58,8 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::SubscribeEvents => no_support(drv.subscribe_events()),
         Operation::Save => no_support(drv.save(dom, "/nonexistent/save", None, 0).await),
         Operation::Restore => no_support(drv.restore("/nonexistent/save", None, 0).await),
+        Operation::ManagedSave => no_support(drv.managed_save(dom, 0).await),
+        Operation::ManagedSaveRemove => no_support(drv.managed_save_remove(dom, 0).await),
     }
 }
 

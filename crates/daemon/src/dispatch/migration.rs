@@ -103,6 +103,11 @@ pub fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<bool> 
         Call::DomainCreate(a) => &a.dom,
         Call::DomainCreateWithFlags(a) => &a.dom,
         Call::DomainSetAutostart(a) => &a.dom,
+        Call::DomainManagedSave(a) => &a.dom,
+        Call::DomainManagedSaveRemove(a) => &a.dom,
+        Call::DomainSetMemory(a) => &a.dom,
+        Call::DomainSetMaxMemory(a) => &a.dom,
+        Call::DomainSetMemoryFlags(a) => &a.dom,
         _ => return Ok(false),
     };
     let Ok(open) = session.driver() else {

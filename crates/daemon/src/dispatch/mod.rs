@@ -6,6 +6,7 @@
 //! errors through [`crate::wire::to_wire_error`].
 
 pub mod connection;
+pub mod console;
 pub mod domain;
 pub mod events;
 pub mod migration;
@@ -25,6 +26,7 @@ use serde::Serialize;
 
 use crate::handler::{Handler, Session};
 use crate::wire;
+use migrated_core::flags::{affect, memory};
 
 /// Encodes a handler's result as the REPLY payload.
 fn reply<T: Serialize>(proc_: Procedure, ret: &T) -> Result<Bytes, WireError> {
@@ -121,6 +123,36 @@ pub async fn run(
         }
         Call::NodeGetCpuMap(args) => reply(p, &vcpu_memory::node_get_cpu_map(session, args).await?),
         Call::DomainMemoryStats(args) => reply(p, &vcpu_memory::memory_stats(session, args).await?),
+        Call::DomainSetMemory(args) => reply(
+            p,
+            &Box::pin(vcpu_memory::set_memory(
+                session,
+                args.dom,
+                args.memory,
+                affect::LIVE,
+            ))
+            .await?,
+        ),
+        Call::DomainSetMaxMemory(args) => reply(
+            p,
+            &Box::pin(vcpu_memory::set_memory(
+                session,
+                args.dom,
+                args.memory,
+                memory::MAXIMUM,
+            ))
+            .await?,
+        ),
+        Call::DomainSetMemoryFlags(args) => reply(
+            p,
+            &Box::pin(vcpu_memory::set_memory(
+                session,
+                args.dom,
+                args.memory,
+                args.flags,
+            ))
+            .await?,
+        ),
         Call::DomainGetOsType(args) => reply(p, &d::get_os_type(session, args).await?),
         Call::DomainGetXmlDesc(args) => reply(p, &d::get_xml_desc(session, args).await?),
         Call::DomainGetSecurityLabel(args) => {
@@ -170,6 +202,19 @@ pub async fn run(
         Call::DomainRestoreFlags(args) => {
             reply(p, &Box::pin(save::restore_flags(session, args)).await?)
         }
+        Call::DomainManagedSave(args) => {
+            reply(p, &Box::pin(save::managed_save(session, args)).await?)
+        }
+        Call::DomainManagedSaveRemove(args) => reply(
+            p,
+            &Box::pin(save::managed_save_remove(session, args)).await?,
+        ),
+
+        // console
+        Call::DomainOpenConsole(args) => reply(
+            p,
+            &Box::pin(console::open_console(session, ctx, args)).await?,
+        ),
 
         // events
         Call::ConnectDomainEventCallbackRegisterAny(args) => {

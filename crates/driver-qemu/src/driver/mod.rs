@@ -14,7 +14,10 @@
 //! runs (pidfd + QMP) and records the others as crashed.
 
 mod api;
+mod console;
 mod host;
+mod managed;
+mod memory;
 mod monitor;
 mod registry;
 mod save;
@@ -24,6 +27,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use migrated_core::console::ConsoleLocks;
 use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainRef,
     DomainState, HostIdentity, LifecycleEvent, StateReason,
@@ -111,6 +115,8 @@ struct Shared {
     events: broadcast::Sender<DomainEvent>,
     next_id: AtomicI32,
     version: OnceCell<u64>,
+    /// Who holds each guest's console.
+    consoles: ConsoleLocks,
 }
 
 impl Shared {
@@ -351,6 +357,8 @@ impl QemuDriver {
         let store = Store::open(&config.state_dir)?;
         let mut registry = Registry::default();
         for stored in store.load()? {
+            let managed_save =
+                managed::managed_save_path(&config.state_dir, &stored.def.name).exists();
             registry.domains.insert(
                 stored.def.uuid,
                 Domain {
@@ -358,6 +366,7 @@ impl QemuDriver {
                     persistent: true,
                     autostart: stored.autostart,
                     shutoff_reason: shutoff_reason::UNKNOWN,
+                    managed_save,
                     live: None,
                     job: Arc::default(),
                 },
@@ -372,6 +381,7 @@ impl QemuDriver {
                 events: broadcast::channel(EVENT_CAPACITY).0,
                 next_id: AtomicI32::new(1),
                 version: OnceCell::new(),
+                consoles: ConsoleLocks::default(),
             }),
         };
         driver.reattach_all().await?;
@@ -611,6 +621,7 @@ impl QemuDriver {
                 persistent: false,
                 autostart: false,
                 shutoff_reason: shutoff_reason::UNKNOWN,
+                managed_save: false,
                 live: None,
                 job: Arc::default(),
             },
@@ -816,6 +827,7 @@ impl QemuDriver {
                 persistent: false,
                 autostart: false,
                 shutoff_reason: shutoff_reason::UNKNOWN,
+                managed_save: false,
                 live: None,
                 job: Arc::default(),
             });

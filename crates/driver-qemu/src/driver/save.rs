@@ -39,12 +39,9 @@ const SAVE_BYPASS_CACHE: u32 = 1 << 0;
 /// `VIR_DOMAIN_SAVE_RUNNING`: restore running whatever the image says.
 const SAVE_RUNNING: u32 = 1 << 1;
 /// `VIR_DOMAIN_SAVE_PAUSED`: restore paused whatever the image says.
-const SAVE_PAUSED: u32 = 1 << 2;
+pub(super) const SAVE_PAUSED: u32 = 1 << 2;
 /// `VIR_DOMAIN_SAVE_RESET_NVRAM`: nothing to reset without firmware variables.
 const SAVE_RESET_NVRAM: u32 = 1 << 3;
-
-/// `VIR_DOMAIN_EVENT_STARTED_RESTORED`.
-const STARTED_RESTORED: i32 = 2;
 
 /// How long QEMU may take to exit after `quit` once its state is saved.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,15 +73,16 @@ fn sys(action: &str, path: &Path, e: std::io::Error) -> Error {
 type Pump = JoinHandle<std::io::Result<()>>;
 
 impl QemuDriver {
-    pub(super) async fn save_impl(
+    /// Saves `dom` to `to` and stops it; `op` names the API in errors.
+    pub(super) async fn save_as(
         &self,
         dom: &DomainRef,
         to: &str,
         dxml: Option<&str>,
         flags: u32,
+        op: &'static str,
     ) -> Result<()> {
-        const OP: &str = "virDomainSaveFlags";
-        check_save_flags(OP, flags)?;
+        check_save_flags(op, flags)?;
         let job = self.job(dom)?;
         let _job = job.lock().await;
         let (runtime, id, live_def, state) = self.read(|r| {
@@ -105,7 +103,7 @@ impl QemuDriver {
                 let def = parse_def(xml)?;
                 if def.uuid != live_def.uuid || def.name != live_def.name {
                     return Err(Error::InvalidArg {
-                        operation: OP,
+                        operation: op,
                         reason: "the replacement xml names another domain".into(),
                     });
                 }
@@ -137,7 +135,7 @@ impl QemuDriver {
             .map_err(|e| sys("create", &path, e))?;
         header
             .write_to(&mut file, &path)
-            .map_err(|e| e.into_core(OP))?;
+            .map_err(|e| e.into_core(op))?;
 
         let qmp = runtime.qmp.clone();
         let mut events = qmp.events();
@@ -156,7 +154,7 @@ impl QemuDriver {
             if let Err(e) = qmp.execute(&Stop).await {
                 self.shared.force_state(&dom.uuid, id, state);
                 let _ = std::fs::remove_file(&path);
-                return Err(e.into_core(OP));
+                return Err(e.into_core(op));
             }
         }
         let outcome = async {
@@ -170,7 +168,7 @@ impl QemuDriver {
                 ],
             )
             .await
-            .map_err(|e| e.into_core(OP))?;
+            .map_err(|e| e.into_core(op))?;
             let (fd, pump) = if header.zstd {
                 let (read, write) = pipe()?;
                 let out = file.try_clone().map_err(|e| sys("open", &path, e))?;
@@ -197,7 +195,7 @@ impl QemuDriver {
             }
             .await;
             let pumped = finish_pump(pump).await;
-            let info = sent.map_err(|e| e.into_core(OP))?;
+            let info = sent.map_err(|e| e.into_core(op))?;
             pumped.map_err(|e| sys("compress into", &path, e))?;
             file.sync_all().map_err(|e| sys("sync", &path, e))?;
             Ok::<_, Error>(info)
@@ -236,7 +234,7 @@ impl QemuDriver {
             .await
             .is_err()
         {
-            runtime.process.kill().await.map_err(|e| e.into_core(OP))?;
+            runtime.process.kill().await.map_err(|e| e.into_core(op))?;
         }
         self.shared.finish_stop(&dom.uuid, id);
         Ok(())
@@ -290,6 +288,7 @@ impl QemuDriver {
                         persistent: false,
                         autostart: false,
                         shutoff_reason: shutoff_reason::UNKNOWN,
+                        managed_save: false,
                         live: None,
                         job: Arc::default(),
                     };
@@ -385,8 +384,11 @@ impl QemuDriver {
             }
         };
         self.shared.force_state(&dom.uuid, id, state);
-        self.shared
-            .emit(dom.clone(), LifecycleEvent::Started, STARTED_RESTORED);
+        self.shared.emit(
+            dom.clone(),
+            LifecycleEvent::Started,
+            event_detail::STARTED_RESTORED,
+        );
         if !run {
             self.shared.emit(
                 dom.clone(),

@@ -56,6 +56,7 @@ impl Registry {
                     autostart: false,
                     shutoff_reason: shutoff_reason::UNKNOWN,
                     live: Some(live),
+                    managed_save: None,
                 },
             );
         }

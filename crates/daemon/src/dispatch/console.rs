@@ -1,0 +1,100 @@
+//! DOMAIN_OPEN_CONSOLE (`virsh console`): the driver's [`Console`] relayed
+//! over the call's stream, in both directions (libvirt-wire.md §8.4).
+//!
+//! ```text
+//! console output ──▶ STREAM CONTINUE … to the client
+//! STREAM CONTINUE ──▶ console input (what the user types)
+//! STREAM OK / ERROR from the client, connection gone → session ends
+//! console EOF or error     → empty CONTINUE (end of data), wait for the client
+//! taken over (FORCE) or guest stopped → STREAM ERROR, as libvirtd's
+//!                                       stream of an aborted device
+//! ```
+//!
+//! Dropping the [`Console`] at the end releases the device for the next client.
+
+use bytes::{Bytes, BytesMut};
+use migrated_core::console::Console;
+use migrated_proto::DomainOpenConsoleArgs;
+use migrated_rpc::stream::StreamEvent;
+use migrated_rpc::{CallContext, ServerStream, WireError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::from_wire_dom;
+use crate::handler::Session;
+use crate::wire::to_wire_error;
+
+/// Largest read from the console per STREAM packet.
+const CHUNK: usize = 64 * 1024;
+
+/// DOMAIN_OPEN_CONSOLE.
+///
+/// # Errors
+/// The driver's error: NO_DOMAIN, OPERATION_INVALID when the guest is not
+/// running, INTERNAL_ERROR for an unknown device or one that is not a pty,
+/// OPERATION_FAILED when another client holds it (without FORCE).
+pub async fn open_console(
+    session: &Session,
+    ctx: &CallContext,
+    args: DomainOpenConsoleArgs,
+) -> Result<(), WireError> {
+    let console = session
+        .driver()?
+        .driver
+        .open_console(
+            &from_wire_dom(&args.dom),
+            args.dev_name.as_deref(),
+            args.flags,
+        )
+        .await
+        .map_err(|e| to_wire_error(&e))?;
+    tokio::spawn(relay(ctx.open_stream(), console));
+    Ok(())
+}
+
+async fn relay(mut stream: ServerStream, mut console: Console) {
+    let mut buf = BytesMut::with_capacity(CHUNK);
+    let mut output_open = true;
+    let outcome = loop {
+        tokio::select! {
+            event = stream.recv() => match event {
+                Some(StreamEvent::Data(data)) => {
+                    // Input to a guest that stopped reading is dropped, as a
+                    // terminal would; the output side reports the end.
+                    if console.input.write_all(&data).await.is_err() {
+                        output_open = false;
+                    }
+                }
+                Some(StreamEvent::Finish) => break stream.finish_ok().await,
+                Some(StreamEvent::Abort(_)) | None => break Ok(()),
+            },
+            read = console.output.read_buf(&mut buf), if output_open => match read {
+                Ok(n) if n > 0 => {
+                    let data: Bytes = buf.split().freeze();
+                    if let Err(e) = stream.send_data(data).await {
+                        break Err(e);
+                    }
+                    buf.reserve(CHUNK);
+                }
+                // EOF, or EIO from a pty whose other end closed (the guest
+                // stopped): end of data, then the client's STREAM OK.
+                _ => {
+                    output_open = false;
+                    if let Err(e) = stream.send_eof().await {
+                        break Err(e);
+                    }
+                }
+            },
+            () = console.claim.ended() => {
+                let err = WireError::new(
+                    migrated_rpc::error::VIR_ERR_RPC,
+                    migrated_rpc::error::VIR_FROM_STREAMS,
+                    "stream had unexpected termination",
+                );
+                break stream.finish_error(err).await;
+            }
+        }
+    };
+    if let Err(e) = outcome {
+        tracing::debug!(error = %e, "console stream ended with an error");
+    }
+}
