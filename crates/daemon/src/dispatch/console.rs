@@ -4,7 +4,8 @@
 //! ```text
 //! console output ──▶ STREAM CONTINUE … to the client
 //! STREAM CONTINUE ──▶ console input (what the user types)
-//! STREAM OK / ERROR from the client, connection gone → session ends
+//! STREAM OK / ERROR from the client → acknowledged, session ends
+//! connection gone                   → session ends
 //! console EOF or error     → empty CONTINUE (end of data), wait for the client
 //! taken over (FORCE) or guest stopped → STREAM ERROR, as libvirtd's
 //!                                       stream of an aborted device
@@ -64,8 +65,11 @@ async fn relay(mut stream: ServerStream, mut console: Console) {
                         output_open = false;
                     }
                 }
-                Some(StreamEvent::Finish) => break stream.finish_ok().await,
-                Some(StreamEvent::Abort(_)) | None => break Ok(()),
+                // Both are acknowledged, as the tunnelled migration's are.
+                Some(StreamEvent::Finish | StreamEvent::Abort(_)) => {
+                    break stream.finish_ok().await
+                }
+                None => break Ok(()),
             },
             read = console.output.read_buf(&mut buf), if output_open => match read {
                 Ok(n) if n > 0 => {

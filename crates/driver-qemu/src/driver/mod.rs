@@ -41,7 +41,9 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::process::{launch, LaunchPaths, QemuProcess};
-use crate::qmp::commands::{Cont, QueryChardev, QuerySpice, QueryStatus, QueryVnc, RunState};
+use crate::qmp::commands::{
+    Balloon, Cont, QueryChardev, QuerySpice, QueryStatus, QueryVnc, RunState,
+};
 use crate::qmp::{Qmp, QmpConfig};
 use crate::spec::{launch_spec, set_aliases};
 use crate::status::{RecordedState, StatusFile, STATUS_VERSION};
@@ -299,6 +301,25 @@ async fn record_spice_port(qmp: &Qmp, def: &mut DomainDef) {
         }
         Err(e) => warn!(error = %e.chain(), "cannot read the spice ports"),
     }
+}
+
+/// Asks the balloon for the configured current size before the guest
+/// runs, as libvirt's `qemuProcessSetupBalloon` (QEMU starts with all of
+/// `<memory>`); nothing to do without a balloon or below the maximum.
+async fn set_initial_balloon(qmp: &Qmp, def: &DomainDef) -> crate::error::Result<()> {
+    let balloon = def
+        .devices
+        .memballoon
+        .as_ref()
+        .is_some_and(|b| b.model == "virtio");
+    if !balloon || def.current_memory_kib >= def.memory_kib {
+        return Ok(());
+    }
+    qmp.execute(&Balloon {
+        value: def.current_memory_kib.saturating_mul(1024),
+    })
+    .await
+    .map(|_| ())
 }
 
 fn cleanup_run_files(runtime_dir: &std::path::Path, name: &str, paths: &LaunchPaths) {
@@ -671,6 +692,13 @@ impl QemuDriver {
             .await
             .map_err(|e| e.into_core("virDomainCreate"))?;
         let events = launched.qmp.events();
+        if matches!(mode, StartMode::Boot { .. }) {
+            if let Err(e) = set_initial_balloon(&launched.qmp, &def).await {
+                let _ = launched.process.kill().await;
+                cleanup_run_files(&cfg.runtime_dir, &def.name, &paths);
+                return Err(e.into_core("virDomainCreate"));
+            }
+        }
         let (state, started_detail) = match mode {
             StartMode::Boot { paused: false } => {
                 if let Err(e) = launched.qmp.execute(&Cont).await {
