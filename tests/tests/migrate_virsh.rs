@@ -87,6 +87,19 @@ fn virsh_offline_persistent() {
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
     let name = "virsh-off";
     define(&a, dir.path(), name, "", false);
+    // A managed save image would stay behind while the definition moves:
+    // refused before anything happens on either host.
+    virsh_ok(&a, &["start", name], &hosts);
+    virsh_ok(&a, &["managedsave", name], &hosts);
+    let refused = virsh(&a, &["migrate", "--offline", "--persistent", name, &b]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr_of(&refused).contains("has a managed save image"),
+        "{}",
+        stderr_of(&refused)
+    );
+    assert_eq!(state(&b, name), None);
+    virsh_ok(&a, &["managedsave-remove", name], &hosts);
     virsh_ok(
         &a,
         &["migrate", "--offline", "--persistent", name, &b],

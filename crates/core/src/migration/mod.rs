@@ -14,7 +14,9 @@ pub mod request;
 pub mod tunnel;
 pub mod uri;
 
-pub use backend::{BeginOut, DataOut, Incoming, MigrationBackend, PerformOut, PrepareOut};
+pub use backend::{
+    check_no_managed_save, BeginOut, DataOut, Incoming, MigrationBackend, PerformOut, PrepareOut,
+};
 pub use fault::PausePoint;
 pub use manager::{
     Begin3Out, Finish3Out, Manager, ManagerConfig, Prepare3Out, Recovered, DEFAULT_PORT_RANGE,
