@@ -133,12 +133,37 @@ fn virsh_persistent_undefinesource() {
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
     let name = "virsh-pu";
     define(&a, dir.path(), name, "", true);
+    // Title and metadata live in the domain XML, live and config: they move.
+    virsh_ok(
+        &a,
+        &["desc", name, "--live", "--config", "--title", "on the move"],
+        &hosts,
+    );
+    let set = [
+        "metadata",
+        name,
+        "urn:h6:tag",
+        "--key",
+        "t",
+        "--set",
+        "<tag v='1'/>",
+    ];
+    virsh_ok(&a, &[&set[..], &["--live", "--config"]].concat(), &hosts);
     let flags = ["migrate", "--live", "--persistent", "--undefinesource"];
     let mut args = flags.to_vec();
     args.extend([name, b.as_str()]);
     virsh_ok(&a, &args, &hosts);
     assert_eq!(state(&b, name).as_deref(), Some("running"));
     assert!(persistent(&b, name));
+    for scope in ["--live", "--config"] {
+        let title = virsh_ok(&b, &["desc", name, "--title", scope], &hosts);
+        assert_eq!(title.trim(), "on the move", "{scope}");
+        let tag = virsh_ok(&b, &["metadata", name, "urn:h6:tag", scope], &hosts);
+        assert!(
+            tag.contains("<t:tag xmlns:t=\"urn:h6:tag\" v=\"1\"/>"),
+            "{tag}"
+        );
+    }
     assert_eq!(state(&a, name), None);
     let mut back = flags.to_vec();
     back.extend([name, a.as_str()]);

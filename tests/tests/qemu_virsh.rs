@@ -235,6 +235,16 @@ fn qemu_virsh_lifecycle() {
     );
     assert_eq!(qemu_pids(&uuid), vec![pid], "setmem keeps the QEMU process");
 
+    // A title on the running guest, read back by a second client.
+    hosts.virsh_ok(&uri, &["desc", name, "--title", "qemu guest"]);
+    let titled = hosts.virsh_ok(&uri, &["list", "--title"]);
+    assert!(
+        titled
+            .lines()
+            .any(|l| l.contains(name) && l.trim_end().ends_with("qemu guest")),
+        "{titled}"
+    );
+
     hosts.virsh_ok(&uri, &["destroy", name]);
     assert_eq!(domstate(&uri, name).as_deref(), Some("shut off"));
     assert!(pid_gone(pid), "QEMU {pid} outlived destroy");

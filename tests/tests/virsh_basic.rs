@@ -273,6 +273,61 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
     let inactive = ok(&virsh(uri, &["dumpxml", "--inactive", name]), "dumpxml");
     assert!(inactive.contains(">3072</currentMemory>"), "{inactive}");
 
+    // Title, description and metadata elements: live and config apart, as
+    // virsh desc / metadata / list --title show them.
+    let out = ok(
+        &virsh(uri, &["desc", name, "--live", "--title", "web tier"]),
+        "desc --title",
+    );
+    assert!(out.contains("Domain title updated successfully"), "{out}");
+    let titled = ok(&virsh(uri, &["list", "--title"]), "list --title");
+    assert!(
+        titled
+            .lines()
+            .any(|l| l.contains(name) && l.trim_end().ends_with("web tier")),
+        "{titled}"
+    );
+    ok(
+        &virsh(uri, &["desc", name, "--config", "kept for the next boot"]),
+        "desc --config",
+    );
+    let live = ok(&virsh(uri, &["desc", name]), "desc (live)");
+    assert!(live.contains("No description for domain"), "{live}");
+    let config = ok(&virsh(uri, &["desc", name, "--config"]), "desc --config");
+    assert_eq!(config.trim(), "kept for the next boot");
+    let set = [
+        "metadata",
+        name,
+        "https://example.org/h6",
+        "--key",
+        "h6",
+        "--set",
+        "<owner team='core'><since>2026</since></owner>",
+    ];
+    ok(&virsh(uri, &set), "metadata --set");
+    let element = ok(
+        &virsh(uri, &["metadata", name, "https://example.org/h6"]),
+        "metadata",
+    );
+    assert!(
+        element.contains(
+            "<h6:owner xmlns:h6=\"https://example.org/h6\" team=\"core\"><h6:since>2026</h6:since></h6:owner>"
+        ),
+        "{element}"
+    );
+    let xml = ok(&virsh(uri, &["dumpxml", name]), "dumpxml with metadata");
+    assert!(
+        xml.contains("<title>web tier</title>") && xml.contains("<h6:owner"),
+        "{xml}"
+    );
+    let missing = virsh(uri, &["metadata", name, "urn:none"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr_of(&missing).contains("metadata not found"),
+        "{}",
+        stderr_of(&missing)
+    );
+
     // Managed save keeps the guest's state for the next start.
     ok(&virsh(uri, &["managedsave", name]), "managedsave");
     let saved = ok(&virsh(uri, &["list", "--all", "--managed-save"]), "list");

@@ -24,6 +24,7 @@ pub use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::support::SupportTable;
+use crate::xml::MetadataTarget;
 
 /// The operations of [`Driver`], named after the libvirt API each implements.
 ///
@@ -108,6 +109,10 @@ pub enum Operation {
     ManagedSave,
     /// [`Driver::managed_save_remove`].
     ManagedSaveRemove,
+    /// [`Driver::set_metadata`].
+    SetMetadata,
+    /// [`Driver::get_metadata`].
+    GetMetadata,
 }
 
 impl Operation {
@@ -152,6 +157,8 @@ impl Operation {
         Operation::Restore,
         Operation::ManagedSave,
         Operation::ManagedSaveRemove,
+        Operation::SetMetadata,
+        Operation::GetMetadata,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -196,6 +203,8 @@ impl Operation {
             Operation::Restore => "virDomainRestoreFlags",
             Operation::ManagedSave => "virDomainManagedSave",
             Operation::ManagedSaveRemove => "virDomainManagedSaveRemove",
+            Operation::SetMetadata => "virDomainSetMetadata",
+            Operation::GetMetadata => "virDomainGetMetadata",
         }
     }
 
@@ -241,6 +250,8 @@ impl Operation {
             Operation::Restore => "restore",
             Operation::ManagedSave => "managed_save",
             Operation::ManagedSaveRemove => "managed_save_remove",
+            Operation::SetMetadata => "set_metadata",
+            Operation::GetMetadata => "get_metadata",
         }
     }
 }
@@ -514,6 +525,31 @@ pub trait Driver: Send + Sync {
     async fn managed_save_remove(&self, dom: &DomainRef, flags: u32) -> Result<()> {
         let _ = (dom, flags);
         Err(self.no_support(Operation::ManagedSaveRemove))
+    }
+
+    /// Sets or removes (`None`) the title, description or metadata element
+    /// `target` names, live and/or in the config ([`crate::flags::affect`]).
+    async fn set_metadata(
+        &self,
+        dom: &DomainRef,
+        target: &MetadataTarget,
+        value: Option<&str>,
+        flags: u32,
+    ) -> Result<()> {
+        let _ = (dom, target, value, flags);
+        Err(self.no_support(Operation::SetMetadata))
+    }
+
+    /// The title, description or metadata element `target` names, of the
+    /// live definition or the config ([`crate::flags::affect`]).
+    async fn get_metadata(
+        &self,
+        dom: &DomainRef,
+        target: &MetadataTarget,
+        flags: u32,
+    ) -> Result<String> {
+        let _ = (dom, target, flags);
+        Err(self.no_support(Operation::GetMetadata))
     }
 }
 

@@ -78,6 +78,8 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainSetMemory, Operation::SetMemory),
     (Procedure::DomainSetMaxMemory, Operation::SetMemory),
     (Procedure::DomainSetMemoryFlags, Operation::SetMemory),
+    (Procedure::DomainSetMetadata, Operation::SetMetadata),
+    (Procedure::DomainGetMetadata, Operation::GetMetadata),
 ];
 
 /// The driver operation a procedure becomes, if it is served by a driver method.

@@ -6,6 +6,7 @@
 use migrated_core::domain::{DomainRef, HostIdentity};
 use migrated_core::driver::{Driver, Operation};
 use migrated_core::error::ErrorCode;
+use migrated_core::xml::MetadataTarget;
 use migrated_driver_qemu::{QemuConfig, QemuDriver, SUPPORT};
 use uuid::Uuid;
 
@@ -56,6 +57,14 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::Restore => driver.restore("/nonexistent/save", None, 0).await.err(),
         Operation::ManagedSave => driver.managed_save(&dom, 0).await.err(),
         Operation::ManagedSaveRemove => driver.managed_save_remove(&dom, 0).await.err(),
+        Operation::SetMetadata => driver
+            .set_metadata(&dom, &MetadataTarget::Title, Some("t"), 0)
+            .await
+            .err(),
+        Operation::GetMetadata => driver
+            .get_metadata(&dom, &MetadataTarget::Title, 0)
+            .await
+            .err(),
     };
     err.map(|e| e.code())
 }

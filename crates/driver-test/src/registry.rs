@@ -27,6 +27,7 @@ use crate::workload::WorkloadConfig;
 
 mod handover;
 mod managed;
+mod metadata;
 
 /// All guests of one test driver instance.
 #[derive(Debug)]

@@ -6,6 +6,7 @@ use migrated_core::domain::{DomainRef, HostIdentity};
 use migrated_core::driver::{Driver, Operation};
 use migrated_core::error::ErrorCode;
 use migrated_core::support::PROCEDURE_OPERATIONS;
+use migrated_core::xml::MetadataTarget;
 use migrated_core::Error;
 use migrated_driver_test::{TestDriver, SUPPORT};
 use uuid::Uuid;
@@ -60,6 +61,13 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::Restore => no_support(drv.restore("/nonexistent/save", None, 0).await),
         Operation::ManagedSave => no_support(drv.managed_save(dom, 0).await),
         Operation::ManagedSaveRemove => no_support(drv.managed_save_remove(dom, 0).await),
+        Operation::SetMetadata => no_support(
+            drv.set_metadata(dom, &MetadataTarget::Title, Some("t"), 0)
+                .await,
+        ),
+        Operation::GetMetadata => {
+            no_support(drv.get_metadata(dom, &MetadataTarget::Title, 0).await)
+        }
     }
 }
 

@@ -108,6 +108,7 @@ pub fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<bool> 
         Call::DomainSetMemory(a) => &a.dom,
         Call::DomainSetMaxMemory(a) => &a.dom,
         Call::DomainSetMemoryFlags(a) => &a.dom,
+        Call::DomainSetMetadata(a) => &a.dom,
         _ => return Ok(false),
     };
     let Ok(open) = session.driver() else {

@@ -9,6 +9,7 @@ pub mod connection;
 pub mod console;
 pub mod domain;
 pub mod events;
+pub mod metadata;
 pub mod migration;
 pub mod migration_jobs;
 pub mod migration_local;
@@ -158,6 +159,8 @@ pub async fn run(
         Call::DomainGetSecurityLabel(args) => {
             reply(p, &d::get_security_label(session, args).await?)
         }
+        Call::DomainGetMetadata(args) => reply(p, &metadata::get(session, args).await?),
+        Call::DomainSetMetadata(args) => reply(p, &Box::pin(metadata::set(session, args)).await?),
         Call::DomainGetAutostart(args) => reply(p, &d::get_autostart(session, args).await?),
         Call::DomainSetAutostart(args) => reply(p, &d::set_autostart(session, args).await?),
         Call::DomainIsActive(args) => reply(p, &d::is_active(session, args).await?),

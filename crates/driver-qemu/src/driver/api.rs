@@ -14,7 +14,7 @@ use migrated_core::domain::{
 use migrated_core::driver::Driver;
 use migrated_core::flags::{self, check_flags};
 use migrated_core::support::SupportTable;
-use migrated_core::xml::FormatOptions;
+use migrated_core::xml::{FormatOptions, MetadataTarget};
 use migrated_core::{Error, Result};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -520,5 +520,24 @@ impl Driver for QemuDriver {
 
     async fn managed_save_remove(&self, dom: &DomainRef, flags: u32) -> Result<()> {
         self.managed_save_remove_impl(dom, flags).await
+    }
+
+    async fn set_metadata(
+        &self,
+        dom: &DomainRef,
+        target: &MetadataTarget,
+        value: Option<&str>,
+        flags: u32,
+    ) -> Result<()> {
+        self.set_metadata_impl(dom, target, value, flags)
+    }
+
+    async fn get_metadata(
+        &self,
+        dom: &DomainRef,
+        target: &MetadataTarget,
+        flags: u32,
+    ) -> Result<String> {
+        self.get_metadata_impl(dom, target, flags)
     }
 }

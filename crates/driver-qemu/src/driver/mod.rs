@@ -18,6 +18,7 @@ mod console;
 mod host;
 mod managed;
 mod memory;
+mod metadata;
 mod monitor;
 mod registry;
 mod save;
