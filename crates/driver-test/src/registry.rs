@@ -332,11 +332,14 @@ impl Registry {
         guest.live = Some(Live::boot(id, guest.config.clone(), paused)?);
         let dom = guest.dom_ref();
         self.next_id = self.next_id.checked_add(1).unwrap_or(1);
-        self.emit(
-            dom.clone(),
-            LifecycleEvent::Started,
-            event_detail::STARTED_BOOTED,
-        );
+        self.emit_started(&dom, event_detail::STARTED_BOOTED, paused);
+        Ok(dom)
+    }
+
+    /// The events of a start: started (`detail`), then suspended when it
+    /// starts paused.
+    fn emit_started(&self, dom: &DomainRef, detail: i32, paused: bool) {
+        self.emit(dom.clone(), LifecycleEvent::Started, detail);
         if paused {
             self.emit(
                 dom.clone(),
@@ -344,7 +347,6 @@ impl Registry {
                 event_detail::SUSPENDED_PAUSED,
             );
         }
-        Ok(dom)
     }
 
     /// `DOMAIN_CREATE(_WITH_FLAGS)`.
@@ -400,18 +402,7 @@ impl Registry {
         }
         self.next_id = self.next_id.checked_add(1).unwrap_or(1);
         let dom = self.by_uuid(&uuid)?;
-        self.emit(
-            dom.clone(),
-            LifecycleEvent::Started,
-            event_detail::STARTED_BOOTED,
-        );
-        if paused {
-            self.emit(
-                dom.clone(),
-                LifecycleEvent::Suspended,
-                event_detail::SUSPENDED_PAUSED,
-            );
-        }
+        self.emit_started(&dom, event_detail::STARTED_BOOTED, paused);
         Ok(dom)
     }
 

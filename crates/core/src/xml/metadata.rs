@@ -11,6 +11,7 @@ use super::tree::{self, Element};
 use super::write::escape;
 use super::DomainDef;
 use crate::error::{Error, Result};
+use crate::flags::{affect, check_flags};
 
 /// Finds the first child of `<metadata>` named `local_name` in namespace
 /// `ns_uri` and returns its attributes (namespace declarations excluded).
@@ -211,6 +212,67 @@ impl DomainDef {
         }
         Ok(())
     }
+}
+
+/// What `virDomainSetMetadata` with `flags` ([`crate::flags::affect`]) makes
+/// of a domain running `live` (if it runs) with the config `config`: the
+/// changed copies `(live, config)`, `None` for one it leaves alone. Both are
+/// computed before the caller keeps either, so a refused value changes
+/// nothing.
+///
+/// # Errors
+/// [`Error::UnknownFlags`] for flags other than LIVE and CONFIG; as
+/// [`crate::flags::affect::resolve`] and [`DomainDef::set_metadata`].
+pub fn metadata_change(
+    live: Option<&DomainDef>,
+    config: &DomainDef,
+    persistent: bool,
+    target: &MetadataTarget,
+    value: Option<&str>,
+    flags: u32,
+) -> Result<(Option<DomainDef>, Option<DomainDef>)> {
+    check_flags(
+        "virDomainSetMetadata",
+        u64::from(flags),
+        u64::from(affect::LIVE | affect::CONFIG),
+    )?;
+    let (to_live, to_config) = affect::resolve(flags, live.is_some(), persistent)?;
+    let change = |def: &DomainDef| {
+        let mut def = def.clone();
+        def.set_metadata(target, value).map(|()| def)
+    };
+    let live = live.filter(|_| to_live).map(change).transpose()?;
+    let config = to_config.then(|| change(config)).transpose()?;
+    Ok((live, config))
+}
+
+/// `virDomainGetMetadata` with `flags` on a domain running `live` (if it
+/// runs) with the config `config`.
+///
+/// # Errors
+/// [`Error::NoDomainMetadata`] when there is none of that kind; the flags
+/// checks of [`crate::flags::affect::resolve_one`].
+pub fn metadata_read(
+    live: Option<&DomainDef>,
+    config: &DomainDef,
+    persistent: bool,
+    target: &MetadataTarget,
+    flags: u32,
+) -> Result<String> {
+    const OP: &str = "virDomainGetMetadata";
+    check_flags(
+        OP,
+        u64::from(flags),
+        u64::from(affect::LIVE | affect::CONFIG),
+    )?;
+    let def = match (
+        live,
+        affect::resolve_one(OP, flags, live.is_some(), persistent)?,
+    ) {
+        (Some(live), true) => live,
+        _ => config,
+    };
+    def.metadata_of(target).ok_or(Error::NoDomainMetadata)
 }
 
 /// The namespace URI of `el`, a child of `<metadata>`: declared on the

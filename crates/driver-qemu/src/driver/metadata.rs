@@ -5,9 +5,8 @@
 //! with the guest's XML when it migrates.
 
 use migrated_core::domain::DomainRef;
-use migrated_core::flags::{affect, check_flags};
-use migrated_core::xml::MetadataTarget;
-use migrated_core::{Error, Result};
+use migrated_core::xml::{metadata_change, metadata_read, MetadataTarget};
+use migrated_core::Result;
 use tracing::warn;
 
 use super::{status_of, QemuDriver};
@@ -20,33 +19,25 @@ impl QemuDriver {
         value: Option<&str>,
         flags: u32,
     ) -> Result<()> {
-        const OP: &str = "virDomainSetMetadata";
-        check_flags(
-            OP,
-            u64::from(flags),
-            u64::from(affect::LIVE | affect::CONFIG),
-        )?;
         let mut reg = self.shared.lock()?;
         let d = reg.get_mut(dom)?;
-        let (live, config) = affect::resolve(flags, d.live.is_some(), d.persistent)?;
-        // Both changes are computed before either is kept: a refused value
-        // changes nothing.
-        let new_live = match (&d.live, live) {
-            (Some(l), true) => {
-                let mut def = l.def.clone();
-                def.set_metadata(target, value)?;
-                Some(def)
-            }
-            _ => None,
-        };
-        if config {
-            let mut def = d.config.clone();
-            def.set_metadata(target, value)?;
-            self.shared.store.save(&def).map_err(|e| e.into_core(OP))?;
+        let (live, config) = metadata_change(
+            d.live.as_ref().map(|l| &l.def),
+            &d.config,
+            d.persistent,
+            target,
+            value,
+            flags,
+        )?;
+        if let Some(def) = config {
+            self.shared
+                .store
+                .save(&def)
+                .map_err(|e| e.into_core("virDomainSetMetadata"))?;
             d.config = def;
         }
         let persistent = d.persistent;
-        if let (Some(def), Some(l)) = (new_live, d.live.as_mut()) {
+        if let (Some(def), Some(l)) = (live, d.live.as_mut()) {
             l.def = def;
             if let Err(e) = status_of(l, persistent).write(&self.shared.config.runtime_dir) {
                 warn!(error = %e.chain(), "cannot update status file");
@@ -61,20 +52,10 @@ impl QemuDriver {
         target: &MetadataTarget,
         flags: u32,
     ) -> Result<String> {
-        const OP: &str = "virDomainGetMetadata";
-        check_flags(
-            OP,
-            u64::from(flags),
-            u64::from(affect::LIVE | affect::CONFIG),
-        )?;
         self.read(|r| {
             let d = r.get(dom)?;
-            let live = affect::resolve_one(OP, flags, d.live.is_some(), d.persistent)?;
-            let def = match (&d.live, live) {
-                (Some(l), true) => &l.def,
-                _ => &d.config,
-            };
-            def.metadata_of(target).ok_or(Error::NoDomainMetadata)
+            let live = d.live.as_ref().map(|l| &l.def);
+            metadata_read(live, &d.config, d.persistent, target, flags)
         })
     }
 }

@@ -88,18 +88,7 @@ impl Registry {
         guest.live = Some(live);
         let dom = guest.dom_ref();
         self.next_id = self.next_id.checked_add(1).unwrap_or(1);
-        self.emit(
-            dom.clone(),
-            LifecycleEvent::Started,
-            event_detail::STARTED_RESTORED,
-        );
-        if paused {
-            self.emit(
-                dom.clone(),
-                LifecycleEvent::Suspended,
-                event_detail::SUSPENDED_PAUSED,
-            );
-        }
+        self.emit_started(&dom, event_detail::STARTED_RESTORED, paused);
         Ok(Some(dom))
     }
 

@@ -3,9 +3,8 @@
 //! definition and/or the stored config.
 
 use migrated_core::domain::DomainRef;
-use migrated_core::flags::{affect, check_flags};
-use migrated_core::xml::MetadataTarget;
-use migrated_core::{Error, Result};
+use migrated_core::xml::{metadata_change, metadata_read, MetadataTarget};
+use migrated_core::Result;
 
 use super::Registry;
 
@@ -18,29 +17,20 @@ impl Registry {
         value: Option<&str>,
         flags: u32,
     ) -> Result<()> {
-        check_flags(
-            "virDomainSetMetadata",
-            u64::from(flags),
-            u64::from(affect::LIVE | affect::CONFIG),
-        )?;
         let guest = self.guest(&dom.uuid)?;
-        let (live, config) = affect::resolve(flags, guest.is_active(), guest.persistent)?;
-        // Both changes are computed before either is kept.
-        let new_live = match (&guest.live, live) {
-            (Some(l), true) => {
-                let mut def = l.def.clone();
-                def.set_metadata(target, value)?;
-                Some(def)
-            }
-            _ => None,
-        };
-        if config {
-            let mut def = guest.config.clone();
-            def.set_metadata(target, value)?;
+        let (live, config) = metadata_change(
+            guest.live.as_ref().map(|l| &l.def),
+            &guest.config,
+            guest.persistent,
+            target,
+            value,
+            flags,
+        )?;
+        if let Some(def) = config {
             self.store.save(&def)?;
             self.guest_mut(&dom.uuid)?.config = def;
         }
-        if let (Some(def), Some(l)) = (new_live, self.guest_mut(&dom.uuid)?.live.as_mut()) {
+        if let (Some(def), Some(l)) = (live, self.guest_mut(&dom.uuid)?.live.as_mut()) {
             l.def = def;
         }
         Ok(())
@@ -53,18 +43,8 @@ impl Registry {
         target: &MetadataTarget,
         flags: u32,
     ) -> Result<String> {
-        const OP: &str = "virDomainGetMetadata";
-        check_flags(
-            OP,
-            u64::from(flags),
-            u64::from(affect::LIVE | affect::CONFIG),
-        )?;
         let guest = self.guest(&dom.uuid)?;
-        let live = affect::resolve_one(OP, flags, guest.is_active(), guest.persistent)?;
-        let def = match (&guest.live, live) {
-            (Some(l), true) => &l.def,
-            _ => &guest.config,
-        };
-        def.metadata_of(target).ok_or(Error::NoDomainMetadata)
+        let live = guest.live.as_ref().map(|l| &l.def);
+        metadata_read(live, &guest.config, guest.persistent, target, flags)
     }
 }
