@@ -37,8 +37,9 @@ fn virsh_err(uri: &str, args: &[&str]) -> String {
 /// python3-libvirt on the guest's console (argv: URI, name): a first
 /// session reads the workload's boot line after a reset; a second open is
 /// refused (code 9) unless forced, which ends the first session's stream;
-/// the forced session reads the next boot line, types, and finishes, after
-/// which the console opens again by alias; an unknown device is code 1.
+/// the forced session reads the next boot line, types more than the guest
+/// reads, and finishes, after which the console opens again by alias; an
+/// unknown device is code 1.
 const CONSOLE: &str = r#"
 import sys, threading, time
 import libvirt
@@ -90,8 +91,18 @@ except libvirt.libvirtError as e:
 forced = session(c2, None, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
 print("first-after-force", read_until(first, None, None, 15))
 print("forced", read_until(forced, c2.lookupByName(NAME), BANNER, 40))
-forced.send(b"\r")
+# The workload never reads its serial port: typing more than the guest
+# takes must not stall the session (finish still gets through).
+typed, deadline = 0, time.time() + 20
+while typed < 256 * 1024 and time.time() < deadline:
+    n = forced.send(b"x" * 4096)
+    if n == -2:
+        time.sleep(0.01)
+    else:
+        typed += n
+print("typed", typed >= 256 * 1024)
 forced.finish()
+print("finished")
 again = session(c2, "serial0", libvirt.VIR_DOMAIN_CONSOLE_SAFE)
 print("again opened")
 again.abort()
@@ -207,6 +218,8 @@ fn qemu_virsh_lifecycle() {
             "second 9",
             "first-after-force error 39",
             "forced found",
+            "typed True",
+            "finished",
             "again opened",
             "nosuch 1",
         ] {

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! console output ──▶ STREAM CONTINUE … to the client
-//! STREAM CONTINUE ──▶ console input (what the user types)
+//! STREAM CONTINUE ──▶ console input (what the user types; up to 64 KiB
+//!                     waits for a guest that is not reading, more is dropped)
 //! STREAM OK / ERROR from the client → acknowledged, session ends
 //! connection gone                   → session ends
 //! console EOF or error     → empty CONTINUE (end of data), wait for the client
@@ -13,7 +14,7 @@
 //!
 //! Dropping the [`Console`] at the end releases the device for the next client.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use migrated_core::console::Console;
 use migrated_proto::DomainOpenConsoleArgs;
 use migrated_rpc::stream::StreamEvent;
@@ -26,6 +27,8 @@ use crate::wire::to_wire_error;
 
 /// Largest read from the console per STREAM packet.
 const CHUNK: usize = 64 * 1024;
+/// Most typed input held for a guest that does not read it yet.
+const INPUT_MAX: usize = 64 * 1024;
 
 /// DOMAIN_OPEN_CONSOLE.
 ///
@@ -54,22 +57,43 @@ pub async fn open_console(
 
 async fn relay(mut stream: ServerStream, mut console: Console) {
     let mut buf = BytesMut::with_capacity(CHUNK);
+    // Typed input the guest has not taken yet: the stream is read on
+    // regardless (a guest that stops reading its serial port must not stall
+    // the client's connection or a takeover), and input beyond the bound
+    // is dropped, as a terminal drops what overflows its input buffer.
+    let mut pending = BytesMut::new();
     let mut output_open = true;
     let outcome = loop {
         tokio::select! {
+            // A takeover wins over pending data in either direction.
+            biased;
+            () = console.claim.ended() => {
+                let err = WireError::new(
+                    migrated_rpc::error::VIR_ERR_RPC,
+                    migrated_rpc::error::VIR_FROM_STREAMS,
+                    "stream had unexpected termination",
+                );
+                break stream.finish_error(err).await;
+            }
             event = stream.recv() => match event {
                 Some(StreamEvent::Data(data)) => {
-                    // Input to a guest that stopped reading is dropped, as a
-                    // terminal would; the output side reports the end.
-                    if console.input.write_all(&data).await.is_err() {
-                        output_open = false;
+                    let room = INPUT_MAX.saturating_sub(pending.len());
+                    if data.len() > room {
+                        tracing::debug!(dropped = data.len() - room, "console input buffer full");
                     }
+                    pending.extend_from_slice(&data[..data.len().min(room)]);
                 }
                 // Both are acknowledged, as the tunnelled migration's are.
                 Some(StreamEvent::Finish | StreamEvent::Abort(_)) => {
                     break stream.finish_ok().await
                 }
                 None => break Ok(()),
+            },
+            // Cancel-safe: a write that loses the race wrote nothing.
+            written = console.input.write(&pending), if !pending.is_empty() => match written {
+                Ok(n) => pending.advance(n),
+                // The guest is gone: the output side reports the end.
+                Err(_) => pending.clear(),
             },
             read = console.output.read_buf(&mut buf), if output_open => match read {
                 Ok(n) if n > 0 => {
@@ -88,14 +112,6 @@ async fn relay(mut stream: ServerStream, mut console: Console) {
                     }
                 }
             },
-            () = console.claim.ended() => {
-                let err = WireError::new(
-                    migrated_rpc::error::VIR_ERR_RPC,
-                    migrated_rpc::error::VIR_FROM_STREAMS,
-                    "stream had unexpected termination",
-                );
-                break stream.finish_error(err).await;
-            }
         }
     };
     if let Err(e) = outcome {
