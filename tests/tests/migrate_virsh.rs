@@ -108,6 +108,22 @@ fn virsh_offline_persistent() {
     assert_eq!(state(&b, name).as_deref(), Some("shut off"));
     assert!(persistent(&b, name));
     assert_eq!(state(&a, name).as_deref(), Some("shut off"));
+    // A's managed save image of the guest would be resumable beside the
+    // guest arriving live from B: A refuses to receive it; B runs on.
+    virsh_ok(&a, &["start", name], &hosts);
+    virsh_ok(&a, &["managedsave", name], &hosts);
+    virsh_ok(&b, &["start", name], &hosts);
+    let refused = virsh(&b, &["migrate", "--live", name, &a]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr_of(&refused).contains("has a managed save image on the destination host"),
+        "{}",
+        stderr_of(&refused)
+    );
+    assert_eq!(state(&b, name).as_deref(), Some("running"));
+    assert_eq!(state(&a, name).as_deref(), Some("shut off"));
+    virsh_ok(&a, &["managedsave-remove", name], &hosts);
+    virsh_ok(&b, &["destroy", name], &hosts);
     virsh_ok(
         &b,
         &[

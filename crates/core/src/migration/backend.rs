@@ -200,6 +200,16 @@ pub trait MigrationBackend: Send + Sync {
     }
 }
 
+/// The refusal of an incoming migration of a guest whose shut-off definition
+/// here has a managed save image: the image would be resumable beside the
+/// guest that arrives (see [`check_no_managed_save`]).
+pub fn managed_save_on_destination(name: &str) -> crate::Error {
+    crate::Error::invalid(format!(
+        "domain '{name}' has a managed save image on the destination host: \
+         remove it (virsh managedsave-remove) before migrating the guest here"
+    ))
+}
+
 /// Refuses an offline migration of a guest that has a managed save image.
 ///
 /// Only the definition would move: started on the destination it would boot

@@ -454,6 +454,11 @@ impl QemuDriver {
                         d.config.name
                     )))
                 }
+                Some(d) if d.config.name == def.name && d.managed_save => {
+                    return Err(migrated_core::migration::managed_save_on_destination(
+                        &d.config.name,
+                    ))
+                }
                 Some(d) if d.config.name == def.name => Some(d.dom_ref()),
                 _ => None,
             }
@@ -967,7 +972,8 @@ impl QemuDriver {
             Err(_) => return,
         };
         for dom in todo {
-            if let Err(e) = self.start(&dom, StartMode::Boot { paused: false }).await {
+            // As libvirt's autostart: a managed save image is restored.
+            if let Err(e) = self.start_or_restore(&dom, 0).await {
                 warn!(name = %dom.name, error = %e, "autostart failed");
             }
         }
