@@ -506,8 +506,7 @@ impl Driver for QemuDriver {
     }
 
     async fn save(&self, dom: &DomainRef, to: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
-        self.save_as(dom, to, dxml, flags, "virDomainSaveFlags")
-            .await
+        self.save_as(dom, to, dxml, flags, false).await
     }
 
     async fn restore(&self, from: &str, dxml: Option<&str>, flags: u32) -> Result<()> {

@@ -15,7 +15,7 @@ use migrated_core::flags::{self, check_flags};
 use migrated_core::{Error, Result};
 use tracing::{info, warn};
 
-use super::save::SAVE_PAUSED;
+use super::save::{check_save_flags, open_image, SAVE_PAUSED};
 use super::{QemuDriver, StartMode};
 use crate::files::remove_if_exists;
 
@@ -38,6 +38,7 @@ impl QemuDriver {
     }
 
     pub(super) async fn managed_save_impl(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        check_save_flags("virDomainManagedSave", flags)?;
         let (name, persistent) = self.read(|r| {
             let d = r.get(dom)?;
             if d.live.is_none() {
@@ -55,10 +56,8 @@ impl QemuDriver {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::system(format!("create {}", dir.display()), e))?;
         }
-        let to = path.to_string_lossy();
-        self.save_as(dom, &to, None, flags, "virDomainManagedSave")
-            .await?;
-        self.set_managed_save(dom, true)
+        self.save_as(dom, &path.to_string_lossy(), None, flags, true)
+            .await
     }
 
     pub(super) async fn managed_save_remove_impl(&self, dom: &DomainRef, flags: u32) -> Result<()> {
@@ -70,9 +69,12 @@ impl QemuDriver {
     }
 
     /// `virDomainCreateWithFlags`: restores the managed save image if there
-    /// is one (see the module doc), else boots.
+    /// is one (see the module doc), else boots. The job lock is held from
+    /// the check of the image to its removal.
     pub(super) async fn start_or_restore(&self, dom: &DomainRef, flags: u32) -> Result<DomainRef> {
         use flags::create::{START_FORCE_BOOT, START_PAUSED};
+        let job = self.job(dom)?;
+        let _job = job.lock().await;
         let (name, saved) = self.read(|r| {
             let d = r.get(dom)?;
             Ok((d.config.name.clone(), d.managed_save))
@@ -84,10 +86,19 @@ impl QemuDriver {
             self.set_managed_save(dom, false)?;
         } else if saved {
             let restore_flags = if paused { SAVE_PAUSED } else { 0 };
-            if let Err(e) = self
-                .restore_impl(&path.to_string_lossy(), None, restore_flags)
-                .await
-            {
+            let restored = async {
+                let (file, header, def) = open_image(&path, None, "virDomainCreate")?;
+                if def.uuid != dom.uuid {
+                    return Err(Error::internal(format!(
+                        "managed save image {} is of another domain",
+                        path.display()
+                    )));
+                }
+                self.restore_locked(dom, def, (file, header), &path, restore_flags)
+                    .await
+            }
+            .await;
+            if let Err(e) = restored {
                 warn!(name, error = %e, "cannot restore the managed save image; is it damaged?");
                 return Err(e);
             }
@@ -99,7 +110,8 @@ impl QemuDriver {
             info!(name, "guest started from its managed save image");
             return self.read(|r| Ok(r.get(dom)?.dom_ref()));
         }
-        self.start(dom, StartMode::Boot { paused }).await
+        self.start_locked(dom, StartMode::Boot { paused }, None)
+            .await
     }
 
     /// Undefine's part: refuse while an image exists, or remove it with

@@ -23,7 +23,7 @@ use migrated_core::domain::{
     LifecycleEvent, StateReason,
 };
 use migrated_core::flags::check_flags;
-use migrated_core::xml::FormatOptions;
+use migrated_core::xml::{DomainDef, FormatOptions};
 use migrated_core::{Error, Result};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -49,7 +49,7 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
 const SAVE_FD: &str = "migrated-save";
 const RESTORE_FD: &str = "migrated-restore";
 
-fn check_save_flags(operation: &'static str, flags: u32) -> Result<()> {
+pub(super) fn check_save_flags(operation: &'static str, flags: u32) -> Result<()> {
     check_flags(
         operation,
         u64::from(flags),
@@ -73,15 +73,23 @@ fn sys(action: &str, path: &Path, e: std::io::Error) -> Error {
 type Pump = JoinHandle<std::io::Result<()>>;
 
 impl QemuDriver {
-    /// Saves `dom` to `to` and stops it; `op` names the API in errors.
+    /// Saves `dom` to `to` and stops it. A `managed` save (`to` is the
+    /// managed save image) marks the domain as having its image while the
+    /// job lock is still held, so no start can slip in between and boot the
+    /// guest afresh beside it.
     pub(super) async fn save_as(
         &self,
         dom: &DomainRef,
         to: &str,
         dxml: Option<&str>,
         flags: u32,
-        op: &'static str,
+        managed: bool,
     ) -> Result<()> {
+        let op = if managed {
+            "virDomainManagedSave"
+        } else {
+            "virDomainSaveFlags"
+        };
         check_save_flags(op, flags)?;
         let job = self.job(dom)?;
         let _job = job.lock().await;
@@ -224,6 +232,9 @@ impl QemuDriver {
             }
         };
         info!(name = %dom.name, path = %path.display(), total_ms = info.total_time.unwrap_or(0), "guest saved");
+        if managed {
+            self.shared.lock()?.get_mut(dom)?.managed_save = true;
+        }
         runtime.set_intent(StopIntent {
             reason: shutoff_reason::SAVED,
             detail: event_detail::STOPPED_SAVED,
@@ -249,22 +260,7 @@ impl QemuDriver {
         const OP: &str = "virDomainRestoreFlags";
         check_save_flags(OP, flags)?;
         let path = PathBuf::from(from);
-        let mut file = File::open(&path).map_err(|e| sys("open", &path, e))?;
-        let header = SaveHeader::read_from(&mut file, &path).map_err(|e| e.into_core(OP))?;
-        let saved = parse_def(&header.xml)?;
-        let def = match dxml {
-            Some(xml) => {
-                let def = parse_def(xml)?;
-                if def.uuid != saved.uuid || def.name != saved.name {
-                    return Err(Error::InvalidArg {
-                        operation: OP,
-                        reason: "the replacement xml names another domain".into(),
-                    });
-                }
-                def
-            }
-            None => saved,
-        };
+        let (file, header, def) = open_image(&path, dxml, OP)?;
         let dom = {
             let mut reg = self.shared.lock()?;
             match reg.domains.get(&def.uuid) {
@@ -300,13 +296,29 @@ impl QemuDriver {
         };
         let job = self.job(&dom)?;
         let _job = job.lock().await;
+        self.restore_locked(&dom, def, (file, header), &path, flags)
+            .await
+    }
+
+    /// Starts `dom` from the image `file` (its `header` read) with the
+    /// definition `def`; the caller holds the domain's job lock. A guest
+    /// that cannot be restored is stopped (a transient one disappears).
+    pub(super) async fn restore_locked(
+        &self,
+        dom: &DomainRef,
+        def: DomainDef,
+        (file, header): (File, SaveHeader),
+        path: &Path,
+        flags: u32,
+    ) -> Result<()> {
+        const OP: &str = "virDomainRestoreFlags";
         let started = self
-            .start_locked(&dom, super::StartMode::Restore, Some(def))
+            .start_locked(dom, super::StartMode::Restore, Some(def))
             .await;
         let dom = match started {
             Ok(dom) => dom,
             Err(e) => {
-                self.remove_if_transient_and_off(&dom);
+                self.remove_if_transient_and_off(dom);
                 return Err(e);
             }
         };
@@ -399,6 +411,32 @@ impl QemuDriver {
         info!(name = %dom.name, path = %path.display(), running = run, "guest restored");
         Ok(())
     }
+}
+
+/// Opens a save image: its header, and the definition to restore (the
+/// image's, or `dxml` when it names the same domain).
+pub(super) fn open_image(
+    path: &Path,
+    dxml: Option<&str>,
+    op: &'static str,
+) -> Result<(File, SaveHeader, DomainDef)> {
+    let mut file = File::open(path).map_err(|e| sys("open", path, e))?;
+    let header = SaveHeader::read_from(&mut file, path).map_err(|e| e.into_core(op))?;
+    let saved = parse_def(&header.xml)?;
+    let def = match dxml {
+        Some(xml) => {
+            let def = parse_def(xml)?;
+            if def.uuid != saved.uuid || def.name != saved.name {
+                return Err(Error::InvalidArg {
+                    operation: op,
+                    reason: "the replacement xml names another domain".into(),
+                });
+            }
+            def
+        }
+        None => saved,
+    };
+    Ok((file, header, def))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
