@@ -306,6 +306,31 @@ fn qemu_virsh_live_tls() {
     // The guest came to B transient, so B keeps nothing of it.
     assert_eq!(domstate(&b, name), None);
     assert!(job_free(&a, name), "a job is left");
+
+    // A storage copy under TLS: the disk's NBD connection uses the same
+    // credentials (B's NBD server accepts TLS clients only).
+    if migrated_tests::require_binary("qemu-img").is_none() {
+        return;
+    }
+    let dirs = tempfile::Builder::new()
+        .prefix("migrated-storage-tls-")
+        .tempdir()
+        .expect("image dir");
+    let name = "q-tls-storage";
+    let (disk_a, disk_b) = (dirs.path().join("a.raw"), dirs.path().join("b.raw"));
+    let data = patterned_raw(&disk_a, 2, 13);
+    std::fs::write(&disk_b, vec![0u8; data.len()]).expect("dest image");
+    storage_guest(
+        &hosts,
+        dirs.path(),
+        name,
+        &[("raw", &disk_a, &disk_b, "vdb")],
+    )
+    .migrate(&hosts, &["--tls", "--copy-storage-all"]);
+    assert!(
+        std::fs::read(&disk_b).expect("dest image") == data,
+        "B's image holds A's bytes"
+    );
 }
 
 /// libvirt's `VIR_ERR_INVALID_ARG`.
@@ -636,4 +661,331 @@ fn qemu_spice_clients_are_relocated_to_the_destination() {
         );
         hosts.virsh_ok(&b, &["destroy", name]);
     }
+}
+
+/// Runs `tool` (qemu-img, qemu-io) and insists on success; returns stdout.
+#[track_caller]
+fn image_tool(tool: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"));
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed: {}",
+        stderr_of(&out)
+    );
+    stdout_of(&out)
+}
+
+/// A raw image of `mib` MiB holding a pattern no fresh image holds.
+fn patterned_raw(path: &std::path::Path, mib: usize, seed: u8) -> Vec<u8> {
+    let data: Vec<u8> = (0..mib << 20)
+        .map(|i| ((i / 4096) as u8 ^ (i as u8).wrapping_mul(seed)) | 1)
+        .collect();
+    std::fs::write(path, &data).expect("write raw image");
+    data
+}
+
+/// A `<disk>` of `format` at `path` as guest device `dev`.
+fn disk_xml(format: &str, path: &std::path::Path, dev: &str) -> String {
+    format!(
+        "<disk type='file' device='disk'><driver name='qemu' type='{format}'/>\
+         <source file='{}'/><target dev='{dev}' bus='virtio'/></disk>",
+        path.display()
+    )
+}
+
+/// A guest with data disks running on A, for a storage migration to B.
+struct StorageGuest {
+    name: &'static str,
+    uuid: String,
+    /// Its workload counter once running.
+    before: u64,
+    /// Its QEMU on A.
+    src_pid: i32,
+    /// The destination XML file, naming B's images.
+    dest_xml: String,
+}
+
+impl StorageGuest {
+    /// `virsh migrate --live FLAGS… --xml DEST_XML NAME B`, then the checks
+    /// of a moved guest, then destroys it on B so its images can be read.
+    fn migrate(&self, hosts: &QemuHosts, flags: &[&str]) {
+        let b = hosts.b_uri();
+        let mut args = vec!["migrate", "--live"];
+        args.extend_from_slice(flags);
+        args.extend(["--xml", &self.dest_xml, self.name, &b]);
+        hosts.virsh_ok(&hosts.a_uri(), &args);
+        moved_and_counting(hosts, self.name, &self.uuid, self.src_pid, self.before);
+        hosts.virsh_ok(&b, &["destroy", self.name]);
+    }
+}
+
+/// Starts a 64 MiB workload guest on A with `disks` (each a (format,
+/// path on A, path on B, dev)); its destination XML goes to `dir`.
+fn storage_guest(
+    hosts: &QemuHosts,
+    dir: &std::path::Path,
+    name: &'static str,
+    disks: &[(&str, &std::path::Path, &std::path::Path, &str)],
+) -> StorageGuest {
+    let a = hosts.a_uri();
+    let (xml, uuid) = hosts.guest_xml(name, 64, 8);
+    let devices: String = disks
+        .iter()
+        .map(|(format, src, _, dev)| disk_xml(format, src, dev))
+        .collect();
+    let xml = xml.replace(
+        "</domain>",
+        &format!("<devices>{devices}</devices></domain>"),
+    );
+    hosts.define_xml(&a, name, &xml);
+    hosts.virsh_ok(&a, &["start", name]);
+    let before = counter_above(&a, name, 0, hosts);
+    let src_pid = status_pid(&hosts.a, name).expect("source status file");
+    let mut dest = hosts.virsh_ok(&a, &["dumpxml", "--migratable", name]);
+    for (_, src, dst, _) in disks {
+        dest = dest.replace(
+            src.to_str().expect("utf-8 path"),
+            dst.to_str().expect("utf-8 path"),
+        );
+    }
+    let dest_file = dir.join(format!("{name}-dest.xml"));
+    std::fs::write(&dest_file, dest).expect("write destination XML");
+    StorageGuest {
+        name,
+        uuid,
+        before,
+        src_pid,
+        dest_xml: dest_file.to_str().expect("utf-8 path").to_owned(),
+    }
+}
+
+/// `virsh migrate --live --copy-storage-all` / `--copy-storage-inc` between
+/// two daemons whose images live in separate directories (the destination
+/// XML names B's copies): the destination's images end up with the
+/// source's content, the source QEMU is gone and the destination runs.
+/// `--migrate-disks vdb` copies only that disk (peer to peer). Refused, with the source
+/// running on: a missing destination image (libvirt's error when no
+/// storage pool can create it) and a tunnelled storage migration.
+#[test]
+fn qemu_virsh_copy_storage() {
+    let Some(hosts) = QemuHosts::start() else {
+        return;
+    };
+    if migrated_tests::require_binary("qemu-img").is_none() {
+        return;
+    }
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let started = std::time::Instant::now();
+    let dirs = tempfile::Builder::new()
+        .prefix("migrated-storage-")
+        .tempdir()
+        .expect("image dir");
+    let (a_dir, b_dir) = (dirs.path().join("a"), dirs.path().join("b"));
+    for d in [&a_dir, &b_dir] {
+        std::fs::create_dir_all(d).expect("image dir");
+    }
+    let img = |side: &std::path::Path, file: &str| side.join(file);
+
+    // 1. Full copy of a raw and a qcow2 disk; domjobinfo shows the disks.
+    let name = "q-storage-all";
+    let raw = patterned_raw(&img(&a_dir, "all-vdb.raw"), 4, 31);
+    std::fs::write(img(&b_dir, "all-vdb.raw"), vec![0u8; raw.len()]).expect("dest raw");
+    for side in [&a_dir, &b_dir] {
+        let path = img(side, "all-vdc.qcow2");
+        image_tool(
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                path.to_str().expect("utf-8"),
+                "4M",
+            ],
+        );
+    }
+    image_tool(
+        "qemu-io",
+        &[
+            "-f",
+            "qcow2",
+            "-c",
+            "write -P 0x5a 512k 1M",
+            img(&a_dir, "all-vdc.qcow2").to_str().expect("utf-8"),
+        ],
+    );
+    let (vdb_a, vdb_b) = (img(&a_dir, "all-vdb.raw"), img(&b_dir, "all-vdb.raw"));
+    let (vdc_a, vdc_b) = (img(&a_dir, "all-vdc.qcow2"), img(&b_dir, "all-vdc.qcow2"));
+    storage_guest(
+        &hosts,
+        dirs.path(),
+        name,
+        &[
+            ("raw", &vdb_a, &vdb_b, "vdb"),
+            ("qcow2", &vdc_a, &vdc_b, "vdc"),
+        ],
+    )
+    .migrate(&hosts, &["--copy-storage-all"]);
+    let info = hosts.virsh_ok(&a, &["domjobinfo", "--completed", name]);
+    assert!(info.contains("File total:"), "no disk figures in:\n{info}");
+    assert!(
+        std::fs::read(&vdb_b).expect("dest raw") == raw,
+        "B's raw image holds A's bytes"
+    );
+    image_tool(
+        "qemu-img",
+        &[
+            "compare",
+            vdc_a.to_str().expect("utf-8"),
+            vdc_b.to_str().expect("utf-8"),
+        ],
+    );
+
+    eprintln!("copy-storage-all done after {:?}", started.elapsed());
+
+    // 2. Incremental: only the qcow2 overlay's own data moves; both hosts
+    // already have the (raw) base image.
+    let name = "q-storage-inc";
+    let base = patterned_raw(&img(&a_dir, "base.raw"), 8, 17);
+    std::fs::write(img(&b_dir, "base.raw"), &base).expect("dest base");
+    for side in [&a_dir, &b_dir] {
+        let base = img(side, "base.raw");
+        let top = img(side, "inc-vdb.qcow2");
+        image_tool(
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-b",
+                base.to_str().expect("utf-8"),
+                "-F",
+                "raw",
+                top.to_str().expect("utf-8"),
+            ],
+        );
+    }
+    let (top_a, top_b) = (img(&a_dir, "inc-vdb.qcow2"), img(&b_dir, "inc-vdb.qcow2"));
+    image_tool(
+        "qemu-io",
+        &[
+            "-f",
+            "qcow2",
+            "-c",
+            "write -P 0xc3 1M 1M",
+            top_a.to_str().expect("utf-8"),
+        ],
+    );
+    storage_guest(
+        &hosts,
+        dirs.path(),
+        name,
+        &[("qcow2", &top_a, &top_b, "vdb")],
+    )
+    .migrate(&hosts, &["--copy-storage-inc"]);
+    image_tool(
+        "qemu-img",
+        &[
+            "compare",
+            top_a.to_str().expect("utf-8"),
+            top_b.to_str().expect("utf-8"),
+        ],
+    );
+    let top_size = std::fs::metadata(&top_b).expect("dest overlay").len();
+    assert!(
+        top_size < base.len() as u64 / 2,
+        "B's overlay ({top_size} bytes) got more than the overlay's data"
+    );
+
+    eprintln!("copy-storage-inc done after {:?}", started.elapsed());
+
+    // 3. One disk of two, peer to peer, after two refusals that leave the
+    // source running.
+    let name = "q-storage-one";
+    let chosen = patterned_raw(&img(&a_dir, "one-vdb.raw"), 4, 7);
+    patterned_raw(&img(&a_dir, "one-vdc.raw"), 4, 11);
+    let (one_a, one_b) = (img(&a_dir, "one-vdb.raw"), img(&b_dir, "one-vdb.raw"));
+    let (other_a, other_b) = (img(&a_dir, "one-vdc.raw"), img(&b_dir, "one-vdc.raw"));
+    std::fs::write(&other_b, vec![0u8; 4 << 20]).expect("dest vdc");
+    let guest = storage_guest(
+        &hosts,
+        dirs.path(),
+        name,
+        &[
+            ("raw", &one_a, &one_b, "vdb"),
+            ("raw", &other_a, &other_b, "vdc"),
+        ],
+    );
+    eprintln!("third guest up after {:?}", started.elapsed());
+    let missing = refused_on_source(
+        &hosts,
+        name,
+        &guest.uuid,
+        guest.src_pid,
+        &[
+            "migrate",
+            "--live",
+            "--copy-storage-all",
+            "--migrate-disks",
+            "vdb",
+            "--xml",
+            &guest.dest_xml,
+            name,
+            &b,
+        ],
+    );
+    let b_dir_text = b_dir.display().to_string();
+    assert!(
+        missing.contains(&format!(
+            "no storage pool with matching target path '{b_dir_text}'"
+        )),
+        "{missing}"
+    );
+    let tunnelled = refused_on_source(
+        &hosts,
+        name,
+        &guest.uuid,
+        guest.src_pid,
+        &[
+            "migrate",
+            "--live",
+            "--p2p",
+            "--tunnelled",
+            "--copy-storage-all",
+            name,
+            &b,
+        ],
+    );
+    assert!(
+        tunnelled.contains(
+            "migration of non-shared storage is not supported with tunnelled migration and this QEMU"
+        ),
+        "{tunnelled}"
+    );
+    eprintln!("refusals checked after {:?}", started.elapsed());
+    std::fs::write(&one_b, vec![0u8; chosen.len()]).expect("dest vdb");
+    // The counter moved during the refusals.
+    let guest = StorageGuest {
+        before: qemu_support::counter(&a, name).expect("counter on A"),
+        ..guest
+    };
+    guest.migrate(
+        &hosts,
+        &["--p2p", "--copy-storage-all", "--migrate-disks", "vdb"],
+    );
+    assert!(
+        std::fs::read(&one_b).expect("dest vdb") == chosen,
+        "vdb copied"
+    );
+    assert!(
+        std::fs::read(&other_b)
+            .expect("dest vdc")
+            .iter()
+            .all(|&b| b == 0),
+        "vdc not copied"
+    );
 }

@@ -36,6 +36,7 @@ pub struct TestArgs {
 /// Binaries the integration tests drive, with the Debian package providing each.
 const NEEDED: &[(&str, &str)] = &[
     ("qemu-system-x86_64", "qemu-system-x86"),
+    ("qemu-img", "qemu-utils"),
     ("virsh", "libvirt-clients"),
     ("openssl", "openssl"),
     ("as", "binutils"),

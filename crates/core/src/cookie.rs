@@ -15,6 +15,7 @@
 //!   <lockstate driver='none'><leases>…</leases></lockstate>
 //!   <graphics type='spice' port='5901' tlsPort='-1' listen='192.0.2.1'/>  <!-- the destination's, set by Prepare; tlsSubject='…' optional -->
 //!   <capabilities><cap name='compression' value='lz4'/></capabilities>
+//!   <nbd port='49153'><disk target='vdb' capacity='4194304'/></nbd>  <!-- storage copy: disks from Begin, port from Prepare -->
 //!   <persistent>escaped inactive domain XML</persistent>
 //!   <statistics><stat name='downtime' value='12'/>…</statistics>
 //! </migrated-cookie>
@@ -52,6 +53,7 @@ pub const KNOWN_FEATURES: &[&str] = &[
     feature::GRAPHICS,
     feature::CAPABILITIES,
     feature::STATISTICS,
+    feature::NBD,
 ];
 
 /// Names of the features a cookie can declare mandatory.
@@ -66,6 +68,9 @@ pub mod feature {
     pub const CAPABILITIES: &str = "capabilities";
     /// Statistics of the completed transfer.
     pub const STATISTICS: &str = "statistics";
+    /// Storage copy over NBD (NON_SHARED_DISK / NON_SHARED_INC): the disks
+    /// to copy, then the destination's NBD server port.
+    pub const NBD: &str = "nbd";
 }
 
 /// Lock manager state handed to the destination.
@@ -101,6 +106,27 @@ pub struct Capability {
     pub value: String,
 }
 
+/// One disk of a storage copy, as libvirt's cookie names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NbdDisk {
+    /// Guest device name (`vdb`).
+    pub target: String,
+    /// Virtual size on the source in bytes.
+    pub capacity: u64,
+}
+
+/// The storage copy of a migration (libvirt's `<nbd>` cookie element): Begin
+/// lists the disks the source will copy, Prepare answers the port of the
+/// destination's NBD server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Nbd {
+    /// The destination's NBD server port (Prepare's cookie); `None` in
+    /// Begin's, and when the server listens on a UNIX socket (`disks_uri`).
+    pub port: Option<u16>,
+    /// The disks to copy.
+    pub disks: Vec<NbdDisk>,
+}
+
 /// A cookie's content. Build one with [`Cookie::new`], then set what the step carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cookie {
@@ -124,6 +150,8 @@ pub struct Cookie {
     pub persistent: Option<String>,
     /// Statistics as `(job-stats key, value)` pairs.
     pub statistics: Vec<(String, u64)>,
+    /// Storage copy over NBD.
+    pub nbd: Option<Nbd>,
     /// Mandatory features: every element above that is present and must be acted on.
     pub features: Vec<String>,
 }
@@ -142,6 +170,7 @@ impl Cookie {
             capabilities: Vec::new(),
             persistent: None,
             statistics: Vec::new(),
+            nbd: None,
             features: Vec::new(),
         }
     }
@@ -279,6 +308,26 @@ impl Cookie {
                 )?;
             }
             end(&mut w, "statistics")?;
+        }
+        if let Some(nbd) = &self.nbd {
+            let port = nbd.port.map(|p| p.to_string());
+            let attrs: Vec<(&str, &str)> = port.iter().map(|p| ("port", p.as_str())).collect();
+            start(&mut w, "nbd", &attrs, nbd.disks.is_empty())?;
+            if !nbd.disks.is_empty() {
+                for d in &nbd.disks {
+                    let capacity = d.capacity.to_string();
+                    start(
+                        &mut w,
+                        "disk",
+                        &[
+                            ("target", d.target.as_str()),
+                            ("capacity", capacity.as_str()),
+                        ],
+                        true,
+                    )?;
+                }
+                end(&mut w, "nbd")?;
+            }
         }
         end(&mut w, ROOT)?;
         let mut bytes = w.into_inner().into_inner();
@@ -502,6 +551,15 @@ fn parse(text: &str) -> Result<Cookie> {
                         tls_subject: attr(&a, "graphics", "tlsSubject").ok().map(str::to_owned),
                     })
                 }
+                "nbd" => {
+                    cookie.nbd = Some(Nbd {
+                        port: match attr(&a, "nbd", "port") {
+                            Ok(_) => Some(num_attr(&a, "nbd", "port")?),
+                            Err(_) => None,
+                        },
+                        disks: Vec::new(),
+                    })
+                }
                 "persistent" if !is_empty => {
                     cookie.persistent = Some(read_text(&mut reader, "persistent")?);
                     continue;
@@ -519,6 +577,15 @@ fn parse(text: &str) -> Result<Cookie> {
                 name: attr(&a, "cap", "name")?.to_owned(),
                 value: attr(&a, "cap", "value")?.to_owned(),
             }),
+            (2, Some("nbd")) if name == "disk" => {
+                let disk = NbdDisk {
+                    target: attr(&a, "disk", "target")?.to_owned(),
+                    capacity: num_attr(&a, "disk", "capacity")?,
+                };
+                if let Some(nbd) = cookie.nbd.as_mut() {
+                    nbd.disks.push(disk);
+                }
+            }
             (2, Some("statistics")) if name == "stat" => cookie.statistics.push((
                 attr(&a, "stat", "name")?.to_owned(),
                 num_attr(&a, "stat", "value")?,
@@ -546,6 +613,7 @@ fn parse(text: &str) -> Result<Cookie> {
             feature::GRAPHICS => cookie.graphics.is_some(),
             feature::CAPABILITIES => !cookie.capabilities.is_empty(),
             feature::STATISTICS => !cookie.statistics.is_empty(),
+            feature::NBD => cookie.nbd.is_some(),
             _ => false,
         };
         if !present {
@@ -588,7 +656,19 @@ mod tests {
         });
         c.persistent = Some("<domain type='test'><name>x</name></domain>".into());
         c.statistics.push(("downtime".into(), 12));
-        for f in [feature::PERSISTENT, feature::LOCKSTATE, feature::STATISTICS] {
+        c.nbd = Some(Nbd {
+            port: Some(49153),
+            disks: vec![NbdDisk {
+                target: "vdb".into(),
+                capacity: 4 << 20,
+            }],
+        });
+        for f in [
+            feature::PERSISTENT,
+            feature::LOCKSTATE,
+            feature::STATISTICS,
+            feature::NBD,
+        ] {
             c.require(f);
         }
         c
@@ -604,6 +684,37 @@ mod tests {
         assert_eq!(back, c);
         assert_eq!(back.capability("compression"), Some("lz4"));
         assert_eq!(back.statistic("downtime"), Some(12));
+    }
+
+    #[test]
+    fn nbd_of_begin_and_of_prepare_round_trip() {
+        let mut begin = Cookie::new("a", Uuid::from_u128(1), Uuid::from_u128(2));
+        begin.nbd = Some(Nbd {
+            port: None,
+            disks: vec![
+                NbdDisk {
+                    target: "vdb".into(),
+                    capacity: 1 << 30,
+                },
+                NbdDisk {
+                    target: "vdc".into(),
+                    capacity: 512,
+                },
+            ],
+        });
+        begin.require(feature::NBD);
+        let mut prepare = begin.clone();
+        prepare.nbd = Some(Nbd {
+            port: Some(49200),
+            disks: Vec::new(),
+        });
+        for c in [begin, prepare] {
+            let bytes = c.encode().expect("encodes");
+            assert_eq!(Cookie::decode(&bytes).expect("decodes"), Some(c));
+        }
+        let bad = "<migrated-cookie version='1'><guest name='a' uuid='00000000-0000-0000-0000-000000000001'/>\
+                   <job id='00000000-0000-0000-0000-000000000002'/><nbd port='99999'/></migrated-cookie>\0";
+        assert!(Cookie::decode(bad.as_bytes()).is_err(), "port out of range");
     }
 
     #[test]
@@ -670,10 +781,11 @@ mod tests {
     fn unknown_mandatory_feature_is_refused_but_unknown_elements_are_skipped() {
         let base = "<migrated-cookie version='1'><guest name='a' uuid='00000000-0000-0000-0000-000000000001'/>\
                     <job id='00000000-0000-0000-0000-000000000002'/>";
-        let err =
-            Cookie::decode(format!("{base}<feature name='nbd'/></migrated-cookie>\0").as_bytes())
-                .expect_err("unknown feature");
-        assert!(err.to_string().contains("'nbd'"), "{err}");
+        let err = Cookie::decode(
+            format!("{base}<feature name='frobnicate'/></migrated-cookie>\0").as_bytes(),
+        )
+        .expect_err("unknown feature");
+        assert!(err.to_string().contains("'frobnicate'"), "{err}");
         let ok = Cookie::decode(
             format!("{base}<future a='1'><x/></future></migrated-cookie>\0").as_bytes(),
         )

@@ -46,6 +46,9 @@ pub enum ErrorCode {
     Rpc = 39,
     /// `VIR_ERR_NO_DOMAIN`: no such domain.
     NoDomain = 42,
+    /// `VIR_ERR_NO_STORAGE_POOL`: no storage pool matches (e.g. no pool can
+    /// create a missing disk image of an incoming storage migration).
+    NoStoragePool = 49,
     /// `VIR_ERR_AUTH_FAILED`: authentication failed or is required.
     AuthFailed = 45,
     /// `VIR_ERR_OPERATION_INVALID`: the operation is invalid in the current state.
@@ -93,6 +96,8 @@ pub enum ErrorDomain {
     Qemu = 10,
     /// `VIR_FROM_TEST`: the test driver.
     Test = 12,
+    /// `VIR_FROM_STORAGE`: the storage driver.
+    Storage = 18,
     /// `VIR_FROM_REMOTE`: the remote driver.
     Remote = 13,
     /// `VIR_FROM_DOMAIN`: domain configuration and the domain API layer.
@@ -232,6 +237,23 @@ pub enum Error {
         /// What was being done, e.g. "migration".
         operation: &'static str,
         /// Why it failed.
+        reason: String,
+    },
+
+    /// The hypervisor cannot do this at runtime (`VIR_ERR_OPERATION_UNSUPPORTED`),
+    /// e.g. a storage migration through a tunnel.
+    #[error("operation not supported: {reason}")]
+    OperationUnsupported {
+        /// What is not supported, in libvirt's words.
+        reason: String,
+    },
+
+    /// No storage pool matches (`VIR_ERR_NO_STORAGE_POOL`): an incoming
+    /// storage migration lacks a disk image that libvirt would create in
+    /// the pool holding its directory.
+    #[error("storage pool not found: {reason}")]
+    NoStoragePool {
+        /// What was looked up, in libvirt's words.
         reason: String,
     },
 
@@ -418,6 +440,8 @@ impl Error {
             Error::Xml(_) => ErrorCode::XmlError,
             Error::ConfigUnsupported { .. } => ErrorCode::ConfigUnsupported,
             Error::OperationFailed { .. } => ErrorCode::OperationFailed,
+            Error::OperationUnsupported { .. } => ErrorCode::OperationUnsupported,
+            Error::NoStoragePool { .. } => ErrorCode::NoStoragePool,
             Error::OperationAborted { .. } => ErrorCode::OperationAborted,
             Error::OperationTimeout { .. } => ErrorCode::OperationTimeout,
             Error::MigrateUnsafe { .. } => ErrorCode::MigrateUnsafe,
@@ -458,6 +482,8 @@ impl Error {
             Error::Xml(_) => ErrorDomain::Domain,
             Error::ConfigUnsupported { .. } => ErrorDomain::Domain,
             Error::OperationFailed { .. } => ErrorDomain::Qemu,
+            Error::OperationUnsupported { .. } => ErrorDomain::Qemu,
+            Error::NoStoragePool { .. } => ErrorDomain::Storage,
             Error::OperationAborted { .. } => ErrorDomain::Qemu,
             Error::OperationTimeout { .. } => ErrorDomain::Domain,
             Error::MigrateUnsafe { .. } => ErrorDomain::Qemu,
@@ -615,6 +641,8 @@ mod tests {
             ),
             (Error::ParamUnsupported { key: "k".into() }, 74, 20),
             (Error::ResourceBusy { reason: "x".into() }, 87, 20),
+            (Error::OperationUnsupported { reason: "x".into() }, 84, 10),
+            (Error::NoStoragePool { reason: "x".into() }, 49, 18),
             (
                 Error::MigrateCookieTooLarge {
                     size: 16385,

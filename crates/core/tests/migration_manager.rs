@@ -122,6 +122,7 @@ impl MigrationBackend for Fake {
             paused: false,
             graphics: None,
             lockstate: None,
+            nbd: None,
         })
     }
 
@@ -187,7 +188,7 @@ impl MigrationBackend for Fake {
                 Incoming::Direct { .. } => Some("tcp:0.0.0.0:49999".into()),
                 _ => None,
             },
-            capabilities: Vec::new(),
+            ..PrepareOut::default()
         })
     }
 

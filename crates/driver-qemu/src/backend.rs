@@ -4,9 +4,9 @@
 //!
 //! | step | QEMU |
 //! |---|---|
-//! | Prepare (dest) | start QEMU with `-incoming defer`; with TLS a `tls-creds-x509` server object and `tls-creds` (see [`crate::tls`]); PARALLEL: `multifd` and `multifd-channels`; `migrate-incoming tcp:ADDR:PORT` on the first free port of the range, or `fd:` on one end of a socket pair whose other end relays the tunnel |
-//! | Perform (source) | capabilities and parameters from the flags (`events`, `xbzrle` for COMPRESSED, `auto-converge`, `multifd` with `multifd-channels` for PARALLEL), `max-bandwidth`, `downtime-limit`, TLS credentials and host name (or `""` for both without TLS), then `migrate tcp:…` or `migrate fd:` into a relayed socket pair; waits on MIGRATION events, feeding job stats at each pass; abort → `migrate_cancel` |
-//! | Finish (dest) | wait for QEMU's `completed`, define the persistent config, `cont` unless PAUSED; on failure kill the incoming QEMU |
+//! | Prepare (dest) | start QEMU with `-incoming defer`; with TLS a `tls-creds-x509` server object and `tls-creds` (see [`crate::tls`]); PARALLEL: `multifd` and `multifd-channels`; `migrate-incoming tcp:ADDR:PORT` on the first free port of the range, or `fd:` on one end of a socket pair whose other end relays the tunnel; NON_SHARED_*: an NBD server exporting the copied disks ([`crate::storage`]) |
+//! | Perform (source) | capabilities and parameters from the flags (`events`, `xbzrle` for COMPRESSED, `auto-converge`, `multifd` with `multifd-channels` for PARALLEL, `pause-before-switchover` with a storage copy), `max-bandwidth`, `downtime-limit`, TLS credentials and host name (or `""` for both without TLS); NON_SHARED_*: disk mirrors into the destination's NBD exports, in sync before the memory moves; then `migrate tcp:…` or `migrate fd:` into a relayed socket pair; waits on MIGRATION events, feeding job stats at each pass; abort → `migrate_cancel` |
+//! | Finish (dest) | wait for QEMU's `completed`, stop the NBD server, define the persistent config, `cont` unless PAUSED; on failure kill the incoming QEMU |
 //! | Confirm (source) | success: stop the source QEMU (shut off "migrated", undefine with UNDEFINE_SOURCE); cancelled: make sure the guest runs |
 //!
 //! Offline migrations move only the configuration, as on the test driver.
@@ -34,16 +34,18 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::migration::{
-    enable_events, set_capabilities, CAP_AUTO_CONVERGE, CAP_EVENTS, CAP_MULTIFD, CAP_XBZRLE,
+    enable_events, set_capabilities, wait_for_completion, CAP_AUTO_CONVERGE, CAP_EVENTS,
+    CAP_MULTIFD, CAP_PAUSE_BEFORE_SWITCHOVER, CAP_XBZRLE,
 };
 use crate::qmp::commands::{
-    ClientMigrateInfo, Getfd, Migrate, MigrateCancel, MigrateIncoming, MigrateSetParameters,
-    MigrationInfo, MigrationStatus, QueryMigrate, QueryMigrateCapabilities, QueryMigrateParameters,
-    Stop,
+    ClientMigrateInfo, Getfd, Migrate, MigrateCancel, MigrateContinue, MigrateIncoming,
+    MigrateSetParameters, MigrationInfo, MigrationStatus, QueryMigrate, QueryMigrateCapabilities,
+    QueryMigrateParameters, Stop,
 };
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
 use crate::relay::{self, Relay};
+use crate::storage::{self, MirrorTarget, MirrorTls, Mirrors};
 use crate::tls::{self, Endpoint};
 use crate::{QemuDriver, SUPPORT};
 
@@ -92,11 +94,22 @@ fn failed(reason: impl Into<String>) -> Error {
     }
 }
 
+/// How long a cancelled outgoing migration may take to stop.
+const CANCEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What Prepare leaves for Finish.
 struct IncomingRun {
     qmp: Qmp,
     events: broadcast::Receiver<Event>,
     relay: Option<Relay>,
+    /// Whether an NBD server receives a storage copy.
+    nbd: bool,
+}
+
+/// The storage copy a Perform runs: the disks and where they go.
+struct StoragePlan {
+    targets: Vec<String>,
+    to: MirrorTarget,
 }
 
 /// The QEMU driver's migration backend. Cheap to share behind an `Arc`.
@@ -155,6 +168,7 @@ impl QemuBackend {
         req: &MigrateRequest,
         job: &JobHandle,
         tls_host: Option<&str>,
+        storage: bool,
     ) -> Result<PerformOut> {
         let channels = multifd_channels(req, Step::Perform)?;
         let compressed = req.has(MigrateFlags::COMPRESSED);
@@ -164,6 +178,7 @@ impl QemuBackend {
             (CAP_XBZRLE, compressed),
             (CAP_AUTO_CONVERGE, auto_converge),
             (CAP_MULTIFD, channels.is_some()),
+            (CAP_PAUSE_BEFORE_SWITCHOVER, storage),
         ];
         let mut params = MigrateSetParameters {
             max_bandwidth: Some(
@@ -239,6 +254,94 @@ impl QemuBackend {
         }
     }
 
+    /// The storage copy `req` asks of Perform, if any: the disks to copy
+    /// (chosen as at Begin) and the destination's NBD server (Prepare's
+    /// cookie, or `disks_uri`), with TLS when the migration uses it.
+    async fn storage_plan(
+        &self,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+        out: &DataOut,
+        tls_host: Option<&str>,
+    ) -> Result<Option<StoragePlan>> {
+        if !storage::requested(req) {
+            return Ok(None);
+        }
+        let def = self.def_of(dom, flags::xml::SECURE).await?;
+        storage::check_request(&def, req, Step::Perform)?;
+        let targets: Vec<String> = storage::selected_disks(&def, req)
+            .into_iter()
+            .map(|d| d.target.dev.clone())
+            .collect();
+        if targets.is_empty() {
+            return Ok(None);
+        }
+        let DataOut::Direct { uri, nbd } = out else {
+            // check_request refused TUNNELLED, the only way to a tunnel.
+            return Err(Error::internal(
+                "a storage migration needs a direct connection",
+            ));
+        };
+        let mut to = MirrorTarget::new(nbd.as_ref(), req, &DataUri::parse(uri)?.host)?;
+        if req.has(MigrateFlags::TLS) {
+            let host = req
+                .tls_destination
+                .as_deref()
+                .or(tls_host)
+                .unwrap_or_default();
+            to.tls = Some(MirrorTls {
+                creds: tls::OBJECT_ID.to_owned(),
+                hostname: host.to_owned(),
+            });
+        }
+        Ok(Some(StoragePlan { targets, to }))
+    }
+
+    /// Perform with a storage copy: mirrors the disks until they are in
+    /// sync, migrates the memory up to `pre-switchover` while watching the
+    /// mirrors, ends the mirrors with the guest paused, then lets QEMU
+    /// switch over. Every failure force-cancels the mirrors and removes
+    /// their nodes; the source keeps its images.
+    async fn send_with_storage(
+        &self,
+        qmp: &Qmp,
+        events: &mut broadcast::Receiver<Event>,
+        req: &MigrateRequest,
+        job: &JobHandle,
+        uri: String,
+        plan: StoragePlan,
+    ) -> Result<MigrationInfo> {
+        let speed = job
+            .max_bytes_per_sec()
+            .or(req.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20)))
+            .unwrap_or(0);
+        let shallow = req.has(MigrateFlags::NON_SHARED_INC);
+        let mirrors = Mirrors::start(qmp, &plan.targets, &plan.to, shallow, speed).await?;
+        if let Err(e) = mirrors.wait_ready(job).await {
+            mirrors.abort().await;
+            return Err(e);
+        }
+        let paused = send_memory(qmp, events, job, uri, Some(&mirrors)).await;
+        if let Err(e) = paused {
+            mirrors.abort().await;
+            return Err(e);
+        }
+        if let Err(e) = mirrors.complete(job).await {
+            cancel_migration(qmp, events).await;
+            return Err(e);
+        }
+        let go_on = qmp
+            .execute(&MigrateContinue {
+                state: MigrationStatus::PreSwitchover,
+            })
+            .await;
+        if let Err(e) = go_on {
+            cancel_migration(qmp, events).await;
+            return Err(e.into_core("migration"));
+        }
+        wait(qmp, events, job, true, false).await
+    }
+
     async fn kill_incoming(&self, dom: &DomainRef) {
         // Dropping the run aborts its relay.
         drop(self.incoming().remove(&dom.uuid));
@@ -261,8 +364,9 @@ impl QemuBackend {
             qmp,
             mut events,
             relay,
+            nbd,
         } = run;
-        let waited = wait(&qmp, &mut events, job, false).await;
+        let waited = wait(&qmp, &mut events, job, false, false).await;
         if let Some(relay) = relay {
             match relay.await {
                 Ok(Ok(bytes)) => debug!(bytes, "tunnel relay done"),
@@ -274,6 +378,10 @@ impl QemuBackend {
             }
         }
         waited?;
+        if nbd {
+            // Before the guest runs: nothing may write its disks but itself.
+            storage::stop_nbd_server(&qmp).await;
+        }
         self.reset_tls(&qmp, req).await;
         if let Some(def) = persistent {
             let xml = def.format(&FormatOptions {
@@ -289,14 +397,16 @@ impl QemuBackend {
     }
 }
 
-/// Waits for the migration on `qmp` to end; updates the job's statistics
-/// at every RAM pass (reporting each outgoing pass, QEMU's `MIGRATION_PASS`,
-/// as an iteration) and cancels the migration when the job is aborted.
+/// Waits for the migration on `qmp` to end (or, with `pre_switchover`, to
+/// pause before its switch-over); updates the job's statistics at every RAM
+/// pass (reporting each outgoing pass, QEMU's `MIGRATION_PASS`, as an
+/// iteration) and cancels the migration when the job is aborted.
 async fn wait(
     qmp: &Qmp,
     events: &mut broadcast::Receiver<Event>,
     job: &JobHandle,
     outgoing: bool,
+    pre_switchover: bool,
 ) -> Result<MigrationInfo> {
     let mut abort = job.abort_signal();
     let mut cancelled = false;
@@ -319,6 +429,9 @@ async fn wait(
             feed_stats(job, &info);
         }
         match info.status {
+            Some(MigrationStatus::PreSwitchover) if pre_switchover && !cancelled => {
+                return Ok(info)
+            }
             Some(MigrationStatus::Completed) => {
                 if outgoing {
                     // The last passes' events may still wait in the channel
@@ -365,6 +478,97 @@ async fn wait(
             reason = qmp.closed() => return Err(failed(format!("qemu monitor closed: {reason}"))),
         }
     }
+}
+
+/// Starts the outgoing migration to `uri` and waits for it to complete, or
+/// with `mirrors` (a storage copy) to pause before its switch-over while
+/// every mirror stays in sync; a mirror that fails cancels the migration.
+async fn send_memory(
+    qmp: &Qmp,
+    events: &mut broadcast::Receiver<Event>,
+    job: &JobHandle,
+    uri: String,
+    mirrors: Option<&Mirrors>,
+) -> Result<MigrationInfo> {
+    qmp.execute(&Migrate { uri })
+        .await
+        .map_err(|e| e.into_core("migration"))?;
+    let Some(mirrors) = mirrors else {
+        return wait(qmp, events, job, true, false).await;
+    };
+    let failure = tokio::select! {
+        waited = wait(qmp, events, job, true, true) => return waited,
+        failure = mirrors.watch(job) => failure,
+    };
+    cancel_migration(qmp, events).await;
+    Err(failure)
+}
+
+/// Cancels the outgoing migration and waits (bounded) until QEMU has
+/// stopped it, so the guest's resumption does not race QEMU's own.
+async fn cancel_migration(qmp: &Qmp, events: &mut broadcast::Receiver<Event>) {
+    if let Err(e) = qmp.execute(&MigrateCancel).await {
+        warn!(error = %e, "migrate_cancel");
+        return;
+    }
+    if tokio::time::timeout(CANCEL_TIMEOUT, wait_for_completion(qmp, events))
+        .await
+        .is_err()
+    {
+        warn!("the cancelled migration did not stop in time");
+    }
+}
+
+/// Tells `job` whether the incoming stream flows, from the destination
+/// QEMU's MIGRATION events: QEMU reads the stream itself and counts no bytes
+/// the manager could see, so without this any transfer longer than the
+/// prepare timeout would look like an abandoned Prepare and be killed. With
+/// a storage copy (`nbd`) the disks arrive over NBD before any memory, with
+/// no event at all: the stream counts as flowing from the start, and an
+/// abandoned Prepare is then found only by its caller's connection closing,
+/// as in libvirt. The watch ends with the migration, with QEMU, or with the
+/// job.
+fn watch_incoming(qmp: &Qmp, job: &JobHandle, nbd: bool) {
+    let mut events = qmp.events();
+    let job = job.clone();
+    job.set_receiving(nbd);
+    tokio::spawn(async move {
+        let flow = async {
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.event == names::MIGRATION => {
+                        let status = e
+                            .data
+                            .get("status")
+                            .cloned()
+                            .and_then(|s| serde_json::from_value::<MigrationStatus>(s).ok());
+                        match status {
+                            Some(
+                                MigrationStatus::Completed
+                                | MigrationStatus::Failed
+                                | MigrationStatus::Cancelled,
+                            ) => return,
+                            // Only a connected source makes QEMU leave
+                            // `setup`; an unconnected listener is not a flow.
+                            Some(
+                                MigrationStatus::Active
+                                | MigrationStatus::Device
+                                | MigrationStatus::PostcopyActive,
+                            ) => job.set_receiving(true),
+                            _ => {}
+                        }
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        };
+        tokio::select! {
+            () = flow => {}
+            () = job.ended() => {}
+        }
+        job.set_receiving(false);
+    });
 }
 
 /// Turns on `multifd` with `channels` connections on an incoming QEMU and
@@ -610,6 +814,12 @@ impl MigrationBackend for QemuBackend {
             self.def_of(dom, flags::xml::SECURE | flags::xml::INACTIVE)
                 .await?
         };
+        storage::check_request(&def, req, Step::Begin)?;
+        let nbd = if active && !req.is_offline() {
+            storage::begin_disks(&self.driver.qmp(dom)?, &def, req).await?
+        } else {
+            None
+        };
         let persistent = if self.driver.is_persistent(dom).await? {
             Some(
                 self.def_of(dom, flags::xml::SECURE | flags::xml::INACTIVE)
@@ -627,6 +837,7 @@ impl MigrationBackend for QemuBackend {
             // (libvirt's Begin cookie carries no graphics either).
             graphics: None,
             lockstate: None,
+            nbd,
         })
     }
 
@@ -640,10 +851,15 @@ impl MigrationBackend for QemuBackend {
         self.check_tls(req, Endpoint::Client)?;
         let qmp = self.driver.qmp(dom)?;
         let tls_host = match &out {
-            DataOut::Direct { uri } => Some(DataUri::parse(uri)?.host),
+            DataOut::Direct { uri, .. } => Some(DataUri::parse(uri)?.host),
             DataOut::Tunnel(_) => None,
         };
-        let tuned = self.tune(&qmp, req, job, tls_host.as_deref()).await;
+        let plan = self
+            .storage_plan(dom, req, &out, tls_host.as_deref())
+            .await?;
+        let tuned = self
+            .tune(&qmp, req, job, tls_host.as_deref(), plan.is_some())
+            .await;
         let used = match tuned {
             Ok(used) => used,
             Err(e) => {
@@ -655,7 +871,7 @@ impl MigrationBackend for QemuBackend {
         self.driver.set_migrating(dom, true)?;
         let result = async {
             let (uri, relay) = match out {
-                DataOut::Direct { uri } => {
+                DataOut::Direct { uri, .. } => {
                     let addr = DataUri::parse(&uri)?.socket_addr()?;
                     (format!("tcp:{addr}"), None)
                 }
@@ -666,10 +882,13 @@ impl MigrationBackend for QemuBackend {
                 }
             };
             // On an early return the relay is dropped, which aborts it.
-            qmp.execute(&Migrate { uri })
-                .await
-                .map_err(|e| e.into_core("migration"))?;
-            let waited = wait(&qmp, &mut events, job, true).await;
+            let waited = match plan {
+                None => send_memory(&qmp, &mut events, job, uri, None).await,
+                Some(plan) => {
+                    self.send_with_storage(&qmp, &mut events, req, job, uri, plan)
+                        .await
+                }
+            };
             if let Some(relay) = relay {
                 match relay.await {
                     Ok(Ok(bytes)) => debug!(bytes, "tunnel relay done"),
@@ -747,6 +966,17 @@ impl MigrationBackend for QemuBackend {
         }
         // Before QEMU starts, so a refusal leaves nothing behind.
         self.check_tls(req, Endpoint::Server)?;
+        storage::check_request(&def, req, Step::Prepare)?;
+        let copied = match &incoming {
+            Incoming::Direct { nbd: Some(nbd), .. }
+                if storage::requested(req) && !nbd.disks.is_empty() =>
+            {
+                storage::check_destination_images(&def, nbd, req)?;
+                Some(nbd.clone())
+            }
+            _ => None,
+        };
+        let tls_creds = req.has(MigrateFlags::TLS).then_some(tls::OBJECT_ID);
         let xml = def.format(&FormatOptions {
             secure: true,
             inactive: false,
@@ -776,10 +1006,11 @@ impl MigrationBackend for QemuBackend {
             }
             let events = qmp.events();
             match incoming {
-                Incoming::Offline => Ok((None, events, None)),
+                Incoming::Offline => Ok((None, events, None, None)),
                 Incoming::Direct {
                     listen_address,
                     port_range,
+                    ..
                 } => {
                     let host = if listen_address.contains(':') {
                         format!("[{listen_address}]")
@@ -787,6 +1018,7 @@ impl MigrationBackend for QemuBackend {
                         listen_address.clone()
                     };
                     let mut last = None;
+                    let mut bound = None;
                     for port in port_range.clone() {
                         match qmp
                             .execute(&MigrateIncoming {
@@ -795,22 +1027,42 @@ impl MigrationBackend for QemuBackend {
                             .await
                         {
                             Ok(_) => {
-                                return Ok((
-                                    Some(DataUri::format_libvirt(&listen_address, port)),
-                                    events,
-                                    None,
-                                ))
+                                bound = Some(port);
+                                break;
                             }
                             // Usually "address in use": try the next port.
                             Err(e) => last = Some(e.chain()),
                         }
                     }
-                    Err(failed(format!(
-                        "no free port to listen on {listen_address} in {}-{}: {}",
-                        port_range.start(),
-                        port_range.end(),
-                        last.unwrap_or_default()
-                    )))
+                    let Some(port) = bound else {
+                        return Err(failed(format!(
+                            "no free port to listen on {listen_address} in {}-{}: {}",
+                            port_range.start(),
+                            port_range.end(),
+                            last.unwrap_or_default()
+                        )));
+                    };
+                    let nbd = match &copied {
+                        Some(nbd) => Some(
+                            storage::start_nbd_server(
+                                &qmp,
+                                nbd,
+                                req,
+                                &listen_address,
+                                port_range,
+                                Some(port),
+                                tls_creds,
+                            )
+                            .await?,
+                        ),
+                        None => None,
+                    };
+                    Ok((
+                        Some(DataUri::format_libvirt(&listen_address, port)),
+                        events,
+                        None,
+                        nbd,
+                    ))
                 }
                 Incoming::Tunnel(reader) => {
                     // On an early return the relay is dropped, which aborts it.
@@ -821,18 +1073,27 @@ impl MigrationBackend for QemuBackend {
                     })
                     .await
                     .map_err(|e| e.into_core("migration"))?;
-                    Ok((None, events, Some(relay)))
+                    Ok((None, events, Some(relay), None))
                 }
             }
         }
         .await;
         match prepared {
-            Ok((uri_out, events, relay)) => {
-                self.incoming()
-                    .insert(dom.uuid, IncomingRun { qmp, events, relay });
+            Ok((uri_out, events, relay, nbd)) => {
+                watch_incoming(&qmp, job, nbd.is_some());
+                self.incoming().insert(
+                    dom.uuid,
+                    IncomingRun {
+                        qmp,
+                        events,
+                        relay,
+                        nbd: nbd.is_some(),
+                    },
+                );
                 Ok(PrepareOut {
                     uri_out,
                     capabilities: Vec::new(),
+                    nbd,
                 })
             }
             Err(e) => {
@@ -959,6 +1220,14 @@ impl MigrationBackend for QemuBackend {
                 if let Ok(qmp) = self.driver.qmp(&dom) {
                     if let Err(e) = qmp.execute(&MigrateCancel).await {
                         warn!(dom = %dom.name, error = %e, "could not cancel QEMU's migration");
+                    }
+                    // A storage copy's mirrors and NBD nodes go too.
+                    match Mirrors::leftover(&qmp).await {
+                        Ok(Some(mirrors)) => mirrors.abort().await,
+                        Ok(None) => {}
+                        Err(e) => {
+                            warn!(dom = %dom.name, error = %e, "could not look for storage mirrors")
+                        }
                     }
                 }
                 self.driver.resume_migration_source(&dom).await

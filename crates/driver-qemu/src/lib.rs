@@ -38,6 +38,7 @@ mod relay;
 pub mod savefile;
 pub mod spec;
 pub mod status;
+pub mod storage;
 mod store;
 pub mod support;
 pub mod tls;

@@ -19,6 +19,10 @@ pub const CAP_MULTIFD: &str = "multifd";
 pub const CAP_XBZRLE: &str = "xbzrle";
 /// Capability throttling vCPUs that dirty too fast (`VIR_MIGRATE_AUTO_CONVERGE`).
 pub const CAP_AUTO_CONVERGE: &str = "auto-converge";
+/// Capability stopping an outgoing migration at `pre-switchover`, the guest
+/// paused and its disks still active, until `migrate-continue` (a storage
+/// migration ends its mirrors there, as libvirt does).
+pub const CAP_PAUSE_BEFORE_SWITCHOVER: &str = "pause-before-switchover";
 
 /// Sets each named migration capability on or off in one
 /// `migrate-set-capabilities`.

@@ -4,8 +4,8 @@ use migrated_core::flags::MigrateFlags;
 use migrated_core::support::{MigrationDefaults, Procedure, SupportTable};
 use migrated_core::typed_params::migrate_param;
 
-/// Migration flags [`crate::backend::QemuBackend`] honours. Storage
-/// migration, post-copy, RDMA and zero-copy are not implemented yet.
+/// Migration flags [`crate::backend::QemuBackend`] honours. Post-copy,
+/// RDMA and zero-copy are not implemented yet.
 const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
     | MigrateFlags::PEER2PEER.bits()
     | MigrateFlags::TUNNELLED.bits()
@@ -19,7 +19,9 @@ const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
     | MigrateFlags::ABORT_ON_ERROR.bits()
     | MigrateFlags::AUTO_CONVERGE.bits()
     | MigrateFlags::TLS.bits()
-    | MigrateFlags::PARALLEL.bits();
+    | MigrateFlags::PARALLEL.bits()
+    | MigrateFlags::NON_SHARED_DISK.bits()
+    | MigrateFlags::NON_SHARED_INC.bits();
 
 /// The QEMU driver's support table.
 pub const SUPPORT: SupportTable = SupportTable {
@@ -91,6 +93,9 @@ pub const SUPPORT: SupportTable = SupportTable {
         migrate_param::AUTO_CONVERGE_INCREMENT,
         migrate_param::TLS_DESTINATION,
         migrate_param::PARALLEL_CONNECTIONS,
+        migrate_param::MIGRATE_DISKS,
+        migrate_param::DISKS_PORT,
+        migrate_param::DISKS_URI,
     ],
     defaults: MigrationDefaults {
         flags: MigrateFlags::LIVE.bits(),

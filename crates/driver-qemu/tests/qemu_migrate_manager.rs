@@ -29,6 +29,15 @@ struct Host {
 }
 
 async fn host(dir: &Path, ports: std::ops::RangeInclusive<u16>) -> Host {
+    host_with(dir, ports, |_| {}).await
+}
+
+/// [`host`] with `tune` applied to the manager's configuration.
+async fn host_with(
+    dir: &Path,
+    ports: std::ops::RangeInclusive<u16>,
+    tune: impl FnOnce(&mut ManagerConfig),
+) -> Host {
     let identity = HostIdentity {
         hostname: format!("host-{}", Uuid::new_v4()),
         uuid: Uuid::new_v4(),
@@ -42,6 +51,7 @@ async fn host(dir: &Path, ports: std::ops::RangeInclusive<u16>) -> Host {
     let mut mc = ManagerConfig::new(dir.join("state"), identity);
     mc.listen_address = "127.0.0.1".into();
     mc.port_range = ports;
+    tune(&mut mc);
     let manager = Manager::new(mc, Arc::new(QemuBackend::new(driver.clone()))).expect("manager");
     Host { driver, manager }
 }
@@ -223,10 +233,22 @@ async fn begin_prepare(
     dom: &DomainRef,
     req: &MigrateRequest,
 ) -> (Vec<u8>, MigrateRequest, Option<String>) {
+    begin_prepare_with(a, b, dom, req, |xml| xml).await
+}
+
+/// [`begin_prepare`], the destination's definition being `edit` of the
+/// source's.
+async fn begin_prepare_with(
+    a: &Host,
+    b: &Host,
+    dom: &DomainRef,
+    req: &MigrateRequest,
+    edit: impl FnOnce(String) -> String,
+) -> (Vec<u8>, MigrateRequest, Option<String>) {
     let begin = a.manager.begin3(dom, req.clone()).await.expect("begin3");
     let mut dreq = req.clone();
     dreq.flags = req.destination_flags();
-    dreq.dest_xml = Some(begin.xml);
+    dreq.dest_xml = Some(edit(begin.xml));
     let prep = b
         .manager
         .prepare3(dreq.clone(), &begin.cookie, None)
@@ -327,7 +349,10 @@ async fn aborting_a_slow_parallel_migration_keeps_the_source_running() {
     }
 }
 
-/// Aborts a migration in `flags` throttled to 1 MiB/s half a second in.
+/// Aborts a migration in `flags` throttled to 1 MiB/s three seconds in. The
+/// destination's abandoned-Prepare timeout is 1 s: QEMU receives without
+/// the manager counting bytes, yet the flowing stream must keep the
+/// incoming guest (it was killed after the timeout before).
 async fn abort_slow_migration(flags: MigrateFlags, ports: (u16, u16)) {
     let (a_dir, b_dir) = (
         tempfile::tempdir().expect("a"),
@@ -335,7 +360,10 @@ async fn abort_slow_migration(flags: MigrateFlags, ports: (u16, u16)) {
     );
     let _reaper = Reaper::new(&[a_dir.path(), b_dir.path()]);
     let a = host(a_dir.path(), ports.0..=ports.0 + 10).await;
-    let b = host(b_dir.path(), ports.1..=ports.1 + 10).await;
+    let b = host_with(b_dir.path(), ports.1..=ports.1 + 10, |mc| {
+        mc.prepare_timeout = Some(Duration::from_secs(1));
+    })
+    .await;
     let src = a
         .driver
         .create_xml(&traveller_xml(), 0)
@@ -353,7 +381,12 @@ async fn abort_slow_migration(flags: MigrateFlags, ports: (u16, u16)) {
     preq.uri = uri;
     let perform = a.manager.perform3(&src, preq, &cookie, None);
     let abort = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let incoming = b.driver.lookup_by_uuid(&src.uuid).await;
+        assert!(
+            incoming.is_ok_and(|d| d.is_active()),
+            "the receiving guest outlived the prepare timeout"
+        );
         a.manager.abort_job(&src).expect("abort");
     };
     let (result, ()) = tokio::join!(perform, abort);
@@ -365,4 +398,218 @@ async fn abort_slow_migration(flags: MigrateFlags, ports: (u16, u16)) {
     );
     cancel_and_check(&a, &b, &src, dreq, req).await;
     a.driver.destroy(&src, 0).await.expect("destroy");
+}
+
+/// Size of the data disk of the storage migration tests.
+const DISK_BYTES: usize = 8 << 20;
+
+/// A byte pattern no fresh image holds: every 4 KiB block names its index.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i / 4096) as u8) ^ (i as u8).wrapping_mul(31) | 1)
+        .collect()
+}
+
+/// The workload guest with a raw data disk `vdb` at `image`.
+fn guest_with_disk(name: &str, image: &Path) -> String {
+    format!(
+        "<domain type='qemu'><name>{name}</name><uuid>{}</uuid>
+           <memory unit='MiB'>64</memory><vcpu>1</vcpu>
+           <os><type arch='x86_64' machine='pc'>hvm</type>
+             <kernel>{}</kernel><cmdline>dirty_mib=8</cmdline></os>
+           <devices>
+             <disk type='file' device='disk'><driver name='qemu' type='raw'/>
+               <source file='{}'/><target dev='vdb' bus='virtio'/></disk>
+           </devices>
+         </domain>",
+        Uuid::new_v4(),
+        workload::build_path().display(),
+        image.display()
+    )
+}
+
+/// [`begin_prepare`] with the destination's definition naming `dst_img`
+/// where the source's names `src_img`.
+async fn begin_prepare_to(
+    a: &Host,
+    b: &Host,
+    dom: &DomainRef,
+    req: &MigrateRequest,
+    src_img: &Path,
+    dst_img: &Path,
+) -> (Vec<u8>, MigrateRequest, Option<String>) {
+    begin_prepare_with(a, b, dom, req, |xml| {
+        xml.replace(
+            src_img.to_str().expect("utf-8"),
+            dst_img.to_str().expect("utf-8"),
+        )
+    })
+    .await
+}
+
+/// The source's block jobs and the names of its block nodes.
+async fn block_state(driver: &QemuDriver, dom: &DomainRef) -> (usize, Vec<String>) {
+    use migrated_driver_qemu::qmp::commands::{QueryBlockJobs, QueryNamedBlockNodes};
+    let qmp = driver.qmp(dom).expect("qmp");
+    let jobs = qmp
+        .execute(&QueryBlockJobs)
+        .await
+        .expect("query-block-jobs");
+    let nodes = qmp
+        .execute(&QueryNamedBlockNodes { flat: true })
+        .await
+        .expect("query-named-block-nodes");
+    (
+        jobs.len(),
+        nodes.into_iter().filter_map(|n| n.node_name).collect(),
+    )
+}
+
+/// NON_SHARED_DISK between two managers: the destination's image (same
+/// size, zeros) ends up with the source's bytes, and the job reported the
+/// disk figures. Then a second migration of another guest, throttled to
+/// 1 MiB/s, loses its destination QEMU in the middle of the mirror, and a
+/// third one is aborted there: each time the source runs on with no block
+/// job and no NBD node left, its image intact.
+#[tokio::test]
+async fn storage_copy_and_a_destination_killed_during_the_mirror() {
+    if !qemu_available() {
+        return;
+    }
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let _reaper = Reaper::new(&[a_dir.path(), b_dir.path()]);
+    let a = host(a_dir.path(), 49700..=49715).await;
+    let b = host(b_dir.path(), 49720..=49735).await;
+    let data = pattern(DISK_BYTES);
+    let (src_img, dst_img) = (a_dir.path().join("data.raw"), b_dir.path().join("data.raw"));
+    std::fs::write(&src_img, &data).expect("source image");
+    std::fs::write(&dst_img, vec![0u8; DISK_BYTES]).expect("destination image");
+
+    let src = a
+        .driver
+        .create_xml(&guest_with_disk("copied", &src_img), 0)
+        .await
+        .expect("start");
+    counter_passes(&a.driver, &src, 0).await;
+    let req = MigrateRequest {
+        flags: MigrateFlags::LIVE | MigrateFlags::NON_SHARED_DISK,
+        ..MigrateRequest::default()
+    };
+    let (cookie, dreq, uri) = begin_prepare_to(&a, &b, &src, &req, &src_img, &dst_img).await;
+    let mut preq = req.clone();
+    preq.uri = uri;
+    let cookie = a
+        .manager
+        .perform3(&src, preq, &cookie, None)
+        .await
+        .expect("perform3");
+    // The job lives on until Confirm.
+    let stats = a
+        .manager
+        .registry()
+        .get(&src.uuid)
+        .expect("source job")
+        .stats();
+    assert_eq!(stats.disk_total, DISK_BYTES as u64, "{stats:?}");
+    assert_eq!(stats.disk_remaining, 0, "{stats:?}");
+    let fin = b
+        .manager
+        .finish3(&src.name, dreq, &cookie, false)
+        .await
+        .expect("finish3");
+    a.manager
+        .confirm3(&src, req.clone(), &fin.cookie, false)
+        .await
+        .expect("confirm3");
+    counter_passes(&b.driver, &fin.dom, 0).await;
+    b.driver.destroy(&fin.dom, 0).await.expect("destroy");
+    assert!(
+        std::fs::read(&dst_img).expect("destination image") == data,
+        "the destination image holds the source's bytes"
+    );
+
+    // The second guest: its destination QEMU dies while the mirror copies.
+    let data = pattern(DISK_BYTES / 2);
+    std::fs::write(&src_img, &data).expect("source image");
+    std::fs::write(&dst_img, vec![0u8; DISK_BYTES / 2]).expect("destination image");
+    let src = a
+        .driver
+        .create_xml(&guest_with_disk("orphaned", &src_img), 0)
+        .await
+        .expect("start");
+    counter_passes(&a.driver, &src, 0).await;
+    let req = MigrateRequest {
+        bandwidth_mib_s: Some(1),
+        ..req
+    };
+    let (cookie, dreq, uri) = begin_prepare_to(&a, &b, &src, &req, &src_img, &dst_img).await;
+    let dest_pid = b
+        .driver
+        .pid(&b.driver.lookup_by_uuid(&src.uuid).await.expect("incoming"))
+        .expect("dest pid");
+    let mut preq = req.clone();
+    preq.uri = uri;
+    let perform = a.manager.perform3(&src, preq, &cookie, None);
+    let kill = async {
+        // Killed once the mirror has copied something (4 MiB at 1 MiB/s
+        // takes seconds).
+        wait_until(Duration::from_secs(30), || async {
+            let stats = a.manager.registry().get(&src.uuid)?.stats();
+            (stats.disk_processed > 0).then_some(())
+        })
+        .await;
+        // SAFETY: kill(2) on the destination QEMU this test started.
+        assert_eq!(unsafe { libc::kill(dest_pid, libc::SIGKILL) }, 0);
+    };
+    let (result, ()) = tokio::join!(perform, kill);
+    let err = result.expect_err("the destination died");
+    eprintln!("perform failed as it must: {err}");
+    assert_eq!(
+        err.code(),
+        migrated_core::error::ErrorCode::OperationFailed,
+        "{err}"
+    );
+    cancel_and_check(&a, &b, &src, dreq, req.clone()).await;
+    let (jobs, nodes) = block_state(&a.driver, &src).await;
+    assert_eq!(jobs, 0, "no block job left");
+    assert!(
+        nodes.iter().all(|n| !n.starts_with("migration-")),
+        "no NBD node left: {nodes:?}"
+    );
+
+    // The same guest again, aborted (domjobabort) during the mirror.
+    let (cookie, dreq, uri) = begin_prepare_to(&a, &b, &src, &req, &src_img, &dst_img).await;
+    let mut preq = req.clone();
+    preq.uri = uri;
+    let perform = a.manager.perform3(&src, preq, &cookie, None);
+    let abort = async {
+        wait_until(Duration::from_secs(30), || async {
+            let stats = a.manager.registry().get(&src.uuid)?.stats();
+            (stats.disk_processed > 0).then_some(())
+        })
+        .await;
+        a.manager.abort_job(&src).expect("abort");
+    };
+    let (result, ()) = tokio::join!(perform, abort);
+    let err = result.expect_err("aborted");
+    assert_eq!(
+        err.code(),
+        migrated_core::error::ErrorCode::OperationAborted,
+        "{err}"
+    );
+    cancel_and_check(&a, &b, &src, dreq, req).await;
+    let (jobs, nodes) = block_state(&a.driver, &src).await;
+    assert_eq!(jobs, 0, "no block job left after the abort");
+    assert!(
+        nodes.iter().all(|n| !n.starts_with("migration-")),
+        "no NBD node left after the abort: {nodes:?}"
+    );
+    a.driver.destroy(&src, 0).await.expect("destroy");
+    assert!(
+        std::fs::read(&src_img).expect("source image") == data,
+        "the source image is intact"
+    );
 }

@@ -83,6 +83,26 @@ pub struct MigrateArgs {
     /// As in virsh, the daemon refuses it without --parallel.
     #[arg(long, value_name = "N")]
     pub parallel_connections: Option<i32>,
+    /// Copy the guest's disks to the destination's (existing) images
+    /// (QEMU, over NBD; not with --tunnelled).
+    #[arg(long, conflicts_with = "copy_storage_inc")]
+    pub copy_storage_all: bool,
+    /// Copy only the top image of each disk; the destination has the
+    /// backing images already.
+    #[arg(long)]
+    pub copy_storage_inc: bool,
+    /// Comma-separated disk targets to copy (default: every writable,
+    /// non-shareable disk with a source).
+    #[arg(long, value_name = "TARGETS", value_delimiter = ',')]
+    pub migrate_disks: Vec<String>,
+    /// Port of the destination's NBD server (default: one from its
+    /// migration port range).
+    #[arg(long, value_name = "PORT")]
+    pub disks_port: Option<i32>,
+    /// Where the destination's NBD server listens: tcp://HOST[:PORT] or
+    /// unix:///PATH.
+    #[arg(long, value_name = "URI")]
+    pub disks_uri: Option<String>,
     /// Domain XML to run on the destination (host-side changes only).
     #[arg(long, value_name = "FILE")]
     pub xml: Option<PathBuf>,
@@ -133,6 +153,8 @@ impl MigrateArgs {
             (self.abort_on_error, MigrateFlags::ABORT_ON_ERROR),
             (self.tls, MigrateFlags::TLS),
             (self.parallel, MigrateFlags::PARALLEL),
+            (self.copy_storage_all, MigrateFlags::NON_SHARED_DISK),
+            (self.copy_storage_inc, MigrateFlags::NON_SHARED_INC),
         ] {
             if on {
                 f |= flag;
@@ -162,6 +184,7 @@ impl MigrateArgs {
             (param::URI, &self.migrateuri),
             (param::LISTEN_ADDRESS, &self.listen_address),
             (param::TLS_DESTINATION, &self.tls_destination),
+            (param::DISKS_URI, &self.disks_uri),
         ] {
             if let Some(v) = value {
                 p.push(key, TypedValue::String(v.clone()));
@@ -172,6 +195,12 @@ impl MigrateArgs {
         }
         if let Some(n) = self.parallel_connections {
             p.push(param::PARALLEL_CONNECTIONS, TypedValue::Int(n));
+        }
+        for disk in &self.migrate_disks {
+            p.push(param::MIGRATE_DISKS, TypedValue::String(disk.clone()));
+        }
+        if let Some(port) = self.disks_port {
+            p.push(param::DISKS_PORT, TypedValue::Int(port));
         }
         Ok(p)
     }
@@ -416,6 +445,30 @@ mod tests {
             Some("host-b")
         );
         assert!(Wrap::try_parse_from(["m", "--tls-destination", "h", "g", "u"]).is_err());
+        let a = parse(&[
+            "--copy-storage-all",
+            "--migrate-disks",
+            "vdb,vdc",
+            "--disks-port",
+            "49300",
+            "g",
+            "uri",
+        ]);
+        assert_eq!(a.flags().bits(), 1 << 6);
+        let p = a.params().expect("no files");
+        assert_eq!(
+            p.get_strings(param::MIGRATE_DISKS).expect("strings"),
+            ["vdb", "vdc"]
+        );
+        assert_eq!(p.get_int(param::DISKS_PORT).ok().flatten(), Some(49300));
+        assert_eq!(
+            parse(&["--copy-storage-inc", "g", "uri"]).flags().bits(),
+            1 << 7
+        );
+        assert!(
+            Wrap::try_parse_from(["m", "--copy-storage-all", "--copy-storage-inc", "g", "u"])
+                .is_err()
+        );
         let a = parse(&["--parallel", "--parallel-connections", "4", "g", "uri"]);
         assert_eq!(a.flags().bits(), 1 << 17);
         let p = a.params().expect("no files");

@@ -7,6 +7,7 @@
 //! operator may change while the job runs, and watches the abort signal.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,9 @@ struct Shared {
     abort: watch::Sender<bool>,
     pause_now: watch::Sender<bool>,
     transfer: watch::Sender<Transfer>,
+    /// Destination: the data plane says its stream is flowing although it
+    /// counts no bytes (see [`JobHandle::set_receiving`]).
+    receiving: AtomicBool,
     ended: watch::Sender<bool>,
     /// The driver's event channel, if it has one.
     events: Option<broadcast::Sender<DomainEvent>>,
@@ -157,6 +161,7 @@ impl JobHandle {
             abort: watch::channel(false).0,
             pause_now: watch::channel(false).0,
             transfer: watch::channel(Transfer::Running).0,
+            receiving: AtomicBool::new(false),
             ended: watch::channel(false).0,
             events,
         }))
@@ -332,6 +337,19 @@ impl JobHandle {
                 false
             }
         });
+    }
+
+    /// Destination data plane that receives without counting bytes (QEMU
+    /// reads its migration stream itself): whether the incoming stream is
+    /// flowing now. While it is, the job is not an abandoned Prepare, however
+    /// long the transfer takes.
+    pub fn set_receiving(&self, flowing: bool) {
+        self.0.receiving.store(flowing, Ordering::Relaxed);
+    }
+
+    /// What the data plane last said with [`JobHandle::set_receiving`].
+    pub fn is_receiving(&self) -> bool {
+        self.0.receiving.load(Ordering::Relaxed)
     }
 
     /// Completes with the failure reported by the data plane, or `None` once

@@ -103,6 +103,12 @@ pub struct JobStats {
     pub compression_bytes: u64,
     /// Pages sent compressed.
     pub compression_pages: u64,
+    /// Bytes of the disks a storage migration copies (0: no storage copy).
+    pub disk_total: u64,
+    /// Disk bytes copied.
+    pub disk_processed: u64,
+    /// Disk bytes left to copy.
+    pub disk_remaining: u64,
     /// Steps and their durations.
     pub timeline: Vec<PhaseTiming>,
     /// Error of a failed job.
@@ -115,40 +121,44 @@ impl JobStats {
         matches!(self.job_type, JobType::Bounded | JobType::Unbounded)
     }
 
-    /// The 12-field GET_JOB_INFO layout. Memory is all our data, so the
-    /// `mem_*` fields repeat the `data_*` ones; there are no files.
+    /// The 12-field GET_JOB_INFO layout, as libvirt fills it: `data_*` is
+    /// memory and disks together, `mem_*` memory (our `data_*` fields),
+    /// `file_*` the disks of a storage copy.
     pub fn to_job_info(&self) -> JobInfo {
         JobInfo {
             job_type: self.job_type as i32,
             time_elapsed: self.time_elapsed_ms,
             time_remaining: self.time_remaining_ms,
-            data_total: self.data_total,
-            data_processed: self.data_processed,
-            data_remaining: self.data_remaining,
+            data_total: self.data_total.saturating_add(self.disk_total),
+            data_processed: self.data_processed.saturating_add(self.disk_processed),
+            data_remaining: self.data_remaining.saturating_add(self.disk_remaining),
             mem_total: self.data_total,
             mem_processed: self.data_processed,
             mem_remaining: self.data_remaining,
-            file_total: 0,
-            file_processed: 0,
-            file_remaining: 0,
+            file_total: self.disk_total,
+            file_processed: self.disk_processed,
+            file_remaining: self.disk_remaining,
         }
     }
 
     /// GET_JOB_STATS' typed parameters (keys of libvirt-wire.md §7.3); none
-    /// without a job, as libvirt answers only the type then.
+    /// without a job, as libvirt answers only the type then. As in libvirt,
+    /// `data_*` counts memory and disks together; the `disk_*` keys come
+    /// only with a storage copy.
     pub fn to_typed_params(&self) -> TypedParams {
         if self.job_type == JobType::None {
             return TypedParams::new();
         }
+        let info = self.to_job_info();
         let mut p = TypedParams::new().with(key::OPERATION, TypedValue::Int(self.operation));
         let u = [
             (key::TIME_ELAPSED, self.time_elapsed_ms),
             (key::TIME_REMAINING, self.time_remaining_ms),
             (key::DOWNTIME, self.downtime_ms),
             (key::SETUP_TIME, self.setup_time_ms),
-            (key::DATA_TOTAL, self.data_total),
-            (key::DATA_PROCESSED, self.data_processed),
-            (key::DATA_REMAINING, self.data_remaining),
+            (key::DATA_TOTAL, info.data_total),
+            (key::DATA_PROCESSED, info.data_processed),
+            (key::DATA_REMAINING, info.data_remaining),
             (key::MEMORY_TOTAL, self.data_total),
             (key::MEMORY_PROCESSED, self.data_processed),
             (key::MEMORY_REMAINING, self.data_remaining),
@@ -164,6 +174,15 @@ impl JobStats {
         ];
         for (k, v) in u {
             p.push(k, TypedValue::ULLong(v));
+        }
+        if self.disk_total > 0 {
+            for (k, v) in [
+                (key::DISK_TOTAL, self.disk_total),
+                (key::DISK_PROCESSED, self.disk_processed),
+                (key::DISK_REMAINING, self.disk_remaining),
+            ] {
+                p.push(k, TypedValue::ULLong(v));
+            }
         }
         p.push(
             key::AUTO_CONVERGE_THROTTLE,
@@ -276,6 +295,33 @@ mod tests {
         assert_eq!(p.get_bool(job_stats::SUCCESS).expect("bool"), Some(false));
         assert_eq!(p.get_string(job_stats::ERRMSG).expect("str"), Some("boom"));
         assert!(p.len() <= crate::typed_params::MAX_PARAMS);
+    }
+
+    #[test]
+    fn a_storage_copy_adds_its_disks_to_the_data_figures() {
+        let mut s = sample();
+        assert!(s
+            .to_typed_params()
+            .get_ullong(job_stats::DISK_TOTAL)
+            .expect("u64")
+            .is_none());
+        s.disk_total = 1_000;
+        s.disk_processed = 400;
+        s.disk_remaining = 600;
+        let info = s.to_job_info();
+        assert_eq!(
+            (info.data_total, info.data_processed, info.data_remaining),
+            (11_000, 4_400, 6_600)
+        );
+        assert_eq!((info.mem_total, info.file_total), (10_000, 1_000));
+        let p = s.to_typed_params();
+        p.validate(job_stats::SPECS).expect("libvirt's keys");
+        let get = |k| p.get_ullong(k).expect("u64");
+        assert_eq!(get(job_stats::DISK_TOTAL), Some(1_000));
+        assert_eq!(get(job_stats::DISK_PROCESSED), Some(400));
+        assert_eq!(get(job_stats::DISK_REMAINING), Some(600));
+        assert_eq!(get(job_stats::DATA_TOTAL), Some(11_000));
+        assert_eq!(get(job_stats::MEMORY_TOTAL), Some(10_000));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::ops::RangeInclusive;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::cookie::{GraphicsRelocation, LockState};
+use crate::cookie::{GraphicsRelocation, LockState, Nbd};
 use crate::domain::{DomainEvent, DomainRef};
 use crate::error::Result;
 use crate::flags::MigrateFlags;
@@ -23,6 +23,8 @@ pub enum DataOut {
     Direct {
         /// The URI Prepare answered (or the caller's `migrate_uri`).
         uri: String,
+        /// The destination's NBD server of a storage copy (Prepare's cookie).
+        nbd: Option<Nbd>,
     },
     /// Write into the daemon-to-daemon stream (TUNNELLED).
     Tunnel(TunnelWriter),
@@ -31,7 +33,11 @@ pub enum DataOut {
 impl std::fmt::Debug for DataOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DataOut::Direct { uri } => f.debug_struct("Direct").field("uri", uri).finish(),
+            DataOut::Direct { uri, nbd } => f
+                .debug_struct("Direct")
+                .field("uri", uri)
+                .field("nbd", nbd)
+                .finish(),
             DataOut::Tunnel(_) => f.write_str("Tunnel"),
         }
     }
@@ -45,6 +51,9 @@ pub enum Incoming {
         listen_address: String,
         /// Ports to try, in order.
         port_range: RangeInclusive<u16>,
+        /// The disks the source will copy (Begin's cookie), for which an
+        /// NBD server must be started; `None` without a storage copy.
+        nbd: Option<Nbd>,
     },
     /// Read from the daemon-to-daemon stream (TUNNELLED).
     Tunnel(TunnelReader),
@@ -58,10 +67,12 @@ impl std::fmt::Debug for Incoming {
             Incoming::Direct {
                 listen_address,
                 port_range,
+                nbd,
             } => f
                 .debug_struct("Direct")
                 .field("listen_address", listen_address)
                 .field("port_range", port_range)
+                .field("nbd", nbd)
                 .finish(),
             Incoming::Tunnel(_) => f.write_str("Tunnel"),
             Incoming::Offline => f.write_str("Offline"),
@@ -84,6 +95,9 @@ pub struct BeginOut {
     pub graphics: Option<GraphicsRelocation>,
     /// Lock state to hand over.
     pub lockstate: Option<LockState>,
+    /// The disks a storage copy (NON_SHARED_DISK / NON_SHARED_INC) will
+    /// copy, for the destination's Prepare; `None` without one.
+    pub nbd: Option<Nbd>,
 }
 
 /// What Perform reports.
@@ -101,6 +115,8 @@ pub struct PrepareOut {
     pub uri_out: Option<String>,
     /// Capabilities this side accepts.
     pub capabilities: Vec<(String, String)>,
+    /// The NBD server started for a storage copy (its port), for Perform.
+    pub nbd: Option<Nbd>,
 }
 
 /// A driver's migration operations. Each runs inside a job the

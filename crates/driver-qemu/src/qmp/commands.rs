@@ -260,6 +260,18 @@ impl Command for MigrateIncoming {
     type Reply = Empty;
 }
 
+/// `migrate-continue`: go on from a pause (`pre-switchover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MigrateContinue {
+    /// The state the migration is paused in.
+    pub state: MigrationStatus,
+}
+
+impl Command for MigrateContinue {
+    const NAME: &'static str = "migrate-continue";
+    type Reply = Empty;
+}
+
 /// `query-migrate`.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct QueryMigrate;
@@ -691,4 +703,274 @@ mod tests {
             serde_json::from_str(r#"{"running": false, "status": "prelaunch"}"#).expect("parses");
         assert_eq!(s.status, RunState::Prelaunch);
     }
+}
+
+/// A TCP address of QEMU's `InetSocketAddress` (the port is a string).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InetSocketAddress {
+    /// Host name or IP literal.
+    pub host: String,
+    /// Port number as text.
+    pub port: String,
+}
+
+/// A UNIX socket address of QEMU's `UnixSocketAddress`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnixSocketAddress {
+    /// The socket's path.
+    pub path: String,
+}
+
+/// QEMU's flat `SocketAddress` (`blockdev-add`'s NBD `server`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SocketAddress {
+    /// TCP.
+    Inet(InetSocketAddress),
+    /// UNIX socket.
+    Unix(UnixSocketAddress),
+}
+
+/// QEMU's `SocketAddressLegacy` (`nbd-server-start`'s `addr`): the same
+/// addresses with their fields under `data`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", content = "data", rename_all = "lowercase")]
+pub enum SocketAddressLegacy {
+    /// TCP.
+    Inet(InetSocketAddress),
+    /// UNIX socket.
+    Unix(UnixSocketAddress),
+}
+
+impl From<SocketAddress> for SocketAddressLegacy {
+    fn from(a: SocketAddress) -> Self {
+        match a {
+            SocketAddress::Inet(i) => SocketAddressLegacy::Inet(i),
+            SocketAddress::Unix(u) => SocketAddressLegacy::Unix(u),
+        }
+    }
+}
+
+/// `nbd-server-start`: QEMU's built-in NBD server (one per QEMU).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NbdServerStart {
+    /// Where to listen.
+    pub addr: SocketAddressLegacy,
+    /// A `tls-creds-x509` object: clients must speak TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_creds: Option<String>,
+}
+
+impl Command for NbdServerStart {
+    const NAME: &'static str = "nbd-server-start";
+    type Reply = Empty;
+}
+
+unit_command! {
+    /// Stop the NBD server and close all its exports.
+    NbdServerStop = "nbd-server-stop";
+}
+
+/// `block-export-add` of an NBD export of a block node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BlockExportAddNbd {
+    /// Always `nbd`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The export's id (for `block-export-del`).
+    pub id: String,
+    /// The node exported.
+    pub node_name: String,
+    /// The name NBD clients ask for.
+    pub name: String,
+    /// Whether clients may write.
+    pub writable: bool,
+}
+
+impl Command for BlockExportAddNbd {
+    const NAME: &'static str = "block-export-add";
+    type Reply = Empty;
+}
+
+/// `blockdev-add` of an NBD client node connected to `server`'s `export`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BlockdevAddNbd {
+    /// Always `nbd`.
+    pub driver: &'static str,
+    /// The new node's name.
+    pub node_name: String,
+    /// The NBD server.
+    pub server: SocketAddress,
+    /// The export to open.
+    pub export: String,
+    /// A `tls-creds-x509` object: connect with TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_creds: Option<String>,
+    /// The host name the server's certificate must carry (with TLS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_hostname: Option<String>,
+}
+
+impl Command for BlockdevAddNbd {
+    const NAME: &'static str = "blockdev-add";
+    type Reply = Empty;
+}
+
+/// `blockdev-del`: remove a node nothing uses any more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BlockdevDel {
+    /// The node.
+    pub node_name: String,
+}
+
+impl Command for BlockdevDel {
+    const NAME: &'static str = "blockdev-del";
+    type Reply = Empty;
+}
+
+/// `blockdev-mirror`: copy `device` to the existing node `target`, then
+/// keep them in sync (the job is `ready` once they are).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BlockdevMirror {
+    /// The job's id.
+    pub job_id: String,
+    /// The source node.
+    pub device: String,
+    /// The target node.
+    pub target: String,
+    /// `full` (the whole chain) or `top` (only the top image's data).
+    pub sync: &'static str,
+    /// Bytes per second, 0 for unlimited.
+    pub speed: u64,
+    /// Whether the job disappears by itself once concluded (false: it
+    /// waits for `job-dismiss`, so its outcome can be read).
+    pub auto_dismiss: bool,
+}
+
+impl Command for BlockdevMirror {
+    const NAME: &'static str = "blockdev-mirror";
+    type Reply = Empty;
+}
+
+/// `block-job-cancel`: stop a block job. A `ready` mirror cancelled without
+/// `force` first copies what is left, so the target is a consistent copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockJobCancel {
+    /// The job's id.
+    pub device: String,
+    /// Stop at once, even a `ready` mirror.
+    pub force: bool,
+}
+
+impl Command for BlockJobCancel {
+    const NAME: &'static str = "block-job-cancel";
+    type Reply = Empty;
+}
+
+/// `job-dismiss`: remove a concluded job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobDismiss {
+    /// The job's id.
+    pub id: String,
+}
+
+impl Command for JobDismiss {
+    const NAME: &'static str = "job-dismiss";
+    type Reply = Empty;
+}
+
+/// `query-block-jobs`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryBlockJobs;
+
+impl Command for QueryBlockJobs {
+    const NAME: &'static str = "query-block-jobs";
+    type Reply = Vec<BlockJobInfo>;
+}
+
+/// QEMU's `JobStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum JobStatus {
+    /// Being created.
+    Created,
+    /// Working.
+    Running,
+    /// Paused.
+    Paused,
+    /// A mirror whose target has caught up (and is kept in sync).
+    Ready,
+    /// A paused `ready` job.
+    Standby,
+    /// Waiting for its transaction.
+    Waiting,
+    /// Waiting to be finalized.
+    Pending,
+    /// Being cancelled or failed.
+    Aborting,
+    /// Finished (successfully or not); waits for `job-dismiss`.
+    Concluded,
+    /// Gone.
+    Null,
+    /// A status this driver does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// One job in the reply of `query-block-jobs`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BlockJobInfo {
+    /// The job's id.
+    pub device: String,
+    /// Bytes the job will have processed (grows with new writes).
+    pub len: u64,
+    /// Bytes processed.
+    pub offset: u64,
+    /// Whether a mirror is in sync.
+    #[serde(default)]
+    pub ready: bool,
+    /// Its state.
+    pub status: JobStatus,
+    /// Why it failed, once concluded unsuccessfully.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// `query-named-block-nodes`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryNamedBlockNodes {
+    /// Only the nodes themselves, not their children inline.
+    pub flat: bool,
+}
+
+impl Command for QueryNamedBlockNodes {
+    const NAME: &'static str = "query-named-block-nodes";
+    type Reply = Vec<BlockNodeInfo>;
+}
+
+/// One node in the reply of `query-named-block-nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BlockNodeInfo {
+    /// The node's name.
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// The block driver (`qcow2`, `raw`, `nbd`, `file`).
+    pub drv: String,
+    /// What the node presents.
+    pub image: BlockImageInfo,
+}
+
+/// The image of a node (QEMU's `ImageInfo`, the fields the driver reads).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BlockImageInfo {
+    /// Size the guest sees, in bytes.
+    pub virtual_size: u64,
 }

@@ -89,6 +89,8 @@ pub mod names {
     pub const GUEST_PANICKED: &str = "GUEST_PANICKED";
     /// The balloon reached a new size; `data.actual` in bytes.
     pub const BALLOON_CHANGE: &str = "BALLOON_CHANGE";
+    /// A job (block jobs included) changed state; `data.id`, `data.status`.
+    pub const JOB_STATUS_CHANGE: &str = "JOB_STATUS_CHANGE";
 }
 
 /// QEMU's error object.

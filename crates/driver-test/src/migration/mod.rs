@@ -246,6 +246,8 @@ impl MigrationBackend for TestBackend {
             paused: state.state == DomainState::Paused,
             graphics,
             lockstate: None,
+            // libvirt's test driver has no storage migration either.
+            nbd: None,
         })
     }
 
@@ -262,7 +264,7 @@ impl MigrationBackend for TestBackend {
             _ => None,
         };
         let result = match out {
-            DataOut::Direct { uri } => {
+            DataOut::Direct { uri, .. } => {
                 let addr = DataUri::parse(&uri)?.socket_addr()?;
                 match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
                     Ok(Ok(stream)) => {
@@ -331,6 +333,7 @@ impl MigrationBackend for TestBackend {
             Incoming::Direct {
                 listen_address,
                 port_range,
+                ..
             } => {
                 let (listener, port) = Self::bind(&listen_address, port_range).await?;
                 let (dom, memory) = self.driver.incoming_prepare(def).await?;
@@ -359,7 +362,7 @@ impl MigrationBackend for TestBackend {
                 self.incoming().insert(uuid, IncomingTransfer { task });
                 Ok(PrepareOut {
                     uri_out: Some(DataUri::format_libvirt(&listen_address, port)),
-                    capabilities: Vec::new(),
+                    ..PrepareOut::default()
                 })
             }
             Incoming::Tunnel(reader) => {

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{lock, record, Finish3Out, Manager, Prepare3Out};
-use crate::cookie::{feature, Capability, Cookie};
+use crate::cookie::{feature, Capability, Cookie, Nbd};
 use crate::domain::DomainRef;
 use crate::error::{Error, Result};
 use crate::flags::MigrateFlags;
@@ -69,7 +69,9 @@ impl Manager {
                     reason: "a tunnelled migration must use PREPARE_TUNNEL3".into(),
                 })
             }
-            (false, None, false) => self.direct_incoming(&req)?,
+            (false, None, false) => {
+                self.direct_incoming(&req, cookie.as_ref().and_then(|c| c.nbd.clone()))?
+            }
         };
         let job_id = cookie.as_ref().map_or_else(Uuid::new_v4, |c| c.job_id);
         let peer = cookie
@@ -107,6 +109,10 @@ impl Manager {
                     .into_iter()
                     .map(|(name, value)| Capability { name, value })
                     .collect();
+                if let Some(nbd) = out.nbd {
+                    reply.nbd = Some(nbd);
+                    reply.require(feature::NBD);
+                }
                 match reply.encode() {
                     Ok(bytes) => {
                         self.pause_point(PausePoint::Prepare).await;
@@ -174,7 +180,7 @@ impl Manager {
         }
     }
 
-    fn direct_incoming(&self, req: &MigrateRequest) -> Result<Incoming> {
+    fn direct_incoming(&self, req: &MigrateRequest, nbd: Option<Nbd>) -> Result<Incoming> {
         let mut listen_address = req
             .listen_address
             .clone()
@@ -192,6 +198,7 @@ impl Manager {
         Ok(Incoming::Direct {
             listen_address,
             port_range,
+            nbd,
         })
     }
 
@@ -346,8 +353,9 @@ struct IncomingWatch {
 }
 
 /// Completes once `job` has stayed in Prepare3 for `timeout` without its
-/// received-data counter moving; pends forever once Finish3 has started
-/// (Finish then owns the job).
+/// received-data counter moving and without its data plane saying the
+/// stream flows; pends forever once Finish3 has started (Finish then owns
+/// the job).
 async fn prepare_idle(job: &JobHandle, timeout: Duration) {
     let waiting = |job: &JobHandle| {
         matches!(
@@ -363,7 +371,7 @@ async fn prepare_idle(job: &JobHandle, timeout: Duration) {
             return std::future::pending().await;
         }
         let now = job.stats().data_processed;
-        if now == seen {
+        if now == seen && !job.is_receiving() {
             return;
         }
         // Data arrived meanwhile: a transfer in progress, not an abandoned
@@ -487,6 +495,29 @@ mod tests {
         let took = start.elapsed();
         assert!(took > Duration::from_secs(48), "{took:?}");
         assert!(took <= Duration::from_secs(48) + 2 * TIMEOUT, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_said_to_flow_keeps_the_prepare_alive_until_it_stops() {
+        let job = prepared();
+        job.set_receiving(true);
+        let start = Instant::now();
+        let stopper = {
+            let job = job.clone();
+            async move {
+                // Flowing for 5 timeouts without a byte counted, then stopped.
+                tokio::time::sleep(5 * TIMEOUT).await;
+                job.set_receiving(false);
+                std::future::pending::<()>().await
+            }
+        };
+        tokio::select! {
+            () = prepare_idle(&job, TIMEOUT) => {}
+            () = stopper => unreachable!("the stopper never ends"),
+        }
+        let took = start.elapsed();
+        assert!(took > 5 * TIMEOUT, "{took:?}");
+        assert!(took <= 7 * TIMEOUT, "{took:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -128,6 +128,10 @@ impl Manager {
             cookie.graphics = begin.graphics.clone();
             cookie.lockstate = begin.lockstate.clone();
             cookie.capabilities = Self::requested_capabilities(&req);
+            if let Some(nbd) = &begin.nbd {
+                cookie.nbd = Some(nbd.clone());
+                cookie.require(feature::NBD);
+            }
             Ok(Begin3Out {
                 cookie: cookie.encode()?,
                 xml,
@@ -257,7 +261,10 @@ impl Manager {
 
         let out = match (tunnel, req.uri.clone()) {
             (Some(w), _) => DataOut::Tunnel(w),
-            (None, Some(uri)) => DataOut::Direct { uri },
+            (None, Some(uri)) => DataOut::Direct {
+                uri,
+                nbd: cookie.as_ref().and_then(|c| c.nbd.clone()),
+            },
             (None, None) => {
                 return Err(Error::InvalidArg {
                     operation: Step::Perform.api_name(),
