@@ -113,6 +113,40 @@ except libvirt.libvirtError as e:
     print("nosuch", e.get_error_code())
 "#;
 
+/// python3-libvirt (argv: URI, name): a console session open while the
+/// guest is destroyed sees the end of its data, and finishes.
+const CONSOLE_END: &str = r#"
+import sys, threading, time
+import libvirt
+
+URI, NAME = sys.argv[1], sys.argv[2]
+libvirt.virEventRegisterDefaultImpl()
+def loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+threading.Thread(target=loop, daemon=True).start()
+
+conn = libvirt.open(URI)
+dom = conn.lookupByName(NAME)
+st = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+dom.openConsole(None, st, 0)
+dom.destroy()
+status, deadline = "timeout", time.time() + 15
+while time.time() < deadline:
+    try:
+        data = st.recv(4096)
+    except libvirt.libvirtError as e:
+        status = "error %d" % e.get_error_code()
+        break
+    if data == -2:
+        time.sleep(0.05)
+    elif not data:
+        status = "eof"
+        break
+print("after-destroy", status)
+st.finish()
+"#;
+
 /// The counter of a paused guest stays put.
 #[track_caller]
 fn frozen(uri: &str, name: &str) {
@@ -258,7 +292,17 @@ fn qemu_virsh_lifecycle() {
         "{titled}"
     );
 
-    hosts.virsh_ok(&uri, &["destroy", name]);
+    // Destroyed under an open console: its stream ends (end of data).
+    if require_python_libvirt().is_some() {
+        let out = python(&format!(
+            "import sys; sys.argv = ['console', '{uri}', '{name}']\n{CONSOLE_END}"
+        ));
+        let text = stdout_of(&out);
+        assert!(out.status.success(), "{text}{}", stderr_of(&out));
+        assert!(text.lines().any(|l| l == "after-destroy eof"), "{text}");
+    } else {
+        hosts.virsh_ok(&uri, &["destroy", name]);
+    }
     assert_eq!(domstate(&uri, name).as_deref(), Some("shut off"));
     assert!(pid_gone(pid), "QEMU {pid} outlived destroy");
     assert!(qemu_pids(&uuid).is_empty());

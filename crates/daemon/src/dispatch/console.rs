@@ -7,9 +7,12 @@
 //!                     waits for a guest that is not reading, more is dropped)
 //! STREAM OK / ERROR from the client → acknowledged, session ends
 //! connection gone                   → session ends
-//! console EOF or error     → empty CONTINUE (end of data), wait for the client
-//! taken over (FORCE) or guest stopped → STREAM ERROR, as libvirtd's
-//!                                       stream of an aborted device
+//! console EOF or error (the guest stopped)
+//!                                   → empty CONTINUE (end of data), then
+//!                                     the client's STREAM OK is answered
+//! taken over by a FORCE open        → STREAM ERROR (VIR_ERR_RPC, "stream
+//!                                     had unexpected termination"), as
+//!                                     libvirtd's stream of an aborted device
 //! ```
 //!
 //! Dropping the [`Console`] at the end releases the device for the next client.
