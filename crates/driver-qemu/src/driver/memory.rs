@@ -14,6 +14,7 @@ use migrated_core::{Error, Result};
 
 use super::QemuDriver;
 use crate::qmp::commands::Balloon;
+use crate::spec::has_balloon;
 
 const OP: &str = "virDomainSetMemoryFlags";
 
@@ -31,7 +32,7 @@ impl QemuDriver {
         )?;
         let job = self.job(dom)?;
         let _job = job.lock().await;
-        let (live, config, runtime) = self.read(|r| {
+        let (config, runtime) = self.read(|r| {
             let d = r.get(dom)?;
             let (live, config) = affect::resolve(flags, d.live.is_some(), d.persistent)?;
             if flags & memory::MAXIMUM != 0 && live {
@@ -40,16 +41,11 @@ impl QemuDriver {
                 ));
             }
             let mut max = u64::MAX;
+            // Set only when the running guest changes.
             let mut runtime = None;
             if let (true, Some(l)) = (live, &d.live) {
                 max = l.def.memory_kib;
-                let balloon = l
-                    .def
-                    .devices
-                    .memballoon
-                    .as_ref()
-                    .is_some_and(|b| b.model != "none");
-                if flags & memory::MAXIMUM == 0 && !balloon {
+                if flags & memory::MAXIMUM == 0 && !has_balloon(&l.def) {
                     return Err(Error::invalid(
                         "Unable to change memory of active domain without the balloon \
                          device and guest OS balloon driver",
@@ -66,9 +62,9 @@ impl QemuDriver {
                     reason: "cannot set memory higher than max memory".into(),
                 });
             }
-            Ok((live, config, runtime))
+            Ok((config, runtime))
         })?;
-        if let (true, Some(runtime)) = (live, runtime) {
+        if let Some(runtime) = runtime {
             runtime
                 .qmp
                 .execute(&Balloon {

@@ -46,7 +46,7 @@ use crate::qmp::commands::{
     Balloon, Cont, QueryChardev, QuerySpice, QueryStatus, QueryVnc, RunState,
 };
 use crate::qmp::{Qmp, QmpConfig};
-use crate::spec::{launch_spec, set_aliases};
+use crate::spec::{has_balloon, launch_spec, set_aliases};
 use crate::status::{RecordedState, StatusFile, STATUS_VERSION};
 use crate::store::Store;
 use crate::tls::MigrationTls;
@@ -308,12 +308,7 @@ async fn record_spice_port(qmp: &Qmp, def: &mut DomainDef) {
 /// runs, as libvirt's `qemuProcessSetupBalloon` (QEMU starts with all of
 /// `<memory>`); nothing to do without a balloon or below the maximum.
 async fn set_initial_balloon(qmp: &Qmp, def: &DomainDef) -> crate::error::Result<()> {
-    let balloon = def
-        .devices
-        .memballoon
-        .as_ref()
-        .is_some_and(|b| b.model == "virtio");
-    if !balloon || def.current_memory_kib >= def.memory_kib {
+    if !has_balloon(def) || def.current_memory_kib >= def.memory_kib {
         return Ok(());
     }
     qmp.execute(&Balloon {
