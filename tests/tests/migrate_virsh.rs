@@ -88,6 +88,19 @@ fn virsh_offline_persistent() {
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
     let name = "virsh-off";
     define(&a, dir.path(), name, "", false);
+    // A managed save image would stay behind while the definition moves:
+    // refused before anything happens on either host.
+    virsh_ok(&a, &["start", name], &hosts);
+    virsh_ok(&a, &["managedsave", name], &hosts);
+    let refused = virsh(&a, &["migrate", "--offline", "--persistent", name, &b]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr_of(&refused).contains("has a managed save image"),
+        "{}",
+        stderr_of(&refused)
+    );
+    assert_eq!(state(&b, name), None);
+    virsh_ok(&a, &["managedsave-remove", name], &hosts);
     virsh_ok(
         &a,
         &["migrate", "--offline", "--persistent", name, &b],
@@ -96,6 +109,22 @@ fn virsh_offline_persistent() {
     assert_eq!(state(&b, name).as_deref(), Some("shut off"));
     assert!(persistent(&b, name));
     assert_eq!(state(&a, name).as_deref(), Some("shut off"));
+    // A's managed save image of the guest would be resumable beside the
+    // guest arriving live from B: A refuses to receive it; B runs on.
+    virsh_ok(&a, &["start", name], &hosts);
+    virsh_ok(&a, &["managedsave", name], &hosts);
+    virsh_ok(&b, &["start", name], &hosts);
+    let refused = virsh(&b, &["migrate", "--live", name, &a]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr_of(&refused).contains("has a managed save image on the destination host"),
+        "{}",
+        stderr_of(&refused)
+    );
+    assert_eq!(state(&b, name).as_deref(), Some("running"));
+    assert_eq!(state(&a, name).as_deref(), Some("shut off"));
+    virsh_ok(&a, &["managedsave-remove", name], &hosts);
+    virsh_ok(&b, &["destroy", name], &hosts);
     virsh_ok(
         &b,
         &[
@@ -121,12 +150,37 @@ fn virsh_persistent_undefinesource() {
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
     let name = "virsh-pu";
     define(&a, dir.path(), name, "", true);
+    // Title and metadata live in the domain XML, live and config: they move.
+    virsh_ok(
+        &a,
+        &["desc", name, "--live", "--config", "--title", "on the move"],
+        &hosts,
+    );
+    let set = [
+        "metadata",
+        name,
+        "urn:h6:tag",
+        "--key",
+        "t",
+        "--set",
+        "<tag v='1'/>",
+    ];
+    virsh_ok(&a, &[&set[..], &["--live", "--config"]].concat(), &hosts);
     let flags = ["migrate", "--live", "--persistent", "--undefinesource"];
     let mut args = flags.to_vec();
     args.extend([name, b.as_str()]);
     virsh_ok(&a, &args, &hosts);
     assert_eq!(state(&b, name).as_deref(), Some("running"));
     assert!(persistent(&b, name));
+    for scope in ["--live", "--config"] {
+        let title = virsh_ok(&b, &["desc", name, "--title", scope], &hosts);
+        assert_eq!(title.trim(), "on the move", "{scope}");
+        let tag = virsh_ok(&b, &["metadata", name, "urn:h6:tag", scope], &hosts);
+        assert!(
+            tag.contains("<t:tag xmlns:t=\"urn:h6:tag\" v=\"1\"/>"),
+            "{tag}"
+        );
+    }
     assert_eq!(state(&a, name), None);
     let mut back = flags.to_vec();
     back.extend([name, a.as_str()]);

@@ -1,6 +1,6 @@
 //! python3-libvirt against `migrated`: the host name, and a guest's
-//! lifecycle with events delivered to a registered callback, error codes
-//! as libvirt clients see them.
+//! lifecycle with events delivered to a registered callback, its memory and
+//! metadata, error codes as libvirt clients see them.
 
 use migrated_tests::clients::{stderr_of, stdout_of};
 use migrated_tests::{python, require_python_libvirt, Daemon};
@@ -56,6 +56,21 @@ mem = dom.memoryStats()
 print("mem-keys", sorted(mem))
 stats = conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE)
 print("stats", [(d.name(), s["state.state"]) for d, s in stats])
+try:
+    dom.openConsole(None, conn.newStream(0), 0)
+    print("console ok")
+except libvirt.libvirtError as e:
+    print("console", e.get_error_code())
+dom.setMemoryFlags(2048, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+print("memory", dom.info()[2])
+dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, "from python", None, None,
+                libvirt.VIR_DOMAIN_AFFECT_LIVE)
+print("desc", dom.metadata(libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, None, 0))
+try:
+    dom.metadata(libvirt.VIR_DOMAIN_METADATA_TITLE, None, 0)
+    print("title ok")
+except libvirt.libvirtError as e:
+    print("title", e.get_error_code())
 dom.suspend()
 dom.resume()
 dom.destroy()
@@ -115,6 +130,12 @@ fn python_lifecycle_delivers_events_and_libvirt_error_codes() {
     assert!(lines.contains(&"max-vcpus 1"), "{stdout}");
     assert!(lines.contains(&"mem-keys ['actual', 'rss']"), "{stdout}");
     assert!(lines.contains(&"stats [('py-guest', 1)]"), "{stdout}");
+    // libvirt's test driver has no console: 3 = VIR_ERR_NO_SUPPORT
+    assert!(lines.contains(&"console 3"), "{stdout}");
+    assert!(lines.contains(&"memory 2048"), "{stdout}");
+    assert!(lines.contains(&"desc from python"), "{stdout}");
+    // 80 = VIR_ERR_NO_DOMAIN_METADATA
+    assert!(lines.contains(&"title 80"), "{stdout}");
     // DEFINED, STARTED, SUSPENDED, RESUMED, STOPPED, UNDEFINED
     assert!(lines.contains(&"events [0, 2, 3, 4, 5, 1]"), "{stdout}");
     assert!(lines.contains(&"names ['py-guest']"), "{stdout}");

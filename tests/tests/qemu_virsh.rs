@@ -1,19 +1,151 @@
 //! A real QEMU guest (the workload kernel) managed through `migrated` by
 //! stock `virsh` and by `migratectl`: define, start, dominfo, suspend,
-//! resume, reset, destroy; offline migration of a shut-off guest; `virsh save` and
-//! `virsh restore`.
+//! resume, reset, the serial console (python3-libvirt), setmem/setmaxmem,
+//! destroy; offline migration of a shut-off guest; `virsh save` and
+//! `virsh restore`; `virsh managedsave` and the start that restores it.
 
 mod migrate_support;
 mod qemu_support;
 
 use std::time::Duration;
 
-use migrated_tests::clients::stderr_of;
-use migrated_tests::{virsh, wait_until};
+use migrated_tests::clients::{stderr_of, stdout_of};
+use migrated_tests::{python, require_python_libvirt, virsh, wait_until};
 use qemu_support::{counter, counter_above, domstate, pid_gone, qemu_pids, status_pid, QemuHosts};
 
 /// Small guests: these tests prove management, not migration throughput.
 const SMALL_MIB: u32 = 64;
+
+/// Devices of the lifecycle guest: serial port 0 on a pty with the console
+/// that mirrors it, and a balloon.
+const CONSOLE_DEVICES: &str = "<devices><serial type='pty'><target port='0'/></serial>\
+     <console type='pty'><target type='serial' port='0'/></console>\
+     <memballoon model='virtio'/></devices>";
+
+/// Runs virsh, insists on failure and returns its stderr.
+#[track_caller]
+fn virsh_err(uri: &str, args: &[&str]) -> String {
+    let out = virsh(uri, args);
+    assert!(
+        !out.status.success(),
+        "virsh {args:?} succeeded: {}",
+        stdout_of(&out)
+    );
+    stderr_of(&out)
+}
+
+/// python3-libvirt on the guest's console (argv: URI, name): a first
+/// session reads the workload's boot line after a reset; a second open is
+/// refused (code 9) unless forced, which ends the first session's stream;
+/// the forced session reads the next boot line, types more than the guest
+/// reads, and finishes, after which the console opens again by alias; an
+/// unknown device is code 1.
+const CONSOLE: &str = r#"
+import sys, threading, time
+import libvirt
+
+URI, NAME = sys.argv[1], sys.argv[2]
+BANNER = b"migrated-guest: running"
+libvirt.virEventRegisterDefaultImpl()
+def loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+threading.Thread(target=loop, daemon=True).start()
+
+def session(conn, dev, flags):
+    st = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+    conn.lookupByName(NAME).openConsole(dev, st, flags)
+    return st
+
+def read_until(st, dom, needle, limit):
+    # QEMU's pty notices a reader within a second: reset until the boot
+    # line comes through.
+    seen, deadline, next_reset = b"", time.time() + limit, 0
+    while time.time() < deadline:
+        if dom is not None and time.time() >= next_reset:
+            dom.reset()
+            next_reset = time.time() + 5
+        try:
+            data = st.recv(4096)
+        except libvirt.libvirtError as e:
+            return "error %d" % e.get_error_code()
+        if data == -2:
+            time.sleep(0.05)
+            continue
+        if not data:
+            return "eof"
+        seen += data
+        if needle is not None and needle in seen:
+            return "found"
+    return "timeout"
+
+c1 = libvirt.open(URI)
+first = session(c1, None, 0)
+print("first", read_until(first, c1.lookupByName(NAME), BANNER, 40))
+c2 = libvirt.open(URI)
+try:
+    session(c2, None, 0)
+    print("second opened")
+except libvirt.libvirtError as e:
+    print("second", e.get_error_code())
+forced = session(c2, None, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+print("first-after-force", read_until(first, None, None, 15))
+print("forced", read_until(forced, c2.lookupByName(NAME), BANNER, 40))
+# The workload never reads its serial port: typing more than the guest
+# takes must not stall the session (finish still gets through).
+typed, deadline = 0, time.time() + 20
+while typed < 256 * 1024 and time.time() < deadline:
+    n = forced.send(b"x" * 4096)
+    if n == -2:
+        time.sleep(0.01)
+    else:
+        typed += n
+print("typed", typed >= 256 * 1024)
+forced.finish()
+print("finished")
+again = session(c2, "serial0", libvirt.VIR_DOMAIN_CONSOLE_SAFE)
+print("again opened")
+again.abort()
+try:
+    session(c2, "parallel0", 0)
+    print("nosuch opened")
+except libvirt.libvirtError as e:
+    print("nosuch", e.get_error_code())
+"#;
+
+/// python3-libvirt (argv: URI, name): a console session open while the
+/// guest is destroyed sees the end of its data, and finishes.
+const CONSOLE_END: &str = r#"
+import sys, threading, time
+import libvirt
+
+URI, NAME = sys.argv[1], sys.argv[2]
+libvirt.virEventRegisterDefaultImpl()
+def loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+threading.Thread(target=loop, daemon=True).start()
+
+conn = libvirt.open(URI)
+dom = conn.lookupByName(NAME)
+st = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+dom.openConsole(None, st, 0)
+dom.destroy()
+status, deadline = "timeout", time.time() + 15
+while time.time() < deadline:
+    try:
+        data = st.recv(4096)
+    except libvirt.libvirtError as e:
+        status = "error %d" % e.get_error_code()
+        break
+    if data == -2:
+        time.sleep(0.05)
+    elif not data:
+        status = "eof"
+        break
+print("after-destroy", status)
+st.finish()
+"#;
 
 /// The counter of a paused guest stays put.
 #[track_caller]
@@ -92,21 +224,25 @@ fn qemu_virsh_lifecycle() {
     let uri = hosts.a_uri();
     let name = "q-life-virsh";
     // A sparse 8 MiB raw disk and a user-networking NIC for the device
-    // statistics.
+    // statistics, next to the serial console.
     let disk_dir = tempfile::tempdir().expect("temp dir");
     let image = disk_dir.path().join("disk.img");
     std::fs::File::create(&image)
         .and_then(|f| f.set_len(DISK_BYTES))
         .expect("create the disk image");
     let (xml, uuid) = hosts.guest_xml(name, SMALL_MIB, 8);
-    let devices = format!(
-        "<devices><disk type='file' device='disk'><driver name='qemu' type='raw'/>\
+    let disk_and_nic = format!(
+        "<disk type='file' device='disk'><driver name='qemu' type='raw'/>\
          <source file='{}'/><target dev='vda' bus='virtio'/></disk>\
-         <interface type='user'><mac address='{NIC_MAC}'/><model type='virtio'/></interface>\
-         </devices></domain>",
+         <interface type='user'><mac address='{NIC_MAC}'/><model type='virtio'/></interface>",
         image.display()
     );
-    hosts.define_xml(&uri, name, &xml.replace("</domain>", &devices));
+    let devices = CONSOLE_DEVICES.replace("</devices>", &format!("{disk_and_nic}</devices>"));
+    hosts.define_xml(
+        &uri,
+        name,
+        &xml.replace("</domain>", &format!("{devices}</domain>")),
+    );
     assert_eq!(domstate(&uri, name).as_deref(), Some("shut off"));
     assert!(qemu_pids(&uuid).is_empty());
     hosts.virsh_ok(&uri, &["start", name]);
@@ -179,7 +315,69 @@ fn qemu_virsh_lifecycle() {
     );
     assert_eq!(qemu_pids(&uuid), vec![pid], "reset keeps the QEMU process");
 
-    hosts.virsh_ok(&uri, &["destroy", name]);
+    // The serial console: the workload prints its boot line on COM1.
+    if require_python_libvirt().is_some() {
+        let out = python(&format!(
+            "import sys; sys.argv = ['console', '{uri}', '{name}']\n{CONSOLE}"
+        ));
+        let text = stdout_of(&out);
+        assert!(out.status.success(), "{text}{}", stderr_of(&out));
+        for line in [
+            "first found",
+            "second 9",
+            "first-after-force error 39",
+            "forced found",
+            "typed True",
+            "finished",
+            "again opened",
+            "nosuch 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing: {text}");
+        }
+    }
+
+    // Memory: the maximum of a running guest is fixed; the balloon target
+    // stays under it; the config keeps a smaller size for the next boot.
+    let err = virsh_err(&uri, &["setmaxmem", name, "32M"]);
+    assert!(
+        err.contains("cannot resize the maximum memory on an active domain"),
+        "{err}"
+    );
+    let err = virsh_err(&uri, &["setmem", name, "128M"]);
+    assert!(
+        err.contains("cannot set memory higher than max memory"),
+        "{err}"
+    );
+    hosts.virsh_ok(&uri, &["setmem", name, "48M", "--live"]);
+    hosts.virsh_ok(&uri, &["setmem", name, "40M", "--config"]);
+    let inactive = hosts.virsh_ok(&uri, &["dumpxml", "--inactive", name]);
+    assert!(
+        inactive.contains("<currentMemory unit='KiB'>40960</currentMemory>"),
+        "{inactive}"
+    );
+    assert_eq!(qemu_pids(&uuid), vec![pid], "setmem keeps the QEMU process");
+
+    // A title on the running guest, read back by a second client.
+    hosts.virsh_ok(&uri, &["desc", name, "--title", "qemu guest"]);
+    let titled = hosts.virsh_ok(&uri, &["list", "--title"]);
+    assert!(
+        titled
+            .lines()
+            .any(|l| l.contains(name) && l.trim_end().ends_with("qemu guest")),
+        "{titled}"
+    );
+
+    // Destroyed under an open console: its stream ends (end of data).
+    if require_python_libvirt().is_some() {
+        let out = python(&format!(
+            "import sys; sys.argv = ['console', '{uri}', '{name}']\n{CONSOLE_END}"
+        ));
+        let text = stdout_of(&out);
+        assert!(out.status.success(), "{text}{}", stderr_of(&out));
+        assert!(text.lines().any(|l| l == "after-destroy eof"), "{text}");
+    } else {
+        hosts.virsh_ok(&uri, &["destroy", name]);
+    }
     assert_eq!(domstate(&uri, name).as_deref(), Some("shut off"));
     assert!(pid_gone(pid), "QEMU {pid} outlived destroy");
     assert!(qemu_pids(&uuid).is_empty());
@@ -194,6 +392,19 @@ fn qemu_virsh_lifecycle() {
         !stats.status.success() && stderr_of(&stats).contains("domain is not running"),
         "{}",
         stderr_of(&stats)
+    );
+    let info = hosts.virsh_ok(&uri, &["dominfo", name]);
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("Used memory:") && l.contains("40960 KiB")),
+        "{info}"
+    );
+    hosts.virsh_ok(&uri, &["setmaxmem", name, "48M", "--config"]);
+    let info = hosts.virsh_ok(&uri, &["dominfo", name]);
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("Max memory:") && l.contains("49152 KiB")),
+        "{info}"
     );
     hosts.virsh_ok(&uri, &["undefine", name]);
     assert_eq!(domstate(&uri, name), None);
@@ -295,6 +506,49 @@ fn qemu_virsh_save_restore() {
         restored >= before,
         "restored at {restored}, saved at {before}"
     );
-    counter_above(&uri, name, restored, &hosts);
-    hosts.virsh_ok(&uri, &["destroy", name]);
+    let c = counter_above(&uri, name, restored, &hosts);
+
+    // Managed save: the image the driver keeps, restored by the next start.
+    hosts.virsh_ok(&uri, &["managedsave", name]);
+    assert_eq!(domstate(&uri, name).as_deref(), Some("shut off"));
+    assert!(qemu_pids(&uuid).is_empty(), "QEMU outlived managedsave");
+    let listed = hosts.virsh_ok(&uri, &["list", "--all", "--managed-save"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(name) && l.contains("saved")),
+        "{listed}"
+    );
+    let info = hosts.virsh_ok(&uri, &["dominfo", name]);
+    assert!(info.contains("Managed save:   yes"), "{info}");
+    let err = virsh_err(&uri, &["undefine", name]);
+    assert!(
+        err.contains("Refusing to undefine while domain managed save image exists"),
+        "{err}"
+    );
+    hosts.virsh_ok(&uri, &["start", name]);
+    let from_image = counter(&uri, name).expect("counter right after start");
+    assert!(from_image >= c, "started at {from_image}, saved at {c}");
+    let info = hosts.virsh_ok(&uri, &["dominfo", name]);
+    assert!(info.contains("Managed save:   no"), "{info}");
+    let c = counter_above(&uri, name, from_image, &hosts);
+
+    // --force-boot discards the image: the workload counts from zero again.
+    hosts.virsh_ok(&uri, &["managedsave", name]);
+    hosts.virsh_ok(&uri, &["start", "--force-boot", name]);
+    let booted = counter(&uri, name).unwrap_or(0);
+    assert!(booted < c, "force-boot went on from {booted}, saved at {c}");
+    let info = hosts.virsh_ok(&uri, &["dominfo", name]);
+    assert!(info.contains("Managed save:   no"), "{info}");
+
+    // managedsave-remove, and undefine --managed-save.
+    hosts.virsh_ok(&uri, &["managedsave", name]);
+    hosts.virsh_ok(&uri, &["managedsave-remove", name]);
+    let info = hosts.virsh_ok(&uri, &["dominfo", name]);
+    assert!(info.contains("Managed save:   no"), "{info}");
+    hosts.virsh_ok(&uri, &["start", name]);
+    hosts.virsh_ok(&uri, &["managedsave", name]);
+    hosts.virsh_ok(&uri, &["undefine", "--managed-save", name]);
+    assert_eq!(domstate(&uri, name), None);
+    assert!(qemu_pids(&uuid).is_empty());
 }

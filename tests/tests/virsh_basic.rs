@@ -289,6 +289,122 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
         "running"
     );
 
+    // setmem/setmaxmem as libvirt's test driver: the live balloon size
+    // at once, the config for the next start, the maximum only offline.
+    ok(&virsh(uri, &["setmem", name, "2M"]), "setmem");
+    let info = ok(&virsh(uri, &["dominfo", name]), "dominfo after setmem");
+    assert!(info.contains("Used memory:    2048 KiB"), "{info}");
+    let mem = ok(
+        &virsh(uri, &["dommemstat", name]),
+        "dommemstat after setmem",
+    );
+    assert!(mem.contains("actual 2048"), "{mem}");
+    for (args, words) in [
+        (
+            &["setmaxmem", name, "8M"][..],
+            "cannot resize the maximum memory on an active domain",
+        ),
+        (
+            &["setmem", name, "8M"][..],
+            "cannot set memory higher than max memory",
+        ),
+        (
+            &["setmem", name, "2M", "--live", "--config"][..],
+            "mutually exclusive",
+        ),
+    ] {
+        let out = virsh(uri, args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr_of(&out).contains(words), "{}", stderr_of(&out));
+    }
+    ok(
+        &virsh(uri, &["setmem", name, "3M", "--config"]),
+        "setmem --config",
+    );
+    let inactive = ok(&virsh(uri, &["dumpxml", "--inactive", name]), "dumpxml");
+    assert!(inactive.contains(">3072</currentMemory>"), "{inactive}");
+
+    // Title, description and metadata elements: live and config apart, as
+    // virsh desc / metadata / list --title show them.
+    let out = ok(
+        &virsh(uri, &["desc", name, "--live", "--title", "web tier"]),
+        "desc --title",
+    );
+    assert!(out.contains("Domain title updated successfully"), "{out}");
+    let titled = ok(&virsh(uri, &["list", "--title"]), "list --title");
+    assert!(
+        titled
+            .lines()
+            .any(|l| l.contains(name) && l.trim_end().ends_with("web tier")),
+        "{titled}"
+    );
+    ok(
+        &virsh(uri, &["desc", name, "--config", "kept for the next boot"]),
+        "desc --config",
+    );
+    let live = ok(&virsh(uri, &["desc", name]), "desc (live)");
+    assert!(live.contains("No description for domain"), "{live}");
+    let config = ok(&virsh(uri, &["desc", name, "--config"]), "desc --config");
+    assert_eq!(config.trim(), "kept for the next boot");
+    let set = [
+        "metadata",
+        name,
+        "https://example.org/h6",
+        "--key",
+        "h6",
+        "--set",
+        "<owner team='core'><since>2026</since></owner>",
+    ];
+    ok(&virsh(uri, &set), "metadata --set");
+    let element = ok(
+        &virsh(uri, &["metadata", name, "https://example.org/h6"]),
+        "metadata",
+    );
+    assert!(
+        element.contains(
+            "<h6:owner xmlns:h6=\"https://example.org/h6\" team=\"core\"><h6:since>2026</h6:since></h6:owner>"
+        ),
+        "{element}"
+    );
+    let xml = ok(&virsh(uri, &["dumpxml", name]), "dumpxml with metadata");
+    assert!(
+        xml.contains("<title>web tier</title>") && xml.contains("<h6:owner"),
+        "{xml}"
+    );
+    let missing = virsh(uri, &["metadata", name, "urn:none"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr_of(&missing).contains("metadata not found"),
+        "{}",
+        stderr_of(&missing)
+    );
+
+    // Managed save keeps the guest's state for the next start.
+    ok(&virsh(uri, &["managedsave", name]), "managedsave");
+    let saved = ok(&virsh(uri, &["list", "--all", "--managed-save"]), "list");
+    assert!(
+        saved
+            .lines()
+            .any(|l| l.contains(name) && l.contains("saved")),
+        "{saved}"
+    );
+    let info = ok(&virsh(uri, &["dominfo", name]), "dominfo after managedsave");
+    assert!(info.contains("Managed save:   yes"), "{info}");
+    let refused = virsh(uri, &["undefine", name]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr_of(&refused).contains("managed save image exists"),
+        "{}",
+        stderr_of(&refused)
+    );
+    ok(&virsh(uri, &["start", name]), "start from the managed save");
+    let state = ok(&virsh(uri, &["domstate", "--reason", name]), "domstate");
+    assert_eq!(state.trim(), "running (restored)");
+    // The restored guest runs with the live size it was saved with.
+    let info = ok(&virsh(uri, &["dominfo", name]), "dominfo after restore");
+    assert!(info.contains("Managed save:   no"), "{info}");
+    assert!(info.contains("Used memory:    2048 KiB"), "{info}");
+
     ok(&virsh(uri, &["destroy", name]), "destroy");
     assert_eq!(
         ok(&virsh(uri, &["domstate", name]), "domstate").trim(),
@@ -321,9 +437,12 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
         "{}",
         stderr_of(&twice)
     );
-    ok(&virsh(uri, &["destroy", name]), "destroy again");
+    ok(&virsh(uri, &["managedsave", name]), "managedsave again");
 
-    ok(&virsh(uri, &["undefine", name]), "undefine");
+    ok(
+        &virsh(uri, &["undefine", "--managed-save", name]),
+        "undefine --managed-save",
+    );
     let list = ok(&virsh(uri, &["list", "--all"]), "list --all");
     assert!(!list.contains(name), "{list}");
     let gone = virsh(uri, &["dominfo", name]);

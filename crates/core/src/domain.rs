@@ -275,6 +275,8 @@ pub mod event_detail {
     pub const STARTED_BOOTED: i32 = 0;
     /// `VIR_DOMAIN_EVENT_STARTED_MIGRATED`.
     pub const STARTED_MIGRATED: i32 = 1;
+    /// `VIR_DOMAIN_EVENT_STARTED_RESTORED`.
+    pub const STARTED_RESTORED: i32 = 2;
     /// `VIR_DOMAIN_EVENT_SUSPENDED_PAUSED`.
     pub const SUSPENDED_PAUSED: i32 = 0;
     /// `VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED`.

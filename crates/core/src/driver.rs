@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use crate::console::Console;
 pub use crate::domain::{
     BlockInfo, BlockStats, CellMemory, CpuTimes, DomainEvent, DomainEventKind, DomainInfo,
     DomainRef, DomainState, HostIdentity, InterfaceStats, LifecycleEvent, MemoryStat, NodeInfo,
@@ -23,6 +24,7 @@ pub use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::support::SupportTable;
+use crate::xml::MetadataTarget;
 
 /// The operations of [`Driver`], named after the libvirt API each implements.
 ///
@@ -45,6 +47,8 @@ pub enum Operation {
     GetVcpus,
     /// [`Driver::memory_stats`].
     MemoryStats,
+    /// [`Driver::set_memory`].
+    SetMemory,
     /// [`Driver::get_os_type`].
     GetOsType,
     /// [`Driver::get_xml_desc`].
@@ -65,6 +69,8 @@ pub enum Operation {
     Resume,
     /// [`Driver::shutdown`].
     Shutdown,
+    /// [`Driver::open_console`].
+    OpenConsole,
     /// [`Driver::reset`].
     Reset,
     /// [`Driver::get_autostart`].
@@ -111,6 +117,14 @@ pub enum Operation {
     BlockInfo,
     /// [`Driver::interface_stats`].
     InterfaceStats,
+    /// [`Driver::managed_save`].
+    ManagedSave,
+    /// [`Driver::managed_save_remove`].
+    ManagedSaveRemove,
+    /// [`Driver::set_metadata`].
+    SetMetadata,
+    /// [`Driver::get_metadata`].
+    GetMetadata,
 }
 
 impl Operation {
@@ -124,6 +138,7 @@ impl Operation {
         Operation::GetState,
         Operation::GetVcpus,
         Operation::MemoryStats,
+        Operation::SetMemory,
         Operation::GetOsType,
         Operation::GetXmlDesc,
         Operation::DefineXml,
@@ -134,6 +149,7 @@ impl Operation {
         Operation::Suspend,
         Operation::Resume,
         Operation::Shutdown,
+        Operation::OpenConsole,
         Operation::Reset,
         Operation::GetAutostart,
         Operation::SetAutostart,
@@ -157,6 +173,10 @@ impl Operation {
         Operation::BlockStatsFlags,
         Operation::BlockInfo,
         Operation::InterfaceStats,
+        Operation::ManagedSave,
+        Operation::ManagedSaveRemove,
+        Operation::SetMetadata,
+        Operation::GetMetadata,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -170,6 +190,7 @@ impl Operation {
             Operation::GetState => "virDomainGetState",
             Operation::GetVcpus => "virDomainGetVcpus",
             Operation::MemoryStats => "virDomainMemoryStats",
+            Operation::SetMemory => "virDomainSetMemoryFlags",
             Operation::GetOsType => "virDomainGetOSType",
             Operation::GetXmlDesc => "virDomainGetXMLDesc",
             Operation::DefineXml => "virDomainDefineXMLFlags",
@@ -180,6 +201,7 @@ impl Operation {
             Operation::Suspend => "virDomainSuspend",
             Operation::Resume => "virDomainResume",
             Operation::Shutdown => "virDomainShutdownFlags",
+            Operation::OpenConsole => "virDomainOpenConsole",
             Operation::Reset => "virDomainReset",
             Operation::GetAutostart => "virDomainGetAutostart",
             Operation::SetAutostart => "virDomainSetAutostart",
@@ -203,6 +225,10 @@ impl Operation {
             Operation::BlockStatsFlags => "virDomainBlockStatsFlags",
             Operation::BlockInfo => "virDomainGetBlockInfo",
             Operation::InterfaceStats => "virDomainInterfaceStats",
+            Operation::ManagedSave => "virDomainManagedSave",
+            Operation::ManagedSaveRemove => "virDomainManagedSaveRemove",
+            Operation::SetMetadata => "virDomainSetMetadata",
+            Operation::GetMetadata => "virDomainGetMetadata",
         }
     }
 
@@ -217,6 +243,7 @@ impl Operation {
             Operation::GetState => "get_state",
             Operation::GetVcpus => "vcpu_info",
             Operation::MemoryStats => "memory_stats",
+            Operation::SetMemory => "set_memory",
             Operation::GetOsType => "get_os_type",
             Operation::GetXmlDesc => "get_xml_desc",
             Operation::DefineXml => "define_xml",
@@ -227,6 +254,7 @@ impl Operation {
             Operation::Suspend => "suspend",
             Operation::Resume => "resume",
             Operation::Shutdown => "shutdown",
+            Operation::OpenConsole => "open_console",
             Operation::Reset => "reset",
             Operation::GetAutostart => "get_autostart",
             Operation::SetAutostart => "set_autostart",
@@ -250,6 +278,10 @@ impl Operation {
             Operation::BlockStatsFlags => "block_stats_flags",
             Operation::BlockInfo => "block_info",
             Operation::InterfaceStats => "interface_stats",
+            Operation::ManagedSave => "managed_save",
+            Operation::ManagedSaveRemove => "managed_save_remove",
+            Operation::SetMetadata => "set_metadata",
+            Operation::GetMetadata => "get_metadata",
         }
     }
 }
@@ -331,6 +363,14 @@ pub trait Driver: Send + Sync {
         Err(self.no_support(Operation::MemoryStats))
     }
 
+    /// Changes the guest's memory, KiB ([`crate::flags::memory`] flags): the
+    /// current (balloon) size, or with `MEM_MAXIMUM` the maximum, live
+    /// and/or in the persistent config.
+    async fn set_memory(&self, dom: &DomainRef, kib: u64, flags: u32) -> Result<()> {
+        let _ = (dom, kib, flags);
+        Err(self.no_support(Operation::SetMemory))
+    }
+
     /// Guest OS type (e.g. "hvm").
     async fn get_os_type(&self, dom: &DomainRef) -> Result<String> {
         let _ = dom;
@@ -396,6 +436,19 @@ pub trait Driver: Send + Sync {
     async fn reset(&self, dom: &DomainRef) -> Result<()> {
         let _ = dom;
         Err(self.no_support(Operation::Reset))
+    }
+
+    /// Opens a console of a running guest: `dev_name` is a device alias
+    /// (`console0`, `serial0`), none the first console
+    /// ([`crate::console`] flags).
+    async fn open_console(
+        &self,
+        dom: &DomainRef,
+        dev_name: Option<&str>,
+        flags: u32,
+    ) -> Result<Console> {
+        let _ = (dom, dev_name, flags);
+        Err(self.no_support(Operation::OpenConsole))
     }
 
     /// Whether the domain starts with the daemon.
@@ -531,6 +584,44 @@ pub trait Driver: Send + Sync {
     async fn interface_stats(&self, dom: &DomainRef, device: &str) -> Result<InterfaceStats> {
         let _ = (dom, device);
         Err(self.no_support(Operation::InterfaceStats))
+    }
+
+    /// Saves a running persistent domain's state to its managed save image
+    /// and stops it; the next start restores it.
+    async fn managed_save(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::ManagedSave))
+    }
+
+    /// Removes a domain's managed save image (none is fine).
+    async fn managed_save_remove(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::ManagedSaveRemove))
+    }
+
+    /// Sets or removes (`None`) the title, description or metadata element
+    /// `target` names, live and/or in the config ([`crate::flags::affect`]).
+    async fn set_metadata(
+        &self,
+        dom: &DomainRef,
+        target: &MetadataTarget,
+        value: Option<&str>,
+        flags: u32,
+    ) -> Result<()> {
+        let _ = (dom, target, value, flags);
+        Err(self.no_support(Operation::SetMetadata))
+    }
+
+    /// The title, description or metadata element `target` names, of the
+    /// live definition or the config ([`crate::flags::affect`]).
+    async fn get_metadata(
+        &self,
+        dom: &DomainRef,
+        target: &MetadataTarget,
+        flags: u32,
+    ) -> Result<String> {
+        let _ = (dom, target, flags);
+        Err(self.no_support(Operation::GetMetadata))
     }
 }
 

@@ -63,6 +63,8 @@ pub enum ErrorCode {
     ArgumentUnsupported = 74,
     /// `VIR_ERR_OPERATION_ABORTED`: the job was aborted by the user.
     OperationAborted = 78,
+    /// `VIR_ERR_NO_DOMAIN_METADATA`: the requested metadata is not there.
+    NoDomainMetadata = 80,
     /// `VIR_ERR_MIGRATE_UNSAFE`: migration deemed unsafe.
     MigrateUnsafe = 81,
     /// `VIR_ERR_OVERFLOW`: a value exceeds what the operation can represent.
@@ -385,6 +387,11 @@ pub enum Error {
         reason: String,
     },
 
+    /// The domain has no title, description or metadata element of the kind
+    /// asked (`VIR_ERR_NO_DOMAIN_METADATA`, libvirt's words).
+    #[error("metadata not found: Requested metadata element is not present")]
+    NoDomainMetadata,
+
     /// A bug or unexpected state (`VIR_ERR_INTERNAL_ERROR`).
     #[error("internal error: {reason}")]
     Internal {
@@ -462,6 +469,7 @@ impl Error {
             Error::ResourceBusy { .. } => ErrorCode::ResourceBusy,
             Error::MigrateCookieTooLarge { .. } => ErrorCode::ArgumentUnsupported,
             Error::MigrateCookie { .. } => ErrorCode::InternalError,
+            Error::NoDomainMetadata => ErrorCode::NoDomainMetadata,
             Error::Internal { .. } => ErrorCode::InternalError,
             Error::System { .. } => ErrorCode::SystemError,
         }
@@ -504,6 +512,7 @@ impl Error {
             Error::ResourceBusy { .. } => ErrorDomain::Domain,
             Error::MigrateCookieTooLarge { .. } => ErrorDomain::Domain,
             Error::MigrateCookie { .. } => ErrorDomain::Domain,
+            Error::NoDomainMetadata => ErrorDomain::Domain,
             Error::Internal { .. } => ErrorDomain::Domain,
             Error::System { .. } => ErrorDomain::Domain,
         }
@@ -525,6 +534,7 @@ mod tests {
                 3,
                 20,
             ),
+            (Error::NoDomainMetadata, 80, 20),
             (
                 Error::NoDomain {
                     key: DomainKey::Uuid(uuid),

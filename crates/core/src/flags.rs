@@ -283,6 +283,90 @@ pub mod create {
     pub const START_RESET_NVRAM: u32 = 1 << 5;
 }
 
+/// `virDomainModificationImpact`: which definition a change applies to.
+pub mod affect {
+    use crate::error::{Error, Result};
+
+    /// The running guest (`VIR_DOMAIN_AFFECT_LIVE`).
+    pub const LIVE: u32 = 1 << 0;
+    /// The persistent config (`VIR_DOMAIN_AFFECT_CONFIG`).
+    pub const CONFIG: u32 = 1 << 1;
+
+    /// The definitions a change with `flags` applies to, `(live, config)`,
+    /// as libvirt's `virDomainObjGetDefs`: neither bit means the live one
+    /// of a running guest, else the config.
+    ///
+    /// # Errors
+    /// [`Error::OperationInvalid`] for LIVE on a guest that is not running
+    /// and CONFIG on a transient one, with libvirt's words.
+    pub fn resolve(flags: u32, active: bool, persistent: bool) -> Result<(bool, bool)> {
+        let (mut live, mut config) = (flags & LIVE != 0, flags & CONFIG != 0);
+        if !live && !config {
+            (live, config) = (active, !active);
+        }
+        if live && !active {
+            return Err(Error::invalid("domain is not running"));
+        }
+        if config && !persistent {
+            return Err(Error::invalid(
+                "transient domains do not have any persistent config",
+            ));
+        }
+        Ok((live, config))
+    }
+
+    /// As [`resolve`] for a change that applies to one definition only
+    /// (libvirt's `virDomainObjGetOneDef`); `true` for the live one.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] when both bits are set; as [`resolve`].
+    pub fn resolve_one(
+        operation: &'static str,
+        flags: u32,
+        active: bool,
+        persistent: bool,
+    ) -> Result<bool> {
+        if flags & LIVE != 0 && flags & CONFIG != 0 {
+            return Err(Error::InvalidArg {
+                operation,
+                reason: "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are \
+                         mutually exclusive"
+                    .into(),
+            });
+        }
+        Ok(resolve(flags, active, persistent)?.0)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::error::ErrorCode;
+
+        #[test]
+        fn current_follows_the_state_and_impossible_targets_are_refused() {
+            assert_eq!(resolve(0, true, true).expect("running"), (true, false));
+            assert_eq!(resolve(0, false, true).expect("shut off"), (false, true));
+            assert_eq!(
+                resolve(LIVE | CONFIG, true, true).expect("both"),
+                (true, true)
+            );
+            let e = resolve(LIVE, false, true).expect_err("not running");
+            assert_eq!(e.code(), ErrorCode::OperationInvalid);
+            let e = resolve(CONFIG, true, false).expect_err("transient");
+            assert!(e.to_string().contains("transient domains"), "{e}");
+            let e = resolve_one("op", LIVE | CONFIG, true, true).expect_err("both");
+            assert_eq!(e.code(), ErrorCode::InvalidArg);
+            assert!(resolve_one("op", 0, true, true).expect("live"));
+        }
+    }
+}
+
+/// `virDomainMemoryModFlags` (`DOMAIN_SET_MEMORY_FLAGS`), besides [`affect`].
+pub mod memory {
+    /// Change the maximum rather than the current size.
+    pub const MAXIMUM: u32 = 1 << 2;
+}
+
 /// `virDomainDestroyFlagsValues` (`DOMAIN_DESTROY_FLAGS`).
 pub mod destroy {
     /// Only SIGTERM, no SIGKILL.

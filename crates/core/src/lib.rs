@@ -7,6 +7,7 @@
 //! machines. It knows nothing about sockets or framing.
 
 pub mod abi;
+pub mod console;
 pub mod cookie;
 pub mod domain;
 pub mod driver;

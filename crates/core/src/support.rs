@@ -81,6 +81,17 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainBlockStatsFlags, Operation::BlockStatsFlags),
     (Procedure::DomainGetBlockInfo, Operation::BlockInfo),
     (Procedure::DomainInterfaceStats, Operation::InterfaceStats),
+    (Procedure::DomainOpenConsole, Operation::OpenConsole),
+    (Procedure::DomainManagedSave, Operation::ManagedSave),
+    (
+        Procedure::DomainManagedSaveRemove,
+        Operation::ManagedSaveRemove,
+    ),
+    (Procedure::DomainSetMemory, Operation::SetMemory),
+    (Procedure::DomainSetMaxMemory, Operation::SetMemory),
+    (Procedure::DomainSetMemoryFlags, Operation::SetMemory),
+    (Procedure::DomainSetMetadata, Operation::SetMetadata),
+    (Procedure::DomainGetMetadata, Operation::GetMetadata),
 ];
 
 /// The driver operation a procedure becomes, if it is served by a driver method.

@@ -22,8 +22,8 @@ use migrated_core::driver::Driver;
 use migrated_core::flags::{self, MigrateFlags};
 use migrated_core::job::{JobHandle, JournalEntry, RecoveryAction};
 use migrated_core::migration::{
-    BeginOut, DataOut, DataUri, Incoming, MigrateRequest, MigrationBackend, PerformOut, PrepareOut,
-    Step,
+    check_no_managed_save, BeginOut, DataOut, DataUri, Incoming, MigrateRequest, MigrationBackend,
+    PerformOut, PrepareOut, Step,
 };
 use migrated_core::support::SupportTable;
 use migrated_core::typed_params::migrate_param;
@@ -942,6 +942,9 @@ impl MigrationBackend for QemuBackend {
         Compression::of(req, Step::Begin)?;
         let state = self.driver.get_state(dom, 0).await?;
         let active = state.state.is_active();
+        if !active {
+            check_no_managed_save(&self.driver, dom).await?;
+        }
         let def = if active {
             self.def_of(dom, flags::xml::SECURE | flags::xml::MIGRATABLE)
                 .await?

@@ -6,6 +6,7 @@
 use migrated_core::domain::{DomainRef, HostIdentity};
 use migrated_core::driver::{Driver, Operation};
 use migrated_core::error::ErrorCode;
+use migrated_core::xml::MetadataTarget;
 use migrated_driver_qemu::{QemuConfig, QemuDriver, SUPPORT};
 use uuid::Uuid;
 
@@ -25,6 +26,7 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::GetState => driver.get_state(&dom, 0).await.err(),
         Operation::GetVcpus => driver.vcpu_info(&dom).await.err(),
         Operation::MemoryStats => driver.memory_stats(&dom).await.err(),
+        Operation::SetMemory => driver.set_memory(&dom, 65536, 0).await.err(),
         Operation::GetOsType => driver.get_os_type(&dom).await.err(),
         Operation::GetXmlDesc => driver.get_xml_desc(&dom, 0).await.err(),
         Operation::DefineXml => driver.define_xml(xml, 0).await.err(),
@@ -36,6 +38,7 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::Resume => driver.resume(&dom).await.err(),
         Operation::Shutdown => driver.shutdown(&dom, 0).await.err(),
         Operation::Reset => driver.reset(&dom).await.err(),
+        Operation::OpenConsole => driver.open_console(&dom, None, 0).await.err(),
         Operation::GetAutostart => driver.get_autostart(&dom).await.err(),
         Operation::SetAutostart => driver.set_autostart(&dom, true).await.err(),
         Operation::IsActive => driver.is_active(&dom).await.err(),
@@ -59,6 +62,16 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::MigrateGetCompressionCache => driver.migrate_compression_cache(&dom).await.err(),
         Operation::MigrateSetCompressionCache => driver
             .set_migrate_compression_cache(&dom, 1 << 20)
+            .await
+            .err(),
+        Operation::ManagedSave => driver.managed_save(&dom, 0).await.err(),
+        Operation::ManagedSaveRemove => driver.managed_save_remove(&dom, 0).await.err(),
+        Operation::SetMetadata => driver
+            .set_metadata(&dom, &MetadataTarget::Title, Some("t"), 0)
+            .await
+            .err(),
+        Operation::GetMetadata => driver
+            .get_metadata(&dom, &MetadataTarget::Title, 0)
             .await
             .err(),
     };

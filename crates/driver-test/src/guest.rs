@@ -28,6 +28,20 @@ pub(crate) struct Guest {
     pub shutoff_reason: i32,
     /// The running instance.
     pub live: Option<Live>,
+    /// The managed save image: the state `virsh managedsave` kept, in
+    /// memory (as libvirt's test driver keeps its `hasManagedSave`).
+    pub managed_save: Option<SavedState>,
+}
+
+/// A stopped guest's state, kept for its next start.
+#[derive(Debug)]
+pub(crate) struct SavedState {
+    /// The definition it ran with.
+    pub def: DomainDef,
+    /// Its memory, as it was when it stopped.
+    pub memory: Arc<GuestMemory>,
+    /// Whether it resumes running (else paused).
+    pub running: bool,
 }
 
 /// A running (or paused) instance of a guest.
@@ -47,9 +61,30 @@ pub(crate) struct Live {
 
 impl Live {
     /// Boots `def` as instance `id`, paused or running.
-    pub fn boot(id: i32, mut def: DomainDef, paused: bool) -> Result<Self> {
-        let workload_config = WorkloadConfig::from_def(&def)?;
+    pub fn boot(id: i32, def: DomainDef, paused: bool) -> Result<Self> {
         let memory = Arc::new(GuestMemory::new(def.memory_kib.saturating_mul(1024))?);
+        Self::with_memory(id, def, memory, paused, running_reason::BOOTED)
+    }
+
+    /// Restores a saved guest as instance `id` (reason "restored").
+    pub fn restore(id: i32, saved: SavedState, paused: bool) -> Result<Self> {
+        Self::with_memory(
+            id,
+            saved.def,
+            saved.memory,
+            paused || !saved.running,
+            running_reason::RESTORED,
+        )
+    }
+
+    fn with_memory(
+        id: i32,
+        mut def: DomainDef,
+        memory: Arc<GuestMemory>,
+        paused: bool,
+        reason: i32,
+    ) -> Result<Self> {
+        let workload_config = WorkloadConfig::from_def(&def)?;
         def.id = Some(id);
         let mut live = Self {
             id,
@@ -63,7 +98,7 @@ impl Live {
             running_since: None,
         };
         if !paused {
-            live.run(running_reason::BOOTED)?;
+            live.run(reason)?;
         }
         Ok(live)
     }

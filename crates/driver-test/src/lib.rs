@@ -47,7 +47,7 @@ use migrated_core::domain::{
 };
 use migrated_core::driver::Driver;
 use migrated_core::support::SupportTable;
-use migrated_core::xml::DomainDef;
+use migrated_core::xml::{DomainDef, MetadataTarget};
 use migrated_core::{Error, Result};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -378,8 +378,44 @@ impl Driver for TestDriver {
 
     async fn has_managed_save(&self, dom: &DomainRef, flags: u32) -> Result<bool> {
         migrated_core::flags::check_flags("virDomainHasManagedSaveImage", u64::from(flags), 0)?;
-        // Looked up so that an unknown domain is NO_DOMAIN, as with libvirt.
-        self.read(|r| r.get(dom).map(|_| false))
+        self.read(|r| Ok(r.get(dom)?.managed_save.is_some()))
+    }
+
+    async fn managed_save(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        let dom = dom.clone();
+        self.blocking(move |r| r.managed_save(&dom, flags)).await
+    }
+
+    async fn managed_save_remove(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        let dom = dom.clone();
+        self.blocking(move |r| r.managed_save_remove(&dom, flags))
+            .await
+    }
+
+    async fn set_metadata(
+        &self,
+        dom: &DomainRef,
+        target: &MetadataTarget,
+        value: Option<&str>,
+        flags: u32,
+    ) -> Result<()> {
+        let (dom, target, value) = (dom.clone(), target.clone(), value.map(str::to_owned));
+        self.blocking(move |r| r.set_metadata(&dom, &target, value.as_deref(), flags))
+            .await
+    }
+
+    async fn get_metadata(
+        &self,
+        dom: &DomainRef,
+        target: &MetadataTarget,
+        flags: u32,
+    ) -> Result<String> {
+        self.read(|r| r.get_metadata(dom, target, flags))
+    }
+
+    async fn set_memory(&self, dom: &DomainRef, kib: u64, flags: u32) -> Result<()> {
+        let dom = dom.clone();
+        self.blocking(move |r| r.set_memory(&dom, kib, flags)).await
     }
 
     async fn capabilities(&self) -> Result<String> {

@@ -26,6 +26,8 @@ use crate::store::Store;
 use crate::workload::WorkloadConfig;
 
 mod handover;
+mod managed;
+mod metadata;
 
 /// All guests of one test driver instance.
 #[derive(Debug)]
@@ -58,6 +60,7 @@ impl Registry {
                     autostart: stored.autostart,
                     shutoff_reason: shutoff_reason::UNKNOWN,
                     live: None,
+                    managed_save: None,
                 },
             );
         }
@@ -264,6 +267,7 @@ impl Registry {
                     autostart: false,
                     shutoff_reason: shutoff_reason::UNKNOWN,
                     live: None,
+                    managed_save: None,
                 },
             );
             event_detail::DEFINED_ADDED
@@ -277,7 +281,7 @@ impl Registry {
     /// becomes transient.
     pub fn undefine(&mut self, dom: &DomainRef, flags: u32) -> Result<()> {
         use flags::undefine::*;
-        // None of these has anything to remove in the test driver.
+        // Of these only managed save images exist in the test driver.
         let allowed = MANAGED_SAVE
             | SNAPSHOTS_METADATA
             | NVRAM
@@ -294,10 +298,16 @@ impl Registry {
         if !guest.persistent {
             return Err(Error::invalid("cannot undefine transient domain"));
         }
+        if guest.managed_save.is_some() && flags & MANAGED_SAVE == 0 {
+            return Err(Error::invalid(
+                "Refusing to undefine while domain managed save image exists",
+            ));
+        }
         let uuid = guest.config.uuid;
         let event_ref = guest.dom_ref();
         self.store.remove(&uuid)?;
         let guest = self.guest_mut(&uuid)?;
+        guest.managed_save = None;
         if guest.is_active() {
             guest.persistent = false;
             guest.autostart = false;
@@ -322,11 +332,14 @@ impl Registry {
         guest.live = Some(Live::boot(id, guest.config.clone(), paused)?);
         let dom = guest.dom_ref();
         self.next_id = self.next_id.checked_add(1).unwrap_or(1);
-        self.emit(
-            dom.clone(),
-            LifecycleEvent::Started,
-            event_detail::STARTED_BOOTED,
-        );
+        self.emit_started(&dom, event_detail::STARTED_BOOTED, paused);
+        Ok(dom)
+    }
+
+    /// The events of a start: started (`detail`), then suspended when it
+    /// starts paused.
+    fn emit_started(&self, dom: &DomainRef, detail: i32, paused: bool) {
+        self.emit(dom.clone(), LifecycleEvent::Started, detail);
         if paused {
             self.emit(
                 dom.clone(),
@@ -334,7 +347,6 @@ impl Registry {
                 event_detail::SUSPENDED_PAUSED,
             );
         }
-        Ok(dom)
     }
 
     /// `DOMAIN_CREATE(_WITH_FLAGS)`.
@@ -345,6 +357,9 @@ impl Registry {
             u64::from(flags),
             u64::from(START_PAUSED | START_FORCE_BOOT),
         )?;
+        if let Some(dom) = self.start_saved(dom, flags)? {
+            return Ok(dom);
+        }
         let uuid = self.get(dom)?.config.uuid;
         self.boot(&uuid, flags & START_PAUSED != 0)
     }
@@ -381,23 +396,13 @@ impl Registry {
                     autostart: false,
                     shutoff_reason: shutoff_reason::UNKNOWN,
                     live: Some(live),
+                    managed_save: None,
                 },
             );
         }
         self.next_id = self.next_id.checked_add(1).unwrap_or(1);
         let dom = self.by_uuid(&uuid)?;
-        self.emit(
-            dom.clone(),
-            LifecycleEvent::Started,
-            event_detail::STARTED_BOOTED,
-        );
-        if paused {
-            self.emit(
-                dom.clone(),
-                LifecycleEvent::Suspended,
-                event_detail::SUSPENDED_PAUSED,
-            );
-        }
+        self.emit_started(&dom, event_detail::STARTED_BOOTED, paused);
         Ok(dom)
     }
 
@@ -542,8 +547,8 @@ fn matches_filter(guest: &Guest, filter: u32) -> bool {
         && pair(ACTIVE, INACTIVE, guest.is_active())
         && pair(PERSISTENT, TRANSIENT, guest.persistent)
         && pair(AUTOSTART, NO_AUTOSTART, guest.autostart)
-        // The test driver has no managed save images, snapshots or checkpoints.
-        && pair(MANAGEDSAVE, NO_MANAGEDSAVE, false)
+        // The test driver has no snapshots or checkpoints.
+        && pair(MANAGEDSAVE, NO_MANAGEDSAVE, guest.managed_save.is_some())
         && pair(HAS_SNAPSHOT, NO_SNAPSHOT, false)
         && pair(HAS_CHECKPOINT, NO_CHECKPOINT, false)
 }

@@ -623,3 +623,84 @@ async fn node_and_connection_answers() {
     let err = drv.lookup_by_name("nope").await.expect_err("unknown");
     assert!(err.to_string().contains("name 'nope'"), "{err}");
 }
+
+#[tokio::test]
+async fn managed_save_keeps_the_pages_for_the_next_start_as_libvirts_test_driver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let drv = driver(dir.path());
+    let dom = drv
+        .define_xml(&xml("saved", Uuid::new_v4()), 0)
+        .await
+        .expect("define");
+    assert_invalid(
+        drv.managed_save(&dom, 0).await.expect_err("shut off"),
+        "domain is not running",
+    );
+    let dom = drv.create(&dom, 0).await.expect("start");
+    let mut data = [0u8; PAGE_SIZE];
+    data[..24].copy_from_slice(b"kept across managed save");
+    drv.memory(&dom.uuid)
+        .expect("memory")
+        .write_page(3, &data)
+        .expect("write");
+    let mut events = drv.subscribe_events().expect("events");
+    drv.managed_save(&dom, 0).await.expect("managed save");
+    assert_eq!(
+        next_event(&mut events),
+        (LifecycleEvent::Stopped, event_detail::STOPPED_SAVED)
+    );
+    assert_eq!(
+        state(&drv, &dom).await,
+        (DomainState::Shutoff, shutoff_reason::SAVED)
+    );
+    assert!(drv.has_managed_save(&dom, 0).await.expect("has image"));
+    assert_eq!(
+        drv.list_all_domains(flags::list::MANAGEDSAVE)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    assert_invalid(
+        drv.undefine(&dom, 0).await.expect_err("image exists"),
+        "managed save image exists",
+    );
+
+    let dom = drv.create(&dom, 0).await.expect("start from the image");
+    assert_eq!(
+        next_event(&mut events),
+        (LifecycleEvent::Started, event_detail::STARTED_RESTORED)
+    );
+    assert_eq!(
+        state(&drv, &dom).await,
+        (DomainState::Running, running_reason::RESTORED)
+    );
+    assert!(!drv.has_managed_save(&dom, 0).await.expect("image used"));
+    let mut page = [0u8; PAGE_SIZE];
+    drv.memory(&dom.uuid)
+        .expect("memory")
+        .read_page(3, &mut page)
+        .expect("read");
+    assert!(page.starts_with(b"kept across managed save"));
+
+    // FORCE_BOOT discards the image: fresh memory.
+    drv.managed_save(&dom, 0).await.expect("managed save again");
+    let dom = drv
+        .create(&dom, flags::create::START_FORCE_BOOT)
+        .await
+        .expect("force boot");
+    assert_eq!(drv.memory(&dom.uuid).expect("memory").allocated_pages(), 0);
+    drv.destroy(&dom, 0).await.expect("destroy");
+
+    // A transient guest has no managed save.
+    let transient = drv
+        .create_xml(&xml("transient", Uuid::new_v4()), 0)
+        .await
+        .expect("create");
+    assert_invalid(
+        drv.managed_save(&transient, 0)
+            .await
+            .expect_err("transient"),
+        "cannot do managed save for transient domain",
+    );
+}

@@ -6,6 +6,7 @@ use migrated_core::domain::{DomainRef, HostIdentity};
 use migrated_core::driver::{Driver, Operation};
 use migrated_core::error::ErrorCode;
 use migrated_core::support::PROCEDURE_OPERATIONS;
+use migrated_core::xml::MetadataTarget;
 use migrated_core::Error;
 use migrated_driver_test::{TestDriver, SUPPORT};
 use uuid::Uuid;
@@ -29,6 +30,7 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::GetState => no_support(drv.get_state(dom, 0).await),
         Operation::GetVcpus => no_support(drv.vcpu_info(dom).await),
         Operation::MemoryStats => no_support(drv.memory_stats(dom).await),
+        Operation::SetMemory => no_support(drv.set_memory(dom, 65536, 0).await),
         Operation::GetOsType => no_support(drv.get_os_type(dom).await),
         Operation::GetXmlDesc => no_support(drv.get_xml_desc(dom, 0).await),
         Operation::DefineXml => no_support(drv.define_xml(XML, 0).await),
@@ -40,6 +42,7 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::Resume => no_support(drv.resume(dom).await),
         Operation::Shutdown => no_support(drv.shutdown(dom, 0).await),
         Operation::Reset => no_support(drv.reset(dom).await),
+        Operation::OpenConsole => no_support(drv.open_console(dom, None, 0).await),
         Operation::GetAutostart => no_support(drv.get_autostart(dom).await),
         Operation::SetAutostart => no_support(drv.set_autostart(dom, false).await),
         Operation::IsActive => no_support(drv.is_active(dom).await),
@@ -65,6 +68,15 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         }
         Operation::MigrateSetCompressionCache => {
             no_support(drv.set_migrate_compression_cache(dom, 1 << 20).await)
+        }
+        Operation::ManagedSave => no_support(drv.managed_save(dom, 0).await),
+        Operation::ManagedSaveRemove => no_support(drv.managed_save_remove(dom, 0).await),
+        Operation::SetMetadata => no_support(
+            drv.set_metadata(dom, &MetadataTarget::Title, Some("t"), 0)
+                .await,
+        ),
+        Operation::GetMetadata => {
+            no_support(drv.get_metadata(dom, &MetadataTarget::Title, 0).await)
         }
     }
 }

@@ -55,7 +55,7 @@ fn annotations() {
             .collect()
     };
     assert_eq!(with(|i| i.event), vec![107, 318, 359, 362, 363]);
-    assert_eq!(with(|i| i.stream), vec![148, 215, 304]);
+    assert_eq!(with(|i| i.stream), vec![148, 201, 215, 304]);
     for p in [
         Procedure::DomainDestroy,
         Procedure::DomainUndefineFlags,

@@ -215,3 +215,40 @@ pub trait MigrationBackend: Send + Sync {
     ) {
     }
 }
+
+/// The refusal of an incoming migration of a guest whose shut-off definition
+/// here has a managed save image: the image would be resumable beside the
+/// guest that arrives (see [`check_no_managed_save`]).
+pub fn managed_save_on_destination(name: &str) -> crate::Error {
+    crate::Error::invalid(format!(
+        "domain '{name}' has a managed save image on the destination host: \
+         remove it (virsh managedsave-remove) before migrating the guest here"
+    ))
+}
+
+/// Refuses an offline migration of a guest that has a managed save image.
+///
+/// Only the definition would move: started on the destination it would boot
+/// afresh while the source could still resume the saved state, two copies of
+/// one guest. libvirt does not check this; migrated does, as its invariant
+/// asks (exactly one running or resumable copy). Drivers without managed
+/// save answer `NO_SUPPORT` to the question, which passes.
+///
+/// # Errors
+/// [`crate::Error::OperationInvalid`] naming the way out; the driver's
+/// lookup error.
+pub async fn check_no_managed_save(
+    driver: &dyn crate::driver::Driver,
+    dom: &DomainRef,
+) -> Result<()> {
+    match driver.has_managed_save(dom, 0).await {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(crate::Error::invalid(format!(
+            "domain '{}' has a managed save image: start it, or remove the image \
+             (virsh managedsave-remove), before an offline migration",
+            dom.name
+        ))),
+        Err(e) if e.code() == crate::error::ErrorCode::NoSupport => Ok(()),
+        Err(e) => Err(e),
+    }
+}

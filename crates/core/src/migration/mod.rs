@@ -14,7 +14,10 @@ pub mod request;
 pub mod tunnel;
 pub mod uri;
 
-pub use backend::{BeginOut, DataOut, Incoming, MigrationBackend, PerformOut, PrepareOut};
+pub use backend::{
+    check_no_managed_save, managed_save_on_destination, BeginOut, DataOut, Incoming,
+    MigrationBackend, PerformOut, PrepareOut,
+};
 pub use fault::PausePoint;
 pub use manager::{
     Begin3Out, Finish3Out, Manager, ManagerConfig, Prepare3Out, Recovered, DEFAULT_PORT_RANGE,

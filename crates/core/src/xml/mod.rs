@@ -31,6 +31,7 @@ pub use error::{Position, XmlError};
 pub use kinds::{
     CharType, DiskDevice, DiskType, DomainType, GraphicsType, InterfaceType, UnknownKind,
 };
+pub use metadata::{metadata_change, metadata_read, MetadataTarget};
 pub use platform::{
     BootMenu, Clock, Cpu, CpuFeature, CpuModel, Feature, FirmwareFeature, Loader, Nvram, Os, Pm,
     SecLabel, Timer,

@@ -111,6 +111,12 @@ pub async fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<
         Call::DomainCreateWithFlags(a) => &a.dom,
         Call::DomainSetAutostart(a) => &a.dom,
         Call::DomainMigrateSetCompressionCache(a) => &a.dom,
+        Call::DomainManagedSave(a) => &a.dom,
+        Call::DomainManagedSaveRemove(a) => &a.dom,
+        Call::DomainSetMemory(a) => &a.dom,
+        Call::DomainSetMaxMemory(a) => &a.dom,
+        Call::DomainSetMemoryFlags(a) => &a.dom,
+        Call::DomainSetMetadata(a) => &a.dom,
         _ => return Ok(false),
     };
     let Ok(open) = session.driver() else {

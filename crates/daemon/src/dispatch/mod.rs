@@ -6,9 +6,11 @@
 //! errors through [`crate::wire::to_wire_error`].
 
 pub mod connection;
+pub mod console;
 pub mod devices;
 pub mod domain;
 pub mod events;
+pub mod metadata;
 pub mod migration;
 pub mod migration_jobs;
 pub mod migration_local;
@@ -26,6 +28,7 @@ use serde::Serialize;
 
 use crate::handler::{Handler, Session};
 use crate::wire;
+use migrated_core::flags::{affect, memory};
 
 /// Encodes a handler's result as the REPLY payload.
 fn reply<T: Serialize>(proc_: Procedure, ret: &T) -> Result<Bytes, WireError> {
@@ -130,11 +133,43 @@ pub async fn run(
         Call::DomainInterfaceStats(args) => {
             reply(p, &devices::interface_stats(session, args).await?)
         }
+        Call::DomainSetMemory(args) => reply(
+            p,
+            &Box::pin(vcpu_memory::set_memory(
+                session,
+                args.dom,
+                args.memory,
+                affect::LIVE,
+            ))
+            .await?,
+        ),
+        Call::DomainSetMaxMemory(args) => reply(
+            p,
+            &Box::pin(vcpu_memory::set_memory(
+                session,
+                args.dom,
+                args.memory,
+                memory::MAXIMUM,
+            ))
+            .await?,
+        ),
+        Call::DomainSetMemoryFlags(args) => reply(
+            p,
+            &Box::pin(vcpu_memory::set_memory(
+                session,
+                args.dom,
+                args.memory,
+                args.flags,
+            ))
+            .await?,
+        ),
         Call::DomainGetOsType(args) => reply(p, &d::get_os_type(session, args).await?),
         Call::DomainGetXmlDesc(args) => reply(p, &d::get_xml_desc(session, args).await?),
         Call::DomainGetSecurityLabel(args) => {
             reply(p, &d::get_security_label(session, args).await?)
         }
+        Call::DomainGetMetadata(args) => reply(p, &metadata::get(session, args).await?),
+        Call::DomainSetMetadata(args) => reply(p, &Box::pin(metadata::set(session, args)).await?),
         Call::DomainGetAutostart(args) => reply(p, &d::get_autostart(session, args).await?),
         Call::DomainSetAutostart(args) => reply(p, &d::set_autostart(session, args).await?),
         Call::DomainIsActive(args) => reply(p, &d::is_active(session, args).await?),
@@ -179,6 +214,19 @@ pub async fn run(
         Call::DomainRestoreFlags(args) => {
             reply(p, &Box::pin(save::restore_flags(session, args)).await?)
         }
+        Call::DomainManagedSave(args) => {
+            reply(p, &Box::pin(save::managed_save(session, args)).await?)
+        }
+        Call::DomainManagedSaveRemove(args) => reply(
+            p,
+            &Box::pin(save::managed_save_remove(session, args)).await?,
+        ),
+
+        // console
+        Call::DomainOpenConsole(args) => reply(
+            p,
+            &Box::pin(console::open_console(session, ctx, args)).await?,
+        ),
 
         // events
         Call::ConnectDomainEventCallbackRegisterAny(args) => {

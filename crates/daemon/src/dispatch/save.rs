@@ -1,10 +1,12 @@
 //! DOMAIN_SAVE / DOMAIN_RESTORE and their `_FLAGS` forms (`virsh save`,
 //! `virsh restore`): the guest's state to and from a file on the daemon's
 //! host, through the driver's `save`/`restore` (the QEMU driver writes the
-//! migration stream with a header carrying the domain XML).
+//! migration stream with a header carrying the domain XML); and the managed
+//! save image the driver keeps per domain (`virsh managedsave`).
 
 use migrated_proto::{
-    DomainRestoreArgs, DomainRestoreFlagsArgs, DomainSaveArgs, DomainSaveFlagsArgs,
+    DomainManagedSaveArgs, DomainManagedSaveRemoveArgs, DomainRestoreArgs, DomainRestoreFlagsArgs,
+    DomainSaveArgs, DomainSaveFlagsArgs,
 };
 use migrated_rpc::WireError;
 
@@ -76,6 +78,36 @@ pub async fn restore_flags(session: &Session, args: DomainRestoreFlagsArgs) -> R
         .driver()?
         .driver
         .restore(&args.from, args.dxml.as_deref(), args.flags)
+        .await
+        .map_err(|e| to_wire_error(&e))
+}
+
+/// DOMAIN_MANAGED_SAVE (`virsh managedsave`).
+///
+/// # Errors
+/// The driver's error: OPERATION_INVALID for a guest that is not running
+/// or is transient, a file that cannot be written.
+pub async fn managed_save(session: &Session, args: DomainManagedSaveArgs) -> Result<()> {
+    session
+        .driver()?
+        .driver
+        .managed_save(&from_wire_dom(&args.dom), args.flags)
+        .await
+        .map_err(|e| to_wire_error(&e))
+}
+
+/// DOMAIN_MANAGED_SAVE_REMOVE (`virsh managedsave-remove`).
+///
+/// # Errors
+/// The driver's error (NO_DOMAIN, an image that cannot be removed).
+pub async fn managed_save_remove(
+    session: &Session,
+    args: DomainManagedSaveRemoveArgs,
+) -> Result<()> {
+    session
+        .driver()?
+        .driver
+        .managed_save_remove(&from_wire_dom(&args.dom), args.flags)
         .await
         .map_err(|e| to_wire_error(&e))
 }

@@ -1,8 +1,9 @@
 //! A domain's vCPUs and memory as libvirt reports them: DOMAIN_GET_VCPUS
 //! (`virsh vcpuinfo`), DOMAIN_GET_VCPUS_FLAGS (`virsh vcpucount`),
 //! DOMAIN_GET_MAX_VCPUS, DOMAIN_GET_VCPU_PIN_INFO (`virsh vcpupin`),
-//! DOMAIN_MEMORY_STATS (`virsh dommemstat`), and the host CPU map they are
-//! read against, NODE_GET_CPU_MAP.
+//! DOMAIN_MEMORY_STATS (`virsh dommemstat`), the memory size changes
+//! (`virsh setmem`, `virsh setmaxmem`), and the host CPU map they are read
+//! against, NODE_GET_CPU_MAP.
 //!
 //! The counts come from the domain's info; per-vCPU figures and memory
 //! statistics from the driver. vCPU hot-plug is not supported, so the live
@@ -300,6 +301,32 @@ pub async fn node_get_cpu_map(session: &Session, a: NodeGetCpuMapArgs) -> Result
         },
         ret: cpus,
     })
+}
+
+/// DOMAIN_SET_MEMORY (`virsh setmem`: live), DOMAIN_SET_MAX_MEMORY
+/// (`virsh setmaxmem`: the maximum) and DOMAIN_SET_MEMORY_FLAGS, as the
+/// `flags` of the last; `kib` is the new size.
+///
+/// # Errors
+/// INVALID_ARG for a zero size (libvirt's public API checks it before the
+/// driver); the driver's errors (sizes over the maximum, a running guest's
+/// maximum, no balloon).
+pub async fn set_memory(
+    session: &Session,
+    dom: migrated_proto::NonnullDomain,
+    kib: u64,
+    flags: u32,
+) -> Result<()> {
+    if kib == 0 {
+        return Err(err(migrated_core::Error::InvalidArg {
+            operation: "virDomainSetMemoryFlags",
+            reason: "memory must not be zero".into(),
+        }));
+    }
+    driver(session)?
+        .set_memory(&from_wire_dom(&dom), kib, flags)
+        .await
+        .map_err(err)
 }
 
 #[cfg(test)]

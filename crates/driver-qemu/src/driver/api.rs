@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use migrated_core::console::Console;
 use migrated_core::domain::{
     event_detail, memory_stat, paused_reason, running_reason, shutoff_reason, BlockInfo,
     BlockStats, CpuTimes, DomainEvent, DomainInfo, DomainRef, DomainState, InterfaceStats,
@@ -14,7 +15,7 @@ use migrated_core::domain::{
 use migrated_core::driver::Driver;
 use migrated_core::flags::{self, check_flags};
 use migrated_core::support::SupportTable;
-use migrated_core::xml::{FormatOptions, InterfaceType};
+use migrated_core::xml::{FormatOptions, InterfaceType, MetadataTarget};
 use migrated_core::{Error, Result};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -306,6 +307,10 @@ impl Driver for QemuDriver {
         Ok(stats)
     }
 
+    async fn set_memory(&self, dom: &DomainRef, kib: u64, flags: u32) -> Result<()> {
+        self.set_memory_impl(dom, kib, flags).await
+    }
+
     async fn get_state(&self, dom: &DomainRef, flags: u32) -> Result<StateReason> {
         check_flags("virDomainGetState", u64::from(flags), 0)?;
         self.read(|r| Ok(r.get(dom)?.state()))
@@ -372,6 +377,7 @@ impl Driver for QemuDriver {
                         persistent: true,
                         autostart: false,
                         shutoff_reason: shutoff_reason::UNKNOWN,
+                        managed_save: false,
                         live: None,
                         job: Arc::default(),
                     },
@@ -388,7 +394,7 @@ impl Driver for QemuDriver {
 
     async fn undefine(&self, dom: &DomainRef, flags: u32) -> Result<()> {
         use flags::undefine::*;
-        // Nothing of these exists for this driver, so there is nothing to keep or remove.
+        // Of these only managed save images exist for this driver.
         let allowed = MANAGED_SAVE
             | SNAPSHOTS_METADATA
             | NVRAM
@@ -401,6 +407,10 @@ impl Driver for QemuDriver {
             u64::from(flags),
             u64::from(allowed),
         )?;
+        if !self.read(|r| Ok(r.get(dom)?.persistent))? {
+            return Err(Error::invalid("cannot undefine transient domain"));
+        }
+        self.undefine_managed_save(dom, flags)?;
         let mut reg = self.shared.lock()?;
         let d = reg.get_mut(dom)?;
         if !d.persistent {
@@ -430,10 +440,9 @@ impl Driver for QemuDriver {
         check_flags(
             "virDomainCreateWithFlags",
             u64::from(flags),
-            u64::from(flags::create::START_PAUSED),
+            u64::from(flags::create::START_PAUSED | flags::create::START_FORCE_BOOT),
         )?;
-        let paused = flags & flags::create::START_PAUSED != 0;
-        self.start(dom, StartMode::Boot { paused }).await
+        self.start_or_restore(dom, flags).await
     }
 
     async fn create_xml(&self, xml: &str, flags: u32) -> Result<DomainRef> {
@@ -565,6 +574,15 @@ impl Driver for QemuDriver {
         Ok(())
     }
 
+    async fn open_console(
+        &self,
+        dom: &DomainRef,
+        dev_name: Option<&str>,
+        flags: u32,
+    ) -> Result<Console> {
+        self.open_console_impl(dom, dev_name, flags).await
+    }
+
     async fn get_autostart(&self, dom: &DomainRef) -> Result<bool> {
         self.read(|r| Ok(r.get(dom)?.autostart))
     }
@@ -593,7 +611,7 @@ impl Driver for QemuDriver {
 
     async fn has_managed_save(&self, dom: &DomainRef, flags: u32) -> Result<bool> {
         check_flags("virDomainHasManagedSaveImage", u64::from(flags), 0)?;
-        self.read(|r| r.get(dom).map(|_| false))
+        self.read(|r| Ok(r.get(dom)?.managed_save))
     }
 
     async fn capabilities(&self) -> Result<String> {
@@ -655,10 +673,37 @@ impl Driver for QemuDriver {
     }
 
     async fn save(&self, dom: &DomainRef, to: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
-        self.save_impl(dom, to, dxml, flags).await
+        self.save_as(dom, to, dxml, flags, false).await
     }
 
     async fn restore(&self, from: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
         self.restore_impl(from, dxml, flags).await
+    }
+
+    async fn managed_save(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        self.managed_save_impl(dom, flags).await
+    }
+
+    async fn managed_save_remove(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        self.managed_save_remove_impl(dom, flags).await
+    }
+
+    async fn set_metadata(
+        &self,
+        dom: &DomainRef,
+        target: &MetadataTarget,
+        value: Option<&str>,
+        flags: u32,
+    ) -> Result<()> {
+        self.set_metadata_impl(dom, target, value, flags)
+    }
+
+    async fn get_metadata(
+        &self,
+        dom: &DomainRef,
+        target: &MetadataTarget,
+        flags: u32,
+    ) -> Result<String> {
+        self.get_metadata_impl(dom, target, flags)
     }
 }

@@ -14,7 +14,11 @@
 //! runs (pidfd + QMP) and records the others as crashed.
 
 mod api;
+mod console;
 mod host;
+mod managed;
+mod memory;
+mod metadata;
 mod monitor;
 mod registry;
 mod save;
@@ -25,6 +29,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use migrated_core::console::ConsoleLocks;
 use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainRef,
     DomainState, HostIdentity, LifecycleEvent, StateReason,
@@ -38,9 +43,11 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::process::{launch, LaunchPaths, QemuProcess};
-use crate::qmp::commands::{Cont, QueryChardev, QuerySpice, QueryStatus, QueryVnc, RunState};
+use crate::qmp::commands::{
+    Balloon, Cont, QueryChardev, QuerySpice, QueryStatus, QueryVnc, RunState,
+};
 use crate::qmp::{Qmp, QmpConfig};
-use crate::spec::{launch_spec, set_aliases};
+use crate::spec::{has_balloon, launch_spec, set_aliases};
 use crate::status::{RecordedState, StatusFile, STATUS_VERSION};
 use crate::store::Store;
 use crate::tls::MigrationTls;
@@ -112,6 +119,8 @@ struct Shared {
     events: broadcast::Sender<DomainEvent>,
     next_id: AtomicI32,
     version: OnceCell<u64>,
+    /// Who holds each guest's console.
+    consoles: ConsoleLocks,
 }
 
 impl Shared {
@@ -296,6 +305,20 @@ async fn record_spice_port(qmp: &Qmp, def: &mut DomainDef) {
     }
 }
 
+/// Asks the balloon for the configured current size before the guest
+/// runs, as libvirt's `qemuProcessSetupBalloon` (QEMU starts with all of
+/// `<memory>`); nothing to do without a balloon or below the maximum.
+async fn set_initial_balloon(qmp: &Qmp, def: &DomainDef) -> crate::error::Result<()> {
+    if !has_balloon(def) || def.current_memory_kib >= def.memory_kib {
+        return Ok(());
+    }
+    qmp.execute(&Balloon {
+        value: def.current_memory_kib.saturating_mul(1024),
+    })
+    .await
+    .map(|_| ())
+}
+
 fn cleanup_run_files(runtime_dir: &std::path::Path, name: &str, paths: &LaunchPaths) {
     for path in [&paths.qmp_socket, &paths.pidfile] {
         let _ = std::fs::remove_file(path);
@@ -352,6 +375,8 @@ impl QemuDriver {
         let store = Store::open(&config.state_dir)?;
         let mut registry = Registry::default();
         for stored in store.load()? {
+            let managed_save =
+                managed::managed_save_path(&config.state_dir, &stored.def.name).exists();
             registry.domains.insert(
                 stored.def.uuid,
                 Domain {
@@ -359,6 +384,7 @@ impl QemuDriver {
                     persistent: true,
                     autostart: stored.autostart,
                     shutoff_reason: shutoff_reason::UNKNOWN,
+                    managed_save,
                     live: None,
                     job: Arc::default(),
                 },
@@ -373,6 +399,7 @@ impl QemuDriver {
                 events: broadcast::channel(EVENT_CAPACITY).0,
                 next_id: AtomicI32::new(1),
                 version: OnceCell::new(),
+                consoles: ConsoleLocks::default(),
             }),
         };
         driver.reattach_all().await?;
@@ -422,6 +449,11 @@ impl QemuDriver {
                         "domain '{}' is already active",
                         d.config.name
                     )))
+                }
+                Some(d) if d.config.name == def.name && d.managed_save => {
+                    return Err(migrated_core::migration::managed_save_on_destination(
+                        &d.config.name,
+                    ))
                 }
                 Some(d) if d.config.name == def.name => Some(d.dom_ref()),
                 _ => None,
@@ -612,6 +644,7 @@ impl QemuDriver {
                 persistent: false,
                 autostart: false,
                 shutoff_reason: shutoff_reason::UNKNOWN,
+                managed_save: false,
                 live: None,
                 job: Arc::default(),
             },
@@ -661,6 +694,13 @@ impl QemuDriver {
             .await
             .map_err(|e| e.into_core("virDomainCreate"))?;
         let events = launched.qmp.events();
+        if matches!(mode, StartMode::Boot { .. }) {
+            if let Err(e) = set_initial_balloon(&launched.qmp, &def).await {
+                let _ = launched.process.kill().await;
+                cleanup_run_files(&cfg.runtime_dir, &def.name, &paths);
+                return Err(e.into_core("virDomainCreate"));
+            }
+        }
         let (state, started_detail) = match mode {
             StartMode::Boot { paused: false } => {
                 if let Err(e) = launched.qmp.execute(&Cont).await {
@@ -817,6 +857,7 @@ impl QemuDriver {
                 persistent: false,
                 autostart: false,
                 shutoff_reason: shutoff_reason::UNKNOWN,
+                managed_save: false,
                 live: None,
                 job: Arc::default(),
             });
@@ -927,7 +968,8 @@ impl QemuDriver {
             Err(_) => return,
         };
         for dom in todo {
-            if let Err(e) = self.start(&dom, StartMode::Boot { paused: false }).await {
+            // As libvirt's autostart: a managed save image is restored.
+            if let Err(e) = self.start_or_restore(&dom, 0).await {
                 warn!(name = %dom.name, error = %e, "autostart failed");
             }
         }

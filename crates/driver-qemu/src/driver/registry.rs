@@ -26,6 +26,8 @@ pub(crate) struct Domain {
     pub autostart: bool,
     /// Why it last stopped (libvirt's shutoff reason).
     pub shutoff_reason: i32,
+    /// Whether its managed save image exists (libvirt's `hasManagedSave`).
+    pub managed_save: bool,
     /// Present while QEMU runs.
     pub live: Option<Live>,
     /// Serializes lifecycle operations on this domain (start, stop, pause):
@@ -219,7 +221,13 @@ fn matches_filter(d: &Domain, filter: u32) -> bool {
                 ),
             ],
         )
-        && group(filter, &[(MANAGEDSAVE, false), (NO_MANAGEDSAVE, true)])
+        && group(
+            filter,
+            &[
+                (MANAGEDSAVE, d.managed_save),
+                (NO_MANAGEDSAVE, !d.managed_save),
+            ],
+        )
         && group(
             filter,
             &[(AUTOSTART, d.autostart), (NO_AUTOSTART, !d.autostart)],
@@ -244,6 +252,7 @@ mod tests {
             persistent,
             autostart,
             shutoff_reason: shutoff_reason::UNKNOWN,
+            managed_save: false,
             live: None,
             job: Arc::default(),
         }

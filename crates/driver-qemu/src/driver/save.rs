@@ -23,7 +23,7 @@ use migrated_core::domain::{
     LifecycleEvent, StateReason,
 };
 use migrated_core::flags::check_flags;
-use migrated_core::xml::FormatOptions;
+use migrated_core::xml::{DomainDef, FormatOptions};
 use migrated_core::{Error, Result};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -39,12 +39,9 @@ const SAVE_BYPASS_CACHE: u32 = 1 << 0;
 /// `VIR_DOMAIN_SAVE_RUNNING`: restore running whatever the image says.
 const SAVE_RUNNING: u32 = 1 << 1;
 /// `VIR_DOMAIN_SAVE_PAUSED`: restore paused whatever the image says.
-const SAVE_PAUSED: u32 = 1 << 2;
+pub(super) const SAVE_PAUSED: u32 = 1 << 2;
 /// `VIR_DOMAIN_SAVE_RESET_NVRAM`: nothing to reset without firmware variables.
 const SAVE_RESET_NVRAM: u32 = 1 << 3;
-
-/// `VIR_DOMAIN_EVENT_STARTED_RESTORED`.
-const STARTED_RESTORED: i32 = 2;
 
 /// How long QEMU may take to exit after `quit` once its state is saved.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,7 +49,7 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
 const SAVE_FD: &str = "migrated-save";
 const RESTORE_FD: &str = "migrated-restore";
 
-fn check_save_flags(operation: &'static str, flags: u32) -> Result<()> {
+pub(super) fn check_save_flags(operation: &'static str, flags: u32) -> Result<()> {
     check_flags(
         operation,
         u64::from(flags),
@@ -76,15 +73,24 @@ fn sys(action: &str, path: &Path, e: std::io::Error) -> Error {
 type Pump = JoinHandle<std::io::Result<()>>;
 
 impl QemuDriver {
-    pub(super) async fn save_impl(
+    /// Saves `dom` to `to` and stops it. A `managed` save (`to` is the
+    /// managed save image) marks the domain as having its image while the
+    /// job lock is still held, so no start can slip in between and boot the
+    /// guest afresh beside it.
+    pub(super) async fn save_as(
         &self,
         dom: &DomainRef,
         to: &str,
         dxml: Option<&str>,
         flags: u32,
+        managed: bool,
     ) -> Result<()> {
-        const OP: &str = "virDomainSaveFlags";
-        check_save_flags(OP, flags)?;
+        let op = if managed {
+            "virDomainManagedSave"
+        } else {
+            "virDomainSaveFlags"
+        };
+        check_save_flags(op, flags)?;
         let job = self.job(dom)?;
         let _job = job.lock().await;
         let (runtime, id, live_def, state) = self.read(|r| {
@@ -105,7 +111,7 @@ impl QemuDriver {
                 let def = parse_def(xml)?;
                 if def.uuid != live_def.uuid || def.name != live_def.name {
                     return Err(Error::InvalidArg {
-                        operation: OP,
+                        operation: op,
                         reason: "the replacement xml names another domain".into(),
                     });
                 }
@@ -137,7 +143,7 @@ impl QemuDriver {
             .map_err(|e| sys("create", &path, e))?;
         header
             .write_to(&mut file, &path)
-            .map_err(|e| e.into_core(OP))?;
+            .map_err(|e| e.into_core(op))?;
 
         let qmp = runtime.qmp.clone();
         let mut events = qmp.events();
@@ -156,7 +162,7 @@ impl QemuDriver {
             if let Err(e) = qmp.execute(&Stop).await {
                 self.shared.force_state(&dom.uuid, id, state);
                 let _ = std::fs::remove_file(&path);
-                return Err(e.into_core(OP));
+                return Err(e.into_core(op));
             }
         }
         let outcome = async {
@@ -170,7 +176,7 @@ impl QemuDriver {
                 ],
             )
             .await
-            .map_err(|e| e.into_core(OP))?;
+            .map_err(|e| e.into_core(op))?;
             let (fd, pump) = if header.zstd {
                 let (read, write) = pipe()?;
                 let out = file.try_clone().map_err(|e| sys("open", &path, e))?;
@@ -197,7 +203,7 @@ impl QemuDriver {
             }
             .await;
             let pumped = finish_pump(pump).await;
-            let info = sent.map_err(|e| e.into_core(OP))?;
+            let info = sent.map_err(|e| e.into_core(op))?;
             pumped.map_err(|e| sys("compress into", &path, e))?;
             file.sync_all().map_err(|e| sys("sync", &path, e))?;
             Ok::<_, Error>(info)
@@ -226,6 +232,9 @@ impl QemuDriver {
             }
         };
         info!(name = %dom.name, path = %path.display(), total_ms = info.total_time.unwrap_or(0), "guest saved");
+        if managed {
+            self.shared.lock()?.get_mut(dom)?.managed_save = true;
+        }
         runtime.set_intent(StopIntent {
             reason: shutoff_reason::SAVED,
             detail: event_detail::STOPPED_SAVED,
@@ -236,7 +245,7 @@ impl QemuDriver {
             .await
             .is_err()
         {
-            runtime.process.kill().await.map_err(|e| e.into_core(OP))?;
+            runtime.process.kill().await.map_err(|e| e.into_core(op))?;
         }
         self.shared.finish_stop(&dom.uuid, id);
         Ok(())
@@ -251,22 +260,7 @@ impl QemuDriver {
         const OP: &str = "virDomainRestoreFlags";
         check_save_flags(OP, flags)?;
         let path = PathBuf::from(from);
-        let mut file = File::open(&path).map_err(|e| sys("open", &path, e))?;
-        let header = SaveHeader::read_from(&mut file, &path).map_err(|e| e.into_core(OP))?;
-        let saved = parse_def(&header.xml)?;
-        let def = match dxml {
-            Some(xml) => {
-                let def = parse_def(xml)?;
-                if def.uuid != saved.uuid || def.name != saved.name {
-                    return Err(Error::InvalidArg {
-                        operation: OP,
-                        reason: "the replacement xml names another domain".into(),
-                    });
-                }
-                def
-            }
-            None => saved,
-        };
+        let (file, header, def) = open_image(&path, dxml, OP)?;
         let dom = {
             let mut reg = self.shared.lock()?;
             match reg.domains.get(&def.uuid) {
@@ -290,6 +284,7 @@ impl QemuDriver {
                         persistent: false,
                         autostart: false,
                         shutoff_reason: shutoff_reason::UNKNOWN,
+                        managed_save: false,
                         live: None,
                         job: Arc::default(),
                     };
@@ -301,13 +296,29 @@ impl QemuDriver {
         };
         let job = self.job(&dom)?;
         let _job = job.lock().await;
+        self.restore_locked(&dom, def, (file, header), &path, flags)
+            .await
+    }
+
+    /// Starts `dom` from the image `file` (its `header` read) with the
+    /// definition `def`; the caller holds the domain's job lock. A guest
+    /// that cannot be restored is stopped (a transient one disappears).
+    pub(super) async fn restore_locked(
+        &self,
+        dom: &DomainRef,
+        def: DomainDef,
+        (file, header): (File, SaveHeader),
+        path: &Path,
+        flags: u32,
+    ) -> Result<()> {
+        const OP: &str = "virDomainRestoreFlags";
         let started = self
-            .start_locked(&dom, super::StartMode::Restore, Some(def))
+            .start_locked(dom, super::StartMode::Restore, Some(def))
             .await;
         let dom = match started {
             Ok(dom) => dom,
             Err(e) => {
-                self.remove_if_transient_and_off(&dom);
+                self.remove_if_transient_and_off(dom);
                 return Err(e);
             }
         };
@@ -385,8 +396,11 @@ impl QemuDriver {
             }
         };
         self.shared.force_state(&dom.uuid, id, state);
-        self.shared
-            .emit(dom.clone(), LifecycleEvent::Started, STARTED_RESTORED);
+        self.shared.emit(
+            dom.clone(),
+            LifecycleEvent::Started,
+            event_detail::STARTED_RESTORED,
+        );
         if !run {
             self.shared.emit(
                 dom.clone(),
@@ -397,6 +411,32 @@ impl QemuDriver {
         info!(name = %dom.name, path = %path.display(), running = run, "guest restored");
         Ok(())
     }
+}
+
+/// Opens a save image: its header, and the definition to restore (the
+/// image's, or `dxml` when it names the same domain).
+pub(super) fn open_image(
+    path: &Path,
+    dxml: Option<&str>,
+    op: &'static str,
+) -> Result<(File, SaveHeader, DomainDef)> {
+    let mut file = File::open(path).map_err(|e| sys("open", path, e))?;
+    let header = SaveHeader::read_from(&mut file, path).map_err(|e| e.into_core(op))?;
+    let saved = parse_def(&header.xml)?;
+    let def = match dxml {
+        Some(xml) => {
+            let def = parse_def(xml)?;
+            if def.uuid != saved.uuid || def.name != saved.name {
+                return Err(Error::InvalidArg {
+                    operation: op,
+                    reason: "the replacement xml names another domain".into(),
+                });
+            }
+            def
+        }
+        None => saved,
+    };
+    Ok((file, header, def))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {

@@ -247,6 +247,18 @@ impl Command for Getfd {
     type Reply = Empty;
 }
 
+/// `balloon`: ask the guest's balloon driver for a new memory size.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Balloon {
+    /// Target size, bytes.
+    pub value: u64,
+}
+
+impl Command for Balloon {
+    const NAME: &'static str = "balloon";
+    type Reply = Empty;
+}
+
 /// `closefd`: forget a descriptor stored by `getfd`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Closefd {

@@ -73,11 +73,7 @@ pub fn launch_spec(def: &DomainDef) -> Result<LaunchSpec> {
         .collect::<Result<_>>()?;
     spec.serial = serial(def)?;
     devices::realise(def, &mut spec)?;
-    spec.balloon = def
-        .devices
-        .memballoon
-        .as_ref()
-        .is_some_and(|b| b.model == "virtio");
+    spec.balloon = has_balloon(def);
     spec.kernel = def.os.kernel.as_ref().map(|path| Kernel {
         path: PathBuf::from(path),
         cmdline: def.os.cmdline.clone(),
@@ -213,6 +209,14 @@ fn free_graphics_port(listen: &str) -> Result<u16> {
         .into_iter()
         .find(|&port| std::net::TcpListener::bind((host, port)).is_ok())
         .ok_or_else(|| invalid(format!("no free graphics port on {listen}")))
+}
+
+/// Whether the guest gets a balloon device (`<memballoon model='virtio'/>`).
+pub(crate) fn has_balloon(def: &DomainDef) -> bool {
+    def.devices
+        .memballoon
+        .as_ref()
+        .is_some_and(|b| b.model == "virtio")
 }
 
 fn serial(def: &DomainDef) -> Result<Serial> {

@@ -22,7 +22,8 @@ use migrated_core::driver::Driver;
 use migrated_core::flags::{self, MigrateFlags};
 use migrated_core::job::{JobHandle, JournalEntry, RecoveryAction};
 use migrated_core::migration::{
-    BeginOut, DataOut, DataUri, Incoming, MigrateRequest, MigrationBackend, PerformOut, PrepareOut,
+    check_no_managed_save, BeginOut, DataOut, DataUri, Incoming, MigrateRequest, MigrationBackend,
+    PerformOut, PrepareOut,
 };
 use migrated_core::support::SupportTable;
 use migrated_core::xml::{DomainDef, FormatOptions};
@@ -210,6 +211,9 @@ impl MigrationBackend for TestBackend {
     async fn begin(&self, dom: &DomainRef, req: &MigrateRequest) -> Result<BeginOut> {
         let state = self.driver.get_state(dom, 0).await?;
         let active = state.state.is_active();
+        if !active {
+            check_no_managed_save(&self.driver, dom).await?;
+        }
         let def = if active {
             self.live_def(dom).await?
         } else {

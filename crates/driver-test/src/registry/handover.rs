@@ -36,6 +36,11 @@ impl Registry {
         def.id = None;
         let uuid = def.uuid;
         let exists = self.check_duplicates(&def)?;
+        if exists && self.guest(&uuid)?.managed_save.is_some() {
+            return Err(migrated_core::migration::managed_save_on_destination(
+                &def.name,
+            ));
+        }
         if exists && self.guest(&uuid)?.is_active() {
             return Err(Error::invalid(format!(
                 "domain '{}' is already active",
@@ -56,6 +61,7 @@ impl Registry {
                     autostart: false,
                     shutoff_reason: shutoff_reason::UNKNOWN,
                     live: Some(live),
+                    managed_save: None,
                 },
             );
         }

@@ -2393,6 +2393,125 @@ pub struct ConnectGetAllDomainStatsRet {
     pub ret_stats: Vec<DomainStatsRecord>,
 }
 
+/// Arguments of REMOTE_PROC_DOMAIN_SET_MAX_MEMORY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetMaxMemoryArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// new maximum, KiB
+    pub memory: u64,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_MEMORY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetMemoryArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// new current (balloon) size, KiB
+    pub memory: u64,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_MANAGED_SAVE.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainManagedSaveArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// VIR_DOMAIN_SAVE_*
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_MANAGED_SAVE_REMOVE.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainManagedSaveRemoveArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_OPEN_CONSOLE.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainOpenConsoleArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the device's alias (console0, serial0, ...); none: the first console
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub dev_name: Option<String>,
+    /// VIR_DOMAIN_CONSOLE_*
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_MEMORY_FLAGS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetMemoryFlagsArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// new size, KiB
+    pub memory: u64,
+    /// VIR_DOMAIN_AFFECT_* | VIR_DOMAIN_MEM_MAXIMUM
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_METADATA.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetMetadataArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// VIR_DOMAIN_METADATA_*
+    pub r#type: i32,
+    /// new content; none removes it
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub metadata: Option<String>,
+    /// namespace prefix of an ELEMENT
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub key: Option<String>,
+    /// namespace URI of an ELEMENT
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub uri: Option<String>,
+    /// VIR_DOMAIN_AFFECT_*
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_METADATA.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetMetadataArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// VIR_DOMAIN_METADATA_*
+    pub r#type: i32,
+    /// namespace URI of an ELEMENT
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub uri: Option<String>,
+    /// VIR_DOMAIN_AFFECT_*
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_METADATA.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetMetadataRet {
+    /// the title, description or element
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub metadata: String,
+}
+
 /// Arguments of REMOTE_PROC_DOMAIN_RESET.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainResetArgs {
@@ -2580,6 +2699,10 @@ pub enum Procedure {
     DomainResume = 28,
     /// `REMOTE_PROC_DOMAIN_SET_AUTOSTART`
     DomainSetAutostart = 29,
+    /// `REMOTE_PROC_DOMAIN_SET_MAX_MEMORY`
+    DomainSetMaxMemory = 30,
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY`
+    DomainSetMemory = 31,
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN`
     DomainShutdown = 33,
     /// `REMOTE_PROC_DOMAIN_SUSPEND`
@@ -2660,8 +2783,12 @@ pub enum Procedure {
     ConnectDomainEventRegisterAny = 167,
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_DEREGISTER_ANY`
     ConnectDomainEventDeregisterAny = 168,
+    /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE`
+    DomainManagedSave = 182,
     /// `REMOTE_PROC_DOMAIN_HAS_MANAGED_SAVE_IMAGE`
     DomainHasManagedSaveImage = 183,
+    /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_REMOVE`
+    DomainManagedSaveRemove = 184,
     /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM`
     DomainSnapshotNum = 187,
     /// `REMOTE_PROC_DOMAIN_GET_BLOCK_INFO`
@@ -2670,10 +2797,14 @@ pub enum Procedure {
     DomainCreateWithFlags = 196,
     /// `REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS`
     DomainGetVcpusFlags = 200,
+    /// `REMOTE_PROC_DOMAIN_OPEN_CONSOLE`
+    DomainOpenConsole = 201,
     /// `REMOTE_PROC_DOMAIN_IS_UPDATED`
     DomainIsUpdated = 202,
     /// `REMOTE_PROC_CONNECT_GET_SYSINFO`
     ConnectGetSysinfo = 203,
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY_FLAGS`
+    DomainSetMemoryFlags = 204,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_SET_MAX_SPEED`
     DomainMigrateSetMaxSpeed = 207,
     /// `REMOTE_PROC_DOMAIN_GET_STATE`
@@ -2712,6 +2843,10 @@ pub enum Procedure {
     DomainReset = 245,
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`
     DomainShutdownFlags = 258,
+    /// `REMOTE_PROC_DOMAIN_SET_METADATA`
+    DomainSetMetadata = 264,
+    /// `REMOTE_PROC_DOMAIN_GET_METADATA`
+    DomainGetMetadata = 265,
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`
     ConnectListAllDomains = 273,
     /// `REMOTE_PROC_NODE_GET_CPU_MAP`
@@ -2799,6 +2934,8 @@ impl Procedure {
         Procedure::DomainReboot,
         Procedure::DomainResume,
         Procedure::DomainSetAutostart,
+        Procedure::DomainSetMaxMemory,
+        Procedure::DomainSetMemory,
         Procedure::DomainShutdown,
         Procedure::DomainSuspend,
         Procedure::DomainUndefine,
@@ -2839,13 +2976,17 @@ impl Procedure {
         Procedure::DomainMigrateSetMaxDowntime,
         Procedure::ConnectDomainEventRegisterAny,
         Procedure::ConnectDomainEventDeregisterAny,
+        Procedure::DomainManagedSave,
         Procedure::DomainHasManagedSaveImage,
+        Procedure::DomainManagedSaveRemove,
         Procedure::DomainSnapshotNum,
         Procedure::DomainGetBlockInfo,
         Procedure::DomainCreateWithFlags,
         Procedure::DomainGetVcpusFlags,
+        Procedure::DomainOpenConsole,
         Procedure::DomainIsUpdated,
         Procedure::ConnectGetSysinfo,
+        Procedure::DomainSetMemoryFlags,
         Procedure::DomainMigrateSetMaxSpeed,
         Procedure::DomainGetState,
         Procedure::DomainMigrateBegin3,
@@ -2865,6 +3006,8 @@ impl Procedure {
         Procedure::DomainBlockStatsFlags,
         Procedure::DomainReset,
         Procedure::DomainShutdownFlags,
+        Procedure::DomainSetMetadata,
+        Procedure::DomainGetMetadata,
         Procedure::ConnectListAllDomains,
         Procedure::NodeGetCpuMap,
         Procedure::DomainGetJobStats,
@@ -2923,6 +3066,8 @@ impl Procedure {
             27 => Some(Self::DomainReboot),
             28 => Some(Self::DomainResume),
             29 => Some(Self::DomainSetAutostart),
+            30 => Some(Self::DomainSetMaxMemory),
+            31 => Some(Self::DomainSetMemory),
             33 => Some(Self::DomainShutdown),
             34 => Some(Self::DomainSuspend),
             35 => Some(Self::DomainUndefine),
@@ -2963,13 +3108,17 @@ impl Procedure {
             166 => Some(Self::DomainMigrateSetMaxDowntime),
             167 => Some(Self::ConnectDomainEventRegisterAny),
             168 => Some(Self::ConnectDomainEventDeregisterAny),
+            182 => Some(Self::DomainManagedSave),
             183 => Some(Self::DomainHasManagedSaveImage),
+            184 => Some(Self::DomainManagedSaveRemove),
             187 => Some(Self::DomainSnapshotNum),
             194 => Some(Self::DomainGetBlockInfo),
             196 => Some(Self::DomainCreateWithFlags),
             200 => Some(Self::DomainGetVcpusFlags),
+            201 => Some(Self::DomainOpenConsole),
             202 => Some(Self::DomainIsUpdated),
             203 => Some(Self::ConnectGetSysinfo),
+            204 => Some(Self::DomainSetMemoryFlags),
             207 => Some(Self::DomainMigrateSetMaxSpeed),
             212 => Some(Self::DomainGetState),
             213 => Some(Self::DomainMigrateBegin3),
@@ -2989,6 +3138,8 @@ impl Procedure {
             243 => Some(Self::DomainBlockStatsFlags),
             245 => Some(Self::DomainReset),
             258 => Some(Self::DomainShutdownFlags),
+            264 => Some(Self::DomainSetMetadata),
+            265 => Some(Self::DomainGetMetadata),
             273 => Some(Self::ConnectListAllDomains),
             293 => Some(Self::NodeGetCpuMap),
             298 => Some(Self::DomainGetJobStats),
@@ -3049,100 +3200,108 @@ impl Procedure {
             Self::DomainReboot => &PROCEDURES[23],
             Self::DomainResume => &PROCEDURES[24],
             Self::DomainSetAutostart => &PROCEDURES[25],
-            Self::DomainShutdown => &PROCEDURES[26],
-            Self::DomainSuspend => &PROCEDURES[27],
-            Self::DomainUndefine => &PROCEDURES[28],
-            Self::ConnectListDomains => &PROCEDURES[29],
-            Self::ConnectNumOfDomains => &PROCEDURES[30],
-            Self::DomainRestore => &PROCEDURES[31],
-            Self::DomainSave => &PROCEDURES[32],
-            Self::ConnectGetHostname => &PROCEDURES[33],
-            Self::ConnectSupportsFeature => &PROCEDURES[34],
-            Self::DomainMigratePrepare => &PROCEDURES[35],
-            Self::DomainMigratePerform => &PROCEDURES[36],
-            Self::DomainMigrateFinish => &PROCEDURES[37],
-            Self::DomainBlockStats => &PROCEDURES[38],
-            Self::DomainInterfaceStats => &PROCEDURES[39],
-            Self::AuthList => &PROCEDURES[40],
-            Self::AuthSaslInit => &PROCEDURES[41],
-            Self::AuthSaslStart => &PROCEDURES[42],
-            Self::AuthSaslStep => &PROCEDURES[43],
-            Self::AuthPolkit => &PROCEDURES[44],
-            Self::NodeGetCellsFreeMemory => &PROCEDURES[45],
-            Self::NodeGetFreeMemory => &PROCEDURES[46],
-            Self::ConnectDomainEventRegister => &PROCEDURES[47],
-            Self::ConnectDomainEventDeregister => &PROCEDURES[48],
-            Self::DomainEventLifecycle => &PROCEDURES[49],
-            Self::DomainMigratePrepare2 => &PROCEDURES[50],
-            Self::DomainMigrateFinish2 => &PROCEDURES[51],
-            Self::ConnectGetUri => &PROCEDURES[52],
-            Self::DomainGetSecurityLabel => &PROCEDURES[53],
-            Self::NodeGetSecurityModel => &PROCEDURES[54],
-            Self::DomainMigratePrepareTunnel => &PROCEDURES[55],
-            Self::ConnectIsSecure => &PROCEDURES[56],
-            Self::DomainIsActive => &PROCEDURES[57],
-            Self::DomainIsPersistent => &PROCEDURES[58],
-            Self::ConnectGetLibVersion => &PROCEDURES[59],
-            Self::DomainMemoryStats => &PROCEDURES[60],
-            Self::DomainGetJobInfo => &PROCEDURES[61],
-            Self::DomainAbortJob => &PROCEDURES[62],
-            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[63],
-            Self::ConnectDomainEventRegisterAny => &PROCEDURES[64],
-            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[65],
-            Self::DomainHasManagedSaveImage => &PROCEDURES[66],
-            Self::DomainSnapshotNum => &PROCEDURES[67],
-            Self::DomainGetBlockInfo => &PROCEDURES[68],
-            Self::DomainCreateWithFlags => &PROCEDURES[69],
-            Self::DomainGetVcpusFlags => &PROCEDURES[70],
-            Self::DomainIsUpdated => &PROCEDURES[71],
-            Self::ConnectGetSysinfo => &PROCEDURES[72],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[73],
-            Self::DomainGetState => &PROCEDURES[74],
-            Self::DomainMigrateBegin3 => &PROCEDURES[75],
-            Self::DomainMigratePrepare3 => &PROCEDURES[76],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[77],
-            Self::DomainMigratePerform3 => &PROCEDURES[78],
-            Self::DomainMigrateFinish3 => &PROCEDURES[79],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[80],
-            Self::NodeGetCpuStats => &PROCEDURES[81],
-            Self::NodeGetMemoryStats => &PROCEDURES[82],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[83],
-            Self::DomainUndefineFlags => &PROCEDURES[84],
-            Self::DomainSaveFlags => &PROCEDURES[85],
-            Self::DomainRestoreFlags => &PROCEDURES[86],
-            Self::DomainDestroyFlags => &PROCEDURES[87],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[88],
-            Self::DomainBlockStatsFlags => &PROCEDURES[89],
-            Self::DomainReset => &PROCEDURES[90],
-            Self::DomainShutdownFlags => &PROCEDURES[91],
-            Self::ConnectListAllDomains => &PROCEDURES[92],
-            Self::NodeGetCpuMap => &PROCEDURES[93],
-            Self::DomainGetJobStats => &PROCEDURES[94],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[95],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[96],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[97],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[98],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[99],
-            Self::DomainMigratePerform3Params => &PROCEDURES[100],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[101],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[102],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[103],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[104],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[105],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[106],
-            Self::DomainDefineXmlFlags => &PROCEDURES[107],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[108],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[109],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[110],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[111],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[112],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[113],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[114],
-            Self::ConnectSetIdentity => &PROCEDURES[115],
-            Self::DomainGetMessages => &PROCEDURES[116],
-            Self::DomainSaveParams => &PROCEDURES[117],
-            Self::DomainRestoreParams => &PROCEDURES[118],
-            Self::DomainAbortJobFlags => &PROCEDURES[119],
+            Self::DomainSetMaxMemory => &PROCEDURES[26],
+            Self::DomainSetMemory => &PROCEDURES[27],
+            Self::DomainShutdown => &PROCEDURES[28],
+            Self::DomainSuspend => &PROCEDURES[29],
+            Self::DomainUndefine => &PROCEDURES[30],
+            Self::ConnectListDomains => &PROCEDURES[31],
+            Self::ConnectNumOfDomains => &PROCEDURES[32],
+            Self::DomainRestore => &PROCEDURES[33],
+            Self::DomainSave => &PROCEDURES[34],
+            Self::ConnectGetHostname => &PROCEDURES[35],
+            Self::ConnectSupportsFeature => &PROCEDURES[36],
+            Self::DomainMigratePrepare => &PROCEDURES[37],
+            Self::DomainMigratePerform => &PROCEDURES[38],
+            Self::DomainMigrateFinish => &PROCEDURES[39],
+            Self::DomainBlockStats => &PROCEDURES[40],
+            Self::DomainInterfaceStats => &PROCEDURES[41],
+            Self::AuthList => &PROCEDURES[42],
+            Self::AuthSaslInit => &PROCEDURES[43],
+            Self::AuthSaslStart => &PROCEDURES[44],
+            Self::AuthSaslStep => &PROCEDURES[45],
+            Self::AuthPolkit => &PROCEDURES[46],
+            Self::NodeGetCellsFreeMemory => &PROCEDURES[47],
+            Self::NodeGetFreeMemory => &PROCEDURES[48],
+            Self::ConnectDomainEventRegister => &PROCEDURES[49],
+            Self::ConnectDomainEventDeregister => &PROCEDURES[50],
+            Self::DomainEventLifecycle => &PROCEDURES[51],
+            Self::DomainMigratePrepare2 => &PROCEDURES[52],
+            Self::DomainMigrateFinish2 => &PROCEDURES[53],
+            Self::ConnectGetUri => &PROCEDURES[54],
+            Self::DomainGetSecurityLabel => &PROCEDURES[55],
+            Self::NodeGetSecurityModel => &PROCEDURES[56],
+            Self::DomainMigratePrepareTunnel => &PROCEDURES[57],
+            Self::ConnectIsSecure => &PROCEDURES[58],
+            Self::DomainIsActive => &PROCEDURES[59],
+            Self::DomainIsPersistent => &PROCEDURES[60],
+            Self::ConnectGetLibVersion => &PROCEDURES[61],
+            Self::DomainMemoryStats => &PROCEDURES[62],
+            Self::DomainGetJobInfo => &PROCEDURES[63],
+            Self::DomainAbortJob => &PROCEDURES[64],
+            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[65],
+            Self::ConnectDomainEventRegisterAny => &PROCEDURES[66],
+            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[67],
+            Self::DomainManagedSave => &PROCEDURES[68],
+            Self::DomainHasManagedSaveImage => &PROCEDURES[69],
+            Self::DomainManagedSaveRemove => &PROCEDURES[70],
+            Self::DomainSnapshotNum => &PROCEDURES[71],
+            Self::DomainGetBlockInfo => &PROCEDURES[72],
+            Self::DomainCreateWithFlags => &PROCEDURES[73],
+            Self::DomainGetVcpusFlags => &PROCEDURES[74],
+            Self::DomainOpenConsole => &PROCEDURES[75],
+            Self::DomainIsUpdated => &PROCEDURES[76],
+            Self::ConnectGetSysinfo => &PROCEDURES[77],
+            Self::DomainSetMemoryFlags => &PROCEDURES[78],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[79],
+            Self::DomainGetState => &PROCEDURES[80],
+            Self::DomainMigrateBegin3 => &PROCEDURES[81],
+            Self::DomainMigratePrepare3 => &PROCEDURES[82],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[83],
+            Self::DomainMigratePerform3 => &PROCEDURES[84],
+            Self::DomainMigrateFinish3 => &PROCEDURES[85],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[86],
+            Self::NodeGetCpuStats => &PROCEDURES[87],
+            Self::NodeGetMemoryStats => &PROCEDURES[88],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[89],
+            Self::DomainUndefineFlags => &PROCEDURES[90],
+            Self::DomainSaveFlags => &PROCEDURES[91],
+            Self::DomainRestoreFlags => &PROCEDURES[92],
+            Self::DomainDestroyFlags => &PROCEDURES[93],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[94],
+            Self::DomainBlockStatsFlags => &PROCEDURES[95],
+            Self::DomainReset => &PROCEDURES[96],
+            Self::DomainShutdownFlags => &PROCEDURES[97],
+            Self::DomainSetMetadata => &PROCEDURES[98],
+            Self::DomainGetMetadata => &PROCEDURES[99],
+            Self::ConnectListAllDomains => &PROCEDURES[100],
+            Self::NodeGetCpuMap => &PROCEDURES[101],
+            Self::DomainGetJobStats => &PROCEDURES[102],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[103],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[104],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[105],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[106],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[107],
+            Self::DomainMigratePerform3Params => &PROCEDURES[108],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[109],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[110],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[111],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[112],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[113],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[114],
+            Self::DomainDefineXmlFlags => &PROCEDURES[115],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[116],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[117],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[118],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[119],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[120],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[121],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[122],
+            Self::ConnectSetIdentity => &PROCEDURES[123],
+            Self::DomainGetMessages => &PROCEDURES[124],
+            Self::DomainSaveParams => &PROCEDURES[125],
+            Self::DomainRestoreParams => &PROCEDURES[126],
+            Self::DomainAbortJobFlags => &PROCEDURES[127],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3181,6 +3340,8 @@ impl Procedure {
             Self::DomainReboot => visitor.visit::<procs::DomainReboot>(),
             Self::DomainResume => visitor.visit::<procs::DomainResume>(),
             Self::DomainSetAutostart => visitor.visit::<procs::DomainSetAutostart>(),
+            Self::DomainSetMaxMemory => visitor.visit::<procs::DomainSetMaxMemory>(),
+            Self::DomainSetMemory => visitor.visit::<procs::DomainSetMemory>(),
             Self::DomainShutdown => visitor.visit::<procs::DomainShutdown>(),
             Self::DomainSuspend => visitor.visit::<procs::DomainSuspend>(),
             Self::DomainUndefine => visitor.visit::<procs::DomainUndefine>(),
@@ -3233,13 +3394,17 @@ impl Procedure {
             Self::ConnectDomainEventDeregisterAny => {
                 visitor.visit::<procs::ConnectDomainEventDeregisterAny>()
             }
+            Self::DomainManagedSave => visitor.visit::<procs::DomainManagedSave>(),
             Self::DomainHasManagedSaveImage => visitor.visit::<procs::DomainHasManagedSaveImage>(),
+            Self::DomainManagedSaveRemove => visitor.visit::<procs::DomainManagedSaveRemove>(),
             Self::DomainSnapshotNum => visitor.visit::<procs::DomainSnapshotNum>(),
             Self::DomainGetBlockInfo => visitor.visit::<procs::DomainGetBlockInfo>(),
             Self::DomainCreateWithFlags => visitor.visit::<procs::DomainCreateWithFlags>(),
             Self::DomainGetVcpusFlags => visitor.visit::<procs::DomainGetVcpusFlags>(),
+            Self::DomainOpenConsole => visitor.visit::<procs::DomainOpenConsole>(),
             Self::DomainIsUpdated => visitor.visit::<procs::DomainIsUpdated>(),
             Self::ConnectGetSysinfo => visitor.visit::<procs::ConnectGetSysinfo>(),
+            Self::DomainSetMemoryFlags => visitor.visit::<procs::DomainSetMemoryFlags>(),
             Self::DomainMigrateSetMaxSpeed => visitor.visit::<procs::DomainMigrateSetMaxSpeed>(),
             Self::DomainGetState => visitor.visit::<procs::DomainGetState>(),
             Self::DomainMigrateBegin3 => visitor.visit::<procs::DomainMigrateBegin3>(),
@@ -3261,6 +3426,8 @@ impl Procedure {
             Self::DomainBlockStatsFlags => visitor.visit::<procs::DomainBlockStatsFlags>(),
             Self::DomainReset => visitor.visit::<procs::DomainReset>(),
             Self::DomainShutdownFlags => visitor.visit::<procs::DomainShutdownFlags>(),
+            Self::DomainSetMetadata => visitor.visit::<procs::DomainSetMetadata>(),
+            Self::DomainGetMetadata => visitor.visit::<procs::DomainGetMetadata>(),
             Self::ConnectListAllDomains => visitor.visit::<procs::ConnectListAllDomains>(),
             Self::NodeGetCpuMap => visitor.visit::<procs::NodeGetCpuMap>(),
             Self::DomainGetJobStats => visitor.visit::<procs::DomainGetJobStats>(),
@@ -3555,6 +3722,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_DOMAIN_SET_AUTOSTART",
         readonly: false,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 30,
+        name: "REMOTE_PROC_DOMAIN_SET_MAX_MEMORY",
+        readonly: false,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 31,
+        name: "REMOTE_PROC_DOMAIN_SET_MEMORY",
+        readonly: false,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -3879,9 +4062,25 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 182,
+        name: "REMOTE_PROC_DOMAIN_MANAGED_SAVE",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 183,
         name: "REMOTE_PROC_DOMAIN_HAS_MANAGED_SAVE_IMAGE",
         readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 184,
+        name: "REMOTE_PROC_DOMAIN_MANAGED_SAVE_REMOVE",
+        readonly: false,
         priority: false,
         event: false,
         stream: false,
@@ -3919,6 +4118,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 201,
+        name: "REMOTE_PROC_DOMAIN_OPEN_CONSOLE",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: true,
+    },
+    crate::ProcedureInfo {
         number: 202,
         name: "REMOTE_PROC_DOMAIN_IS_UPDATED",
         readonly: true,
@@ -3931,6 +4138,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_CONNECT_GET_SYSINFO",
         readonly: true,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 204,
+        name: "REMOTE_PROC_DOMAIN_SET_MEMORY_FLAGS",
+        readonly: false,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -4082,6 +4297,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         number: 258,
         name: "REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS",
         readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 264,
+        name: "REMOTE_PROC_DOMAIN_SET_METADATA",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 265,
+        name: "REMOTE_PROC_DOMAIN_GET_METADATA",
+        readonly: true,
         priority: false,
         event: false,
         stream: false,
@@ -4572,6 +4803,24 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_SET_MAX_MEMORY`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetMaxMemory;
+    impl super::RemoteProcedure for DomainSetMaxMemory {
+        const PROC: super::Procedure = super::Procedure::DomainSetMaxMemory;
+        type Args = super::DomainSetMaxMemoryArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetMemory;
+    impl super::RemoteProcedure for DomainSetMemory {
+        const PROC: super::Procedure = super::Procedure::DomainSetMemory;
+        type Args = super::DomainSetMemoryArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainShutdown;
@@ -4932,6 +5181,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainManagedSave;
+    impl super::RemoteProcedure for DomainManagedSave {
+        const PROC: super::Procedure = super::Procedure::DomainManagedSave;
+        type Args = super::DomainManagedSaveArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_HAS_MANAGED_SAVE_IMAGE`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainHasManagedSaveImage;
@@ -4939,6 +5197,15 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainHasManagedSaveImage;
         type Args = super::DomainHasManagedSaveImageArgs;
         type Ret = super::DomainHasManagedSaveImageRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_REMOVE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainManagedSaveRemove;
+    impl super::RemoteProcedure for DomainManagedSaveRemove {
+        const PROC: super::Procedure = super::Procedure::DomainManagedSaveRemove;
+        type Args = super::DomainManagedSaveRemoveArgs;
+        type Ret = ();
     }
 
     /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM`.
@@ -4977,6 +5244,15 @@ pub mod procs {
         type Ret = super::DomainGetVcpusFlagsRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_OPEN_CONSOLE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainOpenConsole;
+    impl super::RemoteProcedure for DomainOpenConsole {
+        const PROC: super::Procedure = super::Procedure::DomainOpenConsole;
+        type Args = super::DomainOpenConsoleArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_IS_UPDATED`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainIsUpdated;
@@ -4993,6 +5269,15 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::ConnectGetSysinfo;
         type Args = super::ConnectGetSysinfoArgs;
         type Ret = super::ConnectGetSysinfoRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY_FLAGS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetMemoryFlags;
+    impl super::RemoteProcedure for DomainSetMemoryFlags {
+        const PROC: super::Procedure = super::Procedure::DomainSetMemoryFlags;
+        type Args = super::DomainSetMemoryFlagsArgs;
+        type Ret = ();
     }
 
     /// `REMOTE_PROC_DOMAIN_MIGRATE_SET_MAX_SPEED`.
@@ -5164,6 +5449,24 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainShutdownFlags;
         type Args = super::DomainShutdownFlagsArgs;
         type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SET_METADATA`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetMetadata;
+    impl super::RemoteProcedure for DomainSetMetadata {
+        const PROC: super::Procedure = super::Procedure::DomainSetMetadata;
+        type Args = super::DomainSetMetadataArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_METADATA`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetMetadata;
+    impl super::RemoteProcedure for DomainGetMetadata {
+        const PROC: super::Procedure = super::Procedure::DomainGetMetadata;
+        type Args = super::DomainGetMetadataArgs;
+        type Ret = super::DomainGetMetadataRet;
     }
 
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`.
@@ -5475,6 +5778,10 @@ pub enum Call {
     DomainResume(DomainResumeArgs),
     /// `REMOTE_PROC_DOMAIN_SET_AUTOSTART`.
     DomainSetAutostart(DomainSetAutostartArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_MAX_MEMORY`.
+    DomainSetMaxMemory(DomainSetMaxMemoryArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY`.
+    DomainSetMemory(DomainSetMemoryArgs),
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN`.
     DomainShutdown(DomainShutdownArgs),
     /// `REMOTE_PROC_DOMAIN_SUSPEND`.
@@ -5553,8 +5860,12 @@ pub enum Call {
     ConnectDomainEventRegisterAny(ConnectDomainEventRegisterAnyArgs),
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_DEREGISTER_ANY`.
     ConnectDomainEventDeregisterAny(ConnectDomainEventDeregisterAnyArgs),
+    /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE`.
+    DomainManagedSave(DomainManagedSaveArgs),
     /// `REMOTE_PROC_DOMAIN_HAS_MANAGED_SAVE_IMAGE`.
     DomainHasManagedSaveImage(DomainHasManagedSaveImageArgs),
+    /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_REMOVE`.
+    DomainManagedSaveRemove(DomainManagedSaveRemoveArgs),
     /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM`.
     DomainSnapshotNum(DomainSnapshotNumArgs),
     /// `REMOTE_PROC_DOMAIN_GET_BLOCK_INFO`.
@@ -5563,10 +5874,14 @@ pub enum Call {
     DomainCreateWithFlags(DomainCreateWithFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS`.
     DomainGetVcpusFlags(DomainGetVcpusFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_OPEN_CONSOLE`.
+    DomainOpenConsole(DomainOpenConsoleArgs),
     /// `REMOTE_PROC_DOMAIN_IS_UPDATED`.
     DomainIsUpdated(DomainIsUpdatedArgs),
     /// `REMOTE_PROC_CONNECT_GET_SYSINFO`.
     ConnectGetSysinfo(ConnectGetSysinfoArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY_FLAGS`.
+    DomainSetMemoryFlags(DomainSetMemoryFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_SET_MAX_SPEED`.
     DomainMigrateSetMaxSpeed(DomainMigrateSetMaxSpeedArgs),
     /// `REMOTE_PROC_DOMAIN_GET_STATE`.
@@ -5605,6 +5920,10 @@ pub enum Call {
     DomainReset(DomainResetArgs),
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`.
     DomainShutdownFlags(DomainShutdownFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_METADATA`.
+    DomainSetMetadata(DomainSetMetadataArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_METADATA`.
+    DomainGetMetadata(DomainGetMetadataArgs),
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`.
     ConnectListAllDomains(ConnectListAllDomainsArgs),
     /// `REMOTE_PROC_NODE_GET_CPU_MAP`.
@@ -5727,6 +6046,10 @@ impl Call {
             Procedure::DomainSetAutostart => {
                 Call::DomainSetAutostart(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSetMaxMemory => {
+                Call::DomainSetMaxMemory(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSetMemory => Call::DomainSetMemory(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainShutdown => Call::DomainShutdown(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainSuspend => Call::DomainSuspend(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainUndefine => Call::DomainUndefine(migrated_xdr::from_bytes(payload)?),
@@ -5844,8 +6167,14 @@ impl Call {
             Procedure::ConnectDomainEventDeregisterAny => {
                 Call::ConnectDomainEventDeregisterAny(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainManagedSave => {
+                Call::DomainManagedSave(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainHasManagedSaveImage => {
                 Call::DomainHasManagedSaveImage(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainManagedSaveRemove => {
+                Call::DomainManagedSaveRemove(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainSnapshotNum => {
                 Call::DomainSnapshotNum(migrated_xdr::from_bytes(payload)?)
@@ -5859,9 +6188,15 @@ impl Call {
             Procedure::DomainGetVcpusFlags => {
                 Call::DomainGetVcpusFlags(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainOpenConsole => {
+                Call::DomainOpenConsole(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainIsUpdated => Call::DomainIsUpdated(migrated_xdr::from_bytes(payload)?),
             Procedure::ConnectGetSysinfo => {
                 Call::ConnectGetSysinfo(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSetMemoryFlags => {
+                Call::DomainSetMemoryFlags(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainMigrateSetMaxSpeed => {
                 Call::DomainMigrateSetMaxSpeed(migrated_xdr::from_bytes(payload)?)
@@ -5911,6 +6246,12 @@ impl Call {
             Procedure::DomainReset => Call::DomainReset(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainShutdownFlags => {
                 Call::DomainShutdownFlags(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSetMetadata => {
+                Call::DomainSetMetadata(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetMetadata => {
+                Call::DomainGetMetadata(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::ConnectListAllDomains => {
                 Call::ConnectListAllDomains(migrated_xdr::from_bytes(payload)?)
@@ -6040,6 +6381,8 @@ impl Call {
             Call::DomainReboot(_) => Procedure::DomainReboot,
             Call::DomainResume(_) => Procedure::DomainResume,
             Call::DomainSetAutostart(_) => Procedure::DomainSetAutostart,
+            Call::DomainSetMaxMemory(_) => Procedure::DomainSetMaxMemory,
+            Call::DomainSetMemory(_) => Procedure::DomainSetMemory,
             Call::DomainShutdown(_) => Procedure::DomainShutdown,
             Call::DomainSuspend(_) => Procedure::DomainSuspend,
             Call::DomainUndefine(_) => Procedure::DomainUndefine,
@@ -6079,13 +6422,17 @@ impl Call {
             Call::DomainMigrateSetMaxDowntime(_) => Procedure::DomainMigrateSetMaxDowntime,
             Call::ConnectDomainEventRegisterAny(_) => Procedure::ConnectDomainEventRegisterAny,
             Call::ConnectDomainEventDeregisterAny(_) => Procedure::ConnectDomainEventDeregisterAny,
+            Call::DomainManagedSave(_) => Procedure::DomainManagedSave,
             Call::DomainHasManagedSaveImage(_) => Procedure::DomainHasManagedSaveImage,
+            Call::DomainManagedSaveRemove(_) => Procedure::DomainManagedSaveRemove,
             Call::DomainSnapshotNum(_) => Procedure::DomainSnapshotNum,
             Call::DomainGetBlockInfo(_) => Procedure::DomainGetBlockInfo,
             Call::DomainCreateWithFlags(_) => Procedure::DomainCreateWithFlags,
             Call::DomainGetVcpusFlags(_) => Procedure::DomainGetVcpusFlags,
+            Call::DomainOpenConsole(_) => Procedure::DomainOpenConsole,
             Call::DomainIsUpdated(_) => Procedure::DomainIsUpdated,
             Call::ConnectGetSysinfo(_) => Procedure::ConnectGetSysinfo,
+            Call::DomainSetMemoryFlags(_) => Procedure::DomainSetMemoryFlags,
             Call::DomainMigrateSetMaxSpeed(_) => Procedure::DomainMigrateSetMaxSpeed,
             Call::DomainGetState(_) => Procedure::DomainGetState,
             Call::DomainMigrateBegin3(_) => Procedure::DomainMigrateBegin3,
@@ -6105,6 +6452,8 @@ impl Call {
             Call::DomainBlockStatsFlags(_) => Procedure::DomainBlockStatsFlags,
             Call::DomainReset(_) => Procedure::DomainReset,
             Call::DomainShutdownFlags(_) => Procedure::DomainShutdownFlags,
+            Call::DomainSetMetadata(_) => Procedure::DomainSetMetadata,
+            Call::DomainGetMetadata(_) => Procedure::DomainGetMetadata,
             Call::ConnectListAllDomains(_) => Procedure::ConnectListAllDomains,
             Call::NodeGetCpuMap(_) => Procedure::NodeGetCpuMap,
             Call::DomainGetJobStats(_) => Procedure::DomainGetJobStats,
@@ -6175,6 +6524,8 @@ impl Call {
             Call::DomainReboot(args) => migrated_xdr::to_bytes(args),
             Call::DomainResume(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetAutostart(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetMaxMemory(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetMemory(args) => migrated_xdr::to_bytes(args),
             Call::DomainShutdown(args) => migrated_xdr::to_bytes(args),
             Call::DomainSuspend(args) => migrated_xdr::to_bytes(args),
             Call::DomainUndefine(args) => migrated_xdr::to_bytes(args),
@@ -6214,13 +6565,17 @@ impl Call {
             Call::DomainMigrateSetMaxDowntime(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventRegisterAny(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventDeregisterAny(args) => migrated_xdr::to_bytes(args),
+            Call::DomainManagedSave(args) => migrated_xdr::to_bytes(args),
             Call::DomainHasManagedSaveImage(args) => migrated_xdr::to_bytes(args),
+            Call::DomainManagedSaveRemove(args) => migrated_xdr::to_bytes(args),
             Call::DomainSnapshotNum(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetBlockInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainCreateWithFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetVcpusFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainOpenConsole(args) => migrated_xdr::to_bytes(args),
             Call::DomainIsUpdated(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetSysinfo(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetMemoryFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateSetMaxSpeed(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetState(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateBegin3(args) => migrated_xdr::to_bytes(args),
@@ -6240,6 +6595,8 @@ impl Call {
             Call::DomainBlockStatsFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainReset(args) => migrated_xdr::to_bytes(args),
             Call::DomainShutdownFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetMetadata(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetMetadata(args) => migrated_xdr::to_bytes(args),
             Call::ConnectListAllDomains(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetCpuMap(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetJobStats(args) => migrated_xdr::to_bytes(args),

@@ -1,0 +1,50 @@
+//! Titles, descriptions and metadata elements of test guests, as libvirt's
+//! test driver (`testDomainSetMetadata`, `testDomainGetMetadata`): the live
+//! definition and/or the stored config.
+
+use migrated_core::domain::DomainRef;
+use migrated_core::xml::{metadata_change, metadata_read, MetadataTarget};
+use migrated_core::Result;
+
+use super::Registry;
+
+impl Registry {
+    /// `DOMAIN_SET_METADATA`.
+    pub fn set_metadata(
+        &mut self,
+        dom: &DomainRef,
+        target: &MetadataTarget,
+        value: Option<&str>,
+        flags: u32,
+    ) -> Result<()> {
+        let guest = self.guest(&dom.uuid)?;
+        let (live, config) = metadata_change(
+            guest.live.as_ref().map(|l| &l.def),
+            &guest.config,
+            guest.persistent,
+            target,
+            value,
+            flags,
+        )?;
+        if let Some(def) = config {
+            self.store.save(&def)?;
+            self.guest_mut(&dom.uuid)?.config = def;
+        }
+        if let (Some(def), Some(l)) = (live, self.guest_mut(&dom.uuid)?.live.as_mut()) {
+            l.def = def;
+        }
+        Ok(())
+    }
+
+    /// `DOMAIN_GET_METADATA`.
+    pub fn get_metadata(
+        &self,
+        dom: &DomainRef,
+        target: &MetadataTarget,
+        flags: u32,
+    ) -> Result<String> {
+        let guest = self.guest(&dom.uuid)?;
+        let live = guest.live.as_ref().map(|l| &l.def);
+        metadata_read(live, &guest.config, guest.persistent, target, flags)
+    }
+}
