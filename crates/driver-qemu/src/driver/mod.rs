@@ -212,14 +212,16 @@ impl Shared {
         if transient {
             reg.domains.remove(uuid);
         }
-        // Still under the lock (a few unlinks, no fsync): whichever of the
-        // event task and the stopping operation comes second returns only
-        // once the files are gone, so a caller of destroy or Confirm never
-        // sees a stopped guest's status file.
+        // Still under the lock (a few unlinks, no fsync, a channel send):
+        // whichever of the event task and the stopping operation comes
+        // second returns only once the files are gone and the event is out,
+        // so a caller of destroy or Confirm never sees a stopped guest's
+        // status file, and Confirm's JOB_COMPLETED follows the STOPPED event
+        // as in libvirt.
         cleanup_run_files(&self.config.runtime_dir, &dom.name, &runtime.paths);
-        drop(reg);
         info!(name = %dom.name, reason, "qemu guest stopped");
         self.emit(dom, LifecycleEvent::Stopped, detail);
+        drop(reg);
         // Dropping the last Arc<Runtime> here (outside the lock) ends the
         // event task, possibly the one running this function.
         drop(live);
