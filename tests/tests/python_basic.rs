@@ -49,6 +49,7 @@ try:
     print("create-again ok")
 except libvirt.libvirtError as e:
     print("create-again", e.get_error_code())
+    print("create-again-msg", e.get_error_message())
 info, maps = dom.vcpus()
 print("vcpus", [(v[0], v[1]) for v in info], "maps", maps)
 print("max-vcpus", dom.maxVcpus())
@@ -88,6 +89,7 @@ try:
     print("lookup ok")
 except libvirt.libvirtError as e:
     print("lookup", e.get_error_code())
+    print("lookup-msg", e.get_error_message())
 
 ro = libvirt.openReadOnly(URI)
 print("ro-list", len(ro.listAllDomains()))
@@ -141,6 +143,17 @@ fn python_lifecycle_delivers_events_and_libvirt_error_codes() {
     assert!(lines.contains(&"names ['py-guest']"), "{stdout}");
     // 42 = VIR_ERR_NO_DOMAIN
     assert!(lines.contains(&"lookup 42"), "{stdout}");
+    // libvirt's own wording (virErrorMsgStrings), capital letter included
+    assert!(
+        lines.contains(&"lookup-msg Domain not found: no domain with matching name 'py-guest'"),
+        "{stdout}"
+    );
+    assert!(
+        lines.contains(
+            &"create-again-msg Requested operation is not valid: domain is already running"
+        ),
+        "{stdout}"
+    );
     assert!(lines.contains(&"ro-list 0"), "{stdout}");
     // 29 = VIR_ERR_OPERATION_DENIED
     assert!(lines.contains(&"ro-define 29"), "{stdout}");

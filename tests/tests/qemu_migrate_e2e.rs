@@ -370,7 +370,7 @@ fn qemu_virsh_live_tls() {
     std::fs::rename(&tls.a, &moved).expect("move A's TLS directory away");
     let err = run(&[]);
     assert!(
-        err.contains("requested operation is not valid: migrate_tls_x509_cert_dir directory")
+        err.contains("Requested operation is not valid: migrate_tls_x509_cert_dir directory")
             && err.contains("does not exist"),
         "{err}"
     );
@@ -383,7 +383,7 @@ fn qemu_virsh_live_tls() {
     let err = run(&["--p2p"]);
     assert!(
         err.contains(&format!(
-            "requested operation is not valid: Unable to access credentials {}",
+            "Requested operation is not valid: Unable to access credentials {}",
             key.display()
         )),
         "{err}"

@@ -145,6 +145,22 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
     let row = list.lines().find(|l| l.contains(name)).unwrap_or_default();
     assert!(row.contains("shut off"), "{list}");
 
+    // Another name with the same UUID: libvirt's code and wording
+    // (virDomainObjListAddLocked), "operation failed: " prefix included.
+    let uuid = ok(&virsh(uri, &["domuuid", name]), "domuuid");
+    let uuid = uuid.trim();
+    let clash = domain_xml("lifecycle-clash")
+        .replace("</name>", &format!("</name>\n  <uuid>{uuid}</uuid>"));
+    let clash = virsh(uri, &["define", &xml_file(dir, "lifecycle-clash", &clash)]);
+    assert!(!clash.status.success());
+    let expected =
+        format!("error: operation failed: domain '{name}' is already defined with uuid {uuid}");
+    assert!(
+        stderr_of(&clash).contains(&expected),
+        "{expected:?} missing from {}",
+        stderr_of(&clash)
+    );
+
     ok(&virsh(uri, &["start", name]), "start");
     let info = ok(&virsh(uri, &["dominfo", name]), "dominfo");
     for needle in [

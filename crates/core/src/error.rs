@@ -8,8 +8,11 @@
 //! an `Error` into a `remote_error` payload with those two numbers and the
 //! flattened `Display` chain as the message.
 //!
-//! Messages are lowercase without a final period; the cause of a wrapped error is
-//! exposed through `source()`, never repeated in the message.
+//! Messages are lowercase without a final period, except that a message starts
+//! with libvirt's own prefix for its code where libvirt has one (`virErrorMsgStrings`
+//! in src/util/virerror.c: "Domain not found: …", "Requested operation is not
+//! valid: …"), so that virsh prints what it prints against libvirtd; the cause of
+//! a wrapped error is exposed through `source()`, never repeated in the message.
 
 use std::io;
 
@@ -142,7 +145,7 @@ pub enum Error {
     },
 
     /// No domain matches (`VIR_ERR_NO_DOMAIN`).
-    #[error("domain not found: no domain with matching {key}")]
+    #[error("Domain not found: no domain with matching {key}")]
     NoDomain {
         /// What the caller looked for.
         key: DomainKey,
@@ -151,7 +154,7 @@ pub enum Error {
     /// A domain with the same name or UUID already exists. libvirt reports
     /// this as `VIR_ERR_OPERATION_FAILED` (`virDomainObjListAddLocked`), not
     /// `VIR_ERR_DOM_EXIST`, and so do we.
-    #[error("domain '{name}' {reason}")]
+    #[error("operation failed: domain '{name}' {reason}")]
     DomainExists {
         /// Name of the domain being defined or created.
         name: String,
@@ -161,7 +164,7 @@ pub enum Error {
 
     /// The operation is not valid in the domain's or job's current state
     /// (`VIR_ERR_OPERATION_INVALID`).
-    #[error("requested operation is not valid: {reason}")]
+    #[error("Requested operation is not valid: {reason}")]
     OperationInvalid {
         /// e.g. "domain is already running".
         reason: String,
@@ -170,7 +173,7 @@ pub enum Error {
     /// The driver has the operation but not in this form, or the hypervisor
     /// cannot do it (`VIR_ERR_OPERATION_UNSUPPORTED`), e.g. a storage
     /// migration through a tunnel.
-    #[error("operation not supported: {reason}")]
+    #[error("Operation not supported: {reason}")]
     OperationUnsupported {
         /// e.g. "summary statistics are not supported yet".
         reason: String,
@@ -277,7 +280,7 @@ pub enum Error {
     /// A call waited in vain for a domain's job to end (`VIR_ERR_OPERATION_TIMEOUT`,
     /// from `VIR_FROM_NONE` as libvirt's `virDomainObjBeginJobInternal`).
     #[error(
-        "timed out during operation: cannot acquire state change lock (held by monitor={blocker})"
+        "Timed out during operation: cannot acquire state change lock (held by monitor={blocker})"
     )]
     JobLockTimeout {
         /// The libvirt API name of the call that owns the job, e.g.
@@ -286,7 +289,7 @@ pub enum Error {
     },
 
     /// The migration is unsafe (`VIR_ERR_MIGRATE_UNSAFE`); `VIR_MIGRATE_UNSAFE` overrides it.
-    #[error("unsafe migration: {reason}")]
+    #[error("Unsafe migration: {reason}")]
     MigrateUnsafe {
         /// Why it is unsafe.
         reason: String,
@@ -309,7 +312,7 @@ pub enum Error {
     MigrateFinishOk,
 
     /// Destination CPU cannot run the guest (`VIR_ERR_CPU_INCOMPATIBLE`).
-    #[error("the cpu is incompatible with host cpu: {reason}")]
+    #[error("the CPU is incompatible with host CPU: {reason}")]
     CpuIncompatible {
         /// What is missing or different.
         reason: String,
@@ -698,10 +701,22 @@ mod tests {
 
     #[test]
     fn messages_are_lowercase_without_final_period() {
+        // libvirt's capitalised prefixes (virErrorMsgStrings) are the exception.
+        const LIBVIRT_PREFIXES: [&str; 5] = [
+            "Domain not found: ",
+            "Requested operation is not valid: ",
+            "Operation not supported: ",
+            "Timed out during operation: ",
+            "Unsafe migration: ",
+        ];
         for (err, _, _) in samples() {
             let msg = err.to_string();
             assert!(!msg.ends_with('.'), "{msg}");
-            let first = msg.chars().next().expect("message is not empty");
+            let rest = LIBVIRT_PREFIXES
+                .iter()
+                .find_map(|prefix| msg.strip_prefix(prefix))
+                .unwrap_or(&msg);
+            let first = rest.chars().next().expect("message is not empty");
             assert!(!first.is_uppercase(), "{msg}");
         }
     }
@@ -733,7 +748,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "domain not found: no domain with matching name 'web1'"
+            "Domain not found: no domain with matching name 'web1'"
         );
     }
 }

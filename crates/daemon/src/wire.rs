@@ -162,13 +162,13 @@ mod tests {
                 },
                 42,
                 20,
-                "domain not found: no domain with matching name 'ghost'",
+                "Domain not found: no domain with matching name 'ghost'",
             ),
             (
                 Error::invalid("domain is not running"),
                 55,
                 20,
-                "requested operation is not valid: domain is not running",
+                "Requested operation is not valid: domain is not running",
             ),
             (
                 Error::OperationDenied {
@@ -196,7 +196,7 @@ mod tests {
                 },
                 69,
                 10,
-                "failed to make domain 'g' persistent after migration: domain not found: \
+                "failed to make domain 'g' persistent after migration: Domain not found: \
                  no domain with matching uuid '00000000-0000-0000-0000-000000000000'",
             ),
             (

@@ -201,7 +201,7 @@ mod tests {
         let err = tls.check(Endpoint::Client).expect_err("no directory");
         assert_eq!(
             err.to_string(),
-            "requested operation is not valid: migrate_tls_x509_cert_dir directory \
+            "Requested operation is not valid: migrate_tls_x509_cert_dir directory \
              '/nonexistent/migrated-tls' does not exist"
         );
     }

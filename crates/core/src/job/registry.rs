@@ -842,7 +842,7 @@ mod tests {
         assert_eq!(err.code(), ErrorCode::OperationTimeout);
         assert_eq!(
             err.to_string(),
-            "timed out during operation: cannot acquire state change lock \
+            "Timed out during operation: cannot acquire state change lock \
              (held by monitor=remoteDispatchDomainMigrateBegin3Params)"
         );
         drop(job);
