@@ -293,6 +293,10 @@ fn virsh_bandwidth_and_job_tuning() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no constant pages in:\n{info}"));
     assert!(constant > 0, "{info}");
+    // Nothing compressed, nothing throttled: as libvirt, no lines for them.
+    for absent in ["Compressed data", "Auto converge throttle"] {
+        assert!(!info.contains(absent), "{absent:?} in:\n{info}");
+    }
     virsh_ok(&b, &["migrate", "--live", name, &a], &hosts);
     timeout_suspend(&hosts, name);
 }

@@ -169,11 +169,19 @@ impl JobStats {
             (key::MEMORY_DIRTY_RATE, self.memory_dirty_rate),
             (key::MEMORY_PAGE_SIZE, self.memory_page_size),
             (key::MEMORY_ITERATION, self.memory_iteration),
-            (key::COMPRESSION_BYTES, self.compression_bytes),
-            (key::COMPRESSION_PAGES, self.compression_pages),
         ];
         for (k, v) in u {
             p.push(k, TypedValue::ULLong(v));
+        }
+        // libvirt sends the compression keys only when XBZRLE was in use
+        // (`xbzrle_set`); a job that compressed nothing did not use it.
+        if self.compression_bytes > 0 || self.compression_pages > 0 {
+            for (k, v) in [
+                (key::COMPRESSION_BYTES, self.compression_bytes),
+                (key::COMPRESSION_PAGES, self.compression_pages),
+            ] {
+                p.push(k, TypedValue::ULLong(v));
+            }
         }
         if self.disk_total > 0 {
             for (k, v) in [
@@ -184,10 +192,13 @@ impl JobStats {
                 p.push(k, TypedValue::ULLong(v));
             }
         }
-        p.push(
-            key::AUTO_CONVERGE_THROTTLE,
-            TypedValue::Int(self.auto_converge_throttle),
-        );
+        // As libvirt: only a throttled guest has the key.
+        if self.auto_converge_throttle != 0 {
+            p.push(
+                key::AUTO_CONVERGE_THROTTLE,
+                TypedValue::Int(self.auto_converge_throttle),
+            );
+        }
         match self.job_type {
             JobType::Completed => p.push(key::SUCCESS, TypedValue::Boolean(true)),
             JobType::Failed | JobType::Cancelled => {
@@ -331,6 +342,43 @@ mod tests {
         assert_eq!(peer.downtime_ms, 300);
         assert_eq!(peer.memory_iteration, 2);
         assert_eq!(peer.data_processed, 4_000);
+    }
+
+    #[test]
+    fn compression_and_throttle_keys_come_only_when_used() {
+        let plain = sample().to_typed_params();
+        assert_eq!(
+            plain.get_ullong(job_stats::COMPRESSION_BYTES).expect("u64"),
+            None
+        );
+        assert_eq!(
+            plain.get_ullong(job_stats::COMPRESSION_PAGES).expect("u64"),
+            None
+        );
+        assert_eq!(
+            plain
+                .get_int(job_stats::AUTO_CONVERGE_THROTTLE)
+                .expect("int"),
+            None
+        );
+
+        let mut busy = sample();
+        busy.compression_pages = 3;
+        busy.compression_bytes = 900;
+        busy.auto_converge_throttle = 20;
+        let p = busy.to_typed_params();
+        assert_eq!(
+            p.get_ullong(job_stats::COMPRESSION_PAGES).expect("u64"),
+            Some(3)
+        );
+        assert_eq!(
+            p.get_ullong(job_stats::COMPRESSION_BYTES).expect("u64"),
+            Some(900)
+        );
+        assert_eq!(
+            p.get_int(job_stats::AUTO_CONVERGE_THROTTLE).expect("int"),
+            Some(20)
+        );
     }
 
     #[test]
