@@ -85,7 +85,9 @@ fn virsh_version_hostname_uri_and_capabilities_over_tcp() {
     let cpu = virsh(&uri, &["nodecpustats"]);
     assert!(!cpu.status.success());
     assert!(
-        stderr_of(&cpu).contains("not supported by the Test driver: virNodeGetCPUStats"),
+        stderr_of(&cpu).contains(
+            "this function is not supported by the connection driver: virNodeGetCPUStats"
+        ),
         "{}",
         stderr_of(&cpu)
     );

@@ -136,7 +136,9 @@ impl std::fmt::Display for DomainKey {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The driver does not implement `operation` (`VIR_ERR_NO_SUPPORT`).
-    #[error("this function is not supported by the {driver} driver: {operation}")]
+    /// The message is libvirt's `virReportUnsupportedError` wording, which never
+    /// names the driver.
+    #[error("this function is not supported by the connection driver: {operation}")]
     NoSupport {
         /// libvirt API name of the operation, e.g. `virDomainSuspend`.
         operation: &'static str,

@@ -154,7 +154,7 @@ mod tests {
                 },
                 3,
                 20,
-                "this function is not supported by the Test driver: virDomainSuspend",
+                "this function is not supported by the connection driver: virDomainSuspend",
             ),
             (
                 Error::NoDomain {
