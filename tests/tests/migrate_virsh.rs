@@ -56,6 +56,33 @@ fn round_trip(flags: &[&str]) {
     virsh_ok(&b, &back, &hosts);
     assert_eq!(state(&a, name).as_deref(), Some("running"));
     assert_eq!(state(&b, name), None);
+    if flags.contains(&"--p2p") {
+        p2p_to_a_closed_port(&hosts, name, flags);
+    }
+}
+
+/// A peer-to-peer source that cannot reach the destination says so as
+/// libvirt does, and the guest keeps running where it was.
+fn p2p_to_a_closed_port(hosts: &Hosts, name: &str, flags: &[&str]) {
+    let a = hosts.a_uri();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let nowhere = format!("test+tcp://127.0.0.1:{port}/default");
+    let mut args = vec!["migrate"];
+    args.extend_from_slice(flags);
+    args.extend([name, nowhere.as_str()]);
+    let out = virsh(&a, &args);
+    assert!(!out.status.success(), "{}", stdout_of(&out));
+    let expected =
+        format!("error: operation failed: Failed to connect to remote libvirt URI {nowhere}: ");
+    assert!(
+        stderr_of(&out).contains(&expected),
+        "{expected:?} missing from {}",
+        stderr_of(&out)
+    );
+    assert_eq!(state(&a, name).as_deref(), Some("running"));
 }
 
 #[test]

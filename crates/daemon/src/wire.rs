@@ -121,7 +121,7 @@ fn wire(code: ErrorCode, domain: ErrorDomain, message: String) -> WireError {
 }
 
 /// The error's message followed by each cause's, separated by ": ".
-fn flatten(err: &dyn StdError) -> String {
+pub(crate) fn flatten(err: &dyn StdError) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -28,12 +28,13 @@ use migrated_client::{
 };
 use migrated_core::domain::{DomainRef, DomainState};
 use migrated_core::driver::Driver;
+use migrated_core::error::{ErrorCode, ErrorDomain};
 use migrated_core::migration::{Manager, MigrateRequest};
 use migrated_rpc::WireError;
 use tracing::Instrument;
 
 use super::connection::feature_supported;
-use crate::wire::to_wire_error;
+use crate::wire::{flatten, to_wire_error};
 
 /// This daemon's side of a peer-to-peer migration.
 pub struct LocalEndpoint {
@@ -241,20 +242,27 @@ pub fn client_error_to_wire(err: &migrated_client::Error) -> WireError {
             message,
             ..
         } => WireError::new(*code, *domain, message.clone()),
-        other => {
-            let mut message = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                message.push_str(": ");
-                message.push_str(&s.to_string());
-                source = s.source();
-            }
-            to_wire_error(&migrated_core::Error::OperationFailed {
-                operation: "peer-to-peer migration",
-                reason: message,
-            })
-        }
+        other => to_wire_error(&migrated_core::Error::OperationFailed {
+            operation: "peer-to-peer migration",
+            reason: flatten(other),
+        }),
     }
+}
+
+/// libvirt's answer when a peer-to-peer source cannot open the destination
+/// (`qemuMigrationSrcPerformPeer2Peer`): `VIR_ERR_OPERATION_FAILED` naming
+/// the URI, then the connection's own error.
+fn p2p_connect_error(dconnuri: &str, err: &migrated_client::Error) -> WireError {
+    let cause = match err {
+        migrated_client::Error::Remote { message, .. } => message.clone(),
+        migrated_client::Error::Local(e) => to_wire_error(e).message.unwrap_or_default(),
+        other => flatten(other),
+    };
+    WireError::new(
+        ErrorCode::OperationFailed as i32,
+        ErrorDomain::Qemu as i32,
+        format!("operation failed: Failed to connect to remote libvirt URI {dconnuri}: {cause}"),
+    )
 }
 
 /// Runs a whole peer-to-peer migration of `dom` to `dconnuri` from this
@@ -291,7 +299,7 @@ async fn run_p2p(
 ) -> Result<(), WireError> {
     let dconn = Connection::open(dconnuri, OpenFlags::default())
         .await
-        .map_err(|e| client_error_to_wire(&e))?;
+        .map_err(|e| p2p_connect_error(dconnuri, &e))?;
     let result = async {
         let dst = RemoteEndpoint::new(dconn.clone());
         if !dst
