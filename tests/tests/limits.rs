@@ -377,7 +377,7 @@ fn migration_jobs_beyond_max_jobs_are_refused_and_others_finish() {
     assert!(!over.status.success(), "a second job ran with max_jobs=1");
     assert!(
         err.to_lowercase()
-            .contains("Requested operation is not valid")
+            .contains("requested operation is not valid")
             && err.contains("max_jobs"),
         "not a clear OPERATION_INVALID: {err}"
     );
