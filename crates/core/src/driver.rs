@@ -685,11 +685,18 @@ mod tests {
         ];
         for (op, err) in results {
             assert_eq!(err.code(), ErrorCode::NoSupport);
-            let msg = err.to_string();
             assert!(
-                msg.contains(op.api_name()) && msg.contains("Empty"),
-                "{msg}"
+                matches!(
+                    err,
+                    Error::NoSupport {
+                        driver: "Empty",
+                        ..
+                    }
+                ),
+                "{err:?}"
             );
+            let msg = err.to_string();
+            assert!(msg.contains(op.api_name()), "{msg}");
         }
     }
 
