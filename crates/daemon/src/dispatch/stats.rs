@@ -205,6 +205,11 @@ async fn record(
     Ok(p)
 }
 
+/// A `*.count` field's value.
+fn count(len: usize) -> TypedValue {
+    TypedValue::UInt(u32::try_from(len).unwrap_or(u32::MAX))
+}
+
 /// Pushes `value` as an unsigned counter, unless the driver has no count.
 fn push_count(p: &mut TypedParams, key: String, value: Option<i64>) {
     if let Some(v) = value.and_then(|v| u64::try_from(v).ok()) {
@@ -223,10 +228,7 @@ async fn interface_stats(
     p: &mut TypedParams,
 ) {
     let nics = &def.devices.interfaces;
-    p.push(
-        "net.count",
-        TypedValue::UInt(u32::try_from(nics.len()).unwrap_or(u32::MAX)),
-    );
+    p.push("net.count", count(nics.len()));
     for (n, nic) in nics.iter().enumerate() {
         let Some(ifname) = nic
             .target_dev
@@ -269,10 +271,7 @@ async fn block_stats(
     p: &mut TypedParams,
 ) {
     let disks = &def.devices.disks;
-    p.push(
-        "block.count",
-        TypedValue::UInt(u32::try_from(disks.len()).unwrap_or(u32::MAX)),
-    );
+    p.push("block.count", count(disks.len()));
     for (n, disk) in disks.iter().enumerate() {
         let target = disk.target.dev.as_str();
         p.push(
