@@ -242,6 +242,19 @@ fn devices_of_a_running_guest(hosts: &QemuHosts, uri: &str, name: &str) {
     for absent in ["net.0.", "block.0.errors", "state.state"] {
         assert!(!stats.contains(absent), "{absent:?} in {stats}");
     }
+    // migratectl prints the same groups as virsh.
+    let ctl = hosts.ctl_ok(
+        uri,
+        &["domstats", "--block", "--interface", "--enforce", name],
+    );
+    for needle in [
+        format!("Domain: '{name}'"),
+        "  block.0.name=vda".to_owned(),
+        format!("  block.0.capacity={DISK_BYTES}"),
+        "  net.count=1".to_owned(),
+    ] {
+        assert!(ctl.contains(&needle), "{needle:?} missing from {ctl}");
+    }
     if require_python_libvirt().is_some() {
         let out = python(&format!(
             "import sys; sys.argv = ['stats', '{uri}', '{name}']\n{DEVICE_STATS}"
