@@ -380,6 +380,8 @@ fn human_output_matches_virsh_byte_for_byte() {
         &["dominfo", "ctl-a"],
         &["dominfo", "ctl-longer-name"],
         &["domstate", "--reason", "ctl-a"],
+        &["domstats", "--state", "--balloon", "--vcpu"],
+        &["domstats", "--state", "ctl-longer-name", "ctl-a"],
         &["dumpxml", "ctl-a"],
         &["dumpxml", "--inactive", "ctl-longer-name"],
         &["hostname"],
@@ -399,6 +401,13 @@ fn human_output_matches_virsh_byte_for_byte() {
             "output of {command:?} differs from virsh"
         );
     }
+    // The test driver, as libvirt's, fills no block group: refused under
+    // --enforce with libvirt's error.
+    let err = fails(&uri, &["domstats", "--block", "--enforce", "ctl-a"]);
+    assert!(
+        err.contains("argument unsupported") && err.contains("0x20"),
+        "{err}"
+    );
 }
 
 /// A running guest's CPU time moves between two commands; everything else must not.

@@ -214,7 +214,81 @@ fn devices_of_a_running_guest(hosts: &QemuHosts, uri: &str, name: &str) {
         "{}",
         stderr_of(&by_name)
     );
+    // The same figures in domstats' block and interface groups (served, so
+    // --enforce passes): the disk with its path, counters and sizes; the
+    // user-networking NIC counted but, having no host device, not named.
+    let stats = hosts.virsh_ok(
+        uri,
+        &["domstats", "--block", "--interface", "--enforce", name],
+    );
+    for needle in [
+        "block.count=1".to_owned(),
+        "block.0.name=vda".to_owned(),
+        "block.0.rd.reqs=".to_owned(),
+        "block.0.wr.bytes=".to_owned(),
+        "block.0.fl.times=".to_owned(),
+        format!("block.0.capacity={DISK_BYTES}"),
+        format!("block.0.physical={DISK_BYTES}"),
+        "net.count=1".to_owned(),
+    ] {
+        assert!(stats.contains(&needle), "{needle:?} missing from {stats}");
+    }
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.trim().starts_with("block.0.path=") && l.ends_with("disk.img")),
+        "{stats}"
+    );
+    for absent in ["net.0.", "block.0.errors", "state.state"] {
+        assert!(!stats.contains(absent), "{absent:?} in {stats}");
+    }
+    // migratectl prints the same groups as virsh.
+    let ctl = hosts.ctl_ok(
+        uri,
+        &["domstats", "--block", "--interface", "--enforce", name],
+    );
+    for needle in [
+        format!("Domain: '{name}'"),
+        "  block.0.name=vda".to_owned(),
+        format!("  block.0.capacity={DISK_BYTES}"),
+        "  net.count=1".to_owned(),
+    ] {
+        assert!(ctl.contains(&needle), "{needle:?} missing from {ctl}");
+    }
+    if require_python_libvirt().is_some() {
+        let out = python(&format!(
+            "import sys; sys.argv = ['stats', '{uri}', '{name}']\n{DEVICE_STATS}"
+        ));
+        let text = stdout_of(&out);
+        assert!(out.status.success(), "{text}{}", stderr_of(&out));
+        for line in [
+            "block 1 vda",
+            "rd.bytes int",
+            "capacity 8388608",
+            "net 1 False",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing: {text}");
+        }
+    }
 }
+
+/// python3-libvirt's `getAllDomainStats` with the block and interface
+/// groups enforced (argv: URI, name): typed values under libvirt's keys.
+const DEVICE_STATS: &str = r#"
+import sys
+import libvirt
+
+URI, NAME = sys.argv[1], sys.argv[2]
+conn = libvirt.open(URI)
+groups = libvirt.VIR_DOMAIN_STATS_BLOCK | libvirt.VIR_DOMAIN_STATS_INTERFACE
+flags = (libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
+         | libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ENFORCE_STATS)
+[st] = [st for dom, st in conn.getAllDomainStats(groups, flags) if dom.name() == NAME]
+print("block", st["block.count"], st["block.0.name"])
+print("rd.bytes", type(st["block.0.rd.bytes"]).__name__)
+print("capacity", st["block.0.capacity"])
+print("net", st["net.count"], "net.0.name" in st)
+"#;
 
 #[test]
 fn qemu_virsh_lifecycle() {
@@ -393,6 +467,19 @@ fn qemu_virsh_lifecycle() {
         "{}",
         stderr_of(&stats)
     );
+    // domstats of the shut-off guest, as libvirt's: the disk and the image
+    // file's sizes, no counters, and no interface group at all.
+    let stats = hosts.virsh_ok(&uri, &["domstats", "--block", "--interface", name]);
+    for needle in [
+        "block.count=1".to_owned(),
+        "block.0.name=vda".to_owned(),
+        format!("block.0.capacity={DISK_BYTES}"),
+    ] {
+        assert!(stats.contains(&needle), "{needle:?} missing from {stats}");
+    }
+    for absent in ["block.0.rd.", "net."] {
+        assert!(!stats.contains(absent), "{absent:?} in {stats}");
+    }
     let info = hosts.virsh_ok(&uri, &["dominfo", name]);
     assert!(
         info.lines()

@@ -147,6 +147,12 @@ pub enum Command {
     )]
     // Boxed: by far the largest variant (clippy::large_enum_variant).
     Migrate(Box<crate::commands::migrate::MigrateArgs>),
+    /// Show domains' statistics, as `virsh domstats` (every group the
+    /// driver serves unless groups are named).
+    #[command(
+        after_long_help = "Examples:\n  migratectl domstats guest\n  migratectl domstats --block --interface --enforce guest"
+    )]
+    Domstats(DomstatsArgs),
     /// Show the progress of a domain's job (or the last one with --completed).
     Domjobinfo {
         /// Domain name, id or UUID.
@@ -294,5 +300,50 @@ mod tests {
     #[test]
     fn missing_domain_is_a_usage_error() {
         assert!(Cli::try_parse_from(["migratectl", "start"]).is_err());
+    }
+}
+
+/// Arguments of `migratectl domstats`: the `VIR_DOMAIN_STATS_*` groups.
+#[derive(Debug, clap::Args)]
+pub struct DomstatsArgs {
+    /// Domain names, ids or UUIDs (none = every domain).
+    pub domains: Vec<String>,
+    /// `state.state`, `state.reason`.
+    #[arg(long)]
+    pub state: bool,
+    /// `cpu.time`.
+    #[arg(long)]
+    pub cpu_total: bool,
+    /// `balloon.current`, `balloon.maximum`.
+    #[arg(long)]
+    pub balloon: bool,
+    /// `vcpu.current`, `vcpu.maximum`, `vcpu.N.state`.
+    #[arg(long)]
+    pub vcpu: bool,
+    /// `net.count`, `net.N.name`, `net.N.rx.bytes`, ….
+    #[arg(long)]
+    pub interface: bool,
+    /// `block.count`, `block.N.name`, `block.N.rd.reqs`, ….
+    #[arg(long)]
+    pub block: bool,
+    /// Fail when the driver does not serve a named group.
+    #[arg(long)]
+    pub enforce: bool,
+}
+
+impl DomstatsArgs {
+    /// The `VIR_DOMAIN_STATS_*` bits of the named groups (0 = all).
+    pub fn groups(&self) -> u32 {
+        [
+            (self.state, 1 << 0),
+            (self.cpu_total, 1 << 1),
+            (self.balloon, 1 << 2),
+            (self.vcpu, 1 << 3),
+            (self.interface, 1 << 4),
+            (self.block, 1 << 5),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |bits, (_, bit)| bits | bit)
     }
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use migrated_core::domain::{NodeInfo, SecurityModel};
 use migrated_core::error::ErrorCode;
+use migrated_core::typed_params::TypedParams;
 use migrated_proto::{procs, AuthType, RemoteProcedure};
 use migrated_rpc::client::RpcClient;
 use migrated_rpc::ClientStream;
@@ -343,6 +344,42 @@ impl Connection {
             .into_iter()
             .map(|d| Domain::from_wire(self.clone(), d))
             .collect())
+    }
+
+    /// `CONNECT_GET_ALL_DOMAIN_STATS` (`virConnectGetAllDomainStats`, or
+    /// `virDomainListGetStats` for a non-empty `doms`): each domain's
+    /// statistics of the `VIR_DOMAIN_STATS_*` groups in `stats` (0 = every
+    /// group the driver serves), with `VIR_CONNECT_GET_ALL_DOMAINS_STATS_*`
+    /// `flags`.
+    ///
+    /// # Errors
+    /// See [`Connection::call`]; [`Error::ReplyValue`] for a malformed parameter.
+    pub async fn all_domain_stats(
+        &self,
+        doms: &[Domain],
+        stats: u32,
+        flags: u32,
+    ) -> Result<Vec<(Domain, TypedParams)>> {
+        let args = migrated_proto::ConnectGetAllDomainStatsArgs {
+            doms: doms.iter().map(Domain::wire).collect(),
+            stats,
+            flags,
+        };
+        let ret = self.call::<procs::ConnectGetAllDomainStats>(&args).await?;
+        ret.ret_stats
+            .into_iter()
+            .map(|record| {
+                let params = TypedParams::from_wire(
+                    record.params,
+                    migrated_proto::REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX,
+                )
+                .map_err(|source| Error::ReplyValue {
+                    procedure: "CONNECT_GET_ALL_DOMAIN_STATS",
+                    source: Box::new(source),
+                })?;
+                Ok((Domain::from_wire(self.clone(), record.dom), params))
+            })
+            .collect()
     }
 
     /// `DOMAIN_LOOKUP_BY_ID` (running domains only).

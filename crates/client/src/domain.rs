@@ -61,7 +61,7 @@ impl Domain {
         }
     }
 
-    fn wire(&self) -> NonnullDomain {
+    pub(crate) fn wire(&self) -> NonnullDomain {
         self.dom.clone().into()
     }
 

@@ -637,6 +637,7 @@ mod tests {
         migration_flags: 0,
         migration_params: &[],
         defaults: MigrationDefaults { flags: 0 },
+        device_stats: false,
     };
 
     struct Empty;

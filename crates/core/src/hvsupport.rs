@@ -45,7 +45,9 @@ pub fn render(tables: &[&SupportTable]) -> String {
          authentication, keepalive, host name) are not listed, nor are those it composes\n\
          from the listed ones for every driver: the old listing calls,\n\
          `CONNECT_GET_ALL_DOMAIN_STATS` (`virsh domstats`: groups state, cpu-total,\n\
-         balloon and vcpu, from `list_all_domains`, `get_state` and `get_info`),\n\
+         balloon and vcpu, from `list_all_domains`, `get_state` and `get_info`; for a\n\
+         driver whose table sets `device_stats` (QEMU) also block and interface, from\n\
+         `get_xml_desc`, `block_stats`, `block_info` and `interface_stats`),\n\
          `DOMAIN_GET_VCPUS_FLAGS` / `DOMAIN_GET_MAX_VCPUS` / `DOMAIN_GET_VCPU_PIN_INFO`\n\
          (`virsh vcpucount`, `vcpupin`, from `get_info`; no vCPU hot-plug or pinning, so\n\
          live and configured counts agree and every vCPU may use every host CPU),\n\
@@ -126,6 +128,7 @@ mod tests {
         defaults: MigrationDefaults {
             flags: MigrateFlags::LIVE.bits(),
         },
+        device_stats: false,
     };
 
     fn row<'a>(doc: &'a str, needle: &str) -> &'a str {

@@ -123,6 +123,11 @@ pub struct SupportTable {
     pub migration_params: &'static [&'static str],
     /// Defaults applied when the caller leaves choices open.
     pub defaults: MigrationDefaults,
+    /// Whether `virsh domstats` serves the `block` and `interface` groups
+    /// (from [`crate::driver::Driver::block_stats`], `block_info` and
+    /// `interface_stats`), as libvirt's QEMU driver does and its test driver
+    /// does not.
+    pub device_stats: bool,
 }
 
 impl SupportTable {
@@ -205,6 +210,7 @@ mod tests {
         defaults: MigrationDefaults {
             flags: MigrateFlags::LIVE.bits(),
         },
+        device_stats: false,
     };
 
     #[test]

@@ -45,6 +45,7 @@ static SUPPORT: SupportTable = SupportTable {
     defaults: MigrationDefaults {
         flags: MigrateFlags::LIVE.bits(),
     },
+    device_stats: false,
 };
 
 const XML: &str = "<domain type='test'><name>g</name>\

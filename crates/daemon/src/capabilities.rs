@@ -219,6 +219,7 @@ mod tests {
             migration_flags: flags.bits(),
             migration_params: &["migrate_uri"],
             defaults: MigrationDefaults { flags: 0 },
+            device_stats: false,
         }
     }
 

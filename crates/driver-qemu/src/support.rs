@@ -109,4 +109,5 @@ pub const SUPPORT: SupportTable = SupportTable {
     defaults: MigrationDefaults {
         flags: MigrateFlags::LIVE.bits(),
     },
+    device_stats: true,
 };

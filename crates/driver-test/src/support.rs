@@ -86,4 +86,5 @@ pub const SUPPORT: SupportTable = SupportTable {
     defaults: MigrationDefaults {
         flags: MigrateFlags::LIVE.bits(),
     },
+    device_stats: false,
 };

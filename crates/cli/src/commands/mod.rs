@@ -65,6 +65,7 @@ async fn dispatch(conn: &Connection, cli: Cli) -> anyhow::Result<String> {
         Command::Uri => host::uri(conn, json).await,
         Command::Nodeinfo => host::nodeinfo(conn, json).await,
         Command::Migrate(args) => migrate::migrate(conn, &args, json).await,
+        Command::Domstats(args) => domain::domstats(conn, &args, json).await,
         Command::Domjobinfo { domain, completed } => {
             migrate_jobs::domjobinfo(conn, &domain, completed, json).await
         }

@@ -456,6 +456,7 @@ mod tests {
         defaults: MigrationDefaults {
             flags: MigrateFlags::LIVE.bits(),
         },
+        device_stats: false,
     };
 
     const NARROW: SupportTable = SupportTable {
@@ -464,6 +465,7 @@ mod tests {
         migration_flags: MigrateFlags::LIVE.bits() | MigrateFlags::PEER2PEER.bits(),
         migration_params: &[key::BANDWIDTH],
         defaults: MigrationDefaults { flags: 0 },
+        device_stats: false,
     };
 
     fn s(v: &str) -> TypedValue {
