@@ -414,6 +414,15 @@ async fn abort_slow_migration(flags: MigrateFlags, ports: (u16, u16)) {
     a.driver.destroy(&src, 0).await.expect("destroy");
 }
 
+/// Returns once `src`'s outgoing job reports disk data copied.
+async fn mirror_copying(a: &Host, src: &DomainRef) {
+    wait_until(Duration::from_secs(30), || async {
+        let stats = a.manager.registry().get(&src.uuid)?.stats();
+        (stats.disk_processed > 0).then_some(())
+    })
+    .await;
+}
+
 /// Size of the data disk of the storage migration tests.
 const DISK_BYTES: usize = 8 << 20;
 
@@ -566,11 +575,7 @@ async fn storage_copy_and_a_destination_killed_during_the_mirror() {
     let kill = async {
         // Killed once the mirror has copied something (4 MiB at 1 MiB/s
         // takes seconds).
-        wait_until(Duration::from_secs(30), || async {
-            let stats = a.manager.registry().get(&src.uuid)?.stats();
-            (stats.disk_processed > 0).then_some(())
-        })
-        .await;
+        mirror_copying(a, &src).await;
         // SAFETY: kill(2) on the destination QEMU this test started.
         assert_eq!(unsafe { libc::kill(dest_pid, libc::SIGKILL) }, 0);
     };
@@ -596,11 +601,7 @@ async fn storage_copy_and_a_destination_killed_during_the_mirror() {
     preq.uri = uri;
     let perform = a.manager.perform3(&src, preq, &cookie, None);
     let abort = async {
-        wait_until(Duration::from_secs(30), || async {
-            let stats = a.manager.registry().get(&src.uuid)?.stats();
-            (stats.disk_processed > 0).then_some(())
-        })
-        .await;
+        mirror_copying(a, &src).await;
         a.manager.abort_job(&src).expect("abort");
     };
     let (result, ()) = tokio::join!(perform, abort);

@@ -392,18 +392,7 @@ pub async fn domstats(
             .map(|(dom, params)| {
                 let stats: serde_json::Map<String, serde_json::Value> = params
                     .iter()
-                    .map(|p| {
-                        let value = match &p.value {
-                            TypedValue::Int(v) => serde_json::json!(v),
-                            TypedValue::UInt(v) => serde_json::json!(v),
-                            TypedValue::LLong(v) => serde_json::json!(v),
-                            TypedValue::ULLong(v) => serde_json::json!(v),
-                            TypedValue::Double(v) => serde_json::json!(v),
-                            TypedValue::Boolean(v) => serde_json::json!(v),
-                            TypedValue::String(v) => serde_json::json!(v),
-                        };
-                        (p.field.clone(), value)
-                    })
+                    .map(|p| (p.field.clone(), super::typed_json(&p.value)))
                     .collect();
                 serde_json::json!({ "domain": dom.name(), "stats": stats })
             })

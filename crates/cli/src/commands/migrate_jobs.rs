@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 use migrated_client::{Connection, Domain};
-use migrated_core::typed_params::{job_stats as stat, TypedValue};
+use migrated_core::typed_params::job_stats as stat;
 use serde::Serialize;
 
 use crate::output;
@@ -69,15 +69,7 @@ pub async fn domjobinfo(
     if json {
         let mut stats = serde_json::Map::new();
         for p in params.iter() {
-            let v = match &p.value {
-                TypedValue::Int(v) => serde_json::json!(v),
-                TypedValue::UInt(v) => serde_json::json!(v),
-                TypedValue::LLong(v) => serde_json::json!(v),
-                TypedValue::ULLong(v) => serde_json::json!(v),
-                TypedValue::Double(v) => serde_json::json!(v),
-                TypedValue::Boolean(v) => serde_json::json!(v),
-                TypedValue::String(v) => serde_json::json!(v),
-            };
+            let v = super::typed_json(&p.value);
             stats.insert(p.field.clone(), v);
         }
         return output::json(&JobStats {

@@ -87,3 +87,18 @@ async fn dispatch(conn: &Connection, cli: Cli) -> anyhow::Result<String> {
         Command::Completions { .. } => Ok(String::new()),
     }
 }
+
+/// A typed parameter's value as plain JSON (a number, boolean or string),
+/// for `--json` output.
+fn typed_json(value: &migrated_core::typed_params::TypedValue) -> serde_json::Value {
+    use migrated_core::typed_params::TypedValue;
+    match value {
+        TypedValue::Int(v) => serde_json::json!(v),
+        TypedValue::UInt(v) => serde_json::json!(v),
+        TypedValue::LLong(v) => serde_json::json!(v),
+        TypedValue::ULLong(v) => serde_json::json!(v),
+        TypedValue::Double(v) => serde_json::json!(v),
+        TypedValue::Boolean(v) => serde_json::json!(v),
+        TypedValue::String(v) => serde_json::json!(v),
+    }
+}
