@@ -373,9 +373,16 @@ fn qemu_virsh_lifecycle() {
 
     hosts.virsh_ok(&uri, &["suspend", name]);
     assert_eq!(domstate(&uri, name).as_deref(), Some("paused"));
+    // As libvirt's QEMU driver: suspending a paused guest is a no-op that
+    // succeeds, resuming a running one is refused.
+    hosts.virsh_ok(&uri, &["suspend", name]);
     frozen(&uri, name);
     hosts.virsh_ok(&uri, &["resume", name]);
     assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
+    assert!(
+        virsh_err(&uri, &["resume", name]).contains("domain is already running"),
+        "resume of a running guest"
+    );
     let c = counter_above(&uri, name, c.max(10), &hosts);
 
     // The reset button: the same QEMU boots the workload again, whose pass

@@ -479,16 +479,21 @@ impl Driver for QemuDriver {
     async fn suspend(&self, dom: &DomainRef) -> Result<()> {
         let job = self.job(dom)?;
         let _job = job.lock().await;
-        let (runtime, id) = self.read(|r| {
+        let run = self.read(|r| {
             let d = r.get(dom)?;
             match &d.live {
                 Some(l) if l.state.state == DomainState::Running => {
-                    Ok((Arc::clone(&l.runtime), l.id))
+                    Ok(Some((Arc::clone(&l.runtime), l.id)))
                 }
-                Some(_) => Err(Error::invalid("domain is not running")),
-                None => Err(Error::invalid("domain is not running")),
+                // libvirt's QEMU driver: suspending a paused guest succeeds
+                // and changes nothing (no event).
+                Some(l) if l.state.state == DomainState::Paused => Ok(None),
+                Some(_) | None => Err(Error::invalid("domain is not running")),
             }
         })?;
+        let Some((runtime, id)) = run else {
+            return Ok(());
+        };
         runtime
             .qmp
             .execute(&Stop)
@@ -530,6 +535,9 @@ impl Driver for QemuDriver {
             match &d.live {
                 Some(l) if l.state.state == DomainState::Paused => {
                     Ok((Arc::clone(&l.runtime), l.id))
+                }
+                Some(l) if l.state.state == DomainState::Running => {
+                    Err(Error::invalid("domain is already running"))
                 }
                 Some(_) => Err(Error::invalid("domain is not paused")),
                 None => Err(Error::invalid("domain is not running")),
