@@ -13,8 +13,8 @@ use migrated_core::error::ErrorCode;
 use migrated_core::flags::MigrateFlags;
 use migrated_core::job::{JobHandle, Journal, JournalEntry, RecoveryAction, TimeoutAction};
 use migrated_core::migration::{
-    BeginOut, DataOut, Incoming, Manager, ManagerConfig, MigrateRequest, MigrationBackend,
-    PerformOut, PrepareOut,
+    BeginOut, DataOut, Finish3Out, Incoming, Manager, ManagerConfig, MigrateRequest,
+    MigrationBackend, PerformOut, PrepareOut,
 };
 use migrated_core::support::{MigrationDefaults, SupportTable};
 use migrated_core::typed_params::{migrate_param, TypedParam, TypedParams, TypedValue};
@@ -302,6 +302,27 @@ async fn until_perform_done(a: &Side, b: &Side, r: &MigrateRequest) -> (Vec<u8>,
     (cookie, dreq)
 }
 
+/// Finish3 on `b` and Confirm3 on `a` after a successful Perform; returns
+/// Finish3's answer.
+async fn finish_and_confirm(
+    a: &Side,
+    b: &Side,
+    r: &MigrateRequest,
+    cookie: &[u8],
+    dreq: MigrateRequest,
+) -> Finish3Out {
+    let fin = b
+        .mgr
+        .finish3("g", dreq, cookie, false)
+        .await
+        .expect("finish");
+    a.mgr
+        .confirm3(&dom(), r.clone(), &fin.cookie, false)
+        .await
+        .expect("confirm");
+    fin
+}
+
 #[tokio::test]
 async fn every_phase_is_journalled_before_the_backend_acts() {
     let (a, b) = (side(1, PerformMode::Succeed), side(2, PerformMode::Succeed));
@@ -319,16 +340,8 @@ async fn every_phase_is_journalled_before_the_backend_acts() {
         .perform3(&dom(), preq, &cookie, None)
         .await
         .expect("perform");
-    let fin = b
-        .mgr
-        .finish3("g", dreq, &cookie, false)
-        .await
-        .expect("finish");
+    let fin = finish_and_confirm(&a, &b, &r, &cookie, dreq).await;
     assert_eq!(fin.dom.id, 7);
-    a.mgr
-        .confirm3(&dom(), r, &fin.cookie, false)
-        .await
-        .expect("confirm");
 
     assert_eq!(
         a.fake.calls(),
@@ -383,15 +396,7 @@ async fn the_source_announces_iterations_and_completion_as_libvirt() {
     let r = protected();
     let (cookie, dreq) = until_perform_done(&a, &b, &r).await;
     assert_eq!(drain(&mut a_events), vec![(20, 1, 1), (20, 2, 1)]);
-    let fin = b
-        .mgr
-        .finish3("g", dreq, &cookie, false)
-        .await
-        .expect("finish");
-    a.mgr
-        .confirm3(&dom(), r.clone(), &fin.cookie, false)
-        .await
-        .expect("confirm");
+    finish_and_confirm(&a, &b, &r, &cookie, dreq).await;
     // JOB_COMPLETED (21) with the final statistics, for the stopped guest.
     assert_eq!(drain(&mut a_events), vec![(21, 2, -1)]);
     assert!(
@@ -493,15 +498,7 @@ async fn finish_without_prepare_and_confirm_twice_are_operation_invalid() {
 
     let r = protected();
     let (cookie, dreq) = until_perform_done(&a, &b, &r).await;
-    let fin = b
-        .mgr
-        .finish3("g", dreq, &cookie, false)
-        .await
-        .expect("finish");
-    a.mgr
-        .confirm3(&dom(), r.clone(), &fin.cookie, false)
-        .await
-        .expect("confirm");
+    let fin = finish_and_confirm(&a, &b, &r, &cookie, dreq).await;
     let err = a
         .mgr
         .confirm3(&dom(), r, &fin.cookie, false)

@@ -281,6 +281,24 @@ async fn begin_prepare_with(
     (prep.cookie, dreq, prep.uri_out)
 }
 
+/// Perform's `result` is the abort's error; then [`cancel_and_check`].
+async fn aborted_then_check(
+    result: migrated_core::Result<Vec<u8>>,
+    a: &Host,
+    b: &Host,
+    src: &DomainRef,
+    dreq: MigrateRequest,
+    req: MigrateRequest,
+) {
+    let err = result.expect_err("aborted");
+    assert_eq!(
+        err.code(),
+        migrated_core::error::ErrorCode::OperationAborted,
+        "{err}"
+    );
+    cancel_and_check(a, b, src, dreq, req).await;
+}
+
 /// After a failed Perform: the cancel calls of the sequencer, then the
 /// checks every fault test shares.
 async fn cancel_and_check(
@@ -404,13 +422,7 @@ async fn abort_slow_migration(flags: MigrateFlags, ports: (u16, u16)) {
         a.manager.abort_job(&src).expect("abort");
     };
     let (result, ()) = tokio::join!(perform, abort);
-    let err = result.expect_err("aborted");
-    assert_eq!(
-        err.code(),
-        migrated_core::error::ErrorCode::OperationAborted,
-        "{err}"
-    );
-    cancel_and_check(a, b, &src, dreq, req).await;
+    aborted_then_check(result, a, b, &src, dreq, req).await;
     a.driver.destroy(&src, 0).await.expect("destroy");
 }
 
@@ -605,13 +617,7 @@ async fn storage_copy_and_a_destination_killed_during_the_mirror() {
         a.manager.abort_job(&src).expect("abort");
     };
     let (result, ()) = tokio::join!(perform, abort);
-    let err = result.expect_err("aborted");
-    assert_eq!(
-        err.code(),
-        migrated_core::error::ErrorCode::OperationAborted,
-        "{err}"
-    );
-    cancel_and_check(a, b, &src, dreq, req).await;
+    aborted_then_check(result, a, b, &src, dreq, req).await;
     let (jobs, nodes) = block_state(&a.driver, &src).await;
     assert_eq!(jobs, 0, "no block job left after the abort");
     assert!(
