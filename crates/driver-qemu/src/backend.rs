@@ -4,7 +4,7 @@
 //!
 //! | step | QEMU |
 //! |---|---|
-//! | Prepare (dest) | start QEMU with `-incoming defer`; with TLS a `tls-creds-x509` server object and `tls-creds` (see [`crate::tls`]); PARALLEL: `multifd` and `multifd-channels`; `migrate-incoming tcp:ADDR:PORT` on the first free port of the range, or `fd:` on one end of a socket pair whose other end relays the tunnel; NON_SHARED_*: an NBD server exporting the copied disks ([`crate::storage`]) |
+//! | Prepare (dest) | start QEMU with `-incoming defer`; with TLS a `tls-creds-x509` server object and `tls-creds` (see [`crate::tls`]); PARALLEL: `multifd` and `multifd-channels`; `migrate-incoming tcp:ADDR:PORT` on the first free port of the range, or `fd:` on one end of a socket pair whose other end relays the tunnel; NON_SHARED_*: an NBD server exporting the copied disks ([`crate::storage_migration`]) |
 //! | Perform (source) | capabilities and parameters from the flags (`events`, `xbzrle` for COMPRESSED, `auto-converge`, `multifd` with `multifd-channels` for PARALLEL, `pause-before-switchover` with a storage copy), `max-bandwidth`, `downtime-limit`, TLS credentials and host name (or `""` for both without TLS); NON_SHARED_*: disk mirrors into the destination's NBD exports, in sync before the memory moves; then `migrate tcp:…` or `migrate fd:` into a relayed socket pair; waits on MIGRATION events, feeding job stats at each pass; abort → `migrate_cancel` |
 //! | Finish (dest) | wait for QEMU's `completed`, stop the NBD server, define the persistent config, `cont` unless PAUSED; on failure kill the incoming QEMU |
 //! | Confirm (source) | success: stop the source QEMU (shut off "migrated", undefine with UNDEFINE_SOURCE); cancelled: make sure the guest runs |
@@ -45,7 +45,7 @@ use crate::qmp::commands::{
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
 use crate::relay::{self, Relay};
-use crate::storage::{self, MirrorTarget, MirrorTls, Mirrors};
+use crate::storage_migration::{self as storage, MirrorTarget, MirrorTls, Mirrors};
 use crate::tls::{self, Endpoint};
 use crate::{QemuDriver, SUPPORT};
 

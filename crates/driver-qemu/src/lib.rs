@@ -38,7 +38,7 @@ mod relay;
 pub mod savefile;
 pub mod spec;
 pub mod status;
-pub mod storage;
+pub mod storage_migration;
 mod store;
 pub mod support;
 pub mod tls;

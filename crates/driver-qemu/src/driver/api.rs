@@ -24,8 +24,8 @@ use super::host::{
     capabilities_xml, node_cpu_times, node_info, node_memory, parse_version, proc_cpu_time_ns,
     proc_rss_kib, proc_stat,
 };
+use super::host_stats::{image_file_info, tap_stats};
 use super::registry::{Domain, StopIntent};
-use super::storage::{image_file_info, tap_stats};
 use super::{parse_def, QemuDriver, StartMode, URI};
 use crate::command::disk_node;
 use crate::qmp::commands::{

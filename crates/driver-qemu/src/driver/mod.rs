@@ -16,13 +16,13 @@
 mod api;
 mod console;
 mod host;
+mod host_stats;
 mod managed;
 mod memory;
 mod metadata;
 mod monitor;
 mod registry;
 mod save;
-mod storage;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
