@@ -20,7 +20,7 @@ use migrated_core::cookie::GraphicsRelocation;
 use migrated_core::domain::{DomainEvent, DomainRef, DomainState};
 use migrated_core::driver::Driver;
 use migrated_core::flags::{self, MigrateFlags};
-use migrated_core::job::{JobHandle, JournalEntry, RecoveryAction};
+use migrated_core::job::{JobHandle, JournalEntry, Postcopy, RecoveryAction};
 use migrated_core::migration::{
     check_no_managed_save, BeginOut, DataOut, DataUri, Incoming, MigrateRequest, MigrationBackend,
     PerformOut, PrepareOut, Step,
@@ -33,14 +33,15 @@ use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use crate::driver::PostcopyMark;
 use crate::migration::{
     enable_events, set_capabilities, wait_for_completion, CAP_AUTO_CONVERGE, CAP_COMPRESS,
-    CAP_EVENTS, CAP_MULTIFD, CAP_PAUSE_BEFORE_SWITCHOVER, CAP_XBZRLE,
+    CAP_EVENTS, CAP_MULTIFD, CAP_PAUSE_BEFORE_SWITCHOVER, CAP_POSTCOPY_RAM, CAP_XBZRLE,
 };
 use crate::qmp::commands::{
     ClientMigrateInfo, Getfd, Migrate, MigrateCancel, MigrateContinue, MigrateIncoming,
-    MigrateSetParameters, MigrationInfo, MigrationStatus, QueryMigrate, QueryMigrateCapabilities,
-    QueryMigrateParameters, Stop,
+    MigrateSetParameters, MigrateStartPostcopy, MigrationInfo, MigrationStatus, QueryMigrate,
+    QueryMigrateCapabilities, QueryMigrateParameters, Stop,
 };
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
@@ -200,6 +201,40 @@ impl Compression {
     }
 }
 
+/// Refuses what libvirt's QEMU driver refuses with `VIR_MIGRATE_POSTCOPY`
+/// (qemuMigrationSrcBeginPhase), in its words.
+///
+/// # Errors
+/// [`Error::ArgumentRefused`].
+fn check_postcopy(req: &MigrateRequest) -> Result<()> {
+    if !req.has(MigrateFlags::POSTCOPY) {
+        return Ok(());
+    }
+    let refuse = |reason: &str| {
+        Err(Error::ArgumentRefused {
+            reason: reason.into(),
+        })
+    };
+    if !req.has(MigrateFlags::LIVE) || req.has(MigrateFlags::PAUSED) {
+        return refuse("post-copy migration is not supported with non-live or paused migration");
+    }
+    if req.is_tunnelled() {
+        return refuse("post-copy is not supported with tunnelled migration");
+    }
+    Ok(())
+}
+
+/// The post-copy bandwidth of `job` in bytes/s: MIGRATE_SET_MAX_SPEED with
+/// the POSTCOPY flag, else the request's `bandwidth.postcopy`, else
+/// unlimited (QEMU's 0).
+fn postcopy_bandwidth(req: &MigrateRequest, job: &JobHandle) -> u64 {
+    job.max_postcopy_bytes_per_sec()
+        .or(req
+            .bandwidth_postcopy_mib_s
+            .map(|m| m.saturating_mul(1 << 20)))
+        .unwrap_or(0)
+}
+
 fn failed(reason: impl Into<String>) -> Error {
     Error::OperationFailed {
         operation: "migration",
@@ -293,6 +328,7 @@ impl QemuBackend {
             (CAP_AUTO_CONVERGE, auto_converge),
             (CAP_MULTIFD, channels.is_some()),
             (CAP_PAUSE_BEFORE_SWITCHOVER, storage),
+            (CAP_POSTCOPY_RAM, req.has(MigrateFlags::POSTCOPY)),
         ];
         let mut params = MigrateSetParameters {
             max_bandwidth: Some(
@@ -307,6 +343,9 @@ impl QemuBackend {
                     .unwrap_or(u64::MAX),
             )
             .filter(|&ms| ms > 0),
+            max_postcopy_bandwidth: req
+                .has(MigrateFlags::POSTCOPY)
+                .then(|| postcopy_bandwidth(req, job)),
             ..MigrateSetParameters::default()
         };
         let mut used = Vec::new();
@@ -471,7 +510,35 @@ impl QemuBackend {
             cancel_migration(qmp, events).await;
             return Err(e.into_core("migration"));
         }
-        wait(qmp, events, job, true, false).await
+        let postcopy = job.postcopy() != Postcopy::Disabled;
+        wait(qmp, events, job, true, false, postcopy).await
+    }
+
+    /// Confirm of a source in post-copy: the destination runs the guest and
+    /// pulls the pages left here, so this QEMU may stop only once QEMU
+    /// reports the migration completed. A broken stream leaves it paused
+    /// "post-copy failed" (both QEMUs kept, for a recovery).
+    ///
+    /// # Errors
+    /// The failure of the post-copy migration.
+    async fn finish_postcopy_source(&self, dom: &DomainRef) -> Result<()> {
+        let qmp = self.driver.qmp(dom)?;
+        let mut events = qmp.events();
+        match wait_for_completion(&qmp, &mut events).await {
+            Ok(info) => {
+                info!(
+                    dom = %dom.name,
+                    postcopy_requests = info.ram.unwrap_or_default().postcopy_requests,
+                    "outgoing post-copy migration completed"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                self.driver.mark_postcopy(dom, PostcopyMark::SourceFailed)?;
+                warn!(dom = %dom.name, error = %e, "post-copy migration failed: the source stays paused");
+                Err(e.into_core("migration"))
+            }
+        }
     }
 
     async fn kill_incoming(&self, dom: &DomainRef) {
@@ -498,7 +565,8 @@ impl QemuBackend {
             relay,
             nbd,
         } = run;
-        let waited = wait(&qmp, &mut events, job, false, false).await;
+        let postcopy = req.has(MigrateFlags::POSTCOPY);
+        let waited = wait(&qmp, &mut events, job, false, false, postcopy).await;
         if let Some(relay) = relay {
             match relay.await {
                 Ok(Ok(bytes)) => debug!(bytes, "tunnel relay done"),
@@ -509,12 +577,17 @@ impl QemuBackend {
                 Err(e) => warn!(error = %e, "tunnel relay task failed"),
             }
         }
-        waited?;
+        let in_postcopy = waited?.status == Some(MigrationStatus::PostcopyActive);
         if nbd {
             // Before the guest runs: nothing may write its disks but itself.
             storage::stop_nbd_server(&qmp).await;
         }
-        self.reset_tls(&qmp, req).await;
+        if in_postcopy {
+            // The pages still flow: the credentials go once they are all here.
+            self.watch_postcopy_incoming(dom, req, &qmp, events);
+        } else {
+            self.reset_tls(&qmp, req).await;
+        }
         if let Some(def) = persistent {
             let xml = def.format(&FormatOptions {
                 secure: true,
@@ -524,25 +597,65 @@ impl QemuBackend {
             self.driver.define_xml(&xml, 0).await?;
         }
         self.driver
-            .finish_incoming(dom, req.has(MigrateFlags::PAUSED))
+            .finish_incoming(dom, req.has(MigrateFlags::PAUSED), in_postcopy)
             .await
+    }
+
+    /// Destination of a post-copy migration whose guest runs while pages
+    /// still arrive: once the last one is here the guest is running
+    /// "migrated" and QEMU forgets the TLS credentials; a broken stream
+    /// makes it running "post-copy failed" (the guest waits on every missing
+    /// page until the migration is recovered). Ends with QEMU.
+    fn watch_postcopy_incoming(
+        &self,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+        qmp: &Qmp,
+        mut events: broadcast::Receiver<Event>,
+    ) {
+        let driver = self.driver.clone();
+        let (dom, qmp, tls) = (dom.clone(), qmp.clone(), req.has(MigrateFlags::TLS));
+        tokio::spawn(async move {
+            let mark = match wait_for_completion(&qmp, &mut events).await {
+                Ok(_) => {
+                    if tls {
+                        tls::reset(&qmp).await;
+                    }
+                    info!(dom = %dom.name, "incoming post-copy migration completed");
+                    PostcopyMark::DestinationCompleted
+                }
+                Err(crate::Error::QmpClosed { .. }) => return,
+                Err(e) => {
+                    warn!(dom = %dom.name, error = %e, "incoming post-copy migration failed");
+                    PostcopyMark::DestinationFailed
+                }
+            };
+            if let Err(e) = driver.mark_postcopy(&dom, mark) {
+                debug!(dom = %dom.name, error = %e, "post-copy guest gone");
+            }
+        });
     }
 }
 
 /// Waits for the migration on `qmp` to end (or, with `pre_switchover`, to
-/// pause before its switch-over); updates the job's statistics at every RAM
-/// pass (reporting each outgoing pass, QEMU's `MIGRATION_PASS`, as an
-/// iteration) and cancels the migration when the job is aborted.
+/// pause before its switch-over, or with `postcopy` to switch to post-copy,
+/// answering the `postcopy-active` status); updates the job's statistics at
+/// every RAM pass (reporting each outgoing pass, QEMU's `MIGRATION_PASS`, as
+/// an iteration) and cancels the migration when the job is aborted. An
+/// outgoing migration started with post-copy switches when the job asks
+/// (MIGRATE_START_POST_COPY).
 async fn wait(
     qmp: &Qmp,
     events: &mut broadcast::Receiver<Event>,
     job: &JobHandle,
     outgoing: bool,
     pre_switchover: bool,
+    postcopy: bool,
 ) -> Result<MigrationInfo> {
     let mut abort = job.abort_signal();
     let mut cancelled = false;
     let mut paused = false;
+    let mut switching = false;
     loop {
         // SUSPEND while the guest is being sent: stop the vCPUs now, as
         // libvirt does (the STOP is recorded as paused "migrating"); QEMU
@@ -563,6 +676,20 @@ async fn wait(
         match info.status {
             Some(MigrationStatus::PreSwitchover) if pre_switchover && !cancelled => {
                 return Ok(info)
+            }
+            Some(MigrationStatus::PostcopyActive) if postcopy => {
+                if outgoing {
+                    // From here on the source's memory is stale.
+                    job.set_postcopy_active();
+                }
+                return Ok(info);
+            }
+            Some(MigrationStatus::PostcopyPaused) => {
+                return Err(failed(format!(
+                    "post-copy migration failed: {}",
+                    info.error_desc
+                        .unwrap_or_else(|| "the migration stream broke".into())
+                )))
             }
             Some(MigrationStatus::Completed) => {
                 if outgoing {
@@ -607,6 +734,13 @@ async fn wait(
                 }
             }
             () = job.pause_wanted(), if outgoing && !paused => {}
+            () = job.postcopy_wanted(), if outgoing && postcopy && !switching && !cancelled => {
+                switching = true;
+                match qmp.execute(&MigrateStartPostcopy).await {
+                    Ok(_) => info!(dom = %job.domain().name, "switching to post-copy"),
+                    Err(e) => warn!(dom = %job.domain().name, error = %e, "migrate-start-postcopy"),
+                }
+            }
             reason = qmp.closed() => return Err(failed(format!("qemu monitor closed: {reason}"))),
         }
     }
@@ -625,11 +759,12 @@ async fn send_memory(
     qmp.execute(&Migrate { uri })
         .await
         .map_err(|e| e.into_core("migration"))?;
+    let postcopy = job.postcopy() != Postcopy::Disabled;
     let Some(mirrors) = mirrors else {
-        return wait(qmp, events, job, true, false).await;
+        return wait(qmp, events, job, true, false, postcopy).await;
     };
     let failure = tokio::select! {
-        waited = wait(qmp, events, job, true, true) => return waited,
+        waited = wait(qmp, events, job, true, true, postcopy) => return waited,
         failure = mirrors.watch(job) => failure,
     };
     cancel_migration(qmp, events).await;
@@ -762,6 +897,7 @@ fn feed_stats(job: &JobHandle, info: &MigrationInfo) {
         s.memory_dirty_rate = ram.dirty_pages_rate;
         s.memory_page_size = ram.page_size;
         s.memory_iteration = ram.dirty_sync_count;
+        s.memory_postcopy_requests = ram.postcopy_requests;
         s.downtime_ms = info.downtime.or(info.expected_downtime).unwrap_or(0);
         s.setup_time_ms = info.setup_time.unwrap_or(0);
         // libvirt's compression_* statistics are XBZRLE's.
@@ -936,6 +1072,7 @@ impl MigrationBackend for QemuBackend {
     }
 
     async fn begin(&self, dom: &DomainRef, req: &MigrateRequest) -> Result<BeginOut> {
+        check_postcopy(req)?;
         self.check_tls(req, Endpoint::Client)?;
         // Refused here rather than once the destination runs.
         multifd_channels(req, Step::Begin)?;
@@ -1006,6 +1143,9 @@ impl MigrationBackend for QemuBackend {
             }
         };
         let mut events = qmp.events();
+        if req.has(MigrateFlags::POSTCOPY) {
+            job.enable_postcopy();
+        }
         self.driver.set_migrating(dom, true)?;
         let result = async {
             let (uri, relay) = match out {
@@ -1044,6 +1184,16 @@ impl MigrationBackend for QemuBackend {
         .await;
         self.reset_tls(&qmp, req).await;
         match result {
+            Ok(info) if info.status == Some(MigrationStatus::PostcopyActive) => {
+                feed_stats(job, &info);
+                self.driver.mark_postcopy(dom, PostcopyMark::SourceActive)?;
+                info!(
+                    dom = %dom.name,
+                    transferred = info.ram.unwrap_or_default().transferred,
+                    "outgoing migration switched to post-copy; the destination pulls the rest"
+                );
+                Ok(used)
+            }
             Ok(info) => {
                 feed_stats(job, &info);
                 let ram = info.ram.unwrap_or_default();
@@ -1059,6 +1209,8 @@ impl MigrationBackend for QemuBackend {
                 Ok(used)
             }
             Err(err) => {
+                // Unless it switched to post-copy: then it stays paused
+                // ("post-copy failed"), never resumed.
                 warn!(dom = %dom.name, error = %err, "perform failed; resuming the guest");
                 if let Err(e) = self.driver.resume_migration_source(dom).await {
                     warn!(dom = %dom.name, error = %e, "could not resume the guest after a failed perform");
@@ -1076,6 +1228,9 @@ impl MigrationBackend for QemuBackend {
             (false, true) if undefine => self.driver.undefine(dom, 0).await,
             (false, true) => Ok(()),
             (false, false) => {
+                if self.driver.source_in_postcopy(dom).await? {
+                    self.finish_postcopy_source(dom).await?;
+                }
                 self.driver.stop_migrated(dom).await?;
                 if undefine && self.driver.lookup_by_uuid(&dom.uuid).await.is_ok() {
                     self.driver.undefine(dom, 0).await?;
@@ -1092,6 +1247,7 @@ impl MigrationBackend for QemuBackend {
         incoming: Incoming,
         job: &JobHandle,
     ) -> Result<PrepareOut> {
+        check_postcopy(req)?;
         let channels = multifd_channels(req, Step::Prepare)?;
         let compression = Compression::of(req, Step::Prepare)?;
         if let Ok(existing) = self.driver.lookup_by_uuid(&def.uuid).await {
@@ -1146,6 +1302,13 @@ impl MigrationBackend for QemuBackend {
                 incoming_multifd(&qmp, &dom, n).await?;
             }
             compression.set_up_incoming(&qmp, &dom, req).await?;
+            if req.has(MigrateFlags::POSTCOPY) {
+                // Both ends need it before the stream starts (libvirt sets
+                // it on the destination too).
+                set_capabilities(&qmp, &[(CAP_POSTCOPY_RAM, true)])
+                    .await
+                    .map_err(|e| e.into_core("migration"))?;
+            }
             let events = qmp.events();
             match incoming {
                 Incoming::Offline => Ok((None, events, None, None)),

@@ -44,7 +44,8 @@ use uuid::Uuid;
 
 use crate::process::{launch, LaunchPaths, QemuProcess};
 use crate::qmp::commands::{
-    Balloon, Cont, QueryChardev, QuerySpice, QueryStatus, QueryVnc, RunState,
+    Balloon, Cont, MigrationStatus, QueryChardev, QueryMigrate, QuerySpice, QueryStatus, QueryVnc,
+    RunState,
 };
 use crate::qmp::{Qmp, QmpConfig};
 use crate::spec::{has_balloon, launch_spec, set_aliases};
@@ -62,6 +63,39 @@ const EVENT_CAPACITY: usize = 1024;
 
 /// How long a graceful destroy waits for QEMU to exit after SIGTERM.
 const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A post-copy state change of a migrating guest
+/// ([`QemuDriver::mark_postcopy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PostcopyMark {
+    /// The source switched: the destination runs the guest.
+    SourceActive,
+    /// The source's post-copy stream broke.
+    SourceFailed,
+    /// The destination's post-copy stream broke.
+    DestinationFailed,
+    /// The destination received the last page.
+    DestinationCompleted,
+}
+
+/// Whether `state` is a post-copy source's (paused "post-copy" or
+/// "post-copy failed"): its memory is stale and it must not run.
+pub(crate) fn is_postcopy_source(state: StateReason) -> bool {
+    state.state == DomainState::Paused
+        && matches!(
+            state.reason,
+            paused_reason::POSTCOPY | paused_reason::POSTCOPY_FAILED
+        )
+}
+
+/// The refusal to run a post-copy source again.
+pub(crate) fn postcopy_source_stale() -> Error {
+    Error::invalid(
+        "the domain switched to post-copy migration: its memory on this host is stale, so it \
+         cannot run here; recover the migration (migrate --postcopy --postcopy-resume) or \
+         destroy this copy",
+    )
+}
 
 /// Where the driver keeps its files and how it talks to QEMU.
 #[derive(Debug, Clone)]
@@ -153,6 +187,37 @@ impl Shared {
             return;
         };
         if live.state.state == state.state {
+            return;
+        }
+        live.state = state;
+        if let Err(e) = status_of(live, persistent).write(&self.config.runtime_dir) {
+            warn!(error = %e.chain(), "cannot update status file");
+        }
+        let dom = domain.dom_ref();
+        drop(reg);
+        if let Some((event, detail)) = event {
+            self.emit(dom, event, detail);
+        }
+    }
+
+    /// Records `state` for run `id` when its state or reason differs (a
+    /// post-copy migration changes only the reason), then emits `event`.
+    fn set_state_reason(
+        &self,
+        uuid: &Uuid,
+        id: i32,
+        state: StateReason,
+        event: Option<(LifecycleEvent, i32)>,
+    ) {
+        let Ok(mut reg) = self.lock() else { return };
+        let Some(domain) = reg.domains.get_mut(uuid) else {
+            return;
+        };
+        let persistent = domain.persistent;
+        let Some(live) = domain.live.as_mut().filter(|l| l.id == id) else {
+            return;
+        };
+        if live.state == state {
             return;
         }
         live.state = state;
@@ -489,7 +554,12 @@ impl QemuDriver {
     /// # Errors
     /// `VIR_ERR_NO_DOMAIN`, `VIR_ERR_OPERATION_INVALID` when it is not
     /// running, `VIR_ERR_OPERATION_FAILED` when `cont` fails.
-    pub async fn finish_incoming(&self, dom: &DomainRef, paused: bool) -> Result<DomainRef> {
+    pub async fn finish_incoming(
+        &self,
+        dom: &DomainRef,
+        paused: bool,
+        postcopy: bool,
+    ) -> Result<DomainRef> {
         let job = self.job(dom)?;
         let _job = job.lock().await;
         let (runtime, id) = self.read(|r| {
@@ -520,14 +590,20 @@ impl QemuDriver {
             // Recorded before `cont`: QEMU's RESUME event arrives ahead of the
             // reply, and the event task must find the state already changed
             // rather than record a plain "unpaused".
+            // In post-copy the guest runs while its pages still arrive.
+            let (reason, detail) = if postcopy {
+                (running_reason::POSTCOPY, event_detail::RESUMED_POSTCOPY)
+            } else {
+                (running_reason::MIGRATED, event_detail::RESUMED_MIGRATED)
+            };
             self.shared.set_state(
                 &dom.uuid,
                 id,
                 StateReason {
                     state: DomainState::Running,
-                    reason: running_reason::MIGRATED,
+                    reason,
                 },
-                Some((LifecycleEvent::Resumed, event_detail::RESUMED_MIGRATED)),
+                Some((LifecycleEvent::Resumed, detail)),
             );
             if let Err(e) = runtime.qmp.execute(&Cont).await {
                 self.shared.force_state(
@@ -570,16 +646,94 @@ impl QemuDriver {
         Ok(())
     }
 
+    /// Records the post-copy state of a migrating guest: on the source
+    /// paused "post-copy" (event suspended/post-copy) once the destination
+    /// runs it, paused "post-copy failed" once its stream broke; on the
+    /// destination running "post-copy failed" once its stream broke, and
+    /// running "migrated" (no event) once the last page arrived.
+    pub(crate) fn mark_postcopy(&self, dom: &DomainRef, mark: PostcopyMark) -> Result<()> {
+        let id = self.live_id(dom)?;
+        let (state, reason, event) = match mark {
+            PostcopyMark::SourceActive => (
+                DomainState::Paused,
+                paused_reason::POSTCOPY,
+                Some((LifecycleEvent::Suspended, event_detail::SUSPENDED_POSTCOPY)),
+            ),
+            PostcopyMark::SourceFailed => (
+                DomainState::Paused,
+                paused_reason::POSTCOPY_FAILED,
+                Some((
+                    LifecycleEvent::Suspended,
+                    event_detail::SUSPENDED_POSTCOPY_FAILED,
+                )),
+            ),
+            PostcopyMark::DestinationFailed => (
+                DomainState::Running,
+                running_reason::POSTCOPY_FAILED,
+                Some((
+                    LifecycleEvent::Resumed,
+                    event_detail::RESUMED_POSTCOPY_FAILED,
+                )),
+            ),
+            PostcopyMark::DestinationCompleted => {
+                (DomainState::Running, running_reason::MIGRATED, None)
+            }
+        };
+        self.shared
+            .set_state_reason(&dom.uuid, id, StateReason { state, reason }, event);
+        Ok(())
+    }
+
+    fn live_id(&self, dom: &DomainRef) -> Result<i32> {
+        self.read(|r| {
+            r.get(dom)?
+                .live
+                .as_ref()
+                .map(|l| l.id)
+                .ok_or_else(|| Error::invalid("domain is not running"))
+        })
+    }
+
+    /// Whether the source guest `dom` has switched to post-copy (recorded,
+    /// or as its QEMU reports now): its memory is stale, so it must never
+    /// run again here.
+    pub(crate) async fn source_in_postcopy(&self, dom: &DomainRef) -> Result<bool> {
+        let recorded = self.read(|r| {
+            Ok(r.get(dom)?
+                .live
+                .as_ref()
+                .is_some_and(|l| is_postcopy_source(l.state)))
+        })?;
+        if recorded {
+            return Ok(true);
+        }
+        let qmp = self.qmp(dom)?;
+        let info = qmp
+            .execute(&QueryMigrate)
+            .await
+            .map_err(|e| e.into_core("migration"))?;
+        Ok(info.status.is_some_and(MigrationStatus::is_postcopy))
+    }
+
     /// Makes sure a source guest runs again after its migration failed or
     /// was cancelled (QEMU resumes it by itself only in some failure paths).
+    /// A guest that switched to post-copy is never resumed: it is recorded
+    /// as paused "post-copy failed" and the call fails.
     ///
     /// # Errors
     /// `VIR_ERR_NO_DOMAIN`, `VIR_ERR_OPERATION_INVALID` when it is not
-    /// running, `VIR_ERR_OPERATION_FAILED` when `cont` fails.
+    /// running or is in post-copy, `VIR_ERR_OPERATION_FAILED` when `cont`
+    /// fails.
     pub async fn resume_migration_source(&self, dom: &DomainRef) -> Result<()> {
         let job = self.job(dom)?;
         let _job = job.lock().await;
         let runtime = self.runtime(dom)?;
+        if self.source_in_postcopy(dom).await? {
+            // The destination ran the guest: this memory is stale.
+            self.mark_postcopy(dom, PostcopyMark::SourceFailed)?;
+            warn!(dom = %dom.name, "post-copy migration failed: the source stays paused");
+            return Err(postcopy_source_stale());
+        }
         runtime.migrating.store(false, Ordering::SeqCst);
         let (id, state) = self.read(|r| {
             let live = r
@@ -918,6 +1072,23 @@ impl QemuDriver {
                     running_reason::UNPAUSED
                 },
             },
+            // A source found in post-copy (recorded so, or as QEMU reports)
+            // lost its migration with the daemon: it stays paused for good.
+            _ if is_postcopy_source(StateReason {
+                state: DomainState::Paused,
+                reason: status.reason,
+            }) && status.state == RecordedState::Paused
+                || qmp
+                    .execute(&QueryMigrate)
+                    .await
+                    .is_ok_and(|m| m.status.is_some_and(MigrationStatus::is_postcopy))
+                    && run.status != RunState::Running =>
+            {
+                StateReason {
+                    state: DomainState::Paused,
+                    reason: paused_reason::POSTCOPY_FAILED,
+                }
+            }
             RunState::Inmigrate | RunState::Postmigrate | RunState::FinishMigrate => StateReason {
                 state: DomainState::Paused,
                 reason: paused_reason::MIGRATION,
