@@ -115,6 +115,45 @@ fn qemu_virsh_postcopy_switch_complete_and_fail() {
         "{}",
         stderr_of(&out)
     );
+    for (extra, words) in [
+        (
+            &["--suspend"][..],
+            "post-copy migration is not supported with non-live or paused migration",
+        ),
+        (
+            &["--p2p", "--tunnelled"][..],
+            "post-copy is not supported with tunnelled migration",
+        ),
+    ] {
+        let mut args = vec!["migrate", "--live", "--postcopy"];
+        args.extend_from_slice(extra);
+        args.extend([name, &b]);
+        let out = virsh(&a, &args);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(stderr_of(&out).contains(words), "{}", stderr_of(&out));
+    }
+    // A migration started without --postcopy cannot switch.
+    let migrate = std::thread::spawn({
+        let (a, b) = (a.clone(), b.clone());
+        move || {
+            virsh(
+                &a,
+                &["migrate", "--live", "--bandwidth", BANDWIDTH, name, &b],
+            )
+        }
+    });
+    let refusal = wait_until(MIGRATION_TIMEOUT, "migrate-postcopy refused", || {
+        let out = virsh(&a, &["migrate-postcopy", name]);
+        let text = stderr_of(&out);
+        text.contains("requires migration to be started with VIR_MIGRATE_POSTCOPY flag")
+            .then_some(text)
+    });
+    assert!(refusal.contains("switching to post-copy"), "{refusal}");
+    hosts.virsh_ok(&a, &["domjobabort", name]);
+    let out = migrate.join().expect("virsh migrate thread");
+    assert!(!out.status.success(), "the aborted migration succeeded");
+    wait_state(&hosts, &a, name, "running (migration canceled)");
+
     // The post-copy speed is the guest's, read back as set.
     hosts.virsh_ok(&a, &["migrate-setspeed", "--postcopy", name, "32"]);
     let speed = hosts.virsh_ok(&a, &["migrate-getspeed", "--postcopy", name]);

@@ -541,9 +541,17 @@ impl QemuBackend {
         }
     }
 
+    /// Removes an incoming guest that did not become this host's. One that
+    /// switched to post-copy is kept whatever happened: it is the only
+    /// up-to-date copy (the source's memory is stale), marked running
+    /// "post-copy failed" when its stream is no longer whole.
     async fn kill_incoming(&self, dom: &DomainRef) {
         // Dropping the run aborts its relay.
         drop(self.incoming().remove(&dom.uuid));
+        if self.driver.incoming_in_postcopy(dom).await {
+            warn!(dom = %dom.name, "incoming guest switched to post-copy: kept, not killed");
+            return;
+        }
         if let Err(e) = self.driver.destroy(dom, 0).await {
             debug!(dom = %dom.name, error = %e, "incoming guest already gone");
         }
@@ -1539,6 +1547,27 @@ impl MigrationBackend for QemuBackend {
             }
             RecoveryAction::ResumeSource | RecoveryAction::KeepRunning => Ok(()),
             RecoveryAction::KeepPausedUntilPeerOutcome => Ok(()),
+            RecoveryAction::CompleteSourceCleanup
+                if dom.is_active() && self.driver.source_in_postcopy(&dom).await? =>
+            {
+                // The destination may still pull pages from this QEMU: it
+                // stops only once QEMU completes (or stays paused "post-copy
+                // failed"), without holding up the daemon's start.
+                let backend = Self::new(self.driver.clone());
+                tokio::spawn(async move {
+                    if backend.finish_postcopy_source(&dom).await.is_err() {
+                        return;
+                    }
+                    if let Err(e) = backend.driver.stop_migrated(&dom).await {
+                        warn!(dom = %dom.name, error = %e, "could not stop the post-copy source");
+                    } else if undefine && backend.driver.lookup_by_uuid(&dom.uuid).await.is_ok() {
+                        if let Err(e) = backend.driver.undefine(&dom, 0).await {
+                            warn!(dom = %dom.name, error = %e, "could not undefine the post-copy source");
+                        }
+                    }
+                });
+                Ok(())
+            }
             RecoveryAction::CompleteSourceCleanup => {
                 if dom.is_active() {
                     self.driver.stop_migrated(&dom).await?;

@@ -715,6 +715,32 @@ impl QemuDriver {
         Ok(info.status.is_some_and(MigrationStatus::is_postcopy))
     }
 
+    /// Whether the incoming guest `dom` has switched to post-copy (recorded
+    /// as running "post-copy", or as its QEMU reports now): it is then the
+    /// only up-to-date copy of the guest. A QEMU that cannot be asked counts
+    /// as not switched.
+    pub(crate) async fn incoming_in_postcopy(&self, dom: &DomainRef) -> bool {
+        let recorded = self.read(|r| {
+            Ok(r.get(dom)?.live.as_ref().is_some_and(|l| {
+                l.state.state == DomainState::Running
+                    && matches!(
+                        l.state.reason,
+                        running_reason::POSTCOPY | running_reason::POSTCOPY_FAILED
+                    )
+            }))
+        });
+        if recorded.unwrap_or(false) {
+            return true;
+        }
+        let Ok(qmp) = self.qmp(dom) else {
+            return false;
+        };
+        match qmp.execute(&QueryMigrate).await {
+            Ok(info) => info.status.is_some_and(MigrationStatus::is_postcopy),
+            Err(_) => false,
+        }
+    }
+
     /// Makes sure a source guest runs again after its migration failed or
     /// was cancelled (QEMU resumes it by itself only in some failure paths).
     /// A guest that switched to post-copy is never resumed: it is recorded
@@ -1063,44 +1089,54 @@ impl QemuDriver {
             .execute(&QueryStatus)
             .await
             .map_err(|e| e.into_core("reattach"))?;
-        let state = match run.status {
-            RunState::Running => StateReason {
-                state: DomainState::Running,
-                reason: if status.state == RecordedState::Running {
-                    status.reason
-                } else {
-                    running_reason::UNPAUSED
-                },
-            },
-            // A source found in post-copy (recorded so, or as QEMU reports)
-            // lost its migration with the daemon: it stays paused for good.
-            _ if is_postcopy_source(StateReason {
-                state: DomainState::Paused,
-                reason: status.reason,
-            }) && status.state == RecordedState::Paused
-                || qmp
-                    .execute(&QueryMigrate)
-                    .await
-                    .is_ok_and(|m| m.status.is_some_and(MigrationStatus::is_postcopy))
-                    && run.status != RunState::Running =>
-            {
-                StateReason {
-                    state: DomainState::Paused,
-                    reason: paused_reason::POSTCOPY_FAILED,
-                }
+        // A source that switched to post-copy stays paused for good: its
+        // memory is stale, whatever its QEMU's run state says.
+        let postcopy_source = match qmp.execute(&QueryMigrate).await.ok().and_then(|m| m.status) {
+            _ if run.status == RunState::Running => None,
+            Some(MigrationStatus::PostcopyActive | MigrationStatus::PostcopyRecover) => {
+                Some(paused_reason::POSTCOPY)
             }
-            RunState::Inmigrate | RunState::Postmigrate | RunState::FinishMigrate => StateReason {
+            Some(MigrationStatus::PostcopyPaused) => Some(paused_reason::POSTCOPY_FAILED),
+            _ if status.state == RecordedState::Paused
+                && matches!(
+                    status.reason,
+                    paused_reason::POSTCOPY | paused_reason::POSTCOPY_FAILED
+                ) =>
+            {
+                Some(status.reason)
+            }
+            _ => None,
+        };
+        let state = if let Some(reason) = postcopy_source {
+            StateReason {
                 state: DomainState::Paused,
-                reason: paused_reason::MIGRATION,
-            },
-            _ => StateReason {
-                state: DomainState::Paused,
-                reason: if status.state == RecordedState::Paused {
-                    status.reason
-                } else {
-                    paused_reason::USER
+                reason,
+            }
+        } else {
+            match run.status {
+                RunState::Running => StateReason {
+                    state: DomainState::Running,
+                    reason: if status.state == RecordedState::Running {
+                        status.reason
+                    } else {
+                        running_reason::UNPAUSED
+                    },
                 },
-            },
+                RunState::Inmigrate | RunState::Postmigrate | RunState::FinishMigrate => {
+                    StateReason {
+                        state: DomainState::Paused,
+                        reason: paused_reason::MIGRATION,
+                    }
+                }
+                _ => StateReason {
+                    state: DomainState::Paused,
+                    reason: if status.state == RecordedState::Paused {
+                        status.reason
+                    } else {
+                        paused_reason::USER
+                    },
+                },
+            }
         };
         let runtime = Arc::new(Runtime {
             process: Arc::new(process),
