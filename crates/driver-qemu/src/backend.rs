@@ -872,6 +872,32 @@ async fn incoming_multifd(qmp: &Qmp, dom: &DomainRef, channels: u8) -> Result<()
     Ok(())
 }
 
+/// How often the statistics of a post-copy phase are refreshed.
+const POSTCOPY_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Source in post-copy: Perform has returned, but the pages still flow until
+/// Confirm sees QEMU complete; keeps `job`'s statistics (`domjobinfo`, and
+/// the completed job's: postcopy requests, bytes) current meanwhile. Ends
+/// with the job, with the post-copy phase, or with QEMU.
+fn feed_postcopy_stats(qmp: &Qmp, job: &JobHandle) {
+    let (qmp, job) = (qmp.clone(), job.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = job.ended() => return,
+                () = tokio::time::sleep(POSTCOPY_STATS_INTERVAL) => {}
+            }
+            let Ok(info) = qmp.execute(&QueryMigrate).await else {
+                return;
+            };
+            feed_stats(&job, &info);
+            if !info.status.is_some_and(MigrationStatus::is_postcopy) {
+                return;
+            }
+        }
+    });
+}
+
 /// A new pass over RAM (QEMU's `MIGRATION_PASS`): libvirt's MIGRATION_ITERATION.
 fn report_pass(event: &Event, job: &JobHandle) {
     if let Some(pass) = event.data.get("pass").and_then(serde_json::Value::as_u64) {
@@ -1194,6 +1220,7 @@ impl MigrationBackend for QemuBackend {
         match result {
             Ok(info) if info.status == Some(MigrationStatus::PostcopyActive) => {
                 feed_stats(job, &info);
+                feed_postcopy_stats(&qmp, job);
                 self.driver.mark_postcopy(dom, PostcopyMark::SourceActive)?;
                 info!(
                     dom = %dom.name,

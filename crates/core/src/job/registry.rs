@@ -820,6 +820,40 @@ mod tests {
         Phase::Source(SourcePhase::Begin3 { offline: false })
     }
 
+    #[tokio::test]
+    async fn post_copy_is_requested_only_when_enabled_and_only_moves_forward() {
+        let reg = JobRegistry::new();
+        let a = dom("a", 1);
+        let job = reg.start(Uuid::new_v4(), &a, begin()).expect("a");
+        let refused = job.request_postcopy().expect_err("not enabled");
+        assert_eq!(refused.code(), ErrorCode::OperationInvalid);
+        assert!(refused.to_string().contains(
+            "switching to post-copy requires migration to be started with VIR_MIGRATE_POSTCOPY flag"
+        ));
+        job.enable_postcopy();
+        assert_eq!(job.postcopy(), Postcopy::Enabled);
+        job.request_postcopy().expect("enabled");
+        // Resolves at once: the request is already there.
+        job.postcopy_wanted().await;
+        job.set_postcopy_active();
+        job.enable_postcopy();
+        job.request_postcopy()
+            .expect("a second request changes nothing");
+        assert_eq!(job.postcopy(), Postcopy::Active);
+    }
+
+    #[test]
+    fn post_copy_speed_is_tuned_apart_from_the_pre_copy_speed() {
+        let reg = JobRegistry::new();
+        let a = dom("a", 1);
+        reg.set_max_postcopy_speed(&a.uuid, 16);
+        let job = reg.start(Uuid::new_v4(), &a, begin()).expect("a");
+        assert_eq!(job.max_postcopy_bytes_per_sec(), Some(16 << 20));
+        assert_eq!(job.max_bytes_per_sec(), None);
+        reg.set_max_postcopy_speed(&a.uuid, 0);
+        assert_eq!(job.max_postcopy_bytes_per_sec(), None);
+    }
+
     #[test]
     fn observers_hear_of_every_ended_job_once_with_its_outcome() {
         struct Seen(Mutex<Vec<(String, &'static str, Role)>>);
