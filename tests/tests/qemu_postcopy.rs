@@ -7,8 +7,10 @@
 //! MIGRATE_START_POST_COPY on the first MIGRATION_ITERATION event). While
 //! pages still flow the source is paused "post-copy" and the destination
 //! runs "post-copy"; afterwards exactly one QEMU runs the guest and its
-//! workload counts on. A destination QEMU killed during post-copy leaves the
-//! source paused "post-copy failed", never running again.
+//! workload counts on. A source daemon killed during post-copy and
+//! restarted keeps its QEMU paused and stops it once the last page is sent.
+//! A destination QEMU killed during post-copy leaves the source paused
+//! "post-copy failed", never running again.
 
 mod migrate_support;
 mod qemu_support;
@@ -98,7 +100,7 @@ fn joined_ok(hosts: &QemuHosts, migrate: std::thread::JoinHandle<Output>, what: 
 
 #[test]
 fn qemu_virsh_postcopy_switch_complete_and_fail() {
-    let Some(hosts) = QemuHosts::start() else {
+    let Some(mut hosts) = QemuHosts::start() else {
         return;
     };
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
@@ -212,33 +214,81 @@ fn qemu_virsh_postcopy_switch_complete_and_fail() {
     );
     counter_above(&a, name, before, &hosts);
 
-    // 3. The destination QEMU dies during post-copy: the source, whose
-    // memory is stale, stays paused "post-copy failed" and cannot resume.
+    // 3. The source daemon is killed during post-copy (its client waits in
+    // Confirm) and restarted: it finds its QEMU in post-copy, keeps it
+    // paused, and stops it only once QEMU has sent the last page.
+    let before = counter_above(&a, name, 0, &hosts);
     let migrate = migrate_in_background(&a, &b, name, &[]);
-    wait_until(Duration::from_secs(30), "the migration job on A", || {
-        (!job_free(&a, name)).then_some(())
-    });
-    wait_until(MIGRATION_TIMEOUT, "migrate-postcopy accepted", || {
-        virsh(&a, &["migrate-postcopy", name])
-            .status
-            .success()
+    switch_when_running(&hosts, &a, name);
+    wait_state(&hosts, &a, name, "paused (post-copy)");
+    wait_state(&hosts, &b, name, "running (post-copy)");
+    // virsh has moved on to Confirm, which waits for the last page.
+    wait_until(MIGRATION_TIMEOUT, "A's job in Confirm", || {
+        hosts
+            .ctl_ok(&a, &["migration-status", name])
+            .contains("phase confirm3")
             .then_some(())
     });
-    wait_state(&hosts, &a, name, "paused (post-copy)");
-    let b_pid = wait_until(Duration::from_secs(30), "the QEMU on B", || {
-        status_pid(&hosts.b, name)
+    hosts.a.kill();
+    let _ = migrate.join();
+    hosts.a.restart();
+    let state = state_reason(&a, name);
+    assert!(
+        matches!(
+            state.as_deref(),
+            Some("paused (post-copy)" | "shut off (migrated)")
+        ),
+        "source after the restart: {state:?}\n{}",
+        hosts.logs()
+    );
+    wait_until(
+        MIGRATION_TIMEOUT,
+        "A's QEMU to stop after the last page",
+        || (pid_gone(a_pid) && status_pid(&hosts.a, name).is_none()).then_some(()),
+    );
+    moved_and_counting(&hosts, name, &uuid, a_pid, before);
+
+    // 4. The destination QEMU dies during post-copy: the source, whose
+    // memory is stale, stays paused "post-copy failed" and cannot resume.
+    let b_pid = status_pid(&hosts.b, name).expect("the guest runs on B");
+    let migrate = migrate_in_background(&b, &a, name, &[]);
+    switch_when_running(&hosts, &b, name);
+    wait_state(&hosts, &b, name, "paused (post-copy)");
+    let a_pid = wait_until(Duration::from_secs(30), "the QEMU on A", || {
+        status_pid(&hosts.a, name)
     });
     // SAFETY: kill(2) has no memory-safety preconditions; the pid is the
     // destination QEMU this test's migration started.
-    unsafe { libc::kill(b_pid, libc::SIGKILL) };
+    unsafe { libc::kill(a_pid, libc::SIGKILL) };
     let _ = migrate.join();
-    wait_state(&hosts, &a, name, "paused (post-copy failed)");
-    assert_eq!(qemu_pids(&uuid), vec![a_pid], "the source QEMU is kept");
-    let out = virsh(&a, &["resume", name]);
+    wait_state(&hosts, &b, name, "paused (post-copy failed)");
+    assert_eq!(qemu_pids(&uuid), vec![b_pid], "the source QEMU is kept");
+    let out = virsh(&b, &["resume", name]);
     assert!(!out.status.success(), "a post-copy source resumed");
     assert_eq!(
-        state_reason(&a, name).as_deref(),
+        state_reason(&b, name).as_deref(),
         Some("paused (post-copy failed)")
     );
-    hosts.virsh_ok(&a, &["destroy", name]);
+    hosts.virsh_ok(&b, &["destroy", name]);
+}
+
+/// Once the migration of `name` from `uri` runs, switches it to post-copy.
+fn switch_when_running(hosts: &QemuHosts, uri: &str, name: &str) {
+    wait_until(Duration::from_secs(30), "the migration job", || {
+        (!job_free(uri, name)).then_some(())
+    });
+    let deadline = std::time::Instant::now() + MIGRATION_TIMEOUT;
+    loop {
+        let out = virsh(uri, &["migrate-postcopy", name]);
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "migrate-postcopy never accepted: {}\n{}",
+            stderr_of(&out),
+            hosts.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

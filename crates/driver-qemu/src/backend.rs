@@ -733,7 +733,9 @@ async fn wait(
                     return Err(failed("qemu went away during the migration"))
                 }
             },
-            () = abort.aborted(), if !cancelled => {
+            // Once the switch to post-copy is asked for, a cancel could
+            // catch QEMU half-way (QEMU 7.2 cannot cancel post-copy).
+            () = abort.aborted(), if !cancelled && !switching => {
                 cancelled = true;
                 if outgoing {
                     qmp.execute(&MigrateCancel).await.map_err(|e| e.into_core("migration"))?;
@@ -1553,6 +1555,15 @@ impl MigrationBackend for QemuBackend {
         };
         let undefine = MigrateFlags(entry.flags).contains(MigrateFlags::UNDEFINE_SOURCE);
         match action {
+            RecoveryAction::ResumeSource
+                if dom.is_active() && self.driver.source_in_postcopy(&dom).await? =>
+            {
+                // Neither cancelled (QEMU cannot cancel post-copy) nor
+                // resumed: its memory is stale.
+                self.driver
+                    .mark_postcopy(&dom, PostcopyMark::SourceFailed)?;
+                Err(crate::driver::postcopy_source_stale())
+            }
             RecoveryAction::ResumeSource if dom.is_active() => {
                 // A restart during Perform leaves QEMU still sending to a
                 // destination whose job is gone; migrate_cancel is a no-op
