@@ -178,26 +178,7 @@ impl Shared {
         state: StateReason,
         event: Option<(LifecycleEvent, i32)>,
     ) {
-        let Ok(mut reg) = self.lock() else { return };
-        let Some(domain) = reg.domains.get_mut(uuid) else {
-            return;
-        };
-        let persistent = domain.persistent;
-        let Some(live) = domain.live.as_mut().filter(|l| l.id == id) else {
-            return;
-        };
-        if live.state.state == state.state {
-            return;
-        }
-        live.state = state;
-        if let Err(e) = status_of(live, persistent).write(&self.config.runtime_dir) {
-            warn!(error = %e.chain(), "cannot update status file");
-        }
-        let dom = domain.dom_ref();
-        drop(reg);
-        if let Some((event, detail)) = event {
-            self.emit(dom, event, detail);
-        }
+        self.record_state(uuid, id, state, event, |old| old.state != state.state);
     }
 
     /// Records `state` for run `id` when its state or reason differs (a
@@ -209,6 +190,19 @@ impl Shared {
         state: StateReason,
         event: Option<(LifecycleEvent, i32)>,
     ) {
+        self.record_state(uuid, id, state, event, |old| old != state);
+    }
+
+    /// Records `state` for run `id` when `changed` says the recorded one
+    /// differs: rewrites the status file, then emits `event`.
+    fn record_state(
+        &self,
+        uuid: &Uuid,
+        id: i32,
+        state: StateReason,
+        event: Option<(LifecycleEvent, i32)>,
+        changed: impl FnOnce(StateReason) -> bool,
+    ) {
         let Ok(mut reg) = self.lock() else { return };
         let Some(domain) = reg.domains.get_mut(uuid) else {
             return;
@@ -217,7 +211,7 @@ impl Shared {
         let Some(live) = domain.live.as_mut().filter(|l| l.id == id) else {
             return;
         };
-        if live.state == state {
+        if !changed(live.state) {
             return;
         }
         live.state = state;
