@@ -487,6 +487,33 @@ impl MirrorTarget {
     }
 }
 
+/// How the mirrors of a storage migration copy, as libvirt's
+/// `qemuMigrationSrcNBDStorageCopyBlockdev` asks QEMU to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MirrorMode {
+    /// Only the top image's own data (`sync` `top`, NON_SHARED_INC); else
+    /// the whole backing chain (`full`).
+    pub shallow: bool,
+    /// Each guest write completes only once the destination has it too
+    /// (`copy-mode` `write-blocking`, NON_SHARED_SYNCHRONOUS_WRITES), so a
+    /// guest writing faster than the copy cannot keep the mirror from
+    /// converging; else QEMU's `background` copy.
+    pub write_blocking: bool,
+    /// Bytes per second, 0 for unlimited.
+    pub speed: u64,
+}
+
+impl MirrorMode {
+    /// The mode `req` asks for, at `speed` bytes per second.
+    pub fn of(req: &MigrateRequest, speed: u64) -> Self {
+        Self {
+            shallow: req.has(MigrateFlags::NON_SHARED_INC),
+            write_blocking: req.has(MigrateFlags::NON_SHARED_SYNCHRONOUS_WRITES),
+            speed,
+        }
+    }
+}
+
 /// The source's running mirrors, one per copied disk. End them with
 /// [`Mirrors::complete`] or [`Mirrors::abort`].
 pub struct Mirrors {
@@ -496,9 +523,8 @@ pub struct Mirrors {
 
 impl Mirrors {
     /// Starts a mirror of each disk `targets` names into the destination's
-    /// export: `sync` `top` when `shallow` (NON_SHARED_INC), `full`
-    /// otherwise, at `speed` bytes/s (0: unlimited). On failure what was
-    /// started is removed again.
+    /// export, copying as `mode` says. On failure what was started is
+    /// removed again.
     ///
     /// # Errors
     /// QMP errors (e.g. the NBD connection refused).
@@ -506,30 +532,28 @@ impl Mirrors {
         qmp: &Qmp,
         targets: &[String],
         to: &MirrorTarget,
-        shallow: bool,
-        speed: u64,
+        mode: MirrorMode,
     ) -> Result<Self> {
         let mut mirrors = Self {
             qmp: qmp.clone(),
             targets: Vec::new(),
         };
         for target in targets {
-            if let Err(e) = mirrors.start_one(target, to, shallow, speed).await {
+            if let Err(e) = mirrors.start_one(target, to, mode).await {
                 mirrors.abort().await;
                 return Err(e);
             }
         }
-        info!(disks = ?mirrors.targets, shallow, "storage migration mirrors started");
+        info!(
+            disks = ?mirrors.targets,
+            shallow = mode.shallow,
+            write_blocking = mode.write_blocking,
+            "storage migration mirrors started"
+        );
         Ok(mirrors)
     }
 
-    async fn start_one(
-        &mut self,
-        target: &str,
-        to: &MirrorTarget,
-        shallow: bool,
-        speed: u64,
-    ) -> Result<()> {
+    async fn start_one(&mut self, target: &str, to: &MirrorTarget, mode: MirrorMode) -> Result<()> {
         let node = nbd_node(target);
         self.qmp
             .execute(&BlockdevAddNbd {
@@ -548,9 +572,10 @@ impl Mirrors {
                 job_id: disk_node(target),
                 device: disk_node(target),
                 target: node.clone(),
-                sync: if shallow { "top" } else { "full" },
-                speed,
+                sync: if mode.shallow { "top" } else { "full" },
+                speed: mode.speed,
                 auto_dismiss: false,
+                copy_mode: mode.write_blocking.then_some("write-blocking"),
             })
             .await;
         if let Err(e) = mirror {

@@ -332,6 +332,17 @@ impl MigrateRequest {
         if f.contains(MigrateFlags::NON_SHARED_DISK | MigrateFlags::NON_SHARED_INC) {
             return conflict(flag("NON_SHARED_DISK"), flag("NON_SHARED_INC"));
         }
+        // libvirt documents the requirement and virsh enforces it ("requires
+        // one of '--copy-storage-all', 'copy-storage-inc'"); libvirtd would
+        // silently copy nothing synchronously.
+        if f.contains(MigrateFlags::NON_SHARED_SYNCHRONOUS_WRITES)
+            && !f.intersects(MigrateFlags::NON_SHARED_DISK | MigrateFlags::NON_SHARED_INC)
+        {
+            return conflict(
+                flag("NON_SHARED_SYNCHRONOUS_WRITES"),
+                "a migration without flag NON_SHARED_DISK or NON_SHARED_INC".into(),
+            );
+        }
         let compression_tuned = !self.compression.is_empty()
             || self.compression_mt_level.is_some()
             || self.compression_mt_threads.is_some()
@@ -591,6 +602,11 @@ mod tests {
                 },
                 "compression",
                 "COMPRESSED",
+            ),
+            (
+                req(MigrateFlags::LIVE | MigrateFlags::NON_SHARED_SYNCHRONOUS_WRITES),
+                "NON_SHARED_SYNCHRONOUS_WRITES",
+                "NON_SHARED_DISK or NON_SHARED_INC",
             ),
         ];
         for (r, a, b) in cases {
