@@ -512,6 +512,19 @@ impl MirrorMode {
             speed,
         }
     }
+
+    /// The `blockdev-mirror` of the disk `target` into its NBD node.
+    fn mirror(self, target: &str) -> BlockdevMirror {
+        BlockdevMirror {
+            job_id: disk_node(target),
+            device: disk_node(target),
+            target: nbd_node(target),
+            sync: if self.shallow { "top" } else { "full" },
+            speed: self.speed,
+            auto_dismiss: false,
+            copy_mode: self.write_blocking.then_some("write-blocking"),
+        }
+    }
 }
 
 /// The source's running mirrors, one per copied disk. End them with
@@ -566,18 +579,7 @@ impl Mirrors {
             })
             .await
             .map_err(qemu)?;
-        let mirror = self
-            .qmp
-            .execute(&BlockdevMirror {
-                job_id: disk_node(target),
-                device: disk_node(target),
-                target: node.clone(),
-                sync: if mode.shallow { "top" } else { "full" },
-                speed: mode.speed,
-                auto_dismiss: false,
-                copy_mode: mode.write_blocking.then_some("write-blocking"),
-            })
-            .await;
+        let mirror = self.qmp.execute(&mode.mirror(target)).await;
         if let Err(e) = mirror {
             delete_node(&self.qmp, &node).await;
             return Err(qemu(e));
@@ -869,6 +871,43 @@ mod tests {
             .iter()
             .map(|d| d.target.dev.clone())
             .collect()
+    }
+
+    #[test]
+    fn synchronous_writes_make_write_blocking_mirrors() {
+        let mode = MirrorMode::of(
+            &req(MigrateFlags::NON_SHARED_INC | MigrateFlags::NON_SHARED_SYNCHRONOUS_WRITES),
+            1 << 20,
+        );
+        assert_eq!(
+            mode,
+            MirrorMode {
+                shallow: true,
+                write_blocking: true,
+                speed: 1 << 20,
+            }
+        );
+        let mirror =
+            |mode: MirrorMode| serde_json::to_value(mode.mirror("vdb")).expect("serializes");
+        let blocking = mirror(mode);
+        assert_eq!(
+            (
+                &blocking["copy-mode"],
+                &blocking["sync"],
+                &blocking["target"]
+            ),
+            (
+                &serde_json::json!("write-blocking"),
+                &serde_json::json!("top"),
+                &serde_json::json!("migration-vdb-storage")
+            )
+        );
+        let background = MirrorMode::of(&req(MigrateFlags::NON_SHARED_DISK), 0);
+        assert!(!background.shallow && !background.write_blocking);
+        assert!(
+            mirror(background).get("copy-mode").is_none(),
+            "QEMU's default copy mode is left to QEMU"
+        );
     }
 
     #[test]
