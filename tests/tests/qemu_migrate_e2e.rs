@@ -1,9 +1,10 @@
 //! Live migration of a real QEMU guest (256 MiB, the workload kernel
 //! dirtying 64 MiB per pass) between two `migrated` daemons, driven by stock
 //! `virsh` and by `migratectl`: regular, `--p2p`, `--p2p --tunnelled`,
-//! `--compressed`, `--auto-converge`, `--parallel` (multifd). After each the
-//! source's QEMU is gone, the destination's is the only one running the
-//! guest, and the workload counted past its value before the migration.
+//! `--compressed`, `--auto-converge`, `--parallel` (multifd, once with
+//! `--zerocopy`), `--copy-storage-*` (once with synchronous writes). After
+//! each the source's QEMU is gone, the destination's is the only one running
+//! the guest, and the workload counted past its value before the migration.
 //! `--tls` adds QEMU-native TLS on the migration stream, with its refusals
 //! and faults. The `--p2p` guest carries the devices virt-install gives a
 //! Linux guest, which the destination's QEMU must have too (built from the
