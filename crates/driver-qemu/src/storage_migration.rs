@@ -6,7 +6,7 @@
 //! |---|---|
 //! | Begin (source) | choose the disks ([`selected_disks`]) and list them with their sizes in the cookie's `<nbd>` |
 //! | Prepare (destination) | check every listed disk's image exists ([`check_destination_images`]: no pre-creation, as libvirt without a storage pool), then once QEMU runs `nbd-server-start` on the listen address and a port of the migration range (or `disks_port` / `disks_uri`), and `block-export-add` each disk writable; the port goes back in the cookie |
-//! | Perform (source) | per disk `blockdev-add` an NBD client node of the destination's export and `blockdev-mirror` into it (`sync` `full`, or `top` for NON_SHARED_INC); wait until every mirror is `ready`, then migrate the memory with `pause-before-switchover`; at `pre-switchover` (guest paused) cancel the mirrors without `force` (they finish the copy), delete the nodes and let QEMU switch over. Any failure or abort: force-cancel the mirrors, delete the nodes, the guest runs on from its own images |
+//! | Perform (source) | per disk `blockdev-add` an NBD client node of the destination's export and `blockdev-mirror` into it (`sync` `full`, or `top` for NON_SHARED_INC; `copy-mode` `write-blocking` for NON_SHARED_SYNCHRONOUS_WRITES); wait until every mirror is `ready`, then migrate the memory with `pause-before-switchover`; at `pre-switchover` (guest paused) cancel the mirrors without `force` (they finish the copy), delete the nodes and let QEMU switch over. Any failure or abort: force-cancel the mirrors, delete the nodes, the guest runs on from its own images |
 //! | Finish (destination) | `nbd-server-stop` before the guest resumes |
 //!
 //! Names follow libvirt's: the export and the mirror job are the disk's
