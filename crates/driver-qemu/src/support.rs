@@ -4,8 +4,9 @@ use migrated_core::flags::MigrateFlags;
 use migrated_core::support::{MigrationDefaults, Procedure, SupportTable};
 use migrated_core::typed_params::migrate_param;
 
-/// Migration flags [`crate::backend::QemuBackend`] honours. Post-copy,
-/// RDMA and zero-copy are not implemented yet.
+/// Migration flags [`crate::backend::QemuBackend`] honours. Post-copy and
+/// RDMA (with RDMA_PIN_ALL, meaningful only over an `rdma://` transport)
+/// are not implemented yet.
 const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
     | MigrateFlags::PEER2PEER.bits()
     | MigrateFlags::TUNNELLED.bits()
@@ -21,7 +22,9 @@ const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
     | MigrateFlags::TLS.bits()
     | MigrateFlags::PARALLEL.bits()
     | MigrateFlags::NON_SHARED_DISK.bits()
-    | MigrateFlags::NON_SHARED_INC.bits();
+    | MigrateFlags::NON_SHARED_INC.bits()
+    | MigrateFlags::NON_SHARED_SYNCHRONOUS_WRITES.bits()
+    | MigrateFlags::ZEROCOPY.bits();
 
 /// The QEMU driver's support table.
 pub const SUPPORT: SupportTable = SupportTable {
