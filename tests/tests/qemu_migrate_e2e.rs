@@ -1,9 +1,10 @@
 //! Live migration of a real QEMU guest (256 MiB, the workload kernel
 //! dirtying 64 MiB per pass) between two `migrated` daemons, driven by stock
 //! `virsh` and by `migratectl`: regular, `--p2p`, `--p2p --tunnelled`,
-//! `--compressed`, `--auto-converge`, `--parallel` (multifd). After each the
-//! source's QEMU is gone, the destination's is the only one running the
-//! guest, and the workload counted past its value before the migration.
+//! `--compressed`, `--auto-converge`, `--parallel` (multifd, once with
+//! `--zerocopy`), `--copy-storage-*` (once with synchronous writes). After
+//! each the source's QEMU is gone, the destination's is the only one running
+//! the guest, and the workload counted past its value before the migration.
 //! `--tls` adds QEMU-native TLS on the migration stream, with its refusals
 //! and faults. The `--p2p` guest carries the devices virt-install gives a
 //! Linux guest, which the destination's QEMU must have too (built from the
@@ -475,15 +476,40 @@ fn qemu_virsh_live_tls() {
 
 /// libvirt's `VIR_ERR_INVALID_ARG`.
 const INVALID_ARG: i32 = 8;
+/// libvirt's `VIR_ERR_OPERATION_INVALID`.
+const OPERATION_INVALID: i32 = 55;
+/// libvirt's `VIR_ERR_ARGUMENT_UNSUPPORTED`.
+const ARGUMENT_UNSUPPORTED: i32 = 74;
 
-/// Parallel migration calls that are refused, through python3-libvirt (for
-/// the error codes; libvirt's client library refuses TUNNELLED with
-/// PARALLEL itself, so migratectl shows the daemon's answer to that pair):
-/// each answers its code and words, and the guest keeps running on the
-/// source with no job left. The python part is skipped (loudly) without
-/// python3-libvirt, failing under CI.
+/// libvirt's words (its client library's) for NON_SHARED_SYNCHRONOUS_WRITES
+/// without a storage copy.
+const SYNC_WRITES_NEED_STORAGE: &str = "Flag 'VIR_MIGRATE_NON_SHARED_DISK | VIR_MIGRATE_NON_SHARED_INC' is required by flag 'VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES'";
+
+/// Parallel and zero-copy migration calls that are refused, and the flags
+/// a plain migration cannot take (RDMA_PIN_ALL, NON_SHARED_SYNCHRONOUS_WRITES
+/// without a storage copy), through python3-libvirt (for the error codes;
+/// libvirt's client library refuses TUNNELLED with PARALLEL and synchronous
+/// writes without a storage copy itself, so migratectl shows the daemon's
+/// answer to those): each answers its code and words, and the guest keeps
+/// running on the source with no job left. The python part is skipped
+/// (loudly) without python3-libvirt, failing under CI.
 fn parallel_refusals(hosts: &QemuHosts, name: &str) {
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let err = migrate_support::ctl_fails(
+        &a,
+        &[
+            "migrate",
+            "--live",
+            "--p2p",
+            "--copy-storage-synchronous-writes",
+            name,
+            &b,
+        ],
+    );
+    assert!(
+        err.contains("invalid argument") && err.contains(SYNC_WRITES_NEED_STORAGE),
+        "{err}"
+    );
     let err = migrate_support::ctl_fails(
         &a,
         &[
@@ -515,11 +541,18 @@ dom = s.lookupByName('{name}')
 L, P2P, T, PAR = (libvirt.VIR_MIGRATE_LIVE, libvirt.VIR_MIGRATE_PEER2PEER,
                   libvirt.VIR_MIGRATE_TUNNELLED, libvirt.VIR_MIGRATE_PARALLEL)
 N = libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS
+ZC = libvirt.VIR_MIGRATE_ZEROCOPY
+p2p = lambda flags: dom.migrateToURI3('{b}', {{}}, L | P2P | flags)
 cases = [
-    ('tunnelled', lambda: dom.migrateToURI3('{b}', {{}}, L | P2P | T | PAR)),
+    ('tunnelled', lambda: p2p(T | PAR)),
     ('no-flag', lambda: dom.migrate3(d, {{N: 4}}, L)),
     ('zero', lambda: dom.migrate3(d, {{N: 0}}, L | PAR)),
     ('too-many', lambda: dom.migrateToURI3('{b}', {{N: 256}}, L | P2P | PAR)),
+    ('zc-serial', lambda: p2p(ZC)),
+    ('zc-compressed', lambda: p2p(PAR | ZC | libvirt.VIR_MIGRATE_COMPRESSED)),
+    ('zc-tls', lambda: dom.migrate3(d, {{}}, L | PAR | ZC | libvirt.VIR_MIGRATE_TLS)),
+    ('rdma-pin-all', lambda: p2p(libvirt.VIR_MIGRATE_RDMA_PIN_ALL)),
+    ('sync-writes', lambda: p2p(libvirt.VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES)),
 ]
 for label, call in cases:
     try:
@@ -552,6 +585,25 @@ print('state', dom.state()[0])
             INVALID_ARG,
             &["parallel.connections", "256"][..],
         ),
+        (
+            "zc-serial",
+            OPERATION_INVALID,
+            &["zero-copy is only available for parallel migration"][..],
+        ),
+        (
+            "zc-compressed",
+            ARGUMENT_UNSUPPORTED,
+            &["ZEROCOPY", "COMPRESSED"][..],
+        ),
+        ("zc-tls", ARGUMENT_UNSUPPORTED, &["ZEROCOPY", "TLS"][..]),
+        (
+            "rdma-pin-all",
+            ARGUMENT_UNSUPPORTED,
+            &["RDMA_PIN_ALL", "QEMU driver"][..],
+        ),
+        // libvirt's client library refuses this one itself; migratectl
+        // above showed the daemon's answer in the same words.
+        ("sync-writes", INVALID_ARG, &[SYNC_WRITES_NEED_STORAGE][..]),
     ] {
         let line = text
             .lines()
@@ -615,10 +667,39 @@ fn used_multifd(hosts: &QemuHosts, name: &str, channels: u32) {
     );
 }
 
-/// `virsh migrate --live --parallel --parallel-connections 4`, after the
-/// refused parallel combinations on the same guest; then, on the same
-/// daemons, a second guest with migratectl `--p2p --parallel` (libvirt's
-/// default of 2 connections). Both QEMUs really ran multifd each time, and
+/// Asserts that the source QEMU of `name`'s migration had `zero-copy-send`
+/// on (as it reported it once Perform set it up) and that the completed
+/// migration's statistics were logged with QEMU's zero-copy figure.
+fn used_zero_copy(hosts: &QemuHosts, name: &str) {
+    let dom = format!("dom={name}");
+    let a_log = hosts.a.logs();
+    assert_eq!(
+        logged_field(
+            &a_log,
+            &["outgoing migration: zero-copy send set up", &dom],
+            "zero_copy_send"
+        )
+        .as_deref(),
+        Some("true"),
+        "source QEMU without zero-copy-send\n{}",
+        hosts.logs()
+    );
+    // Over loopback the kernel copies what MSG_ZEROCOPY queued, and QEMU
+    // counts the syncs at which it did: informative, not asserted.
+    let missed = logged_field(
+        &a_log,
+        &["outgoing migration completed", &dom],
+        "zero_copy_missed",
+    )
+    .unwrap_or_else(|| panic!("no final statistics of {name}\n{}", hosts.logs()));
+    eprintln!("{name}: zero-copy sends the kernel copied at {missed} syncs");
+}
+
+/// `virsh migrate --live --parallel --parallel-connections 4 --zerocopy`,
+/// after the refused parallel and zero-copy combinations on the same guest;
+/// then, on the same daemons, a second guest with migratectl `--p2p
+/// --parallel` (libvirt's default of 2 connections, copying as usual). Both
+/// QEMUs really ran multifd each time, the first with zero-copy sends, and
 /// the completed job statistics still count the RAM sent.
 #[test]
 fn qemu_live_parallel_virsh_and_migratectl_p2p() {
@@ -641,12 +722,14 @@ fn qemu_live_parallel_virsh_and_migratectl_p2p() {
                     "--parallel",
                     "--parallel-connections",
                     "4",
+                    "--zerocopy",
                     "--timeout",
                     "20",
                     name,
                     &b,
                 ],
             );
+            used_zero_copy(&hosts, name);
         } else {
             hosts.ctl_ok(&a, &["migrate", "--live", "--p2p", "--parallel", name, &b]);
         }
@@ -950,7 +1033,8 @@ fn storage_guest(
 /// two daemons whose images live in separate directories (the destination
 /// XML names B's copies): the destination's images end up with the
 /// source's content, the source QEMU is gone and the destination runs.
-/// `--migrate-disks vdb` copies only that disk (peer to peer). Refused, with the source
+/// `--migrate-disks vdb --copy-storage-synchronous-writes` copies only that
+/// disk (peer to peer) with write-blocking mirrors. Refused, with the source
 /// running on: a missing destination image (libvirt's error when no
 /// storage pool can create it) and a tunnelled storage migration.
 #[test]
@@ -1159,11 +1243,28 @@ fn qemu_virsh_copy_storage() {
     };
     guest.migrate(
         &hosts,
-        &["--p2p", "--copy-storage-all", "--migrate-disks", "vdb"],
+        &[
+            "--p2p",
+            "--copy-storage-all",
+            "--copy-storage-synchronous-writes",
+            "--migrate-disks",
+            "vdb",
+        ],
     );
     assert!(
         std::fs::read(&one_b).expect("dest vdb") == chosen,
         "vdb copied"
+    );
+    let started_mirrors = hosts
+        .a
+        .logs()
+        .lines()
+        .rfind(|l| l.contains("storage migration mirrors started"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(
+        started_mirrors.contains("write_blocking=true") && started_mirrors.contains("vdb"),
+        "the synchronous-writes copy's mirror was not write-blocking: {started_mirrors:?}"
     );
     assert!(
         std::fs::read(&other_b)

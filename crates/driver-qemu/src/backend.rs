@@ -5,7 +5,7 @@
 //! | step | QEMU |
 //! |---|---|
 //! | Prepare (dest) | start QEMU with `-incoming defer`; with TLS a `tls-creds-x509` server object and `tls-creds` (see [`crate::tls`]); PARALLEL: `multifd` and `multifd-channels`; `migrate-incoming tcp:ADDR:PORT` on the first free port of the range, or `fd:` on one end of a socket pair whose other end relays the tunnel; NON_SHARED_*: an NBD server exporting the copied disks ([`crate::storage_migration`]) |
-//! | Perform (source) | capabilities and parameters from the flags (`events`, `xbzrle` for COMPRESSED, `auto-converge`, `multifd` with `multifd-channels` for PARALLEL, `pause-before-switchover` with a storage copy), `max-bandwidth`, `downtime-limit`, TLS credentials and host name (or `""` for both without TLS); NON_SHARED_*: disk mirrors into the destination's NBD exports, in sync before the memory moves; then `migrate tcp:…` or `migrate fd:` into a relayed socket pair; waits on MIGRATION events, feeding job stats at each pass; abort → `migrate_cancel` |
+//! | Perform (source) | capabilities and parameters from the flags (`events`, `xbzrle` for COMPRESSED, `auto-converge`, `multifd` with `multifd-channels` for PARALLEL, `zero-copy-send` for ZEROCOPY, with QEMU's locked-memory limit raised for the transfer, `pause-before-switchover` with a storage copy), `max-bandwidth`, `downtime-limit`, TLS credentials and host name (or `""` for both without TLS); NON_SHARED_*: disk mirrors into the destination's NBD exports, in sync before the memory moves; then `migrate tcp:…` or `migrate fd:` into a relayed socket pair; waits on MIGRATION events, feeding job stats at each pass; abort → `migrate_cancel` |
 //! | Finish (dest) | wait for QEMU's `completed`, stop the NBD server, define the persistent config, `cont` unless PAUSED; on failure kill the incoming QEMU |
 //! | Confirm (source) | success: stop the source QEMU (shut off "migrated", undefine with UNDEFINE_SOURCE); cancelled: make sure the guest runs |
 //!
@@ -34,9 +34,11 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::driver::PostcopyMark;
+use crate::memlock;
 use crate::migration::{
     enable_events, set_capabilities, wait_for_completion, CAP_AUTO_CONVERGE, CAP_COMPRESS,
     CAP_EVENTS, CAP_MULTIFD, CAP_PAUSE_BEFORE_SWITCHOVER, CAP_POSTCOPY_RAM, CAP_XBZRLE,
+    CAP_ZERO_COPY_SEND,
 };
 use crate::qmp::commands::{
     ClientMigrateInfo, Getfd, Migrate, MigrateCancel, MigrateContinue, MigrateIncoming,
@@ -46,7 +48,7 @@ use crate::qmp::commands::{
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
 use crate::relay::{self, Relay};
-use crate::storage_migration::{self as storage, MirrorTarget, MirrorTls, Mirrors};
+use crate::storage_migration::{self as storage, MirrorMode, MirrorTarget, MirrorTls, Mirrors};
 use crate::tls::{self, Endpoint};
 use crate::{QemuDriver, SUPPORT};
 
@@ -86,6 +88,37 @@ fn multifd_channels(req: &MigrateRequest, step: Step) -> Result<Option<u8>> {
             ),
         }),
     }
+}
+
+/// Refuses a zero-copy migration (`VIR_MIGRATE_ZEROCOPY`) that cannot be:
+/// without PARALLEL with libvirt's words and code
+/// (`qemuMigrationSrcBeginPhase`: "zero-copy is only available for parallel
+/// migration", `VIR_ERR_OPERATION_INVALID`); with COMPRESSED or TLS before
+/// any QEMU is touched, where libvirt lets QEMU 7.2 refuse the capability
+/// at Perform ("Zero copy only available for non-compressed non-TLS multifd
+/// migration").
+///
+/// # Errors
+/// [`Error::OperationInvalid`] without PARALLEL, [`Error::ArgumentConflict`]
+/// (`VIR_ERR_ARGUMENT_UNSUPPORTED`) naming the flag zero-copy excludes.
+fn check_zerocopy(req: &MigrateRequest) -> Result<()> {
+    if !req.has(MigrateFlags::ZEROCOPY) {
+        return Ok(());
+    }
+    if !req.has(MigrateFlags::PARALLEL) {
+        return Err(Error::invalid(
+            "zero-copy is only available for parallel migration",
+        ));
+    }
+    for other in [MigrateFlags::COMPRESSED, MigrateFlags::TLS] {
+        if req.has(other) {
+            return Err(Error::ArgumentConflict {
+                first: "migration flag ZEROCOPY".into(),
+                second: format!("migration flag {other}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The compression methods of a COMPRESSED migration, as libvirt 9.0's
@@ -321,6 +354,7 @@ impl QemuBackend {
         let channels = multifd_channels(req, Step::Perform)?;
         let compression = Compression::of(req, Step::Perform)?;
         let auto_converge = req.has(MigrateFlags::AUTO_CONVERGE);
+        let zero_copy = req.has(MigrateFlags::ZEROCOPY);
         let caps = [
             (CAP_EVENTS, true),
             (CAP_XBZRLE, compression.xbzrle),
@@ -328,6 +362,7 @@ impl QemuBackend {
             (CAP_AUTO_CONVERGE, auto_converge),
             (CAP_MULTIFD, channels.is_some()),
             (CAP_PAUSE_BEFORE_SWITCHOVER, storage),
+            (CAP_ZERO_COPY_SEND, zero_copy),
             (CAP_POSTCOPY_RAM, req.has(MigrateFlags::POSTCOPY)),
         ];
         let mut params = MigrateSetParameters {
@@ -395,6 +430,19 @@ impl QemuBackend {
         qmp.execute(&params)
             .await
             .map_err(|e| e.into_core("migration"))?;
+        if zero_copy {
+            // What QEMU reports, so an operator (and the tests) can see
+            // zero-copy was really turned on.
+            let set = qmp
+                .execute(&QueryMigrateCapabilities)
+                .await
+                .map_err(|e| e.into_core("migration"))?;
+            let on = set
+                .iter()
+                .any(|c| c.capability == CAP_ZERO_COPY_SEND && c.state);
+            info!(dom = %job.domain().name, zero_copy_send = on, "outgoing migration: zero-copy send set up");
+            used.push(("zero-copy".to_owned(), "yes".to_owned()));
+        }
         if compression != Compression::default() {
             // The cache is the request's `compression.xbzrle.cache`, else
             // whatever MIGRATE_SET_COMPRESSION_CACHE (or QEMU) left; the
@@ -423,6 +471,26 @@ impl QemuBackend {
         if req.has(MigrateFlags::TLS) {
             tls::reset(qmp).await;
         }
+    }
+
+    /// With ZEROCOPY: lets the guest's QEMU lock as much memory as the
+    /// guest has ([`memlock::raise`], libvirt's `qemuDomainSetMaxMemLock`
+    /// in `qemuMigrationSrcRun`); the old limit, if it changed, is returned
+    /// for [`memlock::restore`].
+    ///
+    /// # Errors
+    /// `VIR_ERR_SYSTEM_ERROR` when the limit cannot be raised.
+    async fn raise_memlock(
+        &self,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+    ) -> Result<Option<memlock::Saved>> {
+        if !req.has(MigrateFlags::ZEROCOPY) {
+            return Ok(None);
+        }
+        let def = self.def_of(dom, flags::xml::SECURE).await?;
+        let bytes = def.memory_kib.saturating_mul(1024);
+        memlock::raise(self.driver.pid(dom)?, bytes).map_err(|e| e.into_core("migration"))
     }
 
     /// The storage copy `req` asks of Perform, if any: the disks to copy
@@ -486,8 +554,8 @@ impl QemuBackend {
             .max_bytes_per_sec()
             .or(req.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20)))
             .unwrap_or(0);
-        let shallow = req.has(MigrateFlags::NON_SHARED_INC);
-        let mirrors = Mirrors::start(qmp, &plan.targets, &plan.to, shallow, speed).await?;
+        let mode = MirrorMode::of(req, speed);
+        let mirrors = Mirrors::start(qmp, &plan.targets, &plan.to, mode).await?;
         if let Err(e) = mirrors.wait_ready(job).await {
             mirrors.abort().await;
             return Err(e);
@@ -1108,6 +1176,7 @@ impl MigrationBackend for QemuBackend {
     }
 
     async fn begin(&self, dom: &DomainRef, req: &MigrateRequest) -> Result<BeginOut> {
+        check_zerocopy(req)?;
         check_postcopy(req)?;
         self.check_tls(req, Endpoint::Client)?;
         // Refused here rather than once the destination runs.
@@ -1159,6 +1228,7 @@ impl MigrationBackend for QemuBackend {
         out: DataOut,
         job: &JobHandle,
     ) -> Result<PerformOut> {
+        check_zerocopy(req)?;
         self.check_tls(req, Endpoint::Client)?;
         let qmp = self.driver.qmp(dom)?;
         let tls_host = match &out {
@@ -1168,11 +1238,15 @@ impl MigrationBackend for QemuBackend {
         let plan = self
             .storage_plan(dom, req, &out, tls_host.as_deref())
             .await?;
-        let tuned = self
-            .tune(&qmp, req, job, tls_host.as_deref(), plan.is_some())
-            .await;
-        let used = match tuned {
-            Ok(used) => used,
+        let tuned = async {
+            let used = self
+                .tune(&qmp, req, job, tls_host.as_deref(), plan.is_some())
+                .await?;
+            Ok::<_, Error>((used, self.raise_memlock(dom, req).await?))
+        }
+        .await;
+        let (used, memlock) = match tuned {
+            Ok(tuned) => tuned,
             Err(e) => {
                 self.reset_tls(&qmp, req).await;
                 return Err(e);
@@ -1219,6 +1293,11 @@ impl MigrationBackend for QemuBackend {
         }
         .await;
         self.reset_tls(&qmp, req).await;
+        // Whatever the outcome QEMU sends no more: a source that runs on
+        // gets its old limit back (one that stops no longer needs it).
+        if let Some(saved) = memlock {
+            memlock::restore(saved);
+        }
         match result {
             Ok(info) if info.status == Some(MigrationStatus::PostcopyActive) => {
                 feed_stats(job, &info);
@@ -1241,6 +1320,7 @@ impl MigrationBackend for QemuBackend {
                     iterations = ram.dirty_sync_count,
                     mt_pages = info.compression.map_or(0, |c| c.pages),
                     xbzrle_pages = info.xbzrle_cache.map_or(0, |x| x.pages),
+                    zero_copy_missed = ram.dirty_sync_missed_zero_copy,
                     "outgoing migration completed"
                 );
                 Ok(used)
@@ -1693,6 +1773,31 @@ mod tests {
             let err = of(&req).expect_err("refused");
             assert_eq!(err.code(), code, "{err}");
             assert!(err.to_string().contains(words), "{err}");
+        }
+    }
+
+    #[test]
+    fn zero_copy_needs_parallel_and_excludes_compression_and_tls() {
+        let zc = |extra: MigrateFlags| MigrateRequest {
+            flags: MigrateFlags::LIVE | MigrateFlags::ZEROCOPY | extra,
+            ..MigrateRequest::default()
+        };
+        check_zerocopy(&zc(MigrateFlags::PARALLEL)).expect("parallel zero-copy");
+        check_zerocopy(&MigrateRequest::default()).expect("no zero-copy");
+        let err = check_zerocopy(&zc(MigrateFlags::empty())).expect_err("not parallel");
+        assert_eq!(err.code(), ErrorCode::OperationInvalid);
+        assert_eq!(
+            err.to_string(),
+            "Requested operation is not valid: zero-copy is only available for parallel migration"
+        );
+        for other in [MigrateFlags::COMPRESSED, MigrateFlags::TLS] {
+            let err = check_zerocopy(&zc(MigrateFlags::PARALLEL | other)).expect_err("conflict");
+            assert_eq!(err.code(), ErrorCode::ArgumentUnsupported);
+            let msg = err.to_string();
+            assert!(
+                msg.contains("ZEROCOPY") && msg.contains(&other.to_string()),
+                "{msg}"
+            );
         }
     }
 

@@ -16,7 +16,8 @@
 //!   part of [`QemuDriver`]);
 //! - [`backend`]: [`backend::QemuBackend`], core's `MigrationBackend`
 //!   (Prepare/Perform/Finish/Confirm over QEMU migration, direct or
-//!   tunnelled), with [`relay`] for the tunnel's local descriptors;
+//!   tunnelled), with [`relay`] for the tunnel's local descriptors and
+//!   `memlock` for the locked-memory limit a zero-copy migration needs;
 //! - [`tls`]: QEMU-native TLS on the migration stream (`VIR_MIGRATE_TLS`);
 //! - [`workload`]: the project's own tiny guest kernel (built from
 //!   `guest/` by `build.rs`) and how to read its counter;
@@ -31,6 +32,7 @@ pub mod command;
 pub mod driver;
 pub mod error;
 mod files;
+mod memlock;
 pub mod migration;
 pub mod process;
 pub mod qmp;

@@ -20,6 +20,9 @@ pub const CAP_XBZRLE: &str = "xbzrle";
 /// Capability compressing pages with zlib in several threads (the
 /// `mt` compression method).
 pub const CAP_COMPRESS: &str = "compress";
+/// Capability sending multifd pages without copying them (`MSG_ZEROCOPY`,
+/// `VIR_MIGRATE_ZEROCOPY`; source only, QEMU 7.1+ on Linux).
+pub const CAP_ZERO_COPY_SEND: &str = "zero-copy-send";
 /// Capability throttling vCPUs that dirty too fast (`VIR_MIGRATE_AUTO_CONVERGE`).
 pub const CAP_AUTO_CONVERGE: &str = "auto-converge";
 /// Capability allowing a switch to post-copy (`VIR_MIGRATE_POSTCOPY`); both

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | Begin (source) | choose the disks ([`selected_disks`]) and list them with their sizes in the cookie's `<nbd>` |
 //! | Prepare (destination) | check every listed disk's image exists ([`check_destination_images`]: no pre-creation, as libvirt without a storage pool), then once QEMU runs `nbd-server-start` on the listen address and a port of the migration range (or `disks_port` / `disks_uri`), and `block-export-add` each disk writable; the port goes back in the cookie |
-//! | Perform (source) | per disk `blockdev-add` an NBD client node of the destination's export and `blockdev-mirror` into it (`sync` `full`, or `top` for NON_SHARED_INC); wait until every mirror is `ready`, then migrate the memory with `pause-before-switchover`; at `pre-switchover` (guest paused) cancel the mirrors without `force` (they finish the copy), delete the nodes and let QEMU switch over. Any failure or abort: force-cancel the mirrors, delete the nodes, the guest runs on from its own images |
+//! | Perform (source) | per disk `blockdev-add` an NBD client node of the destination's export and `blockdev-mirror` into it (`sync` `full`, or `top` for NON_SHARED_INC; `copy-mode` `write-blocking` for NON_SHARED_SYNCHRONOUS_WRITES); wait until every mirror is `ready`, then migrate the memory with `pause-before-switchover`; at `pre-switchover` (guest paused) cancel the mirrors without `force` (they finish the copy), delete the nodes and let QEMU switch over. Any failure or abort: force-cancel the mirrors, delete the nodes, the guest runs on from its own images |
 //! | Finish (destination) | `nbd-server-stop` before the guest resumes |
 //!
 //! Names follow libvirt's: the export and the mirror job are the disk's
@@ -487,6 +487,46 @@ impl MirrorTarget {
     }
 }
 
+/// How the mirrors of a storage migration copy, as libvirt's
+/// `qemuMigrationSrcNBDStorageCopyBlockdev` asks QEMU to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MirrorMode {
+    /// Only the top image's own data (`sync` `top`, NON_SHARED_INC); else
+    /// the whole backing chain (`full`).
+    pub shallow: bool,
+    /// Each guest write completes only once the destination has it too
+    /// (`copy-mode` `write-blocking`, NON_SHARED_SYNCHRONOUS_WRITES), so a
+    /// guest writing faster than the copy cannot keep the mirror from
+    /// converging; else QEMU's `background` copy.
+    pub write_blocking: bool,
+    /// Bytes per second, 0 for unlimited.
+    pub speed: u64,
+}
+
+impl MirrorMode {
+    /// The mode `req` asks for, at `speed` bytes per second.
+    pub fn of(req: &MigrateRequest, speed: u64) -> Self {
+        Self {
+            shallow: req.has(MigrateFlags::NON_SHARED_INC),
+            write_blocking: req.has(MigrateFlags::NON_SHARED_SYNCHRONOUS_WRITES),
+            speed,
+        }
+    }
+
+    /// The `blockdev-mirror` of the disk `target` into its NBD node.
+    fn mirror(self, target: &str) -> BlockdevMirror {
+        BlockdevMirror {
+            job_id: disk_node(target),
+            device: disk_node(target),
+            target: nbd_node(target),
+            sync: if self.shallow { "top" } else { "full" },
+            speed: self.speed,
+            auto_dismiss: false,
+            copy_mode: self.write_blocking.then_some("write-blocking"),
+        }
+    }
+}
+
 /// The source's running mirrors, one per copied disk. End them with
 /// [`Mirrors::complete`] or [`Mirrors::abort`].
 pub struct Mirrors {
@@ -496,9 +536,8 @@ pub struct Mirrors {
 
 impl Mirrors {
     /// Starts a mirror of each disk `targets` names into the destination's
-    /// export: `sync` `top` when `shallow` (NON_SHARED_INC), `full`
-    /// otherwise, at `speed` bytes/s (0: unlimited). On failure what was
-    /// started is removed again.
+    /// export, copying as `mode` says. On failure what was started is
+    /// removed again.
     ///
     /// # Errors
     /// QMP errors (e.g. the NBD connection refused).
@@ -506,30 +545,28 @@ impl Mirrors {
         qmp: &Qmp,
         targets: &[String],
         to: &MirrorTarget,
-        shallow: bool,
-        speed: u64,
+        mode: MirrorMode,
     ) -> Result<Self> {
         let mut mirrors = Self {
             qmp: qmp.clone(),
             targets: Vec::new(),
         };
         for target in targets {
-            if let Err(e) = mirrors.start_one(target, to, shallow, speed).await {
+            if let Err(e) = mirrors.start_one(target, to, mode).await {
                 mirrors.abort().await;
                 return Err(e);
             }
         }
-        info!(disks = ?mirrors.targets, shallow, "storage migration mirrors started");
+        info!(
+            disks = ?mirrors.targets,
+            shallow = mode.shallow,
+            write_blocking = mode.write_blocking,
+            "storage migration mirrors started"
+        );
         Ok(mirrors)
     }
 
-    async fn start_one(
-        &mut self,
-        target: &str,
-        to: &MirrorTarget,
-        shallow: bool,
-        speed: u64,
-    ) -> Result<()> {
+    async fn start_one(&mut self, target: &str, to: &MirrorTarget, mode: MirrorMode) -> Result<()> {
         let node = nbd_node(target);
         self.qmp
             .execute(&BlockdevAddNbd {
@@ -542,17 +579,7 @@ impl Mirrors {
             })
             .await
             .map_err(qemu)?;
-        let mirror = self
-            .qmp
-            .execute(&BlockdevMirror {
-                job_id: disk_node(target),
-                device: disk_node(target),
-                target: node.clone(),
-                sync: if shallow { "top" } else { "full" },
-                speed,
-                auto_dismiss: false,
-            })
-            .await;
+        let mirror = self.qmp.execute(&mode.mirror(target)).await;
         if let Err(e) = mirror {
             delete_node(&self.qmp, &node).await;
             return Err(qemu(e));
@@ -844,6 +871,43 @@ mod tests {
             .iter()
             .map(|d| d.target.dev.clone())
             .collect()
+    }
+
+    #[test]
+    fn synchronous_writes_make_write_blocking_mirrors() {
+        let mode = MirrorMode::of(
+            &req(MigrateFlags::NON_SHARED_INC | MigrateFlags::NON_SHARED_SYNCHRONOUS_WRITES),
+            1 << 20,
+        );
+        assert_eq!(
+            mode,
+            MirrorMode {
+                shallow: true,
+                write_blocking: true,
+                speed: 1 << 20,
+            }
+        );
+        let mirror =
+            |mode: MirrorMode| serde_json::to_value(mode.mirror("vdb")).expect("serializes");
+        let blocking = mirror(mode);
+        assert_eq!(
+            (
+                &blocking["copy-mode"],
+                &blocking["sync"],
+                &blocking["target"]
+            ),
+            (
+                &serde_json::json!("write-blocking"),
+                &serde_json::json!("top"),
+                &serde_json::json!("migration-vdb-storage")
+            )
+        );
+        let background = MirrorMode::of(&req(MigrateFlags::NON_SHARED_DISK), 0);
+        assert!(!background.shallow && !background.write_blocking);
+        assert!(
+            mirror(background).get("copy-mode").is_none(),
+            "QEMU's default copy mode is left to QEMU"
+        );
     }
 
     #[test]

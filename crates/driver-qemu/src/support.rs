@@ -5,7 +5,8 @@ use migrated_core::support::{MigrationDefaults, Procedure, SupportTable};
 use migrated_core::typed_params::migrate_param;
 
 /// Migration flags [`crate::backend::QemuBackend`] honours. Post-copy
-/// recovery (POSTCOPY_RESUME), RDMA and zero-copy are not implemented yet.
+/// recovery (POSTCOPY_RESUME) and RDMA (with RDMA_PIN_ALL, meaningful only
+/// over an `rdma://` transport) are not implemented yet.
 const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
     | MigrateFlags::PEER2PEER.bits()
     | MigrateFlags::TUNNELLED.bits()
@@ -22,6 +23,8 @@ const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
     | MigrateFlags::PARALLEL.bits()
     | MigrateFlags::NON_SHARED_DISK.bits()
     | MigrateFlags::NON_SHARED_INC.bits()
+    | MigrateFlags::NON_SHARED_SYNCHRONOUS_WRITES.bits()
+    | MigrateFlags::ZEROCOPY.bits()
     | MigrateFlags::POSTCOPY.bits();
 
 /// The QEMU driver's support table.

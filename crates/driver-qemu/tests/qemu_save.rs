@@ -75,12 +75,19 @@ async fn save_and_restore(zstd: bool) {
     let pid = driver.pid(&dom).expect("pid");
     let image = dir.path().join("saver.img");
     let image_str = image.to_str().expect("utf-8 path");
-    // As a failed parallel migration leaves it: QEMU fails a save (`fd:`)
-    // with multifd on unless the save turns it off.
+    // As a failed parallel zero-copy migration leaves it: QEMU fails a save
+    // (`fd:`) with multifd on, and refuses multifd off while zero-copy-send
+    // is on, unless the save turns both off.
     let qmp = driver.qmp(&dom).expect("qmp");
-    migration::set_capabilities(&qmp, &[(migration::CAP_MULTIFD, true)])
-        .await
-        .expect("multifd on");
+    migration::set_capabilities(
+        &qmp,
+        &[
+            (migration::CAP_MULTIFD, true),
+            (migration::CAP_ZERO_COPY_SEND, true),
+        ],
+    )
+    .await
+    .expect("multifd and zero-copy-send on");
 
     driver.save(&dom, image_str, None, 0).await.expect("save");
     let state = driver.get_state(&dom, 0).await.expect("state");

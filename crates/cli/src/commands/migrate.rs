@@ -83,6 +83,10 @@ pub struct MigrateArgs {
     /// As in virsh, the daemon refuses it without --parallel.
     #[arg(long, value_name = "N")]
     pub parallel_connections: Option<i32>,
+    /// Send the memory of a --parallel migration without copying it
+    /// (QEMU's zero-copy-send; not with --compressed or --tls).
+    #[arg(long)]
+    pub zerocopy: bool,
     /// Allow switching to post-copy (QEMU): the destination runs the guest
     /// and pulls the pages it still lacks (switch with `virsh migrate-postcopy`).
     #[arg(long)]
@@ -98,6 +102,11 @@ pub struct MigrateArgs {
     /// backing images already.
     #[arg(long)]
     pub copy_storage_inc: bool,
+    /// Make the guest's disk writes wait for the destination during the
+    /// copy, so it converges whatever the guest writes. The daemon refuses
+    /// it without --copy-storage-all or --copy-storage-inc.
+    #[arg(long)]
+    pub copy_storage_synchronous_writes: bool,
     /// Comma-separated disk targets to copy (default: every writable,
     /// non-shareable disk with a source).
     #[arg(long, value_name = "TARGETS", value_delimiter = ',')]
@@ -163,6 +172,11 @@ impl MigrateArgs {
             (self.postcopy, MigrateFlags::POSTCOPY),
             (self.copy_storage_all, MigrateFlags::NON_SHARED_DISK),
             (self.copy_storage_inc, MigrateFlags::NON_SHARED_INC),
+            (
+                self.copy_storage_synchronous_writes,
+                MigrateFlags::NON_SHARED_SYNCHRONOUS_WRITES,
+            ),
+            (self.zerocopy, MigrateFlags::ZEROCOPY),
         ] {
             if on {
                 f |= flag;
@@ -479,6 +493,23 @@ mod tests {
         assert!(
             Wrap::try_parse_from(["m", "--copy-storage-all", "--copy-storage-inc", "g", "u"])
                 .is_err()
+        );
+        assert_eq!(
+            parse(&[
+                "--copy-storage-all",
+                "--copy-storage-synchronous-writes",
+                "g",
+                "uri"
+            ])
+            .flags()
+            .bits(),
+            1 << 6 | 1 << 18
+        );
+        assert_eq!(
+            parse(&["--parallel", "--zerocopy", "g", "uri"])
+                .flags()
+                .bits(),
+            1 << 17 | 1 << 20
         );
         let a = parse(&["--parallel", "--parallel-connections", "4", "g", "uri"]);
         assert_eq!(a.flags().bits(), 1 << 17);

@@ -367,6 +367,17 @@ impl MigrateRequest {
                     .into(),
             );
         }
+        // As libvirt's client library words it (VIR_REQUIRE_FLAG_GOTO in
+        // virDomainMigrate*; virsh refuses it before that), for callers that
+        // skip the library.
+        if f.contains(MigrateFlags::NON_SHARED_SYNCHRONOUS_WRITES)
+            && !f.intersects(MigrateFlags::NON_SHARED_DISK | MigrateFlags::NON_SHARED_INC)
+        {
+            return invalid(
+                "Flag 'VIR_MIGRATE_NON_SHARED_DISK | VIR_MIGRATE_NON_SHARED_INC' is required by flag 'VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES'"
+                    .into(),
+            );
+        }
         // libvirt's wording and code (qemuMigrationParamsFromFlags), on
         // both sides.
         if self.parallel_connections.is_some() && !f.contains(MigrateFlags::PARALLEL) {
@@ -650,6 +661,7 @@ mod tests {
                 | MigrateFlags::PEER2PEER
                 | MigrateFlags::TUNNELLED
                 | MigrateFlags::PARALLEL),
+            req(MigrateFlags::LIVE | MigrateFlags::NON_SHARED_SYNCHRONOUS_WRITES),
         ] {
             let err = r.validate(Step::Begin, &ALL).expect_err("bad value");
             assert_eq!(err.code(), ErrorCode::InvalidArg, "{err}");

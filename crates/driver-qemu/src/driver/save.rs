@@ -167,12 +167,14 @@ impl QemuDriver {
         }
         let outcome = async {
             // A file takes one stream: QEMU fails `fd:` with multifd on,
-            // which a failed parallel migration leaves behind.
+            // which a failed parallel migration leaves behind (and refuses
+            // multifd off while a zero-copy one's `zero-copy-send` is on).
             migration::set_capabilities(
                 &qmp,
                 &[
                     (migration::CAP_EVENTS, true),
                     (migration::CAP_MULTIFD, false),
+                    (migration::CAP_ZERO_COPY_SEND, false),
                 ],
             )
             .await

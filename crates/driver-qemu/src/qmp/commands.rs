@@ -512,6 +512,10 @@ pub struct MigrationRam {
     pub page_size: u64,
     /// Bytes sent over the `multifd` channels (0 without `multifd`).
     pub multifd_bytes: u64,
+    /// Dirty-bitmap syncs at which a `zero-copy-send` migration found the
+    /// kernel had copied pages after all (QEMU 7.1+; 0 without zero-copy,
+    /// and over loopback every sync, the kernel copying what it loops back).
+    pub dirty_sync_missed_zero_copy: u64,
     /// Pages the destination asked for during post-copy.
     pub postcopy_requests: u64,
 }
@@ -1024,6 +1028,12 @@ pub struct BlockdevMirror {
     /// Whether the job disappears by itself once concluded (false: it
     /// waits for `job-dismiss`, so its outcome can be read).
     pub auto_dismiss: bool,
+    /// `write-blocking`: a guest write completes only once the target has
+    /// it too, so the mirror converges whatever the guest writes
+    /// (`VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES`); absent: QEMU's
+    /// `background`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_mode: Option<&'static str>,
 }
 
 impl Command for BlockdevMirror {
