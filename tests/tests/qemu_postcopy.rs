@@ -178,6 +178,17 @@ fn qemu_virsh_postcopy_switch_complete_and_fail() {
     });
     // Pre-copy goes on until asked: a pass over the memory starts.
     events.wait_for("migration-iteration", MIGRATION_TIMEOUT);
+    // A post-copy speed set mid-migration reaches QEMU at once, as in libvirt.
+    hosts.virsh_ok(&a, &["migrate-setspeed", "--postcopy", name, BANDWIDTH]);
+    wait_until(Duration::from_secs(30), "the new post-copy speed", || {
+        let log = hosts.a.logs();
+        log.lines()
+            .any(|l| {
+                l.contains("post-copy bandwidth changed")
+                    && l.contains("max_postcopy_bandwidth=16777216")
+            })
+            .then_some(())
+    });
     hosts.virsh_ok(&a, &["migrate-postcopy", name]);
     wait_state(&hosts, &a, name, "paused (post-copy)");
     wait_state(&hosts, &b, name, "running (post-copy)");

@@ -732,7 +732,11 @@ async fn wait(
     let mut cancelled = false;
     let mut paused = false;
     let mut switching = false;
+    let mut postcopy_speed = job.max_postcopy_bytes_per_sec();
     loop {
+        if outgoing && postcopy {
+            apply_postcopy_speed(qmp, job, &mut postcopy_speed).await;
+        }
         // SUSPEND while the guest is being sent: stop the vCPUs now, as
         // libvirt does (the STOP is recorded as paused "migrating"); QEMU
         // then sends the rest and completes.
@@ -812,6 +816,9 @@ async fn wait(
                 }
             }
             () = job.pause_wanted(), if outgoing && !paused => {}
+            // Passes are far apart on a slow link: a new post-copy speed
+            // is looked for in between too.
+            () = tokio::time::sleep(POSTCOPY_STATS_INTERVAL), if outgoing && postcopy => {}
             () = job.postcopy_wanted(), if outgoing && postcopy && !switching && !cancelled => {
                 switching = true;
                 match qmp.execute(&MigrateStartPostcopy).await {
@@ -952,11 +959,13 @@ const POSTCOPY_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_s
 fn feed_postcopy_stats(qmp: &Qmp, job: &JobHandle) {
     let (qmp, job) = (qmp.clone(), job.clone());
     tokio::spawn(async move {
+        let mut speed = job.max_postcopy_bytes_per_sec();
         loop {
             tokio::select! {
                 () = job.ended() => return,
                 () = tokio::time::sleep(POSTCOPY_STATS_INTERVAL) => {}
             }
+            apply_postcopy_speed(&qmp, &job, &mut speed).await;
             let Ok(info) = qmp.execute(&QueryMigrate).await else {
                 return;
             };
@@ -966,6 +975,32 @@ fn feed_postcopy_stats(qmp: &Qmp, job: &JobHandle) {
             }
         }
     });
+}
+
+/// Source with post-copy: gives QEMU a post-copy speed set by
+/// MIGRATE_SET_MAX_SPEED since `applied` (libvirt changes QEMU's
+/// `max-postcopy-bandwidth` at once, also mid-migration).
+async fn apply_postcopy_speed(qmp: &Qmp, job: &JobHandle, applied: &mut Option<u64>) {
+    let wanted = job.max_postcopy_bytes_per_sec();
+    if wanted == *applied {
+        return;
+    }
+    *applied = wanted;
+    let bytes = wanted.unwrap_or(0);
+    let set = qmp
+        .execute(&MigrateSetParameters {
+            max_postcopy_bandwidth: Some(bytes),
+            ..MigrateSetParameters::default()
+        })
+        .await;
+    match set {
+        Ok(_) => {
+            info!(dom = %job.domain().name, max_postcopy_bandwidth = bytes, "post-copy bandwidth changed")
+        }
+        Err(e) => {
+            warn!(dom = %job.domain().name, error = %e, "could not change the post-copy bandwidth")
+        }
+    }
 }
 
 /// A new pass over RAM (QEMU's `MIGRATION_PASS`): libvirt's MIGRATION_ITERATION.

@@ -255,7 +255,8 @@ async fn running(session: &Session, dom: &proto::NonnullDomain) -> Result<Domain
 
 /// MIGRATE_SET_MAX_SPEED (207), MiB/s; with
 /// `VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY` the post-copy phase's speed (0 =
-/// unlimited), applied when the guest's next migration starts.
+/// unlimited), for the guest's later migrations and its running one (whose
+/// data plane hands it to the hypervisor).
 ///
 /// # Errors
 /// Unknown flags (POSTCOPY where the driver has no post-copy), a bandwidth
