@@ -30,6 +30,8 @@ const PY_MODES: [(&str, &str); 2] = [("offline", "offline"), ("live, regular", "
 const PYTHON: &str = "/usr/bin/python3";
 /// Longest a single client command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// The QEMU both implementations run.
+pub const QEMU_BIN: &str = "/usr/bin/qemu-system-x86_64";
 /// Loopback port the QMP floors migrate through.
 const FLOOR_PORT: u16 = 49400;
 
@@ -120,7 +122,7 @@ impl Timings {
 }
 
 /// The guest, as the baseline script defines it (no disk, NIC or display).
-fn guest_xml(name: &str, uuid: &str, mib: u64, accel: &str) -> String {
+pub fn guest_xml(name: &str, uuid: &str, mib: u64, accel: &str) -> String {
     let dtype = if accel == "kvm" { "kvm" } else { "qemu" };
     format!(
         "<domain type='{dtype}'>\n  <name>{name}</name>\n  <uuid>{uuid}</uuid>\n  \
@@ -246,7 +248,7 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
     if args.reps == 0 {
         bail!("--reps must be positive");
     }
-    if !Path::new("/usr/bin/qemu-system-x86_64").exists() {
+    if !Path::new(QEMU_BIN).exists() {
         bail!("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
     }
     let bin = daemon::binary(&common.bin_dir()?, "migrated")?;
