@@ -206,3 +206,31 @@ pub async fn time_opens(uri: &str, n: usize, limit: Duration) -> Result<Vec<Dura
     out.sort_unstable();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_name_what_one_iteration_is() {
+        let pairs = Workload::LookupXml("g".into()).unit();
+        assert_eq!(pairs, "pairs");
+        assert_eq!(
+            Shape::Serial.label(pairs),
+            "(a) 1 connection, 1 pair at a time"
+        );
+        assert_eq!(
+            Shape::Connections(8).label(pairs),
+            "(c) 8 connections, 1 pair each"
+        );
+        let calls = Workload::Hostname.unit();
+        assert_eq!(
+            Shape::InFlight(32).label(calls),
+            "(b) 1 connection, 32 calls in flight"
+        );
+        assert_eq!(
+            Shape::Serial.label(calls),
+            "(a) 1 connection, 1 call at a time"
+        );
+    }
+}
