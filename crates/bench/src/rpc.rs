@@ -39,7 +39,7 @@ pub struct RpcArgs {
     pub scenario: Scenario,
     /// `lookup-xml`: the guest's name (defined and started on each server
     /// where it does not exist or is not running, `--baseline-uri` included).
-    #[arg(long, default_value = "benchguest")]
+    #[arg(long, default_value = crate::sidebyside::GUEST)]
     pub guest: String,
     /// `lookup-xml`: QEMU accelerator of the guest: kvm or tcg.
     #[arg(long, default_value = "kvm", value_parser = ["kvm", "tcg"])]
@@ -131,8 +131,8 @@ pub async fn run(common: &crate::Common, args: &RpcArgs) -> Result<()> {
     let (workload, shapes) = if lookup {
         let xml = crate::sidebyside::guest_xml(
             &args.guest,
-            "5b0e1d2c-3f4a-4b5c-8d6e-7f8091a2b3d1",
-            256,
+            crate::sidebyside::GUEST_UUID,
+            crate::sidebyside::GUEST_MIB,
             &args.accel,
         );
         for t in &targets {
@@ -179,17 +179,18 @@ pub async fn run(common: &crate::Common, args: &RpcArgs) -> Result<()> {
             }
         }
         // Connection set-up belongs to the hostname scenario only.
-        let opens_per_round = if lookup { 0 } else { args.opens };
-        for ti in order(targets.len(), round) {
-            if opens_per_round == 0 {
-                break;
-            }
+        let open_order = if lookup {
+            Vec::new()
+        } else {
+            order(targets.len(), round)
+        };
+        for ti in open_order {
             let t = &targets[ti];
             let limit = Duration::from_secs(20);
-            let tcp = load::time_opens(&t.uri, opens_per_round, limit).await?;
+            let tcp = load::time_opens(&t.uri, args.opens, limit).await?;
             tcp_opens[ti].extend(tcp.iter().map(|d| stats::ms(*d)));
             if let Some(uri) = &t.tls_uri {
-                let tls = load::time_opens(uri, opens_per_round, limit).await?;
+                let tls = load::time_opens(uri, args.opens, limit).await?;
                 opens[ti].extend(tls.iter().map(|d| stats::ms(*d)));
             }
         }
