@@ -1754,6 +1754,37 @@ mod tests {
     }
 
     #[test]
+    fn post_copy_refusals_are_libvirts() {
+        let with = |flags: MigrateFlags| MigrateRequest {
+            flags: flags | MigrateFlags::POSTCOPY,
+            ..MigrateRequest::default()
+        };
+        check_postcopy(&with(MigrateFlags::LIVE)).expect("live post-copy");
+        check_postcopy(&MigrateRequest::default()).expect("no post-copy");
+        for (flags, words) in [
+            (MigrateFlags::empty(), "non-live or paused"),
+            (
+                MigrateFlags::LIVE | MigrateFlags::PAUSED,
+                "non-live or paused",
+            ),
+            (
+                MigrateFlags::LIVE | MigrateFlags::PEER2PEER | MigrateFlags::TUNNELLED,
+                "not supported with tunnelled migration",
+            ),
+        ] {
+            let err = check_postcopy(&with(flags)).expect_err("refused");
+            assert_eq!(
+                err.code(),
+                migrated_core::error::ErrorCode::ArgumentUnsupported
+            );
+            assert!(err
+                .to_string()
+                .starts_with("argument unsupported: post-copy"));
+            assert!(err.to_string().contains(words), "{err}");
+        }
+    }
+
+    #[test]
     fn compression_methods_as_libvirt_resolves_them() {
         let of = |req: &MigrateRequest| Compression::of(req, Step::Begin);
         let none = MigrateRequest::default();
