@@ -225,6 +225,15 @@ pub enum Error {
         driver: &'static str,
     },
 
+    /// A hypervisor driver refusing a combination of arguments in its own
+    /// words (`VIR_ERR_ARGUMENT_UNSUPPORTED` from `VIR_FROM_QEMU`, e.g.
+    /// "post-copy is not supported with tunnelled migration").
+    #[error("argument unsupported: {reason}")]
+    ArgumentRefused {
+        /// libvirt's sentence.
+        reason: String,
+    },
+
     /// Contradictory or invalid combination of arguments (`VIR_ERR_ARGUMENT_UNSUPPORTED`),
     /// naming both inputs.
     #[error("argument unsupported: {first} cannot be used with {second}")]
@@ -455,6 +464,7 @@ impl Error {
             Error::UnknownFlags { .. } => ErrorCode::InvalidArg,
             Error::ArgumentUnsupported { .. } => ErrorCode::ArgumentUnsupported,
             Error::ArgumentConflict { .. } => ErrorCode::ArgumentUnsupported,
+            Error::ArgumentRefused { .. } => ErrorCode::ArgumentUnsupported,
             Error::Xml(_) => ErrorCode::XmlError,
             Error::ConfigUnsupported { .. } => ErrorCode::ConfigUnsupported,
             Error::OperationFailed { .. } => ErrorCode::OperationFailed,
@@ -498,6 +508,7 @@ impl Error {
             Error::UnknownFlags { .. } => ErrorDomain::Domain,
             Error::ArgumentUnsupported { .. } => ErrorDomain::Domain,
             Error::ArgumentConflict { .. } => ErrorDomain::Domain,
+            Error::ArgumentRefused { .. } => ErrorDomain::Qemu,
             Error::Xml(_) => ErrorDomain::Domain,
             Error::ConfigUnsupported { .. } => ErrorDomain::Domain,
             Error::OperationFailed { .. } => ErrorDomain::Qemu,
@@ -610,6 +621,7 @@ mod tests {
                 74,
                 20,
             ),
+            (Error::ArgumentRefused { reason: "x".into() }, 74, 10),
             (Error::ConfigUnsupported { reason: "x".into() }, 67, 20),
             (
                 Error::OperationFailed {
