@@ -46,12 +46,10 @@ impl Fake {
             return Ok(());
         }
         let (code, domain) = self.script.error.unwrap_or((1, 20));
-        Err(Error::Remote {
-            procedure: step,
-            code,
-            domain,
-            message: format!("{step} failed on {}", self.name),
-        })
+        Err(Error::from_wire(
+            step,
+            WireError::new(code, domain, format!("{step} failed on {}", self.name)),
+        ))
     }
 }
 

@@ -232,16 +232,12 @@ impl Endpoint for LocalEndpoint {
 }
 
 /// A client-library error as the `remote_error` the p2p client gets: the
-/// destination's and our own libvirt errors keep their code and domain.
+/// destination's error is relayed whole, as libvirt's remote driver raises
+/// it again; our own libvirt errors keep their code and domain.
 pub fn client_error_to_wire(err: &migrated_client::Error) -> WireError {
     match err {
         migrated_client::Error::Local(e) => to_wire_error(e),
-        migrated_client::Error::Remote {
-            code,
-            domain,
-            message,
-            ..
-        } => WireError::new(*code, *domain, message.clone()),
+        migrated_client::Error::Remote { wire, .. } => (**wire).clone(),
         other => to_wire_error(&migrated_core::Error::OperationFailed {
             operation: "peer-to-peer migration",
             reason: flatten(other),
@@ -258,9 +254,9 @@ fn p2p_connect_error(dconnuri: &str, err: &migrated_client::Error) -> WireError 
         migrated_client::Error::Local(e) => to_wire_error(e).message.unwrap_or_default(),
         other => flatten(other),
     };
-    WireError::new(
-        ErrorCode::OperationFailed as i32,
-        ErrorDomain::Qemu as i32,
+    crate::wire::libvirt_error(
+        ErrorCode::OperationFailed,
+        ErrorDomain::Qemu,
         format!("operation failed: Failed to connect to remote libvirt URI {dconnuri}: {cause}"),
     )
 }
