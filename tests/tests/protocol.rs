@@ -365,7 +365,11 @@ fn unknown_domain_is_no_domain_with_the_name_in_the_message() {
         Some(format!("Domain not found: {detail}").as_str())
     );
     assert_eq!(
-        (err.str1.as_deref(), err.str2.as_deref(), err.str3.as_deref()),
+        (
+            err.str1.as_deref(),
+            err.str2.as_deref(),
+            err.str3.as_deref()
+        ),
         (Some("Domain not found: %s"), Some(detail), None)
     );
     assert_eq!((err.int1, err.int2), (-1, -1));
@@ -386,7 +390,12 @@ fn define_capture_guests(conn: &mut RawConn) {
         let reply = conn
             .call(proc_::DOMAIN_DEFINE_XML, &xdr::string(&xml))
             .expect("reply");
-        assert_eq!(reply.header.status, OK, "define {name}: {:?}", reply.error());
+        assert_eq!(
+            reply.header.status,
+            OK,
+            "define {name}: {:?}",
+            reply.error()
+        );
     }
 }
 

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use migrated_core::domain::{DomainRef, DomainState};
 use migrated_core::flags::MigrateFlags;
 use migrated_core::migration::MigrateRequest;
+use migrated_rpc::WireError;
 use uuid::Uuid;
 
 use super::*;
