@@ -126,7 +126,7 @@ impl Error {
     }
 
     /// Builds [`Error::Remote`] from a decoded `remote_error`.
-    pub(crate) fn from_wire(procedure: &'static str, wire: WireError) -> Self {
+    pub fn from_wire(procedure: &'static str, wire: WireError) -> Self {
         let message = wire.message.clone().unwrap_or_else(|| {
             format!("unknown error (code {}, domain {})", wire.code, wire.domain)
         });
