@@ -12,6 +12,7 @@ use migrated_proto::procs;
 use migrated_tests::raw::{xdr, RawConn};
 
 /// libvirt error numbers the tests expect.
+const NO_SUPPORT: i32 = 3;
 const INVALID_ARG: i32 = 8;
 const RPC: i32 = 39;
 const OPERATION_INVALID: i32 = 55;
@@ -187,6 +188,36 @@ fn flag_and_parameter_mistakes_are_named() {
             begin(&ca, &dom, MigrateFlags::LIVE | MigrateFlags::PARALLEL).await,
             ARGUMENT_UNSUPPORTED,
             &["PARALLEL", "Test"],
+        );
+        // Post-copy is QEMU's; the test driver refuses it as libvirt's does
+        // (no flag, no MIGRATE_START_POST_COPY, no post-copy speed).
+        expect_code(
+            begin(&ca, &dom, MigrateFlags::LIVE | MigrateFlags::POSTCOPY).await,
+            ARGUMENT_UNSUPPORTED,
+            &["POSTCOPY", "Test"],
+        );
+        expect_code(
+            ca.call::<procs::DomainMigrateStartPostCopy>(
+                &migrated_proto::DomainMigrateStartPostCopyArgs {
+                    dom: dom.reference().clone().into(),
+                    flags: 0,
+                },
+            )
+            .await,
+            NO_SUPPORT,
+            &["virDomainMigrateStartPostCopy"],
+        );
+        expect_code(
+            ca.call::<procs::DomainMigrateSetMaxSpeed>(
+                &migrated_proto::DomainMigrateSetMaxSpeedArgs {
+                    dom: dom.reference().clone().into(),
+                    bandwidth: 10,
+                    flags: 1,
+                },
+            )
+            .await,
+            INVALID_ARG,
+            &["virDomainMigrateSetMaxSpeed"],
         );
         let dup = TypedParams::new()
             .with(key::DEST_NAME, TypedValue::String("x".into()))

@@ -1,4 +1,5 @@
-//! The RPC load generator: CONNECT_GET_HOSTNAME in a bounded loop over
+//! The RPC load generator: a [`Workload`] (CONNECT_GET_HOSTNAME, or
+//! DOMAIN_LOOKUP_BY_NAME + DOMAIN_GET_XML_DESC) in a bounded loop over
 //! libvirt's wire protocol (through `migrated-client`, so it can point at
 //! any server that speaks it: `migrated` or a stock libvirtd).
 
@@ -15,6 +16,39 @@ use crate::stats;
 /// Uncounted calls per connection before the clock starts.
 const WARMUP_CALLS: usize = 50;
 
+/// What one counted iteration does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Workload {
+    /// One CONNECT_GET_HOSTNAME.
+    Hostname,
+    /// DOMAIN_LOOKUP_BY_NAME of this guest, then DOMAIN_GET_XML_DESC of the
+    /// domain it returned: one pair, as `virsh dumpxml NAME` does.
+    LookupXml(String),
+}
+
+impl Workload {
+    /// What one iteration is called in tables ("calls" or "pairs").
+    pub fn unit(&self) -> &'static str {
+        match self {
+            Workload::Hostname => "calls",
+            Workload::LookupXml(_) => "pairs",
+        }
+    }
+
+    /// Runs one iteration on `conn`.
+    async fn once(&self, conn: &Connection) -> migrated_client::Result<()> {
+        match self {
+            Workload::Hostname => {
+                conn.call::<procs::ConnectGetHostname>(&()).await?;
+            }
+            Workload::LookupXml(name) => {
+                conn.lookup_domain_by_name(name).await?.xml_desc(0).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How the calls are issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -27,12 +61,14 @@ pub enum Shape {
 }
 
 impl Shape {
-    /// Label for tables.
-    pub fn label(self) -> String {
+    /// Label for tables; `unit` names one iteration (see [`Workload::unit`]).
+    pub fn label(self, unit: &str) -> String {
+        // "calls" -> "call", "pairs" -> "pair".
+        let one = unit.strip_suffix('s').unwrap_or(unit);
         match self {
-            Shape::Serial => "(a) 1 connection, 1 call at a time".to_owned(),
-            Shape::InFlight(n) => format!("(b) 1 connection, {n} calls in flight"),
-            Shape::Connections(n) => format!("(c) {n} connections, 1 call each"),
+            Shape::Serial => format!("(a) 1 connection, 1 {one} at a time"),
+            Shape::InFlight(n) => format!("(b) 1 connection, {n} {unit} in flight"),
+            Shape::Connections(n) => format!("(c) {n} connections, 1 {one} each"),
         }
     }
 }
@@ -49,7 +85,7 @@ pub struct Limits {
 /// What one run measured.
 #[derive(Debug, Clone)]
 pub struct RunResult {
-    /// Calls completed.
+    /// Iterations completed (calls, or pairs of calls).
     pub calls: u64,
     /// From the common start to the last worker's end.
     pub elapsed: Duration,
@@ -86,11 +122,17 @@ async fn open_all(uri: &str, n: usize) -> Result<Vec<Connection>> {
     Ok(conns)
 }
 
-/// Calls CONNECT_GET_HOSTNAME in `shape` against `uri` within `limits`.
+/// Runs `workload` in `shape` against `uri` within `limits`; one latency
+/// per iteration.
 ///
 /// # Errors
 /// When a connection cannot be opened or any call fails.
-pub async fn run(uri: &str, shape: Shape, limits: Limits) -> Result<RunResult> {
+pub async fn run(
+    uri: &str,
+    shape: Shape,
+    workload: &Workload,
+    limits: Limits,
+) -> Result<RunResult> {
     let (conns, workers) = match shape {
         Shape::Serial => (open_all(uri, 1).await?, 1),
         Shape::InFlight(n) => (open_all(uri, 1).await?, n),
@@ -98,7 +140,7 @@ pub async fn run(uri: &str, shape: Shape, limits: Limits) -> Result<RunResult> {
     };
     for conn in &conns {
         for _ in 0..WARMUP_CALLS {
-            conn.call::<procs::ConnectGetHostname>(&()).await?;
+            workload.once(conn).await?;
         }
     }
     let issued = Arc::new(AtomicU64::new(0));
@@ -110,12 +152,13 @@ pub async fn run(uri: &str, shape: Shape, limits: Limits) -> Result<RunResult> {
             continue;
         };
         let issued = issued.clone();
+        let workload = workload.clone();
         let max = limits.max_calls;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max {
                 let t = Instant::now();
-                conn.call::<procs::ConnectGetHostname>(&()).await?;
+                workload.once(&conn).await?;
                 lat.push(t.elapsed());
             }
             Ok::<_, migrated_client::Error>((lat, Instant::now()))
@@ -162,4 +205,32 @@ pub async fn time_opens(uri: &str, n: usize, limit: Duration) -> Result<Vec<Dura
     }
     out.sort_unstable();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_name_what_one_iteration_is() {
+        let pairs = Workload::LookupXml("g".into()).unit();
+        assert_eq!(pairs, "pairs");
+        assert_eq!(
+            Shape::Serial.label(pairs),
+            "(a) 1 connection, 1 pair at a time"
+        );
+        assert_eq!(
+            Shape::Connections(8).label(pairs),
+            "(c) 8 connections, 1 pair each"
+        );
+        let calls = Workload::Hostname.unit();
+        assert_eq!(
+            Shape::InFlight(32).label(calls),
+            "(b) 1 connection, 32 calls in flight"
+        );
+        assert_eq!(
+            Shape::Serial.label(calls),
+            "(a) 1 connection, 1 call at a time"
+        );
+    }
 }

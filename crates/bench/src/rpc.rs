@@ -1,23 +1,49 @@
-//! `bench rpc`: CONNECT_GET_HOSTNAME throughput and latency, and connection
-//! set-up time over TLS, for `migrated` and a stock libvirtd in the same
-//! interleaved run.
+//! `bench rpc`: RPC throughput and latency for `migrated` and a stock
+//! libvirtd in the same interleaved run. `--scenario hostname` (the default)
+//! calls CONNECT_GET_HOSTNAME and also times connection set-up over TCP and
+//! TLS; `--scenario lookup-xml` runs DOMAIN_LOOKUP_BY_NAME +
+//! DOMAIN_GET_XML_DESC pairs on the same running QEMU guest on both.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use clap::Args;
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use migrated_client::{Connection, OpenFlags};
+use migrated_core::error::ErrorCode;
 
 use crate::daemon::{self, DaemonSpec, Migrated};
 use crate::libvirtd::{self, Host, LibvirtHosts};
-use crate::load::{self, Limits, RunResult, Shape};
+use crate::load::{self, Limits, RunResult, Shape, Workload};
 use crate::pki::Pki;
 use crate::report::{fmt_opt, fmt_ratio, Table};
 use crate::stats;
 
+/// What `bench rpc` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// CONNECT_GET_HOSTNAME: 1 connection serial and 32 in flight, 16
+    /// connections; plus connection set-up over TCP and TLS.
+    Hostname,
+    /// DOMAIN_LOOKUP_BY_NAME + DOMAIN_GET_XML_DESC of the same running
+    /// QEMU guest (`bench libvirt`'s 256 MiB guest) on both servers: 1 and 8
+    /// connections, one pair at a time on each.
+    LookupXml,
+}
+
 /// Options of `bench rpc`.
 #[derive(Debug, Args)]
 pub struct RpcArgs {
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Scenario::Hostname)]
+    pub scenario: Scenario,
+    /// `lookup-xml`: the guest's name (defined and started on each server
+    /// where it does not exist or is not running, `--baseline-uri` included).
+    #[arg(long, default_value = crate::sidebyside::GUEST)]
+    pub guest: String,
+    /// `lookup-xml`: QEMU accelerator of the guest: kvm or tcg.
+    #[arg(long, default_value = "kvm", value_parser = ["kvm", "tcg"])]
+    pub accel: String,
     /// Seconds per measured run.
     #[arg(long, default_value_t = 2.0)]
     pub secs: f64,
@@ -58,6 +84,10 @@ pub async fn run(common: &crate::Common, args: &RpcArgs) -> Result<()> {
     if args.rounds == 0 || args.secs <= 0.0 {
         bail!("--rounds and --secs must be positive");
     }
+    let lookup = args.scenario == Scenario::LookupXml;
+    if lookup && !std::path::Path::new(crate::sidebyside::QEMU_BIN).exists() {
+        bail!("--scenario lookup-xml needs qemu-system-x86_64 (apt-get install qemu-system-x86)");
+    }
     let bin = daemon::binary(&common.bin_dir()?, "migrated")?;
     let pki = Pki::generate(&common.repo_root)?;
     let ours = Migrated::spawn(
@@ -65,7 +95,8 @@ pub async fn run(common: &crate::Common, args: &RpcArgs) -> Result<()> {
         &DaemonSpec {
             hostname: "bench-a",
             host_uuid: "6d0c4a8e-0c1b-4f3e-9a51-00000000000a",
-            driver: "test",
+            // The lookup-xml guest is a QEMU guest on both servers.
+            driver: if lookup { "qemu" } else { "test" },
             tls: Some(&pki),
             extra_args: Vec::new(),
         },
@@ -97,7 +128,29 @@ pub async fn run(common: &crate::Common, args: &RpcArgs) -> Result<()> {
         Some(hosts)
     };
 
-    let shapes = [Shape::Serial, Shape::InFlight(32), Shape::Connections(16)];
+    let (workload, shapes) = if lookup {
+        let xml = crate::sidebyside::guest_xml(
+            &args.guest,
+            crate::sidebyside::GUEST_UUID,
+            crate::sidebyside::GUEST_MIB,
+            &args.accel,
+        );
+        for t in &targets {
+            ensure_running(&t.uri, &args.guest, &xml)
+                .await
+                .with_context(|| format!("cannot run the guest on {}", t.name))?;
+        }
+        (
+            Workload::LookupXml(args.guest.clone()),
+            vec![Shape::Serial, Shape::Connections(8)],
+        )
+    } else {
+        (
+            Workload::Hostname,
+            vec![Shape::Serial, Shape::InFlight(32), Shape::Connections(16)],
+        )
+    };
+    let unit = workload.unit();
     let limits = Limits {
         duration: Duration::from_secs_f64(args.secs),
         max_calls: args.max_calls,
@@ -112,12 +165,12 @@ pub async fn run(common: &crate::Common, args: &RpcArgs) -> Result<()> {
         for (si, &shape) in shapes.iter().enumerate() {
             for ti in order(targets.len(), round + si) {
                 let t = &targets[ti];
-                let r = load::run(&t.uri, shape, limits).await?;
+                let r = load::run(&t.uri, shape, &workload, limits).await?;
                 eprintln!(
-                    "round {} {:<9} {:<40} {:>9.0} calls/s  p50 {:>7.1} us  p99 {:>7.1} us",
+                    "round {} {:<9} {:<40} {:>9.0} {unit}/s  p50 {:>7.1} us  p99 {:>7.1} us",
                     round + 1,
                     t.name,
-                    shape.label(),
+                    shape.label(unit),
                     r.calls_per_sec(),
                     r.latency_us(50.0).unwrap_or(f64::NAN),
                     r.latency_us(99.0).unwrap_or(f64::NAN),
@@ -125,7 +178,13 @@ pub async fn run(common: &crate::Common, args: &RpcArgs) -> Result<()> {
                 series[ti][si].push(r);
             }
         }
-        for ti in order(targets.len(), round) {
+        // Connection set-up belongs to the hostname scenario only.
+        let open_order = if lookup {
+            Vec::new()
+        } else {
+            order(targets.len(), round)
+        };
+        for ti in open_order {
             let t = &targets[ti];
             let limit = Duration::from_secs(20);
             let tcp = load::time_opens(&t.uri, args.opens, limit).await?;
@@ -137,11 +196,28 @@ pub async fn run(common: &crate::Common, args: &RpcArgs) -> Result<()> {
         }
     }
 
-    let md = render(&targets, &shapes, &series, &opens, &tcp_opens, args);
+    let md = render(&targets, &shapes, unit, &series, &opens, &tcp_opens, args);
     println!("{md}");
     if let Some(path) = &args.out {
         std::fs::write(path, &md)?;
     }
+    Ok(())
+}
+
+/// Makes sure `name` is defined (from `xml`) and running on `uri`.
+async fn ensure_running(uri: &str, name: &str, xml: &str) -> Result<()> {
+    let conn = Connection::open(uri, OpenFlags::default())
+        .await
+        .with_context(|| format!("cannot open {uri}"))?;
+    let mut dom = match conn.lookup_domain_by_name(name).await {
+        Ok(d) => d,
+        Err(e) if e.is_code(ErrorCode::NoDomain) => conn.define_xml(xml, 0).await?,
+        Err(e) => return Err(e.into()),
+    };
+    if !dom.is_active().await? {
+        dom.create().await?;
+    }
+    let _ = conn.close().await;
     Ok(())
 }
 
@@ -158,6 +234,7 @@ fn medians(runs: &[RunResult], f: impl Fn(&RunResult) -> Option<f64>) -> Option<
 fn render(
     targets: &[Target],
     shapes: &[Shape],
+    unit: &str,
     series: &Series,
     opens: &[Vec<f64>],
     tcp_opens: &[Vec<f64>],
@@ -166,17 +243,27 @@ fn render(
     let mut out = String::new();
     out.push_str(&crate::machine::describe());
     out.push_str(&format!(
-        "- {} rounds x {} s per scenario and server, interleaved; medians over rounds\n\n",
+        "- {} rounds x {} s per scenario and server, interleaved; medians over rounds\n",
         args.rounds, args.secs
     ));
+    match args.scenario {
+        Scenario::Hostname => out.push_str("- CONNECT_GET_HOSTNAME per call\n\n"),
+        Scenario::LookupXml => out.push_str(&format!(
+            "- per pair: DOMAIN_LOOKUP_BY_NAME `{}` + DOMAIN_GET_XML_DESC (flags 0) of the \
+             running 256 MiB QEMU guest (accel {}); latency per pair\n\n",
+            args.guest, args.accel
+        )),
+    }
     let base = targets.get(1);
+    let rate = format!("{unit}/s");
+    let rate_ratio = format!("{unit}/s ratio");
     let mut t = Table::new(&[
         "scenario",
         "server",
-        "calls/s",
+        &rate,
         "p50 µs",
         "p99 µs",
-        "calls/s ratio",
+        &rate_ratio,
         "p99 ratio",
     ]);
     for (si, shape) in shapes.iter().enumerate() {
@@ -195,7 +282,7 @@ fn render(
                 (None, None)
             };
             t.row(vec![
-                shape.label(),
+                shape.label(unit),
                 target.name.to_owned(),
                 fmt_opt(cps, 0),
                 fmt_opt(p50, 1),
@@ -207,9 +294,12 @@ fn render(
     }
     out.push_str(&t.render());
     out.push_str(&format!(
-        "\nRatios are migrated / {} (calls/s: higher is better; p99: lower is better).\n\n",
+        "\nRatios are migrated / {} ({unit}/s: higher is better; p99: lower is better).\n\n",
         base.map_or("-", |b| b.name)
     ));
+    if opens.iter().chain(tcp_opens).all(Vec::is_empty) {
+        return out;
+    }
     let mut t = Table::new(&[
         "connection set-up",
         "server",

@@ -30,6 +30,15 @@ const PY_MODES: [(&str, &str); 2] = [("offline", "offline"), ("live, regular", "
 const PYTHON: &str = "/usr/bin/python3";
 /// Longest a single client command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// The running guest's name, UUID and memory (MiB; `--memory-mib`'s default),
+/// shared with `bench rpc --scenario lookup-xml`.
+pub const GUEST: &str = "benchguest";
+/// See [`GUEST`].
+pub const GUEST_UUID: &str = "5b0e1d2c-3f4a-4b5c-8d6e-7f8091a2b3d1";
+/// See [`GUEST`].
+pub const GUEST_MIB: u64 = 256;
+/// The QEMU both implementations run.
+pub const QEMU_BIN: &str = "/usr/bin/qemu-system-x86_64";
 /// Loopback port the QMP floors migrate through.
 const FLOOR_PORT: u16 = 49400;
 
@@ -43,7 +52,7 @@ pub struct SideArgs {
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
     /// Guest memory, MiB.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = GUEST_MIB)]
     pub memory_mib: u64,
     /// QEMU accelerator: kvm or tcg.
     #[arg(long, default_value = "kvm", value_parser = ["kvm", "tcg"])]
@@ -120,7 +129,7 @@ impl Timings {
 }
 
 /// The guest, as the baseline script defines it (no disk, NIC or display).
-fn guest_xml(name: &str, uuid: &str, mib: u64, accel: &str) -> String {
+pub fn guest_xml(name: &str, uuid: &str, mib: u64, accel: &str) -> String {
     let dtype = if accel == "kvm" { "kvm" } else { "qemu" };
     format!(
         "<domain type='{dtype}'>\n  <name>{name}</name>\n  <uuid>{uuid}</uuid>\n  \
@@ -246,7 +255,7 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
     if args.reps == 0 {
         bail!("--reps must be positive");
     }
-    if !Path::new("/usr/bin/qemu-system-x86_64").exists() {
+    if !Path::new(QEMU_BIN).exists() {
         bail!("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
     }
     let bin = daemon::binary(&common.bin_dir()?, "migrated")?;
@@ -278,9 +287,8 @@ pub async fn run(common: &crate::Common, args: &SideArgs, inprocess: bool) -> Re
         ));
     }
 
-    let guest = "benchguest";
-    let uuid = "5b0e1d2c-3f4a-4b5c-8d6e-7f8091a2b3d1";
-    let xml = guest_xml(guest, uuid, args.memory_mib, &args.accel);
+    let guest = GUEST;
+    let xml = guest_xml(guest, GUEST_UUID, args.memory_mib, &args.accel);
     let xml_path = work.path().join("guest.xml");
     std::fs::write(&xml_path, &xml)?;
     let off_xml_path = work.path().join("offguest.xml");

@@ -70,6 +70,12 @@ pub mod running_reason {
     pub const UNPAUSED: i32 = 5;
     /// Returned from migration that was cancelled.
     pub const MIGRATION_CANCELED: i32 = 6;
+    /// Running on the destination of a post-copy migration: pages still
+    /// arrive from the source.
+    pub const POSTCOPY: i32 = 10;
+    /// Running on the destination of a post-copy migration whose stream
+    /// broke: missing pages cannot arrive until it is recovered.
+    pub const POSTCOPY_FAILED: i32 = 11;
 }
 
 /// `virDomainPausedReason` values used by `migrated`.
@@ -81,6 +87,12 @@ pub mod paused_reason {
     pub const MIGRATION: i32 = 2;
     /// Paused for saving to a file.
     pub const SAVE: i32 = 3;
+    /// The source of a post-copy migration: the guest runs on the
+    /// destination, which still pulls pages from here.
+    pub const POSTCOPY: i32 = 12;
+    /// The source of a post-copy migration whose stream broke: its memory
+    /// is stale, so it must never run again; only a recovery finishes it.
+    pub const POSTCOPY_FAILED: i32 = 13;
 }
 
 /// `virDomainShutoffReason` values used by `migrated`.
@@ -281,10 +293,20 @@ pub mod event_detail {
     pub const SUSPENDED_PAUSED: i32 = 0;
     /// `VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED`.
     pub const SUSPENDED_MIGRATED: i32 = 1;
+    /// `VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY`: the source switched to post-copy.
+    pub const SUSPENDED_POSTCOPY: i32 = 7;
+    /// `VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED`.
+    pub const SUSPENDED_POSTCOPY_FAILED: i32 = 8;
     /// `VIR_DOMAIN_EVENT_RESUMED_UNPAUSED`.
     pub const RESUMED_UNPAUSED: i32 = 0;
     /// `VIR_DOMAIN_EVENT_RESUMED_MIGRATED`.
     pub const RESUMED_MIGRATED: i32 = 1;
+    /// `VIR_DOMAIN_EVENT_RESUMED_POSTCOPY`: the destination runs while pages
+    /// still arrive.
+    pub const RESUMED_POSTCOPY: i32 = 3;
+    /// `VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED`: the destination runs but
+    /// its post-copy stream broke.
+    pub const RESUMED_POSTCOPY_FAILED: i32 = 4;
     /// `VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN`.
     pub const STOPPED_SHUTDOWN: i32 = 0;
     /// `VIR_DOMAIN_EVENT_STOPPED_DESTROYED`.

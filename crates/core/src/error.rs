@@ -269,6 +269,15 @@ pub enum Error {
         driver: &'static str,
     },
 
+    /// A hypervisor driver refusing a combination of arguments in its own
+    /// words (`VIR_ERR_ARGUMENT_UNSUPPORTED` from `VIR_FROM_QEMU`, e.g.
+    /// "post-copy is not supported with tunnelled migration").
+    #[error("argument unsupported: {reason}")]
+    ArgumentRefused {
+        /// libvirt's sentence.
+        reason: String,
+    },
+
     /// Contradictory or invalid combination of arguments (`VIR_ERR_ARGUMENT_UNSUPPORTED`),
     /// naming both inputs.
     #[error("argument unsupported: {first} cannot be used with {second}")]
@@ -499,6 +508,7 @@ impl Error {
             Error::UnknownFlags { .. } => ErrorCode::InvalidArg,
             Error::ArgumentUnsupported { .. } => ErrorCode::ArgumentUnsupported,
             Error::ArgumentConflict { .. } => ErrorCode::ArgumentUnsupported,
+            Error::ArgumentRefused { .. } => ErrorCode::ArgumentUnsupported,
             Error::Xml(_) => ErrorCode::XmlError,
             Error::ConfigUnsupported { .. } => ErrorCode::ConfigUnsupported,
             Error::OperationFailed { .. } => ErrorCode::OperationFailed,
@@ -585,6 +595,7 @@ impl Error {
             | Error::UnknownFlags { .. }
             | Error::ArgumentUnsupported { .. }
             | Error::ArgumentConflict { .. }
+            | Error::ArgumentRefused { .. }
             | Error::ConfigUnsupported { .. }
             | Error::OperationTimeout { .. }
             | Error::ResourceBusy { .. }
@@ -682,6 +693,7 @@ mod tests {
                 74,
                 12,
             ),
+            (Error::ArgumentRefused { reason: "x".into() }, 74, 12),
             (Error::ConfigUnsupported { reason: "x".into() }, 67, 12),
             (
                 Error::OperationFailed {

@@ -20,7 +20,7 @@ use migrated_core::cookie::GraphicsRelocation;
 use migrated_core::domain::{DomainEvent, DomainRef, DomainState};
 use migrated_core::driver::Driver;
 use migrated_core::flags::{self, MigrateFlags};
-use migrated_core::job::{JobHandle, JournalEntry, RecoveryAction};
+use migrated_core::job::{JobHandle, JournalEntry, Postcopy, RecoveryAction};
 use migrated_core::migration::{
     check_no_managed_save, BeginOut, DataOut, DataUri, Incoming, MigrateRequest, MigrationBackend,
     PerformOut, PrepareOut, Step,
@@ -33,15 +33,17 @@ use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use crate::driver::PostcopyMark;
 use crate::memlock;
 use crate::migration::{
     enable_events, set_capabilities, wait_for_completion, CAP_AUTO_CONVERGE, CAP_COMPRESS,
-    CAP_EVENTS, CAP_MULTIFD, CAP_PAUSE_BEFORE_SWITCHOVER, CAP_XBZRLE, CAP_ZERO_COPY_SEND,
+    CAP_EVENTS, CAP_MULTIFD, CAP_PAUSE_BEFORE_SWITCHOVER, CAP_POSTCOPY_RAM, CAP_XBZRLE,
+    CAP_ZERO_COPY_SEND,
 };
 use crate::qmp::commands::{
     ClientMigrateInfo, Getfd, Migrate, MigrateCancel, MigrateContinue, MigrateIncoming,
-    MigrateSetParameters, MigrationInfo, MigrationStatus, QueryMigrate, QueryMigrateCapabilities,
-    QueryMigrateParameters, Stop,
+    MigrateSetParameters, MigrateStartPostcopy, MigrationInfo, MigrationStatus, QueryMigrate,
+    QueryMigrateCapabilities, QueryMigrateParameters, Stop,
 };
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
@@ -232,6 +234,40 @@ impl Compression {
     }
 }
 
+/// Refuses what libvirt's QEMU driver refuses with `VIR_MIGRATE_POSTCOPY`
+/// (qemuMigrationSrcBeginPhase), in its words.
+///
+/// # Errors
+/// [`Error::ArgumentRefused`].
+fn check_postcopy(req: &MigrateRequest) -> Result<()> {
+    if !req.has(MigrateFlags::POSTCOPY) {
+        return Ok(());
+    }
+    let refuse = |reason: &str| {
+        Err(Error::ArgumentRefused {
+            reason: reason.into(),
+        })
+    };
+    if !req.has(MigrateFlags::LIVE) || req.has(MigrateFlags::PAUSED) {
+        return refuse("post-copy migration is not supported with non-live or paused migration");
+    }
+    if req.is_tunnelled() {
+        return refuse("post-copy is not supported with tunnelled migration");
+    }
+    Ok(())
+}
+
+/// The post-copy bandwidth of `job` in bytes/s: MIGRATE_SET_MAX_SPEED with
+/// the POSTCOPY flag, else the request's `bandwidth.postcopy`, else
+/// unlimited (QEMU's 0).
+fn postcopy_bandwidth(req: &MigrateRequest, job: &JobHandle) -> u64 {
+    job.max_postcopy_bytes_per_sec()
+        .or(req
+            .bandwidth_postcopy_mib_s
+            .map(|m| m.saturating_mul(1 << 20)))
+        .unwrap_or(0)
+}
+
 fn failed(reason: impl Into<String>) -> Error {
     Error::OperationFailed {
         operation: "migration",
@@ -327,6 +363,7 @@ impl QemuBackend {
             (CAP_MULTIFD, channels.is_some()),
             (CAP_PAUSE_BEFORE_SWITCHOVER, storage),
             (CAP_ZERO_COPY_SEND, zero_copy),
+            (CAP_POSTCOPY_RAM, req.has(MigrateFlags::POSTCOPY)),
         ];
         let mut params = MigrateSetParameters {
             max_bandwidth: Some(
@@ -341,6 +378,9 @@ impl QemuBackend {
                     .unwrap_or(u64::MAX),
             )
             .filter(|&ms| ms > 0),
+            max_postcopy_bandwidth: req
+                .has(MigrateFlags::POSTCOPY)
+                .then(|| postcopy_bandwidth(req, job)),
             ..MigrateSetParameters::default()
         };
         let mut used = Vec::new();
@@ -538,12 +578,48 @@ impl QemuBackend {
             cancel_migration(qmp, events).await;
             return Err(e.into_core("migration"));
         }
-        wait(qmp, events, job, true, false).await
+        let postcopy = job.postcopy() != Postcopy::Disabled;
+        wait(qmp, events, job, true, false, postcopy).await
     }
 
+    /// Confirm of a source in post-copy: the destination runs the guest and
+    /// pulls the pages left here, so this QEMU may stop only once QEMU
+    /// reports the migration completed. A broken stream leaves it paused
+    /// "post-copy failed" (both QEMUs kept, for a recovery).
+    ///
+    /// # Errors
+    /// The failure of the post-copy migration.
+    async fn finish_postcopy_source(&self, dom: &DomainRef) -> Result<()> {
+        let qmp = self.driver.qmp(dom)?;
+        let mut events = qmp.events();
+        match wait_for_completion(&qmp, &mut events).await {
+            Ok(info) => {
+                info!(
+                    dom = %dom.name,
+                    postcopy_requests = info.ram.unwrap_or_default().postcopy_requests,
+                    "outgoing post-copy migration completed"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                self.driver.mark_postcopy(dom, PostcopyMark::SourceFailed)?;
+                warn!(dom = %dom.name, error = %e, "post-copy migration failed: the source stays paused");
+                Err(e.into_core("migration"))
+            }
+        }
+    }
+
+    /// Removes an incoming guest that did not become this host's. One that
+    /// switched to post-copy is kept whatever happened: it is the only
+    /// up-to-date copy (the source's memory is stale), marked running
+    /// "post-copy failed" when its stream is no longer whole.
     async fn kill_incoming(&self, dom: &DomainRef) {
         // Dropping the run aborts its relay.
         drop(self.incoming().remove(&dom.uuid));
+        if self.driver.incoming_in_postcopy(dom).await {
+            warn!(dom = %dom.name, "incoming guest switched to post-copy: kept, not killed");
+            return;
+        }
         if let Err(e) = self.driver.destroy(dom, 0).await {
             debug!(dom = %dom.name, error = %e, "incoming guest already gone");
         }
@@ -565,7 +641,8 @@ impl QemuBackend {
             relay,
             nbd,
         } = run;
-        let waited = wait(&qmp, &mut events, job, false, false).await;
+        let postcopy = req.has(MigrateFlags::POSTCOPY);
+        let waited = wait(&qmp, &mut events, job, false, false, postcopy).await;
         if let Some(relay) = relay {
             match relay.await {
                 Ok(Ok(bytes)) => debug!(bytes, "tunnel relay done"),
@@ -576,12 +653,17 @@ impl QemuBackend {
                 Err(e) => warn!(error = %e, "tunnel relay task failed"),
             }
         }
-        waited?;
+        let in_postcopy = waited?.status == Some(MigrationStatus::PostcopyActive);
         if nbd {
             // Before the guest runs: nothing may write its disks but itself.
             storage::stop_nbd_server(&qmp).await;
         }
-        self.reset_tls(&qmp, req).await;
+        if in_postcopy {
+            // The pages still flow: the credentials go once they are all here.
+            self.watch_postcopy_incoming(dom, req, &qmp, events);
+        } else {
+            self.reset_tls(&qmp, req).await;
+        }
         if let Some(def) = persistent {
             let xml = def.format(&FormatOptions {
                 secure: true,
@@ -591,26 +673,70 @@ impl QemuBackend {
             self.driver.define_xml(&xml, 0).await?;
         }
         self.driver
-            .finish_incoming(dom, req.has(MigrateFlags::PAUSED))
+            .finish_incoming(dom, req.has(MigrateFlags::PAUSED), in_postcopy)
             .await
+    }
+
+    /// Destination of a post-copy migration whose guest runs while pages
+    /// still arrive: once the last one is here the guest is running
+    /// "migrated" and QEMU forgets the TLS credentials; a broken stream
+    /// makes it running "post-copy failed" (the guest waits on every missing
+    /// page until the migration is recovered). Ends with QEMU.
+    fn watch_postcopy_incoming(
+        &self,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+        qmp: &Qmp,
+        mut events: broadcast::Receiver<Event>,
+    ) {
+        let driver = self.driver.clone();
+        let (dom, qmp, tls) = (dom.clone(), qmp.clone(), req.has(MigrateFlags::TLS));
+        tokio::spawn(async move {
+            let mark = match wait_for_completion(&qmp, &mut events).await {
+                Ok(_) => {
+                    if tls {
+                        tls::reset(&qmp).await;
+                    }
+                    info!(dom = %dom.name, "incoming post-copy migration completed");
+                    PostcopyMark::DestinationCompleted
+                }
+                Err(crate::Error::QmpClosed { .. }) => return,
+                Err(e) => {
+                    warn!(dom = %dom.name, error = %e, "incoming post-copy migration failed");
+                    PostcopyMark::DestinationFailed
+                }
+            };
+            if let Err(e) = driver.mark_postcopy(&dom, mark) {
+                debug!(dom = %dom.name, error = %e, "post-copy guest gone");
+            }
+        });
     }
 }
 
 /// Waits for the migration on `qmp` to end (or, with `pre_switchover`, to
-/// pause before its switch-over); updates the job's statistics at every RAM
-/// pass (reporting each outgoing pass, QEMU's `MIGRATION_PASS`, as an
-/// iteration) and cancels the migration when the job is aborted.
+/// pause before its switch-over, or with `postcopy` to switch to post-copy,
+/// answering the `postcopy-active` status); updates the job's statistics at
+/// every RAM pass (reporting each outgoing pass, QEMU's `MIGRATION_PASS`, as
+/// an iteration) and cancels the migration when the job is aborted. An
+/// outgoing migration started with post-copy switches when the job asks
+/// (MIGRATE_START_POST_COPY).
 async fn wait(
     qmp: &Qmp,
     events: &mut broadcast::Receiver<Event>,
     job: &JobHandle,
     outgoing: bool,
     pre_switchover: bool,
+    postcopy: bool,
 ) -> Result<MigrationInfo> {
     let mut abort = job.abort_signal();
     let mut cancelled = false;
     let mut paused = false;
+    let mut switching = false;
+    let mut postcopy_speed = job.max_postcopy_bytes_per_sec();
     loop {
+        if outgoing && postcopy {
+            apply_postcopy_speed(qmp, job, &mut postcopy_speed).await;
+        }
         // SUSPEND while the guest is being sent: stop the vCPUs now, as
         // libvirt does (the STOP is recorded as paused "migrating"); QEMU
         // then sends the rest and completes.
@@ -630,6 +756,20 @@ async fn wait(
         match info.status {
             Some(MigrationStatus::PreSwitchover) if pre_switchover && !cancelled => {
                 return Ok(info)
+            }
+            Some(MigrationStatus::PostcopyActive) if postcopy => {
+                if outgoing {
+                    // From here on the source's memory is stale.
+                    job.set_postcopy_active();
+                }
+                return Ok(info);
+            }
+            Some(MigrationStatus::PostcopyPaused) => {
+                return Err(failed(format!(
+                    "post-copy migration failed: {}",
+                    info.error_desc
+                        .unwrap_or_else(|| "the migration stream broke".into())
+                )))
             }
             Some(MigrationStatus::Completed) => {
                 if outgoing {
@@ -665,7 +805,9 @@ async fn wait(
                     return Err(failed("qemu went away during the migration"))
                 }
             },
-            () = abort.aborted(), if !cancelled => {
+            // Once the switch to post-copy is asked for, a cancel could
+            // catch QEMU half-way (QEMU 7.2 cannot cancel post-copy).
+            () = abort.aborted(), if !cancelled && !switching => {
                 cancelled = true;
                 if outgoing {
                     qmp.execute(&MigrateCancel).await.map_err(|e| e.into_core("migration"))?;
@@ -674,6 +816,16 @@ async fn wait(
                 }
             }
             () = job.pause_wanted(), if outgoing && !paused => {}
+            // Passes are far apart on a slow link: a new post-copy speed
+            // is looked for in between too.
+            () = tokio::time::sleep(POSTCOPY_STATS_INTERVAL), if outgoing && postcopy => {}
+            () = job.postcopy_wanted(), if outgoing && postcopy && !switching && !cancelled => {
+                switching = true;
+                match qmp.execute(&MigrateStartPostcopy).await {
+                    Ok(_) => info!(dom = %job.domain().name, "switching to post-copy"),
+                    Err(e) => warn!(dom = %job.domain().name, error = %e, "migrate-start-postcopy"),
+                }
+            }
             reason = qmp.closed() => return Err(failed(format!("qemu monitor closed: {reason}"))),
         }
     }
@@ -692,11 +844,12 @@ async fn send_memory(
     qmp.execute(&Migrate { uri })
         .await
         .map_err(|e| e.into_core("migration"))?;
+    let postcopy = job.postcopy() != Postcopy::Disabled;
     let Some(mirrors) = mirrors else {
-        return wait(qmp, events, job, true, false).await;
+        return wait(qmp, events, job, true, false, postcopy).await;
     };
     let failure = tokio::select! {
-        waited = wait(qmp, events, job, true, true) => return waited,
+        waited = wait(qmp, events, job, true, true, postcopy) => return waited,
         failure = mirrors.watch(job) => failure,
     };
     cancel_migration(qmp, events).await;
@@ -796,6 +949,60 @@ async fn incoming_multifd(qmp: &Qmp, dom: &DomainRef, channels: u8) -> Result<()
     Ok(())
 }
 
+/// How often the statistics of a post-copy phase are refreshed.
+const POSTCOPY_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Source in post-copy: Perform has returned, but the pages still flow until
+/// Confirm sees QEMU complete; keeps `job`'s statistics (`domjobinfo`, and
+/// the completed job's: postcopy requests, bytes) current meanwhile. Ends
+/// with the job, with the post-copy phase, or with QEMU.
+fn feed_postcopy_stats(qmp: &Qmp, job: &JobHandle) {
+    let (qmp, job) = (qmp.clone(), job.clone());
+    tokio::spawn(async move {
+        let mut speed = job.max_postcopy_bytes_per_sec();
+        loop {
+            tokio::select! {
+                () = job.ended() => return,
+                () = tokio::time::sleep(POSTCOPY_STATS_INTERVAL) => {}
+            }
+            apply_postcopy_speed(&qmp, &job, &mut speed).await;
+            let Ok(info) = qmp.execute(&QueryMigrate).await else {
+                return;
+            };
+            feed_stats(&job, &info);
+            if !info.status.is_some_and(MigrationStatus::is_postcopy) {
+                return;
+            }
+        }
+    });
+}
+
+/// Source with post-copy: gives QEMU a post-copy speed set by
+/// MIGRATE_SET_MAX_SPEED since `applied` (libvirt changes QEMU's
+/// `max-postcopy-bandwidth` at once, also mid-migration).
+async fn apply_postcopy_speed(qmp: &Qmp, job: &JobHandle, applied: &mut Option<u64>) {
+    let wanted = job.max_postcopy_bytes_per_sec();
+    if wanted == *applied {
+        return;
+    }
+    *applied = wanted;
+    let bytes = wanted.unwrap_or(0);
+    let set = qmp
+        .execute(&MigrateSetParameters {
+            max_postcopy_bandwidth: Some(bytes),
+            ..MigrateSetParameters::default()
+        })
+        .await;
+    match set {
+        Ok(_) => {
+            info!(dom = %job.domain().name, max_postcopy_bandwidth = bytes, "post-copy bandwidth changed")
+        }
+        Err(e) => {
+            warn!(dom = %job.domain().name, error = %e, "could not change the post-copy bandwidth")
+        }
+    }
+}
+
 /// A new pass over RAM (QEMU's `MIGRATION_PASS`): libvirt's MIGRATION_ITERATION.
 fn report_pass(event: &Event, job: &JobHandle) {
     if let Some(pass) = event.data.get("pass").and_then(serde_json::Value::as_u64) {
@@ -829,6 +1036,7 @@ fn feed_stats(job: &JobHandle, info: &MigrationInfo) {
         s.memory_dirty_rate = ram.dirty_pages_rate;
         s.memory_page_size = ram.page_size;
         s.memory_iteration = ram.dirty_sync_count;
+        s.memory_postcopy_requests = ram.postcopy_requests;
         s.downtime_ms = info.downtime.or(info.expected_downtime).unwrap_or(0);
         s.setup_time_ms = info.setup_time.unwrap_or(0);
         // libvirt's compression_* statistics are XBZRLE's.
@@ -1004,6 +1212,7 @@ impl MigrationBackend for QemuBackend {
 
     async fn begin(&self, dom: &DomainRef, req: &MigrateRequest) -> Result<BeginOut> {
         check_zerocopy(req)?;
+        check_postcopy(req)?;
         self.check_tls(req, Endpoint::Client)?;
         // Refused here rather than once the destination runs.
         multifd_channels(req, Step::Begin)?;
@@ -1079,6 +1288,9 @@ impl MigrationBackend for QemuBackend {
             }
         };
         let mut events = qmp.events();
+        if req.has(MigrateFlags::POSTCOPY) {
+            job.enable_postcopy();
+        }
         self.driver.set_migrating(dom, true)?;
         let result = async {
             let (uri, relay) = match out {
@@ -1122,6 +1334,17 @@ impl MigrationBackend for QemuBackend {
             memlock::restore(saved);
         }
         match result {
+            Ok(info) if info.status == Some(MigrationStatus::PostcopyActive) => {
+                feed_stats(job, &info);
+                feed_postcopy_stats(&qmp, job);
+                self.driver.mark_postcopy(dom, PostcopyMark::SourceActive)?;
+                info!(
+                    dom = %dom.name,
+                    transferred = info.ram.unwrap_or_default().transferred,
+                    "outgoing migration switched to post-copy; the destination pulls the rest"
+                );
+                Ok(used)
+            }
             Ok(info) => {
                 feed_stats(job, &info);
                 let ram = info.ram.unwrap_or_default();
@@ -1138,6 +1361,8 @@ impl MigrationBackend for QemuBackend {
                 Ok(used)
             }
             Err(err) => {
+                // Unless it switched to post-copy: then it stays paused
+                // ("post-copy failed"), never resumed.
                 warn!(dom = %dom.name, error = %err, "perform failed; resuming the guest");
                 if let Err(e) = self.driver.resume_migration_source(dom).await {
                     warn!(dom = %dom.name, error = %e, "could not resume the guest after a failed perform");
@@ -1155,6 +1380,9 @@ impl MigrationBackend for QemuBackend {
             (false, true) if undefine => self.driver.undefine(dom, 0).await,
             (false, true) => Ok(()),
             (false, false) => {
+                if self.driver.source_in_postcopy(dom).await? {
+                    self.finish_postcopy_source(dom).await?;
+                }
                 self.driver.stop_migrated(dom).await?;
                 if undefine && self.driver.lookup_by_uuid(&dom.uuid).await.is_ok() {
                     self.driver.undefine(dom, 0).await?;
@@ -1171,6 +1399,7 @@ impl MigrationBackend for QemuBackend {
         incoming: Incoming,
         job: &JobHandle,
     ) -> Result<PrepareOut> {
+        check_postcopy(req)?;
         let channels = multifd_channels(req, Step::Prepare)?;
         let compression = Compression::of(req, Step::Prepare)?;
         if let Ok(existing) = self.driver.lookup_by_uuid(&def.uuid).await {
@@ -1225,6 +1454,13 @@ impl MigrationBackend for QemuBackend {
                 incoming_multifd(&qmp, &dom, n).await?;
             }
             compression.set_up_incoming(&qmp, &dom, req).await?;
+            if req.has(MigrateFlags::POSTCOPY) {
+                // Both ends need it before the stream starts (libvirt sets
+                // it on the destination too).
+                set_capabilities(&qmp, &[(CAP_POSTCOPY_RAM, true)])
+                    .await
+                    .map_err(|e| e.into_core("migration"))?;
+            }
             let events = qmp.events();
             match incoming {
                 Incoming::Offline => Ok((None, events, None, None)),
@@ -1434,6 +1670,15 @@ impl MigrationBackend for QemuBackend {
         };
         let undefine = MigrateFlags(entry.flags).contains(MigrateFlags::UNDEFINE_SOURCE);
         match action {
+            RecoveryAction::ResumeSource
+                if dom.is_active() && self.driver.source_in_postcopy(&dom).await? =>
+            {
+                // Neither cancelled (QEMU cannot cancel post-copy) nor
+                // resumed: its memory is stale.
+                self.driver
+                    .mark_postcopy(&dom, PostcopyMark::SourceFailed)?;
+                Err(crate::driver::postcopy_source_stale())
+            }
             RecoveryAction::ResumeSource if dom.is_active() => {
                 // A restart during Perform leaves QEMU still sending to a
                 // destination whose job is gone; migrate_cancel is a no-op
@@ -1455,6 +1700,27 @@ impl MigrationBackend for QemuBackend {
             }
             RecoveryAction::ResumeSource | RecoveryAction::KeepRunning => Ok(()),
             RecoveryAction::KeepPausedUntilPeerOutcome => Ok(()),
+            RecoveryAction::CompleteSourceCleanup
+                if dom.is_active() && self.driver.source_in_postcopy(&dom).await? =>
+            {
+                // The destination may still pull pages from this QEMU: it
+                // stops only once QEMU completes (or stays paused "post-copy
+                // failed"), without holding up the daemon's start.
+                let backend = Self::new(self.driver.clone());
+                tokio::spawn(async move {
+                    if backend.finish_postcopy_source(&dom).await.is_err() {
+                        return;
+                    }
+                    if let Err(e) = backend.driver.stop_migrated(&dom).await {
+                        warn!(dom = %dom.name, error = %e, "could not stop the post-copy source");
+                    } else if undefine && backend.driver.lookup_by_uuid(&dom.uuid).await.is_ok() {
+                        if let Err(e) = backend.driver.undefine(&dom, 0).await {
+                            warn!(dom = %dom.name, error = %e, "could not undefine the post-copy source");
+                        }
+                    }
+                });
+                Ok(())
+            }
             RecoveryAction::CompleteSourceCleanup => {
                 if dom.is_active() {
                     self.driver.stop_migrated(&dom).await?;
@@ -1484,6 +1750,37 @@ mod tests {
             flags: MigrateFlags::LIVE | MigrateFlags::COMPRESSED,
             compression: methods.iter().map(|&m| m.to_owned()).collect(),
             ..MigrateRequest::default()
+        }
+    }
+
+    #[test]
+    fn post_copy_refusals_are_libvirts() {
+        let with = |flags: MigrateFlags| MigrateRequest {
+            flags: flags | MigrateFlags::POSTCOPY,
+            ..MigrateRequest::default()
+        };
+        check_postcopy(&with(MigrateFlags::LIVE)).expect("live post-copy");
+        check_postcopy(&MigrateRequest::default()).expect("no post-copy");
+        for (flags, words) in [
+            (MigrateFlags::empty(), "non-live or paused"),
+            (
+                MigrateFlags::LIVE | MigrateFlags::PAUSED,
+                "non-live or paused",
+            ),
+            (
+                MigrateFlags::LIVE | MigrateFlags::PEER2PEER | MigrateFlags::TUNNELLED,
+                "not supported with tunnelled migration",
+            ),
+        ] {
+            let err = check_postcopy(&with(flags)).expect_err("refused");
+            assert_eq!(
+                err.code(),
+                migrated_core::error::ErrorCode::ArgumentUnsupported
+            );
+            assert!(err
+                .to_string()
+                .starts_with("argument unsupported: post-copy"));
+            assert!(err.to_string().contains(words), "{err}");
         }
     }
 

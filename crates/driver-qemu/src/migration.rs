@@ -25,6 +25,9 @@ pub const CAP_COMPRESS: &str = "compress";
 pub const CAP_ZERO_COPY_SEND: &str = "zero-copy-send";
 /// Capability throttling vCPUs that dirty too fast (`VIR_MIGRATE_AUTO_CONVERGE`).
 pub const CAP_AUTO_CONVERGE: &str = "auto-converge";
+/// Capability allowing a switch to post-copy (`VIR_MIGRATE_POSTCOPY`); both
+/// ends need it.
+pub const CAP_POSTCOPY_RAM: &str = "postcopy-ram";
 /// Capability stopping an outgoing migration at `pre-switchover`, the guest
 /// paused and its disks still active, until `migrate-continue` (a storage
 /// migration ends its mirrors there, as libvirt does).
@@ -60,7 +63,8 @@ pub async fn enable_events(qmp: &Qmp) -> Result<()> {
 }
 
 /// Waits until the migration (outgoing or incoming) on `qmp` completes and
-/// returns QEMU's final statistics. `events` must have been subscribed
+/// returns QEMU's final statistics (a post-copy migration that pauses on a
+/// broken stream fails). `events` must have been subscribed
 /// before the migration started, so no status change is missed.
 ///
 /// # Errors
@@ -81,7 +85,10 @@ pub async fn wait_for_completion(
         match events.recv().await {
             Ok(event) if event.event == names::MIGRATION => {
                 let status = event.data.get("status").and_then(|s| s.as_str());
-                if matches!(status, Some("completed" | "failed" | "cancelled")) {
+                if matches!(
+                    status,
+                    Some("completed" | "failed" | "cancelled" | "postcopy-paused")
+                ) {
                     if let Some(done) = finished(qmp.execute(&QueryMigrate).await?)? {
                         return Ok(done);
                     }
@@ -108,6 +115,13 @@ pub async fn wait_for_completion(
 fn finished(info: MigrationInfo) -> Result<Option<MigrationInfo>> {
     match info.status {
         Some(MigrationStatus::Completed) => Ok(Some(info)),
+        Some(MigrationStatus::PostcopyPaused) => Err(Error::MigrationFailed {
+            reason: format!(
+                "post-copy migration failed: {}",
+                info.error_desc
+                    .unwrap_or_else(|| "the migration stream broke".into())
+            ),
+        }),
         Some(status @ (MigrationStatus::Failed | MigrationStatus::Cancelled)) => {
             Err(Error::MigrationFailed {
                 reason: info

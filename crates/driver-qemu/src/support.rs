@@ -4,9 +4,9 @@ use migrated_core::flags::MigrateFlags;
 use migrated_core::support::{MigrationDefaults, Procedure, SupportTable};
 use migrated_core::typed_params::migrate_param;
 
-/// Migration flags [`crate::backend::QemuBackend`] honours. Post-copy and
-/// RDMA (with RDMA_PIN_ALL, meaningful only over an `rdma://` transport)
-/// are not implemented yet.
+/// Migration flags [`crate::backend::QemuBackend`] honours. Post-copy
+/// recovery (POSTCOPY_RESUME) and RDMA (with RDMA_PIN_ALL, meaningful only
+/// over an `rdma://` transport) are not implemented yet.
 const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
     | MigrateFlags::PEER2PEER.bits()
     | MigrateFlags::TUNNELLED.bits()
@@ -24,7 +24,8 @@ const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
     | MigrateFlags::NON_SHARED_DISK.bits()
     | MigrateFlags::NON_SHARED_INC.bits()
     | MigrateFlags::NON_SHARED_SYNCHRONOUS_WRITES.bits()
-    | MigrateFlags::ZEROCOPY.bits();
+    | MigrateFlags::ZEROCOPY.bits()
+    | MigrateFlags::POSTCOPY.bits();
 
 /// The QEMU driver's support table.
 pub const SUPPORT: SupportTable = SupportTable {
@@ -87,6 +88,7 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::DomainBlockStatsFlags, "0.1.0"),
         (Procedure::DomainGetBlockInfo, "0.1.0"),
         (Procedure::DomainInterfaceStats, "0.1.0"),
+        (Procedure::DomainMigrateStartPostCopy, "0.1.0"),
     ],
     migration_flags: MIGRATION_FLAGS,
     migration_params: &[
@@ -95,6 +97,7 @@ pub const SUPPORT: SupportTable = SupportTable {
         migrate_param::DEST_XML,
         migrate_param::PERSIST_XML,
         migrate_param::BANDWIDTH,
+        migrate_param::BANDWIDTH_POSTCOPY,
         migrate_param::GRAPHICS_URI,
         migrate_param::LISTEN_ADDRESS,
         migrate_param::COMPRESSION,

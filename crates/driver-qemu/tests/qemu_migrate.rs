@@ -219,7 +219,7 @@ async fn a_dirtying_guest_moves_between_two_drivers_and_keeps_counting() {
         .await
         .expect("destination completes");
 
-    let dst = b.finish_incoming(&dst, false).await.expect("finish");
+    let dst = b.finish_incoming(&dst, false, false).await.expect("finish");
     a.stop_migrated(&src).await.expect("confirm");
     let state = b.get_state(&dst, 0).await.expect("state");
     assert_eq!(

@@ -87,6 +87,13 @@ pub struct MigrateArgs {
     /// (QEMU's zero-copy-send; not with --compressed or --tls).
     #[arg(long)]
     pub zerocopy: bool,
+    /// Allow switching to post-copy (QEMU): the destination runs the guest
+    /// and pulls the pages it still lacks (switch with `virsh migrate-postcopy`).
+    #[arg(long)]
+    pub postcopy: bool,
+    /// Bandwidth limit of the post-copy phase in MiB/s (default: unlimited).
+    #[arg(long, value_name = "MiB/s", requires = "postcopy")]
+    pub postcopy_bandwidth: Option<u64>,
     /// Copy the guest's disks to the destination's (existing) images
     /// (QEMU, over NBD; not with --tunnelled).
     #[arg(long, conflicts_with = "copy_storage_inc")]
@@ -162,6 +169,7 @@ impl MigrateArgs {
             (self.abort_on_error, MigrateFlags::ABORT_ON_ERROR),
             (self.tls, MigrateFlags::TLS),
             (self.parallel, MigrateFlags::PARALLEL),
+            (self.postcopy, MigrateFlags::POSTCOPY),
             (self.copy_storage_all, MigrateFlags::NON_SHARED_DISK),
             (self.copy_storage_inc, MigrateFlags::NON_SHARED_INC),
             (
@@ -206,6 +214,9 @@ impl MigrateArgs {
         }
         if let Some(bw) = self.bandwidth {
             p.push(param::BANDWIDTH, TypedValue::ULLong(bw));
+        }
+        if let Some(bw) = self.postcopy_bandwidth {
+            p.push(param::BANDWIDTH_POSTCOPY, TypedValue::ULLong(bw));
         }
         if let Some(n) = self.parallel_connections {
             p.push(param::PARALLEL_CONNECTIONS, TypedValue::Int(n));
@@ -507,6 +518,14 @@ mod tests {
             p.get_int(param::PARALLEL_CONNECTIONS).ok().flatten(),
             Some(4)
         );
+        let a = parse(&["--postcopy", "--postcopy-bandwidth", "16", "g", "uri"]);
+        assert_eq!(a.flags().bits(), 1 << 15);
+        let p = a.params().expect("no files");
+        assert_eq!(
+            p.get_ullong(param::BANDWIDTH_POSTCOPY).ok().flatten(),
+            Some(16)
+        );
+        assert!(Wrap::try_parse_from(["m", "--postcopy-bandwidth", "16", "g", "u"]).is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub use journal::{Journal, JournalEntry};
 pub use phase::{DestinationEvent, DestinationPhase, JobError, Phase, SourceEvent, SourcePhase};
 pub use recovery::{recover, RecoveryAction};
 pub use registry::{
-    AbortSignal, JobHandle, JobOutcome, JobRegistry, TimeoutAction, Tuning,
+    AbortSignal, JobHandle, JobOutcome, JobRegistry, Postcopy, TimeoutAction, Tuning,
     DEFAULT_MAX_DOWNTIME_MS, JOB_WAIT_TIME,
 };
 pub use report::{JobEnd, JobObserver};

@@ -43,6 +43,9 @@ pub enum TimeoutAction {
 pub struct Tuning {
     /// Bandwidth limit in MiB/s; 0 = unlimited.
     pub max_speed_mib_s: u64,
+    /// Bandwidth limit of the post-copy phase in MiB/s; 0 = unlimited
+    /// (`VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY`).
+    pub max_postcopy_speed_mib_s: u64,
     /// Longest acceptable pause for the final copy, in ms.
     pub max_downtime_ms: u64,
     /// Completion timeout and its action.
@@ -53,6 +56,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Self {
             max_speed_mib_s: 0,
+            max_postcopy_speed_mib_s: 0,
             max_downtime_ms: DEFAULT_MAX_DOWNTIME_MS,
             completion_timeout: None,
         }
@@ -76,6 +80,7 @@ struct Shared {
     tuning: Mutex<Tuning>,
     abort: watch::Sender<bool>,
     pause_now: watch::Sender<bool>,
+    postcopy: watch::Sender<Postcopy>,
     transfer: watch::Sender<Transfer>,
     /// Destination: the data plane says its stream is flowing although it
     /// counts no bytes (see [`JobHandle::set_receiving`]).
@@ -83,6 +88,20 @@ struct Shared {
     ended: watch::Sender<bool>,
     /// The driver's event channel, if it has one.
     events: Option<broadcast::Sender<DomainEvent>>,
+}
+
+/// Where an outgoing migration stands with post-copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Postcopy {
+    /// Started without `VIR_MIGRATE_POSTCOPY`: it can only converge.
+    Disabled,
+    /// Post-copy is possible; the migration still copies before switching.
+    Enabled,
+    /// MIGRATE_START_POST_COPY asked the data plane to switch.
+    Requested,
+    /// The guest runs on the destination, which pulls the remaining pages:
+    /// the source's memory is stale from here on and it must never run again.
+    Active,
 }
 
 /// What the destination knows about its incoming data stream.
@@ -164,6 +183,7 @@ impl JobHandle {
             tuning: Mutex::new(tuning),
             abort: watch::channel(false).0,
             pause_now: watch::channel(false).0,
+            postcopy: watch::channel(Postcopy::Disabled).0,
             transfer: watch::channel(Transfer::Running).0,
             receiving: AtomicBool::new(false),
             ended: watch::channel(false).0,
@@ -295,6 +315,13 @@ impl JobHandle {
             .map(|m| m.saturating_mul(1 << 20))
     }
 
+    /// The post-copy bandwidth limit in bytes/s, `None` = unlimited.
+    pub fn max_postcopy_bytes_per_sec(&self) -> Option<u64> {
+        Some(self.tuning().max_postcopy_speed_mib_s)
+            .filter(|&m| m != 0)
+            .map(|m| m.saturating_mul(1 << 20))
+    }
+
     /// The acceptable downtime.
     pub fn max_downtime(&self) -> Duration {
         Duration::from_millis(self.tuning().max_downtime_ms)
@@ -345,6 +372,59 @@ impl JobHandle {
         let mut rx = self.0.pause_now.subscribe();
         // The sender lives as long as this handle, so this only ends by the flag.
         let _ = rx.wait_for(|p| *p).await;
+    }
+
+    /// Where the job stands with post-copy.
+    pub fn postcopy(&self) -> Postcopy {
+        *self.0.postcopy.borrow()
+    }
+
+    /// Source data plane: the migration runs with post-copy enabled on both
+    /// ends, so MIGRATE_START_POST_COPY may switch it.
+    pub fn enable_postcopy(&self) {
+        self.advance_postcopy(Postcopy::Enabled);
+    }
+
+    /// MIGRATE_START_POST_COPY: asks the data plane to switch to post-copy.
+    ///
+    /// # Errors
+    /// [`Error::OperationInvalid`] with libvirt's words when the migration
+    /// was not started with `VIR_MIGRATE_POSTCOPY`.
+    pub fn request_postcopy(&self) -> Result<()> {
+        if self.postcopy() == Postcopy::Disabled {
+            return Err(Error::invalid(
+                "switching to post-copy requires migration to be started with VIR_MIGRATE_POSTCOPY flag",
+            ));
+        }
+        self.advance_postcopy(Postcopy::Requested);
+        Ok(())
+    }
+
+    /// Completes once post-copy was requested (at once if it was).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only watches a value.
+    pub async fn postcopy_wanted(&self) {
+        let mut rx = self.0.postcopy.subscribe();
+        // The sender lives as long as this handle, so this only ends by the value.
+        let _ = rx.wait_for(|p| *p >= Postcopy::Requested).await;
+    }
+
+    /// Source data plane: the switch-over to post-copy happened. From here
+    /// on the job cannot be aborted and the source must not resume.
+    pub fn set_postcopy_active(&self) {
+        self.advance_postcopy(Postcopy::Active);
+    }
+
+    /// Post-copy only moves forward (a request after the switch changes nothing).
+    fn advance_postcopy(&self, to: Postcopy) {
+        self.0.postcopy.send_if_modified(|p| {
+            let moved = to > *p;
+            if moved {
+                *p = to;
+            }
+            moved
+        });
     }
 
     /// Destination data plane: the incoming stream failed for good (the source
@@ -691,6 +771,11 @@ impl JobRegistry {
         self.tune(uuid, |t| t.max_speed_mib_s = mib_s);
     }
 
+    /// MIGRATE_SET_MAX_SPEED with `VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY`.
+    pub fn set_max_postcopy_speed(&self, uuid: &Uuid, mib_s: u64) {
+        self.tune(uuid, |t| t.max_postcopy_speed_mib_s = mib_s);
+    }
+
     /// MIGRATE_SET_MAX_DOWNTIME.
     ///
     /// # Errors
@@ -733,6 +818,40 @@ mod tests {
 
     fn begin() -> Phase {
         Phase::Source(SourcePhase::Begin3 { offline: false })
+    }
+
+    #[tokio::test]
+    async fn post_copy_is_requested_only_when_enabled_and_only_moves_forward() {
+        let reg = JobRegistry::new();
+        let a = dom("a", 1);
+        let job = reg.start(Uuid::new_v4(), &a, begin()).expect("a");
+        let refused = job.request_postcopy().expect_err("not enabled");
+        assert_eq!(refused.code(), ErrorCode::OperationInvalid);
+        assert!(refused.to_string().contains(
+            "switching to post-copy requires migration to be started with VIR_MIGRATE_POSTCOPY flag"
+        ));
+        job.enable_postcopy();
+        assert_eq!(job.postcopy(), Postcopy::Enabled);
+        job.request_postcopy().expect("enabled");
+        // Resolves at once: the request is already there.
+        job.postcopy_wanted().await;
+        job.set_postcopy_active();
+        job.enable_postcopy();
+        job.request_postcopy()
+            .expect("a second request changes nothing");
+        assert_eq!(job.postcopy(), Postcopy::Active);
+    }
+
+    #[test]
+    fn post_copy_speed_is_tuned_apart_from_the_pre_copy_speed() {
+        let reg = JobRegistry::new();
+        let a = dom("a", 1);
+        reg.set_max_postcopy_speed(&a.uuid, 16);
+        let job = reg.start(Uuid::new_v4(), &a, begin()).expect("a");
+        assert_eq!(job.max_postcopy_bytes_per_sec(), Some(16 << 20));
+        assert_eq!(job.max_bytes_per_sec(), None);
+        reg.set_max_postcopy_speed(&a.uuid, 0);
+        assert_eq!(job.max_postcopy_bytes_per_sec(), None);
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub struct JobStats {
     pub memory_page_size: u64,
     /// Pre-copy iterations so far.
     pub memory_iteration: u64,
+    /// Pages the destination requested during post-copy.
+    pub memory_postcopy_requests: u64,
     /// Expected downtime (running) or measured downtime (completed).
     pub downtime_ms: u64,
     /// Time from the job's start to the first byte sent.
@@ -191,6 +193,13 @@ impl JobStats {
             ] {
                 p.push(k, TypedValue::ULLong(v));
             }
+        }
+        // As libvirt: only a post-copy migration that had requests has the key.
+        if self.memory_postcopy_requests != 0 {
+            p.push(
+                key::MEMORY_POSTCOPY_REQUESTS,
+                TypedValue::ULLong(self.memory_postcopy_requests),
+            );
         }
         // As libvirt: only a throttled guest has the key.
         if self.auto_converge_throttle != 0 {

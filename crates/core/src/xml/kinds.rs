@@ -56,8 +56,8 @@ macro_rules! xml_kind {
         }
 
         impl super::write::AttrValue for $name {
-            fn value(&self) -> Option<String> {
-                Some(self.as_str().to_string())
+            fn write_value(&self, out: &mut String) -> bool {
+                super::write::AttrValue::write_value(self.as_str(), out)
             }
         }
     };

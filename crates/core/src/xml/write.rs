@@ -4,56 +4,59 @@
 use std::fmt::Write as _;
 
 /// Something that can be an attribute value; `None` omits the attribute.
+///
+/// Values are written straight into the document (escaped), so formatting a
+/// definition allocates nothing per attribute: `DOMAIN_GET_XML_DESC` formats
+/// on every call.
 pub(crate) trait AttrValue {
-    /// The text of the value, if present.
-    fn value(&self) -> Option<String>;
+    /// Appends the escaped value to `out`; false (and nothing appended)
+    /// when the value is absent.
+    fn write_value(&self, out: &mut String) -> bool;
 }
 
 impl AttrValue for str {
-    fn value(&self) -> Option<String> {
-        Some(self.to_string())
+    fn write_value(&self, out: &mut String) -> bool {
+        escape_into(out, self);
+        true
     }
 }
 
 impl AttrValue for String {
-    fn value(&self) -> Option<String> {
-        Some(self.clone())
+    fn write_value(&self, out: &mut String) -> bool {
+        self.as_str().write_value(out)
     }
 }
 
-impl AttrValue for u32 {
-    fn value(&self) -> Option<String> {
-        Some(self.to_string())
-    }
+/// Numbers never need escaping.
+macro_rules! number_attr {
+    ($($t:ty),+) => {$(
+        impl AttrValue for $t {
+            fn write_value(&self, out: &mut String) -> bool {
+                let _ = write!(out, "{self}");
+                true
+            }
+        }
+    )+};
 }
 
-impl AttrValue for i32 {
-    fn value(&self) -> Option<String> {
-        Some(self.to_string())
-    }
-}
-
-impl AttrValue for u64 {
-    fn value(&self) -> Option<String> {
-        Some(self.to_string())
-    }
-}
+number_attr!(u32, i32, u64);
 
 impl AttrValue for bool {
-    fn value(&self) -> Option<String> {
-        Some(if *self { "yes" } else { "no" }.to_string())
+    fn write_value(&self, out: &mut String) -> bool {
+        out.push_str(if *self { "yes" } else { "no" });
+        true
     }
 }
 
 impl<T: AttrValue> AttrValue for Option<T> {
-    fn value(&self) -> Option<String> {
-        self.as_ref().and_then(AttrValue::value)
+    fn write_value(&self, out: &mut String) -> bool {
+        self.as_ref().is_some_and(|v| v.write_value(out))
     }
 }
 
 impl<T: AttrValue + ?Sized> AttrValue for &T {
-    fn value(&self) -> Option<String> {
-        (**self).value()
+    fn write_value(&self, out: &mut String) -> bool {
+        (**self).write_value(out)
     }
 }
 
@@ -68,6 +71,14 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// A writer whose buffer starts with room for `bytes`.
+    pub(crate) fn with_capacity(bytes: usize) -> Self {
+        Self {
+            out: String::with_capacity(bytes),
+            depth: 0,
+        }
+    }
+
     /// The formatted document.
     pub(crate) fn finish(self) -> String {
         self.out
@@ -84,8 +95,14 @@ impl Writer {
         self.out.push('<');
         self.out.push_str(name);
         for (key, value) in attrs {
-            if let Some(v) = value.value() {
-                let _ = write!(self.out, " {key}='{}'", escape(&v));
+            let mark = self.out.len();
+            self.out.push(' ');
+            self.out.push_str(key);
+            self.out.push_str("='");
+            if value.write_value(&mut self.out) {
+                self.out.push('\'');
+            } else {
+                self.out.truncate(mark);
             }
         }
     }
@@ -105,7 +122,9 @@ impl Writer {
             self.out.push_str("/>\n");
         } else {
             self.indent();
-            let _ = writeln!(self.out, "</{name}>");
+            self.out.push_str("</");
+            self.out.push_str(name);
+            self.out.push_str(">\n");
         }
     }
 
@@ -127,7 +146,11 @@ impl Writer {
     /// Writes an element holding only text.
     pub(crate) fn text(&mut self, name: &str, attrs: &Attrs<'_>, text: &str) {
         self.open_tag(name, attrs);
-        let _ = writeln!(self.out, ">{}</{name}>", escape(text));
+        self.out.push('>');
+        escape_into(&mut self.out, text);
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push_str(">\n");
     }
 
     /// Writes a text element when `text` is present.
@@ -151,17 +174,30 @@ impl Writer {
 /// Escapes text and attribute values (both quote kinds, so any quoting works).
 pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            _ => out.push(c),
-        }
-    }
+    escape_into(&mut out, s);
     out
+}
+
+/// Appends `s` to `out`, escaped as [`escape`] does; runs of plain text are
+/// copied whole.
+fn escape_into(out: &mut String, s: &str) {
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'\'' => "&apos;",
+            b'"' => "&quot;",
+            _ => continue,
+        };
+        // ASCII bytes never fall inside a multi-byte character, so both
+        // slice ends are character boundaries.
+        out.push_str(&s[plain..i]);
+        out.push_str(entity);
+        plain = i + 1;
+    }
+    out.push_str(&s[plain..]);
 }
 
 #[cfg(test)]
@@ -177,5 +213,31 @@ mod tests {
             w.text("c", &[], "x<y");
         });
         assert_eq!(w.finish(), "<a x='1'>\n  <b/>\n  <c>x&lt;y</c>\n</a>\n");
+    }
+
+    #[test]
+    fn attribute_values_are_escaped_in_place() {
+        let mut w = Writer::default();
+        let absent: Option<&str> = None;
+        w.empty(
+            "e",
+            &[
+                ("a", &"it's <b> & \"c\" é"),
+                ("gone", &absent),
+                ("n", &42u64),
+                ("m", &-1i32),
+                ("on", &true),
+                ("s", &Some("x".to_string())),
+            ],
+        );
+        w.text("t", &[], "plain");
+        w.text("u", &[], "&é>");
+        assert_eq!(
+            w.finish(),
+            "<e a='it&apos;s &lt;b&gt; &amp; &quot;c&quot; é' n='42' m='-1' on='yes' s='x'/>\n\
+             <t>plain</t>\n<u>&amp;é&gt;</u>\n"
+        );
+        assert_eq!(escape("a'b\"c"), "a&apos;b&quot;c");
+        assert_eq!(escape("ü<"), "ü&lt;");
     }
 }

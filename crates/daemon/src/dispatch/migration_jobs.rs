@@ -1,13 +1,16 @@
 //! Job queries and migration tuning: GET_JOB_INFO (163), GET_JOB_STATS (298),
 //! ABORT_JOB (164, 442), MIGRATE_SET/GET_MAX_SPEED (207/242),
+//! MIGRATE_START_POST_COPY (364),
 //! MIGRATE_SET/GET_MAX_DOWNTIME (166/387), and our MIGRATION_STATUS.
 //!
 //! They run on their own call tasks, so a client polls them on the very
 //! connection whose PERFORM is still in flight (virsh `migrate --verbose`).
 
 use migrated_core::driver::DomainRef;
-use migrated_core::job::Phase;
+use migrated_core::flags::MigrateFlags;
+use migrated_core::job::{Phase, SourcePhase};
 use migrated_core::migration::Role;
+use migrated_core::support::Procedure;
 use migrated_proto::{self as proto, MigrationStatusArgs, MigrationStatusRet};
 use migrated_rpc::WireError;
 
@@ -212,31 +215,85 @@ async fn abort_for_destroy(
     }
 }
 
-/// MIGRATE_SET_MAX_SPEED (207), MiB/s.
+/// `VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY`: the speed of the post-copy phase.
+const MAX_SPEED_POSTCOPY: u32 = 1;
+
+/// Checks MIGRATE_SET/GET_MAX_SPEED's flags; answers whether they ask for
+/// the post-copy speed. The flag is known only where the driver migrates
+/// with post-copy (elsewhere it is an unknown flag, as in libvirt's drivers
+/// without post-copy).
+fn speed_flags(session: &Session, operation: &'static str, flags: u32) -> Result<bool> {
+    let postcopy = session
+        .driver()?
+        .driver
+        .support()
+        .migration_flags()
+        .contains(MigrateFlags::POSTCOPY);
+    check_flags(
+        operation,
+        flags,
+        if postcopy { MAX_SPEED_POSTCOPY } else { 0 },
+    )?;
+    Ok(flags & MAX_SPEED_POSTCOPY != 0)
+}
+
+/// The running guest whose post-copy speed is set or read (libvirt's QEMU
+/// driver keeps it in QEMU, so the guest must run).
+async fn running(session: &Session, dom: &proto::NonnullDomain) -> Result<DomainRef> {
+    let dom = known(session, dom).await?;
+    if !session
+        .driver()?
+        .driver
+        .is_active(&dom)
+        .await
+        .map_err(err)?
+    {
+        return Err(err(migrated_core::Error::invalid("domain is not running")));
+    }
+    Ok(dom)
+}
+
+/// MIGRATE_SET_MAX_SPEED (207), MiB/s; with
+/// `VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY` the post-copy phase's speed (0 =
+/// unlimited), for the guest's later migrations and its running one (whose
+/// data plane hands it to the hypervisor).
 ///
 /// # Errors
-/// Unknown flags (POSTCOPY is not supported), a bandwidth above
-/// [`BANDWIDTH_MAX_MIB_S`] (`VIR_ERR_OVERFLOW`), `VIR_ERR_NO_DOMAIN`.
+/// Unknown flags (POSTCOPY where the driver has no post-copy), a bandwidth
+/// above [`BANDWIDTH_MAX_MIB_S`] (post-copy: above `u64::MAX` bytes/s in
+/// MiB/s; `VIR_ERR_OVERFLOW`), `VIR_ERR_NO_DOMAIN`, a post-copy speed of a
+/// guest that is not running (`VIR_ERR_OPERATION_INVALID`).
 pub async fn set_max_speed(
     handler: &Handler,
     session: &Session,
     a: proto::DomainMigrateSetMaxSpeedArgs,
 ) -> Result<()> {
-    check_flags("virDomainMigrateSetMaxSpeed", a.flags, 0)?;
-    if a.bandwidth > BANDWIDTH_MAX_MIB_S {
+    let postcopy = speed_flags(session, "virDomainMigrateSetMaxSpeed", a.flags)?;
+    let max = if postcopy {
+        u64::MAX / (1024 * 1024)
+    } else {
+        BANDWIDTH_MAX_MIB_S
+    };
+    if a.bandwidth > max {
         return Err(err(migrated_core::Error::Overflow {
             what: "bandwidth",
-            limit: BANDWIDTH_MAX_MIB_S + 1,
+            limit: max + 1,
         }));
     }
-    let dom = known(session, &a.dom).await?;
-    manager(handler, session)?
-        .registry()
-        .set_max_speed(&dom.uuid, a.bandwidth);
+    let registry = manager(handler, session)?;
+    let registry = registry.registry();
+    if postcopy {
+        let dom = running(session, &a.dom).await?;
+        registry.set_max_postcopy_speed(&dom.uuid, a.bandwidth);
+    } else {
+        let dom = known(session, &a.dom).await?;
+        registry.set_max_speed(&dom.uuid, a.bandwidth);
+    }
     Ok(())
 }
 
-/// MIGRATE_GET_MAX_SPEED (242).
+/// MIGRATE_GET_MAX_SPEED (242); with `VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY`
+/// the post-copy speed (0 = unlimited, as QEMU's parameter reads).
 ///
 /// # Errors
 /// As [`set_max_speed`].
@@ -245,15 +302,61 @@ pub async fn get_max_speed(
     session: &Session,
     a: proto::DomainMigrateGetMaxSpeedArgs,
 ) -> Result<proto::DomainMigrateGetMaxSpeedRet> {
-    check_flags("virDomainMigrateGetMaxSpeed", a.flags, 0)?;
-    let dom = known(session, &a.dom).await?;
+    let postcopy = speed_flags(session, "virDomainMigrateGetMaxSpeed", a.flags)?;
+    let dom = if postcopy {
+        running(session, &a.dom).await?
+    } else {
+        known(session, &a.dom).await?
+    };
     let tuning = manager(handler, session)?.registry().tuning(&dom.uuid);
-    // 0 is "not limited" here; libvirt reports that as the largest value.
-    let bandwidth = match tuning.max_speed_mib_s {
-        0 => BANDWIDTH_MAX_MIB_S,
-        set => set,
+    let bandwidth = match (postcopy, tuning.max_speed_mib_s) {
+        (true, _) => tuning.max_postcopy_speed_mib_s,
+        // 0 is "not limited" here; libvirt reports that as the largest value.
+        (false, 0) => BANDWIDTH_MAX_MIB_S,
+        (false, set) => set,
     };
     Ok(proto::DomainMigrateGetMaxSpeedRet { bandwidth })
+}
+
+/// MIGRATE_START_POST_COPY (364): asks the guest's outgoing migration,
+/// started with `VIR_MIGRATE_POSTCOPY`, to switch to post-copy (the data
+/// plane sends QEMU's `migrate-start-postcopy`), as libvirt's
+/// qemuDomainMigrateStartPostCopy.
+///
+/// # Errors
+/// Unknown flags; `VIR_ERR_NO_SUPPORT` from a driver without post-copy
+/// (the test driver, as libvirt's); `VIR_ERR_NO_DOMAIN`;
+/// `VIR_ERR_OPERATION_INVALID` for a guest that is not running, without an
+/// outgoing migration, or whose migration was started without
+/// `VIR_MIGRATE_POSTCOPY` (libvirt's words).
+pub async fn start_post_copy(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainMigrateStartPostCopyArgs,
+) -> Result<()> {
+    const OP: &str = "virDomainMigrateStartPostCopy";
+    let open = session.driver()?;
+    let support = open.driver.support();
+    if !support.implements(Procedure::DomainMigrateStartPostCopy) {
+        return Err(err(migrated_core::Error::NoSupport {
+            operation: OP,
+            driver: support.driver,
+        }));
+    }
+    check_flags(OP, a.flags, 0)?;
+    let dom = running(session, &a.dom).await?;
+    let job = manager(handler, session)?
+        .registry()
+        .get(&dom.uuid)
+        .filter(|j| matches!(j.phase(), Phase::Source(SourcePhase::Perform3)))
+        .ok_or_else(|| {
+            err(migrated_core::Error::invalid(
+                "post-copy can only be started while outgoing migration is in progress",
+            ))
+        })?;
+    job.request_postcopy().map_err(err)?;
+    tracing::info!(dom = %dom.name, "post-copy requested");
+    Ok(())
 }
 
 /// MIGRATE_SET_MAX_DOWNTIME (166), ms.

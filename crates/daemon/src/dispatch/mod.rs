@@ -317,6 +317,9 @@ pub async fn run(
         Call::DomainMigrateGetMaxSpeed(a) => {
             reply(p, &Box::pin(j::get_max_speed(handler, session, a)).await?)
         }
+        Call::DomainMigrateStartPostCopy(a) => {
+            reply(p, &Box::pin(j::start_post_copy(handler, session, a)).await?)
+        }
         Call::DomainMigrateGetCompressionCache(a) => {
             reply(p, &Box::pin(j::get_compression_cache(session, a)).await?)
         }

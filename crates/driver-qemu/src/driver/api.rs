@@ -533,6 +533,9 @@ impl Driver for QemuDriver {
         let (runtime, id) = self.read(|r| {
             let d = r.get(dom)?;
             match &d.live {
+                Some(l) if super::is_postcopy_source(l.state) => {
+                    Err(super::postcopy_source_stale())
+                }
                 Some(l) if l.state.state == DomainState::Paused => {
                     Ok((Arc::clone(&l.runtime), l.id))
                 }

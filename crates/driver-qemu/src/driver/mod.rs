@@ -44,7 +44,8 @@ use uuid::Uuid;
 
 use crate::process::{launch, LaunchPaths, QemuProcess};
 use crate::qmp::commands::{
-    Balloon, Cont, QueryChardev, QuerySpice, QueryStatus, QueryVnc, RunState,
+    Balloon, Cont, MigrationStatus, QueryChardev, QueryMigrate, QuerySpice, QueryStatus, QueryVnc,
+    RunState,
 };
 use crate::qmp::{Qmp, QmpConfig};
 use crate::spec::{has_balloon, launch_spec, set_aliases};
@@ -62,6 +63,39 @@ const EVENT_CAPACITY: usize = 1024;
 
 /// How long a graceful destroy waits for QEMU to exit after SIGTERM.
 const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A post-copy state change of a migrating guest
+/// ([`QemuDriver::mark_postcopy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PostcopyMark {
+    /// The source switched: the destination runs the guest.
+    SourceActive,
+    /// The source's post-copy stream broke.
+    SourceFailed,
+    /// The destination's post-copy stream broke.
+    DestinationFailed,
+    /// The destination received the last page.
+    DestinationCompleted,
+}
+
+/// Whether `state` is a post-copy source's (paused "post-copy" or
+/// "post-copy failed"): its memory is stale and it must not run.
+pub(crate) fn is_postcopy_source(state: StateReason) -> bool {
+    state.state == DomainState::Paused
+        && matches!(
+            state.reason,
+            paused_reason::POSTCOPY | paused_reason::POSTCOPY_FAILED
+        )
+}
+
+/// The refusal to run a post-copy source again.
+pub(crate) fn postcopy_source_stale() -> Error {
+    Error::invalid(
+        "the domain switched to post-copy migration: its memory on this host is stale, so it \
+         cannot run here; recover the migration (migrate --postcopy --postcopy-resume) or \
+         destroy this copy",
+    )
+}
 
 /// Where the driver keeps its files and how it talks to QEMU.
 #[derive(Debug, Clone)]
@@ -144,6 +178,31 @@ impl Shared {
         state: StateReason,
         event: Option<(LifecycleEvent, i32)>,
     ) {
+        self.record_state(uuid, id, state, event, |old| old.state != state.state);
+    }
+
+    /// Records `state` for run `id` when its state or reason differs (a
+    /// post-copy migration changes only the reason), then emits `event`.
+    fn set_state_reason(
+        &self,
+        uuid: &Uuid,
+        id: i32,
+        state: StateReason,
+        event: Option<(LifecycleEvent, i32)>,
+    ) {
+        self.record_state(uuid, id, state, event, |old| old != state);
+    }
+
+    /// Records `state` for run `id` when `changed` says the recorded one
+    /// differs: rewrites the status file, then emits `event`.
+    fn record_state(
+        &self,
+        uuid: &Uuid,
+        id: i32,
+        state: StateReason,
+        event: Option<(LifecycleEvent, i32)>,
+        changed: impl FnOnce(StateReason) -> bool,
+    ) {
         let Ok(mut reg) = self.lock() else { return };
         let Some(domain) = reg.domains.get_mut(uuid) else {
             return;
@@ -152,7 +211,7 @@ impl Shared {
         let Some(live) = domain.live.as_mut().filter(|l| l.id == id) else {
             return;
         };
-        if live.state.state == state.state {
+        if !changed(live.state) {
             return;
         }
         live.state = state;
@@ -489,7 +548,12 @@ impl QemuDriver {
     /// # Errors
     /// `VIR_ERR_NO_DOMAIN`, `VIR_ERR_OPERATION_INVALID` when it is not
     /// running, `VIR_ERR_OPERATION_FAILED` when `cont` fails.
-    pub async fn finish_incoming(&self, dom: &DomainRef, paused: bool) -> Result<DomainRef> {
+    pub async fn finish_incoming(
+        &self,
+        dom: &DomainRef,
+        paused: bool,
+        postcopy: bool,
+    ) -> Result<DomainRef> {
         let job = self.job(dom)?;
         let _job = job.lock().await;
         let (runtime, id) = self.read(|r| {
@@ -520,14 +584,20 @@ impl QemuDriver {
             // Recorded before `cont`: QEMU's RESUME event arrives ahead of the
             // reply, and the event task must find the state already changed
             // rather than record a plain "unpaused".
+            // In post-copy the guest runs while its pages still arrive.
+            let (reason, detail) = if postcopy {
+                (running_reason::POSTCOPY, event_detail::RESUMED_POSTCOPY)
+            } else {
+                (running_reason::MIGRATED, event_detail::RESUMED_MIGRATED)
+            };
             self.shared.set_state(
                 &dom.uuid,
                 id,
                 StateReason {
                     state: DomainState::Running,
-                    reason: running_reason::MIGRATED,
+                    reason,
                 },
-                Some((LifecycleEvent::Resumed, event_detail::RESUMED_MIGRATED)),
+                Some((LifecycleEvent::Resumed, detail)),
             );
             if let Err(e) = runtime.qmp.execute(&Cont).await {
                 self.shared.force_state(
@@ -570,16 +640,120 @@ impl QemuDriver {
         Ok(())
     }
 
+    /// Records the post-copy state of a migrating guest: on the source
+    /// paused "post-copy" (event suspended/post-copy) once the destination
+    /// runs it, paused "post-copy failed" once its stream broke; on the
+    /// destination running "post-copy failed" once its stream broke, and
+    /// running "migrated" (no event) once the last page arrived.
+    pub(crate) fn mark_postcopy(&self, dom: &DomainRef, mark: PostcopyMark) -> Result<()> {
+        let id = self.live_id(dom)?;
+        let (state, reason, event) = match mark {
+            PostcopyMark::SourceActive => (
+                DomainState::Paused,
+                paused_reason::POSTCOPY,
+                Some((LifecycleEvent::Suspended, event_detail::SUSPENDED_POSTCOPY)),
+            ),
+            PostcopyMark::SourceFailed => (
+                DomainState::Paused,
+                paused_reason::POSTCOPY_FAILED,
+                Some((
+                    LifecycleEvent::Suspended,
+                    event_detail::SUSPENDED_POSTCOPY_FAILED,
+                )),
+            ),
+            PostcopyMark::DestinationFailed => (
+                DomainState::Running,
+                running_reason::POSTCOPY_FAILED,
+                Some((
+                    LifecycleEvent::Resumed,
+                    event_detail::RESUMED_POSTCOPY_FAILED,
+                )),
+            ),
+            PostcopyMark::DestinationCompleted => {
+                (DomainState::Running, running_reason::MIGRATED, None)
+            }
+        };
+        self.shared
+            .set_state_reason(&dom.uuid, id, StateReason { state, reason }, event);
+        Ok(())
+    }
+
+    fn live_id(&self, dom: &DomainRef) -> Result<i32> {
+        self.read(|r| {
+            r.get(dom)?
+                .live
+                .as_ref()
+                .map(|l| l.id)
+                .ok_or_else(|| Error::invalid("domain is not running"))
+        })
+    }
+
+    /// Whether the source guest `dom` has switched to post-copy (recorded,
+    /// or as its QEMU reports now): its memory is stale, so it must never
+    /// run again here.
+    pub(crate) async fn source_in_postcopy(&self, dom: &DomainRef) -> Result<bool> {
+        let recorded = self.read(|r| {
+            Ok(r.get(dom)?
+                .live
+                .as_ref()
+                .is_some_and(|l| is_postcopy_source(l.state)))
+        })?;
+        if recorded {
+            return Ok(true);
+        }
+        let qmp = self.qmp(dom)?;
+        let info = qmp
+            .execute(&QueryMigrate)
+            .await
+            .map_err(|e| e.into_core("migration"))?;
+        Ok(info.status.is_some_and(MigrationStatus::is_postcopy))
+    }
+
+    /// Whether the incoming guest `dom` has switched to post-copy (recorded
+    /// as running "post-copy", or as its QEMU reports now): it is then the
+    /// only up-to-date copy of the guest. A QEMU that cannot be asked counts
+    /// as not switched.
+    pub(crate) async fn incoming_in_postcopy(&self, dom: &DomainRef) -> bool {
+        let recorded = self.read(|r| {
+            Ok(r.get(dom)?.live.as_ref().is_some_and(|l| {
+                l.state.state == DomainState::Running
+                    && matches!(
+                        l.state.reason,
+                        running_reason::POSTCOPY | running_reason::POSTCOPY_FAILED
+                    )
+            }))
+        });
+        if recorded.unwrap_or(false) {
+            return true;
+        }
+        let Ok(qmp) = self.qmp(dom) else {
+            return false;
+        };
+        match qmp.execute(&QueryMigrate).await {
+            Ok(info) => info.status.is_some_and(MigrationStatus::is_postcopy),
+            Err(_) => false,
+        }
+    }
+
     /// Makes sure a source guest runs again after its migration failed or
     /// was cancelled (QEMU resumes it by itself only in some failure paths).
+    /// A guest that switched to post-copy is never resumed: it is recorded
+    /// as paused "post-copy failed" and the call fails.
     ///
     /// # Errors
     /// `VIR_ERR_NO_DOMAIN`, `VIR_ERR_OPERATION_INVALID` when it is not
-    /// running, `VIR_ERR_OPERATION_FAILED` when `cont` fails.
+    /// running or is in post-copy, `VIR_ERR_OPERATION_FAILED` when `cont`
+    /// fails.
     pub async fn resume_migration_source(&self, dom: &DomainRef) -> Result<()> {
         let job = self.job(dom)?;
         let _job = job.lock().await;
         let runtime = self.runtime(dom)?;
+        if self.source_in_postcopy(dom).await? {
+            // The destination ran the guest: this memory is stale.
+            self.mark_postcopy(dom, PostcopyMark::SourceFailed)?;
+            warn!(dom = %dom.name, "post-copy migration failed: the source stays paused");
+            return Err(postcopy_source_stale());
+        }
         runtime.migrating.store(false, Ordering::SeqCst);
         let (id, state) = self.read(|r| {
             let live = r
@@ -909,27 +1083,54 @@ impl QemuDriver {
             .execute(&QueryStatus)
             .await
             .map_err(|e| e.into_core("reattach"))?;
-        let state = match run.status {
-            RunState::Running => StateReason {
-                state: DomainState::Running,
-                reason: if status.state == RecordedState::Running {
-                    status.reason
-                } else {
-                    running_reason::UNPAUSED
-                },
-            },
-            RunState::Inmigrate | RunState::Postmigrate | RunState::FinishMigrate => StateReason {
+        // A source that switched to post-copy stays paused for good: its
+        // memory is stale, whatever its QEMU's run state says.
+        let postcopy_source = match qmp.execute(&QueryMigrate).await.ok().and_then(|m| m.status) {
+            _ if run.status == RunState::Running => None,
+            Some(MigrationStatus::PostcopyActive | MigrationStatus::PostcopyRecover) => {
+                Some(paused_reason::POSTCOPY)
+            }
+            Some(MigrationStatus::PostcopyPaused) => Some(paused_reason::POSTCOPY_FAILED),
+            _ if status.state == RecordedState::Paused
+                && matches!(
+                    status.reason,
+                    paused_reason::POSTCOPY | paused_reason::POSTCOPY_FAILED
+                ) =>
+            {
+                Some(status.reason)
+            }
+            _ => None,
+        };
+        let state = if let Some(reason) = postcopy_source {
+            StateReason {
                 state: DomainState::Paused,
-                reason: paused_reason::MIGRATION,
-            },
-            _ => StateReason {
-                state: DomainState::Paused,
-                reason: if status.state == RecordedState::Paused {
-                    status.reason
-                } else {
-                    paused_reason::USER
+                reason,
+            }
+        } else {
+            match run.status {
+                RunState::Running => StateReason {
+                    state: DomainState::Running,
+                    reason: if status.state == RecordedState::Running {
+                        status.reason
+                    } else {
+                        running_reason::UNPAUSED
+                    },
                 },
-            },
+                RunState::Inmigrate | RunState::Postmigrate | RunState::FinishMigrate => {
+                    StateReason {
+                        state: DomainState::Paused,
+                        reason: paused_reason::MIGRATION,
+                    }
+                }
+                _ => StateReason {
+                    state: DomainState::Paused,
+                    reason: if status.state == RecordedState::Paused {
+                        status.reason
+                    } else {
+                        paused_reason::USER
+                    },
+                },
+            }
         };
         let runtime = Arc::new(Runtime {
             process: Arc::new(process),

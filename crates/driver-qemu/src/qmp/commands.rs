@@ -350,6 +350,16 @@ impl Command for MigrateContinue {
     type Reply = Empty;
 }
 
+/// `migrate-start-postcopy`: switch the outgoing migration to post-copy
+/// (needs the `postcopy-ram` capability on both ends).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct MigrateStartPostcopy;
+
+impl Command for MigrateStartPostcopy {
+    const NAME: &'static str = "migrate-start-postcopy";
+    type Reply = Empty;
+}
+
 /// `query-migrate`.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct QueryMigrate;
@@ -395,6 +405,16 @@ pub enum MigrationStatus {
     /// A status this driver does not know.
     #[serde(other)]
     Unknown,
+}
+
+impl MigrationStatus {
+    /// Whether the migration has switched to post-copy (and not ended).
+    pub fn is_postcopy(self) -> bool {
+        matches!(
+            self,
+            Self::PostcopyActive | Self::PostcopyPaused | Self::PostcopyRecover
+        )
+    }
 }
 
 /// Reply of `query-migrate`.
@@ -496,6 +516,8 @@ pub struct MigrationRam {
     /// kernel had copied pages after all (QEMU 7.1+; 0 without zero-copy,
     /// and over loopback every sync, the kernel copying what it loops back).
     pub dirty_sync_missed_zero_copy: u64,
+    /// Pages the destination asked for during post-copy.
+    pub postcopy_requests: u64,
 }
 
 /// One capability for `migrate-set-capabilities` (and of the
@@ -561,6 +583,9 @@ pub struct MigrateSetParameters {
     /// Bytes per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_bandwidth: Option<u64>,
+    /// Bytes per second of the post-copy phase; 0 = unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_postcopy_bandwidth: Option<u64>,
     /// Milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub downtime_limit: Option<u64>,

@@ -10,7 +10,8 @@ use crate::domain::DomainRef;
 use crate::error::{Error, Result};
 use crate::flags::MigrateFlags;
 use crate::job::{
-    JobHandle, JobOutcome, JobStats, Phase, RecoveryAction, SourceEvent, SourcePhase, TimeoutAction,
+    JobHandle, JobOutcome, JobStats, Phase, Postcopy, RecoveryAction, SourceEvent, SourcePhase,
+    TimeoutAction,
 };
 use crate::migration::backend::{BeginOut, DataOut};
 use crate::migration::fault::PausePoint;
@@ -505,6 +506,11 @@ impl Manager {
             .registry
             .get(&dom.uuid)
             .ok_or_else(|| Error::invalid(format!("no job is active on domain {}", dom.name)))?;
+        // The source's memory is stale once the destination runs the guest:
+        // cancelling now would lose it (libvirt's words).
+        if job.postcopy() == Postcopy::Active {
+            return Err(Error::invalid("cannot abort migration in post-copy mode"));
+        }
         match job.phase() {
             Phase::Source(SourcePhase::Begin3 { .. }) => {
                 let flags = MigrateFlags::empty();
