@@ -149,7 +149,7 @@ pub mod xdr {
     }
 }
 
-/// The interesting fields of a `remote_error` payload.
+/// A `remote_error` payload (`dom` and `net` skipped).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireError {
     /// virErrorNumber.
@@ -160,26 +160,61 @@ pub struct WireError {
     pub message: Option<String>,
     /// The level (2 = error).
     pub level: i32,
+    /// Extra string (libvirtd: the message's format, or a function name).
+    pub str1: Option<String>,
+    /// Extra string (libvirtd: the format's argument, or "flags").
+    pub str2: Option<String>,
+    /// Extra string.
+    pub str3: Option<String>,
+    /// Extra number.
+    pub int1: i32,
+    /// Extra number.
+    pub int2: i32,
 }
 
 impl WireError {
-    /// Decodes the first four fields of a `remote_error`.
+    /// Decodes a `remote_error`; `None` if it is malformed or has trailing bytes.
     pub fn decode(payload: &[u8]) -> Option<Self> {
         let mut pos = 0;
         let code = xdr::read_u32(payload, &mut pos)? as i32;
         let domain = xdr::read_u32(payload, &mut pos)? as i32;
-        let message = match xdr::read_u32(payload, &mut pos)? {
-            0 => None,
-            1 => Some(xdr::read_string(payload, &mut pos)?),
-            _ => return None,
-        };
+        let message = read_optional_string(payload, &mut pos)?;
         let level = xdr::read_u32(payload, &mut pos)? as i32;
-        Some(WireError {
+        // dom: optional remote_nonnull_domain (name, uuid, id).
+        if xdr::read_u32(payload, &mut pos)? == 1 {
+            xdr::read_string(payload, &mut pos)?;
+            pos = pos.checked_add(16 + 4).filter(|p| *p <= payload.len())?;
+        }
+        let str1 = read_optional_string(payload, &mut pos)?;
+        let str2 = read_optional_string(payload, &mut pos)?;
+        let str3 = read_optional_string(payload, &mut pos)?;
+        let int1 = xdr::read_u32(payload, &mut pos)? as i32;
+        let int2 = xdr::read_u32(payload, &mut pos)? as i32;
+        // net: optional remote_nonnull_network (name, uuid).
+        if xdr::read_u32(payload, &mut pos)? == 1 {
+            xdr::read_string(payload, &mut pos)?;
+            pos = pos.checked_add(16).filter(|p| *p <= payload.len())?;
+        }
+        (pos == payload.len()).then_some(WireError {
             code,
             domain,
             message,
             level,
+            str1,
+            str2,
+            str3,
+            int1,
+            int2,
         })
+    }
+}
+
+/// An XDR `string *`: `Some(None)` when absent, `None` when malformed.
+fn read_optional_string(buf: &[u8], pos: &mut usize) -> Option<Option<String>> {
+    match xdr::read_u32(buf, pos)? {
+        0 => Some(None),
+        1 => Some(Some(xdr::read_string(buf, pos)?)),
+        _ => None,
     }
 }
 

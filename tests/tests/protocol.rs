@@ -1,11 +1,12 @@
 //! The remote program as a libvirt client sees it, in raw bytes: the open
-//! sequence against libvirtd's recorded replies, and the daemon's answers to
-//! calls it must refuse (unknown procedure, event numbers, calls before
-//! CONNECT_OPEN, unknown URIs, read-only writes, unknown event ids).
+//! sequence and the QEMU driver's ERROR replies against libvirtd's recorded
+//! replies, and the daemon's answers to calls it must refuse (unknown
+//! procedure, event numbers, calls before CONNECT_OPEN, unknown URIs,
+//! read-only writes, unknown event ids).
 
 use std::path::PathBuf;
 
-use migrated_tests::raw::{proc_, xdr, Header, RawConn, ERROR, OK, REPLY};
+use migrated_tests::raw::{proc_, xdr, Header, RawConn, Reply, WireError, ERROR, OK, REPLY};
 use migrated_tests::Daemon;
 
 fn daemon() -> Daemon {
@@ -24,9 +25,11 @@ fn opened(daemon: &Daemon) -> RawConn {
     conn
 }
 
-fn captures_dir() -> Option<PathBuf> {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures/handshake-version");
+/// The recorded scenario `name` under /work/shared/captures.
+fn captures_dir(name: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/captures")
+        .join(name);
     if dir.is_dir() {
         return Some(dir);
     }
@@ -50,7 +53,9 @@ fn capture(dir: &PathBuf, prefix: &str) -> Vec<u8> {
 
 #[test]
 fn open_sequence_replies_match_libvirtd_byte_for_byte() {
-    let Some(dir) = captures_dir() else { return };
+    let Some(dir) = captures_dir("handshake-version") else {
+        return;
+    };
     let daemon = daemon();
     let mut conn = RawConn::connect(daemon.tcp_addr()).expect("connect");
     // (client message to send, libvirtd's reply to compare; None = compare status only)
@@ -351,8 +356,105 @@ fn unknown_domain_is_no_domain_with_the_name_in_the_message() {
         .call(proc_::DOMAIN_LOOKUP_BY_NAME, &xdr::string("nosuchguest"))
         .expect("reply");
     let err = reply.error().expect("refused");
-    assert_eq!(err.code, 42);
-    assert!(err.message.unwrap_or_default().contains("nosuchguest"));
+    // libvirtd's test driver raises it from VIR_FROM_TEST (12), filled as
+    // virReportError fills it: str1 the format, str2 the detail.
+    let detail = "no domain with matching name 'nosuchguest'";
+    assert_eq!((err.code, err.domain, err.level), (42, 12, 2), "{err:?}");
+    assert_eq!(
+        err.message.as_deref(),
+        Some(format!("Domain not found: {detail}").as_str())
+    );
+    assert_eq!(
+        (
+            err.str1.as_deref(),
+            err.str2.as_deref(),
+            err.str3.as_deref()
+        ),
+        (Some("Domain not found: %s"), Some(detail), None)
+    );
+    assert_eq!((err.int1, err.int2), (-1, -1));
+}
+
+/// The capture's guests on the QEMU driver, with the capture's UUIDs (the
+/// calls name them by UUID): defining does not start QEMU.
+fn define_capture_guests(conn: &mut RawConn) {
+    for (name, uuid) in [
+        ("capwguest", "6c1f2e3d-4a5b-4c6d-8e7f-8091a2b3c4d5"),
+        ("capwguest2", "6c1f2e3d-4a5b-4c6d-8e7f-8091a2b3c4d6"),
+    ] {
+        let xml = format!(
+            "<domain type='qemu'><name>{name}</name><uuid>{uuid}</uuid>\
+             <memory unit='MiB'>256</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='pc'>hvm</type></os></domain>"
+        );
+        let reply = conn
+            .call(proc_::DOMAIN_DEFINE_XML, &xdr::string(&xml))
+            .expect("reply");
+        assert_eq!(
+            reply.header.status,
+            OK,
+            "define {name}: {:?}",
+            reply.error()
+        );
+    }
+}
+
+/// Sends a recorded CALL of captures/errors; returns our reply and
+/// libvirtd's recorded one.
+fn replay(conn: &mut RawConn, dir: &PathBuf, call: &str, reply: &str) -> (Reply, Vec<u8>) {
+    let request = capture(dir, call);
+    conn.send(&request).expect("send");
+    let serial = u32::from_be_bytes([request[20], request[21], request[22], request[23]]);
+    let got = conn.read_reply_to(serial).expect("reply");
+    (got, capture(dir, reply))
+}
+
+/// The ERROR replies of captures/errors, replayed on a QEMU-driver
+/// connection. The lookup of 'nosuchguest' is libvirtd's bytes. The
+/// unknown GetXMLDesc flag is every field, except that our drivers name the
+/// public API in flag errors where libvirt names its driver function
+/// (qemuDomainGetXMLDesc). `--offline` without `--persistent` comes from
+/// the same domain with the same extras' shape, but our migration checks
+/// refuse it with their own code and words (ARGUMENT_UNSUPPORTED naming
+/// both flags) where libvirt says OPERATION_INVALID.
+fn qemu_errors_match_libvirtd(conn: &mut RawConn) {
+    let Some(dir) = captures_dir("errors") else {
+        return;
+    };
+    define_capture_guests(conn);
+
+    let (got, want) = replay(conn, &dir, "013-client-hostA", "014-hostA");
+    assert_eq!(
+        migrated_tests::raw::message(got.header, &got.payload),
+        want,
+        "lookup differs from libvirtd's: {:?}",
+        got.error()
+    );
+
+    let (got, want) = replay(conn, &dir, "075-client-hostA", "076-hostA");
+    let want = WireError::decode(&want[28..]).expect("captured remote_error");
+    let want = WireError {
+        message: want
+            .message
+            .map(|m| m.replace("qemuDomainGetXMLDesc", "virDomainGetXMLDesc")),
+        str1: Some("virDomainGetXMLDesc".to_owned()),
+        ..want
+    };
+    assert_eq!(got.error(), Some(want));
+
+    let (got, want) = replay(conn, &dir, "059-client-hostA", "060-hostA");
+    let got = got.error().expect("offline without persistent refused");
+    let want = WireError::decode(&want[28..]).expect("captured remote_error");
+    assert_eq!(
+        (got.domain, got.level, &got.str3, got.int1, got.int2),
+        (want.domain, want.level, &want.str3, want.int1, want.int2)
+    );
+    assert_eq!(got.str1.as_deref(), Some("argument unsupported: %s"));
+    let message = got.message.as_deref().unwrap_or_default();
+    assert_eq!(
+        got.str2.as_deref(),
+        message.strip_prefix("argument unsupported: ")
+    );
 }
 
 #[test]
@@ -371,6 +473,7 @@ fn qemu_uri_opens_the_qemu_driver_when_it_is_enabled() {
         xdr::read_string(&kind.payload, &mut 0).as_deref(),
         Some("QEMU")
     );
+    qemu_errors_match_libvirtd(&mut conn);
     // With qemu first, an empty name picks it as the default driver.
     let mut conn = RawConn::connect(daemon.tcp_addr()).expect("connect");
     let open = conn

@@ -7,18 +7,59 @@ use migrated_tests::{python, require_python_libvirt, Daemon};
 
 const HOSTNAME: &str = "migrated-python-host";
 
+/// The host name; and on the QEMU driver (no guest needed) a failed lookup
+/// as python3-libvirt reports it: from VIR_FROM_QEMU, with libvirt's
+/// extras, and printed by libvirt's default handler as "QEMU Driver error".
+const HOSTNAME_AND_QEMU_LOOKUP: &str = r#"
+import sys
+import libvirt
+print(libvirt.open(sys.argv[1]).getHostname())
+conn = libvirt.open(sys.argv[2])
+try:
+    conn.lookupByName("nosuchguest")
+except libvirt.libvirtError as e:
+    print("lookup", e.get_error_code(), e.get_error_domain(), e.get_str1(), "|", e.get_str2(),
+          e.get_int1())
+conn.close()
+"#;
+
 #[test]
 fn python_get_hostname_over_tcp() {
     if require_python_libvirt().is_none() {
         return;
     }
-    let daemon = Daemon::builder().tcp().hostname(HOSTNAME).spawn();
-    let out = python(&format!(
-        "import libvirt; print(libvirt.open('{}').getHostname())",
-        daemon.uri()
-    ));
+    let daemon = Daemon::builder()
+        .tcp()
+        .drivers("test,qemu")
+        .hostname(HOSTNAME)
+        .spawn();
+    let qemu_uri = format!("qemu+tcp://127.0.0.1:{}/system", daemon.tcp_port());
+    let script = format!(
+        "import sys; sys.argv[1:] = [{:?}, {:?}]\n{HOSTNAME_AND_QEMU_LOOKUP}",
+        daemon.uri(),
+        qemu_uri
+    );
+    let out = python(&script);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert_eq!(stdout_of(&out).trim(), HOSTNAME);
+    let stdout = stdout_of(&out);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&HOSTNAME), "{stdout}");
+    // 42 = VIR_ERR_NO_DOMAIN, 10 = VIR_FROM_QEMU, as libvirtd's QEMU driver
+    // (captures/errors).
+    assert!(
+        lines.contains(
+            &"lookup 42 10 Domain not found: %s | no domain with matching name 'nosuchguest' -1"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stderr_of(&out).contains(
+            "libvirt: QEMU Driver error : Domain not found: no domain with matching name \
+             'nosuchguest'"
+        ),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 const LIFECYCLE: &str = r#"
@@ -48,8 +89,14 @@ try:
     dom.create()
     print("create-again ok")
 except libvirt.libvirtError as e:
-    print("create-again", e.get_error_code())
+    print("create-again", e.get_error_code(), e.get_error_domain())
     print("create-again-msg", e.get_error_message())
+try:
+    dom.XMLDesc(1 << 30)
+    print("xml-flags ok")
+except libvirt.libvirtError as e:
+    print("xml-flags", e.get_error_code(), e.get_error_domain(), e.get_str1(), e.get_str2(),
+          e.get_int1())
 info, maps = dom.vcpus()
 print("vcpus", [(v[0], v[1]) for v in info], "maps", maps)
 print("max-vcpus", dom.maxVcpus())
@@ -61,7 +108,7 @@ try:
     dom.openConsole(None, conn.newStream(0), 0)
     print("console ok")
 except libvirt.libvirtError as e:
-    print("console", e.get_error_code())
+    print("console", e.get_error_code(), e.get_error_domain())
 dom.setMemoryFlags(2048, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 print("memory", dom.info()[2])
 dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, "from python", None, None,
@@ -71,7 +118,7 @@ try:
     dom.metadata(libvirt.VIR_DOMAIN_METADATA_TITLE, None, 0)
     print("title ok")
 except libvirt.libvirtError as e:
-    print("title", e.get_error_code())
+    print("title", e.get_error_code(), e.get_error_domain())
 dom.suspend()
 dom.resume()
 dom.destroy()
@@ -88,8 +135,9 @@ try:
     conn.lookupByName("py-guest")
     print("lookup ok")
 except libvirt.libvirtError as e:
-    print("lookup", e.get_error_code())
+    print("lookup", e.get_error_code(), e.get_error_domain())
     print("lookup-msg", e.get_error_message())
+    print("lookup-extras", e.get_str1(), "|", e.get_str2(), e.get_int1(), e.get_int2())
 
 ro = libvirt.openReadOnly(URI)
 print("ro-list", len(ro.listAllDomains()))
@@ -105,7 +153,7 @@ try:
     ro.defineXML(XML)
     print("ro-define ok")
 except libvirt.libvirtError as e:
-    print("ro-define", e.get_error_code())
+    print("ro-define", e.get_error_code(), e.get_error_domain())
 ro.close()
 conn.close()
 "#;
@@ -122,8 +170,14 @@ fn python_lifecycle_delivers_events_and_libvirt_error_codes() {
     let lines: Vec<&str> = stdout.lines().collect();
     // state 1 = RUNNING
     assert!(lines.contains(&"state 1 active 1 persistent 1"), "{stdout}");
-    // 55 = VIR_ERR_OPERATION_INVALID ("domain is already running")
-    assert!(lines.contains(&"create-again 55"), "{stdout}");
+    // 55 = VIR_ERR_OPERATION_INVALID ("domain is already running"), raised
+    // by the driver: 12 = VIR_FROM_TEST, as libvirtd's test driver.
+    assert!(lines.contains(&"create-again 55 12"), "{stdout}");
+    // virCheckFlags: 8 = VIR_ERR_INVALID_ARG, str1 the function, str2 "flags", int1 0.
+    assert!(
+        lines.contains(&"xml-flags 8 12 virDomainGetXMLDesc flags 0"),
+        "{stdout}"
+    );
     // virDomainGetVcpus through python3-libvirt needs virNodeGetCPUMap too.
     assert!(
         lines.contains(&"vcpus [(0, 1)] maps [(True, True, True, True, True, True, True, True, True, True, True, True, True, True, True, True)]"),
@@ -132,17 +186,24 @@ fn python_lifecycle_delivers_events_and_libvirt_error_codes() {
     assert!(lines.contains(&"max-vcpus 1"), "{stdout}");
     assert!(lines.contains(&"mem-keys ['actual', 'rss']"), "{stdout}");
     assert!(lines.contains(&"stats [('py-guest', 1)]"), "{stdout}");
-    // libvirt's test driver has no console: 3 = VIR_ERR_NO_SUPPORT
-    assert!(lines.contains(&"console 3"), "{stdout}");
+    // libvirt's test driver has no console: 3 = VIR_ERR_NO_SUPPORT, from
+    // the API layer (20 = VIR_FROM_DOMAIN)
+    assert!(lines.contains(&"console 3 20"), "{stdout}");
     assert!(lines.contains(&"memory 2048"), "{stdout}");
     assert!(lines.contains(&"desc from python"), "{stdout}");
-    // 80 = VIR_ERR_NO_DOMAIN_METADATA
-    assert!(lines.contains(&"title 80"), "{stdout}");
+    // 80 = VIR_ERR_NO_DOMAIN_METADATA, from src/conf (20 = VIR_FROM_DOMAIN)
+    assert!(lines.contains(&"title 80 20"), "{stdout}");
     // DEFINED, STARTED, SUSPENDED, RESUMED, STOPPED, UNDEFINED
     assert!(lines.contains(&"events [0, 2, 3, 4, 5, 1]"), "{stdout}");
     assert!(lines.contains(&"names ['py-guest']"), "{stdout}");
     // 42 = VIR_ERR_NO_DOMAIN
-    assert!(lines.contains(&"lookup 42"), "{stdout}");
+    assert!(lines.contains(&"lookup 42 12"), "{stdout}");
+    assert!(
+        lines.contains(
+            &"lookup-extras Domain not found: %s | no domain with matching name 'py-guest' -1 -1"
+        ),
+        "{stdout}"
+    );
     // libvirt's own wording (virErrorMsgStrings), capital letter included
     assert!(
         lines.contains(&"lookup-msg Domain not found: no domain with matching name 'py-guest'"),
@@ -155,8 +216,8 @@ fn python_lifecycle_delivers_events_and_libvirt_error_codes() {
         "{stdout}"
     );
     assert!(lines.contains(&"ro-list 0"), "{stdout}");
-    // 29 = VIR_ERR_OPERATION_DENIED
-    assert!(lines.contains(&"ro-define 29"), "{stdout}");
+    // 29 = VIR_ERR_OPERATION_DENIED, from the API layer's read-only check
+    assert!(lines.contains(&"ro-define 29 20"), "{stdout}");
     assert!(lines.contains(&"ro-xml True"), "{stdout}");
     // passwords (SECURE) are not for read-only connections
     assert!(lines.contains(&"ro-secure 29"), "{stdout}");

@@ -56,6 +56,10 @@ pub enum Error {
         domain: i32,
         /// The server's message (what virsh prints after `error: `).
         message: String,
+        /// The whole `remote_error` as received, extras (`str1`…`int2`)
+        /// included, so that a daemon relaying a peer's error (peer-to-peer
+        /// migration) passes it on unchanged as libvirt's remote driver does.
+        wire: Box<WireError>,
     },
     /// The call could not be carried out at the RPC level (closed, timeout, ...).
     #[error("{procedure} failed")]
@@ -122,8 +126,8 @@ impl Error {
     }
 
     /// Builds [`Error::Remote`] from a decoded `remote_error`.
-    pub(crate) fn from_wire(procedure: &'static str, wire: WireError) -> Self {
-        let message = wire.message.unwrap_or_else(|| {
+    pub fn from_wire(procedure: &'static str, wire: WireError) -> Self {
+        let message = wire.message.clone().unwrap_or_else(|| {
             format!("unknown error (code {}, domain {})", wire.code, wire.domain)
         });
         Self::Remote {
@@ -131,6 +135,7 @@ impl Error {
             code: wire.code,
             domain: wire.domain,
             message,
+            wire: Box::new(wire),
         }
     }
 

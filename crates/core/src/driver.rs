@@ -633,6 +633,7 @@ mod tests {
 
     static EMPTY: SupportTable = SupportTable {
         driver: "Empty",
+        error_domain: crate::error::ErrorDomain::Domain,
         procedures: &[],
         migration_flags: 0,
         migration_params: &[],

@@ -86,6 +86,50 @@ pub enum ErrorCode {
     MultipleDomains = 110,
 }
 
+impl ErrorCode {
+    /// libvirt's message format for this code with a detail (`virErrorMsg`
+    /// with info, the `msginfo` column of `virErrorMsgStrings` in
+    /// src/util/virerror.c): the `str1` libvirtd sends, whose one `%s` is
+    /// the detail it sends as `str2`.
+    pub fn format(self) -> &'static str {
+        match self {
+            ErrorCode::Ok | ErrorCode::SystemError | ErrorCode::Rpc => "%s",
+            ErrorCode::InternalError => "internal error: %s",
+            ErrorCode::NoSupport => "this function is not supported by the connection driver: %s",
+            ErrorCode::NoConnect => "no connection driver available for %s",
+            ErrorCode::InvalidDomain => "invalid domain pointer in %s",
+            ErrorCode::InvalidArg => "invalid argument: %s",
+            ErrorCode::OperationFailed => "operation failed: %s",
+            ErrorCode::XmlError => "XML error: %s",
+            ErrorCode::OperationDenied => "operation forbidden: %s",
+            ErrorCode::NoDomain => "Domain not found: %s",
+            ErrorCode::NoStoragePool => "Storage pool not found: %s",
+            ErrorCode::AuthFailed => "authentication failed: %s",
+            ErrorCode::OperationInvalid => "Requested operation is not valid: %s",
+            ErrorCode::ConfigUnsupported => "unsupported configuration: %s",
+            ErrorCode::OperationTimeout => "Timed out during operation: %s",
+            ErrorCode::MigratePersistFailed => {
+                "Failed to make domain persistent after migration: %s"
+            }
+            ErrorCode::ArgumentUnsupported => "argument unsupported: %s",
+            ErrorCode::OperationAborted => "operation aborted: %s",
+            ErrorCode::NoDomainMetadata => "metadata not found: %s",
+            ErrorCode::MigrateUnsafe => "Unsafe migration: %s",
+            ErrorCode::Overflow => "numerical overflow: %s",
+            ErrorCode::OperationUnsupported => "Operation not supported: %s",
+            ErrorCode::ResourceBusy => "resource busy: %s",
+            ErrorCode::AccessDenied => "access denied: %s",
+            ErrorCode::CpuIncompatible => "the CPU is incompatible with host CPU: %s",
+            ErrorCode::MigrateFinishOk => "migration successfully aborted: %s",
+            ErrorCode::MultipleDomains => "multiple matching domains found: %s",
+        }
+    }
+}
+
+/// The reason of libvirt's `virDomainObjCheckActive` (src/conf, so reported
+/// from `VIR_FROM_DOMAIN` whichever driver asks).
+pub const DOMAIN_NOT_RUNNING: &str = "domain is not running";
+
 /// libvirt's `virErrorDomain` values ("which subsystem"), include/libvirt/virterror.h.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i32)]
@@ -490,47 +534,75 @@ impl Error {
         }
     }
 
-    /// The libvirt error domain this error is reported with.
-    ///
-    /// Hypervisor-side migration failures use `VIR_FROM_QEMU` whatever the driver:
-    /// stock clients only let Finish's error replace Perform's when both come from
-    /// that domain (libvirt-wire.md §8.6), and we want the same reporting with the
-    /// test driver that users get with QEMU.
+    /// The libvirt error domain of an error raised outside any driver (a
+    /// client, or a daemon connection with no driver open): [`Error::origin`],
+    /// or `VIR_FROM_DOMAIN` for errors a driver would raise.
     pub fn domain(&self) -> ErrorDomain {
+        self.domain_for(ErrorDomain::Domain)
+    }
+
+    /// The libvirt error domain this error is reported with on a connection
+    /// served by a driver whose `VIR_FROM_THIS` is `driver` (see
+    /// [`crate::support::SupportTable::error_domain`]).
+    pub fn domain_for(&self, driver: ErrorDomain) -> ErrorDomain {
+        self.origin().unwrap_or(driver)
+    }
+
+    /// The error domain of an error libvirt raises outside the hypervisor
+    /// driver, `None` for one the driver raises itself.
+    ///
+    /// libvirt picks the domain from `VIR_FROM_THIS` of the file that raises
+    /// the error: the driver's own (`VIR_FROM_QEMU`, `VIR_FROM_TEST`) for
+    /// lookups, state checks, flag checks and most other domain-API errors;
+    /// `VIR_FROM_DOMAIN` for what src/conf raises (XML parsing, name clashes,
+    /// metadata, `virDomainObjCheckActive`'s "domain is not running") and for
+    /// the API layer's own refusals (no driver implementation, read-only);
+    /// `VIR_FROM_NONE` for src/util (typed-parameter validation, the job lock).
+    ///
+    /// Hypervisor-side migration failures are `VIR_FROM_QEMU` whatever the
+    /// driver: stock clients only let Finish's error replace Perform's when
+    /// both come from that domain (libvirt-wire.md §8.6), and we want the same
+    /// reporting with the test driver (which libvirt's has no migration to
+    /// compare with) that users get with QEMU.
+    pub fn origin(&self) -> Option<ErrorDomain> {
         match self {
-            Error::NoSupport { .. } => ErrorDomain::Domain,
-            Error::NoDomain { .. } => ErrorDomain::Domain,
-            Error::DomainExists { .. } => ErrorDomain::Domain,
-            Error::OperationInvalid { .. } => ErrorDomain::Domain,
-            Error::OperationUnsupported { .. } => ErrorDomain::Domain,
-            Error::OperationDenied { .. } => ErrorDomain::Domain,
-            Error::InvalidArg { .. } | Error::Overflow { .. } => ErrorDomain::Domain,
-            Error::UnknownFlags { .. } => ErrorDomain::Domain,
-            Error::ArgumentUnsupported { .. } => ErrorDomain::Domain,
-            Error::ArgumentConflict { .. } => ErrorDomain::Domain,
-            Error::ArgumentRefused { .. } => ErrorDomain::Qemu,
-            Error::Xml(_) => ErrorDomain::Domain,
-            Error::ConfigUnsupported { .. } => ErrorDomain::Domain,
-            Error::OperationFailed { .. } => ErrorDomain::Qemu,
-            Error::NoStoragePool { .. } => ErrorDomain::Storage,
-            Error::OperationAborted { .. } => ErrorDomain::Qemu,
-            Error::OperationTimeout { .. } => ErrorDomain::Domain,
-            Error::JobLockTimeout { .. } => ErrorDomain::None,
-            Error::MigrateUnsafe { .. } => ErrorDomain::Qemu,
-            Error::MigratePersistFailed { .. } => ErrorDomain::Qemu,
-            Error::MigrateFinishOk => ErrorDomain::Qemu,
-            Error::CpuIncompatible { .. } => ErrorDomain::Domain,
-            Error::TooManyParams { .. } => ErrorDomain::Rpc,
-            Error::ParamNameTooLong { .. } => ErrorDomain::Domain,
-            Error::ParamDuplicate { .. } => ErrorDomain::Domain,
-            Error::ParamType { .. } => ErrorDomain::Domain,
-            Error::ParamUnsupported { .. } => ErrorDomain::Domain,
-            Error::ResourceBusy { .. } => ErrorDomain::Domain,
-            Error::MigrateCookieTooLarge { .. } => ErrorDomain::Domain,
-            Error::MigrateCookie { .. } => ErrorDomain::Domain,
-            Error::NoDomainMetadata => ErrorDomain::Domain,
-            Error::Internal { .. } => ErrorDomain::Domain,
-            Error::System { .. } => ErrorDomain::Domain,
+            Error::NoSupport { .. }
+            | Error::DomainExists { .. }
+            | Error::OperationDenied { .. }
+            | Error::Xml(_)
+            | Error::CpuIncompatible { .. }
+            | Error::NoDomainMetadata => Some(ErrorDomain::Domain),
+            Error::OperationInvalid { reason } if reason == DOMAIN_NOT_RUNNING => {
+                Some(ErrorDomain::Domain)
+            }
+            Error::OperationFailed { .. }
+            | Error::OperationAborted { .. }
+            | Error::MigrateUnsafe { .. }
+            | Error::MigratePersistFailed { .. }
+            | Error::MigrateFinishOk => Some(ErrorDomain::Qemu),
+            Error::NoStoragePool { .. } => Some(ErrorDomain::Storage),
+            Error::TooManyParams { .. } => Some(ErrorDomain::Rpc),
+            Error::JobLockTimeout { .. }
+            | Error::ParamNameTooLong { .. }
+            | Error::ParamDuplicate { .. }
+            | Error::ParamType { .. }
+            | Error::ParamUnsupported { .. } => Some(ErrorDomain::None),
+            Error::NoDomain { .. }
+            | Error::OperationInvalid { .. }
+            | Error::OperationUnsupported { .. }
+            | Error::InvalidArg { .. }
+            | Error::Overflow { .. }
+            | Error::UnknownFlags { .. }
+            | Error::ArgumentUnsupported { .. }
+            | Error::ArgumentConflict { .. }
+            | Error::ArgumentRefused { .. }
+            | Error::ConfigUnsupported { .. }
+            | Error::OperationTimeout { .. }
+            | Error::ResourceBusy { .. }
+            | Error::MigrateCookieTooLarge { .. }
+            | Error::MigrateCookie { .. }
+            | Error::Internal { .. }
+            | Error::System { .. } => None,
         }
     }
 }
@@ -556,7 +628,7 @@ mod tests {
                     key: DomainKey::Uuid(uuid),
                 },
                 42,
-                20,
+                12,
             ),
             (
                 Error::DomainExists {
@@ -572,7 +644,7 @@ mod tests {
                     limit: 8_796_093_022_208,
                 },
                 82,
-                20,
+                12,
             ),
             (Error::invalid("domain is not running"), 55, 20),
             (
@@ -580,7 +652,7 @@ mod tests {
                     reason: "summary statistics are not supported yet".into(),
                 },
                 84,
-                20,
+                12,
             ),
             (
                 Error::OperationDenied {
@@ -595,7 +667,7 @@ mod tests {
                     reason: "x".into(),
                 },
                 8,
-                20,
+                12,
             ),
             (
                 Error::UnknownFlags {
@@ -603,7 +675,7 @@ mod tests {
                     unknown: 0x80,
                 },
                 8,
-                20,
+                12,
             ),
             (
                 Error::ArgumentUnsupported {
@@ -611,7 +683,7 @@ mod tests {
                     driver: "Test",
                 },
                 74,
-                20,
+                12,
             ),
             (
                 Error::ArgumentConflict {
@@ -619,10 +691,10 @@ mod tests {
                     second: "b".into(),
                 },
                 74,
-                20,
+                12,
             ),
-            (Error::ArgumentRefused { reason: "x".into() }, 74, 10),
-            (Error::ConfigUnsupported { reason: "x".into() }, 67, 20),
+            (Error::ArgumentRefused { reason: "x".into() }, 74, 12),
+            (Error::ConfigUnsupported { reason: "x".into() }, 67, 12),
             (
                 Error::OperationFailed {
                     operation: "migration",
@@ -644,7 +716,7 @@ mod tests {
                     millis: 30_000,
                 },
                 68,
-                20,
+                12,
             ),
             (
                 Error::JobLockTimeout {
@@ -672,9 +744,9 @@ mod tests {
                     max: 79,
                 },
                 8,
-                20,
+                0,
             ),
-            (Error::ParamDuplicate { key: "k".into() }, 8, 20),
+            (Error::ParamDuplicate { key: "k".into() }, 8, 0),
             (
                 Error::ParamType {
                     key: "k".into(),
@@ -682,10 +754,10 @@ mod tests {
                     actual: "string",
                 },
                 8,
-                20,
+                0,
             ),
-            (Error::ParamUnsupported { key: "k".into() }, 74, 20),
-            (Error::ResourceBusy { reason: "x".into() }, 87, 20),
+            (Error::ParamUnsupported { key: "k".into() }, 74, 0),
+            (Error::ResourceBusy { reason: "x".into() }, 87, 12),
             (Error::NoStoragePool { reason: "x".into() }, 49, 18),
             (
                 Error::MigrateCookieTooLarge {
@@ -693,23 +765,58 @@ mod tests {
                     max: 16384,
                 },
                 74,
-                20,
+                12,
             ),
-            (Error::MigrateCookie { reason: "x".into() }, 1, 20),
-            (Error::internal("x"), 1, 20),
+            (Error::MigrateCookie { reason: "x".into() }, 1, 12),
+            (Error::internal("x"), 1, 12),
             (
                 Error::system("write f", io::Error::other("disk full")),
                 38,
-                20,
+                12,
             ),
         ]
     }
 
     #[test]
     fn every_variant_maps_to_the_pinned_libvirt_numbers() {
+        // The domains are those on a test-driver connection (VIR_FROM_TEST, 12).
         for (err, code, domain) in samples() {
             assert_eq!(err.code() as i32, code, "code of {err:?}");
-            assert_eq!(err.domain() as i32, domain, "domain of {err:?}");
+            assert_eq!(
+                err.domain_for(ErrorDomain::Test) as i32,
+                domain,
+                "domain of {err:?}"
+            );
+            let outside = err.origin().unwrap_or(ErrorDomain::Domain);
+            assert_eq!(err.domain(), outside, "domain of {err:?} outside a driver");
+        }
+    }
+
+    #[test]
+    fn driver_raised_errors_take_the_serving_drivers_domain() {
+        let lookup = Error::NoDomain {
+            key: DomainKey::Name("nosuchguest".into()),
+        };
+        assert_eq!(lookup.domain_for(ErrorDomain::Qemu), ErrorDomain::Qemu);
+        assert_eq!(lookup.domain_for(ErrorDomain::Test), ErrorDomain::Test);
+        // virDomainObjCheckActive lives in src/conf.
+        let inactive = Error::invalid(DOMAIN_NOT_RUNNING);
+        assert_eq!(inactive.domain_for(ErrorDomain::Qemu), ErrorDomain::Domain);
+        let busy = Error::invalid("domain is already running");
+        assert_eq!(busy.domain_for(ErrorDomain::Qemu), ErrorDomain::Qemu);
+        // Perform's failure stays VIR_FROM_QEMU for the §8.6 rule.
+        let failed = Error::OperationFailed {
+            operation: "migration",
+            reason: "x".into(),
+        };
+        assert_eq!(failed.domain_for(ErrorDomain::Test), ErrorDomain::Qemu);
+    }
+
+    #[test]
+    fn formats_have_one_placeholder_after_the_libvirt_prefixes() {
+        for (err, _, _) in samples() {
+            let format = err.code().format();
+            assert_eq!(format.matches("%s").count(), 1, "{format}");
         }
     }
 

@@ -122,6 +122,7 @@ mod tests {
 
     const SAMPLE: SupportTable = SupportTable {
         driver: "Sample",
+        error_domain: crate::error::ErrorDomain::Domain,
         procedures: &[(Procedure::DomainSuspend, "0.3.0")],
         migration_flags: MigrateFlags::LIVE.bits() | MigrateFlags::OFFLINE.bits(),
         migration_params: &[migrate_param::BANDWIDTH],

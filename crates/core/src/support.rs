@@ -115,6 +115,10 @@ pub struct MigrationDefaults {
 pub struct SupportTable {
     /// Driver name as `CONNECT_GET_TYPE` reports it ("Test", "QEMU").
     pub driver: &'static str,
+    /// The `virErrorDomain` of the errors the driver raises itself (its
+    /// `VIR_FROM_THIS`: `VIR_FROM_QEMU`, `VIR_FROM_TEST`); see
+    /// [`crate::Error::origin`].
+    pub error_domain: crate::error::ErrorDomain,
     /// Implemented procedures with the `migrated` version they appeared in.
     pub procedures: &'static [(Procedure, &'static str)],
     /// Supported `VIR_MIGRATE_*` bits.
@@ -201,6 +205,7 @@ mod tests {
 
     const TABLE: SupportTable = SupportTable {
         driver: "Sample",
+        error_domain: crate::error::ErrorDomain::Domain,
         procedures: &[
             (Procedure::DomainSuspend, "0.1.0"),
             (Procedure::DomainResume, "0.2.0"),

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 static SUPPORT: SupportTable = SupportTable {
     driver: "Fake",
+    error_domain: migrated_core::error::ErrorDomain::Domain,
     procedures: &[],
     migration_flags: MigrateFlags::LIVE.bits()
         | MigrateFlags::PEER2PEER.bits()

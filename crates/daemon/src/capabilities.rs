@@ -215,6 +215,7 @@ mod tests {
     fn table(flags: MigrateFlags) -> SupportTable {
         SupportTable {
             driver: "Fake",
+            error_domain: migrated_core::error::ErrorDomain::Domain,
             procedures: &[],
             migration_flags: flags.bits(),
             migration_params: &["migrate_uri"],

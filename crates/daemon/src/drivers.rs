@@ -265,6 +265,7 @@ mod tests {
 
     static FAKE: SupportTable = SupportTable {
         driver: "Fake",
+        error_domain: migrated_core::error::ErrorDomain::Domain,
         procedures: &[],
         migration_flags: 0,
         migration_params: &[],

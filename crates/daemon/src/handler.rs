@@ -327,6 +327,11 @@ impl Dispatcher for Handler {
         let started = std::time::Instant::now();
         let procedure = procedure_name(ctx.header.prog, ctx.header.proc_);
         let metrics = self.metrics.clone();
+        // Errors the driver raises carry its domain (libvirt's VIR_FROM_THIS).
+        let driver_domain = session
+            .driver()
+            .ok()
+            .map(|open| open.driver.support().error_domain);
         let result = async move {
             if ctx.header.prog == migrated_proto::MIGRATED_PROGRAM {
                 let proc_ = migrated_proto::MigratedProcedure::from_i32(ctx.header.proc_)
@@ -349,7 +354,7 @@ impl Dispatcher for Handler {
             result
         };
         async move {
-            let result = result.await;
+            let result = wire::with_driver_domain(driver_domain, result).await;
             if let Some(metrics) = metrics {
                 let error = result.as_ref().err().map(|e| e.code);
                 metrics.record_call(procedure, started.elapsed(), error);

@@ -6,8 +6,17 @@
 //! happen before a driver is involved (unknown procedure, connection not
 //! open, read-only refusal, undecodable arguments), with libvirtd's codes
 //! and wording so stock clients print what users know.
+//!
+//! Every error is filled as libvirt's `virReportErrorHelper` fills it:
+//! `str1` is the code's message format ("Domain not found: %s"), `str2` the
+//! detail, `int1` = `int2` = -1; flag errors are `virCheckFlags`'s (`str1` =
+//! function, `str2` = "flags", `int1` = `int2` = 0) and system errors carry
+//! the errno in `int1`. The domain of an error the driver raises is the
+//! driver's (`VIR_FROM_QEMU`, `VIR_FROM_TEST`): the call being dispatched
+//! runs inside [`with_driver_domain`], which [`to_wire_error`] reads.
 
 use std::error::Error as StdError;
+use std::future::Future;
 
 use migrated_core::error::{ErrorCode, ErrorDomain};
 use migrated_rpc::WireError;
@@ -15,18 +24,57 @@ use migrated_rpc::WireError;
 /// `VIR_ERR_ERROR`: the level of every error we send.
 const LEVEL_ERROR: i32 = 2;
 
-/// Builds the `remote_error` for a failed call: code and domain from the
-/// error's exhaustive mapping, message = the error and its causes joined
-/// with ": ", `str1` = the message (clients show `message`; `str1` mirrors it
-/// as libvirtd fills it with the text too).
+tokio::task_local! {
+    /// `VIR_FROM_THIS` of the driver serving the call being dispatched.
+    static DRIVER_DOMAIN: ErrorDomain;
+}
+
+/// Runs `call` with `domain` as the domain of the errors its driver raises
+/// ([`migrated_core::Error::origin`] `None`). Without it, or with `None`
+/// (no driver open yet), those errors are reported from `VIR_FROM_DOMAIN`.
+pub async fn with_driver_domain<F: Future>(domain: Option<ErrorDomain>, call: F) -> F::Output {
+    match domain {
+        Some(domain) => DRIVER_DOMAIN.scope(domain, call).await,
+        None => call.await,
+    }
+}
+
+/// Builds the `remote_error` for a failed call: code from the error's
+/// exhaustive mapping, domain from its origin or else the serving driver's
+/// ([`with_driver_domain`]), message = the error and its causes joined
+/// with ": ", and the extras as libvirtd fills them (module doc).
 pub fn to_wire_error(err: &migrated_core::Error) -> WireError {
-    wire(err.code(), err.domain(), flatten(err))
+    let driver = DRIVER_DOMAIN
+        .try_with(|domain| *domain)
+        .unwrap_or(ErrorDomain::Domain);
+    to_wire_error_for(err, driver)
+}
+
+/// [`to_wire_error`] on a connection served by a driver whose
+/// `VIR_FROM_THIS` is `driver`.
+pub fn to_wire_error_for(err: &migrated_core::Error, driver: ErrorDomain) -> WireError {
+    let mut wire = libvirt_error(err.code(), err.domain_for(driver), flatten(err));
+    match err {
+        // virCheckFlags → virReportInvalidArg(flags, …).
+        migrated_core::Error::UnknownFlags { operation, .. } => {
+            wire.str1 = Some((*operation).to_owned());
+            wire.str2 = Some("flags".to_owned());
+            wire.int1 = 0;
+            wire.int2 = 0;
+        }
+        // virReportSystemError keeps the errno.
+        migrated_core::Error::System { source, .. } => {
+            wire.int1 = source.raw_os_error().unwrap_or(-1);
+        }
+        _ => {}
+    }
+    wire
 }
 
 /// "unknown procedure: N" (`VIR_ERR_RPC` / `VIR_FROM_RPC`), also the answer
 /// to an event procedure sent as a CALL.
 pub fn unknown_procedure(number: i32) -> WireError {
-    wire(
+    libvirt_error(
         ErrorCode::Rpc,
         ErrorDomain::Rpc,
         format!("unknown procedure: {number}"),
@@ -36,7 +84,7 @@ pub fn unknown_procedure(number: i32) -> WireError {
 /// Arguments over a limit of the protocol (`VIR_ERR_RPC` / `VIR_FROM_RPC`),
 /// e.g. "maxinfo > REMOTE_VCPUINFO_MAX", as libvirtd's dispatcher says it.
 pub fn rpc_error(text: &str) -> WireError {
-    wire(ErrorCode::Rpc, ErrorDomain::Rpc, text.to_owned())
+    libvirt_error(ErrorCode::Rpc, ErrorDomain::Rpc, text.to_owned())
 }
 
 /// A call that needs CONNECT_OPEN first (`VIR_ERR_INTERNAL_ERROR`).
@@ -46,7 +94,7 @@ pub fn not_open() -> WireError {
 
 /// A write procedure on a read-only connection (`VIR_ERR_OPERATION_DENIED`).
 pub fn read_only(procedure: &str) -> WireError {
-    wire(
+    libvirt_error(
         ErrorCode::OperationDenied,
         ErrorDomain::Domain,
         format!("operation forbidden: read only access prevents {procedure}"),
@@ -56,7 +104,7 @@ pub fn read_only(procedure: &str) -> WireError {
 /// A procedure this daemon does not serve (`VIR_ERR_NO_SUPPORT`, libvirtd's
 /// wording); stock clients fall back to older calls on this code.
 pub fn not_supported(api: &str) -> WireError {
-    wire(
+    libvirt_error(
         ErrorCode::NoSupport,
         ErrorDomain::Domain,
         format!("this function is not supported by the connection driver: {api}"),
@@ -65,7 +113,7 @@ pub fn not_supported(api: &str) -> WireError {
 
 /// CONNECT_OPEN for a URI no enabled driver serves (`VIR_ERR_NO_CONNECT`).
 pub fn no_connect(uri: &str) -> WireError {
-    wire(
+    libvirt_error(
         ErrorCode::NoConnect,
         ErrorDomain::None,
         format!("no connection driver available for {uri}"),
@@ -75,7 +123,7 @@ pub fn no_connect(uri: &str) -> WireError {
 /// An internal error the RPC layer reports (`VIR_ERR_INTERNAL_ERROR` /
 /// `VIR_FROM_RPC`), e.g. libvirtd's "unsupported event ID 27".
 pub fn rpc_internal(reason: String) -> WireError {
-    wire(
+    libvirt_error(
         ErrorCode::InternalError,
         ErrorDomain::Rpc,
         format!("internal error: {reason}"),
@@ -90,7 +138,7 @@ pub fn already_open() -> WireError {
 /// Arguments that do not decode (`VIR_ERR_RPC`): bad length, bound
 /// exceeded, invalid UTF-8, non-zero padding, trailing bytes.
 pub fn bad_arguments(procedure: &str, err: &migrated_xdr::Error) -> WireError {
-    wire(
+    libvirt_error(
         ErrorCode::Rpc,
         ErrorDomain::Rpc,
         format!("cannot decode the arguments of {procedure}: {err}"),
@@ -99,24 +147,47 @@ pub fn bad_arguments(procedure: &str, err: &migrated_xdr::Error) -> WireError {
 
 /// A reply that could not be encoded: a bug or a value over a wire bound.
 pub fn cannot_encode(procedure: &str, err: &migrated_xdr::Error) -> WireError {
-    wire(
+    libvirt_error(
         ErrorCode::InternalError,
         ErrorDomain::Rpc,
         format!("internal error: cannot encode the reply of {procedure}: {err}"),
     )
 }
 
-fn wire(code: ErrorCode, domain: ErrorDomain, message: String) -> WireError {
+/// A `remote_error` with libvirt's extras for `code` and `message` (module
+/// doc), for errors raised outside [`migrated_core::Error`].
+pub fn libvirt_error(code: ErrorCode, domain: ErrorDomain, message: String) -> WireError {
+    let (str1, str2) = format_and_detail(code, &message);
     WireError {
         code: code as i32,
         domain: domain as i32,
-        str1: Some(message.clone()),
         message: Some(message),
         level: LEVEL_ERROR,
-        str2: None,
+        str1: Some(str1),
+        str2: Some(str2),
         str3: None,
         int1: -1,
         int2: -1,
+    }
+}
+
+/// `str1` and `str2` of an error with this code and message, as
+/// `virReportErrorHelper` fills them: the code's format and the text its
+/// `%s` stands for. A message without the code's words (our own wording,
+/// libvirt has no such error) is sent with the format "%s", so that `str1`
+/// with `str2` put in is always the message; a message that is the code's
+/// words alone (no detail, e.g. "migration successfully aborted") is sent
+/// as libvirt sends it, with an empty detail.
+fn format_and_detail(code: ErrorCode, message: &str) -> (String, String) {
+    let format = code.format();
+    let (prefix, suffix) = format.split_once("%s").unwrap_or((format, ""));
+    match message
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_suffix(suffix))
+    {
+        Some(detail) if !detail.is_empty() => (format.to_owned(), detail.to_owned()),
+        _ if message == prefix.trim_end_matches([':', ' ']) => (message.to_owned(), String::new()),
+        _ => ("%s".to_owned(), message.to_owned()),
     }
 }
 
@@ -144,8 +215,11 @@ mod tests {
 
     use super::*;
 
-    /// (error, code, domain, message) as a stock client will see them.
-    fn table() -> Vec<(Error, i32, i32, &'static str)> {
+    /// (error, code, domain on a QEMU connection, message, str1, str2) as a
+    /// stock client will see them.
+    type Row = (Error, i32, i32, &'static str, &'static str, &'static str);
+
+    fn table() -> Vec<Row> {
         vec![
             (
                 Error::NoSupport {
@@ -155,20 +229,38 @@ mod tests {
                 3,
                 20,
                 "this function is not supported by the connection driver: virDomainSuspend",
+                "this function is not supported by the connection driver: %s",
+                "virDomainSuspend",
             ),
+            // captures/errors 014: lookup of 'nosuchguest'.
             (
                 Error::NoDomain {
-                    key: DomainKey::Name("ghost".into()),
+                    key: DomainKey::Name("nosuchguest".into()),
                 },
                 42,
-                20,
-                "Domain not found: no domain with matching name 'ghost'",
+                10,
+                "Domain not found: no domain with matching name 'nosuchguest'",
+                "Domain not found: %s",
+                "no domain with matching name 'nosuchguest'",
             ),
+            // captures/migrate-p2p: virDomainObjCheckActive is src/conf's.
             (
                 Error::invalid("domain is not running"),
                 55,
                 20,
                 "Requested operation is not valid: domain is not running",
+                "Requested operation is not valid: %s",
+                "domain is not running",
+            ),
+            // captures/errors 060: --offline without --persistent.
+            (
+                Error::invalid("offline migration must be specified with the persistent flag set"),
+                55,
+                10,
+                "Requested operation is not valid: offline migration must be specified with the \
+                 persistent flag set",
+                "Requested operation is not valid: %s",
+                "offline migration must be specified with the persistent flag set",
             ),
             (
                 Error::OperationDenied {
@@ -177,15 +269,8 @@ mod tests {
                 29,
                 20,
                 "operation forbidden: virDomainDestroy is not allowed on a read-only connection",
-            ),
-            (
-                Error::system(
-                    "write /var/lib/migrated/x.xml",
-                    std::io::Error::from_raw_os_error(28),
-                ),
-                38,
-                20,
-                "write /var/lib/migrated/x.xml failed: No space left on device (os error 28)",
+                "operation forbidden: %s",
+                "virDomainDestroy is not allowed on a read-only connection",
             ),
             (
                 Error::MigratePersistFailed {
@@ -198,25 +283,130 @@ mod tests {
                 10,
                 "failed to make domain 'g' persistent after migration: Domain not found: \
                  no domain with matching uuid '00000000-0000-0000-0000-000000000000'",
+                "%s",
+                "failed to make domain 'g' persistent after migration: Domain not found: \
+                 no domain with matching uuid '00000000-0000-0000-0000-000000000000'",
             ),
             (
                 Error::TooManyParams { count: 65, max: 64 },
                 39,
                 7,
                 "too many typed parameters: 65 (at most 64)",
+                "%s",
+                "too many typed parameters: 65 (at most 64)",
+            ),
+            (
+                Error::ArgumentUnsupported {
+                    what: "migration flag TUNNELLED".into(),
+                    driver: "QEMU",
+                },
+                74,
+                10,
+                "argument unsupported: migration flag TUNNELLED is not supported by the QEMU driver",
+                "argument unsupported: %s",
+                "migration flag TUNNELLED is not supported by the QEMU driver",
+            ),
+            (
+                Error::OperationFailed {
+                    operation: "migration",
+                    reason: "job failed".into(),
+                },
+                9,
+                10,
+                "operation failed: migration: job failed",
+                "operation failed: %s",
+                "migration: job failed",
+            ),
+            (
+                Error::JobLockTimeout {
+                    blocker: "remoteDispatchDomainMigratePerform3Params",
+                },
+                68,
+                0,
+                "Timed out during operation: cannot acquire state change lock (held by \
+                 monitor=remoteDispatchDomainMigratePerform3Params)",
+                "Timed out during operation: %s",
+                "cannot acquire state change lock (held by \
+                 monitor=remoteDispatchDomainMigratePerform3Params)",
+            ),
+            (
+                Error::MigrateUnsafe {
+                    reason: "disk vda has a cache mode".into(),
+                },
+                81,
+                10,
+                "Unsafe migration: disk vda has a cache mode",
+                "Unsafe migration: %s",
+                "disk vda has a cache mode",
+            ),
+            (
+                Error::MigrateFinishOk,
+                93,
+                10,
+                "migration successfully aborted",
+                "migration successfully aborted",
+                "",
             ),
         ]
     }
 
     #[test]
-    fn core_errors_map_to_code_domain_and_flattened_message() {
-        for (err, code, domain, message) in table() {
-            let wire = to_wire_error(&err);
+    fn core_errors_map_to_code_domain_message_and_extras() {
+        for (err, code, domain, message, str1, str2) in table() {
+            let wire = to_wire_error_for(&err, ErrorDomain::Qemu);
             assert_eq!((wire.code, wire.domain), (code, domain), "{err:?}");
             assert_eq!(wire.message.as_deref(), Some(message));
-            assert_eq!(wire.str1.as_deref(), Some(message));
+            assert_eq!(wire.str1.as_deref(), Some(str1), "{err:?}");
+            assert_eq!(wire.str2.as_deref(), Some(str2), "{err:?}");
+            assert_eq!((wire.str3, wire.int1, wire.int2), (None, -1, -1));
             assert_eq!(wire.level, 2);
         }
+    }
+
+    /// captures/errors 076: virCheckFlags in qemuDomainGetXMLDesc.
+    #[test]
+    fn unknown_flags_are_filled_as_vir_check_flags_does() {
+        let err = Error::UnknownFlags {
+            operation: "qemuDomainGetXMLDesc",
+            unknown: 0x4000_0000,
+        };
+        let wire = to_wire_error_for(&err, ErrorDomain::Qemu);
+        assert_eq!((wire.code, wire.domain), (8, 10));
+        assert_eq!(
+            wire.message.as_deref(),
+            Some("unsupported flags (0x40000000) in function qemuDomainGetXMLDesc")
+        );
+        assert_eq!(wire.str1.as_deref(), Some("qemuDomainGetXMLDesc"));
+        assert_eq!(wire.str2.as_deref(), Some("flags"));
+        assert_eq!((wire.str3, wire.int1, wire.int2), (None, 0, 0));
+    }
+
+    #[test]
+    fn system_errors_carry_the_errno() {
+        let err = Error::system(
+            "write /var/lib/migrated/x.xml",
+            std::io::Error::from_raw_os_error(28),
+        );
+        let wire = to_wire_error_for(&err, ErrorDomain::Test);
+        assert_eq!((wire.code, wire.domain, wire.int1), (38, 12, 28));
+        let message = "write /var/lib/migrated/x.xml failed: No space left on device (os error 28)";
+        assert_eq!(wire.message.as_deref(), Some(message));
+        assert_eq!(wire.str1.as_deref(), Some("%s"));
+        assert_eq!(wire.str2.as_deref(), Some(message));
+    }
+
+    #[tokio::test]
+    async fn the_dispatched_calls_driver_domain_is_the_default() {
+        let lookup = Error::NoDomain {
+            key: DomainKey::Name("g".into()),
+        };
+        let on_test = with_driver_domain(Some(ErrorDomain::Test), async {
+            to_wire_error(&lookup).domain
+        });
+        assert_eq!(on_test.await, 12);
+        let unopened = with_driver_domain(None, async { to_wire_error(&lookup).domain });
+        assert_eq!(unopened.await, 20);
+        assert_eq!(to_wire_error(&lookup).domain, 20);
     }
 
     #[test]
@@ -224,6 +414,7 @@ mod tests {
         let e = unknown_procedure(9999);
         assert_eq!((e.code, e.domain), (39, 7));
         assert_eq!(e.message.as_deref(), Some("unknown procedure: 9999"));
+        assert_eq!((e.str1.as_deref(), e.str2), (Some("%s"), e.message.clone()));
         let e = not_open();
         assert_eq!(e.code, 1);
         assert!(e
@@ -247,6 +438,13 @@ mod tests {
         assert_eq!(
             e.message.as_deref(),
             Some("no connection driver available for xen:///")
+        );
+        assert_eq!(
+            (e.str1.as_deref(), e.str2.as_deref()),
+            (
+                Some("no connection driver available for %s"),
+                Some("xen:///")
+            )
         );
     }
 }

@@ -30,6 +30,7 @@ const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
 /// The QEMU driver's support table.
 pub const SUPPORT: SupportTable = SupportTable {
     driver: "QEMU",
+    error_domain: migrated_core::error::ErrorDomain::Qemu,
     procedures: &[
         (Procedure::ConnectGetType, "0.1.0"),
         (Procedure::ConnectGetVersion, "0.1.0"),

@@ -22,6 +22,7 @@ const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
 /// The test driver's support table.
 pub const SUPPORT: SupportTable = SupportTable {
     driver: "Test",
+    error_domain: migrated_core::error::ErrorDomain::Test,
     procedures: &[
         (Procedure::ConnectGetType, "0.1.0"),
         (Procedure::ConnectGetVersion, "0.1.0"),

@@ -193,9 +193,16 @@ impl WireError {
         }
     }
 
-    /// `VIR_ERR_RPC` / `VIR_FROM_RPC`, the answer to protocol violations.
+    /// `VIR_ERR_RPC` / `VIR_FROM_RPC`, the answer to protocol violations,
+    /// with the extras libvirt's `virReportError` gives that code: `str1` its
+    /// format "%s", `str2` the message.
     pub fn rpc(message: impl Into<String>) -> Self {
-        Self::new(VIR_ERR_RPC, VIR_FROM_RPC, message)
+        let message = message.into();
+        Self {
+            str1: Some("%s".to_owned()),
+            str2: Some(message.clone()),
+            ..Self::new(VIR_ERR_RPC, VIR_FROM_RPC, message)
+        }
     }
 
     /// `VIR_ERR_INTERNAL_ERROR` / `VIR_FROM_RPC`.
@@ -291,8 +298,9 @@ mod tests {
 
     #[test]
     fn wire_error_round_trips() {
-        let mut e = WireError::rpc("cannot find program 0x12345678 version 1");
-        e.str1 = Some("x".into());
+        let e = WireError::rpc("cannot find program 0x12345678 version 1");
+        assert_eq!(e.str1.as_deref(), Some("%s"));
+        assert_eq!(e.str2, e.message);
         let bytes = e.encode();
         assert_eq!(bytes.len() % 4, 0);
         assert_eq!(WireError::decode(&bytes).ok(), Some(e));

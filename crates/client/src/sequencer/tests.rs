@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use migrated_core::domain::{DomainRef, DomainState};
 use migrated_core::flags::MigrateFlags;
 use migrated_core::migration::MigrateRequest;
+use migrated_rpc::WireError;
 use uuid::Uuid;
 
 use super::*;
@@ -46,12 +47,10 @@ impl Fake {
             return Ok(());
         }
         let (code, domain) = self.script.error.unwrap_or((1, 20));
-        Err(Error::Remote {
-            procedure: step,
-            code,
-            domain,
-            message: format!("{step} failed on {}", self.name),
-        })
+        Err(Error::from_wire(
+            step,
+            WireError::new(code, domain, format!("{step} failed on {}", self.name)),
+        ))
     }
 }
 

@@ -449,6 +449,7 @@ mod tests {
 
     const ALL: SupportTable = SupportTable {
         driver: "Sample",
+        error_domain: crate::error::ErrorDomain::Domain,
         procedures: &[(Procedure::DomainSuspend, "0.1.0")],
         migration_flags: MigrateFlags::KNOWN.bits(),
         migration_params: &[
@@ -472,6 +473,7 @@ mod tests {
 
     const NARROW: SupportTable = SupportTable {
         driver: "Narrow",
+        error_domain: crate::error::ErrorDomain::Domain,
         procedures: &[],
         migration_flags: MigrateFlags::LIVE.bits() | MigrateFlags::PEER2PEER.bits(),
         migration_params: &[key::BANDWIDTH],

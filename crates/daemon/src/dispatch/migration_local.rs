@@ -232,16 +232,12 @@ impl Endpoint for LocalEndpoint {
 }
 
 /// A client-library error as the `remote_error` the p2p client gets: the
-/// destination's and our own libvirt errors keep their code and domain.
+/// destination's error is relayed whole, as libvirt's remote driver raises
+/// it again; our own libvirt errors keep their code and domain.
 pub fn client_error_to_wire(err: &migrated_client::Error) -> WireError {
     match err {
         migrated_client::Error::Local(e) => to_wire_error(e),
-        migrated_client::Error::Remote {
-            code,
-            domain,
-            message,
-            ..
-        } => WireError::new(*code, *domain, message.clone()),
+        migrated_client::Error::Remote { wire, .. } => (**wire).clone(),
         other => to_wire_error(&migrated_core::Error::OperationFailed {
             operation: "peer-to-peer migration",
             reason: flatten(other),
@@ -258,9 +254,9 @@ fn p2p_connect_error(dconnuri: &str, err: &migrated_client::Error) -> WireError 
         migrated_client::Error::Local(e) => to_wire_error(e).message.unwrap_or_default(),
         other => flatten(other),
     };
-    WireError::new(
-        ErrorCode::OperationFailed as i32,
-        ErrorDomain::Qemu as i32,
+    crate::wire::libvirt_error(
+        ErrorCode::OperationFailed,
+        ErrorDomain::Qemu,
         format!("operation failed: Failed to connect to remote libvirt URI {dconnuri}: {cause}"),
     )
 }
@@ -330,5 +326,37 @@ async fn run_p2p(
             Ok(())
         }
         Err(err) => Err(client_error_to_wire(&err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// libvirt's remote driver raises a peer's error again with all its
+    /// fields; so does a peer-to-peer source.
+    #[test]
+    fn a_destination_error_is_relayed_whole() {
+        let peer = WireError {
+            str1: Some("virDomainMigratePrepare3Params".into()),
+            str2: Some("flags".into()),
+            int1: 0,
+            int2: 0,
+            ..WireError::new(8, 10, "unsupported flags (0x1) in function x")
+        };
+        let err = migrated_client::Error::from_wire("DOMAIN_MIGRATE_PREPARE3_PARAMS", peer.clone());
+        assert_eq!(client_error_to_wire(&err), peer);
+    }
+
+    #[test]
+    fn an_unreachable_destination_is_an_operation_failure_from_qemu() {
+        let err = migrated_client::Error::Local(Box::new(migrated_core::Error::internal("x")));
+        let wire = p2p_connect_error("qemu+tcp://192.0.2.1/system", &err);
+        assert_eq!((wire.code, wire.domain), (9, 10));
+        assert_eq!(wire.str1.as_deref(), Some("operation failed: %s"));
+        assert_eq!(
+            wire.str2.as_deref(),
+            Some("Failed to connect to remote libvirt URI qemu+tcp://192.0.2.1/system: internal error: x")
+        );
     }
 }
