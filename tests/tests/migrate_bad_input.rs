@@ -179,8 +179,8 @@ fn flag_and_parameter_mistakes_are_named() {
         );
         expect_code(
             begin(&ca, &dom, MigrateFlags::OFFLINE).await,
-            ARGUMENT_UNSUPPORTED,
-            &["OFFLINE", "PERSIST_DEST"],
+            OPERATION_INVALID,
+            &["offline migration must be specified with the persistent flag set"],
         );
         // Parallel connections are QEMU's multifd; the test driver has no
         // data connections to multiply.

@@ -118,7 +118,7 @@ fn offline_without_persistent_is_refused_and_changes_nothing() {
     define(&a, dir.path(), "ctl-off2", "", false);
     let err = ctl_fails(&a, &["migrate", "--offline", "ctl-off2", &b]);
     assert!(
-        err.contains("OFFLINE") && err.contains("PERSIST_DEST"),
+        err.contains("offline migration must be specified with the persistent flag set"),
         "{err}"
     );
     assert_eq!(state(&b, "ctl-off2"), None);

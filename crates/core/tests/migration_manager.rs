@@ -603,7 +603,7 @@ async fn bad_requests_are_refused_before_anything_happens() {
         .begin3(&dom(), req(MigrateFlags::OFFLINE))
         .await
         .expect_err("offline without persist");
-    assert_eq!(err.code(), ErrorCode::ArgumentUnsupported);
+    assert_eq!(err.code(), ErrorCode::OperationInvalid);
     let err = a
         .mgr
         .begin3(&dom(), req(MigrateFlags::LIVE | MigrateFlags::COMPRESSED))

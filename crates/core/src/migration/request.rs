@@ -312,11 +312,11 @@ impl MigrateRequest {
             return conflict(flag("TUNNELLED"), format!("parameter '{}'", key::URI));
         }
         if f.contains(MigrateFlags::OFFLINE) {
+            // libvirt's own refusal (code and words), which stock clients show.
             if !f.contains(MigrateFlags::PERSIST_DEST) {
-                return conflict(
-                    flag("OFFLINE"),
-                    "a migration without flag PERSIST_DEST".into(),
-                );
+                return Err(Error::invalid(
+                    "offline migration must be specified with the persistent flag set",
+                ));
             }
             for other in [
                 MigrateFlags::TUNNELLED,
@@ -572,6 +572,18 @@ mod tests {
     }
 
     #[test]
+    fn offline_without_persist_dest_is_refused_in_libvirts_words() {
+        let err = req(MigrateFlags::OFFLINE)
+            .validate(Step::Begin, &ALL)
+            .expect_err("refused");
+        assert_eq!(err.code(), ErrorCode::OperationInvalid, "{err}");
+        assert_eq!(
+            err.to_string(),
+            "Requested operation is not valid: offline migration must be specified with the persistent flag set"
+        );
+    }
+
+    #[test]
     fn contradictions_name_both_inputs() {
         let cases: Vec<(MigrateRequest, &str, &str)> = vec![
             (req(MigrateFlags::TUNNELLED), "TUNNELLED", "PEER2PEER"),
@@ -583,7 +595,6 @@ mod tests {
                 "TUNNELLED",
                 "migrate_uri",
             ),
-            (req(MigrateFlags::OFFLINE), "OFFLINE", "PERSIST_DEST"),
             (
                 req(MigrateFlags::NON_SHARED_DISK | MigrateFlags::NON_SHARED_INC),
                 "NON_SHARED_DISK",
