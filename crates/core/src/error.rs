@@ -74,6 +74,8 @@ pub enum ErrorCode {
     Overflow = 82,
     /// `VIR_ERR_OPERATION_UNSUPPORTED`: not supported by the hypervisor at runtime.
     OperationUnsupported = 84,
+    /// `VIR_ERR_AGENT_UNRESPONSIVE`: the guest agent does not answer.
+    AgentUnresponsive = 86,
     /// `VIR_ERR_RESOURCE_BUSY`: a resource is busy.
     ResourceBusy = 87,
     /// `VIR_ERR_ACCESS_DENIED`: denied by access control.
@@ -375,6 +377,20 @@ pub enum Error {
         key: String,
     },
 
+    /// A call that needs the guest agent on a guest whose XML has no agent
+    /// channel (`VIR_ERR_ARGUMENT_UNSUPPORTED`), or has one that nothing is
+    /// connected to (`VIR_ERR_AGENT_UNRESPONSIVE`): the daemon never talks
+    /// to a guest agent. libvirt's QEMU driver's words for both.
+    #[error("{}", if *configured {
+        "Guest agent is not responding: QEMU guest agent is not connected"
+    } else {
+        "argument unsupported: QEMU guest agent is not configured"
+    })]
+    GuestAgent {
+        /// Whether the domain XML has the agent's channel.
+        configured: bool,
+    },
+
     /// Another client or job holds the resource (`VIR_ERR_RESOURCE_BUSY`).
     #[error("resource busy: {reason}")]
     ResourceBusy {
@@ -481,6 +497,8 @@ impl Error {
             Error::ParamDuplicate { .. } => ErrorCode::InvalidArg,
             Error::ParamType { .. } => ErrorCode::InvalidArg,
             Error::ParamUnsupported { .. } => ErrorCode::ArgumentUnsupported,
+            Error::GuestAgent { configured: false } => ErrorCode::ArgumentUnsupported,
+            Error::GuestAgent { configured: true } => ErrorCode::AgentUnresponsive,
             Error::ResourceBusy { .. } => ErrorCode::ResourceBusy,
             Error::MigrateCookieTooLarge { .. } => ErrorCode::ArgumentUnsupported,
             Error::MigrateCookie { .. } => ErrorCode::InternalError,
@@ -525,6 +543,7 @@ impl Error {
             Error::ParamDuplicate { .. } => ErrorDomain::Domain,
             Error::ParamType { .. } => ErrorDomain::Domain,
             Error::ParamUnsupported { .. } => ErrorDomain::Domain,
+            Error::GuestAgent { .. } => ErrorDomain::Qemu,
             Error::ResourceBusy { .. } => ErrorDomain::Domain,
             Error::MigrateCookieTooLarge { .. } => ErrorDomain::Domain,
             Error::MigrateCookie { .. } => ErrorDomain::Domain,
@@ -686,6 +705,8 @@ mod tests {
             ),
             (Error::ParamUnsupported { key: "k".into() }, 74, 20),
             (Error::ResourceBusy { reason: "x".into() }, 87, 20),
+            (Error::GuestAgent { configured: false }, 74, 10),
+            (Error::GuestAgent { configured: true }, 86, 10),
             (Error::NoStoragePool { reason: "x".into() }, 49, 18),
             (
                 Error::MigrateCookieTooLarge {
