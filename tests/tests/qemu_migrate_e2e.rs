@@ -749,13 +749,10 @@ fn qemu_live_parallel_virsh_and_migratectl_p2p() {
     }
 }
 
-/// `Data processed:` of `domjobinfo --completed` on `uri`, in bytes.
-fn completed_data_processed(hosts: &QemuHosts, uri: &str, name: &str) -> u64 {
-    let info = hosts.virsh_ok(uri, &["domjobinfo", "--completed", name]);
-    let line = info
-        .lines()
-        .find(|l| l.starts_with("Data processed:"))
-        .unwrap_or_else(|| panic!("no 'Data processed' in domjobinfo:\n{info}"));
+/// `Data processed:` of a `domjobinfo` output, in bytes; `None` without
+/// the line.
+fn data_processed(info: &str) -> Option<u64> {
+    let line = info.lines().find(|l| l.starts_with("Data processed:"))?;
     let mut words = line["Data processed:".len()..].split_whitespace();
     let value: f64 = words
         .next()
@@ -768,14 +765,22 @@ fn completed_data_processed(hosts: &QemuHosts, uri: &str, name: &str) -> u64 {
         Some("GiB") => 1024.0 * 1024.0 * 1024.0,
         other => panic!("unknown unit {other:?} in {line:?}"),
     };
-    (value * unit) as u64
+    Some((value * unit) as u64)
+}
+
+/// `Data processed:` of `domjobinfo --completed` on `uri`, in bytes.
+fn completed_data_processed(hosts: &QemuHosts, uri: &str, name: &str) -> u64 {
+    let info = hosts.virsh_ok(uri, &["domjobinfo", "--completed", name]);
+    data_processed(&info).unwrap_or_else(|| panic!("no 'Data processed' in domjobinfo:\n{info}"))
 }
 
 /// A dirtying guest's migration moves at least its working set: the
 /// completed job statistics on both sides say so (the destination's come
 /// from the source's final figures, carried in the cookie). `virsh event`
 /// on the source prints each of QEMU's passes (`MIGRATION_PASS`) as a
-/// migration-iteration and the completed job's statistics.
+/// migration-iteration and the completed job's statistics. Then the
+/// guest goes back with `--timeout-suspend`, and once more throttled and
+/// retuned mid-migration.
 #[test]
 fn qemu_dirtying_guest_job_stats_count_the_working_set() {
     let Some(hosts) = QemuHosts::start() else {
@@ -812,6 +817,46 @@ fn qemu_dirtying_guest_job_stats_count_the_working_set() {
         );
     }
     timeout_suspend_back(&hosts, name);
+    retuned_mid_migration(&hosts, name);
+}
+
+/// The dirtying guest crawls back to B at 1 MiB/s, which could never
+/// converge (64 MiB rewritten per pass). `domjobinfo` follows QEMU's
+/// progress within the first pass, which takes a minute at that speed
+/// (libvirt asks QEMU at every call). Then `virsh migrate-setmaxdowntime`
+/// and `migrate-setspeed`: as with libvirt, the running migration takes the
+/// new limits at once and completes.
+fn retuned_mid_migration(hosts: &QemuHosts, name: &str) {
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let migrate = std::thread::spawn({
+        let (a, b, name) = (a.clone(), b.clone(), name.to_owned());
+        move || virsh(&a, &["migrate", "--live", "--bandwidth", "1", &name, &b])
+    });
+    let processed = wait_until(
+        Duration::from_secs(30),
+        "domjobinfo to show the first pass under way",
+        || data_processed(&stdout_of(&virsh(&a, &["domjobinfo", name]))).filter(|&p| p >= 2 << 20),
+    );
+    eprintln!("{name}: {processed} bytes processed within the first pass");
+    hosts.virsh_ok(&a, &["migrate-setmaxdowntime", name, "2000"]);
+    hosts.virsh_ok(&a, &["migrate-setspeed", name, "100000"]);
+    assert_eq!(
+        hosts.virsh_ok(&a, &["migrate-getspeed", name]).trim(),
+        "100000"
+    );
+    let out = migrate.join().expect("virsh migrate thread");
+    assert!(
+        out.status.success(),
+        "virsh migrate after migrate-setspeed: {}\n{}",
+        stderr_of(&out),
+        hosts.logs()
+    );
+    assert_eq!(domstate(&b, name).as_deref(), Some("running"));
+    assert_ne!(
+        domstate(&a, name).as_deref(),
+        Some("running"),
+        "the guest still runs on A"
+    );
 }
 
 /// `virsh migrate --timeout 1 --timeout-suspend` of the dirtying guest

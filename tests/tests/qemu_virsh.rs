@@ -10,7 +10,7 @@ mod qemu_support;
 use std::time::Duration;
 
 use migrated_tests::clients::{stderr_of, stdout_of};
-use migrated_tests::{python, require_python_libvirt, virsh, wait_until};
+use migrated_tests::{python, require_python_libvirt, virsh, wait_until, VirshEvents};
 use qemu_support::{counter, counter_above, domstate, pid_gone, qemu_pids, status_pid, QemuHosts};
 
 /// Small guests: these tests prove management, not migration throughput.
@@ -384,10 +384,30 @@ fn qemu_virsh_lifecycle() {
         "resume of a running guest"
     );
     let c = counter_above(&uri, name, c.max(10), &hosts);
+    // Shutdown modes as libvirt's QEMU driver answers them: the agent
+    // alone needs an agent channel (this guest has none), with the power
+    // button allowed too it falls back on ACPI (which the workload
+    // ignores); initctl is no mode of that driver.
+    let err = virsh_err(&uri, &["shutdown", "--mode", "agent", name]);
+    assert!(
+        err.contains("argument unsupported: QEMU guest agent is not configured"),
+        "{err}"
+    );
+    hosts.virsh_ok(&uri, &["shutdown", "--mode", "agent,acpi", name]);
+    let err = virsh_err(&uri, &["shutdown", "--mode", "initctl", name]);
+    assert!(err.contains("unsupported flags (0x4)"), "{err}");
+    assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
 
     // The reset button: the same QEMU boots the workload again, whose pass
-    // counter starts over.
+    // counter starts over; as with libvirt, `virsh event` sees a reboot.
+    let events = VirshEvents::spawn(&uri, &["--loop", "--all", "--domain", name]);
+    events.sync_on_redefine(&uri, name);
     hosts.virsh_ok(&uri, &["reset", name]);
+    events.wait_for(
+        &format!("event 'reboot' for domain '{name}'"),
+        Duration::from_secs(10),
+    );
+    drop(events);
     assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
     wait_until(
         Duration::from_secs(30),
@@ -589,8 +609,18 @@ fn qemu_virsh_save_restore() {
         std::fs::metadata(image).is_ok_and(|m| m.len() > 0),
         "no save image"
     );
+    let events = VirshEvents::spawn(&uri, &["--loop", "--event", "lifecycle", "--domain", name]);
+    events.sync_on_redefine(&uri, name);
     hosts.virsh_ok(&uri, &["restore", image]);
     eprintln!("q-save: restored after {:?}", started.elapsed());
+    // libvirt's order: the guest is started, then its vCPUs resume.
+    let text = events.wait_for("Resumed", Duration::from_secs(10));
+    drop(events);
+    let started_at = text.find("Started Restored");
+    assert!(
+        started_at.is_some_and(|at| text.find("Resumed").is_some_and(|r| at < r)),
+        "events of the restore:\n{text}"
+    );
     assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
     let pids = qemu_pids(&uuid);
     assert_eq!(pids.len(), 1, "one QEMU after restore: {pids:?}");

@@ -326,6 +326,8 @@ pub mod event_detail {
 pub mod event_id {
     /// `VIR_DOMAIN_EVENT_ID_LIFECYCLE`.
     pub const LIFECYCLE: i32 = 0;
+    /// `VIR_DOMAIN_EVENT_ID_REBOOT`.
+    pub const REBOOT: i32 = 1;
     /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`: the last id the legacy
     /// (non-callback) registration accepts; later ids exist only for callbacks.
     pub const DEVICE_REMOVED: i32 = 15;
@@ -347,6 +349,9 @@ pub enum DomainEventKind {
         /// Detail, interpreted per kind (see [`event_detail`]).
         detail: i32,
     },
+    /// The guest was reset, by itself or by the host
+    /// (`VIR_DOMAIN_EVENT_ID_REBOOT`, QEMU's `RESET`).
+    Reboot,
     /// An outgoing migration started a new pass over memory
     /// (`VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION`, QEMU's `MIGRATION_PASS`).
     MigrationIteration {
@@ -366,6 +371,7 @@ impl DomainEventKind {
     pub fn id(&self) -> i32 {
         match self {
             DomainEventKind::Lifecycle { .. } => event_id::LIFECYCLE,
+            DomainEventKind::Reboot => event_id::REBOOT,
             DomainEventKind::MigrationIteration { .. } => event_id::MIGRATION_ITERATION,
             DomainEventKind::JobCompleted { .. } => event_id::JOB_COMPLETED,
         }
@@ -394,9 +400,9 @@ impl DomainEvent {
     pub fn as_lifecycle(&self) -> Option<(LifecycleEvent, i32)> {
         match self.kind {
             DomainEventKind::Lifecycle { event, detail } => Some((event, detail)),
-            DomainEventKind::MigrationIteration { .. } | DomainEventKind::JobCompleted { .. } => {
-                None
-            }
+            DomainEventKind::Reboot
+            | DomainEventKind::MigrationIteration { .. }
+            | DomainEventKind::JobCompleted { .. } => None,
         }
     }
 }

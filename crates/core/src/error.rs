@@ -74,6 +74,8 @@ pub enum ErrorCode {
     Overflow = 82,
     /// `VIR_ERR_OPERATION_UNSUPPORTED`: not supported by the hypervisor at runtime.
     OperationUnsupported = 84,
+    /// `VIR_ERR_AGENT_UNRESPONSIVE`: the guest agent does not answer.
+    AgentUnresponsive = 86,
     /// `VIR_ERR_RESOURCE_BUSY`: a resource is busy.
     ResourceBusy = 87,
     /// `VIR_ERR_ACCESS_DENIED`: denied by access control.
@@ -122,6 +124,7 @@ impl ErrorCode {
             ErrorCode::CpuIncompatible => "the CPU is incompatible with host CPU: %s",
             ErrorCode::MigrateFinishOk => "migration successfully aborted: %s",
             ErrorCode::MultipleDomains => "multiple matching domains found: %s",
+            ErrorCode::AgentUnresponsive => "Guest agent is not responding: %s",
         }
     }
 }
@@ -419,6 +422,20 @@ pub enum Error {
         key: String,
     },
 
+    /// A call that needs the guest agent on a guest whose XML has no agent
+    /// channel (`VIR_ERR_ARGUMENT_UNSUPPORTED`), or has one that nothing is
+    /// connected to (`VIR_ERR_AGENT_UNRESPONSIVE`): the daemon never talks
+    /// to a guest agent. libvirt's QEMU driver's words for both.
+    #[error("{}", if *configured {
+        "Guest agent is not responding: QEMU guest agent is not connected"
+    } else {
+        "argument unsupported: QEMU guest agent is not configured"
+    })]
+    GuestAgent {
+        /// Whether the domain XML has the agent's channel.
+        configured: bool,
+    },
+
     /// Another client or job holds the resource (`VIR_ERR_RESOURCE_BUSY`).
     #[error("resource busy: {reason}")]
     ResourceBusy {
@@ -525,6 +542,8 @@ impl Error {
             Error::ParamDuplicate { .. } => ErrorCode::InvalidArg,
             Error::ParamType { .. } => ErrorCode::InvalidArg,
             Error::ParamUnsupported { .. } => ErrorCode::ArgumentUnsupported,
+            Error::GuestAgent { configured: false } => ErrorCode::ArgumentUnsupported,
+            Error::GuestAgent { configured: true } => ErrorCode::AgentUnresponsive,
             Error::ResourceBusy { .. } => ErrorCode::ResourceBusy,
             Error::MigrateCookieTooLarge { .. } => ErrorCode::ArgumentUnsupported,
             Error::MigrateCookie { .. } => ErrorCode::InternalError,
@@ -596,6 +615,7 @@ impl Error {
             | Error::ArgumentUnsupported { .. }
             | Error::ArgumentConflict { .. }
             | Error::ArgumentRefused { .. }
+            | Error::GuestAgent { .. }
             | Error::ConfigUnsupported { .. }
             | Error::OperationTimeout { .. }
             | Error::ResourceBusy { .. }
@@ -758,6 +778,8 @@ mod tests {
             ),
             (Error::ParamUnsupported { key: "k".into() }, 74, 0),
             (Error::ResourceBusy { reason: "x".into() }, 87, 12),
+            (Error::GuestAgent { configured: false }, 74, 12),
+            (Error::GuestAgent { configured: true }, 86, 12),
             (Error::NoStoragePool { reason: "x".into() }, 49, 18),
             (
                 Error::MigrateCookieTooLarge {
@@ -823,12 +845,13 @@ mod tests {
     #[test]
     fn messages_are_lowercase_without_final_period() {
         // libvirt's capitalised prefixes (virErrorMsgStrings) are the exception.
-        const LIBVIRT_PREFIXES: [&str; 5] = [
+        const LIBVIRT_PREFIXES: [&str; 6] = [
             "Domain not found: ",
             "Requested operation is not valid: ",
             "Operation not supported: ",
             "Timed out during operation: ",
             "Unsafe migration: ",
+            "Guest agent is not responding: ",
         ];
         for (err, _, _) in samples() {
             let msg = err.to_string();
@@ -838,7 +861,12 @@ mod tests {
                 .find_map(|prefix| msg.strip_prefix(prefix))
                 .unwrap_or(&msg);
             let first = rest.chars().next().expect("message is not empty");
-            assert!(!first.is_uppercase(), "{msg}");
+            // An acronym ("QEMU guest agent …") may open it.
+            let acronym = rest
+                .split_whitespace()
+                .next()
+                .is_some_and(|w| w.len() > 1 && !w.chars().any(char::is_lowercase));
+            assert!(!first.is_uppercase() || acronym, "{msg}");
         }
     }
 

@@ -56,6 +56,10 @@ use crate::{QemuDriver, SUPPORT};
 /// caller the migration must not be throttled (libvirt sets its maximum too).
 const UNLIMITED_BANDWIDTH: u64 = 1 << 40;
 
+/// How often an outgoing migration's statistics are refreshed from QEMU
+/// between its passes.
+const STATS_REFRESH: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Name under which the tunnel descriptor is handed to QEMU.
 const TUNNEL_FD: &str = "migrated-tunnel";
 
@@ -366,22 +370,10 @@ impl QemuBackend {
             (CAP_POSTCOPY_RAM, req.has(MigrateFlags::POSTCOPY)),
         ];
         let mut params = MigrateSetParameters {
-            max_bandwidth: Some(
-                job.max_bytes_per_sec()
-                    .or(req.bandwidth_mib_s.map(|m| m.saturating_mul(1 << 20)))
-                    .unwrap_or(UNLIMITED_BANDWIDTH),
-            ),
-            downtime_limit: Some(
-                job.max_downtime()
-                    .as_millis()
-                    .try_into()
-                    .unwrap_or(u64::MAX),
-            )
-            .filter(|&ms| ms > 0),
             max_postcopy_bandwidth: req
                 .has(MigrateFlags::POSTCOPY)
                 .then(|| postcopy_bandwidth(req, job)),
-            ..MigrateSetParameters::default()
+            ..migration_limits(job, req.bandwidth_mib_s)
         };
         let mut used = Vec::new();
         if compression.mt {
@@ -713,13 +705,36 @@ impl QemuBackend {
     }
 }
 
+/// The bandwidth and downtime limits of `job`'s migration as QEMU
+/// parameters; `requested_mib_s` (the request's bandwidth) applies when the
+/// job has none.
+fn migration_limits(job: &JobHandle, requested_mib_s: Option<u64>) -> MigrateSetParameters {
+    MigrateSetParameters {
+        max_bandwidth: Some(
+            job.max_bytes_per_sec()
+                .or(requested_mib_s.map(|m| m.saturating_mul(1 << 20)))
+                .unwrap_or(UNLIMITED_BANDWIDTH),
+        ),
+        downtime_limit: Some(
+            job.max_downtime()
+                .as_millis()
+                .try_into()
+                .unwrap_or(u64::MAX),
+        )
+        .filter(|&ms| ms > 0),
+        ..MigrateSetParameters::default()
+    }
+}
+
 /// Waits for the migration on `qmp` to end (or, with `pre_switchover`, to
 /// pause before its switch-over, or with `postcopy` to switch to post-copy,
 /// answering the `postcopy-active` status); updates the job's statistics at
 /// every RAM pass (reporting each outgoing pass, QEMU's `MIGRATION_PASS`, as
-/// an iteration) and cancels the migration when the job is aborted. An
-/// outgoing migration started with post-copy switches when the job asks
-/// (MIGRATE_START_POST_COPY).
+/// an iteration) and every [`STATS_REFRESH`] in between, hands the running
+/// migration the limits MIGRATE_SET_MAX_SPEED and MIGRATE_SET_MAX_DOWNTIME
+/// set meanwhile (libvirt applies them to QEMU at once), and cancels the
+/// migration when the job is aborted. An outgoing migration started with
+/// post-copy switches when the job asks (MIGRATE_START_POST_COPY).
 async fn wait(
     qmp: &Qmp,
     events: &mut broadcast::Receiver<Event>,
@@ -729,6 +744,11 @@ async fn wait(
     postcopy: bool,
 ) -> Result<MigrationInfo> {
     let mut abort = job.abort_signal();
+    let mut tuning = job.tuning_changes();
+    // Once more at the start: a change between Perform's set-up and the
+    // subscription must not be lost (setting the same limits is harmless).
+    tuning.mark_changed();
+    let mut tuning_open = true;
     let mut cancelled = false;
     let mut paused = false;
     let mut switching = false;
@@ -816,9 +836,6 @@ async fn wait(
                 }
             }
             () = job.pause_wanted(), if outgoing && !paused => {}
-            // Passes are far apart on a slow link: a new post-copy speed
-            // is looked for in between too.
-            () = tokio::time::sleep(POSTCOPY_STATS_INTERVAL), if outgoing && postcopy => {}
             () = job.postcopy_wanted(), if outgoing && postcopy && !switching && !cancelled => {
                 switching = true;
                 match qmp.execute(&MigrateStartPostcopy).await {
@@ -826,6 +843,20 @@ async fn wait(
                     Err(e) => warn!(dom = %job.domain().name, error = %e, "migrate-start-postcopy"),
                 }
             }
+            changed = tuning.changed(), if outgoing && tuning_open && !cancelled => match changed {
+                Ok(()) => {
+                    qmp.execute(&migration_limits(job, None))
+                        .await
+                        .map_err(|e| e.into_core("migration"))?;
+                }
+                // The job is gone: nobody can change its tuning any more.
+                Err(_) => tuning_open = false,
+            },
+            // Passes are far apart on a slow link or a large guest:
+            // GET_JOB_INFO meanwhile must not show the figures of the pass
+            // before (libvirt asks QEMU at every call), and a new post-copy
+            // speed is looked for in between too.
+            () = tokio::time::sleep(STATS_REFRESH), if outgoing => {}
             reason = qmp.closed() => return Err(failed(format!("qemu monitor closed: {reason}"))),
         }
     }

@@ -54,7 +54,7 @@ fn annotations() {
             .map(|i| i.number)
             .collect()
     };
-    assert_eq!(with(|i| i.event), vec![107, 318, 359, 362, 363]);
+    assert_eq!(with(|i| i.event), vec![107, 169, 318, 319, 359, 362, 363]);
     assert_eq!(with(|i| i.stream), vec![148, 201, 215, 304]);
     for p in [
         Procedure::DomainDestroy,

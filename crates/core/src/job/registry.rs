@@ -77,7 +77,9 @@ struct Shared {
     phase: Mutex<Phase>,
     stats: Mutex<JobStats>,
     timeline_origin: Instant,
-    tuning: Mutex<Tuning>,
+    /// A watch, so a data plane can apply what an operator changes while
+    /// the job runs ([`JobHandle::tuning_changes`]).
+    tuning: watch::Sender<Tuning>,
     abort: watch::Sender<bool>,
     pause_now: watch::Sender<bool>,
     postcopy: watch::Sender<Postcopy>,
@@ -180,7 +182,7 @@ impl JobHandle {
             phase: Mutex::new(phase),
             stats: Mutex::new(stats),
             timeline_origin: now,
-            tuning: Mutex::new(tuning),
+            tuning: watch::channel(tuning).0,
             abort: watch::channel(false).0,
             pause_now: watch::channel(false).0,
             postcopy: watch::channel(Postcopy::Disabled).0,
@@ -305,7 +307,15 @@ impl JobHandle {
 
     /// The current tuning (may change while the job runs).
     pub fn tuning(&self) -> Tuning {
-        *lock(&self.0.tuning)
+        *self.0.tuning.borrow()
+    }
+
+    /// A receiver that sees every later change of the tuning
+    /// (MIGRATE_SET_MAX_SPEED, MIGRATE_SET_MAX_DOWNTIME during the job), for
+    /// a data plane whose hypervisor must be told (QEMU's
+    /// `migrate-set-parameters`).
+    pub fn tuning_changes(&self) -> watch::Receiver<Tuning> {
+        self.0.tuning.subscribe()
     }
 
     /// The bandwidth limit in bytes/s, `None` = unlimited.
@@ -334,7 +344,7 @@ impl JobHandle {
     }
 
     fn set_tuning(&self, f: impl FnOnce(&mut Tuning)) {
-        f(&mut lock(&self.0.tuning));
+        self.0.tuning.send_modify(f);
     }
 
     /// Requests abort; the data plane fails its step, the source resumes.
@@ -939,8 +949,13 @@ mod tests {
         reg.set_max_speed(&a.uuid, 10);
         let job = reg.start(Uuid::new_v4(), &a, begin()).expect("job");
         assert_eq!(job.max_bytes_per_sec(), Some(10 << 20));
+        let mut changes = job.tuning_changes();
+        assert!(!changes.has_changed().expect("job alive"));
         reg.set_max_downtime(&a.uuid, 50).expect("valid");
         assert_eq!(job.max_downtime(), Duration::from_millis(50));
+        // The data plane sees the change, with the new value.
+        assert!(changes.has_changed().expect("job alive"));
+        assert_eq!(changes.borrow_and_update().max_downtime_ms, 50);
         assert!(reg.set_max_downtime(&a.uuid, 0).is_err());
         reg.set_max_speed(&a.uuid, 0);
         assert_eq!(job.max_bytes_per_sec(), None);

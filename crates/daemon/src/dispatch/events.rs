@@ -3,11 +3,13 @@
 //!
 //! Modern clients (feature 14) register with CALLBACK_REGISTER_ANY (316)
 //! and get DOMAIN_EVENT_CALLBACK_LIFECYCLE (318),
+//! DOMAIN_EVENT_CALLBACK_REBOOT (319),
 //! DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION (359) and
 //! DOMAIN_EVENT_CALLBACK_JOB_COMPLETED (363) carrying their callback id;
 //! legacy clients register with 105 or 167 and get DOMAIN_EVENT_LIFECYCLE
-//! (107). As libvirtd, every id libvirt 9.0 knows registers (legacy ones
-//! only up to DEVICE_REMOVED, the last with a legacy message); ids no
+//! (107), and with 167 DOMAIN_EVENT_REBOOT (169). As libvirtd, every id
+//! libvirt 9.0 knows registers (legacy ones only up to DEVICE_REMOVED, the
+//! last with a legacy message); ids no
 //! driver produces simply never fire, and the newer kinds have no legacy
 //! message, so a legacy registration for them never fires either.
 
@@ -23,7 +25,8 @@ use migrated_proto::{
     ConnectDomainEventDeregisterRet, ConnectDomainEventRegisterAnyArgs,
     ConnectDomainEventRegisterRet, DomainEventCallbackJobCompletedMsg,
     DomainEventCallbackLifecycleMsg, DomainEventCallbackMigrationIterationMsg,
-    DomainEventLifecycleMsg, NonnullDomain, Procedure, REMOTE_PROGRAM,
+    DomainEventCallbackRebootMsg, DomainEventLifecycleMsg, DomainEventRebootMsg, NonnullDomain,
+    Procedure, REMOTE_PROGRAM,
 };
 use migrated_rpc::{ConnHandle, WireError};
 use serde::Serialize;
@@ -84,6 +87,13 @@ fn callback_message(
                 },
             },
         ),
+        DomainEventKind::Reboot => encode(
+            Procedure::DomainEventCallbackReboot,
+            &DomainEventCallbackRebootMsg {
+                callback_id,
+                msg: DomainEventRebootMsg { dom: dom.clone() },
+            },
+        ),
         DomainEventKind::MigrationIteration { iteration } => encode(
             Procedure::DomainEventCallbackMigrationIteration,
             &DomainEventCallbackMigrationIterationMsg {
@@ -114,18 +124,24 @@ impl Registrations {
             .filter(|cb| cb.event_id == id && cb.dom.map_or(true, |uuid| uuid == event.dom.uuid))
             .filter_map(|cb| callback_message(cb.id, &dom, &event.kind))
             .collect();
-        // Only lifecycle events have a legacy message.
+        // Only lifecycle and reboot events have a legacy message.
+        if !self.legacy.contains(&id) {
+            return out;
+        }
         if let Some((event_kind, detail)) = event.as_lifecycle() {
-            if self.legacy.contains(&event_id::LIFECYCLE) {
-                out.extend(encode(
-                    Procedure::DomainEventLifecycle,
-                    &DomainEventLifecycleMsg {
-                        dom,
-                        event: event_kind as i32,
-                        detail,
-                    },
-                ));
-            }
+            out.extend(encode(
+                Procedure::DomainEventLifecycle,
+                &DomainEventLifecycleMsg {
+                    dom,
+                    event: event_kind as i32,
+                    detail,
+                },
+            ));
+        } else if matches!(event.kind, DomainEventKind::Reboot) {
+            out.extend(encode(
+                Procedure::DomainEventReboot,
+                &DomainEventRebootMsg { dom },
+            ));
         }
         out
     }
@@ -428,6 +444,38 @@ mod tests {
         assert_eq!(msg.callback_id, 2);
         let params = TypedParams::from_wire(msg.params, 64).expect("valid params");
         assert_eq!(params.get_ullong("data_total").expect("u64"), Some(4096));
+    }
+
+    #[test]
+    fn reboot_events_reach_their_callbacks_and_legacy_registrations() {
+        let a = Uuid::from_u128(1);
+        let regs = Registrations {
+            callbacks: vec![
+                callback(0, event_id::LIFECYCLE, None),
+                callback(1, event_id::REBOOT, Some(a)),
+            ],
+            next_id: 2,
+            legacy: vec![event_id::LIFECYCLE, event_id::REBOOT],
+            forwarding: true,
+        };
+        let reboot = DomainEvent {
+            dom: dom(a),
+            kind: DomainEventKind::Reboot,
+        };
+        let msgs = regs.messages_for(&reboot);
+        let procedures: Vec<_> = msgs.iter().map(|m| m.0).collect();
+        assert_eq!(
+            procedures,
+            [
+                Procedure::DomainEventCallbackReboot,
+                Procedure::DomainEventReboot
+            ]
+        );
+        let msg: DomainEventCallbackRebootMsg =
+            migrated_xdr::from_bytes(&msgs[0].1).expect("decodes");
+        assert_eq!((msg.callback_id, msg.msg.dom.name.as_str()), (1, "g"));
+        let legacy: DomainEventRebootMsg = migrated_xdr::from_bytes(&msgs[1].1).expect("decodes");
+        assert_eq!(legacy.dom.name, "g");
     }
 
     #[test]

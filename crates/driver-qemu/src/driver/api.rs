@@ -35,6 +35,9 @@ use crate::qmp::commands::{
 use crate::spec::launch_spec;
 use crate::support::SUPPORT;
 
+/// The virtio channel of the QEMU guest agent (libvirt's name for it).
+const GUEST_AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";
+
 #[async_trait]
 impl Driver for QemuDriver {
     fn support(&self) -> &'static SupportTable {
@@ -565,18 +568,26 @@ impl Driver for QemuDriver {
 
     async fn shutdown(&self, dom: &DomainRef, flags: u32) -> Result<()> {
         use flags::shutdown::*;
+        // libvirt's QEMU driver knows these two modes only (initctl,
+        // signal and paravirt are unknown flags there too).
         check_flags(
             "virDomainShutdownFlags",
             u64::from(flags),
-            u64::from(ACPI_POWER_BTN | GUEST_AGENT | INITCTL | SIGNAL | PARAVIRT),
+            u64::from(ACPI_POWER_BTN | GUEST_AGENT),
         )?;
-        if flags & !ACPI_POWER_BTN != 0 {
-            return Err(Error::ArgumentUnsupported {
-                what: "shutdown modes other than the ACPI power button".into(),
-                driver: SUPPORT.driver,
-            });
-        }
         let runtime = self.runtime(dom)?;
+        if flags == GUEST_AGENT {
+            // No agent is ever connected; with the power button allowed
+            // too, libvirt falls back on it, and so does this.
+            let configured = self.read(|r| {
+                let d = r.get(dom)?;
+                let def = d.live.as_ref().map_or(&d.config, |l| &l.def);
+                Ok(def.devices.channels.iter().any(|c| {
+                    c.target.as_ref().and_then(|t| t.name.as_deref()) == Some(GUEST_AGENT_CHANNEL)
+                }))
+            })?;
+            return Err(Error::GuestAgent { configured });
+        }
         runtime
             .qmp
             .execute(&SystemPowerdown)

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use migrated_core::console::ConsoleLocks;
 use migrated_core::domain::{
-    event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainRef,
-    DomainState, HostIdentity, LifecycleEvent, StateReason,
+    event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainEventKind,
+    DomainRef, DomainState, HostIdentity, LifecycleEvent, StateReason,
 };
 use migrated_core::xml::{
     CharSource, CharType, DomainDef, DomainType, FormatOptions, GraphicsType,
@@ -167,6 +167,21 @@ impl Shared {
     fn emit(&self, dom: DomainRef, event: LifecycleEvent, detail: i32) {
         // No subscriber is not an error.
         let _ = self.events.send(DomainEvent::lifecycle(dom, event, detail));
+    }
+
+    /// Sends a non-lifecycle event about the run `id` of `uuid`, if that is
+    /// still the current run.
+    fn emit_kind(&self, uuid: &Uuid, id: i32, kind: DomainEventKind) {
+        let dom = self.lock().ok().and_then(|reg| {
+            reg.domains
+                .get(uuid)
+                .filter(|d| d.live.as_ref().is_some_and(|l| l.id == id))
+                .map(Domain::dom_ref)
+        });
+        if let Some(dom) = dom {
+            // No subscriber is not an error.
+            let _ = self.events.send(DomainEvent { dom, kind });
+        }
     }
 
     /// Records a new run state if `id` is still the current run; emits the

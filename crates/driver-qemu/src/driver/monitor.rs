@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use migrated_core::domain::{
-    event_detail, paused_reason, running_reason, DomainState, LifecycleEvent, StateReason,
+    event_detail, paused_reason, running_reason, DomainEventKind, DomainState, LifecycleEvent,
+    StateReason,
 };
 use tokio::sync::broadcast;
 use tracing::{info, warn};
@@ -131,6 +132,9 @@ fn on_event(shared: &Shared, runtime: &Weak<Runtime>, uuid: &Uuid, id: i32, name
                 );
             }
         }
+        // libvirt's qemuProcessHandleReset: every reset is a reboot event,
+        // whoever asked for it (the guest, `virsh reset`).
+        names::RESET => shared.emit_kind(uuid, id, DomainEventKind::Reboot),
         names::GUEST_PANICKED => shared.set_state(
             uuid,
             id,

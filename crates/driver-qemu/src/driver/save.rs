@@ -385,12 +385,29 @@ impl QemuDriver {
             f if f & SAVE_PAUSED != 0 => false,
             _ => header.running,
         };
+        // As libvirt's qemuSaveImageStartVM: the guest is announced as
+        // started before its vCPUs run (QEMU's RESUME, reported as it
+        // comes, must follow).
+        self.shared.emit(
+            dom.clone(),
+            LifecycleEvent::Started,
+            event_detail::STARTED_RESTORED,
+        );
         let state = if run {
             qmp.execute(&Cont).await.map_err(|e| e.into_core(OP))?;
-            StateReason {
+            let running = StateReason {
                 state: DomainState::Running,
                 reason: running_reason::RESTORED,
-            }
+            };
+            // The event task reports QEMU's RESUME as it comes: whichever
+            // of it and this sees the change first announces it, once.
+            self.shared.set_state(
+                &dom.uuid,
+                id,
+                running,
+                Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
+            );
+            running
         } else {
             StateReason {
                 state: DomainState::Paused,
@@ -398,11 +415,6 @@ impl QemuDriver {
             }
         };
         self.shared.force_state(&dom.uuid, id, state);
-        self.shared.emit(
-            dom.clone(),
-            LifecycleEvent::Started,
-            event_detail::STARTED_RESTORED,
-        );
         if !run {
             self.shared.emit(
                 dom.clone(),

@@ -2604,6 +2604,22 @@ pub struct DomainEventCallbackLifecycleMsg {
     pub msg: DomainEventLifecycleMsg,
 }
 
+/// The guest was reset (a reboot, by the guest or the host).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventRebootMsg {
+    /// the domain
+    pub dom: NonnullDomain,
+}
+
+/// A reboot, for a callback registered with CALLBACK_REGISTER_ANY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackRebootMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the event
+    pub msg: DomainEventRebootMsg,
+}
+
 /// A migration iteration started.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainEventCallbackMigrationIterationMsg {
@@ -2783,6 +2799,8 @@ pub enum Procedure {
     ConnectDomainEventRegisterAny = 167,
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_DEREGISTER_ANY`
     ConnectDomainEventDeregisterAny = 168,
+    /// `REMOTE_PROC_DOMAIN_EVENT_REBOOT`
+    DomainEventReboot = 169,
     /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE`
     DomainManagedSave = 182,
     /// `REMOTE_PROC_DOMAIN_HAS_MANAGED_SAVE_IMAGE`
@@ -2875,6 +2893,8 @@ pub enum Procedure {
     ConnectDomainEventCallbackDeregisterAny = 317,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_LIFECYCLE`
     DomainEventCallbackLifecycle = 318,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_REBOOT`
+    DomainEventCallbackReboot = 319,
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`
     ConnectGetAllDomainStats = 344,
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`
@@ -2976,6 +2996,7 @@ impl Procedure {
         Procedure::DomainMigrateSetMaxDowntime,
         Procedure::ConnectDomainEventRegisterAny,
         Procedure::ConnectDomainEventDeregisterAny,
+        Procedure::DomainEventReboot,
         Procedure::DomainManagedSave,
         Procedure::DomainHasManagedSaveImage,
         Procedure::DomainManagedSaveRemove,
@@ -3022,6 +3043,7 @@ impl Procedure {
         Procedure::ConnectDomainEventCallbackRegisterAny,
         Procedure::ConnectDomainEventCallbackDeregisterAny,
         Procedure::DomainEventCallbackLifecycle,
+        Procedure::DomainEventCallbackReboot,
         Procedure::ConnectGetAllDomainStats,
         Procedure::DomainDefineXmlFlags,
         Procedure::DomainEventCallbackMigrationIteration,
@@ -3108,6 +3130,7 @@ impl Procedure {
             166 => Some(Self::DomainMigrateSetMaxDowntime),
             167 => Some(Self::ConnectDomainEventRegisterAny),
             168 => Some(Self::ConnectDomainEventDeregisterAny),
+            169 => Some(Self::DomainEventReboot),
             182 => Some(Self::DomainManagedSave),
             183 => Some(Self::DomainHasManagedSaveImage),
             184 => Some(Self::DomainManagedSaveRemove),
@@ -3154,6 +3177,7 @@ impl Procedure {
             316 => Some(Self::ConnectDomainEventCallbackRegisterAny),
             317 => Some(Self::ConnectDomainEventCallbackDeregisterAny),
             318 => Some(Self::DomainEventCallbackLifecycle),
+            319 => Some(Self::DomainEventCallbackReboot),
             344 => Some(Self::ConnectGetAllDomainStats),
             350 => Some(Self::DomainDefineXmlFlags),
             359 => Some(Self::DomainEventCallbackMigrationIteration),
@@ -3242,66 +3266,68 @@ impl Procedure {
             Self::DomainMigrateSetMaxDowntime => &PROCEDURES[65],
             Self::ConnectDomainEventRegisterAny => &PROCEDURES[66],
             Self::ConnectDomainEventDeregisterAny => &PROCEDURES[67],
-            Self::DomainManagedSave => &PROCEDURES[68],
-            Self::DomainHasManagedSaveImage => &PROCEDURES[69],
-            Self::DomainManagedSaveRemove => &PROCEDURES[70],
-            Self::DomainSnapshotNum => &PROCEDURES[71],
-            Self::DomainGetBlockInfo => &PROCEDURES[72],
-            Self::DomainCreateWithFlags => &PROCEDURES[73],
-            Self::DomainGetVcpusFlags => &PROCEDURES[74],
-            Self::DomainOpenConsole => &PROCEDURES[75],
-            Self::DomainIsUpdated => &PROCEDURES[76],
-            Self::ConnectGetSysinfo => &PROCEDURES[77],
-            Self::DomainSetMemoryFlags => &PROCEDURES[78],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[79],
-            Self::DomainGetState => &PROCEDURES[80],
-            Self::DomainMigrateBegin3 => &PROCEDURES[81],
-            Self::DomainMigratePrepare3 => &PROCEDURES[82],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[83],
-            Self::DomainMigratePerform3 => &PROCEDURES[84],
-            Self::DomainMigrateFinish3 => &PROCEDURES[85],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[86],
-            Self::NodeGetCpuStats => &PROCEDURES[87],
-            Self::NodeGetMemoryStats => &PROCEDURES[88],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[89],
-            Self::DomainUndefineFlags => &PROCEDURES[90],
-            Self::DomainSaveFlags => &PROCEDURES[91],
-            Self::DomainRestoreFlags => &PROCEDURES[92],
-            Self::DomainDestroyFlags => &PROCEDURES[93],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[94],
-            Self::DomainBlockStatsFlags => &PROCEDURES[95],
-            Self::DomainReset => &PROCEDURES[96],
-            Self::DomainShutdownFlags => &PROCEDURES[97],
-            Self::DomainSetMetadata => &PROCEDURES[98],
-            Self::DomainGetMetadata => &PROCEDURES[99],
-            Self::ConnectListAllDomains => &PROCEDURES[100],
-            Self::NodeGetCpuMap => &PROCEDURES[101],
-            Self::DomainGetJobStats => &PROCEDURES[102],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[103],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[104],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[105],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[106],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[107],
-            Self::DomainMigratePerform3Params => &PROCEDURES[108],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[109],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[110],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[111],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[112],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[113],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[114],
-            Self::DomainDefineXmlFlags => &PROCEDURES[115],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[116],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[117],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[118],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[119],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[120],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[121],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[122],
-            Self::ConnectSetIdentity => &PROCEDURES[123],
-            Self::DomainGetMessages => &PROCEDURES[124],
-            Self::DomainSaveParams => &PROCEDURES[125],
-            Self::DomainRestoreParams => &PROCEDURES[126],
-            Self::DomainAbortJobFlags => &PROCEDURES[127],
+            Self::DomainEventReboot => &PROCEDURES[68],
+            Self::DomainManagedSave => &PROCEDURES[69],
+            Self::DomainHasManagedSaveImage => &PROCEDURES[70],
+            Self::DomainManagedSaveRemove => &PROCEDURES[71],
+            Self::DomainSnapshotNum => &PROCEDURES[72],
+            Self::DomainGetBlockInfo => &PROCEDURES[73],
+            Self::DomainCreateWithFlags => &PROCEDURES[74],
+            Self::DomainGetVcpusFlags => &PROCEDURES[75],
+            Self::DomainOpenConsole => &PROCEDURES[76],
+            Self::DomainIsUpdated => &PROCEDURES[77],
+            Self::ConnectGetSysinfo => &PROCEDURES[78],
+            Self::DomainSetMemoryFlags => &PROCEDURES[79],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[80],
+            Self::DomainGetState => &PROCEDURES[81],
+            Self::DomainMigrateBegin3 => &PROCEDURES[82],
+            Self::DomainMigratePrepare3 => &PROCEDURES[83],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[84],
+            Self::DomainMigratePerform3 => &PROCEDURES[85],
+            Self::DomainMigrateFinish3 => &PROCEDURES[86],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[87],
+            Self::NodeGetCpuStats => &PROCEDURES[88],
+            Self::NodeGetMemoryStats => &PROCEDURES[89],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[90],
+            Self::DomainUndefineFlags => &PROCEDURES[91],
+            Self::DomainSaveFlags => &PROCEDURES[92],
+            Self::DomainRestoreFlags => &PROCEDURES[93],
+            Self::DomainDestroyFlags => &PROCEDURES[94],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[95],
+            Self::DomainBlockStatsFlags => &PROCEDURES[96],
+            Self::DomainReset => &PROCEDURES[97],
+            Self::DomainShutdownFlags => &PROCEDURES[98],
+            Self::DomainSetMetadata => &PROCEDURES[99],
+            Self::DomainGetMetadata => &PROCEDURES[100],
+            Self::ConnectListAllDomains => &PROCEDURES[101],
+            Self::NodeGetCpuMap => &PROCEDURES[102],
+            Self::DomainGetJobStats => &PROCEDURES[103],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[104],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[105],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[106],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[107],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[108],
+            Self::DomainMigratePerform3Params => &PROCEDURES[109],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[110],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[111],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[112],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[113],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[114],
+            Self::DomainEventCallbackReboot => &PROCEDURES[115],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[116],
+            Self::DomainDefineXmlFlags => &PROCEDURES[117],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[118],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[119],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[120],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[121],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[122],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[123],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[124],
+            Self::ConnectSetIdentity => &PROCEDURES[125],
+            Self::DomainGetMessages => &PROCEDURES[126],
+            Self::DomainSaveParams => &PROCEDURES[127],
+            Self::DomainRestoreParams => &PROCEDURES[128],
+            Self::DomainAbortJobFlags => &PROCEDURES[129],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3394,6 +3420,7 @@ impl Procedure {
             Self::ConnectDomainEventDeregisterAny => {
                 visitor.visit::<procs::ConnectDomainEventDeregisterAny>()
             }
+            Self::DomainEventReboot => visitor.visit::<procs::DomainEventReboot>(),
             Self::DomainManagedSave => visitor.visit::<procs::DomainManagedSave>(),
             Self::DomainHasManagedSaveImage => visitor.visit::<procs::DomainHasManagedSaveImage>(),
             Self::DomainManagedSaveRemove => visitor.visit::<procs::DomainManagedSaveRemove>(),
@@ -3462,6 +3489,7 @@ impl Procedure {
             Self::DomainEventCallbackLifecycle => {
                 visitor.visit::<procs::DomainEventCallbackLifecycle>()
             }
+            Self::DomainEventCallbackReboot => visitor.visit::<procs::DomainEventCallbackReboot>(),
             Self::ConnectGetAllDomainStats => visitor.visit::<procs::ConnectGetAllDomainStats>(),
             Self::DomainDefineXmlFlags => visitor.visit::<procs::DomainDefineXmlFlags>(),
             Self::DomainEventCallbackMigrationIteration => {
@@ -4062,6 +4090,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 169,
+        name: "REMOTE_PROC_DOMAIN_EVENT_REBOOT",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 182,
         name: "REMOTE_PROC_DOMAIN_MANAGED_SAVE",
         readonly: false,
@@ -4424,6 +4460,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
     crate::ProcedureInfo {
         number: 318,
         name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_LIFECYCLE",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 319,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_REBOOT",
         readonly: false,
         priority: false,
         event: true,
@@ -5181,6 +5225,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_EVENT_REBOOT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventReboot;
+    impl super::RemoteProcedure for DomainEventReboot {
+        const PROC: super::Procedure = super::Procedure::DomainEventReboot;
+        type Args = super::DomainEventRebootMsg;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainManagedSave;
@@ -5592,6 +5645,15 @@ pub mod procs {
     impl super::RemoteProcedure for DomainEventCallbackLifecycle {
         const PROC: super::Procedure = super::Procedure::DomainEventCallbackLifecycle;
         type Args = super::DomainEventCallbackLifecycleMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_REBOOT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackReboot;
+    impl super::RemoteProcedure for DomainEventCallbackReboot {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackReboot;
+        type Args = super::DomainEventCallbackRebootMsg;
         type Ret = ();
     }
 
@@ -6167,6 +6229,12 @@ impl Call {
             Procedure::ConnectDomainEventDeregisterAny => {
                 Call::ConnectDomainEventDeregisterAny(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainEventReboot => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
             Procedure::DomainManagedSave => {
                 Call::DomainManagedSave(migrated_xdr::from_bytes(payload)?)
             }
@@ -6291,6 +6359,12 @@ impl Call {
                 Call::ConnectDomainEventCallbackDeregisterAny(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainEventCallbackLifecycle => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
+            Procedure::DomainEventCallbackReboot => {
                 return Err(migrated_xdr::Error::Custom(format!(
                     "{} is an event, not a call",
                     proc_.name()

@@ -505,7 +505,8 @@ impl Manager {
         let job = self
             .registry
             .get(&dom.uuid)
-            .ok_or_else(|| Error::invalid(format!("no job is active on domain {}", dom.name)))?;
+            // libvirt's words (qemuDomainAbortJobFlags), which name no domain.
+            .ok_or_else(|| Error::invalid("no job is active on the domain"))?;
         // The source's memory is stale once the destination runs the guest:
         // cancelling now would lose it (libvirt's words).
         if job.postcopy() == Postcopy::Active {
