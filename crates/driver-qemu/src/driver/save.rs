@@ -10,6 +10,13 @@
 //! Restore reads the header, starts QEMU with `-incoming defer` and feeds
 //! the stream back the same way (`migrate-incoming fd:`), then resumes the
 //! guest unless it was saved paused or the caller asks for paused.
+//!
+//! `virsh save-image-dumpxml` reads the header's XML; `save-image-define`
+//! replaces it (same name and UUID, same guest ABI, as libvirt's
+//! `qemuSaveImageUpdateDef`) and/or the state to restore to. The header has
+//! no padding for a longer XML (libvirt's has 64 KiB), so a header of a new
+//! length is written with a copy of the stream into a temporary file that
+//! then replaces the image: a crash leaves the old image or the new one.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, OwnedFd};
@@ -18,11 +25,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use migrated_core::abi::check_abi_stability;
 use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainRef, DomainState,
     LifecycleEvent, StateReason,
 };
-use migrated_core::flags::check_flags;
+use migrated_core::flags::{check_flags, save as save_flags};
 use migrated_core::xml::{DomainDef, FormatOptions};
 use migrated_core::{Error, Result};
 use tokio::task::JoinHandle;
@@ -34,14 +42,12 @@ use crate::migration;
 use crate::qmp::commands::{Cont, Getfd, Migrate, MigrateIncoming, Quit, Stop};
 use crate::savefile::SaveHeader;
 
-/// `VIR_DOMAIN_SAVE_BYPASS_CACHE`: a caching hint, accepted and ignored.
-const SAVE_BYPASS_CACHE: u32 = 1 << 0;
-/// `VIR_DOMAIN_SAVE_RUNNING`: restore running whatever the image says.
-const SAVE_RUNNING: u32 = 1 << 1;
-/// `VIR_DOMAIN_SAVE_PAUSED`: restore paused whatever the image says.
-pub(super) const SAVE_PAUSED: u32 = 1 << 2;
-/// `VIR_DOMAIN_SAVE_RESET_NVRAM`: nothing to reset without firmware variables.
-const SAVE_RESET_NVRAM: u32 = 1 << 3;
+// BYPASS_CACHE is a caching hint, accepted and ignored; RESET_NVRAM has
+// nothing to reset without firmware variables.
+pub(super) use save_flags::PAUSED as SAVE_PAUSED;
+use save_flags::{
+    BYPASS_CACHE as SAVE_BYPASS_CACHE, RESET_NVRAM as SAVE_RESET_NVRAM, RUNNING as SAVE_RUNNING,
+};
 
 /// How long QEMU may take to exit after `quit` once its state is saved.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +61,11 @@ pub(super) fn check_save_flags(operation: &'static str, flags: u32) -> Result<()
         u64::from(flags),
         u64::from(SAVE_BYPASS_CACHE | SAVE_RUNNING | SAVE_PAUSED | SAVE_RESET_NVRAM),
     )?;
+    check_running_paused(operation, flags)
+}
+
+/// `VIR_EXCLUSIVE_FLAGS(VIR_DOMAIN_SAVE_RUNNING, VIR_DOMAIN_SAVE_PAUSED)`.
+fn check_running_paused(operation: &'static str, flags: u32) -> Result<()> {
     if flags & SAVE_RUNNING != 0 && flags & SAVE_PAUSED != 0 {
         return Err(Error::InvalidArg {
             operation,
@@ -434,23 +445,130 @@ pub(super) fn open_image(
     dxml: Option<&str>,
     op: &'static str,
 ) -> Result<(File, SaveHeader, DomainDef)> {
-    let mut file = File::open(path).map_err(|e| sys("open", path, e))?;
+    let mut file = File::open(path).map_err(|e| open_failed(path, e))?;
     let header = SaveHeader::read_from(&mut file, path).map_err(|e| e.into_core(op))?;
     let saved = parse_def(&header.xml)?;
     let def = match dxml {
-        Some(xml) => {
-            let def = parse_def(xml)?;
-            if def.uuid != saved.uuid || def.name != saved.name {
-                return Err(Error::InvalidArg {
-                    operation: op,
-                    reason: "the replacement xml names another domain".into(),
-                });
-            }
-            def
-        }
+        Some(xml) => replacement_def(&saved, xml, op)?,
         None => saved,
     };
     Ok((file, header, def))
+}
+
+/// libvirt's `qemuDomainOpenFile` error: "Failed to open file '…'".
+fn open_failed(path: &Path, e: std::io::Error) -> Error {
+    Error::system(format!("Failed to open file '{}'", path.display()), e)
+}
+
+/// The definition `xml` gives a guest saved as `saved`: the same domain
+/// (name and UUID) with the same guest ABI, as libvirt's
+/// `qemuSaveImageUpdateDef` (the image's device state must fit it).
+fn replacement_def(saved: &DomainDef, xml: &str, op: &'static str) -> Result<DomainDef> {
+    let def = parse_def(xml)?;
+    if def.uuid != saved.uuid || def.name != saved.name {
+        return Err(Error::InvalidArg {
+            operation: op,
+            reason: "the replacement xml names another domain".into(),
+        });
+    }
+    check_abi_stability(saved, &def).map_err(|m| Error::ConfigUnsupported {
+        reason: m.to_string(),
+    })?;
+    Ok(def)
+}
+
+/// The stored XML of the image at `path`, as `virDomainSaveImageGetXMLDesc`
+/// formats it: secrets only with `VIR_DOMAIN_SAVE_IMAGE_XML_SECURE`.
+pub(super) fn image_xml(path: &Path, flags: u32, op: &'static str) -> Result<String> {
+    check_flags(
+        op,
+        u64::from(flags),
+        u64::from(save_flags::IMAGE_XML_SECURE),
+    )?;
+    let (_, _, def) = open_image(path, None, op)?;
+    Ok(def.format(&FormatOptions {
+        secure: flags & save_flags::IMAGE_XML_SECURE != 0,
+        inactive: false,
+        migratable: true,
+    }))
+}
+
+/// Rewrites the header of the image at `path`: the XML replaced by `dxml`
+/// (see [`replacement_def`]) and/or the state to restore to changed by
+/// `VIR_DOMAIN_SAVE_RUNNING` / `PAUSED`. Nothing to change is a success
+/// that leaves the file alone, as libvirt's `qemuDomainSaveImageDefineXML`.
+pub(super) fn define_image_xml(
+    path: &Path,
+    dxml: Option<&str>,
+    flags: u32,
+    op: &'static str,
+) -> Result<()> {
+    check_flags(op, u64::from(flags), u64::from(SAVE_RUNNING | SAVE_PAUSED))?;
+    check_running_paused(op, flags)?;
+    let (mut file, old, saved) = open_image(path, None, op)?;
+    let running = match flags {
+        f if f & SAVE_RUNNING != 0 => true,
+        f if f & SAVE_PAUSED != 0 => false,
+        _ => old.running,
+    };
+    let xml = match dxml {
+        Some(xml) if xml != old.xml => replacement_def(&saved, xml, op)?.format(&FormatOptions {
+            secure: true,
+            inactive: false,
+            migratable: true,
+        }),
+        _ => old.xml.clone(),
+    };
+    if xml == old.xml && running == old.running {
+        return Ok(());
+    }
+    let new = SaveHeader {
+        xml,
+        zstd: old.zstd,
+        running,
+    };
+    if new.encoded_len() == old.encoded_len() {
+        // Same layout: only the header's bytes change, in place.
+        let mut out = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| open_failed(path, e))?;
+        new.write_to(&mut out, path).map_err(|e| e.into_core(op))?;
+        return out.sync_all().map_err(|e| sys("sync", path, e));
+    }
+    // `file` is positioned at the start of the stream (after the old header).
+    let tmp = temp_path(path);
+    let written = (|| {
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| sys("create", &tmp, e))?;
+        new.write_to(&mut out, &tmp).map_err(|e| e.into_core(op))?;
+        std::io::copy(&mut file, &mut out).map_err(|e| sys("copy into", &tmp, e))?;
+        out.sync_all().map_err(|e| sys("sync", &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| sys("replace", path, e))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    // The rename is durable once the directory is.
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// A sibling of `path` to build its replacement in (same file system, so
+/// the rename is atomic).
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".migrated-define-{}", std::process::id()));
+    path.with_file_name(name)
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
