@@ -604,14 +604,20 @@ fn check_save_image_xml(
         "{xml}"
     );
     let missing = dir.join("missing.img");
-    let err = virsh_err(uri, &["save-image-dumpxml", missing.to_str().expect("utf-8")]);
+    let err = virsh_err(
+        uri,
+        &["save-image-dumpxml", missing.to_str().expect("utf-8")],
+    );
     assert!(
         err.contains("Failed to open file") && err.contains("No such file or directory"),
         "{err}"
     );
     let foreign = dir.join("foreign.img");
     std::fs::write(&foreign, b"LibvirtQemudSave and then some").expect("write foreign file");
-    let err = virsh_err(uri, &["save-image-dumpxml", foreign.to_str().expect("utf-8")]);
+    let err = virsh_err(
+        uri,
+        &["save-image-dumpxml", foreign.to_str().expect("utf-8")],
+    );
     assert!(err.contains("image magic is incorrect"), "{err}");
 
     let write = |file: &str, text: &str| {
@@ -674,6 +680,7 @@ fn qemu_virsh_save_restore() {
         "no save image"
     );
     check_save_image_xml(&hosts, &uri, name, &uuid, image, dir.path());
+    eprintln!("q-save: image XML edited after {:?}", started.elapsed());
     let events = VirshEvents::spawn(&uri, &["--loop", "--event", "lifecycle", "--domain", name]);
     events.sync_on_redefine(&uri, name);
     hosts.virsh_ok(&uri, &["restore", image]);

@@ -599,3 +599,97 @@ async fn finish_pump(pump: Option<Pump>) -> std::io::Result<()> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use migrated_core::error::ErrorCode;
+
+    use super::*;
+
+    const UUID: &str = "6f1c0b2e-3d4a-4c5b-9e8f-0a1b2c3d4e5f";
+    const STREAM: &[u8] = b"QEMU migration stream";
+
+    fn domain(name: &str, uuid: &str, memory_kib: u32, extra: &str) -> String {
+        format!(
+            "<domain type='qemu'><name>{name}</name><uuid>{uuid}</uuid>{extra}\
+             <memory unit='KiB'>{memory_kib}</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64'>hvm</type></os></domain>"
+        )
+    }
+
+    /// An image holding `xml`, saved running, followed by [`STREAM`].
+    fn image(dir: &Path, xml: &str) -> PathBuf {
+        let path = dir.join("guest.img");
+        let mut file = File::create(&path).expect("create");
+        SaveHeader {
+            xml: xml.to_owned(),
+            zstd: true,
+            running: true,
+        }
+        .write_to(&mut file, &path)
+        .expect("header");
+        std::io::Write::write_all(&mut file, STREAM).expect("stream");
+        path
+    }
+
+    fn read_back(path: &Path) -> (SaveHeader, Vec<u8>) {
+        let mut file = File::open(path).expect("open");
+        let header = SaveHeader::read_from(&mut file, path).expect("header");
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut rest).expect("stream");
+        (header, rest)
+    }
+
+    #[test]
+    fn define_rewrites_state_in_place_and_a_new_xml_around_the_same_stream() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = image(dir.path(), &domain("g", UUID, 65536, ""));
+        const OP: &str = "virDomainSaveImageDefineXML";
+
+        define_image_xml(&path, None, SAVE_PAUSED, OP).expect("paused");
+        let (header, stream) = read_back(&path);
+        assert!(!header.running);
+        assert!(header.zstd);
+        assert_eq!(stream, STREAM);
+
+        let edited = domain("g", UUID, 65536, "<description>moved</description>");
+        define_image_xml(&path, Some(&edited), SAVE_RUNNING, OP).expect("new xml");
+        let (header, stream) = read_back(&path);
+        assert!(header.running);
+        assert!(header.xml.contains("<description>moved</description>"));
+        assert_eq!(stream, STREAM);
+        let xml = image_xml(&path, 0, "virDomainSaveImageGetXMLDesc").expect("xml");
+        assert!(xml.contains("<description>moved</description>"), "{xml}");
+        let leftovers = std::fs::read_dir(dir.path()).expect("dir").count();
+        assert_eq!(leftovers, 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn define_refuses_another_guest_and_leaves_the_image_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = image(dir.path(), &domain("g", UUID, 65536, ""));
+        let before = std::fs::read(&path).expect("read");
+        const OP: &str = "virDomainSaveImageDefineXML";
+        let cases = [
+            (domain("g", UUID, 131072, ""), ErrorCode::ConfigUnsupported),
+            (domain("h", UUID, 65536, ""), ErrorCode::InvalidArg),
+            (
+                domain("g", "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b", 65536, ""),
+                ErrorCode::InvalidArg,
+            ),
+        ];
+        for (xml, code) in cases {
+            let err = define_image_xml(&path, Some(&xml), 0, OP).expect_err("refused");
+            assert_eq!(err.code(), code, "{err}");
+        }
+        let err = define_image_xml(&path, None, SAVE_RUNNING | SAVE_PAUSED, OP)
+            .expect_err("exclusive flags");
+        assert_eq!(err.code(), ErrorCode::InvalidArg);
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+
+        let missing = dir.path().join("missing.img");
+        let err = image_xml(&missing, 0, OP).expect_err("missing");
+        assert_eq!(err.code(), ErrorCode::SystemError);
+        assert!(err.to_string().contains("Failed to open file"), "{err}");
+    }
+}
