@@ -583,6 +583,76 @@ fn qemu_virsh_offline_persistent() {
     hosts.virsh_ok(&b, &["destroy", name]);
 }
 
+/// What [`check_save_image_xml`] puts in the saved guest's definition.
+const EDITED: &str = "<description>edited in its save image</description>";
+
+/// `virsh save-image-dumpxml` / `save-image-define` on the image of a
+/// running guest: its XML, errors for a missing or foreign file and an XML
+/// that changes the guest ABI, `--paused` then `--running` rewriting the
+/// state to restore to; leaves the image restoring running with [`EDITED`].
+fn check_save_image_xml(
+    hosts: &QemuHosts,
+    uri: &str,
+    name: &str,
+    uuid: &str,
+    image: &str,
+    dir: &std::path::Path,
+) {
+    let xml = hosts.virsh_ok(uri, &["save-image-dumpxml", image]);
+    assert!(
+        xml.contains(&format!("<name>{name}</name>")) && xml.contains(uuid),
+        "{xml}"
+    );
+    let missing = dir.join("missing.img");
+    let err = virsh_err(
+        uri,
+        &["save-image-dumpxml", missing.to_str().expect("utf-8")],
+    );
+    assert!(
+        err.contains("Failed to open file") && err.contains("No such file or directory"),
+        "{err}"
+    );
+    let foreign = dir.join("foreign.img");
+    std::fs::write(&foreign, b"LibvirtQemudSave and then some").expect("write foreign file");
+    let err = virsh_err(
+        uri,
+        &["save-image-dumpxml", foreign.to_str().expect("utf-8")],
+    );
+    assert!(err.contains("image magic is incorrect"), "{err}");
+
+    let write = |file: &str, text: &str| {
+        let path = dir.join(file);
+        std::fs::write(&path, text).expect("write XML");
+        path.to_str().expect("utf-8 path").to_owned()
+    };
+    let memory = xml
+        .lines()
+        .find(|l| l.trim_start().starts_with("<memory"))
+        .expect("memory element");
+    let other_abi = write(
+        "abi.xml",
+        &xml.replace(memory, "<memory unit='KiB'>123904</memory>"),
+    );
+    let err = virsh_err(uri, &["save-image-define", image, &other_abi]);
+    assert!(err.contains("guest ABI would change"), "{err}");
+
+    // A longer header (a new description) and the paused state...
+    let uuid_line = xml
+        .lines()
+        .find(|l| l.trim_start().starts_with("<uuid>"))
+        .expect("uuid element");
+    let edited = write(
+        "edited.xml",
+        &xml.replace(uuid_line, &format!("{uuid_line}\n  {EDITED}")),
+    );
+    hosts.virsh_ok(uri, &["save-image-define", image, &edited, "--paused"]);
+    let stored = hosts.virsh_ok(uri, &["save-image-dumpxml", image]);
+    assert!(stored.contains(EDITED), "{stored}");
+    // ...then only the state, back to running: what the restore must do.
+    let stored = write("stored.xml", &stored);
+    hosts.virsh_ok(uri, &["save-image-define", image, &stored, "--running"]);
+}
+
 #[test]
 fn qemu_virsh_save_restore() {
     let Some(hosts) = QemuHosts::start() else {
@@ -609,6 +679,8 @@ fn qemu_virsh_save_restore() {
         std::fs::metadata(image).is_ok_and(|m| m.len() > 0),
         "no save image"
     );
+    check_save_image_xml(&hosts, &uri, name, &uuid, image, dir.path());
+    eprintln!("q-save: image XML edited after {:?}", started.elapsed());
     let events = VirshEvents::spawn(&uri, &["--loop", "--event", "lifecycle", "--domain", name]);
     events.sync_on_redefine(&uri, name);
     hosts.virsh_ok(&uri, &["restore", image]);
@@ -631,6 +703,9 @@ fn qemu_virsh_save_restore() {
         "restored at {restored}, saved at {before}"
     );
     let c = counter_above(&uri, name, restored, &hosts);
+    // The restored guest runs with the definition save-image-define stored.
+    let live = hosts.virsh_ok(&uri, &["dumpxml", name]);
+    assert!(live.contains(EDITED), "{live}");
 
     // Managed save: the image the driver keeps, restored by the next start.
     hosts.virsh_ok(&uri, &["managedsave", name]);
@@ -650,7 +725,16 @@ fn qemu_virsh_save_restore() {
         err.contains("Refusing to undefine while domain managed save image exists"),
         "{err}"
     );
+    // managedsave-define --paused: the next start restores the guest paused.
+    let stored = hosts.virsh_ok(&uri, &["managedsave-dumpxml", name]);
+    assert!(stored.contains(&uuid), "{stored}");
+    let stored_file = dir.path().join("managed.xml");
+    std::fs::write(&stored_file, &stored).expect("write managed save XML");
+    let stored_file = stored_file.to_str().expect("utf-8 path");
+    hosts.virsh_ok(&uri, &["managedsave-define", name, stored_file, "--paused"]);
     hosts.virsh_ok(&uri, &["start", name]);
+    assert_eq!(domstate(&uri, name).as_deref(), Some("paused"));
+    hosts.virsh_ok(&uri, &["resume", name]);
     let from_image = counter(&uri, name).expect("counter right after start");
     assert!(from_image >= c, "started at {from_image}, saved at {c}");
     let info = hosts.virsh_ok(&uri, &["dominfo", name]);

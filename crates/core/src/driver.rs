@@ -125,6 +125,14 @@ pub enum Operation {
     SetMetadata,
     /// [`Driver::get_metadata`].
     GetMetadata,
+    /// [`Driver::save_image_xml`].
+    SaveImageGetXmlDesc,
+    /// [`Driver::save_image_define_xml`].
+    SaveImageDefineXml,
+    /// [`Driver::managed_save_xml`].
+    ManagedSaveGetXmlDesc,
+    /// [`Driver::managed_save_define_xml`].
+    ManagedSaveDefineXml,
 }
 
 impl Operation {
@@ -177,6 +185,10 @@ impl Operation {
         Operation::ManagedSaveRemove,
         Operation::SetMetadata,
         Operation::GetMetadata,
+        Operation::SaveImageGetXmlDesc,
+        Operation::SaveImageDefineXml,
+        Operation::ManagedSaveGetXmlDesc,
+        Operation::ManagedSaveDefineXml,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -229,6 +241,10 @@ impl Operation {
             Operation::ManagedSaveRemove => "virDomainManagedSaveRemove",
             Operation::SetMetadata => "virDomainSetMetadata",
             Operation::GetMetadata => "virDomainGetMetadata",
+            Operation::SaveImageGetXmlDesc => "virDomainSaveImageGetXMLDesc",
+            Operation::SaveImageDefineXml => "virDomainSaveImageDefineXML",
+            Operation::ManagedSaveGetXmlDesc => "virDomainManagedSaveGetXMLDesc",
+            Operation::ManagedSaveDefineXml => "virDomainManagedSaveDefineXML",
         }
     }
 
@@ -282,6 +298,10 @@ impl Operation {
             Operation::ManagedSaveRemove => "managed_save_remove",
             Operation::SetMetadata => "set_metadata",
             Operation::GetMetadata => "get_metadata",
+            Operation::SaveImageGetXmlDesc => "save_image_xml",
+            Operation::SaveImageDefineXml => "save_image_define_xml",
+            Operation::ManagedSaveGetXmlDesc => "managed_save_xml",
+            Operation::ManagedSaveDefineXml => "managed_save_define_xml",
         }
     }
 }
@@ -622,6 +642,40 @@ pub trait Driver: Send + Sync {
     ) -> Result<String> {
         let _ = (dom, target, flags);
         Err(self.no_support(Operation::GetMetadata))
+    }
+
+    /// The domain XML stored in the save image `file` (made by
+    /// [`Driver::save`]); passwords only with
+    /// [`crate::flags::save::IMAGE_XML_SECURE`].
+    async fn save_image_xml(&self, file: &str, flags: u32) -> Result<String> {
+        let _ = (file, flags);
+        Err(self.no_support(Operation::SaveImageGetXmlDesc))
+    }
+
+    /// Replaces the domain XML stored in the save image `file` with `dxml`,
+    /// which must describe the same guest ABI; [`crate::flags::save`]
+    /// `RUNNING` / `PAUSED` change the state a restore leaves it in.
+    async fn save_image_define_xml(&self, file: &str, dxml: &str, flags: u32) -> Result<()> {
+        let _ = (file, dxml, flags);
+        Err(self.no_support(Operation::SaveImageDefineXml))
+    }
+
+    /// As [`Driver::save_image_xml`], for the domain's managed save image.
+    async fn managed_save_xml(&self, dom: &DomainRef, flags: u32) -> Result<String> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::ManagedSaveGetXmlDesc))
+    }
+
+    /// As [`Driver::save_image_define_xml`], for the domain's managed save
+    /// image (`None` keeps the stored XML and changes only the state).
+    async fn managed_save_define_xml(
+        &self,
+        dom: &DomainRef,
+        dxml: Option<&str>,
+        flags: u32,
+    ) -> Result<()> {
+        let _ = (dom, dxml, flags);
+        Err(self.no_support(Operation::ManagedSaveDefineXml))
     }
 }
 

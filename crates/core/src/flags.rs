@@ -243,6 +243,23 @@ pub mod xml {
     pub const MIGRATABLE: u32 = 1 << 3;
 }
 
+/// `virDomainSaveRestoreFlags` (`DOMAIN_SAVE_FLAGS`, `DOMAIN_RESTORE_FLAGS`,
+/// `DOMAIN_SAVE_IMAGE_DEFINE_XML`, `DOMAIN_MANAGED_SAVE*`) and
+/// `virDomainSaveImageXMLFlags` (`DOMAIN_SAVE_IMAGE_GET_XML_DESC`).
+pub mod save {
+    /// A caching hint for the image's I/O.
+    pub const BYPASS_CACHE: u32 = 1 << 0;
+    /// Restore running, whatever the image says.
+    pub const RUNNING: u32 = 1 << 1;
+    /// Restore paused, whatever the image says.
+    pub const PAUSED: u32 = 1 << 2;
+    /// Re-initialise the firmware variables on restore.
+    pub const RESET_NVRAM: u32 = 1 << 3;
+    /// Include security-sensitive data in a save image's XML
+    /// (`VIR_DOMAIN_SAVE_IMAGE_XML_SECURE`, = [`super::xml::SECURE`]).
+    pub const IMAGE_XML_SECURE: u32 = 1 << 0;
+}
+
 /// `virDomainDefineFlags` (`DOMAIN_DEFINE_XML_FLAGS`).
 pub mod define {
     /// Validate the XML against the schema.

@@ -92,6 +92,22 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainSetMemoryFlags, Operation::SetMemory),
     (Procedure::DomainSetMetadata, Operation::SetMetadata),
     (Procedure::DomainGetMetadata, Operation::GetMetadata),
+    (
+        Procedure::DomainSaveImageGetXmlDesc,
+        Operation::SaveImageGetXmlDesc,
+    ),
+    (
+        Procedure::DomainSaveImageDefineXml,
+        Operation::SaveImageDefineXml,
+    ),
+    (
+        Procedure::DomainManagedSaveGetXmlDesc,
+        Operation::ManagedSaveGetXmlDesc,
+    ),
+    (
+        Procedure::DomainManagedSaveDefineXml,
+        Operation::ManagedSaveDefineXml,
+    ),
 ];
 
 /// The driver operation a procedure becomes, if it is served by a driver method.

@@ -26,6 +26,9 @@ pub const MAGIC: [u8; 8] = *b"MGRDQSV1";
 /// Header layout version.
 pub const VERSION: u32 = 1;
 
+/// Bytes before the XML: magic, version, flags, XML length.
+const FIXED_LEN: usize = 20;
+
 const FLAG_ZSTD: u32 = 1 << 0;
 const FLAG_RUNNING: u32 = 1 << 1;
 
@@ -41,6 +44,11 @@ pub struct SaveHeader {
 }
 
 impl SaveHeader {
+    /// The header's size in the file: where the stream starts.
+    pub fn encoded_len(&self) -> usize {
+        FIXED_LEN + self.xml.len()
+    }
+
     /// Writes the header.
     ///
     /// # Errors
@@ -54,7 +62,7 @@ impl SaveHeader {
             })?;
         let flags =
             if self.zstd { FLAG_ZSTD } else { 0 } | if self.running { FLAG_RUNNING } else { 0 };
-        let mut buf = Vec::with_capacity(20 + self.xml.len());
+        let mut buf = Vec::with_capacity(self.encoded_len());
         buf.extend_from_slice(&MAGIC);
         buf.extend_from_slice(&VERSION.to_le_bytes());
         buf.extend_from_slice(&flags.to_le_bytes());
@@ -74,13 +82,13 @@ impl SaveHeader {
             path: path.to_owned(),
             reason: reason.into(),
         };
-        let mut fixed = [0u8; 20];
+        let mut fixed = [0u8; FIXED_LEN];
         input.read_exact(&mut fixed).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => bad("too short for a save image header"),
+            std::io::ErrorKind::UnexpectedEof => bad("failed to read qemu header"),
             _ => Error::file("read", path, e),
         })?;
         if fixed[..8] != MAGIC {
-            return Err(bad("not a migrated save image (bad magic)"));
+            return Err(bad("image magic is incorrect"));
         }
         let word = |at: usize| {
             u32::from_le_bytes([fixed[at], fixed[at + 1], fixed[at + 2], fixed[at + 3]])

@@ -206,7 +206,10 @@ async fn restoring_a_foreign_file_is_a_clear_error() {
         .restore(bogus.to_str().expect("utf-8"), None, 0)
         .await
         .expect_err("not our image");
-    assert!(err.to_string().contains("bad magic"), "{err}");
+    assert!(
+        err.to_string().contains("image magic is incorrect"),
+        "{err}"
+    );
     assert!(driver.list_all_domains(0).await.expect("list").is_empty());
     let err = driver
         .restore(

@@ -74,6 +74,15 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
             .get_metadata(&dom, &MetadataTarget::Title, 0)
             .await
             .err(),
+        Operation::SaveImageGetXmlDesc => driver.save_image_xml("/nonexistent/save", 0).await.err(),
+        Operation::SaveImageDefineXml => driver
+            .save_image_define_xml("/nonexistent/save", xml, 0)
+            .await
+            .err(),
+        Operation::ManagedSaveGetXmlDesc => driver.managed_save_xml(&dom, 0).await.err(),
+        Operation::ManagedSaveDefineXml => {
+            driver.managed_save_define_xml(&dom, None, 0).await.err()
+        }
     };
     err.map(|e| e.code())
 }

@@ -78,6 +78,17 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::GetMetadata => {
             no_support(drv.get_metadata(dom, &MetadataTarget::Title, 0).await)
         }
+        Operation::SaveImageGetXmlDesc => {
+            no_support(drv.save_image_xml("/nonexistent/save", 0).await)
+        }
+        Operation::SaveImageDefineXml => no_support(
+            drv.save_image_define_xml("/nonexistent/save", "<domain/>", 0)
+                .await,
+        ),
+        Operation::ManagedSaveGetXmlDesc => no_support(drv.managed_save_xml(dom, 0).await),
+        Operation::ManagedSaveDefineXml => {
+            no_support(drv.managed_save_define_xml(dom, None, 0).await)
+        }
     }
 }
 

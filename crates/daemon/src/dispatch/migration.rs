@@ -113,6 +113,7 @@ pub async fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<
         Call::DomainMigrateSetCompressionCache(a) => &a.dom,
         Call::DomainManagedSave(a) => &a.dom,
         Call::DomainManagedSaveRemove(a) => &a.dom,
+        Call::DomainManagedSaveDefineXml(a) => &a.dom,
         Call::DomainSetMemory(a) => &a.dom,
         Call::DomainSetMaxMemory(a) => &a.dom,
         Call::DomainSetMemoryFlags(a) => &a.dom,

@@ -221,6 +221,18 @@ pub async fn run(
             p,
             &Box::pin(save::managed_save_remove(session, args)).await?,
         ),
+        Call::DomainSaveImageGetXmlDesc(args) => {
+            reply(p, &save::save_image_get_xml_desc(session, args).await?)
+        }
+        Call::DomainSaveImageDefineXml(args) => {
+            reply(p, &save::save_image_define_xml(session, args).await?)
+        }
+        Call::DomainManagedSaveGetXmlDesc(args) => {
+            reply(p, &save::managed_save_get_xml_desc(session, args).await?)
+        }
+        Call::DomainManagedSaveDefineXml(args) => {
+            reply(p, &save::managed_save_define_xml(session, args).await?)
+        }
 
         // console
         Call::DomainOpenConsole(args) => reply(

@@ -2,6 +2,7 @@
 //! registry reads live here; starting, stopping and saving are in the parent
 //! module and `save.rs`.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -26,7 +27,7 @@ use super::host::{
 };
 use super::host_stats::{image_file_info, tap_stats};
 use super::registry::{Domain, StopIntent};
-use super::{parse_def, QemuDriver, StartMode, URI};
+use super::{parse_def, save, QemuDriver, StartMode, URI};
 use crate::command::disk_node;
 use crate::qmp::commands::{
     Cont, MigrateSetParameters, QueryBalloon, QueryBlock, QueryBlockstats, QueryCpusFast,
@@ -708,6 +709,32 @@ impl Driver for QemuDriver {
 
     async fn managed_save_remove(&self, dom: &DomainRef, flags: u32) -> Result<()> {
         self.managed_save_remove_impl(dom, flags).await
+    }
+
+    async fn save_image_xml(&self, file: &str, flags: u32) -> Result<String> {
+        save::image_xml(Path::new(file), flags, "virDomainSaveImageGetXMLDesc")
+    }
+
+    async fn save_image_define_xml(&self, file: &str, dxml: &str, flags: u32) -> Result<()> {
+        save::define_image_xml(
+            Path::new(file),
+            Some(dxml),
+            flags,
+            "virDomainSaveImageDefineXML",
+        )
+    }
+
+    async fn managed_save_xml(&self, dom: &DomainRef, flags: u32) -> Result<String> {
+        self.managed_save_xml_impl(dom, flags)
+    }
+
+    async fn managed_save_define_xml(
+        &self,
+        dom: &DomainRef,
+        dxml: Option<&str>,
+        flags: u32,
+    ) -> Result<()> {
+        self.managed_save_define_xml_impl(dom, dxml, flags).await
     }
 
     async fn set_metadata(

@@ -15,7 +15,7 @@ use migrated_core::flags::{self, check_flags};
 use migrated_core::{Error, Result};
 use tracing::{info, warn};
 
-use super::save::{check_save_flags, open_image, SAVE_PAUSED};
+use super::save::{check_save_flags, define_image_xml, image_xml, open_image, SAVE_PAUSED};
 use super::{QemuDriver, StartMode};
 use crate::files::remove_if_exists;
 
@@ -112,6 +112,44 @@ impl QemuDriver {
         }
         self.start_locked(dom, StartMode::Boot { paused }, None)
             .await
+    }
+
+    /// The managed save image of `dom`, which must exist (libvirt's
+    /// OPERATION_INVALID "domain does not have managed save image").
+    fn existing_managed_save(&self, dom: &DomainRef) -> Result<PathBuf> {
+        let (name, saved) = self.read(|r| {
+            let d = r.get(dom)?;
+            Ok((d.config.name.clone(), d.managed_save))
+        })?;
+        if !saved {
+            return Err(Error::invalid("domain does not have managed save image"));
+        }
+        Ok(self.managed_save_file(&name))
+    }
+
+    /// `virDomainManagedSaveGetXMLDesc`.
+    pub(super) fn managed_save_xml_impl(&self, dom: &DomainRef, flags: u32) -> Result<String> {
+        const OP: &str = "virDomainManagedSaveGetXMLDesc";
+        check_flags(
+            OP,
+            u64::from(flags),
+            u64::from(flags::save::IMAGE_XML_SECURE),
+        )?;
+        image_xml(&self.existing_managed_save(dom)?, flags, OP)
+    }
+
+    /// `virDomainManagedSaveDefineXML`, under the job lock so no start
+    /// restores the image while its header is rewritten.
+    pub(super) async fn managed_save_define_xml_impl(
+        &self,
+        dom: &DomainRef,
+        dxml: Option<&str>,
+        flags: u32,
+    ) -> Result<()> {
+        const OP: &str = "virDomainManagedSaveDefineXML";
+        let job = self.job(dom)?;
+        let _job = job.lock().await;
+        define_image_xml(&self.existing_managed_save(dom)?, dxml, flags, OP)
     }
 
     /// Undefine's part: refuse while an image exists, or remove it with

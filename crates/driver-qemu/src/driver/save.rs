@@ -10,6 +10,13 @@
 //! Restore reads the header, starts QEMU with `-incoming defer` and feeds
 //! the stream back the same way (`migrate-incoming fd:`), then resumes the
 //! guest unless it was saved paused or the caller asks for paused.
+//!
+//! `virsh save-image-dumpxml` reads the header's XML; `save-image-define`
+//! replaces it (same name and UUID, same guest ABI, as libvirt's
+//! `qemuSaveImageUpdateDef`) and/or the state to restore to. The header has
+//! no padding for a longer XML (libvirt's has 64 KiB), so a header of a new
+//! length is written with a copy of the stream into a temporary file that
+//! then replaces the image: a crash leaves the old image or the new one.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, OwnedFd};
@@ -18,11 +25,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use migrated_core::abi::check_abi_stability;
 use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainRef, DomainState,
     LifecycleEvent, StateReason,
 };
-use migrated_core::flags::check_flags;
+use migrated_core::flags::{check_flags, save as save_flags};
 use migrated_core::xml::{DomainDef, FormatOptions};
 use migrated_core::{Error, Result};
 use tokio::task::JoinHandle;
@@ -34,14 +42,12 @@ use crate::migration;
 use crate::qmp::commands::{Cont, Getfd, Migrate, MigrateIncoming, Quit, Stop};
 use crate::savefile::SaveHeader;
 
-/// `VIR_DOMAIN_SAVE_BYPASS_CACHE`: a caching hint, accepted and ignored.
-const SAVE_BYPASS_CACHE: u32 = 1 << 0;
-/// `VIR_DOMAIN_SAVE_RUNNING`: restore running whatever the image says.
-const SAVE_RUNNING: u32 = 1 << 1;
-/// `VIR_DOMAIN_SAVE_PAUSED`: restore paused whatever the image says.
-pub(super) const SAVE_PAUSED: u32 = 1 << 2;
-/// `VIR_DOMAIN_SAVE_RESET_NVRAM`: nothing to reset without firmware variables.
-const SAVE_RESET_NVRAM: u32 = 1 << 3;
+// BYPASS_CACHE is a caching hint, accepted and ignored; RESET_NVRAM has
+// nothing to reset without firmware variables.
+pub(super) use save_flags::PAUSED as SAVE_PAUSED;
+use save_flags::{
+    BYPASS_CACHE as SAVE_BYPASS_CACHE, RESET_NVRAM as SAVE_RESET_NVRAM, RUNNING as SAVE_RUNNING,
+};
 
 /// How long QEMU may take to exit after `quit` once its state is saved.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +61,11 @@ pub(super) fn check_save_flags(operation: &'static str, flags: u32) -> Result<()
         u64::from(flags),
         u64::from(SAVE_BYPASS_CACHE | SAVE_RUNNING | SAVE_PAUSED | SAVE_RESET_NVRAM),
     )?;
+    check_running_paused(operation, flags)
+}
+
+/// `VIR_EXCLUSIVE_FLAGS(VIR_DOMAIN_SAVE_RUNNING, VIR_DOMAIN_SAVE_PAUSED)`.
+fn check_running_paused(operation: &'static str, flags: u32) -> Result<()> {
     if flags & SAVE_RUNNING != 0 && flags & SAVE_PAUSED != 0 {
         return Err(Error::InvalidArg {
             operation,
@@ -434,23 +445,130 @@ pub(super) fn open_image(
     dxml: Option<&str>,
     op: &'static str,
 ) -> Result<(File, SaveHeader, DomainDef)> {
-    let mut file = File::open(path).map_err(|e| sys("open", path, e))?;
+    let mut file = File::open(path).map_err(|e| open_failed(path, e))?;
     let header = SaveHeader::read_from(&mut file, path).map_err(|e| e.into_core(op))?;
     let saved = parse_def(&header.xml)?;
     let def = match dxml {
-        Some(xml) => {
-            let def = parse_def(xml)?;
-            if def.uuid != saved.uuid || def.name != saved.name {
-                return Err(Error::InvalidArg {
-                    operation: op,
-                    reason: "the replacement xml names another domain".into(),
-                });
-            }
-            def
-        }
+        Some(xml) => replacement_def(&saved, xml, op)?,
         None => saved,
     };
     Ok((file, header, def))
+}
+
+/// libvirt's `qemuDomainOpenFile` error: "Failed to open file '…'".
+fn open_failed(path: &Path, e: std::io::Error) -> Error {
+    Error::system(format!("Failed to open file '{}'", path.display()), e)
+}
+
+/// The definition `xml` gives a guest saved as `saved`: the same domain
+/// (name and UUID) with the same guest ABI, as libvirt's
+/// `qemuSaveImageUpdateDef` (the image's device state must fit it).
+fn replacement_def(saved: &DomainDef, xml: &str, op: &'static str) -> Result<DomainDef> {
+    let def = parse_def(xml)?;
+    if def.uuid != saved.uuid || def.name != saved.name {
+        return Err(Error::InvalidArg {
+            operation: op,
+            reason: "the replacement xml names another domain".into(),
+        });
+    }
+    check_abi_stability(saved, &def).map_err(|m| Error::ConfigUnsupported {
+        reason: m.to_string(),
+    })?;
+    Ok(def)
+}
+
+/// The stored XML of the image at `path`, as `virDomainSaveImageGetXMLDesc`
+/// formats it: secrets only with `VIR_DOMAIN_SAVE_IMAGE_XML_SECURE`.
+pub(super) fn image_xml(path: &Path, flags: u32, op: &'static str) -> Result<String> {
+    check_flags(
+        op,
+        u64::from(flags),
+        u64::from(save_flags::IMAGE_XML_SECURE),
+    )?;
+    let (_, _, def) = open_image(path, None, op)?;
+    Ok(def.format(&FormatOptions {
+        secure: flags & save_flags::IMAGE_XML_SECURE != 0,
+        inactive: false,
+        migratable: true,
+    }))
+}
+
+/// Rewrites the header of the image at `path`: the XML replaced by `dxml`
+/// (see [`replacement_def`]) and/or the state to restore to changed by
+/// `VIR_DOMAIN_SAVE_RUNNING` / `PAUSED`. Nothing to change is a success
+/// that leaves the file alone, as libvirt's `qemuDomainSaveImageDefineXML`.
+pub(super) fn define_image_xml(
+    path: &Path,
+    dxml: Option<&str>,
+    flags: u32,
+    op: &'static str,
+) -> Result<()> {
+    check_flags(op, u64::from(flags), u64::from(SAVE_RUNNING | SAVE_PAUSED))?;
+    check_running_paused(op, flags)?;
+    let (mut file, old, saved) = open_image(path, None, op)?;
+    let running = match flags {
+        f if f & SAVE_RUNNING != 0 => true,
+        f if f & SAVE_PAUSED != 0 => false,
+        _ => old.running,
+    };
+    let xml = match dxml {
+        Some(xml) if xml != old.xml => replacement_def(&saved, xml, op)?.format(&FormatOptions {
+            secure: true,
+            inactive: false,
+            migratable: true,
+        }),
+        _ => old.xml.clone(),
+    };
+    if xml == old.xml && running == old.running {
+        return Ok(());
+    }
+    let new = SaveHeader {
+        xml,
+        zstd: old.zstd,
+        running,
+    };
+    if new.encoded_len() == old.encoded_len() {
+        // Same layout: only the header's bytes change, in place.
+        let mut out = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| open_failed(path, e))?;
+        new.write_to(&mut out, path).map_err(|e| e.into_core(op))?;
+        return out.sync_all().map_err(|e| sys("sync", path, e));
+    }
+    // `file` is positioned at the start of the stream (after the old header).
+    let tmp = temp_path(path);
+    let written = (|| {
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| sys("create", &tmp, e))?;
+        new.write_to(&mut out, &tmp).map_err(|e| e.into_core(op))?;
+        std::io::copy(&mut file, &mut out).map_err(|e| sys("copy into", &tmp, e))?;
+        out.sync_all().map_err(|e| sys("sync", &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| sys("replace", path, e))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    // The rename is durable once the directory is.
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// A sibling of `path` to build its replacement in (same file system, so
+/// the rename is atomic).
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".migrated-define-{}", std::process::id()));
+    path.with_file_name(name)
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -479,5 +597,99 @@ async fn finish_pump(pump: Option<Pump>) -> std::io::Result<()> {
                 "stream pump task failed: {e}"
             )))
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use migrated_core::error::ErrorCode;
+
+    use super::*;
+
+    const UUID: &str = "6f1c0b2e-3d4a-4c5b-9e8f-0a1b2c3d4e5f";
+    const STREAM: &[u8] = b"QEMU migration stream";
+
+    fn domain(name: &str, uuid: &str, memory_kib: u32, extra: &str) -> String {
+        format!(
+            "<domain type='qemu'><name>{name}</name><uuid>{uuid}</uuid>{extra}\
+             <memory unit='KiB'>{memory_kib}</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64'>hvm</type></os></domain>"
+        )
+    }
+
+    /// An image holding `xml`, saved running, followed by [`STREAM`].
+    fn image(dir: &Path, xml: &str) -> PathBuf {
+        let path = dir.join("guest.img");
+        let mut file = File::create(&path).expect("create");
+        SaveHeader {
+            xml: xml.to_owned(),
+            zstd: true,
+            running: true,
+        }
+        .write_to(&mut file, &path)
+        .expect("header");
+        std::io::Write::write_all(&mut file, STREAM).expect("stream");
+        path
+    }
+
+    fn read_back(path: &Path) -> (SaveHeader, Vec<u8>) {
+        let mut file = File::open(path).expect("open");
+        let header = SaveHeader::read_from(&mut file, path).expect("header");
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut rest).expect("stream");
+        (header, rest)
+    }
+
+    #[test]
+    fn define_rewrites_state_in_place_and_a_new_xml_around_the_same_stream() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = image(dir.path(), &domain("g", UUID, 65536, ""));
+        const OP: &str = "virDomainSaveImageDefineXML";
+
+        define_image_xml(&path, None, SAVE_PAUSED, OP).expect("paused");
+        let (header, stream) = read_back(&path);
+        assert!(!header.running);
+        assert!(header.zstd);
+        assert_eq!(stream, STREAM);
+
+        let edited = domain("g", UUID, 65536, "<description>moved</description>");
+        define_image_xml(&path, Some(&edited), SAVE_RUNNING, OP).expect("new xml");
+        let (header, stream) = read_back(&path);
+        assert!(header.running);
+        assert!(header.xml.contains("<description>moved</description>"));
+        assert_eq!(stream, STREAM);
+        let xml = image_xml(&path, 0, "virDomainSaveImageGetXMLDesc").expect("xml");
+        assert!(xml.contains("<description>moved</description>"), "{xml}");
+        let leftovers = std::fs::read_dir(dir.path()).expect("dir").count();
+        assert_eq!(leftovers, 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn define_refuses_another_guest_and_leaves_the_image_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = image(dir.path(), &domain("g", UUID, 65536, ""));
+        let before = std::fs::read(&path).expect("read");
+        const OP: &str = "virDomainSaveImageDefineXML";
+        let cases = [
+            (domain("g", UUID, 131072, ""), ErrorCode::ConfigUnsupported),
+            (domain("h", UUID, 65536, ""), ErrorCode::InvalidArg),
+            (
+                domain("g", "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b", 65536, ""),
+                ErrorCode::InvalidArg,
+            ),
+        ];
+        for (xml, code) in cases {
+            let err = define_image_xml(&path, Some(&xml), 0, OP).expect_err("refused");
+            assert_eq!(err.code(), code, "{err}");
+        }
+        let err = define_image_xml(&path, None, SAVE_RUNNING | SAVE_PAUSED, OP)
+            .expect_err("exclusive flags");
+        assert_eq!(err.code(), ErrorCode::InvalidArg);
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+
+        let missing = dir.path().join("missing.img");
+        let err = image_xml(&missing, 0, OP).expect_err("missing");
+        assert_eq!(err.code(), ErrorCode::SystemError);
+        assert!(err.to_string().contains("Failed to open file"), "{err}");
     }
 }

@@ -1185,6 +1185,84 @@ pub struct DomainRestoreParamsArgs {
     pub flags: u32,
 }
 
+/// The domain XML stored in a save image.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSaveImageGetXmlDescArgs {
+    /// file path
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub file: String,
+    /// VIR_DOMAIN_SAVE_IMAGE_XML_SECURE
+    pub flags: u32,
+}
+
+/// Reply of REMOTE_PROC_DOMAIN_SAVE_IMAGE_GET_XML_DESC.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSaveImageGetXmlDescRet {
+    /// the domain XML
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml: String,
+}
+
+/// Replaces the domain XML stored in a save image.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSaveImageDefineXmlArgs {
+    /// file path
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub file: String,
+    /// the new XML (ABI-compatible with the stored one)
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub dxml: String,
+    /// VIR_DOMAIN_SAVE_RUNNING or VIR_DOMAIN_SAVE_PAUSED
+    pub flags: u32,
+}
+
+/// The domain XML stored in a domain's managed save image.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainManagedSaveGetXmlDescArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// VIR_DOMAIN_SAVE_IMAGE_XML_SECURE
+    pub flags: u32,
+}
+
+/// Reply of REMOTE_PROC_DOMAIN_MANAGED_SAVE_GET_XML_DESC.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainManagedSaveGetXmlDescRet {
+    /// the domain XML
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml: String,
+}
+
+/// Replaces the domain XML stored in a domain's managed save image.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainManagedSaveDefineXmlArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the new XML (ABI-compatible with the stored one)
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub dxml: Option<String>,
+    /// VIR_DOMAIN_SAVE_RUNNING or VIR_DOMAIN_SAVE_PAUSED
+    pub flags: u32,
+}
+
 /// Progress of the current job (times in ms, sizes in bytes).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainGetJobInfoRet {
@@ -2853,6 +2931,10 @@ pub enum Procedure {
     DomainRestoreFlags = 233,
     /// `REMOTE_PROC_DOMAIN_DESTROY_FLAGS`
     DomainDestroyFlags = 234,
+    /// `REMOTE_PROC_DOMAIN_SAVE_IMAGE_GET_XML_DESC`
+    DomainSaveImageGetXmlDesc = 235,
+    /// `REMOTE_PROC_DOMAIN_SAVE_IMAGE_DEFINE_XML`
+    DomainSaveImageDefineXml = 236,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_SPEED`
     DomainMigrateGetMaxSpeed = 242,
     /// `REMOTE_PROC_DOMAIN_BLOCK_STATS_FLAGS`
@@ -2913,6 +2995,10 @@ pub enum Procedure {
     DomainMigrateStartPostCopy = 364,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_DOWNTIME`
     DomainMigrateGetMaxDowntime = 387,
+    /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_GET_XML_DESC`
+    DomainManagedSaveGetXmlDesc = 388,
+    /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_DEFINE_XML`
+    DomainManagedSaveDefineXml = 389,
     /// `REMOTE_PROC_CONNECT_SET_IDENTITY`
     ConnectSetIdentity = 419,
     /// `REMOTE_PROC_DOMAIN_GET_MESSAGES`
@@ -3023,6 +3109,8 @@ impl Procedure {
         Procedure::DomainSaveFlags,
         Procedure::DomainRestoreFlags,
         Procedure::DomainDestroyFlags,
+        Procedure::DomainSaveImageGetXmlDesc,
+        Procedure::DomainSaveImageDefineXml,
         Procedure::DomainMigrateGetMaxSpeed,
         Procedure::DomainBlockStatsFlags,
         Procedure::DomainReset,
@@ -3053,6 +3141,8 @@ impl Procedure {
         Procedure::DomainEventCallbackJobCompleted,
         Procedure::DomainMigrateStartPostCopy,
         Procedure::DomainMigrateGetMaxDowntime,
+        Procedure::DomainManagedSaveGetXmlDesc,
+        Procedure::DomainManagedSaveDefineXml,
         Procedure::ConnectSetIdentity,
         Procedure::DomainGetMessages,
         Procedure::DomainSaveParams,
@@ -3157,6 +3247,8 @@ impl Procedure {
             232 => Some(Self::DomainSaveFlags),
             233 => Some(Self::DomainRestoreFlags),
             234 => Some(Self::DomainDestroyFlags),
+            235 => Some(Self::DomainSaveImageGetXmlDesc),
+            236 => Some(Self::DomainSaveImageDefineXml),
             242 => Some(Self::DomainMigrateGetMaxSpeed),
             243 => Some(Self::DomainBlockStatsFlags),
             245 => Some(Self::DomainReset),
@@ -3187,6 +3279,8 @@ impl Procedure {
             363 => Some(Self::DomainEventCallbackJobCompleted),
             364 => Some(Self::DomainMigrateStartPostCopy),
             387 => Some(Self::DomainMigrateGetMaxDowntime),
+            388 => Some(Self::DomainManagedSaveGetXmlDesc),
+            389 => Some(Self::DomainManagedSaveDefineXml),
             419 => Some(Self::ConnectSetIdentity),
             426 => Some(Self::DomainGetMessages),
             440 => Some(Self::DomainSaveParams),
@@ -3293,41 +3387,45 @@ impl Procedure {
             Self::DomainSaveFlags => &PROCEDURES[92],
             Self::DomainRestoreFlags => &PROCEDURES[93],
             Self::DomainDestroyFlags => &PROCEDURES[94],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[95],
-            Self::DomainBlockStatsFlags => &PROCEDURES[96],
-            Self::DomainReset => &PROCEDURES[97],
-            Self::DomainShutdownFlags => &PROCEDURES[98],
-            Self::DomainSetMetadata => &PROCEDURES[99],
-            Self::DomainGetMetadata => &PROCEDURES[100],
-            Self::ConnectListAllDomains => &PROCEDURES[101],
-            Self::NodeGetCpuMap => &PROCEDURES[102],
-            Self::DomainGetJobStats => &PROCEDURES[103],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[104],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[105],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[106],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[107],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[108],
-            Self::DomainMigratePerform3Params => &PROCEDURES[109],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[110],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[111],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[112],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[113],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[114],
-            Self::DomainEventCallbackReboot => &PROCEDURES[115],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[116],
-            Self::DomainDefineXmlFlags => &PROCEDURES[117],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[118],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[119],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[120],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[121],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[122],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[123],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[124],
-            Self::ConnectSetIdentity => &PROCEDURES[125],
-            Self::DomainGetMessages => &PROCEDURES[126],
-            Self::DomainSaveParams => &PROCEDURES[127],
-            Self::DomainRestoreParams => &PROCEDURES[128],
-            Self::DomainAbortJobFlags => &PROCEDURES[129],
+            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[95],
+            Self::DomainSaveImageDefineXml => &PROCEDURES[96],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[97],
+            Self::DomainBlockStatsFlags => &PROCEDURES[98],
+            Self::DomainReset => &PROCEDURES[99],
+            Self::DomainShutdownFlags => &PROCEDURES[100],
+            Self::DomainSetMetadata => &PROCEDURES[101],
+            Self::DomainGetMetadata => &PROCEDURES[102],
+            Self::ConnectListAllDomains => &PROCEDURES[103],
+            Self::NodeGetCpuMap => &PROCEDURES[104],
+            Self::DomainGetJobStats => &PROCEDURES[105],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[106],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[107],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[108],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[109],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[110],
+            Self::DomainMigratePerform3Params => &PROCEDURES[111],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[112],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[113],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[114],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[115],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[116],
+            Self::DomainEventCallbackReboot => &PROCEDURES[117],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[118],
+            Self::DomainDefineXmlFlags => &PROCEDURES[119],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[120],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[121],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[122],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[123],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[124],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[125],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[126],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[127],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[128],
+            Self::ConnectSetIdentity => &PROCEDURES[129],
+            Self::DomainGetMessages => &PROCEDURES[130],
+            Self::DomainSaveParams => &PROCEDURES[131],
+            Self::DomainRestoreParams => &PROCEDURES[132],
+            Self::DomainAbortJobFlags => &PROCEDURES[133],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3449,6 +3547,8 @@ impl Procedure {
             Self::DomainSaveFlags => visitor.visit::<procs::DomainSaveFlags>(),
             Self::DomainRestoreFlags => visitor.visit::<procs::DomainRestoreFlags>(),
             Self::DomainDestroyFlags => visitor.visit::<procs::DomainDestroyFlags>(),
+            Self::DomainSaveImageGetXmlDesc => visitor.visit::<procs::DomainSaveImageGetXmlDesc>(),
+            Self::DomainSaveImageDefineXml => visitor.visit::<procs::DomainSaveImageDefineXml>(),
             Self::DomainMigrateGetMaxSpeed => visitor.visit::<procs::DomainMigrateGetMaxSpeed>(),
             Self::DomainBlockStatsFlags => visitor.visit::<procs::DomainBlockStatsFlags>(),
             Self::DomainReset => visitor.visit::<procs::DomainReset>(),
@@ -3512,6 +3612,12 @@ impl Procedure {
             }
             Self::DomainMigrateGetMaxDowntime => {
                 visitor.visit::<procs::DomainMigrateGetMaxDowntime>()
+            }
+            Self::DomainManagedSaveGetXmlDesc => {
+                visitor.visit::<procs::DomainManagedSaveGetXmlDesc>()
+            }
+            Self::DomainManagedSaveDefineXml => {
+                visitor.visit::<procs::DomainManagedSaveDefineXml>()
             }
             Self::ConnectSetIdentity => visitor.visit::<procs::ConnectSetIdentity>(),
             Self::DomainGetMessages => visitor.visit::<procs::DomainGetMessages>(),
@@ -4306,6 +4412,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 235,
+        name: "REMOTE_PROC_DOMAIN_SAVE_IMAGE_GET_XML_DESC",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 236,
+        name: "REMOTE_PROC_DOMAIN_SAVE_IMAGE_DEFINE_XML",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 242,
         name: "REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_SPEED",
         readonly: true,
@@ -4542,6 +4664,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_DOWNTIME",
         readonly: true,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 388,
+        name: "REMOTE_PROC_DOMAIN_MANAGED_SAVE_GET_XML_DESC",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 389,
+        name: "REMOTE_PROC_DOMAIN_MANAGED_SAVE_DEFINE_XML",
+        readonly: false,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -5468,6 +5606,24 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_SAVE_IMAGE_GET_XML_DESC`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSaveImageGetXmlDesc;
+    impl super::RemoteProcedure for DomainSaveImageGetXmlDesc {
+        const PROC: super::Procedure = super::Procedure::DomainSaveImageGetXmlDesc;
+        type Args = super::DomainSaveImageGetXmlDescArgs;
+        type Ret = super::DomainSaveImageGetXmlDescRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SAVE_IMAGE_DEFINE_XML`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSaveImageDefineXml;
+    impl super::RemoteProcedure for DomainSaveImageDefineXml {
+        const PROC: super::Procedure = super::Procedure::DomainSaveImageDefineXml;
+        type Args = super::DomainSaveImageDefineXmlArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_SPEED`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainMigrateGetMaxSpeed;
@@ -5738,6 +5894,24 @@ pub mod procs {
         type Ret = super::DomainMigrateGetMaxDowntimeRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_GET_XML_DESC`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainManagedSaveGetXmlDesc;
+    impl super::RemoteProcedure for DomainManagedSaveGetXmlDesc {
+        const PROC: super::Procedure = super::Procedure::DomainManagedSaveGetXmlDesc;
+        type Args = super::DomainManagedSaveGetXmlDescArgs;
+        type Ret = super::DomainManagedSaveGetXmlDescRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_DEFINE_XML`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainManagedSaveDefineXml;
+    impl super::RemoteProcedure for DomainManagedSaveDefineXml {
+        const PROC: super::Procedure = super::Procedure::DomainManagedSaveDefineXml;
+        type Args = super::DomainManagedSaveDefineXmlArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_CONNECT_SET_IDENTITY`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct ConnectSetIdentity;
@@ -5974,6 +6148,10 @@ pub enum Call {
     DomainRestoreFlags(DomainRestoreFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_DESTROY_FLAGS`.
     DomainDestroyFlags(DomainDestroyFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_SAVE_IMAGE_GET_XML_DESC`.
+    DomainSaveImageGetXmlDesc(DomainSaveImageGetXmlDescArgs),
+    /// `REMOTE_PROC_DOMAIN_SAVE_IMAGE_DEFINE_XML`.
+    DomainSaveImageDefineXml(DomainSaveImageDefineXmlArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_SPEED`.
     DomainMigrateGetMaxSpeed(DomainMigrateGetMaxSpeedArgs),
     /// `REMOTE_PROC_DOMAIN_BLOCK_STATS_FLAGS`.
@@ -6024,6 +6202,10 @@ pub enum Call {
     DomainMigrateStartPostCopy(DomainMigrateStartPostCopyArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_DOWNTIME`.
     DomainMigrateGetMaxDowntime(DomainMigrateGetMaxDowntimeArgs),
+    /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_GET_XML_DESC`.
+    DomainManagedSaveGetXmlDesc(DomainManagedSaveGetXmlDescArgs),
+    /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_DEFINE_XML`.
+    DomainManagedSaveDefineXml(DomainManagedSaveDefineXmlArgs),
     /// `REMOTE_PROC_CONNECT_SET_IDENTITY`.
     ConnectSetIdentity(ConnectSetIdentityArgs),
     /// `REMOTE_PROC_DOMAIN_GET_MESSAGES`.
@@ -6305,6 +6487,12 @@ impl Call {
             Procedure::DomainDestroyFlags => {
                 Call::DomainDestroyFlags(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSaveImageGetXmlDesc => {
+                Call::DomainSaveImageGetXmlDesc(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSaveImageDefineXml => {
+                Call::DomainSaveImageDefineXml(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainMigrateGetMaxSpeed => {
                 Call::DomainMigrateGetMaxSpeed(migrated_xdr::from_bytes(payload)?)
             }
@@ -6407,6 +6595,12 @@ impl Call {
             }
             Procedure::DomainMigrateGetMaxDowntime => {
                 Call::DomainMigrateGetMaxDowntime(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainManagedSaveGetXmlDesc => {
+                Call::DomainManagedSaveGetXmlDesc(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainManagedSaveDefineXml => {
+                Call::DomainManagedSaveDefineXml(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::ConnectSetIdentity => {
                 Call::ConnectSetIdentity(migrated_xdr::from_bytes(payload)?)
@@ -6522,6 +6716,8 @@ impl Call {
             Call::DomainSaveFlags(_) => Procedure::DomainSaveFlags,
             Call::DomainRestoreFlags(_) => Procedure::DomainRestoreFlags,
             Call::DomainDestroyFlags(_) => Procedure::DomainDestroyFlags,
+            Call::DomainSaveImageGetXmlDesc(_) => Procedure::DomainSaveImageGetXmlDesc,
+            Call::DomainSaveImageDefineXml(_) => Procedure::DomainSaveImageDefineXml,
             Call::DomainMigrateGetMaxSpeed(_) => Procedure::DomainMigrateGetMaxSpeed,
             Call::DomainBlockStatsFlags(_) => Procedure::DomainBlockStatsFlags,
             Call::DomainReset(_) => Procedure::DomainReset,
@@ -6557,6 +6753,8 @@ impl Call {
             Call::ConnectUnregisterCloseCallback => Procedure::ConnectUnregisterCloseCallback,
             Call::DomainMigrateStartPostCopy(_) => Procedure::DomainMigrateStartPostCopy,
             Call::DomainMigrateGetMaxDowntime(_) => Procedure::DomainMigrateGetMaxDowntime,
+            Call::DomainManagedSaveGetXmlDesc(_) => Procedure::DomainManagedSaveGetXmlDesc,
+            Call::DomainManagedSaveDefineXml(_) => Procedure::DomainManagedSaveDefineXml,
             Call::ConnectSetIdentity(_) => Procedure::ConnectSetIdentity,
             Call::DomainGetMessages(_) => Procedure::DomainGetMessages,
             Call::DomainSaveParams(_) => Procedure::DomainSaveParams,
@@ -6665,6 +6863,8 @@ impl Call {
             Call::DomainSaveFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainRestoreFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainDestroyFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSaveImageGetXmlDesc(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSaveImageDefineXml(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateGetMaxSpeed(args) => migrated_xdr::to_bytes(args),
             Call::DomainBlockStatsFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainReset(args) => migrated_xdr::to_bytes(args),
@@ -6690,6 +6890,8 @@ impl Call {
             Call::ConnectUnregisterCloseCallback => Ok(Vec::new()),
             Call::DomainMigrateStartPostCopy(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateGetMaxDowntime(args) => migrated_xdr::to_bytes(args),
+            Call::DomainManagedSaveGetXmlDesc(args) => migrated_xdr::to_bytes(args),
+            Call::DomainManagedSaveDefineXml(args) => migrated_xdr::to_bytes(args),
             Call::ConnectSetIdentity(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetMessages(args) => migrated_xdr::to_bytes(args),
             Call::DomainSaveParams(args) => migrated_xdr::to_bytes(args),
