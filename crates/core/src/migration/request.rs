@@ -332,6 +332,9 @@ impl MigrateRequest {
         if f.contains(MigrateFlags::NON_SHARED_DISK | MigrateFlags::NON_SHARED_INC) {
             return conflict(flag("NON_SHARED_DISK"), flag("NON_SHARED_INC"));
         }
+        if f.contains(MigrateFlags::POSTCOPY_RESUME) {
+            self.check_postcopy_resume(step)?;
+        }
         let compression_tuned = !self.compression.is_empty()
             || self.compression_mt_level.is_some()
             || self.compression_mt_threads.is_some()
@@ -412,6 +415,39 @@ impl MigrateRequest {
                 "parameter '{}' must be 0-9, got {level}",
                 key::COMPRESSION_MT_LEVEL
             ));
+        }
+        Ok(())
+    }
+
+    /// The checks of a POSTCOPY_RESUME request that need no guest: libvirt's
+    /// (`qemuMigrationAnyCanResume`, in its words) and the flags a recovery
+    /// of a running migration cannot honour.
+    fn check_postcopy_resume(&self, step: Step) -> Result<()> {
+        let f = self.flags;
+        if !f.contains(MigrateFlags::POSTCOPY) {
+            return Err(Error::ArgumentRefused {
+                reason: "resuming failed post-copy migration requires post-copy to be enabled"
+                    .into(),
+            });
+        }
+        // The source's job must live from Begin to Confirm (libvirt-wire.md
+        // §8.5): a stock client adds CHANGE_PROTECTION, a p2p source keeps it.
+        if step.role() == Role::Source
+            && !f.intersects(MigrateFlags::CHANGE_PROTECTION | MigrateFlags::PEER2PEER)
+        {
+            return Err(Error::ArgumentRefused {
+                reason: "resuming failed post-copy migration requires change protection".into(),
+            });
+        }
+        // The storage copy ended before the migration being recovered
+        // switched to post-copy.
+        for other in [MigrateFlags::NON_SHARED_DISK, MigrateFlags::NON_SHARED_INC] {
+            if f.contains(other) {
+                return Err(Error::ArgumentConflict {
+                    first: "migration flag POSTCOPY_RESUME".into(),
+                    second: format!("migration flag {other}"),
+                });
+            }
         }
         Ok(())
     }
