@@ -21,7 +21,8 @@ use std::time::Duration;
 use migrated_tests::clients::{stderr_of, stdout_of};
 use migrated_tests::{virsh, wait_until, VirshEvents};
 use qemu_support::{
-    counter_above, job_free, moved_and_counting, pid_gone, qemu_pids, status_pid, QemuHosts,
+    counter_above, job_free, moved_and_counting, pause_at, pid_gone, qemu_pids, release,
+    status_pid, QemuHosts,
 };
 
 /// Pre-copy and post-copy bandwidth, MiB/s: the pre-copy cannot converge,
@@ -262,7 +263,7 @@ fn qemu_virsh_postcopy_switch_complete_and_fail() {
     // 4. The stream between the QEMUs breaks during post-copy (twice):
     // each time both wait for a recovery, and `--postcopy-resume` (p2p,
     // then client-managed) reconnects them.
-    recover_broken_postcopy(&hosts, name, &uuid);
+    recover_broken_postcopy(&mut hosts, name, &uuid);
 
     // 5. The destination QEMU dies during post-copy: the source, whose
     // memory is stale, stays paused "post-copy failed" and cannot resume.
@@ -338,7 +339,7 @@ fn break_migration_stream(hosts: &QemuHosts, dst_pid: i32) {
 
 /// Scenario 4 of [`qemu_virsh_postcopy_switch_complete_and_fail`]: `name`
 /// runs on B and ends on A.
-fn recover_broken_postcopy(hosts: &QemuHosts, name: &str, uuid: &str) {
+fn recover_broken_postcopy(hosts: &mut QemuHosts, name: &str, uuid: &str) {
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
     let before = counter_above(&b, name, 0, hosts);
     let b_pid = status_pid(&hosts.b, name).expect("the guest runs on B");
@@ -384,6 +385,22 @@ fn recover_broken_postcopy(hosts: &QemuHosts, name: &str, uuid: &str) {
     wait_state(hosts, &b, name, "paused (post-copy failed)");
     wait_state(hosts, &a, name, "running (post-copy failed)");
     let _ = resume.join();
+
+    // A recovery interrupted by a restart of the source daemon (held where
+    // Perform starts, before QEMU reconnects) leaves it recoverable.
+    let marker = pause_at(&hosts.b, "perform-start");
+    let held = migrate_in_background(&b, &a, name, &["--postcopy-resume"]);
+    wait_until(MIGRATION_TIMEOUT, "the recovery held in Perform", || {
+        marker.exists().then_some(())
+    });
+    hosts.b.kill();
+    let _ = held.join();
+    release(&hosts.b, &marker);
+    hosts.b.restart();
+    wait_state(hosts, &b, name, "paused (post-copy failed)");
+    wait_state(hosts, &a, name, "running (post-copy failed)");
+    assert_eq!(qemu_pids(uuid).len(), 2, "both QEMUs are kept");
+
     hosts.virsh_ok(&b, &["migrate-setspeed", "--postcopy", name, "0"]);
     let out = virsh(
         &b,

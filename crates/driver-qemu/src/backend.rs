@@ -1996,10 +1996,13 @@ impl MigrationBackend for QemuBackend {
                     return Ok(());
                 }
                 // Neither cancelled (QEMU cannot cancel post-copy) nor
-                // resumed: its memory is stale.
+                // resumed: its memory is stale. Paused "post-copy failed"
+                // it waits for a recovery (a new job), which is all there
+                // is left to do with this one.
                 self.driver
                     .mark_postcopy(&dom, PostcopyMark::SourceFailed)?;
-                Err(crate::driver::postcopy_source_stale())
+                warn!(dom = %dom.name, "post-copy source recovered paused: recover the migration (--postcopy-resume)");
+                Ok(())
             }
             RecoveryAction::ResumeSource if dom.is_active() => {
                 // A restart during Perform leaves QEMU still sending to a
