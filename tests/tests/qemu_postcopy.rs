@@ -289,9 +289,19 @@ fn qemu_virsh_postcopy_switch_complete_and_fail() {
     // Nothing left to recover from: the destination is gone.
     let out = virsh(
         &a,
-        &["migrate", "--live", "--postcopy", "--postcopy-resume", name, &b],
+        &[
+            "migrate",
+            "--live",
+            "--postcopy",
+            "--postcopy-resume",
+            name,
+            &b,
+        ],
     );
-    assert!(!out.status.success(), "recovered towards a dead destination");
+    assert!(
+        !out.status.success(),
+        "recovered towards a dead destination"
+    );
     hosts.virsh_ok(&a, &["destroy", name]);
 }
 
@@ -304,7 +314,11 @@ fn resume_refused(from: &str, to: &str, name: &str, extra: &[&str], words: &str)
     args.extend(["--postcopy-resume", name, to]);
     let out = virsh(from, &args);
     assert!(!out.status.success(), "{args:?} accepted");
-    assert!(stderr_of(&out).contains(words), "{args:?}: {}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains(words),
+        "{args:?}: {}",
+        stderr_of(&out)
+    );
 }
 
 /// Breaks the migration stream that the incoming QEMU `dst_pid` receives
@@ -404,7 +418,14 @@ fn recover_broken_postcopy(hosts: &mut QemuHosts, name: &str, uuid: &str) {
     hosts.virsh_ok(&b, &["migrate-setspeed", "--postcopy", name, "0"]);
     let out = virsh(
         &b,
-        &["migrate", "--live", "--postcopy", "--postcopy-resume", name, &a],
+        &[
+            "migrate",
+            "--live",
+            "--postcopy",
+            "--postcopy-resume",
+            name,
+            &a,
+        ],
     );
     assert!(
         out.status.success(),

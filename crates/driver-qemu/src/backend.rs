@@ -42,8 +42,8 @@ use crate::migration::{
 };
 use crate::qmp::commands::{
     ClientMigrateInfo, Getfd, Migrate, MigrateCancel, MigrateContinue, MigrateIncoming,
-    MigrateRecover, MigrateSetParameters, MigrateStartPostcopy, MigrationInfo, MigrationStatus, QueryMigrate,
-    QueryMigrateCapabilities, QueryMigrateParameters, Stop,
+    MigrateRecover, MigrateSetParameters, MigrateStartPostcopy, MigrationInfo, MigrationStatus,
+    QueryMigrate, QueryMigrateCapabilities, QueryMigrateParameters, Stop,
 };
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
@@ -634,8 +634,7 @@ impl QemuBackend {
         job.set_domain(dom.clone());
         let qmp = self.driver.qmp(&dom)?;
         let events = qmp.events();
-        let port =
-            listen_on_free_port(&qmp, &listen_address, &port_range, Listen::Recover).await?;
+        let port = listen_on_free_port(&qmp, &listen_address, &port_range, Listen::Recover).await?;
         info!(dom = %dom.name, port, "post-copy recovery: waiting for the source");
         watch_incoming(&qmp, job, false);
         self.incoming().insert(

@@ -608,6 +608,47 @@ mod tests {
     }
 
     #[test]
+    fn post_copy_recovery_is_checked_as_libvirt_checks_it() {
+        let resume = MigrateFlags::LIVE | MigrateFlags::POSTCOPY | MigrateFlags::POSTCOPY_RESUME;
+        req(resume | MigrateFlags::CHANGE_PROTECTION)
+            .validate(Step::Begin, &ALL)
+            .expect("managed recovery");
+        req(resume | MigrateFlags::PEER2PEER)
+            .validate(Step::Perform, &ALL)
+            .expect("p2p recovery");
+        // The destination gets no CHANGE_PROTECTION and needs none.
+        req(resume)
+            .validate(Step::Prepare, &ALL)
+            .expect("destination");
+        for (flags, step, code, words) in [
+            (
+                MigrateFlags::LIVE
+                    | MigrateFlags::POSTCOPY_RESUME
+                    | MigrateFlags::CHANGE_PROTECTION,
+                Step::Begin,
+                ErrorCode::ArgumentUnsupported,
+                "resuming failed post-copy migration requires post-copy to be enabled",
+            ),
+            (
+                resume,
+                Step::Begin,
+                ErrorCode::ArgumentUnsupported,
+                "resuming failed post-copy migration requires change protection",
+            ),
+            (
+                resume | MigrateFlags::CHANGE_PROTECTION | MigrateFlags::NON_SHARED_DISK,
+                Step::Begin,
+                ErrorCode::ArgumentUnsupported,
+                "NON_SHARED_DISK",
+            ),
+        ] {
+            let err = req(flags).validate(step, &ALL).expect_err("refused");
+            assert_eq!(err.code(), code, "{err}");
+            assert!(err.to_string().contains(words), "{err}");
+        }
+    }
+
+    #[test]
     fn offline_without_persist_dest_is_refused_in_libvirts_words() {
         let err = req(MigrateFlags::OFFLINE)
             .validate(Step::Begin, &ALL)

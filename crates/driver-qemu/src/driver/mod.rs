@@ -101,6 +101,16 @@ pub(crate) fn is_postcopy_source(state: StateReason) -> bool {
         )
 }
 
+/// Whether `state` is a post-copy destination's (running "post-copy" or
+/// "post-copy failed"): it holds the only up-to-date copy of the guest.
+pub(crate) fn is_postcopy_destination(state: StateReason) -> bool {
+    state.state == DomainState::Running
+        && matches!(
+            state.reason,
+            running_reason::POSTCOPY | running_reason::POSTCOPY_FAILED
+        )
+}
+
 /// The refusal to run a post-copy source again.
 pub(crate) fn postcopy_source_stale() -> Error {
     Error::invalid(
@@ -733,11 +743,7 @@ impl QemuDriver {
                 PostcopyMark::SourceFailed,
             ),
             PostcopyEnd::Destination => (
-                state.state == DomainState::Running
-                    && matches!(
-                        state.reason,
-                        running_reason::POSTCOPY | running_reason::POSTCOPY_FAILED
-                    ),
+                is_postcopy_destination(state),
                 running_reason::POSTCOPY_FAILED,
                 PostcopyMark::DestinationFailed,
             ),
@@ -802,13 +808,10 @@ impl QemuDriver {
     /// as not switched.
     pub(crate) async fn incoming_in_postcopy(&self, dom: &DomainRef) -> bool {
         let recorded = self.read(|r| {
-            Ok(r.get(dom)?.live.as_ref().is_some_and(|l| {
-                l.state.state == DomainState::Running
-                    && matches!(
-                        l.state.reason,
-                        running_reason::POSTCOPY | running_reason::POSTCOPY_FAILED
-                    )
-            }))
+            Ok(r.get(dom)?
+                .live
+                .as_ref()
+                .is_some_and(|l| is_postcopy_destination(l.state)))
         });
         if recorded.unwrap_or(false) {
             return true;
