@@ -9,8 +9,13 @@
 //! runs "post-copy"; afterwards exactly one QEMU runs the guest and its
 //! workload counts on. A source daemon killed during post-copy and
 //! restarted keeps its QEMU paused and stops it once the last page is sent.
-//! A destination QEMU killed during post-copy leaves the source paused
-//! "post-copy failed", never running again.
+//! A stream broken between the QEMUs (`ss -K` on its loopback port) leaves
+//! the source paused and the destination running "post-copy failed", and
+//! `--postcopy-resume` recovers it: peer-to-peer, again after a second
+//! break, and after a source daemon restart in the middle of a recovery;
+//! the guest then ends on the destination, one QEMU left. A destination
+//! QEMU killed during post-copy leaves the source paused "post-copy
+//! failed", never running again (and not recoverable).
 
 mod migrate_support;
 mod qemu_support;

@@ -330,6 +330,16 @@ impl QemuBackend {
         Ok(DomainDef::parse(&xml)?)
     }
 
+    /// The persistent definition of `dom`, if it has one (for PERSIST_DEST).
+    async fn persistent_def(&self, dom: &DomainRef) -> Result<Option<DomainDef>> {
+        if !self.driver.is_persistent(dom).await? {
+            return Ok(None);
+        }
+        self.def_of(dom, flags::xml::SECURE | flags::xml::INACTIVE)
+            .await
+            .map(Some)
+    }
+
     /// Refuses a live TLS migration this host cannot do before anything
     /// starts: over the tunnel (QEMU's TLS needs its own connection to the
     /// peer), or without the credentials `endpoint` needs.
@@ -587,14 +597,7 @@ impl QemuBackend {
         let def = self
             .def_of(dom, flags::xml::SECURE | flags::xml::MIGRATABLE)
             .await?;
-        let persistent = if self.driver.is_persistent(dom).await? {
-            Some(
-                self.def_of(dom, flags::xml::SECURE | flags::xml::INACTIVE)
-                    .await?,
-            )
-        } else {
-            None
-        };
+        let persistent = self.persistent_def(dom).await?;
         Ok(BeginOut {
             def,
             persistent,
@@ -1571,14 +1574,7 @@ impl MigrationBackend for QemuBackend {
         } else {
             None
         };
-        let persistent = if self.driver.is_persistent(dom).await? {
-            Some(
-                self.def_of(dom, flags::xml::SECURE | flags::xml::INACTIVE)
-                    .await?,
-            )
-        } else {
-            None
-        };
+        let persistent = self.persistent_def(dom).await?;
         Ok(BeginOut {
             def,
             persistent,
