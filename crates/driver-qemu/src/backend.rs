@@ -674,7 +674,9 @@ impl QemuBackend {
                 "a post-copy recovery needs a direct connection",
             ));
         };
-        let addr = DataUri::parse(&uri)?.socket_addr()?;
+        let data = DataUri::parse(&uri)?;
+        let addr = data.socket_addr()?;
+        self.check_tls(req, Endpoint::Client)?;
         self.driver
             .check_postcopy_resumable(dom, PostcopyEnd::Source)
             .await?;
@@ -684,12 +686,22 @@ impl QemuBackend {
         job.set_postcopy_active();
         let mut events = qmp.events();
         let resumed = async {
-            qmp.execute(&MigrateSetParameters {
+            let mut params = MigrateSetParameters {
                 max_postcopy_bandwidth: Some(postcopy_bandwidth(req, job)),
                 ..MigrateSetParameters::default()
-            })
-            .await
-            .map_err(|e| e.into_core("migration"))?;
+            };
+            if req.has(MigrateFlags::TLS) {
+                // The first Perform removed the credentials once it switched;
+                // the destination keeps its own until the last page.
+                let host = req.tls_destination.as_deref().unwrap_or(&data.host);
+                self.driver
+                    .migration_tls()
+                    .enable(&qmp, Endpoint::Client, Some(host), &mut params)
+                    .await?;
+            }
+            qmp.execute(&params)
+                .await
+                .map_err(|e| e.into_core("migration"))?;
             qmp.execute(&Migrate {
                 uri: format!("tcp:{addr}"),
                 resume: true,
