@@ -451,6 +451,48 @@ pub struct ConnectGetCapabilitiesRet {
     pub capabilities: String,
 }
 
+/// What a hypervisor offers for a domain of this emulator, arch, machine, type.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConnectGetDomainCapabilitiesArgs {
+    /// Field `emulatorbin` of `remote_connect_get_domain_capabilities_args`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub emulatorbin: Option<String>,
+    /// Field `arch` of `remote_connect_get_domain_capabilities_args`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub arch: Option<String>,
+    /// Field `machine` of `remote_connect_get_domain_capabilities_args`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub machine: Option<String>,
+    /// Field `virttype` of `remote_connect_get_domain_capabilities_args`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub virttype: Option<String>,
+    /// Field `flags` of `remote_connect_get_domain_capabilities_args`.
+    pub flags: u32,
+}
+
+/// Struct `remote_connect_get_domain_capabilities_ret` from `remote.x`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConnectGetDomainCapabilitiesRet {
+    /// domainCapabilities XML
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub capabilities: String,
+}
+
 /// Server-side "secure" flag of the connection.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConnectIsSecureRet {
@@ -2977,6 +3019,8 @@ pub enum Procedure {
     DomainEventCallbackLifecycle = 318,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_REBOOT`
     DomainEventCallbackReboot = 319,
+    /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`
+    ConnectGetDomainCapabilities = 342,
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`
     ConnectGetAllDomainStats = 344,
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`
@@ -3132,6 +3176,7 @@ impl Procedure {
         Procedure::ConnectDomainEventCallbackDeregisterAny,
         Procedure::DomainEventCallbackLifecycle,
         Procedure::DomainEventCallbackReboot,
+        Procedure::ConnectGetDomainCapabilities,
         Procedure::ConnectGetAllDomainStats,
         Procedure::DomainDefineXmlFlags,
         Procedure::DomainEventCallbackMigrationIteration,
@@ -3270,6 +3315,7 @@ impl Procedure {
             317 => Some(Self::ConnectDomainEventCallbackDeregisterAny),
             318 => Some(Self::DomainEventCallbackLifecycle),
             319 => Some(Self::DomainEventCallbackReboot),
+            342 => Some(Self::ConnectGetDomainCapabilities),
             344 => Some(Self::ConnectGetAllDomainStats),
             350 => Some(Self::DomainDefineXmlFlags),
             359 => Some(Self::DomainEventCallbackMigrationIteration),
@@ -3410,22 +3456,23 @@ impl Procedure {
             Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[115],
             Self::DomainEventCallbackLifecycle => &PROCEDURES[116],
             Self::DomainEventCallbackReboot => &PROCEDURES[117],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[118],
-            Self::DomainDefineXmlFlags => &PROCEDURES[119],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[120],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[121],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[122],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[123],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[124],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[125],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[126],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[127],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[128],
-            Self::ConnectSetIdentity => &PROCEDURES[129],
-            Self::DomainGetMessages => &PROCEDURES[130],
-            Self::DomainSaveParams => &PROCEDURES[131],
-            Self::DomainRestoreParams => &PROCEDURES[132],
-            Self::DomainAbortJobFlags => &PROCEDURES[133],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[118],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[119],
+            Self::DomainDefineXmlFlags => &PROCEDURES[120],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[121],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[122],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[123],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[124],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[125],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[126],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[127],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[128],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[129],
+            Self::ConnectSetIdentity => &PROCEDURES[130],
+            Self::DomainGetMessages => &PROCEDURES[131],
+            Self::DomainSaveParams => &PROCEDURES[132],
+            Self::DomainRestoreParams => &PROCEDURES[133],
+            Self::DomainAbortJobFlags => &PROCEDURES[134],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3590,6 +3637,9 @@ impl Procedure {
                 visitor.visit::<procs::DomainEventCallbackLifecycle>()
             }
             Self::DomainEventCallbackReboot => visitor.visit::<procs::DomainEventCallbackReboot>(),
+            Self::ConnectGetDomainCapabilities => {
+                visitor.visit::<procs::ConnectGetDomainCapabilities>()
+            }
             Self::ConnectGetAllDomainStats => visitor.visit::<procs::ConnectGetAllDomainStats>(),
             Self::DomainDefineXmlFlags => visitor.visit::<procs::DomainDefineXmlFlags>(),
             Self::DomainEventCallbackMigrationIteration => {
@@ -4593,6 +4643,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         readonly: false,
         priority: false,
         event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 342,
+        name: "REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES",
+        readonly: false,
+        priority: false,
+        event: false,
         stream: false,
     },
     crate::ProcedureInfo {
@@ -5813,6 +5871,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct ConnectGetDomainCapabilities;
+    impl super::RemoteProcedure for ConnectGetDomainCapabilities {
+        const PROC: super::Procedure = super::Procedure::ConnectGetDomainCapabilities;
+        type Args = super::ConnectGetDomainCapabilitiesArgs;
+        type Ret = super::ConnectGetDomainCapabilitiesRet;
+    }
+
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct ConnectGetAllDomainStats;
@@ -6190,6 +6257,8 @@ pub enum Call {
     ConnectDomainEventCallbackRegisterAny(ConnectDomainEventCallbackRegisterAnyArgs),
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY`.
     ConnectDomainEventCallbackDeregisterAny(ConnectDomainEventCallbackDeregisterAnyArgs),
+    /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`.
+    ConnectGetDomainCapabilities(ConnectGetDomainCapabilitiesArgs),
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`.
     ConnectGetAllDomainStats(ConnectGetAllDomainStatsArgs),
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`.
@@ -6558,6 +6627,9 @@ impl Call {
                     proc_.name()
                 )))
             }
+            Procedure::ConnectGetDomainCapabilities => {
+                Call::ConnectGetDomainCapabilities(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::ConnectGetAllDomainStats => {
                 Call::ConnectGetAllDomainStats(migrated_xdr::from_bytes(payload)?)
             }
@@ -6747,6 +6819,7 @@ impl Call {
             Call::ConnectDomainEventCallbackDeregisterAny(_) => {
                 Procedure::ConnectDomainEventCallbackDeregisterAny
             }
+            Call::ConnectGetDomainCapabilities(_) => Procedure::ConnectGetDomainCapabilities,
             Call::ConnectGetAllDomainStats(_) => Procedure::ConnectGetAllDomainStats,
             Call::DomainDefineXmlFlags(_) => Procedure::DomainDefineXmlFlags,
             Call::ConnectRegisterCloseCallback => Procedure::ConnectRegisterCloseCallback,
@@ -6884,6 +6957,7 @@ impl Call {
             Call::DomainMigrateConfirm3Params(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackRegisterAny(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackDeregisterAny(args) => migrated_xdr::to_bytes(args),
+            Call::ConnectGetDomainCapabilities(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetAllDomainStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainDefineXmlFlags(args) => migrated_xdr::to_bytes(args),
             Call::ConnectRegisterCloseCallback => Ok(Vec::new()),
