@@ -28,6 +28,8 @@ use crate::workload::WorkloadConfig;
 mod handover;
 mod managed;
 mod metadata;
+mod save;
+mod vcpus;
 
 /// All guests of one test driver instance.
 #[derive(Debug)]
@@ -162,7 +164,7 @@ impl Registry {
             state: guest.state().state,
             max_mem_kib: def.memory_kib,
             memory_kib: def.current_memory_kib,
-            nr_virt_cpu: u16::try_from(def.vcpus).unwrap_or(u16::MAX),
+            nr_virt_cpu: u16::try_from(def.current_vcpus()).unwrap_or(u16::MAX),
             cpu_time_ns: guest.live.as_ref().map_or(0, Live::cpu_time_ns),
         })
     }
