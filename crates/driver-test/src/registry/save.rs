@@ -27,7 +27,7 @@ use migrated_core::xml::FormatOptions;
 use migrated_core::{Error, Result};
 
 use super::{parse_def, Registry};
-use crate::guest::{Guest, Live, SavedState};
+use crate::guest::{Live, SavedState};
 use crate::memory::{GuestMemory, PAGE_SIZE};
 
 /// First bytes of every test driver save image.
@@ -193,17 +193,10 @@ impl Registry {
             }
             None => saved,
         };
-        let exists = self.check_duplicates(&def)?;
-        if exists && self.guest(&def.uuid)?.is_active() {
-            return Err(Error::invalid(format!(
-                "domain '{}' is already active",
-                def.name
-            )));
-        }
+        let exists = self.check_startable(&def)?;
         let memory = Arc::new(GuestMemory::new(def.memory_kib.saturating_mul(1024))?);
         read_pages(&mut input, &memory, from)?;
         let paused = flags & save::PAUSED != 0;
-        let uuid = def.uuid;
         let live = Live::restore(
             self.next_id,
             SavedState {
@@ -214,23 +207,7 @@ impl Registry {
             paused,
         )?;
         let paused = live.state == DomainState::Paused;
-        if exists {
-            self.guest_mut(&uuid)?.live = Some(live);
-        } else {
-            self.guests.insert(
-                uuid,
-                Guest {
-                    config: def,
-                    persistent: false,
-                    autostart: false,
-                    shutoff_reason: shutoff_reason::UNKNOWN,
-                    live: Some(live),
-                    managed_save: None,
-                },
-            );
-        }
-        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
-        let dom = self.by_uuid(&uuid)?;
+        let dom = self.add_live(def, live, exists)?;
         self.emit_started(&dom, event_detail::STARTED_RESTORED, paused);
         Ok(dom)
     }
