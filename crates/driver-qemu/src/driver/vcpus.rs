@@ -112,14 +112,16 @@ impl QemuDriver {
                     check_max(&def, count, "persistent")?;
                     def.set_current_vcpus(count);
                 }
-                // What could never start is refused now, not at the next start.
-                launch_spec(&def).map_err(|e| e.into_core(OP))?;
                 Some(def)
             } else {
                 None
             };
             Ok((runtime, config))
         })?;
+        if let Some(def) = &config {
+            // What could never start is refused now, not at the next start.
+            launch_spec(def).map_err(|e| e.into_core(OP))?;
+        }
         if let Some((runtime, current)) = runtime {
             let online = hotplug(&runtime, current, count).await;
             // The live definition follows what is online, even after a
