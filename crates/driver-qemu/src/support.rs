@@ -36,6 +36,7 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::ConnectGetVersion, "0.1.0"),
         (Procedure::ConnectGetUri, "0.1.0"),
         (Procedure::ConnectGetCapabilities, "0.1.0"),
+        (Procedure::ConnectGetDomainCapabilities, "0.1.0"),
         (Procedure::NodeGetInfo, "0.1.0"),
         (Procedure::NodeGetMemoryStats, "0.1.0"),
         (Procedure::NodeGetCpuStats, "0.1.0"),

@@ -15,6 +15,7 @@
 
 mod api;
 mod console;
+mod domcaps;
 mod host;
 mod host_stats;
 mod managed;
