@@ -193,6 +193,13 @@ fn virsh_persistent_undefinesource() {
         "<tag v='1'/>",
     ];
     virsh_ok(&a, &[&set[..], &["--live", "--config"]].concat(), &hosts);
+    // So do the vCPU counts: one online live, four at most in the config.
+    virsh_ok(&a, &["setvcpus", name, "1", "--live"], &hosts);
+    virsh_ok(
+        &a,
+        &["setvcpus", name, "4", "--maximum", "--config"],
+        &hosts,
+    );
     let flags = ["migrate", "--live", "--persistent", "--undefinesource"];
     let mut args = flags.to_vec();
     args.extend([name, b.as_str()]);
@@ -207,6 +214,15 @@ fn virsh_persistent_undefinesource() {
             tag.contains("<t:tag xmlns:t=\"urn:h6:tag\" v=\"1\"/>"),
             "{tag}"
         );
+    }
+    let count = virsh_ok(&b, &["vcpucount", name], &hosts);
+    for needle in [
+        "maximum      config         4",
+        "current      config         2",
+        "maximum      live           2",
+        "current      live           1",
+    ] {
+        assert!(count.contains(needle), "{needle:?} missing from {count}");
     }
     assert_eq!(state(&a, name), None);
     let mut back = flags.to_vec();

@@ -20,8 +20,8 @@ use std::time::Duration;
 use migrated_tests::clients::{stderr_of, stdout_of};
 use migrated_tests::{virsh, wait_until, VirshEvents};
 use qemu_support::{
-    counter_above, domstate, job_free, moved_and_counting, pid_gone, qemu_pids, status_pid,
-    QemuHosts, DIRTY_MIB, GUEST_MIB,
+    counter_above, domstate, job_free, moved_and_counting, pid_gone, qemu_cmdline, qemu_pids,
+    status_pid, QemuHosts, DIRTY_MIB, GUEST_MIB,
 };
 
 /// Devices of a virt-install Linux guest, and what the destination's QEMU
@@ -43,21 +43,14 @@ const DEVICE_IDS: [&str; 6] = [
     "isa-serial,chardev=charserial0,id=serial0",
 ];
 
-/// The command line of the only QEMU running `uuid`.
-fn cmdline(uuid: &str) -> String {
-    let pids = qemu_pids(uuid);
-    assert_eq!(pids.len(), 1, "QEMUs of {uuid}: {pids:?}");
-    let raw = std::fs::read(format!("/proc/{}/cmdline", pids[0])).expect("read cmdline");
-    String::from_utf8_lossy(&raw).replace('\0', " ")
-}
-
 #[derive(Clone, Copy)]
 enum Tool {
     Virsh,
     Migratectl,
 }
 
-/// Migrates a running guest (with `devices` in its XML) from A to B.
+/// Migrates a running guest (with `devices` in its XML, and then one vCPU
+/// online of three) from A to B.
 fn live(tool: Tool, name: &str, flags: &[&str], devices: Option<&str>) {
     live_with(tool, name, flags, devices, |_| {});
 }
@@ -80,7 +73,9 @@ fn live_with(
         None => hosts.running_guest(name),
         Some(devices) => {
             let (xml, uuid) = hosts.guest_xml(name, GUEST_MIB, DIRTY_MIB);
-            let xml = xml.replace("</domain>", &format!("{devices}</domain>"));
+            let xml = xml
+                .replace("</domain>", &format!("{devices}</domain>"))
+                .replace("<vcpu>1</vcpu>", "<vcpu current='1'>3</vcpu>");
             hosts.define_xml(&a, name, &xml);
             hosts.virsh_ok(&a, &["start", name]);
             (uuid.clone(), counter_above(&a, name, 0, &hosts))
@@ -109,7 +104,7 @@ fn live_with(
     eprintln!("{name}: counting on B after {:?}", started.elapsed());
     hooks(Stage::After(&hosts));
     if devices.is_some() {
-        let line = cmdline(&uuid);
+        let line = qemu_cmdline(&uuid);
         for id in DEVICE_IDS {
             assert!(line.contains(id), "destination QEMU lacks {id}: {line}");
         }
@@ -133,9 +128,67 @@ fn qemu_virsh_live_regular() {
     live(Tool::Virsh, "q-regular", &[], None);
 }
 
+/// With the devices, a vCPU hot-plugged on A before the migration: the
+/// destination QEMU starts with both online (`-smp 2,maxcpus=3`) and can
+/// plug the third; the workload guest has no ACPI to release one.
 #[test]
 fn qemu_virsh_live_p2p() {
-    live(Tool::Virsh, "q-p2p", &["--p2p"], Some(DEVICES));
+    let name = "q-p2p";
+    let vcpus = |hosts: &QemuHosts, uri: &str| {
+        let info = hosts.virsh_ok(uri, &["dominfo", name]);
+        info.lines()
+            .find_map(|l| l.strip_prefix("CPU(s):"))
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("no CPU(s) in {info}"))
+    };
+    live_with(
+        Tool::Virsh,
+        name,
+        &["--p2p"],
+        Some(DEVICES),
+        |stage| match stage {
+            Stage::Before(hosts) => {
+                let a = hosts.a_uri();
+                hosts.virsh_ok(&a, &["setvcpus", name, "2", "--live"]);
+                assert_eq!(vcpus(hosts, &a), 2);
+                let count = hosts.virsh_ok(&a, &["vcpucount", name]);
+                for needle in [
+                    "maximum      live           3",
+                    "current      live           2",
+                    "current      config         1",
+                ] {
+                    assert!(count.contains(needle), "{needle:?} missing from {count}");
+                }
+                let err = virsh(&a, &["setvcpus", name, "4", "--live"]);
+                assert!(
+                    stderr_of(&err).contains(
+                        "requested vcpus is greater than max allowable vcpus for the live domain: 4 > 3"
+                    ),
+                    "{}",
+                    stderr_of(&err)
+                );
+            }
+            Stage::After(hosts) => {
+                let b = hosts.b_uri();
+                let uuid = hosts.virsh_ok(&b, &["domuuid", name]);
+                let line = qemu_cmdline(uuid.trim());
+                assert!(
+                    line.contains("-smp 2,maxcpus=3,sockets=3,cores=1,threads=1"),
+                    "{line}"
+                );
+                assert_eq!(vcpus(hosts, &b), 2);
+                hosts.virsh_ok(&b, &["setvcpus", name, "3"]);
+                assert_eq!(vcpus(hosts, &b), 3);
+                let dumped = hosts.virsh_ok(&b, &["dumpxml", name]);
+                assert!(dumped.contains(">3</vcpu>"), "{dumped}");
+                // QEMU refuses the unplug while the guest has not switched
+                // its ACPI CPU hotplug on; nothing changes.
+                let err = virsh(&b, &["setvcpus", name, "2", "--live"]);
+                assert!(!err.status.success(), "unplug without ACPI succeeded");
+                assert_eq!(vcpus(hosts, &b), 3);
+            }
+        },
+    );
 }
 
 #[test]

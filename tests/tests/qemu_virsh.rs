@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use migrated_tests::clients::{stderr_of, stdout_of};
 use migrated_tests::{python, require_python_libvirt, virsh, wait_until, VirshEvents};
-use qemu_support::{counter, counter_above, domstate, pid_gone, qemu_pids, status_pid, QemuHosts};
+use qemu_support::{
+    counter, counter_above, domstate, pid_gone, qemu_cmdline, qemu_pids, status_pid, QemuHosts,
+};
 
 /// Small guests: these tests prove management, not migration throughput.
 const SMALL_MIB: u32 = 64;
@@ -609,9 +611,25 @@ fn qemu_virsh_offline_persistent() {
     check_domcapabilities(&hosts, &a);
     let name = "q-offline";
     let uuid = hosts.define(&a, name, SMALL_MIB, 8);
+    // vCPU changes of the config, kept by the offline migration: two
+    // slots more, one of them online.
+    hosts.virsh_ok(&a, &["setvcpus", name, "3", "--maximum", "--config"]);
+    hosts.virsh_ok(&a, &["setvcpus", name, "2", "--config"]);
+    let err = virsh_err(&a, &["setvcpus", name, "4", "--config"]);
+    assert!(
+        err.contains(
+            "requested vcpus is greater than max allowable vcpus for the persistent domain: 4 > 3"
+        ),
+        "{err}"
+    );
     hosts.virsh_ok(
         &a,
         &["migrate", "--offline", "--persistent", name, b.as_str()],
+    );
+    let inactive = hosts.virsh_ok(&b, &["dumpxml", "--inactive", name]);
+    assert!(
+        inactive.contains("<vcpu current='2'>3</vcpu>"),
+        "{inactive}"
     );
     assert_eq!(domstate(&b, name).as_deref(), Some("shut off"));
     assert_eq!(domstate(&a, name).as_deref(), Some("shut off"));
@@ -624,11 +642,32 @@ fn qemu_virsh_offline_persistent() {
         qemu_pids(&uuid).is_empty(),
         "offline migration started QEMU"
     );
-    // The moved definition boots the workload on the destination.
+    // The moved definition boots the workload on the destination, with
+    // the vCPUs it names online and a slot to plug the third into.
     hosts.virsh_ok(&b, &["start", name]);
     counter_above(&b, name, 0, &hosts);
-    assert_eq!(qemu_pids(&uuid).len(), 1);
+    let line = qemu_cmdline(&uuid);
+    assert!(line.contains("-smp 2,maxcpus=3,sockets=3"), "{line}");
+    let err = virsh_err(
+        &b,
+        &["setvcpus", name, "3", "--maximum", "--live", "--config"],
+    );
+    assert!(
+        err.contains("maximum vcpu count of a live domain can't be modified"),
+        "{err}"
+    );
+    let err = virsh_err(&b, &["domrename", name, "q-renamed"]);
+    assert!(err.contains("cannot rename active domain"), "{err}");
     hosts.virsh_ok(&b, &["destroy", name]);
+
+    // Renamed while shut off: the config follows, under the same UUID.
+    let out = hosts.virsh_ok(&b, &["domrename", name, "q-renamed"]);
+    assert!(out.contains("Domain successfully renamed"), "{out}");
+    let info = hosts.virsh_ok(&b, &["dominfo", "q-renamed"]);
+    assert!(info.contains(&uuid), "{info}");
+    assert_eq!(domstate(&b, name), None, "the old name is gone");
+    let err = virsh_err(&b, &["domrename", "q-renamed", "q-renamed"]);
+    assert!(err.contains("Can't rename domain to itself"), "{err}");
 }
 
 /// What [`check_save_image_xml`] puts in the saved guest's definition.

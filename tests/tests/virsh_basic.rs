@@ -485,6 +485,174 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
     );
 }
 
+/// `virsh setvcpus` / `vcpucount`, `save` / `restore` and `domrename` on
+/// the test driver, as libvirt's test driver answers them.
+fn vcpus_save_and_rename(uri: &str, dir: &std::path::Path) {
+    let name = "vcpu-guest";
+    let xml = domain_xml(name).replace("<vcpu>1</vcpu>", "<vcpu current='2'>4</vcpu>");
+    ok(
+        &virsh(uri, &["define", &xml_file(dir, name, &xml)]),
+        "define",
+    );
+    let count = |what: &str| ok(&virsh(uri, &["vcpucount", name]), what);
+    let shown = count("vcpucount");
+    for needle in [
+        "maximum      config         4",
+        "current      config         2",
+    ] {
+        assert!(shown.contains(needle), "{needle:?} missing from {shown}");
+    }
+    ok(
+        &virsh(uri, &["setvcpus", name, "3", "--config"]),
+        "setvcpus --config",
+    );
+    ok(
+        &virsh(uri, &["setvcpus", name, "2", "--maximum", "--config"]),
+        "setvcpus --maximum --config",
+    );
+    let inactive = ok(&virsh(uri, &["dumpxml", "--inactive", name]), "dumpxml");
+    assert!(
+        inactive.contains(">2</vcpu>") && !inactive.contains("current="),
+        "{inactive}"
+    );
+    ok(
+        &virsh(uri, &["setvcpus", name, "4", "--maximum", "--config"]),
+        "setvcpus --maximum --config back",
+    );
+    let over = virsh(uri, &["setvcpus", name, "33", "--config"]);
+    assert!(
+        !over.status.success()
+            && stderr_of(&over).contains("requested cpu amount exceeds maximum supported amount"),
+        "{}",
+        stderr_of(&over)
+    );
+
+    ok(&virsh(uri, &["start", name]), "start");
+    ok(
+        &virsh(uri, &["setvcpus", name, "3", "--live"]),
+        "setvcpus --live",
+    );
+    let shown = count("vcpucount (running)");
+    for needle in [
+        "maximum      live           4",
+        "current      live           3",
+    ] {
+        assert!(shown.contains(needle), "{needle:?} missing from {shown}");
+    }
+    let info = ok(&virsh(uri, &["dominfo", name]), "dominfo");
+    assert!(info.contains("CPU(s):         3"), "{info}");
+    let vcpus = ok(&virsh(uri, &["vcpuinfo", name]), "vcpuinfo");
+    assert!(
+        vcpus.contains("VCPU:           2") && !vcpus.contains("VCPU:           3"),
+        "{vcpus}"
+    );
+    for (args, words) in [
+        (
+            &["setvcpus", name, "5"][..],
+            "requested cpu amount exceeds maximum (5 > 4)",
+        ),
+        (
+            &["setvcpus", name, "2", "--maximum", "--live", "--config"][..],
+            "maximum vcpu count of a live domain can't be modified",
+        ),
+        (
+            &["domrename", name, "renamed"][..],
+            "cannot rename active domain",
+        ),
+    ] {
+        let out = virsh(uri, args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr_of(&out).contains(words),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+    }
+
+    // Save stops the guest (reason saved); restore brings it back running
+    // with the live vCPU count it had, or paused when asked.
+    let image = dir.join("vcpu-guest.save").display().to_string();
+    let out = ok(&virsh(uri, &["save", name, &image]), "save");
+    assert!(
+        out.contains(&format!("Domain '{name}' saved to {image}")),
+        "{out}"
+    );
+    assert_eq!(
+        ok(&virsh(uri, &["domstate", "--reason", name]), "domstate").trim(),
+        "shut off (saved)"
+    );
+    ok(
+        &virsh(uri, &["restore", &image, "--paused"]),
+        "restore --paused",
+    );
+    assert_eq!(
+        ok(&virsh(uri, &["domstate", "--reason", name]), "domstate").trim(),
+        "paused (user)"
+    );
+    assert!(count("vcpucount (restored)").contains("current      live           3"));
+    ok(&virsh(uri, &["save", name, &image]), "save paused");
+    let uuid = ok(&virsh(uri, &["domuuid", name]), "domuuid");
+    let bigger = domain_xml(name)
+        .replace("<memory unit='MiB'>4", "<memory unit='MiB'>8")
+        .replace("</name>", &format!("</name><uuid>{}</uuid>", uuid.trim()));
+    let other = virsh(
+        uri,
+        &[
+            "restore",
+            &image,
+            "--xml",
+            &xml_file(dir, "bigger", &bigger),
+        ],
+    );
+    assert!(
+        !other.status.success() && stderr_of(&other).contains("unsupported configuration"),
+        "{}",
+        stderr_of(&other)
+    );
+    let not_image = virsh(uri, &["restore", &xml_file(dir, "not-an-image", &xml)]);
+    assert!(
+        !not_image.status.success() && stderr_of(&not_image).contains("image magic is incorrect"),
+        "{}",
+        stderr_of(&not_image)
+    );
+    ok(
+        &virsh(uri, &["restore", &image, "--running"]),
+        "restore --running",
+    );
+    assert_eq!(
+        ok(&virsh(uri, &["domstate", "--reason", name]), "domstate").trim(),
+        "running (restored)"
+    );
+
+    // Rename: shut off only; the config follows the new name.
+    ok(&virsh(uri, &["destroy", name]), "destroy");
+    let same = virsh(uri, &["domrename", name, name]);
+    assert!(
+        stderr_of(&same).contains("Can't rename domain to itself"),
+        "{}",
+        stderr_of(&same)
+    );
+    let out = ok(
+        &virsh(uri, &["domrename", name, "renamed-guest"]),
+        "domrename",
+    );
+    assert!(out.contains("Domain successfully renamed"), "{out}");
+    let list = ok(&virsh(uri, &["list", "--all"]), "list --all");
+    assert!(
+        list.contains("renamed-guest") && !list.contains(name),
+        "{list}"
+    );
+    let inactive = ok(
+        &virsh(uri, &["dumpxml", "--inactive", "renamed-guest"]),
+        "dumpxml",
+    );
+    assert!(
+        inactive.contains("<name>renamed-guest</name>"),
+        "{inactive}"
+    );
+    ok(&virsh(uri, &["undefine", "renamed-guest"]), "undefine");
+}
+
 #[test]
 fn domain_lifecycle_through_virsh_over_tcp() {
     if require_binary("virsh").is_none() {
@@ -493,6 +661,7 @@ fn domain_lifecycle_through_virsh_over_tcp() {
     let daemon = Daemon::builder().tcp().spawn();
     let dir = tempfile::tempdir().expect("temp dir");
     lifecycle(&daemon.uri(), dir.path());
+    vcpus_save_and_rename(&daemon.uri(), dir.path());
 }
 
 #[test]

@@ -74,6 +74,30 @@ fn join(differences: &[AbiDifference]) -> String {
         .join("; ")
 }
 
+/// Checks that `new`, a definition given to replace the one a save image
+/// holds (`saved`), names the same domain (name and UUID) with the same
+/// guest ABI, as libvirt's `qemuSaveImageUpdateDef`: the image's guest
+/// state must fit it.
+///
+/// # Errors
+/// [`crate::Error::InvalidArg`] for another domain,
+/// [`crate::Error::ConfigUnsupported`] listing the ABI differences.
+pub fn check_save_replacement(
+    saved: &DomainDef,
+    new: &DomainDef,
+    operation: &'static str,
+) -> crate::Result<()> {
+    if new.uuid != saved.uuid || new.name != saved.name {
+        return Err(crate::Error::InvalidArg {
+            operation,
+            reason: "the replacement xml names another domain".into(),
+        });
+    }
+    check_abi_stability(saved, new).map_err(|m| crate::Error::ConfigUnsupported {
+        reason: m.to_string(),
+    })
+}
+
 /// Checks that `dst` describes the same virtual hardware as `src`.
 ///
 /// # Errors

@@ -296,8 +296,12 @@ pub mod event_detail {
     pub const DEFINED_ADDED: i32 = 0;
     /// `VIR_DOMAIN_EVENT_DEFINED_UPDATED`.
     pub const DEFINED_UPDATED: i32 = 1;
+    /// `VIR_DOMAIN_EVENT_DEFINED_RENAMED`: under its new name.
+    pub const DEFINED_RENAMED: i32 = 2;
     /// `VIR_DOMAIN_EVENT_UNDEFINED_REMOVED`.
     pub const UNDEFINED_REMOVED: i32 = 0;
+    /// `VIR_DOMAIN_EVENT_UNDEFINED_RENAMED`: under its old name.
+    pub const UNDEFINED_RENAMED: i32 = 1;
     /// `VIR_DOMAIN_EVENT_STARTED_BOOTED`.
     pub const STARTED_BOOTED: i32 = 0;
     /// `VIR_DOMAIN_EVENT_STARTED_MIGRATED`.
@@ -500,5 +504,111 @@ mod tests {
         assert!(DomainState::Paused.is_active());
         assert!(!DomainState::Shutoff.is_active());
         assert!(!DomainState::NoState.is_active());
+    }
+}
+
+/// What a rename needs to know of the domain (libvirt's `qemuDomainRename`
+/// and `testDomainRename` checks, in their order).
+#[derive(Debug, Clone, Copy)]
+pub struct RenameCheck<'a> {
+    /// Its current name.
+    pub name: &'a str,
+    /// Whether it runs (or is paused).
+    pub active: bool,
+    /// Whether it has a persistent config.
+    pub persistent: bool,
+    /// Whether a managed save image of it exists.
+    pub managed_save: bool,
+    /// Whether another domain is called the new name.
+    pub name_taken: bool,
+}
+
+impl RenameCheck<'_> {
+    /// Checks that the domain may take `new_name`.
+    ///
+    /// # Errors
+    /// [`crate::Error::OperationInvalid`] with libvirt's words for an active,
+    /// transient or managed-saved domain, the same name or a name taken;
+    /// [`crate::Error::Xml`] for a name no definition could have.
+    pub fn check(&self, new_name: &str) -> crate::Result<()> {
+        use crate::Error;
+        if self.active {
+            return Err(Error::invalid("cannot rename active domain"));
+        }
+        if !self.persistent {
+            return Err(Error::invalid("cannot rename a transient domain"));
+        }
+        if self.managed_save {
+            return Err(Error::invalid(
+                "domain with a managed saved state can't be renamed",
+            ));
+        }
+        if self.name == new_name {
+            return Err(Error::invalid("Can't rename domain to itself"));
+        }
+        if self.name_taken {
+            return Err(Error::invalid(format!(
+                "domain with name '{new_name}' already exists"
+            )));
+        }
+        crate::xml::check_name(new_name)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod rename_tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn rename_is_refused_as_libvirt_refuses_it() {
+        let ok = RenameCheck {
+            name: "a",
+            active: false,
+            persistent: true,
+            managed_save: false,
+            name_taken: false,
+        };
+        ok.check("b").expect("a shut-off persistent domain");
+        let cases = [
+            (
+                RenameCheck { active: true, ..ok },
+                "b",
+                "cannot rename active domain",
+            ),
+            (
+                RenameCheck {
+                    persistent: false,
+                    ..ok
+                },
+                "b",
+                "transient",
+            ),
+            (
+                RenameCheck {
+                    managed_save: true,
+                    ..ok
+                },
+                "b",
+                "managed saved state",
+            ),
+            (ok, "a", "to itself"),
+            (
+                RenameCheck {
+                    name_taken: true,
+                    ..ok
+                },
+                "b",
+                "'b' already exists",
+            ),
+        ];
+        for (check, name, words) in cases {
+            let e = check.check(name).expect_err(words);
+            assert_eq!(e.code(), ErrorCode::OperationInvalid, "{e}");
+            assert!(e.to_string().contains(words), "{e}");
+        }
+        let e = ok.check("x/y").expect_err("slash");
+        assert_eq!(e.code(), ErrorCode::XmlError);
     }
 }

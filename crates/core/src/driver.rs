@@ -135,6 +135,10 @@ pub enum Operation {
     ManagedSaveGetXmlDesc,
     /// [`Driver::managed_save_define_xml`].
     ManagedSaveDefineXml,
+    /// [`Driver::set_vcpus`].
+    SetVcpus,
+    /// [`Driver::rename`].
+    Rename,
 }
 
 impl Operation {
@@ -192,6 +196,8 @@ impl Operation {
         Operation::SaveImageDefineXml,
         Operation::ManagedSaveGetXmlDesc,
         Operation::ManagedSaveDefineXml,
+        Operation::SetVcpus,
+        Operation::Rename,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -249,6 +255,8 @@ impl Operation {
             Operation::SaveImageDefineXml => "virDomainSaveImageDefineXML",
             Operation::ManagedSaveGetXmlDesc => "virDomainManagedSaveGetXMLDesc",
             Operation::ManagedSaveDefineXml => "virDomainManagedSaveDefineXML",
+            Operation::SetVcpus => "virDomainSetVcpusFlags",
+            Operation::Rename => "virDomainRename",
         }
     }
 
@@ -307,6 +315,8 @@ impl Operation {
             Operation::SaveImageDefineXml => "save_image_define_xml",
             Operation::ManagedSaveGetXmlDesc => "managed_save_xml",
             Operation::ManagedSaveDefineXml => "managed_save_define_xml",
+            Operation::SetVcpus => "set_vcpus",
+            Operation::Rename => "rename",
         }
     }
 }
@@ -688,6 +698,23 @@ pub trait Driver: Send + Sync {
     ) -> Result<()> {
         let _ = (dom, dxml, flags);
         Err(self.no_support(Operation::ManagedSaveDefineXml))
+    }
+
+    /// Changes the guest's vCPU count ([`crate::flags::vcpu`] flags): the
+    /// vCPUs online, or with `VCPU_MAXIMUM` the maximum, live and/or in the
+    /// persistent config. `count` is non-zero (the daemon checks it, as
+    /// libvirt's public API does).
+    async fn set_vcpus(&self, dom: &DomainRef, count: u32, flags: u32) -> Result<()> {
+        let _ = (dom, count, flags);
+        Err(self.no_support(Operation::SetVcpus))
+    }
+
+    /// Renames a shut-off persistent domain to `new_name`; returns it under
+    /// its new name. Emits undefined/renamed (old name), then
+    /// defined/renamed (new name).
+    async fn rename(&self, dom: &DomainRef, new_name: &str, flags: u32) -> Result<DomainRef> {
+        let _ = (dom, new_name, flags);
+        Err(self.no_support(Operation::Rename))
     }
 }
 

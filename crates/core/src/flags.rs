@@ -258,6 +258,32 @@ pub mod save {
     /// Include security-sensitive data in a save image's XML
     /// (`VIR_DOMAIN_SAVE_IMAGE_XML_SECURE`, = [`super::xml::SECURE`]).
     pub const IMAGE_XML_SECURE: u32 = 1 << 0;
+
+    /// `VIR_EXCLUSIVE_FLAGS(VIR_DOMAIN_SAVE_RUNNING, VIR_DOMAIN_SAVE_PAUSED)`.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArg`] when both are set.
+    pub fn check_running_paused(operation: &'static str, flags: u32) -> crate::Result<()> {
+        if flags & RUNNING != 0 && flags & PAUSED != 0 {
+            return Err(crate::Error::InvalidArg {
+                operation,
+                reason: "VIR_DOMAIN_SAVE_RUNNING and VIR_DOMAIN_SAVE_PAUSED are mutually \
+                         exclusive"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a restore with `flags` leaves the guest running, when it was
+    /// saved running (`saved_running`) or paused.
+    pub fn restore_running(flags: u32, saved_running: bool) -> bool {
+        match flags {
+            f if f & RUNNING != 0 => true,
+            f if f & PAUSED != 0 => false,
+            _ => saved_running,
+        }
+    }
 }
 
 /// `virDomainDefineFlags` (`DOMAIN_DEFINE_XML_FLAGS`).
@@ -382,6 +408,17 @@ pub mod affect {
 pub mod memory {
     /// Change the maximum rather than the current size.
     pub const MAXIMUM: u32 = 1 << 2;
+}
+
+/// `virDomainVcpuFlags` (`DOMAIN_SET_VCPUS_FLAGS`, `DOMAIN_GET_VCPUS_FLAGS`),
+/// besides [`affect`].
+pub mod vcpu {
+    /// The maximum rather than the vCPUs online.
+    pub const MAXIMUM: u32 = 1 << 2;
+    /// The vCPUs the guest agent reports online.
+    pub const GUEST: u32 = 1 << 3;
+    /// Plug vCPUs so that they can be unplugged later.
+    pub const HOTPLUGGABLE: u32 = 1 << 4;
 }
 
 /// `virDomainDestroyFlagsValues` (`DOMAIN_DESTROY_FLAGS`).

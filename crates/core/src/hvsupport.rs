@@ -45,12 +45,14 @@ pub fn render(tables: &[&SupportTable]) -> String {
          authentication, keepalive, host name) are not listed, nor are those it composes\n\
          from the listed ones for every driver: the old listing calls,\n\
          `CONNECT_GET_ALL_DOMAIN_STATS` (`virsh domstats`: groups state, cpu-total,\n\
-         balloon and vcpu, from `list_all_domains`, `get_state` and `get_info`; for a\n\
-         driver whose table sets `device_stats` (QEMU) also block and interface, from\n\
-         `get_xml_desc`, `block_stats`, `block_info` and `interface_stats`),\n\
+         balloon and vcpu, from `list_all_domains`, `get_state`, `get_info` and\n\
+         `get_xml_desc`; for a driver whose table sets `device_stats` (QEMU) also block\n\
+         and interface, from `get_xml_desc`, `block_stats`, `block_info` and\n\
+         `interface_stats`),\n\
          `DOMAIN_GET_VCPUS_FLAGS` / `DOMAIN_GET_MAX_VCPUS` / `DOMAIN_GET_VCPU_PIN_INFO`\n\
-         (`virsh vcpucount`, `vcpupin`, from `get_info`; no vCPU hot-plug or pinning, so\n\
-         live and configured counts agree and every vCPU may use every host CPU),\n\
+         (`virsh vcpucount`, `vcpupin`, from the live or inactive `get_xml_desc`:\n\
+         `<vcpu current='N'>M</vcpu>`; no pinning, so every vCPU may use every host\n\
+         CPU),\n\
          `NODE_GET_CPU_MAP` (from `node_info`), and\n\
          `NODE_GET_FREE_MEMORY` / `NODE_GET_CELLS_FREE_MEMORY` (`virsh freecell`, from\n\
          `node_memory`). Any other procedure of\n\

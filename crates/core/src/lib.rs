@@ -16,6 +16,7 @@ pub mod flags;
 pub mod hvsupport;
 pub mod job;
 pub mod migration;
+pub mod savefile;
 pub mod support;
 pub mod typed_params;
 pub mod wire;

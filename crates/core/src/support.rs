@@ -112,6 +112,9 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
         Procedure::DomainManagedSaveDefineXml,
         Operation::ManagedSaveDefineXml,
     ),
+    (Procedure::DomainSetVcpus, Operation::SetVcpus),
+    (Procedure::DomainSetVcpusFlags, Operation::SetVcpus),
+    (Procedure::DomainRename, Operation::Rename),
 ];
 
 /// The driver operation a procedure becomes, if it is served by a driver method.

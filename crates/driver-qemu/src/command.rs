@@ -323,8 +323,11 @@ pub struct LaunchSpec {
     pub cpu: Option<String>,
     /// Memory in MiB.
     pub memory_mib: u64,
-    /// vCPUs.
+    /// vCPUs online at start.
     pub vcpus: u32,
+    /// vCPU slots (`maxcpus`): more than `vcpus` leaves room to hot-plug;
+    /// fewer counts as `vcpus`.
+    pub max_vcpus: u32,
     /// Disks, in order.
     pub disks: Vec<Disk>,
     /// NICs, in order.
@@ -381,6 +384,7 @@ impl LaunchSpec {
             cpu: None,
             memory_mib: 128,
             vcpus: 1,
+            max_vcpus: 1,
             disks: Vec::new(),
             nics: Vec::new(),
             machine_options: MachineOptions::default(),
@@ -402,6 +406,20 @@ impl LaunchSpec {
             monitor,
             pidfile: None,
             incoming: false,
+        }
+    }
+
+    /// `-smp`: the vCPUs online, and with room to hot-plug the slots
+    /// (`maxcpus`), one socket each as libvirt lays them out.
+    fn smp_arg(&self) -> String {
+        let max = self.max_vcpus.max(self.vcpus);
+        if max > self.vcpus {
+            format!(
+                "{},maxcpus={max},sockets={max},cores=1,threads=1",
+                self.vcpus
+            )
+        } else {
+            format!("{},sockets={},cores=1,threads=1", self.vcpus, self.vcpus)
         }
     }
 
@@ -429,10 +447,7 @@ impl LaunchSpec {
             a.push2("-cpu", escape(cpu));
         }
         a.push2("-m", format!("size={}M", self.memory_mib));
-        a.push2(
-            "-smp",
-            format!("{},sockets={},cores=1,threads=1", self.vcpus, self.vcpus),
-        );
+        a.push2("-smp", self.smp_arg());
         if let Some(rtc) = &self.rtc {
             a.push2("-rtc", rtc.arg());
         }
@@ -782,6 +797,12 @@ pub(crate) mod tests {
         assert_eq!(values(&a, "-accel"), ["kvm"]);
         assert_eq!(values(&a, "-m"), ["size=256M"]);
         assert_eq!(values(&a, "-smp"), ["2,sockets=2,cores=1,threads=1"]);
+        s.max_vcpus = 4;
+        let a = argv(&s);
+        assert_eq!(
+            values(&a, "-smp"),
+            ["2,maxcpus=4,sockets=4,cores=1,threads=1"]
+        );
         assert_eq!(
             values(&a, "-chardev"),
             ["socket,id=charmonitor,fd=7,server=on,wait=off"]

@@ -147,14 +147,6 @@ pub enum Error {
         /// QEMU's `error-desc`.
         reason: String,
     },
-    /// A file is not a usable save image.
-    #[error("{} is not a usable save image: {reason}", path.display())]
-    SaveImage {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
     /// A reply did not have the shape the command promises.
     #[error("unexpected reply to qmp command {command}")]
     QmpReply {

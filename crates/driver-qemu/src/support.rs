@@ -95,6 +95,9 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::DomainGetBlockInfo, "0.1.0"),
         (Procedure::DomainInterfaceStats, "0.1.0"),
         (Procedure::DomainMigrateStartPostCopy, "0.1.0"),
+        (Procedure::DomainSetVcpus, "0.1.0"),
+        (Procedure::DomainSetVcpusFlags, "0.1.0"),
+        (Procedure::DomainRename, "0.1.0"),
     ],
     migration_flags: MIGRATION_FLAGS,
     migration_params: &[

@@ -87,6 +87,8 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::ManagedSaveDefineXml => {
             driver.managed_save_define_xml(&dom, None, 0).await.err()
         }
+        Operation::SetVcpus => driver.set_vcpus(&dom, 1, 0).await.err(),
+        Operation::Rename => driver.rename(&dom, "renamed", 0).await.err(),
     };
     err.map(|e| e.code())
 }

@@ -129,11 +129,11 @@ impl Live {
         self.reason = reason;
     }
 
-    /// CPU time consumed: wall time spent running, times the vCPU count.
+    /// CPU time consumed: wall time spent running, times the vCPUs online.
     pub fn cpu_time_ns(&self) -> u64 {
         let total = self.vcpu_time_ns();
-        u64::try_from(u128::from(total).saturating_mul(u128::from(self.def.vcpus.max(1))))
-            .unwrap_or(u64::MAX)
+        let vcpus = self.def.current_vcpus().max(1);
+        u64::try_from(u128::from(total).saturating_mul(u128::from(vcpus))).unwrap_or(u64::MAX)
     }
 
     /// CPU time of each vCPU: the wall time spent running.
@@ -142,11 +142,11 @@ impl Live {
         u64::try_from((self.cpu_time + running).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// The vCPUs: all running, each with its share of the CPU time, on the
-    /// fictional host's CPUs in turn (`host_cpus` of them).
+    /// The vCPUs online: all running, each with its share of the CPU time,
+    /// on the fictional host's CPUs in turn (`host_cpus` of them).
     pub fn vcpus(&self, host_cpus: u32) -> Vec<VcpuInfo> {
         let time = self.vcpu_time_ns();
-        (0..self.def.vcpus)
+        (0..self.def.current_vcpus())
             .map(|number| VcpuInfo {
                 number,
                 state: VCPU_RUNNING,

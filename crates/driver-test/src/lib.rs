@@ -37,7 +37,7 @@ mod store;
 pub mod support;
 pub mod workload;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -416,6 +416,30 @@ impl Driver for TestDriver {
     async fn set_memory(&self, dom: &DomainRef, kib: u64, flags: u32) -> Result<()> {
         let dom = dom.clone();
         self.blocking(move |r| r.set_memory(&dom, kib, flags)).await
+    }
+
+    async fn set_vcpus(&self, dom: &DomainRef, count: u32, flags: u32) -> Result<()> {
+        let dom = dom.clone();
+        self.blocking(move |r| r.set_vcpus(&dom, count, flags))
+            .await
+    }
+
+    async fn rename(&self, dom: &DomainRef, new_name: &str, flags: u32) -> Result<DomainRef> {
+        let (dom, new_name) = (dom.clone(), new_name.to_owned());
+        self.blocking(move |r| r.rename(&dom, &new_name, flags))
+            .await
+    }
+
+    async fn save(&self, dom: &DomainRef, to: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
+        let (dom, to, dxml) = (dom.clone(), PathBuf::from(to), dxml.map(str::to_owned));
+        self.blocking(move |r| r.save(&dom, &to, dxml.as_deref(), flags))
+            .await
+    }
+
+    async fn restore(&self, from: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
+        let (from, dxml) = (PathBuf::from(from), dxml.map(str::to_owned));
+        self.blocking(move |r| r.restore(&from, dxml.as_deref(), flags).map(drop))
+            .await
     }
 
     async fn capabilities(&self) -> Result<String> {

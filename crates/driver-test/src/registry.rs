@@ -28,6 +28,8 @@ use crate::workload::WorkloadConfig;
 mod handover;
 mod managed;
 mod metadata;
+mod save;
+mod vcpus;
 
 /// All guests of one test driver instance.
 #[derive(Debug)]
@@ -162,7 +164,7 @@ impl Registry {
             state: guest.state().state,
             max_mem_kib: def.memory_kib,
             memory_kib: def.current_memory_kib,
-            nr_virt_cpu: u16::try_from(def.vcpus).unwrap_or(u16::MAX),
+            nr_virt_cpu: u16::try_from(def.current_vcpus()).unwrap_or(u16::MAX),
             cpu_time_ns: guest.live.as_ref().map_or(0, Live::cpu_time_ns),
         })
     }
@@ -375,19 +377,35 @@ impl Registry {
         )?;
         let def = parse_def(xml)?;
         let paused = flags & START_PAUSED != 0;
+        let exists = self.check_startable(&def)?;
+        let live = Live::boot(self.next_id, def.clone(), paused)?;
+        let dom = self.add_live(def, live, exists)?;
+        self.emit_started(&dom, event_detail::STARTED_BOOTED, paused);
+        Ok(dom)
+    }
+
+    /// Refuses to run `def` when it clashes with another guest
+    /// ([`Registry::check_duplicates`]) or runs already; `Ok(true)` when it
+    /// names a defined shut-off guest.
+    fn check_startable(&self, def: &DomainDef) -> Result<bool> {
+        let exists = self.check_duplicates(def)?;
+        if exists && self.guest(&def.uuid)?.is_active() {
+            return Err(Error::invalid(format!(
+                "domain '{}' is already active",
+                def.name
+            )));
+        }
+        Ok(exists)
+    }
+
+    /// Installs `live` (made with the next id) as the running instance of
+    /// the guest `def` names: the defined one when `exists`, else a new
+    /// transient guest.
+    fn add_live(&mut self, def: DomainDef, live: Live, exists: bool) -> Result<DomainRef> {
         let uuid = def.uuid;
-        if self.check_duplicates(&def)? {
-            let id = self.next_id;
-            let guest = self.guest_mut(&uuid)?;
-            if guest.is_active() {
-                return Err(Error::invalid(format!(
-                    "domain '{}' is already active",
-                    def.name
-                )));
-            }
-            guest.live = Some(Live::boot(id, def, paused)?);
+        if exists {
+            self.guest_mut(&uuid)?.live = Some(live);
         } else {
-            let live = Live::boot(self.next_id, def.clone(), paused)?;
             self.guests.insert(
                 uuid,
                 Guest {
@@ -401,9 +419,7 @@ impl Registry {
             );
         }
         self.next_id = self.next_id.checked_add(1).unwrap_or(1);
-        let dom = self.by_uuid(&uuid)?;
-        self.emit_started(&dom, event_detail::STARTED_BOOTED, paused);
-        Ok(dom)
+        self.by_uuid(&uuid)
     }
 
     /// Stops a running guest; a transient one disappears.

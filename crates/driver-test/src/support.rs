@@ -70,6 +70,13 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::DomainIsActive, "0.1.0"),
         (Procedure::DomainIsPersistent, "0.1.0"),
         (Procedure::DomainHasManagedSaveImage, "0.1.0"),
+        (Procedure::DomainSetVcpus, "0.1.0"),
+        (Procedure::DomainSetVcpusFlags, "0.1.0"),
+        (Procedure::DomainRename, "0.1.0"),
+        (Procedure::DomainSave, "0.1.0"),
+        (Procedure::DomainSaveFlags, "0.1.0"),
+        (Procedure::DomainRestore, "0.1.0"),
+        (Procedure::DomainRestoreFlags, "0.1.0"),
     ],
     migration_flags: MIGRATION_FLAGS,
     migration_params: &[

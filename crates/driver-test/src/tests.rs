@@ -704,3 +704,243 @@ async fn managed_save_keeps_the_pages_for_the_next_start_as_libvirts_test_driver
         "cannot do managed save for transient domain",
     );
 }
+
+#[tokio::test]
+async fn save_and_restore_bring_back_the_pages_and_the_definition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let drv = driver(dir.path());
+    let image = dir.path().join("guest.save");
+    let image_str = image.to_str().expect("utf-8 path");
+    let uuid = Uuid::new_v4();
+    let dom = drv
+        .define_xml(&xml("saved", uuid), 0)
+        .await
+        .expect("define");
+    assert_invalid(
+        drv.save(&dom, image_str, None, 0)
+            .await
+            .expect_err("shut off"),
+        "domain is not running",
+    );
+    let dom = drv.create(&dom, 0).await.expect("start");
+    let mut data = [0u8; PAGE_SIZE];
+    data[..17].copy_from_slice(b"kept across save!");
+    let memory = drv.memory(&dom.uuid).expect("memory");
+    memory.write_page(5, &data).expect("write");
+    let checksum = memory.checksum();
+    drop(memory);
+    let mut events = drv.subscribe_events().expect("events");
+    drv.save(&dom, image_str, None, 0).await.expect("save");
+    assert_eq!(
+        next_event(&mut events),
+        (LifecycleEvent::Stopped, event_detail::STOPPED_SAVED)
+    );
+    assert_eq!(
+        state(&drv, &dom).await,
+        (DomainState::Shutoff, shutoff_reason::SAVED)
+    );
+    let bytes = std::fs::read(&image).expect("image");
+    assert_eq!(&bytes[..8], b"MGRDTSV1");
+
+    // Restored paused on request, with the same memory.
+    drv.restore(image_str, None, flags::save::PAUSED)
+        .await
+        .expect("restore");
+    assert_eq!(
+        next_event(&mut events),
+        (LifecycleEvent::Started, event_detail::STARTED_RESTORED)
+    );
+    assert_eq!(
+        next_event(&mut events),
+        (LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)
+    );
+    let dom = drv.lookup_by_uuid(&uuid).await.expect("restored");
+    assert!(drv.is_persistent(&dom).await.expect("still defined"));
+    assert_eq!(state(&drv, &dom).await.0, DomainState::Paused);
+    assert_eq!(
+        drv.memory(&uuid).expect("memory").checksum(),
+        checksum,
+        "restored memory differs"
+    );
+    assert_invalid(
+        drv.restore(image_str, None, 0)
+            .await
+            .expect_err("already running"),
+        "is already active",
+    );
+    drv.destroy(&dom, 0).await.expect("destroy");
+
+    // A replacement XML must keep the guest ABI.
+    let bigger = xml("saved", uuid).replace("4</memory>", "8</memory>");
+    let err = drv
+        .restore(image_str, Some(&bigger), 0)
+        .await
+        .expect_err("other ABI");
+    assert_eq!(err.code(), ErrorCode::ConfigUnsupported, "{err}");
+    let described = xml("saved", uuid).replace("</name>", "</name><description>d</description>");
+    drv.restore(image_str, Some(&described), flags::save::RUNNING)
+        .await
+        .expect("restore with a described XML");
+    assert_eq!(
+        state(&drv, &dom).await,
+        (DomainState::Running, running_reason::RESTORED)
+    );
+    let live = drv.get_xml_desc(&dom, 0).await.expect("xml");
+    assert!(live.contains("<description>d</description>"), "{live}");
+
+    // Not an image of this driver, or damaged.
+    let foreign = dir.path().join("foreign");
+    std::fs::write(&foreign, b"MGRDQSV1 and the rest of a qemu image").expect("write");
+    let truncated = dir.path().join("truncated");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 4]).expect("write");
+    drv.destroy(&dom, 0).await.expect("destroy");
+    for (path, words) in [
+        (&foreign, "image magic is incorrect"),
+        (&truncated, "truncated guest memory"),
+    ] {
+        let err = drv
+            .restore(path.to_str().expect("utf-8"), None, 0)
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), ErrorCode::OperationFailed, "{err}");
+        assert!(err.to_string().contains(words), "{err}");
+    }
+    assert_eq!(state(&drv, &dom).await.0, DomainState::Shutoff);
+}
+
+#[tokio::test]
+async fn a_restored_unknown_guest_is_transient_and_a_saved_transient_one_is_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let drv = driver(dir.path());
+    let image = dir.path().join("transient.save");
+    let image = image.to_str().expect("utf-8 path");
+    let dom = drv
+        .create_xml(&xml("transient", Uuid::new_v4()), 0)
+        .await
+        .expect("create");
+    drv.save(&dom, image, None, 0).await.expect("save");
+    assert_eq!(
+        drv.lookup_by_uuid(&dom.uuid)
+            .await
+            .expect_err("gone")
+            .code(),
+        ErrorCode::NoDomain
+    );
+    drv.restore(image, None, 0).await.expect("restore");
+    let dom = drv.lookup_by_uuid(&dom.uuid).await.expect("back");
+    assert!(!drv.is_persistent(&dom).await.expect("transient"));
+    assert_eq!(
+        state(&drv, &dom).await,
+        (DomainState::Running, running_reason::RESTORED)
+    );
+}
+
+#[tokio::test]
+async fn setvcpus_changes_the_live_count_and_the_config_as_libvirts_test_driver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let drv = driver(dir.path());
+    let four = xml("vcpus", Uuid::new_v4()).replace("<vcpu>2</vcpu>", "<vcpu current='2'>4</vcpu>");
+    let dom = drv.define_xml(&four, 0).await.expect("define");
+    use flags::affect::{CONFIG, LIVE};
+    use flags::vcpu::MAXIMUM;
+    drv.set_vcpus(&dom, 3, 0)
+        .await
+        .expect("config of a shut-off guest");
+    let inactive = drv.get_xml_desc(&dom, 0).await.expect("xml");
+    assert!(inactive.contains("current='3'>4</vcpu>"), "{inactive}");
+    drv.set_vcpus(&dom, 2, MAXIMUM | CONFIG)
+        .await
+        .expect("maximum");
+    let inactive = drv.get_xml_desc(&dom, 0).await.expect("xml");
+    assert!(inactive.contains("<vcpu>2</vcpu>"), "{inactive}");
+    drv.set_vcpus(&dom, 4, MAXIMUM | CONFIG)
+        .await
+        .expect("maximum back");
+
+    let dom = drv.create(&dom, 0).await.expect("start");
+    assert_eq!(drv.get_info(&dom).await.expect("info").nr_virt_cpu, 2);
+    drv.set_vcpus(&dom, 4, LIVE).await.expect("live");
+    assert_eq!(drv.get_info(&dom).await.expect("info").nr_virt_cpu, 4);
+    assert_eq!(drv.vcpu_info(&dom).await.expect("vcpus").len(), 4);
+    let config = drv
+        .get_xml_desc(&dom, flags::xml::INACTIVE)
+        .await
+        .expect("config");
+    assert!(config.contains("current='2'>4</vcpu>"), "{config}");
+
+    for (count, flags, code, words) in [
+        (5, LIVE, ErrorCode::InvalidArg, "exceeds maximum (5 > 4)"),
+        (
+            33,
+            CONFIG,
+            ErrorCode::InvalidArg,
+            "maximum supported amount (33 > 32)",
+        ),
+        (
+            2,
+            MAXIMUM | LIVE | CONFIG,
+            ErrorCode::OperationUnsupported,
+            "live domain",
+        ),
+        (2, 1 << 4, ErrorCode::InvalidArg, "unsupported flags"),
+    ] {
+        let err = drv.set_vcpus(&dom, count, flags).await.expect_err(words);
+        assert_eq!(err.code(), code, "{err}");
+        assert!(err.to_string().contains(words), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn rename_rewrites_the_config_and_emits_undefined_then_defined() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uuid = Uuid::new_v4();
+    {
+        let drv = driver(dir.path());
+        let dom = drv.define_xml(&xml("old", uuid), 0).await.expect("define");
+        drv.define_xml(&xml("taken", Uuid::new_v4()), 0)
+            .await
+            .expect("define another");
+        assert_invalid(
+            drv.rename(&dom, "taken", 0).await.expect_err("taken"),
+            "domain with name 'taken' already exists",
+        );
+        assert_invalid(
+            drv.rename(&dom, "old", 0).await.expect_err("same"),
+            "Can't rename domain to itself",
+        );
+        let running = drv.create(&dom, 0).await.expect("start");
+        assert_invalid(
+            drv.rename(&running, "new", 0).await.expect_err("running"),
+            "cannot rename active domain",
+        );
+        drv.destroy(&running, 0).await.expect("destroy");
+        let mut events = drv.subscribe_events().expect("events");
+        let renamed = drv.rename(&dom, "new", 0).await.expect("rename");
+        assert_eq!((renamed.name.as_str(), renamed.uuid), ("new", uuid));
+        let ev = events.try_recv().expect("undefined");
+        assert_eq!(ev.dom.name, "old");
+        assert_eq!(
+            ev.as_lifecycle(),
+            Some((LifecycleEvent::Undefined, event_detail::UNDEFINED_RENAMED))
+        );
+        let ev = events.try_recv().expect("defined");
+        assert_eq!(ev.dom.name, "new");
+        assert_eq!(
+            ev.as_lifecycle(),
+            Some((LifecycleEvent::Defined, event_detail::DEFINED_RENAMED))
+        );
+        assert_eq!(
+            drv.lookup_by_name("old")
+                .await
+                .expect_err("old name")
+                .code(),
+            ErrorCode::NoDomain
+        );
+    }
+    // The rename is on disk.
+    let drv = driver(dir.path());
+    assert_eq!(
+        drv.lookup_by_name("new").await.expect("new name").uuid,
+        uuid
+    );
+}

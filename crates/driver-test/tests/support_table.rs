@@ -93,6 +93,8 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::ManagedSaveDefineXml => {
             no_support(drv.managed_save_define_xml(dom, None, 0).await)
         }
+        Operation::SetVcpus => no_support(drv.set_vcpus(dom, 1, 0).await),
+        Operation::Rename => no_support(drv.rename(dom, "renamed", 0).await),
     }
 }
 

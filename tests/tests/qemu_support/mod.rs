@@ -324,6 +324,14 @@ pub fn pid_gone(pid: i32) -> bool {
     }
 }
 
+/// The command line of the only QEMU running `uuid`, arguments joined by spaces.
+pub fn qemu_cmdline(uuid: &str) -> String {
+    let pids = qemu_pids(uuid);
+    assert_eq!(pids.len(), 1, "QEMUs of {uuid}: {pids:?}");
+    let raw = std::fs::read(format!("/proc/{}/cmdline", pids[0])).expect("read cmdline");
+    String::from_utf8_lossy(&raw).replace('\0', " ")
+}
+
 /// The QEMU pid recorded in `daemon`'s status file of `name`, if it runs there.
 pub fn status_pid(daemon: &Daemon, name: &str) -> Option<i32> {
     StatusFile::read(&StatusFile::path(daemon.runtime_dir(), name))

@@ -136,6 +136,27 @@ impl DomainDef {
         s.into_def(domain_type, id, namespaces)
     }
 
+    /// The vCPUs online: `<vcpu current=…>`, else the count (libvirt's
+    /// `virDomainDefGetVcpus`).
+    pub fn current_vcpus(&self) -> u32 {
+        self.vcpu.current.unwrap_or(self.vcpus)
+    }
+
+    /// Sets the vCPUs online, at most [`DomainDef::vcpus`] (the caller
+    /// checks); `current` is written only when it differs from the
+    /// maximum, as libvirt formats it.
+    pub fn set_current_vcpus(&mut self, count: u32) {
+        self.vcpu.current = (count != self.vcpus).then_some(count);
+    }
+
+    /// Sets the maximum vCPU count, lowering the vCPUs online to it (libvirt's
+    /// `virDomainDefSetVcpusMax`).
+    pub fn set_max_vcpus(&mut self, count: u32) {
+        let current = self.current_vcpus().min(count);
+        self.vcpus = count;
+        self.set_current_vcpus(current);
+    }
+
     /// Formats the definition in libvirt's layout.
     pub fn format(&self, opts: &FormatOptions) -> String {
         // A typical definition formats to 1-3 KiB: one allocation up front
@@ -424,19 +445,29 @@ impl Sections {
 }
 
 fn parse_name(c: Node<'_>) -> Result<String> {
-    let err = |value: &str, reason: &str| XmlError::InvalidValue {
+    let name = c.text()?;
+    check_name(&name)?;
+    Ok(name)
+}
+
+/// Checks a domain name as `<name>` is checked: not empty, without '/'
+/// (for a rename, which sets a name without parsing a document).
+///
+/// # Errors
+/// [`XmlError::InvalidValue`] naming the rule.
+pub fn check_name(name: &str) -> Result<()> {
+    let err = |reason: &str| XmlError::InvalidValue {
         what: "<name>".into(),
-        value: value.into(),
+        value: name.into(),
         reason: reason.into(),
     };
-    let name = c.text()?;
     if name.is_empty() {
-        return Err(err(&name, "a domain name must not be empty"));
+        return Err(err("a domain name must not be empty"));
     }
     if name.contains('/') {
-        return Err(err(&name, "a domain name must not contain '/'"));
+        return Err(err("a domain name must not contain '/'"));
     }
-    Ok(name)
+    Ok(())
 }
 
 fn parse_action(c: Node<'_>) -> Result<String> {

@@ -26,7 +26,7 @@ pub use devices::{
     DiskDriver, DiskSource, DiskTarget, Graphics, GraphicsListen, Input, Interface,
     InterfaceSource, Memballoon, Redirdev, Rng, Sound, Tpm, Video, VideoModel, Watchdog,
 };
-pub use domain::{DomainDef, MaxMemory, Vcpu};
+pub use domain::{check_name, DomainDef, MaxMemory, Vcpu};
 pub use error::{Position, XmlError};
 pub use kinds::{
     CharType, DiskDevice, DiskType, DomainType, GraphicsType, InterfaceType, UnknownKind,

@@ -19,9 +19,10 @@ use migrated_proto::{
     DomainHasManagedSaveImageRet, DomainIsActiveArgs, DomainIsActiveRet, DomainIsPersistentArgs,
     DomainIsPersistentRet, DomainIsUpdatedArgs, DomainIsUpdatedRet, DomainLookupByIdArgs,
     DomainLookupByIdRet, DomainLookupByNameArgs, DomainLookupByNameRet, DomainLookupByUuidArgs,
-    DomainLookupByUuidRet, DomainResetArgs, DomainResumeArgs, DomainSetAutostartArgs,
-    DomainShutdownArgs, DomainShutdownFlagsArgs, DomainSnapshotNumArgs, DomainSnapshotNumRet,
-    DomainSuspendArgs, DomainUndefineArgs, DomainUndefineFlagsArgs, NonnullDomain,
+    DomainLookupByUuidRet, DomainRenameArgs, DomainRenameRet, DomainResetArgs, DomainResumeArgs,
+    DomainSetAutostartArgs, DomainShutdownArgs, DomainShutdownFlagsArgs, DomainSnapshotNumArgs,
+    DomainSnapshotNumRet, DomainSuspendArgs, DomainUndefineArgs, DomainUndefineFlagsArgs,
+    NonnullDomain,
 };
 use migrated_rpc::WireError;
 use uuid::Uuid;
@@ -465,6 +466,24 @@ pub async fn undefine_flags(session: &Session, args: DomainUndefineFlagsArgs) ->
         .undefine(&from_wire_dom(&args.dom), args.flags)
         .await
         .map_err(err)
+}
+
+/// DOMAIN_RENAME (`virsh domrename`): a shut-off persistent domain takes
+/// a new name.
+///
+/// # Errors
+/// INVALID_ARG without a new name (libvirt's public API checks it before
+/// the driver); the driver's errors (running or transient domain, name
+/// taken or the same, managed save image).
+pub async fn rename(session: &Session, args: DomainRenameArgs) -> Result<DomainRenameRet> {
+    let Some(new_name) = args.new_name else {
+        return Err(invalid_arg("virDomainRename", "new_name must not be NULL"));
+    };
+    driver(session)?
+        .rename(&from_wire_dom(&args.dom), &new_name, args.flags)
+        .await
+        .map_err(err)?;
+    Ok(DomainRenameRet { retcode: 0 })
 }
 
 /// DOMAIN_CREATE: starts a defined domain (the client then looks it up by

@@ -118,6 +118,9 @@ pub async fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<
         Call::DomainSetMaxMemory(a) => &a.dom,
         Call::DomainSetMemoryFlags(a) => &a.dom,
         Call::DomainSetMetadata(a) => &a.dom,
+        Call::DomainSetVcpus(a) => &a.dom,
+        Call::DomainSetVcpusFlags(a) => &a.dom,
+        Call::DomainRename(a) => &a.dom,
         _ => return Ok(false),
     };
     let Ok(open) = session.driver() else {

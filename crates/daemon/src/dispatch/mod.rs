@@ -117,6 +117,26 @@ pub async fn run(
         Call::DomainGetMaxMemory(args) => reply(p, &d::get_max_memory(session, args).await?),
         Call::DomainGetState(args) => reply(p, &d::get_state(session, args).await?),
         Call::DomainGetVcpus(args) => reply(p, &vcpu_memory::get_vcpus(session, args).await?),
+        Call::DomainSetVcpus(args) => reply(
+            p,
+            &Box::pin(vcpu_memory::set_vcpus(
+                session,
+                args.dom,
+                args.nvcpus,
+                affect::LIVE,
+            ))
+            .await?,
+        ),
+        Call::DomainSetVcpusFlags(args) => reply(
+            p,
+            &Box::pin(vcpu_memory::set_vcpus(
+                session,
+                args.dom,
+                args.nvcpus,
+                args.flags,
+            ))
+            .await?,
+        ),
         Call::DomainGetVcpusFlags(args) => {
             reply(p, &vcpu_memory::get_vcpus_flags(session, args).await?)
         }
@@ -187,6 +207,7 @@ pub async fn run(
         Call::DomainDefineXmlFlags(args) => {
             reply(p, &Box::pin(d::define_xml_flags(session, args)).await?)
         }
+        Call::DomainRename(args) => reply(p, &Box::pin(d::rename(session, args)).await?),
         Call::DomainUndefine(args) => reply(p, &Box::pin(d::undefine(session, args)).await?),
         Call::DomainUndefineFlags(args) => {
             reply(p, &Box::pin(d::undefine_flags(session, args)).await?)

@@ -180,10 +180,17 @@ async fn record(
         p.push("balloon.current", TypedValue::ULLong(info.memory_kib));
         p.push("balloon.maximum", TypedValue::ULLong(info.max_mem_kib));
     }
+    if groups & (group::VCPU | group::DEVICES) == 0 {
+        return Ok(p);
+    }
+    // The live definition for a running guest, as libvirt reads its vCPUs
+    // and devices from the running domain object.
+    let xml = driver.get_xml_desc(dom, 0).await?;
+    let def = DomainDef::parse(&xml)?;
     if groups & group::VCPU != 0 {
         let vcpus = u32::from(info.nr_virt_cpu);
         p.push("vcpu.current", TypedValue::UInt(vcpus));
-        p.push("vcpu.maximum", TypedValue::UInt(vcpus));
+        p.push("vcpu.maximum", TypedValue::UInt(def.vcpus.max(vcpus)));
         if active {
             for n in 0..vcpus {
                 p.push(format!("vcpu.{n}.state"), TypedValue::Int(VCPU_RUNNING));
@@ -191,10 +198,6 @@ async fn record(
         }
     }
     if groups & group::DEVICES != 0 {
-        // The live definition for a running guest, as libvirt reads its
-        // devices from the running domain object.
-        let xml = driver.get_xml_desc(dom, 0).await?;
-        let def = DomainDef::parse(&xml)?;
         if groups & group::INTERFACE != 0 && active {
             interface_stats(driver, dom, &def, &mut p).await;
         }

@@ -1,17 +1,19 @@
 //! A domain's vCPUs and memory as libvirt reports them: DOMAIN_GET_VCPUS
 //! (`virsh vcpuinfo`), DOMAIN_GET_VCPUS_FLAGS (`virsh vcpucount`),
 //! DOMAIN_GET_MAX_VCPUS, DOMAIN_GET_VCPU_PIN_INFO (`virsh vcpupin`),
-//! DOMAIN_MEMORY_STATS (`virsh dommemstat`), the memory size changes
-//! (`virsh setmem`, `virsh setmaxmem`), and the host CPU map they are read
-//! against, NODE_GET_CPU_MAP.
+//! DOMAIN_MEMORY_STATS (`virsh dommemstat`), the vCPU count changes
+//! (`virsh setvcpus`: DOMAIN_SET_VCPUS, DOMAIN_SET_VCPUS_FLAGS), the memory
+//! size changes (`virsh setmem`, `virsh setmaxmem`), and the host CPU map
+//! they are read against, NODE_GET_CPU_MAP.
 //!
-//! The counts come from the domain's info; per-vCPU figures and memory
-//! statistics from the driver. vCPU hot-plug is not supported, so the live
-//! and the configured counts, current and maximum, are the same number; nor
-//! is pinning, so every vCPU may run on every host CPU.
+//! The counts come from the domain's XML, live or inactive: `<vcpu
+//! current='N'>M</vcpu>` is N vCPUs online of at most M. Per-vCPU figures
+//! and memory statistics come from the driver. Pinning is not supported, so
+//! every vCPU may run on every host CPU.
 
 use migrated_core::driver::{DomainRef, DomainState, Driver};
-use migrated_core::flags::check_flags;
+use migrated_core::flags::{affect, check_flags, vcpu, xml};
+use migrated_core::xml::DomainDef;
 use migrated_proto::{
     DomainGetMaxVcpusArgs, DomainGetMaxVcpusRet, DomainGetVcpuPinInfoArgs, DomainGetVcpuPinInfoRet,
     DomainGetVcpusArgs, DomainGetVcpusFlagsArgs, DomainGetVcpusFlagsRet, DomainGetVcpusRet,
@@ -27,14 +29,8 @@ use crate::wire::to_wire_error;
 
 type Result<T> = std::result::Result<T, WireError>;
 
-/// `VIR_DOMAIN_AFFECT_LIVE`.
-const AFFECT_LIVE: u32 = 1 << 0;
-/// `VIR_DOMAIN_AFFECT_CONFIG`.
-const AFFECT_CONFIG: u32 = 1 << 1;
-/// `VIR_DOMAIN_VCPU_MAXIMUM`.
-const VCPU_MAXIMUM: u32 = 1 << 2;
-/// `VIR_DOMAIN_VCPU_GUEST`: the count the guest agent reports.
-const VCPU_GUEST: u32 = 1 << 3;
+use affect::{CONFIG as AFFECT_CONFIG, LIVE as AFFECT_LIVE};
+use vcpu::{GUEST as VCPU_GUEST, MAXIMUM as VCPU_MAXIMUM};
 
 fn err(e: migrated_core::Error) -> WireError {
     to_wire_error(&e)
@@ -48,12 +44,8 @@ fn not_running(what: &str) -> WireError {
     err(migrated_core::Error::invalid(what))
 }
 
-fn wire_count(n: u16) -> i32 {
-    i32::from(n)
-}
-
-/// The vCPU count `flags` asks for (see the module doc for why every
-/// combination answers the same number once the checks pass).
+/// The vCPU count `flags` asks for: of the live definition or the config
+/// (as `virDomainObjGetOneDef`), the vCPUs online or the maximum.
 async fn vcpu_count(driver: &dyn Driver, dom: &DomainRef, flags: u32) -> Result<i32> {
     check_flags(
         "virDomainGetVcpusFlags",
@@ -83,7 +75,57 @@ async fn vcpu_count(driver: &dyn Driver, dom: &DomainRef, flags: u32) -> Result<
             driver: driver.support().driver,
         }));
     }
-    Ok(wire_count(info.nr_virt_cpu))
+    let config = flags & AFFECT_CONFIG != 0 || (flags & AFFECT_LIVE == 0 && !active);
+    let desc = driver
+        .get_xml_desc(dom, if config { xml::INACTIVE } else { 0 })
+        .await
+        .map_err(err)?;
+    let def = DomainDef::parse(&desc).map_err(|e| err(e.into()))?;
+    let count = if flags & VCPU_MAXIMUM != 0 {
+        def.vcpus
+    } else {
+        def.current_vcpus()
+    };
+    Ok(i32::try_from(count).unwrap_or(i32::MAX))
+}
+
+/// DOMAIN_SET_VCPUS (`flags` LIVE) and DOMAIN_SET_VCPUS_FLAGS: `nvcpus`
+/// vCPUs online, or with `VCPU_MAXIMUM` at most, live and/or configured.
+///
+/// # Errors
+/// INVALID_ARG, as libvirt's public API checks before the driver: a zero
+/// count, MAXIMUM without CONFIG, GUEST with CONFIG; the driver's errors
+/// (count over the maximum, the maximum of a running guest, ...).
+pub async fn set_vcpus(
+    session: &Session,
+    dom: migrated_proto::NonnullDomain,
+    nvcpus: u32,
+    flags: u32,
+) -> Result<()> {
+    const OP: &str = "virDomainSetVcpusFlags";
+    let invalid = |reason: &str| {
+        err(migrated_core::Error::InvalidArg {
+            operation: OP,
+            reason: reason.into(),
+        })
+    };
+    if flags & VCPU_MAXIMUM != 0 && flags & AFFECT_CONFIG == 0 {
+        return Err(invalid(
+            "Flag 'VIR_DOMAIN_AFFECT_CONFIG' is required by flag 'VIR_DOMAIN_VCPU_MAXIMUM'",
+        ));
+    }
+    if flags & VCPU_GUEST != 0 && flags & AFFECT_CONFIG != 0 {
+        return Err(invalid(
+            "Flags 'VIR_DOMAIN_VCPU_GUEST' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive",
+        ));
+    }
+    if nvcpus == 0 {
+        return Err(invalid("nvcpus must not be zero"));
+    }
+    driver(session)?
+        .set_vcpus(&from_wire_dom(&dom), nvcpus, flags)
+        .await
+        .map_err(err)
 }
 
 /// DOMAIN_GET_VCPUS_FLAGS: current or maximum vCPUs, live or configured.

@@ -82,7 +82,7 @@ impl Driver for QemuDriver {
             state,
             max_mem_kib: def.memory_kib,
             memory_kib: def.current_memory_kib,
-            nr_virt_cpu: u16::try_from(def.vcpus).unwrap_or(u16::MAX),
+            nr_virt_cpu: u16::try_from(def.current_vcpus()).unwrap_or(u16::MAX),
             cpu_time_ns: 0,
         };
         if let Some(rt) = runtime {
@@ -705,6 +705,14 @@ impl Driver for QemuDriver {
 
     async fn restore(&self, from: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
         self.restore_impl(from, dxml, flags).await
+    }
+
+    async fn set_vcpus(&self, dom: &DomainRef, count: u32, flags: u32) -> Result<()> {
+        self.set_vcpus_impl(dom, count, flags).await
+    }
+
+    async fn rename(&self, dom: &DomainRef, new_name: &str, flags: u32) -> Result<DomainRef> {
+        self.rename_impl(dom, new_name, flags).await
     }
 
     async fn managed_save(&self, dom: &DomainRef, flags: u32) -> Result<()> {

@@ -24,6 +24,7 @@ mod metadata;
 mod monitor;
 mod registry;
 mod save;
+mod vcpus;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use migrated_core::abi::check_abi_stability;
+use migrated_core::abi::check_save_replacement;
 use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainRef, DomainState,
     LifecycleEvent, StateReason,
@@ -40,7 +40,7 @@ use super::registry::{Domain, StopIntent};
 use super::{parse_def, QemuDriver};
 use crate::migration;
 use crate::qmp::commands::{Cont, Getfd, Migrate, MigrateIncoming, Quit, Stop};
-use crate::savefile::SaveHeader;
+use crate::savefile::{self, SaveHeader};
 
 // BYPASS_CACHE is a caching hint, accepted and ignored; RESET_NVRAM has
 // nothing to reset without firmware variables.
@@ -61,19 +61,7 @@ pub(super) fn check_save_flags(operation: &'static str, flags: u32) -> Result<()
         u64::from(flags),
         u64::from(SAVE_BYPASS_CACHE | SAVE_RUNNING | SAVE_PAUSED | SAVE_RESET_NVRAM),
     )?;
-    check_running_paused(operation, flags)
-}
-
-/// `VIR_EXCLUSIVE_FLAGS(VIR_DOMAIN_SAVE_RUNNING, VIR_DOMAIN_SAVE_PAUSED)`.
-fn check_running_paused(operation: &'static str, flags: u32) -> Result<()> {
-    if flags & SAVE_RUNNING != 0 && flags & SAVE_PAUSED != 0 {
-        return Err(Error::InvalidArg {
-            operation,
-            reason: "VIR_DOMAIN_SAVE_RUNNING and VIR_DOMAIN_SAVE_PAUSED are mutually exclusive"
-                .into(),
-        });
-    }
-    Ok(())
+    save_flags::check_running_paused(operation, flags)
 }
 
 fn sys(action: &str, path: &Path, e: std::io::Error) -> Error {
@@ -135,15 +123,11 @@ impl QemuDriver {
             }),
         };
         let was_running = state.state == DomainState::Running;
-        let header = SaveHeader {
+        let header = savefile::header(
             xml,
-            zstd: self.shared.config.save_zstd,
-            running: match flags {
-                f if f & SAVE_RUNNING != 0 => true,
-                f if f & SAVE_PAUSED != 0 => false,
-                _ => was_running,
-            },
-        };
+            self.shared.config.save_zstd,
+            save_flags::restore_running(flags, was_running),
+        );
         let path = PathBuf::from(to);
         let mut file = OpenOptions::new()
             .write(true)
@@ -152,9 +136,7 @@ impl QemuDriver {
             .mode(0o600)
             .open(&path)
             .map_err(|e| sys("create", &path, e))?;
-        header
-            .write_to(&mut file, &path)
-            .map_err(|e| e.into_core(op))?;
+        header.write_to(&mut file, &path)?;
 
         let qmp = runtime.qmp.clone();
         let mut events = qmp.events();
@@ -392,11 +374,7 @@ impl QemuDriver {
             self.remove_if_transient_and_off(&dom);
             return Err(e);
         }
-        let run = match flags {
-            f if f & SAVE_RUNNING != 0 => true,
-            f if f & SAVE_PAUSED != 0 => false,
-            _ => header.running,
-        };
+        let run = save_flags::restore_running(flags, header.running);
         // As libvirt's qemuSaveImageStartVM: the guest is announced as
         // started before its vCPUs run (QEMU's RESUME, reported as it
         // comes, must follow).
@@ -447,7 +425,7 @@ pub(super) fn open_image(
     op: &'static str,
 ) -> Result<(File, SaveHeader, DomainDef)> {
     let mut file = File::open(path).map_err(|e| open_failed(path, e))?;
-    let header = SaveHeader::read_from(&mut file, path).map_err(|e| e.into_core(op))?;
+    let header = savefile::read_header(&mut file, path, op)?;
     let saved = parse_def(&header.xml)?;
     let def = match dxml {
         Some(xml) => replacement_def(&saved, xml, op)?,
@@ -466,15 +444,7 @@ fn open_failed(path: &Path, e: std::io::Error) -> Error {
 /// `qemuSaveImageUpdateDef` (the image's device state must fit it).
 fn replacement_def(saved: &DomainDef, xml: &str, op: &'static str) -> Result<DomainDef> {
     let def = parse_def(xml)?;
-    if def.uuid != saved.uuid || def.name != saved.name {
-        return Err(Error::InvalidArg {
-            operation: op,
-            reason: "the replacement xml names another domain".into(),
-        });
-    }
-    check_abi_stability(saved, &def).map_err(|m| Error::ConfigUnsupported {
-        reason: m.to_string(),
-    })?;
+    check_save_replacement(saved, &def, op)?;
     Ok(def)
 }
 
@@ -505,13 +475,9 @@ pub(super) fn define_image_xml(
     op: &'static str,
 ) -> Result<()> {
     check_flags(op, u64::from(flags), u64::from(SAVE_RUNNING | SAVE_PAUSED))?;
-    check_running_paused(op, flags)?;
+    save_flags::check_running_paused(op, flags)?;
     let (mut file, old, saved) = open_image(path, None, op)?;
-    let running = match flags {
-        f if f & SAVE_RUNNING != 0 => true,
-        f if f & SAVE_PAUSED != 0 => false,
-        _ => old.running,
-    };
+    let running = save_flags::restore_running(flags, old.running);
     let xml = match dxml {
         Some(xml) if xml != old.xml => replacement_def(&saved, xml, op)?.format(&FormatOptions {
             secure: true,
@@ -523,18 +489,14 @@ pub(super) fn define_image_xml(
     if xml == old.xml && running == old.running {
         return Ok(());
     }
-    let new = SaveHeader {
-        xml,
-        zstd: old.zstd,
-        running,
-    };
+    let new = savefile::header(xml, old.zstd, running);
     if new.encoded_len() == old.encoded_len() {
         // Same layout: only the header's bytes change, in place.
         let mut out = OpenOptions::new()
             .write(true)
             .open(path)
             .map_err(|e| open_failed(path, e))?;
-        new.write_to(&mut out, path).map_err(|e| e.into_core(op))?;
+        new.write_to(&mut out, path)?;
         return out.sync_all().map_err(|e| sys("sync", path, e));
     }
     // `file` is positioned at the start of the stream (after the old header).
@@ -546,7 +508,7 @@ pub(super) fn define_image_xml(
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| sys("create", &tmp, e))?;
-        new.write_to(&mut out, &tmp).map_err(|e| e.into_core(op))?;
+        new.write_to(&mut out, &tmp)?;
         std::io::copy(&mut file, &mut out).map_err(|e| sys("copy into", &tmp, e))?;
         out.sync_all().map_err(|e| sys("sync", &tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| sys("replace", path, e))
@@ -622,20 +584,16 @@ mod tests {
     fn image(dir: &Path, xml: &str) -> PathBuf {
         let path = dir.join("guest.img");
         let mut file = File::create(&path).expect("create");
-        SaveHeader {
-            xml: xml.to_owned(),
-            zstd: true,
-            running: true,
-        }
-        .write_to(&mut file, &path)
-        .expect("header");
+        savefile::header(xml.to_owned(), true, true)
+            .write_to(&mut file, &path)
+            .expect("header");
         std::io::Write::write_all(&mut file, STREAM).expect("stream");
         path
     }
 
     fn read_back(path: &Path) -> (SaveHeader, Vec<u8>) {
         let mut file = File::open(path).expect("open");
-        let header = SaveHeader::read_from(&mut file, path).expect("header");
+        let header = savefile::read_header(&mut file, path, "test").expect("header");
         let mut rest = Vec::new();
         std::io::Read::read_to_end(&mut file, &mut rest).expect("stream");
         (header, rest)

@@ -259,6 +259,83 @@ impl Command for Balloon {
     type Reply = Empty;
 }
 
+/// `query-hotpluggable-cpus`: the vCPU slots of a guest started with
+/// `-smp N,maxcpus=M`, plugged or not.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryHotpluggableCpus;
+
+impl Command for QueryHotpluggableCpus {
+    const NAME: &'static str = "query-hotpluggable-cpus";
+    type Reply = Vec<HotpluggableCpu>;
+}
+
+/// One slot in the reply of `query-hotpluggable-cpus`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HotpluggableCpu {
+    /// The device type to `device_add` into it, e.g. `qemu64-x86_64-cpu`.
+    #[serde(rename = "type")]
+    pub cpu_type: String,
+    /// vCPUs the slot holds.
+    pub vcpus_count: u32,
+    /// Where the slot is in the topology.
+    pub props: CpuProps,
+    /// The plugged CPU's QOM path; none for an empty slot.
+    #[serde(default)]
+    pub qom_path: Option<String>,
+}
+
+/// A vCPU slot's place in the topology (`CpuInstanceProperties`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CpuProps {
+    /// NUMA node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u32>,
+    /// Socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_id: Option<u32>,
+    /// Die within the socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub die_id: Option<u32>,
+    /// Core within the die.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_id: Option<u32>,
+    /// Thread within the core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<u32>,
+}
+
+/// `device_add` of a vCPU into a slot `query-hotpluggable-cpus` listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceAddCpu {
+    /// The slot's `type`.
+    pub driver: String,
+    /// The device id (`vcpuN`, as libvirt names them).
+    pub id: String,
+    /// The slot's `props`.
+    #[serde(flatten)]
+    pub props: CpuProps,
+}
+
+impl Command for DeviceAddCpu {
+    const NAME: &'static str = "device_add";
+    type Reply = Empty;
+}
+
+/// `device_del`: ask the guest to release a device; `DEVICE_DELETED`
+/// follows once it has.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceDel {
+    /// The device id.
+    pub id: String,
+}
+
+impl Command for DeviceDel {
+    const NAME: &'static str = "device_del";
+    type Reply = Empty;
+}
+
 /// `closefd`: forget a descriptor stored by `getfd`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Closefd {

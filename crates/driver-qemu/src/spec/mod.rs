@@ -56,7 +56,8 @@ pub fn launch_spec(def: &DomainDef) -> Result<LaunchSpec> {
         .clone()
         .unwrap_or_else(|| DEFAULT_MACHINE.into());
     spec.memory_mib = def.memory_kib.div_ceil(1024);
-    spec.vcpus = def.vcpus;
+    spec.vcpus = def.current_vcpus();
+    spec.max_vcpus = def.vcpus;
     spec.cpu = cpu_model(def, accel)?;
     spec.disks = def.devices.disks.iter().map(disk).collect::<Result<_>>()?;
     spec.nics = def

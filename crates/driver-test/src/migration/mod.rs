@@ -411,10 +411,12 @@ impl MigrationBackend for TestBackend {
             if self.fault(&def, "finish").is_some() {
                 return Err(failed("injected fault: finish failed"));
             }
-            if state.vcpus != def.vcpus {
+            // The state of each vCPU online (`<vcpu current>`).
+            if state.vcpus != def.current_vcpus() {
                 return Err(failed(format!(
                     "source sent state for {} vCPUs, the guest has {}",
-                    state.vcpus, def.vcpus
+                    state.vcpus,
+                    def.current_vcpus()
                 )));
             }
             self.driver

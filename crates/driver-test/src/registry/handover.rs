@@ -21,7 +21,7 @@ use migrated_core::xml::DomainDef;
 use migrated_core::{Error, Result};
 
 use super::{check_def, Registry};
-use crate::guest::{Guest, Live};
+use crate::guest::Live;
 use crate::memory::GuestMemory;
 
 impl Registry {
@@ -35,38 +35,16 @@ impl Registry {
         check_def(&def)?;
         def.id = None;
         let uuid = def.uuid;
-        let exists = self.check_duplicates(&def)?;
+        let exists = self.check_startable(&def)?;
         if exists && self.guest(&uuid)?.managed_save.is_some() {
             return Err(migrated_core::migration::managed_save_on_destination(
                 &def.name,
             ));
         }
-        if exists && self.guest(&uuid)?.is_active() {
-            return Err(Error::invalid(format!(
-                "domain '{}' is already active",
-                def.name
-            )));
-        }
         let mut live = Live::boot(self.next_id, def.clone(), true)?;
         live.reason = paused_reason::MIGRATION;
         let memory = Arc::clone(&live.memory);
-        if exists {
-            self.guest_mut(&uuid)?.live = Some(live);
-        } else {
-            self.guests.insert(
-                uuid,
-                Guest {
-                    config: def,
-                    persistent: false,
-                    autostart: false,
-                    shutoff_reason: shutoff_reason::UNKNOWN,
-                    live: Some(live),
-                    managed_save: None,
-                },
-            );
-        }
-        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
-        let dom = self.by_uuid(&uuid)?;
+        let dom = self.add_live(def, live, exists)?;
         self.emit(
             dom.clone(),
             LifecycleEvent::Started,

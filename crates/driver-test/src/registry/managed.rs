@@ -6,18 +6,11 @@
 //! daemon restart); the next start runs the guest from them.
 
 use migrated_core::domain::{event_detail, shutoff_reason, DomainRef, DomainState, LifecycleEvent};
-use migrated_core::flags::{self, affect, check_flags, memory};
+use migrated_core::flags::{self, affect, check_flags, memory, save};
 use migrated_core::{Error, Result};
 
 use super::Registry;
 use crate::guest::{Live, SavedState};
-
-/// `VIR_DOMAIN_SAVE_BYPASS_CACHE`, accepted and ignored.
-const SAVE_BYPASS_CACHE: u32 = 1 << 0;
-/// `VIR_DOMAIN_SAVE_RUNNING`: start running whatever the state was.
-const SAVE_RUNNING: u32 = 1 << 1;
-/// `VIR_DOMAIN_SAVE_PAUSED`: start paused whatever the state was.
-const SAVE_PAUSED: u32 = 1 << 2;
 
 impl Registry {
     /// `DOMAIN_MANAGED_SAVE`: stops a running persistent guest (stopped/saved),
@@ -26,7 +19,8 @@ impl Registry {
         check_flags(
             "virDomainManagedSave",
             u64::from(flags),
-            u64::from(SAVE_BYPASS_CACHE | SAVE_RUNNING | SAVE_PAUSED),
+            // BYPASS_CACHE is a caching hint, accepted and ignored.
+            u64::from(save::BYPASS_CACHE | save::RUNNING | save::PAUSED),
         )?;
         let guest = self.guest_mut(&dom.uuid)?;
         if !guest.is_active() {
@@ -40,11 +34,7 @@ impl Registry {
         let Some(mut live) = guest.live.take() else {
             return Err(Error::invalid("domain is not running"));
         };
-        let running = match flags {
-            f if f & SAVE_RUNNING != 0 => true,
-            f if f & SAVE_PAUSED != 0 => false,
-            _ => live.state == DomainState::Running,
-        };
+        let running = save::restore_running(flags, live.state == DomainState::Running);
         live.pause(live.reason);
         guest.managed_save = Some(SavedState {
             def: live.def.clone(),

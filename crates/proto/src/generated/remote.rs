@@ -2564,6 +2564,48 @@ pub struct DomainOpenConsoleArgs {
     pub flags: u32,
 }
 
+/// Arguments of REMOTE_PROC_DOMAIN_SET_VCPUS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetVcpusArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// new vCPU count of the running guest
+    pub nvcpus: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_VCPUS_FLAGS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetVcpusFlagsArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// new vCPU count (current, or the maximum with VIR_DOMAIN_VCPU_MAXIMUM)
+    pub nvcpus: u32,
+    /// VIR_DOMAIN_AFFECT_* | VIR_DOMAIN_VCPU_*
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_RENAME.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainRenameArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// its new name
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub new_name: Option<String>,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_RENAME.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainRenameRet {
+    /// 0
+    pub retcode: i32,
+}
+
 /// Arguments of REMOTE_PROC_DOMAIN_SET_MEMORY_FLAGS.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainSetMemoryFlagsArgs {
@@ -2839,6 +2881,8 @@ pub enum Procedure {
     DomainSetMaxMemory = 30,
     /// `REMOTE_PROC_DOMAIN_SET_MEMORY`
     DomainSetMemory = 31,
+    /// `REMOTE_PROC_DOMAIN_SET_VCPUS`
+    DomainSetVcpus = 32,
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN`
     DomainShutdown = 33,
     /// `REMOTE_PROC_DOMAIN_SUSPEND`
@@ -2933,6 +2977,8 @@ pub enum Procedure {
     DomainGetBlockInfo = 194,
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`
     DomainCreateWithFlags = 196,
+    /// `REMOTE_PROC_DOMAIN_SET_VCPUS_FLAGS`
+    DomainSetVcpusFlags = 199,
     /// `REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS`
     DomainGetVcpusFlags = 200,
     /// `REMOTE_PROC_DOMAIN_OPEN_CONSOLE`
@@ -3025,6 +3071,8 @@ pub enum Procedure {
     ConnectGetAllDomainStats = 344,
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`
     DomainDefineXmlFlags = 350,
+    /// `REMOTE_PROC_DOMAIN_RENAME`
+    DomainRename = 358,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION`
     DomainEventCallbackMigrationIteration = 359,
     /// `REMOTE_PROC_CONNECT_REGISTER_CLOSE_CALLBACK`
@@ -3086,6 +3134,7 @@ impl Procedure {
         Procedure::DomainSetAutostart,
         Procedure::DomainSetMaxMemory,
         Procedure::DomainSetMemory,
+        Procedure::DomainSetVcpus,
         Procedure::DomainShutdown,
         Procedure::DomainSuspend,
         Procedure::DomainUndefine,
@@ -3133,6 +3182,7 @@ impl Procedure {
         Procedure::DomainSnapshotNum,
         Procedure::DomainGetBlockInfo,
         Procedure::DomainCreateWithFlags,
+        Procedure::DomainSetVcpusFlags,
         Procedure::DomainGetVcpusFlags,
         Procedure::DomainOpenConsole,
         Procedure::DomainIsUpdated,
@@ -3179,6 +3229,7 @@ impl Procedure {
         Procedure::ConnectGetDomainCapabilities,
         Procedure::ConnectGetAllDomainStats,
         Procedure::DomainDefineXmlFlags,
+        Procedure::DomainRename,
         Procedure::DomainEventCallbackMigrationIteration,
         Procedure::ConnectRegisterCloseCallback,
         Procedure::ConnectUnregisterCloseCallback,
@@ -3225,6 +3276,7 @@ impl Procedure {
             29 => Some(Self::DomainSetAutostart),
             30 => Some(Self::DomainSetMaxMemory),
             31 => Some(Self::DomainSetMemory),
+            32 => Some(Self::DomainSetVcpus),
             33 => Some(Self::DomainShutdown),
             34 => Some(Self::DomainSuspend),
             35 => Some(Self::DomainUndefine),
@@ -3272,6 +3324,7 @@ impl Procedure {
             187 => Some(Self::DomainSnapshotNum),
             194 => Some(Self::DomainGetBlockInfo),
             196 => Some(Self::DomainCreateWithFlags),
+            199 => Some(Self::DomainSetVcpusFlags),
             200 => Some(Self::DomainGetVcpusFlags),
             201 => Some(Self::DomainOpenConsole),
             202 => Some(Self::DomainIsUpdated),
@@ -3318,6 +3371,7 @@ impl Procedure {
             342 => Some(Self::ConnectGetDomainCapabilities),
             344 => Some(Self::ConnectGetAllDomainStats),
             350 => Some(Self::DomainDefineXmlFlags),
+            358 => Some(Self::DomainRename),
             359 => Some(Self::DomainEventCallbackMigrationIteration),
             360 => Some(Self::ConnectRegisterCloseCallback),
             361 => Some(Self::ConnectUnregisterCloseCallback),
@@ -3366,113 +3420,116 @@ impl Procedure {
             Self::DomainSetAutostart => &PROCEDURES[25],
             Self::DomainSetMaxMemory => &PROCEDURES[26],
             Self::DomainSetMemory => &PROCEDURES[27],
-            Self::DomainShutdown => &PROCEDURES[28],
-            Self::DomainSuspend => &PROCEDURES[29],
-            Self::DomainUndefine => &PROCEDURES[30],
-            Self::ConnectListDomains => &PROCEDURES[31],
-            Self::ConnectNumOfDomains => &PROCEDURES[32],
-            Self::DomainRestore => &PROCEDURES[33],
-            Self::DomainSave => &PROCEDURES[34],
-            Self::ConnectGetHostname => &PROCEDURES[35],
-            Self::ConnectSupportsFeature => &PROCEDURES[36],
-            Self::DomainMigratePrepare => &PROCEDURES[37],
-            Self::DomainMigratePerform => &PROCEDURES[38],
-            Self::DomainMigrateFinish => &PROCEDURES[39],
-            Self::DomainBlockStats => &PROCEDURES[40],
-            Self::DomainInterfaceStats => &PROCEDURES[41],
-            Self::AuthList => &PROCEDURES[42],
-            Self::AuthSaslInit => &PROCEDURES[43],
-            Self::AuthSaslStart => &PROCEDURES[44],
-            Self::AuthSaslStep => &PROCEDURES[45],
-            Self::AuthPolkit => &PROCEDURES[46],
-            Self::NodeGetCellsFreeMemory => &PROCEDURES[47],
-            Self::NodeGetFreeMemory => &PROCEDURES[48],
-            Self::ConnectDomainEventRegister => &PROCEDURES[49],
-            Self::ConnectDomainEventDeregister => &PROCEDURES[50],
-            Self::DomainEventLifecycle => &PROCEDURES[51],
-            Self::DomainMigratePrepare2 => &PROCEDURES[52],
-            Self::DomainMigrateFinish2 => &PROCEDURES[53],
-            Self::ConnectGetUri => &PROCEDURES[54],
-            Self::DomainGetSecurityLabel => &PROCEDURES[55],
-            Self::NodeGetSecurityModel => &PROCEDURES[56],
-            Self::DomainMigratePrepareTunnel => &PROCEDURES[57],
-            Self::ConnectIsSecure => &PROCEDURES[58],
-            Self::DomainIsActive => &PROCEDURES[59],
-            Self::DomainIsPersistent => &PROCEDURES[60],
-            Self::ConnectGetLibVersion => &PROCEDURES[61],
-            Self::DomainMemoryStats => &PROCEDURES[62],
-            Self::DomainGetJobInfo => &PROCEDURES[63],
-            Self::DomainAbortJob => &PROCEDURES[64],
-            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[65],
-            Self::ConnectDomainEventRegisterAny => &PROCEDURES[66],
-            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[67],
-            Self::DomainEventReboot => &PROCEDURES[68],
-            Self::DomainManagedSave => &PROCEDURES[69],
-            Self::DomainHasManagedSaveImage => &PROCEDURES[70],
-            Self::DomainManagedSaveRemove => &PROCEDURES[71],
-            Self::DomainSnapshotNum => &PROCEDURES[72],
-            Self::DomainGetBlockInfo => &PROCEDURES[73],
-            Self::DomainCreateWithFlags => &PROCEDURES[74],
-            Self::DomainGetVcpusFlags => &PROCEDURES[75],
-            Self::DomainOpenConsole => &PROCEDURES[76],
-            Self::DomainIsUpdated => &PROCEDURES[77],
-            Self::ConnectGetSysinfo => &PROCEDURES[78],
-            Self::DomainSetMemoryFlags => &PROCEDURES[79],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[80],
-            Self::DomainGetState => &PROCEDURES[81],
-            Self::DomainMigrateBegin3 => &PROCEDURES[82],
-            Self::DomainMigratePrepare3 => &PROCEDURES[83],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[84],
-            Self::DomainMigratePerform3 => &PROCEDURES[85],
-            Self::DomainMigrateFinish3 => &PROCEDURES[86],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[87],
-            Self::NodeGetCpuStats => &PROCEDURES[88],
-            Self::NodeGetMemoryStats => &PROCEDURES[89],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[90],
-            Self::DomainUndefineFlags => &PROCEDURES[91],
-            Self::DomainSaveFlags => &PROCEDURES[92],
-            Self::DomainRestoreFlags => &PROCEDURES[93],
-            Self::DomainDestroyFlags => &PROCEDURES[94],
-            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[95],
-            Self::DomainSaveImageDefineXml => &PROCEDURES[96],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[97],
-            Self::DomainBlockStatsFlags => &PROCEDURES[98],
-            Self::DomainReset => &PROCEDURES[99],
-            Self::DomainShutdownFlags => &PROCEDURES[100],
-            Self::DomainSetMetadata => &PROCEDURES[101],
-            Self::DomainGetMetadata => &PROCEDURES[102],
-            Self::ConnectListAllDomains => &PROCEDURES[103],
-            Self::NodeGetCpuMap => &PROCEDURES[104],
-            Self::DomainGetJobStats => &PROCEDURES[105],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[106],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[107],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[108],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[109],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[110],
-            Self::DomainMigratePerform3Params => &PROCEDURES[111],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[112],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[113],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[114],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[115],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[116],
-            Self::DomainEventCallbackReboot => &PROCEDURES[117],
-            Self::ConnectGetDomainCapabilities => &PROCEDURES[118],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[119],
-            Self::DomainDefineXmlFlags => &PROCEDURES[120],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[121],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[122],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[123],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[124],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[125],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[126],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[127],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[128],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[129],
-            Self::ConnectSetIdentity => &PROCEDURES[130],
-            Self::DomainGetMessages => &PROCEDURES[131],
-            Self::DomainSaveParams => &PROCEDURES[132],
-            Self::DomainRestoreParams => &PROCEDURES[133],
-            Self::DomainAbortJobFlags => &PROCEDURES[134],
+            Self::DomainSetVcpus => &PROCEDURES[28],
+            Self::DomainShutdown => &PROCEDURES[29],
+            Self::DomainSuspend => &PROCEDURES[30],
+            Self::DomainUndefine => &PROCEDURES[31],
+            Self::ConnectListDomains => &PROCEDURES[32],
+            Self::ConnectNumOfDomains => &PROCEDURES[33],
+            Self::DomainRestore => &PROCEDURES[34],
+            Self::DomainSave => &PROCEDURES[35],
+            Self::ConnectGetHostname => &PROCEDURES[36],
+            Self::ConnectSupportsFeature => &PROCEDURES[37],
+            Self::DomainMigratePrepare => &PROCEDURES[38],
+            Self::DomainMigratePerform => &PROCEDURES[39],
+            Self::DomainMigrateFinish => &PROCEDURES[40],
+            Self::DomainBlockStats => &PROCEDURES[41],
+            Self::DomainInterfaceStats => &PROCEDURES[42],
+            Self::AuthList => &PROCEDURES[43],
+            Self::AuthSaslInit => &PROCEDURES[44],
+            Self::AuthSaslStart => &PROCEDURES[45],
+            Self::AuthSaslStep => &PROCEDURES[46],
+            Self::AuthPolkit => &PROCEDURES[47],
+            Self::NodeGetCellsFreeMemory => &PROCEDURES[48],
+            Self::NodeGetFreeMemory => &PROCEDURES[49],
+            Self::ConnectDomainEventRegister => &PROCEDURES[50],
+            Self::ConnectDomainEventDeregister => &PROCEDURES[51],
+            Self::DomainEventLifecycle => &PROCEDURES[52],
+            Self::DomainMigratePrepare2 => &PROCEDURES[53],
+            Self::DomainMigrateFinish2 => &PROCEDURES[54],
+            Self::ConnectGetUri => &PROCEDURES[55],
+            Self::DomainGetSecurityLabel => &PROCEDURES[56],
+            Self::NodeGetSecurityModel => &PROCEDURES[57],
+            Self::DomainMigratePrepareTunnel => &PROCEDURES[58],
+            Self::ConnectIsSecure => &PROCEDURES[59],
+            Self::DomainIsActive => &PROCEDURES[60],
+            Self::DomainIsPersistent => &PROCEDURES[61],
+            Self::ConnectGetLibVersion => &PROCEDURES[62],
+            Self::DomainMemoryStats => &PROCEDURES[63],
+            Self::DomainGetJobInfo => &PROCEDURES[64],
+            Self::DomainAbortJob => &PROCEDURES[65],
+            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[66],
+            Self::ConnectDomainEventRegisterAny => &PROCEDURES[67],
+            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[68],
+            Self::DomainEventReboot => &PROCEDURES[69],
+            Self::DomainManagedSave => &PROCEDURES[70],
+            Self::DomainHasManagedSaveImage => &PROCEDURES[71],
+            Self::DomainManagedSaveRemove => &PROCEDURES[72],
+            Self::DomainSnapshotNum => &PROCEDURES[73],
+            Self::DomainGetBlockInfo => &PROCEDURES[74],
+            Self::DomainCreateWithFlags => &PROCEDURES[75],
+            Self::DomainSetVcpusFlags => &PROCEDURES[76],
+            Self::DomainGetVcpusFlags => &PROCEDURES[77],
+            Self::DomainOpenConsole => &PROCEDURES[78],
+            Self::DomainIsUpdated => &PROCEDURES[79],
+            Self::ConnectGetSysinfo => &PROCEDURES[80],
+            Self::DomainSetMemoryFlags => &PROCEDURES[81],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[82],
+            Self::DomainGetState => &PROCEDURES[83],
+            Self::DomainMigrateBegin3 => &PROCEDURES[84],
+            Self::DomainMigratePrepare3 => &PROCEDURES[85],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[86],
+            Self::DomainMigratePerform3 => &PROCEDURES[87],
+            Self::DomainMigrateFinish3 => &PROCEDURES[88],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[89],
+            Self::NodeGetCpuStats => &PROCEDURES[90],
+            Self::NodeGetMemoryStats => &PROCEDURES[91],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[92],
+            Self::DomainUndefineFlags => &PROCEDURES[93],
+            Self::DomainSaveFlags => &PROCEDURES[94],
+            Self::DomainRestoreFlags => &PROCEDURES[95],
+            Self::DomainDestroyFlags => &PROCEDURES[96],
+            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[97],
+            Self::DomainSaveImageDefineXml => &PROCEDURES[98],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[99],
+            Self::DomainBlockStatsFlags => &PROCEDURES[100],
+            Self::DomainReset => &PROCEDURES[101],
+            Self::DomainShutdownFlags => &PROCEDURES[102],
+            Self::DomainSetMetadata => &PROCEDURES[103],
+            Self::DomainGetMetadata => &PROCEDURES[104],
+            Self::ConnectListAllDomains => &PROCEDURES[105],
+            Self::NodeGetCpuMap => &PROCEDURES[106],
+            Self::DomainGetJobStats => &PROCEDURES[107],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[108],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[109],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[110],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[111],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[112],
+            Self::DomainMigratePerform3Params => &PROCEDURES[113],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[114],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[115],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[116],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[117],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[118],
+            Self::DomainEventCallbackReboot => &PROCEDURES[119],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[120],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[121],
+            Self::DomainDefineXmlFlags => &PROCEDURES[122],
+            Self::DomainRename => &PROCEDURES[123],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[124],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[125],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[126],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[127],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[128],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[129],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[130],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[131],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[132],
+            Self::ConnectSetIdentity => &PROCEDURES[133],
+            Self::DomainGetMessages => &PROCEDURES[134],
+            Self::DomainSaveParams => &PROCEDURES[135],
+            Self::DomainRestoreParams => &PROCEDURES[136],
+            Self::DomainAbortJobFlags => &PROCEDURES[137],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3513,6 +3570,7 @@ impl Procedure {
             Self::DomainSetAutostart => visitor.visit::<procs::DomainSetAutostart>(),
             Self::DomainSetMaxMemory => visitor.visit::<procs::DomainSetMaxMemory>(),
             Self::DomainSetMemory => visitor.visit::<procs::DomainSetMemory>(),
+            Self::DomainSetVcpus => visitor.visit::<procs::DomainSetVcpus>(),
             Self::DomainShutdown => visitor.visit::<procs::DomainShutdown>(),
             Self::DomainSuspend => visitor.visit::<procs::DomainSuspend>(),
             Self::DomainUndefine => visitor.visit::<procs::DomainUndefine>(),
@@ -3572,6 +3630,7 @@ impl Procedure {
             Self::DomainSnapshotNum => visitor.visit::<procs::DomainSnapshotNum>(),
             Self::DomainGetBlockInfo => visitor.visit::<procs::DomainGetBlockInfo>(),
             Self::DomainCreateWithFlags => visitor.visit::<procs::DomainCreateWithFlags>(),
+            Self::DomainSetVcpusFlags => visitor.visit::<procs::DomainSetVcpusFlags>(),
             Self::DomainGetVcpusFlags => visitor.visit::<procs::DomainGetVcpusFlags>(),
             Self::DomainOpenConsole => visitor.visit::<procs::DomainOpenConsole>(),
             Self::DomainIsUpdated => visitor.visit::<procs::DomainIsUpdated>(),
@@ -3642,6 +3701,7 @@ impl Procedure {
             }
             Self::ConnectGetAllDomainStats => visitor.visit::<procs::ConnectGetAllDomainStats>(),
             Self::DomainDefineXmlFlags => visitor.visit::<procs::DomainDefineXmlFlags>(),
+            Self::DomainRename => visitor.visit::<procs::DomainRename>(),
             Self::DomainEventCallbackMigrationIteration => {
                 visitor.visit::<procs::DomainEventCallbackMigrationIteration>()
             }
@@ -3920,6 +3980,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
     crate::ProcedureInfo {
         number: 31,
         name: "REMOTE_PROC_DOMAIN_SET_MEMORY",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 32,
+        name: "REMOTE_PROC_DOMAIN_SET_VCPUS",
         readonly: false,
         priority: false,
         event: false,
@@ -4302,6 +4370,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 199,
+        name: "REMOTE_PROC_DOMAIN_SET_VCPUS_FLAGS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 200,
         name: "REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS",
         readonly: true,
@@ -4666,6 +4742,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS",
         readonly: false,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 358,
+        name: "REMOTE_PROC_DOMAIN_RENAME",
+        readonly: false,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -5058,6 +5142,15 @@ pub mod procs {
     impl super::RemoteProcedure for DomainSetMemory {
         const PROC: super::Procedure = super::Procedure::DomainSetMemory;
         type Args = super::DomainSetMemoryArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SET_VCPUS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetVcpus;
+    impl super::RemoteProcedure for DomainSetVcpus {
+        const PROC: super::Procedure = super::Procedure::DomainSetVcpus;
+        type Args = super::DomainSetVcpusArgs;
         type Ret = ();
     }
 
@@ -5484,6 +5577,15 @@ pub mod procs {
         type Ret = super::DomainCreateWithFlagsRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_SET_VCPUS_FLAGS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetVcpusFlags;
+    impl super::RemoteProcedure for DomainSetVcpusFlags {
+        const PROC: super::Procedure = super::Procedure::DomainSetVcpusFlags;
+        type Args = super::DomainSetVcpusFlagsArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainGetVcpusFlags;
@@ -5898,6 +6000,15 @@ pub mod procs {
         type Ret = super::DomainDefineXmlFlagsRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_RENAME`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainRename;
+    impl super::RemoteProcedure for DomainRename {
+        const PROC: super::Procedure = super::Procedure::DomainRename;
+        type Args = super::DomainRenameArgs;
+        type Ret = super::DomainRenameRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainEventCallbackMigrationIteration;
@@ -6085,6 +6196,8 @@ pub enum Call {
     DomainSetMaxMemory(DomainSetMaxMemoryArgs),
     /// `REMOTE_PROC_DOMAIN_SET_MEMORY`.
     DomainSetMemory(DomainSetMemoryArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_VCPUS`.
+    DomainSetVcpus(DomainSetVcpusArgs),
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN`.
     DomainShutdown(DomainShutdownArgs),
     /// `REMOTE_PROC_DOMAIN_SUSPEND`.
@@ -6175,6 +6288,8 @@ pub enum Call {
     DomainGetBlockInfo(DomainGetBlockInfoArgs),
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`.
     DomainCreateWithFlags(DomainCreateWithFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_VCPUS_FLAGS`.
+    DomainSetVcpusFlags(DomainSetVcpusFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS`.
     DomainGetVcpusFlags(DomainGetVcpusFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_OPEN_CONSOLE`.
@@ -6263,6 +6378,8 @@ pub enum Call {
     ConnectGetAllDomainStats(ConnectGetAllDomainStatsArgs),
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`.
     DomainDefineXmlFlags(DomainDefineXmlFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_RENAME`.
+    DomainRename(DomainRenameArgs),
     /// `REMOTE_PROC_CONNECT_REGISTER_CLOSE_CALLBACK`.
     ConnectRegisterCloseCallback,
     /// `REMOTE_PROC_CONNECT_UNREGISTER_CLOSE_CALLBACK`.
@@ -6363,6 +6480,7 @@ impl Call {
                 Call::DomainSetMaxMemory(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainSetMemory => Call::DomainSetMemory(migrated_xdr::from_bytes(payload)?),
+            Procedure::DomainSetVcpus => Call::DomainSetVcpus(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainShutdown => Call::DomainShutdown(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainSuspend => Call::DomainSuspend(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainUndefine => Call::DomainUndefine(migrated_xdr::from_bytes(payload)?),
@@ -6504,6 +6622,9 @@ impl Call {
             Procedure::DomainCreateWithFlags => {
                 Call::DomainCreateWithFlags(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSetVcpusFlags => {
+                Call::DomainSetVcpusFlags(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainGetVcpusFlags => {
                 Call::DomainGetVcpusFlags(migrated_xdr::from_bytes(payload)?)
             }
@@ -6636,6 +6757,7 @@ impl Call {
             Procedure::DomainDefineXmlFlags => {
                 Call::DomainDefineXmlFlags(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainRename => Call::DomainRename(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainEventCallbackMigrationIteration => {
                 return Err(migrated_xdr::Error::Custom(format!(
                     "{} is an event, not a call",
@@ -6723,6 +6845,7 @@ impl Call {
             Call::DomainSetAutostart(_) => Procedure::DomainSetAutostart,
             Call::DomainSetMaxMemory(_) => Procedure::DomainSetMaxMemory,
             Call::DomainSetMemory(_) => Procedure::DomainSetMemory,
+            Call::DomainSetVcpus(_) => Procedure::DomainSetVcpus,
             Call::DomainShutdown(_) => Procedure::DomainShutdown,
             Call::DomainSuspend(_) => Procedure::DomainSuspend,
             Call::DomainUndefine(_) => Procedure::DomainUndefine,
@@ -6768,6 +6891,7 @@ impl Call {
             Call::DomainSnapshotNum(_) => Procedure::DomainSnapshotNum,
             Call::DomainGetBlockInfo(_) => Procedure::DomainGetBlockInfo,
             Call::DomainCreateWithFlags(_) => Procedure::DomainCreateWithFlags,
+            Call::DomainSetVcpusFlags(_) => Procedure::DomainSetVcpusFlags,
             Call::DomainGetVcpusFlags(_) => Procedure::DomainGetVcpusFlags,
             Call::DomainOpenConsole(_) => Procedure::DomainOpenConsole,
             Call::DomainIsUpdated(_) => Procedure::DomainIsUpdated,
@@ -6822,6 +6946,7 @@ impl Call {
             Call::ConnectGetDomainCapabilities(_) => Procedure::ConnectGetDomainCapabilities,
             Call::ConnectGetAllDomainStats(_) => Procedure::ConnectGetAllDomainStats,
             Call::DomainDefineXmlFlags(_) => Procedure::DomainDefineXmlFlags,
+            Call::DomainRename(_) => Procedure::DomainRename,
             Call::ConnectRegisterCloseCallback => Procedure::ConnectRegisterCloseCallback,
             Call::ConnectUnregisterCloseCallback => Procedure::ConnectUnregisterCloseCallback,
             Call::DomainMigrateStartPostCopy(_) => Procedure::DomainMigrateStartPostCopy,
@@ -6871,6 +6996,7 @@ impl Call {
             Call::DomainSetAutostart(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetMaxMemory(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetMemory(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetVcpus(args) => migrated_xdr::to_bytes(args),
             Call::DomainShutdown(args) => migrated_xdr::to_bytes(args),
             Call::DomainSuspend(args) => migrated_xdr::to_bytes(args),
             Call::DomainUndefine(args) => migrated_xdr::to_bytes(args),
@@ -6916,6 +7042,7 @@ impl Call {
             Call::DomainSnapshotNum(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetBlockInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainCreateWithFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetVcpusFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetVcpusFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainOpenConsole(args) => migrated_xdr::to_bytes(args),
             Call::DomainIsUpdated(args) => migrated_xdr::to_bytes(args),
@@ -6960,6 +7087,7 @@ impl Call {
             Call::ConnectGetDomainCapabilities(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetAllDomainStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainDefineXmlFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainRename(args) => migrated_xdr::to_bytes(args),
             Call::ConnectRegisterCloseCallback => Ok(Vec::new()),
             Call::ConnectUnregisterCloseCallback => Ok(Vec::new()),
             Call::DomainMigrateStartPostCopy(args) => migrated_xdr::to_bytes(args),
