@@ -133,6 +133,12 @@ pub enum Operation {
     ManagedSaveGetXmlDesc,
     /// [`Driver::managed_save_define_xml`].
     ManagedSaveDefineXml,
+    /// [`Driver::attach_device`].
+    AttachDevice,
+    /// [`Driver::detach_device`].
+    DetachDevice,
+    /// [`Driver::update_device`].
+    UpdateDevice,
 }
 
 impl Operation {
@@ -189,6 +195,9 @@ impl Operation {
         Operation::SaveImageDefineXml,
         Operation::ManagedSaveGetXmlDesc,
         Operation::ManagedSaveDefineXml,
+        Operation::AttachDevice,
+        Operation::DetachDevice,
+        Operation::UpdateDevice,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -245,6 +254,9 @@ impl Operation {
             Operation::SaveImageDefineXml => "virDomainSaveImageDefineXML",
             Operation::ManagedSaveGetXmlDesc => "virDomainManagedSaveGetXMLDesc",
             Operation::ManagedSaveDefineXml => "virDomainManagedSaveDefineXML",
+            Operation::AttachDevice => "virDomainAttachDeviceFlags",
+            Operation::DetachDevice => "virDomainDetachDeviceFlags",
+            Operation::UpdateDevice => "virDomainUpdateDeviceFlags",
         }
     }
 
@@ -302,6 +314,9 @@ impl Operation {
             Operation::SaveImageDefineXml => "save_image_define_xml",
             Operation::ManagedSaveGetXmlDesc => "managed_save_xml",
             Operation::ManagedSaveDefineXml => "managed_save_define_xml",
+            Operation::AttachDevice => "attach_device",
+            Operation::DetachDevice => "detach_device",
+            Operation::UpdateDevice => "update_device",
         }
     }
 }
@@ -676,6 +691,30 @@ pub trait Driver: Send + Sync {
     ) -> Result<()> {
         let _ = (dom, dxml, flags);
         Err(self.no_support(Operation::ManagedSaveDefineXml))
+    }
+
+    /// Adds the device described by `xml` (`<disk>`, `<interface>`) to the
+    /// running guest and/or its persistent config, per
+    /// [`crate::flags::affect`] in `flags` (`virsh attach-device`,
+    /// `attach-disk`, `attach-interface`).
+    async fn attach_device(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<()> {
+        let _ = (dom, xml, flags);
+        Err(self.no_support(Operation::AttachDevice))
+    }
+
+    /// Removes the device `xml` names from the running guest and/or its
+    /// persistent config (`virsh detach-device`, `detach-disk`,
+    /// `detach-interface`).
+    async fn detach_device(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<()> {
+        let _ = (dom, xml, flags);
+        Err(self.no_support(Operation::DetachDevice))
+    }
+
+    /// Replaces the device `xml` names with `xml` in the running guest
+    /// and/or its persistent config (`virsh update-device`).
+    async fn update_device(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<()> {
+        let _ = (dom, xml, flags);
+        Err(self.no_support(Operation::UpdateDevice))
     }
 }
 

@@ -108,6 +108,11 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
         Procedure::DomainManagedSaveDefineXml,
         Operation::ManagedSaveDefineXml,
     ),
+    (Procedure::DomainAttachDevice, Operation::AttachDevice),
+    (Procedure::DomainAttachDeviceFlags, Operation::AttachDevice),
+    (Procedure::DomainDetachDevice, Operation::DetachDevice),
+    (Procedure::DomainDetachDeviceFlags, Operation::DetachDevice),
+    (Procedure::DomainUpdateDeviceFlags, Operation::UpdateDevice),
 ];
 
 /// The driver operation a procedure becomes, if it is served by a driver method.

@@ -1093,6 +1093,77 @@ pub struct DomainGetMessagesRet {
     pub msgs: Vec<String>,
 }
 
+/// Adds a device to a running guest (VIR_DOMAIN_AFFECT_LIVE).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainAttachDeviceArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the device XML (<disk>, <interface>, ...)
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml: String,
+}
+
+/// Adds a device to the running guest and/or its persistent config.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainAttachDeviceFlagsArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the device XML
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml: String,
+    /// VIR_DOMAIN_AFFECT_*
+    pub flags: u32,
+}
+
+/// Removes a device from a running guest (VIR_DOMAIN_AFFECT_LIVE).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainDetachDeviceArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// XML naming the device
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml: String,
+}
+
+/// Removes a device from the running guest and/or its persistent config.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainDetachDeviceFlagsArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// XML naming the device
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml: String,
+    /// VIR_DOMAIN_AFFECT_*
+    pub flags: u32,
+}
+
+/// Changes a device of the running guest and/or its persistent config.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainUpdateDeviceFlagsArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the device's new XML
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml: String,
+    /// VIR_DOMAIN_AFFECT_*, VIR_DOMAIN_DEVICE_MODIFY_FORCE
+    pub flags: u32,
+}
+
 /// Saves a domain's state to a file on the daemon's host.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainSaveArgs {
@@ -2731,6 +2802,43 @@ pub struct ConnectEventConnectionClosedMsg {
     pub reason: i32,
 }
 
+/// A device was removed from the guest (legacy registration).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventDeviceRemovedMsg {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the device's alias
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub dev_alias: String,
+}
+
+/// A device was removed, for a callback registered with CALLBACK_REGISTER_ANY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackDeviceRemovedMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the event
+    pub msg: DomainEventDeviceRemovedMsg,
+}
+
+/// A device was added to the guest.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackDeviceAddedMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the device's alias
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub dev_alias: String,
+}
+
 /// Program number of `remote.x`.
 pub const REMOTE_PROGRAM: u32 = 0x20008086;
 
@@ -2755,6 +2863,8 @@ pub enum Procedure {
     NodeGetInfo = 6,
     /// `REMOTE_PROC_CONNECT_GET_CAPABILITIES`
     ConnectGetCapabilities = 7,
+    /// `REMOTE_PROC_DOMAIN_ATTACH_DEVICE`
+    DomainAttachDevice = 8,
     /// `REMOTE_PROC_DOMAIN_CREATE`
     DomainCreate = 9,
     /// `REMOTE_PROC_DOMAIN_CREATE_XML`
@@ -2763,6 +2873,8 @@ pub enum Procedure {
     DomainDefineXml = 11,
     /// `REMOTE_PROC_DOMAIN_DESTROY`
     DomainDestroy = 12,
+    /// `REMOTE_PROC_DOMAIN_DETACH_DEVICE`
+    DomainDetachDevice = 13,
     /// `REMOTE_PROC_DOMAIN_GET_XML_DESC`
     DomainGetXmlDesc = 14,
     /// `REMOTE_PROC_DOMAIN_GET_AUTOSTART`
@@ -2867,6 +2979,10 @@ pub enum Procedure {
     ConnectGetLibVersion = 157,
     /// `REMOTE_PROC_DOMAIN_MEMORY_STATS`
     DomainMemoryStats = 159,
+    /// `REMOTE_PROC_DOMAIN_ATTACH_DEVICE_FLAGS`
+    DomainAttachDeviceFlags = 160,
+    /// `REMOTE_PROC_DOMAIN_DETACH_DEVICE_FLAGS`
+    DomainDetachDeviceFlags = 161,
     /// `REMOTE_PROC_DOMAIN_GET_JOB_INFO`
     DomainGetJobInfo = 163,
     /// `REMOTE_PROC_DOMAIN_ABORT_JOB`
@@ -2879,6 +2995,8 @@ pub enum Procedure {
     ConnectDomainEventDeregisterAny = 168,
     /// `REMOTE_PROC_DOMAIN_EVENT_REBOOT`
     DomainEventReboot = 169,
+    /// `REMOTE_PROC_DOMAIN_UPDATE_DEVICE_FLAGS`
+    DomainUpdateDeviceFlags = 174,
     /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE`
     DomainManagedSave = 182,
     /// `REMOTE_PROC_DOMAIN_HAS_MANAGED_SAVE_IMAGE`
@@ -2969,6 +3087,8 @@ pub enum Procedure {
     DomainMigrateFinish3Params = 306,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3_PARAMS`
     DomainMigrateConfirm3Params = 307,
+    /// `REMOTE_PROC_DOMAIN_EVENT_DEVICE_REMOVED`
+    DomainEventDeviceRemoved = 311,
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY`
     ConnectDomainEventCallbackRegisterAny = 316,
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY`
@@ -2977,10 +3097,14 @@ pub enum Procedure {
     DomainEventCallbackLifecycle = 318,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_REBOOT`
     DomainEventCallbackReboot = 319,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED`
+    DomainEventCallbackDeviceRemoved = 333,
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`
     ConnectGetAllDomainStats = 344,
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`
     DomainDefineXmlFlags = 350,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_ADDED`
+    DomainEventCallbackDeviceAdded = 354,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION`
     DomainEventCallbackMigrationIteration = 359,
     /// `REMOTE_PROC_CONNECT_REGISTER_CLOSE_CALLBACK`
@@ -3021,10 +3145,12 @@ impl Procedure {
         Procedure::ConnectGetMaxVcpus,
         Procedure::NodeGetInfo,
         Procedure::ConnectGetCapabilities,
+        Procedure::DomainAttachDevice,
         Procedure::DomainCreate,
         Procedure::DomainCreateXml,
         Procedure::DomainDefineXml,
         Procedure::DomainDestroy,
+        Procedure::DomainDetachDevice,
         Procedure::DomainGetXmlDesc,
         Procedure::DomainGetAutostart,
         Procedure::DomainGetInfo,
@@ -3077,12 +3203,15 @@ impl Procedure {
         Procedure::DomainIsPersistent,
         Procedure::ConnectGetLibVersion,
         Procedure::DomainMemoryStats,
+        Procedure::DomainAttachDeviceFlags,
+        Procedure::DomainDetachDeviceFlags,
         Procedure::DomainGetJobInfo,
         Procedure::DomainAbortJob,
         Procedure::DomainMigrateSetMaxDowntime,
         Procedure::ConnectDomainEventRegisterAny,
         Procedure::ConnectDomainEventDeregisterAny,
         Procedure::DomainEventReboot,
+        Procedure::DomainUpdateDeviceFlags,
         Procedure::DomainManagedSave,
         Procedure::DomainHasManagedSaveImage,
         Procedure::DomainManagedSaveRemove,
@@ -3128,12 +3257,15 @@ impl Procedure {
         Procedure::DomainMigratePerform3Params,
         Procedure::DomainMigrateFinish3Params,
         Procedure::DomainMigrateConfirm3Params,
+        Procedure::DomainEventDeviceRemoved,
         Procedure::ConnectDomainEventCallbackRegisterAny,
         Procedure::ConnectDomainEventCallbackDeregisterAny,
         Procedure::DomainEventCallbackLifecycle,
         Procedure::DomainEventCallbackReboot,
+        Procedure::DomainEventCallbackDeviceRemoved,
         Procedure::ConnectGetAllDomainStats,
         Procedure::DomainDefineXmlFlags,
+        Procedure::DomainEventCallbackDeviceAdded,
         Procedure::DomainEventCallbackMigrationIteration,
         Procedure::ConnectRegisterCloseCallback,
         Procedure::ConnectUnregisterCloseCallback,
@@ -3159,10 +3291,12 @@ impl Procedure {
             5 => Some(Self::ConnectGetMaxVcpus),
             6 => Some(Self::NodeGetInfo),
             7 => Some(Self::ConnectGetCapabilities),
+            8 => Some(Self::DomainAttachDevice),
             9 => Some(Self::DomainCreate),
             10 => Some(Self::DomainCreateXml),
             11 => Some(Self::DomainDefineXml),
             12 => Some(Self::DomainDestroy),
+            13 => Some(Self::DomainDetachDevice),
             14 => Some(Self::DomainGetXmlDesc),
             15 => Some(Self::DomainGetAutostart),
             16 => Some(Self::DomainGetInfo),
@@ -3215,12 +3349,15 @@ impl Procedure {
             151 => Some(Self::DomainIsPersistent),
             157 => Some(Self::ConnectGetLibVersion),
             159 => Some(Self::DomainMemoryStats),
+            160 => Some(Self::DomainAttachDeviceFlags),
+            161 => Some(Self::DomainDetachDeviceFlags),
             163 => Some(Self::DomainGetJobInfo),
             164 => Some(Self::DomainAbortJob),
             166 => Some(Self::DomainMigrateSetMaxDowntime),
             167 => Some(Self::ConnectDomainEventRegisterAny),
             168 => Some(Self::ConnectDomainEventDeregisterAny),
             169 => Some(Self::DomainEventReboot),
+            174 => Some(Self::DomainUpdateDeviceFlags),
             182 => Some(Self::DomainManagedSave),
             183 => Some(Self::DomainHasManagedSaveImage),
             184 => Some(Self::DomainManagedSaveRemove),
@@ -3266,12 +3403,15 @@ impl Procedure {
             305 => Some(Self::DomainMigratePerform3Params),
             306 => Some(Self::DomainMigrateFinish3Params),
             307 => Some(Self::DomainMigrateConfirm3Params),
+            311 => Some(Self::DomainEventDeviceRemoved),
             316 => Some(Self::ConnectDomainEventCallbackRegisterAny),
             317 => Some(Self::ConnectDomainEventCallbackDeregisterAny),
             318 => Some(Self::DomainEventCallbackLifecycle),
             319 => Some(Self::DomainEventCallbackReboot),
+            333 => Some(Self::DomainEventCallbackDeviceRemoved),
             344 => Some(Self::ConnectGetAllDomainStats),
             350 => Some(Self::DomainDefineXmlFlags),
+            354 => Some(Self::DomainEventCallbackDeviceAdded),
             359 => Some(Self::DomainEventCallbackMigrationIteration),
             360 => Some(Self::ConnectRegisterCloseCallback),
             361 => Some(Self::ConnectUnregisterCloseCallback),
@@ -3299,133 +3439,141 @@ impl Procedure {
             Self::ConnectGetMaxVcpus => &PROCEDURES[4],
             Self::NodeGetInfo => &PROCEDURES[5],
             Self::ConnectGetCapabilities => &PROCEDURES[6],
-            Self::DomainCreate => &PROCEDURES[7],
-            Self::DomainCreateXml => &PROCEDURES[8],
-            Self::DomainDefineXml => &PROCEDURES[9],
-            Self::DomainDestroy => &PROCEDURES[10],
-            Self::DomainGetXmlDesc => &PROCEDURES[11],
-            Self::DomainGetAutostart => &PROCEDURES[12],
-            Self::DomainGetInfo => &PROCEDURES[13],
-            Self::DomainGetMaxMemory => &PROCEDURES[14],
-            Self::DomainGetMaxVcpus => &PROCEDURES[15],
-            Self::DomainGetOsType => &PROCEDURES[16],
-            Self::DomainGetVcpus => &PROCEDURES[17],
-            Self::ConnectListDefinedDomains => &PROCEDURES[18],
-            Self::DomainLookupById => &PROCEDURES[19],
-            Self::DomainLookupByName => &PROCEDURES[20],
-            Self::DomainLookupByUuid => &PROCEDURES[21],
-            Self::ConnectNumOfDefinedDomains => &PROCEDURES[22],
-            Self::DomainReboot => &PROCEDURES[23],
-            Self::DomainResume => &PROCEDURES[24],
-            Self::DomainSetAutostart => &PROCEDURES[25],
-            Self::DomainSetMaxMemory => &PROCEDURES[26],
-            Self::DomainSetMemory => &PROCEDURES[27],
-            Self::DomainShutdown => &PROCEDURES[28],
-            Self::DomainSuspend => &PROCEDURES[29],
-            Self::DomainUndefine => &PROCEDURES[30],
-            Self::ConnectListDomains => &PROCEDURES[31],
-            Self::ConnectNumOfDomains => &PROCEDURES[32],
-            Self::DomainRestore => &PROCEDURES[33],
-            Self::DomainSave => &PROCEDURES[34],
-            Self::ConnectGetHostname => &PROCEDURES[35],
-            Self::ConnectSupportsFeature => &PROCEDURES[36],
-            Self::DomainMigratePrepare => &PROCEDURES[37],
-            Self::DomainMigratePerform => &PROCEDURES[38],
-            Self::DomainMigrateFinish => &PROCEDURES[39],
-            Self::DomainBlockStats => &PROCEDURES[40],
-            Self::DomainInterfaceStats => &PROCEDURES[41],
-            Self::AuthList => &PROCEDURES[42],
-            Self::AuthSaslInit => &PROCEDURES[43],
-            Self::AuthSaslStart => &PROCEDURES[44],
-            Self::AuthSaslStep => &PROCEDURES[45],
-            Self::AuthPolkit => &PROCEDURES[46],
-            Self::NodeGetCellsFreeMemory => &PROCEDURES[47],
-            Self::NodeGetFreeMemory => &PROCEDURES[48],
-            Self::ConnectDomainEventRegister => &PROCEDURES[49],
-            Self::ConnectDomainEventDeregister => &PROCEDURES[50],
-            Self::DomainEventLifecycle => &PROCEDURES[51],
-            Self::DomainMigratePrepare2 => &PROCEDURES[52],
-            Self::DomainMigrateFinish2 => &PROCEDURES[53],
-            Self::ConnectGetUri => &PROCEDURES[54],
-            Self::DomainGetSecurityLabel => &PROCEDURES[55],
-            Self::NodeGetSecurityModel => &PROCEDURES[56],
-            Self::DomainMigratePrepareTunnel => &PROCEDURES[57],
-            Self::ConnectIsSecure => &PROCEDURES[58],
-            Self::DomainIsActive => &PROCEDURES[59],
-            Self::DomainIsPersistent => &PROCEDURES[60],
-            Self::ConnectGetLibVersion => &PROCEDURES[61],
-            Self::DomainMemoryStats => &PROCEDURES[62],
-            Self::DomainGetJobInfo => &PROCEDURES[63],
-            Self::DomainAbortJob => &PROCEDURES[64],
-            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[65],
-            Self::ConnectDomainEventRegisterAny => &PROCEDURES[66],
-            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[67],
-            Self::DomainEventReboot => &PROCEDURES[68],
-            Self::DomainManagedSave => &PROCEDURES[69],
-            Self::DomainHasManagedSaveImage => &PROCEDURES[70],
-            Self::DomainManagedSaveRemove => &PROCEDURES[71],
-            Self::DomainSnapshotNum => &PROCEDURES[72],
-            Self::DomainGetBlockInfo => &PROCEDURES[73],
-            Self::DomainCreateWithFlags => &PROCEDURES[74],
-            Self::DomainGetVcpusFlags => &PROCEDURES[75],
-            Self::DomainOpenConsole => &PROCEDURES[76],
-            Self::DomainIsUpdated => &PROCEDURES[77],
-            Self::ConnectGetSysinfo => &PROCEDURES[78],
-            Self::DomainSetMemoryFlags => &PROCEDURES[79],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[80],
-            Self::DomainGetState => &PROCEDURES[81],
-            Self::DomainMigrateBegin3 => &PROCEDURES[82],
-            Self::DomainMigratePrepare3 => &PROCEDURES[83],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[84],
-            Self::DomainMigratePerform3 => &PROCEDURES[85],
-            Self::DomainMigrateFinish3 => &PROCEDURES[86],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[87],
-            Self::NodeGetCpuStats => &PROCEDURES[88],
-            Self::NodeGetMemoryStats => &PROCEDURES[89],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[90],
-            Self::DomainUndefineFlags => &PROCEDURES[91],
-            Self::DomainSaveFlags => &PROCEDURES[92],
-            Self::DomainRestoreFlags => &PROCEDURES[93],
-            Self::DomainDestroyFlags => &PROCEDURES[94],
-            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[95],
-            Self::DomainSaveImageDefineXml => &PROCEDURES[96],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[97],
-            Self::DomainBlockStatsFlags => &PROCEDURES[98],
-            Self::DomainReset => &PROCEDURES[99],
-            Self::DomainShutdownFlags => &PROCEDURES[100],
-            Self::DomainSetMetadata => &PROCEDURES[101],
-            Self::DomainGetMetadata => &PROCEDURES[102],
-            Self::ConnectListAllDomains => &PROCEDURES[103],
-            Self::NodeGetCpuMap => &PROCEDURES[104],
-            Self::DomainGetJobStats => &PROCEDURES[105],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[106],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[107],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[108],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[109],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[110],
-            Self::DomainMigratePerform3Params => &PROCEDURES[111],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[112],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[113],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[114],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[115],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[116],
-            Self::DomainEventCallbackReboot => &PROCEDURES[117],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[118],
-            Self::DomainDefineXmlFlags => &PROCEDURES[119],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[120],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[121],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[122],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[123],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[124],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[125],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[126],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[127],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[128],
-            Self::ConnectSetIdentity => &PROCEDURES[129],
-            Self::DomainGetMessages => &PROCEDURES[130],
-            Self::DomainSaveParams => &PROCEDURES[131],
-            Self::DomainRestoreParams => &PROCEDURES[132],
-            Self::DomainAbortJobFlags => &PROCEDURES[133],
+            Self::DomainAttachDevice => &PROCEDURES[7],
+            Self::DomainCreate => &PROCEDURES[8],
+            Self::DomainCreateXml => &PROCEDURES[9],
+            Self::DomainDefineXml => &PROCEDURES[10],
+            Self::DomainDestroy => &PROCEDURES[11],
+            Self::DomainDetachDevice => &PROCEDURES[12],
+            Self::DomainGetXmlDesc => &PROCEDURES[13],
+            Self::DomainGetAutostart => &PROCEDURES[14],
+            Self::DomainGetInfo => &PROCEDURES[15],
+            Self::DomainGetMaxMemory => &PROCEDURES[16],
+            Self::DomainGetMaxVcpus => &PROCEDURES[17],
+            Self::DomainGetOsType => &PROCEDURES[18],
+            Self::DomainGetVcpus => &PROCEDURES[19],
+            Self::ConnectListDefinedDomains => &PROCEDURES[20],
+            Self::DomainLookupById => &PROCEDURES[21],
+            Self::DomainLookupByName => &PROCEDURES[22],
+            Self::DomainLookupByUuid => &PROCEDURES[23],
+            Self::ConnectNumOfDefinedDomains => &PROCEDURES[24],
+            Self::DomainReboot => &PROCEDURES[25],
+            Self::DomainResume => &PROCEDURES[26],
+            Self::DomainSetAutostart => &PROCEDURES[27],
+            Self::DomainSetMaxMemory => &PROCEDURES[28],
+            Self::DomainSetMemory => &PROCEDURES[29],
+            Self::DomainShutdown => &PROCEDURES[30],
+            Self::DomainSuspend => &PROCEDURES[31],
+            Self::DomainUndefine => &PROCEDURES[32],
+            Self::ConnectListDomains => &PROCEDURES[33],
+            Self::ConnectNumOfDomains => &PROCEDURES[34],
+            Self::DomainRestore => &PROCEDURES[35],
+            Self::DomainSave => &PROCEDURES[36],
+            Self::ConnectGetHostname => &PROCEDURES[37],
+            Self::ConnectSupportsFeature => &PROCEDURES[38],
+            Self::DomainMigratePrepare => &PROCEDURES[39],
+            Self::DomainMigratePerform => &PROCEDURES[40],
+            Self::DomainMigrateFinish => &PROCEDURES[41],
+            Self::DomainBlockStats => &PROCEDURES[42],
+            Self::DomainInterfaceStats => &PROCEDURES[43],
+            Self::AuthList => &PROCEDURES[44],
+            Self::AuthSaslInit => &PROCEDURES[45],
+            Self::AuthSaslStart => &PROCEDURES[46],
+            Self::AuthSaslStep => &PROCEDURES[47],
+            Self::AuthPolkit => &PROCEDURES[48],
+            Self::NodeGetCellsFreeMemory => &PROCEDURES[49],
+            Self::NodeGetFreeMemory => &PROCEDURES[50],
+            Self::ConnectDomainEventRegister => &PROCEDURES[51],
+            Self::ConnectDomainEventDeregister => &PROCEDURES[52],
+            Self::DomainEventLifecycle => &PROCEDURES[53],
+            Self::DomainMigratePrepare2 => &PROCEDURES[54],
+            Self::DomainMigrateFinish2 => &PROCEDURES[55],
+            Self::ConnectGetUri => &PROCEDURES[56],
+            Self::DomainGetSecurityLabel => &PROCEDURES[57],
+            Self::NodeGetSecurityModel => &PROCEDURES[58],
+            Self::DomainMigratePrepareTunnel => &PROCEDURES[59],
+            Self::ConnectIsSecure => &PROCEDURES[60],
+            Self::DomainIsActive => &PROCEDURES[61],
+            Self::DomainIsPersistent => &PROCEDURES[62],
+            Self::ConnectGetLibVersion => &PROCEDURES[63],
+            Self::DomainMemoryStats => &PROCEDURES[64],
+            Self::DomainAttachDeviceFlags => &PROCEDURES[65],
+            Self::DomainDetachDeviceFlags => &PROCEDURES[66],
+            Self::DomainGetJobInfo => &PROCEDURES[67],
+            Self::DomainAbortJob => &PROCEDURES[68],
+            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[69],
+            Self::ConnectDomainEventRegisterAny => &PROCEDURES[70],
+            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[71],
+            Self::DomainEventReboot => &PROCEDURES[72],
+            Self::DomainUpdateDeviceFlags => &PROCEDURES[73],
+            Self::DomainManagedSave => &PROCEDURES[74],
+            Self::DomainHasManagedSaveImage => &PROCEDURES[75],
+            Self::DomainManagedSaveRemove => &PROCEDURES[76],
+            Self::DomainSnapshotNum => &PROCEDURES[77],
+            Self::DomainGetBlockInfo => &PROCEDURES[78],
+            Self::DomainCreateWithFlags => &PROCEDURES[79],
+            Self::DomainGetVcpusFlags => &PROCEDURES[80],
+            Self::DomainOpenConsole => &PROCEDURES[81],
+            Self::DomainIsUpdated => &PROCEDURES[82],
+            Self::ConnectGetSysinfo => &PROCEDURES[83],
+            Self::DomainSetMemoryFlags => &PROCEDURES[84],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[85],
+            Self::DomainGetState => &PROCEDURES[86],
+            Self::DomainMigrateBegin3 => &PROCEDURES[87],
+            Self::DomainMigratePrepare3 => &PROCEDURES[88],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[89],
+            Self::DomainMigratePerform3 => &PROCEDURES[90],
+            Self::DomainMigrateFinish3 => &PROCEDURES[91],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[92],
+            Self::NodeGetCpuStats => &PROCEDURES[93],
+            Self::NodeGetMemoryStats => &PROCEDURES[94],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[95],
+            Self::DomainUndefineFlags => &PROCEDURES[96],
+            Self::DomainSaveFlags => &PROCEDURES[97],
+            Self::DomainRestoreFlags => &PROCEDURES[98],
+            Self::DomainDestroyFlags => &PROCEDURES[99],
+            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[100],
+            Self::DomainSaveImageDefineXml => &PROCEDURES[101],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[102],
+            Self::DomainBlockStatsFlags => &PROCEDURES[103],
+            Self::DomainReset => &PROCEDURES[104],
+            Self::DomainShutdownFlags => &PROCEDURES[105],
+            Self::DomainSetMetadata => &PROCEDURES[106],
+            Self::DomainGetMetadata => &PROCEDURES[107],
+            Self::ConnectListAllDomains => &PROCEDURES[108],
+            Self::NodeGetCpuMap => &PROCEDURES[109],
+            Self::DomainGetJobStats => &PROCEDURES[110],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[111],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[112],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[113],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[114],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[115],
+            Self::DomainMigratePerform3Params => &PROCEDURES[116],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[117],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[118],
+            Self::DomainEventDeviceRemoved => &PROCEDURES[119],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[120],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[121],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[122],
+            Self::DomainEventCallbackReboot => &PROCEDURES[123],
+            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[124],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[125],
+            Self::DomainDefineXmlFlags => &PROCEDURES[126],
+            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[127],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[128],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[129],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[130],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[131],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[132],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[133],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[134],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[135],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[136],
+            Self::ConnectSetIdentity => &PROCEDURES[137],
+            Self::DomainGetMessages => &PROCEDURES[138],
+            Self::DomainSaveParams => &PROCEDURES[139],
+            Self::DomainRestoreParams => &PROCEDURES[140],
+            Self::DomainAbortJobFlags => &PROCEDURES[141],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3443,10 +3591,12 @@ impl Procedure {
             Self::ConnectGetMaxVcpus => visitor.visit::<procs::ConnectGetMaxVcpus>(),
             Self::NodeGetInfo => visitor.visit::<procs::NodeGetInfo>(),
             Self::ConnectGetCapabilities => visitor.visit::<procs::ConnectGetCapabilities>(),
+            Self::DomainAttachDevice => visitor.visit::<procs::DomainAttachDevice>(),
             Self::DomainCreate => visitor.visit::<procs::DomainCreate>(),
             Self::DomainCreateXml => visitor.visit::<procs::DomainCreateXml>(),
             Self::DomainDefineXml => visitor.visit::<procs::DomainDefineXml>(),
             Self::DomainDestroy => visitor.visit::<procs::DomainDestroy>(),
+            Self::DomainDetachDevice => visitor.visit::<procs::DomainDetachDevice>(),
             Self::DomainGetXmlDesc => visitor.visit::<procs::DomainGetXmlDesc>(),
             Self::DomainGetAutostart => visitor.visit::<procs::DomainGetAutostart>(),
             Self::DomainGetInfo => visitor.visit::<procs::DomainGetInfo>(),
@@ -3507,6 +3657,8 @@ impl Procedure {
             Self::DomainIsPersistent => visitor.visit::<procs::DomainIsPersistent>(),
             Self::ConnectGetLibVersion => visitor.visit::<procs::ConnectGetLibVersion>(),
             Self::DomainMemoryStats => visitor.visit::<procs::DomainMemoryStats>(),
+            Self::DomainAttachDeviceFlags => visitor.visit::<procs::DomainAttachDeviceFlags>(),
+            Self::DomainDetachDeviceFlags => visitor.visit::<procs::DomainDetachDeviceFlags>(),
             Self::DomainGetJobInfo => visitor.visit::<procs::DomainGetJobInfo>(),
             Self::DomainAbortJob => visitor.visit::<procs::DomainAbortJob>(),
             Self::DomainMigrateSetMaxDowntime => {
@@ -3519,6 +3671,7 @@ impl Procedure {
                 visitor.visit::<procs::ConnectDomainEventDeregisterAny>()
             }
             Self::DomainEventReboot => visitor.visit::<procs::DomainEventReboot>(),
+            Self::DomainUpdateDeviceFlags => visitor.visit::<procs::DomainUpdateDeviceFlags>(),
             Self::DomainManagedSave => visitor.visit::<procs::DomainManagedSave>(),
             Self::DomainHasManagedSaveImage => visitor.visit::<procs::DomainHasManagedSaveImage>(),
             Self::DomainManagedSaveRemove => visitor.visit::<procs::DomainManagedSaveRemove>(),
@@ -3580,6 +3733,7 @@ impl Procedure {
             Self::DomainMigrateConfirm3Params => {
                 visitor.visit::<procs::DomainMigrateConfirm3Params>()
             }
+            Self::DomainEventDeviceRemoved => visitor.visit::<procs::DomainEventDeviceRemoved>(),
             Self::ConnectDomainEventCallbackRegisterAny => {
                 visitor.visit::<procs::ConnectDomainEventCallbackRegisterAny>()
             }
@@ -3590,8 +3744,14 @@ impl Procedure {
                 visitor.visit::<procs::DomainEventCallbackLifecycle>()
             }
             Self::DomainEventCallbackReboot => visitor.visit::<procs::DomainEventCallbackReboot>(),
+            Self::DomainEventCallbackDeviceRemoved => {
+                visitor.visit::<procs::DomainEventCallbackDeviceRemoved>()
+            }
             Self::ConnectGetAllDomainStats => visitor.visit::<procs::ConnectGetAllDomainStats>(),
             Self::DomainDefineXmlFlags => visitor.visit::<procs::DomainDefineXmlFlags>(),
+            Self::DomainEventCallbackDeviceAdded => {
+                visitor.visit::<procs::DomainEventCallbackDeviceAdded>()
+            }
             Self::DomainEventCallbackMigrationIteration => {
                 visitor.visit::<procs::DomainEventCallbackMigrationIteration>()
             }
@@ -3708,6 +3868,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 8,
+        name: "REMOTE_PROC_DOMAIN_ATTACH_DEVICE",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 9,
         name: "REMOTE_PROC_DOMAIN_CREATE",
         readonly: false,
@@ -3736,6 +3904,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_DOMAIN_DESTROY",
         readonly: false,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 13,
+        name: "REMOTE_PROC_DOMAIN_DETACH_DEVICE",
+        readonly: false,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -4156,6 +4332,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 160,
+        name: "REMOTE_PROC_DOMAIN_ATTACH_DEVICE_FLAGS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 161,
+        name: "REMOTE_PROC_DOMAIN_DETACH_DEVICE_FLAGS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 163,
         name: "REMOTE_PROC_DOMAIN_GET_JOB_INFO",
         readonly: true,
@@ -4201,6 +4393,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         readonly: false,
         priority: false,
         event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 174,
+        name: "REMOTE_PROC_DOMAIN_UPDATE_DEVICE_FLAGS",
+        readonly: false,
+        priority: false,
+        event: false,
         stream: false,
     },
     crate::ProcedureInfo {
@@ -4564,6 +4764,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 311,
+        name: "REMOTE_PROC_DOMAIN_EVENT_DEVICE_REMOVED",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 316,
         name: "REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY",
         readonly: true,
@@ -4596,6 +4804,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 333,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 344,
         name: "REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS",
         readonly: true,
@@ -4609,6 +4825,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         readonly: false,
         priority: true,
         event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 354,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_ADDED",
+        readonly: false,
+        priority: false,
+        event: true,
         stream: false,
     },
     crate::ProcedureInfo {
@@ -4814,6 +5038,15 @@ pub mod procs {
         type Ret = super::ConnectGetCapabilitiesRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_ATTACH_DEVICE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainAttachDevice;
+    impl super::RemoteProcedure for DomainAttachDevice {
+        const PROC: super::Procedure = super::Procedure::DomainAttachDevice;
+        type Args = super::DomainAttachDeviceArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_CREATE`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainCreate;
@@ -4847,6 +5080,15 @@ pub mod procs {
     impl super::RemoteProcedure for DomainDestroy {
         const PROC: super::Procedure = super::Procedure::DomainDestroy;
         type Args = super::DomainDestroyArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_DETACH_DEVICE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainDetachDevice;
+    impl super::RemoteProcedure for DomainDetachDevice {
+        const PROC: super::Procedure = super::Procedure::DomainDetachDevice;
+        type Args = super::DomainDetachDeviceArgs;
         type Ret = ();
     }
 
@@ -5318,6 +5560,24 @@ pub mod procs {
         type Ret = super::DomainMemoryStatsRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_ATTACH_DEVICE_FLAGS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainAttachDeviceFlags;
+    impl super::RemoteProcedure for DomainAttachDeviceFlags {
+        const PROC: super::Procedure = super::Procedure::DomainAttachDeviceFlags;
+        type Args = super::DomainAttachDeviceFlagsArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_DETACH_DEVICE_FLAGS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainDetachDeviceFlags;
+    impl super::RemoteProcedure for DomainDetachDeviceFlags {
+        const PROC: super::Procedure = super::Procedure::DomainDetachDeviceFlags;
+        type Args = super::DomainDetachDeviceFlagsArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_GET_JOB_INFO`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainGetJobInfo;
@@ -5369,6 +5629,15 @@ pub mod procs {
     impl super::RemoteProcedure for DomainEventReboot {
         const PROC: super::Procedure = super::Procedure::DomainEventReboot;
         type Args = super::DomainEventRebootMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_UPDATE_DEVICE_FLAGS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainUpdateDeviceFlags;
+    impl super::RemoteProcedure for DomainUpdateDeviceFlags {
+        const PROC: super::Procedure = super::Procedure::DomainUpdateDeviceFlags;
+        type Args = super::DomainUpdateDeviceFlagsArgs;
         type Ret = ();
     }
 
@@ -5777,6 +6046,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_EVENT_DEVICE_REMOVED`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventDeviceRemoved;
+    impl super::RemoteProcedure for DomainEventDeviceRemoved {
+        const PROC: super::Procedure = super::Procedure::DomainEventDeviceRemoved;
+        type Args = super::DomainEventDeviceRemovedMsg;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct ConnectDomainEventCallbackRegisterAny;
@@ -5813,6 +6091,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackDeviceRemoved;
+    impl super::RemoteProcedure for DomainEventCallbackDeviceRemoved {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackDeviceRemoved;
+        type Args = super::DomainEventCallbackDeviceRemovedMsg;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct ConnectGetAllDomainStats;
@@ -5829,6 +6116,15 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainDefineXmlFlags;
         type Args = super::DomainDefineXmlFlagsArgs;
         type Ret = super::DomainDefineXmlFlagsRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_ADDED`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackDeviceAdded;
+    impl super::RemoteProcedure for DomainEventCallbackDeviceAdded {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackDeviceAdded;
+        type Args = super::DomainEventCallbackDeviceAddedMsg;
+        type Ret = ();
     }
 
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION`.
@@ -5976,6 +6272,8 @@ pub enum Call {
     NodeGetInfo,
     /// `REMOTE_PROC_CONNECT_GET_CAPABILITIES`.
     ConnectGetCapabilities,
+    /// `REMOTE_PROC_DOMAIN_ATTACH_DEVICE`.
+    DomainAttachDevice(DomainAttachDeviceArgs),
     /// `REMOTE_PROC_DOMAIN_CREATE`.
     DomainCreate(DomainCreateArgs),
     /// `REMOTE_PROC_DOMAIN_CREATE_XML`.
@@ -5984,6 +6282,8 @@ pub enum Call {
     DomainDefineXml(DomainDefineXmlArgs),
     /// `REMOTE_PROC_DOMAIN_DESTROY`.
     DomainDestroy(DomainDestroyArgs),
+    /// `REMOTE_PROC_DOMAIN_DETACH_DEVICE`.
+    DomainDetachDevice(DomainDetachDeviceArgs),
     /// `REMOTE_PROC_DOMAIN_GET_XML_DESC`.
     DomainGetXmlDesc(DomainGetXmlDescArgs),
     /// `REMOTE_PROC_DOMAIN_GET_AUTOSTART`.
@@ -6086,6 +6386,10 @@ pub enum Call {
     ConnectGetLibVersion,
     /// `REMOTE_PROC_DOMAIN_MEMORY_STATS`.
     DomainMemoryStats(DomainMemoryStatsArgs),
+    /// `REMOTE_PROC_DOMAIN_ATTACH_DEVICE_FLAGS`.
+    DomainAttachDeviceFlags(DomainAttachDeviceFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_DETACH_DEVICE_FLAGS`.
+    DomainDetachDeviceFlags(DomainDetachDeviceFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_GET_JOB_INFO`.
     DomainGetJobInfo(DomainGetJobInfoArgs),
     /// `REMOTE_PROC_DOMAIN_ABORT_JOB`.
@@ -6096,6 +6400,8 @@ pub enum Call {
     ConnectDomainEventRegisterAny(ConnectDomainEventRegisterAnyArgs),
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_DEREGISTER_ANY`.
     ConnectDomainEventDeregisterAny(ConnectDomainEventDeregisterAnyArgs),
+    /// `REMOTE_PROC_DOMAIN_UPDATE_DEVICE_FLAGS`.
+    DomainUpdateDeviceFlags(DomainUpdateDeviceFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE`.
     DomainManagedSave(DomainManagedSaveArgs),
     /// `REMOTE_PROC_DOMAIN_HAS_MANAGED_SAVE_IMAGE`.
@@ -6250,10 +6556,16 @@ impl Call {
                 migrated_xdr::from_bytes::<()>(payload)?;
                 Call::ConnectGetCapabilities
             }
+            Procedure::DomainAttachDevice => {
+                Call::DomainAttachDevice(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainCreate => Call::DomainCreate(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainCreateXml => Call::DomainCreateXml(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainDefineXml => Call::DomainDefineXml(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainDestroy => Call::DomainDestroy(migrated_xdr::from_bytes(payload)?),
+            Procedure::DomainDetachDevice => {
+                Call::DomainDetachDevice(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainGetXmlDesc => {
                 Call::DomainGetXmlDesc(migrated_xdr::from_bytes(payload)?)
             }
@@ -6398,6 +6710,12 @@ impl Call {
             Procedure::DomainMemoryStats => {
                 Call::DomainMemoryStats(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainAttachDeviceFlags => {
+                Call::DomainAttachDeviceFlags(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainDetachDeviceFlags => {
+                Call::DomainDetachDeviceFlags(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainGetJobInfo => {
                 Call::DomainGetJobInfo(migrated_xdr::from_bytes(payload)?)
             }
@@ -6416,6 +6734,9 @@ impl Call {
                     "{} is an event, not a call",
                     proc_.name()
                 )))
+            }
+            Procedure::DomainUpdateDeviceFlags => {
+                Call::DomainUpdateDeviceFlags(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainManagedSave => {
                 Call::DomainManagedSave(migrated_xdr::from_bytes(payload)?)
@@ -6540,6 +6861,12 @@ impl Call {
             Procedure::DomainMigrateConfirm3Params => {
                 Call::DomainMigrateConfirm3Params(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainEventDeviceRemoved => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
             Procedure::ConnectDomainEventCallbackRegisterAny => {
                 Call::ConnectDomainEventCallbackRegisterAny(migrated_xdr::from_bytes(payload)?)
             }
@@ -6558,11 +6885,23 @@ impl Call {
                     proc_.name()
                 )))
             }
+            Procedure::DomainEventCallbackDeviceRemoved => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
             Procedure::ConnectGetAllDomainStats => {
                 Call::ConnectGetAllDomainStats(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainDefineXmlFlags => {
                 Call::DomainDefineXmlFlags(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainEventCallbackDeviceAdded => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
             }
             Procedure::DomainEventCallbackMigrationIteration => {
                 return Err(migrated_xdr::Error::Custom(format!(
@@ -6630,10 +6969,12 @@ impl Call {
             Call::ConnectGetMaxVcpus(_) => Procedure::ConnectGetMaxVcpus,
             Call::NodeGetInfo => Procedure::NodeGetInfo,
             Call::ConnectGetCapabilities => Procedure::ConnectGetCapabilities,
+            Call::DomainAttachDevice(_) => Procedure::DomainAttachDevice,
             Call::DomainCreate(_) => Procedure::DomainCreate,
             Call::DomainCreateXml(_) => Procedure::DomainCreateXml,
             Call::DomainDefineXml(_) => Procedure::DomainDefineXml,
             Call::DomainDestroy(_) => Procedure::DomainDestroy,
+            Call::DomainDetachDevice(_) => Procedure::DomainDetachDevice,
             Call::DomainGetXmlDesc(_) => Procedure::DomainGetXmlDesc,
             Call::DomainGetAutostart(_) => Procedure::DomainGetAutostart,
             Call::DomainGetInfo(_) => Procedure::DomainGetInfo,
@@ -6685,11 +7026,14 @@ impl Call {
             Call::DomainIsPersistent(_) => Procedure::DomainIsPersistent,
             Call::ConnectGetLibVersion => Procedure::ConnectGetLibVersion,
             Call::DomainMemoryStats(_) => Procedure::DomainMemoryStats,
+            Call::DomainAttachDeviceFlags(_) => Procedure::DomainAttachDeviceFlags,
+            Call::DomainDetachDeviceFlags(_) => Procedure::DomainDetachDeviceFlags,
             Call::DomainGetJobInfo(_) => Procedure::DomainGetJobInfo,
             Call::DomainAbortJob(_) => Procedure::DomainAbortJob,
             Call::DomainMigrateSetMaxDowntime(_) => Procedure::DomainMigrateSetMaxDowntime,
             Call::ConnectDomainEventRegisterAny(_) => Procedure::ConnectDomainEventRegisterAny,
             Call::ConnectDomainEventDeregisterAny(_) => Procedure::ConnectDomainEventDeregisterAny,
+            Call::DomainUpdateDeviceFlags(_) => Procedure::DomainUpdateDeviceFlags,
             Call::DomainManagedSave(_) => Procedure::DomainManagedSave,
             Call::DomainHasManagedSaveImage(_) => Procedure::DomainHasManagedSaveImage,
             Call::DomainManagedSaveRemove(_) => Procedure::DomainManagedSaveRemove,
@@ -6777,10 +7121,12 @@ impl Call {
             Call::ConnectGetMaxVcpus(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetInfo => Ok(Vec::new()),
             Call::ConnectGetCapabilities => Ok(Vec::new()),
+            Call::DomainAttachDevice(args) => migrated_xdr::to_bytes(args),
             Call::DomainCreate(args) => migrated_xdr::to_bytes(args),
             Call::DomainCreateXml(args) => migrated_xdr::to_bytes(args),
             Call::DomainDefineXml(args) => migrated_xdr::to_bytes(args),
             Call::DomainDestroy(args) => migrated_xdr::to_bytes(args),
+            Call::DomainDetachDevice(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetXmlDesc(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetAutostart(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetInfo(args) => migrated_xdr::to_bytes(args),
@@ -6832,11 +7178,14 @@ impl Call {
             Call::DomainIsPersistent(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetLibVersion => Ok(Vec::new()),
             Call::DomainMemoryStats(args) => migrated_xdr::to_bytes(args),
+            Call::DomainAttachDeviceFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainDetachDeviceFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetJobInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainAbortJob(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateSetMaxDowntime(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventRegisterAny(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventDeregisterAny(args) => migrated_xdr::to_bytes(args),
+            Call::DomainUpdateDeviceFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainManagedSave(args) => migrated_xdr::to_bytes(args),
             Call::DomainHasManagedSaveImage(args) => migrated_xdr::to_bytes(args),
             Call::DomainManagedSaveRemove(args) => migrated_xdr::to_bytes(args),
