@@ -12,6 +12,95 @@
 use crate::error::{Error, Result};
 use crate::xml::{DeviceDef, DomainDef, Interface};
 
+/// What a hot-plug call does with its device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Add it (`virDomainAttachDeviceFlags`).
+    Attach,
+    /// Remove the device it names (`virDomainDetachDeviceFlags`).
+    Detach,
+    /// Replace the device it names with it (`virDomainUpdateDeviceFlags`).
+    Update,
+}
+
+impl Change {
+    /// The libvirt API (for flag errors).
+    pub fn api(self) -> &'static str {
+        match self {
+            Change::Attach => "virDomainAttachDeviceFlags",
+            Change::Detach => "virDomainDetachDeviceFlags",
+            Change::Update => "virDomainUpdateDeviceFlags",
+        }
+    }
+
+    /// The flags the API accepts: `VIR_DOMAIN_AFFECT_*`, and for an update
+    /// `VIR_DOMAIN_DEVICE_MODIFY_FORCE`.
+    pub fn allowed_flags(self) -> u32 {
+        let affect = crate::flags::affect::LIVE | crate::flags::affect::CONFIG;
+        match self {
+            Change::Attach | Change::Detach => affect,
+            Change::Update => affect | MODIFY_FORCE,
+        }
+    }
+
+    /// The device XML as the change reads it: an attached interface
+    /// without a MAC gets one ([`parse_for_attach`]).
+    ///
+    /// # Errors
+    /// [`Error::Xml`].
+    pub fn parse(self, xml: &str) -> Result<DeviceDef> {
+        match self {
+            Change::Attach => parse_for_attach(xml),
+            Change::Detach | Change::Update => Ok(DeviceDef::parse(xml)?),
+        }
+    }
+
+    /// Applies the change to the definition `def` with the config rules
+    /// ([`attach`], [`detach`], [`update`]); returns the removed device of
+    /// a detach.
+    ///
+    /// # Errors
+    /// Theirs.
+    pub fn apply(self, def: &mut DomainDef, dev: &DeviceDef) -> Result<Option<DeviceDef>> {
+        match self {
+            Change::Attach => attach(def, dev).map(|()| None),
+            Change::Detach => detach(def, dev).map(Some),
+            Change::Update => update(def, dev).map(|()| None),
+        }
+    }
+}
+
+/// `VIR_DOMAIN_DEVICE_MODIFY_FORCE`: force a CD-ROM eject.
+pub const MODIFY_FORCE: u32 = 1 << 2;
+
+/// The alias a hot-plugged device gets when its XML names none: a disk its
+/// target (`vdb`, the QEMU driver's device id), an interface the first
+/// `nicN` no interface of `def` has.
+pub fn assign_alias(def: &DomainDef, dev: &mut DeviceDef) {
+    match dev {
+        DeviceDef::Disk(disk) => {
+            if disk.info.alias.is_none() {
+                disk.info.alias = Some(disk.target.dev.clone());
+            }
+        }
+        DeviceDef::Interface(iface) => {
+            if iface.info.alias.is_none() {
+                let taken = |name: &str| {
+                    def.devices
+                        .interfaces
+                        .iter()
+                        .any(|i| i.info.alias.as_deref() == Some(name))
+                };
+                let free = (def.devices.interfaces.len()..)
+                    .map(|n| format!("nic{n}"))
+                    .find(|name| !taken(name));
+                iface.info.alias = free;
+            }
+        }
+        DeviceDef::Other(_) => {}
+    }
+}
+
 /// Which definition a change applies to, for libvirt's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {

@@ -4,10 +4,13 @@
 //! Modern clients (feature 14) register with CALLBACK_REGISTER_ANY (316)
 //! and get DOMAIN_EVENT_CALLBACK_LIFECYCLE (318),
 //! DOMAIN_EVENT_CALLBACK_REBOOT (319),
+//! DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED (333),
+//! DOMAIN_EVENT_CALLBACK_DEVICE_ADDED (354),
 //! DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION (359) and
 //! DOMAIN_EVENT_CALLBACK_JOB_COMPLETED (363) carrying their callback id;
 //! legacy clients register with 105 or 167 and get DOMAIN_EVENT_LIFECYCLE
-//! (107), and with 167 DOMAIN_EVENT_REBOOT (169). As libvirtd, every id
+//! (107), and with 167 DOMAIN_EVENT_REBOOT (169) and
+//! DOMAIN_EVENT_DEVICE_REMOVED (311). As libvirtd, every id
 //! libvirt 9.0 knows registers (legacy ones only up to DEVICE_REMOVED, the
 //! last with a legacy message); ids no
 //! driver produces simply never fire, and the newer kinds have no legacy
@@ -23,10 +26,11 @@ use migrated_proto::{
     ConnectDomainEventCallbackDeregisterAnyArgs, ConnectDomainEventCallbackRegisterAnyArgs,
     ConnectDomainEventCallbackRegisterAnyRet, ConnectDomainEventDeregisterAnyArgs,
     ConnectDomainEventDeregisterRet, ConnectDomainEventRegisterAnyArgs,
-    ConnectDomainEventRegisterRet, DomainEventCallbackJobCompletedMsg,
+    ConnectDomainEventRegisterRet, DomainEventCallbackDeviceAddedMsg,
+    DomainEventCallbackDeviceRemovedMsg, DomainEventCallbackJobCompletedMsg,
     DomainEventCallbackLifecycleMsg, DomainEventCallbackMigrationIterationMsg,
-    DomainEventCallbackRebootMsg, DomainEventLifecycleMsg, DomainEventRebootMsg, NonnullDomain,
-    Procedure, REMOTE_PROGRAM,
+    DomainEventCallbackRebootMsg, DomainEventDeviceRemovedMsg, DomainEventLifecycleMsg,
+    DomainEventRebootMsg, NonnullDomain, Procedure, REMOTE_PROGRAM,
 };
 use migrated_rpc::{ConnHandle, WireError};
 use serde::Serialize;
@@ -110,6 +114,24 @@ fn callback_message(
                 params: stats.clone().into_wire(),
             },
         ),
+        DomainEventKind::DeviceAdded { alias } => encode(
+            Procedure::DomainEventCallbackDeviceAdded,
+            &DomainEventCallbackDeviceAddedMsg {
+                callback_id,
+                dom: dom.clone(),
+                dev_alias: alias.clone(),
+            },
+        ),
+        DomainEventKind::DeviceRemoved { alias } => encode(
+            Procedure::DomainEventCallbackDeviceRemoved,
+            &DomainEventCallbackDeviceRemovedMsg {
+                callback_id,
+                msg: DomainEventDeviceRemovedMsg {
+                    dom: dom.clone(),
+                    dev_alias: alias.clone(),
+                },
+            },
+        ),
     }
 }
 
@@ -124,7 +146,7 @@ impl Registrations {
             .filter(|cb| cb.event_id == id && cb.dom.map_or(true, |uuid| uuid == event.dom.uuid))
             .filter_map(|cb| callback_message(cb.id, &dom, &event.kind))
             .collect();
-        // Only lifecycle and reboot events have a legacy message.
+        // Only lifecycle, reboot and device-removed events have a legacy message.
         if !self.legacy.contains(&id) {
             return out;
         }
@@ -141,6 +163,14 @@ impl Registrations {
             out.extend(encode(
                 Procedure::DomainEventReboot,
                 &DomainEventRebootMsg { dom },
+            ));
+        } else if let DomainEventKind::DeviceRemoved { alias } = &event.kind {
+            out.extend(encode(
+                Procedure::DomainEventDeviceRemoved,
+                &DomainEventDeviceRemovedMsg {
+                    dom,
+                    dev_alias: alias.clone(),
+                },
             ));
         }
         out

@@ -118,6 +118,11 @@ pub async fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<
         Call::DomainSetMaxMemory(a) => &a.dom,
         Call::DomainSetMemoryFlags(a) => &a.dom,
         Call::DomainSetMetadata(a) => &a.dom,
+        Call::DomainAttachDevice(a) => &a.dom,
+        Call::DomainAttachDeviceFlags(a) => &a.dom,
+        Call::DomainDetachDevice(a) => &a.dom,
+        Call::DomainDetachDeviceFlags(a) => &a.dom,
+        Call::DomainUpdateDeviceFlags(a) => &a.dom,
         _ => return Ok(false),
     };
     let Ok(open) = session.driver() else {
