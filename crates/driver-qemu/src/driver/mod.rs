@@ -17,6 +17,7 @@ mod api;
 mod console;
 mod host;
 mod host_stats;
+mod hotplug;
 mod managed;
 mod memory;
 mod metadata;

@@ -91,6 +91,8 @@ pub mod names {
     pub const BALLOON_CHANGE: &str = "BALLOON_CHANGE";
     /// A job (block jobs included) changed state; `data.id`, `data.status`.
     pub const JOB_STATUS_CHANGE: &str = "JOB_STATUS_CHANGE";
+    /// A device left the guest after `device_del`; `data.device` is its id.
+    pub const DEVICE_DELETED: &str = "DEVICE_DELETED";
 }
 
 /// QEMU's error object.
