@@ -33,6 +33,15 @@ impl Change {
         }
     }
 
+    /// The verb libvirt's messages use.
+    fn verb(self) -> &'static str {
+        match self {
+            Change::Attach => "attach",
+            Change::Detach => "detach",
+            Change::Update => "update",
+        }
+    }
+
     /// The flags the API accepts: `VIR_DOMAIN_AFFECT_*`, and for an update
     /// `VIR_DOMAIN_DEVICE_MODIFY_FORCE`.
     pub fn allowed_flags(self) -> u32 {
@@ -55,13 +64,22 @@ impl Change {
         }
     }
 
-    /// Applies the change to the definition `def` with the config rules
-    /// ([`attach`], [`detach`], [`update`]); returns the removed device of
-    /// a detach.
+    /// Applies the change to the definition `def` (the running guest's or
+    /// the config, as `target` says) with the config rules ([`attach`],
+    /// [`detach`], [`update`]); returns the removed device of a detach.
     ///
     /// # Errors
-    /// Theirs.
-    pub fn apply(self, def: &mut DomainDef, dev: &DeviceDef) -> Result<Option<DeviceDef>> {
+    /// Theirs; [`unsupported`] (naming `target`) for a device kind other
+    /// than disk and interface.
+    pub fn apply(
+        self,
+        target: Target,
+        def: &mut DomainDef,
+        dev: &DeviceDef,
+    ) -> Result<Option<DeviceDef>> {
+        if let DeviceDef::Other(_) = dev {
+            return Err(unsupported(target, self.verb(), dev));
+        }
         match self {
             Change::Attach => attach(def, dev).map(|()| None),
             Change::Detach => detach(def, dev).map(Some),

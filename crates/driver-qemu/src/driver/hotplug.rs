@@ -70,7 +70,7 @@ impl QemuDriver {
             let (live, config) = affect::resolve(flags, d.live.is_some(), d.persistent)?;
             let config = if config {
                 let mut def = d.config.clone();
-                change.apply(&mut def, &dev)?;
+                change.apply(Target::Config, &mut def, &dev)?;
                 if change != Change::Detach {
                     realisable(&dev).map_err(|e| e.into_core(op))?;
                 }
@@ -166,7 +166,7 @@ impl QemuDriver {
         }
         let added = dev.clone();
         self.shared.edit_live(&dom.uuid, target.id, |def| {
-            Change::Attach.apply(def, &added).map(|_| ())
+            Change::Attach.apply(Target::Live, def, &added).map(|_| ())
         })?;
         info!(name = %dom.name, %alias, "device attached");
         self.shared

@@ -6,7 +6,7 @@
 
 use migrated_core::domain::{DomainEvent, DomainEventKind, DomainRef};
 use migrated_core::flags::{affect, check_flags};
-use migrated_core::hotplug::{self, Change};
+use migrated_core::hotplug::{self, Change, Target};
 use migrated_core::xml::DeviceDef;
 use migrated_core::Result;
 
@@ -33,7 +33,7 @@ impl Registry {
         let mut new_config = None;
         if config {
             let mut def = guest.config.clone();
-            change.apply(&mut def, &dev)?;
+            change.apply(Target::Config, &mut def, &dev)?;
             new_config = Some(def);
         }
         let mut event = None;
@@ -42,7 +42,7 @@ impl Registry {
             if change == Change::Attach {
                 hotplug::assign_alias(&def, &mut dev);
             }
-            let removed = change.apply(&mut def, &dev)?;
+            let removed = change.apply(Target::Live, &mut def, &dev)?;
             event = match (change, &removed) {
                 (Change::Attach, _) => Some(DomainEventKind::DeviceAdded {
                     alias: event_alias(&dev),
