@@ -493,7 +493,17 @@ fn hotplug(uri: &str, dir: &std::path::Path, name: &str) {
     let events = VirshEvents::spawn(uri, &["--loop", "--all", "--domain", name]);
     events.sync_on_redefine(uri, name);
     let out = ok(
-        &virsh(uri, &["attach-disk", name, "/var/lib/test/b.img", "vdb", "--live", "--config"]),
+        &virsh(
+            uri,
+            &[
+                "attach-disk",
+                name,
+                "/var/lib/test/b.img",
+                "vdb",
+                "--live",
+                "--config",
+            ],
+        ),
         "attach-disk",
     );
     assert!(out.contains("Disk attached successfully"), "{out}");
@@ -501,11 +511,17 @@ fn hotplug(uri: &str, dir: &std::path::Path, name: &str) {
         &format!("event 'device-added' for domain '{name}': vdb"),
         std::time::Duration::from_secs(10),
     );
-    for args in [&["domblklist", name] as &[&str], &["domblklist", name, "--inactive"]] {
+    for args in [
+        &["domblklist", name] as &[&str],
+        &["domblklist", name, "--inactive"],
+    ] {
         let listed = ok(&virsh(uri, args), "domblklist");
         assert!(listed.contains("vdb      /var/lib/test/b.img"), "{listed}");
     }
-    let again = virsh(uri, &["attach-disk", name, "/var/lib/test/c.img", "vdb", "--live"]);
+    let again = virsh(
+        uri,
+        &["attach-disk", name, "/var/lib/test/c.img", "vdb", "--live"],
+    );
     assert!(
         stderr_of(&again).contains("target vdb already exists"),
         "{}",
@@ -530,7 +546,15 @@ fn hotplug(uri: &str, dir: &std::path::Path, name: &str) {
         stderr_of(&refused)
     );
     let mac = "52:54:00:7e:57:02";
-    let nic = ["attach-interface", name, "bridge", "br0", "--mac", mac, "--config"];
+    let nic = [
+        "attach-interface",
+        name,
+        "bridge",
+        "br0",
+        "--mac",
+        mac,
+        "--config",
+    ];
     ok(&virsh(uri, &nic), "attach-interface --config");
     let config = ok(&virsh(uri, &["domiflist", name, "--inactive"]), "domiflist");
     assert!(config.contains(mac), "{config}");
@@ -546,7 +570,10 @@ fn hotplug(uri: &str, dir: &std::path::Path, name: &str) {
         &format!("event 'device-removed' for domain '{name}': vdb"),
         std::time::Duration::from_secs(10),
     );
-    let listed = ok(&virsh(uri, &["domblklist", name, "--inactive"]), "domblklist");
+    let listed = ok(
+        &virsh(uri, &["domblklist", name, "--inactive"]),
+        "domblklist",
+    );
     assert!(!listed.contains("vdb"), "{listed}");
 }
 

@@ -223,7 +223,12 @@ pub fn interface_index(def: &DomainDef, wanted: &Interface) -> Result<usize> {
 pub fn attach(def: &mut DomainDef, dev: &DeviceDef) -> Result<()> {
     match dev {
         DeviceDef::Disk(disk) => {
-            if def.devices.disks.iter().any(|d| d.target.dev == disk.target.dev) {
+            if def
+                .devices
+                .disks
+                .iter()
+                .any(|d| d.target.dev == disk.target.dev)
+            {
                 return Err(Error::invalid(format!(
                     "target {} already exists",
                     disk.target.dev
@@ -325,7 +330,10 @@ mod tests {
         assert!(matches!(detach(&mut d, &by_path), Ok(DeviceDef::Disk(_))));
         let missing = detach(&mut d, &vdb).expect_err("gone");
         assert_eq!(missing.code(), ErrorCode::DeviceMissing);
-        assert_eq!(missing.to_string(), "device not found: no target device vdb");
+        assert_eq!(
+            missing.to_string(),
+            "device not found: no target device vdb"
+        );
     }
 
     #[test]

@@ -23,8 +23,7 @@ mod write;
 
 pub use devices::{
     Address, Audio, CharDevice, CharSource, CharTarget, Controller, DeviceDef, DeviceInfo, Devices,
-    Disk,
-    DiskDriver, DiskSource, DiskTarget, Graphics, GraphicsListen, Input, Interface,
+    Disk, DiskDriver, DiskSource, DiskTarget, Graphics, GraphicsListen, Input, Interface,
     InterfaceSource, Memballoon, Redirdev, Rng, Sound, Tpm, Video, VideoModel, Watchdog,
 };
 pub use domain::{DomainDef, MaxMemory, Vcpu};

@@ -57,8 +57,8 @@ pub async fn run(
     use connection as c;
     use domain as d;
     use events as e;
-    use migrated_core::hotplug::Change::{Attach, Detach, Update};
     use hotplug::FLAGLESS;
+    use migrated_core::hotplug::Change::{Attach, Detach, Update};
     use migration as m;
     use migration_jobs as j;
 

@@ -162,7 +162,9 @@ impl QemuDriver {
         }
         match qmp.execute(&QueryPci).await {
             Ok(buses) => set_pci_address(dev, pci_slot_of(&buses, &alias)),
-            Err(e) => warn!(error = %e.chain(), %alias, "cannot read the slot of a hot-plugged device"),
+            Err(e) => {
+                warn!(error = %e.chain(), %alias, "cannot read the slot of a hot-plugged device")
+            }
         }
         let added = dev.clone();
         self.shared.edit_live(&dom.uuid, target.id, |def| {
@@ -174,7 +176,12 @@ impl QemuDriver {
         Ok(())
     }
 
-    async fn detach_live(&self, dom: &DomainRef, target: &LiveTarget, dev: &DeviceDef) -> Result<()> {
+    async fn detach_live(
+        &self,
+        dom: &DomainRef,
+        target: &LiveTarget,
+        dev: &DeviceDef,
+    ) -> Result<()> {
         const OP: &str = "virDomainDetachDeviceFlags";
         let found = match dev {
             DeviceDef::Disk(d) => {
@@ -263,7 +270,11 @@ fn is_deleted(event: &str, data: &Value, alias: &str) -> bool {
 /// The device id in a `DEVICE_DELETED` event, if it names one.
 pub(super) fn deleted_device(event: &str, data: &Value) -> Option<String> {
     (event == names::DEVICE_DELETED)
-        .then(|| data.get("device").and_then(Value::as_str).map(str::to_owned))
+        .then(|| {
+            data.get("device")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .flatten()
 }
 
@@ -281,7 +292,11 @@ pub(super) async fn finish_removal(
     let mut removed = None;
     let edited = shared.edit_live(&uuid, id, |def| {
         let d = &mut def.devices;
-        if let Some(i) = d.disks.iter().position(|x| x.info.alias.as_deref() == Some(alias)) {
+        if let Some(i) = d
+            .disks
+            .iter()
+            .position(|x| x.info.alias.as_deref() == Some(alias))
+        {
             removed = Some(DeviceDef::Disk(d.disks.remove(i)));
         } else if let Some(i) = d
             .interfaces
@@ -296,18 +311,22 @@ pub(super) async fn finish_removal(
         return;
     };
     let backend = match &removed {
-        DeviceDef::Disk(d) => runtime
-            .qmp
-            .execute(&BlockdevDel {
-                node_name: disk_node(&d.target.dev),
-            })
-            .await,
-        DeviceDef::Interface(_) => runtime
-            .qmp
-            .execute(&NetdevDel {
-                id: netdev_id(alias),
-            })
-            .await,
+        DeviceDef::Disk(d) => {
+            runtime
+                .qmp
+                .execute(&BlockdevDel {
+                    node_name: disk_node(&d.target.dev),
+                })
+                .await
+        }
+        DeviceDef::Interface(_) => {
+            runtime
+                .qmp
+                .execute(&NetdevDel {
+                    id: netdev_id(alias),
+                })
+                .await
+        }
         DeviceDef::Other(_) => Ok(Default::default()),
     };
     if let Err(e) = backend {
@@ -457,6 +476,9 @@ mod tests {
         let child = serde_json::json!({"path": "/machine/peripheral/vdb/virtio-backend"});
         assert_eq!(deleted_device("DEVICE_DELETED", &child), None);
         assert_eq!(deleted_device("STOP", &data), None);
-        assert_eq!(deleted_device("DEVICE_DELETED", &data).as_deref(), Some("vdb"));
+        assert_eq!(
+            deleted_device("DEVICE_DELETED", &data).as_deref(),
+            Some("vdb")
+        );
     }
 }

@@ -160,7 +160,12 @@ fn pci_slot(info: &migrated_core::xml::DeviceInfo) -> Option<u8> {
         let v = v.strip_prefix("0x").unwrap_or(v);
         u8::from_str_radix(v, 16).ok()
     };
-    match (number("domain"), number("bus"), number("slot"), number("function")) {
+    match (
+        number("domain"),
+        number("bus"),
+        number("slot"),
+        number("function"),
+    ) {
         (Some(0), Some(0), Some(slot), Some(0)) if (1..32).contains(&slot) => Some(slot),
         _ => None,
     }
