@@ -509,6 +509,53 @@ mod tests {
     }
 
     #[test]
+    fn device_events_reach_their_callbacks_and_removals_legacy_registrations() {
+        let a = Uuid::from_u128(1);
+        let regs = Registrations {
+            callbacks: vec![
+                callback(0, event_id::DEVICE_ADDED, None),
+                callback(1, event_id::DEVICE_REMOVED, Some(a)),
+            ],
+            next_id: 2,
+            legacy: vec![event_id::DEVICE_REMOVED],
+            forwarding: true,
+        };
+        let added = DomainEvent {
+            dom: dom(a),
+            kind: DomainEventKind::DeviceAdded {
+                alias: "vdb".into(),
+            },
+        };
+        let msgs = regs.messages_for(&added);
+        assert_eq!(msgs.len(), 1, "device-added has no legacy message");
+        assert_eq!(msgs[0].0, Procedure::DomainEventCallbackDeviceAdded);
+        let msg: DomainEventCallbackDeviceAddedMsg =
+            migrated_xdr::from_bytes(&msgs[0].1).expect("decodes");
+        assert_eq!((msg.callback_id, msg.dev_alias.as_str()), (0, "vdb"));
+        let removed = DomainEvent {
+            dom: dom(a),
+            kind: DomainEventKind::DeviceRemoved {
+                alias: "nic1".into(),
+            },
+        };
+        let msgs = regs.messages_for(&removed);
+        let procedures: Vec<_> = msgs.iter().map(|m| m.0).collect();
+        assert_eq!(
+            procedures,
+            [
+                Procedure::DomainEventCallbackDeviceRemoved,
+                Procedure::DomainEventDeviceRemoved
+            ]
+        );
+        let msg: DomainEventCallbackDeviceRemovedMsg =
+            migrated_xdr::from_bytes(&msgs[0].1).expect("decodes");
+        assert_eq!((msg.callback_id, msg.msg.dev_alias.as_str()), (1, "nic1"));
+        let legacy: DomainEventDeviceRemovedMsg =
+            migrated_xdr::from_bytes(&msgs[1].1).expect("decodes");
+        assert_eq!(legacy.dev_alias, "nic1");
+    }
+
+    #[test]
     fn unknown_ids_get_libvirtds_internal_error() {
         assert!(check_event_id(event_id::LAST - 1, event_id::LAST - 1).is_ok());
         let err = check_event_id(event_id::LAST, event_id::LAST - 1).expect_err("unknown");
