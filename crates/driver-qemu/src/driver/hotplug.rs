@@ -185,12 +185,7 @@ impl QemuDriver {
         const OP: &str = "virDomainDetachDeviceFlags";
         let found = match dev {
             DeviceDef::Disk(d) => {
-                let i = hotplug::disk_index(&target.def, &d.target.dev).ok_or_else(|| {
-                    Error::DeviceMissing {
-                        reason: format!("disk {} not found", d.target.dev),
-                    }
-                })?;
-                let found = &target.def.devices.disks[i];
+                let found = running_disk(&target.def, &d.target.dev)?;
                 if disk(found).map_or(true, |s| s.bus != "virtio") {
                     return Err(Error::OperationUnsupported {
                         reason: "This type of disk cannot be hot unplugged".into(),
@@ -350,12 +345,7 @@ async fn update_live(target: &LiveTarget, dev: &DeviceDef) -> Result<()> {
     const OP: &str = "virDomainUpdateDeviceFlags";
     match dev {
         DeviceDef::Disk(d) => {
-            let i = hotplug::disk_index(&target.def, &d.target.dev).ok_or_else(|| {
-                Error::DeviceMissing {
-                    reason: format!("disk {} not found", d.target.dev),
-                }
-            })?;
-            let old = &target.def.devices.disks[i];
+            let old = running_disk(&target.def, &d.target.dev)?;
             if old.source.as_ref().map(|s| &s.path) != d.source.as_ref().map(|s| &s.path) {
                 return Err(Error::OperationUnsupported {
                     reason: "disk source can be changed only in removable media".into(),
@@ -390,6 +380,18 @@ async fn update_live(target: &LiveTarget, dev: &DeviceDef) -> Result<()> {
         }
         DeviceDef::Other(_) => Err(hotplug::unsupported(Target::Live, "update", dev)),
     }
+}
+
+/// The disk `name` (target or source) of the running guest's `def`.
+///
+/// # Errors
+/// libvirt's `VIR_ERR_DEVICE_MISSING` "disk … not found".
+fn running_disk<'a>(def: &'a DomainDef, name: &str) -> Result<&'a migrated_core::xml::Disk> {
+    hotplug::disk_index(def, name)
+        .map(|i| &def.devices.disks[i])
+        .ok_or_else(|| Error::DeviceMissing {
+            reason: format!("disk {name} not found"),
+        })
 }
 
 /// Refuses, before anything changes, a device this driver could not run.
