@@ -193,6 +193,25 @@ fn hot_plug_before_migration(hosts: &QemuHosts, name: &str, vdb: &str, vdc: &str
         "<interface type='user'><mac address='52:54:00:4a:00:01'/><model type='virtio'/></interface>",
     );
     hosts.virsh_ok(&a, &["attach-device", name, &nic, "--live"]);
+    // A running NIC's link can change (QEMU's set_link), nothing else.
+    let down = file(
+        "down.xml",
+        "<interface type='user'><mac address='52:54:00:4a:00:01'/><model type='virtio'/>\
+         <link state='down'/></interface>",
+    );
+    hosts.virsh_ok(&a, &["update-device", name, &down, "--live"]);
+    let live = hosts.virsh_ok(&a, &["dumpxml", name]);
+    assert!(live.contains("<link state='down'/>"), "{live}");
+    let e1000 = file(
+        "e1000.xml",
+        "<interface type='user'><mac address='52:54:00:4a:00:01'/><model type='e1000'/></interface>",
+    );
+    let out = virsh(&a, &["update-device", name, &e1000, "--live"]);
+    assert!(
+        stderr_of(&out).contains("cannot modify network device configuration"),
+        "{}",
+        stderr_of(&out)
+    );
     let attach = [
         "attach-disk",
         name,

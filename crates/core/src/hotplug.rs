@@ -10,7 +10,7 @@
 //! device the same way.
 
 use crate::error::{Error, Result};
-use crate::xml::{DeviceDef, DomainDef, Interface};
+use crate::xml::{DeviceDef, DeviceInfo, DomainDef, Interface};
 
 /// What a hot-plug call does with its device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,7 +265,7 @@ pub fn detach(def: &mut DomainDef, dev: &DeviceDef) -> Result<DeviceDef> {
 }
 
 /// Replaces, in the persistent config `def`, the device `dev` names with
-/// `dev`; the guest-visible address stays when `dev` gives none.
+/// `dev`; the guest-visible address and the alias stay when `dev` gives none.
 ///
 /// # Errors
 /// [`Error::InvalidArg`] "target … doesn't exist." for a disk `def` lacks;
@@ -279,23 +279,29 @@ pub fn update(def: &mut DomainDef, dev: &DeviceDef) -> Result<()> {
             })?;
             let old = &mut def.devices.disks[i];
             let mut new = disk.clone();
-            if new.info.address.is_none() {
-                new.info.address = old.info.address.take();
-            }
+            keep_info(&mut new.info, &mut old.info);
             *old = new;
         }
         DeviceDef::Interface(iface) => {
             let i = interface_index(def, iface)?;
             let old = &mut def.devices.interfaces[i];
             let mut new = iface.clone();
-            if new.info.address.is_none() {
-                new.info.address = old.info.address.take();
-            }
+            keep_info(&mut new.info, &mut old.info);
             *old = new;
         }
         DeviceDef::Other(_) => return Err(unsupported(Target::Config, "update", dev)),
     }
     Ok(())
+}
+
+/// What an updated device keeps of the one it replaces.
+fn keep_info(new: &mut DeviceInfo, old: &mut DeviceInfo) {
+    if new.address.is_none() {
+        new.address = old.address.take();
+    }
+    if new.alias.is_none() {
+        new.alias = old.alias.take();
+    }
 }
 
 #[cfg(test)]

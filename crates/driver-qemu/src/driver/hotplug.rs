@@ -89,7 +89,12 @@ impl QemuDriver {
             match change {
                 Change::Attach => self.attach_live(dom, &target, &mut dev).await?,
                 Change::Detach => self.detach_live(dom, &target, &dev).await?,
-                Change::Update => update_live(&target, &dev).await?,
+                Change::Update => {
+                    update_live(&target, &dev).await?;
+                    self.shared.edit_live(&dom.uuid, target.id, |def| {
+                        Change::Update.apply(Target::Live, def, &dev).map(|_| ())
+                    })?;
+                }
             }
         }
         if let Some(mut def) = config {
