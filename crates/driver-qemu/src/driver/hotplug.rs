@@ -118,11 +118,17 @@ impl QemuDriver {
     ) -> Result<()> {
         const OP: &str = "virDomainAttachDeviceFlags";
         let qmp = &target.runtime.qmp;
+        if let DeviceDef::Interface(i) = dev {
+            // A NIC's alias is its QEMU id: a user's (`ua-…`) is not used
+            // as one (see `spec::set_aliases`), so it gets ours.
+            i.info.alias = None;
+        }
         hotplug::assign_alias(&target.def, dev);
         let alias = dev
             .alias()
             .map(str::to_owned)
             .ok_or_else(|| Error::internal("hot-plugged device without an alias"))?;
+        let id = qemu_id(dev).unwrap_or_else(|| alias.clone());
         match &*dev {
             DeviceDef::Disk(d) => {
                 if hotplug::disk_index(&target.def, &d.target.dev).is_some() {
@@ -152,11 +158,11 @@ impl QemuDriver {
             DeviceDef::Interface(i) => {
                 let mut spec = nic(i).map_err(|e| e.into_core(OP))?;
                 spec.slot = None;
-                let netdev = netdev_id(&alias);
+                let netdev = netdev_id(&id);
                 qmp.execute(&NetdevAdd(spec.netdev(&netdev)))
                     .await
                     .map_err(|e| e.into_core(OP))?;
-                if let Err(e) = qmp.execute(&DeviceAdd(spec.device(&alias, &netdev))).await {
+                if let Err(e) = qmp.execute(&DeviceAdd(spec.device(&id, &netdev))).await {
                     if let Err(undo) = qmp.execute(&NetdevDel { id: netdev }).await {
                         warn!(error = %undo.chain(), "cannot remove the netdev of a failed attach");
                     }
@@ -166,7 +172,7 @@ impl QemuDriver {
             DeviceDef::Other(_) => return Err(hotplug::unsupported(Target::Live, "attach", dev)),
         }
         match qmp.execute(&QueryPci).await {
-            Ok(buses) => set_pci_address(dev, pci_slot_of(&buses, &alias)),
+            Ok(buses) => set_pci_address(dev, pci_slot_of(&buses, &id)),
             Err(e) => {
                 warn!(error = %e.chain(), %alias, "cannot read the slot of a hot-plugged device")
             }
@@ -196,27 +202,27 @@ impl QemuDriver {
                         reason: "This type of disk cannot be hot unplugged".into(),
                     });
                 }
-                found.info.alias.clone()
+                DeviceDef::Disk(found.clone())
             }
             DeviceDef::Interface(i) => {
                 let idx = hotplug::interface_index(&target.def, i)?;
-                target.def.devices.interfaces[idx].info.alias.clone()
+                DeviceDef::Interface(target.def.devices.interfaces[idx].clone())
             }
             DeviceDef::Other(_) => return Err(hotplug::unsupported(Target::Live, "detach", dev)),
         };
-        let alias = found.ok_or_else(|| Error::internal("live device without an alias"))?;
+        let id = qemu_id(&found).ok_or_else(|| Error::internal("live device without an id"))?;
         // Subscribed before asking, so the answer cannot slip past.
         let mut events = target.runtime.qmp.events();
         target
             .runtime
             .qmp
-            .execute(&DeviceDel { id: alias.clone() })
+            .execute(&DeviceDel { id: id.clone() })
             .await
             .map_err(|e| e.into_core(OP))?;
         let deleted = tokio::time::timeout(UNPLUG_TIMEOUT, async {
             loop {
                 match events.recv().await {
-                    Ok(event) if is_deleted(&event.event, &event.data, &alias) => return true,
+                    Ok(event) if is_deleted(&event.event, &event.data, &id) => return true,
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
                 }
@@ -225,10 +231,10 @@ impl QemuDriver {
         .await
         .unwrap_or(false);
         if deleted {
-            finish_removal(&self.shared, &target.runtime, dom.uuid, target.id, &alias).await;
+            finish_removal(&self.shared, &target.runtime, dom.uuid, target.id, &id).await;
         } else {
             // libvirt's qemuDomainWaitForDeviceRemoval: success all the same.
-            warn!(name = %dom.name, %alias, "the guest did not release the device in time; it goes when the guest does");
+            warn!(name = %dom.name, %id, "the guest did not release the device in time; it goes when the guest does");
         }
         Ok(())
     }
@@ -262,9 +268,19 @@ impl Shared {
     }
 }
 
-/// Whether a QMP event is `DEVICE_DELETED` of the device `alias`.
-fn is_deleted(event: &str, data: &Value, alias: &str) -> bool {
-    event == names::DEVICE_DELETED && data.get("device").and_then(Value::as_str) == Some(alias)
+/// The QEMU id of a disk or NIC of a live definition: a disk's target dev,
+/// a NIC's alias (`nicN`), as the command line and hot-plug name them.
+fn qemu_id(dev: &DeviceDef) -> Option<String> {
+    match dev {
+        DeviceDef::Disk(d) => Some(d.target.dev.clone()),
+        DeviceDef::Interface(i) => i.info.alias.clone(),
+        DeviceDef::Other(_) => None,
+    }
+}
+
+/// Whether a QMP event is `DEVICE_DELETED` of the device `id`.
+fn is_deleted(event: &str, data: &Value, id: &str) -> bool {
+    event == names::DEVICE_DELETED && data.get("device").and_then(Value::as_str) == Some(id)
 }
 
 /// The device id in a `DEVICE_DELETED` event, if it names one.
@@ -278,30 +294,27 @@ pub(super) fn deleted_device(event: &str, data: &Value) -> Option<String> {
         .flatten()
 }
 
-/// Completes the removal of the device `alias` the guest released: drops
-/// its back-end, its live XML entry, and emits device-removed. Does
-/// nothing when the live XML no longer has it (the detach call and the
-/// event task may both get here; the first one does the work).
+/// Completes the removal of the device with QEMU id `device` the guest
+/// released: drops its back-end, its live XML entry, and emits
+/// device-removed (naming the device's alias). Does nothing when the live
+/// XML no longer has it (the detach call and the event task may both get
+/// here; the first one does the work).
 pub(super) async fn finish_removal(
     shared: &Shared,
     runtime: &Runtime,
     uuid: Uuid,
     id: i32,
-    alias: &str,
+    device: &str,
 ) {
     let mut removed = None;
     let edited = shared.edit_live(&uuid, id, |def| {
         let d = &mut def.devices;
-        if let Some(i) = d
-            .disks
-            .iter()
-            .position(|x| x.info.alias.as_deref() == Some(alias))
-        {
+        if let Some(i) = d.disks.iter().position(|x| x.target.dev == device) {
             removed = Some(DeviceDef::Disk(d.disks.remove(i)));
         } else if let Some(i) = d
             .interfaces
             .iter()
-            .position(|x| x.info.alias.as_deref() == Some(alias))
+            .position(|x| x.info.alias.as_deref() == Some(device))
         {
             removed = Some(DeviceDef::Interface(d.interfaces.remove(i)));
         }
@@ -312,34 +325,21 @@ pub(super) async fn finish_removal(
     };
     let backend = match &removed {
         DeviceDef::Disk(d) => {
-            runtime
-                .qmp
-                .execute(&BlockdevDel {
-                    node_name: disk_node(&d.target.dev),
-                })
-                .await
+            let node_name = disk_node(&d.target.dev);
+            runtime.qmp.execute(&BlockdevDel { node_name }).await
         }
         DeviceDef::Interface(_) => {
-            runtime
-                .qmp
-                .execute(&NetdevDel {
-                    id: netdev_id(alias),
-                })
-                .await
+            let id = netdev_id(device);
+            runtime.qmp.execute(&NetdevDel { id }).await
         }
         DeviceDef::Other(_) => Ok(Default::default()),
     };
     if let Err(e) = backend {
-        warn!(error = %e.chain(), %alias, "cannot remove the back-end of a detached device");
+        warn!(error = %e.chain(), %device, "cannot remove the back-end of a detached device");
     }
+    let alias = removed.alias().unwrap_or(device).to_owned();
     info!(%uuid, %alias, "device detached");
-    shared.emit_kind(
-        &uuid,
-        id,
-        DomainEventKind::DeviceRemoved {
-            alias: alias.to_owned(),
-        },
-    );
+    shared.emit_kind(&uuid, id, DomainEventKind::DeviceRemoved { alias });
 }
 
 /// A live update: a NIC's link state is all QEMU can change in place
@@ -468,6 +468,30 @@ fn copy_address(def: &mut DomainDef, dev: &DeviceDef) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recorded_slot_is_the_one_the_command_line_gives_back() {
+        let mut dev = DeviceDef::parse(
+            "<disk type='file'><source file='/b.img'/><target dev='vdb' bus='virtio'/></disk>",
+        )
+        .expect("disk");
+        set_pci_address(&mut dev, Some((0, 7, 0)));
+        let DeviceDef::Disk(d) = &dev else {
+            panic!("not a disk")
+        };
+        let spec = disk(d).expect("runs");
+        assert_eq!(spec.slot, Some(7));
+        assert_eq!(spec.device(0).expect("device")["addr"], "0x7");
+        assert_eq!(qemu_id(&dev).as_deref(), Some("vdb"));
+        let mut config = DomainDef::parse(
+            "<domain type='qemu'><name>g</name><memory>65536</memory><os><type>hvm</type></os>\
+             <devices><disk type='file'><source file='/b.img'/><target dev='vdb'/></disk>\
+             </devices></domain>",
+        )
+        .expect("domain");
+        copy_address(&mut config, &dev);
+        assert_eq!(config.devices.disks[0].info.address, d.info.address);
+    }
 
     #[test]
     fn netdev_ids_follow_the_nic_alias() {
