@@ -451,6 +451,48 @@ pub struct ConnectGetCapabilitiesRet {
     pub capabilities: String,
 }
 
+/// What a hypervisor offers for a domain of this emulator, arch, machine, type.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConnectGetDomainCapabilitiesArgs {
+    /// Field `emulatorbin` of `remote_connect_get_domain_capabilities_args`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub emulatorbin: Option<String>,
+    /// Field `arch` of `remote_connect_get_domain_capabilities_args`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub arch: Option<String>,
+    /// Field `machine` of `remote_connect_get_domain_capabilities_args`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub machine: Option<String>,
+    /// Field `virttype` of `remote_connect_get_domain_capabilities_args`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub virttype: Option<String>,
+    /// Field `flags` of `remote_connect_get_domain_capabilities_args`.
+    pub flags: u32,
+}
+
+/// Struct `remote_connect_get_domain_capabilities_ret` from `remote.x`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConnectGetDomainCapabilitiesRet {
+    /// domainCapabilities XML
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub capabilities: String,
+}
+
 /// Server-side "secure" flag of the connection.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConnectIsSecureRet {
@@ -3099,6 +3141,8 @@ pub enum Procedure {
     DomainEventCallbackReboot = 319,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED`
     DomainEventCallbackDeviceRemoved = 333,
+    /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`
+    ConnectGetDomainCapabilities = 342,
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`
     ConnectGetAllDomainStats = 344,
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`
@@ -3263,6 +3307,7 @@ impl Procedure {
         Procedure::DomainEventCallbackLifecycle,
         Procedure::DomainEventCallbackReboot,
         Procedure::DomainEventCallbackDeviceRemoved,
+        Procedure::ConnectGetDomainCapabilities,
         Procedure::ConnectGetAllDomainStats,
         Procedure::DomainDefineXmlFlags,
         Procedure::DomainEventCallbackDeviceAdded,
@@ -3409,6 +3454,7 @@ impl Procedure {
             318 => Some(Self::DomainEventCallbackLifecycle),
             319 => Some(Self::DomainEventCallbackReboot),
             333 => Some(Self::DomainEventCallbackDeviceRemoved),
+            342 => Some(Self::ConnectGetDomainCapabilities),
             344 => Some(Self::ConnectGetAllDomainStats),
             350 => Some(Self::DomainDefineXmlFlags),
             354 => Some(Self::DomainEventCallbackDeviceAdded),
@@ -3557,23 +3603,24 @@ impl Procedure {
             Self::DomainEventCallbackLifecycle => &PROCEDURES[122],
             Self::DomainEventCallbackReboot => &PROCEDURES[123],
             Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[124],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[125],
-            Self::DomainDefineXmlFlags => &PROCEDURES[126],
-            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[127],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[128],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[129],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[130],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[131],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[132],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[133],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[134],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[135],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[136],
-            Self::ConnectSetIdentity => &PROCEDURES[137],
-            Self::DomainGetMessages => &PROCEDURES[138],
-            Self::DomainSaveParams => &PROCEDURES[139],
-            Self::DomainRestoreParams => &PROCEDURES[140],
-            Self::DomainAbortJobFlags => &PROCEDURES[141],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[125],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[126],
+            Self::DomainDefineXmlFlags => &PROCEDURES[127],
+            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[128],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[129],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[130],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[131],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[132],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[133],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[134],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[135],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[136],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[137],
+            Self::ConnectSetIdentity => &PROCEDURES[138],
+            Self::DomainGetMessages => &PROCEDURES[139],
+            Self::DomainSaveParams => &PROCEDURES[140],
+            Self::DomainRestoreParams => &PROCEDURES[141],
+            Self::DomainAbortJobFlags => &PROCEDURES[142],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3746,6 +3793,9 @@ impl Procedure {
             Self::DomainEventCallbackReboot => visitor.visit::<procs::DomainEventCallbackReboot>(),
             Self::DomainEventCallbackDeviceRemoved => {
                 visitor.visit::<procs::DomainEventCallbackDeviceRemoved>()
+            }
+            Self::ConnectGetDomainCapabilities => {
+                visitor.visit::<procs::ConnectGetDomainCapabilities>()
             }
             Self::ConnectGetAllDomainStats => visitor.visit::<procs::ConnectGetAllDomainStats>(),
             Self::DomainDefineXmlFlags => visitor.visit::<procs::DomainDefineXmlFlags>(),
@@ -4809,6 +4859,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         readonly: false,
         priority: false,
         event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 342,
+        name: "REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES",
+        readonly: false,
+        priority: false,
+        event: false,
         stream: false,
     },
     crate::ProcedureInfo {
@@ -6100,6 +6158,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct ConnectGetDomainCapabilities;
+    impl super::RemoteProcedure for ConnectGetDomainCapabilities {
+        const PROC: super::Procedure = super::Procedure::ConnectGetDomainCapabilities;
+        type Args = super::ConnectGetDomainCapabilitiesArgs;
+        type Ret = super::ConnectGetDomainCapabilitiesRet;
+    }
+
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct ConnectGetAllDomainStats;
@@ -6496,6 +6563,8 @@ pub enum Call {
     ConnectDomainEventCallbackRegisterAny(ConnectDomainEventCallbackRegisterAnyArgs),
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY`.
     ConnectDomainEventCallbackDeregisterAny(ConnectDomainEventCallbackDeregisterAnyArgs),
+    /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`.
+    ConnectGetDomainCapabilities(ConnectGetDomainCapabilitiesArgs),
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`.
     ConnectGetAllDomainStats(ConnectGetAllDomainStatsArgs),
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`.
@@ -6891,6 +6960,9 @@ impl Call {
                     proc_.name()
                 )))
             }
+            Procedure::ConnectGetDomainCapabilities => {
+                Call::ConnectGetDomainCapabilities(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::ConnectGetAllDomainStats => {
                 Call::ConnectGetAllDomainStats(migrated_xdr::from_bytes(payload)?)
             }
@@ -7091,6 +7163,7 @@ impl Call {
             Call::ConnectDomainEventCallbackDeregisterAny(_) => {
                 Procedure::ConnectDomainEventCallbackDeregisterAny
             }
+            Call::ConnectGetDomainCapabilities(_) => Procedure::ConnectGetDomainCapabilities,
             Call::ConnectGetAllDomainStats(_) => Procedure::ConnectGetAllDomainStats,
             Call::DomainDefineXmlFlags(_) => Procedure::DomainDefineXmlFlags,
             Call::ConnectRegisterCloseCallback => Procedure::ConnectRegisterCloseCallback,
@@ -7233,6 +7306,7 @@ impl Call {
             Call::DomainMigrateConfirm3Params(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackRegisterAny(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackDeregisterAny(args) => migrated_xdr::to_bytes(args),
+            Call::ConnectGetDomainCapabilities(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetAllDomainStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainDefineXmlFlags(args) => migrated_xdr::to_bytes(args),
             Call::ConnectRegisterCloseCallback => Ok(Vec::new()),
