@@ -123,9 +123,178 @@ fn live_with(
     );
 }
 
+/// A regular migration of a guest that got devices while it ran: a NIC
+/// (`attach-device --live`), then a disk (`attach-disk --live --config`),
+/// each in the first free PCI slot, so the disk's slot is not the one the
+/// destination's command line would give it unasked; and a second disk
+/// detached before the migration, which the guest (no ACPI) never
+/// releases, so it stays, as with libvirt. The destination's QEMU is built
+/// with all three in their slots, or the migration would fail.
 #[test]
 fn qemu_virsh_live_regular() {
-    live(Tool::Virsh, "q-regular", &[], None);
+    let name = "q-regular";
+    let images = tempfile::tempdir().expect("image dir");
+    let image = |file: &str| {
+        let path = images.path().join(file);
+        std::fs::write(&path, vec![0u8; 1 << 20]).expect("write image");
+        path.display().to_string()
+    };
+    let (vdb, vdc) = (image("vdb.img"), image("vdc.img"));
+    live_with(Tool::Virsh, name, &[], None, |stage| match stage {
+        Stage::Before(hosts) => hot_plug_before_migration(hosts, name, &vdb, &vdc),
+        Stage::After(hosts) => {
+            let (a, b) = (hosts.a_uri(), hosts.b_uri());
+            let live = hosts.virsh_ok(&b, &["dumpxml", name]);
+            for needle in [
+                "<alias name='vdb'/>",
+                "<alias name='vdc'/>",
+                "<alias name='nic0'/>",
+            ] {
+                assert!(live.contains(needle), "{needle} missing on B:\n{live}");
+            }
+            // QEMU on B has the disk's node (query-blockstats).
+            hosts.virsh_ok(&b, &["domblkstat", name, "vdb"]);
+            let uuid = hosts.virsh_ok(&b, &["domuuid", name]);
+            let line = qemu_cmdline(uuid.trim());
+            let device = line
+                .split(' ')
+                .find(|arg| arg.contains(r#""id":"vdb""#))
+                .unwrap_or_else(|| panic!("no vdb device on B: {line}"));
+            assert!(
+                device.contains(r#""addr":"0x"#),
+                "vdb without its slot: {device}"
+            );
+            // A keeps its config, with the disk attached --config.
+            let config = hosts.virsh_ok(&a, &["dumpxml", "--inactive", name]);
+            assert!(config.contains(&vdb) && !config.contains(&vdc), "{config}");
+        }
+    });
+}
+
+/// The hot-plug steps of [`qemu_virsh_live_regular`] on A, with libvirt's
+/// errors for what cannot be plugged.
+fn hot_plug_before_migration(hosts: &QemuHosts, name: &str, vdb: &str, vdc: &str) {
+    let a = hosts.a_uri();
+    let events = VirshEvents::spawn(&a, &["--loop", "--all", "--domain", name]);
+    events.sync_on_redefine(&a, name);
+    let dir = tempfile::tempdir().expect("xml dir");
+    let file = |file: &str, xml: &str| {
+        let path = dir.path().join(file);
+        std::fs::write(&path, xml).expect("write device XML");
+        path.display().to_string()
+    };
+    let nic = file(
+        "nic.xml",
+        "<interface type='user'><mac address='52:54:00:4a:00:01'/><model type='virtio'/></interface>",
+    );
+    hosts.virsh_ok(&a, &["attach-device", name, &nic, "--live"]);
+    // A running NIC's link can change (QEMU's set_link), nothing else.
+    let down = file(
+        "down.xml",
+        "<interface type='user'><mac address='52:54:00:4a:00:01'/><model type='virtio'/>\
+         <link state='down'/></interface>",
+    );
+    hosts.virsh_ok(&a, &["update-device", name, &down, "--live"]);
+    let live = hosts.virsh_ok(&a, &["dumpxml", name]);
+    assert!(live.contains("<link state='down'/>"), "{live}");
+    let e1000 = file(
+        "e1000.xml",
+        "<interface type='user'><mac address='52:54:00:4a:00:01'/><model type='e1000'/></interface>",
+    );
+    let out = virsh(&a, &["update-device", name, &e1000, "--live"]);
+    assert!(
+        stderr_of(&out).contains("cannot modify network device configuration"),
+        "{}",
+        stderr_of(&out)
+    );
+    let attach = [
+        "attach-disk",
+        name,
+        vdb,
+        "vdb",
+        "--live",
+        "--config",
+        "--subdriver",
+        "raw",
+    ];
+    let out = hosts.virsh_ok(&a, &attach);
+    assert!(out.contains("Disk attached successfully"), "{out}");
+    events.wait_for(
+        &format!("event 'device-added' for domain '{name}': vdb"),
+        Duration::from_secs(10),
+    );
+    let live = hosts.virsh_ok(&a, &["dumpxml", name]);
+    assert!(
+        live.contains("<alias name='vdb'/>") && live.contains("<address type='pci'"),
+        "{live}"
+    );
+    hosts.virsh_ok(&a, &["domblkstat", name, "vdb"]);
+    let refusals: [(&[&str], &str); 3] = [
+        (
+            &["attach-disk", name, vdc, "vdb", "--live"],
+            "target vdb already exists",
+        ),
+        (
+            &[
+                "attach-disk",
+                name,
+                vdc,
+                "hdc",
+                "--targetbus",
+                "ide",
+                "--live",
+            ],
+            "disk bus 'ide' cannot be hotplugged.",
+        ),
+        (
+            &[
+                "detach-device",
+                name,
+                &file(
+                    "vdz.xml",
+                    "<disk type='file'><source file='/x'/><target dev='vdz'/></disk>",
+                ),
+                "--live",
+            ],
+            "device not found: disk vdz not found",
+        ),
+    ];
+    for (args, expected) in refusals {
+        let out = virsh(&a, args);
+        assert!(
+            !out.status.success() && stderr_of(&out).contains(expected),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+    }
+    // --config only: the persistent XML has the NIC, the running guest not.
+    let mac = "52:54:00:4a:00:02";
+    hosts.virsh_ok(
+        &a,
+        &[
+            "attach-interface",
+            name,
+            "bridge",
+            "br0",
+            "--mac",
+            mac,
+            "--config",
+        ],
+    );
+    let config = hosts.virsh_ok(&a, &["domiflist", name, "--inactive"]);
+    assert!(config.contains(mac), "{config}");
+    assert!(!hosts.virsh_ok(&a, &["domiflist", name]).contains(mac));
+    hosts.virsh_ok(
+        &a,
+        &["detach-interface", name, "bridge", "--mac", mac, "--config"],
+    );
+    // Detached while running: the guest never releases it, the call
+    // succeeds after libvirt's 5 s and the disk stays until it does.
+    hosts.virsh_ok(&a, &["attach-disk", name, vdc, "vdc", "--live"]);
+    let out = hosts.virsh_ok(&a, &["detach-disk", name, "vdc", "--live"]);
+    assert!(out.contains("Disk detached successfully"), "{out}");
+    let live = hosts.virsh_ok(&a, &["domblklist", name]);
+    assert!(live.contains("vdc"), "{live}");
 }
 
 /// With the devices, a vCPU hot-plugged on A before the migration: the

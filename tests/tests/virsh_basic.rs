@@ -5,7 +5,7 @@
 use std::process::Output;
 
 use migrated_tests::clients::{stderr_of, stdout_of};
-use migrated_tests::{require_binary, virsh, wait_until, Daemon, Pki};
+use migrated_tests::{require_binary, virsh, wait_until, Daemon, Pki, VirshEvents};
 
 const HOSTNAME: &str = "migrated-test-host";
 
@@ -436,6 +436,7 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
     assert!(info.contains("Managed save:   no"), "{info}");
     assert!(info.contains("Used memory:    2048 KiB"), "{info}");
 
+    hotplug(uri, dir, name);
     ok(&virsh(uri, &["destroy", name]), "destroy");
     assert_eq!(
         ok(&virsh(uri, &["domstate", name]), "domstate").trim(),
@@ -651,6 +652,97 @@ fn vcpus_save_and_rename(uri: &str, dir: &std::path::Path) {
         "{inactive}"
     );
     ok(&virsh(uri, &["undefine", "renamed-guest"]), "undefine");
+}
+
+/// Device hot-plug on the running test guest `name`: a disk live and in
+/// the config (listed by both XMLs, a device-added event), an interface in
+/// the config only, libvirt's errors, and both detached again.
+fn hotplug(uri: &str, dir: &std::path::Path, name: &str) {
+    let events = VirshEvents::spawn(uri, &["--loop", "--all", "--domain", name]);
+    events.sync_on_redefine(uri, name);
+    let out = ok(
+        &virsh(
+            uri,
+            &[
+                "attach-disk",
+                name,
+                "/var/lib/test/b.img",
+                "vdb",
+                "--live",
+                "--config",
+            ],
+        ),
+        "attach-disk",
+    );
+    assert!(out.contains("Disk attached successfully"), "{out}");
+    events.wait_for(
+        &format!("event 'device-added' for domain '{name}': vdb"),
+        std::time::Duration::from_secs(10),
+    );
+    for args in [
+        &["domblklist", name] as &[&str],
+        &["domblklist", name, "--inactive"],
+    ] {
+        let listed = ok(&virsh(uri, args), "domblklist");
+        assert!(listed.contains("vdb      /var/lib/test/b.img"), "{listed}");
+    }
+    let again = virsh(
+        uri,
+        &["attach-disk", name, "/var/lib/test/c.img", "vdb", "--live"],
+    );
+    assert!(
+        stderr_of(&again).contains("target vdb already exists"),
+        "{}",
+        stderr_of(&again)
+    );
+    let missing = xml_file(
+        dir,
+        "vdz",
+        "<disk type='file'><source file='/x'/><target dev='vdz'/></disk>",
+    );
+    let gone = virsh(uri, &["detach-device", name, &missing, "--config"]);
+    assert!(
+        stderr_of(&gone).contains("device not found: no target device vdz"),
+        "{}",
+        stderr_of(&gone)
+    );
+    let video = xml_file(dir, "video", "<video><model type='vga'/></video>");
+    let refused = virsh(uri, &["attach-device", name, &video, "--live"]);
+    assert!(
+        stderr_of(&refused).contains("live attach of device 'video' is not supported"),
+        "{}",
+        stderr_of(&refused)
+    );
+    let mac = "52:54:00:7e:57:02";
+    let nic = [
+        "attach-interface",
+        name,
+        "bridge",
+        "br0",
+        "--mac",
+        mac,
+        "--config",
+    ];
+    ok(&virsh(uri, &nic), "attach-interface --config");
+    let config = ok(&virsh(uri, &["domiflist", name, "--inactive"]), "domiflist");
+    assert!(config.contains(mac), "{config}");
+    let live = ok(&virsh(uri, &["domiflist", name]), "domiflist");
+    assert!(!live.contains(mac), "{live}");
+    let detach = ["detach-interface", name, "bridge", "--mac", mac, "--config"];
+    ok(&virsh(uri, &detach), "detach-interface --config");
+    ok(
+        &virsh(uri, &["detach-disk", name, "vdb", "--live", "--config"]),
+        "detach-disk",
+    );
+    events.wait_for(
+        &format!("event 'device-removed' for domain '{name}': vdb"),
+        std::time::Duration::from_secs(10),
+    );
+    let listed = ok(
+        &virsh(uri, &["domblklist", name, "--inactive"]),
+        "domblklist",
+    );
+    assert!(!listed.contains("vdb"), "{listed}");
 }
 
 #[test]

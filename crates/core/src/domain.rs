@@ -350,6 +350,8 @@ pub mod event_id {
     /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`: the last id the legacy
     /// (non-callback) registration accepts; later ids exist only for callbacks.
     pub const DEVICE_REMOVED: i32 = 15;
+    /// `VIR_DOMAIN_EVENT_ID_DEVICE_ADDED`.
+    pub const DEVICE_ADDED: i32 = 19;
     /// `VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION`.
     pub const MIGRATION_ITERATION: i32 = 20;
     /// `VIR_DOMAIN_EVENT_ID_JOB_COMPLETED`.
@@ -383,6 +385,17 @@ pub enum DomainEventKind {
         /// `COMPLETED` returns them.
         stats: TypedParams,
     },
+    /// A device was hot-plugged (`VIR_DOMAIN_EVENT_ID_DEVICE_ADDED`).
+    DeviceAdded {
+        /// The device's alias (`vdb`, `net1`).
+        alias: String,
+    },
+    /// A device left the running guest: the guest released it and its
+    /// back-end is gone (`VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`).
+    DeviceRemoved {
+        /// The device's alias.
+        alias: String,
+    },
 }
 
 impl DomainEventKind {
@@ -393,6 +406,8 @@ impl DomainEventKind {
             DomainEventKind::Reboot => event_id::REBOOT,
             DomainEventKind::MigrationIteration { .. } => event_id::MIGRATION_ITERATION,
             DomainEventKind::JobCompleted { .. } => event_id::JOB_COMPLETED,
+            DomainEventKind::DeviceAdded { .. } => event_id::DEVICE_ADDED,
+            DomainEventKind::DeviceRemoved { .. } => event_id::DEVICE_REMOVED,
         }
     }
 }
@@ -421,7 +436,9 @@ impl DomainEvent {
             DomainEventKind::Lifecycle { event, detail } => Some((event, detail)),
             DomainEventKind::Reboot
             | DomainEventKind::MigrationIteration { .. }
-            | DomainEventKind::JobCompleted { .. } => None,
+            | DomainEventKind::JobCompleted { .. }
+            | DomainEventKind::DeviceAdded { .. }
+            | DomainEventKind::DeviceRemoved { .. } => None,
         }
     }
 }

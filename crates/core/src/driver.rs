@@ -139,6 +139,12 @@ pub enum Operation {
     SetVcpus,
     /// [`Driver::rename`].
     Rename,
+    /// [`Driver::attach_device`].
+    AttachDevice,
+    /// [`Driver::detach_device`].
+    DetachDevice,
+    /// [`Driver::update_device`].
+    UpdateDevice,
 }
 
 impl Operation {
@@ -198,6 +204,9 @@ impl Operation {
         Operation::ManagedSaveDefineXml,
         Operation::SetVcpus,
         Operation::Rename,
+        Operation::AttachDevice,
+        Operation::DetachDevice,
+        Operation::UpdateDevice,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -257,6 +266,9 @@ impl Operation {
             Operation::ManagedSaveDefineXml => "virDomainManagedSaveDefineXML",
             Operation::SetVcpus => "virDomainSetVcpusFlags",
             Operation::Rename => "virDomainRename",
+            Operation::AttachDevice => "virDomainAttachDeviceFlags",
+            Operation::DetachDevice => "virDomainDetachDeviceFlags",
+            Operation::UpdateDevice => "virDomainUpdateDeviceFlags",
         }
     }
 
@@ -317,6 +329,9 @@ impl Operation {
             Operation::ManagedSaveDefineXml => "managed_save_define_xml",
             Operation::SetVcpus => "set_vcpus",
             Operation::Rename => "rename",
+            Operation::AttachDevice => "attach_device",
+            Operation::DetachDevice => "detach_device",
+            Operation::UpdateDevice => "update_device",
         }
     }
 }
@@ -715,6 +730,30 @@ pub trait Driver: Send + Sync {
     async fn rename(&self, dom: &DomainRef, new_name: &str, flags: u32) -> Result<DomainRef> {
         let _ = (dom, new_name, flags);
         Err(self.no_support(Operation::Rename))
+    }
+
+    /// Adds the device described by `xml` (`<disk>`, `<interface>`) to the
+    /// running guest and/or its persistent config, per
+    /// [`crate::flags::affect`] in `flags` (`virsh attach-device`,
+    /// `attach-disk`, `attach-interface`).
+    async fn attach_device(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<()> {
+        let _ = (dom, xml, flags);
+        Err(self.no_support(Operation::AttachDevice))
+    }
+
+    /// Removes the device `xml` names from the running guest and/or its
+    /// persistent config (`virsh detach-device`, `detach-disk`,
+    /// `detach-interface`).
+    async fn detach_device(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<()> {
+        let _ = (dom, xml, flags);
+        Err(self.no_support(Operation::DetachDevice))
+    }
+
+    /// Replaces the device `xml` names with `xml` in the running guest
+    /// and/or its persistent config (`virsh update-device`).
+    async fn update_device(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<()> {
+        let _ = (dom, xml, flags);
+        Err(self.no_support(Operation::UpdateDevice))
     }
 }
 

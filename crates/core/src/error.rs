@@ -84,6 +84,8 @@ pub enum ErrorCode {
     CpuIncompatible = 91,
     /// `VIR_ERR_MIGRATE_FINISH_OK`: Finish with `cancelled=1` cleaned up successfully.
     MigrateFinishOk = 93,
+    /// `VIR_ERR_DEVICE_MISSING`: the domain has no such device.
+    DeviceMissing = 99,
     /// `VIR_ERR_MULTIPLE_DOMAINS`: more than one domain matched.
     MultipleDomains = 110,
 }
@@ -123,6 +125,7 @@ impl ErrorCode {
             ErrorCode::AccessDenied => "access denied: %s",
             ErrorCode::CpuIncompatible => "the CPU is incompatible with host CPU: %s",
             ErrorCode::MigrateFinishOk => "migration successfully aborted: %s",
+            ErrorCode::DeviceMissing => "device not found: %s",
             ErrorCode::MultipleDomains => "multiple matching domains found: %s",
             ErrorCode::AgentUnresponsive => "Guest agent is not responding: %s",
         }
@@ -307,6 +310,23 @@ pub enum Error {
         /// What was being done, e.g. "migration".
         operation: &'static str,
         /// Why it failed.
+        reason: String,
+    },
+
+    /// The domain has no device matching the one named
+    /// (`VIR_ERR_DEVICE_MISSING`), e.g. a detach of a disk it lacks.
+    #[error("device not found: {reason}")]
+    DeviceMissing {
+        /// libvirt's sentence, e.g. "no target device vdb".
+        reason: String,
+    },
+
+    /// A device change the domain's state forbids, in libvirt's words
+    /// (`VIR_ERR_OPERATION_FAILED`), e.g. a live attach of a disk whose
+    /// target the guest already has.
+    #[error("operation failed: {reason}")]
+    DeviceFailed {
+        /// libvirt's sentence, e.g. "target vdb already exists".
         reason: String,
     },
 
@@ -530,6 +550,8 @@ impl Error {
             Error::ConfigUnsupported { .. } => ErrorCode::ConfigUnsupported,
             Error::OperationFailed { .. } => ErrorCode::OperationFailed,
             Error::NoStoragePool { .. } => ErrorCode::NoStoragePool,
+            Error::DeviceMissing { .. } => ErrorCode::DeviceMissing,
+            Error::DeviceFailed { .. } => ErrorCode::OperationFailed,
             Error::OperationAborted { .. } => ErrorCode::OperationAborted,
             Error::OperationTimeout { .. } => ErrorCode::OperationTimeout,
             Error::JobLockTimeout { .. } => ErrorCode::OperationTimeout,
@@ -617,6 +639,8 @@ impl Error {
             | Error::ArgumentRefused { .. }
             | Error::GuestAgent { .. }
             | Error::ConfigUnsupported { .. }
+            | Error::DeviceMissing { .. }
+            | Error::DeviceFailed { .. }
             | Error::OperationTimeout { .. }
             | Error::ResourceBusy { .. }
             | Error::MigrateCookieTooLarge { .. }

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod driver;
 pub mod error;
 pub mod flags;
+pub mod hotplug;
 pub mod hvsupport;
 pub mod job;
 pub mod migration;

@@ -115,6 +115,11 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainSetVcpus, Operation::SetVcpus),
     (Procedure::DomainSetVcpusFlags, Operation::SetVcpus),
     (Procedure::DomainRename, Operation::Rename),
+    (Procedure::DomainAttachDevice, Operation::AttachDevice),
+    (Procedure::DomainAttachDeviceFlags, Operation::AttachDevice),
+    (Procedure::DomainDetachDevice, Operation::DetachDevice),
+    (Procedure::DomainDetachDeviceFlags, Operation::DetachDevice),
+    (Procedure::DomainUpdateDeviceFlags, Operation::UpdateDevice),
 ];
 
 /// The driver operation a procedure becomes, if it is served by a driver method.

@@ -108,6 +108,45 @@ pub struct Disk {
     pub bus: String,
     /// Attach read-only.
     pub readonly: bool,
+    /// The PCI slot on bus 0 (`<address type='pci' slot=…/>`), `None` for
+    /// the next free one.
+    pub slot: Option<u8>,
+}
+
+impl Disk {
+    /// The `-blockdev` / `blockdev-add` JSON of its node.
+    pub fn blockdev(&self) -> serde_json::Value {
+        json!({
+            "node-name": disk_node(&self.target),
+            "driver": self.format,
+            "read-only": self.readonly,
+            "file": {
+                "driver": "file",
+                "filename": self.source.to_string_lossy(),
+                "read-only": self.readonly,
+            },
+        })
+    }
+
+    /// The `-device` / `device_add` JSON of the guest device; `boot_index`
+    /// for IDE/SATA disks.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a bus other than virtio, ide, sata.
+    pub fn device(&self, boot_index: usize) -> Result<serde_json::Value> {
+        let node = disk_node(&self.target);
+        let mut device = match self.bus.as_str() {
+            "virtio" => json!({"driver": "virtio-blk-pci", "drive": node, "id": self.target}),
+            "ide" | "sata" => {
+                json!({"driver": "ide-hd", "drive": node, "id": self.target, "bootindex": boot_index})
+            }
+            other => return Err(invalid(format!("disk bus {other} is not supported"))),
+        };
+        if let Some(slot) = self.slot {
+            device["addr"] = json!(format!("{slot:#x}"));
+        }
+        Ok(device)
+    }
 }
 
 /// Where a NIC's traffic goes.
@@ -131,6 +170,31 @@ pub struct Nic {
     pub mac: Option<String>,
     /// Device model, e.g. `virtio-net-pci` or `e1000`.
     pub model: String,
+    /// The PCI slot on bus 0, `None` for the next free one.
+    pub slot: Option<u8>,
+}
+
+impl Nic {
+    /// The `netdev_add` JSON of its back-end, with id `id`.
+    pub fn netdev(&self, id: &str) -> serde_json::Value {
+        match &self.backend {
+            NicBackend::User => json!({"type": "user", "id": id}),
+            NicBackend::Bridge { bridge } => json!({"type": "bridge", "id": id, "br": bridge}),
+        }
+    }
+
+    /// The `-device` / `device_add` JSON of the guest device `id` on the
+    /// back-end `netdev`.
+    pub fn device(&self, id: &str, netdev: &str) -> serde_json::Value {
+        let mut device = json!({"driver": self.model, "netdev": netdev, "id": id});
+        if let Some(mac) = &self.mac {
+            device["mac"] = json!(mac);
+        }
+        if let Some(slot) = self.slot {
+            device["addr"] = json!(format!("{slot:#x}"));
+        }
+        device
+    }
 }
 
 /// A remote display.
@@ -626,24 +690,8 @@ impl LaunchSpec {
                     disk.target
                 )));
             }
-            let node = disk_node(&disk.target);
-            let blockdev = json!({
-                "node-name": node,
-                "driver": disk.format,
-                "read-only": disk.readonly,
-                "file": {
-                    "driver": "file",
-                    "filename": disk.source.to_string_lossy(),
-                    "read-only": disk.readonly,
-                },
-            });
-            let device = match disk.bus.as_str() {
-                "virtio" => json!({"driver": "virtio-blk-pci", "drive": node, "id": disk.target}),
-                "ide" | "sata" => {
-                    json!({"driver": "ide-hd", "drive": node, "id": disk.target, "bootindex": i + 1})
-                }
-                other => return Err(invalid(format!("disk bus {other} is not supported"))),
-            };
+            let blockdev = disk.blockdev();
+            let device = disk.device(i + 1)?;
             a.push2("-blockdev", blockdev.to_string());
             a.push2("-device", device.to_string());
         }
@@ -659,10 +707,7 @@ impl LaunchSpec {
                     a.push2("-netdev", format!("bridge,id={id},br={}", escape(bridge)))
                 }
             }
-            let mut device = json!({"driver": nic.model, "netdev": id, "id": format!("nic{i}")});
-            if let Some(mac) = &nic.mac {
-                device["mac"] = json!(mac);
-            }
+            let device = nic.device(&format!("nic{i}"), &id);
             a.push2("-device", device.to_string());
         }
     }
@@ -852,6 +897,7 @@ pub(crate) mod tests {
             target: "vda".into(),
             bus: "virtio".into(),
             readonly: false,
+            slot: None,
         });
         let a = argv(&s);
         let blockdev: serde_json::Value =
@@ -863,6 +909,7 @@ pub(crate) mod tests {
             serde_json::from_str(values(&a, "-device")[0]).expect("json device");
         assert_eq!(device["driver"], "virtio-blk-pci");
         assert_eq!(device["drive"], "drive-vda");
+        assert!(device.get("addr").is_none());
     }
 
     #[test]
@@ -873,6 +920,7 @@ pub(crate) mod tests {
             target: "vda".into(),
             bus: "virtio".into(),
             readonly: false,
+            slot: None,
         };
         let mut s = spec();
         s.disks.push(disk.clone());
@@ -893,6 +941,7 @@ pub(crate) mod tests {
             backend: NicBackend::User,
             mac: Some("52:54:00:12:34:56".into()),
             model: "virtio-net-pci".into(),
+            slot: Some(9),
         });
         s.nics.push(Nic {
             backend: NicBackend::Bridge {
@@ -900,6 +949,7 @@ pub(crate) mod tests {
             },
             mac: None,
             model: "e1000".into(),
+            slot: None,
         });
         s.graphics.push(Graphics::Vnc {
             listen: "127.0.0.1".into(),
@@ -926,6 +976,7 @@ pub(crate) mod tests {
         let nic0: serde_json::Value = serde_json::from_str(devices[0]).expect("json");
         assert_eq!(nic0["mac"], "52:54:00:12:34:56");
         assert_eq!(nic0["netdev"], "net0");
+        assert_eq!(nic0["addr"], "0x9");
         assert!(devices.iter().any(|d| d.contains("\"VGA\"")));
         assert_eq!(values(&a, "-vnc"), ["127.0.0.1:0,to=99"]);
         assert_eq!(
@@ -1045,6 +1096,7 @@ pub(crate) mod tests {
             target: "vda".into(),
             bus: "virtio".into(),
             readonly: false,
+            slot: None,
         });
         s.video = Some(Device::new("virtio-vga", "video0").with("max_outputs", 1));
         s.controllers

@@ -10,6 +10,8 @@ use migrated_core::xml::MetadataTarget;
 use migrated_driver_qemu::{QemuConfig, QemuDriver, SUPPORT};
 use uuid::Uuid;
 
+const DISK: &str = "<disk type='file'><source file='/probe.img'/><target dev='vdb'/></disk>";
+
 async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
     let dom = DomainRef {
         name: "nobody".into(),
@@ -89,6 +91,9 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         }
         Operation::SetVcpus => driver.set_vcpus(&dom, 1, 0).await.err(),
         Operation::Rename => driver.rename(&dom, "renamed", 0).await.err(),
+        Operation::AttachDevice => driver.attach_device(&dom, DISK, 0).await.err(),
+        Operation::DetachDevice => driver.detach_device(&dom, DISK, 0).await.err(),
+        Operation::UpdateDevice => driver.update_device(&dom, DISK, 0).await.err(),
     };
     err.map(|e| e.code())
 }

@@ -46,6 +46,7 @@ use migrated_core::domain::{
     MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason, VcpuInfo,
 };
 use migrated_core::driver::Driver;
+use migrated_core::hotplug::Change;
 use migrated_core::support::SupportTable;
 use migrated_core::xml::{DomainDef, MetadataTarget};
 use migrated_core::{Error, Result};
@@ -196,6 +197,19 @@ impl TestDriver {
     pub async fn outgoing_complete(&self, dom: &DomainRef, undefine: bool) -> Result<()> {
         let dom = dom.clone();
         self.blocking(move |r| r.outgoing_complete(&dom, undefine))
+            .await
+    }
+
+    /// A device hot-plug call (the store write runs on the blocking pool).
+    async fn change_device(
+        &self,
+        dom: &DomainRef,
+        change: Change,
+        xml: &str,
+        flags: u32,
+    ) -> Result<()> {
+        let (dom, xml) = (dom.clone(), xml.to_owned());
+        self.blocking(move |r| r.change_device(&dom, change, &xml, flags))
             .await
     }
 
@@ -411,6 +425,18 @@ impl Driver for TestDriver {
         flags: u32,
     ) -> Result<String> {
         self.read(|r| r.get_metadata(dom, target, flags))
+    }
+
+    async fn attach_device(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<()> {
+        self.change_device(dom, Change::Attach, xml, flags).await
+    }
+
+    async fn detach_device(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<()> {
+        self.change_device(dom, Change::Detach, xml, flags).await
+    }
+
+    async fn update_device(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<()> {
+        self.change_device(dom, Change::Update, xml, flags).await
     }
 
     async fn set_memory(&self, dom: &DomainRef, kib: u64, flags: u32) -> Result<()> {

@@ -26,6 +26,7 @@ use crate::store::Store;
 use crate::workload::WorkloadConfig;
 
 mod handover;
+mod hotplug;
 mod managed;
 mod metadata;
 mod save;

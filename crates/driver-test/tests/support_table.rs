@@ -14,6 +14,8 @@ use uuid::Uuid;
 const XML: &str = "<domain type='test'><name>probe</name>\
                    <memory unit='MiB'>1</memory><os><type>hvm</type></os></domain>";
 
+const DISK: &str = "<disk type='file'><source file='/probe.img'/><target dev='vdb'/></disk>";
+
 /// Calls the trait method behind `op` once and reports whether it answered
 /// "not supported". Any other outcome, success or error, means the driver
 /// implements it. The match is exhaustive, so a new operation must be probed.
@@ -95,6 +97,9 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         }
         Operation::SetVcpus => no_support(drv.set_vcpus(dom, 1, 0).await),
         Operation::Rename => no_support(drv.rename(dom, "renamed", 0).await),
+        Operation::AttachDevice => no_support(drv.attach_device(dom, DISK, 0).await),
+        Operation::DetachDevice => no_support(drv.detach_device(dom, DISK, 0).await),
+        Operation::UpdateDevice => no_support(drv.update_device(dom, DISK, 0).await),
     }
 }
 

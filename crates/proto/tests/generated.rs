@@ -54,7 +54,10 @@ fn annotations() {
             .map(|i| i.number)
             .collect()
     };
-    assert_eq!(with(|i| i.event), vec![107, 169, 318, 319, 359, 362, 363]);
+    assert_eq!(
+        with(|i| i.event),
+        vec![107, 169, 311, 318, 319, 333, 354, 359, 362, 363]
+    );
     assert_eq!(with(|i| i.stream), vec![148, 201, 215, 304]);
     for p in [
         Procedure::DomainDestroy,
@@ -65,6 +68,9 @@ fn annotations() {
         Procedure::DomainSave,
         Procedure::DomainAbortJob,
         Procedure::DomainMigrateSetMaxSpeed,
+        Procedure::DomainAttachDeviceFlags,
+        Procedure::DomainDetachDevice,
+        Procedure::DomainUpdateDeviceFlags,
     ] {
         assert!(
             !p.info().readonly,

@@ -22,8 +22,8 @@ mod units;
 mod write;
 
 pub use devices::{
-    Address, Audio, CharDevice, CharSource, CharTarget, Controller, DeviceInfo, Devices, Disk,
-    DiskDriver, DiskSource, DiskTarget, Graphics, GraphicsListen, Input, Interface,
+    Address, Audio, CharDevice, CharSource, CharTarget, Controller, DeviceDef, DeviceInfo, Devices,
+    Disk, DiskDriver, DiskSource, DiskTarget, Graphics, GraphicsListen, Input, Interface,
     InterfaceSource, Memballoon, Redirdev, Rng, Sound, Tpm, Video, VideoModel, Watchdog,
 };
 pub use domain::{check_name, DomainDef, MaxMemory, Vcpu};

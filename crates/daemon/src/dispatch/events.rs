@@ -4,10 +4,13 @@
 //! Modern clients (feature 14) register with CALLBACK_REGISTER_ANY (316)
 //! and get DOMAIN_EVENT_CALLBACK_LIFECYCLE (318),
 //! DOMAIN_EVENT_CALLBACK_REBOOT (319),
+//! DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED (333),
+//! DOMAIN_EVENT_CALLBACK_DEVICE_ADDED (354),
 //! DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION (359) and
 //! DOMAIN_EVENT_CALLBACK_JOB_COMPLETED (363) carrying their callback id;
 //! legacy clients register with 105 or 167 and get DOMAIN_EVENT_LIFECYCLE
-//! (107), and with 167 DOMAIN_EVENT_REBOOT (169). As libvirtd, every id
+//! (107), and with 167 DOMAIN_EVENT_REBOOT (169) and
+//! DOMAIN_EVENT_DEVICE_REMOVED (311). As libvirtd, every id
 //! libvirt 9.0 knows registers (legacy ones only up to DEVICE_REMOVED, the
 //! last with a legacy message); ids no
 //! driver produces simply never fire, and the newer kinds have no legacy
@@ -23,10 +26,11 @@ use migrated_proto::{
     ConnectDomainEventCallbackDeregisterAnyArgs, ConnectDomainEventCallbackRegisterAnyArgs,
     ConnectDomainEventCallbackRegisterAnyRet, ConnectDomainEventDeregisterAnyArgs,
     ConnectDomainEventDeregisterRet, ConnectDomainEventRegisterAnyArgs,
-    ConnectDomainEventRegisterRet, DomainEventCallbackJobCompletedMsg,
+    ConnectDomainEventRegisterRet, DomainEventCallbackDeviceAddedMsg,
+    DomainEventCallbackDeviceRemovedMsg, DomainEventCallbackJobCompletedMsg,
     DomainEventCallbackLifecycleMsg, DomainEventCallbackMigrationIterationMsg,
-    DomainEventCallbackRebootMsg, DomainEventLifecycleMsg, DomainEventRebootMsg, NonnullDomain,
-    Procedure, REMOTE_PROGRAM,
+    DomainEventCallbackRebootMsg, DomainEventDeviceRemovedMsg, DomainEventLifecycleMsg,
+    DomainEventRebootMsg, NonnullDomain, Procedure, REMOTE_PROGRAM,
 };
 use migrated_rpc::{ConnHandle, WireError};
 use serde::Serialize;
@@ -110,6 +114,24 @@ fn callback_message(
                 params: stats.clone().into_wire(),
             },
         ),
+        DomainEventKind::DeviceAdded { alias } => encode(
+            Procedure::DomainEventCallbackDeviceAdded,
+            &DomainEventCallbackDeviceAddedMsg {
+                callback_id,
+                dom: dom.clone(),
+                dev_alias: alias.clone(),
+            },
+        ),
+        DomainEventKind::DeviceRemoved { alias } => encode(
+            Procedure::DomainEventCallbackDeviceRemoved,
+            &DomainEventCallbackDeviceRemovedMsg {
+                callback_id,
+                msg: DomainEventDeviceRemovedMsg {
+                    dom: dom.clone(),
+                    dev_alias: alias.clone(),
+                },
+            },
+        ),
     }
 }
 
@@ -124,7 +146,7 @@ impl Registrations {
             .filter(|cb| cb.event_id == id && cb.dom.map_or(true, |uuid| uuid == event.dom.uuid))
             .filter_map(|cb| callback_message(cb.id, &dom, &event.kind))
             .collect();
-        // Only lifecycle and reboot events have a legacy message.
+        // Only lifecycle, reboot and device-removed events have a legacy message.
         if !self.legacy.contains(&id) {
             return out;
         }
@@ -141,6 +163,14 @@ impl Registrations {
             out.extend(encode(
                 Procedure::DomainEventReboot,
                 &DomainEventRebootMsg { dom },
+            ));
+        } else if let DomainEventKind::DeviceRemoved { alias } = &event.kind {
+            out.extend(encode(
+                Procedure::DomainEventDeviceRemoved,
+                &DomainEventDeviceRemovedMsg {
+                    dom,
+                    dev_alias: alias.clone(),
+                },
             ));
         }
         out
@@ -476,6 +506,53 @@ mod tests {
         assert_eq!((msg.callback_id, msg.msg.dom.name.as_str()), (1, "g"));
         let legacy: DomainEventRebootMsg = migrated_xdr::from_bytes(&msgs[1].1).expect("decodes");
         assert_eq!(legacy.dom.name, "g");
+    }
+
+    #[test]
+    fn device_events_reach_their_callbacks_and_removals_legacy_registrations() {
+        let a = Uuid::from_u128(1);
+        let regs = Registrations {
+            callbacks: vec![
+                callback(0, event_id::DEVICE_ADDED, None),
+                callback(1, event_id::DEVICE_REMOVED, Some(a)),
+            ],
+            next_id: 2,
+            legacy: vec![event_id::DEVICE_REMOVED],
+            forwarding: true,
+        };
+        let added = DomainEvent {
+            dom: dom(a),
+            kind: DomainEventKind::DeviceAdded {
+                alias: "vdb".into(),
+            },
+        };
+        let msgs = regs.messages_for(&added);
+        assert_eq!(msgs.len(), 1, "device-added has no legacy message");
+        assert_eq!(msgs[0].0, Procedure::DomainEventCallbackDeviceAdded);
+        let msg: DomainEventCallbackDeviceAddedMsg =
+            migrated_xdr::from_bytes(&msgs[0].1).expect("decodes");
+        assert_eq!((msg.callback_id, msg.dev_alias.as_str()), (0, "vdb"));
+        let removed = DomainEvent {
+            dom: dom(a),
+            kind: DomainEventKind::DeviceRemoved {
+                alias: "nic1".into(),
+            },
+        };
+        let msgs = regs.messages_for(&removed);
+        let procedures: Vec<_> = msgs.iter().map(|m| m.0).collect();
+        assert_eq!(
+            procedures,
+            [
+                Procedure::DomainEventCallbackDeviceRemoved,
+                Procedure::DomainEventDeviceRemoved
+            ]
+        );
+        let msg: DomainEventCallbackDeviceRemovedMsg =
+            migrated_xdr::from_bytes(&msgs[0].1).expect("decodes");
+        assert_eq!((msg.callback_id, msg.msg.dev_alias.as_str()), (1, "nic1"));
+        let legacy: DomainEventDeviceRemovedMsg =
+            migrated_xdr::from_bytes(&msgs[1].1).expect("decodes");
+        assert_eq!(legacy.dev_alias, "nic1");
     }
 
     #[test]

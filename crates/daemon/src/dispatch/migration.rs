@@ -121,6 +121,11 @@ pub async fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<
         Call::DomainSetVcpus(a) => &a.dom,
         Call::DomainSetVcpusFlags(a) => &a.dom,
         Call::DomainRename(a) => &a.dom,
+        Call::DomainAttachDevice(a) => &a.dom,
+        Call::DomainAttachDeviceFlags(a) => &a.dom,
+        Call::DomainDetachDevice(a) => &a.dom,
+        Call::DomainDetachDeviceFlags(a) => &a.dom,
+        Call::DomainUpdateDeviceFlags(a) => &a.dom,
         _ => return Ok(false),
     };
     let Ok(open) = session.driver() else {

@@ -10,6 +10,7 @@ pub mod console;
 pub mod devices;
 pub mod domain;
 pub mod events;
+pub mod hotplug;
 pub mod metadata;
 pub mod migration;
 pub mod migration_jobs;
@@ -56,6 +57,8 @@ pub async fn run(
     use connection as c;
     use domain as d;
     use events as e;
+    use hotplug::FLAGLESS;
+    use migrated_core::hotplug::Change::{Attach, Detach, Update};
     use migration as m;
     use migration_jobs as j;
 
@@ -192,6 +195,26 @@ pub async fn run(
             reply(p, &d::get_security_label(session, args).await?)
         }
         Call::DomainGetMetadata(args) => reply(p, &metadata::get(session, args).await?),
+        Call::DomainAttachDevice(a) => reply(
+            p,
+            &Box::pin(hotplug::run(session, Attach, &a.dom, &a.xml, FLAGLESS)).await?,
+        ),
+        Call::DomainAttachDeviceFlags(a) => reply(
+            p,
+            &Box::pin(hotplug::run(session, Attach, &a.dom, &a.xml, a.flags)).await?,
+        ),
+        Call::DomainDetachDevice(a) => reply(
+            p,
+            &Box::pin(hotplug::run(session, Detach, &a.dom, &a.xml, FLAGLESS)).await?,
+        ),
+        Call::DomainDetachDeviceFlags(a) => reply(
+            p,
+            &Box::pin(hotplug::run(session, Detach, &a.dom, &a.xml, a.flags)).await?,
+        ),
+        Call::DomainUpdateDeviceFlags(a) => reply(
+            p,
+            &Box::pin(hotplug::run(session, Update, &a.dom, &a.xml, a.flags)).await?,
+        ),
         Call::DomainSetMetadata(args) => reply(p, &Box::pin(metadata::set(session, args)).await?),
         Call::DomainGetAutostart(args) => reply(p, &d::get_autostart(session, args).await?),
         Call::DomainSetAutostart(args) => reply(p, &d::set_autostart(session, args).await?),

@@ -15,6 +15,7 @@ use migrated_core::domain::{
 };
 use migrated_core::driver::Driver;
 use migrated_core::flags::{self, check_flags};
+use migrated_core::hotplug::Change;
 use migrated_core::support::SupportTable;
 use migrated_core::xml::{FormatOptions, InterfaceType, MetadataTarget};
 use migrated_core::{Error, Result};
@@ -309,6 +310,21 @@ impl Driver for QemuDriver {
             });
         }
         Ok(stats)
+    }
+
+    async fn attach_device(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<()> {
+        self.change_device_impl(dom, Change::Attach, xml, flags)
+            .await
+    }
+
+    async fn detach_device(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<()> {
+        self.change_device_impl(dom, Change::Detach, xml, flags)
+            .await
+    }
+
+    async fn update_device(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<()> {
+        self.change_device_impl(dom, Change::Update, xml, flags)
+            .await
     }
 
     async fn set_memory(&self, dom: &DomainRef, kib: u64, flags: u32) -> Result<()> {

@@ -18,6 +18,7 @@ mod console;
 mod domcaps;
 mod host;
 mod host_stats;
+mod hotplug;
 mod managed;
 mod memory;
 mod metadata;

@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use super::hotplug;
 use super::registry::{Domain, Runtime};
 use super::Shared;
 use crate::qmp::commands::QueryStatus;
@@ -38,7 +39,15 @@ pub(super) fn spawn_monitor(
                 event = events.recv() => {
                     let Some(shared) = weak.upgrade() else { return };
                     match event {
-                        Ok(event) => on_event(&shared, &weak_runtime, &uuid, id, &event.event),
+                        Ok(event) => {
+                            if let Some(alias) = hotplug::deleted_device(&event.event, &event.data) {
+                                // The guest released a device a detach asked for.
+                                if let Some(rt) = weak_runtime.upgrade() {
+                                    hotplug::finish_removal(&shared, &rt, uuid, id, &alias).await;
+                                }
+                            }
+                            on_event(&shared, &weak_runtime, &uuid, id, &event.event)
+                        }
                         Err(broadcast::error::RecvError::Lagged(n)) => {
                             // Missed STOP/RESUME events: ask QEMU where it is.
                             warn!(missed = n, "qmp events lagged; re-reading the run state");

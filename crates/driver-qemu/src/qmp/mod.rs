@@ -19,6 +19,7 @@
 //! QEMU's `qapi/*.json` instead ([`commands`]).
 
 pub mod commands;
+pub mod devices;
 mod lines;
 pub mod message;
 

@@ -8,9 +8,11 @@
 //! "unsupported configuration"), except what is harmless and common: the
 //! root PCI controller, the built-in IDE/SATA controller, PS/2 inputs (the
 //! machine's i8042), `<acpi/>`/`<apic/>`/`<pae/>` (QEMU's defaults), a
-//! console that mirrors the serial port. PCI `<address>`es are not
-//! honoured: QEMU assigns slots in `-device` order, the same on both sides
-//! of a migration.
+//! console that mirrors the serial port. PCI `<address>`es are honoured on
+//! disks and NICs only (the hot-pluggable devices: one plugged while the
+//! guest runs takes the first free slot, which its address records); the
+//! other devices get slots in `-device` order, the same on both sides of a
+//! migration.
 
 use migrated_core::xml::{CharDevice, CharType, DomainDef, GraphicsType};
 

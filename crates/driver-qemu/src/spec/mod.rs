@@ -117,7 +117,11 @@ fn cpu_model(def: &DomainDef, accel: Accel) -> Result<Option<String>> {
     }
 }
 
-fn disk(d: &migrated_core::xml::Disk) -> Result<Disk> {
+/// The command-line disk of `d`.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for a disk this driver cannot run.
+pub(crate) fn disk(d: &migrated_core::xml::Disk) -> Result<Disk> {
     if d.device != DiskDevice::Disk {
         return Err(invalid(format!("disk device '{}' (only disk)", d.device)));
     }
@@ -141,10 +145,38 @@ fn disk(d: &migrated_core::xml::Disk) -> Result<Disk> {
         target: d.target.dev.clone(),
         bus,
         readonly: d.readonly,
+        slot: pci_slot(&d.info),
     })
 }
 
-fn nic(i: &migrated_core::xml::Interface) -> Result<Nic> {
+/// The slot of a device's `<address type='pci'/>` on the root bus, which
+/// disks and NICs keep: a hot-plugged one has the slot QEMU gave it, so a
+/// migration destination (and a restart) puts it where the guest saw it.
+/// Addresses elsewhere (another bus, a function) are not honoured, as
+/// before slots were: QEMU places those devices in `-device` order.
+fn pci_slot(info: &migrated_core::xml::DeviceInfo) -> Option<u8> {
+    let address = info.address.as_ref().filter(|a| a.kind == "pci")?;
+    let number = |name: &str| {
+        let v = address.field(name).unwrap_or("0");
+        let v = v.strip_prefix("0x").unwrap_or(v);
+        u8::from_str_radix(v, 16).ok()
+    };
+    match (
+        number("domain"),
+        number("bus"),
+        number("slot"),
+        number("function"),
+    ) {
+        (Some(0), Some(0), Some(slot), Some(0)) if (1..32).contains(&slot) => Some(slot),
+        _ => None,
+    }
+}
+
+/// The command-line NIC of `i`.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for an interface this driver cannot run.
+pub(crate) fn nic(i: &migrated_core::xml::Interface) -> Result<Nic> {
     let backend = match i.kind {
         InterfaceType::User => NicBackend::User,
         InterfaceType::Bridge => NicBackend::Bridge {
@@ -165,6 +197,7 @@ fn nic(i: &migrated_core::xml::Interface) -> Result<Nic> {
         backend,
         mac: i.mac.clone(),
         model,
+        slot: pci_slot(&i.info),
     })
 }
 

@@ -1135,6 +1135,77 @@ pub struct DomainGetMessagesRet {
     pub msgs: Vec<String>,
 }
 
+/// Adds a device to a running guest (VIR_DOMAIN_AFFECT_LIVE).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainAttachDeviceArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the device XML (<disk>, <interface>, ...)
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml: String,
+}
+
+/// Adds a device to the running guest and/or its persistent config.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainAttachDeviceFlagsArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the device XML
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml: String,
+    /// VIR_DOMAIN_AFFECT_*
+    pub flags: u32,
+}
+
+/// Removes a device from a running guest (VIR_DOMAIN_AFFECT_LIVE).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainDetachDeviceArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// XML naming the device
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml: String,
+}
+
+/// Removes a device from the running guest and/or its persistent config.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainDetachDeviceFlagsArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// XML naming the device
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml: String,
+    /// VIR_DOMAIN_AFFECT_*
+    pub flags: u32,
+}
+
+/// Changes a device of the running guest and/or its persistent config.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainUpdateDeviceFlagsArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the device's new XML
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml: String,
+    /// VIR_DOMAIN_AFFECT_*, VIR_DOMAIN_DEVICE_MODIFY_FORCE
+    pub flags: u32,
+}
+
 /// Saves a domain's state to a file on the daemon's host.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainSaveArgs {
@@ -2815,6 +2886,43 @@ pub struct ConnectEventConnectionClosedMsg {
     pub reason: i32,
 }
 
+/// A device was removed from the guest (legacy registration).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventDeviceRemovedMsg {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the device's alias
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub dev_alias: String,
+}
+
+/// A device was removed, for a callback registered with CALLBACK_REGISTER_ANY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackDeviceRemovedMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the event
+    pub msg: DomainEventDeviceRemovedMsg,
+}
+
+/// A device was added to the guest.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackDeviceAddedMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the device's alias
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub dev_alias: String,
+}
+
 /// Program number of `remote.x`.
 pub const REMOTE_PROGRAM: u32 = 0x20008086;
 
@@ -2839,6 +2947,8 @@ pub enum Procedure {
     NodeGetInfo = 6,
     /// `REMOTE_PROC_CONNECT_GET_CAPABILITIES`
     ConnectGetCapabilities = 7,
+    /// `REMOTE_PROC_DOMAIN_ATTACH_DEVICE`
+    DomainAttachDevice = 8,
     /// `REMOTE_PROC_DOMAIN_CREATE`
     DomainCreate = 9,
     /// `REMOTE_PROC_DOMAIN_CREATE_XML`
@@ -2847,6 +2957,8 @@ pub enum Procedure {
     DomainDefineXml = 11,
     /// `REMOTE_PROC_DOMAIN_DESTROY`
     DomainDestroy = 12,
+    /// `REMOTE_PROC_DOMAIN_DETACH_DEVICE`
+    DomainDetachDevice = 13,
     /// `REMOTE_PROC_DOMAIN_GET_XML_DESC`
     DomainGetXmlDesc = 14,
     /// `REMOTE_PROC_DOMAIN_GET_AUTOSTART`
@@ -2953,6 +3065,10 @@ pub enum Procedure {
     ConnectGetLibVersion = 157,
     /// `REMOTE_PROC_DOMAIN_MEMORY_STATS`
     DomainMemoryStats = 159,
+    /// `REMOTE_PROC_DOMAIN_ATTACH_DEVICE_FLAGS`
+    DomainAttachDeviceFlags = 160,
+    /// `REMOTE_PROC_DOMAIN_DETACH_DEVICE_FLAGS`
+    DomainDetachDeviceFlags = 161,
     /// `REMOTE_PROC_DOMAIN_GET_JOB_INFO`
     DomainGetJobInfo = 163,
     /// `REMOTE_PROC_DOMAIN_ABORT_JOB`
@@ -2965,6 +3081,8 @@ pub enum Procedure {
     ConnectDomainEventDeregisterAny = 168,
     /// `REMOTE_PROC_DOMAIN_EVENT_REBOOT`
     DomainEventReboot = 169,
+    /// `REMOTE_PROC_DOMAIN_UPDATE_DEVICE_FLAGS`
+    DomainUpdateDeviceFlags = 174,
     /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE`
     DomainManagedSave = 182,
     /// `REMOTE_PROC_DOMAIN_HAS_MANAGED_SAVE_IMAGE`
@@ -3057,6 +3175,8 @@ pub enum Procedure {
     DomainMigrateFinish3Params = 306,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3_PARAMS`
     DomainMigrateConfirm3Params = 307,
+    /// `REMOTE_PROC_DOMAIN_EVENT_DEVICE_REMOVED`
+    DomainEventDeviceRemoved = 311,
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY`
     ConnectDomainEventCallbackRegisterAny = 316,
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY`
@@ -3065,12 +3185,16 @@ pub enum Procedure {
     DomainEventCallbackLifecycle = 318,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_REBOOT`
     DomainEventCallbackReboot = 319,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED`
+    DomainEventCallbackDeviceRemoved = 333,
     /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`
     ConnectGetDomainCapabilities = 342,
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`
     ConnectGetAllDomainStats = 344,
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`
     DomainDefineXmlFlags = 350,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_ADDED`
+    DomainEventCallbackDeviceAdded = 354,
     /// `REMOTE_PROC_DOMAIN_RENAME`
     DomainRename = 358,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION`
@@ -3113,10 +3237,12 @@ impl Procedure {
         Procedure::ConnectGetMaxVcpus,
         Procedure::NodeGetInfo,
         Procedure::ConnectGetCapabilities,
+        Procedure::DomainAttachDevice,
         Procedure::DomainCreate,
         Procedure::DomainCreateXml,
         Procedure::DomainDefineXml,
         Procedure::DomainDestroy,
+        Procedure::DomainDetachDevice,
         Procedure::DomainGetXmlDesc,
         Procedure::DomainGetAutostart,
         Procedure::DomainGetInfo,
@@ -3170,12 +3296,15 @@ impl Procedure {
         Procedure::DomainIsPersistent,
         Procedure::ConnectGetLibVersion,
         Procedure::DomainMemoryStats,
+        Procedure::DomainAttachDeviceFlags,
+        Procedure::DomainDetachDeviceFlags,
         Procedure::DomainGetJobInfo,
         Procedure::DomainAbortJob,
         Procedure::DomainMigrateSetMaxDowntime,
         Procedure::ConnectDomainEventRegisterAny,
         Procedure::ConnectDomainEventDeregisterAny,
         Procedure::DomainEventReboot,
+        Procedure::DomainUpdateDeviceFlags,
         Procedure::DomainManagedSave,
         Procedure::DomainHasManagedSaveImage,
         Procedure::DomainManagedSaveRemove,
@@ -3222,13 +3351,16 @@ impl Procedure {
         Procedure::DomainMigratePerform3Params,
         Procedure::DomainMigrateFinish3Params,
         Procedure::DomainMigrateConfirm3Params,
+        Procedure::DomainEventDeviceRemoved,
         Procedure::ConnectDomainEventCallbackRegisterAny,
         Procedure::ConnectDomainEventCallbackDeregisterAny,
         Procedure::DomainEventCallbackLifecycle,
         Procedure::DomainEventCallbackReboot,
+        Procedure::DomainEventCallbackDeviceRemoved,
         Procedure::ConnectGetDomainCapabilities,
         Procedure::ConnectGetAllDomainStats,
         Procedure::DomainDefineXmlFlags,
+        Procedure::DomainEventCallbackDeviceAdded,
         Procedure::DomainRename,
         Procedure::DomainEventCallbackMigrationIteration,
         Procedure::ConnectRegisterCloseCallback,
@@ -3255,10 +3387,12 @@ impl Procedure {
             5 => Some(Self::ConnectGetMaxVcpus),
             6 => Some(Self::NodeGetInfo),
             7 => Some(Self::ConnectGetCapabilities),
+            8 => Some(Self::DomainAttachDevice),
             9 => Some(Self::DomainCreate),
             10 => Some(Self::DomainCreateXml),
             11 => Some(Self::DomainDefineXml),
             12 => Some(Self::DomainDestroy),
+            13 => Some(Self::DomainDetachDevice),
             14 => Some(Self::DomainGetXmlDesc),
             15 => Some(Self::DomainGetAutostart),
             16 => Some(Self::DomainGetInfo),
@@ -3312,12 +3446,15 @@ impl Procedure {
             151 => Some(Self::DomainIsPersistent),
             157 => Some(Self::ConnectGetLibVersion),
             159 => Some(Self::DomainMemoryStats),
+            160 => Some(Self::DomainAttachDeviceFlags),
+            161 => Some(Self::DomainDetachDeviceFlags),
             163 => Some(Self::DomainGetJobInfo),
             164 => Some(Self::DomainAbortJob),
             166 => Some(Self::DomainMigrateSetMaxDowntime),
             167 => Some(Self::ConnectDomainEventRegisterAny),
             168 => Some(Self::ConnectDomainEventDeregisterAny),
             169 => Some(Self::DomainEventReboot),
+            174 => Some(Self::DomainUpdateDeviceFlags),
             182 => Some(Self::DomainManagedSave),
             183 => Some(Self::DomainHasManagedSaveImage),
             184 => Some(Self::DomainManagedSaveRemove),
@@ -3364,13 +3501,16 @@ impl Procedure {
             305 => Some(Self::DomainMigratePerform3Params),
             306 => Some(Self::DomainMigrateFinish3Params),
             307 => Some(Self::DomainMigrateConfirm3Params),
+            311 => Some(Self::DomainEventDeviceRemoved),
             316 => Some(Self::ConnectDomainEventCallbackRegisterAny),
             317 => Some(Self::ConnectDomainEventCallbackDeregisterAny),
             318 => Some(Self::DomainEventCallbackLifecycle),
             319 => Some(Self::DomainEventCallbackReboot),
+            333 => Some(Self::DomainEventCallbackDeviceRemoved),
             342 => Some(Self::ConnectGetDomainCapabilities),
             344 => Some(Self::ConnectGetAllDomainStats),
             350 => Some(Self::DomainDefineXmlFlags),
+            354 => Some(Self::DomainEventCallbackDeviceAdded),
             358 => Some(Self::DomainRename),
             359 => Some(Self::DomainEventCallbackMigrationIteration),
             360 => Some(Self::ConnectRegisterCloseCallback),
@@ -3399,137 +3539,145 @@ impl Procedure {
             Self::ConnectGetMaxVcpus => &PROCEDURES[4],
             Self::NodeGetInfo => &PROCEDURES[5],
             Self::ConnectGetCapabilities => &PROCEDURES[6],
-            Self::DomainCreate => &PROCEDURES[7],
-            Self::DomainCreateXml => &PROCEDURES[8],
-            Self::DomainDefineXml => &PROCEDURES[9],
-            Self::DomainDestroy => &PROCEDURES[10],
-            Self::DomainGetXmlDesc => &PROCEDURES[11],
-            Self::DomainGetAutostart => &PROCEDURES[12],
-            Self::DomainGetInfo => &PROCEDURES[13],
-            Self::DomainGetMaxMemory => &PROCEDURES[14],
-            Self::DomainGetMaxVcpus => &PROCEDURES[15],
-            Self::DomainGetOsType => &PROCEDURES[16],
-            Self::DomainGetVcpus => &PROCEDURES[17],
-            Self::ConnectListDefinedDomains => &PROCEDURES[18],
-            Self::DomainLookupById => &PROCEDURES[19],
-            Self::DomainLookupByName => &PROCEDURES[20],
-            Self::DomainLookupByUuid => &PROCEDURES[21],
-            Self::ConnectNumOfDefinedDomains => &PROCEDURES[22],
-            Self::DomainReboot => &PROCEDURES[23],
-            Self::DomainResume => &PROCEDURES[24],
-            Self::DomainSetAutostart => &PROCEDURES[25],
-            Self::DomainSetMaxMemory => &PROCEDURES[26],
-            Self::DomainSetMemory => &PROCEDURES[27],
-            Self::DomainSetVcpus => &PROCEDURES[28],
-            Self::DomainShutdown => &PROCEDURES[29],
-            Self::DomainSuspend => &PROCEDURES[30],
-            Self::DomainUndefine => &PROCEDURES[31],
-            Self::ConnectListDomains => &PROCEDURES[32],
-            Self::ConnectNumOfDomains => &PROCEDURES[33],
-            Self::DomainRestore => &PROCEDURES[34],
-            Self::DomainSave => &PROCEDURES[35],
-            Self::ConnectGetHostname => &PROCEDURES[36],
-            Self::ConnectSupportsFeature => &PROCEDURES[37],
-            Self::DomainMigratePrepare => &PROCEDURES[38],
-            Self::DomainMigratePerform => &PROCEDURES[39],
-            Self::DomainMigrateFinish => &PROCEDURES[40],
-            Self::DomainBlockStats => &PROCEDURES[41],
-            Self::DomainInterfaceStats => &PROCEDURES[42],
-            Self::AuthList => &PROCEDURES[43],
-            Self::AuthSaslInit => &PROCEDURES[44],
-            Self::AuthSaslStart => &PROCEDURES[45],
-            Self::AuthSaslStep => &PROCEDURES[46],
-            Self::AuthPolkit => &PROCEDURES[47],
-            Self::NodeGetCellsFreeMemory => &PROCEDURES[48],
-            Self::NodeGetFreeMemory => &PROCEDURES[49],
-            Self::ConnectDomainEventRegister => &PROCEDURES[50],
-            Self::ConnectDomainEventDeregister => &PROCEDURES[51],
-            Self::DomainEventLifecycle => &PROCEDURES[52],
-            Self::DomainMigratePrepare2 => &PROCEDURES[53],
-            Self::DomainMigrateFinish2 => &PROCEDURES[54],
-            Self::ConnectGetUri => &PROCEDURES[55],
-            Self::DomainGetSecurityLabel => &PROCEDURES[56],
-            Self::NodeGetSecurityModel => &PROCEDURES[57],
-            Self::DomainMigratePrepareTunnel => &PROCEDURES[58],
-            Self::ConnectIsSecure => &PROCEDURES[59],
-            Self::DomainIsActive => &PROCEDURES[60],
-            Self::DomainIsPersistent => &PROCEDURES[61],
-            Self::ConnectGetLibVersion => &PROCEDURES[62],
-            Self::DomainMemoryStats => &PROCEDURES[63],
-            Self::DomainGetJobInfo => &PROCEDURES[64],
-            Self::DomainAbortJob => &PROCEDURES[65],
-            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[66],
-            Self::ConnectDomainEventRegisterAny => &PROCEDURES[67],
-            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[68],
-            Self::DomainEventReboot => &PROCEDURES[69],
-            Self::DomainManagedSave => &PROCEDURES[70],
-            Self::DomainHasManagedSaveImage => &PROCEDURES[71],
-            Self::DomainManagedSaveRemove => &PROCEDURES[72],
-            Self::DomainSnapshotNum => &PROCEDURES[73],
-            Self::DomainGetBlockInfo => &PROCEDURES[74],
-            Self::DomainCreateWithFlags => &PROCEDURES[75],
-            Self::DomainSetVcpusFlags => &PROCEDURES[76],
-            Self::DomainGetVcpusFlags => &PROCEDURES[77],
-            Self::DomainOpenConsole => &PROCEDURES[78],
-            Self::DomainIsUpdated => &PROCEDURES[79],
-            Self::ConnectGetSysinfo => &PROCEDURES[80],
-            Self::DomainSetMemoryFlags => &PROCEDURES[81],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[82],
-            Self::DomainGetState => &PROCEDURES[83],
-            Self::DomainMigrateBegin3 => &PROCEDURES[84],
-            Self::DomainMigratePrepare3 => &PROCEDURES[85],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[86],
-            Self::DomainMigratePerform3 => &PROCEDURES[87],
-            Self::DomainMigrateFinish3 => &PROCEDURES[88],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[89],
-            Self::NodeGetCpuStats => &PROCEDURES[90],
-            Self::NodeGetMemoryStats => &PROCEDURES[91],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[92],
-            Self::DomainUndefineFlags => &PROCEDURES[93],
-            Self::DomainSaveFlags => &PROCEDURES[94],
-            Self::DomainRestoreFlags => &PROCEDURES[95],
-            Self::DomainDestroyFlags => &PROCEDURES[96],
-            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[97],
-            Self::DomainSaveImageDefineXml => &PROCEDURES[98],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[99],
-            Self::DomainBlockStatsFlags => &PROCEDURES[100],
-            Self::DomainReset => &PROCEDURES[101],
-            Self::DomainShutdownFlags => &PROCEDURES[102],
-            Self::DomainSetMetadata => &PROCEDURES[103],
-            Self::DomainGetMetadata => &PROCEDURES[104],
-            Self::ConnectListAllDomains => &PROCEDURES[105],
-            Self::NodeGetCpuMap => &PROCEDURES[106],
-            Self::DomainGetJobStats => &PROCEDURES[107],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[108],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[109],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[110],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[111],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[112],
-            Self::DomainMigratePerform3Params => &PROCEDURES[113],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[114],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[115],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[116],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[117],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[118],
-            Self::DomainEventCallbackReboot => &PROCEDURES[119],
-            Self::ConnectGetDomainCapabilities => &PROCEDURES[120],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[121],
-            Self::DomainDefineXmlFlags => &PROCEDURES[122],
-            Self::DomainRename => &PROCEDURES[123],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[124],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[125],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[126],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[127],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[128],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[129],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[130],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[131],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[132],
-            Self::ConnectSetIdentity => &PROCEDURES[133],
-            Self::DomainGetMessages => &PROCEDURES[134],
-            Self::DomainSaveParams => &PROCEDURES[135],
-            Self::DomainRestoreParams => &PROCEDURES[136],
-            Self::DomainAbortJobFlags => &PROCEDURES[137],
+            Self::DomainAttachDevice => &PROCEDURES[7],
+            Self::DomainCreate => &PROCEDURES[8],
+            Self::DomainCreateXml => &PROCEDURES[9],
+            Self::DomainDefineXml => &PROCEDURES[10],
+            Self::DomainDestroy => &PROCEDURES[11],
+            Self::DomainDetachDevice => &PROCEDURES[12],
+            Self::DomainGetXmlDesc => &PROCEDURES[13],
+            Self::DomainGetAutostart => &PROCEDURES[14],
+            Self::DomainGetInfo => &PROCEDURES[15],
+            Self::DomainGetMaxMemory => &PROCEDURES[16],
+            Self::DomainGetMaxVcpus => &PROCEDURES[17],
+            Self::DomainGetOsType => &PROCEDURES[18],
+            Self::DomainGetVcpus => &PROCEDURES[19],
+            Self::ConnectListDefinedDomains => &PROCEDURES[20],
+            Self::DomainLookupById => &PROCEDURES[21],
+            Self::DomainLookupByName => &PROCEDURES[22],
+            Self::DomainLookupByUuid => &PROCEDURES[23],
+            Self::ConnectNumOfDefinedDomains => &PROCEDURES[24],
+            Self::DomainReboot => &PROCEDURES[25],
+            Self::DomainResume => &PROCEDURES[26],
+            Self::DomainSetAutostart => &PROCEDURES[27],
+            Self::DomainSetMaxMemory => &PROCEDURES[28],
+            Self::DomainSetMemory => &PROCEDURES[29],
+            Self::DomainSetVcpus => &PROCEDURES[30],
+            Self::DomainShutdown => &PROCEDURES[31],
+            Self::DomainSuspend => &PROCEDURES[32],
+            Self::DomainUndefine => &PROCEDURES[33],
+            Self::ConnectListDomains => &PROCEDURES[34],
+            Self::ConnectNumOfDomains => &PROCEDURES[35],
+            Self::DomainRestore => &PROCEDURES[36],
+            Self::DomainSave => &PROCEDURES[37],
+            Self::ConnectGetHostname => &PROCEDURES[38],
+            Self::ConnectSupportsFeature => &PROCEDURES[39],
+            Self::DomainMigratePrepare => &PROCEDURES[40],
+            Self::DomainMigratePerform => &PROCEDURES[41],
+            Self::DomainMigrateFinish => &PROCEDURES[42],
+            Self::DomainBlockStats => &PROCEDURES[43],
+            Self::DomainInterfaceStats => &PROCEDURES[44],
+            Self::AuthList => &PROCEDURES[45],
+            Self::AuthSaslInit => &PROCEDURES[46],
+            Self::AuthSaslStart => &PROCEDURES[47],
+            Self::AuthSaslStep => &PROCEDURES[48],
+            Self::AuthPolkit => &PROCEDURES[49],
+            Self::NodeGetCellsFreeMemory => &PROCEDURES[50],
+            Self::NodeGetFreeMemory => &PROCEDURES[51],
+            Self::ConnectDomainEventRegister => &PROCEDURES[52],
+            Self::ConnectDomainEventDeregister => &PROCEDURES[53],
+            Self::DomainEventLifecycle => &PROCEDURES[54],
+            Self::DomainMigratePrepare2 => &PROCEDURES[55],
+            Self::DomainMigrateFinish2 => &PROCEDURES[56],
+            Self::ConnectGetUri => &PROCEDURES[57],
+            Self::DomainGetSecurityLabel => &PROCEDURES[58],
+            Self::NodeGetSecurityModel => &PROCEDURES[59],
+            Self::DomainMigratePrepareTunnel => &PROCEDURES[60],
+            Self::ConnectIsSecure => &PROCEDURES[61],
+            Self::DomainIsActive => &PROCEDURES[62],
+            Self::DomainIsPersistent => &PROCEDURES[63],
+            Self::ConnectGetLibVersion => &PROCEDURES[64],
+            Self::DomainMemoryStats => &PROCEDURES[65],
+            Self::DomainAttachDeviceFlags => &PROCEDURES[66],
+            Self::DomainDetachDeviceFlags => &PROCEDURES[67],
+            Self::DomainGetJobInfo => &PROCEDURES[68],
+            Self::DomainAbortJob => &PROCEDURES[69],
+            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[70],
+            Self::ConnectDomainEventRegisterAny => &PROCEDURES[71],
+            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[72],
+            Self::DomainEventReboot => &PROCEDURES[73],
+            Self::DomainUpdateDeviceFlags => &PROCEDURES[74],
+            Self::DomainManagedSave => &PROCEDURES[75],
+            Self::DomainHasManagedSaveImage => &PROCEDURES[76],
+            Self::DomainManagedSaveRemove => &PROCEDURES[77],
+            Self::DomainSnapshotNum => &PROCEDURES[78],
+            Self::DomainGetBlockInfo => &PROCEDURES[79],
+            Self::DomainCreateWithFlags => &PROCEDURES[80],
+            Self::DomainSetVcpusFlags => &PROCEDURES[81],
+            Self::DomainGetVcpusFlags => &PROCEDURES[82],
+            Self::DomainOpenConsole => &PROCEDURES[83],
+            Self::DomainIsUpdated => &PROCEDURES[84],
+            Self::ConnectGetSysinfo => &PROCEDURES[85],
+            Self::DomainSetMemoryFlags => &PROCEDURES[86],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[87],
+            Self::DomainGetState => &PROCEDURES[88],
+            Self::DomainMigrateBegin3 => &PROCEDURES[89],
+            Self::DomainMigratePrepare3 => &PROCEDURES[90],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[91],
+            Self::DomainMigratePerform3 => &PROCEDURES[92],
+            Self::DomainMigrateFinish3 => &PROCEDURES[93],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[94],
+            Self::NodeGetCpuStats => &PROCEDURES[95],
+            Self::NodeGetMemoryStats => &PROCEDURES[96],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[97],
+            Self::DomainUndefineFlags => &PROCEDURES[98],
+            Self::DomainSaveFlags => &PROCEDURES[99],
+            Self::DomainRestoreFlags => &PROCEDURES[100],
+            Self::DomainDestroyFlags => &PROCEDURES[101],
+            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[102],
+            Self::DomainSaveImageDefineXml => &PROCEDURES[103],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[104],
+            Self::DomainBlockStatsFlags => &PROCEDURES[105],
+            Self::DomainReset => &PROCEDURES[106],
+            Self::DomainShutdownFlags => &PROCEDURES[107],
+            Self::DomainSetMetadata => &PROCEDURES[108],
+            Self::DomainGetMetadata => &PROCEDURES[109],
+            Self::ConnectListAllDomains => &PROCEDURES[110],
+            Self::NodeGetCpuMap => &PROCEDURES[111],
+            Self::DomainGetJobStats => &PROCEDURES[112],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[113],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[114],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[115],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[116],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[117],
+            Self::DomainMigratePerform3Params => &PROCEDURES[118],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[119],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[120],
+            Self::DomainEventDeviceRemoved => &PROCEDURES[121],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[122],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[123],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[124],
+            Self::DomainEventCallbackReboot => &PROCEDURES[125],
+            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[126],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[127],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[128],
+            Self::DomainDefineXmlFlags => &PROCEDURES[129],
+            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[130],
+            Self::DomainRename => &PROCEDURES[131],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[132],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[133],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[134],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[135],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[136],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[137],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[138],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[139],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[140],
+            Self::ConnectSetIdentity => &PROCEDURES[141],
+            Self::DomainGetMessages => &PROCEDURES[142],
+            Self::DomainSaveParams => &PROCEDURES[143],
+            Self::DomainRestoreParams => &PROCEDURES[144],
+            Self::DomainAbortJobFlags => &PROCEDURES[145],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3547,10 +3695,12 @@ impl Procedure {
             Self::ConnectGetMaxVcpus => visitor.visit::<procs::ConnectGetMaxVcpus>(),
             Self::NodeGetInfo => visitor.visit::<procs::NodeGetInfo>(),
             Self::ConnectGetCapabilities => visitor.visit::<procs::ConnectGetCapabilities>(),
+            Self::DomainAttachDevice => visitor.visit::<procs::DomainAttachDevice>(),
             Self::DomainCreate => visitor.visit::<procs::DomainCreate>(),
             Self::DomainCreateXml => visitor.visit::<procs::DomainCreateXml>(),
             Self::DomainDefineXml => visitor.visit::<procs::DomainDefineXml>(),
             Self::DomainDestroy => visitor.visit::<procs::DomainDestroy>(),
+            Self::DomainDetachDevice => visitor.visit::<procs::DomainDetachDevice>(),
             Self::DomainGetXmlDesc => visitor.visit::<procs::DomainGetXmlDesc>(),
             Self::DomainGetAutostart => visitor.visit::<procs::DomainGetAutostart>(),
             Self::DomainGetInfo => visitor.visit::<procs::DomainGetInfo>(),
@@ -3612,6 +3762,8 @@ impl Procedure {
             Self::DomainIsPersistent => visitor.visit::<procs::DomainIsPersistent>(),
             Self::ConnectGetLibVersion => visitor.visit::<procs::ConnectGetLibVersion>(),
             Self::DomainMemoryStats => visitor.visit::<procs::DomainMemoryStats>(),
+            Self::DomainAttachDeviceFlags => visitor.visit::<procs::DomainAttachDeviceFlags>(),
+            Self::DomainDetachDeviceFlags => visitor.visit::<procs::DomainDetachDeviceFlags>(),
             Self::DomainGetJobInfo => visitor.visit::<procs::DomainGetJobInfo>(),
             Self::DomainAbortJob => visitor.visit::<procs::DomainAbortJob>(),
             Self::DomainMigrateSetMaxDowntime => {
@@ -3624,6 +3776,7 @@ impl Procedure {
                 visitor.visit::<procs::ConnectDomainEventDeregisterAny>()
             }
             Self::DomainEventReboot => visitor.visit::<procs::DomainEventReboot>(),
+            Self::DomainUpdateDeviceFlags => visitor.visit::<procs::DomainUpdateDeviceFlags>(),
             Self::DomainManagedSave => visitor.visit::<procs::DomainManagedSave>(),
             Self::DomainHasManagedSaveImage => visitor.visit::<procs::DomainHasManagedSaveImage>(),
             Self::DomainManagedSaveRemove => visitor.visit::<procs::DomainManagedSaveRemove>(),
@@ -3686,6 +3839,7 @@ impl Procedure {
             Self::DomainMigrateConfirm3Params => {
                 visitor.visit::<procs::DomainMigrateConfirm3Params>()
             }
+            Self::DomainEventDeviceRemoved => visitor.visit::<procs::DomainEventDeviceRemoved>(),
             Self::ConnectDomainEventCallbackRegisterAny => {
                 visitor.visit::<procs::ConnectDomainEventCallbackRegisterAny>()
             }
@@ -3696,11 +3850,17 @@ impl Procedure {
                 visitor.visit::<procs::DomainEventCallbackLifecycle>()
             }
             Self::DomainEventCallbackReboot => visitor.visit::<procs::DomainEventCallbackReboot>(),
+            Self::DomainEventCallbackDeviceRemoved => {
+                visitor.visit::<procs::DomainEventCallbackDeviceRemoved>()
+            }
             Self::ConnectGetDomainCapabilities => {
                 visitor.visit::<procs::ConnectGetDomainCapabilities>()
             }
             Self::ConnectGetAllDomainStats => visitor.visit::<procs::ConnectGetAllDomainStats>(),
             Self::DomainDefineXmlFlags => visitor.visit::<procs::DomainDefineXmlFlags>(),
+            Self::DomainEventCallbackDeviceAdded => {
+                visitor.visit::<procs::DomainEventCallbackDeviceAdded>()
+            }
             Self::DomainRename => visitor.visit::<procs::DomainRename>(),
             Self::DomainEventCallbackMigrationIteration => {
                 visitor.visit::<procs::DomainEventCallbackMigrationIteration>()
@@ -3818,6 +3978,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 8,
+        name: "REMOTE_PROC_DOMAIN_ATTACH_DEVICE",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 9,
         name: "REMOTE_PROC_DOMAIN_CREATE",
         readonly: false,
@@ -3846,6 +4014,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_DOMAIN_DESTROY",
         readonly: false,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 13,
+        name: "REMOTE_PROC_DOMAIN_DETACH_DEVICE",
+        readonly: false,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -4274,6 +4450,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 160,
+        name: "REMOTE_PROC_DOMAIN_ATTACH_DEVICE_FLAGS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 161,
+        name: "REMOTE_PROC_DOMAIN_DETACH_DEVICE_FLAGS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 163,
         name: "REMOTE_PROC_DOMAIN_GET_JOB_INFO",
         readonly: true,
@@ -4319,6 +4511,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         readonly: false,
         priority: false,
         event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 174,
+        name: "REMOTE_PROC_DOMAIN_UPDATE_DEVICE_FLAGS",
+        readonly: false,
+        priority: false,
+        event: false,
         stream: false,
     },
     crate::ProcedureInfo {
@@ -4690,6 +4890,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 311,
+        name: "REMOTE_PROC_DOMAIN_EVENT_DEVICE_REMOVED",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 316,
         name: "REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY",
         readonly: true,
@@ -4722,6 +4930,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 333,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 342,
         name: "REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES",
         readonly: false,
@@ -4743,6 +4959,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         readonly: false,
         priority: true,
         event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 354,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_ADDED",
+        readonly: false,
+        priority: false,
+        event: true,
         stream: false,
     },
     crate::ProcedureInfo {
@@ -4956,6 +5180,15 @@ pub mod procs {
         type Ret = super::ConnectGetCapabilitiesRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_ATTACH_DEVICE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainAttachDevice;
+    impl super::RemoteProcedure for DomainAttachDevice {
+        const PROC: super::Procedure = super::Procedure::DomainAttachDevice;
+        type Args = super::DomainAttachDeviceArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_CREATE`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainCreate;
@@ -4989,6 +5222,15 @@ pub mod procs {
     impl super::RemoteProcedure for DomainDestroy {
         const PROC: super::Procedure = super::Procedure::DomainDestroy;
         type Args = super::DomainDestroyArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_DETACH_DEVICE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainDetachDevice;
+    impl super::RemoteProcedure for DomainDetachDevice {
+        const PROC: super::Procedure = super::Procedure::DomainDetachDevice;
+        type Args = super::DomainDetachDeviceArgs;
         type Ret = ();
     }
 
@@ -5469,6 +5711,24 @@ pub mod procs {
         type Ret = super::DomainMemoryStatsRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_ATTACH_DEVICE_FLAGS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainAttachDeviceFlags;
+    impl super::RemoteProcedure for DomainAttachDeviceFlags {
+        const PROC: super::Procedure = super::Procedure::DomainAttachDeviceFlags;
+        type Args = super::DomainAttachDeviceFlagsArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_DETACH_DEVICE_FLAGS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainDetachDeviceFlags;
+    impl super::RemoteProcedure for DomainDetachDeviceFlags {
+        const PROC: super::Procedure = super::Procedure::DomainDetachDeviceFlags;
+        type Args = super::DomainDetachDeviceFlagsArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_GET_JOB_INFO`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainGetJobInfo;
@@ -5520,6 +5780,15 @@ pub mod procs {
     impl super::RemoteProcedure for DomainEventReboot {
         const PROC: super::Procedure = super::Procedure::DomainEventReboot;
         type Args = super::DomainEventRebootMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_UPDATE_DEVICE_FLAGS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainUpdateDeviceFlags;
+    impl super::RemoteProcedure for DomainUpdateDeviceFlags {
+        const PROC: super::Procedure = super::Procedure::DomainUpdateDeviceFlags;
+        type Args = super::DomainUpdateDeviceFlagsArgs;
         type Ret = ();
     }
 
@@ -5937,6 +6206,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_EVENT_DEVICE_REMOVED`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventDeviceRemoved;
+    impl super::RemoteProcedure for DomainEventDeviceRemoved {
+        const PROC: super::Procedure = super::Procedure::DomainEventDeviceRemoved;
+        type Args = super::DomainEventDeviceRemovedMsg;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct ConnectDomainEventCallbackRegisterAny;
@@ -5973,6 +6251,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackDeviceRemoved;
+    impl super::RemoteProcedure for DomainEventCallbackDeviceRemoved {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackDeviceRemoved;
+        type Args = super::DomainEventCallbackDeviceRemovedMsg;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct ConnectGetDomainCapabilities;
@@ -5998,6 +6285,15 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainDefineXmlFlags;
         type Args = super::DomainDefineXmlFlagsArgs;
         type Ret = super::DomainDefineXmlFlagsRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_ADDED`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackDeviceAdded;
+    impl super::RemoteProcedure for DomainEventCallbackDeviceAdded {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackDeviceAdded;
+        type Args = super::DomainEventCallbackDeviceAddedMsg;
+        type Ret = ();
     }
 
     /// `REMOTE_PROC_DOMAIN_RENAME`.
@@ -6154,6 +6450,8 @@ pub enum Call {
     NodeGetInfo,
     /// `REMOTE_PROC_CONNECT_GET_CAPABILITIES`.
     ConnectGetCapabilities,
+    /// `REMOTE_PROC_DOMAIN_ATTACH_DEVICE`.
+    DomainAttachDevice(DomainAttachDeviceArgs),
     /// `REMOTE_PROC_DOMAIN_CREATE`.
     DomainCreate(DomainCreateArgs),
     /// `REMOTE_PROC_DOMAIN_CREATE_XML`.
@@ -6162,6 +6460,8 @@ pub enum Call {
     DomainDefineXml(DomainDefineXmlArgs),
     /// `REMOTE_PROC_DOMAIN_DESTROY`.
     DomainDestroy(DomainDestroyArgs),
+    /// `REMOTE_PROC_DOMAIN_DETACH_DEVICE`.
+    DomainDetachDevice(DomainDetachDeviceArgs),
     /// `REMOTE_PROC_DOMAIN_GET_XML_DESC`.
     DomainGetXmlDesc(DomainGetXmlDescArgs),
     /// `REMOTE_PROC_DOMAIN_GET_AUTOSTART`.
@@ -6266,6 +6566,10 @@ pub enum Call {
     ConnectGetLibVersion,
     /// `REMOTE_PROC_DOMAIN_MEMORY_STATS`.
     DomainMemoryStats(DomainMemoryStatsArgs),
+    /// `REMOTE_PROC_DOMAIN_ATTACH_DEVICE_FLAGS`.
+    DomainAttachDeviceFlags(DomainAttachDeviceFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_DETACH_DEVICE_FLAGS`.
+    DomainDetachDeviceFlags(DomainDetachDeviceFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_GET_JOB_INFO`.
     DomainGetJobInfo(DomainGetJobInfoArgs),
     /// `REMOTE_PROC_DOMAIN_ABORT_JOB`.
@@ -6276,6 +6580,8 @@ pub enum Call {
     ConnectDomainEventRegisterAny(ConnectDomainEventRegisterAnyArgs),
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_DEREGISTER_ANY`.
     ConnectDomainEventDeregisterAny(ConnectDomainEventDeregisterAnyArgs),
+    /// `REMOTE_PROC_DOMAIN_UPDATE_DEVICE_FLAGS`.
+    DomainUpdateDeviceFlags(DomainUpdateDeviceFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE`.
     DomainManagedSave(DomainManagedSaveArgs),
     /// `REMOTE_PROC_DOMAIN_HAS_MANAGED_SAVE_IMAGE`.
@@ -6436,10 +6742,16 @@ impl Call {
                 migrated_xdr::from_bytes::<()>(payload)?;
                 Call::ConnectGetCapabilities
             }
+            Procedure::DomainAttachDevice => {
+                Call::DomainAttachDevice(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainCreate => Call::DomainCreate(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainCreateXml => Call::DomainCreateXml(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainDefineXml => Call::DomainDefineXml(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainDestroy => Call::DomainDestroy(migrated_xdr::from_bytes(payload)?),
+            Procedure::DomainDetachDevice => {
+                Call::DomainDetachDevice(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainGetXmlDesc => {
                 Call::DomainGetXmlDesc(migrated_xdr::from_bytes(payload)?)
             }
@@ -6585,6 +6897,12 @@ impl Call {
             Procedure::DomainMemoryStats => {
                 Call::DomainMemoryStats(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainAttachDeviceFlags => {
+                Call::DomainAttachDeviceFlags(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainDetachDeviceFlags => {
+                Call::DomainDetachDeviceFlags(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainGetJobInfo => {
                 Call::DomainGetJobInfo(migrated_xdr::from_bytes(payload)?)
             }
@@ -6603,6 +6921,9 @@ impl Call {
                     "{} is an event, not a call",
                     proc_.name()
                 )))
+            }
+            Procedure::DomainUpdateDeviceFlags => {
+                Call::DomainUpdateDeviceFlags(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainManagedSave => {
                 Call::DomainManagedSave(migrated_xdr::from_bytes(payload)?)
@@ -6730,6 +7051,12 @@ impl Call {
             Procedure::DomainMigrateConfirm3Params => {
                 Call::DomainMigrateConfirm3Params(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainEventDeviceRemoved => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
             Procedure::ConnectDomainEventCallbackRegisterAny => {
                 Call::ConnectDomainEventCallbackRegisterAny(migrated_xdr::from_bytes(payload)?)
             }
@@ -6748,6 +7075,12 @@ impl Call {
                     proc_.name()
                 )))
             }
+            Procedure::DomainEventCallbackDeviceRemoved => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
             Procedure::ConnectGetDomainCapabilities => {
                 Call::ConnectGetDomainCapabilities(migrated_xdr::from_bytes(payload)?)
             }
@@ -6756,6 +7089,12 @@ impl Call {
             }
             Procedure::DomainDefineXmlFlags => {
                 Call::DomainDefineXmlFlags(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainEventCallbackDeviceAdded => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
             }
             Procedure::DomainRename => Call::DomainRename(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainEventCallbackMigrationIteration => {
@@ -6824,10 +7163,12 @@ impl Call {
             Call::ConnectGetMaxVcpus(_) => Procedure::ConnectGetMaxVcpus,
             Call::NodeGetInfo => Procedure::NodeGetInfo,
             Call::ConnectGetCapabilities => Procedure::ConnectGetCapabilities,
+            Call::DomainAttachDevice(_) => Procedure::DomainAttachDevice,
             Call::DomainCreate(_) => Procedure::DomainCreate,
             Call::DomainCreateXml(_) => Procedure::DomainCreateXml,
             Call::DomainDefineXml(_) => Procedure::DomainDefineXml,
             Call::DomainDestroy(_) => Procedure::DomainDestroy,
+            Call::DomainDetachDevice(_) => Procedure::DomainDetachDevice,
             Call::DomainGetXmlDesc(_) => Procedure::DomainGetXmlDesc,
             Call::DomainGetAutostart(_) => Procedure::DomainGetAutostart,
             Call::DomainGetInfo(_) => Procedure::DomainGetInfo,
@@ -6880,11 +7221,14 @@ impl Call {
             Call::DomainIsPersistent(_) => Procedure::DomainIsPersistent,
             Call::ConnectGetLibVersion => Procedure::ConnectGetLibVersion,
             Call::DomainMemoryStats(_) => Procedure::DomainMemoryStats,
+            Call::DomainAttachDeviceFlags(_) => Procedure::DomainAttachDeviceFlags,
+            Call::DomainDetachDeviceFlags(_) => Procedure::DomainDetachDeviceFlags,
             Call::DomainGetJobInfo(_) => Procedure::DomainGetJobInfo,
             Call::DomainAbortJob(_) => Procedure::DomainAbortJob,
             Call::DomainMigrateSetMaxDowntime(_) => Procedure::DomainMigrateSetMaxDowntime,
             Call::ConnectDomainEventRegisterAny(_) => Procedure::ConnectDomainEventRegisterAny,
             Call::ConnectDomainEventDeregisterAny(_) => Procedure::ConnectDomainEventDeregisterAny,
+            Call::DomainUpdateDeviceFlags(_) => Procedure::DomainUpdateDeviceFlags,
             Call::DomainManagedSave(_) => Procedure::DomainManagedSave,
             Call::DomainHasManagedSaveImage(_) => Procedure::DomainHasManagedSaveImage,
             Call::DomainManagedSaveRemove(_) => Procedure::DomainManagedSaveRemove,
@@ -6975,10 +7319,12 @@ impl Call {
             Call::ConnectGetMaxVcpus(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetInfo => Ok(Vec::new()),
             Call::ConnectGetCapabilities => Ok(Vec::new()),
+            Call::DomainAttachDevice(args) => migrated_xdr::to_bytes(args),
             Call::DomainCreate(args) => migrated_xdr::to_bytes(args),
             Call::DomainCreateXml(args) => migrated_xdr::to_bytes(args),
             Call::DomainDefineXml(args) => migrated_xdr::to_bytes(args),
             Call::DomainDestroy(args) => migrated_xdr::to_bytes(args),
+            Call::DomainDetachDevice(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetXmlDesc(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetAutostart(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetInfo(args) => migrated_xdr::to_bytes(args),
@@ -7031,11 +7377,14 @@ impl Call {
             Call::DomainIsPersistent(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetLibVersion => Ok(Vec::new()),
             Call::DomainMemoryStats(args) => migrated_xdr::to_bytes(args),
+            Call::DomainAttachDeviceFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainDetachDeviceFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetJobInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainAbortJob(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateSetMaxDowntime(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventRegisterAny(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventDeregisterAny(args) => migrated_xdr::to_bytes(args),
+            Call::DomainUpdateDeviceFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainManagedSave(args) => migrated_xdr::to_bytes(args),
             Call::DomainHasManagedSaveImage(args) => migrated_xdr::to_bytes(args),
             Call::DomainManagedSaveRemove(args) => migrated_xdr::to_bytes(args),

@@ -23,7 +23,55 @@ pub use net::{Interface, InterfaceSource};
 use super::error::Result;
 use super::read::{once, Node};
 use super::write::Writer;
-use super::FormatOptions;
+use super::{tree, FormatOptions};
+
+/// One device element on its own, as `virsh attach-device` sends it
+/// (libvirt's `virDomainDeviceDef`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceDef {
+    /// `<disk>`.
+    Disk(Disk),
+    /// `<interface>`.
+    Interface(Interface),
+    /// Any other element, by name (`video`, `hostdev`): hot-plug refuses it.
+    Other(String),
+}
+
+impl DeviceDef {
+    /// Parses a device document: a `<disk>` or an `<interface>` strictly,
+    /// as inside `<devices>`; any other root element only by its name.
+    ///
+    /// # Errors
+    /// Any [`XmlError`](super::XmlError) of the document or of the device.
+    pub fn parse(xml: &str) -> Result<Self> {
+        let root = tree::parse(xml)?;
+        let node = Node::root(&root);
+        Ok(match root.name.as_str() {
+            "disk" => DeviceDef::Disk(Disk::parse(node)?),
+            "interface" => DeviceDef::Interface(Interface::parse(node)?),
+            other => DeviceDef::Other(other.to_owned()),
+        })
+    }
+
+    /// The element name (`disk`, `interface`, ...), as libvirt's messages
+    /// name a device type.
+    pub fn type_name(&self) -> &str {
+        match self {
+            DeviceDef::Disk(_) => "disk",
+            DeviceDef::Interface(_) => "interface",
+            DeviceDef::Other(name) => name,
+        }
+    }
+
+    /// The alias (QEMU id) the device carries, if any.
+    pub fn alias(&self) -> Option<&str> {
+        match self {
+            DeviceDef::Disk(d) => d.info.alias.as_deref(),
+            DeviceDef::Interface(i) => i.info.alias.as_deref(),
+            DeviceDef::Other(_) => None,
+        }
+    }
+}
 
 /// Everything under `<devices>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
