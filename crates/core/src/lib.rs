@@ -15,6 +15,7 @@ pub mod error;
 pub mod flags;
 pub mod hvsupport;
 pub mod job;
+pub mod keycode;
 pub mod migration;
 pub mod support;
 pub mod typed_params;

@@ -69,6 +69,9 @@ pub const REMOTE_NODE_MEMORY_STATS_MAX: usize = 16;
 /// Upper limit on the cells of REMOTE_PROC_NODE_GET_CELLS_FREE_MEMORY.
 pub const REMOTE_NODE_MAX_CELLS: usize = 1024;
 
+/// Most keycodes in one REMOTE_PROC_DOMAIN_SEND_KEY call.
+pub const REMOTE_DOMAIN_SEND_KEY_MAX: usize = 16;
+
 /// Longest typed-parameter field name, trailing NUL included.
 pub const VIR_TYPED_PARAM_FIELD_LENGTH: usize = 80;
 
@@ -2053,6 +2056,34 @@ pub struct DomainRebootArgs {
     pub flags: u32,
 }
 
+/// Arguments of REMOTE_PROC_DOMAIN_INJECT_NMI.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainInjectNmiArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// none defined
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SEND_KEY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSendKeyArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// VIR_KEYCODE_SET_* the keycodes belong to
+    pub codeset: u32,
+    /// ms the keys stay pressed (0 = the hypervisor's default)
+    pub holdtime: u32,
+    /// the keys, pressed together
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_SEND_KEY_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_SEND_KEY_MAX, _, _>"
+    )]
+    pub keycodes: Vec<u32>,
+    /// none defined
+    pub flags: u32,
+}
+
 /// Arguments of REMOTE_PROC_DOMAIN_RESUME.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainResumeArgs {
@@ -2903,6 +2934,8 @@ pub enum Procedure {
     DomainSetMemoryFlags = 204,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_SET_MAX_SPEED`
     DomainMigrateSetMaxSpeed = 207,
+    /// `REMOTE_PROC_DOMAIN_INJECT_NMI`
+    DomainInjectNmi = 210,
     /// `REMOTE_PROC_DOMAIN_GET_STATE`
     DomainGetState = 212,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_BEGIN3`
@@ -2917,6 +2950,8 @@ pub enum Procedure {
     DomainMigrateFinish3 = 217,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3`
     DomainMigrateConfirm3 = 218,
+    /// `REMOTE_PROC_DOMAIN_SEND_KEY`
+    DomainSendKey = 226,
     /// `REMOTE_PROC_NODE_GET_CPU_STATS`
     NodeGetCpuStats = 227,
     /// `REMOTE_PROC_NODE_GET_MEMORY_STATS`
@@ -3095,6 +3130,7 @@ impl Procedure {
         Procedure::ConnectGetSysinfo,
         Procedure::DomainSetMemoryFlags,
         Procedure::DomainMigrateSetMaxSpeed,
+        Procedure::DomainInjectNmi,
         Procedure::DomainGetState,
         Procedure::DomainMigrateBegin3,
         Procedure::DomainMigratePrepare3,
@@ -3102,6 +3138,7 @@ impl Procedure {
         Procedure::DomainMigratePerform3,
         Procedure::DomainMigrateFinish3,
         Procedure::DomainMigrateConfirm3,
+        Procedure::DomainSendKey,
         Procedure::NodeGetCpuStats,
         Procedure::NodeGetMemoryStats,
         Procedure::DomainGetVcpuPinInfo,
@@ -3233,6 +3270,7 @@ impl Procedure {
             203 => Some(Self::ConnectGetSysinfo),
             204 => Some(Self::DomainSetMemoryFlags),
             207 => Some(Self::DomainMigrateSetMaxSpeed),
+            210 => Some(Self::DomainInjectNmi),
             212 => Some(Self::DomainGetState),
             213 => Some(Self::DomainMigrateBegin3),
             214 => Some(Self::DomainMigratePrepare3),
@@ -3240,6 +3278,7 @@ impl Procedure {
             216 => Some(Self::DomainMigratePerform3),
             217 => Some(Self::DomainMigrateFinish3),
             218 => Some(Self::DomainMigrateConfirm3),
+            226 => Some(Self::DomainSendKey),
             227 => Some(Self::NodeGetCpuStats),
             228 => Some(Self::NodeGetMemoryStats),
             230 => Some(Self::DomainGetVcpuPinInfo),
@@ -3373,59 +3412,61 @@ impl Procedure {
             Self::ConnectGetSysinfo => &PROCEDURES[78],
             Self::DomainSetMemoryFlags => &PROCEDURES[79],
             Self::DomainMigrateSetMaxSpeed => &PROCEDURES[80],
-            Self::DomainGetState => &PROCEDURES[81],
-            Self::DomainMigrateBegin3 => &PROCEDURES[82],
-            Self::DomainMigratePrepare3 => &PROCEDURES[83],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[84],
-            Self::DomainMigratePerform3 => &PROCEDURES[85],
-            Self::DomainMigrateFinish3 => &PROCEDURES[86],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[87],
-            Self::NodeGetCpuStats => &PROCEDURES[88],
-            Self::NodeGetMemoryStats => &PROCEDURES[89],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[90],
-            Self::DomainUndefineFlags => &PROCEDURES[91],
-            Self::DomainSaveFlags => &PROCEDURES[92],
-            Self::DomainRestoreFlags => &PROCEDURES[93],
-            Self::DomainDestroyFlags => &PROCEDURES[94],
-            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[95],
-            Self::DomainSaveImageDefineXml => &PROCEDURES[96],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[97],
-            Self::DomainBlockStatsFlags => &PROCEDURES[98],
-            Self::DomainReset => &PROCEDURES[99],
-            Self::DomainShutdownFlags => &PROCEDURES[100],
-            Self::DomainSetMetadata => &PROCEDURES[101],
-            Self::DomainGetMetadata => &PROCEDURES[102],
-            Self::ConnectListAllDomains => &PROCEDURES[103],
-            Self::NodeGetCpuMap => &PROCEDURES[104],
-            Self::DomainGetJobStats => &PROCEDURES[105],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[106],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[107],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[108],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[109],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[110],
-            Self::DomainMigratePerform3Params => &PROCEDURES[111],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[112],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[113],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[114],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[115],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[116],
-            Self::DomainEventCallbackReboot => &PROCEDURES[117],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[118],
-            Self::DomainDefineXmlFlags => &PROCEDURES[119],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[120],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[121],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[122],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[123],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[124],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[125],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[126],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[127],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[128],
-            Self::ConnectSetIdentity => &PROCEDURES[129],
-            Self::DomainGetMessages => &PROCEDURES[130],
-            Self::DomainSaveParams => &PROCEDURES[131],
-            Self::DomainRestoreParams => &PROCEDURES[132],
-            Self::DomainAbortJobFlags => &PROCEDURES[133],
+            Self::DomainInjectNmi => &PROCEDURES[81],
+            Self::DomainGetState => &PROCEDURES[82],
+            Self::DomainMigrateBegin3 => &PROCEDURES[83],
+            Self::DomainMigratePrepare3 => &PROCEDURES[84],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[85],
+            Self::DomainMigratePerform3 => &PROCEDURES[86],
+            Self::DomainMigrateFinish3 => &PROCEDURES[87],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[88],
+            Self::DomainSendKey => &PROCEDURES[89],
+            Self::NodeGetCpuStats => &PROCEDURES[90],
+            Self::NodeGetMemoryStats => &PROCEDURES[91],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[92],
+            Self::DomainUndefineFlags => &PROCEDURES[93],
+            Self::DomainSaveFlags => &PROCEDURES[94],
+            Self::DomainRestoreFlags => &PROCEDURES[95],
+            Self::DomainDestroyFlags => &PROCEDURES[96],
+            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[97],
+            Self::DomainSaveImageDefineXml => &PROCEDURES[98],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[99],
+            Self::DomainBlockStatsFlags => &PROCEDURES[100],
+            Self::DomainReset => &PROCEDURES[101],
+            Self::DomainShutdownFlags => &PROCEDURES[102],
+            Self::DomainSetMetadata => &PROCEDURES[103],
+            Self::DomainGetMetadata => &PROCEDURES[104],
+            Self::ConnectListAllDomains => &PROCEDURES[105],
+            Self::NodeGetCpuMap => &PROCEDURES[106],
+            Self::DomainGetJobStats => &PROCEDURES[107],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[108],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[109],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[110],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[111],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[112],
+            Self::DomainMigratePerform3Params => &PROCEDURES[113],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[114],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[115],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[116],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[117],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[118],
+            Self::DomainEventCallbackReboot => &PROCEDURES[119],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[120],
+            Self::DomainDefineXmlFlags => &PROCEDURES[121],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[122],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[123],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[124],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[125],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[126],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[127],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[128],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[129],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[130],
+            Self::ConnectSetIdentity => &PROCEDURES[131],
+            Self::DomainGetMessages => &PROCEDURES[132],
+            Self::DomainSaveParams => &PROCEDURES[133],
+            Self::DomainRestoreParams => &PROCEDURES[134],
+            Self::DomainAbortJobFlags => &PROCEDURES[135],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3531,6 +3572,7 @@ impl Procedure {
             Self::ConnectGetSysinfo => visitor.visit::<procs::ConnectGetSysinfo>(),
             Self::DomainSetMemoryFlags => visitor.visit::<procs::DomainSetMemoryFlags>(),
             Self::DomainMigrateSetMaxSpeed => visitor.visit::<procs::DomainMigrateSetMaxSpeed>(),
+            Self::DomainInjectNmi => visitor.visit::<procs::DomainInjectNmi>(),
             Self::DomainGetState => visitor.visit::<procs::DomainGetState>(),
             Self::DomainMigrateBegin3 => visitor.visit::<procs::DomainMigrateBegin3>(),
             Self::DomainMigratePrepare3 => visitor.visit::<procs::DomainMigratePrepare3>(),
@@ -3540,6 +3582,7 @@ impl Procedure {
             Self::DomainMigratePerform3 => visitor.visit::<procs::DomainMigratePerform3>(),
             Self::DomainMigrateFinish3 => visitor.visit::<procs::DomainMigrateFinish3>(),
             Self::DomainMigrateConfirm3 => visitor.visit::<procs::DomainMigrateConfirm3>(),
+            Self::DomainSendKey => visitor.visit::<procs::DomainSendKey>(),
             Self::NodeGetCpuStats => visitor.visit::<procs::NodeGetCpuStats>(),
             Self::NodeGetMemoryStats => visitor.visit::<procs::NodeGetMemoryStats>(),
             Self::DomainGetVcpuPinInfo => visitor.visit::<procs::DomainGetVcpuPinInfo>(),
@@ -4300,6 +4343,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 210,
+        name: "REMOTE_PROC_DOMAIN_INJECT_NMI",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 212,
         name: "REMOTE_PROC_DOMAIN_GET_STATE",
         readonly: true,
@@ -4350,6 +4401,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
     crate::ProcedureInfo {
         number: 218,
         name: "REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 226,
+        name: "REMOTE_PROC_DOMAIN_SEND_KEY",
         readonly: false,
         priority: false,
         event: false,
@@ -5480,6 +5539,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_INJECT_NMI`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainInjectNmi;
+    impl super::RemoteProcedure for DomainInjectNmi {
+        const PROC: super::Procedure = super::Procedure::DomainInjectNmi;
+        type Args = super::DomainInjectNmiArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_GET_STATE`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainGetState;
@@ -5540,6 +5608,15 @@ pub mod procs {
     impl super::RemoteProcedure for DomainMigrateConfirm3 {
         const PROC: super::Procedure = super::Procedure::DomainMigrateConfirm3;
         type Args = super::DomainMigrateConfirm3Args;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SEND_KEY`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSendKey;
+    impl super::RemoteProcedure for DomainSendKey {
+        const PROC: super::Procedure = super::Procedure::DomainSendKey;
+        type Args = super::DomainSendKeyArgs;
         type Ret = ();
     }
 
@@ -6120,6 +6197,8 @@ pub enum Call {
     DomainSetMemoryFlags(DomainSetMemoryFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_SET_MAX_SPEED`.
     DomainMigrateSetMaxSpeed(DomainMigrateSetMaxSpeedArgs),
+    /// `REMOTE_PROC_DOMAIN_INJECT_NMI`.
+    DomainInjectNmi(DomainInjectNmiArgs),
     /// `REMOTE_PROC_DOMAIN_GET_STATE`.
     DomainGetState(DomainGetStateArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_BEGIN3`.
@@ -6134,6 +6213,8 @@ pub enum Call {
     DomainMigrateFinish3(DomainMigrateFinish3Args),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3`.
     DomainMigrateConfirm3(DomainMigrateConfirm3Args),
+    /// `REMOTE_PROC_DOMAIN_SEND_KEY`.
+    DomainSendKey(DomainSendKeyArgs),
     /// `REMOTE_PROC_NODE_GET_CPU_STATS`.
     NodeGetCpuStats(NodeGetCpuStatsArgs),
     /// `REMOTE_PROC_NODE_GET_MEMORY_STATS`.
@@ -6451,6 +6532,7 @@ impl Call {
             Procedure::DomainMigrateSetMaxSpeed => {
                 Call::DomainMigrateSetMaxSpeed(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainInjectNmi => Call::DomainInjectNmi(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainGetState => Call::DomainGetState(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainMigrateBegin3 => {
                 Call::DomainMigrateBegin3(migrated_xdr::from_bytes(payload)?)
@@ -6470,6 +6552,7 @@ impl Call {
             Procedure::DomainMigrateConfirm3 => {
                 Call::DomainMigrateConfirm3(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSendKey => Call::DomainSendKey(migrated_xdr::from_bytes(payload)?),
             Procedure::NodeGetCpuStats => Call::NodeGetCpuStats(migrated_xdr::from_bytes(payload)?),
             Procedure::NodeGetMemoryStats => {
                 Call::NodeGetMemoryStats(migrated_xdr::from_bytes(payload)?)
@@ -6702,6 +6785,7 @@ impl Call {
             Call::ConnectGetSysinfo(_) => Procedure::ConnectGetSysinfo,
             Call::DomainSetMemoryFlags(_) => Procedure::DomainSetMemoryFlags,
             Call::DomainMigrateSetMaxSpeed(_) => Procedure::DomainMigrateSetMaxSpeed,
+            Call::DomainInjectNmi(_) => Procedure::DomainInjectNmi,
             Call::DomainGetState(_) => Procedure::DomainGetState,
             Call::DomainMigrateBegin3(_) => Procedure::DomainMigrateBegin3,
             Call::DomainMigratePrepare3(_) => Procedure::DomainMigratePrepare3,
@@ -6709,6 +6793,7 @@ impl Call {
             Call::DomainMigratePerform3(_) => Procedure::DomainMigratePerform3,
             Call::DomainMigrateFinish3(_) => Procedure::DomainMigrateFinish3,
             Call::DomainMigrateConfirm3(_) => Procedure::DomainMigrateConfirm3,
+            Call::DomainSendKey(_) => Procedure::DomainSendKey,
             Call::NodeGetCpuStats(_) => Procedure::NodeGetCpuStats,
             Call::NodeGetMemoryStats(_) => Procedure::NodeGetMemoryStats,
             Call::DomainGetVcpuPinInfo(_) => Procedure::DomainGetVcpuPinInfo,
@@ -6849,6 +6934,7 @@ impl Call {
             Call::ConnectGetSysinfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetMemoryFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateSetMaxSpeed(args) => migrated_xdr::to_bytes(args),
+            Call::DomainInjectNmi(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetState(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateBegin3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigratePrepare3(args) => migrated_xdr::to_bytes(args),
@@ -6856,6 +6942,7 @@ impl Call {
             Call::DomainMigratePerform3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateFinish3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateConfirm3(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSendKey(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetCpuStats(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetMemoryStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetVcpuPinInfo(args) => migrated_xdr::to_bytes(args),
