@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use migrated_core::domain::{
-    event_detail, paused_reason, shutoff_reason, DomainEvent, DomainRef, DomainState, HostIdentity,
-    LifecycleEvent,
+    event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainEventKind,
+    DomainRef, DomainState, HostIdentity, LifecycleEvent,
 };
 use migrated_core::driver::Driver;
 use migrated_core::error::ErrorCode;
@@ -65,6 +65,16 @@ async fn next_event(rx: &mut broadcast::Receiver<DomainEvent>) -> DomainEvent {
         .await
         .expect("an event within 30 s")
         .expect("event channel open")
+}
+
+/// The next lifecycle event, past reboot events.
+async fn next_lifecycle(rx: &mut broadcast::Receiver<DomainEvent>) -> DomainEvent {
+    loop {
+        let ev = next_event(rx).await;
+        if !matches!(ev.kind, DomainEventKind::Reboot) {
+            return ev;
+        }
+    }
 }
 
 fn process_exists(pid: i32) -> bool {
@@ -144,12 +154,35 @@ async fn lifecycle_through_the_driver_api() {
     assert_eq!(err.code(), ErrorCode::OperationInvalid);
     counter_passes(&driver, &dom, frozen).await;
 
-    // ACPI power button: accepted (this guest has no ACPI, so it keeps running).
-    driver.shutdown(&dom, 0).await.expect("shutdown request");
-
+    // A reboot by the power button: the workload powers off and the same
+    // QEMU boots it again (libvirt's fake reboot), its counter from zero.
+    // Reboot events (the reset, and the firmware's own), no shutdown or
+    // pause on the way, and it runs (booted) throughout.
     let pid = driver.pid(&dom).expect("pid");
-    driver.destroy(&dom, 0).await.expect("destroy");
+    let before = counter_passes(&driver, &dom, 200).await;
+    driver.reboot(&dom, 0).await.expect("reboot");
     let ev = next_event(&mut events).await;
+    assert!(matches!(ev.kind, DomainEventKind::Reboot), "{ev:?}");
+    wait_until(Duration::from_secs(30), || async {
+        counter(&driver, &dom)
+            .await
+            .filter(|&c| c > 0 && c < before)
+    })
+    .await;
+    let state = driver.get_state(&dom, 0).await.expect("state");
+    assert_eq!(
+        (state.state, state.reason),
+        (DomainState::Running, running_reason::BOOTED)
+    );
+    assert_eq!(driver.pid(&dom).expect("pid"), pid, "the same QEMU");
+    let err = driver
+        .reboot(&dom, flags::reboot::INITCTL)
+        .await
+        .expect_err("initctl");
+    assert_eq!(err.code(), ErrorCode::InvalidArg);
+
+    driver.destroy(&dom, 0).await.expect("destroy");
+    let ev = next_lifecycle(&mut events).await;
     assert_eq!(
         ev.as_lifecycle().expect("a lifecycle event"),
         (LifecycleEvent::Stopped, event_detail::STOPPED_DESTROYED)
@@ -486,12 +519,11 @@ async fn a_guest_that_shuts_down_is_shut_off_with_reason_shutdown() {
         .expect("define");
     let dom = driver.create(&dom, 0).await.expect("start");
     let mut events = driver.subscribe_events().expect("events");
-    // The workload has no ACPI, so a shutdown comes the way QEMU reports
-    // any other: a SHUTDOWN event, then the process exits.
-    let qmp = driver.qmp(&dom).expect("qmp");
-    let _ = qmp
-        .execute(&migrated_driver_qemu::qmp::commands::Quit)
-        .await;
+    let pid = driver.pid(&dom).expect("pid");
+    // The power button: the workload powers off, QEMU reports SHUTDOWN
+    // and exits.
+    counter_passes(&driver, &dom, 0).await;
+    driver.shutdown(&dom, 0).await.expect("shutdown");
     let ev = next_event(&mut events).await;
     assert_eq!(
         ev.as_lifecycle().expect("a lifecycle event"),
@@ -507,4 +539,9 @@ async fn a_guest_that_shuts_down_is_shut_off_with_reason_shutdown() {
         (state.state, state.reason),
         (DomainState::Shutoff, shutoff_reason::SHUTDOWN)
     );
+    // QEMU exits on the guest's shutdown, as it always did.
+    wait_until(Duration::from_secs(10), || async {
+        (!process_exists(pid)).then_some(())
+    })
+    .await;
 }
