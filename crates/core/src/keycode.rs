@@ -503,6 +503,24 @@ mod tests {
     }
 
     #[test]
+    fn libvirts_own_keycode_test_cases_translate_alike() {
+        // The cases of libvirt's tests/virkeycodetest.c.
+        use Codeset::*;
+        for (from, to, code, want) in [
+            (Linux, Linux, 111, Some(111)),
+            (Linux, Usb, 111, Some(76)),
+            (Linux, Qnum, 88, Some(88)),
+            (Linux, Qnum, 160, Some(163)),
+            (Atset2, Atset3, 131, Some(55)),
+            (Osx, Win32, 90, Some(131)),
+            (Osx, Atset1, 90, Some(90)),
+            (Osx, Atset1, 3200, None),
+        ] {
+            assert_eq!(translate(from, to, code), want, "{code} {from} -> {to}");
+        }
+    }
+
+    #[test]
     fn wire_values_and_names_are_libvirts() {
         assert_eq!(Codeset::from_wire(0), Some(Codeset::Linux));
         assert_eq!(Codeset::from_wire(9), Some(Codeset::Qnum));
