@@ -15,6 +15,10 @@ use migrated_core::domain::{
 use migrated_core::driver::Driver;
 use migrated_core::error::ErrorCode;
 use migrated_core::flags;
+use migrated_driver_qemu::qmp::commands::{
+    QueryStatus, RunState, SetAction, ShutdownAction, SystemPowerdown,
+};
+use migrated_driver_qemu::qmp::{Qmp, QmpConfig};
 use migrated_driver_qemu::{workload, QemuConfig, QemuDriver};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -361,8 +365,18 @@ async fn guests_survive_the_driver_and_are_reattached() {
         .await
         .expect("define");
     let doomed = driver.create(&doomed, 0).await.expect("start");
+    let rebooter = driver
+        .define_xml(
+            &guest_xml("rebooter", Uuid::new_v4(), "pc", 1, dir.path()),
+            0,
+        )
+        .await
+        .expect("define");
+    let rebooter = driver.create(&rebooter, 0).await.expect("start");
     driver.suspend(&transient).await.expect("pause transient");
     let before = counter_passes(&driver, &persistent, 0).await;
+    // The workload runs: its power button is armed.
+    counter_passes(&driver, &rebooter, 0).await;
     let pids = [
         driver.pid(&persistent).expect("pid"),
         driver.pid(&transient).expect("pid"),
@@ -374,10 +388,42 @@ async fn guests_survive_the_driver_and_are_reattached() {
     // SAFETY: plain kill(2) on a QEMU this test started.
     assert_eq!(unsafe { libc::kill(pids[2], libc::SIGKILL) }, 0);
     assert!(process_exists(pids[0]) && process_exists(pids[1]));
+    // A reboot asked for before the daemon went away, the guest's power-off
+    // after it: QEMU waits, paused in run state `shutdown`.
+    let monitor = dir.path().join("run/qemu/rebooter.monitor");
+    let qmp = Qmp::connect(&monitor, QmpConfig::default())
+        .await
+        .expect("qmp of the rebooter");
+    qmp.execute(&SetAction {
+        shutdown: ShutdownAction::Pause,
+    })
+    .await
+    .expect("set-action");
+    qmp.execute(&SystemPowerdown).await.expect("power button");
+    wait_until(Duration::from_secs(30), || async {
+        let status = qmp.execute(&QueryStatus).await.ok()?;
+        (status.status == RunState::Shutdown).then_some(())
+    })
+    .await;
+    let frozen = workload::read_status(&qmp)
+        .await
+        .expect("counter at the power-off")
+        .counter;
+    drop(qmp);
 
     let driver = QemuDriver::open(config(dir.path()), host())
         .await
         .expect("reopen");
+    // The re-attach finishes that reboot: the workload runs (and counts) again.
+    let r = driver.lookup_by_name("rebooter").await.expect("rebooter");
+    assert_eq!(
+        driver.get_state(&r, 0).await.expect("state").state,
+        DomainState::Running
+    );
+    wait_until(Duration::from_secs(30), || async {
+        counter(&driver, &r).await.filter(|&c| c != frozen)
+    })
+    .await;
     let p = driver.lookup_by_name("keeper").await.expect("keeper");
     assert_eq!(p.id, persistent.id, "same domain id after re-attach");
     assert_eq!(driver.pid(&p).expect("pid"), pids[0]);
@@ -411,7 +457,7 @@ async fn guests_survive_the_driver_and_are_reattached() {
     // The next id does not collide with a re-attached one.
     let d = driver.create(&d, 0).await.expect("restart doomed");
     assert!(d.id > persistent.id.max(transient.id));
-    for dom in [&p, &t, &d] {
+    for dom in [&p, &t, &d, &r] {
         driver.destroy(dom, 0).await.expect("destroy");
     }
 }
