@@ -173,9 +173,10 @@ fn python_lifecycle_delivers_events_and_libvirt_error_codes() {
     // 55 = VIR_ERR_OPERATION_INVALID ("domain is already running"), raised
     // by the driver: 12 = VIR_FROM_TEST, as libvirtd's test driver.
     assert!(lines.contains(&"create-again 55 12"), "{stdout}");
-    // virCheckFlags: 8 = VIR_ERR_INVALID_ARG, str1 the function, str2 "flags", int1 0.
+    // virCheckFlags: 8 = VIR_ERR_INVALID_ARG, str1 the driver's function
+    // (as libvirt's test driver names it), str2 "flags", int1 0.
     assert!(
-        lines.contains(&"xml-flags 8 12 virDomainGetXMLDesc flags 0"),
+        lines.contains(&"xml-flags 8 12 testDomainGetXMLDesc flags 0"),
         "{stdout}"
     );
     // virDomainGetVcpus through python3-libvirt needs virNodeGetCPUMap too.

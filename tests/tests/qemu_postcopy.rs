@@ -9,8 +9,13 @@
 //! runs "post-copy"; afterwards exactly one QEMU runs the guest and its
 //! workload counts on. A source daemon killed during post-copy and
 //! restarted keeps its QEMU paused and stops it once the last page is sent.
-//! A destination QEMU killed during post-copy leaves the source paused
-//! "post-copy failed", never running again.
+//! A stream broken between the QEMUs (`ss -K` on its loopback port) leaves
+//! the source paused and the destination running "post-copy failed", and
+//! `--postcopy-resume` recovers it: peer-to-peer, again after a second
+//! break, and after a source daemon restart in the middle of a recovery;
+//! the guest then ends on the destination, one QEMU left. A destination
+//! QEMU killed during post-copy leaves the source paused "post-copy
+//! failed", never running again (and not recoverable).
 
 mod migrate_support;
 mod qemu_support;
@@ -21,7 +26,8 @@ use std::time::Duration;
 use migrated_tests::clients::{stderr_of, stdout_of};
 use migrated_tests::{virsh, wait_until, VirshEvents};
 use qemu_support::{
-    counter_above, job_free, moved_and_counting, pid_gone, qemu_pids, status_pid, QemuHosts,
+    counter_above, job_free, moved_and_counting, pause_at, pid_gone, qemu_pids, release,
+    status_pid, QemuHosts,
 };
 
 /// Pre-copy and post-copy bandwidth, MiB/s: the pre-copy cannot converge,
@@ -259,28 +265,186 @@ fn qemu_virsh_postcopy_switch_complete_and_fail() {
     );
     moved_and_counting(&hosts, name, &uuid, a_pid, before);
 
-    // 4. The destination QEMU dies during post-copy: the source, whose
+    // 4. The stream between the QEMUs breaks during post-copy (twice):
+    // each time both wait for a recovery, and `--postcopy-resume` (p2p,
+    // then client-managed) reconnects them.
+    recover_broken_postcopy(&mut hosts, name, &uuid);
+
+    // 5. The destination QEMU dies during post-copy: the source, whose
     // memory is stale, stays paused "post-copy failed" and cannot resume.
-    let b_pid = status_pid(&hosts.b, name).expect("the guest runs on B");
-    let migrate = migrate_in_background(&b, &a, name, &[]);
-    switch_when_running(&hosts, &b, name);
-    wait_state(&hosts, &b, name, "paused (post-copy)");
-    let a_pid = wait_until(Duration::from_secs(30), "the QEMU on A", || {
-        status_pid(&hosts.a, name)
+    let a_pid = status_pid(&hosts.a, name).expect("the guest runs on A");
+    let migrate = migrate_in_background(&a, &b, name, &[]);
+    switch_when_running(&hosts, &a, name);
+    wait_state(&hosts, &a, name, "paused (post-copy)");
+    let b_pid = wait_until(Duration::from_secs(30), "the QEMU on B", || {
+        status_pid(&hosts.b, name)
     });
     // SAFETY: kill(2) has no memory-safety preconditions; the pid is the
     // destination QEMU this test's migration started.
-    unsafe { libc::kill(a_pid, libc::SIGKILL) };
+    unsafe { libc::kill(b_pid, libc::SIGKILL) };
     let _ = migrate.join();
-    wait_state(&hosts, &b, name, "paused (post-copy failed)");
-    assert_eq!(qemu_pids(&uuid), vec![b_pid], "the source QEMU is kept");
-    let out = virsh(&b, &["resume", name]);
+    wait_state(&hosts, &a, name, "paused (post-copy failed)");
+    assert_eq!(qemu_pids(&uuid), vec![a_pid], "the source QEMU is kept");
+    let out = virsh(&a, &["resume", name]);
     assert!(!out.status.success(), "a post-copy source resumed");
     assert_eq!(
-        state_reason(&b, name).as_deref(),
+        state_reason(&a, name).as_deref(),
         Some("paused (post-copy failed)")
     );
-    hosts.virsh_ok(&b, &["destroy", name]);
+    // Nothing left to recover from: the destination is gone.
+    let out = virsh(
+        &a,
+        &[
+            "migrate",
+            "--live",
+            "--postcopy",
+            "--postcopy-resume",
+            name,
+            &b,
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "recovered towards a dead destination"
+    );
+    hosts.virsh_ok(&a, &["destroy", name]);
+}
+
+/// `virsh migrate --live --postcopy --postcopy-resume` of `name` from
+/// `from` to `to`, plus `extra`, expected to fail with `words`.
+#[track_caller]
+fn resume_refused(from: &str, to: &str, name: &str, extra: &[&str], words: &str) {
+    let mut args = vec!["migrate", "--live"];
+    args.extend_from_slice(extra);
+    args.extend(["--postcopy-resume", name, to]);
+    let out = virsh(from, &args);
+    assert!(!out.status.success(), "{args:?} accepted");
+    assert!(
+        stderr_of(&out).contains(words),
+        "{args:?}: {}",
+        stderr_of(&out)
+    );
+}
+
+/// Breaks the migration stream that the incoming QEMU `dst_pid` receives
+/// on 127.0.0.1: both ends of its established TCP connection are destroyed
+/// (`ss -K`, matching only that connection's port on loopback).
+fn break_migration_stream(hosts: &QemuHosts, dst_pid: i32) {
+    let owner = format!("pid={dst_pid},");
+    let port = wait_until(Duration::from_secs(10), "the migration connection", || {
+        let out = std::process::Command::new("ss")
+            .args(["-tnpH", "state", "established"])
+            .output()
+            .expect("run ss");
+        stdout_of(&out).lines().find_map(|l| {
+            let local = l.split_whitespace().nth(2)?;
+            let port = local.strip_prefix("127.0.0.1:")?;
+            l.contains(&owner).then(|| port.to_owned())
+        })
+    });
+    let out = std::process::Command::new("ss")
+        .args(["-K", "-tnH", "state", "established", "dst", "127.0.0.1"])
+        .args(["(", "sport", "=", &format!(":{port}"), "or"])
+        .args(["dport", "=", &format!(":{port}"), ")"])
+        .output()
+        .expect("run ss -K");
+    assert!(
+        out.status.success(),
+        "ss -K: {}\n{}",
+        stderr_of(&out),
+        hosts.logs()
+    );
+}
+
+/// Scenario 4 of [`qemu_virsh_postcopy_switch_complete_and_fail`]: `name`
+/// runs on B and ends on A.
+fn recover_broken_postcopy(hosts: &mut QemuHosts, name: &str, uuid: &str) {
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let before = counter_above(&b, name, 0, hosts);
+    let b_pid = status_pid(&hosts.b, name).expect("the guest runs on B");
+    // Refused as libvirt refuses it (virsh itself refuses a recovery
+    // without --postcopy): no post-copy to recover.
+    resume_refused(
+        &b,
+        &a,
+        name,
+        &["--postcopy"],
+        &format!("migration of domain {name} is not in post-copy phase"),
+    );
+    // Pages trickle in the background (the guest's own requests still
+    // jump the queue), so the stream is up long enough to break.
+    hosts.virsh_ok(&b, &["migrate-setspeed", "--postcopy", name, "1"]);
+    let migrate = migrate_in_background(&b, &a, name, &[]);
+    switch_when_running(hosts, &b, name);
+    wait_state(hosts, &b, name, "paused (post-copy)");
+    wait_state(hosts, &a, name, "running (post-copy)");
+    resume_refused(
+        &b,
+        &a,
+        name,
+        &["--postcopy"],
+        &format!("post-copy migration of domain {name} has not failed"),
+    );
+    let a_pid = status_pid(&hosts.a, name).expect("the QEMU on A");
+
+    // Broken once: recovered peer-to-peer, at the same trickle.
+    break_migration_stream(hosts, a_pid);
+    wait_state(hosts, &b, name, "paused (post-copy failed)");
+    wait_state(hosts, &a, name, "running (post-copy failed)");
+    // As with libvirt, the failure surfaces in Confirm, whose error the
+    // client only logs: virsh's own outcome says nothing here.
+    let _ = migrate.join();
+    assert_eq!(qemu_pids(uuid).len(), 2, "both QEMUs are kept");
+    let resume = migrate_in_background(&b, &a, name, &["--p2p", "--postcopy-resume"]);
+    wait_state(hosts, &b, name, "paused (post-copy)");
+    wait_state(hosts, &a, name, "running (post-copy)");
+
+    // Broken again: recoverable again, now recovered by the client.
+    break_migration_stream(hosts, a_pid);
+    wait_state(hosts, &b, name, "paused (post-copy failed)");
+    wait_state(hosts, &a, name, "running (post-copy failed)");
+    let _ = resume.join();
+
+    // A recovery interrupted by a restart of the source daemon (held where
+    // Perform starts, before QEMU reconnects) leaves it recoverable.
+    let marker = pause_at(&hosts.b, "perform-start");
+    let held = migrate_in_background(&b, &a, name, &["--postcopy-resume"]);
+    wait_until(MIGRATION_TIMEOUT, "the recovery held in Perform", || {
+        marker.exists().then_some(())
+    });
+    hosts.b.kill();
+    let _ = held.join();
+    release(&hosts.b, &marker);
+    hosts.b.restart();
+    wait_state(hosts, &b, name, "paused (post-copy failed)");
+    wait_state(hosts, &a, name, "running (post-copy failed)");
+    assert_eq!(qemu_pids(uuid).len(), 2, "both QEMUs are kept");
+
+    hosts.virsh_ok(&b, &["migrate-setspeed", "--postcopy", name, "0"]);
+    let out = virsh(
+        &b,
+        &[
+            "migrate",
+            "--live",
+            "--postcopy",
+            "--postcopy-resume",
+            name,
+            &a,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "virsh migrate --postcopy-resume: {}\n{}",
+        stderr_of(&out),
+        hosts.logs()
+    );
+    wait_until(Duration::from_secs(20), "B's QEMU to exit", || {
+        pid_gone(b_pid).then_some(())
+    });
+    assert_eq!(qemu_pids(uuid), vec![a_pid], "exactly A's QEMU runs {name}");
+    assert_eq!(status_pid(&hosts.b, name), None, "source status file left");
+    wait_state(hosts, &a, name, "running (migrated)");
+    counter_above(&a, name, before, hosts);
 }
 
 /// Once the migration of `name` from `uri` runs, switches it to post-copy.

@@ -1,9 +1,9 @@
 //! A real QEMU guest (the workload kernel) managed through `migrated` by
 //! stock `virsh` and by `migratectl`: define, start, dominfo, suspend,
 //! resume, reboot, reset, inject-nmi, send-key, shutdown, the serial
-//! console (python3-libvirt), setmem/setmaxmem,
-//! destroy; offline migration of a shut-off guest; `virsh save` and
-//! `virsh restore`; `virsh managedsave` and the start that restores it.
+//! console (python3-libvirt), setmem/setmaxmem, destroy; offline migration
+//! of a shut-off guest; `virsh domcapabilities`; `virsh save` and `virsh
+//! restore`; `virsh managedsave` and the start that restores it.
 
 mod migrate_support;
 mod qemu_support;
@@ -635,12 +635,59 @@ fn qemu_migratectl_lifecycle() {
     assert!(qemu_pids(&uuid).is_empty());
 }
 
+/// `virsh domcapabilities`: the default document (QEMU's default machine
+/// resolved from its alias), another machine and domain type, and libvirt's
+/// refusals of an unknown machine, architecture, domain type and binary.
+fn check_domcapabilities(hosts: &QemuHosts, uri: &str) {
+    let default = hosts.virsh_ok(uri, &["domcapabilities"]);
+    assert!(default.starts_with("<domainCapabilities>"), "{default}");
+    assert!(default.contains("<arch>x86_64</arch>"), "{default}");
+    assert!(default.contains("<machine>pc-i440fx-"), "{default}");
+    assert!(default.contains("<vcpu max='255'/>"), "{default}");
+    // Usable or not depends on the host CPU under KVM; listed either way.
+    assert!(default.contains(">qemu64</model>"), "{default}");
+    let q35 = hosts.virsh_ok(
+        uri,
+        &["domcapabilities", "--virttype", "qemu", "--machine", "q35"],
+    );
+    assert!(q35.contains("<domain>qemu</domain>"), "{q35}");
+    assert!(q35.contains("<machine>pc-q35-"), "{q35}");
+    assert!(q35.contains("<vcpu max='288'/>"), "{q35}");
+    assert!(
+        q35.contains("<mode name='host-passthrough' supported='no'/>"),
+        "{q35}"
+    );
+    for (args, wanted) in [
+        (
+            &["--machine", "nosuch"][..],
+            "the machine 'nosuch' is not supported by emulator",
+        ),
+        (
+            &["--arch", "aarch64"][..],
+            "unable to find any emulator to serve 'aarch64' architecture",
+        ),
+        (
+            &["--virttype", "xen"][..],
+            "does not support virt type 'xen'",
+        ),
+        (&["--virttype", "bogus"][..], "unknown virttype: bogus"),
+        (
+            &["--emulatorbin", "/nonexistent/qemu"][..],
+            "No such file or directory",
+        ),
+    ] {
+        let err = virsh_err(uri, &[&["domcapabilities"][..], args].concat());
+        assert!(err.contains(wanted), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn qemu_virsh_offline_persistent() {
     let Some(hosts) = QemuHosts::start() else {
         return;
     };
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    check_domcapabilities(&hosts, &a);
     let name = "q-offline";
     let uuid = hosts.define(&a, name, SMALL_MIB, 8);
     hosts.virsh_ok(

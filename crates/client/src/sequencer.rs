@@ -276,7 +276,11 @@ pub async fn migrate_timed(
     let mut dst_req = req.clone();
     let prepare_start = Instant::now();
     let prepared = async {
-        if src.get_state(proto, dom).await? == DomainState::Paused {
+        // A post-copy source being recovered is paused by the failure, not
+        // by the user: the guest runs on the destination.
+        if !req.has(MigrateFlags::POSTCOPY_RESUME)
+            && src.get_state(proto, dom).await? == DomainState::Paused
+        {
             src_req.flags |= MigrateFlags::PAUSED;
             req.flags |= MigrateFlags::PAUSED;
         }

@@ -212,6 +212,21 @@ pub struct CpuTimes {
     pub iowait_ns: u64,
 }
 
+/// What CONNECT_GET_DOMAIN_CAPABILITIES asks about (`virsh domcapabilities
+/// --emulatorbin --arch --machine --virttype`); `None` lets the driver pick
+/// its default, as libvirt does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomainCapsQuery {
+    /// Emulator binary path.
+    pub emulator: Option<String>,
+    /// Guest architecture (`x86_64`).
+    pub arch: Option<String>,
+    /// Machine type or alias (`pc`, `q35`, `pc-i440fx-7.2`).
+    pub machine: Option<String>,
+    /// Domain type (`kvm`, `qemu`).
+    pub virttype: Option<String>,
+}
+
 /// `NODE_GET_INFO` answer (libvirt-wire.md §3.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {

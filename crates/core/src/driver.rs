@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 use crate::console::Console;
 pub use crate::domain::{
-    BlockInfo, BlockStats, CellMemory, CpuTimes, DomainEvent, DomainEventKind, DomainInfo,
-    DomainRef, DomainState, HostIdentity, InterfaceStats, LifecycleEvent, MemoryStat, NodeInfo,
-    NodeMemory, SecurityModel, StateReason, VcpuInfo,
+    BlockInfo, BlockStats, CellMemory, CpuTimes, DomainCapsQuery, DomainEvent, DomainEventKind,
+    DomainInfo, DomainRef, DomainState, HostIdentity, InterfaceStats, LifecycleEvent, MemoryStat,
+    NodeInfo, NodeMemory, SecurityModel, StateReason, VcpuInfo,
 };
 use crate::error::{Error, Result};
 use crate::support::SupportTable;
@@ -91,6 +91,8 @@ pub enum Operation {
     HasManagedSave,
     /// [`Driver::capabilities`].
     Capabilities,
+    /// [`Driver::domain_capabilities`].
+    DomainCapabilities,
     /// [`Driver::node_info`].
     NodeInfo,
     /// [`Driver::node_memory`].
@@ -174,6 +176,7 @@ impl Operation {
         Operation::IsPersistent,
         Operation::HasManagedSave,
         Operation::Capabilities,
+        Operation::DomainCapabilities,
         Operation::NodeInfo,
         Operation::NodeMemory,
         Operation::NodeCpuTimes,
@@ -233,6 +236,7 @@ impl Operation {
             Operation::IsPersistent => "virDomainIsPersistent",
             Operation::HasManagedSave => "virDomainHasManagedSaveImage",
             Operation::Capabilities => "virConnectGetCapabilities",
+            Operation::DomainCapabilities => "virConnectGetDomainCapabilities",
             Operation::NodeInfo => "virNodeGetInfo",
             Operation::NodeMemory => "virNodeGetMemoryStats",
             Operation::NodeCpuTimes => "virNodeGetCPUStats",
@@ -293,6 +297,7 @@ impl Operation {
             Operation::IsPersistent => "is_persistent",
             Operation::HasManagedSave => "has_managed_save",
             Operation::Capabilities => "capabilities",
+            Operation::DomainCapabilities => "domain_capabilities",
             Operation::NodeInfo => "node_info",
             Operation::NodeMemory => "node_memory",
             Operation::NodeCpuTimes => "node_cpu_times",
@@ -548,6 +553,13 @@ pub trait Driver: Send + Sync {
         Err(self.no_support(Operation::Capabilities))
     }
 
+    /// `domainCapabilities` XML: what a domain of the queried emulator,
+    /// architecture, machine type and domain type may use on this host.
+    async fn domain_capabilities(&self, query: &DomainCapsQuery, flags: u32) -> Result<String> {
+        let _ = (query, flags);
+        Err(self.no_support(Operation::DomainCapabilities))
+    }
+
     /// Host CPU and memory summary.
     async fn node_info(&self) -> Result<NodeInfo> {
         Err(self.no_support(Operation::NodeInfo))
@@ -771,6 +783,12 @@ mod tests {
             (
                 Operation::Capabilities,
                 drv.capabilities().await.expect_err("default body"),
+            ),
+            (
+                Operation::DomainCapabilities,
+                drv.domain_capabilities(&DomainCapsQuery::default(), 0)
+                    .await
+                    .expect_err("default body"),
             ),
             (
                 Operation::SubscribeEvents,

@@ -54,6 +54,10 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
         Operation::HasManagedSave,
     ),
     (Procedure::ConnectGetCapabilities, Operation::Capabilities),
+    (
+        Procedure::ConnectGetDomainCapabilities,
+        Operation::DomainCapabilities,
+    ),
     (Procedure::NodeGetInfo, Operation::NodeInfo),
     (Procedure::NodeGetMemoryStats, Operation::NodeMemory),
     (Procedure::NodeGetCpuStats, Operation::NodeCpuTimes),

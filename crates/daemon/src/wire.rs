@@ -55,9 +55,20 @@ pub fn to_wire_error(err: &migrated_core::Error) -> WireError {
 pub fn to_wire_error_for(err: &migrated_core::Error, driver: ErrorDomain) -> WireError {
     let mut wire = libvirt_error(err.code(), err.domain_for(driver), flatten(err));
     match err {
-        // virCheckFlags → virReportInvalidArg(flags, …).
+        // virCheckFlags → virReportInvalidArg(flags, …), naming the driver's
+        // function (qemuDomainGetXMLDesc, testDomainGetXMLDesc) as libvirt's
+        // __FUNCTION__ does.
         migrated_core::Error::UnknownFlags { operation, .. } => {
-            wire.str1 = Some((*operation).to_owned());
+            let function = driver_function(operation, wire.domain);
+            if function != *operation {
+                wire.message = wire.message.map(|text| {
+                    text.replace(
+                        &format!("function {operation}"),
+                        &format!("function {function}"),
+                    )
+                });
+            }
+            wire.str1 = Some(function);
             wire.str2 = Some("flags".to_owned());
             wire.int1 = 0;
             wire.int2 = 0;
@@ -69,6 +80,22 @@ pub fn to_wire_error_for(err: &migrated_core::Error, driver: ErrorDomain) -> Wir
         _ => {}
     }
     wire
+}
+
+/// The driver function libvirt names for the public API `operation`
+/// (`virDomainGetXMLDesc` → `qemuDomainGetXMLDesc` on the QEMU driver,
+/// `testDomainGetXMLDesc` on the test driver): its drivers implement each
+/// API in a function of the same name with their own prefix.
+fn driver_function(operation: &str, domain: i32) -> String {
+    let prefix = match domain {
+        d if d == ErrorDomain::Qemu as i32 => "qemu",
+        d if d == ErrorDomain::Test as i32 => "test",
+        _ => return operation.to_owned(),
+    };
+    match operation.strip_prefix("vir") {
+        Some(rest) => format!("{prefix}{rest}"),
+        None => operation.to_owned(),
+    }
 }
 
 /// "unknown procedure: N" (`VIR_ERR_RPC` / `VIR_FROM_RPC`), also the answer
@@ -379,6 +406,27 @@ mod tests {
         assert_eq!(wire.str1.as_deref(), Some("qemuDomainGetXMLDesc"));
         assert_eq!(wire.str2.as_deref(), Some("flags"));
         assert_eq!((wire.str3, wire.int1, wire.int2), (None, 0, 0));
+    }
+
+    /// libvirt names the driver function the flags were checked in.
+    #[test]
+    fn unknown_flags_name_the_serving_drivers_function() {
+        let err = Error::UnknownFlags {
+            operation: "virDomainDestroyFlags",
+            unknown: 0x100,
+        };
+        for (driver, function) in [
+            (ErrorDomain::Qemu, "qemuDomainDestroyFlags"),
+            (ErrorDomain::Test, "testDomainDestroyFlags"),
+            (ErrorDomain::Domain, "virDomainDestroyFlags"),
+        ] {
+            let wire = to_wire_error_for(&err, driver);
+            assert_eq!(wire.str1.as_deref(), Some(function));
+            assert_eq!(
+                wire.message,
+                Some(format!("unsupported flags (0x100) in function {function}"))
+            );
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::driver::PostcopyMark;
+use crate::driver::{PostcopyEnd, PostcopyMark};
 use crate::memlock;
 use crate::migration::{
     enable_events, set_capabilities, wait_for_completion, CAP_AUTO_CONVERGE, CAP_COMPRESS,
@@ -42,8 +42,8 @@ use crate::migration::{
 };
 use crate::qmp::commands::{
     ClientMigrateInfo, Getfd, Migrate, MigrateCancel, MigrateContinue, MigrateIncoming,
-    MigrateSetParameters, MigrateStartPostcopy, MigrationInfo, MigrationStatus, QueryMigrate,
-    QueryMigrateCapabilities, QueryMigrateParameters, Stop,
+    MigrateRecover, MigrateSetParameters, MigrateStartPostcopy, MigrationInfo, MigrationStatus,
+    QueryMigrate, QueryMigrateCapabilities, QueryMigrateParameters, Stop,
 };
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
@@ -252,7 +252,10 @@ fn check_postcopy(req: &MigrateRequest) -> Result<()> {
             reason: reason.into(),
         })
     };
-    if !req.has(MigrateFlags::LIVE) || req.has(MigrateFlags::PAUSED) {
+    // A source whose post-copy failed is paused by the failure, not by
+    // the caller: a recovery may carry PAUSED from a client that saw it so.
+    let paused = req.has(MigrateFlags::PAUSED) && !req.has(MigrateFlags::POSTCOPY_RESUME);
+    if !req.has(MigrateFlags::LIVE) || paused {
         return refuse("post-copy migration is not supported with non-live or paused migration");
     }
     if req.is_tunnelled() {
@@ -325,6 +328,16 @@ impl QemuBackend {
     async fn def_of(&self, dom: &DomainRef, flags: u32) -> Result<DomainDef> {
         let xml = self.driver.get_xml_desc(dom, flags).await?;
         Ok(DomainDef::parse(&xml)?)
+    }
+
+    /// The persistent definition of `dom`, if it has one (for PERSIST_DEST).
+    async fn persistent_def(&self, dom: &DomainRef) -> Result<Option<DomainDef>> {
+        if !self.driver.is_persistent(dom).await? {
+            return Ok(None);
+        }
+        self.def_of(dom, flags::xml::SECURE | flags::xml::INACTIVE)
+            .await
+            .map(Some)
     }
 
     /// Refuses a live TLS migration this host cannot do before anything
@@ -574,6 +587,182 @@ impl QemuBackend {
         wait(qmp, events, job, true, false, postcopy).await
     }
 
+    /// Begin of a post-copy recovery (POSTCOPY_RESUME): the guest must be
+    /// the paused source of a post-copy migration whose stream broke; its
+    /// definition goes to the destination as for any migration.
+    async fn begin_resume(&self, dom: &DomainRef) -> Result<BeginOut> {
+        self.driver
+            .check_postcopy_resumable(dom, PostcopyEnd::Source)
+            .await?;
+        let def = self
+            .def_of(dom, flags::xml::SECURE | flags::xml::MIGRATABLE)
+            .await?;
+        let persistent = self.persistent_def(dom).await?;
+        Ok(BeginOut {
+            def,
+            persistent,
+            active: true,
+            // Paused by the failure, not by the user: the destination runs.
+            paused: false,
+            graphics: None,
+            lockstate: None,
+            nbd: None,
+        })
+    }
+
+    /// Prepare of a post-copy recovery: the incoming guest of `def` must
+    /// run here "post-copy failed" with QEMU in `postcopy-paused`; QEMU then
+    /// listens for the source (`migrate-recover`) on a port of the range.
+    async fn prepare_resume(
+        &self,
+        def: &DomainDef,
+        incoming: Incoming,
+        job: &JobHandle,
+    ) -> Result<PrepareOut> {
+        let Incoming::Direct {
+            listen_address,
+            port_range,
+            ..
+        } = incoming
+        else {
+            // Offline and tunnelled post-copy are refused before this.
+            return Err(Error::internal(
+                "a post-copy recovery needs a direct connection",
+            ));
+        };
+        let dom = self.driver.lookup_by_uuid(&def.uuid).await?;
+        self.driver
+            .check_postcopy_resumable(&dom, PostcopyEnd::Destination)
+            .await?;
+        job.set_domain(dom.clone());
+        let qmp = self.driver.qmp(&dom)?;
+        let events = qmp.events();
+        let port = listen_on_free_port(&qmp, &listen_address, &port_range, Listen::Recover).await?;
+        info!(dom = %dom.name, port, "post-copy recovery: waiting for the source");
+        watch_incoming(&qmp, job, false);
+        self.incoming().insert(
+            dom.uuid,
+            IncomingRun {
+                qmp,
+                events,
+                relay: None,
+                nbd: false,
+            },
+        );
+        Ok(PrepareOut {
+            uri_out: Some(DataUri::format_libvirt(&listen_address, port)),
+            capabilities: Vec::new(),
+            nbd: None,
+        })
+    }
+
+    /// Perform of a post-copy recovery: reconnects the paused source QEMU
+    /// to the destination's `migrate-recover` listener (`migrate` with
+    /// `resume: true`; capabilities cannot change mid-migration, only the
+    /// post-copy bandwidth) and returns once pages flow again. The guest is
+    /// then paused "post-copy" here; on failure it stays paused "post-copy
+    /// failed", recoverable again.
+    async fn perform_resume(
+        &self,
+        dom: &DomainRef,
+        req: &MigrateRequest,
+        out: DataOut,
+        job: &JobHandle,
+    ) -> Result<PerformOut> {
+        let DataOut::Direct { uri, .. } = out else {
+            return Err(Error::internal(
+                "a post-copy recovery needs a direct connection",
+            ));
+        };
+        let data = DataUri::parse(&uri)?;
+        let addr = data.socket_addr()?;
+        self.check_tls(req, Endpoint::Client)?;
+        self.driver
+            .check_postcopy_resumable(dom, PostcopyEnd::Source)
+            .await?;
+        let qmp = self.driver.qmp(dom)?;
+        // No cancel from here on: QEMU cannot cancel post-copy.
+        job.enable_postcopy();
+        job.set_postcopy_active();
+        let mut events = qmp.events();
+        let resumed = async {
+            let mut params = MigrateSetParameters {
+                max_postcopy_bandwidth: Some(postcopy_bandwidth(req, job)),
+                ..MigrateSetParameters::default()
+            };
+            if req.has(MigrateFlags::TLS) {
+                // The first Perform removed the credentials once it switched;
+                // the destination keeps its own until the last page.
+                let host = req.tls_destination.as_deref().unwrap_or(&data.host);
+                self.driver
+                    .migration_tls()
+                    .enable(&qmp, Endpoint::Client, Some(host), &mut params)
+                    .await?;
+            }
+            qmp.execute(&params)
+                .await
+                .map_err(|e| e.into_core("migration"))?;
+            qmp.execute(&Migrate {
+                uri: format!("tcp:{addr}"),
+                resume: true,
+            })
+            .await
+            .map_err(|e| e.into_core("migration"))?;
+            wait_recovered(&qmp, &mut events, job).await
+        }
+        .await;
+        match resumed {
+            Ok(info) => {
+                if info.status == Some(MigrationStatus::PostcopyActive) {
+                    feed_postcopy_stats(&qmp, job);
+                    self.driver.mark_postcopy(dom, PostcopyMark::SourceActive)?;
+                }
+                info!(dom = %dom.name, status = ?info.status, "post-copy migration recovered");
+                Ok(PerformOut::default())
+            }
+            Err(err) => {
+                warn!(dom = %dom.name, error = %err, "post-copy recovery failed: the source stays paused");
+                self.driver.mark_postcopy(dom, PostcopyMark::SourceFailed)?;
+                Err(err)
+            }
+        }
+    }
+
+    /// Whether the post-copy migration of source `dom` runs (QEMU in
+    /// `postcopy-active` or `postcopy-recover`), rather than waiting paused
+    /// for a recovery. A QEMU that cannot be asked counts as paused.
+    async fn postcopy_flows(&self, dom: &DomainRef) -> bool {
+        let Ok(qmp) = self.driver.qmp(dom) else {
+            return false;
+        };
+        qmp.execute(&QueryMigrate).await.is_ok_and(|info| {
+            matches!(
+                info.status,
+                Some(MigrationStatus::PostcopyActive | MigrationStatus::PostcopyRecover)
+            )
+        })
+    }
+
+    /// Recovery of a post-copy source whose destination may still pull
+    /// pages from this QEMU: it stops (and with `undefine` goes) only once
+    /// QEMU completes, or stays paused "post-copy failed", without holding
+    /// up the daemon's start.
+    fn stop_source_after_postcopy(&self, dom: DomainRef, undefine: bool) {
+        let backend = Self::new(self.driver.clone());
+        tokio::spawn(async move {
+            if backend.finish_postcopy_source(&dom).await.is_err() {
+                return;
+            }
+            if let Err(e) = backend.driver.stop_migrated(&dom).await {
+                warn!(dom = %dom.name, error = %e, "could not stop the post-copy source");
+            } else if undefine && backend.driver.lookup_by_uuid(&dom.uuid).await.is_ok() {
+                if let Err(e) = backend.driver.undefine(&dom, 0).await {
+                    warn!(dom = %dom.name, error = %e, "could not undefine the post-copy source");
+                }
+            }
+        });
+    }
+
     /// Confirm of a source in post-copy: the destination runs the guest and
     /// pulls the pages left here, so this QEMU may stop only once QEMU
     /// reports the migration completed. A broken stream leaves it paused
@@ -646,6 +835,18 @@ impl QemuBackend {
             }
         }
         let in_postcopy = waited?.status == Some(MigrationStatus::PostcopyActive);
+        let resume = req.has(MigrateFlags::POSTCOPY_RESUME);
+        if resume {
+            // Recorded before the watch starts, which may record the
+            // completion at once.
+            let mark = if in_postcopy {
+                PostcopyMark::DestinationResumed
+            } else {
+                PostcopyMark::DestinationCompleted
+            };
+            self.driver.mark_postcopy(dom, mark)?;
+            info!(dom = %dom.name, in_postcopy, "incoming post-copy migration recovered");
+        }
         if nbd {
             // Before the guest runs: nothing may write its disks but itself.
             storage::stop_nbd_server(&qmp).await;
@@ -663,6 +864,10 @@ impl QemuBackend {
                 migratable: false,
             });
             self.driver.define_xml(&xml, 0).await?;
+        }
+        if resume {
+            // The guest never stopped here: nothing to start.
+            return self.driver.lookup_by_uuid(&dom.uuid).await;
         }
         self.driver
             .finish_incoming(dom, req.has(MigrateFlags::PAUSED), in_postcopy)
@@ -872,7 +1077,7 @@ async fn send_memory(
     uri: String,
     mirrors: Option<&Mirrors>,
 ) -> Result<MigrationInfo> {
-    qmp.execute(&Migrate { uri })
+    qmp.execute(&Migrate { uri, resume: false })
         .await
         .map_err(|e| e.into_core("migration"))?;
     let postcopy = job.postcopy() != Postcopy::Disabled;
@@ -899,6 +1104,118 @@ async fn cancel_migration(qmp: &Qmp, events: &mut broadcast::Receiver<Event>) {
         .is_err()
     {
         warn!("the cancelled migration did not stop in time");
+    }
+}
+
+/// What an incoming QEMU listens for ([`listen_on_free_port`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listen {
+    /// A new migration (`migrate-incoming`).
+    Incoming,
+    /// The source of a broken post-copy migration reconnecting
+    /// (`migrate-recover`).
+    Recover,
+}
+
+/// Makes the incoming QEMU listen on `tcp:ADDR:PORT` for the first port of
+/// `port_range` it can bind, and answers that port.
+///
+/// # Errors
+/// `VIR_ERR_OPERATION_FAILED` naming QEMU's last refusal when no port of
+/// the range is free.
+async fn listen_on_free_port(
+    qmp: &Qmp,
+    listen_address: &str,
+    port_range: &std::ops::RangeInclusive<u16>,
+    what: Listen,
+) -> Result<u16> {
+    let host = if listen_address.contains(':') {
+        format!("[{listen_address}]")
+    } else {
+        listen_address.to_owned()
+    };
+    let mut last = None;
+    for port in port_range.clone() {
+        let uri = format!("tcp:{host}:{port}");
+        let listening = match what {
+            Listen::Incoming => qmp.execute(&MigrateIncoming { uri }).await.map(drop),
+            Listen::Recover => qmp.execute(&MigrateRecover { uri }).await.map(drop),
+        };
+        match listening {
+            Ok(()) => return Ok(port),
+            // Usually "address in use": try the next port.
+            Err(e) => last = Some(e.chain()),
+        }
+    }
+    Err(failed(format!(
+        "no free port to listen on {listen_address} in {}-{}: {}",
+        port_range.start(),
+        port_range.end(),
+        last.unwrap_or_default()
+    )))
+}
+
+/// How long a recovered post-copy migration may take to leave
+/// `postcopy-paused` (QEMU reports no failure to connect otherwise).
+const RECOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Source of a post-copy recovery (`migrate` with `resume: true` issued):
+/// waits until QEMU's migration runs again (`postcopy-active`, or already
+/// `completed`). A stream that breaks again (`postcopy-recover`, then
+/// `postcopy-paused`), a failed migration or no progress within
+/// [`RECOVER_TIMEOUT`] fails.
+async fn wait_recovered(
+    qmp: &Qmp,
+    events: &mut broadcast::Receiver<Event>,
+    job: &JobHandle,
+) -> Result<MigrationInfo> {
+    let deadline = tokio::time::Instant::now() + RECOVER_TIMEOUT;
+    let mut recovering = false;
+    loop {
+        let info = qmp
+            .execute(&QueryMigrate)
+            .await
+            .map_err(|e| e.into_core("migration"))?;
+        feed_stats(job, &info);
+        match info.status {
+            Some(MigrationStatus::PostcopyActive | MigrationStatus::Completed) => return Ok(info),
+            Some(MigrationStatus::PostcopyRecover) => recovering = true,
+            Some(MigrationStatus::PostcopyPaused) if recovering => {
+                return Err(failed(format!(
+                    "post-copy recovery failed: {}",
+                    info.error_desc
+                        .unwrap_or_else(|| "the migration stream broke again".into())
+                )))
+            }
+            Some(MigrationStatus::Failed | MigrationStatus::Cancelled) => {
+                return Err(failed(
+                    info.error_desc
+                        .unwrap_or_else(|| "qemu reported failure".into()),
+                ))
+            }
+            _ => {}
+        }
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(e) if e.event == names::MIGRATION => {
+                    if e.data.get("status").and_then(|s| s.as_str()) == Some("postcopy-recover") {
+                        recovering = true;
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(failed("qemu went away during the post-copy recovery"))
+                }
+            },
+            () = tokio::time::sleep(STATS_REFRESH) => {}
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(failed(format!(
+                    "post-copy recovery did not start within {} s: {}",
+                    RECOVER_TIMEOUT.as_secs(),
+                    info.error_desc.unwrap_or_else(|| "no connection to the destination".into())
+                )))
+            }
+        }
     }
 }
 
@@ -1244,6 +1561,9 @@ impl MigrationBackend for QemuBackend {
     async fn begin(&self, dom: &DomainRef, req: &MigrateRequest) -> Result<BeginOut> {
         check_zerocopy(req)?;
         check_postcopy(req)?;
+        if req.has(MigrateFlags::POSTCOPY_RESUME) {
+            return self.begin_resume(dom).await;
+        }
         self.check_tls(req, Endpoint::Client)?;
         // Refused here rather than once the destination runs.
         multifd_channels(req, Step::Begin)?;
@@ -1266,14 +1586,7 @@ impl MigrationBackend for QemuBackend {
         } else {
             None
         };
-        let persistent = if self.driver.is_persistent(dom).await? {
-            Some(
-                self.def_of(dom, flags::xml::SECURE | flags::xml::INACTIVE)
-                    .await?,
-            )
-        } else {
-            None
-        };
+        let persistent = self.persistent_def(dom).await?;
         Ok(BeginOut {
             def,
             persistent,
@@ -1294,6 +1607,9 @@ impl MigrationBackend for QemuBackend {
         out: DataOut,
         job: &JobHandle,
     ) -> Result<PerformOut> {
+        if req.has(MigrateFlags::POSTCOPY_RESUME) {
+            return self.perform_resume(dom, req, out, job).await;
+        }
         check_zerocopy(req)?;
         self.check_tls(req, Endpoint::Client)?;
         let qmp = self.driver.qmp(dom)?;
@@ -1431,6 +1747,9 @@ impl MigrationBackend for QemuBackend {
         job: &JobHandle,
     ) -> Result<PrepareOut> {
         check_postcopy(req)?;
+        if req.has(MigrateFlags::POSTCOPY_RESUME) {
+            return self.prepare_resume(&def, incoming, job).await;
+        }
         let channels = multifd_channels(req, Step::Prepare)?;
         let compression = Compression::of(req, Step::Prepare)?;
         if let Ok(existing) = self.driver.lookup_by_uuid(&def.uuid).await {
@@ -1500,36 +1819,9 @@ impl MigrationBackend for QemuBackend {
                     port_range,
                     ..
                 } => {
-                    let host = if listen_address.contains(':') {
-                        format!("[{listen_address}]")
-                    } else {
-                        listen_address.clone()
-                    };
-                    let mut last = None;
-                    let mut bound = None;
-                    for port in port_range.clone() {
-                        match qmp
-                            .execute(&MigrateIncoming {
-                                uri: format!("tcp:{host}:{port}"),
-                            })
-                            .await
-                        {
-                            Ok(_) => {
-                                bound = Some(port);
-                                break;
-                            }
-                            // Usually "address in use": try the next port.
-                            Err(e) => last = Some(e.chain()),
-                        }
-                    }
-                    let Some(port) = bound else {
-                        return Err(failed(format!(
-                            "no free port to listen on {listen_address} in {}-{}: {}",
-                            port_range.start(),
-                            port_range.end(),
-                            last.unwrap_or_default()
-                        )));
-                    };
+                    let port =
+                        listen_on_free_port(&qmp, &listen_address, &port_range, Listen::Incoming)
+                            .await?;
                     let nbd = match &copied {
                         Some(nbd) => Some(
                             storage::start_nbd_server(
@@ -1704,11 +1996,20 @@ impl MigrationBackend for QemuBackend {
             RecoveryAction::ResumeSource
                 if dom.is_active() && self.driver.source_in_postcopy(&dom).await? =>
             {
+                if self.postcopy_flows(&dom).await {
+                    // A post-copy recovery interrupted after QEMU reconnected:
+                    // the destination runs the guest and pulls the rest.
+                    self.stop_source_after_postcopy(dom, undefine);
+                    return Ok(());
+                }
                 // Neither cancelled (QEMU cannot cancel post-copy) nor
-                // resumed: its memory is stale.
+                // resumed: its memory is stale. Paused "post-copy failed"
+                // it waits for a recovery (a new job), which is all there
+                // is left to do with this one.
                 self.driver
                     .mark_postcopy(&dom, PostcopyMark::SourceFailed)?;
-                Err(crate::driver::postcopy_source_stale())
+                warn!(dom = %dom.name, "post-copy source recovered paused: recover the migration (--postcopy-resume)");
+                Ok(())
             }
             RecoveryAction::ResumeSource if dom.is_active() => {
                 // A restart during Perform leaves QEMU still sending to a
@@ -1729,27 +2030,25 @@ impl MigrationBackend for QemuBackend {
                 }
                 self.driver.resume_migration_source(&dom).await
             }
+            RecoveryAction::KillIncoming | RecoveryAction::KeepRunning
+                if dom.is_active() && self.driver.incoming_in_postcopy(&dom).await =>
+            {
+                // The only up-to-date copy: kept, and watched again so its
+                // state follows QEMU's (completed, or failed and recoverable).
+                let qmp = self.driver.qmp(&dom)?;
+                let req = MigrateRequest {
+                    flags: MigrateFlags(entry.flags),
+                    ..MigrateRequest::default()
+                };
+                self.watch_postcopy_incoming(&dom, &req, &qmp, qmp.events());
+                Ok(())
+            }
             RecoveryAction::ResumeSource | RecoveryAction::KeepRunning => Ok(()),
             RecoveryAction::KeepPausedUntilPeerOutcome => Ok(()),
             RecoveryAction::CompleteSourceCleanup
                 if dom.is_active() && self.driver.source_in_postcopy(&dom).await? =>
             {
-                // The destination may still pull pages from this QEMU: it
-                // stops only once QEMU completes (or stays paused "post-copy
-                // failed"), without holding up the daemon's start.
-                let backend = Self::new(self.driver.clone());
-                tokio::spawn(async move {
-                    if backend.finish_postcopy_source(&dom).await.is_err() {
-                        return;
-                    }
-                    if let Err(e) = backend.driver.stop_migrated(&dom).await {
-                        warn!(dom = %dom.name, error = %e, "could not stop the post-copy source");
-                    } else if undefine && backend.driver.lookup_by_uuid(&dom.uuid).await.is_ok() {
-                        if let Err(e) = backend.driver.undefine(&dom, 0).await {
-                            warn!(dom = %dom.name, error = %e, "could not undefine the post-copy source");
-                        }
-                    }
-                });
+                self.stop_source_after_postcopy(dom, undefine);
                 Ok(())
             }
             RecoveryAction::CompleteSourceCleanup => {

@@ -29,7 +29,7 @@ pub const DEFAULT_EMULATOR: &str = "qemu-system-x86_64";
 pub const DEFAULT_MACHINE: &str = "pc";
 
 /// How guest code runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Accel {
     /// Hardware virtualization through `/dev/kvm`.
     Kvm,

@@ -4,9 +4,9 @@ use migrated_core::flags::MigrateFlags;
 use migrated_core::support::{MigrationDefaults, Procedure, SupportTable};
 use migrated_core::typed_params::migrate_param;
 
-/// Migration flags [`crate::backend::QemuBackend`] honours. Post-copy
-/// recovery (POSTCOPY_RESUME) and RDMA (with RDMA_PIN_ALL, meaningful only
-/// over an `rdma://` transport) are not implemented yet.
+/// Migration flags [`crate::backend::QemuBackend`] honours. RDMA (with
+/// RDMA_PIN_ALL, meaningful only over an `rdma://` transport) is not
+/// implemented yet.
 const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
     | MigrateFlags::PEER2PEER.bits()
     | MigrateFlags::TUNNELLED.bits()
@@ -25,7 +25,8 @@ const MIGRATION_FLAGS: u64 = MigrateFlags::LIVE.bits()
     | MigrateFlags::NON_SHARED_INC.bits()
     | MigrateFlags::NON_SHARED_SYNCHRONOUS_WRITES.bits()
     | MigrateFlags::ZEROCOPY.bits()
-    | MigrateFlags::POSTCOPY.bits();
+    | MigrateFlags::POSTCOPY.bits()
+    | MigrateFlags::POSTCOPY_RESUME.bits();
 
 /// The QEMU driver's support table.
 pub const SUPPORT: SupportTable = SupportTable {
@@ -36,6 +37,7 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::ConnectGetVersion, "0.1.0"),
         (Procedure::ConnectGetUri, "0.1.0"),
         (Procedure::ConnectGetCapabilities, "0.1.0"),
+        (Procedure::ConnectGetDomainCapabilities, "0.1.0"),
         (Procedure::NodeGetInfo, "0.1.0"),
         (Procedure::NodeGetMemoryStats, "0.1.0"),
         (Procedure::NodeGetCpuStats, "0.1.0"),

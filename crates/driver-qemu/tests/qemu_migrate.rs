@@ -209,7 +209,10 @@ async fn a_dirtying_guest_moves_between_two_drivers_and_keeps_counting() {
         .expect("migrate-incoming");
     let mut src_events = src_qmp.events();
     let mut dst_events = dst_qmp.events();
-    src_qmp.execute(&Migrate { uri }).await.expect("migrate");
+    src_qmp
+        .execute(&Migrate { uri, resume: false })
+        .await
+        .expect("migrate");
     let info = wait_for_completion(&src_qmp, &mut src_events)
         .await
         .expect("source completes");

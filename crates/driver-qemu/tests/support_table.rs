@@ -3,7 +3,7 @@
 //! answers `VIR_ERR_NO_SUPPORT`. Needs no QEMU: calls that would need a
 //! guest fail with "no domain", which is not "no support".
 
-use migrated_core::domain::{DomainRef, HostIdentity};
+use migrated_core::domain::{DomainCapsQuery, DomainRef, HostIdentity};
 use migrated_core::driver::{Driver, Operation};
 use migrated_core::error::ErrorCode;
 use migrated_core::keycode::Codeset;
@@ -49,6 +49,10 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::IsPersistent => driver.is_persistent(&dom).await.err(),
         Operation::HasManagedSave => driver.has_managed_save(&dom, 0).await.err(),
         Operation::Capabilities => driver.capabilities().await.err(),
+        Operation::DomainCapabilities => driver
+            .domain_capabilities(&DomainCapsQuery::default(), 0)
+            .await
+            .err(),
         Operation::NodeInfo => driver.node_info().await.err(),
         Operation::NodeMemory => driver.node_memory().await.err(),
         Operation::NodeCpuTimes => driver.node_cpu_times(None).await.err(),

@@ -2,7 +2,7 @@
 //! answered by a real implementation, every procedure it leaves out answers
 //! `VIR_ERR_NO_SUPPORT`.
 
-use migrated_core::domain::{DomainRef, HostIdentity};
+use migrated_core::domain::{DomainCapsQuery, DomainRef, HostIdentity};
 use migrated_core::driver::{Driver, Operation};
 use migrated_core::error::ErrorCode;
 use migrated_core::keycode::Codeset;
@@ -53,6 +53,10 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::IsPersistent => no_support(drv.is_persistent(dom).await),
         Operation::HasManagedSave => no_support(drv.has_managed_save(dom, 0).await),
         Operation::Capabilities => no_support(drv.capabilities().await),
+        Operation::DomainCapabilities => no_support(
+            drv.domain_capabilities(&DomainCapsQuery::default(), 0)
+                .await,
+        ),
         Operation::NodeInfo => no_support(drv.node_info().await),
         Operation::NodeMemory => no_support(drv.node_memory().await),
         Operation::NodeCpuTimes => no_support(drv.node_cpu_times(None).await),

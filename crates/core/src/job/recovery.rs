@@ -7,6 +7,7 @@
 //! is known (an operator or the peer query decides, see
 //! [`Manager::resolve`](crate::migration::Manager::resolve)).
 
+use crate::flags::MigrateFlags;
 use crate::job::journal::JournalEntry;
 use crate::job::phase::{DestinationPhase, Phase, SourcePhase};
 
@@ -31,6 +32,14 @@ pub fn recover(entry: &JournalEntry) -> RecoveryAction {
     match &entry.phase {
         Phase::Source(SourcePhase::Begin3 { .. } | SourcePhase::Perform3) => {
             RecoveryAction::ResumeSource
+        }
+        // A recovered post-copy migration needs no peer: the destination
+        // runs the guest, and QEMU's own outcome decides (the backend stops
+        // the source only once QEMU completes).
+        Phase::Source(SourcePhase::Perform3Done)
+            if MigrateFlags(entry.flags).contains(MigrateFlags::POSTCOPY_RESUME) =>
+        {
+            RecoveryAction::CompleteSourceCleanup
         }
         Phase::Source(SourcePhase::Perform3Done) => RecoveryAction::KeepPausedUntilPeerOutcome,
         Phase::Source(SourcePhase::Confirm3) => RecoveryAction::CompleteSourceCleanup,
@@ -78,6 +87,19 @@ mod tests {
             at(Phase::Source(SourcePhase::Perform3Done)),
             RecoveryAction::KeepPausedUntilPeerOutcome
         );
+    }
+
+    #[test]
+    fn a_post_copy_recovery_after_perform_leaves_it_to_qemu() {
+        let entry = JournalEntry {
+            job_id: Uuid::nil(),
+            name: "a".into(),
+            uuid: Uuid::nil(),
+            phase: Phase::Source(SourcePhase::Perform3Done),
+            flags: (MigrateFlags::POSTCOPY | MigrateFlags::POSTCOPY_RESUME).bits(),
+            peer_host: None,
+        };
+        assert_eq!(recover(&entry), RecoveryAction::CompleteSourceCleanup);
     }
 
     #[test]

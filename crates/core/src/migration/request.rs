@@ -332,6 +332,9 @@ impl MigrateRequest {
         if f.contains(MigrateFlags::NON_SHARED_DISK | MigrateFlags::NON_SHARED_INC) {
             return conflict(flag("NON_SHARED_DISK"), flag("NON_SHARED_INC"));
         }
+        if f.contains(MigrateFlags::POSTCOPY_RESUME) {
+            self.check_postcopy_resume(step)?;
+        }
         let compression_tuned = !self.compression.is_empty()
             || self.compression_mt_level.is_some()
             || self.compression_mt_threads.is_some()
@@ -412,6 +415,39 @@ impl MigrateRequest {
                 "parameter '{}' must be 0-9, got {level}",
                 key::COMPRESSION_MT_LEVEL
             ));
+        }
+        Ok(())
+    }
+
+    /// The checks of a POSTCOPY_RESUME request that need no guest: libvirt's
+    /// (`qemuMigrationAnyCanResume`, in its words) and the flags a recovery
+    /// of a running migration cannot honour.
+    fn check_postcopy_resume(&self, step: Step) -> Result<()> {
+        let f = self.flags;
+        if !f.contains(MigrateFlags::POSTCOPY) {
+            return Err(Error::ArgumentRefused {
+                reason: "resuming failed post-copy migration requires post-copy to be enabled"
+                    .into(),
+            });
+        }
+        // The source's job must live from Begin to Confirm (libvirt-wire.md
+        // §8.5): a stock client adds CHANGE_PROTECTION, a p2p source keeps it.
+        if step.role() == Role::Source
+            && !f.intersects(MigrateFlags::CHANGE_PROTECTION | MigrateFlags::PEER2PEER)
+        {
+            return Err(Error::ArgumentRefused {
+                reason: "resuming failed post-copy migration requires change protection".into(),
+            });
+        }
+        // The storage copy ended before the migration being recovered
+        // switched to post-copy.
+        for other in [MigrateFlags::NON_SHARED_DISK, MigrateFlags::NON_SHARED_INC] {
+            if f.contains(other) {
+                return Err(Error::ArgumentConflict {
+                    first: "migration flag POSTCOPY_RESUME".into(),
+                    second: format!("migration flag {other}"),
+                });
+            }
         }
         Ok(())
     }
@@ -569,6 +605,47 @@ mod tests {
             msg.contains("destination_name") && msg.contains("Narrow"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn post_copy_recovery_is_checked_as_libvirt_checks_it() {
+        let resume = MigrateFlags::LIVE | MigrateFlags::POSTCOPY | MigrateFlags::POSTCOPY_RESUME;
+        req(resume | MigrateFlags::CHANGE_PROTECTION)
+            .validate(Step::Begin, &ALL)
+            .expect("managed recovery");
+        req(resume | MigrateFlags::PEER2PEER)
+            .validate(Step::Perform, &ALL)
+            .expect("p2p recovery");
+        // The destination gets no CHANGE_PROTECTION and needs none.
+        req(resume)
+            .validate(Step::Prepare, &ALL)
+            .expect("destination");
+        for (flags, step, code, words) in [
+            (
+                MigrateFlags::LIVE
+                    | MigrateFlags::POSTCOPY_RESUME
+                    | MigrateFlags::CHANGE_PROTECTION,
+                Step::Begin,
+                ErrorCode::ArgumentUnsupported,
+                "resuming failed post-copy migration requires post-copy to be enabled",
+            ),
+            (
+                resume,
+                Step::Begin,
+                ErrorCode::ArgumentUnsupported,
+                "resuming failed post-copy migration requires change protection",
+            ),
+            (
+                resume | MigrateFlags::CHANGE_PROTECTION | MigrateFlags::NON_SHARED_DISK,
+                Step::Begin,
+                ErrorCode::ArgumentUnsupported,
+                "NON_SHARED_DISK",
+            ),
+        ] {
+            let err = req(flags).validate(step, &ALL).expect_err("refused");
+            assert_eq!(err.code(), code, "{err}");
+            assert!(err.to_string().contains(words), "{err}");
+        }
     }
 
     #[test]

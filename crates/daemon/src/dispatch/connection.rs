@@ -2,16 +2,18 @@
 //! host and driver facts.
 
 use migrated_proto::{
-    AuthListRet, AuthType, ConnectGetCapabilitiesRet, ConnectGetHostnameRet,
-    ConnectGetLibVersionRet, ConnectGetMaxVcpusArgs, ConnectGetMaxVcpusRet, ConnectGetTypeRet,
-    ConnectGetUriRet, ConnectGetVersionRet, ConnectIsSecureRet, ConnectOpenArgs,
-    ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet, NodeGetInfoRet, NodeGetSecurityModelRet,
+    AuthListRet, AuthType, ConnectGetCapabilitiesRet, ConnectGetDomainCapabilitiesArgs,
+    ConnectGetDomainCapabilitiesRet, ConnectGetHostnameRet, ConnectGetLibVersionRet,
+    ConnectGetMaxVcpusArgs, ConnectGetMaxVcpusRet, ConnectGetTypeRet, ConnectGetUriRet,
+    ConnectGetVersionRet, ConnectIsSecureRet, ConnectOpenArgs, ConnectSupportsFeatureArgs,
+    ConnectSupportsFeatureRet, NodeGetInfoRet, NodeGetSecurityModelRet,
 };
 use migrated_rpc::{CallContext, Transport, WireError};
 
 use super::c_chars;
 use crate::handler::{Handler, OpenDriver, Session};
 use crate::wire::{self, to_wire_error};
+use migrated_core::domain::DomainCapsQuery;
 
 /// `VIR_CONNECT_RO`: open read-only.
 const CONNECT_RO: u32 = 1;
@@ -175,6 +177,31 @@ pub fn get_uri(session: &Session) -> Result<ConnectGetUriRet, WireError> {
     Ok(ConnectGetUriRet {
         uri: session.driver()?.uri.to_owned(),
     })
+}
+
+/// CONNECT_GET_DOMAIN_CAPABILITIES (`virsh domcapabilities`): the driver's
+/// document for the queried emulator, architecture, machine and type.
+///
+/// # Errors
+/// "not open"; the driver's error (NO_SUPPORT on the test driver, as
+/// libvirt's).
+pub async fn get_domain_capabilities(
+    session: &Session,
+    args: ConnectGetDomainCapabilitiesArgs,
+) -> Result<ConnectGetDomainCapabilitiesRet, WireError> {
+    let query = DomainCapsQuery {
+        emulator: args.emulatorbin,
+        arch: args.arch,
+        machine: args.machine,
+        virttype: args.virttype,
+    };
+    let capabilities = session
+        .driver()?
+        .driver
+        .domain_capabilities(&query, args.flags)
+        .await
+        .map_err(|e| to_wire_error(&e))?;
+    Ok(ConnectGetDomainCapabilitiesRet { capabilities })
 }
 
 /// CONNECT_GET_CAPABILITIES: the host part from this daemon and the

@@ -83,6 +83,9 @@ pub async fn run(
         Call::ConnectGetHostname => reply(p, &c::get_hostname(handler)),
         Call::ConnectGetUri => reply(p, &c::get_uri(session)?),
         Call::ConnectGetCapabilities => reply(p, &c::get_capabilities(handler, session).await?),
+        Call::ConnectGetDomainCapabilities(args) => {
+            reply(p, &c::get_domain_capabilities(session, args).await?)
+        }
         Call::ConnectGetMaxVcpus(args) => reply(p, &c::get_max_vcpus(args)),
         Call::ConnectIsSecure => reply(p, &c::is_secure(ctx)),
         Call::NodeGetInfo => reply(p, &c::node_get_info(session).await?),

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use migrated_core::console::Console;
 use migrated_core::domain::{
     event_detail, memory_stat, paused_reason, running_reason, shutoff_reason, BlockInfo,
-    BlockStats, CpuTimes, DomainEvent, DomainInfo, DomainRef, DomainState, InterfaceStats,
-    LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason, VcpuInfo,
-    VCPU_RUNNING,
+    BlockStats, CpuTimes, DomainCapsQuery, DomainEvent, DomainInfo, DomainRef, DomainState,
+    InterfaceStats, LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason,
+    VcpuInfo, VCPU_RUNNING,
 };
 use migrated_core::driver::Driver;
 use migrated_core::flags::{self, check_flags};
@@ -632,6 +632,10 @@ impl Driver for QemuDriver {
     async fn capabilities(&self) -> Result<String> {
         let emulator = crate::command::find_emulator(None).ok();
         Ok(capabilities_xml(&self.shared.host, emulator.as_deref()))
+    }
+
+    async fn domain_capabilities(&self, query: &DomainCapsQuery, flags: u32) -> Result<String> {
+        super::domcaps::domain_capabilities(query, flags).await
     }
 
     async fn node_info(&self) -> Result<NodeInfo> {

@@ -74,7 +74,8 @@ pub(super) fn capabilities_xml(host: &HostIdentity, emulator: Option<&std::path:
     )
 }
 
-fn xml_escape(s: &str) -> String {
+/// `s` escaped for XML text and single-quoted attribute values.
+pub(super) fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

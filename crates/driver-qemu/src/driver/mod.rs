@@ -15,6 +15,7 @@
 
 mod api;
 mod console;
+mod domcaps;
 mod host;
 mod host_stats;
 mod managed;
@@ -75,8 +76,21 @@ pub(crate) enum PostcopyMark {
     SourceFailed,
     /// The destination's post-copy stream broke.
     DestinationFailed,
+    /// The destination's broken post-copy stream was recovered: pages flow
+    /// again.
+    DestinationResumed,
     /// The destination received the last page.
     DestinationCompleted,
+}
+
+/// Which end of a post-copy migration a guest is
+/// ([`QemuDriver::check_postcopy_resumable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PostcopyEnd {
+    /// The source: paused, its memory stale.
+    Source,
+    /// The destination: running, pulling the missing pages.
+    Destination,
 }
 
 /// Whether `state` is a post-copy source's (paused "post-copy" or
@@ -86,6 +100,16 @@ pub(crate) fn is_postcopy_source(state: StateReason) -> bool {
         && matches!(
             state.reason,
             paused_reason::POSTCOPY | paused_reason::POSTCOPY_FAILED
+        )
+}
+
+/// Whether `state` is a post-copy destination's (running "post-copy" or
+/// "post-copy failed"): it holds the only up-to-date copy of the guest.
+pub(crate) fn is_postcopy_destination(state: StateReason) -> bool {
+    state.state == DomainState::Running
+        && matches!(
+            state.reason,
+            running_reason::POSTCOPY | running_reason::POSTCOPY_FAILED
         )
 }
 
@@ -685,6 +709,11 @@ impl QemuDriver {
                     event_detail::RESUMED_POSTCOPY_FAILED,
                 )),
             ),
+            PostcopyMark::DestinationResumed => (
+                DomainState::Running,
+                running_reason::POSTCOPY,
+                Some((LifecycleEvent::Resumed, event_detail::RESUMED_POSTCOPY)),
+            ),
             PostcopyMark::DestinationCompleted => {
                 (DomainState::Running, running_reason::MIGRATED, None)
             }
@@ -692,6 +721,56 @@ impl QemuDriver {
         self.shared
             .set_state_reason(&dom.uuid, id, StateReason { state, reason }, event);
         Ok(())
+    }
+
+    /// Checks that `dom` is the `end` of a post-copy migration whose stream
+    /// broke, with QEMU waiting in `postcopy-paused` for a recovery, as
+    /// libvirt's `qemuMigrationAnyCanResume` does (in its words); a pause
+    /// QEMU reports before the post-copy watch noticed it is recorded
+    /// ("post-copy failed") on the way.
+    ///
+    /// # Errors
+    /// `VIR_ERR_OPERATION_INVALID`: not in post-copy, post-copy that has not
+    /// failed, or a QEMU still migrating; QMP errors.
+    pub(crate) async fn check_postcopy_resumable(
+        &self,
+        dom: &DomainRef,
+        end: PostcopyEnd,
+    ) -> Result<()> {
+        let state = self.read(|r| Ok(r.get(dom)?.state()))?;
+        let (in_postcopy, failed_reason, mark) = match end {
+            PostcopyEnd::Source => (
+                is_postcopy_source(state),
+                paused_reason::POSTCOPY_FAILED,
+                PostcopyMark::SourceFailed,
+            ),
+            PostcopyEnd::Destination => (
+                is_postcopy_destination(state),
+                running_reason::POSTCOPY_FAILED,
+                PostcopyMark::DestinationFailed,
+            ),
+        };
+        if !in_postcopy {
+            return Err(Error::invalid(format!(
+                "migration of domain {} is not in post-copy phase",
+                dom.name
+            )));
+        }
+        let status = self
+            .qmp(dom)?
+            .execute(&QueryMigrate)
+            .await
+            .map_err(|e| e.into_core("migration"))?
+            .status;
+        if status == Some(MigrationStatus::PostcopyPaused) {
+            self.mark_postcopy(dom, mark)?;
+            return Ok(());
+        }
+        Err(Error::invalid(if state.reason == failed_reason {
+            "QEMU reports migration is still running".to_owned()
+        } else {
+            format!("post-copy migration of domain {} has not failed", dom.name)
+        }))
     }
 
     fn live_id(&self, dom: &DomainRef) -> Result<i32> {
@@ -731,13 +810,10 @@ impl QemuDriver {
     /// as not switched.
     pub(crate) async fn incoming_in_postcopy(&self, dom: &DomainRef) -> bool {
         let recorded = self.read(|r| {
-            Ok(r.get(dom)?.live.as_ref().is_some_and(|l| {
-                l.state.state == DomainState::Running
-                    && matches!(
-                        l.state.reason,
-                        running_reason::POSTCOPY | running_reason::POSTCOPY_FAILED
-                    )
-            }))
+            Ok(r.get(dom)?
+                .live
+                .as_ref()
+                .is_some_and(|l| is_postcopy_destination(l.state)))
         });
         if recorded.unwrap_or(false) {
             return true;

@@ -210,6 +210,7 @@ impl QemuDriver {
                 drop(fd);
                 qmp.execute(&Migrate {
                     uri: format!("fd:{SAVE_FD}"),
+                    resume: false,
                 })
                 .await?;
                 migration::wait_for_completion(&qmp, &mut events).await

@@ -367,6 +367,10 @@ impl Command for RemoveFd {
 pub struct Migrate {
     /// Where to send the stream.
     pub uri: String,
+    /// Reconnect a post-copy migration paused on a broken stream
+    /// (`postcopy-paused`) to a destination waiting in `migrate-recover`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resume: bool,
 }
 
 impl Command for Migrate {
@@ -383,6 +387,20 @@ pub struct MigrateIncoming {
 
 impl Command for MigrateIncoming {
     const NAME: &'static str = "migrate-incoming";
+    type Reply = Empty;
+}
+
+/// `migrate-recover`: on a destination whose incoming post-copy migration
+/// is `postcopy-paused`, listen on `uri` for the source's `migrate` with
+/// `resume: true`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrateRecover {
+    /// Where to listen.
+    pub uri: String,
+}
+
+impl Command for MigrateRecover {
+    const NAME: &'static str = "migrate-recover";
     type Reply = Empty;
 }
 

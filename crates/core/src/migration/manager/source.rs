@@ -51,13 +51,29 @@ impl Manager {
     ) -> Result<(BeginOut, Option<JobHandle>, Uuid)> {
         let support = self.backend.support();
         req.validate(Step::Begin, support)?;
-        if self.registry.is_locked(&dom.uuid) {
-            return Err(Error::invalid(format!(
-                "another migration job is already active for domain {}",
-                dom.name
-            )));
+        let resume = req.has(MigrateFlags::POSTCOPY_RESUME);
+        let locked = || {
+            Error::invalid(if resume {
+                format!(
+                    "resuming failed post-copy migration of domain {} already in progress",
+                    dom.name
+                )
+            } else {
+                format!(
+                    "another migration job is already active for domain {}",
+                    dom.name
+                )
+            })
+        };
+        // A recovery asks the backend first, which tells a post-copy still
+        // running (its job holds the guest) from one that failed.
+        if !resume && self.registry.is_locked(&dom.uuid) {
+            return Err(locked());
         }
         let begin = self.backend.begin(dom, req).await?;
+        if resume && self.registry.is_locked(&dom.uuid) {
+            return Err(locked());
+        }
         req.apply_defaults(support, begin.active);
         req.validate(Step::Begin, support)?;
         req.check_guest_state(begin.active)?;
@@ -68,7 +84,9 @@ impl Manager {
                 driver: support.driver,
             });
         }
-        if begin.paused {
+        // A recovered post-copy source is paused by the failure; the guest
+        // runs on the destination.
+        if begin.paused && !resume {
             req.flags |= MigrateFlags::PAUSED;
         }
         let job_id = Uuid::new_v4();
