@@ -16,6 +16,13 @@
  * The region size comes from the multiboot command line (QEMU's -append),
  * "dirty_mib=N", default DEFAULT_DIRTY_MIB; it is clamped to the memory the
  * boot loader reports (mem_upper), so a too large value cannot fault.
+ *
+ * The ACPI power button (QEMU's system_powerdown) powers the guest off: at
+ * boot it enables the button's event in the PM1 block the firmware set up
+ * (PIIX4 PM at 00:01.3 or ICH9 LPC at 00:1f.0, PM base in config register
+ * 0x40 of both), and after every pass it polls the button's status and, when
+ * pressed, enters S5 (PM1_CNT: SLP_TYP 0, SLP_EN). No interrupts: polling
+ * is enough, and a machine without either device just ignores the button.
  */
 
     .equ MB_MAGIC, 0x1BADB002
@@ -27,6 +34,17 @@
     .equ DEFAULT_DIRTY_MIB, 16
     .equ PAGE, 4096
     .equ COM1, 0x3F8
+    .equ PCI_ADDR, 0xCF8
+    .equ PCI_DATA, 0xCFC
+    .equ PIIX4_PM, 0x80000B00           /* config address of 00:01.3 */
+    .equ ICH9_LPC, 0x8000F800           /* config address of 00:1f.0 */
+    .equ PIIX4_PM_ID, 0x71138086
+    .equ ICH9_LPC_ID, 0x29188086
+    .equ PM_BASE_REG, 0x40
+    .equ PM1_EN, 2                      /* offsets in the PM1 block */
+    .equ PM1_CNT, 4
+    .equ PWRBTN, 0x0100                 /* PM1_STS / PM1_EN bit */
+    .equ SLP_S5, 0x2000                 /* PM1_CNT: SLP_EN, SLP_TYP 0 */
 
     .section .multiboot, "a"
     .align 4
@@ -148,6 +166,29 @@ putnum:
     mov     $10 /* newline */, %al
     call    putc
 
+    /* esi = PM1 block of the ACPI power button, 0 when there is none. */
+    xor     %esi, %esi
+    mov     $PIIX4_PM, %ebx                 /* ebx = the device's config address */
+    mov     %ebx, %eax
+    call    pciread
+    cmp     $PIIX4_PM_ID, %eax
+    je      pm_found
+    mov     $ICH9_LPC, %ebx
+    mov     %ebx, %eax
+    call    pciread
+    cmp     $ICH9_LPC_ID, %eax
+    jne     pm_done
+pm_found:
+    lea     PM_BASE_REG(%ebx), %eax
+    call    pciread
+    and     $0xffc0, %eax                   /* I/O base, enable bits dropped */
+    jz      pm_done
+    mov     %eax, %esi
+    lea     PM1_EN(%esi), %edx
+    mov     $PWRBTN, %ax
+    outw    %ax, %dx
+pm_done:
+
     /* ecx = end of the region (DIRTY_BASE + edi MiB). */
     mov     %edi, %ecx
     shl     $20, %ecx
@@ -172,7 +213,31 @@ bump:
      * low word wraps, after 2^32 passes. */
     mov     %edx, STATUS_ADDR + 12
     mov     %eax, STATUS_ADDR + 8
+    test    %esi, %esi
+    jz      pass
+    /* The power button pressed: power off. */
+    push    %eax
+    push    %edx
+    mov     %esi, %edx                      /* PM1_STS */
+    inw     %dx, %ax
+    test    $PWRBTN, %ax
+    jz      1f
+    lea     PM1_CNT(%esi), %edx
+    mov     $SLP_S5, %ax
+    outw    %ax, %dx
+1:
+    pop     %edx
+    pop     %eax
     jmp     pass
+
+/* pciread: eax = config address; returns that config dword in eax.
+ * Clobbers dx. */
+pciread:
+    mov     $PCI_ADDR, %dx
+    outl    %eax, %dx
+    mov     $PCI_DATA, %dx
+    inl     %dx, %eax
+    ret
 
 /* putc: write al to COM1 once the transmitter is empty. Clobbers dx. */
 putc:

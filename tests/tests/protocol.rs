@@ -2,7 +2,8 @@
 //! sequence and the QEMU driver's ERROR replies against libvirtd's recorded
 //! replies, and the daemon's answers to calls it must refuse (unknown
 //! procedure, event numbers, calls before CONNECT_OPEN, unknown URIs,
-//! read-only writes, unknown event ids).
+//! read-only writes, unknown event ids, bad send-key and inject-nmi
+//! arguments).
 
 use std::path::PathBuf;
 
@@ -203,6 +204,53 @@ fn unserved_libvirt_procedures_are_not_supported_and_name_the_api() {
             )
         );
     }
+    let host = conn.call(proc_::CONNECT_GET_HOSTNAME, &[]).expect("reply");
+    assert_eq!(host.header.status, OK);
+}
+
+/// SEND_KEY (226) and INJECT_NMI (210) check their arguments as libvirt
+/// does before any domain is looked at: a codeset libvirt knows, at least
+/// one key, no flags (INVALID_ARG); more keys than the wire allows do not
+/// decode. The connection goes on.
+#[test]
+fn send_key_and_inject_nmi_refuse_bad_arguments_before_the_domain() {
+    const SEND_KEY: i32 = 226;
+    const INJECT_NMI: i32 = 210;
+    const INVALID_ARG: i32 = 8;
+    let daemon = daemon();
+    let mut conn = opened(&daemon);
+    let dom = [xdr::string("nosuchguest"), vec![0; 16], xdr::i32(-1)].concat();
+    let send_key = |codeset: u32, keys: &[u32], flags: u32| {
+        let mut args = [dom.clone(), xdr::u32(codeset), xdr::u32(0)].concat();
+        args.extend(xdr::u32(u32::try_from(keys.len()).expect("few keys")));
+        args.extend(keys.iter().flat_map(|&k| xdr::u32(k)));
+        args.extend(xdr::u32(flags));
+        args
+    };
+    for (args, words) in [
+        (send_key(10, &[30], 0), "Unsupported codeset '10'"),
+        (send_key(0, &[], 0), "nkeycodes must be greater than zero"),
+        (
+            send_key(0, &[30], 1),
+            "unsupported flags (0x1) in function testDomainSendKey",
+        ),
+    ] {
+        let reply = conn.call(SEND_KEY, &args).expect("reply");
+        let err = reply.error().expect("remote_error");
+        assert_eq!(err.code, INVALID_ARG, "{err:?}");
+        assert!(
+            err.message.as_deref().is_some_and(|m| m.contains(words)),
+            "{err:?}"
+        );
+    }
+    let reply = conn
+        .call(SEND_KEY, &send_key(0, &[30; 17], 0))
+        .expect("reply");
+    assert_eq!(reply.header.status, ERROR, "17 keys decoded");
+    let reply = conn
+        .call(INJECT_NMI, &[dom.clone(), xdr::u32(1)].concat())
+        .expect("reply");
+    assert_eq!(reply.error().map(|e| e.code), Some(INVALID_ARG));
     let host = conn.call(proc_::CONNECT_GET_HOSTNAME, &[]).expect("reply");
     assert_eq!(host.header.status, OK);
 }

@@ -1,9 +1,9 @@
 //! A real QEMU guest (the workload kernel) managed through `migrated` by
 //! stock `virsh` and by `migratectl`: define, start, dominfo, suspend,
-//! resume, reset, the serial console (python3-libvirt), setmem/setmaxmem,
-//! destroy; offline migration of a shut-off guest; `virsh domcapabilities`;
-//! `virsh save` and `virsh restore`; `virsh managedsave` and the start that
-//! restores it.
+//! resume, reboot, reset, inject-nmi, send-key, shutdown, the serial
+//! console (python3-libvirt), setmem/setmaxmem, destroy; offline migration
+//! of a shut-off guest; `virsh domcapabilities`; `virsh save` and `virsh
+//! restore`; `virsh managedsave` and the start that restores it.
 
 mod migrate_support;
 mod qemu_support;
@@ -160,6 +160,18 @@ fn frozen(uri: &str, name: &str) {
         Some(first),
         "{name} counted while paused"
     );
+}
+
+/// Waits until the workload counts: two readings of its counter differ.
+/// (After a reset its counter keeps its last value until the workload
+/// boots again, so a value alone does not tell.)
+#[track_caller]
+fn counting(uri: &str, name: &str) {
+    wait_until(Duration::from_secs(30), "the workload to count", || {
+        let first = counter(uri, name)?;
+        std::thread::sleep(Duration::from_millis(50));
+        counter(uri, name).filter(|&now| now != first)
+    });
 }
 
 /// The test guest's disk size.
@@ -387,37 +399,106 @@ fn qemu_virsh_lifecycle() {
         "resume of a running guest"
     );
     let c = counter_above(&uri, name, c.max(10), &hosts);
-    // Shutdown modes as libvirt's QEMU driver answers them: the agent
-    // alone needs an agent channel (this guest has none), with the power
-    // button allowed too it falls back on ACPI (which the workload
-    // ignores); initctl is no mode of that driver.
-    let err = virsh_err(&uri, &["shutdown", "--mode", "agent", name]);
-    assert!(
-        err.contains("argument unsupported: QEMU guest agent is not configured"),
-        "{err}"
-    );
-    hosts.virsh_ok(&uri, &["shutdown", "--mode", "agent,acpi", name]);
-    let err = virsh_err(&uri, &["shutdown", "--mode", "initctl", name]);
-    assert!(err.contains("unsupported flags (0x4)"), "{err}");
+    // Shutdown and reboot modes as libvirt's QEMU driver answers them: the
+    // agent alone needs an agent channel (this guest has none); initctl is
+    // no mode of that driver.
+    for command in ["shutdown", "reboot"] {
+        let err = virsh_err(&uri, &[command, "--mode", "agent", name]);
+        assert!(
+            err.contains("argument unsupported: QEMU guest agent is not configured"),
+            "{command}: {err}"
+        );
+        let err = virsh_err(&uri, &[command, "--mode", "initctl", name]);
+        assert!(err.contains("unsupported flags (0x4)"), "{command}: {err}");
+    }
     assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
 
-    // The reset button: the same QEMU boots the workload again, whose pass
-    // counter starts over; as with libvirt, `virsh event` sees a reboot.
+    // virsh reboot, by default and by the power button named: the workload
+    // powers off on the ACPI button and the same QEMU boots it again (its
+    // pass counter starts over); `virsh event` sees reboots and no
+    // lifecycle change, and the guest is running (booted). Then the reset
+    // button, and an NMI (the workload has no handler: it resets too).
     let events = VirshEvents::spawn(&uri, &["--loop", "--all", "--domain", name]);
     events.sync_on_redefine(&uri, name);
-    hosts.virsh_ok(&uri, &["reset", name]);
-    events.wait_for(
-        &format!("event 'reboot' for domain '{name}'"),
-        Duration::from_secs(10),
-    );
-    drop(events);
-    assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
+    let reboots = || events.text().matches("event 'reboot' for domain").count();
+    hosts.virsh_ok(&uri, &["reboot", name]);
     wait_until(
         Duration::from_secs(30),
         "the rebooted workload to count again",
         || counter(&uri, name).filter(|&n| n > 0 && n < c),
     );
-    assert_eq!(qemu_pids(&uuid), vec![pid], "reset keeps the QEMU process");
+    for args in [
+        &["reboot", "--mode", "acpi", name][..],
+        &["reset", name],
+        &["inject-nmi", name],
+    ] {
+        // The workload runs again (its power button armed, no firmware
+        // handling the NMI): each of these resets the guest once more.
+        counting(&uri, name);
+        let before = reboots();
+        hosts.virsh_ok(&uri, args);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while reboots() <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no reboot event after {args:?}:\n{}",
+                events.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    counting(&uri, name);
+    let text = events.text();
+    drop(events);
+    for absent in ["Suspended", "Resumed", "Shutdown", "Stopped"] {
+        assert!(!text.contains(absent), "{absent} in the events:\n{text}");
+    }
+    let state = hosts.virsh_ok(&uri, &["domstate", "--reason", name]);
+    assert_eq!(state.trim(), "running (booted)");
+    assert_eq!(qemu_pids(&uuid), vec![pid], "reboots keep the QEMU process");
+
+    // send-key: key names of virsh's codesets become QEMU key numbers; a
+    // code of no key is the daemon's error, a name of none virsh's own.
+    hosts.virsh_ok(
+        &uri,
+        &[
+            "send-key",
+            name,
+            "--holdtime",
+            "50",
+            "KEY_LEFTCTRL",
+            "KEY_C",
+        ],
+    );
+    hosts.virsh_ok(&uri, &["send-key", name, "--codeset", "win32", "VK_RETURN"]);
+    let err = virsh_err(&uri, &["send-key", name, "--codeset", "usb", "0x4000"]);
+    assert!(
+        err.contains(
+            "internal error: cannot translate keycode 16384 of usb codeset to qnum keycode"
+        ),
+        "{err}"
+    );
+    let err = virsh_err(&uri, &["send-key", name, "KEY_NO_SUCH_KEY"]);
+    assert!(err.contains("invalid keycode: 'KEY_NO_SUCH_KEY'"), "{err}");
+
+    // virsh shutdown (the agent allowed too, but there is none: the power
+    // button): the workload powers off, QEMU exits, the guest is shut off
+    // with libvirt's events; then it starts again for what follows.
+    let events = VirshEvents::spawn(&uri, &["--loop", "--event", "lifecycle", "--domain", name]);
+    events.sync_on_redefine(&uri, name);
+    hosts.virsh_ok(&uri, &["shutdown", "--mode", "agent,acpi", name]);
+    let text = events.wait_for("Stopped Shutdown", Duration::from_secs(30));
+    drop(events);
+    assert!(text.contains("Shutdown Finished"), "{text}");
+    assert_eq!(domstate(&uri, name).as_deref(), Some("shut off"));
+    assert!(pid_gone(pid), "QEMU {pid} outlived the guest's shutdown");
+    for command in ["reboot", "inject-nmi"] {
+        let err = virsh_err(&uri, &[command, name]);
+        assert!(err.contains("domain is not running"), "{command}: {err}");
+    }
+    hosts.virsh_ok(&uri, &["start", name]);
+    let pid = status_pid(&hosts.a, name).expect("status file of a running guest");
+    counter_above(&uri, name, 0, &hosts);
 
     // The serial console: the workload prints its boot line on COM1.
     if require_python_libvirt().is_some() {

@@ -319,6 +319,36 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
         ok(&virsh(uri, &["domstate", name]), "domstate").trim(),
         "running"
     );
+    // reboot, inject-nmi and send-key as libvirt's test driver: every
+    // reboot mode is accepted and, under <on_reboot> restart (the
+    // default), the guest runs on, booted; an NMI and keys change nothing,
+    // but a code no key of the codeset has is refused (a name virsh does
+    // not know, virsh refuses itself).
+    ok(
+        &virsh(uri, &["reboot", name, "--mode", "initctl"]),
+        "reboot --mode initctl",
+    );
+    let state = ok(&virsh(uri, &["domstate", "--reason", name]), "domstate");
+    assert_eq!(state.trim(), "running (booted)");
+    ok(&virsh(uri, &["inject-nmi", name]), "inject-nmi");
+    for keys in [
+        &["KEY_LEFTCTRL", "KEY_LEFTALT", "KEY_DELETE"][..],
+        &["--codeset", "usb", "--holdtime", "50", "4"],
+    ] {
+        let args = [&["send-key", name][..], keys].concat();
+        ok(&virsh(uri, &args), "send-key");
+    }
+    for (keys, words) in [
+        (
+            &["--codeset", "linux", "0x300"][..],
+            "internal error: invalid keycode 768 of linux codeset",
+        ),
+        (&["KEY_NO_SUCH_KEY"], "invalid keycode: 'KEY_NO_SUCH_KEY'"),
+    ] {
+        let out = virsh(uri, &[&["send-key", name][..], keys].concat());
+        assert!(!out.status.success(), "send-key {keys:?} succeeded");
+        assert!(stderr_of(&out).contains(words), "{}", stderr_of(&out));
+    }
 
     // setmem/setmaxmem as libvirt's test driver: the live balloon size
     // at once, the config for the next start, the maximum only offline.
@@ -460,6 +490,23 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
             stderr_of(&out)
         );
     }
+    let off = virsh(uri, &["reboot", name]);
+    assert!(
+        !off.status.success() && stderr_of(&off).contains("domain is not running"),
+        "{}",
+        stderr_of(&off)
+    );
+    // <on_reboot> destroy: a reboot shuts the guest off.
+    let config = ok(&virsh(uri, &["dumpxml", "--inactive", name]), "dumpxml");
+    let config = config.replace("<devices>", "<on_reboot>destroy</on_reboot>\n  <devices>");
+    ok(
+        &virsh(uri, &["define", &xml_file(dir, name, &config)]),
+        "define with on_reboot",
+    );
+    ok(&virsh(uri, &["start", name]), "start");
+    ok(&virsh(uri, &["reboot", name]), "reboot");
+    let state = ok(&virsh(uri, &["domstate", "--reason", name]), "domstate");
+    assert_eq!(state.trim(), "shut off (shutdown)");
     // Starting twice is refused with libvirt's wording.
     ok(&virsh(uri, &["start", name]), "start again");
     let twice = virsh(uri, &["start", name]);

@@ -73,6 +73,12 @@ pub enum Operation {
     OpenConsole,
     /// [`Driver::reset`].
     Reset,
+    /// [`Driver::reboot`].
+    Reboot,
+    /// [`Driver::inject_nmi`].
+    InjectNmi,
+    /// [`Driver::send_key`].
+    SendKey,
     /// [`Driver::get_autostart`].
     GetAutostart,
     /// [`Driver::set_autostart`].
@@ -171,6 +177,9 @@ impl Operation {
         Operation::Shutdown,
         Operation::OpenConsole,
         Operation::Reset,
+        Operation::Reboot,
+        Operation::InjectNmi,
+        Operation::SendKey,
         Operation::GetAutostart,
         Operation::SetAutostart,
         Operation::IsActive,
@@ -233,6 +242,9 @@ impl Operation {
             Operation::Shutdown => "virDomainShutdownFlags",
             Operation::OpenConsole => "virDomainOpenConsole",
             Operation::Reset => "virDomainReset",
+            Operation::Reboot => "virDomainReboot",
+            Operation::InjectNmi => "virDomainInjectNMI",
+            Operation::SendKey => "virDomainSendKey",
             Operation::GetAutostart => "virDomainGetAutostart",
             Operation::SetAutostart => "virDomainSetAutostart",
             Operation::IsActive => "virDomainIsActive",
@@ -296,6 +308,9 @@ impl Operation {
             Operation::Shutdown => "shutdown",
             Operation::OpenConsole => "open_console",
             Operation::Reset => "reset",
+            Operation::Reboot => "reboot",
+            Operation::InjectNmi => "inject_nmi",
+            Operation::SendKey => "send_key",
             Operation::GetAutostart => "get_autostart",
             Operation::SetAutostart => "set_autostart",
             Operation::IsActive => "is_active",
@@ -486,6 +501,33 @@ pub trait Driver: Send + Sync {
     async fn reset(&self, dom: &DomainRef) -> Result<()> {
         let _ = dom;
         Err(self.no_support(Operation::Reset))
+    }
+
+    /// Asks the guest to reboot ([`crate::flags::reboot`] flags); what
+    /// happens after depends on the domain's `<on_reboot>` action.
+    async fn reboot(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::Reboot))
+    }
+
+    /// Sends the guest a non-maskable interrupt.
+    async fn inject_nmi(&self, dom: &DomainRef) -> Result<()> {
+        let _ = dom;
+        Err(self.no_support(Operation::InjectNmi))
+    }
+
+    /// Presses `keycodes` (of `codeset`, at most
+    /// [`crate::keycode::SEND_KEY_MAX_KEYS`], at least one) together for
+    /// `holdtime` ms (0: the hypervisor's default), then releases them.
+    async fn send_key(
+        &self,
+        dom: &DomainRef,
+        codeset: crate::keycode::Codeset,
+        holdtime: u32,
+        keycodes: &[u32],
+    ) -> Result<()> {
+        let _ = (dom, codeset, holdtime, keycodes);
+        Err(self.no_support(Operation::SendKey))
     }
 
     /// Opens a console of a running guest: `dev_name` is a device alias

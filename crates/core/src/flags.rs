@@ -443,6 +443,13 @@ pub mod shutdown {
     pub const PARAVIRT: u32 = 1 << 4;
 }
 
+/// `virDomainRebootFlagValues`: the same bits as [`shutdown`]'s.
+pub mod reboot {
+    /// The hypervisor's choice.
+    pub const DEFAULT: u32 = 0;
+    pub use super::shutdown::{ACPI_POWER_BTN, GUEST_AGENT, INITCTL, PARAVIRT, SIGNAL};
+}
+
 /// `virConnectFlags` (`CONNECT_OPEN`).
 pub mod connect {
     /// Read-only connection.

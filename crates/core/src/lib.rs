@@ -16,6 +16,7 @@ pub mod flags;
 pub mod hotplug;
 pub mod hvsupport;
 pub mod job;
+pub mod keycode;
 pub mod migration;
 pub mod savefile;
 pub mod support;

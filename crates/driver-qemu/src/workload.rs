@@ -5,7 +5,10 @@
 //! The kernel is assembled from `guest/boot.s` by `build.rs` into an ELF32
 //! image that QEMU boots with `-kernel` ([`kernel`]). Its status block at
 //! [`STATUS_ADDR`] (layout in `guest/boot.s`) is read through QMP with
-//! [`read_status`].
+//! [`read_status`]. It powers off on the ACPI power button (polled on the
+//! `pc` and `q35` machines' PM1 block), so `shutdown` and `reboot` can be
+//! tested with it; after a reset its counter keeps its last value until it
+//! boots again.
 
 use std::path::{Path, PathBuf};
 

@@ -9,12 +9,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use migrated_core::domain::{
-    event_detail, paused_reason, shutoff_reason, DomainEvent, DomainRef, DomainState, HostIdentity,
-    LifecycleEvent,
+    event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainEventKind,
+    DomainRef, DomainState, HostIdentity, LifecycleEvent,
 };
 use migrated_core::driver::Driver;
 use migrated_core::error::ErrorCode;
 use migrated_core::flags;
+use migrated_driver_qemu::qmp::commands::{
+    QueryStatus, RunState, SetAction, ShutdownAction, SystemPowerdown,
+};
+use migrated_driver_qemu::qmp::{Qmp, QmpConfig};
 use migrated_driver_qemu::{workload, QemuConfig, QemuDriver};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -65,6 +69,16 @@ async fn next_event(rx: &mut broadcast::Receiver<DomainEvent>) -> DomainEvent {
         .await
         .expect("an event within 30 s")
         .expect("event channel open")
+}
+
+/// The next lifecycle event, past reboot events.
+async fn next_lifecycle(rx: &mut broadcast::Receiver<DomainEvent>) -> DomainEvent {
+    loop {
+        let ev = next_event(rx).await;
+        if !matches!(ev.kind, DomainEventKind::Reboot) {
+            return ev;
+        }
+    }
 }
 
 fn process_exists(pid: i32) -> bool {
@@ -144,12 +158,35 @@ async fn lifecycle_through_the_driver_api() {
     assert_eq!(err.code(), ErrorCode::OperationInvalid);
     counter_passes(&driver, &dom, frozen).await;
 
-    // ACPI power button: accepted (this guest has no ACPI, so it keeps running).
-    driver.shutdown(&dom, 0).await.expect("shutdown request");
-
+    // A reboot by the power button: the workload powers off and the same
+    // QEMU boots it again (libvirt's fake reboot), its counter from zero.
+    // Reboot events (the reset, and the firmware's own), no shutdown or
+    // pause on the way, and it runs (booted) throughout.
     let pid = driver.pid(&dom).expect("pid");
-    driver.destroy(&dom, 0).await.expect("destroy");
+    let before = counter_passes(&driver, &dom, 200).await;
+    driver.reboot(&dom, 0).await.expect("reboot");
     let ev = next_event(&mut events).await;
+    assert!(matches!(ev.kind, DomainEventKind::Reboot), "{ev:?}");
+    wait_until(Duration::from_secs(30), || async {
+        counter(&driver, &dom)
+            .await
+            .filter(|&c| c > 0 && c < before)
+    })
+    .await;
+    let state = driver.get_state(&dom, 0).await.expect("state");
+    assert_eq!(
+        (state.state, state.reason),
+        (DomainState::Running, running_reason::BOOTED)
+    );
+    assert_eq!(driver.pid(&dom).expect("pid"), pid, "the same QEMU");
+    let err = driver
+        .reboot(&dom, flags::reboot::INITCTL)
+        .await
+        .expect_err("initctl");
+    assert_eq!(err.code(), ErrorCode::InvalidArg);
+
+    driver.destroy(&dom, 0).await.expect("destroy");
+    let ev = next_lifecycle(&mut events).await;
     assert_eq!(
         ev.as_lifecycle().expect("a lifecycle event"),
         (LifecycleEvent::Stopped, event_detail::STOPPED_DESTROYED)
@@ -328,8 +365,18 @@ async fn guests_survive_the_driver_and_are_reattached() {
         .await
         .expect("define");
     let doomed = driver.create(&doomed, 0).await.expect("start");
+    let rebooter = driver
+        .define_xml(
+            &guest_xml("rebooter", Uuid::new_v4(), "pc", 1, dir.path()),
+            0,
+        )
+        .await
+        .expect("define");
+    let rebooter = driver.create(&rebooter, 0).await.expect("start");
     driver.suspend(&transient).await.expect("pause transient");
     let before = counter_passes(&driver, &persistent, 0).await;
+    // The workload runs: its power button is armed.
+    counter_passes(&driver, &rebooter, 0).await;
     let pids = [
         driver.pid(&persistent).expect("pid"),
         driver.pid(&transient).expect("pid"),
@@ -341,10 +388,42 @@ async fn guests_survive_the_driver_and_are_reattached() {
     // SAFETY: plain kill(2) on a QEMU this test started.
     assert_eq!(unsafe { libc::kill(pids[2], libc::SIGKILL) }, 0);
     assert!(process_exists(pids[0]) && process_exists(pids[1]));
+    // A reboot asked for before the daemon went away, the guest's power-off
+    // after it: QEMU waits, paused in run state `shutdown`.
+    let monitor = dir.path().join("run/qemu/rebooter.monitor");
+    let qmp = Qmp::connect(&monitor, QmpConfig::default())
+        .await
+        .expect("qmp of the rebooter");
+    qmp.execute(&SetAction {
+        shutdown: ShutdownAction::Pause,
+    })
+    .await
+    .expect("set-action");
+    qmp.execute(&SystemPowerdown).await.expect("power button");
+    wait_until(Duration::from_secs(30), || async {
+        let status = qmp.execute(&QueryStatus).await.ok()?;
+        (status.status == RunState::Shutdown).then_some(())
+    })
+    .await;
+    let frozen = workload::read_status(&qmp)
+        .await
+        .expect("counter at the power-off")
+        .counter;
+    drop(qmp);
 
     let driver = QemuDriver::open(config(dir.path()), host())
         .await
         .expect("reopen");
+    // The re-attach finishes that reboot: the workload runs (and counts) again.
+    let r = driver.lookup_by_name("rebooter").await.expect("rebooter");
+    assert_eq!(
+        driver.get_state(&r, 0).await.expect("state").state,
+        DomainState::Running
+    );
+    wait_until(Duration::from_secs(30), || async {
+        counter(&driver, &r).await.filter(|&c| c != frozen)
+    })
+    .await;
     let p = driver.lookup_by_name("keeper").await.expect("keeper");
     assert_eq!(p.id, persistent.id, "same domain id after re-attach");
     assert_eq!(driver.pid(&p).expect("pid"), pids[0]);
@@ -378,7 +457,7 @@ async fn guests_survive_the_driver_and_are_reattached() {
     // The next id does not collide with a re-attached one.
     let d = driver.create(&d, 0).await.expect("restart doomed");
     assert!(d.id > persistent.id.max(transient.id));
-    for dom in [&p, &t, &d] {
+    for dom in [&p, &t, &d, &r] {
         driver.destroy(dom, 0).await.expect("destroy");
     }
 }
@@ -486,12 +565,11 @@ async fn a_guest_that_shuts_down_is_shut_off_with_reason_shutdown() {
         .expect("define");
     let dom = driver.create(&dom, 0).await.expect("start");
     let mut events = driver.subscribe_events().expect("events");
-    // The workload has no ACPI, so a shutdown comes the way QEMU reports
-    // any other: a SHUTDOWN event, then the process exits.
-    let qmp = driver.qmp(&dom).expect("qmp");
-    let _ = qmp
-        .execute(&migrated_driver_qemu::qmp::commands::Quit)
-        .await;
+    let pid = driver.pid(&dom).expect("pid");
+    // The power button: the workload powers off, QEMU reports SHUTDOWN
+    // and exits.
+    counter_passes(&driver, &dom, 0).await;
+    driver.shutdown(&dom, 0).await.expect("shutdown");
     let ev = next_event(&mut events).await;
     assert_eq!(
         ev.as_lifecycle().expect("a lifecycle event"),
@@ -507,4 +585,9 @@ async fn a_guest_that_shuts_down_is_shut_off_with_reason_shutdown() {
         (state.state, state.reason),
         (DomainState::Shutoff, shutoff_reason::SHUTDOWN)
     );
+    // QEMU exits on the guest's shutdown, as it always did.
+    wait_until(Duration::from_secs(10), || async {
+        (!process_exists(pid)).then_some(())
+    })
+    .await;
 }

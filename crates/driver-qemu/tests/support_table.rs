@@ -6,6 +6,7 @@
 use migrated_core::domain::{DomainCapsQuery, DomainRef, HostIdentity};
 use migrated_core::driver::{Driver, Operation};
 use migrated_core::error::ErrorCode;
+use migrated_core::keycode::Codeset;
 use migrated_core::xml::MetadataTarget;
 use migrated_driver_qemu::{QemuConfig, QemuDriver, SUPPORT};
 use uuid::Uuid;
@@ -40,6 +41,9 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::Resume => driver.resume(&dom).await.err(),
         Operation::Shutdown => driver.shutdown(&dom, 0).await.err(),
         Operation::Reset => driver.reset(&dom).await.err(),
+        Operation::Reboot => driver.reboot(&dom, 0).await.err(),
+        Operation::InjectNmi => driver.inject_nmi(&dom).await.err(),
+        Operation::SendKey => driver.send_key(&dom, Codeset::Linux, 0, &[30]).await.err(),
         Operation::OpenConsole => driver.open_console(&dom, None, 0).await.err(),
         Operation::GetAutostart => driver.get_autostart(&dom).await.err(),
         Operation::SetAutostart => driver.set_autostart(&dom, true).await.err(),

@@ -47,6 +47,7 @@ use migrated_core::domain::{
 };
 use migrated_core::driver::Driver;
 use migrated_core::hotplug::Change;
+use migrated_core::keycode::{self, Codeset};
 use migrated_core::support::SupportTable;
 use migrated_core::xml::{DomainDef, MetadataTarget};
 use migrated_core::{Error, Result};
@@ -370,6 +371,38 @@ impl Driver for TestDriver {
                 Err(Error::invalid("domain is not running"))
             }
         })
+    }
+
+    async fn reboot(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        let dom = dom.clone();
+        self.blocking(move |r| r.reboot(&dom, flags)).await
+    }
+
+    async fn inject_nmi(&self, dom: &DomainRef) -> Result<()> {
+        // As libvirt's test driver: a running (or paused) guest takes it
+        // and nothing happens.
+        self.reset(dom).await
+    }
+
+    async fn send_key(
+        &self,
+        dom: &DomainRef,
+        codeset: Codeset,
+        _holdtime: u32,
+        keycodes: &[u32],
+    ) -> Result<()> {
+        // libvirt's test driver presses nothing, but refuses a code its
+        // codeset has no key for.
+        self.reset(dom).await?;
+        match keycodes
+            .iter()
+            .find(|&&code| keycode::translate(codeset, codeset, code).is_none())
+        {
+            Some(code) => Err(Error::internal(format!(
+                "invalid keycode {code} of {codeset} codeset"
+            ))),
+            None => Ok(()),
+        }
     }
 
     async fn get_autostart(&self, dom: &DomainRef) -> Result<bool> {

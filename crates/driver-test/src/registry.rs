@@ -471,6 +471,34 @@ impl Registry {
         )
     }
 
+    /// `DOMAIN_REBOOT`, as libvirt's `testDomainReboot`: every mode is
+    /// accepted and the guest complies at once; its `<on_reboot>` action
+    /// decides what follows. `restart` (the default) and `rename-restart`
+    /// leave it running (booted), a paused one too, without an event;
+    /// `destroy`, `preserve` and the `coredump-*` actions shut it off, with
+    /// libvirt's `Stopped Shutdown` event.
+    pub fn reboot(&mut self, dom: &DomainRef, flags: u32) -> Result<()> {
+        use flags::reboot::*;
+        let allowed = ACPI_POWER_BTN | GUEST_AGENT | INITCTL | SIGNAL | PARAVIRT;
+        check_flags("virDomainReboot", u64::from(flags), u64::from(allowed))?;
+        let live = self.live_mut(&dom.uuid)?;
+        match live.def.on_reboot.as_deref() {
+            None | Some("restart" | "rename-restart") => {
+                if live.state == DomainState::Running {
+                    live.reason = running_reason::BOOTED;
+                    Ok(())
+                } else {
+                    live.run(running_reason::BOOTED)
+                }
+            }
+            Some(_) => self.stop(
+                dom,
+                shutoff_reason::SHUTDOWN,
+                event_detail::STOPPED_SHUTDOWN,
+            ),
+        }
+    }
+
     /// `DOMAIN_SUSPEND`.
     pub fn suspend(&mut self, dom: &DomainRef) -> Result<()> {
         let live = self.live_mut(&dom.uuid)?;

@@ -5,6 +5,7 @@
 use migrated_core::domain::{DomainCapsQuery, DomainRef, HostIdentity};
 use migrated_core::driver::{Driver, Operation};
 use migrated_core::error::ErrorCode;
+use migrated_core::keycode::Codeset;
 use migrated_core::support::PROCEDURE_OPERATIONS;
 use migrated_core::xml::MetadataTarget;
 use migrated_core::Error;
@@ -44,6 +45,9 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::Resume => no_support(drv.resume(dom).await),
         Operation::Shutdown => no_support(drv.shutdown(dom, 0).await),
         Operation::Reset => no_support(drv.reset(dom).await),
+        Operation::Reboot => no_support(drv.reboot(dom, 0).await),
+        Operation::InjectNmi => no_support(drv.inject_nmi(dom).await),
+        Operation::SendKey => no_support(drv.send_key(dom, Codeset::Linux, 0, &[30]).await),
         Operation::OpenConsole => no_support(drv.open_console(dom, None, 0).await),
         Operation::GetAutostart => no_support(drv.get_autostart(dom).await),
         Operation::SetAutostart => no_support(drv.set_autostart(dom, false).await),

@@ -16,13 +16,13 @@ use migrated_proto::{
     DomainGetMessagesArgs, DomainGetMessagesRet, DomainGetOsTypeArgs, DomainGetOsTypeRet,
     DomainGetSecurityLabelArgs, DomainGetSecurityLabelRet, DomainGetStateArgs, DomainGetStateRet,
     DomainGetXmlDescArgs, DomainGetXmlDescRet, DomainHasManagedSaveImageArgs,
-    DomainHasManagedSaveImageRet, DomainIsActiveArgs, DomainIsActiveRet, DomainIsPersistentArgs,
-    DomainIsPersistentRet, DomainIsUpdatedArgs, DomainIsUpdatedRet, DomainLookupByIdArgs,
-    DomainLookupByIdRet, DomainLookupByNameArgs, DomainLookupByNameRet, DomainLookupByUuidArgs,
-    DomainLookupByUuidRet, DomainRenameArgs, DomainRenameRet, DomainResetArgs, DomainResumeArgs,
-    DomainSetAutostartArgs, DomainShutdownArgs, DomainShutdownFlagsArgs, DomainSnapshotNumArgs,
-    DomainSnapshotNumRet, DomainSuspendArgs, DomainUndefineArgs, DomainUndefineFlagsArgs,
-    NonnullDomain,
+    DomainHasManagedSaveImageRet, DomainInjectNmiArgs, DomainIsActiveArgs, DomainIsActiveRet,
+    DomainIsPersistentArgs, DomainIsPersistentRet, DomainIsUpdatedArgs, DomainIsUpdatedRet,
+    DomainLookupByIdArgs, DomainLookupByIdRet, DomainLookupByNameArgs, DomainLookupByNameRet,
+    DomainLookupByUuidArgs, DomainLookupByUuidRet, DomainRebootArgs, DomainRenameArgs,
+    DomainRenameRet, DomainResetArgs, DomainResumeArgs, DomainSendKeyArgs, DomainSetAutostartArgs,
+    DomainShutdownArgs, DomainShutdownFlagsArgs, DomainSnapshotNumArgs, DomainSnapshotNumRet,
+    DomainSuspendArgs, DomainUndefineArgs, DomainUndefineFlagsArgs, NonnullDomain,
 };
 use migrated_rpc::WireError;
 use uuid::Uuid;
@@ -608,6 +608,58 @@ pub async fn reset(session: &Session, args: DomainResetArgs) -> Result<()> {
 pub async fn shutdown_flags(session: &Session, args: DomainShutdownFlagsArgs) -> Result<()> {
     driver(session)?
         .shutdown(&from_wire_dom(&args.dom), args.flags)
+        .await
+        .map_err(err)
+}
+
+/// DOMAIN_REBOOT (27).
+///
+/// # Errors
+/// NO_DOMAIN; OPERATION_INVALID when not running; INVALID_ARG for flags
+/// the driver does not know.
+pub async fn reboot(session: &Session, args: DomainRebootArgs) -> Result<()> {
+    driver(session)?
+        .reboot(&from_wire_dom(&args.dom), args.flags)
+        .await
+        .map_err(err)
+}
+
+/// DOMAIN_INJECT_NMI (210).
+///
+/// # Errors
+/// NO_DOMAIN; OPERATION_INVALID when not running; INVALID_ARG for flags
+/// (none are defined).
+pub async fn inject_nmi(session: &Session, args: DomainInjectNmiArgs) -> Result<()> {
+    migrated_core::flags::check_flags("virDomainInjectNMI", u64::from(args.flags), 0)
+        .map_err(err)?;
+    driver(session)?
+        .inject_nmi(&from_wire_dom(&args.dom))
+        .await
+        .map_err(err)
+}
+
+/// DOMAIN_SEND_KEY (226): the checks `virDomainSendKey` makes on the
+/// client side (a codeset libvirt knows, at least one key), then the driver.
+///
+/// # Errors
+/// INVALID_ARG for an unknown codeset, no keys or flags (none are
+/// defined); NO_DOMAIN; OPERATION_INVALID when not running; the driver's
+/// error for a keycode it cannot translate.
+pub async fn send_key(session: &Session, args: DomainSendKeyArgs) -> Result<()> {
+    const OP: &str = "virDomainSendKey";
+    migrated_core::flags::check_flags(OP, u64::from(args.flags), 0).map_err(err)?;
+    let codeset = migrated_core::keycode::Codeset::from_wire(args.codeset)
+        .ok_or_else(|| invalid_arg(OP, &format!("Unsupported codeset '{}'", args.codeset)))?;
+    if args.keycodes.is_empty() {
+        return Err(invalid_arg(OP, "nkeycodes must be greater than zero"));
+    }
+    driver(session)?
+        .send_key(
+            &from_wire_dom(&args.dom),
+            codeset,
+            args.holdtime,
+            &args.keycodes,
+        )
         .await
         .map_err(err)
 }

@@ -253,6 +253,9 @@ pub async fn run(
             reply(p, &Box::pin(d::shutdown_flags(session, args)).await?)
         }
         Call::DomainReset(args) => reply(p, &Box::pin(d::reset(session, args)).await?),
+        Call::DomainReboot(args) => reply(p, &Box::pin(d::reboot(session, args)).await?),
+        Call::DomainInjectNmi(args) => reply(p, &Box::pin(d::inject_nmi(session, args)).await?),
+        Call::DomainSendKey(args) => reply(p, &Box::pin(d::send_key(session, args)).await?),
 
         // save/restore to a file on the daemon's host
         Call::DomainSave(args) => reply(p, &Box::pin(save::save(session, args)).await?),

@@ -16,6 +16,7 @@ use migrated_core::domain::{
 use migrated_core::driver::Driver;
 use migrated_core::flags::{self, check_flags};
 use migrated_core::hotplug::Change;
+use migrated_core::keycode::Codeset;
 use migrated_core::support::SupportTable;
 use migrated_core::xml::{FormatOptions, InterfaceType, MetadataTarget};
 use migrated_core::{Error, Result};
@@ -27,18 +28,16 @@ use super::host::{
     proc_rss_kib, proc_stat,
 };
 use super::host_stats::{image_file_info, tap_stats};
+use super::power::PowerRequest;
 use super::registry::{Domain, StopIntent};
 use super::{parse_def, save, QemuDriver, StartMode, URI};
 use crate::command::disk_node;
 use crate::qmp::commands::{
     Cont, MigrateSetParameters, QueryBalloon, QueryBlock, QueryBlockstats, QueryCpusFast,
-    QueryMigrateParameters, Stop, SystemPowerdown, SystemReset,
+    QueryMigrateParameters, Stop, SystemReset,
 };
 use crate::spec::launch_spec;
 use crate::support::SUPPORT;
-
-/// The virtio channel of the QEMU guest agent (libvirt's name for it).
-const GUEST_AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";
 
 #[async_trait]
 impl Driver for QemuDriver {
@@ -538,6 +537,7 @@ impl Driver for QemuDriver {
             Some(l) => Ok(Arc::clone(&l.runtime)),
             None => Err(Error::invalid("domain is not running")),
         })?;
+        self.cancel_reboot(&runtime).await?;
         // The vCPUs keep their run state: a paused guest stays paused.
         runtime
             .qmp
@@ -584,33 +584,25 @@ impl Driver for QemuDriver {
     }
 
     async fn shutdown(&self, dom: &DomainRef, flags: u32) -> Result<()> {
-        use flags::shutdown::*;
-        // libvirt's QEMU driver knows these two modes only (initctl,
-        // signal and paravirt are unknown flags there too).
-        check_flags(
-            "virDomainShutdownFlags",
-            u64::from(flags),
-            u64::from(ACPI_POWER_BTN | GUEST_AGENT),
-        )?;
-        let runtime = self.runtime(dom)?;
-        if flags == GUEST_AGENT {
-            // No agent is ever connected; with the power button allowed
-            // too, libvirt falls back on it, and so does this.
-            let configured = self.read(|r| {
-                let d = r.get(dom)?;
-                let def = d.live.as_ref().map_or(&d.config, |l| &l.def);
-                Ok(def.devices.channels.iter().any(|c| {
-                    c.target.as_ref().and_then(|t| t.name.as_deref()) == Some(GUEST_AGENT_CHANNEL)
-                }))
-            })?;
-            return Err(Error::GuestAgent { configured });
-        }
-        runtime
-            .qmp
-            .execute(&SystemPowerdown)
-            .await
-            .map_err(|e| e.into_core("virDomainShutdown"))?;
-        Ok(())
+        self.power_button(dom, flags, PowerRequest::Shutdown).await
+    }
+
+    async fn reboot(&self, dom: &DomainRef, flags: u32) -> Result<()> {
+        self.power_button(dom, flags, PowerRequest::Reboot).await
+    }
+
+    async fn inject_nmi(&self, dom: &DomainRef) -> Result<()> {
+        self.inject_nmi_impl(dom).await
+    }
+
+    async fn send_key(
+        &self,
+        dom: &DomainRef,
+        codeset: Codeset,
+        holdtime: u32,
+        keycodes: &[u32],
+    ) -> Result<()> {
+        self.send_key_impl(dom, codeset, holdtime, keycodes).await
     }
 
     async fn open_console(

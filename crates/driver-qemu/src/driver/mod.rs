@@ -23,6 +23,7 @@ mod managed;
 mod memory;
 mod metadata;
 mod monitor;
+mod power;
 mod registry;
 mod save;
 mod vcpus;
@@ -1013,6 +1014,8 @@ impl QemuDriver {
             paths,
             intent: Mutex::new(None),
             guest_shutdown: Default::default(),
+            fake_reboot: Default::default(),
+            paused_shutdown: Default::default(),
             migrating: Default::default(),
             monitor: Mutex::new(None),
         });
@@ -1176,6 +1179,9 @@ impl QemuDriver {
             .execute(&QueryStatus)
             .await
             .map_err(|e| e.into_core("reattach"))?;
+        let run = power::settle_on_reattach(&qmp, run, &status.name)
+            .await
+            .map_err(|e| e.into_core("reattach"))?;
         // A source that switched to post-copy stays paused for good: its
         // memory is stale, whatever its QEMU's run state says.
         let postcopy_source = match qmp.execute(&QueryMigrate).await.ok().and_then(|m| m.status) {
@@ -1231,6 +1237,8 @@ impl QemuDriver {
             paths,
             intent: Mutex::new(None),
             guest_shutdown: Default::default(),
+            fake_reboot: Default::default(),
+            paused_shutdown: Default::default(),
             migrating: Default::default(),
             monitor: Mutex::new(None),
         });

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::hotplug;
 use super::registry::{Domain, Runtime};
-use super::Shared;
+use super::{power, Shared};
 use crate::qmp::commands::QueryStatus;
 use crate::qmp::message::names;
 
@@ -89,12 +89,14 @@ pub(super) fn spawn_monitor(
     }
 }
 
-fn on_event(shared: &Shared, runtime: &Weak<Runtime>, uuid: &Uuid, id: i32, name: &str) {
+fn on_event(shared: &Arc<Shared>, runtime: &Weak<Runtime>, uuid: &Uuid, id: i32, name: &str) {
     match name {
         names::STOP => {
-            let migrating = runtime
-                .upgrade()
-                .is_some_and(|rt| rt.migrating.load(Ordering::SeqCst));
+            let runtime = runtime.upgrade();
+            if runtime.as_deref().is_some_and(power::ignores_stop) {
+                return;
+            }
+            let migrating = runtime.is_some_and(|rt| rt.migrating.load(Ordering::SeqCst));
             let (reason, detail) = if migrating {
                 (paused_reason::MIGRATION, event_detail::SUSPENDED_MIGRATED)
             } else {
@@ -110,16 +112,31 @@ fn on_event(shared: &Shared, runtime: &Weak<Runtime>, uuid: &Uuid, id: i32, name
                 Some((LifecycleEvent::Suspended, detail)),
             );
         }
-        names::RESUME => shared.set_state(
-            uuid,
-            id,
-            StateReason {
-                state: DomainState::Running,
-                reason: running_reason::UNPAUSED,
-            },
-            Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
-        ),
+        names::RESUME => {
+            if runtime
+                .upgrade()
+                .is_some_and(|rt| power::on_resume(shared, &rt, uuid, id))
+            {
+                return;
+            }
+            shared.set_state(
+                uuid,
+                id,
+                StateReason {
+                    state: DomainState::Running,
+                    reason: running_reason::UNPAUSED,
+                },
+                Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
+            );
+        }
         names::SHUTDOWN => {
+            // A shutdown while a reboot is asked for is that reboot.
+            if runtime
+                .upgrade()
+                .is_some_and(|rt| power::on_shutdown(shared, &rt, *uuid, id))
+            {
+                return;
+            }
             // A stop the driver asked for (save, destroy) is reported as
             // that; any other shutdown, by the guest or a `quit`, as one.
             let ours = match runtime.upgrade() {
@@ -143,7 +160,12 @@ fn on_event(shared: &Shared, runtime: &Weak<Runtime>, uuid: &Uuid, id: i32, name
         }
         // libvirt's qemuProcessHandleReset: every reset is a reboot event,
         // whoever asked for it (the guest, `virsh reset`).
-        names::RESET => shared.emit_kind(uuid, id, DomainEventKind::Reboot),
+        names::RESET => {
+            if let Some(rt) = runtime.upgrade() {
+                power::on_reset(&rt);
+            }
+            shared.emit_kind(uuid, id, DomainEventKind::Reboot);
+        }
         names::GUEST_PANICKED => shared.set_state(
             uuid,
             id,

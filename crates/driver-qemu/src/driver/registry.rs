@@ -63,6 +63,13 @@ pub(crate) struct Runtime {
     pub paths: LaunchPaths,
     pub intent: Mutex<Option<StopIntent>>,
     pub guest_shutdown: AtomicBool,
+    /// A reboot is asked for (libvirt's `fakeReboot`): the guest's next
+    /// shutdown becomes a reset and a resume. QEMU's shutdown action is
+    /// `pause` only while this is set (set first, cleared last).
+    pub fake_reboot: AtomicBool,
+    /// QEMU paused in run state `shutdown` for the fake reboot (libvirt's
+    /// `pausedShutdown`): its STOP is no pause, its RESUME no resume.
+    pub paused_shutdown: AtomicBool,
     /// An outgoing migration runs: QEMU's STOP is the migration's switch-over.
     pub migrating: AtomicBool,
     pub monitor: Mutex<Option<JoinHandle<()>>>,

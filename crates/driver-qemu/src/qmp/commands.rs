@@ -47,6 +47,54 @@ unit_command! {
     Quit = "quit";
     /// Cancel the running outgoing migration.
     MigrateCancel = "migrate_cancel";
+    /// Send every vCPU a non-maskable interrupt.
+    InjectNmi = "inject-nmi";
+}
+
+/// `send-key`: press `keys` together, hold them, release them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SendKey {
+    /// The keys, pressed in order and released in reverse.
+    pub keys: Vec<KeyValue>,
+    /// How long they stay pressed, ms (QEMU's default, 100, when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold_time: Option<u32>,
+}
+
+impl Command for SendKey {
+    const NAME: &'static str = "send-key";
+    type Reply = Empty;
+}
+
+/// QEMU's `KeyValue`: libvirt sends keys as numbers (QEMU's "qnum" codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", content = "data", rename_all = "lowercase")]
+pub enum KeyValue {
+    /// A key number (an XT scancode, `0x80 |` the second byte for `0xe0` keys).
+    Number(u32),
+}
+
+/// `set-action` (QEMU 6.0+): what QEMU does when the guest shuts down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SetAction {
+    /// The action on a guest shutdown.
+    pub shutdown: ShutdownAction,
+}
+
+impl Command for SetAction {
+    const NAME: &'static str = "set-action";
+    type Reply = Empty;
+}
+
+/// QEMU's `ShutdownAction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShutdownAction {
+    /// Exit (QEMU's default, and the driver's outside a reboot).
+    Poweroff,
+    /// Stop the vCPUs in run state `shutdown` (`-no-shutdown`).
+    Pause,
 }
 
 /// `query-status`.
@@ -895,6 +943,26 @@ mod tests {
             r#"{"max-bandwidth":1073741824,"downtime-limit":300}"#
         );
         assert_eq!(args(&Stop), "null");
+        assert_eq!(
+            args(&SendKey {
+                keys: vec![KeyValue::Number(0x1d), KeyValue::Number(0xd3)],
+                hold_time: Some(50),
+            }),
+            r#"{"keys":[{"type":"number","data":29},{"type":"number","data":211}],"hold-time":50}"#
+        );
+        assert_eq!(
+            args(&SendKey {
+                keys: vec![KeyValue::Number(0x1e)],
+                hold_time: None,
+            }),
+            r#"{"keys":[{"type":"number","data":30}]}"#
+        );
+        assert_eq!(
+            args(&SetAction {
+                shutdown: ShutdownAction::Pause
+            }),
+            r#"{"shutdown":"pause"}"#
+        );
         assert_eq!(
             args(&MigrateSetParameters {
                 tls_creds: Some(String::new()),

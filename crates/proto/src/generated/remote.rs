@@ -69,6 +69,9 @@ pub const REMOTE_NODE_MEMORY_STATS_MAX: usize = 16;
 /// Upper limit on the cells of REMOTE_PROC_NODE_GET_CELLS_FREE_MEMORY.
 pub const REMOTE_NODE_MAX_CELLS: usize = 1024;
 
+/// Most keycodes in one REMOTE_PROC_DOMAIN_SEND_KEY call.
+pub const REMOTE_DOMAIN_SEND_KEY_MAX: usize = 16;
+
 /// Longest typed-parameter field name, trailing NUL included.
 pub const VIR_TYPED_PARAM_FIELD_LENGTH: usize = 80;
 
@@ -2166,6 +2169,34 @@ pub struct DomainRebootArgs {
     pub flags: u32,
 }
 
+/// Arguments of REMOTE_PROC_DOMAIN_INJECT_NMI.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainInjectNmiArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// none defined
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SEND_KEY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSendKeyArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// VIR_KEYCODE_SET_* the keycodes belong to
+    pub codeset: u32,
+    /// ms the keys stay pressed (0 = the hypervisor's default)
+    pub holdtime: u32,
+    /// the keys, pressed together
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_SEND_KEY_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_SEND_KEY_MAX, _, _>"
+    )]
+    pub keycodes: Vec<u32>,
+    /// none defined
+    pub flags: u32,
+}
+
 /// Arguments of REMOTE_PROC_DOMAIN_RESUME.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainResumeArgs {
@@ -3109,6 +3140,8 @@ pub enum Procedure {
     DomainSetMemoryFlags = 204,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_SET_MAX_SPEED`
     DomainMigrateSetMaxSpeed = 207,
+    /// `REMOTE_PROC_DOMAIN_INJECT_NMI`
+    DomainInjectNmi = 210,
     /// `REMOTE_PROC_DOMAIN_GET_STATE`
     DomainGetState = 212,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_BEGIN3`
@@ -3123,6 +3156,8 @@ pub enum Procedure {
     DomainMigrateFinish3 = 217,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3`
     DomainMigrateConfirm3 = 218,
+    /// `REMOTE_PROC_DOMAIN_SEND_KEY`
+    DomainSendKey = 226,
     /// `REMOTE_PROC_NODE_GET_CPU_STATS`
     NodeGetCpuStats = 227,
     /// `REMOTE_PROC_NODE_GET_MEMORY_STATS`
@@ -3318,6 +3353,7 @@ impl Procedure {
         Procedure::ConnectGetSysinfo,
         Procedure::DomainSetMemoryFlags,
         Procedure::DomainMigrateSetMaxSpeed,
+        Procedure::DomainInjectNmi,
         Procedure::DomainGetState,
         Procedure::DomainMigrateBegin3,
         Procedure::DomainMigratePrepare3,
@@ -3325,6 +3361,7 @@ impl Procedure {
         Procedure::DomainMigratePerform3,
         Procedure::DomainMigrateFinish3,
         Procedure::DomainMigrateConfirm3,
+        Procedure::DomainSendKey,
         Procedure::NodeGetCpuStats,
         Procedure::NodeGetMemoryStats,
         Procedure::DomainGetVcpuPinInfo,
@@ -3468,6 +3505,7 @@ impl Procedure {
             203 => Some(Self::ConnectGetSysinfo),
             204 => Some(Self::DomainSetMemoryFlags),
             207 => Some(Self::DomainMigrateSetMaxSpeed),
+            210 => Some(Self::DomainInjectNmi),
             212 => Some(Self::DomainGetState),
             213 => Some(Self::DomainMigrateBegin3),
             214 => Some(Self::DomainMigratePrepare3),
@@ -3475,6 +3513,7 @@ impl Procedure {
             216 => Some(Self::DomainMigratePerform3),
             217 => Some(Self::DomainMigrateFinish3),
             218 => Some(Self::DomainMigrateConfirm3),
+            226 => Some(Self::DomainSendKey),
             227 => Some(Self::NodeGetCpuStats),
             228 => Some(Self::NodeGetMemoryStats),
             230 => Some(Self::DomainGetVcpuPinInfo),
@@ -3620,64 +3659,66 @@ impl Procedure {
             Self::ConnectGetSysinfo => &PROCEDURES[85],
             Self::DomainSetMemoryFlags => &PROCEDURES[86],
             Self::DomainMigrateSetMaxSpeed => &PROCEDURES[87],
-            Self::DomainGetState => &PROCEDURES[88],
-            Self::DomainMigrateBegin3 => &PROCEDURES[89],
-            Self::DomainMigratePrepare3 => &PROCEDURES[90],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[91],
-            Self::DomainMigratePerform3 => &PROCEDURES[92],
-            Self::DomainMigrateFinish3 => &PROCEDURES[93],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[94],
-            Self::NodeGetCpuStats => &PROCEDURES[95],
-            Self::NodeGetMemoryStats => &PROCEDURES[96],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[97],
-            Self::DomainUndefineFlags => &PROCEDURES[98],
-            Self::DomainSaveFlags => &PROCEDURES[99],
-            Self::DomainRestoreFlags => &PROCEDURES[100],
-            Self::DomainDestroyFlags => &PROCEDURES[101],
-            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[102],
-            Self::DomainSaveImageDefineXml => &PROCEDURES[103],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[104],
-            Self::DomainBlockStatsFlags => &PROCEDURES[105],
-            Self::DomainReset => &PROCEDURES[106],
-            Self::DomainShutdownFlags => &PROCEDURES[107],
-            Self::DomainSetMetadata => &PROCEDURES[108],
-            Self::DomainGetMetadata => &PROCEDURES[109],
-            Self::ConnectListAllDomains => &PROCEDURES[110],
-            Self::NodeGetCpuMap => &PROCEDURES[111],
-            Self::DomainGetJobStats => &PROCEDURES[112],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[113],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[114],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[115],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[116],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[117],
-            Self::DomainMigratePerform3Params => &PROCEDURES[118],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[119],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[120],
-            Self::DomainEventDeviceRemoved => &PROCEDURES[121],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[122],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[123],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[124],
-            Self::DomainEventCallbackReboot => &PROCEDURES[125],
-            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[126],
-            Self::ConnectGetDomainCapabilities => &PROCEDURES[127],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[128],
-            Self::DomainDefineXmlFlags => &PROCEDURES[129],
-            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[130],
-            Self::DomainRename => &PROCEDURES[131],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[132],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[133],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[134],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[135],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[136],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[137],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[138],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[139],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[140],
-            Self::ConnectSetIdentity => &PROCEDURES[141],
-            Self::DomainGetMessages => &PROCEDURES[142],
-            Self::DomainSaveParams => &PROCEDURES[143],
-            Self::DomainRestoreParams => &PROCEDURES[144],
-            Self::DomainAbortJobFlags => &PROCEDURES[145],
+            Self::DomainInjectNmi => &PROCEDURES[88],
+            Self::DomainGetState => &PROCEDURES[89],
+            Self::DomainMigrateBegin3 => &PROCEDURES[90],
+            Self::DomainMigratePrepare3 => &PROCEDURES[91],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[92],
+            Self::DomainMigratePerform3 => &PROCEDURES[93],
+            Self::DomainMigrateFinish3 => &PROCEDURES[94],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[95],
+            Self::DomainSendKey => &PROCEDURES[96],
+            Self::NodeGetCpuStats => &PROCEDURES[97],
+            Self::NodeGetMemoryStats => &PROCEDURES[98],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[99],
+            Self::DomainUndefineFlags => &PROCEDURES[100],
+            Self::DomainSaveFlags => &PROCEDURES[101],
+            Self::DomainRestoreFlags => &PROCEDURES[102],
+            Self::DomainDestroyFlags => &PROCEDURES[103],
+            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[104],
+            Self::DomainSaveImageDefineXml => &PROCEDURES[105],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[106],
+            Self::DomainBlockStatsFlags => &PROCEDURES[107],
+            Self::DomainReset => &PROCEDURES[108],
+            Self::DomainShutdownFlags => &PROCEDURES[109],
+            Self::DomainSetMetadata => &PROCEDURES[110],
+            Self::DomainGetMetadata => &PROCEDURES[111],
+            Self::ConnectListAllDomains => &PROCEDURES[112],
+            Self::NodeGetCpuMap => &PROCEDURES[113],
+            Self::DomainGetJobStats => &PROCEDURES[114],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[115],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[116],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[117],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[118],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[119],
+            Self::DomainMigratePerform3Params => &PROCEDURES[120],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[121],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[122],
+            Self::DomainEventDeviceRemoved => &PROCEDURES[123],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[124],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[125],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[126],
+            Self::DomainEventCallbackReboot => &PROCEDURES[127],
+            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[128],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[129],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[130],
+            Self::DomainDefineXmlFlags => &PROCEDURES[131],
+            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[132],
+            Self::DomainRename => &PROCEDURES[133],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[134],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[135],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[136],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[137],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[138],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[139],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[140],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[141],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[142],
+            Self::ConnectSetIdentity => &PROCEDURES[143],
+            Self::DomainGetMessages => &PROCEDURES[144],
+            Self::DomainSaveParams => &PROCEDURES[145],
+            Self::DomainRestoreParams => &PROCEDURES[146],
+            Self::DomainAbortJobFlags => &PROCEDURES[147],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3790,6 +3831,7 @@ impl Procedure {
             Self::ConnectGetSysinfo => visitor.visit::<procs::ConnectGetSysinfo>(),
             Self::DomainSetMemoryFlags => visitor.visit::<procs::DomainSetMemoryFlags>(),
             Self::DomainMigrateSetMaxSpeed => visitor.visit::<procs::DomainMigrateSetMaxSpeed>(),
+            Self::DomainInjectNmi => visitor.visit::<procs::DomainInjectNmi>(),
             Self::DomainGetState => visitor.visit::<procs::DomainGetState>(),
             Self::DomainMigrateBegin3 => visitor.visit::<procs::DomainMigrateBegin3>(),
             Self::DomainMigratePrepare3 => visitor.visit::<procs::DomainMigratePrepare3>(),
@@ -3799,6 +3841,7 @@ impl Procedure {
             Self::DomainMigratePerform3 => visitor.visit::<procs::DomainMigratePerform3>(),
             Self::DomainMigrateFinish3 => visitor.visit::<procs::DomainMigrateFinish3>(),
             Self::DomainMigrateConfirm3 => visitor.visit::<procs::DomainMigrateConfirm3>(),
+            Self::DomainSendKey => visitor.visit::<procs::DomainSendKey>(),
             Self::NodeGetCpuStats => visitor.visit::<procs::NodeGetCpuStats>(),
             Self::NodeGetMemoryStats => visitor.visit::<procs::NodeGetMemoryStats>(),
             Self::DomainGetVcpuPinInfo => visitor.visit::<procs::DomainGetVcpuPinInfo>(),
@@ -4626,6 +4669,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 210,
+        name: "REMOTE_PROC_DOMAIN_INJECT_NMI",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 212,
         name: "REMOTE_PROC_DOMAIN_GET_STATE",
         readonly: true,
@@ -4676,6 +4727,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
     crate::ProcedureInfo {
         number: 218,
         name: "REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 226,
+        name: "REMOTE_PROC_DOMAIN_SEND_KEY",
         readonly: false,
         priority: false,
         event: false,
@@ -5909,6 +5968,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_INJECT_NMI`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainInjectNmi;
+    impl super::RemoteProcedure for DomainInjectNmi {
+        const PROC: super::Procedure = super::Procedure::DomainInjectNmi;
+        type Args = super::DomainInjectNmiArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_GET_STATE`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainGetState;
@@ -5969,6 +6037,15 @@ pub mod procs {
     impl super::RemoteProcedure for DomainMigrateConfirm3 {
         const PROC: super::Procedure = super::Procedure::DomainMigrateConfirm3;
         type Args = super::DomainMigrateConfirm3Args;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SEND_KEY`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSendKey;
+    impl super::RemoteProcedure for DomainSendKey {
+        const PROC: super::Procedure = super::Procedure::DomainSendKey;
+        type Args = super::DomainSendKeyArgs;
         type Ret = ();
     }
 
@@ -6608,6 +6685,8 @@ pub enum Call {
     DomainSetMemoryFlags(DomainSetMemoryFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_SET_MAX_SPEED`.
     DomainMigrateSetMaxSpeed(DomainMigrateSetMaxSpeedArgs),
+    /// `REMOTE_PROC_DOMAIN_INJECT_NMI`.
+    DomainInjectNmi(DomainInjectNmiArgs),
     /// `REMOTE_PROC_DOMAIN_GET_STATE`.
     DomainGetState(DomainGetStateArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_BEGIN3`.
@@ -6622,6 +6701,8 @@ pub enum Call {
     DomainMigrateFinish3(DomainMigrateFinish3Args),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3`.
     DomainMigrateConfirm3(DomainMigrateConfirm3Args),
+    /// `REMOTE_PROC_DOMAIN_SEND_KEY`.
+    DomainSendKey(DomainSendKeyArgs),
     /// `REMOTE_PROC_NODE_GET_CPU_STATS`.
     NodeGetCpuStats(NodeGetCpuStatsArgs),
     /// `REMOTE_PROC_NODE_GET_MEMORY_STATS`.
@@ -6962,6 +7043,7 @@ impl Call {
             Procedure::DomainMigrateSetMaxSpeed => {
                 Call::DomainMigrateSetMaxSpeed(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainInjectNmi => Call::DomainInjectNmi(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainGetState => Call::DomainGetState(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainMigrateBegin3 => {
                 Call::DomainMigrateBegin3(migrated_xdr::from_bytes(payload)?)
@@ -6981,6 +7063,7 @@ impl Call {
             Procedure::DomainMigrateConfirm3 => {
                 Call::DomainMigrateConfirm3(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSendKey => Call::DomainSendKey(migrated_xdr::from_bytes(payload)?),
             Procedure::NodeGetCpuStats => Call::NodeGetCpuStats(migrated_xdr::from_bytes(payload)?),
             Procedure::NodeGetMemoryStats => {
                 Call::NodeGetMemoryStats(migrated_xdr::from_bytes(payload)?)
@@ -7242,6 +7325,7 @@ impl Call {
             Call::ConnectGetSysinfo(_) => Procedure::ConnectGetSysinfo,
             Call::DomainSetMemoryFlags(_) => Procedure::DomainSetMemoryFlags,
             Call::DomainMigrateSetMaxSpeed(_) => Procedure::DomainMigrateSetMaxSpeed,
+            Call::DomainInjectNmi(_) => Procedure::DomainInjectNmi,
             Call::DomainGetState(_) => Procedure::DomainGetState,
             Call::DomainMigrateBegin3(_) => Procedure::DomainMigrateBegin3,
             Call::DomainMigratePrepare3(_) => Procedure::DomainMigratePrepare3,
@@ -7249,6 +7333,7 @@ impl Call {
             Call::DomainMigratePerform3(_) => Procedure::DomainMigratePerform3,
             Call::DomainMigrateFinish3(_) => Procedure::DomainMigrateFinish3,
             Call::DomainMigrateConfirm3(_) => Procedure::DomainMigrateConfirm3,
+            Call::DomainSendKey(_) => Procedure::DomainSendKey,
             Call::NodeGetCpuStats(_) => Procedure::NodeGetCpuStats,
             Call::NodeGetMemoryStats(_) => Procedure::NodeGetMemoryStats,
             Call::DomainGetVcpuPinInfo(_) => Procedure::DomainGetVcpuPinInfo,
@@ -7398,6 +7483,7 @@ impl Call {
             Call::ConnectGetSysinfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetMemoryFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateSetMaxSpeed(args) => migrated_xdr::to_bytes(args),
+            Call::DomainInjectNmi(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetState(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateBegin3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigratePrepare3(args) => migrated_xdr::to_bytes(args),
@@ -7405,6 +7491,7 @@ impl Call {
             Call::DomainMigratePerform3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateFinish3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateConfirm3(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSendKey(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetCpuStats(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetMemoryStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetVcpuPinInfo(args) => migrated_xdr::to_bytes(args),
