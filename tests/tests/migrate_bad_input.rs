@@ -222,7 +222,7 @@ fn flag_and_parameter_mistakes_are_named() {
             )
             .await,
             INVALID_ARG,
-            &["virDomainMigrateSetMaxSpeed"],
+            &["testDomainMigrateSetMaxSpeed"],
         );
         let dup = TypedParams::new()
             .with(key::DEST_NAME, TypedValue::String("x".into()))
