@@ -13,7 +13,9 @@
 //! the source paused and the destination running "post-copy failed", and
 //! `--postcopy-resume` recovers it: peer-to-peer, again after a second
 //! break, and after a source daemon restart in the middle of a recovery;
-//! the guest then ends on the destination, one QEMU left. A destination
+//! the guest then ends on the destination, one QEMU left. A Finish that
+//! fails after the switch (its daemon killed) still ends the migration as
+//! libvirt does: the source stops once the last page is sent. A destination
 //! QEMU killed during post-copy leaves the source paused "post-copy
 //! failed", never running again (and not recoverable).
 
@@ -270,44 +272,84 @@ fn qemu_virsh_postcopy_switch_complete_and_fail() {
     // then client-managed) reconnects them.
     recover_broken_postcopy(&mut hosts, name, &uuid);
 
-    // 5. The destination QEMU dies during post-copy: the source, whose
-    // memory is stale, stays paused "post-copy failed" and cannot resume.
+    // 5. Finish fails after the switch while pages still flow: the
+    // destination daemon is killed while it holds Finish's answer, so virsh
+    // sends Confirm with cancelled=1. As in libvirt the migration still
+    // succeeds: A's QEMU sends the rest and stops, its configuration stays;
+    // B's QEMU, watched again once its daemon is back, runs the guest.
+    let before = counter_above(&a, name, 0, &hosts);
     let a_pid = status_pid(&hosts.a, name).expect("the guest runs on A");
+    let marker = pause_at(&hosts.b, "finish");
     let migrate = migrate_in_background(&a, &b, name, &[]);
     switch_when_running(&hosts, &a, name);
-    wait_state(&hosts, &a, name, "paused (post-copy)");
-    let b_pid = wait_until(Duration::from_secs(30), "the QEMU on B", || {
-        status_pid(&hosts.b, name)
+    wait_until(MIGRATION_TIMEOUT, "B's Finish held", || {
+        marker.exists().then_some(())
+    });
+    hosts.b.kill();
+    let out = migrate.join().expect("virsh migrate thread");
+    assert!(!out.status.success(), "Finish failed, yet virsh succeeded");
+    release(&hosts.b, &marker);
+    hosts.b.restart();
+    wait_until(
+        MIGRATION_TIMEOUT,
+        "A's QEMU to stop after the last page",
+        || pid_gone(a_pid).then_some(()),
+    );
+    assert!(
+        hosts
+            .a
+            .logs()
+            .contains("finish failed, but the post-copy migration goes on"),
+        "{}",
+        hosts.logs()
+    );
+    assert_eq!(
+        state_reason(&a, name).as_deref(),
+        Some("shut off (migrated)"),
+        "A keeps the guest's configuration"
+    );
+    moved_and_counting(&hosts, name, &uuid, a_pid, before);
+    let on_b = state_reason(&b, name).unwrap_or_default();
+    assert!(on_b.starts_with("running"), "B after its restart: {on_b}");
+
+    // 6. The destination QEMU dies during post-copy: the source, whose
+    // memory is stale, stays paused "post-copy failed" and cannot resume.
+    let b_pid = status_pid(&hosts.b, name).expect("the guest runs on B");
+    let migrate = migrate_in_background(&b, &a, name, &[]);
+    switch_when_running(&hosts, &b, name);
+    wait_state(&hosts, &b, name, "paused (post-copy)");
+    let a_pid = wait_until(Duration::from_secs(30), "the QEMU on A", || {
+        status_pid(&hosts.a, name)
     });
     // SAFETY: kill(2) has no memory-safety preconditions; the pid is the
     // destination QEMU this test's migration started.
-    unsafe { libc::kill(b_pid, libc::SIGKILL) };
+    unsafe { libc::kill(a_pid, libc::SIGKILL) };
     let _ = migrate.join();
-    wait_state(&hosts, &a, name, "paused (post-copy failed)");
-    assert_eq!(qemu_pids(&uuid), vec![a_pid], "the source QEMU is kept");
-    let out = virsh(&a, &["resume", name]);
+    wait_state(&hosts, &b, name, "paused (post-copy failed)");
+    assert_eq!(qemu_pids(&uuid), vec![b_pid], "the source QEMU is kept");
+    let out = virsh(&b, &["resume", name]);
     assert!(!out.status.success(), "a post-copy source resumed");
     assert_eq!(
-        state_reason(&a, name).as_deref(),
+        state_reason(&b, name).as_deref(),
         Some("paused (post-copy failed)")
     );
     // Nothing left to recover from: the destination is gone.
     let out = virsh(
-        &a,
+        &b,
         &[
             "migrate",
             "--live",
             "--postcopy",
             "--postcopy-resume",
             name,
-            &b,
+            &a,
         ],
     );
     assert!(
         !out.status.success(),
         "recovered towards a dead destination"
     );
-    hosts.virsh_ok(&a, &["destroy", name]);
+    hosts.virsh_ok(&b, &["destroy", name]);
 }
 
 /// `virsh migrate --live --postcopy --postcopy-resume` of `name` from

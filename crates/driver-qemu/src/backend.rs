@@ -728,9 +728,10 @@ impl QemuBackend {
         }
     }
 
-    /// Whether the post-copy migration of source `dom` runs (QEMU in
-    /// `postcopy-active` or `postcopy-recover`), rather than waiting paused
-    /// for a recovery. A QEMU that cannot be asked counts as paused.
+    /// Whether the post-copy migration of source `dom` still reaches the
+    /// destination (QEMU in `postcopy-active` or `postcopy-recover`) or has
+    /// already completed, rather than waiting paused for a recovery. A QEMU
+    /// that cannot be asked counts as paused.
     async fn postcopy_flows(&self, dom: &DomainRef) -> bool {
         let Ok(qmp) = self.driver.qmp(dom) else {
             return false;
@@ -738,9 +739,29 @@ impl QemuBackend {
         qmp.execute(&QueryMigrate).await.is_ok_and(|info| {
             matches!(
                 info.status,
-                Some(MigrationStatus::PostcopyActive | MigrationStatus::PostcopyRecover)
+                Some(
+                    MigrationStatus::PostcopyActive
+                        | MigrationStatus::PostcopyRecover
+                        | MigrationStatus::Completed
+                )
             )
         })
+    }
+
+    /// Confirm with `cancelled` of a live migration: the guest runs here
+    /// again, unless it switched to post-copy. Then a Finish that failed
+    /// while pages still flow (e.g. its daemon died after the switch) does
+    /// not stop the destination QEMU, which receives the rest and runs the
+    /// guest: as libvirt does, this QEMU stops once it has sent the last
+    /// page, as after a successful Confirm, but the source's configuration
+    /// stays. A broken stream leaves it paused "post-copy failed".
+    async fn confirm_cancelled(&self, dom: &DomainRef) -> Result<()> {
+        if !(self.driver.source_in_postcopy(dom).await? && self.postcopy_flows(dom).await) {
+            return self.driver.resume_migration_source(dom).await;
+        }
+        warn!(dom = %dom.name, "finish failed, but the post-copy migration goes on: the source stops once it completes");
+        self.finish_postcopy_source(dom).await?;
+        self.driver.stop_migrated(dom).await
     }
 
     /// Recovery of a post-copy source whose destination may still pull
@@ -1723,7 +1744,7 @@ impl MigrationBackend for QemuBackend {
         let undefine = req.has(MigrateFlags::UNDEFINE_SOURCE);
         match (cancelled, req.is_offline()) {
             (true, true) => Ok(()),
-            (true, false) => self.driver.resume_migration_source(dom).await,
+            (true, false) => self.confirm_cancelled(dom).await,
             (false, true) if undefine => self.driver.undefine(dom, 0).await,
             (false, true) => Ok(()),
             (false, false) => {
@@ -2001,9 +2022,13 @@ impl MigrationBackend for QemuBackend {
                 if dom.is_active() && self.driver.source_in_postcopy(&dom).await? =>
             {
                 if self.postcopy_flows(&dom).await {
-                    // A post-copy recovery interrupted after QEMU reconnected:
-                    // the destination runs the guest and pulls the rest.
-                    self.stop_source_after_postcopy(dom, undefine);
+                    // A post-copy recovery interrupted after QEMU reconnected,
+                    // or a cancelled Confirm after a Finish that failed while
+                    // pages still flowed: the destination runs the guest and
+                    // pulls the rest. No Finish succeeded, so the source's
+                    // configuration stays (libvirt's unattended completion
+                    // keeps it too).
+                    self.stop_source_after_postcopy(dom, false);
                     return Ok(());
                 }
                 // Neither cancelled (QEMU cannot cancel post-copy) nor
