@@ -18,9 +18,10 @@ use uuid::Uuid;
 
 use crate::console::Console;
 pub use crate::domain::{
-    BlockInfo, BlockStats, CellMemory, ControlInfo, ControlState, CpuTimes, DomainCapsQuery, DomainEvent, DomainEventKind,
-    DomainInfo, DomainRef, DomainState, HostIdentity, InterfaceStats, IoThreadInfo, LifecycleEvent, MemoryStat,
-    NodeInfo, NodeMemory, SecurityModel, StateReason, VcpuInfo,
+    BlockInfo, BlockStats, CellMemory, ControlInfo, ControlState, CpuTimes, DomainCapsQuery,
+    DomainEvent, DomainEventKind, DomainInfo, DomainRef, DomainState, HostIdentity, InterfaceStats,
+    IoThreadInfo, LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason,
+    VcpuInfo,
 };
 use crate::error::{Error, Result};
 use crate::support::SupportTable;
