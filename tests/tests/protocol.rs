@@ -179,18 +179,18 @@ fn event_ids_register_as_in_libvirtd_and_unknown_ones_are_refused() {
 }
 
 /// A procedure libvirt defines but this daemon does not serve (here
-/// DOMAIN_GET_TIME, 337, and CONNECT_GET_SYSINFO, 203) gets libvirtd's
+/// DOMAIN_GET_TIME, 337, and DOMAIN_RESTORE_PARAMS, 441) gets libvirtd's
 /// answer for a driver without the function, so `virsh domtime` prints
 /// what users know; the connection goes on.
 #[test]
 fn unserved_libvirt_procedures_are_not_supported_and_name_the_api() {
     let daemon = daemon();
     let mut conn = opened(&daemon);
-    // CONNECT_GET_SYSINFO's arguments are its flags word; they decode, and
-    // only then is the missing function reported.
+    // DOMAIN_RESTORE_PARAMS's arguments (no typed parameters, no flags)
+    // decode, and only then is the missing function reported.
     let cases: [(i32, &str, &[u8]); 2] = [
         (337, "virDomainGetTime", &[]),
-        (203, "virConnectGetSysinfo", &[0, 0, 0, 0]),
+        (441, "virDomainRestoreParams", &[0, 0, 0, 0, 0, 0, 0, 0]),
     ];
     for (number, api, args) in cases {
         let reply = conn.call(number, args).expect("reply");

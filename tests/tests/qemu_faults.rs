@@ -41,6 +41,12 @@ fn slow_migration(hosts: &QemuHosts, name: &str, uuid: &str, flags: &[&str]) -> 
             .filter(|l| !l.contains(" 0.000 B"))
             .map(|_| ())
     });
+    // Both ends' jobs show in `virsh domcontrol` as libvirt's async job:
+    // "background job (<seconds>s)".
+    for uri in [hosts.a_uri(), b.clone()] {
+        let control = hosts.virsh_ok(&uri, &["domcontrol", name]);
+        assert!(control.starts_with("background job ("), "{uri}: {control}");
+    }
     (child, dst_pid)
 }
 

@@ -683,6 +683,36 @@ fn check_domcapabilities(hosts: &QemuHosts, uri: &str) {
     }
 }
 
+/// `virsh sysinfo`: the host's SMBIOS description in libvirt's layout,
+/// with a `<processor>` of the CPU vendor `/proc/cpuinfo` names; without
+/// any description, libvirt's error.
+fn check_sysinfo(hosts: &QemuHosts, uri: &str) {
+    let vendor = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("vendor_id"))
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        });
+    let dmi = std::path::Path::new("/sys/class/dmi/id/sys_vendor").exists();
+    if vendor.is_none() && !dmi {
+        let err = virsh_err(uri, &["sysinfo"]);
+        assert!(
+            err.contains("unsupported configuration: Host SMBIOS information is not available"),
+            "{err}"
+        );
+        return;
+    }
+    let out = hosts.virsh_ok(uri, &["sysinfo"]);
+    assert!(out.starts_with("<sysinfo type='smbios'>\n"), "{out}");
+    assert!(out.trim_end().ends_with("</sysinfo>"), "{out}");
+    if let Some(vendor) = vendor {
+        let entry = format!("  <processor>\n    <entry name='manufacturer'>{vendor}</entry>\n");
+        assert!(out.contains(&entry), "{entry:?} missing from {out}");
+    }
+}
+
 #[test]
 fn qemu_virsh_offline_persistent() {
     let Some(hosts) = QemuHosts::start() else {
@@ -692,6 +722,12 @@ fn qemu_virsh_offline_persistent() {
     check_domcapabilities(&hosts, &a);
     let name = "q-offline";
     let uuid = hosts.define(&a, name, SMALL_MIB, 8);
+    check_sysinfo(&hosts, &a);
+    // Shut off: no monitor to describe; the config has no IOThreads.
+    let err = virsh_err(&a, &["domcontrol", name]);
+    assert!(err.contains("domain is not running"), "{err}");
+    let out = hosts.virsh_ok(&a, &["iothreadinfo", name]);
+    assert_eq!(out.trim(), "No IOThreads found for the domain");
     // vCPU changes of the config, kept by the offline migration: two
     // slots more, one of them online.
     hosts.virsh_ok(&a, &["setvcpus", name, "3", "--maximum", "--config"]);
@@ -729,6 +765,17 @@ fn qemu_virsh_offline_persistent() {
     counter_above(&b, name, 0, &hosts);
     let line = qemu_cmdline(&uuid);
     assert!(line.contains("-smp 2,maxcpus=3,sockets=3"), "{line}");
+    // A running guest: a ready monitor (a command may be in flight at
+    // that moment, which libvirt calls occupied), no IOThreads.
+    let control = hosts.virsh_ok(&b, &["domcontrol", name]);
+    assert!(
+        control.trim() == "ok" || control.starts_with("occupied ("),
+        "{control}"
+    );
+    for flags in [&[][..], &["--live"]] {
+        let out = hosts.virsh_ok(&b, &[&["iothreadinfo", name][..], flags].concat());
+        assert_eq!(out.trim(), "No IOThreads found for the domain", "{flags:?}");
+    }
     let err = virsh_err(
         &b,
         &["setvcpus", name, "3", "--maximum", "--live", "--config"],

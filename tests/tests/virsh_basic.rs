@@ -81,6 +81,14 @@ fn virsh_version_hostname_uri_and_capabilities_over_tcp() {
         mem.contains("total  :             16777216 KiB") && mem.contains("cached :"),
         "{mem}"
     );
+    // sysinfo: libvirt's test driver's fixed SMBIOS description.
+    let sysinfo = ok(&virsh(&uri, &["sysinfo"]), "virsh sysinfo");
+    assert!(
+        sysinfo.starts_with("<sysinfo type='smbios'>\n  <bios>\n")
+            && sysinfo.contains("    <entry name='version'>G4ETA1WW (2.61 )</entry>\n")
+            && sysinfo.contains("    <entry name='release'>2.61</entry>\n  </bios>\n</sysinfo>"),
+        "{sysinfo}"
+    );
     // Like libvirt's test driver, no host CPU statistics.
     let cpu = virsh(&uri, &["nodecpustats"]);
     assert!(!cpu.status.success());
@@ -349,6 +357,26 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
         assert!(!out.status.success(), "send-key {keys:?} succeeded");
         assert!(stderr_of(&out).contains(words), "{}", stderr_of(&out));
     }
+    // domcontrol and iothreadinfo as libvirt's test driver: a ready
+    // channel, no IOThreads in either definition; LIVE and CONFIG together
+    // are refused.
+    assert_eq!(
+        ok(&virsh(uri, &["domcontrol", name]), "domcontrol").trim(),
+        "ok"
+    );
+    for flags in [&[][..], &["--live"], &["--config"]] {
+        let out = ok(
+            &virsh(uri, &[&["iothreadinfo", name][..], flags].concat()),
+            "iothreadinfo",
+        );
+        assert_eq!(out.trim(), "No IOThreads found for the domain", "{flags:?}");
+    }
+    let both = virsh(uri, &["iothreadinfo", name, "--live", "--config"]);
+    assert!(
+        !both.status.success() && stderr_of(&both).contains("mutually exclusive"),
+        "{}",
+        stderr_of(&both)
+    );
 
     // setmem/setmaxmem as libvirt's test driver: the live balloon size
     // at once, the config for the next start, the maximum only offline.
@@ -490,6 +518,26 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
             stderr_of(&out)
         );
     }
+    // Shut off: no control channel; the config's (no) IOThreads, not the
+    // live ones.
+    for cmd in [
+        &["domcontrol", name] as &[&str],
+        &["iothreadinfo", name, "--live"],
+    ] {
+        let out = virsh(uri, cmd);
+        assert!(
+            !out.status.success()
+                && stderr_of(&out)
+                    .contains("error: Requested operation is not valid: domain is not running"),
+            "{cmd:?}: {}",
+            stderr_of(&out)
+        );
+    }
+    let out = ok(
+        &virsh(uri, &["iothreadinfo", name]),
+        "iothreadinfo (shut off)",
+    );
+    assert_eq!(out.trim(), "No IOThreads found for the domain");
     let off = virsh(uri, &["reboot", name]);
     assert!(
         !off.status.success() && stderr_of(&off).contains("domain is not running"),

@@ -259,6 +259,47 @@ pub struct SecurityModel {
     pub doi: String,
 }
 
+/// What `virDomainGetControlInfo` reports of the channel to a running
+/// guest's hypervisor (`virsh domcontrol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ControlInfo {
+    /// The channel's state.
+    pub state: ControlState,
+    /// Why the channel is in [`ControlState::Error`] (a
+    /// `VIR_DOMAIN_CONTROL_ERROR_REASON_*`), 0 otherwise.
+    pub details: u32,
+    /// Milliseconds spent in the current state ([`ControlState::Job`],
+    /// [`ControlState::Occupied`]), 0 otherwise.
+    pub state_time_ms: u64,
+}
+
+/// `virDomainControlState`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ControlState {
+    /// Ready for commands (`VIR_DOMAIN_CONTROL_OK`).
+    #[default]
+    Ok = 0,
+    /// A background job (a migration) runs on the domain
+    /// (`VIR_DOMAIN_CONTROL_JOB`).
+    Job = 1,
+    /// A command to the hypervisor is in flight (`VIR_DOMAIN_CONTROL_OCCUPIED`).
+    Occupied = 2,
+    /// The channel is unusable (`VIR_DOMAIN_CONTROL_ERROR`).
+    Error = 3,
+}
+
+/// `VIR_DOMAIN_CONTROL_ERROR_REASON_MONITOR`: the monitor connection broke.
+pub const CONTROL_ERROR_REASON_MONITOR: u32 = 2;
+
+/// One IOThread of a domain (`virDomainIOThreadInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoThreadInfo {
+    /// The IOThread's id.
+    pub id: u32,
+    /// Host CPUs it may run on, bit N = CPU N.
+    pub cpumap: Vec<u8>,
+}
+
 /// Who the host is: reported in capabilities and carried in migration cookies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostIdentity {

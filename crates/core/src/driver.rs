@@ -18,9 +18,10 @@ use uuid::Uuid;
 
 use crate::console::Console;
 pub use crate::domain::{
-    BlockInfo, BlockStats, CellMemory, CpuTimes, DomainCapsQuery, DomainEvent, DomainEventKind,
-    DomainInfo, DomainRef, DomainState, HostIdentity, InterfaceStats, LifecycleEvent, MemoryStat,
-    NodeInfo, NodeMemory, SecurityModel, StateReason, VcpuInfo,
+    BlockInfo, BlockStats, CellMemory, ControlInfo, ControlState, CpuTimes, DomainCapsQuery,
+    DomainEvent, DomainEventKind, DomainInfo, DomainRef, DomainState, HostIdentity, InterfaceStats,
+    IoThreadInfo, LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason,
+    VcpuInfo,
 };
 use crate::error::{Error, Result};
 use crate::support::SupportTable;
@@ -151,6 +152,12 @@ pub enum Operation {
     DetachDevice,
     /// [`Driver::update_device`].
     UpdateDevice,
+    /// [`Driver::control_info`].
+    GetControlInfo,
+    /// [`Driver::iothread_info`].
+    GetIoThreadInfo,
+    /// [`Driver::sysinfo`].
+    GetSysinfo,
 }
 
 impl Operation {
@@ -216,6 +223,9 @@ impl Operation {
         Operation::AttachDevice,
         Operation::DetachDevice,
         Operation::UpdateDevice,
+        Operation::GetControlInfo,
+        Operation::GetIoThreadInfo,
+        Operation::GetSysinfo,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -281,6 +291,9 @@ impl Operation {
             Operation::AttachDevice => "virDomainAttachDeviceFlags",
             Operation::DetachDevice => "virDomainDetachDeviceFlags",
             Operation::UpdateDevice => "virDomainUpdateDeviceFlags",
+            Operation::GetControlInfo => "virDomainGetControlInfo",
+            Operation::GetIoThreadInfo => "virDomainGetIOThreadInfo",
+            Operation::GetSysinfo => "virConnectGetSysinfo",
         }
     }
 
@@ -347,6 +360,9 @@ impl Operation {
             Operation::AttachDevice => "attach_device",
             Operation::DetachDevice => "detach_device",
             Operation::UpdateDevice => "update_device",
+            Operation::GetControlInfo => "control_info",
+            Operation::GetIoThreadInfo => "iothread_info",
+            Operation::GetSysinfo => "sysinfo",
         }
     }
 }
@@ -796,6 +812,26 @@ pub trait Driver: Send + Sync {
     async fn update_device(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<()> {
         let _ = (dom, xml, flags);
         Err(self.no_support(Operation::UpdateDevice))
+    }
+
+    /// The state of the channel to a running domain's hypervisor: busy with
+    /// a command, broken, or ready. Background jobs (migrations) are the
+    /// daemon's: it reports them over what the driver says.
+    async fn control_info(&self, dom: &DomainRef) -> Result<ControlInfo> {
+        let _ = dom;
+        Err(self.no_support(Operation::GetControlInfo))
+    }
+
+    /// The domain's IOThreads, of the running guest or its persistent
+    /// config as [`crate::flags::affect`] `flags` choose.
+    async fn iothread_info(&self, dom: &DomainRef, flags: u32) -> Result<Vec<IoThreadInfo>> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetIoThreadInfo))
+    }
+
+    /// The host's SMBIOS description as libvirt's `<sysinfo type='smbios'>` XML.
+    async fn sysinfo(&self) -> Result<String> {
+        Err(self.no_support(Operation::GetSysinfo))
     }
 }
 

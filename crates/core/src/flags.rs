@@ -369,6 +369,16 @@ pub mod affect {
         active: bool,
         persistent: bool,
     ) -> Result<bool> {
+        check_exclusive(operation, flags)?;
+        Ok(resolve(flags, active, persistent)?.0)
+    }
+
+    /// Refuses LIVE and CONFIG together, as libvirt's public API does for
+    /// the calls that read or change one definition.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] when both bits are set.
+    pub fn check_exclusive(operation: &'static str, flags: u32) -> Result<()> {
         if flags & LIVE != 0 && flags & CONFIG != 0 {
             return Err(Error::InvalidArg {
                 operation,
@@ -377,7 +387,7 @@ pub mod affect {
                     .into(),
             });
         }
-        Ok(resolve(flags, active, persistent)?.0)
+        Ok(())
     }
 
     #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod keycode;
 pub mod migration;
 pub mod savefile;
 pub mod support;
+pub mod sysinfo;
 pub mod typed_params;
 pub mod wire;
 pub mod xml;

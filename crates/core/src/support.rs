@@ -123,6 +123,9 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainDetachDevice, Operation::DetachDevice),
     (Procedure::DomainDetachDeviceFlags, Operation::DetachDevice),
     (Procedure::DomainUpdateDeviceFlags, Operation::UpdateDevice),
+    (Procedure::DomainGetControlInfo, Operation::GetControlInfo),
+    (Procedure::DomainGetIothreadInfo, Operation::GetIoThreadInfo),
+    (Procedure::ConnectGetSysinfo, Operation::GetSysinfo),
 ];
 
 /// The driver operation a procedure becomes, if it is served by a driver method.

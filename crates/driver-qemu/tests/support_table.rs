@@ -98,6 +98,9 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::AttachDevice => driver.attach_device(&dom, DISK, 0).await.err(),
         Operation::DetachDevice => driver.detach_device(&dom, DISK, 0).await.err(),
         Operation::UpdateDevice => driver.update_device(&dom, DISK, 0).await.err(),
+        Operation::GetControlInfo => driver.control_info(&dom).await.err(),
+        Operation::GetIoThreadInfo => driver.iothread_info(&dom, 0).await.err(),
+        Operation::GetSysinfo => driver.sysinfo().await.err(),
     };
     err.map(|e| e.code())
 }

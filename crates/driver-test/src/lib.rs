@@ -42,10 +42,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use migrated_core::domain::{
-    BlockStats, CellMemory, DomainEvent, DomainInfo, DomainRef, HostIdentity, InterfaceStats,
-    MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason, VcpuInfo,
+    BlockStats, CellMemory, ControlInfo, DomainEvent, DomainInfo, DomainRef, HostIdentity,
+    InterfaceStats, IoThreadInfo, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason,
+    VcpuInfo,
 };
 use migrated_core::driver::Driver;
+use migrated_core::flags::{affect, check_flags};
 use migrated_core::hotplug::Change;
 use migrated_core::keycode::{self, Codeset};
 use migrated_core::support::SupportTable;
@@ -61,6 +63,17 @@ pub use memory::{GuestMemory, PageContent, PAGE_SIZE};
 const HOST_MEMORY_KIB: u64 = 16 * 1024 * 1024;
 /// NUMA cells of the fictional host.
 const HOST_CELLS: u64 = 2;
+
+/// `virConnectGetSysinfo` of libvirt's test driver, word for word.
+const SYSINFO: &str = "<sysinfo type='smbios'>
+  <bios>
+    <entry name='vendor'>LENOVO</entry>
+    <entry name='version'>G4ETA1WW (2.61 )</entry>
+    <entry name='date'>05/07/2014</entry>
+    <entry name='release'>2.61</entry>
+  </bios>
+</sysinfo>
+";
 pub use migration::TestBackend;
 pub use support::SUPPORT;
 pub use workload::{Workload, WorkloadConfig};
@@ -396,6 +409,33 @@ impl Driver for TestDriver {
         self.reset(dom).await
     }
 
+    async fn control_info(&self, dom: &DomainRef) -> Result<ControlInfo> {
+        // libvirt's test driver reports a ready channel unless virDomainSetTime
+        // planted a magic time (which this one does not serve).
+        self.reset(dom).await?;
+        Ok(ControlInfo::default())
+    }
+
+    async fn iothread_info(&self, dom: &DomainRef, flags: u32) -> Result<Vec<IoThreadInfo>> {
+        check_flags(
+            "virDomainGetIOThreadInfo",
+            u64::from(flags),
+            u64::from(affect::LIVE | affect::CONFIG),
+        )?;
+        // The domain XML model has no <iothreads>: the definition either
+        // flag picks has none.
+        self.read(|r| {
+            let domain = r.get(dom)?;
+            affect::resolve_one(
+                "virDomainGetIOThreadInfo",
+                flags,
+                domain.is_active(),
+                domain.persistent,
+            )?;
+            Ok(Vec::new())
+        })
+    }
+
     async fn send_key(
         &self,
         dom: &DomainRef,
@@ -515,6 +555,11 @@ impl Driver for TestDriver {
 
     async fn capabilities(&self) -> Result<String> {
         Ok(capabilities_xml(&self.shared.host))
+    }
+
+    async fn sysinfo(&self) -> Result<String> {
+        // The fixed description libvirt's test driver answers.
+        Ok(SYSINFO.to_owned())
     }
 
     async fn node_info(&self) -> Result<NodeInfo> {

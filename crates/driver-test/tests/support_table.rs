@@ -104,6 +104,9 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::AttachDevice => no_support(drv.attach_device(dom, DISK, 0).await),
         Operation::DetachDevice => no_support(drv.detach_device(dom, DISK, 0).await),
         Operation::UpdateDevice => no_support(drv.update_device(dom, DISK, 0).await),
+        Operation::GetControlInfo => no_support(drv.control_info(dom).await),
+        Operation::GetIoThreadInfo => no_support(drv.iothread_info(dom, 0).await),
+        Operation::GetSysinfo => no_support(drv.sysinfo().await),
     }
 }
 

@@ -20,6 +20,7 @@ mod read;
 mod tree;
 mod units;
 mod write;
+pub(crate) use write::escape;
 
 pub use devices::{
     Address, Audio, CharDevice, CharSource, CharTarget, Controller, DeviceDef, DeviceInfo, Devices,

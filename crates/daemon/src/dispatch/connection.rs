@@ -4,9 +4,9 @@
 use migrated_proto::{
     AuthListRet, AuthType, ConnectGetCapabilitiesRet, ConnectGetDomainCapabilitiesArgs,
     ConnectGetDomainCapabilitiesRet, ConnectGetHostnameRet, ConnectGetLibVersionRet,
-    ConnectGetMaxVcpusArgs, ConnectGetMaxVcpusRet, ConnectGetTypeRet, ConnectGetUriRet,
-    ConnectGetVersionRet, ConnectIsSecureRet, ConnectOpenArgs, ConnectSupportsFeatureArgs,
-    ConnectSupportsFeatureRet, NodeGetInfoRet, NodeGetSecurityModelRet,
+    ConnectGetMaxVcpusArgs, ConnectGetMaxVcpusRet, ConnectGetSysinfoArgs, ConnectGetSysinfoRet,
+    ConnectGetTypeRet, ConnectGetUriRet, ConnectGetVersionRet, ConnectIsSecureRet, ConnectOpenArgs,
+    ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet, NodeGetInfoRet, NodeGetSecurityModelRet,
 };
 use migrated_rpc::{CallContext, Transport, WireError};
 
@@ -202,6 +202,27 @@ pub async fn get_domain_capabilities(
         .await
         .map_err(|e| to_wire_error(&e))?;
     Ok(ConnectGetDomainCapabilitiesRet { capabilities })
+}
+
+/// CONNECT_GET_SYSINFO (203): the host's SMBIOS description as the
+/// driver reads it (`virsh sysinfo`).
+///
+/// # Errors
+/// Unknown flags (`VIR_ERR_INVALID_ARG`); the driver's ("Host SMBIOS
+/// information is not available").
+pub async fn get_sysinfo(
+    session: &Session,
+    args: ConnectGetSysinfoArgs,
+) -> Result<ConnectGetSysinfoRet, WireError> {
+    migrated_core::flags::check_flags("virConnectGetSysinfo", u64::from(args.flags), 0)
+        .map_err(|e| to_wire_error(&e))?;
+    let sysinfo = session
+        .driver()?
+        .driver
+        .sysinfo()
+        .await
+        .map_err(|e| to_wire_error(&e))?;
+    Ok(ConnectGetSysinfoRet { sysinfo })
 }
 
 /// CONNECT_GET_CAPABILITIES: the host part from this daemon and the

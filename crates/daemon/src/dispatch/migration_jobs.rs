@@ -1,12 +1,13 @@
 //! Job queries and migration tuning: GET_JOB_INFO (163), GET_JOB_STATS (298),
 //! ABORT_JOB (164, 442), MIGRATE_SET/GET_MAX_SPEED (207/242),
 //! MIGRATE_START_POST_COPY (364),
-//! MIGRATE_SET/GET_MAX_DOWNTIME (166/387), and our MIGRATION_STATUS.
+//! MIGRATE_SET/GET_MAX_DOWNTIME (166/387), GET_CONTROL_INFO (229, `virsh
+//! domcontrol`), and our MIGRATION_STATUS.
 //!
 //! They run on their own call tasks, so a client polls them on the very
 //! connection whose PERFORM is still in flight (virsh `migrate --verbose`).
 
-use migrated_core::driver::DomainRef;
+use migrated_core::driver::{ControlInfo, ControlState, DomainRef};
 use migrated_core::flags::MigrateFlags;
 use migrated_core::job::{Phase, SourcePhase};
 use migrated_core::migration::Role;
@@ -72,6 +73,43 @@ pub async fn get_job_info(
         file_total: info.file_total,
         file_processed: info.file_processed,
         file_remaining: info.file_remaining,
+    })
+}
+
+/// GET_CONTROL_INFO (229): the driver's view of the channel to the
+/// domain's hypervisor (ready, a command in flight, broken), with a
+/// migration job of the domain reported over a usable channel, as libvirt
+/// reports its async jobs: `job`, for as long as the job has run.
+///
+/// # Errors
+/// Unknown flags (`VIR_ERR_INVALID_ARG`); the driver's (`VIR_ERR_NO_DOMAIN`,
+/// "domain is not running").
+pub async fn get_control_info(
+    handler: &Handler,
+    session: &Session,
+    a: proto::DomainGetControlInfoArgs,
+) -> Result<proto::DomainGetControlInfoRet> {
+    check_flags("virDomainGetControlInfo", a.flags, 0)?;
+    let open = session.driver()?;
+    let dom = from_wire_dom(&a.dom);
+    let mut info = open.driver.control_info(&dom).await.map_err(err)?;
+    if info.state != ControlState::Error {
+        let job = handler
+            .drivers()
+            .manager(open.uri)
+            .and_then(|manager| manager.registry().get(&dom.uuid));
+        if let Some(job) = job {
+            info = ControlInfo {
+                state: ControlState::Job,
+                details: 0,
+                state_time_ms: u64::try_from(job.elapsed().as_millis()).unwrap_or(u64::MAX),
+            };
+        }
+    }
+    Ok(proto::DomainGetControlInfoRet {
+        state: info.state as u32,
+        details: info.details,
+        state_time: info.state_time_ms,
     })
 }
 

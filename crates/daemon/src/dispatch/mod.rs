@@ -86,6 +86,7 @@ pub async fn run(
         Call::ConnectGetHostname => reply(p, &c::get_hostname(handler)),
         Call::ConnectGetUri => reply(p, &c::get_uri(session)?),
         Call::ConnectGetCapabilities => reply(p, &c::get_capabilities(handler, session).await?),
+        Call::ConnectGetSysinfo(args) => reply(p, &c::get_sysinfo(session, args).await?),
         Call::ConnectGetDomainCapabilities(args) => {
             reply(p, &c::get_domain_capabilities(session, args).await?)
         }
@@ -119,6 +120,9 @@ pub async fn run(
         Call::DomainGetInfo(args) => reply(p, &d::get_info(session, args).await?),
         Call::DomainGetMaxMemory(args) => reply(p, &d::get_max_memory(session, args).await?),
         Call::DomainGetState(args) => reply(p, &d::get_state(session, args).await?),
+        Call::DomainGetControlInfo(args) => {
+            reply(p, &j::get_control_info(handler, session, args).await?)
+        }
         Call::DomainGetVcpus(args) => reply(p, &vcpu_memory::get_vcpus(session, args).await?),
         Call::DomainSetVcpus(args) => reply(
             p,
@@ -148,6 +152,9 @@ pub async fn run(
         }
         Call::DomainGetVcpuPinInfo(args) => {
             reply(p, &vcpu_memory::get_vcpu_pin_info(session, args).await?)
+        }
+        Call::DomainGetIothreadInfo(args) => {
+            reply(p, &vcpu_memory::get_iothread_info(session, args).await?)
         }
         Call::NodeGetCpuMap(args) => reply(p, &vcpu_memory::node_get_cpu_map(session, args).await?),
         Call::DomainMemoryStats(args) => reply(p, &vcpu_memory::memory_stats(session, args).await?),

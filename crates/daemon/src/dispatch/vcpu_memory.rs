@@ -4,7 +4,8 @@
 //! DOMAIN_MEMORY_STATS (`virsh dommemstat`), the vCPU count changes
 //! (`virsh setvcpus`: DOMAIN_SET_VCPUS, DOMAIN_SET_VCPUS_FLAGS), the memory
 //! size changes (`virsh setmem`, `virsh setmaxmem`), and the host CPU map
-//! they are read against, NODE_GET_CPU_MAP.
+//! they are read against, NODE_GET_CPU_MAP; and the IOThreads
+//! (`virsh iothreadinfo`: DOMAIN_GET_IOTHREAD_INFO).
 //!
 //! The counts come from the domain's XML, live or inactive: `<vcpu
 //! current='N'>M</vcpu>` is N vCPUs online of at most M. Per-vCPU figures
@@ -15,8 +16,9 @@ use migrated_core::driver::{DomainRef, DomainState, Driver};
 use migrated_core::flags::{affect, check_flags, vcpu, xml};
 use migrated_core::xml::DomainDef;
 use migrated_proto::{
-    DomainGetMaxVcpusArgs, DomainGetMaxVcpusRet, DomainGetVcpuPinInfoArgs, DomainGetVcpuPinInfoRet,
-    DomainGetVcpusArgs, DomainGetVcpusFlagsArgs, DomainGetVcpusFlagsRet, DomainGetVcpusRet,
+    DomainGetIothreadInfoArgs, DomainGetIothreadInfoRet, DomainGetMaxVcpusArgs,
+    DomainGetMaxVcpusRet, DomainGetVcpuPinInfoArgs, DomainGetVcpuPinInfoRet, DomainGetVcpusArgs,
+    DomainGetVcpusFlagsArgs, DomainGetVcpusFlagsRet, DomainGetVcpusRet, DomainIothreadInfo,
     DomainMemoryStat, DomainMemoryStatsArgs, DomainMemoryStatsRet, NodeGetCpuMapArgs,
     NodeGetCpuMapRet, VcpuInfo, REMOTE_CPUMAPS_MAX, REMOTE_DOMAIN_MEMORY_STATS_MAX,
     REMOTE_VCPUINFO_MAX,
@@ -317,6 +319,40 @@ pub async fn get_vcpu_pin_info(
     Ok(DomainGetVcpuPinInfoRet {
         cpumaps: cpu_maps(count, maplen, num, host_cpus(driver.as_ref()).await),
         num: i32::try_from(num).unwrap_or(i32::MAX),
+    })
+}
+
+/// DOMAIN_GET_IOTHREAD_INFO (351): the IOThreads of the running guest or
+/// of its config (`VIR_DOMAIN_AFFECT_LIVE`/`CONFIG`, one of them).
+///
+/// # Errors
+/// INVALID_ARG for unknown flags and for both; the driver's (NO_DOMAIN,
+/// "domain is not running", a transient domain's config).
+pub async fn get_iothread_info(
+    session: &Session,
+    a: DomainGetIothreadInfoArgs,
+) -> Result<DomainGetIothreadInfoRet> {
+    const OP: &str = "virDomainGetIOThreadInfo";
+    check_flags(
+        OP,
+        u64::from(a.flags),
+        u64::from(AFFECT_LIVE | AFFECT_CONFIG),
+    )
+    .map_err(err)?;
+    affect::check_exclusive(OP, a.flags).map_err(err)?;
+    let threads = driver(session)?
+        .iothread_info(&from_wire_dom(&a.dom), a.flags)
+        .await
+        .map_err(err)?;
+    Ok(DomainGetIothreadInfoRet {
+        ret: u32::try_from(threads.len()).unwrap_or(u32::MAX),
+        info: threads
+            .into_iter()
+            .map(|t| DomainIothreadInfo {
+                iothread_id: t.id,
+                cpumap: t.cpumap,
+            })
+            .collect(),
     })
 }
 

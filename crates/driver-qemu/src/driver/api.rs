@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use migrated_core::console::Console;
 use migrated_core::domain::{
     event_detail, memory_stat, paused_reason, running_reason, shutoff_reason, BlockInfo,
-    BlockStats, CpuTimes, DomainCapsQuery, DomainEvent, DomainInfo, DomainRef, DomainState,
-    InterfaceStats, LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason,
-    VcpuInfo, VCPU_RUNNING,
+    BlockStats, ControlInfo, ControlState, CpuTimes, DomainCapsQuery, DomainEvent, DomainInfo,
+    DomainRef, DomainState, InterfaceStats, IoThreadInfo, LifecycleEvent, MemoryStat, NodeInfo,
+    NodeMemory, SecurityModel, StateReason, VcpuInfo, CONTROL_ERROR_REASON_MONITOR, VCPU_RUNNING,
 };
 use migrated_core::driver::Driver;
 use migrated_core::flags::{self, check_flags};
@@ -595,6 +595,41 @@ impl Driver for QemuDriver {
         self.inject_nmi_impl(dom).await
     }
 
+    async fn control_info(&self, dom: &DomainRef) -> Result<ControlInfo> {
+        // As qemuDomainGetControlInfo: a broken monitor first, then a
+        // command in flight; migration jobs are added by the daemon.
+        let runtime = self.runtime(dom)?;
+        Ok(if runtime.qmp.closed_reason().is_some() {
+            ControlInfo {
+                state: ControlState::Error,
+                details: CONTROL_ERROR_REASON_MONITOR,
+                state_time_ms: 0,
+            }
+        } else if let Some(busy) = runtime.qmp.busy_for() {
+            ControlInfo {
+                state: ControlState::Occupied,
+                details: 0,
+                state_time_ms: u64::try_from(busy.as_millis()).unwrap_or(u64::MAX),
+            }
+        } else {
+            ControlInfo::default()
+        })
+    }
+
+    async fn iothread_info(&self, dom: &DomainRef, flags: u32) -> Result<Vec<IoThreadInfo>> {
+        const OP: &str = "virDomainGetIOThreadInfo";
+        let affect = u64::from(flags::affect::LIVE | flags::affect::CONFIG);
+        check_flags(OP, u64::from(flags), affect)?;
+        // No guest of this driver has IOThreads (the domain XML model has no
+        // <iothreads>, and no -object iothread is ever started), so the
+        // answer is libvirt's for a domain without any, live or config.
+        self.read(|r| {
+            let domain = r.get(dom)?;
+            flags::affect::resolve_one(OP, flags, domain.live.is_some(), domain.persistent)?;
+            Ok(Vec::new())
+        })
+    }
+
     async fn send_key(
         &self,
         dom: &DomainRef,
@@ -648,6 +683,12 @@ impl Driver for QemuDriver {
     async fn capabilities(&self) -> Result<String> {
         let emulator = crate::command::find_emulator(None).ok();
         Ok(capabilities_xml(&self.shared.host, emulator.as_deref()))
+    }
+
+    async fn sysinfo(&self) -> Result<String> {
+        migrated_core::sysinfo::read_host().ok_or_else(|| Error::ConfigUnsupported {
+            reason: "Host SMBIOS information is not available".into(),
+        })
     }
 
     async fn domain_capabilities(&self, query: &DomainCapsQuery, flags: u32) -> Result<String> {

@@ -28,7 +28,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -121,7 +121,8 @@ struct Shared {
 
 #[derive(Default)]
 struct Pending {
-    waiting: HashMap<u64, oneshot::Sender<Reply>>,
+    /// Commands sent and not yet answered, with when each was sent.
+    waiting: HashMap<u64, (oneshot::Sender<Reply>, Instant)>,
     /// Set once; registration checks it under the same lock, so no command
     /// can slip in after the waiters were failed and then wait forever.
     closed: Option<String>,
@@ -143,7 +144,7 @@ impl Shared {
             std::mem::take(&mut pending.waiting)
         };
         debug!(%reason, "qmp connection closed");
-        for (_, tx) in waiting {
+        for (_, (tx, _)) in waiting {
             let _ = tx.send(Err(ReplyError::Closed(reason.clone())));
         }
         self.closed_tx.send_replace(Some(reason));
@@ -286,6 +287,17 @@ impl Qmp {
         self.inner.shared.events.subscribe()
     }
 
+    /// How long the oldest command still waiting for its reply has been in
+    /// flight, `None` when none is (libvirt's "occupied" monitor).
+    pub fn busy_for(&self) -> Option<Duration> {
+        let pending = self.inner.shared.lock();
+        pending
+            .waiting
+            .values()
+            .map(|(_, sent)| sent.elapsed())
+            .max()
+    }
+
     /// Why the connection closed, or `None` while it is open.
     pub fn closed_reason(&self) -> Option<String> {
         self.inner.shared.closed_rx.borrow().clone()
@@ -347,7 +359,7 @@ impl Qmp {
                     reason: reason.clone(),
                 });
             }
-            pending.waiting.insert(id, tx);
+            pending.waiting.insert(id, (tx, Instant::now()));
         }
         let _guard = PendingGuard { shared, id };
         trace!(command = name, id, "qmp send");
@@ -477,7 +489,7 @@ fn deliver(shared: &Shared, id: Option<Value>, reply: Reply) {
         return;
     };
     match shared.lock().waiting.remove(&id) {
-        Some(tx) => {
+        Some((tx, _)) => {
             let _ = tx.send(reply);
         }
         None => debug!(id, "qmp reply for a command nobody waits for"),

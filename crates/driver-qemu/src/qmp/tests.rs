@@ -395,3 +395,22 @@ async fn connect_to_a_missing_socket_names_the_path() {
     assert!(matches!(err, Error::QmpConnect { .. }), "{err:?}");
     assert!(err.to_string().contains("absent.sock"));
 }
+
+#[tokio::test]
+async fn a_command_in_flight_makes_the_monitor_busy_until_its_reply() {
+    let (qmp, mut qemu) = connected(QmpConfig::default()).await;
+    assert_eq!(qmp.busy_for(), None);
+    let server = async {
+        let (_, id, _) = qemu.recv().await;
+        // The command is registered before it is written, so QEMU holding
+        // it means the client sees the monitor busy.
+        let busy = qmp.busy_for();
+        qemu.send(&format!(r#"{{"return": {{}}, "id": {id}}}"#))
+            .await;
+        busy
+    };
+    let (reply, busy) = tokio::join!(qmp.execute(&Stop), server);
+    reply.expect("stop");
+    assert!(busy.is_some(), "no command in flight while QEMU held one");
+    assert_eq!(qmp.busy_for(), None);
+}

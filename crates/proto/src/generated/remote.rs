@@ -54,6 +54,9 @@ pub const REMOTE_VCPUINFO_MAX: usize = 16384;
 /// Upper limit on the bytes of CPU maps in REMOTE_PROC_DOMAIN_GET_VCPUS.
 pub const REMOTE_CPUMAPS_MAX: usize = 8388608;
 
+/// Upper limit on the IOThreads described by REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO.
+pub const REMOTE_IOTHREAD_INFO_MAX: usize = 16384;
+
 /// Upper limit on the statistics of REMOTE_PROC_DOMAIN_MEMORY_STATS.
 pub const REMOTE_DOMAIN_MEMORY_STATS_MAX: usize = 1024;
 
@@ -2397,6 +2400,61 @@ pub struct DomainGetVcpuPinInfoRet {
     pub num: i32,
 }
 
+/// Arguments of REMOTE_PROC_DOMAIN_GET_CONTROL_INFO.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetControlInfoArgs {
+    /// Field `dom` of `remote_domain_get_control_info_args`.
+    pub dom: NonnullDomain,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_CONTROL_INFO (virDomainControlInfo).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetControlInfoRet {
+    /// VIR_DOMAIN_CONTROL_*: OK 0, JOB 1, OCCUPIED 2, ERROR 3
+    pub state: u32,
+    /// VIR_DOMAIN_CONTROL_ERROR_REASON_* when state is ERROR
+    pub details: u32,
+    /// ms spent in the current state (JOB, OCCUPIED)
+    pub state_time: u64,
+}
+
+/// One IOThread of REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainIothreadInfo {
+    /// Field `iothread_id` of `remote_domain_iothread_info`.
+    pub iothread_id: u32,
+    /// bit N = host CPU N allowed
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_bytes::<REMOTE_CPUMAP_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::bytes::<REMOTE_CPUMAP_MAX, _>"
+    )]
+    pub cpumap: Vec<u8>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetIothreadInfoArgs {
+    /// Field `dom` of `remote_domain_get_iothread_info_args`.
+    pub dom: NonnullDomain,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetIothreadInfoRet {
+    /// Field `info` of `remote_domain_get_iothread_info_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_IOTHREAD_INFO_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_IOTHREAD_INFO_MAX, _, _>"
+    )]
+    pub info: Vec<DomainIothreadInfo>,
+    /// IOThreads described
+    pub ret: u32,
+}
+
 /// Arguments of REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainGetVcpusFlagsArgs {
@@ -3162,6 +3220,8 @@ pub enum Procedure {
     NodeGetCpuStats = 227,
     /// `REMOTE_PROC_NODE_GET_MEMORY_STATS`
     NodeGetMemoryStats = 228,
+    /// `REMOTE_PROC_DOMAIN_GET_CONTROL_INFO`
+    DomainGetControlInfo = 229,
     /// `REMOTE_PROC_DOMAIN_GET_VCPU_PIN_INFO`
     DomainGetVcpuPinInfo = 230,
     /// `REMOTE_PROC_DOMAIN_UNDEFINE_FLAGS`
@@ -3230,6 +3290,8 @@ pub enum Procedure {
     DomainDefineXmlFlags = 350,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_ADDED`
     DomainEventCallbackDeviceAdded = 354,
+    /// `REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO`
+    DomainGetIothreadInfo = 351,
     /// `REMOTE_PROC_DOMAIN_RENAME`
     DomainRename = 358,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION`
@@ -3364,6 +3426,7 @@ impl Procedure {
         Procedure::DomainSendKey,
         Procedure::NodeGetCpuStats,
         Procedure::NodeGetMemoryStats,
+        Procedure::DomainGetControlInfo,
         Procedure::DomainGetVcpuPinInfo,
         Procedure::DomainUndefineFlags,
         Procedure::DomainSaveFlags,
@@ -3398,6 +3461,7 @@ impl Procedure {
         Procedure::ConnectGetAllDomainStats,
         Procedure::DomainDefineXmlFlags,
         Procedure::DomainEventCallbackDeviceAdded,
+        Procedure::DomainGetIothreadInfo,
         Procedure::DomainRename,
         Procedure::DomainEventCallbackMigrationIteration,
         Procedure::ConnectRegisterCloseCallback,
@@ -3516,6 +3580,7 @@ impl Procedure {
             226 => Some(Self::DomainSendKey),
             227 => Some(Self::NodeGetCpuStats),
             228 => Some(Self::NodeGetMemoryStats),
+            229 => Some(Self::DomainGetControlInfo),
             230 => Some(Self::DomainGetVcpuPinInfo),
             231 => Some(Self::DomainUndefineFlags),
             232 => Some(Self::DomainSaveFlags),
@@ -3550,6 +3615,7 @@ impl Procedure {
             344 => Some(Self::ConnectGetAllDomainStats),
             350 => Some(Self::DomainDefineXmlFlags),
             354 => Some(Self::DomainEventCallbackDeviceAdded),
+            351 => Some(Self::DomainGetIothreadInfo),
             358 => Some(Self::DomainRename),
             359 => Some(Self::DomainEventCallbackMigrationIteration),
             360 => Some(Self::ConnectRegisterCloseCallback),
@@ -3670,55 +3736,57 @@ impl Procedure {
             Self::DomainSendKey => &PROCEDURES[96],
             Self::NodeGetCpuStats => &PROCEDURES[97],
             Self::NodeGetMemoryStats => &PROCEDURES[98],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[99],
-            Self::DomainUndefineFlags => &PROCEDURES[100],
-            Self::DomainSaveFlags => &PROCEDURES[101],
-            Self::DomainRestoreFlags => &PROCEDURES[102],
-            Self::DomainDestroyFlags => &PROCEDURES[103],
-            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[104],
-            Self::DomainSaveImageDefineXml => &PROCEDURES[105],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[106],
-            Self::DomainBlockStatsFlags => &PROCEDURES[107],
-            Self::DomainReset => &PROCEDURES[108],
-            Self::DomainShutdownFlags => &PROCEDURES[109],
-            Self::DomainSetMetadata => &PROCEDURES[110],
-            Self::DomainGetMetadata => &PROCEDURES[111],
-            Self::ConnectListAllDomains => &PROCEDURES[112],
-            Self::NodeGetCpuMap => &PROCEDURES[113],
-            Self::DomainGetJobStats => &PROCEDURES[114],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[115],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[116],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[117],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[118],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[119],
-            Self::DomainMigratePerform3Params => &PROCEDURES[120],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[121],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[122],
-            Self::DomainEventDeviceRemoved => &PROCEDURES[123],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[124],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[125],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[126],
-            Self::DomainEventCallbackReboot => &PROCEDURES[127],
-            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[128],
-            Self::ConnectGetDomainCapabilities => &PROCEDURES[129],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[130],
-            Self::DomainDefineXmlFlags => &PROCEDURES[131],
-            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[132],
-            Self::DomainRename => &PROCEDURES[133],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[134],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[135],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[136],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[137],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[138],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[139],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[140],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[141],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[142],
-            Self::ConnectSetIdentity => &PROCEDURES[143],
-            Self::DomainGetMessages => &PROCEDURES[144],
-            Self::DomainSaveParams => &PROCEDURES[145],
-            Self::DomainRestoreParams => &PROCEDURES[146],
-            Self::DomainAbortJobFlags => &PROCEDURES[147],
+            Self::DomainGetControlInfo => &PROCEDURES[99],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[100],
+            Self::DomainUndefineFlags => &PROCEDURES[101],
+            Self::DomainSaveFlags => &PROCEDURES[102],
+            Self::DomainRestoreFlags => &PROCEDURES[103],
+            Self::DomainDestroyFlags => &PROCEDURES[104],
+            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[105],
+            Self::DomainSaveImageDefineXml => &PROCEDURES[106],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[107],
+            Self::DomainBlockStatsFlags => &PROCEDURES[108],
+            Self::DomainReset => &PROCEDURES[109],
+            Self::DomainShutdownFlags => &PROCEDURES[110],
+            Self::DomainSetMetadata => &PROCEDURES[111],
+            Self::DomainGetMetadata => &PROCEDURES[112],
+            Self::ConnectListAllDomains => &PROCEDURES[113],
+            Self::NodeGetCpuMap => &PROCEDURES[114],
+            Self::DomainGetJobStats => &PROCEDURES[115],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[116],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[117],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[118],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[119],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[120],
+            Self::DomainMigratePerform3Params => &PROCEDURES[121],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[122],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[123],
+            Self::DomainEventDeviceRemoved => &PROCEDURES[124],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[125],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[126],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[127],
+            Self::DomainEventCallbackReboot => &PROCEDURES[128],
+            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[129],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[130],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[131],
+            Self::DomainDefineXmlFlags => &PROCEDURES[132],
+            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[133],
+            Self::DomainGetIothreadInfo => &PROCEDURES[134],
+            Self::DomainRename => &PROCEDURES[135],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[136],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[137],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[138],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[139],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[140],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[141],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[142],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[143],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[144],
+            Self::ConnectSetIdentity => &PROCEDURES[145],
+            Self::DomainGetMessages => &PROCEDURES[146],
+            Self::DomainSaveParams => &PROCEDURES[147],
+            Self::DomainRestoreParams => &PROCEDURES[148],
+            Self::DomainAbortJobFlags => &PROCEDURES[149],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3844,6 +3912,7 @@ impl Procedure {
             Self::DomainSendKey => visitor.visit::<procs::DomainSendKey>(),
             Self::NodeGetCpuStats => visitor.visit::<procs::NodeGetCpuStats>(),
             Self::NodeGetMemoryStats => visitor.visit::<procs::NodeGetMemoryStats>(),
+            Self::DomainGetControlInfo => visitor.visit::<procs::DomainGetControlInfo>(),
             Self::DomainGetVcpuPinInfo => visitor.visit::<procs::DomainGetVcpuPinInfo>(),
             Self::DomainUndefineFlags => visitor.visit::<procs::DomainUndefineFlags>(),
             Self::DomainSaveFlags => visitor.visit::<procs::DomainSaveFlags>(),
@@ -3904,6 +3973,7 @@ impl Procedure {
             Self::DomainEventCallbackDeviceAdded => {
                 visitor.visit::<procs::DomainEventCallbackDeviceAdded>()
             }
+            Self::DomainGetIothreadInfo => visitor.visit::<procs::DomainGetIothreadInfo>(),
             Self::DomainRename => visitor.visit::<procs::DomainRename>(),
             Self::DomainEventCallbackMigrationIteration => {
                 visitor.visit::<procs::DomainEventCallbackMigrationIteration>()
@@ -4757,6 +4827,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 229,
+        name: "REMOTE_PROC_DOMAIN_GET_CONTROL_INFO",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 230,
         name: "REMOTE_PROC_DOMAIN_GET_VCPU_PIN_INFO",
         readonly: true,
@@ -5026,6 +5104,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         readonly: false,
         priority: false,
         event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 351,
+        name: "REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO",
+        readonly: true,
+        priority: false,
+        event: false,
         stream: false,
     },
     crate::ProcedureInfo {
@@ -6067,6 +6153,15 @@ pub mod procs {
         type Ret = super::NodeGetMemoryStatsRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_GET_CONTROL_INFO`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetControlInfo;
+    impl super::RemoteProcedure for DomainGetControlInfo {
+        const PROC: super::Procedure = super::Procedure::DomainGetControlInfo;
+        type Args = super::DomainGetControlInfoArgs;
+        type Ret = super::DomainGetControlInfoRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_GET_VCPU_PIN_INFO`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainGetVcpuPinInfo;
@@ -6371,6 +6466,15 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainEventCallbackDeviceAdded;
         type Args = super::DomainEventCallbackDeviceAddedMsg;
         type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetIothreadInfo;
+    impl super::RemoteProcedure for DomainGetIothreadInfo {
+        const PROC: super::Procedure = super::Procedure::DomainGetIothreadInfo;
+        type Args = super::DomainGetIothreadInfoArgs;
+        type Ret = super::DomainGetIothreadInfoRet;
     }
 
     /// `REMOTE_PROC_DOMAIN_RENAME`.
@@ -6707,6 +6811,8 @@ pub enum Call {
     NodeGetCpuStats(NodeGetCpuStatsArgs),
     /// `REMOTE_PROC_NODE_GET_MEMORY_STATS`.
     NodeGetMemoryStats(NodeGetMemoryStatsArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_CONTROL_INFO`.
+    DomainGetControlInfo(DomainGetControlInfoArgs),
     /// `REMOTE_PROC_DOMAIN_GET_VCPU_PIN_INFO`.
     DomainGetVcpuPinInfo(DomainGetVcpuPinInfoArgs),
     /// `REMOTE_PROC_DOMAIN_UNDEFINE_FLAGS`.
@@ -6765,6 +6871,8 @@ pub enum Call {
     ConnectGetAllDomainStats(ConnectGetAllDomainStatsArgs),
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`.
     DomainDefineXmlFlags(DomainDefineXmlFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO`.
+    DomainGetIothreadInfo(DomainGetIothreadInfoArgs),
     /// `REMOTE_PROC_DOMAIN_RENAME`.
     DomainRename(DomainRenameArgs),
     /// `REMOTE_PROC_CONNECT_REGISTER_CLOSE_CALLBACK`.
@@ -7068,6 +7176,9 @@ impl Call {
             Procedure::NodeGetMemoryStats => {
                 Call::NodeGetMemoryStats(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainGetControlInfo => {
+                Call::DomainGetControlInfo(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainGetVcpuPinInfo => {
                 Call::DomainGetVcpuPinInfo(migrated_xdr::from_bytes(payload)?)
             }
@@ -7178,6 +7289,9 @@ impl Call {
                     "{} is an event, not a call",
                     proc_.name()
                 )))
+            }
+            Procedure::DomainGetIothreadInfo => {
+                Call::DomainGetIothreadInfo(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainRename => Call::DomainRename(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainEventCallbackMigrationIteration => {
@@ -7336,6 +7450,7 @@ impl Call {
             Call::DomainSendKey(_) => Procedure::DomainSendKey,
             Call::NodeGetCpuStats(_) => Procedure::NodeGetCpuStats,
             Call::NodeGetMemoryStats(_) => Procedure::NodeGetMemoryStats,
+            Call::DomainGetControlInfo(_) => Procedure::DomainGetControlInfo,
             Call::DomainGetVcpuPinInfo(_) => Procedure::DomainGetVcpuPinInfo,
             Call::DomainUndefineFlags(_) => Procedure::DomainUndefineFlags,
             Call::DomainSaveFlags(_) => Procedure::DomainSaveFlags,
@@ -7375,6 +7490,7 @@ impl Call {
             Call::ConnectGetDomainCapabilities(_) => Procedure::ConnectGetDomainCapabilities,
             Call::ConnectGetAllDomainStats(_) => Procedure::ConnectGetAllDomainStats,
             Call::DomainDefineXmlFlags(_) => Procedure::DomainDefineXmlFlags,
+            Call::DomainGetIothreadInfo(_) => Procedure::DomainGetIothreadInfo,
             Call::DomainRename(_) => Procedure::DomainRename,
             Call::ConnectRegisterCloseCallback => Procedure::ConnectRegisterCloseCallback,
             Call::ConnectUnregisterCloseCallback => Procedure::ConnectUnregisterCloseCallback,
@@ -7494,6 +7610,7 @@ impl Call {
             Call::DomainSendKey(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetCpuStats(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetMemoryStats(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetControlInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetVcpuPinInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainUndefineFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainSaveFlags(args) => migrated_xdr::to_bytes(args),
@@ -7523,6 +7640,7 @@ impl Call {
             Call::ConnectGetDomainCapabilities(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetAllDomainStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainDefineXmlFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetIothreadInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainRename(args) => migrated_xdr::to_bytes(args),
             Call::ConnectRegisterCloseCallback => Ok(Vec::new()),
             Call::ConnectUnregisterCloseCallback => Ok(Vec::new()),
