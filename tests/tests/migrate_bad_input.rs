@@ -1,8 +1,12 @@
 //! Migration calls no stock client would send, straight over the wire:
 //! each gets a clear libvirt error, and nothing is lost or left locked — the
 //! guest keeps running on the source and a real migration still succeeds.
+//! An operator's pause during a cancelled migration ends with it, as
+//! libvirt restores the guest's pre-migration state.
 
 mod migrate_support;
+
+use std::time::Duration;
 
 use migrate_support::{ctl_ok, define, exactly_one_copy, job_role, state, Hosts};
 use migrated_client::{Connection, Domain, OpenFlags};
@@ -10,6 +14,7 @@ use migrated_core::flags::MigrateFlags;
 use migrated_core::typed_params::{migrate_param as key, TypedParams, TypedValue};
 use migrated_proto::procs;
 use migrated_tests::raw::{xdr, RawConn};
+use migrated_tests::{require_binary, VirshEvents};
 
 /// libvirt error numbers the tests expect.
 const NO_SUPPORT: i32 = 3;
@@ -317,12 +322,23 @@ fn out_of_order_steps_are_operation_invalid() {
     nothing_lost(&s);
 }
 
+/// Two Begins race (one wins), and the operator pauses the guest while the
+/// winner's job lives: cancelling that migration runs the guest again, as
+/// libvirt restores the pre-migration state (running "migration canceled",
+/// event resumed / migrated); a guest already paused at Begin stays paused.
 #[test]
 fn two_concurrent_begins_on_one_guest_one_wins() {
     let s = setup();
+    let a = s.hosts.a_uri();
+    // With virsh, its event loop checks libvirt's lifecycle event too.
+    let events = require_binary("virsh").map(|_| {
+        let events = VirshEvents::spawn(&a, &["--loop", "--event", "lifecycle", "--domain", GUEST]);
+        events.sync_on_redefine(&a, GUEST);
+        events
+    });
     runtime().block_on(async {
-        let (ca, dom) = open_source(&s.hosts.a_uri()).await;
-        let (ca2, dom2) = open_source(&s.hosts.a_uri()).await;
+        let (ca, dom) = open_source(&a).await;
+        let (ca2, dom2) = open_source(&a).await;
         let protected = MigrateFlags::LIVE | MigrateFlags::CHANGE_PROTECTION;
         let (r1, r2) = tokio::join!(begin(&ca, &dom, protected), begin(&ca2, &dom2, protected));
         let (ok, err) = match (r1, r2) {
@@ -330,27 +346,50 @@ fn two_concurrent_begins_on_one_guest_one_wins() {
             (a, b) => panic!("exactly one Begin3 must win: {a:?} / {b:?}"),
         };
         assert_eq!(err.remote_code(), Some(OPERATION_INVALID), "{err}");
+        let suspend = migrated_proto::DomainSuspendArgs {
+            dom: dom2.reference().clone().into(),
+        };
+        let cancel = |cookie: Vec<u8>| migrated_proto::DomainMigrateConfirm3ParamsArgs {
+            dom: dom.reference().clone().into(),
+            params: Vec::new(),
+            cookie_in: cookie,
+            flags: u32::try_from(protected.bits()).expect("32 bits"),
+            cancelled: 1,
+        };
         // SUSPEND is allowed while the winner's job lives, as libvirt's
         // outgoing jobs allow it (other state changes wait for the job)
-        ca2.call::<procs::DomainSuspend>(&migrated_proto::DomainSuspendArgs {
-            dom: dom2.reference().clone().into(),
-        })
-        .await
-        .expect("suspend during Begin3 pauses the guest");
-        assert_eq!(state(&s.hosts.a_uri(), GUEST).as_deref(), Some("paused"));
-        ca.call::<procs::DomainMigrateConfirm3Params>(
-            &migrated_proto::DomainMigrateConfirm3ParamsArgs {
-                dom: dom.reference().clone().into(),
-                params: Vec::new(),
-                cookie_in: ok.cookie_out,
-                flags: u32::try_from(protected.bits()).expect("32 bits"),
-                cancelled: 1,
-            },
-        )
-        .await
-        .expect("cancel releases the guest");
-        // the operator's pause outlives the cancelled migration
-        assert_eq!(state(&s.hosts.a_uri(), GUEST).as_deref(), Some("paused"));
+        ca2.call::<procs::DomainSuspend>(&suspend)
+            .await
+            .expect("suspend during Begin3 pauses the guest");
+        assert_eq!(state(&a, GUEST).as_deref(), Some("paused"));
+        ca.call::<procs::DomainMigrateConfirm3Params>(&cancel(ok.cookie_out))
+            .await
+            .expect("cancel releases the guest");
+        // it ran when the job began: the cancelled migration resumes it
+        assert_eq!(
+            ctl_ok(&a, &["domstate", "--reason", GUEST]).trim(),
+            "running (migration canceled)"
+        );
+        if let Some(events) = &events {
+            events.wait_for(
+                &format!("event 'lifecycle' for domain '{GUEST}': Resumed Migrated"),
+                Duration::from_secs(10),
+            );
+        }
+        // paused before Begin: the operator's pause outlives the cancel
+        ca2.call::<procs::DomainSuspend>(&suspend)
+            .await
+            .expect("suspend");
+        let out = begin(&ca, &dom, protected)
+            .await
+            .expect("begin a paused guest");
+        ca.call::<procs::DomainMigrateConfirm3Params>(&cancel(out.cookie_out))
+            .await
+            .expect("cancel");
+        assert_eq!(
+            ctl_ok(&a, &["domstate", "--reason", GUEST]).trim(),
+            "paused (user)"
+        );
         ca2.call::<procs::DomainResume>(&migrated_proto::DomainResumeArgs {
             dom: dom2.reference().clone().into(),
         })

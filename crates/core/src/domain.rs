@@ -87,6 +87,8 @@ pub mod paused_reason {
     pub const MIGRATION: i32 = 2;
     /// Paused for saving to a file.
     pub const SAVE: i32 = 3;
+    /// Paused by a disk I/O error (`werror=stop`): resuming would hit it again.
+    pub const IOERROR: i32 = 5;
     /// The source of a post-copy migration: the guest runs on the
     /// destination, which still pulls pages from here.
     pub const POSTCOPY: i32 = 12;

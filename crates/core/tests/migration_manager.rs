@@ -1,8 +1,10 @@
 //! The migration Manager against a scripted backend: journal-before-acting,
 //! cookie and request checks leaving nothing behind, phase errors, change
-//! protection, restart recovery, completion timeout, job events.
+//! protection, restart recovery, completion timeout, job events, the
+//! pre-migration state restored after a cancelled or failed migration.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,6 +74,8 @@ struct Log {
 struct Fake {
     state_dir: PathBuf,
     perform: PerformMode,
+    /// What Begin reports: the guest is paused (not running).
+    paused: AtomicBool,
     log: Mutex<Log>,
     events: broadcast::Sender<DomainEvent>,
 }
@@ -81,6 +85,7 @@ impl Fake {
         Arc::new(Self {
             state_dir: state.path().to_owned(),
             perform,
+            paused: AtomicBool::new(false),
             log: Mutex::new(Log::default()),
             events: broadcast::channel(64).0,
         })
@@ -121,7 +126,7 @@ impl MigrationBackend for Fake {
             persistent: Some(def.clone()),
             def,
             active: dom.is_active(),
-            paused: false,
+            paused: self.paused.load(Ordering::SeqCst),
             graphics: None,
             lockstate: None,
             nbd: None,
@@ -167,6 +172,11 @@ impl MigrationBackend for Fake {
         } else {
             "confirm"
         });
+        Ok(())
+    }
+
+    async fn restore_running(&self, _dom: &DomainRef) -> Result<()> {
+        self.record("restore");
         Ok(())
     }
 
@@ -482,7 +492,9 @@ async fn oversized_and_garbage_cookies_leave_nothing_behind() {
     assert_eq!(err.code(), ErrorCode::ArgumentUnsupported);
     // No Confirm follows a failed Perform (§8.6), so the job ends with it.
     assert_eq!(journal_files(&a), 0);
-    assert!(a.fake.calls().is_empty(), "the guest was never touched");
+    // Nothing was sent; the guest only gets its pre-migration state back
+    // (it ran at Begin), which leaves a running guest as it is.
+    assert_eq!(steps(&a), ["restore"]);
     assert!(!a.mgr.registry().is_locked(&dom().uuid));
 }
 
@@ -806,8 +818,64 @@ async fn a_bad_confirm_cookie_is_reported_but_the_guest_is_settled() {
         .expect_err("oversized cookie");
     assert_eq!(err.code(), ErrorCode::ArgumentUnsupported);
     assert!(!a.mgr.registry().is_locked(&dom().uuid));
-    assert_eq!(
-        a.fake.calls().last().map(|c| c.0),
-        Some("confirm-cancelled")
+    assert_eq!(steps(&a)[1..], ["confirm-cancelled", "restore"]);
+}
+
+/// The steps `s`'s backend saw, in order.
+fn steps(s: &Side) -> Vec<&'static str> {
+    s.fake.calls().into_iter().map(|(step, _)| step).collect()
+}
+
+#[tokio::test]
+async fn a_cancelled_or_failed_migration_restores_a_guest_that_ran_at_begin() {
+    let (a, b) = (
+        side(1, PerformMode::WaitForOperator),
+        side(2, PerformMode::Succeed),
     );
+    let r = protected();
+    // Confirm cancelled after Begin: the guest ran then, so it runs again
+    // (the backend resumes whatever paused it since).
+    a.mgr.begin3(&dom(), r.clone()).await.expect("begin");
+    a.mgr
+        .confirm3(&dom(), r.clone(), &[], true)
+        .await
+        .expect("cancel");
+    assert_eq!(steps(&a), ["confirm-cancelled", "restore"]);
+    // Paused when the job began: it stays as it is.
+    a.fake.paused.store(true, Ordering::SeqCst);
+    a.mgr.begin3(&dom(), r.clone()).await.expect("begin");
+    a.mgr
+        .confirm3(&dom(), r.clone(), &[], true)
+        .await
+        .expect("cancel");
+    assert_eq!(steps(&a)[2..], ["confirm-cancelled"]);
+    a.fake.paused.store(false, Ordering::SeqCst);
+    // The client gone after Begin: libvirt only forgets the job.
+    a.mgr.begin3(&dom(), r.clone()).await.expect("begin");
+    let job = a.mgr.registry().get(&dom().uuid).expect("job").job_id();
+    a.mgr.caller_gone(&dom(), job);
+    assert!(!a.mgr.registry().is_locked(&dom().uuid));
+    assert_eq!(steps(&a).len(), 3, "{:?}", steps(&a));
+    // A failed Perform (aborted by its completion timeout): restored.
+    a.mgr.registry().set_completion_timeout(
+        &dom().uuid,
+        Some((Duration::from_millis(50), TimeoutAction::Abort)),
+    );
+    let (cookie, _, uri) = begin_prepare(&a, &b, &r).await;
+    let mut preq = r.clone();
+    preq.uri = uri;
+    let err = a
+        .mgr
+        .perform3(&dom(), preq, &cookie, None)
+        .await
+        .expect_err("aborted");
+    assert_eq!(err.code(), ErrorCode::OperationAborted);
+    assert_eq!(steps(&a)[3..], ["perform", "restore"]);
+    // Offline: the guest was never touched.
+    let offline = req(MigrateFlags::OFFLINE | MigrateFlags::PERSIST_DEST);
+    a.mgr
+        .confirm3(&dom(), offline, &[], true)
+        .await
+        .expect("offline cancel");
+    assert_eq!(steps(&a)[5..], ["confirm-cancelled"]);
 }

@@ -1760,6 +1760,10 @@ impl MigrationBackend for QemuBackend {
         }
     }
 
+    async fn restore_running(&self, dom: &DomainRef) -> Result<()> {
+        self.driver.restore_migration_source(dom).await
+    }
+
     async fn prepare(
         &self,
         def: DomainDef,

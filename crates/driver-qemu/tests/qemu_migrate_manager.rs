@@ -346,11 +346,16 @@ async fn killing_the_destination_qemu_during_prepare_keeps_the_source_running() 
         .await
         .expect("start");
     counter_passes(&a.driver, &src, 0).await;
+    // Change protection: the job, and the guest's pre-migration state
+    // (running), date from Begin.
     let req = MigrateRequest {
-        flags: MigrateFlags::LIVE,
+        flags: MigrateFlags::LIVE | MigrateFlags::CHANGE_PROTECTION,
         ..MigrateRequest::default()
     };
     let (cookie, dreq, uri) = begin_prepare(a, b, &src, &req).await;
+    // The operator pauses the guest before Perform: the failed migration
+    // resumes it anyway, as libvirt restores the pre-migration state.
+    a.driver.suspend(&src).await.expect("suspend during Begin3");
     let dest = b
         .driver
         .lookup_by_uuid(&src.uuid)
@@ -369,6 +374,8 @@ async fn killing_the_destination_qemu_during_prepare_keeps_the_source_running() 
         .expect_err("nobody receives");
     assert!(!err.to_string().is_empty());
     cancel_and_check(a, b, &src, dreq, req).await;
+    let state = a.driver.get_state(&src, 0).await.expect("source state");
+    assert_eq!(state.reason, running_reason::MIGRATION_CANCELED);
     a.driver.destroy(&src, 0).await.expect("destroy");
 }
 

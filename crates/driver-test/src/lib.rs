@@ -202,6 +202,18 @@ impl TestDriver {
         self.blocking(move |r| r.outgoing_resume(&dom)).await
     }
 
+    /// Source, a cancelled or failed migration of a guest that ran when its
+    /// job began: runs it again, an operator's pause included (see
+    /// [`migrated_core::migration::resumes_after_migration`]); a guest no
+    /// longer active is left alone.
+    ///
+    /// # Errors
+    /// The registry's internal errors.
+    pub async fn outgoing_restore(&self, dom: &DomainRef) -> Result<()> {
+        let dom = dom.clone();
+        self.blocking(move |r| r.outgoing_restore(&dom)).await
+    }
+
     /// Source, Confirm after success: stops the guest (stopped/migrated) and,
     /// with `undefine`, removes its config.
     ///

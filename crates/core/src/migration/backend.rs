@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use crate::cookie::{GraphicsRelocation, LockState, Nbd};
-use crate::domain::{DomainEvent, DomainRef};
+use crate::domain::{paused_reason, DomainEvent, DomainRef, DomainState, StateReason};
 use crate::error::Result;
 use crate::flags::MigrateFlags;
 use crate::job::{JobHandle, JournalEntry, RecoveryAction};
@@ -169,6 +169,18 @@ pub trait MigrationBackend: Send + Sync {
     /// UNDEFINE_SOURCE); true → make sure it runs here (resume it).
     async fn confirm(&self, dom: &DomainRef, req: &MigrateRequest, cancelled: bool) -> Result<()>;
 
+    /// Source, once a migration of a guest that ran when its job began was
+    /// cancelled (Confirm with `cancelled`) or failed (Perform): runs the
+    /// guest again if it is paused now for any reason
+    /// [`resumes_after_migration`] accepts with `ran_at_begin` — an
+    /// operator's SUSPEND between Begin and Perform included — as libvirt's
+    /// `qemuMigrationSrcRestoreDomainState`: running "migration canceled",
+    /// event resumed / migrated. A guest that is not paused (or no longer
+    /// active) is left as it is. The [`Manager`](super::Manager) calls it
+    /// after [`MigrationBackend::confirm`] or a failed
+    /// [`MigrationBackend::perform`], never for a post-copy source.
+    async fn restore_running(&self, dom: &DomainRef) -> Result<()>;
+
     /// Destination, Prepare: creates the incoming guest from `def` (already renamed
     /// to the destination name, paused, not yet persistent) and starts receiving.
     async fn prepare(
@@ -214,6 +226,24 @@ pub trait MigrationBackend: Send + Sync {
         _dest_hostname: Option<&str>,
     ) {
     }
+}
+
+/// Whether a source guest in `state` is run again at the end of a migration
+/// that was cancelled or failed. A pause of the migration's own (the final
+/// copy, `--timeout-suspend`) always ends; any other pause (an operator's
+/// SUSPEND) only if the guest ran when the job began (`ran_at_begin`), as
+/// libvirt's `qemuMigrationSrcRestoreDomainState`. A post-copy source (its
+/// memory is stale) and a guest stopped by an I/O error never run again
+/// this way.
+pub fn resumes_after_migration(state: StateReason, ran_at_begin: bool) -> bool {
+    state.state == DomainState::Paused
+        && match state.reason {
+            paused_reason::MIGRATION => true,
+            paused_reason::POSTCOPY | paused_reason::POSTCOPY_FAILED | paused_reason::IOERROR => {
+                false
+            }
+            _ => ran_at_begin,
+        }
 }
 
 /// The refusal of an incoming migration of a guest whose shut-off definition

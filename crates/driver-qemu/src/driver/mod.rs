@@ -38,6 +38,7 @@ use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainEventKind,
     DomainRef, DomainState, HostIdentity, LifecycleEvent, StateReason,
 };
+use migrated_core::migration::resumes_after_migration;
 use migrated_core::xml::{
     CharSource, CharType, DomainDef, DomainType, FormatOptions, GraphicsType,
 };
@@ -839,6 +840,29 @@ impl QemuDriver {
     /// running or is in post-copy, `VIR_ERR_OPERATION_FAILED` when `cont`
     /// fails.
     pub async fn resume_migration_source(&self, dom: &DomainRef) -> Result<()> {
+        self.resume_source(dom, false).await
+    }
+
+    /// After a cancelled or failed migration of a guest that ran when its
+    /// job began: runs it again whoever paused it since (an operator's
+    /// SUSPEND between Begin and Perform included), as libvirt restores
+    /// the pre-migration state. A post-copy source, a guest QEMU stopped on
+    /// an I/O error and a guest no longer running are left as they are.
+    ///
+    /// # Errors
+    /// `VIR_ERR_NO_DOMAIN`, `VIR_ERR_OPERATION_FAILED` when `cont` fails.
+    pub async fn restore_migration_source(&self, dom: &DomainRef) -> Result<()> {
+        let recorded = self.read(|r| Ok(r.get(dom)?.live.as_ref().map(|l| l.state)))?;
+        match recorded {
+            Some(state) if !is_postcopy_source(state) => self.resume_source(dom, true).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// [`QemuDriver::resume_migration_source`] and
+    /// [`QemuDriver::restore_migration_source`]: `cont` if
+    /// [`resumes_after_migration`] accepts the recorded state.
+    async fn resume_source(&self, dom: &DomainRef, ran_at_begin: bool) -> Result<()> {
         let job = self.job(dom)?;
         let _job = job.lock().await;
         let runtime = self.runtime(dom)?;
@@ -862,9 +886,12 @@ impl QemuDriver {
             .execute(&QueryStatus)
             .await
             .map_err(|e| e.into_core("virDomainMigrateConfirm3"))?;
-        let paused_by_migration =
-            state.state == DomainState::Paused && state.reason == paused_reason::MIGRATION;
-        if status.running || !paused_by_migration {
+        // QEMU's run state tells an I/O error apart, which the recorded
+        // reason (from a bare STOP event) does not.
+        if status.running
+            || status.status == RunState::IoError
+            || !resumes_after_migration(state, ran_at_begin)
+        {
             return Ok(());
         }
         self.shared.set_state(

@@ -307,6 +307,10 @@ impl MigrationBackend for TestBackend {
         }
     }
 
+    async fn restore_running(&self, dom: &DomainRef) -> Result<()> {
+        self.driver.outgoing_restore(dom).await
+    }
+
     async fn prepare(
         &self,
         def: DomainDef,

@@ -8,15 +8,16 @@
 //! | destination | Finish ok | running (migrated), or paused (user) with `PAUSED` | resumed / migrated |
 //! | destination | Finish cancelled | gone (or its shut-off config) | stopped / failed |
 //! | source | final copy | paused (migration) | suspended / migrated |
-//! | source | Confirm cancelled | running (migration canceled) | resumed / migrated |
+//! | source | Confirm cancelled, failed Perform | running (migration canceled), also after an operator's pause if it ran at Begin | resumed / migrated |
 //! | source | Confirm ok | shut off (migrated), undefined with `UNDEFINE_SOURCE` | stopped / migrated |
 
 use std::sync::Arc;
 
 use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainRef, DomainState,
-    LifecycleEvent,
+    LifecycleEvent, StateReason,
 };
+use migrated_core::migration::resumes_after_migration;
 use migrated_core::xml::DomainDef;
 use migrated_core::{Error, Result};
 
@@ -126,9 +127,30 @@ impl Registry {
     /// Source, Confirm with `cancelled`: run again a guest that
     /// [`Registry::outgoing_pause`] paused. Idempotent.
     pub fn outgoing_resume(&mut self, dom: &DomainRef) -> Result<()> {
+        self.resume_source(dom, false)
+    }
+
+    /// Source, a cancelled or failed migration of a guest that ran when its
+    /// job began: run it again whoever paused it since (an operator's
+    /// SUSPEND included), as libvirt restores the pre-migration state. A
+    /// guest no longer active (or gone) is left alone. Idempotent.
+    pub fn outgoing_restore(&mut self, dom: &DomainRef) -> Result<()> {
+        if self.live_mut(&dom.uuid).is_err() {
+            return Ok(());
+        }
+        self.resume_source(dom, true)
+    }
+
+    /// Lifts the throttle and runs the guest again ("migration canceled",
+    /// event resumed / migrated) if [`resumes_after_migration`] says so.
+    fn resume_source(&mut self, dom: &DomainRef, ran_at_begin: bool) -> Result<()> {
         let live = self.live_mut(&dom.uuid)?;
         live.memory.set_throttle_percent(0);
-        if live.state != DomainState::Paused || live.reason != paused_reason::MIGRATION {
+        let state = StateReason {
+            state: live.state,
+            reason: live.reason,
+        };
+        if !resumes_after_migration(state, ran_at_begin) {
             return Ok(());
         }
         live.run(running_reason::MIGRATION_CANCELED)?;

@@ -128,8 +128,19 @@ pub struct Recovered {
 /// Source-side data kept between Begin and Confirm.
 #[derive(Debug, Clone)]
 struct SourceContext {
+    /// What the job's start (Begin3, or Perform3 without change protection)
+    /// found, the pre-migration state included.
     begin: BeginOut,
     dest_host: Option<HostIdentity>,
+}
+
+impl SourceContext {
+    /// Whether the guest ran when the job began (libvirt's
+    /// `preMigrationState` = running): a cancelled or failed migration then
+    /// runs it again, whoever paused it since.
+    fn ran_at_begin(&self) -> bool {
+        self.begin.active && !self.begin.paused
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

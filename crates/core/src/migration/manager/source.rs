@@ -227,6 +227,7 @@ impl Manager {
                 ) {
                     tracing::warn!(error = %e, "recording the refused perform");
                 }
+                self.restore_source(&job, dom, flags).await;
                 self.end(&job, JobOutcome::Failed(err.to_string()));
             }
         }
@@ -331,6 +332,7 @@ impl Manager {
                 {
                     tracing::warn!(error = %j, "recording the failed perform");
                 }
+                self.restore_source(&job, dom, req.flags).await;
                 self.end(&job, outcome);
                 Err(err)
             }
@@ -498,6 +500,9 @@ impl Manager {
         self.pause_point(PausePoint::Confirm).await;
         lock(&self.held).remove(&dom.uuid);
         let result = self.backend.confirm(dom, &req, cancelled).await;
+        if cancelled {
+            self.restore_source(&job, dom, req.flags).await;
+        }
         let outcome = match (&result, cancelled) {
             (Ok(()), false) => JobOutcome::Completed,
             (Ok(()), true) => JobOutcome::Cancelled,
@@ -511,6 +516,25 @@ impl Manager {
         }
         result?;
         cookie_err.map_or(Ok(()), Err)
+    }
+
+    /// The end of a cancelled or failed migration (Confirm with `cancelled`,
+    /// a failed Perform), before the job and its context go: a guest that
+    /// ran when the job began runs again, even if an operator paused it
+    /// since (libvirt's `qemuMigrationSrcRestoreDomainState`). Nothing for
+    /// an offline migration, which never touched the guest, nor for a
+    /// post-copy source, whose memory is stale. A failure is only logged,
+    /// as libvirt does: the step's own outcome stands.
+    async fn restore_source(&self, job: &JobHandle, dom: &DomainRef, flags: MigrateFlags) {
+        let ran = lock(&self.sources)
+            .get(&dom.uuid)
+            .is_some_and(SourceContext::ran_at_begin);
+        if !ran || flags.contains(MigrateFlags::OFFLINE) || job.postcopy() == Postcopy::Active {
+            return;
+        }
+        if let Err(e) = self.backend.restore_running(dom).await {
+            tracing::warn!(dom = %dom.name, error = %e, "could not resume the guest after the cancelled migration");
+        }
     }
 
     /// ABORT_JOB: a running transfer fails (the source resumes); a job still in
