@@ -379,8 +379,12 @@ pub mod event_detail {
     pub const STOPPED_SAVED: i32 = 4;
     /// `VIR_DOMAIN_EVENT_STOPPED_FAILED`: e.g. an incoming migration that was cancelled.
     pub const STOPPED_FAILED: i32 = 5;
-    /// `VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED`.
+    /// `VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED`: QEMU did not say who asked.
     pub const SHUTDOWN_FINISHED: i32 = 0;
+    /// `VIR_DOMAIN_EVENT_SHUTDOWN_GUEST`: the guest powered itself off.
+    pub const SHUTDOWN_GUEST: i32 = 1;
+    /// `VIR_DOMAIN_EVENT_SHUTDOWN_HOST`: the host asked (e.g. a QMP `quit`).
+    pub const SHUTDOWN_HOST: i32 = 2;
 }
 
 /// `VIR_DOMAIN_EVENT_ID_*`: the event kinds a client registers for

@@ -573,7 +573,7 @@ async fn a_guest_that_shuts_down_is_shut_off_with_reason_shutdown() {
     let ev = next_event(&mut events).await;
     assert_eq!(
         ev.as_lifecycle().expect("a lifecycle event"),
-        (LifecycleEvent::Shutdown, event_detail::SHUTDOWN_FINISHED)
+        (LifecycleEvent::Shutdown, event_detail::SHUTDOWN_GUEST)
     );
     let ev = next_event(&mut events).await;
     assert_eq!(

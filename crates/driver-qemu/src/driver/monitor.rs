@@ -46,7 +46,7 @@ pub(super) fn spawn_monitor(
                                     hotplug::finish_removal(&shared, &rt, uuid, id, &alias).await;
                                 }
                             }
-                            on_event(&shared, &weak_runtime, &uuid, id, &event.event)
+                            on_event(&shared, &weak_runtime, &uuid, id, &event.event, &event.data)
                         }
                         Err(broadcast::error::RecvError::Lagged(n)) => {
                             // Missed STOP/RESUME events: ask QEMU where it is.
@@ -57,7 +57,7 @@ pub(super) fn spawn_monitor(
                                 if let Ok(status) = qmp.execute(&QueryStatus).await {
                                     if let Some(shared) = weak.upgrade() {
                                         let name = if status.running { names::RESUME } else { names::STOP };
-                                        on_event(&shared, &weak_runtime, &uuid, id, name);
+                                        on_event(&shared, &weak_runtime, &uuid, id, name, &serde_json::Value::Null);
                                     }
                                 }
                             }
@@ -89,7 +89,25 @@ pub(super) fn spawn_monitor(
     }
 }
 
-fn on_event(shared: &Arc<Shared>, runtime: &Weak<Runtime>, uuid: &Uuid, id: i32, name: &str) {
+/// The detail of the shutdown event for QEMU's SHUTDOWN `data`, as
+/// libvirt's qemuProcessHandleShutdown: who asked, when QEMU says (its
+/// `guest` field), else just "finished".
+fn shutdown_detail(data: &serde_json::Value) -> i32 {
+    match data.get("guest").and_then(serde_json::Value::as_bool) {
+        Some(true) => event_detail::SHUTDOWN_GUEST,
+        Some(false) => event_detail::SHUTDOWN_HOST,
+        None => event_detail::SHUTDOWN_FINISHED,
+    }
+}
+
+fn on_event(
+    shared: &Arc<Shared>,
+    runtime: &Weak<Runtime>,
+    uuid: &Uuid,
+    id: i32,
+    name: &str,
+    data: &serde_json::Value,
+) {
     match name {
         names::STOP => {
             let runtime = runtime.upgrade();
@@ -151,11 +169,7 @@ fn on_event(shared: &Arc<Shared>, runtime: &Weak<Runtime>, uuid: &Uuid, id: i32,
                 .ok()
                 .and_then(|reg| reg.domains.get(uuid).map(Domain::dom_ref));
             if let Some(dom) = dom.filter(|_| !ours) {
-                shared.emit(
-                    dom,
-                    LifecycleEvent::Shutdown,
-                    event_detail::SHUTDOWN_FINISHED,
-                );
+                shared.emit(dom, LifecycleEvent::Shutdown, shutdown_detail(data));
             }
         }
         // libvirt's qemuProcessHandleReset: every reset is a reboot event,
@@ -176,5 +190,27 @@ fn on_event(shared: &Arc<Shared>, runtime: &Weak<Runtime>, uuid: &Uuid, id: i32,
             Some((LifecycleEvent::Crashed, EVENT_CRASHED_PANICKED)),
         ),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shutdown_detail_says_who_asked_as_libvirt() {
+        let detail = |data: serde_json::Value| shutdown_detail(&data);
+        assert_eq!(
+            detail(serde_json::json!({"guest": true, "reason": "guest-shutdown"})),
+            event_detail::SHUTDOWN_GUEST
+        );
+        assert_eq!(
+            detail(serde_json::json!({"guest": false, "reason": "host-qmp-quit"})),
+            event_detail::SHUTDOWN_HOST
+        );
+        assert_eq!(
+            detail(serde_json::Value::Null),
+            event_detail::SHUTDOWN_FINISHED
+        );
     }
 }
