@@ -334,22 +334,28 @@ fn qemu_virsh_postcopy_switch_complete_and_fail() {
         Some("paused (post-copy failed)")
     );
     // Nothing left to recover from: the destination is gone.
-    let out = virsh(
-        &b,
+    let out = postcopy_resume(&b, &a, name);
+    assert!(
+        !out.status.success(),
+        "recovered towards a dead destination"
+    );
+    hosts.virsh_ok(&b, &["destroy", name]);
+}
+
+/// `virsh migrate --live --postcopy --postcopy-resume` of `name` from
+/// `from` to `to` (client-managed), its outcome for the caller to check.
+fn postcopy_resume(from: &str, to: &str, name: &str) -> std::process::Output {
+    virsh(
+        from,
         &[
             "migrate",
             "--live",
             "--postcopy",
             "--postcopy-resume",
             name,
-            &a,
+            to,
         ],
-    );
-    assert!(
-        !out.status.success(),
-        "recovered towards a dead destination"
-    );
-    hosts.virsh_ok(&b, &["destroy", name]);
+    )
 }
 
 /// `virsh migrate --live --postcopy --postcopy-resume` of `name` from
@@ -463,17 +469,7 @@ fn recover_broken_postcopy(hosts: &mut QemuHosts, name: &str, uuid: &str) {
     assert_eq!(qemu_pids(uuid).len(), 2, "both QEMUs are kept");
 
     hosts.virsh_ok(&b, &["migrate-setspeed", "--postcopy", name, "0"]);
-    let out = virsh(
-        &b,
-        &[
-            "migrate",
-            "--live",
-            "--postcopy",
-            "--postcopy-resume",
-            name,
-            &a,
-        ],
-    );
+    let out = postcopy_resume(&b, &a, name);
     assert!(
         out.status.success(),
         "virsh migrate --postcopy-resume: {}\n{}",
