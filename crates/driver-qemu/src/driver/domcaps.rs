@@ -4,8 +4,9 @@
 //!
 //! The emulator's facts (machine types with their aliases and vCPU limits,
 //! named CPU models and whether the accelerator can run them) come from
-//! QEMU itself: `-machine none -qmp stdio` answering `query-machines` and
-//! `query-cpu-definitions`, about 40 ms, cached per emulator binary and
+//! QEMU itself: `-machine none -qmp stdio` on one end of a socket pair, the
+//! driver's [`Qmp`] client on the other asking `query-machines` and
+//! `query-cpu-definitions`; about 40 ms, cached per emulator binary and
 //! accelerator. The device and feature lists are what this driver's command
 //! line builder (`spec`) accepts, not everything QEMU could do: a client
 //! that builds a domain from this document gets one the driver will start.
@@ -19,11 +20,14 @@ use std::time::{Duration, SystemTime};
 
 use migrated_core::domain::DomainCapsQuery;
 use migrated_core::{Error, Result};
-use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::host::xml_escape;
 use crate::command::{find_emulator, Accel, DEFAULT_MACHINE};
+use crate::qmp::commands::{
+    CpuDefinition as CpuModel, MachineInfo as Machine, QueryCpuDefinitions, QueryMachines, Quit,
+};
+use crate::qmp::{Qmp, QmpConfig};
 
 /// `VIR_CONNECT_GET_DOMAIN_CAPABILITIES_DISABLE_DEPRECATED_FEATURES`: this
 /// document lists no deprecated CPU features, so it changes nothing.
@@ -32,38 +36,8 @@ const DISABLE_DEPRECATED_FEATURES: u32 = 1;
 /// How long the probe QEMU may take before it is killed.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The most probe output read (QEMU 7.2 answers in ~46 KiB).
-const PROBE_OUTPUT_MAX: u64 = 4 << 20;
-
-/// The QMP conversation of the probe, one command per line.
-const PROBE_COMMANDS: &str = concat!(
-    "{\"execute\":\"qmp_capabilities\"}\n",
-    "{\"execute\":\"query-machines\"}\n",
-    "{\"execute\":\"query-cpu-definitions\"}\n",
-    "{\"execute\":\"quit\"}\n",
-);
-
-/// One entry of `query-machines`.
-#[derive(Debug, Clone, Deserialize)]
-struct Machine {
-    name: String,
-    #[serde(default)]
-    alias: Option<String>,
-    #[serde(rename = "cpu-max")]
-    cpu_max: u32,
-    #[serde(rename = "is-default", default)]
-    is_default: bool,
-}
-
-/// One entry of `query-cpu-definitions`.
-#[derive(Debug, Clone, Deserialize)]
-struct CpuModel {
-    name: String,
-    #[serde(rename = "unavailable-features", default)]
-    unavailable_features: Option<Vec<String>>,
-    #[serde(default)]
-    deprecated: bool,
-}
+/// The most of the probe QEMU's stderr kept for an error message.
+const PROBE_STDERR_MAX: u64 = 64 << 10;
 
 /// What one emulator binary says about itself under one accelerator.
 #[derive(Debug)]
@@ -202,85 +176,72 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Runs `EMULATOR -machine none -qmp stdio` through the probe's commands
-/// and parses its answers. QEMU stays this process's child and is killed
-/// if it outlives [`PROBE_TIMEOUT`].
+/// Runs `EMULATOR -machine none -qmp stdio` with its standard input and
+/// output on one end of a socket pair and asks it over the other with the
+/// driver's [`Qmp`] client (greeting, negotiation, bounded lines and
+/// timeouts as for any guest). QEMU stays this process's child and is
+/// killed if it outlives [`PROBE_TIMEOUT`].
 async fn run_probe(emulator: &Path, accel: Accel) -> Result<Probe> {
     let failed = |reason: String| Error::Internal {
         reason: format!("cannot probe {}: {reason}", emulator.display()),
     };
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| failed(e.to_string()))?;
+    let theirs_out = theirs.try_clone().map_err(|e| failed(e.to_string()))?;
+    ours.set_nonblocking(true)
+        .map_err(|e| failed(e.to_string()))?;
+    let ours = tokio::net::UnixStream::from_std(ours).map_err(|e| failed(e.to_string()))?;
     let mut child = tokio::process::Command::new(emulator)
         .args(["-machine", "none", "-accel", accel.as_str()])
         .args(["-nodefaults", "-no-user-config", "-display", "none"])
         .args(["-qmp", "stdio"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| failed(e.to_string()))?;
-    let (Some(mut stdin), Some(stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        return Err(failed("no pipes to QEMU".into()));
+    let stderr = child.stderr.take();
+    let config = QmpConfig {
+        connect_timeout: PROBE_TIMEOUT,
+        command_timeout: PROBE_TIMEOUT,
+        ..QmpConfig::default()
     };
-    let conversation = async {
-        stdin.write_all(PROBE_COMMANDS.as_bytes()).await?;
-        drop(stdin);
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let mut stdout = stdout.take(PROBE_OUTPUT_MAX);
-        let mut stderr = stderr.take(PROBE_OUTPUT_MAX);
-        let (read_out, read_err) =
-            tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err),);
-        read_out?;
-        read_err?;
-        let status = child.wait().await?;
-        Ok::<_, std::io::Error>((status, out, err))
-    };
-    let (status, out, err) = tokio::time::timeout(PROBE_TIMEOUT, conversation)
-        .await
-        .map_err(|_| failed(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())))?
-        .map_err(|e| failed(e.to_string()))?;
-    parse_probe(&out).map_err(|reason| {
-        let stderr = String::from_utf8_lossy(&err);
-        let stderr = stderr.trim();
-        if stderr.is_empty() {
-            failed(format!("{reason} ({status})"))
-        } else {
-            failed(format!("{reason} ({status}): {stderr}"))
-        }
-    })
-}
-
-/// The answers of [`PROBE_COMMANDS`], one JSON document per line.
-fn parse_probe(out: &[u8]) -> std::result::Result<Probe, String> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Answer {
-        Machines { r#return: Vec<Machine> },
-        CpuModels { r#return: Vec<CpuModel> },
-        Other(serde_json::Value),
-    }
-    let mut machines = None;
-    let mut cpu_models = None;
-    for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        match serde_json::from_slice::<Answer>(line) {
-            Ok(Answer::Machines { r#return }) if machines.is_none() => machines = Some(r#return),
-            Ok(Answer::CpuModels { r#return }) => cpu_models = Some(r#return),
-            Ok(Answer::Other(value)) if value.get("error").is_some() => {
-                return Err(format!("QMP error {}", value["error"]));
-            }
-            Ok(_) => {}
-            Err(e) => return Err(format!("unreadable QMP answer: {e}")),
-        }
-    }
-    match (machines, cpu_models) {
-        (Some(machines), Some(cpu_models)) if !machines.is_empty() => Ok(Probe {
+    let asked = async {
+        let qmp = Qmp::handshake(ours, config).await?;
+        let machines = qmp.execute(&QueryMachines).await?;
+        let cpu_models = qmp.execute(&QueryCpuDefinitions).await?;
+        // QEMU exits on quit; its reply may or may not come first.
+        let _ = qmp.execute(&Quit).await;
+        Ok::<_, crate::error::Error>(Probe {
             machines,
             cpu_models,
-        }),
-        _ => Err("QEMU did not answer query-machines and query-cpu-definitions".into()),
+        })
+    }
+    .await;
+    match asked {
+        Ok(probe) if !probe.machines.is_empty() => {
+            let _ = tokio::time::timeout(PROBE_TIMEOUT, child.wait()).await;
+            Ok(probe)
+        }
+        Ok(_) => Err(failed("QEMU lists no machine types".into())),
+        Err(e) => {
+            // QEMU's own words, if it said any, explain more than the monitor's.
+            let _ = child.start_kill();
+            let mut text = Vec::new();
+            if let Some(stderr) = stderr {
+                let _ = tokio::time::timeout(
+                    PROBE_TIMEOUT,
+                    stderr.take(PROBE_STDERR_MAX).read_to_end(&mut text),
+                )
+                .await;
+            }
+            let text = String::from_utf8_lossy(&text);
+            match text.trim() {
+                "" => Err(failed(e.to_string())),
+                said => Err(failed(format!("{e}: {said}"))),
+            }
+        }
     }
 }
 
@@ -418,23 +379,24 @@ fn yes_no(b: bool) -> &'static str {
 mod tests {
     use super::*;
 
-    const PROBE: &str = concat!(
-        "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}}, \"capabilities\": [\"oob\"]}}\n",
-        "{\"return\": {}}\n",
-        "{\"return\": [{\"name\": \"pc-q35-7.2\", \"cpu-max\": 288, \"alias\": \"q35\", \"deprecated\": false},",
-        " {\"name\": \"pc-i440fx-7.2\", \"cpu-max\": 255, \"alias\": \"pc\", \"is-default\": true},",
-        " {\"name\": \"isapc\", \"cpu-max\": 1}]}\n",
-        "{\"return\": [{\"name\": \"max\", \"unavailable-features\": [], \"static\": false},",
-        " {\"name\": \"EPYC\", \"unavailable-features\": [\"sha-ni\"], \"static\": false},",
-        " {\"name\": \"qemu64\", \"unavailable-features\": [], \"static\": false, \"deprecated\": false},",
-        " {\"name\": \"486\", \"static\": false, \"deprecated\": true}]}\n",
-        "{\"return\": {}}\n",
-        "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"SHUTDOWN\", \"data\": {\"guest\": false, \"reason\": \"host-qmp-quit\"}}\n",
-    );
+    /// QEMU 7.2's answers to the probe's two queries, cut down.
+    fn probe() -> Probe {
+        let machines = r#"[{"name": "pc-q35-7.2", "cpu-max": 288, "alias": "q35", "deprecated": false},
+            {"name": "pc-i440fx-7.2", "cpu-max": 255, "alias": "pc", "is-default": true},
+            {"name": "isapc", "cpu-max": 1}]"#;
+        let cpu_models = r#"[{"name": "max", "unavailable-features": [], "static": false},
+            {"name": "EPYC", "unavailable-features": ["sha-ni"], "static": false},
+            {"name": "qemu64", "unavailable-features": [], "static": false, "deprecated": false},
+            {"name": "486", "static": false, "deprecated": true}]"#;
+        Probe {
+            machines: serde_json::from_str(machines).expect("query-machines reply"),
+            cpu_models: serde_json::from_str(cpu_models).expect("query-cpu-definitions reply"),
+        }
+    }
 
     #[test]
     fn the_probe_gives_machines_by_name_alias_and_default() {
-        let probe = parse_probe(PROBE.as_bytes()).expect("probe");
+        let probe = probe();
         assert_eq!(
             probe.machine(Some("pc")).map(|m| m.name.as_str()),
             Some("pc-i440fx-7.2")
@@ -452,19 +414,8 @@ mod tests {
     }
 
     #[test]
-    fn a_probe_without_answers_or_with_an_error_is_refused() {
-        assert!(parse_probe(b"").is_err());
-        assert!(parse_probe(b"{\"QMP\": {}}\nnot json\n").is_err());
-        let error =
-            "{\"return\": {}}\n{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}\n";
-        assert!(parse_probe(error.as_bytes())
-            .expect_err("a QMP error")
-            .contains("GenericError"));
-    }
-
-    #[test]
     fn the_document_lists_what_the_driver_runs() {
-        let probe = parse_probe(PROBE.as_bytes()).expect("probe");
+        let probe = probe();
         let machine = probe.machine(Some("q35")).expect("q35");
         let tcg = render(
             Path::new("/usr/bin/qemu-system-x86_64"),

@@ -1321,3 +1321,51 @@ pub struct BlockImageInfo {
     /// Size the guest sees, in bytes.
     pub virtual_size: u64,
 }
+
+/// `query-machines`: the machine types the emulator offers.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryMachines;
+
+impl Command for QueryMachines {
+    const NAME: &'static str = "query-machines";
+    type Reply = Vec<MachineInfo>;
+}
+
+/// One machine type of [`QueryMachines`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MachineInfo {
+    /// Its name (`pc-i440fx-7.2`).
+    pub name: String,
+    /// The alias that names it (`pc`), if any.
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// The most vCPUs it can have.
+    #[serde(rename = "cpu-max")]
+    pub cpu_max: u32,
+    /// Whether it is the emulator's default.
+    #[serde(rename = "is-default", default)]
+    pub is_default: bool,
+}
+
+/// `query-cpu-definitions`: the named CPU models and whether the
+/// accelerator can run them.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryCpuDefinitions;
+
+impl Command for QueryCpuDefinitions {
+    const NAME: &'static str = "query-cpu-definitions";
+    type Reply = Vec<CpuDefinition>;
+}
+
+/// One CPU model of [`QueryCpuDefinitions`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CpuDefinition {
+    /// Its name (`EPYC`).
+    pub name: String,
+    /// Features the accelerator lacks for it; `None` when QEMU cannot tell.
+    #[serde(rename = "unavailable-features", default)]
+    pub unavailable_features: Option<Vec<String>>,
+    /// Deprecated by QEMU.
+    #[serde(default)]
+    pub deprecated: bool,
+}
