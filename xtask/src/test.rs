@@ -234,6 +234,37 @@ fn python_has_libvirt() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The package list for `apt-get install`, with QEMU's packages pinned to one
+/// version: some machine images carry a newer `qemu-utils` (a backport) than
+/// the archive's `qemu-system-x86`, whose `qemu-system-common` it Breaks, and
+/// apt then refuses the whole install. Asking for both at the archive's
+/// `qemu-system-x86` version (a downgrade of `qemu-utils` where needed) keeps
+/// them matched.
+fn pin_qemu_packages(missing: &[&str]) -> Vec<String> {
+    let mut packages: Vec<String> = missing.iter().map(|p| p.to_string()).collect();
+    if !missing.contains(&"qemu-system-x86") {
+        return packages;
+    }
+    let candidate = Command::new("apt-cache")
+        .args(["policy", "qemu-system-x86"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix("Candidate:")
+                    .map(|v| v.trim().to_string())
+            })
+        })
+        .filter(|v| !v.is_empty() && v != "(none)");
+    if let Some(version) = candidate {
+        packages.retain(|p| p != "qemu-system-x86" && p != "qemu-utils");
+        packages.push(format!("qemu-system-x86={version}"));
+        packages.push(format!("qemu-utils={version}"));
+    }
+    packages
+}
+
 fn ensure_packages(no_install: bool) -> Result<()> {
     let mut missing: Vec<&str> = NEEDED
         .iter()
@@ -267,9 +298,16 @@ fn ensure_packages(no_install: bool) -> Result<()> {
     if !update.success() {
         bail!("apt-get update failed");
     }
+    let packages = pin_qemu_packages(&missing);
     let status = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
+        .args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "--allow-downgrades",
+        ])
+        .args(&packages)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()?;
     if !status.success() {
