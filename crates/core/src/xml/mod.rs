@@ -14,6 +14,7 @@ mod devices;
 mod domain;
 mod error;
 mod kinds;
+mod memtune;
 mod metadata;
 mod platform;
 mod read;
@@ -28,6 +29,7 @@ pub use devices::{
     InterfaceSource, Memballoon, Redirdev, Rng, Sound, Tpm, Video, VideoModel, Watchdog,
 };
 pub use domain::{check_name, DomainDef, MaxMemory, Vcpu};
+pub use memtune::MemTune;
 pub use error::{Position, XmlError};
 pub use kinds::{
     CharType, DiskDevice, DiskType, DomainType, GraphicsType, InterfaceType, UnknownKind,
