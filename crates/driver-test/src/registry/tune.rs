@@ -49,10 +49,12 @@ impl Registry {
 
     /// `DOMAIN_GET_SCHEDULER_PARAMETERS(_FLAGS)`: no flags, the fixed weight.
     pub fn scheduler_parameters(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
+        // Clients mark every parameter query with STRING_OKAY; no other
+        // flag is accepted.
         check_flags(
             "testDomainGetSchedulerParametersFlags",
             u64::from(flags),
-            0,
+            u64::from(TYPED_PARAM_STRING_OKAY),
         )?;
         self.get(dom)?;
         Ok(TypedParams::new().with(scheduler::WEIGHT, TypedValue::UInt(WEIGHT)))
