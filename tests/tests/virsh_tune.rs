@@ -37,7 +37,10 @@ fn define_and_start(uri: &str, dir: &std::path::Path, name: &str) {
     );
     let path = dir.join(format!("{name}.xml"));
     std::fs::write(&path, xml).expect("write domain xml");
-    ok(&virsh(uri, &["define", &path.display().to_string()]), "define");
+    ok(
+        &virsh(uri, &["define", &path.display().to_string()]),
+        "define",
+    );
     ok(&virsh(uri, &["start", name]), "start");
 }
 
@@ -82,7 +85,10 @@ fn schedinfo(uri: &str, name: &str) {
         "read only access prevents virDomainSetSchedulerParameters",
         "read-only schedinfo --set",
     );
-    ok(&virsh(uri, &["-r", "schedinfo", name]), "read-only schedinfo");
+    ok(
+        &virsh(uri, &["-r", "schedinfo", name]),
+        "read-only schedinfo",
+    );
 }
 
 fn memtune(uri: &str, name: &str) {
@@ -111,7 +117,14 @@ fn memtune(uri: &str, name: &str) {
     fails_with(
         &virsh(
             uri,
-            &["memtune", name, "--hard-limit", "8192", "--swap-hard-limit", "4096"],
+            &[
+                "memtune",
+                name,
+                "--hard-limit",
+                "8192",
+                "--swap-hard-limit",
+                "4096",
+            ],
         ),
         "memory hard_limit tunable value must be lower than or equal to swap_hard_limit",
         "memtune hard over swap",
@@ -131,7 +144,10 @@ fn memtune(uri: &str, name: &str) {
         "read only access prevents virDomainSetMemoryParameters",
         "read-only memtune",
     );
-    ok(&virsh(uri, &["-r", "memtune", name]), "read-only memtune query");
+    ok(
+        &virsh(uri, &["-r", "memtune", name]),
+        "read-only memtune query",
+    );
 }
 
 fn cpu_stats(uri: &str, name: &str) {
@@ -141,16 +157,25 @@ fn cpu_stats(uri: &str, name: &str) {
         "{all}"
     );
     assert!(all.contains("48.772617035 seconds"), "{all}");
-    assert!(all.contains("user_time") && all.contains("vcpu_time"), "{all}");
+    assert!(
+        all.contains("user_time") && all.contains("vcpu_time"),
+        "{all}"
+    );
     let total = ok(&virsh(uri, &["cpu-stats", name, "--total"]), "--total");
-    assert!(!total.contains("CPU0:") && total.contains("system_time"), "{total}");
+    assert!(
+        !total.contains("CPU0:") && total.contains("system_time"),
+        "{total}"
+    );
     let one = ok(
         &virsh(uri, &["cpu-stats", name, "--start", "1", "--count", "1"]),
         "cpu-stats --start 1",
     );
     assert!(one.contains("CPU1:") && !one.contains("CPU0:"), "{one}");
     assert!(one.contains("24.386308518 seconds"), "{one}");
-    ok(&virsh(uri, &["-r", "cpu-stats", name]), "read-only cpu-stats");
+    ok(
+        &virsh(uri, &["-r", "cpu-stats", name]),
+        "read-only cpu-stats",
+    );
 }
 
 fn guest_queries(uri: &str, name: &str) {
@@ -169,7 +194,10 @@ fn guest_queries(uri: &str, name: &str) {
     // libvirt's test driver: a clock in 10000..30000 s is a busy monitor.
     let control = ok(&virsh(uri, &["domcontrol", name]), "domcontrol");
     assert!(control.starts_with("occupied"), "{control}");
-    ok(&virsh(uri, &["domtime", name, "--time", "627319920"]), "reset");
+    ok(
+        &virsh(uri, &["domtime", name, "--time", "627319920"]),
+        "reset",
+    );
     fails_with(
         &virsh(uri, &["domtime", name, "--time", "soon"]),
         "time",
@@ -183,7 +211,11 @@ fn guest_queries(uri: &str, name: &str) {
         );
     }
     ok(&virsh(uri, &["suspend", name]), "suspend");
-    fails_with(&virsh(uri, &["domtime", name]), "domain is not running", "paused");
+    fails_with(
+        &virsh(uri, &["domtime", name]),
+        "domain is not running",
+        "paused",
+    );
     ok(&virsh(uri, &["resume", name]), "resume");
 }
 
@@ -196,7 +228,11 @@ fn shut_off(uri: &str, name: &str) {
         &["memtune", name, "--live"],
         &["memtune", name, "--live", "--soft-limit", "1"],
     ] {
-        fails_with(&virsh(uri, cmd), "domain is not running", &format!("{cmd:?}"));
+        fails_with(
+            &virsh(uri, cmd),
+            "domain is not running",
+            &format!("{cmd:?}"),
+        );
     }
     // The config's limits remain, and a shut-off change goes to the config.
     ok(

@@ -126,13 +126,34 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainGetControlInfo, Operation::GetControlInfo),
     (Procedure::DomainGetIothreadInfo, Operation::GetIoThreadInfo),
     (Procedure::ConnectGetSysinfo, Operation::GetSysinfo),
-    (Procedure::DomainGetSchedulerType, Operation::GetSchedulerType),
-    (Procedure::DomainGetSchedulerParameters, Operation::GetSchedulerParameters),
-    (Procedure::DomainGetSchedulerParametersFlags, Operation::GetSchedulerParameters),
-    (Procedure::DomainSetSchedulerParameters, Operation::SetSchedulerParameters),
-    (Procedure::DomainSetSchedulerParametersFlags, Operation::SetSchedulerParameters),
-    (Procedure::DomainGetMemoryParameters, Operation::GetMemoryParameters),
-    (Procedure::DomainSetMemoryParameters, Operation::SetMemoryParameters),
+    (
+        Procedure::DomainGetSchedulerType,
+        Operation::GetSchedulerType,
+    ),
+    (
+        Procedure::DomainGetSchedulerParameters,
+        Operation::GetSchedulerParameters,
+    ),
+    (
+        Procedure::DomainGetSchedulerParametersFlags,
+        Operation::GetSchedulerParameters,
+    ),
+    (
+        Procedure::DomainSetSchedulerParameters,
+        Operation::SetSchedulerParameters,
+    ),
+    (
+        Procedure::DomainSetSchedulerParametersFlags,
+        Operation::SetSchedulerParameters,
+    ),
+    (
+        Procedure::DomainGetMemoryParameters,
+        Operation::GetMemoryParameters,
+    ),
+    (
+        Procedure::DomainSetMemoryParameters,
+        Operation::SetMemoryParameters,
+    ),
     (Procedure::DomainGetCpuStats, Operation::GetCpuStats),
     (Procedure::DomainGetHostname, Operation::GetHostname),
     (Procedure::DomainGetTime, Operation::GetTime),

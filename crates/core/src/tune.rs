@@ -98,7 +98,9 @@ impl CpuStats {
         let wanted = usize::try_from(nparams).unwrap_or(usize::MAX);
         if start_cpu == -1 {
             if ncpus != 1 {
-                return Err(invalid(format!("ncpus in {OP} must be 1 when start_cpu is -1")));
+                return Err(invalid(format!(
+                    "ncpus in {OP} must be 1 when start_cpu is -1"
+                )));
             }
             if nparams == 0 {
                 return Ok(CpuStatsReply {

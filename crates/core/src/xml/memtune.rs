@@ -88,7 +88,9 @@ mod tests {
         let def = DomainDef::parse(plain).expect("parse");
         assert!(def.memtune.is_empty());
         assert!(!def.format(&FormatOptions::default()).contains("memtune"));
-        let bad = XML.replace("<hard_limit>", "<bogus_limit>").replace("</hard_limit>", "</bogus_limit>");
+        let bad = XML
+            .replace("<hard_limit>", "<bogus_limit>")
+            .replace("</hard_limit>", "</bogus_limit>");
         assert!(DomainDef::parse(&bad).is_err());
         let twice = XML.replace("</memtune>", "<hard_limit>1</hard_limit></memtune>");
         assert!(DomainDef::parse(&twice).is_err());

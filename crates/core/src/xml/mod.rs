@@ -29,11 +29,11 @@ pub use devices::{
     InterfaceSource, Memballoon, Redirdev, Rng, Sound, Tpm, Video, VideoModel, Watchdog,
 };
 pub use domain::{check_name, DomainDef, MaxMemory, Vcpu};
-pub use memtune::MemTune;
 pub use error::{Position, XmlError};
 pub use kinds::{
     CharType, DiskDevice, DiskType, DomainType, GraphicsType, InterfaceType, UnknownKind,
 };
+pub use memtune::MemTune;
 pub use metadata::{metadata_change, metadata_read, MetadataTarget};
 pub use platform::{
     BootMenu, Clock, Cpu, CpuFeature, CpuModel, Feature, FirmwareFeature, Loader, Nvram, Os, Pm,

@@ -251,9 +251,7 @@ pub async fn get_cpu_stats(
         .cpu_stats(&from_wire_dom(&a.dom), a.flags)
         .await
         .map_err(err)?;
-    let answer = stats
-        .answer(a.nparams, a.start_cpu, a.ncpus)
-        .map_err(err)?;
+    let answer = stats.answer(a.nparams, a.start_cpu, a.ncpus).map_err(err)?;
     Ok(proto::DomainGetCpuStatsRet {
         params: answer.params.into_iter().map(Into::into).collect(),
         nparams: answer.count,

@@ -68,11 +68,7 @@ impl Registry {
         params: &TypedParams,
         flags: u32,
     ) -> Result<()> {
-        check_flags(
-            "testDomainSetSchedulerParametersFlags",
-            u64::from(flags),
-            0,
-        )?;
+        check_flags("testDomainSetSchedulerParametersFlags", u64::from(flags), 0)?;
         params.validate(&[ParamSpec::one(scheduler::WEIGHT, ParamType::UInt)])?;
         self.get(dom)?;
         Ok(())
@@ -130,7 +126,11 @@ impl Registry {
         let hard = params.get_ullong(memory::HARD_LIMIT)?;
         let soft = params.get_ullong(memory::SOFT_LIMIT)?;
         let swap = params.get_ullong(memory::SWAP_HARD_LIMIT)?;
-        let current = guest.live.as_ref().map_or(&guest.config, |l| &l.def).memtune;
+        let current = guest
+            .live
+            .as_ref()
+            .map_or(&guest.config, |l| &l.def)
+            .memtune;
         if hard.is_some() || swap.is_some() {
             let unset = |v: Option<u64>| v.unwrap_or(memory::UNLIMITED);
             let mem_limit = hard.unwrap_or(unset(current.hard_limit));
