@@ -6,8 +6,11 @@
 //!
 //! A topic file of its own: `virsh_basic.rs` is at its size limit.
 
+mod migrate_support;
+
 use std::process::Output;
 
+use migrate_support::{define, Hosts};
 use migrated_tests::clients::{stderr_of, stdout_of};
 use migrated_tests::{require_binary, virsh, Daemon};
 
@@ -259,4 +262,44 @@ fn schedinfo_memtune_cpu_stats_domhostname_domtime_as_libvirts_test_driver() {
     cpu_stats(&uri, name);
     guest_queries(&uri, name);
     shut_off(&uri, name);
+}
+
+#[test]
+fn memory_limits_travel_with_a_live_migration() {
+    if require_binary("virsh").is_none() {
+        return;
+    }
+    let hosts = Hosts::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let name = "tuned-mig";
+    define(&a, dir.path(), name, "", true);
+    ok(
+        &virsh(&a, &["memtune", name, "--live", "--soft-limit", "3072"]),
+        "memtune --live",
+    );
+    ok(
+        &virsh(&a, &["memtune", name, "--config", "--hard-limit", "65536"]),
+        "memtune --config",
+    );
+    ok(
+        &virsh(&a, &["migrate", "--live", "--persistent", name, &b]),
+        "migrate",
+    );
+    // The running guest keeps its live limits, the definition it leaves
+    // with is the source's persistent one (`--persistent`).
+    let live = ok(&virsh(&b, &["memtune", name]), "memtune on B");
+    assert_eq!(
+        field(&live, "soft_limit"),
+        "3072",
+        "{live}\n{}",
+        hosts.logs()
+    );
+    let config = ok(&virsh(&b, &["memtune", name, "--config"]), "config on B");
+    assert_eq!(field(&config, "hard_limit"), "65536", "{config}");
+    let xml = ok(&virsh(&b, &["dumpxml", name]), "dumpxml on B");
+    assert!(
+        xml.contains("<soft_limit unit='KiB'>3072</soft_limit>"),
+        "{xml}"
+    );
 }

@@ -42,6 +42,12 @@ pub mod cpu_stats {
 /// `VIR_DOMAIN_TIME_SYNC`: set the guest clock from its RTC.
 pub const TIME_SYNC: u32 = 1 << 0;
 
+/// `VIR_DOMAIN_GET_HOSTNAME_LEASE`: the host name from DHCP leases.
+pub const GET_HOSTNAME_LEASE: u32 = 1 << 0;
+
+/// `VIR_DOMAIN_GET_HOSTNAME_AGENT`: the host name from the guest agent.
+pub const GET_HOSTNAME_AGENT: u32 = 1 << 1;
+
 /// `VIR_TYPED_PARAM_STRING_OKAY`: the caller accepts string parameters
 /// (clients set it on every parameter query).
 pub const TYPED_PARAM_STRING_OKAY: u32 = 1 << 2;
