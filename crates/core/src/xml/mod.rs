@@ -17,6 +17,7 @@ mod kinds;
 mod metadata;
 mod platform;
 mod read;
+mod snapshot;
 mod tree;
 mod units;
 mod write;
@@ -33,6 +34,9 @@ pub use kinds::{
     CharType, DiskDevice, DiskType, DomainType, GraphicsType, InterfaceType, UnknownKind,
 };
 pub use metadata::{metadata_change, metadata_read, MetadataTarget};
+pub use snapshot::{
+    SnapshotDef, SnapshotDisk, SnapshotLocation, SnapshotMemory, SnapshotParse, SnapshotState,
+};
 pub use platform::{
     BootMenu, Clock, Cpu, CpuFeature, CpuModel, Feature, FirmwareFeature, Loader, Nvram, Os, Pm,
     SecLabel, Timer,
@@ -61,4 +65,21 @@ pub struct FormatOptions {
     /// device aliases, which QEMU's migration stream identifies devices by:
     /// `VIR_DOMAIN_XML_MIGRATABLE`.
     pub migratable: bool,
+}
+
+/// Parses `xml`, checks that its root is `<root>` and reads each child
+/// element with `read` (given the element and the whole input its spans
+/// index): the wrapper documents drivers store lists in.
+pub(crate) fn tree_children<T>(
+    xml: &str,
+    root: &str,
+    mut read: impl FnMut(&tree::Element, &str) -> Result<T, XmlError>,
+) -> Result<Vec<T>, XmlError> {
+    let top = tree::parse(xml)?;
+    if top.name != root {
+        return Err(XmlError::UnsupportedElement {
+            path: top.name.clone(),
+        });
+    }
+    top.children.iter().map(|c| read(c, xml)).collect()
 }

@@ -57,6 +57,9 @@ pub const REMOTE_CPUMAPS_MAX: usize = 8388608;
 /// Upper limit on the IOThreads described by REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO.
 pub const REMOTE_IOTHREAD_INFO_MAX: usize = 16384;
 
+/// Upper limit on lists of domain snapshots (and of their names).
+pub const REMOTE_DOMAIN_SNAPSHOT_LIST_MAX: usize = 16384;
+
 /// Upper limit on the statistics of REMOTE_PROC_DOMAIN_MEMORY_STATS.
 pub const REMOTE_DOMAIN_MEMORY_STATS_MAX: usize = 1024;
 
@@ -77,6 +80,19 @@ pub const REMOTE_DOMAIN_SEND_KEY_MAX: usize = 16;
 
 /// Longest typed-parameter field name, trailing NUL included.
 pub const VIR_TYPED_PARAM_FIELD_LENGTH: usize = 80;
+
+/// A snapshot handle: the snapshot's name and its domain.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NonnullDomainSnapshot {
+    /// the snapshot's name
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub name: String,
+    /// the domain it belongs to
+    pub dom: NonnullDomain,
+}
 
 /// Authentication methods a server can ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -3012,6 +3028,276 @@ pub struct DomainEventCallbackDeviceAddedMsg {
     pub dev_alias: String,
 }
 
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_CREATE_XML.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotCreateXmlArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// <domainsnapshot> XML
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml_desc: String,
+    /// VIR_DOMAIN_SNAPSHOT_CREATE_*
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_CREATE_XML.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotCreateXmlRet {
+    /// the new snapshot
+    pub snap: NonnullDomainSnapshot,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_GET_XML_DESC.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotGetXmlDescArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// VIR_DOMAIN_SNAPSHOT_XML_SECURE
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_GET_XML_DESC.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotGetXmlDescRet {
+    /// <domainsnapshot> XML
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml: String,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_NAMES.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotListNamesArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// most names wanted
+    pub maxnames: i32,
+    /// VIR_DOMAIN_SNAPSHOT_LIST_*
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_NAMES.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotListNamesRet {
+    /// snapshot names
+    #[serde(
+        serialize_with = "crate::codec::ser_string_vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, REMOTE_STRING_MAX, _>",
+        deserialize_with = "crate::codec::de_string_vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, REMOTE_STRING_MAX, _>"
+    )]
+    pub names: Vec<String>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_LOOKUP_BY_NAME.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotLookupByNameArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the snapshot's name
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub name: String,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_LOOKUP_BY_NAME.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotLookupByNameRet {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_HAS_CURRENT_SNAPSHOT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainHasCurrentSnapshotArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_HAS_CURRENT_SNAPSHOT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainHasCurrentSnapshotRet {
+    /// 1 yes, 0 no
+    pub result: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_CURRENT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotCurrentArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_CURRENT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotCurrentRet {
+    /// the current snapshot
+    pub snap: NonnullDomainSnapshot,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_REVERT_TO_SNAPSHOT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainRevertToSnapshotArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// VIR_DOMAIN_SNAPSHOT_REVERT_*
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_DELETE.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotDeleteArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// VIR_DOMAIN_SNAPSHOT_DELETE_*
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_GET_PARENT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotGetParentArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_GET_PARENT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotGetParentRet {
+    /// its parent
+    pub snap: NonnullDomainSnapshot,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_NUM_CHILDREN.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotNumChildrenArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// VIR_DOMAIN_SNAPSHOT_LIST_*
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_NUM_CHILDREN.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotNumChildrenRet {
+    /// count
+    pub num: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotListChildrenNamesArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// most names wanted
+    pub maxnames: i32,
+    /// VIR_DOMAIN_SNAPSHOT_LIST_*
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotListChildrenNamesRet {
+    /// snapshot names
+    #[serde(
+        serialize_with = "crate::codec::ser_string_vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, REMOTE_STRING_MAX, _>",
+        deserialize_with = "crate::codec::de_string_vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, REMOTE_STRING_MAX, _>"
+    )]
+    pub names: Vec<String>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_IS_CURRENT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotIsCurrentArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_IS_CURRENT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotIsCurrentRet {
+    /// 1 yes, 0 no
+    pub current: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_HAS_METADATA.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotHasMetadataArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_HAS_METADATA.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotHasMetadataRet {
+    /// 1 yes, 0 no
+    pub metadata: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_LIST_ALL_SNAPSHOTS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainListAllSnapshotsArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// 0: count only
+    pub need_results: i32,
+    /// VIR_DOMAIN_SNAPSHOT_LIST_*
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_LIST_ALL_SNAPSHOTS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainListAllSnapshotsRet {
+    /// the snapshots, empty when need_results was 0
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, _, _>"
+    )]
+    pub snapshots: Vec<NonnullDomainSnapshot>,
+    /// number of matching snapshots
+    pub ret: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotListAllChildrenArgs {
+    /// the snapshot
+    pub snapshot: NonnullDomainSnapshot,
+    /// 0: count only
+    pub need_results: i32,
+    /// VIR_DOMAIN_SNAPSHOT_LIST_*
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotListAllChildrenRet {
+    /// the snapshots, empty when need_results was 0
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, _, _>"
+    )]
+    pub snapshots: Vec<NonnullDomainSnapshot>,
+    /// number of matching snapshots
+    pub ret: i32,
+}
+
 /// Program number of `remote.x`.
 pub const REMOTE_PROGRAM: u32 = 0x20008086;
 
@@ -3178,8 +3464,24 @@ pub enum Procedure {
     DomainHasManagedSaveImage = 183,
     /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_REMOVE`
     DomainManagedSaveRemove = 184,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_CREATE_XML`
+    DomainSnapshotCreateXml = 185,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_GET_XML_DESC`
+    DomainSnapshotGetXmlDesc = 186,
     /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM`
     DomainSnapshotNum = 187,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_NAMES`
+    DomainSnapshotListNames = 188,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LOOKUP_BY_NAME`
+    DomainSnapshotLookupByName = 189,
+    /// `REMOTE_PROC_DOMAIN_HAS_CURRENT_SNAPSHOT`
+    DomainHasCurrentSnapshot = 190,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_CURRENT`
+    DomainSnapshotCurrent = 191,
+    /// `REMOTE_PROC_DOMAIN_REVERT_TO_SNAPSHOT`
+    DomainRevertToSnapshot = 192,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_DELETE`
+    DomainSnapshotDelete = 193,
     /// `REMOTE_PROC_DOMAIN_GET_BLOCK_INFO`
     DomainGetBlockInfo = 194,
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`
@@ -3240,16 +3542,30 @@ pub enum Procedure {
     DomainMigrateGetMaxSpeed = 242,
     /// `REMOTE_PROC_DOMAIN_BLOCK_STATS_FLAGS`
     DomainBlockStatsFlags = 243,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_GET_PARENT`
+    DomainSnapshotGetParent = 244,
     /// `REMOTE_PROC_DOMAIN_RESET`
     DomainReset = 245,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM_CHILDREN`
+    DomainSnapshotNumChildren = 246,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES`
+    DomainSnapshotListChildrenNames = 247,
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`
     DomainShutdownFlags = 258,
     /// `REMOTE_PROC_DOMAIN_SET_METADATA`
     DomainSetMetadata = 264,
     /// `REMOTE_PROC_DOMAIN_GET_METADATA`
     DomainGetMetadata = 265,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_IS_CURRENT`
+    DomainSnapshotIsCurrent = 271,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_HAS_METADATA`
+    DomainSnapshotHasMetadata = 272,
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`
     ConnectListAllDomains = 273,
+    /// `REMOTE_PROC_DOMAIN_LIST_ALL_SNAPSHOTS`
+    DomainListAllSnapshots = 274,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN`
+    DomainSnapshotListAllChildren = 275,
     /// `REMOTE_PROC_NODE_GET_CPU_MAP`
     NodeGetCpuMap = 293,
     /// `REMOTE_PROC_DOMAIN_GET_JOB_STATS`
@@ -3405,7 +3721,15 @@ impl Procedure {
         Procedure::DomainManagedSave,
         Procedure::DomainHasManagedSaveImage,
         Procedure::DomainManagedSaveRemove,
+        Procedure::DomainSnapshotCreateXml,
+        Procedure::DomainSnapshotGetXmlDesc,
         Procedure::DomainSnapshotNum,
+        Procedure::DomainSnapshotListNames,
+        Procedure::DomainSnapshotLookupByName,
+        Procedure::DomainHasCurrentSnapshot,
+        Procedure::DomainSnapshotCurrent,
+        Procedure::DomainRevertToSnapshot,
+        Procedure::DomainSnapshotDelete,
         Procedure::DomainGetBlockInfo,
         Procedure::DomainCreateWithFlags,
         Procedure::DomainSetVcpusFlags,
@@ -3436,11 +3760,18 @@ impl Procedure {
         Procedure::DomainSaveImageDefineXml,
         Procedure::DomainMigrateGetMaxSpeed,
         Procedure::DomainBlockStatsFlags,
+        Procedure::DomainSnapshotGetParent,
         Procedure::DomainReset,
+        Procedure::DomainSnapshotNumChildren,
+        Procedure::DomainSnapshotListChildrenNames,
         Procedure::DomainShutdownFlags,
         Procedure::DomainSetMetadata,
         Procedure::DomainGetMetadata,
+        Procedure::DomainSnapshotIsCurrent,
+        Procedure::DomainSnapshotHasMetadata,
         Procedure::ConnectListAllDomains,
+        Procedure::DomainListAllSnapshots,
+        Procedure::DomainSnapshotListAllChildren,
         Procedure::NodeGetCpuMap,
         Procedure::DomainGetJobStats,
         Procedure::DomainMigrateGetCompressionCache,
@@ -3559,7 +3890,15 @@ impl Procedure {
             182 => Some(Self::DomainManagedSave),
             183 => Some(Self::DomainHasManagedSaveImage),
             184 => Some(Self::DomainManagedSaveRemove),
+            185 => Some(Self::DomainSnapshotCreateXml),
+            186 => Some(Self::DomainSnapshotGetXmlDesc),
             187 => Some(Self::DomainSnapshotNum),
+            188 => Some(Self::DomainSnapshotListNames),
+            189 => Some(Self::DomainSnapshotLookupByName),
+            190 => Some(Self::DomainHasCurrentSnapshot),
+            191 => Some(Self::DomainSnapshotCurrent),
+            192 => Some(Self::DomainRevertToSnapshot),
+            193 => Some(Self::DomainSnapshotDelete),
             194 => Some(Self::DomainGetBlockInfo),
             196 => Some(Self::DomainCreateWithFlags),
             199 => Some(Self::DomainSetVcpusFlags),
@@ -3590,11 +3929,18 @@ impl Procedure {
             236 => Some(Self::DomainSaveImageDefineXml),
             242 => Some(Self::DomainMigrateGetMaxSpeed),
             243 => Some(Self::DomainBlockStatsFlags),
+            244 => Some(Self::DomainSnapshotGetParent),
             245 => Some(Self::DomainReset),
+            246 => Some(Self::DomainSnapshotNumChildren),
+            247 => Some(Self::DomainSnapshotListChildrenNames),
             258 => Some(Self::DomainShutdownFlags),
             264 => Some(Self::DomainSetMetadata),
             265 => Some(Self::DomainGetMetadata),
+            271 => Some(Self::DomainSnapshotIsCurrent),
+            272 => Some(Self::DomainSnapshotHasMetadata),
             273 => Some(Self::ConnectListAllDomains),
+            274 => Some(Self::DomainListAllSnapshots),
+            275 => Some(Self::DomainSnapshotListAllChildren),
             293 => Some(Self::NodeGetCpuMap),
             298 => Some(Self::DomainGetJobStats),
             299 => Some(Self::DomainMigrateGetCompressionCache),
@@ -3715,78 +4061,93 @@ impl Procedure {
             Self::DomainManagedSave => &PROCEDURES[75],
             Self::DomainHasManagedSaveImage => &PROCEDURES[76],
             Self::DomainManagedSaveRemove => &PROCEDURES[77],
-            Self::DomainSnapshotNum => &PROCEDURES[78],
-            Self::DomainGetBlockInfo => &PROCEDURES[79],
-            Self::DomainCreateWithFlags => &PROCEDURES[80],
-            Self::DomainSetVcpusFlags => &PROCEDURES[81],
-            Self::DomainGetVcpusFlags => &PROCEDURES[82],
-            Self::DomainOpenConsole => &PROCEDURES[83],
-            Self::DomainIsUpdated => &PROCEDURES[84],
-            Self::ConnectGetSysinfo => &PROCEDURES[85],
-            Self::DomainSetMemoryFlags => &PROCEDURES[86],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[87],
-            Self::DomainInjectNmi => &PROCEDURES[88],
-            Self::DomainGetState => &PROCEDURES[89],
-            Self::DomainMigrateBegin3 => &PROCEDURES[90],
-            Self::DomainMigratePrepare3 => &PROCEDURES[91],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[92],
-            Self::DomainMigratePerform3 => &PROCEDURES[93],
-            Self::DomainMigrateFinish3 => &PROCEDURES[94],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[95],
-            Self::DomainSendKey => &PROCEDURES[96],
-            Self::NodeGetCpuStats => &PROCEDURES[97],
-            Self::NodeGetMemoryStats => &PROCEDURES[98],
-            Self::DomainGetControlInfo => &PROCEDURES[99],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[100],
-            Self::DomainUndefineFlags => &PROCEDURES[101],
-            Self::DomainSaveFlags => &PROCEDURES[102],
-            Self::DomainRestoreFlags => &PROCEDURES[103],
-            Self::DomainDestroyFlags => &PROCEDURES[104],
-            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[105],
-            Self::DomainSaveImageDefineXml => &PROCEDURES[106],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[107],
-            Self::DomainBlockStatsFlags => &PROCEDURES[108],
-            Self::DomainReset => &PROCEDURES[109],
-            Self::DomainShutdownFlags => &PROCEDURES[110],
-            Self::DomainSetMetadata => &PROCEDURES[111],
-            Self::DomainGetMetadata => &PROCEDURES[112],
-            Self::ConnectListAllDomains => &PROCEDURES[113],
-            Self::NodeGetCpuMap => &PROCEDURES[114],
-            Self::DomainGetJobStats => &PROCEDURES[115],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[116],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[117],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[118],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[119],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[120],
-            Self::DomainMigratePerform3Params => &PROCEDURES[121],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[122],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[123],
-            Self::DomainEventDeviceRemoved => &PROCEDURES[124],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[125],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[126],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[127],
-            Self::DomainEventCallbackReboot => &PROCEDURES[128],
-            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[129],
-            Self::ConnectGetDomainCapabilities => &PROCEDURES[130],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[131],
-            Self::DomainDefineXmlFlags => &PROCEDURES[132],
-            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[133],
-            Self::DomainGetIothreadInfo => &PROCEDURES[134],
-            Self::DomainRename => &PROCEDURES[135],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[136],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[137],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[138],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[139],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[140],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[141],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[142],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[143],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[144],
-            Self::ConnectSetIdentity => &PROCEDURES[145],
-            Self::DomainGetMessages => &PROCEDURES[146],
-            Self::DomainSaveParams => &PROCEDURES[147],
-            Self::DomainRestoreParams => &PROCEDURES[148],
-            Self::DomainAbortJobFlags => &PROCEDURES[149],
+            Self::DomainSnapshotCreateXml => &PROCEDURES[78],
+            Self::DomainSnapshotGetXmlDesc => &PROCEDURES[79],
+            Self::DomainSnapshotNum => &PROCEDURES[80],
+            Self::DomainSnapshotListNames => &PROCEDURES[81],
+            Self::DomainSnapshotLookupByName => &PROCEDURES[82],
+            Self::DomainHasCurrentSnapshot => &PROCEDURES[83],
+            Self::DomainSnapshotCurrent => &PROCEDURES[84],
+            Self::DomainRevertToSnapshot => &PROCEDURES[85],
+            Self::DomainSnapshotDelete => &PROCEDURES[86],
+            Self::DomainGetBlockInfo => &PROCEDURES[87],
+            Self::DomainCreateWithFlags => &PROCEDURES[88],
+            Self::DomainSetVcpusFlags => &PROCEDURES[89],
+            Self::DomainGetVcpusFlags => &PROCEDURES[90],
+            Self::DomainOpenConsole => &PROCEDURES[91],
+            Self::DomainIsUpdated => &PROCEDURES[92],
+            Self::ConnectGetSysinfo => &PROCEDURES[93],
+            Self::DomainSetMemoryFlags => &PROCEDURES[94],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[95],
+            Self::DomainInjectNmi => &PROCEDURES[96],
+            Self::DomainGetState => &PROCEDURES[97],
+            Self::DomainMigrateBegin3 => &PROCEDURES[98],
+            Self::DomainMigratePrepare3 => &PROCEDURES[99],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[100],
+            Self::DomainMigratePerform3 => &PROCEDURES[101],
+            Self::DomainMigrateFinish3 => &PROCEDURES[102],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[103],
+            Self::DomainSendKey => &PROCEDURES[104],
+            Self::NodeGetCpuStats => &PROCEDURES[105],
+            Self::NodeGetMemoryStats => &PROCEDURES[106],
+            Self::DomainGetControlInfo => &PROCEDURES[107],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[108],
+            Self::DomainUndefineFlags => &PROCEDURES[109],
+            Self::DomainSaveFlags => &PROCEDURES[110],
+            Self::DomainRestoreFlags => &PROCEDURES[111],
+            Self::DomainDestroyFlags => &PROCEDURES[112],
+            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[113],
+            Self::DomainSaveImageDefineXml => &PROCEDURES[114],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[115],
+            Self::DomainBlockStatsFlags => &PROCEDURES[116],
+            Self::DomainSnapshotGetParent => &PROCEDURES[117],
+            Self::DomainReset => &PROCEDURES[118],
+            Self::DomainSnapshotNumChildren => &PROCEDURES[119],
+            Self::DomainSnapshotListChildrenNames => &PROCEDURES[120],
+            Self::DomainShutdownFlags => &PROCEDURES[121],
+            Self::DomainSetMetadata => &PROCEDURES[122],
+            Self::DomainGetMetadata => &PROCEDURES[123],
+            Self::DomainSnapshotIsCurrent => &PROCEDURES[124],
+            Self::DomainSnapshotHasMetadata => &PROCEDURES[125],
+            Self::ConnectListAllDomains => &PROCEDURES[126],
+            Self::DomainListAllSnapshots => &PROCEDURES[127],
+            Self::DomainSnapshotListAllChildren => &PROCEDURES[128],
+            Self::NodeGetCpuMap => &PROCEDURES[129],
+            Self::DomainGetJobStats => &PROCEDURES[130],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[131],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[132],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[133],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[134],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[135],
+            Self::DomainMigratePerform3Params => &PROCEDURES[136],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[137],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[138],
+            Self::DomainEventDeviceRemoved => &PROCEDURES[139],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[140],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[141],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[142],
+            Self::DomainEventCallbackReboot => &PROCEDURES[143],
+            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[144],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[145],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[146],
+            Self::DomainDefineXmlFlags => &PROCEDURES[147],
+            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[148],
+            Self::DomainGetIothreadInfo => &PROCEDURES[149],
+            Self::DomainRename => &PROCEDURES[150],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[151],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[152],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[153],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[154],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[155],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[156],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[157],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[158],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[159],
+            Self::ConnectSetIdentity => &PROCEDURES[160],
+            Self::DomainGetMessages => &PROCEDURES[161],
+            Self::DomainSaveParams => &PROCEDURES[162],
+            Self::DomainRestoreParams => &PROCEDURES[163],
+            Self::DomainAbortJobFlags => &PROCEDURES[164],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3889,7 +4250,17 @@ impl Procedure {
             Self::DomainManagedSave => visitor.visit::<procs::DomainManagedSave>(),
             Self::DomainHasManagedSaveImage => visitor.visit::<procs::DomainHasManagedSaveImage>(),
             Self::DomainManagedSaveRemove => visitor.visit::<procs::DomainManagedSaveRemove>(),
+            Self::DomainSnapshotCreateXml => visitor.visit::<procs::DomainSnapshotCreateXml>(),
+            Self::DomainSnapshotGetXmlDesc => visitor.visit::<procs::DomainSnapshotGetXmlDesc>(),
             Self::DomainSnapshotNum => visitor.visit::<procs::DomainSnapshotNum>(),
+            Self::DomainSnapshotListNames => visitor.visit::<procs::DomainSnapshotListNames>(),
+            Self::DomainSnapshotLookupByName => {
+                visitor.visit::<procs::DomainSnapshotLookupByName>()
+            }
+            Self::DomainHasCurrentSnapshot => visitor.visit::<procs::DomainHasCurrentSnapshot>(),
+            Self::DomainSnapshotCurrent => visitor.visit::<procs::DomainSnapshotCurrent>(),
+            Self::DomainRevertToSnapshot => visitor.visit::<procs::DomainRevertToSnapshot>(),
+            Self::DomainSnapshotDelete => visitor.visit::<procs::DomainSnapshotDelete>(),
             Self::DomainGetBlockInfo => visitor.visit::<procs::DomainGetBlockInfo>(),
             Self::DomainCreateWithFlags => visitor.visit::<procs::DomainCreateWithFlags>(),
             Self::DomainSetVcpusFlags => visitor.visit::<procs::DomainSetVcpusFlags>(),
@@ -3922,11 +4293,22 @@ impl Procedure {
             Self::DomainSaveImageDefineXml => visitor.visit::<procs::DomainSaveImageDefineXml>(),
             Self::DomainMigrateGetMaxSpeed => visitor.visit::<procs::DomainMigrateGetMaxSpeed>(),
             Self::DomainBlockStatsFlags => visitor.visit::<procs::DomainBlockStatsFlags>(),
+            Self::DomainSnapshotGetParent => visitor.visit::<procs::DomainSnapshotGetParent>(),
             Self::DomainReset => visitor.visit::<procs::DomainReset>(),
+            Self::DomainSnapshotNumChildren => visitor.visit::<procs::DomainSnapshotNumChildren>(),
+            Self::DomainSnapshotListChildrenNames => {
+                visitor.visit::<procs::DomainSnapshotListChildrenNames>()
+            }
             Self::DomainShutdownFlags => visitor.visit::<procs::DomainShutdownFlags>(),
             Self::DomainSetMetadata => visitor.visit::<procs::DomainSetMetadata>(),
             Self::DomainGetMetadata => visitor.visit::<procs::DomainGetMetadata>(),
+            Self::DomainSnapshotIsCurrent => visitor.visit::<procs::DomainSnapshotIsCurrent>(),
+            Self::DomainSnapshotHasMetadata => visitor.visit::<procs::DomainSnapshotHasMetadata>(),
             Self::ConnectListAllDomains => visitor.visit::<procs::ConnectListAllDomains>(),
+            Self::DomainListAllSnapshots => visitor.visit::<procs::DomainListAllSnapshots>(),
+            Self::DomainSnapshotListAllChildren => {
+                visitor.visit::<procs::DomainSnapshotListAllChildren>()
+            }
             Self::NodeGetCpuMap => visitor.visit::<procs::NodeGetCpuMap>(),
             Self::DomainGetJobStats => visitor.visit::<procs::DomainGetJobStats>(),
             Self::DomainMigrateGetCompressionCache => {
@@ -4659,10 +5041,74 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 185,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_CREATE_XML",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 186,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_GET_XML_DESC",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 187,
         name: "REMOTE_PROC_DOMAIN_SNAPSHOT_NUM",
         readonly: true,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 188,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_NAMES",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 189,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_LOOKUP_BY_NAME",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 190,
+        name: "REMOTE_PROC_DOMAIN_HAS_CURRENT_SNAPSHOT",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 191,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_CURRENT",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 192,
+        name: "REMOTE_PROC_DOMAIN_REVERT_TO_SNAPSHOT",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 193,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_DELETE",
+        readonly: false,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -4907,10 +5353,34 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 244,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_GET_PARENT",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 245,
         name: "REMOTE_PROC_DOMAIN_RESET",
         readonly: false,
         priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 246,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_NUM_CHILDREN",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 247,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES",
+        readonly: true,
+        priority: true,
         event: false,
         stream: false,
     },
@@ -4939,8 +5409,40 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 271,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_IS_CURRENT",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 272,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_HAS_METADATA",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 273,
         name: "REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 274,
+        name: "REMOTE_PROC_DOMAIN_LIST_ALL_SNAPSHOTS",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 275,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN",
         readonly: true,
         priority: true,
         event: false,
@@ -5964,6 +6466,24 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_CREATE_XML`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotCreateXml;
+    impl super::RemoteProcedure for DomainSnapshotCreateXml {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotCreateXml;
+        type Args = super::DomainSnapshotCreateXmlArgs;
+        type Ret = super::DomainSnapshotCreateXmlRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_GET_XML_DESC`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotGetXmlDesc;
+    impl super::RemoteProcedure for DomainSnapshotGetXmlDesc {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotGetXmlDesc;
+        type Args = super::DomainSnapshotGetXmlDescArgs;
+        type Ret = super::DomainSnapshotGetXmlDescRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainSnapshotNum;
@@ -5971,6 +6491,60 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainSnapshotNum;
         type Args = super::DomainSnapshotNumArgs;
         type Ret = super::DomainSnapshotNumRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_NAMES`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotListNames;
+    impl super::RemoteProcedure for DomainSnapshotListNames {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotListNames;
+        type Args = super::DomainSnapshotListNamesArgs;
+        type Ret = super::DomainSnapshotListNamesRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LOOKUP_BY_NAME`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotLookupByName;
+    impl super::RemoteProcedure for DomainSnapshotLookupByName {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotLookupByName;
+        type Args = super::DomainSnapshotLookupByNameArgs;
+        type Ret = super::DomainSnapshotLookupByNameRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_HAS_CURRENT_SNAPSHOT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainHasCurrentSnapshot;
+    impl super::RemoteProcedure for DomainHasCurrentSnapshot {
+        const PROC: super::Procedure = super::Procedure::DomainHasCurrentSnapshot;
+        type Args = super::DomainHasCurrentSnapshotArgs;
+        type Ret = super::DomainHasCurrentSnapshotRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_CURRENT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotCurrent;
+    impl super::RemoteProcedure for DomainSnapshotCurrent {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotCurrent;
+        type Args = super::DomainSnapshotCurrentArgs;
+        type Ret = super::DomainSnapshotCurrentRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_REVERT_TO_SNAPSHOT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainRevertToSnapshot;
+    impl super::RemoteProcedure for DomainRevertToSnapshot {
+        const PROC: super::Procedure = super::Procedure::DomainRevertToSnapshot;
+        type Args = super::DomainRevertToSnapshotArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_DELETE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotDelete;
+    impl super::RemoteProcedure for DomainSnapshotDelete {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotDelete;
+        type Args = super::DomainSnapshotDeleteArgs;
+        type Ret = ();
     }
 
     /// `REMOTE_PROC_DOMAIN_GET_BLOCK_INFO`.
@@ -6243,6 +6817,15 @@ pub mod procs {
         type Ret = super::DomainBlockStatsFlagsRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_GET_PARENT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotGetParent;
+    impl super::RemoteProcedure for DomainSnapshotGetParent {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotGetParent;
+        type Args = super::DomainSnapshotGetParentArgs;
+        type Ret = super::DomainSnapshotGetParentRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_RESET`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainReset;
@@ -6250,6 +6833,24 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainReset;
         type Args = super::DomainResetArgs;
         type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM_CHILDREN`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotNumChildren;
+    impl super::RemoteProcedure for DomainSnapshotNumChildren {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotNumChildren;
+        type Args = super::DomainSnapshotNumChildrenArgs;
+        type Ret = super::DomainSnapshotNumChildrenRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotListChildrenNames;
+    impl super::RemoteProcedure for DomainSnapshotListChildrenNames {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotListChildrenNames;
+        type Args = super::DomainSnapshotListChildrenNamesArgs;
+        type Ret = super::DomainSnapshotListChildrenNamesRet;
     }
 
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`.
@@ -6279,6 +6880,24 @@ pub mod procs {
         type Ret = super::DomainGetMetadataRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_IS_CURRENT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotIsCurrent;
+    impl super::RemoteProcedure for DomainSnapshotIsCurrent {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotIsCurrent;
+        type Args = super::DomainSnapshotIsCurrentArgs;
+        type Ret = super::DomainSnapshotIsCurrentRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_HAS_METADATA`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotHasMetadata;
+    impl super::RemoteProcedure for DomainSnapshotHasMetadata {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotHasMetadata;
+        type Args = super::DomainSnapshotHasMetadataArgs;
+        type Ret = super::DomainSnapshotHasMetadataRet;
+    }
+
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct ConnectListAllDomains;
@@ -6286,6 +6905,24 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::ConnectListAllDomains;
         type Args = super::ConnectListAllDomainsArgs;
         type Ret = super::ConnectListAllDomainsRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_LIST_ALL_SNAPSHOTS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainListAllSnapshots;
+    impl super::RemoteProcedure for DomainListAllSnapshots {
+        const PROC: super::Procedure = super::Procedure::DomainListAllSnapshots;
+        type Args = super::DomainListAllSnapshotsArgs;
+        type Ret = super::DomainListAllSnapshotsRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotListAllChildren;
+    impl super::RemoteProcedure for DomainSnapshotListAllChildren {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotListAllChildren;
+        type Args = super::DomainSnapshotListAllChildrenArgs;
+        type Ret = super::DomainSnapshotListAllChildrenRet;
     }
 
     /// `REMOTE_PROC_NODE_GET_CPU_MAP`.
@@ -6769,8 +7406,24 @@ pub enum Call {
     DomainHasManagedSaveImage(DomainHasManagedSaveImageArgs),
     /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_REMOVE`.
     DomainManagedSaveRemove(DomainManagedSaveRemoveArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_CREATE_XML`.
+    DomainSnapshotCreateXml(DomainSnapshotCreateXmlArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_GET_XML_DESC`.
+    DomainSnapshotGetXmlDesc(DomainSnapshotGetXmlDescArgs),
     /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM`.
     DomainSnapshotNum(DomainSnapshotNumArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_NAMES`.
+    DomainSnapshotListNames(DomainSnapshotListNamesArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LOOKUP_BY_NAME`.
+    DomainSnapshotLookupByName(DomainSnapshotLookupByNameArgs),
+    /// `REMOTE_PROC_DOMAIN_HAS_CURRENT_SNAPSHOT`.
+    DomainHasCurrentSnapshot(DomainHasCurrentSnapshotArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_CURRENT`.
+    DomainSnapshotCurrent(DomainSnapshotCurrentArgs),
+    /// `REMOTE_PROC_DOMAIN_REVERT_TO_SNAPSHOT`.
+    DomainRevertToSnapshot(DomainRevertToSnapshotArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_DELETE`.
+    DomainSnapshotDelete(DomainSnapshotDeleteArgs),
     /// `REMOTE_PROC_DOMAIN_GET_BLOCK_INFO`.
     DomainGetBlockInfo(DomainGetBlockInfoArgs),
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`.
@@ -6831,16 +7484,30 @@ pub enum Call {
     DomainMigrateGetMaxSpeed(DomainMigrateGetMaxSpeedArgs),
     /// `REMOTE_PROC_DOMAIN_BLOCK_STATS_FLAGS`.
     DomainBlockStatsFlags(DomainBlockStatsFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_GET_PARENT`.
+    DomainSnapshotGetParent(DomainSnapshotGetParentArgs),
     /// `REMOTE_PROC_DOMAIN_RESET`.
     DomainReset(DomainResetArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM_CHILDREN`.
+    DomainSnapshotNumChildren(DomainSnapshotNumChildrenArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES`.
+    DomainSnapshotListChildrenNames(DomainSnapshotListChildrenNamesArgs),
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`.
     DomainShutdownFlags(DomainShutdownFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_SET_METADATA`.
     DomainSetMetadata(DomainSetMetadataArgs),
     /// `REMOTE_PROC_DOMAIN_GET_METADATA`.
     DomainGetMetadata(DomainGetMetadataArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_IS_CURRENT`.
+    DomainSnapshotIsCurrent(DomainSnapshotIsCurrentArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_HAS_METADATA`.
+    DomainSnapshotHasMetadata(DomainSnapshotHasMetadataArgs),
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`.
     ConnectListAllDomains(ConnectListAllDomainsArgs),
+    /// `REMOTE_PROC_DOMAIN_LIST_ALL_SNAPSHOTS`.
+    DomainListAllSnapshots(DomainListAllSnapshotsArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN`.
+    DomainSnapshotListAllChildren(DomainSnapshotListAllChildrenArgs),
     /// `REMOTE_PROC_NODE_GET_CPU_MAP`.
     NodeGetCpuMap(NodeGetCpuMapArgs),
     /// `REMOTE_PROC_DOMAIN_GET_JOB_STATS`.
@@ -7123,8 +7790,32 @@ impl Call {
             Procedure::DomainManagedSaveRemove => {
                 Call::DomainManagedSaveRemove(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSnapshotCreateXml => {
+                Call::DomainSnapshotCreateXml(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotGetXmlDesc => {
+                Call::DomainSnapshotGetXmlDesc(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainSnapshotNum => {
                 Call::DomainSnapshotNum(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotListNames => {
+                Call::DomainSnapshotListNames(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotLookupByName => {
+                Call::DomainSnapshotLookupByName(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainHasCurrentSnapshot => {
+                Call::DomainHasCurrentSnapshot(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotCurrent => {
+                Call::DomainSnapshotCurrent(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainRevertToSnapshot => {
+                Call::DomainRevertToSnapshot(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotDelete => {
+                Call::DomainSnapshotDelete(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainGetBlockInfo => {
                 Call::DomainGetBlockInfo(migrated_xdr::from_bytes(payload)?)
@@ -7204,7 +7895,16 @@ impl Call {
             Procedure::DomainBlockStatsFlags => {
                 Call::DomainBlockStatsFlags(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSnapshotGetParent => {
+                Call::DomainSnapshotGetParent(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainReset => Call::DomainReset(migrated_xdr::from_bytes(payload)?),
+            Procedure::DomainSnapshotNumChildren => {
+                Call::DomainSnapshotNumChildren(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotListChildrenNames => {
+                Call::DomainSnapshotListChildrenNames(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainShutdownFlags => {
                 Call::DomainShutdownFlags(migrated_xdr::from_bytes(payload)?)
             }
@@ -7214,8 +7914,20 @@ impl Call {
             Procedure::DomainGetMetadata => {
                 Call::DomainGetMetadata(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSnapshotIsCurrent => {
+                Call::DomainSnapshotIsCurrent(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotHasMetadata => {
+                Call::DomainSnapshotHasMetadata(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::ConnectListAllDomains => {
                 Call::ConnectListAllDomains(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainListAllSnapshots => {
+                Call::DomainListAllSnapshots(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotListAllChildren => {
+                Call::DomainSnapshotListAllChildren(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::NodeGetCpuMap => Call::NodeGetCpuMap(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainGetJobStats => {
@@ -7429,7 +8141,15 @@ impl Call {
             Call::DomainManagedSave(_) => Procedure::DomainManagedSave,
             Call::DomainHasManagedSaveImage(_) => Procedure::DomainHasManagedSaveImage,
             Call::DomainManagedSaveRemove(_) => Procedure::DomainManagedSaveRemove,
+            Call::DomainSnapshotCreateXml(_) => Procedure::DomainSnapshotCreateXml,
+            Call::DomainSnapshotGetXmlDesc(_) => Procedure::DomainSnapshotGetXmlDesc,
             Call::DomainSnapshotNum(_) => Procedure::DomainSnapshotNum,
+            Call::DomainSnapshotListNames(_) => Procedure::DomainSnapshotListNames,
+            Call::DomainSnapshotLookupByName(_) => Procedure::DomainSnapshotLookupByName,
+            Call::DomainHasCurrentSnapshot(_) => Procedure::DomainHasCurrentSnapshot,
+            Call::DomainSnapshotCurrent(_) => Procedure::DomainSnapshotCurrent,
+            Call::DomainRevertToSnapshot(_) => Procedure::DomainRevertToSnapshot,
+            Call::DomainSnapshotDelete(_) => Procedure::DomainSnapshotDelete,
             Call::DomainGetBlockInfo(_) => Procedure::DomainGetBlockInfo,
             Call::DomainCreateWithFlags(_) => Procedure::DomainCreateWithFlags,
             Call::DomainSetVcpusFlags(_) => Procedure::DomainSetVcpusFlags,
@@ -7460,11 +8180,18 @@ impl Call {
             Call::DomainSaveImageDefineXml(_) => Procedure::DomainSaveImageDefineXml,
             Call::DomainMigrateGetMaxSpeed(_) => Procedure::DomainMigrateGetMaxSpeed,
             Call::DomainBlockStatsFlags(_) => Procedure::DomainBlockStatsFlags,
+            Call::DomainSnapshotGetParent(_) => Procedure::DomainSnapshotGetParent,
             Call::DomainReset(_) => Procedure::DomainReset,
+            Call::DomainSnapshotNumChildren(_) => Procedure::DomainSnapshotNumChildren,
+            Call::DomainSnapshotListChildrenNames(_) => Procedure::DomainSnapshotListChildrenNames,
             Call::DomainShutdownFlags(_) => Procedure::DomainShutdownFlags,
             Call::DomainSetMetadata(_) => Procedure::DomainSetMetadata,
             Call::DomainGetMetadata(_) => Procedure::DomainGetMetadata,
+            Call::DomainSnapshotIsCurrent(_) => Procedure::DomainSnapshotIsCurrent,
+            Call::DomainSnapshotHasMetadata(_) => Procedure::DomainSnapshotHasMetadata,
             Call::ConnectListAllDomains(_) => Procedure::ConnectListAllDomains,
+            Call::DomainListAllSnapshots(_) => Procedure::DomainListAllSnapshots,
+            Call::DomainSnapshotListAllChildren(_) => Procedure::DomainSnapshotListAllChildren,
             Call::NodeGetCpuMap(_) => Procedure::NodeGetCpuMap,
             Call::DomainGetJobStats(_) => Procedure::DomainGetJobStats,
             Call::DomainMigrateGetCompressionCache(_) => {
@@ -7589,7 +8316,15 @@ impl Call {
             Call::DomainManagedSave(args) => migrated_xdr::to_bytes(args),
             Call::DomainHasManagedSaveImage(args) => migrated_xdr::to_bytes(args),
             Call::DomainManagedSaveRemove(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotCreateXml(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotGetXmlDesc(args) => migrated_xdr::to_bytes(args),
             Call::DomainSnapshotNum(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotListNames(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotLookupByName(args) => migrated_xdr::to_bytes(args),
+            Call::DomainHasCurrentSnapshot(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotCurrent(args) => migrated_xdr::to_bytes(args),
+            Call::DomainRevertToSnapshot(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotDelete(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetBlockInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainCreateWithFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetVcpusFlags(args) => migrated_xdr::to_bytes(args),
@@ -7620,11 +8355,18 @@ impl Call {
             Call::DomainSaveImageDefineXml(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateGetMaxSpeed(args) => migrated_xdr::to_bytes(args),
             Call::DomainBlockStatsFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotGetParent(args) => migrated_xdr::to_bytes(args),
             Call::DomainReset(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotNumChildren(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotListChildrenNames(args) => migrated_xdr::to_bytes(args),
             Call::DomainShutdownFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetMetadata(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetMetadata(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotIsCurrent(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotHasMetadata(args) => migrated_xdr::to_bytes(args),
             Call::ConnectListAllDomains(args) => migrated_xdr::to_bytes(args),
+            Call::DomainListAllSnapshots(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotListAllChildren(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetCpuMap(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetJobStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateGetCompressionCache(args) => migrated_xdr::to_bytes(args),
