@@ -158,6 +158,22 @@ pub enum Operation {
     GetIoThreadInfo,
     /// [`Driver::sysinfo`].
     GetSysinfo,
+    /// [`Driver::snapshot_create`].
+    SnapshotCreate,
+    /// [`Driver::snapshot_list`].
+    SnapshotList,
+    /// [`Driver::snapshot_lookup`].
+    SnapshotLookup,
+    /// [`Driver::snapshot_xml`].
+    SnapshotXml,
+    /// [`Driver::snapshot_current`].
+    SnapshotCurrent,
+    /// [`Driver::snapshot_parent`].
+    SnapshotParent,
+    /// [`Driver::snapshot_revert`].
+    SnapshotRevert,
+    /// [`Driver::snapshot_delete`].
+    SnapshotDelete,
 }
 
 impl Operation {
@@ -226,6 +242,14 @@ impl Operation {
         Operation::GetControlInfo,
         Operation::GetIoThreadInfo,
         Operation::GetSysinfo,
+        Operation::SnapshotCreate,
+        Operation::SnapshotList,
+        Operation::SnapshotLookup,
+        Operation::SnapshotXml,
+        Operation::SnapshotCurrent,
+        Operation::SnapshotParent,
+        Operation::SnapshotRevert,
+        Operation::SnapshotDelete,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -294,6 +318,14 @@ impl Operation {
             Operation::GetControlInfo => "virDomainGetControlInfo",
             Operation::GetIoThreadInfo => "virDomainGetIOThreadInfo",
             Operation::GetSysinfo => "virConnectGetSysinfo",
+            Operation::SnapshotCreate => "virDomainSnapshotCreateXML",
+            Operation::SnapshotList => "virDomainListAllSnapshots",
+            Operation::SnapshotLookup => "virDomainSnapshotLookupByName",
+            Operation::SnapshotXml => "virDomainSnapshotGetXMLDesc",
+            Operation::SnapshotCurrent => "virDomainSnapshotCurrent",
+            Operation::SnapshotParent => "virDomainSnapshotGetParent",
+            Operation::SnapshotRevert => "virDomainRevertToSnapshot",
+            Operation::SnapshotDelete => "virDomainSnapshotDelete",
         }
     }
 
@@ -363,6 +395,14 @@ impl Operation {
             Operation::GetControlInfo => "control_info",
             Operation::GetIoThreadInfo => "iothread_info",
             Operation::GetSysinfo => "sysinfo",
+            Operation::SnapshotCreate => "snapshot_create",
+            Operation::SnapshotList => "snapshot_list",
+            Operation::SnapshotLookup => "snapshot_lookup",
+            Operation::SnapshotXml => "snapshot_xml",
+            Operation::SnapshotCurrent => "snapshot_current",
+            Operation::SnapshotParent => "snapshot_parent",
+            Operation::SnapshotRevert => "snapshot_revert",
+            Operation::SnapshotDelete => "snapshot_delete",
         }
     }
 }
@@ -832,6 +872,64 @@ pub trait Driver: Send + Sync {
     /// The host's SMBIOS description as libvirt's `<sysinfo type='smbios'>` XML.
     async fn sysinfo(&self) -> Result<String> {
         Err(self.no_support(Operation::GetSysinfo))
+    }
+
+    /// `virDomainSnapshotCreateXML`: takes (or with `REDEFINE` restores the
+    /// metadata of) the snapshot `xml` describes; returns its name.
+    async fn snapshot_create(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<String> {
+        let _ = (dom, xml, flags);
+        Err(self.no_support(Operation::SnapshotCreate))
+    }
+
+    /// The names of the domain's snapshots (`of` = `None`) or of a
+    /// snapshot's children matching the `VIR_DOMAIN_SNAPSHOT_LIST_*`
+    /// `flags`; every listing and counting call is served by this.
+    async fn snapshot_list(
+        &self,
+        dom: &DomainRef,
+        of: Option<&str>,
+        flags: u32,
+    ) -> Result<Vec<String>> {
+        let _ = (dom, of, flags);
+        Err(self.no_support(Operation::SnapshotList))
+    }
+
+    /// Checks that snapshot `name` exists (`virDomainSnapshotLookupByName`,
+    /// `virDomainSnapshotHasMetadata`).
+    async fn snapshot_lookup(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
+        let _ = (dom, name, flags);
+        Err(self.no_support(Operation::SnapshotLookup))
+    }
+
+    /// The snapshot's `<domainsnapshot>` XML.
+    async fn snapshot_xml(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<String> {
+        let _ = (dom, name, flags);
+        Err(self.no_support(Operation::SnapshotXml))
+    }
+
+    /// The current snapshot's name, if any.
+    async fn snapshot_current(&self, dom: &DomainRef, flags: u32) -> Result<Option<String>> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::SnapshotCurrent))
+    }
+
+    /// The name of snapshot `name`'s parent; `VIR_ERR_NO_DOMAIN_SNAPSHOT`
+    /// when it has none.
+    async fn snapshot_parent(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<String> {
+        let _ = (dom, name, flags);
+        Err(self.no_support(Operation::SnapshotParent))
+    }
+
+    /// Reverts the domain to snapshot `name` (`VIR_DOMAIN_SNAPSHOT_REVERT_*`).
+    async fn snapshot_revert(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
+        let _ = (dom, name, flags);
+        Err(self.no_support(Operation::SnapshotRevert))
+    }
+
+    /// Deletes snapshot `name` (`VIR_DOMAIN_SNAPSHOT_DELETE_*`).
+    async fn snapshot_delete(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
+        let _ = (dom, name, flags);
+        Err(self.no_support(Operation::SnapshotDelete))
     }
 }
 

@@ -657,7 +657,9 @@ impl Error {
             | Error::CpuIncompatible { .. }
             | Error::NoDomainMetadata
             | Error::SnapshotExists { .. } => Some(ErrorDomain::Domain),
-            Error::SnapshotXml(_) | Error::SnapshotConfig { .. } => Some(ErrorDomain::DomainSnapshot),
+            Error::SnapshotXml(_) | Error::SnapshotConfig { .. } => {
+                Some(ErrorDomain::DomainSnapshot)
+            }
             Error::OperationInvalid { reason } if reason == DOMAIN_NOT_RUNNING => {
                 Some(ErrorDomain::Domain)
             }

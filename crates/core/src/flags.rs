@@ -296,8 +296,15 @@ pub mod snapshot {
         /// Parents before their children.
         pub const TOPOLOGICAL: u32 = 1 << 10;
         /// Every filter bit (`VIR_DOMAIN_SNAPSHOT_FILTERS_ALL`).
-        pub const FILTERS_ALL: u32 =
-            METADATA | NO_METADATA | LEAVES | NO_LEAVES | INACTIVE | ACTIVE | DISK_ONLY | INTERNAL | EXTERNAL;
+        pub const FILTERS_ALL: u32 = METADATA
+            | NO_METADATA
+            | LEAVES
+            | NO_LEAVES
+            | INACTIVE
+            | ACTIVE
+            | DISK_ONLY
+            | INTERNAL
+            | EXTERNAL;
     }
 
     /// `virDomainSnapshotRevertFlags`.

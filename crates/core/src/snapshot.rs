@@ -191,7 +191,10 @@ impl Snapshots {
                 } else {
                     self.children(name).map(|s| s.name.clone()).collect()
                 };
-                self.list.iter().filter(|s| names.contains(&s.name)).collect()
+                self.list
+                    .iter()
+                    .filter(|s| names.contains(&s.name))
+                    .collect()
             }
         };
         // Every snapshot here has metadata: asking only for ones without

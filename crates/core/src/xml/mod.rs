@@ -34,12 +34,12 @@ pub use kinds::{
     CharType, DiskDevice, DiskType, DomainType, GraphicsType, InterfaceType, UnknownKind,
 };
 pub use metadata::{metadata_change, metadata_read, MetadataTarget};
-pub use snapshot::{
-    SnapshotDef, SnapshotDisk, SnapshotLocation, SnapshotMemory, SnapshotParse, SnapshotState,
-};
 pub use platform::{
     BootMenu, Clock, Cpu, CpuFeature, CpuModel, Feature, FirmwareFeature, Loader, Nvram, Os, Pm,
     SecLabel, Timer,
+};
+pub use snapshot::{
+    SnapshotDef, SnapshotDisk, SnapshotLocation, SnapshotMemory, SnapshotParse, SnapshotState,
 };
 
 /// The largest domain XML accepted (4 MiB), as libvirt's RPC string bound.

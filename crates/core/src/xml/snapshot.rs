@@ -508,7 +508,11 @@ mod tests {
             redefine: true,
             internal: false,
         };
-        assert!(SnapshotDef::parse("<domainsnapshot><name>a</name></domainsnapshot>", redefine, 0)
-            .is_err());
+        assert!(SnapshotDef::parse(
+            "<domainsnapshot><name>a</name></domainsnapshot>",
+            redefine,
+            0
+        )
+        .is_err());
     }
 }
