@@ -666,3 +666,6 @@ impl Driver for TestDriver {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod snapshot_tests;

@@ -57,7 +57,7 @@ fn truncate(mut names: Vec<String>, maxnames: i32, operation: &'static str) -> R
             reason: "negative maximum".into(),
         })
     })?;
-    if max > REMOTE_DOMAIN_SNAPSHOT_LIST_MAX as usize {
+    if max > REMOTE_DOMAIN_SNAPSHOT_LIST_MAX {
         return Err(err(migrated_core::Error::InvalidArg {
             operation,
             reason: format!("maxnames > {REMOTE_DOMAIN_SNAPSHOT_LIST_MAX}"),
