@@ -8,20 +8,10 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use migrated_tests::clients::{stderr_of, stdout_of};
+use migrated_tests::clients::{assert_ok as ok, stderr_of, stdout_of};
 use migrated_tests::{require_binary, virsh, Daemon, VirshEvents};
 
 const EVENT_WAIT: Duration = Duration::from_secs(10);
-
-fn ok(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed: {}{}",
-        stdout_of(output),
-        stderr_of(output)
-    );
-    stdout_of(output)
-}
 
 /// Runs a command that must fail and returns its error text.
 fn fails(output: &Output, what: &str) -> String {
