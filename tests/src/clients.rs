@@ -372,3 +372,18 @@ pub fn stdout_of(output: &Output) -> String {
 pub fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// Asserts that a command succeeded (showing its output when it did not)
+/// and returns its stdout.
+///
+/// # Panics
+/// When the command failed.
+pub fn assert_ok(output: &Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        stdout_of(output),
+        stderr_of(output)
+    );
+    stdout_of(output)
+}

@@ -2,22 +2,10 @@
 //! TLS, the domain lifecycle over TCP and a local socket, and many clients
 //! at once.
 
-use std::process::Output;
-
-use migrated_tests::clients::{stderr_of, stdout_of};
+use migrated_tests::clients::{assert_ok as ok, stderr_of, stdout_of};
 use migrated_tests::{require_binary, virsh, wait_until, Daemon, Pki, VirshEvents};
 
 const HOSTNAME: &str = "migrated-test-host";
-
-fn ok(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed: {}{}",
-        stdout_of(output),
-        stderr_of(output)
-    );
-    stdout_of(output)
-}
 
 fn domain_xml(name: &str) -> String {
     format!(

@@ -76,6 +76,8 @@ pub mod running_reason {
     /// Running on the destination of a post-copy migration whose stream
     /// broke: missing pages cannot arrive until it is recovered.
     pub const POSTCOPY_FAILED: i32 = 11;
+    /// `VIR_DOMAIN_RUNNING_FROM_SNAPSHOT`: reverted to a snapshot.
+    pub const FROM_SNAPSHOT: i32 = 4;
 }
 
 /// `virDomainPausedReason` values used by `migrated`.
@@ -95,6 +97,8 @@ pub mod paused_reason {
     /// The source of a post-copy migration whose stream broke: its memory
     /// is stale, so it must never run again; only a recovery finishes it.
     pub const POSTCOPY_FAILED: i32 = 13;
+    /// `VIR_DOMAIN_PAUSED_FROM_SNAPSHOT`: reverted to a snapshot.
+    pub const FROM_SNAPSHOT: i32 = 7;
 }
 
 /// `virDomainShutoffReason` values used by `migrated`.
@@ -113,6 +117,8 @@ pub mod shutoff_reason {
     pub const SAVED: i32 = 5;
     /// Failed to start.
     pub const FAILED: i32 = 6;
+    /// `VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT`: reverted to a snapshot.
+    pub const FROM_SNAPSHOT: i32 = 7;
 }
 
 /// State plus reason, the answer to `DOMAIN_GET_STATE`.
@@ -379,6 +385,14 @@ pub mod event_detail {
     pub const STOPPED_SAVED: i32 = 4;
     /// `VIR_DOMAIN_EVENT_STOPPED_FAILED`: e.g. an incoming migration that was cancelled.
     pub const STOPPED_FAILED: i32 = 5;
+    /// `VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT`: a snapshot revert shut it off.
+    pub const STOPPED_FROM_SNAPSHOT: i32 = 6;
+    /// `VIR_DOMAIN_EVENT_STARTED_FROM_SNAPSHOT`: a snapshot revert started it.
+    pub const STARTED_FROM_SNAPSHOT: i32 = 3;
+    /// `VIR_DOMAIN_EVENT_SUSPENDED_FROM_SNAPSHOT`: a snapshot revert paused it.
+    pub const SUSPENDED_FROM_SNAPSHOT: i32 = 5;
+    /// `VIR_DOMAIN_EVENT_DEFINED_FROM_SNAPSHOT`: a snapshot revert replaced its config.
+    pub const DEFINED_FROM_SNAPSHOT: i32 = 3;
     /// `VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED`: QEMU did not say who asked.
     pub const SHUTDOWN_FINISHED: i32 = 0;
     /// `VIR_DOMAIN_EVENT_SHUTDOWN_GUEST`: the guest powered itself off.

@@ -178,6 +178,22 @@ pub enum Operation {
     GetTime,
     /// [`Driver::set_guest_time`].
     SetTime,
+    /// [`Driver::snapshot_create`].
+    SnapshotCreate,
+    /// [`Driver::snapshot_list`].
+    SnapshotList,
+    /// [`Driver::snapshot_lookup`].
+    SnapshotLookup,
+    /// [`Driver::snapshot_xml`].
+    SnapshotXml,
+    /// [`Driver::snapshot_current`].
+    SnapshotCurrent,
+    /// [`Driver::snapshot_parent`].
+    SnapshotParent,
+    /// [`Driver::snapshot_revert`].
+    SnapshotRevert,
+    /// [`Driver::snapshot_delete`].
+    SnapshotDelete,
 }
 
 impl Operation {
@@ -255,6 +271,14 @@ impl Operation {
         Operation::GetHostname,
         Operation::GetTime,
         Operation::SetTime,
+        Operation::SnapshotCreate,
+        Operation::SnapshotList,
+        Operation::SnapshotLookup,
+        Operation::SnapshotXml,
+        Operation::SnapshotCurrent,
+        Operation::SnapshotParent,
+        Operation::SnapshotRevert,
+        Operation::SnapshotDelete,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -332,6 +356,14 @@ impl Operation {
             Operation::GetHostname => "virDomainGetHostname",
             Operation::GetTime => "virDomainGetTime",
             Operation::SetTime => "virDomainSetTime",
+            Operation::SnapshotCreate => "virDomainSnapshotCreateXML",
+            Operation::SnapshotList => "virDomainListAllSnapshots",
+            Operation::SnapshotLookup => "virDomainSnapshotLookupByName",
+            Operation::SnapshotXml => "virDomainSnapshotGetXMLDesc",
+            Operation::SnapshotCurrent => "virDomainSnapshotCurrent",
+            Operation::SnapshotParent => "virDomainSnapshotGetParent",
+            Operation::SnapshotRevert => "virDomainRevertToSnapshot",
+            Operation::SnapshotDelete => "virDomainSnapshotDelete",
         }
     }
 
@@ -410,6 +442,14 @@ impl Operation {
             Operation::GetHostname => "guest_hostname",
             Operation::GetTime => "guest_time",
             Operation::SetTime => "set_guest_time",
+            Operation::SnapshotCreate => "snapshot_create",
+            Operation::SnapshotList => "snapshot_list",
+            Operation::SnapshotLookup => "snapshot_lookup",
+            Operation::SnapshotXml => "snapshot_xml",
+            Operation::SnapshotCurrent => "snapshot_current",
+            Operation::SnapshotParent => "snapshot_parent",
+            Operation::SnapshotRevert => "snapshot_revert",
+            Operation::SnapshotDelete => "snapshot_delete",
         }
     }
 }
@@ -948,6 +988,64 @@ pub trait Driver: Send + Sync {
     async fn set_guest_time(&self, dom: &DomainRef, time: GuestTime, flags: u32) -> Result<()> {
         let _ = (dom, time, flags);
         Err(self.no_support(Operation::SetTime))
+    }
+
+    /// `virDomainSnapshotCreateXML`: takes (or with `REDEFINE` restores the
+    /// metadata of) the snapshot `xml` describes; returns its name.
+    async fn snapshot_create(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<String> {
+        let _ = (dom, xml, flags);
+        Err(self.no_support(Operation::SnapshotCreate))
+    }
+
+    /// The names of the domain's snapshots (`of` = `None`) or of a
+    /// snapshot's children matching the `VIR_DOMAIN_SNAPSHOT_LIST_*`
+    /// `flags`; every listing and counting call is served by this.
+    async fn snapshot_list(
+        &self,
+        dom: &DomainRef,
+        of: Option<&str>,
+        flags: u32,
+    ) -> Result<Vec<String>> {
+        let _ = (dom, of, flags);
+        Err(self.no_support(Operation::SnapshotList))
+    }
+
+    /// Checks that snapshot `name` exists (`virDomainSnapshotLookupByName`,
+    /// `virDomainSnapshotHasMetadata`).
+    async fn snapshot_lookup(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
+        let _ = (dom, name, flags);
+        Err(self.no_support(Operation::SnapshotLookup))
+    }
+
+    /// The snapshot's `<domainsnapshot>` XML.
+    async fn snapshot_xml(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<String> {
+        let _ = (dom, name, flags);
+        Err(self.no_support(Operation::SnapshotXml))
+    }
+
+    /// The current snapshot's name, if any.
+    async fn snapshot_current(&self, dom: &DomainRef, flags: u32) -> Result<Option<String>> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::SnapshotCurrent))
+    }
+
+    /// The name of snapshot `name`'s parent; `VIR_ERR_NO_DOMAIN_SNAPSHOT`
+    /// when it has none.
+    async fn snapshot_parent(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<String> {
+        let _ = (dom, name, flags);
+        Err(self.no_support(Operation::SnapshotParent))
+    }
+
+    /// Reverts the domain to snapshot `name` (`VIR_DOMAIN_SNAPSHOT_REVERT_*`).
+    async fn snapshot_revert(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
+        let _ = (dom, name, flags);
+        Err(self.no_support(Operation::SnapshotRevert))
+    }
+
+    /// Deletes snapshot `name` (`VIR_DOMAIN_SNAPSHOT_DELETE_*`).
+    async fn snapshot_delete(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
+        let _ = (dom, name, flags);
+        Err(self.no_support(Operation::SnapshotDelete))
     }
 }
 

@@ -64,6 +64,10 @@ pub enum ErrorCode {
     MigratePersistFailed = 69,
     /// `VIR_ERR_ARGUMENT_UNSUPPORTED`: a recognised argument, flag or param the driver does not support.
     ArgumentUnsupported = 74,
+    /// `VIR_ERR_NO_DOMAIN_SNAPSHOT`: no such snapshot.
+    NoDomainSnapshot = 72,
+    /// `VIR_ERR_SNAPSHOT_REVERT_RISKY`: the revert needs `VIR_DOMAIN_SNAPSHOT_REVERT_FORCE`.
+    SnapshotRevertRisky = 77,
     /// `VIR_ERR_OPERATION_ABORTED`: the job was aborted by the user.
     OperationAborted = 78,
     /// `VIR_ERR_NO_DOMAIN_METADATA`: the requested metadata is not there.
@@ -116,6 +120,8 @@ impl ErrorCode {
                 "Failed to make domain persistent after migration: %s"
             }
             ErrorCode::ArgumentUnsupported => "argument unsupported: %s",
+            ErrorCode::NoDomainSnapshot => "Domain snapshot not found: %s",
+            ErrorCode::SnapshotRevertRisky => "revert requires force: %s",
             ErrorCode::OperationAborted => "operation aborted: %s",
             ErrorCode::NoDomainMetadata => "metadata not found: %s",
             ErrorCode::MigrateUnsafe => "Unsafe migration: %s",
@@ -155,6 +161,8 @@ pub enum ErrorDomain {
     Remote = 13,
     /// `VIR_FROM_DOMAIN`: domain configuration and the domain API layer.
     Domain = 20,
+    /// `VIR_FROM_DOMAIN_SNAPSHOT`: snapshot configuration (src/conf/snapshot_conf.c).
+    DomainSnapshot = 35,
     /// `VIR_FROM_STREAMS`: I/O streams.
     Streams = 38,
     /// `VIR_FROM_AUTH`: authentication.
@@ -482,6 +490,37 @@ pub enum Error {
         reason: String,
     },
 
+    /// `VIR_ERR_NO_DOMAIN_SNAPSHOT`: the domain has no snapshot of that name
+    /// (or no current one, no parent…); `reason` is libvirt's detail.
+    #[error("Domain snapshot not found: {reason}")]
+    NoDomainSnapshot {
+        /// libvirt's detail, e.g. "no domain snapshot with matching name 's1'".
+        reason: String,
+    },
+    /// A snapshot of that name exists already (libvirt's
+    /// `virDomainMomentAssignDef`).
+    #[error("operation failed: domain moment {name} already exists")]
+    SnapshotExists {
+        /// The name asked for.
+        name: String,
+    },
+    /// `VIR_ERR_SNAPSHOT_REVERT_RISKY`: the revert is refused without
+    /// `VIR_DOMAIN_SNAPSHOT_REVERT_FORCE`.
+    #[error("revert requires force: {reason}")]
+    SnapshotRevertRisky {
+        /// libvirt's detail.
+        reason: String,
+    },
+    /// A `<domainsnapshot>` document that cannot be used.
+    #[error("XML error: invalid domain snapshot XML")]
+    SnapshotXml(#[source] crate::xml::XmlError),
+    /// A `<domainsnapshot>` that parses but asks for what libvirt refuses
+    /// (`VIR_ERR_XML_ERROR` from src/conf/snapshot_conf.c).
+    #[error("XML error: {reason}")]
+    SnapshotConfig {
+        /// libvirt's detail.
+        reason: String,
+    },
     /// The domain has no title, description or metadata element of the kind
     /// asked (`VIR_ERR_NO_DOMAIN_METADATA`, libvirt's words).
     #[error("metadata not found: Requested metadata element is not present")]
@@ -570,6 +609,10 @@ impl Error {
             Error::MigrateCookieTooLarge { .. } => ErrorCode::ArgumentUnsupported,
             Error::MigrateCookie { .. } => ErrorCode::InternalError,
             Error::NoDomainMetadata => ErrorCode::NoDomainMetadata,
+            Error::NoDomainSnapshot { .. } => ErrorCode::NoDomainSnapshot,
+            Error::SnapshotExists { .. } => ErrorCode::OperationFailed,
+            Error::SnapshotRevertRisky { .. } => ErrorCode::SnapshotRevertRisky,
+            Error::SnapshotXml(_) | Error::SnapshotConfig { .. } => ErrorCode::XmlError,
             Error::Internal { .. } => ErrorCode::InternalError,
             Error::System { .. } => ErrorCode::SystemError,
         }
@@ -612,7 +655,11 @@ impl Error {
             | Error::OperationDenied { .. }
             | Error::Xml(_)
             | Error::CpuIncompatible { .. }
-            | Error::NoDomainMetadata => Some(ErrorDomain::Domain),
+            | Error::NoDomainMetadata
+            | Error::SnapshotExists { .. } => Some(ErrorDomain::Domain),
+            Error::SnapshotXml(_) | Error::SnapshotConfig { .. } => {
+                Some(ErrorDomain::DomainSnapshot)
+            }
             Error::OperationInvalid { reason } if reason == DOMAIN_NOT_RUNNING => {
                 Some(ErrorDomain::Domain)
             }
@@ -629,6 +676,8 @@ impl Error {
             | Error::ParamType { .. }
             | Error::ParamUnsupported { .. } => Some(ErrorDomain::None),
             Error::NoDomain { .. }
+            | Error::NoDomainSnapshot { .. }
+            | Error::SnapshotRevertRisky { .. }
             | Error::OperationInvalid { .. }
             | Error::OperationUnsupported { .. }
             | Error::InvalidArg { .. }

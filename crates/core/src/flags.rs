@@ -243,6 +243,99 @@ pub mod xml {
     pub const MIGRATABLE: u32 = 1 << 3;
 }
 
+/// The `virDomainSnapshot*` flag sets.
+pub mod snapshot {
+    /// `virDomainSnapshotCreateFlags`.
+    pub mod create {
+        /// Restore metadata of an existing snapshot.
+        pub const REDEFINE: u32 = 1 << 0;
+        /// With `REDEFINE`: make it the current snapshot.
+        pub const CURRENT: u32 = 1 << 1;
+        /// Take the snapshot but keep no metadata.
+        pub const NO_METADATA: u32 = 1 << 2;
+        /// Stop the domain after the snapshot.
+        pub const HALT: u32 = 1 << 3;
+        /// Disk state only (external).
+        pub const DISK_ONLY: u32 = 1 << 4;
+        /// Reuse existing external files.
+        pub const REUSE_EXT: u32 = 1 << 5;
+        /// Quiesce guest file systems through the agent.
+        pub const QUIESCE: u32 = 1 << 6;
+        /// All disks or none.
+        pub const ATOMIC: u32 = 1 << 7;
+        /// Keep the guest running while the memory is saved.
+        pub const LIVE: u32 = 1 << 8;
+        /// Validate the XML against the schema.
+        pub const VALIDATE: u32 = 1 << 9;
+    }
+
+    /// `virDomainSnapshotListFlags` (and the same bits for children).
+    pub mod list {
+        /// Domain lists: only snapshots without a parent.
+        pub const ROOTS: u32 = 1 << 0;
+        /// Children lists: all descendants, not just children.
+        pub const DESCENDANTS: u32 = 1 << 0;
+        /// Only snapshots with metadata.
+        pub const METADATA: u32 = 1 << 1;
+        /// Only snapshots without children.
+        pub const LEAVES: u32 = 1 << 2;
+        /// Only snapshots with children.
+        pub const NO_LEAVES: u32 = 1 << 3;
+        /// Only snapshots without metadata.
+        pub const NO_METADATA: u32 = 1 << 4;
+        /// Only snapshots of a shut-off domain.
+        pub const INACTIVE: u32 = 1 << 5;
+        /// Only snapshots of a running or paused domain.
+        pub const ACTIVE: u32 = 1 << 6;
+        /// Only disk-only snapshots.
+        pub const DISK_ONLY: u32 = 1 << 7;
+        /// Only internal snapshots.
+        pub const INTERNAL: u32 = 1 << 8;
+        /// Only external snapshots.
+        pub const EXTERNAL: u32 = 1 << 9;
+        /// Parents before their children.
+        pub const TOPOLOGICAL: u32 = 1 << 10;
+        /// Every filter bit (`VIR_DOMAIN_SNAPSHOT_FILTERS_ALL`).
+        pub const FILTERS_ALL: u32 = METADATA
+            | NO_METADATA
+            | LEAVES
+            | NO_LEAVES
+            | INACTIVE
+            | ACTIVE
+            | DISK_ONLY
+            | INTERNAL
+            | EXTERNAL;
+    }
+
+    /// `virDomainSnapshotRevertFlags`.
+    pub mod revert {
+        /// Run after the revert.
+        pub const RUNNING: u32 = 1 << 0;
+        /// Pause after the revert.
+        pub const PAUSED: u32 = 1 << 1;
+        /// Allow risky reverts.
+        pub const FORCE: u32 = 1 << 2;
+        /// Re-initialise NVRAM from its template.
+        pub const RESET_NVRAM: u32 = 1 << 3;
+    }
+
+    /// `virDomainSnapshotDeleteFlags`.
+    pub mod delete {
+        /// Also delete the descendants.
+        pub const CHILDREN: u32 = 1 << 0;
+        /// Delete only the metadata.
+        pub const METADATA_ONLY: u32 = 1 << 1;
+        /// Delete only the descendants.
+        pub const CHILDREN_ONLY: u32 = 1 << 2;
+    }
+
+    /// `virDomainSnapshotXMLFlags`.
+    pub mod xml {
+        /// Include secrets.
+        pub const SECURE: u32 = 1 << 0;
+    }
+}
+
 /// `virDomainSaveRestoreFlags` (`DOMAIN_SAVE_FLAGS`, `DOMAIN_RESTORE_FLAGS`,
 /// `DOMAIN_SAVE_IMAGE_DEFINE_XML`, `DOMAIN_MANAGED_SAVE*`) and
 /// `virDomainSaveImageXMLFlags` (`DOMAIN_SAVE_IMAGE_GET_XML_DESC`).

@@ -19,6 +19,7 @@ pub mod job;
 pub mod keycode;
 pub mod migration;
 pub mod savefile;
+pub mod snapshot;
 pub mod support;
 pub mod sysinfo;
 pub mod tune;

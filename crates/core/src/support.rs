@@ -158,6 +158,49 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainGetHostname, Operation::GetHostname),
     (Procedure::DomainGetTime, Operation::GetTime),
     (Procedure::DomainSetTime, Operation::SetTime),
+    (
+        Procedure::DomainSnapshotCreateXml,
+        Operation::SnapshotCreate,
+    ),
+    (Procedure::DomainSnapshotGetXmlDesc, Operation::SnapshotXml),
+    (Procedure::DomainSnapshotNum, Operation::SnapshotList),
+    (Procedure::DomainSnapshotListNames, Operation::SnapshotList),
+    (Procedure::DomainListAllSnapshots, Operation::SnapshotList),
+    (
+        Procedure::DomainSnapshotNumChildren,
+        Operation::SnapshotList,
+    ),
+    (
+        Procedure::DomainSnapshotListChildrenNames,
+        Operation::SnapshotList,
+    ),
+    (
+        Procedure::DomainSnapshotListAllChildren,
+        Operation::SnapshotList,
+    ),
+    (
+        Procedure::DomainSnapshotLookupByName,
+        Operation::SnapshotLookup,
+    ),
+    (
+        Procedure::DomainSnapshotHasMetadata,
+        Operation::SnapshotLookup,
+    ),
+    (
+        Procedure::DomainHasCurrentSnapshot,
+        Operation::SnapshotCurrent,
+    ),
+    (Procedure::DomainSnapshotCurrent, Operation::SnapshotCurrent),
+    (
+        Procedure::DomainSnapshotIsCurrent,
+        Operation::SnapshotCurrent,
+    ),
+    (
+        Procedure::DomainSnapshotGetParent,
+        Operation::SnapshotParent,
+    ),
+    (Procedure::DomainRevertToSnapshot, Operation::SnapshotRevert),
+    (Procedure::DomainSnapshotDelete, Operation::SnapshotDelete),
 ];
 
 /// The driver operation a procedure becomes, if it is served by a driver method.

@@ -126,6 +126,17 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
             )
             .await
             .err(),
+        Operation::SnapshotCreate => driver
+            .snapshot_create(&dom, "<domainsnapshot><name>s</name></domainsnapshot>", 0)
+            .await
+            .err(),
+        Operation::SnapshotList => driver.snapshot_list(&dom, None, 0).await.err(),
+        Operation::SnapshotLookup => driver.snapshot_lookup(&dom, "s", 0).await.err(),
+        Operation::SnapshotXml => driver.snapshot_xml(&dom, "s", 0).await.err(),
+        Operation::SnapshotCurrent => driver.snapshot_current(&dom, 0).await.err(),
+        Operation::SnapshotParent => driver.snapshot_parent(&dom, "s", 0).await.err(),
+        Operation::SnapshotRevert => driver.snapshot_revert(&dom, "s", 0).await.err(),
+        Operation::SnapshotDelete => driver.snapshot_delete(&dom, "s", 0).await.err(),
     };
     err.map(|e| e.code())
 }

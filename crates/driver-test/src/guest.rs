@@ -7,6 +7,7 @@ use migrated_core::domain::{
     memory_stat, paused_reason, running_reason, DomainRef, DomainState, MemoryStat, StateReason,
     VcpuInfo, VCPU_RUNNING,
 };
+use migrated_core::snapshot::Snapshots;
 use migrated_core::tune::GuestTime;
 use migrated_core::xml::DomainDef;
 use migrated_core::Result;
@@ -39,6 +40,8 @@ pub(crate) struct Guest {
     /// The managed save image: the state `virsh managedsave` kept, in
     /// memory (as libvirt's test driver keeps its `hasManagedSave`).
     pub managed_save: Option<SavedState>,
+    /// Snapshot metadata (stored with the config of a persistent guest).
+    pub snapshots: Snapshots,
 }
 
 /// A stopped guest's state, kept for its next start.

@@ -560,6 +560,49 @@ impl Driver for TestDriver {
             .await
     }
 
+    async fn snapshot_create(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<String> {
+        let (dom, xml) = (dom.clone(), xml.to_owned());
+        self.blocking(move |r| r.snapshot_create(&dom, &xml, flags))
+            .await
+    }
+
+    async fn snapshot_list(
+        &self,
+        dom: &DomainRef,
+        of: Option<&str>,
+        flags: u32,
+    ) -> Result<Vec<String>> {
+        self.read(|r| r.snapshot_list(dom, of, flags))
+    }
+
+    async fn snapshot_lookup(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
+        self.read(|r| r.snapshot_lookup(dom, name, flags))
+    }
+
+    async fn snapshot_xml(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<String> {
+        self.read(|r| r.snapshot_xml(dom, name, flags))
+    }
+
+    async fn snapshot_current(&self, dom: &DomainRef, flags: u32) -> Result<Option<String>> {
+        self.read(|r| r.snapshot_current(dom, flags))
+    }
+
+    async fn snapshot_parent(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<String> {
+        self.read(|r| r.snapshot_parent(dom, name, flags))
+    }
+
+    async fn snapshot_revert(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
+        let (dom, name) = (dom.clone(), name.to_owned());
+        self.blocking(move |r| r.snapshot_revert(&dom, &name, flags))
+            .await
+    }
+
+    async fn snapshot_delete(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
+        let (dom, name) = (dom.clone(), name.to_owned());
+        self.blocking(move |r| r.snapshot_delete(&dom, &name, flags))
+            .await
+    }
+
     async fn capabilities(&self) -> Result<String> {
         Ok(capabilities_xml(&self.shared.host))
     }
@@ -679,3 +722,6 @@ impl Driver for TestDriver {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod snapshot_tests;

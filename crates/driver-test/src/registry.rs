@@ -30,6 +30,7 @@ mod hotplug;
 mod managed;
 mod metadata;
 mod save;
+mod snapshots;
 mod tune;
 mod vcpus;
 
@@ -65,6 +66,7 @@ impl Registry {
                     shutoff_reason: shutoff_reason::UNKNOWN,
                     live: None,
                     managed_save: None,
+                    snapshots: stored.snapshots,
                 },
             );
         }
@@ -253,12 +255,17 @@ impl Registry {
         self.store.save(&def)?;
         let uuid = def.uuid;
         let detail = if exists {
-            let guest = self.guest_mut(&uuid)?;
+            let guest = self.guest(&uuid)?;
             let detail = if guest.persistent {
                 event_detail::DEFINED_UPDATED
             } else {
                 event_detail::DEFINED_ADDED
             };
+            if !guest.persistent && !guest.snapshots.is_empty() {
+                // A transient guest's snapshots become stored with its config.
+                self.store.save_snapshots(&uuid, &guest.snapshots)?;
+            }
+            let guest = self.guest_mut(&uuid)?;
             guest.config = def;
             guest.persistent = true;
             detail
@@ -272,6 +279,7 @@ impl Registry {
                     shutoff_reason: shutoff_reason::UNKNOWN,
                     live: None,
                     managed_save: None,
+                    snapshots: Default::default(),
                 },
             );
             event_detail::DEFINED_ADDED
@@ -285,7 +293,7 @@ impl Registry {
     /// becomes transient.
     pub fn undefine(&mut self, dom: &DomainRef, flags: u32) -> Result<()> {
         use flags::undefine::*;
-        // Of these only managed save images exist in the test driver.
+        // Of these only managed save images and snapshots exist in the test driver.
         let allowed = MANAGED_SAVE
             | SNAPSHOTS_METADATA
             | NVRAM
@@ -306,6 +314,14 @@ impl Registry {
             return Err(Error::invalid(
                 "Refusing to undefine while domain managed save image exists",
             ));
+        }
+        // As libvirt: the metadata of a shut-off guest goes only when asked;
+        // a running one keeps its snapshots while it stays (transient).
+        let snapshots = guest.snapshots.len();
+        if !guest.is_active() && snapshots > 0 && flags & SNAPSHOTS_METADATA == 0 {
+            return Err(Error::invalid(format!(
+                "cannot delete inactive domain with {snapshots} snapshots"
+            )));
         }
         let uuid = guest.config.uuid;
         let event_ref = guest.dom_ref();
@@ -417,6 +433,7 @@ impl Registry {
                     shutoff_reason: shutoff_reason::UNKNOWN,
                     live: Some(live),
                     managed_save: None,
+                    snapshots: Default::default(),
                 },
             );
         }
@@ -593,8 +610,8 @@ fn matches_filter(guest: &Guest, filter: u32) -> bool {
         && pair(ACTIVE, INACTIVE, guest.is_active())
         && pair(PERSISTENT, TRANSIENT, guest.persistent)
         && pair(AUTOSTART, NO_AUTOSTART, guest.autostart)
-        // The test driver has no snapshots or checkpoints.
+        // The test driver has no checkpoints.
         && pair(MANAGEDSAVE, NO_MANAGEDSAVE, guest.managed_save.is_some())
-        && pair(HAS_SNAPSHOT, NO_SNAPSHOT, false)
+        && pair(HAS_SNAPSHOT, NO_SNAPSHOT, !guest.snapshots.is_empty())
         && pair(HAS_CHECKPOINT, NO_CHECKPOINT, false)
 }

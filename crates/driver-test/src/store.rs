@@ -5,6 +5,7 @@
 //! ```text
 //! <state_dir>/test/domains/<uuid>.xml    persistent definition (inactive XML, secrets included)
 //! <state_dir>/test/autostart/<uuid>      present when autostart is enabled
+//! <state_dir>/test/snapshots/<uuid>.xml  snapshot metadata (`<snapshots>`), when there is any
 //! ```
 //!
 //! Every write is atomic (temporary file, fsync, rename, fsync of the directory),
@@ -14,6 +15,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use migrated_core::snapshot::Snapshots;
 use migrated_core::xml::{DomainDef, FormatOptions, MAX_XML_BYTES};
 use migrated_core::{Error, Result};
 use uuid::Uuid;
@@ -22,6 +24,7 @@ use uuid::Uuid;
 pub(crate) struct StoredDomain {
     pub def: DomainDef,
     pub autostart: bool,
+    pub snapshots: Snapshots,
 }
 
 /// The test driver's directories.
@@ -29,6 +32,7 @@ pub(crate) struct StoredDomain {
 pub(crate) struct Store {
     domains: PathBuf,
     autostart: PathBuf,
+    snapshots: PathBuf,
 }
 
 impl Store {
@@ -38,8 +42,9 @@ impl Store {
         let store = Self {
             domains: root.join("domains"),
             autostart: root.join("autostart"),
+            snapshots: root.join("snapshots"),
         };
-        for dir in [&store.domains, &store.autostart] {
+        for dir in [&store.domains, &store.autostart, &store.snapshots] {
             fs::create_dir_all(dir)
                 .map_err(|e| Error::system(format!("create directory {}", dir.display()), e))?;
         }
@@ -52,6 +57,50 @@ impl Store {
 
     fn autostart_path(&self, uuid: &Uuid) -> PathBuf {
         self.autostart.join(uuid.to_string())
+    }
+
+    fn snapshots_path(&self, uuid: &Uuid) -> PathBuf {
+        self.snapshots.join(format!("{uuid}.xml"))
+    }
+
+    /// Writes the snapshot metadata of `uuid` (removes the file when there
+    /// is none left).
+    pub fn save_snapshots(&self, uuid: &Uuid, snapshots: &Snapshots) -> Result<()> {
+        let path = self.snapshots_path(uuid);
+        if snapshots.is_empty() {
+            remove_if_exists(&path)?;
+            sync_dir(&self.snapshots)
+        } else {
+            let xml = snapshots.to_xml();
+            // What could not be read back is refused before it is written.
+            if xml.len() > MAX_XML_BYTES {
+                return Err(Error::ConfigUnsupported {
+                    reason: format!(
+                        "snapshot metadata of this domain would take {} bytes, more than {MAX_XML_BYTES}",
+                        xml.len()
+                    ),
+                });
+            }
+            write_atomic(&path, xml.as_bytes())
+        }
+    }
+
+    /// The stored snapshot metadata of `uuid`. A damaged file is kept and
+    /// reported (the guest loads without snapshots rather than not at all).
+    fn load_snapshots(&self, uuid: &Uuid) -> Snapshots {
+        let path = self.snapshots_path(uuid);
+        if !path.exists() {
+            return Snapshots::default();
+        }
+        let read = read_bounded(&path).and_then(|xml| Snapshots::from_xml(&xml));
+        read.unwrap_or_else(|err| {
+            tracing::warn!(
+                path = %path.display(),
+                error = %flatten(&err),
+                "ignoring unreadable stored snapshot metadata"
+            );
+            Snapshots::default()
+        })
     }
 
     /// Writes `def` as the persistent config of its UUID.
@@ -68,7 +117,9 @@ impl Store {
     pub fn remove(&self, uuid: &Uuid) -> Result<()> {
         remove_if_exists(&self.config_path(uuid))?;
         remove_if_exists(&self.autostart_path(uuid))?;
-        sync_dir(&self.domains)
+        remove_if_exists(&self.snapshots_path(uuid))?;
+        sync_dir(&self.domains)?;
+        sync_dir(&self.snapshots)
     }
 
     /// Records whether `uuid` starts with the daemon.
@@ -107,6 +158,7 @@ impl Store {
             match read_config(&path) {
                 Ok(def) if def.uuid == uuid => out.push(StoredDomain {
                     autostart: self.autostart_path(&uuid).exists(),
+                    snapshots: self.load_snapshots(&uuid),
                     def,
                 }),
                 Ok(def) => tracing::warn!(
@@ -138,6 +190,11 @@ fn flatten(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn read_config(path: &Path) -> Result<DomainDef> {
+    Ok(DomainDef::parse(&read_bounded(path)?)?)
+}
+
+/// Reads a stored XML file of at most [`MAX_XML_BYTES`].
+fn read_bounded(path: &Path) -> Result<String> {
     let op = || format!("read {}", path.display());
     let len = fs::metadata(path)
         .map_err(|e| Error::system(op(), e))?
@@ -148,8 +205,7 @@ fn read_config(path: &Path) -> Result<DomainDef> {
             io::Error::new(io::ErrorKind::InvalidData, format!("file is {len} bytes")),
         ));
     }
-    let xml = fs::read_to_string(path).map_err(|e| Error::system(op(), e))?;
-    Ok(DomainDef::parse(&xml)?)
+    fs::read_to_string(path).map_err(|e| Error::system(op(), e))
 }
 
 fn remove_if_exists(path: &Path) -> Result<()> {

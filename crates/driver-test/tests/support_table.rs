@@ -132,6 +132,17 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
             )
             .await,
         ),
+        Operation::SnapshotCreate => no_support(
+            drv.snapshot_create(dom, "<domainsnapshot><name>s</name></domainsnapshot>", 0)
+                .await,
+        ),
+        Operation::SnapshotList => no_support(drv.snapshot_list(dom, None, 0).await),
+        Operation::SnapshotLookup => no_support(drv.snapshot_lookup(dom, "s", 0).await),
+        Operation::SnapshotXml => no_support(drv.snapshot_xml(dom, "s", 0).await),
+        Operation::SnapshotCurrent => no_support(drv.snapshot_current(dom, 0).await),
+        Operation::SnapshotParent => no_support(drv.snapshot_parent(dom, "s", 0).await),
+        Operation::SnapshotRevert => no_support(drv.snapshot_revert(dom, "s", 0).await),
+        Operation::SnapshotDelete => no_support(drv.snapshot_delete(dom, "s", 0).await),
     }
 }
 

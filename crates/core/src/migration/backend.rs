@@ -282,3 +282,22 @@ pub async fn check_no_managed_save(
         Err(e) => Err(e),
     }
 }
+
+/// Refuses to migrate a domain with snapshots, as libvirt's
+/// `qemuMigrationSrcIsAllowed`: their metadata (and a QEMU guest's internal
+/// snapshots) would not follow it. A driver without snapshots passes.
+///
+/// # Errors
+/// [`crate::Error::OperationInvalid`] with libvirt's message; the driver's
+/// lookup error.
+pub async fn check_no_snapshots(driver: &dyn crate::driver::Driver, dom: &DomainRef) -> Result<()> {
+    match driver.snapshot_list(dom, None, 0).await {
+        Ok(names) if names.is_empty() => Ok(()),
+        Ok(names) => Err(crate::Error::invalid(format!(
+            "cannot migrate domain with {} snapshots",
+            names.len()
+        ))),
+        Err(e) if e.code() == crate::error::ErrorCode::NoSupport => Ok(()),
+        Err(e) => Err(e),
+    }
+}

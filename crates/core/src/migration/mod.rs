@@ -15,8 +15,8 @@ pub mod tunnel;
 pub mod uri;
 
 pub use backend::{
-    check_no_managed_save, managed_save_on_destination, resumes_after_migration, BeginOut, DataOut,
-    Incoming, MigrationBackend, PerformOut, PrepareOut,
+    check_no_managed_save, check_no_snapshots, managed_save_on_destination,
+    resumes_after_migration, BeginOut, DataOut, Incoming, MigrationBackend, PerformOut, PrepareOut,
 };
 pub use fault::PausePoint;
 pub use manager::{

@@ -92,6 +92,12 @@ pub enum XmlError {
         /// What was found instead.
         found: String,
     },
+    /// The root element is not `<domainsnapshot>`.
+    #[error("expected a <domainsnapshot> root element, found {found}")]
+    NotASnapshot {
+        /// What was found instead.
+        found: String,
+    },
     /// An element this model does not know.
     #[error("unsupported element <{path}>")]
     UnsupportedElement {

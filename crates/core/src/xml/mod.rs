@@ -18,6 +18,7 @@ mod memtune;
 mod metadata;
 mod platform;
 mod read;
+mod snapshot;
 mod tree;
 mod units;
 mod write;
@@ -38,6 +39,9 @@ pub use metadata::{metadata_change, metadata_read, MetadataTarget};
 pub use platform::{
     BootMenu, Clock, Cpu, CpuFeature, CpuModel, Feature, FirmwareFeature, Loader, Nvram, Os, Pm,
     SecLabel, Timer,
+};
+pub use snapshot::{
+    SnapshotDef, SnapshotDisk, SnapshotLocation, SnapshotMemory, SnapshotParse, SnapshotState,
 };
 
 /// The largest domain XML accepted (4 MiB), as libvirt's RPC string bound.
@@ -63,4 +67,21 @@ pub struct FormatOptions {
     /// device aliases, which QEMU's migration stream identifies devices by:
     /// `VIR_DOMAIN_XML_MIGRATABLE`.
     pub migratable: bool,
+}
+
+/// Parses `xml`, checks that its root is `<root>` and reads each child
+/// element with `read` (given the element and the whole input its spans
+/// index): the wrapper documents drivers store lists in.
+pub(crate) fn tree_children<T>(
+    xml: &str,
+    root: &str,
+    mut read: impl FnMut(&tree::Element, &str) -> Result<T, XmlError>,
+) -> Result<Vec<T>, XmlError> {
+    let top = tree::parse(xml)?;
+    if top.name != root {
+        return Err(XmlError::UnsupportedElement {
+            path: top.name.clone(),
+        });
+    }
+    top.children.iter().map(|c| read(c, xml)).collect()
 }

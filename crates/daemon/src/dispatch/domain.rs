@@ -21,8 +21,8 @@ use migrated_proto::{
     DomainLookupByIdArgs, DomainLookupByIdRet, DomainLookupByNameArgs, DomainLookupByNameRet,
     DomainLookupByUuidArgs, DomainLookupByUuidRet, DomainRebootArgs, DomainRenameArgs,
     DomainRenameRet, DomainResetArgs, DomainResumeArgs, DomainSendKeyArgs, DomainSetAutostartArgs,
-    DomainShutdownArgs, DomainShutdownFlagsArgs, DomainSnapshotNumArgs, DomainSnapshotNumRet,
-    DomainSuspendArgs, DomainUndefineArgs, DomainUndefineFlagsArgs, NonnullDomain,
+    DomainShutdownArgs, DomainShutdownFlagsArgs, DomainSuspendArgs, DomainUndefineArgs,
+    DomainUndefineFlagsArgs, NonnullDomain,
 };
 use migrated_rpc::WireError;
 use uuid::Uuid;
@@ -386,18 +386,6 @@ pub async fn has_managed_save_image(
     Ok(DomainHasManagedSaveImageRet {
         result: bool_word(result),
     })
-}
-
-/// DOMAIN_SNAPSHOT_NUM: snapshots are not supported, so 0.
-///
-/// # Errors
-/// NO_DOMAIN.
-pub async fn snapshot_num(
-    session: &Session,
-    args: DomainSnapshotNumArgs,
-) -> Result<DomainSnapshotNumRet> {
-    exists(session, &args.dom).await?;
-    Ok(DomainSnapshotNumRet { num: 0 })
 }
 
 /// DOMAIN_GET_MESSAGES: no taint or deprecation messages.

@@ -19,6 +19,7 @@ pub mod migration_peers;
 pub mod migration_tunnel;
 pub mod node;
 pub mod save;
+pub mod snapshots;
 pub mod stats;
 pub mod tune;
 pub mod vcpu_memory;
@@ -261,7 +262,44 @@ pub async fn run(
         Call::DomainHasManagedSaveImage(args) => {
             reply(p, &d::has_managed_save_image(session, args).await?)
         }
-        Call::DomainSnapshotNum(args) => reply(p, &d::snapshot_num(session, args).await?),
+        Call::DomainSnapshotNum(args) => reply(p, &snapshots::num(session, args).await?),
+        Call::DomainSnapshotCreateXml(args) => {
+            reply(p, &snapshots::create_xml(session, args).await?)
+        }
+        Call::DomainSnapshotGetXmlDesc(args) => {
+            reply(p, &snapshots::get_xml_desc(session, args).await?)
+        }
+        Call::DomainSnapshotListNames(args) => {
+            reply(p, &snapshots::list_names(session, args).await?)
+        }
+        Call::DomainListAllSnapshots(args) => reply(p, &snapshots::list_all(session, args).await?),
+        Call::DomainSnapshotNumChildren(args) => {
+            reply(p, &snapshots::num_children(session, args).await?)
+        }
+        Call::DomainSnapshotListChildrenNames(args) => {
+            reply(p, &snapshots::list_children_names(session, args).await?)
+        }
+        Call::DomainSnapshotListAllChildren(args) => {
+            reply(p, &snapshots::list_all_children(session, args).await?)
+        }
+        Call::DomainSnapshotLookupByName(args) => {
+            reply(p, &snapshots::lookup_by_name(session, args).await?)
+        }
+        Call::DomainSnapshotHasMetadata(args) => {
+            reply(p, &snapshots::has_metadata(session, args).await?)
+        }
+        Call::DomainHasCurrentSnapshot(args) => {
+            reply(p, &snapshots::has_current(session, args).await?)
+        }
+        Call::DomainSnapshotCurrent(args) => reply(p, &snapshots::current(session, args).await?),
+        Call::DomainSnapshotIsCurrent(args) => {
+            reply(p, &snapshots::is_current(session, args).await?)
+        }
+        Call::DomainSnapshotGetParent(args) => {
+            reply(p, &snapshots::get_parent(session, args).await?)
+        }
+        Call::DomainRevertToSnapshot(args) => reply(p, &snapshots::revert(session, args).await?),
+        Call::DomainSnapshotDelete(args) => reply(p, &snapshots::delete(session, args).await?),
         Call::DomainGetMessages(args) => reply(p, &d::get_messages(session, args).await?),
         Call::DomainDefineXml(args) => reply(p, &Box::pin(d::define_xml(session, args)).await?),
         Call::DomainDefineXmlFlags(args) => {

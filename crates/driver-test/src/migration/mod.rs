@@ -22,8 +22,8 @@ use migrated_core::driver::Driver;
 use migrated_core::flags::{self, MigrateFlags};
 use migrated_core::job::{JobHandle, JournalEntry, RecoveryAction};
 use migrated_core::migration::{
-    check_no_managed_save, BeginOut, DataOut, DataUri, Incoming, MigrateRequest, MigrationBackend,
-    PerformOut, PrepareOut,
+    check_no_managed_save, check_no_snapshots, BeginOut, DataOut, DataUri, Incoming,
+    MigrateRequest, MigrationBackend, PerformOut, PrepareOut,
 };
 use migrated_core::support::SupportTable;
 use migrated_core::xml::{DomainDef, FormatOptions};
@@ -211,6 +211,7 @@ impl MigrationBackend for TestBackend {
     async fn begin(&self, dom: &DomainRef, req: &MigrateRequest) -> Result<BeginOut> {
         let state = self.driver.get_state(dom, 0).await?;
         let active = state.state.is_active();
+        check_no_snapshots(&self.driver, dom).await?;
         if !active {
             check_no_managed_save(&self.driver, dom).await?;
         }

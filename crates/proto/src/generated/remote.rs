@@ -57,6 +57,9 @@ pub const REMOTE_CPUMAPS_MAX: usize = 8388608;
 /// Upper limit on the IOThreads described by REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO.
 pub const REMOTE_IOTHREAD_INFO_MAX: usize = 16384;
 
+/// Upper limit on lists of domain snapshots (and of their names).
+pub const REMOTE_DOMAIN_SNAPSHOT_LIST_MAX: usize = 16384;
+
 /// Upper limit on the typed parameters of the scheduler calls (schedinfo).
 pub const REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX: usize = 16;
 
@@ -89,6 +92,19 @@ pub const REMOTE_DOMAIN_SEND_KEY_MAX: usize = 16;
 
 /// Longest typed-parameter field name, trailing NUL included.
 pub const VIR_TYPED_PARAM_FIELD_LENGTH: usize = 80;
+
+/// A snapshot handle: the snapshot's name and its domain.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NonnullDomainSnapshot {
+    /// the snapshot's name
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub name: String,
+    /// the domain it belongs to
+    pub dom: NonnullDomain,
+}
 
 /// Authentication methods a server can ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -3232,6 +3248,276 @@ pub struct DomainEventCallbackDeviceAddedMsg {
     pub dev_alias: String,
 }
 
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_CREATE_XML.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotCreateXmlArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// <domainsnapshot> XML
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml_desc: String,
+    /// VIR_DOMAIN_SNAPSHOT_CREATE_*
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_CREATE_XML.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotCreateXmlRet {
+    /// the new snapshot
+    pub snap: NonnullDomainSnapshot,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_GET_XML_DESC.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotGetXmlDescArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// VIR_DOMAIN_SNAPSHOT_XML_SECURE
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_GET_XML_DESC.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotGetXmlDescRet {
+    /// <domainsnapshot> XML
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub xml: String,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_NAMES.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotListNamesArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// most names wanted
+    pub maxnames: i32,
+    /// VIR_DOMAIN_SNAPSHOT_LIST_*
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_NAMES.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotListNamesRet {
+    /// snapshot names
+    #[serde(
+        serialize_with = "crate::codec::ser_string_vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, REMOTE_STRING_MAX, _>",
+        deserialize_with = "crate::codec::de_string_vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, REMOTE_STRING_MAX, _>"
+    )]
+    pub names: Vec<String>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_LOOKUP_BY_NAME.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotLookupByNameArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the snapshot's name
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub name: String,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_LOOKUP_BY_NAME.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotLookupByNameRet {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_HAS_CURRENT_SNAPSHOT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainHasCurrentSnapshotArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_HAS_CURRENT_SNAPSHOT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainHasCurrentSnapshotRet {
+    /// 1 yes, 0 no
+    pub result: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_CURRENT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotCurrentArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_CURRENT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotCurrentRet {
+    /// the current snapshot
+    pub snap: NonnullDomainSnapshot,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_REVERT_TO_SNAPSHOT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainRevertToSnapshotArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// VIR_DOMAIN_SNAPSHOT_REVERT_*
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_DELETE.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotDeleteArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// VIR_DOMAIN_SNAPSHOT_DELETE_*
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_GET_PARENT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotGetParentArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_GET_PARENT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotGetParentRet {
+    /// its parent
+    pub snap: NonnullDomainSnapshot,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_NUM_CHILDREN.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotNumChildrenArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// VIR_DOMAIN_SNAPSHOT_LIST_*
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_NUM_CHILDREN.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotNumChildrenRet {
+    /// count
+    pub num: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotListChildrenNamesArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// most names wanted
+    pub maxnames: i32,
+    /// VIR_DOMAIN_SNAPSHOT_LIST_*
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotListChildrenNamesRet {
+    /// snapshot names
+    #[serde(
+        serialize_with = "crate::codec::ser_string_vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, REMOTE_STRING_MAX, _>",
+        deserialize_with = "crate::codec::de_string_vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, REMOTE_STRING_MAX, _>"
+    )]
+    pub names: Vec<String>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_IS_CURRENT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotIsCurrentArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_IS_CURRENT.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotIsCurrentRet {
+    /// 1 yes, 0 no
+    pub current: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_HAS_METADATA.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotHasMetadataArgs {
+    /// the snapshot
+    pub snap: NonnullDomainSnapshot,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_HAS_METADATA.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotHasMetadataRet {
+    /// 1 yes, 0 no
+    pub metadata: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_LIST_ALL_SNAPSHOTS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainListAllSnapshotsArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// 0: count only
+    pub need_results: i32,
+    /// VIR_DOMAIN_SNAPSHOT_LIST_*
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_LIST_ALL_SNAPSHOTS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainListAllSnapshotsRet {
+    /// the snapshots, empty when need_results was 0
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, _, _>"
+    )]
+    pub snapshots: Vec<NonnullDomainSnapshot>,
+    /// number of matching snapshots
+    pub ret: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotListAllChildrenArgs {
+    /// the snapshot
+    pub snapshot: NonnullDomainSnapshot,
+    /// 0: count only
+    pub need_results: i32,
+    /// VIR_DOMAIN_SNAPSHOT_LIST_*
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSnapshotListAllChildrenRet {
+    /// the snapshots, empty when need_results was 0
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX, _, _>"
+    )]
+    pub snapshots: Vec<NonnullDomainSnapshot>,
+    /// number of matching snapshots
+    pub ret: i32,
+}
+
 /// Program number of `remote.x`.
 pub const REMOTE_PROGRAM: u32 = 0x20008086;
 
@@ -3404,8 +3690,24 @@ pub enum Procedure {
     DomainHasManagedSaveImage = 183,
     /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_REMOVE`
     DomainManagedSaveRemove = 184,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_CREATE_XML`
+    DomainSnapshotCreateXml = 185,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_GET_XML_DESC`
+    DomainSnapshotGetXmlDesc = 186,
     /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM`
     DomainSnapshotNum = 187,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_NAMES`
+    DomainSnapshotListNames = 188,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LOOKUP_BY_NAME`
+    DomainSnapshotLookupByName = 189,
+    /// `REMOTE_PROC_DOMAIN_HAS_CURRENT_SNAPSHOT`
+    DomainHasCurrentSnapshot = 190,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_CURRENT`
+    DomainSnapshotCurrent = 191,
+    /// `REMOTE_PROC_DOMAIN_REVERT_TO_SNAPSHOT`
+    DomainRevertToSnapshot = 192,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_DELETE`
+    DomainSnapshotDelete = 193,
     /// `REMOTE_PROC_DOMAIN_GET_BLOCK_INFO`
     DomainGetBlockInfo = 194,
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`
@@ -3474,8 +3776,14 @@ pub enum Procedure {
     DomainMigrateGetMaxSpeed = 242,
     /// `REMOTE_PROC_DOMAIN_BLOCK_STATS_FLAGS`
     DomainBlockStatsFlags = 243,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_GET_PARENT`
+    DomainSnapshotGetParent = 244,
     /// `REMOTE_PROC_DOMAIN_RESET`
     DomainReset = 245,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM_CHILDREN`
+    DomainSnapshotNumChildren = 246,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES`
+    DomainSnapshotListChildrenNames = 247,
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`
     DomainShutdownFlags = 258,
     /// `REMOTE_PROC_DOMAIN_GET_CPU_STATS`
@@ -3484,8 +3792,16 @@ pub enum Procedure {
     DomainSetMetadata = 264,
     /// `REMOTE_PROC_DOMAIN_GET_METADATA`
     DomainGetMetadata = 265,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_IS_CURRENT`
+    DomainSnapshotIsCurrent = 271,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_HAS_METADATA`
+    DomainSnapshotHasMetadata = 272,
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`
     ConnectListAllDomains = 273,
+    /// `REMOTE_PROC_DOMAIN_LIST_ALL_SNAPSHOTS`
+    DomainListAllSnapshots = 274,
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN`
+    DomainSnapshotListAllChildren = 275,
     /// `REMOTE_PROC_DOMAIN_GET_HOSTNAME`
     DomainGetHostname = 277,
     /// `REMOTE_PROC_NODE_GET_CPU_MAP`
@@ -3650,7 +3966,15 @@ impl Procedure {
         Procedure::DomainManagedSave,
         Procedure::DomainHasManagedSaveImage,
         Procedure::DomainManagedSaveRemove,
+        Procedure::DomainSnapshotCreateXml,
+        Procedure::DomainSnapshotGetXmlDesc,
         Procedure::DomainSnapshotNum,
+        Procedure::DomainSnapshotListNames,
+        Procedure::DomainSnapshotLookupByName,
+        Procedure::DomainHasCurrentSnapshot,
+        Procedure::DomainSnapshotCurrent,
+        Procedure::DomainRevertToSnapshot,
+        Procedure::DomainSnapshotDelete,
         Procedure::DomainGetBlockInfo,
         Procedure::DomainCreateWithFlags,
         Procedure::DomainSetMemoryParameters,
@@ -3685,12 +4009,19 @@ impl Procedure {
         Procedure::DomainSaveImageDefineXml,
         Procedure::DomainMigrateGetMaxSpeed,
         Procedure::DomainBlockStatsFlags,
+        Procedure::DomainSnapshotGetParent,
         Procedure::DomainReset,
+        Procedure::DomainSnapshotNumChildren,
+        Procedure::DomainSnapshotListChildrenNames,
         Procedure::DomainShutdownFlags,
         Procedure::DomainGetCpuStats,
         Procedure::DomainSetMetadata,
         Procedure::DomainGetMetadata,
+        Procedure::DomainSnapshotIsCurrent,
+        Procedure::DomainSnapshotHasMetadata,
         Procedure::ConnectListAllDomains,
+        Procedure::DomainListAllSnapshots,
+        Procedure::DomainSnapshotListAllChildren,
         Procedure::DomainGetHostname,
         Procedure::NodeGetCpuMap,
         Procedure::DomainGetJobStats,
@@ -3815,7 +4146,15 @@ impl Procedure {
             182 => Some(Self::DomainManagedSave),
             183 => Some(Self::DomainHasManagedSaveImage),
             184 => Some(Self::DomainManagedSaveRemove),
+            185 => Some(Self::DomainSnapshotCreateXml),
+            186 => Some(Self::DomainSnapshotGetXmlDesc),
             187 => Some(Self::DomainSnapshotNum),
+            188 => Some(Self::DomainSnapshotListNames),
+            189 => Some(Self::DomainSnapshotLookupByName),
+            190 => Some(Self::DomainHasCurrentSnapshot),
+            191 => Some(Self::DomainSnapshotCurrent),
+            192 => Some(Self::DomainRevertToSnapshot),
+            193 => Some(Self::DomainSnapshotDelete),
             194 => Some(Self::DomainGetBlockInfo),
             196 => Some(Self::DomainCreateWithFlags),
             197 => Some(Self::DomainSetMemoryParameters),
@@ -3850,12 +4189,19 @@ impl Procedure {
             236 => Some(Self::DomainSaveImageDefineXml),
             242 => Some(Self::DomainMigrateGetMaxSpeed),
             243 => Some(Self::DomainBlockStatsFlags),
+            244 => Some(Self::DomainSnapshotGetParent),
             245 => Some(Self::DomainReset),
+            246 => Some(Self::DomainSnapshotNumChildren),
+            247 => Some(Self::DomainSnapshotListChildrenNames),
             258 => Some(Self::DomainShutdownFlags),
             262 => Some(Self::DomainGetCpuStats),
             264 => Some(Self::DomainSetMetadata),
             265 => Some(Self::DomainGetMetadata),
+            271 => Some(Self::DomainSnapshotIsCurrent),
+            272 => Some(Self::DomainSnapshotHasMetadata),
             273 => Some(Self::ConnectListAllDomains),
+            274 => Some(Self::DomainListAllSnapshots),
+            275 => Some(Self::DomainSnapshotListAllChildren),
             277 => Some(Self::DomainGetHostname),
             293 => Some(Self::NodeGetCpuMap),
             298 => Some(Self::DomainGetJobStats),
@@ -3982,86 +4328,101 @@ impl Procedure {
             Self::DomainManagedSave => &PROCEDURES[78],
             Self::DomainHasManagedSaveImage => &PROCEDURES[79],
             Self::DomainManagedSaveRemove => &PROCEDURES[80],
-            Self::DomainSnapshotNum => &PROCEDURES[81],
-            Self::DomainGetBlockInfo => &PROCEDURES[82],
-            Self::DomainCreateWithFlags => &PROCEDURES[83],
-            Self::DomainSetMemoryParameters => &PROCEDURES[84],
-            Self::DomainGetMemoryParameters => &PROCEDURES[85],
-            Self::DomainSetVcpusFlags => &PROCEDURES[86],
-            Self::DomainGetVcpusFlags => &PROCEDURES[87],
-            Self::DomainOpenConsole => &PROCEDURES[88],
-            Self::DomainIsUpdated => &PROCEDURES[89],
-            Self::ConnectGetSysinfo => &PROCEDURES[90],
-            Self::DomainSetMemoryFlags => &PROCEDURES[91],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[92],
-            Self::DomainInjectNmi => &PROCEDURES[93],
-            Self::DomainGetState => &PROCEDURES[94],
-            Self::DomainMigrateBegin3 => &PROCEDURES[95],
-            Self::DomainMigratePrepare3 => &PROCEDURES[96],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[97],
-            Self::DomainMigratePerform3 => &PROCEDURES[98],
-            Self::DomainMigrateFinish3 => &PROCEDURES[99],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[100],
-            Self::DomainSetSchedulerParametersFlags => &PROCEDURES[101],
-            Self::DomainGetSchedulerParametersFlags => &PROCEDURES[102],
-            Self::DomainSendKey => &PROCEDURES[103],
-            Self::NodeGetCpuStats => &PROCEDURES[104],
-            Self::NodeGetMemoryStats => &PROCEDURES[105],
-            Self::DomainGetControlInfo => &PROCEDURES[106],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[107],
-            Self::DomainUndefineFlags => &PROCEDURES[108],
-            Self::DomainSaveFlags => &PROCEDURES[109],
-            Self::DomainRestoreFlags => &PROCEDURES[110],
-            Self::DomainDestroyFlags => &PROCEDURES[111],
-            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[112],
-            Self::DomainSaveImageDefineXml => &PROCEDURES[113],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[114],
-            Self::DomainBlockStatsFlags => &PROCEDURES[115],
-            Self::DomainReset => &PROCEDURES[116],
-            Self::DomainShutdownFlags => &PROCEDURES[117],
-            Self::DomainGetCpuStats => &PROCEDURES[118],
-            Self::DomainSetMetadata => &PROCEDURES[119],
-            Self::DomainGetMetadata => &PROCEDURES[120],
-            Self::ConnectListAllDomains => &PROCEDURES[121],
-            Self::DomainGetHostname => &PROCEDURES[122],
-            Self::NodeGetCpuMap => &PROCEDURES[123],
-            Self::DomainGetJobStats => &PROCEDURES[124],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[125],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[126],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[127],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[128],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[129],
-            Self::DomainMigratePerform3Params => &PROCEDURES[130],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[131],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[132],
-            Self::DomainEventDeviceRemoved => &PROCEDURES[133],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[134],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[135],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[136],
-            Self::DomainEventCallbackReboot => &PROCEDURES[137],
-            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[138],
-            Self::DomainGetTime => &PROCEDURES[139],
-            Self::DomainSetTime => &PROCEDURES[140],
-            Self::ConnectGetDomainCapabilities => &PROCEDURES[141],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[142],
-            Self::DomainDefineXmlFlags => &PROCEDURES[143],
-            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[144],
-            Self::DomainGetIothreadInfo => &PROCEDURES[145],
-            Self::DomainRename => &PROCEDURES[146],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[147],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[148],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[149],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[150],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[151],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[152],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[153],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[154],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[155],
-            Self::ConnectSetIdentity => &PROCEDURES[156],
-            Self::DomainGetMessages => &PROCEDURES[157],
-            Self::DomainSaveParams => &PROCEDURES[158],
-            Self::DomainRestoreParams => &PROCEDURES[159],
-            Self::DomainAbortJobFlags => &PROCEDURES[160],
+            Self::DomainSnapshotCreateXml => &PROCEDURES[81],
+            Self::DomainSnapshotGetXmlDesc => &PROCEDURES[82],
+            Self::DomainSnapshotNum => &PROCEDURES[83],
+            Self::DomainSnapshotListNames => &PROCEDURES[84],
+            Self::DomainSnapshotLookupByName => &PROCEDURES[85],
+            Self::DomainHasCurrentSnapshot => &PROCEDURES[86],
+            Self::DomainSnapshotCurrent => &PROCEDURES[87],
+            Self::DomainRevertToSnapshot => &PROCEDURES[88],
+            Self::DomainSnapshotDelete => &PROCEDURES[89],
+            Self::DomainGetBlockInfo => &PROCEDURES[90],
+            Self::DomainCreateWithFlags => &PROCEDURES[91],
+            Self::DomainSetMemoryParameters => &PROCEDURES[92],
+            Self::DomainGetMemoryParameters => &PROCEDURES[93],
+            Self::DomainSetVcpusFlags => &PROCEDURES[94],
+            Self::DomainGetVcpusFlags => &PROCEDURES[95],
+            Self::DomainOpenConsole => &PROCEDURES[96],
+            Self::DomainIsUpdated => &PROCEDURES[97],
+            Self::ConnectGetSysinfo => &PROCEDURES[98],
+            Self::DomainSetMemoryFlags => &PROCEDURES[99],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[100],
+            Self::DomainInjectNmi => &PROCEDURES[101],
+            Self::DomainGetState => &PROCEDURES[102],
+            Self::DomainMigrateBegin3 => &PROCEDURES[103],
+            Self::DomainMigratePrepare3 => &PROCEDURES[104],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[105],
+            Self::DomainMigratePerform3 => &PROCEDURES[106],
+            Self::DomainMigrateFinish3 => &PROCEDURES[107],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[108],
+            Self::DomainSetSchedulerParametersFlags => &PROCEDURES[109],
+            Self::DomainGetSchedulerParametersFlags => &PROCEDURES[110],
+            Self::DomainSendKey => &PROCEDURES[111],
+            Self::NodeGetCpuStats => &PROCEDURES[112],
+            Self::NodeGetMemoryStats => &PROCEDURES[113],
+            Self::DomainGetControlInfo => &PROCEDURES[114],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[115],
+            Self::DomainUndefineFlags => &PROCEDURES[116],
+            Self::DomainSaveFlags => &PROCEDURES[117],
+            Self::DomainRestoreFlags => &PROCEDURES[118],
+            Self::DomainDestroyFlags => &PROCEDURES[119],
+            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[120],
+            Self::DomainSaveImageDefineXml => &PROCEDURES[121],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[122],
+            Self::DomainBlockStatsFlags => &PROCEDURES[123],
+            Self::DomainSnapshotGetParent => &PROCEDURES[124],
+            Self::DomainReset => &PROCEDURES[125],
+            Self::DomainSnapshotNumChildren => &PROCEDURES[126],
+            Self::DomainSnapshotListChildrenNames => &PROCEDURES[127],
+            Self::DomainShutdownFlags => &PROCEDURES[128],
+            Self::DomainGetCpuStats => &PROCEDURES[129],
+            Self::DomainSetMetadata => &PROCEDURES[130],
+            Self::DomainGetMetadata => &PROCEDURES[131],
+            Self::DomainSnapshotIsCurrent => &PROCEDURES[132],
+            Self::DomainSnapshotHasMetadata => &PROCEDURES[133],
+            Self::ConnectListAllDomains => &PROCEDURES[134],
+            Self::DomainListAllSnapshots => &PROCEDURES[135],
+            Self::DomainSnapshotListAllChildren => &PROCEDURES[136],
+            Self::DomainGetHostname => &PROCEDURES[137],
+            Self::NodeGetCpuMap => &PROCEDURES[138],
+            Self::DomainGetJobStats => &PROCEDURES[139],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[140],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[141],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[142],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[143],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[144],
+            Self::DomainMigratePerform3Params => &PROCEDURES[145],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[146],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[147],
+            Self::DomainEventDeviceRemoved => &PROCEDURES[148],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[149],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[150],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[151],
+            Self::DomainEventCallbackReboot => &PROCEDURES[152],
+            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[153],
+            Self::DomainGetTime => &PROCEDURES[154],
+            Self::DomainSetTime => &PROCEDURES[155],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[156],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[157],
+            Self::DomainDefineXmlFlags => &PROCEDURES[158],
+            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[159],
+            Self::DomainGetIothreadInfo => &PROCEDURES[160],
+            Self::DomainRename => &PROCEDURES[161],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[162],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[163],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[164],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[165],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[166],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[167],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[168],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[169],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[170],
+            Self::ConnectSetIdentity => &PROCEDURES[171],
+            Self::DomainGetMessages => &PROCEDURES[172],
+            Self::DomainSaveParams => &PROCEDURES[173],
+            Self::DomainRestoreParams => &PROCEDURES[174],
+            Self::DomainAbortJobFlags => &PROCEDURES[175],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -4171,7 +4532,17 @@ impl Procedure {
             Self::DomainManagedSave => visitor.visit::<procs::DomainManagedSave>(),
             Self::DomainHasManagedSaveImage => visitor.visit::<procs::DomainHasManagedSaveImage>(),
             Self::DomainManagedSaveRemove => visitor.visit::<procs::DomainManagedSaveRemove>(),
+            Self::DomainSnapshotCreateXml => visitor.visit::<procs::DomainSnapshotCreateXml>(),
+            Self::DomainSnapshotGetXmlDesc => visitor.visit::<procs::DomainSnapshotGetXmlDesc>(),
             Self::DomainSnapshotNum => visitor.visit::<procs::DomainSnapshotNum>(),
+            Self::DomainSnapshotListNames => visitor.visit::<procs::DomainSnapshotListNames>(),
+            Self::DomainSnapshotLookupByName => {
+                visitor.visit::<procs::DomainSnapshotLookupByName>()
+            }
+            Self::DomainHasCurrentSnapshot => visitor.visit::<procs::DomainHasCurrentSnapshot>(),
+            Self::DomainSnapshotCurrent => visitor.visit::<procs::DomainSnapshotCurrent>(),
+            Self::DomainRevertToSnapshot => visitor.visit::<procs::DomainRevertToSnapshot>(),
+            Self::DomainSnapshotDelete => visitor.visit::<procs::DomainSnapshotDelete>(),
             Self::DomainGetBlockInfo => visitor.visit::<procs::DomainGetBlockInfo>(),
             Self::DomainCreateWithFlags => visitor.visit::<procs::DomainCreateWithFlags>(),
             Self::DomainSetMemoryParameters => visitor.visit::<procs::DomainSetMemoryParameters>(),
@@ -4212,12 +4583,23 @@ impl Procedure {
             Self::DomainSaveImageDefineXml => visitor.visit::<procs::DomainSaveImageDefineXml>(),
             Self::DomainMigrateGetMaxSpeed => visitor.visit::<procs::DomainMigrateGetMaxSpeed>(),
             Self::DomainBlockStatsFlags => visitor.visit::<procs::DomainBlockStatsFlags>(),
+            Self::DomainSnapshotGetParent => visitor.visit::<procs::DomainSnapshotGetParent>(),
             Self::DomainReset => visitor.visit::<procs::DomainReset>(),
+            Self::DomainSnapshotNumChildren => visitor.visit::<procs::DomainSnapshotNumChildren>(),
+            Self::DomainSnapshotListChildrenNames => {
+                visitor.visit::<procs::DomainSnapshotListChildrenNames>()
+            }
             Self::DomainShutdownFlags => visitor.visit::<procs::DomainShutdownFlags>(),
             Self::DomainGetCpuStats => visitor.visit::<procs::DomainGetCpuStats>(),
             Self::DomainSetMetadata => visitor.visit::<procs::DomainSetMetadata>(),
             Self::DomainGetMetadata => visitor.visit::<procs::DomainGetMetadata>(),
+            Self::DomainSnapshotIsCurrent => visitor.visit::<procs::DomainSnapshotIsCurrent>(),
+            Self::DomainSnapshotHasMetadata => visitor.visit::<procs::DomainSnapshotHasMetadata>(),
             Self::ConnectListAllDomains => visitor.visit::<procs::ConnectListAllDomains>(),
+            Self::DomainListAllSnapshots => visitor.visit::<procs::DomainListAllSnapshots>(),
+            Self::DomainSnapshotListAllChildren => {
+                visitor.visit::<procs::DomainSnapshotListAllChildren>()
+            }
             Self::DomainGetHostname => visitor.visit::<procs::DomainGetHostname>(),
             Self::NodeGetCpuMap => visitor.visit::<procs::NodeGetCpuMap>(),
             Self::DomainGetJobStats => visitor.visit::<procs::DomainGetJobStats>(),
@@ -4977,10 +5359,74 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 185,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_CREATE_XML",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 186,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_GET_XML_DESC",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 187,
         name: "REMOTE_PROC_DOMAIN_SNAPSHOT_NUM",
         readonly: true,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 188,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_NAMES",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 189,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_LOOKUP_BY_NAME",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 190,
+        name: "REMOTE_PROC_DOMAIN_HAS_CURRENT_SNAPSHOT",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 191,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_CURRENT",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 192,
+        name: "REMOTE_PROC_DOMAIN_REVERT_TO_SNAPSHOT",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 193,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_DELETE",
+        readonly: false,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -5257,10 +5703,34 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 244,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_GET_PARENT",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 245,
         name: "REMOTE_PROC_DOMAIN_RESET",
         readonly: false,
         priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 246,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_NUM_CHILDREN",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 247,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES",
+        readonly: true,
+        priority: true,
         event: false,
         stream: false,
     },
@@ -5297,8 +5767,40 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 271,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_IS_CURRENT",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 272,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_HAS_METADATA",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 273,
         name: "REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 274,
+        name: "REMOTE_PROC_DOMAIN_LIST_ALL_SNAPSHOTS",
+        readonly: true,
+        priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 275,
+        name: "REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN",
         readonly: true,
         priority: true,
         event: false,
@@ -6373,6 +6875,24 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_CREATE_XML`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotCreateXml;
+    impl super::RemoteProcedure for DomainSnapshotCreateXml {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotCreateXml;
+        type Args = super::DomainSnapshotCreateXmlArgs;
+        type Ret = super::DomainSnapshotCreateXmlRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_GET_XML_DESC`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotGetXmlDesc;
+    impl super::RemoteProcedure for DomainSnapshotGetXmlDesc {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotGetXmlDesc;
+        type Args = super::DomainSnapshotGetXmlDescArgs;
+        type Ret = super::DomainSnapshotGetXmlDescRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainSnapshotNum;
@@ -6380,6 +6900,60 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainSnapshotNum;
         type Args = super::DomainSnapshotNumArgs;
         type Ret = super::DomainSnapshotNumRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_NAMES`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotListNames;
+    impl super::RemoteProcedure for DomainSnapshotListNames {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotListNames;
+        type Args = super::DomainSnapshotListNamesArgs;
+        type Ret = super::DomainSnapshotListNamesRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LOOKUP_BY_NAME`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotLookupByName;
+    impl super::RemoteProcedure for DomainSnapshotLookupByName {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotLookupByName;
+        type Args = super::DomainSnapshotLookupByNameArgs;
+        type Ret = super::DomainSnapshotLookupByNameRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_HAS_CURRENT_SNAPSHOT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainHasCurrentSnapshot;
+    impl super::RemoteProcedure for DomainHasCurrentSnapshot {
+        const PROC: super::Procedure = super::Procedure::DomainHasCurrentSnapshot;
+        type Args = super::DomainHasCurrentSnapshotArgs;
+        type Ret = super::DomainHasCurrentSnapshotRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_CURRENT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotCurrent;
+    impl super::RemoteProcedure for DomainSnapshotCurrent {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotCurrent;
+        type Args = super::DomainSnapshotCurrentArgs;
+        type Ret = super::DomainSnapshotCurrentRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_REVERT_TO_SNAPSHOT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainRevertToSnapshot;
+    impl super::RemoteProcedure for DomainRevertToSnapshot {
+        const PROC: super::Procedure = super::Procedure::DomainRevertToSnapshot;
+        type Args = super::DomainRevertToSnapshotArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_DELETE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotDelete;
+    impl super::RemoteProcedure for DomainSnapshotDelete {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotDelete;
+        type Args = super::DomainSnapshotDeleteArgs;
+        type Ret = ();
     }
 
     /// `REMOTE_PROC_DOMAIN_GET_BLOCK_INFO`.
@@ -6688,6 +7262,15 @@ pub mod procs {
         type Ret = super::DomainBlockStatsFlagsRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_GET_PARENT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotGetParent;
+    impl super::RemoteProcedure for DomainSnapshotGetParent {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotGetParent;
+        type Args = super::DomainSnapshotGetParentArgs;
+        type Ret = super::DomainSnapshotGetParentRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_RESET`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainReset;
@@ -6695,6 +7278,24 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainReset;
         type Args = super::DomainResetArgs;
         type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM_CHILDREN`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotNumChildren;
+    impl super::RemoteProcedure for DomainSnapshotNumChildren {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotNumChildren;
+        type Args = super::DomainSnapshotNumChildrenArgs;
+        type Ret = super::DomainSnapshotNumChildrenRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotListChildrenNames;
+    impl super::RemoteProcedure for DomainSnapshotListChildrenNames {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotListChildrenNames;
+        type Args = super::DomainSnapshotListChildrenNamesArgs;
+        type Ret = super::DomainSnapshotListChildrenNamesRet;
     }
 
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`.
@@ -6733,6 +7334,24 @@ pub mod procs {
         type Ret = super::DomainGetMetadataRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_IS_CURRENT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotIsCurrent;
+    impl super::RemoteProcedure for DomainSnapshotIsCurrent {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotIsCurrent;
+        type Args = super::DomainSnapshotIsCurrentArgs;
+        type Ret = super::DomainSnapshotIsCurrentRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_HAS_METADATA`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotHasMetadata;
+    impl super::RemoteProcedure for DomainSnapshotHasMetadata {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotHasMetadata;
+        type Args = super::DomainSnapshotHasMetadataArgs;
+        type Ret = super::DomainSnapshotHasMetadataRet;
+    }
+
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct ConnectListAllDomains;
@@ -6740,6 +7359,24 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::ConnectListAllDomains;
         type Args = super::ConnectListAllDomainsArgs;
         type Ret = super::ConnectListAllDomainsRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_LIST_ALL_SNAPSHOTS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainListAllSnapshots;
+    impl super::RemoteProcedure for DomainListAllSnapshots {
+        const PROC: super::Procedure = super::Procedure::DomainListAllSnapshots;
+        type Args = super::DomainListAllSnapshotsArgs;
+        type Ret = super::DomainListAllSnapshotsRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSnapshotListAllChildren;
+    impl super::RemoteProcedure for DomainSnapshotListAllChildren {
+        const PROC: super::Procedure = super::Procedure::DomainSnapshotListAllChildren;
+        type Args = super::DomainSnapshotListAllChildrenArgs;
+        type Ret = super::DomainSnapshotListAllChildrenRet;
     }
 
     /// `REMOTE_PROC_DOMAIN_GET_HOSTNAME`.
@@ -7256,8 +7893,24 @@ pub enum Call {
     DomainHasManagedSaveImage(DomainHasManagedSaveImageArgs),
     /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_REMOVE`.
     DomainManagedSaveRemove(DomainManagedSaveRemoveArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_CREATE_XML`.
+    DomainSnapshotCreateXml(DomainSnapshotCreateXmlArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_GET_XML_DESC`.
+    DomainSnapshotGetXmlDesc(DomainSnapshotGetXmlDescArgs),
     /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM`.
     DomainSnapshotNum(DomainSnapshotNumArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_NAMES`.
+    DomainSnapshotListNames(DomainSnapshotListNamesArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LOOKUP_BY_NAME`.
+    DomainSnapshotLookupByName(DomainSnapshotLookupByNameArgs),
+    /// `REMOTE_PROC_DOMAIN_HAS_CURRENT_SNAPSHOT`.
+    DomainHasCurrentSnapshot(DomainHasCurrentSnapshotArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_CURRENT`.
+    DomainSnapshotCurrent(DomainSnapshotCurrentArgs),
+    /// `REMOTE_PROC_DOMAIN_REVERT_TO_SNAPSHOT`.
+    DomainRevertToSnapshot(DomainRevertToSnapshotArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_DELETE`.
+    DomainSnapshotDelete(DomainSnapshotDeleteArgs),
     /// `REMOTE_PROC_DOMAIN_GET_BLOCK_INFO`.
     DomainGetBlockInfo(DomainGetBlockInfoArgs),
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`.
@@ -7326,8 +7979,14 @@ pub enum Call {
     DomainMigrateGetMaxSpeed(DomainMigrateGetMaxSpeedArgs),
     /// `REMOTE_PROC_DOMAIN_BLOCK_STATS_FLAGS`.
     DomainBlockStatsFlags(DomainBlockStatsFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_GET_PARENT`.
+    DomainSnapshotGetParent(DomainSnapshotGetParentArgs),
     /// `REMOTE_PROC_DOMAIN_RESET`.
     DomainReset(DomainResetArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_NUM_CHILDREN`.
+    DomainSnapshotNumChildren(DomainSnapshotNumChildrenArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES`.
+    DomainSnapshotListChildrenNames(DomainSnapshotListChildrenNamesArgs),
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`.
     DomainShutdownFlags(DomainShutdownFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_GET_CPU_STATS`.
@@ -7336,8 +7995,16 @@ pub enum Call {
     DomainSetMetadata(DomainSetMetadataArgs),
     /// `REMOTE_PROC_DOMAIN_GET_METADATA`.
     DomainGetMetadata(DomainGetMetadataArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_IS_CURRENT`.
+    DomainSnapshotIsCurrent(DomainSnapshotIsCurrentArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_HAS_METADATA`.
+    DomainSnapshotHasMetadata(DomainSnapshotHasMetadataArgs),
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`.
     ConnectListAllDomains(ConnectListAllDomainsArgs),
+    /// `REMOTE_PROC_DOMAIN_LIST_ALL_SNAPSHOTS`.
+    DomainListAllSnapshots(DomainListAllSnapshotsArgs),
+    /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN`.
+    DomainSnapshotListAllChildren(DomainSnapshotListAllChildrenArgs),
     /// `REMOTE_PROC_DOMAIN_GET_HOSTNAME`.
     DomainGetHostname(DomainGetHostnameArgs),
     /// `REMOTE_PROC_NODE_GET_CPU_MAP`.
@@ -7635,8 +8302,32 @@ impl Call {
             Procedure::DomainManagedSaveRemove => {
                 Call::DomainManagedSaveRemove(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSnapshotCreateXml => {
+                Call::DomainSnapshotCreateXml(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotGetXmlDesc => {
+                Call::DomainSnapshotGetXmlDesc(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainSnapshotNum => {
                 Call::DomainSnapshotNum(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotListNames => {
+                Call::DomainSnapshotListNames(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotLookupByName => {
+                Call::DomainSnapshotLookupByName(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainHasCurrentSnapshot => {
+                Call::DomainHasCurrentSnapshot(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotCurrent => {
+                Call::DomainSnapshotCurrent(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainRevertToSnapshot => {
+                Call::DomainRevertToSnapshot(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotDelete => {
+                Call::DomainSnapshotDelete(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainGetBlockInfo => {
                 Call::DomainGetBlockInfo(migrated_xdr::from_bytes(payload)?)
@@ -7728,7 +8419,16 @@ impl Call {
             Procedure::DomainBlockStatsFlags => {
                 Call::DomainBlockStatsFlags(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSnapshotGetParent => {
+                Call::DomainSnapshotGetParent(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainReset => Call::DomainReset(migrated_xdr::from_bytes(payload)?),
+            Procedure::DomainSnapshotNumChildren => {
+                Call::DomainSnapshotNumChildren(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotListChildrenNames => {
+                Call::DomainSnapshotListChildrenNames(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainShutdownFlags => {
                 Call::DomainShutdownFlags(migrated_xdr::from_bytes(payload)?)
             }
@@ -7741,8 +8441,20 @@ impl Call {
             Procedure::DomainGetMetadata => {
                 Call::DomainGetMetadata(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSnapshotIsCurrent => {
+                Call::DomainSnapshotIsCurrent(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotHasMetadata => {
+                Call::DomainSnapshotHasMetadata(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::ConnectListAllDomains => {
                 Call::ConnectListAllDomains(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainListAllSnapshots => {
+                Call::DomainListAllSnapshots(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSnapshotListAllChildren => {
+                Call::DomainSnapshotListAllChildren(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainGetHostname => {
                 Call::DomainGetHostname(migrated_xdr::from_bytes(payload)?)
@@ -7964,7 +8676,15 @@ impl Call {
             Call::DomainManagedSave(_) => Procedure::DomainManagedSave,
             Call::DomainHasManagedSaveImage(_) => Procedure::DomainHasManagedSaveImage,
             Call::DomainManagedSaveRemove(_) => Procedure::DomainManagedSaveRemove,
+            Call::DomainSnapshotCreateXml(_) => Procedure::DomainSnapshotCreateXml,
+            Call::DomainSnapshotGetXmlDesc(_) => Procedure::DomainSnapshotGetXmlDesc,
             Call::DomainSnapshotNum(_) => Procedure::DomainSnapshotNum,
+            Call::DomainSnapshotListNames(_) => Procedure::DomainSnapshotListNames,
+            Call::DomainSnapshotLookupByName(_) => Procedure::DomainSnapshotLookupByName,
+            Call::DomainHasCurrentSnapshot(_) => Procedure::DomainHasCurrentSnapshot,
+            Call::DomainSnapshotCurrent(_) => Procedure::DomainSnapshotCurrent,
+            Call::DomainRevertToSnapshot(_) => Procedure::DomainRevertToSnapshot,
+            Call::DomainSnapshotDelete(_) => Procedure::DomainSnapshotDelete,
             Call::DomainGetBlockInfo(_) => Procedure::DomainGetBlockInfo,
             Call::DomainCreateWithFlags(_) => Procedure::DomainCreateWithFlags,
             Call::DomainSetMemoryParameters(_) => Procedure::DomainSetMemoryParameters,
@@ -8003,12 +8723,19 @@ impl Call {
             Call::DomainSaveImageDefineXml(_) => Procedure::DomainSaveImageDefineXml,
             Call::DomainMigrateGetMaxSpeed(_) => Procedure::DomainMigrateGetMaxSpeed,
             Call::DomainBlockStatsFlags(_) => Procedure::DomainBlockStatsFlags,
+            Call::DomainSnapshotGetParent(_) => Procedure::DomainSnapshotGetParent,
             Call::DomainReset(_) => Procedure::DomainReset,
+            Call::DomainSnapshotNumChildren(_) => Procedure::DomainSnapshotNumChildren,
+            Call::DomainSnapshotListChildrenNames(_) => Procedure::DomainSnapshotListChildrenNames,
             Call::DomainShutdownFlags(_) => Procedure::DomainShutdownFlags,
             Call::DomainGetCpuStats(_) => Procedure::DomainGetCpuStats,
             Call::DomainSetMetadata(_) => Procedure::DomainSetMetadata,
             Call::DomainGetMetadata(_) => Procedure::DomainGetMetadata,
+            Call::DomainSnapshotIsCurrent(_) => Procedure::DomainSnapshotIsCurrent,
+            Call::DomainSnapshotHasMetadata(_) => Procedure::DomainSnapshotHasMetadata,
             Call::ConnectListAllDomains(_) => Procedure::ConnectListAllDomains,
+            Call::DomainListAllSnapshots(_) => Procedure::DomainListAllSnapshots,
+            Call::DomainSnapshotListAllChildren(_) => Procedure::DomainSnapshotListAllChildren,
             Call::DomainGetHostname(_) => Procedure::DomainGetHostname,
             Call::NodeGetCpuMap(_) => Procedure::NodeGetCpuMap,
             Call::DomainGetJobStats(_) => Procedure::DomainGetJobStats,
@@ -8139,7 +8866,15 @@ impl Call {
             Call::DomainManagedSave(args) => migrated_xdr::to_bytes(args),
             Call::DomainHasManagedSaveImage(args) => migrated_xdr::to_bytes(args),
             Call::DomainManagedSaveRemove(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotCreateXml(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotGetXmlDesc(args) => migrated_xdr::to_bytes(args),
             Call::DomainSnapshotNum(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotListNames(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotLookupByName(args) => migrated_xdr::to_bytes(args),
+            Call::DomainHasCurrentSnapshot(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotCurrent(args) => migrated_xdr::to_bytes(args),
+            Call::DomainRevertToSnapshot(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotDelete(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetBlockInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainCreateWithFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetMemoryParameters(args) => migrated_xdr::to_bytes(args),
@@ -8174,12 +8909,19 @@ impl Call {
             Call::DomainSaveImageDefineXml(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateGetMaxSpeed(args) => migrated_xdr::to_bytes(args),
             Call::DomainBlockStatsFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotGetParent(args) => migrated_xdr::to_bytes(args),
             Call::DomainReset(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotNumChildren(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotListChildrenNames(args) => migrated_xdr::to_bytes(args),
             Call::DomainShutdownFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetCpuStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetMetadata(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetMetadata(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotIsCurrent(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotHasMetadata(args) => migrated_xdr::to_bytes(args),
             Call::ConnectListAllDomains(args) => migrated_xdr::to_bytes(args),
+            Call::DomainListAllSnapshots(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSnapshotListAllChildren(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetHostname(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetCpuMap(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetJobStats(args) => migrated_xdr::to_bytes(args),
