@@ -256,7 +256,7 @@ pub enum Error {
     },
 
     /// A value larger than the operation accepts (`VIR_ERR_OVERFLOW`).
-    #[error("{what} must be less than {limit}")]
+    #[error("numerical overflow: {what} must be less than {limit}")]
     Overflow {
         /// What is too large, e.g. "bandwidth".
         what: &'static str,
