@@ -1599,6 +1599,30 @@ fn qemu_virsh_refusals_and_persistent_xml_as_libvirt() {
         ],
     );
     moved_and_counting(&hosts, name, &uuid, src_pid, before);
+    // libvirt's figures on both ends: the source reports post-copy requests
+    // (none) after a pre-copy migration, the destination the page counts
+    // the source sent it.
+    let line = |info: &str, field: &str| {
+        info.lines()
+            .find(|l| l.starts_with(field))
+            .map(|l| l[field.len()..].trim().to_owned())
+    };
+    let src_info = hosts.virsh_ok(&a, &["domjobinfo", "--completed", name]);
+    assert_eq!(
+        line(&src_info, "Postcopy requests:").as_deref(),
+        Some("0"),
+        "{src_info}"
+    );
+    let dst_info = hosts.virsh_ok(&b, &["domjobinfo", "--completed", name]);
+    assert_eq!(
+        line(&dst_info, "Page size:").as_deref(),
+        Some("4096         bytes"),
+        "{dst_info}"
+    );
+    let normal: u64 = line(&dst_info, "Normal pages:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(normal > 0, "{dst_info}");
     let live = hosts.virsh_ok(&b, &["dumpxml", name]);
     assert!(live.contains("<vcpu>1</vcpu>"), "{live}");
     let config = hosts.virsh_ok(&b, &["dumpxml", "--inactive", name]);
