@@ -407,7 +407,17 @@ fn timeout_abort_and_domjobabort_keep_the_guest_on_the_source() {
     // domjobabort from a second client; the destination refuses it for the
     // incoming job as libvirt does (stock virsh there sees libvirt's words)
     let child = migrate_support::spawn_slow_migration(&a, &b, name);
-    migrate_support::wait_job_running(&b, name);
+    // B answers job queries for the incoming job with libvirt's refusal.
+    migrated_tests::wait_until(
+        std::time::Duration::from_secs(30),
+        "the incoming job on B",
+        || {
+            let out = migrated_tests::virsh(&b, &["domjobinfo", name]);
+            migrated_tests::clients::stderr_of(&out)
+                .contains("available only on the source host")
+                .then_some(())
+        },
+    );
     let out = migrated_tests::virsh(&b, &["domjobabort", name]);
     assert!(!out.status.success());
     let refusal = migrated_tests::clients::stderr_of(&out);

@@ -287,7 +287,8 @@ fn virsh_bandwidth_and_job_tuning() {
     let too_fast = virsh(&a, &["migrate-setspeed", name, "8796093022208"]);
     assert!(!too_fast.status.success());
     assert!(
-        stderr_of(&too_fast).contains("error: numerical overflow: bandwidth must be less than 8796093022208"),
+        stderr_of(&too_fast)
+            .contains("error: numerical overflow: bandwidth must be less than 8796093022208"),
         "{}",
         stderr_of(&too_fast)
     );

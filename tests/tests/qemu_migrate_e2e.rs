@@ -1581,8 +1581,11 @@ fn qemu_virsh_refusals_and_persistent_xml_as_libvirt() {
     assert!(inactive.contains("<vcpu>1</vcpu>"), "{inactive}");
     let dir = tempfile::tempdir().expect("temp dir");
     let next_boot = dir.path().join("next-boot.xml");
-    std::fs::write(&next_boot, inactive.replace("<vcpu>1</vcpu>", "<vcpu>2</vcpu>"))
-        .expect("write the persistent XML");
+    std::fs::write(
+        &next_boot,
+        inactive.replace("<vcpu>1</vcpu>", "<vcpu>2</vcpu>"),
+    )
+    .expect("write the persistent XML");
     let next_boot = next_boot.display().to_string();
     hosts.virsh_ok(
         &a,
