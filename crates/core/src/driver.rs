@@ -25,6 +25,8 @@ pub use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::support::SupportTable;
+use crate::tune::{CpuStats, GuestTime};
+use crate::typed_params::TypedParams;
 use crate::xml::MetadataTarget;
 
 /// The operations of [`Driver`], named after the libvirt API each implements.
@@ -158,6 +160,24 @@ pub enum Operation {
     GetIoThreadInfo,
     /// [`Driver::sysinfo`].
     GetSysinfo,
+    /// [`Driver::scheduler_type`].
+    GetSchedulerType,
+    /// [`Driver::scheduler_parameters`].
+    GetSchedulerParameters,
+    /// [`Driver::set_scheduler_parameters`].
+    SetSchedulerParameters,
+    /// [`Driver::memory_parameters`].
+    GetMemoryParameters,
+    /// [`Driver::set_memory_parameters`].
+    SetMemoryParameters,
+    /// [`Driver::cpu_stats`].
+    GetCpuStats,
+    /// [`Driver::guest_hostname`].
+    GetHostname,
+    /// [`Driver::guest_time`].
+    GetTime,
+    /// [`Driver::set_guest_time`].
+    SetTime,
 }
 
 impl Operation {
@@ -226,6 +246,15 @@ impl Operation {
         Operation::GetControlInfo,
         Operation::GetIoThreadInfo,
         Operation::GetSysinfo,
+        Operation::GetSchedulerType,
+        Operation::GetSchedulerParameters,
+        Operation::SetSchedulerParameters,
+        Operation::GetMemoryParameters,
+        Operation::SetMemoryParameters,
+        Operation::GetCpuStats,
+        Operation::GetHostname,
+        Operation::GetTime,
+        Operation::SetTime,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -294,6 +323,15 @@ impl Operation {
             Operation::GetControlInfo => "virDomainGetControlInfo",
             Operation::GetIoThreadInfo => "virDomainGetIOThreadInfo",
             Operation::GetSysinfo => "virConnectGetSysinfo",
+            Operation::GetSchedulerType => "virDomainGetSchedulerType",
+            Operation::GetSchedulerParameters => "virDomainGetSchedulerParametersFlags",
+            Operation::SetSchedulerParameters => "virDomainSetSchedulerParametersFlags",
+            Operation::GetMemoryParameters => "virDomainGetMemoryParameters",
+            Operation::SetMemoryParameters => "virDomainSetMemoryParameters",
+            Operation::GetCpuStats => "virDomainGetCPUStats",
+            Operation::GetHostname => "virDomainGetHostname",
+            Operation::GetTime => "virDomainGetTime",
+            Operation::SetTime => "virDomainSetTime",
         }
     }
 
@@ -363,6 +401,15 @@ impl Operation {
             Operation::GetControlInfo => "control_info",
             Operation::GetIoThreadInfo => "iothread_info",
             Operation::GetSysinfo => "sysinfo",
+            Operation::GetSchedulerType => "scheduler_type",
+            Operation::GetSchedulerParameters => "scheduler_parameters",
+            Operation::SetSchedulerParameters => "set_scheduler_parameters",
+            Operation::GetMemoryParameters => "memory_parameters",
+            Operation::SetMemoryParameters => "set_memory_parameters",
+            Operation::GetCpuStats => "cpu_stats",
+            Operation::GetHostname => "guest_hostname",
+            Operation::GetTime => "guest_time",
+            Operation::SetTime => "set_guest_time",
         }
     }
 }
@@ -832,6 +879,75 @@ pub trait Driver: Send + Sync {
     /// The host's SMBIOS description as libvirt's `<sysinfo type='smbios'>` XML.
     async fn sysinfo(&self) -> Result<String> {
         Err(self.no_support(Operation::GetSysinfo))
+    }
+
+    /// The scheduler of a domain and how many parameters it has
+    /// (`virsh schedinfo`).
+    async fn scheduler_type(&self, dom: &DomainRef) -> Result<(String, i32)> {
+        let _ = dom;
+        Err(self.no_support(Operation::GetSchedulerType))
+    }
+
+    /// The scheduler's parameters of the definition [`crate::flags::affect`]
+    /// `flags` choose (one of them).
+    async fn scheduler_parameters(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetSchedulerParameters))
+    }
+
+    /// Changes scheduler parameters ([`crate::tune::scheduler`]).
+    async fn set_scheduler_parameters(
+        &self,
+        dom: &DomainRef,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        let _ = (dom, params, flags);
+        Err(self.no_support(Operation::SetSchedulerParameters))
+    }
+
+    /// The memory limits ([`crate::tune::memory`]) of one definition, all
+    /// of them: the daemon answers as many as the caller asked for.
+    async fn memory_parameters(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetMemoryParameters))
+    }
+
+    /// Changes memory limits of one definition (`virsh memtune`).
+    async fn set_memory_parameters(
+        &self,
+        dom: &DomainRef,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        let _ = (dom, params, flags);
+        Err(self.no_support(Operation::SetMemoryParameters))
+    }
+
+    /// A running domain's CPU time, total and per host CPU
+    /// (`virsh cpu-stats`); the daemon picks what the query asks for.
+    async fn cpu_stats(&self, dom: &DomainRef, flags: u32) -> Result<CpuStats> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetCpuStats))
+    }
+
+    /// The guest's host name (`virsh domhostname`).
+    async fn guest_hostname(&self, dom: &DomainRef, flags: u32) -> Result<String> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetHostname))
+    }
+
+    /// The guest's clock (`virsh domtime`).
+    async fn guest_time(&self, dom: &DomainRef, flags: u32) -> Result<GuestTime> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetTime))
+    }
+
+    /// Sets the guest's clock, or with [`crate::tune::TIME_SYNC`] resyncs
+    /// it from its RTC (`virsh domtime --time/--now/--sync`).
+    async fn set_guest_time(&self, dom: &DomainRef, time: GuestTime, flags: u32) -> Result<()> {
+        let _ = (dom, time, flags);
+        Err(self.no_support(Operation::SetTime))
     }
 }
 

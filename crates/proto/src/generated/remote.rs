@@ -57,6 +57,18 @@ pub const REMOTE_CPUMAPS_MAX: usize = 8388608;
 /// Upper limit on the IOThreads described by REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO.
 pub const REMOTE_IOTHREAD_INFO_MAX: usize = 16384;
 
+/// Upper limit on the typed parameters of the scheduler calls (schedinfo).
+pub const REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX: usize = 16;
+
+/// Upper limit on the typed parameters of the memory tuning calls (memtune).
+pub const REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX: usize = 16;
+
+/// Upper limit on the typed parameters REMOTE_PROC_DOMAIN_GET_CPU_STATS answers.
+pub const REMOTE_DOMAIN_GET_CPU_STATS_MAX: usize = 2048;
+
+/// Upper limit on the host CPUs one REMOTE_PROC_DOMAIN_GET_CPU_STATS call covers.
+pub const REMOTE_DOMAIN_GET_CPU_STATS_NCPUS_MAX: usize = 128;
+
 /// Upper limit on the statistics of REMOTE_PROC_DOMAIN_MEMORY_STATS.
 pub const REMOTE_DOMAIN_MEMORY_STATS_MAX: usize = 1024;
 
@@ -2400,6 +2412,214 @@ pub struct DomainGetVcpuPinInfoRet {
     pub num: i32,
 }
 
+/// Arguments of REMOTE_PROC_DOMAIN_GET_SCHEDULER_TYPE.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetSchedulerTypeArgs {
+    /// Field `dom` of `remote_domain_get_scheduler_type_args`.
+    pub dom: NonnullDomain,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_SCHEDULER_TYPE.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetSchedulerTypeRet {
+    /// the scheduler's name ("fair", "posix")
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub r#type: String,
+    /// parameters the scheduler has
+    pub nparams: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetSchedulerParametersArgs {
+    /// Field `dom` of `remote_domain_get_scheduler_parameters_args`.
+    pub dom: NonnullDomain,
+    /// parameters wanted at most
+    pub nparams: i32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetSchedulerParametersRet {
+    /// Field `params` of `remote_domain_get_scheduler_parameters_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetSchedulerParametersArgs {
+    /// Field `dom` of `remote_domain_set_scheduler_parameters_args`.
+    pub dom: NonnullDomain,
+    /// Field `params` of `remote_domain_set_scheduler_parameters_args`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetSchedulerParametersFlagsArgs {
+    /// Field `dom` of `remote_domain_set_scheduler_parameters_flags_args`.
+    pub dom: NonnullDomain,
+    /// Field `params` of `remote_domain_set_scheduler_parameters_flags_args`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetSchedulerParametersFlagsArgs {
+    /// Field `dom` of `remote_domain_get_scheduler_parameters_flags_args`.
+    pub dom: NonnullDomain,
+    /// parameters wanted at most
+    pub nparams: i32,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetSchedulerParametersFlagsRet {
+    /// Field `params` of `remote_domain_get_scheduler_parameters_flags_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_MEMORY_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetMemoryParametersArgs {
+    /// Field `dom` of `remote_domain_set_memory_parameters_args`.
+    pub dom: NonnullDomain,
+    /// hard_limit, soft_limit, swap_hard_limit (KiB)
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_MEMORY_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetMemoryParametersArgs {
+    /// Field `dom` of `remote_domain_get_memory_parameters_args`.
+    pub dom: NonnullDomain,
+    /// parameters wanted at most; 0 asks how many there are
+    pub nparams: i32,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG, VIR_TYPED_PARAM_STRING_OKAY
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_MEMORY_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetMemoryParametersRet {
+    /// Field `params` of `remote_domain_get_memory_parameters_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// parameters there are (when 0 were asked) or were returned
+    pub nparams: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_CPU_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetCpuStatsArgs {
+    /// Field `dom` of `remote_domain_get_cpu_stats_args`.
+    pub dom: NonnullDomain,
+    /// statistics per CPU wanted; 0 asks how many there are
+    pub nparams: u32,
+    /// first host CPU, or -1 for the domain's total
+    pub start_cpu: i32,
+    /// host CPUs wanted (1 for the total); 0 asks how many there are
+    pub ncpus: u32,
+    /// VIR_TYPED_PARAM_STRING_OKAY
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_CPU_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetCpuStatsRet {
+    /// ncpus strides of nparams statistics, empty ones left out
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_GET_CPU_STATS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_GET_CPU_STATS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// statistics per CPU, or the count asked for
+    pub nparams: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_HOSTNAME.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetHostnameArgs {
+    /// Field `dom` of `remote_domain_get_hostname_args`.
+    pub dom: NonnullDomain,
+    /// VIR_DOMAIN_GET_HOSTNAME_LEASE/AGENT
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_HOSTNAME.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetHostnameRet {
+    /// Field `hostname` of `remote_domain_get_hostname_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub hostname: String,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_TIME.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetTimeArgs {
+    /// Field `dom` of `remote_domain_get_time_args`.
+    pub dom: NonnullDomain,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_TIME: the guest's clock.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetTimeRet {
+    /// seconds since the Epoch
+    pub seconds: i64,
+    /// Field `nseconds` of `remote_domain_get_time_ret`.
+    pub nseconds: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_TIME.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetTimeArgs {
+    /// Field `dom` of `remote_domain_set_time_args`.
+    pub dom: NonnullDomain,
+    /// seconds since the Epoch
+    pub seconds: i64,
+    /// Field `nseconds` of `remote_domain_set_time_args`.
+    pub nseconds: u32,
+    /// VIR_DOMAIN_TIME_SYNC = 1
+    pub flags: u32,
+}
+
 /// Arguments of REMOTE_PROC_DOMAIN_GET_CONTROL_INFO.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainGetControlInfoArgs {
@@ -3098,6 +3318,12 @@ pub enum Procedure {
     DomainRestore = 54,
     /// `REMOTE_PROC_DOMAIN_SAVE`
     DomainSave = 55,
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_TYPE`
+    DomainGetSchedulerType = 56,
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS`
+    DomainGetSchedulerParameters = 57,
+    /// `REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS`
+    DomainSetSchedulerParameters = 58,
     /// `REMOTE_PROC_CONNECT_GET_HOSTNAME`
     ConnectGetHostname = 59,
     /// `REMOTE_PROC_CONNECT_SUPPORTS_FEATURE`
@@ -3184,6 +3410,10 @@ pub enum Procedure {
     DomainGetBlockInfo = 194,
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`
     DomainCreateWithFlags = 196,
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY_PARAMETERS`
+    DomainSetMemoryParameters = 197,
+    /// `REMOTE_PROC_DOMAIN_GET_MEMORY_PARAMETERS`
+    DomainGetMemoryParameters = 198,
     /// `REMOTE_PROC_DOMAIN_SET_VCPUS_FLAGS`
     DomainSetVcpusFlags = 199,
     /// `REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS`
@@ -3214,6 +3444,10 @@ pub enum Procedure {
     DomainMigrateFinish3 = 217,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3`
     DomainMigrateConfirm3 = 218,
+    /// `REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS`
+    DomainSetSchedulerParametersFlags = 219,
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS`
+    DomainGetSchedulerParametersFlags = 223,
     /// `REMOTE_PROC_DOMAIN_SEND_KEY`
     DomainSendKey = 226,
     /// `REMOTE_PROC_NODE_GET_CPU_STATS`
@@ -3244,12 +3478,16 @@ pub enum Procedure {
     DomainReset = 245,
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`
     DomainShutdownFlags = 258,
+    /// `REMOTE_PROC_DOMAIN_GET_CPU_STATS`
+    DomainGetCpuStats = 262,
     /// `REMOTE_PROC_DOMAIN_SET_METADATA`
     DomainSetMetadata = 264,
     /// `REMOTE_PROC_DOMAIN_GET_METADATA`
     DomainGetMetadata = 265,
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`
     ConnectListAllDomains = 273,
+    /// `REMOTE_PROC_DOMAIN_GET_HOSTNAME`
+    DomainGetHostname = 277,
     /// `REMOTE_PROC_NODE_GET_CPU_MAP`
     NodeGetCpuMap = 293,
     /// `REMOTE_PROC_DOMAIN_GET_JOB_STATS`
@@ -3282,6 +3520,10 @@ pub enum Procedure {
     DomainEventCallbackReboot = 319,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED`
     DomainEventCallbackDeviceRemoved = 333,
+    /// `REMOTE_PROC_DOMAIN_GET_TIME`
+    DomainGetTime = 337,
+    /// `REMOTE_PROC_DOMAIN_SET_TIME`
+    DomainSetTime = 338,
     /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`
     ConnectGetDomainCapabilities = 342,
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`
@@ -3365,6 +3607,9 @@ impl Procedure {
         Procedure::ConnectNumOfDomains,
         Procedure::DomainRestore,
         Procedure::DomainSave,
+        Procedure::DomainGetSchedulerType,
+        Procedure::DomainGetSchedulerParameters,
+        Procedure::DomainSetSchedulerParameters,
         Procedure::ConnectGetHostname,
         Procedure::ConnectSupportsFeature,
         Procedure::DomainMigratePrepare,
@@ -3408,6 +3653,8 @@ impl Procedure {
         Procedure::DomainSnapshotNum,
         Procedure::DomainGetBlockInfo,
         Procedure::DomainCreateWithFlags,
+        Procedure::DomainSetMemoryParameters,
+        Procedure::DomainGetMemoryParameters,
         Procedure::DomainSetVcpusFlags,
         Procedure::DomainGetVcpusFlags,
         Procedure::DomainOpenConsole,
@@ -3423,6 +3670,8 @@ impl Procedure {
         Procedure::DomainMigratePerform3,
         Procedure::DomainMigrateFinish3,
         Procedure::DomainMigrateConfirm3,
+        Procedure::DomainSetSchedulerParametersFlags,
+        Procedure::DomainGetSchedulerParametersFlags,
         Procedure::DomainSendKey,
         Procedure::NodeGetCpuStats,
         Procedure::NodeGetMemoryStats,
@@ -3438,9 +3687,11 @@ impl Procedure {
         Procedure::DomainBlockStatsFlags,
         Procedure::DomainReset,
         Procedure::DomainShutdownFlags,
+        Procedure::DomainGetCpuStats,
         Procedure::DomainSetMetadata,
         Procedure::DomainGetMetadata,
         Procedure::ConnectListAllDomains,
+        Procedure::DomainGetHostname,
         Procedure::NodeGetCpuMap,
         Procedure::DomainGetJobStats,
         Procedure::DomainMigrateGetCompressionCache,
@@ -3457,6 +3708,8 @@ impl Procedure {
         Procedure::DomainEventCallbackLifecycle,
         Procedure::DomainEventCallbackReboot,
         Procedure::DomainEventCallbackDeviceRemoved,
+        Procedure::DomainGetTime,
+        Procedure::DomainSetTime,
         Procedure::ConnectGetDomainCapabilities,
         Procedure::ConnectGetAllDomainStats,
         Procedure::DomainDefineXmlFlags,
@@ -3519,6 +3772,9 @@ impl Procedure {
             51 => Some(Self::ConnectNumOfDomains),
             54 => Some(Self::DomainRestore),
             55 => Some(Self::DomainSave),
+            56 => Some(Self::DomainGetSchedulerType),
+            57 => Some(Self::DomainGetSchedulerParameters),
+            58 => Some(Self::DomainSetSchedulerParameters),
             59 => Some(Self::ConnectGetHostname),
             60 => Some(Self::ConnectSupportsFeature),
             61 => Some(Self::DomainMigratePrepare),
@@ -3562,6 +3818,8 @@ impl Procedure {
             187 => Some(Self::DomainSnapshotNum),
             194 => Some(Self::DomainGetBlockInfo),
             196 => Some(Self::DomainCreateWithFlags),
+            197 => Some(Self::DomainSetMemoryParameters),
+            198 => Some(Self::DomainGetMemoryParameters),
             199 => Some(Self::DomainSetVcpusFlags),
             200 => Some(Self::DomainGetVcpusFlags),
             201 => Some(Self::DomainOpenConsole),
@@ -3577,6 +3835,8 @@ impl Procedure {
             216 => Some(Self::DomainMigratePerform3),
             217 => Some(Self::DomainMigrateFinish3),
             218 => Some(Self::DomainMigrateConfirm3),
+            219 => Some(Self::DomainSetSchedulerParametersFlags),
+            223 => Some(Self::DomainGetSchedulerParametersFlags),
             226 => Some(Self::DomainSendKey),
             227 => Some(Self::NodeGetCpuStats),
             228 => Some(Self::NodeGetMemoryStats),
@@ -3592,9 +3852,11 @@ impl Procedure {
             243 => Some(Self::DomainBlockStatsFlags),
             245 => Some(Self::DomainReset),
             258 => Some(Self::DomainShutdownFlags),
+            262 => Some(Self::DomainGetCpuStats),
             264 => Some(Self::DomainSetMetadata),
             265 => Some(Self::DomainGetMetadata),
             273 => Some(Self::ConnectListAllDomains),
+            277 => Some(Self::DomainGetHostname),
             293 => Some(Self::NodeGetCpuMap),
             298 => Some(Self::DomainGetJobStats),
             299 => Some(Self::DomainMigrateGetCompressionCache),
@@ -3611,6 +3873,8 @@ impl Procedure {
             318 => Some(Self::DomainEventCallbackLifecycle),
             319 => Some(Self::DomainEventCallbackReboot),
             333 => Some(Self::DomainEventCallbackDeviceRemoved),
+            337 => Some(Self::DomainGetTime),
+            338 => Some(Self::DomainSetTime),
             342 => Some(Self::ConnectGetDomainCapabilities),
             344 => Some(Self::ConnectGetAllDomainStats),
             350 => Some(Self::DomainDefineXmlFlags),
@@ -3675,118 +3939,129 @@ impl Procedure {
             Self::ConnectNumOfDomains => &PROCEDURES[35],
             Self::DomainRestore => &PROCEDURES[36],
             Self::DomainSave => &PROCEDURES[37],
-            Self::ConnectGetHostname => &PROCEDURES[38],
-            Self::ConnectSupportsFeature => &PROCEDURES[39],
-            Self::DomainMigratePrepare => &PROCEDURES[40],
-            Self::DomainMigratePerform => &PROCEDURES[41],
-            Self::DomainMigrateFinish => &PROCEDURES[42],
-            Self::DomainBlockStats => &PROCEDURES[43],
-            Self::DomainInterfaceStats => &PROCEDURES[44],
-            Self::AuthList => &PROCEDURES[45],
-            Self::AuthSaslInit => &PROCEDURES[46],
-            Self::AuthSaslStart => &PROCEDURES[47],
-            Self::AuthSaslStep => &PROCEDURES[48],
-            Self::AuthPolkit => &PROCEDURES[49],
-            Self::NodeGetCellsFreeMemory => &PROCEDURES[50],
-            Self::NodeGetFreeMemory => &PROCEDURES[51],
-            Self::ConnectDomainEventRegister => &PROCEDURES[52],
-            Self::ConnectDomainEventDeregister => &PROCEDURES[53],
-            Self::DomainEventLifecycle => &PROCEDURES[54],
-            Self::DomainMigratePrepare2 => &PROCEDURES[55],
-            Self::DomainMigrateFinish2 => &PROCEDURES[56],
-            Self::ConnectGetUri => &PROCEDURES[57],
-            Self::DomainGetSecurityLabel => &PROCEDURES[58],
-            Self::NodeGetSecurityModel => &PROCEDURES[59],
-            Self::DomainMigratePrepareTunnel => &PROCEDURES[60],
-            Self::ConnectIsSecure => &PROCEDURES[61],
-            Self::DomainIsActive => &PROCEDURES[62],
-            Self::DomainIsPersistent => &PROCEDURES[63],
-            Self::ConnectGetLibVersion => &PROCEDURES[64],
-            Self::DomainMemoryStats => &PROCEDURES[65],
-            Self::DomainAttachDeviceFlags => &PROCEDURES[66],
-            Self::DomainDetachDeviceFlags => &PROCEDURES[67],
-            Self::DomainGetJobInfo => &PROCEDURES[68],
-            Self::DomainAbortJob => &PROCEDURES[69],
-            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[70],
-            Self::ConnectDomainEventRegisterAny => &PROCEDURES[71],
-            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[72],
-            Self::DomainEventReboot => &PROCEDURES[73],
-            Self::DomainUpdateDeviceFlags => &PROCEDURES[74],
-            Self::DomainManagedSave => &PROCEDURES[75],
-            Self::DomainHasManagedSaveImage => &PROCEDURES[76],
-            Self::DomainManagedSaveRemove => &PROCEDURES[77],
-            Self::DomainSnapshotNum => &PROCEDURES[78],
-            Self::DomainGetBlockInfo => &PROCEDURES[79],
-            Self::DomainCreateWithFlags => &PROCEDURES[80],
-            Self::DomainSetVcpusFlags => &PROCEDURES[81],
-            Self::DomainGetVcpusFlags => &PROCEDURES[82],
-            Self::DomainOpenConsole => &PROCEDURES[83],
-            Self::DomainIsUpdated => &PROCEDURES[84],
-            Self::ConnectGetSysinfo => &PROCEDURES[85],
-            Self::DomainSetMemoryFlags => &PROCEDURES[86],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[87],
-            Self::DomainInjectNmi => &PROCEDURES[88],
-            Self::DomainGetState => &PROCEDURES[89],
-            Self::DomainMigrateBegin3 => &PROCEDURES[90],
-            Self::DomainMigratePrepare3 => &PROCEDURES[91],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[92],
-            Self::DomainMigratePerform3 => &PROCEDURES[93],
-            Self::DomainMigrateFinish3 => &PROCEDURES[94],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[95],
-            Self::DomainSendKey => &PROCEDURES[96],
-            Self::NodeGetCpuStats => &PROCEDURES[97],
-            Self::NodeGetMemoryStats => &PROCEDURES[98],
-            Self::DomainGetControlInfo => &PROCEDURES[99],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[100],
-            Self::DomainUndefineFlags => &PROCEDURES[101],
-            Self::DomainSaveFlags => &PROCEDURES[102],
-            Self::DomainRestoreFlags => &PROCEDURES[103],
-            Self::DomainDestroyFlags => &PROCEDURES[104],
-            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[105],
-            Self::DomainSaveImageDefineXml => &PROCEDURES[106],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[107],
-            Self::DomainBlockStatsFlags => &PROCEDURES[108],
-            Self::DomainReset => &PROCEDURES[109],
-            Self::DomainShutdownFlags => &PROCEDURES[110],
-            Self::DomainSetMetadata => &PROCEDURES[111],
-            Self::DomainGetMetadata => &PROCEDURES[112],
-            Self::ConnectListAllDomains => &PROCEDURES[113],
-            Self::NodeGetCpuMap => &PROCEDURES[114],
-            Self::DomainGetJobStats => &PROCEDURES[115],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[116],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[117],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[118],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[119],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[120],
-            Self::DomainMigratePerform3Params => &PROCEDURES[121],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[122],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[123],
-            Self::DomainEventDeviceRemoved => &PROCEDURES[124],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[125],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[126],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[127],
-            Self::DomainEventCallbackReboot => &PROCEDURES[128],
-            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[129],
-            Self::ConnectGetDomainCapabilities => &PROCEDURES[130],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[131],
-            Self::DomainDefineXmlFlags => &PROCEDURES[132],
-            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[133],
-            Self::DomainGetIothreadInfo => &PROCEDURES[134],
-            Self::DomainRename => &PROCEDURES[135],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[136],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[137],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[138],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[139],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[140],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[141],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[142],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[143],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[144],
-            Self::ConnectSetIdentity => &PROCEDURES[145],
-            Self::DomainGetMessages => &PROCEDURES[146],
-            Self::DomainSaveParams => &PROCEDURES[147],
-            Self::DomainRestoreParams => &PROCEDURES[148],
-            Self::DomainAbortJobFlags => &PROCEDURES[149],
+            Self::DomainGetSchedulerType => &PROCEDURES[38],
+            Self::DomainGetSchedulerParameters => &PROCEDURES[39],
+            Self::DomainSetSchedulerParameters => &PROCEDURES[40],
+            Self::ConnectGetHostname => &PROCEDURES[41],
+            Self::ConnectSupportsFeature => &PROCEDURES[42],
+            Self::DomainMigratePrepare => &PROCEDURES[43],
+            Self::DomainMigratePerform => &PROCEDURES[44],
+            Self::DomainMigrateFinish => &PROCEDURES[45],
+            Self::DomainBlockStats => &PROCEDURES[46],
+            Self::DomainInterfaceStats => &PROCEDURES[47],
+            Self::AuthList => &PROCEDURES[48],
+            Self::AuthSaslInit => &PROCEDURES[49],
+            Self::AuthSaslStart => &PROCEDURES[50],
+            Self::AuthSaslStep => &PROCEDURES[51],
+            Self::AuthPolkit => &PROCEDURES[52],
+            Self::NodeGetCellsFreeMemory => &PROCEDURES[53],
+            Self::NodeGetFreeMemory => &PROCEDURES[54],
+            Self::ConnectDomainEventRegister => &PROCEDURES[55],
+            Self::ConnectDomainEventDeregister => &PROCEDURES[56],
+            Self::DomainEventLifecycle => &PROCEDURES[57],
+            Self::DomainMigratePrepare2 => &PROCEDURES[58],
+            Self::DomainMigrateFinish2 => &PROCEDURES[59],
+            Self::ConnectGetUri => &PROCEDURES[60],
+            Self::DomainGetSecurityLabel => &PROCEDURES[61],
+            Self::NodeGetSecurityModel => &PROCEDURES[62],
+            Self::DomainMigratePrepareTunnel => &PROCEDURES[63],
+            Self::ConnectIsSecure => &PROCEDURES[64],
+            Self::DomainIsActive => &PROCEDURES[65],
+            Self::DomainIsPersistent => &PROCEDURES[66],
+            Self::ConnectGetLibVersion => &PROCEDURES[67],
+            Self::DomainMemoryStats => &PROCEDURES[68],
+            Self::DomainAttachDeviceFlags => &PROCEDURES[69],
+            Self::DomainDetachDeviceFlags => &PROCEDURES[70],
+            Self::DomainGetJobInfo => &PROCEDURES[71],
+            Self::DomainAbortJob => &PROCEDURES[72],
+            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[73],
+            Self::ConnectDomainEventRegisterAny => &PROCEDURES[74],
+            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[75],
+            Self::DomainEventReboot => &PROCEDURES[76],
+            Self::DomainUpdateDeviceFlags => &PROCEDURES[77],
+            Self::DomainManagedSave => &PROCEDURES[78],
+            Self::DomainHasManagedSaveImage => &PROCEDURES[79],
+            Self::DomainManagedSaveRemove => &PROCEDURES[80],
+            Self::DomainSnapshotNum => &PROCEDURES[81],
+            Self::DomainGetBlockInfo => &PROCEDURES[82],
+            Self::DomainCreateWithFlags => &PROCEDURES[83],
+            Self::DomainSetMemoryParameters => &PROCEDURES[84],
+            Self::DomainGetMemoryParameters => &PROCEDURES[85],
+            Self::DomainSetVcpusFlags => &PROCEDURES[86],
+            Self::DomainGetVcpusFlags => &PROCEDURES[87],
+            Self::DomainOpenConsole => &PROCEDURES[88],
+            Self::DomainIsUpdated => &PROCEDURES[89],
+            Self::ConnectGetSysinfo => &PROCEDURES[90],
+            Self::DomainSetMemoryFlags => &PROCEDURES[91],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[92],
+            Self::DomainInjectNmi => &PROCEDURES[93],
+            Self::DomainGetState => &PROCEDURES[94],
+            Self::DomainMigrateBegin3 => &PROCEDURES[95],
+            Self::DomainMigratePrepare3 => &PROCEDURES[96],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[97],
+            Self::DomainMigratePerform3 => &PROCEDURES[98],
+            Self::DomainMigrateFinish3 => &PROCEDURES[99],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[100],
+            Self::DomainSetSchedulerParametersFlags => &PROCEDURES[101],
+            Self::DomainGetSchedulerParametersFlags => &PROCEDURES[102],
+            Self::DomainSendKey => &PROCEDURES[103],
+            Self::NodeGetCpuStats => &PROCEDURES[104],
+            Self::NodeGetMemoryStats => &PROCEDURES[105],
+            Self::DomainGetControlInfo => &PROCEDURES[106],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[107],
+            Self::DomainUndefineFlags => &PROCEDURES[108],
+            Self::DomainSaveFlags => &PROCEDURES[109],
+            Self::DomainRestoreFlags => &PROCEDURES[110],
+            Self::DomainDestroyFlags => &PROCEDURES[111],
+            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[112],
+            Self::DomainSaveImageDefineXml => &PROCEDURES[113],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[114],
+            Self::DomainBlockStatsFlags => &PROCEDURES[115],
+            Self::DomainReset => &PROCEDURES[116],
+            Self::DomainShutdownFlags => &PROCEDURES[117],
+            Self::DomainGetCpuStats => &PROCEDURES[118],
+            Self::DomainSetMetadata => &PROCEDURES[119],
+            Self::DomainGetMetadata => &PROCEDURES[120],
+            Self::ConnectListAllDomains => &PROCEDURES[121],
+            Self::DomainGetHostname => &PROCEDURES[122],
+            Self::NodeGetCpuMap => &PROCEDURES[123],
+            Self::DomainGetJobStats => &PROCEDURES[124],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[125],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[126],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[127],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[128],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[129],
+            Self::DomainMigratePerform3Params => &PROCEDURES[130],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[131],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[132],
+            Self::DomainEventDeviceRemoved => &PROCEDURES[133],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[134],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[135],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[136],
+            Self::DomainEventCallbackReboot => &PROCEDURES[137],
+            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[138],
+            Self::DomainGetTime => &PROCEDURES[139],
+            Self::DomainSetTime => &PROCEDURES[140],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[141],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[142],
+            Self::DomainDefineXmlFlags => &PROCEDURES[143],
+            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[144],
+            Self::DomainGetIothreadInfo => &PROCEDURES[145],
+            Self::DomainRename => &PROCEDURES[146],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[147],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[148],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[149],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[150],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[151],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[152],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[153],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[154],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[155],
+            Self::ConnectSetIdentity => &PROCEDURES[156],
+            Self::DomainGetMessages => &PROCEDURES[157],
+            Self::DomainSaveParams => &PROCEDURES[158],
+            Self::DomainRestoreParams => &PROCEDURES[159],
+            Self::DomainAbortJobFlags => &PROCEDURES[160],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3837,6 +4112,13 @@ impl Procedure {
             Self::ConnectNumOfDomains => visitor.visit::<procs::ConnectNumOfDomains>(),
             Self::DomainRestore => visitor.visit::<procs::DomainRestore>(),
             Self::DomainSave => visitor.visit::<procs::DomainSave>(),
+            Self::DomainGetSchedulerType => visitor.visit::<procs::DomainGetSchedulerType>(),
+            Self::DomainGetSchedulerParameters => {
+                visitor.visit::<procs::DomainGetSchedulerParameters>()
+            }
+            Self::DomainSetSchedulerParameters => {
+                visitor.visit::<procs::DomainSetSchedulerParameters>()
+            }
             Self::ConnectGetHostname => visitor.visit::<procs::ConnectGetHostname>(),
             Self::ConnectSupportsFeature => visitor.visit::<procs::ConnectSupportsFeature>(),
             Self::DomainMigratePrepare => visitor.visit::<procs::DomainMigratePrepare>(),
@@ -3892,6 +4174,8 @@ impl Procedure {
             Self::DomainSnapshotNum => visitor.visit::<procs::DomainSnapshotNum>(),
             Self::DomainGetBlockInfo => visitor.visit::<procs::DomainGetBlockInfo>(),
             Self::DomainCreateWithFlags => visitor.visit::<procs::DomainCreateWithFlags>(),
+            Self::DomainSetMemoryParameters => visitor.visit::<procs::DomainSetMemoryParameters>(),
+            Self::DomainGetMemoryParameters => visitor.visit::<procs::DomainGetMemoryParameters>(),
             Self::DomainSetVcpusFlags => visitor.visit::<procs::DomainSetVcpusFlags>(),
             Self::DomainGetVcpusFlags => visitor.visit::<procs::DomainGetVcpusFlags>(),
             Self::DomainOpenConsole => visitor.visit::<procs::DomainOpenConsole>(),
@@ -3909,6 +4193,12 @@ impl Procedure {
             Self::DomainMigratePerform3 => visitor.visit::<procs::DomainMigratePerform3>(),
             Self::DomainMigrateFinish3 => visitor.visit::<procs::DomainMigrateFinish3>(),
             Self::DomainMigrateConfirm3 => visitor.visit::<procs::DomainMigrateConfirm3>(),
+            Self::DomainSetSchedulerParametersFlags => {
+                visitor.visit::<procs::DomainSetSchedulerParametersFlags>()
+            }
+            Self::DomainGetSchedulerParametersFlags => {
+                visitor.visit::<procs::DomainGetSchedulerParametersFlags>()
+            }
             Self::DomainSendKey => visitor.visit::<procs::DomainSendKey>(),
             Self::NodeGetCpuStats => visitor.visit::<procs::NodeGetCpuStats>(),
             Self::NodeGetMemoryStats => visitor.visit::<procs::NodeGetMemoryStats>(),
@@ -3924,9 +4214,11 @@ impl Procedure {
             Self::DomainBlockStatsFlags => visitor.visit::<procs::DomainBlockStatsFlags>(),
             Self::DomainReset => visitor.visit::<procs::DomainReset>(),
             Self::DomainShutdownFlags => visitor.visit::<procs::DomainShutdownFlags>(),
+            Self::DomainGetCpuStats => visitor.visit::<procs::DomainGetCpuStats>(),
             Self::DomainSetMetadata => visitor.visit::<procs::DomainSetMetadata>(),
             Self::DomainGetMetadata => visitor.visit::<procs::DomainGetMetadata>(),
             Self::ConnectListAllDomains => visitor.visit::<procs::ConnectListAllDomains>(),
+            Self::DomainGetHostname => visitor.visit::<procs::DomainGetHostname>(),
             Self::NodeGetCpuMap => visitor.visit::<procs::NodeGetCpuMap>(),
             Self::DomainGetJobStats => visitor.visit::<procs::DomainGetJobStats>(),
             Self::DomainMigrateGetCompressionCache => {
@@ -3965,6 +4257,8 @@ impl Procedure {
             Self::DomainEventCallbackDeviceRemoved => {
                 visitor.visit::<procs::DomainEventCallbackDeviceRemoved>()
             }
+            Self::DomainGetTime => visitor.visit::<procs::DomainGetTime>(),
+            Self::DomainSetTime => visitor.visit::<procs::DomainSetTime>(),
             Self::ConnectGetDomainCapabilities => {
                 visitor.visit::<procs::ConnectGetDomainCapabilities>()
             }
@@ -4339,6 +4633,30 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 56,
+        name: "REMOTE_PROC_DOMAIN_GET_SCHEDULER_TYPE",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 57,
+        name: "REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 58,
+        name: "REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 59,
         name: "REMOTE_PROC_CONNECT_GET_HOSTNAME",
         readonly: true,
@@ -4683,6 +5001,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 197,
+        name: "REMOTE_PROC_DOMAIN_SET_MEMORY_PARAMETERS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 198,
+        name: "REMOTE_PROC_DOMAIN_GET_MEMORY_PARAMETERS",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 199,
         name: "REMOTE_PROC_DOMAIN_SET_VCPUS_FLAGS",
         readonly: false,
@@ -4798,6 +5132,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         number: 218,
         name: "REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3",
         readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 219,
+        name: "REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 223,
+        name: "REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS",
+        readonly: true,
         priority: false,
         event: false,
         stream: false,
@@ -4923,6 +5273,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 262,
+        name: "REMOTE_PROC_DOMAIN_GET_CPU_STATS",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 264,
         name: "REMOTE_PROC_DOMAIN_SET_METADATA",
         readonly: false,
@@ -4943,6 +5301,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS",
         readonly: true,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 277,
+        name: "REMOTE_PROC_DOMAIN_GET_HOSTNAME",
+        readonly: false,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -5072,6 +5438,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         readonly: false,
         priority: false,
         event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 337,
+        name: "REMOTE_PROC_DOMAIN_GET_TIME",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 338,
+        name: "REMOTE_PROC_DOMAIN_SET_TIME",
+        readonly: false,
+        priority: false,
+        event: false,
         stream: false,
     },
     crate::ProcedureInfo {
@@ -5604,6 +5986,33 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_TYPE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetSchedulerType;
+    impl super::RemoteProcedure for DomainGetSchedulerType {
+        const PROC: super::Procedure = super::Procedure::DomainGetSchedulerType;
+        type Args = super::DomainGetSchedulerTypeArgs;
+        type Ret = super::DomainGetSchedulerTypeRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetSchedulerParameters;
+    impl super::RemoteProcedure for DomainGetSchedulerParameters {
+        const PROC: super::Procedure = super::Procedure::DomainGetSchedulerParameters;
+        type Args = super::DomainGetSchedulerParametersArgs;
+        type Ret = super::DomainGetSchedulerParametersRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetSchedulerParameters;
+    impl super::RemoteProcedure for DomainSetSchedulerParameters {
+        const PROC: super::Procedure = super::Procedure::DomainSetSchedulerParameters;
+        type Args = super::DomainSetSchedulerParametersArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_CONNECT_GET_HOSTNAME`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct ConnectGetHostname;
@@ -5991,6 +6400,24 @@ pub mod procs {
         type Ret = super::DomainCreateWithFlagsRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY_PARAMETERS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetMemoryParameters;
+    impl super::RemoteProcedure for DomainSetMemoryParameters {
+        const PROC: super::Procedure = super::Procedure::DomainSetMemoryParameters;
+        type Args = super::DomainSetMemoryParametersArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_MEMORY_PARAMETERS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetMemoryParameters;
+    impl super::RemoteProcedure for DomainGetMemoryParameters {
+        const PROC: super::Procedure = super::Procedure::DomainGetMemoryParameters;
+        type Args = super::DomainGetMemoryParametersArgs;
+        type Ret = super::DomainGetMemoryParametersRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_SET_VCPUS_FLAGS`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainSetVcpusFlags;
@@ -6124,6 +6551,24 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainMigrateConfirm3;
         type Args = super::DomainMigrateConfirm3Args;
         type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetSchedulerParametersFlags;
+    impl super::RemoteProcedure for DomainSetSchedulerParametersFlags {
+        const PROC: super::Procedure = super::Procedure::DomainSetSchedulerParametersFlags;
+        type Args = super::DomainSetSchedulerParametersFlagsArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetSchedulerParametersFlags;
+    impl super::RemoteProcedure for DomainGetSchedulerParametersFlags {
+        const PROC: super::Procedure = super::Procedure::DomainGetSchedulerParametersFlags;
+        type Args = super::DomainGetSchedulerParametersFlagsArgs;
+        type Ret = super::DomainGetSchedulerParametersFlagsRet;
     }
 
     /// `REMOTE_PROC_DOMAIN_SEND_KEY`.
@@ -6261,6 +6706,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_GET_CPU_STATS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetCpuStats;
+    impl super::RemoteProcedure for DomainGetCpuStats {
+        const PROC: super::Procedure = super::Procedure::DomainGetCpuStats;
+        type Args = super::DomainGetCpuStatsArgs;
+        type Ret = super::DomainGetCpuStatsRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_SET_METADATA`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainSetMetadata;
@@ -6286,6 +6740,15 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::ConnectListAllDomains;
         type Args = super::ConnectListAllDomainsArgs;
         type Ret = super::ConnectListAllDomainsRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_HOSTNAME`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetHostname;
+    impl super::RemoteProcedure for DomainGetHostname {
+        const PROC: super::Procedure = super::Procedure::DomainGetHostname;
+        type Args = super::DomainGetHostnameArgs;
+        type Ret = super::DomainGetHostnameRet;
     }
 
     /// `REMOTE_PROC_NODE_GET_CPU_MAP`.
@@ -6429,6 +6892,24 @@ pub mod procs {
     impl super::RemoteProcedure for DomainEventCallbackDeviceRemoved {
         const PROC: super::Procedure = super::Procedure::DomainEventCallbackDeviceRemoved;
         type Args = super::DomainEventCallbackDeviceRemovedMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_TIME`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetTime;
+    impl super::RemoteProcedure for DomainGetTime {
+        const PROC: super::Procedure = super::Procedure::DomainGetTime;
+        type Args = super::DomainGetTimeArgs;
+        type Ret = super::DomainGetTimeRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SET_TIME`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetTime;
+    impl super::RemoteProcedure for DomainSetTime {
+        const PROC: super::Procedure = super::Procedure::DomainSetTime;
+        type Args = super::DomainSetTimeArgs;
         type Ret = ();
     }
 
@@ -6693,6 +7174,12 @@ pub enum Call {
     DomainRestore(DomainRestoreArgs),
     /// `REMOTE_PROC_DOMAIN_SAVE`.
     DomainSave(DomainSaveArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_TYPE`.
+    DomainGetSchedulerType(DomainGetSchedulerTypeArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS`.
+    DomainGetSchedulerParameters(DomainGetSchedulerParametersArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS`.
+    DomainSetSchedulerParameters(DomainSetSchedulerParametersArgs),
     /// `REMOTE_PROC_CONNECT_GET_HOSTNAME`.
     ConnectGetHostname,
     /// `REMOTE_PROC_CONNECT_SUPPORTS_FEATURE`.
@@ -6775,6 +7262,10 @@ pub enum Call {
     DomainGetBlockInfo(DomainGetBlockInfoArgs),
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`.
     DomainCreateWithFlags(DomainCreateWithFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY_PARAMETERS`.
+    DomainSetMemoryParameters(DomainSetMemoryParametersArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_MEMORY_PARAMETERS`.
+    DomainGetMemoryParameters(DomainGetMemoryParametersArgs),
     /// `REMOTE_PROC_DOMAIN_SET_VCPUS_FLAGS`.
     DomainSetVcpusFlags(DomainSetVcpusFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS`.
@@ -6805,6 +7296,10 @@ pub enum Call {
     DomainMigrateFinish3(DomainMigrateFinish3Args),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3`.
     DomainMigrateConfirm3(DomainMigrateConfirm3Args),
+    /// `REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS`.
+    DomainSetSchedulerParametersFlags(DomainSetSchedulerParametersFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS`.
+    DomainGetSchedulerParametersFlags(DomainGetSchedulerParametersFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_SEND_KEY`.
     DomainSendKey(DomainSendKeyArgs),
     /// `REMOTE_PROC_NODE_GET_CPU_STATS`.
@@ -6835,12 +7330,16 @@ pub enum Call {
     DomainReset(DomainResetArgs),
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`.
     DomainShutdownFlags(DomainShutdownFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_CPU_STATS`.
+    DomainGetCpuStats(DomainGetCpuStatsArgs),
     /// `REMOTE_PROC_DOMAIN_SET_METADATA`.
     DomainSetMetadata(DomainSetMetadataArgs),
     /// `REMOTE_PROC_DOMAIN_GET_METADATA`.
     DomainGetMetadata(DomainGetMetadataArgs),
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`.
     ConnectListAllDomains(ConnectListAllDomainsArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_HOSTNAME`.
+    DomainGetHostname(DomainGetHostnameArgs),
     /// `REMOTE_PROC_NODE_GET_CPU_MAP`.
     NodeGetCpuMap(NodeGetCpuMapArgs),
     /// `REMOTE_PROC_DOMAIN_GET_JOB_STATS`.
@@ -6865,6 +7364,10 @@ pub enum Call {
     ConnectDomainEventCallbackRegisterAny(ConnectDomainEventCallbackRegisterAnyArgs),
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY`.
     ConnectDomainEventCallbackDeregisterAny(ConnectDomainEventCallbackDeregisterAnyArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_TIME`.
+    DomainGetTime(DomainGetTimeArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_TIME`.
+    DomainSetTime(DomainSetTimeArgs),
     /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`.
     ConnectGetDomainCapabilities(ConnectGetDomainCapabilitiesArgs),
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`.
@@ -6994,6 +7497,15 @@ impl Call {
             }
             Procedure::DomainRestore => Call::DomainRestore(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainSave => Call::DomainSave(migrated_xdr::from_bytes(payload)?),
+            Procedure::DomainGetSchedulerType => {
+                Call::DomainGetSchedulerType(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetSchedulerParameters => {
+                Call::DomainGetSchedulerParameters(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSetSchedulerParameters => {
+                Call::DomainSetSchedulerParameters(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::ConnectGetHostname => {
                 migrated_xdr::from_bytes::<()>(payload)?;
                 Call::ConnectGetHostname
@@ -7132,6 +7644,12 @@ impl Call {
             Procedure::DomainCreateWithFlags => {
                 Call::DomainCreateWithFlags(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSetMemoryParameters => {
+                Call::DomainSetMemoryParameters(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetMemoryParameters => {
+                Call::DomainGetMemoryParameters(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainSetVcpusFlags => {
                 Call::DomainSetVcpusFlags(migrated_xdr::from_bytes(payload)?)
             }
@@ -7171,6 +7689,12 @@ impl Call {
             Procedure::DomainMigrateConfirm3 => {
                 Call::DomainMigrateConfirm3(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSetSchedulerParametersFlags => {
+                Call::DomainSetSchedulerParametersFlags(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetSchedulerParametersFlags => {
+                Call::DomainGetSchedulerParametersFlags(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainSendKey => Call::DomainSendKey(migrated_xdr::from_bytes(payload)?),
             Procedure::NodeGetCpuStats => Call::NodeGetCpuStats(migrated_xdr::from_bytes(payload)?),
             Procedure::NodeGetMemoryStats => {
@@ -7208,6 +7732,9 @@ impl Call {
             Procedure::DomainShutdownFlags => {
                 Call::DomainShutdownFlags(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainGetCpuStats => {
+                Call::DomainGetCpuStats(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainSetMetadata => {
                 Call::DomainSetMetadata(migrated_xdr::from_bytes(payload)?)
             }
@@ -7216,6 +7743,9 @@ impl Call {
             }
             Procedure::ConnectListAllDomains => {
                 Call::ConnectListAllDomains(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetHostname => {
+                Call::DomainGetHostname(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::NodeGetCpuMap => Call::NodeGetCpuMap(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainGetJobStats => {
@@ -7275,6 +7805,8 @@ impl Call {
                     proc_.name()
                 )))
             }
+            Procedure::DomainGetTime => Call::DomainGetTime(migrated_xdr::from_bytes(payload)?),
+            Procedure::DomainSetTime => Call::DomainSetTime(migrated_xdr::from_bytes(payload)?),
             Procedure::ConnectGetDomainCapabilities => {
                 Call::ConnectGetDomainCapabilities(migrated_xdr::from_bytes(payload)?)
             }
@@ -7391,6 +7923,9 @@ impl Call {
             Call::ConnectNumOfDomains => Procedure::ConnectNumOfDomains,
             Call::DomainRestore(_) => Procedure::DomainRestore,
             Call::DomainSave(_) => Procedure::DomainSave,
+            Call::DomainGetSchedulerType(_) => Procedure::DomainGetSchedulerType,
+            Call::DomainGetSchedulerParameters(_) => Procedure::DomainGetSchedulerParameters,
+            Call::DomainSetSchedulerParameters(_) => Procedure::DomainSetSchedulerParameters,
             Call::ConnectGetHostname => Procedure::ConnectGetHostname,
             Call::ConnectSupportsFeature(_) => Procedure::ConnectSupportsFeature,
             Call::DomainMigratePrepare(_) => Procedure::DomainMigratePrepare,
@@ -7432,6 +7967,8 @@ impl Call {
             Call::DomainSnapshotNum(_) => Procedure::DomainSnapshotNum,
             Call::DomainGetBlockInfo(_) => Procedure::DomainGetBlockInfo,
             Call::DomainCreateWithFlags(_) => Procedure::DomainCreateWithFlags,
+            Call::DomainSetMemoryParameters(_) => Procedure::DomainSetMemoryParameters,
+            Call::DomainGetMemoryParameters(_) => Procedure::DomainGetMemoryParameters,
             Call::DomainSetVcpusFlags(_) => Procedure::DomainSetVcpusFlags,
             Call::DomainGetVcpusFlags(_) => Procedure::DomainGetVcpusFlags,
             Call::DomainOpenConsole(_) => Procedure::DomainOpenConsole,
@@ -7447,6 +7984,12 @@ impl Call {
             Call::DomainMigratePerform3(_) => Procedure::DomainMigratePerform3,
             Call::DomainMigrateFinish3(_) => Procedure::DomainMigrateFinish3,
             Call::DomainMigrateConfirm3(_) => Procedure::DomainMigrateConfirm3,
+            Call::DomainSetSchedulerParametersFlags(_) => {
+                Procedure::DomainSetSchedulerParametersFlags
+            }
+            Call::DomainGetSchedulerParametersFlags(_) => {
+                Procedure::DomainGetSchedulerParametersFlags
+            }
             Call::DomainSendKey(_) => Procedure::DomainSendKey,
             Call::NodeGetCpuStats(_) => Procedure::NodeGetCpuStats,
             Call::NodeGetMemoryStats(_) => Procedure::NodeGetMemoryStats,
@@ -7462,9 +8005,11 @@ impl Call {
             Call::DomainBlockStatsFlags(_) => Procedure::DomainBlockStatsFlags,
             Call::DomainReset(_) => Procedure::DomainReset,
             Call::DomainShutdownFlags(_) => Procedure::DomainShutdownFlags,
+            Call::DomainGetCpuStats(_) => Procedure::DomainGetCpuStats,
             Call::DomainSetMetadata(_) => Procedure::DomainSetMetadata,
             Call::DomainGetMetadata(_) => Procedure::DomainGetMetadata,
             Call::ConnectListAllDomains(_) => Procedure::ConnectListAllDomains,
+            Call::DomainGetHostname(_) => Procedure::DomainGetHostname,
             Call::NodeGetCpuMap(_) => Procedure::NodeGetCpuMap,
             Call::DomainGetJobStats(_) => Procedure::DomainGetJobStats,
             Call::DomainMigrateGetCompressionCache(_) => {
@@ -7487,6 +8032,8 @@ impl Call {
             Call::ConnectDomainEventCallbackDeregisterAny(_) => {
                 Procedure::ConnectDomainEventCallbackDeregisterAny
             }
+            Call::DomainGetTime(_) => Procedure::DomainGetTime,
+            Call::DomainSetTime(_) => Procedure::DomainSetTime,
             Call::ConnectGetDomainCapabilities(_) => Procedure::ConnectGetDomainCapabilities,
             Call::ConnectGetAllDomainStats(_) => Procedure::ConnectGetAllDomainStats,
             Call::DomainDefineXmlFlags(_) => Procedure::DomainDefineXmlFlags,
@@ -7551,6 +8098,9 @@ impl Call {
             Call::ConnectNumOfDomains => Ok(Vec::new()),
             Call::DomainRestore(args) => migrated_xdr::to_bytes(args),
             Call::DomainSave(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetSchedulerType(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetSchedulerParameters(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetSchedulerParameters(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetHostname => Ok(Vec::new()),
             Call::ConnectSupportsFeature(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigratePrepare(args) => migrated_xdr::to_bytes(args),
@@ -7592,6 +8142,8 @@ impl Call {
             Call::DomainSnapshotNum(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetBlockInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainCreateWithFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetMemoryParameters(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetMemoryParameters(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetVcpusFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetVcpusFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainOpenConsole(args) => migrated_xdr::to_bytes(args),
@@ -7607,6 +8159,8 @@ impl Call {
             Call::DomainMigratePerform3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateFinish3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateConfirm3(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetSchedulerParametersFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetSchedulerParametersFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainSendKey(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetCpuStats(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetMemoryStats(args) => migrated_xdr::to_bytes(args),
@@ -7622,9 +8176,11 @@ impl Call {
             Call::DomainBlockStatsFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainReset(args) => migrated_xdr::to_bytes(args),
             Call::DomainShutdownFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetCpuStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetMetadata(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetMetadata(args) => migrated_xdr::to_bytes(args),
             Call::ConnectListAllDomains(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetHostname(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetCpuMap(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetJobStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateGetCompressionCache(args) => migrated_xdr::to_bytes(args),
@@ -7637,6 +8193,8 @@ impl Call {
             Call::DomainMigrateConfirm3Params(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackRegisterAny(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackDeregisterAny(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetTime(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetTime(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetDomainCapabilities(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetAllDomainStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainDefineXmlFlags(args) => migrated_xdr::to_bytes(args),
