@@ -404,8 +404,29 @@ fn timeout_abort_and_domjobabort_keep_the_guest_on_the_source() {
     wait_state(&a, name, Some("running"));
     wait_state(&b, name, None);
     exactly_one_copy(&hosts, name);
-    // domjobabort from a second client
+    // domjobabort from a second client; the destination refuses it for the
+    // incoming job as libvirt does (stock virsh there sees libvirt's words)
     let child = migrate_support::spawn_slow_migration(&a, &b, name);
+    // B answers job queries for the incoming job with libvirt's refusal.
+    migrated_tests::wait_until(
+        std::time::Duration::from_secs(30),
+        "the incoming job on B",
+        || {
+            let out = migrated_tests::virsh(&b, &["domjobinfo", name]);
+            migrated_tests::clients::stderr_of(&out)
+                .contains("available only on the source host")
+                .then_some(())
+        },
+    );
+    let out = migrated_tests::virsh(&b, &["domjobabort", name]);
+    assert!(!out.status.success());
+    let refusal = migrated_tests::clients::stderr_of(&out);
+    assert!(
+        refusal.contains(
+            "error: Requested operation is not valid: cannot abort incoming migration; use virDomainDestroy instead"
+        ),
+        "{refusal}"
+    );
     ctl_ok(&a, &["domjobabort", name]);
     let (ok, err) = migrate_support::finish(child);
     assert!(!ok && err.contains("abort"), "{err}");

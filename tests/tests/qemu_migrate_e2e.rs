@@ -1541,3 +1541,116 @@ fn qemu_virsh_copy_storage() {
         "vdc not copied"
     );
 }
+
+/// What stock virsh users get from libvirt 9.0 with the same commands
+/// (compared side by side with two libvirtd hosts): an unknown compression
+/// method and a non-live post-copy refused in libvirt's words, a
+/// `--persistent-xml` that changes the next boot's virtual hardware
+/// accepted (it is not held to the running guest's ABI), and a shut-off
+/// guest refused with just "domain is not running".
+#[test]
+fn qemu_virsh_refusals_and_persistent_xml_as_libvirt() {
+    let Some(hosts) = QemuHosts::start() else {
+        return;
+    };
+    let name = "q-as-libvirt";
+    let (a, b) = (hosts.a_uri(), hosts.b_uri());
+    let (uuid, before) = hosts.running_guest(name);
+    let src_pid = status_pid(&hosts.a, name).expect("source status file");
+    let err = refused_on_source(
+        &hosts,
+        name,
+        &uuid,
+        src_pid,
+        &[
+            "migrate",
+            "--live",
+            "--compressed",
+            "--comp-methods",
+            "foo",
+            name,
+            &b,
+        ],
+    );
+    assert!(
+        err.contains("error: invalid argument: Unsupported compression method 'foo'"),
+        "{err}"
+    );
+
+    let inactive = hosts.virsh_ok(&a, &["dumpxml", "--inactive", name]);
+    assert!(inactive.contains("<vcpu>1</vcpu>"), "{inactive}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let next_boot = dir.path().join("next-boot.xml");
+    std::fs::write(
+        &next_boot,
+        inactive.replace("<vcpu>1</vcpu>", "<vcpu>2</vcpu>"),
+    )
+    .expect("write the persistent XML");
+    let next_boot = next_boot.display().to_string();
+    hosts.virsh_ok(
+        &a,
+        &[
+            "migrate",
+            "--live",
+            "--persistent",
+            "--persistent-xml",
+            &next_boot,
+            "--timeout",
+            "20",
+            name,
+            &b,
+        ],
+    );
+    moved_and_counting(&hosts, name, &uuid, src_pid, before);
+    // libvirt's figures on both ends: the source reports post-copy requests
+    // (none) after a pre-copy migration, the destination the page counts
+    // the source sent it.
+    let line = |info: &str, field: &str| {
+        info.lines()
+            .find(|l| l.starts_with(field))
+            .map(|l| l[field.len()..].trim().to_owned())
+    };
+    let src_info = hosts.virsh_ok(&a, &["domjobinfo", "--completed", name]);
+    assert_eq!(
+        line(&src_info, "Postcopy requests:").as_deref(),
+        Some("0"),
+        "{src_info}"
+    );
+    let dst_info = hosts.virsh_ok(&b, &["domjobinfo", "--completed", name]);
+    assert_eq!(
+        line(&dst_info, "Page size:").as_deref(),
+        Some("4096         bytes"),
+        "{dst_info}"
+    );
+    let normal: u64 = line(&dst_info, "Normal pages:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(normal > 0, "{dst_info}");
+    let live = hosts.virsh_ok(&b, &["dumpxml", name]);
+    assert!(live.contains("<vcpu>1</vcpu>"), "{live}");
+    let config = hosts.virsh_ok(&b, &["dumpxml", "--inactive", name]);
+    assert!(config.contains("<vcpu>2</vcpu>"), "{config}");
+
+    hosts.virsh_ok(&b, &["destroy", name]);
+    assert_eq!(domstate(&b, name).as_deref(), Some("shut off"));
+    for (args, expected) in [
+        (
+            vec!["migrate", "--live", name, a.as_str()],
+            "error: Requested operation is not valid: domain is not running\n",
+        ),
+        (
+            vec!["migrate", "--offline", "--persistent", "--postcopy", name, a.as_str()],
+            "error: argument unsupported: post-copy migration is not supported with non-live or paused migration\n",
+        ),
+    ] {
+        let out = virsh(&b, &args);
+        assert!(!out.status.success(), "{args:?}: {}", stdout_of(&out));
+        assert!(
+            stderr_of(&out).contains(expected),
+            "{args:?}: {expected:?} missing from {}",
+            stderr_of(&out)
+        );
+        assert_eq!(domstate(&b, name).as_deref(), Some("shut off"), "{args:?}");
+        assert!(job_free(&b, name), "{args:?}: a job is left");
+    }
+}

@@ -170,10 +170,81 @@ impl Error {
             _ => None,
         }
     }
+
+    /// libvirt's words for a socket that could not be connected
+    /// (`virNetSocketNewConnectTCP` / `virNetSocketNewConnectUNIX`, reported
+    /// as `VIR_ERR_SYSTEM_ERROR` from `VIR_FROM_RPC`): "unable to connect to
+    /// server at 'HOST:PORT': Connection refused". `None` for every other
+    /// error, a TLS handshake failure included.
+    pub fn socket_connect_message(&self) -> Option<String> {
+        let Self::Connect { address, source } = self else {
+            return None;
+        };
+        let migrated_rpc::Error::Io(io) = source.as_ref() else {
+            return None;
+        };
+        io.raw_os_error()?;
+        // std's text is strerror's followed by " (os error N)".
+        let text = io.to_string();
+        let strerror = text.split(" (os error ").next().unwrap_or(&text);
+        if let Some(path) = address.strip_prefix("unix:") {
+            return Some(format!("Failed to connect socket to '{path}': {strerror}"));
+        }
+        let host_port = address
+            .strip_prefix("tcp://")
+            .or_else(|| address.strip_prefix("tls://"))?;
+        Some(format!(
+            "unable to connect to server at '{host_port}': {strerror}"
+        ))
+    }
 }
 
 impl From<migrated_core::Error> for Error {
     fn from(e: migrated_core::Error) -> Self {
         Self::Local(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect_error(address: &str, errno: i32) -> Error {
+        Error::Connect {
+            address: address.into(),
+            source: Box::new(migrated_rpc::Error::Io(std::io::Error::from_raw_os_error(
+                errno,
+            ))),
+        }
+    }
+
+    #[test]
+    fn a_refused_socket_is_worded_as_libvirt() {
+        assert_eq!(
+            connect_error("tcp://127.0.0.1:1", 111)
+                .socket_connect_message()
+                .as_deref(),
+            Some("unable to connect to server at '127.0.0.1:1': Connection refused")
+        );
+        assert_eq!(
+            connect_error("unix:/run/x/sock", 2)
+                .socket_connect_message()
+                .as_deref(),
+            Some("Failed to connect socket to '/run/x/sock': No such file or directory")
+        );
+    }
+
+    #[test]
+    fn other_failures_have_no_socket_wording() {
+        let tls = Error::Connect {
+            address: "tls://127.0.0.1:16514".into(),
+            source: Box::new(migrated_rpc::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "bad certificate",
+            ))),
+        };
+        assert_eq!(tls.socket_connect_message(), None);
+        let local = Error::Local(Box::new(migrated_core::Error::internal("x")));
+        assert_eq!(local.socket_connect_message(), None);
     }
 }

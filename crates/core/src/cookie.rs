@@ -209,11 +209,12 @@ impl Cookie {
     /// Refuses a cookie whose peer host is this host.
     ///
     /// # Errors
-    /// [`Error::Internal`] "attempt to migrate guest to the same host `<uuid>`".
+    /// [`Error::Internal`] "Attempt to migrate guest to the same host `<uuid>`"
+    /// (libvirt's words, `qemuMigrationCookieXMLParse`).
     pub fn check_not_same_host(&self, local: &HostIdentity, local_role: Role) -> Result<()> {
         match self.peer(local_role) {
             Some(peer) if peer.uuid == local.uuid => Err(Error::internal(format!(
-                "attempt to migrate guest to the same host {}",
+                "Attempt to migrate guest to the same host {}",
                 peer.uuid
             ))),
             _ => Ok(()),
@@ -810,7 +811,7 @@ mod tests {
         assert_eq!(err.code(), ErrorCode::InternalError);
         assert!(
             err.to_string().contains(
-                "attempt to migrate guest to the same host 00000000-0000-0000-0000-000000000002"
+                "Attempt to migrate guest to the same host 00000000-0000-0000-0000-000000000002"
             ),
             "{err}"
         );

@@ -246,6 +246,14 @@ pub enum Error {
         operation: &'static str,
     },
 
+    /// An argument's value refused in libvirt's words, which name no
+    /// function (`VIR_ERR_INVALID_ARG`, e.g. "Unsupported compression
+    /// method 'foo'").
+    #[error("invalid argument: {reason}")]
+    InvalidValue {
+        /// libvirt's message.
+        reason: String,
+    },
     /// A bad argument value (`VIR_ERR_INVALID_ARG`).
     #[error("invalid argument in {operation}: {reason}")]
     InvalidArg {
@@ -256,7 +264,7 @@ pub enum Error {
     },
 
     /// A value larger than the operation accepts (`VIR_ERR_OVERFLOW`).
-    #[error("{what} must be less than {limit}")]
+    #[error("numerical overflow: {what} must be less than {limit}")]
     Overflow {
         /// What is too large, e.g. "bandwidth".
         what: &'static str,
@@ -579,7 +587,7 @@ impl Error {
             Error::OperationInvalid { .. } => ErrorCode::OperationInvalid,
             Error::OperationUnsupported { .. } => ErrorCode::OperationUnsupported,
             Error::OperationDenied { .. } => ErrorCode::OperationDenied,
-            Error::InvalidArg { .. } => ErrorCode::InvalidArg,
+            Error::InvalidArg { .. } | Error::InvalidValue { .. } => ErrorCode::InvalidArg,
             Error::Overflow { .. } => ErrorCode::Overflow,
             Error::UnknownFlags { .. } => ErrorCode::InvalidArg,
             Error::ArgumentUnsupported { .. } => ErrorCode::ArgumentUnsupported,
@@ -681,6 +689,7 @@ impl Error {
             | Error::OperationInvalid { .. }
             | Error::OperationUnsupported { .. }
             | Error::InvalidArg { .. }
+            | Error::InvalidValue { .. }
             | Error::Overflow { .. }
             | Error::UnknownFlags { .. }
             | Error::ArgumentUnsupported { .. }

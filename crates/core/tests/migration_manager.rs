@@ -449,7 +449,7 @@ async fn same_host_is_refused_with_the_host_uuid() {
     assert_eq!(
         err.to_string(),
         format!(
-            "internal error: attempt to migrate guest to the same host {}",
+            "internal error: Attempt to migrate guest to the same host {}",
             Uuid::from_u128(1)
         )
     );

@@ -256,7 +256,7 @@ fn check_postcopy(req: &MigrateRequest) -> Result<()> {
     // the caller: a recovery may carry PAUSED from a client that saw it so.
     let paused = req.has(MigrateFlags::PAUSED) && !req.has(MigrateFlags::POSTCOPY_RESUME);
     if !req.has(MigrateFlags::LIVE) || paused {
-        return refuse("post-copy migration is not supported with non-live or paused migration");
+        return refuse(migrated_core::migration::request::POSTCOPY_NOT_LIVE);
     }
     if req.is_tunnelled() {
         return refuse("post-copy is not supported with tunnelled migration");

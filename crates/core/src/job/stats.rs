@@ -194,13 +194,13 @@ impl JobStats {
                 p.push(k, TypedValue::ULLong(v));
             }
         }
-        // As libvirt: only a post-copy migration that had requests has the key.
-        if self.memory_postcopy_requests != 0 {
-            p.push(
-                key::MEMORY_POSTCOPY_REQUESTS,
-                TypedValue::ULLong(self.memory_postcopy_requests),
-            );
-        }
+        // libvirt 9.0 sends the key whenever QEMU reports the figure (QEMU
+        // 7.2 always does), so virsh shows "Postcopy requests: 0" after a
+        // pre-copy migration too.
+        p.push(
+            key::MEMORY_POSTCOPY_REQUESTS,
+            TypedValue::ULLong(self.memory_postcopy_requests),
+        );
         // As libvirt: only a throttled guest has the key.
         if self.auto_converge_throttle != 0 {
             p.push(
@@ -232,6 +232,11 @@ impl JobStats {
             (key::MEMORY_ITERATION, self.memory_iteration),
             (key::MEMORY_DIRTY_RATE, self.memory_dirty_rate),
             (key::MEMORY_BPS, self.memory_bps),
+            (key::MEMORY_CONSTANT, self.memory_constant),
+            (key::MEMORY_NORMAL, self.memory_normal),
+            (key::MEMORY_NORMAL_BYTES, self.memory_normal_bytes),
+            (key::MEMORY_PAGE_SIZE, self.memory_page_size),
+            (key::MEMORY_POSTCOPY_REQUESTS, self.memory_postcopy_requests),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -239,7 +244,8 @@ impl JobStats {
     }
 
     /// Takes over the transfer figures a peer sent in its cookie (the destination
-    /// learns downtime and iterations from the source this way).
+    /// learns downtime, iterations and the page counts from the source this
+    /// way, so its `domjobinfo --completed` shows them as libvirt's does).
     pub fn merge_cookie_pairs(&mut self, pairs: &[(String, u64)]) {
         for (k, v) in pairs {
             let v = *v;
@@ -251,6 +257,11 @@ impl JobStats {
                 key::MEMORY_ITERATION => self.memory_iteration = v,
                 key::MEMORY_DIRTY_RATE => self.memory_dirty_rate = v,
                 key::MEMORY_BPS => self.memory_bps = v,
+                key::MEMORY_CONSTANT => self.memory_constant = v,
+                key::MEMORY_NORMAL => self.memory_normal = v,
+                key::MEMORY_NORMAL_BYTES => self.memory_normal_bytes = v,
+                key::MEMORY_PAGE_SIZE => self.memory_page_size = v,
+                key::MEMORY_POSTCOPY_REQUESTS => self.memory_postcopy_requests = v,
                 _ => {}
             }
         }
@@ -351,6 +362,24 @@ mod tests {
         assert_eq!(peer.downtime_ms, 300);
         assert_eq!(peer.memory_iteration, 2);
         assert_eq!(peer.data_processed, 4_000);
+        let sent = JobStats {
+            memory_constant: 24_562,
+            memory_normal: 20_592,
+            memory_normal_bytes: 20_592 * 4096,
+            memory_page_size: 4096,
+            ..sample()
+        };
+        let mut peer = JobStats::default();
+        peer.merge_cookie_pairs(&sent.to_cookie_pairs());
+        assert_eq!(
+            (
+                peer.memory_constant,
+                peer.memory_normal,
+                peer.memory_normal_bytes,
+                peer.memory_page_size
+            ),
+            (24_562, 20_592, 20_592 * 4096, 4096)
+        );
     }
 
     #[test]
@@ -387,6 +416,16 @@ mod tests {
         assert_eq!(
             p.get_int(job_stats::AUTO_CONVERGE_THROTTLE).expect("int"),
             Some(20)
+        );
+    }
+
+    #[test]
+    fn postcopy_requests_are_reported_after_a_pre_copy_migration_too() {
+        let p = sample().to_typed_params();
+        assert_eq!(
+            p.get_ullong(job_stats::MEMORY_POSTCOPY_REQUESTS)
+                .expect("u64"),
+            Some(0)
         );
     }
 

@@ -64,6 +64,11 @@ impl Step {
 /// Compression methods libvirt 9.0 names (`VIR_MIGRATE_PARAM_COMPRESSION`).
 pub const COMPRESSION_METHODS: &[&str] = &["xbzrle", "mt"];
 
+/// libvirt's refusal of post-copy for a migration that is not live
+/// (`qemuMigrationSrcBeginPhase`), reported as `VIR_ERR_ARGUMENT_UNSUPPORTED`.
+pub const POSTCOPY_NOT_LIVE: &str =
+    "post-copy migration is not supported with non-live or paused migration";
+
 /// One migration request: the flags and every parameter, resolved and typed.
 ///
 /// `bandwidth_mib_s` of 0 on the wire means "default" and is stored as `None`.
@@ -318,11 +323,18 @@ impl MigrateRequest {
                     "offline migration must be specified with the persistent flag set",
                 ));
             }
+            // libvirt's QEMU driver refuses post-copy of a guest that is
+            // not migrated live before it looks at OFFLINE; stock clients
+            // see its words.
+            if f.contains(MigrateFlags::POSTCOPY) {
+                return Err(Error::ArgumentRefused {
+                    reason: POSTCOPY_NOT_LIVE.into(),
+                });
+            }
             for other in [
                 MigrateFlags::TUNNELLED,
                 MigrateFlags::NON_SHARED_DISK,
                 MigrateFlags::NON_SHARED_INC,
-                MigrateFlags::POSTCOPY,
             ] {
                 if f.contains(other) {
                     return conflict(flag("OFFLINE"), flag(&other.to_string()));
@@ -394,7 +406,10 @@ impl MigrateRequest {
         }
         for m in &self.compression {
             if !COMPRESSION_METHODS.contains(&m.as_str()) {
-                return invalid(format!("unknown compression method '{m}'"));
+                // libvirt's qemuMigrationParamsSetCompression words it so.
+                return Err(Error::InvalidValue {
+                    reason: format!("Unsupported compression method '{m}'"),
+                });
             }
         }
         if let Some(d) = &self.dname {
@@ -468,9 +483,8 @@ impl MigrateRequest {
             return Ok(());
         }
         if !guest_active {
-            return Err(Error::invalid(
-                "domain is not running (use OFFLINE with PERSIST_DEST to migrate its configuration)",
-            ));
+            // libvirt's virDomainObjCheckActive, word for word.
+            return Err(Error::invalid(crate::error::DOMAIN_NOT_RUNNING));
         }
         Ok(())
     }

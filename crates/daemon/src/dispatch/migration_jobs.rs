@@ -170,7 +170,9 @@ pub async fn get_job_stats(
 /// outcome is known) it settles the job in favour of this host.
 ///
 /// # Errors
-/// "no job is active" (`VIR_ERR_OPERATION_INVALID`), unknown flags.
+/// "no job is active" (`VIR_ERR_OPERATION_INVALID`), an incoming migration
+/// (libvirt's refusal: the source's operator aborts, or DESTROY here
+/// cancels it), unknown flags.
 pub async fn abort_job(
     handler: &Handler,
     session: &Session,
@@ -186,6 +188,15 @@ pub async fn abort_job(
         // not run this guest": it is given back here.
         tracing::warn!(dom = %dom.name, "held migration job aborted by the operator: the guest stays here");
         return manager.resolve(&dom, false).await.map_err(err);
+    }
+    if manager
+        .registry()
+        .get(&dom.uuid)
+        .is_some_and(|job| job.role() == Role::Destination)
+    {
+        return Err(err(migrated_core::Error::invalid(
+            "cannot abort incoming migration; use virDomainDestroy instead",
+        )));
     }
     manager.abort_job(&dom).map_err(err)
 }

@@ -246,19 +246,17 @@ pub fn client_error_to_wire(err: &migrated_client::Error) -> WireError {
 }
 
 /// libvirt's answer when a peer-to-peer source cannot open the destination
-/// (`qemuMigrationSrcPerformPeer2Peer`): `VIR_ERR_OPERATION_FAILED` naming
-/// the URI, then the connection's own error.
-fn p2p_connect_error(dconnuri: &str, err: &migrated_client::Error) -> WireError {
-    let cause = match err {
-        migrated_client::Error::Remote { message, .. } => message.clone(),
-        migrated_client::Error::Local(e) => to_wire_error(e).message.unwrap_or_default(),
-        other => flatten(other),
-    };
-    crate::wire::libvirt_error(
-        ErrorCode::OperationFailed,
-        ErrorDomain::Qemu,
-        format!("operation failed: Failed to connect to remote libvirt URI {dconnuri}: {cause}"),
-    )
+/// (`qemuMigrationSrcPerformPeer2Peer` in 9.0 passes the connection's own
+/// error on): a socket that cannot connect is libvirt's RPC-layer system
+/// error ("unable to connect to server at 'HOST:PORT': Connection refused");
+/// any other failure is relayed as the client library reports it.
+fn p2p_connect_error(err: &migrated_client::Error) -> WireError {
+    match err.socket_connect_message() {
+        Some(message) => {
+            crate::wire::libvirt_error(ErrorCode::SystemError, ErrorDomain::Rpc, message)
+        }
+        None => client_error_to_wire(err),
+    }
 }
 
 /// Runs a whole peer-to-peer migration of `dom` to `dconnuri` from this
@@ -295,7 +293,7 @@ async fn run_p2p(
 ) -> Result<(), WireError> {
     let dconn = Connection::open(dconnuri, OpenFlags::default())
         .await
-        .map_err(|e| p2p_connect_error(dconnuri, &e))?;
+        .map_err(|e| p2p_connect_error(&e))?;
     let result = async {
         let dst = RemoteEndpoint::new(dconn.clone());
         if !dst
@@ -349,14 +347,26 @@ mod tests {
     }
 
     #[test]
-    fn an_unreachable_destination_is_an_operation_failure_from_qemu() {
-        let err = migrated_client::Error::Local(Box::new(migrated_core::Error::internal("x")));
-        let wire = p2p_connect_error("qemu+tcp://192.0.2.1/system", &err);
-        assert_eq!((wire.code, wire.domain), (9, 10));
-        assert_eq!(wire.str1.as_deref(), Some("operation failed: %s"));
+    fn an_unreachable_destination_is_libvirts_rpc_system_error() {
+        let err = migrated_client::Error::Connect {
+            address: "tcp://127.0.0.1:1".into(),
+            source: Box::new(migrated_rpc::Error::Io(std::io::Error::from_raw_os_error(
+                111,
+            ))),
+        };
+        let wire = p2p_connect_error(&err);
+        assert_eq!((wire.code, wire.domain), (38, 7));
         assert_eq!(
-            wire.str2.as_deref(),
-            Some("Failed to connect to remote libvirt URI qemu+tcp://192.0.2.1/system: internal error: x")
+            wire.message.as_deref(),
+            Some("unable to connect to server at '127.0.0.1:1': Connection refused")
         );
+    }
+
+    #[test]
+    fn other_open_failures_are_relayed() {
+        let err = migrated_client::Error::Local(Box::new(migrated_core::Error::internal("x")));
+        let wire = p2p_connect_error(&err);
+        assert_eq!((wire.code, wire.domain), (1, 20));
+        assert_eq!(wire.message.as_deref(), Some("internal error: x"));
     }
 }

@@ -403,9 +403,18 @@ impl Manager {
         let def = match &req.persist_xml {
             Some(xml) => {
                 let def = DomainDef::parse(xml)?;
-                check_abi_stability(&begin.def, &def).map_err(|m| Error::ConfigUnsupported {
-                    reason: format!("persistent XML refused: {m}"),
-                })?;
+                // As libvirt: the next boot's definition may change the
+                // virtual hardware (that is what it is for, e.g. more
+                // vCPUs), so no ABI check; it must still be this guest, or
+                // the running copy would be left without its configuration.
+                if def.uuid != begin.def.uuid {
+                    return Err(Error::ConfigUnsupported {
+                        reason: format!(
+                            "persistent XML refused: it names UUID {} instead of {}",
+                            def.uuid, begin.def.uuid
+                        ),
+                    });
+                }
                 def
             }
             None => begin
