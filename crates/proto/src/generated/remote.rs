@@ -1261,6 +1261,60 @@ pub struct DomainSaveParamsArgs {
     pub flags: u32,
 }
 
+/// Dumps a domain's memory (and state) into a file on the daemon's host.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainCoreDumpArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// file path
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub to: String,
+    /// VIR_DUMP_*
+    pub flags: u32,
+}
+
+/// Dumps a domain's memory into a file, in the given format.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainCoreDumpWithFormatArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// file path
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub to: String,
+    /// VIR_DOMAIN_CORE_DUMP_FORMAT_*
+    pub dumpformat: u32,
+    /// VIR_DUMP_*
+    pub flags: u32,
+}
+
+/// Takes a screenshot of a domain's screen; the image follows on the stream.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainScreenshotArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the screen (head) number, 0 for the first
+    pub screen: u32,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// The screenshot's MIME type.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainScreenshotRet {
+    /// image/png, image/x-portable-pixmap, ...
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub mime: Option<String>,
+}
+
 /// Restores a domain from a save file.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainRestoreArgs {
@@ -3094,6 +3148,8 @@ pub enum Procedure {
     ConnectListDomains = 37,
     /// `REMOTE_PROC_CONNECT_NUM_OF_DOMAINS`
     ConnectNumOfDomains = 51,
+    /// `REMOTE_PROC_DOMAIN_CORE_DUMP`
+    DomainCoreDump = 53,
     /// `REMOTE_PROC_DOMAIN_RESTORE`
     DomainRestore = 54,
     /// `REMOTE_PROC_DOMAIN_SAVE`
@@ -3200,6 +3256,8 @@ pub enum Procedure {
     DomainMigrateSetMaxSpeed = 207,
     /// `REMOTE_PROC_DOMAIN_INJECT_NMI`
     DomainInjectNmi = 210,
+    /// `REMOTE_PROC_DOMAIN_SCREENSHOT`
+    DomainScreenshot = 211,
     /// `REMOTE_PROC_DOMAIN_GET_STATE`
     DomainGetState = 212,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_BEGIN3`
@@ -3282,6 +3340,8 @@ pub enum Procedure {
     DomainEventCallbackReboot = 319,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED`
     DomainEventCallbackDeviceRemoved = 333,
+    /// `REMOTE_PROC_DOMAIN_CORE_DUMP_WITH_FORMAT`
+    DomainCoreDumpWithFormat = 334,
     /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`
     ConnectGetDomainCapabilities = 342,
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`
@@ -3363,6 +3423,7 @@ impl Procedure {
         Procedure::DomainUndefine,
         Procedure::ConnectListDomains,
         Procedure::ConnectNumOfDomains,
+        Procedure::DomainCoreDump,
         Procedure::DomainRestore,
         Procedure::DomainSave,
         Procedure::ConnectGetHostname,
@@ -3416,6 +3477,7 @@ impl Procedure {
         Procedure::DomainSetMemoryFlags,
         Procedure::DomainMigrateSetMaxSpeed,
         Procedure::DomainInjectNmi,
+        Procedure::DomainScreenshot,
         Procedure::DomainGetState,
         Procedure::DomainMigrateBegin3,
         Procedure::DomainMigratePrepare3,
@@ -3457,6 +3519,7 @@ impl Procedure {
         Procedure::DomainEventCallbackLifecycle,
         Procedure::DomainEventCallbackReboot,
         Procedure::DomainEventCallbackDeviceRemoved,
+        Procedure::DomainCoreDumpWithFormat,
         Procedure::ConnectGetDomainCapabilities,
         Procedure::ConnectGetAllDomainStats,
         Procedure::DomainDefineXmlFlags,
@@ -3517,6 +3580,7 @@ impl Procedure {
             35 => Some(Self::DomainUndefine),
             37 => Some(Self::ConnectListDomains),
             51 => Some(Self::ConnectNumOfDomains),
+            53 => Some(Self::DomainCoreDump),
             54 => Some(Self::DomainRestore),
             55 => Some(Self::DomainSave),
             59 => Some(Self::ConnectGetHostname),
@@ -3570,6 +3634,7 @@ impl Procedure {
             204 => Some(Self::DomainSetMemoryFlags),
             207 => Some(Self::DomainMigrateSetMaxSpeed),
             210 => Some(Self::DomainInjectNmi),
+            211 => Some(Self::DomainScreenshot),
             212 => Some(Self::DomainGetState),
             213 => Some(Self::DomainMigrateBegin3),
             214 => Some(Self::DomainMigratePrepare3),
@@ -3611,6 +3676,7 @@ impl Procedure {
             318 => Some(Self::DomainEventCallbackLifecycle),
             319 => Some(Self::DomainEventCallbackReboot),
             333 => Some(Self::DomainEventCallbackDeviceRemoved),
+            334 => Some(Self::DomainCoreDumpWithFormat),
             342 => Some(Self::ConnectGetDomainCapabilities),
             344 => Some(Self::ConnectGetAllDomainStats),
             350 => Some(Self::DomainDefineXmlFlags),
@@ -3673,120 +3739,123 @@ impl Procedure {
             Self::DomainUndefine => &PROCEDURES[33],
             Self::ConnectListDomains => &PROCEDURES[34],
             Self::ConnectNumOfDomains => &PROCEDURES[35],
-            Self::DomainRestore => &PROCEDURES[36],
-            Self::DomainSave => &PROCEDURES[37],
-            Self::ConnectGetHostname => &PROCEDURES[38],
-            Self::ConnectSupportsFeature => &PROCEDURES[39],
-            Self::DomainMigratePrepare => &PROCEDURES[40],
-            Self::DomainMigratePerform => &PROCEDURES[41],
-            Self::DomainMigrateFinish => &PROCEDURES[42],
-            Self::DomainBlockStats => &PROCEDURES[43],
-            Self::DomainInterfaceStats => &PROCEDURES[44],
-            Self::AuthList => &PROCEDURES[45],
-            Self::AuthSaslInit => &PROCEDURES[46],
-            Self::AuthSaslStart => &PROCEDURES[47],
-            Self::AuthSaslStep => &PROCEDURES[48],
-            Self::AuthPolkit => &PROCEDURES[49],
-            Self::NodeGetCellsFreeMemory => &PROCEDURES[50],
-            Self::NodeGetFreeMemory => &PROCEDURES[51],
-            Self::ConnectDomainEventRegister => &PROCEDURES[52],
-            Self::ConnectDomainEventDeregister => &PROCEDURES[53],
-            Self::DomainEventLifecycle => &PROCEDURES[54],
-            Self::DomainMigratePrepare2 => &PROCEDURES[55],
-            Self::DomainMigrateFinish2 => &PROCEDURES[56],
-            Self::ConnectGetUri => &PROCEDURES[57],
-            Self::DomainGetSecurityLabel => &PROCEDURES[58],
-            Self::NodeGetSecurityModel => &PROCEDURES[59],
-            Self::DomainMigratePrepareTunnel => &PROCEDURES[60],
-            Self::ConnectIsSecure => &PROCEDURES[61],
-            Self::DomainIsActive => &PROCEDURES[62],
-            Self::DomainIsPersistent => &PROCEDURES[63],
-            Self::ConnectGetLibVersion => &PROCEDURES[64],
-            Self::DomainMemoryStats => &PROCEDURES[65],
-            Self::DomainAttachDeviceFlags => &PROCEDURES[66],
-            Self::DomainDetachDeviceFlags => &PROCEDURES[67],
-            Self::DomainGetJobInfo => &PROCEDURES[68],
-            Self::DomainAbortJob => &PROCEDURES[69],
-            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[70],
-            Self::ConnectDomainEventRegisterAny => &PROCEDURES[71],
-            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[72],
-            Self::DomainEventReboot => &PROCEDURES[73],
-            Self::DomainUpdateDeviceFlags => &PROCEDURES[74],
-            Self::DomainManagedSave => &PROCEDURES[75],
-            Self::DomainHasManagedSaveImage => &PROCEDURES[76],
-            Self::DomainManagedSaveRemove => &PROCEDURES[77],
-            Self::DomainSnapshotNum => &PROCEDURES[78],
-            Self::DomainGetBlockInfo => &PROCEDURES[79],
-            Self::DomainCreateWithFlags => &PROCEDURES[80],
-            Self::DomainSetVcpusFlags => &PROCEDURES[81],
-            Self::DomainGetVcpusFlags => &PROCEDURES[82],
-            Self::DomainOpenConsole => &PROCEDURES[83],
-            Self::DomainIsUpdated => &PROCEDURES[84],
-            Self::ConnectGetSysinfo => &PROCEDURES[85],
-            Self::DomainSetMemoryFlags => &PROCEDURES[86],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[87],
-            Self::DomainInjectNmi => &PROCEDURES[88],
-            Self::DomainGetState => &PROCEDURES[89],
-            Self::DomainMigrateBegin3 => &PROCEDURES[90],
-            Self::DomainMigratePrepare3 => &PROCEDURES[91],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[92],
-            Self::DomainMigratePerform3 => &PROCEDURES[93],
-            Self::DomainMigrateFinish3 => &PROCEDURES[94],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[95],
-            Self::DomainSendKey => &PROCEDURES[96],
-            Self::NodeGetCpuStats => &PROCEDURES[97],
-            Self::NodeGetMemoryStats => &PROCEDURES[98],
-            Self::DomainGetControlInfo => &PROCEDURES[99],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[100],
-            Self::DomainUndefineFlags => &PROCEDURES[101],
-            Self::DomainSaveFlags => &PROCEDURES[102],
-            Self::DomainRestoreFlags => &PROCEDURES[103],
-            Self::DomainDestroyFlags => &PROCEDURES[104],
-            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[105],
-            Self::DomainSaveImageDefineXml => &PROCEDURES[106],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[107],
-            Self::DomainBlockStatsFlags => &PROCEDURES[108],
-            Self::DomainReset => &PROCEDURES[109],
-            Self::DomainShutdownFlags => &PROCEDURES[110],
-            Self::DomainSetMetadata => &PROCEDURES[111],
-            Self::DomainGetMetadata => &PROCEDURES[112],
-            Self::ConnectListAllDomains => &PROCEDURES[113],
-            Self::NodeGetCpuMap => &PROCEDURES[114],
-            Self::DomainGetJobStats => &PROCEDURES[115],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[116],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[117],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[118],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[119],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[120],
-            Self::DomainMigratePerform3Params => &PROCEDURES[121],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[122],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[123],
-            Self::DomainEventDeviceRemoved => &PROCEDURES[124],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[125],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[126],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[127],
-            Self::DomainEventCallbackReboot => &PROCEDURES[128],
-            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[129],
-            Self::ConnectGetDomainCapabilities => &PROCEDURES[130],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[131],
-            Self::DomainDefineXmlFlags => &PROCEDURES[132],
-            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[133],
-            Self::DomainGetIothreadInfo => &PROCEDURES[134],
-            Self::DomainRename => &PROCEDURES[135],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[136],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[137],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[138],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[139],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[140],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[141],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[142],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[143],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[144],
-            Self::ConnectSetIdentity => &PROCEDURES[145],
-            Self::DomainGetMessages => &PROCEDURES[146],
-            Self::DomainSaveParams => &PROCEDURES[147],
-            Self::DomainRestoreParams => &PROCEDURES[148],
-            Self::DomainAbortJobFlags => &PROCEDURES[149],
+            Self::DomainCoreDump => &PROCEDURES[36],
+            Self::DomainRestore => &PROCEDURES[37],
+            Self::DomainSave => &PROCEDURES[38],
+            Self::ConnectGetHostname => &PROCEDURES[39],
+            Self::ConnectSupportsFeature => &PROCEDURES[40],
+            Self::DomainMigratePrepare => &PROCEDURES[41],
+            Self::DomainMigratePerform => &PROCEDURES[42],
+            Self::DomainMigrateFinish => &PROCEDURES[43],
+            Self::DomainBlockStats => &PROCEDURES[44],
+            Self::DomainInterfaceStats => &PROCEDURES[45],
+            Self::AuthList => &PROCEDURES[46],
+            Self::AuthSaslInit => &PROCEDURES[47],
+            Self::AuthSaslStart => &PROCEDURES[48],
+            Self::AuthSaslStep => &PROCEDURES[49],
+            Self::AuthPolkit => &PROCEDURES[50],
+            Self::NodeGetCellsFreeMemory => &PROCEDURES[51],
+            Self::NodeGetFreeMemory => &PROCEDURES[52],
+            Self::ConnectDomainEventRegister => &PROCEDURES[53],
+            Self::ConnectDomainEventDeregister => &PROCEDURES[54],
+            Self::DomainEventLifecycle => &PROCEDURES[55],
+            Self::DomainMigratePrepare2 => &PROCEDURES[56],
+            Self::DomainMigrateFinish2 => &PROCEDURES[57],
+            Self::ConnectGetUri => &PROCEDURES[58],
+            Self::DomainGetSecurityLabel => &PROCEDURES[59],
+            Self::NodeGetSecurityModel => &PROCEDURES[60],
+            Self::DomainMigratePrepareTunnel => &PROCEDURES[61],
+            Self::ConnectIsSecure => &PROCEDURES[62],
+            Self::DomainIsActive => &PROCEDURES[63],
+            Self::DomainIsPersistent => &PROCEDURES[64],
+            Self::ConnectGetLibVersion => &PROCEDURES[65],
+            Self::DomainMemoryStats => &PROCEDURES[66],
+            Self::DomainAttachDeviceFlags => &PROCEDURES[67],
+            Self::DomainDetachDeviceFlags => &PROCEDURES[68],
+            Self::DomainGetJobInfo => &PROCEDURES[69],
+            Self::DomainAbortJob => &PROCEDURES[70],
+            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[71],
+            Self::ConnectDomainEventRegisterAny => &PROCEDURES[72],
+            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[73],
+            Self::DomainEventReboot => &PROCEDURES[74],
+            Self::DomainUpdateDeviceFlags => &PROCEDURES[75],
+            Self::DomainManagedSave => &PROCEDURES[76],
+            Self::DomainHasManagedSaveImage => &PROCEDURES[77],
+            Self::DomainManagedSaveRemove => &PROCEDURES[78],
+            Self::DomainSnapshotNum => &PROCEDURES[79],
+            Self::DomainGetBlockInfo => &PROCEDURES[80],
+            Self::DomainCreateWithFlags => &PROCEDURES[81],
+            Self::DomainSetVcpusFlags => &PROCEDURES[82],
+            Self::DomainGetVcpusFlags => &PROCEDURES[83],
+            Self::DomainOpenConsole => &PROCEDURES[84],
+            Self::DomainIsUpdated => &PROCEDURES[85],
+            Self::ConnectGetSysinfo => &PROCEDURES[86],
+            Self::DomainSetMemoryFlags => &PROCEDURES[87],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[88],
+            Self::DomainInjectNmi => &PROCEDURES[89],
+            Self::DomainScreenshot => &PROCEDURES[90],
+            Self::DomainGetState => &PROCEDURES[91],
+            Self::DomainMigrateBegin3 => &PROCEDURES[92],
+            Self::DomainMigratePrepare3 => &PROCEDURES[93],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[94],
+            Self::DomainMigratePerform3 => &PROCEDURES[95],
+            Self::DomainMigrateFinish3 => &PROCEDURES[96],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[97],
+            Self::DomainSendKey => &PROCEDURES[98],
+            Self::NodeGetCpuStats => &PROCEDURES[99],
+            Self::NodeGetMemoryStats => &PROCEDURES[100],
+            Self::DomainGetControlInfo => &PROCEDURES[101],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[102],
+            Self::DomainUndefineFlags => &PROCEDURES[103],
+            Self::DomainSaveFlags => &PROCEDURES[104],
+            Self::DomainRestoreFlags => &PROCEDURES[105],
+            Self::DomainDestroyFlags => &PROCEDURES[106],
+            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[107],
+            Self::DomainSaveImageDefineXml => &PROCEDURES[108],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[109],
+            Self::DomainBlockStatsFlags => &PROCEDURES[110],
+            Self::DomainReset => &PROCEDURES[111],
+            Self::DomainShutdownFlags => &PROCEDURES[112],
+            Self::DomainSetMetadata => &PROCEDURES[113],
+            Self::DomainGetMetadata => &PROCEDURES[114],
+            Self::ConnectListAllDomains => &PROCEDURES[115],
+            Self::NodeGetCpuMap => &PROCEDURES[116],
+            Self::DomainGetJobStats => &PROCEDURES[117],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[118],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[119],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[120],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[121],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[122],
+            Self::DomainMigratePerform3Params => &PROCEDURES[123],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[124],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[125],
+            Self::DomainEventDeviceRemoved => &PROCEDURES[126],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[127],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[128],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[129],
+            Self::DomainEventCallbackReboot => &PROCEDURES[130],
+            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[131],
+            Self::DomainCoreDumpWithFormat => &PROCEDURES[132],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[133],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[134],
+            Self::DomainDefineXmlFlags => &PROCEDURES[135],
+            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[136],
+            Self::DomainGetIothreadInfo => &PROCEDURES[137],
+            Self::DomainRename => &PROCEDURES[138],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[139],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[140],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[141],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[142],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[143],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[144],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[145],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[146],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[147],
+            Self::ConnectSetIdentity => &PROCEDURES[148],
+            Self::DomainGetMessages => &PROCEDURES[149],
+            Self::DomainSaveParams => &PROCEDURES[150],
+            Self::DomainRestoreParams => &PROCEDURES[151],
+            Self::DomainAbortJobFlags => &PROCEDURES[152],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3835,6 +3904,7 @@ impl Procedure {
             Self::DomainUndefine => visitor.visit::<procs::DomainUndefine>(),
             Self::ConnectListDomains => visitor.visit::<procs::ConnectListDomains>(),
             Self::ConnectNumOfDomains => visitor.visit::<procs::ConnectNumOfDomains>(),
+            Self::DomainCoreDump => visitor.visit::<procs::DomainCoreDump>(),
             Self::DomainRestore => visitor.visit::<procs::DomainRestore>(),
             Self::DomainSave => visitor.visit::<procs::DomainSave>(),
             Self::ConnectGetHostname => visitor.visit::<procs::ConnectGetHostname>(),
@@ -3900,6 +3970,7 @@ impl Procedure {
             Self::DomainSetMemoryFlags => visitor.visit::<procs::DomainSetMemoryFlags>(),
             Self::DomainMigrateSetMaxSpeed => visitor.visit::<procs::DomainMigrateSetMaxSpeed>(),
             Self::DomainInjectNmi => visitor.visit::<procs::DomainInjectNmi>(),
+            Self::DomainScreenshot => visitor.visit::<procs::DomainScreenshot>(),
             Self::DomainGetState => visitor.visit::<procs::DomainGetState>(),
             Self::DomainMigrateBegin3 => visitor.visit::<procs::DomainMigrateBegin3>(),
             Self::DomainMigratePrepare3 => visitor.visit::<procs::DomainMigratePrepare3>(),
@@ -3965,6 +4036,7 @@ impl Procedure {
             Self::DomainEventCallbackDeviceRemoved => {
                 visitor.visit::<procs::DomainEventCallbackDeviceRemoved>()
             }
+            Self::DomainCoreDumpWithFormat => visitor.visit::<procs::DomainCoreDumpWithFormat>(),
             Self::ConnectGetDomainCapabilities => {
                 visitor.visit::<procs::ConnectGetDomainCapabilities>()
             }
@@ -4319,6 +4391,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_CONNECT_NUM_OF_DOMAINS",
         readonly: true,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 53,
+        name: "REMOTE_PROC_DOMAIN_CORE_DUMP",
+        readonly: false,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -4747,6 +4827,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 211,
+        name: "REMOTE_PROC_DOMAIN_SCREENSHOT",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: true,
+    },
+    crate::ProcedureInfo {
         number: 212,
         name: "REMOTE_PROC_DOMAIN_GET_STATE",
         readonly: true,
@@ -5072,6 +5160,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         readonly: false,
         priority: false,
         event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 334,
+        name: "REMOTE_PROC_DOMAIN_CORE_DUMP_WITH_FORMAT",
+        readonly: false,
+        priority: false,
+        event: false,
         stream: false,
     },
     crate::ProcedureInfo {
@@ -5586,6 +5682,15 @@ pub mod procs {
         type Ret = super::ConnectNumOfDomainsRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_CORE_DUMP`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainCoreDump;
+    impl super::RemoteProcedure for DomainCoreDump {
+        const PROC: super::Procedure = super::Procedure::DomainCoreDump;
+        type Args = super::DomainCoreDumpArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_RESTORE`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainRestore;
@@ -6063,6 +6168,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_SCREENSHOT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainScreenshot;
+    impl super::RemoteProcedure for DomainScreenshot {
+        const PROC: super::Procedure = super::Procedure::DomainScreenshot;
+        type Args = super::DomainScreenshotArgs;
+        type Ret = super::DomainScreenshotRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_GET_STATE`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainGetState;
@@ -6432,6 +6546,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_CORE_DUMP_WITH_FORMAT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainCoreDumpWithFormat;
+    impl super::RemoteProcedure for DomainCoreDumpWithFormat {
+        const PROC: super::Procedure = super::Procedure::DomainCoreDumpWithFormat;
+        type Args = super::DomainCoreDumpWithFormatArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct ConnectGetDomainCapabilities;
@@ -6689,6 +6812,8 @@ pub enum Call {
     ConnectListDomains(ConnectListDomainsArgs),
     /// `REMOTE_PROC_CONNECT_NUM_OF_DOMAINS`.
     ConnectNumOfDomains,
+    /// `REMOTE_PROC_DOMAIN_CORE_DUMP`.
+    DomainCoreDump(DomainCoreDumpArgs),
     /// `REMOTE_PROC_DOMAIN_RESTORE`.
     DomainRestore(DomainRestoreArgs),
     /// `REMOTE_PROC_DOMAIN_SAVE`.
@@ -6791,6 +6916,8 @@ pub enum Call {
     DomainMigrateSetMaxSpeed(DomainMigrateSetMaxSpeedArgs),
     /// `REMOTE_PROC_DOMAIN_INJECT_NMI`.
     DomainInjectNmi(DomainInjectNmiArgs),
+    /// `REMOTE_PROC_DOMAIN_SCREENSHOT`.
+    DomainScreenshot(DomainScreenshotArgs),
     /// `REMOTE_PROC_DOMAIN_GET_STATE`.
     DomainGetState(DomainGetStateArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_BEGIN3`.
@@ -6865,6 +6992,8 @@ pub enum Call {
     ConnectDomainEventCallbackRegisterAny(ConnectDomainEventCallbackRegisterAnyArgs),
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY`.
     ConnectDomainEventCallbackDeregisterAny(ConnectDomainEventCallbackDeregisterAnyArgs),
+    /// `REMOTE_PROC_DOMAIN_CORE_DUMP_WITH_FORMAT`.
+    DomainCoreDumpWithFormat(DomainCoreDumpWithFormatArgs),
     /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`.
     ConnectGetDomainCapabilities(ConnectGetDomainCapabilitiesArgs),
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`.
@@ -6992,6 +7121,7 @@ impl Call {
                 migrated_xdr::from_bytes::<()>(payload)?;
                 Call::ConnectNumOfDomains
             }
+            Procedure::DomainCoreDump => Call::DomainCoreDump(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainRestore => Call::DomainRestore(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainSave => Call::DomainSave(migrated_xdr::from_bytes(payload)?),
             Procedure::ConnectGetHostname => {
@@ -7152,6 +7282,9 @@ impl Call {
                 Call::DomainMigrateSetMaxSpeed(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainInjectNmi => Call::DomainInjectNmi(migrated_xdr::from_bytes(payload)?),
+            Procedure::DomainScreenshot => {
+                Call::DomainScreenshot(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainGetState => Call::DomainGetState(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainMigrateBegin3 => {
                 Call::DomainMigrateBegin3(migrated_xdr::from_bytes(payload)?)
@@ -7275,6 +7408,9 @@ impl Call {
                     proc_.name()
                 )))
             }
+            Procedure::DomainCoreDumpWithFormat => {
+                Call::DomainCoreDumpWithFormat(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::ConnectGetDomainCapabilities => {
                 Call::ConnectGetDomainCapabilities(migrated_xdr::from_bytes(payload)?)
             }
@@ -7389,6 +7525,7 @@ impl Call {
             Call::DomainUndefine(_) => Procedure::DomainUndefine,
             Call::ConnectListDomains(_) => Procedure::ConnectListDomains,
             Call::ConnectNumOfDomains => Procedure::ConnectNumOfDomains,
+            Call::DomainCoreDump(_) => Procedure::DomainCoreDump,
             Call::DomainRestore(_) => Procedure::DomainRestore,
             Call::DomainSave(_) => Procedure::DomainSave,
             Call::ConnectGetHostname => Procedure::ConnectGetHostname,
@@ -7440,6 +7577,7 @@ impl Call {
             Call::DomainSetMemoryFlags(_) => Procedure::DomainSetMemoryFlags,
             Call::DomainMigrateSetMaxSpeed(_) => Procedure::DomainMigrateSetMaxSpeed,
             Call::DomainInjectNmi(_) => Procedure::DomainInjectNmi,
+            Call::DomainScreenshot(_) => Procedure::DomainScreenshot,
             Call::DomainGetState(_) => Procedure::DomainGetState,
             Call::DomainMigrateBegin3(_) => Procedure::DomainMigrateBegin3,
             Call::DomainMigratePrepare3(_) => Procedure::DomainMigratePrepare3,
@@ -7487,6 +7625,7 @@ impl Call {
             Call::ConnectDomainEventCallbackDeregisterAny(_) => {
                 Procedure::ConnectDomainEventCallbackDeregisterAny
             }
+            Call::DomainCoreDumpWithFormat(_) => Procedure::DomainCoreDumpWithFormat,
             Call::ConnectGetDomainCapabilities(_) => Procedure::ConnectGetDomainCapabilities,
             Call::ConnectGetAllDomainStats(_) => Procedure::ConnectGetAllDomainStats,
             Call::DomainDefineXmlFlags(_) => Procedure::DomainDefineXmlFlags,
@@ -7549,6 +7688,7 @@ impl Call {
             Call::DomainUndefine(args) => migrated_xdr::to_bytes(args),
             Call::ConnectListDomains(args) => migrated_xdr::to_bytes(args),
             Call::ConnectNumOfDomains => Ok(Vec::new()),
+            Call::DomainCoreDump(args) => migrated_xdr::to_bytes(args),
             Call::DomainRestore(args) => migrated_xdr::to_bytes(args),
             Call::DomainSave(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetHostname => Ok(Vec::new()),
@@ -7600,6 +7740,7 @@ impl Call {
             Call::DomainSetMemoryFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateSetMaxSpeed(args) => migrated_xdr::to_bytes(args),
             Call::DomainInjectNmi(args) => migrated_xdr::to_bytes(args),
+            Call::DomainScreenshot(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetState(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateBegin3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigratePrepare3(args) => migrated_xdr::to_bytes(args),
@@ -7637,6 +7778,7 @@ impl Call {
             Call::DomainMigrateConfirm3Params(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackRegisterAny(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackDeregisterAny(args) => migrated_xdr::to_bytes(args),
+            Call::DomainCoreDumpWithFormat(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetDomainCapabilities(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetAllDomainStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainDefineXmlFlags(args) => migrated_xdr::to_bytes(args),
