@@ -13,7 +13,7 @@ use migrated_core::domain::{
     DomainRef, DomainState, InterfaceStats, IoThreadInfo, LifecycleEvent, MemoryStat, NodeInfo,
     NodeMemory, SecurityModel, StateReason, VcpuInfo, CONTROL_ERROR_REASON_MONITOR, VCPU_RUNNING,
 };
-use migrated_core::driver::Driver;
+use migrated_core::driver::{Driver, DumpFormat, LocalJobs, Screenshot};
 use migrated_core::flags::{self, check_flags};
 use migrated_core::hotplug::Change;
 use migrated_core::keycode::Codeset;
@@ -750,6 +750,24 @@ impl Driver for QemuDriver {
 
     async fn save(&self, dom: &DomainRef, to: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
         self.save_as(dom, to, dxml, flags, false).await
+    }
+
+    async fn core_dump(
+        &self,
+        dom: &DomainRef,
+        to: &str,
+        format: DumpFormat,
+        flags: u32,
+    ) -> Result<()> {
+        self.core_dump_impl(dom, to, format, flags).await
+    }
+
+    async fn screenshot(&self, dom: &DomainRef, screen: u32, flags: u32) -> Result<Screenshot> {
+        self.screenshot_impl(dom, screen, flags).await
+    }
+
+    fn local_jobs(&self) -> Option<&LocalJobs> {
+        Some(&self.shared.jobs)
     }
 
     async fn restore(&self, from: &str, dxml: Option<&str>, flags: u32) -> Result<()> {

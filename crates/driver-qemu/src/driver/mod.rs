@@ -16,6 +16,7 @@
 mod api;
 mod console;
 mod domcaps;
+mod dump;
 mod host;
 mod host_stats;
 mod hotplug;
@@ -34,6 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use migrated_core::console::ConsoleLocks;
+use migrated_core::job::LocalJobs;
 use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainEventKind,
     DomainRef, DomainState, HostIdentity, LifecycleEvent, StateReason,
@@ -183,6 +185,8 @@ struct Shared {
     version: OnceCell<u64>,
     /// Who holds each guest's console.
     consoles: ConsoleLocks,
+    /// Dumps running now and the last one's statistics, per guest.
+    jobs: LocalJobs,
 }
 
 impl Shared {
@@ -504,6 +508,7 @@ impl QemuDriver {
                 next_id: AtomicI32::new(1),
                 version: OnceCell::new(),
                 consoles: ConsoleLocks::default(),
+                jobs: LocalJobs::new(),
             }),
         };
         driver.reattach_all().await?;
