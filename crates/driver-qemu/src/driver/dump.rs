@@ -14,7 +14,7 @@
 //!                ABORT_JOB ──▶ migrate_cancel ("dump job: canceled by client")
 //! success: CRASH ──▶ QEMU stopped (shut off, reason crashed)
 //!          RESET ──▶ system_reset;  a guest that ran runs again
-//! failure: the partial file removed, a guest that ran runs again
+//! failure: a file the dump created removed, a guest that ran runs again
 //! ```
 //!
 //! A screenshot is QEMU's `screendump` into a temporary file, as PNG when
@@ -115,8 +115,10 @@ impl QemuDriver {
             }
         }
         let path = PathBuf::from(to);
+        // As libvirt, a failed dump removes only a file it created.
+        let existed = path.symlink_metadata().is_ok();
         let mut outcome = write_dump(&qmp, &job, &path, format, flags).await;
-        if outcome.is_err() {
+        if outcome.is_err() && !existed {
             let _ = std::fs::remove_file(&path);
         }
         if outcome.is_ok() && flags & CRASH != 0 {
@@ -320,8 +322,12 @@ async fn write_dump(
         .map_err(|e| e.into_core(OP))?;
         wait_migration_dump(qmp, job, &mut events).await?;
     }
-    file.sync_all()
-        .map_err(|e| Error::system(format!("sync {}", path.display()), e))
+    // A pipe or a device has nothing to sync (fsync fails on a FIFO).
+    if file.metadata().is_ok_and(|m| m.is_file()) {
+        file.sync_all()
+            .map_err(|e| Error::system(format!("sync {}", path.display()), e))?;
+    }
+    Ok(())
 }
 
 async fn give_fd(qmp: &Qmp, file: &std::fs::File) -> Result<()> {
