@@ -982,7 +982,10 @@ fn qemu_virsh_save_restore() {
 
 /// Program headers of a 64-bit little-endian ELF core: (type, memsz).
 fn elf_segments(core: &[u8]) -> Vec<(u32, u64)> {
-    assert!(core.len() > 64 && core[..4] == *b"\x7fELF", "not an ELF file");
+    assert!(
+        core.len() > 64 && core[..4] == *b"\x7fELF",
+        "not an ELF file"
+    );
     assert_eq!(core[4], 2, "ELFCLASS64");
     assert_eq!(u16::from_le_bytes([core[16], core[17]]), 4, "ET_CORE");
     let word = |at: usize| u64::from_le_bytes(core[at..at + 8].try_into().expect("8 bytes"));
@@ -1005,7 +1008,11 @@ fn check_elf_core(core: &[u8], mib: u64) {
     const PT_NOTE: u32 = 4;
     let segments = elf_segments(core);
     assert!(segments.iter().any(|s| s.0 == PT_NOTE), "{segments:?}");
-    let loaded: u64 = segments.iter().filter(|s| s.0 == PT_LOAD).map(|s| s.1).sum();
+    let loaded: u64 = segments
+        .iter()
+        .filter(|s| s.0 == PT_LOAD)
+        .map(|s| s.1)
+        .sum();
     let ram = mib << 20;
     assert!(
         loaded >= ram && loaded <= ram + (4 << 20),
@@ -1037,8 +1044,10 @@ fn dump_into_fifo(
         pipe.read_to_end(&mut all).expect("drain fifo");
         all
     });
-    let (uri, args): (String, Vec<String>) =
-        (uri.to_owned(), args.iter().map(|a| (*a).to_owned()).collect());
+    let (uri, args): (String, Vec<String>) = (
+        uri.to_owned(),
+        args.iter().map(|a| (*a).to_owned()).collect(),
+    );
     let dumper = std::thread::spawn(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         virsh(&uri, &args)
@@ -1093,12 +1102,24 @@ fn qemu_virsh_dump_and_screenshot() {
     let kdump = file("q-dump.kdump");
     hosts.virsh_ok(
         &uri,
-        &["dump", name, &kdump, "--memory-only", "--live", "--format", "kdump-zlib"],
+        &[
+            "dump",
+            name,
+            &kdump,
+            "--memory-only",
+            "--live",
+            "--format",
+            "kdump-zlib",
+        ],
     );
     let bytes = std::fs::read(&kdump).expect("kdump core");
     // QEMU writes the flattened format: makedumpfile's header, then the
     // kdump header with its signature in the first data record.
-    assert!(bytes.starts_with(b"makedumpfile"), "{:?}", &bytes[..12.min(bytes.len())]);
+    assert!(
+        bytes.starts_with(b"makedumpfile"),
+        "{:?}",
+        &bytes[..12.min(bytes.len())]
+    );
     assert!(
         bytes[..bytes.len().min(16 << 10)]
             .windows(8)
@@ -1112,14 +1133,24 @@ fn qemu_virsh_dump_and_screenshot() {
     let stream = file("q-dump.stream");
     hosts.virsh_ok(&uri, &["dump", name, &stream, "--live"]);
     let bytes = std::fs::read(&stream).expect("stream dump");
-    assert!(bytes.starts_with(b"QEVM"), "{:?}", &bytes[..4.min(bytes.len())]);
+    assert!(
+        bytes.starts_with(b"QEVM"),
+        "{:?}",
+        &bytes[..4.min(bytes.len())]
+    );
     assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
     last = counter_above(&uri, name, last, &hosts);
 
     // Bad input: nothing changes.
     for (args, text) in [
-        (vec!["--format", "kdump-zlib"], "--format only works with --memory-only"),
-        (vec!["--memory-only", "--format", "gzip"], "format 'gzip' is not supported"),
+        (
+            vec!["--format", "kdump-zlib"],
+            "--format only works with --memory-only",
+        ),
+        (
+            vec!["--memory-only", "--format", "gzip"],
+            "format 'gzip' is not supported",
+        ),
         (vec!["--crash", "--reset"], "mutually exclusive"),
         (vec!["--live", "--reset"], "mutually exclusive"),
     ] {
@@ -1131,7 +1162,10 @@ fn qemu_virsh_dump_and_screenshot() {
             "{args:?}: {err}"
         );
     }
-    let err = virsh_err(&uri, &["dump", name, "/nonexistent-dir/q.core", "--memory-only"]);
+    let err = virsh_err(
+        &uri,
+        &["dump", name, "/nonexistent-dir/q.core", "--memory-only"],
+    );
     assert!(err.contains("No such file or directory"), "{err}");
     let err = virsh_err(&uri, &["-r", "dump", name, &file("ro.core")]);
     assert!(err.contains("operation forbidden"), "{err}");
@@ -1144,7 +1178,13 @@ fn qemu_virsh_dump_and_screenshot() {
     let (out, bytes) = dump_into_fifo(
         &uri,
         &dir.path().join("mem.fifo"),
-        &["dump", name, &file("mem.fifo"), "--memory-only", "--verbose"],
+        &[
+            "dump",
+            name,
+            &file("mem.fifo"),
+            "--memory-only",
+            "--verbose",
+        ],
         || {
             let info = dump_job_running(&uri, name);
             assert!(info.contains("Data total"), "{info}");
@@ -1157,7 +1197,10 @@ fn qemu_virsh_dump_and_screenshot() {
     check_elf_core(&bytes, u64::from(SMALL_MIB));
     last = counter_above(&uri, name, last, &hosts);
     let done = hosts.virsh_ok(&uri, &["domjobinfo", name, "--completed"]);
-    assert!(done.contains("Completed") && done.contains("Dump"), "{done}");
+    assert!(
+        done.contains("Completed") && done.contains("Dump"),
+        "{done}"
+    );
 
     // The migration-stream dump is aborted as libvirt aborts it; the guest
     // runs again.
@@ -1172,7 +1215,11 @@ fn qemu_virsh_dump_and_screenshot() {
         },
     );
     assert!(!out.status.success(), "aborted dump succeeded");
-    assert!(stderr_of(&out).contains("canceled by client"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("canceled by client"),
+        "{}",
+        stderr_of(&out)
+    );
     assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
     last = counter_above(&uri, name, last, &hosts);
 
@@ -1202,7 +1249,10 @@ fn qemu_virsh_dump_and_screenshot() {
     if saved.contains("image/png") {
         assert!(image.starts_with(b"\x89PNG\r\n\x1a\n"), "{saved}");
     } else {
-        assert!(saved.contains("image/x-portable-pixmap") && image.starts_with(b"P6"), "{saved}");
+        assert!(
+            saved.contains("image/x-portable-pixmap") && image.starts_with(b"P6"),
+            "{saved}"
+        );
     }
     let err = virsh_err(&uri, &["screenshot", screen, &shot, "--screen", "1"]);
     assert!(err.contains("no such screen ID"), "{err}");

@@ -862,7 +862,10 @@ fn dump_and_screenshot(uri: &str, dir: &std::path::Path) {
     ok(&virsh(uri, &["start", name]), "start");
 
     let done = ok(&virsh(uri, &["dump", name, &core_arg]), "dump");
-    assert!(done.contains(&format!("Domain '{name}' dumped to {core_arg}")), "{done}");
+    assert!(
+        done.contains(&format!("Domain '{name}' dumped to {core_arg}")),
+        "{done}"
+    );
     assert_eq!(std::fs::read(&core).expect("core"), b"TestGuestMagic\0");
     let mode = std::fs::metadata(&core).expect("core").permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
@@ -870,10 +873,19 @@ fn dump_and_screenshot(uri: &str, dir: &std::path::Path) {
     assert!(state.contains("running"), "{state}");
 
     for (args, text) in [
-        (vec!["--memory-only"], "unsupported flags (0x10) in function testDomainCoreDumpWithFormat"),
-        (vec!["--live"], "unsupported flags (0x2) in function testDomainCoreDumpWithFormat"),
+        (
+            vec!["--memory-only"],
+            "unsupported flags (0x10) in function testDomainCoreDumpWithFormat",
+        ),
+        (
+            vec!["--live"],
+            "unsupported flags (0x2) in function testDomainCoreDumpWithFormat",
+        ),
         (vec!["--crash", "--reset"], "mutually exclusive"),
-        (vec!["--format", "kdump-zlib"], "--format only works with --memory-only"),
+        (
+            vec!["--format", "kdump-zlib"],
+            "--format only works with --memory-only",
+        ),
     ] {
         let mut all = vec!["dump", name, core_arg.as_str()];
         all.extend_from_slice(&args);
@@ -906,16 +918,32 @@ fn dump_and_screenshot(uri: &str, dir: &std::path::Path) {
     let saved = ok(&virsh(uri, &["screenshot", name, &shot_arg]), "screenshot");
     assert!(saved.contains("image/png"), "{saved}");
     let png = std::fs::read(&shot).expect("screenshot file");
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 100, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 100,
+        "{} bytes",
+        png.len()
+    );
     // As libvirt's test driver: any screen number, the same image.
     let other = dir.join("screen2.png");
     ok(
-        &virsh(uri, &["screenshot", name, &other.display().to_string(), "--screen", "3"]),
+        &virsh(
+            uri,
+            &[
+                "screenshot",
+                name,
+                &other.display().to_string(),
+                "--screen",
+                "3",
+            ],
+        ),
         "screenshot --screen 3",
     );
     assert_eq!(std::fs::read(&other).expect("second screenshot"), png);
 
-    let crashed = ok(&virsh(uri, &["dump", name, &core_arg, "--crash"]), "dump --crash");
+    let crashed = ok(
+        &virsh(uri, &["dump", name, &core_arg, "--crash"]),
+        "dump --crash",
+    );
     assert!(crashed.contains("dumped"), "{crashed}");
     let state = ok(&virsh(uri, &["domstate", name, "--reason"]), "domstate");
     assert!(state.contains("shut off (crashed)"), "{state}");

@@ -582,7 +582,10 @@ mod tests {
             Format::from_wire("op", 1).expect("zlib").qemu_name(),
             "kdump-zlib"
         );
-        assert_eq!(Format::from_wire("op", 4).expect("win").qemu_name(), "win-dmp");
+        assert_eq!(
+            Format::from_wire("op", 4).expect("win").qemu_name(),
+            "win-dmp"
+        );
         let err = Format::from_wire("op", 5).expect_err("unknown");
         assert!(err.to_string().contains("dumpformat '5' is not supported"));
     }

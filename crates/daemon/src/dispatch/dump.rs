@@ -34,7 +34,15 @@ const DUMP_API: &str = "virDomainCoreDumpWithFormat";
 /// # Errors
 /// As [`core_dump_with_format`].
 pub async fn core_dump(session: &Session, args: DomainCoreDumpArgs) -> Result<()> {
-    run(session, &args.dom, &args.to, 0, args.flags, "virDomainCoreDump").await
+    run(
+        session,
+        &args.dom,
+        &args.to,
+        0,
+        args.flags,
+        "virDomainCoreDump",
+    )
+    .await
 }
 
 /// DOMAIN_CORE_DUMP_WITH_FORMAT.

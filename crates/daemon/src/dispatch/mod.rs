@@ -298,10 +298,9 @@ pub async fn run(
             p,
             &Box::pin(dump::core_dump_with_format(session, args)).await?,
         ),
-        Call::DomainScreenshot(args) => reply(
-            p,
-            &Box::pin(dump::screenshot(session, ctx, args)).await?,
-        ),
+        Call::DomainScreenshot(args) => {
+            reply(p, &Box::pin(dump::screenshot(session, ctx, args)).await?)
+        }
 
         // console
         Call::DomainOpenConsole(args) => reply(

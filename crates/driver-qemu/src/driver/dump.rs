@@ -480,7 +480,10 @@ mod tests {
     #[test]
     fn screens_count_heads_over_the_video_devices() {
         let err = screen_target(&def(""), 0).expect_err("no screens");
-        assert_eq!(err.to_string(), "Requested operation is not valid: no screens to take screenshot from");
+        assert_eq!(
+            err.to_string(),
+            "Requested operation is not valid: no screens to take screenshot from"
+        );
         let none = def("<video><model type='none'/></video>");
         assert!(screen_target(&none, 0).is_err());
         // A display alone gets the default adapter.

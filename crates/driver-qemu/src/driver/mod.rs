@@ -35,11 +35,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use migrated_core::console::ConsoleLocks;
-use migrated_core::job::LocalJobs;
 use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainEventKind,
     DomainRef, DomainState, HostIdentity, LifecycleEvent, StateReason,
 };
+use migrated_core::job::LocalJobs;
 use migrated_core::migration::resumes_after_migration;
 use migrated_core::xml::{
     CharSource, CharType, DomainDef, DomainType, FormatOptions, GraphicsType,
