@@ -8,10 +8,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use migrated_core::console::Console;
 use migrated_core::domain::{
-    event_detail, memory_stat, paused_reason, running_reason, shutoff_reason, BlockInfo,
-    BlockStats, ControlInfo, ControlState, CpuTimes, DomainCapsQuery, DomainEvent, DomainInfo,
-    DomainRef, DomainState, InterfaceStats, IoThreadInfo, LifecycleEvent, MemoryStat, NodeInfo,
-    NodeMemory, SecurityModel, StateReason, VcpuInfo, CONTROL_ERROR_REASON_MONITOR, VCPU_RUNNING,
+    event_detail, memory_stat, paused_reason, shutoff_reason, BlockInfo, BlockStats, ControlInfo,
+    ControlState, CpuTimes, DomainCapsQuery, DomainEvent, DomainInfo, DomainRef, DomainState,
+    InterfaceStats, IoThreadInfo, LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, SecurityModel,
+    StateReason, VcpuInfo, CONTROL_ERROR_REASON_MONITOR, VCPU_RUNNING,
 };
 use migrated_core::driver::{Driver, DumpFormat, LocalJobs, Screenshot};
 use migrated_core::flags::{self, check_flags};
@@ -33,7 +33,7 @@ use super::registry::{Domain, StopIntent};
 use super::{parse_def, save, QemuDriver, StartMode, URI};
 use crate::command::disk_node;
 use crate::qmp::commands::{
-    Cont, MigrateSetParameters, QueryBalloon, QueryBlock, QueryBlockstats, QueryCpusFast,
+    MigrateSetParameters, QueryBalloon, QueryBlock, QueryBlockstats, QueryCpusFast,
     QueryMigrateParameters, Stop, SystemReset,
 };
 use crate::spec::launch_spec;
@@ -566,21 +566,10 @@ impl Driver for QemuDriver {
                 None => Err(Error::invalid("domain is not running")),
             }
         })?;
-        runtime
-            .qmp
-            .execute(&Cont)
+        self.shared
+            .unpause(&runtime.qmp, &dom.uuid, id)
             .await
-            .map_err(|e| e.into_core("virDomainResume"))?;
-        self.shared.set_state(
-            &dom.uuid,
-            id,
-            StateReason {
-                state: DomainState::Running,
-                reason: running_reason::UNPAUSED,
-            },
-            Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
-        );
-        Ok(())
+            .map_err(|e| e.into_core("virDomainResume"))
     }
 
     async fn shutdown(&self, dom: &DomainRef, flags: u32) -> Result<()> {

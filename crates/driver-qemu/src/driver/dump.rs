@@ -29,8 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use migrated_core::domain::{
-    event_detail, paused_reason, running_reason, shutoff_reason, DomainRef, DomainState,
-    LifecycleEvent, Screenshot, StateReason,
+    event_detail, paused_reason, shutoff_reason, DomainRef, DomainState, Screenshot,
 };
 use migrated_core::flags::{check_flags, dump};
 use migrated_core::job::{Abort, LocalJob};
@@ -44,8 +43,8 @@ use super::registry::{Runtime, StopIntent};
 use super::QemuDriver;
 use crate::migration;
 use crate::qmp::commands::{
-    Cont, DumpGuestMemory, DumpStatus, Getfd, Migrate, MigrateCancel, QueryDump,
-    QueryDumpGuestMemoryCapability, QueryMigrate, Screendump, Stop, SystemReset,
+    DumpGuestMemory, DumpStatus, Getfd, Migrate, MigrateCancel, QueryDump,
+    QueryDumpGuestMemoryCapability, QueryMigrate, Screendump, SystemReset,
 };
 use crate::qmp::message::names;
 use crate::qmp::{Event, Qmp};
@@ -96,22 +95,14 @@ impl QemuDriver {
         let qmp = runtime.qmp.clone();
         let resume = state.state == DomainState::Running;
         if flags & LIVE == 0 && resume {
-            self.shared.set_state(
-                &dom.uuid,
-                id,
-                StateReason {
-                    state: DomainState::Paused,
-                    reason: paused_reason::DUMP,
-                },
-                Some((LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)),
-            );
-            if let Err(e) = qmp.execute(&Stop).await {
-                self.shared.force_state(&dom.uuid, id, state);
-                job.finish::<()>(&Err(e.into_core(OP)));
-                return Err(Error::OperationFailed {
-                    operation: OP,
-                    reason: "cannot pause the guest for the dump".into(),
-                });
+            if let Err(e) = self
+                .shared
+                .pause_for(&qmp, &dom.uuid, id, state, paused_reason::DUMP)
+                .await
+            {
+                let e = e.into_core(OP);
+                job.finish::<()>(&Err(Error::internal("cannot pause the guest for the dump")));
+                return Err(e);
             }
         }
         let path = PathBuf::from(to);
@@ -135,8 +126,11 @@ impl QemuDriver {
                     .map(drop)
                     .map_err(|e| e.into_core(OP));
             }
+            // The migration stream and a non-live dump leave it paused.
             if resume {
-                self.resume_after_dump(dom, id, &qmp).await;
+                if let Err(e) = self.shared.unpause(&qmp, &dom.uuid, id).await {
+                    warn!(error = %e.chain(), "cannot resume the guest after its dump");
+                }
             }
         }
         if outcome.is_ok() {
@@ -144,23 +138,6 @@ impl QemuDriver {
         }
         job.finish(&outcome);
         outcome
-    }
-
-    /// Runs a guest that ran before the dump again (the migration stream and
-    /// a non-live dump leave it paused).
-    async fn resume_after_dump(&self, dom: &DomainRef, id: i32, qmp: &Qmp) {
-        match qmp.execute(&Cont).await {
-            Ok(_) => self.shared.set_state(
-                &dom.uuid,
-                id,
-                StateReason {
-                    state: DomainState::Running,
-                    reason: running_reason::UNPAUSED,
-                },
-                Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
-            ),
-            Err(e) => warn!(error = %e.chain(), "cannot resume the guest after its dump"),
-        }
     }
 
     /// `DOMAIN_SCREENSHOT`.

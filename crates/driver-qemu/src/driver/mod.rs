@@ -272,6 +272,49 @@ impl Shared {
         }
     }
 
+    /// Pauses run `id` of `uuid` for `reason` (`paused_reason::SAVE`,
+    /// `DUMP`): the state is recorded before `stop` so the STOP event finds
+    /// it done; if `stop` fails the state goes back to `was`.
+    async fn pause_for(
+        &self,
+        qmp: &Qmp,
+        uuid: &Uuid,
+        id: i32,
+        was: StateReason,
+        reason: i32,
+    ) -> crate::error::Result<()> {
+        self.set_state(
+            uuid,
+            id,
+            StateReason {
+                state: DomainState::Paused,
+                reason,
+            },
+            Some((LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)),
+        );
+        let stopped = qmp.execute(&crate::qmp::commands::Stop).await.map(drop);
+        if stopped.is_err() {
+            self.force_state(uuid, id, was);
+        }
+        stopped
+    }
+
+    /// Runs run `id` of `uuid` again (`cont`) and records it running,
+    /// unpaused, with the Resumed event.
+    async fn unpause(&self, qmp: &Qmp, uuid: &Uuid, id: i32) -> crate::error::Result<()> {
+        qmp.execute(&Cont).await?;
+        self.set_state(
+            uuid,
+            id,
+            StateReason {
+                state: DomainState::Running,
+                reason: running_reason::UNPAUSED,
+            },
+            Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
+        );
+        Ok(())
+    }
+
     /// Records `state` for run `id` whatever it was, without an event.
     fn force_state(&self, uuid: &Uuid, id: i32, state: StateReason) {
         let Ok(mut reg) = self.lock() else { return };
