@@ -351,7 +351,8 @@ fn virsh_bandwidth_and_job_tuning() {
 /// destination as libvirt leaves it (`running (migrated)`: it was running
 /// when the migration began). A RESUME from a second client meanwhile waits
 /// for the job, as behind libvirt's state change lock, and then finds the
-/// guest gone from the source.
+/// guest gone from the source. Meanwhile `domjobinfo` on the destination is
+/// refused as libvirt refuses it there.
 fn timeout_suspend(hosts: &Hosts, name: &str) {
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
     let events = VirshEvents::spawn(&a, &["--loop", "--all", "--domain", name]);
@@ -369,6 +370,17 @@ fn timeout_suspend(hosts: &Hosts, name: &str) {
     ];
     let (out, resume) = migrate_support::migrate_with_resume(&a, &args, name, || {
         events.wait_for("Suspended Migrated", Duration::from_secs(30));
+        // Still under way at 1 MiB/s: the running job's statistics are the
+        // source's; the destination refuses the query as libvirt does.
+        let arriving = virsh(&b, &["domjobinfo", name]);
+        assert!(!arriving.status.success(), "domjobinfo on the destination");
+        assert!(
+            stderr_of(&arriving).contains(
+                "Operation not supported: migration statistics are available only on the source host"
+            ),
+            "{}",
+            stderr_of(&arriving)
+        );
     });
     assert!(
         out.status.success(),

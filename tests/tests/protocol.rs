@@ -189,7 +189,7 @@ fn unserved_libvirt_procedures_are_not_supported_and_name_the_api() {
     // DOMAIN_RESTORE_PARAMS's arguments (no typed parameters, no flags)
     // decode, and only then is the missing function reported.
     let cases: [(i32, &str, &[u8]); 2] = [
-        (337, "virDomainGetTime", &[]),
+        (365, "virDomainGetPerfEvents", &[]),
         (441, "virDomainRestoreParams", &[0, 0, 0, 0, 0, 0, 0, 0]),
     ];
     for (number, api, args) in cases {

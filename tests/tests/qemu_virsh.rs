@@ -411,6 +411,21 @@ fn qemu_virsh_lifecycle() {
         let err = virsh_err(&uri, &[command, "--mode", "initctl", name]);
         assert!(err.contains("unsupported flags (0x4)"), "{command}: {err}");
     }
+    // domtime and domhostname ask the guest agent, as in libvirt's QEMU
+    // driver; DHCP leases are no source of this daemon.
+    for cmd in [
+        &["domtime", name] as &[&str],
+        &["domtime", name, "--now"],
+        &["domhostname", name],
+    ] {
+        let err = virsh_err(&uri, cmd);
+        assert!(
+            err.contains("argument unsupported: QEMU guest agent is not configured"),
+            "{cmd:?}: {err}"
+        );
+    }
+    let err = virsh_err(&uri, &["domhostname", name, "--source", "lease"]);
+    assert!(err.contains("unsupported flags (0x1)"), "{err}");
     assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
 
     // virsh reboot, by default and by the power button named: the workload

@@ -27,6 +27,8 @@ use crate::error::{Error, Result};
 pub use crate::flags::dump::Format as DumpFormat;
 pub use crate::job::LocalJobs;
 use crate::support::SupportTable;
+use crate::tune::{CpuStats, GuestTime};
+use crate::typed_params::TypedParams;
 use crate::xml::MetadataTarget;
 
 /// The operations of [`Driver`], named after the libvirt API each implements.
@@ -164,6 +166,24 @@ pub enum Operation {
     CoreDump,
     /// [`Driver::screenshot`].
     Screenshot,
+    /// [`Driver::scheduler_type`].
+    GetSchedulerType,
+    /// [`Driver::scheduler_parameters`].
+    GetSchedulerParameters,
+    /// [`Driver::set_scheduler_parameters`].
+    SetSchedulerParameters,
+    /// [`Driver::memory_parameters`].
+    GetMemoryParameters,
+    /// [`Driver::set_memory_parameters`].
+    SetMemoryParameters,
+    /// [`Driver::cpu_stats`].
+    GetCpuStats,
+    /// [`Driver::guest_hostname`].
+    GetHostname,
+    /// [`Driver::guest_time`].
+    GetTime,
+    /// [`Driver::set_guest_time`].
+    SetTime,
 }
 
 impl Operation {
@@ -234,6 +254,15 @@ impl Operation {
         Operation::GetSysinfo,
         Operation::CoreDump,
         Operation::Screenshot,
+        Operation::GetSchedulerType,
+        Operation::GetSchedulerParameters,
+        Operation::SetSchedulerParameters,
+        Operation::GetMemoryParameters,
+        Operation::SetMemoryParameters,
+        Operation::GetCpuStats,
+        Operation::GetHostname,
+        Operation::GetTime,
+        Operation::SetTime,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -304,6 +333,15 @@ impl Operation {
             Operation::GetSysinfo => "virConnectGetSysinfo",
             Operation::CoreDump => "virDomainCoreDumpWithFormat",
             Operation::Screenshot => "virDomainScreenshot",
+            Operation::GetSchedulerType => "virDomainGetSchedulerType",
+            Operation::GetSchedulerParameters => "virDomainGetSchedulerParametersFlags",
+            Operation::SetSchedulerParameters => "virDomainSetSchedulerParametersFlags",
+            Operation::GetMemoryParameters => "virDomainGetMemoryParameters",
+            Operation::SetMemoryParameters => "virDomainSetMemoryParameters",
+            Operation::GetCpuStats => "virDomainGetCPUStats",
+            Operation::GetHostname => "virDomainGetHostname",
+            Operation::GetTime => "virDomainGetTime",
+            Operation::SetTime => "virDomainSetTime",
         }
     }
 
@@ -375,6 +413,15 @@ impl Operation {
             Operation::GetSysinfo => "sysinfo",
             Operation::CoreDump => "core_dump",
             Operation::Screenshot => "screenshot",
+            Operation::GetSchedulerType => "scheduler_type",
+            Operation::GetSchedulerParameters => "scheduler_parameters",
+            Operation::SetSchedulerParameters => "set_scheduler_parameters",
+            Operation::GetMemoryParameters => "memory_parameters",
+            Operation::SetMemoryParameters => "set_memory_parameters",
+            Operation::GetCpuStats => "cpu_stats",
+            Operation::GetHostname => "guest_hostname",
+            Operation::GetTime => "guest_time",
+            Operation::SetTime => "set_guest_time",
         }
     }
 }
@@ -871,6 +918,75 @@ pub trait Driver: Send + Sync {
     /// driver that runs none.
     fn local_jobs(&self) -> Option<&LocalJobs> {
         None
+    }
+
+    /// The scheduler of a domain and how many parameters it has
+    /// (`virsh schedinfo`).
+    async fn scheduler_type(&self, dom: &DomainRef) -> Result<(String, i32)> {
+        let _ = dom;
+        Err(self.no_support(Operation::GetSchedulerType))
+    }
+
+    /// The scheduler's parameters of the definition [`crate::flags::affect`]
+    /// `flags` choose (one of them).
+    async fn scheduler_parameters(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetSchedulerParameters))
+    }
+
+    /// Changes scheduler parameters ([`crate::tune::scheduler`]).
+    async fn set_scheduler_parameters(
+        &self,
+        dom: &DomainRef,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        let _ = (dom, params, flags);
+        Err(self.no_support(Operation::SetSchedulerParameters))
+    }
+
+    /// The memory limits ([`crate::tune::memory`]) of one definition, all
+    /// of them: the daemon answers as many as the caller asked for.
+    async fn memory_parameters(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetMemoryParameters))
+    }
+
+    /// Changes memory limits of one definition (`virsh memtune`).
+    async fn set_memory_parameters(
+        &self,
+        dom: &DomainRef,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        let _ = (dom, params, flags);
+        Err(self.no_support(Operation::SetMemoryParameters))
+    }
+
+    /// A running domain's CPU time, total and per host CPU
+    /// (`virsh cpu-stats`); the daemon picks what the query asks for.
+    async fn cpu_stats(&self, dom: &DomainRef, flags: u32) -> Result<CpuStats> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetCpuStats))
+    }
+
+    /// The guest's host name (`virsh domhostname`).
+    async fn guest_hostname(&self, dom: &DomainRef, flags: u32) -> Result<String> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetHostname))
+    }
+
+    /// The guest's clock (`virsh domtime`).
+    async fn guest_time(&self, dom: &DomainRef, flags: u32) -> Result<GuestTime> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetTime))
+    }
+
+    /// Sets the guest's clock, or with [`crate::tune::TIME_SYNC`] resyncs
+    /// it from its RTC (`virsh domtime --time/--now/--sync`).
+    async fn set_guest_time(&self, dom: &DomainRef, time: GuestTime, flags: u32) -> Result<()> {
+        let _ = (dom, time, flags);
+        Err(self.no_support(Operation::SetTime))
     }
 }
 

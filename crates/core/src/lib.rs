@@ -21,6 +21,7 @@ pub mod migration;
 pub mod savefile;
 pub mod support;
 pub mod sysinfo;
+pub mod tune;
 pub mod typed_params;
 pub mod wire;
 pub mod xml;

@@ -129,6 +129,38 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainGetControlInfo, Operation::GetControlInfo),
     (Procedure::DomainGetIothreadInfo, Operation::GetIoThreadInfo),
     (Procedure::ConnectGetSysinfo, Operation::GetSysinfo),
+    (
+        Procedure::DomainGetSchedulerType,
+        Operation::GetSchedulerType,
+    ),
+    (
+        Procedure::DomainGetSchedulerParameters,
+        Operation::GetSchedulerParameters,
+    ),
+    (
+        Procedure::DomainGetSchedulerParametersFlags,
+        Operation::GetSchedulerParameters,
+    ),
+    (
+        Procedure::DomainSetSchedulerParameters,
+        Operation::SetSchedulerParameters,
+    ),
+    (
+        Procedure::DomainSetSchedulerParametersFlags,
+        Operation::SetSchedulerParameters,
+    ),
+    (
+        Procedure::DomainGetMemoryParameters,
+        Operation::GetMemoryParameters,
+    ),
+    (
+        Procedure::DomainSetMemoryParameters,
+        Operation::SetMemoryParameters,
+    ),
+    (Procedure::DomainGetCpuStats, Operation::GetCpuStats),
+    (Procedure::DomainGetHostname, Operation::GetHostname),
+    (Procedure::DomainGetTime, Operation::GetTime),
+    (Procedure::DomainSetTime, Operation::SetTime),
 ];
 
 /// The driver operation a procedure becomes, if it is served by a driver method.

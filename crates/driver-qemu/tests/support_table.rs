@@ -106,6 +106,31 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::GetControlInfo => driver.control_info(&dom).await.err(),
         Operation::GetIoThreadInfo => driver.iothread_info(&dom, 0).await.err(),
         Operation::GetSysinfo => driver.sysinfo().await.err(),
+        Operation::GetSchedulerType => driver.scheduler_type(&dom).await.err(),
+        Operation::GetSchedulerParameters => driver.scheduler_parameters(&dom, 0).await.err(),
+        Operation::SetSchedulerParameters => driver
+            .set_scheduler_parameters(&dom, &tune_params("weight"), 0)
+            .await
+            .err(),
+        Operation::GetMemoryParameters => driver.memory_parameters(&dom, 0).await.err(),
+        Operation::SetMemoryParameters => driver
+            .set_memory_parameters(&dom, &tune_params("soft_limit"), 0)
+            .await
+            .err(),
+        Operation::GetCpuStats => driver.cpu_stats(&dom, 0).await.err(),
+        Operation::GetHostname => driver.guest_hostname(&dom, 0).await.err(),
+        Operation::GetTime => driver.guest_time(&dom, 0).await.err(),
+        Operation::SetTime => driver
+            .set_guest_time(
+                &dom,
+                migrated_core::tune::GuestTime {
+                    seconds: 1,
+                    nseconds: 0,
+                },
+                0,
+            )
+            .await
+            .err(),
     };
     err.map(|e| e.code())
 }
@@ -139,4 +164,14 @@ async fn declared_operations_are_implemented_and_the_rest_are_not() {
             );
         }
     }
+}
+
+/// A one-parameter list for the tuning setters (a value each accepts).
+fn tune_params(key: &str) -> migrated_core::typed_params::TypedParams {
+    let value = if key == "weight" {
+        migrated_core::typed_params::TypedValue::UInt(10)
+    } else {
+        migrated_core::typed_params::TypedValue::ULLong(1024)
+    };
+    migrated_core::typed_params::TypedParams::new().with(key, value)
 }

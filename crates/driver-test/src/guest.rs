@@ -7,11 +7,19 @@ use migrated_core::domain::{
     memory_stat, paused_reason, running_reason, DomainRef, DomainState, MemoryStat, StateReason,
     VcpuInfo, VCPU_RUNNING,
 };
+use migrated_core::tune::GuestTime;
 use migrated_core::xml::DomainDef;
 use migrated_core::Result;
 
 use crate::memory::GuestMemory;
 use crate::workload::{Workload, WorkloadConfig};
+
+/// The clock of a guest that just started: libvirt's test driver's
+/// (`testDomainObjPrivateAlloc`), 1989-11-17 15:32:00 UTC.
+const BOOT_CLOCK: GuestTime = GuestTime {
+    seconds: 627_319_920,
+    nseconds: 0,
+};
 
 /// A guest known to the driver: persistent (defined) or transient (exists only
 /// while running).
@@ -53,6 +61,9 @@ pub(crate) struct Live {
     pub state: DomainState,
     pub reason: i32,
     pub memory: Arc<GuestMemory>,
+    /// The guest's clock as `virsh domtime` reads and sets it: fixed,
+    /// not ticking, as in libvirt's test driver.
+    pub clock: GuestTime,
     workload_config: Option<WorkloadConfig>,
     workload: Option<Workload>,
     cpu_time: Duration,
@@ -92,6 +103,7 @@ impl Live {
             state: DomainState::Paused,
             reason: paused_reason::USER,
             memory,
+            clock: BOOT_CLOCK,
             workload_config,
             workload: None,
             cpu_time: Duration::ZERO,

@@ -52,6 +52,8 @@ use migrated_core::flags::{affect, check_flags};
 use migrated_core::hotplug::Change;
 use migrated_core::keycode::{self, Codeset};
 use migrated_core::support::SupportTable;
+use migrated_core::tune::{CpuStats, GuestTime};
+use migrated_core::typed_params::TypedParams;
 use migrated_core::xml::{DomainDef, MetadataTarget};
 use migrated_core::{Error, Result};
 use tokio::sync::broadcast;
@@ -64,6 +66,9 @@ pub use memory::{GuestMemory, PageContent, PAGE_SIZE};
 const HOST_MEMORY_KIB: u64 = 16 * 1024 * 1024;
 /// NUMA cells of the fictional host.
 const HOST_CELLS: u64 = 2;
+/// Cores per socket of the fictional host; libvirt's test driver reports
+/// per-CPU statistics for this many host CPUs.
+const HOST_CORES: u32 = 2;
 
 /// `virConnectGetSysinfo` of libvirt's test driver, word for word.
 const SYSINFO: &str = "<sysinfo type='smbios'>
@@ -255,6 +260,11 @@ impl TestDriver {
     fn read<T>(&self, f: impl FnOnce(&Registry) -> Result<T>) -> Result<T> {
         f(&*self.shared.lock()?)
     }
+
+    /// Runs `f` on the registry in place: for changes that touch no disk.
+    fn update<T>(&self, f: impl FnOnce(&mut Registry) -> Result<T>) -> Result<T> {
+        f(&mut *self.shared.lock()?)
+    }
 }
 
 fn capabilities_xml(host: &HostIdentity) -> String {
@@ -411,10 +421,7 @@ impl Driver for TestDriver {
     }
 
     async fn control_info(&self, dom: &DomainRef) -> Result<ControlInfo> {
-        // libvirt's test driver reports a ready channel unless virDomainSetTime
-        // planted a magic time (which this one does not serve).
-        self.reset(dom).await?;
-        Ok(ControlInfo::default())
+        self.read(|r| r.control_info(dom))
     }
 
     async fn iothread_info(&self, dom: &DomainRef, flags: u32) -> Result<Vec<IoThreadInfo>> {
@@ -579,6 +586,55 @@ impl Driver for TestDriver {
         Ok(SYSINFO.to_owned())
     }
 
+    async fn scheduler_type(&self, dom: &DomainRef) -> Result<(String, i32)> {
+        self.read(|r| r.scheduler_type(dom))
+    }
+
+    async fn scheduler_parameters(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
+        self.read(|r| r.scheduler_parameters(dom, flags))
+    }
+
+    async fn set_scheduler_parameters(
+        &self,
+        dom: &DomainRef,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        self.read(|r| r.set_scheduler_parameters(dom, params, flags))
+    }
+
+    async fn memory_parameters(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
+        self.read(|r| r.memory_parameters(dom, flags))
+    }
+
+    async fn set_memory_parameters(
+        &self,
+        dom: &DomainRef,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        // A config change writes the stored definition: off the runtime.
+        let (dom, params) = (dom.clone(), params.clone());
+        self.blocking(move |r| r.set_memory_parameters(&dom, &params, flags))
+            .await
+    }
+
+    async fn cpu_stats(&self, dom: &DomainRef, flags: u32) -> Result<CpuStats> {
+        self.read(|r| r.cpu_stats(dom, flags, HOST_CORES))
+    }
+
+    async fn guest_hostname(&self, dom: &DomainRef, flags: u32) -> Result<String> {
+        self.read(|r| r.guest_hostname(dom, flags))
+    }
+
+    async fn guest_time(&self, dom: &DomainRef, flags: u32) -> Result<GuestTime> {
+        self.read(|r| r.guest_time(dom, flags))
+    }
+
+    async fn set_guest_time(&self, dom: &DomainRef, time: GuestTime, flags: u32) -> Result<()> {
+        self.update(|r| r.set_guest_time(dom, time, flags))
+    }
+
     async fn node_info(&self) -> Result<NodeInfo> {
         // The same fictional host libvirt's own test driver describes.
         Ok(NodeInfo {
@@ -588,7 +644,7 @@ impl Driver for TestDriver {
             mhz: 1400,
             nodes: HOST_CELLS as i32,
             sockets: 2,
-            cores: 2,
+            cores: HOST_CORES as i32,
             threads: 2,
         })
     }

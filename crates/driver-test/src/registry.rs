@@ -31,6 +31,7 @@ mod hotplug;
 mod managed;
 mod metadata;
 mod save;
+mod tune;
 mod vcpus;
 
 /// All guests of one test driver instance.

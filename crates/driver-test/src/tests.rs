@@ -10,6 +10,8 @@ use migrated_core::flags;
 
 use super::*;
 
+mod tune;
+
 fn host() -> HostIdentity {
     HostIdentity {
         hostname: "test-host".into(),

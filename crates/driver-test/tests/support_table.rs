@@ -112,6 +112,31 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
                 .await,
         ),
         Operation::Screenshot => no_support(drv.screenshot(dom, 0, 0).await),
+        Operation::GetSchedulerType => no_support(drv.scheduler_type(dom).await),
+        Operation::GetSchedulerParameters => no_support(drv.scheduler_parameters(dom, 0).await),
+        Operation::SetSchedulerParameters => no_support(
+            drv.set_scheduler_parameters(dom, &tune_params("weight"), 0)
+                .await,
+        ),
+        Operation::GetMemoryParameters => no_support(drv.memory_parameters(dom, 0).await),
+        Operation::SetMemoryParameters => no_support(
+            drv.set_memory_parameters(dom, &tune_params("soft_limit"), 0)
+                .await,
+        ),
+        Operation::GetCpuStats => no_support(drv.cpu_stats(dom, 0).await),
+        Operation::GetHostname => no_support(drv.guest_hostname(dom, 0).await),
+        Operation::GetTime => no_support(drv.guest_time(dom, 0).await),
+        Operation::SetTime => no_support(
+            drv.set_guest_time(
+                dom,
+                migrated_core::tune::GuestTime {
+                    seconds: 1,
+                    nseconds: 0,
+                },
+                0,
+            )
+            .await,
+        ),
     }
 }
 
@@ -167,4 +192,14 @@ fn support_table_declares_each_procedure_once_with_a_version() {
 fn migration_defaults_are_supported_flags() {
     let defaults = SUPPORT.defaults.flags;
     assert_eq!(defaults & !SUPPORT.migration_flags, 0);
+}
+
+/// A one-parameter list for the tuning setters (a value each accepts).
+fn tune_params(key: &str) -> migrated_core::typed_params::TypedParams {
+    let value = if key == "weight" {
+        migrated_core::typed_params::TypedValue::UInt(10)
+    } else {
+        migrated_core::typed_params::TypedValue::ULLong(1024)
+    };
+    migrated_core::typed_params::TypedParams::new().with(key, value)
 }

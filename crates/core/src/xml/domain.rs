@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::devices::Devices;
 use super::error::{Result, XmlError};
 use super::kinds::DomainType;
+use super::memtune::MemTune;
 use super::platform::{self, Clock, Cpu, Feature, Os, Pm, SecLabel};
 use super::read::{once, Node};
 use super::write::{AttrValue, Writer};
@@ -50,6 +51,8 @@ pub struct DomainDef {
     pub memory_kib: u64,
     /// `<currentMemory>`: the balloon target, in KiB (never above `memory_kib`).
     pub current_memory_kib: u64,
+    /// `<memtune>`: memory limits.
+    pub memtune: MemTune,
     /// `<vcpu>` count: the maximum number of vCPUs.
     pub vcpus: u32,
     /// `<vcpu>` attributes.
@@ -199,6 +202,7 @@ impl DomainDef {
                 &[("unit", &"KiB")],
                 &self.current_memory_kib.to_string(),
             );
+            self.memtune.format(w);
             w.text(
                 "vcpu",
                 &[
@@ -266,6 +270,7 @@ struct Sections {
     max_memory: Option<MaxMemory>,
     memory: Option<u64>,
     current_memory: Option<u64>,
+    memtune: Option<MemTune>,
     vcpu: Option<(u32, Vcpu)>,
     resource: Option<String>,
     os: Option<Os>,
@@ -319,6 +324,7 @@ impl Sections {
             }),
             "memory" => once(&mut self.memory, c, units::read_kib),
             "currentMemory" => once(&mut self.current_memory, c, units::read_kib),
+            "memtune" => once(&mut self.memtune, c, MemTune::parse),
             "vcpu" => once(&mut self.vcpu, c, |mut c| {
                 let attrs = Vcpu {
                     placement: c.attr("placement"),
@@ -426,6 +432,7 @@ impl Sections {
             max_memory: self.max_memory,
             memory_kib,
             current_memory_kib,
+            memtune: self.memtune.unwrap_or_default(),
             vcpus,
             vcpu,
             resource_partition: self.resource,

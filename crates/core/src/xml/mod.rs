@@ -14,6 +14,7 @@ mod devices;
 mod domain;
 mod error;
 mod kinds;
+mod memtune;
 mod metadata;
 mod platform;
 mod read;
@@ -32,6 +33,7 @@ pub use error::{Position, XmlError};
 pub use kinds::{
     CharType, DiskDevice, DiskType, DomainType, GraphicsType, InterfaceType, UnknownKind,
 };
+pub use memtune::MemTune;
 pub use metadata::{metadata_change, metadata_read, MetadataTarget};
 pub use platform::{
     BootMenu, Clock, Cpu, CpuFeature, CpuModel, Feature, FirmwareFeature, Loader, Nvram, Os, Pm,

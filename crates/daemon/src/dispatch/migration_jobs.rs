@@ -9,7 +9,7 @@
 
 use migrated_core::driver::{ControlInfo, ControlState, DomainRef};
 use migrated_core::flags::MigrateFlags;
-use migrated_core::job::{JobStats, JobType, Phase, SourcePhase};
+use migrated_core::job::{JobRegistry, JobStats, JobType, Phase, SourcePhase};
 use migrated_core::migration::Role;
 use migrated_core::support::Procedure;
 use migrated_proto::{self as proto, MigrationStatusArgs, MigrationStatusRet};
@@ -46,10 +46,29 @@ async fn known(session: &Session, dom: &proto::NonnullDomain) -> Result<DomainRe
         .map_err(err)
 }
 
+/// The statistics of a running job are the source's: the destination of a
+/// migration only receives, and libvirt refuses the query there rather than
+/// answer zeros (qemuDomainGetJobStatsInternal); the completed job's
+/// statistics, which Finish records on both hosts, stay available.
+///
+/// # Errors
+/// `VIR_ERR_OPERATION_UNSUPPORTED` while `dom` is arriving here.
+fn refuse_incoming(registry: &JobRegistry, dom: &DomainRef) -> Result<()> {
+    match registry.get(&dom.uuid) {
+        Some(job) if job.role() == Role::Destination => {
+            Err(err(migrated_core::Error::OperationUnsupported {
+                reason: "migration statistics are available only on the source host".into(),
+            }))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// GET_JOB_INFO (163).
 ///
 /// # Errors
-/// `VIR_ERR_NO_DOMAIN`; no support when the driver cannot migrate.
+/// `VIR_ERR_NO_DOMAIN`, `VIR_ERR_OPERATION_UNSUPPORTED` on the destination
+/// of a running migration; no support when the driver cannot migrate.
 pub async fn get_job_info(
     handler: &Handler,
     session: &Session,
@@ -114,7 +133,9 @@ pub async fn get_control_info(
 /// one (forgotten afterwards unless KEEP_COMPLETED).
 ///
 /// # Errors
-/// Unknown flag bits (`VIR_ERR_INVALID_ARG`), `VIR_ERR_NO_DOMAIN`.
+/// Unknown flag bits (`VIR_ERR_INVALID_ARG`), `VIR_ERR_NO_DOMAIN`,
+/// `VIR_ERR_OPERATION_UNSUPPORTED` for the running job on the destination of
+/// a migration.
 pub async fn get_job_stats(
     handler: &Handler,
     session: &Session,
@@ -184,9 +205,11 @@ fn job_stats(
     dom: &DomainRef,
     completed: bool,
 ) -> Result<JobStats> {
-    let migration = manager(handler, session)?
-        .registry()
-        .stats(&dom.uuid, completed);
+    let manager = manager(handler, session)?;
+    if !completed {
+        refuse_incoming(manager.registry(), dom)?;
+    }
+    let migration = manager.registry().stats(&dom.uuid, completed);
     let wanted = if completed {
         migration.job_type != JobType::None
     } else {

@@ -21,6 +21,7 @@ pub mod migration_tunnel;
 pub mod node;
 pub mod save;
 pub mod stats;
+pub mod tune;
 pub mod vcpu_memory;
 
 use bytes::Bytes;
@@ -154,6 +155,35 @@ pub async fn run(
         Call::DomainGetVcpuPinInfo(args) => {
             reply(p, &vcpu_memory::get_vcpu_pin_info(session, args).await?)
         }
+        Call::DomainGetSchedulerType(args) => {
+            reply(p, &tune::get_scheduler_type(session, args).await?)
+        }
+        Call::DomainGetSchedulerParameters(args) => {
+            reply(p, &tune::get_scheduler_parameters(session, args).await?)
+        }
+        Call::DomainGetSchedulerParametersFlags(args) => reply(
+            p,
+            &tune::get_scheduler_parameters_flags(session, args).await?,
+        ),
+        Call::DomainSetSchedulerParameters(args) => reply(
+            p,
+            &Box::pin(tune::set_scheduler_parameters(session, args)).await?,
+        ),
+        Call::DomainSetSchedulerParametersFlags(args) => reply(
+            p,
+            &Box::pin(tune::set_scheduler_parameters_flags(session, args)).await?,
+        ),
+        Call::DomainGetMemoryParameters(args) => {
+            reply(p, &tune::get_memory_parameters(session, args).await?)
+        }
+        Call::DomainSetMemoryParameters(args) => reply(
+            p,
+            &Box::pin(tune::set_memory_parameters(session, args)).await?,
+        ),
+        Call::DomainGetCpuStats(args) => reply(p, &tune::get_cpu_stats(session, args).await?),
+        Call::DomainGetHostname(args) => reply(p, &tune::get_hostname(session, args).await?),
+        Call::DomainGetTime(args) => reply(p, &tune::get_time(session, args).await?),
+        Call::DomainSetTime(args) => reply(p, &Box::pin(tune::set_time(session, args)).await?),
         Call::DomainGetIothreadInfo(args) => {
             reply(p, &vcpu_memory::get_iothread_info(session, args).await?)
         }

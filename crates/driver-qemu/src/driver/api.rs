@@ -18,6 +18,7 @@ use migrated_core::flags::{self, check_flags};
 use migrated_core::hotplug::Change;
 use migrated_core::keycode::Codeset;
 use migrated_core::support::SupportTable;
+use migrated_core::tune::{GuestTime, GET_HOSTNAME_AGENT, TIME_SYNC};
 use migrated_core::xml::{FormatOptions, InterfaceType, MetadataTarget};
 use migrated_core::{Error, Result};
 use tokio::sync::broadcast;
@@ -672,6 +673,28 @@ impl Driver for QemuDriver {
     async fn capabilities(&self) -> Result<String> {
         let emulator = crate::command::find_emulator(None).ok();
         Ok(capabilities_xml(&self.shared.host, emulator.as_deref()))
+    }
+
+    async fn guest_time(&self, dom: &DomainRef, flags: u32) -> Result<GuestTime> {
+        check_flags("virDomainGetTime", u64::from(flags), 0)?;
+        Err(self.agent_unavailable(dom)?)
+    }
+
+    async fn set_guest_time(&self, dom: &DomainRef, time: GuestTime, flags: u32) -> Result<()> {
+        let _ = time;
+        check_flags("virDomainSetTime", u64::from(flags), u64::from(TIME_SYNC))?;
+        Err(self.agent_unavailable(dom)?)
+    }
+
+    async fn guest_hostname(&self, dom: &DomainRef, flags: u32) -> Result<String> {
+        // The agent's answer only: DHCP leases (VIR_DOMAIN_GET_HOSTNAME_LEASE)
+        // come from libvirt's network driver, which this daemon has not.
+        check_flags(
+            "virDomainGetHostname",
+            u64::from(flags),
+            u64::from(GET_HOSTNAME_AGENT),
+        )?;
+        Err(self.agent_unavailable(dom)?)
     }
 
     async fn sysinfo(&self) -> Result<String> {

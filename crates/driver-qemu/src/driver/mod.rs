@@ -13,6 +13,7 @@
 //! (`<runtime_dir>/qemu/<name>.json`), re-attaches to every QEMU that still
 //! runs (pidfd + QMP) and records the others as crashed.
 
+mod agent;
 mod api;
 mod console;
 mod domcaps;

@@ -43,9 +43,6 @@ use crate::qmp::commands::{
 };
 use crate::qmp::Qmp;
 
-/// The virtio channel of the QEMU guest agent (libvirt's name for it).
-const GUEST_AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";
-
 /// What the power button is pressed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum PowerRequest {
@@ -89,24 +86,17 @@ impl QemuDriver {
             u64::from(flags),
             u64::from(ACPI_POWER_BTN | GUEST_AGENT),
         )?;
-        let (runtime, state, def) = self.read(|r| {
+        if flags == GUEST_AGENT {
+            return Err(self.agent_unavailable(dom)?);
+        }
+        let (runtime, def) = self.read(|r| {
             let d = r.get(dom)?;
             let live = d
                 .live
                 .as_ref()
                 .ok_or_else(|| Error::invalid("domain is not running"))?;
-            Ok((Arc::clone(&live.runtime), live.state, live.def.clone()))
+            Ok((Arc::clone(&live.runtime), live.def.clone()))
         })?;
-        if flags == GUEST_AGENT {
-            // qemuDomainAgentAvailable: a running guest first, then its agent.
-            if state.state != DomainState::Running {
-                return Err(Error::invalid("domain is not running"));
-            }
-            let configured = def.devices.channels.iter().any(|c| {
-                c.target.as_ref().and_then(|t| t.name.as_deref()) == Some(GUEST_AGENT_CHANNEL)
-            });
-            return Err(Error::GuestAgent { configured });
-        }
         let reboot = request == PowerRequest::Reboot
             && !matches!(def.on_reboot.as_deref(), Some("destroy" | "preserve"));
         let qmp = &runtime.qmp;

@@ -57,6 +57,18 @@ pub const REMOTE_CPUMAPS_MAX: usize = 8388608;
 /// Upper limit on the IOThreads described by REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO.
 pub const REMOTE_IOTHREAD_INFO_MAX: usize = 16384;
 
+/// Upper limit on the typed parameters of the scheduler calls (schedinfo).
+pub const REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX: usize = 16;
+
+/// Upper limit on the typed parameters of the memory tuning calls (memtune).
+pub const REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX: usize = 16;
+
+/// Upper limit on the typed parameters REMOTE_PROC_DOMAIN_GET_CPU_STATS answers.
+pub const REMOTE_DOMAIN_GET_CPU_STATS_MAX: usize = 2048;
+
+/// Upper limit on the host CPUs one REMOTE_PROC_DOMAIN_GET_CPU_STATS call covers.
+pub const REMOTE_DOMAIN_GET_CPU_STATS_NCPUS_MAX: usize = 128;
+
 /// Upper limit on the statistics of REMOTE_PROC_DOMAIN_MEMORY_STATS.
 pub const REMOTE_DOMAIN_MEMORY_STATS_MAX: usize = 1024;
 
@@ -2454,6 +2466,214 @@ pub struct DomainGetVcpuPinInfoRet {
     pub num: i32,
 }
 
+/// Arguments of REMOTE_PROC_DOMAIN_GET_SCHEDULER_TYPE.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetSchedulerTypeArgs {
+    /// Field `dom` of `remote_domain_get_scheduler_type_args`.
+    pub dom: NonnullDomain,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_SCHEDULER_TYPE.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetSchedulerTypeRet {
+    /// the scheduler's name ("fair", "posix")
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub r#type: String,
+    /// parameters the scheduler has
+    pub nparams: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetSchedulerParametersArgs {
+    /// Field `dom` of `remote_domain_get_scheduler_parameters_args`.
+    pub dom: NonnullDomain,
+    /// parameters wanted at most
+    pub nparams: i32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetSchedulerParametersRet {
+    /// Field `params` of `remote_domain_get_scheduler_parameters_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetSchedulerParametersArgs {
+    /// Field `dom` of `remote_domain_set_scheduler_parameters_args`.
+    pub dom: NonnullDomain,
+    /// Field `params` of `remote_domain_set_scheduler_parameters_args`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetSchedulerParametersFlagsArgs {
+    /// Field `dom` of `remote_domain_set_scheduler_parameters_flags_args`.
+    pub dom: NonnullDomain,
+    /// Field `params` of `remote_domain_set_scheduler_parameters_flags_args`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetSchedulerParametersFlagsArgs {
+    /// Field `dom` of `remote_domain_get_scheduler_parameters_flags_args`.
+    pub dom: NonnullDomain,
+    /// parameters wanted at most
+    pub nparams: i32,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetSchedulerParametersFlagsRet {
+    /// Field `params` of `remote_domain_get_scheduler_parameters_flags_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_MEMORY_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetMemoryParametersArgs {
+    /// Field `dom` of `remote_domain_set_memory_parameters_args`.
+    pub dom: NonnullDomain,
+    /// hard_limit, soft_limit, swap_hard_limit (KiB)
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_MEMORY_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetMemoryParametersArgs {
+    /// Field `dom` of `remote_domain_get_memory_parameters_args`.
+    pub dom: NonnullDomain,
+    /// parameters wanted at most; 0 asks how many there are
+    pub nparams: i32,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG, VIR_TYPED_PARAM_STRING_OKAY
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_MEMORY_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetMemoryParametersRet {
+    /// Field `params` of `remote_domain_get_memory_parameters_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// parameters there are (when 0 were asked) or were returned
+    pub nparams: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_CPU_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetCpuStatsArgs {
+    /// Field `dom` of `remote_domain_get_cpu_stats_args`.
+    pub dom: NonnullDomain,
+    /// statistics per CPU wanted; 0 asks how many there are
+    pub nparams: u32,
+    /// first host CPU, or -1 for the domain's total
+    pub start_cpu: i32,
+    /// host CPUs wanted (1 for the total); 0 asks how many there are
+    pub ncpus: u32,
+    /// VIR_TYPED_PARAM_STRING_OKAY
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_CPU_STATS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetCpuStatsRet {
+    /// ncpus strides of nparams statistics, empty ones left out
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_GET_CPU_STATS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_GET_CPU_STATS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// statistics per CPU, or the count asked for
+    pub nparams: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_HOSTNAME.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetHostnameArgs {
+    /// Field `dom` of `remote_domain_get_hostname_args`.
+    pub dom: NonnullDomain,
+    /// VIR_DOMAIN_GET_HOSTNAME_LEASE/AGENT
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_HOSTNAME.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetHostnameRet {
+    /// Field `hostname` of `remote_domain_get_hostname_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub hostname: String,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_TIME.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetTimeArgs {
+    /// Field `dom` of `remote_domain_get_time_args`.
+    pub dom: NonnullDomain,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_TIME: the guest's clock.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetTimeRet {
+    /// seconds since the Epoch
+    pub seconds: i64,
+    /// Field `nseconds` of `remote_domain_get_time_ret`.
+    pub nseconds: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_TIME.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetTimeArgs {
+    /// Field `dom` of `remote_domain_set_time_args`.
+    pub dom: NonnullDomain,
+    /// seconds since the Epoch
+    pub seconds: i64,
+    /// Field `nseconds` of `remote_domain_set_time_args`.
+    pub nseconds: u32,
+    /// VIR_DOMAIN_TIME_SYNC = 1
+    pub flags: u32,
+}
+
 /// Arguments of REMOTE_PROC_DOMAIN_GET_CONTROL_INFO.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainGetControlInfoArgs {
@@ -3154,6 +3374,12 @@ pub enum Procedure {
     DomainRestore = 54,
     /// `REMOTE_PROC_DOMAIN_SAVE`
     DomainSave = 55,
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_TYPE`
+    DomainGetSchedulerType = 56,
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS`
+    DomainGetSchedulerParameters = 57,
+    /// `REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS`
+    DomainSetSchedulerParameters = 58,
     /// `REMOTE_PROC_CONNECT_GET_HOSTNAME`
     ConnectGetHostname = 59,
     /// `REMOTE_PROC_CONNECT_SUPPORTS_FEATURE`
@@ -3240,6 +3466,10 @@ pub enum Procedure {
     DomainGetBlockInfo = 194,
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`
     DomainCreateWithFlags = 196,
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY_PARAMETERS`
+    DomainSetMemoryParameters = 197,
+    /// `REMOTE_PROC_DOMAIN_GET_MEMORY_PARAMETERS`
+    DomainGetMemoryParameters = 198,
     /// `REMOTE_PROC_DOMAIN_SET_VCPUS_FLAGS`
     DomainSetVcpusFlags = 199,
     /// `REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS`
@@ -3272,6 +3502,10 @@ pub enum Procedure {
     DomainMigrateFinish3 = 217,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3`
     DomainMigrateConfirm3 = 218,
+    /// `REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS`
+    DomainSetSchedulerParametersFlags = 219,
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS`
+    DomainGetSchedulerParametersFlags = 223,
     /// `REMOTE_PROC_DOMAIN_SEND_KEY`
     DomainSendKey = 226,
     /// `REMOTE_PROC_NODE_GET_CPU_STATS`
@@ -3302,12 +3536,16 @@ pub enum Procedure {
     DomainReset = 245,
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`
     DomainShutdownFlags = 258,
+    /// `REMOTE_PROC_DOMAIN_GET_CPU_STATS`
+    DomainGetCpuStats = 262,
     /// `REMOTE_PROC_DOMAIN_SET_METADATA`
     DomainSetMetadata = 264,
     /// `REMOTE_PROC_DOMAIN_GET_METADATA`
     DomainGetMetadata = 265,
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`
     ConnectListAllDomains = 273,
+    /// `REMOTE_PROC_DOMAIN_GET_HOSTNAME`
+    DomainGetHostname = 277,
     /// `REMOTE_PROC_NODE_GET_CPU_MAP`
     NodeGetCpuMap = 293,
     /// `REMOTE_PROC_DOMAIN_GET_JOB_STATS`
@@ -3342,6 +3580,10 @@ pub enum Procedure {
     DomainEventCallbackDeviceRemoved = 333,
     /// `REMOTE_PROC_DOMAIN_CORE_DUMP_WITH_FORMAT`
     DomainCoreDumpWithFormat = 334,
+    /// `REMOTE_PROC_DOMAIN_GET_TIME`
+    DomainGetTime = 337,
+    /// `REMOTE_PROC_DOMAIN_SET_TIME`
+    DomainSetTime = 338,
     /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`
     ConnectGetDomainCapabilities = 342,
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`
@@ -3426,6 +3668,9 @@ impl Procedure {
         Procedure::DomainCoreDump,
         Procedure::DomainRestore,
         Procedure::DomainSave,
+        Procedure::DomainGetSchedulerType,
+        Procedure::DomainGetSchedulerParameters,
+        Procedure::DomainSetSchedulerParameters,
         Procedure::ConnectGetHostname,
         Procedure::ConnectSupportsFeature,
         Procedure::DomainMigratePrepare,
@@ -3469,6 +3714,8 @@ impl Procedure {
         Procedure::DomainSnapshotNum,
         Procedure::DomainGetBlockInfo,
         Procedure::DomainCreateWithFlags,
+        Procedure::DomainSetMemoryParameters,
+        Procedure::DomainGetMemoryParameters,
         Procedure::DomainSetVcpusFlags,
         Procedure::DomainGetVcpusFlags,
         Procedure::DomainOpenConsole,
@@ -3485,6 +3732,8 @@ impl Procedure {
         Procedure::DomainMigratePerform3,
         Procedure::DomainMigrateFinish3,
         Procedure::DomainMigrateConfirm3,
+        Procedure::DomainSetSchedulerParametersFlags,
+        Procedure::DomainGetSchedulerParametersFlags,
         Procedure::DomainSendKey,
         Procedure::NodeGetCpuStats,
         Procedure::NodeGetMemoryStats,
@@ -3500,9 +3749,11 @@ impl Procedure {
         Procedure::DomainBlockStatsFlags,
         Procedure::DomainReset,
         Procedure::DomainShutdownFlags,
+        Procedure::DomainGetCpuStats,
         Procedure::DomainSetMetadata,
         Procedure::DomainGetMetadata,
         Procedure::ConnectListAllDomains,
+        Procedure::DomainGetHostname,
         Procedure::NodeGetCpuMap,
         Procedure::DomainGetJobStats,
         Procedure::DomainMigrateGetCompressionCache,
@@ -3520,6 +3771,8 @@ impl Procedure {
         Procedure::DomainEventCallbackReboot,
         Procedure::DomainEventCallbackDeviceRemoved,
         Procedure::DomainCoreDumpWithFormat,
+        Procedure::DomainGetTime,
+        Procedure::DomainSetTime,
         Procedure::ConnectGetDomainCapabilities,
         Procedure::ConnectGetAllDomainStats,
         Procedure::DomainDefineXmlFlags,
@@ -3583,6 +3836,9 @@ impl Procedure {
             53 => Some(Self::DomainCoreDump),
             54 => Some(Self::DomainRestore),
             55 => Some(Self::DomainSave),
+            56 => Some(Self::DomainGetSchedulerType),
+            57 => Some(Self::DomainGetSchedulerParameters),
+            58 => Some(Self::DomainSetSchedulerParameters),
             59 => Some(Self::ConnectGetHostname),
             60 => Some(Self::ConnectSupportsFeature),
             61 => Some(Self::DomainMigratePrepare),
@@ -3626,6 +3882,8 @@ impl Procedure {
             187 => Some(Self::DomainSnapshotNum),
             194 => Some(Self::DomainGetBlockInfo),
             196 => Some(Self::DomainCreateWithFlags),
+            197 => Some(Self::DomainSetMemoryParameters),
+            198 => Some(Self::DomainGetMemoryParameters),
             199 => Some(Self::DomainSetVcpusFlags),
             200 => Some(Self::DomainGetVcpusFlags),
             201 => Some(Self::DomainOpenConsole),
@@ -3642,6 +3900,8 @@ impl Procedure {
             216 => Some(Self::DomainMigratePerform3),
             217 => Some(Self::DomainMigrateFinish3),
             218 => Some(Self::DomainMigrateConfirm3),
+            219 => Some(Self::DomainSetSchedulerParametersFlags),
+            223 => Some(Self::DomainGetSchedulerParametersFlags),
             226 => Some(Self::DomainSendKey),
             227 => Some(Self::NodeGetCpuStats),
             228 => Some(Self::NodeGetMemoryStats),
@@ -3657,9 +3917,11 @@ impl Procedure {
             243 => Some(Self::DomainBlockStatsFlags),
             245 => Some(Self::DomainReset),
             258 => Some(Self::DomainShutdownFlags),
+            262 => Some(Self::DomainGetCpuStats),
             264 => Some(Self::DomainSetMetadata),
             265 => Some(Self::DomainGetMetadata),
             273 => Some(Self::ConnectListAllDomains),
+            277 => Some(Self::DomainGetHostname),
             293 => Some(Self::NodeGetCpuMap),
             298 => Some(Self::DomainGetJobStats),
             299 => Some(Self::DomainMigrateGetCompressionCache),
@@ -3677,6 +3939,8 @@ impl Procedure {
             319 => Some(Self::DomainEventCallbackReboot),
             333 => Some(Self::DomainEventCallbackDeviceRemoved),
             334 => Some(Self::DomainCoreDumpWithFormat),
+            337 => Some(Self::DomainGetTime),
+            338 => Some(Self::DomainSetTime),
             342 => Some(Self::ConnectGetDomainCapabilities),
             344 => Some(Self::ConnectGetAllDomainStats),
             350 => Some(Self::DomainDefineXmlFlags),
@@ -3742,120 +4006,131 @@ impl Procedure {
             Self::DomainCoreDump => &PROCEDURES[36],
             Self::DomainRestore => &PROCEDURES[37],
             Self::DomainSave => &PROCEDURES[38],
-            Self::ConnectGetHostname => &PROCEDURES[39],
-            Self::ConnectSupportsFeature => &PROCEDURES[40],
-            Self::DomainMigratePrepare => &PROCEDURES[41],
-            Self::DomainMigratePerform => &PROCEDURES[42],
-            Self::DomainMigrateFinish => &PROCEDURES[43],
-            Self::DomainBlockStats => &PROCEDURES[44],
-            Self::DomainInterfaceStats => &PROCEDURES[45],
-            Self::AuthList => &PROCEDURES[46],
-            Self::AuthSaslInit => &PROCEDURES[47],
-            Self::AuthSaslStart => &PROCEDURES[48],
-            Self::AuthSaslStep => &PROCEDURES[49],
-            Self::AuthPolkit => &PROCEDURES[50],
-            Self::NodeGetCellsFreeMemory => &PROCEDURES[51],
-            Self::NodeGetFreeMemory => &PROCEDURES[52],
-            Self::ConnectDomainEventRegister => &PROCEDURES[53],
-            Self::ConnectDomainEventDeregister => &PROCEDURES[54],
-            Self::DomainEventLifecycle => &PROCEDURES[55],
-            Self::DomainMigratePrepare2 => &PROCEDURES[56],
-            Self::DomainMigrateFinish2 => &PROCEDURES[57],
-            Self::ConnectGetUri => &PROCEDURES[58],
-            Self::DomainGetSecurityLabel => &PROCEDURES[59],
-            Self::NodeGetSecurityModel => &PROCEDURES[60],
-            Self::DomainMigratePrepareTunnel => &PROCEDURES[61],
-            Self::ConnectIsSecure => &PROCEDURES[62],
-            Self::DomainIsActive => &PROCEDURES[63],
-            Self::DomainIsPersistent => &PROCEDURES[64],
-            Self::ConnectGetLibVersion => &PROCEDURES[65],
-            Self::DomainMemoryStats => &PROCEDURES[66],
-            Self::DomainAttachDeviceFlags => &PROCEDURES[67],
-            Self::DomainDetachDeviceFlags => &PROCEDURES[68],
-            Self::DomainGetJobInfo => &PROCEDURES[69],
-            Self::DomainAbortJob => &PROCEDURES[70],
-            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[71],
-            Self::ConnectDomainEventRegisterAny => &PROCEDURES[72],
-            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[73],
-            Self::DomainEventReboot => &PROCEDURES[74],
-            Self::DomainUpdateDeviceFlags => &PROCEDURES[75],
-            Self::DomainManagedSave => &PROCEDURES[76],
-            Self::DomainHasManagedSaveImage => &PROCEDURES[77],
-            Self::DomainManagedSaveRemove => &PROCEDURES[78],
-            Self::DomainSnapshotNum => &PROCEDURES[79],
-            Self::DomainGetBlockInfo => &PROCEDURES[80],
-            Self::DomainCreateWithFlags => &PROCEDURES[81],
-            Self::DomainSetVcpusFlags => &PROCEDURES[82],
-            Self::DomainGetVcpusFlags => &PROCEDURES[83],
-            Self::DomainOpenConsole => &PROCEDURES[84],
-            Self::DomainIsUpdated => &PROCEDURES[85],
-            Self::ConnectGetSysinfo => &PROCEDURES[86],
-            Self::DomainSetMemoryFlags => &PROCEDURES[87],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[88],
-            Self::DomainInjectNmi => &PROCEDURES[89],
-            Self::DomainScreenshot => &PROCEDURES[90],
-            Self::DomainGetState => &PROCEDURES[91],
-            Self::DomainMigrateBegin3 => &PROCEDURES[92],
-            Self::DomainMigratePrepare3 => &PROCEDURES[93],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[94],
-            Self::DomainMigratePerform3 => &PROCEDURES[95],
-            Self::DomainMigrateFinish3 => &PROCEDURES[96],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[97],
-            Self::DomainSendKey => &PROCEDURES[98],
-            Self::NodeGetCpuStats => &PROCEDURES[99],
-            Self::NodeGetMemoryStats => &PROCEDURES[100],
-            Self::DomainGetControlInfo => &PROCEDURES[101],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[102],
-            Self::DomainUndefineFlags => &PROCEDURES[103],
-            Self::DomainSaveFlags => &PROCEDURES[104],
-            Self::DomainRestoreFlags => &PROCEDURES[105],
-            Self::DomainDestroyFlags => &PROCEDURES[106],
-            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[107],
-            Self::DomainSaveImageDefineXml => &PROCEDURES[108],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[109],
-            Self::DomainBlockStatsFlags => &PROCEDURES[110],
-            Self::DomainReset => &PROCEDURES[111],
-            Self::DomainShutdownFlags => &PROCEDURES[112],
-            Self::DomainSetMetadata => &PROCEDURES[113],
-            Self::DomainGetMetadata => &PROCEDURES[114],
-            Self::ConnectListAllDomains => &PROCEDURES[115],
-            Self::NodeGetCpuMap => &PROCEDURES[116],
-            Self::DomainGetJobStats => &PROCEDURES[117],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[118],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[119],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[120],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[121],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[122],
-            Self::DomainMigratePerform3Params => &PROCEDURES[123],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[124],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[125],
-            Self::DomainEventDeviceRemoved => &PROCEDURES[126],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[127],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[128],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[129],
-            Self::DomainEventCallbackReboot => &PROCEDURES[130],
-            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[131],
-            Self::DomainCoreDumpWithFormat => &PROCEDURES[132],
-            Self::ConnectGetDomainCapabilities => &PROCEDURES[133],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[134],
-            Self::DomainDefineXmlFlags => &PROCEDURES[135],
-            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[136],
-            Self::DomainGetIothreadInfo => &PROCEDURES[137],
-            Self::DomainRename => &PROCEDURES[138],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[139],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[140],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[141],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[142],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[143],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[144],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[145],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[146],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[147],
-            Self::ConnectSetIdentity => &PROCEDURES[148],
-            Self::DomainGetMessages => &PROCEDURES[149],
-            Self::DomainSaveParams => &PROCEDURES[150],
-            Self::DomainRestoreParams => &PROCEDURES[151],
-            Self::DomainAbortJobFlags => &PROCEDURES[152],
+            Self::DomainGetSchedulerType => &PROCEDURES[39],
+            Self::DomainGetSchedulerParameters => &PROCEDURES[40],
+            Self::DomainSetSchedulerParameters => &PROCEDURES[41],
+            Self::ConnectGetHostname => &PROCEDURES[42],
+            Self::ConnectSupportsFeature => &PROCEDURES[43],
+            Self::DomainMigratePrepare => &PROCEDURES[44],
+            Self::DomainMigratePerform => &PROCEDURES[45],
+            Self::DomainMigrateFinish => &PROCEDURES[46],
+            Self::DomainBlockStats => &PROCEDURES[47],
+            Self::DomainInterfaceStats => &PROCEDURES[48],
+            Self::AuthList => &PROCEDURES[49],
+            Self::AuthSaslInit => &PROCEDURES[50],
+            Self::AuthSaslStart => &PROCEDURES[51],
+            Self::AuthSaslStep => &PROCEDURES[52],
+            Self::AuthPolkit => &PROCEDURES[53],
+            Self::NodeGetCellsFreeMemory => &PROCEDURES[54],
+            Self::NodeGetFreeMemory => &PROCEDURES[55],
+            Self::ConnectDomainEventRegister => &PROCEDURES[56],
+            Self::ConnectDomainEventDeregister => &PROCEDURES[57],
+            Self::DomainEventLifecycle => &PROCEDURES[58],
+            Self::DomainMigratePrepare2 => &PROCEDURES[59],
+            Self::DomainMigrateFinish2 => &PROCEDURES[60],
+            Self::ConnectGetUri => &PROCEDURES[61],
+            Self::DomainGetSecurityLabel => &PROCEDURES[62],
+            Self::NodeGetSecurityModel => &PROCEDURES[63],
+            Self::DomainMigratePrepareTunnel => &PROCEDURES[64],
+            Self::ConnectIsSecure => &PROCEDURES[65],
+            Self::DomainIsActive => &PROCEDURES[66],
+            Self::DomainIsPersistent => &PROCEDURES[67],
+            Self::ConnectGetLibVersion => &PROCEDURES[68],
+            Self::DomainMemoryStats => &PROCEDURES[69],
+            Self::DomainAttachDeviceFlags => &PROCEDURES[70],
+            Self::DomainDetachDeviceFlags => &PROCEDURES[71],
+            Self::DomainGetJobInfo => &PROCEDURES[72],
+            Self::DomainAbortJob => &PROCEDURES[73],
+            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[74],
+            Self::ConnectDomainEventRegisterAny => &PROCEDURES[75],
+            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[76],
+            Self::DomainEventReboot => &PROCEDURES[77],
+            Self::DomainUpdateDeviceFlags => &PROCEDURES[78],
+            Self::DomainManagedSave => &PROCEDURES[79],
+            Self::DomainHasManagedSaveImage => &PROCEDURES[80],
+            Self::DomainManagedSaveRemove => &PROCEDURES[81],
+            Self::DomainSnapshotNum => &PROCEDURES[82],
+            Self::DomainGetBlockInfo => &PROCEDURES[83],
+            Self::DomainCreateWithFlags => &PROCEDURES[84],
+            Self::DomainSetMemoryParameters => &PROCEDURES[85],
+            Self::DomainGetMemoryParameters => &PROCEDURES[86],
+            Self::DomainSetVcpusFlags => &PROCEDURES[87],
+            Self::DomainGetVcpusFlags => &PROCEDURES[88],
+            Self::DomainOpenConsole => &PROCEDURES[89],
+            Self::DomainIsUpdated => &PROCEDURES[90],
+            Self::ConnectGetSysinfo => &PROCEDURES[91],
+            Self::DomainSetMemoryFlags => &PROCEDURES[92],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[93],
+            Self::DomainInjectNmi => &PROCEDURES[94],
+            Self::DomainScreenshot => &PROCEDURES[95],
+            Self::DomainGetState => &PROCEDURES[96],
+            Self::DomainMigrateBegin3 => &PROCEDURES[97],
+            Self::DomainMigratePrepare3 => &PROCEDURES[98],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[99],
+            Self::DomainMigratePerform3 => &PROCEDURES[100],
+            Self::DomainMigrateFinish3 => &PROCEDURES[101],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[102],
+            Self::DomainSetSchedulerParametersFlags => &PROCEDURES[103],
+            Self::DomainGetSchedulerParametersFlags => &PROCEDURES[104],
+            Self::DomainSendKey => &PROCEDURES[105],
+            Self::NodeGetCpuStats => &PROCEDURES[106],
+            Self::NodeGetMemoryStats => &PROCEDURES[107],
+            Self::DomainGetControlInfo => &PROCEDURES[108],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[109],
+            Self::DomainUndefineFlags => &PROCEDURES[110],
+            Self::DomainSaveFlags => &PROCEDURES[111],
+            Self::DomainRestoreFlags => &PROCEDURES[112],
+            Self::DomainDestroyFlags => &PROCEDURES[113],
+            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[114],
+            Self::DomainSaveImageDefineXml => &PROCEDURES[115],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[116],
+            Self::DomainBlockStatsFlags => &PROCEDURES[117],
+            Self::DomainReset => &PROCEDURES[118],
+            Self::DomainShutdownFlags => &PROCEDURES[119],
+            Self::DomainGetCpuStats => &PROCEDURES[120],
+            Self::DomainSetMetadata => &PROCEDURES[121],
+            Self::DomainGetMetadata => &PROCEDURES[122],
+            Self::ConnectListAllDomains => &PROCEDURES[123],
+            Self::DomainGetHostname => &PROCEDURES[124],
+            Self::NodeGetCpuMap => &PROCEDURES[125],
+            Self::DomainGetJobStats => &PROCEDURES[126],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[127],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[128],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[129],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[130],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[131],
+            Self::DomainMigratePerform3Params => &PROCEDURES[132],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[133],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[134],
+            Self::DomainEventDeviceRemoved => &PROCEDURES[135],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[136],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[137],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[138],
+            Self::DomainEventCallbackReboot => &PROCEDURES[139],
+            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[140],
+            Self::DomainCoreDumpWithFormat => &PROCEDURES[141],
+            Self::DomainGetTime => &PROCEDURES[142],
+            Self::DomainSetTime => &PROCEDURES[143],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[144],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[145],
+            Self::DomainDefineXmlFlags => &PROCEDURES[146],
+            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[147],
+            Self::DomainGetIothreadInfo => &PROCEDURES[148],
+            Self::DomainRename => &PROCEDURES[149],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[150],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[151],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[152],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[153],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[154],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[155],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[156],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[157],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[158],
+            Self::ConnectSetIdentity => &PROCEDURES[159],
+            Self::DomainGetMessages => &PROCEDURES[160],
+            Self::DomainSaveParams => &PROCEDURES[161],
+            Self::DomainRestoreParams => &PROCEDURES[162],
+            Self::DomainAbortJobFlags => &PROCEDURES[163],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -3907,6 +4182,13 @@ impl Procedure {
             Self::DomainCoreDump => visitor.visit::<procs::DomainCoreDump>(),
             Self::DomainRestore => visitor.visit::<procs::DomainRestore>(),
             Self::DomainSave => visitor.visit::<procs::DomainSave>(),
+            Self::DomainGetSchedulerType => visitor.visit::<procs::DomainGetSchedulerType>(),
+            Self::DomainGetSchedulerParameters => {
+                visitor.visit::<procs::DomainGetSchedulerParameters>()
+            }
+            Self::DomainSetSchedulerParameters => {
+                visitor.visit::<procs::DomainSetSchedulerParameters>()
+            }
             Self::ConnectGetHostname => visitor.visit::<procs::ConnectGetHostname>(),
             Self::ConnectSupportsFeature => visitor.visit::<procs::ConnectSupportsFeature>(),
             Self::DomainMigratePrepare => visitor.visit::<procs::DomainMigratePrepare>(),
@@ -3962,6 +4244,8 @@ impl Procedure {
             Self::DomainSnapshotNum => visitor.visit::<procs::DomainSnapshotNum>(),
             Self::DomainGetBlockInfo => visitor.visit::<procs::DomainGetBlockInfo>(),
             Self::DomainCreateWithFlags => visitor.visit::<procs::DomainCreateWithFlags>(),
+            Self::DomainSetMemoryParameters => visitor.visit::<procs::DomainSetMemoryParameters>(),
+            Self::DomainGetMemoryParameters => visitor.visit::<procs::DomainGetMemoryParameters>(),
             Self::DomainSetVcpusFlags => visitor.visit::<procs::DomainSetVcpusFlags>(),
             Self::DomainGetVcpusFlags => visitor.visit::<procs::DomainGetVcpusFlags>(),
             Self::DomainOpenConsole => visitor.visit::<procs::DomainOpenConsole>(),
@@ -3980,6 +4264,12 @@ impl Procedure {
             Self::DomainMigratePerform3 => visitor.visit::<procs::DomainMigratePerform3>(),
             Self::DomainMigrateFinish3 => visitor.visit::<procs::DomainMigrateFinish3>(),
             Self::DomainMigrateConfirm3 => visitor.visit::<procs::DomainMigrateConfirm3>(),
+            Self::DomainSetSchedulerParametersFlags => {
+                visitor.visit::<procs::DomainSetSchedulerParametersFlags>()
+            }
+            Self::DomainGetSchedulerParametersFlags => {
+                visitor.visit::<procs::DomainGetSchedulerParametersFlags>()
+            }
             Self::DomainSendKey => visitor.visit::<procs::DomainSendKey>(),
             Self::NodeGetCpuStats => visitor.visit::<procs::NodeGetCpuStats>(),
             Self::NodeGetMemoryStats => visitor.visit::<procs::NodeGetMemoryStats>(),
@@ -3995,9 +4285,11 @@ impl Procedure {
             Self::DomainBlockStatsFlags => visitor.visit::<procs::DomainBlockStatsFlags>(),
             Self::DomainReset => visitor.visit::<procs::DomainReset>(),
             Self::DomainShutdownFlags => visitor.visit::<procs::DomainShutdownFlags>(),
+            Self::DomainGetCpuStats => visitor.visit::<procs::DomainGetCpuStats>(),
             Self::DomainSetMetadata => visitor.visit::<procs::DomainSetMetadata>(),
             Self::DomainGetMetadata => visitor.visit::<procs::DomainGetMetadata>(),
             Self::ConnectListAllDomains => visitor.visit::<procs::ConnectListAllDomains>(),
+            Self::DomainGetHostname => visitor.visit::<procs::DomainGetHostname>(),
             Self::NodeGetCpuMap => visitor.visit::<procs::NodeGetCpuMap>(),
             Self::DomainGetJobStats => visitor.visit::<procs::DomainGetJobStats>(),
             Self::DomainMigrateGetCompressionCache => {
@@ -4037,6 +4329,8 @@ impl Procedure {
                 visitor.visit::<procs::DomainEventCallbackDeviceRemoved>()
             }
             Self::DomainCoreDumpWithFormat => visitor.visit::<procs::DomainCoreDumpWithFormat>(),
+            Self::DomainGetTime => visitor.visit::<procs::DomainGetTime>(),
+            Self::DomainSetTime => visitor.visit::<procs::DomainSetTime>(),
             Self::ConnectGetDomainCapabilities => {
                 visitor.visit::<procs::ConnectGetDomainCapabilities>()
             }
@@ -4419,6 +4713,30 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 56,
+        name: "REMOTE_PROC_DOMAIN_GET_SCHEDULER_TYPE",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 57,
+        name: "REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 58,
+        name: "REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 59,
         name: "REMOTE_PROC_CONNECT_GET_HOSTNAME",
         readonly: true,
@@ -4763,6 +5081,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 197,
+        name: "REMOTE_PROC_DOMAIN_SET_MEMORY_PARAMETERS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 198,
+        name: "REMOTE_PROC_DOMAIN_GET_MEMORY_PARAMETERS",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 199,
         name: "REMOTE_PROC_DOMAIN_SET_VCPUS_FLAGS",
         readonly: false,
@@ -4891,6 +5225,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 219,
+        name: "REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 223,
+        name: "REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 226,
         name: "REMOTE_PROC_DOMAIN_SEND_KEY",
         readonly: false,
@@ -5011,6 +5361,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 262,
+        name: "REMOTE_PROC_DOMAIN_GET_CPU_STATS",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 264,
         name: "REMOTE_PROC_DOMAIN_SET_METADATA",
         readonly: false,
@@ -5031,6 +5389,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS",
         readonly: true,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 277,
+        name: "REMOTE_PROC_DOMAIN_GET_HOSTNAME",
+        readonly: false,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -5165,6 +5531,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
     crate::ProcedureInfo {
         number: 334,
         name: "REMOTE_PROC_DOMAIN_CORE_DUMP_WITH_FORMAT",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 337,
+        name: "REMOTE_PROC_DOMAIN_GET_TIME",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 338,
+        name: "REMOTE_PROC_DOMAIN_SET_TIME",
         readonly: false,
         priority: false,
         event: false,
@@ -5709,6 +6091,33 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_TYPE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetSchedulerType;
+    impl super::RemoteProcedure for DomainGetSchedulerType {
+        const PROC: super::Procedure = super::Procedure::DomainGetSchedulerType;
+        type Args = super::DomainGetSchedulerTypeArgs;
+        type Ret = super::DomainGetSchedulerTypeRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetSchedulerParameters;
+    impl super::RemoteProcedure for DomainGetSchedulerParameters {
+        const PROC: super::Procedure = super::Procedure::DomainGetSchedulerParameters;
+        type Args = super::DomainGetSchedulerParametersArgs;
+        type Ret = super::DomainGetSchedulerParametersRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetSchedulerParameters;
+    impl super::RemoteProcedure for DomainSetSchedulerParameters {
+        const PROC: super::Procedure = super::Procedure::DomainSetSchedulerParameters;
+        type Args = super::DomainSetSchedulerParametersArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_CONNECT_GET_HOSTNAME`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct ConnectGetHostname;
@@ -6096,6 +6505,24 @@ pub mod procs {
         type Ret = super::DomainCreateWithFlagsRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY_PARAMETERS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetMemoryParameters;
+    impl super::RemoteProcedure for DomainSetMemoryParameters {
+        const PROC: super::Procedure = super::Procedure::DomainSetMemoryParameters;
+        type Args = super::DomainSetMemoryParametersArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_MEMORY_PARAMETERS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetMemoryParameters;
+    impl super::RemoteProcedure for DomainGetMemoryParameters {
+        const PROC: super::Procedure = super::Procedure::DomainGetMemoryParameters;
+        type Args = super::DomainGetMemoryParametersArgs;
+        type Ret = super::DomainGetMemoryParametersRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_SET_VCPUS_FLAGS`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainSetVcpusFlags;
@@ -6240,6 +6667,24 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetSchedulerParametersFlags;
+    impl super::RemoteProcedure for DomainSetSchedulerParametersFlags {
+        const PROC: super::Procedure = super::Procedure::DomainSetSchedulerParametersFlags;
+        type Args = super::DomainSetSchedulerParametersFlagsArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetSchedulerParametersFlags;
+    impl super::RemoteProcedure for DomainGetSchedulerParametersFlags {
+        const PROC: super::Procedure = super::Procedure::DomainGetSchedulerParametersFlags;
+        type Args = super::DomainGetSchedulerParametersFlagsArgs;
+        type Ret = super::DomainGetSchedulerParametersFlagsRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_SEND_KEY`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainSendKey;
@@ -6375,6 +6820,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_GET_CPU_STATS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetCpuStats;
+    impl super::RemoteProcedure for DomainGetCpuStats {
+        const PROC: super::Procedure = super::Procedure::DomainGetCpuStats;
+        type Args = super::DomainGetCpuStatsArgs;
+        type Ret = super::DomainGetCpuStatsRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_SET_METADATA`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainSetMetadata;
@@ -6400,6 +6854,15 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::ConnectListAllDomains;
         type Args = super::ConnectListAllDomainsArgs;
         type Ret = super::ConnectListAllDomainsRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_HOSTNAME`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetHostname;
+    impl super::RemoteProcedure for DomainGetHostname {
+        const PROC: super::Procedure = super::Procedure::DomainGetHostname;
+        type Args = super::DomainGetHostnameArgs;
+        type Ret = super::DomainGetHostnameRet;
     }
 
     /// `REMOTE_PROC_NODE_GET_CPU_MAP`.
@@ -6552,6 +7015,24 @@ pub mod procs {
     impl super::RemoteProcedure for DomainCoreDumpWithFormat {
         const PROC: super::Procedure = super::Procedure::DomainCoreDumpWithFormat;
         type Args = super::DomainCoreDumpWithFormatArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_TIME`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetTime;
+    impl super::RemoteProcedure for DomainGetTime {
+        const PROC: super::Procedure = super::Procedure::DomainGetTime;
+        type Args = super::DomainGetTimeArgs;
+        type Ret = super::DomainGetTimeRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SET_TIME`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetTime;
+    impl super::RemoteProcedure for DomainSetTime {
+        const PROC: super::Procedure = super::Procedure::DomainSetTime;
+        type Args = super::DomainSetTimeArgs;
         type Ret = ();
     }
 
@@ -6818,6 +7299,12 @@ pub enum Call {
     DomainRestore(DomainRestoreArgs),
     /// `REMOTE_PROC_DOMAIN_SAVE`.
     DomainSave(DomainSaveArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_TYPE`.
+    DomainGetSchedulerType(DomainGetSchedulerTypeArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS`.
+    DomainGetSchedulerParameters(DomainGetSchedulerParametersArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS`.
+    DomainSetSchedulerParameters(DomainSetSchedulerParametersArgs),
     /// `REMOTE_PROC_CONNECT_GET_HOSTNAME`.
     ConnectGetHostname,
     /// `REMOTE_PROC_CONNECT_SUPPORTS_FEATURE`.
@@ -6900,6 +7387,10 @@ pub enum Call {
     DomainGetBlockInfo(DomainGetBlockInfoArgs),
     /// `REMOTE_PROC_DOMAIN_CREATE_WITH_FLAGS`.
     DomainCreateWithFlags(DomainCreateWithFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY_PARAMETERS`.
+    DomainSetMemoryParameters(DomainSetMemoryParametersArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_MEMORY_PARAMETERS`.
+    DomainGetMemoryParameters(DomainGetMemoryParametersArgs),
     /// `REMOTE_PROC_DOMAIN_SET_VCPUS_FLAGS`.
     DomainSetVcpusFlags(DomainSetVcpusFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_GET_VCPUS_FLAGS`.
@@ -6932,6 +7423,10 @@ pub enum Call {
     DomainMigrateFinish3(DomainMigrateFinish3Args),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3`.
     DomainMigrateConfirm3(DomainMigrateConfirm3Args),
+    /// `REMOTE_PROC_DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS`.
+    DomainSetSchedulerParametersFlags(DomainSetSchedulerParametersFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS`.
+    DomainGetSchedulerParametersFlags(DomainGetSchedulerParametersFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_SEND_KEY`.
     DomainSendKey(DomainSendKeyArgs),
     /// `REMOTE_PROC_NODE_GET_CPU_STATS`.
@@ -6962,12 +7457,16 @@ pub enum Call {
     DomainReset(DomainResetArgs),
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`.
     DomainShutdownFlags(DomainShutdownFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_CPU_STATS`.
+    DomainGetCpuStats(DomainGetCpuStatsArgs),
     /// `REMOTE_PROC_DOMAIN_SET_METADATA`.
     DomainSetMetadata(DomainSetMetadataArgs),
     /// `REMOTE_PROC_DOMAIN_GET_METADATA`.
     DomainGetMetadata(DomainGetMetadataArgs),
     /// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`.
     ConnectListAllDomains(ConnectListAllDomainsArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_HOSTNAME`.
+    DomainGetHostname(DomainGetHostnameArgs),
     /// `REMOTE_PROC_NODE_GET_CPU_MAP`.
     NodeGetCpuMap(NodeGetCpuMapArgs),
     /// `REMOTE_PROC_DOMAIN_GET_JOB_STATS`.
@@ -6994,6 +7493,10 @@ pub enum Call {
     ConnectDomainEventCallbackDeregisterAny(ConnectDomainEventCallbackDeregisterAnyArgs),
     /// `REMOTE_PROC_DOMAIN_CORE_DUMP_WITH_FORMAT`.
     DomainCoreDumpWithFormat(DomainCoreDumpWithFormatArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_TIME`.
+    DomainGetTime(DomainGetTimeArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_TIME`.
+    DomainSetTime(DomainSetTimeArgs),
     /// `REMOTE_PROC_CONNECT_GET_DOMAIN_CAPABILITIES`.
     ConnectGetDomainCapabilities(ConnectGetDomainCapabilitiesArgs),
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`.
@@ -7124,6 +7627,15 @@ impl Call {
             Procedure::DomainCoreDump => Call::DomainCoreDump(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainRestore => Call::DomainRestore(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainSave => Call::DomainSave(migrated_xdr::from_bytes(payload)?),
+            Procedure::DomainGetSchedulerType => {
+                Call::DomainGetSchedulerType(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetSchedulerParameters => {
+                Call::DomainGetSchedulerParameters(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSetSchedulerParameters => {
+                Call::DomainSetSchedulerParameters(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::ConnectGetHostname => {
                 migrated_xdr::from_bytes::<()>(payload)?;
                 Call::ConnectGetHostname
@@ -7262,6 +7774,12 @@ impl Call {
             Procedure::DomainCreateWithFlags => {
                 Call::DomainCreateWithFlags(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSetMemoryParameters => {
+                Call::DomainSetMemoryParameters(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetMemoryParameters => {
+                Call::DomainGetMemoryParameters(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainSetVcpusFlags => {
                 Call::DomainSetVcpusFlags(migrated_xdr::from_bytes(payload)?)
             }
@@ -7304,6 +7822,12 @@ impl Call {
             Procedure::DomainMigrateConfirm3 => {
                 Call::DomainMigrateConfirm3(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSetSchedulerParametersFlags => {
+                Call::DomainSetSchedulerParametersFlags(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetSchedulerParametersFlags => {
+                Call::DomainGetSchedulerParametersFlags(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainSendKey => Call::DomainSendKey(migrated_xdr::from_bytes(payload)?),
             Procedure::NodeGetCpuStats => Call::NodeGetCpuStats(migrated_xdr::from_bytes(payload)?),
             Procedure::NodeGetMemoryStats => {
@@ -7341,6 +7865,9 @@ impl Call {
             Procedure::DomainShutdownFlags => {
                 Call::DomainShutdownFlags(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainGetCpuStats => {
+                Call::DomainGetCpuStats(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainSetMetadata => {
                 Call::DomainSetMetadata(migrated_xdr::from_bytes(payload)?)
             }
@@ -7349,6 +7876,9 @@ impl Call {
             }
             Procedure::ConnectListAllDomains => {
                 Call::ConnectListAllDomains(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetHostname => {
+                Call::DomainGetHostname(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::NodeGetCpuMap => Call::NodeGetCpuMap(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainGetJobStats => {
@@ -7411,6 +7941,8 @@ impl Call {
             Procedure::DomainCoreDumpWithFormat => {
                 Call::DomainCoreDumpWithFormat(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainGetTime => Call::DomainGetTime(migrated_xdr::from_bytes(payload)?),
+            Procedure::DomainSetTime => Call::DomainSetTime(migrated_xdr::from_bytes(payload)?),
             Procedure::ConnectGetDomainCapabilities => {
                 Call::ConnectGetDomainCapabilities(migrated_xdr::from_bytes(payload)?)
             }
@@ -7528,6 +8060,9 @@ impl Call {
             Call::DomainCoreDump(_) => Procedure::DomainCoreDump,
             Call::DomainRestore(_) => Procedure::DomainRestore,
             Call::DomainSave(_) => Procedure::DomainSave,
+            Call::DomainGetSchedulerType(_) => Procedure::DomainGetSchedulerType,
+            Call::DomainGetSchedulerParameters(_) => Procedure::DomainGetSchedulerParameters,
+            Call::DomainSetSchedulerParameters(_) => Procedure::DomainSetSchedulerParameters,
             Call::ConnectGetHostname => Procedure::ConnectGetHostname,
             Call::ConnectSupportsFeature(_) => Procedure::ConnectSupportsFeature,
             Call::DomainMigratePrepare(_) => Procedure::DomainMigratePrepare,
@@ -7569,6 +8104,8 @@ impl Call {
             Call::DomainSnapshotNum(_) => Procedure::DomainSnapshotNum,
             Call::DomainGetBlockInfo(_) => Procedure::DomainGetBlockInfo,
             Call::DomainCreateWithFlags(_) => Procedure::DomainCreateWithFlags,
+            Call::DomainSetMemoryParameters(_) => Procedure::DomainSetMemoryParameters,
+            Call::DomainGetMemoryParameters(_) => Procedure::DomainGetMemoryParameters,
             Call::DomainSetVcpusFlags(_) => Procedure::DomainSetVcpusFlags,
             Call::DomainGetVcpusFlags(_) => Procedure::DomainGetVcpusFlags,
             Call::DomainOpenConsole(_) => Procedure::DomainOpenConsole,
@@ -7585,6 +8122,12 @@ impl Call {
             Call::DomainMigratePerform3(_) => Procedure::DomainMigratePerform3,
             Call::DomainMigrateFinish3(_) => Procedure::DomainMigrateFinish3,
             Call::DomainMigrateConfirm3(_) => Procedure::DomainMigrateConfirm3,
+            Call::DomainSetSchedulerParametersFlags(_) => {
+                Procedure::DomainSetSchedulerParametersFlags
+            }
+            Call::DomainGetSchedulerParametersFlags(_) => {
+                Procedure::DomainGetSchedulerParametersFlags
+            }
             Call::DomainSendKey(_) => Procedure::DomainSendKey,
             Call::NodeGetCpuStats(_) => Procedure::NodeGetCpuStats,
             Call::NodeGetMemoryStats(_) => Procedure::NodeGetMemoryStats,
@@ -7600,9 +8143,11 @@ impl Call {
             Call::DomainBlockStatsFlags(_) => Procedure::DomainBlockStatsFlags,
             Call::DomainReset(_) => Procedure::DomainReset,
             Call::DomainShutdownFlags(_) => Procedure::DomainShutdownFlags,
+            Call::DomainGetCpuStats(_) => Procedure::DomainGetCpuStats,
             Call::DomainSetMetadata(_) => Procedure::DomainSetMetadata,
             Call::DomainGetMetadata(_) => Procedure::DomainGetMetadata,
             Call::ConnectListAllDomains(_) => Procedure::ConnectListAllDomains,
+            Call::DomainGetHostname(_) => Procedure::DomainGetHostname,
             Call::NodeGetCpuMap(_) => Procedure::NodeGetCpuMap,
             Call::DomainGetJobStats(_) => Procedure::DomainGetJobStats,
             Call::DomainMigrateGetCompressionCache(_) => {
@@ -7626,6 +8171,8 @@ impl Call {
                 Procedure::ConnectDomainEventCallbackDeregisterAny
             }
             Call::DomainCoreDumpWithFormat(_) => Procedure::DomainCoreDumpWithFormat,
+            Call::DomainGetTime(_) => Procedure::DomainGetTime,
+            Call::DomainSetTime(_) => Procedure::DomainSetTime,
             Call::ConnectGetDomainCapabilities(_) => Procedure::ConnectGetDomainCapabilities,
             Call::ConnectGetAllDomainStats(_) => Procedure::ConnectGetAllDomainStats,
             Call::DomainDefineXmlFlags(_) => Procedure::DomainDefineXmlFlags,
@@ -7691,6 +8238,9 @@ impl Call {
             Call::DomainCoreDump(args) => migrated_xdr::to_bytes(args),
             Call::DomainRestore(args) => migrated_xdr::to_bytes(args),
             Call::DomainSave(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetSchedulerType(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetSchedulerParameters(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetSchedulerParameters(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetHostname => Ok(Vec::new()),
             Call::ConnectSupportsFeature(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigratePrepare(args) => migrated_xdr::to_bytes(args),
@@ -7732,6 +8282,8 @@ impl Call {
             Call::DomainSnapshotNum(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetBlockInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainCreateWithFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetMemoryParameters(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetMemoryParameters(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetVcpusFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetVcpusFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainOpenConsole(args) => migrated_xdr::to_bytes(args),
@@ -7748,6 +8300,8 @@ impl Call {
             Call::DomainMigratePerform3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateFinish3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateConfirm3(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetSchedulerParametersFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetSchedulerParametersFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainSendKey(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetCpuStats(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetMemoryStats(args) => migrated_xdr::to_bytes(args),
@@ -7763,9 +8317,11 @@ impl Call {
             Call::DomainBlockStatsFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainReset(args) => migrated_xdr::to_bytes(args),
             Call::DomainShutdownFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetCpuStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetMetadata(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetMetadata(args) => migrated_xdr::to_bytes(args),
             Call::ConnectListAllDomains(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetHostname(args) => migrated_xdr::to_bytes(args),
             Call::NodeGetCpuMap(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetJobStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateGetCompressionCache(args) => migrated_xdr::to_bytes(args),
@@ -7779,6 +8335,8 @@ impl Call {
             Call::ConnectDomainEventCallbackRegisterAny(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackDeregisterAny(args) => migrated_xdr::to_bytes(args),
             Call::DomainCoreDumpWithFormat(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetTime(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetTime(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetDomainCapabilities(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetAllDomainStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainDefineXmlFlags(args) => migrated_xdr::to_bytes(args),
