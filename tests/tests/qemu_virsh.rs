@@ -994,3 +994,282 @@ fn qemu_virsh_save_restore() {
     assert_eq!(domstate(&uri, name), None);
     assert!(qemu_pids(&uuid).is_empty());
 }
+
+/// Program headers of a 64-bit little-endian ELF core: (type, memsz).
+fn elf_segments(core: &[u8]) -> Vec<(u32, u64)> {
+    assert!(
+        core.len() > 64 && core[..4] == *b"\x7fELF",
+        "not an ELF file"
+    );
+    assert_eq!(core[4], 2, "ELFCLASS64");
+    assert_eq!(u16::from_le_bytes([core[16], core[17]]), 4, "ET_CORE");
+    let word = |at: usize| u64::from_le_bytes(core[at..at + 8].try_into().expect("8 bytes"));
+    let half = |at: usize| usize::from(u16::from_le_bytes([core[at], core[at + 1]]));
+    let (phoff, phentsize, phnum) = (word(0x20) as usize, half(0x36), half(0x38));
+    (0..phnum)
+        .map(|i| {
+            let ph = phoff + i * phentsize;
+            let kind = u32::from_le_bytes(core[ph..ph + 4].try_into().expect("4 bytes"));
+            (kind, word(ph + 0x28))
+        })
+        .collect()
+}
+
+/// An ELF core of a guest of `mib` MiB: notes, and loads covering its RAM
+/// (plus QEMU's firmware ROM, a few hundred KiB).
+#[track_caller]
+fn check_elf_core(core: &[u8], mib: u64) {
+    const PT_LOAD: u32 = 1;
+    const PT_NOTE: u32 = 4;
+    let segments = elf_segments(core);
+    assert!(segments.iter().any(|s| s.0 == PT_NOTE), "{segments:?}");
+    let loaded: u64 = segments
+        .iter()
+        .filter(|s| s.0 == PT_LOAD)
+        .map(|s| s.1)
+        .sum();
+    let ram = mib << 20;
+    assert!(
+        loaded >= ram && loaded <= ram + (4 << 20),
+        "PT_LOAD covers {loaded} bytes of {ram}: {segments:?}"
+    );
+}
+
+/// Runs `virsh ARGS` with a FIFO as the dump file: the dump stalls once the
+/// pipe is full, `stalled` runs, then the pipe is drained. Answers virsh's
+/// output and the bytes the dump wrote.
+fn dump_into_fifo(
+    uri: &str,
+    fifo: &std::path::Path,
+    args: &[&str],
+    stalled: impl FnOnce(),
+) -> (std::process::Output, Vec<u8>) {
+    use std::io::Read;
+
+    let path = std::ffi::CString::new(fifo.to_str().expect("utf-8 path")).expect("no NUL");
+    // SAFETY: a valid NUL-terminated path; mkfifo touches nothing else.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let (drain_tx, drain_rx) = std::sync::mpsc::channel::<()>();
+    let reader_path = fifo.to_owned();
+    // Opening blocks until the daemon opens the other end.
+    let reader = std::thread::spawn(move || {
+        let mut pipe = std::fs::File::open(reader_path).expect("open fifo");
+        let _ = drain_rx.recv_timeout(Duration::from_secs(120));
+        let mut all = Vec::new();
+        pipe.read_to_end(&mut all).expect("drain fifo");
+        all
+    });
+    let (uri, args): (String, Vec<String>) = (
+        uri.to_owned(),
+        args.iter().map(|a| (*a).to_owned()).collect(),
+    );
+    let dumper = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        virsh(&uri, &args)
+    });
+    stalled();
+    let _ = drain_tx.send(());
+    let bytes = reader.join().expect("reader thread");
+    let out = dumper.join().expect("virsh thread");
+    let _ = std::fs::remove_file(fifo);
+    (out, bytes)
+}
+
+/// `virsh domjobinfo` once it shows a dump job running.
+#[track_caller]
+fn dump_job_running(uri: &str, name: &str) -> String {
+    wait_until(Duration::from_secs(30), "a running dump job", || {
+        let out = virsh(uri, &["domjobinfo", name]);
+        let text = stdout_of(&out);
+        (text.contains("Unbounded") && text.contains("Dump")).then_some(text)
+    })
+}
+
+#[test]
+fn qemu_virsh_dump_and_screenshot() {
+    let Some(hosts) = QemuHosts::start() else {
+        return;
+    };
+    let uri = hosts.a_uri();
+    let name = "q-dump";
+    let uuid = hosts.define(&uri, name, SMALL_MIB, 8);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = |n: &str| dir.path().join(n).to_str().expect("utf-8 path").to_owned();
+    let err = virsh_err(&uri, &["dump", name, &file("off.core"), "--memory-only"]);
+    assert!(err.contains("domain is not running"), "{err}");
+    hosts.virsh_ok(&uri, &["start", name]);
+    let mut last = counter_above(&uri, name, 0, &hosts);
+
+    // Memory-only, ELF, the guest paused meanwhile and running again after.
+    let core = file("q-dump.elf");
+    hosts.virsh_ok(&uri, &["dump", name, &core, "--memory-only"]);
+    let bytes = std::fs::read(&core).expect("ELF core");
+    check_elf_core(&bytes, u64::from(SMALL_MIB));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&core).expect("core").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
+    last = counter_above(&uri, name, last, &hosts);
+
+    // Live, kdump-zlib: QEMU's kdump signature.
+    let kdump = file("q-dump.kdump");
+    hosts.virsh_ok(
+        &uri,
+        &[
+            "dump",
+            name,
+            &kdump,
+            "--memory-only",
+            "--live",
+            "--format",
+            "kdump-zlib",
+        ],
+    );
+    let bytes = std::fs::read(&kdump).expect("kdump core");
+    // QEMU writes the flattened format: makedumpfile's header, then the
+    // kdump header with its signature in the first data record.
+    assert!(
+        bytes.starts_with(b"makedumpfile"),
+        "{:?}",
+        &bytes[..12.min(bytes.len())]
+    );
+    assert!(
+        bytes[..bytes.len().min(16 << 10)]
+            .windows(8)
+            .any(|w| w == b"KDUMP   "),
+        "no kdump signature"
+    );
+    assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
+    last = counter_above(&uri, name, last, &hosts);
+
+    // Not memory-only: the migration stream (QEMU's file magic), live.
+    let stream = file("q-dump.stream");
+    hosts.virsh_ok(&uri, &["dump", name, &stream, "--live"]);
+    let bytes = std::fs::read(&stream).expect("stream dump");
+    assert!(
+        bytes.starts_with(b"QEVM"),
+        "{:?}",
+        &bytes[..4.min(bytes.len())]
+    );
+    assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
+    last = counter_above(&uri, name, last, &hosts);
+
+    // Bad input: nothing changes.
+    for (args, text) in [
+        (
+            vec!["--format", "kdump-zlib"],
+            "--format only works with --memory-only",
+        ),
+        (
+            vec!["--memory-only", "--format", "gzip"],
+            "format 'gzip' is not supported",
+        ),
+        (vec!["--crash", "--reset"], "mutually exclusive"),
+        (vec!["--live", "--reset"], "mutually exclusive"),
+    ] {
+        let mut all = vec!["dump", name, stream.as_str()];
+        all.extend_from_slice(&args);
+        let err = virsh_err(&uri, &all);
+        assert!(
+            err.contains(text) || err.contains("Failed to core dump"),
+            "{args:?}: {err}"
+        );
+    }
+    let err = virsh_err(
+        &uri,
+        &["dump", name, "/nonexistent-dir/q.core", "--memory-only"],
+    );
+    assert!(err.contains("No such file or directory"), "{err}");
+    let err = virsh_err(&uri, &["-r", "dump", name, &file("ro.core")]);
+    assert!(err.contains("operation forbidden"), "{err}");
+    assert!(!dir.path().join("ro.core").exists());
+    let err = virsh_err(&uri, &["screenshot", name, &file("none.png")]);
+    assert!(err.contains("no screens to take screenshot from"), "{err}");
+    assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
+
+    // A memory-only dump shows as a job with progress and cannot be aborted.
+    let (out, bytes) = dump_into_fifo(
+        &uri,
+        &dir.path().join("mem.fifo"),
+        &[
+            "dump",
+            name,
+            &file("mem.fifo"),
+            "--memory-only",
+            "--verbose",
+        ],
+        || {
+            let info = dump_job_running(&uri, name);
+            assert!(info.contains("Data total"), "{info}");
+            let err = virsh_err(&uri, &["domjobabort", name]);
+            assert!(err.contains("cannot abort memory-only dump"), "{err}");
+        },
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("Dump: ["), "{}", stderr_of(&out));
+    check_elf_core(&bytes, u64::from(SMALL_MIB));
+    last = counter_above(&uri, name, last, &hosts);
+    let done = hosts.virsh_ok(&uri, &["domjobinfo", name, "--completed"]);
+    assert!(
+        done.contains("Completed") && done.contains("Dump"),
+        "{done}"
+    );
+
+    // The migration-stream dump is aborted as libvirt aborts it; the guest
+    // runs again.
+    let (out, _) = dump_into_fifo(
+        &uri,
+        &dir.path().join("stream.fifo"),
+        &["dump", name, &file("stream.fifo")],
+        || {
+            dump_job_running(&uri, name);
+            assert_eq!(domstate(&uri, name).as_deref(), Some("paused"));
+            hosts.virsh_ok(&uri, &["domjobabort", name]);
+        },
+    );
+    assert!(!out.status.success(), "aborted dump succeeded");
+    assert!(
+        stderr_of(&out).contains("canceled by client"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
+    last = counter_above(&uri, name, last, &hosts);
+
+    // --reset, then --crash: shut off, reason crashed.
+    hosts.virsh_ok(&uri, &["dump", name, &core, "--memory-only", "--reset"]);
+    assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
+    counting(&uri, name);
+    let _ = last;
+    hosts.virsh_ok(&uri, &["dump", name, &core, "--memory-only", "--crash"]);
+    let state = hosts.virsh_ok(&uri, &["domstate", name, "--reason"]);
+    assert!(state.contains("shut off (crashed)"), "{state}");
+    assert!(qemu_pids(&uuid).is_empty(), "QEMU outlived dump --crash");
+
+    // A guest with a VGA adapter: its screen.
+    let screen = "q-screen";
+    let (xml, _) = hosts.guest_xml(screen, SMALL_MIB, 8);
+    let xml = xml.replace(
+        "</os></domain>",
+        "</os><devices><video><model type='vga'/></video></devices></domain>",
+    );
+    hosts.define_xml(&uri, screen, &xml);
+    hosts.virsh_ok(&uri, &["start", screen]);
+    counter_above(&uri, screen, 0, &hosts);
+    let shot = file("screen.img");
+    let saved = hosts.virsh_ok(&uri, &["screenshot", screen, &shot]);
+    let image = std::fs::read(&shot).expect("screenshot");
+    if saved.contains("image/png") {
+        assert!(image.starts_with(b"\x89PNG\r\n\x1a\n"), "{saved}");
+    } else {
+        assert!(
+            saved.contains("image/x-portable-pixmap") && image.starts_with(b"P6"),
+            "{saved}"
+        );
+    }
+    let err = virsh_err(&uri, &["screenshot", screen, &shot, "--screen", "1"]);
+    assert!(err.contains("no such screen ID"), "{err}");
+    hosts.virsh_ok(&uri, &["destroy", screen]);
+}

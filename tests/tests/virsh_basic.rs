@@ -828,6 +828,116 @@ fn hotplug(uri: &str, dir: &std::path::Path, name: &str) {
     assert!(!listed.contains("vdb"), "{listed}");
 }
 
+/// `virsh dump` and `virsh screenshot` on the test driver, as libvirt's test
+/// driver answers them.
+fn dump_and_screenshot(uri: &str, dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+
+    let name = "dump-guest";
+    ok(
+        &virsh(uri, &["define", &xml_file(dir, name, &domain_xml(name))]),
+        "define",
+    );
+    let core = dir.join("dump-guest.core");
+    let core_arg = core.display().to_string();
+    let stopped = virsh(uri, &["dump", name, &core_arg]);
+    assert!(
+        !stopped.status.success() && stderr_of(&stopped).contains("domain is not running"),
+        "{}",
+        stderr_of(&stopped)
+    );
+    assert!(!core.exists(), "a refused dump left a file");
+    ok(&virsh(uri, &["start", name]), "start");
+
+    let done = ok(&virsh(uri, &["dump", name, &core_arg]), "dump");
+    assert!(
+        done.contains(&format!("Domain '{name}' dumped to {core_arg}")),
+        "{done}"
+    );
+    assert_eq!(std::fs::read(&core).expect("core"), b"TestGuestMagic\0");
+    let mode = std::fs::metadata(&core).expect("core").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let state = ok(&virsh(uri, &["domstate", name]), "domstate");
+    assert!(state.contains("running"), "{state}");
+
+    for (args, text) in [
+        (
+            vec!["--memory-only"],
+            "unsupported flags (0x10) in function testDomainCoreDumpWithFormat",
+        ),
+        (
+            vec!["--live"],
+            "unsupported flags (0x2) in function testDomainCoreDumpWithFormat",
+        ),
+        (vec!["--crash", "--reset"], "mutually exclusive"),
+        (
+            vec!["--format", "kdump-zlib"],
+            "--format only works with --memory-only",
+        ),
+    ] {
+        let mut all = vec!["dump", name, core_arg.as_str()];
+        all.extend_from_slice(&args);
+        let out = virsh(uri, &all);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        // virsh runs the dump in a thread and sometimes loses the detail.
+        let err = stderr_of(&out);
+        assert!(
+            err.contains(text) || err.contains("Failed to core dump domain"),
+            "{args:?}: {err}"
+        );
+    }
+    let unwritable = virsh(uri, &["dump", name, "/nonexistent-dir/guest.core"]);
+    let err = stderr_of(&unwritable);
+    assert!(
+        !unwritable.status.success()
+            && err.contains("coredump")
+            && err.contains("No such file or directory"),
+        "{err}"
+    );
+    let read_only = virsh(uri, &["-r", "dump", name, &core_arg]);
+    assert!(
+        !read_only.status.success() && stderr_of(&read_only).contains("operation forbidden"),
+        "{}",
+        stderr_of(&read_only)
+    );
+
+    let shot = dir.join("screen.png");
+    let shot_arg = shot.display().to_string();
+    let saved = ok(&virsh(uri, &["screenshot", name, &shot_arg]), "screenshot");
+    assert!(saved.contains("image/png"), "{saved}");
+    let png = std::fs::read(&shot).expect("screenshot file");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 100,
+        "{} bytes",
+        png.len()
+    );
+    // As libvirt's test driver: any screen number, the same image.
+    let other = dir.join("screen2.png");
+    ok(
+        &virsh(
+            uri,
+            &[
+                "screenshot",
+                name,
+                &other.display().to_string(),
+                "--screen",
+                "3",
+            ],
+        ),
+        "screenshot --screen 3",
+    );
+    assert_eq!(std::fs::read(&other).expect("second screenshot"), png);
+
+    let crashed = ok(
+        &virsh(uri, &["dump", name, &core_arg, "--crash"]),
+        "dump --crash",
+    );
+    assert!(crashed.contains("dumped"), "{crashed}");
+    let state = ok(&virsh(uri, &["domstate", name, "--reason"]), "domstate");
+    assert!(state.contains("shut off (crashed)"), "{state}");
+    ok(&virsh(uri, &["undefine", name]), "undefine");
+}
+
 #[test]
 fn domain_lifecycle_through_virsh_over_tcp() {
     if require_binary("virsh").is_none() {
@@ -837,6 +947,7 @@ fn domain_lifecycle_through_virsh_over_tcp() {
     let dir = tempfile::tempdir().expect("temp dir");
     lifecycle(&daemon.uri(), dir.path());
     vcpus_save_and_rename(&daemon.uri(), dir.path());
+    dump_and_screenshot(&daemon.uri(), dir.path());
 }
 
 #[test]

@@ -89,6 +89,8 @@ pub mod paused_reason {
     pub const MIGRATION: i32 = 2;
     /// Paused for saving to a file.
     pub const SAVE: i32 = 3;
+    /// Paused for a core dump.
+    pub const DUMP: i32 = 4;
     /// Paused by a disk I/O error (`werror=stop`): resuming would hit it again.
     pub const IOERROR: i32 = 5;
     /// The source of a post-copy migration: the guest runs on the
@@ -297,6 +299,16 @@ pub enum ControlState {
 /// `VIR_DOMAIN_CONTROL_ERROR_REASON_MONITOR`: the monitor connection broke.
 pub const CONTROL_ERROR_REASON_MONITOR: u32 = 2;
 
+/// A screenshot of a guest's screen (`virDomainScreenshot`): the image
+/// travels on the call's stream, its type in the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Screenshot {
+    /// MIME type: `image/png`, `image/x-portable-pixmap`.
+    pub mime: String,
+    /// The image file's bytes.
+    pub data: Vec<u8>,
+}
+
 /// One IOThread of a domain (`virDomainIOThreadInfo`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IoThreadInfo {
@@ -379,6 +391,9 @@ pub mod event_detail {
     pub const STOPPED_SHUTDOWN: i32 = 0;
     /// `VIR_DOMAIN_EVENT_STOPPED_DESTROYED`.
     pub const STOPPED_DESTROYED: i32 = 1;
+    /// `VIR_DOMAIN_EVENT_STOPPED_CRASHED`: stopped after a crash (or a
+    /// core dump with `VIR_DUMP_CRASH`).
+    pub const STOPPED_CRASHED: i32 = 2;
     /// `VIR_DOMAIN_EVENT_STOPPED_MIGRATED`.
     pub const STOPPED_MIGRATED: i32 = 3;
     /// `VIR_DOMAIN_EVENT_STOPPED_SAVED`.

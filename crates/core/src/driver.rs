@@ -20,10 +20,12 @@ use crate::console::Console;
 pub use crate::domain::{
     BlockInfo, BlockStats, CellMemory, ControlInfo, ControlState, CpuTimes, DomainCapsQuery,
     DomainEvent, DomainEventKind, DomainInfo, DomainRef, DomainState, HostIdentity, InterfaceStats,
-    IoThreadInfo, LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason,
-    VcpuInfo,
+    IoThreadInfo, LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, Screenshot, SecurityModel,
+    StateReason, VcpuInfo,
 };
 use crate::error::{Error, Result};
+pub use crate::flags::dump::Format as DumpFormat;
+pub use crate::job::LocalJobs;
 use crate::support::SupportTable;
 use crate::tune::{CpuStats, GuestTime};
 use crate::typed_params::TypedParams;
@@ -160,6 +162,10 @@ pub enum Operation {
     GetIoThreadInfo,
     /// [`Driver::sysinfo`].
     GetSysinfo,
+    /// [`Driver::core_dump`].
+    CoreDump,
+    /// [`Driver::screenshot`].
+    Screenshot,
     /// [`Driver::scheduler_type`].
     GetSchedulerType,
     /// [`Driver::scheduler_parameters`].
@@ -262,6 +268,8 @@ impl Operation {
         Operation::GetControlInfo,
         Operation::GetIoThreadInfo,
         Operation::GetSysinfo,
+        Operation::CoreDump,
+        Operation::Screenshot,
         Operation::GetSchedulerType,
         Operation::GetSchedulerParameters,
         Operation::SetSchedulerParameters,
@@ -347,6 +355,8 @@ impl Operation {
             Operation::GetControlInfo => "virDomainGetControlInfo",
             Operation::GetIoThreadInfo => "virDomainGetIOThreadInfo",
             Operation::GetSysinfo => "virConnectGetSysinfo",
+            Operation::CoreDump => "virDomainCoreDumpWithFormat",
+            Operation::Screenshot => "virDomainScreenshot",
             Operation::GetSchedulerType => "virDomainGetSchedulerType",
             Operation::GetSchedulerParameters => "virDomainGetSchedulerParametersFlags",
             Operation::SetSchedulerParameters => "virDomainSetSchedulerParametersFlags",
@@ -433,6 +443,8 @@ impl Operation {
             Operation::GetControlInfo => "control_info",
             Operation::GetIoThreadInfo => "iothread_info",
             Operation::GetSysinfo => "sysinfo",
+            Operation::CoreDump => "core_dump",
+            Operation::Screenshot => "screenshot",
             Operation::GetSchedulerType => "scheduler_type",
             Operation::GetSchedulerParameters => "scheduler_parameters",
             Operation::SetSchedulerParameters => "set_scheduler_parameters",
@@ -919,6 +931,33 @@ pub trait Driver: Send + Sync {
     /// The host's SMBIOS description as libvirt's `<sysinfo type='smbios'>` XML.
     async fn sysinfo(&self) -> Result<String> {
         Err(self.no_support(Operation::GetSysinfo))
+    }
+
+    /// Dumps a running guest into the file `to` on the daemon's host, as
+    /// `virDomainCoreDumpWithFormat` with [`crate::flags::dump`] `flags`
+    /// (the daemon has refused libvirt's exclusive pairs already).
+    async fn core_dump(
+        &self,
+        dom: &DomainRef,
+        to: &str,
+        format: DumpFormat,
+        flags: u32,
+    ) -> Result<()> {
+        let _ = (dom, to, format, flags);
+        Err(self.no_support(Operation::CoreDump))
+    }
+
+    /// An image of the running guest's `screen` (0: the first head).
+    async fn screenshot(&self, dom: &DomainRef, screen: u32, flags: u32) -> Result<Screenshot> {
+        let _ = (dom, screen, flags);
+        Err(self.no_support(Operation::Screenshot))
+    }
+
+    /// The jobs this driver runs on domains by itself (a dump), which the
+    /// daemon reports and aborts beside its migration jobs; `None` for a
+    /// driver that runs none.
+    fn local_jobs(&self) -> Option<&LocalJobs> {
+        None
     }
 
     /// The scheduler of a domain and how many parameters it has

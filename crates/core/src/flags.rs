@@ -379,6 +379,100 @@ pub mod save {
     }
 }
 
+/// `virDomainCoreDumpFlags` and `virDomainCoreDumpFormat`
+/// (`DOMAIN_CORE_DUMP`, `DOMAIN_CORE_DUMP_WITH_FORMAT`).
+pub mod dump {
+    /// Stop the guest (shut off, reason crashed) after the dump.
+    pub const CRASH: u32 = 1 << 0;
+    /// Leave the guest running while it is dumped.
+    pub const LIVE: u32 = 1 << 1;
+    /// A caching hint for the file's I/O.
+    pub const BYPASS_CACHE: u32 = 1 << 2;
+    /// Reset the guest after the dump.
+    pub const RESET: u32 = 1 << 3;
+    /// Dump the guest's memory only (an ELF or kdump core), not the
+    /// migration stream.
+    pub const MEMORY_ONLY: u32 = 1 << 4;
+
+    /// The flags' names, for libvirt's exclusive-flags message.
+    const NAMES: [(u32, &str); 3] = [
+        (CRASH, "VIR_DUMP_CRASH"),
+        (LIVE, "VIR_DUMP_LIVE"),
+        (RESET, "VIR_DUMP_RESET"),
+    ];
+
+    /// The pairs libvirt's `virDomainCoreDump(WithFormat)` refuses before
+    /// any driver sees them: crash with live, crash with reset, live with
+    /// reset.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArg`] "Flags 'A' and 'B' are mutually
+    /// exclusive" for the first such pair.
+    pub fn check_exclusive(operation: &'static str, flags: u32) -> crate::Result<()> {
+        for (i, (a, a_name)) in NAMES.iter().enumerate() {
+            for (b, b_name) in &NAMES[i + 1..] {
+                if flags & a != 0 && flags & b != 0 {
+                    return Err(crate::Error::InvalidArg {
+                        operation,
+                        reason: format!("Flags '{a_name}' and '{b_name}' are mutually exclusive"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `virDomainCoreDumpFormat`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Format {
+        /// ELF (`VIR_DOMAIN_CORE_DUMP_FORMAT_RAW`).
+        Raw,
+        /// kdump-compressed with zlib.
+        KdumpZlib,
+        /// kdump-compressed with lzo.
+        KdumpLzo,
+        /// kdump-compressed with snappy.
+        KdumpSnappy,
+        /// Windows crash dump.
+        WinDmp,
+    }
+
+    impl Format {
+        /// The format numbered `n` on the wire.
+        ///
+        /// # Errors
+        /// [`crate::Error::InvalidArg`] "dumpformat 'N' is not supported",
+        /// as libvirt's public API.
+        pub fn from_wire(operation: &'static str, n: u32) -> crate::Result<Self> {
+            Ok(match n {
+                0 => Format::Raw,
+                1 => Format::KdumpZlib,
+                2 => Format::KdumpLzo,
+                3 => Format::KdumpSnappy,
+                4 => Format::WinDmp,
+                _ => {
+                    return Err(crate::Error::InvalidArg {
+                        operation,
+                        reason: format!("dumpformat '{n}' is not supported"),
+                    })
+                }
+            })
+        }
+
+        /// QEMU's name of the format (`DumpGuestMemoryFormat`), as libvirt's
+        /// `qemuDumpFormat` table.
+        pub fn qemu_name(self) -> &'static str {
+            match self {
+                Format::Raw => "elf",
+                Format::KdumpZlib => "kdump-zlib",
+                Format::KdumpLzo => "kdump-lzo",
+                Format::KdumpSnappy => "kdump-snappy",
+                Format::WinDmp => "win-dmp",
+            }
+        }
+    }
+}
+
 /// `virDomainDefineFlags` (`DOMAIN_DEFINE_XML_FLAGS`).
 pub mod define {
     /// Validate the XML against the schema.
@@ -562,6 +656,32 @@ pub mod connect {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dump_flag_pairs_libvirt_refuses_and_formats_it_knows() {
+        use dump::*;
+        assert!(check_exclusive("op", LIVE | BYPASS_CACHE | MEMORY_ONLY).is_ok());
+        for (flags, text) in [
+            (CRASH | LIVE, "Flags 'VIR_DUMP_CRASH' and 'VIR_DUMP_LIVE'"),
+            (CRASH | RESET, "Flags 'VIR_DUMP_CRASH' and 'VIR_DUMP_RESET'"),
+            (LIVE | RESET, "Flags 'VIR_DUMP_LIVE' and 'VIR_DUMP_RESET'"),
+        ] {
+            let err = check_exclusive("op", flags).expect_err("exclusive");
+            assert_eq!(err.code(), crate::error::ErrorCode::InvalidArg);
+            assert!(err.to_string().contains(text), "{err}");
+        }
+        assert_eq!(Format::from_wire("op", 0).expect("raw").qemu_name(), "elf");
+        assert_eq!(
+            Format::from_wire("op", 1).expect("zlib").qemu_name(),
+            "kdump-zlib"
+        );
+        assert_eq!(
+            Format::from_wire("op", 4).expect("win").qemu_name(),
+            "win-dmp"
+        );
+        let err = Format::from_wire("op", 5).expect_err("unknown");
+        assert!(err.to_string().contains("dumpformat '5' is not supported"));
+    }
 
     #[test]
     fn named_flags_cover_exactly_the_known_bits() {

@@ -1393,27 +1393,9 @@ fn report_pending_passes(events: &mut broadcast::Receiver<Event>, job: &JobHandl
 }
 
 fn feed_stats(job: &JobHandle, info: &MigrationInfo) {
-    let Some(ram) = info.ram else { return };
-    job.update_stats(|s| {
-        s.data_total = ram.total;
-        s.data_processed = ram.transferred;
-        s.data_remaining = ram.remaining;
-        s.memory_constant = ram.duplicate;
-        s.memory_normal = ram.normal;
-        s.memory_normal_bytes = ram.normal_bytes;
-        s.memory_bps = (ram.mbps * 1_000_000.0 / 8.0) as u64;
-        s.memory_dirty_rate = ram.dirty_pages_rate;
-        s.memory_page_size = ram.page_size;
-        s.memory_iteration = ram.dirty_sync_count;
-        s.memory_postcopy_requests = ram.postcopy_requests;
-        s.downtime_ms = info.downtime.or(info.expected_downtime).unwrap_or(0);
-        s.setup_time_ms = info.setup_time.unwrap_or(0);
-        // libvirt's compression_* statistics are XBZRLE's.
-        if let Some(x) = info.xbzrle_cache {
-            s.compression_bytes = x.bytes;
-            s.compression_pages = x.pages;
-        }
-    });
+    if info.ram.is_some() {
+        job.update_stats(|s| crate::migration::fill_stats(s, info));
+    }
 }
 
 async fn give_fd(qmp: &Qmp, fd: OwnedFd) -> Result<()> {

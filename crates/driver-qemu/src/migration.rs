@@ -2,6 +2,7 @@
 //! live migration: turning on MIGRATION events and waiting for a migration
 //! to finish by those events rather than by polling `query-migrate`.
 
+use migrated_core::job::JobStats;
 use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
@@ -111,8 +112,32 @@ pub async fn wait_for_completion(
     }
 }
 
+/// Copies `query-migrate`'s RAM statistics into a job's statistics (as
+/// libvirt's `qemuMigrationAnyFetchStats`); nothing before QEMU has any.
+pub fn fill_stats(s: &mut JobStats, info: &MigrationInfo) {
+    let Some(ram) = info.ram else { return };
+    s.data_total = ram.total;
+    s.data_processed = ram.transferred;
+    s.data_remaining = ram.remaining;
+    s.memory_constant = ram.duplicate;
+    s.memory_normal = ram.normal;
+    s.memory_normal_bytes = ram.normal_bytes;
+    s.memory_bps = (ram.mbps * 1_000_000.0 / 8.0) as u64;
+    s.memory_dirty_rate = ram.dirty_pages_rate;
+    s.memory_page_size = ram.page_size;
+    s.memory_iteration = ram.dirty_sync_count;
+    s.memory_postcopy_requests = ram.postcopy_requests;
+    s.downtime_ms = info.downtime.or(info.expected_downtime).unwrap_or(0);
+    s.setup_time_ms = info.setup_time.unwrap_or(0);
+    // libvirt's compression_* statistics are XBZRLE's.
+    if let Some(x) = info.xbzrle_cache {
+        s.compression_bytes = x.bytes;
+        s.compression_pages = x.pages;
+    }
+}
+
 /// `Some(info)` once the migration is over, an error when it failed.
-fn finished(info: MigrationInfo) -> Result<Option<MigrationInfo>> {
+pub(crate) fn finished(info: MigrationInfo) -> Result<Option<MigrationInfo>> {
     match info.status {
         Some(MigrationStatus::Completed) => Ok(Some(info)),
         Some(MigrationStatus::PostcopyPaused) => Err(Error::MigrationFailed {

@@ -112,6 +112,9 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::DomainSetVcpus, "0.1.0"),
         (Procedure::DomainSetVcpusFlags, "0.1.0"),
         (Procedure::DomainRename, "0.1.0"),
+        (Procedure::DomainCoreDump, "0.1.0"),
+        (Procedure::DomainCoreDumpWithFormat, "0.1.0"),
+        (Procedure::DomainScreenshot, "0.1.0"),
     ],
     migration_flags: MIGRATION_FLAGS,
     migration_params: &[

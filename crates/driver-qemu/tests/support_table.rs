@@ -4,7 +4,7 @@
 //! guest fail with "no domain", which is not "no support".
 
 use migrated_core::domain::{DomainCapsQuery, DomainRef, HostIdentity};
-use migrated_core::driver::{Driver, Operation};
+use migrated_core::driver::{Driver, DumpFormat, Operation};
 use migrated_core::error::ErrorCode;
 use migrated_core::keycode::Codeset;
 use migrated_core::xml::MetadataTarget;
@@ -95,6 +95,11 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         }
         Operation::SetVcpus => driver.set_vcpus(&dom, 1, 0).await.err(),
         Operation::Rename => driver.rename(&dom, "renamed", 0).await.err(),
+        Operation::CoreDump => driver
+            .core_dump(&dom, "/nonexistent/core", DumpFormat::Raw, 0)
+            .await
+            .err(),
+        Operation::Screenshot => driver.screenshot(&dom, 0, 0).await.err(),
         Operation::AttachDevice => driver.attach_device(&dom, DISK, 0).await.err(),
         Operation::DetachDevice => driver.detach_device(&dom, DISK, 0).await.err(),
         Operation::UpdateDevice => driver.update_device(&dom, DISK, 0).await.err(),

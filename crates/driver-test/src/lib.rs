@@ -32,6 +32,7 @@ mod guest;
 pub mod memory;
 pub mod migration;
 mod registry;
+mod screen;
 mod stats;
 mod store;
 pub mod support;
@@ -46,7 +47,7 @@ use migrated_core::domain::{
     InterfaceStats, IoThreadInfo, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason,
     VcpuInfo,
 };
-use migrated_core::driver::Driver;
+use migrated_core::driver::{Driver, DumpFormat, Screenshot};
 use migrated_core::flags::{affect, check_flags};
 use migrated_core::hotplug::Change;
 use migrated_core::keycode::{self, Codeset};
@@ -552,6 +553,22 @@ impl Driver for TestDriver {
         let (dom, to, dxml) = (dom.clone(), PathBuf::from(to), dxml.map(str::to_owned));
         self.blocking(move |r| r.save(&dom, &to, dxml.as_deref(), flags))
             .await
+    }
+
+    async fn core_dump(
+        &self,
+        dom: &DomainRef,
+        to: &str,
+        format: DumpFormat,
+        flags: u32,
+    ) -> Result<()> {
+        let (dom, to) = (dom.clone(), PathBuf::from(to));
+        self.blocking(move |r| r.core_dump(&dom, &to, format, flags))
+            .await
+    }
+
+    async fn screenshot(&self, dom: &DomainRef, screen: u32, flags: u32) -> Result<Screenshot> {
+        self.shared.lock()?.screenshot(dom, screen, flags)
     }
 
     async fn restore(&self, from: &str, dxml: Option<&str>, flags: u32) -> Result<()> {

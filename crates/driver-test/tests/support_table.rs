@@ -3,7 +3,7 @@
 //! `VIR_ERR_NO_SUPPORT`.
 
 use migrated_core::domain::{DomainCapsQuery, DomainRef, HostIdentity};
-use migrated_core::driver::{Driver, Operation};
+use migrated_core::driver::{Driver, DumpFormat, Operation};
 use migrated_core::error::ErrorCode;
 use migrated_core::keycode::Codeset;
 use migrated_core::support::PROCEDURE_OPERATIONS;
@@ -107,6 +107,11 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::GetControlInfo => no_support(drv.control_info(dom).await),
         Operation::GetIoThreadInfo => no_support(drv.iothread_info(dom, 0).await),
         Operation::GetSysinfo => no_support(drv.sysinfo().await),
+        Operation::CoreDump => no_support(
+            drv.core_dump(dom, "/nonexistent/core", DumpFormat::Raw, 0)
+                .await,
+        ),
+        Operation::Screenshot => no_support(drv.screenshot(dom, 0, 0).await),
         Operation::GetSchedulerType => no_support(drv.scheduler_type(dom).await),
         Operation::GetSchedulerParameters => no_support(drv.scheduler_parameters(dom, 0).await),
         Operation::SetSchedulerParameters => no_support(

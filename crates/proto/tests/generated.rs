@@ -58,7 +58,7 @@ fn annotations() {
         with(|i| i.event),
         vec![107, 169, 311, 318, 319, 333, 354, 359, 362, 363]
     );
-    assert_eq!(with(|i| i.stream), vec![148, 201, 215, 304]);
+    assert_eq!(with(|i| i.stream), vec![148, 201, 211, 215, 304]);
     for p in [
         Procedure::DomainDestroy,
         Procedure::DomainUndefineFlags,

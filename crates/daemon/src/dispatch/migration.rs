@@ -115,6 +115,8 @@ pub async fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<
         Call::DomainSetAutostart(a) => &a.dom,
         Call::DomainMigrateSetCompressionCache(a) => &a.dom,
         Call::DomainManagedSave(a) => &a.dom,
+        Call::DomainCoreDump(a) => &a.dom,
+        Call::DomainCoreDumpWithFormat(a) => &a.dom,
         Call::DomainManagedSaveRemove(a) => &a.dom,
         Call::DomainManagedSaveDefineXml(a) => &a.dom,
         Call::DomainSetMemory(a) => &a.dom,

@@ -9,7 +9,7 @@
 
 use migrated_core::driver::{ControlInfo, ControlState, DomainRef};
 use migrated_core::flags::MigrateFlags;
-use migrated_core::job::{JobRegistry, Phase, SourcePhase};
+use migrated_core::job::{JobRegistry, JobStats, JobType, Phase, SourcePhase};
 use migrated_core::migration::Role;
 use migrated_core::support::Procedure;
 use migrated_proto::{self as proto, MigrationStatusArgs, MigrationStatusRet};
@@ -75,9 +75,7 @@ pub async fn get_job_info(
     a: proto::DomainGetJobInfoArgs,
 ) -> Result<proto::DomainGetJobInfoRet> {
     let dom = known(session, &a.dom).await?;
-    let manager = manager(handler, session)?;
-    refuse_incoming(manager.registry(), &dom)?;
-    let info = manager.registry().stats(&dom.uuid, false).to_job_info();
+    let info = job_stats(handler, session, &dom, false)?.to_job_info();
     Ok(proto::DomainGetJobInfoRet {
         r#type: info.job_type,
         time_elapsed: info.time_elapsed,
@@ -149,15 +147,15 @@ pub async fn get_job_stats(
         STATS_COMPLETED | STATS_KEEP_COMPLETED,
     )?;
     let dom = known(session, &a.dom).await?;
-    let registry = manager(handler, session)?;
-    let registry = registry.registry();
     let completed = a.flags & STATS_COMPLETED != 0;
-    if !completed {
-        refuse_incoming(registry, &dom)?;
-    }
-    let stats = registry.stats(&dom.uuid, completed);
+    let stats = job_stats(handler, session, &dom, completed)?;
     if completed && a.flags & STATS_KEEP_COMPLETED == 0 {
-        registry.clear_completed(&dom.uuid);
+        manager(handler, session)?
+            .registry()
+            .clear_completed(&dom.uuid);
+        if let Some(local) = session.driver()?.driver.local_jobs() {
+            local.clear_completed(&dom.uuid);
+        }
     }
     Ok(proto::DomainGetJobStatsRet {
         r#type: stats.job_type as i32,
@@ -198,7 +196,45 @@ pub async fn abort_job(
             "cannot abort incoming migration; use virDomainDestroy instead",
         )));
     }
+    // A job the driver runs by itself (a dump) when no migration runs.
+    if manager.registry().get(&dom.uuid).is_none() {
+        if let Some(local) = session.driver()?.driver.local_jobs() {
+            if local.abort(&dom.uuid).map_err(err)? {
+                return Ok(());
+            }
+        }
+    }
     manager.abort_job(&dom).map_err(err)
+}
+
+/// The statistics GET_JOB_INFO / GET_JOB_STATS report: the domain's
+/// migration job, else the job its driver runs by itself (a dump); with
+/// `completed`, the last finished one of either (the migration's first).
+fn job_stats(
+    handler: &Handler,
+    session: &Session,
+    dom: &DomainRef,
+    completed: bool,
+) -> Result<JobStats> {
+    let manager = manager(handler, session)?;
+    if !completed {
+        refuse_incoming(manager.registry(), dom)?;
+    }
+    let migration = manager.registry().stats(&dom.uuid, completed);
+    let wanted = if completed {
+        migration.job_type != JobType::None
+    } else {
+        migration.is_active()
+    };
+    if wanted {
+        return Ok(migration);
+    }
+    let local = session
+        .driver()?
+        .driver
+        .local_jobs()
+        .and_then(|jobs| jobs.stats(&dom.uuid, completed));
+    Ok(local.unwrap_or(migration))
 }
 
 /// DESTROY / UNDEFINE of a guest whose job was held after a restart (source

@@ -9,6 +9,7 @@ pub mod connection;
 pub mod console;
 pub mod devices;
 pub mod domain;
+pub mod dump;
 pub mod events;
 pub mod hotplug;
 pub mod metadata;
@@ -357,6 +358,16 @@ pub async fn run(
         }
         Call::DomainManagedSaveDefineXml(args) => {
             reply(p, &save::managed_save_define_xml(session, args).await?)
+        }
+
+        // core dump and screenshot
+        Call::DomainCoreDump(args) => reply(p, &Box::pin(dump::core_dump(session, args)).await?),
+        Call::DomainCoreDumpWithFormat(args) => reply(
+            p,
+            &Box::pin(dump::core_dump_with_format(session, args)).await?,
+        ),
+        Call::DomainScreenshot(args) => {
+            reply(p, &Box::pin(dump::screenshot(session, ctx, args)).await?)
         }
 
         // console

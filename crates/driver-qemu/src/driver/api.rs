@@ -8,12 +8,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use migrated_core::console::Console;
 use migrated_core::domain::{
-    event_detail, memory_stat, paused_reason, running_reason, shutoff_reason, BlockInfo,
-    BlockStats, ControlInfo, ControlState, CpuTimes, DomainCapsQuery, DomainEvent, DomainInfo,
-    DomainRef, DomainState, InterfaceStats, IoThreadInfo, LifecycleEvent, MemoryStat, NodeInfo,
-    NodeMemory, SecurityModel, StateReason, VcpuInfo, CONTROL_ERROR_REASON_MONITOR, VCPU_RUNNING,
+    event_detail, memory_stat, paused_reason, shutoff_reason, BlockInfo, BlockStats, ControlInfo,
+    ControlState, CpuTimes, DomainCapsQuery, DomainEvent, DomainInfo, DomainRef, DomainState,
+    InterfaceStats, IoThreadInfo, LifecycleEvent, MemoryStat, NodeInfo, NodeMemory, SecurityModel,
+    StateReason, VcpuInfo, CONTROL_ERROR_REASON_MONITOR, VCPU_RUNNING,
 };
-use migrated_core::driver::Driver;
+use migrated_core::driver::{Driver, DumpFormat, LocalJobs, Screenshot};
 use migrated_core::flags::{self, check_flags};
 use migrated_core::hotplug::Change;
 use migrated_core::keycode::Codeset;
@@ -34,7 +34,7 @@ use super::registry::{Domain, StopIntent};
 use super::{parse_def, save, QemuDriver, StartMode, URI};
 use crate::command::disk_node;
 use crate::qmp::commands::{
-    Cont, MigrateSetParameters, QueryBalloon, QueryBlock, QueryBlockstats, QueryCpusFast,
+    MigrateSetParameters, QueryBalloon, QueryBlock, QueryBlockstats, QueryCpusFast,
     QueryMigrateParameters, Stop, SystemReset,
 };
 use crate::spec::launch_spec;
@@ -567,21 +567,10 @@ impl Driver for QemuDriver {
                 None => Err(Error::invalid("domain is not running")),
             }
         })?;
-        runtime
-            .qmp
-            .execute(&Cont)
+        self.shared
+            .unpause(&runtime.qmp, &dom.uuid, id)
             .await
-            .map_err(|e| e.into_core("virDomainResume"))?;
-        self.shared.set_state(
-            &dom.uuid,
-            id,
-            StateReason {
-                state: DomainState::Running,
-                reason: running_reason::UNPAUSED,
-            },
-            Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
-        );
-        Ok(())
+            .map_err(|e| e.into_core("virDomainResume"))
     }
 
     async fn shutdown(&self, dom: &DomainRef, flags: u32) -> Result<()> {
@@ -773,6 +762,24 @@ impl Driver for QemuDriver {
 
     async fn save(&self, dom: &DomainRef, to: &str, dxml: Option<&str>, flags: u32) -> Result<()> {
         self.save_as(dom, to, dxml, flags, false).await
+    }
+
+    async fn core_dump(
+        &self,
+        dom: &DomainRef,
+        to: &str,
+        format: DumpFormat,
+        flags: u32,
+    ) -> Result<()> {
+        self.core_dump_impl(dom, to, format, flags).await
+    }
+
+    async fn screenshot(&self, dom: &DomainRef, screen: u32, flags: u32) -> Result<Screenshot> {
+        self.screenshot_impl(dom, screen, flags).await
+    }
+
+    fn local_jobs(&self) -> Option<&LocalJobs> {
+        Some(&self.shared.jobs)
     }
 
     async fn restore(&self, from: &str, dxml: Option<&str>, flags: u32) -> Result<()> {

@@ -17,6 +17,7 @@ mod agent;
 mod api;
 mod console;
 mod domcaps;
+mod dump;
 mod host;
 mod host_stats;
 mod hotplug;
@@ -39,6 +40,7 @@ use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainEvent, DomainEventKind,
     DomainRef, DomainState, HostIdentity, LifecycleEvent, StateReason,
 };
+use migrated_core::job::LocalJobs;
 use migrated_core::migration::resumes_after_migration;
 use migrated_core::xml::{
     CharSource, CharType, DomainDef, DomainType, FormatOptions, GraphicsType,
@@ -184,6 +186,8 @@ struct Shared {
     version: OnceCell<u64>,
     /// Who holds each guest's console.
     consoles: ConsoleLocks,
+    /// Dumps running now and the last one's statistics, per guest.
+    jobs: LocalJobs,
 }
 
 impl Shared {
@@ -267,6 +271,49 @@ impl Shared {
         if let Some((event, detail)) = event {
             self.emit(dom, event, detail);
         }
+    }
+
+    /// Pauses run `id` of `uuid` for `reason` (`paused_reason::SAVE`,
+    /// `DUMP`): the state is recorded before `stop` so the STOP event finds
+    /// it done; if `stop` fails the state goes back to `was`.
+    async fn pause_for(
+        &self,
+        qmp: &Qmp,
+        uuid: &Uuid,
+        id: i32,
+        was: StateReason,
+        reason: i32,
+    ) -> crate::error::Result<()> {
+        self.set_state(
+            uuid,
+            id,
+            StateReason {
+                state: DomainState::Paused,
+                reason,
+            },
+            Some((LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)),
+        );
+        let stopped = qmp.execute(&crate::qmp::commands::Stop).await.map(drop);
+        if stopped.is_err() {
+            self.force_state(uuid, id, was);
+        }
+        stopped
+    }
+
+    /// Runs run `id` of `uuid` again (`cont`) and records it running,
+    /// unpaused, with the Resumed event.
+    async fn unpause(&self, qmp: &Qmp, uuid: &Uuid, id: i32) -> crate::error::Result<()> {
+        qmp.execute(&Cont).await?;
+        self.set_state(
+            uuid,
+            id,
+            StateReason {
+                state: DomainState::Running,
+                reason: running_reason::UNPAUSED,
+            },
+            Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
+        );
+        Ok(())
     }
 
     /// Records `state` for run `id` whatever it was, without an event.
@@ -505,6 +552,7 @@ impl QemuDriver {
                 next_id: AtomicI32::new(1),
                 version: OnceCell::new(),
                 consoles: ConsoleLocks::default(),
+                jobs: LocalJobs::new(),
             }),
         };
         driver.reattach_all().await?;

@@ -39,7 +39,7 @@ use tracing::{info, warn};
 use super::registry::{Domain, StopIntent};
 use super::{parse_def, QemuDriver};
 use crate::migration;
-use crate::qmp::commands::{Cont, Getfd, Migrate, MigrateIncoming, Quit, Stop};
+use crate::qmp::commands::{Cont, Getfd, Migrate, MigrateIncoming, Quit};
 use crate::savefile::{self, SaveHeader};
 
 // BYPASS_CACHE is a caching hint, accepted and ignored; RESET_NVRAM has
@@ -141,19 +141,12 @@ impl QemuDriver {
         let qmp = runtime.qmp.clone();
         let mut events = qmp.events();
         if was_running {
-            // Recorded before `stop` so the STOP event finds it done (see
-            // `finish_incoming`).
-            self.shared.set_state(
-                &dom.uuid,
-                id,
-                StateReason {
-                    state: DomainState::Paused,
-                    reason: paused_reason::SAVE,
-                },
-                Some((LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)),
-            );
-            if let Err(e) = qmp.execute(&Stop).await {
-                self.shared.force_state(&dom.uuid, id, state);
+            // See `finish_incoming` for why the state is recorded first.
+            if let Err(e) = self
+                .shared
+                .pause_for(&qmp, &dom.uuid, id, state, paused_reason::SAVE)
+                .await
+            {
                 let _ = std::fs::remove_file(&path);
                 return Err(e.into_core(op));
             }
@@ -210,18 +203,8 @@ impl QemuDriver {
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
                 if was_running {
-                    if let Err(resume) = qmp.execute(&Cont).await {
+                    if let Err(resume) = self.shared.unpause(&qmp, &dom.uuid, id).await {
                         warn!(error = %resume.chain(), "cannot resume the guest after a failed save");
-                    } else {
-                        self.shared.set_state(
-                            &dom.uuid,
-                            id,
-                            StateReason {
-                                state: DomainState::Running,
-                                reason: running_reason::UNPAUSED,
-                            },
-                            Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
-                        );
                     }
                 }
                 return Err(e);

@@ -1369,3 +1369,97 @@ pub struct CpuDefinition {
     #[serde(default)]
     pub deprecated: bool,
 }
+
+/// `dump-guest-memory`: write the guest's memory as a core file (ELF or a
+/// kdump/win-dmp format) to `protocol` (`fd:NAME`); with `detach` the
+/// command returns at once and `DUMP_COMPLETED` reports the end.
+#[derive(Debug, Clone, Serialize)]
+pub struct DumpGuestMemory {
+    /// Map guest-physical to guest-virtual addresses (libvirt: false).
+    pub paging: bool,
+    /// Where to write: `fd:NAME` or `file:PATH`.
+    pub protocol: String,
+    /// Run in the background.
+    pub detach: bool,
+    /// `elf` (QEMU's default when absent), `kdump-zlib`, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+impl Command for DumpGuestMemory {
+    const NAME: &'static str = "dump-guest-memory";
+    type Reply = Empty;
+}
+
+/// `query-dump`: the progress of the (last) `dump-guest-memory`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryDump;
+
+impl Command for QueryDump {
+    const NAME: &'static str = "query-dump";
+    type Reply = DumpQueryResult;
+}
+
+/// `DumpStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DumpStatus {
+    /// No dump was started.
+    None,
+    /// Writing.
+    Active,
+    /// Done.
+    Completed,
+    /// Failed (the event's `error` says why).
+    Failed,
+}
+
+/// `DumpQueryResult`: reply of `query-dump`, and `DUMP_COMPLETED`'s `result`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct DumpQueryResult {
+    /// Where the dump is.
+    pub status: DumpStatus,
+    /// Bytes written.
+    pub completed: u64,
+    /// Bytes to write in all.
+    pub total: u64,
+}
+
+/// `query-dump-guest-memory-capability`: the formats this QEMU writes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryDumpGuestMemoryCapability;
+
+impl Command for QueryDumpGuestMemoryCapability {
+    const NAME: &'static str = "query-dump-guest-memory-capability";
+    type Reply = DumpGuestMemoryCapability;
+}
+
+/// Reply of [`QueryDumpGuestMemoryCapability`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DumpGuestMemoryCapability {
+    /// `elf`, `kdump-zlib`, `kdump-lzo`, `kdump-snappy`, `win-dmp`.
+    pub formats: Vec<String>,
+}
+
+/// `screendump`: write the display of `device`'s `head` (the primary
+/// console when absent) to `filename`, as `format` (`ppm` when absent;
+/// `png` since QEMU 7.1 when built with libpng).
+#[derive(Debug, Clone, Serialize)]
+pub struct Screendump {
+    /// File written by QEMU.
+    pub filename: String,
+    /// The video device's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The head of `device`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<u32>,
+    /// `ppm` or `png`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<&'static str>,
+}
+
+impl Command for Screendump {
+    const NAME: &'static str = "screendump";
+    type Reply = Empty;
+}

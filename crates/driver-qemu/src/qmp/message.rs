@@ -93,6 +93,9 @@ pub mod names {
     pub const JOB_STATUS_CHANGE: &str = "JOB_STATUS_CHANGE";
     /// A device left the guest after `device_del`; `data.device` is its id.
     pub const DEVICE_DELETED: &str = "DEVICE_DELETED";
+    /// A detached `dump-guest-memory` ended; `data.result` is `query-dump`'s
+    /// answer, `data.error` why it failed.
+    pub const DUMP_COMPLETED: &str = "DUMP_COMPLETED";
 }
 
 /// QEMU's error object.

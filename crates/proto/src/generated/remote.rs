@@ -1289,6 +1289,60 @@ pub struct DomainSaveParamsArgs {
     pub flags: u32,
 }
 
+/// Dumps a domain's memory (and state) into a file on the daemon's host.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainCoreDumpArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// file path
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub to: String,
+    /// VIR_DUMP_*
+    pub flags: u32,
+}
+
+/// Dumps a domain's memory into a file, in the given format.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainCoreDumpWithFormatArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// file path
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub to: String,
+    /// VIR_DOMAIN_CORE_DUMP_FORMAT_*
+    pub dumpformat: u32,
+    /// VIR_DUMP_*
+    pub flags: u32,
+}
+
+/// Takes a screenshot of a domain's screen; the image follows on the stream.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainScreenshotArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the screen (head) number, 0 for the first
+    pub screen: u32,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// The screenshot's MIME type.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainScreenshotRet {
+    /// image/png, image/x-portable-pixmap, ...
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub mime: Option<String>,
+}
+
 /// Restores a domain from a save file.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainRestoreArgs {
@@ -3600,6 +3654,8 @@ pub enum Procedure {
     ConnectListDomains = 37,
     /// `REMOTE_PROC_CONNECT_NUM_OF_DOMAINS`
     ConnectNumOfDomains = 51,
+    /// `REMOTE_PROC_DOMAIN_CORE_DUMP`
+    DomainCoreDump = 53,
     /// `REMOTE_PROC_DOMAIN_RESTORE`
     DomainRestore = 54,
     /// `REMOTE_PROC_DOMAIN_SAVE`
@@ -3732,6 +3788,8 @@ pub enum Procedure {
     DomainMigrateSetMaxSpeed = 207,
     /// `REMOTE_PROC_DOMAIN_INJECT_NMI`
     DomainInjectNmi = 210,
+    /// `REMOTE_PROC_DOMAIN_SCREENSHOT`
+    DomainScreenshot = 211,
     /// `REMOTE_PROC_DOMAIN_GET_STATE`
     DomainGetState = 212,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_BEGIN3`
@@ -3836,6 +3894,8 @@ pub enum Procedure {
     DomainEventCallbackReboot = 319,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED`
     DomainEventCallbackDeviceRemoved = 333,
+    /// `REMOTE_PROC_DOMAIN_CORE_DUMP_WITH_FORMAT`
+    DomainCoreDumpWithFormat = 334,
     /// `REMOTE_PROC_DOMAIN_GET_TIME`
     DomainGetTime = 337,
     /// `REMOTE_PROC_DOMAIN_SET_TIME`
@@ -3921,6 +3981,7 @@ impl Procedure {
         Procedure::DomainUndefine,
         Procedure::ConnectListDomains,
         Procedure::ConnectNumOfDomains,
+        Procedure::DomainCoreDump,
         Procedure::DomainRestore,
         Procedure::DomainSave,
         Procedure::DomainGetSchedulerType,
@@ -3987,6 +4048,7 @@ impl Procedure {
         Procedure::DomainSetMemoryFlags,
         Procedure::DomainMigrateSetMaxSpeed,
         Procedure::DomainInjectNmi,
+        Procedure::DomainScreenshot,
         Procedure::DomainGetState,
         Procedure::DomainMigrateBegin3,
         Procedure::DomainMigratePrepare3,
@@ -4039,6 +4101,7 @@ impl Procedure {
         Procedure::DomainEventCallbackLifecycle,
         Procedure::DomainEventCallbackReboot,
         Procedure::DomainEventCallbackDeviceRemoved,
+        Procedure::DomainCoreDumpWithFormat,
         Procedure::DomainGetTime,
         Procedure::DomainSetTime,
         Procedure::ConnectGetDomainCapabilities,
@@ -4101,6 +4164,7 @@ impl Procedure {
             35 => Some(Self::DomainUndefine),
             37 => Some(Self::ConnectListDomains),
             51 => Some(Self::ConnectNumOfDomains),
+            53 => Some(Self::DomainCoreDump),
             54 => Some(Self::DomainRestore),
             55 => Some(Self::DomainSave),
             56 => Some(Self::DomainGetSchedulerType),
@@ -4167,6 +4231,7 @@ impl Procedure {
             204 => Some(Self::DomainSetMemoryFlags),
             207 => Some(Self::DomainMigrateSetMaxSpeed),
             210 => Some(Self::DomainInjectNmi),
+            211 => Some(Self::DomainScreenshot),
             212 => Some(Self::DomainGetState),
             213 => Some(Self::DomainMigrateBegin3),
             214 => Some(Self::DomainMigratePrepare3),
@@ -4219,6 +4284,7 @@ impl Procedure {
             318 => Some(Self::DomainEventCallbackLifecycle),
             319 => Some(Self::DomainEventCallbackReboot),
             333 => Some(Self::DomainEventCallbackDeviceRemoved),
+            334 => Some(Self::DomainCoreDumpWithFormat),
             337 => Some(Self::DomainGetTime),
             338 => Some(Self::DomainSetTime),
             342 => Some(Self::ConnectGetDomainCapabilities),
@@ -4283,146 +4349,149 @@ impl Procedure {
             Self::DomainUndefine => &PROCEDURES[33],
             Self::ConnectListDomains => &PROCEDURES[34],
             Self::ConnectNumOfDomains => &PROCEDURES[35],
-            Self::DomainRestore => &PROCEDURES[36],
-            Self::DomainSave => &PROCEDURES[37],
-            Self::DomainGetSchedulerType => &PROCEDURES[38],
-            Self::DomainGetSchedulerParameters => &PROCEDURES[39],
-            Self::DomainSetSchedulerParameters => &PROCEDURES[40],
-            Self::ConnectGetHostname => &PROCEDURES[41],
-            Self::ConnectSupportsFeature => &PROCEDURES[42],
-            Self::DomainMigratePrepare => &PROCEDURES[43],
-            Self::DomainMigratePerform => &PROCEDURES[44],
-            Self::DomainMigrateFinish => &PROCEDURES[45],
-            Self::DomainBlockStats => &PROCEDURES[46],
-            Self::DomainInterfaceStats => &PROCEDURES[47],
-            Self::AuthList => &PROCEDURES[48],
-            Self::AuthSaslInit => &PROCEDURES[49],
-            Self::AuthSaslStart => &PROCEDURES[50],
-            Self::AuthSaslStep => &PROCEDURES[51],
-            Self::AuthPolkit => &PROCEDURES[52],
-            Self::NodeGetCellsFreeMemory => &PROCEDURES[53],
-            Self::NodeGetFreeMemory => &PROCEDURES[54],
-            Self::ConnectDomainEventRegister => &PROCEDURES[55],
-            Self::ConnectDomainEventDeregister => &PROCEDURES[56],
-            Self::DomainEventLifecycle => &PROCEDURES[57],
-            Self::DomainMigratePrepare2 => &PROCEDURES[58],
-            Self::DomainMigrateFinish2 => &PROCEDURES[59],
-            Self::ConnectGetUri => &PROCEDURES[60],
-            Self::DomainGetSecurityLabel => &PROCEDURES[61],
-            Self::NodeGetSecurityModel => &PROCEDURES[62],
-            Self::DomainMigratePrepareTunnel => &PROCEDURES[63],
-            Self::ConnectIsSecure => &PROCEDURES[64],
-            Self::DomainIsActive => &PROCEDURES[65],
-            Self::DomainIsPersistent => &PROCEDURES[66],
-            Self::ConnectGetLibVersion => &PROCEDURES[67],
-            Self::DomainMemoryStats => &PROCEDURES[68],
-            Self::DomainAttachDeviceFlags => &PROCEDURES[69],
-            Self::DomainDetachDeviceFlags => &PROCEDURES[70],
-            Self::DomainGetJobInfo => &PROCEDURES[71],
-            Self::DomainAbortJob => &PROCEDURES[72],
-            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[73],
-            Self::ConnectDomainEventRegisterAny => &PROCEDURES[74],
-            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[75],
-            Self::DomainEventReboot => &PROCEDURES[76],
-            Self::DomainUpdateDeviceFlags => &PROCEDURES[77],
-            Self::DomainManagedSave => &PROCEDURES[78],
-            Self::DomainHasManagedSaveImage => &PROCEDURES[79],
-            Self::DomainManagedSaveRemove => &PROCEDURES[80],
-            Self::DomainSnapshotCreateXml => &PROCEDURES[81],
-            Self::DomainSnapshotGetXmlDesc => &PROCEDURES[82],
-            Self::DomainSnapshotNum => &PROCEDURES[83],
-            Self::DomainSnapshotListNames => &PROCEDURES[84],
-            Self::DomainSnapshotLookupByName => &PROCEDURES[85],
-            Self::DomainHasCurrentSnapshot => &PROCEDURES[86],
-            Self::DomainSnapshotCurrent => &PROCEDURES[87],
-            Self::DomainRevertToSnapshot => &PROCEDURES[88],
-            Self::DomainSnapshotDelete => &PROCEDURES[89],
-            Self::DomainGetBlockInfo => &PROCEDURES[90],
-            Self::DomainCreateWithFlags => &PROCEDURES[91],
-            Self::DomainSetMemoryParameters => &PROCEDURES[92],
-            Self::DomainGetMemoryParameters => &PROCEDURES[93],
-            Self::DomainSetVcpusFlags => &PROCEDURES[94],
-            Self::DomainGetVcpusFlags => &PROCEDURES[95],
-            Self::DomainOpenConsole => &PROCEDURES[96],
-            Self::DomainIsUpdated => &PROCEDURES[97],
-            Self::ConnectGetSysinfo => &PROCEDURES[98],
-            Self::DomainSetMemoryFlags => &PROCEDURES[99],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[100],
-            Self::DomainInjectNmi => &PROCEDURES[101],
-            Self::DomainGetState => &PROCEDURES[102],
-            Self::DomainMigrateBegin3 => &PROCEDURES[103],
-            Self::DomainMigratePrepare3 => &PROCEDURES[104],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[105],
-            Self::DomainMigratePerform3 => &PROCEDURES[106],
-            Self::DomainMigrateFinish3 => &PROCEDURES[107],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[108],
-            Self::DomainSetSchedulerParametersFlags => &PROCEDURES[109],
-            Self::DomainGetSchedulerParametersFlags => &PROCEDURES[110],
-            Self::DomainSendKey => &PROCEDURES[111],
-            Self::NodeGetCpuStats => &PROCEDURES[112],
-            Self::NodeGetMemoryStats => &PROCEDURES[113],
-            Self::DomainGetControlInfo => &PROCEDURES[114],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[115],
-            Self::DomainUndefineFlags => &PROCEDURES[116],
-            Self::DomainSaveFlags => &PROCEDURES[117],
-            Self::DomainRestoreFlags => &PROCEDURES[118],
-            Self::DomainDestroyFlags => &PROCEDURES[119],
-            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[120],
-            Self::DomainSaveImageDefineXml => &PROCEDURES[121],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[122],
-            Self::DomainBlockStatsFlags => &PROCEDURES[123],
-            Self::DomainSnapshotGetParent => &PROCEDURES[124],
-            Self::DomainReset => &PROCEDURES[125],
-            Self::DomainSnapshotNumChildren => &PROCEDURES[126],
-            Self::DomainSnapshotListChildrenNames => &PROCEDURES[127],
-            Self::DomainShutdownFlags => &PROCEDURES[128],
-            Self::DomainGetCpuStats => &PROCEDURES[129],
-            Self::DomainSetMetadata => &PROCEDURES[130],
-            Self::DomainGetMetadata => &PROCEDURES[131],
-            Self::DomainSnapshotIsCurrent => &PROCEDURES[132],
-            Self::DomainSnapshotHasMetadata => &PROCEDURES[133],
-            Self::ConnectListAllDomains => &PROCEDURES[134],
-            Self::DomainListAllSnapshots => &PROCEDURES[135],
-            Self::DomainSnapshotListAllChildren => &PROCEDURES[136],
-            Self::DomainGetHostname => &PROCEDURES[137],
-            Self::NodeGetCpuMap => &PROCEDURES[138],
-            Self::DomainGetJobStats => &PROCEDURES[139],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[140],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[141],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[142],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[143],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[144],
-            Self::DomainMigratePerform3Params => &PROCEDURES[145],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[146],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[147],
-            Self::DomainEventDeviceRemoved => &PROCEDURES[148],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[149],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[150],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[151],
-            Self::DomainEventCallbackReboot => &PROCEDURES[152],
-            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[153],
-            Self::DomainGetTime => &PROCEDURES[154],
-            Self::DomainSetTime => &PROCEDURES[155],
-            Self::ConnectGetDomainCapabilities => &PROCEDURES[156],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[157],
-            Self::DomainDefineXmlFlags => &PROCEDURES[158],
-            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[159],
-            Self::DomainGetIothreadInfo => &PROCEDURES[160],
-            Self::DomainRename => &PROCEDURES[161],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[162],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[163],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[164],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[165],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[166],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[167],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[168],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[169],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[170],
-            Self::ConnectSetIdentity => &PROCEDURES[171],
-            Self::DomainGetMessages => &PROCEDURES[172],
-            Self::DomainSaveParams => &PROCEDURES[173],
-            Self::DomainRestoreParams => &PROCEDURES[174],
-            Self::DomainAbortJobFlags => &PROCEDURES[175],
+            Self::DomainCoreDump => &PROCEDURES[36],
+            Self::DomainRestore => &PROCEDURES[37],
+            Self::DomainSave => &PROCEDURES[38],
+            Self::DomainGetSchedulerType => &PROCEDURES[39],
+            Self::DomainGetSchedulerParameters => &PROCEDURES[40],
+            Self::DomainSetSchedulerParameters => &PROCEDURES[41],
+            Self::ConnectGetHostname => &PROCEDURES[42],
+            Self::ConnectSupportsFeature => &PROCEDURES[43],
+            Self::DomainMigratePrepare => &PROCEDURES[44],
+            Self::DomainMigratePerform => &PROCEDURES[45],
+            Self::DomainMigrateFinish => &PROCEDURES[46],
+            Self::DomainBlockStats => &PROCEDURES[47],
+            Self::DomainInterfaceStats => &PROCEDURES[48],
+            Self::AuthList => &PROCEDURES[49],
+            Self::AuthSaslInit => &PROCEDURES[50],
+            Self::AuthSaslStart => &PROCEDURES[51],
+            Self::AuthSaslStep => &PROCEDURES[52],
+            Self::AuthPolkit => &PROCEDURES[53],
+            Self::NodeGetCellsFreeMemory => &PROCEDURES[54],
+            Self::NodeGetFreeMemory => &PROCEDURES[55],
+            Self::ConnectDomainEventRegister => &PROCEDURES[56],
+            Self::ConnectDomainEventDeregister => &PROCEDURES[57],
+            Self::DomainEventLifecycle => &PROCEDURES[58],
+            Self::DomainMigratePrepare2 => &PROCEDURES[59],
+            Self::DomainMigrateFinish2 => &PROCEDURES[60],
+            Self::ConnectGetUri => &PROCEDURES[61],
+            Self::DomainGetSecurityLabel => &PROCEDURES[62],
+            Self::NodeGetSecurityModel => &PROCEDURES[63],
+            Self::DomainMigratePrepareTunnel => &PROCEDURES[64],
+            Self::ConnectIsSecure => &PROCEDURES[65],
+            Self::DomainIsActive => &PROCEDURES[66],
+            Self::DomainIsPersistent => &PROCEDURES[67],
+            Self::ConnectGetLibVersion => &PROCEDURES[68],
+            Self::DomainMemoryStats => &PROCEDURES[69],
+            Self::DomainAttachDeviceFlags => &PROCEDURES[70],
+            Self::DomainDetachDeviceFlags => &PROCEDURES[71],
+            Self::DomainGetJobInfo => &PROCEDURES[72],
+            Self::DomainAbortJob => &PROCEDURES[73],
+            Self::DomainMigrateSetMaxDowntime => &PROCEDURES[74],
+            Self::ConnectDomainEventRegisterAny => &PROCEDURES[75],
+            Self::ConnectDomainEventDeregisterAny => &PROCEDURES[76],
+            Self::DomainEventReboot => &PROCEDURES[77],
+            Self::DomainUpdateDeviceFlags => &PROCEDURES[78],
+            Self::DomainManagedSave => &PROCEDURES[79],
+            Self::DomainHasManagedSaveImage => &PROCEDURES[80],
+            Self::DomainManagedSaveRemove => &PROCEDURES[81],
+            Self::DomainSnapshotCreateXml => &PROCEDURES[82],
+            Self::DomainSnapshotGetXmlDesc => &PROCEDURES[83],
+            Self::DomainSnapshotNum => &PROCEDURES[84],
+            Self::DomainSnapshotListNames => &PROCEDURES[85],
+            Self::DomainSnapshotLookupByName => &PROCEDURES[86],
+            Self::DomainHasCurrentSnapshot => &PROCEDURES[87],
+            Self::DomainSnapshotCurrent => &PROCEDURES[88],
+            Self::DomainRevertToSnapshot => &PROCEDURES[89],
+            Self::DomainSnapshotDelete => &PROCEDURES[90],
+            Self::DomainGetBlockInfo => &PROCEDURES[91],
+            Self::DomainCreateWithFlags => &PROCEDURES[92],
+            Self::DomainSetMemoryParameters => &PROCEDURES[93],
+            Self::DomainGetMemoryParameters => &PROCEDURES[94],
+            Self::DomainSetVcpusFlags => &PROCEDURES[95],
+            Self::DomainGetVcpusFlags => &PROCEDURES[96],
+            Self::DomainOpenConsole => &PROCEDURES[97],
+            Self::DomainIsUpdated => &PROCEDURES[98],
+            Self::ConnectGetSysinfo => &PROCEDURES[99],
+            Self::DomainSetMemoryFlags => &PROCEDURES[100],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[101],
+            Self::DomainInjectNmi => &PROCEDURES[102],
+            Self::DomainScreenshot => &PROCEDURES[103],
+            Self::DomainGetState => &PROCEDURES[104],
+            Self::DomainMigrateBegin3 => &PROCEDURES[105],
+            Self::DomainMigratePrepare3 => &PROCEDURES[106],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[107],
+            Self::DomainMigratePerform3 => &PROCEDURES[108],
+            Self::DomainMigrateFinish3 => &PROCEDURES[109],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[110],
+            Self::DomainSetSchedulerParametersFlags => &PROCEDURES[111],
+            Self::DomainGetSchedulerParametersFlags => &PROCEDURES[112],
+            Self::DomainSendKey => &PROCEDURES[113],
+            Self::NodeGetCpuStats => &PROCEDURES[114],
+            Self::NodeGetMemoryStats => &PROCEDURES[115],
+            Self::DomainGetControlInfo => &PROCEDURES[116],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[117],
+            Self::DomainUndefineFlags => &PROCEDURES[118],
+            Self::DomainSaveFlags => &PROCEDURES[119],
+            Self::DomainRestoreFlags => &PROCEDURES[120],
+            Self::DomainDestroyFlags => &PROCEDURES[121],
+            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[122],
+            Self::DomainSaveImageDefineXml => &PROCEDURES[123],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[124],
+            Self::DomainBlockStatsFlags => &PROCEDURES[125],
+            Self::DomainSnapshotGetParent => &PROCEDURES[126],
+            Self::DomainReset => &PROCEDURES[127],
+            Self::DomainSnapshotNumChildren => &PROCEDURES[128],
+            Self::DomainSnapshotListChildrenNames => &PROCEDURES[129],
+            Self::DomainShutdownFlags => &PROCEDURES[130],
+            Self::DomainGetCpuStats => &PROCEDURES[131],
+            Self::DomainSetMetadata => &PROCEDURES[132],
+            Self::DomainGetMetadata => &PROCEDURES[133],
+            Self::DomainSnapshotIsCurrent => &PROCEDURES[134],
+            Self::DomainSnapshotHasMetadata => &PROCEDURES[135],
+            Self::ConnectListAllDomains => &PROCEDURES[136],
+            Self::DomainListAllSnapshots => &PROCEDURES[137],
+            Self::DomainSnapshotListAllChildren => &PROCEDURES[138],
+            Self::DomainGetHostname => &PROCEDURES[139],
+            Self::NodeGetCpuMap => &PROCEDURES[140],
+            Self::DomainGetJobStats => &PROCEDURES[141],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[142],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[143],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[144],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[145],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[146],
+            Self::DomainMigratePerform3Params => &PROCEDURES[147],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[148],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[149],
+            Self::DomainEventDeviceRemoved => &PROCEDURES[150],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[151],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[152],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[153],
+            Self::DomainEventCallbackReboot => &PROCEDURES[154],
+            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[155],
+            Self::DomainCoreDumpWithFormat => &PROCEDURES[156],
+            Self::DomainGetTime => &PROCEDURES[157],
+            Self::DomainSetTime => &PROCEDURES[158],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[159],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[160],
+            Self::DomainDefineXmlFlags => &PROCEDURES[161],
+            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[162],
+            Self::DomainGetIothreadInfo => &PROCEDURES[163],
+            Self::DomainRename => &PROCEDURES[164],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[165],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[166],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[167],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[168],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[169],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[170],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[171],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[172],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[173],
+            Self::ConnectSetIdentity => &PROCEDURES[174],
+            Self::DomainGetMessages => &PROCEDURES[175],
+            Self::DomainSaveParams => &PROCEDURES[176],
+            Self::DomainRestoreParams => &PROCEDURES[177],
+            Self::DomainAbortJobFlags => &PROCEDURES[178],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -4471,6 +4540,7 @@ impl Procedure {
             Self::DomainUndefine => visitor.visit::<procs::DomainUndefine>(),
             Self::ConnectListDomains => visitor.visit::<procs::ConnectListDomains>(),
             Self::ConnectNumOfDomains => visitor.visit::<procs::ConnectNumOfDomains>(),
+            Self::DomainCoreDump => visitor.visit::<procs::DomainCoreDump>(),
             Self::DomainRestore => visitor.visit::<procs::DomainRestore>(),
             Self::DomainSave => visitor.visit::<procs::DomainSave>(),
             Self::DomainGetSchedulerType => visitor.visit::<procs::DomainGetSchedulerType>(),
@@ -4555,6 +4625,7 @@ impl Procedure {
             Self::DomainSetMemoryFlags => visitor.visit::<procs::DomainSetMemoryFlags>(),
             Self::DomainMigrateSetMaxSpeed => visitor.visit::<procs::DomainMigrateSetMaxSpeed>(),
             Self::DomainInjectNmi => visitor.visit::<procs::DomainInjectNmi>(),
+            Self::DomainScreenshot => visitor.visit::<procs::DomainScreenshot>(),
             Self::DomainGetState => visitor.visit::<procs::DomainGetState>(),
             Self::DomainMigrateBegin3 => visitor.visit::<procs::DomainMigrateBegin3>(),
             Self::DomainMigratePrepare3 => visitor.visit::<procs::DomainMigratePrepare3>(),
@@ -4639,6 +4710,7 @@ impl Procedure {
             Self::DomainEventCallbackDeviceRemoved => {
                 visitor.visit::<procs::DomainEventCallbackDeviceRemoved>()
             }
+            Self::DomainCoreDumpWithFormat => visitor.visit::<procs::DomainCoreDumpWithFormat>(),
             Self::DomainGetTime => visitor.visit::<procs::DomainGetTime>(),
             Self::DomainSetTime => visitor.visit::<procs::DomainSetTime>(),
             Self::ConnectGetDomainCapabilities => {
@@ -4995,6 +5067,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_CONNECT_NUM_OF_DOMAINS",
         readonly: true,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 53,
+        name: "REMOTE_PROC_DOMAIN_CORE_DUMP",
+        readonly: false,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -5527,6 +5607,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 211,
+        name: "REMOTE_PROC_DOMAIN_SCREENSHOT",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: true,
+    },
+    crate::ProcedureInfo {
         number: 212,
         name: "REMOTE_PROC_DOMAIN_GET_STATE",
         readonly: true,
@@ -5940,6 +6028,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         readonly: false,
         priority: false,
         event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 334,
+        name: "REMOTE_PROC_DOMAIN_CORE_DUMP_WITH_FORMAT",
+        readonly: false,
+        priority: false,
+        event: false,
         stream: false,
     },
     crate::ProcedureInfo {
@@ -6468,6 +6564,15 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::ConnectNumOfDomains;
         type Args = ();
         type Ret = super::ConnectNumOfDomainsRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_CORE_DUMP`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainCoreDump;
+    impl super::RemoteProcedure for DomainCoreDump {
+        const PROC: super::Procedure = super::Procedure::DomainCoreDump;
+        type Args = super::DomainCoreDumpArgs;
+        type Ret = ();
     }
 
     /// `REMOTE_PROC_DOMAIN_RESTORE`.
@@ -7064,6 +7169,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_SCREENSHOT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainScreenshot;
+    impl super::RemoteProcedure for DomainScreenshot {
+        const PROC: super::Procedure = super::Procedure::DomainScreenshot;
+        type Args = super::DomainScreenshotArgs;
+        type Ret = super::DomainScreenshotRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_GET_STATE`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainGetState;
@@ -7532,6 +7646,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_CORE_DUMP_WITH_FORMAT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainCoreDumpWithFormat;
+    impl super::RemoteProcedure for DomainCoreDumpWithFormat {
+        const PROC: super::Procedure = super::Procedure::DomainCoreDumpWithFormat;
+        type Args = super::DomainCoreDumpWithFormatArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_GET_TIME`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainGetTime;
@@ -7807,6 +7930,8 @@ pub enum Call {
     ConnectListDomains(ConnectListDomainsArgs),
     /// `REMOTE_PROC_CONNECT_NUM_OF_DOMAINS`.
     ConnectNumOfDomains,
+    /// `REMOTE_PROC_DOMAIN_CORE_DUMP`.
+    DomainCoreDump(DomainCoreDumpArgs),
     /// `REMOTE_PROC_DOMAIN_RESTORE`.
     DomainRestore(DomainRestoreArgs),
     /// `REMOTE_PROC_DOMAIN_SAVE`.
@@ -7935,6 +8060,8 @@ pub enum Call {
     DomainMigrateSetMaxSpeed(DomainMigrateSetMaxSpeedArgs),
     /// `REMOTE_PROC_DOMAIN_INJECT_NMI`.
     DomainInjectNmi(DomainInjectNmiArgs),
+    /// `REMOTE_PROC_DOMAIN_SCREENSHOT`.
+    DomainScreenshot(DomainScreenshotArgs),
     /// `REMOTE_PROC_DOMAIN_GET_STATE`.
     DomainGetState(DomainGetStateArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_BEGIN3`.
@@ -8031,6 +8158,8 @@ pub enum Call {
     ConnectDomainEventCallbackRegisterAny(ConnectDomainEventCallbackRegisterAnyArgs),
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY`.
     ConnectDomainEventCallbackDeregisterAny(ConnectDomainEventCallbackDeregisterAnyArgs),
+    /// `REMOTE_PROC_DOMAIN_CORE_DUMP_WITH_FORMAT`.
+    DomainCoreDumpWithFormat(DomainCoreDumpWithFormatArgs),
     /// `REMOTE_PROC_DOMAIN_GET_TIME`.
     DomainGetTime(DomainGetTimeArgs),
     /// `REMOTE_PROC_DOMAIN_SET_TIME`.
@@ -8162,6 +8291,7 @@ impl Call {
                 migrated_xdr::from_bytes::<()>(payload)?;
                 Call::ConnectNumOfDomains
             }
+            Procedure::DomainCoreDump => Call::DomainCoreDump(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainRestore => Call::DomainRestore(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainSave => Call::DomainSave(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainGetSchedulerType => {
@@ -8361,6 +8491,9 @@ impl Call {
                 Call::DomainMigrateSetMaxSpeed(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainInjectNmi => Call::DomainInjectNmi(migrated_xdr::from_bytes(payload)?),
+            Procedure::DomainScreenshot => {
+                Call::DomainScreenshot(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainGetState => Call::DomainGetState(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainMigrateBegin3 => {
                 Call::DomainMigrateBegin3(migrated_xdr::from_bytes(payload)?)
@@ -8517,6 +8650,9 @@ impl Call {
                     proc_.name()
                 )))
             }
+            Procedure::DomainCoreDumpWithFormat => {
+                Call::DomainCoreDumpWithFormat(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainGetTime => Call::DomainGetTime(migrated_xdr::from_bytes(payload)?),
             Procedure::DomainSetTime => Call::DomainSetTime(migrated_xdr::from_bytes(payload)?),
             Procedure::ConnectGetDomainCapabilities => {
@@ -8633,6 +8769,7 @@ impl Call {
             Call::DomainUndefine(_) => Procedure::DomainUndefine,
             Call::ConnectListDomains(_) => Procedure::ConnectListDomains,
             Call::ConnectNumOfDomains => Procedure::ConnectNumOfDomains,
+            Call::DomainCoreDump(_) => Procedure::DomainCoreDump,
             Call::DomainRestore(_) => Procedure::DomainRestore,
             Call::DomainSave(_) => Procedure::DomainSave,
             Call::DomainGetSchedulerType(_) => Procedure::DomainGetSchedulerType,
@@ -8697,6 +8834,7 @@ impl Call {
             Call::DomainSetMemoryFlags(_) => Procedure::DomainSetMemoryFlags,
             Call::DomainMigrateSetMaxSpeed(_) => Procedure::DomainMigrateSetMaxSpeed,
             Call::DomainInjectNmi(_) => Procedure::DomainInjectNmi,
+            Call::DomainScreenshot(_) => Procedure::DomainScreenshot,
             Call::DomainGetState(_) => Procedure::DomainGetState,
             Call::DomainMigrateBegin3(_) => Procedure::DomainMigrateBegin3,
             Call::DomainMigratePrepare3(_) => Procedure::DomainMigratePrepare3,
@@ -8759,6 +8897,7 @@ impl Call {
             Call::ConnectDomainEventCallbackDeregisterAny(_) => {
                 Procedure::ConnectDomainEventCallbackDeregisterAny
             }
+            Call::DomainCoreDumpWithFormat(_) => Procedure::DomainCoreDumpWithFormat,
             Call::DomainGetTime(_) => Procedure::DomainGetTime,
             Call::DomainSetTime(_) => Procedure::DomainSetTime,
             Call::ConnectGetDomainCapabilities(_) => Procedure::ConnectGetDomainCapabilities,
@@ -8823,6 +8962,7 @@ impl Call {
             Call::DomainUndefine(args) => migrated_xdr::to_bytes(args),
             Call::ConnectListDomains(args) => migrated_xdr::to_bytes(args),
             Call::ConnectNumOfDomains => Ok(Vec::new()),
+            Call::DomainCoreDump(args) => migrated_xdr::to_bytes(args),
             Call::DomainRestore(args) => migrated_xdr::to_bytes(args),
             Call::DomainSave(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetSchedulerType(args) => migrated_xdr::to_bytes(args),
@@ -8887,6 +9027,7 @@ impl Call {
             Call::DomainSetMemoryFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateSetMaxSpeed(args) => migrated_xdr::to_bytes(args),
             Call::DomainInjectNmi(args) => migrated_xdr::to_bytes(args),
+            Call::DomainScreenshot(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetState(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateBegin3(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigratePrepare3(args) => migrated_xdr::to_bytes(args),
@@ -8935,6 +9076,7 @@ impl Call {
             Call::DomainMigrateConfirm3Params(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackRegisterAny(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackDeregisterAny(args) => migrated_xdr::to_bytes(args),
+            Call::DomainCoreDumpWithFormat(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetTime(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetTime(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetDomainCapabilities(args) => migrated_xdr::to_bytes(args),
