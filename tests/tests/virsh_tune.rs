@@ -11,18 +11,8 @@ mod migrate_support;
 use std::process::Output;
 
 use migrate_support::{define, Hosts};
-use migrated_tests::clients::{stderr_of, stdout_of};
+use migrated_tests::clients::{assert_ok, stderr_of, stdout_of};
 use migrated_tests::{require_binary, virsh, Daemon};
-
-fn ok(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed: {}{}",
-        stdout_of(output),
-        stderr_of(output)
-    );
-    stdout_of(output)
-}
 
 fn fails_with(output: &Output, words: &str, what: &str) {
     assert!(
@@ -40,11 +30,11 @@ fn define_and_start(uri: &str, dir: &std::path::Path, name: &str) {
     );
     let path = dir.join(format!("{name}.xml"));
     std::fs::write(&path, xml).expect("write domain xml");
-    ok(
+    assert_ok(
         &virsh(uri, &["define", &path.display().to_string()]),
         "define",
     );
-    ok(&virsh(uri, &["start", name]), "start");
+    assert_ok(&virsh(uri, &["start", name]), "start");
 }
 
 /// `name : value` lines of virsh's parameter listings.
@@ -58,16 +48,16 @@ fn field(out: &str, name: &str) -> String {
 }
 
 fn schedinfo(uri: &str, name: &str) {
-    let out = ok(&virsh(uri, &["schedinfo", name]), "schedinfo");
+    let out = assert_ok(&virsh(uri, &["schedinfo", name]), "schedinfo");
     assert_eq!(field(&out, "Scheduler"), "fair", "{out}");
     assert_eq!(field(&out, "weight"), "50", "{out}");
     // Accepted and, as in libvirt's test driver, not kept.
-    let set = ok(
+    let set = assert_ok(
         &virsh(uri, &["schedinfo", name, "--set", "weight=10"]),
         "schedinfo --set",
     );
     assert_eq!(field(&set, "weight"), "50", "{set}");
-    ok(&virsh(uri, &["schedinfo", name, "--current"]), "--current");
+    assert_ok(&virsh(uri, &["schedinfo", name, "--current"]), "--current");
     fails_with(
         &virsh(uri, &["schedinfo", name, "--live"]),
         "unsupported flags (0x1) in function testDomainGetSchedulerParametersFlags",
@@ -88,31 +78,31 @@ fn schedinfo(uri: &str, name: &str) {
         "read only access prevents virDomainSetSchedulerParameters",
         "read-only schedinfo --set",
     );
-    ok(
+    assert_ok(
         &virsh(uri, &["-r", "schedinfo", name]),
         "read-only schedinfo",
     );
 }
 
 fn memtune(uri: &str, name: &str) {
-    let out = ok(&virsh(uri, &["memtune", name]), "memtune");
+    let out = assert_ok(&virsh(uri, &["memtune", name]), "memtune");
     for limit in ["hard_limit", "soft_limit", "swap_hard_limit"] {
         assert_eq!(field(&out, limit), "unlimited", "{out}");
     }
-    ok(
+    assert_ok(
         &virsh(uri, &["memtune", name, "--soft-limit", "2048"]),
         "memtune --soft-limit",
     );
-    ok(
+    assert_ok(
         &virsh(uri, &["memtune", name, "--config", "--hard-limit", "1G"]),
         "memtune --config --hard-limit",
     );
-    let live = ok(&virsh(uri, &["memtune", name, "--live"]), "memtune --live");
+    let live = assert_ok(&virsh(uri, &["memtune", name, "--live"]), "memtune --live");
     assert_eq!(field(&live, "soft_limit"), "2048", "{live}");
     assert_eq!(field(&live, "hard_limit"), "unlimited", "{live}");
-    let config = ok(&virsh(uri, &["memtune", name, "--config"]), "--config");
+    let config = assert_ok(&virsh(uri, &["memtune", name, "--config"]), "--config");
     assert_eq!(field(&config, "hard_limit"), "1048576", "{config}");
-    let xml = ok(&virsh(uri, &["dumpxml", "--inactive", name]), "dumpxml");
+    let xml = assert_ok(&virsh(uri, &["dumpxml", "--inactive", name]), "dumpxml");
     assert!(
         xml.contains("<memtune>\n    <hard_limit unit='KiB'>1048576</hard_limit>"),
         "{xml}"
@@ -147,14 +137,14 @@ fn memtune(uri: &str, name: &str) {
         "read only access prevents virDomainSetMemoryParameters",
         "read-only memtune",
     );
-    ok(
+    assert_ok(
         &virsh(uri, &["-r", "memtune", name]),
         "read-only memtune query",
     );
 }
 
 fn cpu_stats(uri: &str, name: &str) {
-    let all = ok(&virsh(uri, &["cpu-stats", name]), "cpu-stats");
+    let all = assert_ok(&virsh(uri, &["cpu-stats", name]), "cpu-stats");
     assert!(
         all.contains("CPU0:") && all.contains("CPU1:") && !all.contains("CPU2:"),
         "{all}"
@@ -164,40 +154,40 @@ fn cpu_stats(uri: &str, name: &str) {
         all.contains("user_time") && all.contains("vcpu_time"),
         "{all}"
     );
-    let total = ok(&virsh(uri, &["cpu-stats", name, "--total"]), "--total");
+    let total = assert_ok(&virsh(uri, &["cpu-stats", name, "--total"]), "--total");
     assert!(
         !total.contains("CPU0:") && total.contains("system_time"),
         "{total}"
     );
-    let one = ok(
+    let one = assert_ok(
         &virsh(uri, &["cpu-stats", name, "--start", "1", "--count", "1"]),
         "cpu-stats --start 1",
     );
     assert!(one.contains("CPU1:") && !one.contains("CPU0:"), "{one}");
     assert!(one.contains("24.386308518 seconds"), "{one}");
-    ok(
+    assert_ok(
         &virsh(uri, &["-r", "cpu-stats", name]),
         "read-only cpu-stats",
     );
 }
 
 fn guest_queries(uri: &str, name: &str) {
-    let host = ok(&virsh(uri, &["domhostname", name]), "domhostname");
+    let host = assert_ok(&virsh(uri, &["domhostname", name]), "domhostname");
     assert_eq!(host.trim(), format!("{name}host"));
     fails_with(
         &virsh(uri, &["domhostname", name, "--source", "agent"]),
         "unsupported flags",
         "domhostname --source agent",
     );
-    let time = ok(&virsh(uri, &["domtime", name]), "domtime");
+    let time = assert_ok(&virsh(uri, &["domtime", name]), "domtime");
     assert_eq!(time.trim(), "Time: 627319920");
-    ok(&virsh(uri, &["domtime", name, "--time", "12345"]), "--time");
-    let pretty = ok(&virsh(uri, &["domtime", name, "--pretty"]), "--pretty");
+    assert_ok(&virsh(uri, &["domtime", name, "--time", "12345"]), "--time");
+    let pretty = assert_ok(&virsh(uri, &["domtime", name, "--pretty"]), "--pretty");
     assert_eq!(pretty.trim(), "Time: 1970-01-01 03:25:45");
     // libvirt's test driver: a clock in 10000..30000 s is a busy monitor.
-    let control = ok(&virsh(uri, &["domcontrol", name]), "domcontrol");
+    let control = assert_ok(&virsh(uri, &["domcontrol", name]), "domcontrol");
     assert!(control.starts_with("occupied"), "{control}");
-    ok(
+    assert_ok(
         &virsh(uri, &["domtime", name, "--time", "627319920"]),
         "reset",
     );
@@ -213,17 +203,17 @@ fn guest_queries(uri: &str, name: &str) {
             "read-only guest query",
         );
     }
-    ok(&virsh(uri, &["suspend", name]), "suspend");
+    assert_ok(&virsh(uri, &["suspend", name]), "suspend");
     fails_with(
         &virsh(uri, &["domtime", name]),
         "domain is not running",
         "paused",
     );
-    ok(&virsh(uri, &["resume", name]), "resume");
+    assert_ok(&virsh(uri, &["resume", name]), "resume");
 }
 
 fn shut_off(uri: &str, name: &str) {
-    ok(&virsh(uri, &["destroy", name]), "destroy");
+    assert_ok(&virsh(uri, &["destroy", name]), "destroy");
     for cmd in [
         &["cpu-stats", name] as &[&str],
         &["domhostname", name],
@@ -238,11 +228,11 @@ fn shut_off(uri: &str, name: &str) {
         );
     }
     // The config's limits remain, and a shut-off change goes to the config.
-    ok(
+    assert_ok(
         &virsh(uri, &["memtune", name, "--swap-hard-limit", "4G"]),
         "memtune shut off",
     );
-    let config = ok(&virsh(uri, &["memtune", name]), "memtune shut off");
+    let config = assert_ok(&virsh(uri, &["memtune", name]), "memtune shut off");
     assert_eq!(field(&config, "hard_limit"), "1048576", "{config}");
     assert_eq!(field(&config, "swap_hard_limit"), "4194304", "{config}");
 }
@@ -274,30 +264,30 @@ fn memory_limits_travel_with_a_live_migration() {
     let (a, b) = (hosts.a_uri(), hosts.b_uri());
     let name = "tuned-mig";
     define(&a, dir.path(), name, "", true);
-    ok(
+    assert_ok(
         &virsh(&a, &["memtune", name, "--live", "--soft-limit", "3072"]),
         "memtune --live",
     );
-    ok(
+    assert_ok(
         &virsh(&a, &["memtune", name, "--config", "--hard-limit", "65536"]),
         "memtune --config",
     );
-    ok(
+    assert_ok(
         &virsh(&a, &["migrate", "--live", "--persistent", name, &b]),
         "migrate",
     );
     // The running guest keeps its live limits, the definition it leaves
     // with is the source's persistent one (`--persistent`).
-    let live = ok(&virsh(&b, &["memtune", name]), "memtune on B");
+    let live = assert_ok(&virsh(&b, &["memtune", name]), "memtune on B");
     assert_eq!(
         field(&live, "soft_limit"),
         "3072",
         "{live}\n{}",
         hosts.logs()
     );
-    let config = ok(&virsh(&b, &["memtune", name, "--config"]), "config on B");
+    let config = assert_ok(&virsh(&b, &["memtune", name, "--config"]), "config on B");
     assert_eq!(field(&config, "hard_limit"), "65536", "{config}");
-    let xml = ok(&virsh(&b, &["dumpxml", name]), "dumpxml on B");
+    let xml = assert_ok(&virsh(&b, &["dumpxml", name]), "dumpxml on B");
     assert!(
         xml.contains("<soft_limit unit='KiB'>3072</soft_limit>"),
         "{xml}"
