@@ -15,7 +15,8 @@
 //!                                     libvirtd's stream of an aborted device
 //! ```
 //!
-//! Dropping the [`Console`] at the end releases the device for the next client.
+//! Dropping the [`Console`] at the end releases the device for the next
+//! client, before the client's STREAM OK is answered.
 
 use bytes::{Buf, Bytes, BytesMut};
 use migrated_core::console::Console;
@@ -66,6 +67,7 @@ async fn relay(mut stream: ServerStream, mut console: Console) {
     // is dropped, as a terminal drops what overflows its input buffer.
     let mut pending = BytesMut::new();
     let mut output_open = true;
+    let mut acknowledge = false;
     let outcome = loop {
         tokio::select! {
             // A takeover wins over pending data in either direction.
@@ -88,7 +90,8 @@ async fn relay(mut stream: ServerStream, mut console: Console) {
                 }
                 // Both are acknowledged, as the tunnelled migration's are.
                 Some(StreamEvent::Finish | StreamEvent::Abort(_)) => {
-                    break stream.finish_ok().await
+                    acknowledge = true;
+                    break Ok(());
                 }
                 None => break Ok(()),
             },
@@ -116,6 +119,15 @@ async fn relay(mut stream: ServerStream, mut console: Console) {
                 }
             },
         }
+    };
+    // The device is released before the client hears that its session is
+    // over: a client that opens the console again right after its finish
+    // returns must find it free (as libvirtd, which closes the device first).
+    drop(console);
+    let outcome = if acknowledge {
+        stream.finish_ok().await
+    } else {
+        outcome
     };
     if let Err(e) = outcome {
         tracing::debug!(error = %e, "console stream ended with an error");
