@@ -70,7 +70,7 @@ impl Registry {
         self.get(dom)?;
         Ok(Screenshot {
             mime: "image/png".into(),
-            data: crate::screen::image(),
+            data: crate::screen::image()?,
         })
     }
 }
