@@ -304,6 +304,13 @@ impl Shared {
     /// unpaused, with the Resumed event.
     async fn unpause(&self, qmp: &Qmp, uuid: &Uuid, id: i32) -> crate::error::Result<()> {
         qmp.execute(&Cont).await?;
+        self.set_unpaused(uuid, id);
+        Ok(())
+    }
+
+    /// Records run `id` of `uuid` running, unpaused, with the Resumed event
+    /// (after our `cont`, or QEMU's RESUME event).
+    fn set_unpaused(&self, uuid: &Uuid, id: i32) {
         self.set_state(
             uuid,
             id,
@@ -313,7 +320,6 @@ impl Shared {
             },
             Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
         );
-        Ok(())
     }
 
     /// Records `state` for run `id` whatever it was, without an event.

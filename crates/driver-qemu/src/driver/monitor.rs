@@ -5,8 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use migrated_core::domain::{
-    event_detail, paused_reason, running_reason, DomainEventKind, DomainState, LifecycleEvent,
-    StateReason,
+    event_detail, paused_reason, DomainEventKind, DomainState, LifecycleEvent, StateReason,
 };
 use tokio::sync::broadcast;
 use tracing::{info, warn};
@@ -137,15 +136,7 @@ fn on_event(
             {
                 return;
             }
-            shared.set_state(
-                uuid,
-                id,
-                StateReason {
-                    state: DomainState::Running,
-                    reason: running_reason::UNPAUSED,
-                },
-                Some((LifecycleEvent::Resumed, event_detail::RESUMED_UNPAUSED)),
-            );
+            shared.set_unpaused(uuid, id);
         }
         names::SHUTDOWN => {
             // A shutdown while a reboot is asked for is that reboot.
