@@ -54,14 +54,19 @@ async fn known(session: &Session, dom: &proto::NonnullDomain) -> Result<DomainRe
 /// # Errors
 /// `VIR_ERR_OPERATION_UNSUPPORTED` while `dom` is arriving here.
 fn refuse_incoming(registry: &JobRegistry, dom: &DomainRef) -> Result<()> {
-    match registry.get(&dom.uuid) {
-        Some(job) if job.role() == Role::Destination => {
-            Err(err(migrated_core::Error::OperationUnsupported {
-                reason: "migration statistics are available only on the source host".into(),
-            }))
-        }
-        _ => Ok(()),
+    if arriving(registry, dom) {
+        return Err(err(migrated_core::Error::OperationUnsupported {
+            reason: "migration statistics are available only on the source host".into(),
+        }));
     }
+    Ok(())
+}
+
+/// Whether `dom` is the destination of a migration running now.
+fn arriving(registry: &JobRegistry, dom: &DomainRef) -> bool {
+    registry
+        .get(&dom.uuid)
+        .is_some_and(|job| job.role() == Role::Destination)
 }
 
 /// GET_JOB_INFO (163).
@@ -187,11 +192,7 @@ pub async fn abort_job(
         tracing::warn!(dom = %dom.name, "held migration job aborted by the operator: the guest stays here");
         return manager.resolve(&dom, false).await.map_err(err);
     }
-    if manager
-        .registry()
-        .get(&dom.uuid)
-        .is_some_and(|job| job.role() == Role::Destination)
-    {
+    if arriving(manager.registry(), &dom) {
         return Err(err(migrated_core::Error::invalid(
             "cannot abort incoming migration; use virDomainDestroy instead",
         )));
