@@ -570,6 +570,15 @@ impl Error {
         }
     }
 
+    /// libvirt's refusal of a current memory size above the maximum
+    /// (`qemuDomainSetMemoryFlags`, `testDomainSetMemoryFlags`: the
+    /// message names no function).
+    pub fn memory_over_maximum() -> Self {
+        Error::InvalidValue {
+            reason: "cannot set memory higher than max memory".into(),
+        }
+    }
+
     /// Shorthand for [`Error::System`].
     pub fn system(op: impl Into<String>, source: io::Error) -> Self {
         Error::System {

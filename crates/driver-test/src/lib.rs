@@ -331,20 +331,14 @@ impl Driver for TestDriver {
             });
         }
         self.read(|r| {
-            r.live(dom)?
-                .def
-                .devices
-                .disk_for(disk, "virDomainBlockStats")?;
+            r.live(dom)?.def.devices.disk_for(disk)?;
             Ok(stats::block())
         })
     }
 
     async fn interface_stats(&self, dom: &DomainRef, device: &str) -> Result<InterfaceStats> {
         self.read(|r| {
-            r.live(dom)?
-                .def
-                .devices
-                .interface_for(device, "virDomainInterfaceStats")?;
+            r.live(dom)?.def.devices.interface_for(device)?;
             Ok(stats::interface())
         })
     }

@@ -142,9 +142,8 @@ impl Devices {
     ///
     /// # Errors
     /// That one.
-    pub fn disk_for(&self, name: &str, operation: &'static str) -> crate::Result<&Disk> {
-        self.disk(name).ok_or_else(|| crate::Error::InvalidArg {
-            operation,
+    pub fn disk_for(&self, name: &str) -> crate::Result<&Disk> {
+        self.disk(name).ok_or_else(|| crate::Error::InvalidValue {
             reason: format!("invalid path: {name}"),
         })
     }
@@ -154,14 +153,9 @@ impl Devices {
     ///
     /// # Errors
     /// That one.
-    pub fn interface_for(
-        &self,
-        device: &str,
-        operation: &'static str,
-    ) -> crate::Result<&Interface> {
+    pub fn interface_for(&self, device: &str) -> crate::Result<&Interface> {
         self.interface(device)
-            .ok_or_else(|| crate::Error::InvalidArg {
-                operation,
+            .ok_or_else(|| crate::Error::InvalidValue {
                 reason: format!("'{device}' is not a known interface"),
             })
     }
