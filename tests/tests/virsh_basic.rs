@@ -241,7 +241,8 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
     );
     let unknown = virsh(uri, &["domblkstat", name, "vdz"]);
     assert!(
-        !unknown.status.success() && stderr_of(&unknown).contains("invalid path: vdz"),
+        !unknown.status.success()
+            && stderr_of(&unknown).contains("error: invalid argument: invalid path: vdz\n"),
         "{}",
         stderr_of(&unknown)
     );
@@ -263,15 +264,39 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
     let unknown = virsh(uri, &["domifstat", name, "vnet9"]);
     assert!(
         !unknown.status.success()
-            && stderr_of(&unknown).contains("'vnet9' is not a known interface"),
+            && stderr_of(&unknown)
+                .contains("error: invalid argument: 'vnet9' is not a known interface\n"),
         "{}",
         stderr_of(&unknown)
     );
 
+    let running = virsh(uri, &["resume", name]);
+    assert!(
+        !running.status.success()
+            && stderr_of(&running).contains(&format!(
+                "error: internal error: domain '{name}' not paused\n"
+            )),
+        "{}",
+        stderr_of(&running)
+    );
     ok(&virsh(uri, &["suspend", name]), "suspend");
     assert_eq!(
         ok(&virsh(uri, &["domstate", name]), "domstate").trim(),
         "paused"
+    );
+    // libvirt's test driver's words for a second suspend, state unchanged.
+    let again = virsh(uri, &["suspend", name]);
+    assert!(
+        !again.status.success()
+            && stderr_of(&again).contains(&format!(
+                "error: internal error: domain '{name}' not running\n"
+            )),
+        "{}",
+        stderr_of(&again)
+    );
+    assert_eq!(
+        ok(&virsh(uri, &["domstate", "--reason", name]), "domstate").trim(),
+        "paused (user)"
     );
     // Filters and groups: a paused guest is listed by --list-paused only,
     // and only the state group is sent when only it is asked for.
@@ -383,7 +408,7 @@ fn lifecycle(uri: &str, dir: &std::path::Path) {
         ),
         (
             &["setmem", name, "8M"][..],
-            "cannot set memory higher than max memory",
+            "error: invalid argument: cannot set memory higher than max memory\n",
         ),
         (
             &["setmem", name, "2M", "--live", "--config"][..],
@@ -633,7 +658,7 @@ fn vcpus_save_and_rename(uri: &str, dir: &std::path::Path) {
     for (args, words) in [
         (
             &["setvcpus", name, "5"][..],
-            "requested cpu amount exceeds maximum (5 > 4)",
+            "error: invalid argument: requested cpu amount exceeds maximum (5 > 4)\n",
         ),
         (
             &["setvcpus", name, "2", "--maximum", "--live", "--config"][..],
@@ -699,14 +724,77 @@ fn vcpus_save_and_rename(uri: &str, dir: &std::path::Path) {
         "{}",
         stderr_of(&not_image)
     );
-    ok(
-        &virsh(uri, &["restore", &image, "--running"]),
-        "restore --running",
+    // The image's XML and the state to restore to, read and rewritten as
+    // libvirt's test driver does (save-image-dumpxml / save-image-define).
+    let stored = ok(
+        &virsh(uri, &["save-image-dumpxml", &image]),
+        "save-image-dumpxml",
     );
+    assert!(
+        stored.contains(&format!("<name>{name}</name>")) && stored.contains("current='3'"),
+        "{stored}"
+    );
+    let described = stored.replace(
+        "</name>",
+        "</name>\n  <description>kept in the image</description>",
+    );
+    let out = ok(
+        &virsh(
+            uri,
+            &[
+                "save-image-define",
+                &image,
+                &xml_file(dir, "described", &described),
+                "--running",
+            ],
+        ),
+        "save-image-define",
+    );
+    assert!(
+        out.contains(&format!("State file {image} updated.")),
+        "{out}"
+    );
+    let stored = ok(
+        &virsh(uri, &["save-image-dumpxml", &image]),
+        "save-image-dumpxml after define",
+    );
+    assert!(
+        stored.contains("<description>kept in the image</description>"),
+        "{stored}"
+    );
+    // Another guest's XML is refused and the image stays as it was.
+    let foreign = virsh(
+        uri,
+        &[
+            "save-image-define",
+            &image,
+            &xml_file(dir, "foreign", &domain_xml("foreign-guest")),
+        ],
+    );
+    assert!(
+        !foreign.status.success()
+            && stderr_of(&foreign).contains("the replacement xml names another domain"),
+        "{}",
+        stderr_of(&foreign)
+    );
+    let missing = dir.join("missing.save").display().to_string();
+    let gone = virsh(uri, &["save-image-dumpxml", &missing]);
+    assert!(
+        !gone.status.success()
+            && stderr_of(&gone).contains(&format!(
+                "error: cannot read domain image '{missing}': No such file or directory\n"
+            )),
+        "{}",
+        stderr_of(&gone)
+    );
+    // Defined --running: restored running without being asked.
+    ok(&virsh(uri, &["restore", &image]), "restore");
     assert_eq!(
         ok(&virsh(uri, &["domstate", "--reason", name]), "domstate").trim(),
         "running (restored)"
     );
+    let desc = ok(&virsh(uri, &["desc", name]), "desc");
+    assert_eq!(desc.trim(), "kept in the image");
 
     // Rename: shut off only; the config follows the new name.
     ok(&virsh(uri, &["destroy", name]), "destroy");

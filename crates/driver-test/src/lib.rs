@@ -571,6 +571,20 @@ impl Driver for TestDriver {
             .await
     }
 
+    async fn save_image_xml(&self, file: &str, flags: u32) -> Result<String> {
+        // The image alone, no guest: as libvirt's testDomainSaveImageGetXMLDesc.
+        registry::SAVE_IMAGE.xml(Path::new(file), flags, "virDomainSaveImageGetXMLDesc")
+    }
+
+    async fn save_image_define_xml(&self, file: &str, dxml: &str, flags: u32) -> Result<()> {
+        registry::SAVE_IMAGE.define_xml(
+            Path::new(file),
+            Some(dxml),
+            flags,
+            "virDomainSaveImageDefineXML",
+        )
+    }
+
     async fn snapshot_create(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<String> {
         let (dom, xml) = (dom.clone(), xml.to_owned());
         self.blocking(move |r| r.snapshot_create(&dom, &xml, flags))

@@ -36,6 +36,8 @@ mod state_error;
 mod tune;
 mod vcpus;
 
+pub(crate) use save::IMAGE as SAVE_IMAGE;
+
 /// All guests of one test driver instance.
 #[derive(Debug)]
 pub(crate) struct Registry {

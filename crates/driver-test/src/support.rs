@@ -102,6 +102,8 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::DomainSaveFlags, "0.1.0"),
         (Procedure::DomainRestore, "0.1.0"),
         (Procedure::DomainRestoreFlags, "0.1.0"),
+        (Procedure::DomainSaveImageGetXmlDesc, "0.1.0"),
+        (Procedure::DomainSaveImageDefineXml, "0.1.0"),
         (Procedure::DomainSnapshotCreateXml, "0.1.0"),
         (Procedure::DomainSnapshotGetXmlDesc, "0.1.0"),
         (Procedure::DomainSnapshotNum, "0.1.0"),
