@@ -43,9 +43,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use migrated_core::domain::{
-    BlockStats, CellMemory, ControlInfo, DomainEvent, DomainInfo, DomainRef, HostIdentity,
-    InterfaceStats, IoThreadInfo, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason,
-    VcpuInfo,
+    BlockInfo, BlockStats, CellMemory, ControlInfo, DomainEvent, DomainInfo, DomainRef,
+    HostIdentity, InterfaceStats, IoThreadInfo, MemoryStat, NodeInfo, NodeMemory, SecurityModel,
+    StateReason, VcpuInfo,
 };
 use migrated_core::driver::{Driver, DumpFormat, Screenshot};
 use migrated_core::flags::{affect, check_flags};
@@ -333,6 +333,15 @@ impl Driver for TestDriver {
         self.read(|r| {
             r.live(dom)?.def.devices.disk_for(disk)?;
             Ok(stats::block())
+        })
+    }
+
+    async fn block_info(&self, dom: &DomainRef, disk: &str) -> Result<BlockInfo> {
+        self.read(|r| {
+            let guest = r.get(dom)?;
+            let def = guest.live.as_ref().map_or(&guest.config, |l| &l.def);
+            def.devices.assigned_disk(disk)?;
+            Ok(stats::BLOCK_INFO)
         })
     }
 

@@ -32,6 +32,7 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::NodeGetInfo, "0.1.0"),
         (Procedure::NodeGetMemoryStats, "0.1.0"),
         (Procedure::DomainBlockStats, "0.1.0"),
+        (Procedure::DomainGetBlockInfo, "0.1.0"),
         (Procedure::DomainInterfaceStats, "0.1.0"),
         (Procedure::NodeGetSecurityModel, "0.1.0"),
         (Procedure::ConnectListAllDomains, "0.1.0"),

@@ -958,3 +958,37 @@ async fn rename_rewrites_the_config_and_emits_undefined_then_defined() {
         uuid
     );
 }
+
+#[tokio::test]
+async fn block_info_is_libvirts_fixed_terabyte_for_a_disk_running_or_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let drv = driver(dir.path());
+    let with_disk = xml("disky", Uuid::new_v4()).replace(
+        "</domain>",
+        "<devices><disk type='file' device='disk'><source file='/img/disky.img'/>\
+         <target dev='vda' bus='virtio'/></disk></devices></domain>",
+    );
+    let dom = drv.define_xml(&with_disk, 0).await.expect("define");
+    let expected = migrated_core::domain::BlockInfo {
+        capacity: 1_099_506_450_432,
+        allocation: 1_099_511_627_776,
+        physical: 1_099_511_627_776,
+    };
+    assert_eq!(
+        drv.block_info(&dom, "vda").await.expect("shut off"),
+        expected
+    );
+    let dom = drv.create(&dom, 0).await.expect("start");
+    assert_eq!(
+        drv.block_info(&dom, "/img/disky.img")
+            .await
+            .expect("by path"),
+        expected
+    );
+    let err = drv.block_info(&dom, "vdb").await.expect_err("no such disk");
+    assert_eq!(err.code(), ErrorCode::InvalidArg);
+    assert_eq!(
+        err.to_string(),
+        "invalid argument: invalid path vdb not assigned to domain"
+    );
+}

@@ -188,9 +188,7 @@ impl Driver for QemuDriver {
         let (node, path, format, running) = self.read(|r| {
             let d = r.get(dom)?;
             let def = d.live.as_ref().map_or(&d.config, |l| &l.def);
-            let found = def.devices.disk(disk).ok_or_else(|| Error::InvalidValue {
-                reason: format!("invalid path {disk} not assigned to domain"),
-            })?;
+            let found = def.devices.assigned_disk(disk)?;
             let source = found
                 .source
                 .as_ref()

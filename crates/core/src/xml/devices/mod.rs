@@ -148,6 +148,18 @@ impl Devices {
         })
     }
 
+    /// [`Devices::disk`], or libvirt's error for a disk the domain lacks as
+    /// `virDomainGetBlockInfo` words it (`VIR_ERR_INVALID_ARG` "invalid path
+    /// … not assigned to domain").
+    ///
+    /// # Errors
+    /// That one.
+    pub fn assigned_disk(&self, name: &str) -> crate::Result<&Disk> {
+        self.disk(name).ok_or_else(|| crate::Error::InvalidValue {
+            reason: format!("invalid path {name} not assigned to domain"),
+        })
+    }
+
     /// [`Devices::interface`], or libvirt's error for an interface the
     /// domain lacks (`VIR_ERR_INVALID_ARG` "'…' is not a known interface").
     ///
