@@ -231,3 +231,5 @@ c("ro-readers", "list --all; dominfo d1; domstate --reason d1; dumpxml d1", ro=T
 c("save-image-dumpxml-missing", "save-image-dumpxml @WORK@/nosuch.sav")
 c("save-image-define-paused", RUN + "save d1 @WORK@/d1g.sav; save-image-define @WORK@/d1g.sav d1.xml --paused; restore @WORK@/d1g.sav; domstate --reason d1")
 c("save-image-define-other", RUN + "save d1 @WORK@/d1h.sav; save-image-define @WORK@/d1h.sav d2.xml; save-image-dumpxml @WORK@/d1h.sav | grep name")
+c("event-timeout", DEF + "event --all --timeout 1; start d1; event --all --timeout 1")
+c("event-domain-unknown", "event --domain nosuch --timeout 1")
