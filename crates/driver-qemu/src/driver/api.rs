@@ -242,10 +242,7 @@ impl Driver for QemuDriver {
                 .live
                 .as_ref()
                 .ok_or_else(|| Error::invalid("domain is not running"))?;
-            let nic = live
-                .def
-                .devices
-                .interface_for(device, "virDomainInterfaceStats")?;
+            let nic = live.def.devices.interface_for(device)?;
             // User networking has no host device; a bridge's tap is
             // named by qemu-bridge-helper unless `<target dev>` names it.
             Ok(match nic.kind {
