@@ -142,3 +142,89 @@ pub(super) fn after_hotplug(vcpus: u32, boot: u32, online: u32) -> Vec<VcpuSlot>
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::xml::{DomainDef, FormatOptions};
+
+    fn domain(vcpu: &str) -> String {
+        format!(
+            "<domain type='qemu'><name>v</name><memory>65536</memory>{vcpu}\
+             <os><type>hvm</type></os></domain>"
+        )
+    }
+
+    #[test]
+    fn a_live_hotplug_is_recorded_and_survives_a_round_trip() {
+        let mut def = DomainDef::parse(&domain("<vcpu current='1'>3</vcpu>")).unwrap();
+        assert_eq!(def.boot_vcpus(), 1);
+        def.record_vcpu_hotplug(2);
+        assert_eq!((def.boot_vcpus(), def.current_vcpus()), (1, 2));
+        let xml = def.format(&FormatOptions::default());
+        assert!(
+            xml.contains(
+                "<vcpus>\n    <vcpu id='0' enabled='yes' hotpluggable='no' order='1'/>\n    \
+                 <vcpu id='1' enabled='yes' hotpluggable='yes' order='2'/>\n    \
+                 <vcpu id='2' enabled='no' hotpluggable='yes'/>\n  </vcpus>"
+            ),
+            "{xml}"
+        );
+        let again = DomainDef::parse(&xml).unwrap();
+        assert_eq!(again, def);
+        // Unplugging back to the boot count keeps the boot vCPUs as such.
+        def.record_vcpu_hotplug(1);
+        assert_eq!((def.boot_vcpus(), def.current_vcpus()), (1, 1));
+    }
+
+    #[test]
+    fn without_vcpus_every_online_vcpu_is_a_boot_vcpu() {
+        let def = DomainDef::parse(&domain("<vcpu current='2'>4</vcpu>")).unwrap();
+        assert!(def.vcpu_slots.is_empty());
+        assert_eq!(def.boot_vcpus(), 2);
+        assert!(!def.format(&FormatOptions::default()).contains("<vcpus>"));
+    }
+
+    #[test]
+    fn a_new_maximum_drops_the_slots() {
+        let mut def = DomainDef::parse(&domain("<vcpu current='1'>2</vcpu>")).unwrap();
+        def.record_vcpu_hotplug(2);
+        def.set_max_vcpus(4);
+        assert!(def.vcpu_slots.is_empty());
+        assert_eq!(def.current_vcpus(), 2);
+    }
+
+    #[test]
+    fn inconsistent_slots_are_refused() {
+        let slot = |id: u32, enabled: &str, hp: &str| {
+            format!("<vcpu id='{id}' enabled='{enabled}' hotpluggable='{hp}'/>")
+        };
+        for (vcpu, slots, why) in [
+            ("<vcpu>2</vcpu>", slot(0, "yes", "no"), "the vCPU count is 2"),
+            (
+                "<vcpu>2</vcpu>",
+                slot(0, "yes", "no") + &slot(0, "yes", "yes"),
+                "appears twice",
+            ),
+            (
+                "<vcpu>2</vcpu>",
+                slot(0, "yes", "no") + &slot(5, "yes", "yes"),
+                "not below 2",
+            ),
+            (
+                "<vcpu current='1'>2</vcpu>",
+                slot(0, "yes", "no") + &slot(1, "yes", "yes"),
+                "2 enabled, but 1",
+            ),
+            (
+                "<vcpu>1</vcpu>",
+                slot(0, "yes", "yes"),
+                "no vCPU is online from boot",
+            ),
+        ] {
+            let err = DomainDef::parse(&domain(&format!("{vcpu}<vcpus>{slots}</vcpus>")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+    }
+}
