@@ -1282,7 +1282,7 @@ fn qemu_virsh_dump_and_screenshot() {
 /// for serial port 0 (`virsh ttyconsole`); `vcpupin` lists every slot;
 /// `domstats --vcpu` has each vCPU's time; and libvirt's words for a QEMU
 /// refusal, a duplicate disk target, an unknown interface, a count over
-/// the maximum and `setvcpus --guest`.
+/// the maximum and `setvcpus --guest`; `start --autodestroy`.
 #[test]
 fn qemu_virsh_as_libvirt() {
     let Some(hosts) = QemuHosts::start() else {
@@ -1380,5 +1380,14 @@ fn qemu_virsh_as_libvirt() {
     assert_eq!(count.trim(), "2", "{count}");
     counting(&uri, name);
     hosts.virsh_ok(&uri, &["destroy", name]);
+
+    // start --autodestroy: the guest goes with virsh's connection.
+    hosts.virsh_ok(&uri, &["start", "--autodestroy", name]);
+    wait_until(Duration::from_secs(20), "the auto-destroy", || {
+        (domstate(&uri, name).as_deref() == Some("shut off")).then_some(())
+    });
+    let reason = hosts.virsh_ok(&uri, &["domstate", "--reason", name]);
+    assert_eq!(reason.trim(), "shut off (destroyed)");
+    assert!(qemu_pids(&uuid).is_empty(), "QEMU outlived the auto-destroy");
     hosts.virsh_ok(&uri, &["undefine", name]);
 }
