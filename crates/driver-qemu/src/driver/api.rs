@@ -590,13 +590,20 @@ impl Driver for QemuDriver {
 
     async fn control_info(&self, dom: &DomainRef) -> Result<ControlInfo> {
         // As qemuDomainGetControlInfo: a broken monitor first, then a
-        // command in flight; migration jobs are added by the daemon.
+        // background job of ours (a dump), then a command in flight;
+        // migration jobs are added by the daemon.
         let runtime = self.runtime(dom)?;
         Ok(if runtime.qmp.closed_reason().is_some() {
             ControlInfo {
                 state: ControlState::Error,
                 details: CONTROL_ERROR_REASON_MONITOR,
                 state_time_ms: 0,
+            }
+        } else if let Some(job) = self.shared.jobs.stats(&dom.uuid, false) {
+            ControlInfo {
+                state: ControlState::Job,
+                details: 0,
+                state_time_ms: job.time_elapsed_ms,
             }
         } else if let Some(busy) = runtime.qmp.busy_for() {
             ControlInfo {

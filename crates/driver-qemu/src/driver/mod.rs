@@ -1145,9 +1145,53 @@ impl QemuDriver {
     }
 
     /// Stops run of `dom` with `intent`: SIGTERM first when `graceful`.
+    ///
+    /// As libvirt's `qemuProcessBeginStopJob`, a stop never queues behind
+    /// another job: when one holds the domain (a dump, a save, a command
+    /// to a hung QEMU), the signal goes out first, the holder's QMP call
+    /// ends with the process, and the job lock follows.
     async fn stop(&self, dom: &DomainRef, intent: StopIntent, graceful: bool) -> Result<()> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = match job.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                let signalled = self.read(|r| {
+                    Ok(r.get(dom)?
+                        .live
+                        .as_ref()
+                        .map(|l| (Arc::clone(&l.runtime), l.id)))
+                })?;
+                let Some((runtime, id)) = signalled else {
+                    // Not running (yet): wait for the job, then decide.
+                    let _job = job.lock().await;
+                    return self.stop_locked(dom, intent, graceful).await;
+                };
+                runtime.set_intent(intent);
+                let signal = if graceful {
+                    rustix::process::Signal::Term
+                } else {
+                    rustix::process::Signal::Kill
+                };
+                info!(name = %dom.name, "stopping the guest while another job holds it");
+                runtime
+                    .process
+                    .signal(signal)
+                    .map_err(|e| e.into_core("virDomainDestroyFlags"))?;
+                let guard = job.lock().await;
+                // The run signalled may have ended (and been cleaned up by
+                // its exit watcher) while the holder finished: done.
+                let same_run = self.read(|r| {
+                    Ok(r.get(dom)
+                        .ok()
+                        .and_then(|d| d.live.as_ref().map(|l| l.id == id))
+                        .unwrap_or(false))
+                })?;
+                if !same_run {
+                    return Ok(());
+                }
+                guard
+            }
+        };
         self.stop_locked(dom, intent, graceful).await
     }
 
