@@ -1395,6 +1395,9 @@ fn qemu_virsh_as_libvirt() {
     });
     let reason = hosts.virsh_ok(&uri, &["domstate", "--reason", name]);
     assert_eq!(reason.trim(), "shut off (destroyed)");
-    assert!(qemu_pids(&uuid).is_empty(), "QEMU outlived the auto-destroy");
+    assert!(
+        qemu_pids(&uuid).is_empty(),
+        "QEMU outlived the auto-destroy"
+    );
     hosts.virsh_ok(&uri, &["undefine", name]);
 }

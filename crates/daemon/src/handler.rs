@@ -399,7 +399,9 @@ async fn autodestroy(driver: Arc<dyn Driver>, doms: Vec<DomainRef>) {
             continue;
         }
         match driver.destroy(&now, 0).await {
-            Ok(()) => tracing::info!(name = %now.name, "auto-destroyed with the connection that started it"),
+            Ok(()) => {
+                tracing::info!(name = %now.name, "auto-destroyed with the connection that started it")
+            }
             Err(e) => tracing::warn!(name = %now.name, error = %e, "cannot auto-destroy"),
         }
     }

@@ -156,7 +156,8 @@ mod tests {
 
     #[test]
     fn a_live_hotplug_is_recorded_and_survives_a_round_trip() {
-        let mut def = DomainDef::parse(&domain("<vcpu current='1'>3</vcpu>")).unwrap();
+        let mut def =
+            DomainDef::parse(&domain("<vcpu current='1'>3</vcpu>")).expect("valid domain");
         assert_eq!(def.boot_vcpus(), 1);
         def.record_vcpu_hotplug(2);
         assert_eq!((def.boot_vcpus(), def.current_vcpus()), (1, 2));
@@ -169,7 +170,7 @@ mod tests {
             ),
             "{xml}"
         );
-        let again = DomainDef::parse(&xml).unwrap();
+        let again = DomainDef::parse(&xml).expect("our own XML parses");
         assert_eq!(again, def);
         // Unplugging back to the boot count keeps the boot vCPUs as such.
         def.record_vcpu_hotplug(1);
@@ -178,7 +179,7 @@ mod tests {
 
     #[test]
     fn without_vcpus_every_online_vcpu_is_a_boot_vcpu() {
-        let def = DomainDef::parse(&domain("<vcpu current='2'>4</vcpu>")).unwrap();
+        let def = DomainDef::parse(&domain("<vcpu current='2'>4</vcpu>")).expect("valid domain");
         assert!(def.vcpu_slots.is_empty());
         assert_eq!(def.boot_vcpus(), 2);
         assert!(!def.format(&FormatOptions::default()).contains("<vcpus>"));
@@ -186,7 +187,8 @@ mod tests {
 
     #[test]
     fn a_new_maximum_drops_the_slots() {
-        let mut def = DomainDef::parse(&domain("<vcpu current='1'>2</vcpu>")).unwrap();
+        let mut def =
+            DomainDef::parse(&domain("<vcpu current='1'>2</vcpu>")).expect("valid domain");
         def.record_vcpu_hotplug(2);
         def.set_max_vcpus(4);
         assert!(def.vcpu_slots.is_empty());
@@ -199,7 +201,11 @@ mod tests {
             format!("<vcpu id='{id}' enabled='{enabled}' hotpluggable='{hp}'/>")
         };
         for (vcpu, slots, why) in [
-            ("<vcpu>2</vcpu>", slot(0, "yes", "no"), "the vCPU count is 2"),
+            (
+                "<vcpu>2</vcpu>",
+                slot(0, "yes", "no"),
+                "the vCPU count is 2",
+            ),
             (
                 "<vcpu>2</vcpu>",
                 slot(0, "yes", "no") + &slot(0, "yes", "yes"),
@@ -222,7 +228,7 @@ mod tests {
             ),
         ] {
             let err = DomainDef::parse(&domain(&format!("{vcpu}<vcpus>{slots}</vcpus>")))
-                .unwrap_err()
+                .expect_err("inconsistent <vcpus>")
                 .to_string();
             assert!(err.contains(why), "{why}: {err}");
         }
