@@ -1233,6 +1233,16 @@ fn qemu_virsh_dump_and_screenshot() {
         || {
             dump_job_running(&uri, name);
             assert_eq!(domstate(&uri, name).as_deref(), Some("paused"));
+            // A state change waits libvirt's 30 s for the dump, then fails
+            // naming it.
+            let err = virsh_err(&uri, &["resume", name]);
+            assert!(
+                err.contains(
+                    "Timed out during operation: cannot acquire state change lock \
+                     (held by monitor=remoteDispatchDomainCoreDumpWithFormat)"
+                ),
+                "{err}"
+            );
             hosts.virsh_ok(&uri, &["domjobabort", name]);
         },
     );

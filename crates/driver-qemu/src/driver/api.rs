@@ -501,7 +501,7 @@ impl Driver for QemuDriver {
 
     async fn suspend(&self, dom: &DomainRef) -> Result<()> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainSuspend").await?;
         let run = self.read(|r| {
             let d = r.get(dom)?;
             match &d.live {
@@ -536,7 +536,7 @@ impl Driver for QemuDriver {
 
     async fn reset(&self, dom: &DomainRef) -> Result<()> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainReset").await?;
         let runtime = self.read(|r| match &r.get(dom)?.live {
             Some(l) => Ok(Arc::clone(&l.runtime)),
             None => Err(Error::invalid("domain is not running")),
@@ -553,7 +553,7 @@ impl Driver for QemuDriver {
 
     async fn resume(&self, dom: &DomainRef) -> Result<()> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainResume").await?;
         let (runtime, id) = self.read(|r| {
             let d = r.get(dom)?;
             match &d.live {

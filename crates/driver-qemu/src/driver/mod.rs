@@ -21,6 +21,7 @@ mod dump;
 mod host;
 mod host_stats;
 mod hotplug;
+mod job_lock;
 mod managed;
 mod memory;
 mod metadata;
@@ -60,6 +61,7 @@ use crate::spec::{add_console_compat, has_balloon, launch_spec, set_aliases};
 use crate::status::{RecordedState, StatusFile, STATUS_VERSION};
 use crate::store::Store;
 use crate::tls::MigrationTls;
+use job_lock::JobLock;
 use monitor::spawn_monitor;
 use registry::{Domain, Live, Registry, Runtime, StopIntent};
 
@@ -621,7 +623,9 @@ impl QemuDriver {
         let dom = match existing {
             Some(dom) => {
                 let job = self.job(&dom)?;
-                let _job = job.lock().await;
+                let _job = job
+                    .acquire("remoteDispatchDomainMigratePrepare3Params")
+                    .await?;
                 self.start_locked(&dom, StartMode::Incoming, Some(def))
                     .await?
             }
@@ -653,7 +657,9 @@ impl QemuDriver {
         postcopy: bool,
     ) -> Result<DomainRef> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job
+            .acquire_unbounded("remoteDispatchDomainMigrateFinish3Params")
+            .await;
         let (runtime, id) = self.read(|r| {
             let live = r
                 .get(dom)?
@@ -919,7 +925,9 @@ impl QemuDriver {
     /// [`resumes_after_migration`] accepts the recorded state.
     async fn resume_source(&self, dom: &DomainRef, ran_at_begin: bool) -> Result<()> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job
+            .acquire_unbounded("remoteDispatchDomainMigrateConfirm3Params")
+            .await;
         let runtime = self.runtime(dom)?;
         if self.source_in_postcopy(dom).await? {
             // The destination ran the guest: this memory is stale.
@@ -975,7 +983,7 @@ impl QemuDriver {
             .ok_or_else(|| Error::invalid("domain is not running"))
     }
 
-    fn job(&self, dom: &DomainRef) -> Result<Arc<tokio::sync::Mutex<()>>> {
+    fn job(&self, dom: &DomainRef) -> Result<Arc<JobLock>> {
         Ok(Arc::clone(&self.shared.lock()?.get(dom)?.job))
     }
 
@@ -1018,7 +1026,7 @@ impl QemuDriver {
 
     async fn start(&self, dom: &DomainRef, mode: StartMode) -> Result<DomainRef> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainCreateWithFlags").await?;
         self.start_locked(dom, mode, None).await
     }
 
@@ -1151,10 +1159,15 @@ impl QemuDriver {
     /// to a hung QEMU), the signal goes out first, the holder's QMP call
     /// ends with the process, and the job lock follows.
     async fn stop(&self, dom: &DomainRef, intent: StopIntent, graceful: bool) -> Result<()> {
+        let dispatcher = if intent.reason == shutoff_reason::MIGRATED {
+            "remoteDispatchDomainMigrateConfirm3Params"
+        } else {
+            "remoteDispatchDomainDestroyFlags"
+        };
         let job = self.job(dom)?;
-        let _job = match job.try_lock() {
-            Ok(guard) => guard,
-            Err(_) => {
+        let _job = match job.try_acquire(dispatcher) {
+            Some(guard) => guard,
+            None => {
                 let signalled = self.read(|r| {
                     Ok(r.get(dom)?
                         .live
@@ -1163,7 +1176,7 @@ impl QemuDriver {
                 })?;
                 let Some((runtime, id)) = signalled else {
                     // Not running (yet): wait for the job, then decide.
-                    let _job = job.lock().await;
+                    let _job = job.acquire_unbounded(dispatcher).await;
                     return self.stop_locked(dom, intent, graceful).await;
                 };
                 runtime.set_intent(intent);
@@ -1177,7 +1190,7 @@ impl QemuDriver {
                     .process
                     .signal(signal)
                     .map_err(|e| e.into_core("virDomainDestroyFlags"))?;
-                let guard = job.lock().await;
+                let guard = job.acquire_unbounded(dispatcher).await;
                 // The run signalled may have ended (and been cleaned up by
                 // its exit watcher) while the holder finished: done.
                 let same_run = self.read(|r| {
