@@ -56,7 +56,7 @@ def virsh(uri, cmds, work, readonly=False):
 
 
 def normalise(text, uris):
-    # Deliberate differences that would hide the rest (see operations.md §11).
+    # Deliberate differences that would hide the rest (see operations.md §12).
     text = re.sub(r"(?m)^(CPU time|Security model|Security DOI|Security label):.*\n", "", text)
     text = re.sub(r"(?m)^OS Type:        (linux|hvm)$", "OS Type:        X", text)
     for uri in uris:

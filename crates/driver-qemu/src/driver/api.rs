@@ -453,7 +453,13 @@ impl Driver for QemuDriver {
         check_flags(
             "virDomainCreateWithFlags",
             u64::from(flags),
-            u64::from(flags::create::START_PAUSED | flags::create::START_FORCE_BOOT),
+            // AUTODESTROY is the daemon's: it destroys the guest with the
+            // connection that started it.
+            u64::from(
+                flags::create::START_PAUSED
+                    | flags::create::START_FORCE_BOOT
+                    | flags::create::START_AUTODESTROY,
+            ),
         )?;
         self.start_or_restore(dom, flags).await
     }
@@ -462,7 +468,7 @@ impl Driver for QemuDriver {
         check_flags(
             "virDomainCreateXML",
             u64::from(flags),
-            u64::from(flags::create::START_PAUSED),
+            u64::from(flags::create::START_PAUSED | flags::create::START_AUTODESTROY),
         )?;
         let paused = flags & flags::create::START_PAUSED != 0;
         let dom = self.add_transient(xml)?;
