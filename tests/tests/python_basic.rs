@@ -120,7 +120,15 @@ try:
 except libvirt.libvirtError as e:
     print("title", e.get_error_code(), e.get_error_domain())
 dom.suspend()
+try:
+    dom.suspend()
+except libvirt.libvirtError as e:
+    print("suspend-again", e.get_error_code(), e.get_error_domain(), e.get_error_message())
 dom.resume()
+try:
+    dom.resume()
+except libvirt.libvirtError as e:
+    print("resume-again", e.get_error_code(), e.get_error_domain(), e.get_error_message())
 dom.destroy()
 dom.undefine()
 
@@ -170,9 +178,10 @@ fn python_lifecycle_delivers_events_and_libvirt_error_codes() {
     let lines: Vec<&str> = stdout.lines().collect();
     // state 1 = RUNNING
     assert!(lines.contains(&"state 1 active 1 persistent 1"), "{stdout}");
-    // 55 = VIR_ERR_OPERATION_INVALID ("domain is already running"), raised
-    // by the driver: 12 = VIR_FROM_TEST, as libvirtd's test driver.
-    assert!(lines.contains(&"create-again 55 12"), "{stdout}");
+    // 1 = VIR_ERR_INTERNAL_ERROR ("Domain '…' is already running"), raised
+    // by the driver: 12 = VIR_FROM_TEST, as libvirt's test driver
+    // (testDomainCreateWithFlags checks the state itself).
+    assert!(lines.contains(&"create-again 1 12"), "{stdout}");
     // virCheckFlags: 8 = VIR_ERR_INVALID_ARG, str1 the driver's function
     // (as libvirt's test driver names it), str2 "flags", int1 0.
     assert!(
@@ -194,6 +203,16 @@ fn python_lifecycle_delivers_events_and_libvirt_error_codes() {
     assert!(lines.contains(&"desc from python"), "{stdout}");
     // 80 = VIR_ERR_NO_DOMAIN_METADATA, from src/conf (20 = VIR_FROM_DOMAIN)
     assert!(lines.contains(&"title 80 20"), "{stdout}");
+    // A second suspend or resume: libvirt's test driver's internal errors
+    // (testDomainSuspend / testDomainResume), with no event.
+    assert!(
+        lines.contains(&"suspend-again 1 12 internal error: domain 'py-guest' not running"),
+        "{stdout}"
+    );
+    assert!(
+        lines.contains(&"resume-again 1 12 internal error: domain 'py-guest' not paused"),
+        "{stdout}"
+    );
     // DEFINED, STARTED, SUSPENDED, RESUMED, STOPPED, UNDEFINED
     assert!(lines.contains(&"events [0, 2, 3, 4, 5, 1]"), "{stdout}");
     assert!(lines.contains(&"names ['py-guest']"), "{stdout}");
@@ -211,9 +230,7 @@ fn python_lifecycle_delivers_events_and_libvirt_error_codes() {
         "{stdout}"
     );
     assert!(
-        lines.contains(
-            &"create-again-msg Requested operation is not valid: domain is already running"
-        ),
+        lines.contains(&"create-again-msg internal error: Domain 'py-guest' is already running"),
         "{stdout}"
     );
     assert!(lines.contains(&"ro-list 0"), "{stdout}");

@@ -552,6 +552,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A system call failed, in libvirt's words (`virReportSystemError`:
+    /// libvirt's sentence, then the OS's description of the errno), e.g.
+    /// "cannot read domain image '/x.sav': No such file or directory"
+    /// (`VIR_ERR_SYSTEM_ERROR`).
+    #[error("{message}: {}", os_description(os))]
+    SystemCall {
+        /// libvirt's sentence, e.g. "Failed to open file '/x.sav'".
+        message: String,
+        /// The OS error (not a `source()`: the message carries its text).
+        os: io::Error,
+    },
+
     /// A system call failed (`VIR_ERR_SYSTEM_ERROR`).
     #[error("{op} failed")]
     System {
@@ -561,6 +573,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// The OS's description of `e` as C's `strerror` gives it, without Rust's
+/// " (os error N)".
+fn os_description(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_owned(),
+        _ => text,
+    }
 }
 
 /// Result alias of the calls layer.
@@ -581,11 +603,39 @@ impl Error {
         }
     }
 
+    /// libvirt's refusal of a current memory size above the maximum
+    /// (`qemuDomainSetMemoryFlags`, `testDomainSetMemoryFlags`: the
+    /// message names no function).
+    pub fn memory_over_maximum() -> Self {
+        Error::InvalidValue {
+            reason: "cannot set memory higher than max memory".into(),
+        }
+    }
+
     /// Shorthand for [`Error::System`].
     pub fn system(op: impl Into<String>, source: io::Error) -> Self {
         Error::System {
             op: op.into(),
             source,
+        }
+    }
+
+    /// Shorthand for [`Error::SystemCall`].
+    pub fn system_call(message: impl Into<String>, source: io::Error) -> Self {
+        Error::SystemCall {
+            message: message.into(),
+            os: source,
+        }
+    }
+
+    /// The errno of a failed system call, -1 when it has none (sent as
+    /// `int1`, as libvirt's `virReportSystemError` does).
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::System { source: os, .. } | Error::SystemCall { os, .. } => {
+                Some(os.raw_os_error().unwrap_or(-1))
+            }
+            _ => None,
         }
     }
 
@@ -633,7 +683,7 @@ impl Error {
             Error::SnapshotRevertRisky { .. } => ErrorCode::SnapshotRevertRisky,
             Error::SnapshotXml(_) | Error::SnapshotConfig { .. } => ErrorCode::XmlError,
             Error::Internal { .. } => ErrorCode::InternalError,
-            Error::System { .. } => ErrorCode::SystemError,
+            Error::System { .. } | Error::SystemCall { .. } => ErrorCode::SystemError,
         }
     }
 
@@ -716,7 +766,8 @@ impl Error {
             | Error::MigrateCookieTooLarge { .. }
             | Error::MigrateCookie { .. }
             | Error::Internal { .. }
-            | Error::System { .. } => None,
+            | Error::System { .. }
+            | Error::SystemCall { .. } => None,
         }
     }
 }
@@ -962,6 +1013,24 @@ mod tests {
                 .is_some_and(|w| w.len() > 1 && !w.chars().any(char::is_lowercase));
             assert!(!first.is_uppercase() || acronym, "{msg}");
         }
+    }
+
+    #[test]
+    fn system_call_reads_as_libvirts_system_errors() {
+        let err = Error::system_call(
+            "cannot read domain image '/x.sav'",
+            io::Error::from_raw_os_error(2),
+        );
+        assert_eq!(
+            err.to_string(),
+            "cannot read domain image '/x.sav': No such file or directory"
+        );
+        assert!(std::error::Error::source(&err).is_none());
+        assert_eq!(err.code(), ErrorCode::SystemError);
+        assert_eq!(err.errno(), Some(2));
+        let other = Error::system_call("x", io::Error::other("disk full"));
+        assert_eq!(other.to_string(), "x: disk full");
+        assert_eq!(other.errno(), Some(-1));
     }
 
     #[test]

@@ -303,13 +303,12 @@ pub fn detach(def: &mut DomainDef, dev: &DeviceDef) -> Result<DeviceDef> {
 /// `dev`; the guest-visible address and the alias stay when `dev` gives none.
 ///
 /// # Errors
-/// [`Error::InvalidArg`] "target … doesn't exist." for a disk `def` lacks;
+/// [`Error::InvalidValue`] "target … doesn't exist." for a disk `def` lacks;
 /// those of [`interface_index`]; [`unsupported`] for other device kinds.
 pub fn update(def: &mut DomainDef, dev: &DeviceDef) -> Result<()> {
     match dev {
         DeviceDef::Disk(disk) => {
-            let i = disk_index(def, &disk.target.dev).ok_or_else(|| Error::InvalidArg {
-                operation: "virDomainUpdateDeviceFlags",
+            let i = disk_index(def, &disk.target.dev).ok_or_else(|| Error::InvalidValue {
                 reason: format!("target {} doesn't exist.", disk.target.dev),
             })?;
             let old = &mut def.devices.disks[i];

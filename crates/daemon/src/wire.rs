@@ -74,8 +74,8 @@ pub fn to_wire_error_for(err: &migrated_core::Error, driver: ErrorDomain) -> Wir
             wire.int2 = 0;
         }
         // virReportSystemError keeps the errno.
-        migrated_core::Error::System { source, .. } => {
-            wire.int1 = source.raw_os_error().unwrap_or(-1);
+        migrated_core::Error::System { .. } | migrated_core::Error::SystemCall { .. } => {
+            wire.int1 = err.errno().unwrap_or(-1);
         }
         _ => {}
     }

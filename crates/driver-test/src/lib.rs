@@ -43,9 +43,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use migrated_core::domain::{
-    BlockStats, CellMemory, ControlInfo, DomainEvent, DomainInfo, DomainRef, HostIdentity,
-    InterfaceStats, IoThreadInfo, MemoryStat, NodeInfo, NodeMemory, SecurityModel, StateReason,
-    VcpuInfo,
+    BlockInfo, BlockStats, CellMemory, ControlInfo, DomainEvent, DomainInfo, DomainRef,
+    HostIdentity, InterfaceStats, IoThreadInfo, MemoryStat, NodeInfo, NodeMemory, SecurityModel,
+    StateReason, VcpuInfo,
 };
 use migrated_core::driver::{Driver, DumpFormat, Screenshot};
 use migrated_core::flags::{affect, check_flags};
@@ -331,11 +331,17 @@ impl Driver for TestDriver {
             });
         }
         self.read(|r| {
-            r.live(dom)?
-                .def
-                .devices
-                .disk_for(disk, "virDomainBlockStats")?;
+            r.live(dom)?.def.devices.disk_for(disk)?;
             Ok(stats::block())
+        })
+    }
+
+    async fn block_info(&self, dom: &DomainRef, disk: &str) -> Result<BlockInfo> {
+        self.read(|r| {
+            let guest = r.get(dom)?;
+            let def = guest.live.as_ref().map_or(&guest.config, |l| &l.def);
+            def.devices.assigned_disk(disk)?;
+            Ok(stats::BLOCK_INFO)
         })
     }
 
@@ -572,6 +578,20 @@ impl Driver for TestDriver {
         let (from, dxml) = (PathBuf::from(from), dxml.map(str::to_owned));
         self.blocking(move |r| r.restore(&from, dxml.as_deref(), flags).map(drop))
             .await
+    }
+
+    async fn save_image_xml(&self, file: &str, flags: u32) -> Result<String> {
+        // The image alone, no guest: as libvirt's testDomainSaveImageGetXMLDesc.
+        registry::SAVE_IMAGE.xml(Path::new(file), flags, "virDomainSaveImageGetXMLDesc")
+    }
+
+    async fn save_image_define_xml(&self, file: &str, dxml: &str, flags: u32) -> Result<()> {
+        registry::SAVE_IMAGE.define_xml(
+            Path::new(file),
+            Some(dxml),
+            flags,
+            "virDomainSaveImageDefineXML",
+        )
     }
 
     async fn snapshot_create(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<String> {

@@ -32,8 +32,11 @@ mod managed;
 mod metadata;
 mod save;
 mod snapshots;
+mod state_error;
 mod tune;
 mod vcpus;
+
+pub(crate) use save::IMAGE as SAVE_IMAGE;
 
 /// All guests of one test driver instance.
 #[derive(Debug)]
@@ -348,7 +351,7 @@ impl Registry {
         let id = self.next_id;
         let guest = self.guest_mut(uuid)?;
         if guest.is_active() {
-            return Err(Error::invalid("domain is already running"));
+            return Err(state_error::already_running(&guest.config.name));
         }
         guest.live = Some(Live::boot(id, guest.config.clone(), paused)?);
         let dom = guest.dom_ref();
@@ -483,6 +486,10 @@ impl Registry {
             u64::from(flags),
             u64::from(allowed),
         )?;
+        let guest = self.get(dom)?;
+        if !guest.is_active() {
+            return Err(state_error::not_running(&guest.config.name));
+        }
         self.stop(
             dom,
             shutoff_reason::SHUTDOWN,
@@ -520,10 +527,12 @@ impl Registry {
 
     /// `DOMAIN_SUSPEND`.
     pub fn suspend(&mut self, dom: &DomainRef) -> Result<()> {
-        let live = self.live_mut(&dom.uuid)?;
-        if live.state == DomainState::Paused {
-            return Err(Error::invalid("domain is already paused"));
-        }
+        let guest = self.guest_mut(&dom.uuid)?;
+        let name = &guest.config.name;
+        let live = match guest.live.as_mut() {
+            Some(live) if live.state != DomainState::Paused => live,
+            _ => return Err(state_error::not_running(name)),
+        };
         live.pause(paused_reason::USER);
         let event_ref = self.by_uuid(&dom.uuid)?;
         self.emit(
@@ -536,10 +545,12 @@ impl Registry {
 
     /// `DOMAIN_RESUME`.
     pub fn resume(&mut self, dom: &DomainRef) -> Result<()> {
-        let live = self.live_mut(&dom.uuid)?;
-        if live.state != DomainState::Paused {
-            return Err(Error::invalid("domain is not paused"));
-        }
+        let guest = self.guest_mut(&dom.uuid)?;
+        let name = &guest.config.name;
+        let live = match guest.live.as_mut() {
+            Some(live) if live.state == DomainState::Paused => live,
+            _ => return Err(state_error::not_paused(name)),
+        };
         live.run(running_reason::UNPAUSED)?;
         let event_ref = self.by_uuid(&dom.uuid)?;
         self.emit(

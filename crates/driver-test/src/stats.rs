@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use migrated_core::domain::{BlockStats, InterfaceStats};
+use migrated_core::domain::{BlockInfo, BlockStats, InterfaceStats};
 
 /// Microseconds and seconds since the epoch.
 fn now() -> (i64, i64) {
@@ -28,6 +28,14 @@ pub(crate) fn block() -> BlockStats {
         ..BlockStats::default()
     }
 }
+
+/// `DOMAIN_GET_BLOCK_INFO` of any disk, running or not (libvirt's
+/// `testDomainGetBlockInfo`: a fixed terabyte, a little of it unused).
+pub(crate) const BLOCK_INFO: BlockInfo = BlockInfo {
+    capacity: 1_099_506_450_432,
+    allocation: 1 << 40,
+    physical: 1 << 40,
+};
 
 /// `DOMAIN_INTERFACE_STATS` of any interface (libvirt's
 /// `testDomainInterfaceStats`).

@@ -49,6 +49,11 @@ fn assert_invalid(err: Error, text: &str) {
     assert!(err.to_string().contains(text), "{err}");
 }
 
+fn assert_internal(err: Error, text: &str) {
+    assert_eq!(err.code(), ErrorCode::InternalError, "{err}");
+    assert_eq!(err.to_string(), format!("internal error: {text}"));
+}
+
 fn next_event(rx: &mut broadcast::Receiver<DomainEvent>) -> (LifecycleEvent, i32) {
     let ev = rx.try_recv().expect("an event was emitted");
     ev.as_lifecycle().expect("a lifecycle event")
@@ -137,7 +142,7 @@ async fn define_start_suspend_resume_destroy_undefine_with_states_and_events() {
 }
 
 #[tokio::test]
-async fn invalid_transitions_answer_operation_invalid() {
+async fn invalid_transitions_answer_as_libvirts_test_driver() {
     let dir = tempfile::tempdir().expect("tempdir");
     let drv = driver(dir.path());
     let dom = drv
@@ -145,43 +150,50 @@ async fn invalid_transitions_answer_operation_invalid() {
         .await
         .expect("define");
 
+    // src/conf's check (OPERATION_INVALID) where libvirt's test driver uses it...
     assert_invalid(
         drv.destroy(&dom, 0).await.expect_err("not running"),
-        "domain is not running",
-    );
-    assert_invalid(
-        drv.suspend(&dom).await.expect_err("not running"),
-        "domain is not running",
-    );
-    assert_invalid(
-        drv.resume(&dom).await.expect_err("not running"),
         "domain is not running",
     );
     assert_invalid(
         drv.reset(&dom).await.expect_err("not running"),
         "domain is not running",
     );
-    assert_invalid(
+    // ...and its own internal errors naming the guest elsewhere.
+    assert_internal(
+        drv.suspend(&dom).await.expect_err("not running"),
+        "domain 'vm' not running",
+    );
+    assert_internal(
+        drv.resume(&dom).await.expect_err("not running"),
+        "domain 'vm' not paused",
+    );
+    assert_internal(
         drv.shutdown(&dom, 0).await.expect_err("not running"),
-        "domain is not running",
+        "domain 'vm' not running",
     );
 
     drv.create(&dom, 0).await.expect("start");
-    assert_invalid(
+    assert_internal(
         drv.create(&dom, 0).await.expect_err("running"),
-        "domain is already running",
+        "Domain 'vm' is already running",
     );
-    assert_invalid(
+    assert_internal(
         drv.resume(&dom).await.expect_err("running"),
-        "domain is not paused",
+        "domain 'vm' not paused",
     );
     drv.reset(&dom).await.expect("reset a running guest");
     drv.suspend(&dom).await.expect("suspend");
-    assert_invalid(
+    assert_internal(
         drv.suspend(&dom).await.expect_err("paused"),
-        "domain is already paused",
+        "domain 'vm' not running",
     );
     drv.reset(&dom).await.expect("reset a paused guest");
+    // A failed call changes nothing.
+    assert_eq!(
+        state(&drv, &dom).await,
+        (DomainState::Paused, paused_reason::USER)
+    );
 }
 
 #[tokio::test]
@@ -944,5 +956,39 @@ async fn rename_rewrites_the_config_and_emits_undefined_then_defined() {
     assert_eq!(
         drv.lookup_by_name("new").await.expect("new name").uuid,
         uuid
+    );
+}
+
+#[tokio::test]
+async fn block_info_is_libvirts_fixed_terabyte_for_a_disk_running_or_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let drv = driver(dir.path());
+    let with_disk = xml("disky", Uuid::new_v4()).replace(
+        "</domain>",
+        "<devices><disk type='file' device='disk'><source file='/img/disky.img'/>\
+         <target dev='vda' bus='virtio'/></disk></devices></domain>",
+    );
+    let dom = drv.define_xml(&with_disk, 0).await.expect("define");
+    let expected = migrated_core::domain::BlockInfo {
+        capacity: 1_099_506_450_432,
+        allocation: 1_099_511_627_776,
+        physical: 1_099_511_627_776,
+    };
+    assert_eq!(
+        drv.block_info(&dom, "vda").await.expect("shut off"),
+        expected
+    );
+    let dom = drv.create(&dom, 0).await.expect("start");
+    assert_eq!(
+        drv.block_info(&dom, "/img/disky.img")
+            .await
+            .expect("by path"),
+        expected
+    );
+    let err = drv.block_info(&dom, "vdb").await.expect_err("no such disk");
+    assert_eq!(err.code(), ErrorCode::InvalidArg);
+    assert_eq!(
+        err.to_string(),
+        "invalid argument: invalid path vdb not assigned to domain"
     );
 }

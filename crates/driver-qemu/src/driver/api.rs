@@ -140,7 +140,7 @@ impl Driver for QemuDriver {
                     .map(|d| disk_node(&d.target.dev))
                     .collect());
             }
-            let d = disks.disk_for(disk, API)?;
+            let d = disks.disk_for(disk)?;
             Ok(vec![disk_node(&d.target.dev)])
         })?;
         let entries = self
@@ -188,16 +188,12 @@ impl Driver for QemuDriver {
         let (node, path, format, running) = self.read(|r| {
             let d = r.get(dom)?;
             let def = d.live.as_ref().map_or(&d.config, |l| &l.def);
-            let found = def.devices.disk(disk).ok_or_else(|| Error::InvalidArg {
-                operation: API,
-                reason: format!("invalid path {disk} not assigned to domain"),
-            })?;
+            let found = def.devices.assigned_disk(disk)?;
             let source = found
                 .source
                 .as_ref()
                 .filter(|s| !s.path.is_empty())
-                .ok_or_else(|| Error::InvalidArg {
-                    operation: API,
+                .ok_or_else(|| Error::InvalidValue {
                     reason: format!("disk '{disk}' does not currently have a source assigned"),
                 })?;
             let format = found

@@ -57,10 +57,7 @@ impl QemuDriver {
                 max = max.min(d.config.memory_kib);
             }
             if flags & memory::MAXIMUM == 0 && kib > max {
-                return Err(Error::InvalidArg {
-                    operation: OP,
-                    reason: "cannot set memory higher than max memory".into(),
-                });
+                return Err(Error::memory_over_maximum());
             }
             Ok((config, runtime))
         })?;

@@ -25,12 +25,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use migrated_core::abi::check_save_replacement;
 use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainRef, DomainState,
     LifecycleEvent, StateReason,
 };
 use migrated_core::flags::{check_flags, save as save_flags};
+use migrated_core::save_image::ImageFormat;
 use migrated_core::xml::{DomainDef, FormatOptions};
 use migrated_core::{Error, Result};
 use tokio::task::JoinHandle;
@@ -405,6 +405,13 @@ impl QemuDriver {
     }
 }
 
+/// This driver's save images, for [`ImageFormat`]'s readers.
+const IMAGE: ImageFormat = ImageFormat {
+    magic: savefile::MAGIC,
+    parse: parse_def,
+    open_failed,
+};
+
 /// Opens a save image: its header, and the definition to restore (the
 /// image's, or `dxml` when it names the same domain).
 pub(super) fn open_image(
@@ -412,114 +419,27 @@ pub(super) fn open_image(
     dxml: Option<&str>,
     op: &'static str,
 ) -> Result<(File, SaveHeader, DomainDef)> {
-    let mut file = File::open(path).map_err(|e| open_failed(path, e))?;
-    let header = savefile::read_header(&mut file, path, op)?;
-    let saved = parse_def(&header.xml)?;
-    let def = match dxml {
-        Some(xml) => replacement_def(&saved, xml, op)?,
-        None => saved,
-    };
-    Ok((file, header, def))
+    IMAGE.open(path, dxml, op)
 }
 
 /// libvirt's `qemuDomainOpenFile` error: "Failed to open file '…'".
 fn open_failed(path: &Path, e: std::io::Error) -> Error {
-    Error::system(format!("Failed to open file '{}'", path.display()), e)
+    Error::system_call(format!("Failed to open file '{}'", path.display()), e)
 }
 
-/// The definition `xml` gives a guest saved as `saved`: the same domain
-/// (name and UUID) with the same guest ABI, as libvirt's
-/// `qemuSaveImageUpdateDef` (the image's device state must fit it).
-fn replacement_def(saved: &DomainDef, xml: &str, op: &'static str) -> Result<DomainDef> {
-    let def = parse_def(xml)?;
-    check_save_replacement(saved, &def, op)?;
-    Ok(def)
-}
-
-/// The stored XML of the image at `path`, as `virDomainSaveImageGetXMLDesc`
-/// formats it: secrets only with `VIR_DOMAIN_SAVE_IMAGE_XML_SECURE`.
+/// The stored XML of the image at `path` ([`ImageFormat::xml`]).
 pub(super) fn image_xml(path: &Path, flags: u32, op: &'static str) -> Result<String> {
-    check_flags(
-        op,
-        u64::from(flags),
-        u64::from(save_flags::IMAGE_XML_SECURE),
-    )?;
-    let (_, _, def) = open_image(path, None, op)?;
-    Ok(def.format(&FormatOptions {
-        secure: flags & save_flags::IMAGE_XML_SECURE != 0,
-        inactive: false,
-        migratable: true,
-    }))
+    IMAGE.xml(path, flags, op)
 }
 
-/// Rewrites the header of the image at `path`: the XML replaced by `dxml`
-/// (see [`replacement_def`]) and/or the state to restore to changed by
-/// `VIR_DOMAIN_SAVE_RUNNING` / `PAUSED`. Nothing to change is a success
-/// that leaves the file alone, as libvirt's `qemuDomainSaveImageDefineXML`.
+/// Rewrites the header of the image at `path` ([`ImageFormat::define_xml`]).
 pub(super) fn define_image_xml(
     path: &Path,
     dxml: Option<&str>,
     flags: u32,
     op: &'static str,
 ) -> Result<()> {
-    check_flags(op, u64::from(flags), u64::from(SAVE_RUNNING | SAVE_PAUSED))?;
-    save_flags::check_running_paused(op, flags)?;
-    let (mut file, old, saved) = open_image(path, None, op)?;
-    let running = save_flags::restore_running(flags, old.running);
-    let xml = match dxml {
-        Some(xml) if xml != old.xml => replacement_def(&saved, xml, op)?.format(&FormatOptions {
-            secure: true,
-            inactive: false,
-            migratable: true,
-        }),
-        _ => old.xml.clone(),
-    };
-    if xml == old.xml && running == old.running {
-        return Ok(());
-    }
-    let new = savefile::header(xml, old.zstd, running);
-    if new.encoded_len() == old.encoded_len() {
-        // Same layout: only the header's bytes change, in place.
-        let mut out = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| open_failed(path, e))?;
-        new.write_to(&mut out, path)?;
-        return out.sync_all().map_err(|e| sys("sync", path, e));
-    }
-    // `file` is positioned at the start of the stream (after the old header).
-    let tmp = temp_path(path);
-    let written = (|| {
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| sys("create", &tmp, e))?;
-        new.write_to(&mut out, &tmp)?;
-        std::io::copy(&mut file, &mut out).map_err(|e| sys("copy into", &tmp, e))?;
-        out.sync_all().map_err(|e| sys("sync", &tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| sys("replace", path, e))
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    // The rename is durable once the directory is.
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
-}
-
-/// A sibling of `path` to build its replacement in (same file system, so
-/// the rename is atomic).
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".migrated-define-{}", std::process::id()));
-    path.with_file_name(name)
+    IMAGE.define_xml(path, dxml, flags, op)
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {

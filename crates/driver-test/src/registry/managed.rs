@@ -65,7 +65,7 @@ impl Registry {
         let id = self.next_id;
         let guest = self.guest_mut(&dom.uuid)?;
         if guest.is_active() {
-            return Err(Error::invalid("domain is already running"));
+            return Err(super::state_error::already_running(&guest.config.name));
         }
         let Some(saved) = guest.managed_save.take() else {
             return Ok(None);
@@ -106,10 +106,7 @@ impl Registry {
             def.memory_kib = kib;
             def.current_memory_kib = def.current_memory_kib.min(kib);
         } else if kib > def.memory_kib {
-            return Err(Error::InvalidArg {
-                operation: OP,
-                reason: "cannot set memory higher than max memory".into(),
-            });
+            return Err(Error::memory_over_maximum());
         } else {
             def.current_memory_kib = kib;
         }

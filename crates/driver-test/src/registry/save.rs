@@ -13,7 +13,7 @@
 //! written and synced before the guest stops: a failed save leaves the guest
 //! as it was (running again if it ran) and no partial file.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -22,6 +22,7 @@ use std::sync::Arc;
 use migrated_core::abi::check_save_replacement;
 use migrated_core::domain::{event_detail, shutoff_reason, DomainRef, DomainState};
 use migrated_core::flags::{check_flags, save};
+use migrated_core::save_image::ImageFormat;
 use migrated_core::savefile::SaveHeader;
 use migrated_core::xml::FormatOptions;
 use migrated_core::{Error, Result};
@@ -32,6 +33,20 @@ use crate::memory::{GuestMemory, PAGE_SIZE};
 
 /// First bytes of every test driver save image.
 pub const MAGIC: [u8; 8] = *b"MGRDTSV1";
+
+/// This driver's save images, for [`ImageFormat`]'s readers
+/// (`virsh save-image-dumpxml` / `save-image-define` as well as restore).
+pub(crate) const IMAGE: ImageFormat = ImageFormat {
+    magic: MAGIC,
+    parse: parse_def,
+    open_failed,
+};
+
+/// libvirt's test driver's error for an image it cannot open
+/// (`testDomainSaveImageOpen`).
+fn open_failed(path: &Path, e: std::io::Error) -> Error {
+    Error::system_call(format!("cannot read domain image '{}'", path.display()), e)
+}
 
 /// Marks the end of the pages.
 const END: u64 = u64::MAX;
@@ -169,12 +184,7 @@ impl Registry {
             u64::from(save::BYPASS_CACHE | save::RUNNING | save::PAUSED),
         )?;
         save::check_running_paused(RESTORE_OP, flags)?;
-        let file = File::open(from).map_err(system(format!(
-            "cannot read domain image '{}'",
-            from.display()
-        )))?;
-        let mut input = BufReader::new(file);
-        let header = SaveHeader::read_from(&mut input, MAGIC, from, RESTORE_OP)?;
+        let (file, header, def) = IMAGE.open(from, dxml, RESTORE_OP)?;
         if header.zstd {
             return Err(Error::OperationFailed {
                 operation: RESTORE_OP,
@@ -184,15 +194,7 @@ impl Registry {
                 ),
             });
         }
-        let saved = parse_def(&header.xml)?;
-        let def = match dxml {
-            Some(xml) => {
-                let def = parse_def(xml)?;
-                check_save_replacement(&saved, &def, RESTORE_OP)?;
-                def
-            }
-            None => saved,
-        };
+        let mut input = BufReader::new(file);
         let exists = self.check_startable(&def)?;
         let memory = Arc::new(GuestMemory::new(def.memory_kib.saturating_mul(1024))?);
         read_pages(&mut input, &memory, from)?;

@@ -12,8 +12,7 @@ const MAX_VCPUS: u32 = 32;
 
 /// libvirt's test driver refusal of a count over `max`.
 fn over_maximum(count: u32, max: u32, what: &str) -> Error {
-    Error::InvalidArg {
-        operation: "virDomainSetVcpusFlags",
+    Error::InvalidValue {
         reason: format!("requested cpu amount exceeds {what} ({count} > {max})"),
     }
 }

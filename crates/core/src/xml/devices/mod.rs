@@ -142,10 +142,21 @@ impl Devices {
     ///
     /// # Errors
     /// That one.
-    pub fn disk_for(&self, name: &str, operation: &'static str) -> crate::Result<&Disk> {
-        self.disk(name).ok_or_else(|| crate::Error::InvalidArg {
-            operation,
+    pub fn disk_for(&self, name: &str) -> crate::Result<&Disk> {
+        self.disk(name).ok_or_else(|| crate::Error::InvalidValue {
             reason: format!("invalid path: {name}"),
+        })
+    }
+
+    /// [`Devices::disk`], or libvirt's error for a disk the domain lacks as
+    /// `virDomainGetBlockInfo` words it (`VIR_ERR_INVALID_ARG` "invalid path
+    /// … not assigned to domain").
+    ///
+    /// # Errors
+    /// That one.
+    pub fn assigned_disk(&self, name: &str) -> crate::Result<&Disk> {
+        self.disk(name).ok_or_else(|| crate::Error::InvalidValue {
+            reason: format!("invalid path {name} not assigned to domain"),
         })
     }
 
