@@ -34,7 +34,7 @@ fn virsh_version_hostname_uri_and_capabilities_over_tcp() {
     let uri = daemon.uri();
     let version = ok(&virsh(&uri, &["version"]), "virsh version");
     assert!(version.contains("Using API: Test"), "{version}");
-    assert!(version.contains("Running hypervisor: Test"), "{version}");
+    assert!(version.contains("Running hypervisor: TEST"), "{version}");
     assert_eq!(
         ok(&virsh(&uri, &["hostname"]), "virsh hostname").trim(),
         HOSTNAME
@@ -105,7 +105,7 @@ fn virsh_over_tls_with_pkipath_and_refused_certificates() {
         &virsh(&daemon.tls_uri(&pki), &["version"]),
         "virsh version over TLS",
     );
-    assert!(version.contains("Running hypervisor: Test"), "{version}");
+    assert!(version.contains("Running hypervisor: TEST"), "{version}");
 
     // A client certificate from another CA: refused, naming the issuer problem.
     let foreign = virsh(

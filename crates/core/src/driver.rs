@@ -726,7 +726,7 @@ pub trait Driver: Send + Sync {
         Err(self.no_support(Operation::HypervisorVersion))
     }
 
-    /// Driver name as `CONNECT_GET_TYPE` reports it ("Test", "QEMU").
+    /// Driver name as `CONNECT_GET_TYPE` reports it ("TEST", "QEMU").
     async fn get_type(&self) -> Result<String> {
         Err(self.no_support(Operation::GetType))
     }

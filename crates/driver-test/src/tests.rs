@@ -618,7 +618,7 @@ async fn idle_guest_memory_stays_clean() {
 async fn node_and_connection_answers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let drv = driver(dir.path());
-    assert_eq!(drv.get_type().await.expect("type"), "Test");
+    assert_eq!(drv.get_type().await.expect("type"), "TEST");
     assert_eq!(drv.uri().await.expect("uri"), "test:///default");
     let caps = drv.capabilities().await.expect("caps");
     assert!(caps.contains(&host().uuid.to_string()) && caps.contains("<domain type='test'/>"));

@@ -127,7 +127,7 @@ pub fn supports_feature(
     }
 }
 
-/// CONNECT_GET_TYPE: the driver's name ("Test", "QEMU").
+/// CONNECT_GET_TYPE: the driver's name ("TEST", "QEMU", as libvirt's).
 ///
 /// # Errors
 /// The driver's error.
