@@ -28,6 +28,7 @@ mod monitor;
 mod power;
 mod registry;
 mod save;
+mod snapshot;
 mod vcpus;
 
 use std::path::PathBuf;
@@ -284,6 +285,20 @@ impl Shared {
         was: StateReason,
         reason: i32,
     ) -> crate::error::Result<()> {
+        self.pause_with(qmp, uuid, id, was, reason, event_detail::SUSPENDED_PAUSED)
+            .await
+    }
+
+    /// As [`Shared::pause_for`], the Suspended event with `detail`.
+    async fn pause_with(
+        &self,
+        qmp: &Qmp,
+        uuid: &Uuid,
+        id: i32,
+        was: StateReason,
+        reason: i32,
+        detail: i32,
+    ) -> crate::error::Result<()> {
         self.set_state(
             uuid,
             id,
@@ -291,7 +306,7 @@ impl Shared {
                 state: DomainState::Paused,
                 reason,
             },
-            Some((LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)),
+            Some((LifecycleEvent::Suspended, detail)),
         );
         let stopped = qmp.execute(&crate::qmp::commands::Stop).await.map(drop);
         if stopped.is_err() {
@@ -521,6 +536,9 @@ enum StartMode {
     Incoming,
     /// `-incoming defer` for a restore; `Started` is emitted once restored.
     Restore,
+    /// Paused (from snapshot) for a snapshot revert to load its state
+    /// into; `Started` (from snapshot) is emitted.
+    Snapshot,
 }
 
 impl QemuDriver {
@@ -544,6 +562,7 @@ impl QemuDriver {
                     shutoff_reason: shutoff_reason::UNKNOWN,
                     managed_save,
                     live: None,
+                    snapshots: stored.snapshots,
                     job: Arc::default(),
                 },
             );
@@ -998,6 +1017,7 @@ impl QemuDriver {
                 shutoff_reason: shutoff_reason::UNKNOWN,
                 managed_save: false,
                 live: None,
+                snapshots: Default::default(),
                 job: Arc::default(),
             },
         );
@@ -1046,7 +1066,7 @@ impl QemuDriver {
             .await
             .map_err(|e| e.into_core("virDomainCreate"))?;
         let events = launched.qmp.events();
-        if matches!(mode, StartMode::Boot { .. }) {
+        if matches!(mode, StartMode::Boot { .. } | StartMode::Snapshot) {
             if let Err(e) = set_initial_balloon(&launched.qmp, &def).await {
                 let _ = launched.process.kill().await;
                 cleanup_run_files(&cfg.runtime_dir, &def.name, &paths);
@@ -1081,6 +1101,13 @@ impl QemuDriver {
                     reason: paused_reason::MIGRATION,
                 },
                 event_detail::STARTED_MIGRATED,
+            ),
+            StartMode::Snapshot => (
+                StateReason {
+                    state: DomainState::Paused,
+                    reason: paused_reason::FROM_SNAPSHOT,
+                },
+                event_detail::STARTED_FROM_SNAPSHOT,
             ),
         };
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
@@ -1213,6 +1240,7 @@ impl QemuDriver {
                 shutoff_reason: shutoff_reason::UNKNOWN,
                 managed_save: false,
                 live: None,
+                snapshots: Default::default(),
                 job: Arc::default(),
             });
         }

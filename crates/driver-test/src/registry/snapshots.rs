@@ -291,7 +291,7 @@ impl Registry {
             // The guest's vCPUs stop while its state is loaded, then run.
             live.pause(paused_reason::FROM_SNAPSHOT);
             live.run(running_reason::FROM_SNAPSHOT)?;
-            Some((LifecycleEvent::Resumed, RESUMED_FROM_SNAPSHOT))
+            Some((LifecycleEvent::Resumed, event_detail::RESUMED_FROM_SNAPSHOT))
         };
         let event_ref = guest.dom_ref();
         if let Some((kind, detail)) = event {
@@ -300,6 +300,3 @@ impl Registry {
         Ok(())
     }
 }
-
-/// `VIR_DOMAIN_EVENT_RESUMED_FROM_SNAPSHOT`.
-const RESUMED_FROM_SNAPSHOT: i32 = 2;
