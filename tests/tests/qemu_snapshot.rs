@@ -17,23 +17,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use migrated_tests::clients::{stderr_of, stdout_of};
-use migrated_tests::{require_binary, virsh, wait_until};
-use qemu_support::{counter, counter_above, domstate, qemu_pids, QemuHosts};
+use migrated_tests::{require_binary, virsh, wait_until, VirshEvents};
+use qemu_support::{counter, counter_above, domstate, qemu_pids, virsh_err, QemuHosts};
 
 /// Small guests: these tests prove snapshots, not throughput.
 const SMALL_MIB: u32 = 64;
-
-/// Runs virsh, insists on failure and returns its stderr.
-#[track_caller]
-fn virsh_err(uri: &str, args: &[&str]) -> String {
-    let out = virsh(uri, args);
-    assert!(
-        !out.status.success(),
-        "virsh {args:?} succeeded: {}",
-        stdout_of(&out)
-    );
-    stderr_of(&out)
-}
 
 /// A fresh image of `format` in `dir`.
 fn image(dir: &Path, name: &str, format: &str) -> PathBuf {
@@ -55,7 +43,11 @@ fn tags(image: &Path) -> Vec<String> {
         .arg(image)
         .output()
         .expect("run qemu-img");
-    assert!(out.status.success(), "qemu-img snapshot -l: {}", stderr_of(&out));
+    assert!(
+        out.status.success(),
+        "qemu-img snapshot -l: {}",
+        stderr_of(&out)
+    );
     // "ID  TAG  VM SIZE  DATE  VM CLOCK  ICOUNT" after two header lines.
     stdout_of(&out)
         .lines()
@@ -99,8 +91,14 @@ fn counts_past(hosts: &QemuHosts, uri: &str, name: &str, above: u64) -> u64 {
     counter_above(uri, name, above, hosts)
 }
 
+/// Prints how long the test took to reach `what` (for the log).
+fn step(start: std::time::Instant, what: &str) {
+    eprintln!("[{:>6.1}s] {what}", start.elapsed().as_secs_f64());
+}
+
 #[test]
 fn qemu_snapshot_internal() {
+    let t0 = std::time::Instant::now();
     let Some(mut hosts) = QemuHosts::start() else {
         return;
     };
@@ -116,13 +114,21 @@ fn qemu_snapshot_internal() {
     let name = "qsnap";
     let (xml, uuid) = guest_with_disk(&hosts, name, &disk, "qcow2");
     hosts.define_xml(&uri, name, &xml);
+    let events = VirshEvents::spawn(&uri, &["--loop", "--event", "lifecycle", "--domain", name]);
+    events.sync_on_redefine(&uri, name);
     hosts.virsh_ok(&uri, &["start", name]);
     let before = counts_past(&hosts, &uri, name, 0);
 
+    step(t0, "A snapshot of the running guest: memory and disk, ");
     // A snapshot of the running guest: memory and disk, resumed after.
-    hosts.virsh_ok(&uri, &["snapshot-create-as", name, "s1", "--description", "first"]);
+    hosts.virsh_ok(
+        &uri,
+        &["snapshot-create-as", name, "s1", "--description", "first"],
+    );
     let after = counter(&uri, name).expect("counter after the snapshot");
     assert_eq!(reason(&uri, name), "running (unpaused)");
+    let seen = events.wait_for("Resumed Unpaused", Duration::from_secs(10));
+    assert!(seen.contains("Suspended Paused"), "{seen}");
     assert_eq!(tags(&disk), ["s1"]);
     let xml = hosts.virsh_ok(&uri, &["snapshot-dumpxml", name, "s1"]);
     for part in [
@@ -136,16 +142,19 @@ fn qemu_snapshot_internal() {
     let job = hosts.virsh_ok(&uri, &["domjobinfo", name, "--completed"]);
     assert!(job.contains("Snapshot"), "{job}");
 
+    step(t0, "Reverting takes the guest's memory back: paused, i");
     // Reverting takes the guest's memory back: paused, its counter is the
     // one it had when the snapshot was taken.
     let later = counts_past(&hosts, &uri, name, after + 5);
     hosts.virsh_ok(&uri, &["snapshot-revert", name, "s1", "--paused"]);
     assert_eq!(reason(&uri, name), "paused (from snapshot)");
+    events.wait_for("Suspended Snapshot", Duration::from_secs(10));
     let back = counter(&uri, name).expect("counter after the revert");
     assert!(
         (before..=after).contains(&back),
         "counter {back} after the revert, taken between {before} and {after}, was {later}"
     );
+    step(t0, "A snapshot of the paused guest stays paused.");
     // A snapshot of the paused guest stays paused.
     hosts.virsh_ok(&uri, &["snapshot-create-as", name, "s2"]);
     assert_eq!(reason(&uri, name), "paused (from snapshot)");
@@ -154,6 +163,7 @@ fn qemu_snapshot_internal() {
     hosts.virsh_ok(&uri, &["resume", name]);
     counts_past(&hosts, &uri, name, back);
 
+    step(t0, "The tree.");
     // The tree.
     assert_eq!(names(&hosts, &uri, name, &[]), ["s1", "s2"]);
     let current = hosts.virsh_ok(&uri, &["snapshot-current", name, "--name"]);
@@ -163,6 +173,7 @@ fn qemu_snapshot_internal() {
     let tree = hosts.virsh_ok(&uri, &["snapshot-list", name, "--tree"]);
     assert!(tree.contains("s1") && tree.contains("+- s2"), "{tree}");
 
+    step(t0, "libvirt's refusals; nothing is taken.");
     // libvirt's refusals; nothing is taken.
     let dup = virsh_err(&uri, &["snapshot-create-as", name, "s1"]);
     assert!(dup.contains("s1 already exists"), "{dup}");
@@ -184,10 +195,7 @@ fn qemu_snapshot_internal() {
     assert!(ro.contains("read only") || ro.contains("forbidden"), "{ro}");
     let listed_ro = virsh(&uri, &["-r", "snapshot-list", name, "--name"]);
     assert!(listed_ro.status.success(), "{}", stderr_of(&listed_ro));
-    let migrate = virsh_err(
-        &uri,
-        &["migrate", "--live", "--p2p", name, &hosts.b_uri()],
-    );
+    let migrate = virsh_err(&uri, &["migrate", "--live", "--p2p", name, &hosts.b_uri()]);
     assert!(
         migrate.contains("cannot migrate domain with 2 snapshots"),
         "{migrate}"
@@ -195,11 +203,16 @@ fn qemu_snapshot_internal() {
     assert_eq!(names(&hosts, &uri, name, &[]), ["s1", "s2"]);
     assert_eq!(tags(&disk), ["s1", "s2"]);
 
+    step(t0, "The metadata survives a daemon restart; the guest ");
     // The metadata survives a daemon restart; the guest runs on.
+    drop(events);
     hosts.a.restart();
+    let events = VirshEvents::spawn(&uri, &["--loop", "--event", "lifecycle", "--domain", name]);
+    events.sync_on_redefine(&uri, name);
     assert_eq!(names(&hosts, &uri, name, &[]), ["s1", "s2"]);
     assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
 
+    step(t0, "Shut off: a disk-only snapshot by qemu-img; revert");
     // Shut off: a disk-only snapshot by qemu-img; reverting to the running
     // snapshot starts QEMU and loads its memory.
     hosts.virsh_ok(&uri, &["destroy", name]);
@@ -214,18 +227,26 @@ fn qemu_snapshot_internal() {
     hosts.virsh_ok(&uri, &["resume", name]);
     counts_past(&hosts, &uri, name, loaded);
 
+    step(t0, "To the shut-off snapshot: the guest stops; with --");
     // To the shut-off snapshot: the guest stops; with --running it boots.
     hosts.virsh_ok(&uri, &["snapshot-revert", name, "s3"]);
     assert_eq!(reason(&uri, name), "shut off (from snapshot)");
     assert!(qemu_pids(&uuid).is_empty());
+    events.wait_for("Stopped Snapshot", Duration::from_secs(10));
     hosts.virsh_ok(&uri, &["snapshot-revert", name, "s3", "--running"]);
     assert_eq!(reason(&uri, name), "running (from snapshot)");
+    let seen = events.wait_for("Started Snapshot", Duration::from_secs(10));
+    assert!(
+        seen.contains("Suspended Snapshot"),
+        "the earlier paused start: {seen}"
+    );
     wait_until(Duration::from_secs(60), "the booted guest to count", || {
         counter(&uri, name).filter(|&c| c > 0)
     });
     let risky = virsh_err(&uri, &["snapshot-revert", name, "s3", "--running"]);
     assert!(risky.contains("must respawn guest"), "{risky}");
 
+    step(t0, "Deleting while it runs (snapshot-delete): s3's chi");
     // Deleting while it runs (snapshot-delete): s3's child s4 moves up.
     hosts.virsh_ok(&uri, &["snapshot-create-as", name, "s4"]);
     let parent = hosts.virsh_ok(&uri, &["snapshot-parent", name, "s4"]);
@@ -234,11 +255,13 @@ fn qemu_snapshot_internal() {
     let parent = hosts.virsh_ok(&uri, &["snapshot-parent", name, "s4"]);
     assert_eq!(parent.trim(), "s2");
     assert_eq!(tags(&disk), ["s1", "s2", "s4"]);
+    step(t0, "--metadata leaves the image alone.");
     // --metadata leaves the image alone.
     hosts.virsh_ok(&uri, &["snapshot-delete", name, "s2", "--metadata"]);
     assert_eq!(names(&hosts, &uri, name, &[]), ["s1", "s4"]);
     assert_eq!(tags(&disk), ["s1", "s2", "s4"]);
 
+    step(t0, "Shut off: undefine refused while snapshots exist; ");
     // Shut off: undefine refused while snapshots exist; deletion with
     // children by qemu-img.
     hosts.virsh_ok(&uri, &["destroy", name]);
@@ -260,6 +283,7 @@ fn qemu_snapshot_internal() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 
+    step(t0, "A raw disk cannot hold an internal snapshot.");
     // A raw disk cannot hold an internal snapshot.
     let raw = image(dir.path(), "raw.img", "raw");
     let (xml, _) = guest_with_disk(&hosts, "qsnap-raw", &raw, "raw");
@@ -270,4 +294,5 @@ fn qemu_snapshot_internal() {
         "{refused}"
     );
     assert!(names(&hosts, &uri, "qsnap-raw", &[]).is_empty());
+    step(t0, "done");
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use migrated_tests::clients::{stderr_of, stdout_of};
 use migrated_tests::{python, require_python_libvirt, virsh, wait_until, VirshEvents};
 use qemu_support::{
-    counter, counter_above, domstate, pid_gone, qemu_cmdline, qemu_pids, status_pid, QemuHosts,
+    counter, counter_above, domstate, pid_gone, qemu_cmdline, qemu_pids, status_pid, virsh_err,
+    QemuHosts,
 };
 
 /// Small guests: these tests prove management, not migration throughput.
@@ -24,18 +25,6 @@ const SMALL_MIB: u32 = 64;
 const CONSOLE_DEVICES: &str = "<devices><serial type='pty'><target port='0'/></serial>\
      <console type='pty'><target type='serial' port='0'/></console>\
      <memballoon model='virtio'/></devices>";
-
-/// Runs virsh, insists on failure and returns its stderr.
-#[track_caller]
-fn virsh_err(uri: &str, args: &[&str]) -> String {
-    let out = virsh(uri, args);
-    assert!(
-        !out.status.success(),
-        "virsh {args:?} succeeded: {}",
-        stdout_of(&out)
-    );
-    stderr_of(&out)
-}
 
 /// python3-libvirt on the guest's console (argv: URI, name): a first
 /// session reads the workload's boot line after a reset; a second open is

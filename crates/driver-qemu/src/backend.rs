@@ -22,8 +22,8 @@ use migrated_core::driver::Driver;
 use migrated_core::flags::{self, MigrateFlags};
 use migrated_core::job::{JobHandle, JournalEntry, Postcopy, RecoveryAction};
 use migrated_core::migration::{
-    check_no_managed_save, check_no_snapshots, BeginOut, DataOut, DataUri, Incoming, MigrateRequest, MigrationBackend,
-    PerformOut, PrepareOut, Step,
+    check_no_managed_save, check_no_snapshots, BeginOut, DataOut, DataUri, Incoming,
+    MigrateRequest, MigrationBackend, PerformOut, PrepareOut, Step,
 };
 use migrated_core::support::SupportTable;
 use migrated_core::typed_params::migrate_param;

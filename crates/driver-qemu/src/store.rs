@@ -80,21 +80,14 @@ impl Store {
 
     /// Writes the snapshot metadata of `uuid` (removes the file when there
     /// is none).
-    pub fn save_snapshots(&self, uuid: &Uuid, snapshots: &Snapshots) -> Result<()> {
+    pub fn save_snapshots(&self, uuid: &Uuid, snapshots: &Snapshots) -> migrated_core::Result<()> {
+        const OP: &str = "virDomainSnapshotCreateXML";
         let path = self.snapshots_path(uuid);
         if snapshots.is_empty() {
-            return remove_if_exists(&path);
+            return remove_if_exists(&path).map_err(|e| e.into_core(OP));
         }
-        let xml = snapshots.to_xml();
-        if xml.len() > MAX_XML_BYTES {
-            return Err(Error::InvalidConfig {
-                reason: format!(
-                    "snapshot metadata of this domain would take {} bytes, more than {MAX_XML_BYTES}",
-                    xml.len()
-                ),
-            });
-        }
-        write_atomic(&path, xml.as_bytes())
+        let xml = snapshots.to_stored()?;
+        write_atomic(&path, xml.as_bytes()).map_err(|e| e.into_core(OP))
     }
 
     /// The stored snapshot metadata of `uuid`. A damaged file is kept and

@@ -395,6 +395,18 @@ pub fn moved_and_counting(hosts: &QemuHosts, name: &str, uuid: &str, src_pid: i3
     assert!(after > before);
 }
 
+/// Runs virsh, insists on failure and returns its stderr.
+#[track_caller]
+pub fn virsh_err(uri: &str, args: &[&str]) -> String {
+    let out = virsh(uri, args);
+    assert!(
+        !out.status.success(),
+        "virsh {args:?} succeeded: {}",
+        stdout_of(&out)
+    );
+    stderr_of(&out)
+}
+
 /// virsh/migratectl `domstate` as text, `None` when the host lacks the guest.
 pub fn domstate(uri: &str, name: &str) -> Option<String> {
     let out = virsh(uri, &["domstate", name]);

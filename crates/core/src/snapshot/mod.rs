@@ -8,8 +8,8 @@
 mod prepare;
 
 pub use prepare::{
-    align_disks, check_create_flags, check_revert_flags, check_transient_revert,
-    check_undefine, now, state_of,
+    align_disks, check_create_flags, check_revert_flags, check_transient_revert, check_undefine,
+    now, state_of,
 };
 
 use crate::error::{Error, Result};
@@ -345,6 +345,25 @@ impl Snapshots {
         }
         out.push_str("</snapshots>\n");
         out
+    }
+
+    /// [`Snapshots::to_xml`] for a file that must be read back: refused
+    /// before it is written when it would exceed what a reader accepts.
+    ///
+    /// # Errors
+    /// `VIR_ERR_CONFIG_UNSUPPORTED` past [`crate::xml::MAX_XML_BYTES`].
+    pub fn to_stored(&self) -> Result<String> {
+        let xml = self.to_xml();
+        if xml.len() > crate::xml::MAX_XML_BYTES {
+            return Err(Error::ConfigUnsupported {
+                reason: format!(
+                    "snapshot metadata of this domain would take {} bytes, more than {}",
+                    xml.len(),
+                    crate::xml::MAX_XML_BYTES
+                ),
+            });
+        }
+        Ok(xml)
     }
 
     /// Reads [`Snapshots::to_xml`]'s form back.

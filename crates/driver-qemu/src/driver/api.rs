@@ -384,10 +384,7 @@ impl Driver for QemuDriver {
                     event_detail::DEFINED_UPDATED
                 } else {
                     // A transient domain's snapshots become stored with its config.
-                    self.shared
-                        .store
-                        .save_snapshots(&uuid, &d.snapshots)
-                        .map_err(|e| e.into_core("virDomainDefineXML"))?;
+                    self.shared.store.save_snapshots(&uuid, &d.snapshots)?;
                     event_detail::DEFINED_ADDED
                 };
                 d.config = def;

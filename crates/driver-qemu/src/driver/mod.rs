@@ -673,14 +673,7 @@ impl QemuDriver {
     ) -> Result<DomainRef> {
         let job = self.job(dom)?;
         let _job = job.lock().await;
-        let (runtime, id) = self.read(|r| {
-            let live = r
-                .get(dom)?
-                .live
-                .as_ref()
-                .ok_or_else(|| Error::invalid("domain is not running"))?;
-            Ok((Arc::clone(&live.runtime), live.id))
-        })?;
+        let (runtime, id) = self.runtime_and_id(dom)?;
         if paused {
             // As libvirt: a guest left paused by the migration is the user's
             // pause from here on, announced as such.
@@ -982,6 +975,18 @@ impl QemuDriver {
             return Err(e.into_core("virDomainMigrateConfirm3"));
         }
         Ok(())
+    }
+
+    /// The runtime and run id of `dom`, which must be running.
+    fn runtime_and_id(&self, dom: &DomainRef) -> Result<(Arc<Runtime>, i32)> {
+        self.read(|r| {
+            let live = r
+                .get(dom)?
+                .live
+                .as_ref()
+                .ok_or_else(|| Error::invalid("domain is not running"))?;
+            Ok((Arc::clone(&live.runtime), live.id))
+        })
     }
 
     fn runtime(&self, dom: &DomainRef) -> Result<Arc<Runtime>> {

@@ -17,10 +17,7 @@ use migrated_core::snapshot::{
     align_disks, check_create_flags, check_revert_flags, check_transient_revert, now, state_of,
     Snapshots,
 };
-use migrated_core::xml::{
-    DomainDef, SnapshotDef, SnapshotLocation, SnapshotParse,
-    SnapshotState,
-};
+use migrated_core::xml::{DomainDef, SnapshotDef, SnapshotLocation, SnapshotParse, SnapshotState};
 use migrated_core::{Error, Result};
 use uuid::Uuid;
 

@@ -47,8 +47,7 @@ fn plan(def: &mut SnapshotDef, dom: &DomainDef, active: bool, flags: u32) -> Res
         && (!active || def.memory.snapshot != Some(SnapshotLocation::External))
     {
         return Err(Error::OperationUnsupported {
-            reason: "live snapshot creation is supported only during full system snapshots"
-                .into(),
+            reason: "live snapshot creation is supported only during full system snapshots".into(),
         });
     }
     let memory = match def.memory.snapshot {
@@ -215,7 +214,12 @@ impl QemuDriver {
         outcome
     }
 
-    async fn take_snapshot(&self, dom: &DomainRef, mut def: SnapshotDef, flags: u32) -> Result<String> {
+    async fn take_snapshot(
+        &self,
+        dom: &DomainRef,
+        mut def: SnapshotDef,
+        flags: u32,
+    ) -> Result<String> {
         let subject = self.read(|r| {
             let d = r.get(dom)?;
             d.snapshots.check_new(&def.name)?;
@@ -233,7 +237,9 @@ impl QemuDriver {
             })
         })?;
         if !subject.persistent && flags & create::HALT != 0 {
-            return Err(Error::invalid("cannot halt after transient domain snapshot"));
+            return Err(Error::invalid(
+                "cannot halt after transient domain snapshot",
+            ));
         }
         if flags & create::QUIESCE != 0 && flags & create::DISK_ONLY == 0 {
             return Err(Error::OperationUnsupported {
@@ -261,8 +267,9 @@ impl QemuDriver {
         if flags & create::NO_METADATA == 0 {
             let mut snapshots = self.snapshots_of(dom)?;
             snapshots.add(def)?;
-            self.commit_snapshots(&dom.uuid, snapshots)
-                .map_err(|e| Error::internal(format!("unable to save metadata for snapshot {name}: {e}")))?;
+            self.commit_snapshots(&dom.uuid, snapshots).map_err(|e| {
+                Error::internal(format!("unable to save metadata for snapshot {name}: {e}"))
+            })?;
         }
         Ok(name)
     }
@@ -397,12 +404,16 @@ mod tests {
 
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");
         let e = refusal(&mut s, &d, true, create::DISK_ONLY);
-        assert!(e.contains("external snapshots") || e.contains("require external"), "{e}");
+        assert!(
+            e.contains("external snapshots") || e.contains("require external"),
+            "{e}"
+        );
 
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");
         assert!(refusal(&mut s, &d, true, create::LIVE).contains("live snapshot creation"));
 
-        let mut s = snap("<domainsnapshot><name>s</name><memory snapshot='internal'/></domainsnapshot>");
+        let mut s =
+            snap("<domainsnapshot><name>s</name><memory snapshot='internal'/></domainsnapshot>");
         assert!(refusal(&mut s, &d, false, 0).contains("memory state cannot be saved"));
 
         let none = dom(&[]);

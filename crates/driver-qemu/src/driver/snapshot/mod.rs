@@ -70,13 +70,12 @@ impl QemuDriver {
     fn commit_snapshots(&self, uuid: &Uuid, snapshots: Snapshots) -> Result<()> {
         let mut reg = self.shared.lock()?;
         let Some(domain) = reg.domains.get_mut(uuid) else {
-            return Err(Error::internal("the domain disappeared during the snapshot"));
+            return Err(Error::internal(
+                "the domain disappeared during the snapshot",
+            ));
         };
         if domain.persistent {
-            self.shared
-                .store
-                .save_snapshots(uuid, &snapshots)
-                .map_err(|e| e.into_core("virDomainSnapshotCreateXML"))?;
+            self.shared.store.save_snapshots(uuid, &snapshots)?;
         }
         domain.snapshots = snapshots;
         Ok(())

@@ -30,7 +30,10 @@ static JOB_IDS: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh job id for a `kind` job (`snapshot-save`).
 pub(super) fn job_id(kind: &str) -> String {
-    format!("migrated-{kind}-{}", JOB_IDS.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "migrated-{kind}-{}",
+        JOB_IDS.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Starts `cmd` (a job command whose id is `id`) and waits until the job

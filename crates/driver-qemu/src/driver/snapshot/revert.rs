@@ -81,9 +81,10 @@ impl QemuDriver {
             Ok(Found {
                 snap: d.snapshots.get(name)?.clone(),
                 persistent: d.persistent,
-                live: d.live.as_ref().map(|l| {
-                    (Arc::clone(&l.runtime), l.id, l.state, l.def.clone())
-                }),
+                live: d
+                    .live
+                    .as_ref()
+                    .map(|l| (Arc::clone(&l.runtime), l.id, l.state, l.def.clone())),
             })
         })?;
         let snap = &found.snap;
@@ -111,7 +112,10 @@ impl QemuDriver {
         }
         let Some(mut config) = snap.domain.clone() else {
             return Err(Error::SnapshotRevertRisky {
-                reason: format!("snapshot '{name}' lacks domain '{}' rollback info", dom.name),
+                reason: format!(
+                    "snapshot '{name}' lacks domain '{}' rollback info",
+                    dom.name
+                ),
             });
         };
         config.name.clone_from(&dom.name);
@@ -287,14 +291,7 @@ impl QemuDriver {
     /// After a start for a revert: stays paused (suspended from snapshot)
     /// or runs (running, from snapshot).
     async fn leave_paused_or_run(&self, dom: &DomainRef, paused: bool) -> Result<()> {
-        let (runtime, id) = self.read(|r| {
-            let live = r
-                .get(dom)?
-                .live
-                .as_ref()
-                .ok_or_else(|| Error::invalid("domain is not running"))?;
-            Ok((Arc::clone(&live.runtime), live.id))
-        })?;
+        let (runtime, id) = self.runtime_and_id(dom)?;
         if paused {
             self.shared.emit(
                 dom_ref_with(dom, id),
