@@ -18,7 +18,10 @@ use std::time::Duration;
 
 use migrated_tests::clients::{stderr_of, stdout_of};
 use migrated_tests::{require_binary, virsh, wait_until, VirshEvents};
-use qemu_support::{counter, counter_above, domstate, qemu_pids, virsh_err, QemuHosts};
+use qemu_support::{
+    counter, counter_above, domstate, dump_into_fifo, dump_job_running, qemu_pids, virsh_err,
+    QemuHosts,
+};
 
 /// Small guests: these tests prove snapshots, not throughput.
 const SMALL_MIB: u32 = 64;
@@ -200,6 +203,29 @@ fn qemu_snapshot_internal() {
         migrate.contains("cannot migrate domain with 2 snapshots"),
         "{migrate}"
     );
+    // A second job while one runs: a dump stalled on a FIFO holds the job.
+    let fifo = dir.path().join("mem.fifo");
+    let fifo_arg = fifo.to_str().expect("utf-8 path");
+    let (out, _) = dump_into_fifo(
+        &uri,
+        &fifo,
+        &["dump", name, fifo_arg, "--memory-only"],
+        || {
+            dump_job_running(&uri, name);
+            for cmd in [
+                vec!["snapshot-create-as", name, "busy"],
+                vec!["snapshot-revert", name, "s1"],
+            ] {
+                let busy = virsh_err(&uri, &cmd);
+                assert!(
+                    busy.contains("cannot acquire state change lock")
+                        && busy.contains("remoteDispatchDomainCoreDumpWithFormat"),
+                    "{cmd:?}: {busy}"
+                );
+            }
+        },
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(names(&hosts, &uri, name, &[]), ["s1", "s2"]);
     assert_eq!(tags(&disk), ["s1", "s2"]);
 

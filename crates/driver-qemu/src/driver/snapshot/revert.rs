@@ -24,7 +24,7 @@ use migrated_core::domain::{
 };
 use migrated_core::flags::snapshot::revert::{FORCE, PAUSED, RESET_NVRAM, RUNNING};
 use migrated_core::job::Abort;
-use migrated_core::snapshot::{check_revert_flags, check_transient_revert};
+use migrated_core::snapshot::{check_revert_flags, check_transient_revert, Snapshots};
 use migrated_core::typed_params::job_stats::operation;
 use migrated_core::xml::{DomainDef, SnapshotDef, SnapshotState};
 use migrated_core::{Error, Result};
@@ -48,6 +48,8 @@ const FROM_SNAPSHOT: StopIntent = StopIntent {
 /// The domain as the revert finds it.
 struct Found {
     snap: SnapshotDef,
+    /// All the domain's snapshots (a transient domain's live only here).
+    snapshots: Snapshots,
     persistent: bool,
     live: Option<(Arc<Runtime>, i32, StateReason, DomainDef)>,
 }
@@ -80,6 +82,7 @@ impl QemuDriver {
             let d = r.get(dom)?;
             Ok(Found {
                 snap: d.snapshots.get(name)?.clone(),
+                snapshots: d.snapshots.clone(),
                 persistent: d.persistent,
                 live: d
                     .live
@@ -198,14 +201,10 @@ impl QemuDriver {
         if found.persistent {
             return;
         }
-        let snapshots = self
-            .read(|r| Ok(r.domains.get(&dom.uuid).map(|d| d.snapshots.clone())))
-            .ok()
-            .flatten();
         let Ok(mut reg) = self.shared.lock() else {
             return;
         };
-        let snapshots = snapshots.unwrap_or_default();
+        let snapshots = found.snapshots.clone();
         reg.domains.entry(dom.uuid).or_insert_with(|| Domain {
             config: config.clone(),
             persistent: false,
