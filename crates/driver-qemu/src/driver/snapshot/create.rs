@@ -129,10 +129,9 @@ fn plan(def: &mut SnapshotDef, dom: &DomainDef, active: bool, flags: u32) -> Res
                 .into(),
         });
     }
-    if (internal && external)
-        || (memory == SnapshotLocation::Internal && external)
-        || (memory == SnapshotLocation::External && internal)
-    {
+    let internal_memory = memory == SnapshotLocation::Internal;
+    let external_memory = memory == SnapshotLocation::External;
+    if (external && (internal || internal_memory)) || (internal && external_memory) {
         return Err(Error::ConfigUnsupported {
             reason: "mixing internal and external targets for a snapshot is not yet supported"
                 .into(),

@@ -143,8 +143,10 @@ mod tests {
             .await
             .expect("create");
         assert!(tags(&a).contains("s1") && tags(&b).contains("s1"));
-        each(Op::Apply, "s1", &[a.clone()]).await.expect("apply");
-        let e = each(Op::Apply, "nope", &[a.clone()])
+        each(Op::Apply, "s1", std::slice::from_ref(&a))
+            .await
+            .expect("apply");
+        let e = each(Op::Apply, "nope", std::slice::from_ref(&a))
             .await
             .expect_err("unknown tag");
         assert!(e.to_string().contains("unexpected exit status"), "{e}");
