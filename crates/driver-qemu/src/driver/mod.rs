@@ -21,6 +21,7 @@ mod dump;
 mod host;
 mod host_stats;
 mod hotplug;
+mod job_lock;
 mod managed;
 mod memory;
 mod metadata;
@@ -61,6 +62,7 @@ use crate::spec::{has_balloon, launch_spec, set_aliases};
 use crate::status::{RecordedState, StatusFile, STATUS_VERSION};
 use crate::store::Store;
 use crate::tls::MigrationTls;
+use job_lock::JobLock;
 use monitor::spawn_monitor;
 use registry::{Domain, Live, Registry, Runtime, StopIntent};
 
@@ -640,7 +642,9 @@ impl QemuDriver {
         let dom = match existing {
             Some(dom) => {
                 let job = self.job(&dom)?;
-                let _job = job.lock().await;
+                let _job = job
+                    .acquire("remoteDispatchDomainMigratePrepare3Params")
+                    .await?;
                 self.start_locked(&dom, StartMode::Incoming, Some(def))
                     .await?
             }
@@ -672,7 +676,9 @@ impl QemuDriver {
         postcopy: bool,
     ) -> Result<DomainRef> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job
+            .acquire_unbounded("remoteDispatchDomainMigrateFinish3Params")
+            .await;
         let (runtime, id) = self.runtime_and_id(dom)?;
         if paused {
             // As libvirt: a guest left paused by the migration is the user's
@@ -931,7 +937,9 @@ impl QemuDriver {
     /// [`resumes_after_migration`] accepts the recorded state.
     async fn resume_source(&self, dom: &DomainRef, ran_at_begin: bool) -> Result<()> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job
+            .acquire_unbounded("remoteDispatchDomainMigrateConfirm3Params")
+            .await;
         let runtime = self.runtime(dom)?;
         if self.source_in_postcopy(dom).await? {
             // The destination ran the guest: this memory is stale.
@@ -999,7 +1007,7 @@ impl QemuDriver {
             .ok_or_else(|| Error::invalid("domain is not running"))
     }
 
-    fn job(&self, dom: &DomainRef) -> Result<Arc<tokio::sync::Mutex<()>>> {
+    fn job(&self, dom: &DomainRef) -> Result<Arc<JobLock>> {
         Ok(Arc::clone(&self.shared.lock()?.get(dom)?.job))
     }
 
@@ -1043,7 +1051,7 @@ impl QemuDriver {
 
     async fn start(&self, dom: &DomainRef, mode: StartMode) -> Result<DomainRef> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainCreateWithFlags").await?;
         self.start_locked(dom, mode, None).await
     }
 
@@ -1165,9 +1173,58 @@ impl QemuDriver {
     }
 
     /// Stops run of `dom` with `intent`: SIGTERM first when `graceful`.
+    ///
+    /// As libvirt's `qemuProcessBeginStopJob`, a stop never queues behind
+    /// another job: when one holds the domain (a dump, a save, a command
+    /// to a hung QEMU), the signal goes out first, the holder's QMP call
+    /// ends with the process, and the job lock follows.
     async fn stop(&self, dom: &DomainRef, intent: StopIntent, graceful: bool) -> Result<()> {
+        let dispatcher = if intent.reason == shutoff_reason::MIGRATED {
+            "remoteDispatchDomainMigrateConfirm3Params"
+        } else {
+            "remoteDispatchDomainDestroyFlags"
+        };
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = match job.try_acquire(dispatcher) {
+            Some(guard) => guard,
+            None => {
+                let signalled = self.read(|r| {
+                    Ok(r.get(dom)?
+                        .live
+                        .as_ref()
+                        .map(|l| (Arc::clone(&l.runtime), l.id)))
+                })?;
+                let Some((runtime, id)) = signalled else {
+                    // Not running (yet): wait for the job, then decide.
+                    let _job = job.acquire_unbounded(dispatcher).await;
+                    return self.stop_locked(dom, intent, graceful).await;
+                };
+                runtime.set_intent(intent);
+                let signal = if graceful {
+                    rustix::process::Signal::Term
+                } else {
+                    rustix::process::Signal::Kill
+                };
+                info!(name = %dom.name, "stopping the guest while another job holds it");
+                runtime
+                    .process
+                    .signal(signal)
+                    .map_err(|e| e.into_core("virDomainDestroyFlags"))?;
+                let guard = job.acquire_unbounded(dispatcher).await;
+                // The run signalled may have ended (and been cleaned up by
+                // its exit watcher) while the holder finished: done.
+                let same_run = self.read(|r| {
+                    Ok(r.get(dom)
+                        .ok()
+                        .and_then(|d| d.live.as_ref().map(|l| l.id == id))
+                        .unwrap_or(false))
+                })?;
+                if !same_run {
+                    return Ok(());
+                }
+                guard
+            }
+        };
         self.stop_locked(dom, intent, graceful).await
     }
 

@@ -191,23 +191,20 @@ impl QemuDriver {
         let def = SnapshotDef::parse(xml, how, now()).map_err(Error::SnapshotXml)?;
         check_name(&def.name)?;
         let lock = self.job(dom)?;
+        let _lock = lock.acquire(JOB_HOLDER).await?;
         if redefine {
-            let _lock = lock.lock().await;
             let mut snapshots = self.snapshots_of(dom)?;
             let name = def.name.clone();
             snapshots.redefine(def, flags & CURRENT != 0)?;
             self.commit_snapshots(&dom.uuid, snapshots)?;
             return Ok(name);
         }
-        // Refused at once while another job (a dump) runs, as libvirt's
-        // job lock refuses it.
         let job = self.shared.jobs.begin(
             dom.uuid,
             operation::SNAPSHOT,
             JOB_HOLDER,
             Abort::Refused("cannot abort internal snapshot job"),
         )?;
-        let _lock = lock.lock().await;
         let outcome = self.take_snapshot(dom, def, flags).await;
         job.finish(&outcome);
         outcome

@@ -113,7 +113,7 @@ impl QemuDriver {
             u64::from(delete::CHILDREN | delete::CHILDREN_ONLY | delete::METADATA_ONLY),
         )?;
         let lock = self.job(dom)?;
-        let _lock = lock.lock().await;
+        let _lock = lock.acquire("remoteDispatchDomainSnapshotDelete").await?;
         let before = self.snapshots_of(dom)?;
         let mut after = before.clone();
         let removed = after.remove(name, flags)?;

@@ -64,6 +64,7 @@ impl QemuDriver {
     ) -> Result<()> {
         check_revert_flags(flags, RUNNING | PAUSED | FORCE | RESET_NVRAM)?;
         let lock = self.job(dom)?;
+        let _lock = lock.acquire(JOB_HOLDER).await?;
         // libvirt reverts under a "start" job: not abortable.
         let job = self.shared.jobs.begin(
             dom.uuid,
@@ -71,7 +72,6 @@ impl QemuDriver {
             JOB_HOLDER,
             Abort::Refused("cannot abort VM start; use virDomainDestroy instead"),
         )?;
-        let _lock = lock.lock().await;
         let outcome = self.revert_locked(dom, name, flags).await;
         job.finish(&outcome);
         outcome
