@@ -45,6 +45,12 @@ const FROM_SNAPSHOT: StopIntent = StopIntent {
     detail: event_detail::STOPPED_FROM_SNAPSHOT,
 };
 
+/// Paused for a revert's load.
+const PAUSED_FROM_SNAPSHOT: StateReason = StateReason {
+    state: DomainState::Paused,
+    reason: paused_reason::FROM_SNAPSHOT,
+};
+
 /// The domain as the revert finds it.
 struct Found {
     snap: SnapshotDef,
@@ -244,14 +250,7 @@ impl QemuDriver {
                 .await
                 .map_err(|e| e.into_core(OP))?;
         } else {
-            self.shared.force_state(
-                &dom.uuid,
-                id,
-                StateReason {
-                    state: DomainState::Paused,
-                    reason: paused_reason::FROM_SNAPSHOT,
-                },
-            );
+            self.shared.force_state(&dom.uuid, id, PAUSED_FROM_SNAPSHOT);
         }
         load(&qmp, snap, disks).await?;
         if paused {
@@ -311,14 +310,7 @@ impl QemuDriver {
         };
         self.shared.force_state(&dom.uuid, id, running);
         if let Err(e) = runtime.qmp.execute(&Cont).await {
-            self.shared.force_state(
-                &dom.uuid,
-                id,
-                StateReason {
-                    state: DomainState::Paused,
-                    reason: paused_reason::FROM_SNAPSHOT,
-                },
-            );
+            self.shared.force_state(&dom.uuid, id, PAUSED_FROM_SNAPSHOT);
             return Err(e.into_core(OP));
         }
         Ok(())
