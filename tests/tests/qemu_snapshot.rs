@@ -192,6 +192,11 @@ fn qemu_snapshot_internal() {
         live.contains("live snapshot creation is supported only during full system snapshots"),
         "{live}"
     );
+    let quiesce = virsh_err(&uri, &["snapshot-create-as", name, "q", "--quiesce"]);
+    assert!(
+        quiesce.contains("'VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY' is required by flag"),
+        "{quiesce}"
+    );
     let bad = virsh_err(&uri, &["snapshot-create-as", name, "a/b"]);
     assert!(bad.contains("name can't contain '/'"), "{bad}");
     let ro = virsh_err(&uri, &["-r", "snapshot-create-as", name, "ro"]);

@@ -183,6 +183,23 @@ impl QemuDriver {
                 | LIVE
                 | VALIDATE,
         )?;
+        // libvirt's qemuSnapshotCreateXML flag rules.
+        if flags & LIVE != 0 && flags & REDEFINE != 0 {
+            return Err(Error::InvalidArg {
+                operation: OP,
+                reason: "Flags 'VIR_DOMAIN_SNAPSHOT_CREATE_LIVE' and \
+                         'VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE' are mutually exclusive"
+                    .into(),
+            });
+        }
+        if flags & QUIESCE != 0 && flags & DISK_ONLY == 0 {
+            return Err(Error::InvalidArg {
+                operation: OP,
+                reason: "Flag 'VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY' is required by flag \
+                         'VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE'"
+                    .into(),
+            });
+        }
         let redefine = flags & REDEFINE != 0;
         let how = SnapshotParse {
             redefine,
@@ -236,11 +253,6 @@ impl QemuDriver {
             return Err(Error::invalid(
                 "cannot halt after transient domain snapshot",
             ));
-        }
-        if flags & create::QUIESCE != 0 && flags & create::DISK_ONLY == 0 {
-            return Err(Error::OperationUnsupported {
-                reason: "quiesce requires disk-only".into(),
-            });
         }
         plan(&mut def, &subject.def, subject.live.is_some(), flags)?;
         let disks = internal_disks(&def, &subject.def);
