@@ -10,6 +10,7 @@ use super::kinds::DomainType;
 use super::memtune::MemTune;
 use super::platform::{self, Clock, Cpu, Feature, Os, Pm, SecLabel};
 use super::read::{once, Node};
+use super::vcpus::{self, VcpuSlot};
 use super::write::{AttrValue, Writer};
 use super::{metadata, tree, units, FormatOptions};
 
@@ -57,6 +58,8 @@ pub struct DomainDef {
     pub vcpus: u32,
     /// `<vcpu>` attributes.
     pub vcpu: Vcpu,
+    /// `<vcpus>`: each vCPU slot's state; empty when the document has none.
+    pub vcpu_slots: Vec<VcpuSlot>,
     /// `<resource><partition>`: the host cgroup partition.
     pub resource_partition: Option<String>,
     /// `<os>`.
@@ -149,6 +152,33 @@ impl DomainDef {
     /// checks); `current` is written only when it differs from the
     /// maximum, as libvirt formats it.
     pub fn set_current_vcpus(&mut self, count: u32) {
+        if self.vcpu_slots.is_empty() {
+            self.vcpu.current = (count != self.vcpus).then_some(count);
+        } else {
+            self.record_vcpu_hotplug(count);
+        }
+    }
+
+    /// The vCPUs online from boot: those `<vcpus>` does not mark
+    /// hot-pluggable, else all online ones.
+    pub fn boot_vcpus(&self) -> u32 {
+        if self.vcpu_slots.is_empty() {
+            return self.current_vcpus();
+        }
+        let boot = self
+            .vcpu_slots
+            .iter()
+            .filter(|s| s.online_at_boot())
+            .count();
+        u32::try_from(boot).unwrap_or(u32::MAX)
+    }
+
+    /// Records a live change to `count` vCPUs online: `<vcpus>` then tells
+    /// the vCPUs online from boot from the ones plugged since (a guest's
+    /// next QEMU, of a migration or a restore, must plug those again).
+    pub fn record_vcpu_hotplug(&mut self, count: u32) {
+        let boot = self.boot_vcpus().min(count);
+        self.vcpu_slots = vcpus::after_hotplug(self.vcpus, boot, count);
         self.vcpu.current = (count != self.vcpus).then_some(count);
     }
 
@@ -157,6 +187,8 @@ impl DomainDef {
     pub fn set_max_vcpus(&mut self, count: u32) {
         let current = self.current_vcpus().min(count);
         self.vcpus = count;
+        // The slots change with the count; the inactive definition keeps none.
+        self.vcpu_slots.clear();
         self.set_current_vcpus(current);
     }
 
@@ -212,6 +244,7 @@ impl DomainDef {
                 ],
                 &self.vcpus.to_string(),
             );
+            vcpus::format(w, &self.vcpu_slots);
             if let Some(p) = &self.resource_partition {
                 w.elem("resource", &[], |w| w.text("partition", &[], p));
             }
@@ -272,6 +305,7 @@ struct Sections {
     current_memory: Option<u64>,
     memtune: Option<MemTune>,
     vcpu: Option<(u32, Vcpu)>,
+    vcpu_slots: Option<Vec<VcpuSlot>>,
     resource: Option<String>,
     os: Option<Os>,
     features: Option<Vec<Feature>>,
@@ -334,6 +368,7 @@ impl Sections {
                 let count: u32 = c.text_parse()?;
                 Ok((count, attrs))
             }),
+            "vcpus" => once(&mut self.vcpu_slots, c, vcpus::parse),
             "resource" => once(&mut self.resource, c, |c| {
                 let mut partition = None;
                 for p in c.children() {
@@ -420,6 +455,8 @@ impl Sections {
                 reason: format!("must be between 1 and the vCPU count {vcpus}"),
             });
         }
+        let vcpu_slots = self.vcpu_slots.unwrap_or_default();
+        vcpus::check(&vcpu_slots, vcpus, vcpu.current.unwrap_or(vcpus))?;
         Ok(DomainDef {
             domain_type,
             id,
@@ -435,6 +472,7 @@ impl Sections {
             memtune: self.memtune.unwrap_or_default(),
             vcpus,
             vcpu,
+            vcpu_slots,
             resource_partition: self.resource,
             os: self.os.unwrap_or_default(),
             features: self.features.unwrap_or_default(),
