@@ -13,7 +13,8 @@ use std::time::Duration;
 use migrated_tests::clients::{stderr_of, stdout_of};
 use migrated_tests::{python, require_python_libvirt, virsh, wait_until, VirshEvents};
 use qemu_support::{
-    counter, counter_above, domstate, pid_gone, qemu_cmdline, qemu_pids, status_pid, QemuHosts,
+    counter, counter_above, domstate, dump_into_fifo, dump_job_running, pid_gone, qemu_cmdline,
+    qemu_pids, status_pid, virsh_err, QemuHosts,
 };
 
 /// Small guests: these tests prove management, not migration throughput.
@@ -24,18 +25,6 @@ const SMALL_MIB: u32 = 64;
 const CONSOLE_DEVICES: &str = "<devices><serial type='pty'><target port='0'/></serial>\
      <console type='pty'><target type='serial' port='0'/></console>\
      <memballoon model='virtio'/></devices>";
-
-/// Runs virsh, insists on failure and returns its stderr.
-#[track_caller]
-fn virsh_err(uri: &str, args: &[&str]) -> String {
-    let out = virsh(uri, args);
-    assert!(
-        !out.status.success(),
-        "virsh {args:?} succeeded: {}",
-        stdout_of(&out)
-    );
-    stderr_of(&out)
-}
 
 /// python3-libvirt on the guest's console (argv: URI, name): a first
 /// session reads the workload's boot line after a reset; a second open is
@@ -1033,56 +1022,6 @@ fn check_elf_core(core: &[u8], mib: u64) {
         loaded >= ram && loaded <= ram + (4 << 20),
         "PT_LOAD covers {loaded} bytes of {ram}: {segments:?}"
     );
-}
-
-/// Runs `virsh ARGS` with a FIFO as the dump file: the dump stalls once the
-/// pipe is full, `stalled` runs, then the pipe is drained. Answers virsh's
-/// output and the bytes the dump wrote.
-fn dump_into_fifo(
-    uri: &str,
-    fifo: &std::path::Path,
-    args: &[&str],
-    stalled: impl FnOnce(),
-) -> (std::process::Output, Vec<u8>) {
-    use std::io::Read;
-
-    let path = std::ffi::CString::new(fifo.to_str().expect("utf-8 path")).expect("no NUL");
-    // SAFETY: a valid NUL-terminated path; mkfifo touches nothing else.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
-    let (drain_tx, drain_rx) = std::sync::mpsc::channel::<()>();
-    let reader_path = fifo.to_owned();
-    // Opening blocks until the daemon opens the other end.
-    let reader = std::thread::spawn(move || {
-        let mut pipe = std::fs::File::open(reader_path).expect("open fifo");
-        let _ = drain_rx.recv_timeout(Duration::from_secs(120));
-        let mut all = Vec::new();
-        pipe.read_to_end(&mut all).expect("drain fifo");
-        all
-    });
-    let (uri, args): (String, Vec<String>) = (
-        uri.to_owned(),
-        args.iter().map(|a| (*a).to_owned()).collect(),
-    );
-    let dumper = std::thread::spawn(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        virsh(&uri, &args)
-    });
-    stalled();
-    let _ = drain_tx.send(());
-    let bytes = reader.join().expect("reader thread");
-    let out = dumper.join().expect("virsh thread");
-    let _ = std::fs::remove_file(fifo);
-    (out, bytes)
-}
-
-/// `virsh domjobinfo` once it shows a dump job running.
-#[track_caller]
-fn dump_job_running(uri: &str, name: &str) -> String {
-    wait_until(Duration::from_secs(30), "a running dump job", || {
-        let out = virsh(uri, &["domjobinfo", name]);
-        let text = stdout_of(&out);
-        (text.contains("Unbounded") && text.contains("Dump")).then_some(text)
-    })
 }
 
 #[test]

@@ -101,6 +101,8 @@ pub mod paused_reason {
     pub const POSTCOPY_FAILED: i32 = 13;
     /// `VIR_DOMAIN_PAUSED_FROM_SNAPSHOT`: reverted to a snapshot.
     pub const FROM_SNAPSHOT: i32 = 7;
+    /// `VIR_DOMAIN_PAUSED_SNAPSHOT`: paused while a snapshot is taken.
+    pub const SNAPSHOT: i32 = 9;
 }
 
 /// `virDomainShutoffReason` values used by `migrated`.
@@ -379,6 +381,8 @@ pub mod event_detail {
     pub const SUSPENDED_POSTCOPY_FAILED: i32 = 8;
     /// `VIR_DOMAIN_EVENT_RESUMED_UNPAUSED`.
     pub const RESUMED_UNPAUSED: i32 = 0;
+    /// `VIR_DOMAIN_EVENT_RESUMED_FROM_SNAPSHOT`: a snapshot revert ran it.
+    pub const RESUMED_FROM_SNAPSHOT: i32 = 2;
     /// `VIR_DOMAIN_EVENT_RESUMED_MIGRATED`.
     pub const RESUMED_MIGRATED: i32 = 1;
     /// `VIR_DOMAIN_EVENT_RESUMED_POSTCOPY`: the destination runs while pages

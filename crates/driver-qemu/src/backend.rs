@@ -22,8 +22,8 @@ use migrated_core::driver::Driver;
 use migrated_core::flags::{self, MigrateFlags};
 use migrated_core::job::{JobHandle, JournalEntry, Postcopy, RecoveryAction};
 use migrated_core::migration::{
-    check_no_managed_save, BeginOut, DataOut, DataUri, Incoming, MigrateRequest, MigrationBackend,
-    PerformOut, PrepareOut, Step,
+    check_no_managed_save, check_no_snapshots, BeginOut, DataOut, DataUri, Incoming,
+    MigrateRequest, MigrationBackend, PerformOut, PrepareOut, Step,
 };
 use migrated_core::support::SupportTable;
 use migrated_core::typed_params::migrate_param;
@@ -1573,6 +1573,9 @@ impl MigrationBackend for QemuBackend {
         Compression::of(req, Step::Begin)?;
         let state = self.driver.get_state(dom, 0).await?;
         let active = state.state.is_active();
+        // As libvirt's qemuMigrationSrcIsAllowed: internal snapshots and
+        // their metadata would not follow the guest.
+        check_no_snapshots(&self.driver, dom).await?;
         if !active {
             check_no_managed_save(&self.driver, dom).await?;
         }

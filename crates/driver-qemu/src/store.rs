@@ -3,12 +3,14 @@
 //! ```text
 //! <state_dir>/qemu/domains/<uuid>.xml    persistent definition (inactive XML, secrets included)
 //! <state_dir>/qemu/autostart/<uuid>      present when autostart is enabled
+//! <state_dir>/qemu/snapshots/<uuid>.xml  snapshot metadata (`<snapshots>`), when there is any
 //! ```
 //!
 //! Every write is atomic, so a crash leaves the old or the new config.
 
 use std::path::{Path, PathBuf};
 
+use migrated_core::snapshot::Snapshots;
 use migrated_core::xml::{DomainDef, FormatOptions, MAX_XML_BYTES};
 use tracing::warn;
 use uuid::Uuid;
@@ -21,6 +23,7 @@ use crate::files::{read_bounded, remove_if_exists, write_atomic};
 pub(crate) struct Stored {
     pub def: DomainDef,
     pub autostart: bool,
+    pub snapshots: Snapshots,
 }
 
 /// The driver's config directories.
@@ -28,6 +31,7 @@ pub(crate) struct Stored {
 pub(crate) struct Store {
     domains: PathBuf,
     autostart: PathBuf,
+    snapshots: PathBuf,
 }
 
 impl Store {
@@ -37,8 +41,9 @@ impl Store {
         let store = Self {
             domains: root.join("domains"),
             autostart: root.join("autostart"),
+            snapshots: root.join("snapshots"),
         };
-        for dir in [&store.domains, &store.autostart] {
+        for dir in [&store.domains, &store.autostart, &store.snapshots] {
             std::fs::create_dir_all(dir).map_err(|e| Error::file("create", dir, e))?;
         }
         Ok(store)
@@ -62,10 +67,47 @@ impl Store {
         write_atomic(&self.config_path(&def.uuid), xml.as_bytes())
     }
 
-    /// Removes the config and autostart mark of `uuid`.
+    fn snapshots_path(&self, uuid: &Uuid) -> PathBuf {
+        self.snapshots.join(format!("{uuid}.xml"))
+    }
+
+    /// Removes the config, autostart mark and snapshot metadata of `uuid`.
     pub fn remove(&self, uuid: &Uuid) -> Result<()> {
         remove_if_exists(&self.config_path(uuid))?;
-        remove_if_exists(&self.autostart_path(uuid))
+        remove_if_exists(&self.autostart_path(uuid))?;
+        remove_if_exists(&self.snapshots_path(uuid))
+    }
+
+    /// Writes the snapshot metadata of `uuid` (removes the file when there
+    /// is none).
+    pub fn save_snapshots(&self, uuid: &Uuid, snapshots: &Snapshots) -> migrated_core::Result<()> {
+        const OP: &str = "virDomainSnapshotCreateXML";
+        let path = self.snapshots_path(uuid);
+        if snapshots.is_empty() {
+            return remove_if_exists(&path).map_err(|e| e.into_core(OP));
+        }
+        let xml = snapshots.to_stored()?;
+        write_atomic(&path, xml.as_bytes()).map_err(|e| e.into_core(OP))
+    }
+
+    /// The stored snapshot metadata of `uuid`. A damaged file is kept and
+    /// reported: the domain loads without snapshots rather than not at all.
+    fn load_snapshots(&self, uuid: &Uuid) -> Snapshots {
+        let path = self.snapshots_path(uuid);
+        if !path.exists() {
+            return Snapshots::default();
+        }
+        let read = read_bounded(&path, MAX_XML_BYTES as u64).and_then(|bytes| {
+            Snapshots::from_xml(&String::from_utf8_lossy(&bytes)).map_err(|e| {
+                Error::InvalidConfig {
+                    reason: e.to_string(),
+                }
+            })
+        });
+        read.unwrap_or_else(|e| {
+            warn!(path = %path.display(), error = %e.chain(), "ignoring unreadable stored snapshot metadata");
+            Snapshots::default()
+        })
     }
 
     /// Records whether `uuid` starts with the daemon.
@@ -100,7 +142,12 @@ impl Store {
             match def {
                 Ok(def) => {
                     let autostart = self.autostart_path(&def.uuid).exists();
-                    out.push(Stored { def, autostart });
+                    let snapshots = self.load_snapshots(&def.uuid);
+                    out.push(Stored {
+                        def,
+                        autostart,
+                        snapshots,
+                    });
                 }
                 Err(e) => {
                     warn!(path = %path.display(), error = %e.chain(), "skipping unreadable domain config")

@@ -319,14 +319,7 @@ impl Registry {
                 "Refusing to undefine while domain managed save image exists",
             ));
         }
-        // As libvirt: the metadata of a shut-off guest goes only when asked;
-        // a running one keeps its snapshots while it stays (transient).
-        let snapshots = guest.snapshots.len();
-        if !guest.is_active() && snapshots > 0 && flags & SNAPSHOTS_METADATA == 0 {
-            return Err(Error::invalid(format!(
-                "cannot delete inactive domain with {snapshots} snapshots"
-            )));
-        }
+        migrated_core::snapshot::check_undefine(guest.is_active(), guest.snapshots.len(), flags)?;
         let uuid = guest.config.uuid;
         let event_ref = guest.dom_ref();
         self.store.remove(&uuid)?;

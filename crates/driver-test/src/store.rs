@@ -71,16 +71,7 @@ impl Store {
             remove_if_exists(&path)?;
             sync_dir(&self.snapshots)
         } else {
-            let xml = snapshots.to_xml();
-            // What could not be read back is refused before it is written.
-            if xml.len() > MAX_XML_BYTES {
-                return Err(Error::ConfigUnsupported {
-                    reason: format!(
-                        "snapshot metadata of this domain would take {} bytes, more than {MAX_XML_BYTES}",
-                        xml.len()
-                    ),
-                });
-            }
+            let xml = snapshots.to_stored()?;
             write_atomic(&path, xml.as_bytes())
         }
     }

@@ -395,6 +395,18 @@ pub fn moved_and_counting(hosts: &QemuHosts, name: &str, uuid: &str, src_pid: i3
     assert!(after > before);
 }
 
+/// Runs virsh, insists on failure and returns its stderr.
+#[track_caller]
+pub fn virsh_err(uri: &str, args: &[&str]) -> String {
+    let out = virsh(uri, args);
+    assert!(
+        !out.status.success(),
+        "virsh {args:?} succeeded: {}",
+        stdout_of(&out)
+    );
+    stderr_of(&out)
+}
+
 /// virsh/migratectl `domstate` as text, `None` when the host lacks the guest.
 pub fn domstate(uri: &str, name: &str) -> Option<String> {
     let out = virsh(uri, &["domstate", name]);
@@ -430,4 +442,54 @@ pub fn pause_at(daemon: &Daemon, point: &str) -> PathBuf {
 pub fn release(daemon: &Daemon, marker: &Path) {
     let _ = std::fs::remove_file(migration_dir(daemon).join("pause-at"));
     let _ = std::fs::remove_file(marker);
+}
+
+/// Runs `virsh ARGS` with a FIFO as the dump file: the dump stalls once the
+/// pipe is full, `stalled` runs, then the pipe is drained. Answers virsh's
+/// output and the bytes the dump wrote.
+pub fn dump_into_fifo(
+    uri: &str,
+    fifo: &std::path::Path,
+    args: &[&str],
+    stalled: impl FnOnce(),
+) -> (std::process::Output, Vec<u8>) {
+    use std::io::Read;
+
+    let path = std::ffi::CString::new(fifo.to_str().expect("utf-8 path")).expect("no NUL");
+    // SAFETY: a valid NUL-terminated path; mkfifo touches nothing else.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let (drain_tx, drain_rx) = std::sync::mpsc::channel::<()>();
+    let reader_path = fifo.to_owned();
+    // Opening blocks until the daemon opens the other end.
+    let reader = std::thread::spawn(move || {
+        let mut pipe = std::fs::File::open(reader_path).expect("open fifo");
+        let _ = drain_rx.recv_timeout(Duration::from_secs(120));
+        let mut all = Vec::new();
+        pipe.read_to_end(&mut all).expect("drain fifo");
+        all
+    });
+    let (uri, args): (String, Vec<String>) = (
+        uri.to_owned(),
+        args.iter().map(|a| (*a).to_owned()).collect(),
+    );
+    let dumper = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        virsh(&uri, &args)
+    });
+    stalled();
+    let _ = drain_tx.send(());
+    let bytes = reader.join().expect("reader thread");
+    let out = dumper.join().expect("virsh thread");
+    let _ = std::fs::remove_file(fifo);
+    (out, bytes)
+}
+
+/// `virsh domjobinfo` once it shows a dump job running.
+#[track_caller]
+pub fn dump_job_running(uri: &str, name: &str) -> String {
+    wait_until(Duration::from_secs(30), "a running dump job", || {
+        let out = virsh(uri, &["domjobinfo", name]);
+        let text = stdout_of(&out);
+        (text.contains("Unbounded") && text.contains("Dump")).then_some(text)
+    })
 }

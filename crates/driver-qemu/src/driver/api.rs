@@ -376,6 +376,8 @@ impl Driver for QemuDriver {
                 let detail = if d.persistent {
                     event_detail::DEFINED_UPDATED
                 } else {
+                    // A transient domain's snapshots become stored with its config.
+                    self.shared.store.save_snapshots(&uuid, &d.snapshots)?;
                     event_detail::DEFINED_ADDED
                 };
                 d.config = def;
@@ -392,6 +394,7 @@ impl Driver for QemuDriver {
                         shutoff_reason: shutoff_reason::UNKNOWN,
                         managed_save: false,
                         live: None,
+                        snapshots: Default::default(),
                         job: Arc::default(),
                     },
                 );
@@ -407,7 +410,7 @@ impl Driver for QemuDriver {
 
     async fn undefine(&self, dom: &DomainRef, flags: u32) -> Result<()> {
         use flags::undefine::*;
-        // Of these only managed save images exist for this driver.
+        // Of these only managed save images and snapshots exist for this driver.
         let allowed = MANAGED_SAVE
             | SNAPSHOTS_METADATA
             | NVRAM
@@ -420,9 +423,14 @@ impl Driver for QemuDriver {
             u64::from(flags),
             u64::from(allowed),
         )?;
-        if !self.read(|r| Ok(r.get(dom)?.persistent))? {
-            return Err(Error::invalid("cannot undefine transient domain"));
-        }
+        self.read(|r| {
+            let d = r.get(dom)?;
+            if !d.persistent {
+                return Err(Error::invalid("cannot undefine transient domain"));
+            }
+            // Checked before anything is removed.
+            migrated_core::snapshot::check_undefine(d.live.is_some(), d.snapshots.len(), flags)
+        })?;
         self.undefine_managed_save(dom, flags)?;
         let mut reg = self.shared.lock()?;
         let d = reg.get_mut(dom)?;
@@ -786,6 +794,43 @@ impl Driver for QemuDriver {
 
     fn local_jobs(&self) -> Option<&LocalJobs> {
         Some(&self.shared.jobs)
+    }
+
+    async fn snapshot_create(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<String> {
+        self.snapshot_create_impl(dom, xml, flags).await
+    }
+
+    async fn snapshot_list(
+        &self,
+        dom: &DomainRef,
+        of: Option<&str>,
+        flags: u32,
+    ) -> Result<Vec<String>> {
+        self.with_snapshots(dom, |s| s.list(of, flags))
+    }
+
+    async fn snapshot_lookup(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
+        self.with_snapshots(dom, |s| s.lookup(name, flags))
+    }
+
+    async fn snapshot_xml(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<String> {
+        self.with_snapshots(dom, |s| s.xml_desc(name, flags))
+    }
+
+    async fn snapshot_current(&self, dom: &DomainRef, flags: u32) -> Result<Option<String>> {
+        self.with_snapshots(dom, |s| s.current_of(flags))
+    }
+
+    async fn snapshot_parent(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<String> {
+        self.with_snapshots(dom, |s| s.parent_of(name, flags))
+    }
+
+    async fn snapshot_revert(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
+        self.snapshot_revert_impl(dom, name, flags).await
+    }
+
+    async fn snapshot_delete(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
+        self.snapshot_delete_impl(dom, name, flags).await
     }
 
     async fn restore(&self, from: &str, dxml: Option<&str>, flags: u32) -> Result<()> {

@@ -29,6 +29,7 @@ mod monitor;
 mod power;
 mod registry;
 mod save;
+mod snapshot;
 mod vcpus;
 
 use std::path::PathBuf;
@@ -286,6 +287,20 @@ impl Shared {
         was: StateReason,
         reason: i32,
     ) -> crate::error::Result<()> {
+        self.pause_with(qmp, uuid, id, was, reason, event_detail::SUSPENDED_PAUSED)
+            .await
+    }
+
+    /// As [`Shared::pause_for`], the Suspended event with `detail`.
+    async fn pause_with(
+        &self,
+        qmp: &Qmp,
+        uuid: &Uuid,
+        id: i32,
+        was: StateReason,
+        reason: i32,
+        detail: i32,
+    ) -> crate::error::Result<()> {
         self.set_state(
             uuid,
             id,
@@ -293,7 +308,7 @@ impl Shared {
                 state: DomainState::Paused,
                 reason,
             },
-            Some((LifecycleEvent::Suspended, event_detail::SUSPENDED_PAUSED)),
+            Some((LifecycleEvent::Suspended, detail)),
         );
         let stopped = qmp.execute(&crate::qmp::commands::Stop).await.map(drop);
         if stopped.is_err() {
@@ -523,6 +538,9 @@ enum StartMode {
     Incoming,
     /// `-incoming defer` for a restore; `Started` is emitted once restored.
     Restore,
+    /// Paused (from snapshot) for a snapshot revert to load its state
+    /// into; `Started` (from snapshot) is emitted.
+    Snapshot,
 }
 
 impl QemuDriver {
@@ -546,6 +564,7 @@ impl QemuDriver {
                     shutoff_reason: shutoff_reason::UNKNOWN,
                     managed_save,
                     live: None,
+                    snapshots: stored.snapshots,
                     job: Arc::default(),
                 },
             );
@@ -660,14 +679,7 @@ impl QemuDriver {
         let _job = job
             .acquire_unbounded("remoteDispatchDomainMigrateFinish3Params")
             .await;
-        let (runtime, id) = self.read(|r| {
-            let live = r
-                .get(dom)?
-                .live
-                .as_ref()
-                .ok_or_else(|| Error::invalid("domain is not running"))?;
-            Ok((Arc::clone(&live.runtime), live.id))
-        })?;
+        let (runtime, id) = self.runtime_and_id(dom)?;
         if paused {
             // As libvirt: a guest left paused by the migration is the user's
             // pause from here on, announced as such.
@@ -973,6 +985,18 @@ impl QemuDriver {
         Ok(())
     }
 
+    /// The runtime and run id of `dom`, which must be running.
+    fn runtime_and_id(&self, dom: &DomainRef) -> Result<(Arc<Runtime>, i32)> {
+        self.read(|r| {
+            let live = r
+                .get(dom)?
+                .live
+                .as_ref()
+                .ok_or_else(|| Error::invalid("domain is not running"))?;
+            Ok((Arc::clone(&live.runtime), live.id))
+        })
+    }
+
     fn runtime(&self, dom: &DomainRef) -> Result<Arc<Runtime>> {
         let reg = self.shared.lock()?;
         let domain = reg.get(dom)?;
@@ -1006,6 +1030,7 @@ impl QemuDriver {
                 shutoff_reason: shutoff_reason::UNKNOWN,
                 managed_save: false,
                 live: None,
+                snapshots: Default::default(),
                 job: Arc::default(),
             },
         );
@@ -1065,7 +1090,7 @@ impl QemuDriver {
                 return Err(e);
             }
         }
-        if matches!(mode, StartMode::Boot { .. }) {
+        if matches!(mode, StartMode::Boot { .. } | StartMode::Snapshot) {
             if let Err(e) = set_initial_balloon(&launched.qmp, &def).await {
                 let _ = launched.process.kill().await;
                 cleanup_run_files(&cfg.runtime_dir, &def.name, &paths);
@@ -1100,6 +1125,13 @@ impl QemuDriver {
                     reason: paused_reason::MIGRATION,
                 },
                 event_detail::STARTED_MIGRATED,
+            ),
+            StartMode::Snapshot => (
+                StateReason {
+                    state: DomainState::Paused,
+                    reason: paused_reason::FROM_SNAPSHOT,
+                },
+                event_detail::STARTED_FROM_SNAPSHOT,
             ),
         };
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
@@ -1282,6 +1314,7 @@ impl QemuDriver {
                 shutoff_reason: shutoff_reason::UNKNOWN,
                 managed_save: false,
                 live: None,
+                snapshots: Default::default(),
                 job: Arc::default(),
             });
         }

@@ -9,6 +9,7 @@ use super::job_lock::JobLock;
 use migrated_core::domain::{DomainRef, DomainState, StateReason};
 use migrated_core::error::DomainKey;
 use migrated_core::flags::{self, check_flags};
+use migrated_core::snapshot::Snapshots;
 use migrated_core::xml::DomainDef;
 use migrated_core::{Error, Result};
 use tokio::task::JoinHandle;
@@ -31,6 +32,8 @@ pub(crate) struct Domain {
     pub managed_save: bool,
     /// Present while QEMU runs.
     pub live: Option<Live>,
+    /// Its snapshot metadata (stored for a persistent domain).
+    pub snapshots: Snapshots,
     /// Serializes lifecycle operations on this domain (start, stop, pause):
     /// held across QEMU and QMP calls, unlike the registry lock.
     pub job: Arc<JobLock>,
@@ -262,6 +265,7 @@ mod tests {
             shutoff_reason: shutoff_reason::UNKNOWN,
             managed_save: false,
             live: None,
+            snapshots: Default::default(),
             job: Arc::default(),
         }
     }

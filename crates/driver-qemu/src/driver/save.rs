@@ -270,6 +270,7 @@ impl QemuDriver {
                         shutoff_reason: shutoff_reason::UNKNOWN,
                         managed_save: false,
                         live: None,
+                        snapshots: Default::default(),
                         job: Arc::default(),
                     };
                     let r = d.dom_ref();

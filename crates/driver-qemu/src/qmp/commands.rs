@@ -1463,3 +1463,89 @@ impl Command for Screendump {
     const NAME: &'static str = "screendump";
     type Reply = Empty;
 }
+
+/// `snapshot-save` (QEMU 6.0+): a job that writes an internal snapshot
+/// called `tag` of the disks `devices`, the VM state going into `vmstate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SnapshotSave {
+    /// The job's id.
+    pub job_id: String,
+    /// The snapshot's name inside the images.
+    pub tag: String,
+    /// The node that receives the VM state.
+    pub vmstate: String,
+    /// The nodes to snapshot (block node names).
+    pub devices: Vec<String>,
+}
+
+impl Command for SnapshotSave {
+    const NAME: &'static str = "snapshot-save";
+    type Reply = Empty;
+}
+
+/// `snapshot-load` (QEMU 6.0+): a job that loads the internal snapshot
+/// `tag` of `devices`, the VM state from `vmstate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SnapshotLoad {
+    /// The job's id.
+    pub job_id: String,
+    /// The snapshot's name inside the images.
+    pub tag: String,
+    /// The node that holds the VM state.
+    pub vmstate: String,
+    /// The nodes to revert.
+    pub devices: Vec<String>,
+}
+
+impl Command for SnapshotLoad {
+    const NAME: &'static str = "snapshot-load";
+    type Reply = Empty;
+}
+
+/// `snapshot-delete` (QEMU 6.0+): a job that removes the internal snapshot
+/// `tag` from `devices`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SnapshotDelete {
+    /// The job's id.
+    pub job_id: String,
+    /// The snapshot's name inside the images.
+    pub tag: String,
+    /// The nodes to remove it from.
+    pub devices: Vec<String>,
+}
+
+impl Command for SnapshotDelete {
+    const NAME: &'static str = "snapshot-delete";
+    type Reply = Empty;
+}
+
+/// `query-jobs`: every job QEMU knows (not only block jobs).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QueryJobs;
+
+impl Command for QueryJobs {
+    const NAME: &'static str = "query-jobs";
+    type Reply = Vec<JobInfo>;
+}
+
+/// One job in the reply of `query-jobs`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct JobInfo {
+    /// The job's id.
+    pub id: String,
+    /// Its state.
+    pub status: JobStatus,
+    /// Progress so far, in the job's own unit.
+    #[serde(default)]
+    pub current_progress: u64,
+    /// The progress it is expected to reach.
+    #[serde(default)]
+    pub total_progress: u64,
+    /// Why it failed, once concluded unsuccessfully.
+    #[serde(default)]
+    pub error: Option<String>,
+}

@@ -6,93 +6,23 @@
 //!
 //! Every change is written to the store before it is made in memory.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use migrated_core::abi::check_abi_stability;
 use migrated_core::domain::{
     event_detail, paused_reason, running_reason, shutoff_reason, DomainRef, DomainState,
     LifecycleEvent,
 };
 use migrated_core::flags::check_flags;
-use migrated_core::flags::snapshot::{create, delete, revert, xml};
-use migrated_core::snapshot::Snapshots;
-use migrated_core::xml::{
-    DiskDevice, DomainDef, SnapshotDef, SnapshotDisk, SnapshotLocation, SnapshotParse,
-    SnapshotState,
+use migrated_core::flags::snapshot::{create, delete, revert};
+use migrated_core::snapshot::{
+    align_disks, check_create_flags, check_revert_flags, check_transient_revert, now, state_of,
+    Snapshots,
 };
+use migrated_core::xml::{DomainDef, SnapshotDef, SnapshotLocation, SnapshotParse, SnapshotState};
 use migrated_core::{Error, Result};
 use uuid::Uuid;
 
 use super::Registry;
 use crate::guest::{Guest, Live};
-
-/// The snapshot state of a guest in `state`.
-fn snapshot_state(state: DomainState) -> SnapshotState {
-    match state {
-        DomainState::Running => SnapshotState::Running,
-        DomainState::Blocked => SnapshotState::Blocked,
-        DomainState::Paused => SnapshotState::Paused,
-        DomainState::Shutdown => SnapshotState::Shutdown,
-        DomainState::Shutoff => SnapshotState::Shutoff,
-        DomainState::Crashed => SnapshotState::Crashed,
-        DomainState::PmSuspended => SnapshotState::PmSuspended,
-        DomainState::NoState => SnapshotState::NoState,
-    }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// Completes the `<disks>` of a new snapshot from the domain's disks
-/// (libvirt's `virDomainSnapshotAlignDisks`): each disk the request names
-/// keeps its choice, the others get `default` — or `no` when they cannot
-/// be snapshotted (read-only, empty, not a disk).
-fn align_disks(
-    requested: &[SnapshotDisk],
-    dom: &DomainDef,
-    default: SnapshotLocation,
-) -> Result<Vec<SnapshotDisk>> {
-    let disks = &dom.devices.disks;
-    let named = |d: &SnapshotDisk, i: usize| {
-        let disk = &disks[i];
-        disk.target.dev == d.name || disk.source.as_ref().is_some_and(|s| s.path == d.name)
-    };
-    for (n, req) in requested.iter().enumerate() {
-        if !(0..disks.len()).any(|i| named(req, i)) {
-            return Err(Error::ConfigUnsupported {
-                reason: format!("no disk named '{}'", req.name),
-            });
-        }
-        if requested[..n]
-            .iter()
-            .any(|other| (0..disks.len()).any(|i| named(other, i) && named(req, i)))
-        {
-            return Err(Error::ConfigUnsupported {
-                reason: format!("disk '{}' specified twice", req.name),
-            });
-        }
-    }
-    Ok(disks
-        .iter()
-        .enumerate()
-        .map(|(i, disk)| {
-            let chosen = requested.iter().find(|d| named(d, i));
-            let fallback =
-                if disk.readonly || disk.source.is_none() || disk.device != DiskDevice::Disk {
-                    SnapshotLocation::No
-                } else {
-                    default
-                };
-            let mut out = chosen.cloned().unwrap_or_default();
-            out.name.clone_from(&disk.target.dev);
-            out.snapshot = Some(out.snapshot.unwrap_or(fallback));
-            out
-        })
-        .collect())
-}
 
 impl Registry {
     /// Writes `snapshots` as the metadata of `uuid` (stored only for a
@@ -112,19 +42,10 @@ impl Registry {
     /// `DOMAIN_SNAPSHOT_CREATE_XML`, as `testDomainSnapshotCreateXML`.
     pub fn snapshot_create(&mut self, dom: &DomainRef, doc: &str, flags: u32) -> Result<String> {
         use create::*;
-        check_flags(
-            "virDomainSnapshotCreateXML",
-            u64::from(flags),
-            u64::from(REDEFINE | CURRENT | HALT | QUIESCE | ATOMIC | LIVE | VALIDATE),
+        check_create_flags(
+            flags,
+            REDEFINE | CURRENT | HALT | QUIESCE | ATOMIC | LIVE | VALIDATE,
         )?;
-        if flags & CURRENT != 0 && flags & REDEFINE == 0 {
-            return Err(Error::InvalidArg {
-                operation: "virDomainSnapshotCreateXML",
-                reason: "Flag 'VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE' is required by flag \
-                         'VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT'"
-                    .into(),
-            });
-        }
         let guest = self.get(dom)?;
         if !guest.persistent && flags & HALT != 0 {
             return Err(Error::invalid(
@@ -145,7 +66,7 @@ impl Registry {
             return Ok(name);
         }
         snapshots.check_new(&name)?;
-        let state = snapshot_state(guest.state().state);
+        let state = state_of(guest.state().state);
         let domain = guest
             .live
             .as_ref()
@@ -200,34 +121,22 @@ impl Registry {
 
     /// `DOMAIN_SNAPSHOT_LOOKUP_BY_NAME`, `DOMAIN_SNAPSHOT_HAS_METADATA`.
     pub fn snapshot_lookup(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
-        check_flags("virDomainSnapshotLookupByName", u64::from(flags), 0)?;
-        self.snapshots_of(dom)?.get(name).map(drop)
+        self.snapshots_of(dom)?.lookup(name, flags)
     }
 
     /// `DOMAIN_SNAPSHOT_GET_XML_DESC`.
     pub fn snapshot_xml(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<String> {
-        check_flags(
-            "virDomainSnapshotGetXMLDesc",
-            u64::from(flags),
-            u64::from(xml::SECURE),
-        )?;
-        let snap = self.snapshots_of(dom)?.get(name)?;
-        Ok(snap.format(flags & xml::SECURE != 0, false))
+        self.snapshots_of(dom)?.xml_desc(name, flags)
     }
 
     /// `DOMAIN_SNAPSHOT_CURRENT` and friends.
     pub fn snapshot_current(&self, dom: &DomainRef, flags: u32) -> Result<Option<String>> {
-        check_flags("virDomainSnapshotCurrent", u64::from(flags), 0)?;
-        Ok(self.snapshots_of(dom)?.current().map(str::to_owned))
+        self.snapshots_of(dom)?.current_of(flags)
     }
 
     /// `DOMAIN_SNAPSHOT_GET_PARENT`.
     pub fn snapshot_parent(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<String> {
-        check_flags("virDomainSnapshotGetParent", u64::from(flags), 0)?;
-        let snap = self.snapshots_of(dom)?.get(name)?;
-        snap.parent.clone().ok_or_else(|| Error::NoDomainSnapshot {
-            reason: format!("snapshot '{name}' does not have a parent"),
-        })
+        self.snapshots_of(dom)?.parent_of(name, flags)
     }
 
     /// `DOMAIN_SNAPSHOT_DELETE`, as `testDomainSnapshotDelete` (which has
@@ -248,27 +157,11 @@ impl Registry {
     /// (with `RUNNING`/`PAUSED` overriding), with libvirt's events.
     pub fn snapshot_revert(&mut self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
         use revert::{FORCE, PAUSED, RUNNING};
-        check_flags(
-            "virDomainRevertToSnapshot",
-            u64::from(flags),
-            u64::from(RUNNING | PAUSED | FORCE),
-        )?;
-        if flags & RUNNING != 0 && flags & PAUSED != 0 {
-            return Err(Error::InvalidArg {
-                operation: "virDomainRevertToSnapshot",
-                reason: "Flags 'VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING' and \
-                         'VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED' are mutually exclusive"
-                    .into(),
-            });
-        }
+        check_revert_flags(flags, RUNNING | PAUSED | FORCE)?;
         let guest = self.get(dom)?;
         let snap = guest.snapshots.get(name)?;
         let start = flags & (RUNNING | PAUSED) != 0;
-        if !guest.persistent && !snap.state.is_active() && !start {
-            return Err(Error::invalid(
-                "transient domain needs to request run or pause to revert to inactive snapshot",
-            ));
-        }
+        check_transient_revert(guest.persistent, snap.state, flags)?;
         let Some(mut config) = snap.domain.clone() else {
             return Err(Error::SnapshotRevertRisky {
                 reason: format!(
@@ -395,53 +288,12 @@ impl Registry {
             // The guest's vCPUs stop while its state is loaded, then run.
             live.pause(paused_reason::FROM_SNAPSHOT);
             live.run(running_reason::FROM_SNAPSHOT)?;
-            Some((LifecycleEvent::Resumed, RESUMED_FROM_SNAPSHOT))
+            Some((LifecycleEvent::Resumed, event_detail::RESUMED_FROM_SNAPSHOT))
         };
         let event_ref = guest.dom_ref();
         if let Some((kind, detail)) = event {
             self.emit(event_ref, kind, detail);
         }
         Ok(())
-    }
-}
-
-/// `VIR_DOMAIN_EVENT_RESUMED_FROM_SNAPSHOT`.
-const RESUMED_FROM_SNAPSHOT: i32 = 2;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dom(disks: &str) -> DomainDef {
-        DomainDef::parse(&format!(
-            "<domain type='test'><name>vm</name><memory unit='MiB'>4</memory>\
-             <os><type>hvm</type></os><devices>{disks}</devices></domain>"
-        ))
-        .expect("valid xml")
-    }
-
-    #[test]
-    fn disks_align_with_the_domain() {
-        let d = dom(
-            "<disk type='file' device='disk'><source file='/a.img'/><target dev='vda'/></disk>\
-             <disk type='file' device='cdrom'><source file='/b.iso'/><target dev='hdc'/><readonly/></disk>",
-        );
-        let out = align_disks(&[], &d, SnapshotLocation::Internal).expect("aligns");
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[0].snapshot, Some(SnapshotLocation::Internal));
-        assert_eq!(out[1].snapshot, Some(SnapshotLocation::No));
-        let by_path = [SnapshotDisk {
-            name: "/a.img".into(),
-            snapshot: Some(SnapshotLocation::No),
-            ..SnapshotDisk::default()
-        }];
-        let out = align_disks(&by_path, &d, SnapshotLocation::Internal).expect("aligns");
-        assert_eq!(out[0].name, "vda");
-        assert_eq!(out[0].snapshot, Some(SnapshotLocation::No));
-        let unknown = [SnapshotDisk {
-            name: "vdz".into(),
-            ..SnapshotDisk::default()
-        }];
-        assert!(align_disks(&unknown, &d, SnapshotLocation::Internal).is_err());
     }
 }

@@ -5,6 +5,13 @@
 //! (disk images, memory) around these bookkeeping steps; both drivers share
 //! the listing filters, the parent links and the deletion rules here.
 
+mod prepare;
+
+pub use prepare::{
+    align_disks, check_create_flags, check_revert_flags, check_transient_revert, check_undefine,
+    now, state_of,
+};
+
 use crate::error::{Error, Result};
 use crate::flags::{check_flags, snapshot as snapflags};
 use crate::xml::{tree_children, SnapshotDef, SnapshotParse, SnapshotState};
@@ -280,6 +287,53 @@ impl Snapshots {
         Ok(removed)
     }
 
+    /// `DOMAIN_SNAPSHOT_LOOKUP_BY_NAME` / `HAS_METADATA`: that `name` exists.
+    ///
+    /// # Errors
+    /// Unknown flags; `VIR_ERR_NO_DOMAIN_SNAPSHOT`.
+    pub fn lookup(&self, name: &str, flags: u32) -> Result<()> {
+        check_flags("virDomainSnapshotLookupByName", u64::from(flags), 0)?;
+        self.get(name).map(drop)
+    }
+
+    /// `DOMAIN_SNAPSHOT_GET_XML_DESC`: the public XML of `name`.
+    ///
+    /// # Errors
+    /// Unknown flags; `VIR_ERR_NO_DOMAIN_SNAPSHOT`.
+    pub fn xml_desc(&self, name: &str, flags: u32) -> Result<String> {
+        use snapflags::xml::SECURE;
+        check_flags(
+            "virDomainSnapshotGetXMLDesc",
+            u64::from(flags),
+            u64::from(SECURE),
+        )?;
+        Ok(self.get(name)?.format(flags & SECURE != 0, false))
+    }
+
+    /// `DOMAIN_SNAPSHOT_CURRENT` and friends: the current snapshot's name.
+    ///
+    /// # Errors
+    /// Unknown flags.
+    pub fn current_of(&self, flags: u32) -> Result<Option<String>> {
+        check_flags("virDomainSnapshotCurrent", u64::from(flags), 0)?;
+        Ok(self.current.clone())
+    }
+
+    /// `DOMAIN_SNAPSHOT_GET_PARENT`: the parent of `name`.
+    ///
+    /// # Errors
+    /// Unknown flags; `VIR_ERR_NO_DOMAIN_SNAPSHOT` for an unknown name or
+    /// a root (libvirt's "does not have a parent").
+    pub fn parent_of(&self, name: &str, flags: u32) -> Result<String> {
+        check_flags("virDomainSnapshotGetParent", u64::from(flags), 0)?;
+        self.get(name)?
+            .parent
+            .clone()
+            .ok_or_else(|| Error::NoDomainSnapshot {
+                reason: format!("snapshot '{name}' does not have a parent"),
+            })
+    }
+
     /// The stored form: every snapshot in libvirt's internal layout (with
     /// `<active>` marking the current one) inside `<snapshots>`.
     pub fn to_xml(&self) -> String {
@@ -291,6 +345,25 @@ impl Snapshots {
         }
         out.push_str("</snapshots>\n");
         out
+    }
+
+    /// [`Snapshots::to_xml`] for a file that must be read back: refused
+    /// before it is written when it would exceed what a reader accepts.
+    ///
+    /// # Errors
+    /// `VIR_ERR_CONFIG_UNSUPPORTED` past [`crate::xml::MAX_XML_BYTES`].
+    pub fn to_stored(&self) -> Result<String> {
+        let xml = self.to_xml();
+        if xml.len() > crate::xml::MAX_XML_BYTES {
+            return Err(Error::ConfigUnsupported {
+                reason: format!(
+                    "snapshot metadata of this domain would take {} bytes, more than {}",
+                    xml.len(),
+                    crate::xml::MAX_XML_BYTES
+                ),
+            });
+        }
+        Ok(xml)
     }
 
     /// Reads [`Snapshots::to_xml`]'s form back.
