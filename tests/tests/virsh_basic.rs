@@ -33,7 +33,7 @@ fn virsh_version_hostname_uri_and_capabilities_over_tcp() {
     let daemon = Daemon::builder().tcp().hostname(HOSTNAME).spawn();
     let uri = daemon.uri();
     let version = ok(&virsh(&uri, &["version"]), "virsh version");
-    assert!(version.contains("Using API: Test"), "{version}");
+    assert!(version.contains("Using API: TEST"), "{version}");
     assert!(version.contains("Running hypervisor: TEST"), "{version}");
     assert_eq!(
         ok(&virsh(&uri, &["hostname"]), "virsh hostname").trim(),
