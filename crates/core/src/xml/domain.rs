@@ -7,7 +7,10 @@ use uuid::Uuid;
 use super::devices::Devices;
 use super::error::{Result, XmlError};
 use super::kinds::DomainType;
+use super::blkiotune::BlkioTune;
 use super::memtune::MemTune;
+use super::numatune::NumaTune;
+use super::perf::Perf;
 use super::platform::{self, Clock, Cpu, Feature, Os, Pm, SecLabel};
 use super::read::{once, Node};
 use super::write::{AttrValue, Writer};
@@ -51,12 +54,16 @@ pub struct DomainDef {
     pub memory_kib: u64,
     /// `<currentMemory>`: the balloon target, in KiB (never above `memory_kib`).
     pub current_memory_kib: u64,
+    /// `<blkiotune>`: block I/O weights and per-device limits.
+    pub blkiotune: BlkioTune,
     /// `<memtune>`: memory limits.
     pub memtune: MemTune,
     /// `<vcpu>` count: the maximum number of vCPUs.
     pub vcpus: u32,
     /// `<vcpu>` attributes.
     pub vcpu: Vcpu,
+    /// `<numatune>`: the host NUMA memory policy.
+    pub numatune: NumaTune,
     /// `<resource><partition>`: the host cgroup partition.
     pub resource_partition: Option<String>,
     /// `<os>`.
@@ -75,6 +82,8 @@ pub struct DomainDef {
     pub on_crash: Option<String>,
     /// `<pm>`.
     pub pm: Option<Pm>,
+    /// `<perf>`: perf events.
+    pub perf: Perf,
     /// `<devices>`.
     pub devices: Devices,
     /// `<seclabel>`s.
@@ -202,6 +211,7 @@ impl DomainDef {
                 &[("unit", &"KiB")],
                 &self.current_memory_kib.to_string(),
             );
+            self.blkiotune.format(w);
             self.memtune.format(w);
             w.text(
                 "vcpu",
@@ -212,6 +222,7 @@ impl DomainDef {
                 ],
                 &self.vcpus.to_string(),
             );
+            self.numatune.format(w);
             if let Some(p) = &self.resource_partition {
                 w.elem("resource", &[], |w| w.text("partition", &[], p));
             }
@@ -229,6 +240,7 @@ impl DomainDef {
             if let Some(pm) = &self.pm {
                 pm.format(w);
             }
+            self.perf.format(w);
             self.devices.format(w, opts);
             for s in &self.seclabels {
                 s.format(w, opts);
@@ -270,7 +282,10 @@ struct Sections {
     max_memory: Option<MaxMemory>,
     memory: Option<u64>,
     current_memory: Option<u64>,
+    blkiotune: Option<BlkioTune>,
     memtune: Option<MemTune>,
+    numatune: Option<NumaTune>,
+    perf: Option<Perf>,
     vcpu: Option<(u32, Vcpu)>,
     resource: Option<String>,
     os: Option<Os>,
@@ -324,7 +339,10 @@ impl Sections {
             }),
             "memory" => once(&mut self.memory, c, units::read_kib),
             "currentMemory" => once(&mut self.current_memory, c, units::read_kib),
+            "blkiotune" => once(&mut self.blkiotune, c, BlkioTune::parse),
             "memtune" => once(&mut self.memtune, c, MemTune::parse),
+            "numatune" => once(&mut self.numatune, c, NumaTune::parse),
+            "perf" => once(&mut self.perf, c, Perf::parse),
             "vcpu" => once(&mut self.vcpu, c, |mut c| {
                 let attrs = Vcpu {
                     placement: c.attr("placement"),
@@ -432,7 +450,10 @@ impl Sections {
             max_memory: self.max_memory,
             memory_kib,
             current_memory_kib,
+            blkiotune: self.blkiotune.unwrap_or_default(),
             memtune: self.memtune.unwrap_or_default(),
+            numatune: self.numatune.unwrap_or_default(),
+            perf: self.perf.unwrap_or_default(),
             vcpus,
             vcpu,
             resource_partition: self.resource,

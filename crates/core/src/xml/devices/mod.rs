@@ -5,17 +5,21 @@
 //! order comes back grouped, and formatting is idempotent.
 
 mod address;
+mod bandwidth;
 mod chardev;
 mod controller;
 mod disk;
+mod iotune;
 mod display;
 mod misc;
 mod net;
 
 pub use address::{Address, DeviceInfo};
+pub use bandwidth::{Bandwidth, BandwidthRate};
 pub use chardev::{CharDevice, CharSource, CharTarget};
 pub use controller::Controller;
 pub use disk::{Disk, DiskDriver, DiskSource, DiskTarget};
+pub use iotune::{BlockIoTune, GROUP_AT, GROUP_NAME, IOTUNE_LIMITS};
 pub use display::{Graphics, GraphicsListen, Input, Video, VideoModel};
 pub use misc::{Audio, Memballoon, Redirdev, Rng, Sound, Tpm, Watchdog};
 pub use net::{Interface, InterfaceSource};
