@@ -142,6 +142,34 @@ async fn code_of(driver: &QemuDriver, op: Operation) -> Option<ErrorCode> {
         Operation::SnapshotParent => driver.snapshot_parent(&dom, "s", 0).await.err(),
         Operation::SnapshotRevert => driver.snapshot_revert(&dom, "s", 0).await.err(),
         Operation::SnapshotDelete => driver.snapshot_delete(&dom, "s", 0).await.err(),
+        Operation::GetBlkioParameters => driver.blkio_parameters(&dom, 0).await.err(),
+        Operation::SetBlkioParameters => driver
+            .set_blkio_parameters(&dom, &tune_params("weight"), 0)
+            .await
+            .err(),
+        Operation::GetBlockIoTune => driver.block_io_tune(&dom, Some("vda"), 0).await.err(),
+        Operation::SetBlockIoTune => driver
+            .set_block_io_tune(&dom, "vda", &tune_params("total_bytes_sec"), 0)
+            .await
+            .err(),
+        Operation::GetNumaParameters => driver.numa_parameters(&dom, 0).await.err(),
+        Operation::SetNumaParameters => driver
+            .set_numa_parameters(&dom, &tune_params("numa_nodeset"), 0)
+            .await
+            .err(),
+        Operation::GetInterfaceParameters => {
+            driver.interface_parameters(&dom, "vnet0", 0).await.err()
+        }
+        Operation::SetInterfaceParameters => driver
+            .set_interface_parameters(&dom, "vnet0", &tune_params("inbound.average"), 0)
+            .await
+            .err(),
+        Operation::InterfaceAddresses => driver.interface_addresses(&dom, 0, 0).await.err(),
+        Operation::GetPerfEvents => driver.perf_events(&dom, 0).await.err(),
+        Operation::SetPerfEvents => driver
+            .set_perf_events(&dom, &tune_params("cmt"), 0)
+            .await
+            .err(),
     };
     err.map(|e| e.code())
 }
@@ -179,10 +207,12 @@ async fn declared_operations_are_implemented_and_the_rest_are_not() {
 
 /// A one-parameter list for the tuning setters (a value each accepts).
 fn tune_params(key: &str) -> migrated_core::typed_params::TypedParams {
-    let value = if key == "weight" {
-        migrated_core::typed_params::TypedValue::UInt(10)
-    } else {
-        migrated_core::typed_params::TypedValue::ULLong(1024)
+    use migrated_core::typed_params::TypedValue;
+    let value = match key {
+        "weight" | "inbound.average" => TypedValue::UInt(10),
+        "numa_nodeset" => TypedValue::String("0".into()),
+        "cmt" => TypedValue::Boolean(true),
+        _ => TypedValue::ULLong(1024),
     };
     migrated_core::typed_params::TypedParams::new().with(key, value)
 }

@@ -148,6 +148,33 @@ async fn answers_no_support(drv: &dyn Driver, dom: &DomainRef, op: Operation) ->
         Operation::SnapshotParent => no_support(drv.snapshot_parent(dom, "s", 0).await),
         Operation::SnapshotRevert => no_support(drv.snapshot_revert(dom, "s", 0).await),
         Operation::SnapshotDelete => no_support(drv.snapshot_delete(dom, "s", 0).await),
+        Operation::GetBlkioParameters => no_support(drv.blkio_parameters(dom, 0).await),
+        Operation::SetBlkioParameters => no_support(
+            drv.set_blkio_parameters(dom, &tune_params("weight"), 0)
+                .await,
+        ),
+        Operation::GetBlockIoTune => no_support(drv.block_io_tune(dom, Some("vda"), 0).await),
+        Operation::SetBlockIoTune => no_support(
+            drv.set_block_io_tune(dom, "vda", &tune_params("total_bytes_sec"), 0)
+                .await,
+        ),
+        Operation::GetNumaParameters => no_support(drv.numa_parameters(dom, 0).await),
+        Operation::SetNumaParameters => no_support(
+            drv.set_numa_parameters(dom, &tune_params("numa_nodeset"), 0)
+                .await,
+        ),
+        Operation::GetInterfaceParameters => {
+            no_support(drv.interface_parameters(dom, "vnet0", 0).await)
+        }
+        Operation::SetInterfaceParameters => no_support(
+            drv.set_interface_parameters(dom, "vnet0", &tune_params("inbound.average"), 0)
+                .await,
+        ),
+        Operation::InterfaceAddresses => no_support(drv.interface_addresses(dom, 0, 0).await),
+        Operation::GetPerfEvents => no_support(drv.perf_events(dom, 0).await),
+        Operation::SetPerfEvents => {
+            no_support(drv.set_perf_events(dom, &tune_params("cmt"), 0).await)
+        }
     }
 }
 
@@ -207,10 +234,12 @@ fn migration_defaults_are_supported_flags() {
 
 /// A one-parameter list for the tuning setters (a value each accepts).
 fn tune_params(key: &str) -> migrated_core::typed_params::TypedParams {
-    let value = if key == "weight" {
-        migrated_core::typed_params::TypedValue::UInt(10)
-    } else {
-        migrated_core::typed_params::TypedValue::ULLong(1024)
+    use migrated_core::typed_params::TypedValue;
+    let value = match key {
+        "weight" | "inbound.average" => TypedValue::UInt(10),
+        "numa_nodeset" => TypedValue::String("0".into()),
+        "cmt" => TypedValue::Boolean(true),
+        _ => TypedValue::ULLong(1024),
     };
     migrated_core::typed_params::TypedParams::new().with(key, value)
 }
