@@ -37,15 +37,14 @@ pub struct InterfaceAddresses {
     pub addrs: Vec<IpAddress>,
 }
 
-/// The public API's check of `source` (libvirt's drivers refuse a source
-/// past ARP with "Unknown IP address data source %d").
+/// libvirt's drivers' check of `source`: one past ARP is unknown.
 ///
 /// # Errors
-/// [`Error::InvalidArg`] for an unknown source.
-pub fn check_source(operation: &'static str, source: u32) -> Result<()> {
+/// [`Error::ArgumentRefused`] (`VIR_ERR_ARGUMENT_UNSUPPORTED`) "Unknown IP
+/// address data source 3".
+pub fn check_source(source: u32) -> Result<()> {
     if source > SRC_ARP {
-        return Err(Error::InvalidArg {
-            operation,
+        return Err(Error::ArgumentRefused {
             reason: format!("Unknown IP address data source {source}"),
         });
     }
@@ -60,10 +59,10 @@ mod tests {
     #[test]
     fn sources_past_arp_are_unknown() {
         for s in [SRC_LEASE, SRC_AGENT, SRC_ARP] {
-            check_source("op", s).expect("known");
+            check_source(s).expect("known");
         }
-        let e = check_source("op", 3).expect_err("unknown");
-        assert_eq!(e.code(), ErrorCode::InvalidArg);
+        let e = check_source(3).expect_err("unknown");
+        assert_eq!(e.code(), ErrorCode::ArgumentUnsupported);
         assert!(e.to_string().contains("Unknown IP address data source 3"), "{e}");
     }
 }

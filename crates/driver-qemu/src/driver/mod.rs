@@ -21,6 +21,8 @@ mod dump;
 mod host;
 mod host_stats;
 mod hotplug;
+mod ifaddr;
+mod iotune;
 mod managed;
 mod memory;
 mod metadata;
@@ -1046,6 +1048,11 @@ impl QemuDriver {
             .await
             .map_err(|e| e.into_core("virDomainCreate"))?;
         let events = launched.qmp.events();
+        if let Err(e) = iotune::apply_disk_throttling(&launched.qmp, &def).await {
+            let _ = launched.process.kill().await;
+            cleanup_run_files(&cfg.runtime_dir, &def.name, &paths);
+            return Err(e.into_core("virDomainCreate"));
+        }
         if matches!(mode, StartMode::Boot { .. }) {
             if let Err(e) = set_initial_balloon(&launched.qmp, &def).await {
                 let _ = launched.process.kill().await;

@@ -234,7 +234,7 @@ impl Registry {
         flags: u32,
     ) -> Result<Vec<InterfaceAddresses>> {
         check_flags("testDomainInterfaceAddresses", u64::from(flags), 0)?;
-        ifaddr::check_source("virDomainInterfaceAddresses", source)?;
+        ifaddr::check_source(source)?;
         let live = self.live(dom)?;
         let id = u32::try_from(live.id).unwrap_or(1).max(1);
         Ok(live
