@@ -55,7 +55,11 @@ fn qemu_blkdeviotune_is_qemus_and_travels_with_a_live_migration() {
          <iotune><total_bytes_sec>1048576</total_bytes_sec></iotune></disk></devices>",
         image.display()
     );
-    hosts.define_xml(&a, name, &xml.replace("</domain>", &format!("{disk}</domain>")));
+    hosts.define_xml(
+        &a,
+        name,
+        &xml.replace("</domain>", &format!("{disk}</domain>")),
+    );
     hosts.virsh_ok(&a, &["start", name]);
     counter_above(&a, name, 0, &hosts);
     // The config's <iotune> is QEMU's from the start.
@@ -101,7 +105,11 @@ fn qemu_blkdeviotune_is_qemus_and_travels_with_a_live_migration() {
             "block I/O throttle limit value must be no more than 1000000000000000",
         ),
     ] {
-        fails_with(&a, &[&["blkdeviotune", name, "vda"][..], args].concat(), words);
+        fails_with(
+            &a,
+            &[&["blkdeviotune", name, "vda"][..], args].concat(),
+            words,
+        );
     }
     fails_with(
         &a,
@@ -116,10 +124,21 @@ fn qemu_blkdeviotune_is_qemus_and_travels_with_a_live_migration() {
     // Both definitions at once, as libvirt's QEMU driver allows.
     hosts.virsh_ok(
         &a,
-        &["blkdeviotune", name, "vda", "--live", "--config", "--size-iops-sec", "4096"],
+        &[
+            "blkdeviotune",
+            name,
+            "vda",
+            "--live",
+            "--config",
+            "--size-iops-sec",
+            "4096",
+        ],
     );
     let config = hosts.virsh_ok(&a, &["dumpxml", "--inactive", name]);
-    assert!(config.contains("<size_iops_sec>4096</size_iops_sec>"), "{config}");
+    assert!(
+        config.contains("<size_iops_sec>4096</size_iops_sec>"),
+        "{config}"
+    );
     // The agent is not configured: libvirt's error; no lease or ARP entry
     // names this user-networking guest.
     fails_with(

@@ -377,11 +377,17 @@ fn blkdeviotune(uri: &str, name: &str) {
         "unknown disk",
     );
     fails_with(
-        &virsh(uri, &["-r", "blkdeviotune", name, "vda", "--size-iops-sec", "1"]),
+        &virsh(
+            uri,
+            &["-r", "blkdeviotune", name, "vda", "--size-iops-sec", "1"],
+        ),
         "read only access prevents virDomainSetBlockIoTune",
         "read-only blkdeviotune",
     );
-    assert_ok(&virsh(uri, &["-r", "blkdeviotune", name, "vda"]), "ro query");
+    assert_ok(
+        &virsh(uri, &["-r", "blkdeviotune", name, "vda"]),
+        "ro query",
+    );
 }
 
 fn blkiotune_numatune_perf(uri: &str, name: &str) {
@@ -410,12 +416,18 @@ fn blkiotune_numatune_perf(uri: &str, name: &str) {
         "blkiotune odd list",
     );
     fails_with(
-        &virsh(uri, &["blkiotune", name, "--device-weights", "/dev/sda,abc"]),
+        &virsh(
+            uri,
+            &["blkiotune", name, "--device-weights", "/dev/sda,abc"],
+        ),
         "invalid value 'abc' for parameter 'device_weight' of device '/dev/sda'",
         "blkiotune bad value",
     );
     assert_ok(
-        &virsh(uri, &["numatune", name, "--mode", "interleave", "--nodeset", "0-1"]),
+        &virsh(
+            uri,
+            &["numatune", name, "--mode", "interleave", "--nodeset", "0-1"],
+        ),
         "numatune set",
     );
     let out = assert_ok(&virsh(uri, &["numatune", name]), "numatune");
@@ -473,7 +485,15 @@ fn domiftune_domifaddr(uri: &str, name: &str) {
     assert_ok(
         &virsh(
             uri,
-            &["domiftune", name, MAC, "--inbound", "100,200,300,50", "--outbound", "10,20,30"],
+            &[
+                "domiftune",
+                name,
+                MAC,
+                "--inbound",
+                "100,200,300,50",
+                "--outbound",
+                "10,20,30",
+            ],
         ),
         "domiftune set",
     );
@@ -505,7 +525,10 @@ fn domiftune_domifaddr(uri: &str, name: &str) {
             out.contains("testnet0   52:54:00:00:00:01    ipv4         192.168.0.1/24"),
             "{out}"
         );
-        assert!(out.contains(&format!("{MAC}    ipv4         192.168.122.")), "{out}");
+        assert!(
+            out.contains(&format!("{MAC}    ipv4         192.168.122.")),
+            "{out}"
+        );
     }
     assert_ok(&virsh(uri, &["-r", "domifaddr", name]), "read-only lease");
     fails_with(
@@ -548,7 +571,10 @@ fn device_io_numa_and_perf_tuning_as_libvirts_test_driver_and_kept_across_a_rest
     assert_ok(&virsh(&uri, &["destroy", name]), "destroy");
     daemon.restart();
     let uri = daemon.uri();
-    let io = assert_ok(&virsh(&uri, &["blkdeviotune", name, "vda"]), "after restart");
+    let io = assert_ok(
+        &virsh(&uri, &["blkdeviotune", name, "vda"]),
+        "after restart",
+    );
     assert_eq!(field(&io, "total_bytes_sec_max"), "2000", "{io}");
     let blkio = assert_ok(&virsh(&uri, &["blkiotune", name]), "after restart");
     assert_eq!(field(&blkio, "weight"), "500", "{blkio}");
@@ -590,7 +616,10 @@ fn device_tuning_travels_with_a_live_migration() {
         &virsh(&a, &["blkiotune", name, "--config", "--weight", "700"]),
         "blkiotune --config",
     );
-    assert_ok(&virsh(&a, &["perf", name, "--enable", "cpu_cycles"]), "perf");
+    assert_ok(
+        &virsh(&a, &["perf", name, "--enable", "cpu_cycles"]),
+        "perf",
+    );
     assert_ok(
         &virsh(&a, &["migrate", "--live", "--persistent", name, &b]),
         "migrate",

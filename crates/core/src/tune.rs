@@ -41,10 +41,10 @@ pub mod cpu_stats {
 
 pub mod bandwidth;
 pub mod blkio;
+pub mod ifaddr;
 pub mod iotune;
 pub mod numa;
 pub mod perf;
-pub mod ifaddr;
 pub use ifaddr::{InterfaceAddresses, IpAddress};
 
 /// `VIR_DOMAIN_TIME_SYNC`: set the guest clock from its RTC.

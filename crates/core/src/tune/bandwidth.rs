@@ -97,8 +97,9 @@ mod tests {
     use super::*;
 
     fn params(list: &[(&str, u32)]) -> TypedParams {
-        list.iter()
-            .fold(TypedParams::new(), |p, (k, v)| p.with(*k, TypedValue::UInt(*v)))
+        list.iter().fold(TypedParams::new(), |p, (k, v)| {
+            p.with(*k, TypedValue::UInt(*v))
+        })
     }
 
     #[test]

@@ -96,9 +96,13 @@ fn parse_list(param: &str, text: &str) -> Result<Vec<(String, u64)>> {
             } else {
                 raw.parse::<u64>().ok()
             };
-            value.map(|v| (path.to_owned(), v)).ok_or_else(|| Error::InvalidValue {
-                reason: format!("invalid value '{raw}' for parameter '{param}' of device '{path}'"),
-            })
+            value
+                .map(|v| (path.to_owned(), v))
+                .ok_or_else(|| Error::InvalidValue {
+                    reason: format!(
+                        "invalid value '{raw}' for parameter '{param}' of device '{path}'"
+                    ),
+                })
         })
         .collect()
 }
@@ -151,14 +155,23 @@ mod tests {
 
     #[test]
     fn devices_merge_and_list_as_libvirt() {
-        let t = apply(&BlkioTune::default(), &string(DEVICE_WEIGHT, "/dev/sda,300,/dev/sdb,10"))
-            .expect("weights");
+        let t = apply(
+            &BlkioTune::default(),
+            &string(DEVICE_WEIGHT, "/dev/sda,300,/dev/sdb,10"),
+        )
+        .expect("weights");
         let t = apply(&t, &string(DEVICE_READ_BPS, "/dev/sda,1000,/dev/sdc,0")).expect("bps");
         assert_eq!(t.devices.len(), 2, "{t:?}");
         let p = to_params(&t);
         assert_eq!(p.len(), 6);
-        assert_eq!(p.get_string(DEVICE_WEIGHT).expect("s"), Some("/dev/sda,300,/dev/sdb,10"));
-        assert_eq!(p.get_string(DEVICE_READ_BPS).expect("s"), Some("/dev/sda,1000"));
+        assert_eq!(
+            p.get_string(DEVICE_WEIGHT).expect("s"),
+            Some("/dev/sda,300,/dev/sdb,10")
+        );
+        assert_eq!(
+            p.get_string(DEVICE_READ_BPS).expect("s"),
+            Some("/dev/sda,1000")
+        );
         assert_eq!(p.get_string(DEVICE_WRITE_IOPS).expect("s"), Some(""));
         let t = apply(&t, &string(DEVICE_WEIGHT, "/dev/sdb,0")).expect("drop");
         assert_eq!(t.devices.len(), 1);
@@ -174,8 +187,11 @@ mod tests {
             e.to_string(),
             "invalid argument: unable to parse blkio device 'device_weight' '/dev/sda'"
         );
-        let e = apply(&BlkioTune::default(), &string(DEVICE_WEIGHT, "/dev/sda,abc"))
-            .expect_err("value");
+        let e = apply(
+            &BlkioTune::default(),
+            &string(DEVICE_WEIGHT, "/dev/sda,abc"),
+        )
+        .expect_err("value");
         assert!(e
             .to_string()
             .contains("invalid value 'abc' for parameter 'device_weight' of device '/dev/sda'"));

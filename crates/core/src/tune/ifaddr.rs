@@ -63,6 +63,9 @@ mod tests {
         }
         let e = check_source(3).expect_err("unknown");
         assert_eq!(e.code(), ErrorCode::ArgumentUnsupported);
-        assert!(e.to_string().contains("Unknown IP address data source 3"), "{e}");
+        assert!(
+            e.to_string().contains("Unknown IP address data source 3"),
+            "{e}"
+        );
     }
 }

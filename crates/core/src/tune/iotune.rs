@@ -58,7 +58,9 @@ pub fn apply(current: &BlockIoTune, params: &TypedParams) -> Result<BlockIoTune>
                 }
                 t.set(&p.field, *v);
             }
-            TypedValue::String(group) => t.group_name = Some(group.clone()).filter(|g| !g.is_empty()),
+            TypedValue::String(group) => {
+                t.group_name = Some(group.clone()).filter(|g| !g.is_empty())
+            }
             _ => {}
         }
     }
@@ -156,21 +158,33 @@ mod tests {
 
     #[test]
     fn apply_merges_and_refuses_as_libvirt() {
-        let base = apply(&BlockIoTune::default(), &params(&[("read_bytes_sec", 5)]))
-            .expect("read limit");
+        let base =
+            apply(&BlockIoTune::default(), &params(&[("read_bytes_sec", 5)])).expect("read limit");
         let e = apply(&base, &params(&[("total_bytes_sec", 9)])).expect_err("total+read");
         assert_eq!(e.code(), ErrorCode::InvalidArg);
         assert_eq!(
             e.to_string(),
             "invalid argument: total and read/write of bytes_sec cannot be set at the same time"
         );
-        let cleared = apply(&base, &params(&[("read_bytes_sec", 0), ("total_bytes_sec", 9)]))
-            .expect("switch to total");
-        assert_eq!((cleared.get("read_bytes_sec"), cleared.get("total_bytes_sec")), (0, 9));
+        let cleared = apply(
+            &base,
+            &params(&[("read_bytes_sec", 0), ("total_bytes_sec", 9)]),
+        )
+        .expect("switch to total");
+        assert_eq!(
+            (
+                cleared.get("read_bytes_sec"),
+                cleared.get("total_bytes_sec")
+            ),
+            (0, 9)
+        );
         let e = apply(&base, &params(&[("write_iops_sec", LIMIT_MAX + 1)])).expect_err("big");
         assert_eq!(e.code(), ErrorCode::ArgumentUnsupported);
-        let e = apply(&base, &TypedParams::new().with("read_bytes_sec", TypedValue::UInt(1)))
-            .expect_err("type");
+        let e = apply(
+            &base,
+            &TypedParams::new().with("read_bytes_sec", TypedValue::UInt(1)),
+        )
+        .expect_err("type");
         assert_eq!(e.code(), ErrorCode::InvalidArg);
         let e = apply(&base, &params(&[("fast_bytes_sec", 1)])).expect_err("unknown");
         assert_eq!(e.code(), ErrorCode::ArgumentUnsupported);
@@ -180,12 +194,18 @@ mod tests {
     fn maxima_checks_of_both_drivers() {
         let t = apply(&BlockIoTune::default(), &params(&[("read_iops_sec", 5)])).expect("set");
         let e = check_max_as_test_driver(&t).expect_err("over max 0");
-        assert!(e.to_string().contains("read_iops_sec cannot be set higher than read_iops_sec_max"));
+        assert!(e
+            .to_string()
+            .contains("read_iops_sec cannot be set higher than read_iops_sec_max"));
         check_max_as_qemu(&t).expect("qemu: no max is fine");
         let t2 = apply(&t, &params(&[("read_iops_sec_max", 3)])).expect("set");
         let e = check_max_as_qemu(&t2).expect_err("max below");
         assert_eq!(e.code(), ErrorCode::ConfigUnsupported);
-        let t3 = apply(&BlockIoTune::default(), &params(&[("total_bytes_sec_max", 3)])).expect("set");
+        let t3 = apply(
+            &BlockIoTune::default(),
+            &params(&[("total_bytes_sec_max", 3)]),
+        )
+        .expect("set");
         assert!(check_max_as_qemu(&t3)
             .expect_err("no base")
             .to_string()

@@ -44,7 +44,12 @@ pub fn parse_nodeset(text: &str) -> Result<Vec<usize>> {
             Some(r) => (true, r),
             None => (false, part),
         };
-        let number = |s: &str| s.parse::<usize>().ok().filter(|n| *n < MASK_LEN).ok_or_else(bad);
+        let number = |s: &str| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|n| *n < MASK_LEN)
+                .ok_or_else(bad)
+        };
         let (first, last) = match range.split_once('-') {
             Some((a, b)) if !negate => (number(a)?, number(b)?),
             Some(_) => return Err(bad()),
@@ -55,7 +60,12 @@ pub fn parse_nodeset(text: &str) -> Result<Vec<usize>> {
         }
         set[first..=last].iter_mut().for_each(|b| *b = !negate);
     }
-    Ok(set.iter().enumerate().filter(|(_, b)| **b).map(|(i, _)| i).collect())
+    Ok(set
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b)
+        .map(|(i, _)| i)
+        .collect())
 }
 
 /// `params` (checked against [`SPECS`]) applied to `current` of a domain
@@ -109,7 +119,11 @@ pub fn apply(current: &NumaTune, params: &TypedParams, live: bool) -> Result<Num
     Ok(NumaTune {
         memory: Some(NumaMemory {
             mode: mode.or(old.mode),
-            placement: if nodeset.is_some() { None } else { old.placement },
+            placement: if nodeset.is_some() {
+                None
+            } else {
+                old.placement
+            },
             nodeset: nodeset.or(old.nodeset),
         }),
     })
@@ -126,7 +140,10 @@ mod tests {
         assert!(parse_nodeset("0-1,^0,^1").expect("empty").is_empty());
         for bad in ["abc", "3-1", "", "1024", "^1-2"] {
             let e = parse_nodeset(bad).expect_err(bad);
-            assert_eq!(e.to_string(), format!("invalid argument: Failed to parse bitmap '{bad}'"));
+            assert_eq!(
+                e.to_string(),
+                format!("invalid argument: Failed to parse bitmap '{bad}'")
+            );
         }
     }
 
@@ -151,9 +168,15 @@ mod tests {
         assert_eq!(e.code(), ErrorCode::OperationInvalid);
         apply(&t, &set(Some(1), Some("1")), true).expect("same mode live");
         let e = apply(&t, &set(Some(7), None), false).expect_err("mode 7");
-        assert_eq!(e.to_string(), "invalid argument: unsupported numatune mode: '7'");
+        assert_eq!(
+            e.to_string(),
+            "invalid argument: unsupported numatune mode: '7'"
+        );
         let e = apply(&t, &set(None, Some("0,^0")), false).expect_err("empty");
         assert_eq!(e.code(), ErrorCode::OperationInvalid);
-        assert_eq!(to_params(&NumaTune::default()).get_int(MODE).expect("i"), Some(0));
+        assert_eq!(
+            to_params(&NumaTune::default()).get_int(MODE).expect("i"),
+            Some(0)
+        );
     }
 }

@@ -65,6 +65,9 @@ mod tests {
         let bogus = TypedParams::new().with("bogus", TypedValue::Boolean(true));
         let e = apply(&perf, &bogus).expect_err("unknown");
         assert_eq!(e.code(), ErrorCode::ArgumentUnsupported);
-        assert!(e.to_string().contains("parameter 'bogus' not supported"), "{e}");
+        assert!(
+            e.to_string().contains("parameter 'bogus' not supported"),
+            "{e}"
+        );
     }
 }

@@ -147,7 +147,10 @@ mod tests {
             "{xml}"
         );
         assert!(xml.find("<blkiotune>") < xml.find("<vcpu"), "{xml}");
-        assert!(xml.find("<currentMemory") < xml.find("<blkiotune>"), "{xml}");
+        assert!(
+            xml.find("<currentMemory") < xml.find("<blkiotune>"),
+            "{xml}"
+        );
         assert_eq!(DomainDef::parse(&xml).expect("reparse"), def);
     }
 

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
+use super::blkiotune::BlkioTune;
 use super::devices::Devices;
 use super::error::{Result, XmlError};
 use super::kinds::DomainType;
-use super::blkiotune::BlkioTune;
 use super::memtune::MemTune;
 use super::numatune::NumaTune;
 use super::perf::Perf;

@@ -27,21 +27,22 @@ mod units;
 mod write;
 pub(crate) use write::escape;
 
+pub use blkiotune::{BlkioDevice, BlkioTune};
 pub use devices::{
-    Address, Audio, Bandwidth, BandwidthRate, BlockIoTune, CharDevice, CharSource, CharTarget, Controller, DeviceDef, DeviceInfo, Devices,
-    Disk, DiskDriver, DiskSource, DiskTarget, Graphics, GraphicsListen, Input, Interface,
-    InterfaceSource, Memballoon, GROUP_AT, GROUP_NAME, IOTUNE_LIMITS, Redirdev, Rng, Sound, Tpm, Video, VideoModel, Watchdog,
+    Address, Audio, Bandwidth, BandwidthRate, BlockIoTune, CharDevice, CharSource, CharTarget,
+    Controller, DeviceDef, DeviceInfo, Devices, Disk, DiskDriver, DiskSource, DiskTarget, Graphics,
+    GraphicsListen, Input, Interface, InterfaceSource, Memballoon, Redirdev, Rng, Sound, Tpm,
+    Video, VideoModel, Watchdog, GROUP_AT, GROUP_NAME, IOTUNE_LIMITS,
 };
 pub use domain::{check_name, DomainDef, MaxMemory, Vcpu};
 pub use error::{Position, XmlError};
 pub use kinds::{
     CharType, DiskDevice, DiskType, DomainType, GraphicsType, InterfaceType, UnknownKind,
 };
-pub use blkiotune::{BlkioDevice, BlkioTune};
 pub use memtune::MemTune;
+pub use metadata::{metadata_change, metadata_read, MetadataTarget};
 pub use numatune::{NumaMemory, NumaTune, NUMA_MODES};
 pub use perf::{Perf, PERF_EVENTS};
-pub use metadata::{metadata_change, metadata_read, MetadataTarget};
 pub use platform::{
     BootMenu, Clock, Cpu, CpuFeature, CpuModel, Feature, FirmwareFeature, Loader, Nvram, Os, Pm,
     SecLabel, Timer,

@@ -42,9 +42,11 @@ impl NumaTune {
                     c.leaf(|c| {
                         let mode = match c.attr("mode") {
                             None => None,
-                            Some(m) => Some(NUMA_MODES.iter().position(|k| *k == m).ok_or_else(
-                                || c.invalid_attr("mode", &m, "unsupported numatune mode"),
-                            )?),
+                            Some(m) => {
+                                Some(NUMA_MODES.iter().position(|k| *k == m).ok_or_else(|| {
+                                    c.invalid_attr("mode", &m, "unsupported numatune mode")
+                                })?)
+                            }
                         };
                         Ok(NumaMemory {
                             mode,
@@ -58,8 +60,7 @@ impl NumaTune {
         }
         node.finish()?;
         if let Some(m) = &memory {
-            if m.nodeset.is_none() && m.placement.as_deref() != Some("auto") && m.mode.is_none()
-            {
+            if m.nodeset.is_none() && m.placement.as_deref() != Some("auto") && m.mode.is_none() {
                 return Err(XmlError::MissingAttribute {
                     attr: "nodeset".into(),
                     path: "numatune/memory".into(),
@@ -99,7 +100,9 @@ mod tests {
         assert_eq!((m.mode, m.nodeset.as_deref()), (Some(2), Some("0-1")));
         let xml = def.format(&FormatOptions::default());
         assert!(
-            xml.contains("<numatune>\n    <memory mode='interleave' nodeset='0-1'/>\n  </numatune>"),
+            xml.contains(
+                "<numatune>\n    <memory mode='interleave' nodeset='0-1'/>\n  </numatune>"
+            ),
             "{xml}"
         );
         assert!(xml.find("<vcpu") < xml.find("<numatune>"), "{xml}");

@@ -63,12 +63,12 @@ impl Perf {
                     .iter()
                     .position(|e| *e == name)
                     .ok_or_else(|| c.invalid_attr("name", &name, "unknown perf event"))?;
-                let enabled = c
-                    .attr_yes_no("enabled")?
-                    .ok_or_else(|| super::XmlError::MissingAttribute {
-                        attr: "enabled".into(),
-                        path: c.path().to_string(),
-                    })?;
+                let enabled =
+                    c.attr_yes_no("enabled")?
+                        .ok_or_else(|| super::XmlError::MissingAttribute {
+                            attr: "enabled".into(),
+                            path: c.path().to_string(),
+                        })?;
                 if perf.events[index].is_some() {
                     return Err(c.duplicate());
                 }

@@ -52,7 +52,12 @@ pub async fn get_blkio_parameters(
     a: proto::DomainGetBlkioParametersArgs,
 ) -> Result<proto::DomainGetBlkioParametersRet> {
     const OP: &str = "virDomainGetBlkioParameters";
-    check_query(OP, a.nparams, proto::REMOTE_DOMAIN_BLKIO_PARAMETERS_MAX, a.flags)?;
+    check_query(
+        OP,
+        a.nparams,
+        proto::REMOTE_DOMAIN_BLKIO_PARAMETERS_MAX,
+        a.flags,
+    )?;
     let all = driver(session)?
         .blkio_parameters(&from_wire_dom(&a.dom), a.flags)
         .await
@@ -131,7 +136,12 @@ pub async fn get_numa_parameters(
     a: proto::DomainGetNumaParametersArgs,
 ) -> Result<proto::DomainGetNumaParametersRet> {
     const OP: &str = "virDomainGetNumaParameters";
-    check_query(OP, a.nparams, proto::REMOTE_DOMAIN_NUMA_PARAMETERS_MAX, a.flags)?;
+    check_query(
+        OP,
+        a.nparams,
+        proto::REMOTE_DOMAIN_NUMA_PARAMETERS_MAX,
+        a.flags,
+    )?;
     let all = driver(session)?
         .numa_parameters(&from_wire_dom(&a.dom), a.flags)
         .await

@@ -189,29 +189,38 @@ pub async fn run(
         Call::DomainGetBlkioParameters(args) => {
             reply(p, &devtune::get_blkio_parameters(session, args).await?)
         }
-        Call::DomainSetBlkioParameters(args) => {
-            reply(p, &Box::pin(devtune::set_blkio_parameters(session, args)).await?)
+        Call::DomainSetBlkioParameters(args) => reply(
+            p,
+            &Box::pin(devtune::set_blkio_parameters(session, args)).await?,
+        ),
+        Call::DomainGetBlockIoTune(args) => {
+            reply(p, &devtune::get_block_io_tune(session, args).await?)
         }
-        Call::DomainGetBlockIoTune(args) => reply(p, &devtune::get_block_io_tune(session, args).await?),
-        Call::DomainSetBlockIoTune(args) => {
-            reply(p, &Box::pin(devtune::set_block_io_tune(session, args)).await?)
-        }
+        Call::DomainSetBlockIoTune(args) => reply(
+            p,
+            &Box::pin(devtune::set_block_io_tune(session, args)).await?,
+        ),
         Call::DomainGetNumaParameters(args) => {
             reply(p, &devtune::get_numa_parameters(session, args).await?)
         }
-        Call::DomainSetNumaParameters(args) => {
-            reply(p, &Box::pin(devtune::set_numa_parameters(session, args)).await?)
-        }
+        Call::DomainSetNumaParameters(args) => reply(
+            p,
+            &Box::pin(devtune::set_numa_parameters(session, args)).await?,
+        ),
         Call::DomainGetInterfaceParameters(args) => {
             reply(p, &devtune::get_interface_parameters(session, args).await?)
         }
-        Call::DomainSetInterfaceParameters(args) => {
-            reply(p, &Box::pin(devtune::set_interface_parameters(session, args)).await?)
+        Call::DomainSetInterfaceParameters(args) => reply(
+            p,
+            &Box::pin(devtune::set_interface_parameters(session, args)).await?,
+        ),
+        Call::DomainInterfaceAddresses(args) => reply(
+            p,
+            &Box::pin(devtune::interface_addresses(session, args)).await?,
+        ),
+        Call::DomainGetPerfEvents(args) => {
+            reply(p, &devtune::get_perf_events(session, args).await?)
         }
-        Call::DomainInterfaceAddresses(args) => {
-            reply(p, &Box::pin(devtune::interface_addresses(session, args)).await?)
-        }
-        Call::DomainGetPerfEvents(args) => reply(p, &devtune::get_perf_events(session, args).await?),
         Call::DomainSetPerfEvents(args) => {
             reply(p, &Box::pin(devtune::set_perf_events(session, args)).await?)
         }

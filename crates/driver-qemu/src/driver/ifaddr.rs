@@ -24,8 +24,8 @@ fn arp_entries(table: &str) -> Vec<(String, String)> {
             let cols: Vec<&str> = line.split_whitespace().collect();
             let (ip, flags, mac) = (cols.first()?, cols.get(2)?, cols.get(3)?);
             // ATF_COM (0x2): the entry is resolved.
-            let complete = u32::from_str_radix(flags.trim_start_matches("0x"), 16)
-                .is_ok_and(|f| f & 0x2 != 0);
+            let complete =
+                u32::from_str_radix(flags.trim_start_matches("0x"), 16).is_ok_and(|f| f & 0x2 != 0);
             complete.then(|| ((*ip).to_owned(), mac.to_ascii_lowercase()))
         })
         .collect()
@@ -96,7 +96,8 @@ impl QemuDriver {
 mod tests {
     use super::*;
 
-    const TABLE: &str = "IP address       HW type     Flags       HW address            Mask     Device
+    const TABLE: &str =
+        "IP address       HW type     Flags       HW address            Mask     Device
 192.168.122.50   0x1         0x2         52:54:00:AA:bb:01     *        br0
 192.168.122.51   0x1         0x0         52:54:00:aa:bb:02     *        br0
 10.0.0.7         0x1         0x2         52:54:00:aa:bb:01     *        br1

@@ -49,10 +49,11 @@ pub(super) async fn apply_disk_throttling(qmp: &Qmp, def: &DomainDef) -> crate::
     }
     let blocks = qmp.execute(&QueryBlockThrottle).await?;
     for disk in throttled {
-        let id = device_of(&blocks, &disk.target.dev)
-            .ok_or_else(|| crate::error::Error::InvalidConfig {
+        let id = device_of(&blocks, &disk.target.dev).ok_or_else(|| {
+            crate::error::Error::InvalidConfig {
                 reason: format!("QEMU has no block device for disk '{}'", disk.target.dev),
-            })?;
+            }
+        })?;
         qmp.execute(&BlockSetIoThrottle::new(&id, &disk.iotune))
             .await?;
     }
@@ -98,9 +99,13 @@ impl QemuDriver {
             match (&d.live, live) {
                 (Some(l), true) => Ok(Err(live_disk(&l.def, disk)?.1)),
                 _ => {
-                    let found = d.config.devices.disk(disk).ok_or_else(|| Error::InvalidValue {
-                        reason: format!("disk '{disk}' was not found in the domain config"),
-                    })?;
+                    let found = d
+                        .config
+                        .devices
+                        .disk(disk)
+                        .ok_or_else(|| Error::InvalidValue {
+                            reason: format!("disk '{disk}' was not found in the domain config"),
+                        })?;
                     Ok(Ok(found.iotune.clone()))
                 }
             }
@@ -154,7 +159,11 @@ impl QemuDriver {
         // Everything is checked before anything changes.
         let live_change = if live {
             self.read(|r| {
-                let l = r.get(dom)?.live.as_ref().ok_or_else(|| Error::invalid("domain is not running"))?;
+                let l = r
+                    .get(dom)?
+                    .live
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid("domain is not running"))?;
                 let (i, target) = live_disk(&l.def, disk)?;
                 let t = iotune::apply(&l.def.devices.disks[i].iotune, params)?;
                 iotune::check_max_as_qemu(&t)?;
@@ -166,9 +175,12 @@ impl QemuDriver {
         let config_change = if config {
             self.read(|r| {
                 let def = &r.get(dom)?.config;
-                let i = def.devices.disk_index(disk).ok_or_else(|| Error::InvalidValue {
-                    reason: format!("missing persistent configuration for disk '{disk}'"),
-                })?;
+                let i = def
+                    .devices
+                    .disk_index(disk)
+                    .ok_or_else(|| Error::InvalidValue {
+                        reason: format!("missing persistent configuration for disk '{disk}'"),
+                    })?;
                 let t = iotune::apply(&def.devices.disks[i].iotune, params)?;
                 iotune::check_max_as_qemu(&t)?;
                 Ok(Some((i, t)))
@@ -204,10 +216,7 @@ impl QemuDriver {
             if let Some(slot) = def.devices.disks.get_mut(i) {
                 slot.iotune = t;
             }
-            self.shared
-                .store
-                .save(&def)
-                .map_err(|e| e.into_core(SET))?;
+            self.shared.store.save(&def).map_err(|e| e.into_core(SET))?;
             d.config = def;
         }
         Ok(())

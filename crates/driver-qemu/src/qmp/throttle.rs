@@ -148,7 +148,10 @@ mod tests {
             "bps_max_length": 1, "group": "g1"}}, {"device": "cd"}]);
         let blocks: Vec<ThrottledBlock> = serde_json::from_value(reply).expect("parse");
         assert_eq!(blocks[0].node_name(), Some("drive-vda"));
-        assert_eq!(blocks[0].qdev(), Some("/machine/peripheral/vda/virtio-backend"));
+        assert_eq!(
+            blocks[0].qdev(),
+            Some("/machine/peripheral/vda/virtio-backend")
+        );
         let t = blocks[0].iotune();
         assert_eq!(t.get("total_bytes_sec"), 1000);
         assert_eq!(t.get("total_iops_sec"), 5);

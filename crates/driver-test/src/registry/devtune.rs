@@ -71,7 +71,11 @@ impl Registry {
 
     /// `DOMAIN_GET_BLKIO_PARAMETERS`.
     pub fn blkio_parameters(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
-        check_flags("testDomainGetBlkioParameters", u64::from(flags), u64::from(GET_FLAGS))?;
+        check_flags(
+            "testDomainGetBlkioParameters",
+            u64::from(flags),
+            u64::from(GET_FLAGS),
+        )?;
         let def = self.one_def(dom, "virDomainGetBlkioParameters", flags)?;
         Ok(blkio::to_params(&def.blkiotune))
     }
@@ -83,7 +87,11 @@ impl Registry {
         params: &TypedParams,
         flags: u32,
     ) -> Result<()> {
-        check_flags("testDomainSetBlkioParameters", u64::from(flags), u64::from(SET_FLAGS))?;
+        check_flags(
+            "testDomainSetBlkioParameters",
+            u64::from(flags),
+            u64::from(SET_FLAGS),
+        )?;
         params.validate(&blkio::SPECS)?;
         self.change_one_def(dom, "virDomainSetBlkioParameters", flags, |def, _| {
             def.blkiotune = blkio::apply(&def.blkiotune, params)?;
@@ -99,7 +107,11 @@ impl Registry {
         disk: Option<&str>,
         flags: u32,
     ) -> Result<TypedParams> {
-        check_flags("testDomainGetBlockIoTune", u64::from(flags), u64::from(GET_FLAGS))?;
+        check_flags(
+            "testDomainGetBlockIoTune",
+            u64::from(flags),
+            u64::from(GET_FLAGS),
+        )?;
         let Some(disk) = disk else {
             return Ok(iotune::to_params(&BlockIoTune::default()));
         };
@@ -119,7 +131,11 @@ impl Registry {
         params: &TypedParams,
         flags: u32,
     ) -> Result<()> {
-        check_flags("testDomainSetBlockIoTune", u64::from(flags), u64::from(SET_FLAGS))?;
+        check_flags(
+            "testDomainSetBlockIoTune",
+            u64::from(flags),
+            u64::from(SET_FLAGS),
+        )?;
         params.validate(&iotune::SPECS)?;
         self.change_one_def(dom, "virDomainSetBlockIoTune", flags, |def, _| {
             let index = def
@@ -137,7 +153,11 @@ impl Registry {
 
     /// `DOMAIN_GET_NUMA_PARAMETERS`.
     pub fn numa_parameters(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
-        check_flags("testDomainGetNumaParameters", u64::from(flags), u64::from(GET_FLAGS))?;
+        check_flags(
+            "testDomainGetNumaParameters",
+            u64::from(flags),
+            u64::from(GET_FLAGS),
+        )?;
         let def = self.one_def(dom, "virDomainGetNumaParameters", flags)?;
         Ok(numa::to_params(&def.numatune))
     }
@@ -149,7 +169,11 @@ impl Registry {
         params: &TypedParams,
         flags: u32,
     ) -> Result<()> {
-        check_flags("testDomainSetNumaParameters", u64::from(flags), u64::from(SET_FLAGS))?;
+        check_flags(
+            "testDomainSetNumaParameters",
+            u64::from(flags),
+            u64::from(SET_FLAGS),
+        )?;
         params.validate(&numa::SPECS)?;
         self.change_one_def(dom, "virDomainSetNumaParameters", flags, |def, live| {
             def.numatune = numa::apply(&def.numatune, params, live)?;
@@ -203,7 +227,11 @@ impl Registry {
 
     /// `DOMAIN_GET_PERF_EVENTS`.
     pub fn perf_events(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
-        check_flags("testDomainGetPerfEvents", u64::from(flags), u64::from(GET_FLAGS))?;
+        check_flags(
+            "testDomainGetPerfEvents",
+            u64::from(flags),
+            u64::from(GET_FLAGS),
+        )?;
         let def = self.one_def(dom, "virDomainGetPerfEvents", flags)?;
         Ok(perf::to_params(&def.perf))
     }
@@ -215,7 +243,11 @@ impl Registry {
         params: &TypedParams,
         flags: u32,
     ) -> Result<()> {
-        check_flags("testDomainSetPerfEvents", u64::from(flags), u64::from(SET_FLAGS))?;
+        check_flags(
+            "testDomainSetPerfEvents",
+            u64::from(flags),
+            u64::from(SET_FLAGS),
+        )?;
         params.validate(&perf::SPECS)?;
         self.change_one_def(dom, "virDomainSetPerfEvents", flags, |def, _| {
             def.perf = perf::apply(&def.perf, params)?;

@@ -26,8 +26,9 @@ async fn defined(drv: &TestDriver, name: &str) -> DomainRef {
 }
 
 fn ull(list: &[(&str, u64)]) -> TypedParams {
-    list.iter()
-        .fold(TypedParams::new(), |p, (k, v)| p.with(*k, TypedValue::ULLong(*v)))
+    list.iter().fold(TypedParams::new(), |p, (k, v)| {
+        p.with(*k, TypedValue::ULLong(*v))
+    })
 }
 
 #[tokio::test]
@@ -87,7 +88,10 @@ async fn block_io_tune_checks_limits_and_keeps_each_definition() {
         .get_xml_desc(&dom, flags::xml::INACTIVE)
         .await
         .expect("xml");
-    assert!(stored.contains("<total_bytes_sec>1000</total_bytes_sec>"), "{stored}");
+    assert!(
+        stored.contains("<total_bytes_sec>1000</total_bytes_sec>"),
+        "{stored}"
+    );
     assert!(!stored.contains("total_iops_sec"), "{stored}");
 }
 
@@ -109,7 +113,9 @@ async fn blkio_numa_bandwidth_and_perf_are_stored_in_the_config() {
         let nodes = TypedParams::new()
             .with(numa::MODE, TypedValue::Int(2))
             .with(numa::NODESET, TypedValue::String("0-1".into()));
-        drv.set_numa_parameters(&dom, &nodes, 0).await.expect("numa");
+        drv.set_numa_parameters(&dom, &nodes, 0)
+            .await
+            .expect("numa");
         let shaping = TypedParams::new()
             .with(bandwidth::IN_AVERAGE, TypedValue::UInt(100))
             .with(bandwidth::OUT_AVERAGE, TypedValue::UInt(10));
@@ -136,7 +142,10 @@ async fn blkio_numa_bandwidth_and_perf_are_stored_in_the_config() {
         .interface_parameters(&dom, "vnet9", 0)
         .await
         .expect_err("unknown interface");
-    assert!(e.to_string().contains("'vnet9' is not a known interface"), "{e}");
+    assert!(
+        e.to_string().contains("'vnet9' is not a known interface"),
+        "{e}"
+    );
     let perf = drv.perf_events(&dom, 0).await.expect("perf");
     assert_eq!(perf.len(), 22);
     assert_eq!(perf.get_bool("cmt").expect("b"), Some(true));

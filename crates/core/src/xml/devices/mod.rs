@@ -9,8 +9,8 @@ mod bandwidth;
 mod chardev;
 mod controller;
 mod disk;
-mod iotune;
 mod display;
+mod iotune;
 mod misc;
 mod net;
 
@@ -19,8 +19,8 @@ pub use bandwidth::{Bandwidth, BandwidthRate};
 pub use chardev::{CharDevice, CharSource, CharTarget};
 pub use controller::Controller;
 pub use disk::{Disk, DiskDriver, DiskSource, DiskTarget};
-pub use iotune::{BlockIoTune, GROUP_AT, GROUP_NAME, IOTUNE_LIMITS};
 pub use display::{Graphics, GraphicsListen, Input, Video, VideoModel};
+pub use iotune::{BlockIoTune, GROUP_AT, GROUP_NAME, IOTUNE_LIMITS};
 pub use misc::{Audio, Memballoon, Redirdev, Rng, Sound, Tpm, Watchdog};
 pub use net::{Interface, InterfaceSource};
 
