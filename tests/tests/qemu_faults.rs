@@ -1,7 +1,8 @@
 //! Faults during a live migration of a real QEMU guest between two daemons:
 //! the destination's QEMU killed or destroyed during Perform, the destination daemon
 //! killed during Perform, the source daemon restarted during Perform and
-//! after perform-done, both daemons restarted with guests running. After
+//! after perform-done, both daemons restarted with guests running; and
+//! `destroy` of a hung QEMU while another call waits on it. After
 //! each, exactly one QEMU process runs the guest, no migration job is left
 //! owning it, and a second migration works.
 //!
@@ -263,4 +264,56 @@ fn qemu_both_daemons_restarted_with_guests_running() {
     assert!(pid_gone(other_pid));
     assert!(qemu_pids(&other_uuid).is_empty());
     settled_on_source(&hosts, name, &uuid, src_pid);
+}
+
+/// `virsh destroy` of a hung QEMU (frozen with SIGSTOP) while another call
+/// holds the domain waiting for QMP: as libvirt's qemuProcessBeginStopJob,
+/// the kill goes out first, the waiting call fails at once (not after the
+/// 30 s QMP timeout), the guest is shut off (destroyed), and the domain is
+/// free for the next start.
+#[test]
+fn qemu_destroy_of_a_hung_guest_does_not_wait_behind_its_job() {
+    let Some(hosts) = QemuHosts::start() else {
+        return;
+    };
+    let a = hosts.a_uri();
+    let name = "q-hung";
+    let uuid = hosts.define(&a, name, 64, 8);
+    hosts.virsh_ok(&a, &["start", name]);
+    counter_above(&a, name, 0, &hosts);
+    let pids = qemu_pids(&uuid);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    let pid = pids[0];
+    assert!(migrated_tests::fault::signals::stop(pid.unsigned_abs()));
+
+    let suspend = std::process::Command::new("virsh")
+        .args(["-c", &a, "suspend", name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn virsh suspend");
+    // The suspend holds the domain while QEMU does not answer.
+    let control = wait_until(Duration::from_secs(20), "the suspend in flight", || {
+        let control = hosts.virsh_ok(&a, &["domcontrol", name]);
+        control.starts_with("occupied").then_some(control)
+    });
+    assert!(control.starts_with("occupied ("), "{control}");
+
+    hosts.virsh_ok(&a, &["destroy", name]);
+    let out = suspend.wait_with_output().expect("virsh suspend");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "suspend of a killed guest succeeded");
+    assert!(
+        !err.contains("Timed out"),
+        "the suspend waited out QMP: {err}"
+    );
+    let state = hosts.virsh_ok(&a, &["domstate", name, "--reason"]);
+    assert!(state.contains("shut off (destroyed)"), "{state}");
+    assert!(pid_gone(pid), "QEMU {pid} outlived destroy");
+    assert!(job_free(&a, name), "a job is left on the domain");
+
+    // Nothing is left locked: the guest starts and runs again.
+    hosts.virsh_ok(&a, &["start", name]);
+    counter_above(&a, name, 0, &hosts);
+    hosts.virsh_ok(&a, &["destroy", name]);
 }

@@ -1201,8 +1201,15 @@ fn qemu_virsh_dump_and_screenshot() {
             "--verbose",
         ],
         || {
-            let info = dump_job_running(&uri, name);
-            assert!(info.contains("Data total"), "{info}");
+            dump_job_running(&uri, name);
+            // Progress follows within one sampling period (200 ms).
+            wait_until(Duration::from_secs(10), "the dump's progress", || {
+                let info = hosts.virsh_ok(&uri, &["domjobinfo", name]);
+                info.contains("Data total").then_some(())
+            });
+            // libvirt's domcontrol for an async job: "background job (Ns)".
+            let control = hosts.virsh_ok(&uri, &["domcontrol", name]);
+            assert!(control.starts_with("background job ("), "{control}");
             let err = virsh_err(&uri, &["domjobabort", name]);
             assert!(err.contains("cannot abort memory-only dump"), "{err}");
         },
@@ -1226,6 +1233,16 @@ fn qemu_virsh_dump_and_screenshot() {
         || {
             dump_job_running(&uri, name);
             assert_eq!(domstate(&uri, name).as_deref(), Some("paused"));
+            // A state change waits libvirt's 30 s for the dump, then fails
+            // naming it.
+            let err = virsh_err(&uri, &["resume", name]);
+            assert!(
+                err.contains(
+                    "Timed out during operation: cannot acquire state change lock \
+                     (held by monitor=remoteDispatchDomainCoreDumpWithFormat)"
+                ),
+                "{err}"
+            );
             hosts.virsh_ok(&uri, &["domjobabort", name]);
         },
     );

@@ -363,7 +363,7 @@ pub enum Error {
     },
 
     /// Timed out (`VIR_ERR_OPERATION_TIMEOUT`).
-    #[error("timeout: {operation} did not complete within {millis} ms")]
+    #[error("Timed out during operation: {operation} did not complete within {millis} ms")]
     OperationTimeout {
         /// What was waited for.
         operation: &'static str,

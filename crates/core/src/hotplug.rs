@@ -33,6 +33,15 @@ impl Change {
         }
     }
 
+    /// libvirt's dispatcher of the call (named in job-lock errors).
+    pub fn dispatcher(self) -> &'static str {
+        match self {
+            Change::Attach => "remoteDispatchDomainAttachDeviceFlags",
+            Change::Detach => "remoteDispatchDomainDetachDeviceFlags",
+            Change::Update => "remoteDispatchDomainUpdateDeviceFlags",
+        }
+    }
+
     /// The verb libvirt's messages use.
     fn verb(self) -> &'static str {
         match self {

@@ -7,6 +7,9 @@
 //! declared procedure never answers `VIR_ERR_NO_SUPPORT` and an undeclared one
 //! always does.
 
+#[cfg(feature = "test-support")]
+pub mod probe;
+
 use crate::driver::Operation;
 use crate::error::{Error, Result};
 use crate::flags::MigrateFlags;

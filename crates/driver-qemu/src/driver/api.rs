@@ -499,7 +499,7 @@ impl Driver for QemuDriver {
 
     async fn suspend(&self, dom: &DomainRef) -> Result<()> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainSuspend").await?;
         let run = self.read(|r| {
             let d = r.get(dom)?;
             match &d.live {
@@ -534,7 +534,7 @@ impl Driver for QemuDriver {
 
     async fn reset(&self, dom: &DomainRef) -> Result<()> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainReset").await?;
         let runtime = self.read(|r| match &r.get(dom)?.live {
             Some(l) => Ok(Arc::clone(&l.runtime)),
             None => Err(Error::invalid("domain is not running")),
@@ -551,7 +551,7 @@ impl Driver for QemuDriver {
 
     async fn resume(&self, dom: &DomainRef) -> Result<()> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainResume").await?;
         let (runtime, id) = self.read(|r| {
             let d = r.get(dom)?;
             match &d.live {
@@ -588,13 +588,20 @@ impl Driver for QemuDriver {
 
     async fn control_info(&self, dom: &DomainRef) -> Result<ControlInfo> {
         // As qemuDomainGetControlInfo: a broken monitor first, then a
-        // command in flight; migration jobs are added by the daemon.
+        // background job of ours (a dump), then a command in flight;
+        // migration jobs are added by the daemon.
         let runtime = self.runtime(dom)?;
         Ok(if runtime.qmp.closed_reason().is_some() {
             ControlInfo {
                 state: ControlState::Error,
                 details: CONTROL_ERROR_REASON_MONITOR,
                 state_time_ms: 0,
+            }
+        } else if let Some(job) = self.shared.jobs.stats(&dom.uuid, false) {
+            ControlInfo {
+                state: ControlState::Job,
+                details: 0,
+                state_time_ms: job.time_elapsed_ms,
             }
         } else if let Some(busy) = runtime.qmp.busy_for() {
             ControlInfo {

@@ -74,7 +74,7 @@ impl QemuDriver {
             u64::from(LIVE | CRASH | BYPASS_CACHE | RESET | MEMORY_ONLY),
         )?;
         let lock = self.job(dom)?;
-        let _lock = lock.lock().await;
+        let _lock = lock.acquire(JOB_HOLDER).await?;
         let abort = if flags & MEMORY_ONLY != 0 {
             Abort::Refused("cannot abort memory-only dump")
         } else {

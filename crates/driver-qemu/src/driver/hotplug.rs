@@ -64,7 +64,7 @@ impl QemuDriver {
         check_flags(op, u64::from(flags), u64::from(change.allowed_flags()))?;
         let mut dev = change.parse(xml)?;
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire(change.dispatcher()).await?;
         let (config, live) = self.read(|r| {
             let d = r.get(dom)?;
             let (live, config) = affect::resolve(flags, d.live.is_some(), d.persistent)?;

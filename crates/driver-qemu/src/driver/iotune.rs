@@ -151,7 +151,7 @@ impl QemuDriver {
         )?;
         params.validate(&iotune::SPECS)?;
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainSetBlockIoTune").await?;
         let (live, config) = self.read(|r| {
             let d = r.get(dom)?;
             affect::resolve(flags, d.live.is_some(), d.persistent)

@@ -74,7 +74,7 @@ impl QemuDriver {
     pub(super) async fn start_or_restore(&self, dom: &DomainRef, flags: u32) -> Result<DomainRef> {
         use flags::create::{START_FORCE_BOOT, START_PAUSED};
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainCreateWithFlags").await?;
         let (name, saved) = self.read(|r| {
             let d = r.get(dom)?;
             Ok((d.config.name.clone(), d.managed_save))
@@ -148,7 +148,9 @@ impl QemuDriver {
     ) -> Result<()> {
         const OP: &str = "virDomainManagedSaveDefineXML";
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job
+            .acquire("remoteDispatchDomainManagedSaveDefineXML")
+            .await?;
         define_image_xml(&self.existing_managed_save(dom)?, dxml, flags, OP)
     }
 

@@ -31,7 +31,7 @@ impl QemuDriver {
             u64::from(affect::LIVE | affect::CONFIG | memory::MAXIMUM),
         )?;
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainSetMemoryFlags").await?;
         let (config, runtime) = self.read(|r| {
             let d = r.get(dom)?;
             let (live, config) = affect::resolve(flags, d.live.is_some(), d.persistent)?;

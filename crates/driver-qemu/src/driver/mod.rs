@@ -23,6 +23,7 @@ mod host_stats;
 mod hotplug;
 mod ifaddr;
 mod iotune;
+mod job_lock;
 mod managed;
 mod memory;
 mod metadata;
@@ -62,6 +63,7 @@ use crate::spec::{has_balloon, launch_spec, set_aliases};
 use crate::status::{RecordedState, StatusFile, STATUS_VERSION};
 use crate::store::Store;
 use crate::tls::MigrationTls;
+use job_lock::JobLock;
 use monitor::spawn_monitor;
 use registry::{Domain, Live, Registry, Runtime, StopIntent};
 
@@ -623,7 +625,9 @@ impl QemuDriver {
         let dom = match existing {
             Some(dom) => {
                 let job = self.job(&dom)?;
-                let _job = job.lock().await;
+                let _job = job
+                    .acquire("remoteDispatchDomainMigratePrepare3Params")
+                    .await?;
                 self.start_locked(&dom, StartMode::Incoming, Some(def))
                     .await?
             }
@@ -655,7 +659,9 @@ impl QemuDriver {
         postcopy: bool,
     ) -> Result<DomainRef> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job
+            .acquire_unbounded("remoteDispatchDomainMigrateFinish3Params")
+            .await;
         let (runtime, id) = self.read(|r| {
             let live = r
                 .get(dom)?
@@ -921,7 +927,9 @@ impl QemuDriver {
     /// [`resumes_after_migration`] accepts the recorded state.
     async fn resume_source(&self, dom: &DomainRef, ran_at_begin: bool) -> Result<()> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job
+            .acquire_unbounded("remoteDispatchDomainMigrateConfirm3Params")
+            .await;
         let runtime = self.runtime(dom)?;
         if self.source_in_postcopy(dom).await? {
             // The destination ran the guest: this memory is stale.
@@ -977,7 +985,7 @@ impl QemuDriver {
             .ok_or_else(|| Error::invalid("domain is not running"))
     }
 
-    fn job(&self, dom: &DomainRef) -> Result<Arc<tokio::sync::Mutex<()>>> {
+    fn job(&self, dom: &DomainRef) -> Result<Arc<JobLock>> {
         Ok(Arc::clone(&self.shared.lock()?.get(dom)?.job))
     }
 
@@ -1020,7 +1028,7 @@ impl QemuDriver {
 
     async fn start(&self, dom: &DomainRef, mode: StartMode) -> Result<DomainRef> {
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainCreateWithFlags").await?;
         self.start_locked(dom, mode, None).await
     }
 
@@ -1140,9 +1148,58 @@ impl QemuDriver {
     }
 
     /// Stops run of `dom` with `intent`: SIGTERM first when `graceful`.
+    ///
+    /// As libvirt's `qemuProcessBeginStopJob`, a stop never queues behind
+    /// another job: when one holds the domain (a dump, a save, a command
+    /// to a hung QEMU), the signal goes out first, the holder's QMP call
+    /// ends with the process, and the job lock follows.
     async fn stop(&self, dom: &DomainRef, intent: StopIntent, graceful: bool) -> Result<()> {
+        let dispatcher = if intent.reason == shutoff_reason::MIGRATED {
+            "remoteDispatchDomainMigrateConfirm3Params"
+        } else {
+            "remoteDispatchDomainDestroyFlags"
+        };
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = match job.try_acquire(dispatcher) {
+            Some(guard) => guard,
+            None => {
+                let signalled = self.read(|r| {
+                    Ok(r.get(dom)?
+                        .live
+                        .as_ref()
+                        .map(|l| (Arc::clone(&l.runtime), l.id)))
+                })?;
+                let Some((runtime, id)) = signalled else {
+                    // Not running (yet): wait for the job, then decide.
+                    let _job = job.acquire_unbounded(dispatcher).await;
+                    return self.stop_locked(dom, intent, graceful).await;
+                };
+                runtime.set_intent(intent);
+                let signal = if graceful {
+                    rustix::process::Signal::Term
+                } else {
+                    rustix::process::Signal::Kill
+                };
+                info!(name = %dom.name, "stopping the guest while another job holds it");
+                runtime
+                    .process
+                    .signal(signal)
+                    .map_err(|e| e.into_core("virDomainDestroyFlags"))?;
+                let guard = job.acquire_unbounded(dispatcher).await;
+                // The run signalled may have ended (and been cleaned up by
+                // its exit watcher) while the holder finished: done.
+                let same_run = self.read(|r| {
+                    Ok(r.get(dom)
+                        .ok()
+                        .and_then(|d| d.live.as_ref().map(|l| l.id == id))
+                        .unwrap_or(false))
+                })?;
+                if !same_run {
+                    return Ok(());
+                }
+                guard
+            }
+        };
         self.stop_locked(dom, intent, graceful).await
     }
 

@@ -274,7 +274,7 @@ async fn fake_reboot(shared: Arc<Shared>, runtime: Arc<Runtime>, uuid: Uuid, id:
         .ok()
         .and_then(|reg| reg.domains.get(&uuid).map(|d| Arc::clone(&d.job)));
     let _job = match &job {
-        Some(job) => Some(job.lock().await),
+        Some(job) => Some(job.acquire_unbounded("remoteDispatchDomainReboot").await),
         None => None,
     };
     if runtime.intent().is_some() {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
+use super::job_lock::JobLock;
 use migrated_core::domain::{DomainRef, DomainState, StateReason};
 use migrated_core::error::DomainKey;
 use migrated_core::flags::{self, check_flags};
@@ -32,7 +33,7 @@ pub(crate) struct Domain {
     pub live: Option<Live>,
     /// Serializes lifecycle operations on this domain (start, stop, pause):
     /// held across QEMU and QMP calls, unlike the registry lock.
-    pub job: Arc<tokio::sync::Mutex<()>>,
+    pub job: Arc<JobLock>,
 }
 
 /// A running instance.

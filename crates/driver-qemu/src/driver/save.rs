@@ -90,8 +90,13 @@ impl QemuDriver {
             "virDomainSaveFlags"
         };
         check_save_flags(op, flags)?;
+        let dispatcher = if managed {
+            "remoteDispatchDomainManagedSave"
+        } else {
+            "remoteDispatchDomainSaveFlags"
+        };
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire(dispatcher).await?;
         let (runtime, id, live_def, state) = self.read(|r| {
             let d = r.get(dom)?;
             let live = d
@@ -274,7 +279,7 @@ impl QemuDriver {
             }
         };
         let job = self.job(&dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainRestoreFlags").await?;
         self.restore_locked(&dom, def, (file, header), &path, flags)
             .await
     }

@@ -79,7 +79,7 @@ impl QemuDriver {
         }
         let maximum = flags & vcpu::MAXIMUM != 0;
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainSetVcpusFlags").await?;
         let (runtime, config) = self.read(|r| {
             let d = r.get(dom)?;
             let (live, config) = affect::resolve(flags, d.live.is_some(), d.persistent)?;
@@ -158,7 +158,7 @@ impl QemuDriver {
     ) -> Result<DomainRef> {
         check_flags("virDomainRename", u64::from(flags), 0)?;
         let job = self.job(dom)?;
-        let _job = job.lock().await;
+        let _job = job.acquire("remoteDispatchDomainRename").await?;
         let mut reg = self.shared.lock()?;
         let name_taken = reg.domains.values().any(|d| d.config.name == new_name);
         let d = reg.get_mut(dom)?;
