@@ -29,7 +29,12 @@ const NETWORK_STRIDE: u32 = 20;
 
 impl Registry {
     /// The definition `flags` choose (libvirt's `virDomainObjGetOneDef`).
-    fn one_def(&self, dom: &DomainRef, operation: &'static str, flags: u32) -> Result<&DomainDef> {
+    pub(super) fn one_def(
+        &self,
+        dom: &DomainRef,
+        operation: &'static str,
+        flags: u32,
+    ) -> Result<&DomainDef> {
         let guest = self.guest(&dom.uuid)?;
         let live = affect::resolve_one(
             operation,
@@ -45,7 +50,7 @@ impl Registry {
 
     /// Changes the definition `flags` choose with `change`, which sees
     /// whether it is the live one; a config change is stored first.
-    fn change_one_def(
+    pub(super) fn change_one_def(
         &mut self,
         dom: &DomainRef,
         operation: &'static str,
