@@ -1290,3 +1290,124 @@ fn qemu_virsh_dump_and_screenshot() {
     assert!(err.contains("no such screen ID"), "{err}");
     hosts.virsh_ok(&uri, &["destroy", screen]);
 }
+
+/// What the comparison with libvirt 9.0 (docs/operations.md §"QEMU driver
+/// compared with libvirt 9.0") made the same, on a guest with a serial
+/// port, a disk, a NIC and a vCPU slot to spare: a vCPU plugged after boot
+/// is recorded in `<vcpus>` and plugged again by the QEMU of a restore
+/// (which could not load the saved state before); the console libvirt adds
+/// for serial port 0 (`virsh ttyconsole`); `vcpupin` lists every slot;
+/// `domstats --vcpu` has each vCPU's time; and libvirt's words for a QEMU
+/// refusal, a duplicate disk target, an unknown interface, a count over
+/// the maximum and `setvcpus --guest`; `start --autodestroy`.
+#[test]
+fn qemu_virsh_as_libvirt() {
+    let Some(hosts) = QemuHosts::start() else {
+        return;
+    };
+    let uri = hosts.a_uri();
+    let name = "q-aslv";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let disk = dir.path().join("q-aslv.raw");
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(16 << 20))
+        .expect("raw disk");
+    let disk = disk.to_str().expect("utf-8 path");
+    let (xml, uuid) = hosts.guest_xml(name, SMALL_MIB, 8);
+    let devices = format!(
+        "<devices><disk type='file' device='disk'><driver name='qemu' type='raw'/>\
+         <source file='{disk}'/><target dev='vda' bus='virtio'/></disk>\
+         <interface type='user'><mac address='52:54:00:3a:51:01'/><model type='virtio'/>\
+         </interface><serial type='pty'/></devices></domain>"
+    );
+    let xml = xml
+        .replace("<vcpu>1</vcpu>", "<vcpu current='1'>2</vcpu>")
+        .replace("</domain>", &devices);
+    hosts.define_xml(&uri, name, &xml);
+    hosts.virsh_ok(&uri, &["start", name]);
+
+    // The console that mirrors serial port 0, with its pty.
+    let tty = hosts.virsh_ok(&uri, &["ttyconsole", name]);
+    assert!(tty.trim().starts_with("/dev/pts/"), "{tty}");
+    let pins = hosts.virsh_ok(&uri, &["vcpupin", name]);
+    let rows: Vec<&str> = pins
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(rows.len(), 2, "one row per vCPU slot: {pins}");
+
+    // Refusals in libvirt's words.
+    let err = virsh_err(&uri, &["domifstat", name, "vnet9"]);
+    assert!(
+        err.contains("error: invalid argument: 'vnet9' is not a known interface"),
+        "{err}"
+    );
+    let err = virsh_err(&uri, &["setvcpus", name, "3", "--live"]);
+    assert!(
+        err.contains(
+            "error: invalid argument: requested vcpus is greater than max allowable vcpus \
+             for the live domain: 3 > 2"
+        ),
+        "{err}"
+    );
+    let err = virsh_err(&uri, &["setvcpus", name, "2", "--guest"]);
+    assert!(
+        err.contains("error: argument unsupported: QEMU guest agent is not configured"),
+        "{err}"
+    );
+    let err = virsh_err(&uri, &["attach-disk", name, disk, "vda", "--live"]);
+    assert!(
+        err.contains(&format!(
+            "error: XML error: target 'vda' duplicated for disk sources '{disk}' and '{disk}'"
+        )),
+        "{err}"
+    );
+
+    // A vCPU plugged now, then unplugged: QEMU refuses while the guest has
+    // not switched its ACPI CPU hotplug on, in libvirt's words.
+    hosts.virsh_ok(&uri, &["setvcpus", name, "2", "--live"]);
+    let err = virsh_err(&uri, &["setvcpus", name, "1", "--live"]);
+    assert!(
+        err.contains("error: internal error: unable to execute QEMU command 'device_del': "),
+        "{err}"
+    );
+    let live = hosts.virsh_ok(&uri, &["dumpxml", name]);
+    for needle in [
+        "<vcpu id='0' enabled='yes' hotpluggable='no' order='1'/>",
+        "<vcpu id='1' enabled='yes' hotpluggable='yes' order='2'/>",
+        "<console type='pty' tty='/dev/pts/",
+    ] {
+        assert!(live.contains(needle), "{needle:?} missing from {live}");
+    }
+    let stats = hosts.virsh_ok(&uri, &["domstats", "--vcpu", name]);
+    for needle in ["vcpu.current=2", "vcpu.0.time=", "vcpu.1.time="] {
+        assert!(stats.contains(needle), "{needle:?} missing from {stats}");
+    }
+
+    // Save and restore: the next QEMU boots one vCPU and plugs the other.
+    let image = dir.path().join("q-aslv.img");
+    let image = image.to_str().expect("utf-8 path");
+    hosts.virsh_ok(&uri, &["save", name, image]);
+    hosts.virsh_ok(&uri, &["restore", image]);
+    assert_eq!(domstate(&uri, name).as_deref(), Some("running"));
+    let line = qemu_cmdline(&uuid);
+    assert!(line.contains("-smp 1,maxcpus=2"), "{line}");
+    let count = hosts.virsh_ok(&uri, &["vcpucount", name, "--live", "--active"]);
+    assert_eq!(count.trim(), "2", "{count}");
+    counting(&uri, name);
+    hosts.virsh_ok(&uri, &["destroy", name]);
+
+    // start --autodestroy: the guest goes with virsh's connection.
+    hosts.virsh_ok(&uri, &["start", "--autodestroy", name]);
+    wait_until(Duration::from_secs(20), "the auto-destroy", || {
+        (domstate(&uri, name).as_deref() == Some("shut off")).then_some(())
+    });
+    let reason = hosts.virsh_ok(&uri, &["domstate", "--reason", name]);
+    assert_eq!(reason.trim(), "shut off (destroyed)");
+    assert!(
+        qemu_pids(&uuid).is_empty(),
+        "QEMU outlived the auto-destroy"
+    );
+    hosts.virsh_ok(&uri, &["undefine", name]);
+}

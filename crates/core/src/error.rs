@@ -313,6 +313,17 @@ pub enum Error {
     /// The domain XML could not be parsed or is invalid (`VIR_ERR_XML_ERROR`).
     #[error("invalid domain xml")]
     Xml(#[from] crate::xml::XmlError),
+    /// A disk added with a target another disk of the domain has
+    /// (`VIR_ERR_XML_ERROR`, libvirt's `virDomainDiskDefCheckDuplicateInfo`).
+    #[error("XML error: target '{target}' duplicated for disk sources '{existing}' and '{added}'")]
+    DuplicateDiskTarget {
+        /// The target both disks name (`vdb`).
+        target: String,
+        /// The source of the disk the domain has ("(null)" without one).
+        existing: String,
+        /// The source of the disk added.
+        added: String,
+    },
     /// A configuration construct the driver does not support (`VIR_ERR_CONFIG_UNSUPPORTED`).
     #[error("unsupported configuration: {reason}")]
     ConfigUnsupported {
@@ -593,7 +604,7 @@ impl Error {
             Error::ArgumentUnsupported { .. } => ErrorCode::ArgumentUnsupported,
             Error::ArgumentConflict { .. } => ErrorCode::ArgumentUnsupported,
             Error::ArgumentRefused { .. } => ErrorCode::ArgumentUnsupported,
-            Error::Xml(_) => ErrorCode::XmlError,
+            Error::Xml(_) | Error::DuplicateDiskTarget { .. } => ErrorCode::XmlError,
             Error::ConfigUnsupported { .. } => ErrorCode::ConfigUnsupported,
             Error::OperationFailed { .. } => ErrorCode::OperationFailed,
             Error::NoStoragePool { .. } => ErrorCode::NoStoragePool,
@@ -662,6 +673,7 @@ impl Error {
             | Error::DomainExists { .. }
             | Error::OperationDenied { .. }
             | Error::Xml(_)
+            | Error::DuplicateDiskTarget { .. }
             | Error::CpuIncompatible { .. }
             | Error::NoDomainMetadata
             | Error::SnapshotExists { .. } => Some(ErrorDomain::Domain),

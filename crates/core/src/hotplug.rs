@@ -10,7 +10,7 @@
 //! device the same way.
 
 use crate::error::{Error, Result};
-use crate::xml::{DeviceDef, DeviceInfo, DomainDef, Interface};
+use crate::xml::{DeviceDef, DeviceInfo, Disk, DomainDef, Interface};
 
 /// What a hot-plug call does with its device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +222,32 @@ pub fn interface_index(def: &DomainDef, wanted: &Interface) -> Result<usize> {
             None => "no matching device found".into(),
         },
     })
+}
+
+/// libvirt's refusal of a disk whose target a disk of `def` has already
+/// (`virDomainDefCheckDuplicateDiskInfo`), for a live attach.
+///
+/// # Errors
+/// [`Error::DuplicateDiskTarget`] naming both disks' sources.
+pub fn check_new_disk_target(def: &DomainDef, disk: &Disk) -> Result<()> {
+    let source = |d: &Disk| {
+        d.source
+            .as_ref()
+            .map_or_else(|| "(null)".to_owned(), |s| s.path.clone())
+    };
+    match def
+        .devices
+        .disks
+        .iter()
+        .find(|d| d.target.dev == disk.target.dev)
+    {
+        Some(existing) => Err(Error::DuplicateDiskTarget {
+            target: disk.target.dev.clone(),
+            existing: source(existing),
+            added: source(disk),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Adds `dev` to the persistent config `def`.

@@ -17,7 +17,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use migrated_core::driver::Driver;
+use migrated_core::driver::{DomainRef, Driver};
 use migrated_proto::{Call, Procedure};
 use migrated_rpc::{CallContext, ConnHandle, ConnInfo, Dispatcher, Header, Lookup, WireError};
 use tracing::Instrument;
@@ -96,6 +96,9 @@ struct SessionState {
     /// Read-only because of the socket or the RO flag of CONNECT_OPEN.
     readonly: bool,
     close_callback: bool,
+    /// Guests this connection started with `VIR_DOMAIN_START_AUTODESTROY`,
+    /// as they ran then (their id tells a later boot apart).
+    autodestroy: Vec<DomainRef>,
 }
 
 /// One client connection ("client private data" in libvirtd).
@@ -190,6 +193,12 @@ impl Session {
     /// Whether the connection is read-only.
     pub fn is_readonly(&self) -> bool {
         self.state().readonly
+    }
+
+    /// Marks `dom` (as started now) to be destroyed when this connection
+    /// closes (`VIR_DOMAIN_START_AUTODESTROY`).
+    pub fn mark_autodestroy(&self, dom: DomainRef) {
+        self.state().autodestroy.push(dom);
     }
 
     /// Records CONNECT_REGISTER/UNREGISTER_CLOSE_CALLBACK.
@@ -366,6 +375,35 @@ impl Dispatcher for Handler {
 
     fn close_session(&self, session: &Session) {
         tracing::debug!(conn_id = session.info.id, "client disconnected");
+        let doms = std::mem::take(&mut session.state().autodestroy);
+        if doms.is_empty() {
+            return;
+        }
+        let (Ok(open), Ok(runtime)) = (session.driver(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(autodestroy(open.driver, doms));
+    }
+}
+
+/// libvirt's auto-destroy (`qemuProcessAutoDestroy`): the guests a closed
+/// connection started with `VIR_DOMAIN_START_AUTODESTROY` are destroyed,
+/// unless they stopped meanwhile (a later boot has another id).
+async fn autodestroy(driver: Arc<dyn Driver>, doms: Vec<DomainRef>) {
+    for dom in doms {
+        let Ok(now) = driver.lookup_by_uuid(&dom.uuid).await else {
+            continue;
+        };
+        if now.id != dom.id {
+            continue;
+        }
+        match driver.destroy(&now, 0).await {
+            Ok(()) => {
+                tracing::info!(name = %now.name, "auto-destroyed with the connection that started it")
+            }
+            Err(e) => tracing::warn!(name = %now.name, error = %e, "cannot auto-destroy"),
+        }
     }
 }
 

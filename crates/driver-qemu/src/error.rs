@@ -190,7 +190,8 @@ impl Error {
     ///
     /// Configuration problems become `VIR_ERR_CONFIG_UNSUPPORTED`, a QMP
     /// timeout `VIR_ERR_OPERATION_TIMEOUT`, file and process failures
-    /// `VIR_ERR_SYSTEM_ERROR`, everything QEMU did or said
+    /// `VIR_ERR_SYSTEM_ERROR`, a command QEMU refused `VIR_ERR_INTERNAL_ERROR`
+    /// in libvirt's words, everything else QEMU did or said
     /// `VIR_ERR_OPERATION_FAILED` (domain `VIR_FROM_QEMU`).
     pub fn into_core(self, operation: &'static str) -> migrated_core::Error {
         use migrated_core::Error as Core;
@@ -213,6 +214,11 @@ impl Error {
                 pid,
                 source,
             } => Core::system(format!("{action} process {pid}"), source),
+            // QEMU's refusal in libvirt's words (qemuMonitorJSONCheckError):
+            // the command and QEMU's description, without the class.
+            Error::QmpCommand { command, desc, .. } => Core::Internal {
+                reason: format!("unable to execute QEMU command '{command}': {desc}"),
+            },
             other => Core::OperationFailed {
                 operation,
                 reason: other.chain(),
@@ -267,6 +273,21 @@ mod tests {
         for (err, code) in cases {
             assert_eq!(err.into_core("start").code(), code);
         }
+    }
+
+    #[test]
+    fn qemu_refusals_are_libvirts_internal_error() {
+        let core = Error::QmpCommand {
+            command: "device_del".into(),
+            class: "GenericError".into(),
+            desc: "Device 'x' not found".into(),
+        }
+        .into_core("virDomainDetachDeviceFlags");
+        assert_eq!(core.code(), ErrorCode::InternalError);
+        assert_eq!(
+            core.to_string(),
+            "internal error: unable to execute QEMU command 'device_del': Device 'x' not found"
+        );
     }
 
     #[test]

@@ -341,10 +341,7 @@ impl Driver for TestDriver {
 
     async fn interface_stats(&self, dom: &DomainRef, device: &str) -> Result<InterfaceStats> {
         self.read(|r| {
-            r.live(dom)?
-                .def
-                .devices
-                .interface_for(device, "virDomainInterfaceStats")?;
+            r.live(dom)?.def.devices.interface_for(device)?;
             Ok(stats::interface())
         })
     }

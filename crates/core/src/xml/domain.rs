@@ -13,6 +13,7 @@ use super::numatune::NumaTune;
 use super::perf::Perf;
 use super::platform::{self, Clock, Cpu, Feature, Os, Pm, SecLabel};
 use super::read::{once, Node};
+use super::vcpus::{self, VcpuSlot};
 use super::write::{AttrValue, Writer};
 use super::{metadata, tree, units, FormatOptions};
 
@@ -62,6 +63,8 @@ pub struct DomainDef {
     pub vcpus: u32,
     /// `<vcpu>` attributes.
     pub vcpu: Vcpu,
+    /// `<vcpus>`: each vCPU slot's state; empty when the document has none.
+    pub vcpu_slots: Vec<VcpuSlot>,
     /// `<numatune>`: the host NUMA memory policy.
     pub numatune: NumaTune,
     /// `<resource><partition>`: the host cgroup partition.
@@ -158,6 +161,33 @@ impl DomainDef {
     /// checks); `current` is written only when it differs from the
     /// maximum, as libvirt formats it.
     pub fn set_current_vcpus(&mut self, count: u32) {
+        if self.vcpu_slots.is_empty() {
+            self.vcpu.current = (count != self.vcpus).then_some(count);
+        } else {
+            self.record_vcpu_hotplug(count);
+        }
+    }
+
+    /// The vCPUs online from boot: those `<vcpus>` does not mark
+    /// hot-pluggable, else all online ones.
+    pub fn boot_vcpus(&self) -> u32 {
+        if self.vcpu_slots.is_empty() {
+            return self.current_vcpus();
+        }
+        let boot = self
+            .vcpu_slots
+            .iter()
+            .filter(|s| s.online_at_boot())
+            .count();
+        u32::try_from(boot).unwrap_or(u32::MAX)
+    }
+
+    /// Records a live change to `count` vCPUs online: `<vcpus>` then tells
+    /// the vCPUs online from boot from the ones plugged since (a guest's
+    /// next QEMU, of a migration or a restore, must plug those again).
+    pub fn record_vcpu_hotplug(&mut self, count: u32) {
+        let boot = self.boot_vcpus().min(count);
+        self.vcpu_slots = vcpus::after_hotplug(self.vcpus, boot, count);
         self.vcpu.current = (count != self.vcpus).then_some(count);
     }
 
@@ -166,6 +196,8 @@ impl DomainDef {
     pub fn set_max_vcpus(&mut self, count: u32) {
         let current = self.current_vcpus().min(count);
         self.vcpus = count;
+        // The slots change with the count; the inactive definition keeps none.
+        self.vcpu_slots.clear();
         self.set_current_vcpus(current);
     }
 
@@ -222,6 +254,7 @@ impl DomainDef {
                 ],
                 &self.vcpus.to_string(),
             );
+            vcpus::format(w, &self.vcpu_slots);
             self.numatune.format(w);
             if let Some(p) = &self.resource_partition {
                 w.elem("resource", &[], |w| w.text("partition", &[], p));
@@ -287,6 +320,7 @@ struct Sections {
     numatune: Option<NumaTune>,
     perf: Option<Perf>,
     vcpu: Option<(u32, Vcpu)>,
+    vcpu_slots: Option<Vec<VcpuSlot>>,
     resource: Option<String>,
     os: Option<Os>,
     features: Option<Vec<Feature>>,
@@ -352,6 +386,7 @@ impl Sections {
                 let count: u32 = c.text_parse()?;
                 Ok((count, attrs))
             }),
+            "vcpus" => once(&mut self.vcpu_slots, c, vcpus::parse),
             "resource" => once(&mut self.resource, c, |c| {
                 let mut partition = None;
                 for p in c.children() {
@@ -438,6 +473,8 @@ impl Sections {
                 reason: format!("must be between 1 and the vCPU count {vcpus}"),
             });
         }
+        let vcpu_slots = self.vcpu_slots.unwrap_or_default();
+        vcpus::check(&vcpu_slots, vcpus, vcpu.current.unwrap_or(vcpus))?;
         Ok(DomainDef {
             domain_type,
             id,
@@ -456,6 +493,7 @@ impl Sections {
             perf: self.perf.unwrap_or_default(),
             vcpus,
             vcpu,
+            vcpu_slots,
             resource_partition: self.resource,
             os: self.os.unwrap_or_default(),
             features: self.features.unwrap_or_default(),

@@ -24,6 +24,7 @@ mod read;
 mod snapshot;
 mod tree;
 mod units;
+mod vcpus;
 mod write;
 pub(crate) use write::escape;
 
@@ -50,6 +51,7 @@ pub use platform::{
 pub use snapshot::{
     SnapshotDef, SnapshotDisk, SnapshotLocation, SnapshotMemory, SnapshotParse, SnapshotState,
 };
+pub use vcpus::VcpuSlot;
 
 /// The largest domain XML accepted (4 MiB), as libvirt's RPC string bound.
 pub const MAX_XML_BYTES: usize = 4 * 1024 * 1024;

@@ -499,9 +499,18 @@ pub async fn create_with_flags(
         .create(&from_wire_dom(&args.dom), args.flags)
         .await
         .map_err(err)?;
+    mark_autodestroy(session, args.flags, &dom);
     Ok(DomainCreateWithFlagsRet {
         dom: to_wire_dom(&dom),
     })
+}
+
+/// A guest started with `VIR_DOMAIN_START_AUTODESTROY` (which only drivers
+/// that accept the flag let through) goes with this connection.
+fn mark_autodestroy(session: &Session, flags: u32, dom: &DomainRef) {
+    if flags & migrated_core::flags::create::START_AUTODESTROY != 0 {
+        session.mark_autodestroy(dom.clone());
+    }
 }
 
 /// DOMAIN_CREATE_XML: a transient domain, started at once.
@@ -516,6 +525,7 @@ pub async fn create_xml(
         .create_xml(&args.xml_desc, args.flags)
         .await
         .map_err(err)?;
+    mark_autodestroy(session, args.flags, &dom);
     Ok(DomainCreateXmlRet {
         dom: to_wire_dom(&dom),
     })

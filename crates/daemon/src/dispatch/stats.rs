@@ -192,8 +192,21 @@ async fn record(
         p.push("vcpu.current", TypedValue::UInt(vcpus));
         p.push("vcpu.maximum", TypedValue::UInt(def.vcpus.max(vcpus)));
         if active {
-            for n in 0..vcpus {
-                p.push(format!("vcpu.{n}.state"), TypedValue::Int(VCPU_RUNNING));
+            // Each vCPU's state and time where the driver knows them
+            // (libvirt's qemuDomainGetStatsVcpu), else running.
+            match driver.vcpu_info(dom).await {
+                Ok(infos) => {
+                    for v in infos {
+                        let n = v.number;
+                        p.push(format!("vcpu.{n}.state"), TypedValue::Int(v.state));
+                        p.push(format!("vcpu.{n}.time"), TypedValue::ULLong(v.cpu_time_ns));
+                    }
+                }
+                Err(_) => {
+                    for n in 0..vcpus {
+                        p.push(format!("vcpu.{n}.state"), TypedValue::Int(VCPU_RUNNING));
+                    }
+                }
             }
         }
     }

@@ -290,8 +290,9 @@ pub async fn memory_stats(
     Ok(DomainMemoryStatsRet { stats })
 }
 
-/// DOMAIN_GET_VCPU_PIN_INFO: for up to `ncpumaps` vCPUs, the host CPUs each
-/// may run on (all of them), live or configured.
+/// DOMAIN_GET_VCPU_PIN_INFO: for up to `ncpumaps` vCPU slots (the
+/// maximum, not only those online), the host CPUs each may run on (all of
+/// them), live or configured.
 ///
 /// # Errors
 /// `ncpumaps` or `maplen` < 1 (`VIR_ERR_INVALID_ARG`) or over the
@@ -314,7 +315,14 @@ pub async fn get_vcpu_pin_info(
     )
     .map_err(err)?;
     let driver = driver(session)?;
-    let vcpus = vcpu_count(driver.as_ref(), &from_wire_dom(&a.dom), a.flags).await?;
+    // Every vCPU slot, online or not, as libvirt's
+    // virDomainDefGetVcpuPinInfoHelper (`virsh vcpupin` lists them all).
+    let vcpus = vcpu_count(
+        driver.as_ref(),
+        &from_wire_dom(&a.dom),
+        a.flags | VCPU_MAXIMUM,
+    )
+    .await?;
     let num = usize::try_from(vcpus).unwrap_or(0).min(count);
     Ok(DomainGetVcpuPinInfoRet {
         cpumaps: cpu_maps(count, maplen, num, host_cpus(driver.as_ref()).await),

@@ -243,10 +243,7 @@ impl Driver for QemuDriver {
                 .live
                 .as_ref()
                 .ok_or_else(|| Error::invalid("domain is not running"))?;
-            let nic = live
-                .def
-                .devices
-                .interface_for(device, "virDomainInterfaceStats")?;
+            let nic = live.def.devices.interface_for(device)?;
             // User networking has no host device; a bridge's tap is
             // named by qemu-bridge-helper unless `<target dev>` names it.
             Ok(match nic.kind {
@@ -461,7 +458,13 @@ impl Driver for QemuDriver {
         check_flags(
             "virDomainCreateWithFlags",
             u64::from(flags),
-            u64::from(flags::create::START_PAUSED | flags::create::START_FORCE_BOOT),
+            // AUTODESTROY is the daemon's: it destroys the guest with the
+            // connection that started it.
+            u64::from(
+                flags::create::START_PAUSED
+                    | flags::create::START_FORCE_BOOT
+                    | flags::create::START_AUTODESTROY,
+            ),
         )?;
         self.start_or_restore(dom, flags).await
     }
@@ -470,7 +473,7 @@ impl Driver for QemuDriver {
         check_flags(
             "virDomainCreateXML",
             u64::from(flags),
-            u64::from(flags::create::START_PAUSED),
+            u64::from(flags::create::START_PAUSED | flags::create::START_AUTODESTROY),
         )?;
         let paused = flags & flags::create::START_PAUSED != 0;
         let dom = self.add_transient(xml)?;

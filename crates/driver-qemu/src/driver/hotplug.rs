@@ -131,11 +131,7 @@ impl QemuDriver {
         let id = qemu_id(dev).unwrap_or_else(|| alias.clone());
         match &*dev {
             DeviceDef::Disk(d) => {
-                if hotplug::disk_index(&target.def, &d.target.dev).is_some() {
-                    return Err(Error::DeviceFailed {
-                        reason: format!("target {} already exists", d.target.dev),
-                    });
-                }
+                hotplug::check_new_disk_target(&target.def, d)?;
                 let mut spec = disk(d).map_err(|e| e.into_core(OP))?;
                 if spec.bus != "virtio" {
                     return Err(Error::OperationUnsupported {

@@ -59,7 +59,7 @@ use crate::qmp::commands::{
     RunState,
 };
 use crate::qmp::{Qmp, QmpConfig};
-use crate::spec::{has_balloon, launch_spec, set_aliases};
+use crate::spec::{add_console_compat, has_balloon, launch_spec, set_aliases};
 use crate::status::{RecordedState, StatusFile, STATUS_VERSION};
 use crate::store::Store;
 use crate::tls::MigrationTls;
@@ -1056,6 +1056,17 @@ impl QemuDriver {
             .await
             .map_err(|e| e.into_core("virDomainCreate"))?;
         let events = launched.qmp.events();
+        // The vCPUs a guest had plugged after its boot (a migration's or a
+        // restore's next QEMU), as devices again: the migration stream
+        // carries them as such.
+        let (boot, current) = (def.boot_vcpus(), def.current_vcpus());
+        if current > boot {
+            if let Err((_, e)) = vcpus::hotplug(&launched.qmp, boot, current).await {
+                let _ = launched.process.kill().await;
+                cleanup_run_files(&cfg.runtime_dir, &def.name, &paths);
+                return Err(e);
+            }
+        }
         if let Err(e) = iotune::apply_disk_throttling(&launched.qmp, &def).await {
             let _ = launched.process.kill().await;
             cleanup_run_files(&cfg.runtime_dir, &def.name, &paths);
@@ -1103,6 +1114,7 @@ impl QemuDriver {
         live_def.id = Some(id);
         record_vnc_port(&launched.qmp, &mut live_def).await;
         record_spice_port(&launched.qmp, &mut live_def).await;
+        add_console_compat(&mut live_def);
         record_pty_path(&launched.qmp, &mut live_def).await;
         set_aliases(&mut live_def);
         let runtime = Arc::new(Runtime {

@@ -21,10 +21,10 @@ use migrated_core::xml::DomainDef;
 use migrated_core::{Error, Result};
 use tracing::warn;
 
-use super::registry::Runtime;
 use super::{status_of, QemuDriver};
 use crate::qmp::commands::{DeviceAddCpu, DeviceDel, QueryHotpluggableCpus};
 use crate::qmp::message::names;
+use crate::qmp::Qmp;
 use crate::spec::launch_spec;
 
 const OP: &str = "virDomainSetVcpusFlags";
@@ -45,8 +45,7 @@ fn vcpu_id(socket: u32) -> String {
 /// libvirt's refusal of a count over `def`'s maximum.
 fn check_max(def: &DomainDef, count: u32, which: &str) -> Result<()> {
     if count > def.vcpus {
-        return Err(Error::InvalidArg {
-            operation: OP,
+        return Err(Error::InvalidValue {
             reason: format!(
                 "requested vcpus is greater than max allowable vcpus for the {which} domain: \
                  {count} > {}",
@@ -72,10 +71,9 @@ impl QemuDriver {
             ),
         )?;
         if flags & vcpu::GUEST != 0 {
-            return Err(Error::ArgumentUnsupported {
-                what: "the guest agent's vCPU count (VIR_DOMAIN_VCPU_GUEST)".into(),
-                driver: crate::support::SUPPORT.driver,
-            });
+            // The guest agent sets the count; this daemon never has one
+            // connected, so libvirt's answer for a guest without it.
+            return Err(self.agent_unavailable(dom)?);
         }
         let maximum = flags & vcpu::MAXIMUM != 0;
         let job = self.job(dom)?;
@@ -123,7 +121,7 @@ impl QemuDriver {
             launch_spec(def).map_err(|e| e.into_core(OP))?;
         }
         if let Some((runtime, current)) = runtime {
-            let online = hotplug(&runtime, current, count).await;
+            let online = hotplug(&runtime.qmp, current, count).await;
             // The live definition follows what is online, even after a
             // partial change.
             let mut reg = self.shared.lock()?;
@@ -132,7 +130,7 @@ impl QemuDriver {
             if let Some(l) = d.live.as_mut() {
                 let now = online.as_ref().map_or_else(|(n, _)| *n, |n| *n);
                 if now != l.def.current_vcpus() {
-                    l.def.set_current_vcpus(now);
+                    l.def.record_vcpu_hotplug(now);
                     if let Err(e) = status_of(l, persistent).write(&self.shared.config.runtime_dir)
                     {
                         warn!(error = %e.chain(), "cannot update status file");
@@ -197,12 +195,11 @@ impl QemuDriver {
 
 /// Plugs or unplugs vCPUs of a running guest from `current` to `count`
 /// online; the count online afterwards, with the error of a partial change.
-async fn hotplug(
-    runtime: &Runtime,
+pub(super) async fn hotplug(
+    qmp: &Qmp,
     current: u32,
     count: u32,
 ) -> std::result::Result<u32, (u32, Error)> {
-    let qmp = &runtime.qmp;
     let fail = |online: u32, e: crate::error::Error| (online, e.into_core(OP));
     let mut slots = qmp
         .execute(&QueryHotpluggableCpus)

@@ -9,7 +9,8 @@
 use std::path::PathBuf;
 
 use migrated_core::xml::{
-    CharType, DiskDevice, DomainDef, DomainType, GraphicsType, InterfaceType,
+    CharDevice, CharTarget, CharType, DeviceInfo, DiskDevice, DomainDef, DomainType, GraphicsType,
+    InterfaceType,
 };
 use tracing::warn;
 
@@ -56,7 +57,8 @@ pub fn launch_spec(def: &DomainDef) -> Result<LaunchSpec> {
         .clone()
         .unwrap_or_else(|| DEFAULT_MACHINE.into());
     spec.memory_mib = def.memory_kib.div_ceil(1024);
-    spec.vcpus = def.current_vcpus();
+    // vCPUs plugged after boot are plugged again once QEMU is up.
+    spec.vcpus = def.boot_vcpus();
     spec.max_vcpus = def.vcpus;
     spec.cpu = cpu_model(def, accel)?;
     spec.disks = def.devices.disks.iter().map(disk).collect::<Result<_>>()?;
@@ -278,6 +280,32 @@ fn serial(def: &DomainDef) -> Result<Serial> {
             .ok_or_else(|| invalid("file serial port without a path")),
         other => Err(invalid(format!("serial port type '{other}'"))),
     }
+}
+
+/// libvirt's `virDomainDefAddConsoleCompat` for a started guest: a guest
+/// with a serial port and no console gets the console that mirrors port 0,
+/// so the live XML has the `<console tty=…>` that `virsh ttyconsole` and
+/// other tools read.
+pub(crate) fn add_console_compat(def: &mut DomainDef) {
+    let devices = &mut def.devices;
+    if !devices.consoles.is_empty() {
+        return;
+    }
+    let Some(port) = devices.serials.first() else {
+        return;
+    };
+    devices.consoles.push(CharDevice {
+        kind: port.kind,
+        tty: None,
+        source: port.source.clone(),
+        target: Some(CharTarget {
+            kind: Some("serial".into()),
+            port: Some(0),
+            ..CharTarget::default()
+        }),
+        log: Vec::new(),
+        info: DeviceInfo::default(),
+    });
 }
 
 /// Consoles must mirror serial port 0 (`<target type='serial'/>`, libvirt's

@@ -199,9 +199,7 @@ impl Registry {
             u64::from(GET_FLAGS),
         )?;
         let def = self.one_def(dom, "virDomainGetInterfaceParameters", flags)?;
-        let net = def
-            .devices
-            .interface_for(device, "virDomainGetInterfaceParameters")?;
+        let net = def.devices.interface_for(device)?;
         Ok(bandwidth::to_params(&net.bandwidth))
     }
 
@@ -221,7 +219,7 @@ impl Registry {
         )?;
         params.validate(&bandwidth::SPECS)?;
         self.change_one_def(dom, OP, flags, |def, _| {
-            def.devices.interface_for(device, OP)?;
+            def.devices.interface_for(device)?;
             if let Some(i) = def.devices.interface_index(device) {
                 let net = &mut def.devices.interfaces[i];
                 net.bandwidth = bandwidth::apply(&net.bandwidth, params)?;

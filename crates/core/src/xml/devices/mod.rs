@@ -168,14 +168,9 @@ impl Devices {
     ///
     /// # Errors
     /// That one.
-    pub fn interface_for(
-        &self,
-        device: &str,
-        operation: &'static str,
-    ) -> crate::Result<&Interface> {
+    pub fn interface_for(&self, device: &str) -> crate::Result<&Interface> {
         self.interface(device)
-            .ok_or_else(|| crate::Error::InvalidArg {
-                operation,
+            .ok_or_else(|| crate::Error::InvalidValue {
                 reason: format!("'{device}' is not a known interface"),
             })
     }
