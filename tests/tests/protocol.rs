@@ -179,7 +179,7 @@ fn event_ids_register_as_in_libvirtd_and_unknown_ones_are_refused() {
 }
 
 /// A procedure libvirt defines but this daemon does not serve (here
-/// DOMAIN_GET_TIME, 337, and DOMAIN_RESTORE_PARAMS, 441) gets libvirtd's
+/// DOMAIN_GET_GUEST_VCPUS, 371, and DOMAIN_RESTORE_PARAMS, 441) gets libvirtd's
 /// answer for a driver without the function, so `virsh domtime` prints
 /// what users know; the connection goes on.
 #[test]
@@ -189,7 +189,7 @@ fn unserved_libvirt_procedures_are_not_supported_and_name_the_api() {
     // DOMAIN_RESTORE_PARAMS's arguments (no typed parameters, no flags)
     // decode, and only then is the missing function reported.
     let cases: [(i32, &str, &[u8]); 2] = [
-        (365, "virDomainGetPerfEvents", &[]),
+        (371, "virDomainGetGuestVcpus", &[]),
         (441, "virDomainRestoreParams", &[0, 0, 0, 0, 0, 0, 0, 0]),
     ];
     for (number, api, args) in cases {

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 pub use crate::flags::dump::Format as DumpFormat;
 pub use crate::job::LocalJobs;
 use crate::support::SupportTable;
-use crate::tune::{CpuStats, GuestTime};
+use crate::tune::{CpuStats, GuestTime, InterfaceAddresses};
 use crate::typed_params::TypedParams;
 use crate::xml::MetadataTarget;
 
@@ -184,6 +184,28 @@ pub enum Operation {
     GetTime,
     /// [`Driver::set_guest_time`].
     SetTime,
+    /// [`Driver::blkio_parameters`].
+    GetBlkioParameters,
+    /// [`Driver::set_blkio_parameters`].
+    SetBlkioParameters,
+    /// [`Driver::block_io_tune`].
+    GetBlockIoTune,
+    /// [`Driver::set_block_io_tune`].
+    SetBlockIoTune,
+    /// [`Driver::numa_parameters`].
+    GetNumaParameters,
+    /// [`Driver::set_numa_parameters`].
+    SetNumaParameters,
+    /// [`Driver::interface_parameters`].
+    GetInterfaceParameters,
+    /// [`Driver::set_interface_parameters`].
+    SetInterfaceParameters,
+    /// [`Driver::interface_addresses`].
+    InterfaceAddresses,
+    /// [`Driver::perf_events`].
+    GetPerfEvents,
+    /// [`Driver::set_perf_events`].
+    SetPerfEvents,
     /// [`Driver::snapshot_create`].
     SnapshotCreate,
     /// [`Driver::snapshot_list`].
@@ -287,6 +309,17 @@ impl Operation {
         Operation::SnapshotParent,
         Operation::SnapshotRevert,
         Operation::SnapshotDelete,
+        Operation::GetBlkioParameters,
+        Operation::SetBlkioParameters,
+        Operation::GetBlockIoTune,
+        Operation::SetBlockIoTune,
+        Operation::GetNumaParameters,
+        Operation::SetNumaParameters,
+        Operation::GetInterfaceParameters,
+        Operation::SetInterfaceParameters,
+        Operation::InterfaceAddresses,
+        Operation::GetPerfEvents,
+        Operation::SetPerfEvents,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -374,6 +407,17 @@ impl Operation {
             Operation::SnapshotParent => "virDomainSnapshotGetParent",
             Operation::SnapshotRevert => "virDomainRevertToSnapshot",
             Operation::SnapshotDelete => "virDomainSnapshotDelete",
+            Operation::GetBlkioParameters => "virDomainGetBlkioParameters",
+            Operation::SetBlkioParameters => "virDomainSetBlkioParameters",
+            Operation::GetBlockIoTune => "virDomainGetBlockIoTune",
+            Operation::SetBlockIoTune => "virDomainSetBlockIoTune",
+            Operation::GetNumaParameters => "virDomainGetNumaParameters",
+            Operation::SetNumaParameters => "virDomainSetNumaParameters",
+            Operation::GetInterfaceParameters => "virDomainGetInterfaceParameters",
+            Operation::SetInterfaceParameters => "virDomainSetInterfaceParameters",
+            Operation::InterfaceAddresses => "virDomainInterfaceAddresses",
+            Operation::GetPerfEvents => "virDomainGetPerfEvents",
+            Operation::SetPerfEvents => "virDomainSetPerfEvents",
         }
     }
 
@@ -462,6 +506,17 @@ impl Operation {
             Operation::SnapshotParent => "snapshot_parent",
             Operation::SnapshotRevert => "snapshot_revert",
             Operation::SnapshotDelete => "snapshot_delete",
+            Operation::GetBlkioParameters => "blkio_parameters",
+            Operation::SetBlkioParameters => "set_blkio_parameters",
+            Operation::GetBlockIoTune => "block_io_tune",
+            Operation::SetBlockIoTune => "set_block_io_tune",
+            Operation::GetNumaParameters => "numa_parameters",
+            Operation::SetNumaParameters => "set_numa_parameters",
+            Operation::GetInterfaceParameters => "interface_parameters",
+            Operation::SetInterfaceParameters => "set_interface_parameters",
+            Operation::InterfaceAddresses => "interface_addresses",
+            Operation::GetPerfEvents => "perf_events",
+            Operation::SetPerfEvents => "set_perf_events",
         }
     }
 }
@@ -1085,6 +1140,121 @@ pub trait Driver: Send + Sync {
     async fn snapshot_delete(&self, dom: &DomainRef, name: &str, flags: u32) -> Result<()> {
         let _ = (dom, name, flags);
         Err(self.no_support(Operation::SnapshotDelete))
+    }
+
+    /// The block I/O weights of one definition ([`crate::tune::blkio`]),
+    /// all of them (`virsh blkiotune`).
+    async fn blkio_parameters(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetBlkioParameters))
+    }
+
+    /// Changes block I/O weights of one definition.
+    async fn set_blkio_parameters(
+        &self,
+        dom: &DomainRef,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        let _ = (dom, params, flags);
+        Err(self.no_support(Operation::SetBlkioParameters))
+    }
+
+    /// The I/O throttling of one disk ([`crate::xml::IOTUNE_LIMITS`] and
+    /// `group_name`), all of it (`virsh blkdeviotune`). `disk` is `None`
+    /// only for a caller that counts the parameters.
+    async fn block_io_tune(
+        &self,
+        dom: &DomainRef,
+        disk: Option<&str>,
+        flags: u32,
+    ) -> Result<TypedParams> {
+        let _ = (dom, disk, flags);
+        Err(self.no_support(Operation::GetBlockIoTune))
+    }
+
+    /// Changes the I/O throttling of one disk.
+    async fn set_block_io_tune(
+        &self,
+        dom: &DomainRef,
+        disk: &str,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        let _ = (dom, disk, params, flags);
+        Err(self.no_support(Operation::SetBlockIoTune))
+    }
+
+    /// The NUMA memory policy of one definition ([`crate::tune::numa`];
+    /// `virsh numatune`).
+    async fn numa_parameters(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetNumaParameters))
+    }
+
+    /// Changes the NUMA memory policy of one definition.
+    async fn set_numa_parameters(
+        &self,
+        dom: &DomainRef,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        let _ = (dom, params, flags);
+        Err(self.no_support(Operation::SetNumaParameters))
+    }
+
+    /// The traffic shaping of one interface ([`crate::tune::bandwidth`];
+    /// `virsh domiftune`), by MAC address or host device name.
+    async fn interface_parameters(
+        &self,
+        dom: &DomainRef,
+        device: &str,
+        flags: u32,
+    ) -> Result<TypedParams> {
+        let _ = (dom, device, flags);
+        Err(self.no_support(Operation::GetInterfaceParameters))
+    }
+
+    /// Changes the traffic shaping of one interface.
+    async fn set_interface_parameters(
+        &self,
+        dom: &DomainRef,
+        device: &str,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        let _ = (dom, device, params, flags);
+        Err(self.no_support(Operation::SetInterfaceParameters))
+    }
+
+    /// The guest's interfaces and their addresses from `source`
+    /// ([`crate::tune::ifaddr`]; `virsh domifaddr`).
+    async fn interface_addresses(
+        &self,
+        dom: &DomainRef,
+        source: u32,
+        flags: u32,
+    ) -> Result<Vec<InterfaceAddresses>> {
+        let _ = (dom, source, flags);
+        Err(self.no_support(Operation::InterfaceAddresses))
+    }
+
+    /// Every perf event of one definition and whether it is enabled
+    /// ([`crate::xml::PERF_EVENTS`]; `virsh perf`).
+    async fn perf_events(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
+        let _ = (dom, flags);
+        Err(self.no_support(Operation::GetPerfEvents))
+    }
+
+    /// Enables or disables perf events of one definition.
+    async fn set_perf_events(
+        &self,
+        dom: &DomainRef,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        let _ = (dom, params, flags);
+        Err(self.no_support(Operation::SetPerfEvents))
     }
 }
 

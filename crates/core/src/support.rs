@@ -165,6 +165,38 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainGetTime, Operation::GetTime),
     (Procedure::DomainSetTime, Operation::SetTime),
     (
+        Procedure::DomainGetBlkioParameters,
+        Operation::GetBlkioParameters,
+    ),
+    (
+        Procedure::DomainSetBlkioParameters,
+        Operation::SetBlkioParameters,
+    ),
+    (Procedure::DomainGetBlockIoTune, Operation::GetBlockIoTune),
+    (Procedure::DomainSetBlockIoTune, Operation::SetBlockIoTune),
+    (
+        Procedure::DomainGetNumaParameters,
+        Operation::GetNumaParameters,
+    ),
+    (
+        Procedure::DomainSetNumaParameters,
+        Operation::SetNumaParameters,
+    ),
+    (
+        Procedure::DomainGetInterfaceParameters,
+        Operation::GetInterfaceParameters,
+    ),
+    (
+        Procedure::DomainSetInterfaceParameters,
+        Operation::SetInterfaceParameters,
+    ),
+    (
+        Procedure::DomainInterfaceAddresses,
+        Operation::InterfaceAddresses,
+    ),
+    (Procedure::DomainGetPerfEvents, Operation::GetPerfEvents),
+    (Procedure::DomainSetPerfEvents, Operation::SetPerfEvents),
+    (
         Procedure::DomainSnapshotCreateXml,
         Operation::SnapshotCreate,
     ),

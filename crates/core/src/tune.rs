@@ -39,6 +39,14 @@ pub mod cpu_stats {
     pub const VCPU_TIME: &str = "vcpu_time";
 }
 
+pub mod bandwidth;
+pub mod blkio;
+pub mod ifaddr;
+pub mod iotune;
+pub mod numa;
+pub mod perf;
+pub use ifaddr::{InterfaceAddresses, IpAddress};
+
 /// `VIR_DOMAIN_TIME_SYNC`: set the guest clock from its RTC.
 pub const TIME_SYNC: u32 = 1 << 0;
 

@@ -50,8 +50,8 @@ fn unknown_elements_are_named_with_their_path() {
     );
     refuse_with(&with_devices("<foo/>"), "unsupported element <devices/foo>");
     refuse_with(
-        &with_devices("<disk type='file'><target dev='vda'/><iotune/></disk>"),
-        "unsupported element <devices/disk/iotune>",
+        &with_devices("<disk type='file'><target dev='vda'/><iotune><fast_bytes_sec>1</fast_bytes_sec></iotune></disk>"),
+        "unsupported element <devices/disk/iotune/fast_bytes_sec>",
     );
     refuse_with(
         &format!(

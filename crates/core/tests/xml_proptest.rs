@@ -2,9 +2,9 @@
 //! gives the same definition back, and formatting is idempotent.
 
 use migrated_core::xml::{
-    Address, DeviceInfo, Disk, DiskDevice, DiskSource, DiskTarget, DiskType, DomainDef, DomainType,
-    Feature, FormatOptions, Graphics, GraphicsType, Interface, InterfaceSource, InterfaceType,
-    Memballoon,
+    Address, Bandwidth, BandwidthRate, BlockIoTune, DeviceInfo, Disk, DiskDevice, DiskSource,
+    DiskTarget, DiskType, DomainDef, DomainType, Feature, FormatOptions, Graphics, GraphicsType,
+    Interface, InterfaceSource, InterfaceType, Memballoon,
 };
 use proptest::prelude::*;
 
@@ -62,9 +62,10 @@ fn disk() -> impl Strategy<Value = Disk> {
         proptest::option::of(text()),
         proptest::option::of(1u32..10),
         info(),
+        proptest::option::of((1u64..1_000_000, proptest::option::of(word()))),
     )
         .prop_map(
-            |(kind, device, path, dev, bus, (readonly, shareable), serial, boot, info)| Disk {
+            |(kind, device, path, dev, bus, (readonly, shareable), serial, boot, info, io)| Disk {
                 kind,
                 device,
                 driver: None,
@@ -80,6 +81,12 @@ fn disk() -> impl Strategy<Value = Disk> {
                     tray: None,
                     removable: None,
                 },
+                iotune: io.map_or_else(BlockIoTune::default, |(bytes, group)| {
+                    let mut t = BlockIoTune::default();
+                    t.set("total_bytes_sec", bytes);
+                    t.group_name = group;
+                    t
+                }),
                 readonly,
                 shareable,
                 serial,
@@ -100,8 +107,9 @@ fn interface() -> impl Strategy<Value = Interface> {
         proptest::option::of(word()),
         proptest::option::of(prop_oneof![Just("virtio"), Just("e1000"), Just("rtl8139")]),
         info(),
+        proptest::option::of((1u64..100_000, 0u64..100_000)),
     )
-        .prop_map(|(kind, mac, source, model, info)| Interface {
+        .prop_map(|(kind, mac, source, model, info, shaping)| Interface {
             kind,
             mac: mac.map(|m| format!("52:54:00:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2])),
             source: source.map(|name| match kind {
@@ -114,6 +122,14 @@ fn interface() -> impl Strategy<Value = Interface> {
                     ..InterfaceSource::default()
                 },
             }),
+            bandwidth: Bandwidth {
+                inbound: shaping.map(|(average, peak)| BandwidthRate {
+                    average,
+                    peak,
+                    ..BandwidthRate::default()
+                }),
+                outbound: None,
+            },
             target_dev: None,
             model: model.map(str::to_string),
             driver: Vec::new(),

@@ -52,7 +52,7 @@ use migrated_core::flags::{affect, check_flags};
 use migrated_core::hotplug::Change;
 use migrated_core::keycode::{self, Codeset};
 use migrated_core::support::SupportTable;
-use migrated_core::tune::{CpuStats, GuestTime};
+use migrated_core::tune::{CpuStats, GuestTime, InterfaceAddresses};
 use migrated_core::typed_params::TypedParams;
 use migrated_core::xml::{DomainDef, MetadataTarget};
 use migrated_core::{Error, Result};
@@ -693,6 +693,103 @@ impl Driver for TestDriver {
 
     async fn set_guest_time(&self, dom: &DomainRef, time: GuestTime, flags: u32) -> Result<()> {
         self.update(|r| r.set_guest_time(dom, time, flags))
+    }
+
+    async fn blkio_parameters(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
+        self.read(|r| r.blkio_parameters(dom, flags))
+    }
+
+    async fn set_blkio_parameters(
+        &self,
+        dom: &DomainRef,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        // A config change writes the stored definition: off the runtime.
+        let (dom, params) = (dom.clone(), params.clone());
+        self.blocking(move |r| r.set_blkio_parameters(&dom, &params, flags))
+            .await
+    }
+
+    async fn block_io_tune(
+        &self,
+        dom: &DomainRef,
+        disk: Option<&str>,
+        flags: u32,
+    ) -> Result<TypedParams> {
+        self.read(|r| r.block_io_tune(dom, disk, flags))
+    }
+
+    async fn set_block_io_tune(
+        &self,
+        dom: &DomainRef,
+        disk: &str,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        let (dom, disk, params) = (dom.clone(), disk.to_owned(), params.clone());
+        self.blocking(move |r| r.set_block_io_tune(&dom, &disk, &params, flags))
+            .await
+    }
+
+    async fn numa_parameters(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
+        self.read(|r| r.numa_parameters(dom, flags))
+    }
+
+    async fn set_numa_parameters(
+        &self,
+        dom: &DomainRef,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        let (dom, params) = (dom.clone(), params.clone());
+        self.blocking(move |r| r.set_numa_parameters(&dom, &params, flags))
+            .await
+    }
+
+    async fn interface_parameters(
+        &self,
+        dom: &DomainRef,
+        device: &str,
+        flags: u32,
+    ) -> Result<TypedParams> {
+        self.read(|r| r.interface_parameters(dom, device, flags))
+    }
+
+    async fn set_interface_parameters(
+        &self,
+        dom: &DomainRef,
+        device: &str,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        let (dom, device, params) = (dom.clone(), device.to_owned(), params.clone());
+        self.blocking(move |r| r.set_interface_parameters(&dom, &device, &params, flags))
+            .await
+    }
+
+    async fn interface_addresses(
+        &self,
+        dom: &DomainRef,
+        source: u32,
+        flags: u32,
+    ) -> Result<Vec<InterfaceAddresses>> {
+        self.read(|r| r.interface_addresses(dom, source, flags))
+    }
+
+    async fn perf_events(&self, dom: &DomainRef, flags: u32) -> Result<TypedParams> {
+        self.read(|r| r.perf_events(dom, flags))
+    }
+
+    async fn set_perf_events(
+        &self,
+        dom: &DomainRef,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        let (dom, params) = (dom.clone(), params.clone());
+        self.blocking(move |r| r.set_perf_events(&dom, &params, flags))
+            .await
     }
 
     async fn node_info(&self) -> Result<NodeInfo> {

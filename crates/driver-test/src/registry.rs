@@ -25,6 +25,7 @@ use crate::memory::{GuestMemory, MAX_MEMORY_BYTES};
 use crate::store::Store;
 use crate::workload::WorkloadConfig;
 
+mod devtune;
 mod dump;
 mod handover;
 mod hotplug;

@@ -10,6 +10,7 @@ use migrated_core::flags;
 
 use super::*;
 
+mod devtune;
 mod tune;
 
 fn host() -> HostIdentity {

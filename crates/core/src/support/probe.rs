@@ -145,6 +145,46 @@ pub async fn probe(
         Operation::SnapshotParent => code(drv.snapshot_parent(dom, "s", 0).await),
         Operation::SnapshotRevert => code(drv.snapshot_revert(dom, "s", 0).await),
         Operation::SnapshotDelete => code(drv.snapshot_delete(dom, "s", 0).await),
+        Operation::GetBlkioParameters => code(drv.blkio_parameters(dom, 0).await),
+        Operation::SetBlkioParameters => code(
+            drv.set_blkio_parameters(dom, &one_param("weight", TypedValue::UInt(10)), 0)
+                .await,
+        ),
+        Operation::GetBlockIoTune => code(drv.block_io_tune(dom, Some("vda"), 0).await),
+        Operation::SetBlockIoTune => code(
+            drv.set_block_io_tune(
+                dom,
+                "vda",
+                &one_param("total_bytes_sec", TypedValue::ULLong(1024)),
+                0,
+            )
+            .await,
+        ),
+        Operation::GetNumaParameters => code(drv.numa_parameters(dom, 0).await),
+        Operation::SetNumaParameters => code(
+            drv.set_numa_parameters(
+                dom,
+                &one_param("numa_nodeset", TypedValue::String("0".into())),
+                0,
+            )
+            .await,
+        ),
+        Operation::GetInterfaceParameters => code(drv.interface_parameters(dom, "vnet0", 0).await),
+        Operation::SetInterfaceParameters => code(
+            drv.set_interface_parameters(
+                dom,
+                "vnet0",
+                &one_param("inbound.average", TypedValue::UInt(10)),
+                0,
+            )
+            .await,
+        ),
+        Operation::InterfaceAddresses => code(drv.interface_addresses(dom, 0, 0).await),
+        Operation::GetPerfEvents => code(drv.perf_events(dom, 0).await),
+        Operation::SetPerfEvents => code(
+            drv.set_perf_events(dom, &one_param("cmt", TypedValue::Boolean(true)), 0)
+                .await,
+        ),
     }
 }
 

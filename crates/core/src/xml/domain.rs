@@ -4,10 +4,13 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
+use super::blkiotune::BlkioTune;
 use super::devices::Devices;
 use super::error::{Result, XmlError};
 use super::kinds::DomainType;
 use super::memtune::MemTune;
+use super::numatune::NumaTune;
+use super::perf::Perf;
 use super::platform::{self, Clock, Cpu, Feature, Os, Pm, SecLabel};
 use super::read::{once, Node};
 use super::vcpus::{self, VcpuSlot};
@@ -52,6 +55,8 @@ pub struct DomainDef {
     pub memory_kib: u64,
     /// `<currentMemory>`: the balloon target, in KiB (never above `memory_kib`).
     pub current_memory_kib: u64,
+    /// `<blkiotune>`: block I/O weights and per-device limits.
+    pub blkiotune: BlkioTune,
     /// `<memtune>`: memory limits.
     pub memtune: MemTune,
     /// `<vcpu>` count: the maximum number of vCPUs.
@@ -60,6 +65,8 @@ pub struct DomainDef {
     pub vcpu: Vcpu,
     /// `<vcpus>`: each vCPU slot's state; empty when the document has none.
     pub vcpu_slots: Vec<VcpuSlot>,
+    /// `<numatune>`: the host NUMA memory policy.
+    pub numatune: NumaTune,
     /// `<resource><partition>`: the host cgroup partition.
     pub resource_partition: Option<String>,
     /// `<os>`.
@@ -78,6 +85,8 @@ pub struct DomainDef {
     pub on_crash: Option<String>,
     /// `<pm>`.
     pub pm: Option<Pm>,
+    /// `<perf>`: perf events.
+    pub perf: Perf,
     /// `<devices>`.
     pub devices: Devices,
     /// `<seclabel>`s.
@@ -234,6 +243,7 @@ impl DomainDef {
                 &[("unit", &"KiB")],
                 &self.current_memory_kib.to_string(),
             );
+            self.blkiotune.format(w);
             self.memtune.format(w);
             w.text(
                 "vcpu",
@@ -245,6 +255,7 @@ impl DomainDef {
                 &self.vcpus.to_string(),
             );
             vcpus::format(w, &self.vcpu_slots);
+            self.numatune.format(w);
             if let Some(p) = &self.resource_partition {
                 w.elem("resource", &[], |w| w.text("partition", &[], p));
             }
@@ -262,6 +273,7 @@ impl DomainDef {
             if let Some(pm) = &self.pm {
                 pm.format(w);
             }
+            self.perf.format(w);
             self.devices.format(w, opts);
             for s in &self.seclabels {
                 s.format(w, opts);
@@ -303,7 +315,10 @@ struct Sections {
     max_memory: Option<MaxMemory>,
     memory: Option<u64>,
     current_memory: Option<u64>,
+    blkiotune: Option<BlkioTune>,
     memtune: Option<MemTune>,
+    numatune: Option<NumaTune>,
+    perf: Option<Perf>,
     vcpu: Option<(u32, Vcpu)>,
     vcpu_slots: Option<Vec<VcpuSlot>>,
     resource: Option<String>,
@@ -358,7 +373,10 @@ impl Sections {
             }),
             "memory" => once(&mut self.memory, c, units::read_kib),
             "currentMemory" => once(&mut self.current_memory, c, units::read_kib),
+            "blkiotune" => once(&mut self.blkiotune, c, BlkioTune::parse),
             "memtune" => once(&mut self.memtune, c, MemTune::parse),
+            "numatune" => once(&mut self.numatune, c, NumaTune::parse),
+            "perf" => once(&mut self.perf, c, Perf::parse),
             "vcpu" => once(&mut self.vcpu, c, |mut c| {
                 let attrs = Vcpu {
                     placement: c.attr("placement"),
@@ -469,7 +487,10 @@ impl Sections {
             max_memory: self.max_memory,
             memory_kib,
             current_memory_kib,
+            blkiotune: self.blkiotune.unwrap_or_default(),
             memtune: self.memtune.unwrap_or_default(),
+            numatune: self.numatune.unwrap_or_default(),
+            perf: self.perf.unwrap_or_default(),
             vcpus,
             vcpu,
             vcpu_slots,

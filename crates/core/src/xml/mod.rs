@@ -10,12 +10,15 @@
 //! Host-only details (`<metadata>`, foreign-namespace extension elements such
 //! as `<qemu:commandline>`) are kept verbatim.
 
+mod blkiotune;
 mod devices;
 mod domain;
 mod error;
 mod kinds;
 mod memtune;
 mod metadata;
+mod numatune;
+mod perf;
 mod platform;
 mod read;
 mod snapshot;
@@ -25,10 +28,12 @@ mod vcpus;
 mod write;
 pub(crate) use write::escape;
 
+pub use blkiotune::{BlkioDevice, BlkioTune};
 pub use devices::{
-    Address, Audio, CharDevice, CharSource, CharTarget, Controller, DeviceDef, DeviceInfo, Devices,
-    Disk, DiskDriver, DiskSource, DiskTarget, Graphics, GraphicsListen, Input, Interface,
-    InterfaceSource, Memballoon, Redirdev, Rng, Sound, Tpm, Video, VideoModel, Watchdog,
+    Address, Audio, Bandwidth, BandwidthRate, BlockIoTune, CharDevice, CharSource, CharTarget,
+    Controller, DeviceDef, DeviceInfo, Devices, Disk, DiskDriver, DiskSource, DiskTarget, Graphics,
+    GraphicsListen, Input, Interface, InterfaceSource, Memballoon, Redirdev, Rng, Sound, Tpm,
+    Video, VideoModel, Watchdog, GROUP_AT, GROUP_NAME, IOTUNE_LIMITS,
 };
 pub use domain::{check_name, DomainDef, MaxMemory, Vcpu};
 pub use error::{Position, XmlError};
@@ -37,6 +42,8 @@ pub use kinds::{
 };
 pub use memtune::MemTune;
 pub use metadata::{metadata_change, metadata_read, MetadataTarget};
+pub use numatune::{NumaMemory, NumaTune, NUMA_MODES};
+pub use perf::{Perf, PERF_EVENTS};
 pub use platform::{
     BootMenu, Clock, Cpu, CpuFeature, CpuModel, Feature, FirmwareFeature, Loader, Nvram, Os, Pm,
     SecLabel, Timer,

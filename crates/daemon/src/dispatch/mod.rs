@@ -8,6 +8,7 @@
 pub mod connection;
 pub mod console;
 pub mod devices;
+pub mod devtune;
 pub mod domain;
 pub mod dump;
 pub mod events;
@@ -185,6 +186,44 @@ pub async fn run(
         Call::DomainGetHostname(args) => reply(p, &tune::get_hostname(session, args).await?),
         Call::DomainGetTime(args) => reply(p, &tune::get_time(session, args).await?),
         Call::DomainSetTime(args) => reply(p, &Box::pin(tune::set_time(session, args)).await?),
+        Call::DomainGetBlkioParameters(args) => {
+            reply(p, &devtune::get_blkio_parameters(session, args).await?)
+        }
+        Call::DomainSetBlkioParameters(args) => reply(
+            p,
+            &Box::pin(devtune::set_blkio_parameters(session, args)).await?,
+        ),
+        Call::DomainGetBlockIoTune(args) => {
+            reply(p, &devtune::get_block_io_tune(session, args).await?)
+        }
+        Call::DomainSetBlockIoTune(args) => reply(
+            p,
+            &Box::pin(devtune::set_block_io_tune(session, args)).await?,
+        ),
+        Call::DomainGetNumaParameters(args) => {
+            reply(p, &devtune::get_numa_parameters(session, args).await?)
+        }
+        Call::DomainSetNumaParameters(args) => reply(
+            p,
+            &Box::pin(devtune::set_numa_parameters(session, args)).await?,
+        ),
+        Call::DomainGetInterfaceParameters(args) => {
+            reply(p, &devtune::get_interface_parameters(session, args).await?)
+        }
+        Call::DomainSetInterfaceParameters(args) => reply(
+            p,
+            &Box::pin(devtune::set_interface_parameters(session, args)).await?,
+        ),
+        Call::DomainInterfaceAddresses(args) => reply(
+            p,
+            &Box::pin(devtune::interface_addresses(session, args)).await?,
+        ),
+        Call::DomainGetPerfEvents(args) => {
+            reply(p, &devtune::get_perf_events(session, args).await?)
+        }
+        Call::DomainSetPerfEvents(args) => {
+            reply(p, &Box::pin(devtune::set_perf_events(session, args)).await?)
+        }
         Call::DomainGetIothreadInfo(args) => {
             reply(p, &vcpu_memory::get_iothread_info(session, args).await?)
         }

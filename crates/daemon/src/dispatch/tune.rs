@@ -23,16 +23,16 @@ use crate::wire::{rpc_error, to_wire_error};
 
 type Result<T> = std::result::Result<T, WireError>;
 
-fn err(e: migrated_core::Error) -> WireError {
+pub(super) fn err(e: migrated_core::Error) -> WireError {
     to_wire_error(&e)
 }
 
-fn driver(session: &Session) -> Result<std::sync::Arc<dyn Driver>> {
+pub(super) fn driver(session: &Session) -> Result<std::sync::Arc<dyn Driver>> {
     Ok(session.driver()?.driver)
 }
 
 /// libvirtd's refusal of a wanted count over the procedure's bound.
-fn check_wanted(nparams: i32, max: usize) -> Result<()> {
+pub(super) fn check_wanted(nparams: i32, max: usize) -> Result<()> {
     if usize::try_from(nparams).is_ok_and(|n| n > max) {
         return Err(rpc_error("nparams too large"));
     }
@@ -51,7 +51,7 @@ fn check_positive(operation: &'static str, nparams: i32) -> Result<()> {
     Ok(())
 }
 
-fn received(params: Vec<proto::TypedParam>, max: usize) -> Result<TypedParams> {
+pub(super) fn received(params: Vec<proto::TypedParam>, max: usize) -> Result<TypedParams> {
     TypedParams::from_wire(params, max).map_err(err)
 }
 

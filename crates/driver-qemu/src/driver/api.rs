@@ -18,7 +18,8 @@ use migrated_core::flags::{self, check_flags};
 use migrated_core::hotplug::Change;
 use migrated_core::keycode::Codeset;
 use migrated_core::support::SupportTable;
-use migrated_core::tune::{GuestTime, GET_HOSTNAME_AGENT, TIME_SYNC};
+use migrated_core::tune::{GuestTime, InterfaceAddresses, GET_HOSTNAME_AGENT, TIME_SYNC};
+use migrated_core::typed_params::TypedParams;
 use migrated_core::xml::{FormatOptions, InterfaceType, MetadataTarget};
 use migrated_core::{Error, Result};
 use tokio::sync::broadcast;
@@ -709,6 +710,34 @@ impl Driver for QemuDriver {
             u64::from(GET_HOSTNAME_AGENT),
         )?;
         Err(self.agent_unavailable(dom)?)
+    }
+
+    async fn block_io_tune(
+        &self,
+        dom: &DomainRef,
+        disk: Option<&str>,
+        flags: u32,
+    ) -> Result<TypedParams> {
+        self.block_io_tune_impl(dom, disk, flags).await
+    }
+
+    async fn set_block_io_tune(
+        &self,
+        dom: &DomainRef,
+        disk: &str,
+        params: &TypedParams,
+        flags: u32,
+    ) -> Result<()> {
+        self.set_block_io_tune_impl(dom, disk, params, flags).await
+    }
+
+    async fn interface_addresses(
+        &self,
+        dom: &DomainRef,
+        source: u32,
+        flags: u32,
+    ) -> Result<Vec<InterfaceAddresses>> {
+        self.interface_addresses_impl(dom, source, flags).await
     }
 
     async fn sysinfo(&self) -> Result<String> {

@@ -21,6 +21,8 @@ mod dump;
 mod host;
 mod host_stats;
 mod hotplug;
+mod ifaddr;
+mod iotune;
 mod job_lock;
 mod managed;
 mod memory;
@@ -1089,6 +1091,11 @@ impl QemuDriver {
                 cleanup_run_files(&cfg.runtime_dir, &def.name, &paths);
                 return Err(e);
             }
+        }
+        if let Err(e) = iotune::apply_disk_throttling(&launched.qmp, &def).await {
+            let _ = launched.process.kill().await;
+            cleanup_run_files(&cfg.runtime_dir, &def.name, &paths);
+            return Err(e.into_core("virDomainCreate"));
         }
         if matches!(mode, StartMode::Boot { .. } | StartMode::Snapshot) {
             if let Err(e) = set_initial_balloon(&launched.qmp, &def).await {

@@ -22,6 +22,7 @@ pub mod commands;
 pub mod devices;
 mod lines;
 pub mod message;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -82,17 +82,9 @@ impl Registry {
             u64::from(flags),
             u64::from(affect::LIVE | affect::CONFIG | TYPED_PARAM_STRING_OKAY),
         )?;
-        let guest = self.guest(&dom.uuid)?;
-        let live = affect::resolve_one(
-            "virDomainGetMemoryParameters",
-            flags & (affect::LIVE | affect::CONFIG),
-            guest.is_active(),
-            guest.persistent,
-        )?;
-        let tune = match (&guest.live, live) {
-            (Some(l), true) => l.def.memtune,
-            _ => guest.config.memtune,
-        };
+        let tune = self
+            .one_def(dom, "virDomainGetMemoryParameters", flags)?
+            .memtune;
         let value = |v: Option<u64>| TypedValue::ULLong(v.unwrap_or(memory::UNLIMITED));
         Ok(TypedParams::new()
             .with(memory::HARD_LIMIT, value(tune.hard_limit))
@@ -116,35 +108,30 @@ impl Registry {
             u64::from(affect::LIVE | affect::CONFIG),
         )?;
         params.validate(MEMORY_SPECS)?;
-        let guest = self.guest(&dom.uuid)?;
-        let live = affect::resolve_one(
-            "virDomainSetMemoryParameters",
-            flags,
-            guest.is_active(),
-            guest.persistent,
-        )?;
         let hard = params.get_ullong(memory::HARD_LIMIT)?;
         let soft = params.get_ullong(memory::SOFT_LIMIT)?;
         let swap = params.get_ullong(memory::SWAP_HARD_LIMIT)?;
+        let guest = self.guest(&dom.uuid)?;
         let current = guest
             .live
             .as_ref()
             .map_or(&guest.config, |l| &l.def)
             .memtune;
-        if hard.is_some() || swap.is_some() {
-            let unset = |v: Option<u64>| v.unwrap_or(memory::UNLIMITED);
-            let mem_limit = hard.unwrap_or(unset(current.hard_limit));
-            let swap_limit = swap.unwrap_or(unset(current.swap_hard_limit));
-            if mem_limit > swap_limit {
-                return Err(Error::InvalidArg {
-                    operation: "virDomainSetMemoryParameters",
-                    reason: "memory hard_limit tunable value must be lower than or equal to \
-                             swap_hard_limit"
-                        .into(),
-                });
+        self.change_one_def(dom, "virDomainSetMemoryParameters", flags, |def, _| {
+            if hard.is_some() || swap.is_some() {
+                let unset = |v: Option<u64>| v.unwrap_or(memory::UNLIMITED);
+                let mem_limit = hard.unwrap_or(unset(current.hard_limit));
+                let swap_limit = swap.unwrap_or(unset(current.swap_hard_limit));
+                if mem_limit > swap_limit {
+                    return Err(Error::InvalidArg {
+                        operation: "virDomainSetMemoryParameters",
+                        reason: "memory hard_limit tunable value must be lower than or equal \
+                                 to swap_hard_limit"
+                            .into(),
+                    });
+                }
             }
-        }
-        let change = |t: &mut MemTune| {
+            let t: &mut MemTune = &mut def.memtune;
             if let Some(v) = soft {
                 t.soft_limit = limit(v);
             }
@@ -154,18 +141,8 @@ impl Registry {
             if let Some(v) = swap {
                 t.swap_hard_limit = limit(v);
             }
-        };
-        if live {
-            if let Some(l) = self.guest_mut(&dom.uuid)?.live.as_mut() {
-                change(&mut l.def.memtune);
-            }
-            return Ok(());
-        }
-        let mut def = guest.config.clone();
-        change(&mut def.memtune);
-        self.store.save(&def)?;
-        self.guest_mut(&dom.uuid)?.config = def;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// `DOMAIN_GET_CPU_STATS`: libvirt's test driver's fixed figures, per

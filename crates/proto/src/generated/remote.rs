@@ -72,6 +72,27 @@ pub const REMOTE_DOMAIN_GET_CPU_STATS_MAX: usize = 2048;
 /// Upper limit on the host CPUs one REMOTE_PROC_DOMAIN_GET_CPU_STATS call covers.
 pub const REMOTE_DOMAIN_GET_CPU_STATS_NCPUS_MAX: usize = 128;
 
+/// Upper limit on the typed parameters of the blkio tuning calls (blkiotune).
+pub const REMOTE_DOMAIN_BLKIO_PARAMETERS_MAX: usize = 16;
+
+/// Upper limit on the typed parameters of the block I/O throttling calls (blkdeviotune).
+pub const REMOTE_DOMAIN_BLOCK_IO_TUNE_PARAMETERS_MAX: usize = 32;
+
+/// Upper limit on the typed parameters of the NUMA tuning calls (numatune).
+pub const REMOTE_DOMAIN_NUMA_PARAMETERS_MAX: usize = 16;
+
+/// Upper limit on the typed parameters of the interface tuning calls (domiftune).
+pub const REMOTE_DOMAIN_INTERFACE_PARAMETERS_MAX: usize = 16;
+
+/// Upper limit on the interfaces REMOTE_PROC_DOMAIN_INTERFACE_ADDRESSES answers.
+pub const REMOTE_DOMAIN_INTERFACE_MAX: usize = 2048;
+
+/// Upper limit on the addresses of one interface in REMOTE_PROC_DOMAIN_INTERFACE_ADDRESSES.
+pub const REMOTE_DOMAIN_IP_ADDR_MAX: usize = 2048;
+
+/// Upper limit on the typed parameters of the perf event calls (perf).
+pub const REMOTE_DOMAIN_PERF_EVENTS_MAX: usize = 64;
+
 /// Upper limit on the statistics of REMOTE_PROC_DOMAIN_MEMORY_STATS.
 pub const REMOTE_DOMAIN_MEMORY_STATS_MAX: usize = 1024;
 
@@ -2690,6 +2711,281 @@ pub struct DomainSetTimeArgs {
     pub flags: u32,
 }
 
+/// Arguments of REMOTE_PROC_DOMAIN_SET_BLKIO_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetBlkioParametersArgs {
+    /// Field `dom` of `remote_domain_set_blkio_parameters_args`.
+    pub dom: NonnullDomain,
+    /// weight (uint), device_weight and device_* limits ("path,value,...")
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_BLKIO_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_BLKIO_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_BLKIO_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetBlkioParametersArgs {
+    /// Field `dom` of `remote_domain_get_blkio_parameters_args`.
+    pub dom: NonnullDomain,
+    /// parameters wanted at most; 0 asks how many there are
+    pub nparams: i32,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG, VIR_TYPED_PARAM_STRING_OKAY
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_BLKIO_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetBlkioParametersRet {
+    /// Field `params` of `remote_domain_get_blkio_parameters_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_BLKIO_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_BLKIO_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// parameters there are (when 0 were asked) or were returned
+    pub nparams: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_BLOCK_IO_TUNE.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetBlockIoTuneArgs {
+    /// Field `dom` of `remote_domain_set_block_io_tune_args`.
+    pub dom: NonnullDomain,
+    /// the disk's target (vda) or source path
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub disk: String,
+    /// total/read/write bytes and iops limits, their _max and _max_length, size_iops_sec, group_name
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_BLOCK_IO_TUNE_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_BLOCK_IO_TUNE_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_BLOCK_IO_TUNE.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetBlockIoTuneArgs {
+    /// Field `dom` of `remote_domain_get_block_io_tune_args`.
+    pub dom: NonnullDomain,
+    /// the disk; NULL only when counting
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub disk: Option<String>,
+    /// parameters wanted at most; 0 asks how many there are
+    pub nparams: i32,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG, VIR_TYPED_PARAM_STRING_OKAY
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_BLOCK_IO_TUNE.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetBlockIoTuneRet {
+    /// Field `params` of `remote_domain_get_block_io_tune_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_BLOCK_IO_TUNE_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_BLOCK_IO_TUNE_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// parameters there are (when 0 were asked) or were returned
+    pub nparams: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_NUMA_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetNumaParametersArgs {
+    /// Field `dom` of `remote_domain_set_numa_parameters_args`.
+    pub dom: NonnullDomain,
+    /// numa_mode (int), numa_nodeset (string)
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_NUMA_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_NUMA_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_NUMA_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetNumaParametersArgs {
+    /// Field `dom` of `remote_domain_get_numa_parameters_args`.
+    pub dom: NonnullDomain,
+    /// parameters wanted at most; 0 asks how many there are
+    pub nparams: i32,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG, VIR_TYPED_PARAM_STRING_OKAY
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_NUMA_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetNumaParametersRet {
+    /// Field `params` of `remote_domain_get_numa_parameters_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_NUMA_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_NUMA_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// parameters there are (when 0 were asked) or were returned
+    pub nparams: i32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_INTERFACE_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetInterfaceParametersArgs {
+    /// Field `dom` of `remote_domain_set_interface_parameters_args`.
+    pub dom: NonnullDomain,
+    /// the interface's MAC address or host device name
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub device: String,
+    /// inbound.average/peak/burst/floor, outbound.average/peak/burst (uint)
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_INTERFACE_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_INTERFACE_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG
+    pub flags: u32,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_INTERFACE_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetInterfaceParametersArgs {
+    /// Field `dom` of `remote_domain_get_interface_parameters_args`.
+    pub dom: NonnullDomain,
+    /// the interface's MAC address or host device name
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub device: String,
+    /// parameters wanted at most; 0 asks how many there are
+    pub nparams: i32,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG, VIR_TYPED_PARAM_STRING_OKAY
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_INTERFACE_PARAMETERS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetInterfaceParametersRet {
+    /// Field `params` of `remote_domain_get_interface_parameters_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_INTERFACE_PARAMETERS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_INTERFACE_PARAMETERS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// parameters there are (when 0 were asked) or were returned
+    pub nparams: i32,
+}
+
+/// One address of an interface (REMOTE_PROC_DOMAIN_INTERFACE_ADDRESSES).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainIpAddr {
+    /// VIR_IP_ADDR_TYPE_IPV4 = 0, VIR_IP_ADDR_TYPE_IPV6 = 1
+    pub r#type: i32,
+    /// Field `addr` of `remote_domain_ip_addr`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub addr: String,
+    /// Field `prefix` of `remote_domain_ip_addr`.
+    pub prefix: u32,
+}
+
+/// One interface of REMOTE_PROC_DOMAIN_INTERFACE_ADDRESSES.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainInterface {
+    /// Field `name` of `remote_domain_interface`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub name: String,
+    /// the MAC address, if known
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub hwaddr: Option<String>,
+    /// Field `addrs` of `remote_domain_interface`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_IP_ADDR_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_IP_ADDR_MAX, _, _>"
+    )]
+    pub addrs: Vec<DomainIpAddr>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_INTERFACE_ADDRESSES.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainInterfaceAddressesArgs {
+    /// Field `dom` of `remote_domain_interface_addresses_args`.
+    pub dom: NonnullDomain,
+    /// VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE = 0, _AGENT = 1, _ARP = 2
+    pub source: u32,
+    /// reserved, 0
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_INTERFACE_ADDRESSES.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainInterfaceAddressesRet {
+    /// Field `ifaces` of `remote_domain_interface_addresses_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_INTERFACE_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_INTERFACE_MAX, _, _>"
+    )]
+    pub ifaces: Vec<DomainInterface>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_GET_PERF_EVENTS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetPerfEventsArgs {
+    /// Field `dom` of `remote_domain_get_perf_events_args`.
+    pub dom: NonnullDomain,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG
+    pub flags: u32,
+}
+
+/// Result of REMOTE_PROC_DOMAIN_GET_PERF_EVENTS: every event, enabled or not (boolean).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainGetPerfEventsRet {
+    /// Field `params` of `remote_domain_get_perf_events_ret`.
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_PERF_EVENTS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_PERF_EVENTS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+}
+
+/// Arguments of REMOTE_PROC_DOMAIN_SET_PERF_EVENTS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetPerfEventsArgs {
+    /// Field `dom` of `remote_domain_set_perf_events_args`.
+    pub dom: NonnullDomain,
+    /// event name -> enabled (boolean)
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_PERF_EVENTS_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_PERF_EVENTS_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+    /// VIR_DOMAIN_AFFECT_LIVE/CONFIG
+    pub flags: u32,
+}
+
 /// Arguments of REMOTE_PROC_DOMAIN_GET_CONTROL_INFO.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainGetControlInfoArgs {
@@ -3784,6 +4080,10 @@ pub enum Procedure {
     ConnectGetSysinfo = 203,
     /// `REMOTE_PROC_DOMAIN_SET_MEMORY_FLAGS`
     DomainSetMemoryFlags = 204,
+    /// `REMOTE_PROC_DOMAIN_SET_BLKIO_PARAMETERS`
+    DomainSetBlkioParameters = 205,
+    /// `REMOTE_PROC_DOMAIN_GET_BLKIO_PARAMETERS`
+    DomainGetBlkioParameters = 206,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_SET_MAX_SPEED`
     DomainMigrateSetMaxSpeed = 207,
     /// `REMOTE_PROC_DOMAIN_INJECT_NMI`
@@ -3842,6 +4142,18 @@ pub enum Procedure {
     DomainSnapshotNumChildren = 246,
     /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES`
     DomainSnapshotListChildrenNames = 247,
+    /// `REMOTE_PROC_DOMAIN_SET_BLOCK_IO_TUNE`
+    DomainSetBlockIoTune = 252,
+    /// `REMOTE_PROC_DOMAIN_GET_BLOCK_IO_TUNE`
+    DomainGetBlockIoTune = 253,
+    /// `REMOTE_PROC_DOMAIN_SET_NUMA_PARAMETERS`
+    DomainSetNumaParameters = 254,
+    /// `REMOTE_PROC_DOMAIN_GET_NUMA_PARAMETERS`
+    DomainGetNumaParameters = 255,
+    /// `REMOTE_PROC_DOMAIN_SET_INTERFACE_PARAMETERS`
+    DomainSetInterfaceParameters = 256,
+    /// `REMOTE_PROC_DOMAIN_GET_INTERFACE_PARAMETERS`
+    DomainGetInterfaceParameters = 257,
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`
     DomainShutdownFlags = 258,
     /// `REMOTE_PROC_DOMAIN_GET_CPU_STATS`
@@ -3906,6 +4218,8 @@ pub enum Procedure {
     ConnectGetAllDomainStats = 344,
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`
     DomainDefineXmlFlags = 350,
+    /// `REMOTE_PROC_DOMAIN_INTERFACE_ADDRESSES`
+    DomainInterfaceAddresses = 353,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_ADDED`
     DomainEventCallbackDeviceAdded = 354,
     /// `REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO`
@@ -3924,6 +4238,10 @@ pub enum Procedure {
     DomainEventCallbackJobCompleted = 363,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_START_POST_COPY`
     DomainMigrateStartPostCopy = 364,
+    /// `REMOTE_PROC_DOMAIN_GET_PERF_EVENTS`
+    DomainGetPerfEvents = 365,
+    /// `REMOTE_PROC_DOMAIN_SET_PERF_EVENTS`
+    DomainSetPerfEvents = 366,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_DOWNTIME`
     DomainMigrateGetMaxDowntime = 387,
     /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_GET_XML_DESC`
@@ -4046,6 +4364,8 @@ impl Procedure {
         Procedure::DomainIsUpdated,
         Procedure::ConnectGetSysinfo,
         Procedure::DomainSetMemoryFlags,
+        Procedure::DomainSetBlkioParameters,
+        Procedure::DomainGetBlkioParameters,
         Procedure::DomainMigrateSetMaxSpeed,
         Procedure::DomainInjectNmi,
         Procedure::DomainScreenshot,
@@ -4075,6 +4395,12 @@ impl Procedure {
         Procedure::DomainReset,
         Procedure::DomainSnapshotNumChildren,
         Procedure::DomainSnapshotListChildrenNames,
+        Procedure::DomainSetBlockIoTune,
+        Procedure::DomainGetBlockIoTune,
+        Procedure::DomainSetNumaParameters,
+        Procedure::DomainGetNumaParameters,
+        Procedure::DomainSetInterfaceParameters,
+        Procedure::DomainGetInterfaceParameters,
         Procedure::DomainShutdownFlags,
         Procedure::DomainGetCpuStats,
         Procedure::DomainSetMetadata,
@@ -4107,6 +4433,7 @@ impl Procedure {
         Procedure::ConnectGetDomainCapabilities,
         Procedure::ConnectGetAllDomainStats,
         Procedure::DomainDefineXmlFlags,
+        Procedure::DomainInterfaceAddresses,
         Procedure::DomainEventCallbackDeviceAdded,
         Procedure::DomainGetIothreadInfo,
         Procedure::DomainRename,
@@ -4116,6 +4443,8 @@ impl Procedure {
         Procedure::ConnectEventConnectionClosed,
         Procedure::DomainEventCallbackJobCompleted,
         Procedure::DomainMigrateStartPostCopy,
+        Procedure::DomainGetPerfEvents,
+        Procedure::DomainSetPerfEvents,
         Procedure::DomainMigrateGetMaxDowntime,
         Procedure::DomainManagedSaveGetXmlDesc,
         Procedure::DomainManagedSaveDefineXml,
@@ -4229,6 +4558,8 @@ impl Procedure {
             202 => Some(Self::DomainIsUpdated),
             203 => Some(Self::ConnectGetSysinfo),
             204 => Some(Self::DomainSetMemoryFlags),
+            205 => Some(Self::DomainSetBlkioParameters),
+            206 => Some(Self::DomainGetBlkioParameters),
             207 => Some(Self::DomainMigrateSetMaxSpeed),
             210 => Some(Self::DomainInjectNmi),
             211 => Some(Self::DomainScreenshot),
@@ -4258,6 +4589,12 @@ impl Procedure {
             245 => Some(Self::DomainReset),
             246 => Some(Self::DomainSnapshotNumChildren),
             247 => Some(Self::DomainSnapshotListChildrenNames),
+            252 => Some(Self::DomainSetBlockIoTune),
+            253 => Some(Self::DomainGetBlockIoTune),
+            254 => Some(Self::DomainSetNumaParameters),
+            255 => Some(Self::DomainGetNumaParameters),
+            256 => Some(Self::DomainSetInterfaceParameters),
+            257 => Some(Self::DomainGetInterfaceParameters),
             258 => Some(Self::DomainShutdownFlags),
             262 => Some(Self::DomainGetCpuStats),
             264 => Some(Self::DomainSetMetadata),
@@ -4290,6 +4627,7 @@ impl Procedure {
             342 => Some(Self::ConnectGetDomainCapabilities),
             344 => Some(Self::ConnectGetAllDomainStats),
             350 => Some(Self::DomainDefineXmlFlags),
+            353 => Some(Self::DomainInterfaceAddresses),
             354 => Some(Self::DomainEventCallbackDeviceAdded),
             351 => Some(Self::DomainGetIothreadInfo),
             358 => Some(Self::DomainRename),
@@ -4299,6 +4637,8 @@ impl Procedure {
             362 => Some(Self::ConnectEventConnectionClosed),
             363 => Some(Self::DomainEventCallbackJobCompleted),
             364 => Some(Self::DomainMigrateStartPostCopy),
+            365 => Some(Self::DomainGetPerfEvents),
+            366 => Some(Self::DomainSetPerfEvents),
             387 => Some(Self::DomainMigrateGetMaxDowntime),
             388 => Some(Self::DomainManagedSaveGetXmlDesc),
             389 => Some(Self::DomainManagedSaveDefineXml),
@@ -4414,84 +4754,95 @@ impl Procedure {
             Self::DomainIsUpdated => &PROCEDURES[98],
             Self::ConnectGetSysinfo => &PROCEDURES[99],
             Self::DomainSetMemoryFlags => &PROCEDURES[100],
-            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[101],
-            Self::DomainInjectNmi => &PROCEDURES[102],
-            Self::DomainScreenshot => &PROCEDURES[103],
-            Self::DomainGetState => &PROCEDURES[104],
-            Self::DomainMigrateBegin3 => &PROCEDURES[105],
-            Self::DomainMigratePrepare3 => &PROCEDURES[106],
-            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[107],
-            Self::DomainMigratePerform3 => &PROCEDURES[108],
-            Self::DomainMigrateFinish3 => &PROCEDURES[109],
-            Self::DomainMigrateConfirm3 => &PROCEDURES[110],
-            Self::DomainSetSchedulerParametersFlags => &PROCEDURES[111],
-            Self::DomainGetSchedulerParametersFlags => &PROCEDURES[112],
-            Self::DomainSendKey => &PROCEDURES[113],
-            Self::NodeGetCpuStats => &PROCEDURES[114],
-            Self::NodeGetMemoryStats => &PROCEDURES[115],
-            Self::DomainGetControlInfo => &PROCEDURES[116],
-            Self::DomainGetVcpuPinInfo => &PROCEDURES[117],
-            Self::DomainUndefineFlags => &PROCEDURES[118],
-            Self::DomainSaveFlags => &PROCEDURES[119],
-            Self::DomainRestoreFlags => &PROCEDURES[120],
-            Self::DomainDestroyFlags => &PROCEDURES[121],
-            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[122],
-            Self::DomainSaveImageDefineXml => &PROCEDURES[123],
-            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[124],
-            Self::DomainBlockStatsFlags => &PROCEDURES[125],
-            Self::DomainSnapshotGetParent => &PROCEDURES[126],
-            Self::DomainReset => &PROCEDURES[127],
-            Self::DomainSnapshotNumChildren => &PROCEDURES[128],
-            Self::DomainSnapshotListChildrenNames => &PROCEDURES[129],
-            Self::DomainShutdownFlags => &PROCEDURES[130],
-            Self::DomainGetCpuStats => &PROCEDURES[131],
-            Self::DomainSetMetadata => &PROCEDURES[132],
-            Self::DomainGetMetadata => &PROCEDURES[133],
-            Self::DomainSnapshotIsCurrent => &PROCEDURES[134],
-            Self::DomainSnapshotHasMetadata => &PROCEDURES[135],
-            Self::ConnectListAllDomains => &PROCEDURES[136],
-            Self::DomainListAllSnapshots => &PROCEDURES[137],
-            Self::DomainSnapshotListAllChildren => &PROCEDURES[138],
-            Self::DomainGetHostname => &PROCEDURES[139],
-            Self::NodeGetCpuMap => &PROCEDURES[140],
-            Self::DomainGetJobStats => &PROCEDURES[141],
-            Self::DomainMigrateGetCompressionCache => &PROCEDURES[142],
-            Self::DomainMigrateSetCompressionCache => &PROCEDURES[143],
-            Self::DomainMigrateBegin3Params => &PROCEDURES[144],
-            Self::DomainMigratePrepare3Params => &PROCEDURES[145],
-            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[146],
-            Self::DomainMigratePerform3Params => &PROCEDURES[147],
-            Self::DomainMigrateFinish3Params => &PROCEDURES[148],
-            Self::DomainMigrateConfirm3Params => &PROCEDURES[149],
-            Self::DomainEventDeviceRemoved => &PROCEDURES[150],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[151],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[152],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[153],
-            Self::DomainEventCallbackReboot => &PROCEDURES[154],
-            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[155],
-            Self::DomainCoreDumpWithFormat => &PROCEDURES[156],
-            Self::DomainGetTime => &PROCEDURES[157],
-            Self::DomainSetTime => &PROCEDURES[158],
-            Self::ConnectGetDomainCapabilities => &PROCEDURES[159],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[160],
-            Self::DomainDefineXmlFlags => &PROCEDURES[161],
-            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[162],
-            Self::DomainGetIothreadInfo => &PROCEDURES[163],
-            Self::DomainRename => &PROCEDURES[164],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[165],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[166],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[167],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[168],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[169],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[170],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[171],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[172],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[173],
-            Self::ConnectSetIdentity => &PROCEDURES[174],
-            Self::DomainGetMessages => &PROCEDURES[175],
-            Self::DomainSaveParams => &PROCEDURES[176],
-            Self::DomainRestoreParams => &PROCEDURES[177],
-            Self::DomainAbortJobFlags => &PROCEDURES[178],
+            Self::DomainSetBlkioParameters => &PROCEDURES[101],
+            Self::DomainGetBlkioParameters => &PROCEDURES[102],
+            Self::DomainMigrateSetMaxSpeed => &PROCEDURES[103],
+            Self::DomainInjectNmi => &PROCEDURES[104],
+            Self::DomainScreenshot => &PROCEDURES[105],
+            Self::DomainGetState => &PROCEDURES[106],
+            Self::DomainMigrateBegin3 => &PROCEDURES[107],
+            Self::DomainMigratePrepare3 => &PROCEDURES[108],
+            Self::DomainMigratePrepareTunnel3 => &PROCEDURES[109],
+            Self::DomainMigratePerform3 => &PROCEDURES[110],
+            Self::DomainMigrateFinish3 => &PROCEDURES[111],
+            Self::DomainMigrateConfirm3 => &PROCEDURES[112],
+            Self::DomainSetSchedulerParametersFlags => &PROCEDURES[113],
+            Self::DomainGetSchedulerParametersFlags => &PROCEDURES[114],
+            Self::DomainSendKey => &PROCEDURES[115],
+            Self::NodeGetCpuStats => &PROCEDURES[116],
+            Self::NodeGetMemoryStats => &PROCEDURES[117],
+            Self::DomainGetControlInfo => &PROCEDURES[118],
+            Self::DomainGetVcpuPinInfo => &PROCEDURES[119],
+            Self::DomainUndefineFlags => &PROCEDURES[120],
+            Self::DomainSaveFlags => &PROCEDURES[121],
+            Self::DomainRestoreFlags => &PROCEDURES[122],
+            Self::DomainDestroyFlags => &PROCEDURES[123],
+            Self::DomainSaveImageGetXmlDesc => &PROCEDURES[124],
+            Self::DomainSaveImageDefineXml => &PROCEDURES[125],
+            Self::DomainMigrateGetMaxSpeed => &PROCEDURES[126],
+            Self::DomainBlockStatsFlags => &PROCEDURES[127],
+            Self::DomainSnapshotGetParent => &PROCEDURES[128],
+            Self::DomainReset => &PROCEDURES[129],
+            Self::DomainSnapshotNumChildren => &PROCEDURES[130],
+            Self::DomainSnapshotListChildrenNames => &PROCEDURES[131],
+            Self::DomainSetBlockIoTune => &PROCEDURES[132],
+            Self::DomainGetBlockIoTune => &PROCEDURES[133],
+            Self::DomainSetNumaParameters => &PROCEDURES[134],
+            Self::DomainGetNumaParameters => &PROCEDURES[135],
+            Self::DomainSetInterfaceParameters => &PROCEDURES[136],
+            Self::DomainGetInterfaceParameters => &PROCEDURES[137],
+            Self::DomainShutdownFlags => &PROCEDURES[138],
+            Self::DomainGetCpuStats => &PROCEDURES[139],
+            Self::DomainSetMetadata => &PROCEDURES[140],
+            Self::DomainGetMetadata => &PROCEDURES[141],
+            Self::DomainSnapshotIsCurrent => &PROCEDURES[142],
+            Self::DomainSnapshotHasMetadata => &PROCEDURES[143],
+            Self::ConnectListAllDomains => &PROCEDURES[144],
+            Self::DomainListAllSnapshots => &PROCEDURES[145],
+            Self::DomainSnapshotListAllChildren => &PROCEDURES[146],
+            Self::DomainGetHostname => &PROCEDURES[147],
+            Self::NodeGetCpuMap => &PROCEDURES[148],
+            Self::DomainGetJobStats => &PROCEDURES[149],
+            Self::DomainMigrateGetCompressionCache => &PROCEDURES[150],
+            Self::DomainMigrateSetCompressionCache => &PROCEDURES[151],
+            Self::DomainMigrateBegin3Params => &PROCEDURES[152],
+            Self::DomainMigratePrepare3Params => &PROCEDURES[153],
+            Self::DomainMigratePrepareTunnel3Params => &PROCEDURES[154],
+            Self::DomainMigratePerform3Params => &PROCEDURES[155],
+            Self::DomainMigrateFinish3Params => &PROCEDURES[156],
+            Self::DomainMigrateConfirm3Params => &PROCEDURES[157],
+            Self::DomainEventDeviceRemoved => &PROCEDURES[158],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[159],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[160],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[161],
+            Self::DomainEventCallbackReboot => &PROCEDURES[162],
+            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[163],
+            Self::DomainCoreDumpWithFormat => &PROCEDURES[164],
+            Self::DomainGetTime => &PROCEDURES[165],
+            Self::DomainSetTime => &PROCEDURES[166],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[167],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[168],
+            Self::DomainDefineXmlFlags => &PROCEDURES[169],
+            Self::DomainInterfaceAddresses => &PROCEDURES[170],
+            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[171],
+            Self::DomainGetIothreadInfo => &PROCEDURES[172],
+            Self::DomainRename => &PROCEDURES[173],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[174],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[175],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[176],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[177],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[178],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[179],
+            Self::DomainGetPerfEvents => &PROCEDURES[180],
+            Self::DomainSetPerfEvents => &PROCEDURES[181],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[182],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[183],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[184],
+            Self::ConnectSetIdentity => &PROCEDURES[185],
+            Self::DomainGetMessages => &PROCEDURES[186],
+            Self::DomainSaveParams => &PROCEDURES[187],
+            Self::DomainRestoreParams => &PROCEDURES[188],
+            Self::DomainAbortJobFlags => &PROCEDURES[189],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -4623,6 +4974,8 @@ impl Procedure {
             Self::DomainIsUpdated => visitor.visit::<procs::DomainIsUpdated>(),
             Self::ConnectGetSysinfo => visitor.visit::<procs::ConnectGetSysinfo>(),
             Self::DomainSetMemoryFlags => visitor.visit::<procs::DomainSetMemoryFlags>(),
+            Self::DomainSetBlkioParameters => visitor.visit::<procs::DomainSetBlkioParameters>(),
+            Self::DomainGetBlkioParameters => visitor.visit::<procs::DomainGetBlkioParameters>(),
             Self::DomainMigrateSetMaxSpeed => visitor.visit::<procs::DomainMigrateSetMaxSpeed>(),
             Self::DomainInjectNmi => visitor.visit::<procs::DomainInjectNmi>(),
             Self::DomainScreenshot => visitor.visit::<procs::DomainScreenshot>(),
@@ -4659,6 +5012,16 @@ impl Procedure {
             Self::DomainSnapshotNumChildren => visitor.visit::<procs::DomainSnapshotNumChildren>(),
             Self::DomainSnapshotListChildrenNames => {
                 visitor.visit::<procs::DomainSnapshotListChildrenNames>()
+            }
+            Self::DomainSetBlockIoTune => visitor.visit::<procs::DomainSetBlockIoTune>(),
+            Self::DomainGetBlockIoTune => visitor.visit::<procs::DomainGetBlockIoTune>(),
+            Self::DomainSetNumaParameters => visitor.visit::<procs::DomainSetNumaParameters>(),
+            Self::DomainGetNumaParameters => visitor.visit::<procs::DomainGetNumaParameters>(),
+            Self::DomainSetInterfaceParameters => {
+                visitor.visit::<procs::DomainSetInterfaceParameters>()
+            }
+            Self::DomainGetInterfaceParameters => {
+                visitor.visit::<procs::DomainGetInterfaceParameters>()
             }
             Self::DomainShutdownFlags => visitor.visit::<procs::DomainShutdownFlags>(),
             Self::DomainGetCpuStats => visitor.visit::<procs::DomainGetCpuStats>(),
@@ -4718,6 +5081,7 @@ impl Procedure {
             }
             Self::ConnectGetAllDomainStats => visitor.visit::<procs::ConnectGetAllDomainStats>(),
             Self::DomainDefineXmlFlags => visitor.visit::<procs::DomainDefineXmlFlags>(),
+            Self::DomainInterfaceAddresses => visitor.visit::<procs::DomainInterfaceAddresses>(),
             Self::DomainEventCallbackDeviceAdded => {
                 visitor.visit::<procs::DomainEventCallbackDeviceAdded>()
             }
@@ -4741,6 +5105,8 @@ impl Procedure {
             Self::DomainMigrateStartPostCopy => {
                 visitor.visit::<procs::DomainMigrateStartPostCopy>()
             }
+            Self::DomainGetPerfEvents => visitor.visit::<procs::DomainGetPerfEvents>(),
+            Self::DomainSetPerfEvents => visitor.visit::<procs::DomainSetPerfEvents>(),
             Self::DomainMigrateGetMaxDowntime => {
                 visitor.visit::<procs::DomainMigrateGetMaxDowntime>()
             }
@@ -5591,6 +5957,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 205,
+        name: "REMOTE_PROC_DOMAIN_SET_BLKIO_PARAMETERS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 206,
+        name: "REMOTE_PROC_DOMAIN_GET_BLKIO_PARAMETERS",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 207,
         name: "REMOTE_PROC_DOMAIN_MIGRATE_SET_MAX_SPEED",
         readonly: false,
@@ -5819,6 +6201,54 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES",
         readonly: true,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 252,
+        name: "REMOTE_PROC_DOMAIN_SET_BLOCK_IO_TUNE",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 253,
+        name: "REMOTE_PROC_DOMAIN_GET_BLOCK_IO_TUNE",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 254,
+        name: "REMOTE_PROC_DOMAIN_SET_NUMA_PARAMETERS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 255,
+        name: "REMOTE_PROC_DOMAIN_GET_NUMA_PARAMETERS",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 256,
+        name: "REMOTE_PROC_DOMAIN_SET_INTERFACE_PARAMETERS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 257,
+        name: "REMOTE_PROC_DOMAIN_GET_INTERFACE_PARAMETERS",
+        readonly: true,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -6079,6 +6509,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 353,
+        name: "REMOTE_PROC_DOMAIN_INTERFACE_ADDRESSES",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 354,
         name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_ADDED",
         readonly: false,
@@ -6147,6 +6585,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         name: "REMOTE_PROC_DOMAIN_MIGRATE_START_POST_COPY",
         readonly: false,
         priority: true,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 365,
+        name: "REMOTE_PROC_DOMAIN_GET_PERF_EVENTS",
+        readonly: true,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 366,
+        name: "REMOTE_PROC_DOMAIN_SET_PERF_EVENTS",
+        readonly: false,
+        priority: false,
         event: false,
         stream: false,
     },
@@ -7151,6 +7605,24 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_SET_BLKIO_PARAMETERS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetBlkioParameters;
+    impl super::RemoteProcedure for DomainSetBlkioParameters {
+        const PROC: super::Procedure = super::Procedure::DomainSetBlkioParameters;
+        type Args = super::DomainSetBlkioParametersArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_BLKIO_PARAMETERS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetBlkioParameters;
+    impl super::RemoteProcedure for DomainGetBlkioParameters {
+        const PROC: super::Procedure = super::Procedure::DomainGetBlkioParameters;
+        type Args = super::DomainGetBlkioParametersArgs;
+        type Ret = super::DomainGetBlkioParametersRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_MIGRATE_SET_MAX_SPEED`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainMigrateSetMaxSpeed;
@@ -7410,6 +7882,60 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::DomainSnapshotListChildrenNames;
         type Args = super::DomainSnapshotListChildrenNamesArgs;
         type Ret = super::DomainSnapshotListChildrenNamesRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SET_BLOCK_IO_TUNE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetBlockIoTune;
+    impl super::RemoteProcedure for DomainSetBlockIoTune {
+        const PROC: super::Procedure = super::Procedure::DomainSetBlockIoTune;
+        type Args = super::DomainSetBlockIoTuneArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_BLOCK_IO_TUNE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetBlockIoTune;
+    impl super::RemoteProcedure for DomainGetBlockIoTune {
+        const PROC: super::Procedure = super::Procedure::DomainGetBlockIoTune;
+        type Args = super::DomainGetBlockIoTuneArgs;
+        type Ret = super::DomainGetBlockIoTuneRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SET_NUMA_PARAMETERS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetNumaParameters;
+    impl super::RemoteProcedure for DomainSetNumaParameters {
+        const PROC: super::Procedure = super::Procedure::DomainSetNumaParameters;
+        type Args = super::DomainSetNumaParametersArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_NUMA_PARAMETERS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetNumaParameters;
+    impl super::RemoteProcedure for DomainGetNumaParameters {
+        const PROC: super::Procedure = super::Procedure::DomainGetNumaParameters;
+        type Args = super::DomainGetNumaParametersArgs;
+        type Ret = super::DomainGetNumaParametersRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SET_INTERFACE_PARAMETERS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetInterfaceParameters;
+    impl super::RemoteProcedure for DomainSetInterfaceParameters {
+        const PROC: super::Procedure = super::Procedure::DomainSetInterfaceParameters;
+        type Args = super::DomainSetInterfaceParametersArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_INTERFACE_PARAMETERS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetInterfaceParameters;
+    impl super::RemoteProcedure for DomainGetInterfaceParameters {
+        const PROC: super::Procedure = super::Procedure::DomainGetInterfaceParameters;
+        type Args = super::DomainGetInterfaceParametersArgs;
+        type Ret = super::DomainGetInterfaceParametersRet;
     }
 
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`.
@@ -7700,6 +8226,15 @@ pub mod procs {
         type Ret = super::DomainDefineXmlFlagsRet;
     }
 
+    /// `REMOTE_PROC_DOMAIN_INTERFACE_ADDRESSES`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainInterfaceAddresses;
+    impl super::RemoteProcedure for DomainInterfaceAddresses {
+        const PROC: super::Procedure = super::Procedure::DomainInterfaceAddresses;
+        type Args = super::DomainInterfaceAddressesArgs;
+        type Ret = super::DomainInterfaceAddressesRet;
+    }
+
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_ADDED`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainEventCallbackDeviceAdded;
@@ -7778,6 +8313,24 @@ pub mod procs {
     impl super::RemoteProcedure for DomainMigrateStartPostCopy {
         const PROC: super::Procedure = super::Procedure::DomainMigrateStartPostCopy;
         type Args = super::DomainMigrateStartPostCopyArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_GET_PERF_EVENTS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainGetPerfEvents;
+    impl super::RemoteProcedure for DomainGetPerfEvents {
+        const PROC: super::Procedure = super::Procedure::DomainGetPerfEvents;
+        type Args = super::DomainGetPerfEventsArgs;
+        type Ret = super::DomainGetPerfEventsRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_SET_PERF_EVENTS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetPerfEvents;
+    impl super::RemoteProcedure for DomainSetPerfEvents {
+        const PROC: super::Procedure = super::Procedure::DomainSetPerfEvents;
+        type Args = super::DomainSetPerfEventsArgs;
         type Ret = ();
     }
 
@@ -8056,6 +8609,10 @@ pub enum Call {
     ConnectGetSysinfo(ConnectGetSysinfoArgs),
     /// `REMOTE_PROC_DOMAIN_SET_MEMORY_FLAGS`.
     DomainSetMemoryFlags(DomainSetMemoryFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_BLKIO_PARAMETERS`.
+    DomainSetBlkioParameters(DomainSetBlkioParametersArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_BLKIO_PARAMETERS`.
+    DomainGetBlkioParameters(DomainGetBlkioParametersArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_SET_MAX_SPEED`.
     DomainMigrateSetMaxSpeed(DomainMigrateSetMaxSpeedArgs),
     /// `REMOTE_PROC_DOMAIN_INJECT_NMI`.
@@ -8114,6 +8671,18 @@ pub enum Call {
     DomainSnapshotNumChildren(DomainSnapshotNumChildrenArgs),
     /// `REMOTE_PROC_DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES`.
     DomainSnapshotListChildrenNames(DomainSnapshotListChildrenNamesArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_BLOCK_IO_TUNE`.
+    DomainSetBlockIoTune(DomainSetBlockIoTuneArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_BLOCK_IO_TUNE`.
+    DomainGetBlockIoTune(DomainGetBlockIoTuneArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_NUMA_PARAMETERS`.
+    DomainSetNumaParameters(DomainSetNumaParametersArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_NUMA_PARAMETERS`.
+    DomainGetNumaParameters(DomainGetNumaParametersArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_INTERFACE_PARAMETERS`.
+    DomainSetInterfaceParameters(DomainSetInterfaceParametersArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_INTERFACE_PARAMETERS`.
+    DomainGetInterfaceParameters(DomainGetInterfaceParametersArgs),
     /// `REMOTE_PROC_DOMAIN_SHUTDOWN_FLAGS`.
     DomainShutdownFlags(DomainShutdownFlagsArgs),
     /// `REMOTE_PROC_DOMAIN_GET_CPU_STATS`.
@@ -8170,6 +8739,8 @@ pub enum Call {
     ConnectGetAllDomainStats(ConnectGetAllDomainStatsArgs),
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`.
     DomainDefineXmlFlags(DomainDefineXmlFlagsArgs),
+    /// `REMOTE_PROC_DOMAIN_INTERFACE_ADDRESSES`.
+    DomainInterfaceAddresses(DomainInterfaceAddressesArgs),
     /// `REMOTE_PROC_DOMAIN_GET_IOTHREAD_INFO`.
     DomainGetIothreadInfo(DomainGetIothreadInfoArgs),
     /// `REMOTE_PROC_DOMAIN_RENAME`.
@@ -8180,6 +8751,10 @@ pub enum Call {
     ConnectUnregisterCloseCallback,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_START_POST_COPY`.
     DomainMigrateStartPostCopy(DomainMigrateStartPostCopyArgs),
+    /// `REMOTE_PROC_DOMAIN_GET_PERF_EVENTS`.
+    DomainGetPerfEvents(DomainGetPerfEventsArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_PERF_EVENTS`.
+    DomainSetPerfEvents(DomainSetPerfEventsArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_DOWNTIME`.
     DomainMigrateGetMaxDowntime(DomainMigrateGetMaxDowntimeArgs),
     /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_GET_XML_DESC`.
@@ -8487,6 +9062,12 @@ impl Call {
             Procedure::DomainSetMemoryFlags => {
                 Call::DomainSetMemoryFlags(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSetBlkioParameters => {
+                Call::DomainSetBlkioParameters(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetBlkioParameters => {
+                Call::DomainGetBlkioParameters(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainMigrateSetMaxSpeed => {
                 Call::DomainMigrateSetMaxSpeed(migrated_xdr::from_bytes(payload)?)
             }
@@ -8561,6 +9142,24 @@ impl Call {
             }
             Procedure::DomainSnapshotListChildrenNames => {
                 Call::DomainSnapshotListChildrenNames(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSetBlockIoTune => {
+                Call::DomainSetBlockIoTune(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetBlockIoTune => {
+                Call::DomainGetBlockIoTune(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSetNumaParameters => {
+                Call::DomainSetNumaParameters(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetNumaParameters => {
+                Call::DomainGetNumaParameters(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSetInterfaceParameters => {
+                Call::DomainSetInterfaceParameters(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetInterfaceParameters => {
+                Call::DomainGetInterfaceParameters(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainShutdownFlags => {
                 Call::DomainShutdownFlags(migrated_xdr::from_bytes(payload)?)
@@ -8664,6 +9263,9 @@ impl Call {
             Procedure::DomainDefineXmlFlags => {
                 Call::DomainDefineXmlFlags(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainInterfaceAddresses => {
+                Call::DomainInterfaceAddresses(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainEventCallbackDeviceAdded => {
                 return Err(migrated_xdr::Error::Custom(format!(
                     "{} is an event, not a call",
@@ -8702,6 +9304,12 @@ impl Call {
             }
             Procedure::DomainMigrateStartPostCopy => {
                 Call::DomainMigrateStartPostCopy(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainGetPerfEvents => {
+                Call::DomainGetPerfEvents(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainSetPerfEvents => {
+                Call::DomainSetPerfEvents(migrated_xdr::from_bytes(payload)?)
             }
             Procedure::DomainMigrateGetMaxDowntime => {
                 Call::DomainMigrateGetMaxDowntime(migrated_xdr::from_bytes(payload)?)
@@ -8832,6 +9440,8 @@ impl Call {
             Call::DomainIsUpdated(_) => Procedure::DomainIsUpdated,
             Call::ConnectGetSysinfo(_) => Procedure::ConnectGetSysinfo,
             Call::DomainSetMemoryFlags(_) => Procedure::DomainSetMemoryFlags,
+            Call::DomainSetBlkioParameters(_) => Procedure::DomainSetBlkioParameters,
+            Call::DomainGetBlkioParameters(_) => Procedure::DomainGetBlkioParameters,
             Call::DomainMigrateSetMaxSpeed(_) => Procedure::DomainMigrateSetMaxSpeed,
             Call::DomainInjectNmi(_) => Procedure::DomainInjectNmi,
             Call::DomainScreenshot(_) => Procedure::DomainScreenshot,
@@ -8865,6 +9475,12 @@ impl Call {
             Call::DomainReset(_) => Procedure::DomainReset,
             Call::DomainSnapshotNumChildren(_) => Procedure::DomainSnapshotNumChildren,
             Call::DomainSnapshotListChildrenNames(_) => Procedure::DomainSnapshotListChildrenNames,
+            Call::DomainSetBlockIoTune(_) => Procedure::DomainSetBlockIoTune,
+            Call::DomainGetBlockIoTune(_) => Procedure::DomainGetBlockIoTune,
+            Call::DomainSetNumaParameters(_) => Procedure::DomainSetNumaParameters,
+            Call::DomainGetNumaParameters(_) => Procedure::DomainGetNumaParameters,
+            Call::DomainSetInterfaceParameters(_) => Procedure::DomainSetInterfaceParameters,
+            Call::DomainGetInterfaceParameters(_) => Procedure::DomainGetInterfaceParameters,
             Call::DomainShutdownFlags(_) => Procedure::DomainShutdownFlags,
             Call::DomainGetCpuStats(_) => Procedure::DomainGetCpuStats,
             Call::DomainSetMetadata(_) => Procedure::DomainSetMetadata,
@@ -8903,11 +9519,14 @@ impl Call {
             Call::ConnectGetDomainCapabilities(_) => Procedure::ConnectGetDomainCapabilities,
             Call::ConnectGetAllDomainStats(_) => Procedure::ConnectGetAllDomainStats,
             Call::DomainDefineXmlFlags(_) => Procedure::DomainDefineXmlFlags,
+            Call::DomainInterfaceAddresses(_) => Procedure::DomainInterfaceAddresses,
             Call::DomainGetIothreadInfo(_) => Procedure::DomainGetIothreadInfo,
             Call::DomainRename(_) => Procedure::DomainRename,
             Call::ConnectRegisterCloseCallback => Procedure::ConnectRegisterCloseCallback,
             Call::ConnectUnregisterCloseCallback => Procedure::ConnectUnregisterCloseCallback,
             Call::DomainMigrateStartPostCopy(_) => Procedure::DomainMigrateStartPostCopy,
+            Call::DomainGetPerfEvents(_) => Procedure::DomainGetPerfEvents,
+            Call::DomainSetPerfEvents(_) => Procedure::DomainSetPerfEvents,
             Call::DomainMigrateGetMaxDowntime(_) => Procedure::DomainMigrateGetMaxDowntime,
             Call::DomainManagedSaveGetXmlDesc(_) => Procedure::DomainManagedSaveGetXmlDesc,
             Call::DomainManagedSaveDefineXml(_) => Procedure::DomainManagedSaveDefineXml,
@@ -9025,6 +9644,8 @@ impl Call {
             Call::DomainIsUpdated(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetSysinfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetMemoryFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetBlkioParameters(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetBlkioParameters(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateSetMaxSpeed(args) => migrated_xdr::to_bytes(args),
             Call::DomainInjectNmi(args) => migrated_xdr::to_bytes(args),
             Call::DomainScreenshot(args) => migrated_xdr::to_bytes(args),
@@ -9054,6 +9675,12 @@ impl Call {
             Call::DomainReset(args) => migrated_xdr::to_bytes(args),
             Call::DomainSnapshotNumChildren(args) => migrated_xdr::to_bytes(args),
             Call::DomainSnapshotListChildrenNames(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetBlockIoTune(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetBlockIoTune(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetNumaParameters(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetNumaParameters(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetInterfaceParameters(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetInterfaceParameters(args) => migrated_xdr::to_bytes(args),
             Call::DomainShutdownFlags(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetCpuStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainSetMetadata(args) => migrated_xdr::to_bytes(args),
@@ -9082,11 +9709,14 @@ impl Call {
             Call::ConnectGetDomainCapabilities(args) => migrated_xdr::to_bytes(args),
             Call::ConnectGetAllDomainStats(args) => migrated_xdr::to_bytes(args),
             Call::DomainDefineXmlFlags(args) => migrated_xdr::to_bytes(args),
+            Call::DomainInterfaceAddresses(args) => migrated_xdr::to_bytes(args),
             Call::DomainGetIothreadInfo(args) => migrated_xdr::to_bytes(args),
             Call::DomainRename(args) => migrated_xdr::to_bytes(args),
             Call::ConnectRegisterCloseCallback => Ok(Vec::new()),
             Call::ConnectUnregisterCloseCallback => Ok(Vec::new()),
             Call::DomainMigrateStartPostCopy(args) => migrated_xdr::to_bytes(args),
+            Call::DomainGetPerfEvents(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetPerfEvents(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateGetMaxDowntime(args) => migrated_xdr::to_bytes(args),
             Call::DomainManagedSaveGetXmlDesc(args) => migrated_xdr::to_bytes(args),
             Call::DomainManagedSaveDefineXml(args) => migrated_xdr::to_bytes(args),

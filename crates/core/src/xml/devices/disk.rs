@@ -1,6 +1,7 @@
 //! `<disk>`.
 
 use super::address::DeviceInfo;
+use super::iotune::BlockIoTune;
 use crate::xml::error::{Result, XmlError};
 use crate::xml::kinds::{DiskDevice, DiskType};
 use crate::xml::read::{once, Node};
@@ -22,6 +23,8 @@ pub struct Disk {
     pub backing_store: bool,
     /// `<target dev=… bus=…/>`.
     pub target: DiskTarget,
+    /// `<iotune>`: I/O throttling.
+    pub iotune: BlockIoTune,
     /// `<readonly/>`.
     pub readonly: bool,
     /// `<shareable/>`.
@@ -90,6 +93,7 @@ impl Disk {
         let mut info = DeviceInfo::default();
         let (mut driver, mut source, mut backing, mut target) = (None, None, None, None);
         let (mut readonly, mut shareable, mut serial, mut boot) = (None, None, None, None);
+        let mut iotune = None;
         for c in node.children() {
             let Some(c) = info.take(c)? else { continue };
             match c.name() {
@@ -133,6 +137,7 @@ impl Disk {
                         })
                     })
                 })?,
+                "iotune" => once(&mut iotune, c, BlockIoTune::parse)?,
                 "readonly" => once(&mut readonly, c, |c| c.leaf(|_| Ok(())))?,
                 "shareable" => once(&mut shareable, c, |c| c.leaf(|_| Ok(())))?,
                 "serial" => once(&mut serial, c, Node::text)?,
@@ -151,6 +156,7 @@ impl Disk {
             source,
             backing_store: backing.is_some(),
             target,
+            iotune: iotune.unwrap_or_default(),
             readonly: readonly.is_some(),
             shareable: shareable.is_some(),
             serial,
@@ -206,6 +212,7 @@ impl Disk {
                         ("removable", &t.removable),
                     ],
                 );
+                self.iotune.format(w);
                 if self.readonly {
                     w.empty("readonly", &[]);
                 }

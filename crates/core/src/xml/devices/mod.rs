@@ -5,18 +5,22 @@
 //! order comes back grouped, and formatting is idempotent.
 
 mod address;
+mod bandwidth;
 mod chardev;
 mod controller;
 mod disk;
 mod display;
+mod iotune;
 mod misc;
 mod net;
 
 pub use address::{Address, DeviceInfo};
+pub use bandwidth::{Bandwidth, BandwidthRate};
 pub use chardev::{CharDevice, CharSource, CharTarget};
 pub use controller::Controller;
 pub use disk::{Disk, DiskDriver, DiskSource, DiskTarget};
 pub use display::{Graphics, GraphicsListen, Input, Video, VideoModel};
+pub use iotune::{BlockIoTune, GROUP_AT, GROUP_NAME, IOTUNE_LIMITS};
 pub use misc::{Audio, Memballoon, Redirdev, Rng, Sound, Tpm, Watchdog};
 pub use net::{Interface, InterfaceSource};
 
@@ -116,20 +120,30 @@ impl Devices {
     /// The disk whose target (`vda`) or source path is `name`, as libvirt's
     /// `virDomainDiskByName` finds it.
     pub fn disk(&self, name: &str) -> Option<&Disk> {
+        self.disk_index(name).map(|i| &self.disks[i])
+    }
+
+    /// Where [`Devices::disk`] finds `name` among the disks.
+    pub fn disk_index(&self, name: &str) -> Option<usize> {
         self.disks
             .iter()
-            .find(|d| d.target.dev == name)
+            .position(|d| d.target.dev == name)
             .or_else(|| {
                 self.disks
                     .iter()
-                    .find(|d| d.source.as_ref().is_some_and(|s| s.path == name))
+                    .position(|d| d.source.as_ref().is_some_and(|s| s.path == name))
             })
     }
 
     /// The interface whose MAC address (any case) or host device name
     /// (`<target dev>`) is `device`, as libvirt's `virDomainNetFind`.
     pub fn interface(&self, device: &str) -> Option<&Interface> {
-        self.interfaces.iter().find(|i| {
+        self.interface_index(device).map(|i| &self.interfaces[i])
+    }
+
+    /// Where [`Devices::interface`] finds `device` among the interfaces.
+    pub fn interface_index(&self, device: &str) -> Option<usize> {
+        self.interfaces.iter().position(|i| {
             i.mac
                 .as_deref()
                 .is_some_and(|m| m.eq_ignore_ascii_case(device))

@@ -1,6 +1,7 @@
 //! `<interface>`.
 
 use super::address::DeviceInfo;
+use super::bandwidth::Bandwidth;
 use crate::xml::error::Result;
 use crate::xml::kinds::InterfaceType;
 use crate::xml::read::{once, Node};
@@ -16,6 +17,8 @@ pub struct Interface {
     pub mac: Option<String>,
     /// `<source …/>`: the host network it plugs into.
     pub source: Option<InterfaceSource>,
+    /// `<bandwidth>`: traffic shaping.
+    pub bandwidth: Bandwidth,
     /// `<target dev=…/>`: the host tap device.
     pub target_dev: Option<String>,
     /// `<model type=…/>`: virtio, e1000, rtl8139 (guest-visible).
@@ -63,6 +66,7 @@ impl Interface {
         let mut info = DeviceInfo::default();
         let (mut mac, mut source, mut target, mut model) = (None, None, None, None);
         let (mut driver, mut link, mut mtu, mut boot) = (None, None, None, None);
+        let mut bandwidth = None;
         for c in node.children() {
             let Some(c) = info.take(c)? else { continue };
             match c.name() {
@@ -84,6 +88,7 @@ impl Interface {
                         })
                     })
                 })?,
+                "bandwidth" => once(&mut bandwidth, c, Bandwidth::parse)?,
                 "target" => once(&mut target, c, |c| c.leaf(|c| c.req_attr("dev")))?,
                 "model" => once(&mut model, c, |c| c.leaf(|c| c.req_attr("type")))?,
                 "driver" => once(&mut driver, c, |c| {
@@ -108,6 +113,7 @@ impl Interface {
             kind,
             mac,
             source,
+            bandwidth: bandwidth.unwrap_or_default(),
             target_dev: target,
             model,
             driver: driver.unwrap_or_default(),
@@ -140,6 +146,7 @@ impl Interface {
                     ],
                 );
             }
+            self.bandwidth.format(w);
             if let Some(dev) = &self.target_dev {
                 w.empty("target", &[("dev", dev)]);
             }
