@@ -1238,7 +1238,8 @@ fn qemu_virsh_dump_and_screenshot() {
 /// for serial port 0 (`virsh ttyconsole`); `vcpupin` lists every slot;
 /// `domstats --vcpu` has each vCPU's time; and libvirt's words for a QEMU
 /// refusal, a duplicate disk target, an unknown interface, a count over
-/// the maximum and `setvcpus --guest`; `start --autodestroy`.
+/// the maximum and `setvcpus --guest`; `start --autodestroy` (and its
+/// refused migration).
 #[test]
 fn qemu_virsh_as_libvirt() {
     let Some(hosts) = QemuHosts::start() else {
@@ -1337,8 +1338,20 @@ fn qemu_virsh_as_libvirt() {
     counting(&uri, name);
     hosts.virsh_ok(&uri, &["destroy", name]);
 
-    // start --autodestroy: the guest goes with virsh's connection.
-    hosts.virsh_ok(&uri, &["start", "--autodestroy", name]);
+    // start --autodestroy: the guest goes with virsh's connection, and
+    // while that is open it cannot be migrated (libvirt's
+    // qemuMigrationSrcIsAllowed); one virsh runs both commands.
+    let b = hosts.b_uri();
+    let both = format!("start --autodestroy {name}; migrate --live --p2p {name} {b}");
+    let out = virsh(&uri, &[both.as_str()]);
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "migrated an auto-destroy guest");
+    assert!(
+        err.contains("Requested operation is not valid: domain is marked for auto destroy"),
+        "{err}"
+    );
+    assert!(stdout_of(&out).contains("started"), "{}", stdout_of(&out));
+    assert_eq!(domstate(&b, name), None, "the guest reached B");
     wait_until(Duration::from_secs(20), "the auto-destroy", || {
         (domstate(&uri, name).as_deref() == Some("shut off")).then_some(())
     });

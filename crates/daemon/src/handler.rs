@@ -14,6 +14,7 @@
 //! 3. `Call::decode`: bad arguments → `VIR_ERR_RPC`, the connection stays.
 //! 4. one `match` over [`Call`] in [`crate::dispatch::run`].
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -38,6 +39,9 @@ pub struct Handler {
     drivers: DriverRegistry,
     keepalive: bool,
     metrics: Option<Arc<Metrics>>,
+    /// Runs started with `VIR_DOMAIN_START_AUTODESTROY` by a connection
+    /// still open (uuid → the run's id), for libvirt's migration refusal.
+    autodestroy: Mutex<HashMap<Uuid, i32>>,
 }
 
 impl Handler {
@@ -50,6 +54,7 @@ impl Handler {
             // Interval 0 (or count 0) turns server-side pings off entirely.
             keepalive: config.keepalive_interval > 0 && config.keepalive_count > 0,
             metrics: None,
+            autodestroy: Mutex::default(),
         }
     }
 
@@ -69,6 +74,19 @@ impl Handler {
         self.host_uuid
     }
 
+    /// Marks `dom` (as started now by `session`) to be destroyed when that
+    /// connection closes (`VIR_DOMAIN_START_AUTODESTROY`).
+    pub fn mark_autodestroy(&self, session: &Session, dom: DomainRef) {
+        lock(&self.autodestroy).insert(dom.uuid, dom.id);
+        session.state().autodestroy.push(dom);
+    }
+
+    /// The run (domain id) of `uuid` that an open connection started with
+    /// AUTODESTROY, if any.
+    pub fn autodestroy_run(&self, uuid: &Uuid) -> Option<i32> {
+        lock(&self.autodestroy).get(uuid).copied()
+    }
+
     /// Whether the daemon pings clients that asked for keepalive.
     pub fn keepalive(&self) -> bool {
         self.keepalive
@@ -78,6 +96,12 @@ impl Handler {
     pub fn drivers(&self) -> &DriverRegistry {
         &self.drivers
     }
+}
+
+/// A poisoned lock only means a handler panicked mid-update of plain data,
+/// which is still meaningful: keep serving.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The driver a connection opened.
@@ -163,9 +187,7 @@ impl Session {
     }
 
     fn state(&self) -> MutexGuard<'_, SessionState> {
-        // A poisoned lock only means a handler panicked mid-update of plain
-        // flags; the flags are still meaningful, so keep serving.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// The opened driver.
@@ -193,12 +215,6 @@ impl Session {
     /// Whether the connection is read-only.
     pub fn is_readonly(&self) -> bool {
         self.state().readonly
-    }
-
-    /// Marks `dom` (as started now) to be destroyed when this connection
-    /// closes (`VIR_DOMAIN_START_AUTODESTROY`).
-    pub fn mark_autodestroy(&self, dom: DomainRef) {
-        self.state().autodestroy.push(dom);
     }
 
     /// Records CONNECT_REGISTER/UNREGISTER_CLOSE_CALLBACK.
@@ -378,6 +394,14 @@ impl Dispatcher for Handler {
         let doms = std::mem::take(&mut session.state().autodestroy);
         if doms.is_empty() {
             return;
+        }
+        {
+            let mut marked = lock(&self.autodestroy);
+            for dom in &doms {
+                if marked.get(&dom.uuid) == Some(&dom.id) {
+                    marked.remove(&dom.uuid);
+                }
+            }
         }
         let (Ok(open), Ok(runtime)) = (session.driver(), tokio::runtime::Handle::try_current())
         else {

@@ -28,7 +28,7 @@ use migrated_rpc::WireError;
 use uuid::Uuid;
 
 use super::{from_wire_dom, to_wire_dom};
-use crate::handler::Session;
+use crate::handler::{Handler, Session};
 use crate::wire::to_wire_error;
 
 type Result<T> = std::result::Result<T, WireError>;
@@ -492,6 +492,7 @@ pub async fn create(session: &Session, args: DomainCreateArgs) -> Result<()> {
 /// # Errors
 /// As [`create`]; INVALID_ARG for unknown flags.
 pub async fn create_with_flags(
+    handler: &Handler,
     session: &Session,
     args: DomainCreateWithFlagsArgs,
 ) -> Result<DomainCreateWithFlagsRet> {
@@ -499,7 +500,7 @@ pub async fn create_with_flags(
         .create(&from_wire_dom(&args.dom), args.flags)
         .await
         .map_err(err)?;
-    mark_autodestroy(session, args.flags, &dom);
+    mark_autodestroy(handler, session, args.flags, &dom);
     Ok(DomainCreateWithFlagsRet {
         dom: to_wire_dom(&dom),
     })
@@ -507,9 +508,9 @@ pub async fn create_with_flags(
 
 /// A guest started with `VIR_DOMAIN_START_AUTODESTROY` (which only drivers
 /// that accept the flag let through) goes with this connection.
-fn mark_autodestroy(session: &Session, flags: u32, dom: &DomainRef) {
+fn mark_autodestroy(handler: &Handler, session: &Session, flags: u32, dom: &DomainRef) {
     if flags & migrated_core::flags::create::START_AUTODESTROY != 0 {
-        session.mark_autodestroy(dom.clone());
+        handler.mark_autodestroy(session, dom.clone());
     }
 }
 
@@ -518,6 +519,7 @@ fn mark_autodestroy(session: &Session, flags: u32, dom: &DomainRef) {
 /// # Errors
 /// XML_ERROR, OPERATION_FAILED (name or UUID clash), ... from the driver.
 pub async fn create_xml(
+    handler: &Handler,
     session: &Session,
     args: DomainCreateXmlArgs,
 ) -> Result<DomainCreateXmlRet> {
@@ -525,7 +527,7 @@ pub async fn create_xml(
         .create_xml(&args.xml_desc, args.flags)
         .await
         .map_err(err)?;
-    mark_autodestroy(session, args.flags, &dom);
+    mark_autodestroy(handler, session, args.flags, &dom);
     Ok(DomainCreateXmlRet {
         dom: to_wire_dom(&dom),
     })

@@ -262,6 +262,7 @@ pub async fn begin3_params(
 ) -> Result<proto::DomainMigrateBegin3ParamsRet> {
     let req = params_request(a.params, u64::from(a.flags))?;
     let dom = from_wire_dom(&a.dom);
+    refuse_autodestroy(handler, session, &dom, req.flags).await?;
     let d = dom.clone();
     let out = source_detached(
         handler,
@@ -293,6 +294,7 @@ pub async fn begin3(
         a.flags,
     );
     let dom = from_wire_dom(&a.dom);
+    refuse_autodestroy(handler, session, &dom, req.flags).await?;
     let d = dom.clone();
     let out = source_detached(
         handler,
@@ -488,6 +490,38 @@ pub async fn prepare_tunnel2(
     Ok(())
 }
 
+/// libvirt's `qemuMigrationSrcIsAllowed`: a guest whose current run an open
+/// connection started with AUTODESTROY goes with that connection, so it
+/// cannot be migrated (offline migration moves only its definition).
+///
+/// # Errors
+/// `VIR_ERR_OPERATION_INVALID` "domain is marked for auto destroy".
+async fn refuse_autodestroy(
+    handler: &Handler,
+    session: &Session,
+    dom: &DomainRef,
+    flags: MigrateFlags,
+) -> Result<()> {
+    if flags.contains(MigrateFlags::OFFLINE) {
+        return Ok(());
+    }
+    let Some(run) = handler.autodestroy_run(&dom.uuid) else {
+        return Ok(());
+    };
+    let now = session
+        .driver()?
+        .driver
+        .lookup_by_uuid(&dom.uuid)
+        .await
+        .map_err(err)?;
+    if now.id == run {
+        return Err(err(migrated_core::Error::invalid(
+            "domain is marked for auto destroy",
+        )));
+    }
+    Ok(())
+}
+
 /// Perform with PEER2PEER: the whole migration, driven from here.
 async fn p2p(
     handler: &Handler,
@@ -496,6 +530,7 @@ async fn p2p(
     dconnuri: Option<String>,
     req: MigrateRequest,
 ) -> Result<()> {
+    refuse_autodestroy(handler, session, &dom, req.flags).await?;
     let manager = manager(handler, session)?;
     let dconnuri = dconnuri.ok_or_else(|| {
         err(migrated_core::Error::InvalidArg {
@@ -581,6 +616,7 @@ pub async fn perform2(
     }
     let req =
         MigrateRequest::from_legacy(None, a.dname.as_deref(), Some(&a.uri), a.resource, a.flags);
+    refuse_autodestroy(handler, session, &dom, req.flags).await?;
     manager(handler, session)?
         .perform2(&dom, req, &a.cookie)
         .await

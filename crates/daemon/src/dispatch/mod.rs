@@ -353,10 +353,13 @@ pub async fn run(
 
         // lifecycle
         Call::DomainCreate(args) => reply(p, &Box::pin(d::create(session, args)).await?),
-        Call::DomainCreateWithFlags(args) => {
-            reply(p, &Box::pin(d::create_with_flags(session, args)).await?)
+        Call::DomainCreateWithFlags(args) => reply(
+            p,
+            &Box::pin(d::create_with_flags(handler, session, args)).await?,
+        ),
+        Call::DomainCreateXml(args) => {
+            reply(p, &Box::pin(d::create_xml(handler, session, args)).await?)
         }
-        Call::DomainCreateXml(args) => reply(p, &Box::pin(d::create_xml(session, args)).await?),
         Call::DomainDestroy(args) => reply(p, &Box::pin(d::destroy(session, args)).await?),
         Call::DomainDestroyFlags(args) => {
             reply(p, &Box::pin(d::destroy_flags(session, args)).await?)
