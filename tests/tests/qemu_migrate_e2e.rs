@@ -232,7 +232,7 @@ fn hot_plug_before_migration(hosts: &QemuHosts, name: &str, vdb: &str, vdc: &str
     let refusals: [(&[&str], &str); 3] = [
         (
             &["attach-disk", name, vdc, "vdb", "--live"],
-            "target vdb already exists",
+            "XML error: target 'vdb' duplicated for disk sources",
         ),
         (
             &[
