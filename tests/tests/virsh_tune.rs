@@ -633,3 +633,86 @@ fn device_tuning_travels_with_a_live_migration() {
     let config = assert_ok(&virsh(&b, &["blkiotune", name, "--config"]), "on B");
     assert_eq!(field(&config, "weight"), "700", "{config}");
 }
+
+/// `virsh dommemstat --period`: the balloon's `<stats period>` of one
+/// definition, in the words of libvirt 9.0's test driver (compared with
+/// `virsh -c test:///default`), kept across a daemon restart.
+#[test]
+fn memory_stats_period_as_libvirts_test_driver() {
+    if require_binary("virsh").is_none() {
+        return;
+    }
+    let mut daemon = Daemon::builder().tcp().spawn();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let uri = daemon.uri();
+    let name = "ballooned";
+    let xml = format!(
+        "<domain type='test'><name>{name}</name><memory unit='MiB'>4</memory>\
+         <vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os><devices>\
+         <memballoon model='virtio'/></devices></domain>"
+    );
+    let path = dir.path().join("ballooned.xml");
+    std::fs::write(&path, xml).expect("write domain xml");
+    assert_ok(
+        &virsh(&uri, &["define", &path.display().to_string()]),
+        "define",
+    );
+    assert_ok(&virsh(&uri, &["start", name]), "start");
+    let balloon = |uri: &str, extra: &[&str]| {
+        let mut args = vec!["dumpxml", name, "--xpath", "//memballoon"];
+        args.extend_from_slice(extra);
+        assert_ok(&virsh(uri, &args), "dumpxml")
+    };
+    assert_ok(
+        &virsh(&uri, &["dommemstat", name, "--period", "5"]),
+        "period",
+    );
+    assert!(
+        balloon(&uri, &[]).contains("<stats period=\"5\"/>"),
+        "{}",
+        balloon(&uri, &[])
+    );
+    assert!(!balloon(&uri, &["--inactive"]).contains("<stats"));
+    assert_ok(
+        &virsh(&uri, &["dommemstat", name, "--period", "7", "--config"]),
+        "period --config",
+    );
+    assert!(balloon(&uri, &["--inactive"]).contains("<stats period=\"7\"/>"));
+    fails_with(
+        &virsh(
+            &uri,
+            &["dommemstat", name, "--period", "3", "--live", "--config"],
+        ),
+        "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive",
+        "live and config",
+    );
+    assert_ok(&virsh(&uri, &["destroy", name]), "destroy");
+    fails_with(
+        &virsh(&uri, &["dommemstat", name, "--period", "3", "--live"]),
+        "Requested operation is not valid: domain is not running",
+        "live on a shut-off guest",
+    );
+    daemon.restart();
+    let uri = daemon.uri();
+    assert!(
+        balloon(&uri, &[]).contains("<stats period=\"7\"/>"),
+        "kept across a restart"
+    );
+    assert_ok(
+        &virsh(&uri, &["dommemstat", name, "--period", "0"]),
+        "period 0",
+    );
+    assert!(!balloon(&uri, &[]).contains("<stats"), "0 removes it");
+    // A guest without a balloon, and a read-only connection.
+    define_and_start(&uri, dir.path(), "unballooned");
+    fails_with(
+        &virsh(&uri, &["dommemstat", "unballooned", "--period", "5"]),
+        "internal error: No memory balloon device configured, can not set the collection period",
+        "no balloon",
+    );
+    fails_with(
+        &virsh(&uri, &["-r", "dommemstat", name, "--period", "5"]),
+        "read only access prevents virDomainSetMemoryStatsPeriod",
+        "read-only",
+    );
+}

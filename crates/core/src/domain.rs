@@ -170,10 +170,34 @@ pub struct VcpuInfo {
 /// Tags of `virDomainMemoryStatStruct` (`DOMAIN_MEMORY_STATS`) this project
 /// reports.
 pub mod memory_stat {
+    /// `VIR_DOMAIN_MEMORY_STAT_SWAP_IN`: memory swapped in by the guest, KiB.
+    pub const SWAP_IN: i32 = 0;
+    /// `VIR_DOMAIN_MEMORY_STAT_SWAP_OUT`: memory swapped out, KiB.
+    pub const SWAP_OUT: i32 = 1;
+    /// `VIR_DOMAIN_MEMORY_STAT_MAJOR_FAULT`: page faults that needed I/O.
+    pub const MAJOR_FAULT: i32 = 2;
+    /// `VIR_DOMAIN_MEMORY_STAT_MINOR_FAULT`: other page faults.
+    pub const MINOR_FAULT: i32 = 3;
+    /// `VIR_DOMAIN_MEMORY_STAT_UNUSED`: memory the guest leaves unused, KiB.
+    pub const UNUSED: i32 = 4;
+    /// `VIR_DOMAIN_MEMORY_STAT_AVAILABLE`: memory the guest sees, KiB.
+    pub const AVAILABLE: i32 = 5;
     /// `VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON`: current balloon size, KiB.
     pub const ACTUAL_BALLOON: i32 = 6;
     /// `VIR_DOMAIN_MEMORY_STAT_RSS`: resident set size of the guest, KiB.
     pub const RSS: i32 = 7;
+    /// `VIR_DOMAIN_MEMORY_STAT_USABLE`: memory the guest could use without
+    /// swapping, KiB.
+    pub const USABLE: i32 = 8;
+    /// `VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE`: when the guest last reported,
+    /// seconds since the Epoch.
+    pub const LAST_UPDATE: i32 = 9;
+    /// `VIR_DOMAIN_MEMORY_STAT_DISK_CACHES`: the guest's page cache, KiB.
+    pub const DISK_CACHES: i32 = 10;
+    /// `VIR_DOMAIN_MEMORY_STAT_HUGETLB_PGALLOC`: huge pages allocated.
+    pub const HUGETLB_PGALLOC: i32 = 11;
+    /// `VIR_DOMAIN_MEMORY_STAT_HUGETLB_PGFAIL`: huge page allocations failed.
+    pub const HUGETLB_PGFAIL: i32 = 12;
 }
 
 /// One memory statistic of a running domain: a [`memory_stat`] tag and its value.

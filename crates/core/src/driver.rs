@@ -54,6 +54,8 @@ pub enum Operation {
     MemoryStats,
     /// [`Driver::set_memory`].
     SetMemory,
+    /// [`Driver::set_memory_stats_period`].
+    SetMemoryStatsPeriod,
     /// [`Driver::get_os_type`].
     GetOsType,
     /// [`Driver::get_xml_desc`].
@@ -236,6 +238,7 @@ impl Operation {
         Operation::GetVcpus,
         Operation::MemoryStats,
         Operation::SetMemory,
+        Operation::SetMemoryStatsPeriod,
         Operation::GetOsType,
         Operation::GetXmlDesc,
         Operation::DefineXml,
@@ -334,6 +337,7 @@ impl Operation {
             Operation::GetVcpus => "virDomainGetVcpus",
             Operation::MemoryStats => "virDomainMemoryStats",
             Operation::SetMemory => "virDomainSetMemoryFlags",
+            Operation::SetMemoryStatsPeriod => "virDomainSetMemoryStatsPeriod",
             Operation::GetOsType => "virDomainGetOSType",
             Operation::GetXmlDesc => "virDomainGetXMLDesc",
             Operation::DefineXml => "virDomainDefineXMLFlags",
@@ -433,6 +437,7 @@ impl Operation {
             Operation::GetVcpus => "vcpu_info",
             Operation::MemoryStats => "memory_stats",
             Operation::SetMemory => "set_memory",
+            Operation::SetMemoryStatsPeriod => "set_memory_stats_period",
             Operation::GetOsType => "get_os_type",
             Operation::GetXmlDesc => "get_xml_desc",
             Operation::DefineXml => "define_xml",
@@ -604,6 +609,20 @@ pub trait Driver: Send + Sync {
     async fn set_memory(&self, dom: &DomainRef, kib: u64, flags: u32) -> Result<()> {
         let _ = (dom, kib, flags);
         Err(self.no_support(Operation::SetMemory))
+    }
+
+    /// How often, in seconds, the guest's balloon driver reports its memory
+    /// statistics (`virsh dommemstat --period`; 0 stops them), live and/or
+    /// in the persistent config ([`crate::flags::affect`] flags): the
+    /// `<memballoon><stats period=…/>` of the definitions changed.
+    async fn set_memory_stats_period(
+        &self,
+        dom: &DomainRef,
+        period: i32,
+        flags: u32,
+    ) -> Result<()> {
+        let _ = (dom, period, flags);
+        Err(self.no_support(Operation::SetMemoryStatsPeriod))
     }
 
     /// Guest OS type (e.g. "hvm").

@@ -100,6 +100,10 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainSetMemory, Operation::SetMemory),
     (Procedure::DomainSetMaxMemory, Operation::SetMemory),
     (Procedure::DomainSetMemoryFlags, Operation::SetMemory),
+    (
+        Procedure::DomainSetMemoryStatsPeriod,
+        Operation::SetMemoryStatsPeriod,
+    ),
     (Procedure::DomainSetMetadata, Operation::SetMetadata),
     (Procedure::DomainGetMetadata, Operation::GetMetadata),
     (

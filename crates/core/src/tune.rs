@@ -60,6 +60,19 @@ pub const GET_HOSTNAME_AGENT: u32 = 1 << 1;
 /// (clients set it on every parameter query).
 pub const TYPED_PARAM_STRING_OKAY: u32 = 1 << 2;
 
+/// The `<memballoon><stats period=…/>` that `virDomainSetMemoryStatsPeriod`
+/// sets: `None` for 0 (libvirt writes no `<stats>` then).
+///
+/// # Errors
+/// `VIR_ERR_INVALID_ARG` for a negative period, libvirt's QEMU driver's
+/// "invalid value for collection period".
+pub fn memory_stats_period(period: i32) -> Result<Option<u32>> {
+    let period = u32::try_from(period).map_err(|_| Error::InvalidValue {
+        reason: "invalid value for collection period".into(),
+    })?;
+    Ok((period > 0).then_some(period))
+}
+
 /// A guest's clock, as `virDomainGetTime` answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuestTime {

@@ -540,6 +540,17 @@ impl Driver for TestDriver {
         self.blocking(move |r| r.set_memory(&dom, kib, flags)).await
     }
 
+    async fn set_memory_stats_period(
+        &self,
+        dom: &DomainRef,
+        period: i32,
+        flags: u32,
+    ) -> Result<()> {
+        let dom = dom.clone();
+        self.blocking(move |r| r.set_memory_stats_period(&dom, period, flags))
+            .await
+    }
+
     async fn set_vcpus(&self, dom: &DomainRef, count: u32, flags: u32) -> Result<()> {
         let dom = dom.clone();
         self.blocking(move |r| r.set_vcpus(&dom, count, flags))

@@ -68,6 +68,7 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::DomainSetMemory, "0.1.0"),
         (Procedure::DomainSetMaxMemory, "0.1.0"),
         (Procedure::DomainSetMemoryFlags, "0.1.0"),
+        (Procedure::DomainSetMemoryStatsPeriod, "0.1.0"),
         (Procedure::DomainSetMetadata, "0.1.0"),
         (Procedure::DomainGetMetadata, "0.1.0"),
         (Procedure::DomainAttachDevice, "0.1.0"),

@@ -45,6 +45,7 @@ pub async fn probe(
         Operation::GetVcpus => code(drv.vcpu_info(dom).await),
         Operation::MemoryStats => code(drv.memory_stats(dom).await),
         Operation::SetMemory => code(drv.set_memory(dom, 65536, 0).await),
+        Operation::SetMemoryStatsPeriod => code(drv.set_memory_stats_period(dom, 5, 0).await),
         Operation::GetOsType => code(drv.get_os_type(dom).await),
         Operation::GetXmlDesc => code(drv.get_xml_desc(dom, 0).await),
         Operation::DefineXml => code(drv.define_xml(domain_xml, 0).await),

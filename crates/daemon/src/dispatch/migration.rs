@@ -122,6 +122,7 @@ pub async fn guard(handler: &Handler, session: &Session, call: &Call) -> Result<
         Call::DomainSetMemory(a) => &a.dom,
         Call::DomainSetMaxMemory(a) => &a.dom,
         Call::DomainSetMemoryFlags(a) => &a.dom,
+        Call::DomainSetMemoryStatsPeriod(a) => &a.dom,
         Call::DomainSetMetadata(a) => &a.dom,
         Call::DomainSetVcpus(a) => &a.dom,
         Call::DomainSetVcpusFlags(a) => &a.dom,

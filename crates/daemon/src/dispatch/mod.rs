@@ -267,6 +267,10 @@ pub async fn run(
             ))
             .await?,
         ),
+        Call::DomainSetMemoryStatsPeriod(args) => reply(
+            p,
+            &vcpu_memory::set_memory_stats_period(session, args).await?,
+        ),
         Call::DomainGetOsType(args) => reply(p, &d::get_os_type(session, args).await?),
         Call::DomainGetXmlDesc(args) => reply(p, &d::get_xml_desc(session, args).await?),
         Call::DomainGetSecurityLabel(args) => {

@@ -415,6 +415,20 @@ pub async fn set_memory(
         .map_err(err)
 }
 
+/// DOMAIN_SET_MEMORY_STATS_PERIOD (308): `virsh dommemstat --period`.
+///
+/// # Errors
+/// The driver's (no balloon, a negative period, flags).
+pub async fn set_memory_stats_period(
+    session: &Session,
+    args: migrated_proto::DomainSetMemoryStatsPeriodArgs,
+) -> Result<()> {
+    driver(session)?
+        .set_memory_stats_period(&from_wire_dom(&args.dom), args.period, args.flags)
+        .await
+        .map_err(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ use super::host::{
 use super::host_stats::{image_file_info, tap_stats};
 use super::power::PowerRequest;
 use super::registry::{Domain, StopIntent};
-use super::{parse_def, save, QemuDriver, StartMode, URI};
+use super::{balloon_stats, parse_def, save, QemuDriver, StartMode, URI};
 use crate::command::disk_node;
 use crate::qmp::commands::{
     MigrateSetParameters, QueryBalloon, QueryBlock, QueryBlockstats, QueryCpusFast,
@@ -282,13 +282,11 @@ impl Driver for QemuDriver {
 
     async fn memory_stats(&self, dom: &DomainRef) -> Result<Vec<MemoryStat>> {
         let runtime = self.runtime(dom)?;
-        let configured = self.read(|r| {
+        let def = self.read(|r| {
             let d = r.get(dom)?;
-            Ok(d.live
-                .as_ref()
-                .map_or(&d.config, |l| &l.def)
-                .current_memory_kib)
+            Ok(d.live.as_ref().map_or(&d.config, |l| &l.def).clone())
         })?;
+        let configured = def.current_memory_kib;
         // As libvirt: the balloon's size when the guest has a balloon
         // device, else the configured size; and QEMU's resident size.
         let actual = match runtime.qmp.execute(&QueryBalloon).await {
@@ -299,6 +297,7 @@ impl Driver for QemuDriver {
             tag: memory_stat::ACTUAL_BALLOON,
             value: actual,
         }];
+        stats.extend(balloon_stats::guest_stats(&runtime.qmp, &def).await);
         if let Some(rss) = proc_rss_kib(runtime.process.pid()) {
             stats.push(MemoryStat {
                 tag: memory_stat::RSS,
@@ -306,6 +305,15 @@ impl Driver for QemuDriver {
             });
         }
         Ok(stats)
+    }
+
+    async fn set_memory_stats_period(
+        &self,
+        dom: &DomainRef,
+        period: i32,
+        flags: u32,
+    ) -> Result<()> {
+        self.set_memory_stats_period_impl(dom, period, flags).await
     }
 
     async fn attach_device(&self, dom: &DomainRef, xml: &str, flags: u32) -> Result<()> {

@@ -15,6 +15,7 @@
 
 mod agent;
 mod api;
+mod balloon_stats;
 mod console;
 mod domcaps;
 mod dump;
@@ -1097,6 +1098,7 @@ impl QemuDriver {
             cleanup_run_files(&cfg.runtime_dir, &def.name, &paths);
             return Err(e.into_core("virDomainCreate"));
         }
+        balloon_stats::apply_period(&launched.qmp, &def).await;
         if matches!(mode, StartMode::Boot { .. } | StartMode::Snapshot) {
             if let Err(e) = set_initial_balloon(&launched.qmp, &def).await {
                 let _ = launched.process.kill().await;

@@ -307,6 +307,37 @@ impl Command for Balloon {
     type Reply = Empty;
 }
 
+/// `qom-set`: one property of a QOM object (e.g. the balloon's
+/// `guest-stats-polling-interval`).
+#[derive(Debug, Clone, Serialize)]
+pub struct QomSet<'a> {
+    /// The object, e.g. `/machine/peripheral/balloon0`.
+    pub path: &'a str,
+    /// The property.
+    pub property: &'a str,
+    /// Its new value.
+    pub value: serde_json::Value,
+}
+
+impl Command for QomSet<'_> {
+    const NAME: &'static str = "qom-set";
+    type Reply = Empty;
+}
+
+/// `qom-get`: one property of a QOM object, as QEMU gives it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct QomGet<'a> {
+    /// The object.
+    pub path: &'a str,
+    /// The property.
+    pub property: &'a str,
+}
+
+impl Command for QomGet<'_> {
+    const NAME: &'static str = "qom-get";
+    type Reply = serde_json::Value;
+}
+
 /// `query-hotpluggable-cpus`: the vCPU slots of a guest started with
 /// `-smp N,maxcpus=M`, plugged or not.
 #[derive(Debug, Clone, Copy, Default, Serialize)]

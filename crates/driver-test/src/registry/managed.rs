@@ -7,6 +7,7 @@
 
 use migrated_core::domain::{event_detail, shutoff_reason, DomainRef, DomainState, LifecycleEvent};
 use migrated_core::flags::{self, affect, check_flags, memory, save};
+use migrated_core::tune::memory_stats_period;
 use migrated_core::{Error, Result};
 
 use super::Registry;
@@ -120,5 +121,32 @@ impl Registry {
             self.guest_mut(&dom.uuid)?.config = def;
         }
         Ok(())
+    }
+
+    /// `DOMAIN_SET_MEMORY_STATS_PERIOD`: the balloon's `<stats period>` of
+    /// one definition (libvirt's test driver; a negative period is refused
+    /// as libvirt's QEMU driver refuses it).
+    pub fn set_memory_stats_period(
+        &mut self,
+        dom: &DomainRef,
+        period: i32,
+        flags: u32,
+    ) -> Result<()> {
+        const OP: &str = "virDomainSetMemoryStatsPeriod";
+        check_flags(
+            OP,
+            u64::from(flags),
+            u64::from(affect::LIVE | affect::CONFIG),
+        )?;
+        let period = memory_stats_period(period)?;
+        self.change_one_def(dom, OP, flags, |def, _| {
+            let balloon = def.devices.balloon_mut().ok_or_else(|| {
+                Error::internal(
+                    "No memory balloon device configured, can not set the collection period",
+                )
+            })?;
+            balloon.stats_period = period;
+            Ok(())
+        })
     }
 }

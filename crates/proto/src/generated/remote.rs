@@ -3352,6 +3352,17 @@ pub struct DomainRenameRet {
     pub retcode: i32,
 }
 
+/// Arguments of REMOTE_PROC_DOMAIN_SET_MEMORY_STATS_PERIOD.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainSetMemoryStatsPeriodArgs {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// seconds between the guest's balloon statistics, 0 stops them
+    pub period: i32,
+    /// VIR_DOMAIN_AFFECT_*
+    pub flags: u32,
+}
+
 /// Arguments of REMOTE_PROC_DOMAIN_SET_MEMORY_FLAGS.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainSetMemoryFlagsArgs {
@@ -4194,6 +4205,8 @@ pub enum Procedure {
     DomainMigrateFinish3Params = 306,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3_PARAMS`
     DomainMigrateConfirm3Params = 307,
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY_STATS_PERIOD`
+    DomainSetMemoryStatsPeriod = 308,
     /// `REMOTE_PROC_DOMAIN_EVENT_DEVICE_REMOVED`
     DomainEventDeviceRemoved = 311,
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY`
@@ -4421,6 +4434,7 @@ impl Procedure {
         Procedure::DomainMigratePerform3Params,
         Procedure::DomainMigrateFinish3Params,
         Procedure::DomainMigrateConfirm3Params,
+        Procedure::DomainSetMemoryStatsPeriod,
         Procedure::DomainEventDeviceRemoved,
         Procedure::ConnectDomainEventCallbackRegisterAny,
         Procedure::ConnectDomainEventCallbackDeregisterAny,
@@ -4615,6 +4629,7 @@ impl Procedure {
             305 => Some(Self::DomainMigratePerform3Params),
             306 => Some(Self::DomainMigrateFinish3Params),
             307 => Some(Self::DomainMigrateConfirm3Params),
+            308 => Some(Self::DomainSetMemoryStatsPeriod),
             311 => Some(Self::DomainEventDeviceRemoved),
             316 => Some(Self::ConnectDomainEventCallbackRegisterAny),
             317 => Some(Self::ConnectDomainEventCallbackDeregisterAny),
@@ -4811,38 +4826,39 @@ impl Procedure {
             Self::DomainMigratePerform3Params => &PROCEDURES[155],
             Self::DomainMigrateFinish3Params => &PROCEDURES[156],
             Self::DomainMigrateConfirm3Params => &PROCEDURES[157],
-            Self::DomainEventDeviceRemoved => &PROCEDURES[158],
-            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[159],
-            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[160],
-            Self::DomainEventCallbackLifecycle => &PROCEDURES[161],
-            Self::DomainEventCallbackReboot => &PROCEDURES[162],
-            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[163],
-            Self::DomainCoreDumpWithFormat => &PROCEDURES[164],
-            Self::DomainGetTime => &PROCEDURES[165],
-            Self::DomainSetTime => &PROCEDURES[166],
-            Self::ConnectGetDomainCapabilities => &PROCEDURES[167],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[168],
-            Self::DomainDefineXmlFlags => &PROCEDURES[169],
-            Self::DomainInterfaceAddresses => &PROCEDURES[170],
-            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[171],
-            Self::DomainGetIothreadInfo => &PROCEDURES[172],
-            Self::DomainRename => &PROCEDURES[173],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[174],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[175],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[176],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[177],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[178],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[179],
-            Self::DomainGetPerfEvents => &PROCEDURES[180],
-            Self::DomainSetPerfEvents => &PROCEDURES[181],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[182],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[183],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[184],
-            Self::ConnectSetIdentity => &PROCEDURES[185],
-            Self::DomainGetMessages => &PROCEDURES[186],
-            Self::DomainSaveParams => &PROCEDURES[187],
-            Self::DomainRestoreParams => &PROCEDURES[188],
-            Self::DomainAbortJobFlags => &PROCEDURES[189],
+            Self::DomainSetMemoryStatsPeriod => &PROCEDURES[158],
+            Self::DomainEventDeviceRemoved => &PROCEDURES[159],
+            Self::ConnectDomainEventCallbackRegisterAny => &PROCEDURES[160],
+            Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[161],
+            Self::DomainEventCallbackLifecycle => &PROCEDURES[162],
+            Self::DomainEventCallbackReboot => &PROCEDURES[163],
+            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[164],
+            Self::DomainCoreDumpWithFormat => &PROCEDURES[165],
+            Self::DomainGetTime => &PROCEDURES[166],
+            Self::DomainSetTime => &PROCEDURES[167],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[168],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[169],
+            Self::DomainDefineXmlFlags => &PROCEDURES[170],
+            Self::DomainInterfaceAddresses => &PROCEDURES[171],
+            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[172],
+            Self::DomainGetIothreadInfo => &PROCEDURES[173],
+            Self::DomainRename => &PROCEDURES[174],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[175],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[176],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[177],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[178],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[179],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[180],
+            Self::DomainGetPerfEvents => &PROCEDURES[181],
+            Self::DomainSetPerfEvents => &PROCEDURES[182],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[183],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[184],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[185],
+            Self::ConnectSetIdentity => &PROCEDURES[186],
+            Self::DomainGetMessages => &PROCEDURES[187],
+            Self::DomainSaveParams => &PROCEDURES[188],
+            Self::DomainRestoreParams => &PROCEDURES[189],
+            Self::DomainAbortJobFlags => &PROCEDURES[190],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -5058,6 +5074,9 @@ impl Procedure {
             }
             Self::DomainMigrateConfirm3Params => {
                 visitor.visit::<procs::DomainMigrateConfirm3Params>()
+            }
+            Self::DomainSetMemoryStatsPeriod => {
+                visitor.visit::<procs::DomainSetMemoryStatsPeriod>()
             }
             Self::DomainEventDeviceRemoved => visitor.visit::<procs::DomainEventDeviceRemoved>(),
             Self::ConnectDomainEventCallbackRegisterAny => {
@@ -6407,6 +6426,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
     crate::ProcedureInfo {
         number: 307,
         name: "REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3_PARAMS",
+        readonly: false,
+        priority: false,
+        event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 308,
+        name: "REMOTE_PROC_DOMAIN_SET_MEMORY_STATS_PERIOD",
         readonly: false,
         priority: false,
         event: false,
@@ -8118,6 +8145,15 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY_STATS_PERIOD`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainSetMemoryStatsPeriod;
+    impl super::RemoteProcedure for DomainSetMemoryStatsPeriod {
+        const PROC: super::Procedure = super::Procedure::DomainSetMemoryStatsPeriod;
+        type Args = super::DomainSetMemoryStatsPeriodArgs;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_EVENT_DEVICE_REMOVED`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainEventDeviceRemoved;
@@ -8723,6 +8759,8 @@ pub enum Call {
     DomainMigrateFinish3Params(DomainMigrateFinish3ParamsArgs),
     /// `REMOTE_PROC_DOMAIN_MIGRATE_CONFIRM3_PARAMS`.
     DomainMigrateConfirm3Params(DomainMigrateConfirm3ParamsArgs),
+    /// `REMOTE_PROC_DOMAIN_SET_MEMORY_STATS_PERIOD`.
+    DomainSetMemoryStatsPeriod(DomainSetMemoryStatsPeriodArgs),
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY`.
     ConnectDomainEventCallbackRegisterAny(ConnectDomainEventCallbackRegisterAnyArgs),
     /// `REMOTE_PROC_CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY`.
@@ -9219,6 +9257,9 @@ impl Call {
             Procedure::DomainMigrateConfirm3Params => {
                 Call::DomainMigrateConfirm3Params(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainSetMemoryStatsPeriod => {
+                Call::DomainSetMemoryStatsPeriod(migrated_xdr::from_bytes(payload)?)
+            }
             Procedure::DomainEventDeviceRemoved => {
                 return Err(migrated_xdr::Error::Custom(format!(
                     "{} is an event, not a call",
@@ -9507,6 +9548,7 @@ impl Call {
             Call::DomainMigratePerform3Params(_) => Procedure::DomainMigratePerform3Params,
             Call::DomainMigrateFinish3Params(_) => Procedure::DomainMigrateFinish3Params,
             Call::DomainMigrateConfirm3Params(_) => Procedure::DomainMigrateConfirm3Params,
+            Call::DomainSetMemoryStatsPeriod(_) => Procedure::DomainSetMemoryStatsPeriod,
             Call::ConnectDomainEventCallbackRegisterAny(_) => {
                 Procedure::ConnectDomainEventCallbackRegisterAny
             }
@@ -9701,6 +9743,7 @@ impl Call {
             Call::DomainMigratePerform3Params(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateFinish3Params(args) => migrated_xdr::to_bytes(args),
             Call::DomainMigrateConfirm3Params(args) => migrated_xdr::to_bytes(args),
+            Call::DomainSetMemoryStatsPeriod(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackRegisterAny(args) => migrated_xdr::to_bytes(args),
             Call::ConnectDomainEventCallbackDeregisterAny(args) => migrated_xdr::to_bytes(args),
             Call::DomainCoreDumpWithFormat(args) => migrated_xdr::to_bytes(args),

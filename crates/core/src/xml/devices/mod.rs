@@ -117,6 +117,12 @@ pub struct Devices {
 }
 
 impl Devices {
+    /// The memory balloon, if the guest has one (`model='none'` is none, as
+    /// libvirt's `virDomainDefHasMemballoon`).
+    pub fn balloon_mut(&mut self) -> Option<&mut Memballoon> {
+        self.memballoon.as_mut().filter(|b| b.model != "none")
+    }
+
     /// The disk whose target (`vda`) or source path is `name`, as libvirt's
     /// `virDomainDiskByName` finds it.
     pub fn disk(&self, name: &str) -> Option<&Disk> {
