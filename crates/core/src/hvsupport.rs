@@ -131,6 +131,7 @@ mod tests {
         defaults: MigrationDefaults {
             flags: MigrateFlags::LIVE.bits(),
         },
+        qemu_procedures: &[],
         device_stats: false,
     };
 

@@ -414,3 +414,51 @@ async fn a_command_in_flight_makes_the_monitor_busy_until_its_reply() {
     assert!(busy.is_some(), "no command in flight while QEMU held one");
     assert_eq!(qmp.busy_for(), None);
 }
+
+#[tokio::test]
+async fn passthrough_answers_the_whole_reply_line_errors_included() {
+    let (qmp, mut qemu) = connected(QmpConfig::default()).await;
+    let mut command = serde_json::Map::new();
+    command.insert("execute".into(), Value::from("query-status"));
+    let server = async {
+        let (name, id, _) = qemu.recv().await;
+        assert_eq!(name, "query-status");
+        qemu.send(&format!(
+            r#"{{"return": {{"status": "running", "running": true, "note": "a b"}}, "id": {id}}}"#
+        ))
+        .await;
+        let (name, id, _) = qemu.recv().await;
+        assert_eq!(name, "no-such");
+        qemu.send(&format!(
+            r#"{{"id": {id}, "error": {{"class": "CommandNotFound", "desc": "The command no-such has not been found"}}}}"#
+        ))
+        .await;
+    };
+    let client = async {
+        let ok = qmp.passthrough("query-status", command).await;
+        let mut bad = serde_json::Map::new();
+        bad.insert("execute".into(), Value::from("no-such"));
+        (ok, qmp.passthrough("no-such", bad).await)
+    };
+    let ((ok, bad), ()) = tokio::join!(client, server);
+    let ok = ok.expect("a reply");
+    assert!(
+        ok.starts_with(r#"{"return":{"status":"running","running":true,"note":"a b"},"id":"#),
+        "{ok}"
+    );
+    let bad = bad.expect("an error reply is an answer");
+    assert!(
+        bad.contains(r#""error":{"class":"CommandNotFound""#),
+        "{bad}"
+    );
+    // The connection keeps working for the driver's own commands.
+    assert_eq!(qmp.closed_reason(), None);
+}
+
+#[test]
+fn compact_json_keeps_strings_and_order() {
+    assert_eq!(
+        compact_json("{\"b\": [1, 2], \"a\": \"x y\\\" z\"}\n"),
+        "{\"b\":[1,2],\"a\":\"x y\\\" z\"}"
+    );
+}
