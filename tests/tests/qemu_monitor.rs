@@ -18,7 +18,8 @@ use qemu_support::{domstate, virsh_err, QemuHosts};
 const SMALL_MIB: u32 = 64;
 
 /// python3 `libvirt_qemu` (argv: URI, name): a QMP and an HMP command, then
-/// a RESUME registration that sees the resume of the paused guest.
+/// a RESUME registration that sees the resume of the paused guest; a
+/// second deregistration is refused by the client library (code 8).
 const LIBVIRT_QEMU: &str = r#"
 import json, sys, threading, time
 import libvirt, libvirt_qemu
@@ -102,7 +103,10 @@ fn qemu_monitor_and_agent_commands_as_libvirt() {
             r#"{"execute":"query-status"}"#,
         ],
     );
-    assert!(pretty.contains("\n    \"return\": {"), "{pretty}");
+    assert!(
+        pretty.contains("\n  \"return\": {\n    \"status\""),
+        "{pretty}"
+    );
     // HMP through human-monitor-command.
     let pci = hosts.virsh_ok(&uri, &["qemu-monitor-command", name, "--hmp", "info pci"]);
     assert!(pci.contains("Bus  0"), "{pci}");
@@ -118,6 +122,25 @@ fn qemu_monitor_and_agent_commands_as_libvirt() {
     assert!(
         bad.contains(r#""error":{"class":"CommandNotFound","desc":"The command no-such-command has not been found"}"#),
         "{bad}"
+    );
+    // JSON that is no command goes to QEMU as it is, as libvirt: QEMU's
+    // id-less refusal is the answer.
+    let raw = hosts.virsh_ok(&uri, &["qemu-monitor-command", name, r#"{"arguments":{}}"#]);
+    assert_eq!(
+        raw.trim(),
+        r#"{"error":{"class":"GenericError","desc":"QMP input lacks member 'execute'"}}"#
+    );
+    let err = virsh_err(
+        &uri,
+        &[
+            "qemu-monitor-command",
+            name,
+            r#"{"execute":"query-status","id":"mine"}"#,
+        ],
+    );
+    assert!(
+        err.contains("error: internal error: Unable to append command 'id' string"),
+        "{err}"
     );
     // Read-only connections are refused.
     let err = virsh_err(
@@ -198,7 +221,7 @@ fn qemu_monitor_and_agent_commands_as_libvirt() {
             "status paused True",
             "hmp VM status: paused",
             &format!("event ('{name}', 'RESUME', True)"),
-            "second deregister 1",
+            "second deregister 8",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} missing: {text}");
         }

@@ -26,7 +26,7 @@ pub use crate::domain::{
 use crate::error::{Error, Result};
 pub use crate::flags::dump::Format as DumpFormat;
 pub use crate::job::LocalJobs;
-use crate::qemu_monitor::{AgentTimeout, MonitorEvent};
+use crate::qemu_monitor::MonitorEvent;
 use crate::support::SupportTable;
 use crate::tune::{CpuStats, GuestTime, InterfaceAddresses};
 use crate::typed_params::TypedParams;
@@ -834,12 +834,14 @@ pub trait Driver: Send + Sync {
     }
 
     /// Sends one raw JSON command to the guest agent
-    /// (`virDomainQemuAgentCommand`); `None` when told not to wait.
+    /// (`virDomainQemuAgentCommand`); `timeout` is libvirt's word (-2 block,
+    /// -1 default, 0 do not wait, N seconds, below -2 invalid); `None` when
+    /// told not to wait.
     async fn qemu_agent_command(
         &self,
         dom: &DomainRef,
         cmd: &str,
-        timeout: AgentTimeout,
+        timeout: i32,
         flags: u32,
     ) -> Result<Option<String>> {
         let _ = (dom, cmd, timeout, flags);

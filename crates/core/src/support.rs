@@ -461,9 +461,15 @@ mod tests {
         assert_eq!(procs.len(), PROCEDURE_OPERATIONS.len());
         for op in Operation::ALL {
             assert!(
-                PROCEDURE_OPERATIONS.iter().any(|(_, o)| o == op),
+                PROCEDURE_OPERATIONS.iter().any(|(_, o)| o == op)
+                    || QEMU_PROCEDURE_OPERATIONS.iter().any(|(_, o)| o == op),
                 "{op} has no procedure"
             );
         }
+        assert_eq!(
+            qemu_operation_for(QemuProcedure::DomainMonitorCommand),
+            Some(Operation::QemuMonitorCommand)
+        );
+        assert_eq!(qemu_operation_for(QemuProcedure::DomainAttach), None);
     }
 }

@@ -190,13 +190,8 @@ pub async fn probe(
                 .await,
         ),
         Operation::QemuAgentCommand => code(
-            drv.qemu_agent_command(
-                dom,
-                r#"{"execute":"guest-ping"}"#,
-                crate::qemu_monitor::AgentTimeout::NoWait,
-                0,
-            )
-            .await,
+            drv.qemu_agent_command(dom, r#"{"execute":"guest-ping"}"#, 0, 0)
+                .await,
         ),
         Operation::SubscribeMonitorEvents => code(drv.subscribe_monitor_events()),
     }

@@ -3,9 +3,9 @@
 //! qemu-monitor-command`, `qemu-agent-command`, `qemu-monitor-event`,
 //! python's `libvirt_qemu`), as libvirtd's qemuDispatch* functions.
 //!
-//! Access as libvirt's `libvirt-qemu.c`: the monitor and agent commands
-//! (and attach) are refused on read-only connections; event registration
-//! is not. `DOMAIN_ATTACH` is answered "not supported" (libvirt removed
+//! Access as libvirt 9.0's: every call is refused on read-only connections
+//! ("read only access prevents virDomainQemuMonitorCommand",
+//! "... virConnectDomainQemuMonitorEventRegister", ...). `DOMAIN_ATTACH` is answered "not supported" (libvirt removed
 //! attaching to outside QEMU processes). Monitor-event registrations live
 //! per connection; one task per connection forwards the driver's QMP events
 //! that match a registration's guest and event filter as
@@ -14,9 +14,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use migrated_core::qemu_monitor::{
-    AgentTimeout, MonitorEvent, EVENT_REGISTER_NOCASE, EVENT_REGISTER_REGEX,
-};
+use migrated_core::qemu_monitor::{MonitorEvent, EVENT_REGISTER_NOCASE, EVENT_REGISTER_REGEX};
 use migrated_proto::{
     QemuCall, QemuConnectDomainMonitorEventDeregisterArgs,
     QemuConnectDomainMonitorEventRegisterArgs, QemuConnectDomainMonitorEventRegisterRet,
@@ -191,9 +189,8 @@ pub async fn run(
         }
         QemuCall::DomainAttach(_) => Err(wire::not_supported(api_name(proc_))),
         QemuCall::DomainAgentCommand(a) => {
-            let timeout = AgentTimeout::from_wire(a.timeout).map_err(|e| to_wire_error(&e))?;
             let result = driver
-                .qemu_agent_command(&from_wire_dom(&a.dom), &a.cmd, timeout, a.flags)
+                .qemu_agent_command(&from_wire_dom(&a.dom), &a.cmd, a.timeout, a.flags)
                 .await
                 .map_err(|e| to_wire_error(&e))?;
             encode(proc_, &QemuDomainAgentCommandRet { result })
@@ -394,12 +391,7 @@ mod tests {
             "virDomainQemuMonitorCommand"
         );
         assert_eq!(api_name(QemuProcedure::DomainAttach), "virDomainQemuAttach");
-        assert!(!QemuProcedure::DomainMonitorCommand.info().readonly);
-        assert!(!QemuProcedure::DomainAgentCommand.info().readonly);
-        assert!(
-            QemuProcedure::ConnectDomainMonitorEventRegister
-                .info()
-                .readonly
-        );
+        // libvirt 9.0 refuses every one on a read-only connection.
+        assert!(QemuProcedure::ALL.iter().all(|p| !p.info().readonly));
     }
 }

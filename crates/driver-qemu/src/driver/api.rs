@@ -17,7 +17,7 @@ use migrated_core::driver::{Driver, DumpFormat, LocalJobs, Screenshot};
 use migrated_core::flags::{self, check_flags};
 use migrated_core::hotplug::Change;
 use migrated_core::keycode::Codeset;
-use migrated_core::qemu_monitor::{AgentTimeout, MonitorEvent};
+use migrated_core::qemu_monitor::MonitorEvent;
 use migrated_core::support::SupportTable;
 use migrated_core::tune::{GuestTime, InterfaceAddresses, GET_HOSTNAME_AGENT, TIME_SYNC};
 use migrated_core::typed_params::TypedParams;
@@ -816,7 +816,7 @@ impl Driver for QemuDriver {
         &self,
         dom: &DomainRef,
         cmd: &str,
-        timeout: AgentTimeout,
+        timeout: i32,
         flags: u32,
     ) -> Result<Option<String>> {
         self.qemu_agent_command_impl(dom, cmd, timeout, flags).await

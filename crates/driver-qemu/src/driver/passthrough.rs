@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 
 use migrated_core::domain::DomainRef;
 use migrated_core::flags::check_flags;
-use migrated_core::qemu_monitor::{AgentTimeout, MonitorEvent, MONITOR_COMMAND_HMP};
+use migrated_core::qemu_monitor::{MonitorEvent, MONITOR_COMMAND_HMP};
 use migrated_core::{Error, Result};
 use serde_json::Value;
 use tracing::warn;
@@ -33,32 +33,21 @@ const TAINT_CUSTOM_MONITOR: &str = "custom-monitor";
 /// The QMP command `human-monitor-command` (HMP text through QMP).
 const HUMAN_MONITOR_COMMAND: &str = "human-monitor-command";
 
-/// A user's QMP command: a JSON object naming the command in `execute`.
+/// A user's QMP input, as libvirt's qemuMonitorJSONArbitraryCommand takes
+/// it: any JSON; a command object (one with `execute`) must leave the `id`
+/// to the driver.
 ///
 /// # Errors
-/// `VIR_ERR_INTERNAL_ERROR` "cannot parse json ..." as libvirt for text
-/// that is not JSON; `VIR_ERR_INVALID_ARG` for JSON that is not a command
-/// object, or one that carries its own `id` (the driver's `id` routes the
-/// reply; libvirt refuses a second `id` key too).
-pub(crate) fn parse_qmp_command(cmd: &str) -> Result<(String, serde_json::Map<String, Value>)> {
+/// `VIR_ERR_INTERNAL_ERROR` with libvirt's words: "cannot parse json ..."
+/// for text that is not JSON, "Unable to append command 'id' string" for
+/// a command that brings its own `id`.
+pub(crate) fn parse_qmp_input(cmd: &str) -> Result<Value> {
     let value: Value = serde_json::from_str(cmd)
         .map_err(|e| Error::internal(format!("cannot parse json {cmd}: {e}")))?;
-    let Value::Object(object) = value else {
-        return Err(Error::InvalidValue {
-            reason: format!("monitor command '{cmd}' is not a JSON object"),
-        });
-    };
-    let Some(name) = object.get("execute").and_then(Value::as_str) else {
-        return Err(Error::InvalidValue {
-            reason: format!("monitor command '{cmd}' has no 'execute' member"),
-        });
-    };
-    if object.contains_key("id") {
-        return Err(Error::InvalidValue {
-            reason: "monitor command must not carry its own 'id'".into(),
-        });
+    if value.get("execute").is_some() && value.get("id").is_some() {
+        return Err(Error::internal("Unable to append command 'id' string"));
     }
-    Ok((name.to_owned(), object))
+    Ok(value)
 }
 
 /// The event a `qemu-monitor-event` client gets for QMP event `event` of
@@ -83,8 +72,8 @@ impl QemuDriver {
     ///
     /// # Errors
     /// Unknown flags (`VIR_ERR_INVALID_ARG`), "domain is not running"
-    /// (`VIR_ERR_OPERATION_INVALID`), a command that is not JSON (see
-    /// [`parse_qmp_command`]), a monitor that does not answer in time
+    /// (`VIR_ERR_OPERATION_INVALID`), input that is not JSON (see
+    /// [`parse_qmp_input`]), a monitor that does not answer in time
     /// (`VIR_ERR_OPERATION_TIMEOUT`) or is gone; for HMP, QEMU's refusal of
     /// `human-monitor-command`. A QMP command QEMU refuses is no error: its
     /// error reply is the answer, as libvirt.
@@ -94,8 +83,14 @@ impl QemuDriver {
         cmd: &str,
         flags: u32,
     ) -> Result<String> {
-        const OPERATION: &str = "qemuDomainQemuMonitorCommand";
-        check_flags(OPERATION, u64::from(flags), u64::from(MONITOR_COMMAND_HMP))?;
+        const OPERATION: &str = "virDomainQemuMonitorCommand";
+        // libvirt 9.0 serves this through its WithFiles variant, whose
+        // name its flag error carries.
+        check_flags(
+            "virDomainQemuMonitorCommandWithFiles",
+            u64::from(flags),
+            u64::from(MONITOR_COMMAND_HMP),
+        )?;
         let runtime = self.runtime(dom)?;
         self.taint(dom, &runtime);
         if flags & MONITOR_COMMAND_HMP != 0 {
@@ -109,19 +104,20 @@ impl QemuDriver {
                 .map_err(|e| e.into_core(OPERATION))?;
             return Ok(reply.as_str().unwrap_or_default().to_owned());
         }
-        let (name, object) = parse_qmp_command(cmd)?;
+        let input = parse_qmp_input(cmd)?;
         runtime
             .qmp
-            .passthrough(&name, object)
+            .passthrough(input)
             .await
             .map_err(|e| e.into_core(OPERATION))
     }
 
     /// `virDomainQemuAgentCommand` (libvirt's qemuDomainQemuAgentCommand):
-    /// the checks libvirt makes before talking to the agent, in its order.
-    /// This driver never connects to a guest agent, so a running guest
-    /// answers libvirt's error for an agent that is not configured or not
-    /// connected.
+    /// the checks libvirt makes before talking to the agent, in its order
+    /// (flags, running, agent available; the timeout is checked only
+    /// after, by the agent call). This driver never connects to a guest
+    /// agent, so a running guest answers libvirt's error for an agent that
+    /// is not configured or not connected.
     ///
     /// # Errors
     /// Unknown flags, "domain is not running", [`Error::GuestAgent`].
@@ -129,11 +125,11 @@ impl QemuDriver {
         &self,
         dom: &DomainRef,
         cmd: &str,
-        timeout: AgentTimeout,
+        timeout: i32,
         flags: u32,
     ) -> Result<Option<String>> {
         let _ = (cmd, timeout);
-        check_flags("qemuDomainQemuAgentCommand", u64::from(flags), 0)?;
+        check_flags("virDomainQemuAgentCommand", u64::from(flags), 0)?;
         Err(self.agent_unavailable(dom)?)
     }
 
@@ -157,26 +153,25 @@ mod tests {
     use uuid::Uuid;
 
     #[test]
-    fn qmp_commands_must_be_json_objects_with_execute_and_no_id() {
-        let (name, object) = parse_qmp_command(r#"{"execute":"query-status"}"#).expect("a command");
-        assert_eq!(name, "query-status");
-        assert_eq!(object.len(), 1);
-        let err = parse_qmp_command("info pci").expect_err("not json");
+    fn qmp_input_is_any_json_and_commands_leave_the_id_to_the_driver() {
+        let input = parse_qmp_input(r#"{"execute":"query-status"}"#).expect("a command");
+        assert_eq!(input["execute"], "query-status");
+        for other in ["[1]", r#"{"arguments":{}}"#, r#"{"id":1}"#] {
+            assert!(
+                parse_qmp_input(other).is_ok(),
+                "{other} goes to QEMU as it is"
+            );
+        }
+        let err = parse_qmp_input("info pci").expect_err("not json");
         assert_eq!(err.code(), ErrorCode::InternalError);
         assert!(err
             .to_string()
             .starts_with("internal error: cannot parse json info pci: "));
-        for bad in [
-            r#"[1]"#,
-            r#"{"arguments":{}}"#,
-            r#"{"execute":"stop","id":1}"#,
-        ] {
-            assert_eq!(
-                parse_qmp_command(bad).expect_err(bad).code(),
-                ErrorCode::InvalidArg,
-                "{bad}"
-            );
-        }
+        let err = parse_qmp_input(r#"{"execute":"stop","id":"mine"}"#).expect_err("own id");
+        assert_eq!(
+            err.to_string(),
+            "internal error: Unable to append command 'id' string"
+        );
     }
 
     #[test]

@@ -89,6 +89,8 @@ impl std::fmt::Debug for Qmp {
 
 struct Inner {
     shared: Arc<Shared>,
+    /// Held while a command without an `id` waits for its answer.
+    anonymous: tokio::sync::Mutex<()>,
     outgoing: mpsc::Sender<Outgoing>,
     next_id: AtomicU64,
     greeting: Greeting,
@@ -215,6 +217,7 @@ impl Qmp {
         let qmp = Qmp {
             inner: Arc::new(Inner {
                 shared,
+                anonymous: tokio::sync::Mutex::new(()),
                 outgoing: out_tx,
                 next_id: AtomicU64::new(1),
                 greeting,
@@ -293,43 +296,43 @@ impl Qmp {
         .await
     }
 
-    /// Runs a command a user wrote (`virsh qemu-monitor-command`): the JSON
-    /// object `command` goes to QEMU as it is, with this connection's next
-    /// `id` added so its reply reaches only this caller, and the answer is
-    /// QEMU's whole reply line, error replies included (`{"return": ..,
-    /// "id": ..}` or `{"error": .., "id": ..}`), as libvirt passes it on.
-    /// Events the command causes go to every subscriber as usual.
+    /// Runs a command a user wrote (`virsh qemu-monitor-command`), as
+    /// libvirt's qemuMonitorJSONArbitraryCommand: a JSON object naming a
+    /// command in `execute` gets this connection's next `id` added, so its
+    /// reply reaches only this caller; any other JSON (no `execute`, not an
+    /// object) goes to QEMU as it is, and QEMU's answer to it, which has no
+    /// `id`, is this caller's (one such command at a time). The answer is
+    /// QEMU's whole reply line without whitespace, error replies included
+    /// (`{"return":..,"id":..}`, `{"id":..,"error":..}`). Events the command
+    /// causes go to every subscriber as usual.
     ///
     /// # Errors
-    /// [`Error::QmpTimeout`] and [`Error::QmpClosed`] as [`Qmp::execute`];
-    /// a QEMU error is not one (it is the answer).
-    pub async fn passthrough(
-        &self,
-        name: &str,
-        command: serde_json::Map<String, Value>,
-    ) -> Result<String> {
-        let mut command = command;
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        command.insert("id".into(), Value::from(id));
-        let mut line = serde_json::to_vec(&command).map_err(|source| Error::QmpReply {
-            command: name.into(),
-            source,
-        })?;
-        line.push(b'\n');
-        let reply = self
-            .send_line(
-                name,
-                id,
-                line,
-                None,
-                self.inner.config.command_timeout,
-                true,
-            )
-            .await?;
-        match reply {
-            Value::String(text) => Ok(text),
-            other => Ok(other.to_string()),
-        }
+    /// [`Error::QmpTimeout`] and [`Error::QmpClosed`] as [`Qmp::execute`]; a
+    /// QEMU error is not one (it is the answer).
+    pub async fn passthrough(&self, command: Value) -> Result<String> {
+        let timeout = self.inner.config.command_timeout;
+        let name = command
+            .get("execute")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let reply = match (name, command) {
+            (Some(name), Value::Object(mut object)) => {
+                let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+                object.insert("id".into(), Value::from(id));
+                let line = request_line(&name, &Value::Object(object))?;
+                self.send_line(&name, id, line, None, timeout, true).await?
+            }
+            (_, other) => {
+                let _one = self.inner.anonymous.lock().await;
+                let line = request_line("qmp input", &other)?;
+                self.send_line("qmp input", ANONYMOUS, line, None, timeout, true)
+                    .await?
+            }
+        };
+        Ok(match reply {
+            Value::String(text) => text,
+            other => other.to_string(),
+        })
     }
 
     /// Subscribes to events sent from now on.
@@ -445,6 +448,21 @@ impl Qmp {
     }
 }
 
+/// The waiter key of the one command in flight without an `id`: QEMU
+/// answers such input (no `execute`, not an object) without an `id`. The
+/// driver's own ids start at 1.
+const ANONYMOUS: u64 = 0;
+
+/// `value` as one request line.
+fn request_line(name: &str, value: &Value) -> Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(value).map_err(|source| Error::QmpReply {
+        command: name.into(),
+        source,
+    })?;
+    line.push(b'\n');
+    Ok(line)
+}
+
 fn encode_request(name: &str, arguments: Option<Value>, id: u64) -> Result<Vec<u8>> {
     let mut line = serde_json::to_vec(&Request {
         execute: name,
@@ -537,13 +555,19 @@ fn flatten(err: &Error) -> String {
 }
 
 fn deliver(shared: &Shared, id: Option<Value>, reply: Reply, line: &[u8]) {
-    let Some(id) = id.as_ref().and_then(Value::as_u64) else {
-        // QEMU answers without an id only when it could not parse our
-        // request; that is our bug, and no waiter can be matched.
-        if let Err(ReplyError::Qemu { class, desc }) = &reply {
-            warn!(%class, %desc, "qmp error without id");
+    let id = match id {
+        Some(id) => match id.as_u64() {
+            Some(id) => id,
+            None => return debug!(%id, "qmp reply with an id that is not ours"),
+        },
+        // QEMU answers without an id only input it could not take as a
+        // command: a user's ([`Qmp::passthrough`]), or our bug.
+        None => {
+            if let Err(ReplyError::Qemu { class, desc }) = &reply {
+                debug!(%class, %desc, "qmp error without id");
+            }
+            ANONYMOUS
         }
-        return;
     };
     match shared.lock().waiting.remove(&id) {
         Some((tx, _, true)) => {

@@ -418,8 +418,6 @@ async fn a_command_in_flight_makes_the_monitor_busy_until_its_reply() {
 #[tokio::test]
 async fn passthrough_answers_the_whole_reply_line_errors_included() {
     let (qmp, mut qemu) = connected(QmpConfig::default()).await;
-    let mut command = serde_json::Map::new();
-    command.insert("execute".into(), Value::from("query-status"));
     let server = async {
         let (name, id, _) = qemu.recv().await;
         assert_eq!(name, "query-status");
@@ -433,14 +431,30 @@ async fn passthrough_answers_the_whole_reply_line_errors_included() {
             r#"{{"id": {id}, "error": {{"class": "CommandNotFound", "desc": "The command no-such has not been found"}}}}"#
         ))
         .await;
+        // Input that is no command goes as it is; QEMU answers without id.
+        let line = qemu
+            .lines
+            .next_line()
+            .await
+            .expect("fake qemu read")
+            .expect("a line");
+        assert_eq!(line, r#"{"arguments":{}}"#);
+        qemu.send(
+            r#"{"error": {"class": "GenericError", "desc": "QMP input lacks member 'execute'"}}"#,
+        )
+        .await;
     };
     let client = async {
-        let ok = qmp.passthrough("query-status", command).await;
-        let mut bad = serde_json::Map::new();
-        bad.insert("execute".into(), Value::from("no-such"));
-        (ok, qmp.passthrough("no-such", bad).await)
+        let ok = qmp
+            .passthrough(serde_json::json!({"execute": "query-status"}))
+            .await;
+        let bad = qmp
+            .passthrough(serde_json::json!({"execute": "no-such"}))
+            .await;
+        let anonymous = qmp.passthrough(serde_json::json!({"arguments": {}})).await;
+        (ok, bad, anonymous)
     };
-    let ((ok, bad), ()) = tokio::join!(client, server);
+    let ((ok, bad, anonymous), ()) = tokio::join!(client, server);
     let ok = ok.expect("a reply");
     assert!(
         ok.starts_with(r#"{"return":{"status":"running","running":true,"note":"a b"},"id":"#),
@@ -450,6 +464,10 @@ async fn passthrough_answers_the_whole_reply_line_errors_included() {
     assert!(
         bad.contains(r#""error":{"class":"CommandNotFound""#),
         "{bad}"
+    );
+    assert_eq!(
+        anonymous.expect("answered"),
+        r#"{"error":{"class":"GenericError","desc":"QMP input lacks member 'execute'"}}"#
     );
     // The connection keeps working for the driver's own commands.
     assert_eq!(qmp.closed_reason(), None);
