@@ -23,7 +23,6 @@ use migrated_proto::{
 };
 use migrated_rpc::{ConnHandle, WireError};
 use serde::Serialize;
-use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::{from_wire_dom, to_wire_dom};
@@ -267,42 +266,25 @@ fn deregister(
 /// Sends each QMP event to this connection's matching registrations until
 /// the connection closes.
 async fn forward(
-    mut rx: tokio::sync::broadcast::Receiver<MonitorEvent>,
+    rx: tokio::sync::broadcast::Receiver<MonitorEvent>,
     regs: Arc<Mutex<MonitorRegistrations>>,
     handle: ConnHandle,
 ) {
-    loop {
-        let event = tokio::select! {
-            _ = handle.closed() => return,
-            event = rx.recv() => event,
-        };
-        match event {
-            Ok(event) => {
-                let messages = lock(&regs).messages_for(&event);
-                for msg in messages {
-                    let payload = match migrated_xdr::to_bytes(&msg) {
-                        Ok(bytes) => Bytes::from(bytes),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "monitor event not sent: it does not encode");
-                            continue;
-                        }
-                    };
-                    let proc_ = QemuProcedure::DomainMonitorEvent as i32;
-                    if handle.send_event(QEMU_PROGRAM, proc_, payload).is_err() {
-                        return;
-                    }
+    let proc_ = QemuProcedure::DomainMonitorEvent as i32;
+    super::events::forward_messages(rx, handle, "qemu monitor events", move |event| {
+        lock(&regs)
+            .messages_for(event)
+            .iter()
+            .filter_map(|msg| match migrated_xdr::to_bytes(msg) {
+                Ok(bytes) => Some((QEMU_PROGRAM, proc_, Bytes::from(bytes))),
+                Err(err) => {
+                    tracing::warn!(error = %err, "monitor event not sent: it does not encode");
+                    None
                 }
-            }
-            Err(RecvError::Lagged(missed)) => {
-                tracing::warn!(
-                    conn_id = handle.info().id,
-                    missed,
-                    "client too slow, qemu monitor events dropped"
-                );
-            }
-            Err(RecvError::Closed) => return,
-        }
-    }
+            })
+            .collect()
+    })
+    .await;
 }
 
 #[cfg(test)]
