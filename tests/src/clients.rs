@@ -159,7 +159,16 @@ impl VirshEvents {
     /// # Panics
     /// When virsh cannot be started (call [`require_binary`] first).
     pub fn spawn(uri: &str, args: &[&str]) -> Self {
-        let mut child = virsh_command(uri, &[&["event"], args].concat())
+        Self::spawn_command(uri, "event", args)
+    }
+
+    /// Starts `virsh -c URI COMMAND ARGS...` for another listening command
+    /// (e.g. `qemu-monitor-event`), collected as [`VirshEvents::spawn`].
+    ///
+    /// # Panics
+    /// When virsh cannot be started (call [`require_binary`] first).
+    pub fn spawn_command(uri: &str, command: &str, args: &[&str]) -> Self {
+        let mut child = virsh_command(uri, &[&[command], args].concat())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -140,6 +140,58 @@ fn bad_headers_get_rpc_errors_and_keep_the_connection() {
     assert!(err.message.unwrap_or_default().contains("program"));
     still_served_on(&mut conn, "unknown program");
 
+    // libvirt's QEMU program is served beside the remote one: a procedure
+    // it lacks (7, MONITOR_COMMAND_WITH_FILES) and its event message sent
+    // as a call are unknown procedures; the test driver has no monitor
+    // (VIR_ERR_NO_SUPPORT, as libvirt's test driver).
+    for (number, serial) in [(7, 1010), (6, 1011)] {
+        let err = expect_error(
+            &mut conn,
+            Header {
+                prog: migrated_proto::QEMU_PROGRAM,
+                proc_: number,
+                serial,
+                ..base
+            },
+            &[],
+            "qemu program procedure",
+        );
+        assert_eq!((err.code, err.domain), (39, 7), "procedure {number}");
+        assert_eq!(
+            err.message.as_deref(),
+            Some(format!("unknown procedure: {number}").as_str())
+        );
+    }
+    // qemu_domain_monitor_command_args: domain (name, uuid, id), cmd, flags.
+    let payload = [
+        xdr::string("test"),
+        vec![0; 16],
+        xdr::i32(1),
+        xdr::string(r#"{"execute":"query-status"}"#),
+        xdr::u32(0),
+    ]
+    .concat();
+    let err = expect_error(
+        &mut conn,
+        Header {
+            prog: migrated_proto::QEMU_PROGRAM,
+            proc_: migrated_proto::QemuProcedure::DomainMonitorCommand as i32,
+            serial: 1012,
+            ..base
+        },
+        &payload,
+        "monitor command on the test driver",
+    );
+    assert_eq!(err.code, 3, "{:?}", err.message);
+    assert!(
+        err.message
+            .as_deref()
+            .is_some_and(|m| m.contains("virDomainQemuMonitorCommand")),
+        "{:?}",
+        err.message
+    );
+    still_served_on(&mut conn, "qemu program");
+
     let err = expect_error(
         &mut conn,
         Header {

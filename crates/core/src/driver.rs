@@ -26,6 +26,7 @@ pub use crate::domain::{
 use crate::error::{Error, Result};
 pub use crate::flags::dump::Format as DumpFormat;
 pub use crate::job::LocalJobs;
+use crate::qemu_monitor::MonitorEvent;
 use crate::support::SupportTable;
 use crate::tune::{CpuStats, GuestTime, InterfaceAddresses};
 use crate::typed_params::TypedParams;
@@ -224,6 +225,12 @@ pub enum Operation {
     SnapshotRevert,
     /// [`Driver::snapshot_delete`].
     SnapshotDelete,
+    /// [`Driver::qemu_monitor_command`].
+    QemuMonitorCommand,
+    /// [`Driver::qemu_agent_command`].
+    QemuAgentCommand,
+    /// [`Driver::subscribe_monitor_events`].
+    SubscribeMonitorEvents,
 }
 
 impl Operation {
@@ -323,6 +330,9 @@ impl Operation {
         Operation::InterfaceAddresses,
         Operation::GetPerfEvents,
         Operation::SetPerfEvents,
+        Operation::QemuMonitorCommand,
+        Operation::QemuAgentCommand,
+        Operation::SubscribeMonitorEvents,
     ];
 
     /// The libvirt public API this operation implements (what users see in messages).
@@ -422,6 +432,9 @@ impl Operation {
             Operation::InterfaceAddresses => "virDomainInterfaceAddresses",
             Operation::GetPerfEvents => "virDomainGetPerfEvents",
             Operation::SetPerfEvents => "virDomainSetPerfEvents",
+            Operation::QemuMonitorCommand => "virDomainQemuMonitorCommand",
+            Operation::QemuAgentCommand => "virDomainQemuAgentCommand",
+            Operation::SubscribeMonitorEvents => "virConnectDomainQemuMonitorEventRegister",
         }
     }
 
@@ -522,6 +535,9 @@ impl Operation {
             Operation::InterfaceAddresses => "interface_addresses",
             Operation::GetPerfEvents => "perf_events",
             Operation::SetPerfEvents => "set_perf_events",
+            Operation::QemuMonitorCommand => "qemu_monitor_command",
+            Operation::QemuAgentCommand => "qemu_agent_command",
+            Operation::SubscribeMonitorEvents => "subscribe_monitor_events",
         }
     }
 }
@@ -818,6 +834,37 @@ pub trait Driver: Send + Sync {
     /// A receiver that falls behind loses the oldest events (`RecvError::Lagged`).
     fn subscribe_events(&self) -> Result<broadcast::Receiver<DomainEvent>> {
         Err(self.no_support(Operation::SubscribeEvents))
+    }
+
+    /// A receiver of every QMP event of every running guest from now on
+    /// (`virConnectDomainQemuMonitorEventRegister`); filtering by guest and
+    /// name is the caller's. A receiver that falls behind loses the oldest.
+    fn subscribe_monitor_events(&self) -> Result<broadcast::Receiver<MonitorEvent>> {
+        Err(self.no_support(Operation::SubscribeMonitorEvents))
+    }
+
+    /// Runs one monitor command on a running guest and answers the reply
+    /// text (`virDomainQemuMonitorCommand`): QMP JSON passed through, whose
+    /// answer is the whole reply object QEMU sent, or HMP text with
+    /// [`MONITOR_COMMAND_HMP`](crate::qemu_monitor::MONITOR_COMMAND_HMP).
+    async fn qemu_monitor_command(&self, dom: &DomainRef, cmd: &str, flags: u32) -> Result<String> {
+        let _ = (dom, cmd, flags);
+        Err(self.no_support(Operation::QemuMonitorCommand))
+    }
+
+    /// Sends one raw JSON command to the guest agent
+    /// (`virDomainQemuAgentCommand`); `timeout` is libvirt's word (-2 block,
+    /// -1 default, 0 do not wait, N seconds, below -2 invalid); `None` when
+    /// told not to wait.
+    async fn qemu_agent_command(
+        &self,
+        dom: &DomainRef,
+        cmd: &str,
+        timeout: i32,
+        flags: u32,
+    ) -> Result<Option<String>> {
+        let _ = (dom, cmd, timeout, flags);
+        Err(self.no_support(Operation::QemuAgentCommand))
     }
 
     /// Saves a domain's state to `to` on the daemon's host and stops it.
@@ -1290,6 +1337,7 @@ mod tests {
         migration_flags: 0,
         migration_params: &[],
         defaults: MigrationDefaults { flags: 0 },
+        qemu_procedures: &[],
         device_stats: false,
     };
 

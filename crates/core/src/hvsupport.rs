@@ -9,7 +9,9 @@
 use std::fmt::Write as _;
 
 use crate::flags::MigrateFlags;
-use crate::support::{operation_for, Procedure, SupportTable, PROCEDURE_OPERATIONS};
+use crate::support::{
+    operation_for, Procedure, SupportTable, PROCEDURE_OPERATIONS, QEMU_PROCEDURE_OPERATIONS,
+};
 use crate::typed_params::migrate_param;
 
 /// Every procedure worth a row: those served by a driver method and any other
@@ -80,6 +82,28 @@ pub fn render(tables: &[&SupportTable]) -> String {
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
 
+    out.push_str(
+        "\n## QEMU program procedures\n\n\
+         libvirt's QEMU program (`QEMU_PROGRAM`, 0x20008087: `virsh qemu-monitor-command`,\n\
+         `qemu-agent-command`, `qemu-monitor-event`, python's `libvirt_qemu`) on the same\n\
+         connections. `QEMU_PROC_DOMAIN_ATTACH` is answered `VIR_ERR_NO_SUPPORT` for every\n\
+         driver (libvirt removed it); deregistration is the daemon's.\n\n",
+    );
+    header_row(&mut out, &["#", "procedure", "driver method"], tables);
+    for (procedure, op) in QEMU_PROCEDURE_OPERATIONS {
+        let mut cells = vec![
+            (*procedure as i32).to_string(),
+            format!("`{}`", procedure.name()),
+            format!("`{}`", op.method()),
+        ];
+        cells.extend(
+            tables
+                .iter()
+                .map(|t| t.qemu_since(*procedure).unwrap_or("—").to_owned()),
+        );
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+
     out.push_str("\n## Migration flags\n\n");
     out.push_str("\"default\" marks flags a driver adds when the caller gives none.\n\n");
     header_row(&mut out, &["bit", "flag"], tables);
@@ -131,6 +155,7 @@ mod tests {
         defaults: MigrationDefaults {
             flags: MigrateFlags::LIVE.bits(),
         },
+        qemu_procedures: &[(crate::support::QemuProcedure::DomainMonitorCommand, "0.4.0")],
         device_stats: false,
     };
 
@@ -146,6 +171,14 @@ mod tests {
         assert!(row(&doc, "REMOTE_PROC_DOMAIN_SUSPEND`").ends_with("| 0.3.0 |"));
         assert!(row(&doc, "REMOTE_PROC_DOMAIN_RESUME`").ends_with("| — |"));
         assert!(row(&doc, "REMOTE_PROC_DOMAIN_SUSPEND`").contains("`suspend`"));
+    }
+
+    #[test]
+    fn qemu_program_procedures_have_their_own_rows() {
+        let doc = render(&[&SAMPLE]);
+        assert!(row(&doc, "`QEMU_PROC_DOMAIN_MONITOR_COMMAND`").ends_with("| 0.4.0 |"));
+        assert!(row(&doc, "`QEMU_PROC_DOMAIN_AGENT_COMMAND`").ends_with("| — |"));
+        assert!(row(&doc, "`QEMU_PROC_DOMAIN_MONITOR_COMMAND`").contains("`qemu_monitor_command`"));
     }
 
     #[test]

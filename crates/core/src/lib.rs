@@ -18,6 +18,7 @@ pub mod hvsupport;
 pub mod job;
 pub mod keycode;
 pub mod migration;
+pub mod qemu_monitor;
 pub mod save_image;
 pub mod savefile;
 pub mod snapshot;

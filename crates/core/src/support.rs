@@ -14,7 +14,7 @@ use crate::driver::Operation;
 use crate::error::{Error, Result};
 use crate::flags::MigrateFlags;
 
-pub use migrated_proto::Procedure;
+pub use migrated_proto::{Procedure, QemuProcedure};
 
 /// The procedures served by a [`crate::driver::Driver`] method, with the operation
 /// each one becomes. Procedures answered by the daemon itself (connection,
@@ -245,6 +245,32 @@ pub const PROCEDURE_OPERATIONS: &[(Procedure, Operation)] = &[
     (Procedure::DomainSnapshotDelete, Operation::SnapshotDelete),
 ];
 
+/// The QEMU program's procedures served by a driver method, with it; the
+/// others (`DOMAIN_ATTACH`, deregistration, the event message) are the
+/// daemon's.
+pub const QEMU_PROCEDURE_OPERATIONS: &[(QemuProcedure, Operation)] = &[
+    (
+        QemuProcedure::DomainMonitorCommand,
+        Operation::QemuMonitorCommand,
+    ),
+    (
+        QemuProcedure::DomainAgentCommand,
+        Operation::QemuAgentCommand,
+    ),
+    (
+        QemuProcedure::ConnectDomainMonitorEventRegister,
+        Operation::SubscribeMonitorEvents,
+    ),
+];
+
+/// The driver operation a QEMU-program procedure becomes, if any.
+pub fn qemu_operation_for(procedure: QemuProcedure) -> Option<Operation> {
+    QEMU_PROCEDURE_OPERATIONS
+        .iter()
+        .find(|(p, _)| *p == procedure)
+        .map(|(_, op)| *op)
+}
+
 /// The driver operation a procedure becomes, if it is served by a driver method.
 pub fn operation_for(procedure: Procedure) -> Option<Operation> {
     PROCEDURE_OPERATIONS
@@ -272,6 +298,9 @@ pub struct SupportTable {
     pub error_domain: crate::error::ErrorDomain,
     /// Implemented procedures with the `migrated` version they appeared in.
     pub procedures: &'static [(Procedure, &'static str)],
+    /// Implemented procedures of libvirt's QEMU program (`libvirt-qemu`)
+    /// with the `migrated` version they appeared in.
+    pub qemu_procedures: &'static [(QemuProcedure, &'static str)],
     /// Supported `VIR_MIGRATE_*` bits.
     pub migration_flags: u64,
     /// Supported `VIR_MIGRATE_PARAM_*` keys.
@@ -299,11 +328,24 @@ impl SupportTable {
         self.since(procedure).is_some()
     }
 
-    /// Whether any declared procedure maps to `op`.
+    /// The version a QEMU-program procedure appeared in, if this driver
+    /// implements it.
+    pub fn qemu_since(&self, procedure: QemuProcedure) -> Option<&'static str> {
+        self.qemu_procedures
+            .iter()
+            .find(|(p, _)| *p == procedure)
+            .map(|(_, since)| *since)
+    }
+
+    /// Whether any declared procedure (of either program) maps to `op`.
     pub fn implements_operation(&self, op: Operation) -> bool {
         self.procedures
             .iter()
             .any(|(p, _)| operation_for(*p) == Some(op))
+            || self
+                .qemu_procedures
+                .iter()
+                .any(|(p, _)| qemu_operation_for(*p) == Some(op))
     }
 
     /// The supported migration flags.
@@ -366,6 +408,7 @@ mod tests {
         defaults: MigrationDefaults {
             flags: MigrateFlags::LIVE.bits(),
         },
+        qemu_procedures: &[],
         device_stats: false,
     };
 
@@ -422,9 +465,15 @@ mod tests {
         assert_eq!(procs.len(), PROCEDURE_OPERATIONS.len());
         for op in Operation::ALL {
             assert!(
-                PROCEDURE_OPERATIONS.iter().any(|(_, o)| o == op),
+                PROCEDURE_OPERATIONS.iter().any(|(_, o)| o == op)
+                    || QEMU_PROCEDURE_OPERATIONS.iter().any(|(_, o)| o == op),
                 "{op} has no procedure"
             );
         }
+        assert_eq!(
+            qemu_operation_for(QemuProcedure::DomainMonitorCommand),
+            Some(Operation::QemuMonitorCommand)
+        );
+        assert_eq!(qemu_operation_for(QemuProcedure::DomainAttach), None);
     }
 }

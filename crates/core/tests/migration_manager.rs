@@ -48,6 +48,7 @@ static SUPPORT: SupportTable = SupportTable {
     defaults: MigrationDefaults {
         flags: MigrateFlags::LIVE.bits(),
     },
+    qemu_procedures: &[],
     device_stats: false,
 };
 

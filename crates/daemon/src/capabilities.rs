@@ -220,6 +220,7 @@ mod tests {
             migration_flags: flags.bits(),
             migration_params: &["migrate_uri"],
             defaults: MigrationDefaults { flags: 0 },
+            qemu_procedures: &[],
             device_stats: false,
         }
     }

@@ -270,6 +270,7 @@ mod tests {
         migration_flags: 0,
         migration_params: &[],
         defaults: MigrationDefaults { flags: 0 },
+        qemu_procedures: &[],
         device_stats: false,
     };
 

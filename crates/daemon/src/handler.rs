@@ -131,6 +131,8 @@ pub struct Session {
     handle: ConnHandle,
     state: Mutex<SessionState>,
     events: Arc<Mutex<Registrations>>,
+    /// QEMU-program monitor-event registrations (`qemu-monitor-event`).
+    monitor_events: Arc<Mutex<crate::dispatch::qemu::MonitorRegistrations>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -168,6 +170,7 @@ impl Session {
             info: info.clone(),
             handle,
             events: Arc::new(Mutex::new(Registrations::default())),
+            monitor_events: Arc::default(),
         }
     }
 
@@ -184,6 +187,11 @@ impl Session {
     /// The event registrations of this connection.
     pub fn events(&self) -> &Arc<Mutex<Registrations>> {
         &self.events
+    }
+
+    /// The QEMU-program monitor-event registrations of this connection.
+    pub fn monitor_events(&self) -> &Arc<Mutex<crate::dispatch::qemu::MonitorRegistrations>> {
+        &self.monitor_events
     }
 
     fn state(&self) -> MutexGuard<'_, SessionState> {
@@ -285,6 +293,8 @@ fn is_event(procedure: &str) -> bool {
 fn procedure_name(prog: u32, number: i32) -> &'static str {
     if prog == migrated_proto::MIGRATED_PROGRAM {
         migrated_proto::MigratedProcedure::from_i32(number).map_or("unknown", |p| p.name())
+    } else if prog == migrated_proto::QEMU_PROGRAM {
+        migrated_proto::QemuProcedure::from_i32(number).map_or("unknown", |p| p.name())
     } else {
         Procedure::from_i32(number).map_or("unknown", |p| p.name())
     }
@@ -308,6 +318,10 @@ impl Dispatcher for Handler {
                 migrated_proto::MIGRATED_PROGRAM,
                 migrated_proto::MIGRATED_PROTOCOL_VERSION,
             ),
+            (
+                migrated_proto::QEMU_PROGRAM,
+                migrated_proto::QEMU_PROTOCOL_VERSION,
+            ),
         ]
     }
 
@@ -318,6 +332,15 @@ impl Dispatcher for Handler {
                     priority: p.info().priority,
                 },
                 None => Lookup::Reject(wire::unknown_procedure(header.proc_)),
+            };
+        }
+        if header.prog == migrated_proto::QEMU_PROGRAM {
+            // The event message is no call, as in the remote program.
+            return match migrated_proto::QemuProcedure::from_i32(header.proc_) {
+                Some(p) if !p.info().event => Lookup::Call {
+                    priority: p.info().priority,
+                },
+                _ => Lookup::Reject(wire::unknown_procedure(header.proc_)),
             };
         }
         match Procedure::from_i32(header.proc_) {
@@ -364,6 +387,15 @@ impl Dispatcher for Handler {
                 session.driver()?;
                 return dispatch::migration_jobs::run_migrated(self, &session, proc_, &payload)
                     .await;
+            }
+            if ctx.header.prog == migrated_proto::QEMU_PROGRAM {
+                let proc_ = migrated_proto::QemuProcedure::from_i32(ctx.header.proc_)
+                    .ok_or_else(|| wire::unknown_procedure(ctx.header.proc_))?;
+                let result = dispatch::qemu::run(&session, proc_, &payload).await;
+                if let Err(err) = &result {
+                    tracing::debug!(procedure = proc_.name(), code = err.code, message = ?err.message, "call failed");
+                }
+                return result;
             }
             let proc_ = Procedure::from_i32(ctx.header.proc_)
                 .ok_or_else(|| wire::unknown_procedure(ctx.header.proc_))?;

@@ -1,7 +1,7 @@
 //! What the QEMU driver implements (see `migrated_core::support`).
 
 use migrated_core::flags::MigrateFlags;
-use migrated_core::support::{MigrationDefaults, Procedure, SupportTable};
+use migrated_core::support::{MigrationDefaults, Procedure, QemuProcedure, SupportTable};
 use migrated_core::typed_params::migrate_param;
 
 /// Migration flags [`crate::backend::QemuBackend`] honours. RDMA (with
@@ -163,5 +163,10 @@ pub const SUPPORT: SupportTable = SupportTable {
     defaults: MigrationDefaults {
         flags: MigrateFlags::LIVE.bits(),
     },
+    qemu_procedures: &[
+        (QemuProcedure::DomainMonitorCommand, "0.1.0"),
+        (QemuProcedure::DomainAgentCommand, "0.1.0"),
+        (QemuProcedure::ConnectDomainMonitorEventRegister, "0.1.0"),
+    ],
     device_stats: true,
 };

@@ -150,5 +150,6 @@ pub const SUPPORT: SupportTable = SupportTable {
     defaults: MigrationDefaults {
         flags: MigrateFlags::LIVE.bits(),
     },
+    qemu_procedures: &[],
     device_stats: false,
 };

@@ -17,6 +17,7 @@ mod libvirt_procedures;
 
 pub use generated::keepalive::*;
 pub use generated::migrated::*;
+pub use generated::qemu::*;
 pub use generated::remote::*;
 pub use generated::virnet::*;
 pub use libvirt_procedures::libvirt_procedure_name;

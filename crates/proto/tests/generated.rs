@@ -291,3 +291,70 @@ fn visitor_reaches_every_procedure() {
         assert_eq!(p.visit(Number), *p as i32);
     }
 }
+
+#[test]
+fn qemu_program_round_trips_in_libvirts_layout() {
+    use migrated_proto::{
+        QemuCall, QemuConnectDomainMonitorEventRegisterArgs, QemuDomainAgentCommandArgs,
+        QemuDomainMonitorCommandArgs, QemuDomainMonitorEventMsg, QemuProcedure, QEMU_PROGRAM,
+    };
+    assert_eq!(QEMU_PROGRAM, 0x2000_8087);
+    let numbers: Vec<i32> = QemuProcedure::ALL.iter().map(|p| *p as i32).collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5, 6]);
+    assert!(QemuProcedure::DomainMonitorEvent.info().event);
+    assert!(!QemuProcedure::DomainMonitorCommand.info().readonly);
+
+    // dom, cmd, flags: the domain, the string, then the flag word.
+    let args = QemuDomainMonitorCommandArgs {
+        dom: dom(),
+        cmd: "info pci".into(),
+        flags: 1,
+    };
+    let bytes = to_bytes(&args).unwrap_or_default();
+    assert_eq!(&bytes[bytes.len() - 4..], &1u32.to_be_bytes());
+    assert_eq!(
+        QemuCall::decode(QemuProcedure::DomainMonitorCommand, &bytes),
+        Ok(QemuCall::DomainMonitorCommand(args))
+    );
+    let agent = QemuDomainAgentCommandArgs {
+        dom: dom(),
+        cmd: "{}".into(),
+        timeout: -2,
+        flags: 0,
+    };
+    let bytes = to_bytes(&agent).unwrap_or_default();
+    assert_eq!(
+        &bytes[bytes.len() - 8..bytes.len() - 4],
+        &(-2i32).to_be_bytes()
+    );
+    assert_eq!(
+        QemuCall::decode(QemuProcedure::DomainAgentCommand, &bytes),
+        Ok(QemuCall::DomainAgentCommand(agent))
+    );
+    // Optional domain and event name: absent ones are a single 0 word each.
+    let register = QemuConnectDomainMonitorEventRegisterArgs {
+        dom: None,
+        event: None,
+        flags: 3,
+    };
+    let bytes = to_bytes(&register).unwrap_or_default();
+    assert_eq!(bytes, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]);
+    // The event message is no call.
+    assert!(QemuCall::decode(QemuProcedure::DomainMonitorEvent, &[]).is_err());
+    let msg = QemuDomainMonitorEventMsg {
+        callback_id: 5,
+        dom: dom(),
+        event: "STOP".into(),
+        seconds: 1_700_000_000,
+        micros: 42,
+        details: None,
+    };
+    let bytes = to_bytes(&msg).unwrap_or_default();
+    assert_eq!(from_bytes::<QemuDomainMonitorEventMsg>(&bytes), Ok(msg));
+    assert_eq!(&bytes[..4], &5i32.to_be_bytes());
+    // hyper seconds, unsigned micros, then the absent details.
+    assert_eq!(
+        &bytes[bytes.len() - 16..],
+        &[0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00, 0, 0, 0, 42, 0, 0, 0, 0]
+    );
+}

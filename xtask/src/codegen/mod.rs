@@ -28,7 +28,7 @@ pub struct CodegenArgs {
 }
 
 /// The `.x` files, in processing order (later files see earlier names).
-pub const FILES: &[&str] = &["virnet", "keepalive", "remote", "migrated"];
+pub const FILES: &[&str] = &["virnet", "keepalive", "remote", "migrated", "qemu"];
 
 /// Where the generated modules go, relative to the workspace root.
 const OUT_DIR: &str = "crates/proto/src/generated";

@@ -518,6 +518,7 @@ mod tests {
         defaults: MigrationDefaults {
             flags: MigrateFlags::LIVE.bits(),
         },
+        qemu_procedures: &[],
         device_stats: false,
     };
 
@@ -528,6 +529,7 @@ mod tests {
         migration_flags: MigrateFlags::LIVE.bits() | MigrateFlags::PEER2PEER.bits(),
         migration_params: &[key::BANDWIDTH],
         defaults: MigrationDefaults { flags: 0 },
+        qemu_procedures: &[],
         device_stats: false,
     };
 

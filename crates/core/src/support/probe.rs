@@ -186,6 +186,15 @@ pub async fn probe(
             drv.set_perf_events(dom, &one_param("cmt", TypedValue::Boolean(true)), 0)
                 .await,
         ),
+        Operation::QemuMonitorCommand => code(
+            drv.qemu_monitor_command(dom, r#"{"execute":"query-status"}"#, 0)
+                .await,
+        ),
+        Operation::QemuAgentCommand => code(
+            drv.qemu_agent_command(dom, r#"{"execute":"guest-ping"}"#, 0, 0)
+                .await,
+        ),
+        Operation::SubscribeMonitorEvents => code(drv.subscribe_monitor_events()),
     }
 }
 

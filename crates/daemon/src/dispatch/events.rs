@@ -220,9 +220,28 @@ fn ensure_forwarding(session: &Session) -> Result<(), WireError> {
 /// Sends each driver event to this connection's registrations until the
 /// connection closes.
 async fn forward(
-    mut rx: tokio::sync::broadcast::Receiver<DomainEvent>,
+    rx: tokio::sync::broadcast::Receiver<DomainEvent>,
     regs: Arc<Mutex<Registrations>>,
     handle: ConnHandle,
+) {
+    forward_messages(rx, handle, "domain events", move |event| {
+        lock(&regs)
+            .messages_for(event)
+            .into_iter()
+            .map(|(proc_, payload)| (REMOTE_PROGRAM, proc_ as i32, payload))
+            .collect()
+    })
+    .await;
+}
+
+/// Sends the MESSAGEs (program, procedure, payload) `messages` makes of
+/// each item of `rx` on `handle` until the connection closes or `rx` ends;
+/// `what` names the items in the warning about a client too slow to keep up.
+pub(crate) async fn forward_messages<E: Clone>(
+    mut rx: tokio::sync::broadcast::Receiver<E>,
+    handle: ConnHandle,
+    what: &'static str,
+    mut messages: impl FnMut(&E) -> Vec<(u32, i32, Bytes)>,
 ) {
     loop {
         let event = tokio::select! {
@@ -231,12 +250,8 @@ async fn forward(
         };
         match event {
             Ok(event) => {
-                let messages = lock(&regs).messages_for(&event);
-                for (proc_, payload) in messages {
-                    if handle
-                        .send_event(REMOTE_PROGRAM, proc_ as i32, payload)
-                        .is_err()
-                    {
+                for (program, proc_, payload) in messages(&event) {
+                    if handle.send_event(program, proc_, payload).is_err() {
                         return;
                     }
                 }
@@ -245,7 +260,8 @@ async fn forward(
                 tracing::warn!(
                     conn_id = handle.info().id,
                     missed,
-                    "client too slow, domain events dropped"
+                    what,
+                    "client too slow, events dropped"
                 );
             }
             Err(RecvError::Closed) => return,

@@ -20,6 +20,7 @@ pub mod migration_local;
 pub mod migration_peers;
 pub mod migration_tunnel;
 pub mod node;
+pub mod qemu;
 pub mod save;
 pub mod snapshots;
 pub mod stats;

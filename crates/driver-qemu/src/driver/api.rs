@@ -17,6 +17,7 @@ use migrated_core::driver::{Driver, DumpFormat, LocalJobs, Screenshot};
 use migrated_core::flags::{self, check_flags};
 use migrated_core::hotplug::Change;
 use migrated_core::keycode::Codeset;
+use migrated_core::qemu_monitor::MonitorEvent;
 use migrated_core::support::SupportTable;
 use migrated_core::tune::{
     CpuStats, GuestTime, InterfaceAddresses, GET_HOSTNAME_AGENT, TIME_SYNC, TYPED_PARAM_STRING_OKAY,
@@ -822,6 +823,24 @@ impl Driver for QemuDriver {
 
     fn subscribe_events(&self) -> Result<broadcast::Receiver<DomainEvent>> {
         Ok(self.shared.events.subscribe())
+    }
+
+    fn subscribe_monitor_events(&self) -> Result<broadcast::Receiver<MonitorEvent>> {
+        Ok(self.shared.monitor_events.subscribe())
+    }
+
+    async fn qemu_monitor_command(&self, dom: &DomainRef, cmd: &str, flags: u32) -> Result<String> {
+        self.qemu_monitor_command_impl(dom, cmd, flags).await
+    }
+
+    async fn qemu_agent_command(
+        &self,
+        dom: &DomainRef,
+        cmd: &str,
+        timeout: i32,
+        flags: u32,
+    ) -> Result<Option<String>> {
+        self.qemu_agent_command_impl(dom, cmd, timeout, flags).await
     }
 
     async fn save(&self, dom: &DomainRef, to: &str, dxml: Option<&str>, flags: u32) -> Result<()> {

@@ -29,6 +29,7 @@ mod managed;
 mod memory;
 mod metadata;
 mod monitor;
+mod passthrough;
 mod power;
 mod registry;
 mod save;
@@ -47,6 +48,7 @@ use migrated_core::domain::{
 };
 use migrated_core::job::LocalJobs;
 use migrated_core::migration::resumes_after_migration;
+use migrated_core::qemu_monitor::MonitorEvent;
 use migrated_core::xml::{
     CharSource, CharType, DomainDef, DomainType, FormatOptions, GraphicsType,
 };
@@ -188,6 +190,8 @@ struct Shared {
     store: Store,
     registry: Mutex<Registry>,
     events: broadcast::Sender<DomainEvent>,
+    /// Every QMP event of every run, for `qemu-monitor-event` clients.
+    monitor_events: broadcast::Sender<MonitorEvent>,
     next_id: AtomicI32,
     version: OnceCell<u64>,
     /// Who holds each guest's console.
@@ -579,6 +583,7 @@ impl QemuDriver {
                 store,
                 registry: Mutex::new(registry),
                 events: broadcast::channel(EVENT_CAPACITY).0,
+                monitor_events: broadcast::channel(EVENT_CAPACITY).0,
                 next_id: AtomicI32::new(1),
                 version: OnceCell::new(),
                 consoles: ConsoleLocks::default(),
@@ -1160,6 +1165,7 @@ impl QemuDriver {
             fake_reboot: Default::default(),
             paused_shutdown: Default::default(),
             migrating: Default::default(),
+            tainted: Default::default(),
             monitor: Mutex::new(None),
         });
         let live = Live {
@@ -1433,6 +1439,7 @@ impl QemuDriver {
             fake_reboot: Default::default(),
             paused_shutdown: Default::default(),
             migrating: Default::default(),
+            tainted: Default::default(),
             monitor: Mutex::new(None),
         });
         let mut def = live_def;

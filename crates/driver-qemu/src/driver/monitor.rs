@@ -39,6 +39,7 @@ pub(super) fn spawn_monitor(
                     let Some(shared) = weak.upgrade() else { return };
                     match event {
                         Ok(event) => {
+                            forward_monitor_event(&shared, &uuid, id, &event);
                             if let Some(alias) = hotplug::deleted_device(&event.event, &event.data) {
                                 // The guest released a device a detach asked for.
                                 if let Some(rt) = weak_runtime.upgrade() {
@@ -85,6 +86,25 @@ pub(super) fn spawn_monitor(
     });
     if let Ok(mut slot) = runtime.monitor.lock() {
         *slot = Some(task);
+    }
+}
+
+/// Hands a QMP event of the run `id` of `uuid` to `qemu-monitor-event`
+/// clients, every event as libvirt (none subscribed is fine).
+fn forward_monitor_event(shared: &Shared, uuid: &Uuid, id: i32, event: &crate::qmp::Event) {
+    if shared.monitor_events.receiver_count() == 0 {
+        return;
+    }
+    let dom = shared.lock().ok().and_then(|reg| {
+        reg.domains
+            .get(uuid)
+            .filter(|d| d.live.as_ref().is_some_and(|l| l.id == id))
+            .map(Domain::dom_ref)
+    });
+    if let Some(dom) = dom {
+        let _ = shared
+            .monitor_events
+            .send(super::passthrough::monitor_event(dom, event));
     }
 }
 

@@ -76,6 +76,8 @@ pub(crate) struct Runtime {
     pub paused_shutdown: AtomicBool,
     /// An outgoing migration runs: QEMU's STOP is the migration's switch-over.
     pub migrating: AtomicBool,
+    /// A user's monitor command ran on this run (libvirt's "custom-monitor" taint).
+    pub tainted: AtomicBool,
     pub monitor: Mutex<Option<JoinHandle<()>>>,
 }
 

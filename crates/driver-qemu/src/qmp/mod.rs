@@ -89,6 +89,8 @@ impl std::fmt::Debug for Qmp {
 
 struct Inner {
     shared: Arc<Shared>,
+    /// Held while a command without an `id` waits for its answer.
+    anonymous: tokio::sync::Mutex<()>,
     outgoing: mpsc::Sender<Outgoing>,
     next_id: AtomicU64,
     greeting: Greeting,
@@ -122,8 +124,9 @@ struct Shared {
 
 #[derive(Default)]
 struct Pending {
-    /// Commands sent and not yet answered, with when each was sent.
-    waiting: HashMap<u64, (oneshot::Sender<Reply>, Instant)>,
+    /// Commands sent and not yet answered, with when each was sent and
+    /// whether the waiter wants the reply line itself ([`Qmp::passthrough`]).
+    waiting: HashMap<u64, (oneshot::Sender<Reply>, Instant, bool)>,
     /// Set once; registration checks it under the same lock, so no command
     /// can slip in after the waiters were failed and then wait forever.
     closed: Option<String>,
@@ -145,7 +148,7 @@ impl Shared {
             std::mem::take(&mut pending.waiting)
         };
         debug!(%reason, "qmp connection closed");
-        for (_, (tx, _)) in waiting {
+        for (_, (tx, _, _)) in waiting {
             let _ = tx.send(Err(ReplyError::Closed(reason.clone())));
         }
         self.closed_tx.send_replace(Some(reason));
@@ -214,6 +217,7 @@ impl Qmp {
         let qmp = Qmp {
             inner: Arc::new(Inner {
                 shared,
+                anonymous: tokio::sync::Mutex::new(()),
                 outgoing: out_tx,
                 next_id: AtomicU64::new(1),
                 greeting,
@@ -279,8 +283,56 @@ impl Qmp {
     /// # Errors
     /// As [`Qmp::execute`].
     pub async fn execute_raw(&self, name: &str, arguments: Option<Value>) -> Result<Value> {
-        self.send(name, arguments, None, self.inner.config.command_timeout)
-            .await
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let line = encode_request(name, arguments, id)?;
+        self.send_line(
+            name,
+            id,
+            line,
+            None,
+            self.inner.config.command_timeout,
+            false,
+        )
+        .await
+    }
+
+    /// Runs a command a user wrote (`virsh qemu-monitor-command`), as
+    /// libvirt's qemuMonitorJSONArbitraryCommand: a JSON object naming a
+    /// command in `execute` gets this connection's next `id` added, so its
+    /// reply reaches only this caller; any other JSON (no `execute`, not an
+    /// object) goes to QEMU as it is, and QEMU's answer to it, which has no
+    /// `id`, is this caller's (one such command at a time). The answer is
+    /// QEMU's whole reply line without whitespace, error replies included
+    /// (`{"return":..,"id":..}`, `{"id":..,"error":..}`). Events the command
+    /// causes go to every subscriber as usual.
+    ///
+    /// # Errors
+    /// [`Error::QmpTimeout`] and [`Error::QmpClosed`] as [`Qmp::execute`]; a
+    /// QEMU error is not one (it is the answer).
+    pub async fn passthrough(&self, command: Value) -> Result<String> {
+        let timeout = self.inner.config.command_timeout;
+        let name = command
+            .get("execute")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let reply = match (name, command) {
+            (Some(name), Value::Object(mut object)) => {
+                let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+                object.insert("id".into(), Value::from(id));
+                let line = request_line(&name, &Value::Object(object))?;
+                self.send_line(&name, id, line, None, timeout, true).await?
+            }
+            (_, other) => {
+                let _one = self.inner.anonymous.lock().await;
+                let line = request_line("qmp input", &other)?;
+                self.send_line("qmp input", ANONYMOUS, line, None, timeout, true)
+                    .await?
+            }
+        };
+        Ok(match reply {
+            Value::String(text) => text,
+            other => other.to_string(),
+        })
     }
 
     /// Subscribes to events sent from now on.
@@ -295,7 +347,7 @@ impl Qmp {
         pending
             .waiting
             .values()
-            .map(|(_, sent)| sent.elapsed())
+            .map(|(_, sent, _)| sent.elapsed())
             .max()
     }
 
@@ -335,23 +387,29 @@ impl Qmp {
             Value::Object(ref m) if m.is_empty() => None,
             other => Some(other),
         };
-        let value = self.send(C::NAME, args, fd, timeout).await?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let line = encode_request(C::NAME, args, id)?;
+        let value = self
+            .send_line(C::NAME, id, line, fd, timeout, false)
+            .await?;
         serde_json::from_value(value).map_err(|source| Error::QmpReply {
             command: C::NAME.into(),
             source,
         })
     }
 
-    async fn send(
+    /// Sends `line` (a request carrying `id`) and waits for its reply:
+    /// the `return` value, or with `raw` the reply line as a JSON string.
+    async fn send_line(
         &self,
         name: &str,
-        arguments: Option<Value>,
+        id: u64,
+        line: Vec<u8>,
         fd: Option<OwnedFd>,
         timeout: Duration,
+        raw: bool,
     ) -> Result<Value> {
         let shared = &self.inner.shared;
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let line = encode_request(name, arguments, id)?;
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = shared.lock();
@@ -360,7 +418,7 @@ impl Qmp {
                     reason: reason.clone(),
                 });
             }
-            pending.waiting.insert(id, (tx, Instant::now()));
+            pending.waiting.insert(id, (tx, Instant::now(), raw));
         }
         let _guard = PendingGuard { shared, id };
         trace!(command = name, id, "qmp send");
@@ -388,6 +446,21 @@ impl Qmp {
             Ok(Err(ReplyError::Closed(reason))) => Err(Error::QmpClosed { reason }),
         }
     }
+}
+
+/// The waiter key of the one command in flight without an `id`: QEMU
+/// answers such input (no `execute`, not an object) without an `id`. The
+/// driver's own ids start at 1.
+const ANONYMOUS: u64 = 0;
+
+/// `value` as one request line.
+fn request_line(name: &str, value: &Value) -> Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(value).map_err(|source| Error::QmpReply {
+        command: name.into(),
+        source,
+    })?;
+    line.push(b'\n');
+    Ok(line)
 }
 
 fn encode_request(name: &str, arguments: Option<Value>, id: u64) -> Result<Vec<u8>> {
@@ -447,7 +520,7 @@ async fn read_loop(mut reader: LineReader<OwnedReadHalf>, shared: Arc<Shared>) {
                 // No subscriber is fine: nobody is interested yet.
                 let _ = shared.events.send(event);
             }
-            Ok(Incoming::Return { value, id }) => deliver(&shared, id, Ok(value)),
+            Ok(Incoming::Return { value, id }) => deliver(&shared, id, Ok(value), &line),
             Ok(Incoming::Error { error, id }) => deliver(
                 &shared,
                 id,
@@ -455,6 +528,7 @@ async fn read_loop(mut reader: LineReader<OwnedReadHalf>, shared: Arc<Shared>) {
                     class: error.class,
                     desc: error.desc,
                 }),
+                &line,
             ),
             Err(e) => {
                 let err = Error::QmpProtocol {
@@ -480,21 +554,58 @@ fn flatten(err: &Error) -> String {
     text
 }
 
-fn deliver(shared: &Shared, id: Option<Value>, reply: Reply) {
-    let Some(id) = id.as_ref().and_then(Value::as_u64) else {
-        // QEMU answers without an id only when it could not parse our
-        // request; that is our bug, and no waiter can be matched.
-        if let Err(ReplyError::Qemu { class, desc }) = &reply {
-            warn!(%class, %desc, "qmp error without id");
+fn deliver(shared: &Shared, id: Option<Value>, reply: Reply, line: &[u8]) {
+    let id = match id {
+        Some(id) => match id.as_u64() {
+            Some(id) => id,
+            None => return debug!(%id, "qmp reply with an id that is not ours"),
+        },
+        // QEMU answers without an id only input it could not take as a
+        // command: a user's ([`Qmp::passthrough`]), or our bug.
+        None => {
+            if let Err(ReplyError::Qemu { class, desc }) = &reply {
+                debug!(%class, %desc, "qmp error without id");
+            }
+            ANONYMOUS
         }
-        return;
     };
     match shared.lock().waiting.remove(&id) {
-        Some((tx, _)) => {
+        Some((tx, _, true)) => {
+            let text = compact_json(&String::from_utf8_lossy(line));
+            let _ = tx.send(Ok(Value::String(text)));
+        }
+        Some((tx, _, false)) => {
             let _ = tx.send(reply);
         }
         None => debug!(id, "qmp reply for a command nobody waits for"),
     }
+}
+
+/// `text` (one JSON document) without the whitespace between tokens, so a
+/// reply reads as libvirt prints it (`{"return":{},"id":3}`) while keeping
+/// QEMU's member order.
+pub(crate) fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
 }
 
 async fn write_loop(

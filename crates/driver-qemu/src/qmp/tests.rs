@@ -414,3 +414,69 @@ async fn a_command_in_flight_makes_the_monitor_busy_until_its_reply() {
     assert!(busy.is_some(), "no command in flight while QEMU held one");
     assert_eq!(qmp.busy_for(), None);
 }
+
+#[tokio::test]
+async fn passthrough_answers_the_whole_reply_line_errors_included() {
+    let (qmp, mut qemu) = connected(QmpConfig::default()).await;
+    let server = async {
+        let (name, id, _) = qemu.recv().await;
+        assert_eq!(name, "query-status");
+        qemu.send(&format!(
+            r#"{{"return": {{"status": "running", "running": true, "note": "a b"}}, "id": {id}}}"#
+        ))
+        .await;
+        let (name, id, _) = qemu.recv().await;
+        assert_eq!(name, "no-such");
+        qemu.send(&format!(
+            r#"{{"id": {id}, "error": {{"class": "CommandNotFound", "desc": "The command no-such has not been found"}}}}"#
+        ))
+        .await;
+        // Input that is no command goes as it is; QEMU answers without id.
+        let line = qemu
+            .lines
+            .next_line()
+            .await
+            .expect("fake qemu read")
+            .expect("a line");
+        assert_eq!(line, r#"{"arguments":{}}"#);
+        qemu.send(
+            r#"{"error": {"class": "GenericError", "desc": "QMP input lacks member 'execute'"}}"#,
+        )
+        .await;
+    };
+    let client = async {
+        let ok = qmp
+            .passthrough(serde_json::json!({"execute": "query-status"}))
+            .await;
+        let bad = qmp
+            .passthrough(serde_json::json!({"execute": "no-such"}))
+            .await;
+        let anonymous = qmp.passthrough(serde_json::json!({"arguments": {}})).await;
+        (ok, bad, anonymous)
+    };
+    let ((ok, bad, anonymous), ()) = tokio::join!(client, server);
+    let ok = ok.expect("a reply");
+    assert!(
+        ok.starts_with(r#"{"return":{"status":"running","running":true,"note":"a b"},"id":"#),
+        "{ok}"
+    );
+    let bad = bad.expect("an error reply is an answer");
+    assert!(
+        bad.contains(r#""error":{"class":"CommandNotFound""#),
+        "{bad}"
+    );
+    assert_eq!(
+        anonymous.expect("answered"),
+        r#"{"error":{"class":"GenericError","desc":"QMP input lacks member 'execute'"}}"#
+    );
+    // The connection keeps working for the driver's own commands.
+    assert_eq!(qmp.closed_reason(), None);
+}
+
+#[test]
+fn compact_json_keeps_strings_and_order() {
+    assert_eq!(
+        compact_json("{\"b\": [1, 2], \"a\": \"x y\\\" z\"}\n"),
+        "{\"b\":[1,2],\"a\":\"x y\\\" z\"}"
+    );
+}

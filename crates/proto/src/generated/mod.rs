@@ -3,5 +3,6 @@
 
 pub mod keepalive;
 pub mod migrated;
+pub mod qemu;
 pub mod remote;
 pub mod virnet;
