@@ -29,6 +29,7 @@ mod memory;
 mod metadata;
 mod monitor;
 mod power;
+mod qmp_events;
 mod registry;
 mod save;
 mod snapshot;
@@ -205,6 +206,12 @@ impl Shared {
     fn emit(&self, dom: DomainRef, event: LifecycleEvent, detail: i32) {
         // No subscriber is not an error.
         let _ = self.events.send(DomainEvent::lifecycle(dom, event, detail));
+    }
+
+    /// Sends an event about `dom` as it is now, running or not.
+    fn emit_event(&self, dom: DomainRef, kind: DomainEventKind) {
+        // No subscriber is not an error.
+        let _ = self.events.send(DomainEvent { dom, kind });
     }
 
     /// Sends a non-lifecycle event about the run `id` of `uuid`, if that is
