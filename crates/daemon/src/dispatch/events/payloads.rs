@@ -214,3 +214,166 @@ pub(super) fn callback_message(
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use migrated_core::event::{graphics_family, graphics_phase};
+    use migrated_core::typed_params::{TypedParams, TypedValue};
+    use serde::de::DeserializeOwned;
+
+    use super::*;
+
+    fn dom() -> NonnullDomain {
+        NonnullDomain {
+            name: "g".into(),
+            uuid: [7; 16],
+            id: 4,
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(kind: &DomainEventKind, procedure: Procedure) -> T {
+        let (got, bytes) = callback_message(9, &dom(), kind).expect("encodes");
+        assert_eq!(got, procedure);
+        migrated_xdr::from_bytes(&bytes).expect("decodes as libvirt's layout")
+    }
+
+    #[test]
+    fn rtc_watchdog_and_balloon_nest_their_legacy_struct_after_the_callback_id() {
+        let rtc: DomainEventCallbackRtcChangeMsg = decode(
+            &DomainEventKind::RtcChange { offset: -7200 },
+            Procedure::DomainEventCallbackRtcChange,
+        );
+        assert_eq!((rtc.callback_id, rtc.msg.offset), (9, -7200));
+        let (_, bytes) =
+            callback_message(9, &dom(), &DomainEventKind::RtcChange { offset: -7200 })
+                .expect("encodes");
+        // callbackID, name (len 1 + pad), uuid, id, then the hyper offset.
+        assert_eq!(bytes.len(), 4 + 8 + 16 + 4 + 8);
+        assert_eq!(&bytes[bytes.len() - 8..], &(-7200i64).to_be_bytes());
+        let w: DomainEventCallbackWatchdogMsg = decode(
+            &DomainEventKind::Watchdog { action: 1 },
+            Procedure::DomainEventCallbackWatchdog,
+        );
+        assert_eq!(w.msg.action, 1);
+        let b: DomainEventCallbackBalloonChangeMsg = decode(
+            &DomainEventKind::BalloonChange { actual_kib: 524_288 },
+            Procedure::DomainEventCallbackBalloonChange,
+        );
+        assert_eq!(b.msg.actual, 524_288);
+    }
+
+    #[test]
+    fn io_errors_and_graphics_carry_their_strings() {
+        let e = IoError {
+            src_path: "/img/a.qcow2".into(),
+            dev_alias: "vda".into(),
+            action: 1,
+            reason: "enospc".into(),
+        };
+        let plain: DomainEventCallbackIoErrorMsg = decode(
+            &DomainEventKind::IoError(e.clone()),
+            Procedure::DomainEventCallbackIoError,
+        );
+        assert_eq!(
+            (plain.msg.src_path.as_str(), plain.msg.dev_alias.as_str()),
+            ("/img/a.qcow2", "vda")
+        );
+        let reason: DomainEventCallbackIoErrorReasonMsg = decode(
+            &DomainEventKind::IoErrorReason(e),
+            Procedure::DomainEventCallbackIoErrorReason,
+        );
+        assert_eq!(
+            (reason.msg.action, reason.msg.reason.as_str()),
+            (1, "enospc")
+        );
+        let end = |service: &str| GraphicsAddress {
+            family: graphics_family::IPV4,
+            node: "127.0.0.1".into(),
+            service: service.into(),
+        };
+        let g: DomainEventCallbackGraphicsMsg = decode(
+            &DomainEventKind::Graphics(Box::new(Graphics {
+                phase: graphics_phase::CONNECT,
+                local: end("5900"),
+                remote: end("40000"),
+                auth_scheme: "none".into(),
+                subject: vec![("x509dname".into(), "CN=a".into())],
+            })),
+            Procedure::DomainEventCallbackGraphics,
+        );
+        assert_eq!(g.msg.remote.service, "40000");
+        assert_eq!(g.msg.subject[0].r#type, "x509dname");
+    }
+
+    #[test]
+    fn pm_events_send_reason_zero_before_the_domain() {
+        let w: DomainEventCallbackPmwakeupMsg =
+            decode(&DomainEventKind::PmWakeup, Procedure::DomainEventCallbackPmwakeup);
+        assert_eq!((w.callback_id, w.reason, w.msg.dom.id), (9, 0, 4));
+        let s: DomainEventCallbackPmsuspendMsg = decode(
+            &DomainEventKind::PmSuspend,
+            Procedure::DomainEventCallbackPmsuspend,
+        );
+        assert_eq!(s.reason, 0);
+        let d: DomainEventCallbackPmsuspendDiskMsg = decode(
+            &DomainEventKind::PmSuspendDisk,
+            Procedure::DomainEventCallbackPmsuspendDisk,
+        );
+        assert_eq!(d.msg.dom.name, "g");
+    }
+
+    #[test]
+    fn the_flat_callback_only_messages() {
+        let params = TypedParams::new()
+            .with("blkdeviotune.disk", TypedValue::String("vda".into()))
+            .with("blkdeviotune.total_iops_sec", TypedValue::ULLong(100));
+        let t: DomainEventCallbackTunableMsg = decode(
+            &DomainEventKind::Tunable { params },
+            Procedure::DomainEventCallbackTunable,
+        );
+        assert_eq!(t.params.len(), 2);
+        let a: DomainEventCallbackAgentLifecycleMsg = decode(
+            &DomainEventKind::AgentLifecycle {
+                state: 1,
+                reason: 2,
+            },
+            Procedure::DomainEventCallbackAgentLifecycle,
+        );
+        assert_eq!((a.state, a.reason), (1, 2));
+        let r: DomainEventCallbackDeviceRemovalFailedMsg = decode(
+            &DomainEventKind::DeviceRemovalFailed {
+                alias: "net1".into(),
+            },
+            Procedure::DomainEventCallbackDeviceRemovalFailed,
+        );
+        assert_eq!(r.dev_alias, "net1");
+        let m: DomainEventCallbackMetadataChangeMsg = decode(
+            &DomainEventKind::MetadataChange {
+                kind: 2,
+                uri: Some("http://example.org/x".into()),
+            },
+            Procedure::DomainEventCallbackMetadataChange,
+        );
+        assert_eq!(
+            (m.r#type, m.nsuri.as_deref()),
+            (2, Some("http://example.org/x"))
+        );
+        let f: DomainEventMemoryFailureMsg = decode(
+            &DomainEventKind::MemoryFailure {
+                recipient: 1,
+                action: 2,
+                flags: 3,
+            },
+            Procedure::DomainEventMemoryFailure,
+        );
+        assert_eq!((f.callback_id, f.recipient, f.action, f.flags), (9, 1, 2, 3));
+        let t = DomainEventKind::TrayChange {
+            alias: "sda".into(),
+            reason: 1,
+        };
+        let tray: DomainEventCallbackTrayChangeMsg =
+            decode(&t, Procedure::DomainEventCallbackTrayChange);
+        assert_eq!((tray.msg.dev_alias.as_str(), tray.msg.reason), ("sda", 1));
+        assert!(callback_message(9, &dom(), &DomainEventKind::Reboot).is_none());
+    }
+}
