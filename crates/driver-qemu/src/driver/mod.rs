@@ -1156,6 +1156,7 @@ impl QemuDriver {
         add_console_compat(&mut live_def);
         record_pty_path(&launched.qmp, &mut live_def).await;
         set_aliases(&mut live_def);
+        let agent = qmp_events::record_channel_states(&launched.qmp, &mut live_def).await;
         let runtime = Arc::new(Runtime {
             process: Arc::new(launched.process),
             qmp: launched.qmp,
@@ -1184,6 +1185,11 @@ impl QemuDriver {
         };
         spawn_monitor(&self.shared, &runtime, dom.uuid, id, events);
         info!(name = %dom.name, id, pid = runtime.process.pid(), "qemu guest started");
+        // libvirt reports the agent channel's state while it connects to the
+        // new QEMU, before the started event.
+        if let Some(kind) = agent {
+            self.shared.emit_event(dom.clone(), kind);
+        }
         if mode != StartMode::Restore {
             self.shared
                 .emit(dom.clone(), LifecycleEvent::Started, started_detail);

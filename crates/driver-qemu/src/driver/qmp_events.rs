@@ -14,10 +14,13 @@ use migrated_core::event::{
     agent_lifecycle, graphics_family, graphics_phase, io_error_action, memory_failure,
     tray_reason, watchdog_action, Graphics, GraphicsAddress, IoError,
 };
-use migrated_core::xml::DomainDef;
+use migrated_core::xml::{CharDevice, DomainDef};
 use serde_json::Value;
+use tracing::warn;
 
 use crate::command::disk_node;
+use crate::qmp::commands::QueryChardev;
+use crate::qmp::Qmp;
 
 /// The `<channel>` target name of the QEMU guest agent.
 const GUEST_AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";
@@ -313,6 +316,55 @@ fn vnc(data: &Value, phase: i32) -> Option<Outcome> {
 
 fn spice(data: &Value, phase: i32) -> Option<Outcome> {
     graphics_event(data, phase, "port")
+}
+
+/// As libvirt's `qemuProcessRefreshChannelVirtioState` at start: records
+/// whether the guest side of each virtio channel is open (`<target
+/// state=…>`, from `query-chardev`'s `frontend-open`) and returns the
+/// AGENT_LIFECYCLE event of the guest agent's channel (reason "domain
+/// started"), if the guest has one and QEMU says.
+pub(super) async fn record_channel_states(qmp: &Qmp, def: &mut DomainDef) -> Option<DomainEventKind> {
+    let virtio =
+        |c: &CharDevice| c.target.as_ref().and_then(|t| t.kind.as_deref()) == Some("virtio");
+    if !def.devices.channels.iter().any(virtio) {
+        return None;
+    }
+    let chardevs = match qmp.execute(&QueryChardev).await {
+        Ok(chardevs) => chardevs,
+        Err(e) => {
+            warn!(error = %e.chain(), "cannot read the channels' state");
+            return None;
+        }
+    };
+    let mut event = None;
+    for channel in def.devices.channels.iter_mut().filter(|c| virtio(c)) {
+        let Some(alias) = channel.info.alias.as_deref() else {
+            continue;
+        };
+        let label = format!("char{alias}");
+        let Some(open) = chardevs
+            .iter()
+            .find(|c| c.label == label)
+            .and_then(|c| c.frontend_open)
+        else {
+            continue;
+        };
+        let Some(target) = channel.target.as_mut() else {
+            continue;
+        };
+        target.state = Some(if open { "connected" } else { "disconnected" }.to_owned());
+        if target.name.as_deref() == Some(GUEST_AGENT_CHANNEL) {
+            event = Some(DomainEventKind::AgentLifecycle {
+                state: if open {
+                    agent_lifecycle::CONNECTED
+                } else {
+                    agent_lifecycle::DISCONNECTED
+                },
+                reason: agent_lifecycle::REASON_DOMAIN_STARTED,
+            });
+        }
+    }
+    event
 }
 
 #[cfg(test)]
