@@ -237,7 +237,9 @@ mod tests {
             ]
         );
         assert_eq!(
-            out.get_ullong("blkdeviotune.write_bytes_sec").ok().flatten(),
+            out.get_ullong("blkdeviotune.write_bytes_sec")
+                .ok()
+                .flatten(),
             Some(2048)
         );
     }

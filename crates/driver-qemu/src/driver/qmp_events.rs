@@ -11,8 +11,8 @@ use migrated_core::domain::{
     StateReason,
 };
 use migrated_core::event::{
-    agent_lifecycle, graphics_family, graphics_phase, io_error_action, memory_failure,
-    tray_reason, watchdog_action, Graphics, GraphicsAddress, IoError,
+    agent_lifecycle, graphics_family, graphics_phase, io_error_action, memory_failure, tray_reason,
+    watchdog_action, Graphics, GraphicsAddress, IoError,
 };
 use migrated_core::xml::{CharDevice, DomainDef};
 use serde_json::Value;
@@ -190,9 +190,11 @@ pub(super) fn translate(name: &str, data: &Value, def: &DomainDef) -> Option<Out
         }
         "DEVICE_UNPLUG_GUEST_ERROR" => {
             let alias = str_field(data, "device").filter(|s| !s.is_empty())?;
-            Some(Outcome::events(vec![DomainEventKind::DeviceRemovalFailed {
-                alias: alias.to_owned(),
-            }]))
+            Some(Outcome::events(vec![
+                DomainEventKind::DeviceRemovalFailed {
+                    alias: alias.to_owned(),
+                },
+            ]))
         }
         "MEMORY_FAILURE" => {
             let recipient = memory_failure::recipient_from_qemu(str_field(data, "recipient")?)?;
@@ -256,9 +258,7 @@ fn io_error(data: &Value, def: &DomainDef) -> Outcome {
             .and_then(|d| d.source.as_ref())
             .map(|s| s.path.clone())
             .unwrap_or_default(),
-        dev_alias: disk
-            .and_then(|d| d.info.alias.clone())
-            .unwrap_or_default(),
+        dev_alias: disk.and_then(|d| d.info.alias.clone()).unwrap_or_default(),
         action,
         reason: reason.to_owned(),
     };
@@ -323,7 +323,10 @@ fn spice(data: &Value, phase: i32) -> Option<Outcome> {
 /// state=…>`, from `query-chardev`'s `frontend-open`) and returns the
 /// AGENT_LIFECYCLE event of the guest agent's channel (reason "domain
 /// started"), if the guest has one and QEMU says.
-pub(super) async fn record_channel_states(qmp: &Qmp, def: &mut DomainDef) -> Option<DomainEventKind> {
+pub(super) async fn record_channel_states(
+    qmp: &Qmp,
+    def: &mut DomainDef,
+) -> Option<DomainEventKind> {
     let virtio =
         |c: &CharDevice| c.target.as_ref().and_then(|t| t.kind.as_deref()) == Some("virtio");
     if !def.devices.channels.iter().any(virtio) {

@@ -244,9 +244,8 @@ mod tests {
             Procedure::DomainEventCallbackRtcChange,
         );
         assert_eq!((rtc.callback_id, rtc.msg.offset), (9, -7200));
-        let (_, bytes) =
-            callback_message(9, &dom(), &DomainEventKind::RtcChange { offset: -7200 })
-                .expect("encodes");
+        let (_, bytes) = callback_message(9, &dom(), &DomainEventKind::RtcChange { offset: -7200 })
+            .expect("encodes");
         // callbackID, name (len 1 + pad), uuid, id, then the hyper offset.
         assert_eq!(bytes.len(), 4 + 8 + 16 + 4 + 8);
         assert_eq!(&bytes[bytes.len() - 8..], &(-7200i64).to_be_bytes());
@@ -256,7 +255,9 @@ mod tests {
         );
         assert_eq!(w.msg.action, 1);
         let b: DomainEventCallbackBalloonChangeMsg = decode(
-            &DomainEventKind::BalloonChange { actual_kib: 524_288 },
+            &DomainEventKind::BalloonChange {
+                actual_kib: 524_288,
+            },
             Procedure::DomainEventCallbackBalloonChange,
         );
         assert_eq!(b.msg.actual, 524_288);
@@ -307,8 +308,10 @@ mod tests {
 
     #[test]
     fn pm_events_send_reason_zero_before_the_domain() {
-        let w: DomainEventCallbackPmwakeupMsg =
-            decode(&DomainEventKind::PmWakeup, Procedure::DomainEventCallbackPmwakeup);
+        let w: DomainEventCallbackPmwakeupMsg = decode(
+            &DomainEventKind::PmWakeup,
+            Procedure::DomainEventCallbackPmwakeup,
+        );
         assert_eq!((w.callback_id, w.reason, w.msg.dom.id), (9, 0, 4));
         let s: DomainEventCallbackPmsuspendMsg = decode(
             &DomainEventKind::PmSuspend,
@@ -366,7 +369,10 @@ mod tests {
             },
             Procedure::DomainEventMemoryFailure,
         );
-        assert_eq!((f.callback_id, f.recipient, f.action, f.flags), (9, 1, 2, 3));
+        assert_eq!(
+            (f.callback_id, f.recipient, f.action, f.flags),
+            (9, 1, 2, 3)
+        );
         let t = DomainEventKind::TrayChange {
             alias: "sda".into(),
             reason: 1,

@@ -95,7 +95,12 @@ fn block_io_error_on_an_unknown_node_reports_empty_names_and_no_pause_for_report
         panic!("{out:?}")
     };
     assert_eq!(
-        (e.src_path.as_str(), e.dev_alias.as_str(), e.action, e.reason.as_str()),
+        (
+            e.src_path.as_str(),
+            e.dev_alias.as_str(),
+            e.action,
+            e.reason.as_str()
+        ),
         ("", "", io_error_action::REPORT, "")
     );
     assert!(out.transition.is_none());
@@ -115,7 +120,11 @@ fn vnc_events_carry_both_ends_auth_and_identities() {
     };
     assert_eq!(g.phase, graphics_phase::INITIALIZE);
     assert_eq!(
-        (g.local.family, g.local.node.as_str(), g.local.service.as_str()),
+        (
+            g.local.family,
+            g.local.node.as_str(),
+            g.local.service.as_str()
+        ),
         (0, "127.0.0.1", "5900")
     );
     assert_eq!(g.remote.service, "41234");
@@ -197,7 +206,9 @@ fn balloon_change_is_in_kib_and_updates_current_memory() {
     .expect("mapped");
     assert_eq!(
         out.events,
-        [DomainEventKind::BalloonChange { actual_kib: 131_072 }]
+        [DomainEventKind::BalloonChange {
+            actual_kib: 131_072
+        }]
     );
     assert_eq!(out.live, Some(LiveUpdate::CurrentMemory(131_072)));
 }
