@@ -6,18 +6,11 @@
 //! every metadata change and lifecycle events, and nothing for tuning,
 //! vCPU, reset or NMI calls; so must `migrated`'s.
 
-use migrated_tests::clients::{stderr_of, stdout_of};
+use migrated_tests::clients::{stderr_of, stdout_of, PYTHON_EVENT_LOOP};
 use migrated_tests::{python, require_python_libvirt, Daemon};
 
+/// Follows [`PYTHON_EVENT_LOOP`].
 const EVENTS: &str = r#"
-import sys, threading, time
-import libvirt
-
-libvirt.virEventRegisterDefaultImpl()
-def loop():
-    while True:
-        libvirt.virEventRunDefaultImpl()
-threading.Thread(target=loop, daemon=True).start()
 
 conn = libvirt.open(sys.argv[1])
 got = []
@@ -80,7 +73,9 @@ conn.close()
 "#;
 
 fn run(uri: &str) -> String {
-    let out = python(&format!("import sys; sys.argv[1:] = [{uri:?}]\n{EVENTS}"));
+    let out = python(&format!(
+        "{PYTHON_EVENT_LOOP}sys.argv[1:] = [{uri:?}]\n{EVENTS}"
+    ));
     assert!(out.status.success(), "{uri}: {}", stderr_of(&out));
     stdout_of(&out)
 }

@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use migrated_tests::clients::{stderr_of, stdout_of, VirshEvents};
+use migrated_tests::clients::{stderr_of, stdout_of, VirshEvents, PYTHON_EVENT_LOOP};
 use migrated_tests::{python, require_python_libvirt};
 use qemu_support::{counter_above, QemuHosts};
 
@@ -171,15 +171,9 @@ fn qemu_events_reach_virsh_event_all() {
     events.wait_for("Stopped Destroyed", EVENT_TIMEOUT);
 }
 
+/// Follows [`PYTHON_EVENT_LOOP`].
 const PYTHON_EVENTS: &str = r#"
-import socket, sys, threading, time
-import libvirt
-
-libvirt.virEventRegisterDefaultImpl()
-def loop():
-    while True:
-        libvirt.virEventRunDefaultImpl()
-threading.Thread(target=loop, daemon=True).start()
+import socket
 
 conn = libvirt.open(sys.argv[1])
 dom = conn.lookupByName(sys.argv[2])
@@ -237,7 +231,7 @@ fn qemu_events_reach_python_callbacks() {
     counter_above(&a, name, 0, &hosts);
     let port = vnc_port(&hosts, &a, name);
     let out = python(&format!(
-        "import sys; sys.argv[1:] = [{a:?}, {name:?}, \"{port}\"]\n{PYTHON_EVENTS}"
+        "{PYTHON_EVENT_LOOP}sys.argv[1:] = [{a:?}, {name:?}, \"{port}\"]\n{PYTHON_EVENTS}"
     ));
     assert!(out.status.success(), "{}", stderr_of(&out));
     let stdout = stdout_of(&out);

@@ -18,12 +18,10 @@ use migrated_core::xml::{CharDevice, DomainDef};
 use serde_json::Value;
 use tracing::warn;
 
+use super::agent::GUEST_AGENT_CHANNEL;
 use crate::command::disk_node;
 use crate::qmp::commands::QueryChardev;
 use crate::qmp::Qmp;
-
-/// The `<channel>` target name of the QEMU guest agent.
-const GUEST_AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";
 
 /// `VIR_DOMAIN_PMSUSPENDED_UNKNOWN` (and `..._DISK_UNKNOWN`).
 const PMSUSPENDED_UNKNOWN: i32 = 0;
