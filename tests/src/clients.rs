@@ -254,6 +254,21 @@ impl Drop for VirshEvents {
     }
 }
 
+/// The start of a python3-libvirt script that receives domain events:
+/// libvirt's default event loop, run by a daemon thread, registered before
+/// any connection opens (as libvirt requires); `import sys, threading, time,
+/// libvirt` done.
+pub const PYTHON_EVENT_LOOP: &str = r#"
+import sys, threading, time
+import libvirt
+
+libvirt.virEventRegisterDefaultImpl()
+def loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+threading.Thread(target=loop, daemon=True).start()
+"#;
+
 /// Runs a Python 3 script with python3-libvirt available.
 ///
 /// # Panics

@@ -68,6 +68,8 @@ pub mod running_reason {
     pub const RESTORED: i32 = 3;
     /// Returned from paused state.
     pub const UNPAUSED: i32 = 5;
+    /// `VIR_DOMAIN_RUNNING_WAKEUP`: woke up from a power-management suspend.
+    pub const WAKEUP: i32 = 8;
     /// Returned from migration that was cancelled.
     pub const MIGRATION_CANCELED: i32 = 6;
     /// Running on the destination of a post-copy migration: pages still
@@ -93,6 +95,8 @@ pub mod paused_reason {
     pub const DUMP: i32 = 4;
     /// Paused by a disk I/O error (`werror=stop`): resuming would hit it again.
     pub const IOERROR: i32 = 5;
+    /// `VIR_DOMAIN_PAUSED_WATCHDOG`: the watchdog fired with action `pause`.
+    pub const WATCHDOG: i32 = 6;
     /// The source of a post-copy migration: the guest runs on the
     /// destination, which still pulls pages from here.
     pub const POSTCOPY: i32 = 12;
@@ -436,6 +440,16 @@ pub mod event_detail {
     pub const SUSPENDED_FROM_SNAPSHOT: i32 = 5;
     /// `VIR_DOMAIN_EVENT_DEFINED_FROM_SNAPSHOT`: a snapshot revert replaced its config.
     pub const DEFINED_FROM_SNAPSHOT: i32 = 3;
+    /// `VIR_DOMAIN_EVENT_SUSPENDED_IOERROR`: paused by a disk I/O error.
+    pub const SUSPENDED_IOERROR: i32 = 2;
+    /// `VIR_DOMAIN_EVENT_SUSPENDED_WATCHDOG`: paused by the watchdog.
+    pub const SUSPENDED_WATCHDOG: i32 = 3;
+    /// `VIR_DOMAIN_EVENT_STARTED_WAKEUP`: woke up from a PM suspend.
+    pub const STARTED_WAKEUP: i32 = 4;
+    /// `VIR_DOMAIN_EVENT_PMSUSPENDED_MEMORY`: suspended to memory.
+    pub const PMSUSPENDED_MEMORY: i32 = 0;
+    /// `VIR_DOMAIN_EVENT_PMSUSPENDED_DISK`: suspended to disk.
+    pub const PMSUSPENDED_DISK: i32 = 1;
     /// `VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED`: QEMU did not say who asked.
     pub const SHUTDOWN_FINISHED: i32 = 0;
     /// `VIR_DOMAIN_EVENT_SHUTDOWN_GUEST`: the guest powered itself off.
@@ -451,6 +465,36 @@ pub mod event_id {
     pub const LIFECYCLE: i32 = 0;
     /// `VIR_DOMAIN_EVENT_ID_REBOOT`.
     pub const REBOOT: i32 = 1;
+    /// `VIR_DOMAIN_EVENT_ID_RTC_CHANGE`.
+    pub const RTC_CHANGE: i32 = 2;
+    /// `VIR_DOMAIN_EVENT_ID_WATCHDOG`.
+    pub const WATCHDOG: i32 = 3;
+    /// `VIR_DOMAIN_EVENT_ID_IO_ERROR`.
+    pub const IO_ERROR: i32 = 4;
+    /// `VIR_DOMAIN_EVENT_ID_GRAPHICS`.
+    pub const GRAPHICS: i32 = 5;
+    /// `VIR_DOMAIN_EVENT_ID_IO_ERROR_REASON`.
+    pub const IO_ERROR_REASON: i32 = 6;
+    /// `VIR_DOMAIN_EVENT_ID_TRAY_CHANGE`.
+    pub const TRAY_CHANGE: i32 = 10;
+    /// `VIR_DOMAIN_EVENT_ID_PMWAKEUP`.
+    pub const PMWAKEUP: i32 = 11;
+    /// `VIR_DOMAIN_EVENT_ID_PMSUSPEND`.
+    pub const PMSUSPEND: i32 = 12;
+    /// `VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE`.
+    pub const BALLOON_CHANGE: i32 = 13;
+    /// `VIR_DOMAIN_EVENT_ID_PMSUSPEND_DISK`.
+    pub const PMSUSPEND_DISK: i32 = 14;
+    /// `VIR_DOMAIN_EVENT_ID_TUNABLE`.
+    pub const TUNABLE: i32 = 17;
+    /// `VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE`.
+    pub const AGENT_LIFECYCLE: i32 = 18;
+    /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED`.
+    pub const DEVICE_REMOVAL_FAILED: i32 = 22;
+    /// `VIR_DOMAIN_EVENT_ID_METADATA_CHANGE`.
+    pub const METADATA_CHANGE: i32 = 23;
+    /// `VIR_DOMAIN_EVENT_ID_MEMORY_FAILURE`.
+    pub const MEMORY_FAILURE: i32 = 25;
     /// `VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`: the last id the legacy
     /// (non-callback) registration accepts; later ids exist only for callbacks.
     pub const DEVICE_REMOVED: i32 = 15;
@@ -500,6 +544,75 @@ pub enum DomainEventKind {
         /// The device's alias.
         alias: String,
     },
+    /// The guest set its real-time clock (`VIR_DOMAIN_EVENT_ID_RTC_CHANGE`).
+    RtcChange {
+        /// The clock's new offset from the host's UTC, seconds.
+        offset: i64,
+    },
+    /// The watchdog fired (`VIR_DOMAIN_EVENT_ID_WATCHDOG`).
+    Watchdog {
+        /// What it did, one of [`crate::event::watchdog_action`].
+        action: i32,
+    },
+    /// A disk I/O failed (`VIR_DOMAIN_EVENT_ID_IO_ERROR`).
+    IoError(crate::event::IoError),
+    /// A disk I/O failed, with why (`VIR_DOMAIN_EVENT_ID_IO_ERROR_REASON`).
+    IoErrorReason(crate::event::IoError),
+    /// A graphics client came or went (`VIR_DOMAIN_EVENT_ID_GRAPHICS`).
+    Graphics(Box<crate::event::Graphics>),
+    /// A removable disk's tray opened or closed (`VIR_DOMAIN_EVENT_ID_TRAY_CHANGE`).
+    TrayChange {
+        /// The disk's alias.
+        alias: String,
+        /// One of [`crate::event::tray_reason`].
+        reason: i32,
+    },
+    /// The guest woke up from a power-management suspend (`VIR_DOMAIN_EVENT_ID_PMWAKEUP`).
+    PmWakeup,
+    /// The guest suspended itself to memory (`VIR_DOMAIN_EVENT_ID_PMSUSPEND`).
+    PmSuspend,
+    /// The guest suspended itself to disk (`VIR_DOMAIN_EVENT_ID_PMSUSPEND_DISK`).
+    PmSuspendDisk,
+    /// The balloon reached a new size (`VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE`).
+    BalloonChange {
+        /// The guest's current memory, KiB.
+        actual_kib: u64,
+    },
+    /// Tuning of the running guest changed (`VIR_DOMAIN_EVENT_ID_TUNABLE`).
+    Tunable {
+        /// The changed values under libvirt's `VIR_DOMAIN_TUNABLE_*` names.
+        params: TypedParams,
+    },
+    /// The guest agent connected or went away (`VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE`).
+    AgentLifecycle {
+        /// One of the `agent_lifecycle` states of [`crate::event`].
+        state: i32,
+        /// One of the `agent_lifecycle` reasons.
+        reason: i32,
+    },
+    /// The guest refused to release a device
+    /// (`VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED`).
+    DeviceRemovalFailed {
+        /// The device's alias.
+        alias: String,
+    },
+    /// The title, description or a metadata element changed
+    /// (`VIR_DOMAIN_EVENT_ID_METADATA_CHANGE`).
+    MetadataChange {
+        /// `VIR_DOMAIN_METADATA_*`: 0 description, 1 title, 2 element.
+        kind: i32,
+        /// The element's namespace, for an element.
+        uri: Option<String>,
+    },
+    /// The host met a memory failure (`VIR_DOMAIN_EVENT_ID_MEMORY_FAILURE`).
+    MemoryFailure {
+        /// Whose memory, one of [`crate::event::memory_failure`]'s recipients.
+        recipient: i32,
+        /// What was done about it.
+        action: i32,
+        /// `VIR_DOMAIN_MEMORY_FAILURE_*` bits.
+        flags: u32,
+    },
 }
 
 impl DomainEventKind {
@@ -512,6 +625,21 @@ impl DomainEventKind {
             DomainEventKind::JobCompleted { .. } => event_id::JOB_COMPLETED,
             DomainEventKind::DeviceAdded { .. } => event_id::DEVICE_ADDED,
             DomainEventKind::DeviceRemoved { .. } => event_id::DEVICE_REMOVED,
+            DomainEventKind::RtcChange { .. } => event_id::RTC_CHANGE,
+            DomainEventKind::Watchdog { .. } => event_id::WATCHDOG,
+            DomainEventKind::IoError(_) => event_id::IO_ERROR,
+            DomainEventKind::IoErrorReason(_) => event_id::IO_ERROR_REASON,
+            DomainEventKind::Graphics(_) => event_id::GRAPHICS,
+            DomainEventKind::TrayChange { .. } => event_id::TRAY_CHANGE,
+            DomainEventKind::PmWakeup => event_id::PMWAKEUP,
+            DomainEventKind::PmSuspend => event_id::PMSUSPEND,
+            DomainEventKind::PmSuspendDisk => event_id::PMSUSPEND_DISK,
+            DomainEventKind::BalloonChange { .. } => event_id::BALLOON_CHANGE,
+            DomainEventKind::Tunable { .. } => event_id::TUNABLE,
+            DomainEventKind::AgentLifecycle { .. } => event_id::AGENT_LIFECYCLE,
+            DomainEventKind::DeviceRemovalFailed { .. } => event_id::DEVICE_REMOVAL_FAILED,
+            DomainEventKind::MetadataChange { .. } => event_id::METADATA_CHANGE,
+            DomainEventKind::MemoryFailure { .. } => event_id::MEMORY_FAILURE,
         }
     }
 }
@@ -538,11 +666,7 @@ impl DomainEvent {
     pub fn as_lifecycle(&self) -> Option<(LifecycleEvent, i32)> {
         match self.kind {
             DomainEventKind::Lifecycle { event, detail } => Some((event, detail)),
-            DomainEventKind::Reboot
-            | DomainEventKind::MigrationIteration { .. }
-            | DomainEventKind::JobCompleted { .. }
-            | DomainEventKind::DeviceAdded { .. }
-            | DomainEventKind::DeviceRemoved { .. } => None,
+            _ => None,
         }
     }
 }

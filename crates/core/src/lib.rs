@@ -12,6 +12,7 @@ pub mod cookie;
 pub mod domain;
 pub mod driver;
 pub mod error;
+pub mod event;
 pub mod flags;
 pub mod hotplug;
 pub mod hvsupport;

@@ -394,10 +394,7 @@ fn drain(rx: &mut broadcast::Receiver<DomainEvent>) -> Vec<(i32, u64, i32)> {
                     .get_ullong("memory_iteration")
                     .expect("u64")
                     .expect("present"),
-                DomainEventKind::Lifecycle { .. }
-                | DomainEventKind::Reboot
-                | DomainEventKind::DeviceAdded { .. }
-                | DomainEventKind::DeviceRemoved { .. } => 0,
+                _ => 0,
             };
             (e.kind.id(), n, e.dom.id)
         })

@@ -68,6 +68,18 @@ const METADATA_TITLE: i32 = 1;
 const METADATA_ELEMENT: i32 = 2;
 
 impl MetadataTarget {
+    /// The `VIR_DOMAIN_EVENT_ID_METADATA_CHANGE` event a successful change
+    /// of this target sends (libvirt's QEMU and test drivers send it after
+    /// every successful `virDomainSetMetadata`).
+    pub fn change_event(&self) -> crate::domain::DomainEventKind {
+        let (kind, uri) = match self {
+            MetadataTarget::Description => (METADATA_DESCRIPTION, None),
+            MetadataTarget::Title => (METADATA_TITLE, None),
+            MetadataTarget::Element { uri, .. } => (METADATA_ELEMENT, Some(uri.clone())),
+        };
+        crate::domain::DomainEventKind::MetadataChange { kind, uri }
+    }
+
     /// The target of a `virDomainSetMetadata` call, with the argument
     /// checks of libvirt's public API (`src/libvirt-domain.c`).
     ///

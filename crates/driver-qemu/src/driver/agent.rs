@@ -10,7 +10,7 @@ use migrated_core::{Error, Result};
 use super::QemuDriver;
 
 /// The `<channel>` target name of the QEMU guest agent.
-const GUEST_AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";
+pub(super) const GUEST_AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";
 
 impl QemuDriver {
     /// The error of an agent call on `dom`: "domain is not running" unless

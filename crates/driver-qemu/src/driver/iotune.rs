@@ -5,7 +5,8 @@
 //! `<iotune>` applied before its vCPUs run, so the limits also hold on a
 //! migration's destination (the XML travels).
 
-use migrated_core::domain::DomainRef;
+use migrated_core::domain::{DomainEventKind, DomainRef};
+use migrated_core::event::blkdeviotune_tunable;
 use migrated_core::flags::{affect, check_flags};
 use migrated_core::tune::{iotune, TYPED_PARAM_STRING_OKAY};
 use migrated_core::typed_params::TypedParams;
@@ -208,6 +209,15 @@ impl QemuDriver {
                     warn!(error = %e.chain(), "cannot update status file");
                 }
             }
+            // As qemuDomainSetBlockIoTune: a live change sends TUNABLE.
+            let dom = d.dom_ref();
+            drop(reg);
+            self.shared.emit_event(
+                dom,
+                DomainEventKind::Tunable {
+                    params: blkdeviotune_tunable(disk, params),
+                },
+            );
         }
         if let Some((i, t)) = config_change {
             let mut reg = self.shared.lock()?;

@@ -43,6 +43,9 @@ impl QemuDriver {
                 warn!(error = %e.chain(), "cannot update status file");
             }
         }
+        let dom = d.dom_ref();
+        drop(reg);
+        self.shared.emit_event(dom, target.change_event());
         Ok(())
     }
 

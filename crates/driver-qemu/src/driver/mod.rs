@@ -31,6 +31,7 @@ mod metadata;
 mod monitor;
 mod passthrough;
 mod power;
+mod qmp_events;
 mod registry;
 mod save;
 mod snapshot;
@@ -210,6 +211,12 @@ impl Shared {
     fn emit(&self, dom: DomainRef, event: LifecycleEvent, detail: i32) {
         // No subscriber is not an error.
         let _ = self.events.send(DomainEvent::lifecycle(dom, event, detail));
+    }
+
+    /// Sends an event about `dom` as it is now, running or not.
+    fn emit_event(&self, dom: DomainRef, kind: DomainEventKind) {
+        // No subscriber is not an error.
+        let _ = self.events.send(DomainEvent { dom, kind });
     }
 
     /// Sends a non-lifecycle event about the run `id` of `uuid`, if that is
@@ -1156,6 +1163,7 @@ impl QemuDriver {
         add_console_compat(&mut live_def);
         record_pty_path(&launched.qmp, &mut live_def).await;
         set_aliases(&mut live_def);
+        let agent = qmp_events::record_channel_states(&launched.qmp, &mut live_def).await;
         let runtime = Arc::new(Runtime {
             process: Arc::new(launched.process),
             qmp: launched.qmp,
@@ -1185,6 +1193,11 @@ impl QemuDriver {
         };
         spawn_monitor(&self.shared, &runtime, dom.uuid, id, events);
         info!(name = %dom.name, id, pid = runtime.process.pid(), "qemu guest started");
+        // libvirt reports the agent channel's state while it connects to the
+        // new QEMU, before the started event.
+        if let Some(kind) = agent {
+            self.shared.emit_event(dom.clone(), kind);
+        }
         if mode != StartMode::Restore {
             self.shared
                 .emit(dom.clone(), LifecycleEvent::Started, started_detail);

@@ -11,9 +11,13 @@ use tokio::sync::broadcast;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use migrated_core::xml::DomainDef;
+use serde_json::Value;
+
 use super::hotplug;
+use super::qmp_events::{self, LiveUpdate};
 use super::registry::{Domain, Runtime};
-use super::{power, Shared};
+use super::{power, status_of, Shared};
 use crate::qmp::commands::QueryStatus;
 use crate::qmp::message::names;
 
@@ -200,7 +204,71 @@ fn on_event(
             },
             Some((LifecycleEvent::Crashed, EVENT_CRASHED_PANICKED)),
         ),
-        _ => {}
+        _ => apply_translated(shared, uuid, id, name, data),
+    }
+}
+
+/// The events libvirt derives from other QMP events ([`qmp_events`]):
+/// records what they change in the live definition and the run state and
+/// sends them, all only while run `id` is current.
+fn apply_translated(shared: &Arc<Shared>, uuid: &Uuid, id: i32, name: &str, data: &Value) {
+    let outcome = {
+        let Ok(mut reg) = shared.lock() else { return };
+        let Some(domain) = reg.domains.get_mut(uuid) else {
+            return;
+        };
+        let persistent = domain.persistent;
+        let Some(live) = domain.live.as_mut().filter(|l| l.id == id) else {
+            return;
+        };
+        let Some(outcome) = qmp_events::translate(name, data, &live.def) else {
+            return;
+        };
+        if let Some(update) = &outcome.live {
+            if update_live(&mut live.def, update) {
+                if let Err(e) = status_of(live, persistent).write(&shared.config.runtime_dir) {
+                    warn!(error = %e.chain(), "cannot update status file");
+                }
+            }
+        }
+        outcome
+    };
+    for kind in outcome.events {
+        shared.emit_kind(uuid, id, kind);
+    }
+    if let Some(t) = outcome.transition {
+        shared.record_state(uuid, id, t.to, Some(t.event), |old| old.state == t.from);
+    }
+}
+
+/// Applies `update` to the live definition; whether anything changed.
+fn update_live(def: &mut DomainDef, update: &LiveUpdate) -> bool {
+    match update {
+        LiveUpdate::CurrentMemory(kib) => {
+            let changed = def.current_memory_kib != *kib;
+            def.current_memory_kib = *kib;
+            changed
+        }
+        LiveUpdate::ChannelState { alias, connected } => {
+            let state = if *connected {
+                "connected"
+            } else {
+                "disconnected"
+            };
+            let target = def
+                .devices
+                .channels
+                .iter_mut()
+                .filter(|c| c.info.alias.as_deref() == Some(alias.as_str()))
+                .find_map(|c| c.target.as_mut());
+            match target {
+                Some(t) if t.state.as_deref() != Some(state) => {
+                    t.state = Some(state.to_owned());
+                    true
+                }
+                _ => false,
+            }
+        }
     }
 }
 

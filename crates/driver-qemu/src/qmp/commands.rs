@@ -893,6 +893,9 @@ pub struct ChardevInfo {
     pub label: String,
     /// Its backend as text: `pty:/dev/pts/3`, `unix:/run/…,server=on`.
     pub filename: String,
+    /// Whether the guest side (e.g. a virtio port) is open.
+    #[serde(default, rename = "frontend-open")]
+    pub frontend_open: Option<bool>,
 }
 
 impl ChardevInfo {

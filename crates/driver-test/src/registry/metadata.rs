@@ -2,7 +2,7 @@
 //! test driver (`testDomainSetMetadata`, `testDomainGetMetadata`): the live
 //! definition and/or the stored config.
 
-use migrated_core::domain::DomainRef;
+use migrated_core::domain::{DomainEvent, DomainRef};
 use migrated_core::xml::{metadata_change, metadata_read, MetadataTarget};
 use migrated_core::Result;
 
@@ -33,6 +33,13 @@ impl Registry {
         if let (Some(def), Some(l)) = (live, self.guest_mut(&dom.uuid)?.live.as_mut()) {
             l.def = def;
         }
+        // As testDomainSetMetadata: every successful change sends METADATA_CHANGE.
+        let dom = self.guest(&dom.uuid)?.dom_ref();
+        // No subscriber is not an error.
+        let _ = self.events.send(DomainEvent {
+            dom,
+            kind: target.change_event(),
+        });
         Ok(())
     }
 

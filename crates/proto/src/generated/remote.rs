@@ -3609,6 +3609,355 @@ pub struct DomainEventCallbackDeviceAddedMsg {
     pub dev_alias: String,
 }
 
+/// The guest set its real-time clock.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventRtcChangeMsg {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// new offset from the host's UTC, seconds
+    pub offset: i64,
+}
+
+/// An RTC change, for a callback registered with CALLBACK_REGISTER_ANY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackRtcChangeMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the event
+    pub msg: DomainEventRtcChangeMsg,
+}
+
+/// The watchdog fired.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventWatchdogMsg {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// VIR_DOMAIN_EVENT_WATCHDOG_*
+    pub action: i32,
+}
+
+/// A watchdog event, for a callback registered with CALLBACK_REGISTER_ANY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackWatchdogMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the event
+    pub msg: DomainEventWatchdogMsg,
+}
+
+/// A disk I/O error.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventIoErrorMsg {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the disk's source path
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub src_path: String,
+    /// the disk's alias
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub dev_alias: String,
+    /// VIR_DOMAIN_EVENT_IO_ERROR_*
+    pub action: i32,
+}
+
+/// An I/O error, for a callback registered with CALLBACK_REGISTER_ANY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackIoErrorMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the event
+    pub msg: DomainEventIoErrorMsg,
+}
+
+/// A disk I/O error with its reason.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventIoErrorReasonMsg {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the disk's source path
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub src_path: String,
+    /// the disk's alias
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub dev_alias: String,
+    /// VIR_DOMAIN_EVENT_IO_ERROR_*
+    pub action: i32,
+    /// "enospc" or ""
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub reason: String,
+}
+
+/// An I/O error with reason, for a callback registered with CALLBACK_REGISTER_ANY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackIoErrorReasonMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the event
+    pub msg: DomainEventIoErrorReasonMsg,
+}
+
+/// One end of a graphics connection.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventGraphicsAddress {
+    /// VIR_DOMAIN_EVENT_GRAPHICS_ADDRESS_*
+    pub family: i32,
+    /// the address
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub node: String,
+    /// the port
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub service: String,
+}
+
+/// Upper limit on the identities of a graphics client.
+pub const REMOTE_DOMAIN_EVENT_GRAPHICS_IDENTITY_MAX: usize = 20;
+
+/// One identity of a graphics client.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventGraphicsIdentity {
+    /// x509dname or saslUsername
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub r#type: String,
+    /// the value
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub name: String,
+}
+
+/// A graphics client connected, authenticated or left.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventGraphicsMsg {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// VIR_DOMAIN_EVENT_GRAPHICS_*
+    pub phase: i32,
+    /// the server's end
+    pub local: DomainEventGraphicsAddress,
+    /// the client's end
+    pub remote: DomainEventGraphicsAddress,
+    /// authentication scheme
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub auth_scheme: String,
+    /// the client's identities
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_EVENT_GRAPHICS_IDENTITY_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_EVENT_GRAPHICS_IDENTITY_MAX, _, _>"
+    )]
+    pub subject: Vec<DomainEventGraphicsIdentity>,
+}
+
+/// A graphics event, for a callback registered with CALLBACK_REGISTER_ANY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackGraphicsMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the event
+    pub msg: DomainEventGraphicsMsg,
+}
+
+/// A removable disk's tray moved.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventTrayChangeMsg {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the disk's alias
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub dev_alias: String,
+    /// VIR_DOMAIN_EVENT_TRAY_CHANGE_*
+    pub reason: i32,
+}
+
+/// A tray change, for a callback registered with CALLBACK_REGISTER_ANY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackTrayChangeMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the event
+    pub msg: DomainEventTrayChangeMsg,
+}
+
+/// The guest woke up from a power-management suspend.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventPmwakeupMsg {
+    /// the domain
+    pub dom: NonnullDomain,
+}
+
+/// A wakeup, for a callback registered with CALLBACK_REGISTER_ANY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackPmwakeupMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// always 0
+    pub reason: i32,
+    /// the event
+    pub msg: DomainEventPmwakeupMsg,
+}
+
+/// The guest suspended to memory.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventPmsuspendMsg {
+    /// the domain
+    pub dom: NonnullDomain,
+}
+
+/// A suspend to memory, for a callback registered with CALLBACK_REGISTER_ANY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackPmsuspendMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// always 0
+    pub reason: i32,
+    /// the event
+    pub msg: DomainEventPmsuspendMsg,
+}
+
+/// The balloon reached a new size.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventBalloonChangeMsg {
+    /// the domain
+    pub dom: NonnullDomain,
+    /// current memory, KiB
+    pub actual: u64,
+}
+
+/// A balloon change, for a callback registered with CALLBACK_REGISTER_ANY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackBalloonChangeMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the event
+    pub msg: DomainEventBalloonChangeMsg,
+}
+
+/// The guest suspended to disk.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventPmsuspendDiskMsg {
+    /// the domain
+    pub dom: NonnullDomain,
+}
+
+/// A suspend to disk, for a callback registered with CALLBACK_REGISTER_ANY.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackPmsuspendDiskMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// always 0
+    pub reason: i32,
+    /// the event
+    pub msg: DomainEventPmsuspendDiskMsg,
+}
+
+/// Upper limit on the typed parameters of a tunable event.
+pub const REMOTE_DOMAIN_EVENT_TUNABLE_MAX: usize = 2048;
+
+/// Tuning of the running guest changed.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackTunableMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the changed values (VIR_DOMAIN_TUNABLE_*)
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_vec::<REMOTE_DOMAIN_EVENT_TUNABLE_MAX, _, _>",
+        deserialize_with = "migrated_xdr::bounded::vec::<REMOTE_DOMAIN_EVENT_TUNABLE_MAX, _, _>"
+    )]
+    pub params: Vec<TypedParam>,
+}
+
+/// The guest agent connected or disconnected.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackAgentLifecycleMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the domain
+    pub dom: NonnullDomain,
+    /// VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_*
+    pub state: i32,
+    /// VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_REASON_*
+    pub reason: i32,
+}
+
+/// The guest refused to release a device.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackDeviceRemovalFailedMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the domain
+    pub dom: NonnullDomain,
+    /// the device's alias
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub dev_alias: String,
+}
+
+/// The title, description or a metadata element changed.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventCallbackMetadataChangeMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the domain
+    pub dom: NonnullDomain,
+    /// VIR_DOMAIN_METADATA_*
+    pub r#type: i32,
+    /// the element's namespace
+    #[serde(
+        serialize_with = "migrated_xdr::bounded::ser_opt_string::<REMOTE_STRING_MAX, _>",
+        deserialize_with = "migrated_xdr::bounded::opt_string::<REMOTE_STRING_MAX, _>"
+    )]
+    pub nsuri: Option<String>,
+}
+
+/// The host met a memory failure.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEventMemoryFailureMsg {
+    /// registration id
+    pub callback_id: i32,
+    /// the domain
+    pub dom: NonnullDomain,
+    /// VIR_DOMAIN_EVENT_MEMORY_FAILURE_RECIPIENT_*
+    pub recipient: i32,
+    /// VIR_DOMAIN_EVENT_MEMORY_FAILURE_ACTION_*
+    pub action: i32,
+    /// VIR_DOMAIN_MEMORY_FAILURE_*
+    pub flags: u32,
+}
+
 /// Arguments of REMOTE_PROC_DOMAIN_SNAPSHOT_CREATE_XML.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DomainSnapshotCreateXmlArgs {
@@ -4217,6 +4566,26 @@ pub enum Procedure {
     DomainEventCallbackLifecycle = 318,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_REBOOT`
     DomainEventCallbackReboot = 319,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_RTC_CHANGE`
+    DomainEventCallbackRtcChange = 320,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_WATCHDOG`
+    DomainEventCallbackWatchdog = 321,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_IO_ERROR`
+    DomainEventCallbackIoError = 322,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_GRAPHICS`
+    DomainEventCallbackGraphics = 323,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_IO_ERROR_REASON`
+    DomainEventCallbackIoErrorReason = 324,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_TRAY_CHANGE`
+    DomainEventCallbackTrayChange = 328,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_PMWAKEUP`
+    DomainEventCallbackPmwakeup = 329,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_PMSUSPEND`
+    DomainEventCallbackPmsuspend = 330,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_BALLOON_CHANGE`
+    DomainEventCallbackBalloonChange = 331,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_PMSUSPEND_DISK`
+    DomainEventCallbackPmsuspendDisk = 332,
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED`
     DomainEventCallbackDeviceRemoved = 333,
     /// `REMOTE_PROC_DOMAIN_CORE_DUMP_WITH_FORMAT`
@@ -4229,6 +4598,10 @@ pub enum Procedure {
     ConnectGetDomainCapabilities = 342,
     /// `REMOTE_PROC_CONNECT_GET_ALL_DOMAIN_STATS`
     ConnectGetAllDomainStats = 344,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_TUNABLE`
+    DomainEventCallbackTunable = 346,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_AGENT_LIFECYCLE`
+    DomainEventCallbackAgentLifecycle = 348,
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`
     DomainDefineXmlFlags = 350,
     /// `REMOTE_PROC_DOMAIN_INTERFACE_ADDRESSES`
@@ -4255,6 +4628,10 @@ pub enum Procedure {
     DomainGetPerfEvents = 365,
     /// `REMOTE_PROC_DOMAIN_SET_PERF_EVENTS`
     DomainSetPerfEvents = 366,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVAL_FAILED`
+    DomainEventCallbackDeviceRemovalFailed = 367,
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_METADATA_CHANGE`
+    DomainEventCallbackMetadataChange = 379,
     /// `REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_DOWNTIME`
     DomainMigrateGetMaxDowntime = 387,
     /// `REMOTE_PROC_DOMAIN_MANAGED_SAVE_GET_XML_DESC`
@@ -4263,6 +4640,8 @@ pub enum Procedure {
     DomainManagedSaveDefineXml = 389,
     /// `REMOTE_PROC_CONNECT_SET_IDENTITY`
     ConnectSetIdentity = 419,
+    /// `REMOTE_PROC_DOMAIN_EVENT_MEMORY_FAILURE`
+    DomainEventMemoryFailure = 423,
     /// `REMOTE_PROC_DOMAIN_GET_MESSAGES`
     DomainGetMessages = 426,
     /// `REMOTE_PROC_DOMAIN_SAVE_PARAMS`
@@ -4440,12 +4819,24 @@ impl Procedure {
         Procedure::ConnectDomainEventCallbackDeregisterAny,
         Procedure::DomainEventCallbackLifecycle,
         Procedure::DomainEventCallbackReboot,
+        Procedure::DomainEventCallbackRtcChange,
+        Procedure::DomainEventCallbackWatchdog,
+        Procedure::DomainEventCallbackIoError,
+        Procedure::DomainEventCallbackGraphics,
+        Procedure::DomainEventCallbackIoErrorReason,
+        Procedure::DomainEventCallbackTrayChange,
+        Procedure::DomainEventCallbackPmwakeup,
+        Procedure::DomainEventCallbackPmsuspend,
+        Procedure::DomainEventCallbackBalloonChange,
+        Procedure::DomainEventCallbackPmsuspendDisk,
         Procedure::DomainEventCallbackDeviceRemoved,
         Procedure::DomainCoreDumpWithFormat,
         Procedure::DomainGetTime,
         Procedure::DomainSetTime,
         Procedure::ConnectGetDomainCapabilities,
         Procedure::ConnectGetAllDomainStats,
+        Procedure::DomainEventCallbackTunable,
+        Procedure::DomainEventCallbackAgentLifecycle,
         Procedure::DomainDefineXmlFlags,
         Procedure::DomainInterfaceAddresses,
         Procedure::DomainEventCallbackDeviceAdded,
@@ -4459,10 +4850,13 @@ impl Procedure {
         Procedure::DomainMigrateStartPostCopy,
         Procedure::DomainGetPerfEvents,
         Procedure::DomainSetPerfEvents,
+        Procedure::DomainEventCallbackDeviceRemovalFailed,
+        Procedure::DomainEventCallbackMetadataChange,
         Procedure::DomainMigrateGetMaxDowntime,
         Procedure::DomainManagedSaveGetXmlDesc,
         Procedure::DomainManagedSaveDefineXml,
         Procedure::ConnectSetIdentity,
+        Procedure::DomainEventMemoryFailure,
         Procedure::DomainGetMessages,
         Procedure::DomainSaveParams,
         Procedure::DomainRestoreParams,
@@ -4635,12 +5029,24 @@ impl Procedure {
             317 => Some(Self::ConnectDomainEventCallbackDeregisterAny),
             318 => Some(Self::DomainEventCallbackLifecycle),
             319 => Some(Self::DomainEventCallbackReboot),
+            320 => Some(Self::DomainEventCallbackRtcChange),
+            321 => Some(Self::DomainEventCallbackWatchdog),
+            322 => Some(Self::DomainEventCallbackIoError),
+            323 => Some(Self::DomainEventCallbackGraphics),
+            324 => Some(Self::DomainEventCallbackIoErrorReason),
+            328 => Some(Self::DomainEventCallbackTrayChange),
+            329 => Some(Self::DomainEventCallbackPmwakeup),
+            330 => Some(Self::DomainEventCallbackPmsuspend),
+            331 => Some(Self::DomainEventCallbackBalloonChange),
+            332 => Some(Self::DomainEventCallbackPmsuspendDisk),
             333 => Some(Self::DomainEventCallbackDeviceRemoved),
             334 => Some(Self::DomainCoreDumpWithFormat),
             337 => Some(Self::DomainGetTime),
             338 => Some(Self::DomainSetTime),
             342 => Some(Self::ConnectGetDomainCapabilities),
             344 => Some(Self::ConnectGetAllDomainStats),
+            346 => Some(Self::DomainEventCallbackTunable),
+            348 => Some(Self::DomainEventCallbackAgentLifecycle),
             350 => Some(Self::DomainDefineXmlFlags),
             353 => Some(Self::DomainInterfaceAddresses),
             354 => Some(Self::DomainEventCallbackDeviceAdded),
@@ -4654,10 +5060,13 @@ impl Procedure {
             364 => Some(Self::DomainMigrateStartPostCopy),
             365 => Some(Self::DomainGetPerfEvents),
             366 => Some(Self::DomainSetPerfEvents),
+            367 => Some(Self::DomainEventCallbackDeviceRemovalFailed),
+            379 => Some(Self::DomainEventCallbackMetadataChange),
             387 => Some(Self::DomainMigrateGetMaxDowntime),
             388 => Some(Self::DomainManagedSaveGetXmlDesc),
             389 => Some(Self::DomainManagedSaveDefineXml),
             419 => Some(Self::ConnectSetIdentity),
+            423 => Some(Self::DomainEventMemoryFailure),
             426 => Some(Self::DomainGetMessages),
             440 => Some(Self::DomainSaveParams),
             441 => Some(Self::DomainRestoreParams),
@@ -4832,33 +5241,48 @@ impl Procedure {
             Self::ConnectDomainEventCallbackDeregisterAny => &PROCEDURES[161],
             Self::DomainEventCallbackLifecycle => &PROCEDURES[162],
             Self::DomainEventCallbackReboot => &PROCEDURES[163],
-            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[164],
-            Self::DomainCoreDumpWithFormat => &PROCEDURES[165],
-            Self::DomainGetTime => &PROCEDURES[166],
-            Self::DomainSetTime => &PROCEDURES[167],
-            Self::ConnectGetDomainCapabilities => &PROCEDURES[168],
-            Self::ConnectGetAllDomainStats => &PROCEDURES[169],
-            Self::DomainDefineXmlFlags => &PROCEDURES[170],
-            Self::DomainInterfaceAddresses => &PROCEDURES[171],
-            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[172],
-            Self::DomainGetIothreadInfo => &PROCEDURES[173],
-            Self::DomainRename => &PROCEDURES[174],
-            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[175],
-            Self::ConnectRegisterCloseCallback => &PROCEDURES[176],
-            Self::ConnectUnregisterCloseCallback => &PROCEDURES[177],
-            Self::ConnectEventConnectionClosed => &PROCEDURES[178],
-            Self::DomainEventCallbackJobCompleted => &PROCEDURES[179],
-            Self::DomainMigrateStartPostCopy => &PROCEDURES[180],
-            Self::DomainGetPerfEvents => &PROCEDURES[181],
-            Self::DomainSetPerfEvents => &PROCEDURES[182],
-            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[183],
-            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[184],
-            Self::DomainManagedSaveDefineXml => &PROCEDURES[185],
-            Self::ConnectSetIdentity => &PROCEDURES[186],
-            Self::DomainGetMessages => &PROCEDURES[187],
-            Self::DomainSaveParams => &PROCEDURES[188],
-            Self::DomainRestoreParams => &PROCEDURES[189],
-            Self::DomainAbortJobFlags => &PROCEDURES[190],
+            Self::DomainEventCallbackRtcChange => &PROCEDURES[164],
+            Self::DomainEventCallbackWatchdog => &PROCEDURES[165],
+            Self::DomainEventCallbackIoError => &PROCEDURES[166],
+            Self::DomainEventCallbackGraphics => &PROCEDURES[167],
+            Self::DomainEventCallbackIoErrorReason => &PROCEDURES[168],
+            Self::DomainEventCallbackTrayChange => &PROCEDURES[169],
+            Self::DomainEventCallbackPmwakeup => &PROCEDURES[170],
+            Self::DomainEventCallbackPmsuspend => &PROCEDURES[171],
+            Self::DomainEventCallbackBalloonChange => &PROCEDURES[172],
+            Self::DomainEventCallbackPmsuspendDisk => &PROCEDURES[173],
+            Self::DomainEventCallbackDeviceRemoved => &PROCEDURES[174],
+            Self::DomainCoreDumpWithFormat => &PROCEDURES[175],
+            Self::DomainGetTime => &PROCEDURES[176],
+            Self::DomainSetTime => &PROCEDURES[177],
+            Self::ConnectGetDomainCapabilities => &PROCEDURES[178],
+            Self::ConnectGetAllDomainStats => &PROCEDURES[179],
+            Self::DomainEventCallbackTunable => &PROCEDURES[180],
+            Self::DomainEventCallbackAgentLifecycle => &PROCEDURES[181],
+            Self::DomainDefineXmlFlags => &PROCEDURES[182],
+            Self::DomainInterfaceAddresses => &PROCEDURES[183],
+            Self::DomainEventCallbackDeviceAdded => &PROCEDURES[184],
+            Self::DomainGetIothreadInfo => &PROCEDURES[185],
+            Self::DomainRename => &PROCEDURES[186],
+            Self::DomainEventCallbackMigrationIteration => &PROCEDURES[187],
+            Self::ConnectRegisterCloseCallback => &PROCEDURES[188],
+            Self::ConnectUnregisterCloseCallback => &PROCEDURES[189],
+            Self::ConnectEventConnectionClosed => &PROCEDURES[190],
+            Self::DomainEventCallbackJobCompleted => &PROCEDURES[191],
+            Self::DomainMigrateStartPostCopy => &PROCEDURES[192],
+            Self::DomainGetPerfEvents => &PROCEDURES[193],
+            Self::DomainSetPerfEvents => &PROCEDURES[194],
+            Self::DomainEventCallbackDeviceRemovalFailed => &PROCEDURES[195],
+            Self::DomainEventCallbackMetadataChange => &PROCEDURES[196],
+            Self::DomainMigrateGetMaxDowntime => &PROCEDURES[197],
+            Self::DomainManagedSaveGetXmlDesc => &PROCEDURES[198],
+            Self::DomainManagedSaveDefineXml => &PROCEDURES[199],
+            Self::ConnectSetIdentity => &PROCEDURES[200],
+            Self::DomainEventMemoryFailure => &PROCEDURES[201],
+            Self::DomainGetMessages => &PROCEDURES[202],
+            Self::DomainSaveParams => &PROCEDURES[203],
+            Self::DomainRestoreParams => &PROCEDURES[204],
+            Self::DomainAbortJobFlags => &PROCEDURES[205],
         }
     }
     /// The procedure's name in the `.x` file, e.g. `REMOTE_PROC_CONNECT_OPEN`.
@@ -5089,6 +5513,36 @@ impl Procedure {
                 visitor.visit::<procs::DomainEventCallbackLifecycle>()
             }
             Self::DomainEventCallbackReboot => visitor.visit::<procs::DomainEventCallbackReboot>(),
+            Self::DomainEventCallbackRtcChange => {
+                visitor.visit::<procs::DomainEventCallbackRtcChange>()
+            }
+            Self::DomainEventCallbackWatchdog => {
+                visitor.visit::<procs::DomainEventCallbackWatchdog>()
+            }
+            Self::DomainEventCallbackIoError => {
+                visitor.visit::<procs::DomainEventCallbackIoError>()
+            }
+            Self::DomainEventCallbackGraphics => {
+                visitor.visit::<procs::DomainEventCallbackGraphics>()
+            }
+            Self::DomainEventCallbackIoErrorReason => {
+                visitor.visit::<procs::DomainEventCallbackIoErrorReason>()
+            }
+            Self::DomainEventCallbackTrayChange => {
+                visitor.visit::<procs::DomainEventCallbackTrayChange>()
+            }
+            Self::DomainEventCallbackPmwakeup => {
+                visitor.visit::<procs::DomainEventCallbackPmwakeup>()
+            }
+            Self::DomainEventCallbackPmsuspend => {
+                visitor.visit::<procs::DomainEventCallbackPmsuspend>()
+            }
+            Self::DomainEventCallbackBalloonChange => {
+                visitor.visit::<procs::DomainEventCallbackBalloonChange>()
+            }
+            Self::DomainEventCallbackPmsuspendDisk => {
+                visitor.visit::<procs::DomainEventCallbackPmsuspendDisk>()
+            }
             Self::DomainEventCallbackDeviceRemoved => {
                 visitor.visit::<procs::DomainEventCallbackDeviceRemoved>()
             }
@@ -5099,6 +5553,12 @@ impl Procedure {
                 visitor.visit::<procs::ConnectGetDomainCapabilities>()
             }
             Self::ConnectGetAllDomainStats => visitor.visit::<procs::ConnectGetAllDomainStats>(),
+            Self::DomainEventCallbackTunable => {
+                visitor.visit::<procs::DomainEventCallbackTunable>()
+            }
+            Self::DomainEventCallbackAgentLifecycle => {
+                visitor.visit::<procs::DomainEventCallbackAgentLifecycle>()
+            }
             Self::DomainDefineXmlFlags => visitor.visit::<procs::DomainDefineXmlFlags>(),
             Self::DomainInterfaceAddresses => visitor.visit::<procs::DomainInterfaceAddresses>(),
             Self::DomainEventCallbackDeviceAdded => {
@@ -5126,6 +5586,12 @@ impl Procedure {
             }
             Self::DomainGetPerfEvents => visitor.visit::<procs::DomainGetPerfEvents>(),
             Self::DomainSetPerfEvents => visitor.visit::<procs::DomainSetPerfEvents>(),
+            Self::DomainEventCallbackDeviceRemovalFailed => {
+                visitor.visit::<procs::DomainEventCallbackDeviceRemovalFailed>()
+            }
+            Self::DomainEventCallbackMetadataChange => {
+                visitor.visit::<procs::DomainEventCallbackMetadataChange>()
+            }
             Self::DomainMigrateGetMaxDowntime => {
                 visitor.visit::<procs::DomainMigrateGetMaxDowntime>()
             }
@@ -5136,6 +5602,7 @@ impl Procedure {
                 visitor.visit::<procs::DomainManagedSaveDefineXml>()
             }
             Self::ConnectSetIdentity => visitor.visit::<procs::ConnectSetIdentity>(),
+            Self::DomainEventMemoryFailure => visitor.visit::<procs::DomainEventMemoryFailure>(),
             Self::DomainGetMessages => visitor.visit::<procs::DomainGetMessages>(),
             Self::DomainSaveParams => visitor.visit::<procs::DomainSaveParams>(),
             Self::DomainRestoreParams => visitor.visit::<procs::DomainRestoreParams>(),
@@ -6480,6 +6947,86 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 320,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_RTC_CHANGE",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 321,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_WATCHDOG",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 322,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_IO_ERROR",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 323,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_GRAPHICS",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 324,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_IO_ERROR_REASON",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 328,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_TRAY_CHANGE",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 329,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_PMWAKEUP",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 330,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_PMSUSPEND",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 331,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_BALLOON_CHANGE",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 332,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_PMSUSPEND_DISK",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 333,
         name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED",
         readonly: false,
@@ -6525,6 +7072,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         readonly: true,
         priority: false,
         event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 346,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_TUNABLE",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 348,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_AGENT_LIFECYCLE",
+        readonly: false,
+        priority: false,
+        event: true,
         stream: false,
     },
     crate::ProcedureInfo {
@@ -6632,6 +7195,22 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         stream: false,
     },
     crate::ProcedureInfo {
+        number: 367,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVAL_FAILED",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 379,
+        name: "REMOTE_PROC_DOMAIN_EVENT_CALLBACK_METADATA_CHANGE",
+        readonly: false,
+        priority: false,
+        event: true,
+        stream: false,
+    },
+    crate::ProcedureInfo {
         number: 387,
         name: "REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_DOWNTIME",
         readonly: true,
@@ -6661,6 +7240,14 @@ pub static PROCEDURES: &[crate::ProcedureInfo] = &[
         readonly: false,
         priority: false,
         event: false,
+        stream: false,
+    },
+    crate::ProcedureInfo {
+        number: 423,
+        name: "REMOTE_PROC_DOMAIN_EVENT_MEMORY_FAILURE",
+        readonly: false,
+        priority: false,
+        event: true,
         stream: false,
     },
     crate::ProcedureInfo {
@@ -8199,6 +8786,96 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_RTC_CHANGE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackRtcChange;
+    impl super::RemoteProcedure for DomainEventCallbackRtcChange {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackRtcChange;
+        type Args = super::DomainEventCallbackRtcChangeMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_WATCHDOG`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackWatchdog;
+    impl super::RemoteProcedure for DomainEventCallbackWatchdog {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackWatchdog;
+        type Args = super::DomainEventCallbackWatchdogMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_IO_ERROR`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackIoError;
+    impl super::RemoteProcedure for DomainEventCallbackIoError {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackIoError;
+        type Args = super::DomainEventCallbackIoErrorMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_GRAPHICS`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackGraphics;
+    impl super::RemoteProcedure for DomainEventCallbackGraphics {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackGraphics;
+        type Args = super::DomainEventCallbackGraphicsMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_IO_ERROR_REASON`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackIoErrorReason;
+    impl super::RemoteProcedure for DomainEventCallbackIoErrorReason {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackIoErrorReason;
+        type Args = super::DomainEventCallbackIoErrorReasonMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_TRAY_CHANGE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackTrayChange;
+    impl super::RemoteProcedure for DomainEventCallbackTrayChange {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackTrayChange;
+        type Args = super::DomainEventCallbackTrayChangeMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_PMWAKEUP`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackPmwakeup;
+    impl super::RemoteProcedure for DomainEventCallbackPmwakeup {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackPmwakeup;
+        type Args = super::DomainEventCallbackPmwakeupMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_PMSUSPEND`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackPmsuspend;
+    impl super::RemoteProcedure for DomainEventCallbackPmsuspend {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackPmsuspend;
+        type Args = super::DomainEventCallbackPmsuspendMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_BALLOON_CHANGE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackBalloonChange;
+    impl super::RemoteProcedure for DomainEventCallbackBalloonChange {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackBalloonChange;
+        type Args = super::DomainEventCallbackBalloonChangeMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_PMSUSPEND_DISK`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackPmsuspendDisk;
+    impl super::RemoteProcedure for DomainEventCallbackPmsuspendDisk {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackPmsuspendDisk;
+        type Args = super::DomainEventCallbackPmsuspendDiskMsg;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainEventCallbackDeviceRemoved;
@@ -8251,6 +8928,24 @@ pub mod procs {
         const PROC: super::Procedure = super::Procedure::ConnectGetAllDomainStats;
         type Args = super::ConnectGetAllDomainStatsArgs;
         type Ret = super::ConnectGetAllDomainStatsRet;
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_TUNABLE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackTunable;
+    impl super::RemoteProcedure for DomainEventCallbackTunable {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackTunable;
+        type Args = super::DomainEventCallbackTunableMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_AGENT_LIFECYCLE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackAgentLifecycle;
+    impl super::RemoteProcedure for DomainEventCallbackAgentLifecycle {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackAgentLifecycle;
+        type Args = super::DomainEventCallbackAgentLifecycleMsg;
+        type Ret = ();
     }
 
     /// `REMOTE_PROC_DOMAIN_DEFINE_XML_FLAGS`.
@@ -8370,6 +9065,24 @@ pub mod procs {
         type Ret = ();
     }
 
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_DEVICE_REMOVAL_FAILED`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackDeviceRemovalFailed;
+    impl super::RemoteProcedure for DomainEventCallbackDeviceRemovalFailed {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackDeviceRemovalFailed;
+        type Args = super::DomainEventCallbackDeviceRemovalFailedMsg;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_CALLBACK_METADATA_CHANGE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventCallbackMetadataChange;
+    impl super::RemoteProcedure for DomainEventCallbackMetadataChange {
+        const PROC: super::Procedure = super::Procedure::DomainEventCallbackMetadataChange;
+        type Args = super::DomainEventCallbackMetadataChangeMsg;
+        type Ret = ();
+    }
+
     /// `REMOTE_PROC_DOMAIN_MIGRATE_GET_MAX_DOWNTIME`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct DomainMigrateGetMaxDowntime;
@@ -8403,6 +9116,15 @@ pub mod procs {
     impl super::RemoteProcedure for ConnectSetIdentity {
         const PROC: super::Procedure = super::Procedure::ConnectSetIdentity;
         type Args = super::ConnectSetIdentityArgs;
+        type Ret = ();
+    }
+
+    /// `REMOTE_PROC_DOMAIN_EVENT_MEMORY_FAILURE`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DomainEventMemoryFailure;
+    impl super::RemoteProcedure for DomainEventMemoryFailure {
+        const PROC: super::Procedure = super::Procedure::DomainEventMemoryFailure;
+        type Args = super::DomainEventMemoryFailureMsg;
         type Ret = ();
     }
 
@@ -9284,6 +10006,66 @@ impl Call {
                     proc_.name()
                 )))
             }
+            Procedure::DomainEventCallbackRtcChange => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
+            Procedure::DomainEventCallbackWatchdog => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
+            Procedure::DomainEventCallbackIoError => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
+            Procedure::DomainEventCallbackGraphics => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
+            Procedure::DomainEventCallbackIoErrorReason => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
+            Procedure::DomainEventCallbackTrayChange => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
+            Procedure::DomainEventCallbackPmwakeup => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
+            Procedure::DomainEventCallbackPmsuspend => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
+            Procedure::DomainEventCallbackBalloonChange => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
+            Procedure::DomainEventCallbackPmsuspendDisk => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
             Procedure::DomainEventCallbackDeviceRemoved => {
                 return Err(migrated_xdr::Error::Custom(format!(
                     "{} is an event, not a call",
@@ -9300,6 +10082,18 @@ impl Call {
             }
             Procedure::ConnectGetAllDomainStats => {
                 Call::ConnectGetAllDomainStats(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainEventCallbackTunable => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
+            Procedure::DomainEventCallbackAgentLifecycle => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
             }
             Procedure::DomainDefineXmlFlags => {
                 Call::DomainDefineXmlFlags(migrated_xdr::from_bytes(payload)?)
@@ -9352,6 +10146,18 @@ impl Call {
             Procedure::DomainSetPerfEvents => {
                 Call::DomainSetPerfEvents(migrated_xdr::from_bytes(payload)?)
             }
+            Procedure::DomainEventCallbackDeviceRemovalFailed => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
+            Procedure::DomainEventCallbackMetadataChange => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
+            }
             Procedure::DomainMigrateGetMaxDowntime => {
                 Call::DomainMigrateGetMaxDowntime(migrated_xdr::from_bytes(payload)?)
             }
@@ -9363,6 +10169,12 @@ impl Call {
             }
             Procedure::ConnectSetIdentity => {
                 Call::ConnectSetIdentity(migrated_xdr::from_bytes(payload)?)
+            }
+            Procedure::DomainEventMemoryFailure => {
+                return Err(migrated_xdr::Error::Custom(format!(
+                    "{} is an event, not a call",
+                    proc_.name()
+                )))
             }
             Procedure::DomainGetMessages => {
                 Call::DomainGetMessages(migrated_xdr::from_bytes(payload)?)
