@@ -400,9 +400,11 @@ impl Checker {
                 kind(d),
                 kind(s)
             )
-        } else if let (Some(s), Some(d), true) =
-            (s, d, kind(s) == "pci" && s.zip(d).is_some_and(|(s, d)| pci_text(s) != pci_text(d)))
-        {
+        } else if let (Some(s), Some(d), true) = (
+            s,
+            d,
+            kind(s) == "pci" && s.zip(d).is_some_and(|(s, d)| pci_text(s) != pci_text(d)),
+        ) {
             // libvirt 9.0's words, without a space before "does".
             format!(
                 "Target device PCI address {}does not match source {}",

@@ -255,7 +255,9 @@ fn a_moved_pci_address_is_refused_in_libvirts_words() {
             hex("function")
         )
     );
-    assert!(err.to_string().starts_with("guest ABI would change: Target device PCI address"));
+    assert!(err
+        .to_string()
+        .starts_with("guest ABI would change: Target device PCI address"));
 }
 
 #[test]

@@ -73,6 +73,12 @@ impl QemuDriver {
                 if change != Change::Detach {
                     realisable(&dev).map_err(|e| e.into_core(op))?;
                 }
+                if change == Change::Attach {
+                    // The config's copy gets its slot too (libvirt assigns
+                    // addresses on every config change); a live attach
+                    // replaces it with the running guest's below.
+                    pci::assign(&mut def).map_err(|e| e.into_core(op))?;
+                }
                 Some(def)
             } else {
                 None
@@ -140,8 +146,7 @@ impl QemuDriver {
                 }
                 // The slot asked for, or the first free one: recorded in the
                 // live XML, so a destination puts it where the guest saw it.
-                pci::assign_hotplug(&target.def, &mut d.info, true)
-                    .map_err(|e| e.into_core(OP))?;
+                pci::assign_hotplug(&target.def, &mut d.info, true).map_err(|e| e.into_core(OP))?;
                 let spec = disk(d, chipset).map_err(|e| e.into_core(OP))?;
                 let device = spec.device(0).map_err(|e| e.into_core(OP))?;
                 qmp.execute(&BlockdevAdd(spec.blockdev()))

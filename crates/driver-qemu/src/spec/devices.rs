@@ -591,7 +591,8 @@ fn sound(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) -> Result<()>
         };
         if hda {
             // HDA controllers play through a codec, as libvirt's default duplex one.
-            spec.sounds.push(Device::new(driver, id.clone()).placed(&at));
+            spec.sounds
+                .push(Device::new(driver, id.clone()).placed(&at));
             spec.sounds.push(
                 Device::new("hda-duplex", format!("{id}-codec0"))
                     .with("bus", format!("{id}.0"))

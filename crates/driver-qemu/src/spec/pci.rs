@@ -272,9 +272,7 @@ impl AddressSet {
             ));
         }
         if addr.function > 7 {
-            return error(format!(
-                "Invalid PCI address {addr}. function must be <= 7"
-            ));
+            return error(format!("Invalid PCI address {addr}. function must be <= 7"));
         }
         let slot = addr.slot as usize;
         if bus.functions[slot] & (1 << addr.function) != 0 {
@@ -381,8 +379,8 @@ fn pci_devices(def: &mut DomainDef, chipset: Chipset) -> Vec<(Wanted<'_>, Option
         if matches!(sound.model.as_str(), "sb16" | "pcspk" | "usb") {
             continue;
         }
-        let fixed = (chipset == Chipset::Q35 && sound.model == "ich9" && !ich9_audio_placed)
-            .then(|| {
+        let fixed =
+            (chipset == Chipset::Q35 && sound.model == "ich9" && !ich9_audio_placed).then(|| {
                 ich9_audio_placed = true;
                 Fixed::Preferred(PciAddress::at(0, 0x1b, 0))
             });

@@ -15,7 +15,8 @@ fn at(info: &DeviceInfo) -> String {
         .map_or_else(|| "none".into(), |a| a.to_string())
 }
 
-const DEVICES: &str = "<disk type='file'><source file='/a'/><target dev='vda' bus='virtio'/></disk>\
+const DEVICES: &str =
+    "<disk type='file'><source file='/a'/><target dev='vda' bus='virtio'/></disk>\
     <disk type='file'><source file='/b'/><target dev='hda' bus='ide'/></disk>\
     <controller type='ide' index='0'/>\
     <controller type='usb' index='0' model='piix3-uhci'/>\
@@ -80,7 +81,9 @@ fn given_addresses_are_kept_and_the_others_fill_the_gaps() {
 #[test]
 fn conflicts_and_invalid_addresses_are_refused_in_libvirts_words() {
     let pci = |slot: &str, function: &str| {
-        format!("<address type='pci' domain='0x0000' bus='0x00' slot='{slot}' function='{function}'/>")
+        format!(
+            "<address type='pci' domain='0x0000' bus='0x00' slot='{slot}' function='{function}'/>"
+        )
     };
     for (devices, want) in [
         (
@@ -120,7 +123,11 @@ fn conflicts_and_invalid_addresses_are_refused_in_libvirts_words() {
     }
     let err = assign(&mut def(
         "pc",
-        &format!("<interface type='user'>{}</interface><interface type='user'>{}</interface>", pci("0x05", "0x0"), pci("0x05", "0x0")),
+        &format!(
+            "<interface type='user'>{}</interface><interface type='user'>{}</interface>",
+            pci("0x05", "0x0"),
+            pci("0x05", "0x0")
+        ),
     ))
     .expect_err("double use");
     let core = err.into_core("virDomainDefineXML");
@@ -160,16 +167,27 @@ fn q35_puts_pcie_devices_behind_root_ports() {
     // port = slot * 8 + function.
     assert_eq!(at(&ports[0].info), "0000:00:02.0");
     assert_eq!(
-        ports[0].info.address.as_ref().and_then(|a| a.field("multifunction")),
+        ports[0]
+            .info
+            .address
+            .as_ref()
+            .and_then(|a| a.field("multifunction")),
         Some("on")
     );
     assert_eq!(at(&ports[1].info), "0000:00:02.1");
     assert_eq!(at(&ports[2].info), "0000:00:02.2");
     assert_eq!(
         ports[1].target,
-        vec![("chassis".to_owned(), "2".to_owned()), ("port".to_owned(), "0x11".to_owned())]
+        vec![
+            ("chassis".to_owned(), "2".to_owned()),
+            ("port".to_owned(), "0x11".to_owned())
+        ]
     );
-    let sata = dev.controllers.iter().find(|c| c.kind == "sata").expect("sata");
+    let sata = dev
+        .controllers
+        .iter()
+        .find(|c| c.kind == "sata")
+        .expect("sata");
     assert_eq!(at(&sata.info), "0000:00:1f.2");
     assert_eq!(at(&dev.videos[0].info), "0000:00:01.0");
     assert_eq!(at(&dev.sounds[0].info), "0000:00:1b.0");
@@ -224,7 +242,11 @@ fn implicit_devices_become_explicit() {
     let dev = &d.devices;
     assert_eq!(dev.videos.len(), 1);
     assert_eq!(at(&dev.videos[0].info), "0000:00:02.0");
-    let usb = dev.controllers.iter().find(|c| c.kind == "usb").expect("usb");
+    let usb = dev
+        .controllers
+        .iter()
+        .find(|c| c.kind == "usb")
+        .expect("usb");
     assert_eq!(usb.model.as_deref(), Some("piix3-uhci"));
     assert_eq!(at(&usb.info), "0000:00:01.2");
     let serial = dev
