@@ -298,9 +298,12 @@ impl Device {
         self
     }
 
-    /// Whether it is a PCI bus other devices plug into (a root port).
+    /// Whether it is a PCI bus other devices plug into (a root port) with
+    /// its own address: it comes before them on the command line. One
+    /// without (a definition from before addresses) keeps its old place
+    /// among the controllers, and so the slot QEMU gave it then.
     fn is_pci_bus(&self) -> bool {
-        self.0["driver"] == "pcie-root-port"
+        self.0["driver"] == "pcie-root-port" && self.0.get("addr").is_some()
     }
 }
 

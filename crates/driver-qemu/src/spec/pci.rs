@@ -355,24 +355,12 @@ fn pci_devices(def: &mut DomainDef, chipset: Chipset) -> Vec<(Wanted<'_>, Option
         if ctl.index.unwrap_or(0) == 0 {
             continue;
         }
-        out.push((
-            Wanted {
-                info: &mut ctl.info,
-                plug: Plug::RootPort,
-            },
-            None,
-        ));
+        out.push(want(&mut ctl.info, Plug::RootPort, None));
     }
     for nic in &mut d.interfaces {
         let model = nic.model.as_deref().unwrap_or("virtio");
         let plug = express(matches!(model, "virtio" | "virtio-net-pci" | "e1000e"));
-        out.push((
-            Wanted {
-                info: &mut nic.info,
-                plug,
-            },
-            None,
-        ));
+        out.push(want(&mut nic.info, plug, None));
     }
     let mut ich9_audio_placed = false;
     for sound in &mut d.sounds {
@@ -384,13 +372,7 @@ fn pci_devices(def: &mut DomainDef, chipset: Chipset) -> Vec<(Wanted<'_>, Option
                 ich9_audio_placed = true;
                 Fixed::Preferred(PciAddress::at(0, 0x1b, 0))
             });
-        out.push((
-            Wanted {
-                info: &mut sound.info,
-                plug: Plug::Conventional,
-            },
-            fixed,
-        ));
+        out.push(want(&mut sound.info, Plug::Conventional, fixed));
     }
     for ctl in other_ctls {
         let index = ctl.index.unwrap_or(0);
@@ -429,13 +411,7 @@ fn pci_devices(def: &mut DomainDef, chipset: Chipset) -> Vec<(Wanted<'_>, Option
             ("virtio-serial" | "scsi", _) => (Plug::Express, None),
             _ => continue,
         };
-        out.push((
-            Wanted {
-                info: &mut ctl.info,
-                plug,
-            },
-            fixed,
-        ));
+        out.push(want(&mut ctl.info, plug, fixed));
     }
     for disk in &mut d.disks {
         let virtio = match disk.target.bus.as_deref() {
@@ -443,41 +419,17 @@ fn pci_devices(def: &mut DomainDef, chipset: Chipset) -> Vec<(Wanted<'_>, Option
             None => disk.target.dev.starts_with("vd"),
         };
         if virtio {
-            out.push((
-                Wanted {
-                    info: &mut disk.info,
-                    plug: Plug::Express,
-                },
-                None,
-            ));
+            out.push(want(&mut disk.info, Plug::Express, None));
         }
     }
     if let Some(balloon) = d.memballoon.as_mut().filter(|b| b.model == "virtio") {
-        out.push((
-            Wanted {
-                info: &mut balloon.info,
-                plug: Plug::Express,
-            },
-            None,
-        ));
+        out.push(want(&mut balloon.info, Plug::Express, None));
     }
     for rng in &mut d.rngs {
-        out.push((
-            Wanted {
-                info: &mut rng.info,
-                plug: Plug::Express,
-            },
-            None,
-        ));
+        out.push(want(&mut rng.info, Plug::Express, None));
     }
     for watchdog in d.watchdogs.iter_mut().filter(|w| w.model == "i6300esb") {
-        out.push((
-            Wanted {
-                info: &mut watchdog.info,
-                plug: Plug::Conventional,
-            },
-            None,
-        ));
+        out.push(want(&mut watchdog.info, Plug::Conventional, None));
     }
     for (i, video) in d.videos.iter_mut().enumerate() {
         let kind = video.model.as_ref().map_or("vga", |m| m.kind.as_str());
@@ -490,24 +442,17 @@ fn pci_devices(def: &mut DomainDef, chipset: Chipset) -> Vec<(Wanted<'_>, Option
                 Chipset::Q35 => PciAddress::at(0, 1, 0),
             })
         });
-        out.push((
-            Wanted {
-                info: &mut video.info,
-                plug: express(kind == "virtio"),
-            },
-            fixed,
-        ));
+        out.push(want(&mut video.info, express(kind == "virtio"), fixed));
     }
     for input in d.inputs.iter_mut().filter(|i| is_virtio_input(i)) {
-        out.push((
-            Wanted {
-                info: &mut input.info,
-                plug: Plug::Express,
-            },
-            None,
-        ));
+        out.push(want(&mut input.info, Plug::Express, None));
     }
     out
+}
+
+/// One entry of [`pci_devices`].
+fn want(info: &mut DeviceInfo, plug: Plug, fixed: Option<Fixed>) -> (Wanted<'_>, Option<Fixed>) {
+    (Wanted { info, plug }, fixed)
 }
 
 fn is_virtio_input(input: &Input) -> bool {
