@@ -43,15 +43,21 @@ pub struct AbiDifference {
     pub source: String,
     /// The destination's value, rendered the same way.
     pub target: String,
+    /// libvirt's own sentence for this difference, where clients know it
+    /// ("Target domain machine type … does not match source …").
+    pub libvirt: Option<String>,
 }
 
 impl fmt::Display for AbiDifference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "target {} {} does not match source {}",
-            self.field, self.target, self.source
-        )
+        match &self.libvirt {
+            Some(sentence) => f.write_str(sentence),
+            None => write!(
+                f,
+                "target {} {} does not match source {}",
+                self.field, self.target, self.source
+            ),
+        }
     }
 }
 
@@ -136,6 +142,28 @@ fn address(a: Option<&Address>) -> String {
     }
 }
 
+/// A PCI address as libvirt prints it in ABI messages: `0000:00:03.0`.
+fn pci_text(a: &Address) -> String {
+    let number = |name: &str| {
+        a.field(name)
+            .and_then(|v| {
+                let v = v.trim();
+                match v.strip_prefix("0x") {
+                    Some(hex) => u64::from_str_radix(hex, 16).ok(),
+                    None => v.parse().ok(),
+                }
+            })
+            .unwrap_or(0)
+    };
+    format!(
+        "{:04x}:{:02x}:{:02x}.{}",
+        number("domain"),
+        number("bus"),
+        number("slot"),
+        number("function")
+    )
+}
+
 fn features(list: &[Feature]) -> String {
     // Order in <features> is not visible to the guest; presence and settings are.
     let mut items: Vec<String> = list
@@ -175,6 +203,7 @@ impl Checker {
                 field: field.into(),
                 source,
                 target,
+                libvirt: None,
             });
         }
     }
@@ -229,11 +258,20 @@ impl Checker {
         );
         self.diff("OS type", quoted(&s.os.os_type), quoted(&d.os.os_type));
         self.diff("OS arch", opt(s.os.arch.as_ref()), opt(d.os.arch.as_ref()));
-        self.diff(
-            "machine type",
-            opt(s.os.machine.as_ref()),
-            opt(d.os.machine.as_ref()),
-        );
+        if s.os.machine != d.os.machine {
+            let (sm, dm) = (opt(s.os.machine.as_ref()), opt(d.os.machine.as_ref()));
+            let plain = |m: &Option<String>| m.clone().unwrap_or_else(|| "(null)".into());
+            self.differences.push(AbiDifference {
+                field: "machine type".into(),
+                libvirt: Some(format!(
+                    "Target domain machine type {} does not match source {}",
+                    plain(&d.os.machine),
+                    plain(&s.os.machine)
+                )),
+                source: sm,
+                target: dm,
+            });
+        }
         self.diff(
             "firmware",
             opt(s.os.firmware.as_ref()),
@@ -349,7 +387,39 @@ impl Checker {
     }
 
     fn addr(&mut self, label: &str, s: Option<&Address>, d: Option<&Address>) {
-        self.diff(format!("{label} address"), address(s), address(d));
+        if s == d {
+            return;
+        }
+        fn kind(a: Option<&Address>) -> &str {
+            a.map_or("none", |a| a.kind.as_str())
+        }
+        // libvirt's virDomainDeviceInfoCheckABIStability sentences.
+        let libvirt = if kind(s) != kind(d) {
+            format!(
+                "Target device address type {} does not match source {}",
+                kind(d),
+                kind(s)
+            )
+        } else if let (Some(s), Some(d), true) = (
+            s,
+            d,
+            kind(s) == "pci" && s.zip(d).is_some_and(|(s, d)| pci_text(s) != pci_text(d)),
+        ) {
+            // libvirt 9.0's words, without a space before "does".
+            format!(
+                "Target device PCI address {}does not match source {}",
+                pci_text(d),
+                pci_text(s)
+            )
+        } else {
+            return self.diff(format!("{label} address"), address(s), address(d));
+        };
+        self.differences.push(AbiDifference {
+            field: format!("{label} address"),
+            source: address(s),
+            target: address(d),
+            libvirt: Some(libvirt),
+        });
     }
 
     fn disk(&mut self, label: &str, s: &Disk, d: &Disk) {

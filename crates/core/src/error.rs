@@ -530,6 +530,14 @@ pub enum Error {
         /// libvirt's detail.
         reason: String,
     },
+    /// A domain definition that parses but cannot be used as it is, in
+    /// libvirt's words (`VIR_ERR_XML_ERROR`), e.g. "Attempted double use of
+    /// PCI Address 0000:00:03.0".
+    #[error("XML error: {reason}")]
+    XmlConfig {
+        /// libvirt's detail.
+        reason: String,
+    },
     /// A `<domainsnapshot>` document that cannot be used.
     #[error("XML error: invalid domain snapshot XML")]
     SnapshotXml(#[source] crate::xml::XmlError),
@@ -681,7 +689,9 @@ impl Error {
             Error::NoDomainSnapshot { .. } => ErrorCode::NoDomainSnapshot,
             Error::SnapshotExists { .. } => ErrorCode::OperationFailed,
             Error::SnapshotRevertRisky { .. } => ErrorCode::SnapshotRevertRisky,
-            Error::SnapshotXml(_) | Error::SnapshotConfig { .. } => ErrorCode::XmlError,
+            Error::SnapshotXml(_) | Error::SnapshotConfig { .. } | Error::XmlConfig { .. } => {
+                ErrorCode::XmlError
+            }
             Error::Internal { .. } => ErrorCode::InternalError,
             Error::System { .. } | Error::SystemCall { .. } => ErrorCode::SystemError,
         }
@@ -724,6 +734,7 @@ impl Error {
             | Error::OperationDenied { .. }
             | Error::Xml(_)
             | Error::DuplicateDiskTarget { .. }
+            | Error::XmlConfig { .. }
             | Error::CpuIncompatible { .. }
             | Error::NoDomainMetadata
             | Error::SnapshotExists { .. } => Some(ErrorDomain::Domain),

@@ -1,7 +1,7 @@
 //! One test per guest ABI rule: each guest-visible change is refused with a
 //! message naming the field and both values; each host-side change is accepted.
 use migrated_core::abi::check_abi_stability;
-use migrated_core::xml::{CpuFeature, DiskDevice, DomainDef, DomainType, FormatOptions};
+use migrated_core::xml::{Address, CpuFeature, DiskDevice, DomainDef, DomainType, FormatOptions};
 
 const RICH: &str = include_str!("data/xml/rich-kvm.xml");
 
@@ -80,7 +80,7 @@ fn every_difference_is_listed_not_just_the_first() {
         },
         &[
             "vCPU count 8",
-            "machine type 'pc-q35-9.0'",
+            "machine type pc-q35-9.0",
             "interface 0 model 'e1000'",
         ],
     );
@@ -125,7 +125,7 @@ fn os_type_arch_and_machine_are_guest_visible() {
     );
     refused(
         |d| d.os.machine = Some("pc".into()),
-        &["machine type 'pc' does not match source 'pc-q35-8.2'"],
+        &["Target domain machine type pc does not match source pc-q35-8.2"],
     );
 }
 
@@ -200,11 +200,11 @@ fn disk_count_order_and_properties_are_guest_visible() {
             "disk 0 target dev 'vdb'",
             "disk 0 shareable",
             "disk 0 serial",
-            "disk 0 address",
+            "Target device PCI address",
             "disk 1 target dev 'vda'",
             "disk 1 shareable",
             "disk 1 serial",
-            "disk 1 address",
+            "Target device PCI address",
         ],
     );
     refused(
@@ -221,8 +221,43 @@ fn disk_count_order_and_properties_are_guest_visible() {
     );
     refused(
         |d| d.devices.disks[0].info.address = None,
-        &["disk 0 address none"],
+        &["Target device address type none does not match source pci"],
     );
+}
+
+#[test]
+fn a_moved_pci_address_is_refused_in_libvirts_words() {
+    let src = base();
+    let mut dst = src.clone();
+    let moved = Address {
+        kind: "pci".into(),
+        fields: vec![
+            ("domain".into(), "0x0000".into()),
+            ("bus".into(), "0x00".into()),
+            ("slot".into(), "0x1e".into()),
+            ("function".into(), "0x0".into()),
+        ],
+    };
+    let before = src.devices.disks[0].info.address.clone().expect("address");
+    dst.devices.disks[0].info.address = Some(moved);
+    let err = check_abi_stability(&src, &dst).expect_err("moved");
+    let hex = |name: &str| {
+        let v = before.field(name).expect("field");
+        u8::from_str_radix(v.trim_start_matches("0x"), 16).expect("hex")
+    };
+    // libvirt 9.0's sentence, its missing space included.
+    assert_eq!(
+        err.differences[0].to_string(),
+        format!(
+            "Target device PCI address 0000:00:1e.0does not match source 0000:{:02x}:{:02x}.{}",
+            hex("bus"),
+            hex("slot"),
+            hex("function")
+        )
+    );
+    assert!(err
+        .to_string()
+        .starts_with("guest ABI would change: Target device PCI address"));
 }
 
 #[test]

@@ -95,6 +95,17 @@ pub(crate) fn disk_node(target: &str) -> String {
     format!("drive-{target}")
 }
 
+/// Where a device sits on the guest's PCI buses: its `-device` properties
+/// `bus`, `addr` and `multifunction` (empty: QEMU's next free slot).
+pub type Placement = Vec<(&'static str, serde_json::Value)>;
+
+/// Adds the properties of `placement` to the `-device` JSON `device`.
+pub(crate) fn place(device: &mut serde_json::Value, placement: &Placement) {
+    for (key, value) in placement {
+        device[*key] = value.clone();
+    }
+}
+
 /// A disk attached with `-blockdev` + `-device`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {
@@ -108,9 +119,8 @@ pub struct Disk {
     pub bus: String,
     /// Attach read-only.
     pub readonly: bool,
-    /// The PCI slot on bus 0 (`<address type='pci' slot=…/>`), `None` for
-    /// the next free one.
-    pub slot: Option<u8>,
+    /// Its PCI place (`<address type='pci'/>`; virtio disks).
+    pub pci: Placement,
 }
 
 impl Disk {
@@ -142,9 +152,7 @@ impl Disk {
             }
             other => return Err(invalid(format!("disk bus {other} is not supported"))),
         };
-        if let Some(slot) = self.slot {
-            device["addr"] = json!(format!("{slot:#x}"));
-        }
+        place(&mut device, &self.pci);
         Ok(device)
     }
 }
@@ -170,8 +178,8 @@ pub struct Nic {
     pub mac: Option<String>,
     /// Device model, e.g. `virtio-net-pci` or `e1000`.
     pub model: String,
-    /// The PCI slot on bus 0, `None` for the next free one.
-    pub slot: Option<u8>,
+    /// Its PCI place (`<address type='pci'/>`).
+    pub pci: Placement,
 }
 
 impl Nic {
@@ -190,9 +198,7 @@ impl Nic {
         if let Some(mac) = &self.mac {
             device["mac"] = json!(mac);
         }
-        if let Some(slot) = self.slot {
-            device["addr"] = json!(format!("{slot:#x}"));
-        }
+        place(&mut device, &self.pci);
         device
     }
 }
@@ -284,6 +290,21 @@ impl Device {
     pub fn id(&self) -> Option<&str> {
         self.0["id"].as_str()
     }
+
+    /// Adds the properties of `placement` (its PCI place).
+    #[must_use]
+    pub fn placed(mut self, placement: &Placement) -> Self {
+        place(&mut self.0, placement);
+        self
+    }
+
+    /// Whether it is a PCI bus other devices plug into (a root port) with
+    /// its own address: it comes before them on the command line. One
+    /// without (a definition from before addresses) keeps its old place
+    /// among the controllers, and so the slot QEMU gave it then.
+    fn is_pci_bus(&self) -> bool {
+        self.0["driver"] == "pcie-root-port" && self.0.get("addr").is_some()
+    }
 }
 
 impl Eq for Device {}
@@ -329,6 +350,8 @@ pub struct Rng {
     pub backend: RngBackend,
     /// `<rate bytes=… period=…/>`: at most `bytes` per `period` ms.
     pub rate: Option<(u64, u64)>,
+    /// Its PCI place.
+    pub pci: Placement,
 }
 
 /// A `-audiodev` back-end (`<audio>`, or the implicit one sound cards use).
@@ -422,6 +445,8 @@ pub struct LaunchSpec {
     pub watchdog: Option<Watchdog>,
     /// A virtio memory balloon (makes `query-balloon` work).
     pub balloon: bool,
+    /// The balloon's PCI place.
+    pub balloon_pci: Placement,
     /// virtio RNGs.
     pub rngs: Vec<Rng>,
     /// The `vmcoreinfo` device (`<vmcoreinfo state='on'/>`).
@@ -464,6 +489,7 @@ impl LaunchSpec {
             sounds: Vec::new(),
             watchdog: None,
             balloon: false,
+            balloon_pci: Vec::new(),
             rngs: Vec::new(),
             vmcoreinfo: false,
             kernel: None,
@@ -536,6 +562,10 @@ impl LaunchSpec {
             a.push2("-pidfile", pidfile.as_os_str());
         }
         a.push2("-display", "none");
+        // PCI buses first: the devices behind them name them.
+        for device in self.controllers.iter().filter(|d| d.is_pci_bus()) {
+            a.push2("-device", device.0.to_string());
+        }
         self.disk_args(&mut a)?;
         self.nic_args(&mut a);
         self.graphics_args(&mut a);
@@ -567,10 +597,9 @@ impl LaunchSpec {
             }
         }
         if self.balloon {
-            a.push2(
-                "-device",
-                r#"{"driver":"virtio-balloon-pci","id":"balloon0"}"#,
-            );
+            let mut device = json!({"driver": "virtio-balloon-pci", "id": "balloon0"});
+            place(&mut device, &self.balloon_pci);
+            a.push2("-device", device.to_string());
         }
         for (i, rng) in self.rngs.iter().enumerate() {
             let object = format!("objrng{i}");
@@ -586,6 +615,7 @@ impl LaunchSpec {
                 props["max-bytes"] = json!(bytes);
                 props["period"] = json!(period);
             }
+            place(&mut props, &rng.pci);
             a.push2("-device", props.to_string());
         }
         if self.vmcoreinfo {
@@ -611,7 +641,8 @@ impl LaunchSpec {
 
     /// Controllers, inputs, channels, sound and the watchdog, in libvirt's order.
     fn device_args(&self, a: &mut Args) -> Result<()> {
-        for device in self.controllers.iter().chain(&self.inputs) {
+        let controllers = self.controllers.iter().filter(|d| !d.is_pci_bus());
+        for device in controllers.chain(&self.inputs) {
             a.push2("-device", device.0.to_string());
         }
         for channel in &self.channels {
@@ -897,7 +928,7 @@ pub(crate) mod tests {
             target: "vda".into(),
             bus: "virtio".into(),
             readonly: false,
-            slot: None,
+            pci: Vec::new(),
         });
         let a = argv(&s);
         let blockdev: serde_json::Value =
@@ -920,7 +951,7 @@ pub(crate) mod tests {
             target: "vda".into(),
             bus: "virtio".into(),
             readonly: false,
-            slot: None,
+            pci: Vec::new(),
         };
         let mut s = spec();
         s.disks.push(disk.clone());
@@ -941,7 +972,7 @@ pub(crate) mod tests {
             backend: NicBackend::User,
             mac: Some("52:54:00:12:34:56".into()),
             model: "virtio-net-pci".into(),
-            slot: Some(9),
+            pci: vec![("bus", "pci.0".into()), ("addr", "0x9".into())],
         });
         s.nics.push(Nic {
             backend: NicBackend::Bridge {
@@ -949,7 +980,7 @@ pub(crate) mod tests {
             },
             mac: None,
             model: "e1000".into(),
-            slot: None,
+            pci: Vec::new(),
         });
         s.graphics.push(Graphics::Vnc {
             listen: "127.0.0.1".into(),
@@ -977,6 +1008,7 @@ pub(crate) mod tests {
         assert_eq!(nic0["mac"], "52:54:00:12:34:56");
         assert_eq!(nic0["netdev"], "net0");
         assert_eq!(nic0["addr"], "0x9");
+        assert_eq!(nic0["bus"], "pci.0");
         assert!(devices.iter().any(|d| d.contains("\"VGA\"")));
         assert_eq!(values(&a, "-vnc"), ["127.0.0.1:0,to=99"]);
         assert_eq!(
@@ -1032,6 +1064,7 @@ pub(crate) mod tests {
         s.rngs.push(Rng {
             backend: RngBackend::Random(PathBuf::from("/dev/urandom")),
             rate: None,
+            pci: Vec::new(),
         });
         s.vmcoreinfo = true;
         // A channel without a socket cannot be started.
@@ -1096,7 +1129,7 @@ pub(crate) mod tests {
             target: "vda".into(),
             bus: "virtio".into(),
             readonly: false,
-            slot: None,
+            pci: Vec::new(),
         });
         s.video = Some(Device::new("virtio-vga", "video0").with("max_outputs", 1));
         s.controllers

@@ -31,6 +31,28 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A PCI address that cannot be used (out of range, taken), or no free
+    /// slot left: libvirt's `VIR_ERR_XML_ERROR` in its words.
+    #[error("{reason}")]
+    PciAddress {
+        /// libvirt's message ("Attempted double use of PCI Address …").
+        reason: String,
+    },
+    /// A chipset device at another place than the machine has it: libvirt's
+    /// `VIR_ERR_INTERNAL_ERROR` in its words.
+    #[error("{reason}")]
+    PciAddressInternal {
+        /// libvirt's message ("Primary IDE controller must have …").
+        reason: String,
+    },
+    /// The emulator does not know the machine type the XML names.
+    #[error("Emulator '{}' does not support machine type '{machine}'", emulator.display())]
+    UnknownMachine {
+        /// The emulator asked.
+        emulator: PathBuf,
+        /// The machine type.
+        machine: String,
+    },
     /// Spawning the emulator failed before it ran.
     #[error("cannot spawn emulator {}", emulator.display())]
     Spawn {
@@ -197,6 +219,11 @@ impl Error {
         use migrated_core::Error as Core;
         match self {
             Error::InvalidConfig { reason } => Core::ConfigUnsupported { reason },
+            Error::PciAddress { reason } => Core::XmlConfig { reason },
+            Error::PciAddressInternal { reason } => Core::Internal { reason },
+            e @ Error::UnknownMachine { .. } => Core::ConfigUnsupported {
+                reason: e.to_string(),
+            },
             Error::QmpTimeout { after, .. } => Core::OperationTimeout {
                 operation,
                 millis: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),

@@ -287,7 +287,8 @@ async fn start_failures_carry_qemu_stderr_and_leave_no_guest_behind() {
     let driver = QemuDriver::open(config(dir.path()), host())
         .await
         .expect("open");
-    let dom = driver
+    // An unknown machine type is refused at define, as libvirt does.
+    let err = driver
         .define_xml(
             &guest_xml(
                 "badmachine",
@@ -299,27 +300,35 @@ async fn start_failures_carry_qemu_stderr_and_leave_no_guest_behind() {
             0,
         )
         .await
+        .expect_err("unknown machine");
+    assert_eq!(err.code(), ErrorCode::ConfigUnsupported);
+    assert!(
+        err.to_string()
+            .contains("does not support machine type 'no-such-machine'"),
+        "{err}"
+    );
+    // A CPU model QEMU does not know fails the start, in QEMU's words.
+    let bad_cpu = |name: &str| {
+        guest_xml(name, Uuid::new_v4(), "pc", 1, dir.path()).replace(
+            "</os>",
+            "</os><cpu mode='custom'><model>no-such-cpu</model></cpu>",
+        )
+    };
+    let dom = driver
+        .define_xml(&bad_cpu("badcpu"), 0)
+        .await
         .expect("define");
     let err = driver.create(&dom, 0).await.expect_err("qemu refuses");
     assert_eq!(err.code(), ErrorCode::OperationFailed);
-    assert!(
-        err.to_string().contains("unsupported machine type"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("no-such-cpu"), "{err}");
     let state = driver.get_state(&dom, 0).await.expect("state");
     assert_eq!(state.state, DomainState::Shutoff);
 
     let err = driver
-        .create_xml(
-            &guest_xml("gone", Uuid::new_v4(), "no-such-machine", 1, dir.path()),
-            0,
-        )
+        .create_xml(&bad_cpu("gone"), 0)
         .await
         .expect_err("qemu refuses");
-    assert!(
-        err.to_string().contains("unsupported machine type"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("no-such-cpu"), "{err}");
     assert!(
         driver.lookup_by_name("gone").await.is_err(),
         "failed transient guest removed"

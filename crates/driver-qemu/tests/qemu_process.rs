@@ -143,7 +143,7 @@ async fn qemu_dying_at_start_reports_its_stderr() {
         target: "vda".into(),
         bus: "virtio".into(),
         readonly: false,
-        slot: None,
+        pci: Vec::new(),
     });
     let err = launch(spec, &paths(dir.path(), "nodisk"), QmpConfig::default())
         .await

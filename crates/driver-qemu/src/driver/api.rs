@@ -35,7 +35,7 @@ use super::host::{
 use super::host_stats::{image_file_info, tap_stats};
 use super::power::PowerRequest;
 use super::registry::{Domain, StopIntent};
-use super::{balloon_stats, parse_def, save, QemuDriver, StartMode, URI};
+use super::{abi, balloon_stats, parse_def, save, QemuDriver, StartMode, URI};
 use crate::command::disk_node;
 use crate::qmp::commands::{
     MigrateSetParameters, QueryBalloon, QueryBlock, QueryBlockstats, QueryCpusFast,
@@ -373,7 +373,8 @@ impl Driver for QemuDriver {
             u64::from(flags),
             u64::from(flags::define::VALIDATE),
         )?;
-        let def = parse_def(xml)?;
+        let mut def = parse_def(xml)?;
+        abi::complete(&mut def, "virDomainDefineXML").await?;
         // Refuse what could never start now rather than at the first start.
         launch_spec(&def).map_err(|e| e.into_core("virDomainDefineXML"))?;
         let mut reg = self.shared.lock()?;
@@ -491,7 +492,9 @@ impl Driver for QemuDriver {
             u64::from(flags::create::START_PAUSED | flags::create::START_AUTODESTROY),
         )?;
         let paused = flags & flags::create::START_PAUSED != 0;
-        let dom = self.add_transient(xml)?;
+        let mut def = parse_def(xml)?;
+        abi::complete(&mut def, "virDomainCreateXML").await?;
+        let dom = self.add_transient(def)?;
         match self.start(&dom, StartMode::Boot { paused }).await {
             Ok(dom) => Ok(dom),
             Err(e) => {

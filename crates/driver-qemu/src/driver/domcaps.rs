@@ -131,6 +131,38 @@ pub(super) async fn domain_capabilities(query: &DomainCapsQuery, flags: u32) -> 
     Ok(render(&emulator, accel, arch, machine, &probe.cpu_models))
 }
 
+/// The canonical name of machine type `machine` (`None`: the emulator's
+/// default) as `emulator` lists it: an alias (`pc`, `q35`) becomes the
+/// versioned type it stands for (`pc-i440fx-7.2`), which libvirt pins in
+/// the definition so that the guest keeps its hardware across QEMU
+/// upgrades and migrations. `Ok(None)` when the emulator cannot be asked
+/// (not a QEMU that answers the probe): the name then stays as written,
+/// for QEMU to judge at start.
+///
+/// # Errors
+/// [`crate::error::Error::UnknownMachine`] when the emulator answers and
+/// does not know the machine (libvirt's refusal at define).
+pub(super) async fn canonical_machine(
+    emulator: &Path,
+    machine: Option<&str>,
+) -> crate::error::Result<Option<String>> {
+    let probe = match cached_probe(emulator, Accel::Tcg).await {
+        Ok(probe) => probe,
+        Err(e) => {
+            tracing::warn!(emulator = %emulator.display(), error = %e, "cannot list the emulator's machine types");
+            return Ok(None);
+        }
+    };
+    let wanted = machine.or(Some(DEFAULT_MACHINE));
+    match probe.machine(wanted) {
+        Some(m) => Ok(Some(m.name.clone())),
+        None => Err(crate::error::Error::UnknownMachine {
+            emulator: emulator.to_owned(),
+            machine: wanted.unwrap_or_default().to_owned(),
+        }),
+    }
+}
+
 /// libvirt's domain types (`virDomainVirtType`): a known one the QEMU
 /// emulator cannot run gets a different error than a misspelt one.
 const KNOWN_VIRT_TYPES: &[&str] = &[

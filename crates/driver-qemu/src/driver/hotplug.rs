@@ -23,7 +23,7 @@ use std::time::Duration;
 use migrated_core::domain::{DomainEventKind, DomainRef};
 use migrated_core::flags::{affect, check_flags};
 use migrated_core::hotplug::{self, Change, Target};
-use migrated_core::xml::{Address, DeviceDef, DomainDef};
+use migrated_core::xml::{DeviceDef, DomainDef};
 use migrated_core::{Error, Result};
 use serde_json::Value;
 use tracing::{info, warn};
@@ -33,11 +33,10 @@ use super::registry::Runtime;
 use super::{status_of, QemuDriver, Shared};
 use crate::command::disk_node;
 use crate::qmp::devices::{
-    pci_slot_of, BlockdevAdd, BlockdevDel, DeviceAdd, DeviceDel, NetdevAdd, NetdevDel, QueryPci,
-    SetLink,
+    BlockdevAdd, BlockdevDel, DeviceAdd, DeviceDel, NetdevAdd, NetdevDel, SetLink,
 };
 use crate::qmp::message::names;
-use crate::spec::{disk, nic};
+use crate::spec::{disk, nic, pci, Chipset};
 
 /// How long a live detach waits for the guest to release the device
 /// (libvirt's `QEMU_UNPLUG_TIMEOUT`).
@@ -73,6 +72,12 @@ impl QemuDriver {
                 change.apply(Target::Config, &mut def, &dev)?;
                 if change != Change::Detach {
                     realisable(&dev).map_err(|e| e.into_core(op))?;
+                }
+                if change == Change::Attach {
+                    // The config's copy gets its slot too (libvirt assigns
+                    // addresses on every config change); a live attach
+                    // replaces it with the running guest's below.
+                    pci::assign(&mut def).map_err(|e| e.into_core(op))?;
                 }
                 Some(def)
             } else {
@@ -129,16 +134,20 @@ impl QemuDriver {
             .map(str::to_owned)
             .ok_or_else(|| Error::internal("hot-plugged device without an alias"))?;
         let id = qemu_id(dev).unwrap_or_else(|| alias.clone());
-        match &*dev {
+        let chipset = Chipset::of(target.def.os.machine.as_deref().unwrap_or_default());
+        match &mut *dev {
             DeviceDef::Disk(d) => {
                 hotplug::check_new_disk_target(&target.def, d)?;
-                let mut spec = disk(d).map_err(|e| e.into_core(OP))?;
-                if spec.bus != "virtio" {
+                let bus = disk(d, chipset).map_err(|e| e.into_core(OP))?.bus;
+                if bus != "virtio" {
                     return Err(Error::OperationUnsupported {
-                        reason: format!("disk bus '{}' cannot be hotplugged.", spec.bus),
+                        reason: format!("disk bus '{bus}' cannot be hotplugged."),
                     });
                 }
-                spec.slot = None;
+                // The slot asked for, or the first free one: recorded in the
+                // live XML, so a destination puts it where the guest saw it.
+                pci::assign_hotplug(&target.def, &mut d.info, true).map_err(|e| e.into_core(OP))?;
+                let spec = disk(d, chipset).map_err(|e| e.into_core(OP))?;
                 let device = spec.device(0).map_err(|e| e.into_core(OP))?;
                 qmp.execute(&BlockdevAdd(spec.blockdev()))
                     .await
@@ -152,8 +161,11 @@ impl QemuDriver {
                 }
             }
             DeviceDef::Interface(i) => {
-                let mut spec = nic(i).map_err(|e| e.into_core(OP))?;
-                spec.slot = None;
+                let model = nic(i, chipset).map_err(|e| e.into_core(OP))?.model;
+                let express = matches!(model.as_str(), "virtio-net-pci" | "e1000e");
+                pci::assign_hotplug(&target.def, &mut i.info, express)
+                    .map_err(|e| e.into_core(OP))?;
+                let spec = nic(i, chipset).map_err(|e| e.into_core(OP))?;
                 let netdev = netdev_id(&id);
                 qmp.execute(&NetdevAdd(spec.netdev(&netdev)))
                     .await
@@ -166,12 +178,6 @@ impl QemuDriver {
                 }
             }
             DeviceDef::Other(_) => return Err(hotplug::unsupported(Target::Live, "attach", dev)),
-        }
-        match qmp.execute(&QueryPci).await {
-            Ok(buses) => set_pci_address(dev, pci_slot_of(&buses, &id)),
-            Err(e) => {
-                warn!(error = %e.chain(), %alias, "cannot read the slot of a hot-plugged device")
-            }
         }
         let added = dev.clone();
         self.shared.edit_live(&dom.uuid, target.id, |def| {
@@ -193,7 +199,7 @@ impl QemuDriver {
         let found = match dev {
             DeviceDef::Disk(d) => {
                 let found = running_disk(&target.def, &d.target.dev)?;
-                if disk(found).map_or(true, |s| s.bus != "virtio") {
+                if disk(found, Chipset::I440fx).map_or(true, |s| s.bus != "virtio") {
                     return Err(Error::OperationUnsupported {
                         reason: "This type of disk cannot be hot unplugged".into(),
                     });
@@ -398,8 +404,8 @@ fn running_disk<'a>(def: &'a DomainDef, name: &str) -> Result<&'a migrated_core:
 /// Refuses, before anything changes, a device this driver could not run.
 fn realisable(dev: &DeviceDef) -> crate::error::Result<()> {
     match dev {
-        DeviceDef::Disk(d) => disk(d).map(|_| ()),
-        DeviceDef::Interface(i) => nic(i).map(|_| ()),
+        DeviceDef::Disk(d) => disk(d, Chipset::I440fx).map(|_| ()),
+        DeviceDef::Interface(i) => nic(i, Chipset::I440fx).map(|_| ()),
         DeviceDef::Other(_) => Ok(()),
     }
 }
@@ -410,27 +416,6 @@ fn netdev_id(alias: &str) -> String {
     match alias.strip_prefix("nic") {
         Some(n) => format!("net{n}"),
         None => format!("host{alias}"),
-    }
-}
-
-/// Records `slot` (bus, slot, function) as the device's PCI address.
-fn set_pci_address(dev: &mut DeviceDef, slot: Option<(u8, u8, u8)>) {
-    let Some((bus, slot, function)) = slot else {
-        return;
-    };
-    let address = Address {
-        kind: "pci".into(),
-        fields: vec![
-            ("domain".into(), "0x0000".into()),
-            ("bus".into(), format!("0x{bus:02x}")),
-            ("slot".into(), format!("0x{slot:02x}")),
-            ("function".into(), format!("0x{function:x}")),
-        ],
-    };
-    match dev {
-        DeviceDef::Disk(d) => d.info.address = Some(address),
-        DeviceDef::Interface(i) => i.info.address = Some(address),
-        DeviceDef::Other(_) => {}
     }
 }
 
@@ -466,18 +451,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_recorded_slot_is_the_one_the_command_line_gives_back() {
+    fn a_hot_plugged_disk_takes_the_first_free_slot_and_the_command_line_uses_it() {
+        let live = DomainDef::parse(
+            "<domain type='qemu'><name>g</name><memory>65536</memory>\
+             <os><type machine='pc-i440fx-7.2'>hvm</type></os><devices>\
+             <disk type='file'><source file='/a.img'/><target dev='vda' bus='virtio'/>\
+             <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/></disk>\
+             <interface type='user'>\
+             <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/></interface>\
+             </devices></domain>",
+        )
+        .expect("domain");
         let mut dev = DeviceDef::parse(
             "<disk type='file'><source file='/b.img'/><target dev='vdb' bus='virtio'/></disk>",
         )
         .expect("disk");
-        set_pci_address(&mut dev, Some((0, 7, 0)));
-        let DeviceDef::Disk(d) = &dev else {
+        let DeviceDef::Disk(d) = &mut dev else {
             panic!("not a disk")
         };
-        let spec = disk(d).expect("runs");
-        assert_eq!(spec.slot, Some(7));
-        assert_eq!(spec.device(0).expect("device")["addr"], "0x7");
+        pci::assign_hotplug(&live, &mut d.info, true).expect("a free slot");
+        let spec = disk(d, Chipset::I440fx).expect("runs");
+        let device = spec.device(0).expect("device");
+        assert_eq!(device["addr"], "0x3", "the gap left by an unplug");
+        assert_eq!(device["bus"], "pci.0");
         assert_eq!(qemu_id(&dev).as_deref(), Some("vdb"));
         let mut config = DomainDef::parse(
             "<domain type='qemu'><name>g</name><memory>65536</memory><os><type>hvm</type></os>\
@@ -486,7 +482,18 @@ mod tests {
         )
         .expect("domain");
         copy_address(&mut config, &dev);
+        let DeviceDef::Disk(d) = &dev else {
+            panic!("not a disk")
+        };
         assert_eq!(config.devices.disks[0].info.address, d.info.address);
+        // A slot the guest uses is refused in libvirt's words.
+        let mut taken = d.info.clone();
+        taken.address = live.devices.interfaces[0].info.address.clone();
+        let err = pci::assign_hotplug(&live, &mut taken, true).expect_err("double use");
+        assert_eq!(
+            err.to_string(),
+            "Attempted double use of PCI Address 0000:00:04.0"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! (`<runtime_dir>/qemu/<name>.json`), re-attaches to every QEMU that still
 //! runs (pidfd + QMP) and records the others as crashed.
 
+mod abi;
 mod agent;
 mod api;
 mod balloon_stats;
@@ -566,7 +567,21 @@ impl QemuDriver {
     pub async fn open(config: QemuConfig, host: HostIdentity) -> Result<Self> {
         let store = Store::open(&config.state_dir)?;
         let mut registry = Registry::default();
-        for stored in store.load()? {
+        for mut stored in store.load()? {
+            // A definition stored before addresses were assigned gets them
+            // now, as libvirt's daemon does when it loads its configs.
+            let before = stored.def.clone();
+            match abi::complete(&mut stored.def, "virDomainDefineXML").await {
+                Ok(()) if stored.def != before => {
+                    if let Err(e) = store.save(&stored.def) {
+                        warn!(name = %stored.def.name, error = %e.chain(), "cannot store the completed definition");
+                    }
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    warn!(name = %stored.def.name, error = %e, "definition kept without PCI addresses");
+                }
+            }
             let managed_save =
                 managed::managed_save_path(&config.state_dir, &stored.def.name).exists();
             registry.domains.insert(
@@ -664,7 +679,8 @@ impl QemuDriver {
                     .await?
             }
             None => {
-                let dom = self.add_transient(xml)?;
+                // The source's definition as it is: its QEMU's hardware.
+                let dom = self.add_transient(def)?;
                 match self.start(&dom, StartMode::Incoming).await {
                     Ok(dom) => dom,
                     Err(e) => {
@@ -1026,8 +1042,7 @@ impl QemuDriver {
         Ok(Arc::clone(&self.shared.lock()?.get(dom)?.job))
     }
 
-    fn add_transient(&self, xml: &str) -> Result<DomainRef> {
-        let def = parse_def(xml)?;
+    fn add_transient(&self, def: DomainDef) -> Result<DomainRef> {
         let mut reg = self.shared.lock()?;
         if reg.check_duplicates(&def)? {
             return Err(Error::DomainExists {

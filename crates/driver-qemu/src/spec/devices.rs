@@ -8,43 +8,26 @@
 //! "unsupported configuration"), except what is harmless and common: the
 //! root PCI controller, the built-in IDE/SATA controller, PS/2 inputs (the
 //! machine's i8042), `<acpi/>`/`<apic/>`/`<pae/>` (QEMU's defaults), a
-//! console that mirrors the serial port. PCI `<address>`es are honoured on
-//! disks and NICs only (the hot-pluggable devices: one plugged while the
-//! guest runs takes the first free slot, which its address records); the
-//! other devices get slots in `-device` order, the same on both sides of a
-//! migration.
+//! console that mirrors the serial port. Every PCI device is placed at its
+//! `<address type='pci'/>` (see [`super::pci`], which assigns them when the
+//! domain is defined); a device without one (a definition from before
+//! addresses were assigned) takes QEMU's next free slot in `-device` order.
 
 use migrated_core::xml::{CharDevice, CharType, DomainDef, GraphicsType};
 
 use super::invalid;
+use super::pci::{placement, Chipset, PciAddress};
 use crate::command::{
     Accel, Audiodev, Channel, ChannelSource, Device, LaunchSpec, MachineOptions, Rng, RngBackend,
     Rtc, RtcBase, Watchdog,
 };
 use crate::error::Result;
 
-/// The chipset a machine type emulates (which built-in devices it has).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chipset {
-    I440fx,
-    Q35,
-}
-
-impl Chipset {
-    fn of(machine: &str) -> Self {
-        if machine == "q35" || machine.starts_with("pc-q35") {
-            Self::Q35
-        } else {
-            Self::I440fx
-        }
-    }
-
-    /// The device that carries ACPI power management (`-global` target).
-    fn pm_device(self) -> &'static str {
-        match self {
-            Self::I440fx => "PIIX4_PM",
-            Self::Q35 => "ICH9-LPC",
-        }
+/// The device that carries ACPI power management (`-global` target).
+fn pm_device(chipset: Chipset) -> &'static str {
+    match chipset {
+        Chipset::I440fx => "PIIX4_PM",
+        Chipset::Q35 => "ICH9-LPC",
     }
 }
 
@@ -55,12 +38,26 @@ pub(super) fn realise(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
     clock(def, spec)?;
     power_management(def, chipset, spec);
     controllers(def, chipset, spec)?;
-    inputs(def, spec)?;
+    inputs(def, chipset, spec)?;
     channels(def, spec)?;
-    spec.video = video(def)?;
-    sound(def, spec)?;
+    spec.video = match video(def)? {
+        Some(device) => {
+            let at = match def.devices.videos.first() {
+                Some(v) => placement(&v.info, chipset)?,
+                None => Vec::new(),
+            };
+            Some(device.placed(&at))
+        }
+        None => None,
+    };
+    sound(def, chipset, spec)?;
     watchdog(def, chipset, spec)?;
-    spec.rngs = def.devices.rngs.iter().map(rng).collect::<Result<_>>()?;
+    spec.rngs = def
+        .devices
+        .rngs
+        .iter()
+        .map(|r| rng(r, chipset))
+        .collect::<Result<_>>()?;
     refuse_unrealised(def)
 }
 
@@ -192,7 +189,7 @@ fn power_management(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) {
         if let Some(enabled) = enabled {
             spec.globals.push(format!(
                 "{}.disable_{state}={}",
-                chipset.pm_device(),
+                pm_device(chipset),
                 u8::from(!enabled)
             ));
         }
@@ -205,6 +202,7 @@ fn usb_controller(
     model: Option<&str>,
     ports: Option<u32>,
     chipset: Chipset,
+    info: Option<&migrated_core::xml::DeviceInfo>,
 ) -> Result<Option<Device>> {
     let driver = match model {
         None => match chipset {
@@ -221,9 +219,20 @@ fn usb_controller(
         Some(other) => return Err(invalid(format!("USB controller model '{other}'"))),
     };
     let mut device = Device::new(driver, "usb");
-    if driver == "piix3-usb-uhci" && chipset == Chipset::I440fx {
+    let at = match info {
+        Some(info) => placement(info, chipset)?,
+        None => Vec::new(),
+    };
+    if !at.is_empty() {
+        device = device.placed(&at);
+    } else if driver == "piix3-usb-uhci" && chipset == Chipset::I440fx {
         // Function 2 of the PIIX3 slot, where libvirt (and real hardware) has it.
-        device = device.with("bus", "pci.0").with("addr", "0x1.0x2");
+        let piix3 = PciAddress {
+            slot: 1,
+            function: 2,
+            ..PciAddress::default()
+        };
+        device = device.placed(&piix3.props(chipset));
     }
     if let Some(ports) = ports.filter(|_| driver.ends_with("xhci")) {
         device = device.with("p2", ports).with("p3", ports);
@@ -251,7 +260,9 @@ fn controllers(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) -> Resu
                     "more than one USB controller (only index 0, without companions)",
                 ));
             }
-            ("usb", model) => usb = Some(usb_controller(model, ctl.ports, chipset)?),
+            ("usb", model) => {
+                usb = Some(usb_controller(model, ctl.ports, chipset, Some(&ctl.info))?);
+            }
             ("virtio-serial", None | Some("virtio")) => {
                 let mut device = Device::new("virtio-serial-pci", format!("virtio-serial{index}"));
                 if let Some(ports) = ctl.ports {
@@ -260,7 +271,7 @@ fn controllers(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) -> Resu
                 if let Some(vectors) = ctl.vectors {
                     device = device.with("vectors", vectors);
                 }
-                serial.push(device);
+                serial.push(device.placed(&placement(&ctl.info, chipset)?));
             }
             // Built into the machine.
             ("pci", Some("pci-root")) if chipset == Chipset::I440fx && index == 0 => {}
@@ -285,7 +296,7 @@ fn controllers(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) -> Resu
                 if let Some(port) = target("port")? {
                     device = device.with("port", port);
                 }
-                root_ports.push(device);
+                root_ports.push(device.placed(&placement(&ctl.info, chipset)?));
             }
             (kind, model) => {
                 return Err(invalid(match model {
@@ -299,7 +310,7 @@ fn controllers(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) -> Resu
     let usb = match usb {
         Some(usb) => usb,
         None if def.devices.inputs.iter().any(|i| input_bus(i) == "usb") => {
-            usb_controller(None, None, chipset)?
+            usb_controller(None, None, chipset, None)?
         }
         None => None,
     };
@@ -320,7 +331,7 @@ fn input_bus(input: &migrated_core::xml::Input) -> &str {
     }
 }
 
-fn inputs(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
+fn inputs(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) -> Result<()> {
     let has_usb = spec.controllers.iter().any(|c| c.id() == Some("usb"));
     // Ports named by <address type='usb'>; the others take the next free ones.
     let taken: Vec<&str> = def
@@ -368,6 +379,7 @@ fn inputs(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
             }
             (kind @ ("mouse" | "tablet" | "keyboard"), "virtio") => {
                 Device::new(&format!("virtio-{kind}-pci"), id)
+                    .placed(&placement(&input.info, chipset)?)
             }
             (kind, bus) => return Err(invalid(format!("input type '{kind}' on bus '{bus}'"))),
         };
@@ -538,7 +550,7 @@ fn video(def: &DomainDef) -> Result<Option<Device>> {
     }))
 }
 
-fn sound(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
+fn sound(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) -> Result<()> {
     let has_spice = has_spice(def);
     for audio in &def.devices.audios {
         let driver = match audio.kind.as_str() {
@@ -568,6 +580,7 @@ fn sound(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
     let audiodev = format!("audio{audio}");
     for (i, sound) in def.devices.sounds.iter().enumerate() {
         let id = format!("sound{i}");
+        let at = placement(&sound.info, chipset)?;
         let (driver, hda) = match sound.model.as_str() {
             "ich6" => ("intel-hda", true),
             "ich9" => ("ich9-intel-hda", true),
@@ -578,7 +591,8 @@ fn sound(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
         };
         if hda {
             // HDA controllers play through a codec, as libvirt's default duplex one.
-            spec.sounds.push(Device::new(driver, id.clone()));
+            spec.sounds
+                .push(Device::new(driver, id.clone()).placed(&at));
             spec.sounds.push(
                 Device::new("hda-duplex", format!("{id}-codec0"))
                     .with("bus", format!("{id}.0"))
@@ -586,8 +600,11 @@ fn sound(def: &DomainDef, spec: &mut LaunchSpec) -> Result<()> {
                     .with("audiodev", audiodev.clone()),
             );
         } else {
-            spec.sounds
-                .push(Device::new(driver, id).with("audiodev", audiodev.clone()));
+            spec.sounds.push(
+                Device::new(driver, id)
+                    .with("audiodev", audiodev.clone())
+                    .placed(&at),
+            );
         }
     }
     Ok(())
@@ -601,7 +618,10 @@ fn watchdog(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) -> Result<
         return Err(invalid("more than one watchdog"));
     }
     let device = match (w.model.as_str(), chipset) {
-        (model @ ("i6300esb" | "ib700"), _) => Some(Device::new(model, "watchdog0")),
+        ("i6300esb", _) => {
+            Some(Device::new("i6300esb", "watchdog0").placed(&placement(&w.info, chipset)?))
+        }
+        ("ib700", _) => Some(Device::new("ib700", "watchdog0")),
         // Part of q35's ICH9; the pin strap lets it reset the guest.
         ("itco", Chipset::Q35) => {
             spec.globals.push("ICH9-LPC.noreboot=off".into());
@@ -622,7 +642,7 @@ fn watchdog(def: &DomainDef, chipset: Chipset, spec: &mut LaunchSpec) -> Result<
     Ok(())
 }
 
-fn rng(r: &migrated_core::xml::Rng) -> Result<Rng> {
+fn rng(r: &migrated_core::xml::Rng, chipset: Chipset) -> Result<Rng> {
     if r.model != "virtio" {
         return Err(invalid(format!("rng model '{}'", r.model)));
     }
@@ -649,7 +669,11 @@ fn rng(r: &migrated_core::xml::Rng) -> Result<Rng> {
         // libvirt's default period is one second.
         Some((bytes, number("period")?.unwrap_or(1000)))
     };
-    Ok(Rng { backend, rate })
+    Ok(Rng {
+        backend,
+        rate,
+        pci: placement(&r.info, chipset)?,
+    })
 }
 
 /// Writes into a started guest's live definition the QEMU id of each device

@@ -21,6 +21,9 @@ use crate::command::{
 use crate::error::{Error, Result};
 
 mod devices;
+pub(crate) mod pci;
+
+pub(crate) use pci::Chipset;
 
 /// Where the first VNC/SPICE listens when the XML names no address.
 const DEFAULT_LISTEN: &str = "127.0.0.1";
@@ -61,12 +64,18 @@ pub fn launch_spec(def: &DomainDef) -> Result<LaunchSpec> {
     spec.vcpus = def.boot_vcpus();
     spec.max_vcpus = def.vcpus;
     spec.cpu = cpu_model(def, accel)?;
-    spec.disks = def.devices.disks.iter().map(disk).collect::<Result<_>>()?;
+    let chipset = chipset(def);
+    spec.disks = def
+        .devices
+        .disks
+        .iter()
+        .map(|d| disk(d, chipset))
+        .collect::<Result<_>>()?;
     spec.nics = def
         .devices
         .interfaces
         .iter()
-        .map(nic)
+        .map(|i| nic(i, chipset))
         .collect::<Result<_>>()?;
     spec.graphics = def
         .devices
@@ -77,6 +86,9 @@ pub fn launch_spec(def: &DomainDef) -> Result<LaunchSpec> {
     spec.serial = serial(def)?;
     devices::realise(def, &mut spec)?;
     spec.balloon = has_balloon(def);
+    if let Some(balloon) = def.devices.memballoon.as_ref().filter(|_| spec.balloon) {
+        spec.balloon_pci = pci::placement(&balloon.info, chipset)?;
+    }
     spec.kernel = def.os.kernel.as_ref().map(|path| Kernel {
         path: PathBuf::from(path),
         cmdline: def.os.cmdline.clone(),
@@ -89,6 +101,11 @@ pub fn launch_spec(def: &DomainDef) -> Result<LaunchSpec> {
 /// guest as its `<alias>`, as libvirt's live XML has them.
 pub fn set_aliases(def: &mut DomainDef) {
     devices::set_aliases(def);
+}
+
+/// The chipset of `def`'s machine type.
+fn chipset(def: &DomainDef) -> Chipset {
+    Chipset::of(def.os.machine.as_deref().unwrap_or(DEFAULT_MACHINE))
 }
 
 fn check_os(def: &DomainDef) -> Result<()> {
@@ -123,7 +140,7 @@ fn cpu_model(def: &DomainDef, accel: Accel) -> Result<Option<String>> {
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] for a disk this driver cannot run.
-pub(crate) fn disk(d: &migrated_core::xml::Disk) -> Result<Disk> {
+pub(crate) fn disk(d: &migrated_core::xml::Disk, chipset: Chipset) -> Result<Disk> {
     if d.device != DiskDevice::Disk {
         return Err(invalid(format!("disk device '{}' (only disk)", d.device)));
     }
@@ -147,38 +164,15 @@ pub(crate) fn disk(d: &migrated_core::xml::Disk) -> Result<Disk> {
         target: d.target.dev.clone(),
         bus,
         readonly: d.readonly,
-        slot: pci_slot(&d.info),
+        pci: pci::placement(&d.info, chipset)?,
     })
-}
-
-/// The slot of a device's `<address type='pci'/>` on the root bus, which
-/// disks and NICs keep: a hot-plugged one has the slot QEMU gave it, so a
-/// migration destination (and a restart) puts it where the guest saw it.
-/// Addresses elsewhere (another bus, a function) are not honoured, as
-/// before slots were: QEMU places those devices in `-device` order.
-fn pci_slot(info: &migrated_core::xml::DeviceInfo) -> Option<u8> {
-    let address = info.address.as_ref().filter(|a| a.kind == "pci")?;
-    let number = |name: &str| {
-        let v = address.field(name).unwrap_or("0");
-        let v = v.strip_prefix("0x").unwrap_or(v);
-        u8::from_str_radix(v, 16).ok()
-    };
-    match (
-        number("domain"),
-        number("bus"),
-        number("slot"),
-        number("function"),
-    ) {
-        (Some(0), Some(0), Some(slot), Some(0)) if (1..32).contains(&slot) => Some(slot),
-        _ => None,
-    }
 }
 
 /// The command-line NIC of `i`.
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] for an interface this driver cannot run.
-pub(crate) fn nic(i: &migrated_core::xml::Interface) -> Result<Nic> {
+pub(crate) fn nic(i: &migrated_core::xml::Interface, chipset: Chipset) -> Result<Nic> {
     let backend = match i.kind {
         InterfaceType::User => NicBackend::User,
         InterfaceType::Bridge => NicBackend::Bridge {
@@ -199,7 +193,7 @@ pub(crate) fn nic(i: &migrated_core::xml::Interface) -> Result<Nic> {
         backend,
         mac: i.mac.clone(),
         model,
-        slot: pci_slot(&i.info),
+        pci: pci::placement(&i.info, chipset)?,
     })
 }
 
