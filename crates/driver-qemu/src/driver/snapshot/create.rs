@@ -9,7 +9,9 @@ use migrated_core::domain::{
 };
 use migrated_core::flags::snapshot::create;
 use migrated_core::job::Abort;
-use migrated_core::snapshot::{align_disks, check_create_flags, now, state_of};
+use migrated_core::snapshot::{
+    align_disks, assign_external_names, check_create_flags, now, state_of,
+};
 use migrated_core::typed_params::job_stats::operation;
 use migrated_core::xml::{DomainDef, SnapshotDef, SnapshotLocation, SnapshotParse, SnapshotState};
 use migrated_core::{Error, Result};
@@ -40,7 +42,7 @@ fn check_name(name: &str) -> Result<()> {
 
 /// Completes a new snapshot's memory and disk choices for a domain `dom`
 /// that runs (`active`) or not, and refuses what libvirt 9.0 refuses or
-/// this driver cannot do honestly (external snapshots).
+/// this driver cannot do honestly (external memory snapshots).
 fn plan(def: &mut SnapshotDef, dom: &DomainDef, active: bool, flags: u32) -> Result<()> {
     let disk_only = flags & create::DISK_ONLY != 0;
     if flags & create::LIVE != 0
@@ -142,10 +144,10 @@ fn plan(def: &mut SnapshotDef, dom: &DomainDef, active: bool, flags: u32) -> Res
             reason: "internal snapshot of a running VM must include the memory state".into(),
         });
     }
-    if external || memory == SnapshotLocation::External {
+    if memory == SnapshotLocation::External {
         return Err(Error::OperationUnsupported {
-            reason: "external snapshots (disk-only, --diskspec, --memspec) are not supported \
-                     by this driver; take an internal snapshot of qcow2 disks"
+            reason: "external memory snapshots (--memspec) are not supported by this driver; \
+                     take a disk-only snapshot or an internal one"
                 .into(),
         });
     }
@@ -255,8 +257,13 @@ impl QemuDriver {
             ));
         }
         plan(&mut def, &subject.def, subject.live.is_some(), flags)?;
+        let external = def.is_external();
+        if external {
+            assign_external_names(&mut def.disks, &subject.def, &def.name)?;
+        }
         let disks = internal_disks(&def, &subject.def);
         def.state = match &subject.live {
+            _ if flags & create::DISK_ONLY != 0 => SnapshotState::DiskSnapshot,
             Some((_, _, state)) => state_of(state.state),
             None => SnapshotState::Shutoff,
         };
@@ -265,6 +272,11 @@ impl QemuDriver {
         def.domain = Some(recorded);
         let name = def.name.clone();
         match &subject.live {
+            _ if external => {
+                let live = subject.live.as_ref().map(|(rt, id, _)| (rt.as_ref(), *id));
+                self.take_external(dom, live, &subject.def, &mut def, flags)
+                    .await?
+            }
             Some((runtime, id, state)) => {
                 self.save_running(dom, runtime, *id, *state, &def, flags)
                     .await?
@@ -411,11 +423,22 @@ mod tests {
         assert!(refusal(&mut s, &d, true, 0).contains("require all disks"));
 
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");
-        let e = refusal(&mut s, &d, true, create::DISK_ONLY);
-        assert!(
-            e.contains("external snapshots") || e.contains("require external"),
-            "{e}"
+        plan(&mut s, &d, true, create::DISK_ONLY).expect("disk-only is external");
+        assert!(s
+            .disks
+            .iter()
+            .all(|d| d.snapshot == Some(SnapshotLocation::External)));
+        let mut s = snap(
+            "<domainsnapshot><name>s</name><disks><disk name='vda' snapshot='internal'/>\
+             </disks></domainsnapshot>",
         );
+        let e = refusal(&mut s, &d, true, create::DISK_ONLY);
+        assert!(e.contains("require external disk snapshots"), "{e}");
+        let mut s = snap(
+            "<domainsnapshot><name>s</name><memory snapshot='external' file='/m'/>\
+             </domainsnapshot>",
+        );
+        assert!(refusal(&mut s, &d, true, 0).contains("--memspec"));
 
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");
         assert!(refusal(&mut s, &d, true, create::LIVE).contains("live snapshot creation"));

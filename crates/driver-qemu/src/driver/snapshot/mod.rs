@@ -17,6 +17,7 @@
 //! touches QEMU or the images holds the domain's job lock.
 
 mod create;
+mod external;
 mod qemu_img;
 mod qmp_job;
 mod revert;
