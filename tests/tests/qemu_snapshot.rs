@@ -7,7 +7,7 @@
 //! runs, `qemu-img snapshot -d` while off, `--children`, `--metadata`),
 //! the metadata across a daemon restart, undefine refused and allowed, and
 //! libvirt's refusals (duplicate name, unknown snapshot, raw disk,
-//! --disk-only, --live, read-only connection, migration).
+//! --quiesce without an agent, --live, read-only connection, migration).
 
 mod migrate_support;
 mod qemu_support;
@@ -19,25 +19,12 @@ use std::time::Duration;
 use migrated_tests::clients::{stderr_of, stdout_of};
 use migrated_tests::{require_binary, virsh, wait_until, VirshEvents};
 use qemu_support::{
-    counter, counter_above, domstate, dump_into_fifo, dump_job_running, qemu_pids, virsh_err,
-    QemuHosts,
+    counter, counter_above, domstate, dump_into_fifo, dump_job_running, image, qemu_pids,
+    virsh_err, QemuHosts,
 };
 
 /// Small guests: these tests prove snapshots, not throughput.
 const SMALL_MIB: u32 = 64;
-
-/// A fresh image of `format` in `dir`.
-fn image(dir: &Path, name: &str, format: &str) -> PathBuf {
-    let path = dir.join(name);
-    let out = Command::new("qemu-img")
-        .args(["create", "-q", "-f", format])
-        .arg(&path)
-        .arg("16M")
-        .output()
-        .expect("run qemu-img");
-    assert!(out.status.success(), "qemu-img create: {}", stderr_of(&out));
-    path
-}
 
 /// The snapshot tags inside `image` (`-U`: QEMU may hold it).
 fn tags(image: &Path) -> Vec<String> {
@@ -185,8 +172,14 @@ fn qemu_snapshot_internal() {
         unknown.contains("no domain snapshot with matching name 'nope'"),
         "{unknown}"
     );
-    let disk_only = virsh_err(&uri, &["snapshot-create-as", name, "d", "--disk-only"]);
-    assert!(disk_only.contains("external"), "{disk_only}");
+    let disk_only = virsh_err(
+        &uri,
+        &["snapshot-create-as", name, "d", "--disk-only", "--quiesce"],
+    );
+    assert!(
+        disk_only.contains("QEMU guest agent is not configured"),
+        "{disk_only}"
+    );
     let live = virsh_err(&uri, &["snapshot-create-as", name, "l", "--live"]);
     assert!(
         live.contains("live snapshot creation is supported only during full system snapshots"),

@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 use super::super::registry::Runtime;
 use super::super::QemuDriver;
+use crate::qmp::commands::qdev_target;
 use crate::qmp::devices::{BlockdevAdd, BlockdevDel, Transaction, TransactionAction};
 use crate::qmp::throttle::QueryBlockThrottle;
 use crate::qmp::Qmp;
@@ -212,14 +213,7 @@ async fn top_nodes(qmp: &Qmp) -> Result<Vec<(String, String)>> {
         .map_err(|e| e.into_core(OP))?;
     Ok(blocks
         .iter()
-        .filter_map(|b| {
-            let qdev = b.qdev()?;
-            let target = qdev
-                .strip_prefix("/machine/peripheral/")
-                .and_then(|p| p.split('/').next())
-                .unwrap_or(qdev);
-            Some((target.to_owned(), b.node_name()?.to_owned()))
-        })
+        .filter_map(|b| Some((qdev_target(b.qdev()?).to_owned(), b.node_name()?.to_owned())))
         .collect())
 }
 
