@@ -220,6 +220,14 @@ fn qemu_external_snapshots() {
         "{revert}"
     );
 
+    let delete = virsh_err(&uri, &["snapshot-delete", name, "s2"]);
+    assert!(
+        delete.contains("deletion of 1 external disk snapshots not supported yet"),
+        "{delete}"
+    );
+    hosts.virsh_ok(&uri, &["snapshot-delete", name, "s2", "--metadata"]);
+    assert!(second.exists(), "--metadata leaves the overlay alone");
+
     // A daemon restart keeps the chain; the reattached guest counts on.
     hosts.a.restart();
     assert_eq!(blklist(&hosts, &uri, name, &[])[0].1, path(&second));
