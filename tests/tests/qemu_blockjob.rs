@@ -117,9 +117,10 @@ fn qemu_external_snapshots() {
         .nth(1)
         .expect("a backing store in the live XML");
     assert!(
-        below.trim_start_matches(|c| c != '<').starts_with(&format!(
-            "<format type='qcow2'/>"
-        )) && below.contains(&format!("<source file='{}'/>", vda.display())),
+        below
+            .trim_start_matches(|c| c != '<')
+            .starts_with("<format type='qcow2'/>")
+            && below.contains(&format!("<source file='{}'/>", vda.display())),
         "{live}"
     );
     // Statistics and sizes still find the disk under its new top node.
@@ -152,7 +153,14 @@ fn qemu_external_snapshots() {
     let spec = format!("vda,file={}", taken.display());
     let exists = virsh_err(
         &uri,
-        &["snapshot-create-as", name, "e", "--disk-only", "--diskspec", &spec],
+        &[
+            "snapshot-create-as",
+            name,
+            "e",
+            "--disk-only",
+            "--diskspec",
+            &spec,
+        ],
     );
     assert!(
         exists.contains(&format!(
@@ -175,7 +183,10 @@ fn qemu_external_snapshots() {
             &missing,
         ],
     );
-    assert!(reuse.contains("missing existing file for disk vda"), "{reuse}");
+    assert!(
+        reuse.contains("missing existing file for disk vda"),
+        "{reuse}"
+    );
     // QEMU refuses to open a reused file that is no qcow2 image: nothing
     // switches, the file stays as it was.
     let reused = virsh_err(
@@ -210,10 +221,7 @@ fn qemu_external_snapshots() {
     ] {
         assert!(snap.contains(part), "{part} in {snap}");
     }
-    assert_eq!(
-        chain(&second),
-        [path(&second), path(&overlay), path(&vda)]
-    );
+    assert_eq!(chain(&second), [path(&second), path(&overlay), path(&vda)]);
     let revert = virsh_err(&uri, &["snapshot-revert", name, "s2"]);
     assert!(
         revert.contains("revert to external snapshot not supported yet"),

@@ -12,7 +12,7 @@
 mod migrate_support;
 mod qemu_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 

@@ -303,7 +303,8 @@ mod tests {
         let mut disks = align_disks(&[], &d, SnapshotLocation::External).expect("aligned");
         let e = assign_external_names(&mut disks, &d, "s").expect_err("collision");
         assert!(
-            e.to_string().contains("disk 'vdb': collision with disk 'vda'"),
+            e.to_string()
+                .contains("disk 'vdb': collision with disk 'vda'"),
             "{e}"
         );
         disks[1].source_file = Some("/y/b.s".into());

@@ -340,13 +340,19 @@ mod tests {
         assert!(disk.backing_store, "the chain ends in <backingStore/>");
         let live = def.format(&FormatOptions::default());
         assert_eq!(DomainDef::parse(&live).expect("again"), def);
-        assert!(live.contains("<backingStore type='file' index='2'>"), "{live}");
+        assert!(
+            live.contains("<backingStore type='file' index='2'>"),
+            "{live}"
+        );
         let inactive = def.format(&FormatOptions {
             inactive: true,
             ..FormatOptions::default()
         });
         assert!(!inactive.contains("index="), "{inactive}");
-        assert!(inactive.contains("<source file='/img/a.img'/>"), "{inactive}");
+        assert!(
+            inactive.contains("<source file='/img/a.img'/>"),
+            "{inactive}"
+        );
     }
 
     #[test]

@@ -16,11 +16,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use migrated_core::domain::DomainRef;
+use migrated_core::flags::snapshot::create;
 use migrated_core::xml::{
     BackingStore, DiskType, DomainDef, SnapshotDef, SnapshotDisk, SnapshotLocation,
 };
-use migrated_core::domain::DomainRef;
-use migrated_core::flags::snapshot::create;
 use migrated_core::{Error, Result};
 use serde_json::json;
 use tracing::{info, warn};
@@ -447,7 +447,10 @@ mod tests {
             apply(&mut d, &o);
         }
         let vda = &d.devices.disks[0];
-        assert_eq!(vda.source.as_ref().map(|s| s.path.as_str()), Some("/img/a.s2"));
+        assert_eq!(
+            vda.source.as_ref().map(|s| s.path.as_str()),
+            Some("/img/a.s2")
+        );
         let chain: Vec<_> = vda.backing.iter().map(|b| b.path.as_str()).collect();
         assert_eq!(chain, ["/img/a.s1", "/img/a.img"]);
         assert_eq!(vda.backing[1].format.as_deref(), Some("raw"));
@@ -457,11 +460,7 @@ mod tests {
 
         // A definition naming another image keeps it.
         let mut other = dom();
-        other.devices.disks[0]
-            .source
-            .as_mut()
-            .expect("source")
-            .path = "/elsewhere.img".into();
+        other.devices.disks[0].source.as_mut().expect("source").path = "/elsewhere.img".into();
         let o = overlays(&s, &d).expect("overlays");
         apply(&mut other, &o[0]);
         assert!(other.devices.disks[0].backing.is_empty());
@@ -479,12 +478,19 @@ mod tests {
         };
         check_files(std::slice::from_ref(&o), false).expect("missing is fine");
         let e = check_files(std::slice::from_ref(&o), true).expect_err("reuse of nothing");
-        assert!(e.to_string().contains("missing existing file for disk vda"), "{e}");
+        assert!(
+            e.to_string().contains("missing existing file for disk vda"),
+            "{e}"
+        );
         std::fs::write(&o.file, b"").expect("empty file");
         check_files(std::slice::from_ref(&o), false).expect("an empty file is taken");
         std::fs::write(&o.file, b"data").expect("file");
         let e = check_files(std::slice::from_ref(&o), false).expect_err("exists");
-        assert!(e.to_string().contains("already exists and is not a block device"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("already exists and is not a block device"),
+            "{e}"
+        );
         check_files(std::slice::from_ref(&o), true).expect("reused");
     }
 
