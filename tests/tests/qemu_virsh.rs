@@ -351,6 +351,29 @@ fn qemu_virsh_lifecycle() {
     for needle in ["state.state=1", "balloon.maximum=65536", "vcpu.0.state=1"] {
         assert!(stats.contains(needle), "{needle:?} missing from {stats}");
     }
+    // As libvirt's QEMU driver: the user and system shares too, and
+    // `cpu-stats --total` has all three; the split by host CPU needs a
+    // cgroup per guest and is refused (as libvirt on a cgroup v2 host).
+    let shares: Vec<u64> = ["cpu.user=", "cpu.system="]
+        .iter()
+        .map(|key| {
+            stats
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {stats}"))
+        })
+        .collect();
+    assert!(shares.iter().sum::<u64>() > 0, "{stats}");
+    let total = hosts.virsh_ok(&uri, &["cpu-stats", name, "--total"]);
+    for needle in ["Total:", "cpu_time", "user_time", "system_time"] {
+        assert!(total.contains(needle), "{needle:?} missing from {total}");
+    }
+    let per_cpu = virsh_err(&uri, &["cpu-stats", name]);
+    assert!(
+        per_cpu.contains("Operation not supported: CPU statistics per host CPU need a cgroup"),
+        "{per_cpu}"
+    );
     // The vCPU is a QEMU thread: its CPU time and host CPU come from /proc;
     // the resident size is QEMU's.
     let vcpus = hosts.virsh_ok(&uri, &["vcpuinfo", name]);

@@ -276,8 +276,8 @@ pub struct SupportTable {
     pub defaults: MigrationDefaults,
     /// Whether `virsh domstats` serves the `block` and `interface` groups
     /// (from [`crate::driver::Driver::block_stats`], `block_info` and
-    /// `interface_stats`), as libvirt's QEMU driver does and its test driver
-    /// does not.
+    /// `interface_stats`) and `cpu.user` / `cpu.system` (from `cpu_stats`),
+    /// as libvirt's QEMU driver does and its test driver does not.
     pub device_stats: bool,
 }
 

@@ -70,13 +70,33 @@ pub struct GuestTime {
 }
 
 /// A running domain's CPU usage: its total and its share of each host CPU.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CpuStats {
     /// `cpu_time`, `user_time`, `system_time` of the whole domain.
     pub total: TypedParams,
-    /// One list per host CPU (`cpu_time`, `vcpu_time`), host CPU 0 first.
-    pub per_cpu: Vec<TypedParams>,
+    /// The domain's CPU time split by host CPU, when the driver knows it.
+    pub per_cpu: PerCpuStats,
 }
+
+/// What a driver knows of a domain's CPU time per host CPU.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PerCpuStats {
+    /// One list per host CPU (`cpu_time`, `vcpu_time`), host CPU 0 first.
+    Known(Vec<TypedParams>),
+    /// The split is not kept anywhere the driver can read (libvirt needs a
+    /// cgroup v1 `cpuacct` group per guest for it; on a cgroup v2 host its
+    /// QEMU driver cannot give it either). The counting queries are still
+    /// answered, as libvirt answers them before it reads any figure.
+    Unknown {
+        /// Host CPUs (`virsh cpu-stats` asks for them first).
+        host_cpus: usize,
+        /// Why, the message of the `VIR_ERR_OPERATION_UNSUPPORTED` error.
+        reason: String,
+    },
+}
+
+/// The statistics libvirt gives per host CPU: `cpu_time` and `vcpu_time`.
+const PER_CPU_PARAMS: usize = 2;
 
 /// What one `virDomainGetCPUStats` call answers: the parameters (strides of
 /// `nparams` per CPU, or the total) and the count the caller reads.
@@ -130,29 +150,39 @@ impl CpuStats {
         }
         let start = usize::try_from(start_cpu)
             .map_err(|_| invalid(format!("start_cpu in {OP} must not be negative")))?;
+        let (host_cpus, per_cpu) = match &self.per_cpu {
+            PerCpuStats::Known(cpus) => (cpus.len(), cpus.first().map_or(0, TypedParams::len)),
+            PerCpuStats::Unknown { host_cpus, .. } => (*host_cpus, PER_CPU_PARAMS),
+        };
         if ncpus == 0 {
             return Ok(CpuStatsReply {
                 params: Vec::new(),
-                count: count_of(self.per_cpu.len()),
+                count: count_of(host_cpus),
             });
         }
-        let per_cpu = self.per_cpu.first().map_or(0, TypedParams::len);
         if nparams == 0 {
             return Ok(CpuStatsReply {
                 params: Vec::new(),
                 count: count_of(per_cpu),
             });
         }
-        if start >= self.per_cpu.len() {
+        if start >= host_cpus {
             return Err(invalid(format!(
                 "start_cpu {start_cpu} larger than maximum of {}",
-                self.per_cpu.len().saturating_sub(1)
+                host_cpus.saturating_sub(1)
             )));
         }
+        let cpus = match &self.per_cpu {
+            PerCpuStats::Known(cpus) => cpus,
+            PerCpuStats::Unknown { reason, .. } => {
+                return Err(Error::OperationUnsupported {
+                    reason: reason.clone(),
+                })
+            }
+        };
         let stride = wanted.min(per_cpu);
         let wanted_cpus = usize::try_from(ncpus).unwrap_or(usize::MAX);
-        let params = self
-            .per_cpu
+        let params = cpus
             .iter()
             .skip(start)
             .take(wanted_cpus)
@@ -210,8 +240,27 @@ mod tests {
                 .with(cpu_stats::CPU_TIME, TypedValue::ULLong(300))
                 .with(cpu_stats::USER_TIME, TypedValue::ULLong(200))
                 .with(cpu_stats::SYSTEM_TIME, TypedValue::ULLong(100)),
-            per_cpu: vec![cpu(0), cpu(1), cpu(2)],
+            per_cpu: PerCpuStats::Known(vec![cpu(0), cpu(1), cpu(2)]),
         }
+    }
+
+    #[test]
+    fn an_unknown_split_counts_but_refuses_the_figures() {
+        let s = CpuStats {
+            per_cpu: PerCpuStats::Unknown {
+                host_cpus: 4,
+                reason: "no split".to_owned(),
+            },
+            ..stats()
+        };
+        assert_eq!(s.answer(0, 0, 0).expect("cpus").count, 4);
+        assert_eq!(s.answer(0, 0, 1).expect("params per cpu").count, 2);
+        assert_eq!(s.answer(3, -1, 1).expect("total").count, 3);
+        let e = s.answer(2, 0, 4).expect_err("figures");
+        assert_eq!(e.code(), ErrorCode::OperationUnsupported);
+        assert!(e.to_string().contains("no split"), "{e}");
+        let e = s.answer(2, 4, 1).expect_err("past the last cpu");
+        assert_eq!(e.code(), ErrorCode::InvalidArg);
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub const SUPPORT: SupportTable = SupportTable {
         (Procedure::DomainGetState, "0.1.0"),
         (Procedure::DomainGetVcpus, "0.1.0"),
         (Procedure::DomainMemoryStats, "0.1.0"),
+        (Procedure::DomainGetCpuStats, "0.1.0"),
         (Procedure::DomainGetOsType, "0.1.0"),
         (Procedure::DomainGetXmlDesc, "0.1.0"),
         (Procedure::DomainDefineXml, "0.1.0"),

@@ -6,7 +6,8 @@
 //! groups `state`, `cpu-total`, `balloon` and `vcpu`, with libvirt's field
 //! names and types. A driver whose support table says `device_stats` also
 //! serves `block` and `interface`, from the domain's XML and its
-//! `block_stats`, `block_info` and `interface_stats` answers; as libvirt,
+//! `block_stats`, `block_info` and `interface_stats` answers, and
+//! `cpu.user` / `cpu.system` from its `cpu_stats` total; as libvirt,
 //! a figure the driver cannot give is left out, not an error. Other groups
 //! (perf, iothread, …) are left out when not asked for explicitly, and
 //! refused under `ENFORCE_STATS`, as libvirt's drivers do.
@@ -14,6 +15,7 @@
 use migrated_core::domain::{DomainRef, DomainState};
 use migrated_core::driver::Driver;
 use migrated_core::flags::list;
+use migrated_core::tune::cpu_stats;
 use migrated_core::typed_params::{TypedParams, TypedValue};
 use migrated_core::xml::{DomainDef, InterfaceType};
 use migrated_proto::{
@@ -163,6 +165,7 @@ async fn record(
     dom: &DomainRef,
     groups: u32,
 ) -> migrated_core::Result<TypedParams> {
+    let device_stats = driver.support().device_stats;
     let mut p = TypedParams::new();
     let info = driver.get_info(dom).await?;
     let active = !matches!(info.state, DomainState::Shutoff);
@@ -173,6 +176,20 @@ async fn record(
     }
     if groups & group::CPU_TOTAL != 0 && active {
         p.push("cpu.time", TypedValue::ULLong(info.cpu_time_ns));
+        if device_stats {
+            // libvirt's QEMU driver adds the user and system shares (its
+            // test driver does not); a figure it cannot read is left out.
+            if let Ok(stats) = driver.cpu_stats(dom, 0).await {
+                for (field, name) in [
+                    (cpu_stats::USER_TIME, "cpu.user"),
+                    (cpu_stats::SYSTEM_TIME, "cpu.system"),
+                ] {
+                    if let Some(value) = stats.total.get(field) {
+                        p.push(name, value.clone());
+                    }
+                }
+            }
+        }
     }
     if groups & group::BALLOON != 0 {
         // libvirt reports the configured size for a guest that is not

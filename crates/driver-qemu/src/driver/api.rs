@@ -18,7 +18,9 @@ use migrated_core::flags::{self, check_flags};
 use migrated_core::hotplug::Change;
 use migrated_core::keycode::Codeset;
 use migrated_core::support::SupportTable;
-use migrated_core::tune::{GuestTime, InterfaceAddresses, GET_HOSTNAME_AGENT, TIME_SYNC};
+use migrated_core::tune::{
+    CpuStats, GuestTime, InterfaceAddresses, GET_HOSTNAME_AGENT, TIME_SYNC, TYPED_PARAM_STRING_OKAY,
+};
 use migrated_core::typed_params::TypedParams;
 use migrated_core::xml::{FormatOptions, InterfaceType, MetadataTarget};
 use migrated_core::{Error, Result};
@@ -26,8 +28,8 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::host::{
-    capabilities_xml, node_cpu_times, node_info, node_memory, parse_version, proc_cpu_time_ns,
-    proc_rss_kib, proc_stat,
+    capabilities_xml, node_cpu_times, node_info, node_memory, parse_version, proc_cpu_stats,
+    proc_cpu_time_ns, proc_rss_kib, proc_stat,
 };
 use super::host_stats::{image_file_info, tap_stats};
 use super::power::PowerRequest;
@@ -690,6 +692,17 @@ impl Driver for QemuDriver {
     async fn capabilities(&self) -> Result<String> {
         let emulator = crate::command::find_emulator(None).ok();
         Ok(capabilities_xml(&self.shared.host, emulator.as_deref()))
+    }
+
+    async fn cpu_stats(&self, dom: &DomainRef, flags: u32) -> Result<CpuStats> {
+        check_flags(
+            "virDomainGetCPUStats",
+            u64::from(flags),
+            u64::from(TYPED_PARAM_STRING_OKAY),
+        )?;
+        let runtime = self.runtime(dom)?;
+        let host_cpus = usize::try_from(node_info().cpus).unwrap_or(1);
+        proc_cpu_stats(runtime.process.pid(), host_cpus)
     }
 
     async fn guest_time(&self, dom: &DomainRef, flags: u32) -> Result<GuestTime> {

@@ -3,6 +3,10 @@
 
 use migrated_core::domain::{CellMemory, CpuTimes, HostIdentity, NodeInfo, NodeMemory};
 
+use migrated_core::tune::{cpu_stats, CpuStats, PerCpuStats};
+use migrated_core::typed_params::{TypedParams, TypedValue};
+use migrated_core::{Error, Result};
+
 use crate::command::Accel;
 
 /// CPU time (user + system) of a process or thread, from its `/proc` stat
@@ -11,11 +15,40 @@ pub(super) fn proc_cpu_time_ns(pid: i32) -> u64 {
     proc_stat(&format!("/proc/{pid}/stat")).map_or(0, |s| s.cpu_time_ns)
 }
 
+/// `virsh cpu-stats` of the QEMU process `pid`: the total from its `/proc`
+/// stat file (`cpu_time`, `user_time`, `system_time`, as libvirt's from the
+/// guest's cgroup); the split by host CPU is not kept anywhere without a
+/// cgroup v1 `cpuacct` group per guest, so it is refused as libvirt refuses
+/// it on a cgroup v2 host, after the counting queries.
+///
+/// # Errors
+/// `VIR_ERR_OPERATION_INVALID` when the process is gone.
+pub(super) fn proc_cpu_stats(pid: i32, host_cpus: usize) -> Result<CpuStats> {
+    let stat = proc_stat(&format!("/proc/{pid}/stat"))
+        .ok_or_else(|| Error::invalid("domain is not running"))?;
+    Ok(CpuStats {
+        total: TypedParams::new()
+            .with(cpu_stats::CPU_TIME, TypedValue::ULLong(stat.cpu_time_ns))
+            .with(cpu_stats::USER_TIME, TypedValue::ULLong(stat.user_ns))
+            .with(cpu_stats::SYSTEM_TIME, TypedValue::ULLong(stat.system_ns)),
+        per_cpu: PerCpuStats::Unknown {
+            host_cpus,
+            reason: "CPU statistics per host CPU need a cgroup cpuacct group per guest, \
+                     which this driver does not create (use --total)"
+                .to_owned(),
+        },
+    })
+}
+
 /// What a `/proc/.../stat` file says about CPU use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ProcStat {
     /// utime + stime, in ns.
     pub cpu_time_ns: u64,
+    /// utime, in ns.
+    pub user_ns: u64,
+    /// stime, in ns.
+    pub system_ns: u64,
     /// The CPU it last ran on (field 39, `processor`).
     pub cpu: i32,
 }
@@ -32,12 +65,16 @@ fn parse_proc_stat(stat: &str) -> Option<ProcStat> {
     let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<i64>().ok());
-    let ticks = u64::try_from(field(14)? + field(15)?).ok()?;
+    let user = u64::try_from(field(14)?).ok()?;
+    let system = u64::try_from(field(15)?).ok()?;
     // SAFETY: sysconf has no memory-safety preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100);
+    let ns = |ticks: u64| ticks.saturating_mul(1_000_000_000 / hz);
     Some(ProcStat {
-        cpu_time_ns: ticks.saturating_mul(1_000_000_000 / hz),
+        cpu_time_ns: ns(user.saturating_add(system)),
+        user_ns: ns(user),
+        system_ns: ns(system),
         cpu: field(39).and_then(|c| i32::try_from(c).ok()).unwrap_or(-1),
     })
 }
@@ -227,6 +264,8 @@ mod tests {
         // SAFETY: sysconf has no memory-safety preconditions.
         let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100);
         assert_eq!(stat.cpu_time_ns, 200 * (1_000_000_000 / hz));
+        assert_eq!(stat.user_ns, 150 * (1_000_000_000 / hz));
+        assert_eq!(stat.system_ns, 50 * (1_000_000_000 / hz));
         assert_eq!(parse_proc_stat("garbage"), None);
     }
 

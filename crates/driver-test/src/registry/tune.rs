@@ -9,7 +9,8 @@
 use migrated_core::domain::{ControlInfo, ControlState, DomainRef, DomainState};
 use migrated_core::flags::{affect, check_flags};
 use migrated_core::tune::{
-    cpu_stats, memory, scheduler, CpuStats, GuestTime, TIME_SYNC, TYPED_PARAM_STRING_OKAY,
+    cpu_stats, memory, scheduler, CpuStats, GuestTime, PerCpuStats, TIME_SYNC,
+    TYPED_PARAM_STRING_OKAY,
 };
 use migrated_core::typed_params::{ParamSpec, ParamType, TypedParams, TypedValue};
 use migrated_core::xml::MemTune;
@@ -170,7 +171,7 @@ impl Registry {
                 .with(cpu_stats::CPU_TIME, TypedValue::ULLong(TOTAL_CPU_TIME))
                 .with(cpu_stats::USER_TIME, TypedValue::ULLong(USER_TIME))
                 .with(cpu_stats::SYSTEM_TIME, TypedValue::ULLong(SYSTEM_TIME)),
-            per_cpu,
+            per_cpu: PerCpuStats::Known(per_cpu),
         })
     }
 
