@@ -16,8 +16,7 @@ use std::path::Path;
 use std::process::Command;
 
 use migrated_tests::clients::{stderr_of, stdout_of};
-use migrated_tests::require_binary;
-use qemu_support::{counter_above, domstate, image, virsh_err, QemuHosts};
+use qemu_support::{counter_above, domstate, hosts_with_images, image, virsh_err, QemuHosts};
 
 /// `virsh domblklist`: (target, source) pairs.
 fn blklist(hosts: &QemuHosts, uri: &str, name: &str, extra: &[&str]) -> Vec<(String, String)> {
@@ -58,17 +57,10 @@ fn path(p: &Path) -> String {
 
 #[test]
 fn qemu_external_snapshots() {
-    let Some(mut hosts) = QemuHosts::start() else {
+    let Some((mut hosts, dir)) = hosts_with_images("migrated-qext-") else {
         return;
     };
-    if require_binary("qemu-img").is_none() {
-        return;
-    }
     let uri = hosts.a_uri();
-    let dir = tempfile::Builder::new()
-        .prefix("migrated-qext-")
-        .tempdir()
-        .expect("temp dir");
     let vda = image(dir.path(), "vda.qcow2", "qcow2");
     let vdb = image(dir.path(), "vdb.img", "raw");
     let name = "qext";

@@ -17,10 +17,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use migrated_tests::clients::{stderr_of, stdout_of};
-use migrated_tests::{require_binary, virsh, wait_until, VirshEvents};
+use migrated_tests::{virsh, wait_until, VirshEvents};
 use qemu_support::{
-    counter, counter_above, domstate, dump_into_fifo, dump_job_running, image, qemu_pids,
-    virsh_err, QemuHosts,
+    counter, counter_above, domstate, dump_into_fifo, dump_job_running, hosts_with_images, image,
+    qemu_pids, virsh_err, QemuHosts,
 };
 
 /// Small guests: these tests prove snapshots, not throughput.
@@ -89,17 +89,10 @@ fn step(start: std::time::Instant, what: &str) {
 #[test]
 fn qemu_snapshot_internal() {
     let t0 = std::time::Instant::now();
-    let Some(mut hosts) = QemuHosts::start() else {
+    let Some((mut hosts, dir)) = hosts_with_images("migrated-qsnap-") else {
         return;
     };
-    if require_binary("qemu-img").is_none() {
-        return;
-    }
     let uri = hosts.a_uri();
-    let dir = tempfile::Builder::new()
-        .prefix("migrated-qsnap-")
-        .tempdir()
-        .expect("temp dir");
     let disk = image(dir.path(), "vda.qcow2", "qcow2");
     let name = "qsnap";
     let (xml, uuid) = guest_with_disk(&hosts, name, &disk, "qcow2");

@@ -506,3 +506,16 @@ pub fn image(dir: &Path, name: &str, format: &str) -> PathBuf {
     assert!(out.status.success(), "qemu-img create: {}", stderr_of(&out));
     path
 }
+
+/// Two daemons and a temp dir (named after `prefix`) for the images of a
+/// snapshot or block-job test; `None` (with the harness's SKIPPED notice)
+/// when QEMU or qemu-img is missing.
+pub fn hosts_with_images(prefix: &str) -> Option<(QemuHosts, tempfile::TempDir)> {
+    let hosts = QemuHosts::start()?;
+    require_binary("qemu-img")?;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    Some((hosts, dir))
+}

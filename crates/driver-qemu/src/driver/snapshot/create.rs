@@ -353,28 +353,10 @@ impl QemuDriver {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_domain;
     use super::*;
     use migrated_core::error::ErrorCode;
     use migrated_core::xml::SnapshotDisk;
-
-    fn dom(formats: &[&str]) -> DomainDef {
-        let disks: String = formats
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                format!(
-                    "<disk type='file' device='disk'><driver name='qemu' type='{f}'/>\
-                     <source file='/img/{i}.{f}'/><target dev='vd{}'/></disk>",
-                    char::from(b'a' + u8::try_from(i).expect("few disks"))
-                )
-            })
-            .collect();
-        DomainDef::parse(&format!(
-            "<domain type='qemu'><name>vm</name><memory unit='MiB'>4</memory>\
-             <os><type>hvm</type></os><devices>{disks}</devices></domain>"
-        ))
-        .expect("domain")
-    }
 
     fn snap(xml: &str) -> SnapshotDef {
         SnapshotDef::parse(xml, SnapshotParse::default(), 1).expect("snapshot")
@@ -388,7 +370,7 @@ mod tests {
 
     #[test]
     fn qcow2_domains_get_full_internal_snapshots() {
-        let d = dom(&["qcow2", "qcow2"]);
+        let d = test_domain(&["qcow2", "qcow2"]);
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");
         plan(&mut s, &d, true, 0).expect("running");
         assert_eq!(s.memory.snapshot, Some(SnapshotLocation::Internal));
@@ -403,7 +385,7 @@ mod tests {
 
     #[test]
     fn libvirt_refusals() {
-        let raw = dom(&["qcow2", "raw"]);
+        let raw = test_domain(&["qcow2", "raw"]);
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");
         let e = plan(&mut s, &raw, true, 0).expect_err("raw disk");
         assert_eq!(e.code(), ErrorCode::ConfigUnsupported);
@@ -413,7 +395,7 @@ mod tests {
             "{e}"
         );
 
-        let d = dom(&["qcow2", "qcow2"]);
+        let d = test_domain(&["qcow2", "qcow2"]);
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");
         s.disks = vec![SnapshotDisk {
             name: "vdb".into(),
@@ -447,7 +429,7 @@ mod tests {
             snap("<domainsnapshot><name>s</name><memory snapshot='internal'/></domainsnapshot>");
         assert!(refusal(&mut s, &d, false, 0).contains("memory state cannot be saved"));
 
-        let none = dom(&[]);
+        let none = test_domain(&[]);
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");
         assert!(refusal(&mut s, &none, false, 0).contains("nothing selected"));
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");

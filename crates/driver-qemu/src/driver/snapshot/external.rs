@@ -383,17 +383,10 @@ mod tests {
     use migrated_core::snapshot::{align_disks, assign_external_names};
     use migrated_core::xml::{FormatOptions, SnapshotParse};
 
+    use super::super::test_domain;
+
     fn dom() -> DomainDef {
-        DomainDef::parse(
-            "<domain type='qemu'><name>vm</name><memory unit='MiB'>4</memory>\
-             <os><type>hvm</type></os><devices>\
-             <disk type='file' device='disk'><driver name='qemu' type='raw'/>\
-             <source file='/img/a.img'/><target dev='vda'/></disk>\
-             <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>\
-             <source file='/img/b.qcow2'/><target dev='vdb'/></disk>\
-             </devices></domain>",
-        )
-        .expect("domain")
+        test_domain(&["raw", "qcow2"])
     }
 
     fn snap(xml: &str, d: &DomainDef) -> SnapshotDef {
@@ -416,9 +409,9 @@ mod tests {
             o,
             [Overlay {
                 target: "vda".into(),
-                file: "/img/a.s1".into(),
+                file: "/img/0.s1".into(),
                 format: "qcow2".into(),
-                base: "/img/a.img".into(),
+                base: "/img/0.raw".into(),
                 base_format: "raw".into(),
             }]
         );
@@ -449,14 +442,14 @@ mod tests {
         let vda = &d.devices.disks[0];
         assert_eq!(
             vda.source.as_ref().map(|s| s.path.as_str()),
-            Some("/img/a.s2")
+            Some("/img/0.s2")
         );
         let chain: Vec<_> = vda.backing.iter().map(|b| b.path.as_str()).collect();
-        assert_eq!(chain, ["/img/a.s1", "/img/a.img"]);
+        assert_eq!(chain, ["/img/0.s1", "/img/0.raw"]);
         assert_eq!(vda.backing[1].format.as_deref(), Some("raw"));
         assert_eq!(vda.backing[0].format.as_deref(), Some("qcow2"));
         let xml = d.format(&FormatOptions::default());
-        assert!(xml.contains("<source file='/img/a.s1'/>"), "{xml}");
+        assert!(xml.contains("<source file='/img/0.s1'/>"), "{xml}");
 
         // A definition naming another image keeps it.
         let mut other = dom();

@@ -177,6 +177,28 @@ impl QemuDriver {
     }
 }
 
+/// A domain with one virtio disk per entry of `formats` (`vda` on
+/// `/img/0.<format>`, `vdb` on `/img/1.<format>`, …), for the tests.
+#[cfg(test)]
+fn test_domain(formats: &[&str]) -> DomainDef {
+    let disks: String = formats
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            format!(
+                "<disk type='file' device='disk'><driver name='qemu' type='{f}'/>\
+                 <source file='/img/{i}.{f}'/><target dev='vd{}'/></disk>",
+                char::from(b'a' + u8::try_from(i).expect("few disks"))
+            )
+        })
+        .collect();
+    DomainDef::parse(&format!(
+        "<domain type='qemu'><name>vm</name><memory unit='MiB'>4</memory>\
+         <os><type>hvm</type></os><devices>{disks}</devices></domain>"
+    ))
+    .expect("domain")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,16 +206,7 @@ mod tests {
 
     #[test]
     fn internal_disks_follow_the_snapshot_and_the_domain() {
-        let dom = DomainDef::parse(
-            "<domain type='qemu'><name>vm</name><memory unit='MiB'>4</memory>\
-             <os><type>hvm</type></os><devices>\
-             <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>\
-             <source file='/img/a.qcow2'/><target dev='vda'/></disk>\
-             <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>\
-             <source file='/img/b.qcow2'/><target dev='vdb'/></disk>\
-             </devices></domain>",
-        )
-        .expect("domain");
+        let dom = test_domain(&["qcow2", "qcow2"]);
         let mut snap = SnapshotDef::parse(
             "<domainsnapshot><name>s</name></domainsnapshot>",
             SnapshotParse::default(),
@@ -213,8 +226,8 @@ mod tests {
             },
         ];
         let disks = internal_disks(&snap, &dom);
-        assert_eq!(disks, [("vda".to_owned(), PathBuf::from("/img/a.qcow2"))]);
+        assert_eq!(disks, [("vda".to_owned(), PathBuf::from("/img/0.qcow2"))]);
         assert_eq!(nodes(&disks), ["drive-vda"]);
-        assert_eq!(images(&disks), [PathBuf::from("/img/a.qcow2")]);
+        assert_eq!(images(&disks), [PathBuf::from("/img/0.qcow2")]);
     }
 }
