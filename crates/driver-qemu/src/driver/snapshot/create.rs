@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use super::super::registry::{Runtime, StopIntent};
 use super::super::QemuDriver;
-use super::{images, internal_disks, nodes, qemu_img, qmp_job};
+use super::{images, internal_disks, live_nodes, qemu_img, qmp_job};
 use crate::qmp::commands::SnapshotSave;
 
 const OP: &str = "virDomainSnapshotCreateXML";
@@ -310,7 +310,7 @@ impl QemuDriver {
         let Some(domain) = def.domain.as_ref() else {
             return Err(Error::internal("snapshot without its domain definition"));
         };
-        let devices = nodes(&internal_disks(def, domain));
+        let devices = live_nodes(&qmp, &internal_disks(def, domain), OP).await?;
         let Some(vmstate) = devices.first().cloned() else {
             return Err(Error::internal("no disk to hold the snapshot's memory"));
         };

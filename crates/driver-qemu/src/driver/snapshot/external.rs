@@ -205,12 +205,13 @@ fn overlay_node(target: &str, n: usize) -> String {
     name
 }
 
-/// The top block node of each disk of the running guest, by target.
-async fn top_nodes(qmp: &Qmp) -> Result<Vec<(String, String)>> {
+/// The top block node of each disk of the running guest, by target;
+/// `operation` names the API in errors.
+pub(super) async fn top_nodes(qmp: &Qmp, operation: &'static str) -> Result<Vec<(String, String)>> {
     let blocks = qmp
         .execute(&QueryBlockThrottle)
         .await
-        .map_err(|e| e.into_core(OP))?;
+        .map_err(|e| e.into_core(operation))?;
     Ok(blocks
         .iter()
         .filter_map(|b| Some((qdev_target(b.qdev()?).to_owned(), b.node_name()?.to_owned())))
@@ -227,7 +228,7 @@ async fn top_nodes(qmp: &Qmp) -> Result<Vec<(String, String)>> {
 /// QEMU's refusal (`VIR_ERR_INTERNAL_ERROR` with its message), or
 /// `VIR_ERR_INTERNAL_ERROR` when a disk has no block node.
 pub(super) async fn switch_running(qmp: &Qmp, overlays: &[Overlay]) -> Result<()> {
-    let tops = top_nodes(qmp).await?;
+    let tops = top_nodes(qmp, OP).await?;
     let mut actions = Vec::new();
     let mut added: Vec<String> = Vec::new();
     let mut outcome = Ok(());

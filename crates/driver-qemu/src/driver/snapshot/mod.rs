@@ -36,6 +36,7 @@ use uuid::Uuid;
 use super::QemuDriver;
 use crate::command::disk_node;
 use crate::qmp::commands::SnapshotDelete;
+use crate::qmp::Qmp;
 
 /// The disks of `dom` that snapshot `snap` keeps internally, as
 /// (target, image), in the domain's order.
@@ -55,9 +56,29 @@ fn internal_disks(snap: &SnapshotDef, dom: &DomainDef) -> Vec<(String, PathBuf)>
         .collect()
 }
 
-/// The `-blockdev` node names of `disks`.
+/// The `-blockdev` node names of `disks` as the command line names them.
 fn nodes(disks: &[(String, PathBuf)]) -> Vec<String> {
     disks.iter().map(|(t, _)| disk_node(t)).collect()
+}
+
+/// The block nodes the running guest has `disks` on now: each one's top
+/// node, which after an external snapshot is its overlay, not the
+/// command line's `drive-<target>` (kept for a disk QEMU does not list).
+async fn live_nodes(
+    qmp: &Qmp,
+    disks: &[(String, PathBuf)],
+    operation: &'static str,
+) -> Result<Vec<String>> {
+    let tops = external::top_nodes(qmp, operation).await?;
+    Ok(disks
+        .iter()
+        .zip(nodes(disks))
+        .map(|((target, _), node)| {
+            tops.iter()
+                .find(|(t, _)| t == target)
+                .map_or(node, |(_, top)| top.clone())
+        })
+        .collect())
 }
 
 /// The images of `disks`.
@@ -168,7 +189,7 @@ impl QemuDriver {
                 let cmd = SnapshotDelete {
                     job_id: id.clone(),
                     tag: snap.name.clone(),
-                    devices: nodes(&disks),
+                    devices: live_nodes(&qmp, &disks, "virDomainSnapshotDelete").await?,
                 };
                 qmp_job::run(&qmp, &id, &cmd, "virDomainSnapshotDelete").await
             }
