@@ -7,37 +7,24 @@
 //! runs, `qemu-img snapshot -d` while off, `--children`, `--metadata`),
 //! the metadata across a daemon restart, undefine refused and allowed, and
 //! libvirt's refusals (duplicate name, unknown snapshot, raw disk,
-//! --disk-only, --live, read-only connection, migration).
+//! --quiesce without an agent, --live, read-only connection, migration).
 
 mod migrate_support;
 mod qemu_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use migrated_tests::clients::{stderr_of, stdout_of};
-use migrated_tests::{require_binary, virsh, wait_until, VirshEvents};
+use migrated_tests::{virsh, wait_until, VirshEvents};
 use qemu_support::{
-    counter, counter_above, domstate, dump_into_fifo, dump_job_running, qemu_pids, virsh_err,
-    QemuHosts,
+    counter, counter_above, domstate, dump_into_fifo, dump_job_running, hosts_with_images, image,
+    qemu_pids, virsh_err, QemuHosts,
 };
 
 /// Small guests: these tests prove snapshots, not throughput.
 const SMALL_MIB: u32 = 64;
-
-/// A fresh image of `format` in `dir`.
-fn image(dir: &Path, name: &str, format: &str) -> PathBuf {
-    let path = dir.join(name);
-    let out = Command::new("qemu-img")
-        .args(["create", "-q", "-f", format])
-        .arg(&path)
-        .arg("16M")
-        .output()
-        .expect("run qemu-img");
-    assert!(out.status.success(), "qemu-img create: {}", stderr_of(&out));
-    path
-}
 
 /// The snapshot tags inside `image` (`-U`: QEMU may hold it).
 fn tags(image: &Path) -> Vec<String> {
@@ -102,17 +89,10 @@ fn step(start: std::time::Instant, what: &str) {
 #[test]
 fn qemu_snapshot_internal() {
     let t0 = std::time::Instant::now();
-    let Some(mut hosts) = QemuHosts::start() else {
+    let Some((mut hosts, dir)) = hosts_with_images("migrated-qsnap-") else {
         return;
     };
-    if require_binary("qemu-img").is_none() {
-        return;
-    }
     let uri = hosts.a_uri();
-    let dir = tempfile::Builder::new()
-        .prefix("migrated-qsnap-")
-        .tempdir()
-        .expect("temp dir");
     let disk = image(dir.path(), "vda.qcow2", "qcow2");
     let name = "qsnap";
     let (xml, uuid) = guest_with_disk(&hosts, name, &disk, "qcow2");
@@ -185,8 +165,14 @@ fn qemu_snapshot_internal() {
         unknown.contains("no domain snapshot with matching name 'nope'"),
         "{unknown}"
     );
-    let disk_only = virsh_err(&uri, &["snapshot-create-as", name, "d", "--disk-only"]);
-    assert!(disk_only.contains("external"), "{disk_only}");
+    let disk_only = virsh_err(
+        &uri,
+        &["snapshot-create-as", name, "d", "--disk-only", "--quiesce"],
+    );
+    assert!(
+        disk_only.contains("QEMU guest agent is not configured"),
+        "{disk_only}"
+    );
     let live = virsh_err(&uri, &["snapshot-create-as", name, "l", "--live"]);
     assert!(
         live.contains("live snapshot creation is supported only during full system snapshots"),

@@ -75,6 +75,7 @@ fn disk() -> impl Strategy<Value = Disk> {
                     startup_policy: None,
                 }),
                 backing_store: false,
+                backing: Vec::new(),
                 target: DiskTarget {
                     dev,
                     bus: bus.map(str::to_string),

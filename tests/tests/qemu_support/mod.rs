@@ -493,3 +493,29 @@ pub fn dump_job_running(uri: &str, name: &str) -> String {
         (text.contains("Unbounded") && text.contains("Dump")).then_some(text)
     })
 }
+
+/// A fresh 16 MiB image of `format` in `dir`, made by qemu-img.
+pub fn image(dir: &Path, name: &str, format: &str) -> PathBuf {
+    let path = dir.join(name);
+    let out = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", format])
+        .arg(&path)
+        .arg("16M")
+        .output()
+        .expect("run qemu-img");
+    assert!(out.status.success(), "qemu-img create: {}", stderr_of(&out));
+    path
+}
+
+/// Two daemons and a temp dir (named after `prefix`) for the images of a
+/// snapshot or block-job test; `None` (with the harness's SKIPPED notice)
+/// when QEMU or qemu-img is missing.
+pub fn hosts_with_images(prefix: &str) -> Option<(QemuHosts, tempfile::TempDir)> {
+    let hosts = QemuHosts::start()?;
+    require_binary("qemu-img")?;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    Some((hosts, dir))
+}

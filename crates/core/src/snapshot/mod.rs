@@ -8,8 +8,8 @@
 mod prepare;
 
 pub use prepare::{
-    align_disks, check_create_flags, check_revert_flags, check_transient_revert, check_undefine,
-    now, state_of,
+    align_disks, assign_external_names, check_create_flags, check_revert_flags,
+    check_transient_revert, check_undefine, external_name, now, state_of,
 };
 
 use crate::error::{Error, Result};

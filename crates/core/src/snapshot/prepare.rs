@@ -159,6 +159,72 @@ pub fn align_disks(
         .collect())
 }
 
+/// The overlay file libvirt names for an external snapshot `snap` of the
+/// image `source`: its extension replaced by (or, without one, the path
+/// followed by) `.snap`.
+pub fn external_name(source: &str, snap: &str) -> String {
+    let stem = match source.rfind('.') {
+        Some(dot) if !source[dot..].contains('/') => &source[..dot],
+        _ => source,
+    };
+    format!("{stem}.{snap}")
+}
+
+/// Fills in the file of each external disk of snapshot `snap` that names
+/// none, as libvirt's `virDomainSnapshotDefAssignExternalNames`; `disks`
+/// is aligned with the disks of `dom` ([`align_disks`]).
+///
+/// # Errors
+/// `VIR_ERR_CONFIG_UNSUPPORTED` for a disk without a source or with a
+/// block device source, and when two disks would share one file.
+pub fn assign_external_names(
+    disks: &mut [SnapshotDisk],
+    dom: &DomainDef,
+    snap: &str,
+) -> Result<()> {
+    for (disk, domdisk) in disks.iter_mut().zip(&dom.devices.disks) {
+        if disk.snapshot != Some(SnapshotLocation::External) || disk.source_file.is_some() {
+            continue;
+        }
+        let Some(source) = domdisk.source.as_ref().filter(|s| !s.path.is_empty()) else {
+            return Err(Error::ConfigUnsupported {
+                reason: format!(
+                    "cannot generate external snapshot name for disk '{}' without source",
+                    disk.name
+                ),
+            });
+        };
+        if domdisk.kind != crate::xml::DiskType::File {
+            return Err(Error::ConfigUnsupported {
+                reason: format!(
+                    "source for disk '{}' is not a regular file; refusing to generate \
+                     external snapshot name",
+                    disk.name
+                ),
+            });
+        }
+        disk.source_file = Some(external_name(&source.path, snap));
+    }
+    for (i, disk) in disks.iter().enumerate() {
+        let Some(file) = &disk.source_file else {
+            continue;
+        };
+        if let Some(other) = disks[..i]
+            .iter()
+            .find(|o| o.source_file.as_ref() == Some(file))
+        {
+            return Err(Error::ConfigUnsupported {
+                reason: format!(
+                    "cannot generate external snapshot name for disk '{}': collision with \
+                     disk '{}'",
+                    disk.name, other.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +289,28 @@ mod tests {
         assert!(check_undefine(false, 2, 0).is_err());
         check_undefine(false, 2, undefine::SNAPSHOTS_METADATA).expect("asked");
         check_undefine(true, 2, 0).expect("running keeps them");
+    }
+
+    #[test]
+    fn external_names_as_libvirt() {
+        assert_eq!(external_name("/img/a.qcow2", "s1"), "/img/a.s1");
+        assert_eq!(external_name("/img/a", "s1"), "/img/a.s1");
+        assert_eq!(external_name("/img.d/a", "s1"), "/img.d/a.s1");
+        let d = dom(
+            "<disk type='file' device='disk'><source file='/x/a.qcow2'/><target dev='vda'/></disk>\
+             <disk type='file' device='disk'><source file='/x/a.raw'/><target dev='vdb'/></disk>",
+        );
+        let mut disks = align_disks(&[], &d, SnapshotLocation::External).expect("aligned");
+        let e = assign_external_names(&mut disks, &d, "s").expect_err("collision");
+        assert!(
+            e.to_string()
+                .contains("disk 'vdb': collision with disk 'vda'"),
+            "{e}"
+        );
+        disks[1].source_file = Some("/y/b.s".into());
+        disks[0].source_file = None;
+        assign_external_names(&mut disks, &d, "s").expect("named");
+        assert_eq!(disks[0].source_file.as_deref(), Some("/x/a.s"));
+        assert_eq!(disks[1].source_file.as_deref(), Some("/y/b.s"));
     }
 }

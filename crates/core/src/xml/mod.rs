@@ -30,10 +30,10 @@ pub(crate) use write::escape;
 
 pub use blkiotune::{BlkioDevice, BlkioTune};
 pub use devices::{
-    Address, Audio, Bandwidth, BandwidthRate, BlockIoTune, CharDevice, CharSource, CharTarget,
-    Controller, DeviceDef, DeviceInfo, Devices, Disk, DiskDriver, DiskSource, DiskTarget, Graphics,
-    GraphicsListen, Input, Interface, InterfaceSource, Memballoon, Redirdev, Rng, Sound, Tpm,
-    Video, VideoModel, Watchdog, GROUP_AT, GROUP_NAME, IOTUNE_LIMITS,
+    Address, Audio, BackingStore, Bandwidth, BandwidthRate, BlockIoTune, CharDevice, CharSource,
+    CharTarget, Controller, DeviceDef, DeviceInfo, Devices, Disk, DiskDriver, DiskSource,
+    DiskTarget, Graphics, GraphicsListen, Input, Interface, InterfaceSource, Memballoon, Redirdev,
+    Rng, Sound, Tpm, Video, VideoModel, Watchdog, GROUP_AT, GROUP_NAME, IOTUNE_LIMITS,
 };
 pub use domain::{check_name, DomainDef, MaxMemory, Vcpu};
 pub use error::{Position, XmlError};

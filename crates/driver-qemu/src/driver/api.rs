@@ -36,9 +36,8 @@ use super::host_stats::{image_file_info, tap_stats};
 use super::power::PowerRequest;
 use super::registry::{Domain, StopIntent};
 use super::{abi, balloon_stats, parse_def, save, QemuDriver, StartMode, URI};
-use crate::command::disk_node;
 use crate::qmp::commands::{
-    MigrateSetParameters, QueryBalloon, QueryBlock, QueryBlockstats, QueryCpusFast,
+    is_disk, MigrateSetParameters, QueryBalloon, QueryBlock, QueryBlockstats, QueryCpusFast,
     QueryMigrateParameters, Stop, SystemReset,
 };
 use crate::spec::launch_spec;
@@ -141,11 +140,11 @@ impl Driver for QemuDriver {
                 return Ok(disks
                     .disks
                     .iter()
-                    .map(|d| disk_node(&d.target.dev))
-                    .collect());
+                    .map(|d| d.target.dev.clone())
+                    .collect::<Vec<_>>());
             }
             let d = disks.disk_for(disk)?;
-            Ok(vec![disk_node(&d.target.dev)])
+            Ok(vec![d.target.dev.clone()])
         })?;
         let entries = self
             .runtime(dom)?
@@ -154,11 +153,11 @@ impl Driver for QemuDriver {
             .await
             .map_err(|e| e.into_core(API))?;
         let mut sum = crate::qmp::commands::BlockDeviceStats::default();
-        for node in &nodes {
+        for target in &nodes {
             let s = entries
                 .iter()
-                .find(|e| e.node_name.as_deref() == Some(node.as_str()))
-                .ok_or_else(|| Error::internal(format!("QEMU has no statistics of {node}")))?
+                .find(|e| is_disk(e.qdev.as_deref(), e.node_name.as_deref(), target))
+                .ok_or_else(|| Error::internal(format!("QEMU has no statistics of {target}")))?
                 .stats;
             sum.rd_bytes += s.rd_bytes;
             sum.wr_bytes += s.wr_bytes;
@@ -189,7 +188,7 @@ impl Driver for QemuDriver {
 
     async fn block_info(&self, dom: &DomainRef, disk: &str) -> Result<BlockInfo> {
         const API: &str = "virDomainGetBlockInfo";
-        let (node, path, format, running) = self.read(|r| {
+        let (target, path, format, running) = self.read(|r| {
             let d = r.get(dom)?;
             let def = d.live.as_ref().map_or(&d.config, |l| &l.def);
             let found = def.devices.assigned_disk(disk)?;
@@ -206,7 +205,7 @@ impl Driver for QemuDriver {
                 .and_then(|drv| drv.format.clone())
                 .unwrap_or_else(|| "raw".into());
             Ok((
-                disk_node(&found.target.dev),
+                found.target.dev.clone(),
                 std::path::PathBuf::from(&source.path),
                 format,
                 d.live.is_some(),
@@ -224,9 +223,12 @@ impl Driver for QemuDriver {
             .await
             .map_err(|e| e.into_core(API))?
             .into_iter()
-            .filter_map(|b| b.inserted)
-            .find(|i| i.node_name.as_deref() == Some(node.as_str()))
-            .ok_or_else(|| Error::internal(format!("QEMU has no image of {node}")))?
+            .filter(|b| {
+                let node = b.inserted.as_ref().and_then(|i| i.node_name.as_deref());
+                is_disk(b.qdev.as_deref(), node, &target)
+            })
+            .find_map(|b| b.inserted)
+            .ok_or_else(|| Error::internal(format!("QEMU has no image of {target}")))?
             .image;
         Ok(BlockInfo {
             capacity: image.virtual_size,

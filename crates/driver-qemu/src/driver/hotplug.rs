@@ -245,7 +245,7 @@ impl QemuDriver {
 impl Shared {
     /// Applies `f` to the live definition of run `id` of `uuid` and
     /// rewrites its status file (the live XML a daemon restart reads).
-    fn edit_live(
+    pub(super) fn edit_live(
         &self,
         uuid: &Uuid,
         id: i32,

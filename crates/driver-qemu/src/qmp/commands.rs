@@ -189,8 +189,12 @@ impl Command for QueryBlockstats {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct BlockStatsEntry {
-    /// The top node (`drive-<target>` for the disks this driver attaches).
+    /// The top node (`drive-<target>` for the disks this driver attaches,
+    /// until an external snapshot puts an overlay on top).
     pub node_name: Option<String>,
+    /// The guest device: its qdev id or QOM path (see [`qdev_target`]).
+    #[serde(default)]
+    pub qdev: Option<String>,
     /// The counters.
     pub stats: BlockDeviceStats,
 }
@@ -230,8 +234,30 @@ impl Command for QueryBlock {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
 pub struct BlockEntry {
+    /// The guest device: its qdev id or QOM path (see [`qdev_target`]).
+    pub qdev: Option<String>,
     /// The medium, absent for an empty drive.
     pub inserted: Option<BlockInserted>,
+}
+
+/// The disk target (device id) in a `qdev` of `query-block` or
+/// `query-blockstats`: the id itself, or for virtio disks the QOM path of
+/// the proxy's backend (`/machine/peripheral/vda/virtio-backend`). Unlike
+/// the top node's name it stays the same when an external snapshot puts an
+/// overlay on top.
+pub fn qdev_target(qdev: &str) -> &str {
+    qdev.strip_prefix("/machine/peripheral/")
+        .and_then(|p| p.split('/').next())
+        .unwrap_or(qdev)
+}
+
+/// Whether a block backend with `qdev` and top node `node` belongs to the
+/// disk with target `target`.
+pub fn is_disk(qdev: Option<&str>, node: Option<&str>, target: &str) -> bool {
+    match qdev {
+        Some(q) if !q.is_empty() => qdev_target(q) == target,
+        _ => node == Some(crate::command::disk_node(target).as_str()),
+    }
 }
 
 /// The medium of a [`BlockEntry`].
@@ -947,6 +973,18 @@ impl Command for Pmemsave {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn disks_are_found_by_device_not_top_node() {
+        assert_eq!(qdev_target("/machine/peripheral/vda/virtio-backend"), "vda");
+        assert_eq!(qdev_target("sda"), "sda");
+        // After an external snapshot the top node is the overlay's.
+        let qdev = Some("/machine/peripheral/vda/virtio-backend");
+        assert!(is_disk(qdev, Some("snap0-1-vda"), "vda"));
+        assert!(!is_disk(qdev, Some("drive-vdb"), "vdb"));
+        assert!(is_disk(None, Some("drive-vdb"), "vdb"));
+        assert!(is_disk(Some(""), Some("drive-vdb"), "vdb"));
+    }
+
     use super::*;
 
     fn args<C: Command>(c: &C) -> String {

@@ -18,6 +18,33 @@ impl Command for BlockdevAdd {
     type Reply = Empty;
 }
 
+/// One action of a [`Transaction`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", content = "data", rename_all = "kebab-case")]
+pub enum TransactionAction {
+    /// `blockdev-snapshot`: `overlay` (a node without backing) goes on top
+    /// of `node`, which becomes its read-only backing.
+    BlockdevSnapshot {
+        /// The current top node of the disk.
+        node: String,
+        /// The new overlay's node.
+        overlay: String,
+    },
+}
+
+/// `transaction`: its actions all happen or none does (what libvirt's
+/// snapshots call atomic).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Transaction {
+    /// The actions, in order.
+    pub actions: Vec<TransactionAction>,
+}
+
+impl Command for Transaction {
+    const NAME: &'static str = "transaction";
+    type Reply = Empty;
+}
+
 /// `blockdev-del`: removes a block node nothing uses any more.
 #[derive(Debug, Clone, Serialize)]
 pub struct BlockdevDel {
@@ -155,5 +182,20 @@ mod tests {
         })
         .expect("json");
         assert_eq!(add, serde_json::json!({"node-name": "drive-vdb"}));
+    }
+
+    #[test]
+    fn transactions_as_qemu_reads_them() {
+        let t = Transaction {
+            actions: vec![TransactionAction::BlockdevSnapshot {
+                node: "drive-vda".into(),
+                overlay: "snap-vda-1".into(),
+            }],
+        };
+        assert_eq!(
+            serde_json::to_value(&t).expect("json"),
+            serde_json::json!({"actions": [{"type": "blockdev-snapshot",
+                "data": {"node": "drive-vda", "overlay": "snap-vda-1"}}]})
+        );
     }
 }

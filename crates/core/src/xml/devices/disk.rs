@@ -19,8 +19,12 @@ pub struct Disk {
     pub driver: Option<DiskDriver>,
     /// `<source>`: absent for an empty CD-ROM.
     pub source: Option<DiskSource>,
-    /// An empty `<backingStore/>` (libvirt writes it for a disk without a backing chain).
+    /// An empty `<backingStore/>` ending the chain (libvirt writes it
+    /// below the last image it knows of).
     pub backing_store: bool,
+    /// The images below `source`, top first (`<backingStore>` nested in
+    /// `<backingStore>`): what an external snapshot leaves underneath.
+    pub backing: Vec<BackingStore>,
     /// `<target dev=… bus=…/>`.
     pub target: DiskTarget,
     /// `<iotune>`: I/O throttling.
@@ -65,6 +69,93 @@ pub struct DiskSource {
     pub startup_policy: Option<String>,
 }
 
+/// One image of a disk's backing chain:
+/// `<backingStore type='file' index='1'><format type='qcow2'/><source file='…'/>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackingStore {
+    /// `type`: file or block.
+    pub kind: DiskType,
+    /// `<format type=…>`: the image's format.
+    pub format: Option<String>,
+    /// `<source file=…>` (or `dev=…`).
+    pub path: String,
+    /// `index`: libvirt's chain index, live XML only.
+    pub index: Option<u32>,
+}
+
+/// The attribute of `<source>` naming the image of a `kind` disk.
+fn path_attr(kind: DiskType) -> &'static str {
+    match kind {
+        DiskType::File => "file",
+        DiskType::Block => "dev",
+    }
+}
+
+/// Reads a `<backingStore>` element: an empty one ends the chain (`Ok(false)`
+/// with nothing pushed), a full one pushes its image and its own backing
+/// onto `chain`. Returns whether the chain ends in an empty element.
+fn parse_backing(mut node: Node<'_>, chain: &mut Vec<BackingStore>) -> Result<bool> {
+    let kind = node.attr_parse::<DiskType>("type")?;
+    let index = node.attr_parse::<u32>("index")?;
+    let Some(kind) = kind else {
+        // `<backingStore/>`: the end of the chain.
+        node.leaf(|_| Ok(()))?;
+        return Ok(true);
+    };
+    let (mut format, mut source, mut below) = (None, None, None);
+    for c in node.children() {
+        match c.name() {
+            "format" => once(&mut format, c, |c| c.leaf(|c| c.req_attr("type")))?,
+            "source" => once(&mut source, c, |c| {
+                c.leaf(|c| {
+                    let attr = path_attr(kind);
+                    c.req_attr(attr)
+                })
+            })?,
+            "backingStore" => once(&mut below, c, |c| {
+                let mut rest = Vec::new();
+                let ends = parse_backing(c, &mut rest)?;
+                Ok((rest, ends))
+            })?,
+            _ => return Err(c.unsupported()),
+        }
+    }
+    let path = source.ok_or_else(|| XmlError::MissingElement {
+        path: format!("{}/source", node.path()),
+    })?;
+    node.finish()?;
+    chain.push(BackingStore {
+        kind,
+        format,
+        path,
+        index,
+    });
+    let (rest, ends) = below.unwrap_or_default();
+    chain.extend(rest);
+    Ok(ends)
+}
+
+/// Writes `chain` as nested `<backingStore>` elements, the innermost one
+/// holding an empty `<backingStore/>` when `ends`.
+fn format_backing(w: &mut Writer, chain: &[BackingStore], ends: bool, opts: &FormatOptions) {
+    let Some((first, rest)) = chain.split_first() else {
+        if ends && !opts.inactive {
+            w.empty("backingStore", &[]);
+        }
+        return;
+    };
+    let index = if opts.inactive { None } else { first.index };
+    w.elem(
+        "backingStore",
+        &[("type", &first.kind), ("index", &index)],
+        |w| {
+            w.empty("format", &[("type", &first.format)]);
+            w.empty("source", &[(path_attr(first.kind), &first.path)]);
+            format_backing(w, rest, ends, opts);
+        },
+    );
+}
+
 /// `<target dev=… bus=…/>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskTarget {
@@ -86,10 +177,7 @@ impl Disk {
         let device = node
             .attr_parse::<DiskDevice>("device")?
             .unwrap_or(DiskDevice::Disk);
-        let source_attr = match kind {
-            DiskType::File => "file",
-            DiskType::Block => "dev",
-        };
+        let source_attr = path_attr(kind);
         let mut info = DeviceInfo::default();
         let (mut driver, mut source, mut backing, mut target) = (None, None, None, None);
         let (mut readonly, mut shareable, mut serial, mut boot) = (None, None, None, None);
@@ -126,7 +214,11 @@ impl Disk {
                         })
                     })
                 })?,
-                "backingStore" => once(&mut backing, c, |c| c.leaf(|_| Ok(())))?,
+                "backingStore" => once(&mut backing, c, |c| {
+                    let mut chain = Vec::new();
+                    let ends = parse_backing(c, &mut chain)?;
+                    Ok((chain, ends))
+                })?,
                 "target" => once(&mut target, c, |c| {
                     c.leaf(|c| {
                         Ok(DiskTarget {
@@ -154,7 +246,8 @@ impl Disk {
             device,
             driver,
             source,
-            backing_store: backing.is_some(),
+            backing_store: backing.as_ref().is_some_and(|(_, ends)| *ends),
+            backing: backing.map(|(chain, _)| chain).unwrap_or_default(),
             target,
             iotune: iotune.unwrap_or_default(),
             readonly: readonly.is_some(),
@@ -184,24 +277,18 @@ impl Disk {
                     );
                 }
                 if let Some(s) = &self.source {
-                    let path_attr = match self.kind {
-                        DiskType::File => "file",
-                        DiskType::Block => "dev",
-                    };
                     // The chain index is assigned when the guest starts.
                     let index = if opts.inactive { None } else { s.index };
                     w.empty(
                         "source",
                         &[
-                            (path_attr, &s.path),
+                            (path_attr(self.kind), &s.path),
                             ("index", &index),
                             ("startupPolicy", &s.startup_policy),
                         ],
                     );
                 }
-                if self.backing_store && !opts.inactive {
-                    w.empty("backingStore", &[]);
-                }
+                format_backing(w, &self.backing, self.backing_store, opts);
                 let t = &self.target;
                 w.empty(
                     "target",
@@ -226,5 +313,51 @@ impl Disk {
                 self.info.format(w, opts);
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::xml::{DomainDef, FormatOptions};
+
+    const CHAIN: &str = "<domain type='qemu'><name>vm</name><memory unit='MiB'>4</memory>\
+         <os><type>hvm</type></os><devices>\
+         <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>\
+         <source file='/img/a.snap2' index='3'/>\
+         <backingStore type='file' index='2'><format type='qcow2'/><source file='/img/a.snap1'/>\
+         <backingStore type='file' index='1'><format type='raw'/><source file='/img/a.img'/>\
+         <backingStore/></backingStore></backingStore>\
+         <target dev='vda' bus='virtio'/></disk></devices></domain>";
+
+    #[test]
+    fn backing_chains_round_trip() {
+        let def = DomainDef::parse(CHAIN).expect("chain");
+        let disk = &def.devices.disks[0];
+        let paths: Vec<_> = disk.backing.iter().map(|b| b.path.as_str()).collect();
+        assert_eq!(paths, ["/img/a.snap1", "/img/a.img"]);
+        assert_eq!(disk.backing[1].format.as_deref(), Some("raw"));
+        assert_eq!(disk.backing[0].index, Some(2));
+        assert!(disk.backing_store, "the chain ends in <backingStore/>");
+        let live = def.format(&FormatOptions::default());
+        assert_eq!(DomainDef::parse(&live).expect("again"), def);
+        assert!(
+            live.contains("<backingStore type='file' index='2'>"),
+            "{live}"
+        );
+        let inactive = def.format(&FormatOptions {
+            inactive: true,
+            ..FormatOptions::default()
+        });
+        assert!(!inactive.contains("index="), "{inactive}");
+        assert!(
+            inactive.contains("<source file='/img/a.img'/>"),
+            "{inactive}"
+        );
+    }
+
+    #[test]
+    fn a_backing_store_without_source_is_refused() {
+        let bad = CHAIN.replace("<source file='/img/a.snap1'/>", "");
+        assert!(DomainDef::parse(&bad).is_err());
     }
 }

@@ -18,7 +18,7 @@ pub use address::{Address, DeviceInfo};
 pub use bandwidth::{Bandwidth, BandwidthRate};
 pub use chardev::{CharDevice, CharSource, CharTarget};
 pub use controller::Controller;
-pub use disk::{Disk, DiskDriver, DiskSource, DiskTarget};
+pub use disk::{BackingStore, Disk, DiskDriver, DiskSource, DiskTarget};
 pub use display::{Graphics, GraphicsListen, Input, Video, VideoModel};
 pub use iotune::{BlockIoTune, GROUP_AT, GROUP_NAME, IOTUNE_LIMITS};
 pub use misc::{Audio, Memballoon, Redirdev, Rng, Sound, Tpm, Watchdog};

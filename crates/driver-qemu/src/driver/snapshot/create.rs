@@ -9,7 +9,9 @@ use migrated_core::domain::{
 };
 use migrated_core::flags::snapshot::create;
 use migrated_core::job::Abort;
-use migrated_core::snapshot::{align_disks, check_create_flags, now, state_of};
+use migrated_core::snapshot::{
+    align_disks, assign_external_names, check_create_flags, now, state_of,
+};
 use migrated_core::typed_params::job_stats::operation;
 use migrated_core::xml::{DomainDef, SnapshotDef, SnapshotLocation, SnapshotParse, SnapshotState};
 use migrated_core::{Error, Result};
@@ -17,7 +19,7 @@ use tracing::{info, warn};
 
 use super::super::registry::{Runtime, StopIntent};
 use super::super::QemuDriver;
-use super::{images, internal_disks, nodes, qemu_img, qmp_job};
+use super::{images, internal_disks, live_nodes, qemu_img, qmp_job};
 use crate::qmp::commands::SnapshotSave;
 
 const OP: &str = "virDomainSnapshotCreateXML";
@@ -40,7 +42,7 @@ fn check_name(name: &str) -> Result<()> {
 
 /// Completes a new snapshot's memory and disk choices for a domain `dom`
 /// that runs (`active`) or not, and refuses what libvirt 9.0 refuses or
-/// this driver cannot do honestly (external snapshots).
+/// this driver cannot do honestly (external memory snapshots).
 fn plan(def: &mut SnapshotDef, dom: &DomainDef, active: bool, flags: u32) -> Result<()> {
     let disk_only = flags & create::DISK_ONLY != 0;
     if flags & create::LIVE != 0
@@ -142,10 +144,10 @@ fn plan(def: &mut SnapshotDef, dom: &DomainDef, active: bool, flags: u32) -> Res
             reason: "internal snapshot of a running VM must include the memory state".into(),
         });
     }
-    if external || memory == SnapshotLocation::External {
+    if memory == SnapshotLocation::External {
         return Err(Error::OperationUnsupported {
-            reason: "external snapshots (disk-only, --diskspec, --memspec) are not supported \
-                     by this driver; take an internal snapshot of qcow2 disks"
+            reason: "external memory snapshots (--memspec) are not supported by this driver; \
+                     take a disk-only snapshot or an internal one"
                 .into(),
         });
     }
@@ -255,8 +257,13 @@ impl QemuDriver {
             ));
         }
         plan(&mut def, &subject.def, subject.live.is_some(), flags)?;
+        let external = def.is_external();
+        if external {
+            assign_external_names(&mut def.disks, &subject.def, &def.name)?;
+        }
         let disks = internal_disks(&def, &subject.def);
         def.state = match &subject.live {
+            _ if flags & create::DISK_ONLY != 0 => SnapshotState::DiskSnapshot,
             Some((_, _, state)) => state_of(state.state),
             None => SnapshotState::Shutoff,
         };
@@ -265,6 +272,11 @@ impl QemuDriver {
         def.domain = Some(recorded);
         let name = def.name.clone();
         match &subject.live {
+            _ if external => {
+                let live = subject.live.as_ref().map(|(rt, id, _)| (rt.as_ref(), *id));
+                self.take_external(dom, live, &subject.def, &mut def, flags)
+                    .await?
+            }
             Some((runtime, id, state)) => {
                 self.save_running(dom, runtime, *id, *state, &def, flags)
                     .await?
@@ -298,7 +310,7 @@ impl QemuDriver {
         let Some(domain) = def.domain.as_ref() else {
             return Err(Error::internal("snapshot without its domain definition"));
         };
-        let devices = nodes(&internal_disks(def, domain));
+        let devices = live_nodes(&qmp, &internal_disks(def, domain), OP).await?;
         let Some(vmstate) = devices.first().cloned() else {
             return Err(Error::internal("no disk to hold the snapshot's memory"));
         };
@@ -341,28 +353,10 @@ impl QemuDriver {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_domain;
     use super::*;
     use migrated_core::error::ErrorCode;
     use migrated_core::xml::SnapshotDisk;
-
-    fn dom(formats: &[&str]) -> DomainDef {
-        let disks: String = formats
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                format!(
-                    "<disk type='file' device='disk'><driver name='qemu' type='{f}'/>\
-                     <source file='/img/{i}.{f}'/><target dev='vd{}'/></disk>",
-                    char::from(b'a' + u8::try_from(i).expect("few disks"))
-                )
-            })
-            .collect();
-        DomainDef::parse(&format!(
-            "<domain type='qemu'><name>vm</name><memory unit='MiB'>4</memory>\
-             <os><type>hvm</type></os><devices>{disks}</devices></domain>"
-        ))
-        .expect("domain")
-    }
 
     fn snap(xml: &str) -> SnapshotDef {
         SnapshotDef::parse(xml, SnapshotParse::default(), 1).expect("snapshot")
@@ -376,7 +370,7 @@ mod tests {
 
     #[test]
     fn qcow2_domains_get_full_internal_snapshots() {
-        let d = dom(&["qcow2", "qcow2"]);
+        let d = test_domain(&["qcow2", "qcow2"]);
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");
         plan(&mut s, &d, true, 0).expect("running");
         assert_eq!(s.memory.snapshot, Some(SnapshotLocation::Internal));
@@ -391,7 +385,7 @@ mod tests {
 
     #[test]
     fn libvirt_refusals() {
-        let raw = dom(&["qcow2", "raw"]);
+        let raw = test_domain(&["qcow2", "raw"]);
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");
         let e = plan(&mut s, &raw, true, 0).expect_err("raw disk");
         assert_eq!(e.code(), ErrorCode::ConfigUnsupported);
@@ -401,7 +395,7 @@ mod tests {
             "{e}"
         );
 
-        let d = dom(&["qcow2", "qcow2"]);
+        let d = test_domain(&["qcow2", "qcow2"]);
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");
         s.disks = vec![SnapshotDisk {
             name: "vdb".into(),
@@ -411,11 +405,22 @@ mod tests {
         assert!(refusal(&mut s, &d, true, 0).contains("require all disks"));
 
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");
-        let e = refusal(&mut s, &d, true, create::DISK_ONLY);
-        assert!(
-            e.contains("external snapshots") || e.contains("require external"),
-            "{e}"
+        plan(&mut s, &d, true, create::DISK_ONLY).expect("disk-only is external");
+        assert!(s
+            .disks
+            .iter()
+            .all(|d| d.snapshot == Some(SnapshotLocation::External)));
+        let mut s = snap(
+            "<domainsnapshot><name>s</name><disks><disk name='vda' snapshot='internal'/>\
+             </disks></domainsnapshot>",
         );
+        let e = refusal(&mut s, &d, true, create::DISK_ONLY);
+        assert!(e.contains("require external disk snapshots"), "{e}");
+        let mut s = snap(
+            "<domainsnapshot><name>s</name><memory snapshot='external' file='/m'/>\
+             </domainsnapshot>",
+        );
+        assert!(refusal(&mut s, &d, true, 0).contains("--memspec"));
 
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");
         assert!(refusal(&mut s, &d, true, create::LIVE).contains("live snapshot creation"));
@@ -424,7 +429,7 @@ mod tests {
             snap("<domainsnapshot><name>s</name><memory snapshot='internal'/></domainsnapshot>");
         assert!(refusal(&mut s, &d, false, 0).contains("memory state cannot be saved"));
 
-        let none = dom(&[]);
+        let none = test_domain(&[]);
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");
         assert!(refusal(&mut s, &none, false, 0).contains("nothing selected"));
         let mut s = snap("<domainsnapshot><name>s</name></domainsnapshot>");

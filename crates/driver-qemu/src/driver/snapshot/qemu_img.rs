@@ -1,6 +1,8 @@
-//! Internal snapshots of the disks of a shut-off guest: `qemu-img snapshot`
-//! on each qcow2 image, as libvirt's `qemuDomainSnapshotForEachQcow2`.
+//! The images of a shut-off guest: internal snapshots with `qemu-img
+//! snapshot` on each qcow2 image (libvirt's `qemuDomainSnapshotForEachQcow2`),
+//! external ones with `qemu-img create -b`.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,18 +36,54 @@ impl Op {
 /// Runs `qemu-img snapshot <op> <tag> <image>`.
 ///
 /// # Errors
+/// As [`qemu_img`].
+pub(super) async fn run(op: Op, tag: &str, image: &Path) -> Result<()> {
+    let args = [
+        OsStr::new("snapshot"),
+        OsStr::new(op.flag()),
+        OsStr::new(tag),
+        image.as_os_str(),
+    ];
+    qemu_img(&args).await
+}
+
+/// Creates the qcow2 `overlay` on top of `base` (whose format is
+/// `base_format`): `qemu-img create -f qcow2 -F <fmt> -b <base> <overlay>`,
+/// as libvirt creates the files of an external snapshot of a shut-off guest.
+///
+/// # Errors
+/// As [`qemu_img`].
+pub(super) async fn create_overlay(overlay: &Path, base: &Path, base_format: &str) -> Result<()> {
+    let args = [
+        OsStr::new("create"),
+        OsStr::new("-q"),
+        OsStr::new("-f"),
+        OsStr::new("qcow2"),
+        OsStr::new("-F"),
+        OsStr::new(base_format),
+        OsStr::new("-b"),
+        base.as_os_str(),
+        overlay.as_os_str(),
+    ];
+    qemu_img(&args).await
+}
+
+/// Runs `qemu-img <args>`.
+///
+/// # Errors
 /// `VIR_ERR_INTERNAL_ERROR` with libvirt's "Child process (…) unexpected
 /// exit status" wording and qemu-img's message; a system error when it
 /// cannot run.
-pub(super) async fn run(op: Op, tag: &str, image: &Path) -> Result<()> {
+async fn qemu_img(args: &[&OsStr]) -> Result<()> {
     let mut cmd = tokio::process::Command::new("qemu-img");
-    cmd.arg("snapshot")
-        .arg(op.flag())
-        .arg(tag)
-        .arg(image)
+    cmd.args(args)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
-    let shown = format!("qemu-img snapshot {} {tag} {}", op.flag(), image.display());
+    let shown = std::iter::once(OsStr::new("qemu-img"))
+        .chain(args.iter().copied())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
     let out = tokio::time::timeout(QEMU_IMG_TIMEOUT, cmd.output())
         .await
         .map_err(|_| {

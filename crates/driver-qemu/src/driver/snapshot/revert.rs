@@ -32,7 +32,7 @@ use tracing::info;
 
 use super::super::registry::{Domain, Runtime, StopIntent};
 use super::super::{QemuDriver, StartMode};
-use super::{images, internal_disks, nodes, qemu_img, qmp_job};
+use super::{images, internal_disks, live_nodes, qemu_img, qmp_job};
 use crate::qmp::commands::{Cont, SnapshotLoad};
 
 const OP: &str = "virDomainRevertToSnapshot";
@@ -333,7 +333,7 @@ async fn load(
     snap: &SnapshotDef,
     disks: &[(String, std::path::PathBuf)],
 ) -> Result<()> {
-    let devices = nodes(disks);
+    let devices = live_nodes(qmp, disks, "virDomainRevertToSnapshot").await?;
     let Some(vmstate) = devices.first().cloned() else {
         return Err(Error::internal(format!(
             "snapshot '{}' has no disk holding its memory",
