@@ -572,6 +572,26 @@ fn qemu_virsh_lifecycle() {
         "{inactive}"
     );
     assert_eq!(qemu_pids(&uuid), vec![pid], "setmem keeps the QEMU process");
+    // The guest's own memory statistics: QEMU's balloon polls at the period
+    // asked (read back from QEMU), the definitions keep it, and dommemstat
+    // still answers while the guest (no balloon driver) never reports.
+    hosts.virsh_ok(&uri, &["dommemstat", name, "--period", "3", "--live"]);
+    hosts.virsh_ok(&uri, &["dommemstat", name, "--period", "4", "--config"]);
+    let polled = hosts.virsh_ok(
+        &uri,
+        &[
+            "qemu-monitor-command",
+            name,
+            r#"{"execute":"qom-get","arguments":{"path":"/machine/peripheral/balloon0","property":"guest-stats-polling-interval"}}"#,
+        ],
+    );
+    assert!(polled.contains(r#""return":3"#), "{polled}");
+    let live = hosts.virsh_ok(&uri, &["dumpxml", name]);
+    assert!(live.contains("<stats period='3'/>"), "{live}");
+    let inactive = hosts.virsh_ok(&uri, &["dumpxml", "--inactive", name]);
+    assert!(inactive.contains("<stats period='4'/>"), "{inactive}");
+    let mem = hosts.virsh_ok(&uri, &["dommemstat", name]);
+    assert!(mem.contains("actual ") && mem.contains("rss "), "{mem}");
 
     // A title on the running guest, read back by a second client.
     hosts.virsh_ok(&uri, &["desc", name, "--title", "qemu guest"]);
