@@ -10,7 +10,7 @@ mod qemu_support;
 
 use std::time::Duration;
 
-use migrated_tests::clients::{stderr_of, stdout_of};
+use migrated_tests::clients::{stderr_of, stdout_of, PYTHON_EVENT_LOOP};
 use migrated_tests::{python, require_python_libvirt, VirshEvents};
 use qemu_support::{domstate, virsh_err, QemuHosts};
 
@@ -20,16 +20,10 @@ const SMALL_MIB: u32 = 64;
 /// python3 `libvirt_qemu` (argv: URI, name): a QMP and an HMP command, then
 /// a RESUME registration that sees the resume of the paused guest; a
 /// second deregistration is refused by the client library (code 8).
+/// Follows [`PYTHON_EVENT_LOOP`].
 const LIBVIRT_QEMU: &str = r#"
-import json, sys, threading, time
-import libvirt, libvirt_qemu
-
+import json, libvirt_qemu
 URI, NAME = sys.argv[1], sys.argv[2]
-libvirt.virEventRegisterDefaultImpl()
-def loop():
-    while True:
-        libvirt.virEventRunDefaultImpl()
-threading.Thread(target=loop, daemon=True).start()
 
 conn = libvirt.open(URI)
 dom = conn.lookupByName(NAME)
@@ -213,7 +207,7 @@ fn qemu_monitor_and_agent_commands_as_libvirt() {
 
     if require_python_libvirt().is_some() {
         let out = python(&format!(
-            "import sys; sys.argv = ['qemu', '{uri}', '{name}']\n{LIBVIRT_QEMU}"
+            "{PYTHON_EVENT_LOOP}sys.argv = ['qemu', '{uri}', '{name}']\n{LIBVIRT_QEMU}"
         ));
         let text = stdout_of(&out);
         assert!(out.status.success(), "{text}{}", stderr_of(&out));

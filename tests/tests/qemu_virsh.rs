@@ -10,7 +10,7 @@ mod qemu_support;
 
 use std::time::Duration;
 
-use migrated_tests::clients::{stderr_of, stdout_of};
+use migrated_tests::clients::{stderr_of, stdout_of, PYTHON_EVENT_LOOP};
 use migrated_tests::{python, require_python_libvirt, virsh, wait_until, VirshEvents};
 use qemu_support::{
     counter, counter_above, domstate, dump_into_fifo, dump_job_running, pid_gone, qemu_cmdline,
@@ -107,16 +107,9 @@ except libvirt.libvirtError as e:
 
 /// python3-libvirt (argv: URI, name): a console session open while the
 /// guest is destroyed sees the end of its data, and finishes.
+/// Follows [`PYTHON_EVENT_LOOP`].
 const CONSOLE_END: &str = r#"
-import sys, threading, time
-import libvirt
-
 URI, NAME = sys.argv[1], sys.argv[2]
-libvirt.virEventRegisterDefaultImpl()
-def loop():
-    while True:
-        libvirt.virEventRunDefaultImpl()
-threading.Thread(target=loop, daemon=True).start()
 
 conn = libvirt.open(URI)
 dom = conn.lookupByName(NAME)
@@ -606,7 +599,7 @@ fn qemu_virsh_lifecycle() {
     // Destroyed under an open console: its stream ends (end of data).
     if require_python_libvirt().is_some() {
         let out = python(&format!(
-            "import sys; sys.argv = ['console', '{uri}', '{name}']\n{CONSOLE_END}"
+            "{PYTHON_EVENT_LOOP}sys.argv = ['console', '{uri}', '{name}']\n{CONSOLE_END}"
         ));
         let text = stdout_of(&out);
         assert!(out.status.success(), "{text}{}", stderr_of(&out));

@@ -60,13 +60,23 @@ pub const GET_HOSTNAME_AGENT: u32 = 1 << 1;
 /// (clients set it on every parameter query).
 pub const TYPED_PARAM_STRING_OKAY: u32 = 1 << 2;
 
+/// The libvirt API of `virsh dommemstat --period`.
+pub const SET_MEMORY_STATS_PERIOD: &str = "virDomainSetMemoryStatsPeriod";
+
 /// The `<memballoon><stats period=…/>` that `virDomainSetMemoryStatsPeriod`
-/// sets: `None` for 0 (libvirt writes no `<stats>` then).
+/// sets: `None` for 0 (libvirt writes no `<stats>` then), after the checks
+/// both drivers make first.
 ///
 /// # Errors
-/// `VIR_ERR_INVALID_ARG` for a negative period, libvirt's QEMU driver's
-/// "invalid value for collection period".
-pub fn memory_stats_period(period: i32) -> Result<Option<u32>> {
+/// `VIR_ERR_INVALID_ARG` for flags other than `VIR_DOMAIN_AFFECT_*` and for
+/// a negative period (libvirt's QEMU driver's "invalid value for collection
+/// period").
+pub fn memory_stats_period(period: i32, flags: u32) -> Result<Option<u32>> {
+    crate::flags::check_flags(
+        SET_MEMORY_STATS_PERIOD,
+        u64::from(flags),
+        u64::from(crate::flags::affect::LIVE | crate::flags::affect::CONFIG),
+    )?;
     let period = u32::try_from(period).map_err(|_| Error::InvalidValue {
         reason: "invalid value for collection period".into(),
     })?;

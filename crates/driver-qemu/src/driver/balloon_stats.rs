@@ -9,8 +9,8 @@
 //! given, as libvirt gives them.
 
 use migrated_core::domain::{memory_stat, DomainRef, MemoryStat};
-use migrated_core::flags::{affect, check_flags};
-use migrated_core::tune::memory_stats_period;
+use migrated_core::flags::affect;
+use migrated_core::tune::{memory_stats_period, SET_MEMORY_STATS_PERIOD as OP};
 use migrated_core::xml::DomainDef;
 use migrated_core::{Error, Result};
 use serde_json::Value;
@@ -20,8 +20,6 @@ use super::{status_of, QemuDriver};
 use crate::qmp::commands::{QomGet, QomSet};
 use crate::qmp::Qmp;
 use crate::spec::has_balloon;
-
-const OP: &str = "virDomainSetMemoryStatsPeriod";
 
 /// The balloon device's QOM path (its `-device` id is `balloon0`).
 const BALLOON_PATH: &str = "/machine/peripheral/balloon0";
@@ -130,12 +128,7 @@ impl QemuDriver {
         period: i32,
         flags: u32,
     ) -> Result<()> {
-        check_flags(
-            OP,
-            u64::from(flags),
-            u64::from(affect::LIVE | affect::CONFIG),
-        )?;
-        let period = memory_stats_period(period)?;
+        let period = memory_stats_period(period, flags)?;
         let job = self.job(dom)?;
         let _job = job
             .acquire("remoteDispatchDomainSetMemoryStatsPeriod")

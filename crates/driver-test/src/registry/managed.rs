@@ -7,7 +7,7 @@
 
 use migrated_core::domain::{event_detail, shutoff_reason, DomainRef, DomainState, LifecycleEvent};
 use migrated_core::flags::{self, affect, check_flags, memory, save};
-use migrated_core::tune::memory_stats_period;
+use migrated_core::tune::{memory_stats_period, SET_MEMORY_STATS_PERIOD};
 use migrated_core::{Error, Result};
 
 use super::Registry;
@@ -132,14 +132,8 @@ impl Registry {
         period: i32,
         flags: u32,
     ) -> Result<()> {
-        const OP: &str = "virDomainSetMemoryStatsPeriod";
-        check_flags(
-            OP,
-            u64::from(flags),
-            u64::from(affect::LIVE | affect::CONFIG),
-        )?;
-        let period = memory_stats_period(period)?;
-        self.change_one_def(dom, OP, flags, |def, _| {
+        let period = memory_stats_period(period, flags)?;
+        self.change_one_def(dom, SET_MEMORY_STATS_PERIOD, flags, |def, _| {
             let balloon = def.devices.balloon_mut().ok_or_else(|| {
                 Error::internal(
                     "No memory balloon device configured, can not set the collection period",
